@@ -1,0 +1,461 @@
+// Package proto holds the JSON-RPC 2.0 envelope, the REST bodies and the byte-level
+// helpers the gateway and the upstream side share.
+//
+// Messages are never decoded whole on hot paths: a small scanner finds the byte spans of
+// the top-level members the gateway needs (id, method, params, params.subscription, ...)
+// and skips every other value without building it. Splicing those spans keeps every other
+// byte of a message as the sender wrote it, including ids that float64 would corrupt.
+package proto
+
+import (
+	"encoding/json"
+	"errors"
+)
+
+// MaxDepth is the deepest nesting the scanner accepts, the same as encoding/json's.
+const MaxDepth = 10000
+
+// ErrSyntax is returned for input that is not valid JSON.
+var ErrSyntax = errors.New("invalid JSON")
+
+// ErrDepth is returned for input nested deeper than MaxDepth.
+var ErrDepth = errors.New("JSON nested too deeply")
+
+// Span is the byte range [Start, End) of a JSON value inside a message.
+// The zero Span (End == 0) means the member was absent.
+type Span struct {
+	Start, End int
+}
+
+// Present reports whether the member was found.
+func (s Span) Present() bool { return s.End > s.Start }
+
+// Bytes returns the span's bytes within b.
+func (s Span) Bytes(b []byte) []byte { return b[s.Start:s.End] }
+
+// Message holds the spans of the top-level JSON-RPC members of one object.
+// Spans cover the raw JSON value (a string span includes its quotes).
+type Message struct {
+	ID, Method, Params, Result, Error Span
+	// Subscription is params.subscription, set when params is an object holding it
+	// (an eth_subscription notification).
+	Subscription Span
+}
+
+// Reset clears m for reuse.
+func (m *Message) Reset() { *m = Message{} }
+
+// IsWS reports whether c is JSON whitespace.
+func isWS(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
+
+// SkipWS returns the index of the first non-whitespace byte at or after i.
+func SkipWS(b []byte, i int) int {
+	for i < len(b) && isWS(b[i]) {
+		i++
+	}
+	return i
+}
+
+// FirstByte returns the first non-whitespace byte of b, or 0 when there is none.
+// It tells an object ('{') from a batch ('[') without scanning further.
+func FirstByte(b []byte) byte {
+	i := SkipWS(b, 0)
+	if i < len(b) {
+		return b[i]
+	}
+	return 0
+}
+
+// Valid reports whether b is exactly one JSON value, surrounded only by whitespace.
+func Valid(b []byte) bool {
+	i := SkipWS(b, 0)
+	end, err := SkipValue(b, i)
+	if err != nil {
+		return false
+	}
+	return SkipWS(b, end) == len(b)
+}
+
+// SkipValue validates the JSON value starting at b[i] (no leading whitespace) and
+// returns the index just past it. It never allocates and never recurses deeper than MaxDepth.
+func SkipValue(b []byte, i int) (int, error) {
+	return skipValue(b, i, 0)
+}
+
+func skipValue(b []byte, i, depth int) (int, error) {
+	if i >= len(b) {
+		return i, ErrSyntax
+	}
+	switch c := b[i]; {
+	case c == '"':
+		return skipString(b, i)
+	case c == '{':
+		if depth >= MaxDepth {
+			return i, ErrDepth
+		}
+		return skipObject(b, i, depth+1)
+	case c == '[':
+		if depth >= MaxDepth {
+			return i, ErrDepth
+		}
+		return skipArray(b, i, depth+1)
+	case c == 't':
+		return skipLiteral(b, i, "true")
+	case c == 'f':
+		return skipLiteral(b, i, "false")
+	case c == 'n':
+		return skipLiteral(b, i, "null")
+	case c == '-' || (c >= '0' && c <= '9'):
+		return skipNumber(b, i)
+	}
+	return i, ErrSyntax
+}
+
+func skipLiteral(b []byte, i int, lit string) (int, error) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return i, ErrSyntax
+	}
+	return i + len(lit), nil
+}
+
+// skipNumber follows the JSON number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func skipNumber(b []byte, i int) (int, error) {
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return i, ErrSyntax
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		start := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return i, ErrSyntax
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		start := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return i, ErrSyntax
+		}
+	}
+	return i, nil
+}
+
+func isHex(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+}
+
+// skipString returns the index past the closing quote of the string starting at b[i].
+func skipString(b []byte, i int) (int, error) {
+	end, _, err := scanString(b, i)
+	return end, err
+}
+
+// scanString is skipString that also reports whether the string holds escapes.
+func scanString(b []byte, i int) (end int, escaped bool, err error) {
+	i++ // opening quote
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case c == '"':
+			return i + 1, escaped, nil
+		case c == '\\':
+			escaped = true
+			if i+1 >= len(b) {
+				return i, escaped, ErrSyntax
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
+					return i, escaped, ErrSyntax
+				}
+				i += 6
+			default:
+				return i, escaped, ErrSyntax
+			}
+		case c < 0x20:
+			return i, escaped, ErrSyntax
+		default:
+			i++
+		}
+	}
+	return i, escaped, ErrSyntax
+}
+
+func skipArray(b []byte, i, depth int) (int, error) {
+	i = SkipWS(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, nil
+	}
+	for {
+		var err error
+		if i, err = skipValue(b, i, depth); err != nil {
+			return i, err
+		}
+		i = SkipWS(b, i)
+		if i >= len(b) {
+			return i, ErrSyntax
+		}
+		switch b[i] {
+		case ',':
+			i = SkipWS(b, i+1)
+		case ']':
+			return i + 1, nil
+		default:
+			return i, ErrSyntax
+		}
+	}
+}
+
+func skipObject(b []byte, i, depth int) (int, error) {
+	var it ObjectIter
+	it.b, it.i, it.depth = b, i, depth
+	it.i = SkipWS(b, i+1)
+	for {
+		_, _, ok, err := it.Next()
+		if err != nil {
+			return it.i, err
+		}
+		if !ok {
+			return it.i, nil
+		}
+	}
+}
+
+// ObjectIter walks the members of one JSON object without allocating.
+type ObjectIter struct {
+	b     []byte
+	i     int
+	depth int
+	done  bool
+}
+
+// NewObjectIter starts iterating the object whose '{' is the first non-whitespace byte
+// at or after b[i].
+func NewObjectIter(b []byte, i int) (ObjectIter, error) {
+	i = SkipWS(b, i)
+	if i >= len(b) || b[i] != '{' {
+		return ObjectIter{}, ErrSyntax
+	}
+	return ObjectIter{b: b, i: SkipWS(b, i+1), depth: 1}, nil
+}
+
+// Pos returns the index just past the closing '}' once Next has reported ok == false.
+func (it *ObjectIter) Pos() int { return it.i }
+
+// Next returns the next member: the key span (with quotes) and the value span.
+// ok is false after the closing brace.
+func (it *ObjectIter) Next() (key, val Span, ok bool, err error) {
+	b := it.b
+	if it.done {
+		return key, val, false, nil
+	}
+	if it.i >= len(b) {
+		return key, val, false, ErrSyntax
+	}
+	if b[it.i] == '}' { // only reachable for an empty object: after ',' a key is required
+		it.i++
+		it.done = true
+		return key, val, false, nil
+	}
+	if b[it.i] != '"' {
+		return key, val, false, ErrSyntax
+	}
+	key.Start = it.i
+	if it.i, err = skipString(b, it.i); err != nil {
+		return key, val, false, err
+	}
+	key.End = it.i
+	it.i = SkipWS(b, it.i)
+	if it.i >= len(b) || b[it.i] != ':' {
+		return key, val, false, ErrSyntax
+	}
+	it.i = SkipWS(b, it.i+1)
+	val.Start = it.i
+	if it.i, err = skipValue(b, it.i, it.depth); err != nil {
+		return key, val, false, err
+	}
+	val.End = it.i
+	it.i = SkipWS(b, it.i)
+	if it.i >= len(b) {
+		return key, val, false, ErrSyntax
+	}
+	switch b[it.i] {
+	case ',':
+		it.i = SkipWS(b, it.i+1)
+		if it.i >= len(b) || b[it.i] != '"' {
+			return key, val, false, ErrSyntax
+		}
+	case '}':
+		it.i++
+		it.done = true
+	default:
+		return key, val, false, ErrSyntax
+	}
+	return key, val, true, nil
+}
+
+// KeyIs reports whether the JSON string key (with quotes) equals name.
+// Keys written with escapes ("\u0069d") are decoded on a slow path, so they match
+// exactly as encoding/json would match them.
+func KeyIs(key []byte, name string) bool {
+	if len(key) == len(name)+2 && string(key[1:len(key)-1]) == name {
+		return true
+	}
+	if len(key) <= len(name)+2 {
+		return false
+	}
+	for _, c := range key {
+		if c == '\\' {
+			var s string
+			if json.Unmarshal(key, &s) != nil {
+				return false
+			}
+			return s == name
+		}
+	}
+	return false
+}
+
+// ScanMessage finds the spans of the top-level JSON-RPC members of the object at the
+// start of b (after whitespace) and returns the index just past the object. Like
+// encoding/json, the last of duplicate keys wins. Values are validated, not built.
+func ScanMessage(b []byte, m *Message) (int, error) {
+	m.Reset()
+	it, err := NewObjectIter(b, 0)
+	if err != nil {
+		return 0, err
+	}
+	for {
+		key, val, ok, err := it.Next()
+		if err != nil {
+			return it.i, err
+		}
+		if !ok {
+			return it.i, nil
+		}
+		k := key.Bytes(b)
+		switch {
+		case KeyIs(k, "id"):
+			m.ID = val
+		case KeyIs(k, "method"):
+			m.Method = val
+		case KeyIs(k, "params"):
+			m.Params = val
+			m.Subscription = Span{}
+			if b[val.Start] == '{' {
+				m.Subscription = findMember(b, val.Start, "subscription")
+			}
+		case KeyIs(k, "result"):
+			m.Result = val
+		case KeyIs(k, "error"):
+			m.Error = val
+		}
+	}
+}
+
+// findMember returns the span of member name in the object starting at b[i]
+// (last one wins), or the zero Span. The object was already validated.
+func findMember(b []byte, i int, name string) Span {
+	it, err := NewObjectIter(b, i)
+	if err != nil {
+		return Span{}
+	}
+	var found Span
+	for {
+		key, val, ok, err := it.Next()
+		if err != nil || !ok {
+			return found
+		}
+		if KeyIs(key.Bytes(b), name) {
+			found = val
+		}
+	}
+}
+
+// ArrayIter walks the elements of one JSON array (a batch) without allocating.
+type ArrayIter struct {
+	b    []byte
+	i    int
+	n    int
+	done bool
+}
+
+// NewArrayIter starts iterating the array whose '[' is the first non-whitespace byte of b.
+func NewArrayIter(b []byte) (ArrayIter, error) {
+	i := SkipWS(b, 0)
+	if i >= len(b) || b[i] != '[' {
+		return ArrayIter{}, ErrSyntax
+	}
+	return ArrayIter{b: b, i: SkipWS(b, i+1)}, nil
+}
+
+// Pos returns the index just past the closing ']' once Next has reported ok == false.
+func (it *ArrayIter) Pos() int { return it.i }
+
+// Next returns the span of the next element; ok is false after the closing bracket.
+func (it *ArrayIter) Next() (el Span, ok bool, err error) {
+	b := it.b
+	if it.done {
+		return el, false, nil
+	}
+	if it.i >= len(b) {
+		return el, false, ErrSyntax
+	}
+	if b[it.i] == ']' && it.n == 0 {
+		it.i++
+		it.done = true
+		return el, false, nil
+	}
+	el.Start = it.i
+	if it.i, err = skipValue(b, it.i, 1); err != nil {
+		return el, false, err
+	}
+	el.End = it.i
+	it.n++
+	it.i = SkipWS(b, it.i)
+	if it.i >= len(b) {
+		return el, false, ErrSyntax
+	}
+	switch b[it.i] {
+	case ',':
+		it.i = SkipWS(b, it.i+1)
+		if it.i < len(b) && b[it.i] == ']' {
+			return el, false, ErrSyntax // trailing comma
+		}
+	case ']':
+		it.i++
+		it.done = true
+	default:
+		return el, false, ErrSyntax
+	}
+	return el, true, nil
+}
+
+// Splice appends msg with the bytes of span s replaced by repl. It is how ids and
+// subscription ids are rewritten: every other byte of msg is kept as it was.
+func Splice(dst, msg []byte, s Span, repl []byte) []byte {
+	dst = append(dst, msg[:s.Start]...)
+	dst = append(dst, repl...)
+	return append(dst, msg[s.End:]...)
+}
