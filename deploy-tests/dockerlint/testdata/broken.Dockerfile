@@ -1,0 +1,3 @@
+FROM scratch
+COPY --from=nowhere /a /a
+FROMM x
