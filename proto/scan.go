@@ -266,53 +266,68 @@ func (it *ObjectIter) Pos() int { return it.i }
 // Next returns the next member: the key span (with quotes) and the value span.
 // ok is false after the closing brace.
 func (it *ObjectIter) Next() (key, val Span, ok bool, err error) {
+	if key, _, ok, err = it.nextKey(); err != nil || !ok {
+		return key, val, ok, err
+	}
+	val, _, ok, err = it.nextValue()
+	return key, val, ok, err
+}
+
+// nextKey reads the next key and its colon, leaving the iterator at the value.
+func (it *ObjectIter) nextKey() (key, _ Span, ok bool, err error) {
 	b := it.b
 	if it.done {
-		return key, val, false, nil
+		return key, key, false, nil
 	}
 	if it.i >= len(b) {
-		return key, val, false, ErrSyntax
+		return key, key, false, ErrSyntax
 	}
 	if b[it.i] == '}' { // only reachable for an empty object: after ',' a key is required
 		it.i++
 		it.done = true
-		return key, val, false, nil
+		return key, key, false, nil
 	}
 	if b[it.i] != '"' {
-		return key, val, false, ErrSyntax
+		return key, key, false, ErrSyntax
 	}
 	key.Start = it.i
 	if it.i, err = skipString(b, it.i); err != nil {
-		return key, val, false, err
+		return key, key, false, err
 	}
 	key.End = it.i
 	it.i = SkipWS(b, it.i)
 	if it.i >= len(b) || b[it.i] != ':' {
-		return key, val, false, ErrSyntax
+		return key, key, false, ErrSyntax
 	}
 	it.i = SkipWS(b, it.i+1)
+	return key, key, true, nil
+}
+
+// nextValue skips the value after nextKey and the separator that follows it.
+func (it *ObjectIter) nextValue() (val, _ Span, ok bool, err error) {
+	b := it.b
 	val.Start = it.i
 	if it.i, err = skipValue(b, it.i, it.depth); err != nil {
-		return key, val, false, err
+		return val, val, false, err
 	}
 	val.End = it.i
 	it.i = SkipWS(b, it.i)
 	if it.i >= len(b) {
-		return key, val, false, ErrSyntax
+		return val, val, false, ErrSyntax
 	}
 	switch b[it.i] {
 	case ',':
 		it.i = SkipWS(b, it.i+1)
 		if it.i >= len(b) || b[it.i] != '"' {
-			return key, val, false, ErrSyntax
+			return val, val, false, ErrSyntax
 		}
 	case '}':
 		it.i++
 		it.done = true
 	default:
-		return key, val, false, ErrSyntax
+		return val, val, false, ErrSyntax
 	}
-	return key, val, true, nil
+	return val, val, true, nil
 }
 
 // KeyIs reports whether the JSON string key (with quotes) equals name.
@@ -458,4 +473,66 @@ func Splice(dst, msg []byte, s Span, repl []byte) []byte {
 	dst = append(dst, msg[:s.Start]...)
 	dst = append(dst, repl...)
 	return append(dst, msg[s.End:]...)
+}
+
+// IsErrorResponse reports whether the JSON-RPC response in b carries an error member.
+// It reads members in order and stops at "result" or "error", so a large result is
+// never scanned.
+func IsErrorResponse(b []byte) bool {
+	it, err := NewObjectIter(b, 0)
+	if err != nil {
+		return false
+	}
+	for {
+		key, _, ok, err := it.nextKey()
+		if err != nil || !ok {
+			return false
+		}
+		k := key.Bytes(b)
+		if KeyIs(k, "error") {
+			return true
+		}
+		if KeyIs(k, "result") {
+			return false
+		}
+		if _, _, ok, err := it.nextValue(); err != nil || !ok {
+			return false
+		}
+	}
+}
+
+// TrimWS returns b without leading and trailing JSON whitespace.
+func TrimWS(b []byte) []byte {
+	i := SkipWS(b, 0)
+	j := len(b)
+	for j > i && isWS(b[j-1]) {
+		j--
+	}
+	return b[i:j]
+}
+
+// FirstMember returns the span of the first top-level member called name in the object
+// b, reading no further than that member: an answer's id is found without scanning a
+// large result that follows it.
+func FirstMember(b []byte, name string) Span {
+	it, err := NewObjectIter(b, 0)
+	if err != nil {
+		return Span{}
+	}
+	for {
+		key, _, ok, err := it.nextKey()
+		if err != nil || !ok {
+			return Span{}
+		}
+		val, _, ok, err := it.nextValue()
+		if err != nil {
+			return Span{}
+		}
+		if KeyIs(key.Bytes(b), name) {
+			return val
+		}
+		if !ok {
+			return Span{}
+		}
+	}
 }

@@ -1,0 +1,95 @@
+package gateway
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/upstream"
+)
+
+// current is the server whose readiness gateway_ready reports (the last one created;
+// a process runs one, tests run several in turn).
+var current atomic.Pointer[Server]
+
+func registerReadyGauge() {
+	metrics.NewGauge("gateway_ready", func() float64 {
+		if s := current.Load(); s != nil && s.Ready() {
+			return 1
+		}
+		return 0
+	})
+}
+
+// Ready reports whether the server should receive traffic: not draining, and the
+// upstream answered within ReadyWindow.
+func (s *Server) Ready() bool {
+	if s.draining.Load() {
+		return false
+	}
+	last := s.pool.LastOK()
+	return !last.IsZero() && time.Since(last) < s.cfg.ReadyWindow
+}
+
+// health is liveness: the process serves requests. Body as in the seed.
+func (s *Server) health(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentTypeBytes(contentTypeJSON)
+	b := append(ctx.Response.Body()[:0:0], `{"status":200,"message":"Healthcheck response","datetime":"`...)
+	b = time.Now().UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","version":"`...)
+	b = append(b, s.version...)
+	b = append(b, `"}`...)
+	ctx.SetBody(b)
+}
+
+// readyz is readiness: 200 when the upstream answered recently and we are not draining.
+func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentTypeBytes(contentTypeJSON)
+	switch {
+	case s.draining.Load():
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString(`{"status":503,"ready":false,"reason":"draining"}`)
+	case !s.Ready():
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString(`{"status":503,"ready":false,"reason":"upstream has not answered recently"}`)
+	default:
+		ctx.SetBodyString(`{"status":200,"ready":true}`)
+	}
+}
+
+// metricsHandler writes Prometheus text: gateway metrics plus Go and process metrics.
+func metricsHandler(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+	metrics.WritePrometheus(ctx, true)
+}
+
+// probeEvery is how often the upstream is probed when no traffic proves it alive.
+func (s *Server) probeEvery() time.Duration {
+	return min(max(s.cfg.ReadyWindow/3, 200*time.Millisecond), 5*time.Second)
+}
+
+// probeLoop keeps readiness (and gateway_upstream_up) truthful when there is no traffic:
+// it calls eth_blockNumber whenever the last successful answer is older than a probe period.
+func (s *Server) probeLoop() {
+	defer s.wg.Done()
+	every := s.probeEvery()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(resp)
+	for {
+		if time.Since(s.pool.LastOK()) >= every {
+			_ = s.pool.Do(upstream.MethodNamed("eth_blockNumber"), probeRequest, resp, time.Now().Add(min(s.cfg.UpstreamTimeout, every*3)))
+			resp.ResetBody()
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+var probeRequest = []byte(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`)

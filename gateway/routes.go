@@ -1,0 +1,49 @@
+package gateway
+
+import (
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/proto"
+)
+
+// routes is the route table: every path the gateway serves, in one place. Each route
+// is wrapped once, at start, with its metrics.
+func (s *Server) routes() *router.Router {
+	r := router.New()
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+
+	r.GET("/health", instrument("health", s.health))
+	r.GET("/readyz", instrument("readyz", s.readyz))
+	r.GET("/metrics", instrument("metrics", metricsHandler))
+
+	// client ⇄HTTP⇄ gateway ⇄HTTP⇄ upstream
+	r.GET("/blocknumber", instrument("blocknumber", s.rest(&restBlockNumber, s.pool)))
+	r.GET("/gasprice", instrument("gasprice", s.rest(&restGasPrice, s.pool)))
+	r.POST("/blockbynumber", instrument("blockbynumber", s.rest(&restBlockByNumber, s.pool)))
+	r.POST("/txbyblockandindex", instrument("txbyblockandindex", s.rest(&restTxByBlockAndIndex, s.pool)))
+	r.POST("/", instrument("rpc", s.rpc))
+
+	// client ⇄HTTP⇄ gateway ⇄WebSocket⇄ upstream: the same routes through the Mux.
+	ws := r.Group("/ws")
+	ws.GET("/health", instrument("ws_health", s.health))
+	ws.GET("/blocknumber", instrument("ws_blocknumber", s.rest(&restBlockNumber, s.ws)))
+	ws.GET("/gasprice", instrument("ws_gasprice", s.rest(&restGasPrice, s.ws)))
+	ws.POST("/blockbynumber", instrument("ws_blockbynumber", s.rest(&restBlockByNumber, s.ws)))
+	ws.POST("/txbyblockandindex", instrument("ws_txbyblockandindex", s.rest(&restTxByBlockAndIndex, s.ws)))
+
+	// client ⇄WebSocket⇄ gateway ⇄WebSocket⇄ upstream
+	r.GET("/socket2socket", instrument("socket2socket", s.socket2socket))
+
+	r.NotFound = instrument("other", func(ctx *fasthttp.RequestCtx) { writeError(ctx, nil, proto.ErrNotFound) })
+	r.MethodNotAllowed = instrument("other", func(ctx *fasthttp.RequestCtx) { writeError(ctx, nil, proto.ErrMethodNotAllowed) })
+	r.PanicHandler = s.panicked
+	return r
+}
+
+// panicked keeps one bad request from taking the process down; it is a bug if it runs.
+func (s *Server) panicked(ctx *fasthttp.RequestCtx, v any) {
+	s.log.Error("BUG: panic while handling a request", "path", string(ctx.Path()), "panic", v)
+	writeError(ctx, nil, proto.ErrInternal)
+}

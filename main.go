@@ -1,0 +1,115 @@
+// Command infura-gateway serves Ethereum JSON-RPC data from an upstream node (Infura,
+// any provider, or a local development node) over HTTP REST routes, a JSON-RPC
+// endpoint, and websockets. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/infura-gateway/infura-gateway/gateway"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "healthcheck":
+			return healthcheck(args[1:], stderr)
+		case "version", "-version", "--version":
+			fmt.Fprintln(stdout, "infura-gateway", version)
+			return 0
+		}
+	}
+	cfg, err := gateway.Load(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "infura-gateway: invalid configuration:", err)
+		return 2
+	}
+	log := newLogger(cfg, stderr)
+	srv, err := gateway.New(cfg, gateway.Options{Logger: log, Version: version})
+	if err != nil {
+		fmt.Fprintln(stderr, "infura-gateway:", err)
+		return 2
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.ListenAndServe() }()
+
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case err := <-served:
+		srv.Close()
+		log.Error("server stopped", "err", err)
+		return 1
+	case s := <-sig:
+		log.Info("signal received, shutting down", "signal", s.String())
+	}
+	// A second signal skips the drain.
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-sig:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err = srv.Shutdown(ctx)
+	cancel()
+	if err != nil {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func newLogger(cfg gateway.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// healthcheck is for container HEALTHCHECKs on images without a shell or curl:
+// it exits 0 when the URL answers 200 within the timeout.
+func healthcheck(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "http://127.0.0.1:8000/readyz", "URL that must answer 200")
+	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	c := http.Client{Timeout: *timeout}
+	resp, err := c.Get(*url)
+	if err != nil {
+		fmt.Fprintln(stderr, "healthcheck:", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(stderr, "healthcheck:", *url, "answered", resp.Status)
+		return 1
+	}
+	return 0
+}
