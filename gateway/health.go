@@ -59,12 +59,6 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// metricsHandler writes Prometheus text: gateway metrics plus Go and process metrics.
-func metricsHandler(ctx *fasthttp.RequestCtx) {
-	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
-	metrics.WritePrometheus(ctx, true)
-}
-
 // probeEvery is how often the upstream is probed when no traffic proves it alive.
 func (s *Server) probeEvery() time.Duration {
 	return min(max(s.cfg.ReadyWindow/3, 200*time.Millisecond), 5*time.Second)
