@@ -34,19 +34,19 @@ func main() {
 		go node.RunHeads(*interval, stop)
 	}
 	errc := make(chan error, 2)
-	serve := func(addr string) {
+	serve := func(kind, addr string) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			errc <- err
 			return
 		}
 		// The suite waits for this line to know the ports are bound.
-		fmt.Fprintf(os.Stderr, "fixednode listening on %s\n", ln.Addr())
+		fmt.Fprintf(os.Stderr, "fixednode %s listening on %s\n", kind, ln.Addr())
 		errc <- node.Server().Serve(ln)
 	}
-	go serve(*httpAddr)
+	go serve("http", *httpAddr)
 	if *wsAddr != "" {
-		go serve(*wsAddr)
+		go serve("ws", *wsAddr)
 	}
 
 	sig := make(chan os.Signal, 1)

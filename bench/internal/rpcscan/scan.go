@@ -116,12 +116,12 @@ func ParseObject(b []byte, i int, m *Message) int {
 		return -1
 	}
 	i++
-	for {
+	for first := true; ; first = false {
 		i = SkipSpace(b, i)
 		if i >= len(b) {
 			return -1
 		}
-		if b[i] == '}' {
+		if b[i] == '}' && first {
 			return i + 1
 		}
 		if b[i] != '"' {
