@@ -1,0 +1,210 @@
+package proto
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestValidMatchesEncodingJSON(t *testing.T) {
+	cases := []string{
+		`{}`, `[]`, `""`, `0`, `-0`, `1.5e+10`, `true`, `false`, `null`, ` {"a" : [1, 2, {"b": null}]} `,
+		`{"a":"\u00e9\n\"\\"}`, `[1,]`, `{"a":1,}`, `{,}`, `[,1]`, `01`, `1.`, `.5`, `-`, `1e`, `tru`, `nul`,
+		`"\x"`, `"\u12"`, "\"a\tb\"", `{"a" 1}`, `{"a":1 "b":2}`, `[1 2]`, `{1:2}`, `"abc`, `{"a":1}}`, `[[[]]]`,
+		``, ` `, `{"a":}`, `[-]`, `1 2`, `{"a":[}`, `"\ud800"`, `1E5`, `-12.5E-3`, `[1,2,3]x`,
+	}
+	for _, c := range cases {
+		if got, want := Valid([]byte(c)), json.Valid([]byte(c)); got != want {
+			t.Errorf("Valid(%q) = %v, encoding/json says %v", c, got, want)
+		}
+	}
+}
+
+func TestDepthLimit(t *testing.T) {
+	deep := strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1)
+	if Valid([]byte(deep)) {
+		t.Fatal("accepted nesting deeper than MaxDepth")
+	}
+	ok := strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth)
+	if !Valid([]byte(ok)) {
+		t.Fatal("rejected nesting at MaxDepth")
+	}
+}
+
+func TestScanMessage(t *testing.T) {
+	f := func(msg, id, method, sub string, isErr bool) {
+		t.Helper()
+		var m Message
+		b := []byte(msg)
+		if _, err := ScanMessage(b, &m); err != nil {
+			t.Fatalf("ScanMessage(%s): %v", msg, err)
+		}
+		if got := string(m.ID.Bytes(b)); got != id {
+			t.Errorf("%s: id = %q, want %q", msg, got, id)
+		}
+		if got := string(m.Method.Bytes(b)); got != method {
+			t.Errorf("%s: method = %q, want %q", msg, got, method)
+		}
+		if got := string(m.Subscription.Bytes(b)); got != sub {
+			t.Errorf("%s: subscription = %q, want %q", msg, got, sub)
+		}
+		if got := IsErrorResponse(b); got != isErr {
+			t.Errorf("%s: IsErrorResponse = %v, want %v", msg, got, isErr)
+		}
+	}
+	f(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"}`, "1", `"eth_blockNumber"`, "", false)
+	f(`{"id":18446744073709551617,"result":"0x1"}`, "18446744073709551617", "", "", false)
+	f(`{"id":1.0,"error":{"code":-32000,"message":"x"}}`, "1.0", "", "", true)
+	f(`{"id":"a\"b","method":"m"}`, `"a\"b"`, `"m"`, "", false)
+	f(`{"id":null}`, "null", "", "", false)
+	f(`{"jsonrpc":"2.0","method":"eth_subscription","params":{"result":{"subscription":"inner"},"subscription":"0xab"}}`,
+		"", `"eth_subscription"`, `"0xab"`, false)
+	f(`{"id":1,"id":2}`, "2", "", "", false)             // last wins, like encoding/json
+	f(`{"\u0069d":7,"method":"m"}`, "7", `"m"`, "", false) // escaped key
+	f(` { "result" : [ ] , "id" : "x" } `, `"x"`, "", "", false)
+}
+
+func TestSplicePreservesOtherBytes(t *testing.T) {
+	msg := []byte(`{"jsonrpc":"2.0", "id" : 123 ,"result":{"id":5}}`)
+	var m Message
+	if _, err := ScanMessage(msg, &m); err != nil {
+		t.Fatal(err)
+	}
+	got := Splice(nil, msg, m.ID, []byte(`"client-id"`))
+	want := `{"jsonrpc":"2.0", "id" : "client-id" ,"result":{"id":5}}`
+	if string(got) != want {
+		t.Fatalf("Splice = %s, want %s", got, want)
+	}
+	if s := FirstMember(msg, "id"); string(s.Bytes(msg)) != "123" {
+		t.Fatalf("FirstMember id = %s", s.Bytes(msg))
+	}
+}
+
+func TestArrayIter(t *testing.T) {
+	b := []byte(` [ {"id":1} , 2 ,"x"] `)
+	it, err := NewArrayIter(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		el, ok, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		got = append(got, string(el.Bytes(b)))
+	}
+	if strings.Join(got, "|") != `{"id":1}|2|"x"` {
+		t.Fatalf("elements = %q", got)
+	}
+	for _, bad := range []string{`[1,]`, `[1 2]`, `[`, `[1`, `{}`} {
+		it, err := NewArrayIter([]byte(bad))
+		for err == nil {
+			var ok bool
+			if _, ok, err = it.Next(); !ok && err == nil {
+				break
+			}
+		}
+		if err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+}
+
+func TestAppendStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", `q"b\s`, "tab\tnl\ncr\r", "\x00\x1f", "<script>&", "é✓"} {
+		want, _ := json.Marshal(s)
+		if got := AppendString(nil, s); !bytes.Equal(got, want) {
+			t.Errorf("AppendString(%q) = %s, want %s", s, got, want)
+		}
+	}
+}
+
+// FuzzScanMessage checks the scanner against encoding/json: the same validity verdict,
+// and for objects the same values for id, method and params.subscription.
+func FuzzScanMessage(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`,
+		`{"id":"x","result":{"a":[1,2,3]}}`, `{"id":1.0,"error":{"code":1}}`,
+		`{"method":"eth_subscription","params":{"subscription":"0x1","result":{}}}`,
+		`{"\u0069d":null}`, `{"id":1,"id":2}`, `[{"id":1},{"id":2}]`, `{"a":"\ud83d\ude00"}`, `{`, `{"a":1,}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if Valid(b) != json.Valid(b) {
+			t.Fatalf("Valid(%q) = %v, encoding/json disagrees", b, Valid(b))
+		}
+		var m Message
+		end, err := ScanMessage(b, &m)
+		var obj map[string]json.RawMessage
+		jerr := json.Unmarshal(b, &obj)
+		if err == nil && SkipWS(b, end) == len(b) {
+			if jerr != nil {
+				t.Fatalf("scanner accepted %q, encoding/json: %v", b, jerr)
+			}
+			checkMember(t, b, m.ID, obj, "id")
+			checkMember(t, b, m.Method, obj, "method")
+			var params map[string]json.RawMessage
+			if raw, ok := obj["params"]; ok && json.Unmarshal(raw, &params) == nil {
+				checkMember(t, b, m.Subscription, params, "subscription")
+			}
+		} else if jerr == nil && FirstByte(b) == '{' {
+			t.Fatalf("scanner rejected %q (%v), encoding/json accepted it", b, err)
+		}
+	})
+}
+
+func checkMember(t *testing.T, b []byte, s Span, obj map[string]json.RawMessage, name string) {
+	t.Helper()
+	raw, ok := obj[name]
+	if ok != s.Present() {
+		t.Fatalf("%q: member %s present=%v, encoding/json says %v", b, name, s.Present(), ok)
+	}
+	if ok && !bytes.Equal(bytes.TrimSpace(raw), s.Bytes(b)) {
+		t.Fatalf("%q: member %s = %q, encoding/json says %q", b, name, s.Bytes(b), raw)
+	}
+}
+
+// FuzzSplice checks that replacing the id keeps every other byte: splicing the original
+// id back gives the original message, and the result decodes to the same object apart
+// from the id.
+func FuzzSplice(f *testing.F) {
+	f.Add([]byte(`{"jsonrpc":"2.0","id":1,"result":"0x1"}`), []byte(`"abc"`))
+	f.Add([]byte(`{"result":{"id":9},"id":18446744073709551617}`), []byte(`1.0`))
+	f.Add([]byte(` {"id" : null , "error":{}} `), []byte(`-12`))
+	f.Fuzz(func(t *testing.T, msg, id []byte) {
+		var m Message
+		end, err := ScanMessage(msg, &m)
+		if err != nil || SkipWS(msg, end) != len(msg) || !m.ID.Present() || !Valid(id) {
+			return
+		}
+		id = TrimWS(id)
+		out := Splice(nil, msg, m.ID, id)
+		var m2 Message
+		if _, err := ScanMessage(out, &m2); err != nil {
+			t.Fatalf("spliced message does not scan: %q: %v", out, err)
+		}
+		if !bytes.Equal(m2.ID.Bytes(out), id) {
+			t.Fatalf("id = %q, want %q", m2.ID.Bytes(out), id)
+		}
+		if back := Splice(nil, out, m2.ID, m.ID.Bytes(msg)); !bytes.Equal(back, msg) {
+			t.Fatalf("round trip changed bytes:\n%q\n%q", msg, back)
+		}
+		var a, b map[string]json.RawMessage
+		if json.Unmarshal(msg, &a) != nil || json.Unmarshal(out, &b) != nil {
+			t.Fatalf("encoding/json rejects %q or %q", msg, out)
+		}
+		delete(a, "id")
+		delete(b, "id")
+		ja, _ := json.Marshal(a)
+		jb, _ := json.Marshal(b)
+		if !bytes.Equal(ja, jb) {
+			t.Fatalf("members other than id changed: %s vs %s", ja, jb)
+		}
+	})
+}
