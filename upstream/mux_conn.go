@@ -1,0 +1,362 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+
+	"github.com/infura-gateway/infura-gateway/proto"
+)
+
+// slot is one shared upstream socket and its reconnect loop. The supervisor goroutine
+// (run) dials, then is the socket's only writer; a reader goroutine per connection is
+// the only reader. mu guards up and pending; the queue is a channel the writer drains.
+type slot struct {
+	m   *Mux
+	idx int
+	out chan *call
+
+	mu      sync.Mutex
+	up      bool
+	pending map[uint64]*call
+	isUp    atomic.Bool // mirror of up for lock-free picking
+
+	mc *meteredConn // current connection's byte stream; owned by run
+
+	// subs maps the upstream subscription id (raw JSON string) to its group;
+	// guarded by m.subs.mu, written only by this socket's reader and by Leave.
+	subs map[string]*group
+}
+
+func newSlot(m *Mux, idx int) *slot {
+	return &slot{m: m, idx: idx, out: make(chan *call, m.cfg.QueueSize),
+		pending: make(map[uint64]*call), subs: make(map[string]*group)}
+}
+
+// register adds c's ids to the pending map, arms its deadline and queues it, all under
+// mu so a connection loss sweeps either everything of c or nothing. d is ignored for a
+// call without ids (only notifications): the writer owns it once queued.
+func (s *slot) register(c *call, d time.Duration) *proto.Error {
+	n := c.n // once queued, c may belong to the writer
+	s.mu.Lock()
+	if !s.up {
+		s.mu.Unlock()
+		return proto.ErrUnavailable
+	}
+	for i := 0; i < n; i++ {
+		s.pending[c.base+uint64(i)] = c
+	}
+	select {
+	case s.out <- c:
+	default:
+		for i := 0; i < c.n; i++ {
+			delete(s.pending, c.base+uint64(i))
+		}
+		s.mu.Unlock()
+		return proto.ErrOverloaded
+	}
+	queueDepth.Add(1)
+	if n > 0 {
+		// Still under mu: neither the reader nor a sweep can complete c before this.
+		c.slot = s
+		pendingRequests.Add(int64(n))
+		c.timer.Reset(d)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// claimLocked takes c out of the pending map; the caller holds mu and then owns c.
+func (s *slot) claimLocked(c *call) {
+	c.claimed = true
+	for i := 0; i < c.n; i++ {
+		delete(s.pending, c.base+uint64(i))
+	}
+	pendingRequests.Add(-int64(c.n))
+}
+
+// run is the socket's supervisor: connect, serve until the connection fails, answer
+// everything pending, back off, reconnect; until the Mux closes.
+func (s *slot) run() {
+	defer s.m.wg.Done()
+	log := s.m.cfg.Logger.With("upstream", s.m.host, "conn", s.idx)
+	backoff := s.m.cfg.BackoffMin
+	reconnect := false
+	for attempt := 1; ; attempt++ {
+		conn, err := s.dial()
+		if err != nil {
+			if s.m.ctx.Err() != nil {
+				return
+			}
+			// Jitter over the upper half keeps many gateways from reconnecting in step.
+			d := backoff/2 + rand.N(backoff/2+1)
+			log.Warn("upstream websocket connect failed", "attempt", attempt, "retry_in", d, "err", err)
+			if !s.sleep(d) {
+				return
+			}
+			backoff = min(2*backoff, s.m.cfg.BackoffMax)
+			continue
+		}
+		if reconnect {
+			reconnects.Inc()
+		}
+		log.Info("upstream websocket connected", "attempt", attempt)
+		attempt, backoff = 0, s.m.cfg.BackoffMin
+		err = s.serve(conn)
+		if s.m.ctx.Err() != nil {
+			return
+		}
+		log.Warn("upstream websocket lost", "err", err)
+		reconnect = true
+		if !s.sleep(rand.N(s.m.cfg.BackoffMin + 1)) {
+			return
+		}
+	}
+}
+
+func (s *slot) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.m.ctx.Done():
+		return false
+	}
+}
+
+func (s *slot) dial() (*websocket.Conn, error) {
+	cfg := &s.m.cfg
+	d := websocket.Dialer{
+		HandshakeTimeout: cfg.DialTimeout,
+		ReadBufferSize:   64 << 10,
+		WriteBufferSize:  64 << 10,
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nd := net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+			c, err := nd.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			s.mc = &meteredConn{Conn: c}
+			return s.mc, nil
+		},
+	}
+	ctx, cancel := context.WithTimeout(s.m.ctx, cfg.DialTimeout)
+	defer cancel()
+	conn, resp, err := d.DialContext(ctx, cfg.URL, cfg.Header)
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("cannot open upstream websocket: handshake status %d: %w", resp.StatusCode, err)
+		}
+		return nil, fmt.Errorf("cannot open upstream websocket: %w", err)
+	}
+	conn.SetReadLimit(cfg.ReadLimit)
+	return conn, nil
+}
+
+// serve runs one connection: starts its reader, writes queued frames and pings until
+// either side fails, then tears it down and answers whatever was pending.
+func (s *slot) serve(conn *websocket.Conn) error {
+	cfg := &s.m.cfg
+	mc := s.mc
+	readerDone := make(chan error, 1)
+	alive := cfg.PingInterval + cfg.PongTimeout
+	_ = conn.SetReadDeadline(time.Now().Add(alive))
+	conn.SetPongHandler(func(string) error {
+		return conn.SetReadDeadline(time.Now().Add(alive))
+	})
+	go func() { readerDone <- s.read(conn) }()
+
+	s.mu.Lock()
+	s.up = true
+	s.mu.Unlock()
+	s.isUp.Store(true)
+	connUp(s.m)
+	s.m.resubscribe(s)
+
+	err := s.write(conn, mc, readerDone)
+
+	s.isUp.Store(false)
+	_ = conn.Close()
+	if rerr := <-readerDone; err == nil {
+		err = rerr
+	}
+	connDown()
+	s.sweep()
+	s.m.subsDown(s)
+	return err
+}
+
+// errClosed ends serve when the Mux closes.
+var errClosed = errors.New("mux closed")
+
+// write is the socket's writer loop. Each wake-up drains every queued frame into one
+// buffered write and one flush.
+func (s *slot) write(conn *websocket.Conn, mc *meteredConn, readerDone chan error) error {
+	cfg := &s.m.cfg
+	ping := time.NewTicker(cfg.PingInterval)
+	defer ping.Stop()
+	var owned []*call // written calls without ids: ours to recycle after the flush
+	for {
+		select {
+		case c := <-s.out:
+			mc.hold()
+			frames := 0
+			var err error
+			for {
+				queueDepth.Add(-1)
+				if err == nil {
+					err = writeFrame(conn, c.req)
+					frames++
+				}
+				if c.n == 0 {
+					owned = append(owned, c)
+				}
+				if err != nil || mc.held() >= maxBurstBytes {
+					break
+				}
+				select {
+				case c = <-s.out:
+					continue
+				default:
+				}
+				break
+			}
+			if ferr := mc.flush(time.Now().Add(cfg.WriteTimeout)); err == nil {
+				err = ferr
+			}
+			wsFramesWritten.Add(frames)
+			wsMessagesOut.Add(frames)
+			for i, c := range owned {
+				putCall(c)
+				owned[i] = nil
+			}
+			owned = owned[:0]
+			if err != nil {
+				return fmt.Errorf("cannot write upstream: %w", err)
+			}
+		case <-ping.C:
+			if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
+				return fmt.Errorf("cannot ping upstream: %w", err)
+			}
+		case err := <-readerDone:
+			readerDone <- err // serve reads it again
+			return nil
+		case <-s.m.ctx.Done():
+			_ = conn.WriteControl(websocket.CloseMessage,
+				websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(time.Second))
+			return errClosed
+		}
+	}
+}
+
+// maxBurstBytes ends a burst early so one flush never buffers without bound.
+const maxBurstBytes = 1 << 20
+
+func writeFrame(conn *websocket.Conn, b []byte) error {
+	w, err := conn.NextWriter(websocket.TextMessage)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+// sweep runs after the connection and its reader ended: it drops the queue and answers
+// every pending call with ErrUnavailable.
+func (s *slot) sweep() {
+	var failed []*call
+	s.mu.Lock()
+	s.up = false
+	for drained := false; !drained; {
+		select {
+		case c := <-s.out:
+			queueDepth.Add(-1)
+			if c.n == 0 {
+				putCall(c)
+			}
+		default:
+			drained = true
+		}
+	}
+	for _, c := range s.pending {
+		if !c.claimed {
+			s.claimLocked(c)
+			failed = append(failed, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range failed {
+		// The writer (us) no longer holds c: recyclable unless its timer is firing.
+		s.m.complete(c, proto.ErrUnavailable, c.timer.Stop())
+	}
+}
+
+// meteredConn counts read and write syscalls, and holds writes while the writer drains
+// a burst so the whole burst leaves in one write. Control frames written by other
+// goroutines (pongs) pass straight through when no burst is being held.
+type meteredConn struct {
+	net.Conn
+	mu      sync.Mutex
+	holding bool
+	buf     []byte
+}
+
+func (c *meteredConn) Read(p []byte) (int, error) {
+	wsReads.Inc()
+	return c.Conn.Read(p)
+}
+
+func (c *meteredConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.holding {
+		c.buf = append(c.buf, p...)
+		return len(p), nil
+	}
+	wsWrites.Inc()
+	return c.Conn.Write(p)
+}
+
+func (c *meteredConn) hold() {
+	c.mu.Lock()
+	c.holding = true
+	c.mu.Unlock()
+}
+
+func (c *meteredConn) held() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.buf)
+}
+
+// flush writes what was held in one write with deadline d, and stops holding.
+func (c *meteredConn) flush(d time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.holding = false
+	if len(c.buf) == 0 {
+		return nil
+	}
+	wsWrites.Inc()
+	_ = c.Conn.SetWriteDeadline(d)
+	_, err := c.Conn.Write(c.buf)
+	if cap(c.buf) > maxPooledBuf {
+		c.buf = nil
+	} else {
+		c.buf = c.buf[:0]
+	}
+	return err
+}

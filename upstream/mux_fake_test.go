@@ -1,0 +1,286 @@
+package upstream
+
+import (
+	"bytes"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/proto"
+)
+
+// fakeUpstream is an in-process websocket JSON-RPC server the Mux tests talk to.
+//
+// In auto mode it answers by method: "echo" returns params as result, answers held
+// back and sent in reverse order (out of order on purpose); "silent" never answers;
+// "drop" closes the connection; eth_subscribe answers "0xfeedN"; eth_unsubscribe true.
+// In scripted mode every frame goes to recv and the test sends with send.
+type fakeUpstream struct {
+	t        testing.TB
+	url      string
+	ln       net.Listener
+	srv      *fasthttp.Server
+	scripted bool
+	recv     chan []byte        // scripted mode: frames received
+	accepted chan *websocket.Conn // every new connection
+
+	mu      sync.Mutex
+	conns   map[*websocket.Conn]*sync.Mutex // write locks
+	subs    map[string]*websocket.Conn
+	unsubs  []string
+	auth    string
+	subSeq  atomic.Int64
+	dialed  atomic.Int64
+	refused atomic.Bool
+}
+
+func newFakeUpstream(t testing.TB, scripted bool) *fakeUpstream {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeUpstream{t: t, ln: ln, scripted: scripted, url: "ws://" + ln.Addr().String(),
+		recv: make(chan []byte, 1024), accepted: make(chan *websocket.Conn, 64),
+		conns: make(map[*websocket.Conn]*sync.Mutex), subs: make(map[string]*websocket.Conn)}
+	up := websocket.FastHTTPUpgrader{CheckOrigin: func(*fasthttp.RequestCtx) bool { return true }}
+	f.srv = &fasthttp.Server{KeepHijackedConns: true, Handler: func(ctx *fasthttp.RequestCtx) {
+		if f.refused.Load() {
+			ctx.Error("down", fasthttp.StatusServiceUnavailable)
+			return
+		}
+		f.mu.Lock()
+		f.auth = string(ctx.Request.Header.Peek("Authorization"))
+		f.mu.Unlock()
+		_ = up.Upgrade(ctx, f.serve)
+	}}
+	go func() { _ = f.srv.Serve(ln) }()
+	t.Cleanup(f.close)
+	return f
+}
+
+func (f *fakeUpstream) close() {
+	_ = f.srv.Shutdown()
+	f.dropAll()
+}
+
+// dropAll closes every connection at once, as a crashed node would.
+func (f *fakeUpstream) dropAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.conns {
+		_ = c.NetConn().Close()
+	}
+}
+
+func (f *fakeUpstream) write(c *websocket.Conn, msg []byte) {
+	f.mu.Lock()
+	wmu := f.conns[c]
+	f.mu.Unlock()
+	if wmu == nil {
+		return
+	}
+	wmu.Lock()
+	defer wmu.Unlock()
+	_ = c.WriteMessage(websocket.TextMessage, msg)
+}
+
+// send writes msg on the newest connection (scripted mode).
+func (f *fakeUpstream) send(c *websocket.Conn, msg string) { f.write(c, []byte(msg)) }
+
+// notify sends an eth_subscription notification for upstream subscription sub.
+func (f *fakeUpstream) notify(sub, result string) bool {
+	f.mu.Lock()
+	c := f.subs[sub]
+	f.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	f.write(c, []byte(`{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscription":"`+sub+`","result":`+result+`}}`))
+	return true
+}
+
+func (f *fakeUpstream) unsubscribed() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.unsubs...)
+}
+
+func (f *fakeUpstream) serve(c *websocket.Conn) {
+	f.dialed.Add(1)
+	f.mu.Lock()
+	f.conns[c] = new(sync.Mutex)
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.conns, c)
+		for k, v := range f.subs {
+			if v == c {
+				delete(f.subs, k)
+			}
+		}
+		f.mu.Unlock()
+		_ = c.Close()
+	}()
+	f.accepted <- c
+	// A read deadline would break a websocket for good, so a goroutine reads and this
+	// loop holds answers back until the socket is idle for a moment, then sends them in
+	// reverse order: the Mux must match them by id.
+	in := make(chan []byte, 256)
+	go func() {
+		defer close(in)
+		for {
+			_, msg, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			in <- msg
+		}
+	}()
+	var held [][]byte
+	flush := func() {
+		for i := len(held) - 1; i >= 0; i-- {
+			f.write(c, held[i])
+		}
+		held = held[:0]
+	}
+	idle := time.NewTimer(time.Hour)
+	defer idle.Stop()
+	for {
+		var msg []byte
+		select {
+		case m, ok := <-in:
+			if !ok {
+				return
+			}
+			msg = m
+		case <-idle.C:
+			flush()
+			continue
+		}
+		if f.scripted {
+			f.recv <- msg
+			continue
+		}
+		if proto.FirstByte(msg) == '[' {
+			f.write(c, f.answerBatch(msg))
+			continue
+		}
+		ans, drop := f.answer(c, msg)
+		if drop {
+			return
+		}
+		if ans != nil {
+			held = append(held, ans)
+			if len(held) >= 64 {
+				flush()
+			}
+			idle.Reset(2 * time.Millisecond)
+		}
+	}
+}
+
+func (f *fakeUpstream) answer(c *websocket.Conn, msg []byte) (ans []byte, drop bool) {
+	var m proto.Message
+	if _, err := proto.ScanMessage(msg, &m); err != nil {
+		return []byte(`{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}`), true
+	}
+	id := m.ID.Bytes(msg)
+	switch string(m.Method.Bytes(msg)) {
+	case `"echo"`:
+		return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":` + string(m.Params.Bytes(msg)) + `}`), false
+	case `"fail"`:
+		return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"error":{"code":-32000,"message":"boom"}}`), false
+	case `"silent"`:
+		return nil, false
+	case `"drop"`:
+		return nil, true
+	case `"eth_subscribe"`:
+		sub := "0xfeed" + strconv.FormatInt(f.subSeq.Add(1), 10)
+		f.mu.Lock()
+		f.subs[sub] = c
+		f.mu.Unlock()
+		return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":"` + sub + `"}`), false
+	case `"eth_unsubscribe"`:
+		p := strings.Trim(string(m.Params.Bytes(msg)), `[]"`)
+		f.mu.Lock()
+		delete(f.subs, p)
+		f.unsubs = append(f.unsubs, p)
+		f.mu.Unlock()
+		return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":true}`), false
+	}
+	return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"error":{"code":-32601,"message":"no such method"}}`), false
+}
+
+// answerBatch answers every element, in reverse order.
+func (f *fakeUpstream) answerBatch(msg []byte) []byte {
+	it, _ := proto.NewArrayIter(msg)
+	var out [][]byte
+	for {
+		el, ok, err := it.Next()
+		if err != nil || !ok {
+			break
+		}
+		var m proto.Message
+		e := el.Bytes(msg)
+		if _, err := proto.ScanMessage(e, &m); err != nil || !m.ID.Present() {
+			continue
+		}
+		ans, _ := f.answer(nil, e)
+		if ans != nil {
+			out = append(out, ans)
+		}
+	}
+	var b bytes.Buffer
+	b.WriteByte('[')
+	for i := len(out) - 1; i >= 0; i-- {
+		b.Write(out[i])
+		if i > 0 {
+			b.WriteByte(',')
+		}
+	}
+	b.WriteByte(']')
+	return b.Bytes()
+}
+
+// startMux starts a Mux on f and waits until every socket is up.
+func startMux(t testing.TB, f *fakeUpstream, mod func(*MuxConfig)) *Mux {
+	t.Helper()
+	cfg := MuxConfig{URL: f.url, Conns: 2, BackoffMin: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond}
+	if mod != nil {
+		mod(&cfg)
+	}
+	m := NewMux(cfg)
+	m.subs.prefix = 0 // deterministic gateway subscription ids for transcripts
+	m.Start()
+	t.Cleanup(m.Close)
+	waitFor(t, "every upstream socket up", func() bool {
+		for _, s := range m.slots {
+			if !s.isUp.Load() {
+				return false
+			}
+		}
+		return true
+	})
+	return m
+}
+
+// waitFor polls cond with a bounded wait: for conditions on other goroutines' state
+// that offer nothing to block on (gauges, connection state).
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

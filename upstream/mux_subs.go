@@ -1,0 +1,369 @@
+package upstream
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/infura-gateway/infura-gateway/proto"
+)
+
+// Subscriptions. Subscribers asking with the same params bytes share one upstream
+// subscription (a group) and one gateway subscription id, so a notification is
+// rewritten once and the same bytes go to every subscriber. A group lives on one
+// socket; when the socket is lost it is re-subscribed from its stored params on the next
+// socket that comes up, and its gateway id stays the same.
+
+// subState is guarded by mu. Lock order: subState.mu, then slot.mu.
+type subState struct {
+	mu     sync.Mutex
+	prefix uint64
+	seq    uint64
+	groups map[string]*group // by params bytes
+	byGW   map[string]*group // by gateway id (0x…, no quotes)
+	bySink map[Sink][]*group // what each sink joined or waits for
+}
+
+func (st *subState) init() {
+	st.groups = make(map[string]*group)
+	st.byGW = make(map[string]*group)
+	st.bySink = make(map[Sink][]*group)
+}
+
+type group struct {
+	params    []byte
+	gwID      string
+	gwQuoted  []byte
+	slot      *slot     // socket carrying (or last carrying) the subscription
+	upID      string    // upstream id as raw JSON (with quotes); "" while not live
+	pending   bool      // an eth_subscribe for it is in flight
+	downSince time.Time // when it lost its socket; zero while live
+	members   map[Sink]int
+	waiters   []waiter // joined before the upstream confirmed
+}
+
+type waiter struct {
+	sink Sink
+	id   []byte
+}
+
+// Join subscribes sink to the upstream subscription eth_subscribe(params) and answers
+// the client's eth_subscribe (id: the client's raw id) through sink.Reply: the gateway
+// subscription id, or an error carrying id. Notifications then go to sink.Notify, the
+// first always after the answer. A subscription whose socket is down is joined at once
+// and resumes on reconnect.
+func (m *Mux) Join(params, id []byte, sink Sink, deadline time.Time) {
+	st := &m.subs
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	g := st.groups[string(params)]
+	if g != nil && !g.pending {
+		m.addMemberLocked(g, sink)
+		sink.Reply(appendSubResult(nil, id, g.gwQuoted))
+		return
+	}
+	if g == nil {
+		s := m.pick()
+		if s == nil {
+			sink.Reply(proto.AppendError(nil, id, proto.ErrUnavailable))
+			return
+		}
+		st.seq++
+		gw := fmt.Sprintf("0x%016x%016x", st.prefix, st.seq)
+		g = &group{params: bytes.Clone(params), gwID: gw, gwQuoted: []byte(`"` + gw + `"`),
+			members: make(map[Sink]int)}
+		if perr := m.subscribeUpstream(g, s, m.deadline(deadline)); perr != nil {
+			sink.Reply(proto.AppendError(nil, id, perr))
+			return
+		}
+		st.groups[string(g.params)] = g
+		st.byGW[gw] = g
+	}
+	g.waiters = append(g.waiters, waiter{sink: sink, id: bytes.Clone(id)})
+	st.indexLocked(sink, g)
+}
+
+// Leave ends sink's subscription gwID (without quotes); it reports whether sink held it.
+func (m *Mux) Leave(sink Sink, gwID []byte) bool {
+	st := &m.subs
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	g := st.byGW[string(gwID)]
+	if g == nil || g.members[sink] == 0 {
+		return false
+	}
+	if g.members[sink]--; g.members[sink] == 0 {
+		delete(g.members, sink)
+		st.unindexLocked(sink, g)
+	}
+	m.maybeDropLocked(g)
+	return true
+}
+
+// LeaveAll ends every subscription of sink (a client went away).
+func (m *Mux) LeaveAll(sink Sink) {
+	st := &m.subs
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, g := range st.bySink[sink] {
+		delete(g.members, sink)
+		for i := 0; i < len(g.waiters); i++ {
+			if g.waiters[i].sink == sink {
+				g.waiters = append(g.waiters[:i], g.waiters[i+1:]...)
+				i--
+			}
+		}
+		m.maybeDropLocked(g)
+	}
+	delete(st.bySink, sink)
+}
+
+func (m *Mux) addMemberLocked(g *group, sink Sink) {
+	g.members[sink]++
+	m.subs.indexLocked(sink, g)
+}
+
+func (st *subState) indexLocked(sink Sink, g *group) {
+	for _, x := range st.bySink[sink] {
+		if x == g {
+			return
+		}
+	}
+	st.bySink[sink] = append(st.bySink[sink], g)
+}
+
+func (st *subState) unindexLocked(sink Sink, g *group) {
+	gs := st.bySink[sink]
+	for i, x := range gs {
+		if x == g {
+			gs = append(gs[:i], gs[i+1:]...)
+			break
+		}
+	}
+	if len(gs) == 0 {
+		delete(st.bySink, sink)
+	} else {
+		st.bySink[sink] = gs
+	}
+}
+
+// maybeDropLocked forgets a group nobody holds or waits for, and unsubscribes upstream.
+func (m *Mux) maybeDropLocked(g *group) {
+	if len(g.members) > 0 || len(g.waiters) > 0 || g.pending {
+		return // a pending group is dropped when its answer arrives
+	}
+	st := &m.subs
+	delete(st.groups, string(g.params))
+	delete(st.byGW, g.gwID)
+	if g.upID == "" {
+		return
+	}
+	delete(g.slot.subs, g.upID)
+	upstreamSubs.Add(-1)
+	c := getCall(kindFire)
+	body := append(append(append(c.resp[:0], `{"jsonrpc":"2.0","id":1,"method":"eth_unsubscribe","params":[`...), g.upID...), "]}"...)
+	c.resp = nil
+	if c.prepare(body, nil, m.nextIDs) != nil || g.slot.register(c, m.cfg.RequestTimeout) != nil {
+		putCall(c) // the socket is gone, and the subscription with it
+	}
+	g.upID = ""
+}
+
+// subscribeUpstream sends eth_subscribe for g on s. Called with subState.mu held.
+func (m *Mux) subscribeUpstream(g *group, s *slot, d time.Duration) *proto.Error {
+	c := getCall(kindSub)
+	c.group = g
+	body := append(append(append(c.resp[:0], `{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":`...), g.params...), '}')
+	c.resp = nil
+	if perr := c.prepare(body, nil, m.nextIDs); perr != nil {
+		putCall(c)
+		return perr
+	}
+	if perr := s.register(c, d); perr != nil {
+		putCall(c)
+		return perr
+	}
+	g.slot, g.pending = s, true
+	return nil
+}
+
+// subscribed completes an eth_subscribe call: it records the upstream id before the
+// reader reads the next message, answers whoever waited, and counts a resubscription.
+func (m *Mux) subscribed(c *call, e *proto.Error) {
+	st := &m.subs
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	g := c.group
+	g.pending = false
+	var msg proto.Message
+	var result []byte
+	if e == nil {
+		if _, err := proto.ScanMessage(c.resp, &msg); err == nil && msg.Result.Present() && c.resp[msg.Result.Start] == '"' {
+			result = msg.Result.Bytes(c.resp)
+		}
+	}
+	if result == nil {
+		for _, w := range g.waiters {
+			if e != nil {
+				w.sink.Reply(proto.AppendError(nil, w.id, e))
+			} else {
+				w.sink.Reply(appendErrorReply(nil, w.id, c.resp, msg.Error))
+			}
+			st.unindexLocked(w.sink, g)
+		}
+		g.waiters = nil
+		if len(g.members) > 0 {
+			m.cfg.Logger.Warn("upstream websocket: resubscribe failed; retrying on the next reconnect",
+				"subscription", g.gwID, "err", errString(e))
+		}
+		m.maybeDropLocked(g)
+		return
+	}
+	g.upID = string(result)
+	g.slot.subs[g.upID] = g
+	upstreamSubs.Add(1)
+	if !g.downSince.IsZero() {
+		reconnectGap.Update(time.Since(g.downSince).Seconds())
+		resubscribes.Inc()
+		g.downSince = time.Time{}
+	}
+	for _, w := range g.waiters {
+		g.members[w.sink]++
+		w.sink.Reply(appendSubResult(nil, w.id, g.gwQuoted))
+	}
+	g.waiters = nil
+	m.maybeDropLocked(g)
+}
+
+func errString(e *proto.Error) string {
+	if e == nil {
+		return "upstream error answer"
+	}
+	return e.Message
+}
+
+// notify routes a notification to the subscribers of its upstream subscription, with
+// the gateway id spliced in once for all of them.
+func (m *Mux) notify(s *slot, frame []byte, msg *proto.Message) {
+	st := &m.subs
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	g := s.subs[string(msg.Subscription.Bytes(frame))]
+	if g == nil {
+		return // unsubscribed already: notifications may still be in flight
+	}
+	out := proto.Splice(make([]byte, 0, len(frame)+len(g.gwQuoted)), frame, msg.Subscription, g.gwQuoted)
+	for sink := range g.members {
+		sink.Notify(out)
+	}
+}
+
+// subsDown marks the groups of a lost socket as down; they resubscribe on reconnect.
+func (m *Mux) subsDown(s *slot) {
+	st := &m.subs
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	now := time.Now()
+	for id, g := range s.subs {
+		delete(s.subs, id)
+		g.upID = ""
+		g.downSince = now
+		upstreamSubs.Add(-1)
+	}
+}
+
+// resubscribe re-establishes, on s, the groups of s and those whose socket is down.
+func (m *Mux) resubscribe(s *slot) {
+	st := &m.subs
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, g := range st.groups {
+		if g.pending || g.upID != "" || (g.slot != s && g.slot.isUp.Load()) {
+			continue
+		}
+		if g.downSince.IsZero() {
+			g.downSince = time.Now()
+		}
+		if perr := m.subscribeUpstream(g, s, m.cfg.RequestTimeout); perr != nil {
+			m.cfg.Logger.Warn("upstream websocket: cannot resubscribe", "subscription", g.gwID, "err", perr.Message)
+		}
+	}
+}
+
+func appendSubResult(dst, id, gwQuoted []byte) []byte {
+	dst = append(dst, `{"jsonrpc":"2.0","id":`...)
+	dst = append(dst, id...)
+	dst = append(dst, `,"result":`...)
+	dst = append(dst, gwQuoted...)
+	return append(dst, '}')
+}
+
+// appendErrorReply answers id with the upstream's error object (span errSpan of resp),
+// or a generic upstream error when there is none.
+func appendErrorReply(dst, id, resp []byte, errSpan proto.Span) []byte {
+	if !errSpan.Present() {
+		return proto.AppendError(dst, id, proto.ErrBadUpstream)
+	}
+	dst = append(dst, `{"jsonrpc":"2.0","id":`...)
+	dst = append(dst, id...)
+	dst = append(dst, `,"error":`...)
+	dst = append(dst, errSpan.Bytes(resp)...)
+	return append(dst, '}')
+}
+
+// ErrSubscribe is wrapped by Subscribe errors the upstream answered.
+var ErrSubscribe = errors.New("upstream refused the subscription")
+
+// Subscribe is the in-process subscription API (the head tracker's): deliver gets the
+// result of every notification of eth_subscribe(params), e.g. params `["newHeads"]`.
+// The subscription survives upstream reconnects (with a gap). deliver is called from a
+// socket's reader goroutine: it must not block, and result is valid only during the
+// call. unsubscribe ends it.
+func (m *Mux) Subscribe(params []byte, deliver func(result []byte)) (unsubscribe func(), err error) {
+	fs := &funcSink{deliver: deliver, reply: make(chan []byte, 1)}
+	m.Join(params, []byte("1"), fs, time.Time{})
+	ans := <-fs.reply // Join always answers: result, error, timeout or connection loss
+	var msg proto.Message
+	if _, err := proto.ScanMessage(ans, &msg); err != nil || !msg.Result.Present() {
+		return nil, fmt.Errorf("cannot subscribe %s: %w: %s", params, ErrSubscribe, ans)
+	}
+	gw := bytes.Trim(msg.Result.Bytes(ans), `"`)
+	return func() { m.Leave(fs, gw) }, nil
+}
+
+type funcSink struct {
+	deliver func([]byte)
+	reply   chan []byte
+}
+
+func (f *funcSink) Reply(msg []byte) { f.reply <- bytes.Clone(msg) }
+
+func (f *funcSink) Notify(frame []byte) {
+	if r := NotificationResult(frame); r != nil {
+		f.deliver(r)
+	}
+}
+
+// NotificationResult returns params.result of an eth_subscription notification, or nil.
+func NotificationResult(frame []byte) []byte {
+	var msg proto.Message
+	if _, err := proto.ScanMessage(frame, &msg); err != nil || !msg.Params.Present() {
+		return nil
+	}
+	it, err := proto.NewObjectIter(frame, msg.Params.Start)
+	if err != nil {
+		return nil
+	}
+	var res []byte
+	for {
+		k, v, ok, err := it.Next()
+		if err != nil || !ok {
+			return res
+		}
+		if proto.KeyIs(k.Bytes(frame), "result") {
+			res = v.Bytes(frame)
+		}
+	}
+}
