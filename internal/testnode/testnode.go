@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -266,8 +267,15 @@ func (n *Node) SendTx(t testing.TB) (txHash, blockNumber string) {
 		var receipt *struct {
 			BlockNumber string `json:"blockNumber"`
 		}
-		if err := json.Unmarshal(n.Call(t, "eth_getTransactionReceipt", txHash), &receipt); err != nil {
-			t.Fatalf("receipt: %v", err)
+		res, err := n.call("eth_getTransactionReceipt", txHash)
+		// A fresh dev node answers "transaction indexing is in progress" for a moment.
+		if err != nil && !strings.Contains(err.Error(), "indexing is in progress") {
+			t.Fatalf("receipt of %s: %v", txHash, err)
+		}
+		if err == nil {
+			if err := json.Unmarshal(res, &receipt); err != nil {
+				t.Fatalf("receipt: %v", err)
+			}
 		}
 		if receipt != nil {
 			return txHash, receipt.BlockNumber
