@@ -1,0 +1,8 @@
+export function setTimeout(fn, ms) {
+  return globalThis.setTimeout(fn, ms);
+}
+
+export function clearTimeout(t) {
+  globalThis.clearTimeout(t);
+}
+
