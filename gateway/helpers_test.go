@@ -100,3 +100,19 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// waitReady waits until /readyz answers 200: the first upstream probe has landed.
+func waitReady(t testing.TB, gw *testGateway) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, _ := do(t, "GET", gw.URL+"/readyz", "")
+		if code == 200 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway not ready after 30s: /readyz %d", code)
+		}
+		time.Sleep(20 * time.Millisecond) // polling an external condition, bounded
+	}
+}

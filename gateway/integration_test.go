@@ -152,7 +152,7 @@ func TestConcurrentMixedRequests(t *testing.T) {
 					id := fmt.Sprintf(`"w%d-%d"`, w, i)
 					code, got := do(t, "POST", gw.URL+"/", `{"jsonrpc":"2.0","id":`+id+`,"method":"eth_getTransactionByHash","params":["`+txs[n-1]+`"]}`)
 					var resp struct {
-						ID     json.RawMessage `json:"id"`
+						ID     json.RawMessage       `json:"id"`
 						Result struct{ Hash string } `json:"result"`
 					}
 					if code != 200 || json.Unmarshal(got, &resp) != nil || string(resp.ID) != id || resp.Result.Hash != txs[n-1] {

@@ -1,0 +1,86 @@
+package gateway
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfig(t *testing.T) {
+	f := func(args []string, env map[string]string, check func(c Config) string) {
+		t.Helper()
+		c, err := Load(args, func(k string) string { return env[k] }, io.Discard)
+		if err != nil {
+			t.Fatalf("Load(%v, %v): %v", args, env, err)
+		}
+		if msg := check(c); msg != "" {
+			t.Errorf("Load(%v, %v): %s", args, env, msg)
+		}
+	}
+	f(nil, nil, func(c Config) string {
+		if c.ListenAddr != ":8000" || c.UpstreamHTTPURL != DefaultHTTPURL || c.UpstreamWSURL != DefaultWSURL {
+			return "defaults: " + c.ListenAddr + " " + c.UpstreamHTTPURL + " " + c.UpstreamWSURL
+		}
+		if c.MaxBatch != 1000 || len(c.DenyMethods) != 5 || !c.CacheEnabled {
+			return "default limits"
+		}
+		return ""
+	})
+	f(nil, map[string]string{"INFURA_PROJECT_ID": "abc123", "INFURA_NETWORK": "sepolia", "INFURA_PROJECT_SECRET": "s"}, func(c Config) string {
+		if c.UpstreamHTTPURL != "https://sepolia.infura.io/v3/abc123" || c.UpstreamWSURL != "wss://sepolia.infura.io/ws/v3/abc123" || c.UpstreamSecret != "s" {
+			return "infura: " + c.UpstreamHTTPURL + " " + c.UpstreamWSURL
+		}
+		return ""
+	})
+	// The seed's .envrc names keep working.
+	f(nil, map[string]string{"PROJECT_ID": "p1", "PROJECT_SECRET": "sec", "MAINNET_HTTP_ENDPOINT": "https://mainnet.infura.io/v3/p1",
+		"MAINNET_WEBSOCKET_ENDPOINT": "wss://mainnet.infura.io/ws/v3/p1"}, func(c Config) string {
+		if c.UpstreamHTTPURL != "https://mainnet.infura.io/v3/p1" || c.UpstreamWSURL != "wss://mainnet.infura.io/ws/v3/p1" || c.UpstreamSecret != "sec" || c.InfuraProject != "p1" {
+			return "seed aliases"
+		}
+		return ""
+	})
+	// Flags win over the environment, the environment over defaults.
+	f([]string{"-listen", "127.0.0.1:9000", "-max-batch", "5"}, map[string]string{"LISTEN_ADDR": ":7000", "MAX_BATCH_SIZE": "9", "UPSTREAM_TIMEOUT": "3s"}, func(c Config) string {
+		if c.ListenAddr != "127.0.0.1:9000" || c.MaxBatch != 5 || c.UpstreamTimeout != 3*time.Second {
+			return "precedence"
+		}
+		return ""
+	})
+	f([]string{"-upstream-ws", "off", "-deny-methods", "none"}, nil, func(c Config) string {
+		if c.UpstreamWSURL != "" || len(c.DenyMethods) != 0 {
+			return "off/none"
+		}
+		return ""
+	})
+}
+
+func TestLoadConfigRejects(t *testing.T) {
+	cases := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"-listen", "nonsense"}, nil, "-listen"},
+		{[]string{"-upstream-http", "ftp://x"}, nil, "scheme must be http or https"},
+		{[]string{"-upstream-ws", "http://x"}, nil, "scheme must be ws or wss"},
+		{[]string{"-upstream-http", "http://"}, nil, "no host"},
+		{[]string{"-max-batch", "0"}, nil, "-max-batch"},
+		{[]string{"-upstream-timeout", "0s"}, nil, "-upstream-timeout"},
+		{nil, map[string]string{"UPSTREAM_TIMEOUT": "soon"}, "UPSTREAM_TIMEOUT"},
+		{nil, map[string]string{"MAX_BATCH_SIZE": "many"}, "MAX_BATCH_SIZE"},
+		{nil, map[string]string{"CACHE_ENABLED": "perhaps"}, "CACHE_ENABLED"},
+		{[]string{"-log-level", "loud"}, nil, "-log-level"},
+		{[]string{"-log-format", "xml"}, nil, "-log-format"},
+		{[]string{"extra"}, nil, "unexpected argument"},
+		{nil, map[string]string{"INFURA_PROJECT_ID": "a/b"}, "INFURA_PROJECT_ID"},
+		{[]string{"-ws-upstream-conns", "1000"}, nil, "-ws-upstream-conns"},
+	}
+	for _, c := range cases {
+		_, err := Load(c.args, func(k string) string { return c.env[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("Load(%v, %v) = %v, want a one-line error mentioning %q", c.args, c.env, err, c.want)
+		}
+	}
+}

@@ -1,0 +1,229 @@
+package gateway
+
+import (
+	"context"
+	"encoding/base64"
+	"net"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/internal/testnode"
+)
+
+// fakeUpstream is an in-process JSON-RPC server for fault cases a real node cannot
+// produce: stalls, oversized answers, credential checks.
+type fakeUpstream struct {
+	URL      string
+	handler  atomic.Pointer[fasthttp.RequestHandler]
+	mu       sync.Mutex
+	lastAuth string
+	calls    atomic.Int64
+}
+
+func startFake(t testing.TB, h fasthttp.RequestHandler) *fakeUpstream {
+	t.Helper()
+	f := &fakeUpstream{}
+	f.handler.Store(&h)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		f.calls.Add(1)
+		f.mu.Lock()
+		f.lastAuth = string(ctx.Request.Header.Peek("Authorization"))
+		f.mu.Unlock()
+		(*f.handler.Load())(ctx)
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	f.URL = "http://" + ln.Addr().String()
+	return f
+}
+
+func answer(body string) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(body)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	fake := startFake(t, answer(`{"jsonrpc":"2.0","id":1,"result":"0x1"}`))
+	gw := startGateway(t, "-upstream-http", fake.URL, "-upstream-ws", "off", "-max-request-body", "2048")
+	cases := []struct {
+		name, method, path, body string
+		status, code             int
+		msg                      string
+	}{
+		{"malformed JSON", "POST", "/blockbynumber", `{"block":`, 400, -32700, "parse error"},
+		{"empty body", "POST", "/blockbynumber", ``, 400, -32700, "empty body"},
+		{"missing block", "POST", "/blockbynumber", `{"txdetails":true}`, 400, -32602, `missing \"block\"`},
+		{"banana", "POST", "/blockbynumber", `{"block":"banana"}`, 400, -32602, `got \"banana\"`},
+		{"maybe", "POST", "/blockbynumber", `{"block":"latest","txdetails":"maybe"}`, 400, -32602, `\"txdetails\"`},
+		{"missing index", "POST", "/txbyblockandindex", `{"block":"latest"}`, 400, -32602, `missing \"index\"`},
+		{"bad index", "POST", "/txbyblockandindex", `{"block":"latest","index":"zz"}`, 400, -32602, `\"index\"`},
+		{"ws route validates too", "POST", "/ws/blockbynumber", `{"block":"banana"}`, 400, -32602, `got \"banana\"`},
+		{"wrong method", "GET", "/blockbynumber", ``, 405, -32600, "not allowed"},
+		{"wrong method on GET route", "POST", "/blocknumber", `{}`, 405, -32600, "not allowed"},
+		{"unknown route", "GET", "/nope", ``, 404, -32601, "no such route"},
+		{"body over the limit", "POST", "/blockbynumber", `{"block":"latest","pad":"` + strings.Repeat("x", 4096) + `"}`, 413, -32005, "too large"},
+		{"rpc body over the limit", "POST", "/", `{"pad":"` + strings.Repeat("x", 4096) + `"}`, 413, -32005, "too large"},
+		{"ws disabled", "GET", "/ws/blocknumber", ``, 503, -32000, "websocket upstream disabled"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, body := do(t, c.method, gw.URL+c.path, c.body)
+			want := `"code":` + strconv.Itoa(c.code)
+			if code != c.status || !strings.Contains(string(body), want) || !strings.Contains(string(body), c.msg) ||
+				!strings.HasPrefix(string(body), `{"jsonrpc":"2.0"`) {
+				t.Fatalf("got %d %s\nwant %d with %s and %q", code, body, c.status, want, c.msg)
+			}
+		})
+	}
+	// After all of that the gateway still serves everyone.
+	if code, body := do(t, "GET", gw.URL+"/blocknumber", ""); code != 200 || string(body) != `{"jsonrpc":"2.0","id":1,"result":"0x1"}` {
+		t.Fatalf("after bad input: %d %s", code, body)
+	}
+}
+
+func TestUpstreamDownIs502Fast(t *testing.T) {
+	port := testnode.FreePort(t) // nothing listens there
+	gw := startGateway(t, "-upstream-http", "http://127.0.0.1:"+strconv.Itoa(port), "-upstream-ws", "off", "-upstream-timeout", "5s")
+	for _, path := range []string{"/blocknumber", "/gasprice"} {
+		start := time.Now()
+		code, body := do(t, "GET", gw.URL+path, "")
+		if code != 502 || !strings.Contains(string(body), "upstream unavailable") {
+			t.Fatalf("%s: %d %s", path, code, body)
+		}
+		if d := time.Since(start); d > 4*time.Second {
+			t.Fatalf("%s: took %v to report an unreachable upstream", path, d)
+		}
+	}
+	code, body := do(t, "POST", gw.URL+"/", `{"jsonrpc":"2.0","id":"q","method":"eth_chainId"}`)
+	if code != 502 || !strings.Contains(string(body), `"id":"q"`) {
+		t.Fatalf("rpc: %d %s", code, body)
+	}
+	if code, _ := do(t, "GET", gw.URL+"/readyz", ""); code != 503 {
+		t.Fatalf("readyz with the upstream down: %d", code)
+	}
+}
+
+func TestUpstreamStallIs504(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	fake := startFake(t, func(ctx *fasthttp.RequestCtx) { <-release })
+	gw := startGateway(t, "-upstream-http", fake.URL, "-upstream-ws", "off", "-upstream-timeout", "300ms")
+	start := time.Now()
+	code, body := do(t, "GET", gw.URL+"/blocknumber", "")
+	if code != 504 || !strings.Contains(string(body), "timed out") {
+		t.Fatalf("%d %s", code, body)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("a 300ms upstream timeout took %v", d)
+	}
+}
+
+func TestResponseLargerThanMaximum(t *testing.T) {
+	big := `{"jsonrpc":"2.0","id":1,"result":"0x` + strings.Repeat("ab", 4096) + `"}`
+	fake := startFake(t, answer(big))
+	gw := startGateway(t, "-upstream-http", fake.URL, "-upstream-ws", "off", "-max-response-body", "2048")
+	code, body := do(t, "POST", gw.URL+"/blockbynumber", `{"block":"latest"}`)
+	if code != 502 || !strings.Contains(string(body), "larger than the configured maximum") {
+		t.Fatalf("%d %s", code, body)
+	}
+}
+
+func TestUpstreamStatusMapping(t *testing.T) {
+	cases := []struct {
+		upstream, want int
+		msg            string
+	}{
+		{429, 429, "rate limit"},
+		{401, 502, "credentials"},
+		{500, 502, "unavailable"},
+		{404, 502, "invalid response"},
+	}
+	for _, c := range cases {
+		fake := startFake(t, func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(c.upstream); ctx.SetBodyString("upstream says no") })
+		gw := startGateway(t, "-upstream-http", fake.URL, "-upstream-ws", "off")
+		code, body := do(t, "GET", gw.URL+"/gasprice", "")
+		if code != c.want || !strings.Contains(string(body), c.msg) || strings.Contains(string(body), "upstream says no") {
+			t.Errorf("upstream %d: got %d %s", c.upstream, code, body)
+		}
+	}
+}
+
+func TestSecretNeverLeaks(t *testing.T) {
+	const secret = "s3cr3t-PROJECT-secret"
+	const project = "0123456789abcdef0123456789abcdef"
+	fake := startFake(t, func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(401) })
+	gw := startGatewayEnv(t, map[string]string{
+		"INFURA_PROJECT_ID":     project,
+		"INFURA_PROJECT_SECRET": secret,
+		"UPSTREAM_HTTP_URL":     fake.URL + "/v3/" + project,
+		"UPSTREAM_WS_URL":       "off",
+	})
+	code, body := do(t, "GET", gw.URL+"/blocknumber", "")
+	if code != 502 {
+		t.Fatalf("rejected credentials: %d %s", code, body)
+	}
+	fake.mu.Lock()
+	auth := fake.lastAuth
+	fake.mu.Unlock()
+	if want := "Basic " + base64.StdEncoding.EncodeToString([]byte(":"+secret)); auth != want {
+		t.Fatalf("Authorization = %q, want %q", auth, want)
+	}
+	_, metricsText := do(t, "GET", gw.URL+"/metrics", "")
+	gw.srv.log.Info("config", "config", gw.srv.cfg) // what main logs at start
+	for name, text := range map[string]string{"response": string(body), "metrics": string(metricsText), "logs": gw.log.String()} {
+		if strings.Contains(text, secret) {
+			t.Errorf("the project secret appears in %s", name)
+		}
+		if strings.Contains(text, project) {
+			t.Errorf("the project ID appears in %s", name)
+		}
+	}
+	if !strings.Contains(gw.log.String(), "<project-id>") {
+		t.Errorf("logs do not show the redacted upstream URL: %s", gw.log.String())
+	}
+}
+
+func TestShutdownDrains(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	fake := startFake(t, func(ctx *fasthttp.RequestCtx) {
+		if strings.Contains(string(ctx.PostBody()), "eth_gasPrice") {
+			arrived <- struct{}{}
+			<-release
+		}
+		ctx.SetBodyString(`{"jsonrpc":"2.0","id":1,"result":"0x2"}`)
+	})
+	gw := startGateway(t, "-upstream-http", fake.URL, "-upstream-ws", "off", "-cache=false")
+	waitReady(t, gw)
+	inflight := make(chan int, 1)
+	go func() { code, _ := do(t, "GET", gw.URL+"/gasprice", ""); inflight <- code }()
+	<-arrived
+	done := make(chan error, 1)
+	go func() { done <- gw.srv.Shutdown(context.Background()) }()
+	for !gw.srv.draining.Load() {
+		runtime.Gosched()
+	}
+	if gw.srv.Ready() {
+		t.Fatal("still ready while draining")
+	}
+	close(release)
+	if code := <-inflight; code != 200 {
+		t.Fatalf("in-flight request during shutdown got %d", code)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}

@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// The hot path: a REST route forwarding to the HTTP upstream. These tests call the
+// gateway's handler directly (no client-side network) against a fixed-answer fasthttp
+// upstream on loopback, and count every allocation in the process.
+
+var fixedBlockNumber = []byte(`{"jsonrpc":"2.0","id":1,"result":"0x10d4f"}`)
+
+func startFixedUpstream(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
+		ctx.Response.SetBodyRaw(fixedBlockNumber)
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	tb.Cleanup(func() { _ = srv.Shutdown() })
+	return "http://" + ln.Addr().String()
+}
+
+func newDirectServer(tb testing.TB, args ...string) *Server {
+	tb.Helper()
+	cfg, err := Load(append([]string{"-upstream-http", startFixedUpstream(tb), "-upstream-ws", "off"}, args...),
+		func(string) string { return "" }, io.Discard)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Close)
+	return s
+}
+
+type directCall struct {
+	ctx fasthttp.RequestCtx
+	h   fasthttp.RequestHandler
+}
+
+func newDirectCall(s *Server, method, uri, body string) *directCall {
+	c := &directCall{h: s.Handler()}
+	var req fasthttp.Request
+	req.Header.SetMethod(method)
+	req.SetRequestURI(uri)
+	req.SetBodyString(body)
+	c.ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, nil)
+	return c
+}
+
+func (c *directCall) run(tb testing.TB) {
+	c.ctx.Response.Reset()
+	c.h(&c.ctx)
+	if c.ctx.Response.StatusCode() != 200 {
+		tb.Fatalf("status %d: %s", c.ctx.Response.StatusCode(), c.ctx.Response.Body())
+	}
+}
+
+var hotPaths = []struct{ name, method, uri, body string }{
+	{"GET /blocknumber", "GET", "/blocknumber", ""},
+	{"POST /blockbynumber", "POST", "/blockbynumber", `{"block":"0xc6af55","txdetails":"true"}`},
+	{"POST /txbyblockandindex", "POST", "/txbyblockandindex", `{"block":"13020000","index":"0x11"}`},
+	{"POST / eth_blockNumber", "POST", "/", `{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`},
+}
+
+func BenchmarkHotPath(b *testing.B) {
+	s := newDirectServer(b, "-cache=false")
+	for _, p := range hotPaths {
+		b.Run(p.name, func(b *testing.B) {
+			c := newDirectCall(s, p.method, p.uri, p.body)
+			b.ReportAllocs()
+			for b.Loop() {
+				c.run(b)
+			}
+		})
+	}
+}
+
+// BenchmarkDirectUpstream is the same fixed-answer call made straight to the upstream
+// with fasthttp's client: the ratio to BenchmarkHotPath is the gateway's overhead.
+func BenchmarkDirectUpstream(b *testing.B) {
+	url := startFixedUpstream(b)
+	var hc fasthttp.Client
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	req.SetRequestURI(url)
+	req.Header.SetMethod("POST")
+	req.SetBodyString(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := hc.Do(req, resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
