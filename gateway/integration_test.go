@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/infura-gateway/infura-gateway/internal/testnode"
 )
@@ -42,14 +43,22 @@ func TestRoutesMatchNode(t *testing.T) {
 		{"rpc passthrough", "POST", "/", rpcBody("eth_getTransactionByHash", `["`+txHash+`"]`), rpcBody("eth_getTransactionByHash", `["`+txHash+`"]`)},
 		{"rpc upstream error passes through", "POST", "/", rpcBody("eth_getBlockByNumber", `["0x01",false]`), rpcBody("eth_getBlockByNumber", `["0x01",false]`)},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			code, got := do(t, c.method, gw.URL+c.path, c.body)
-			want := node.Raw(t, c.nodeReq)
-			if code != 200 || string(got) != string(want) {
-				t.Fatalf("gateway %d %s\nnode        %s", code, got, want)
+	if err := gw.srv.mux.WaitReady(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, prefix := range []string{"", "/ws"} { // over the HTTP pool, then through the Mux
+		for _, c := range cases {
+			if prefix == "/ws" && c.path == "/" {
+				continue
 			}
-		})
+			t.Run(prefix+" "+c.name, func(t *testing.T) {
+				code, got := do(t, c.method, gw.URL+prefix+c.path, c.body)
+				want := node.Raw(t, c.nodeReq)
+				if code != 200 || string(got) != string(want) {
+					t.Fatalf("gateway %d %s\nnode        %s", code, got, want)
+				}
+			})
+		}
 	}
 	// The block holding the transaction really holds it, with post-merge fields intact.
 	_, got := do(t, "POST", gw.URL+"/blockbynumber", `{"block":"`+txBlock+`","txdetails":true}`)

@@ -40,7 +40,8 @@ type Server struct {
 	version string
 
 	pool *upstream.Pool
-	ws   caller // the Mux, or wsDisabled when no websocket upstream is configured
+	mux  *upstream.Mux // nil when no websocket upstream is configured
+	ws   caller        // the Mux, or wsDisabled
 	deny denyList
 
 	handler  fasthttp.RequestHandler
