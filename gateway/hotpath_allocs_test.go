@@ -21,4 +21,3 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 		}
 	}
 }
-
