@@ -1,0 +1,63 @@
+# AWS Load Balancer Controller: reconciles the gateway's LoadBalancer Service
+# into an NLB with ip targets (see helm/infura-gateway/values-eks.yaml).
+module "lb_controller_pod_identity" {
+  source  = "terraform-aws-modules/eks-pod-identity/aws"
+  version = "~> 2.0"
+
+  name = "${var.cluster_name}-aws-lbc"
+
+  attach_aws_lb_controller_policy = true
+
+  associations = {
+    controller = {
+      cluster_name    = module.eks.cluster_name
+      namespace       = "kube-system"
+      service_account = "aws-load-balancer-controller"
+    }
+  }
+}
+
+resource "helm_release" "aws_load_balancer_controller" {
+  name       = "aws-load-balancer-controller"
+  repository = "https://aws.github.io/eks-charts"
+  chart      = "aws-load-balancer-controller"
+  version    = var.lb_controller_chart_version
+  namespace  = "kube-system"
+  wait       = true
+
+  set = [
+    { name = "clusterName", value = module.eks.cluster_name },
+    { name = "region", value = var.region },
+    { name = "vpcId", value = module.vpc.vpc_id },
+    { name = "serviceAccount.name", value = "aws-load-balancer-controller" },
+    { name = "replicaCount", value = "2" },
+  ]
+
+  depends_on = [module.lb_controller_pod_identity, module.eks]
+}
+
+# Prometheus Operator, Prometheus, Alertmanager and Grafana. Its CRDs are what
+# the gateway chart's ServiceMonitor and PrometheusRule need; its Grafana
+# sidecar loads ConfigMaps labelled grafana_dashboard=1 from every namespace.
+resource "helm_release" "kube_prometheus_stack" {
+  count = var.install_monitoring ? 1 : 0
+
+  name             = "kube-prometheus-stack"
+  repository       = "https://prometheus-community.github.io/helm-charts"
+  chart            = "kube-prometheus-stack"
+  version          = var.kube_prometheus_stack_chart_version
+  namespace        = "monitoring"
+  create_namespace = true
+  wait             = true
+  timeout          = 900
+
+  set = [
+    { name = "grafana.sidecar.dashboards.enabled", value = "true" },
+    { name = "grafana.sidecar.dashboards.searchNamespace", value = "ALL" },
+    # Select ServiceMonitors/PrometheusRules by the release label only.
+    { name = "prometheus.prometheusSpec.serviceMonitorSelectorNilUsesHelmValues", value = "true" },
+    { name = "prometheus.prometheusSpec.ruleSelectorNilUsesHelmValues", value = "true" },
+  ]
+
+  depends_on = [module.eks]
+}
