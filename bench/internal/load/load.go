@@ -291,6 +291,12 @@ func (r *Runner) Run(ctx context.Context) *Result {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	if r.hc != nil {
+		// Idle keep-alive connections would otherwise stay open until
+		// MaxIdleConnDuration, holding thousands of sockets on both sides
+		// into the next run.
+		r.hc.CloseIdleConnections()
+	}
 	cancel()
 	<-progressDone
 	return r.result(elapsed, notifs.min())

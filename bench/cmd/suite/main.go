@@ -1,0 +1,545 @@
+// Command suite is the one-command performance suite of infura-gateway.
+//
+// It builds the gateway and the fixed node, measures the CPU floor (the fixed
+// node answering eth_blockNumber), then the gateway's CPU per request on each
+// path relative to that floor, zero-error runs at 1,000 and 10,000
+// connections, request coalescing, the memory of idle websocket clients and
+// the frames per upstream websocket write. It writes results.json, report.md
+// and chart.png under bench/results/<timestamp>/ and exits 1 when a check
+// fails.
+//
+//	go run ./bench/cmd/suite            (from the repo root; or task perf:suite)
+//	go run ./bench/cmd/suite -quick     (CI smoke: every path, a few seconds)
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/infura-gateway/infura-gateway/bench/internal/load"
+	"github.com/infura-gateway/infura-gateway/bench/internal/proc"
+)
+
+// Targets from issue 5: the gateway's CPU per request over the floor's.
+const (
+	targetHTTP     = 2.0
+	targetWSMux    = 1.5
+	targetCacheHit = 1.05
+	// Idle /socket2socket client: at most this much gateway RSS.
+	targetIdleKiB = 24.0
+	// Coalescing: upstream eth_gasPrice calls allowed beyond one per head.
+	coalesceSlack = 3
+)
+
+const rpcBlockNumber = `{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`
+
+type options struct {
+	repo, outDir, driver, gatewayBin string
+	duration, warmup, connDuration   time.Duration
+	coalesceDuration, headInterval   time.Duration
+	vus, idle, coalesceClients       int
+	conns                            []int
+	quick, progress, noBuild         bool
+}
+
+func main() {
+	o := options{}
+	flag.StringVar(&o.repo, "repo", "", "gateway repository root (default: found above the working directory)")
+	flag.StringVar(&o.outDir, "out", "", "results directory (default <repo>/bench/results)")
+	flag.StringVar(&o.driver, "driver", "auto", "load driver for the HTTP CPU runs: wrk, loadgen, or auto (wrk when installed)")
+	flag.StringVar(&o.gatewayBin, "gateway-bin", "", "use this gateway binary instead of building one")
+	flag.BoolVar(&o.noBuild, "no-build", false, "reuse the binaries in bench/results/bin")
+	flag.DurationVar(&o.duration, "duration", 8*time.Second, "measured run per path")
+	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up before each measured run")
+	flag.DurationVar(&o.connDuration, "conn-duration", 4*time.Second, "each 1k/10k-connection run, after its ramp")
+	flag.IntVar(&o.vus, "vus", 64, "connections for the CPU runs (the bar: wrk 1 thread 64 connections)")
+	conns := flag.String("conns", "1000,10000", "connection counts for the zero-error runs")
+	flag.IntVar(&o.idle, "idle", 10000, "idle /socket2socket clients for the memory test")
+	flag.IntVar(&o.coalesceClients, "coalesce-clients", 500, "concurrent /gasprice clients for the coalescing test")
+	flag.DurationVar(&o.coalesceDuration, "coalesce-duration", 10*time.Second, "coalescing test length")
+	flag.DurationVar(&o.headInterval, "head-interval", time.Second, "fixed node head interval")
+	flag.BoolVar(&o.quick, "quick", false, "CI smoke run: every path for ~1 s, 1,000 connections, 1,000 idle clients; CPU ratios reported, not judged")
+	flag.BoolVar(&o.progress, "progress", false, "print the load driver's per-second progress lines")
+	flag.Parse()
+	if o.quick {
+		o.duration, o.warmup, o.connDuration = time.Second, 300*time.Millisecond, time.Second
+		o.idle, o.coalesceClients, o.coalesceDuration = 1000, 100, 3*time.Second
+		*conns = "1000"
+	}
+	for _, f := range strings.Split(*conns, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			fatal(fmt.Errorf("-conns: bad count %q", f))
+		}
+		o.conns = append(o.conns, n)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	res, err := runSuite(ctx, &o)
+	if err != nil {
+		fatal(err)
+	}
+	if !res.Pass {
+		fmt.Fprintln(os.Stderr, "suite: FAILED (see the checks above)")
+		os.Exit(1)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "suite:", err)
+	os.Exit(2)
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "suite: "+format+"\n", args...)
+}
+
+func runSuite(ctx context.Context, o *options) (*results, error) {
+	if o.repo == "" {
+		r, err := findRepo()
+		if err != nil {
+			return nil, err
+		}
+		o.repo = r
+	}
+	if o.outDir == "" {
+		o.outDir = filepath.Join(o.repo, "bench", "results")
+	}
+	binDir := filepath.Join(o.outDir, "bin")
+	dir := filepath.Join(o.outDir, time.Now().UTC().Format("20060102T150405Z"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	maxConns := o.idle
+	for _, n := range o.conns {
+		maxConns = max(maxConns, n)
+	}
+	// The suite holds every client socket; the gateway and the fixed node
+	// inherit the raised limit. Only this process tree is affected.
+	lim, err := proc.RaiseNoFile(uint64(maxConns)*2 + 4096)
+	if err != nil || lim < uint64(maxConns)+1024 {
+		return nil, fmt.Errorf("cannot raise RLIMIT_NOFILE for %d connections (got %d): %v", maxConns, lim, err)
+	}
+
+	switch o.driver {
+	case "auto":
+		o.driver = "loadgen"
+		if _, err := exec.LookPath("wrk"); err == nil {
+			o.driver = "wrk"
+		}
+	case "wrk":
+		if _, err := exec.LookPath("wrk"); err != nil {
+			return nil, errors.New("-driver wrk: wrk is not installed (apt-get install -y wrk, or task perf:wrk)")
+		}
+	case "loadgen":
+	default:
+		return nil, fmt.Errorf("-driver: want wrk, loadgen or auto, got %q", o.driver)
+	}
+
+	gwBin, nodeBin := o.gatewayBin, filepath.Join(binDir, "fixednode")
+	if gwBin == "" {
+		gwBin = filepath.Join(binDir, "infura-gateway")
+	}
+	if !o.noBuild {
+		logf("building the gateway and the fixed node into %s", binDir)
+		if o.gatewayBin == "" {
+			if err := build(o.repo, gwBin, ".", os.Stderr); err != nil {
+				return nil, err
+			}
+		}
+		if err := build(filepath.Join(o.repo, "bench"), nodeBin, "./cmd/fixednode", os.Stderr); err != nil {
+			return nil, err
+		}
+	}
+
+	res := &results{
+		Timestamp: time.Now().UTC().Format(time.RFC3339),
+		Machine:   describeMachine(),
+		Config: config{
+			Quick: o.quick, Driver: o.driver, VUs: o.vus, DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(),
+			Conns: o.conns, ConnDurationS: o.connDuration.Seconds(), Idle: o.idle,
+			CoalesceClients: o.coalesceClients, CoalesceDurationS: o.coalesceDuration.Seconds(),
+			HeadIntervalS: o.headInterval.Seconds(),
+		},
+	}
+	defer func() {
+		if err := res.write(dir); err != nil {
+			logf("cannot write results: %v", err)
+		} else {
+			logf("results in %s", dir)
+		}
+	}()
+
+	node, nodeHTTP, nodeWS, err := startFixedNode(nodeBin, dir, o.headInterval)
+	if err != nil {
+		return res, err
+	}
+	defer node.stop()
+	m := &measurer{
+		dir: dir, hz: proc.ClockTicks(), driver: o.driver, warmup: o.warmup, duration: o.duration,
+		timeout: 10 * time.Second, nodeHTTP: nodeHTTP, nodePID: node.pid(), progress: o.progress,
+	}
+	res.Machine.ClockTicks = m.hz
+
+	// 1. The floor: the fixed node itself answering eth_blockNumber.
+	logf("floor: %s POST / eth_blockNumber, %d connections, %s", o.driver, o.vus, o.duration)
+	floor, err := m.measure(ctx, "floor", "floor: fixed node POST / eth_blockNumber", node.pid(),
+		load.Target{Kind: load.HTTP, URL: "http://" + nodeHTTP + "/", Method: "POST", Body: []byte(rpcBlockNumber)}, o.vus)
+	if err != nil {
+		return res, err
+	}
+	floor.Status = statusOf(floor.Errors == 0, true)
+	res.Floor = floor
+	logf("floor: %.0f req/s, %.2f µs CPU/request", floor.RPS, floor.CPUusPerReq)
+	if floor.CPUusPerReq == 0 {
+		return res, errors.New("the floor measured no CPU: the run was too short for the 10 ms clock tick")
+	}
+
+	gw, gwAddr, err := startGateway(ctx, gwBin, dir, "gateway.log", nodeHTTP, nodeWS)
+	if err != nil {
+		return res, err
+	}
+	defer func() { gw.stop() }()
+	gwFlags := gatewayFlags(gwBin)
+
+	// 2. CPU per request on each path.
+	base := "http://" + gwAddr
+	paths := []struct {
+		key, label string
+		tgt        load.Target
+		target     float64
+	}{
+		{"http_blocknumber", "HTTP /blocknumber", load.Target{Kind: load.HTTP, URL: base + "/blocknumber"}, targetHTTP},
+		{"ws_blocknumber", "/ws/blocknumber (websocket Mux)", load.Target{Kind: load.HTTP, URL: base + "/ws/blocknumber"}, targetWSMux},
+		{"gasprice_cache", "/gasprice (cache hit)", load.Target{Kind: load.HTTP, URL: base + "/gasprice"}, targetCacheHit},
+		{"rpc_post", "POST / eth_blockNumber", load.Target{Kind: load.HTTP, URL: base + "/", Method: "POST", Body: []byte(rpcBlockNumber)}, 0},
+		{"socket2socket", "/socket2socket request loop (Mux)", load.Target{Kind: load.WSRPC, URL: "ws://" + gwAddr + "/socket2socket"}, 0},
+	}
+	for _, p := range paths {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		var before promMetrics
+		if p.key == "ws_blocknumber" {
+			before, _ = scrape(gwAddr)
+		}
+		logf("%s: %d connections, %s", p.label, o.vus, o.duration)
+		r, err := m.measure(ctx, p.key, p.label, gw.pid(), p.tgt, o.vus)
+		if err != nil {
+			return res, err
+		}
+		judge(r, floor, p.target, o.quick)
+		res.Paths = append(res.Paths, r)
+		logf("%s: %.0f req/s, %.2f µs CPU/request = %.2f× floor [%s], errors %d",
+			p.label, r.RPS, r.CPUusPerReq, r.Ratio, r.Status, r.Errors)
+		if p.key == "ws_blocknumber" {
+			after, _ := scrape(gwAddr)
+			res.Frames = framesPerWrite(before, after)
+		}
+	}
+
+	// 3. Request coalescing: many clients, one upstream call per head.
+	if ctx.Err() == nil {
+		c, err := coalescing(ctx, m, base, o)
+		if err != nil {
+			return res, err
+		}
+		res.Coalescing = c
+	}
+
+	// 4. Zero errors at 1k and 10k connections on every path.
+	for _, n := range o.conns {
+		for _, p := range paths {
+			if ctx.Err() != nil {
+				return res, ctx.Err()
+			}
+			ramp := max(200*time.Millisecond, time.Duration(n)*time.Second/5000)
+			logf("%s: %d connections (ramp %s, then %s)", p.label, n, ramp, o.connDuration)
+			r, err := m.loadgen(ctx, p.tgt, n, ramp+o.connDuration, ramp)
+			if err != nil {
+				return res, err
+			}
+			r.Key, r.Label, r.Driver, r.VUs = fmt.Sprintf("%s_%d", p.key, n), p.label, "loadgen", n
+			r.Status = statusOf(r.Errors == 0 && r.Requests > 0, true)
+			res.Conns = append(res.Conns, r)
+			logf("%s at %d connections: %d requests, %.0f req/s, errors %d [%s]", p.label, n, r.Requests, r.RPS, r.Errors, r.Status)
+		}
+	}
+	if !gw.alive() {
+		return res, errors.New("the gateway exited during the load runs; see gateway.log")
+	}
+	gw.stop()
+
+	// 5. /socket2socket with an upstream socket per client, for contrast.
+	perClient := &run{Key: "socket2socket_per_client", Label: "/socket2socket request loop (socket per client)", Status: "n/a"}
+	if !gwFlags["ws-per-client"] {
+		perClient.Note = "the gateway has no -ws-per-client flag"
+	} else if ctx.Err() == nil {
+		gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway-per-client.log", nodeHTTP, nodeWS, "-ws-per-client")
+		if err != nil {
+			return res, err
+		}
+		logf("%s: %d connections, %s", perClient.Label, o.vus, o.duration)
+		r, err := m.measure(ctx, perClient.Key, perClient.Label, gw.pid(),
+			load.Target{Kind: load.WSRPC, URL: "ws://" + gwAddr + "/socket2socket"}, o.vus)
+		if err != nil {
+			return res, err
+		}
+		judge(r, floor, 0, o.quick)
+		perClient = r
+		logf("%s: %.0f req/s, %.2f µs CPU/request = %.2f× floor [%s], errors %d",
+			r.Label, r.RPS, r.CPUusPerReq, r.Ratio, r.Status, r.Errors)
+		gw.stop()
+	}
+	res.Paths = append(res.Paths, perClient)
+
+	// 6. Memory of idle /socket2socket clients, on a fresh gateway.
+	if ctx.Err() == nil {
+		gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway-idle.log", nodeHTTP, nodeWS)
+		if err != nil {
+			return res, err
+		}
+		mem, err := idleMemory(ctx, gw.pid(), gwAddr, o)
+		if err != nil {
+			// Recorded as a failed check rather than aborting: the rest
+			// of the report is still worth writing.
+			logf("idle memory: %v", err)
+			mem = &memory{Clients: o.idle, TargetKiB: targetIdleKiB, Status: "fail", Note: err.Error()}
+		}
+		res.Memory = mem
+		gw.stop()
+	}
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	res.finish()
+	fmt.Print(res.markdown())
+	return res, nil
+}
+
+// judge sets the ratio and status of a path run.
+func judge(r, floor *run, target float64, quick bool) {
+	if floor.CPUusPerReq > 0 {
+		r.Ratio = round2(r.CPUusPerReq / floor.CPUusPerReq)
+	}
+	r.Target = target
+	switch {
+	case r.Errors > 0 || r.Requests == 0:
+		r.Status = "fail"
+	case target == 0 || quick:
+		// Quick runs last about a second: 10 ms clock ticks and a cold
+		// process make ratios too coarse to judge.
+		r.Status = "info"
+	default:
+		r.Status = statusOf(r.Ratio <= target, true)
+	}
+}
+
+func statusOf(ok, judged bool) string {
+	switch {
+	case !judged:
+		return "info"
+	case ok:
+		return "pass"
+	}
+	return "fail"
+}
+
+// framesPerWrite reports how well the Mux batches frames into writes (and
+// how many messages one read brings in), from the gateway's counters over
+// the /ws/blocknumber run.
+func framesPerWrite(before, after promMetrics) *frames {
+	f := &frames{}
+	if before == nil || after == nil {
+		f.Note = "could not scrape /metrics"
+		return f
+	}
+	delta := func(name string, labels ...string) (float64, bool) {
+		a, ok1 := after.sum(name, labels...)
+		b, ok2 := before.sum(name, labels...)
+		return a - b, ok1 && ok2
+	}
+	var ok [4]bool
+	f.Writes, ok[0] = delta("gateway_upstream_ws_writes_total")
+	f.FramesWritten, ok[1] = delta("gateway_upstream_ws_frames_written_total")
+	f.Reads, ok[2] = delta("gateway_upstream_ws_reads_total")
+	f.MessagesIn, ok[3] = delta("gateway_upstream_ws_messages_total", `direction="in"`)
+	if f.Writes > 0 {
+		f.FramesPerWrite = round2(f.FramesWritten / f.Writes)
+	}
+	if f.Reads > 0 {
+		f.MessagesPerRead = round2(f.MessagesIn / f.Reads)
+	}
+	var missing []string
+	for i, name := range []string{"gateway_upstream_ws_writes_total", "gateway_upstream_ws_frames_written_total",
+		"gateway_upstream_ws_reads_total", "gateway_upstream_ws_messages_total"} {
+		if !ok[i] {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		f.Note = "missing metrics: " + strings.Join(missing, ", ")
+	}
+	return f
+}
+
+// coalescing runs many clients on /gasprice and counts, at the fixed node,
+// the eth_gasPrice calls that reached it against the heads produced.
+func coalescing(ctx context.Context, m *measurer, base string, o *options) (*coalesce, error) {
+	logf("coalescing: %d clients on /gasprice for %s", o.coalesceClients, o.coalesceDuration)
+	c0, err := nodeCounts(m.nodeHTTP)
+	if err != nil {
+		return nil, err
+	}
+	r, err := m.loadgen(ctx, load.Target{Kind: load.HTTP, URL: base + "/gasprice"}, o.coalesceClients,
+		o.coalesceDuration, 0)
+	if err != nil {
+		return nil, err
+	}
+	c1, err := nodeCounts(m.nodeHTTP)
+	if err != nil {
+		return nil, err
+	}
+	c := &coalesce{
+		Clients: o.coalesceClients, DurationS: r.DurationS, Requests: r.Requests, Errors: r.Errors, RPS: r.RPS,
+		Heads:            c1.Heads - c0.Heads,
+		UpstreamGasPrice: c1.Methods["eth_gasPrice"] - c0.Methods["eth_gasPrice"],
+	}
+	c.Allowed = c.Heads + coalesceSlack
+	c.Status = statusOf(c.Errors == 0 && r.Requests > 0 && c.UpstreamGasPrice <= c.Allowed, true)
+	logf("coalescing: %d requests, %d heads, %d upstream eth_gasPrice (allowed %d) [%s]",
+		c.Requests, c.Heads, c.UpstreamGasPrice, c.Allowed, c.Status)
+	return c, nil
+}
+
+// idleMemory opens o.idle idle /socket2socket clients and reports the
+// gateway's RSS growth per client.
+func idleMemory(ctx context.Context, pid int, gwAddr string, o *options) (*memory, error) {
+	url := "ws://" + gwAddr + "/socket2socket"
+	// One client first, so one-time costs (the first upgrade, pools, the
+	// Mux's lazily started parts) are in the baseline, not in the delta.
+	warm, err := load.New(load.Config{VUs: 1, Duration: 500 * time.Millisecond}, load.Target{Kind: load.WSRPC, URL: url})
+	if err != nil {
+		return nil, err
+	}
+	if wr := warm.Run(ctx); wr.Failed() {
+		return nil, fmt.Errorf("idle-memory warm-up on /socket2socket failed: %s", wr.ErrorSummary())
+	}
+	time.Sleep(time.Second)
+	rss0, err := proc.RSSKiB(pid)
+	if err != nil {
+		return nil, err
+	}
+	ramp := max(500*time.Millisecond, time.Duration(o.idle)*time.Second/2000)
+	logf("idle memory: opening %d idle /socket2socket clients over %s", o.idle, ramp)
+	// The run lasts long enough to connect everyone and settle; it is
+	// cancelled as soon as RSS has been read.
+	lr, err := load.New(load.Config{VUs: o.idle, Duration: ramp + 60*time.Second, Ramp: ramp, Timeout: 10 * time.Second},
+		load.Target{Kind: load.WSIdle, URL: url})
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan *load.Result, 1)
+	go func() { done <- lr.Run(rctx) }()
+	deadline := time.Now().Add(ramp + 30*time.Second)
+	for lr.Live().Connections < int64(o.idle) && time.Now().Before(deadline) && ctx.Err() == nil {
+		if lr.Live().Errors > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Let the gateway finish per-connection set-up (goroutines, buffers).
+	time.Sleep(2 * time.Second)
+	connected := lr.Live().Connections
+	rss1, err := proc.RSSKiB(pid)
+	if err != nil {
+		return nil, err
+	}
+	var gauge float64
+	if pm, err := scrape(gwAddr); err == nil {
+		gauge, _ = pm.sum("gateway_ws_client_connections")
+	}
+	cancel()
+	lres := <-done
+	mem := &memory{
+		Clients: o.idle, Connected: connected, GatewayGauge: gauge, RSSBeforeKiB: rss0, RSSAfterKiB: rss1,
+		TargetKiB: targetIdleKiB, Errors: lres.ErrorCount, ErrorKinds: lres.Errors,
+	}
+	if connected > 0 {
+		mem.KiBPerClient = round2(float64(rss1-rss0) / float64(connected))
+	}
+	mem.Status = statusOf(connected == int64(o.idle) && mem.Errors == 0 && mem.KiBPerClient <= targetIdleKiB, true)
+	logf("idle memory: %d connected, RSS %d -> %d KiB, %.2f KiB per client [%s]",
+		connected, rss0, rss1, mem.KiBPerClient, mem.Status)
+	return mem, nil
+}
+
+func describeMachine() machine {
+	mc := machine{NProc: runtime.NumCPU(), GoVersion: runtime.Version(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				mc.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		mc.Kernel = strings.TrimSpace(string(b))
+	}
+	// wrk -v exits 1 after printing "wrk <version> [epoll] Copyright ...".
+	if out, _ := exec.Command("wrk", "-v").CombinedOutput(); len(out) > 0 {
+		if f := strings.Fields(string(out)); len(f) >= 2 && f[0] == "wrk" {
+			mc.Wrk = "wrk " + f[1]
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0]) // MemTotal: N kB
+		if len(f) == 3 {
+			if kb, err := strconv.ParseFloat(f[1], 64); err == nil {
+				mc.Memory = fmt.Sprintf("%.1f GiB", kb/(1<<20))
+			}
+		}
+	}
+	return mc
+}
+
+// write stores results.json, report.md and chart.png in dir.
+func (r *results) write(dir string) error {
+	if !r.finished {
+		r.finish()
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte(r.markdown()), 0o644); err != nil {
+		return err
+	}
+	if r.Floor != nil {
+		if err := r.chart(filepath.Join(dir, "chart.png")); err != nil {
+			return fmt.Errorf("chart: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,316 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/bench/internal/load"
+	"github.com/infura-gateway/infura-gateway/bench/internal/proc"
+)
+
+// run is one measured load run: what was sent, what came back, and what it
+// cost the server process.
+type run struct {
+	Key        string            `json:"key"`
+	Label      string            `json:"label"`
+	Driver     string            `json:"driver"`
+	URL        string            `json:"url"`
+	VUs        int               `json:"vus"`
+	Requests   uint64            `json:"requests"`
+	Errors     uint64            `json:"errors"`
+	ErrorKinds map[string]uint64 `json:"error_kinds,omitempty"`
+	DurationS  float64           `json:"duration_s"`
+	RPS        float64           `json:"rate_rps"`
+	LatencyMS  load.Latency      `json:"latency_ms"`
+	// CPU of the process under test (the gateway, or the fixed node for
+	// the floor) over the run.
+	CPUTicks    int64   `json:"cpu_ticks"`
+	CPUusPerReq float64 `json:"cpu_us_per_req"`
+	// Ratio is CPUusPerReq over the floor's; Target the bar it must meet
+	// (0: no target, reported for information).
+	Ratio  float64 `json:"ratio_to_floor,omitempty"`
+	Target float64 `json:"target_ratio,omitempty"`
+	Status string  `json:"status"` // pass, fail, info, n/a
+	// Upstream cost seen at the fixed node: requests it answered per
+	// gateway request, and its CPU per gateway request.
+	UpstreamPerReq  float64 `json:"upstream_requests_per_req,omitempty"`
+	NodeCPUusPerReq float64 `json:"node_cpu_us_per_req,omitempty"`
+	Note            string  `json:"note,omitempty"`
+}
+
+// measurer holds what every measurement needs.
+type measurer struct {
+	dir      string
+	hz       int64
+	driver   string // wrk or loadgen, for HTTP paths
+	warmup   time.Duration
+	duration time.Duration
+	timeout  time.Duration
+	nodeHTTP string
+	nodePID  int
+	progress bool
+}
+
+// measure warms up, then runs tgt for m.duration with vus connections,
+// sampling the CPU ticks of pid (and of the fixed node) around the run.
+func (m *measurer) measure(ctx context.Context, key, label string, pid int, tgt load.Target, vus int) (*run, error) {
+	driver := "loadgen"
+	if tgt.Kind == load.HTTP && m.driver == "wrk" {
+		driver = "wrk"
+	}
+	drive := func(d time.Duration) (*run, error) {
+		if driver == "wrk" {
+			return m.wrk(ctx, tgt, vus, d)
+		}
+		return m.loadgen(ctx, tgt, vus, d, 0)
+	}
+	if m.warmup > 0 {
+		if _, err := drive(m.warmup); err != nil {
+			return nil, fmt.Errorf("%s warm-up: %w", label, err)
+		}
+	}
+	c0, err := nodeCounts(m.nodeHTTP)
+	if err != nil {
+		return nil, err
+	}
+	t0, err := proc.CPUTicks(pid)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read CPU time of pid %d: %w", pid, err)
+	}
+	n0, _ := proc.CPUTicks(m.nodePID)
+	r, err := drive(m.duration)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
+	t1, err := proc.CPUTicks(pid)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read CPU time of pid %d (did it exit?): %w", pid, err)
+	}
+	n1, _ := proc.CPUTicks(m.nodePID)
+	c1, err := nodeCounts(m.nodeHTTP)
+	if err != nil {
+		return nil, err
+	}
+	r.Key, r.Label, r.Driver, r.VUs = key, label, driver, vus
+	r.CPUTicks = t1 - t0
+	if r.Requests > 0 {
+		r.CPUusPerReq = round2(float64(r.CPUTicks) * 1e6 / float64(m.hz) / float64(r.Requests))
+		if pid != m.nodePID {
+			r.UpstreamPerReq = round4(float64(c1.Requests-c0.Requests) / float64(r.Requests))
+			r.NodeCPUusPerReq = round2(float64(n1-n0) * 1e6 / float64(m.hz) / float64(r.Requests))
+		}
+	}
+	return r, nil
+}
+
+// loadgen drives tgt with the in-process load driver.
+func (m *measurer) loadgen(ctx context.Context, tgt load.Target, vus int, d, ramp time.Duration) (*run, error) {
+	cfg := load.Config{VUs: vus, Duration: d, Timeout: m.timeout, Ramp: ramp}
+	if m.progress {
+		cfg.Progress = os.Stderr
+	}
+	lr, err := load.New(cfg, tgt)
+	if err != nil {
+		return nil, err
+	}
+	res := lr.Run(ctx)
+	return fromLoad(res), nil
+}
+
+func fromLoad(res *load.Result) *run {
+	return &run{
+		URL: res.URL, Requests: res.OK + res.ErrorCount, Errors: res.ErrorCount + res.Dropped,
+		ErrorKinds: res.Errors, DurationS: res.DurationS, RPS: res.RateRPS, LatencyMS: res.LatencyMS,
+	}
+}
+
+// wrkScript sets the request and prints the summary as one JSON line, so
+// the suite does not parse wrk's human output.
+const wrkScript = `
+wrk.method = %q
+wrk.body = %s
+wrk.headers["Content-Type"] = "application/json"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRKJSON {"requests":%%d,"duration_us":%%d,"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d,"mean":%%f,"p50":%%d,"p90":%%d,"p95":%%d,"p99":%%d,"max":%%d}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(95),
+    latency:percentile(99), latency.max))
+end
+`
+
+type wrkSummary struct {
+	Requests   uint64  `json:"requests"`
+	DurationUS float64 `json:"duration_us"`
+	Connect    uint64  `json:"connect"`
+	Read       uint64  `json:"read"`
+	Write      uint64  `json:"write"`
+	Status     uint64  `json:"status"`
+	Timeout    uint64  `json:"timeout"`
+	Mean       float64 `json:"mean"`
+	P50        float64 `json:"p50"`
+	P90        float64 `json:"p90"`
+	P95        float64 `json:"p95"`
+	P99        float64 `json:"p99"`
+	Max        float64 `json:"max"`
+}
+
+// wrk drives tgt with wrk: one thread, vus connections, whole seconds.
+// wrk checks status codes (non-2xx/3xx count as errors) but not bodies; the
+// suite's connection runs use loadgen, which validates every reply.
+func (m *measurer) wrk(ctx context.Context, tgt load.Target, vus int, d time.Duration) (*run, error) {
+	method := tgt.Method
+	if method == "" {
+		method = "GET"
+	}
+	body := "nil"
+	if len(tgt.Body) > 0 {
+		body = luaString(string(tgt.Body))
+	}
+	script := filepath.Join(m.dir, "wrk.lua")
+	if err := os.WriteFile(script, []byte(fmt.Sprintf(wrkScript, method, body)), 0o644); err != nil {
+		return nil, err
+	}
+	secs := max(1, int(math.Round(d.Seconds())))
+	cmd := exec.CommandContext(ctx, "wrk", "-t1", "-c"+strconv.Itoa(vus), "-d"+strconv.Itoa(secs)+"s",
+		"--timeout", strconv.Itoa(max(1, int(m.timeout.Seconds())))+"s", "-s", script, tgt.URL)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("wrk: %w: %s", err, out)
+	}
+	var s *wrkSummary
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "WRKJSON "); ok {
+			s = &wrkSummary{}
+			if err := json.Unmarshal([]byte(rest), s); err != nil {
+				return nil, fmt.Errorf("cannot parse wrk summary %q: %w", rest, err)
+			}
+		}
+	}
+	if s == nil {
+		return nil, fmt.Errorf("wrk printed no summary: %s", out)
+	}
+	r := &run{
+		URL: tgt.URL, Requests: s.Requests, DurationS: round2(s.DurationUS / 1e6),
+		ErrorKinds: map[string]uint64{},
+		LatencyMS: load.Latency{Mean: round3(s.Mean / 1e3), P50: s.P50 / 1e3, P90: s.P90 / 1e3,
+			P95: s.P95 / 1e3, P99: s.P99 / 1e3, Max: s.Max / 1e3},
+	}
+	for k, v := range map[string]uint64{"connect": s.Connect, "read": s.Read, "write": s.Write, "http_non2xx": s.Status, "timeout": s.Timeout} {
+		if v > 0 {
+			r.ErrorKinds[k] = v
+			r.Errors += v
+		}
+	}
+	if s.DurationUS > 0 {
+		r.RPS = round1(float64(s.Requests-s.Status) / (s.DurationUS / 1e6))
+	}
+	return r, nil
+}
+
+// luaString quotes s as a Lua long-bracket-free string literal.
+func luaString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, c := range []byte(s) {
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c > 0x7e:
+			fmt.Fprintf(&b, "\\%03d", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// counts is the fixed node's GET /counts document.
+type counts struct {
+	Heads      uint64            `json:"heads"`
+	HeadNumber uint64            `json:"head_number"`
+	Requests   uint64            `json:"requests"`
+	Methods    map[string]uint64 `json:"methods"`
+}
+
+func nodeCounts(addr string) (*counts, error) {
+	code, body, err := fasthttp.GetTimeout(nil, "http://"+addr+"/counts", 5*time.Second)
+	if err != nil || code != 200 {
+		return nil, fmt.Errorf("cannot read fixed node counts (status %d): %v", code, err)
+	}
+	var c counts
+	if err := json.Unmarshal(body, &c); err != nil {
+		return nil, fmt.Errorf("cannot parse fixed node counts: %w", err)
+	}
+	return &c, nil
+}
+
+// promMetrics is a scrape of a Prometheus text exposition: series (name
+// with labels, as printed) to value.
+type promMetrics map[string]float64
+
+func scrape(addr string) (promMetrics, error) {
+	code, body, err := fasthttp.GetTimeout(nil, "http://"+addr+"/metrics", 5*time.Second)
+	if err != nil || code != 200 {
+		return nil, fmt.Errorf("cannot scrape gateway /metrics (status %d): %v", code, err)
+	}
+	pm := promMetrics{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		pm[line[:i]] = v
+	}
+	return pm, nil
+}
+
+// sum adds every series of metric name whose labels contain all of
+// labels (e.g. `direction="in"`); ok is false when no series matched.
+func (pm promMetrics) sum(name string, labels ...string) (float64, bool) {
+	var total float64
+	found := false
+	for series, v := range pm {
+		base, rest, _ := strings.Cut(series, "{")
+		if base != name {
+			continue
+		}
+		match := true
+		for _, l := range labels {
+			if !strings.Contains(rest, l) {
+				match = false
+			}
+		}
+		if match {
+			total += v
+			found = true
+		}
+	}
+	return total, found
+}
+
+func round1(v float64) float64 { return math.Round(v*10) / 10 }
+func round2(v float64) float64 { return math.Round(v*100) / 100 }
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+func round4(v float64) float64 { return math.Round(v*1e4) / 1e4 }

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// results is results.json.
+type results struct {
+	Timestamp  string    `json:"timestamp"`
+	Machine    machine   `json:"machine"`
+	Config     config    `json:"config"`
+	Floor      *run      `json:"floor"`
+	Paths      []*run    `json:"paths"`
+	Frames     *frames   `json:"ws_frames,omitempty"`
+	Coalescing *coalesce `json:"coalescing,omitempty"`
+	Conns      []*run    `json:"connection_runs"`
+	Memory     *memory   `json:"idle_memory,omitempty"`
+	Checks     []check   `json:"checks"`
+	Pass       bool      `json:"pass"`
+
+	finished bool
+}
+
+type machine struct {
+	NProc      int    `json:"nproc"`
+	CPUModel   string `json:"cpu_model"`
+	Memory     string `json:"memory"`
+	Kernel     string `json:"kernel"`
+	GoVersion  string `json:"go_version"`
+	GOOS       string `json:"goos"`
+	GOARCH     string `json:"goarch"`
+	Wrk        string `json:"wrk,omitempty"`
+	ClockTicks int64  `json:"clock_ticks_per_s"`
+}
+
+type config struct {
+	Quick             bool    `json:"quick"`
+	Driver            string  `json:"driver"`
+	VUs               int     `json:"vus"`
+	DurationS         float64 `json:"duration_s"`
+	WarmupS           float64 `json:"warmup_s"`
+	Conns             []int   `json:"conns"`
+	ConnDurationS     float64 `json:"conn_duration_s"`
+	Idle              int     `json:"idle_clients"`
+	CoalesceClients   int     `json:"coalesce_clients"`
+	CoalesceDurationS float64 `json:"coalesce_duration_s"`
+	HeadIntervalS     float64 `json:"head_interval_s"`
+}
+
+type frames struct {
+	Writes          float64 `json:"writes"`
+	FramesWritten   float64 `json:"frames_written"`
+	Reads           float64 `json:"reads"`
+	MessagesIn      float64 `json:"messages_in"`
+	FramesPerWrite  float64 `json:"frames_per_write"`
+	MessagesPerRead float64 `json:"messages_per_read"`
+	Note            string  `json:"note,omitempty"`
+}
+
+type coalesce struct {
+	Clients          int     `json:"clients"`
+	DurationS        float64 `json:"duration_s"`
+	Requests         uint64  `json:"requests"`
+	Errors           uint64  `json:"errors"`
+	RPS              float64 `json:"rate_rps"`
+	Heads            uint64  `json:"heads"`
+	UpstreamGasPrice uint64  `json:"upstream_eth_gasPrice"`
+	Allowed          uint64  `json:"allowed"`
+	Status           string  `json:"status"`
+}
+
+type memory struct {
+	Clients      int               `json:"clients"`
+	Connected    int64             `json:"connected"`
+	GatewayGauge float64           `json:"gateway_ws_client_connections"`
+	RSSBeforeKiB int64             `json:"rss_before_kib"`
+	RSSAfterKiB  int64             `json:"rss_after_kib"`
+	KiBPerClient float64           `json:"kib_per_client"`
+	TargetKiB    float64           `json:"target_kib"`
+	Errors       uint64            `json:"errors"`
+	ErrorKinds   map[string]uint64 `json:"error_kinds,omitempty"`
+	Status       string            `json:"status"`
+	Note         string            `json:"note,omitempty"`
+}
+
+type check struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Detail string `json:"detail"`
+}
+
+// finish collects every judged figure into Checks and sets Pass: true only
+// when every check passed (info and n/a rows do not fail a run; a missing
+// section does).
+func (r *results) finish() {
+	r.finished = true
+	r.Checks = nil
+	add := func(name, status, detail string) { r.Checks = append(r.Checks, check{name, status, detail}) }
+	if r.Floor == nil {
+		add("floor", "fail", "not measured")
+	} else {
+		add("floor", r.Floor.Status, fmt.Sprintf("%.2f µs CPU/request, %s errors", r.Floor.CPUusPerReq, errText(r.Floor)))
+	}
+	for _, p := range r.Paths {
+		d := fmt.Sprintf("%.2f µs CPU/request, %.2f× floor", p.CPUusPerReq, p.Ratio)
+		if p.Target > 0 {
+			d += fmt.Sprintf(" (target ≤ %.2f×)", p.Target)
+		}
+		if p.Status == "n/a" {
+			d = p.Note
+		}
+		add("cpu "+p.Label, p.Status, d+", errors "+errText(p))
+	}
+	if len(r.Paths) == 0 {
+		add("paths", "fail", "not measured")
+	}
+	for _, c := range r.Conns {
+		add(fmt.Sprintf("%d connections %s", c.VUs, c.Label), c.Status, "errors "+errText(c))
+	}
+	if len(r.Conns) == 0 && len(r.Config.Conns) > 0 {
+		add("connection runs", "fail", "not run")
+	}
+	if c := r.Coalescing; c != nil {
+		add("coalescing", c.Status, fmt.Sprintf("%d upstream eth_gasPrice for %d heads (allowed %d), %d errors",
+			c.UpstreamGasPrice, c.Heads, c.Allowed, c.Errors))
+	} else {
+		add("coalescing", "fail", "not run")
+	}
+	if m := r.Memory; m != nil {
+		d := fmt.Sprintf("%.2f KiB per idle client (target ≤ %.0f), %d/%d connected, %d errors",
+			m.KiBPerClient, m.TargetKiB, m.Connected, m.Clients, m.Errors)
+		if m.Note != "" {
+			d = m.Note
+		}
+		add("idle memory", m.Status, d)
+	} else {
+		add("idle memory", "fail", "not run")
+	}
+	r.Pass = true
+	for _, c := range r.Checks {
+		if c.Status == "fail" {
+			r.Pass = false
+		}
+	}
+}
+
+func errText(r *run) string {
+	if r.Errors == 0 {
+		return "0"
+	}
+	var parts []string
+	for k, v := range r.ErrorKinds {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+	}
+	return fmt.Sprintf("%d (%s)", r.Errors, strings.Join(parts, ", "))
+}
+
+// markdown renders report.md.
+func (r *results) markdown() string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("# infura-gateway performance run %s\n\n", r.Timestamp)
+	m := r.Machine
+	w("Machine: %d × %s, %s RAM, Linux %s, %s; wrk: %s. CPU from /proc/<pid>/stat at %d ticks/s.\n\n",
+		m.NProc, m.CPUModel, m.Memory, m.Kernel, m.GoVersion, orNone(m.Wrk), m.ClockTicks)
+	c := r.Config
+	mode := "full run"
+	if c.Quick {
+		mode = "quick smoke run (CPU ratios not judged)"
+	}
+	w("Mode: %s. CPU runs: %d connections, %.0f s each after a %.1f s warm-up, HTTP driven by %s, websocket by loadgen. "+
+		"Fixed node head every %.0f s.\n\n", mode, c.VUs, c.DurationS, c.WarmupS, c.Driver, c.HeadIntervalS)
+
+	w("## CPU per request\n\n")
+	w("| path | driver | req/s | CPU µs/req | ratio to floor | target | result | p50 ms | p99 ms | upstream req/req | errors |\n")
+	w("|---|---|--:|--:|--:|--:|---|--:|--:|--:|--:|\n")
+	row := func(p *run) {
+		if p.Status == "n/a" {
+			w("| %s | | | | | | n/a | | | | %s |\n", p.Label, p.Note)
+			return
+		}
+		target, ratio := "–", "1.00×"
+		if p.Target > 0 {
+			target = fmt.Sprintf("≤ %.2f×", p.Target)
+		}
+		if p.Key != "floor" {
+			ratio = fmt.Sprintf("%.2f×", p.Ratio)
+		}
+		up := "–"
+		if p.Key != "floor" {
+			up = fmt.Sprintf("%.3f", p.UpstreamPerReq)
+		}
+		w("| %s | %s | %.0f | %.2f | %s | %s | %s | %.3f | %.3f | %s | %s |\n", p.Label, p.Driver, p.RPS,
+			p.CPUusPerReq, ratio, target, p.Status, p.LatencyMS.P50, p.LatencyMS.P99, up, errText(p))
+	}
+	if r.Floor != nil {
+		row(r.Floor)
+	}
+	for _, p := range r.Paths {
+		row(p)
+	}
+	if f := r.Frames; f != nil {
+		w("\nWebsocket Mux during the /ws/blocknumber run: %.2f frames per upstream write (%.0f frames in %.0f writes), "+
+			"%.2f messages per upstream read (%.0f messages in %.0f reads).", f.FramesPerWrite, f.FramesWritten, f.Writes,
+			f.MessagesPerRead, f.MessagesIn, f.Reads)
+		if f.Note != "" {
+			w(" Note: %s.", f.Note)
+		}
+		w("\n")
+	}
+	if len(r.Conns) > 0 {
+		w("\n## Many connections (loadgen, every reply validated)\n\n")
+		w("| path | connections | requests | req/s | p50 ms | p99 ms | max ms | errors | result |\n")
+		w("|---|--:|--:|--:|--:|--:|--:|--:|---|\n")
+		for _, p := range r.Conns {
+			w("| %s | %d | %d | %.0f | %.3f | %.3f | %.3f | %s | %s |\n", p.Label, p.VUs, p.Requests, p.RPS,
+				p.LatencyMS.P50, p.LatencyMS.P99, p.LatencyMS.Max, errText(p), p.Status)
+		}
+	}
+	if co := r.Coalescing; co != nil {
+		w("\n## Coalescing\n\n%d clients on /gasprice for %.1f s: %d requests (%.0f/s), %d errors. "+
+			"The fixed node produced %d heads and answered %d eth_gasPrice calls (allowed: heads + %d = %d): **%s**.\n",
+			co.Clients, co.DurationS, co.Requests, co.RPS, co.Errors, co.Heads, co.UpstreamGasPrice, coalesceSlack, co.Allowed, co.Status)
+	}
+	if mem := r.Memory; mem != nil && mem.Note != "" {
+		w("\n## Idle websocket clients\n\nNot measured: %s.\n", mem.Note)
+	} else if mem != nil {
+		w("\n## Idle websocket clients\n\n%d of %d idle /socket2socket clients connected (gateway gauge %.0f); "+
+			"gateway VmRSS %d KiB → %d KiB: **%.2f KiB per client** (target ≤ %.0f KiB): **%s**.\n",
+			mem.Connected, mem.Clients, mem.GatewayGauge, mem.RSSBeforeKiB, mem.RSSAfterKiB, mem.KiBPerClient, mem.TargetKiB, mem.Status)
+	}
+	w("\n## Checks\n\n")
+	for _, ch := range r.Checks {
+		w("- %s: **%s** — %s\n", ch.Name, ch.Status, ch.Detail)
+	}
+	verdict := "PASS"
+	if !r.Pass {
+		verdict = "FAIL"
+	}
+	w("\nOverall: **%s**\n", verdict)
+	return b.String()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "not installed"
+	}
+	return s
+}
