@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -212,17 +213,14 @@ func (s *slot) write(conn *websocket.Conn, mc *meteredConn, readerDone chan erro
 		case c := <-s.out:
 			mc.hold()
 			frames := 0
-			var err error
 			for {
 				queueDepth.Add(-1)
-				if err == nil {
-					err = writeFrame(conn, c.req)
-					frames++
-				}
+				mc.appendFrame(c.req)
+				frames++
 				if c.n == 0 {
 					owned = append(owned, c)
 				}
-				if err != nil || mc.held() >= maxBurstBytes {
+				if mc.held() >= maxBurstBytes {
 					break
 				}
 				select {
@@ -232,9 +230,7 @@ func (s *slot) write(conn *websocket.Conn, mc *meteredConn, readerDone chan erro
 				}
 				break
 			}
-			if ferr := mc.flush(time.Now().Add(cfg.WriteTimeout)); err == nil {
-				err = ferr
-			}
+			err := mc.flush(time.Now().Add(cfg.WriteTimeout))
 			wsFramesWritten.Add(frames)
 			wsMessagesOut.Add(frames)
 			for i, c := range owned {
@@ -262,17 +258,6 @@ func (s *slot) write(conn *websocket.Conn, mc *meteredConn, readerDone chan erro
 
 // maxBurstBytes ends a burst early so one flush never buffers without bound.
 const maxBurstBytes = 1 << 20
-
-func writeFrame(conn *websocket.Conn, b []byte) error {
-	w, err := conn.NextWriter(websocket.TextMessage)
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(b); err != nil {
-		return err
-	}
-	return w.Close()
-}
 
 // sweep runs after the connection and its reader ended: it drops the queue and answers
 // every pending call with ErrUnavailable.
@@ -328,6 +313,43 @@ func (c *meteredConn) Write(p []byte) (int, error) {
 	}
 	wsWrites.Inc()
 	return c.Conn.Write(p)
+}
+
+// appendFrame appends payload as one masked client text frame (RFC 6455 5.2) to the
+// held burst. Frames are built here rather than through the websocket library's
+// NextWriter so a burst costs no allocation; control frames other goroutines write
+// (pongs, close) go through Write under the same lock, so frames never interleave.
+func (c *meteredConn) appendFrame(payload []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := append(c.buf, 0x81) // FIN, text
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n <= 0xffff:
+		b = append(b, 0x80|126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x80|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	key := rand.Uint32()
+	b = binary.LittleEndian.AppendUint32(b, key)
+	start := len(b)
+	b = append(b, payload...)
+	maskBytes(b[start:], key)
+	c.buf = b
+}
+
+// maskBytes XORs b with the 4-byte key (little-endian order of key), a word at a time.
+func maskBytes(b []byte, key uint32) {
+	k8 := uint64(key) | uint64(key)<<32
+	for len(b) >= 8 {
+		binary.LittleEndian.PutUint64(b, binary.LittleEndian.Uint64(b)^k8)
+		b = b[8:]
+	}
+	for i := range b {
+		b[i] ^= byte(key >> (8 * (i & 3)))
+	}
 }
 
 func (c *meteredConn) hold() {

@@ -28,7 +28,7 @@ type fakeUpstream struct {
 	ln       net.Listener
 	srv      *fasthttp.Server
 	scripted bool
-	recv     chan []byte        // scripted mode: frames received
+	recv     chan []byte          // scripted mode: frames received
 	accepted chan *websocket.Conn // every new connection
 
 	mu      sync.Mutex

@@ -1,0 +1,94 @@
+package upstream
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// The in-process API survives a reconnect: deliveries resume after the upstream comes
+// back, the resubscription and its gap are counted.
+func TestMuxSubscribeSurvivesReconnect(t *testing.T) {
+	f := newFakeUpstream(t, false)
+	m := startMux(t, f, func(c *MuxConfig) { c.Conns = 1 })
+	got := make(chan string, 16)
+	unsub, err := m.Subscribe([]byte(`["newHeads"]`), func(r []byte) { got <- string(r) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.notify("0xfeed1", `{"number":"0x1"}`) {
+		t.Fatal("no upstream subscription")
+	}
+	if r := recvString(t, got); r != `{"number":"0x1"}` {
+		t.Fatalf("delivered %s", r)
+	}
+	resubs := resubscribes.Get()
+	f.dropAll()
+	waitFor(t, "resubscribed upstream", func() bool { return resubscribes.Get() > resubs })
+	if !f.notify("0xfeed2", `{"number":"0x2"}`) {
+		t.Fatal("not resubscribed as 0xfeed2")
+	}
+	if r := recvString(t, got); r != `{"number":"0x2"}` {
+		t.Fatalf("after reconnect delivered %s", r)
+	}
+	unsub()
+	waitFor(t, "upstream unsubscribe", func() bool { return strings.Join(f.unsubscribed(), ",") == "0xfeed2" })
+	if n := upstreamSubs.Load(); n != 0 {
+		t.Fatalf("upstream subscriptions gauge %d after unsubscribe", n)
+	}
+}
+
+func TestMuxSubscribeRefused(t *testing.T) {
+	f := newFakeUpstream(t, false)
+	f.refused.Store(true)
+	m := NewMux(MuxConfig{URL: f.url, Conns: 1})
+	m.Start()
+	defer m.Close()
+	if _, err := m.Subscribe([]byte(`["newHeads"]`), func([]byte) {}); err == nil {
+		t.Fatal("subscribed without an upstream")
+	}
+}
+
+// Many sinks subscribing to the same params share one upstream subscription.
+func TestMuxSharedSubscriptionFanOut(t *testing.T) {
+	f := newFakeUpstream(t, false)
+	m := startMux(t, f, nil)
+	const n = 50
+	sinks := make([]*chanSink, n)
+	var gw string
+	for i := range sinks {
+		sinks[i] = newChanSink(4)
+		m.Join([]byte(`["newHeads"]`), []byte(`1`), sinks[i], time.Time{})
+		ans := string(sinks[i].next(t))
+		if i == 0 {
+			gw = ans
+		} else if ans != gw {
+			t.Fatalf("sink %d got %s, first got %s", i, ans, gw)
+		}
+	}
+	if f.subSeq.Load() != 1 {
+		t.Fatalf("%d upstream subscriptions for one params", f.subSeq.Load())
+	}
+	f.notify("0xfeed1", `"h"`)
+	first := sinks[0].next(t)
+	for _, s := range sinks[1:] {
+		if b := s.next(t); &b[0] != &first[0] {
+			t.Fatal("each sink got its own copy of the notification; want one shared frame")
+		}
+	}
+	for _, s := range sinks {
+		m.LeaveAll(s)
+	}
+	waitFor(t, "upstream unsubscribe", func() bool { return len(f.unsubscribed()) == 1 })
+}
+
+func recvString(t *testing.T, ch chan string) string {
+	t.Helper()
+	select {
+	case s := <-ch:
+		return s
+	case <-time.After(20 * time.Second):
+		t.Fatal("nothing delivered within 20s")
+		return ""
+	}
+}
