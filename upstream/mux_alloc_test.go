@@ -37,4 +37,3 @@ func TestMuxDoAllocations(t *testing.T) {
 		t.Fatalf("answer %s", got)
 	}
 }
-
