@@ -147,6 +147,12 @@ type stats struct {
 
 	mu   sync.Mutex
 	errs map[string]uint64
+
+	// sockets holds the open websockets (*websocket.Conn), so that a
+	// cancelled run can wake VUs blocked in a read that would otherwise
+	// wait for the end of the run.
+	sockets sync.Map
+	stopped atomic.Bool // set before sockets are woken
 }
 
 func newStats() *stats {
@@ -278,6 +284,15 @@ func (r *Runner) Run(ctx context.Context) *Result {
 
 	progressDone := make(chan struct{})
 	go r.progress(ctx, start, progressDone)
+	go func() {
+		<-ctx.Done()
+		r.st.stopped.Store(true)
+		r.st.sockets.Range(func(k, _ any) bool {
+			c := k.(interface{ SetReadDeadline(time.Time) error })
+			_ = c.SetReadDeadline(time.Now())
+			return true
+		})
+	}()
 
 	var wg sync.WaitGroup
 	var notifs notifTracker

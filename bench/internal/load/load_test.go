@@ -112,3 +112,28 @@ func TestWebsocketKinds(t *testing.T) {
 		t.Fatalf("ws rpc error not reported: %+v", res)
 	}
 }
+
+// Cancelling a run must not wait for the end of the run's duration even
+// when every VU is blocked reading an idle socket.
+func TestCancelWakesIdleSockets(t *testing.T) {
+	_, addr := startNode(t)
+	r, err := New(Config{VUs: 5, Duration: time.Minute}, Target{Kind: WSIdle, URL: "ws://" + addr + "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan *Result)
+	go func() { done <- r.Run(ctx) }()
+	for r.Live().Connections < 5 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case res := <-done:
+		if res.ErrorCount != 0 || res.Connections != 5 {
+			t.Fatalf("cancelled idle run: %+v", res)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}

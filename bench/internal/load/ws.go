@@ -49,6 +49,12 @@ func (v *wsVU) dial(end time.Time) string {
 	}
 	c.SetReadLimit(64 << 20)
 	v.c = c
+	v.r.st.sockets.Store(c, struct{}{})
+	if v.r.st.stopped.Load() {
+		// Dialled while the run was being cancelled: the wake-up pass
+		// may have missed this socket.
+		_ = c.SetReadDeadline(time.Now())
+	}
 	n := v.r.st.conns.Add(1)
 	for {
 		p := v.r.st.peak.Load()
@@ -225,6 +231,7 @@ func (v *wsVU) close() {
 	_ = v.c.WriteControl(websocket.CloseMessage,
 		websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 	_ = v.c.Close()
+	v.r.st.sockets.Delete(v.c)
 	v.c = nil
 	v.r.st.conns.Add(-1)
 }
