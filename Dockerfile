@@ -7,7 +7,7 @@
 # runs it verbatim to build and verify the binary outside Docker.
 ARG GO_VERSION=1.26.8
 
-FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-bookworm AS build
+FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
 WORKDIR /src
 # Never let `go` download another toolchain in the middle of an image build.
 ENV GOTOOLCHAIN=local
