@@ -1,5 +1,6 @@
 // Shared helpers for the infura-gateway k6 scripts: configuration from env,
 // stage profiles, scenarios, thresholds, route requests and the JSON summary.
+// Needs k6 v1.0+ (stable k6/websockets; open() of import.meta.resolve URLs).
 //
 // Env (all optional):
 //   BASE_URL     gateway HTTP base URL            (default http://127.0.0.1:8000)
