@@ -544,6 +544,7 @@ func TestBadValuesAreRejected(t *testing.T) {
 		"bad quantity":             {[]string{"--set", "resources.requests.cpu=lots"}, "cpu", true},
 		"grace shorter than drain": {[]string{"--set", "lifecycle.terminationGracePeriodSeconds=20"}, "terminationGracePeriodSeconds", false},
 		"min above max replicas":   {[]string{"--set", "autoscaling.enabled=true", "--set", "autoscaling.minReplicas=5", "--set", "autoscaling.maxReplicas=2"}, "minReplicas", false},
+		"hpa without a target":     {[]string{"--set", "autoscaling.enabled=true", "--set", "autoscaling.targetCPUUtilizationPercentage=0"}, "targetCPUUtilizationPercentage", false},
 		"secret without id":        {[]string{"--set", "infura.projectSecret=s"}, "projectId", false},
 		"secret twice":             {[]string{"--set", "infura.projectId=a", "--set", "infura.existingSecret=b"}, "existingSecret", false},
 	}
