@@ -14,6 +14,7 @@ var (
 	pendingRequests atomic.Int64
 	queueDepth      atomic.Int64
 	upstreamSubs    atomic.Int64
+	memberships     atomic.Int64 // subscriptions held by sinks (clients), across all Muxes
 
 	reconnects      = metrics.NewCounter("gateway_upstream_ws_reconnects_total")
 	resubscribes    = metrics.NewCounter("gateway_upstream_ws_resubscribes_total")
@@ -52,3 +53,7 @@ func connDown() {
 		SetUp(TransportWS, false)
 	}
 }
+
+// Memberships returns how many subscriptions sinks (clients, in-process subscribers)
+// hold across every Mux; several share one upstream subscription when their params match.
+func Memberships() int64 { return memberships.Load() }

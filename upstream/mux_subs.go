@@ -94,6 +94,7 @@ func (m *Mux) Leave(sink Sink, gwID []byte) bool {
 	if g == nil || g.members[sink] == 0 {
 		return false
 	}
+	memberships.Add(-1)
 	if g.members[sink]--; g.members[sink] == 0 {
 		delete(g.members, sink)
 		st.unindexLocked(sink, g)
@@ -108,6 +109,7 @@ func (m *Mux) LeaveAll(sink Sink) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for _, g := range st.bySink[sink] {
+		memberships.Add(-int64(g.members[sink]))
 		delete(g.members, sink)
 		for i := 0; i < len(g.waiters); i++ {
 			if g.waiters[i].sink == sink {
@@ -122,6 +124,7 @@ func (m *Mux) LeaveAll(sink Sink) {
 
 func (m *Mux) addMemberLocked(g *group, sink Sink) {
 	g.members[sink]++
+	memberships.Add(1)
 	m.subs.indexLocked(sink, g)
 }
 
@@ -231,6 +234,7 @@ func (m *Mux) subscribed(c *call, e *proto.Error) {
 	}
 	for _, w := range g.waiters {
 		g.members[w.sink]++
+		memberships.Add(1)
 		w.sink.Reply(appendSubResult(nil, w.id, g.gwQuoted))
 	}
 	g.waiters = nil
