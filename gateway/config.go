@@ -43,11 +43,12 @@ type Config struct {
 	WSPingInterval   time.Duration
 	WSAllowedOrigins []string
 
-	CacheEnabled bool
-	CacheSize    int
-	CacheMaxAge  time.Duration
-	CacheDepth   uint64
-	HeadPoll     time.Duration
+	CacheEnabled  bool
+	CacheSize     int
+	CacheMaxBytes int
+	CacheMaxAge   time.Duration
+	CacheDepth    uint64
+	HeadPoll      time.Duration
 
 	ReadyWindow     time.Duration
 	ShutdownTimeout time.Duration
@@ -151,7 +152,8 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	dur(&c.WSPingInterval, "ws-ping-interval", "WS_PING_INTERVAL", 30*time.Second, "websocket keepalive ping after this much idle time")
 	str(&wsOrigins, "ws-allowed-origins", "WS_ALLOWED_ORIGINS", "*", "comma-separated Origins allowed on /socket2socket; * allows any")
 	boolv(&c.CacheEnabled, "cache", "CACHE_ENABLED", true, "head-aware response cache and request coalescing")
-	intv(&c.CacheSize, "cache-size", "CACHE_SIZE", 10000, "entries in the immutable-result cache")
+	intv(&c.CacheSize, "cache-size", "CACHE_SIZE", 10000, "most entries in the immutable-result cache")
+	intv(&c.CacheMaxBytes, "cache-max-bytes", "CACHE_MAX_BYTES", 256<<20, "most bytes of answers in the immutable-result cache")
 	dur(&c.CacheMaxAge, "cache-max-age", "CACHE_MAX_AGE", 15*time.Second, "longest a head-dependent answer is served without a new head")
 	intv(&cacheDepth, "cache-depth", "CACHE_DEPTH", 64, "blocks below the head after which a block is treated as immutable")
 	dur(&c.HeadPoll, "head-poll", "HEAD_POLL_INTERVAL", 2*time.Second, "head polling interval when no websocket upstream is configured")
@@ -242,6 +244,7 @@ func (c *Config) Validate() error {
 		{c.WSMaxInFlight > 0, "-ws-max-in-flight must be > 0"},
 		{c.WSPingInterval >= time.Second, "-ws-ping-interval must be at least 1s"},
 		{c.CacheSize > 0, "-cache-size must be > 0"},
+		{c.CacheMaxBytes >= 1<<20, "-cache-max-bytes must be at least 1 MiB"},
 		{c.CacheMaxAge > 0, "-cache-max-age must be > 0"},
 		{c.HeadPoll >= 100*time.Millisecond, "-head-poll must be at least 100ms"},
 		{c.ReadyWindow > 0, "-ready-window must be > 0"},

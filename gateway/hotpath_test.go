@@ -88,6 +88,19 @@ func BenchmarkHotPath(b *testing.B) {
 	}
 }
 
+func BenchmarkCacheHit(b *testing.B) {
+	s := newDirectServer(b, "-cache=true", "-cache-max-age", "1h")
+	for _, p := range hotPaths {
+		b.Run(p.name, func(b *testing.B) {
+			c := newDirectCall(s, p.method, p.uri, p.body)
+			b.ReportAllocs()
+			for b.Loop() {
+				c.run(b)
+			}
+		})
+	}
+}
+
 // BenchmarkDirectUpstream is the same fixed-answer call made straight to the upstream
 // with fasthttp's client: the ratio to BenchmarkHotPath is the gateway's overhead.
 func BenchmarkDirectUpstream(b *testing.B) {

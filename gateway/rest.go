@@ -48,7 +48,7 @@ var (
 func (s *Server) rest(r *restRoute, up caller) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		deadline := time.Now().Add(s.cfg.UpstreamTimeout)
-		req := r.static
+		req, params := r.static, []byte(nil)
 		var buf *[]byte
 		if r.params != nil {
 			buf = getBuf()
@@ -60,9 +60,10 @@ func (s *Server) rest(r *restRoute, up caller) fasthttp.RequestHandler {
 				return
 			}
 			req = append(b, '}')
+			params = req[len(r.prefix) : len(req)-1]
 			*buf = req
 		}
-		err := up.Do(r.method, req, &ctx.Response, deadline)
+		err := s.fetch(ctx, up, r.method, req, params, restID, deadline)
 		if buf != nil {
 			putBuf(buf)
 		}

@@ -49,7 +49,12 @@ func (s *Server) rpcSingle(ctx *fasthttp.RequestCtx, body []byte) {
 		return
 	}
 	id := m.ID.Bytes(body)
-	err = s.pool.Do(upstream.MethodOf(method), body, &ctx.Response, time.Now().Add(s.cfg.UpstreamTimeout))
+	deadline := time.Now().Add(s.cfg.UpstreamTimeout)
+	if len(id) == 0 { // a notification: forward, nothing to cache or coalesce
+		err = s.pool.Do(upstream.MethodOf(method), body, &ctx.Response, deadline)
+	} else {
+		err = s.fetch(ctx, s.pool, upstream.MethodOf(method), body, m.Params.Bytes(body), id, deadline)
+	}
 	if err != nil {
 		writeError(ctx, id, asError(err))
 		return

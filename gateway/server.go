@@ -44,6 +44,9 @@ type Server struct {
 	ws   caller        // the Mux, or wsDisabled
 	deny denyList
 
+	heads heads
+	cache *cache // nil when disabled
+
 	handler  fasthttp.RequestHandler
 	srv      *fasthttp.Server
 	draining atomic.Bool
@@ -90,6 +93,10 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if err := s.startWebsocket(); err != nil {
 		return nil, err
 	}
+	if cfg.CacheEnabled {
+		s.cache = newCache(cfg, &s.heads)
+		s.closers = append(s.closers, s.cache.close)
+	}
 	s.handler = s.withCORS(s.routes().Handler)
 	s.srv = &fasthttp.Server{
 		Handler:                       s.handler,
@@ -108,8 +115,9 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	readyGaugeOnce.Do(registerReadyGauge)
 	current.Store(s)
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.probeLoop()
+	go s.trackHeads()
 	return s, nil
 }
 

@@ -20,6 +20,10 @@ import (
 // messages are queued (drain), so an idle client costs one goroutine. Everything that
 // answers the client (the Mux's reader, timers, run itself) only appends to the
 // bounded queue under mu and never blocks; overflow closes the client with 1008.
+//
+// fasthttp recycles the hijacked connection as soon as the handler returns, so every
+// goroutine other than the handler that touches conn (writer, pinger, shutdown) holds
+// a use (acquire/release), and the handler waits for all uses before it returns.
 type wsClient struct {
 	h    *Socket2Socket
 	conn *websocket.Conn
@@ -27,6 +31,10 @@ type wsClient struct {
 
 	inFlight atomic.Int32
 	pinger   *time.Timer
+
+	lifeMu   sync.Mutex
+	finished bool
+	users    sync.WaitGroup
 
 	mu      sync.Mutex
 	queue   []outMsg
@@ -99,28 +107,46 @@ func readMessage(r io.Reader, buf []byte) ([]byte, error) {
 	}
 }
 
+// acquire registers a use of conn by a goroutine other than the handler; false once
+// the handler is finishing.
+func (c *wsClient) acquire() bool {
+	c.lifeMu.Lock()
+	defer c.lifeMu.Unlock()
+	if c.finished {
+		return false
+	}
+	c.users.Add(1)
+	return true
+}
+
+func (c *wsClient) release() { c.users.Done() }
+
 func (c *wsClient) ping() {
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
+	if !c.acquire() {
 		return
 	}
+	defer c.release()
 	if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.h.cfg.WriteTimeout)); err != nil {
-		c.shutdown(websocket.CloseGoingAway, "")
+		_ = c.conn.SetReadDeadline(time.Now())
 		return
 	}
 	c.pinger.Reset(c.h.cfg.PingInterval)
 }
 
-// cleanup runs when the read loop ends: the client's subscriptions are left (and
-// unsubscribed upstream when nobody else holds them), queued messages dropped.
+// cleanup runs when the read loop ends, before the handler returns: queued messages
+// are dropped, other users of conn are waited for, and the client's subscriptions are
+// left (unsubscribed upstream when nobody else holds them).
 func (c *wsClient) cleanup() {
-	c.pinger.Stop()
 	c.mu.Lock()
 	c.closed = true
 	c.releaseLocked()
 	c.mu.Unlock()
+	c.lifeMu.Lock()
+	c.finished = true
+	c.lifeMu.Unlock()
+	c.pinger.Stop()
+	_ = c.conn.SetWriteDeadline(time.Now()) // a writer blocked on a dead peer returns now
+	c.users.Wait()
 	if c.mux != nil {
 		c.mux.LeaveAll(c)
 	}
@@ -140,6 +166,10 @@ func (c *wsClient) releaseLocked() {
 // shutdown closes the client from another goroutine: a close frame, then an expired
 // read deadline ends its read loop (closing a hijacked conn may be left to fasthttp).
 func (c *wsClient) shutdown(code int, reason string) {
+	if !c.acquire() {
+		return // the handler is ending anyway
+	}
+	defer c.release()
 	c.mu.Lock()
 	c.closed = true
 	c.releaseLocked()
@@ -192,15 +222,17 @@ func (c *wsClient) enqueue(m outMsg) {
 		return
 	}
 	c.queue = append(c.queue, m)
-	if !c.writing {
+	if !c.writing && c.acquire() {
 		c.writing = true
 		go c.drain()
 	}
 	c.mu.Unlock()
 }
 
-// drain writes queued messages until the queue is empty, then ends.
+// drain writes queued messages until the queue is empty, then ends. It holds a use
+// of conn (taken by enqueue).
 func (c *wsClient) drain() {
+	defer c.release()
 	for {
 		c.mu.Lock()
 		if len(c.queue) == 0 || c.closed {
@@ -229,10 +261,12 @@ func (c *wsClient) drain() {
 		c.spare = batch[:0]
 		c.mu.Unlock()
 		if err != nil {
-			c.shutdown(websocket.CloseAbnormalClosure, "")
 			c.mu.Lock()
+			c.closed = true
 			c.writing = false
+			c.releaseLocked()
 			c.mu.Unlock()
+			_ = c.conn.SetReadDeadline(time.Now()) // ends the read loop
 			return
 		}
 	}

@@ -1,0 +1,324 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/internal/testnode"
+)
+
+// get returns status, X-Cache and body.
+func getCached(t testing.TB, method, url, body string) (int, string, string) {
+	t.Helper()
+	var req *http.Request
+	var err error
+	if body == "" {
+		req, err = http.NewRequest(method, url, nil)
+	} else {
+		req, err = http.NewRequest(method, url, strings.NewReader(body))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sb strings.Builder
+	if _, err := fmt.Fprint(&sb, readAll(t, resp)); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header.Get("X-Cache"), sb.String()
+}
+
+func readAll(t testing.TB, resp *http.Response) string {
+	var b strings.Builder
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			return b.String()
+		}
+	}
+}
+
+// waitHead waits until the gateway has seen head n.
+func waitHead(t testing.TB, gw *testGateway, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !gw.srv.heads.seen.Load() || gw.srv.heads.number.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway did not see head %d within 60s (at %d)", n, gw.srv.heads.number.Load())
+		}
+		time.Sleep(5 * time.Millisecond) // waiting on the node's block production
+	}
+}
+
+func TestCacheRulesAgainstNode(t *testing.T) {
+	node := testnode.Start(t, testnode.Period(0))
+	gw := startGateway(t, "-upstream-http", node.HTTPURL, "-upstream-ws", node.WSURL, "-cache-depth", "2")
+	if err := gw.srv.mux.WaitReady(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_, b1 := node.SendTx(t)
+	waitHead(t, gw, 1)
+
+	t.Run("a repeat between heads is a hit, a new head invalidates", func(t *testing.T) {
+		for _, prefix := range []string{"", "/ws"} {
+			_, xc, first := getCached(t, "GET", gw.URL+prefix+"/blocknumber", "")
+			if want := string(node.Raw(t, rpcBody("eth_blockNumber", "[]"))); first != want {
+				t.Fatalf("%s: %s, node says %s (X-Cache %s)", prefix, first, want, xc)
+			}
+			_, xc, again := getCached(t, "GET", gw.URL+prefix+"/blocknumber", "")
+			if xc != "HIT" || again != first {
+				t.Fatalf("%s: repeat: X-Cache %q %s", prefix, xc, again)
+			}
+		}
+		before := gw.srv.heads.number.Load()
+		node.SendTx(t)
+		waitHead(t, gw, before+1)
+		_, xc, after := getCached(t, "GET", gw.URL+"/blocknumber", "")
+		if want := string(node.Raw(t, rpcBody("eth_blockNumber", "[]"))); xc != "MISS" || after != want {
+			t.Fatalf("after a new head: X-Cache %q %s, node says %s", xc, after, want)
+		}
+	})
+
+	t.Run("pending, errors, null and writes are never cached", func(t *testing.T) {
+		never := []struct{ method, path, body string }{
+			{"POST", "/blockbynumber", `{"block":"pending"}`},
+			{"POST", "/blockbynumber", `{"block":"0xfffff"}`},                                             // not produced yet: null
+			{"POST", "/", rpcBody("eth_getBlockByNumber", `["0x01",false]`)},                              // the node's error
+			{"POST", "/", rpcBody("eth_getTransactionByHash", `["0x`+strings.Repeat("0", 64)+`"]`)},       // unknown: null
+			{"POST", "/", `{"jsonrpc":"2.0","id":5,"method":"eth_sendRawTransaction","params":["0x00"]}`}, // a write
+		}
+		for _, c := range never {
+			for i := range 3 {
+				_, xc, body := getCached(t, c.method, gw.URL+c.path, c.body)
+				if xc != "MISS" {
+					t.Fatalf("%s %s try %d: X-Cache %q: %s", c.path, c.body, i, xc, body)
+				}
+			}
+		}
+		// Two identical sends are two transactions.
+		var accounts []string
+		_ = json.Unmarshal(node.Call(t, "eth_accounts"), &accounts)
+		send := `{"jsonrpc":"2.0","id":1,"method":"eth_sendTransaction","params":[{"from":"` + accounts[0] + `","to":"0x000000000000000000000000000000000000dEaD","value":"0x2"}]}`
+		_, _, h1 := getCached(t, "POST", gw.URL+"/", send)
+		_, _, h2 := getCached(t, "POST", gw.URL+"/", send)
+		if h1 == h2 || !strings.Contains(h1, `"result":"0x`) {
+			t.Fatalf("eth_sendTransaction twice: %s and %s", h1, h2)
+		}
+	})
+
+	t.Run("a deep block is immutable and survives new heads", func(t *testing.T) {
+		for range 3 {
+			node.SendTx(t)
+		}
+		waitHead(t, gw, 4)
+		n, _ := strconv.ParseUint(strings.TrimPrefix(b1, "0x"), 16, 64)
+		body := fmt.Sprintf(`{"block":%d,"txdetails":true}`, n)
+		want := string(node.Raw(t, rpcBody("eth_getBlockByNumber", `["`+b1+`",true]`)))
+		_, _, first := getCached(t, "POST", gw.URL+"/blockbynumber", body)
+		before := gw.srv.heads.number.Load()
+		node.SendTx(t)
+		waitHead(t, gw, before+1)
+		_, xc, again := getCached(t, "POST", gw.URL+"/blockbynumber", body)
+		if first != want || again != want || xc != "HIT" {
+			t.Fatalf("deep block: X-Cache %q\nfirst %.100s\nagain %.100s\nnode  %.100s", xc, first, again, want)
+		}
+		// The same block through JSON-RPC gets the caller's id spliced in.
+		_, xc, rpc := getCached(t, "POST", gw.URL+"/", `{"jsonrpc":"2.0","id":"mine","method":"eth_getBlockByNumber","params":["`+b1+`",true]}`)
+		if !strings.HasPrefix(rpc, `{"jsonrpc":"2.0","id":"mine",`) || strings.TrimPrefix(rpc, `{"jsonrpc":"2.0","id":"mine",`) != strings.TrimPrefix(want, `{"jsonrpc":"2.0","id":1,`) {
+			t.Fatalf("rpc (X-Cache %s): %.120s", xc, rpc)
+		}
+	})
+}
+
+// With a block a second, concurrent readers never get a cached head older than the
+// head the gateway had seen when they asked.
+func TestLatestNeverOlderThanSeenHead(t *testing.T) {
+	node := testnode.Start(t, testnode.Period(1))
+	gw := startGateway(t, "-upstream-http", node.HTTPURL, "-upstream-ws", node.WSURL)
+	waitHead(t, gw, 1)
+	stopAt := gw.srv.heads.number.Load() + 3 // span at least three new heads
+	var wg sync.WaitGroup
+	var checked, hits atomic.Int64
+	errs := make(chan string, 100)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; gw.srv.heads.number.Load() < stopAt && i < 100000; i++ {
+				seen := gw.srv.heads.number.Load()
+				path, body := "/blocknumber", ""
+				if w%2 == 1 {
+					path, body = "/blockbynumber", `{"block":"latest"}`
+				}
+				method := "GET"
+				if body != "" {
+					method = "POST"
+				}
+				_, xc, got := getCached(t, method, gw.URL+path, body)
+				var resp struct {
+					Result json.RawMessage `json:"result"`
+				}
+				if err := json.Unmarshal([]byte(got), &resp); err != nil {
+					errs <- got
+					return
+				}
+				num := string(resp.Result)
+				if path != "/blocknumber" {
+					var blk struct{ Number string }
+					_ = json.Unmarshal(resp.Result, &blk)
+					num = `"` + blk.Number + `"`
+				}
+				n, err := strconv.ParseUint(strings.Trim(num, `"0x`), 16, 64)
+				if err != nil && strings.Trim(num, `"`) != "0x0" {
+					errs <- "unparsable " + got
+					return
+				}
+				if n < seen {
+					errs <- fmt.Sprintf("%s answered block %d (X-Cache %s) after the gateway had seen head %d", path, n, xc, seen)
+				}
+				checked.Add(1)
+				if xc == "HIT" {
+					hits.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if hits.Load() == 0 {
+		t.Fatalf("%d checks and no cache hit: the test did not exercise the cache", checked.Load())
+	}
+	t.Logf("%d answers checked across three heads, %d cache hits", checked.Load(), hits.Load())
+}
+
+// Identical concurrent calls share one upstream request; a write is never shared.
+func TestCoalescing(t *testing.T) {
+	release := make(chan struct{})
+	var gasCalls, sendCalls atomic.Int64
+	arrived := make(chan struct{}, 100)
+	fake := startFake(t, func(ctx *fasthttp.RequestCtx) {
+		body := string(ctx.PostBody())
+		switch {
+		case strings.Contains(body, "eth_gasPrice"):
+			gasCalls.Add(1)
+			arrived <- struct{}{}
+			<-release
+			ctx.SetBodyString(`{"jsonrpc":"2.0","id":1,"result":"0x3b9aca00"}`)
+		case strings.Contains(body, "eth_sendRawTransaction"):
+			sendCalls.Add(1)
+			ctx.SetBodyString(`{"jsonrpc":"2.0","id":1,"result":"0xabc"}`)
+		default:
+			ctx.SetBodyString(`{"jsonrpc":"2.0","id":1,"result":"0x1"}`)
+		}
+	})
+	gw := startGateway(t, "-upstream-http", fake.URL, "-upstream-ws", "off")
+	const n = 50
+	var wg sync.WaitGroup
+	results := make(chan string, n)
+	wg.Add(1)
+	go func() { // the leader
+		defer wg.Done()
+		_, _, b := getCached(t, "GET", gw.URL+"/gasprice", "")
+		results <- b
+	}()
+	<-arrived
+	waitCoalesced := cacheCoalesced.Get()
+	for range n - 1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, b := getCached(t, "GET", gw.URL+"/gasprice", "")
+			results <- b
+		}()
+	}
+	for cacheCoalesced.Get() < waitCoalesced+n-1 { // every follower is waiting on the flight
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	close(results)
+	for b := range results {
+		if b != `{"jsonrpc":"2.0","id":1,"result":"0x3b9aca00"}` {
+			t.Fatalf("answer %s", b)
+		}
+	}
+	if got := gasCalls.Load(); got != 1 {
+		t.Fatalf("%d concurrent /gasprice made %d upstream calls, want 1", n, got)
+	}
+	for range 5 {
+		getCached(t, "POST", gw.URL+"/", `{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x01"]}`)
+	}
+	if got := sendCalls.Load(); got != 5 {
+		t.Fatalf("5 eth_sendRawTransaction reached the upstream %d times", got)
+	}
+}
+
+func TestReorgDropsNumberedEntries(t *testing.T) {
+	cfg, err := Load(nil, func(string) string { return "" }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.CacheDepth = 1
+	var h heads
+	c := newCache(cfg, &h)
+	defer c.close()
+	hdr := func(n int, hash, parent string) []byte { // hashes as long as real ones
+		full := func(h string) string { return h + strings.Repeat("0", 66-len(h)) }
+		return []byte(fmt.Sprintf(`{"number":"0x%x","hash":"%s","parentHash":"%s"}`, n, full(hash), full(parent)))
+	}
+	h.observe(hdr(10, "0xa", "0x9"))
+	blockKey, hashKey := []byte("block-5"), []byte("by-hash")
+	answer := []byte(`{"jsonrpc":"2.0","id":1,"result":{"number":"0x5"}}`)
+	c.store(blockKey, methodBlockByNumber, byNumber, 5, h.epoch.Load(), answer)
+	c.store(hashKey, methodBlockByNumber, byHash, 0, h.epoch.Load(), answer)
+	if c.lookup(blockKey, byNumber, h.epoch.Load()) == nil || c.lookup(hashKey, byHash, h.epoch.Load()) == nil {
+		t.Fatal("entries not stored")
+	}
+	if !h.observe(hdr(11, "0xb", "0xa")) || c.lookup(blockKey, byNumber, h.epoch.Load()) == nil {
+		t.Fatal("a head extending the chain dropped a deep block")
+	}
+	if !h.observe(hdr(12, "0xc", "0xOTHER")) { // does not extend 0xb: a reorg
+		t.Fatal("new head not observed")
+	}
+	if c.lookup(blockKey, byNumber, h.epoch.Load()) != nil {
+		t.Fatal("a block stored by number survived a reorg")
+	}
+	if c.lookup(hashKey, byHash, h.epoch.Load()) == nil {
+		t.Fatal("a block stored by hash was dropped by a reorg")
+	}
+	if h.observe(hdr(12, "0xc", "0xOTHER")) {
+		t.Fatal("the same head twice counted as new")
+	}
+}
+
+func TestCacheDisabled(t *testing.T) {
+	fake := startFake(t, answer(`{"jsonrpc":"2.0","id":1,"result":"0x1"}`))
+	gw := startGateway(t, "-upstream-http", fake.URL, "-upstream-ws", "off", "-cache=false")
+	before := fake.calls.Load()
+	for range 3 {
+		if _, xc, _ := getCached(t, "GET", gw.URL+"/gasprice", ""); xc != "" {
+			t.Fatalf("X-Cache %q with the cache off", xc)
+		}
+	}
+	if got := fake.calls.Load() - before; got < 3 {
+		t.Fatalf("3 requests, %d upstream calls", got)
+	}
+}

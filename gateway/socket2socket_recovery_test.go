@@ -1,0 +1,113 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/infura-gateway/infura-gateway/internal/testnode"
+)
+
+// The node is killed with clients connected and calls in flight: every call is
+// answered (result or error) within a bounded time, nothing hangs. The node comes back
+// on the same ports: subscribers keep receiving heads on the ids they were given.
+func TestSocket2SocketNodeKilledAndRestarted(t *testing.T) {
+	node := testnode.Start(t)
+	e := startS2S(t, node, nil)
+	sub := dialS2S(t, e.url, nil)
+	ans := decodeAnswer(t, sub.call(`{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}`))
+	var subID string
+	if err := json.Unmarshal(ans.Result, &subID); err != nil {
+		t.Fatalf("subscribe: %+v", ans)
+	}
+	if n := decodeAnswer(t, sub.next()); n.Params.Subscription != subID {
+		t.Fatalf("head before the kill: %+v", n)
+	}
+	const clients, burst = 6, 150
+	cs := make([]*wsTestClient, clients)
+	for i := range cs {
+		cs[i] = dialS2S(t, e.url, nil)
+	}
+	for _, c := range cs {
+		for j := 0; j < burst; j++ {
+			c.send(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_getBlockByNumber","params":["latest",true]}`, j))
+		}
+	}
+	killed := time.Now()
+	node.Kill()
+	for i, c := range cs {
+		seen := make(map[string]bool)
+		for j := 0; j < burst; j++ {
+			a := decodeAnswer(t, c.next())
+			if seen[string(a.ID)] {
+				t.Fatalf("client %d: id %s answered twice", i, a.ID)
+			}
+			seen[string(a.ID)] = true
+			if a.Error != nil && a.Error.Code != -32000 {
+				t.Fatalf("client %d: error %+v", i, a.Error)
+			}
+		}
+	}
+	if d := time.Since(killed); d > 15*time.Second {
+		t.Fatalf("answers after the kill took %v", d)
+	}
+	// While the node is down, calls fail fast with an error carrying their id.
+	start := time.Now()
+	a := decodeAnswer(t, cs[0].call(`{"jsonrpc":"2.0","id":"down","method":"eth_chainId"}`))
+	if a.Error == nil || string(a.ID) != `"down"` || time.Since(start) > 5*time.Second {
+		t.Fatalf("call while down: %+v after %v", a, time.Since(start))
+	}
+
+	resubs := counterValue(t, "gateway_upstream_ws_resubscribes_total")
+	node.Restart(t)
+	restarted := time.Now()
+	// Heads resume on the same gateway subscription id (a fresh dev chain restarts low).
+	for {
+		n := decodeAnswer(t, sub.next())
+		if n.Method != "eth_subscription" || n.Params.Subscription != subID {
+			t.Fatalf("after restart: %s", sub.next())
+		}
+		if !bytes.Contains(n.Params.Result, []byte(`"parentHash"`)) {
+			t.Fatalf("head %s", n.Params.Result)
+		}
+		break
+	}
+	t.Logf("heads resumed %v after the node answered again", time.Since(restarted))
+	if got := counterValue(t, "gateway_upstream_ws_resubscribes_total"); got <= resubs {
+		t.Fatalf("resubscribes_total %v, was %v", got, resubs)
+	}
+	// Calls work again.
+	deadline := time.Now().Add(s2sWait)
+	for {
+		a := decodeAnswer(t, cs[1].call(`{"jsonrpc":"2.0","id":2,"method":"eth_chainId"}`))
+		if string(a.Result) == `"0x539"` {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("calls still failing after restart: %+v", a)
+		}
+	}
+}
+
+// counterValue reads one series from the process's /metrics output.
+func counterValue(t testing.TB, name string) float64 {
+	t.Helper()
+	var b bytes.Buffer
+	metrics.WritePrometheus(&b, false)
+	for _, line := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s not in /metrics", name)
+	return 0
+}
