@@ -156,11 +156,13 @@ func shortName(key string) string {
 	case "floor":
 		return "floor (node)"
 	case "http_blocknumber":
-		return "/blocknumber"
+		return "/blocknumber pass"
 	case "ws_blocknumber":
 		return "/ws/blocknumber"
 	case "gasprice_cache":
 		return "/gasprice hit"
+	case "blocknumber_cached":
+		return "/blocknumber cached"
 	case "rpc_post":
 		return "POST /"
 	case "socket2socket":

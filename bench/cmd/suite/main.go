@@ -210,105 +210,149 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 		return res, errors.New("the floor measured no CPU: the run was too short for the 10 ms clock tick")
 	}
 
-	gw, gwAddr, err := startGateway(ctx, gwBin, dir, "gateway.log", nodeHTTP, nodeWS)
+	gwFlags := gatewayFlags(gwBin)
+	var gw *server
+	defer func() { gw.stop() }()
+
+	// Two gateway configurations. Passthrough (-cache=false) makes every
+	// request reach the upstream, through the HTTP pool or the websocket
+	// Mux: that is what the passthrough and Mux targets are about (with the
+	// cache on, the head tracker answers eth_blockNumber itself). The
+	// default configuration, cache on, is measured for the cache hit,
+	// coalescing and memory.
+	passArgs := []string{"-cache=false"}
+	passNote := ""
+	if !gwFlags["cache"] {
+		passArgs, passNote = nil, "the gateway has no -cache flag: measured with its default configuration"
+	}
+	type pathSpec struct {
+		key, label, route string
+		kind              load.Kind
+		method            string
+		body              []byte
+		target            float64
+	}
+	passPaths := []pathSpec{
+		{"http_blocknumber", "HTTP /blocknumber (passthrough)", "/blocknumber", load.HTTP, "", nil, targetHTTP},
+		{"ws_blocknumber", "/ws/blocknumber (websocket Mux)", "/ws/blocknumber", load.HTTP, "", nil, targetWSMux},
+		{"rpc_post", "POST / eth_blockNumber (passthrough)", "/", load.HTTP, "POST", []byte(rpcBlockNumber), 0},
+		{"socket2socket", "/socket2socket request loop (Mux)", "/socket2socket", load.WSRPC, "", nil, 0},
+	}
+	cachePaths := []pathSpec{
+		{"gasprice_cache", "/gasprice (cache hit)", "/gasprice", load.HTTP, "", nil, targetCacheHit},
+		{"blocknumber_cached", "HTTP /blocknumber (cache on)", "/blocknumber", load.HTTP, "", nil, 0},
+	}
+	targetFor := func(p pathSpec, addr string) load.Target {
+		if p.kind == load.WSRPC {
+			return load.Target{Kind: p.kind, URL: "ws://" + addr + p.route}
+		}
+		return load.Target{Kind: p.kind, URL: "http://" + addr + p.route, Method: p.method, Body: p.body}
+	}
+	// cpuRuns measures CPU per request on each path of one gateway.
+	cpuRuns := func(gwAddr string, specs []pathSpec, note string) error {
+		for _, p := range specs {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var before promMetrics
+			if p.key == "ws_blocknumber" {
+				before, _ = scrape(gwAddr)
+			}
+			logf("%s: %d connections, %s", p.label, o.vus, o.duration)
+			r, err := m.measure(ctx, p.key, p.label, gw.pid(), targetFor(p, gwAddr), o.vus)
+			if err != nil {
+				return err
+			}
+			judge(r, floor, p.target, o.quick)
+			r.Note = note
+			res.Paths = append(res.Paths, r)
+			logf("%s: %.0f req/s, %.2f µs CPU/request = %.2f× floor [%s], upstream %.3f req/req, errors %d",
+				p.label, r.RPS, r.CPUusPerReq, r.Ratio, r.Status, r.UpstreamPerReq, r.Errors)
+			if p.key == "ws_blocknumber" {
+				after, _ := scrape(gwAddr)
+				res.Frames = framesPerWrite(before, after)
+			}
+		}
+		return nil
+	}
+	// connRuns checks zero errors at each connection count.
+	connRuns := func(gwAddr string, specs []pathSpec) error {
+		for _, n := range o.conns {
+			for _, p := range specs {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				ramp := max(200*time.Millisecond, time.Duration(n)*time.Second/5000)
+				logf("%s: %d connections (ramp %s, then %s)", p.label, n, ramp, o.connDuration)
+				r, err := m.loadgen(ctx, targetFor(p, gwAddr), n, ramp+o.connDuration, ramp)
+				if err != nil {
+					return err
+				}
+				r.Key, r.Label, r.Driver, r.VUs = fmt.Sprintf("%s_%d", p.key, n), p.label, "loadgen", n
+				r.Status = statusOf(r.Errors == 0 && r.Requests > 0, true)
+				res.Conns = append(res.Conns, r)
+				logf("%s at %d connections: %d requests, %.0f req/s, errors %s [%s]",
+					p.label, n, r.Requests, r.RPS, errText(r), r.Status)
+			}
+		}
+		if !gw.alive() {
+			return errors.New("the gateway exited during the load runs; see its log")
+		}
+		return nil
+	}
+
+	// 2. Passthrough: CPU per request, frames per write, many connections.
+	gw, gwAddr, err := startGateway(ctx, gwBin, dir, "gateway-passthrough.log", nodeHTTP, nodeWS, passArgs...)
 	if err != nil {
 		return res, err
 	}
-	defer func() { gw.stop() }()
-	gwFlags := gatewayFlags(gwBin)
-
-	// 2. CPU per request on each path.
-	base := "http://" + gwAddr
-	paths := []struct {
-		key, label string
-		tgt        load.Target
-		target     float64
-	}{
-		{"http_blocknumber", "HTTP /blocknumber", load.Target{Kind: load.HTTP, URL: base + "/blocknumber"}, targetHTTP},
-		{"ws_blocknumber", "/ws/blocknumber (websocket Mux)", load.Target{Kind: load.HTTP, URL: base + "/ws/blocknumber"}, targetWSMux},
-		{"gasprice_cache", "/gasprice (cache hit)", load.Target{Kind: load.HTTP, URL: base + "/gasprice"}, targetCacheHit},
-		{"rpc_post", "POST / eth_blockNumber", load.Target{Kind: load.HTTP, URL: base + "/", Method: "POST", Body: []byte(rpcBlockNumber)}, 0},
-		{"socket2socket", "/socket2socket request loop (Mux)", load.Target{Kind: load.WSRPC, URL: "ws://" + gwAddr + "/socket2socket"}, 0},
+	if err := cpuRuns(gwAddr, passPaths, passNote); err != nil {
+		return res, err
 	}
-	for _, p := range paths {
-		if ctx.Err() != nil {
-			return res, ctx.Err()
-		}
-		var before promMetrics
-		if p.key == "ws_blocknumber" {
-			before, _ = scrape(gwAddr)
-		}
-		logf("%s: %d connections, %s", p.label, o.vus, o.duration)
-		r, err := m.measure(ctx, p.key, p.label, gw.pid(), p.tgt, o.vus)
-		if err != nil {
-			return res, err
-		}
-		judge(r, floor, p.target, o.quick)
-		res.Paths = append(res.Paths, r)
-		logf("%s: %.0f req/s, %.2f µs CPU/request = %.2f× floor [%s], errors %d",
-			p.label, r.RPS, r.CPUusPerReq, r.Ratio, r.Status, r.Errors)
-		if p.key == "ws_blocknumber" {
-			after, _ := scrape(gwAddr)
-			res.Frames = framesPerWrite(before, after)
-		}
+	if err := connRuns(gwAddr, passPaths); err != nil {
+		return res, err
 	}
+	gw.stop()
 
-	// 3. Request coalescing: many clients, one upstream call per head.
+	// 3. Cache on (the default): cache hit, coalescing, many connections.
+	gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway.log", nodeHTTP, nodeWS)
+	if err != nil {
+		return res, err
+	}
+	if err := cpuRuns(gwAddr, cachePaths, ""); err != nil {
+		return res, err
+	}
 	if ctx.Err() == nil {
-		c, err := coalescing(ctx, m, base, o)
+		c, err := coalescing(ctx, m, "http://"+gwAddr, o)
 		if err != nil {
 			return res, err
 		}
 		res.Coalescing = c
 	}
-
-	// 4. Zero errors at 1k and 10k connections on every path.
-	for _, n := range o.conns {
-		for _, p := range paths {
-			if ctx.Err() != nil {
-				return res, ctx.Err()
-			}
-			ramp := max(200*time.Millisecond, time.Duration(n)*time.Second/5000)
-			logf("%s: %d connections (ramp %s, then %s)", p.label, n, ramp, o.connDuration)
-			r, err := m.loadgen(ctx, p.tgt, n, ramp+o.connDuration, ramp)
-			if err != nil {
-				return res, err
-			}
-			r.Key, r.Label, r.Driver, r.VUs = fmt.Sprintf("%s_%d", p.key, n), p.label, "loadgen", n
-			r.Status = statusOf(r.Errors == 0 && r.Requests > 0, true)
-			res.Conns = append(res.Conns, r)
-			logf("%s at %d connections: %d requests, %.0f req/s, errors %d [%s]", p.label, n, r.Requests, r.RPS, r.Errors, r.Status)
-		}
-	}
-	if !gw.alive() {
-		return res, errors.New("the gateway exited during the load runs; see gateway.log")
+	if err := connRuns(gwAddr, cachePaths[:1]); err != nil {
+		return res, err
 	}
 	gw.stop()
 
-	// 5. /socket2socket with an upstream socket per client, for contrast.
+	// 4. /socket2socket with an upstream socket per client, for contrast.
 	perClient := &run{Key: "socket2socket_per_client", Label: "/socket2socket request loop (socket per client)", Status: "n/a"}
 	if !gwFlags["ws-per-client"] {
 		perClient.Note = "the gateway has no -ws-per-client flag"
-	} else if ctx.Err() == nil {
-		gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway-per-client.log", nodeHTTP, nodeWS, "-ws-per-client")
+		res.Paths = append(res.Paths, perClient)
+	} else {
+		gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway-per-client.log", nodeHTTP, nodeWS,
+			append([]string{"-ws-per-client"}, passArgs...)...)
 		if err != nil {
 			return res, err
 		}
-		logf("%s: %d connections, %s", perClient.Label, o.vus, o.duration)
-		r, err := m.measure(ctx, perClient.Key, perClient.Label, gw.pid(),
-			load.Target{Kind: load.WSRPC, URL: "ws://" + gwAddr + "/socket2socket"}, o.vus)
-		if err != nil {
+		spec := pathSpec{perClient.Key, perClient.Label, "/socket2socket", load.WSRPC, "", nil, 0}
+		if err := cpuRuns(gwAddr, []pathSpec{spec}, passNote); err != nil {
 			return res, err
 		}
-		judge(r, floor, 0, o.quick)
-		perClient = r
-		logf("%s: %.0f req/s, %.2f µs CPU/request = %.2f× floor [%s], errors %d",
-			r.Label, r.RPS, r.CPUusPerReq, r.Ratio, r.Status, r.Errors)
 		gw.stop()
 	}
-	res.Paths = append(res.Paths, perClient)
 
-	// 6. Memory of idle /socket2socket clients, on a fresh gateway.
+	// 5. Memory of idle /socket2socket clients, on a fresh gateway.
 	if ctx.Err() == nil {
 		gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway-idle.log", nodeHTTP, nodeWS)
 		if err != nil {

@@ -173,6 +173,9 @@ func (r *results) markdown() string {
 		"Fixed node head every %.0f s.\n\n", mode, c.VUs, c.DurationS, c.WarmupS, c.Driver, c.HeadIntervalS)
 
 	w("## CPU per request\n\n")
+	w("Rows marked passthrough, Mux and socket2socket run against the gateway with `-cache=false`, so every request "+
+		"reaches fixednode; cache rows run against the default configuration (cache on, a head every %.0f s). "+
+		"upstream req/req is what fixednode answered per gateway request.\n\n", c.HeadIntervalS)
 	w("| path | driver | req/s | CPU µs/req | ratio to floor | target | result | p50 ms | p99 ms | upstream req/req | errors |\n")
 	w("|---|---|--:|--:|--:|--:|---|--:|--:|--:|--:|\n")
 	row := func(p *run) {
