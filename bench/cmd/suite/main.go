@@ -74,9 +74,23 @@ func main() {
 	flag.BoolVar(&o.progress, "progress", false, "print the load driver's per-second progress lines")
 	flag.Parse()
 	if o.quick {
-		o.duration, o.warmup, o.connDuration = time.Second, 300*time.Millisecond, time.Second
-		o.idle, o.coalesceClients, o.coalesceDuration = 1000, 100, 3*time.Second
-		*conns = "1000"
+		// Quick defaults; flags given explicitly still win.
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		quick := map[string]func(){
+			"duration":          func() { o.duration = time.Second },
+			"warmup":            func() { o.warmup = 300 * time.Millisecond },
+			"conn-duration":     func() { o.connDuration = time.Second },
+			"idle":              func() { o.idle = 1000 },
+			"coalesce-clients":  func() { o.coalesceClients = 100 },
+			"coalesce-duration": func() { o.coalesceDuration = 3 * time.Second },
+			"conns":             func() { *conns = "1000" },
+		}
+		for name, apply := range quick {
+			if !set[name] {
+				apply()
+			}
+		}
 	}
 	for _, f := range strings.Split(*conns, ",") {
 		if f = strings.TrimSpace(f); f == "" {
