@@ -146,7 +146,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	str(&c.CORSOrigins, "cors-origins", "CORS_ORIGINS", "*", "Access-Control-Allow-Origin for browser clients; empty disables CORS headers")
 	intv(&c.WSUpstreamConns, "ws-upstream-conns", "WS_UPSTREAM_CONNS", 2, "shared upstream websocket connections")
 	boolv(&c.WSPerClient, "ws-per-client", "WS_PER_CLIENT", false, "give every /socket2socket client its own upstream socket (the seed's design; for comparison)")
-	intv(&c.WSMaxMessage, "ws-max-message", "WS_MAX_MESSAGE_BYTES", 32<<20, "largest websocket message, client or upstream")
+	intv(&c.WSMaxMessage, "ws-max-message", "WS_MAX_MESSAGE_BYTES", 32<<20, "largest upstream websocket message (client messages are capped by -max-request-body)")
 	intv(&c.WSClientQueue, "ws-client-queue", "WS_CLIENT_QUEUE", 256, "messages queued to one slow /socket2socket client before it is dropped (close 1008)")
 	intv(&c.WSMaxInFlight, "ws-max-in-flight", "WS_MAX_IN_FLIGHT", 256, "requests one /socket2socket client may have in flight")
 	dur(&c.WSPingInterval, "ws-ping-interval", "WS_PING_INTERVAL", 30*time.Second, "websocket keepalive ping after this much idle time")

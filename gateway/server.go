@@ -40,8 +40,9 @@ type Server struct {
 	version string
 
 	pool *upstream.Pool
-	mux  *upstream.Mux // nil when no websocket upstream is configured
-	ws   caller        // the Mux, or wsDisabled
+	mux  *upstream.Mux  // nil when no websocket upstream is configured
+	ws   caller         // the Mux, or wsDisabled
+	s2s  *Socket2Socket // nil when no websocket upstream is configured
 	deny denyList
 
 	heads heads

@@ -21,7 +21,7 @@ func (s *Server) startWebsocket() error {
 		header = http.Header{"Authorization": {"Basic " +
 			base64.StdEncoding.EncodeToString([]byte(s.cfg.UpstreamUser+":"+s.cfg.UpstreamSecret))}}
 	}
-	mux := upstream.NewMux(upstream.MuxConfig{
+	muxCfg := upstream.MuxConfig{
 		URL:              s.cfg.UpstreamWSURL,
 		Header:           header,
 		Conns:            s.cfg.WSUpstreamConns,
@@ -30,14 +30,34 @@ func (s *Server) startWebsocket() error {
 		PingInterval:     s.cfg.WSPingInterval,
 		RequestTimeout:   s.cfg.UpstreamTimeout,
 		Logger:           s.log,
-	})
+	}
+	mux := upstream.NewMux(muxCfg)
 	mux.Start()
 	s.mux = mux
 	s.ws = mux
-	s.closers = append(s.closers, mux.Close)
+	s.s2s = NewSocket2Socket(SocketConfig{
+		Mux:             mux,
+		PerClient:       s.cfg.WSPerClient,
+		MuxConfig:       muxCfg,
+		Denied:          s.deny.denied,
+		MaxBatch:        s.cfg.MaxBatch,
+		MaxMessageBytes: s.cfg.MaxRequestBody,
+		QueueSize:       s.cfg.WSClientQueue,
+		MaxInFlight:     s.cfg.WSMaxInFlight,
+		PingInterval:    s.cfg.WSPingInterval,
+		AllowedOrigins:  s.cfg.WSAllowedOrigins,
+		Logger:          s.log,
+	})
+	// Closers run in reverse: clients are told goodbye (1001) before the Mux goes.
+	s.closers = append(s.closers, mux.Close, s.s2s.Close)
 	return nil
 }
 
+// socket2socket upgrades to a websocket carrying any JSON-RPC call to the upstream.
 func (s *Server) socket2socket(ctx *fasthttp.RequestCtx) {
-	writeError(ctx, nil, errWSDisabled)
+	if s.s2s == nil {
+		writeError(ctx, nil, errWSDisabled)
+		return
+	}
+	s.s2s.Serve(ctx)
 }
