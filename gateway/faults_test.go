@@ -227,3 +227,21 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 }
+
+func TestRequestLogging(t *testing.T) {
+	fake := startFake(t, answer(`{"jsonrpc":"2.0","id":1,"result":"0x1"}`))
+	gw := startGateway(t, "-upstream-http", fake.URL, "-upstream-ws", "off", "-log-requests")
+	do(t, "GET", gw.URL+"/gasprice", "")
+	do(t, "GET", gw.URL+"/nope", "")
+	logs := gw.log.String()
+	for _, want := range []string{`"route":"gasprice"`, `"status":200`, `"route":"other"`, `"status":404`, `"remote":"127.0.0.1"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("request log lacks %s:\n%s", want, logs)
+		}
+	}
+	quiet := startGateway(t, "-upstream-http", fake.URL, "-upstream-ws", "off")
+	do(t, "GET", quiet.URL+"/gasprice", "")
+	if strings.Contains(quiet.log.String(), `"msg":"request"`) {
+		t.Error("requests logged with -log-requests off")
+	}
+}

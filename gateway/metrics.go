@@ -71,9 +71,23 @@ func (rm *routeMetrics) observe(code int, start time.Time) {
 	rm.duration.Update(time.Since(start).Seconds())
 }
 
-// instrument wraps a route's handler with its metrics. It runs once per route at start.
-func instrument(route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
+// instrument wraps a route's handler with its metrics, and with a log line per request
+// when -log-requests is on. It runs once per route at start.
+func (s *Server) instrument(route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	rm := newRouteMetrics(route)
+	if s.cfg.LogRequests {
+		return func(ctx *fasthttp.RequestCtx) {
+			start := time.Now()
+			inFlight.Add(1)
+			h(ctx)
+			inFlight.Add(-1)
+			code := ctx.Response.StatusCode()
+			rm.observe(code, start)
+			s.log.Info("request", "route", route, "method", string(ctx.Method()), "path", string(ctx.Path()),
+				"status", code, "duration", time.Since(start), "remote", ctx.RemoteIP().String(),
+				"cache", string(ctx.Response.Header.Peek("X-Cache")))
+		}
+	}
 	return func(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
 		inFlight.Add(1)

@@ -14,30 +14,30 @@ func (s *Server) routes() *router.Router {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 
-	r.GET("/health", instrument("health", s.health))
-	r.GET("/readyz", instrument("readyz", s.readyz))
-	r.GET("/metrics", instrument("metrics", metricsHandler))
+	r.GET("/health", s.instrument("health", s.health))
+	r.GET("/readyz", s.instrument("readyz", s.readyz))
+	r.GET("/metrics", s.instrument("metrics", metricsHandler))
 
 	// client ⇄HTTP⇄ gateway ⇄HTTP⇄ upstream
-	r.GET("/blocknumber", instrument("blocknumber", s.rest(&restBlockNumber, s.pool)))
-	r.GET("/gasprice", instrument("gasprice", s.rest(&restGasPrice, s.pool)))
-	r.POST("/blockbynumber", instrument("blockbynumber", s.rest(&restBlockByNumber, s.pool)))
-	r.POST("/txbyblockandindex", instrument("txbyblockandindex", s.rest(&restTxByBlockAndIndex, s.pool)))
-	r.POST("/", instrument("rpc", s.rpc))
+	r.GET("/blocknumber", s.instrument("blocknumber", s.rest(&restBlockNumber, s.pool)))
+	r.GET("/gasprice", s.instrument("gasprice", s.rest(&restGasPrice, s.pool)))
+	r.POST("/blockbynumber", s.instrument("blockbynumber", s.rest(&restBlockByNumber, s.pool)))
+	r.POST("/txbyblockandindex", s.instrument("txbyblockandindex", s.rest(&restTxByBlockAndIndex, s.pool)))
+	r.POST("/", s.instrument("rpc", s.rpc))
 
 	// client ⇄HTTP⇄ gateway ⇄WebSocket⇄ upstream: the same routes through the Mux.
 	ws := r.Group("/ws")
-	ws.GET("/health", instrument("ws_health", s.health))
-	ws.GET("/blocknumber", instrument("ws_blocknumber", s.rest(&restBlockNumber, s.ws)))
-	ws.GET("/gasprice", instrument("ws_gasprice", s.rest(&restGasPrice, s.ws)))
-	ws.POST("/blockbynumber", instrument("ws_blockbynumber", s.rest(&restBlockByNumber, s.ws)))
-	ws.POST("/txbyblockandindex", instrument("ws_txbyblockandindex", s.rest(&restTxByBlockAndIndex, s.ws)))
+	ws.GET("/health", s.instrument("ws_health", s.health))
+	ws.GET("/blocknumber", s.instrument("ws_blocknumber", s.rest(&restBlockNumber, s.ws)))
+	ws.GET("/gasprice", s.instrument("ws_gasprice", s.rest(&restGasPrice, s.ws)))
+	ws.POST("/blockbynumber", s.instrument("ws_blockbynumber", s.rest(&restBlockByNumber, s.ws)))
+	ws.POST("/txbyblockandindex", s.instrument("ws_txbyblockandindex", s.rest(&restTxByBlockAndIndex, s.ws)))
 
 	// client ⇄WebSocket⇄ gateway ⇄WebSocket⇄ upstream
-	r.GET("/socket2socket", instrument("socket2socket", s.socket2socket))
+	r.GET("/socket2socket", s.instrument("socket2socket", s.socket2socket))
 
-	r.NotFound = instrument("other", func(ctx *fasthttp.RequestCtx) { writeError(ctx, nil, proto.ErrNotFound) })
-	r.MethodNotAllowed = instrument("other", func(ctx *fasthttp.RequestCtx) { writeError(ctx, nil, proto.ErrMethodNotAllowed) })
+	r.NotFound = s.instrument("other", func(ctx *fasthttp.RequestCtx) { writeError(ctx, nil, proto.ErrNotFound) })
+	r.MethodNotAllowed = s.instrument("other", func(ctx *fasthttp.RequestCtx) { writeError(ctx, nil, proto.ErrMethodNotAllowed) })
 	r.PanicHandler = s.panicked
 	return r
 }
