@@ -264,7 +264,8 @@ func (m *Mux) notify(s *slot, frame []byte, msg *proto.Message) {
 	}
 }
 
-// subsDown marks the groups of a lost socket as down; they resubscribe on reconnect.
+// subsDown marks the groups of a lost socket as down. They move at once to another
+// socket that is up, if any; otherwise they resubscribe when a socket comes back.
 func (m *Mux) subsDown(s *slot) {
 	st := &m.subs
 	st.mu.Lock()
@@ -276,13 +277,20 @@ func (m *Mux) subsDown(s *slot) {
 		g.downSince = now
 		upstreamSubs.Add(-1)
 	}
+	if other := m.pick(); other != nil && other != s {
+		m.resubscribeLocked(other)
+	}
 }
 
 // resubscribe re-establishes, on s, the groups of s and those whose socket is down.
 func (m *Mux) resubscribe(s *slot) {
+	m.subs.mu.Lock()
+	defer m.subs.mu.Unlock()
+	m.resubscribeLocked(s)
+}
+
+func (m *Mux) resubscribeLocked(s *slot) {
 	st := &m.subs
-	st.mu.Lock()
-	defer st.mu.Unlock()
 	for _, g := range st.groups {
 		if g.pending || g.upID != "" || (g.slot != s && g.slot.isUp.Load()) {
 			continue

@@ -92,3 +92,24 @@ func recvString(t *testing.T, ch chan string) string {
 		return ""
 	}
 }
+
+// When one of two sockets is lost, its subscriptions move to the other at once.
+func TestMuxSubscriptionMovesToLiveSocket(t *testing.T) {
+	f := newFakeUpstream(t, false)
+	m := startMux(t, f, func(c *MuxConfig) { c.Conns = 2; c.BackoffMin = time.Hour; c.BackoffMax = time.Hour })
+	got := make(chan string, 16)
+	if _, err := m.Subscribe([]byte(`["newHeads"]`), func(r []byte) { got <- string(r) }); err != nil {
+		t.Fatal(err)
+	}
+	// Close only the socket carrying the subscription.
+	resubs := resubscribes.Get()
+	f.mu.Lock()
+	carrier := f.subs["0xfeed1"]
+	f.mu.Unlock()
+	_ = carrier.NetConn().Close()
+	waitFor(t, "resubscribed on the other socket", func() bool { return resubscribes.Get() > resubs })
+	f.notify("0xfeed2", `"moved"`)
+	if r := recvString(t, got); r != `"moved"` {
+		t.Fatalf("delivered %s", r)
+	}
+}
