@@ -93,7 +93,10 @@ func (r *results) chart(path string) error {
 	cbars.LineStyle.Width = 0
 	cpu.Add(cbars)
 	// A short horizontal mark at target × floor over each judged path.
-	floor := r.Floor.CPUusPerReq
+	floor := r.FloorCPUusPerReq
+	if floor == 0 {
+		floor = r.Floor.CPUusPerReq
+	}
 	var marks plotter.XYs
 	for j, p := range runs {
 		if p.Target > 0 {

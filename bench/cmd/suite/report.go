@@ -2,22 +2,28 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
 // results is results.json.
 type results struct {
-	Timestamp  string    `json:"timestamp"`
-	Machine    machine   `json:"machine"`
-	Config     config    `json:"config"`
-	Floor      *run      `json:"floor"`
-	Paths      []*run    `json:"paths"`
-	Frames     *frames   `json:"ws_frames,omitempty"`
-	Coalescing *coalesce `json:"coalescing,omitempty"`
-	Conns      []*run    `json:"connection_runs"`
-	Memory     *memory   `json:"idle_memory,omitempty"`
-	Checks     []check   `json:"checks"`
-	Pass       bool      `json:"pass"`
+	Timestamp string  `json:"timestamp"`
+	Machine   machine `json:"machine"`
+	Config    config  `json:"config"`
+	Floor     *run    `json:"floor"`
+	// FloorRepeat is the floor measured again after the gateway runs (full
+	// runs only); FloorCPUusPerReq is what the ratios divide by: the mean
+	// of both floor runs, or the first alone.
+	FloorRepeat      *run      `json:"floor_repeat,omitempty"`
+	FloorCPUusPerReq float64   `json:"floor_cpu_us_per_req"`
+	Paths            []*run    `json:"paths"`
+	Frames           *frames   `json:"ws_frames,omitempty"`
+	Coalescing       *coalesce `json:"coalescing,omitempty"`
+	Conns            []*run    `json:"connection_runs"`
+	Memory           *memory   `json:"idle_memory,omitempty"`
+	Checks           []check   `json:"checks"`
+	Pass             bool      `json:"pass"`
 
 	finished bool
 }
@@ -101,6 +107,10 @@ func (r *results) finish() {
 		add("floor", "fail", "not measured")
 	} else {
 		add("floor", r.Floor.Status, fmt.Sprintf("%.2f µs CPU/request, %s errors", r.Floor.CPUusPerReq, errText(r.Floor)))
+	}
+	if f := r.FloorRepeat; f != nil {
+		add("floor (repeat)", f.Status, fmt.Sprintf("%.2f µs CPU/request, %s errors; ratios use %.2f µs",
+			f.CPUusPerReq, errText(f), r.FloorCPUusPerReq))
 	}
 	for _, p := range r.Paths {
 		d := fmt.Sprintf("%.2f µs CPU/request, %.2f× floor", p.CPUusPerReq, p.Ratio)
@@ -187,11 +197,12 @@ func (r *results) markdown() string {
 		if p.Target > 0 {
 			target = fmt.Sprintf("≤ %.2f×", p.Target)
 		}
-		if p.Key != "floor" {
+		isFloor := strings.HasPrefix(p.Key, "floor")
+		if !isFloor {
 			ratio = fmt.Sprintf("%.2f×", p.Ratio)
 		}
 		up := "–"
-		if p.Key != "floor" {
+		if !isFloor {
 			up = fmt.Sprintf("%.3f", p.UpstreamPerReq)
 		}
 		w("| %s | %s | %.0f | %.2f | %s | %s | %s | %.3f | %.3f | %s | %s |\n", p.Label, p.Driver, p.RPS,
@@ -200,8 +211,18 @@ func (r *results) markdown() string {
 	if r.Floor != nil {
 		row(r.Floor)
 	}
+	if r.FloorRepeat != nil {
+		row(r.FloorRepeat)
+	}
 	for _, p := range r.Paths {
 		row(p)
+	}
+	if r.FloorRepeat != nil {
+		w("\nRatios divide by %.2f µs, the mean of the two floor runs.", r.FloorCPUusPerReq)
+		if a, b := r.Floor.CPUusPerReq, r.FloorRepeat.CPUusPerReq; a > 0 && b > 0 && math.Abs(a-b)/math.Min(a, b) > 0.15 {
+			w(" The two differ by more than 15 %%: the machine's load changed during the run; rerun before trusting the ratios.")
+		}
+		w("\n")
 	}
 	if f := r.Frames; f != nil {
 		w("\nWebsocket Mux during the /ws/blocknumber run: %.2f frames per upstream write (%.0f frames in %.0f writes), "+
