@@ -93,7 +93,7 @@ func (c *cache) deep(n uint64) bool {
 }
 
 // lookup returns the stored answer (id 1) for key, or nil.
-func (c *cache) lookup(key []byte, pol policy, epoch uint64) []byte {
+func (c *cache) lookup(key []byte, pol policy, epoch uint64, now time.Time) []byte {
 	switch pol {
 	case byHash, byNumber, txByHash:
 		if e := c.imm.get(key); e != nil {
@@ -107,7 +107,7 @@ func (c *cache) lookup(key []byte, pol policy, epoch uint64) []byte {
 	e := c.head[string(key)]
 	ok := e != nil && c.headEpoch == epoch
 	c.hmu.RUnlock()
-	if !ok || time.Now().UnixNano()-e.at > int64(c.maxAge) {
+	if !ok || now.UnixNano()-e.at > int64(c.maxAge) {
 		return nil
 	}
 	return e.body
@@ -231,7 +231,7 @@ func (s *Server) fetch(ctx *fasthttp.RequestCtx, up caller, m upstream.Method, r
 	key := append(append((*buf)[:0], byte(m)), proto.TrimWS(params)...)
 	epoch := c.heads.epoch.Load()
 	if pol != coalesceOnly {
-		if body := c.lookup(key, pol, epoch); body != nil {
+		if body := c.lookup(key, pol, epoch, ctx.Time()); body != nil {
 			cacheHits.Inc()
 			serveStored(ctx, body, id)
 			ctx.Response.Header.SetBytesKV(headerXCache, valueHit)

@@ -289,19 +289,19 @@ func TestReorgDropsNumberedEntries(t *testing.T) {
 	answer := []byte(`{"jsonrpc":"2.0","id":1,"result":{"number":"0x5"}}`)
 	c.store(blockKey, methodBlockByNumber, byNumber, 5, h.epoch.Load(), answer)
 	c.store(hashKey, methodBlockByNumber, byHash, 0, h.epoch.Load(), answer)
-	if c.lookup(blockKey, byNumber, h.epoch.Load()) == nil || c.lookup(hashKey, byHash, h.epoch.Load()) == nil {
+	if c.lookup(blockKey, byNumber, h.epoch.Load(), time.Now()) == nil || c.lookup(hashKey, byHash, h.epoch.Load(), time.Now()) == nil {
 		t.Fatal("entries not stored")
 	}
-	if !h.observe(hdr(11, "0xb", "0xa")) || c.lookup(blockKey, byNumber, h.epoch.Load()) == nil {
+	if !h.observe(hdr(11, "0xb", "0xa")) || c.lookup(blockKey, byNumber, h.epoch.Load(), time.Now()) == nil {
 		t.Fatal("a head extending the chain dropped a deep block")
 	}
 	if !h.observe(hdr(12, "0xc", "0xOTHER")) { // does not extend 0xb: a reorg
 		t.Fatal("new head not observed")
 	}
-	if c.lookup(blockKey, byNumber, h.epoch.Load()) != nil {
+	if c.lookup(blockKey, byNumber, h.epoch.Load(), time.Now()) != nil {
 		t.Fatal("a block stored by number survived a reorg")
 	}
-	if c.lookup(hashKey, byHash, h.epoch.Load()) == nil {
+	if c.lookup(hashKey, byHash, h.epoch.Load(), time.Now()) == nil {
 		t.Fatal("a block stored by hash was dropped by a reorg")
 	}
 	if h.observe(hdr(12, "0xc", "0xOTHER")) {

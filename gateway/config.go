@@ -57,6 +57,7 @@ type Config struct {
 	LogLevel    slog.Level
 	LogFormat   string
 	LogRequests bool
+	PprofListen string
 }
 
 // Defaults for a local development node on the standard ports.
@@ -163,6 +164,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	str(&logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
 	boolv(&c.LogRequests, "log-requests", "LOG_REQUESTS", false, "log every request (costs throughput)")
+	str(&c.PprofListen, "pprof-listen", "PPROF_LISTEN", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off when empty")
 
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -214,6 +216,11 @@ func (c *Config) resolveUpstreams() {
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		return fmt.Errorf("-listen %q: want host:port or :port", c.ListenAddr)
+	}
+	if c.PprofListen != "" {
+		if _, _, err := net.SplitHostPort(c.PprofListen); err != nil {
+			return fmt.Errorf("-pprof-listen %q: want host:port", c.PprofListen)
+		}
 	}
 	if err := checkURL("-upstream-http", c.UpstreamHTTPURL, "http", "https"); err != nil {
 		return err

@@ -77,7 +77,7 @@ func (s *Server) instrument(route string, h fasthttp.RequestHandler) fasthttp.Re
 	rm := newRouteMetrics(route)
 	if s.cfg.LogRequests {
 		return func(ctx *fasthttp.RequestCtx) {
-			start := time.Now()
+			start := ctx.Time()
 			inFlight.Add(1)
 			h(ctx)
 			inFlight.Add(-1)
@@ -89,7 +89,7 @@ func (s *Server) instrument(route string, h fasthttp.RequestHandler) fasthttp.Re
 		}
 	}
 	return func(ctx *fasthttp.RequestCtx) {
-		start := time.Now()
+		start := ctx.Time()
 		inFlight.Add(1)
 		h(ctx)
 		inFlight.Add(-1)

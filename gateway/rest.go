@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"sync"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -47,7 +46,7 @@ var (
 // route; a request allocates nothing in the gateway's code.
 func (s *Server) rest(r *restRoute, up caller) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		deadline := time.Now().Add(s.cfg.UpstreamTimeout)
+		deadline := ctx.Time().Add(s.cfg.UpstreamTimeout)
 		req, params := r.static, []byte(nil)
 		var buf *[]byte
 		if r.params != nil {

@@ -49,7 +49,7 @@ func (s *Server) rpcSingle(ctx *fasthttp.RequestCtx, body []byte) {
 		return
 	}
 	id := m.ID.Bytes(body)
-	deadline := time.Now().Add(s.cfg.UpstreamTimeout)
+	deadline := ctx.Time().Add(s.cfg.UpstreamTimeout)
 	if len(id) == 0 { // a notification: forward, nothing to cache or coalesce
 		err = s.pool.Do(upstream.MethodOf(method), body, &ctx.Response, deadline)
 	} else {

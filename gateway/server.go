@@ -76,6 +76,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		User:                cfg.UpstreamUser,
 		Password:            cfg.UpstreamSecret,
 		MaxConns:            cfg.UpstreamMaxConns,
+		MaxConnWaitTimeout:  cfg.UpstreamTimeout,
 		MaxResponseBodySize: cfg.MaxResponseBody,
 		DialTimeout:         min(cfg.UpstreamTimeout, 3*time.Second),
 	})
@@ -93,6 +94,10 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	if err := s.startWebsocket(); err != nil {
 		return nil, err
+	}
+	if err := s.startPprof(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("cannot serve pprof: %w", err)
 	}
 	if cfg.CacheEnabled {
 		s.cache = newCache(cfg, &s.heads)

@@ -92,9 +92,13 @@ func histogram(t Transport, m Method) *metrics.PrometheusHistogram {
 // ObserveCall records one upstream call: its outcome and, for calls that reached the
 // upstream, its duration.
 func ObserveCall(t Transport, m Method, o Outcome, start time.Time) {
+	observe(t, m, o, time.Since(start))
+}
+
+func observe(t Transport, m Method, o Outcome, d time.Duration) {
 	counter(t, m, o).Inc()
 	if o == OutcomeOK || o == OutcomeRPCError {
-		histogram(t, m).Update(time.Since(start).Seconds())
+		histogram(t, m).Update(d.Seconds())
 	}
 }
 

@@ -142,13 +142,14 @@ func (p *Pool) Do(m Method, body []byte, resp *fasthttp.Response, deadline time.
 		}
 	}
 	fasthttp.ReleaseResponse(ures)
+	end := time.Now()
 	if outcome != OutcomeUnavailable && outcome != OutcomeOverloaded {
-		p.lastOK.Store(time.Now().UnixNano())
+		p.lastOK.Store(end.UnixNano())
 		SetUp(TransportHTTP, true)
 	} else if outcome == OutcomeUnavailable {
 		SetUp(TransportHTTP, false)
 	}
-	ObserveCall(TransportHTTP, m, outcome, start)
+	observe(TransportHTTP, m, outcome, end.Sub(start))
 	if perr != nil {
 		return perr
 	}
