@@ -85,6 +85,10 @@ func (c *wsClient) run() {
 			return
 		}
 		wsClientMsgsIn.Inc()
+		if c.isClosed() {
+			putMsgBuf(buf) // closing: waiting for the client's close frame, not serving
+			continue
+		}
 		_ = c.conn.SetReadDeadline(time.Now().Add(alive))
 		c.handle(*buf)
 		putMsgBuf(buf)
@@ -105,6 +109,12 @@ func readMessage(r io.Reader, buf []byte) ([]byte, error) {
 			return buf, err
 		}
 	}
+}
+
+func (c *wsClient) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }
 
 // acquire registers a use of conn by a goroutine other than the handler; false once
@@ -163,8 +173,13 @@ func (c *wsClient) releaseLocked() {
 	c.queue = c.queue[:0]
 }
 
-// shutdown closes the client from another goroutine: a close frame, then an expired
-// read deadline ends its read loop (closing a hijacked conn may be left to fasthttp).
+// closeGrace is how long a closed client has to answer our close frame before its
+// read loop gives up. Waiting for the answer lets the client read the close frame:
+// closing a socket with unread input resets it, and the client would see a reset.
+const closeGrace = 2 * time.Second
+
+// shutdown closes the client from another goroutine: a close frame, then a short read
+// deadline ends its read loop once the client answers (or does not).
 func (c *wsClient) shutdown(code int, reason string) {
 	if !c.acquire() {
 		return // the handler is ending anyway
@@ -176,7 +191,7 @@ func (c *wsClient) shutdown(code int, reason string) {
 	c.mu.Unlock()
 	_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason),
 		time.Now().Add(time.Second))
-	_ = c.conn.SetReadDeadline(time.Now())
+	_ = c.conn.SetReadDeadline(time.Now().Add(closeGrace))
 }
 
 // Reply implements upstream.Sink: the answer to a call or an eth_subscribe.
