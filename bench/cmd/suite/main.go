@@ -18,11 +18,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -52,7 +54,18 @@ type options struct {
 	vus, idle, coalesceClients       int
 	conns                            []int
 	quick, progress, noBuild         bool
+	// only lists the steps to run (empty: all); see stepNames.
+	only map[string]bool
 }
+
+// stepNames are the values -only accepts: path keys select CPU runs (and,
+// with conns, which paths the many-connection runs cover).
+var stepNames = []string{
+	"http_blocknumber", "ws_blocknumber", "rpc_post", "socket2socket", "gasprice_cache", "blocknumber_cached",
+	"socket2socket_per_client", "conns", "coalescing", "memory",
+}
+
+func (o *options) want(step string) bool { return len(o.only) == 0 || o.only[step] }
 
 func main() {
 	o := options{}
@@ -72,7 +85,18 @@ func main() {
 	flag.DurationVar(&o.headInterval, "head-interval", time.Second, "fixed node head interval")
 	flag.BoolVar(&o.quick, "quick", false, "CI smoke run: every path for ~1 s, 1,000 connections, 1,000 idle clients; CPU ratios reported, not judged")
 	flag.BoolVar(&o.progress, "progress", false, "print the load driver's per-second progress lines")
+	only := flag.String("only", "", "run only these steps (comma-separated; the floor always runs): "+strings.Join(stepNames, ", "))
 	flag.Parse()
+	if *only != "" {
+		o.only = map[string]bool{}
+		for _, f := range strings.Split(*only, ",") {
+			f = strings.TrimSpace(f)
+			if !slices.Contains(stepNames, f) {
+				fatal(fmt.Errorf("-only: unknown step %q (want %s)", f, strings.Join(stepNames, ", ")))
+			}
+			o.only[f] = true
+		}
+	}
 	if o.quick {
 		// Quick defaults; flags given explicitly still win.
 		set := map[string]bool{}
@@ -188,7 +212,7 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 			Quick: o.quick, Driver: o.driver, VUs: o.vus, DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(),
 			Conns: o.conns, ConnDurationS: o.connDuration.Seconds(), Idle: o.idle,
 			CoalesceClients: o.coalesceClients, CoalesceDurationS: o.coalesceDuration.Seconds(),
-			HeadIntervalS: o.headInterval.Seconds(),
+			HeadIntervalS: o.headInterval.Seconds(), Only: slices.Sorted(maps.Keys(o.only)),
 		},
 	}
 	defer func() {
@@ -226,7 +250,10 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 	}
 
 	gwFlags := gatewayFlags(gwBin)
+	// gw is the gateway under test; cpuRuns and connRuns measure it, and
+	// the deferred stop ends whichever is running when the suite returns.
 	var gw *server
+	var gwAddr string
 	defer func() { gw.stop() }()
 
 	// Two gateway configurations. Passthrough (-cache=false) makes every
@@ -316,45 +343,71 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 		return nil
 	}
 
-	// 2. Passthrough: CPU per request, frames per write, many connections.
-	gw, gwAddr, err := startGateway(ctx, gwBin, dir, "gateway-passthrough.log", nodeHTTP, nodeWS, passArgs...)
-	if err != nil {
-		return res, err
+	// -only: CPU runs for the selected path keys; connection runs for the
+	// selected paths when any is selected, else for every path.
+	pathSelected := false
+	for _, p := range append(slices.Clone(passPaths), cachePaths...) {
+		pathSelected = pathSelected || o.only[p.key]
 	}
-	if err := cpuRuns(gwAddr, passPaths, passNote); err != nil {
-		return res, err
+	cpuSel := func(specs []pathSpec) []pathSpec {
+		return slices.DeleteFunc(slices.Clone(specs), func(p pathSpec) bool { return !o.want(p.key) })
 	}
-	if err := connRuns(gwAddr, passPaths); err != nil {
-		return res, err
+	connSel := func(specs []pathSpec) []pathSpec {
+		switch {
+		case !o.want("conns"):
+			return nil
+		case pathSelected:
+			return cpuSel(specs)
+		}
+		return specs
 	}
-	gw.stop()
 
-	// 3. Cache on (the default): cache hit, coalescing, many connections.
-	gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway.log", nodeHTTP, nodeWS)
-	if err != nil {
-		return res, err
-	}
-	if err := cpuRuns(gwAddr, cachePaths, ""); err != nil {
-		return res, err
-	}
-	if ctx.Err() == nil {
-		c, err := coalescing(ctx, m, "http://"+gwAddr, o)
+	// 2. Passthrough: CPU per request, frames per write, many connections.
+	if len(cpuSel(passPaths)) > 0 || len(connSel(passPaths)) > 0 {
+		gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway-passthrough.log", nodeHTTP, nodeWS, passArgs...)
 		if err != nil {
 			return res, err
 		}
-		res.Coalescing = c
+		if err := cpuRuns(gwAddr, cpuSel(passPaths), passNote); err != nil {
+			return res, err
+		}
+		if err := connRuns(gwAddr, connSel(passPaths)); err != nil {
+			return res, err
+		}
+		gw.stop()
 	}
-	if err := connRuns(gwAddr, cachePaths[:1]); err != nil {
-		return res, err
+
+	// 3. Cache on (the default): cache hit, coalescing, many connections.
+	if len(cpuSel(cachePaths)) > 0 || len(connSel(cachePaths[:1])) > 0 || o.want("coalescing") {
+		gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway.log", nodeHTTP, nodeWS)
+		if err != nil {
+			return res, err
+		}
+		if err := cpuRuns(gwAddr, cpuSel(cachePaths), ""); err != nil {
+			return res, err
+		}
+		if o.want("coalescing") && ctx.Err() == nil {
+			c, err := coalescing(ctx, m, "http://"+gwAddr, o)
+			if err != nil {
+				return res, err
+			}
+			res.Coalescing = c
+		}
+		if err := connRuns(gwAddr, connSel(cachePaths[:1])); err != nil {
+			return res, err
+		}
+		gw.stop()
 	}
-	gw.stop()
 
 	// 4. /socket2socket with an upstream socket per client, for contrast.
 	perClient := &run{Key: "socket2socket_per_client", Label: "/socket2socket request loop (socket per client)", Status: "n/a"}
-	if !gwFlags["ws-per-client"] {
+	switch {
+	case !o.want(perClient.Key):
+		// Left out by -only: no row at all.
+	case !gwFlags["ws-per-client"]:
 		perClient.Note = "the gateway has no -ws-per-client flag"
 		res.Paths = append(res.Paths, perClient)
-	} else {
+	default:
 		gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway-per-client.log", nodeHTTP, nodeWS,
 			append([]string{"-ws-per-client"}, passArgs...)...)
 		if err != nil {
@@ -370,7 +423,7 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 	// The floor again, after the gateway runs: ratios use the mean of both
 	// floor runs, so a machine that got busier or quieter during the suite
 	// moves the floor with the paths rather than skewing the ratios.
-	if !o.quick && ctx.Err() == nil {
+	if !o.quick && len(res.Paths) > 0 && ctx.Err() == nil {
 		logf("floor (repeat): %s POST / eth_blockNumber, %d connections, %s", o.driver, o.vus, o.duration)
 		again, err := m.measure(ctx, "floor_repeat", "floor (repeat, after the gateway runs)", node.pid(),
 			load.Target{Kind: load.HTTP, URL: "http://" + nodeHTTP + "/", Method: "POST", Body: []byte(rpcBlockNumber)}, o.vus)
@@ -392,7 +445,7 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 	}
 
 	// 5. Memory of idle /socket2socket clients, on a fresh gateway.
-	if ctx.Err() == nil {
+	if o.want("memory") && ctx.Err() == nil {
 		gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway-idle.log", nodeHTTP, nodeWS)
 		if err != nil {
 			return res, err
