@@ -86,10 +86,11 @@ func TestBlockNumberZeroAllocs(t *testing.T) {
 	ctx.Request.SetRequestURI("/")
 	ctx.Request.SetBody(req)
 	n.ServeHTTP(&ctx) // warm the buffer pool and the response buffers
-	if a := testing.AllocsPerRun(1000, func() {
+	a := testing.AllocsPerRun(1000, func() {
 		ctx.Response.Reset()
 		n.ServeHTTP(&ctx)
-	}); a != 0 {
+	})
+	if a != 0 && !raceEnabled {
 		t.Fatalf("ServeHTTP allocates %v times per request", a)
 	}
 	if got := string(ctx.Response.Body()); got != `{"jsonrpc":"2.0","id":1,"result":"0x1406f40"}` {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package fixednode
+
+const raceEnabled = false
