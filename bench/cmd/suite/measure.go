@@ -186,6 +186,9 @@ func (m *measurer) wrk(ctx context.Context, tgt load.Target, vus int, d time.Dur
 	cmd := exec.CommandContext(ctx, "wrk", "-t1", "-c"+strconv.Itoa(vus), "-d"+strconv.Itoa(secs)+"s",
 		"--timeout", strconv.Itoa(max(1, int(m.timeout.Seconds())))+"s", "-s", script, tgt.URL)
 	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("wrk: %w: %s", err, out)
 	}
