@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -12,6 +13,9 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
 // Calls and batches through /socket2socket answer exactly what the node answers, with
@@ -231,25 +235,83 @@ func TestSocket2SocketSlowClientDropped(t *testing.T) {
 	}
 }
 
-func TestSocket2SocketInFlightLimit(t *testing.T) {
-	e := startS2S(t, nil, func(c *SocketConfig) { c.MaxInFlight = 1 })
-	c := dialS2S(t, e.url, nil)
-	// Sent back to back, most find the first still in flight; every one is answered.
-	for i := 0; i < 50; i++ {
-		c.send(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_getBlockByNumber","params":["0x0",true]}`, i))
+// An upstream that accepts requests and never answers keeps them in flight.
+func startSilentUpstream(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	limited := 0
-	for i := 0; i < 50; i++ {
-		a := decodeAnswer(t, c.next())
-		if a.Error != nil {
-			if a.Error.Code != -32005 {
-				t.Fatalf("error %+v", a.Error)
+	up := websocket.FastHTTPUpgrader{}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		_ = up.Upgrade(ctx, func(c *websocket.Conn) {
+			for {
+				if _, _, err := c.ReadMessage(); err != nil {
+					return
+				}
 			}
-			limited++
-		}
+		})
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return "ws://" + ln.Addr().String()
+}
+
+func startS2SOn(t testing.TB, upstreamURL string, mod func(*SocketConfig)) *s2sEnv {
+	t.Helper()
+	m := upstream.NewMux(upstream.MuxConfig{URL: upstreamURL, Conns: 1, RequestTimeout: time.Minute})
+	m.Start()
+	if err := m.WaitReady(30 * time.Second); err != nil {
+		t.Fatal(err)
 	}
-	if limited == 0 {
-		t.Log("no request hit the in-flight limit (the node was faster than the reader)")
+	cfg := SocketConfig{Mux: m, Denied: newDenyList([]string{"admin_"}).denied}
+	if mod != nil {
+		mod(&cfg)
+	}
+	e := &s2sEnv{mux: m, h: NewSocket2Socket(cfg)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: e.h.Serve}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown(); e.h.Close(); m.Close() })
+	e.url = "ws://" + ln.Addr().String() + "/socket2socket"
+	return e
+}
+
+func TestSocket2SocketInFlightLimit(t *testing.T) {
+	e := startS2SOn(t, startSilentUpstream(t), func(c *SocketConfig) { c.MaxInFlight = 2 })
+	c := dialS2S(t, e.url, nil)
+	c.send(`{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`)
+	c.send(`[{"jsonrpc":"2.0","id":2,"method":"eth_chainId"}]`)
+	want := `{"jsonrpc":"2.0","id":3,"error":{"code":-32005,"message":"too many requests in flight on this connection"}}`
+	if got := string(c.call(`{"jsonrpc":"2.0","id":3,"method":"eth_chainId"}`)); got != want {
+		t.Fatalf("third call: %s", got)
+	}
+	want = `{"jsonrpc":"2.0","id":null,"error":{"code":-32005,"message":"too many requests in flight on this connection"}}`
+	if got := string(c.call(`[{"jsonrpc":"2.0","id":4,"method":"eth_chainId"}]`)); got != want {
+		t.Fatalf("batch over the limit: %s", got)
+	}
+	// Notifications and local answers do not count.
+	if got := string(c.call(`{"jsonrpc":"2.0","id":5,"method":"admin_x"}`)); !strings.Contains(got, "-32601") {
+		t.Fatalf("denied: %s", got)
+	}
+}
+
+func TestSocket2SocketMessageTooLarge(t *testing.T) {
+	e := startS2SOn(t, startSilentUpstream(t), func(c *SocketConfig) { c.MaxMessageBytes = 1024 })
+	c := dialS2S(t, e.url, nil)
+	c.send(`{"jsonrpc":"2.0","id":1,"method":"eth_call","params":["` + strings.Repeat("a", 2048) + `"]}`)
+	select {
+	case m := <-c.msgs:
+		t.Fatalf("answered %s", m)
+	case <-c.done:
+	case <-time.After(s2sWait):
+		t.Fatal("not closed")
+	}
+	if err := c.closeErr(); !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
+		t.Fatalf("closed with %v, want 1009", err)
 	}
 }
 

@@ -139,7 +139,9 @@ func (s *slot) dial() (*websocket.Conn, error) {
 	d := websocket.Dialer{
 		HandshakeTimeout: cfg.DialTimeout,
 		ReadBufferSize:   64 << 10,
-		WriteBufferSize:  64 << 10,
+		// Data frames are built by meteredConn.appendFrame; the library writes only
+		// control frames, so its write buffer can stay small.
+		WriteBufferSize: 512,
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			nd := net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 			c, err := nd.DialContext(ctx, network, addr)
