@@ -52,6 +52,7 @@ type options struct {
 	duration, warmup, connDuration   time.Duration
 	coalesceDuration, headInterval   time.Duration
 	vus, idle, coalesceClients       int
+	subscribers                      int
 	conns                            []int
 	quick, progress, noBuild         bool
 	// only lists the steps to run (empty: all); see stepNames.
@@ -62,7 +63,7 @@ type options struct {
 // with conns, which paths the many-connection runs cover).
 var stepNames = []string{
 	"http_blocknumber", "ws_blocknumber", "rpc_post", "socket2socket", "gasprice_cache", "blocknumber_cached",
-	"socket2socket_per_client", "conns", "coalescing", "memory",
+	"socket2socket_per_client", "conns", "coalescing", "subscriptions", "memory",
 }
 
 func (o *options) want(step string) bool { return len(o.only) == 0 || o.only[step] }
@@ -81,6 +82,7 @@ func main() {
 	conns := flag.String("conns", "1000,10000", "connection counts for the zero-error runs")
 	flag.IntVar(&o.idle, "idle", 10000, "idle /socket2socket clients for the memory test")
 	flag.IntVar(&o.coalesceClients, "coalesce-clients", 500, "concurrent /gasprice clients for the coalescing test")
+	flag.IntVar(&o.subscribers, "subscribers", 1000, "/socket2socket newHeads subscribers for the fan-out test")
 	flag.DurationVar(&o.coalesceDuration, "coalesce-duration", 10*time.Second, "coalescing test length")
 	flag.DurationVar(&o.headInterval, "head-interval", time.Second, "fixed node head interval")
 	flag.BoolVar(&o.quick, "quick", false, "CI smoke run: every path for ~1 s, 1,000 connections, 1,000 idle clients; CPU ratios reported, not judged")
@@ -108,6 +110,7 @@ func main() {
 			"idle":              func() { o.idle = 1000 },
 			"coalesce-clients":  func() { o.coalesceClients = 100 },
 			"coalesce-duration": func() { o.coalesceDuration = 3 * time.Second },
+			"subscribers":       func() { o.subscribers = 200 },
 			"conns":             func() { *conns = "1000" },
 		}
 		for name, apply := range quick {
@@ -378,7 +381,7 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 	}
 
 	// 3. Cache on (the default): cache hit, coalescing, many connections.
-	if len(cpuSel(cachePaths)) > 0 || len(connSel(cachePaths[:1])) > 0 || o.want("coalescing") {
+	if len(cpuSel(cachePaths)) > 0 || len(connSel(cachePaths[:1])) > 0 || o.want("coalescing") || o.want("subscriptions") {
 		gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway.log", nodeHTTP, nodeWS)
 		if err != nil {
 			return res, err
@@ -395,6 +398,13 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 		}
 		if err := connRuns(gwAddr, connSel(cachePaths[:1])); err != nil {
 			return res, err
+		}
+		if o.want("subscriptions") && ctx.Err() == nil {
+			sub, err := subscriptions(ctx, m, gwAddr, o)
+			if err != nil {
+				return res, err
+			}
+			res.Subscriptions = sub
 		}
 		gw.stop()
 	}
@@ -532,6 +542,50 @@ func framesPerWrite(before, after promMetrics) *frames {
 		f.Note = "missing metrics: " + strings.Join(missing, ", ")
 	}
 	return f
+}
+
+// subscriptions opens many /socket2socket clients subscribed to newHeads
+// and checks that each receives every head produced once all are
+// subscribed, and how many upstream eth_subscribe calls that took (one
+// shared upstream subscription is the Mux's design).
+func subscriptions(ctx context.Context, m *measurer, gwAddr string, o *options) (*subs, error) {
+	ramp := max(500*time.Millisecond, time.Duration(o.subscribers)*time.Second/1000)
+	d := ramp + 5*time.Second
+	if o.quick {
+		d = ramp + 3*time.Second
+	}
+	logf("subscriptions: %d newHeads subscribers on /socket2socket for %s", o.subscribers, d)
+	c0, err := nodeCounts(m.nodeHTTP)
+	if err != nil {
+		return nil, err
+	}
+	cfg := load.Config{VUs: o.subscribers, Duration: d, Ramp: ramp, Timeout: m.timeout}
+	if m.progress {
+		cfg.Progress = os.Stderr
+	}
+	lr, err := load.New(cfg, load.Target{Kind: load.WSSub, URL: "ws://" + gwAddr + "/socket2socket"})
+	if err != nil {
+		return nil, err
+	}
+	r := lr.Run(ctx)
+	c1, err := nodeCounts(m.nodeHTTP)
+	if err != nil {
+		return nil, err
+	}
+	sb := &subs{
+		Subscribers: o.subscribers, Subscribed: r.OK, DurationS: r.DurationS, Errors: r.ErrorCount, ErrorKinds: r.Errors,
+		Heads: c1.Heads - c0.Heads, Notifications: r.Notifications, MinPerSubscriber: r.MinNotifs,
+		UpstreamSubscribes: c1.Methods["eth_subscribe"] - c0.Methods["eth_subscribe"],
+	}
+	// The last subscriber joins at the end of the ramp and the run may stop
+	// just before or after a head: it is owed every head after the ramp,
+	// less one at each end.
+	owed := int64(sb.Heads) - int64(ramp/o.headInterval) - 2
+	sb.Owed = uint64(max(owed, 1))
+	sb.Status = statusOf(sb.Errors == 0 && sb.Subscribed == uint64(o.subscribers) && sb.MinPerSubscriber >= sb.Owed, true)
+	logf("subscriptions: %d/%d subscribed, %d heads, %d notifications, fewest per subscriber %d (owed %d), %d upstream eth_subscribe [%s]",
+		sb.Subscribed, sb.Subscribers, sb.Heads, sb.Notifications, sb.MinPerSubscriber, sb.Owed, sb.UpstreamSubscribes, sb.Status)
+	return sb, nil
 }
 
 // coalescing runs many clients on /gasprice and counts, at the fixed node,

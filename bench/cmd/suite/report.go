@@ -20,6 +20,7 @@ type results struct {
 	Paths            []*run    `json:"paths"`
 	Frames           *frames   `json:"ws_frames,omitempty"`
 	Coalescing       *coalesce `json:"coalescing,omitempty"`
+	Subscriptions    *subs     `json:"subscriptions,omitempty"`
 	Conns            []*run    `json:"connection_runs"`
 	Memory           *memory   `json:"idle_memory,omitempty"`
 	Checks           []check   `json:"checks"`
@@ -75,6 +76,20 @@ type coalesce struct {
 	UpstreamGasPrice uint64  `json:"upstream_eth_gasPrice"`
 	Allowed          uint64  `json:"allowed"`
 	Status           string  `json:"status"`
+}
+
+type subs struct {
+	Subscribers        int               `json:"subscribers"`
+	Subscribed         uint64            `json:"subscribed"`
+	DurationS          float64           `json:"duration_s"`
+	Errors             uint64            `json:"errors"`
+	ErrorKinds         map[string]uint64 `json:"error_kinds,omitempty"`
+	Heads              uint64            `json:"heads"`
+	Notifications      uint64            `json:"notifications"`
+	MinPerSubscriber   uint64            `json:"min_notifications_per_subscriber"`
+	Owed               uint64            `json:"owed_per_subscriber"`
+	UpstreamSubscribes uint64            `json:"upstream_eth_subscribe"`
+	Status             string            `json:"status"`
 }
 
 type memory struct {
@@ -137,6 +152,12 @@ func (r *results) finish() {
 			c.UpstreamGasPrice, c.Heads, c.Allowed, c.Errors))
 	} else {
 		add("coalescing", "fail", "not run")
+	}
+	if sb := r.Subscriptions; sb != nil {
+		add("subscriptions", sb.Status, fmt.Sprintf("%d/%d subscribed, fewest notifications per subscriber %d (owed %d of %d heads), %d errors",
+			sb.Subscribed, sb.Subscribers, sb.MinPerSubscriber, sb.Owed, sb.Heads, sb.Errors))
+	} else {
+		add("subscriptions", "fail", "not run")
 	}
 	if m := r.Memory; m != nil {
 		d := fmt.Sprintf("%.2f KiB per idle client (target ≤ %.0f), %d/%d connected, %d errors",
@@ -256,6 +277,13 @@ func (r *results) markdown() string {
 		w("\n## Coalescing\n\n%d clients on /gasprice for %.1f s: %d requests (%.0f/s), %d errors. "+
 			"The fixed node produced %d heads and answered %d eth_gasPrice calls (allowed: heads + %d = %d): **%s**.\n",
 			co.Clients, co.DurationS, co.Requests, co.RPS, co.Errors, co.Heads, co.UpstreamGasPrice, coalesceSlack, co.Allowed, co.Status)
+	}
+	if sb := r.Subscriptions; sb != nil {
+		w("\n## Subscriptions\n\n%d /socket2socket clients subscribed to newHeads (%d subscribed, %d errors) for %.1f s: "+
+			"%d heads, %d notifications delivered, the fewest to one subscriber %d (owed at least %d); "+
+			"the gateway opened %d upstream eth_subscribe: **%s**.\n",
+			sb.Subscribers, sb.Subscribed, sb.Errors, sb.DurationS, sb.Heads, sb.Notifications, sb.MinPerSubscriber, sb.Owed,
+			sb.UpstreamSubscribes, sb.Status)
 	}
 	if mem := r.Memory; mem != nil && mem.Note != "" {
 		w("\n## Idle websocket clients\n\nNot measured: %s.\n", mem.Note)
