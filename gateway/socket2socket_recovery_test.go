@@ -111,3 +111,54 @@ func counterValue(t testing.TB, name string) float64 {
 	t.Fatalf("%s not in /metrics", name)
 	return 0
 }
+
+// Many clients subscribe to newHeads: one upstream subscription, every client gets every
+// head on its id; when they go away the upstream subscription ends.
+func TestSocket2SocketFanOutManySubscribers(t *testing.T) {
+	e := startS2S(t, nil, nil)
+	const n = 300
+	cs := make([]*wsTestClient, n)
+	ids := make([]string, n)
+	for i := range cs {
+		cs[i] = dialS2S(t, e.url, nil)
+		cs[i].send(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_subscribe","params":["newHeads"]}`, i))
+	}
+	for i, c := range cs {
+		a := decodeAnswer(t, c.nextAnswer())
+		if err := json.Unmarshal(a.Result, &ids[i]); err != nil || string(a.ID) != fmt.Sprint(i) {
+			t.Fatalf("client %d subscribe: %+v", i, a)
+		}
+	}
+	if got := counterValue(t, "gateway_upstream_ws_subscriptions"); got != 1 {
+		t.Fatalf("%v upstream subscriptions for %d identical subscribers", got, n)
+	}
+	// Every client sees the same next two heads.
+	var first []string
+	for i, c := range cs {
+		var heads []string
+		for len(heads) < 2 {
+			m := decodeAnswer(t, c.next())
+			if m.Params.Subscription != ids[i] {
+				t.Fatalf("client %d: notification for %s", i, m.Params.Subscription)
+			}
+			var h struct{ Hash string }
+			_ = json.Unmarshal(m.Params.Result, &h)
+			heads = append(heads, h.Hash)
+		}
+		if i == 0 {
+			first = heads
+		} else if heads[0] != first[0] && heads[1] != first[1] && heads[0] != first[1] && heads[1] != first[0] {
+			t.Fatalf("client %d saw heads %v, client 0 saw %v", i, heads, first)
+		}
+	}
+	for _, c := range cs {
+		_ = c.conn.Close()
+	}
+	deadline := time.Now().Add(s2sWait)
+	for counterValue(t, "gateway_upstream_ws_subscriptions") != 0 || counterValue(t, "gateway_ws_client_connections") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("upstream subscription or client connections left after every client went away")
+		}
+		time.Sleep(10 * time.Millisecond) // polling gauges, bounded
+	}
+}
