@@ -300,11 +300,13 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 				return ctx.Err()
 			}
 			var before promMetrics
+			m.afterWarmup = nil
 			if p.key == "ws_blocknumber" {
-				before, _ = scrape(gwAddr)
+				m.afterWarmup = func() { before, _ = scrape(gwAddr) }
 			}
 			logf("%s: %d connections, %s", p.label, o.vus, o.duration)
 			r, err := m.measure(ctx, p.key, p.label, gw.pid(), targetFor(p, gwAddr), o.vus)
+			m.afterWarmup = nil
 			if err != nil {
 				return err
 			}

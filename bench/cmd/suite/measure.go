@@ -60,6 +60,9 @@ type measurer struct {
 	nodeHTTP string
 	nodePID  int
 	progress bool
+	// afterWarmup, when set, runs between the warm-up and the measured run
+	// (to snapshot the gateway's counters).
+	afterWarmup func()
 }
 
 // measure warms up, then runs tgt for m.duration with vus connections,
@@ -79,6 +82,9 @@ func (m *measurer) measure(ctx context.Context, key, label string, pid int, tgt 
 		if _, err := drive(m.warmup); err != nil {
 			return nil, fmt.Errorf("%s warm-up: %w", label, err)
 		}
+	}
+	if m.afterWarmup != nil {
+		m.afterWarmup()
 	}
 	c0, err := nodeCounts(m.nodeHTTP)
 	if err != nil {
