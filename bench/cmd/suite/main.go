@@ -54,7 +54,7 @@ type options struct {
 	vus, idle, coalesceClients       int
 	subscribers                      int
 	conns                            []int
-	quick, progress, noBuild         bool
+	quick, progress, noBuild, pprof  bool
 	// only lists the steps to run (empty: all); see stepNames.
 	only map[string]bool
 }
@@ -87,6 +87,7 @@ func main() {
 	flag.DurationVar(&o.headInterval, "head-interval", time.Second, "fixed node head interval")
 	flag.BoolVar(&o.quick, "quick", false, "CI smoke run: every path for ~1 s, 1,000 connections, 1,000 idle clients; CPU ratios reported, not judged")
 	flag.BoolVar(&o.progress, "progress", false, "print the load driver's per-second progress lines")
+	flag.BoolVar(&o.pprof, "pprof", false, "save a CPU profile of the gateway for each CPU run under <results>/pprof/ (profiling costs a few % CPU: figures are marked)")
 	only := flag.String("only", "", "run only these steps (comma-separated; the floor always runs): "+strings.Join(stepNames, ", "))
 	flag.Parse()
 	if *only != "" {
@@ -348,6 +349,24 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 		return nil
 	}
 
+	// withPprof adds a pprof listener to a gateway's flags when -pprof asks
+	// for profiles, and points the measurer at it.
+	withPprof := func(args []string) []string {
+		m.pprofAddr = ""
+		if !o.pprof || !gwFlags["pprof-listen"] {
+			return args
+		}
+		addr, err := freePort()
+		if err != nil {
+			return args
+		}
+		m.pprofAddr = addr
+		return append(slices.Clone(args), "-pprof-listen", addr)
+	}
+	if o.pprof && !gwFlags["pprof-listen"] {
+		logf("-pprof: the gateway has no -pprof-listen flag; no profiles")
+	}
+
 	// -only: CPU runs for the selected path keys; connection runs for the
 	// selected paths when any is selected, else for every path.
 	pathSelected := false
@@ -369,7 +388,7 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 
 	// 2. Passthrough: CPU per request, frames per write, many connections.
 	if len(cpuSel(passPaths)) > 0 || len(connSel(passPaths)) > 0 {
-		gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway-passthrough.log", nodeHTTP, nodeWS, passArgs...)
+		gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway-passthrough.log", nodeHTTP, nodeWS, withPprof(passArgs)...)
 		if err != nil {
 			return res, err
 		}
@@ -384,7 +403,7 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 
 	// 3. Cache on (the default): cache hit, coalescing, many connections.
 	if len(cpuSel(cachePaths)) > 0 || len(connSel(cachePaths[:1])) > 0 || o.want("coalescing") || o.want("subscriptions") {
-		gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway.log", nodeHTTP, nodeWS)
+		gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway.log", nodeHTTP, nodeWS, withPprof(nil)...)
 		if err != nil {
 			return res, err
 		}
@@ -421,7 +440,7 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 		res.Paths = append(res.Paths, perClient)
 	default:
 		gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway-per-client.log", nodeHTTP, nodeWS,
-			append([]string{"-ws-per-client"}, passArgs...)...)
+			withPprof(append([]string{"-ws-per-client"}, passArgs...))...)
 		if err != nil {
 			return res, err
 		}

@@ -63,6 +63,9 @@ type measurer struct {
 	// afterWarmup, when set, runs between the warm-up and the measured run
 	// (to snapshot the gateway's counters).
 	afterWarmup func()
+	// pprofAddr is the pprof listener of the gateway under test (-pprof),
+	// empty when not profiling.
+	pprofAddr string
 }
 
 // measure warms up, then runs tgt for m.duration with vus connections,
@@ -85,6 +88,11 @@ func (m *measurer) measure(ctx context.Context, key, label string, pid int, tgt 
 	}
 	if m.afterWarmup != nil {
 		m.afterWarmup()
+	}
+	var profiled chan error
+	if m.pprofAddr != "" && pid != m.nodePID {
+		profiled = make(chan error, 1)
+		go func() { profiled <- m.cpuProfile(key) }()
 	}
 	c0, err := nodeCounts(m.nodeHTTP)
 	if err != nil {
@@ -109,6 +117,13 @@ func (m *measurer) measure(ctx context.Context, key, label string, pid int, tgt 
 		return nil, err
 	}
 	r.Key, r.Label, r.Driver, r.VUs = key, label, driver, vus
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			logf("%s: no CPU profile: %v", label, err)
+		} else {
+			r.Note = strings.TrimSpace(r.Note + " profiled during the run: pprof/" + key + ".pb.gz")
+		}
+	}
 	r.CPUTicks = t1 - t0
 	if r.Requests > 0 {
 		r.CPUusPerReq = round2(float64(r.CPUTicks) * 1e6 / float64(m.hz) / float64(r.Requests))
@@ -118,6 +133,25 @@ func (m *measurer) measure(ctx context.Context, key, label string, pid int, tgt 
 		}
 	}
 	return r, nil
+}
+
+// cpuProfile fetches a CPU profile of the gateway covering the measured
+// run (whole seconds, as pprof takes them) into <dir>/pprof/<key>.pb.gz.
+func (m *measurer) cpuProfile(key string) error {
+	secs := max(1, int(m.duration.Seconds()))
+	var req fasthttp.Request
+	var resp fasthttp.Response
+	req.SetRequestURI(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", m.pprofAddr, secs))
+	if err := fasthttp.DoTimeout(&req, &resp, time.Duration(secs+10)*time.Second); err != nil {
+		return err
+	}
+	if resp.StatusCode() != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode())
+	}
+	if err := os.MkdirAll(filepath.Join(m.dir, "pprof"), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(m.dir, "pprof", key+".pb.gz"), resp.Body(), 0o644)
 }
 
 // loadgen drives tgt with the in-process load driver.
