@@ -52,7 +52,7 @@ type options struct {
 	duration, warmup, connDuration   time.Duration
 	coalesceDuration, headInterval   time.Duration
 	vus, idle, coalesceClients       int
-	subscribers                      int
+	subscribers, repeat              int
 	conns                            []int
 	quick, progress, noBuild, pprof  bool
 	// only lists the steps to run (empty: all); see stepNames.
@@ -78,6 +78,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 8*time.Second, "measured run per path")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up before each measured run")
 	flag.DurationVar(&o.connDuration, "conn-duration", 4*time.Second, "each 1k/10k-connection run, after its ramp")
+	flag.IntVar(&o.repeat, "repeat", 1, "measured runs per CPU path; the run with the median CPU per request is reported")
 	flag.IntVar(&o.vus, "vus", 64, "connections for the CPU runs (the bar: wrk 1 thread 64 connections)")
 	conns := flag.String("conns", "1000,10000", "connection counts for the zero-error runs")
 	flag.IntVar(&o.idle, "idle", 10000, "idle /socket2socket clients for the memory test")
@@ -213,7 +214,7 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 		Timestamp: time.Now().UTC().Format(time.RFC3339),
 		Machine:   describeMachine(),
 		Config: config{
-			Quick: o.quick, Driver: o.driver, VUs: o.vus, DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(),
+			Quick: o.quick, Driver: o.driver, VUs: o.vus, Repeat: max(1, o.repeat), DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(),
 			Conns: o.conns, ConnDurationS: o.connDuration.Seconds(), Idle: o.idle,
 			CoalesceClients: o.coalesceClients, CoalesceDurationS: o.coalesceDuration.Seconds(),
 			HeadIntervalS: o.headInterval.Seconds(), Only: slices.Sorted(maps.Keys(o.only)),
@@ -234,7 +235,7 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 	defer node.stop()
 	m := &measurer{
 		dir: dir, hz: proc.ClockTicks(), driver: o.driver, warmup: o.warmup, duration: o.duration,
-		timeout: 10 * time.Second, nodeHTTP: nodeHTTP, nodePID: node.pid(), progress: o.progress,
+		timeout: 10 * time.Second, nodeHTTP: nodeHTTP, nodePID: node.pid(), progress: o.progress, repeat: o.repeat,
 	}
 	res.Machine.ClockTicks = m.hz
 

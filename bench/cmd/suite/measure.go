@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +39,9 @@ type run struct {
 	// the floor) over the run.
 	CPUTicks    int64   `json:"cpu_ticks"`
 	CPUusPerReq float64 `json:"cpu_us_per_req"`
+	// CPUSamples are the CPU per request of every run with -repeat; the
+	// row reports the median run.
+	CPUSamples []float64 `json:"cpu_us_per_req_runs,omitempty"`
 	// Ratio is CPUusPerReq over the floor's; Target the bar it must meet
 	// (0: no target, reported for information).
 	Ratio  float64 `json:"ratio_to_floor,omitempty"`
@@ -66,6 +71,8 @@ type measurer struct {
 	// pprofAddr is the pprof listener of the gateway under test (-pprof),
 	// empty when not profiling.
 	pprofAddr string
+	// repeat is how many measured runs each path gets (-repeat).
+	repeat int
 }
 
 // measure warms up, then runs tgt for m.duration with vus connections,
@@ -94,42 +101,77 @@ func (m *measurer) measure(ctx context.Context, key, label string, pid int, tgt 
 		profiled = make(chan error, 1)
 		go func() { profiled <- m.cpuProfile(key) }()
 	}
-	c0, err := nodeCounts(m.nodeHTTP)
-	if err != nil {
-		return nil, err
+	// once is one measured run with its CPU and upstream accounting.
+	once := func() (*run, error) {
+		c0, err := nodeCounts(m.nodeHTTP)
+		if err != nil {
+			return nil, err
+		}
+		t0, err := proc.CPUTicks(pid)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read CPU time of pid %d: %w", pid, err)
+		}
+		n0, _ := proc.CPUTicks(m.nodePID)
+		r, err := drive(m.duration)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", label, err)
+		}
+		t1, err := proc.CPUTicks(pid)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read CPU time of pid %d (did it exit?): %w", pid, err)
+		}
+		n1, _ := proc.CPUTicks(m.nodePID)
+		c1, err := nodeCounts(m.nodeHTTP)
+		if err != nil {
+			return nil, err
+		}
+		r.Key, r.Label, r.Driver, r.VUs = key, label, driver, vus
+		r.CPUTicks = t1 - t0
+		if r.Requests > 0 {
+			r.CPUusPerReq = round2(float64(r.CPUTicks) * 1e6 / float64(m.hz) / float64(r.Requests))
+			if pid != m.nodePID {
+				r.UpstreamPerReq = round4(float64(c1.Requests-c0.Requests) / float64(r.Requests))
+				r.NodeCPUusPerReq = round2(float64(n1-n0) * 1e6 / float64(m.hz) / float64(r.Requests))
+			}
+		}
+		return r, nil
 	}
-	t0, err := proc.CPUTicks(pid)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read CPU time of pid %d: %w", pid, err)
+	// With -repeat, the run with the median CPU per request stands for the
+	// path: one run disturbed by another process on the machine moves the
+	// median much less than the mean. Errors of every run count.
+	var runs []*run
+	var errs uint64
+	for i := 0; i < max(1, m.repeat); i++ {
+		r, err := once()
+		if err != nil {
+			return nil, err
+		}
+		errs += r.Errors
+		runs = append(runs, r)
 	}
-	n0, _ := proc.CPUTicks(m.nodePID)
-	r, err := drive(m.duration)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", label, err)
+	samples := make([]float64, len(runs))
+	for i, r := range runs {
+		samples[i] = r.CPUusPerReq
 	}
-	t1, err := proc.CPUTicks(pid)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read CPU time of pid %d (did it exit?): %w", pid, err)
+	slices.SortFunc(runs, func(a, b *run) int { return cmp.Compare(a.CPUusPerReq, b.CPUusPerReq) })
+	r := runs[len(runs)/2]
+	if len(runs) > 1 {
+		r.CPUSamples = samples
+		if errs != r.Errors {
+			r.Errors = errs
+			r.ErrorKinds = map[string]uint64{}
+			for _, o := range runs {
+				for k, v := range o.ErrorKinds {
+					r.ErrorKinds[k] += v
+				}
+			}
+		}
 	}
-	n1, _ := proc.CPUTicks(m.nodePID)
-	c1, err := nodeCounts(m.nodeHTTP)
-	if err != nil {
-		return nil, err
-	}
-	r.Key, r.Label, r.Driver, r.VUs = key, label, driver, vus
 	if profiled != nil {
 		if err := <-profiled; err != nil {
 			logf("%s: no CPU profile: %v", label, err)
 		} else {
 			r.Note = strings.TrimSpace(r.Note + " profiled during the run: pprof/" + key + ".pb.gz")
-		}
-	}
-	r.CPUTicks = t1 - t0
-	if r.Requests > 0 {
-		r.CPUusPerReq = round2(float64(r.CPUTicks) * 1e6 / float64(m.hz) / float64(r.Requests))
-		if pid != m.nodePID {
-			r.UpstreamPerReq = round4(float64(c1.Requests-c0.Requests) / float64(r.Requests))
-			r.NodeCPUusPerReq = round2(float64(n1-n0) * 1e6 / float64(m.hz) / float64(r.Requests))
 		}
 	}
 	return r, nil

@@ -45,6 +45,7 @@ type config struct {
 	Quick             bool     `json:"quick"`
 	Driver            string   `json:"driver"`
 	VUs               int      `json:"vus"`
+	Repeat            int      `json:"repeat"`
 	DurationS         float64  `json:"duration_s"`
 	WarmupS           float64  `json:"warmup_s"`
 	Conns             []int    `json:"conns"`
