@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,8 @@ import (
 type MuxConfig struct {
 	// URL of the upstream websocket (ws:// or wss://).
 	URL string
+	// TLSConfig is used for wss:// (default: system roots, TLS 1.2+).
+	TLSConfig *tls.Config
 	// Header is sent with every handshake, e.g. Authorization for Infura's project
 	// secret (basic auth). It is never logged.
 	Header http.Header

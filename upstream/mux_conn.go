@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -136,6 +137,16 @@ func (s *slot) sleep(d time.Duration) bool {
 
 func (s *slot) dial() (*websocket.Conn, error) {
 	cfg := &s.m.cfg
+	// Layers, bottom up: TCP counted per syscall; TLS for wss; the burst buffer the
+	// writer fills with whole frames. The buffer sits above TLS so frames are encrypted.
+	dialTCP := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nd := net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+		c, err := nd.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return countingConn{c}, nil
+	}
 	d := websocket.Dialer{
 		HandshakeTimeout: cfg.DialTimeout,
 		ReadBufferSize:   64 << 10,
@@ -143,12 +154,31 @@ func (s *slot) dial() (*websocket.Conn, error) {
 		// control frames, so its write buffer can stay small.
 		WriteBufferSize: 512,
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			nd := net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
-			c, err := nd.DialContext(ctx, network, addr)
+			c, err := dialTCP(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
 			s.mc = &meteredConn{Conn: c}
+			return s.mc, nil
+		},
+		NetDialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialTCP(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tcfg := &tls.Config{MinVersion: tls.VersionTLS12}
+			if cfg.TLSConfig != nil {
+				tcfg = cfg.TLSConfig.Clone()
+			}
+			if tcfg.ServerName == "" {
+				tcfg.ServerName, _, _ = net.SplitHostPort(addr)
+			}
+			tc := tls.Client(c, tcfg)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				_ = c.Close()
+				return nil, fmt.Errorf("TLS handshake: %w", err)
+			}
+			s.mc = &meteredConn{Conn: tc}
 			return s.mc, nil
 		},
 	}
@@ -297,19 +327,27 @@ func (s *slot) sweep() {
 	}
 }
 
-// meteredConn counts read and write syscalls, and holds writes while the writer drains
-// a burst so the whole burst leaves in one write. Control frames written by other
-// goroutines (pongs) pass straight through when no burst is being held.
+// countingConn counts read and write syscalls on the TCP connection.
+type countingConn struct{ net.Conn }
+
+func (c countingConn) Read(p []byte) (int, error) {
+	wsReads.Inc()
+	return c.Conn.Read(p)
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	wsWrites.Inc()
+	return c.Conn.Write(p)
+}
+
+// meteredConn holds writes while the writer drains a burst, so the whole burst leaves
+// in one write. Control frames written by other goroutines (pongs) pass straight
+// through when no burst is being held.
 type meteredConn struct {
 	net.Conn
 	mu      sync.Mutex
 	holding bool
 	buf     []byte
-}
-
-func (c *meteredConn) Read(p []byte) (int, error) {
-	wsReads.Inc()
-	return c.Conn.Read(p)
 }
 
 func (c *meteredConn) Write(p []byte) (int, error) {
@@ -319,7 +357,6 @@ func (c *meteredConn) Write(p []byte) (int, error) {
 		c.buf = append(c.buf, p...)
 		return len(p), nil
 	}
-	wsWrites.Inc()
 	return c.Conn.Write(p)
 }
 
@@ -380,7 +417,6 @@ func (c *meteredConn) flush(d time.Time) error {
 	if len(c.buf) == 0 {
 		return nil
 	}
-	wsWrites.Inc()
 	_ = c.Conn.SetWriteDeadline(d)
 	_, err := c.Conn.Write(c.buf)
 	if cap(c.buf) > maxPooledBuf {

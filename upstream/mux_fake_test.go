@@ -2,6 +2,13 @@ package upstream
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
 	"net"
 	"strconv"
 	"strings"
@@ -64,6 +71,41 @@ func newFakeUpstream(t testing.TB, scripted bool) *fakeUpstream {
 	go func() { _ = f.srv.Serve(ln) }()
 	t.Cleanup(f.close)
 	return f
+}
+
+// newFakeUpstreamTLS is newFakeUpstream behind TLS (wss://) with a fresh self-signed
+// certificate; the returned config trusts it.
+func newFakeUpstreamTLS(t testing.TB) (*fakeUpstream, *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFakeUpstream(t, false)
+	_ = f.srv.Shutdown()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.url = "wss://" + ln.Addr().String()
+	pair := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	tln := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+	go func() { _ = f.srv.Serve(tln) }()
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	return f, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 }
 
 func (f *fakeUpstream) close() {

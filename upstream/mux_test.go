@@ -38,6 +38,23 @@ func TestMuxRestoresIDsByteForByte(t *testing.T) {
 	}
 }
 
+// wss:// (Infura): frames are encrypted, batches and subscriptions work the same.
+func TestMuxOverTLS(t *testing.T) {
+	f, tcfg := newFakeUpstreamTLS(t)
+	m := startMux(t, f, func(c *MuxConfig) { c.TLSConfig = tcfg })
+	for i := 0; i < 50; i++ {
+		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":"t%d","method":"echo","params":[%d]}`, i, i)
+		got, err := doBody(t, m, body, 10*time.Second)
+		if want := fmt.Sprintf(`{"jsonrpc":"2.0","id":"t%d","result":[%d]}`, i, i); err != nil || got != want {
+			t.Fatalf("got %s %v, want %s", got, err, want)
+		}
+	}
+	got, err := doBody(t, m, `[{"jsonrpc":"2.0","id":1,"method":"echo","params":[1]},{"jsonrpc":"2.0","id":2,"method":"echo","params":[2]}]`, 10*time.Second)
+	if err != nil || got != `[{"jsonrpc":"2.0","id":2,"result":[2]},{"jsonrpc":"2.0","id":1,"result":[1]}]` {
+		t.Fatalf("batch over TLS: %s %v", got, err)
+	}
+}
+
 func TestMuxBatchMatchedPerElement(t *testing.T) {
 	f := newFakeUpstream(t, false)
 	m := startMux(t, f, nil)
