@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,8 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/fasthttp/websocket"
 
 	"github.com/infura-gateway/infura-gateway/proto"
 )
@@ -30,8 +27,6 @@ type slot struct {
 	up      bool
 	pending map[uint64]*call
 	isUp    atomic.Bool // mirror of up for lock-free picking
-
-	mc *meteredConn // current connection's byte stream; owned by run
 
 	// subs maps the upstream subscription id (raw JSON string) to its group;
 	// guarded by m.subs.mu, written only by this socket's reader and by Leave.
@@ -135,80 +130,25 @@ func (s *slot) sleep(d time.Duration) bool {
 	}
 }
 
-func (s *slot) dial() (*websocket.Conn, error) {
+func (s *slot) dial() (*wireConn, error) {
 	cfg := &s.m.cfg
-	// Layers, bottom up: TCP counted per syscall; TLS for wss; the burst buffer the
-	// writer fills with whole frames. The buffer sits above TLS so frames are encrypted.
-	dialTCP := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		nd := net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
-		c, err := nd.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return countingConn{c}, nil
-	}
-	d := websocket.Dialer{
-		HandshakeTimeout: cfg.DialTimeout,
-		ReadBufferSize:   64 << 10,
-		// Data frames are built by meteredConn.appendFrame; the library writes only
-		// control frames, so its write buffer can stay small.
-		WriteBufferSize: 512,
-		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialTCP(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			s.mc = &meteredConn{Conn: c}
-			return s.mc, nil
-		},
-		NetDialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialTCP(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			tcfg := &tls.Config{MinVersion: tls.VersionTLS12}
-			if cfg.TLSConfig != nil {
-				tcfg = cfg.TLSConfig.Clone()
-			}
-			if tcfg.ServerName == "" {
-				tcfg.ServerName, _, _ = net.SplitHostPort(addr)
-			}
-			tc := tls.Client(c, tcfg)
-			if err := tc.HandshakeContext(ctx); err != nil {
-				_ = c.Close()
-				return nil, fmt.Errorf("TLS handshake: %w", err)
-			}
-			s.mc = &meteredConn{Conn: tc}
-			return s.mc, nil
-		},
-	}
 	ctx, cancel := context.WithTimeout(s.m.ctx, cfg.DialTimeout)
 	defer cancel()
-	conn, resp, err := d.DialContext(ctx, cfg.URL, cfg.Header)
-	if resp != nil && resp.Body != nil {
-		_ = resp.Body.Close()
-	}
+	w, err := dialWire(ctx, cfg.URL, cfg.Header, cfg.TLSConfig, cfg.DialTimeout, cfg.ReadLimit)
 	if err != nil {
-		if resp != nil {
-			return nil, fmt.Errorf("cannot open upstream websocket: handshake status %d: %w", resp.StatusCode, err)
-		}
 		return nil, fmt.Errorf("cannot open upstream websocket: %w", err)
 	}
-	conn.SetReadLimit(cfg.ReadLimit)
-	return conn, nil
+	return w, nil
 }
 
 // serve runs one connection: starts its reader, writes queued frames and pings until
 // either side fails, then tears it down and answers whatever was pending.
-func (s *slot) serve(conn *websocket.Conn) error {
+func (s *slot) serve(conn *wireConn) error {
 	cfg := &s.m.cfg
-	mc := s.mc
 	readerDone := make(chan error, 1)
 	alive := cfg.PingInterval + cfg.PongTimeout
-	_ = conn.SetReadDeadline(time.Now().Add(alive))
-	conn.SetPongHandler(func(string) error {
-		return conn.SetReadDeadline(time.Now().Add(alive))
-	})
+	_ = conn.setReadDeadline(time.Now().Add(alive))
+	conn.onPong = func() { _ = conn.setReadDeadline(time.Now().Add(alive)) }
 	go func() { readerDone <- s.read(conn) }()
 
 	s.mu.Lock()
@@ -218,10 +158,10 @@ func (s *slot) serve(conn *websocket.Conn) error {
 	connUp(s.m)
 	s.m.resubscribe(s)
 
-	err := s.write(conn, mc, readerDone)
+	err := s.write(conn, readerDone)
 
 	s.isUp.Store(false)
-	_ = conn.Close()
+	_ = conn.close()
 	if rerr := <-readerDone; err == nil {
 		err = rerr
 	}
@@ -236,8 +176,9 @@ var errClosed = errors.New("mux closed")
 
 // write is the socket's writer loop. Each wake-up drains every queued frame into one
 // buffered write and one flush.
-func (s *slot) write(conn *websocket.Conn, mc *meteredConn, readerDone chan error) error {
+func (s *slot) write(conn *wireConn, readerDone chan error) error {
 	cfg := &s.m.cfg
+	mc := conn.mc
 	ping := time.NewTicker(cfg.PingInterval)
 	defer ping.Stop()
 	var owned []*call // written calls without ids: ours to recycle after the flush
@@ -280,15 +221,14 @@ func (s *slot) write(conn *websocket.Conn, mc *meteredConn, readerDone chan erro
 				return fmt.Errorf("cannot write upstream: %w", err)
 			}
 		case <-ping.C:
-			if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
+			if err := conn.writeControl(opPing, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
 				return fmt.Errorf("cannot ping upstream: %w", err)
 			}
 		case err := <-readerDone:
 			readerDone <- err // serve reads it again
 			return nil
 		case <-s.m.ctx.Done():
-			_ = conn.WriteControl(websocket.CloseMessage,
-				websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(time.Second))
+			_ = conn.writeClose(closeGoingAway)
 			return errClosed
 		}
 	}
@@ -342,7 +282,8 @@ func (c countingConn) Write(p []byte) (int, error) {
 
 // meteredConn holds writes while the writer drains a burst, so the whole burst leaves
 // in one write. Control frames written by other goroutines (pongs) pass straight
-// through when no burst is being held.
+// through when no burst is being held. Frames never interleave: every frame is
+// appended or written whole under mu.
 type meteredConn struct {
 	net.Conn
 	mu      sync.Mutex
@@ -360,10 +301,26 @@ func (c *meteredConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// writeNow writes one whole frame from any goroutine: into the held burst if the
+// writer is draining one, else straight to the connection with deadline d.
+func (c *meteredConn) writeNow(frame []byte, d time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.holding {
+		c.buf = append(c.buf, frame...)
+		return nil
+	}
+	_ = c.Conn.SetWriteDeadline(d)
+	_, err := c.Conn.Write(frame)
+	return err
+}
+
+func randUint32() uint32 { return rand.Uint32() }
+
 // appendFrame appends payload as one masked client text frame (RFC 6455 5.2) to the
 // held burst. Frames are built here rather than through the websocket library's
-// NextWriter so a burst costs no allocation; control frames other goroutines write
-// (pongs, close) go through Write under the same lock, so frames never interleave.
+// a burst costs no allocation; control frames other goroutines write (pongs, close) go
+// through writeNow under the same lock, so frames never interleave.
 func (c *meteredConn) appendFrame(payload []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

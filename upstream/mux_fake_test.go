@@ -44,6 +44,7 @@ type fakeUpstream struct {
 	unsubs  []string
 	auth    string
 	subSeq  atomic.Int64
+	pongs   atomic.Int64
 	dialed  atomic.Int64
 	refused atomic.Bool
 }
@@ -171,6 +172,7 @@ func (f *fakeUpstream) serve(c *websocket.Conn) {
 		f.mu.Unlock()
 		_ = c.Close()
 	}()
+	c.SetPongHandler(func(string) error { f.pongs.Add(1); return nil })
 	f.accepted <- c
 	// A read deadline would break a websocket for good, so a goroutine reads and this
 	// loop holds answers back until the socket is idle for a moment, then sends them in
@@ -241,6 +243,25 @@ func (f *fakeUpstream) answer(c *websocket.Conn, msg []byte) (ans []byte, drop b
 	case `"fail"`:
 		return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"error":{"code":-32000,"message":"boom"}}`), false
 	case `"silent"`:
+		return nil, false
+	case `"big"`: // a result of params[0] bytes: the library fragments it into frames
+		n, _ := strconv.Atoi(strings.Trim(string(m.Params.Bytes(msg)), "[]"))
+		return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":"` + strings.Repeat("b", n) + `"}`), false
+	case `"ping-me"`: // a ping before the answer: the Mux must pong
+		f.mu.Lock()
+		wmu := f.conns[c]
+		f.mu.Unlock()
+		wmu.Lock()
+		_ = c.WriteControl(websocket.PingMessage, []byte("hi"), time.Now().Add(time.Second))
+		wmu.Unlock()
+		return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":"pinged"}`), false
+	case `"close"`: // a clean close frame from the server
+		f.mu.Lock()
+		wmu := f.conns[c]
+		f.mu.Unlock()
+		wmu.Lock()
+		_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "bye"), time.Now().Add(time.Second))
+		wmu.Unlock()
 		return nil, false
 	case `"drop"`:
 		return nil, true

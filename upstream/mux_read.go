@@ -1,10 +1,7 @@
 package upstream
 
 import (
-	"io"
 	"time"
-
-	"github.com/fasthttp/websocket"
 
 	"github.com/infura-gateway/infura-gateway/proto"
 )
@@ -13,20 +10,17 @@ import (
 // that waits for it, or to the subscribers of a notification, before reading the next
 // one, so the subscription an eth_subscribe answer creates is known before any
 // notification that follows it on the socket.
-func (s *slot) read(conn *websocket.Conn) error {
+func (s *slot) read(conn *wireConn) error {
 	alive := s.m.cfg.PingInterval + s.m.cfg.PongTimeout
 	var buf []byte
 	var msg proto.Message
 	for {
-		_, r, err := conn.NextReader()
-		if err != nil {
-			return err
-		}
-		if buf, err = readAll(r, buf[:0]); err != nil {
+		var err error
+		if buf, err = conn.readMessage(buf); err != nil {
 			return err
 		}
 		wsMessagesIn.Inc()
-		_ = conn.SetReadDeadline(time.Now().Add(alive))
+		_ = conn.setReadDeadline(time.Now().Add(alive))
 		switch proto.FirstByte(buf) {
 		case '{':
 			s.routeOne(buf, &msg)
@@ -37,23 +31,6 @@ func (s *slot) read(conn *websocket.Conn) error {
 		}
 		if cap(buf) > maxPooledBuf {
 			buf = nil
-		}
-	}
-}
-
-// readAll appends everything r yields to buf, growing it as needed.
-func readAll(r io.Reader, buf []byte) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -52,6 +53,38 @@ func TestMuxOverTLS(t *testing.T) {
 	got, err := doBody(t, m, `[{"jsonrpc":"2.0","id":1,"method":"echo","params":[1]},{"jsonrpc":"2.0","id":2,"method":"echo","params":[2]}]`, 10*time.Second)
 	if err != nil || got != `[{"jsonrpc":"2.0","id":2,"result":[2]},{"jsonrpc":"2.0","id":1,"result":[1]}]` {
 		t.Fatalf("batch over TLS: %s %v", got, err)
+	}
+}
+
+// Large answers arrive fragmented into many frames; server pings get pongs; a message
+// over the read limit breaks the socket, which comes back.
+func TestMuxWireProtocol(t *testing.T) {
+	f := newFakeUpstream(t, false)
+	m := startMux(t, f, func(c *MuxConfig) { c.Conns = 1; c.ReadLimit = 1 << 20 })
+	for _, n := range []int{0, 100, 4000, 70000, 300000} {
+		got, err := doBody(t, m, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"big","params":[%d]}`, n, n), 10*time.Second)
+		if want := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"result":"%s"}`, n, strings.Repeat("b", n)); err != nil || got != want {
+			t.Fatalf("%d bytes: %v, %d bytes back", n, err, len(got))
+		}
+	}
+	if got, err := doBody(t, m, `{"jsonrpc":"2.0","id":1,"method":"ping-me"}`, 10*time.Second); err != nil || !strings.Contains(got, "pinged") {
+		t.Fatalf("ping-me: %s %v", got, err)
+	}
+	waitFor(t, "a pong", func() bool { return f.pongs.Load() > 0 })
+	// Over the limit: the call fails, the socket is replaced.
+	if _, err := doBody(t, m, `{"jsonrpc":"2.0","id":2,"method":"big","params":[2000000]}`, 10*time.Second); err != proto.ErrUnavailable {
+		t.Fatalf("over the read limit: %v", err)
+	}
+	waitFor(t, "reconnect", func() bool { return m.slots[0].isUp.Load() && f.dialed.Load() >= 2 })
+	// A clean close from the server: pending calls fail, the socket is replaced.
+	sink := newChanSink(1)
+	m.Send([]byte(`{"jsonrpc":"2.0","id":3,"method":"close"}`), nil, time.Time{}, sink)
+	if got := string(sink.next(t)); !strings.Contains(got, "upstream unavailable") {
+		t.Fatalf("after a close frame: %s", got)
+	}
+	waitFor(t, "reconnect", func() bool { return m.slots[0].isUp.Load() && f.dialed.Load() >= 3 })
+	if got, err := doBody(t, m, `{"jsonrpc":"2.0","id":4,"method":"echo","params":[4]}`, 10*time.Second); err != nil {
+		t.Fatalf("after reconnects: %s %v", got, err)
 	}
 }
 
