@@ -1,0 +1,94 @@
+package upstream
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"net"
+	"testing"
+	"time"
+)
+
+// discardConn accepts writes (pongs, close frames) and reads nothing.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (discardConn) SetWriteDeadline(time.Time) error { return nil }
+
+func wireFrom(stream []byte, limit int64) *wireConn {
+	return &wireConn{mc: &meteredConn{Conn: discardConn{}}, br: bufio.NewReader(bytes.NewReader(stream)), limit: limit}
+}
+
+func frame(fin bool, op byte, payload string) []byte {
+	b0 := op
+	if fin {
+		b0 |= 0x80
+	}
+	out := []byte{b0}
+	switch n := len(payload); {
+	case n < 126:
+		out = append(out, byte(n))
+	case n <= 0xffff:
+		out = append(out, 126, byte(n>>8), byte(n))
+	default:
+		out = append(out, 127)
+		out = binary.BigEndian.AppendUint64(out, uint64(n))
+	}
+	return append(out, payload...)
+}
+
+func TestWireReadMessage(t *testing.T) {
+	long := string(bytes.Repeat([]byte("x"), 70000))
+	// f reads the messages of stream, then expects an error (end of stream or violation).
+	f := func(stream []byte, limit int64, want []string) {
+		t.Helper()
+		w := wireFrom(stream, limit)
+		for _, m := range want {
+			got, err := w.readMessage(nil)
+			if err != nil || string(got) != m {
+				t.Fatalf("got %q %v, want %q", got, err, m)
+			}
+		}
+		if got, err := w.readMessage(nil); err == nil {
+			t.Fatalf("after the messages: read %q, want an error", got)
+		}
+	}
+	var s []byte
+	s = append(s, frame(true, opText, `{"a":1}`)...)
+	s = append(s, frame(true, opPing, "p")...) // between messages
+	s = append(s, frame(false, opText, `{"b":`)...)
+	s = append(s, frame(true, opPong, "")...) // inside a fragmented message
+	s = append(s, frame(false, opContinuation, `2`)...)
+	s = append(s, frame(true, opContinuation, `}`)...)
+	s = append(s, frame(true, opBinary, long)...)
+	f(s, 1<<20, []string{`{"a":1}`, `{"b":2}`, long})
+	f(frame(true, opText, long), 1000, nil)                                      // over the limit
+	f(frame(true, opContinuation, "x"), 1000, nil)                               // continuation first
+	f(append(frame(false, opText, "x"), frame(true, opText, "y")...), 1000, nil) // text inside text
+	f([]byte{0x81 | 0x40, 0}, 1000, nil)                                         // reserved bit
+	f([]byte{0x81, 0x80, 0, 0, 0, 0}, 1000, nil)                                 // masked by the server
+	f(frame(false, opPing, ""), 1000, nil)                                       // fragmented control
+	f(frame(true, opClose, "\x03\xe8"), 1000, nil)                               // close 1000
+}
+
+// FuzzWireRead feeds arbitrary bytes to the frame reader: no panic, no message over
+// the limit, and every message is the concatenation of its data frames.
+func FuzzWireRead(f *testing.F) {
+	f.Add(frame(true, opText, `{"jsonrpc":"2.0","id":1,"result":"0x1"}`))
+	f.Add(append(frame(false, opText, "ab"), frame(true, opContinuation, "cd")...))
+	f.Add(append(frame(true, opPing, "x"), frame(true, opText, "y")...))
+	f.Add([]byte{0x81, 127, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		const limit = 4096
+		w := wireFrom(stream, limit)
+		for i := 0; i < 64; i++ {
+			msg, err := w.readMessage(nil)
+			if err != nil {
+				return
+			}
+			if len(msg) > limit {
+				t.Fatalf("message of %d bytes over the %d limit", len(msg), limit)
+			}
+		}
+	})
+}
