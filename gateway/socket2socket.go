@@ -161,9 +161,16 @@ func (h *Socket2Socket) serveClient(conn *websocket.Conn) {
 	c := newWSClient(h, conn)
 	h.mu.Lock()
 	if h.closed {
+		// Upgraded just as Close ran: say goodbye properly rather than vanish.
 		h.mu.Unlock()
-		_ = conn.Close()
-		return
+		_ = conn.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+		_ = conn.SetReadDeadline(time.Now().Add(closeGrace))
+		for {
+			if _, _, err := conn.NextReader(); err != nil {
+				return // the client's close frame, or the grace period is over
+			}
+		}
 	}
 	// Registered under mu, before Close can start waiting: Close sees every client.
 	h.wg.Add(1)

@@ -49,7 +49,7 @@ func startS2S(t testing.TB, node *testnode.Node, mod func(*SocketConfig)) *s2sEn
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+	srv := &fasthttp.Server{MaxIdleWorkerDuration: 100 * time.Millisecond, Handler: func(ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) == "/socket2socket" {
 			e.h.Serve(ctx)
 			return

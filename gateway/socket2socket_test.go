@@ -353,7 +353,10 @@ func TestSocket2SocketCloseEndsClients(t *testing.T) {
 		cs = append(cs, c)
 		_ = c.WriteMessage(websocket.TextMessage, []byte(`{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}`))
 	}
-	e.h.Close()
+	// Clients answer the close frame as they read it, as real clients keep reading; Close
+	// waits for those answers.
+	closed := make(chan struct{})
+	go func() { e.h.Close(); close(closed) }()
 	for _, c := range cs {
 		_ = c.SetReadDeadline(time.Now().Add(s2sWait))
 		for {
@@ -365,6 +368,11 @@ func TestSocket2SocketCloseEndsClients(t *testing.T) {
 			}
 		}
 		_ = c.Close()
+	}
+	select {
+	case <-closed:
+	case <-time.After(s2sWait):
+		t.Fatal("Close did not return")
 	}
 	e.mux.Close()
 	deadline := time.Now().Add(s2sWait)
