@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -225,10 +226,7 @@ func (w *wireConn) readMessage(dst []byte) ([]byte, error) {
 			return dst, w.fail(closeMessageTooBig, errReadLimit)
 		}
 		start := len(dst)
-		if need := start + int(n); need > cap(dst) {
-			dst = append(dst[:cap(dst)], make([]byte, need-cap(dst))...)
-		}
-		dst = dst[:start+int(n)]
+		dst = slices.Grow(dst, int(n))[:start+int(n)]
 		if _, err := io.ReadFull(w.br, dst[start:]); err != nil {
 			return dst, err
 		}
