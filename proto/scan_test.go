@@ -60,7 +60,7 @@ func TestScanMessage(t *testing.T) {
 	f(`{"id":null}`, "null", "", "", false)
 	f(`{"jsonrpc":"2.0","method":"eth_subscription","params":{"result":{"subscription":"inner"},"subscription":"0xab"}}`,
 		"", `"eth_subscription"`, `"0xab"`, false)
-	f(`{"id":1,"id":2}`, "2", "", "", false)             // last wins, like encoding/json
+	f(`{"id":1,"id":2}`, "2", "", "", false)               // last wins, like encoding/json
 	f(`{"\u0069d":7,"method":"m"}`, "7", `"m"`, "", false) // escaped key
 	f(` { "result" : [ ] , "id" : "x" } `, `"x"`, "", "", false)
 }
