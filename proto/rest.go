@@ -150,7 +150,7 @@ func parseQuantity(v []byte) (uint64, bool) {
 		return 0, false
 	}
 	if v[0] != '"' {
-		return parseDecimal(v)
+		return ParseDecimal(v)
 	}
 	if len(v) < 3 || v[len(v)-1] != '"' {
 		return 0, false
@@ -159,10 +159,11 @@ func parseQuantity(v []byte) (uint64, bool) {
 	if len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
 		return parseHex(s[2:])
 	}
-	return parseDecimal(s)
+	return ParseDecimal(s)
 }
 
-func parseDecimal(s []byte) (uint64, bool) {
+// ParseDecimal reads bare decimal digits that fit a uint64 (a gateway id, a block number).
+func ParseDecimal(s []byte) (uint64, bool) {
 	if len(s) == 0 || len(s) > 20 {
 		return 0, false
 	}

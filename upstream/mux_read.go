@@ -35,25 +35,6 @@ func (s *slot) read(conn *wireConn) error {
 	}
 }
 
-// parseGID reads a gateway id: bare decimal digits that fit a uint64.
-func parseGID(b []byte) (uint64, bool) {
-	if len(b) == 0 || len(b) > 20 {
-		return 0, false
-	}
-	var v uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if v > (1<<64-1-d)/10 {
-			return 0, false
-		}
-		v = v*10 + d
-	}
-	return v, true
-}
-
 // lookup claims the pending call registered under gid, or returns nil.
 func (s *slot) lookup(gid uint64) *call {
 	s.mu.Lock()
@@ -74,7 +55,7 @@ func (s *slot) routeOne(frame []byte, msg *proto.Message) {
 		return
 	}
 	if msg.ID.Present() {
-		gid, ok := parseGID(msg.ID.Bytes(frame))
+		gid, ok := proto.ParseDecimal(msg.ID.Bytes(frame))
 		if !ok {
 			// Only an answer to something unparseable carries a foreign id (null); the
 			// gateway never sends such requests.
@@ -120,7 +101,7 @@ func (s *slot) routeBatch(frame []byte, msg *proto.Message) {
 		if _, err := proto.ScanMessage(e, msg); err != nil || !msg.ID.Present() {
 			continue
 		}
-		gid, ok := parseGID(msg.ID.Bytes(e))
+		gid, ok := proto.ParseDecimal(msg.ID.Bytes(e))
 		if !ok {
 			continue
 		}
