@@ -632,10 +632,17 @@ func coalescing(ctx context.Context, m *measurer, base string, o *options) (*coa
 		Heads:            c1.Heads - c0.Heads,
 		UpstreamGasPrice: c1.Methods["eth_gasPrice"] - c0.Methods["eth_gasPrice"],
 	}
+	// Head intervals that ended inside the run: the last c.Heads entries.
+	if k := int(c.Heads); k > 0 && k <= len(c1.GasPricePerHead) {
+		c.PerHead = c1.GasPricePerHead[len(c1.GasPricePerHead)-k:]
+		for _, v := range c.PerHead {
+			c.MaxPerHead = max(c.MaxPerHead, v)
+		}
+	}
 	c.Allowed = c.Heads + coalesceSlack
 	c.Status = statusOf(c.Errors == 0 && r.Requests > 0 && c.UpstreamGasPrice <= c.Allowed, true)
-	logf("coalescing: %d requests, %d heads, %d upstream eth_gasPrice (allowed %d) [%s]",
-		c.Requests, c.Heads, c.UpstreamGasPrice, c.Allowed, c.Status)
+	logf("coalescing: %d requests, %d heads, %d upstream eth_gasPrice (allowed %d; per head interval %v) [%s]",
+		c.Requests, c.Heads, c.UpstreamGasPrice, c.Allowed, c.PerHead, c.Status)
 	return c, nil
 }
 

@@ -330,6 +330,8 @@ type counts struct {
 	HeadNumber uint64            `json:"head_number"`
 	Requests   uint64            `json:"requests"`
 	Methods    map[string]uint64 `json:"methods"`
+	// GasPricePerHead is eth_gasPrice calls per completed head interval.
+	GasPricePerHead []uint64 `json:"gas_price_per_head"`
 }
 
 func nodeCounts(addr string) (*counts, error) {

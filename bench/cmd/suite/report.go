@@ -76,7 +76,11 @@ type coalesce struct {
 	Heads            uint64  `json:"heads"`
 	UpstreamGasPrice uint64  `json:"upstream_eth_gasPrice"`
 	Allowed          uint64  `json:"allowed"`
-	Status           string  `json:"status"`
+	// PerHead is eth_gasPrice calls fixednode received in each head
+	// interval that ended during the run (the first may begin before it).
+	PerHead    []uint64 `json:"upstream_eth_gasPrice_per_head"`
+	MaxPerHead uint64   `json:"max_per_head"`
+	Status     string   `json:"status"`
 }
 
 type subs struct {
@@ -276,8 +280,10 @@ func (r *results) markdown() string {
 	}
 	if co := r.Coalescing; co != nil {
 		w("\n## Coalescing\n\n%d clients on /gasprice for %.1f s: %d requests (%.0f/s), %d errors. "+
-			"The fixed node produced %d heads and answered %d eth_gasPrice calls (allowed: heads + %d = %d): **%s**.\n",
-			co.Clients, co.DurationS, co.Requests, co.RPS, co.Errors, co.Heads, co.UpstreamGasPrice, coalesceSlack, co.Allowed, co.Status)
+			"The fixed node produced %d heads and answered %d eth_gasPrice calls (allowed: heads + %d = %d): **%s**. "+
+			"Calls per head interval: %v.\n",
+			co.Clients, co.DurationS, co.Requests, co.RPS, co.Errors, co.Heads, co.UpstreamGasPrice, coalesceSlack, co.Allowed, co.Status,
+			co.PerHead)
 	}
 	if sb := r.Subscriptions; sb != nil {
 		w("\n## Subscriptions\n\n%d /socket2socket clients subscribed to newHeads (%d subscribed, %d errors) for %.1f s: "+

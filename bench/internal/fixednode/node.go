@@ -66,6 +66,9 @@ var (
 	newHeadsName = []byte(`"newHeads"`)
 )
 
+// perHeadKeep bounds the per-head history in /counts.
+const perHeadKeep = 120
+
 // head is one immutable snapshot of the chain head; a new one is swapped in
 // per head so request paths read it with a single atomic load.
 type head struct {
@@ -99,6 +102,13 @@ type Node struct {
 	mu    sync.Mutex // guards conns
 	conns map[*wsConn]struct{}
 
+	// perHead records, for the last perHeadKeep head intervals, how many
+	// eth_gasPrice calls each interval received: the probe the suite uses
+	// to see how well the gateway coalesces per head.
+	perHeadMu   sync.Mutex
+	perHead     []uint64
+	lastGasSeen uint64
+
 	bufPool  sync.Pool
 	upgrader websocket.FastHTTPUpgrader
 }
@@ -122,6 +132,14 @@ func (n *Node) HeadNumber() uint64 { return n.cur.Load().num }
 // Advance produces a new head: eth_blockNumber increments and every newHeads
 // subscriber gets a notification.
 func (n *Node) Advance() {
+	g := n.counts[mGasPrice].Load()
+	n.perHeadMu.Lock()
+	n.perHead = append(n.perHead, g-n.lastGasSeen)
+	if len(n.perHead) > perHeadKeep {
+		n.perHead = n.perHead[len(n.perHead)-perHeadKeep:]
+	}
+	n.lastGasSeen = g
+	n.perHeadMu.Unlock()
 	h := newHead(n.cur.Load().num + 1)
 	n.cur.Store(h)
 	n.heads.Add(1)
@@ -376,6 +394,9 @@ type Counts struct {
 	Methods       map[string]uint64 `json:"methods"`
 	WSConnections int               `json:"ws_connections"`
 	Subscriptions int               `json:"subscriptions"`
+	// GasPricePerHead lists eth_gasPrice calls received during each of the
+	// last head intervals, oldest first (the current interval excluded).
+	GasPricePerHead []uint64 `json:"gas_price_per_head"`
 }
 
 // Counts snapshots the counters.
@@ -391,6 +412,9 @@ func (n *Node) Counts() Counts {
 		c.Methods[methodNames[i]] = v
 		c.Requests += v
 	}
+	n.perHeadMu.Lock()
+	c.GasPricePerHead = append([]uint64{}, n.perHead...)
+	n.perHeadMu.Unlock()
 	n.mu.Lock()
 	c.WSConnections = len(n.conns)
 	for wc := range n.conns {

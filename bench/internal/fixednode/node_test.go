@@ -70,6 +70,14 @@ func TestBlockIsValidJSON(t *testing.T) {
 	if c := n.Counts(); c.Heads != 1 || c.Methods["eth_getBlockByNumber"] != 2 || c.Methods["eth_blockNumber"] != 1 {
 		t.Fatalf("counts: %+v", c)
 	}
+	for range 3 {
+		n.Process(nil, []byte(`{"id":1,"method":"eth_gasPrice"}`), nil)
+	}
+	n.Advance()
+	n.Advance()
+	if got := n.Counts().GasPricePerHead; len(got) != 3 || got[0] != 0 || got[1] != 3 || got[2] != 0 {
+		t.Fatalf("gas price per head: %v", got)
+	}
 }
 
 // The eth_blockNumber path is the benchmark floor: it must not allocate,
