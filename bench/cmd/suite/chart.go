@@ -20,7 +20,13 @@ import (
 func (r *results) chart(path string) error {
 	// Only runs that served requests: a path that answered nothing but
 	// errors has no latency or CPU per request worth drawing.
-	runs := []*run{r.Floor}
+	// The floor bar shows what the ratios divide by (the mean of both
+	// floor runs when there are two).
+	floorRun := *r.Floor
+	if r.FloorCPUusPerReq > 0 {
+		floorRun.CPUusPerReq = r.FloorCPUusPerReq
+	}
+	runs := []*run{&floorRun}
 	for _, p := range r.Paths {
 		if p.Status != "n/a" && p.Requests > p.Errors {
 			runs = append(runs, p)
@@ -123,6 +129,8 @@ func (r *results) chart(path string) error {
 		p.X.Tick.Label.XAlign = draw.XRight
 		p.X.Tick.Label.YAlign = draw.YCenter
 		p.Y.Min = 0
+		// Headroom above the tallest bar keeps the legend off the bars.
+		p.Y.Max *= 1.3
 	}
 
 	const w, h = 15 * vg.Inch, 5 * vg.Inch

@@ -89,8 +89,15 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "CI smoke run: every path for ~1 s, 1,000 connections, 1,000 idle clients; CPU ratios reported, not judged")
 	flag.BoolVar(&o.progress, "progress", false, "print the load driver's per-second progress lines")
 	flag.BoolVar(&o.pprof, "pprof", false, "save a CPU profile of the gateway for each CPU run under <results>/pprof/ (profiling costs a few % CPU: figures are marked)")
+	rerender := flag.String("render", "", "only re-render report.md and chart.png of an earlier run from DIR/results.json, then exit")
 	only := flag.String("only", "", "run only these steps (comma-separated; the floor always runs): "+strings.Join(stepNames, ", "))
 	flag.Parse()
+	if *rerender != "" {
+		if err := render(*rerender); err != nil {
+			fatal(err)
+		}
+		return
+	}
 	if *only != "" {
 		o.only = map[string]bool{}
 		for _, f := range strings.Split(*only, ",") {
@@ -141,6 +148,24 @@ func main() {
 		fmt.Fprintln(os.Stderr, "suite: FAILED (see the checks above)")
 		os.Exit(1)
 	}
+}
+
+// render rewrites report.md and chart.png of the run in dir from its
+// results.json.
+func render(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		return err
+	}
+	var res results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("cannot parse %s/results.json: %w", dir, err)
+	}
+	if err := res.write(dir); err != nil {
+		return err
+	}
+	logf("re-rendered %s", dir)
+	return nil
 }
 
 func fatal(err error) {
