@@ -267,10 +267,12 @@ func (s *Server) fetch(ctx *fasthttp.RequestCtx, up caller, m upstream.Method, r
 	} else {
 		f.body = withID(ctx.Response.Body(), restID)
 	}
-	c.finish(key, f)
+	// Store before ending the flight: a caller arriving in between would otherwise find
+	// neither the flight nor the answer, and call the upstream again.
 	if err == nil && pol != coalesceOnly {
 		c.store(key[:keyLen], m, pol, n, epoch, f.body)
 	}
+	c.finish(key, f)
 	return err
 }
 
