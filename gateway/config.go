@@ -50,6 +50,10 @@ type Config struct {
 	CacheDepth    uint64
 	HeadPoll      time.Duration
 
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+
 	ReadyWindow     time.Duration
 	ShutdownTimeout time.Duration
 	DrainDelay      time.Duration
@@ -158,6 +162,9 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	dur(&c.CacheMaxAge, "cache-max-age", "CACHE_MAX_AGE", 15*time.Second, "longest a head-dependent answer is served without a new head")
 	intv(&cacheDepth, "cache-depth", "CACHE_DEPTH", 64, "blocks below the head after which a block is treated as immutable")
 	dur(&c.HeadPoll, "head-poll", "HEAD_POLL_INTERVAL", 2*time.Second, "head polling interval when no websocket upstream is configured")
+	dur(&c.ReadTimeout, "read-timeout", "READ_TIMEOUT", 30*time.Second, "longest a client may take to send one request (0: no limit)")
+	dur(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 60*time.Second, "longest writing one response to a client may take (0: no limit)")
+	dur(&c.IdleTimeout, "idle-timeout", "IDLE_TIMEOUT", 120*time.Second, "close keep-alive connections idle this long")
 	dur(&c.ReadyWindow, "ready-window", "READY_WINDOW", 30*time.Second, "/readyz fails when the upstream has not answered for this long")
 	dur(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 20*time.Second, "on SIGTERM, how long in-flight requests get to finish")
 	dur(&c.DrainDelay, "drain-delay", "DRAIN_DELAY", 0, "on SIGTERM, how long /readyz reports 503 before the listener closes")
@@ -255,6 +262,8 @@ func (c *Config) Validate() error {
 		{c.CacheMaxAge > 0, "-cache-max-age must be > 0"},
 		{c.HeadPoll >= 100*time.Millisecond, "-head-poll must be at least 100ms"},
 		{c.ReadyWindow > 0, "-ready-window must be > 0"},
+		{c.ReadTimeout >= 0 && c.WriteTimeout >= 0, "-read-timeout and -write-timeout must be >= 0"},
+		{c.IdleTimeout > 0, "-idle-timeout must be > 0"},
 		{c.ShutdownTimeout > 0, "-shutdown-timeout must be > 0"},
 		{c.DrainDelay >= 0, "-drain-delay must be >= 0"},
 		{c.LogFormat == "json" || c.LogFormat == "text", "-log-format must be json or text"},
