@@ -134,13 +134,8 @@ func skipNumber(b []byte, i int) (int, error) {
 		return i, ErrSyntax
 	}
 	if i < len(b) && b[i] == '.' {
-		i++
-		start := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == start {
-			return i, ErrSyntax
+		if i = skipDigits(b, i+1); i < 0 {
+			return len(b), ErrSyntax
 		}
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
@@ -148,15 +143,23 @@ func skipNumber(b []byte, i int) (int, error) {
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
 		}
-		start := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == start {
-			return i, ErrSyntax
+		if i = skipDigits(b, i); i < 0 {
+			return len(b), ErrSyntax
 		}
 	}
 	return i, nil
+}
+
+// skipDigits skips one or more decimal digits from b[i]; -1 if there are none.
+func skipDigits(b []byte, i int) int {
+	start := i
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	if i == start {
+		return -1
+	}
+	return i
 }
 
 func isHex(c byte) bool {

@@ -318,9 +318,6 @@ func TestMetricsExistInContract(t *testing.T) {
 // Build the gateway, start it against closed upstream ports, scrape /metrics
 // and check every family the dashboard and alerts use is exposed.
 func TestLiveGatewayExposesReferencedMetrics(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: no gateway build")
-	}
 	bin := os.Getenv("GATEWAY_BIN")
 	if bin == "" {
 		bin = filepath.Join(t.TempDir(), "infura-gateway")
