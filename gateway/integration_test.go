@@ -81,10 +81,10 @@ func TestJSONRPCIDsAndBatches(t *testing.T) {
 		{"denied prefix", `{"jsonrpc":"2.0","id":"x","method":"debug_traceTransaction","params":[]}`, `{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"the method does not exist or is not available"}}`},
 		{"parse error", `{"jsonrpc":`, `{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: body is not valid JSON"}}`},
 		{"empty batch", `[]`, `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: empty batch"}}`},
-		{"method not a string", `{"jsonrpc":"2.0","id":1,"method":5}`, `{"jsonrpc":"2.0","id":1,"error":{"code":-32600,"message":"invalid request: method must be a non-empty string"}}`},
+		{"method not a string", `{"jsonrpc":"2.0","id":1,"method":5}`, `{"jsonrpc":"2.0","id":1,"error":{"code":-32600,"message":"invalid request: \"method\" must be a string of 1 to 128 letters, digits and underscores"}}`},
 		{"not an object", `"eth_chainId"`, `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: want a JSON-RPC 2.0 object or a non-empty array of them"}}`},
 		{"mixed batch", `[{"jsonrpc":"2.0","id":1,"method":"eth_chainId"},{"jsonrpc":"2.0","id":2,"method":"personal_listAccounts"},{"jsonrpc":"2.0","method":"admin_x"},{"jsonrpc":"2.0","id":"3","method":"net_version"}]`,
-			`[{"jsonrpc":"2.0","id":1,"result":"0x539"},{"jsonrpc":"2.0","id":"3","result":"1337"},{"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"the method does not exist or is not available"}}]`},
+			`[{"jsonrpc":"2.0","id":1,"result":"0x539"},{"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"the method does not exist or is not available"}},{"jsonrpc":"2.0","id":"3","result":"1337"}]`},
 		{"only denied in batch", `[{"jsonrpc":"2.0","id":1,"method":"miner_start"}]`, `[{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"the method does not exist or is not available"}}]`},
 	}
 	for _, c := range cases {
@@ -95,7 +95,7 @@ func TestJSONRPCIDsAndBatches(t *testing.T) {
 			}
 		})
 	}
-	t.Run("clean batch is forwarded untouched", func(t *testing.T) {
+	t.Run("batch answered as the node answers it", func(t *testing.T) {
 		batch := `[{"jsonrpc":"2.0","id":1,"method":"eth_chainId"},{"jsonrpc":"2.0","id":"two","method":"net_version"}]`
 		_, got := do(t, "POST", gw.URL+"/", batch)
 		if want := node.Raw(t, batch); string(got) != string(want) {
