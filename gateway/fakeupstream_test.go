@@ -35,6 +35,7 @@ type fakeUpstream struct {
 	auth    string
 	subSeq  int
 	subs    map[string]*fakeConn
+	subIDs  map[string]string // the latest upstream subscription id by params
 	conns   map[*fakeConn]struct{}
 	wsConns atomic.Int64
 }
@@ -84,7 +85,8 @@ func fakeRespond(fn func(fakeRequest) fakeAnswer) fakeOption {
 
 func startFakeUpstream(t testing.TB, opts ...fakeOption) *fakeUpstream {
 	t.Helper()
-	f := &fakeUpstream{release: make(chan struct{}), subs: map[string]*fakeConn{}, conns: map[*fakeConn]struct{}{}}
+	f := &fakeUpstream{release: make(chan struct{}), subs: map[string]*fakeConn{}, subIDs: map[string]string{},
+		conns: map[*fakeConn]struct{}{}}
 	for _, o := range opts {
 		o(f)
 	}
@@ -240,6 +242,7 @@ func (f *fakeUpstream) serveWS(c *websocket.Conn) {
 			f.subSeq++
 			sub := "0xf" + strconv.Itoa(f.subSeq)
 			f.subs[sub] = fc
+			f.subIDs[string(r.Params)] = sub
 			f.mu.Unlock()
 			a = fakeAnswer{Body: fakeResult(r, `"`+sub+`"`)}
 		case "eth_unsubscribe":
@@ -270,6 +273,13 @@ func (f *fakeUpstream) notify(sub, result string) bool {
 	}
 	fc.write([]byte(`{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscription":"` + sub + `","result":` + result + `}}`))
 	return true
+}
+
+// subscriptionFor returns the upstream id of the latest subscription with params.
+func (f *fakeUpstream) subscriptionFor(params string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.subIDs[params]
 }
 
 // subscriptions returns the upstream subscriptions held now.

@@ -177,3 +177,32 @@ func TestConcurrentMixedRequests(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+// After the node restarts, every kept-alive connection to it is dead: the first
+// requests must not fail for it. Reads are sent again on a fresh connection.
+func TestFirstRequestsAfterNodeRestart(t *testing.T) {
+	node := testnode.Start(t, testnode.Period(0))
+	gw := startGateway(t, "-upstream-http", node.HTTPURL, "-upstream-ws", "off", "-cache=false")
+	var wg sync.WaitGroup
+	for range 8 { // several kept-alive connections
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				_, _, _ = tryDo("POST", gw.URL+"/", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`)
+			}
+		}()
+	}
+	wg.Wait()
+	node.Kill()
+	node.Restart(t)
+	for i, req := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`,
+		`{"jsonrpc":"2.0","id":2,"method":"eth_blockNumber"}`,
+		`[{"jsonrpc":"2.0","id":3,"method":"eth_chainId"}]`,
+	} {
+		if code, body := do(t, "POST", gw.URL+"/", req); code != 200 || !strings.Contains(string(body), `"result"`) {
+			t.Fatalf("request %d after the restart: %d %s", i, code, body)
+		}
+	}
+}

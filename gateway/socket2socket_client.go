@@ -34,7 +34,6 @@ type wsClient struct {
 	inFlight atomic.Int32
 	pending  *budget
 	subs     atomic.Int32
-	calls    sync.WaitGroup
 	pinger   *time.Timer
 
 	lifeMu   sync.Mutex
@@ -150,16 +149,15 @@ func (c *wsClient) ping() {
 	c.pinger.Reset(c.h.s.cfg.WSPingInterval)
 }
 
-// cleanup runs when the read loop ends, before the handler returns: calls still in
-// flight are waited for (their answers are dropped), queued messages are dropped, other
-// users of conn are waited for, and the client's subscriptions are left (unsubscribed
-// upstream when nobody else holds them).
+// cleanup runs when the read loop ends, before the handler returns: queued messages are
+// dropped (answers still to come will be too), other users of conn are waited for, and
+// the client's subscriptions are left (unsubscribed upstream when nobody else holds
+// them).
 func (c *wsClient) cleanup() {
 	c.mu.Lock()
 	c.closed = true
 	c.releaseLocked()
 	c.mu.Unlock()
-	c.calls.Wait()
 	c.lifeMu.Lock()
 	c.finished = true
 	c.lifeMu.Unlock()
@@ -376,14 +374,12 @@ func (c *wsClient) admit(n, size int) *proto.Error {
 		c.h.refused.Inc()
 		return errTooManyPendingBytes
 	}
-	c.calls.Add(1)
 	return nil
 }
 
 func (c *wsClient) done(n, size int) {
 	c.pending.release(size)
 	c.inFlight.Add(-int32(n))
-	c.calls.Done()
 }
 
 // runCall runs one admitted call through the rest of the pipeline and queues its answer.

@@ -170,6 +170,9 @@ func classifyKey(key []byte) (int, bool) {
 	case "params":
 		return memberParams, true
 	}
+	if len(inner) > 6*maxFoldedKey || (len(inner) > maxFoldedKey && bytes.IndexByte(inner, '\\') < 0) {
+		return -1, false // too long to decode to a member name
+	}
 	var buf [maxFoldedKey + 2*utf8.UTFMax]byte
 	d, ok := DecodeString(buf[:], key)
 	if !ok || len(d) > maxFoldedKey {

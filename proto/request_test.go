@@ -218,3 +218,58 @@ func compact(v []byte) []byte {
 }
 
 func testingAllocs(f func()) float64 { return testing.AllocsPerRun(100, f) }
+
+// BenchmarkParseEscapedKeys compares 5 MB of keys written with escapes to the same
+// amount written plainly: the scanner's cost is linear in the input either way
+// (go test -bench ParseKeys -benchmem ./proto).
+func BenchmarkParseKeys(b *testing.B) {
+	build := func(key string) []byte {
+		var sb strings.Builder
+		sb.WriteString(`{"jsonrpc":"2.0","id":1,"method":"eth_chainId"`)
+		for sb.Len() < 5<<20 {
+			sb.WriteString(`,"` + key + `":1`)
+		}
+		sb.WriteString("}")
+		return []byte(sb.String())
+	}
+	for _, c := range []struct{ name, key string }{
+		{"plain", "aaaaaaaaaaaa"}, {"escaped", `\u0061\u0061`},
+	} {
+		body := build(c.key)
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			var r Request
+			for b.Loop() {
+				if err := r.Parse(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestParseBlockRefIsStrict(t *testing.T) {
+	hash := `"0x` + strings.Repeat("ab", 32) + `"`
+	f := func(v string, kind BlockKind, n uint64) {
+		t.Helper()
+		if k, got := ParseBlockRef([]byte(v)); k != kind || got != n {
+			t.Errorf("ParseBlockRef(%s) = %v %d, want %v %d", v, k, got, kind, n)
+		}
+	}
+	f(`"latest"`, BlockLatest, 0)
+	f(`"0x10"`, BlockNumber, 16)
+	f(`"earliest"`, BlockNumber, 0)
+	f(hash, BlockHash, 0)
+	f(`{"blockHash":`+hash+`}`, BlockHash, 0)
+	f(`{"blockHash":`+hash+`,"requireCanonical":true}`, BlockHash, 0)
+	f(`{"blockNumber":"0x5"}`, BlockNumber, 5)
+	// What an upstream might read differently is not relied on.
+	f(`"\u006catest"`, BlockInvalid, 0)
+	f(`"0x`+strings.Repeat("zz", 32)+`"`, BlockInvalid, 0)
+	f(`{"blockHash":`+hash+`,"blockNumber":"0x5"}`, BlockInvalid, 0)
+	f(`{"blockNumber":"0x5","BlockNumber":"0x6"}`, BlockInvalid, 0)
+	f(`{"blockNumber":"0x5","blockNumber":"0x6"}`, BlockInvalid, 0)
+	f(`{"blockhash":`+hash+`}`, BlockInvalid, 0)
+	f(`{"blockNumber":`+hash+`}`, BlockInvalid, 0)
+}

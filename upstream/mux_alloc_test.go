@@ -12,7 +12,7 @@ import (
 
 // The Mux round trip allocates nothing: pooled calls, reused buffers, frames written
 // and read by mux_wire.go without per-message allocations.
-func TestMuxCallAllocations(t *testing.T) {
+func TestMuxCallAllocatesNothing(t *testing.T) {
 	u := newRawUpstream(t)
 	m := startMux(t, &fakeUpstream{url: u.url}, func(c *MuxConfig) { c.Conns = 1 })
 	var buf []byte

@@ -116,6 +116,13 @@ func (f *fakeUpstream) close() {
 	f.dropAll()
 }
 
+// connCount returns the connections the fake serves now.
+func (f *fakeUpstream) connCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.conns)
+}
+
 // dropAll closes every connection at once, as a crashed node would.
 func (f *fakeUpstream) dropAll() {
 	f.mu.Lock()

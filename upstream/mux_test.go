@@ -343,6 +343,7 @@ func TestMuxConnectionLossAnswersPending(t *testing.T) {
 func TestMuxUnavailableFailsFast(t *testing.T) {
 	f := newFakeUpstream(t, false)
 	m := startMux(t, f, func(c *MuxConfig) { c.Conns = 1; c.BackoffMin = time.Second; c.BackoffMax = time.Second })
+	waitFor(t, "the fake serving the socket", func() bool { return f.connCount() == 1 })
 	f.refused.Store(true)
 	f.dropAll()
 	waitFor(t, "socket down", func() bool { return !m.slots[0].isUp.Load() })
