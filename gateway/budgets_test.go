@@ -157,7 +157,7 @@ func TestPendingBytesPerConnection(t *testing.T) {
 	_, gw := startSilentGateway(t, "-ws-max-pending-bytes", "8388608", "-max-request-body", "5000000")
 	c := dialWS(t, gw.WSURL, nil)
 	big := `"0x` + strings.Repeat("ab", 2*mib-8) + `"` // ~4 MiB of params
-	const sent = 100                                  // 400 MiB offered
+	const sent = 100                                   // 400 MiB offered
 	refused := 0
 	grew := peakHeap(func() {
 		for i := range sent {
@@ -335,4 +335,3 @@ func TestOversizedUpstreamAnswerFailsOneCall(t *testing.T) {
 		t.Fatalf("the shared socket was replaced (%v reconnects)", got)
 	}
 }
-
