@@ -314,3 +314,32 @@ func TestCacheDisabled(t *testing.T) {
 		t.Fatalf("3 requests, %d upstream calls", got)
 	}
 }
+
+// Batch elements go through the cache one by one: a cacheable element is stored and
+// served to later batches and single calls with their own ids; a write never is.
+func TestBatchElementsThroughTheCache(t *testing.T) {
+	fake := startFakeUpstream(t)
+	gw := startGateway(t, "-upstream-http", fake.HTTPURL, "-upstream-ws", "off")
+	hash := "0x" + strings.Repeat("ab", 32)
+	batch := func(a, b string) string {
+		return `[{"jsonrpc":"2.0","id":` + a + `,"method":"eth_getBlockByHash","params":["` + hash + `",false]},` +
+			`{"jsonrpc":"2.0","id":` + b + `,"method":"eth_sendRawTransaction","params":["0x01"]}]`
+	}
+	for _, ids := range [][2]string{{`"a"`, `"b"`}, {`1`, `2`}} {
+		code, body := do(t, "POST", gw.URL+"/", batch(ids[0], ids[1]))
+		want := `[{"jsonrpc":"2.0","id":` + ids[0] + `,"result":"0x1"},{"jsonrpc":"2.0","id":` + ids[1] + `,"result":"0x1"}]`
+		if code != 200 || string(body) != want {
+			t.Fatalf("batch: %d %s, want %s", code, body, want)
+		}
+	}
+	_, body := do(t, "POST", gw.URL+"/", `{"jsonrpc":"2.0","id":"z","method":"eth_getBlockByHash","params":["`+hash+`",false]}`)
+	if string(body) != `{"jsonrpc":"2.0","id":"z","result":"0x1"}` {
+		t.Fatalf("single call after the batches: %s", body)
+	}
+	if got := fake.count("eth_getBlockByHash"); got != 1 {
+		t.Fatalf("eth_getBlockByHash reached the upstream %d times, want 1", got)
+	}
+	if got := fake.count("eth_sendRawTransaction"); got != 2 {
+		t.Fatalf("eth_sendRawTransaction reached the upstream %d times, want 2", got)
+	}
+}

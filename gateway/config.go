@@ -138,8 +138,8 @@ func Defaults() Config {
 	}
 }
 
-// envAliases maps a variable to older names that keep working: the seed's .envrc names,
-// so users can migrate without editing it.
+// envAliases maps a variable to older names that keep working (the .envrc names of the
+// original web server), so its users migrate without editing their environment.
 func envAliases(name string) []string {
 	switch name {
 	case "UPSTREAM_HTTP_URL":

@@ -34,11 +34,11 @@ func TestLoadConfig(t *testing.T) {
 		}
 		return ""
 	})
-	// The seed's .envrc names keep working.
+	// The original web server's .envrc names keep working.
 	f(nil, map[string]string{"PROJECT_ID": "p1", "PROJECT_SECRET": "sec", "MAINNET_HTTP_ENDPOINT": "https://mainnet.infura.io/v3/p1",
 		"MAINNET_WEBSOCKET_ENDPOINT": "wss://mainnet.infura.io/ws/v3/p1"}, func(c Config) string {
 		if c.UpstreamHTTPURL != "https://mainnet.infura.io/v3/p1" || c.UpstreamWSURL != "wss://mainnet.infura.io/ws/v3/p1" || c.UpstreamSecret != "sec" || c.InfuraProject != "p1" {
-			return "seed aliases"
+			return ".envrc aliases"
 		}
 		return ""
 	})

@@ -19,7 +19,8 @@ func (s *Server) Ready() bool {
 	return !last.IsZero() && time.Since(last) < s.cfg.ReadyWindow
 }
 
-// health is liveness: the process serves requests. Body as in the seed.
+// health is liveness: the process serves requests. The body is the one the original
+// REST API defined, which clients already parse.
 func (s *Server) health(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentTypeBytes(contentTypeJSON)
 	b := append(ctx.Response.Body()[:0:0], `{"status":200,"message":"Healthcheck response","datetime":"`...)

@@ -45,10 +45,11 @@ type call struct {
 	params []byte // params built by a REST route
 	key    []byte // the cache key
 
-	pol    cachePolicy
-	block  uint64 // the block a byNumber call asks for
-	epoch  uint64 // head epoch the cache lookup was made in
-	cached cacheStatus
+	pol       cachePolicy
+	cacheable bool   // a batch element the cache will store the answer of
+	block     uint64 // the block a byNumber call asks for
+	epoch     uint64 // head epoch the cache lookup was made in
+	cached    cacheStatus
 }
 
 type cacheStatus uint8
@@ -71,7 +72,7 @@ func putCall(c *call) {
 	if cap(c.own) > maxPooledAnswer {
 		c.own = nil
 	}
-	c.id, c.up, c.ans, c.own, c.cached = nil, nil, nil, c.own[:0], cacheNone
+	c.id, c.up, c.ans, c.own, c.cached, c.cacheable = nil, nil, nil, c.own[:0], cacheNone, false
 	c.params, c.key = c.params[:0], c.key[:0]
 	callPool.Put(c)
 }
@@ -203,7 +204,7 @@ func (s *Server) serveBatch(dst, body []byte, up caller, deadline time.Time) ([]
 			case c.id == nil:
 			case e != nil:
 				c.setError(e)
-			case c.cached == cacheMiss:
+			case c.cacheable:
 				s.cache.storeElement(c, ans)
 				c.setStored(ans)
 			default:
@@ -261,6 +262,7 @@ func (s *Server) prepareElement(b *batch, c *call, el []byte) {
 			if s.cache.hit(c) {
 				return
 			}
+			c.cacheable = true
 			upID = restID // stored answers carry id 1
 		}
 	}
