@@ -198,11 +198,15 @@ func (m *Mux) Call(spare []byte, r *proto.Request, id []byte, deadline time.Time
 	c.prepare(r, id, m.nextID())
 	perr := proto.ErrUnavailable
 	if s := m.pick(); s != nil {
-		perr = s.register(c, m.timeout(deadline))
+		timeout := m.cfg.RequestTimeout
+		if !deadline.IsZero() {
+			timeout = deadline.Sub(start)
+		}
+		perr = s.register(c, timeout)
 	}
 	if perr != nil {
 		putCall(c)
-		m.metrics.observe(TransportWS, r.Method, outcomeOf(perr), start, time.Now())
+		m.metrics.observe(TransportWS, r.Method, outcomeOf(perr), start, start)
 		return spare[:0], perr
 	}
 	<-c.done

@@ -16,13 +16,22 @@ func (s *slot) read(conn *wireConn) error {
 	met := s.m.metrics
 	var buf []byte
 	var msg proto.Message
+	var extended time.Time
+	// Any message proves the socket alive (pongs do too, see serve). Moving the deadline
+	// is a timer update: done at most once a second, not once per message.
+	alivePast := func() {
+		if now := time.Now(); now.Sub(extended) >= time.Second {
+			_ = conn.setReadDeadline(now.Add(alive))
+			extended = now
+		}
+	}
 	for {
 		var err error
 		buf, err = conn.readMessage(buf)
 		if errors.Is(err, errTooLarge) {
 			met.msgsIn.Inc()
 			met.oversized.Inc()
-			_ = conn.setReadDeadline(time.Now().Add(alive))
+			alivePast()
 			s.routeTooLarge(buf)
 			continue
 		}
@@ -30,7 +39,7 @@ func (s *slot) read(conn *wireConn) error {
 			return err
 		}
 		met.msgsIn.Inc()
-		_ = conn.setReadDeadline(time.Now().Add(alive))
+		alivePast()
 		if proto.FirstByte(buf) == '{' {
 			s.routeOne(buf, &msg)
 		} else {
