@@ -62,7 +62,7 @@ const mib = 1 << 20
 func TestSubscriptionBudgets(t *testing.T) {
 	fake := startFakeUpstream(t)
 	gw := startGateway(t, fake.args("-ws-max-subscriptions", "3", "-max-subscriptions", "5")...)
-	gw.waitMux(t)
+	gw.waitUpstreams(t)
 	logs := func(i int) string {
 		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_subscribe","params":["logs",{"address":"0x%02x"}]}`, i, i)
 	}
@@ -236,7 +236,7 @@ func TestSlowClientQueueBoundedInBytes(t *testing.T) {
 	}))
 	gw := startGateway(t, fake.args("-cache=false", "-ws-client-queue", "256", "-ws-client-queue-bytes", "8388608",
 		"-ws-max-in-flight", "10000", "-ws-max-pending-bytes", "100000000")...)
-	gw.waitMux(t)
+	gw.waitUpstreams(t)
 	slow, _, err := websocket.DefaultDialer.Dial(gw.WSURL, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -274,7 +274,7 @@ func TestSlowClientQueueBoundedInBytes(t *testing.T) {
 func TestWebsocketClientCap(t *testing.T) {
 	fake := startFakeUpstream(t)
 	gw := startGateway(t, fake.args("-ws-max-clients", "3")...)
-	gw.waitMux(t)
+	gw.waitUpstreams(t)
 	for range 3 {
 		c := dialWS(t, gw.WSURL, nil)
 		c.call(`{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`) // served: the handler runs
@@ -297,7 +297,7 @@ func TestOversizedUpstreamAnswerFailsOneCall(t *testing.T) {
 		return fakeAnswer{}
 	}))
 	gw := startGateway(t, fake.args("-cache=false", "-ws-upstream-conns", "1", "-max-response-body", "1048576")...)
-	gw.waitMux(t)
+	gw.waitUpstreams(t)
 	sub := dialWS(t, gw.WSURL, nil)
 	r := decodeAnswer(t, sub.call(`{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newPendingTransactions"]}`))
 	if r.Error != nil {

@@ -199,7 +199,7 @@ func (c *cache) finish(key []byte, f *flight) {
 
 // prepare classifies c and builds its key; it reports whether c is cacheable at all.
 func (c *cache) prepare(cl *call) bool {
-	cl.pol, cl.block = classify(cl.req.Method, cl.req.Params)
+	cl.pol, cl.block = classify(&cl.req)
 	cl.cached = cacheMiss // for X-Cache: every call through an enabled cache is a hit or a miss
 	if cl.pol == noCache {
 		return false

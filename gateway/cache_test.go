@@ -67,9 +67,7 @@ func waitHead(t testing.TB, gw *testGateway, n uint64) {
 func TestCacheRulesAgainstNode(t *testing.T) {
 	node := testnode.Start(t, testnode.Period(0))
 	gw := startGateway(t, "-upstream-http", node.HTTPURL, "-upstream-ws", node.WSURL, "-cache-depth", "2")
-	if err := gw.srv.mux.WaitReady(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	gw.waitUpstreams(t)
 	_, b1 := node.SendTx(t)
 	waitHead(t, gw, 1)
 
@@ -211,6 +209,8 @@ func TestLatestNeverOlderThanSeenHead(t *testing.T) {
 // Identical concurrent calls share one upstream request; a write is never shared.
 func TestCoalescing(t *testing.T) {
 	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) }) // never leave the fake blocked
 	arrived := make(chan struct{}, 100)
 	fake := startFakeUpstream(t, fakeRespond(func(r fakeRequest) fakeAnswer {
 		switch r.Method {
@@ -224,6 +224,7 @@ func TestCoalescing(t *testing.T) {
 		return fakeAnswer{}
 	}))
 	gw := startGateway(t, "-upstream-http", fake.HTTPURL, "-upstream-ws", "off")
+	gw.waitUpstreams(t) // a first head arriving mid-test would start a new epoch: a second flight
 	const n = 50
 	var wg sync.WaitGroup
 	results := make(chan string, n)
@@ -245,7 +246,7 @@ func TestCoalescing(t *testing.T) {
 		go get()
 	}
 	waitFor(t, "every follower waiting on the flight", func() bool { return gw.metric(t, coalesced) >= n-1 })
-	close(release)
+	once.Do(func() { close(release) })
 	wg.Wait()
 	close(results)
 	for b := range results {

@@ -27,51 +27,37 @@ const (
 	txByHash
 )
 
-type methodRule struct {
-	pol      cachePolicy
-	blockArg int8 // index of the block parameter in params, -1 for none
-}
-
-var methodRules [proto.NumMethods]methodRule
+var methodRules [proto.NumMethods]cachePolicy
 
 func init() {
-	set := func(pol cachePolicy, blockArg int8, names ...string) {
+	set := func(pol cachePolicy, names ...string) {
 		for _, n := range names {
 			m := proto.MethodNamed(n)
 			if m == proto.MethodOther {
 				panic("BUG: cache rule for unknown method " + n)
 			}
-			methodRules[m] = methodRule{pol, blockArg}
+			methodRules[m] = pol
 		}
 	}
-	set(headScoped, -1, "eth_blockNumber", "eth_gasPrice", "eth_maxPriorityFeePerGas", "eth_blobBaseFee",
+	set(headScoped, "eth_blockNumber", "eth_gasPrice", "eth_maxPriorityFeePerGas", "eth_blobBaseFee",
 		"eth_chainId", "net_version", "eth_syncing", "web3_clientVersion")
-	set(byNumber, 0, "eth_getBlockByNumber", "eth_getTransactionByBlockNumberAndIndex",
-		"eth_getBlockTransactionCountByNumber", "eth_getUncleCountByBlockNumber", "eth_getBlockReceipts")
-	set(byNumber, 1, "eth_getBalance", "eth_getCode", "eth_getTransactionCount", "eth_call", "eth_feeHistory")
-	set(byNumber, 2, "eth_getStorageAt", "eth_getProof")
-	set(byHash, -1, "eth_getBlockByHash", "eth_getBlockTransactionCountByHash",
+	set(byNumber, "eth_getBlockByNumber", "eth_getTransactionByBlockNumberAndIndex",
+		"eth_getBlockTransactionCountByNumber", "eth_getUncleCountByBlockNumber", "eth_getBlockReceipts",
+		"eth_getBalance", "eth_getCode", "eth_getTransactionCount", "eth_call", "eth_feeHistory",
+		"eth_getStorageAt", "eth_getProof")
+	set(byHash, "eth_getBlockByHash", "eth_getBlockTransactionCountByHash",
 		"eth_getTransactionByBlockHashAndIndex", "eth_getUncleCountByBlockHash")
-	set(txByHash, -1, "eth_getTransactionByHash", "eth_getTransactionReceipt")
-	set(coalesceOnly, -1, "eth_estimateGas", "eth_getLogs", "eth_createAccessList", "net_peerCount", "net_listening")
+	set(txByHash, "eth_getTransactionByHash", "eth_getTransactionReceipt")
+	set(coalesceOnly, "eth_estimateGas", "eth_getLogs", "eth_createAccessList", "net_peerCount", "net_listening")
 }
 
-// classify returns the cachePolicy of method m with raw params, and for byNumber the block.
-func classify(m proto.Method, params []byte) (cachePolicy, uint64) {
-	r := methodRules[m]
-	if r.pol != byNumber {
-		return r.pol, 0
+// classify returns the cache policy of r, and for byNumber the block.
+func classify(r *proto.Request) (cachePolicy, uint64) {
+	pol := methodRules[r.Method]
+	if pol != byNumber {
+		return pol, 0
 	}
-	var arg []byte
-	if len(params) > 0 {
-		if proto.FirstByte(params) != '[' {
-			return noCache, 0
-		}
-		if s := proto.Nth(params, int(r.blockArg)); s.Present() {
-			arg = s.Bytes(params)
-		}
-	}
-	switch kind, n := proto.ParseBlockRef(arg); kind {
+	switch kind, n, _ := r.Block(); kind {
 	case proto.BlockLatest, proto.BlockSafe, proto.BlockFinalized:
 		return headScoped, 0
 	case proto.BlockNumber:

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
 // Config is everything the gateway reads at start. Load fills it from flags with
@@ -29,6 +31,9 @@ type Config struct {
 	UpstreamSecret string
 	InfuraProject  string
 	InfuraNetwork  string
+	// Upstreams are the upstreams of the configuration file; empty: one upstream from
+	// the flags above.
+	Upstreams []upstream.Spec
 
 	UpstreamTimeout     time.Duration
 	UpstreamMaxConns    int
@@ -59,6 +64,25 @@ type Config struct {
 	WSBackoffMax         time.Duration
 	WSClientWriteTimeout time.Duration
 	WSAllowedOrigins     []string
+
+	// Routing and health of the upstreams.
+	ConfigFile     string
+	Retries        int
+	HedgeQuantile  float64
+	HedgeMaxExtra  float64
+	ArchiveDepth   uint64
+	HealthWindow   time.Duration
+	BanMinRequests int
+	BanErrorRate   float64
+	BanFailures    int
+	MaxLag         uint64
+	SlowFactor     float64
+	SlowMin        time.Duration
+	BanMin         time.Duration
+	BanMax         time.Duration
+	Readmit        int
+	ProbeInterval  time.Duration
+	ReviewInterval time.Duration
 
 	CacheEnabled  bool
 	CacheSize     int
@@ -122,6 +146,21 @@ func Defaults() Config {
 		WSBackoffMax:         10 * time.Second,
 		WSClientWriteTimeout: 10 * time.Second,
 		WSAllowedOrigins:     []string{"*"},
+		Retries:              2,
+		HedgeMaxExtra:        0.1,
+		ArchiveDepth:         128, // what full (non-archive) nodes keep state for
+		HealthWindow:         30 * time.Second,
+		BanMinRequests:       10,
+		BanErrorRate:         0.5,
+		BanFailures:          3,
+		MaxLag:               5,
+		SlowFactor:           5,
+		SlowMin:              time.Second,
+		BanMin:               5 * time.Second,
+		BanMax:               5 * time.Minute,
+		Readmit:              2,
+		ProbeInterval:        5 * time.Second,
+		ReviewInterval:       time.Second,
 		CacheEnabled:         true,
 		CacheSize:            10000,
 		CacheMaxBytes:        256 << 20,
@@ -259,6 +298,14 @@ func parseBool(s string) (bool, error) {
 
 func parseList(s string) ([]string, error) { return splitList(s), nil }
 
+func parseFloat(s string) (float64, error) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, errors.New("not a number")
+	}
+	return f, nil
+}
+
 func parseLevel(s string) (slog.Level, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(s)); err != nil {
@@ -327,6 +374,23 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	dur(&c.WSBackoffMax, "ws-backoff-max", "WS_BACKOFF_MAX", "longest delay between upstream reconnect attempts")
 	dur(&c.WSClientWriteTimeout, "ws-client-write-timeout", "WS_CLIENT_WRITE_TIMEOUT", "longest one write to a /socket2socket client may take")
 	list(&c.WSAllowedOrigins, "ws-allowed-origins", "WS_ALLOWED_ORIGINS", "comma-separated Origins allowed on /socket2socket; * allows any")
+	str(&c.ConfigFile, "config", "CONFIG_FILE", "YAML file listing the upstreams (and keys, limits); replaces the upstream flags; reloaded on SIGHUP and when it changes")
+	num(&c.Retries, "retries", "RETRIES", "more upstreams a failed read is tried on (a write that reached an upstream never is)")
+	setting(l, &c.HedgeQuantile, "hedge-quantile", "HEDGE_QUANTILE", "send a slow read to a second upstream once the first has taken longer than this latency quantile (e.g. 0.9); 0 disables hedging", parseFloat, false)
+	setting(l, &c.HedgeMaxExtra, "hedge-max-extra", "HEDGE_MAX_EXTRA", "most hedged reads, as a share of all reads", parseFloat, false)
+	setting(l, &c.ArchiveDepth, "archive-depth", "ARCHIVE_DEPTH", "blocks below the head past which state calls go only to archive upstreams", parseDepth, false)
+	dur(&c.HealthWindow, "health-window", "HEALTH_WINDOW", "how far back an upstream's error rate and latency quantile look")
+	num(&c.BanMinRequests, "ban-min-requests", "BAN_MIN_REQUESTS", "calls in the window before an error rate can ban an upstream")
+	setting(l, &c.BanErrorRate, "ban-error-rate", "BAN_ERROR_RATE", "ban an upstream whose share of failed calls in the window is above this", parseFloat, false)
+	num(&c.BanFailures, "ban-failures", "BAN_FAILURES", "ban an upstream after this many failed calls in a row")
+	setting(l, &c.MaxLag, "max-lag", "MAX_LAG", "blocks an upstream may be behind the best head before it counts as lagging", parseDepth, false)
+	setting(l, &c.SlowFactor, "slow-factor", "SLOW_FACTOR", "ban an upstream whose p90 latency is this many times the best upstream's (and above -slow-min)", parseFloat, false)
+	dur(&c.SlowMin, "slow-min", "SLOW_MIN", "a p90 latency below this never bans an upstream as slow")
+	dur(&c.BanMin, "ban-min", "BAN_MIN", "first ban of an upstream; doubled for each ban in a row")
+	dur(&c.BanMax, "ban-max", "BAN_MAX", "longest ban")
+	num(&c.Readmit, "readmit", "READMIT", "successful probes in a row that end a ban")
+	dur(&c.ProbeInterval, "probe-interval", "PROBE_INTERVAL", "an upstream that answered nothing for this long gets one cheap call")
+	dur(&c.ReviewInterval, "review-interval", "REVIEW_INTERVAL", "how often upstream states are re-evaluated and subscriptions moved")
 	boolean(&c.CacheEnabled, "cache", "CACHE_ENABLED", "head-aware response cache and request coalescing")
 	num(&c.CacheSize, "cache-size", "CACHE_SIZE", "most entries in the immutable-result cache")
 	num(&c.CacheMaxBytes, "cache-max-bytes", "CACHE_MAX_BYTES", "most bytes of answers in the immutable-result cache")
@@ -432,6 +496,19 @@ func (c *Config) Validate() error {
 		{c.WSWriteTimeout > 0, "-ws-write-timeout must be > 0"},
 		{c.WSBackoffMin > 0 && c.WSBackoffMax >= c.WSBackoffMin, "-ws-backoff-min must be > 0 and at most -ws-backoff-max"},
 		{c.WSClientWriteTimeout > 0, "-ws-client-write-timeout must be > 0"},
+		{c.Retries >= 0 && c.Retries < 8, "-retries must be between 0 and 7"},
+		{c.HedgeQuantile >= 0 && c.HedgeQuantile < 1, "-hedge-quantile must be in [0, 1)"},
+		{c.HedgeMaxExtra >= 0 && c.HedgeMaxExtra <= 1, "-hedge-max-extra must be in [0, 1]"},
+		{c.HealthWindow >= time.Second, "-health-window must be at least 1s"},
+		{c.BanMinRequests > 0, "-ban-min-requests must be > 0"},
+		{c.BanErrorRate > 0 && c.BanErrorRate <= 1, "-ban-error-rate must be in (0, 1]"},
+		{c.BanFailures > 0, "-ban-failures must be > 0"},
+		{c.SlowFactor > 1, "-slow-factor must be > 1"},
+		{c.SlowMin > 0, "-slow-min must be > 0"},
+		{c.BanMin > 0 && c.BanMax >= c.BanMin, "-ban-min must be > 0 and at most -ban-max"},
+		{c.Readmit > 0, "-readmit must be > 0"},
+		{c.ProbeInterval >= 100*time.Millisecond, "-probe-interval must be at least 100ms"},
+		{c.ReviewInterval >= 10*time.Millisecond, "-review-interval must be at least 10ms"},
 		{c.CacheSize > 0, "-cache-size must be > 0"},
 		{c.CacheMaxBytes >= 1<<20, "-cache-max-bytes must be at least 1 MiB"},
 		{c.CacheMaxAge > 0, "-cache-max-age must be > 0"},
@@ -449,6 +526,16 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// upstreamSpecs returns the upstreams: the one the flags configure, named "default"
+// (the configuration file, when given, lists its own).
+func (c *Config) upstreamSpecs() []upstream.Spec {
+	if len(c.Upstreams) > 0 {
+		return c.Upstreams
+	}
+	return []upstream.Spec{{Name: "default", HTTPURL: c.UpstreamHTTPURL, WSURL: c.UpstreamWSURL,
+		User: c.UpstreamUser, Password: c.UpstreamSecret, Tier: upstream.TierPrimary, Weight: 1, Archive: true}}
 }
 
 // checkURL validates an upstream URL. Its errors never quote the URL: it may carry a

@@ -159,10 +159,22 @@ func (f *fakeUpstream) answer(r fakeRequest) fakeAnswer {
 	return fakeAnswer{Body: fakeResult(r, "")}
 }
 
-// fakeResult is the answer to r with result (default "0x1").
+// fakeHead is the block the fake reports as its head, unless a test answers otherwise.
+const fakeHead = `{"number":"0x10","hash":"0x1010101010101010101010101010101010101010101010101010101010101010",` +
+	`"parentHash":"0x0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f"}`
+
+// fakeResult is the answer to r with result (default "0x1"; the fake's head for the
+// latest block and its number).
 func fakeResult(r fakeRequest, result string) string {
 	if result == "" {
-		result = `"0x1"`
+		switch {
+		case r.Method == "eth_getBlockByNumber" && string(r.Params) == `["latest",false]`:
+			result = fakeHead
+		case r.Method == "eth_blockNumber":
+			result = `"0x10"`
+		default:
+			result = `"0x1"`
+		}
 	}
 	id := string(r.ID)
 	if id == "" {

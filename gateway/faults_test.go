@@ -46,7 +46,7 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 	// After all of that the gateway still serves everyone.
-	if code, body := do(t, "GET", gw.URL+"/blocknumber", ""); code != 200 || string(body) != `{"jsonrpc":"2.0","id":1,"result":"0x1"}` {
+	if code, body := do(t, "GET", gw.URL+"/blocknumber", ""); code != 200 || string(body) != `{"jsonrpc":"2.0","id":1,"result":"0x10"}` {
 		t.Fatalf("after bad input: %d %s", code, body)
 	}
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -78,55 +77,3 @@ func (h *heads) reorged() {
 		h.onReorg()
 	}
 }
-
-// trackHeads follows the head: through a newHeads subscription on the Mux when there
-// is a websocket upstream (retrying until it is established; it then survives
-// reconnects), otherwise by polling the latest block over HTTP.
-func (s *Server) trackHeads() {
-	defer s.wg.Done()
-	if s.mux != nil {
-		backoff := 100 * time.Millisecond
-		for {
-			unsub, err := s.mux.Subscribe([]byte(`["newHeads"]`), func(header []byte) { s.heads.observe(header) })
-			if err == nil {
-				// newHeads reports only later heads: read the current one once.
-				s.pollHead()
-				<-s.stop
-				unsub()
-				return
-			}
-			s.log.Debug("head subscription not established yet", "err", err)
-			select {
-			case <-s.stop:
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 5*time.Second)
-		}
-	}
-	t := time.NewTicker(s.cfg.HeadPoll)
-	defer t.Stop()
-	for {
-		s.pollHead()
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// pollHead reads the latest block header over HTTP.
-func (s *Server) pollHead() {
-	var r proto.Request
-	r.Set(methodGetBlockByNumber, latestHeaderParams)
-	ans, err := s.pool.Call(nil, &r, restID, time.Now().Add(min(s.cfg.UpstreamTimeout, 2*s.cfg.HeadPoll)))
-	if err == nil {
-		s.heads.observe(proto.FirstMember(ans, "result").Bytes(ans))
-	}
-}
-
-var (
-	methodGetBlockByNumber = []byte("eth_getBlockByNumber")
-	latestHeaderParams     = []byte(`["latest",false]`)
-)

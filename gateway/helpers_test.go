@@ -56,12 +56,18 @@ func startGatewayEnv(t testing.TB, env map[string]string, args ...string) *testG
 	return &testGateway{URL: "http://" + addr, WSURL: "ws://" + addr + "/socket2socket", srv: srv, log: logs}
 }
 
-// waitMux waits until the gateway's shared upstream sockets are connected.
-func (gw *testGateway) waitMux(t testing.TB) {
+// waitUpstreams waits until every upstream's shared sockets are connected and the gateway
+// knows the head.
+func (gw *testGateway) waitUpstreams(t testing.TB) {
 	t.Helper()
-	if err := gw.srv.mux.WaitReady(30 * time.Second); err != nil {
-		t.Fatal(err)
+	for _, u := range gw.srv.router.Upstreams() {
+		if m := u.Mux(); m != nil {
+			if err := m.WaitReady(30 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
+	waitFor(t, "the served head", func() bool { return gw.srv.router.HeadKnown() })
 }
 
 // metric returns the value of one series of the gateway's metrics (0 when absent).

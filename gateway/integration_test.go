@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/infura-gateway/infura-gateway/internal/testnode"
 )
@@ -43,9 +42,7 @@ func TestRoutesMatchNode(t *testing.T) {
 		{"rpc passthrough", "POST", "/", rpcBody("eth_getTransactionByHash", `["`+txHash+`"]`), rpcBody("eth_getTransactionByHash", `["`+txHash+`"]`)},
 		{"rpc upstream error passes through", "POST", "/", rpcBody("eth_getBlockByNumber", `["0x01",false]`), rpcBody("eth_getBlockByNumber", `["0x01",false]`)},
 	}
-	if err := gw.srv.mux.WaitReady(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	gw.waitUpstreams(t)
 	for _, prefix := range []string{"", "/ws"} { // over the HTTP pool, then through the Mux
 		for _, c := range cases {
 			if prefix == "/ws" && c.path == "/" {

@@ -19,10 +19,10 @@ func (s *Server) routeTable() *router.Router {
 	r.GET("/metrics", s.instrument("metrics", s.metricsHandler))
 
 	// client ⇄HTTP⇄ gateway ⇄HTTP⇄ upstream
-	r.GET("/blocknumber", s.instrument("blocknumber", s.rest(&restBlockNumber, s.pool)))
-	r.GET("/gasprice", s.instrument("gasprice", s.rest(&restGasPrice, s.pool)))
-	r.POST("/blockbynumber", s.instrument("blockbynumber", s.rest(&restBlockByNumber, s.pool)))
-	r.POST("/txbyblockandindex", s.instrument("txbyblockandindex", s.rest(&restTxByBlockAndIndex, s.pool)))
+	r.GET("/blocknumber", s.instrument("blocknumber", s.rest(&restBlockNumber, s.http)))
+	r.GET("/gasprice", s.instrument("gasprice", s.rest(&restGasPrice, s.http)))
+	r.POST("/blockbynumber", s.instrument("blockbynumber", s.rest(&restBlockByNumber, s.http)))
+	r.POST("/txbyblockandindex", s.instrument("txbyblockandindex", s.rest(&restTxByBlockAndIndex, s.http)))
 	r.POST("/", s.instrument("rpc", s.rpc))
 
 	// client ⇄HTTP⇄ gateway ⇄WebSocket⇄ upstream: the same routes through the Mux.

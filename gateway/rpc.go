@@ -24,7 +24,7 @@ func (s *Server) rpc(ctx *fasthttp.RequestCtx) {
 		writeRPCError(ctx, nil, proto.ErrEmptyBody)
 		return
 	}
-	c := getCall(s.pool, deadline)
+	c := getCall(s.http, deadline)
 	defer putCall(c)
 	if perr := c.req.Parse(body); perr != nil {
 		// An invalid request is answered even without an id (id null), as geth does.
@@ -44,7 +44,7 @@ func (s *Server) rpc(ctx *fasthttp.RequestCtx) {
 func (s *Server) rpcBatch(ctx *fasthttp.RequestCtx, body []byte, deadline time.Time) {
 	buf := getBuf()
 	defer putBuf(buf)
-	out, perr := s.serveBatch((*buf)[:0], body, s.pool, deadline)
+	out, perr := s.serveBatch((*buf)[:0], body, s.http, deadline)
 	*buf = out
 	if perr != nil {
 		writeError(ctx, nil, rpcStatus(perr))

@@ -37,11 +37,12 @@ type Server struct {
 	version string
 	reg     *upstream.Registry
 
-	upMetrics *upstream.Metrics
-	pool      *upstream.Pool
-	mux       *upstream.Mux // nil when no websocket upstream is configured
-	ws        caller        // the Mux, or wsDisabled
-	s2s       *socketServer // nil when no websocket upstream is configured
+	router *upstream.Router
+	// perClientMetrics are the series of the sockets -ws-per-client opens.
+	perClientMetrics *upstream.Metrics
+	http             caller        // the router over HTTP
+	ws               caller        // the router over websockets, or wsDisabled
+	s2s              *socketServer // nil when no upstream has a websocket
 
 	policy  policy
 	pending *budget // request bytes waiting on the upstream, every transport together
@@ -83,22 +84,15 @@ func New(cfg Config, opts Options) (*Server, error) {
 		stop:    make(chan struct{}),
 	}
 	s.ws = wsDisabled{}
-	s.upMetrics = upstream.NewMetrics(s.reg, "default")
-	pool, err := upstream.NewPool(upstream.PoolConfig{
-		URL:                 cfg.UpstreamHTTPURL,
-		User:                cfg.UpstreamUser,
-		Password:            cfg.UpstreamSecret,
-		MaxConns:            cfg.UpstreamMaxConns,
-		MaxConnWaitTimeout:  cfg.UpstreamTimeout,
-		MaxResponseBodySize: cfg.MaxResponseBody,
-		DialTimeout:         cfg.UpstreamDialTimeout,
-		MaxIdleConnDuration: cfg.UpstreamIdleTimeout,
-		Metrics:             s.upMetrics,
-	})
+	router, err := upstream.NewRouter(s.routerConfig(), cfg.upstreamSpecs())
 	if err != nil {
 		return nil, err
 	}
-	s.pool = pool
+	s.router = router
+	s.http = router.HTTP()
+	if cfg.WSPerClient {
+		s.perClientMetrics = upstream.NewMetrics(s.reg, "per_client")
+	}
 	s.registerMetrics()
 	if err := s.startWebsocket(); err != nil {
 		return nil, err
@@ -127,9 +121,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		Logger:                        fasthttpLogger{s.log},
 	}
 	metrics.RegisterSet(s.reg.Set)
-	s.wg.Add(2)
-	go s.probeLoop()
-	go s.trackHeads()
+	router.Start()
 	return s, nil
 }
 
@@ -148,6 +140,36 @@ func (s *Server) registerMetrics() {
 	s.reg.Gauge("gateway_pending_request_bytes", "Request bytes waiting on the upstream, every transport together.",
 		func() float64 { return float64(s.pending.inUse()) })
 	s.heads.register(s.reg)
+}
+
+// routerConfig is the router's configuration, every value from Config.
+func (s *Server) routerConfig() upstream.RouterConfig {
+	c := &s.cfg
+	return upstream.RouterConfig{
+		Health: upstream.HealthConfig{
+			Window: c.HealthWindow, MinRequests: c.BanMinRequests, MaxErrorRate: c.BanErrorRate,
+			MaxFailures: c.BanFailures, MaxLag: c.MaxLag, SlowFactor: c.SlowFactor, SlowMin: c.SlowMin,
+			BanMin: c.BanMin, BanMax: c.BanMax, Readmit: c.Readmit,
+		},
+		Pool: upstream.PoolConfig{
+			MaxConns:            c.UpstreamMaxConns,
+			MaxConnWaitTimeout:  c.UpstreamTimeout,
+			MaxResponseBodySize: c.MaxResponseBody,
+			DialTimeout:         c.UpstreamDialTimeout,
+			MaxIdleConnDuration: c.UpstreamIdleTimeout,
+		},
+		Mux:            s.muxConfig(),
+		Retries:        c.Retries,
+		HedgeQuantile:  c.HedgeQuantile,
+		HedgeMaxExtra:  c.HedgeMaxExtra,
+		ArchiveDepth:   c.ArchiveDepth,
+		ProbeInterval:  c.ProbeInterval,
+		HeadPoll:       c.HeadPoll,
+		ReviewInterval: c.ReviewInterval,
+		Registry:       s.reg,
+		Logger:         s.log,
+		OnHead:         func(header []byte) { s.heads.observe(header) },
+	}
 }
 
 // Handler returns the gateway's request handler (routes, CORS, metrics), for tests and
@@ -202,7 +224,7 @@ func (s *Server) Close() {
 			s.closers[i]()
 		}
 		s.wg.Wait()
-		s.pool.Close()
+		s.router.Close()
 		metrics.UnregisterSet(s.reg.Set, true)
 	})
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/proto"
-	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
 // socketServer is the /socket2socket endpoint: a websocket through which a client
@@ -136,7 +135,7 @@ func (h *socketServer) serveClient(conn *websocket.Conn) {
 			}
 		}
 	}
-	c := newWSClient(h, conn, h.s.mux)
+	c := newWSClient(h, conn, h.s.ws, h.s.router.Subscriptions())
 	// Registered under mu, before Close can start waiting: Close sees every client.
 	h.wg.Add(1)
 	h.clients[c] = struct{}{}
@@ -148,9 +147,7 @@ func (h *socketServer) serveClient(conn *websocket.Conn) {
 		h.wg.Done()
 	}()
 	if h.s.cfg.WSPerClient {
-		mcfg := h.s.muxConfig()
-		mcfg.Conns = 1
-		m, err := upstream.NewMux(mcfg)
+		m, err := h.s.perClientMux()
 		if err != nil {
 			c.shutdown(websocket.CloseInternalServerErr, "upstream misconfigured")
 			_ = conn.Close()
@@ -163,7 +160,7 @@ func (h *socketServer) serveClient(conn *websocket.Conn) {
 			_ = conn.Close()
 			return
 		}
-		c.mux = m
+		c.up, c.subs = m, m
 	}
 	c.run()
 }

@@ -27,13 +27,14 @@ import (
 type wsClient struct {
 	h    *socketServer
 	conn *websocket.Conn
-	mux  *upstream.Mux
+	up   caller     // where calls go
+	subs subscriber // where subscriptions go
 
 	// Budgets of this connection: calls in flight (notifications and batch elements
 	// count), request bytes in flight, subscriptions held.
 	inFlight atomic.Int32
 	pending  *budget
-	subs     atomic.Int32
+	nsubs    atomic.Int32
 	pinger   *time.Timer
 
 	lifeMu   sync.Mutex
@@ -65,8 +66,16 @@ func putMsgBuf(b *[]byte) {
 	}
 }
 
-func newWSClient(h *socketServer, conn *websocket.Conn, mux *upstream.Mux) *wsClient {
-	return &wsClient{h: h, conn: conn, mux: mux, pending: newBudget(h.s.cfg.WSMaxPendingBytes)}
+// subscriber is where a client's subscriptions go: the router's, which move between
+// upstreams, or in per-client mode the client's own Mux.
+type subscriber interface {
+	Join(params, id []byte, sink upstream.Sink, deadline time.Time)
+	Leave(sink upstream.Sink, gwID []byte) bool
+	LeaveAll(sink upstream.Sink) int
+}
+
+func newWSClient(h *socketServer, conn *websocket.Conn, up caller, subs subscriber) *wsClient {
+	return &wsClient{h: h, conn: conn, up: up, subs: subs, pending: newBudget(h.s.cfg.WSMaxPendingBytes)}
 }
 
 // run reads client messages until the connection ends, then cleans up.
@@ -162,12 +171,14 @@ func (c *wsClient) cleanup() {
 	c.finished = true
 	c.lifeMu.Unlock()
 	c.pinger.Stop()
-	_ = c.conn.SetWriteDeadline(time.Now()) // a writer blocked on a dead peer returns now
+	// A writer blocked on a dead peer returns now. On the net.Conn, not the websocket.Conn:
+	// the websocket's deadline field belongs to the writer goroutine.
+	_ = c.conn.NetConn().SetWriteDeadline(time.Now())
 	c.users.Wait()
-	if c.mux != nil {
-		c.mux.LeaveAll(c)
+	if c.subs != nil {
+		c.subs.LeaveAll(c)
 	}
-	c.h.subs.release(int(c.subs.Swap(0)))
+	c.h.subs.release(int(c.nsubs.Swap(0)))
 	_ = c.conn.Close()
 }
 
@@ -206,7 +217,7 @@ func (c *wsClient) shutdown(code int, reason string) {
 // subscription gives its place in the budgets back.
 func (c *wsClient) Reply(msg []byte) {
 	if proto.IsErrorResponse(msg) {
-		c.subs.Add(-1)
+		c.nsubs.Add(-1)
 		c.h.subs.release(1)
 	}
 	c.send(msg)
@@ -329,7 +340,7 @@ func (c *wsClient) handle(buf *[]byte) bool {
 		c.sendError(nil, proto.ErrParse)
 		return false
 	}
-	cl := getCall(c.mux, time.Now().Add(c.h.s.cfg.UpstreamTimeout))
+	cl := getCall(c.up, time.Now().Add(c.h.s.cfg.UpstreamTimeout))
 	if perr := cl.req.Parse(msg); perr != nil {
 		c.sendError(cl.req.ID, perr) // invalid requests are answered even without an id
 		putCall(cl)
@@ -414,7 +425,7 @@ func (c *wsClient) startBatch(buf *[]byte) bool {
 	go func() {
 		defer c.done(max(n, 1), len(*buf))
 		out := getMsgBuf()
-		ans, perr := c.h.s.serveBatch((*out)[:0], *buf, c.mux, time.Now().Add(c.h.s.cfg.UpstreamTimeout))
+		ans, perr := c.h.s.serveBatch((*out)[:0], *buf, c.up, time.Now().Add(c.h.s.cfg.UpstreamTimeout))
 		*out = ans
 		switch {
 		case perr != nil:
@@ -441,19 +452,19 @@ func (c *wsClient) subscribe(cl *call) {
 		c.sendError(cl.id, perr)
 		return
 	}
-	if c.subs.Add(1) > int32(c.h.s.cfg.WSMaxSubscriptions) {
-		c.subs.Add(-1)
+	if c.nsubs.Add(1) > int32(c.h.s.cfg.WSMaxSubscriptions) {
+		c.nsubs.Add(-1)
 		c.h.refused.Inc()
 		c.sendError(cl.id, errTooManySubscriptions)
 		return
 	}
 	if !c.h.subs.acquire(1) {
-		c.subs.Add(-1)
+		c.nsubs.Add(-1)
 		c.h.refused.Inc()
 		c.sendError(cl.id, errGatewaySubscriptions)
 		return
 	}
-	c.mux.Join(cl.req.Params, cl.id, c, time.Now().Add(c.h.s.cfg.UpstreamTimeout))
+	c.subs.Join(cl.req.Params, cl.id, c, time.Now().Add(c.h.s.cfg.UpstreamTimeout))
 }
 
 // unsubscribe answers eth_unsubscribe locally: the upstream subscription may be shared,
@@ -463,9 +474,9 @@ func (c *wsClient) unsubscribe(cl *call) {
 		return
 	}
 	res := "false"
-	if gw := firstStringParam(cl.req.Params); gw != nil && c.mux.Leave(c, gw) {
+	if gw := firstStringParam(cl.req.Params); gw != nil && c.subs.Leave(c, gw) {
 		res = "true"
-		c.subs.Add(-1)
+		c.nsubs.Add(-1)
 		c.h.subs.release(1)
 	}
 	buf := getMsgBuf()

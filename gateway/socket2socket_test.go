@@ -23,7 +23,7 @@ func startNodeGateway(t testing.TB, node *testnode.Node, args ...string) (*testn
 		node = testnode.Start(t)
 	}
 	gw := startGateway(t, append([]string{"-upstream-http", node.HTTPURL, "-upstream-ws", node.WSURL, "-cache=false"}, args...)...)
-	gw.waitMux(t)
+	gw.waitUpstreams(t)
 	return node, gw
 }
 
@@ -135,7 +135,7 @@ func TestSocket2SocketCollidingIDsManyClients(t *testing.T) {
 				}
 				key := fmt.Sprintf(`%s|%s`, a.ID, a.Result)
 				if expect[key] == "" {
-					errs <- fmt.Errorf("unexpected answer id %s result %s", a.ID, a.Result)
+					errs <- fmt.Errorf("unexpected answer %s", b)
 					return
 				}
 				expect[key] = expect[key][1:]
@@ -236,7 +236,7 @@ func startSilentGateway(t testing.TB, args ...string) (*fakeUpstream, *testGatew
 		return fakeAnswer{Stall: r.Transport == "ws"}
 	}))
 	gw := startGateway(t, fake.args(append([]string{"-cache=false", "-upstream-timeout", "1m"}, args...)...)...)
-	gw.waitMux(t)
+	gw.waitUpstreams(t)
 	return fake, gw
 }
 

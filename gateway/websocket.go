@@ -9,18 +9,11 @@ import (
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
-// muxConfig is the configuration of the upstream websocket Mux, every value from Config.
+// muxConfig is the template of every upstream websocket Mux, every value from Config;
+// the router fills in each upstream's URL, credentials and metrics.
 func (s *Server) muxConfig() upstream.MuxConfig {
 	c := &s.cfg
-	var header http.Header
-	if c.UpstreamUser != "" || c.UpstreamSecret != "" {
-		// Infura checks the project secret on the websocket handshake as on HTTP.
-		header = http.Header{"Authorization": {"Basic " +
-			base64.StdEncoding.EncodeToString([]byte(c.UpstreamUser+":"+c.UpstreamSecret))}}
-	}
 	return upstream.MuxConfig{
-		URL:            c.UpstreamWSURL,
-		Header:         header,
 		Conns:          c.WSUpstreamConns,
 		QueueSize:      c.WSUpstreamQueue,
 		ReadLimit:      c.MaxResponseBody,
@@ -32,27 +25,41 @@ func (s *Server) muxConfig() upstream.MuxConfig {
 		BackoffMax:     c.WSBackoffMax,
 		RequestTimeout: c.UpstreamTimeout,
 		Logger:         s.log,
-		Metrics:        s.upMetrics,
 	}
 }
 
-// startWebsocket connects the shared upstream websocket Mux when an upstream websocket
-// URL is configured. The /ws/* routes and /socket2socket go through it.
+// startWebsocket serves the websocket paths when an upstream has a websocket: the /ws/*
+// routes and /socket2socket go through the router's sockets.
 func (s *Server) startWebsocket() error {
-	if s.cfg.UpstreamWSURL == "" {
-		return nil
+	for _, u := range s.router.Upstreams() {
+		if u.Mux() != nil {
+			s.ws = s.router.WS()
+			s.s2s = newSocketServer(s)
+			// Closers run in reverse: clients are told goodbye (1001) before the
+			// router's sockets go.
+			s.closers = append(s.closers, s.s2s.Close)
+			return nil
+		}
 	}
-	mux, err := upstream.NewMux(s.muxConfig())
-	if err != nil {
-		return err
-	}
-	mux.Start()
-	s.mux = mux
-	s.ws = mux
-	s.s2s = newSocketServer(s)
-	// Closers run in reverse: clients are told goodbye (1001) before the Mux goes.
-	s.closers = append(s.closers, mux.Close, s.s2s.Close)
 	return nil
+}
+
+// perClientMux is a Mux of its own for one /socket2socket client (-ws-per-client), on
+// the first upstream with a websocket.
+func (s *Server) perClientMux() (*upstream.Mux, error) {
+	for _, sp := range s.cfg.upstreamSpecs() {
+		if sp.WSURL == "" {
+			continue
+		}
+		mc := s.muxConfig()
+		mc.URL, mc.Conns, mc.Metrics = sp.WSURL, 1, s.perClientMetrics
+		if sp.User != "" || sp.Password != "" {
+			mc.Header = http.Header{"Authorization": {"Basic " +
+				base64.StdEncoding.EncodeToString([]byte(sp.User+":"+sp.Password))}}
+		}
+		return upstream.NewMux(mc)
+	}
+	return nil, errWSDisabled
 }
 
 // socket2socket upgrades to a websocket carrying any JSON-RPC call to the upstream.

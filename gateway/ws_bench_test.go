@@ -14,9 +14,7 @@ import (
 func BenchmarkWSRouteBlockNumber(b *testing.B) {
 	node := testnode.Start(b, testnode.Period(0))
 	gw := startGateway(b, "-upstream-http", node.HTTPURL, "-upstream-ws", node.WSURL, "-cache=false")
-	if err := gw.srv.mux.WaitReady(30 * time.Second); err != nil {
-		b.Fatal(err)
-	}
+	gw.waitUpstreams(b)
 	client := &fasthttp.Client{MaxConnsPerHost: 256}
 	url := gw.URL + "/ws/blocknumber"
 	b.SetParallelism(16)

@@ -19,9 +19,7 @@ func TestWSRoutesConcurrentAndRecovery(t *testing.T) {
 	node := testnode.Start(t, testnode.Period(0)) // a still chain: stable answers to compare
 	gw := startGateway(t, "-upstream-http", node.HTTPURL, "-upstream-ws", node.WSURL, "-cache=false",
 		"-upstream-timeout", "5s")
-	if err := gw.srv.mux.WaitReady(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	gw.waitUpstreams(t)
 	genesis := string(node.Raw(t, rpcBody("eth_getBlockByNumber", `["0x0",false]`)))
 	gasPrice := string(node.Raw(t, rpcBody("eth_gasPrice", `[]`)))
 	tx0 := string(node.Raw(t, rpcBody("eth_getTransactionByBlockNumberAndIndex", `["0x0","0x0"]`)))

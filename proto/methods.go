@@ -73,3 +73,46 @@ func IsWrite(name []byte) bool {
 }
 
 func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
+
+// blockParams holds, per method, the index of its block parameter (a number, a tag or a
+// hash) in params, or -1.
+var blockParams = func() (t [NumMethods]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	set := func(i int8, names ...string) {
+		for _, n := range names {
+			m := MethodNamed(n)
+			if m == MethodOther {
+				panic("BUG: block parameter of unknown method " + n)
+			}
+			t[m] = i
+		}
+	}
+	set(0, "eth_getBlockByNumber", "eth_getBlockByHash", "eth_getTransactionByBlockNumberAndIndex",
+		"eth_getTransactionByBlockHashAndIndex", "eth_getBlockTransactionCountByNumber",
+		"eth_getBlockTransactionCountByHash", "eth_getUncleCountByBlockNumber", "eth_getUncleCountByBlockHash",
+		"eth_getBlockReceipts")
+	set(1, "eth_getBalance", "eth_getCode", "eth_getTransactionCount", "eth_call", "eth_feeHistory",
+		"eth_estimateGas", "eth_createAccessList")
+	set(2, "eth_getStorageAt", "eth_getProof")
+	return t
+}()
+
+// Block returns the block r is about, read from its block parameter: ok is false for a
+// method without one. A missing optional parameter means latest.
+func (r *Request) Block() (kind BlockKind, n uint64, ok bool) {
+	i := blockParams[r.Method]
+	if i < 0 {
+		return 0, 0, false
+	}
+	var arg []byte
+	if FirstByte(r.Params) != '[' {
+		return BlockInvalid, 0, true
+	}
+	if s := Nth(r.Params, int(i)); s.Present() {
+		arg = s.Bytes(r.Params)
+	}
+	kind, n = ParseBlockRef(arg)
+	return kind, n, true
+}

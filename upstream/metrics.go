@@ -48,7 +48,7 @@ func outcomeOf(e *proto.Error) Outcome {
 		return OutcomeOK
 	case proto.ErrTimeout:
 		return OutcomeTimeout
-	case proto.ErrUnavailable, proto.ErrShuttingDown:
+	case proto.ErrUnavailable, proto.ErrUnreachable, proto.ErrShuttingDown:
 		return OutcomeUnavailable
 	case proto.ErrOverloaded:
 		return OutcomeOverloaded
@@ -73,6 +73,9 @@ type Metrics struct {
 	lastOK    [numTransports]atomic.Int64 // unix nanoseconds of the last answer
 
 	retries *metrics.Counter
+
+	// health, when set, hears of every call: the router's view of this upstream.
+	health *Health
 
 	// The websocket side (Mux).
 	wsConns, pending, queueDepth, upstreamSubs atomic.Int64
@@ -160,11 +163,22 @@ func (m *Metrics) observe(t Transport, meth proto.Method, o Outcome, start, end 
 	m.counter(t, meth, o).Inc()
 	switch o {
 	case OutcomeOK, OutcomeRPCError:
-		m.histogram(t, meth).Update(end.Sub(start).Seconds())
+		d := end.Sub(start)
+		m.histogram(t, meth).Update(d.Seconds())
 		m.lastOK[t].Store(end.UnixNano())
 		m.up[t].Store(true)
-	case OutcomeUnavailable:
-		m.up[t].Store(false)
+		if m.health != nil {
+			m.health.observe(true, d, "", end)
+		}
+	case OutcomeOverloaded:
+		// The gateway's own queue or pool was full: nothing to hold against the upstream.
+	default:
+		if o == OutcomeUnavailable {
+			m.up[t].Store(false)
+		}
+		if m.health != nil {
+			m.health.observe(false, 0, t.String()+" "+o.String(), end)
+		}
 	}
 }
 

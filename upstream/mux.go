@@ -196,7 +196,7 @@ func (m *Mux) Call(spare []byte, r *proto.Request, id []byte, deadline time.Time
 	}
 	c := getCall(kindSync)
 	c.prepare(r, id, m.nextID())
-	perr := proto.ErrUnavailable
+	perr := proto.ErrUnreachable
 	if s := m.pick(); s != nil {
 		timeout := m.cfg.RequestTimeout
 		if !deadline.IsZero() {
@@ -243,9 +243,9 @@ func (m *Mux) CallBatch(b *Batch, deadline time.Time) error {
 	}
 	s := m.pick()
 	if s == nil {
-		b.failAll(proto.ErrUnavailable)
+		b.failAll(proto.ErrUnreachable)
 		m.metrics.observe(TransportWS, proto.MethodBatch, OutcomeUnavailable, start, time.Now())
-		return proto.ErrUnavailable
+		return proto.ErrUnreachable
 	}
 	w := getBatchWait(n)
 	d := m.timeout(deadline)

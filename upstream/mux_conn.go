@@ -45,7 +45,7 @@ func (s *slot) register(c *call, d time.Duration) *proto.Error {
 	s.mu.Lock()
 	if !s.up {
 		s.mu.Unlock()
-		return proto.ErrUnavailable
+		return proto.ErrUnreachable
 	}
 	s.pending[c.gid] = c
 	select {

@@ -68,7 +68,7 @@ func (m *Mux) Join(params, id []byte, sink Sink, deadline time.Time) {
 	if g == nil {
 		s := m.pick()
 		if s == nil {
-			sink.Reply(proto.AppendError(nil, id, proto.ErrUnavailable))
+			sink.Reply(proto.AppendError(nil, id, proto.ErrUnreachable))
 			return
 		}
 		st.seq++
@@ -345,6 +345,18 @@ func appendErrorReply(dst, id, resp []byte, errSpan proto.Span) []byte {
 // ErrSubscribe is wrapped by Subscribe errors the upstream answered.
 var ErrSubscribe = errors.New("upstream refused the subscription")
 
+// RefusedError is a subscription the upstream answered with an error: the node's verdict
+// on the params, to pass on to the client as it is.
+type RefusedError struct {
+	Error []byte // the upstream's error object
+}
+
+func (e *RefusedError) Unwrap() error { return ErrSubscribe }
+
+func (e *RefusedError) String() string {
+	return "upstream refused the subscription: " + string(e.Error)
+}
+
 // Subscribe is the in-process subscription API (the head tracker's): deliver gets the
 // result of every notification of eth_subscribe(params), e.g. params `["newHeads"]`.
 // The subscription survives upstream reconnects (with a gap). deliver is called from a
@@ -356,10 +368,47 @@ func (m *Mux) Subscribe(params []byte, deliver func(result []byte)) (unsubscribe
 	ans := <-fs.reply // Join always answers: result, error, timeout or connection loss
 	var msg proto.Message
 	if _, err := proto.ScanMessage(ans, &msg); err != nil || !msg.Result.Present() {
-		return nil, fmt.Errorf("cannot subscribe %s: %w: %s", params, ErrSubscribe, ans)
+		if ge := gatewayError(ans); ge != nil {
+			return nil, ge // the gateway's own: no socket, timeout, overloaded
+		}
+		return nil, refusal{&RefusedError{Error: bytes.Clone(msg.Error.Bytes(ans))}}
 	}
 	gw := bytes.Trim(msg.Result.Bytes(ans), `"`)
 	return func() { m.Leave(fs, gw) }, nil
+}
+
+// refusal carries a RefusedError as an error.
+type refusal struct{ *RefusedError }
+
+func (r refusal) Error() string { return r.RefusedError.String() }
+
+// AsRefused returns the upstream's refusal inside err, if that is what it is.
+func AsRefused(err error) (*RefusedError, bool) {
+	if r, ok := err.(refusal); ok {
+		return r.RefusedError, true
+	}
+	return nil, false
+}
+
+// gatewayError recognises an error answer the gateway made itself, by its code and
+// message (the shared proto values).
+func gatewayError(ans []byte) *proto.Error {
+	e := proto.FirstMember(ans, "error")
+	if !e.Present() {
+		return nil
+	}
+	eb := e.Bytes(ans)
+	msg, ok := proto.DecodeString(make([]byte, 256), proto.FirstMember(eb, "message").Bytes(eb))
+	if !ok {
+		return nil
+	}
+	for _, ge := range []*proto.Error{proto.ErrUnavailable, proto.ErrUnreachable, proto.ErrTimeout,
+		proto.ErrOverloaded, proto.ErrShuttingDown, proto.ErrBadUpstream, proto.ErrResponseTooLarge} {
+		if string(msg) == ge.Message {
+			return ge
+		}
+	}
+	return nil
 }
 
 type funcSink struct {

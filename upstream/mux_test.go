@@ -348,7 +348,7 @@ func TestMuxUnavailableFailsFast(t *testing.T) {
 	f.dropAll()
 	waitFor(t, "socket down", func() bool { return !m.slots[0].isUp.Load() })
 	start := time.Now()
-	if _, err := callBody(m, `{"jsonrpc":"2.0","id":1,"method":"echo"}`, time.Now().Add(10*time.Second)); err != proto.ErrUnavailable {
+	if _, err := callBody(m, `{"jsonrpc":"2.0","id":1,"method":"echo"}`, time.Now().Add(10*time.Second)); err != proto.ErrUnreachable {
 		t.Fatalf("err %v", err)
 	}
 	if d := time.Since(start); d > time.Second {

@@ -267,10 +267,9 @@ var (
 // shared values, so nothing of the upstream's address or credentials leaks.
 func classify(err error) (*proto.Error, Outcome) {
 	switch {
+	case isDial(err):
+		return proto.ErrUnreachable, OutcomeUnavailable // nothing was sent
 	case errors.Is(err, fasthttp.ErrTimeout), os.IsTimeout(err):
-		if isDial(err) {
-			return proto.ErrUnavailable, OutcomeUnavailable
-		}
 		return proto.ErrTimeout, OutcomeTimeout
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		return proto.ErrOverloaded, OutcomeOverloaded

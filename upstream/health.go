@@ -1,0 +1,339 @@
+package upstream
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// State is what the router may do with an upstream.
+type State uint8
+
+const (
+	// StateHealthy upstreams take any call.
+	StateHealthy State = iota
+	// StateLagging upstreams are more than MaxLag blocks behind the best head: they
+	// take only calls for blocks they have, and lose their subscriptions.
+	StateLagging
+	// StateBanned upstreams take no traffic until a probe readmits them.
+	StateBanned
+)
+
+var stateNames = [...]string{"healthy", "lagging", "banned"}
+
+func (s State) String() string { return stateNames[s] }
+
+// HealthConfig holds the thresholds that ban and readmit upstreams. Every field is
+// required (the defaults live in the gateway's Config).
+type HealthConfig struct {
+	// Window is how far back error rates and latency quantiles look.
+	Window time.Duration
+	// MinRequests in the window before the error rate can ban.
+	MinRequests int
+	// MaxErrorRate bans an upstream whose share of failed calls in the window is above
+	// it (transport failures, 5xx, 429; not JSON-RPC errors the node answered).
+	MaxErrorRate float64
+	// MaxFailures bans an upstream after that many consecutive failed calls.
+	MaxFailures int
+	// MaxLag marks an upstream lagging when its head is more than that many blocks
+	// behind the best head.
+	MaxLag uint64
+	// SlowFactor and SlowMin ban an upstream whose latency quantile is both above
+	// SlowMin and SlowFactor times the best healthy upstream's.
+	SlowFactor float64
+	SlowMin    time.Duration
+	// BanMin is the first ban; each ban in a row doubles it, up to BanMax.
+	BanMin, BanMax time.Duration
+	// Readmit is how many successful probes in a row end a ban.
+	Readmit int
+}
+
+// latencyBounds are the upper bounds of the health histogram's buckets: 1 ms to ~65 s,
+// doubling; enough to tell a 50 ms upstream from a 2 s one.
+var latencyBounds = func() [18]time.Duration {
+	var b [18]time.Duration
+	d := time.Millisecond
+	for i := range b {
+		b[i] = d
+		d *= 2
+	}
+	return b
+}()
+
+// healthSlots divide the window: counts older than the window fall out a slot at a time.
+const healthSlots = 10
+
+type healthSlot struct {
+	start    int64 // unix nanoseconds the slot's period began
+	ok, fail int64
+	buckets  [len(latencyBounds) + 1]int64
+}
+
+// Health tracks one upstream: what its calls show (failures, latency) and where its
+// head is. The router reads it to route; it never waits on the upstream.
+type Health struct {
+	cfg *HealthConfig
+
+	mu          sync.Mutex
+	slots       [healthSlots]healthSlot
+	ewma        float64 // seconds
+	consecutive int
+	state       State
+	reason      string
+	bannedUntil time.Time
+	bans        int // bans in a row, for the backoff
+	probesOK    int
+	lastErr     string
+
+	head      atomic.Uint64
+	headAt    atomic.Int64 // unix nanoseconds of the last head change
+	stateFast atomic.Uint32
+	ewmaBits  atomic.Uint64
+	banCount  atomic.Int64
+}
+
+func newHealth(cfg *HealthConfig) *Health {
+	h := &Health{cfg: cfg}
+	h.ewmaBits.Store(math.Float64bits(0))
+	return h
+}
+
+// State returns the upstream's state; lock-free.
+func (h *Health) State() State { return State(h.stateFast.Load()) }
+
+// Head returns the upstream's latest known block (0 when unknown).
+func (h *Health) Head() uint64 { return h.head.Load() }
+
+// Latency returns the exponentially weighted mean latency of answered calls.
+func (h *Health) Latency() time.Duration {
+	return time.Duration(math.Float64frombits(h.ewmaBits.Load()) * float64(time.Second))
+}
+
+func (h *Health) slot(now time.Time) *healthSlot {
+	width := int64(h.cfg.Window) / healthSlots
+	n := now.UnixNano()
+	i := (n / width) % healthSlots
+	s := &h.slots[i]
+	if start := n - n%width; s.start != start {
+		*s = healthSlot{start: start}
+	}
+	return s
+}
+
+// observe records one call: ok says whether the upstream answered (a JSON-RPC error
+// from the node is an answer), d how long it took. It bans on the thresholds.
+func (h *Health) observe(ok bool, d time.Duration, errText string, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.slot(now)
+	if !ok {
+		s.fail++
+		h.consecutive++
+		h.lastErr = errText
+		if h.state != StateBanned && h.consecutive >= h.cfg.MaxFailures {
+			h.banLocked(now, "consecutive failures")
+		} else if h.state != StateBanned {
+			if okN, failN := h.countsLocked(now); okN+failN >= int64(h.cfg.MinRequests) &&
+				float64(failN) > h.cfg.MaxErrorRate*float64(okN+failN) {
+				h.banLocked(now, "error rate")
+			}
+		}
+		return
+	}
+	s.ok++
+	h.consecutive = 0
+	i := 0
+	for i < len(latencyBounds) && d > latencyBounds[i] {
+		i++
+	}
+	s.buckets[i]++
+	const alpha = 0.1
+	v := d.Seconds()
+	if h.ewma == 0 {
+		h.ewma = v
+	} else {
+		h.ewma = alpha*v + (1-alpha)*h.ewma
+	}
+	h.ewmaBits.Store(math.Float64bits(h.ewma))
+}
+
+// countsLocked sums the slots still inside the window.
+func (h *Health) countsLocked(now time.Time) (ok, fail int64) {
+	oldest := now.UnixNano() - int64(h.cfg.Window)
+	for i := range h.slots {
+		if s := &h.slots[i]; s.start > oldest {
+			ok += s.ok
+			fail += s.fail
+		}
+	}
+	return ok, fail
+}
+
+// Quantile returns the q-quantile of answered calls' latency over the window (the
+// upper bound of its bucket), or 0 when there were none.
+func (h *Health) Quantile(q float64, now time.Time) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.quantileLocked(q, now)
+}
+
+func (h *Health) quantileLocked(q float64, now time.Time) time.Duration {
+	var buckets [len(latencyBounds) + 1]int64
+	var total int64
+	oldest := now.UnixNano() - int64(h.cfg.Window)
+	for i := range h.slots {
+		if s := &h.slots[i]; s.start > oldest {
+			for j, n := range s.buckets {
+				buckets[j] += n
+				total += n
+			}
+		}
+	}
+	if total == 0 {
+		return 0
+	}
+	rank := int64(math.Ceil(q * float64(total)))
+	var seen int64
+	for j, n := range buckets {
+		if seen += n; seen >= rank {
+			if j == len(latencyBounds) {
+				return 2 * latencyBounds[len(latencyBounds)-1]
+			}
+			return latencyBounds[j]
+		}
+	}
+	return 0
+}
+
+// banLocked takes the upstream out of rotation for a backoff that doubles with each
+// ban in a row.
+func (h *Health) banLocked(now time.Time, reason string) {
+	d := h.cfg.BanMin << min(h.bans, 20)
+	if d > h.cfg.BanMax || d <= 0 {
+		d = h.cfg.BanMax
+	}
+	h.bans++
+	h.state, h.reason, h.bannedUntil, h.probesOK = StateBanned, reason, now.Add(d), 0
+	h.stateFast.Store(uint32(StateBanned))
+	h.banCount.Add(1)
+}
+
+// Ban takes the upstream out of rotation now (the router saw it fail in a way calls do
+// not count: its socket gone, its head stalled).
+func (h *Health) Ban(reason string, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.state != StateBanned {
+		h.banLocked(now, reason)
+	}
+}
+
+// probeDue reports whether a banned upstream's ban is over and it should be probed.
+func (h *Health) probeDue(now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.state == StateBanned && !now.Before(h.bannedUntil)
+}
+
+// probed records a probe's result: Readmit successes in a row readmit the upstream; a
+// failure bans it again, for longer.
+func (h *Health) probed(ok bool, errText string, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.state != StateBanned {
+		return
+	}
+	if !ok {
+		h.lastErr = errText
+		h.banLocked(now, h.reason)
+		return
+	}
+	if h.probesOK++; h.probesOK >= h.cfg.Readmit {
+		h.state, h.reason, h.consecutive = StateHealthy, "", 0
+		h.stateFast.Store(uint32(StateHealthy))
+		// A fresh window: the failures that banned it do not ban it again at once.
+		h.slots = [healthSlots]healthSlot{}
+	}
+}
+
+// setHead records the upstream's head.
+func (h *Health) setHead(n uint64, now time.Time) {
+	if old := h.head.Swap(n); old != n {
+		h.headAt.Store(now.UnixNano())
+	}
+}
+
+// review applies the head-relative and latency-relative rules against the best head
+// and the best healthy latency quantile; it returns the state.
+func (h *Health) review(best uint64, bestQ time.Duration, q float64, now time.Time) State {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.state == StateBanned {
+		return h.state
+	}
+	if mine := h.quantileLocked(q, now); mine > h.cfg.SlowMin && bestQ > 0 &&
+		float64(mine) > h.cfg.SlowFactor*float64(bestQ) {
+		h.banLocked(now, "slow")
+		return h.state
+	}
+	head := h.head.Load()
+	st := StateHealthy
+	if head == 0 || best > head+h.cfg.MaxLag {
+		st = StateLagging
+	}
+	if st != h.state {
+		h.state = st
+		h.stateFast.Store(uint32(st))
+		if st == StateLagging {
+			h.reason = "lagging"
+		} else {
+			h.reason = ""
+		}
+	}
+	if h.state == StateHealthy {
+		h.bans = 0 // a healthy review resets the backoff
+	}
+	return h.state
+}
+
+// HealthStatus is a snapshot for /status and metrics.
+type HealthStatus struct {
+	State       string  `json:"state"`
+	Reason      string  `json:"reason,omitempty"`
+	Head        uint64  `json:"head"`
+	Lag         uint64  `json:"lag"`
+	LatencyMS   float64 `json:"latency_ewma_ms"`
+	LatencyP90  float64 `json:"latency_p90_ms"`
+	ErrorRate   float64 `json:"error_rate"`
+	Requests    int64   `json:"requests_in_window"`
+	Consecutive int     `json:"consecutive_failures"`
+	Bans        int64   `json:"bans"`
+	BannedFor   float64 `json:"banned_for_s,omitempty"`
+	LastError   string  `json:"last_error,omitempty"`
+}
+
+func (h *Health) status(best uint64, now time.Time) HealthStatus {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ok, fail := h.countsLocked(now)
+	st := HealthStatus{
+		State: h.state.String(), Reason: h.reason, Head: h.head.Load(),
+		LatencyMS:   h.ewma * 1000,
+		LatencyP90:  float64(h.quantileLocked(0.9, now)) / float64(time.Millisecond),
+		Requests:    ok + fail,
+		Consecutive: h.consecutive,
+		Bans:        h.banCount.Load(),
+		LastError:   h.lastErr,
+	}
+	if best > st.Head {
+		st.Lag = best - st.Head
+	}
+	if ok+fail > 0 {
+		st.ErrorRate = float64(fail) / float64(ok+fail)
+	}
+	if h.state == StateBanned && now.Before(h.bannedUntil) {
+		st.BannedFor = h.bannedUntil.Sub(now).Seconds()
+	}
+	return st
+}

@@ -1,0 +1,241 @@
+package upstream
+
+import (
+	"encoding/base64"
+	"time"
+
+	"github.com/infura-gateway/infura-gateway/proto"
+)
+
+func base64Encode(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// followHead keeps u's head: from a newHeads subscription on its socket when it has
+// one (free: the node pushes it), by polling the latest block otherwise.
+func (r *Router) followHead(u *Upstream) {
+	defer u.done.Done()
+	if u.mux != nil {
+		backoff := 100 * time.Millisecond
+		for {
+			unsub, err := u.mux.Subscribe([]byte(`["newHeads"]`), func(header []byte) { r.observeHead(u, header) })
+			if err == nil {
+				r.pollHead(u) // newHeads reports only later heads: read the current one once
+				<-u.stop
+				unsub()
+				return
+			}
+			select {
+			case <-u.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+		}
+	}
+	t := time.NewTicker(r.cfg.HeadPoll)
+	defer t.Stop()
+	for {
+		r.pollHead(u)
+		select {
+		case <-u.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+var (
+	methodGetBlockByNumber = []byte("eth_getBlockByNumber")
+	latestHeaderParams     = []byte(`["latest",false]`)
+	methodBlockNumber      = []byte("eth_blockNumber")
+)
+
+// pollHead reads u's latest block header over HTTP.
+func (r *Router) pollHead(u *Upstream) {
+	var req proto.Request
+	req.Set(methodGetBlockByNumber, latestHeaderParams)
+	ans, err := u.pool.Call(nil, &req, gatewayID1, time.Now().Add(min(r.cfg.Pool.MaxConnWaitTimeout, 2*r.cfg.HeadPoll)))
+	if err == nil {
+		r.observeHead(u, proto.FirstMember(ans, "result").Bytes(ans))
+	}
+}
+
+// observeHead records a header u reported and moves the served head: up whenever any
+// upstream has a higher block; down only when the upstream that set it goes back
+// itself (a reorg or a new chain) and nobody else is higher. Traffic moving from one
+// upstream to a lagging one never moves it down.
+func (r *Router) observeHead(u *Upstream, header []byte) {
+	n, ok := proto.ParseQuantity(proto.FirstMember(header, "number").Bytes(header))
+	if !ok {
+		return
+	}
+	hash := proto.FirstMember(header, "hash").Bytes(header)
+	now := time.Now()
+	u.health.setHead(n, now)
+	r.headMu.Lock()
+	defer r.headMu.Unlock()
+	r.recent.add(hash, n)
+	served := r.served.Load()
+	switch {
+	case !r.headKnown.Load() || n > served:
+	case u == r.servedFrom && n == served && string(hash) != string(r.servedHash): // a reorg at the head
+	case u == r.servedFrom && n < served && !r.anyAtLeast(served, u): // the chain itself went back
+	default:
+		return
+	}
+	r.served.Store(n)
+	r.headKnown.Store(true)
+	r.servedFrom, r.servedHash, r.servedAt = u, append(r.servedHash[:0], hash...), now
+	r.m.servedHead.Store(n)
+	if r.cfg.OnHead != nil {
+		r.cfg.OnHead(header)
+	}
+}
+
+// anyAtLeast reports whether an upstream other than except, not banned, has head ≥ n.
+func (r *Router) anyAtLeast(n uint64, except *Upstream) bool {
+	for _, u := range r.set.Load().all {
+		if u != except && u.health.State() != StateBanned && u.health.Head() >= n {
+			return true
+		}
+	}
+	return false
+}
+
+// recentBlock returns the number of a recent block by its (quoted) hash.
+func (r *Router) recentBlock(hash []byte) (uint64, bool) {
+	r.headMu.Lock()
+	defer r.headMu.Unlock()
+	return r.recent.get(hash)
+}
+
+// hashRing maps the hashes of the last heads seen to their numbers.
+type hashRing struct {
+	hashes [256][68]byte
+	nums   [256]uint64
+	next   int
+}
+
+func (h *hashRing) add(hash []byte, n uint64) {
+	if len(hash) == 0 || len(hash) > 68 {
+		return
+	}
+	if _, ok := h.get(hash); ok {
+		return
+	}
+	h.hashes[h.next] = [68]byte{}
+	copy(h.hashes[h.next][:], hash)
+	h.nums[h.next] = n
+	h.next = (h.next + 1) % len(h.nums)
+}
+
+func (h *hashRing) get(hash []byte) (uint64, bool) {
+	if len(hash) == 0 || len(hash) > 68 {
+		return 0, false
+	}
+	var k [68]byte
+	copy(k[:], hash)
+	for i := range h.hashes {
+		if h.hashes[i] == k {
+			return h.nums[i], true
+		}
+	}
+	return 0, false
+}
+
+// reviewLoop re-evaluates every upstream's state, probes banned and idle ones, and
+// keeps the state metrics.
+func (r *Router) reviewLoop() {
+	defer r.wg.Done()
+	t := time.NewTicker(r.cfg.ReviewInterval)
+	defer t.Stop()
+	probing := map[*Upstream]bool{}
+	done := make(chan *Upstream, 64)
+	for {
+		select {
+		case <-r.stop:
+			for len(probing) > 0 { // let probes under way finish
+				delete(probing, <-done)
+			}
+			return
+		case u := <-done:
+			delete(probing, u)
+			continue
+		case <-t.C:
+		}
+		now := time.Now()
+		r.review(now)
+		r.subs.review()
+		for _, u := range r.set.Load().all {
+			if probing[u] {
+				continue
+			}
+			banned := u.health.probeDue(now)
+			idle := u.health.State() != StateBanned &&
+				now.Sub(u.metrics.LastOK(TransportHTTP)) >= r.cfg.ProbeInterval &&
+				now.Sub(u.metrics.LastOK(TransportWS)) >= r.cfg.ProbeInterval
+			if banned || idle {
+				probing[u] = true
+				go func() {
+					r.probe(u, banned)
+					done <- u
+				}()
+			}
+		}
+	}
+}
+
+// review applies the head and latency rules to every upstream.
+func (r *Router) review(now time.Time) {
+	set := r.set.Load()
+	var best uint64
+	var bestQ time.Duration
+	const q = 0.9
+	for _, u := range set.all {
+		if u.health.State() == StateBanned {
+			continue
+		}
+		best = max(best, u.health.Head())
+		if uq := u.health.Quantile(q, now); uq > 0 && (bestQ == 0 || uq < bestQ) {
+			bestQ = uq
+		}
+	}
+	for _, u := range set.all {
+		before := u.health.State()
+		after := u.health.review(best, bestQ, q, now)
+		if before != after {
+			r.stateChanged(u, before, after)
+		}
+	}
+}
+
+func (r *Router) stateChanged(u *Upstream, from, to State) {
+	r.log.Warn("upstream state changed", "upstream", u.spec.Name, "from", from.String(), "to", to.String(),
+		"reason", u.health.status(r.served.Load(), time.Now()).Reason)
+	if to == StateBanned {
+		r.m.failovers.Inc()
+	}
+}
+
+// probe makes one cheap call on u: a banned upstream is readmitted after enough
+// successes in a row; an idle one proves it still answers.
+func (r *Router) probe(u *Upstream, banned bool) {
+	var req proto.Request
+	req.Set(methodBlockNumber, nil)
+	before := u.health.State()
+	ans, err := u.pool.Call(nil, &req, gatewayID1, time.Now().Add(min(r.cfg.ProbeInterval, r.cfg.Pool.MaxConnWaitTimeout)))
+	if banned {
+		errText := ""
+		if err != nil {
+			errText = err.Error()
+		}
+		u.health.probed(err == nil, errText, time.Now())
+		if after := u.health.State(); after != before {
+			r.stateChanged(u, before, after)
+		}
+	}
+	if err == nil {
+		if n, ok := proto.ParseQuantity(proto.FirstMember(ans, "result").Bytes(ans)); ok && n > u.health.Head() && u.mux == nil {
+			u.health.setHead(n, time.Now())
+		}
+	}
+}

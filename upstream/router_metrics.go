@@ -1,0 +1,99 @@
+package upstream
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// routerMetrics are the router's series: across upstreams, and per upstream (state,
+// head, lag, in flight, bans), registered when an upstream is added and removed when a
+// reload drops it.
+type routerMetrics struct {
+	reg                                   *Registry
+	retries, hedges, hedgesWon, failovers *metrics.Counter
+	subMoves, subDrops, reorgs            *metrics.Counter
+	gapBlocks, backfilled                 *metrics.Counter
+	servedHead                            atomic.Uint64
+}
+
+func (m *routerMetrics) init(reg *Registry) {
+	m.reg = reg
+	m.retries = reg.Counter("gateway_router_retries_total", "Calls sent again to another upstream after a failure.")
+	m.hedges = reg.Counter("gateway_router_hedges_total", "Reads also sent to a second upstream because the first was slow.")
+	m.hedgesWon = reg.Counter("gateway_router_hedges_won_total", "Hedged reads answered first by the second upstream.")
+	m.failovers = reg.Counter("gateway_router_bans_total", "Upstreams banned (taken out of rotation) by the router.")
+	m.subMoves = reg.Counter("gateway_subscriptions_moved_total", "Subscriptions moved to another upstream, keeping their ids.")
+	m.subDrops = reg.Counter("gateway_subscriptions_dropped_notifications_total",
+		"Notifications dropped because a subscription's delivery queue was full (newHeads gaps are backfilled).")
+	m.reorgs = reg.Counter("gateway_subscriptions_reorgs_total", "newHeads delivered at or below the last height with a new hash: reorgs passed on.")
+	m.gapBlocks = reg.Counter("gateway_subscriptions_gap_blocks_total", "Blocks a subscription could not backfill (past the bound, or the fetch failed).")
+	m.backfilled = reg.Counter("gateway_subscriptions_backfilled_total", "Heads and logs delivered from a backfill after a gap or a move.")
+	reg.Gauge("gateway_router_served_head", "The head the gateway serves: never lower than one already served unless the chain went back.",
+		func() float64 { return float64(m.servedHead.Load()) })
+}
+
+// upstreamSeries are the per-upstream gauge names, for removal.
+func upstreamSeries(u *Upstream) []string {
+	l := `{upstream="` + u.spec.Name + `"}`
+	return []string{"gateway_upstream_state" + l, "gateway_upstream_head" + l, "gateway_upstream_lag" + l,
+		"gateway_upstream_in_flight" + l, "gateway_upstream_bans" + l, "gateway_upstream_latency_seconds" + l,
+		`gateway_upstream_info{upstream="` + u.spec.Name + `",tier="` + u.spec.Tier.String() + `"}`}
+}
+
+func (m *routerMetrics) register(u *Upstream) {
+	s := upstreamSeries(u)
+	m.reg.Gauge(s[0], "Upstream state: 0 healthy, 1 lagging, 2 banned.", func() float64 { return float64(u.health.State()) })
+	m.reg.Gauge(s[1], "Latest block the upstream reported.", func() float64 { return float64(u.health.Head()) })
+	m.reg.Gauge(s[2], "Blocks the upstream is behind the served head.", func() float64 {
+		if h, s := u.health.Head(), m.servedHead.Load(); s > h {
+			return float64(s - h)
+		}
+		return 0
+	})
+	m.reg.Gauge(s[3], "Calls the gateway has outstanding on the upstream.", func() float64 { return float64(u.inFlight.Load()) })
+	m.reg.Gauge(s[4], "Times the upstream was banned.", func() float64 { return float64(u.health.banCount.Load()) })
+	m.reg.Gauge(s[5], "Exponentially weighted mean latency of the upstream's answers.", func() float64 { return u.health.Latency().Seconds() })
+	m.reg.Gauge(s[6], "Configured upstreams and their tier; always 1.", func() float64 { return 1 })
+}
+
+func (m *routerMetrics) unregister(u *Upstream) {
+	for _, s := range upstreamSeries(u) {
+		m.reg.Set.UnregisterMetric(s)
+	}
+}
+
+// UpstreamStatus is one upstream on /status. It holds no URL: they may carry keys.
+type UpstreamStatus struct {
+	Name     string `json:"name"`
+	Tier     string `json:"tier"`
+	Archive  bool   `json:"archive"`
+	HTTP     bool   `json:"http_up"`
+	WS       *bool  `json:"ws_up,omitempty"`
+	InFlight int32  `json:"in_flight"`
+	HealthStatus
+}
+
+// Status is the router on /status.
+type Status struct {
+	ServedHead uint64           `json:"served_head"`
+	Upstreams  []UpstreamStatus `json:"upstreams"`
+}
+
+// Status returns a snapshot of every upstream.
+func (r *Router) Status() Status {
+	now := time.Now()
+	served := r.served.Load()
+	st := Status{ServedHead: served}
+	for _, u := range r.set.Load().all {
+		us := UpstreamStatus{Name: u.spec.Name, Tier: u.spec.Tier.String(), Archive: u.spec.Archive,
+			HTTP: u.metrics.Up(TransportHTTP), InFlight: u.inFlight.Load(), HealthStatus: u.health.status(served, now)}
+		if u.mux != nil {
+			up := u.mux.Up()
+			us.WS = &up
+		}
+		st.Upstreams = append(st.Upstreams, us)
+	}
+	return st
+}
