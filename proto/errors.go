@@ -46,7 +46,7 @@ var (
 	// ErrUnreachable reads the same to the client as ErrUnavailable, and tells the
 	// gateway more: the request never left (no connection could be made), so even a
 	// write may go to another upstream.
-	ErrUnreachable = &Error{CodeServer, http.StatusBadGateway, "upstream unavailable"}
+	ErrUnreachable      = &Error{CodeServer, http.StatusBadGateway, "upstream unavailable"}
 	ErrTimeout          = &Error{CodeServer, http.StatusGatewayTimeout, "upstream timed out"}
 	ErrOverloaded       = &Error{CodeServer, http.StatusServiceUnavailable, "gateway overloaded: upstream queue full, retry later"}
 	ErrResponseTooLarge = &Error{CodeLimitExceeded, http.StatusBadGateway, "upstream response larger than the configured maximum"}
