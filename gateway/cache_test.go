@@ -13,7 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/infura-gateway/infura-gateway/internal/testnode"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
 
 // get returns status, X-Cache and body.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/infura-gateway/infura-gateway/internal/testnode"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
 
 // fakeUpstream is an in-process JSON-RPC server for fault cases a real node cannot

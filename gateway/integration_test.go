@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/infura-gateway/infura-gateway/internal/testnode"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
 
 // These tests run the gateway against a real geth --dev node and compare every answer

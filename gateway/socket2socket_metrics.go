@@ -8,7 +8,7 @@ import (
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
-// /socket2socket client metrics (docs/contract.md, gateway_ws_*), predeclared so every
+// /socket2socket client metrics (helm/README.md, Metrics: gateway_ws_*), predeclared so every
 // family is in /metrics from start.
 var (
 	wsClients          atomic.Int64

@@ -10,7 +10,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/infura-gateway/infura-gateway/internal/testnode"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
 
 // The node is killed with clients connected and calls in flight: every call is

@@ -6,7 +6,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
-// Websocket upstream metrics (docs/contract.md, "Upstream side"). Gauges read package
+// Websocket upstream metrics (helm/README.md, Metrics, "Upstream side"). Gauges read package
 // atomics so every Mux (the shared one, and per-client ones under -ws-per-client) adds
 // to the same series, and every family exists from start.
 var (

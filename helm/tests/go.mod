@@ -1,6 +1,6 @@
-module github.com/infura-gateway/infura-gateway/deploy-tests/helmcheck
+module github.com/infura-gateway/infura-gateway/helm/tests
 
-go 1.26.0
+go 1.26.8
 
 require (
 	github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring v0.95.1

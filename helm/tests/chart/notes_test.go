@@ -1,4 +1,4 @@
-package helmcheck
+package chart
 
 import (
 	"os"

@@ -1,8 +1,10 @@
 // Command dockerlint checks the gateway's Dockerfile offline: BuildKit's own
 // Dockerfile linter (the rules `docker build --check` runs) plus the project's
 // image policy, and it is the one place that knows the release build command.
+// The image's Go version is the go line of go.mod: the Dockerfile's GO_VERSION
+// default must equal it.
 //
-//	dockerlint [-f Dockerfile] [-dockerignore .dockerignore]   lint + policy; exit 1 on findings
+//	dockerlint [-f Dockerfile] [-dockerignore .dockerignore] [-gomod go.mod]   lint + policy; exit 1 on findings
 //	dockerlint -print-build-cmd                                print the build stage's `go build` RUN line
 //	dockerlint -check-binary .bin/infura-gateway -version V    assert the binary was built with those flags
 package main
@@ -37,6 +39,7 @@ func main() {
 	printCmd := flag.Bool("print-build-cmd", false, "print the build stage's go build command and exit")
 	binary := flag.String("check-binary", "", "verify a binary's embedded build settings match the Dockerfile's go build flags")
 	version := flag.String("version", "", "with -check-binary: the VERSION the binary was built with")
+	gomod := flag.String("gomod", "go.mod", "go.mod whose go line the Dockerfile's GO_VERSION default must equal (empty: skip)")
 	flag.Parse()
 
 	dt, err := os.ReadFile(*file)
@@ -67,6 +70,13 @@ func main() {
 				fatal(err)
 			}
 			problems = append(problems, CheckDockerignore(ig)...)
+		}
+		if *gomod != "" {
+			mod, err := os.ReadFile(*gomod)
+			if err != nil {
+				fatal(err)
+			}
+			problems = append(problems, CheckGoVersion(dt, mod)...)
 		}
 		if len(problems) > 0 {
 			report(*file, problems)
@@ -281,6 +291,64 @@ func hasProblem(p []string, prefix string) bool {
 		}
 	}
 	return false
+}
+
+var goLine = regexp.MustCompile(`(?m)^go ([0-9][^\s]*)\s*$`)
+
+// GoLine returns the version on a go.mod's go line.
+func GoLine(mod []byte) (string, error) {
+	m := goLine.FindSubmatch(mod)
+	if m == nil {
+		return "", fmt.Errorf("go.mod has no go line")
+	}
+	return string(m[1]), nil
+}
+
+// CheckGoVersion asserts the Dockerfile builds with the Go release go.mod names:
+// the default of ARG GO_VERSION equals the go line, and a build stage uses it.
+func CheckGoVersion(dockerfile, mod []byte) []string {
+	want, err := GoLine(mod)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	ast, err := parser.Parse(bytes.NewReader(dockerfile))
+	if err != nil {
+		return []string{"parse: " + err.Error()}
+	}
+	stages, metaArgs, err := instructions.Parse(ast.AST, nil)
+	if err != nil {
+		return []string{"parse: " + err.Error()}
+	}
+	var p []string
+	found := false
+	for _, a := range metaArgs {
+		for _, kv := range a.Args {
+			if kv.Key != "GO_VERSION" {
+				continue
+			}
+			found = true
+			if kv.Value == nil || *kv.Value != want {
+				got := "<none>"
+				if kv.Value != nil {
+					got = *kv.Value
+				}
+				p = append(p, fmt.Sprintf("ARG GO_VERSION=%s, but go.mod says go %s: change one to match the other", got, want))
+			}
+		}
+	}
+	if !found {
+		return []string{"no ARG GO_VERSION before the first FROM: the Go image must follow go.mod's go line"}
+	}
+	used := false
+	for _, s := range stages {
+		if strings.Contains(s.BaseName, "${GO_VERSION}") || strings.Contains(s.BaseName, "$GO_VERSION") {
+			used = true
+		}
+	}
+	if !used {
+		p = append(p, "no stage is FROM an image tagged ${GO_VERSION}")
+	}
+	return p
 }
 
 // CheckDockerignore asserts the build context keeps credentials and noise out

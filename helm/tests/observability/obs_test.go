@@ -1,8 +1,8 @@
-// Package obscheck checks the Grafana dashboard and the Prometheus alert rules
-// against each other, against docs/contract.md and against the metrics a real
-// gateway exposes. Standard library only: PromQL is parsed by promtool (the
+// Package observability checks the Grafana dashboard and the Prometheus alert rules
+// against each other, against the metric list of helm/README.md and against the
+// metrics a real gateway exposes. Standard library only: PromQL is parsed by promtool (the
 // Debian prometheus package), not by linking the Prometheus Go module.
-package obscheck
+package observability
 
 import (
 	"bufio"
@@ -23,10 +23,12 @@ import (
 )
 
 const (
-	root          = "../.."
+	root          = "../../.."
 	dashboardPath = root + "/helm/infura-gateway/files/dashboard.json"
 	alertsPath    = root + "/helm/infura-gateway/files/alerts.yaml"
-	contractPath  = root + "/docs/contract.md"
+	// The "## Metrics" section of the chart's README lists every metric family the
+	// dashboard and alerts may use.
+	contractPath = root + "/helm/README.md"
 )
 
 // Metrics Prometheus itself attaches to every target.
@@ -266,8 +268,8 @@ func referenced(t *testing.T, histograms map[string]bool) map[string][]string {
 	return refs
 }
 
-// contractFamilies reads the metric families of docs/contract.md and which of
-// them are histograms.
+// contractFamilies reads the metric families of the "## Metrics" section of
+// helm/README.md and which of them are histograms.
 func contractFamilies(t *testing.T) (families, histograms map[string]bool) {
 	t.Helper()
 	dt, err := os.ReadFile(contractPath)
@@ -276,8 +278,13 @@ func contractFamilies(t *testing.T) (families, histograms map[string]bool) {
 	}
 	families, histograms = map[string]bool{}, map[string]bool{}
 	section := string(dt)
-	if i := strings.Index(section, "## Metrics"); i >= 0 {
-		section = section[i:]
+	i := strings.Index(section, "\n## Metrics\n")
+	if i < 0 {
+		t.Fatalf("%s has no \"## Metrics\" section", contractPath)
+	}
+	section = section[i+1:]
+	if j := strings.Index(section[3:], "\n## "); j >= 0 {
+		section = section[:j+3]
 	}
 	for _, line := range strings.Split(section, "\n") {
 		names := regexp.MustCompile(`\bgateway_[a-z0-9_]+`).FindAllString(line, -1)
@@ -299,7 +306,7 @@ func TestMetricsExistInContract(t *testing.T) {
 	refs := referenced(t, histograms)
 	for fam, where := range refs {
 		if strings.HasPrefix(fam, "gateway_") && !families[fam] {
-			t.Errorf("%s (used in %s) is not in docs/contract.md", fam, where[0])
+			t.Errorf("%s (used in %s) is not in the Metrics section of helm/README.md", fam, where[0])
 		}
 	}
 	// The dashboard is the operator's view of the contract: all of it.

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/infura-gateway/infura-gateway/internal/testnode"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
 
 func TestRealClients(t *testing.T) {

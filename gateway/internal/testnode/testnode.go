@@ -1,6 +1,8 @@
-// Package testnode starts a real go-ethereum dev node (geth --dev) for integration tests,
-// on free loopback ports, and talks to it directly so tests can compare the gateway's
-// answers with the node's own.
+// Package testnode starts a real go-ethereum dev node (geth --dev) and talks to it
+// directly, so tests can compare the gateway's answers with the node's own. Tests run
+// it on free loopback ports (Start); `./task dev` runs the same node on the standard
+// ports through the devnode command (Launch). It is the one definition of geth's
+// version and flags.
 package testnode
 
 import (
@@ -22,8 +24,12 @@ import (
 	"time"
 )
 
-// GethVersion is the go-ethereum release the tests are written against.
+// GethVersion is the go-ethereum release the tests are written against; InstallGeth
+// builds it and `./task geth` runs InstallGeth.
 const GethVersion = "v1.17.10"
+
+// gethPackage is the command `go install` builds at GethVersion.
+const gethPackage = "github.com/ethereum/go-ethereum/cmd/geth"
 
 // StartTimeout bounds how long a node may take to answer its first call; generous for a
 // loaded 2-core CI machine.
@@ -33,9 +39,10 @@ const StartTimeout = 90 * time.Second
 type Node struct {
 	HTTPURL, WSURL string
 
-	bin                        string
-	period                     int
-	httpPort, wsPort, authPort int
+	bin    string
+	period int
+	ports  Ports
+	out    io.Writer // where geth's output goes besides the in-memory log
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -43,11 +50,29 @@ type Node struct {
 	log  *bytes.Buffer
 }
 
-// Option configures Start.
+// Ports are the loopback TCP ports geth listens on.
+type Ports struct{ HTTP, WS, AuthRPC int }
+
+// Option configures Start and Launch.
 type Option func(*Node)
 
 // Period sets --dev.period: seconds between blocks (0 mines only on transactions).
 func Period(seconds int) Option { return func(n *Node) { n.period = seconds } }
+
+// Output copies geth's output to w as well as to the log Log returns.
+func Output(w io.Writer) Option { return func(n *Node) { n.out = w } }
+
+// Args is geth's command line for a dev node on ports: the one place geth's flags are
+// written, for the tests and for `./task dev` alike.
+func Args(period int, ports Ports) []string {
+	return []string{"--dev", "--dev.period", strconv.Itoa(period),
+		// No NAT probing, IPC socket or p2p listener: a dev node needs only RPC.
+		"--nat", "none", "--ipcdisable", "--port", "0", "--maxpeers", "0",
+		"--authrpc.addr", "127.0.0.1", "--authrpc.port", strconv.Itoa(ports.AuthRPC),
+		"--http", "--http.addr", "127.0.0.1", "--http.port", strconv.Itoa(ports.HTTP), "--http.api", "eth,net,web3",
+		"--ws", "--ws.addr", "127.0.0.1", "--ws.port", strconv.Itoa(ports.WS), "--ws.api", "eth,net,web3",
+		"--verbosity", "2"}
+}
 
 // FindGeth locates the geth binary: $GETH_BIN, then .bin/geth at the repository root,
 // then $PATH, then $GOBIN/$GOPATH/bin.
@@ -79,8 +104,48 @@ func FindGeth() (string, error) {
 			return p, nil
 		}
 	}
-	return "", errors.New("geth not found: run `./task test` (installs geth " + GethVersion +
+	return "", errors.New("geth not found: run `./task geth` (installs geth " + GethVersion +
 		" into .bin/) or set GETH_BIN")
+}
+
+// InstallGeth makes dir/geth the pinned release: a binary there that reports
+// GethVersion is kept, anything else is replaced by `go install` (through the Go module
+// proxy; about 3 minutes on 2 cores). Build output goes to out.
+func InstallGeth(dir string, out io.Writer) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(abs, "geth")
+	if IsPinned(bin) {
+		return bin, nil
+	}
+	fmt.Fprintf(out, "installing geth %s into %s (once)\n", GethVersion, abs)
+	cmd := exec.Command("go", "install", gethPackage+"@"+GethVersion)
+	cmd.Env = append(os.Environ(), "GOBIN="+abs)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go install %s@%s: %w", gethPackage, GethVersion, err)
+	}
+	if !IsPinned(bin) {
+		return "", fmt.Errorf("%s does not report version %s after go install", bin, GethVersion)
+	}
+	return bin, nil
+}
+
+// IsPinned reports whether the geth binary at bin is the GethVersion release.
+func IsPinned(bin string) bool {
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		return false
+	}
+	want := "Version: " + strings.TrimPrefix(GethVersion, "v")
+	for _, line := range strings.Split(string(out), "\n") {
+		if line == want || strings.HasPrefix(line, want+"-") {
+			return true
+		}
+	}
+	return false
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
@@ -104,33 +169,51 @@ func Start(t testing.TB, opts ...Option) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &Node{bin: bin, period: 1, httpPort: FreePort(t), wsPort: FreePort(t), authPort: FreePort(t)}
-	for _, o := range opts {
-		o(n)
-	}
-	n.HTTPURL = "http://127.0.0.1:" + strconv.Itoa(n.httpPort)
-	n.WSURL = "ws://127.0.0.1:" + strconv.Itoa(n.wsPort)
+	n := newNode(bin, Ports{HTTP: FreePort(t), WS: FreePort(t), AuthRPC: FreePort(t)}, opts)
 	t.Cleanup(n.Kill)
-	n.start(t)
+	if err := n.start(); err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 
-func (n *Node) start(t testing.TB) {
-	t.Helper()
+// Launch runs geth --dev from bin on the given ports and waits until it answers. The
+// caller stops it with Kill.
+func Launch(bin string, ports Ports, opts ...Option) (*Node, error) {
+	n := newNode(bin, ports, opts)
+	if err := n.start(); err != nil {
+		n.Kill()
+		return nil, err
+	}
+	return n, nil
+}
+
+func newNode(bin string, ports Ports, opts []Option) *Node {
+	n := &Node{bin: bin, period: 1, ports: ports}
+	for _, o := range opts {
+		o(n)
+	}
+	n.HTTPURL = "http://127.0.0.1:" + strconv.Itoa(ports.HTTP)
+	n.WSURL = "ws://127.0.0.1:" + strconv.Itoa(ports.WS)
+	return n
+}
+
+func (n *Node) start() error {
 	n.mu.Lock()
 	n.log = new(bytes.Buffer)
-	cmd := exec.Command(n.bin, "--dev", "--dev.period", strconv.Itoa(n.period), "--nat", "none",
-		"--ipcdisable", "--port", "0", "--maxpeers", "0",
-		"--authrpc.addr", "127.0.0.1", "--authrpc.port", strconv.Itoa(n.authPort),
-		"--http", "--http.addr", "127.0.0.1", "--http.port", strconv.Itoa(n.httpPort), "--http.api", "eth,net,web3",
-		"--ws", "--ws.addr", "127.0.0.1", "--ws.port", strconv.Itoa(n.wsPort), "--ws.api", "eth,net,web3",
-		"--verbosity", "2")
-	cmd.Stdout = &syncWriter{mu: &n.mu, w: n.log}
+	cmd := exec.Command(n.bin, Args(n.period, n.ports)...)
+	var w io.Writer = n.log
+	if n.out != nil {
+		w = io.MultiWriter(n.log, n.out)
+	}
+	cmd.Stdout = &syncWriter{mu: &n.mu, w: w}
 	cmd.Stderr = cmd.Stdout
+	// Its own process group: a terminal's Ctrl-C reaches the dev command, which stops
+	// geth last, and Kill takes down anything geth started.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		n.mu.Unlock()
-		t.Fatalf("cannot start geth: %v", err)
+		return fmt.Errorf("cannot start geth: %w", err)
 	}
 	done := make(chan struct{})
 	n.cmd, n.done = cmd, done
@@ -140,18 +223,25 @@ func (n *Node) start(t testing.TB) {
 	deadline := time.Now().Add(StartTimeout)
 	for {
 		if _, err := n.call("eth_blockNumber"); err == nil {
-			return
+			return nil
 		}
 		select {
 		case <-done:
-			t.Fatalf("geth exited during start:\n%s", n.Log())
+			return fmt.Errorf("geth exited during start:\n%s", n.Log())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("geth did not answer within %v:\n%s", StartTimeout, n.Log())
+			return fmt.Errorf("geth did not answer within %v:\n%s", StartTimeout, n.Log())
 		}
 		time.Sleep(50 * time.Millisecond) // readiness poll of an external process
 	}
+}
+
+// Exited is closed when the geth process started last exits.
+func (n *Node) Exited() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.done
 }
 
 // Kill stops the node at once (SIGKILL), as a crash would, and waits for it to exit.
@@ -171,7 +261,9 @@ func (n *Node) Kill() {
 func (n *Node) Restart(t testing.TB) {
 	t.Helper()
 	n.Kill()
-	n.start(t)
+	if err := n.start(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Log returns what geth printed so far.

@@ -1,11 +1,11 @@
-// Package helmcheck renders the infura-gateway chart with every values
+// Package chart renders the infura-gateway chart with every values
 // profile, decodes each manifest strictly into its Kubernetes (or
 // prometheus-operator) Go type, and asserts the chart's operational rules.
 //
 // Strict decoding (sigs.k8s.io/json, the API server's own strict decoder)
 // rejects unknown or misspelt fields, wrong types, bad quantities and
 // duplicate keys: the checks kubectl --validate=strict would make, offline.
-package helmcheck
+package chart
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
@@ -29,7 +30,7 @@ import (
 )
 
 const (
-	chartDir    = "../../helm/infura-gateway"
+	chartDir    = "../../infura-gateway"
 	kubeVersion = "1.32.0"
 )
 
@@ -49,16 +50,42 @@ var kinds = map[schema.GroupVersionKind]func() any{
 	{Group: "monitoring.coreos.com", Version: "v1", Kind: "PrometheusRule"}: func() any { return &monitoringv1.PrometheusRule{} },
 }
 
-func helmBin() string {
-	if h := os.Getenv("HELM"); h != "" {
-		return h
-	}
-	abs, _ := filepath.Abs("../../.bin/helm")
-	return abs
+var (
+	helmOnce sync.Once
+	helmPath string
+	helmErr  error
+)
+
+// helmBin is $HELM, or the helm pinned in .ci/tools/go.mod (built once, then cached by
+// the go command).
+func helmBin() (string, error) {
+	helmOnce.Do(func() {
+		if helmPath = os.Getenv("HELM"); helmPath != "" {
+			return
+		}
+		modfile, err := filepath.Abs("../../../.ci/tools/go.mod")
+		if err != nil {
+			helmErr = err
+			return
+		}
+		cmd := exec.Command("go", "tool", "-modfile="+modfile, "-n", "helm")
+		cmd.Dir = filepath.Dir(modfile)
+		out, err := cmd.Output()
+		if err != nil {
+			helmErr = fmt.Errorf("go tool -n helm: %w", err)
+			return
+		}
+		helmPath = strings.TrimSpace(string(out))
+	})
+	return helmPath, helmErr
 }
 
 func helm(args ...string) ([]byte, error) {
-	cmd := exec.Command(helmBin(), args...)
+	bin, err := helmBin()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -526,6 +553,24 @@ func TestSecretHandling(t *testing.T) {
 // violations by both `helm lint --strict` and `helm template`; cross-field
 // rules (template `fail`, which helm lint tolerates) by `helm template`, the
 // step every install and upgrade runs.
+// helm lint --strict passes on the defaults and on every values profile.
+func TestLintStrict(t *testing.T) {
+	profiles, err := filepath.Glob(chartDir + "/values-*.yaml")
+	if err != nil || len(profiles) == 0 {
+		t.Fatalf("no values profiles in %s: %v", chartDir, err)
+	}
+	for _, f := range append([]string{""}, profiles...) {
+		args := []string{"lint", "--strict", "--kube-version", kubeVersion, chartDir}
+		if f != "" {
+			args = append(args, "-f", f)
+		}
+		out, err := helm(args...)
+		if err != nil {
+			t.Errorf("%v\n%s", err, out)
+		}
+	}
+}
+
 func TestBadValuesAreRejected(t *testing.T) {
 	cases := map[string]struct {
 		set    []string

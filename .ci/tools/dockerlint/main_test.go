@@ -10,6 +10,9 @@ import (
 	"testing"
 )
 
+// root is the repository root, seen from this package's directory (.ci/tools/dockerlint).
+const root = "../../.."
+
 func read(t *testing.T, path string) []byte {
 	t.Helper()
 	dt, err := os.ReadFile(path)
@@ -30,7 +33,7 @@ func contains(list []string, sub string) bool {
 
 // The project's Dockerfile and .dockerignore must be clean.
 func TestProjectDockerfile(t *testing.T) {
-	dt := read(t, "../../Dockerfile")
+	dt := read(t, root+"/Dockerfile")
 	lint, err := Lint(context.Background(), "Dockerfile", dt)
 	if err != nil {
 		t.Fatal(err)
@@ -41,12 +44,32 @@ func TestProjectDockerfile(t *testing.T) {
 	if p := Policy(dt); len(p) > 0 {
 		t.Errorf("policy: %v", p)
 	}
-	if p := CheckDockerignore(read(t, "../../.dockerignore")); len(p) > 0 {
+	if p := CheckDockerignore(read(t, root+"/.dockerignore")); len(p) > 0 {
 		t.Errorf(".dockerignore: %v", p)
 	}
 	cmd, err := BuildCommand(dt)
 	if err != nil || !strings.HasPrefix(cmd, "CGO_ENABLED=0 ") {
 		t.Errorf("build command %q, %v", cmd, err)
+	}
+	if p := CheckGoVersion(dt, read(t, root+"/go.mod")); len(p) > 0 {
+		t.Errorf("Go version: %v", p)
+	}
+}
+
+// A Dockerfile whose Go image drifts from go.mod's go line is rejected.
+func TestGoVersionDriftIsRejected(t *testing.T) {
+	mod := []byte("module m\n\ngo 1.26.8\n")
+	for _, tc := range []struct{ dockerfile, want string }{
+		{"ARG GO_VERSION=1.26.7\nFROM golang:${GO_VERSION} AS build\n", "ARG GO_VERSION=1.26.7, but go.mod says go 1.26.8"},
+		{"FROM golang:1.26.8 AS build\n", "no ARG GO_VERSION"},
+		{"ARG GO_VERSION=1.26.8\nFROM golang:1.26 AS build\n", "no stage is FROM an image tagged ${GO_VERSION}"},
+	} {
+		if p := CheckGoVersion([]byte(tc.dockerfile), mod); !contains(p, tc.want) {
+			t.Errorf("%q: want a finding %q, got %v", tc.dockerfile, tc.want, p)
+		}
+	}
+	if p := CheckGoVersion([]byte("ARG GO_VERSION=1.26.8\nFROM golang:${GO_VERSION} AS build\n"), mod); len(p) > 0 {
+		t.Errorf("matching versions rejected: %v", p)
 	}
 }
 
@@ -94,7 +117,7 @@ func TestBadDockerignoreIsRejected(t *testing.T) {
 // The extracted build command, run outside Docker, must produce a binary that
 // passes CheckBinary; a plain `go build` must not.
 func TestCheckBinary(t *testing.T) {
-	cmd, err := BuildCommand(read(t, "../../Dockerfile"))
+	cmd, err := BuildCommand(read(t, root+"/Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
