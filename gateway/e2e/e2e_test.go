@@ -1,10 +1,10 @@
 //go:build e2e
 
 // Package e2e runs real websocket clients nobody here wrote (wscat, ethers v6, from
-// npm, pinned in package-lock.json) against the gateway binary in front of a geth --dev
-// node. It needs Node.js and `npm ci` in this directory:
+// npm, pinned in package.json) against the gateway binary in front of a geth --dev
+// node. It needs Node.js and `npm ci` in this directory; ./task test:e2e does both:
 //
-//	cd e2e && npm ci && go test -tags e2e -count=1 -v .
+//	cd gateway/e2e && npm ci && go test -tags e2e -count=1 -v .
 package e2e
 
 import (
@@ -22,7 +22,7 @@ import (
 
 func TestRealClients(t *testing.T) {
 	if _, err := os.Stat(filepath.Join("node_modules", "wscat")); err != nil {
-		t.Fatalf("npm packages missing: run `npm ci` in e2e/ first (%v)", err)
+		t.Fatalf("npm packages missing: run `npm ci` in gateway/e2e/ first (./task test:e2e does) (%v)", err)
 	}
 	node := testnode.Start(t)
 	for _, mode := range []struct {
