@@ -24,10 +24,10 @@ func read(t *testing.T, rel string) string {
 	return string(b)
 }
 
-// tracked lists the repository's files known to git, relative to root.
+// tracked lists the repository's files, committed or not (git ignores the rest), relative to root.
 func tracked(t *testing.T, patterns ...string) []string {
 	t.Helper()
-	cmd := exec.Command("git", append([]string{"ls-files", "--"}, patterns...)...)
+	cmd := exec.Command("git", append([]string{"ls-files", "--cached", "--others", "--exclude-standard", "--"}, patterns...)...)
 	cmd.Dir = root
 	out, err := cmd.Output()
 	if err != nil {
