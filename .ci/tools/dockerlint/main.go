@@ -364,7 +364,8 @@ func CheckDockerignore(dt []byte) []string {
 	}
 	var p []string
 	for _, path := range []string{".git/config", ".envrc", ".env", ".bin/infura-gateway", "terraform/terraform.tfstate",
-		"terraform/prod.tfvars", "k6/node_modules/esbuild/package.json", "helm/infura-gateway/values.yaml"} {
+		"terraform/prod.tfvars", "k6/node_modules/esbuild/package.json", "helm/infura-gateway/values.yaml",
+		"gateway/e2e/node_modules/ws/package.json", "helm/tests/go.mod", ".ci/tools/go.mod"} {
 		if ok, _ := pm.MatchesOrParentMatches(path); !ok {
 			p = append(p, fmt.Sprintf(".dockerignore lets %s into the build context", path))
 		}
