@@ -81,6 +81,7 @@ func TestDocs(t *testing.T) {
 			})
 		}
 	}
+	d.configTable(read(t, "README.md"))
 	if d.commands < 40 {
 		t.Errorf("checked only %d commands: is the README parser broken?", d.commands)
 	}
@@ -823,5 +824,34 @@ func (d *docs) k6(where, cwd string, args []string) {
 				d.errorf(where, "%s does not read the variable %s", script, name)
 			}
 		}
+	}
+}
+
+var (
+	tableFlag = regexp.MustCompile("`(-[a-z][a-z0-9-]*)`")
+	tableEnv  = regexp.MustCompile("`([A-Z][A-Z0-9_]+)`")
+)
+
+// configTable checks the main README's configuration table: every flag in its first
+// column is one `infura-gateway -h` lists, every variable in its second one the gateway
+// reads.
+func (d *docs) configTable(text string) {
+	rows := 0
+	for i, line := range strings.Split(text, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 4 || !strings.HasPrefix(line, "| `-") && !strings.HasPrefix(line, "| |") {
+			continue
+		}
+		rows++
+		where := fmt.Sprintf("README.md:%d", i+1)
+		for _, m := range tableFlag.FindAllStringSubmatch(cells[1], -1) {
+			d.flags(where, "gateway", []string{m[1]})
+		}
+		for _, m := range tableEnv.FindAllStringSubmatch(cells[2], -1) {
+			d.env(where, "", m[1])
+		}
+	}
+	if rows < 5 {
+		d.t.Errorf("README.md: found only %d rows of the configuration table", rows)
 	}
 }
