@@ -35,6 +35,9 @@ func TestDocs(t *testing.T) {
 	if len(readmes) < 5 {
 		t.Fatalf("found only %v", readmes)
 	}
+	// The dev node and gateway take a few seconds to come up: start them now (the test waits for them below), while the
+	// static checks run.
+	go func() { _, _ = d.quickstart() }()
 	for _, readme := range readmes {
 		text := read(t, readme)
 		checkLinks(t, readme, text)
@@ -82,6 +85,9 @@ func TestDocs(t *testing.T) {
 		}
 	}
 	d.configTable(read(t, "README.md"))
+	if _, err := d.quickstart(); err != nil {
+		t.Error(err)
+	}
 	if d.commands < 40 {
 		t.Errorf("checked only %d commands: is the README parser broken?", d.commands)
 	}
@@ -369,6 +375,14 @@ func (d *docs) tmp() string {
 // gatewayBin is $GATEWAY_BIN (./task lint:docs passes the one ./task build made), or a
 // fresh build.
 func (d *docs) gatewayBin() string {
+	bin, err := d.gatewayBinErr()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return bin
+}
+
+func (d *docs) gatewayBinErr() (string, error) {
 	v, err := d.memo("gateway", func() (any, error) {
 		if b := os.Getenv("GATEWAY_BIN"); b != "" {
 			return b, nil
@@ -380,9 +394,9 @@ func (d *docs) gatewayBin() string {
 		return bin, nil
 	})
 	if err != nil {
-		d.t.Fatal(err)
+		return "", err
 	}
-	return v.(string)
+	return v.(string), nil
 }
 
 // env checks that the gateway reads an environment variable: its -h names it, or (for
@@ -419,13 +433,18 @@ func (d *docs) quickstart() (string, error) {
 	return d.quickstartAddr, d.quickstartError
 }
 
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// freePorts returns n loopback TCP ports that were free a moment ago.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports, nil
 }
 
 func (d *docs) startQuickstart() (string, error) {
@@ -435,11 +454,19 @@ func (d *docs) startQuickstart() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("go build devnode: %v\n%s", err, out)
 	}
-	httpPort, wsPort, authPort, gwPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	gateway, err := d.gatewayBinErr()
+	if err != nil {
+		return "", err
+	}
+	ports, err := freePorts(4)
+	if err != nil {
+		return "", err
+	}
+	httpPort, wsPort, authPort, gwPort := ports[0], ports[1], ports[2], ports[3]
 	addr := "127.0.0.1:" + strconv.Itoa(gwPort)
 	cmd := exec.Command(devnode, "-http-port", strconv.Itoa(httpPort), "-ws-port", strconv.Itoa(wsPort),
 		"-authrpc-port", strconv.Itoa(authPort), "-log", filepath.Join(d.tmp(), "geth.log"), "--",
-		d.gatewayBin(), "-listen", addr, "-log-level", "warn",
+		gateway, "-listen", addr, "-log-level", "warn",
 		"-upstream-http", "http://127.0.0.1:"+strconv.Itoa(httpPort), "-upstream-ws", "ws://127.0.0.1:"+strconv.Itoa(wsPort))
 	if cmd.Dir, err = filepath.Abs(root); err != nil {
 		return "", err
@@ -619,8 +646,15 @@ func (d *docs) goCmd(where, cwd string, args []string) {
 		d.errorf(where, "go %s: no check knows this go command", sub)
 		return
 	}
-	if out, err := run(dir, 5*time.Minute, "go", append(append([]string{"list"}, tags...), pkgs...)...); err != nil {
-		d.errorf(where, "go %s: the packages %v do not load: %v\n%s", sub, pkgs, err, out)
+	dirs, err := d.memo(fmt.Sprint("go list", dir, tags, pkgs), func() (any, error) {
+		out, err := run(dir, 5*time.Minute, "go", append(append([]string{"list", "-f", "{{.Dir}}"}, tags...), pkgs...)...)
+		if err != nil {
+			return nil, fmt.Errorf("%v\n%s", err, out)
+		}
+		return strings.Fields(string(out)), nil
+	})
+	if err != nil {
+		d.errorf(where, "go %s: the packages %v do not load: %v", sub, pkgs, err)
 		return
 	}
 	if sub == "run" {
@@ -646,17 +680,25 @@ func (d *docs) goCmd(where, cwd string, args []string) {
 		d.errorf(where, "go run %v: only -h is run by this check", rest)
 		return
 	}
+	// Fuzz targets and benchmarks, read from the packages' test files.
+	var targets []string
+	for _, pkgDir := range dirs.([]string) {
+		files, _ := filepath.Glob(filepath.Join(pkgDir, "*_test.go"))
+		for _, f := range files {
+			src, _ := os.ReadFile(f)
+			for _, m := range testFunc.FindAllSubmatch(src, -1) {
+				targets = append(targets, string(m[1]))
+			}
+		}
+	}
 	for _, name := range []string{fuzz, bench} {
 		if name == "" {
 			continue
 		}
 		for _, alt := range strings.Split(name, "|") {
-			out, _ := run(dir, 5*time.Minute, "go", append(append([]string{"test", "-list", "."}, tags...), pkgs...)...)
 			found := false
-			for _, line := range strings.Fields(string(out)) {
-				if (strings.HasPrefix(line, "Fuzz") || strings.HasPrefix(line, "Benchmark")) && strings.Contains(line, alt) {
-					found = true
-				}
+			for _, target := range targets {
+				found = found || strings.Contains(target, alt)
 			}
 			if !found {
 				d.errorf(where, "no fuzz target or benchmark matches %q in %v", alt, pkgs)
@@ -664,6 +706,8 @@ func (d *docs) goCmd(where, cwd string, args []string) {
 		}
 	}
 }
+
+var testFunc = regexp.MustCompile(`(?m)^func ((Fuzz|Benchmark)\w*)\(`)
 
 // dockerfile returns the Dockerfile of a build context.
 func dockerfile(cwd, context string) string {
