@@ -35,8 +35,8 @@ func TestDocs(t *testing.T) {
 	if len(readmes) < 5 {
 		t.Fatalf("found only %v", readmes)
 	}
-	// The dev node and gateway take a few seconds to come up: start them now (the test waits for them below), while the
-	// static checks run.
+	// The dev node and gateway take a few seconds to come up: start them now, while the
+	// static checks run (the test waits for them below).
 	go func() { _, _ = d.quickstart() }()
 	for _, readme := range readmes {
 		text := read(t, readme)
