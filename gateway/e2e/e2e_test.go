@@ -25,6 +25,7 @@ func TestRealClients(t *testing.T) {
 		t.Fatalf("npm packages missing: run `npm ci` in gateway/e2e/ first (./task test:e2e does) (%v)", err)
 	}
 	node := testnode.Start(t)
+	bin := gatewayBin(t)
 	for _, mode := range []struct {
 		name string
 		args []string
@@ -33,7 +34,7 @@ func TestRealClients(t *testing.T) {
 		{"socket per client", []string{"-ws-per-client"}},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
-			url := startGateway(t, node, mode.args...) + "/socket2socket"
+			url := startGateway(t, bin, node, mode.args...) + "/socket2socket"
 			run(t, "node", "wscat_smoke.js", url)
 			run(t, "node", "ethers_blocks.js", url, "3")
 		})
@@ -52,15 +53,24 @@ func run(t *testing.T, name string, args ...string) {
 	}
 }
 
-// startGateway builds and runs the gateway binary on a free loopback port and waits
-// until /readyz answers 200. It is stopped when the test ends.
-func startGateway(t *testing.T, node *testnode.Node, extra ...string) string {
+// gatewayBin is $GATEWAY_BIN (./task test:e2e passes the one ./task build made), or a
+// build of the module's main package.
+func gatewayBin(t *testing.T) string {
 	t.Helper()
+	if bin := os.Getenv("GATEWAY_BIN"); bin != "" {
+		return bin
+	}
 	bin := filepath.Join(t.TempDir(), "infura-gateway")
-	build := exec.Command("go", "build", "-o", bin, "github.com/infura-gateway/infura-gateway")
-	if out, err := build.CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/infura-gateway/infura-gateway").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// startGateway runs the gateway binary on a free loopback port and waits
+// until /readyz answers 200. It is stopped when the test ends.
+func startGateway(t *testing.T, bin string, node *testnode.Node, extra ...string) string {
+	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(testnode.FreePort(t))
 	args := append([]string{"-listen", addr, "-upstream-http", node.HTTPURL, "-upstream-ws", node.WSURL}, extra...)
 	cmd := exec.Command(bin, args...)
