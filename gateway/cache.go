@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
@@ -33,6 +32,8 @@ type cache struct {
 
 	fmu     sync.Mutex
 	flights map[string]*flight
+
+	hits, misses, coalesced *metrics.Counter
 }
 
 type entry struct {
@@ -48,22 +49,7 @@ type flight struct {
 	err  *proto.Error
 }
 
-var (
-	cacheHits      = metrics.NewCounter(`gateway_cache_requests_total{result="hit"}`)
-	cacheMisses    = metrics.NewCounter(`gateway_cache_requests_total{result="miss"}`)
-	cacheCoalesced = metrics.NewCounter(`gateway_cache_requests_total{result="coalesced"}`)
-	cacheCurrent   sync.Map // one gauge for the process: the latest cache
-)
-
-func init() {
-	metrics.NewGauge("gateway_cache_entries", func() float64 {
-		var n int
-		cacheCurrent.Range(func(_, v any) bool { n += v.(*cache).len(); return true })
-		return float64(n)
-	})
-}
-
-func newCache(cfg Config, h *heads) *cache {
+func newCache(cfg Config, h *heads, reg *upstream.Registry) *cache {
 	c := &cache{
 		maxAge:     cfg.CacheMaxAge,
 		depth:      cfg.CacheDepth,
@@ -74,11 +60,13 @@ func newCache(cfg Config, h *heads) *cache {
 	}
 	c.imm.init(cfg.CacheSize, cfg.CacheMaxBytes)
 	h.onReorg = c.reorg
-	cacheCurrent.Store(c, c)
+	const help = "Cacheable requests by result: hit, miss, or coalesced onto an in-flight call."
+	c.hits = reg.Counter(`gateway_cache_requests_total{result="hit"}`, help)
+	c.misses = reg.Counter(`gateway_cache_requests_total{result="miss"}`, help)
+	c.coalesced = reg.Counter(`gateway_cache_requests_total{result="coalesced"}`, help)
+	reg.Gauge("gateway_cache_entries", "Entries in the response cache.", func() float64 { return float64(c.len()) })
 	return c
 }
-
-func (c *cache) close() { cacheCurrent.Delete(c) }
 
 func (c *cache) len() int {
 	c.hmu.RLock()
@@ -93,7 +81,7 @@ func (c *cache) deep(n uint64) bool {
 }
 
 // lookup returns the stored answer (id 1) for key, or nil.
-func (c *cache) lookup(key []byte, pol policy, epoch uint64, now time.Time) []byte {
+func (c *cache) lookup(key []byte, pol cachePolicy, epoch uint64, now time.Time) []byte {
 	switch pol {
 	case byHash, byNumber, txByHash:
 		if e := c.imm.get(key); e != nil {
@@ -113,9 +101,11 @@ func (c *cache) lookup(key []byte, pol policy, epoch uint64, now time.Time) []by
 	return e.body
 }
 
-// store keeps an answer fetched in epoch, if the rules allow.
-func (c *cache) store(key []byte, m upstream.Method, pol policy, n uint64, epoch uint64, body []byte) {
-	if proto.IsErrorResponse(body) {
+// store keeps an answer (id 1) fetched in epoch, if the rules allow. Only a valid JSON
+// object with a non-null result is kept: whatever an upstream sends, the cache never
+// serves bytes that are not a proper answer.
+func (c *cache) store(key []byte, m proto.Method, pol cachePolicy, n uint64, epoch uint64, body []byte) {
+	if !proto.Valid(body) || proto.IsErrorResponse(body) {
 		return
 	}
 	result := proto.FirstMember(body, "result")
@@ -163,7 +153,7 @@ func (c *cache) store(key []byte, m upstream.Method, pol policy, n uint64, epoch
 // olderThanHead catches an upstream answering from behind the head the gateway has
 // seen (a lagging backend of a load-balanced provider): such an answer is passed on
 // but never cached, so a cached "latest" is never older than the gateway's head.
-func (c *cache) olderThanHead(m upstream.Method, result []byte) bool {
+func (c *cache) olderThanHead(m proto.Method, result []byte) bool {
 	if !c.heads.seen.Load() {
 		return false
 	}
@@ -180,8 +170,8 @@ func (c *cache) olderThanHead(m upstream.Method, result []byte) bool {
 }
 
 var (
-	methodBlockNumber   = upstream.MethodNamed("eth_blockNumber")
-	methodBlockByNumber = upstream.MethodNamed("eth_getBlockByNumber")
+	methodBlockNumber   = proto.MethodNamed("eth_blockNumber")
+	methodBlockByNumber = proto.MethodNamed("eth_getBlockByNumber")
 )
 
 // reorg drops what a reorg could have replaced. Head-scoped entries are already gone:
@@ -207,47 +197,60 @@ func (c *cache) finish(key []byte, f *flight) {
 	close(f.done)
 }
 
-var (
-	headerXCache = []byte("X-Cache")
-	valueHit     = []byte("HIT")
-	valueMiss    = []byte("MISS")
-)
+// prepare classifies c and builds its key; it reports whether c is cacheable at all.
+func (c *cache) prepare(cl *call) bool {
+	cl.pol, cl.block = classify(cl.req.Method, cl.req.Params)
+	cl.cached = cacheMiss // for X-Cache: every call through an enabled cache is a hit or a miss
+	if cl.pol == noCache {
+		return false
+	}
+	// Params are canonical (compact): whitespace variants share one key.
+	cl.key = append(append(cl.key[:0], byte(cl.req.Method)), cl.req.Params...)
+	cl.epoch = c.heads.epoch.Load()
+	return true
+}
 
-// fetch answers one JSON-RPC call (req, with the caller's id raw in id) into
-// ctx.Response, through the cache when the call is cacheable. params is the raw params
-// array inside req (nil if none).
-func (s *Server) fetch(ctx *fasthttp.RequestCtx, up caller, m upstream.Method, req, params, id []byte, deadline time.Time) error {
-	c := s.cache
-	if c == nil {
-		return up.Do(m, req, &ctx.Response, deadline)
+// hit answers cl from the cache when it can.
+func (c *cache) hit(cl *call) bool {
+	if cl.pol == coalesceOnly {
+		return false
 	}
-	pol, n := classify(m, params)
-	if pol == noCache {
-		ctx.Response.Header.SetBytesKV(headerXCache, valueMiss)
-		return up.Do(m, req, &ctx.Response, deadline)
+	body := c.lookup(cl.key, cl.pol, cl.epoch, time.Now())
+	if body == nil {
+		return false
 	}
-	buf := getBuf()
-	defer putBuf(buf)
-	key := append(append((*buf)[:0], byte(m)), proto.TrimWS(params)...)
-	epoch := c.heads.epoch.Load()
-	if pol != coalesceOnly {
-		if body := c.lookup(key, pol, epoch, ctx.Time()); body != nil {
-			cacheHits.Inc()
-			serveStored(ctx, body, id)
-			ctx.Response.Header.SetBytesKV(headerXCache, valueHit)
-			return nil
-		}
+	c.hits.Inc()
+	cl.cached = cacheHit
+	cl.setStored(body)
+	return true
+}
+
+// storeElement keeps the answer (id 1) of a batch element that missed.
+func (c *cache) storeElement(cl *call, ans []byte) {
+	c.misses.Inc()
+	if cl.pol != coalesceOnly {
+		c.store(cl.key, cl.req.Method, cl.pol, cl.block, cl.epoch, bytes.Clone(ans))
 	}
-	ctx.Response.Header.SetBytesKV(headerXCache, valueMiss)
-	keyLen := len(key)
+}
+
+// serve answers cl through the cache: a stored answer, the answer of an identical call
+// already in flight, or its own upstream call whose answer it then stores.
+func (c *cache) serve(s *Server, cl *call) *proto.Error {
+	if !c.prepare(cl) {
+		return s.forward(cl, cl.id)
+	}
+	if c.hit(cl) {
+		return nil
+	}
+	keyLen := len(cl.key)
 	// Callers in different head epochs never share a flight: a call made after a new
 	// head must not get an answer fetched before it.
-	key = append(key, byte(epoch), byte(epoch>>8), byte(epoch>>16), byte(epoch>>24), byte(epoch>>32))
-	*buf = key
-	f, leader := c.join(key)
+	e := cl.epoch
+	cl.key = append(cl.key, byte(e), byte(e>>8), byte(e>>16), byte(e>>24), byte(e>>32))
+	f, leader := c.join(cl.key)
 	if !leader {
-		cacheCoalesced.Inc()
-		t := time.NewTimer(time.Until(deadline))
+		c.coalesced.Inc()
+		t := time.NewTimer(time.Until(cl.deadline))
 		defer t.Stop()
 		select {
 		case <-f.done:
@@ -257,47 +260,25 @@ func (s *Server) fetch(ctx *fasthttp.RequestCtx, up caller, m upstream.Method, r
 		if f.err != nil {
 			return f.err
 		}
-		serveStored(ctx, f.body, id)
+		cl.setStored(f.body)
 		return nil
 	}
-	cacheMisses.Inc()
-	err := up.Do(m, req, &ctx.Response, deadline)
-	if err != nil {
-		f.err = asError(err)
-	} else {
-		f.body = withID(ctx.Response.Body(), restID)
+	c.misses.Inc()
+	f.err = s.forward(cl, restID)
+	if f.err == nil {
+		f.body = bytes.Clone(cl.ans)
+		// Store before ending the flight: a caller arriving in between would otherwise
+		// find neither the flight nor the answer, and call the upstream again.
+		if cl.pol != coalesceOnly {
+			c.store(cl.key[:keyLen], cl.req.Method, cl.pol, cl.block, cl.epoch, f.body)
+		}
 	}
-	// Store before ending the flight: a caller arriving in between would otherwise find
-	// neither the flight nor the answer, and call the upstream again.
-	if err == nil && pol != coalesceOnly {
-		c.store(key[:keyLen], m, pol, n, epoch, f.body)
+	c.finish(cl.key, f)
+	if f.err != nil {
+		return f.err
 	}
-	c.finish(key, f)
-	return err
-}
-
-// withID returns a copy of answer with its id replaced by id.
-func withID(answer, id []byte) []byte {
-	span := proto.FirstMember(answer, "id")
-	if !span.Present() || bytes.Equal(span.Bytes(answer), id) {
-		return bytes.Clone(answer)
-	}
-	return proto.Splice(make([]byte, 0, len(answer)+len(id)), answer, span, id)
-}
-
-// serveStored writes a stored answer (id 1) with the caller's id. REST callers use id 1:
-// the stored bytes are sent as they are, without a copy.
-func serveStored(ctx *fasthttp.RequestCtx, body, id []byte) {
-	ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
-	if bytes.Equal(id, restID) {
-		ctx.Response.SetBodyRaw(body)
-		return
-	}
-	span := proto.FirstMember(body, "id")
-	ctx.Response.ResetBody()
-	ctx.Response.AppendBody(body[:span.Start])
-	ctx.Response.AppendBody(id)
-	ctx.Response.AppendBody(body[span.End:])
+	cl.setStored(f.body)
+	return nil
 }
 
 // genStore is a size-bounded store of immutable answers: two generations of maps; when

@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
+	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
 // get returns status, X-Cache and body.
@@ -212,46 +211,40 @@ func TestLatestNeverOlderThanSeenHead(t *testing.T) {
 // Identical concurrent calls share one upstream request; a write is never shared.
 func TestCoalescing(t *testing.T) {
 	release := make(chan struct{})
-	var gasCalls, sendCalls atomic.Int64
 	arrived := make(chan struct{}, 100)
-	fake := startFake(t, func(ctx *fasthttp.RequestCtx) {
-		body := string(ctx.PostBody())
-		switch {
-		case strings.Contains(body, "eth_gasPrice"):
-			gasCalls.Add(1)
+	fake := startFakeUpstream(t, fakeRespond(func(r fakeRequest) fakeAnswer {
+		switch r.Method {
+		case "eth_gasPrice":
 			arrived <- struct{}{}
 			<-release
-			ctx.SetBodyString(`{"jsonrpc":"2.0","id":1,"result":"0x3b9aca00"}`)
-		case strings.Contains(body, "eth_sendRawTransaction"):
-			sendCalls.Add(1)
-			ctx.SetBodyString(`{"jsonrpc":"2.0","id":1,"result":"0xabc"}`)
-		default:
-			ctx.SetBodyString(`{"jsonrpc":"2.0","id":1,"result":"0x1"}`)
+			return fakeAnswer{Result: `"0x3b9aca00"`}
+		case "eth_sendRawTransaction":
+			return fakeAnswer{Result: `"0xabc"`}
 		}
-	})
-	gw := startGateway(t, "-upstream-http", fake.URL, "-upstream-ws", "off")
+		return fakeAnswer{}
+	}))
+	gw := startGateway(t, "-upstream-http", fake.HTTPURL, "-upstream-ws", "off")
 	const n = 50
 	var wg sync.WaitGroup
 	results := make(chan string, n)
 	wg.Add(1)
-	go func() { // the leader
+	get := func() {
 		defer wg.Done()
-		_, _, b := getCached(t, "GET", gw.URL+"/gasprice", "")
-		results <- b
-	}()
+		_, b, err := tryDo("GET", gw.URL+"/gasprice", "")
+		if err != nil {
+			results <- err.Error()
+			return
+		}
+		results <- string(b)
+	}
+	go get() // the leader
 	<-arrived
-	waitCoalesced := cacheCoalesced.Get()
+	const coalesced = `gateway_cache_requests_total{result="coalesced"}`
 	for range n - 1 {
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, _, b := getCached(t, "GET", gw.URL+"/gasprice", "")
-			results <- b
-		}()
+		go get()
 	}
-	for cacheCoalesced.Get() < waitCoalesced+n-1 { // every follower is waiting on the flight
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, "every follower waiting on the flight", func() bool { return gw.metric(t, coalesced) >= n-1 })
 	close(release)
 	wg.Wait()
 	close(results)
@@ -260,13 +253,13 @@ func TestCoalescing(t *testing.T) {
 			t.Fatalf("answer %s", b)
 		}
 	}
-	if got := gasCalls.Load(); got != 1 {
+	if got := fake.count("eth_gasPrice"); got != 1 {
 		t.Fatalf("%d concurrent /gasprice made %d upstream calls, want 1", n, got)
 	}
 	for range 5 {
 		getCached(t, "POST", gw.URL+"/", `{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x01"]}`)
 	}
-	if got := sendCalls.Load(); got != 5 {
+	if got := fake.count("eth_sendRawTransaction"); got != 5 {
 		t.Fatalf("5 eth_sendRawTransaction reached the upstream %d times", got)
 	}
 }
@@ -278,8 +271,7 @@ func TestReorgDropsNumberedEntries(t *testing.T) {
 	}
 	cfg.CacheDepth = 1
 	var h heads
-	c := newCache(cfg, &h)
-	defer c.close()
+	c := newCache(cfg, &h, upstream.NewRegistry())
 	hdr := func(n int, hash, parent string) []byte { // hashes as long as real ones
 		full := func(h string) string { return h + strings.Repeat("0", 66-len(h)) }
 		return []byte(fmt.Sprintf(`{"number":"0x%x","hash":"%s","parentHash":"%s"}`, n, full(hash), full(parent)))
@@ -310,15 +302,44 @@ func TestReorgDropsNumberedEntries(t *testing.T) {
 }
 
 func TestCacheDisabled(t *testing.T) {
-	fake := startFake(t, answer(`{"jsonrpc":"2.0","id":1,"result":"0x1"}`))
-	gw := startGateway(t, "-upstream-http", fake.URL, "-upstream-ws", "off", "-cache=false")
-	before := fake.calls.Load()
+	fake := startFakeUpstream(t)
+	gw := startGateway(t, "-upstream-http", fake.HTTPURL, "-upstream-ws", "off", "-cache=false")
+	before := fake.count("eth_gasPrice")
 	for range 3 {
 		if _, xc, _ := getCached(t, "GET", gw.URL+"/gasprice", ""); xc != "" {
 			t.Fatalf("X-Cache %q with the cache off", xc)
 		}
 	}
-	if got := fake.calls.Load() - before; got < 3 {
+	if got := fake.count("eth_gasPrice") - before; got != 3 {
 		t.Fatalf("3 requests, %d upstream calls", got)
+	}
+}
+
+// Batch elements go through the cache one by one: a cacheable element is stored and
+// served to later batches and single calls with their own ids; a write never is.
+func TestBatchElementsThroughTheCache(t *testing.T) {
+	fake := startFakeUpstream(t)
+	gw := startGateway(t, "-upstream-http", fake.HTTPURL, "-upstream-ws", "off")
+	hash := "0x" + strings.Repeat("ab", 32)
+	batch := func(a, b string) string {
+		return `[{"jsonrpc":"2.0","id":` + a + `,"method":"eth_getBlockByHash","params":["` + hash + `",false]},` +
+			`{"jsonrpc":"2.0","id":` + b + `,"method":"eth_sendRawTransaction","params":["0x01"]}]`
+	}
+	for _, ids := range [][2]string{{`"a"`, `"b"`}, {`1`, `2`}} {
+		code, body := do(t, "POST", gw.URL+"/", batch(ids[0], ids[1]))
+		want := `[{"jsonrpc":"2.0","id":` + ids[0] + `,"result":"0x1"},{"jsonrpc":"2.0","id":` + ids[1] + `,"result":"0x1"}]`
+		if code != 200 || string(body) != want {
+			t.Fatalf("batch: %d %s, want %s", code, body, want)
+		}
+	}
+	_, body := do(t, "POST", gw.URL+"/", `{"jsonrpc":"2.0","id":"z","method":"eth_getBlockByHash","params":["`+hash+`",false]}`)
+	if string(body) != `{"jsonrpc":"2.0","id":"z","result":"0x1"}` {
+		t.Fatalf("single call after the batches: %s", body)
+	}
+	if got := fake.count("eth_getBlockByHash"); got != 1 {
+		t.Fatalf("eth_getBlockByHash reached the upstream %d times, want 1", got)
+	}
+	if got := fake.count("eth_sendRawTransaction"); got != 2 {
+		t.Fatalf("eth_sendRawTransaction reached the upstream %d times, want 2", got)
 	}
 }

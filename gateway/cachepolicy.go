@@ -2,16 +2,15 @@ package gateway
 
 import (
 	"github.com/infura-gateway/infura-gateway/proto"
-	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
-// policy says how the cache treats one call.
-type policy uint8
+// cachePolicy says how the cache treats one call.
+type cachePolicy uint8
 
 const (
 	// noCache: writes, filters, subscriptions, pending state, unknown methods. Forwarded
 	// as they are: eth_sendRawTransaction is never cached, coalesced or retried.
-	noCache policy = iota
+	noCache cachePolicy = iota
 	// coalesceOnly: read-only calls whose answer is not stored (eth_getLogs,
 	// eth_estimateGas), but identical calls in flight share one upstream request.
 	coalesceOnly
@@ -29,17 +28,17 @@ const (
 )
 
 type methodRule struct {
-	pol      policy
+	pol      cachePolicy
 	blockArg int8 // index of the block parameter in params, -1 for none
 }
 
-var methodRules [upstream.NumMethods]methodRule
+var methodRules [proto.NumMethods]methodRule
 
 func init() {
-	set := func(pol policy, blockArg int8, names ...string) {
+	set := func(pol cachePolicy, blockArg int8, names ...string) {
 		for _, n := range names {
-			m := upstream.MethodNamed(n)
-			if m == upstream.MethodOther {
+			m := proto.MethodNamed(n)
+			if m == proto.MethodOther {
 				panic("BUG: cache rule for unknown method " + n)
 			}
 			methodRules[m] = methodRule{pol, blockArg}
@@ -57,8 +56,8 @@ func init() {
 	set(coalesceOnly, -1, "eth_estimateGas", "eth_getLogs", "eth_createAccessList", "net_peerCount", "net_listening")
 }
 
-// classify returns the policy of method m with raw params, and for byNumber the block.
-func classify(m upstream.Method, params []byte) (policy, uint64) {
+// classify returns the cachePolicy of method m with raw params, and for byNumber the block.
+func classify(m proto.Method, params []byte) (cachePolicy, uint64) {
 	r := methodRules[m]
 	if r.pol != byNumber {
 		return r.pol, 0

@@ -8,40 +8,57 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 )
 
 // Config is everything the gateway reads at start. Load fills it from flags with
-// environment fallbacks (flag > env > default) and validates it.
+// environment fallbacks (flag > env > default) and validates it. Defaults returns the
+// built-in values: they are written there and nowhere else; the upstream package takes
+// every limit from here.
 type Config struct {
 	ListenAddr string
 
 	UpstreamHTTPURL string
 	UpstreamWSURL   string // empty disables the websocket paths
 	// UpstreamUser/UpstreamSecret are sent as HTTP basic auth (Infura: empty user,
-	// project secret). Never logged; String() redacts it.
+	// project secret). Never logged.
 	UpstreamUser   string
 	UpstreamSecret string
 	InfuraProject  string
 	InfuraNetwork  string
 
-	UpstreamTimeout  time.Duration
-	UpstreamMaxConns int
-	MaxRequestBody   int
-	MaxResponseBody  int
-	MaxBatch         int
-	DenyMethods      []string
-	CORSOrigins      string
+	UpstreamTimeout     time.Duration
+	UpstreamMaxConns    int
+	UpstreamDialTimeout time.Duration
+	UpstreamIdleTimeout time.Duration
+	MaxRequestBody      int
+	MaxResponseBody     int // also the largest upstream websocket message
+	MaxBatch            int
+	MaxPendingBytes     int // request bytes waiting on upstreams, all clients together
+	DenyMethods         []string
+	CORSOrigins         string
 
-	WSUpstreamConns  int
-	WSPerClient      bool
-	WSMaxMessage     int
-	WSClientQueue    int
-	WSMaxInFlight    int
-	WSPingInterval   time.Duration
-	WSAllowedOrigins []string
+	WSUpstreamConns      int
+	WSUpstreamQueue      int
+	WSPerClient          bool
+	WSMaxClients         int
+	WSClientQueue        int
+	WSClientQueueBytes   int
+	WSMaxInFlight        int
+	WSMaxPendingBytes    int
+	WSMaxSubscriptions   int // per client connection
+	MaxSubscriptions     int // all clients together
+	WSPingInterval       time.Duration
+	WSPongTimeout        time.Duration
+	WSDialTimeout        time.Duration
+	WSWriteTimeout       time.Duration
+	WSBackoffMin         time.Duration
+	WSBackoffMax         time.Duration
+	WSClientWriteTimeout time.Duration
+	WSAllowedOrigins     []string
 
 	CacheEnabled  bool
 	CacheSize     int
@@ -64,114 +81,268 @@ type Config struct {
 	PprofListen string
 }
 
-// Defaults for a local development node on the standard ports.
+// Upstream defaults for a local development node on the standard ports.
 const (
 	DefaultHTTPURL = "http://127.0.0.1:8545"
 	DefaultWSURL   = "ws://127.0.0.1:8546"
 )
 
-// envAliases maps a primary variable to older names that keep working: the seed's
-// .envrc names, so users can migrate without editing it.
-var envAliases = map[string][]string{
-	"UPSTREAM_HTTP_URL":     {"MAINNET_HTTP_ENDPOINT"},
-	"UPSTREAM_WS_URL":       {"MAINNET_WEBSOCKET_ENDPOINT"},
-	"INFURA_PROJECT_ID":     {"PROJECT_ID"},
-	"INFURA_PROJECT_SECRET": {"PROJECT_SECRET"},
+// Defaults returns the built-in configuration: a local development node, every limit
+// at its default.
+func Defaults() Config {
+	return Config{
+		ListenAddr:           ":8000",
+		UpstreamHTTPURL:      DefaultHTTPURL,
+		UpstreamWSURL:        DefaultWSURL,
+		InfuraNetwork:        "mainnet",
+		UpstreamTimeout:      10 * time.Second,
+		UpstreamMaxConns:     512,
+		UpstreamDialTimeout:  3 * time.Second,
+		UpstreamIdleTimeout:  30 * time.Second, // below geth's 120 s, so the gateway closes first
+		MaxRequestBody:       5 << 20,
+		MaxResponseBody:      32 << 20, // go-ethereum's websocket message limit
+		MaxBatch:             1000,     // go-ethereum's batch limit
+		MaxPendingBytes:      256 << 20,
+		DenyMethods:          []string{"admin_", "debug_", "personal_", "miner_", "engine_"},
+		CORSOrigins:          "*",
+		WSUpstreamConns:      2,
+		WSUpstreamQueue:      4096,
+		WSMaxClients:         20000,
+		WSClientQueue:        256,
+		WSClientQueueBytes:   16 << 20,
+		WSMaxInFlight:        256,
+		WSMaxPendingBytes:    16 << 20,
+		WSMaxSubscriptions:   128,
+		MaxSubscriptions:     100000,
+		WSPingInterval:       30 * time.Second, // go-ethereum pings after 30 s idle
+		WSPongTimeout:        30 * time.Second,
+		WSDialTimeout:        10 * time.Second,
+		WSWriteTimeout:       10 * time.Second,
+		WSBackoffMin:         100 * time.Millisecond,
+		WSBackoffMax:         10 * time.Second,
+		WSClientWriteTimeout: 10 * time.Second,
+		WSAllowedOrigins:     []string{"*"},
+		CacheEnabled:         true,
+		CacheSize:            10000,
+		CacheMaxBytes:        256 << 20,
+		CacheMaxAge:          15 * time.Second,
+		CacheDepth:           64,
+		HeadPoll:             2 * time.Second,
+		ReadTimeout:          30 * time.Second,
+		WriteTimeout:         60 * time.Second,
+		IdleTimeout:          120 * time.Second,
+		ReadyWindow:          30 * time.Second,
+		ShutdownTimeout:      20 * time.Second,
+		LogLevel:             slog.LevelInfo,
+		LogFormat:            "json",
+	}
+}
+
+// envAliases maps a variable to older names that keep working (the .envrc names of the
+// original web server), so its users migrate without editing their environment.
+func envAliases(name string) []string {
+	switch name {
+	case "UPSTREAM_HTTP_URL":
+		return []string{"MAINNET_HTTP_ENDPOINT"}
+	case "UPSTREAM_WS_URL":
+		return []string{"MAINNET_WEBSOCKET_ENDPOINT"}
+	case "INFURA_PROJECT_ID":
+		return []string{"PROJECT_ID"}
+	case "INFURA_PROJECT_SECRET":
+		return []string{"PROJECT_SECRET"}
+	}
+	return nil
+}
+
+// loader defines settings on a flag set, each with an environment fallback.
+type loader struct {
+	fs     *flag.FlagSet
+	getenv func(string) string
+	errs   []error
+}
+
+// env returns the value of name or of one of its aliases, and the variable it came from.
+func (l *loader) env(name string) (string, string) {
+	if v := l.getenv(name); v != "" {
+		return v, name
+	}
+	for _, alias := range envAliases(name) {
+		if v := l.getenv(alias); v != "" {
+			return v, alias
+		}
+	}
+	return "", ""
+}
+
+// flagValue is a flag.Value over a Config field. Usage shows the built-in default
+// (shown), never a value taken from the environment: those may be secrets.
+type flagValue[T any] struct {
+	p      *T
+	parse  func(string) (T, error)
+	shown  string
+	isBool bool
+}
+
+func (v *flagValue[T]) String() string {
+	if v == nil {
+		return ""
+	}
+	return v.shown
+}
+
+func (v *flagValue[T]) Set(s string) error {
+	x, err := v.parse(s)
+	if err != nil {
+		return err
+	}
+	*v.p = x
+	return nil
+}
+
+func (v *flagValue[T]) IsBoolFlag() bool { return v != nil && v.isBool }
+
+// setting defines flag name over *p with environment variable envName as its fallback.
+// *p already holds the default. A value taken from the environment shows in usage as
+// "(set from NAME)", never the value; errors name the variable, and show its value only
+// when the setting is not secret.
+func setting[T any](l *loader, p *T, name, envName, usage string, parse func(string) (T, error), secret bool) {
+	v := &flagValue[T]{p: p, parse: parse, shown: fmt.Sprint(*p)}
+	if list, ok := any(*p).([]string); ok {
+		v.shown = strings.Join(list, ",")
+	}
+	var zero T
+	_, v.isBool = any(zero).(bool)
+	if secret {
+		v.shown = ""
+	}
+	usage += " (env " + envName + ")"
+	if raw, from := l.env(envName); from != "" {
+		x, err := parse(raw)
+		switch {
+		case err != nil && secret:
+			l.errs = append(l.errs, fmt.Errorf("%s: %v", from, err))
+		case err != nil:
+			l.errs = append(l.errs, fmt.Errorf("%s=%q: %v", from, raw, err))
+		default:
+			*p = x
+		}
+		usage += " (set from " + from + ")"
+	}
+	l.fs.Var(v, name, usage)
+}
+
+func parseString(s string) (string, error) { return s, nil }
+
+func parseInt(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, errors.New("not an integer")
+	}
+	return n, nil
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, errors.New("not a duration (e.g. 10s, 500ms)")
+	}
+	return d, nil
+}
+
+func parseBool(s string) (bool, error) {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, errors.New("not a boolean")
+	}
+	return b, nil
+}
+
+func parseList(s string) ([]string, error) { return splitList(s), nil }
+
+func parseLevel(s string) (slog.Level, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(s)); err != nil {
+		return lv, errors.New("want debug, info, warn or error")
+	}
+	return lv, nil
+}
+
+func parseDepth(s string) (uint64, error) {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, errors.New("not a non-negative integer")
+	}
+	return n, nil
 }
 
 // Load parses args (without the program name) with environment fallbacks from getenv.
-// Usage and errors go to out. A returned error is one line, ready to print.
+// Usage and errors go to out. A returned error is one line, ready to print, and never
+// holds a secret.
 func Load(args []string, getenv func(string) string, out io.Writer) (Config, error) {
-	var c Config
+	c := Defaults()
+	// The URLs start empty: their defaults depend on the Infura settings.
+	c.UpstreamHTTPURL, c.UpstreamWSURL = "", ""
 	fs := flag.NewFlagSet("infura-gateway", flag.ContinueOnError)
 	fs.SetOutput(out)
-	env := func(name string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		for _, alias := range envAliases[name] {
-			if v := getenv(alias); v != "" {
-				return v
-			}
-		}
-		return ""
-	}
-	var errs []error
-	str := func(p *string, name, envName, def, usage string) {
-		if v := env(envName); v != "" {
-			def = v
-		}
-		fs.StringVar(p, name, def, usage+" (env "+envName+")")
-	}
-	intv := func(p *int, name, envName string, def int, usage string) {
-		if v := env(envName); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: not an integer", envName, v))
-			}
-			def = n
-		}
-		fs.IntVar(p, name, def, usage+" (env "+envName+")")
-	}
-	dur := func(p *time.Duration, name, envName string, def time.Duration, usage string) {
-		if v := env(envName); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: not a duration (e.g. 10s, 500ms)", envName, v))
-			}
-			def = d
-		}
-		fs.DurationVar(p, name, def, usage+" (env "+envName+")")
-	}
-	boolv := func(p *bool, name, envName string, def bool, usage string) {
-		if v := env(envName); v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: not a boolean", envName, v))
-			}
-			def = b
-		}
-		fs.BoolVar(p, name, def, usage+" (env "+envName+")")
-	}
-	var deny, wsOrigins, logLevel string
-	var cacheDepth int
-	str(&c.ListenAddr, "listen", "LISTEN_ADDR", ":8000", "address to serve on")
-	str(&c.UpstreamHTTPURL, "upstream-http", "UPSTREAM_HTTP_URL", "", "upstream JSON-RPC HTTP URL (default "+DefaultHTTPURL+", or Infura's when INFURA_PROJECT_ID is set)")
-	str(&c.UpstreamWSURL, "upstream-ws", "UPSTREAM_WS_URL", "", "upstream JSON-RPC websocket URL (default "+DefaultWSURL+", or Infura's; \"off\" disables the websocket paths)")
-	str(&c.InfuraProject, "infura-project-id", "INFURA_PROJECT_ID", "", "Infura project ID: builds the Infura URLs")
-	str(&c.InfuraNetwork, "infura-network", "INFURA_NETWORK", "mainnet", "Infura network (mainnet, sepolia, holesky, ...)")
+	l := &loader{fs: fs, getenv: getenv}
+	str := func(p *string, name, env, usage string) { setting(l, p, name, env, usage, parseString, false) }
+	secret := func(p *string, name, env, usage string) { setting(l, p, name, env, usage, parseString, true) }
+	num := func(p *int, name, env, usage string) { setting(l, p, name, env, usage, parseInt, false) }
+	dur := func(p *time.Duration, name, env, usage string) { setting(l, p, name, env, usage, parseDuration, false) }
+	boolean := func(p *bool, name, env, usage string) { setting(l, p, name, env, usage, parseBool, false) }
+	list := func(p *[]string, name, env, usage string) { setting(l, p, name, env, usage, parseList, false) }
+
+	str(&c.ListenAddr, "listen", "LISTEN_ADDR", "address to serve on")
+	secret(&c.UpstreamHTTPURL, "upstream-http", "UPSTREAM_HTTP_URL", "upstream JSON-RPC HTTP URL (default "+DefaultHTTPURL+", or Infura's when INFURA_PROJECT_ID is set)")
+	secret(&c.UpstreamWSURL, "upstream-ws", "UPSTREAM_WS_URL", "upstream JSON-RPC websocket URL (default "+DefaultWSURL+", or Infura's; \"off\" disables the websocket paths)")
+	secret(&c.InfuraProject, "infura-project-id", "INFURA_PROJECT_ID", "Infura project ID: builds the Infura URLs")
+	str(&c.InfuraNetwork, "infura-network", "INFURA_NETWORK", "Infura network (mainnet, sepolia, holesky, ...)")
 	// The secret is read from the environment only: a flag would show in `ps`.
-	c.UpstreamSecret = env("INFURA_PROJECT_SECRET")
-	dur(&c.UpstreamTimeout, "upstream-timeout", "UPSTREAM_TIMEOUT", 10*time.Second, "deadline for one upstream call; past it the client gets 504")
-	intv(&c.UpstreamMaxConns, "upstream-max-conns", "UPSTREAM_MAX_CONNS", 512, "HTTP connections to the upstream")
-	intv(&c.MaxRequestBody, "max-request-body", "MAX_REQUEST_BODY_BYTES", 5<<20, "largest request body; larger gets 413")
-	intv(&c.MaxResponseBody, "max-response-body", "MAX_RESPONSE_BODY_BYTES", 32<<20, "largest upstream answer accepted; larger gets 502")
-	intv(&c.MaxBatch, "max-batch", "MAX_BATCH_SIZE", 1000, "most requests in one JSON-RPC batch")
-	str(&deny, "deny-methods", "DENY_METHODS", "admin_,debug_,personal_,miner_,engine_", "comma-separated method names or prefixes (ending in _) answered -32601 without reaching the upstream; \"none\" allows all")
-	str(&c.CORSOrigins, "cors-origins", "CORS_ORIGINS", "*", "Access-Control-Allow-Origin for browser clients; empty disables CORS headers")
-	intv(&c.WSUpstreamConns, "ws-upstream-conns", "WS_UPSTREAM_CONNS", 2, "shared upstream websocket connections")
-	boolv(&c.WSPerClient, "ws-per-client", "WS_PER_CLIENT", false, "give every /socket2socket client its own upstream socket (the seed's design; for comparison)")
-	intv(&c.WSMaxMessage, "ws-max-message", "WS_MAX_MESSAGE_BYTES", 32<<20, "largest upstream websocket message (client messages are capped by -max-request-body)")
-	intv(&c.WSClientQueue, "ws-client-queue", "WS_CLIENT_QUEUE", 256, "messages queued to one slow /socket2socket client before it is dropped (close 1008)")
-	intv(&c.WSMaxInFlight, "ws-max-in-flight", "WS_MAX_IN_FLIGHT", 256, "requests one /socket2socket client may have in flight")
-	dur(&c.WSPingInterval, "ws-ping-interval", "WS_PING_INTERVAL", 30*time.Second, "websocket keepalive ping after this much idle time")
-	str(&wsOrigins, "ws-allowed-origins", "WS_ALLOWED_ORIGINS", "*", "comma-separated Origins allowed on /socket2socket; * allows any")
-	boolv(&c.CacheEnabled, "cache", "CACHE_ENABLED", true, "head-aware response cache and request coalescing")
-	intv(&c.CacheSize, "cache-size", "CACHE_SIZE", 10000, "most entries in the immutable-result cache")
-	intv(&c.CacheMaxBytes, "cache-max-bytes", "CACHE_MAX_BYTES", 256<<20, "most bytes of answers in the immutable-result cache")
-	dur(&c.CacheMaxAge, "cache-max-age", "CACHE_MAX_AGE", 15*time.Second, "longest a head-dependent answer is served without a new head")
-	intv(&cacheDepth, "cache-depth", "CACHE_DEPTH", 64, "blocks below the head after which a block is treated as immutable")
-	dur(&c.HeadPoll, "head-poll", "HEAD_POLL_INTERVAL", 2*time.Second, "head polling interval when no websocket upstream is configured")
-	dur(&c.ReadTimeout, "read-timeout", "READ_TIMEOUT", 30*time.Second, "longest a client may take to send one request (0: no limit)")
-	dur(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 60*time.Second, "longest writing one response to a client may take (0: no limit)")
-	dur(&c.IdleTimeout, "idle-timeout", "IDLE_TIMEOUT", 120*time.Second, "close keep-alive connections idle this long")
-	dur(&c.ReadyWindow, "ready-window", "READY_WINDOW", 30*time.Second, "/readyz fails when the upstream has not answered for this long")
-	dur(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 20*time.Second, "on SIGTERM, how long in-flight requests get to finish")
-	dur(&c.DrainDelay, "drain-delay", "DRAIN_DELAY", 0, "on SIGTERM, how long /readyz reports 503 before the listener closes")
-	str(&logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
-	str(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
-	boolv(&c.LogRequests, "log-requests", "LOG_REQUESTS", false, "log every request (costs throughput)")
-	str(&c.PprofListen, "pprof-listen", "PPROF_LISTEN", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off when empty")
+	c.UpstreamSecret, _ = l.env("INFURA_PROJECT_SECRET")
+	dur(&c.UpstreamTimeout, "upstream-timeout", "UPSTREAM_TIMEOUT", "deadline for one upstream call; past it the client gets 504")
+	num(&c.UpstreamMaxConns, "upstream-max-conns", "UPSTREAM_MAX_CONNS", "HTTP connections to the upstream")
+	dur(&c.UpstreamDialTimeout, "upstream-dial-timeout", "UPSTREAM_DIAL_TIMEOUT", "longest an HTTP connection to the upstream may take to open")
+	dur(&c.UpstreamIdleTimeout, "upstream-idle-timeout", "UPSTREAM_IDLE_TIMEOUT", "close upstream HTTP connections idle this long (keep it below the upstream's own)")
+	num(&c.MaxRequestBody, "max-request-body", "MAX_REQUEST_BODY_BYTES", "largest request body or client websocket message; larger gets 413 (websocket: close 1009)")
+	num(&c.MaxResponseBody, "max-response-body", "MAX_RESPONSE_BODY_BYTES", "largest upstream answer or websocket message accepted; a larger one fails that call only (-32005)")
+	num(&c.MaxBatch, "max-batch", "MAX_BATCH_SIZE", "most requests in one JSON-RPC batch")
+	num(&c.MaxPendingBytes, "max-pending-bytes", "MAX_PENDING_BYTES", "request bytes waiting on the upstream, all clients together; past it new requests get 503 / -32005")
+	list(&c.DenyMethods, "deny-methods", "DENY_METHODS", "comma-separated method names or prefixes (ending in _) answered -32601 without reaching the upstream; \"none\" allows all")
+	str(&c.CORSOrigins, "cors-origins", "CORS_ORIGINS", "Access-Control-Allow-Origin for browser clients; empty disables CORS headers")
+	num(&c.WSUpstreamConns, "ws-upstream-conns", "WS_UPSTREAM_CONNS", "shared upstream websocket connections")
+	num(&c.WSUpstreamQueue, "ws-upstream-queue", "WS_UPSTREAM_QUEUE", "frames waiting for one upstream socket's writer; past it calls get 503")
+	boolean(&c.WSPerClient, "ws-per-client", "WS_PER_CLIENT", "give every /socket2socket client its own upstream socket (for comparison with shared sockets)")
+	num(&c.WSMaxClients, "ws-max-clients", "WS_MAX_CLIENTS", "most /socket2socket clients at once; more are refused with 503")
+	num(&c.WSClientQueue, "ws-client-queue", "WS_CLIENT_QUEUE", "messages queued to one slow /socket2socket client before it is dropped (close 1008)")
+	num(&c.WSClientQueueBytes, "ws-client-queue-bytes", "WS_CLIENT_QUEUE_BYTES", "bytes queued to one slow /socket2socket client before it is dropped (close 1008); one message of any size always fits")
+	num(&c.WSMaxInFlight, "ws-max-in-flight", "WS_MAX_IN_FLIGHT", "requests one /socket2socket client may have in flight, notifications and batch elements included")
+	num(&c.WSMaxPendingBytes, "ws-max-pending-bytes", "WS_MAX_PENDING_BYTES", "request bytes one /socket2socket client may have in flight")
+	num(&c.WSMaxSubscriptions, "ws-max-subscriptions", "WS_MAX_SUBSCRIPTIONS", "subscriptions one /socket2socket client may hold")
+	num(&c.MaxSubscriptions, "max-subscriptions", "MAX_SUBSCRIPTIONS", "subscriptions all /socket2socket clients together may hold")
+	dur(&c.WSPingInterval, "ws-ping-interval", "WS_PING_INTERVAL", "websocket keepalive ping after this much idle time")
+	dur(&c.WSPongTimeout, "ws-pong-timeout", "WS_PONG_TIMEOUT", "an upstream socket silent this long past a ping is declared dead")
+	dur(&c.WSDialTimeout, "ws-dial-timeout", "WS_DIAL_TIMEOUT", "longest opening an upstream websocket (TCP, TLS, handshake) may take")
+	dur(&c.WSWriteTimeout, "ws-write-timeout", "WS_WRITE_TIMEOUT", "longest one write to an upstream socket may take")
+	dur(&c.WSBackoffMin, "ws-backoff-min", "WS_BACKOFF_MIN", "first delay before reconnecting a lost upstream socket (doubled per failure, with jitter)")
+	dur(&c.WSBackoffMax, "ws-backoff-max", "WS_BACKOFF_MAX", "longest delay between upstream reconnect attempts")
+	dur(&c.WSClientWriteTimeout, "ws-client-write-timeout", "WS_CLIENT_WRITE_TIMEOUT", "longest one write to a /socket2socket client may take")
+	list(&c.WSAllowedOrigins, "ws-allowed-origins", "WS_ALLOWED_ORIGINS", "comma-separated Origins allowed on /socket2socket; * allows any")
+	boolean(&c.CacheEnabled, "cache", "CACHE_ENABLED", "head-aware response cache and request coalescing")
+	num(&c.CacheSize, "cache-size", "CACHE_SIZE", "most entries in the immutable-result cache")
+	num(&c.CacheMaxBytes, "cache-max-bytes", "CACHE_MAX_BYTES", "most bytes of answers in the immutable-result cache")
+	dur(&c.CacheMaxAge, "cache-max-age", "CACHE_MAX_AGE", "longest a head-dependent answer is served without a new head")
+	setting(l, &c.CacheDepth, "cache-depth", "CACHE_DEPTH", "blocks below the head after which a block is treated as immutable", parseDepth, false)
+	dur(&c.HeadPoll, "head-poll", "HEAD_POLL_INTERVAL", "head polling interval when no websocket upstream is configured")
+	dur(&c.ReadTimeout, "read-timeout", "READ_TIMEOUT", "longest a client may take to send one request (0: no limit)")
+	dur(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", "longest writing one response to a client may take (0: no limit)")
+	dur(&c.IdleTimeout, "idle-timeout", "IDLE_TIMEOUT", "close keep-alive connections idle this long")
+	dur(&c.ReadyWindow, "ready-window", "READY_WINDOW", "/readyz fails when the upstream has not answered for this long")
+	dur(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", "on SIGTERM, how long in-flight requests get to finish")
+	dur(&c.DrainDelay, "drain-delay", "DRAIN_DELAY", "on SIGTERM, how long /readyz reports 503 before the listener closes")
+	setting(l, &c.LogLevel, "log-level", "LOG_LEVEL", "debug, info, warn or error", parseLevel, false)
+	str(&c.LogFormat, "log-format", "LOG_FORMAT", "json or text")
+	boolean(&c.LogRequests, "log-requests", "LOG_REQUESTS", "log every request (costs throughput)")
+	str(&c.PprofListen, "pprof-listen", "PPROF_LISTEN", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off when empty")
 
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -179,21 +350,12 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if len(errs) > 0 {
-		return c, errs[0]
+	if len(l.errs) > 0 {
+		return c, l.errs[0]
 	}
-	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
-		return c, fmt.Errorf("-log-level %q: want debug, info, warn or error", logLevel)
-	}
-	if cacheDepth < 0 {
-		return c, errors.New("-cache-depth must be >= 0")
-	}
-	c.CacheDepth = uint64(cacheDepth)
-	c.DenyMethods = splitList(deny)
 	if len(c.DenyMethods) == 1 && c.DenyMethods[0] == "none" {
 		c.DenyMethods = nil
 	}
-	c.WSAllowedOrigins = splitList(wsOrigins)
 	c.resolveUpstreams()
 	return c, c.Validate()
 }
@@ -249,14 +411,27 @@ func (c *Config) Validate() error {
 	}{
 		{c.UpstreamTimeout > 0, "-upstream-timeout must be > 0"},
 		{c.UpstreamMaxConns > 0, "-upstream-max-conns must be > 0"},
+		{c.UpstreamDialTimeout > 0, "-upstream-dial-timeout must be > 0"},
+		{c.UpstreamIdleTimeout > 0, "-upstream-idle-timeout must be > 0"},
 		{c.MaxRequestBody >= 1024, "-max-request-body must be at least 1024 bytes"},
 		{c.MaxResponseBody >= 1024, "-max-response-body must be at least 1024 bytes"},
 		{c.MaxBatch > 0, "-max-batch must be > 0"},
+		{c.MaxPendingBytes >= c.MaxRequestBody, "-max-pending-bytes must be at least -max-request-body"},
 		{c.WSUpstreamConns > 0 && c.WSUpstreamConns <= 64, "-ws-upstream-conns must be between 1 and 64"},
-		{c.WSMaxMessage >= 1024, "-ws-max-message must be at least 1024 bytes"},
+		{c.WSUpstreamQueue > 0, "-ws-upstream-queue must be > 0"},
+		{c.WSMaxClients > 0, "-ws-max-clients must be > 0"},
 		{c.WSClientQueue > 0, "-ws-client-queue must be > 0"},
+		{c.WSClientQueueBytes >= 1024, "-ws-client-queue-bytes must be at least 1024"},
 		{c.WSMaxInFlight > 0, "-ws-max-in-flight must be > 0"},
+		{c.WSMaxPendingBytes >= c.MaxRequestBody, "-ws-max-pending-bytes must be at least -max-request-body"},
+		{c.WSMaxSubscriptions > 0 && c.WSMaxSubscriptions <= 1000, "-ws-max-subscriptions must be between 1 and 1000"},
+		{c.MaxSubscriptions >= c.WSMaxSubscriptions, "-max-subscriptions must be at least -ws-max-subscriptions"},
 		{c.WSPingInterval >= time.Second, "-ws-ping-interval must be at least 1s"},
+		{c.WSPongTimeout >= time.Second, "-ws-pong-timeout must be at least 1s"},
+		{c.WSDialTimeout > 0, "-ws-dial-timeout must be > 0"},
+		{c.WSWriteTimeout > 0, "-ws-write-timeout must be > 0"},
+		{c.WSBackoffMin > 0 && c.WSBackoffMax >= c.WSBackoffMin, "-ws-backoff-min must be > 0 and at most -ws-backoff-max"},
+		{c.WSClientWriteTimeout > 0, "-ws-client-write-timeout must be > 0"},
 		{c.CacheSize > 0, "-cache-size must be > 0"},
 		{c.CacheMaxBytes >= 1<<20, "-cache-max-bytes must be at least 1 MiB"},
 		{c.CacheMaxAge > 0, "-cache-max-age must be > 0"},
@@ -276,6 +451,8 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// checkURL validates an upstream URL. Its errors never quote the URL: it may carry a
+// key or a password.
 func checkURL(flagName, raw string, schemes ...string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -302,13 +479,12 @@ func splitList(s string) []string {
 	return out
 }
 
-// LogValue keeps secrets out of logs: URLs lose their credentials and Infura paths
-// their project ID.
+// LogValue keeps secrets out of logs: every URL is redacted (RedactURL).
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("listen", c.ListenAddr),
-		slog.String("upstream_http", redactURL(c.UpstreamHTTPURL, c.InfuraProject)),
-		slog.String("upstream_ws", redactURL(c.UpstreamWSURL, c.InfuraProject)),
+		slog.String("upstream_http", RedactURL(c.UpstreamHTTPURL)),
+		slog.String("upstream_ws", RedactURL(c.UpstreamWSURL)),
 		slog.Bool("upstream_auth", c.UpstreamSecret != ""),
 		slog.Duration("upstream_timeout", c.UpstreamTimeout),
 		slog.Int("ws_upstream_conns", c.WSUpstreamConns),
@@ -319,20 +495,71 @@ func (c Config) LogValue() slog.Value {
 	)
 }
 
-func redactURL(raw, project string) string {
+// RedactURL returns raw fit for a log line or a status page: user info, query values
+// and every path segment that may be a key are replaced by "redacted". Providers carry
+// keys in the path (Infura /v3/<id>, Alchemy /v2/<key>, QuickNode /<token>/) or in the
+// query (?key=); a segment is kept only when it reads as a word (rpc, ws, mainnet) or a
+// version (v3), and never right after a version.
+func RedactURL(raw string) string {
 	if raw == "" {
 		return ""
 	}
 	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable)"
+	if err != nil || u.Host == "" {
+		return "(unparsable URL)"
 	}
+	out := u.Scheme + "://"
 	if u.User != nil {
-		u.User = url.User("redacted")
+		out += "redacted@"
 	}
-	s := u.String()
-	if project != "" {
-		s = strings.ReplaceAll(s, project, "<project-id>")
+	out += u.Host
+	if u.Path != "" {
+		segs := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
+		afterVersion := false
+		for i, s := range segs {
+			keep := s == "" || (!afterVersion && (isVersion(s) || isWord(s)))
+			afterVersion = isVersion(s)
+			if !keep {
+				segs[i] = "redacted"
+			}
+		}
+		out += "/" + strings.Join(segs, "/")
 	}
-	return s
+	if u.RawQuery != "" {
+		q := u.Query()
+		keys := make([]string, 0, len(q))
+		for k := range q {
+			keys = append(keys, url.QueryEscape(k)+"=redacted")
+		}
+		sort.Strings(keys)
+		if len(keys) == 0 {
+			keys = append(keys, "redacted")
+		}
+		out += "?" + strings.Join(keys, "&")
+	}
+	return out
+}
+
+func isVersion(s string) bool {
+	if len(s) < 2 || len(s) > 3 || (s[0] != 'v' && s[0] != 'V') {
+		return false
+	}
+	for _, c := range s[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isWord(s string) bool {
+	if len(s) > 12 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

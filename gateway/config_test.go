@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -33,11 +34,11 @@ func TestLoadConfig(t *testing.T) {
 		}
 		return ""
 	})
-	// The seed's .envrc names keep working.
+	// The original web server's .envrc names keep working.
 	f(nil, map[string]string{"PROJECT_ID": "p1", "PROJECT_SECRET": "sec", "MAINNET_HTTP_ENDPOINT": "https://mainnet.infura.io/v3/p1",
 		"MAINNET_WEBSOCKET_ENDPOINT": "wss://mainnet.infura.io/ws/v3/p1"}, func(c Config) string {
 		if c.UpstreamHTTPURL != "https://mainnet.infura.io/v3/p1" || c.UpstreamWSURL != "wss://mainnet.infura.io/ws/v3/p1" || c.UpstreamSecret != "sec" || c.InfuraProject != "p1" {
-			return "seed aliases"
+			return ".envrc aliases"
 		}
 		return ""
 	})
@@ -82,5 +83,73 @@ func TestLoadConfigRejects(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("Load(%v, %v) = %v, want a one-line error mentioning %q", c.args, c.env, err, c.want)
 		}
+	}
+}
+
+// Usage text never shows a value taken from the environment: URLs with passwords or
+// keys, the project id. It says where the value came from instead.
+func TestUsageNeverShowsSecrets(t *testing.T) {
+	env := map[string]string{
+		"MAINNET_HTTP_ENDPOINT": "https://user:hunter2@eth-mainnet.g.alchemy.com/v2/alchemyKEY123",
+		"UPSTREAM_WS_URL":       "wss://mainnet.infura.io/ws/v3/0123456789abcdef0123456789abcdef?key=querySECRET",
+		"INFURA_PROJECT_ID":     "0123456789abcdef0123456789abcdef",
+		"INFURA_PROJECT_SECRET": "projectSECRET",
+	}
+	for _, args := range [][]string{{"-h"}, {"-no-such-flag"}, {"-max-batch", "many"}} {
+		var out strings.Builder
+		_, err := Load(args, func(k string) string { return env[k] }, &out)
+		text := out.String()
+		if err != nil {
+			text += err.Error()
+		}
+		for _, secret := range []string{"hunter2", "alchemyKEY123", "querySECRET", "0123456789abcdef", "projectSECRET"} {
+			if strings.Contains(text, secret) {
+				t.Errorf("%v: output shows %q:\n%s", args, secret, text)
+			}
+		}
+		if args[0] == "-h" && !strings.Contains(text, "(set from MAINNET_HTTP_ENDPOINT)") {
+			t.Errorf("-h does not say where -upstream-http came from:\n%s", text)
+		}
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	f := func(in, want string) {
+		t.Helper()
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	f("http://127.0.0.1:8545", "http://127.0.0.1:8545")
+	f("https://mainnet.infura.io/v3/0123456789abcdef0123456789abcdef", "https://mainnet.infura.io/v3/redacted")
+	f("wss://mainnet.infura.io/ws/v3/0123456789abcdef0123456789abcdef", "wss://mainnet.infura.io/ws/v3/redacted")
+	f("https://eth-mainnet.g.alchemy.com/v2/abc", "https://eth-mainnet.g.alchemy.com/v2/redacted") // short keys too
+	f("https://user:pass@node.example:8545/rpc", "https://redacted@node.example:8545/rpc")
+	f("https://name.quiknode.pro/0123456789abcdefTOKEN/", "https://name.quiknode.pro/redacted/")
+	f("https://rpc.ankr.com/eth/ankrKEY0123456789", "https://rpc.ankr.com/eth/redacted")
+	f("https://node.example/rpc?key=SECRET&apikey=OTHER", "https://node.example/rpc?apikey=redacted&key=redacted")
+	f("http://[::1", "(unparsable URL)")
+	f("", "")
+}
+
+// The startup log line shows every upstream URL redacted, whichever variable set it.
+func TestStartupLogRedactsURLs(t *testing.T) {
+	env := map[string]string{
+		"MAINNET_HTTP_ENDPOINT":      "http://127.0.0.1:1/v2/alchemyKEY123?key=querySECRET",
+		"MAINNET_WEBSOCKET_ENDPOINT": "ws://user:hunter2@127.0.0.1:1/ws/v3/0123456789abcdef0123456789abcdef",
+	}
+	cfg, err := Load(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("serving", "config", cfg)
+	for _, secret := range []string{"alchemyKEY123", "querySECRET", "hunter2", "0123456789abcdef"} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("log shows %q: %s", secret, logs.String())
+		}
+	}
+	if !strings.Contains(logs.String(), "/v2/redacted?key=redacted") {
+		t.Errorf("log: %s", logs.String())
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
@@ -25,15 +24,14 @@ type heads struct {
 	hash    [68]byte   // a quoted 32-byte hex hash
 	hashN   int
 	onReorg func()
+	updates *metrics.Counter
 }
 
-var (
-	headBlock   atomic.Uint64
-	headUpdates = metrics.NewCounter("gateway_chain_head_updates_total")
-)
-
-func init() {
-	metrics.NewGauge("gateway_chain_head_block", func() float64 { return float64(headBlock.Load()) })
+// register declares the head's metrics in reg.
+func (h *heads) register(reg *upstream.Registry) {
+	reg.Gauge("gateway_chain_head_block", "Latest block number the gateway has seen.",
+		func() float64 { return float64(h.number.Load()) })
+	h.updates = reg.Counter("gateway_chain_head_updates_total", "New chain heads seen.")
 }
 
 // observe takes a block header (a newHeads result or a block object) and reports
@@ -69,8 +67,9 @@ func (h *heads) observe(header []byte) bool {
 	h.number.Store(num)
 	h.seen.Store(true)
 	h.epoch.Add(1)
-	headBlock.Store(num)
-	headUpdates.Inc()
+	if h.updates != nil {
+		h.updates.Inc()
+	}
 	return true
 }
 
@@ -119,14 +118,15 @@ func (s *Server) trackHeads() {
 
 // pollHead reads the latest block header over HTTP.
 func (s *Server) pollHead() {
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseResponse(resp)
-	err := s.pool.Do(upstream.MethodNamed("eth_getBlockByNumber"), latestHeaderRequest, resp,
-		time.Now().Add(min(s.cfg.UpstreamTimeout, 2*s.cfg.HeadPoll)))
+	var r proto.Request
+	r.Set(methodGetBlockByNumber, latestHeaderParams)
+	ans, err := s.pool.Call(nil, &r, restID, time.Now().Add(min(s.cfg.UpstreamTimeout, 2*s.cfg.HeadPoll)))
 	if err == nil {
-		body := resp.Body()
-		s.heads.observe(proto.FirstMember(body, "result").Bytes(body))
+		s.heads.observe(proto.FirstMember(ans, "result").Bytes(ans))
 	}
 }
 
-var latestHeaderRequest = []byte(`{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["latest",false]}`)
+var (
+	methodGetBlockByNumber = []byte("eth_getBlockByNumber")
+	latestHeaderParams     = []byte(`["latest",false]`)
+)

@@ -1,27 +1,13 @@
 package gateway
 
 import (
-	"sync/atomic"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
-
-// current is the server whose readiness gateway_ready reports (the last one created;
-// a process runs one, tests run several in turn).
-var current atomic.Pointer[Server]
-
-func registerReadyGauge() {
-	metrics.NewGauge("gateway_ready", func() float64 {
-		if s := current.Load(); s != nil && s.Ready() {
-			return 1
-		}
-		return 0
-	})
-}
 
 // Ready reports whether the server should receive traffic: not draining, and the
 // upstream answered within ReadyWindow.
@@ -29,11 +15,12 @@ func (s *Server) Ready() bool {
 	if s.draining.Load() {
 		return false
 	}
-	last := s.pool.LastOK()
+	last := s.upMetrics.LastOK(upstream.TransportHTTP)
 	return !last.IsZero() && time.Since(last) < s.cfg.ReadyWindow
 }
 
-// health is liveness: the process serves requests. Body as in the seed.
+// health is liveness: the process serves requests. The body is the one the original
+// REST API defined, which clients already parse.
 func (s *Server) health(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentTypeBytes(contentTypeJSON)
 	b := append(ctx.Response.Body()[:0:0], `{"status":200,"message":"Healthcheck response","datetime":"`...)
@@ -71,12 +58,12 @@ func (s *Server) probeLoop() {
 	every := s.probeEvery()
 	t := time.NewTicker(every)
 	defer t.Stop()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseResponse(resp)
+	var probe proto.Request
+	probe.Set([]byte("eth_blockNumber"), nil)
+	var buf []byte
 	for {
-		if time.Since(s.pool.LastOK()) >= every {
-			_ = s.pool.Do(upstream.MethodNamed("eth_blockNumber"), probeRequest, resp, time.Now().Add(min(s.cfg.UpstreamTimeout, every*3)))
-			resp.ResetBody()
+		if time.Since(s.upMetrics.LastOK(upstream.TransportHTTP)) >= every {
+			buf, _ = s.pool.Call(buf, &probe, restID, time.Now().Add(min(s.cfg.UpstreamTimeout, every*3)))
 		}
 		select {
 		case <-s.stop:
@@ -85,5 +72,3 @@ func (s *Server) probeLoop() {
 		}
 	}
 }
-
-var probeRequest = []byte(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -15,9 +16,10 @@ import (
 
 // testGateway is a gateway serving on a loopback port for one test.
 type testGateway struct {
-	URL string
-	srv *Server
-	log *lockedBuffer
+	URL   string
+	WSURL string // the /socket2socket endpoint
+	srv   *Server
+	log   *lockedBuffer
 }
 
 // startGateway loads a Config from args (as the binary would, with no environment),
@@ -50,7 +52,33 @@ func startGatewayEnv(t testing.TB, env map[string]string, args ...string) *testG
 		_ = srv.Shutdown(ctx)
 		<-done
 	})
-	return &testGateway{URL: "http://" + ln.Addr().String(), srv: srv, log: logs}
+	addr := ln.Addr().String()
+	return &testGateway{URL: "http://" + addr, WSURL: "ws://" + addr + "/socket2socket", srv: srv, log: logs}
+}
+
+// waitMux waits until the gateway's shared upstream sockets are connected.
+func (gw *testGateway) waitMux(t testing.TB) {
+	t.Helper()
+	if err := gw.srv.mux.WaitReady(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// metric returns the value of one series of the gateway's metrics (0 when absent).
+func (gw *testGateway) metric(t testing.TB, series string) float64 {
+	t.Helper()
+	var b bytes.Buffer
+	gw.srv.reg.WritePrometheus(&b)
+	for _, line := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	return 0
 }
 
 var httpClient = &http.Client{
@@ -61,27 +89,36 @@ var httpClient = &http.Client{
 // do sends a request and returns status and body.
 func do(t testing.TB, method, url, body string) (int, []byte) {
 	t.Helper()
+	code, b, err := tryDo(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, b
+}
+
+// tryDo is do for any goroutine: it reports errors instead of failing the test.
+func tryDo(method, url, body string) (int, []byte, error) {
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
 	}
 	req, err := http.NewRequest(method, url, r)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: reading body: %v", method, url, err)
+		return 0, nil, fmt.Errorf("%s %s: reading body: %w", method, url, err)
 	}
-	return resp.StatusCode, out
+	return resp.StatusCode, out, nil
 }
 
 type lockedBuffer struct {
@@ -104,15 +141,8 @@ func (l *lockedBuffer) String() string {
 // waitReady waits until /readyz answers 200: the first upstream probe has landed.
 func waitReady(t testing.TB, gw *testGateway) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		code, _ := do(t, "GET", gw.URL+"/readyz", "")
-		if code == 200 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway not ready after 30s: /readyz %d", code)
-		}
-		time.Sleep(20 * time.Millisecond) // polling an external condition, bounded
-	}
+	waitFor(t, "/readyz 200", func() bool {
+		code, _, err := tryDo("GET", gw.URL+"/readyz", "")
+		return err == nil && code == 200
+	})
 }

@@ -13,26 +13,12 @@ import (
 // gateway's handler directly (no client-side network) against a fixed-answer fasthttp
 // upstream on loopback, and count every allocation in the process.
 
-var fixedBlockNumber = []byte(`{"jsonrpc":"2.0","id":1,"result":"0x10d4f"}`)
-
-func startFixedUpstream(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
-		ctx.Response.SetBodyRaw(fixedBlockNumber)
-	}}
-	go func() { _ = srv.Serve(ln) }()
-	tb.Cleanup(func() { _ = srv.Shutdown() })
-	return "http://" + ln.Addr().String()
-}
+const fixedBlockNumber = `{"jsonrpc":"2.0","id":1,"result":"0x10d4f"}`
 
 func newDirectServer(tb testing.TB, args ...string) *Server {
 	tb.Helper()
-	cfg, err := Load(append([]string{"-upstream-http", startFixedUpstream(tb), "-upstream-ws", "off"}, args...),
+	fake := startFakeUpstream(tb, fakeFixed(fixedBlockNumber))
+	cfg, err := Load(append([]string{"-upstream-http", fake.HTTPURL, "-upstream-ws", "off"}, args...),
 		func(string) string { return "" }, io.Discard)
 	if err != nil {
 		tb.Fatal(err)
@@ -96,7 +82,7 @@ func benchPaths(b *testing.B, s *Server) {
 // BenchmarkDirectUpstream is the same fixed-answer call made straight to the upstream
 // with fasthttp's client: the ratio to BenchmarkHotPath is the gateway's overhead.
 func BenchmarkDirectUpstream(b *testing.B) {
-	url := startFixedUpstream(b)
+	url := startFakeUpstream(b, fakeFixed(fixedBlockNumber)).HTTPURL
 	var hc fasthttp.Client
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	req.SetRequestURI(url)

@@ -81,10 +81,10 @@ func TestJSONRPCIDsAndBatches(t *testing.T) {
 		{"denied prefix", `{"jsonrpc":"2.0","id":"x","method":"debug_traceTransaction","params":[]}`, `{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"the method does not exist or is not available"}}`},
 		{"parse error", `{"jsonrpc":`, `{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: body is not valid JSON"}}`},
 		{"empty batch", `[]`, `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: empty batch"}}`},
-		{"method not a string", `{"jsonrpc":"2.0","id":1,"method":5}`, `{"jsonrpc":"2.0","id":1,"error":{"code":-32600,"message":"invalid request: method must be a non-empty string"}}`},
+		{"method not a string", `{"jsonrpc":"2.0","id":1,"method":5}`, `{"jsonrpc":"2.0","id":1,"error":{"code":-32600,"message":"invalid request: \"method\" must be a string of 1 to 128 letters, digits and underscores"}}`},
 		{"not an object", `"eth_chainId"`, `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: want a JSON-RPC 2.0 object or a non-empty array of them"}}`},
 		{"mixed batch", `[{"jsonrpc":"2.0","id":1,"method":"eth_chainId"},{"jsonrpc":"2.0","id":2,"method":"personal_listAccounts"},{"jsonrpc":"2.0","method":"admin_x"},{"jsonrpc":"2.0","id":"3","method":"net_version"}]`,
-			`[{"jsonrpc":"2.0","id":1,"result":"0x539"},{"jsonrpc":"2.0","id":"3","result":"1337"},{"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"the method does not exist or is not available"}}]`},
+			`[{"jsonrpc":"2.0","id":1,"result":"0x539"},{"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"the method does not exist or is not available"}},{"jsonrpc":"2.0","id":"3","result":"1337"}]`},
 		{"only denied in batch", `[{"jsonrpc":"2.0","id":1,"method":"miner_start"}]`, `[{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"the method does not exist or is not available"}}]`},
 	}
 	for _, c := range cases {
@@ -95,7 +95,7 @@ func TestJSONRPCIDsAndBatches(t *testing.T) {
 			}
 		})
 	}
-	t.Run("clean batch is forwarded untouched", func(t *testing.T) {
+	t.Run("batch answered as the node answers it", func(t *testing.T) {
 		batch := `[{"jsonrpc":"2.0","id":1,"method":"eth_chainId"},{"jsonrpc":"2.0","id":"two","method":"net_version"}]`
 		_, got := do(t, "POST", gw.URL+"/", batch)
 		if want := node.Raw(t, batch); string(got) != string(want) {
@@ -175,5 +175,34 @@ func TestConcurrentMixedRequests(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+}
+
+// After the node restarts, every kept-alive connection to it is dead: the first
+// requests must not fail for it. Reads are sent again on a fresh connection.
+func TestFirstRequestsAfterNodeRestart(t *testing.T) {
+	node := testnode.Start(t, testnode.Period(0))
+	gw := startGateway(t, "-upstream-http", node.HTTPURL, "-upstream-ws", "off", "-cache=false")
+	var wg sync.WaitGroup
+	for range 8 { // several kept-alive connections
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				_, _, _ = tryDo("POST", gw.URL+"/", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`)
+			}
+		}()
+	}
+	wg.Wait()
+	node.Kill()
+	node.Restart(t)
+	for i, req := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`,
+		`{"jsonrpc":"2.0","id":2,"method":"eth_blockNumber"}`,
+		`[{"jsonrpc":"2.0","id":3,"method":"eth_chainId"}]`,
+	} {
+		if code, body := do(t, "POST", gw.URL+"/", req); code != 200 || !strings.Contains(string(body), `"result"`) {
+			t.Fatalf("request %d after the restart: %d %s", i, code, body)
+		}
 	}
 }

@@ -1,10 +1,9 @@
 package gateway
 
 import (
-	"runtime"
+	"bytes"
 	"strconv"
-	"sync"
-	"sync/atomic"
+	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -15,7 +14,7 @@ import (
 // so a request costs atomic increments and one histogram update, nothing looked up.
 
 // statusCodes are the codes the gateway answers with; any other lands in "other".
-var statusCodes = [...]int{200, 204, 400, 404, 405, 413, 415, 429, 500, 502, 503, 504}
+var statusCodes = [...]int{200, 204, 400, 401, 404, 405, 413, 415, 429, 500, 502, 503, 504}
 
 type routeMetrics struct {
 	codes    [len(statusCodes) + 1]*metrics.Counter
@@ -25,37 +24,17 @@ type routeMetrics struct {
 // Request latency buckets: 100 µs to ~13 s. Cache hits answer in microseconds.
 var requestBuckets = metrics.ExponentialBuckets(0.0001, 2, 18)
 
-var (
-	inFlight       atomic.Int64
-	routeRegistry  = map[string]*routeMetrics{}
-	buildInfoOnce  sync.Once
-	readyGaugeOnce sync.Once
-)
-
-func init() {
-	metrics.NewGauge("gateway_requests_in_flight", func() float64 { return float64(inFlight.Load()) })
-}
-
-// registerBuildInfo exports gateway_build_info once; the version comes from main's ldflags.
-func registerBuildInfo(version string) {
-	buildInfoOnce.Do(func() {
-		metrics.NewGauge(`gateway_build_info{version="`+version+`",goversion="`+runtime.Version()+`"}`, func() float64 { return 1 })
-	})
-}
-
-// newRouteMetrics returns the metrics of a route label, creating them once.
-func newRouteMetrics(route string) *routeMetrics {
-	if rm, ok := routeRegistry[route]; ok {
-		return rm
-	}
+// newRouteMetrics returns the metrics of a route label.
+func (s *Server) newRouteMetrics(route string) *routeMetrics {
 	rm := &routeMetrics{
-		duration: metrics.NewPrometheusHistogramExt(`gateway_request_duration_seconds{route="`+route+`"}`, requestBuckets),
+		duration: s.reg.Histogram(`gateway_request_duration_seconds{route="`+route+`"}`,
+			"Time from request read to response written, by route.", requestBuckets),
 	}
+	const help = "Requests answered, by route and HTTP status code."
 	for i, code := range statusCodes {
-		rm.codes[i] = metrics.NewCounter(`gateway_requests_total{route="` + route + `",code="` + strconv.Itoa(code) + `"}`)
+		rm.codes[i] = s.reg.Counter(`gateway_requests_total{route="`+route+`",code="`+strconv.Itoa(code)+`"}`, help)
 	}
-	rm.codes[len(statusCodes)] = metrics.NewCounter(`gateway_requests_total{route="` + route + `",code="other"}`)
-	routeRegistry[route] = rm
+	rm.codes[len(statusCodes)] = s.reg.Counter(`gateway_requests_total{route="`+route+`",code="other"}`, help)
 	return rm
 }
 
@@ -74,13 +53,13 @@ func (rm *routeMetrics) observe(code int, start time.Time) {
 // instrument wraps a route's handler with its metrics, and with a log line per request
 // when -log-requests is on. It runs once per route at start.
 func (s *Server) instrument(route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
-	rm := newRouteMetrics(route)
+	rm := s.newRouteMetrics(route)
 	if s.cfg.LogRequests {
 		return func(ctx *fasthttp.RequestCtx) {
 			start := ctx.Time()
-			inFlight.Add(1)
+			s.inFlight.Add(1)
 			h(ctx)
-			inFlight.Add(-1)
+			s.inFlight.Add(-1)
 			code := ctx.Response.StatusCode()
 			rm.observe(code, start)
 			s.log.Info("request", "route", route, "method", string(ctx.Method()), "path", string(ctx.Path()),
@@ -90,9 +69,103 @@ func (s *Server) instrument(route string, h fasthttp.RequestHandler) fasthttp.Re
 	}
 	return func(ctx *fasthttp.RequestCtx) {
 		start := ctx.Time()
-		inFlight.Add(1)
+		s.inFlight.Add(1)
 		h(ctx)
-		inFlight.Add(-1)
+		s.inFlight.Add(-1)
 		rm.observe(ctx.Response.StatusCode(), start)
 	}
+}
+
+func init() { metrics.ExposeMetadata(true) }
+
+// metricsHandler writes Prometheus text: this server's metrics plus Go and process
+// metrics, with HELP texts. Scrapes are rare; the copies do not matter.
+func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx) {
+	var raw bytes.Buffer
+	s.reg.WritePrometheus(&raw)
+	metrics.WriteProcessMetrics(&raw)
+	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+	out := make([]byte, 0, raw.Len()+raw.Len()/4)
+	for line := range bytes.Lines(raw.Bytes()) {
+		if bytes.HasPrefix(line, helpPrefix) {
+			name := bytes.TrimSpace(line[len(helpPrefix):])
+			if bytes.IndexByte(name, ' ') < 0 {
+				out = append(out, helpPrefix...)
+				out = append(out, renamed(name)...)
+				out = append(out, ' ')
+				out = append(out, s.helpFor(renamed(name))...)
+				out = append(out, '\n')
+				continue
+			}
+		}
+		out = fixLine(out, line)
+	}
+	ctx.SetBody(out)
+}
+
+// helpFor returns the HELP text of a family: the one written where the metric is
+// declared, or a generic one for the Go and process metrics of the metrics library.
+func (s *Server) helpFor(name string) string {
+	if h, ok := s.reg.Help(name); ok {
+		return h
+	}
+	switch {
+	case strings.HasPrefix(name, "go_"):
+		return "Go runtime metric " + name + "."
+	case strings.HasPrefix(name, "process_"):
+		return "Process metric " + name + "."
+	}
+	return "infura-gateway metric " + name + "."
+}
+
+var (
+	helpPrefix = []byte("# HELP ")
+	typePrefix = []byte("# TYPE ")
+	gaugeType  = []byte(" gauge")
+	totalType  = []byte("_total gauge")
+)
+
+// renames fixes the few library series whose names break Prometheus naming rules
+// (counters without _total, gauges ending in _count), so promtool accepts the output.
+var renames = []struct{ from, to []byte }{
+	{[]byte("go_cgo_calls_count"), []byte("go_cgo_calls_total")},
+	{[]byte("go_gc_forced_count"), []byte("go_gc_forced_total")},
+	{[]byte("go_cpu_count"), []byte("go_cpus")},
+}
+
+func renamed(name []byte) string {
+	for _, r := range renames {
+		if bytes.Equal(name, r.from) {
+			return string(r.to)
+		}
+	}
+	return string(name)
+}
+
+// fixLine applies renames and types monotonic *_total series as counters.
+func fixLine(dst, line []byte) []byte {
+	rest := line
+	var prefix []byte
+	if bytes.HasPrefix(line, helpPrefix) || bytes.HasPrefix(line, typePrefix) {
+		prefix, rest = line[:len(helpPrefix)], line[len(helpPrefix):]
+	}
+	for _, r := range renames {
+		if bytes.HasPrefix(rest, r.from) && len(rest) > len(r.from) && (rest[len(r.from)] == ' ' || rest[len(r.from)] == '{' || rest[len(r.from)] == '\n') {
+			dst = append(dst, prefix...)
+			dst = append(dst, r.to...)
+			return fixType(dst, rest[len(r.from):])
+		}
+	}
+	if bytes.HasPrefix(line, typePrefix) && bytes.Contains(line, totalType) {
+		dst = append(dst, line[:len(line)-len(gaugeType)-1]...)
+		return append(dst, " counter\n"...)
+	}
+	return append(dst, line...)
+}
+
+func fixType(dst, rest []byte) []byte {
+	if bytes.HasPrefix(rest, gaugeType) && bytes.HasSuffix(dst, []byte("_total")) {
+		return append(dst, " counter\n"...)
+	}
+	return append(dst, rest...)
 }

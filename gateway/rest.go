@@ -6,75 +6,77 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/proto"
-	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
-// restRoute describes one of the seed's REST routes: the JSON-RPC call it makes.
-// Requests use id 1, so the upstream's answer is returned byte for byte, exactly what
-// the node answers to the same call.
+// restRoute describes one of the REST routes: the JSON-RPC call it makes. Answers carry
+// id 1, so a REST answer is the node's own answer to the same call, byte for byte.
 type restRoute struct {
-	method upstream.Method
-	// static is the whole request for routes without a body.
-	static []byte
-	// prefix starts the request; params appends the validated params from the body.
-	prefix []byte
+	name []byte
+	// params validates a POST body and appends the canonical params; nil for routes
+	// without a body.
 	params func(dst, body []byte) ([]byte, *proto.Error)
 }
 
-func staticRoute(name string) restRoute {
-	return restRoute{
-		method: upstream.MethodNamed(name),
-		static: proto.AppendRequest(nil, restID, name, nil),
-	}
-}
-
-func bodyRoute(name string, params func(dst, body []byte) ([]byte, *proto.Error)) restRoute {
-	prefix := proto.AppendRequest(nil, restID, name, []byte("[]"))
-	prefix = prefix[:len(prefix)-len("[]}")] // up to and including `"params":`
-	return restRoute{method: upstream.MethodNamed(name), prefix: prefix, params: params}
-}
-
 var (
-	restID                = []byte("1")
-	restBlockNumber       = staticRoute("eth_blockNumber")
-	restGasPrice          = staticRoute("eth_gasPrice")
-	restBlockByNumber     = bodyRoute("eth_getBlockByNumber", proto.AppendBlockByNumberParams)
-	restTxByBlockAndIndex = bodyRoute("eth_getTransactionByBlockNumberAndIndex", proto.AppendTxByBlockAndIndexParams)
+	restBlockNumber       = restRoute{name: []byte("eth_blockNumber")}
+	restGasPrice          = restRoute{name: []byte("eth_gasPrice")}
+	restBlockByNumber     = restRoute{name: []byte("eth_getBlockByNumber"), params: proto.AppendBlockByNumberParams}
+	restTxByBlockAndIndex = restRoute{name: []byte("eth_getTransactionByBlockNumberAndIndex"), params: proto.AppendTxByBlockAndIndexParams}
 )
 
 // rest returns the handler of a REST route forwarding to up. It is built once per
 // route; a request allocates nothing in the gateway's code.
 func (s *Server) rest(r *restRoute, up caller) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		deadline := ctx.Time().Add(s.cfg.UpstreamTimeout)
-		req, params := r.static, []byte(nil)
-		var buf *[]byte
+		c := getCall(up, ctx.Time().Add(s.cfg.UpstreamTimeout))
+		defer putCall(c)
+		var params []byte
 		if r.params != nil {
-			buf = getBuf()
-			b, perr := r.params(append((*buf)[:0], r.prefix...), ctx.PostBody())
+			var perr *proto.Error
+			c.params, perr = r.params(c.params[:0], ctx.PostBody())
 			if perr != nil {
-				*buf = b
-				putBuf(buf)
 				writeError(ctx, nil, perr)
 				return
 			}
-			req = append(b, '}')
-			params = req[len(r.prefix) : len(req)-1]
-			*buf = req
+			params = c.params
 		}
-		err := s.fetch(ctx, up, r.method, req, params, restID, deadline)
-		if buf != nil {
-			putBuf(buf)
-		}
-		if err != nil {
-			writeError(ctx, restID, asError(err))
+		c.req.Set(r.name, params)
+		c.id = restID
+		if perr := s.serve(c); perr != nil {
+			writeError(ctx, restID, perr)
 			return
 		}
-		ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
+		s.writeAnswer(ctx, c)
 	}
 }
 
-var contentTypeJSON = []byte("application/json")
+var (
+	contentTypeJSON = []byte("application/json")
+	headerXCache    = []byte("X-Cache")
+	valueHit        = []byte("HIT")
+	valueMiss       = []byte("MISS")
+)
+
+// writeAnswer puts c's answer into the response without copying: the call's own buffer
+// is swapped with the response's, a cache entry is referenced as it is.
+func (s *Server) writeAnswer(ctx *fasthttp.RequestCtx, c *call) {
+	h := &ctx.Response.Header
+	h.SetContentTypeBytes(contentTypeJSON)
+	switch c.cached {
+	case cacheHit:
+		h.SetBytesKV(headerXCache, valueHit)
+	case cacheMiss:
+		h.SetBytesKV(headerXCache, valueMiss)
+	}
+	switch {
+	case c.ans == nil: // a notification
+		ctx.Response.ResetBody()
+	case len(c.own) > 0 && &c.ans[0] == &c.own[0]:
+		c.own = ctx.Response.SwapBody(c.own)
+	default:
+		ctx.Response.SetBodyRaw(c.ans)
+	}
+}
 
 // writeError answers with a JSON-RPC error envelope and the error's HTTP status.
 // id is the client's raw id, nil for null.
@@ -94,7 +96,7 @@ func asError(err error) *proto.Error {
 	return proto.ErrInternal
 }
 
-// Scratch buffers for building upstream requests and error bodies.
+// Scratch buffers for error bodies and batch answers.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func getBuf() *[]byte { return bufPool.Get().(*[]byte) }

@@ -7,16 +7,16 @@ import (
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
-// routes is the route table: every path the gateway serves, in one place. Each route
-// is wrapped once, at start, with its metrics.
-func (s *Server) routes() *router.Router {
+// routeTable is every path the gateway serves, in one place. Each route is wrapped
+// once, at start, with its metrics.
+func (s *Server) routeTable() *router.Router {
 	r := router.New()
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 
 	r.GET("/health", s.instrument("health", s.health))
 	r.GET("/readyz", s.instrument("readyz", s.readyz))
-	r.GET("/metrics", s.instrument("metrics", metricsHandler))
+	r.GET("/metrics", s.instrument("metrics", s.metricsHandler))
 
 	// client ⇄HTTP⇄ gateway ⇄HTTP⇄ upstream
 	r.GET("/blocknumber", s.instrument("blocknumber", s.rest(&restBlockNumber, s.pool)))

@@ -1,7 +1,8 @@
-// Package gateway is the fasthttp front end: routes, REST validation, JSON-RPC
-// passthrough, limits, readiness and metrics. The route table is in routes.go; every
-// route forwards through an upstream caller (upstream.Pool over HTTP or upstream.Mux
-// over shared websockets).
+// Package gateway is the fasthttp front end: the route table (routes.go), the
+// transports (rpc.go for POST /, rest.go, socket2socket*.go) and the request pipeline
+// they share (pipeline.go: policy, cache, forwarding), readiness and metrics. Every call
+// reaches the upstream through upstream.Pool over HTTP or upstream.Mux over shared
+// websockets.
 package gateway
 
 import (
@@ -10,22 +11,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
-
-// caller is what a route forwards to: the HTTP pool or the websocket mux. Do sends a
-// JSON-RPC request or batch and puts the upstream's answer, ids as the client sent them,
-// into resp's body; errors are *proto.Error values.
-type caller interface {
-	Do(m upstream.Method, body []byte, resp *fasthttp.Response, deadline time.Time) error
-}
 
 // Options are the parts of a Server that do not come from flags.
 type Options struct {
@@ -33,21 +29,28 @@ type Options struct {
 	Version string
 }
 
-// Server is one gateway instance.
+// Server is one gateway instance. It owns its metrics (a Registry registered with the
+// process-wide set while the Server lives), its upstream clients and its cache.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	version string
+	reg     *upstream.Registry
 
-	pool *upstream.Pool
-	mux  *upstream.Mux  // nil when no websocket upstream is configured
-	ws   caller         // the Mux, or wsDisabled
-	s2s  *Socket2Socket // nil when no websocket upstream is configured
-	deny denyList
+	upMetrics *upstream.Metrics
+	pool      *upstream.Pool
+	mux       *upstream.Mux // nil when no websocket upstream is configured
+	ws        caller        // the Mux, or wsDisabled
+	s2s       *socketServer // nil when no websocket upstream is configured
+
+	policy  policy
+	pending *budget // request bytes waiting on the upstream, every transport together
 
 	heads heads
 	cache *cache // nil when disabled
 
+	routes   *routeMetrics
+	inFlight atomic.Int64
 	handler  fasthttp.RequestHandler
 	srv      *fasthttp.Server
 	draining atomic.Bool
@@ -70,7 +73,17 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	registerBuildInfo(opts.Version)
+	s := &Server{
+		cfg:     cfg,
+		log:     opts.Logger,
+		version: opts.Version,
+		reg:     upstream.NewRegistry(),
+		policy:  policy{deny: newDenyList(cfg.DenyMethods)},
+		pending: newBudget(cfg.MaxPendingBytes),
+		stop:    make(chan struct{}),
+	}
+	s.ws = wsDisabled{}
+	s.upMetrics = upstream.NewMetrics(s.reg, "default")
 	pool, err := upstream.NewPool(upstream.PoolConfig{
 		URL:                 cfg.UpstreamHTTPURL,
 		User:                cfg.UpstreamUser,
@@ -78,20 +91,15 @@ func New(cfg Config, opts Options) (*Server, error) {
 		MaxConns:            cfg.UpstreamMaxConns,
 		MaxConnWaitTimeout:  cfg.UpstreamTimeout,
 		MaxResponseBodySize: cfg.MaxResponseBody,
-		DialTimeout:         min(cfg.UpstreamTimeout, 3*time.Second),
+		DialTimeout:         cfg.UpstreamDialTimeout,
+		MaxIdleConnDuration: cfg.UpstreamIdleTimeout,
+		Metrics:             s.upMetrics,
 	})
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{
-		cfg:     cfg,
-		log:     opts.Logger,
-		version: opts.Version,
-		pool:    pool,
-		ws:      wsDisabled{},
-		deny:    newDenyList(cfg.DenyMethods),
-		stop:    make(chan struct{}),
-	}
+	s.pool = pool
+	s.registerMetrics()
 	if err := s.startWebsocket(); err != nil {
 		return nil, err
 	}
@@ -100,10 +108,9 @@ func New(cfg Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("cannot serve pprof: %w", err)
 	}
 	if cfg.CacheEnabled {
-		s.cache = newCache(cfg, &s.heads)
-		s.closers = append(s.closers, s.cache.close)
+		s.cache = newCache(cfg, &s.heads, s.reg)
 	}
-	s.handler = s.withCORS(s.routes().Handler)
+	s.handler = s.withCORS(s.routeTable().Handler)
 	s.srv = &fasthttp.Server{
 		Handler:                       s.handler,
 		Name:                          "infura-gateway",
@@ -119,12 +126,28 @@ func New(cfg Config, opts Options) (*Server, error) {
 		ErrorHandler:                  s.transportError,
 		Logger:                        fasthttpLogger{s.log},
 	}
-	readyGaugeOnce.Do(registerReadyGauge)
-	current.Store(s)
+	metrics.RegisterSet(s.reg.Set)
 	s.wg.Add(2)
 	go s.probeLoop()
 	go s.trackHeads()
 	return s, nil
+}
+
+// registerMetrics declares the server's own gauges.
+func (s *Server) registerMetrics() {
+	s.reg.Gauge(`gateway_build_info{version="`+s.version+`",goversion="`+runtime.Version()+`"}`,
+		"Build version and Go version; always 1.", func() float64 { return 1 })
+	s.reg.Gauge("gateway_ready", "1 when /readyz answers 200 (upstream reachable, not draining).", func() float64 {
+		if s.Ready() {
+			return 1
+		}
+		return 0
+	})
+	s.reg.Gauge("gateway_requests_in_flight", "Requests being handled now.",
+		func() float64 { return float64(s.inFlight.Load()) })
+	s.reg.Gauge("gateway_pending_request_bytes", "Request bytes waiting on the upstream, every transport together.",
+		func() float64 { return float64(s.pending.inUse()) })
+	s.heads.register(s.reg)
 }
 
 // Handler returns the gateway's request handler (routes, CORS, metrics), for tests and
@@ -180,7 +203,7 @@ func (s *Server) Close() {
 		}
 		s.wg.Wait()
 		s.pool.Close()
-		current.CompareAndSwap(s, nil)
+		metrics.UnregisterSet(s.reg.Set, true)
 	})
 }
 
@@ -200,7 +223,12 @@ type wsDisabled struct{}
 var errWSDisabled = proto.NewError(proto.CodeServer, fasthttp.StatusServiceUnavailable,
 	"websocket upstream disabled (-upstream-ws off)")
 
-func (wsDisabled) Do(upstream.Method, []byte, *fasthttp.Response, time.Time) error {
+func (wsDisabled) Call(spare []byte, _ *proto.Request, _ []byte, _ time.Time) ([]byte, error) {
+	return spare[:0], errWSDisabled
+}
+
+func (wsDisabled) CallBatch(b *upstream.Batch, _ time.Time) error {
+	b.Fail(errWSDisabled)
 	return errWSDisabled
 }
 

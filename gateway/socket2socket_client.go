@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"bytes"
-	"encoding/json"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -16,31 +14,38 @@ import (
 
 // wsClient is one /socket2socket connection.
 //
-// Goroutines: the hijack handler reads (run); a writer goroutine exists only while
-// messages are queued (drain), so an idle client costs one goroutine. Everything that
-// answers the client (the Mux's reader, timers, run itself) only appends to the
-// bounded queue under mu and never blocks; overflow closes the client with 1008.
+// Goroutines: the hijack handler reads (run) and handles subscriptions itself; each
+// call runs through the pipeline on a goroutine of its own (bounded by the in-flight and
+// pending-bytes budgets), as go-ethereum's server does; a writer goroutine exists only
+// while messages are queued (drain). Everything that answers the client only appends to
+// the bounded queue under mu and never blocks; overflow closes the client with 1008.
 //
 // fasthttp recycles the hijacked connection as soon as the handler returns, so every
-// goroutine other than the handler that touches conn (writer, pinger, shutdown) holds
-// a use (acquire/release), and the handler waits for all uses before it returns.
+// goroutine other than the handler that touches conn (writer, pinger, shutdown) holds a
+// use (acquire/release), and the handler waits for all uses before it returns. Call
+// goroutines never touch conn; the handler waits for them too (calls).
 type wsClient struct {
-	h    *Socket2Socket
+	h    *socketServer
 	conn *websocket.Conn
 	mux  *upstream.Mux
 
+	// Budgets of this connection: calls in flight (notifications and batch elements
+	// count), request bytes in flight, subscriptions held.
 	inFlight atomic.Int32
+	pending  *budget
+	subs     atomic.Int32
 	pinger   *time.Timer
 
 	lifeMu   sync.Mutex
 	finished bool
 	users    sync.WaitGroup
 
-	mu      sync.Mutex
-	queue   []outMsg
-	spare   []outMsg
-	writing bool // a drain goroutine runs
-	closed  bool
+	mu          sync.Mutex
+	queue       []outMsg
+	spare       []outMsg
+	queuedBytes int
+	writing     bool // a drain goroutine runs
+	closed      bool
 }
 
 // outMsg is a queued message: a pooled buffer we own, or a shared notification frame.
@@ -60,18 +65,18 @@ func putMsgBuf(b *[]byte) {
 	}
 }
 
-func newWSClient(h *Socket2Socket, conn *websocket.Conn) *wsClient {
-	return &wsClient{h: h, conn: conn, mux: h.cfg.Mux}
+func newWSClient(h *socketServer, conn *websocket.Conn, mux *upstream.Mux) *wsClient {
+	return &wsClient{h: h, conn: conn, mux: mux, pending: newBudget(h.s.cfg.WSMaxPendingBytes)}
 }
 
 // run reads client messages until the connection ends, then cleans up.
 func (c *wsClient) run() {
-	cfg := &c.h.cfg
-	alive := 2 * cfg.PingInterval
-	c.conn.SetReadLimit(int64(cfg.MaxMessageBytes))
+	cfg := &c.h.s.cfg
+	alive := 2 * cfg.WSPingInterval
+	c.conn.SetReadLimit(int64(cfg.MaxRequestBody))
 	_ = c.conn.SetReadDeadline(time.Now().Add(alive))
 	c.conn.SetPongHandler(func(string) error { return c.conn.SetReadDeadline(time.Now().Add(alive)) })
-	c.pinger = time.AfterFunc(cfg.PingInterval, c.ping)
+	c.pinger = time.AfterFunc(cfg.WSPingInterval, c.ping)
 	defer c.cleanup()
 	for {
 		_, r, err := c.conn.NextReader()
@@ -84,14 +89,15 @@ func (c *wsClient) run() {
 			putMsgBuf(buf)
 			return
 		}
-		wsClientMsgsIn.Inc()
+		c.h.msgsIn.Inc()
 		if c.isClosed() {
 			putMsgBuf(buf) // closing: waiting for the client's close frame, not serving
 			continue
 		}
 		_ = c.conn.SetReadDeadline(time.Now().Add(alive))
-		c.handle(*buf)
-		putMsgBuf(buf)
+		if !c.handle(buf) {
+			putMsgBuf(buf)
+		}
 	}
 }
 
@@ -136,16 +142,17 @@ func (c *wsClient) ping() {
 		return
 	}
 	defer c.release()
-	if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.h.cfg.WriteTimeout)); err != nil {
+	if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.h.s.cfg.WSClientWriteTimeout)); err != nil {
 		_ = c.conn.SetReadDeadline(time.Now())
 		return
 	}
-	c.pinger.Reset(c.h.cfg.PingInterval)
+	c.pinger.Reset(c.h.s.cfg.WSPingInterval)
 }
 
-// cleanup runs when the read loop ends, before the handler returns: queued messages
-// are dropped, other users of conn are waited for, and the client's subscriptions are
-// left (unsubscribed upstream when nobody else holds them).
+// cleanup runs when the read loop ends, before the handler returns: queued messages are
+// dropped (answers still to come will be too), other users of conn are waited for, and
+// the client's subscriptions are left (unsubscribed upstream when nobody else holds
+// them).
 func (c *wsClient) cleanup() {
 	c.mu.Lock()
 	c.closed = true
@@ -160,6 +167,7 @@ func (c *wsClient) cleanup() {
 	if c.mux != nil {
 		c.mux.LeaveAll(c)
 	}
+	c.h.subs.release(int(c.subs.Swap(0)))
 	_ = c.conn.Close()
 }
 
@@ -170,7 +178,7 @@ func (c *wsClient) releaseLocked() {
 		}
 		c.queue[i] = outMsg{}
 	}
-	c.queue = c.queue[:0]
+	c.queue, c.queuedBytes = c.queue[:0], 0
 }
 
 // closeGrace is how long a closed client has to answer our close frame before its
@@ -194,12 +202,14 @@ func (c *wsClient) shutdown(code int, reason string) {
 	_ = c.conn.SetReadDeadline(time.Now().Add(closeGrace))
 }
 
-// Reply implements upstream.Sink: the answer to a call or an eth_subscribe.
+// Reply implements upstream.Sink: the answer to an eth_subscribe. A refused
+// subscription gives its place in the budgets back.
 func (c *wsClient) Reply(msg []byte) {
-	c.inFlight.Add(-1)
-	if msg != nil {
-		c.send(msg)
+	if proto.IsErrorResponse(msg) {
+		c.subs.Add(-1)
+		c.h.subs.release(1)
 	}
+	c.send(msg)
 }
 
 // Notify implements upstream.Sink: a subscription notification, shared and immutable.
@@ -213,8 +223,10 @@ func (c *wsClient) send(msg []byte) {
 }
 
 // enqueue never blocks: it appends to the client's queue and starts a writer if none
-// runs. A full queue means the client reads slower than it is sent to: it is dropped.
+// runs. A queue over its count or byte budget means the client reads slower than it is
+// sent to: it is dropped. One message of any size always fits an empty queue.
 func (c *wsClient) enqueue(m outMsg) {
+	cfg := &c.h.s.cfg
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -223,20 +235,21 @@ func (c *wsClient) enqueue(m outMsg) {
 		}
 		return
 	}
-	if len(c.queue) >= c.h.cfg.QueueSize {
+	if len(c.queue) >= cfg.WSClientQueue || (len(c.queue) > 0 && c.queuedBytes+len(m.b) > cfg.WSClientQueueBytes) {
 		c.closed = true
 		c.releaseLocked()
 		c.mu.Unlock()
 		if m.buf != nil {
 			putMsgBuf(m.buf)
 		}
-		wsSlowClientsDrops.Inc()
+		c.h.slowDrops.Inc()
 		// Off this goroutine: it may be the Mux reader, and the close frame may wait on
 		// the slow client's full TCP window.
 		go c.shutdown(websocket.ClosePolicyViolation, "client too slow: outbound queue full")
 		return
 	}
 	c.queue = append(c.queue, m)
+	c.queuedBytes += len(m.b)
 	if !c.writing && c.acquire() {
 		c.writing = true
 		go c.drain()
@@ -248,6 +261,7 @@ func (c *wsClient) enqueue(m outMsg) {
 // of conn (taken by enqueue).
 func (c *wsClient) drain() {
 	defer c.release()
+	timeout := c.h.s.cfg.WSClientWriteTimeout
 	for {
 		c.mu.Lock()
 		if len(c.queue) == 0 || c.closed {
@@ -256,15 +270,15 @@ func (c *wsClient) drain() {
 			return
 		}
 		batch := c.queue
-		c.queue, c.spare = c.spare[:0], nil
+		c.queue, c.spare, c.queuedBytes = c.spare[:0], nil, 0
 		c.mu.Unlock()
 
 		var err error
 		for i, m := range batch {
 			if err == nil {
-				_ = c.conn.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
+				_ = c.conn.SetWriteDeadline(time.Now().Add(timeout))
 				if err = c.conn.WriteMessage(websocket.TextMessage, m.b); err == nil {
-					wsClientMsgsOut.Inc()
+					c.h.msgsOut.Inc()
 				}
 			}
 			if m.buf != nil {
@@ -287,200 +301,192 @@ func (c *wsClient) drain() {
 	}
 }
 
-// handle answers one client message.
-func (c *wsClient) handle(msg []byte) {
-	switch proto.FirstByte(msg) {
-	case '{':
-		c.handleOne(msg)
-	case '[':
-		c.handleBatch(msg)
-	default:
-		if proto.Valid(msg) {
-			c.sendError(nil, proto.ErrInvalidRequest)
-		} else {
-			c.sendError(nil, proto.ErrParse)
-		}
-	}
-}
-
 func (c *wsClient) sendError(id []byte, e *proto.Error) {
 	buf := getMsgBuf()
 	*buf = proto.AppendError((*buf)[:0], id, e)
 	c.enqueue(outMsg{b: *buf, buf: buf})
 }
 
-var errTooManyInFlight = proto.NewError(proto.CodeLimitExceeded, 429, "too many requests in flight on this connection")
+var (
+	errTooManyInFlight = proto.NewError(proto.CodeLimitExceeded, 429,
+		"too many requests in flight on this connection")
+	errTooManyPendingBytes = proto.NewError(proto.CodeLimitExceeded, 429,
+		"too many request bytes in flight on this connection")
+	errTooManySubscriptions = proto.NewError(proto.CodeLimitExceeded, 429,
+		"too many subscriptions on this connection")
+	errGatewaySubscriptions = proto.NewError(proto.CodeLimitExceeded, 503,
+		"too many subscriptions on this gateway, retry later")
+)
 
-var errSubInBatch = proto.NewError(proto.CodeMethodNotFound, 200, "eth_subscribe and eth_unsubscribe are not supported inside batches")
-
-// check classifies one request object: its id span (zero when a notification), the
-// method name, and an error to answer locally instead of forwarding.
-func (c *wsClient) check(b []byte, m *proto.Message) (method []byte, perr *proto.Error) {
-	end, err := proto.ScanMessage(b, m)
-	if err != nil || proto.SkipWS(b, end) != len(b) {
-		m.ID = proto.Span{}
-		return nil, proto.ErrParse
-	}
-	if m.ID.Present() && (b[m.ID.Start] == '{' || b[m.ID.Start] == '[') {
-		m.ID = proto.Span{}
-		return nil, proto.ErrInvalidRequest
-	}
-	if !m.Method.Present() || b[m.Method.Start] != '"' {
-		return nil, proto.ErrInvalidRequest
-	}
-	method = b[m.Method.Start+1 : m.Method.End-1]
-	if bytes.IndexByte(method, '\\') >= 0 {
-		// The node decodes escapes: so must the deny list, or "admin\u005fpeers" passes.
-		var s string
-		if json.Unmarshal(m.Method.Bytes(b), &s) != nil {
-			return nil, proto.ErrInvalidRequest
-		}
-		method = []byte(s)
-	}
-	if c.h.cfg.Denied(method) {
-		return method, proto.ErrMethodNotFound
-	}
-	return method, nil
-}
-
-func (c *wsClient) handleOne(msg []byte) {
-	var m proto.Message
-	method, perr := c.check(msg, &m)
-	id := m.ID.Bytes(msg)
-	if perr != nil {
-		if m.ID.Present() || perr == proto.ErrParse || perr == proto.ErrInvalidRequest {
-			c.sendError(id, perr)
-		}
-		return
-	}
-	if m.ID.Present() && c.inFlight.Load() >= int32(c.h.cfg.MaxInFlight) {
-		c.sendError(id, errTooManyInFlight)
-		return
-	}
-	switch string(method) {
-	case "eth_subscribe":
-		if !m.ID.Present() {
-			return // a notification cannot receive its subscription id
-		}
-		params := m.Params.Bytes(msg)
-		if !m.Params.Present() {
-			params = []byte("[]")
-		}
-		c.inFlight.Add(1)
-		c.mux.Join(params, id, c, time.Time{})
-	case "eth_unsubscribe":
-		if !m.ID.Present() {
-			return
-		}
-		res := "false"
-		if gw := firstStringParam(msg, m.Params); gw != nil && c.mux.Leave(c, gw) {
-			res = "true"
-		}
-		buf := getMsgBuf()
-		*buf = append(append(append(append((*buf)[:0], `{"jsonrpc":"2.0","id":`...), id...), `,"result":`...), res...)
-		*buf = append(*buf, '}')
-		c.enqueue(outMsg{b: *buf, buf: buf})
-	default:
-		c.inFlight.Add(1)
-		c.mux.Send(msg, nil, time.Time{}, c)
-	}
-}
-
-// firstStringParam returns the contents of params[0] when it is a plain string.
-func firstStringParam(b []byte, params proto.Span) []byte {
-	if !params.Present() || b[params.Start] != '[' {
-		return nil
-	}
-	it, err := proto.NewArrayIter(params.Bytes(b))
-	if err != nil {
-		return nil
-	}
-	el, ok, err := it.Next()
-	if err != nil || !ok {
-		return nil
-	}
-	s := el.Bytes(params.Bytes(b))
-	if len(s) < 2 || s[0] != '"' || bytes.IndexByte(s, '\\') >= 0 {
-		return nil
-	}
-	return s[1 : len(s)-1]
-}
-
-// handleBatch forwards the valid elements of a batch as one upstream batch; elements it
-// refuses are answered in the same batch answer.
-func (c *wsClient) handleBatch(msg []byte) {
-	it, err := proto.NewArrayIter(msg)
-	if err != nil {
+// handle answers one client message. It reports whether it kept buf (a call goroutine
+// owns it until the call ends).
+func (c *wsClient) handle(buf *[]byte) bool {
+	msg := *buf
+	switch proto.FirstByte(msg) {
+	case '[':
+		return c.startBatch(buf)
+	case 0:
 		c.sendError(nil, proto.ErrParse)
-		return
+		return false
 	}
-	fwd, local := getMsgBuf(), getMsgBuf()
-	defer putMsgBuf(fwd)
-	defer putMsgBuf(local)
-	*fwd = append((*fwd)[:0], '[')
-	*local = (*local)[:0]
-	n, forwarded, withID := 0, 0, 0
-	var m proto.Message
-	for {
-		el, ok, err := it.Next()
-		if err != nil || (!ok && proto.SkipWS(msg, it.Pos()) != len(msg)) {
-			c.sendError(nil, proto.ErrParse)
-			return
+	cl := getCall(c.mux, time.Now().Add(c.h.s.cfg.UpstreamTimeout))
+	if perr := cl.req.Parse(msg); perr != nil {
+		c.sendError(cl.req.ID, perr) // invalid requests are answered even without an id
+		putCall(cl)
+		return false
+	}
+	cl.id = cl.req.ID
+	switch string(cl.req.Name) {
+	case "eth_subscribe":
+		c.subscribe(cl)
+		putCall(cl)
+		return false
+	case "eth_unsubscribe":
+		c.unsubscribe(cl)
+		putCall(cl)
+		return false
+	}
+	// The policy first: what it refuses is answered here and never counts as in flight.
+	perr := c.h.s.policy.admit(&cl.req)
+	if perr == nil {
+		perr = c.admit(1, len(msg))
+	}
+	if perr != nil {
+		if cl.id != nil {
+			c.sendError(cl.id, perr)
 		}
-		if !ok {
-			break
+		putCall(cl)
+		return false
+	}
+	go c.runCall(cl, buf, len(msg))
+	return true
+}
+
+// admit takes n calls and size request bytes from the connection's budgets.
+func (c *wsClient) admit(n, size int) *proto.Error {
+	if c.inFlight.Add(int32(n)) > int32(c.h.s.cfg.WSMaxInFlight) {
+		c.inFlight.Add(-int32(n))
+		c.h.refused.Inc()
+		return errTooManyInFlight
+	}
+	if !c.pending.acquire(size) {
+		c.inFlight.Add(-int32(n))
+		c.h.refused.Inc()
+		return errTooManyPendingBytes
+	}
+	return nil
+}
+
+func (c *wsClient) done(n, size int) {
+	c.pending.release(size)
+	c.inFlight.Add(-int32(n))
+}
+
+// runCall runs one admitted call through the rest of the pipeline and queues its answer.
+func (c *wsClient) runCall(cl *call, buf *[]byte, size int) {
+	defer c.done(1, size)
+	if perr := c.h.s.dispatch(cl); perr != nil {
+		if cl.id != nil {
+			c.sendError(cl.id, perr)
 		}
-		if n++; n > c.h.cfg.MaxBatch {
-			c.sendError(nil, proto.ErrBatchTooLarge)
-			return
-		}
-		e := el.Bytes(msg)
-		var perr *proto.Error
-		var method []byte
-		if e[0] != '{' {
-			perr, m.ID = proto.ErrInvalidRequest, proto.Span{}
-		} else {
-			method, perr = c.check(e, &m)
-			if perr == nil && (string(method) == "eth_subscribe" || string(method) == "eth_unsubscribe") {
-				perr = errSubInBatch
+	} else if cl.ans != nil {
+		c.send(cl.ans)
+	}
+	putCall(cl)
+	putMsgBuf(buf)
+}
+
+// startBatch counts a batch's elements against the budgets and runs it on a goroutine.
+func (c *wsClient) startBatch(buf *[]byte) bool {
+	n := 0
+	if it, err := proto.NewArrayIter(*buf); err == nil {
+		for n <= c.h.s.cfg.MaxBatch {
+			if _, ok, err := it.Next(); err != nil || !ok {
+				break
 			}
-		}
-		if perr != nil {
-			if m.ID.Present() || perr == proto.ErrParse || perr == proto.ErrInvalidRequest {
-				if len(*local) > 0 {
-					*local = append(*local, ',')
-				}
-				*local = proto.AppendError(*local, m.ID.Bytes(e), perr)
-			}
-			continue
-		}
-		if forwarded > 0 {
-			*fwd = append(*fwd, ',')
-		}
-		*fwd = append(*fwd, e...)
-		forwarded++
-		if m.ID.Present() {
-			withID++
+			n++
 		}
 	}
-	if n == 0 {
-		c.sendError(nil, proto.ErrEmptyBatch)
+	if perr := c.admit(max(n, 1), len(*buf)); perr != nil {
+		c.sendError(nil, perr) // one error for the batch, as for a batch over the size cap
+		return false
+	}
+	go func() {
+		defer c.done(max(n, 1), len(*buf))
+		out := getMsgBuf()
+		ans, perr := c.h.s.serveBatch((*out)[:0], *buf, c.mux, time.Now().Add(c.h.s.cfg.UpstreamTimeout))
+		*out = ans
+		switch {
+		case perr != nil:
+			c.sendError(nil, perr)
+			putMsgBuf(out)
+		case len(ans) > 0:
+			c.enqueue(outMsg{b: ans, buf: out})
+		default:
+			putMsgBuf(out) // only notifications: nothing to answer
+		}
+		putMsgBuf(buf)
+	}()
+	return true
+}
+
+// subscribe joins an eth_subscribe on the Mux, within the subscription budgets. Params
+// are canonical, so subscriptions that differ only in whitespace share one upstream
+// subscription.
+func (c *wsClient) subscribe(cl *call) {
+	if cl.id == nil {
+		return // a notification cannot receive its subscription id
+	}
+	if perr := c.h.s.policy.admit(&cl.req); perr != nil {
+		c.sendError(cl.id, perr)
 		return
 	}
-	if forwarded == 0 {
-		if len(*local) > 0 {
-			out := getMsgBuf()
-			*out = append(append(append((*out)[:0], '['), *local...), ']')
-			c.enqueue(outMsg{b: *out, buf: out})
-		}
+	if c.subs.Add(1) > int32(c.h.s.cfg.WSMaxSubscriptions) {
+		c.subs.Add(-1)
+		c.h.refused.Inc()
+		c.sendError(cl.id, errTooManySubscriptions)
 		return
 	}
-	if withID > 0 && c.inFlight.Load() >= int32(c.h.cfg.MaxInFlight) {
-		// Refuse the whole batch: one error, as for a batch over the size cap.
-		c.sendError(nil, errTooManyInFlight)
+	if !c.h.subs.acquire(1) {
+		c.subs.Add(-1)
+		c.h.refused.Inc()
+		c.sendError(cl.id, errGatewaySubscriptions)
 		return
 	}
-	*fwd = append(*fwd, ']')
-	c.inFlight.Add(1)
-	c.mux.Send(*fwd, *local, time.Time{}, c)
+	c.mux.Join(cl.req.Params, cl.id, c, time.Now().Add(c.h.s.cfg.UpstreamTimeout))
+}
+
+// unsubscribe answers eth_unsubscribe locally: the upstream subscription may be shared,
+// and the Mux unsubscribes upstream when its last subscriber leaves.
+func (c *wsClient) unsubscribe(cl *call) {
+	if cl.id == nil {
+		return
+	}
+	res := "false"
+	if gw := firstStringParam(cl.req.Params); gw != nil && c.mux.Leave(c, gw) {
+		res = "true"
+		c.subs.Add(-1)
+		c.h.subs.release(1)
+	}
+	buf := getMsgBuf()
+	*buf = append(append(append(append((*buf)[:0], `{"jsonrpc":"2.0","id":`...), cl.id...), `,"result":`...), res...)
+	*buf = append(*buf, '}')
+	c.enqueue(outMsg{b: *buf, buf: buf})
+}
+
+// firstStringParam returns the decoded params[0] when it is a string.
+func firstStringParam(params []byte) []byte {
+	if proto.FirstByte(params) != '[' {
+		return nil
+	}
+	s := proto.Nth(params, 0)
+	if !s.Present() {
+		return nil
+	}
+	var buf [128]byte
+	v, ok := proto.DecodeString(buf[:], s.Bytes(params))
+	if !ok {
+		return nil
+	}
+	return append([]byte(nil), v...)
 }

@@ -4,22 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/VictoriaMetrics/metrics"
-
-	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
 
 // The node is killed with clients connected and calls in flight: every call is
 // answered (result or error) within a bounded time, nothing hangs. The node comes back
 // on the same ports: subscribers keep receiving heads on the ids they were given.
 func TestSocket2SocketNodeKilledAndRestarted(t *testing.T) {
-	node := testnode.Start(t)
-	e := startS2S(t, node, nil)
-	sub := dialS2S(t, e.url, nil)
+	node, gw := startNodeGateway(t, nil)
+	sub := dialWS(t, gw.WSURL, nil)
 	ans := decodeAnswer(t, sub.call(`{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}`))
 	var subID string
 	if err := json.Unmarshal(ans.Result, &subID); err != nil {
@@ -31,11 +25,11 @@ func TestSocket2SocketNodeKilledAndRestarted(t *testing.T) {
 	const clients, burst = 6, 150
 	cs := make([]*wsTestClient, clients)
 	for i := range cs {
-		cs[i] = dialS2S(t, e.url, nil)
+		cs[i] = dialWS(t, gw.WSURL, nil)
 	}
 	for _, c := range cs {
 		for j := 0; j < burst; j++ {
-			c.send(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_getBlockByNumber","params":["latest",true]}`, j))
+			c.mustSend(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_getBlockByNumber","params":["latest",true]}`, j))
 		}
 	}
 	killed := time.Now()
@@ -63,7 +57,8 @@ func TestSocket2SocketNodeKilledAndRestarted(t *testing.T) {
 		t.Fatalf("call while down: %+v after %v", a, time.Since(start))
 	}
 
-	resubs := counterValue(t, "gateway_upstream_ws_resubscribes_total")
+	const resubscribes = `gateway_upstream_ws_resubscribes_total{upstream="default"}`
+	resubs := gw.metric(t, resubscribes)
 	node.Restart(t)
 	restarted := time.Now()
 	// Heads resume on the same gateway subscription id (a fresh dev chain restarts low).
@@ -78,50 +73,26 @@ func TestSocket2SocketNodeKilledAndRestarted(t *testing.T) {
 		break
 	}
 	t.Logf("heads resumed %v after the node answered again", time.Since(restarted))
-	if got := counterValue(t, "gateway_upstream_ws_resubscribes_total"); got <= resubs {
+	if got := gw.metric(t, resubscribes); got <= resubs {
 		t.Fatalf("resubscribes_total %v, was %v", got, resubs)
 	}
 	// Calls work again.
-	deadline := time.Now().Add(s2sWait)
-	for {
+	waitFor(t, "calls answered after the restart", func() bool {
 		a := decodeAnswer(t, cs[1].call(`{"jsonrpc":"2.0","id":2,"method":"eth_chainId"}`))
-		if string(a.Result) == `"0x539"` {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("calls still failing after restart: %+v", a)
-		}
-	}
-}
-
-// counterValue reads one series from the process's /metrics output.
-func counterValue(t testing.TB, name string) float64 {
-	t.Helper()
-	var b bytes.Buffer
-	metrics.WritePrometheus(&b, false)
-	for _, line := range strings.Split(b.String(), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			var f float64
-			if _, err := fmt.Sscan(v, &f); err != nil {
-				t.Fatal(err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("%s not in /metrics", name)
-	return 0
+		return string(a.Result) == `"0x539"`
+	})
 }
 
 // Many clients subscribe to newHeads: one upstream subscription, every client gets every
 // head on its id; when they go away the upstream subscription ends.
 func TestSocket2SocketFanOutManySubscribers(t *testing.T) {
-	e := startS2S(t, nil, nil)
+	_, gw := startNodeGateway(t, nil)
 	const n = 300
 	cs := make([]*wsTestClient, n)
 	ids := make([]string, n)
 	for i := range cs {
-		cs[i] = dialS2S(t, e.url, nil)
-		cs[i].send(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_subscribe","params":["newHeads"]}`, i))
+		cs[i] = dialWS(t, gw.WSURL, nil)
+		cs[i].mustSend(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_subscribe","params":["newHeads"]}`, i))
 	}
 	for i, c := range cs {
 		a := decodeAnswer(t, c.nextAnswer())
@@ -129,7 +100,8 @@ func TestSocket2SocketFanOutManySubscribers(t *testing.T) {
 			t.Fatalf("client %d subscribe: %+v", i, a)
 		}
 	}
-	if got := counterValue(t, "gateway_upstream_ws_subscriptions"); got != 1 {
+	const upstreamSubs = `gateway_upstream_ws_subscriptions{upstream="default"}`
+	if got := gw.metric(t, upstreamSubs); got != 1 {
 		t.Fatalf("%v upstream subscriptions for %d identical subscribers", got, n)
 	}
 	// Every client sees the same next two heads.
@@ -154,11 +126,10 @@ func TestSocket2SocketFanOutManySubscribers(t *testing.T) {
 	for _, c := range cs {
 		_ = c.conn.Close()
 	}
-	deadline := time.Now().Add(s2sWait)
-	for counterValue(t, "gateway_upstream_ws_subscriptions") != 0 || counterValue(t, "gateway_ws_client_connections") != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("upstream subscription or client connections left after every client went away")
-		}
-		time.Sleep(10 * time.Millisecond) // polling gauges, bounded
-	}
+	// The one upstream subscription left is the gateway's own head tracker's, which the
+	// clients shared.
+	waitFor(t, "no client subscription and no client left", func() bool {
+		return gw.metric(t, upstreamSubs) == 1 && gw.metric(t, "gateway_ws_client_connections") == 0 &&
+			gw.metric(t, "gateway_ws_subscriptions") == 0
+	})
 }

@@ -1,10 +1,9 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -13,16 +12,26 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
-	"github.com/valyala/fasthttp"
 
-	"github.com/infura-gateway/infura-gateway/upstream"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
 
+// startNodeGateway starts a geth --dev node (or uses node) and a gateway in front of it.
+func startNodeGateway(t testing.TB, node *testnode.Node, args ...string) (*testnode.Node, *testGateway) {
+	t.Helper()
+	if node == nil {
+		node = testnode.Start(t)
+	}
+	gw := startGateway(t, append([]string{"-upstream-http", node.HTTPURL, "-upstream-ws", node.WSURL, "-cache=false"}, args...)...)
+	gw.waitMux(t)
+	return node, gw
+}
+
 // Calls and batches through /socket2socket answer exactly what the node answers, with
-// the client's ids echoed byte for byte.
+// the client's ids echoed byte for byte and batch answers in request order.
 func TestSocket2SocketMatchesNode(t *testing.T) {
-	e := startS2S(t, nil, nil)
-	c := dialS2S(t, e.url, nil)
+	node, gw := startNodeGateway(t, nil)
+	c := dialWS(t, gw.WSURL, nil)
 	for _, tc := range []struct{ id, method, params string }{
 		{`1`, "eth_chainId", `[]`},
 		{`"abc"`, "eth_getBlockByNumber", `["0x0",false]`},
@@ -33,87 +42,69 @@ func TestSocket2SocketMatchesNode(t *testing.T) {
 	} {
 		req := `{"jsonrpc":"2.0","id":` + tc.id + `,"method":"` + tc.method + `","params":` + tc.params + `}`
 		got := c.call(req)
-		want := e.node.Raw(t, `{"jsonrpc":"2.0","id":`+tc.id+`,"method":"`+tc.method+`","params":`+tc.params+`}`)
+		want := node.Raw(t, req)
 		if strings.TrimSpace(string(got)) != strings.TrimSpace(string(want)) {
 			t.Fatalf("%s:\n got %s\nwant %s", tc.method, got, want)
 		}
 	}
 	batch := `[{"jsonrpc":"2.0","id":"x","method":"eth_chainId"},{"jsonrpc":"2.0","id":2,"method":"eth_getBlockByNumber","params":["0x0",false]},{"jsonrpc":"2.0","id":3,"method":"no_such_method"}]`
-	var got, want []json.RawMessage
-	if err := json.Unmarshal(c.call(batch), &got); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(e.node.Raw(t, batch), &want); err != nil {
-		t.Fatal(err)
-	}
-	if !sameElements(got, want) {
+	if got, want := c.call(batch), node.Raw(t, batch); strings.TrimSpace(string(got)) != strings.TrimSpace(string(want)) {
 		t.Fatalf("batch:\n got %s\nwant %s", got, want)
 	}
 }
 
-// sameElements compares batch answers as sets: element order is free.
-func sameElements(a, b []json.RawMessage) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	seen := make(map[string]int)
-	for _, x := range a {
-		seen[string(x)]++
-	}
-	for _, x := range b {
-		if seen[string(x)]--; seen[string(x)] < 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // Input the gateway answers itself: bad JSON (the connection stays open, unlike on
-// geth), denied methods (also spelled with escapes), invalid elements, batch limits.
+// geth), denied methods (also spelled with escapes), invalid elements, batch limits;
+// local answers keep their place in a batch.
 func TestSocket2SocketLocalAnswers(t *testing.T) {
-	e := startS2S(t, nil, func(c *SocketConfig) { c.MaxBatch = 3 })
-	c := dialS2S(t, e.url, nil)
+	_, gw := startNodeGateway(t, nil, "-max-batch", "3")
+	c := dialWS(t, gw.WSURL, nil)
 	f := func(req, want string) {
 		t.Helper()
 		if got := string(c.call(req)); got != want {
 			t.Fatalf("%s:\n got %s\nwant %s", req, got, want)
 		}
 	}
+	const denied = `"error":{"code":-32601,"message":"the method does not exist or is not available"}`
 	f(`{"id":1,`, `{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: body is not valid JSON"}}`)
 	f(`hello`, `{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: body is not valid JSON"}}`)
 	f(`42`, `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: want a JSON-RPC 2.0 object or a non-empty array of them"}}`)
-	f(`{"jsonrpc":"2.0","id":7,"method":"admin_peers"}`, `{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"the method does not exist or is not available"}}`)
-	f(`{"jsonrpc":"2.0","id":8,"method":"admin\u005fpeers"}`, `{"jsonrpc":"2.0","id":8,"error":{"code":-32601,"message":"the method does not exist or is not available"}}`)
-	f(`{"jsonrpc":"2.0","id":9}`, `{"jsonrpc":"2.0","id":9,"error":{"code":-32600,"message":"invalid request: want a JSON-RPC 2.0 object or a non-empty array of them"}}`)
+	f(`{"jsonrpc":"2.0","id":7,"method":"admin_peers"}`, `{"jsonrpc":"2.0","id":7,`+denied+`}`)
+	f(`{"jsonrpc":"2.0","id":8,"method":"admin\u005fpeers"}`, `{"jsonrpc":"2.0","id":8,`+denied+`}`)
+	f(`{"jsonrpc":"2.0","id":9}`, `{"jsonrpc":"2.0","id":9,"error":{"code":-32600,"message":"invalid request: \"method\" must be a string of 1 to 128 letters, digits and underscores"}}`)
 	f(`[]`, `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: empty batch"}}`)
-	f(`[1,2,3,4]`, `{"jsonrpc":"2.0","id":null,"error":{"code":-32005,"message":"batch too large"}}`)
+	f(`[1,2,3,4]`, `{"jsonrpc":"2.0","id":null,"error":{"code":-32005,"message":"batch too large: more than 3 requests"}}`)
 	f(`[{"jsonrpc":"2.0","id":1,"method":"debug_x"},5]`,
-		`[{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"the method does not exist or is not available"}},{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: want a JSON-RPC 2.0 object or a non-empty array of them"}}]`)
-	// Mixed: local answers and the node's answers in one batch.
-	got := c.call(`[{"jsonrpc":"2.0","id":1,"method":"debug_x"},{"jsonrpc":"2.0","id":2,"method":"eth_chainId"},{"jsonrpc":"2.0","method":"eth_chainId"}]`)
-	var els []json.RawMessage
-	if err := json.Unmarshal(got, &els); err != nil || len(els) != 2 || !strings.Contains(string(got), `"id":2,"result":"0x539"`) {
-		t.Fatalf("mixed batch: %s", got)
+		`[{"jsonrpc":"2.0","id":1,`+denied+`},{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: want a JSON-RPC 2.0 object or a non-empty array of them"}}]`)
+	// Local answers and the node's in one batch, in request order; the notification
+	// gets nothing.
+	f(`[{"jsonrpc":"2.0","id":1,"method":"debug_x"},{"jsonrpc":"2.0","id":2,"method":"eth_chainId"},{"jsonrpc":"2.0","method":"eth_chainId"}]`,
+		`[{"jsonrpc":"2.0","id":1,`+denied+`},{"jsonrpc":"2.0","id":2,"result":"0x539"}]`)
+	f(`[{"jsonrpc":"2.0","id":2,"method":"eth_chainId"},{"jsonrpc":"2.0","id":1,"method":"debug_x"}]`,
+		`[{"jsonrpc":"2.0","id":2,"result":"0x539"},{"jsonrpc":"2.0","id":1,`+denied+`}]`)
+	// Subscriptions inside a batch are refused per element.
+	if got := string(c.call(`[{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}]`)); !strings.Contains(got, `"id":1,"error":{"code":-32601`) {
+		t.Fatalf("subscribe in a batch: %s", got)
 	}
 	// Only notifications: nothing comes back; the next call is answered normally.
-	c.send(`{"jsonrpc":"2.0","method":"eth_chainId"}`)
+	c.mustSend(`{"jsonrpc":"2.0","method":"eth_chainId"}`)
 	f(`{"jsonrpc":"2.0","id":"after","method":"eth_chainId"}`, `{"jsonrpc":"2.0","id":"after","result":"0x539"}`)
 }
 
 // Many clients, all using the same few ids, each checking every answer is its own.
 func TestSocket2SocketCollidingIDsManyClients(t *testing.T) {
-	e := startS2S(t, nil, nil)
+	node, gw := startNodeGateway(t, nil)
 	// The node is the oracle: distinct inputs with distinct known answers.
 	const inputs = 16
 	want := make([]string, inputs)
 	for i := range want {
-		want[i] = string(e.node.Call(t, "web3_sha3", fmt.Sprintf("0x%04x", i)))
+		want[i] = string(node.Call(t, "web3_sha3", fmt.Sprintf("0x%04x", i)))
 	}
 	const clients, perClient = 40, 60
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	for k := 0; k < clients; k++ {
-		c := dialS2S(t, e.url, nil)
+		c := dialWS(t, gw.WSURL, nil)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -125,27 +116,29 @@ func TestSocket2SocketCollidingIDsManyClients(t *testing.T) {
 				if i%3 == 0 {
 					id = fmt.Sprint(i % 4)
 				}
-				c.send(fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"method":"web3_sha3","params":["0x%04x"]}`, id, in))
+				if err := c.send(fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"method":"web3_sha3","params":["0x%04x"]}`, id, in)); err != nil {
+					errs <- err
+					return
+				}
 				expect[fmt.Sprintf(`%s|%s`, id, want[in])] += "x"
 			}
 			for i := 0; i < perClient; i++ {
-				var a rpcAnswer
-				select {
-				case b := <-c.msgs:
-					if err := json.Unmarshal(b, &a); err != nil {
-						errs <- err
-						return
-					}
-				case <-time.After(s2sWait):
-					errs <- errors.New("answer missing")
+				b, err := c.recv()
+				if err != nil {
+					errs <- err
 					return
 				}
-				k := fmt.Sprintf(`%s|%s`, a.ID, a.Result)
-				if expect[k] == "" {
+				var a rpcAnswer
+				if err := json.Unmarshal(b, &a); err != nil {
+					errs <- err
+					return
+				}
+				key := fmt.Sprintf(`%s|%s`, a.ID, a.Result)
+				if expect[key] == "" {
 					errs <- fmt.Errorf("unexpected answer id %s result %s", a.ID, a.Result)
 					return
 				}
-				expect[k] = expect[k][1:]
+				expect[key] = expect[key][1:]
 			}
 		}()
 	}
@@ -159,11 +152,11 @@ func TestSocket2SocketCollidingIDsManyClients(t *testing.T) {
 // newHeads through the gateway: heads arrive on the gateway's id, eth_unsubscribe ends
 // them; two clients share one upstream subscription.
 func TestSocket2SocketSubscribeNewHeads(t *testing.T) {
-	e := startS2S(t, nil, nil)
-	a, b := dialS2S(t, e.url, nil), dialS2S(t, e.url, nil)
+	_, gw := startNodeGateway(t, nil)
+	a, b := dialWS(t, gw.WSURL, nil), dialWS(t, gw.WSURL, nil)
 	subA := decodeAnswer(t, a.call(`{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}`))
-	subB := decodeAnswer(t, b.call(`{"jsonrpc":"2.0","id":"s","method":"eth_subscribe","params":["newHeads"]}`))
-	if subA.Error != nil || string(subB.ID) != `"s"` || len(subA.Result) < 4 {
+	subB := decodeAnswer(t, b.call(`{"jsonrpc":"2.0","id":"s","method":"eth_subscribe","params":[ "newHeads" ]}`))
+	if subA.Error != nil || string(subB.ID) != `"s"` || len(subA.Result) < 4 || string(subA.Result) != string(subB.Result) {
 		t.Fatalf("subscribe: %+v %+v", subA, subB)
 	}
 	var id string
@@ -195,17 +188,17 @@ func TestSocket2SocketSubscribeNewHeads(t *testing.T) {
 // A client that does not read is closed with 1008 once its queue overflows; another
 // client is served all along.
 func TestSocket2SocketSlowClientDropped(t *testing.T) {
-	e := startS2S(t, nil, func(c *SocketConfig) { c.QueueSize = 8; c.MaxInFlight = 1 << 20 })
-	dropped := wsSlowClientsDrops.Get()
-	slow, _, err := websocket.DefaultDialer.Dial(e.url, nil)
+	_, gw := startNodeGateway(t, nil, "-ws-client-queue", "8", "-ws-max-in-flight", "100000", "-ws-max-pending-bytes", "1000000000")
+	const dropped = "gateway_ws_slow_clients_dropped_total"
+	slow, _, err := websocket.DefaultDialer.Dial(gw.WSURL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer slow.Close()
 	// Flood with large answers and never read: the TCP buffers fill, then the queue.
 	req := []byte(`{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x0",true]}`)
-	fast := dialS2S(t, e.url, nil)
-	for i := 0; i < 20000 && wsSlowClientsDrops.Get() == dropped; i++ {
+	fast := dialWS(t, gw.WSURL, nil)
+	for i := 0; i < 20000 && gw.metric(t, dropped) == 0; i++ {
 		if err := slow.WriteMessage(websocket.TextMessage, req); err != nil {
 			break // closed by the gateway already
 		}
@@ -215,11 +208,11 @@ func TestSocket2SocketSlowClientDropped(t *testing.T) {
 			}
 		}
 	}
-	if wsSlowClientsDrops.Get() == dropped {
+	if gw.metric(t, dropped) == 0 {
 		t.Fatal("slow client never dropped")
 	}
 	// Reading now yields what was written, then the 1008 close.
-	_ = slow.SetReadDeadline(time.Now().Add(s2sWait))
+	_ = slow.SetReadDeadline(time.Now().Add(wsWait))
 	for {
 		_, _, err := slow.ReadMessage()
 		if err == nil {
@@ -235,102 +228,64 @@ func TestSocket2SocketSlowClientDropped(t *testing.T) {
 	}
 }
 
-// An upstream that accepts requests and never answers keeps them in flight.
-func startSilentUpstream(t testing.TB) string {
+// startSilentGateway is a gateway in front of an upstream that takes requests and never
+// answers them: calls stay in flight.
+func startSilentGateway(t testing.TB, args ...string) (*fakeUpstream, *testGateway) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := websocket.FastHTTPUpgrader{}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		_ = up.Upgrade(ctx, func(c *websocket.Conn) {
-			for {
-				if _, _, err := c.ReadMessage(); err != nil {
-					return
-				}
-			}
-		})
-	}}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return "ws://" + ln.Addr().String()
+	fake := startFakeUpstream(t, fakeRespond(func(r fakeRequest) fakeAnswer {
+		return fakeAnswer{Stall: r.Transport == "ws"}
+	}))
+	gw := startGateway(t, fake.args(append([]string{"-cache=false", "-upstream-timeout", "1m"}, args...)...)...)
+	gw.waitMux(t)
+	return fake, gw
 }
 
-func startS2SOn(t testing.TB, upstreamURL string, mod func(*SocketConfig)) *s2sEnv {
-	t.Helper()
-	m := upstream.NewMux(upstream.MuxConfig{URL: upstreamURL, Conns: 1, RequestTimeout: time.Minute})
-	m.Start()
-	if err := m.WaitReady(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	cfg := SocketConfig{Mux: m, Denied: newDenyList([]string{"admin_"}).denied}
-	if mod != nil {
-		mod(&cfg)
-	}
-	e := &s2sEnv{mux: m, h: NewSocket2Socket(cfg)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &fasthttp.Server{Handler: e.h.Serve}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown(); e.h.Close(); m.Close() })
-	e.url = "ws://" + ln.Addr().String() + "/socket2socket"
-	return e
-}
-
+// Calls in flight are capped per connection: notifications and batch elements count.
 func TestSocket2SocketInFlightLimit(t *testing.T) {
-	e := startS2SOn(t, startSilentUpstream(t), func(c *SocketConfig) { c.MaxInFlight = 2 })
-	c := dialS2S(t, e.url, nil)
-	c.send(`{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`)
-	c.send(`[{"jsonrpc":"2.0","id":2,"method":"eth_chainId"}]`)
+	_, gw := startSilentGateway(t, "-ws-max-in-flight", "3")
+	c := dialWS(t, gw.WSURL, nil)
+	c.mustSend(`{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`)
+	c.mustSend(`{"jsonrpc":"2.0","method":"eth_chainId"}`) // a notification: in flight until answered
+	c.mustSend(`[{"jsonrpc":"2.0","id":2,"method":"eth_chainId"}]`)
 	want := `{"jsonrpc":"2.0","id":3,"error":{"code":-32005,"message":"too many requests in flight on this connection"}}`
 	if got := string(c.call(`{"jsonrpc":"2.0","id":3,"method":"eth_chainId"}`)); got != want {
-		t.Fatalf("third call: %s", got)
+		t.Fatalf("fourth call: %s", got)
 	}
 	want = `{"jsonrpc":"2.0","id":null,"error":{"code":-32005,"message":"too many requests in flight on this connection"}}`
 	if got := string(c.call(`[{"jsonrpc":"2.0","id":4,"method":"eth_chainId"}]`)); got != want {
 		t.Fatalf("batch over the limit: %s", got)
 	}
-	// Notifications and local answers do not count.
+	// Local answers do not count.
 	if got := string(c.call(`{"jsonrpc":"2.0","id":5,"method":"admin_x"}`)); !strings.Contains(got, "-32601") {
 		t.Fatalf("denied: %s", got)
 	}
 }
 
 func TestSocket2SocketMessageTooLarge(t *testing.T) {
-	e := startS2SOn(t, startSilentUpstream(t), func(c *SocketConfig) { c.MaxMessageBytes = 1024 })
-	c := dialS2S(t, e.url, nil)
-	c.send(`{"jsonrpc":"2.0","id":1,"method":"eth_call","params":["` + strings.Repeat("a", 2048) + `"]}`)
-	select {
-	case m := <-c.msgs:
-		t.Fatalf("answered %s", m)
-	case <-c.done:
-	case <-time.After(s2sWait):
-		t.Fatal("not closed")
-	}
-	if err := c.closeErr(); !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
+	_, gw := startSilentGateway(t, "-max-request-body", "1024", "-ws-max-pending-bytes", "1024", "-max-pending-bytes", "1024")
+	c := dialWS(t, gw.WSURL, nil)
+	c.mustSend(`{"jsonrpc":"2.0","id":1,"method":"eth_call","params":["` + strings.Repeat("a", 2048) + `"]}`)
+	if err := c.expectClose(); !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
 		t.Fatalf("closed with %v, want 1009", err)
 	}
 }
 
 func TestSocket2SocketOriginPolicy(t *testing.T) {
-	e := startS2S(t, nil, func(c *SocketConfig) { c.AllowedOrigins = []string{"https://app.example"} })
-	_, resp, err := websocket.DefaultDialer.Dial(e.url, http.Header{"Origin": {"https://evil.example"}})
+	_, gw := startNodeGateway(t, nil, "-ws-allowed-origins", "https://app.example")
+	_, resp, err := websocket.DefaultDialer.Dial(gw.WSURL, http.Header{"Origin": {"https://evil.example"}})
 	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("foreign origin: %v %v", err, resp)
 	}
 	_ = resp.Body.Close()
-	c := dialS2S(t, e.url, http.Header{"Origin": {"https://app.example"}})
+	c := dialWS(t, gw.WSURL, http.Header{"Origin": {"https://app.example"}})
 	if a := decodeAnswer(t, c.call(`{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`)); string(a.Result) != `"0x539"` {
 		t.Fatalf("%+v", a)
 	}
 }
 
 func TestSocket2SocketPerClientMode(t *testing.T) {
-	e := startS2S(t, nil, func(c *SocketConfig) { c.PerClient = true })
-	c := dialS2S(t, e.url, nil)
+	_, gw := startNodeGateway(t, nil, "-ws-per-client")
+	c := dialWS(t, gw.WSURL, nil)
 	if a := decodeAnswer(t, c.call(`{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`)); string(a.Result) != `"0x539"` {
 		t.Fatalf("%+v", a)
 	}
@@ -340,25 +295,26 @@ func TestSocket2SocketPerClientMode(t *testing.T) {
 	}
 }
 
-// Close ends every client handler and goroutine.
+// Shutdown closes every client with 1001 and ends every goroutine of the gateway.
 func TestSocket2SocketCloseEndsClients(t *testing.T) {
+	node := testnode.Start(t)
 	before := runtime.NumGoroutine()
-	e := startS2S(t, nil, nil)
+	_, gw := startNodeGateway(t, node)
 	var cs []*websocket.Conn
 	for i := 0; i < 20; i++ {
-		c, _, err := websocket.DefaultDialer.Dial(e.url, nil)
+		c, _, err := websocket.DefaultDialer.Dial(gw.WSURL, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cs = append(cs, c)
 		_ = c.WriteMessage(websocket.TextMessage, []byte(`{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}`))
 	}
-	// Clients answer the close frame as they read it, as real clients keep reading; Close
-	// waits for those answers.
-	closed := make(chan struct{})
-	go func() { e.h.Close(); close(closed) }()
+	// Clients answer the close frame as they read it, as real clients keep reading;
+	// shutdown waits for those answers.
+	closed := make(chan error, 1)
+	go func() { closed <- gw.srv.Shutdown(context.Background()) }()
 	for _, c := range cs {
-		_ = c.SetReadDeadline(time.Now().Add(s2sWait))
+		_ = c.SetReadDeadline(time.Now().Add(wsWait))
 		for {
 			if _, _, err := c.ReadMessage(); err != nil {
 				if !websocket.IsCloseError(err, websocket.CloseGoingAway) {
@@ -370,17 +326,12 @@ func TestSocket2SocketCloseEndsClients(t *testing.T) {
 		_ = c.Close()
 	}
 	select {
-	case <-closed:
-	case <-time.After(s2sWait):
-		t.Fatal("Close did not return")
-	}
-	e.mux.Close()
-	deadline := time.Now().Add(s2sWait)
-	for runtime.NumGoroutine() > before+8 { // the fasthttp server's own workers remain
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(5 * time.Millisecond)
+	case <-time.After(wsWait):
+		t.Fatal("Shutdown did not return")
 	}
+	waitFor(t, "the gateway's goroutines to end", func() bool { return runtime.NumGoroutine() <= before+8 })
 }

@@ -6,14 +6,14 @@ import (
 	"strconv"
 )
 
-// REST bodies of the seed's POST routes:
+// REST bodies of the POST routes:
 //
 //	POST /blockbynumber      {"block": <block>, "txdetails": <bool>}
 //	POST /txbyblockandindex  {"block": <block>, "index": <quantity>}
 //
 // <block> is "latest", "earliest", "pending", "safe", "finalized", a hex quantity
 // ("0xc6af55"), a decimal string ("13020000") or a JSON integer. txdetails is true/false
-// or "true"/"false" (the seed README's own example sends a string) and defaults to false.
+// or "true"/"false" (the route's published example sends a string) and defaults to false.
 // The parsers validate the whole body and append the canonical JSON-RPC params array,
 // so the upstream sees exactly what the node would get from a careful client.
 

@@ -8,7 +8,6 @@
 package proto
 
 import (
-	"encoding/json"
 	"errors"
 )
 
@@ -333,26 +332,22 @@ func (it *ObjectIter) nextValue() (val, _ Span, ok bool, err error) {
 	return val, val, true, nil
 }
 
-// KeyIs reports whether the JSON string key (with quotes) equals name.
-// Keys written with escapes ("\u0069d") are decoded on a slow path, so they match
-// exactly as encoding/json would match them.
+// KeyIs reports whether the JSON string key (with quotes) decodes to exactly name.
+// Keys written with escapes ("\u0069d") are decoded on the way, as encoding/json would
+// decode them; the cost is bounded by len(name), whatever the key's length.
 func KeyIs(key []byte, name string) bool {
 	if len(key) == len(name)+2 && string(key[1:len(key)-1]) == name {
 		return true
 	}
 	if len(key) <= len(name)+2 {
+		return false // an escape always makes a key longer than what it decodes to
+	}
+	var buf [64]byte
+	if len(name) > len(buf)-8 {
 		return false
 	}
-	for _, c := range key {
-		if c == '\\' {
-			var s string
-			if json.Unmarshal(key, &s) != nil {
-				return false
-			}
-			return s == name
-		}
-	}
-	return false
+	d, ok := appendUnquoted(buf[:0], key, len(name))
+	return ok && string(d) == name
 }
 
 // ScanMessage finds the spans of the top-level JSON-RPC members of the object at the

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/infura-gateway/infura-gateway/proto"
 )
 
 // Transport labels which path a call took to the upstream.
@@ -40,70 +42,139 @@ var outcomeNames = [numOutcomes]string{"ok", "rpc_error", "timeout", "unavailabl
 
 func (o Outcome) String() string { return outcomeNames[o] }
 
-// Per-(transport, method, outcome) series are created on first use and then kept in
-// these arrays, so a call costs two atomic loads, never a map lookup or a string build.
-var (
-	callCounters   [numTransports][NumMethods][numOutcomes]atomic.Pointer[metrics.Counter]
-	callHistograms [numTransports][NumMethods]atomic.Pointer[metrics.PrometheusHistogram]
-	upState        [numTransports]atomic.Bool
-)
+func outcomeOf(e *proto.Error) Outcome {
+	switch e {
+	case nil:
+		return OutcomeOK
+	case proto.ErrTimeout:
+		return OutcomeTimeout
+	case proto.ErrUnavailable, proto.ErrShuttingDown:
+		return OutcomeUnavailable
+	case proto.ErrOverloaded:
+		return OutcomeOverloaded
+	}
+	return OutcomeError
+}
 
 // Latency buckets from 0.5 ms to ~33 s: loopback nodes answer in well under a
 // millisecond, remote providers in tens of milliseconds, eth_getLogs can take seconds.
 var latencyBuckets = metrics.ExponentialBuckets(0.0005, 2, 17)
 
-func init() {
-	for t := range numTransports {
-		tt := t
-		metrics.NewGauge(`gateway_upstream_up{transport="`+tt.String()+`"}`, func() float64 {
-			if upState[tt].Load() {
-				return 1
-			}
-			return 0
-		})
-		// One series per family at start, so dashboards and alerts find them.
-		counter(tt, MethodNamed("eth_blockNumber"), OutcomeOK)
-		histogram(tt, MethodNamed("eth_blockNumber"))
-	}
+// Metrics are one upstream's series, labelled upstream="<name>". Per-(transport,
+// method, outcome) series are created on first use and kept in arrays, so a call costs
+// atomic loads, never a map lookup or a string build.
+type Metrics struct {
+	reg   *Registry
+	label string // `upstream="name"`
+
+	calls     [numTransports][proto.NumMethods][numOutcomes]atomic.Pointer[metrics.Counter]
+	durations [numTransports][proto.NumMethods]atomic.Pointer[metrics.PrometheusHistogram]
+	up        [numTransports]atomic.Bool
+	lastOK    [numTransports]atomic.Int64 // unix nanoseconds of the last answer
+
+	retries *metrics.Counter
+
+	// The websocket side (Mux).
+	wsConns, pending, queueDepth, upstreamSubs atomic.Int64
+	reconnects, resubscribes                   *metrics.Counter
+	msgsIn, msgsOut, writes, frames, reads     *metrics.Counter
+	oversized                                  *metrics.Counter
+	reconnectGap                               *metrics.PrometheusHistogram
 }
 
-func counter(t Transport, m Method, o Outcome) *metrics.Counter {
-	p := &callCounters[t][m][o]
+// NewMetrics registers the series of the upstream called name in reg.
+func NewMetrics(reg *Registry, name string) *Metrics {
+	m := &Metrics{reg: reg, label: `upstream="` + name + `"`}
+	for t := range numTransports {
+		tt := t
+		reg.Gauge(`gateway_upstream_up{`+m.label+`,transport="`+tt.String()+`"}`,
+			"1 when the last call or probe over the transport reached the upstream.",
+			func() float64 {
+				if m.up[tt].Load() {
+					return 1
+				}
+				return 0
+			})
+		// One series per family at start, so dashboards and alerts find them.
+		m.counter(tt, proto.MethodNamed("eth_blockNumber"), OutcomeOK)
+		m.histogram(tt, proto.MethodNamed("eth_blockNumber"))
+	}
+	m.retries = reg.Counter(`gateway_upstream_retries_total{`+m.label+`}`,
+		"Reads sent again after a reset on a kept-alive upstream connection.")
+	gauge := func(name, help string, v *atomic.Int64) {
+		reg.Gauge(name+`{`+m.label+`}`, help, func() float64 { return float64(v.Load()) })
+	}
+	gauge("gateway_upstream_ws_connections", "Open shared upstream websocket connections.", &m.wsConns)
+	gauge("gateway_upstream_ws_pending_requests", "Requests sent over upstream websockets awaiting an answer.", &m.pending)
+	gauge("gateway_upstream_ws_queue_depth", "Frames queued for the upstream websocket writers.", &m.queueDepth)
+	gauge("gateway_upstream_ws_subscriptions", "Subscriptions held on the upstream.", &m.upstreamSubs)
+	m.reconnects = reg.Counter(`gateway_upstream_ws_reconnects_total{`+m.label+`}`,
+		"Upstream websocket reconnections after a loss.")
+	m.resubscribes = reg.Counter(`gateway_upstream_ws_resubscribes_total{`+m.label+`}`,
+		"Upstream subscriptions re-established after a reconnect.")
+	m.msgsIn = reg.Counter(`gateway_upstream_ws_messages_total{`+m.label+`,direction="in"}`,
+		"Websocket messages exchanged with the upstream, by direction.")
+	m.msgsOut = reg.Counter(`gateway_upstream_ws_messages_total{`+m.label+`,direction="out"}`,
+		"Websocket messages exchanged with the upstream, by direction.")
+	m.writes = reg.Counter(`gateway_upstream_ws_writes_total{`+m.label+`}`,
+		"Buffered writes (flushes) to upstream websockets.")
+	m.frames = reg.Counter(`gateway_upstream_ws_frames_written_total{`+m.label+`}`,
+		"Frames written to upstream websockets; divided by writes gives frames per write.")
+	m.reads = reg.Counter(`gateway_upstream_ws_reads_total{`+m.label+`}`,
+		"Read calls on upstream websocket connections.")
+	m.oversized = reg.Counter(`gateway_upstream_ws_oversized_messages_total{`+m.label+`}`,
+		"Upstream websocket messages over the size limit, skipped without buffering them (the call they answer fails with -32005).")
+	// 10 ms to ~80 s.
+	m.reconnectGap = reg.Histogram(`gateway_upstream_ws_reconnect_gap_seconds{`+m.label+`}`,
+		"Time between losing an upstream websocket and having its subscriptions back.",
+		metrics.ExponentialBuckets(0.01, 2, 14))
+	return m
+}
+
+func (m *Metrics) counter(t Transport, meth proto.Method, o Outcome) *metrics.Counter {
+	p := &m.calls[t][meth][o]
 	if c := p.Load(); c != nil {
 		return c
 	}
-	c := metrics.GetOrCreateCounter(`gateway_upstream_requests_total{transport="` + t.String() +
-		`",method="` + m.String() + `",outcome="` + o.String() + `"}`)
+	c := m.reg.Counter(`gateway_upstream_requests_total{`+m.label+`,transport="`+t.String()+
+		`",method="`+meth.String()+`",outcome="`+o.String()+`"}`,
+		"Calls to the upstream by transport, JSON-RPC method and outcome.")
 	p.Store(c)
 	return c
 }
 
-func histogram(t Transport, m Method) *metrics.PrometheusHistogram {
-	p := &callHistograms[t][m]
+func (m *Metrics) histogram(t Transport, meth proto.Method) *metrics.PrometheusHistogram {
+	p := &m.durations[t][meth]
 	if h := p.Load(); h != nil {
 		return h
 	}
-	h := metrics.GetOrCreatePrometheusHistogramExt(`gateway_upstream_request_duration_seconds{transport="`+
-		t.String()+`",method="`+m.String()+`"}`, latencyBuckets)
+	h := m.reg.Histogram(`gateway_upstream_request_duration_seconds{`+m.label+`,transport="`+
+		t.String()+`",method="`+meth.String()+`"}`, "Upstream call latency by transport and method.", latencyBuckets)
 	p.Store(h)
 	return h
 }
 
-// ObserveCall records one upstream call: its outcome and, for calls that reached the
-// upstream, its duration.
-func ObserveCall(t Transport, m Method, o Outcome, start time.Time) {
-	observe(t, m, o, time.Since(start))
-}
-
-func observe(t Transport, m Method, o Outcome, d time.Duration) {
-	counter(t, m, o).Inc()
-	if o == OutcomeOK || o == OutcomeRPCError {
-		histogram(t, m).Update(d.Seconds())
+// observe records one upstream call: its outcome and, for calls that reached the
+// upstream, its duration; the transport is up when the call reached the upstream.
+func (m *Metrics) observe(t Transport, meth proto.Method, o Outcome, start, end time.Time) {
+	m.counter(t, meth, o).Inc()
+	switch o {
+	case OutcomeOK, OutcomeRPCError:
+		m.histogram(t, meth).Update(end.Sub(start).Seconds())
+		m.lastOK[t].Store(end.UnixNano())
+		m.up[t].Store(true)
+	case OutcomeUnavailable:
+		m.up[t].Store(false)
 	}
 }
 
-// SetUp records whether the last call or probe over transport t reached the upstream.
-func SetUp(t Transport, up bool) { upState[t].Store(up) }
+// LastOK returns when the upstream last answered over t (zero if never).
+func (m *Metrics) LastOK(t Transport) time.Time {
+	if n := m.lastOK[t].Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
 
-// IsUp reports the last state recorded by SetUp.
-func IsUp(t Transport) bool { return upState[t].Load() }
+// Up reports whether the last call over t reached the upstream.
+func (m *Metrics) Up(t Transport) bool { return m.up[t].Load() }

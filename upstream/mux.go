@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,86 +14,72 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
-// MuxConfig configures a Mux. The zero value of every field but URL means its default.
+// MuxConfig configures a Mux. Every duration and size is required (the defaults live
+// in the gateway's Config); TLSConfig, Header and Logger are optional.
 type MuxConfig struct {
 	// URL of the upstream websocket (ws:// or wss://).
 	URL string
-	// TLSConfig is used for wss:// (default: system roots, TLS 1.2+).
+	// TLSConfig is used for wss:// (nil: system roots, TLS 1.2+).
 	TLSConfig *tls.Config
 	// Header is sent with every handshake, e.g. Authorization for Infura's project
 	// secret (basic auth). It is never logged.
 	Header http.Header
-	// Conns is the number of shared upstream sockets (default 2).
+	// Conns is the number of shared upstream sockets.
 	Conns int
-	// QueueSize bounds the frames waiting for each socket's writer (default 4096).
-	// A full queue answers proto.ErrOverloaded at once.
+	// QueueSize bounds the frames waiting for each socket's writer; a full queue
+	// answers proto.ErrOverloaded at once.
 	QueueSize int
-	// ReadLimit is the largest upstream message accepted (default 32 MiB, as
-	// go-ethereum). A larger one breaks the connection (websocket protocol rule).
-	ReadLimit int64
-	// MaxResponseBytes makes Do answer proto.ErrResponseTooLarge above it (default ReadLimit).
-	MaxResponseBytes int
-	// PingInterval is how often each socket is pinged (default 30s); PongTimeout how long
-	// past that a silent socket is declared dead (default 30s).
+	// ReadLimit is the largest upstream message accepted. A larger one is skipped
+	// without being buffered: the call it answers fails with proto.ErrResponseTooLarge
+	// and the socket carries on.
+	ReadLimit int
+	// PingInterval is how often each socket is pinged; PongTimeout how long past that
+	// a silent socket is declared dead.
 	PingInterval, PongTimeout time.Duration
-	// DialTimeout bounds one connection attempt incl. the handshake (default 10s).
+	// DialTimeout bounds one connection attempt incl. the handshake.
 	DialTimeout time.Duration
-	// WriteTimeout bounds one flush of queued frames (default 10s).
+	// WriteTimeout bounds one flush of queued frames.
 	WriteTimeout time.Duration
 	// BackoffMin and BackoffMax bound the reconnect delay, doubled per failed attempt
-	// with jitter (defaults 100ms and 10s).
+	// with jitter.
 	BackoffMin, BackoffMax time.Duration
-	// RequestTimeout applies to calls made with a zero deadline (default 10s).
+	// RequestTimeout applies to calls the Mux makes itself (resubscribes, unsubscribes)
+	// and to calls made with a zero deadline.
 	RequestTimeout time.Duration
-	// Logger receives connection events (default slog.Default()).
-	Logger *slog.Logger
+	// Logger receives connection events (nil: slog.Default()).
+	Logger  *slog.Logger
+	Metrics *Metrics
 }
 
-func (c *MuxConfig) setDefaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
+func (c *MuxConfig) validate() error {
+	switch {
+	case c.Conns <= 0, c.QueueSize <= 0, c.ReadLimit <= 0, c.PingInterval <= 0, c.PongTimeout <= 0,
+		c.DialTimeout <= 0, c.WriteTimeout <= 0, c.BackoffMin <= 0, c.BackoffMax < c.BackoffMin,
+		c.RequestTimeout <= 0:
+		return errors.New("upstream websocket: every limit and interval must be > 0")
+	case c.Metrics == nil:
+		return errors.New("upstream websocket: no metrics")
 	}
-	if c.Conns <= 0 {
-		c.Conns = 2
-	}
-	if c.QueueSize <= 0 {
-		c.QueueSize = 4096
-	}
-	if c.ReadLimit <= 0 {
-		c.ReadLimit = 32 << 20
-	}
-	if c.MaxResponseBytes <= 0 || int64(c.MaxResponseBytes) > c.ReadLimit {
-		c.MaxResponseBytes = int(c.ReadLimit)
-	}
-	def(&c.PingInterval, 30*time.Second)
-	def(&c.PongTimeout, 30*time.Second)
-	def(&c.DialTimeout, 10*time.Second)
-	def(&c.WriteTimeout, 10*time.Second)
-	def(&c.BackoffMin, 100*time.Millisecond)
-	def(&c.BackoffMax, 10*time.Second)
-	def(&c.RequestTimeout, 10*time.Second)
-	if c.BackoffMax < c.BackoffMin {
-		c.BackoffMax = c.BackoffMin
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+		return errors.New("upstream websocket URL must be ws:// or wss:// with a host")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	return nil
 }
 
-// Sink receives the answers of asynchronous calls (Send, Join) and the notifications of
-// subscriptions. Its methods are called from Mux goroutines (mostly a socket's reader)
-// and must never block: a slow consumer must drop or queue, not wait.
+// Sink receives what a subscription delivers to one subscriber. Its methods are called
+// from Mux goroutines (mostly a socket's reader) and must never block: a slow consumer
+// must drop or queue, not wait.
 type Sink interface {
-	// Reply is called exactly once per Send or Join with the answer, ids restored to the
-	// caller's bytes; nil for a request made only of notifications. msg is valid only
-	// during the call.
+	// Reply is called exactly once per Join with the answer to the client's
+	// eth_subscribe (the gateway subscription id, or an error) carrying the client's id.
+	// msg is valid only during the call.
 	Reply(msg []byte)
 	// Notify is called with each eth_subscription notification of a joined
 	// subscription, params.subscription set to the gateway id Join answered with.
@@ -103,11 +90,12 @@ type Sink interface {
 // Mux multiplexes JSON-RPC calls and subscriptions over a few shared upstream websocket
 // connections. Every method is safe for concurrent use.
 type Mux struct {
-	cfg   MuxConfig
-	host  string // for logs: scheme and host only, never path (Infura's project id) or user info
-	slots []*slot
-	rr    atomic.Uint32
-	ids   atomic.Uint64
+	cfg     MuxConfig
+	host    string // for logs: scheme and host only, never path (a key) or user info
+	slots   []*slot
+	rr      atomic.Uint32
+	ids     atomic.Uint64
+	metrics *Metrics
 
 	subs subState
 
@@ -120,9 +108,11 @@ type Mux struct {
 }
 
 // NewMux returns a Mux; Start connects it.
-func NewMux(cfg MuxConfig) *Mux {
-	cfg.setDefaults()
-	m := &Mux{cfg: cfg, ready: make(chan struct{})}
+func NewMux(cfg MuxConfig) (*Mux, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m := &Mux{cfg: cfg, ready: make(chan struct{}), metrics: cfg.Metrics}
 	if u, err := url.Parse(cfg.URL); err == nil {
 		m.host = u.Scheme + "://" + u.Host
 	}
@@ -135,7 +125,7 @@ func NewMux(cfg MuxConfig) *Mux {
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
 	m.subs.prefix = binary.LittleEndian.Uint64(seed[:])
-	return m
+	return m, nil
 }
 
 // Start dials every socket in the background; calls fail with proto.ErrUnavailable until
@@ -164,6 +154,9 @@ func (m *Mux) WaitReady(timeout time.Duration) error {
 	}
 }
 
+// Up reports whether at least one socket is connected.
+func (m *Mux) Up() bool { return m.metrics.wsConns.Load() > 0 }
+
 // Close stops every goroutine of the Mux, answers every pending call with
 // proto.ErrUnavailable and returns when all of them have ended.
 func (m *Mux) Close() {
@@ -183,129 +176,108 @@ func (m *Mux) pick() *slot {
 	return nil
 }
 
-func (m *Mux) nextIDs(n int) uint64 { return m.ids.Add(uint64(n)) - uint64(n) + 1 }
+func (m *Mux) nextID() uint64 { return m.ids.Add(1) }
 
-func (m *Mux) deadline(d time.Time) time.Duration {
+func (m *Mux) timeout(d time.Time) time.Duration {
 	if d.IsZero() {
 		return m.cfg.RequestTimeout
 	}
 	return time.Until(d)
 }
 
-// Do sends one JSON-RPC request or batch (body: raw JSON with the client's ids) and
-// writes the upstream's answer, ids restored to the client's bytes, into resp's body.
-// A request made only of notifications gets an empty body. Errors are *proto.Error
-// values: ErrTimeout, ErrUnavailable, ErrOverloaded, ErrResponseTooLarge, ErrParse,
-// ErrInvalidRequest.
-func (m *Mux) Do(method Method, body []byte, resp *fasthttp.Response, deadline time.Time) error {
+// Call sends r upstream in an envelope written here (a gateway id unique on the Mux)
+// and returns the answer with its id replaced by id. spare is a buffer the caller gives
+// up; the returned one is the caller's. Errors are *proto.Error values: ErrTimeout,
+// ErrUnavailable, ErrOverloaded, ErrResponseTooLarge, ErrBadUpstream.
+func (m *Mux) Call(spare []byte, r *proto.Request, id []byte, deadline time.Time) ([]byte, error) {
 	start := time.Now()
-	c := getCall(kindSync)
-	perr := c.prepare(body, nil, m.nextIDs)
-	if perr == nil && c.n == 0 {
-		// Only notifications: once queued the writer owns c, and nothing will answer.
-		if s := m.pick(); s == nil || s.register(c, 0) != nil {
-			putCall(c)
-		}
-		resp.ResetBody()
-		ObserveCall(TransportWS, method, OutcomeOK, start)
-		return nil
+	if isSubscriptionCall(r) {
+		return spare[:0], ErrSubscriptionCall
 	}
-	if perr == nil {
-		perr = proto.ErrUnavailable
-		if s := m.pick(); s != nil {
-			perr = s.register(c, m.deadline(deadline))
+	c := getCall(kindSync)
+	c.prepare(r, id, m.nextID())
+	perr := proto.ErrUnavailable
+	if s := m.pick(); s != nil {
+		timeout := m.cfg.RequestTimeout
+		if !deadline.IsZero() {
+			timeout = deadline.Sub(start)
 		}
+		perr = s.register(c, timeout)
 	}
 	if perr != nil {
 		putCall(c)
-		ObserveCall(TransportWS, method, outcomeOf(perr), start)
-		return perr
+		m.metrics.observe(TransportWS, r.Method, outcomeOf(perr), start, start)
+		return spare[:0], perr
 	}
 	<-c.done
-	outcome := OutcomeOK
-	switch {
-	case c.err != nil:
-		perr = c.err
-		outcome = outcomeOf(perr)
-	case len(c.resp) > m.cfg.MaxResponseBytes:
-		perr = proto.ErrResponseTooLarge
-		outcome = OutcomeError
-	default:
+	perr = c.err
+	outcome := outcomeOf(perr)
+	var ans []byte
+	if perr == nil {
 		if c.rpcError {
 			outcome = OutcomeRPCError
 		}
-		// Hand the answer to resp without copying; resp's old buffer becomes the call's.
-		c.resp = resp.SwapBody(c.resp)[:0]
+		// Hand the answer over without copying; the caller's spare becomes the call's.
+		ans, c.resp = c.resp, spare[:0]
 	}
 	if c.keep {
 		putCall(c)
 	}
-	ObserveCall(TransportWS, method, outcome, start)
+	m.metrics.observe(TransportWS, r.Method, outcome, start, time.Now())
 	if perr != nil {
-		return perr
+		return spare[:0], perr
 	}
+	return ans, nil
+}
+
+// CallBatch sends b's requests as separate frames on one socket (the writer puts them
+// in one write) and waits until each is answered, timed out or failed. Separate frames
+// rather than a JSON-RPC batch: every answer is matched by its own gateway id, and a
+// slow element holds back nobody else's frame.
+func (m *Mux) CallBatch(b *Batch, deadline time.Time) error {
+	start := time.Now()
+	b.start()
+	n := len(b.Reqs)
+	if n == 0 {
+		return nil
+	}
+	s := m.pick()
+	if s == nil {
+		b.failAll(proto.ErrUnavailable)
+		m.metrics.observe(TransportWS, proto.MethodBatch, OutcomeUnavailable, start, time.Now())
+		return proto.ErrUnavailable
+	}
+	w := getBatchWait(n)
+	d := m.timeout(deadline)
+	for i, r := range b.Reqs {
+		if isSubscriptionCall(r) {
+			b.setError(i, ErrSubscriptionCall)
+			w.done()
+			continue
+		}
+		c := getCall(kindBatch)
+		c.batch, c.wait, c.idx = b, w, i
+		c.prepare(r, b.IDs[i], m.nextID())
+		if perr := s.register(c, d); perr != nil {
+			putCall(c)
+			b.setError(i, perr)
+			w.done()
+		}
+	}
+	<-w.ch
+	putBatchWait(w)
+	m.metrics.observe(TransportWS, proto.MethodBatch, OutcomeOK, start, time.Now())
 	return nil
 }
 
-func outcomeOf(e *proto.Error) Outcome {
-	switch e {
-	case proto.ErrTimeout:
-		return OutcomeTimeout
-	case proto.ErrUnavailable, proto.ErrShuttingDown:
-		return OutcomeUnavailable
-	case proto.ErrOverloaded:
-		return OutcomeOverloaded
-	}
-	return OutcomeError
-}
+// ErrSubscriptionCall refuses eth_subscribe and eth_unsubscribe sent as plain calls:
+// a subscription made that way would have no subscriber to deliver to and would never
+// be ended upstream. Subscriptions go through Join and Leave.
+var ErrSubscriptionCall = proto.NewError(proto.CodeMethodNotFound, 200,
+	"eth_subscribe and eth_unsubscribe are only available as single requests on /socket2socket, not in batches")
 
-// Send is the asynchronous Do: sink.Reply gets the answer (or a JSON-RPC error carrying
-// each client id) exactly once, possibly before Send returns. local holds
-// comma-separated answers the caller made itself for elements of a batch it did not
-// forward; they are merged into the batch answer. body must hold at least one element.
-func (m *Mux) Send(body, local []byte, deadline time.Time, sink Sink) {
-	c := getCall(kindAsync)
-	c.sink = sink
-	if perr := c.prepare(body, local, m.nextIDs); perr != nil {
-		// Could not even find the ids: answer as the node would.
-		c.resp = proto.AppendError(c.resp[:0], nil, perr)
-		sink.Reply(c.resp)
-		putCall(c)
-		return
-	}
-	if c.n == 0 {
-		m.sendNotifications(c, local, sink)
-		return
-	}
-	s := m.pick()
-	perr := proto.ErrUnavailable
-	if s != nil {
-		perr = s.register(c, m.deadline(deadline))
-	}
-	if perr != nil {
-		c.appendErrors(perr)
-		sink.Reply(c.resp)
-		putCall(c)
-	}
-}
-
-// sendNotifications sends a request that expects no answer and answers sink with the
-// local part of a batch, if any.
-func (m *Mux) sendNotifications(c *call, local []byte, sink Sink) {
-	buf := getBuf()
-	if len(local) > 0 {
-		*buf = append(append(append((*buf)[:0], '['), local...), ']')
-	}
-	if s := m.pick(); s == nil || s.register(c, 0) != nil {
-		putCall(c) // not sent: notifications get no answer either way
-	}
-	// Registered, c belongs to the writer now.
-	if len(*buf) == 0 {
-		sink.Reply(nil)
-	} else {
-		sink.Reply(*buf)
-	}
-	putBuf(buf)
+func isSubscriptionCall(r *proto.Request) bool {
+	return string(r.Name) == "eth_subscribe" || string(r.Name) == "eth_unsubscribe"
 }
 
 // complete finishes a claimed call. e is nil for an upstream answer already in c.resp.
@@ -316,17 +288,41 @@ func (m *Mux) complete(c *call, e *proto.Error, keep bool) {
 		c.err, c.keep = e, keep
 		c.done <- struct{}{}
 		return
-	case kindAsync:
+	case kindBatch:
 		if e != nil {
-			c.appendErrors(e)
+			c.batch.setError(c.idx, e)
+		} else {
+			c.batch.setAnswerRaw(c.idx, c.resp)
 		}
-		c.sink.Reply(c.resp)
+		c.wait.done()
 	case kindSub:
 		m.subscribed(c, e)
 	case kindFire:
 	}
 	if keep {
 		putCall(c)
+	}
+}
+
+// batchWait counts the elements of a CallBatch still outstanding.
+type batchWait struct {
+	left atomic.Int32
+	ch   chan struct{}
+}
+
+var batchWaitPool = sync.Pool{New: func() any { return &batchWait{ch: make(chan struct{}, 1)} }}
+
+func getBatchWait(n int) *batchWait {
+	w := batchWaitPool.Get().(*batchWait)
+	w.left.Store(int32(n))
+	return w
+}
+
+func putBatchWait(w *batchWait) { batchWaitPool.Put(w) }
+
+func (w *batchWait) done() {
+	if w.left.Add(-1) == 0 {
+		w.ch <- struct{}{}
 	}
 }
 

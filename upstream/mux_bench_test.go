@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -142,44 +140,47 @@ func (u *rawUpstream) serve(c net.Conn) {
 	}
 }
 
-const benchReq = `{"jsonrpc":"2.0","id":42,"method":"eth_blockNumber","params":[]}`
+var benchReq = func() *proto.Request {
+	var r proto.Request
+	r.Set([]byte("eth_blockNumber"), nil)
+	return &r
+}()
 
-func BenchmarkMuxDo(b *testing.B) {
+var benchID = []byte("42")
+
+func BenchmarkMuxCall(b *testing.B) {
 	u := newRawUpstream(b)
 	m := startMux(b, &fakeUpstream{url: u.url}, func(c *MuxConfig) { c.Conns = 2 })
-	body := []byte(benchReq)
-	method := MethodNamed("eth_blockNumber")
 	b.ReportAllocs()
 	b.SetParallelism(32) // many concurrent callers, as under a loaded REST route
-	w0, f0 := wsWrites.Get(), wsFramesWritten.Get()
+	w0, f0 := m.metrics.writes.Get(), m.metrics.frames.Get()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		resp := fasthttp.AcquireResponse()
-		defer fasthttp.ReleaseResponse(resp)
+		var buf []byte
+		var err error
 		for pb.Next() {
-			if err := m.Do(method, body, resp, time.Now().Add(30*time.Second)); err != nil {
+			if buf, err = m.Call(buf, benchReq, benchID, time.Now().Add(30*time.Second)); err != nil {
 				b.Error(err)
 				return
 			}
 		}
 	})
 	b.StopTimer()
-	writes, frames := wsWrites.Get()-w0, wsFramesWritten.Get()-f0
+	writes, frames := m.metrics.writes.Get()-w0, m.metrics.frames.Get()-f0
 	if writes > 0 {
 		b.ReportMetric(float64(frames)/float64(writes), "frames/write")
 	}
 }
 
-func BenchmarkMuxDoSerial(b *testing.B) {
+func BenchmarkMuxCallSerial(b *testing.B) {
 	u := newRawUpstream(b)
 	m := startMux(b, &fakeUpstream{url: u.url}, func(c *MuxConfig) { c.Conns = 1 })
-	body := []byte(benchReq)
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseResponse(resp)
+	var buf []byte
+	var err error
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := m.Do(MethodOther, body, resp, time.Now().Add(30*time.Second)); err != nil {
+		if buf, err = m.Call(buf, benchReq, benchID, time.Now().Add(30*time.Second)); err != nil {
 			b.Fatal(err)
 		}
 	}

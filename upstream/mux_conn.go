@@ -38,35 +38,28 @@ func newSlot(m *Mux, idx int) *slot {
 		pending: make(map[uint64]*call), subs: make(map[string]*group)}
 }
 
-// register adds c's ids to the pending map, arms its deadline and queues it, all under
-// mu so a connection loss sweeps either everything of c or nothing. d is ignored for a
-// call without ids (only notifications): the writer owns it once queued.
+// register adds c to the pending map, arms its deadline and queues it, all under mu so
+// a connection loss sweeps either everything of c or nothing.
 func (s *slot) register(c *call, d time.Duration) *proto.Error {
-	n := c.n // once queued, c may belong to the writer
+	met := s.m.metrics
 	s.mu.Lock()
 	if !s.up {
 		s.mu.Unlock()
 		return proto.ErrUnavailable
 	}
-	for i := 0; i < n; i++ {
-		s.pending[c.base+uint64(i)] = c
-	}
+	s.pending[c.gid] = c
 	select {
 	case s.out <- c:
 	default:
-		for i := 0; i < c.n; i++ {
-			delete(s.pending, c.base+uint64(i))
-		}
+		delete(s.pending, c.gid)
 		s.mu.Unlock()
 		return proto.ErrOverloaded
 	}
-	queueDepth.Add(1)
-	if n > 0 {
-		// Still under mu: neither the reader nor a sweep can complete c before this.
-		c.slot = s
-		pendingRequests.Add(int64(n))
-		c.timer.Reset(d)
-	}
+	met.queueDepth.Add(1)
+	// Still under mu: neither the reader nor a sweep can complete c before this.
+	c.slot = s
+	met.pending.Add(1)
+	c.timer.Reset(d)
 	s.mu.Unlock()
 	return nil
 }
@@ -74,10 +67,8 @@ func (s *slot) register(c *call, d time.Duration) *proto.Error {
 // claimLocked takes c out of the pending map; the caller holds mu and then owns c.
 func (s *slot) claimLocked(c *call) {
 	c.claimed = true
-	for i := 0; i < c.n; i++ {
-		delete(s.pending, c.base+uint64(i))
-	}
-	pendingRequests.Add(-int64(c.n))
+	delete(s.pending, c.gid)
+	s.m.metrics.pending.Add(-1)
 }
 
 // run is the socket's supervisor: connect, serve until the connection fails, answer
@@ -103,7 +94,7 @@ func (s *slot) run() {
 			continue
 		}
 		if reconnect {
-			reconnects.Inc()
+			s.m.metrics.reconnects.Inc()
 		}
 		log.Info("upstream websocket connected", "attempt", attempt)
 		attempt, backoff = 0, s.m.cfg.BackoffMin
@@ -134,7 +125,7 @@ func (s *slot) dial() (*wireConn, error) {
 	cfg := &s.m.cfg
 	ctx, cancel := context.WithTimeout(s.m.ctx, cfg.DialTimeout)
 	defer cancel()
-	w, err := dialWire(ctx, cfg.URL, cfg.Header, cfg.TLSConfig, cfg.DialTimeout, cfg.ReadLimit)
+	w, err := dialWire(ctx, cfg.URL, cfg.Header, cfg.TLSConfig, cfg.DialTimeout, cfg.ReadLimit, s.m.metrics)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open upstream websocket: %w", err)
 	}
@@ -155,7 +146,7 @@ func (s *slot) serve(conn *wireConn) error {
 	s.up = true
 	s.mu.Unlock()
 	s.isUp.Store(true)
-	connUp(s.m)
+	s.m.connUp()
 	s.m.resubscribe(s)
 
 	err := s.write(conn, readerDone)
@@ -165,7 +156,7 @@ func (s *slot) serve(conn *wireConn) error {
 	if rerr := <-readerDone; err == nil {
 		err = rerr
 	}
-	connDown()
+	s.m.connDown()
 	s.sweep()
 	s.m.subsDown(s)
 	return err
@@ -178,10 +169,10 @@ var errClosed = errors.New("mux closed")
 // buffered write and one flush.
 func (s *slot) write(conn *wireConn, readerDone chan error) error {
 	cfg := &s.m.cfg
+	met := s.m.metrics
 	mc := conn.mc
 	ping := time.NewTicker(cfg.PingInterval)
 	defer ping.Stop()
-	var owned []*call // written calls without ids: ours to recycle after the flush
 	for {
 		select {
 		case c := <-s.out:
@@ -193,12 +184,9 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 			mc.hold()
 			frames := 0
 			for {
-				queueDepth.Add(-1)
+				met.queueDepth.Add(-1)
 				mc.appendFrame(c.req)
 				frames++
-				if c.n == 0 {
-					owned = append(owned, c)
-				}
 				if mc.held() >= maxBurstBytes {
 					break
 				}
@@ -210,13 +198,8 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 				break
 			}
 			err := mc.flush(time.Now().Add(cfg.WriteTimeout))
-			wsFramesWritten.Add(frames)
-			wsMessagesOut.Add(frames)
-			for i, c := range owned {
-				putCall(c)
-				owned[i] = nil
-			}
-			owned = owned[:0]
+			met.frames.Add(frames)
+			met.msgsOut.Add(frames)
 			if err != nil {
 				return fmt.Errorf("cannot write upstream: %w", err)
 			}
@@ -245,11 +228,8 @@ func (s *slot) sweep() {
 	s.up = false
 	for drained := false; !drained; {
 		select {
-		case c := <-s.out:
-			queueDepth.Add(-1)
-			if c.n == 0 {
-				putCall(c)
-			}
+		case <-s.out:
+			s.m.metrics.queueDepth.Add(-1)
 		default:
 			drained = true
 		}
@@ -268,15 +248,18 @@ func (s *slot) sweep() {
 }
 
 // countingConn counts read and write syscalls on the TCP connection.
-type countingConn struct{ net.Conn }
+type countingConn struct {
+	net.Conn
+	m *Metrics
+}
 
 func (c countingConn) Read(p []byte) (int, error) {
-	wsReads.Inc()
+	c.m.reads.Inc()
 	return c.Conn.Read(p)
 }
 
 func (c countingConn) Write(p []byte) (int, error) {
-	wsWrites.Inc()
+	c.m.writes.Inc()
 	return c.Conn.Write(p)
 }
 

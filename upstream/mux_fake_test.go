@@ -8,6 +8,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"strconv"
@@ -112,6 +114,13 @@ func newFakeUpstreamTLS(t testing.TB) (*fakeUpstream, *tls.Config) {
 func (f *fakeUpstream) close() {
 	_ = f.srv.Shutdown()
 	f.dropAll()
+}
+
+// connCount returns the connections the fake serves now.
+func (f *fakeUpstream) connCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.conns)
 }
 
 // dropAll closes every connection at once, as a crashed node would.
@@ -247,7 +256,7 @@ func (f *fakeUpstream) answer(c *websocket.Conn, msg []byte) (ans []byte, drop b
 	case `"big"`: // a result of params[0] bytes: the library fragments it into frames
 		n, _ := strconv.Atoi(strings.Trim(string(m.Params.Bytes(msg)), "[]"))
 		return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":"` + strings.Repeat("b", n) + `"}`), false
-	case `"ping-me"`: // a ping before the answer: the Mux must pong
+	case `"ping_me"`: // a ping before the answer: the Mux must pong
 		f.mu.Lock()
 		wmu := f.conns[c]
 		f.mu.Unlock()
@@ -313,14 +322,27 @@ func (f *fakeUpstream) answerBatch(msg []byte) []byte {
 	return b.Bytes()
 }
 
+// testMuxConfig is a complete Mux configuration for tests: short backoffs, generous
+// deadlines.
+func testMuxConfig(url string) MuxConfig {
+	return MuxConfig{URL: url, Conns: 2, QueueSize: 4096, ReadLimit: 32 << 20,
+		PingInterval: 30 * time.Second, PongTimeout: 30 * time.Second, DialTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, BackoffMin: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+		RequestTimeout: 20 * time.Second, Metrics: NewMetrics(NewRegistry(), "test"),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
 // startMux starts a Mux on f and waits until every socket is up.
 func startMux(t testing.TB, f *fakeUpstream, mod func(*MuxConfig)) *Mux {
 	t.Helper()
-	cfg := MuxConfig{URL: f.url, Conns: 2, BackoffMin: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond}
+	cfg := testMuxConfig(f.url)
 	if mod != nil {
 		mod(&cfg)
 	}
-	m := NewMux(cfg)
+	m, err := NewMux(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	m.subs.prefix = 0 // deterministic gateway subscription ids for transcripts
 	m.Start()
 	t.Cleanup(m.Close)

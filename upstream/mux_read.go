@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"errors"
 	"time"
 
 	"github.com/infura-gateway/infura-gateway/proto"
@@ -12,22 +13,38 @@ import (
 // notification that follows it on the socket.
 func (s *slot) read(conn *wireConn) error {
 	alive := s.m.cfg.PingInterval + s.m.cfg.PongTimeout
+	met := s.m.metrics
 	var buf []byte
 	var msg proto.Message
+	var extended time.Time
+	// Any message proves the socket alive (pongs do too, see serve). Moving the deadline
+	// is a timer update: done at most once a second, not once per message.
+	alivePast := func() {
+		if now := time.Now(); now.Sub(extended) >= time.Second {
+			_ = conn.setReadDeadline(now.Add(alive))
+			extended = now
+		}
+	}
 	for {
 		var err error
-		if buf, err = conn.readMessage(buf); err != nil {
+		buf, err = conn.readMessage(buf)
+		if errors.Is(err, errTooLarge) {
+			met.msgsIn.Inc()
+			met.oversized.Inc()
+			alivePast()
+			s.routeTooLarge(buf)
+			continue
+		}
+		if err != nil {
 			return err
 		}
-		wsMessagesIn.Inc()
-		_ = conn.setReadDeadline(time.Now().Add(alive))
-		switch proto.FirstByte(buf) {
-		case '{':
+		met.msgsIn.Inc()
+		alivePast()
+		if proto.FirstByte(buf) == '{' {
 			s.routeOne(buf, &msg)
-		case '[':
-			s.routeBatch(buf, &msg)
-		default:
-			s.m.cfg.Logger.Debug("upstream websocket: dropped a message that is neither object nor array")
+		} else {
+			// The gateway sends single requests only: an array answers nothing it sent.
+			s.m.cfg.Logger.Debug("upstream websocket: dropped a message that is not an object")
 		}
 		if cap(buf) > maxPooledBuf {
 			buf = nil
@@ -57,8 +74,7 @@ func (s *slot) routeOne(frame []byte, msg *proto.Message) {
 	if msg.ID.Present() {
 		gid, ok := proto.ParseDecimal(msg.ID.Bytes(frame))
 		if !ok {
-			// Only an answer to something unparseable carries a foreign id (null); the
-			// gateway never sends such requests.
+			// The gateway only sends bare decimal ids: anything else answers nothing it sent.
 			s.m.cfg.Logger.Debug("upstream websocket: dropped an answer with a foreign id")
 			return
 		}
@@ -67,16 +83,8 @@ func (s *slot) routeOne(frame []byte, msg *proto.Message) {
 			return // timed out or swept already
 		}
 		keep := c.timer.Stop()
-		if c.batch {
-			// A batch answered with a lone object: take it as the answer to its element.
-			c.seen[gid-c.base] = true
-			c.resp = proto.Splice(c.resp, frame, msg.ID, c.id(int(gid-c.base)))
-			c.resp = append(c.resp, ',')
-			c.appendErrors(proto.ErrBadUpstream)
-		} else {
-			c.rpcError = msg.Error.Present()
-			c.resp = proto.Splice(c.resp[:0], frame, msg.ID, c.id(0))
-		}
+		c.rpcError = msg.Error.Present()
+		c.resp = proto.Splice(c.resp[:0], frame, msg.ID, c.id)
 		s.m.complete(c, nil, keep)
 		return
 	}
@@ -85,58 +93,17 @@ func (s *slot) routeOne(frame []byte, msg *proto.Message) {
 	}
 }
 
-// routeBatch handles an array of answers: elements are matched by id, in any order.
-func (s *slot) routeBatch(frame []byte, msg *proto.Message) {
-	it, err := proto.NewArrayIter(frame)
-	if err != nil {
+// routeTooLarge fails the call an oversized answer was for, found by the id in the
+// message's first bytes. A notification that large is dropped (counted); the
+// subscription goes on with the next one.
+func (s *slot) routeTooLarge(prefix []byte) {
+	span := proto.FirstMember(prefix, "id")
+	gid, ok := proto.ParseDecimal(span.Bytes(prefix))
+	if !span.Present() || !ok {
+		s.m.cfg.Logger.Warn("upstream websocket: skipped a message over the size limit that answers no call")
 		return
 	}
-	var c *call
-	for {
-		el, ok, err := it.Next()
-		if err != nil || !ok {
-			break
-		}
-		e := el.Bytes(frame)
-		if _, err := proto.ScanMessage(e, msg); err != nil || !msg.ID.Present() {
-			continue
-		}
-		gid, ok := proto.ParseDecimal(msg.ID.Bytes(e))
-		if !ok {
-			continue
-		}
-		if c == nil || gid < c.base || gid >= c.base+uint64(c.n) {
-			if c != nil {
-				s.finishBatch(c)
-			}
-			if c = s.lookup(gid); c == nil {
-				continue
-			}
-			if !c.batch {
-				keep := c.timer.Stop()
-				c.rpcError = msg.Error.Present()
-				c.resp = proto.Splice(c.resp[:0], e, msg.ID, c.id(0))
-				s.m.complete(c, nil, keep)
-				c = nil
-				continue
-			}
-		}
-		i := int(gid - c.base)
-		if c.seen[i] {
-			continue
-		}
-		c.seen[i] = true
-		c.resp = proto.Splice(c.resp, e, msg.ID, c.id(i))
-		c.resp = append(c.resp, ',')
+	if c := s.lookup(gid); c != nil {
+		s.m.complete(c, proto.ErrResponseTooLarge, c.timer.Stop())
 	}
-	if c != nil {
-		s.finishBatch(c)
-	}
-}
-
-// finishBatch completes a claimed batch: elements the upstream did not answer get an error.
-func (s *slot) finishBatch(c *call) {
-	keep := c.timer.Stop()
-	c.appendErrors(proto.ErrBadUpstream)
-	s.m.complete(c, nil, keep)
 }

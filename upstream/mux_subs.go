@@ -18,12 +18,13 @@ import (
 
 // subState is guarded by mu. Lock order: subState.mu, then slot.mu.
 type subState struct {
-	mu     sync.Mutex
-	prefix uint64
-	seq    uint64
-	groups map[string]*group // by params bytes
-	byGW   map[string]*group // by gateway id (0x…, no quotes)
-	bySink map[Sink][]*group // what each sink joined or waits for
+	mu          sync.Mutex
+	memberships int64 // subscriptions held by sinks
+	prefix      uint64
+	seq         uint64
+	groups      map[string]*group // by params bytes
+	byGW        map[string]*group // by gateway id (0x…, no quotes)
+	bySink      map[Sink][]*group // what each sink joined or waits for
 }
 
 func (st *subState) init() {
@@ -74,7 +75,7 @@ func (m *Mux) Join(params, id []byte, sink Sink, deadline time.Time) {
 		gw := fmt.Sprintf("0x%016x%016x", st.prefix, st.seq)
 		g = &group{params: bytes.Clone(params), gwID: gw, gwQuoted: []byte(`"` + gw + `"`),
 			members: make(map[Sink]int)}
-		if perr := m.subscribeUpstream(g, s, m.deadline(deadline)); perr != nil {
+		if perr := m.subscribeUpstream(g, s, m.timeout(deadline)); perr != nil {
 			sink.Reply(proto.AppendError(nil, id, perr))
 			return
 		}
@@ -94,7 +95,7 @@ func (m *Mux) Leave(sink Sink, gwID []byte) bool {
 	if g == nil || g.members[sink] == 0 {
 		return false
 	}
-	memberships.Add(-1)
+	st.memberships--
 	if g.members[sink]--; g.members[sink] == 0 {
 		delete(g.members, sink)
 		st.unindexLocked(sink, g)
@@ -103,13 +104,16 @@ func (m *Mux) Leave(sink Sink, gwID []byte) bool {
 	return true
 }
 
-// LeaveAll ends every subscription of sink (a client went away).
-func (m *Mux) LeaveAll(sink Sink) {
+// LeaveAll ends every subscription of sink (a client went away) and returns how many
+// it held.
+func (m *Mux) LeaveAll(sink Sink) int {
 	st := &m.subs
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	n := 0
 	for _, g := range st.bySink[sink] {
-		memberships.Add(-int64(g.members[sink]))
+		n += g.members[sink]
+		st.memberships -= int64(g.members[sink])
 		delete(g.members, sink)
 		for i := 0; i < len(g.waiters); i++ {
 			if g.waiters[i].sink == sink {
@@ -120,11 +124,20 @@ func (m *Mux) LeaveAll(sink Sink) {
 		m.maybeDropLocked(g)
 	}
 	delete(st.bySink, sink)
+	return n
+}
+
+// Memberships returns how many subscriptions sinks hold on this Mux; several share one
+// upstream subscription when their params match.
+func (m *Mux) Memberships() int64 {
+	m.subs.mu.Lock()
+	defer m.subs.mu.Unlock()
+	return m.subs.memberships
 }
 
 func (m *Mux) addMemberLocked(g *group, sink Sink) {
 	g.members[sink]++
-	memberships.Add(1)
+	m.subs.memberships++
 	m.subs.indexLocked(sink, g)
 }
 
@@ -164,26 +177,30 @@ func (m *Mux) maybeDropLocked(g *group) {
 		return
 	}
 	delete(g.slot.subs, g.upID)
-	upstreamSubs.Add(-1)
+	m.metrics.upstreamSubs.Add(-1)
 	c := getCall(kindFire)
-	body := append(append(append(c.resp[:0], `{"jsonrpc":"2.0","id":1,"method":"eth_unsubscribe","params":[`...), g.upID...), "]}"...)
-	c.resp = nil
-	if c.prepare(body, nil, m.nextIDs) != nil || g.slot.register(c, m.cfg.RequestTimeout) != nil {
+	params := append(append(append(c.resp[:0], '['), g.upID...), ']')
+	var r proto.Request
+	r.Set(methodUnsubscribe, params)
+	c.prepare(&r, gatewayID1, m.nextID())
+	if g.slot.register(c, m.cfg.RequestTimeout) != nil {
 		putCall(c) // the socket is gone, and the subscription with it
 	}
 	g.upID = ""
 }
 
+var (
+	methodSubscribe   = []byte("eth_subscribe")
+	methodUnsubscribe = []byte("eth_unsubscribe")
+)
+
 // subscribeUpstream sends eth_subscribe for g on s. Called with subState.mu held.
 func (m *Mux) subscribeUpstream(g *group, s *slot, d time.Duration) *proto.Error {
 	c := getCall(kindSub)
 	c.group = g
-	body := append(append(append(c.resp[:0], `{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":`...), g.params...), '}')
-	c.resp = nil
-	if perr := c.prepare(body, nil, m.nextIDs); perr != nil {
-		putCall(c)
-		return perr
-	}
+	var r proto.Request
+	r.Set(methodSubscribe, g.params)
+	c.prepare(&r, gatewayID1, m.nextID())
 	if perr := s.register(c, d); perr != nil {
 		putCall(c)
 		return perr
@@ -226,15 +243,15 @@ func (m *Mux) subscribed(c *call, e *proto.Error) {
 	}
 	g.upID = string(result)
 	g.slot.subs[g.upID] = g
-	upstreamSubs.Add(1)
+	m.metrics.upstreamSubs.Add(1)
 	if !g.downSince.IsZero() {
-		reconnectGap.Update(time.Since(g.downSince).Seconds())
-		resubscribes.Inc()
+		m.metrics.reconnectGap.Update(time.Since(g.downSince).Seconds())
+		m.metrics.resubscribes.Inc()
 		g.downSince = time.Time{}
 	}
 	for _, w := range g.waiters {
 		g.members[w.sink]++
-		memberships.Add(1)
+		st.memberships++
 		w.sink.Reply(appendSubResult(nil, w.id, g.gwQuoted))
 	}
 	g.waiters = nil
@@ -275,7 +292,7 @@ func (m *Mux) subsDown(s *slot) {
 		delete(s.subs, id)
 		g.upID = ""
 		g.downSince = now
-		upstreamSubs.Add(-1)
+		m.metrics.upstreamSubs.Add(-1)
 	}
 	if other := m.pick(); other != nil && other != s {
 		m.resubscribeLocked(other)

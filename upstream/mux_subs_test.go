@@ -22,9 +22,9 @@ func TestMuxSubscribeSurvivesReconnect(t *testing.T) {
 	if r := recvString(t, got); r != `{"number":"0x1"}` {
 		t.Fatalf("delivered %s", r)
 	}
-	resubs := resubscribes.Get()
+	resubs := m.metrics.resubscribes.Get()
 	f.dropAll()
-	waitFor(t, "resubscribed upstream", func() bool { return resubscribes.Get() > resubs })
+	waitFor(t, "resubscribed upstream", func() bool { return m.metrics.resubscribes.Get() > resubs })
 	if !f.notify("0xfeed2", `{"number":"0x2"}`) {
 		t.Fatal("not resubscribed as 0xfeed2")
 	}
@@ -33,7 +33,7 @@ func TestMuxSubscribeSurvivesReconnect(t *testing.T) {
 	}
 	unsub()
 	waitFor(t, "upstream unsubscribe", func() bool { return strings.Join(f.unsubscribed(), ",") == "0xfeed2" })
-	if n := upstreamSubs.Load(); n != 0 {
+	if n := m.metrics.upstreamSubs.Load(); n != 0 {
 		t.Fatalf("upstream subscriptions gauge %d after unsubscribe", n)
 	}
 }
@@ -41,7 +41,12 @@ func TestMuxSubscribeSurvivesReconnect(t *testing.T) {
 func TestMuxSubscribeRefused(t *testing.T) {
 	f := newFakeUpstream(t, false)
 	f.refused.Store(true)
-	m := NewMux(MuxConfig{URL: f.url, Conns: 1})
+	cfg := testMuxConfig(f.url)
+	cfg.Conns = 1
+	m, err := NewMux(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	m.Start()
 	defer m.Close()
 	if _, err := m.Subscribe([]byte(`["newHeads"]`), func([]byte) {}); err == nil {
@@ -102,12 +107,12 @@ func TestMuxSubscriptionMovesToLiveSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Close only the socket carrying the subscription.
-	resubs := resubscribes.Get()
+	resubs := m.metrics.resubscribes.Get()
 	f.mu.Lock()
 	carrier := f.subs["0xfeed1"]
 	f.mu.Unlock()
 	_ = carrier.NetConn().Close()
-	waitFor(t, "resubscribed on the other socket", func() bool { return resubscribes.Get() > resubs })
+	waitFor(t, "resubscribed on the other socket", func() bool { return m.metrics.resubscribes.Get() > resubs })
 	f.notify("0xfeed2", `"moved"`)
 	if r := recvString(t, got); r != `"moved"` {
 		t.Fatalf("delivered %s", r)

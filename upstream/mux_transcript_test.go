@@ -15,7 +15,7 @@ import (
 // Golden transcripts (testdata/*.txt), in the spirit of go-ethereum's rpc/testdata:
 //
 //	X--> msg   client X sends msg (eth_subscribe/eth_unsubscribe go to Join/Leave, as
-//	           /socket2socket does; anything else to Send)
+//	           /socket2socket does; anything else is a call, one frame per request)
 //	X<-- msg   client X's next delivery is exactly msg
 //	up-> msg   the upstream's next received frame is exactly msg
 //	up<- msg   the upstream sends msg
@@ -97,24 +97,24 @@ func runTranscript(t *testing.T, file string) {
 	}
 }
 
-// clientSends does what /socket2socket does with a client frame.
+// clientSends does what /socket2socket does with a client frame: subscriptions go to
+// Join and Leave, everything else is a call.
 func clientSends(m *Mux, sink *chanSink, msg []byte) {
-	var pm proto.Message
-	if _, err := proto.ScanMessage(msg, &pm); err == nil {
-		switch string(pm.Method.Bytes(msg)) {
-		case `"eth_subscribe"`:
-			m.Join(pm.Params.Bytes(msg), pm.ID.Bytes(msg), sink, time.Time{})
+	var r proto.Request
+	if proto.FirstByte(msg) == '{' && r.Parse(msg) == nil {
+		switch string(r.Name) {
+		case "eth_subscribe":
+			m.Join(r.Params, r.ID, sink, time.Time{})
 			return
-		case `"eth_unsubscribe"`:
-			p := pm.Params.Bytes(msg)
-			ok := m.Leave(sink, bytes.Trim(p, `[]"`))
+		case "eth_unsubscribe":
+			ok := m.Leave(sink, bytes.Trim(r.Params, `[]"`))
 			res := "false"
 			if ok {
 				res = "true"
 			}
-			sink.Reply([]byte(`{"jsonrpc":"2.0","id":` + string(pm.ID.Bytes(msg)) + `,"result":` + res + `}`))
+			sink.Reply([]byte(`{"jsonrpc":"2.0","id":` + string(r.ID) + `,"result":` + res + `}`))
 			return
 		}
 	}
-	m.Send(msg, nil, time.Time{}, sink)
+	sendBody(m, sink, string(msg), time.Time{})
 }

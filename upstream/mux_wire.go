@@ -39,15 +39,20 @@ const (
 const (
 	closeGoingAway       = 1001
 	closeProtocolError   = 1002
-	closeMessageTooBig   = 1009
 	closeNoStatusRecvd   = 1005
 	maxControlPayloadLen = 125
 )
 
 var (
-	errReadLimit = errors.New("upstream message larger than the read limit")
-	errProtocol  = errors.New("websocket protocol violation by the upstream")
+	// errTooLarge is returned by readMessage for a message over the read limit. It is
+	// not a connection error: the message was read to its end and dropped.
+	errTooLarge = errors.New("upstream message larger than the read limit")
+	errProtocol = errors.New("websocket protocol violation by the upstream")
 )
+
+// keepPrefix is how much of an oversized message readMessage keeps: enough to find the
+// id of the answer (geth writes "jsonrpc" and "id" first), never the message itself.
+const keepPrefix = 4 << 10
 
 // CloseError is returned by a read when the upstream closed the websocket.
 type CloseError struct{ Code int }
@@ -59,7 +64,7 @@ func (e *CloseError) Error() string { return fmt.Sprintf("upstream closed the we
 type wireConn struct {
 	mc     *meteredConn
 	br     *bufio.Reader
-	limit  int64
+	limit  int
 	hdr    [8]byte
 	ctl    [maxControlPayloadLen]byte
 	onPong func()
@@ -67,7 +72,7 @@ type wireConn struct {
 
 // dialWire opens a websocket to rawURL: TCP (counted), TLS for wss, the HTTP upgrade.
 func dialWire(ctx context.Context, rawURL string, header http.Header, tlsConfig *tls.Config,
-	dialTimeout time.Duration, limit int64) (*wireConn, error) {
+	dialTimeout time.Duration, limit int, met *Metrics) (*wireConn, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("bad upstream websocket URL: %w", err)
@@ -93,7 +98,7 @@ func dialWire(ctx context.Context, rawURL string, header http.Header, tlsConfig 
 	if err != nil {
 		return nil, err
 	}
-	var c net.Conn = countingConn{tcp}
+	var c net.Conn = countingConn{tcp, met}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	}
@@ -177,10 +182,14 @@ func headerHasToken(v, token string) bool {
 }
 
 // readMessage appends the next data message to dst[:0], answering pings and handling
-// pongs and close frames on the way. It never allocates once dst is large enough.
+// pongs and close frames on the way. It never allocates once dst is large enough. A
+// message over the read limit is not buffered: its first keepPrefix bytes are kept in
+// dst, the rest is read and discarded, and errTooLarge says so; the connection stays
+// usable.
 func (w *wireConn) readMessage(dst []byte) ([]byte, error) {
 	dst = dst[:0]
-	inMessage := false
+	inMessage, skipping := false, false
+	total := 0 // bytes of the message so far, skipped ones included
 	for {
 		if _, err := io.ReadFull(w.br, w.hdr[:2]); err != nil {
 			return dst, err
@@ -202,6 +211,9 @@ func (w *wireConn) readMessage(dst []byte) ([]byte, error) {
 				return dst, err
 			}
 			n = binary.BigEndian.Uint64(w.hdr[:8])
+			if n > 1<<62 { // RFC 6455: the most significant bit must be 0
+				return dst, w.fail(closeProtocolError, errProtocol)
+			}
 		}
 		if op >= opClose {
 			if !fin || n > maxControlPayloadLen {
@@ -222,9 +234,27 @@ func (w *wireConn) readMessage(dst []byte) ([]byte, error) {
 		default:
 			return dst, w.fail(closeProtocolError, errProtocol)
 		}
-		if n > uint64(w.limit) || uint64(len(dst))+n > uint64(w.limit) {
-			return dst, w.fail(closeMessageTooBig, errReadLimit)
+		if !skipping && n > uint64(w.limit-total) {
+			skipping = true
 		}
+		if skipping {
+			// Keep what still fits in the prefix, drop the rest of the frame unread
+			// into memory.
+			keep := min(n, uint64(max(keepPrefix-len(dst), 0)))
+			start := len(dst)
+			dst = slices.Grow(dst, int(keep))[:start+int(keep)]
+			if _, err := io.ReadFull(w.br, dst[start:]); err != nil {
+				return dst, err
+			}
+			if err := w.discard(n - keep); err != nil {
+				return dst, err
+			}
+			if fin {
+				return dst, errTooLarge
+			}
+			continue
+		}
+		total += int(n)
 		start := len(dst)
 		dst = slices.Grow(dst, int(n))[:start+int(n)]
 		if _, err := io.ReadFull(w.br, dst[start:]); err != nil {
@@ -234,6 +264,19 @@ func (w *wireConn) readMessage(dst []byte) ([]byte, error) {
 			return dst, nil
 		}
 	}
+}
+
+// discard reads and drops n bytes.
+func (w *wireConn) discard(n uint64) error {
+	for n > 0 {
+		chunk := int(min(n, 1<<30))
+		d, err := w.br.Discard(chunk)
+		n -= uint64(d)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // control handles a control frame read by readMessage.

@@ -15,7 +15,7 @@ type discardConn struct{ net.Conn }
 func (discardConn) Write(p []byte) (int, error)      { return len(p), nil }
 func (discardConn) SetWriteDeadline(time.Time) error { return nil }
 
-func wireFrom(stream []byte, limit int64) *wireConn {
+func wireFrom(stream []byte, limit int) *wireConn {
 	return &wireConn{mc: &meteredConn{Conn: discardConn{}}, br: bufio.NewReader(bytes.NewReader(stream)), limit: limit}
 }
 
@@ -40,7 +40,7 @@ func frame(fin bool, op byte, payload string) []byte {
 func TestWireReadMessage(t *testing.T) {
 	long := string(bytes.Repeat([]byte("x"), 70000))
 	// f reads the messages of stream, then expects an error (end of stream or violation).
-	f := func(stream []byte, limit int64, want []string) {
+	f := func(stream []byte, limit int, want []string) {
 		t.Helper()
 		w := wireFrom(stream, limit)
 		for _, m := range want {
@@ -62,13 +62,38 @@ func TestWireReadMessage(t *testing.T) {
 	s = append(s, frame(true, opContinuation, `}`)...)
 	s = append(s, frame(true, opBinary, long)...)
 	f(s, 1<<20, []string{`{"a":1}`, `{"b":2}`, long})
-	f(frame(true, opText, long), 1000, nil)                                      // over the limit
 	f(frame(true, opContinuation, "x"), 1000, nil)                               // continuation first
 	f(append(frame(false, opText, "x"), frame(true, opText, "y")...), 1000, nil) // text inside text
 	f([]byte{0x81 | 0x40, 0}, 1000, nil)                                         // reserved bit
 	f([]byte{0x81, 0x80, 0, 0, 0, 0}, 1000, nil)                                 // masked by the server
 	f(frame(false, opPing, ""), 1000, nil)                                       // fragmented control
 	f(frame(true, opClose, "\x03\xe8"), 1000, nil)                               // close 1000
+}
+
+// A message over the limit is skipped, not buffered: its first bytes come back with
+// errTooLarge, and the next message reads normally.
+func TestWireSkipsOversizedMessage(t *testing.T) {
+	big := `{"jsonrpc":"2.0","id":7,"result":"` + string(bytes.Repeat([]byte("x"), 200000)) + `"}`
+	var s []byte
+	s = append(s, frame(false, opText, big[:100000])...)
+	s = append(s, frame(true, opPing, "p")...)
+	s = append(s, frame(true, opContinuation, big[100000:])...)
+	s = append(s, frame(true, opText, `{"next":1}`)...)
+	s = append(s, frame(true, opText, big)...)
+	w := wireFrom(s, 1000)
+	got, err := w.readMessage(nil)
+	if err != errTooLarge || len(got) != keepPrefix || string(got) != big[:keepPrefix] {
+		t.Fatalf("oversized fragmented message: %d bytes, %v", len(got), err)
+	}
+	if got, err := w.readMessage(got); err != nil || string(got) != `{"next":1}` {
+		t.Fatalf("after it: %q %v", got, err)
+	}
+	if got, err := w.readMessage(got); err != errTooLarge || len(got) != keepPrefix {
+		t.Fatalf("oversized single frame: %d bytes, %v", len(got), err)
+	}
+	if cap(got) > 2*keepPrefix {
+		t.Fatalf("buffered %d bytes for an oversized message", cap(got))
+	}
 }
 
 // FuzzWireRead feeds arbitrary bytes to the frame reader: no panic, no message over
@@ -83,6 +108,12 @@ func FuzzWireRead(f *testing.F) {
 		w := wireFrom(stream, limit)
 		for i := 0; i < 64; i++ {
 			msg, err := w.readMessage(nil)
+			if err == errTooLarge {
+				if len(msg) > keepPrefix {
+					t.Fatalf("kept %d bytes of an oversized message", len(msg))
+				}
+				continue
+			}
 			if err != nil {
 				return
 			}

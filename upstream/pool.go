@@ -1,15 +1,16 @@
 package upstream
 
 import (
-	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
-	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -17,32 +18,36 @@ import (
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
-// PoolConfig configures the HTTP upstream. Zero durations and sizes take the defaults below.
+// PoolConfig configures the HTTP upstream. Every field is required: the defaults live
+// in the gateway's Config, in one place.
 type PoolConfig struct {
 	URL string // http(s)://host[:port]/path
 	// Basic auth. Infura takes the project secret as the password with an empty user.
+	// Credentials in the URL (user:pass@) are used when these are empty.
 	User, Password string
 
-	MaxConns            int           // connections to the upstream (default 512)
-	MaxConnWaitTimeout  time.Duration // wait for a free connection before failing with 503 (default 1s)
-	DialTimeout         time.Duration // default 3s
-	MaxIdleConnDuration time.Duration // close idle connections after (default 30s, below geth's 120s)
-	MaxResponseBodySize int           // larger answers fail with proto.ErrResponseTooLarge (default 32 MiB)
+	MaxConns            int           // connections to the upstream
+	MaxConnWaitTimeout  time.Duration // wait for a free connection before failing with 503
+	DialTimeout         time.Duration
+	MaxIdleConnDuration time.Duration // close idle connections after this (below the node's own idle timeout)
+	MaxResponseBodySize int           // larger answers fail with proto.ErrResponseTooLarge
+	Metrics             *Metrics
 }
 
 // Pool sends JSON-RPC over HTTP through one fasthttp.HostClient.
 type Pool struct {
-	hc     *fasthttp.HostClient
-	uri    []byte // full request URI, set on each pooled request
-	auth   []byte // "Basic ..." or nil
-	lastOK atomic.Int64
+	hc      *fasthttp.HostClient
+	uri     []byte // request URI without credentials
+	auth    []byte // "Basic ..." or nil
+	metrics *Metrics
 }
 
-// NewPool validates cfg and returns a pool; it does not connect yet.
+// NewPool validates cfg and returns a pool; it does not connect yet. Errors never
+// quote the URL: it may carry a key.
 func NewPool(cfg PoolConfig) (*Pool, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("cannot parse upstream HTTP URL: %w", err)
+		return nil, errors.New("upstream HTTP URL does not parse")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("upstream HTTP URL must start with http:// or https://, got %q", u.Scheme+"://")
@@ -50,12 +55,13 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 	if u.Host == "" {
 		return nil, errors.New("upstream HTTP URL has no host")
 	}
-	setDefault(&cfg.MaxConns, 512)
-	setDefault(&cfg.MaxConnWaitTimeout, time.Second)
-	setDefault(&cfg.DialTimeout, 3*time.Second)
-	setDefault(&cfg.MaxIdleConnDuration, 30*time.Second)
-	setDefault(&cfg.MaxResponseBodySize, 32<<20)
-
+	switch {
+	case cfg.MaxConns <= 0, cfg.MaxConnWaitTimeout <= 0, cfg.DialTimeout <= 0,
+		cfg.MaxIdleConnDuration <= 0, cfg.MaxResponseBodySize <= 0:
+		return nil, errors.New("upstream pool: every limit must be > 0")
+	case cfg.Metrics == nil:
+		return nil, errors.New("upstream pool: no metrics")
+	}
 	addr := u.Host
 	if u.Port() == "" {
 		if u.Scheme == "https" {
@@ -64,17 +70,16 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 			addr = net.JoinHostPort(u.Hostname(), "80")
 		}
 	}
-	p := &Pool{uri: []byte(cfg.URL)}
-	// Credentials in the URL (user:pass@) become the Authorization header, never part of
-	// a logged URL.
+	p := &Pool{metrics: cfg.Metrics}
+	// Credentials in the URL become the Authorization header, never part of the URI.
 	if u.User != nil {
 		if cfg.User == "" && cfg.Password == "" {
 			cfg.User = u.User.Username()
 			cfg.Password, _ = u.User.Password()
 		}
 		u.User = nil
-		p.uri = []byte(u.String())
 	}
+	p.uri = []byte(u.String())
 	if cfg.User != "" || cfg.Password != "" {
 		p.auth = []byte("Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.User+":"+cfg.Password)))
 	}
@@ -93,75 +98,161 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		Dial: func(addr string) (net.Conn, error) {
 			return fasthttp.DialDualStackTimeout(addr, dialTimeout)
 		},
-		// Retry only a request that found its kept-alive connection already closed by the
-		// upstream, and never a write: eth_sendRawTransaction must not be sent twice.
-		RetryIfErr: func(req *fasthttp.Request, attempts int, err error) (bool, bool) {
-			return false, attempts < 2 && errors.Is(err, fasthttp.ErrConnectionClosed) &&
-				!bytes.Contains(req.Body(), []byte(`"eth_send`))
-		},
+		// Retries are decided in Call, on the decoded method: fasthttp only sees bytes.
+		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 	}
 	return p, nil
 }
 
-func setDefault[T int | time.Duration](v *T, def T) {
-	if *v <= 0 {
-		*v = def
+// Call sends r to the upstream in an envelope written here (id 1) and returns the
+// answer with its id replaced by id. spare is a buffer the caller gives up; the
+// returned one is the caller's. On error the answer is nil and the error a
+// *proto.Error. The call never outlives deadline. A read that meets a reset on a
+// kept-alive connection (the upstream restarted, or closed it while idle) is sent once
+// more on a fresh connection; a write never is.
+func (p *Pool) Call(spare []byte, r *proto.Request, id []byte, deadline time.Time) ([]byte, error) {
+	start := time.Now()
+	env := proto.AppendEnvelope(spare[:0], gatewayID1, r)
+	ures := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(ures)
+	perr, outcome := p.exchange(env, ures, r.Retryable(), deadline)
+	var ans []byte
+	if perr == nil {
+		body := ures.Body()
+		span, ok := answerID(body)
+		switch {
+		case !ok || string(span.Bytes(body)) != "1":
+			perr, outcome = proto.ErrBadUpstream, OutcomeError
+		case string(id) == "1":
+			// Exchange buffers: the answer leaves with no copy.
+			ans = ures.SwapBody(env[:0])
+		default:
+			ans = proto.Splice(env[:0], body, span, id)
+		}
+		if perr == nil && proto.IsErrorResponse(ans) {
+			outcome = OutcomeRPCError
+		}
+	}
+	p.metrics.observe(TransportHTTP, r.Method, outcome, start, time.Now())
+	if perr != nil {
+		return env[:0], perr
+	}
+	return ans, nil
+}
+
+// CallBatch sends b's requests as one JSON-RPC batch (ids 0..n-1, written here) and
+// files each answer under its request. A batch is retried like a single read only
+// when none of its requests is a write.
+func (p *Pool) CallBatch(b *Batch, deadline time.Time) error {
+	start := time.Now()
+	b.start()
+	retryable := true
+	env := append(b.body[:0], '[')
+	var idBuf [20]byte
+	for i, r := range b.Reqs {
+		if i > 0 {
+			env = append(env, ',')
+		}
+		env = proto.AppendEnvelope(env, strconv.AppendUint(idBuf[:0], uint64(i), 10), r)
+		retryable = retryable && r.Retryable()
+	}
+	env = append(env, ']')
+	ures := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(ures)
+	perr, outcome := p.exchange(env, ures, retryable, deadline)
+	b.body = env[:0]
+	if perr == nil {
+		if perr = b.fileAnswers(ures.Body()); perr != nil {
+			outcome = OutcomeError
+		}
+	}
+	p.metrics.observe(TransportHTTP, proto.MethodBatch, outcome, start, time.Now())
+	if perr != nil {
+		b.failAll(perr)
+		return perr
+	}
+	return nil
+}
+
+// fileAnswers matches a batch answer's elements to the requests by their ids (the
+// request's index). An answer with an unknown or repeated id is dropped; a request
+// left unanswered gets ErrBadUpstream from Answer. An upstream that refuses the whole
+// batch with one error object gets that error repeated for every request.
+func (b *Batch) fileAnswers(body []byte) *proto.Error {
+	if proto.FirstByte(body) == '{' {
+		span, ok := answerID(body)
+		if !ok || !proto.IsErrorResponse(body) {
+			return proto.ErrBadUpstream
+		}
+		for i := range b.Reqs {
+			b.setAnswer(i, body, span)
+		}
+		return nil
+	}
+	it, err := proto.NewArrayIter(body)
+	if err != nil {
+		return proto.ErrBadUpstream
+	}
+	for {
+		el, ok, err := it.Next()
+		if err != nil {
+			return proto.ErrBadUpstream
+		}
+		if !ok {
+			return nil
+		}
+		e := el.Bytes(body)
+		span, ok := answerID(e)
+		if !ok {
+			continue
+		}
+		i, ok := proto.ParseDecimal(span.Bytes(e))
+		if !ok || i >= uint64(len(b.Reqs)) || b.spans[i].Present() {
+			continue
+		}
+		b.setAnswer(int(i), e, span)
 	}
 }
 
-// Do posts body (a JSON-RPC request or batch) and swaps the upstream's reply body into
-// resp without copying. On error resp is left unchanged and the error is a *proto.Error.
-// The call never outlives deadline.
-func (p *Pool) Do(m Method, body []byte, resp *fasthttp.Response, deadline time.Time) error {
-	start := time.Now()
+// exchange posts env and leaves the upstream's answer in ures. It retries a retryable
+// request after a reset on a kept-alive connection, at most twice and within deadline.
+func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, deadline time.Time) (*proto.Error, Outcome) {
 	req := fasthttp.AcquireRequest()
-	ures := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
 	req.SetRequestURIBytes(p.uri)
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetContentTypeBytes(contentTypeJSON)
 	if p.auth != nil {
 		req.Header.SetBytesKV(authorizationHeader, p.auth)
 	}
-	req.SetBodyRaw(body)
-	err := p.hc.DoDeadline(req, ures, deadline)
-	req.SetBodyRaw(nil) // body belongs to the caller
-	fasthttp.ReleaseRequest(req)
-
-	var perr *proto.Error
-	var outcome Outcome
-	if err != nil {
-		perr, outcome = classify(err)
-	} else {
-		perr, outcome = checkStatus(ures.StatusCode())
-		if perr == nil {
-			if proto.IsErrorResponse(ures.Body()) {
-				outcome = OutcomeRPCError
-			}
-			// Exchange buffers: the reply becomes resp's body with no copy.
-			ures.SwapBody(resp.SwapBody(ures.Body()))
+	req.SetBodyRaw(env)
+	defer req.SetBodyRaw(nil) // env belongs to the caller
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = p.hc.DoDeadline(req, ures, deadline)
+		if err == nil || !retryable || attempt > 2 || !staleConn(err) || !time.Now().Before(deadline) {
+			break
 		}
+		if attempt == 1 {
+			// A reset on a kept-alive connection usually means the upstream restarted:
+			// every idle connection is dead, so the retry dials a fresh one.
+			p.hc.CloseIdleConnections()
+		}
+		p.metrics.retries.Inc()
+		ures.Reset()
 	}
-	fasthttp.ReleaseResponse(ures)
-	end := time.Now()
-	if outcome != OutcomeUnavailable && outcome != OutcomeOverloaded {
-		p.lastOK.Store(end.UnixNano())
-		SetUp(TransportHTTP, true)
-	} else if outcome == OutcomeUnavailable {
-		SetUp(TransportHTTP, false)
+	if err != nil {
+		return classify(err)
 	}
-	observe(TransportHTTP, m, outcome, end.Sub(start))
-	if perr != nil {
-		return perr
-	}
-	return nil
+	return checkStatus(ures.StatusCode())
 }
 
-// LastOK returns when the upstream last answered over HTTP (zero if never).
-func (p *Pool) LastOK() time.Time {
-	if n := p.lastOK.Load(); n != 0 {
-		return time.Unix(0, n)
-	}
-	return time.Time{}
+// staleConn reports whether err is what a request meets on a kept-alive connection the
+// upstream has already closed: the request may not have been processed.
+func staleConn(err error) bool {
+	return errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE)
 }
 
 // Close drops idle connections.

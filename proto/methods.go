@@ -1,10 +1,8 @@
-// Package upstream talks to the Ethereum node: Pool is a pooled HTTP client, Mux
-// multiplexes requests over shared websocket connections. Both answer through Do, so a
-// REST route forwards the same way over either transport.
-package upstream
+package proto
 
-// Method indexes a fixed table of JSON-RPC method names. Metric labels use it so a
-// client cannot create unbounded label values: unknown names become MethodOther.
+// Method indexes a fixed table of JSON-RPC method names. Metric labels and cache rules
+// use it, so a client cannot create unbounded label values: unknown names become
+// MethodOther.
 type Method uint8
 
 // The methods the gateway knows by name. Order is irrelevant; names are what count.
@@ -45,7 +43,7 @@ var methodIndex = func() map[string]Method {
 	return m
 }()
 
-// MethodOf returns the table index of a method name (raw bytes, no quotes); it does not allocate.
+// MethodOf returns the table index of a decoded method name; it does not allocate.
 func MethodOf(name []byte) Method {
 	if m, ok := methodIndex[string(name)]; ok {
 		return m
@@ -63,3 +61,15 @@ func (m Method) String() string {
 	}
 	return "other"
 }
+
+// IsWrite reports whether a decoded method name changes state or spends funds
+// (eth_sendRawTransaction, eth_sendTransaction, personal_sendTransaction,
+// eth_submitWork, ...). A write that may have reached an upstream is never sent again:
+// not retried, not hedged, not coalesced. The test is on the name, not the table, so a
+// write the table does not know is still recognised.
+func IsWrite(name []byte) bool {
+	return hasPrefix(name, "eth_send") || hasPrefix(name, "eth_submit") ||
+		hasPrefix(name, "personal_send")
+}
+
+func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }

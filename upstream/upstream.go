@@ -1,0 +1,119 @@
+// Package upstream talks to an Ethereum node: Pool sends JSON-RPC over pooled HTTP
+// connections, Mux multiplexes it over a few shared websocket connections. Both write
+// every request themselves from a proto.Request (the fixed envelope, a gateway id, the
+// decoded method, the canonical params) and give the answer back with the id the
+// caller asked for, so the client's bytes never reach the node outside params.
+package upstream
+
+import (
+	"sync"
+
+	"github.com/infura-gateway/infura-gateway/proto"
+)
+
+// Batch is a batch of requests sent to one upstream in one exchange, and its answers
+// in request order. The caller fills Reqs and IDs (the id each answer must carry, raw
+// JSON); CallBatch fills the answers. A Batch is reused with Reset.
+type Batch struct {
+	Reqs []*proto.Request
+	IDs  [][]byte
+
+	mu    sync.Mutex
+	body  []byte       // every answer, ids already replaced
+	spans []proto.Span // answer i is body[spans[i]]; zero when there is none
+	errs  []*proto.Error
+}
+
+// Reset empties b for reuse, keeping its buffers.
+func (b *Batch) Reset() {
+	clear(b.Reqs)
+	clear(b.IDs)
+	b.Reqs, b.IDs, b.body = b.Reqs[:0], b.IDs[:0], b.body[:0]
+	b.spans, b.errs = b.spans[:0], b.errs[:0]
+}
+
+// Add appends a request and the id its answer must carry.
+func (b *Batch) Add(r *proto.Request, id []byte) {
+	b.Reqs = append(b.Reqs, r)
+	b.IDs = append(b.IDs, id)
+}
+
+// Len is the number of requests.
+func (b *Batch) Len() int { return len(b.Reqs) }
+
+// Answer returns the answer to request i (valid until Reset), or the error that stands
+// in for it.
+func (b *Batch) Answer(i int) ([]byte, *proto.Error) {
+	if i < len(b.spans) && b.spans[i].Present() {
+		return b.spans[i].Bytes(b.body), nil
+	}
+	if i < len(b.errs) && b.errs[i] != nil {
+		return nil, b.errs[i]
+	}
+	return nil, proto.ErrBadUpstream
+}
+
+// start sizes the answer slots before a call.
+func (b *Batch) start() {
+	n := len(b.Reqs)
+	b.body = b.body[:0]
+	b.spans = append(b.spans[:0], make([]proto.Span, n)...)
+	b.errs = append(b.errs[:0], make([]*proto.Error, n)...)
+}
+
+// setAnswer stores ans, with its id span replaced by the id request i asked for.
+func (b *Batch) setAnswer(i int, ans []byte, idSpan proto.Span) {
+	b.mu.Lock()
+	start := len(b.body)
+	b.body = proto.Splice(b.body, ans, idSpan, b.IDs[i])
+	b.spans[i] = proto.Span{Start: start, End: len(b.body)}
+	b.mu.Unlock()
+}
+
+// setError records that request i got no answer.
+func (b *Batch) setError(i int, e *proto.Error) {
+	b.mu.Lock()
+	if !b.spans[i].Present() {
+		b.errs[i] = e
+	}
+	b.mu.Unlock()
+}
+
+// Fail records e as the answer of every request that has none yet: an upstream that
+// cannot take the batch at all.
+func (b *Batch) Fail(e *proto.Error) {
+	if len(b.spans) != len(b.Reqs) {
+		b.start()
+	}
+	b.failAll(e)
+}
+
+// failAll records e for every request that has no answer yet.
+func (b *Batch) failAll(e *proto.Error) {
+	b.mu.Lock()
+	for i := range b.errs {
+		if !b.spans[i].Present() && b.errs[i] == nil {
+			b.errs[i] = e
+		}
+	}
+	b.mu.Unlock()
+}
+
+// gatewayID1 is the id of every single request on HTTP: an exchange carries one
+// request, so nothing needs telling apart.
+var gatewayID1 = []byte("1")
+
+// answerID checks that ans is a JSON-RPC answer object and returns its id span.
+func answerID(ans []byte) (proto.Span, bool) {
+	s := proto.FirstMember(ans, "id")
+	return s, s.Present()
+}
+
+// setAnswerRaw stores ans, which already carries the id request i asked for.
+func (b *Batch) setAnswerRaw(i int, ans []byte) {
+	b.mu.Lock()
+	start := len(b.body)
+	b.body = append(b.body, ans...)
+	b.spans[i] = proto.Span{Start: start, End: len(b.body)}
+	b.mu.Unlock()
+}
