@@ -85,6 +85,9 @@ func TestDocs(t *testing.T) {
 		}
 	}
 	d.configTable(read(t, "README.md"))
+	for _, readme := range []string{"README.md", "gateway/README.md", "upstream/README.md"} {
+		d.prose(readme, read(t, readme))
+	}
 	if _, err := d.quickstart(); err != nil {
 		t.Error(err)
 	}
@@ -897,5 +900,40 @@ func (d *docs) configTable(text string) {
 	}
 	if rows < 5 {
 		d.t.Errorf("README.md: found only %d rows of the configuration table", rows)
+	}
+}
+
+var (
+	proseFlag = regexp.MustCompile("`(-[a-z][a-z0-9-]*)[ =`]")
+	proseEnv  = regexp.MustCompile("`([A-Z][A-Z0-9]*_[A-Z0-9_]+)`")
+	goFlags   = map[string]bool{"-race": true, "-benchmem": true, "-run": true, "-fuzz": true, "-bench": true, "-count": true, "-tags": true}
+)
+
+// prose checks the flags and variables a README names outside its commands: each is
+// one the gateway has (or, for a variable, one a Taskfile or the test node reads), so
+// a renamed flag cannot linger in the text.
+func (d *docs) prose(readme, text string) {
+	var outside strings.Builder
+	in := false
+	for _, line := range strings.Split(text, "\n") {
+		if fence.MatchString(line) {
+			in = !in
+			continue
+		}
+		if !in {
+			outside.WriteString(line + "\n")
+		}
+	}
+	elsewhere := read(d.t, "Taskfile.yml") + read(d.t, "gateway/internal/testnode/testnode.go")
+	for _, m := range proseFlag.FindAllStringSubmatch(outside.String(), -1) {
+		if !goFlags[m[1]] {
+			d.flags(readme, "gateway", []string{m[1]})
+		}
+	}
+	for _, m := range proseEnv.FindAllStringSubmatch(outside.String(), -1) {
+		if strings.Contains(elsewhere, m[1]) {
+			continue
+		}
+		d.env(readme, "", m[1])
 	}
 }
