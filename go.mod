@@ -1,6 +1,6 @@
 module github.com/infura-gateway/infura-gateway
 
-go 1.26.0
+go 1.26.8
 
 require (
 	github.com/VictoriaMetrics/metrics v1.44.0

@@ -1,6 +1,6 @@
 module github.com/infura-gateway/infura-gateway/bench
 
-go 1.26.0
+go 1.26.8
 
 require (
 	github.com/fasthttp/websocket v1.5.12

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/infura-gateway/infura-gateway/internal/testnode"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/infura-gateway/infura-gateway/internal/testnode"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
 
 func TestBadInput(t *testing.T) {

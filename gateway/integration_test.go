@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/infura-gateway/infura-gateway/internal/testnode"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
 
 // These tests run the gateway against a real geth --dev node and compare every answer

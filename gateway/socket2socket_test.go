@@ -13,7 +13,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 
-	"github.com/infura-gateway/infura-gateway/internal/testnode"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
 
 // startNodeGateway starts a geth --dev node (or uses node) and a gateway in front of it.

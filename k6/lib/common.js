@@ -154,7 +154,7 @@ function hasJsonRpcResult(res) {
   }
 }
 
-// One request per REST route, with the seed's request bodies.
+// One request per REST route, with the request bodies the README documents.
 const ROUTES = {
   health: () => ({ method: 'GET', body: null, ok: (r) => r.status === 200 }),
   blocknumber: () => ({ method: 'GET', body: null, ok: hasJsonRpcResult }),

@@ -8,8 +8,9 @@
 // and chart.png under bench/results/<timestamp>/ and exits 1 when a check
 // fails.
 //
-//	go run ./bench/cmd/suite            (from the repo root; or task perf:suite)
-//	go run ./bench/cmd/suite -quick     (CI smoke: every path, a few seconds)
+//	./task perf:suite                   (from the repo root)
+//	./task perf:quick                   (CI smoke: every path, a few seconds)
+//	go -C bench run ./cmd/suite -h      (every flag)
 package main
 
 import (
@@ -34,7 +35,7 @@ import (
 	"github.com/infura-gateway/infura-gateway/bench/internal/proc"
 )
 
-// Targets from issue 5: the gateway's CPU per request over the floor's.
+// Targets: the gateway's CPU per request over the floor's (bench/README.md).
 const (
 	targetHTTP     = 2.0
 	targetWSMux    = 1.5

@@ -1,3 +1,0 @@
-module github.com/infura-gateway/infura-gateway/deploy-tests/obscheck
-
-go 1.26.0
