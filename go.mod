@@ -6,6 +6,8 @@ require (
 	github.com/VictoriaMetrics/metrics v1.44.0
 	github.com/fasthttp/router v1.5.4
 	github.com/fasthttp/websocket v1.5.12
+	github.com/goccy/go-json v0.12.0
+	github.com/goccy/go-yaml v1.19.2
 	github.com/valyala/fasthttp v1.78.0
 )
 

@@ -45,7 +45,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 2
 	}
 	log := newLogger(cfg, stderr)
-	srv, err := gateway.New(cfg, gateway.Options{Logger: log, Version: version})
+	srv, err := gateway.New(cfg, gateway.Options{Logger: log, Version: version, Getenv: getenv})
 	if err != nil {
 		fmt.Fprintln(stderr, "infura-gateway:", err)
 		return 2
@@ -55,13 +55,22 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case err := <-served:
-		srv.Close()
-		log.Error("server stopped", "err", err)
-		return 1
-	case s := <-sig:
-		log.Info("signal received, shutting down", "signal", s.String())
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case err := <-served:
+			srv.Close()
+			log.Error("server stopped", "err", err)
+			return 1
+		case <-hup:
+			_ = srv.ReloadConfig() // logs its outcome
+		case s := <-sig:
+			log.Info("signal received, shutting down", "signal", s.String())
+			break wait
+		}
 	}
 	// A second signal skips the drain.
 	ctx, cancel := context.WithCancel(context.Background())

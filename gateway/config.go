@@ -34,6 +34,9 @@ type Config struct {
 	// Upstreams are the upstreams of the configuration file; empty: one upstream from
 	// the flags above.
 	Upstreams []upstream.Spec
+	// flags is the configuration before the file was applied: a reload applies the
+	// file anew on top of it.
+	flags *Config
 
 	UpstreamTimeout     time.Duration
 	UpstreamMaxConns    int
@@ -83,6 +86,7 @@ type Config struct {
 	Readmit        int
 	ProbeInterval  time.Duration
 	ReviewInterval time.Duration
+	ConfigPoll     time.Duration
 
 	CacheEnabled  bool
 	CacheSize     int
@@ -161,6 +165,7 @@ func Defaults() Config {
 		Readmit:              2,
 		ProbeInterval:        5 * time.Second,
 		ReviewInterval:       time.Second,
+		ConfigPoll:           2 * time.Second,
 		CacheEnabled:         true,
 		CacheSize:            10000,
 		CacheMaxBytes:        256 << 20,
@@ -391,6 +396,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	num(&c.Readmit, "readmit", "READMIT", "successful probes in a row that end a ban")
 	dur(&c.ProbeInterval, "probe-interval", "PROBE_INTERVAL", "an upstream that answered nothing for this long gets one cheap call")
 	dur(&c.ReviewInterval, "review-interval", "REVIEW_INTERVAL", "how often upstream states are re-evaluated and subscriptions moved")
+	dur(&c.ConfigPoll, "config-poll", "CONFIG_POLL", "how often the configuration file is checked for changes (it is also reloaded on SIGHUP)")
 	boolean(&c.CacheEnabled, "cache", "CACHE_ENABLED", "head-aware response cache and request coalescing")
 	num(&c.CacheSize, "cache-size", "CACHE_SIZE", "most entries in the immutable-result cache")
 	num(&c.CacheMaxBytes, "cache-max-bytes", "CACHE_MAX_BYTES", "most bytes of answers in the immutable-result cache")
@@ -421,7 +427,13 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 		c.DenyMethods = nil
 	}
 	c.resolveUpstreams()
-	return c, c.Validate()
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	flags := c
+	c.flags = &flags
+	merged, _, err := LoadFile(c, getenv)
+	return merged, err
 }
 
 // resolveUpstreams applies the Infura shorthand and the local-node defaults.
@@ -509,6 +521,7 @@ func (c *Config) Validate() error {
 		{c.Readmit > 0, "-readmit must be > 0"},
 		{c.ProbeInterval >= 100*time.Millisecond, "-probe-interval must be at least 100ms"},
 		{c.ReviewInterval >= 10*time.Millisecond, "-review-interval must be at least 10ms"},
+		{c.ConfigPoll >= 100*time.Millisecond, "-config-poll must be at least 100ms"},
 		{c.CacheSize > 0, "-cache-size must be > 0"},
 		{c.CacheMaxBytes >= 1<<20, "-cache-max-bytes must be at least 1 MiB"},
 		{c.CacheMaxAge > 0, "-cache-max-age must be > 0"},
@@ -568,10 +581,18 @@ func splitList(s string) []string {
 
 // LogValue keeps secrets out of logs: every URL is redacted (RedactURL).
 func (c Config) LogValue() slog.Value {
+	var ups []string
+	for _, u := range c.upstreamSpecs() {
+		d := u.Name + " " + u.Tier.String() + " " + RedactURL(u.HTTPURL)
+		if u.WSURL != "" {
+			d += " " + RedactURL(u.WSURL)
+		}
+		ups = append(ups, d)
+	}
 	return slog.GroupValue(
 		slog.String("listen", c.ListenAddr),
-		slog.String("upstream_http", RedactURL(c.UpstreamHTTPURL)),
-		slog.String("upstream_ws", RedactURL(c.UpstreamWSURL)),
+		slog.String("config_file", c.ConfigFile),
+		slog.Any("upstreams", ups),
 		slog.Bool("upstream_auth", c.UpstreamSecret != ""),
 		slog.Duration("upstream_timeout", c.UpstreamTimeout),
 		slog.Int("ws_upstream_conns", c.WSUpstreamConns),

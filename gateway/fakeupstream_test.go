@@ -3,8 +3,10 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +31,8 @@ type fakeUpstream struct {
 	respond atomic.Pointer[func(fakeRequest) fakeAnswer]
 	fixed   []byte // HTTP answers these bytes, nothing decoded or recorded (allocation-free)
 	release chan struct{}
+	head    atomic.Uint64 // the chain head the fake reports (blocks 0..head exist)
+	down    atomic.Bool   // cuts every connection and refuses new ones, as a crashed node would
 
 	mu      sync.Mutex
 	reqs    []fakeRequest
@@ -87,6 +91,7 @@ func startFakeUpstream(t testing.TB, opts ...fakeOption) *fakeUpstream {
 	t.Helper()
 	f := &fakeUpstream{release: make(chan struct{}), subs: map[string]*fakeConn{}, subIDs: map[string]string{},
 		conns: map[*fakeConn]struct{}{}}
+	f.head.Store(0x10)
 	for _, o := range opts {
 		o(f)
 	}
@@ -99,6 +104,10 @@ func startFakeUpstream(t testing.TB, opts ...fakeOption) *fakeUpstream {
 		if f.fixed != nil {
 			ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
 			ctx.Response.SetBodyRaw(f.fixed)
+			return
+		}
+		if f.down.Load() {
+			_ = ctx.Conn().Close()
 			return
 		}
 		f.mu.Lock()
@@ -152,28 +161,100 @@ func (f *fakeUpstream) answer(r fakeRequest) fakeAnswer {
 	if p := f.respond.Load(); p != nil {
 		a := (*p)(r)
 		if a.Body == "" && !a.Stall {
-			a.Body = fakeResult(r, a.Result)
+			a.Body = fakeResult(r, a.Result, f.head.Load())
 		}
 		return a
 	}
-	return fakeAnswer{Body: fakeResult(r, "")}
+	return fakeAnswer{Body: fakeResult(r, "", f.head.Load())}
 }
 
-// fakeHead is the block the fake reports as its head, unless a test answers otherwise.
-const fakeHead = `{"number":"0x10","hash":"0x1010101010101010101010101010101010101010101010101010101010101010",` +
-	`"parentHash":"0x0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f"}`
+// fakeBlock is block n of the fakes' chain (every fake has the same one): a header with
+// a hash derived from n, and the fields a block has beyond a header.
+func fakeBlock(n uint64) string {
+	return fmt.Sprintf(`{"number":"0x%x","hash":"%s","parentHash":"%s","transactions":[],"size":"0x220"}`,
+		n, fakeHash(n), fakeHash(n-1))
+}
 
-// fakeResult is the answer to r with result (default "0x1"; the fake's head for the
-// latest block and its number).
-func fakeResult(r fakeRequest, result string) string {
-	if result == "" {
+func fakeHeader(n uint64) string {
+	return fmt.Sprintf(`{"number":"0x%x","hash":"%s","parentHash":"%s"}`, n, fakeHash(n), fakeHash(n-1))
+}
+
+func fakeHash(n uint64) string { return fmt.Sprintf("0x%064x", 0xb10c0000+n) }
+
+// fakeLog is the one log of block n.
+func fakeLog(n uint64) string {
+	return fmt.Sprintf(`{"address":"0x00000000000000000000000000000000000000aa","topics":["0x%064x"],"data":"0x",`+
+		`"blockNumber":"0x%x","blockHash":"%s","transactionHash":"0x%064x","transactionIndex":"0x0","logIndex":"0x0","removed":false}`,
+		7, n, fakeHash(n), n)
+}
+
+// setDown cuts the fake off (true) or brings it back.
+func (f *fakeUpstream) setDown(down bool) {
+	f.down.Store(down)
+	if down {
+		f.dropAll()
+	}
+}
+
+// pushHead moves the fake's head to n and notifies its newHeads subscribers.
+func (f *fakeUpstream) pushHead(n uint64) {
+	f.head.Store(n)
+	f.mu.Lock()
+	var subs []string
+	var logSubs []string
+	for params, sub := range f.subIDs {
 		switch {
-		case r.Method == "eth_getBlockByNumber" && string(r.Params) == `["latest",false]`:
-			result = fakeHead
-		case r.Method == "eth_blockNumber":
-			result = `"0x10"`
-		default:
-			result = `"0x1"`
+		case params == `["newHeads"]`:
+			subs = append(subs, sub)
+		case strings.HasPrefix(params, `["logs"`):
+			logSubs = append(logSubs, sub)
+		}
+	}
+	f.mu.Unlock()
+	for _, sub := range subs {
+		f.notify(sub, fakeHeader(n))
+	}
+	for _, sub := range logSubs {
+		f.notify(sub, fakeLog(n))
+	}
+}
+
+// fakeResult is the answer to r with result (default "0x1"; blocks and the block number
+// of a chain whose head is head).
+func fakeResult(r fakeRequest, result string, head uint64) string {
+	if result == "" {
+		result = `"0x1"`
+		switch r.Method {
+		case "eth_blockNumber":
+			result = fmt.Sprintf(`"0x%x"`, head)
+		case "eth_getLogs":
+			var p []struct{ FromBlock, ToBlock string }
+			_ = json.Unmarshal(r.Params, &p)
+			var logs []string
+			if len(p) == 1 {
+				from, _ := strconv.ParseUint(strings.TrimPrefix(p[0].FromBlock, "0x"), 16, 64)
+				to, _ := strconv.ParseUint(strings.TrimPrefix(p[0].ToBlock, "0x"), 16, 64)
+				for n := from; n <= min(to, head); n++ {
+					logs = append(logs, fakeLog(n))
+				}
+			}
+			result = "[" + strings.Join(logs, ",") + "]"
+		case "eth_getBlockByNumber":
+			var p []json.RawMessage
+			_ = json.Unmarshal(r.Params, &p)
+			var tag string
+			if len(p) > 0 {
+				_ = json.Unmarshal(p[0], &tag)
+			}
+			n, err := strconv.ParseUint(strings.TrimPrefix(tag, "0x"), 16, 64)
+			switch {
+			case tag == "latest":
+				result = fakeBlock(head)
+			case err == nil && n <= head:
+				result = fakeBlock(n)
+			case err == nil:
+				result = "null"
+			}
 		}
 	}
 	id := string(r.ID)
@@ -256,7 +337,7 @@ func (f *fakeUpstream) serveWS(c *websocket.Conn) {
 			f.subs[sub] = fc
 			f.subIDs[string(r.Params)] = sub
 			f.mu.Unlock()
-			a = fakeAnswer{Body: fakeResult(r, `"`+sub+`"`)}
+			a = fakeAnswer{Body: fakeResult(r, `"`+sub+`"`, 0)}
 		case "eth_unsubscribe":
 			var p []string
 			_ = json.Unmarshal(r.Params, &p)
@@ -265,7 +346,7 @@ func (f *fakeUpstream) serveWS(c *websocket.Conn) {
 				delete(f.subs, p[0])
 			}
 			f.mu.Unlock()
-			a = fakeAnswer{Body: fakeResult(r, "true")}
+			a = fakeAnswer{Body: fakeResult(r, "true", 0)}
 		default:
 			a = f.answer(r)
 		}

@@ -3,7 +3,11 @@ package gateway
 import (
 	"time"
 
+	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
 // Ready reports whether the server should receive traffic: not draining, and an
@@ -37,4 +41,25 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 	default:
 		ctx.SetBodyString(`{"status":200,"ready":true}`)
 	}
+}
+
+// statusPage is GET /status: the gateway and every upstream, as the router sees them.
+// It holds no URL or key: names, states and figures only.
+type statusPage struct {
+	Version  string `json:"version"`
+	Ready    bool   `json:"ready"`
+	Draining bool   `json:"draining"`
+	upstream.Status
+}
+
+// status serves GET /status.
+func (s *Server) status(ctx *fasthttp.RequestCtx) {
+	page := statusPage{Version: s.version, Ready: s.Ready(), Draining: s.draining.Load(), Status: s.router.Status()}
+	b, err := json.MarshalIndent(page, "", "  ")
+	if err != nil {
+		writeError(ctx, nil, proto.ErrInternal)
+		return
+	}
+	ctx.SetContentTypeBytes(contentTypeJSON)
+	ctx.SetBody(append(b, '\n'))
 }

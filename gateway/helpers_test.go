@@ -56,8 +56,8 @@ func startGatewayEnv(t testing.TB, env map[string]string, args ...string) *testG
 	return &testGateway{URL: "http://" + addr, WSURL: "ws://" + addr + "/socket2socket", srv: srv, log: logs}
 }
 
-// waitUpstreams waits until every upstream's shared sockets are connected and the gateway
-// knows the head.
+// waitUpstreams waits until every upstream's shared sockets are connected and its head
+// is known.
 func (gw *testGateway) waitUpstreams(t testing.TB) {
 	t.Helper()
 	for _, u := range gw.srv.router.Upstreams() {
@@ -66,8 +66,8 @@ func (gw *testGateway) waitUpstreams(t testing.TB) {
 				t.Fatal(err)
 			}
 		}
+		waitFor(t, "the head of "+u.Name(), func() bool { return u.Health().HeadKnown() })
 	}
-	waitFor(t, "the served head", func() bool { return gw.srv.router.HeadKnown() })
 }
 
 // metric returns the value of one series of the gateway's metrics (0 when absent).

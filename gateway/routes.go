@@ -17,6 +17,7 @@ func (s *Server) routeTable() *router.Router {
 	r.GET("/health", s.instrument("health", s.health))
 	r.GET("/readyz", s.instrument("readyz", s.readyz))
 	r.GET("/metrics", s.instrument("metrics", s.metricsHandler))
+	r.GET("/status", s.instrument("status", s.status))
 
 	// client ⇄HTTP⇄ gateway ⇄HTTP⇄ upstream
 	r.GET("/blocknumber", s.instrument("blocknumber", s.rest(&restBlockNumber, s.http)))

@@ -7,10 +7,12 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -27,6 +29,8 @@ import (
 type Options struct {
 	Logger  *slog.Logger
 	Version string
+	// Getenv resolves ${VAR} in the configuration file on reloads (default os.Getenv).
+	Getenv func(string) string
 }
 
 // Server is one gateway instance. It owns its metrics (a Registry registered with the
@@ -50,11 +54,17 @@ type Server struct {
 	heads heads
 	cache *cache // nil when disabled
 
-	routes   *routeMetrics
+	m struct {
+		reloads [2]*metrics.Counter // ok, refused
+	}
 	inFlight atomic.Int64
 	handler  fasthttp.RequestHandler
 	srv      *fasthttp.Server
 	draining atomic.Bool
+
+	getenv   func(string) string
+	reloadMu sync.Mutex
+	fileSum  [32]byte
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -74,6 +84,9 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
 	s := &Server{
 		cfg:     cfg,
 		log:     opts.Logger,
@@ -81,6 +94,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		reg:     upstream.NewRegistry(),
 		policy:  policy{deny: newDenyList(cfg.DenyMethods)},
 		pending: newBudget(cfg.MaxPendingBytes),
+		getenv:  opts.Getenv,
 		stop:    make(chan struct{}),
 	}
 	s.ws = wsDisabled{}
@@ -122,6 +136,11 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	metrics.RegisterSet(s.reg.Set)
 	router.Start()
+	if cfg.ConfigFile != "" {
+		_, s.fileSum, _ = LoadFile(cfg, s.getenv) // the state the file is in now
+		s.wg.Add(1)
+		go s.watchConfigFile()
+	}
 	return s, nil
 }
 
@@ -140,6 +159,9 @@ func (s *Server) registerMetrics() {
 	s.reg.Gauge("gateway_pending_request_bytes", "Request bytes waiting on the upstream, every transport together.",
 		func() float64 { return float64(s.pending.inUse()) })
 	s.heads.register(s.reg)
+	const reloadHelp = "Configuration file reloads, by result."
+	s.m.reloads[0] = s.reg.Counter(`gateway_config_reloads_total{result="ok"}`, reloadHelp)
+	s.m.reloads[1] = s.reg.Counter(`gateway_config_reloads_total{result="refused"}`, reloadHelp)
 }
 
 // routerConfig is the router's configuration, every value from Config.
@@ -169,6 +191,60 @@ func (s *Server) routerConfig() upstream.RouterConfig {
 		Registry:       s.reg,
 		Logger:         s.log,
 		OnHead:         func(header []byte) { s.heads.observe(header) },
+	}
+}
+
+// ReloadConfig reads the configuration file again and applies what can change while
+// the gateway runs: the upstream list (connections of unchanged upstreams are kept,
+// client connections are never dropped). An invalid file is refused with one log line
+// and the running configuration stays. SIGHUP calls it; so does a change of the file.
+func (s *Server) ReloadConfig() error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if s.cfg.ConfigFile == "" {
+		s.log.Warn("reload asked, but no configuration file is in use (-config)")
+		return errors.New("no configuration file to reload (-config)")
+	}
+	next, sum, err := LoadFile(s.cfg, s.getenv)
+	if err == nil {
+		err = s.router.Reload(next.upstreamSpecs())
+	}
+	if err != nil {
+		s.m.reloads[1].Inc()
+		s.log.Error("configuration not reloaded; the running one stays", "err", err)
+		return err
+	}
+	s.fileSum = sum
+	s.m.reloads[0].Inc()
+	s.log.Info("configuration reloaded", "file", s.cfg.ConfigFile, "upstreams", len(next.upstreamSpecs()))
+	return nil
+}
+
+// watchConfigFile reloads the configuration file when its content changes. It polls:
+// a Kubernetes ConfigMap update is a symlink swap that file notifications miss.
+func (s *Server) watchConfigFile() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.ConfigPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		data, err := os.ReadFile(s.cfg.ConfigFile)
+		if err != nil {
+			continue // a moment between the swap's two renames, or gone: the next tick sees
+		}
+		s.reloadMu.Lock()
+		changed := sha256.Sum256(data) != s.fileSum
+		s.reloadMu.Unlock()
+		if changed {
+			_ = s.ReloadConfig()
+			s.reloadMu.Lock()
+			s.fileSum = sha256.Sum256(data) // also a refused file: retried when it changes again
+			s.reloadMu.Unlock()
+		}
 	}
 }
 

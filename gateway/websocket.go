@@ -47,7 +47,8 @@ func (s *Server) startWebsocket() error {
 // perClientMux is a Mux of its own for one /socket2socket client (-ws-per-client), on
 // the first upstream with a websocket.
 func (s *Server) perClientMux() (*upstream.Mux, error) {
-	for _, sp := range s.cfg.upstreamSpecs() {
+	for _, u := range s.router.Upstreams() {
+		sp := u.Spec()
 		if sp.WSURL == "" {
 			continue
 		}

@@ -87,6 +87,7 @@ type Health struct {
 	lastErr     string
 
 	head      atomic.Uint64
+	headKnown atomic.Bool
 	headAt    atomic.Int64 // unix nanoseconds of the last head change
 	stateFast atomic.Uint32
 	ewmaBits  atomic.Uint64
@@ -257,11 +258,15 @@ func (h *Health) probed(ok bool, errText string, now time.Time) {
 	}
 }
 
+// HeadKnown reports whether the upstream reported a head yet.
+func (h *Health) HeadKnown() bool { return h.headKnown.Load() }
+
 // setHead records the upstream's head.
 func (h *Health) setHead(n uint64, now time.Time) {
-	if old := h.head.Swap(n); old != n {
+	if old := h.head.Swap(n); old != n || !h.headKnown.Load() {
 		h.headAt.Store(now.UnixNano())
 	}
+	h.headKnown.Store(true)
 }
 
 // review applies the head-relative and latency-relative rules against the best head
@@ -279,7 +284,9 @@ func (h *Health) review(best uint64, bestQ time.Duration, q float64, now time.Ti
 	}
 	head := h.head.Load()
 	st := StateHealthy
-	if head == 0 || best > head+h.cfg.MaxLag {
+	// An upstream whose head is not known yet is not judged: routing still prefers the
+	// ones at the served head.
+	if h.headKnown.Load() && best > head+h.cfg.MaxLag {
 		st = StateLagging
 	}
 	if st != h.state {

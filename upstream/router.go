@@ -100,6 +100,9 @@ type Upstream struct {
 // Name returns the upstream's configured name.
 func (u *Upstream) Name() string { return u.spec.Name }
 
+// Spec returns the upstream's configuration.
+func (u *Upstream) Spec() Spec { return u.spec }
+
 // Mux returns the upstream's websocket Mux, nil without one.
 func (u *Upstream) Mux() *Mux { return u.mux }
 
@@ -701,7 +704,9 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 				}
 			}
 		case <-timer.C:
-			if hedged || float64(r.hedged.Load()) >= r.cfg.HedgeMaxExtra*float64(r.reads.Load()) {
+			// The budget: a share of all reads, plus a few so the first reads of a
+			// process may hedge too.
+			if hedged || float64(r.hedged.Load()) >= r.cfg.HedgeMaxExtra*float64(r.reads.Load())+hedgeBurst {
 				continue
 			}
 			if u := r.pick(req, n, via, []*Upstream{first}); u != nil {
@@ -715,6 +720,9 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 	}
 	return nil, last.err
 }
+
+// hedgeBurst is how many hedges the budget allows beyond its share of reads.
+const hedgeBurst = 5
 
 func asProtoError(err error) *proto.Error {
 	if e, ok := err.(*proto.Error); ok {

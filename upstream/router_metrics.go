@@ -72,6 +72,8 @@ type UpstreamStatus struct {
 	HTTP     bool   `json:"http_up"`
 	WS       *bool  `json:"ws_up,omitempty"`
 	InFlight int32  `json:"in_flight"`
+	// Subscriptions is how many client subscription groups it carries.
+	Subscriptions int `json:"subscriptions"`
 	HealthStatus
 }
 
@@ -86,9 +88,11 @@ func (r *Router) Status() Status {
 	now := time.Now()
 	served := r.served.Load()
 	st := Status{ServedHead: served}
+	carried := r.subs.carried()
 	for _, u := range r.set.Load().all {
 		us := UpstreamStatus{Name: u.spec.Name, Tier: u.spec.Tier.String(), Archive: u.spec.Archive,
-			HTTP: u.metrics.Up(TransportHTTP), InFlight: u.inFlight.Load(), HealthStatus: u.health.status(served, now)}
+			HTTP: u.metrics.Up(TransportHTTP), InFlight: u.inFlight.Load(), Subscriptions: carried[u],
+			HealthStatus: u.health.status(served, now)}
 		if u.mux != nil {
 			up := u.mux.Up()
 			us.WS = &up

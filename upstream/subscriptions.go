@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/infura-gateway/infura-gateway/proto"
@@ -81,6 +82,8 @@ type subGroup struct {
 	moveReq chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
+
+	carrier atomic.Pointer[Upstream] // up, for others to read
 
 	// Owned by the group's goroutine.
 	up       *Upstream
@@ -176,6 +179,19 @@ func (s *Subscriptions) LeaveAll(sink Sink) int {
 	}
 	delete(s.bySink, sink)
 	return n
+}
+
+// carried counts the groups each upstream carries.
+func (s *Subscriptions) carried() map[*Upstream]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := map[*Upstream]int{}
+	for _, g := range s.groups {
+		if u := g.carrier.Load(); u != nil {
+			m[u]++
+		}
+	}
+	return m
 }
 
 // Memberships returns how many subscriptions sinks hold.
@@ -319,7 +335,15 @@ func (g *subGroup) establish(deadline time.Time) bool {
 	for time.Now().Before(deadline) {
 		u := g.s.pickCarrierNot(tried)
 		if u == nil {
-			break
+			// Nobody can carry it now (sockets still connecting, every upstream down):
+			// wait for the next review's news until the client's deadline.
+			tried = tried[:0]
+			select {
+			case <-g.stop:
+				return false
+			case <-time.After(g.s.r.cfg.ReviewInterval):
+			}
+			continue
 		}
 		tried = append(tried, u)
 		err := g.attach(u)
@@ -395,6 +419,7 @@ func (g *subGroup) attach(u *Upstream) error {
 		return err
 	}
 	g.up, g.unsub = u, unsub
+	g.carrier.Store(u)
 	return nil
 }
 

@@ -1,0 +1,176 @@
+package gateway
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/infura-gateway/infura-gateway/upstream"
+)
+
+func writeFile(t testing.TB, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	// Written to a temporary name and renamed, as a ConfigMap update is: readers never
+	// see half a file.
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// The README's three-upstream example: Infura primary, another provider, a fallback node.
+const threeUpstreams = `
+upstreams:
+  - name: infura
+    http: https://mainnet.infura.io/v3/${INFURA_PROJECT_ID}
+    ws: wss://mainnet.infura.io/ws/v3/${INFURA_PROJECT_ID}
+    password: ${INFURA_PROJECT_SECRET}
+    tier: primary
+    archive: true
+  - name: alchemy
+    http: https://eth-mainnet.g.alchemy.com/v2/${ALCHEMY_KEY}
+    ws: wss://eth-mainnet.g.alchemy.com/v2/${ALCHEMY_KEY}
+    tier: primary
+    weight: 2
+    max_in_flight: 256
+    methods:
+      deny: [trace_, eth_sendRawTransaction]
+  - name: own-node
+    http: http://10.0.12.7:8545
+    tier: fallback
+routing:
+  retries: 2
+  hedge_quantile: 0.9
+health:
+  max_lag: 3
+  ban_min: 10s
+`
+
+func TestConfigFileThreeUpstreams(t *testing.T) {
+	env := map[string]string{"INFURA_PROJECT_ID": "proj", "INFURA_PROJECT_SECRET": "sec", "ALCHEMY_KEY": "alk"}
+	path := writeFile(t, t.TempDir(), "gateway.yaml", threeUpstreams)
+	c, err := Load([]string{"-config", path, "-retries", "5"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs := c.upstreamSpecs()
+	if len(specs) != 3 {
+		t.Fatalf("%d upstreams", len(specs))
+	}
+	want := []upstream.Spec{
+		{Name: "infura", HTTPURL: "https://mainnet.infura.io/v3/proj", WSURL: "wss://mainnet.infura.io/ws/v3/proj",
+			Password: "sec", Tier: upstream.TierPrimary, Archive: true},
+		{Name: "alchemy", HTTPURL: "https://eth-mainnet.g.alchemy.com/v2/alk", WSURL: "wss://eth-mainnet.g.alchemy.com/v2/alk",
+			Tier: upstream.TierPrimary, Weight: 2, MaxInFlight: 256, Deny: []string{"trace_", "eth_sendRawTransaction"}},
+		{Name: "own-node", HTTPURL: "http://10.0.12.7:8545", Tier: upstream.TierFallback},
+	}
+	for i, w := range want {
+		g := specs[i]
+		if g.Name != w.Name || g.HTTPURL != w.HTTPURL || g.WSURL != w.WSURL || g.Password != w.Password ||
+			g.Tier != w.Tier || g.Weight != w.Weight || g.MaxInFlight != w.MaxInFlight || g.Archive != w.Archive ||
+			strings.Join(g.Deny, ",") != strings.Join(w.Deny, ",") {
+			t.Errorf("upstream %d: %+v, want %+v", i, g, w)
+		}
+	}
+	// The file's settings win over the flags; what it leaves out keeps the flag value.
+	if c.Retries != 2 || c.HedgeQuantile != 0.9 || c.MaxLag != 3 || c.BanMin.String() != "10s" || c.BanMax != Defaults().BanMax {
+		t.Errorf("settings: retries %d hedge %v lag %d ban %v/%v", c.Retries, c.HedgeQuantile, c.MaxLag, c.BanMin, c.BanMax)
+	}
+}
+
+// A bad file is refused with one line that says where, and never a value from it.
+func TestConfigFileRefusals(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"KEY": "s3cretKEY"}
+	cases := []struct{ name, file, want string }{
+		{"unknown key", "upstreams:\n  - name: a\n    htpp: http://x\n", "line 3"},
+		{"unknown top-level key", "upstream:\n  - name: a\n", "line 1"},
+		{"duplicate key", "upstreams:\n  - name: a\n    http: http://x\n    http: http://y\n", "duplicate"},
+		{"missing variable", "upstreams:\n  - name: a\n    http: http://x/${NOT_SET}\n", "NOT_SET is not set"},
+		{"no upstreams", "upstreams: []\n", "no upstreams"},
+		{"bad name", "upstreams:\n  - name: A B\n    http: http://x\n", "name must be"},
+		{"twice", "upstreams:\n  - name: a\n    http: http://x\n  - name: a\n    http: http://y\n", "used twice"},
+		{"bad tier", "upstreams:\n  - name: a\n    http: http://x\n    tier: backup\n", "tier must be"},
+		{"only fallbacks", "upstreams:\n  - name: a\n    http: http://x\n    tier: fallback\n", "at least one primary"},
+		{"bad scheme", "upstreams:\n  - name: a\n    http: ftp://x/${KEY}\n", "scheme must be http or https"},
+		{"bad ws", "upstreams:\n  - name: a\n    http: http://x\n    ws: http://x/${KEY}\n", "scheme must be ws or wss"},
+		{"bad method", "upstreams:\n  - name: a\n    http: http://x\n    methods: {deny: [\"a-b\"]}\n", "method \"a-b\""},
+		{"bad duration", "upstreams:\n  - name: a\n    http: http://x\nhealth:\n  window: soon\n", "not a duration"},
+		{"bad setting", "upstreams:\n  - name: a\n    http: http://x\nrouting:\n  retries: 99\n", "-retries"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeFile(t, dir, strings.ReplaceAll(c.name, " ", "_")+".yaml", c.file)
+			_, err := Load([]string{"-config", path}, func(k string) string { return env[k] }, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") ||
+				strings.Contains(err.Error(), "s3cretKEY") {
+				t.Fatalf("got %v, want one line mentioning %q", err, c.want)
+			}
+		})
+	}
+	if _, err := Load([]string{"-config", filepath.Join(dir, "missing.yaml")}, func(string) string { return "" }, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// A reload changes the upstream list while clients stay connected; an invalid file is
+// refused and the running configuration stays.
+func TestConfigReload(t *testing.T) {
+	a := startFakeUpstream(t)
+	b := startFakeUpstream(t)
+	dir := t.TempDir()
+	one := func(f *fakeUpstream, name string) string {
+		return "upstreams:\n  - name: " + name + "\n    http: " + f.HTTPURL + "\n    ws: " + f.WSURL + "\n"
+	}
+	path := writeFile(t, dir, "gateway.yaml", one(a, "a"))
+	gw := startGateway(t, "-config", path, "-config-poll", "100ms", "-cache=false")
+	gw.waitUpstreams(t)
+	ws := dialWS(t, gw.WSURL, nil)
+	call := `{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`
+	if r := decodeAnswer(t, ws.call(call)); r.Error != nil {
+		t.Fatal(r.Error)
+	}
+	do(t, "POST", gw.URL+"/", call)
+	if a.count("eth_chainId") != 2 || b.count("eth_chainId") != 0 {
+		t.Fatalf("before the reload: a %d b %d", a.count("eth_chainId"), b.count("eth_chainId"))
+	}
+
+	writeFile(t, dir, "gateway.yaml", one(b, "b"))
+	waitFor(t, "the reload", func() bool { return gw.metric(t, `gateway_config_reloads_total{result="ok"}`) == 1 })
+	waitFor(t, "b's socket", func() bool {
+		for _, u := range gw.srv.router.Upstreams() {
+			if u.Name() == "b" && u.Mux().Up() {
+				return true
+			}
+		}
+		return false
+	})
+	if r := decodeAnswer(t, ws.call(call)); r.Error != nil { // the same client connection
+		t.Fatal(r.Error)
+	}
+	do(t, "POST", gw.URL+"/", call)
+	if a.count("eth_chainId") != 2 || b.count("eth_chainId") != 2 {
+		t.Fatalf("after the reload: a %d b %d", a.count("eth_chainId"), b.count("eth_chainId"))
+	}
+
+	writeFile(t, dir, "gateway.yaml", "upstreams:\n  - name: c\n    htpp: nowhere\n")
+	waitFor(t, "the refusal", func() bool { return gw.metric(t, `gateway_config_reloads_total{result="refused"}`) == 1 })
+	if !strings.Contains(gw.log.String(), "configuration not reloaded") || !strings.Contains(gw.log.String(), "line 3") {
+		t.Fatalf("log: %s", gw.log.String())
+	}
+	do(t, "POST", gw.URL+"/", call)
+	if b.count("eth_chainId") != 3 {
+		t.Fatalf("after a refused reload, b got %d", b.count("eth_chainId"))
+	}
+	if err := gw.srv.ReloadConfig(); err == nil {
+		t.Fatal("SIGHUP's reload accepted the bad file")
+	}
+}
