@@ -104,7 +104,7 @@ func newLogger(cfg gateway.Config, w io.Writer) *slog.Logger {
 func healthcheck(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	url := fs.String("url", "http://127.0.0.1:8000/readyz", "URL that must answer 200")
+	url := fs.String("url", "http://127.0.0.1:8000/health", "URL that must answer 200 (liveness: a draining or starting gateway is still alive)")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -99,14 +99,19 @@ type Config struct {
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration
 
-	ReadyWindow     time.Duration
 	ShutdownTimeout time.Duration
 	DrainDelay      time.Duration
 
 	LogLevel    slog.Level
 	LogFormat   string
 	LogRequests bool
-	PprofListen string
+	// AdminListen serves /metrics (and /debug/pprof/ with Pprof) apart from the public
+	// port; empty disables it.
+	AdminListen string
+	Pprof       bool
+	// WSDrainWindow spreads the closing of websocket clients on shutdown (0: over
+	// DrainDelay).
+	WSDrainWindow time.Duration
 }
 
 // Upstream defaults for a local development node on the standard ports.
@@ -120,6 +125,7 @@ const (
 func Defaults() Config {
 	return Config{
 		ListenAddr:           ":8000",
+		AdminListen:          ":9090",
 		UpstreamHTTPURL:      DefaultHTTPURL,
 		UpstreamWSURL:        DefaultWSURL,
 		InfuraNetwork:        "mainnet",
@@ -175,7 +181,6 @@ func Defaults() Config {
 		ReadTimeout:          30 * time.Second,
 		WriteTimeout:         60 * time.Second,
 		IdleTimeout:          120 * time.Second,
-		ReadyWindow:          30 * time.Second,
 		ShutdownTimeout:      20 * time.Second,
 		LogLevel:             slog.LevelInfo,
 		LogFormat:            "json",
@@ -406,13 +411,14 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	dur(&c.ReadTimeout, "read-timeout", "READ_TIMEOUT", "longest a client may take to send one request (0: no limit)")
 	dur(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", "longest writing one response to a client may take (0: no limit)")
 	dur(&c.IdleTimeout, "idle-timeout", "IDLE_TIMEOUT", "close keep-alive connections idle this long")
-	dur(&c.ReadyWindow, "ready-window", "READY_WINDOW", "/readyz fails when the upstream has not answered for this long")
 	dur(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", "on SIGTERM, how long in-flight requests get to finish")
 	dur(&c.DrainDelay, "drain-delay", "DRAIN_DELAY", "on SIGTERM, how long /readyz reports 503 before the listener closes")
 	setting(l, &c.LogLevel, "log-level", "LOG_LEVEL", "debug, info, warn or error", parseLevel, false)
 	str(&c.LogFormat, "log-format", "LOG_FORMAT", "json or text")
 	boolean(&c.LogRequests, "log-requests", "LOG_REQUESTS", "log every request (costs throughput)")
-	str(&c.PprofListen, "pprof-listen", "PPROF_LISTEN", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off when empty")
+	str(&c.AdminListen, "admin-listen", "ADMIN_LISTEN", "address of the admin listener: /metrics, /status, /health, /readyz and, with -pprof, /debug/pprof/ (never on the public port); empty disables it")
+	boolean(&c.Pprof, "pprof", "PPROF_ENABLED", "serve Go's profiles under /debug/pprof/ on the admin listener")
+	dur(&c.WSDrainWindow, "ws-drain-window", "WS_DRAIN_WINDOW", "on SIGTERM, close websocket clients spread over this long, each told to reconnect (0: over -drain-delay; both 0: at once)")
 
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -462,10 +468,16 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		return fmt.Errorf("-listen %q: want host:port or :port", c.ListenAddr)
 	}
-	if c.PprofListen != "" {
-		if _, _, err := net.SplitHostPort(c.PprofListen); err != nil {
-			return fmt.Errorf("-pprof-listen %q: want host:port", c.PprofListen)
+	if c.AdminListen != "" {
+		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
+			return fmt.Errorf("-admin-listen %q: want host:port or :port", c.AdminListen)
 		}
+		if _, port, _ := net.SplitHostPort(c.AdminListen); c.AdminListen == c.ListenAddr && port != "0" {
+			return errors.New("-admin-listen must differ from -listen: /metrics never goes on the public port")
+		}
+	}
+	if c.Pprof && c.AdminListen == "" {
+		return errors.New("-pprof needs -admin-listen: profiles are never served on the public port")
 	}
 	if err := checkURL("-upstream-http", c.UpstreamHTTPURL, "http", "https"); err != nil {
 		return err
@@ -526,11 +538,11 @@ func (c *Config) Validate() error {
 		{c.CacheMaxBytes >= 1<<20, "-cache-max-bytes must be at least 1 MiB"},
 		{c.CacheMaxAge > 0, "-cache-max-age must be > 0"},
 		{c.HeadPoll >= 100*time.Millisecond, "-head-poll must be at least 100ms"},
-		{c.ReadyWindow > 0, "-ready-window must be > 0"},
 		{c.ReadTimeout >= 0 && c.WriteTimeout >= 0, "-read-timeout and -write-timeout must be >= 0"},
 		{c.IdleTimeout > 0, "-idle-timeout must be > 0"},
 		{c.ShutdownTimeout > 0, "-shutdown-timeout must be > 0"},
 		{c.DrainDelay >= 0, "-drain-delay must be >= 0"},
+		{c.WSDrainWindow >= 0, "-ws-drain-window must be >= 0"},
 		{c.LogFormat == "json" || c.LogFormat == "text", "-log-format must be json or text"},
 	}
 	for _, ch := range checks {

@@ -68,8 +68,13 @@ func TestUpstreamDownIs502Fast(t *testing.T) {
 	if code != 502 || !strings.Contains(string(body), `"id":"q"`) {
 		t.Fatalf("rpc: %d %s", code, body)
 	}
-	if code, _ := do(t, "GET", gw.URL+"/readyz", ""); code != 503 {
+	// The pod itself can serve: it stays ready (TestReadinessIgnoresTheUpstream); the
+	// upstream shows as down where operators look.
+	if code, _ := do(t, "GET", gw.URL+"/readyz", ""); code != 200 {
 		t.Fatalf("readyz with the upstream down: %d", code)
+	}
+	if gw.metric(t, `gateway_upstream_up{upstream="default",transport="http"}`) != 0 {
+		t.Fatal("gateway_upstream_up says the upstream is up")
 	}
 }
 
@@ -137,7 +142,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 	if want := "Basic " + base64.StdEncoding.EncodeToString([]byte(":"+secret)); fake.lastAuth() != want {
 		t.Fatalf("Authorization = %q, want %q", fake.lastAuth(), want)
 	}
-	_, metricsText := do(t, "GET", gw.URL+"/metrics", "")
+	_, metricsText := do(t, "GET", gw.AdminURL+"/metrics", "")
 	for name, text := range map[string]string{"response": string(body), "metrics": string(metricsText), "logs": gw.log.String()} {
 		if strings.Contains(text, secret) {
 			t.Errorf("the project secret appears in %s", name)

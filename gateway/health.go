@@ -10,10 +10,13 @@ import (
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
-// Ready reports whether the server should receive traffic: not draining, and an
-// upstream can take calls.
+// Ready reports whether this pod should receive traffic: it serves, and it is not
+// draining. Upstream health is not part of it: every pod shares the upstreams, so an
+// upstream outage would take every pod out at once and leave clients nothing to talk
+// to; it shows in /status, the metrics and the alerts instead, and the router routes
+// around it.
 func (s *Server) Ready() bool {
-	return !s.draining.Load() && s.router.Usable()
+	return s.serving.Load() && !s.draining.Load()
 }
 
 // health is liveness: the process serves requests. The body is the one the original
@@ -37,7 +40,7 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString(`{"status":503,"ready":false,"reason":"draining"}`)
 	case !s.Ready():
 		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-		ctx.SetBodyString(`{"status":503,"ready":false,"reason":"upstream has not answered recently"}`)
+		ctx.SetBodyString(`{"status":503,"ready":false,"reason":"starting"}`)
 	default:
 		ctx.SetBodyString(`{"status":200,"ready":true}`)
 	}

@@ -16,10 +16,11 @@ import (
 
 // testGateway is a gateway serving on a loopback port for one test.
 type testGateway struct {
-	URL   string
-	WSURL string // the /socket2socket endpoint
-	srv   *Server
-	log   *lockedBuffer
+	URL      string
+	WSURL    string // the /socket2socket endpoint
+	AdminURL string // the admin listener: /metrics, /status, /debug/pprof/
+	srv      *Server
+	log      *lockedBuffer
 }
 
 // startGateway loads a Config from args (as the binary would, with no environment),
@@ -31,7 +32,8 @@ func startGateway(t testing.TB, args ...string) *testGateway {
 
 func startGatewayEnv(t testing.TB, env map[string]string, args ...string) *testGateway {
 	t.Helper()
-	cfg, err := Load(append([]string{"-listen", "127.0.0.1:0"}, args...), func(k string) string { return env[k] }, io.Discard)
+	cfg, err := Load(append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, args...),
+		func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -53,7 +55,8 @@ func startGatewayEnv(t testing.TB, env map[string]string, args ...string) *testG
 		<-done
 	})
 	addr := ln.Addr().String()
-	return &testGateway{URL: "http://" + addr, WSURL: "ws://" + addr + "/socket2socket", srv: srv, log: logs}
+	return &testGateway{URL: "http://" + addr, WSURL: "ws://" + addr + "/socket2socket", AdminURL: "http://" + srv.AdminAddr(),
+		srv: srv, log: logs}
 }
 
 // waitUpstreams waits until every upstream's shared sockets are connected and its head

@@ -16,7 +16,6 @@ func (s *Server) routeTable() *router.Router {
 
 	r.GET("/health", s.instrument("health", s.health))
 	r.GET("/readyz", s.instrument("readyz", s.readyz))
-	r.GET("/metrics", s.instrument("metrics", s.metricsHandler))
 	r.GET("/status", s.instrument("status", s.status))
 
 	// client ⇄HTTP⇄ gateway ⇄HTTP⇄ upstream

@@ -58,9 +58,11 @@ type Server struct {
 		reloads [2]*metrics.Counter // ok, refused
 	}
 	inFlight atomic.Int64
-	handler  fasthttp.RequestHandler
-	srv      *fasthttp.Server
-	draining atomic.Bool
+	handler   fasthttp.RequestHandler
+	srv       *fasthttp.Server
+	adminAddr string
+	serving   atomic.Bool
+	draining  atomic.Bool
 
 	getenv   func(string) string
 	reloadMu sync.Mutex
@@ -111,9 +113,9 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if err := s.startWebsocket(); err != nil {
 		return nil, err
 	}
-	if err := s.startPprof(); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("cannot serve pprof: %w", err)
+	if err := s.startAdmin(); err != nil {
+		router.Close()
+		return nil, err
 	}
 	if cfg.CacheEnabled {
 		s.cache = newCache(cfg, &s.heads, s.reg)
@@ -148,7 +150,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 func (s *Server) registerMetrics() {
 	s.reg.Gauge(`gateway_build_info{version="`+s.version+`",goversion="`+runtime.Version()+`"}`,
 		"Build version and Go version; always 1.", func() float64 { return 1 })
-	s.reg.Gauge("gateway_ready", "1 when /readyz answers 200 (upstream reachable, not draining).", func() float64 {
+	s.reg.Gauge("gateway_ready", "1 when /readyz answers 200: serving, not draining.", func() float64 {
 		if s.Ready() {
 			return 1
 		}
@@ -255,8 +257,12 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.handler }
 // Serve answers requests on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.log.Info("serving", "addr", ln.Addr().String(), "version", s.version, "config", s.cfg)
+	s.serving.Store(true)
 	return s.srv.Serve(ln)
 }
+
+// AdminAddr returns the admin listener's address ("" when disabled).
+func (s *Server) AdminAddr() string { return s.adminAddr }
 
 // ListenAndServe listens on the configured address and serves until Shutdown.
 func (s *Server) ListenAndServe() error {
@@ -272,15 +278,28 @@ func (s *Server) ListenAndServe() error {
 // and upstream connections are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
-	s.log.Info("draining", "drain_delay", s.cfg.DrainDelay, "timeout", s.cfg.ShutdownTimeout)
-	if s.cfg.DrainDelay > 0 {
-		t := time.NewTimer(s.cfg.DrainDelay)
+	window := s.cfg.WSDrainWindow
+	if window == 0 {
+		window = s.cfg.DrainDelay
+	}
+	s.log.Info("draining", "drain_delay", s.cfg.DrainDelay, "ws_drain_window", window, "timeout", s.cfg.ShutdownTimeout)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		if s.s2s != nil && window > 0 {
+			s.s2s.Drain(window, ctx.Done())
+		}
+	}()
+	wait := max(s.cfg.DrainDelay, window)
+	if wait > 0 {
+		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
 		}
 	}
+	<-drained
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
 	defer cancel()
 	err := s.srv.ShutdownWithContext(ctx)

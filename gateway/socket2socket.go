@@ -30,7 +30,7 @@ type socketServer struct {
 	conns atomic.Int64
 	subs  *budget
 
-	msgsIn, msgsOut, slowDrops, refused *metrics.Counter
+	msgsIn, msgsOut, slowDrops, refused, connects *metrics.Counter
 }
 
 // writeBufferPool lends write buffers to clients only while they write, so an idle
@@ -56,6 +56,8 @@ func newSocketServer(s *Server) *socketServer {
 		"/socket2socket clients closed (1008) because their outbound queue overflowed.")
 	h.refused = reg.Counter("gateway_ws_refused_total",
 		"/socket2socket requests and connections refused by a budget (in flight, pending bytes, subscriptions, connections).")
+	h.connects = reg.Counter("gateway_ws_client_connects_total",
+		"/socket2socket clients accepted; its rate shows reconnect storms.")
 	reg.Gauge("gateway_ws_client_connections", "Open /socket2socket client connections.",
 		func() float64 { return float64(h.conns.Load()) })
 	reg.Gauge("gateway_ws_subscriptions", "Subscriptions held by /socket2socket clients.",
@@ -102,6 +104,39 @@ func (h *socketServer) serve(ctx *fasthttp.RequestCtx) {
 	_ = h.upgrader.Upgrade(ctx, h.serveClient)
 }
 
+// drainReason tells clients closed by a drain to come back: another pod serves them.
+const drainReason = "draining, reconnect"
+
+// Drain refuses new clients and closes the current ones (1001, with a reconnect hint)
+// spread evenly over window, rather than all at once: clients of a pod that goes away
+// reconnect a few at a time onto the pods that stay, instead of in one burst that
+// resubscribes everything at the same moment. It returns when every client was asked
+// to leave or stop closes.
+func (h *socketServer) Drain(window time.Duration, stop <-chan struct{}) {
+	h.mu.Lock()
+	h.closed = true
+	clients := make([]*wsClient, 0, len(h.clients))
+	for c := range h.clients {
+		clients = append(clients, c)
+	}
+	h.mu.Unlock()
+	if len(clients) == 0 {
+		return
+	}
+	step := window / time.Duration(len(clients))
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for _, c := range clients {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		go c.shutdown(websocket.CloseGoingAway, drainReason)
+		t.Reset(step)
+	}
+}
+
 // Close closes every client (1001 going away) and waits for their handlers to end.
 // New upgrades are refused from then on.
 func (h *socketServer) Close() {
@@ -120,6 +155,7 @@ func (h *socketServer) Close() {
 
 // serveClient is the hijack handler: it owns the connection for its whole life.
 func (h *socketServer) serveClient(conn *websocket.Conn) {
+	h.connects.Inc()
 	h.conns.Add(1)
 	defer h.conns.Add(-1)
 	h.mu.Lock()

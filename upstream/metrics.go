@@ -88,20 +88,9 @@ type Metrics struct {
 // NewMetrics registers the series of the upstream called name in reg.
 func NewMetrics(reg *Registry, name string) *Metrics {
 	m := &Metrics{reg: reg, label: `upstream="` + name + `"`}
-	for t := range numTransports {
-		tt := t
-		reg.Gauge(`gateway_upstream_up{`+m.label+`,transport="`+tt.String()+`"}`,
-			"1 when the last call or probe over the transport reached the upstream.",
-			func() float64 {
-				if m.up[tt].Load() {
-					return 1
-				}
-				return 0
-			})
-		// One series per family at start, so dashboards and alerts find them.
-		m.counter(tt, proto.MethodNamed("eth_blockNumber"), OutcomeOK)
-		m.histogram(tt, proto.MethodNamed("eth_blockNumber"))
-	}
+	// The websocket series appear when the upstream has a socket (NewMux): an upstream
+	// without one must not look down.
+	m.registerTransport(TransportHTTP)
 	m.retries = reg.Counter(`gateway_upstream_retries_total{`+m.label+`}`,
 		"Reads sent again after a reset on a kept-alive upstream connection.")
 	gauge := func(name, help string, v *atomic.Int64) {
@@ -132,6 +121,21 @@ func NewMetrics(reg *Registry, name string) *Metrics {
 		"Time between losing an upstream websocket and having its subscriptions back.",
 		metrics.ExponentialBuckets(0.01, 2, 14))
 	return m
+}
+
+// registerTransport declares the up gauge of transport t, and one series of each call
+// family so dashboards and alerts find them from the start.
+func (m *Metrics) registerTransport(t Transport) {
+	m.reg.Gauge(`gateway_upstream_up{`+m.label+`,transport="`+t.String()+`"}`,
+		"1 when the last call or probe over the transport reached the upstream.",
+		func() float64 {
+			if m.up[t].Load() {
+				return 1
+			}
+			return 0
+		})
+	m.counter(t, proto.MethodNamed("eth_blockNumber"), OutcomeOK)
+	m.histogram(t, proto.MethodNamed("eth_blockNumber"))
 }
 
 func (m *Metrics) counter(t Transport, meth proto.Method, o Outcome) *metrics.Counter {

@@ -113,6 +113,7 @@ func NewMux(cfg MuxConfig) (*Mux, error) {
 		return nil, err
 	}
 	m := &Mux{cfg: cfg, ready: make(chan struct{}), metrics: cfg.Metrics}
+	m.metrics.registerTransport(TransportWS) // idempotent: per-client Muxes share one Metrics
 	if u, err := url.Parse(cfg.URL); err == nil {
 		m.host = u.Scheme + "://" + u.Host
 	}
