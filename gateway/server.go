@@ -57,7 +57,7 @@ type Server struct {
 	m struct {
 		reloads [2]*metrics.Counter // ok, refused
 	}
-	inFlight atomic.Int64
+	inFlight  atomic.Int64
 	handler   fasthttp.RequestHandler
 	srv       *fasthttp.Server
 	adminAddr string
