@@ -376,22 +376,30 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 		return nil
 	}
 
-	// withPprof adds a pprof listener to a gateway's flags when -pprof asks
-	// for profiles, and points the measurer at it.
+	// withPprof turns on a gateway's profiler when -pprof asks for profiles, and
+	// points the measurer at it: on the admin listener, or the separate pprof listener
+	// of older gateways.
 	withPprof := func(args []string) []string {
 		m.pprofAddr = ""
-		if !o.pprof || !gwFlags["pprof-listen"] {
+		if !o.pprof {
 			return args
 		}
 		addr, err := freePort()
 		if err != nil {
 			return args
 		}
-		m.pprofAddr = addr
-		return append(slices.Clone(args), "-pprof-listen", addr)
+		switch {
+		case gwFlags["pprof"] && gwFlags["admin-listen"]:
+			m.pprofAddr = addr
+			return append(slices.Clone(args), "-admin-listen", addr, "-pprof")
+		case gwFlags["pprof-listen"]:
+			m.pprofAddr = addr
+			return append(slices.Clone(args), "-pprof-listen", addr)
+		}
+		return args
 	}
-	if o.pprof && !gwFlags["pprof-listen"] {
-		logf("-pprof: the gateway has no -pprof-listen flag; no profiles")
+	if o.pprof && !gwFlags["pprof"] && !gwFlags["pprof-listen"] {
+		logf("-pprof: the gateway has no profiler flag; no profiles")
 	}
 
 	// -only: CPU runs for the selected path keys; connection runs for the

@@ -351,7 +351,7 @@ func nodeCounts(addr string) (*counts, error) {
 type promMetrics map[string]float64
 
 func scrape(addr string) (promMetrics, error) {
-	code, body, err := fasthttp.GetTimeout(nil, "http://"+addr+"/metrics", 5*time.Second)
+	code, body, err := fasthttp.GetTimeout(nil, "http://"+metricsAddr(addr)+"/metrics", 5*time.Second)
 	if err != nil || code != 200 {
 		return nil, fmt.Errorf("cannot scrape gateway /metrics (status %d): %v", code, err)
 	}

@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -131,6 +133,18 @@ func startGateway(ctx context.Context, bin, dir, logName, nodeHTTP, nodeWS strin
 		"-upstream-ws", "ws://" + nodeWS,
 		"-log-level", "warn",
 	}, extra...)
+	// Gateways with an admin listener serve /metrics there: give it a free port (the
+	// default, :9090, may be taken) unless the caller chose one (-pprof does).
+	if gatewayFlags(bin)["admin-listen"] && !slices.Contains(args, "-admin-listen") {
+		admin, err := freePort()
+		if err != nil {
+			return nil, "", err
+		}
+		args = append(args, "-admin-listen", admin)
+	}
+	if i := slices.Index(args, "-admin-listen"); i >= 0 {
+		adminAddrs.Store(addr, args[i+1])
+	}
 	logPath := filepath.Join(dir, logName)
 	s, err := start("gateway", logPath, bin, args...)
 	if err != nil {
@@ -151,6 +165,17 @@ func startGateway(ctx context.Context, bin, dir, logName, nodeHTTP, nodeWS strin
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// adminAddrs maps a gateway's address to its admin listener's, where /metrics is.
+var adminAddrs sync.Map
+
+// metricsAddr returns where the gateway at addr serves /metrics.
+func metricsAddr(addr string) string {
+	if a, ok := adminAddrs.Load(addr); ok {
+		return a.(string)
+	}
+	return addr
 }
 
 // gatewayFlags returns the flag names the gateway binary documents in its
