@@ -3,18 +3,16 @@ module github.com/infura-gateway/infura-gateway
 go 1.26.0
 
 require (
-	github.com/VictoriaMetrics/metrics v1.44.0
-	github.com/fasthttp/router v1.5.4
-	github.com/fasthttp/websocket v1.5.12
-	github.com/redis/rueidis v1.0.79
-	github.com/valyala/fasthttp v1.78.0
-)
-
-require (
+	github.com/VictoriaMetrics/metrics v1.44.0 // indirect
+	github.com/fasthttp/router v1.5.4 // indirect
+	github.com/fasthttp/websocket v1.5.12 // indirect
+	github.com/goccy/go-json v0.12.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/molecule-man/go-brrr v1.3.1 // indirect
+	github.com/redis/rueidis v1.0.79 // indirect
 	github.com/savsgio/gotils v0.0.0-20240704082632-aef3928b8a38 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
+	github.com/valyala/fasthttp v1.78.0 // indirect
 	github.com/valyala/fastrand v1.1.0 // indirect
 	github.com/valyala/histogram v1.2.0 // indirect
 	golang.org/x/net v0.62.0 // indirect
