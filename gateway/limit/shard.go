@@ -102,7 +102,11 @@ type shard struct {
 }
 
 func newShard(l *Limiter) *shard {
-	return &shard{l: l, wakeCh: make(chan leased, 1024), reg: map[leased]struct{}{}}
+	sh := &shard{l: l, wakeCh: make(chan leased, 1024), reg: map[leased]struct{}{}}
+	// Set before any handle exists: a check must not take the fallback just because the
+	// shard's goroutine has not run yet.
+	sh.leasing.Store(l.conn != nil && l.conn.Up())
+	return sh
 }
 
 // register adds a new handle; the handle's fields are complete.
@@ -124,7 +128,12 @@ func (sh *shard) run() {
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
 	watch := conn.Watch()
-	sh.leasing.Store(conn.Up())
+	if up := conn.Up(); up != sh.leasing.Load() {
+		if up {
+			sh.recoverAll()
+		}
+		sh.leasing.Store(up)
+	}
 	for {
 		select {
 		case <-sh.l.stop:
