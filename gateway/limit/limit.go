@@ -65,6 +65,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -234,6 +235,9 @@ func New(cfg Config, conn *redisconn.Conn, ms *metrics.Set) (*Limiter, error) {
 			return nil, fmt.Errorf("limit: cannot make a replica id: %w", err)
 		}
 		cfg.ReplicaID = hex.EncodeToString(b[:])
+	}
+	if slices.Contains(ms.ListMetricNames(), `gateway_limit_handles`) {
+		return nil, errors.New("limit: another Limiter already reports to this metrics set")
 	}
 	l := &Limiter{cfg: cfg, conn: conn, epoch: time.Now(), stop: make(chan struct{})}
 	l.leaseCalls = ms.GetOrCreateCounter(`gateway_limit_lease_calls_total`)

@@ -396,13 +396,18 @@ func TestRedisFailClosed(t *testing.T) {
 	}
 	s.Release()
 	srv.Kill()
-	waitFor(t, 5*time.Second, "refusals naming Redis", func() bool {
-		return b.Take(1).Reason == ReasonRedisDown
+	// Refused as soon as Redis is known to be unusable (the breaker, or a failed lease).
+	waitFor(t, 5*time.Second, "every kind refused naming Redis", func() bool {
+		db, dq, ds := b.Take(1), q.Take(1), s.Acquire()
+		if ds.OK {
+			s.Release()
+		}
+		return db.Reason == ReasonRedisDown && dq.Reason == ReasonRedisDown && ds.Reason == ReasonRedisDown
 	})
-	if d := q.Take(1); d.OK || d.Reason != ReasonRedisDown || d.Kind != KindQuota {
+	if d := q.Take(1); d.OK || d.Kind != KindQuota || d.RetryAfter <= 0 {
 		t.Fatalf("quota while down: %+v", d)
 	}
-	if d := s.Acquire(); d.OK || d.Reason != ReasonRedisDown || d.RetryAfter <= 0 {
+	if d := s.Acquire(); d.OK || d.Kind != KindSlots || d.RetryAfter <= 0 {
 		t.Fatalf("slots while down: %+v", d)
 	}
 	srv.Restart(t)

@@ -21,12 +21,15 @@
 package redisconn
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -135,6 +138,9 @@ func New(cfg Config, ms *metrics.Set) (*Conn, error) {
 		ReadBufferEachConn:  64 << 10,
 		WriteBufferEachConn: 64 << 10,
 	}
+	if slices.Contains(ms.ListMetricNames(), `gateway_redis_up{client="`+cfg.Name+`"}`) {
+		return nil, fmt.Errorf("redisconn: a Conn named %q already reports to this metrics set", cfg.Name)
+	}
 	client, err := rueidis.NewClient(opt)
 	if client == nil {
 		// Only configuration errors get here (ForceSingleClient); never echo the options.
@@ -146,12 +152,12 @@ func New(cfg Config, ms *metrics.Set) (*Conn, error) {
 		watch:  make(chan struct{}),
 		probe:  make(chan struct{}, 1),
 		stop:   make(chan struct{}),
-		calls:  ms.NewCounter(`gateway_redis_calls_total{client="` + cfg.Name + `"}`),
-		errs:   ms.NewCounter(`gateway_redis_errors_total{client="` + cfg.Name + `"}`),
-		opens:  ms.NewCounter(`gateway_redis_breaker_opened_total{client="` + cfg.Name + `"}`),
-		closes: ms.NewCounter(`gateway_redis_breaker_closed_total{client="` + cfg.Name + `"}`),
+		calls:  ms.GetOrCreateCounter(`gateway_redis_calls_total{client="` + cfg.Name + `"}`),
+		errs:   ms.GetOrCreateCounter(`gateway_redis_errors_total{client="` + cfg.Name + `"}`),
+		opens:  ms.GetOrCreateCounter(`gateway_redis_breaker_opened_total{client="` + cfg.Name + `"}`),
+		closes: ms.GetOrCreateCounter(`gateway_redis_breaker_closed_total{client="` + cfg.Name + `"}`),
 	}
-	ms.NewGauge(`gateway_redis_up{client="`+cfg.Name+`"}`, func() float64 {
+	ms.GetOrCreateGauge(`gateway_redis_up{client="`+cfg.Name+`"}`, func() float64 {
 		if c.up.Load() {
 			return 1
 		}
@@ -290,14 +296,78 @@ func (c *Conn) probeLoop() {
 				return
 			case <-t.C:
 			}
-			if c.Ping(context.Background()) == nil {
+			if c.probeOnce() == nil {
 				c.setUp(true)
 			}
 		}
 	}
 }
 
-// Ping sends PING bypassing the breaker (it is how the breaker probes), with CallTimeout.
+// probeOnce checks Redis on a connection of its own: dial, AUTH if configured, PING, all
+// within DialTimeout + CallTimeout, then close. It does not go through the client, whose
+// connection may be stuck on a frozen Redis: a probe through it would leave a goroutine
+// waiting for an answer per probe until that connection is dropped.
+func (c *Conn) probeOnce() error {
+	c.calls.Inc()
+	err := probe(c.cfg)
+	if err != nil {
+		c.errs.Inc()
+	}
+	return err
+}
+
+func probe(cfg Config) error {
+	nc, err := net.DialTimeout("tcp", cfg.Addr, cfg.DialTimeout)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := nc.SetDeadline(time.Now().Add(cfg.CallTimeout)); err != nil {
+		return err
+	}
+	var req []byte
+	want := 1
+	if cfg.Password != "" {
+		args := []string{"AUTH", cfg.Password}
+		if cfg.Username != "" {
+			args = []string{"AUTH", cfg.Username, cfg.Password}
+		}
+		req = appendCommand(req, args...)
+		want++
+	}
+	req = appendCommand(req, "PING")
+	if _, err := nc.Write(req); err != nil {
+		return err
+	}
+	r := bufio.NewReaderSize(nc, 256)
+	for i := 0; i < want; i++ {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(line, "+") {
+			// An error reply (e.g. wrong password): never echo anything we sent.
+			return errors.New("redis answered the probe with an error")
+		}
+	}
+	return nil
+}
+
+func appendCommand(b []byte, args ...string) []byte {
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(len(args)), 10)
+	b = append(b, "\r\n"...)
+	for _, a := range args {
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(len(a)), 10)
+		b = append(b, "\r\n"...)
+		b = append(b, a...)
+		b = append(b, "\r\n"...)
+	}
+	return b
+}
+
+// Ping sends PING through the client, bypassing the breaker, with CallTimeout.
 func (c *Conn) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
 	defer cancel()

@@ -1,8 +1,10 @@
 package redisconn
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,4 +142,53 @@ func TestBadConfig(t *testing.T) {
 	if _, err := New(Config{Addr: "127.0.0.1:1"}, nil); err == nil {
 		t.Fatal("want an error without a metrics set")
 	}
+}
+
+// TestPasswordNeverInErrors: with AUTH required, the right password works (client and
+// probe), and no error or metric ever carries the password, right or wrong.
+func TestPasswordNeverInErrors(t *testing.T) {
+	const secret = "s3cr3t-Pa55word"
+	srv := redistest.Start(t, "--requirepass", secret)
+	ms := metrics.NewSet()
+	good, err := New(Config{Addr: srv.Addr, Password: secret}, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	if !good.Up() {
+		t.Fatal("down with the right password")
+	}
+	if err := probe(good.cfg); err != nil {
+		t.Fatalf("probe with the right password: %v", err)
+	}
+	const wrong = "wr0ng-Pa55word"
+	if _, err := New(Config{Addr: srv.Addr, Password: secret}, ms); err == nil {
+		t.Fatal("two Conns of one name in one metrics set")
+	}
+	bad, err := New(Config{Addr: srv.Addr, Password: wrong, Name: "bad"}, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	var errs []string
+	if err := probe(bad.cfg); err != nil {
+		errs = append(errs, err.Error())
+	} else {
+		t.Fatal("probe with a wrong password succeeded")
+	}
+	if err := bad.Do(context.Background(), bad.B().Ping().Build()).Error(); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if err := bad.Ping(context.Background()); err != nil {
+		errs = append(errs, err.Error())
+	}
+	var buf bytes.Buffer
+	ms.WritePrometheus(&buf)
+	errs = append(errs, buf.String())
+	for _, e := range errs {
+		if strings.Contains(e, secret) || strings.Contains(e, wrong) {
+			t.Fatalf("a password leaked: %s", e)
+		}
+	}
+	t.Logf("errors: %q", errs[:len(errs)-1])
 }

@@ -53,6 +53,7 @@ type Server struct {
 	bin  string
 	port int
 	dir  string
+	args []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -61,14 +62,15 @@ type Server struct {
 }
 
 // Start runs redis-server on a free loopback port without persistence and waits until it
-// answers PING. It is killed when the test ends.
-func Start(t testing.TB) *Server {
+// answers. It is killed when the test ends. args are extra redis-server options, e.g.
+// "--requirepass", "secret" (then Ping is answered with an error, which counts as up).
+func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
 	bin, err := Find()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{bin: bin, dir: t.TempDir()}
+	s := &Server{bin: bin, dir: t.TempDir(), args: args}
 	t.Cleanup(s.Kill)
 	// A port found free can be taken by someone else before redis binds it: try a few.
 	for attempt := 0; ; attempt++ {
@@ -96,10 +98,10 @@ func freePort(t testing.TB) int {
 
 func (s *Server) start() error {
 	s.mu.Lock()
-	cmd := exec.Command(s.bin,
+	cmd := exec.Command(s.bin, append([]string{
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--daemonize", "no", "--loglevel", "warning")
+		"--daemonize", "no", "--loglevel", "warning"}, s.args...)...)
 	cmd.Stdout = &lockedWriter{mu: &s.mu, w: &s.log}
 	cmd.Stderr = cmd.Stdout
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -148,7 +150,7 @@ func (s *Server) Ping(timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if !strings.HasPrefix(line, "+PONG") {
+	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") {
 		return fmt.Errorf("unexpected answer to PING: %q", line)
 	}
 	return nil
