@@ -449,3 +449,57 @@ func TestRedisDroppedHandlesAreCollected(t *testing.T) {
 		t.Fatal("the kept handle stopped working")
 	}
 }
+
+// TestRedisSlotsReleasedOnClose: a replica that shuts down cleanly gives its slots back at
+// once; the others need not wait for its TTL.
+func TestRedisSlotsReleasedOnClose(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Config{Prefix: "rel:", SlotTTL: time.Minute}
+	a, b := newReplica(t, srv, cfg), newReplica(t, srv, cfg)
+	sa, _ := a.lim.NewSlots("k", 4)
+	sb, _ := b.lim.NewSlots("k", 4)
+	waitFor(t, 5*time.Second, "a holds 4", func() bool { sa.Acquire(); return sa.InUse() == 4 })
+	if sb.Acquire().OK && sb.Acquire().OK {
+		t.Fatal("b got 2 slots while a holds all 4 (b has 1 of cold-start credit)")
+	}
+	a.lim.Close()
+	waitFor(t, 5*time.Second, "b gets all 4 after a closed", func() bool { sb.Acquire(); return sb.InUse() == 4 })
+}
+
+// TestRedisManyKeys: thousands of active keys are leased by the shards in pipelined
+// batches, without a goroutine per key.
+func TestRedisManyKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newReplica(t, srv, Config{Prefix: "many:"})
+	const n = 3000
+	bs := make([]*Bucket, n)
+	for i := range bs {
+		bs[i], _ = r.lim.NewBucket(fmt.Sprintf("key:%d:rps", i), 100, 100) // L = 10
+	}
+	bs[0].Take(10) // warm the client's connections before counting goroutines
+	waitFor(t, 5*time.Second, "a first lease", func() bool {
+		return counterValue(r.ms, "gateway_limit_lease_calls_total") > 0
+	})
+	_, g0 := heapAndGoroutines()
+	admitted := 0
+	waitFor(t, 20*time.Second, "every key admits 15 (past its credit of 10)", func() bool {
+		for _, b := range bs {
+			if b.Take(1).OK {
+				admitted++
+			}
+		}
+		return admitted >= n*15
+	})
+	calls := counterValue(r.ms, "gateway_limit_lease_calls_total")
+	batches := counterValue(r.ms, "gateway_limit_lease_batches_total")
+	_, g1 := heapAndGoroutines()
+	t.Logf("%d keys: %d leases in %d pipelined calls; goroutines %d → %d", n, calls, batches, g0, g1)
+	if batches*4 > calls {
+		t.Errorf("%d calls for %d leases: leases are not batched", batches, calls)
+	}
+	// The client's 2 pipelined connections run 2 goroutines each once calls overlap; a
+	// goroutine per key would be thousands.
+	if g1 > g0+8 {
+		t.Errorf("goroutines %d → %d with %d keys", g0, g1, n)
+	}
+}
