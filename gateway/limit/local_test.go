@@ -62,8 +62,10 @@ func TestLocalBucketRateOverTime(t *testing.T) {
 		}
 	}
 	el := time.Since(start).Seconds()
-	if want := 200 * el; float64(ok) > want+2 || float64(ok) < want*0.9 {
-		t.Fatalf("admitted %d in %.2fs, want ~%.0f", ok, el, want)
+	// Never more than rate × time + burst; less only when this loop was not scheduled
+	// (burst 1 keeps no tokens for a starved caller), so the lower bound is loose.
+	if want := 200 * el; float64(ok) > want+1 || float64(ok) < want*0.3 {
+		t.Fatalf("admitted %d in %.2fs, want ≤ %.0f and not far below", ok, el, want+1)
 	}
 }
 

@@ -93,9 +93,10 @@ type shard struct {
 	mu  sync.Mutex
 	reg map[leased]struct{}
 
+	slots atomic.Int64 // slot handles registered: this replica heartbeats while > 0
+
 	// goroutine-owned
 	heap    dueHeap
-	slots   int   // slot handles registered (heartbeat needed)
 	hbAt    int64 // next heartbeat
 	pending []leased
 	execs   []redisconn.Exec
@@ -118,6 +119,9 @@ func (sh *shard) register(x leased) {
 	sh.mu.Lock()
 	sh.reg[x] = struct{}{}
 	sh.mu.Unlock()
+	if _, ok := x.(*slotsState); ok {
+		sh.slots.Add(1)
+	}
 }
 
 func (sh *shard) run() {
@@ -180,7 +184,7 @@ func (sh *shard) resetTimer(t *time.Timer) {
 		if len(sh.heap) > 0 {
 			next = sh.heap[0].hd().due
 		}
-		if sh.slots > 0 && (next < 0 || sh.hbAt < next) {
+		if sh.slots.Load() > 0 && (next < 0 || sh.hbAt < next) {
 			next = sh.hbAt
 		}
 	}
@@ -232,7 +236,7 @@ func (sh *shard) runDue() {
 			}
 		}
 		hb := -1
-		if sh.slots > 0 && now >= sh.hbAt {
+		if sh.slots.Load() > 0 && now >= sh.hbAt {
 			hb = len(sh.execs)
 			sh.pending = append(sh.pending, nil)
 			sh.execs = append(sh.execs, redisconn.Exec{
@@ -288,7 +292,7 @@ func (sh *shard) remove(x leased) {
 	if _, ok := sh.reg[x]; ok {
 		delete(sh.reg, x)
 		if _, isSlots := x.(*slotsState); isSlots {
-			sh.slots--
+			sh.slots.Add(-1)
 		}
 	}
 	sh.mu.Unlock()
@@ -297,21 +301,32 @@ func (sh *shard) remove(x leased) {
 	}
 }
 
-// sweep drops closed handles (a wake may have been lost) and counts slot handles.
+// sweep drops closed handles (a wake may have been lost). While
+// Redis is down closed handles are forgotten here, except slots that still hold a
+// reservation in Redis: they wait to give it back.
 func (sh *shard) sweep() {
+	leasing := sh.leasing.Load()
 	sh.mu.Lock()
-	var closed []leased
-	slots := 0
+	var closed, drop []leased
 	for x := range sh.reg {
 		if x.hd().closed.Load() {
+			if s, ok := x.(*slotsState); !leasing && (!ok || s.held == 0) {
+				delete(sh.reg, x)
+				if ok {
+					sh.slots.Add(-1)
+				}
+				drop = append(drop, x)
+				continue
+			}
 			closed = append(closed, x)
 		}
-		if _, ok := x.(*slotsState); ok {
-			slots++
+	}
+	sh.mu.Unlock()
+	for _, x := range drop {
+		if h := x.hd(); h.idx >= 0 {
+			heap.Remove(&sh.heap, h.idx)
 		}
 	}
-	sh.slots = slots
-	sh.mu.Unlock()
 	now := sh.l.nanotime()
 	for _, x := range closed {
 		sh.schedule(x, now)
@@ -351,9 +366,11 @@ func (sh *shard) resyncSlots(now int64) {
 	}
 }
 
-// shutdown releases this shard's slot reservations (unless the test simulates a crash).
+// shutdown releases this shard's slot reservations (unless the test simulates a crash)
+// and leaves the handles on the per-process fallback: nobody leases for them any more.
 func (sh *shard) shutdown() {
-	if sh.l.crash.Load() || !sh.leasing.Load() {
+	wasLeasing := sh.leasing.Swap(false)
+	if sh.l.crash.Load() || !wasLeasing {
 		return
 	}
 	sh.mu.Lock()

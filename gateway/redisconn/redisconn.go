@@ -56,11 +56,13 @@ type Config struct {
 
 	// CallTimeout is the deadline of every call; default 50ms.
 	CallTimeout time.Duration
-	// DialTimeout bounds a TCP connect and handshake; default 250ms.
+	// DialTimeout bounds a TCP connect and handshake; default 500ms.
 	DialTimeout time.Duration
 	// ConnTimeout is how long a connection may go without an answer to a pending command
-	// before it is closed and redialled (rueidis ConnWriteTimeout); default 1s. A frozen
-	// Redis costs at most this long before its connection is dropped.
+	// or to the client's keep-alive PING before it is closed and redialled (rueidis
+	// ConnWriteTimeout; the PING goes after ConnTimeout of silence); default 500ms. A
+	// frozen Redis keeps a connection, and the calls that were under way on it, for at
+	// most about twice this long.
 	ConnTimeout time.Duration
 	// FailureThreshold consecutive failures open the breaker; default 3.
 	FailureThreshold int
@@ -77,10 +79,10 @@ func (c *Config) setDefaults() {
 		c.CallTimeout = 50 * time.Millisecond
 	}
 	if c.DialTimeout <= 0 {
-		c.DialTimeout = 250 * time.Millisecond
+		c.DialTimeout = 500 * time.Millisecond
 	}
 	if c.ConnTimeout <= 0 {
-		c.ConnTimeout = time.Second
+		c.ConnTimeout = 500 * time.Millisecond
 	}
 	if c.FailureThreshold <= 0 {
 		c.FailureThreshold = 3
@@ -133,7 +135,7 @@ func New(cfg Config, ms *metrics.Set) (*Conn, error) {
 		DisableRetry:      true, // our deadline is the whole budget; the breaker decides
 		PipelineMultiplex: 1,    // 2 auto-pipelined connections
 		ConnWriteTimeout:  cfg.ConnTimeout,
-		Dialer:            net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: time.Second},
+		Dialer:            net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: cfg.ConnTimeout},
 		// Small buffers: values are bounded by their users (sharedcache caps them).
 		ReadBufferEachConn:  64 << 10,
 		WriteBufferEachConn: 64 << 10,

@@ -178,20 +178,27 @@ func (c *Cache) lockKey(key string) string  { return c.cfg.Prefix + "l:" + key }
 // Get returns the stored value of key. It is a miss, never an error, when the key is
 // absent, Redis is down (decided at once) or slow (after the 50 ms deadline).
 func (c *Cache) Get(ctx context.Context, key string) ([]byte, bool) {
+	v, ok, _ := c.get(ctx, key)
+	return v, ok
+}
+
+// get also says whether Redis failed (not a plain miss).
+func (c *Cache) get(ctx context.Context, key string) ([]byte, bool, bool) {
 	if !c.conn.Up() {
 		c.skipped.Inc()
-		return nil, false
+		return nil, false, true
 	}
 	v, err := c.conn.Do(ctx, c.conn.B().Get().Key(c.valueKey(key)).Build()).AsBytes()
 	if err != nil {
-		if !rueidis.IsRedisNil(err) {
+		failed := !rueidis.IsRedisNil(err)
+		if failed {
 			c.errs.Inc()
 		}
 		c.misses.Inc()
-		return nil, false
+		return nil, false, failed
 	}
 	c.hits.Inc()
-	return v, true
+	return v, true, false
 }
 
 // Set stores value under key asynchronously; it copies value. It reports whether the
@@ -269,11 +276,12 @@ var releaseScript = redisconn.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1
 // right now, or from fetch. A value fetched here is stored (Set). fetch's error is
 // returned as is. Without Redis it is fetch, at once.
 func (c *Cache) GetOrFetch(ctx context.Context, key string, fetch func(context.Context) ([]byte, error)) ([]byte, Source, error) {
-	if v, ok := c.Get(ctx, key); ok {
+	v, ok, failed := c.get(ctx, key)
+	if ok {
 		return v, SourceRedis, nil
 	}
-	if !c.conn.Up() {
-		return c.fetch(ctx, key, fetch, "")
+	if failed || !c.conn.Up() {
+		return c.fetch(ctx, key, fetch, "") // Redis is down or slow: not one more wait for it
 	}
 	token := c.token + strconv.FormatUint(c.seq.Add(1), 10)
 	won, err := c.conn.Do(ctx, c.conn.B().Set().Key(c.lockKey(key)).Value(token).Nx().
