@@ -298,7 +298,10 @@ func (c *Conn) probeLoop() {
 				return
 			case <-t.C:
 			}
-			if c.probeOnce() == nil {
+			// Redis answers on a fresh connection; then make the client's own connection
+			// answer too (a connection broken by the outage fails once, then is redialled),
+			// so the first calls after recovery do not fail and trip the breaker again.
+			if c.probeOnce() == nil && (c.Ping(context.Background()) == nil || c.Ping(context.Background()) == nil) {
 				c.setUp(true)
 			}
 		}
