@@ -6,9 +6,9 @@ import (
 	"github.com/infura-gateway/infura-gateway/internal/redistest"
 )
 
-// TestChecksAllocateNothing guards the 0 allocs/op claim of every check, admitted and
+// TestCheckAllocatesNothing guards the 0 allocs/op claim of every check, admitted and
 // refused, in local mode and in Redis mode (leased allowance and fallback).
-func TestChecksAllocateNothing(t *testing.T) {
+func TestCheckAllocatesNothing(t *testing.T) {
 	local := newLocal(t, Config{})
 	srv := redistest.Start(t)
 	r := newReplica(t, srv, Config{})
