@@ -1,0 +1,98 @@
+package limit
+
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
+	"github.com/infura-gateway/infura-gateway/internal/redistest"
+)
+
+// replica is one gateway process's view: its own Redis client and limiter.
+type replica struct {
+	conn *redisconn.Conn
+	lim  *Limiter
+	ms   *metrics.Set
+}
+
+func newReplica(t testing.TB, srv *redistest.Server, cfg Config) *replica {
+	t.Helper()
+	ms := metrics.NewSet()
+	conn, err := redisconn.New(redisconn.Config{Addr: srv.Addr}, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "t:" + t.Name() + ":"
+	}
+	lim, err := New(cfg, conn, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &replica{conn: conn, lim: lim, ms: ms}
+	t.Cleanup(func() { lim.Close(); conn.Close() })
+	return r
+}
+
+func newReplicaB(b *testing.B, srv *redistest.Server) *replica { return newReplica(b, srv, Config{}) }
+
+func newLocalB(b *testing.B) *Limiter { return newLocal(b, Config{}) }
+
+func newLocal(t testing.TB, cfg Config) *Limiter {
+	t.Helper()
+	l, err := New(cfg, nil, metrics.NewSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	return l
+}
+
+// waitFor polls cond (an external condition: Redis, a background goroutine, the
+// collector) until it holds, failing after timeout. It returns how long it took.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// redisInt runs a command on a fresh client of srv and returns its integer answer.
+func redisInt(t *testing.T, c *redisconn.Conn, args ...string) int64 {
+	t.Helper()
+	v, err := c.Do(context.Background(), c.B().Arbitrary(args...).Build()).AsInt64()
+	if err != nil {
+		t.Fatalf("redis %v: %v", args, err)
+	}
+	return v
+}
+
+// counterValue reads a counter of a limiter's metrics set.
+func counterValue(ms *metrics.Set, name string) uint64 {
+	return ms.GetOrCreateCounter(name).Get()
+}
+
+// heapAndGoroutines measures after a collection.
+func heapAndGoroutines() (heap uint64, goroutines int) {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc, runtime.NumGoroutine()
+}
+
+// fakeClock is a settable wall clock for local daily quotas.
+type fakeClock struct{ ns atomic.Int64 }
+
+func (c *fakeClock) now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *fakeClock) set(t time.Time)     { c.ns.Store(t.UnixNano()) }
+func (c *fakeClock) add(d time.Duration) { c.ns.Add(int64(d)) }

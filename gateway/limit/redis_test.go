@@ -1,0 +1,523 @@
+package limit
+
+import (
+	"fmt"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/infura-gateway/infura-gateway/internal/redistest"
+)
+
+// TestRedisAccuracyThreeReplicas: 3 limiters, each with its own Redis client as 3
+// gateway replicas would have, share one bucket of 100/s (burst 100); clients offer
+// ~1,000/s spread over them. After the first second (the burst and the cold-start credit)
+// the cluster admits 100 ± 10 per second, and over the whole run never more than
+// burst + rate×T + replicas×L.
+func TestRedisAccuracyThreeReplicas(t *testing.T) {
+	srv := redistest.Start(t)
+	const (
+		rate     = 100
+		burst    = 100
+		replicas = 3
+		offered  = 1000.0 // per second, whole cluster
+		run      = 4 * time.Second
+		warm     = time.Second
+	)
+	buckets := make([]*Bucket, replicas)
+	for i := range buckets {
+		r := newReplica(t, srv, Config{Prefix: "acc:"})
+		b, err := r.lim.NewBucket("key:1:rps", rate, burst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buckets[i] = b
+		waitFor(t, 10*time.Second, "replica connected", r.conn.Up) // a slow first dial would start in fail-open
+	}
+	start := time.Now()
+	var total, steady atomic.Int64
+	var perSecond [8]atomic.Int64
+	var wg sync.WaitGroup
+	for _, b := range buckets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sent := 0
+			for {
+				el := time.Since(start)
+				if el >= run {
+					return
+				}
+				// Offer at a steady pace: catch up to offered/replicas per second.
+				for float64(sent) < el.Seconds()*offered/replicas {
+					sent++
+					if b.Take(1).OK {
+						total.Add(1)
+						if el >= warm {
+							steady.Add(1)
+						}
+						perSecond[int(el/time.Second)].Add(1)
+					}
+				}
+				time.Sleep(time.Millisecond) // pacing of the load, not synchronisation
+			}
+		}()
+	}
+	wg.Wait()
+	secs := (run - warm).Seconds()
+	got := float64(steady.Load()) / secs
+	var per []int64
+	for i := 0; i < int(run/time.Second); i++ {
+		per = append(per, perSecond[i].Load())
+	}
+	t.Logf("admitted per second: %v; steady %.1f/s; total %d in %v", per, got, total.Load(), run)
+	if got < rate*0.9 || got > rate*1.1 {
+		t.Errorf("steady rate %.1f/s, want %d ± 10%%", got, rate)
+	}
+	lease := leaseSize(rate, burst, 100*time.Millisecond)
+	if max := burst + rate*int64(run/time.Second) + replicas*lease; total.Load() > max {
+		t.Errorf("admitted %d over %v, more than burst + rate×T + replicas×L = %d", total.Load(), run, max)
+	}
+}
+
+// TestRedisColdStartAndIdleKeys: the first check of a key is answered at once from the
+// cold-start credit, and keys nobody uses cost no Redis call and no Redis key.
+func TestRedisColdStartAndIdleKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newReplica(t, srv, Config{Prefix: "cold:"})
+	var idle []*Bucket
+	for i := range 1000 {
+		b, err := r.lim.NewBucket(fmt.Sprintf("key:%d:rps", i), 50, 50)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, b)
+	}
+	used, _ := r.lim.NewBucket("key:used:rps", 50, 50)
+	start := time.Now()
+	if d := used.Take(1); !d.OK {
+		t.Fatalf("first take of a key refused: %+v", d)
+	}
+	if el := time.Since(start); el > 5*time.Millisecond {
+		t.Fatalf("first take took %v", el)
+	}
+	// Spend the credit so a lease goes out, then wait until Redis has the bucket.
+	for range 10 {
+		used.Take(1)
+	}
+	waitFor(t, 5*time.Second, "the used key's bucket in Redis", func() bool {
+		return redisInt(t, r.conn, "EXISTS", "cold:b:key:used:rps") == 1
+	})
+	if n := redisInt(t, r.conn, "DBSIZE"); n != 1 {
+		t.Errorf("%d keys in Redis, want 1 (idle keys must not be leased)", n)
+	}
+	if calls := counterValue(r.ms, "gateway_limit_lease_calls_total"); calls > 5 {
+		t.Errorf("%d lease calls for one used key", calls)
+	}
+	_ = idle
+}
+
+// TestRedisBatchTakesItsSum: a batch of n costs n units from the shared bucket.
+func TestRedisBatchTakesItsSum(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newReplica(t, srv, Config{Prefix: "batch:"})
+	b, _ := r.lim.NewBucket("k", 0.001, 20) // no refill to speak of: only the burst
+	admitted := int64(0)
+	waitFor(t, 5*time.Second, "the whole burst admitted in batches of 3", func() bool {
+		if b.Take(3).OK {
+			admitted += 3
+		}
+		return admitted >= 18
+	})
+	if d := b.Take(21); d.Reason != ReasonTooLarge {
+		t.Fatalf("a batch larger than the burst: %+v", d)
+	}
+	// 2 units are left in all; a batch of 3 is never admitted.
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if b.Take(3).OK {
+			t.Fatal("admitted a batch of 3 beyond the burst")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRedisQuotaSharedAndRollover: a daily quota shared by 3 replicas admits its limit
+// (give or take one unit of credit or stranded allowance per replica) and starts again
+// when Redis's UTC day ends. Redis's clock is moved (an offset in the script) to just
+// before midnight.
+func TestRedisQuotaSharedAndRollover(t *testing.T) {
+	srv := redistest.Start(t)
+	now := time.Now().UTC()
+	midnight := now.Truncate(24 * time.Hour).Add(24 * time.Hour)
+	offset := midnight.Add(-3 * time.Second).Sub(now)
+	const limit, replicas = 30, 3
+	var quotas []*Quota
+	for range replicas {
+		r := newReplica(t, srv, Config{Prefix: "quota:", clockOffset: offset})
+		q, err := r.lim.NewQuota("key:9:daily", limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		quotas = append(quotas, q)
+	}
+	admitted := 0
+	var last Decision
+	waitFor(t, 2*time.Second, "the quota used up (refusal naming the day end)", func() bool {
+		for _, q := range quotas {
+			d := q.Take(1)
+			if d.OK {
+				admitted++
+			} else {
+				last = d
+			}
+		}
+		return !last.OK && last.RetryAfter > 500*time.Millisecond
+	})
+	if admitted < limit-replicas || admitted > limit+replicas {
+		t.Fatalf("admitted %d of a daily quota of %d over %d replicas", admitted, limit, replicas)
+	}
+	if last.Kind != KindQuota || last.Reason != ReasonExceeded || last.RetryAfter > 3*time.Second {
+		t.Fatalf("refusal %+v, want quota exceeded with retry-after ≤ 3s (until Redis's midnight)", last)
+	}
+	t.Logf("admitted %d of %d; refusal: retry after %v", admitted, limit, last.RetryAfter)
+	// After Redis's midnight the quota is fresh on every replica.
+	for i, q := range quotas {
+		waitFor(t, 10*time.Second, fmt.Sprintf("replica %d admits on the new day", i), func() bool { return q.Take(1).OK })
+	}
+	if time.Now().UTC().Add(offset).Before(midnight) {
+		t.Fatal("admitted again before Redis's midnight")
+	}
+}
+
+// TestRedisSlotsAcrossReplicasAndCrashExpiry: slots are counted across replicas, and the
+// slots of a replica that dies without cleaning up expire after SlotTTL.
+func TestRedisSlotsAcrossReplicasAndCrashExpiry(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Config{Prefix: "slots:", SlotTTL: 1500 * time.Millisecond}
+	a, b := newReplica(t, srv, cfg), newReplica(t, srv, cfg)
+	const max = 6
+	sa, _ := a.lim.NewSlots("key:3:ws", max)
+	sb, _ := b.lim.NewSlots("key:3:ws", max)
+	// Warm both handles: each replica reserves in Redis.
+	for _, s := range []*Slots{sa, sb} {
+		if !s.Acquire().OK {
+			t.Fatal("first acquire refused (cold-start credit)")
+		}
+	}
+	waitFor(t, 5*time.Second, "both reservations in Redis", func() bool {
+		return redisInt(t, a.conn, "HLEN", "slots:s:key:3:ws") == 2
+	})
+	// Fill the cluster from both sides.
+	waitFor(t, 5*time.Second, "the cluster fills up to max", func() bool {
+		sa.Acquire()
+		sb.Acquire()
+		return sa.InUse()+sb.InUse() >= max-1
+	})
+	// It never goes over max: both keep trying for a while.
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		sa.Acquire()
+		sb.Acquire()
+		if n := sa.InUse() + sb.InUse(); n > max {
+			t.Fatalf("%d slots in use across replicas, max %d", n, max)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Logf("in use: a=%d b=%d (max %d)", sa.InUse(), sb.InUse(), max)
+	heldByA := sa.InUse()
+	if heldByA == 0 {
+		t.Fatal("replica a holds no slot")
+	}
+	// Replica a dies: no release, no more heartbeats.
+	a.lim.crash.Store(true)
+	a.lim.Close()
+	a.conn.Close()
+	start := time.Now()
+	el := waitFor(t, 15*time.Second, "b gets a's slots after a's TTL", func() bool {
+		sb.Acquire()
+		return sb.InUse() == max
+	})
+	t.Logf("a's %d slots free again after %v (SlotTTL %v)", heldByA, el, cfg.SlotTTL)
+	if time.Since(start) < cfg.SlotTTL/2 {
+		t.Errorf("a's slots were free after %v, before its TTL", el)
+	}
+	for range max {
+		sb.Release()
+	}
+	if sb.InUse() != 0 {
+		t.Fatal("release did not bring in-use to 0")
+	}
+}
+
+// TestRedisOutageUnderLoad: Redis is killed (SIGKILL) and restarted on the same port, or
+// frozen (SIGSTOP, a Redis that accepts connections and answers nothing) and resumed,
+// under load. Every check answers at once throughout (fail open: per-process limiting),
+// the goroutine count and the heap stay flat during the outage, and leasing is back
+// within 5 s of Redis returning.
+func TestRedisOutageUnderLoad(t *testing.T) {
+	t.Run("killed", func(t *testing.T) {
+		srv := redistest.Start(t)
+		outageUnderLoad(t, srv, srv.Kill, func() { srv.Restart(t) })
+	})
+	t.Run("frozen", func(t *testing.T) {
+		srv := redistest.Start(t)
+		outageUnderLoad(t, srv, srv.Pause, srv.Resume)
+	})
+}
+
+func outageUnderLoad(t *testing.T, srv *redistest.Server, down, up func()) {
+	r := newReplica(t, srv, Config{Prefix: "outage:"})
+	var buckets []*Bucket
+	var quotas []*Quota
+	var slots []*Slots
+	for i := range 100 {
+		b, _ := r.lim.NewBucket(fmt.Sprintf("k%d:rps", i), 500, 50)
+		q, _ := r.lim.NewQuota(fmt.Sprintf("k%d:day", i), 1_000_000)
+		s, _ := r.lim.NewSlots(fmt.Sprintf("k%d:ws", i), 20)
+		buckets, quotas, slots = append(buckets, b), append(quotas, q), append(slots, s)
+	}
+	var stop atomic.Bool
+	var mu sync.Mutex
+	var lat []time.Duration
+	var checks atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var worst []time.Duration
+			for i := w; !stop.Load(); i++ {
+				k := i % len(buckets)
+				t0 := time.Now()
+				buckets[k].Take(1)
+				quotas[k].Take(1)
+				if slots[k].Acquire().OK {
+					slots[k].Release()
+				}
+				d := time.Since(t0)
+				checks.Add(1)
+				worst = append(worst, d)
+				if len(worst) > 4096 { // keep the slowest few
+					sort.Slice(worst, func(i, j int) bool { return worst[i] > worst[j] })
+					worst = worst[:64]
+				}
+				if i%64 == 0 {
+					time.Sleep(time.Millisecond) // pacing of the load
+				}
+			}
+			mu.Lock()
+			lat = append(lat, worst...)
+			mu.Unlock()
+		}()
+	}
+	defer func() { stop.Store(true); wg.Wait() }()
+
+	waitFor(t, 5*time.Second, "leases under way", func() bool {
+		return counterValue(r.ms, "gateway_limit_lease_calls_total") > 100
+	})
+	baseHeap, baseG := heapAndGoroutines()
+
+	down()
+	waitFor(t, 5*time.Second, "the conn notices Redis is down", func() bool { return !r.conn.Up() })
+	fallbackBefore := counterValue(r.ms, `gateway_limit_fallback_total{kind="rate"}`)
+	// Sample 3 s of outage. Calls under way when Redis froze hold a goroutine each until
+	// the client drops the dead connection (about 2 × ConnTimeout, 1 s): a bounded
+	// transient. After that the count must be back to where it was, and stay there.
+	var peakHeap uint64
+	var gs []int
+	for range 15 {
+		h, g := heapAndGoroutines()
+		peakHeap = max(peakHeap, h)
+		gs = append(gs, g)
+		time.Sleep(200 * time.Millisecond) // outage length, not synchronisation
+	}
+	if counterValue(r.ms, `gateway_limit_fallback_total{kind="rate"}`) == fallbackBefore {
+		t.Error("no check fell back to per-process limits during the outage")
+	}
+	t.Logf("goroutines: before %d, every 200ms during the outage %v; heap: before %d KiB, peak %d KiB",
+		baseG, gs, baseHeap>>10, peakHeap>>10)
+	for i, g := range gs {
+		if g > baseG+32 || (i >= 10 && g > baseG+4) {
+			t.Errorf("goroutines grew from %d to %v while Redis was down", baseG, gs)
+			break
+		}
+	}
+	if peakHeap > baseHeap+8<<20 {
+		t.Errorf("heap grew from %d to %d bytes while Redis was down", baseHeap, peakHeap)
+	}
+
+	up()
+	callsAtRestart := counterValue(r.ms, "gateway_limit_lease_calls_total")
+	el := waitFor(t, 5*time.Second, "leasing back after Redis returned", func() bool {
+		return r.conn.Up() && r.lim.shards[0].leasing.Load() && r.lim.shards[1].leasing.Load() &&
+			redisInt(t, r.conn, "EXISTS", "outage:b:k0:rps") == 1 &&
+			counterValue(r.ms, "gateway_limit_lease_calls_total") > callsAtRestart+10
+	})
+	t.Logf("leasing again %v after Redis returned", el)
+	// Checks go through leases again, not the fallback.
+	fb := counterValue(r.ms, `gateway_limit_fallback_total{kind="rate"}`)
+	waitFor(t, 5*time.Second, "checks leave the fallback", func() bool {
+		n := checks.Load()
+		waitFor(t, 5*time.Second, "more checks", func() bool { return checks.Load() > n+1000 })
+		cur := counterValue(r.ms, `gateway_limit_fallback_total{kind="rate"}`)
+		defer func() { fb = cur }()
+		return cur == fb
+	})
+	_, afterG := heapAndGoroutines()
+	if afterG > baseG+4 {
+		t.Errorf("goroutines %d after recovery, %d before the outage", afterG, baseG)
+	}
+
+	stop.Store(true)
+	wg.Wait()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] > lat[j] })
+	t.Logf("%d checks; slowest (3 checks each): %v", checks.Load(), lat[:min(10, len(lat))])
+	// A check has nothing to wait on; the rare slow one is the scheduler or the collector
+	// (this test forces collections) on a loaded 2-core machine. A check that waited for
+	// Redis would show up as thousands of them.
+	if len(lat) >= 10 && lat[9] > 50*time.Millisecond {
+		t.Errorf("10 or more checks took over 50ms (slowest %v): checks must never wait for Redis", lat[0])
+	}
+}
+
+// TestRedisFailClosed: with FailClosed, checks are refused with ReasonRedisDown while
+// Redis is down, and admitted again when it returns.
+func TestRedisFailClosed(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newReplica(t, srv, Config{Prefix: "closed:", FailClosed: true})
+	b, _ := r.lim.NewBucket("k:rps", 1000, 100)
+	q, _ := r.lim.NewQuota("k:day", 1000)
+	s, _ := r.lim.NewSlots("k:ws", 10)
+	if !b.Take(1).OK || !q.Take(1).OK || !s.Acquire().OK {
+		t.Fatal("refused with Redis up")
+	}
+	s.Release()
+	srv.Kill()
+	// Refused as soon as Redis is known to be unusable (the breaker, or a failed lease).
+	waitFor(t, 5*time.Second, "every kind refused naming Redis", func() bool {
+		db, dq, ds := b.Take(1), q.Take(1), s.Acquire()
+		if ds.OK {
+			s.Release()
+		}
+		return db.Reason == ReasonRedisDown && dq.Reason == ReasonRedisDown && ds.Reason == ReasonRedisDown
+	})
+	if d := q.Take(1); d.OK || d.Kind != KindQuota || d.RetryAfter <= 0 {
+		t.Fatalf("quota while down: %+v", d)
+	}
+	if d := s.Acquire(); d.OK || d.Kind != KindSlots || d.RetryAfter <= 0 {
+		t.Fatalf("slots while down: %+v", d)
+	}
+	srv.Restart(t)
+	waitFor(t, 5*time.Second, "admitted again after Redis returned", func() bool {
+		return b.Take(1).OK && q.Take(1).OK
+	})
+}
+
+// TestRedisDroppedHandlesAreCollected: handles dropped on a configuration reload without
+// Close leave nothing behind: the collector closes them and their shard forgets them.
+func TestRedisDroppedHandlesAreCollected(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newReplica(t, srv, Config{Prefix: "gc:"})
+	func() {
+		for i := range 300 {
+			b, _ := r.lim.NewBucket(fmt.Sprintf("b%d", i), 10, 10)
+			q, _ := r.lim.NewQuota(fmt.Sprintf("q%d", i), 10)
+			s, _ := r.lim.NewSlots(fmt.Sprintf("s%d", i), 10)
+			b.Take(1)
+			q.Take(1)
+			s.Acquire()
+		}
+	}()
+	kept, _ := r.lim.NewBucket("kept", 10, 10)
+	waitFor(t, 10*time.Second, "dropped handles collected", func() bool {
+		runtime.GC()
+		return r.lim.Handles() == 1
+	})
+	waitFor(t, 10*time.Second, "shards forget them", func() bool {
+		n := 0
+		for _, sh := range r.lim.shards {
+			sh.mu.Lock()
+			n += len(sh.reg)
+			sh.mu.Unlock()
+		}
+		return n == 1
+	})
+	if !kept.Take(1).OK {
+		t.Fatal("the kept handle stopped working")
+	}
+}
+
+// TestRedisSlotsReleasedOnClose: a replica that shuts down cleanly gives its slots back at
+// once; the others need not wait for its TTL.
+func TestRedisSlotsReleasedOnClose(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Config{Prefix: "rel:", SlotTTL: time.Minute}
+	a, b := newReplica(t, srv, cfg), newReplica(t, srv, cfg)
+	sa, _ := a.lim.NewSlots("k", 4)
+	sb, _ := b.lim.NewSlots("k", 4)
+	waitFor(t, 5*time.Second, "a holds 4", func() bool { sa.Acquire(); return sa.InUse() == 4 })
+	if sb.Acquire().OK && sb.Acquire().OK {
+		t.Fatal("b got 2 slots while a holds all 4 (b has 1 of cold-start credit)")
+	}
+	a.lim.Close()
+	waitFor(t, 5*time.Second, "b gets all 4 after a closed", func() bool { sb.Acquire(); return sb.InUse() == 4 })
+}
+
+// TestRedisManyKeys: thousands of active keys are leased by the shards in pipelined
+// batches, without a goroutine per key.
+func TestRedisManyKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newReplica(t, srv, Config{Prefix: "many:"})
+	const n = 3000
+	bs := make([]*Bucket, n)
+	for i := range bs {
+		bs[i], _ = r.lim.NewBucket(fmt.Sprintf("key:%d:rps", i), 100, 100) // L = 10
+	}
+	bs[0].Take(10) // warm the client's connections before counting goroutines
+	waitFor(t, 5*time.Second, "a first lease", func() bool {
+		return counterValue(r.ms, "gateway_limit_lease_calls_total") > 0
+	})
+	_, g0 := heapAndGoroutines()
+	admitted := 0
+	waitFor(t, 20*time.Second, "every key admits 15 (past its credit of 10)", func() bool {
+		for _, b := range bs {
+			if b.Take(1).OK {
+				admitted++
+			}
+		}
+		return admitted >= n*15
+	})
+	calls := counterValue(r.ms, "gateway_limit_lease_calls_total")
+	batches := counterValue(r.ms, "gateway_limit_lease_batches_total")
+	_, g1 := heapAndGoroutines()
+	t.Logf("%d keys: %d leases in %d pipelined calls; goroutines %d → %d", n, calls, batches, g0, g1)
+	if batches*4 > calls {
+		t.Errorf("%d calls for %d leases: leases are not batched", batches, calls)
+	}
+	// The client's 2 pipelined connections run 2 goroutines each once calls overlap; a
+	// goroutine per key would be thousands.
+	if g1 > g0+8 {
+		t.Errorf("goroutines %d → %d with %d keys", g0, g1, n)
+	}
+}
+
+// TestRedisChecksAfterClose: after the Limiter is closed its handles keep answering, per
+// process, instead of spending an allowance nobody refills.
+func TestRedisChecksAfterClose(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newReplica(t, srv, Config{Prefix: "after:"})
+	b, _ := r.lim.NewBucket("k", 1000, 1000)
+	r.lim.Close()
+	for i := range 500 {
+		if d := b.Take(1); !d.OK {
+			t.Fatalf("take %d after Close refused: %+v", i, d)
+		}
+	}
+	if counterValue(r.ms, `gateway_limit_fallback_total{kind="rate"}`) == 0 {
+		t.Fatal("checks after Close did not use the per-process fallback")
+	}
+}

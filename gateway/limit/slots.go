@@ -1,0 +1,227 @@
+package limit
+
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
+)
+
+// Slots counts concurrent things (websocket connections, subscriptions) of one key,
+// across replicas in Redis mode. Create it once per configuration load with
+// Limiter.NewSlots and keep it; Acquire and Release are safe for concurrent use, allocate
+// nothing and never wait. Every successful Acquire must be followed by one Release.
+type Slots struct{ s *slotsState }
+
+// slotsRetry is the Retry-After of a refused Acquire: a slot frees when a client leaves,
+// which nobody can predict.
+const slotsRetry = time.Second
+
+type slotsState struct {
+	handle
+	max   int64
+	spare int64
+
+	// cap<<32 | used: cap is the reservation this replica may fill (Redis mode), used the
+	// slots in use here. One word so Acquire is one compare-and-swap.
+	state atomic.Uint64
+
+	// shard-owned
+	held      int64 // the reservation Redis holds for this replica
+	want, min int64 // the call under way
+	needSync  bool  // assert the reservation again (Redis came back, or we were expired)
+	idleSince int64
+	backoff   int64
+	refreshAt int64
+}
+
+// NewSlots returns concurrency slots: at most max in use at once, named name (see
+// NewBucket).
+func (l *Limiter) NewSlots(name string, max int64) (*Slots, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if max < 1 || max > 1<<30 {
+		return nil, fmt.Errorf("limit: slots %s: max must be in [1, 2^30], got %d", name, max)
+	}
+	s := &slotsState{max: max, spare: clamp(max/10, 1, 16)}
+	s.handle = handle{lim: l, sh: l.pickShard(), name: name, key: l.cfg.Prefix + "s:" + name, kind: KindSlots, idx: -1}
+	s.self = s
+	if l.conn != nil {
+		s.state.Store(uint64(s.spare) << 32) // cold-start credit, asserted with the first lease
+	} else {
+		s.state.Store(uint64(max) << 32)
+	}
+	s.sh.register(s)
+	h := &Slots{s: s}
+	runtime.AddCleanup(h, func(s *slotsState) { s.close() }, s)
+	return h, nil
+}
+
+// Name is the name the handle was created with.
+func (h *Slots) Name() string { return h.s.name }
+
+// Close drops the handle: its shard gives this replica's reservation back to Redis.
+// Slots still in use on it are no longer counted across replicas.
+func (h *Slots) Close() { h.s.close() }
+
+// InUse is the number of slots this process holds.
+func (h *Slots) InUse() int64 { return int64(h.s.state.Load() & 0xffffffff) }
+
+// Acquire takes a slot if one is free. Never waits, never allocates.
+func (h *Slots) Acquire() Decision {
+	s := h.s
+	l := s.lim
+	leased := l.conn != nil
+	if leased && !s.usable() {
+		if s.sh.leasing.Load() {
+			s.wake()
+		}
+		if l.cfg.FailClosed {
+			return l.refuse(KindSlots, ReasonRedisDown, slotsRetry, s.name)
+		}
+		l.fallback[KindSlots].Inc()
+		leased = false
+	}
+	for {
+		v := s.state.Load()
+		capacity, used := int64(v>>32), int64(v&0xffffffff)
+		if !leased {
+			capacity = s.max
+		}
+		if used >= capacity {
+			if leased {
+				s.wake()
+			}
+			return l.refuse(KindSlots, ReasonExceeded, slotsRetry, s.name)
+		}
+		if s.state.CompareAndSwap(v, v+1) {
+			if leased && capacity-used-1 < s.spare {
+				s.wake()
+			}
+			return Decision{OK: true}
+		}
+	}
+}
+
+// Release gives back a slot taken by Acquire. Never waits, never allocates.
+func (h *Slots) Release() {
+	s := h.s
+	for {
+		v := s.state.Load()
+		capacity, used := int64(v>>32), int64(v&0xffffffff)
+		if used == 0 {
+			return
+		}
+		if s.state.CompareAndSwap(v, v-1) {
+			if s.lim.conn != nil && (capacity-used+1 > 2*s.spare || used == 1) {
+				s.wake()
+			}
+			return
+		}
+	}
+}
+
+// setCap replaces the reservation this replica may fill, keeping the used count.
+func (s *slotsState) setCap(c int64) {
+	for {
+		v := s.state.Load()
+		if s.state.CompareAndSwap(v, uint64(c)<<32|v&0xffffffff) {
+			return
+		}
+	}
+}
+
+func (s *slotsState) exec(min, want int64) redisconn.Exec {
+	s.min, s.want = min, want
+	l := s.lim
+	return redisconn.Exec{
+		Keys: []string{s.key, l.cfg.Prefix + "replicas"},
+		Args: []string{"s", l.offsetArg(), l.cfg.ReplicaID, itoa(min), itoa(want), itoa(s.max), itoa(l.cfg.SlotTTL.Milliseconds())},
+	}
+}
+
+func (s *slotsState) plan(now int64) (redisconn.Exec, bool, int64) {
+	v := s.state.Load()
+	capacity, used := int64(v>>32), int64(v&0xffffffff)
+	if used == 0 && s.held > 0 {
+		if s.idleSince == 0 {
+			s.idleSince = now
+		}
+		if release := s.idleSince + int64(s.lim.cfg.SlotIdleRelease); now < release {
+			return redisconn.Exec{}, false, release
+		}
+		return s.exec(0, 0), true, 0 // idle long enough: give the reservation back
+	}
+	if used > 0 {
+		s.idleSince = 0
+	}
+	free := capacity - used
+	grow := free < s.spare && capacity < s.max
+	shrink := free > 2*s.spare
+	refresh := s.held > 0 && now >= s.refreshAt
+	if !(s.needSync || used > s.held || grow || shrink || refresh) {
+		return redisconn.Exec{}, false, 0
+	}
+	if grow && !(s.needSync || used > s.held || shrink) && now < s.backoff {
+		return redisconn.Exec{}, false, s.backoff
+	}
+	return s.exec(used, min(used+s.spare, max(s.max, used))), true, 0
+}
+
+func (s *slotsState) apply(res []int64, now int64) int64 {
+	if len(res) < 1 {
+		return s.fail(now)
+	}
+	grant := res[0]
+	s.degraded.Store(false)
+	s.needSync = false
+	s.held = grant
+	s.refreshAt = now + int64(time.Hour) // keep the key's 24h expiry away
+	if s.want == 0 {
+		s.setCap(s.spare) // released: back to an uncharged credit
+		s.idleSince = 0
+		if s.InUse() > 0 {
+			return now // acquired while the release was under way: reserve again
+		}
+		return 0
+	}
+	s.setCap(grant)
+	if grant < s.want {
+		s.backoff = now + int64(250*time.Millisecond)
+	}
+	if s.InUse() > grant {
+		s.needSync = true // acquired past the new reservation while the call was under way
+		return now
+	}
+	return 0
+}
+
+// InUse for the shard's side.
+func (s *slotsState) InUse() int64 { return int64(s.state.Load() & 0xffffffff) }
+
+func (s *slotsState) fail(now int64) int64 {
+	s.degraded.Store(true)
+	s.backoff = now + int64(failBackoff)
+	return s.backoff
+}
+
+func (s *slotsState) recover(now int64) int64 {
+	s.degraded.Store(false)
+	s.backoff = 0
+	if s.held > 0 || s.InUse() > 0 {
+		s.needSync = true
+		return now
+	}
+	return 0
+}
+
+func (s *slotsState) release() (redisconn.Exec, bool) {
+	if s.held == 0 {
+		return redisconn.Exec{}, false
+	}
+	s.held = 0
+	return s.exec(0, 0), true
+}

@@ -1,0 +1,456 @@
+// Package redisconn owns the gateway's connection to Redis and decides, without waiting,
+// whether Redis may be used at all.
+//
+// A Conn wraps one rueidis client (auto-pipelined: concurrent calls share a few TCP
+// connections and their writes are batched, so many small calls cost few syscalls) with:
+//   - a deadline on every call (CallTimeout, 50 ms by default), so nothing that a request
+//     could wait on can take longer;
+//   - a circuit breaker: after FailureThreshold consecutive failures (network errors or
+//     deadlines, not Redis error replies) the Conn is down, every call fails at once with
+//     ErrDown without touching the network, and one background goroutine probes Redis
+//     every ProbeInterval until it answers again; then the Conn is up by itself;
+//   - a Redis up/down gauge and call/error/breaker counters in the caller's metrics set.
+//
+// New never fails because Redis is unreachable: a gateway starts while Redis is down and
+// the Conn comes up when Redis does. The password is handed to the client and never
+// appears in an error, a log line or a metric.
+//
+// Ownership: the Conn owns the client and the probe goroutine; Close ends both and waits.
+// Callers (gateway/limit, gateway/sharedcache) share one Conn or use one each; each of
+// them subscribes to up/down transitions through Watch.
+package redisconn
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/redis/rueidis"
+)
+
+// ErrDown is returned, without any network call, while the circuit breaker is open.
+var ErrDown = errors.New("redis is down (circuit breaker open)")
+
+// Config configures a Conn. The zero value of every field but Addr is a working default.
+type Config struct {
+	// Addr is host:port of a standalone Redis (or a proxy in front of one).
+	Addr string
+	// Username and Password for AUTH; the password is never logged nor put in errors.
+	Username string
+	Password string
+	// DB is the database number (SELECT).
+	DB int
+	// Name labels this Conn's metrics (client="NAME"); default "redis". Not a secret.
+	Name string
+
+	// CallTimeout is the deadline of every call; default 50ms.
+	CallTimeout time.Duration
+	// DialTimeout bounds a TCP connect and handshake; default 500ms.
+	DialTimeout time.Duration
+	// ConnTimeout is how long a connection may go without an answer to a pending command
+	// or to the client's keep-alive PING before it is closed and redialled (rueidis
+	// ConnWriteTimeout; the PING goes after ConnTimeout of silence); default 500ms. A
+	// frozen Redis keeps a connection, and the calls that were under way on it, for at
+	// most about twice this long.
+	ConnTimeout time.Duration
+	// FailureThreshold consecutive failures open the breaker; default 3.
+	FailureThreshold int
+	// ProbeInterval is the pause between probes while the breaker is open; default 250ms,
+	// so a returning Redis is used again well within a second.
+	ProbeInterval time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Name == "" {
+		c.Name = "redis"
+	}
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = 50 * time.Millisecond
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 500 * time.Millisecond
+	}
+	if c.ConnTimeout <= 0 {
+		c.ConnTimeout = 500 * time.Millisecond
+	}
+	if c.FailureThreshold <= 0 {
+		c.FailureThreshold = 3
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = 250 * time.Millisecond
+	}
+}
+
+// Conn is a Redis client behind a circuit breaker. Safe for concurrent use.
+type Conn struct {
+	cfg    Config
+	client rueidis.Client
+
+	up    atomic.Bool
+	fails atomic.Int32
+
+	mu    sync.Mutex
+	watch chan struct{} // closed and replaced on every up/down transition
+
+	probe  chan struct{} // wakes the probe goroutine when the breaker opens
+	stop   chan struct{}
+	closed sync.Once
+	wg     sync.WaitGroup
+
+	calls, errs, opens, closes *metrics.Counter
+}
+
+// New creates the client and starts the probe goroutine. It returns an error only for a
+// bad configuration; an unreachable Redis leaves the Conn down until Redis answers.
+// Metrics go to ms (required).
+func New(cfg Config, ms *metrics.Set) (*Conn, error) {
+	cfg.setDefaults()
+	if ms == nil {
+		return nil, errors.New("redisconn: a metrics set is required")
+	}
+	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+		return nil, fmt.Errorf("redisconn: bad address %q: %w", cfg.Addr, err)
+	}
+	if strings.ContainsAny(cfg.Name, `"{}\`) {
+		return nil, fmt.Errorf("redisconn: bad name %q", cfg.Name)
+	}
+	opt := rueidis.ClientOption{
+		InitAddress:       []string{cfg.Addr},
+		Username:          cfg.Username,
+		Password:          cfg.Password,
+		SelectDB:          cfg.DB,
+		ForceSingleClient: true, // returns a client even when the first dial fails
+		DisableCache:      true, // no client-side caching: no CLIENT TRACKING, no invalidations
+		DisableRetry:      true, // our deadline is the whole budget; the breaker decides
+		PipelineMultiplex: 1,    // 2 auto-pipelined connections
+		ConnWriteTimeout:  cfg.ConnTimeout,
+		Dialer:            net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: cfg.ConnTimeout},
+		// Small buffers: values are bounded by their users (sharedcache caps them).
+		ReadBufferEachConn:  64 << 10,
+		WriteBufferEachConn: 64 << 10,
+	}
+	if slices.Contains(ms.ListMetricNames(), `gateway_redis_up{client="`+cfg.Name+`"}`) {
+		return nil, fmt.Errorf("redisconn: a Conn named %q already reports to this metrics set", cfg.Name)
+	}
+	client, err := rueidis.NewClient(opt)
+	if client == nil {
+		// Only configuration errors get here (ForceSingleClient); never echo the options.
+		return nil, fmt.Errorf("redisconn: cannot create a client for %s: %w", cfg.Addr, err)
+	}
+	c := &Conn{
+		cfg:    cfg,
+		client: client,
+		watch:  make(chan struct{}),
+		probe:  make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		calls:  ms.GetOrCreateCounter(`gateway_redis_calls_total{client="` + cfg.Name + `"}`),
+		errs:   ms.GetOrCreateCounter(`gateway_redis_errors_total{client="` + cfg.Name + `"}`),
+		opens:  ms.GetOrCreateCounter(`gateway_redis_breaker_opened_total{client="` + cfg.Name + `"}`),
+		closes: ms.GetOrCreateCounter(`gateway_redis_breaker_closed_total{client="` + cfg.Name + `"}`),
+	}
+	ms.GetOrCreateGauge(`gateway_redis_up{client="`+cfg.Name+`"}`, func() float64 {
+		if c.up.Load() {
+			return 1
+		}
+		return 0
+	})
+	c.up.Store(err == nil)
+	c.wg.Add(1)
+	go c.probeLoop()
+	if err != nil {
+		c.kick()
+	}
+	return c, nil
+}
+
+// Up reports whether Redis may be called: one atomic load, never a wait.
+func (c *Conn) Up() bool { return c.up.Load() }
+
+// Watch returns a channel that is closed at the next up/down transition (or Close).
+// Call it again after it fires to keep watching.
+func (c *Conn) Watch() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.watch
+}
+
+// CallTimeout is the deadline every call gets.
+func (c *Conn) CallTimeout() time.Duration { return c.cfg.CallTimeout }
+
+// B returns a command builder. Commands built from it must be passed to Do or DoMulti.
+func (c *Conn) B() rueidis.Builder { return c.client.B() }
+
+// Do runs one command with the Conn's deadline (or ctx's, if sooner). While the breaker is
+// open it returns ErrDown at once.
+func (c *Conn) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	if !c.up.Load() {
+		return rueidis.NewErrorResult(ErrDown)
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+	c.calls.Inc()
+	r := c.client.Do(cctx, cmd)
+	c.report(ctx, r.NonRedisError())
+	return r
+}
+
+// DoMulti pipelines cmds in one round trip with the Conn's deadline. While the breaker is
+// open every result is ErrDown and nothing is sent.
+func (c *Conn) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	if len(cmds) == 0 {
+		return nil
+	}
+	if !c.up.Load() {
+		out := make([]rueidis.RedisResult, len(cmds))
+		for i := range out {
+			out[i] = rueidis.NewErrorResult(ErrDown)
+		}
+		return out
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+	c.calls.Inc()
+	rs := c.client.DoMulti(cctx, cmds...)
+	var err error
+	for _, r := range rs {
+		if e := r.NonRedisError(); e != nil {
+			err = e
+			break
+		}
+	}
+	c.report(ctx, err)
+	return rs
+}
+
+// report feeds the breaker: a network error or our deadline counts as a failure, anything
+// Redis answered (including an error reply) as a success. A call its caller cancelled
+// (parent ctx done) says nothing about Redis.
+func (c *Conn) report(parent context.Context, err error) {
+	if err == nil {
+		c.fails.Store(0)
+		return
+	}
+	c.errs.Inc()
+	if errors.Is(err, ErrDown) || parent.Err() != nil {
+		return
+	}
+	if c.fails.Add(1) >= int32(c.cfg.FailureThreshold) {
+		c.setUp(false)
+	}
+}
+
+func (c *Conn) setUp(up bool) {
+	c.mu.Lock()
+	if c.up.Load() == up {
+		c.mu.Unlock()
+		return
+	}
+	c.up.Store(up)
+	if up {
+		c.fails.Store(0)
+		c.closes.Inc()
+	} else {
+		c.opens.Inc()
+	}
+	close(c.watch)
+	c.watch = make(chan struct{})
+	c.mu.Unlock()
+	if !up {
+		c.kick()
+	}
+}
+
+func (c *Conn) kick() {
+	select {
+	case c.probe <- struct{}{}:
+	default:
+	}
+}
+
+// probeLoop is the only goroutine the Conn starts. While the breaker is open it sends one
+// PING per ProbeInterval (bounded by CallTimeout) and closes the breaker when one answers.
+func (c *Conn) probeLoop() {
+	defer c.wg.Done()
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.probe:
+		}
+		for !c.up.Load() {
+			t.Reset(c.cfg.ProbeInterval)
+			select {
+			case <-c.stop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			// Redis answers on a fresh connection; then make the client's own connection
+			// answer too (a connection broken by the outage fails once, then is redialled),
+			// so the first calls after recovery do not fail and trip the breaker again.
+			if c.probeOnce() == nil && (c.Ping(context.Background()) == nil || c.Ping(context.Background()) == nil) {
+				c.setUp(true)
+			}
+		}
+	}
+}
+
+// probeOnce checks Redis on a connection of its own: dial, AUTH if configured, PING, all
+// within DialTimeout + CallTimeout, then close. It does not go through the client, whose
+// connection may be stuck on a frozen Redis: a probe through it would leave a goroutine
+// waiting for an answer per probe until that connection is dropped.
+func (c *Conn) probeOnce() error {
+	c.calls.Inc()
+	err := probe(c.cfg)
+	if err != nil {
+		c.errs.Inc()
+	}
+	return err
+}
+
+func probe(cfg Config) error {
+	nc, err := net.DialTimeout("tcp", cfg.Addr, cfg.DialTimeout)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := nc.SetDeadline(time.Now().Add(cfg.CallTimeout)); err != nil {
+		return err
+	}
+	var req []byte
+	want := 1
+	if cfg.Password != "" {
+		args := []string{"AUTH", cfg.Password}
+		if cfg.Username != "" {
+			args = []string{"AUTH", cfg.Username, cfg.Password}
+		}
+		req = appendCommand(req, args...)
+		want++
+	}
+	req = appendCommand(req, "PING")
+	if _, err := nc.Write(req); err != nil {
+		return err
+	}
+	r := bufio.NewReaderSize(nc, 256)
+	for i := 0; i < want; i++ {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(line, "+") {
+			// An error reply (e.g. wrong password): never echo anything we sent.
+			return errors.New("redis answered the probe with an error")
+		}
+	}
+	return nil
+}
+
+func appendCommand(b []byte, args ...string) []byte {
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(len(args)), 10)
+	b = append(b, "\r\n"...)
+	for _, a := range args {
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(len(a)), 10)
+		b = append(b, "\r\n"...)
+		b = append(b, a...)
+		b = append(b, "\r\n"...)
+	}
+	return b
+}
+
+// Ping sends PING through the client, bypassing the breaker, with CallTimeout.
+func (c *Conn) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+	c.calls.Inc()
+	err := c.client.Do(ctx, c.client.B().Ping().Build()).Error()
+	if err != nil {
+		c.errs.Inc()
+		return fmt.Errorf("redis %s: ping: %w", c.cfg.Addr, err)
+	}
+	return nil
+}
+
+// Close stops the probe goroutine and closes the client; pending calls end with an error.
+func (c *Conn) Close() {
+	c.closed.Do(func() {
+		close(c.stop)
+		c.wg.Wait()
+		c.client.Close()
+		c.mu.Lock()
+		close(c.watch)
+		c.watch = make(chan struct{})
+		c.mu.Unlock()
+	})
+}
+
+// Script is a Lua script run with EVALSHA, loaded again after NOSCRIPT (a restarted Redis
+// has an empty script cache).
+type Script struct {
+	src string
+	sha string
+}
+
+// NewScript prepares src; nothing is sent until it runs.
+func NewScript(src string) *Script {
+	sum := sha1.Sum([]byte(src))
+	return &Script{src: src, sha: hex.EncodeToString(sum[:])}
+}
+
+// Exec is one run of a Script.
+type Exec struct {
+	Keys []string
+	Args []string
+}
+
+// EvalMulti runs s once per exec in one pipelined round trip. After a NOSCRIPT answer it
+// loads the script and runs the affected execs again (one more round trip, only after a
+// Redis restart).
+func (c *Conn) EvalMulti(ctx context.Context, s *Script, execs []Exec) []rueidis.RedisResult {
+	build := func(e Exec) rueidis.Completed {
+		return c.client.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build()
+	}
+	cmds := make(rueidis.Commands, len(execs))
+	for i, e := range execs {
+		cmds[i] = build(e)
+	}
+	rs := c.DoMulti(ctx, cmds...)
+	var again []int
+	for i, r := range rs {
+		if re, ok := rueidis.IsRedisErr(r.Error()); ok && re.IsNoScript() {
+			again = append(again, i)
+		}
+	}
+	if len(again) == 0 {
+		return rs
+	}
+	if err := c.Do(ctx, c.client.B().ScriptLoad().Script(s.src).Build()).Error(); err != nil {
+		for _, i := range again {
+			rs[i] = rueidis.NewErrorResult(fmt.Errorf("cannot load script: %w", err))
+		}
+		return rs
+	}
+	cmds = cmds[:0]
+	for _, i := range again {
+		cmds = append(cmds, build(execs[i]))
+	}
+	rs2 := c.DoMulti(ctx, cmds...)
+	for j, i := range again {
+		rs[i] = rs2[j]
+	}
+	return rs
+}

@@ -1,0 +1,194 @@
+package redisconn
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/infura-gateway/infura-gateway/internal/redistest"
+)
+
+// waitFor polls cond until it holds or timeout passes (an external condition: Redis).
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestUpDownAndBack(t *testing.T) {
+	srv := redistest.Start(t)
+	c, err := New(Config{Addr: srv.Addr, Password: ""}, metrics.NewSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !c.Up() {
+		t.Fatal("conn is down with Redis running")
+	}
+	ctx := context.Background()
+	if err := c.Do(ctx, c.B().Set().Key("k").Value("v").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	watch := c.Watch()
+	srv.Kill()
+	// Calls fail (connection refused) until the breaker opens; each within the deadline.
+	waitFor(t, 5*time.Second, "breaker opens", func() bool {
+		start := time.Now()
+		_ = c.Do(ctx, c.B().Get().Key("k").Build()).Error()
+		if d := time.Since(start); d > 200*time.Millisecond {
+			t.Fatalf("a call took %v while Redis is down", d)
+		}
+		return !c.Up()
+	})
+	select {
+	case <-watch:
+	default:
+		t.Fatal("Watch channel not closed on the down transition")
+	}
+	start := time.Now()
+	if err := c.Do(ctx, c.B().Get().Key("k").Build()).Error(); !errors.Is(err, ErrDown) {
+		t.Fatalf("call while down: %v, want ErrDown", err)
+	}
+	if d := time.Since(start); d > 5*time.Millisecond {
+		t.Fatalf("a call while the breaker is open took %v", d)
+	}
+	srv.Restart(t)
+	d := waitFor(t, 5*time.Second, "breaker closes after Redis returns", c.Up)
+	t.Logf("up again %v after restart", d)
+	if err := c.Do(ctx, c.B().Set().Key("k").Value("v").Build()).Error(); err != nil {
+		t.Fatalf("call after recovery: %v", err)
+	}
+}
+
+func TestStartsWhileRedisIsDown(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Kill()
+	c, err := New(Config{Addr: srv.Addr}, metrics.NewSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Up() {
+		t.Fatal("conn is up with Redis down")
+	}
+	srv.Restart(t)
+	waitFor(t, 5*time.Second, "conn comes up", c.Up)
+	if err := c.Do(context.Background(), c.B().Ping().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFrozenRedisOpensBreakerWithinDeadlines(t *testing.T) {
+	srv := redistest.Start(t)
+	c, err := New(Config{Addr: srv.Addr}, metrics.NewSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv.Pause()
+	ctx := context.Background()
+	waitFor(t, 5*time.Second, "breaker opens on a frozen Redis", func() bool {
+		start := time.Now()
+		_ = c.Do(ctx, c.B().Get().Key("k").Build())
+		if d := time.Since(start); d > 150*time.Millisecond {
+			t.Fatalf("a call took %v against a frozen Redis (deadline 50ms)", d)
+		}
+		return !c.Up()
+	})
+	srv.Resume()
+	waitFor(t, 5*time.Second, "conn comes back after resume", c.Up)
+}
+
+func TestScriptReloadAfterRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	c, err := New(Config{Addr: srv.Addr}, metrics.NewSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := NewScript(`return tonumber(ARGV[1]) + 1`)
+	for round := 0; round < 2; round++ {
+		rs := c.EvalMulti(context.Background(), s, []Exec{{Args: []string{"1"}}, {Args: []string{"41"}}})
+		for i, want := range []int64{2, 42} {
+			got, err := rs[i].AsInt64()
+			if err != nil || got != want {
+				t.Fatalf("round %d exec %d: %d, %v; want %d", round, i, got, err, want)
+			}
+		}
+		if round == 0 {
+			srv.Restart(t)
+			waitFor(t, 5*time.Second, "up after restart", func() bool {
+				return c.Do(context.Background(), c.B().Ping().Build()).Error() == nil && c.Up()
+			})
+		}
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	if _, err := New(Config{Addr: "nohostport"}, metrics.NewSet()); err == nil {
+		t.Fatal("want an error for an address without a port")
+	}
+	if _, err := New(Config{Addr: "127.0.0.1:1"}, nil); err == nil {
+		t.Fatal("want an error without a metrics set")
+	}
+}
+
+// TestPasswordNeverInErrors: with AUTH required, the right password works (client and
+// probe), and no error or metric ever carries the password, right or wrong.
+func TestPasswordNeverInErrors(t *testing.T) {
+	const secret = "s3cr3t-Pa55word"
+	srv := redistest.Start(t, "--requirepass", secret)
+	ms := metrics.NewSet()
+	good, err := New(Config{Addr: srv.Addr, Password: secret}, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	if !good.Up() {
+		t.Fatal("down with the right password")
+	}
+	if err := probe(good.cfg); err != nil {
+		t.Fatalf("probe with the right password: %v", err)
+	}
+	const wrong = "wr0ng-Pa55word"
+	if _, err := New(Config{Addr: srv.Addr, Password: secret}, ms); err == nil {
+		t.Fatal("two Conns of one name in one metrics set")
+	}
+	bad, err := New(Config{Addr: srv.Addr, Password: wrong, Name: "bad"}, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	var errs []string
+	if err := probe(bad.cfg); err != nil {
+		errs = append(errs, err.Error())
+	} else {
+		t.Fatal("probe with a wrong password succeeded")
+	}
+	if err := bad.Do(context.Background(), bad.B().Ping().Build()).Error(); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if err := bad.Ping(context.Background()); err != nil {
+		errs = append(errs, err.Error())
+	}
+	var buf bytes.Buffer
+	ms.WritePrometheus(&buf)
+	errs = append(errs, buf.String())
+	for _, e := range errs {
+		if strings.Contains(e, secret) || strings.Contains(e, wrong) {
+			t.Fatalf("a password leaked: %s", e)
+		}
+	}
+	t.Logf("errors: %q", errs[:len(errs)-1])
+}
