@@ -3,7 +3,7 @@ package limit
 import (
 	"testing"
 
-	"github.com/infura-gateway/infura-gateway/internal/redistest"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
 )
 
 // TestCheckAllocatesNothing guards the 0 allocs/op claim of every check, admitted and

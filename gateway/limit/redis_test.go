@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/infura-gateway/infura-gateway/internal/redistest"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
 )
 
 // TestRedisAccuracyThreeReplicas: 3 limiters, each with its own Redis client as 3

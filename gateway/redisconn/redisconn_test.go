@@ -10,7 +10,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/infura-gateway/infura-gateway/internal/redistest"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
 )
 
 // waitFor polls cond until it holds or timeout passes (an external condition: Redis).

@@ -14,7 +14,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
-	"github.com/infura-gateway/infura-gateway/internal/redistest"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
 )
 
 type replica struct {
