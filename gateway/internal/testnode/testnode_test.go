@@ -1,8 +1,11 @@
 package testnode
 
 import (
+	"encoding/hex"
+	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The harness itself: a node starts, mines a transaction, and comes back after a crash
@@ -88,5 +91,59 @@ func TestDataDirStopAndKill(t *testing.T) {
 	}
 	if got := n.BlockHash(t, stopped); got == "" {
 		t.Fatalf("block %d, persisted by the graceful stop, is gone after a kill", stopped)
+	}
+}
+
+// The emitter contract logs Tick(1), Tick(2), ... one per call, several per block when
+// StartEmitter sends a few per tick, and the node's eth_getLogs returns them all.
+func TestEmitter(t *testing.T) {
+	n := Start(t)
+	var topic string
+	if err := json.Unmarshal(n.Call(t, "web3_sha3", "0x"+hex.EncodeToString([]byte("Tick(uint256)"))), &topic); err != nil || topic != EmitterTopic {
+		t.Fatalf("keccak256(Tick(uint256)) = %s (%v), EmitterTopic = %s", topic, err, EmitterTopic)
+	}
+	addr := n.DeployEmitter(t)
+	_, first := n.Emit(t, addr)
+
+	e := n.StartEmitter(t, addr, 100*time.Millisecond, 3)
+	deadline := time.Now().Add(StartTimeout)
+	for e.Sent() < 12 {
+		if time.Now().After(deadline) {
+			t.Fatalf("emitter sent %d transactions in %v", e.Sent(), StartTimeout)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the emitter's progress
+	}
+	res := e.Stop()
+	if len(res.Errors) > 0 || res.LastBlock < first {
+		t.Fatalf("emitter: %+v", res)
+	}
+	var logs []struct {
+		BlockNumber, BlockHash, TransactionHash, LogIndex, Data string
+		Topics                                                  []string
+	}
+	filter := map[string]any{"fromBlock": "0x0", "toBlock": Quantity(res.LastBlock), "address": addr, "topics": []any{[]string{EmitterTopic}}}
+	if err := json.Unmarshal(n.Call(t, "eth_getLogs", filter), &logs); err != nil {
+		t.Fatal(err)
+	}
+	if len(logs) != 1+res.Sent {
+		t.Fatalf("%d logs, want %d (1 + %d sent)", len(logs), 1+res.Sent, res.Sent)
+	}
+	perBlock := map[string]int{}
+	for i, l := range logs {
+		c, err := TickCounter(l.Data)
+		if err != nil || c != uint64(i+1) || len(l.Topics) != 1 || l.Topics[0] != EmitterTopic {
+			t.Fatalf("log %d: counter %d (%v), topics %v", i, c, err, l.Topics)
+		}
+		perBlock[l.BlockNumber]++
+	}
+	if logs[len(logs)-1].TransactionHash != res.LastTx {
+		t.Fatalf("last log from %s, last sent %s", logs[len(logs)-1].TransactionHash, res.LastTx)
+	}
+	most := 0
+	for _, c := range perBlock {
+		most = max(most, c)
+	}
+	if most < 2 {
+		t.Fatalf("no block holds two logs: %v", perBlock)
 	}
 }
