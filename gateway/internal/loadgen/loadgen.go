@@ -232,6 +232,7 @@ type worker struct {
 	http *http.Client
 	ws   *websocket.Conn
 
+	failed  atomic.Int64 // failures so far, readable while the worker runs
 	missed  int
 	samples []sample
 	heads   []Head
@@ -333,6 +334,7 @@ func (w *worker) one(kind string) {
 	l.requests.Add(1)
 	if err != nil {
 		l.failures.Add(1)
+		w.failed.Add(1)
 		e := Error{At: sent, Took: got.Sub(sent), Worker: w.id, Request: kind}
 		var fe *failure
 		if errors.As(err, &fe) {
