@@ -3,6 +3,12 @@
 // it on free loopback ports (Start); `./task dev` runs the same node on the standard
 // ports through the devnode command (Launch). It is the one definition of geth's
 // version and flags.
+//
+// For failover tests: a node can keep its chain in a data directory (DataDir), stop
+// gracefully and resume (Stop, Resume), and be cloned onto a copy of it (Clone);
+// StartLagging gives a leader and a truly lagging node with the same chain, and
+// CatchUp levels them. DeployEmitter and StartEmitter make the chain emit logs
+// (Tick(counter), topic EmitterTopic) for logs subscriptions.
 package testnode
 
 import (
