@@ -91,6 +91,9 @@ func TestPinToxiproxy(t *testing.T) {
 	if m == nil {
 		t.Fatalf("%s: no Version constant", home)
 	}
+	if n := strings.Count(read(t, home), m[1]); n != 1 {
+		t.Errorf("%s spells out toxiproxy's version %d times: once, in the Version constant", home, n)
+	}
 	for _, f := range tracked(t) {
 		if f == home || strings.HasSuffix(f, ".png") {
 			continue

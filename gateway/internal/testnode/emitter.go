@@ -79,7 +79,7 @@ func (n *Node) Emit(t testing.TB, address string) (txHash string, block uint64) 
 
 func (n *Node) sendEmit(from, address string) (string, error) {
 	// No gas limit: geth estimates it on the latest state. The first call, which fills
-	// a new storage slot, costs about 133,000 gas in v1.17.10's fork rules, later ones
+	// a new storage slot, costs about 133,000 gas under the pinned geth's fork rules, later ones
 	// less; the slot never returns to zero, so an estimate is never too low.
 	res, err := n.call("eth_sendTransaction", map[string]string{"from": from, "to": address})
 	if err != nil {

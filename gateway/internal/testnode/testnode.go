@@ -74,7 +74,7 @@ func Period(seconds int) Option { return func(n *Node) { n.period = seconds } }
 func Output(w io.Writer) Option { return func(n *Node) { n.out = w } }
 
 // DataDir keeps the node's chain in dir (geth --datadir) instead of in memory, so it
-// survives a Stop and Resume and can be copied (Clone). What geth v1.17.10 --dev does
+// survives a Stop and Resume and can be copied (Clone). What the pinned geth --dev does
 // with a data directory (checked by this package's tests):
 //   - The first start creates the dev account in dir/keystore (empty passphrase) and a
 //     dev genesis; later starts, and starts on a copy, reuse both: the same account,

@@ -8,7 +8,7 @@
 // (Server.NewProxy, or Server.NewUpstream for a node's HTTP and websocket ports at once)
 // and points the gateway at the proxies' addresses; it then injects faults per proxy:
 // Latency, ResetPeer, Timeout, Bandwidth, Down/Up, and Clear to heal. The semantics the
-// helpers rely on, read from toxiproxy v2.12.0's source and checked by this package's
+// helpers rely on, read from the pinned release's source and checked by this package's
 // tests:
 //
 //   - A toxic applies to a stream: "upstream" is client → server bytes, "downstream"
@@ -103,7 +103,7 @@ func BinaryVersion(bin string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s -version: %w", bin, err)
 	}
-	// "toxiproxy-server version 2.12.0"
+	// "toxiproxy-server version X.Y.Z"
 	f := strings.Fields(string(out))
 	if len(f) < 3 || f[1] != "version" {
 		return "", fmt.Errorf("%s -version printed %q", bin, out)
