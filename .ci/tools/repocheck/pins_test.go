@@ -82,6 +82,39 @@ func TestPinGeth(t *testing.T) {
 	}
 }
 
+// toxiproxy's version is the toxiproxy test package's Version; nothing else spells it
+// out, nothing installs it another way, and no module depends on the toxiproxy module
+// (the tests talk to its HTTP API with the standard library).
+func TestPinToxiproxy(t *testing.T) {
+	const home = "gateway/internal/toxiproxy/install.go"
+	m := regexp.MustCompile(`(?m)^const Version = "v([0-9.]+)"$`).FindStringSubmatch(read(t, home))
+	if m == nil {
+		t.Fatalf("%s: no Version constant", home)
+	}
+	if n := strings.Count(read(t, home), m[1]); n != 1 {
+		t.Errorf("%s spells out toxiproxy's version %d times: once, in the Version constant", home, n)
+	}
+	for _, f := range tracked(t) {
+		if f == home || strings.HasSuffix(f, ".png") {
+			continue
+		}
+		s := read(t, f)
+		base := filepath.Base(f)
+		if (base == "go.mod" || base == "go.sum") && strings.Contains(s, "github.com/Shopify/toxiproxy") {
+			t.Errorf("%s depends on the toxiproxy module: talk to its HTTP API (gateway/internal/toxiproxy)", f)
+		}
+		for _, line := range strings.Split(s, "\n") {
+			// Lockfiles record third-party versions, which may coincide: there only a
+			// line that names toxiproxy counts.
+			if strings.Contains(line, m[1]) && (base != "go.sum" && base != "package-lock.json" ||
+				strings.Contains(strings.ToLower(line), "toxiproxy")) {
+				t.Errorf("%s spells out toxiproxy's version %s: use toxiproxy.Version (go run ./gateway/internal/toxiproxy/install version): %q",
+					f, m[1], strings.TrimSpace(line))
+			}
+		}
+	}
+}
+
 // Go-built tools (go-task, helm, tflint) are tool directives of .ci/tools/go.mod, and no
 // Taskfile or script installs a versioned copy of its own.
 func TestPinGoTools(t *testing.T) {

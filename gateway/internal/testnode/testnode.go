@@ -3,6 +3,12 @@
 // it on free loopback ports (Start); `./task dev` runs the same node on the standard
 // ports through the devnode command (Launch). It is the one definition of geth's
 // version and flags.
+//
+// For failover tests: a node can keep its chain in a data directory (DataDir), stop
+// gracefully and resume (Stop, Resume), and be cloned onto a copy of it (Clone);
+// StartLagging gives a leader and a truly lagging node with the same chain, and
+// CatchUp levels them. DeployEmitter and StartEmitter make the chain emit logs
+// (Tick(counter), topic EmitterTopic) for logs subscriptions.
 package testnode
 
 import (
@@ -35,14 +41,19 @@ const gethPackage = "github.com/ethereum/go-ethereum/cmd/geth"
 // loaded 2-core CI machine.
 const StartTimeout = 90 * time.Second
 
+// StopTimeout bounds a graceful stop (Stop): geth writes its state journal and exits in
+// well under a second here.
+const StopTimeout = 60 * time.Second
+
 // Node is a running (or stopped) geth --dev process.
 type Node struct {
 	HTTPURL, WSURL string
 
-	bin    string
-	period int
-	ports  Ports
-	out    io.Writer // where geth's output goes besides the in-memory log
+	bin     string
+	period  int
+	datadir string // "" for an in-memory chain
+	ports   Ports
+	out     io.Writer // where geth's output goes besides the in-memory log
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -62,16 +73,38 @@ func Period(seconds int) Option { return func(n *Node) { n.period = seconds } }
 // Output copies geth's output to w as well as to the log Log returns.
 func Output(w io.Writer) Option { return func(n *Node) { n.out = w } }
 
-// Args is geth's command line for a dev node on ports: the one place geth's flags are
-// written, for the tests and for `./task dev` alike.
-func Args(period int, ports Ports) []string {
-	return []string{"--dev", "--dev.period", strconv.Itoa(period),
+// DataDir keeps the node's chain in dir (geth --datadir) instead of in memory, so it
+// survives a Stop and Resume and can be copied (Clone). What the pinned geth --dev does
+// with a data directory (checked by this package's tests):
+//   - The first start creates the dev account in dir/keystore (empty passphrase) and a
+//     dev genesis; later starts, and starts on a copy, reuse both: the same account,
+//     unlocked, the same genesis and the blocks stored so far.
+//   - A graceful stop (SIGINT: Stop) persists everything up to the head. A crash
+//     (SIGKILL: Kill, Restart) loses the blocks since the last graceful stop: the node
+//     comes back at that older head and mines different blocks on top of it (a reorg
+//     for whoever saw the lost ones).
+//   - A node started on a copy with Period(0) keeps the copied head until it is sent a
+//     transaction; a transaction makes it mine a block of its own (a fork).
+//
+// dir is usually in t.TempDir(); geth is given a small cache (--cache), or its database
+// preallocates about 1.4 GB of write-ahead log per node.
+func DataDir(dir string) Option { return func(n *Node) { n.datadir = dir } }
+
+// Args is geth's command line for a dev node on ports, with its chain in datadir (""
+// for memory): the one place geth's flags are written, for the tests and for
+// `./task dev` alike.
+func Args(period int, ports Ports, datadir string) []string {
+	var disk []string
+	if datadir != "" {
+		disk = []string{"--datadir", datadir, "--cache", "64"}
+	}
+	return append(disk, "--dev", "--dev.period", strconv.Itoa(period),
 		// No NAT probing, IPC socket or p2p listener: a dev node needs only RPC.
 		"--nat", "none", "--ipcdisable", "--port", "0", "--maxpeers", "0",
 		"--authrpc.addr", "127.0.0.1", "--authrpc.port", strconv.Itoa(ports.AuthRPC),
 		"--http", "--http.addr", "127.0.0.1", "--http.port", strconv.Itoa(ports.HTTP), "--http.api", "eth,net,web3",
 		"--ws", "--ws.addr", "127.0.0.1", "--ws.port", strconv.Itoa(ports.WS), "--ws.api", "eth,net,web3",
-		"--verbosity", "2"}
+		"--verbosity", "2")
 }
 
 // FindGeth locates the geth binary: $GETH_BIN, then .bin/geth at the repository root,
@@ -201,7 +234,7 @@ func newNode(bin string, ports Ports, opts []Option) *Node {
 func (n *Node) start() error {
 	n.mu.Lock()
 	n.log = new(bytes.Buffer)
-	cmd := exec.Command(n.bin, Args(n.period, n.ports)...)
+	cmd := exec.Command(n.bin, Args(n.period, n.ports, n.datadir)...)
 	var w io.Writer = n.log
 	if n.out != nil {
 		w = io.MultiWriter(n.log, n.out)
@@ -257,7 +290,8 @@ func (n *Node) Kill() {
 	<-done
 }
 
-// Restart starts the node again on the same ports (a fresh in-memory chain).
+// Restart kills the node and starts it again on the same ports: a fresh in-memory
+// chain, or, with a DataDir, the chain as of its last graceful stop.
 func (n *Node) Restart(t testing.TB) {
 	t.Helper()
 	n.Kill()
@@ -328,16 +362,13 @@ func (n *Node) call(method string, params ...any) (json.RawMessage, error) {
 	}
 	var resp struct {
 		Result json.RawMessage `json:"result"`
-		Error  *struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
+		Error  *RPCError       `json:"error"`
 	}
 	if err := json.Unmarshal(out, &resp); err != nil {
 		return nil, fmt.Errorf("bad response %q: %w", out, err)
 	}
 	if resp.Error != nil {
-		return nil, fmt.Errorf("rpc error %d: %s", resp.Error.Code, resp.Error.Message)
+		return nil, resp.Error
 	}
 	return resp.Result, nil
 }
