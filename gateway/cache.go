@@ -2,11 +2,16 @@ package gateway
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
@@ -33,7 +38,7 @@ type cache struct {
 	fmu     sync.Mutex
 	flights map[string]*flight
 
-	hits, misses, coalesced *metrics.Counter
+	hits, misses, coalesced, sharedHits *metrics.Counter
 }
 
 type entry struct {
@@ -60,10 +65,11 @@ func newCache(cfg Config, h *heads, reg *upstream.Registry) *cache {
 	}
 	c.imm.init(cfg.CacheSize, cfg.CacheMaxBytes)
 	h.onReorg = c.reorg
-	const help = "Cacheable requests by result: hit, miss, or coalesced onto an in-flight call."
+	const help = "Cacheable requests by result: hit, miss, or coalesced onto an in-flight call; shared_hit: a miss answered by the shared tier (Redis), counted in miss too."
 	c.hits = reg.Counter(`gateway_cache_requests_total{result="hit"}`, help)
 	c.misses = reg.Counter(`gateway_cache_requests_total{result="miss"}`, help)
 	c.coalesced = reg.Counter(`gateway_cache_requests_total{result="coalesced"}`, help)
+	c.sharedHits = reg.Counter(`gateway_cache_requests_total{result="shared_hit"}`, help)
 	reg.Gauge("gateway_cache_entries", "Entries in the response cache.", func() float64 { return float64(c.len()) })
 	return c
 }
@@ -264,7 +270,11 @@ func (c *cache) serve(s *Server, cl *call) *proto.Error {
 		return nil
 	}
 	c.misses.Inc()
-	f.err = s.forward(cl, restID)
+	if s.shared != nil && c.sharable(cl) {
+		f.err = c.fetchShared(s, cl, keyLen)
+	} else {
+		f.err = s.forward(cl, restID)
+	}
 	if f.err == nil {
 		f.body = bytes.Clone(cl.ans)
 		// Store before ending the flight: a caller arriving in between would otherwise
@@ -279,6 +289,87 @@ func (c *cache) serve(s *Server, cl *call) *proto.Error {
 	}
 	cl.setStored(f.body)
 	return nil
+}
+
+// The shared tier (gateway/sharedcache, in Redis) sits behind the in-process store for
+// what every replica can keep: answers by hash, deep blocks, transactions and receipts
+// in deep blocks. A miss here asks Redis (bounded by its 50 ms deadline, skipped at once
+// while Redis is down), and across replicas one fetches while the others wait for its
+// answer briefly; what the upstream answers is stored in Redis only when immutable.
+
+// sharable reports whether cl's answer may come from, or go to, the shared tier.
+func (c *cache) sharable(cl *call) bool {
+	switch cl.pol {
+	case byHash, txByHash:
+		return true
+	case byNumber:
+		return c.deep(cl.block)
+	}
+	return false
+}
+
+// errNotShared marks an upstream answer that is good for this caller but not for the
+// shared tier (null, an error, a transaction not yet deep); the answer is in cl.ans.
+var errNotShared = errors.New("answer not immutable")
+
+// fetchShared sets cl.ans (id 1) from the shared tier or, through it, the upstream.
+func (c *cache) fetchShared(s *Server, cl *call, keyLen int) *proto.Error {
+	key := sharedKey(cl.key[:keyLen])
+	ctx, cancel := context.WithDeadline(context.Background(), cl.deadline)
+	defer cancel()
+	var perr *proto.Error
+	body, src, err := s.shared.GetOrFetch(ctx, key, func(context.Context) ([]byte, error) {
+		if perr = s.forward(cl, restID); perr != nil {
+			return nil, perr
+		}
+		if !c.immutable(cl, cl.ans) {
+			return nil, errNotShared
+		}
+		return cl.ans, nil
+	})
+	switch {
+	case perr != nil:
+		return perr
+	case errors.Is(err, errNotShared):
+		return nil // cl.ans is the upstream's answer
+	case err != nil: // the deadline passed while waiting on another replica
+		return proto.ErrTimeout
+	case src == sharedcache.SourceFetched:
+		return nil // cl.ans is body
+	}
+	// From Redis: served only if it is what the gateway would have stored itself.
+	if !c.immutable(cl, body) {
+		return s.forward(cl, restID)
+	}
+	c.sharedHits.Inc()
+	cl.own = append(cl.own[:0], body...)
+	cl.ans = cl.own
+	return nil
+}
+
+// immutable reports whether body, an answer to cl, is one no reorg can replace: a
+// valid answer with a non-null result, for a deep transaction a deep block.
+func (c *cache) immutable(cl *call, body []byte) bool {
+	if !proto.Valid(body) || proto.IsErrorResponse(body) {
+		return false
+	}
+	result := proto.FirstMember(body, "result")
+	if !result.Present() || string(result.Bytes(body)) == "null" {
+		return false
+	}
+	if cl.pol == txByHash {
+		r := result.Bytes(body)
+		bn, ok := proto.ParseQuantity(proto.FirstMember(r, "blockNumber").Bytes(r))
+		return ok && c.deep(bn)
+	}
+	return true
+}
+
+// sharedKey names an answer in Redis: the method and the SHA-256 of the canonical
+// params (bounded length whatever the params).
+func sharedKey(key []byte) string {
+	sum := sha256.Sum256(key[1:])
+	return proto.Method(key[0]).String() + ":" + hex.EncodeToString(sum[:])
 }
 
 // genStore is a size-bounded store of immutable answers: two generations of maps; when

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/infura-gateway/infura-gateway/gateway/clientip"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
@@ -112,6 +113,20 @@ type Config struct {
 	// WSDrainWindow spreads the closing of websocket clients on shutdown (0: over
 	// DrainDelay).
 	WSDrainWindow time.Duration
+
+	// Keys and limits (the plans and keys are in the configuration file); Redis shares
+	// them, and the cache of immutable answers, across replicas.
+	Keys                KeySettings
+	RedisAddr           string
+	RedisUsername       string
+	RedisPassword       string // from the environment only; never logged
+	RedisTLS            bool
+	LimitsFailClosed    bool
+	SharedCache         bool
+	SharedCacheTTL      time.Duration
+	SharedCacheMaxValue int
+	TrustedProxies      []string
+	ProxyProtocol       bool
 }
 
 // Upstream defaults for a local development node on the standard ports.
@@ -183,6 +198,9 @@ func Defaults() Config {
 		IdleTimeout:          120 * time.Second,
 		ShutdownTimeout:      20 * time.Second,
 		LogLevel:             slog.LevelInfo,
+		SharedCache:          true,
+		SharedCacheTTL:       24 * time.Hour,
+		SharedCacheMaxValue:  1 << 20,
 		LogFormat:            "json",
 	}
 }
@@ -419,6 +437,16 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	str(&c.AdminListen, "admin-listen", "ADMIN_LISTEN", "address of the admin listener: /metrics, /status, /health, /readyz and, with -pprof, /debug/pprof/ (never on the public port); empty disables it")
 	boolean(&c.Pprof, "pprof", "PPROF_ENABLED", "serve Go's profiles under /debug/pprof/ on the admin listener")
 	dur(&c.WSDrainWindow, "ws-drain-window", "WS_DRAIN_WINDOW", "on SIGTERM, close websocket clients spread over this long, each told to reconnect (0: over -drain-delay; both 0: at once)")
+	str(&c.RedisAddr, "redis-addr", "REDIS_ADDR", "host:port of a Redis shared by the replicas: API key limits and the shared cache of immutable answers; empty: limits per process, no shared cache")
+	str(&c.RedisUsername, "redis-username", "REDIS_USERNAME", "Redis ACL user (the password is read from REDIS_PASSWORD only)")
+	c.RedisPassword, _ = l.env("REDIS_PASSWORD")
+	boolean(&c.RedisTLS, "redis-tls", "REDIS_TLS", "connect to Redis over TLS (ElastiCache with encryption in transit)")
+	boolean(&c.LimitsFailClosed, "limits-fail-closed", "LIMITS_FAIL_CLOSED", "while Redis is unreachable, refuse calls that have limits (429) instead of limiting per process")
+	boolean(&c.SharedCache, "shared-cache", "SHARED_CACHE", "with -redis-addr, keep immutable answers (by hash, deep blocks) in Redis for every replica")
+	dur(&c.SharedCacheTTL, "shared-cache-ttl", "SHARED_CACHE_TTL", "how long an answer stays in the shared cache")
+	num(&c.SharedCacheMaxValue, "shared-cache-max-value", "SHARED_CACHE_MAX_VALUE_BYTES", "larger answers are not put in the shared cache")
+	list(&c.TrustedProxies, "trusted-proxies", "TRUSTED_PROXIES", "comma-separated addresses or CIDRs of load balancers whose X-Forwarded-For (and PROXY protocol header) names the client; empty trusts none")
+	boolean(&c.ProxyProtocol, "proxy-protocol", "PROXY_PROTOCOL", "read a PROXY protocol header (v1 or v2, as AWS NLB sends) on connections from -trusted-proxies: the client address for per-IP limits")
 
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -544,11 +572,23 @@ func (c *Config) Validate() error {
 		{c.DrainDelay >= 0, "-drain-delay must be >= 0"},
 		{c.WSDrainWindow >= 0, "-ws-drain-window must be >= 0"},
 		{c.LogFormat == "json" || c.LogFormat == "text", "-log-format must be json or text"},
+		{c.SharedCacheTTL >= time.Second, "-shared-cache-ttl must be at least 1s"},
+		{c.SharedCacheMaxValue >= 1024, "-shared-cache-max-value must be at least 1024 bytes"},
+		{!c.ProxyProtocol || len(c.TrustedProxies) > 0, "-proxy-protocol needs -trusted-proxies: the header is read only from trusted load balancers"},
+		{c.RedisAddr != "" || c.RedisUsername == "" && c.RedisPassword == "" && !c.RedisTLS, "REDIS_USERNAME, REDIS_PASSWORD and -redis-tls need -redis-addr"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {
 			return errors.New(ch.msg)
 		}
+	}
+	if c.RedisAddr != "" {
+		if _, _, err := net.SplitHostPort(c.RedisAddr); err != nil {
+			return fmt.Errorf("-redis-addr %q: want host:port", c.RedisAddr)
+		}
+	}
+	if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
+		return fmt.Errorf("-trusted-proxies: %v", err)
 	}
 	return nil
 }
@@ -612,6 +652,14 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("cache", c.CacheEnabled),
 		slog.Int("max_batch", c.MaxBatch),
 		slog.Any("deny_methods", c.DenyMethods),
+		slog.Int("keys", len(c.Keys.Keys)),
+		slog.String("anonymous_plan", c.Keys.Anonymous),
+		slog.String("redis", c.RedisAddr), // host:port only; the password is never in it
+		slog.Bool("redis_tls", c.RedisTLS),
+		slog.Bool("limits_fail_closed", c.LimitsFailClosed),
+		slog.Bool("shared_cache", c.RedisAddr != "" && c.SharedCache),
+		slog.Any("trusted_proxies", c.TrustedProxies),
+		slog.Bool("proxy_protocol", c.ProxyProtocol),
 	)
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/infura-gateway/infura-gateway/gateway/clientip"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
@@ -23,6 +24,54 @@ type FileConfig struct {
 	Upstreams []UpstreamEntry `yaml:"upstreams"`
 	Routing   *RoutingEntry   `yaml:"routing"`
 	Health    *HealthEntry    `yaml:"health"`
+	// Keys, plans, costs and anonymous: who may call, and how much (access.go).
+	Keys      *KeysEntry           `yaml:"keys"`
+	Plans     map[string]PlanEntry `yaml:"plans"`
+	Costs     map[string]int64     `yaml:"costs"`
+	Anonymous *AnonymousEntry      `yaml:"anonymous"`
+	Clients   *ClientsEntry        `yaml:"clients"`
+}
+
+// KeysEntry lists the API keys. With entries (or required: true), every call needs a
+// valid key.
+type KeysEntry struct {
+	Required bool       `yaml:"required"`
+	Entries  []KeyEntry `yaml:"entries"`
+}
+
+// KeyEntry is one API key: its SHA-256 (never the key itself: the file is readable by
+// whoever deploys), a name for logs and metrics, its plan, and optionally the browser
+// origins and methods it is limited to.
+type KeyEntry struct {
+	Name    string       `yaml:"name"`
+	SHA256  string       `yaml:"sha256"`
+	Plan    string       `yaml:"plan"`
+	Origins []string     `yaml:"origins"`
+	Methods MethodsEntry `yaml:"methods"`
+}
+
+// PlanEntry is a set of limits; zero (or absent) means no limit of that kind.
+type PlanEntry struct {
+	RequestsPerSecond float64      `yaml:"requests_per_second"`
+	Burst             int64        `yaml:"burst"`
+	UnitsPerSecond    float64      `yaml:"units_per_second"`
+	UnitsBurst        int64        `yaml:"units_burst"`
+	DailyUnits        int64        `yaml:"daily_units"`
+	MaxConnections    int64        `yaml:"max_connections"`
+	MaxSubscriptions  int64        `yaml:"max_subscriptions"`
+	Methods           MethodsEntry `yaml:"methods"`
+}
+
+// AnonymousEntry names the plan of calls without a key, limited per client address.
+type AnonymousEntry struct {
+	Plan string `yaml:"plan"`
+}
+
+// ClientsEntry says which load balancers may name the client address (overrides
+// -trusted-proxies and -proxy-protocol).
+type ClientsEntry struct {
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	ProxyProtocol  *bool    `yaml:"proxy_protocol"`
 }
 
 // UpstreamEntry is one upstream in the file.
@@ -87,6 +136,7 @@ const maxConfigFile = 4 << 20
 
 var (
 	upstreamName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	sha256Hex    = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 	methodEntry  = regexp.MustCompile(`^[A-Za-z0-9_]+\*?$`)
 )
 
@@ -162,8 +212,11 @@ func (f *FileConfig) expand(getenv func(string) string) error {
 }
 
 func (f *FileConfig) validate() error {
-	if len(f.Upstreams) == 0 {
-		return errors.New("no upstreams: list at least one under upstreams:")
+	if len(f.Upstreams) == 0 && f.Keys == nil && f.Anonymous == nil {
+		return errors.New("no upstreams: list at least one under upstreams: (or configure keys: or anonymous: and take the upstream from the flags)")
+	}
+	if err := f.validateAccess(); err != nil {
+		return err
 	}
 	names := map[string]bool{}
 	primaries := 0
@@ -197,8 +250,92 @@ func (f *FileConfig) validate() error {
 			primaries++
 		}
 	}
-	if primaries == 0 {
+	if primaries == 0 && len(f.Upstreams) > 0 {
 		return errors.New("every upstream is a fallback: mark at least one primary")
+	}
+	return nil
+}
+
+// validateAccess checks keys, plans, costs, anonymous and clients. Errors name the key
+// by its name and never echo a hash.
+func (f *FileConfig) validateAccess() error {
+	for name, p := range f.Plans {
+		where := fmt.Sprintf("plan %q", name)
+		switch {
+		case !upstreamName.MatchString(name):
+			return fmt.Errorf("%s: name must be 1-63 of a-z, 0-9, _ and -", where)
+		case p.RequestsPerSecond < 0 || p.UnitsPerSecond < 0 || p.Burst < 0 || p.UnitsBurst < 0 ||
+			p.DailyUnits < 0 || p.MaxConnections < 0 || p.MaxSubscriptions < 0:
+			return fmt.Errorf("%s: limits must be >= 0 (0: no limit)", where)
+		case p.RequestsPerSecond > 1e9 || p.UnitsPerSecond > 1e9 || p.Burst > 1<<40 || p.UnitsBurst > 1<<40:
+			return fmt.Errorf("%s: requests_per_second and units_per_second at most 1e9, burst and units_burst at most 2^40", where)
+		case p.DailyUnits > 1<<39:
+			return fmt.Errorf("%s: daily_units at most 2^39", where)
+		case p.MaxConnections > 1<<30 || p.MaxSubscriptions > 1<<30:
+			return fmt.Errorf("%s: max_connections and max_subscriptions at most 2^30", where)
+		}
+		if err := checkMethods(where, p.Methods); err != nil {
+			return err
+		}
+	}
+	if k := f.Keys; k != nil {
+		names := map[string]bool{}
+		hashes := map[string]bool{}
+		for i, e := range k.Entries {
+			where := fmt.Sprintf("key %d (%q)", i+1, e.Name)
+			switch {
+			case !upstreamName.MatchString(e.Name):
+				return fmt.Errorf("%s: name must be 1-63 of a-z, 0-9, _ and -: it labels metrics", where)
+			case names[e.Name]:
+				return fmt.Errorf("%s: the name is used twice", where)
+			case !sha256Hex.MatchString(e.SHA256):
+				return fmt.Errorf("%s: sha256 must be the key's SHA-256 in 64 hex digits (printf %%s KEY | sha256sum)", where)
+			case hashes[strings.ToLower(e.SHA256)]:
+				return fmt.Errorf("%s: the same key is listed twice", where)
+			case e.Plan == "":
+				return fmt.Errorf("%s: plan is required", where)
+			}
+			if _, ok := f.Plans[e.Plan]; !ok {
+				return fmt.Errorf("%s: no plan %q under plans:", where, e.Plan)
+			}
+			for _, o := range e.Origins {
+				if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+					return fmt.Errorf("%s: origin %q: want * or a scheme and host such as https://app.example.com", where, o)
+				}
+			}
+			if err := checkMethods(where, e.Methods); err != nil {
+				return err
+			}
+			names[e.Name] = true
+			hashes[strings.ToLower(e.SHA256)] = true
+		}
+	}
+	if a := f.Anonymous; a != nil && a.Plan != "" {
+		if _, ok := f.Plans[a.Plan]; !ok {
+			return fmt.Errorf("anonymous: no plan %q under plans:", a.Plan)
+		}
+	}
+	for m, c := range f.Costs {
+		if m != "default" && !methodEntry.MatchString(m) {
+			return fmt.Errorf("costs: %q is not a method name", m)
+		}
+		if c < 0 || c > 1e6 {
+			return fmt.Errorf("costs: %s: units must be between 0 and 1000000", m)
+		}
+	}
+	if c := f.Clients; c != nil {
+		if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
+			return fmt.Errorf("clients: trusted_proxies: %v", err)
+		}
+	}
+	return nil
+}
+
+func checkMethods(where string, m MethodsEntry) error {
+	for _, x := range append(append([]string(nil), m.Allow...), m.Deny...) {
+		if !methodEntry.MatchString(x) {
+			return fmt.Errorf("%s: method %q: want a method name or a prefix ending in _", where, x)
+		}
 	}
 	return nil
 }
@@ -207,6 +344,7 @@ func (f *FileConfig) validate() error {
 // the file has them.
 func (f *FileConfig) apply(c *Config) {
 	c.Upstreams = c.Upstreams[:0]
+	f.applyAccess(c)
 	for _, u := range f.Upstreams {
 		tier := upstream.TierPrimary
 		if u.Tier == "fallback" {
@@ -234,6 +372,28 @@ func (f *FileConfig) apply(c *Config) {
 		setDuration(&c.BanMax, h.BanMax)
 		set(&c.Readmit, h.Readmit)
 		setDuration(&c.ProbeInterval, h.ProbeInterval)
+	}
+}
+
+// applyAccess sets the keys, plans, costs, anonymous plan and trusted proxies.
+func (f *FileConfig) applyAccess(c *Config) {
+	ks := KeySettings{Plans: map[string]PlanEntry{}, Costs: f.Costs}
+	for name, p := range f.Plans {
+		ks.Plans[name] = p
+	}
+	if f.Keys != nil {
+		ks.Required = f.Keys.Required
+		ks.Keys = append(ks.Keys, f.Keys.Entries...)
+	}
+	if f.Anonymous != nil {
+		ks.Anonymous = f.Anonymous.Plan
+	}
+	c.Keys = ks
+	if cl := f.Clients; cl != nil {
+		if cl.TrustedProxies != nil {
+			c.TrustedProxies = cl.TrustedProxies
+		}
+		set(&c.ProxyProtocol, cl.ProxyProtocol)
 	}
 }
 
@@ -268,6 +428,9 @@ func LoadFile(base Config, getenv func(string) string) (Config, [32]byte, error)
 	c := base
 	c.Upstreams = nil
 	f.apply(&c)
+	if len(f.Upstreams) == 0 {
+		c.Upstreams = nil // the flags' upstream
+	}
 	if err := c.Validate(); err != nil {
 		return base, sum, fmt.Errorf("config file %s: %w", base.ConfigFile, err)
 	}

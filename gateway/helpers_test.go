@@ -87,6 +87,7 @@ func (gw *testGateway) metric(t testing.TB, series string) float64 {
 			return f
 		}
 	}
+	t.Fatalf("no series %s on /metrics", series) // a misspelt name must not read as 0
 	return 0
 }
 

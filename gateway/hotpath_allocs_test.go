@@ -5,7 +5,11 @@
 
 package gateway
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
+)
 
 // TestHotPathAllocatesNothing guards the 0 allocs/op claim: a regression fails here,
 // not in a benchmark nobody reads.
@@ -37,5 +41,36 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 		if n := testing.AllocsPerRun(1000, func() { c.run(t) }); n != 0 {
 			t.Errorf("%s: %v allocations per cache hit, want 0", p.name, n)
 		}
+	}
+}
+
+// TestKeyedHotPathAllocatesNothing: identifying the key (hashing it, the table lookup)
+// and checking its limits — requests, units, daily quota — allocate nothing, per process
+// and in Redis mode; nor does an anonymous caller's per-address limit.
+func TestKeyedHotPathAllocatesNothing(t *testing.T) {
+	rs := redistest.Start(t)
+	for _, mode := range []struct{ name, redis string }{{"local", ""}, {"redis", rs.Addr}} {
+		s := newKeyedServer(t, mode.redis, "-cache=false")
+		for _, p := range keyedPaths {
+			c := newKeyedCall(s, p.method, p.uri, p.header, p.body)
+			// Long enough for the Redis client to have dialled its connections and the
+			// leases to have grown to the load: what the background does then is not
+			// the request's.
+			for range 5000 {
+				c.run(t)
+			}
+			if n := testing.AllocsPerRun(1000, func() { c.run(t) }); n != 0 {
+				t.Errorf("%s, %s: %v allocations per request, want 0", mode.name, p.name, n)
+			}
+		}
+	}
+	path := writeFile(t, t.TempDir(), "anon.yaml", "anonymous: {plan: anon}\nplans:\n  anon: "+keyedPlan+"\n")
+	s := newDirectServer(t, "-cache=false", "-config", path)
+	c := newDirectCall(s, "POST", "/", `{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`)
+	for range 100 {
+		c.run(t)
+	}
+	if n := testing.AllocsPerRun(1000, func() { c.run(t) }); n != 0 {
+		t.Errorf("anonymous per-address limits: %v allocations per request, want 0", n)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
 )
 
 // The hot path: a REST route forwarding to the HTTP upstream. These tests call the
@@ -93,5 +95,58 @@ func BenchmarkDirectUpstream(b *testing.B) {
 		if err := hc.Do(req, resp); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// keyedPlan is generous enough that benchmarks and allocation tests are never refused:
+// the limits are checked, and pass.
+const keyedPlan = "{requests_per_second: 10000000, burst: 1000000000, units_per_second: 1000000000, " +
+	"units_burst: 1000000000, daily_units: 100000000000}"
+
+// keyedPaths are the hot paths with an API key: in the path, and in a header.
+var keyedPaths = []struct{ name, method, uri, header, body string }{
+	{"POST /v3/<key> eth_blockNumber", "POST", "/v3/" + keyAlice, "", `{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`},
+	{"GET /blocknumber X-API-Key", "GET", "/blocknumber", keyAlice, ""},
+}
+
+// newKeyedServer is newDirectServer with keys on (and Redis when addr is set).
+func newKeyedServer(tb testing.TB, redisAddr string, args ...string) *Server {
+	tb.Helper()
+	path := writeFile(tb, tb.TempDir(), "gateway.yaml", accessConfig(keyedPlan))
+	args = append(args, "-config", path)
+	if redisAddr != "" {
+		args = append(args, "-redis-addr", redisAddr)
+	}
+	return newDirectServer(tb, args...)
+}
+
+func newKeyedCall(s *Server, method, uri, key, body string) *directCall {
+	c := newDirectCall(s, method, uri, body)
+	if key != "" {
+		c.ctx.Request.Header.Set("X-API-Key", key)
+	}
+	return c
+}
+
+// BenchmarkKeyedHotPath is BenchmarkHotPath with a key and its limits checked, per
+// process and through Redis: compare ns/op with BenchmarkHotPath.
+func BenchmarkKeyedHotPath(b *testing.B) {
+	for _, mode := range []string{"local", "redis"} {
+		b.Run(mode, func(b *testing.B) {
+			addr := ""
+			if mode == "redis" {
+				addr = redistest.Start(b).Addr
+			}
+			s := newKeyedServer(b, addr, "-cache=false")
+			for _, p := range keyedPaths {
+				b.Run(p.name, func(b *testing.B) {
+					c := newKeyedCall(s, p.method, p.uri, p.header, p.body)
+					b.ReportAllocs()
+					for b.Loop() {
+						c.run(b)
+					}
+				})
+			}
+		})
 	}
 }

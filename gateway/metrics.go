@@ -62,7 +62,7 @@ func (s *Server) instrument(route string, h fasthttp.RequestHandler) fasthttp.Re
 			s.inFlight.Add(-1)
 			code := ctx.Response.StatusCode()
 			rm.observe(code, start)
-			s.log.Info("request", "route", route, "method", string(ctx.Method()), "path", string(ctx.Path()),
+			s.log.Info("request", "route", route, "method", string(ctx.Method()), "path", logPath(ctx),
 				"status", code, "duration", time.Since(start), "remote", ctx.RemoteIP().String(),
 				"cache", string(ctx.Response.Header.Peek("X-Cache")))
 		}

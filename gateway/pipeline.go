@@ -14,7 +14,8 @@ import (
 // /socket2socket) turns its bytes into calls and runs them through the same stages:
 //
 //	parse    proto.Request.Parse: the envelope checked, the method decoded, params canonical
-//	policy   policy.admit: the deny-list; the byte budget for requests waiting upstream
+//	policy   policy.admit: the deny-list; the caller's plan and limits (charge, access.go);
+//	         the byte budget for requests waiting upstream
 //	cache    cache.serve: head-aware lookup, coalescing of identical calls in flight
 //	forward  the upstream (upstream.Pool over HTTP, upstream.Mux over websockets),
 //	         which writes the envelope itself: nothing of the client's bytes but params
@@ -39,6 +40,8 @@ type call struct {
 	id       []byte
 	up       caller
 	deadline time.Time
+	who      *tenant // whose limits the call counts against; nil: none
+	settled  bool    // a batch element answered (or refused) before routing
 
 	ans    []byte // the answer: own, or a shared cache entry (never modified)
 	own    []byte // the call's own buffer
@@ -72,7 +75,7 @@ func putCall(c *call) {
 	if cap(c.own) > maxPooledAnswer {
 		c.own = nil
 	}
-	c.id, c.up, c.ans, c.own, c.cached, c.cacheable = nil, nil, nil, c.own[:0], cacheNone, false
+	c.id, c.up, c.ans, c.own, c.cached, c.cacheable, c.who, c.settled = nil, nil, nil, c.own[:0], cacheNone, false, nil, false
 	c.params, c.key = c.params[:0], c.key[:0]
 	callPool.Put(c)
 }
@@ -89,6 +92,9 @@ var (
 // for a notification); an error is for the transport to frame.
 func (s *Server) serve(c *call) *proto.Error {
 	if e := s.policy.admit(&c.req); e != nil {
+		return e
+	}
+	if e := s.charge(c); e != nil {
 		return e
 	}
 	return s.dispatch(c)
@@ -158,8 +164,10 @@ var batchPool = sync.Pool{New: func() any { return new(batch) }}
 // serveBatch answers a JSON-RPC batch: every element goes through the same stages as a
 // single call, the elements that need the upstream go to it together in one exchange,
 // and the answers are appended to dst in request order (notifications get none; when
-// nothing is owed, dst comes back unchanged). An error refuses the batch as a whole.
-func (s *Server) serveBatch(dst, body []byte, up caller, deadline time.Time) ([]byte, *proto.Error) {
+// nothing is owed, dst comes back unchanged). An error refuses the batch as a whole: a
+// batch costs its tenant the sum of its elements, and is refused whole when that is over
+// a limit.
+func (s *Server) serveBatch(dst, body []byte, up caller, deadline time.Time, who *tenant) ([]byte, *proto.Error) {
 	b := batchPool.Get().(*batch)
 	defer s.putBatch(b)
 	it, err := proto.NewArrayIter(body)
@@ -190,10 +198,27 @@ func (s *Server) serveBatch(dst, body []byte, up caller, deadline time.Time) ([]
 	}
 	defer s.pending.release(len(body))
 
+	var n, cost int64
 	for _, el := range b.spans {
 		c := getCall(up, deadline)
+		c.who = who
 		b.calls = append(b.calls, c)
-		s.prepareElement(b, c, el.Bytes(body))
+		if s.admitElement(c, el.Bytes(body)) {
+			n++
+			if who != nil {
+				cost += s.access.cost(&c.req)
+			}
+		}
+	}
+	if who != nil && n > 0 {
+		if e := who.spend(n, cost); e != nil {
+			return dst, e
+		}
+	}
+	for i, c := range b.calls {
+		if !c.settled {
+			s.routeElement(b, c, i)
+		}
 	}
 	if b.ub.Len() > 0 {
 		_ = up.CallBatch(&b.ub, deadline) // failures are filed per element
@@ -232,13 +257,14 @@ func (s *Server) serveBatch(dst, body []byte, up caller, deadline time.Time) ([]
 	return append(dst, ']'), nil
 }
 
-// prepareElement runs one batch element through parse, policy and the cache lookup. It
-// leaves the answer in c.ans when the gateway answers it itself, or queues c for the
-// upstream exchange.
-func (s *Server) prepareElement(b *batch, c *call, el []byte) {
+// admitElement runs one batch element through parse, policy and its tenant's plan. It
+// reports whether the element goes on; if not, it is settled: c.ans holds its error
+// (nil for a refused notification: nothing to say).
+func (s *Server) admitElement(c *call, el []byte) bool {
+	c.settled = true
 	if proto.FirstByte(el) != '{' {
 		c.setError(proto.ErrInvalidRequest) // id null: there is no id to give back
-		return
+		return false
 	}
 	if perr := c.req.Parse(el); perr != nil {
 		c.id = c.req.ID
@@ -246,15 +272,27 @@ func (s *Server) prepareElement(b *batch, c *call, el []byte) {
 			perr = proto.ErrInvalidRequest
 		}
 		c.setError(perr)
-		return
+		return false
 	}
 	c.id = c.req.ID
-	if perr := s.policy.admit(&c.req); perr != nil {
+	perr := s.policy.admit(&c.req)
+	if perr == nil && c.who != nil && !c.who.allows(c.req.Name) {
+		c.who.m.refused[refusedMethod].Inc()
+		perr = errMethodPlan
+	}
+	if perr != nil {
 		if c.id != nil {
 			c.setError(perr)
 		}
-		return
+		return false
 	}
+	c.settled = false
+	return true
+}
+
+// routeElement answers an admitted element from the cache or queues it for the
+// upstream exchange.
+func (s *Server) routeElement(b *batch, c *call, idx int) {
 	upID := notificationID
 	if c.id != nil {
 		upID = c.id
@@ -266,7 +304,7 @@ func (s *Server) prepareElement(b *batch, c *call, el []byte) {
 			upID = restID // stored answers carry id 1
 		}
 	}
-	b.fwd = append(b.fwd, len(b.calls)-1)
+	b.fwd = append(b.fwd, idx)
 	b.ub.Add(&c.req, upID)
 }
 

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"strconv"
 	"sync"
 
 	"github.com/valyala/fasthttp"
@@ -28,11 +29,16 @@ var (
 // route; a request allocates nothing in the gateway's code.
 func (s *Server) rest(r *restRoute, up caller) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
+		who, perr := s.access.identify(ctx)
+		if perr != nil {
+			writeError(ctx, nil, perr)
+			return
+		}
 		c := getCall(up, ctx.Time().Add(s.cfg.UpstreamTimeout))
 		defer putCall(c)
+		c.who = who
 		var params []byte
 		if r.params != nil {
-			var perr *proto.Error
 			c.params, perr = r.params(c.params[:0], ctx.PostBody())
 			if perr != nil {
 				writeError(ctx, nil, perr)
@@ -51,10 +57,11 @@ func (s *Server) rest(r *restRoute, up caller) fasthttp.RequestHandler {
 }
 
 var (
-	contentTypeJSON = []byte("application/json")
-	headerXCache    = []byte("X-Cache")
-	valueHit        = []byte("HIT")
-	valueMiss       = []byte("MISS")
+	contentTypeJSON  = []byte("application/json")
+	headerXCache     = []byte("X-Cache")
+	headerRetryAfter = []byte("Retry-After")
+	valueHit         = []byte("HIT")
+	valueMiss        = []byte("MISS")
 )
 
 // writeAnswer puts c's answer into the response without copying: the call's own buffer
@@ -84,6 +91,9 @@ func writeError(ctx *fasthttp.RequestCtx, id []byte, e *proto.Error) {
 	buf := getBuf()
 	*buf = proto.AppendError((*buf)[:0], id, e)
 	ctx.SetStatusCode(e.Status)
+	if e.RetryAfter > 0 {
+		ctx.Response.Header.SetBytesKV(headerRetryAfter, strconv.AppendInt((*buf)[len(*buf):], int64(e.RetryAfter), 10))
+	}
 	ctx.SetContentTypeBytes(contentTypeJSON)
 	ctx.SetBody(*buf)
 	putBuf(buf)

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"bytes"
+
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
 
@@ -42,8 +44,62 @@ func (s *Server) routeTable() *router.Router {
 	return r
 }
 
+// keyRoutes serves the JSON-RPC endpoints with an API key in the path, as Infura has
+// them: POST /v3/<key> is POST /, GET /ws/v3/<key> is /socket2socket (browsers cannot
+// set headers on a websocket). Every other route takes the key in Authorization: Bearer
+// or X-API-Key. They are matched here, ahead of the router, because the router's path
+// parameters allocate on every request.
+func (s *Server) keyRoutes(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	rpc := s.instrument("rpc", s.rpc)
+	ws := s.instrument("socket2socket", s.socket2socket)
+	other := s.instrument("other", func(ctx *fasthttp.RequestCtx) { writeError(ctx, nil, proto.ErrMethodNotAllowed) })
+	return func(ctx *fasthttp.RequestCtx) {
+		switch keyPrefix(ctx.Path()) {
+		case len(prefixRPCKey):
+			if ctx.IsPost() {
+				rpc(ctx)
+			} else {
+				other(ctx)
+			}
+		case len(prefixWSKey):
+			if ctx.IsGet() {
+				ws(ctx)
+			} else {
+				other(ctx)
+			}
+		default:
+			next(ctx)
+		}
+	}
+}
+
+var (
+	prefixRPCKey = []byte("/v3/")
+	prefixWSKey  = []byte("/ws/v3/")
+)
+
+// keyPrefix returns the length of the key route prefix of path when what follows it is
+// one non-empty segment (the key), or 0.
+func keyPrefix(path []byte) int {
+	for _, p := range [...][]byte{prefixRPCKey, prefixWSKey} {
+		if len(path) > len(p) && bytes.HasPrefix(path, p) && bytes.IndexByte(path[len(p):], '/') < 0 {
+			return len(p)
+		}
+	}
+	return 0
+}
+
 // panicked keeps one bad request from taking the process down; it is a bug if it runs.
 func (s *Server) panicked(ctx *fasthttp.RequestCtx, v any) {
-	s.log.Error("BUG: panic while handling a request", "path", string(ctx.Path()), "panic", v)
+	s.log.Error("BUG: panic while handling a request", "path", logPath(ctx), "panic", v)
 	writeError(ctx, nil, proto.ErrInternal)
+}
+
+// logPath is the request path fit for a log line: a key in it is replaced.
+func logPath(ctx *fasthttp.RequestCtx) string {
+	p := ctx.Path()
+	if n := keyPrefix(p); n > 0 {
+		return string(p[:n]) + "redacted"
+	}
+	return string(p)
 }

@@ -14,11 +14,16 @@ import (
 // object; transport failures (upstream down, too slow, over a budget) use the HTTP
 // status of the proto error. A notification (no id) gets an empty 200.
 func (s *Server) rpc(ctx *fasthttp.RequestCtx) {
+	who, perr := s.access.identify(ctx)
+	if perr != nil {
+		writeError(ctx, nil, perr)
+		return
+	}
 	body := ctx.PostBody()
 	deadline := ctx.Time().Add(s.cfg.UpstreamTimeout)
 	switch proto.FirstByte(body) {
 	case '[':
-		s.rpcBatch(ctx, body, deadline)
+		s.rpcBatch(ctx, body, deadline, who)
 		return
 	case 0:
 		writeRPCError(ctx, nil, proto.ErrEmptyBody)
@@ -26,6 +31,7 @@ func (s *Server) rpc(ctx *fasthttp.RequestCtx) {
 	}
 	c := getCall(s.http, deadline)
 	defer putCall(c)
+	c.who = who
 	if perr := c.req.Parse(body); perr != nil {
 		// An invalid request is answered even without an id (id null), as geth does.
 		writeRPCError(ctx, c.req.ID, perr)
@@ -41,10 +47,10 @@ func (s *Server) rpc(ctx *fasthttp.RequestCtx) {
 	s.writeAnswer(ctx, c)
 }
 
-func (s *Server) rpcBatch(ctx *fasthttp.RequestCtx, body []byte, deadline time.Time) {
+func (s *Server) rpcBatch(ctx *fasthttp.RequestCtx, body []byte, deadline time.Time, who *tenant) {
 	buf := getBuf()
 	defer putBuf(buf)
-	out, perr := s.serveBatch((*buf)[:0], body, s.http, deadline)
+	out, perr := s.serveBatch((*buf)[:0], body, s.http, deadline, who)
 	*buf = out
 	if perr != nil {
 		writeError(ctx, nil, rpcStatus(perr))

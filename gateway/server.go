@@ -21,6 +21,10 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/clientip"
+	"github.com/infura-gateway/infura-gateway/gateway/limit"
+	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
+	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
@@ -53,6 +57,15 @@ type Server struct {
 
 	heads heads
 	cache *cache // nil when disabled
+
+	// Keys and limits (access.go); Redis shares them and the immutable answers
+	// (sharedcache) across replicas. redis, shared are nil without -redis-addr.
+	access        *access
+	limiter       *limit.Limiter
+	redis         *redisconn.Conn
+	shared        *sharedcache.Cache
+	resolver      atomic.Pointer[clientip.Resolver]
+	proxyProtocol bool // fixed at start: it wraps the listener
 
 	m struct {
 		reloads [2]*metrics.Counter // ok, refused
@@ -110,17 +123,24 @@ func New(cfg Config, opts Options) (*Server, error) {
 		s.perClientMetrics = upstream.NewMetrics(s.reg, "per_client")
 	}
 	s.registerMetrics()
+	if err := s.startAccess(); err != nil {
+		router.Close()
+		return nil, err
+	}
 	if err := s.startWebsocket(); err != nil {
+		s.closeAccess()
+		router.Close()
 		return nil, err
 	}
 	if err := s.startAdmin(); err != nil {
+		s.closeAccess()
 		router.Close()
 		return nil, err
 	}
 	if cfg.CacheEnabled {
 		s.cache = newCache(cfg, &s.heads, s.reg)
 	}
-	s.handler = s.withCORS(s.routeTable().Handler)
+	s.handler = s.withCORS(s.keyRoutes(s.routeTable().Handler))
 	s.srv = &fasthttp.Server{
 		Handler:                       s.handler,
 		Name:                          "infura-gateway",
@@ -208,6 +228,12 @@ func (s *Server) ReloadConfig() error {
 		return errors.New("no configuration file to reload (-config)")
 	}
 	next, sum, err := LoadFile(s.cfg, s.getenv)
+	if err == nil && next.ProxyProtocol != s.proxyProtocol {
+		err = errors.New("clients.proxy_protocol changed: that takes a restart (it wraps the listener)")
+	}
+	if err == nil {
+		err = s.reloadAccess(next) // first: it can still refuse; the router's reload is validated
+	}
 	if err == nil {
 		err = s.router.Reload(next.upstreamSpecs())
 	}
@@ -218,7 +244,8 @@ func (s *Server) ReloadConfig() error {
 	}
 	s.fileSum = sum
 	s.m.reloads[0].Inc()
-	s.log.Info("configuration reloaded", "file", s.cfg.ConfigFile, "upstreams", len(next.upstreamSpecs()))
+	s.log.Info("configuration reloaded", "file", s.cfg.ConfigFile, "upstreams", len(next.upstreamSpecs()),
+		"keys", len(next.Keys.Keys))
 	return nil
 }
 
@@ -256,6 +283,16 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.handler }
 
 // Serve answers requests on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	if s.proxyProtocol {
+		// Trusted load balancers may send a header (their clients' address) or not
+		// (kubelet probes from the same network); anyone else is served as is.
+		trusted, _ := clientip.ParsePrefixes(s.cfg.TrustedProxies) // validated
+		pl, err := clientip.NewListener(ln, clientip.ListenerConfig{Trusted: trusted})
+		if err != nil {
+			return err
+		}
+		ln = pl
+	}
 	s.log.Info("serving", "addr", ln.Addr().String(), "version", s.version, "config", s.cfg)
 	s.serving.Store(true)
 	return s.srv.Serve(ln)
@@ -320,6 +357,7 @@ func (s *Server) Close() {
 		}
 		s.wg.Wait()
 		s.router.Close()
+		s.closeAccess()
 		metrics.UnregisterSet(s.reg.Set, true)
 	})
 }

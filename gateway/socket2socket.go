@@ -100,8 +100,17 @@ func (h *socketServer) serve(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, nil, errTooManyClients)
 		return
 	}
+	// The key is checked before the upgrade: without a valid one the answer is a plain
+	// 401. The tenant's connection slot is taken once upgraded (serveClient): fasthttp
+	// may drop a connection between the two and never run the handler.
+	who, perr := h.s.access.identify(ctx)
+	if perr != nil {
+		h.refused.Inc()
+		writeError(ctx, nil, perr)
+		return
+	}
 	// On failure Upgrade has answered with an HTTP error already.
-	_ = h.upgrader.Upgrade(ctx, h.serveClient)
+	_ = h.upgrader.Upgrade(ctx, func(conn *websocket.Conn) { h.serveClient(conn, who) })
 }
 
 // drainReason tells clients closed by a drain to come back: another pod serves them.
@@ -153,25 +162,43 @@ func (h *socketServer) Close() {
 	h.wg.Wait()
 }
 
+// closeNow says goodbye to a client not yet served: a close frame, then its close frame
+// (or the grace period) before the connection closes, so it reads ours rather than a
+// reset.
+func closeNow(conn *websocket.Conn, code int, reason string) {
+	if len(reason) > 123 { // a close frame's reason has room for 123 bytes
+		reason = reason[:123]
+	}
+	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	_ = conn.SetReadDeadline(time.Now().Add(closeGrace))
+	for {
+		if _, _, err := conn.NextReader(); err != nil {
+			_ = conn.Close()
+			return // the client's close frame, or the grace period is over
+		}
+	}
+}
+
 // serveClient is the hijack handler: it owns the connection for its whole life.
-func (h *socketServer) serveClient(conn *websocket.Conn) {
-	h.connects.Inc()
+func (h *socketServer) serveClient(conn *websocket.Conn, who *tenant) {
 	h.conns.Add(1)
 	defer h.conns.Add(-1)
+	if perr := who.acquire(who.connSlots(), refusedConnections); perr != nil {
+		h.refused.Inc()
+		closeNow(conn, websocket.ClosePolicyViolation, perr.Message)
+		return
+	}
+	defer release(who.connSlots()) // before the count above drops: a test waits on it
+	h.connects.Inc()
 	h.mu.Lock()
 	if h.closed {
 		// Upgraded just as Close ran: say goodbye properly rather than vanish.
 		h.mu.Unlock()
-		_ = conn.WriteControl(websocket.CloseMessage,
-			websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
-		_ = conn.SetReadDeadline(time.Now().Add(closeGrace))
-		for {
-			if _, _, err := conn.NextReader(); err != nil {
-				return // the client's close frame, or the grace period is over
-			}
-		}
+		closeNow(conn, websocket.CloseGoingAway, "server shutting down")
+		return
 	}
 	c := newWSClient(h, conn, h.s.ws, h.s.router.Subscriptions())
+	c.who = who
 	// Registered under mu, before Close can start waiting: Close sees every client.
 	h.wg.Add(1)
 	h.clients[c] = struct{}{}

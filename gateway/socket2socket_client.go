@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
@@ -29,6 +30,11 @@ type wsClient struct {
 	conn *websocket.Conn
 	up   caller     // where calls go
 	subs subscriber // where subscriptions go
+	who  *tenant    // whose limits its calls count against; nil: none
+
+	// refusals counts limit refusals in a row: a client that keeps pushing past its
+	// limits is closed (1008) rather than answered forever.
+	refusals atomic.Int32
 
 	// Budgets of this connection: calls in flight (notifications and batch elements
 	// count), request bytes in flight, subscriptions held.
@@ -178,7 +184,13 @@ func (c *wsClient) cleanup() {
 	if c.subs != nil {
 		c.subs.LeaveAll(c)
 	}
-	c.h.subs.release(int(c.nsubs.Swap(0)))
+	held := int(c.nsubs.Swap(0))
+	c.h.subs.release(held)
+	if slots := c.who.subSlots(); slots != nil {
+		for range held {
+			slots.Release()
+		}
+	}
 	_ = c.conn.Close()
 }
 
@@ -219,6 +231,7 @@ func (c *wsClient) Reply(msg []byte) {
 	if proto.IsErrorResponse(msg) {
 		c.nsubs.Add(-1)
 		c.h.subs.release(1)
+		release(c.who.subSlots())
 	}
 	c.send(msg)
 }
@@ -358,7 +371,11 @@ func (c *wsClient) handle(buf *[]byte) bool {
 		return false
 	}
 	// The policy first: what it refuses is answered here and never counts as in flight.
+	cl.who = c.who
 	perr := c.h.s.policy.admit(&cl.req)
+	if perr == nil {
+		perr = c.charge(c.h.s.charge(cl))
+	}
 	if perr == nil {
 		perr = c.admit(1, len(msg))
 	}
@@ -371,6 +388,24 @@ func (c *wsClient) handle(buf *[]byte) bool {
 	}
 	go c.runCall(cl, buf, len(msg))
 	return true
+}
+
+// maxRefusals is how many limit refusals in a row a client gets answered before it is
+// closed with 1008: past its limit, a client that does not slow down is only load.
+const maxRefusals = 100
+
+// charge tracks the outcome of a limit check: refusals in a row close the client.
+func (c *wsClient) charge(perr *proto.Error) *proto.Error {
+	if perr == nil {
+		if c.refusals.Load() != 0 {
+			c.refusals.Store(0)
+		}
+		return nil
+	}
+	if perr.Status == fasthttp.StatusTooManyRequests && c.refusals.Add(1) == maxRefusals {
+		go c.shutdown(websocket.ClosePolicyViolation, "rate limit exceeded repeatedly: "+perr.Message)
+	}
+	return perr
 }
 
 // admit takes n calls and size request bytes from the connection's budgets.
@@ -425,7 +460,10 @@ func (c *wsClient) startBatch(buf *[]byte) bool {
 	go func() {
 		defer c.done(max(n, 1), len(*buf))
 		out := getMsgBuf()
-		ans, perr := c.h.s.serveBatch((*out)[:0], *buf, c.up, time.Now().Add(c.h.s.cfg.UpstreamTimeout))
+		ans, perr := c.h.s.serveBatch((*out)[:0], *buf, c.up, time.Now().Add(c.h.s.cfg.UpstreamTimeout), c.who)
+		if perr == nil || perr.Status == fasthttp.StatusTooManyRequests {
+			perr = c.charge(perr)
+		}
 		*out = ans
 		switch {
 		case perr != nil:
@@ -464,6 +502,18 @@ func (c *wsClient) subscribe(cl *call) {
 		c.sendError(cl.id, errGatewaySubscriptions)
 		return
 	}
+	// The tenant's plan: the method, one request and its cost, and a subscription slot.
+	cl.who = c.who
+	perr := c.charge(c.h.s.charge(cl))
+	if perr == nil {
+		perr = c.who.acquire(c.who.subSlots(), refusedSubscriptions)
+	}
+	if perr != nil {
+		c.nsubs.Add(-1)
+		c.h.subs.release(1)
+		c.sendError(cl.id, perr)
+		return
+	}
 	c.subs.Join(cl.req.Params, cl.id, c, time.Now().Add(c.h.s.cfg.UpstreamTimeout))
 }
 
@@ -478,6 +528,7 @@ func (c *wsClient) unsubscribe(cl *call) {
 		res = "true"
 		c.nsubs.Add(-1)
 		c.h.subs.release(1)
+		release(c.who.subSlots())
 	}
 	buf := getMsgBuf()
 	*buf = append(append(append(append((*buf)[:0], `{"jsonrpc":"2.0","id":`...), cl.id...), `,"result":`...), res...)

@@ -22,6 +22,9 @@ type Error struct {
 	Code    int
 	Status  int
 	Message string
+	// RetryAfter, in seconds, goes out as the Retry-After header of an HTTP answer
+	// (limits); 0: none.
+	RetryAfter int
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -33,27 +36,27 @@ func NewError(code, status int, msg string) *Error {
 
 // Shared error values. Messages never carry upstream URLs or credentials.
 var (
-	ErrParse            = &Error{CodeParseError, http.StatusBadRequest, "parse error: body is not valid JSON"}
-	ErrEmptyBody        = &Error{CodeParseError, http.StatusBadRequest, "parse error: empty body"}
-	ErrInvalidRequest   = &Error{CodeInvalidRequest, http.StatusBadRequest, "invalid request: want a JSON-RPC 2.0 object or a non-empty array of them"}
-	ErrEmptyBatch       = &Error{CodeInvalidRequest, http.StatusBadRequest, "invalid request: empty batch"}
-	ErrBatchTooLarge    = &Error{CodeLimitExceeded, http.StatusRequestEntityTooLarge, "batch too large"}
-	ErrMethodNotFound   = &Error{CodeMethodNotFound, http.StatusOK, "the method does not exist or is not available"}
-	ErrBodyTooLarge     = &Error{CodeLimitExceeded, http.StatusRequestEntityTooLarge, "request body too large"}
-	ErrNotFound         = &Error{CodeMethodNotFound, http.StatusNotFound, "no such route"}
-	ErrMethodNotAllowed = &Error{CodeInvalidRequest, http.StatusMethodNotAllowed, "HTTP method not allowed on this route"}
-	ErrUnavailable      = &Error{CodeServer, http.StatusBadGateway, "upstream unavailable"}
+	ErrParse            = newErr(CodeParseError, http.StatusBadRequest, "parse error: body is not valid JSON")
+	ErrEmptyBody        = newErr(CodeParseError, http.StatusBadRequest, "parse error: empty body")
+	ErrInvalidRequest   = newErr(CodeInvalidRequest, http.StatusBadRequest, "invalid request: want a JSON-RPC 2.0 object or a non-empty array of them")
+	ErrEmptyBatch       = newErr(CodeInvalidRequest, http.StatusBadRequest, "invalid request: empty batch")
+	ErrBatchTooLarge    = newErr(CodeLimitExceeded, http.StatusRequestEntityTooLarge, "batch too large")
+	ErrMethodNotFound   = newErr(CodeMethodNotFound, http.StatusOK, "the method does not exist or is not available")
+	ErrBodyTooLarge     = newErr(CodeLimitExceeded, http.StatusRequestEntityTooLarge, "request body too large")
+	ErrNotFound         = newErr(CodeMethodNotFound, http.StatusNotFound, "no such route")
+	ErrMethodNotAllowed = newErr(CodeInvalidRequest, http.StatusMethodNotAllowed, "HTTP method not allowed on this route")
+	ErrUnavailable      = newErr(CodeServer, http.StatusBadGateway, "upstream unavailable")
 	// ErrUnreachable reads the same to the client as ErrUnavailable, and tells the
 	// gateway more: the request never left (no connection could be made), so even a
 	// write may go to another upstream.
-	ErrUnreachable      = &Error{CodeServer, http.StatusBadGateway, "upstream unavailable"}
-	ErrTimeout          = &Error{CodeServer, http.StatusGatewayTimeout, "upstream timed out"}
-	ErrOverloaded       = &Error{CodeServer, http.StatusServiceUnavailable, "gateway overloaded: upstream queue full, retry later"}
-	ErrResponseTooLarge = &Error{CodeLimitExceeded, http.StatusBadGateway, "upstream response larger than the configured maximum"}
-	ErrBadUpstream      = &Error{CodeInternal, http.StatusBadGateway, "upstream answered with an invalid response"}
-	ErrRateLimited      = &Error{CodeLimitExceeded, http.StatusTooManyRequests, "upstream rate limit reached"}
-	ErrShuttingDown     = &Error{CodeServer, http.StatusServiceUnavailable, "gateway shutting down"}
-	ErrInternal         = &Error{CodeInternal, http.StatusInternalServerError, "internal error"}
+	ErrUnreachable      = newErr(CodeServer, http.StatusBadGateway, "upstream unavailable")
+	ErrTimeout          = newErr(CodeServer, http.StatusGatewayTimeout, "upstream timed out")
+	ErrOverloaded       = newErr(CodeServer, http.StatusServiceUnavailable, "gateway overloaded: upstream queue full, retry later")
+	ErrResponseTooLarge = newErr(CodeLimitExceeded, http.StatusBadGateway, "upstream response larger than the configured maximum")
+	ErrBadUpstream      = newErr(CodeInternal, http.StatusBadGateway, "upstream answered with an invalid response")
+	ErrRateLimited      = newErr(CodeLimitExceeded, http.StatusTooManyRequests, "upstream rate limit reached")
+	ErrShuttingDown     = newErr(CodeServer, http.StatusServiceUnavailable, "gateway shutting down")
+	ErrInternal         = newErr(CodeInternal, http.StatusInternalServerError, "internal error")
 )
 
 var nullID = []byte("null")
@@ -116,4 +119,9 @@ func AppendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// newErr keeps the shared-value table above one line per error.
+func newErr(code, status int, msg string) *Error {
+	return &Error{Code: code, Status: status, Message: msg}
 }

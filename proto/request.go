@@ -35,13 +35,13 @@ type Request struct {
 // Errors for request objects the gateway refuses (-32600, HTTP 400 on REST routes; the
 // JSON-RPC endpoints answer them with 200 as geth does). Each names what is wrong.
 var (
-	ErrDuplicateMember = &Error{CodeInvalidRequest, http.StatusBadRequest,
-		`invalid request: "jsonrpc", "id", "method" and "params" must each appear at most once, spelled in lower case`}
-	ErrBadVersion = &Error{CodeInvalidRequest, http.StatusBadRequest, `invalid request: "jsonrpc" must be "2.0"`}
-	ErrBadID      = &Error{CodeInvalidRequest, http.StatusBadRequest, `invalid request: "id" must be a string, a number or null`}
-	ErrBadMethod  = &Error{CodeInvalidRequest, http.StatusBadRequest,
-		`invalid request: "method" must be a string of 1 to 128 letters, digits and underscores`}
-	ErrBadParams = &Error{CodeInvalidRequest, http.StatusBadRequest, `invalid request: "params" must be an array or an object`}
+	ErrDuplicateMember = newErr(CodeInvalidRequest, http.StatusBadRequest,
+		`invalid request: "jsonrpc", "id", "method" and "params" must each appear at most once, spelled in lower case`)
+	ErrBadVersion = newErr(CodeInvalidRequest, http.StatusBadRequest, `invalid request: "jsonrpc" must be "2.0"`)
+	ErrBadID      = newErr(CodeInvalidRequest, http.StatusBadRequest, `invalid request: "id" must be a string, a number or null`)
+	ErrBadMethod  = newErr(CodeInvalidRequest, http.StatusBadRequest,
+		`invalid request: "method" must be a string of 1 to 128 letters, digits and underscores`)
+	ErrBadParams = newErr(CodeInvalidRequest, http.StatusBadRequest, `invalid request: "params" must be an array or an object`)
 )
 
 var (

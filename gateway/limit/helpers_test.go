@@ -9,8 +9,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
+	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
 )
 
 // replica is one gateway process's view: its own Redis client and limiter.

@@ -33,8 +33,12 @@
 //     granted) + replicas×L (credit and allowances outstanding). For 3 replicas, 100/s,
 //     burst 100, L = 10 and 1,000/s offered for 30 s: at most 3,130 admitted (104/s); the
 //     lower side loses at most the allowances left unused at the end (≤ 3×L).
-//   - Daily quotas lease in chunks of max(1, min(1000, limit/1000)) units per UTC day of
-//     Redis's clock; a replica drops yesterday's allowance when Redis's day ends.
+//   - Daily quotas lease in chunks of limit/1000 units (at least 1, at most 2^20) per UTC
+//     day of Redis's clock, doubled while leases come faster than one per LeaseWindow (up
+//     to 1% of the quota) and halved back when they slow down; until Redis says the day's
+//     quota is used up, a take may borrow half a chunk ahead of its allowance, so a busy
+//     key is never refused while under its quota. A replica drops yesterday's allowance
+//     when Redis's day ends.
 //   - Slots (concurrent websocket connections, subscriptions) are reserved per replica in
 //     Redis: a replica keeps its in-use count plus a small spare reserved, so Acquire is
 //     local too. Each replica renews a liveness deadline (SlotTTL); the reservations of a

@@ -21,9 +21,10 @@ const (
 
 type quotaState struct {
 	handle
-	limit int64
-	lease int64
-	low   int64
+	limit    int64
+	lease    int64        // the smallest lease (and the cold-start credit)
+	maxLease int64        // the largest: 1% of the quota
+	low      atomic.Int64 // top up under this; also how far a take may borrow ahead
 
 	avail     atomic.Int64  // leased allowance of Redis's current day (Redis mode)
 	exhausted atomic.Bool   // Redis said today's quota is used up
@@ -32,6 +33,8 @@ type quotaState struct {
 
 	// shard-owned
 	debt, sent, want int64
+	dyn              int64 // the lease size now: grows while leases come fast
+	lastLease        int64 // lim.nanotime() of the last lease sent
 	rollAt           int64 // lim.nanotime() when Redis's day ends (0: unknown)
 	backoff          int64
 }
@@ -47,8 +50,10 @@ func (l *Limiter) NewQuota(name string, limit int64) (*Quota, error) {
 	s := &quotaState{limit: limit}
 	s.handle = handle{lim: l, sh: l.pickShard(), name: name, key: l.cfg.Prefix + "q:" + name, kind: KindQuota, idx: -1}
 	s.self = s
-	s.lease = clamp(limit/1000, 1, 1000)
-	s.low = ceilDiv(s.lease, 2)
+	s.lease = clamp(limit/1000, 1, 1<<20)
+	s.maxLease = max(s.lease, limit/100)
+	s.dyn = s.lease
+	s.low.Store(ceilDiv(s.lease, 2))
 	s.avail.Store(s.lease) // cold-start credit, charged with the first lease
 	s.debt = s.lease
 	s.sh.register(s)
@@ -88,14 +93,18 @@ func (q *Quota) Take(n int64) Decision {
 	return s.takeLocal(n)
 }
 
+// takeLeased spends the leased allowance. Until Redis says the day's quota is used up,
+// a take may borrow up to low units ahead of the allowance (the next lease pays them
+// back): a key busier than the leases are quick is never refused while under its quota.
 func (s *quotaState) takeLeased(n int64) Decision {
 	for {
 		a := s.avail.Load()
-		if a < n {
+		low := s.low.Load()
+		if a-n < -low || (a < n && s.exhausted.Load()) {
 			break
 		}
 		if s.avail.CompareAndSwap(a, a-n) {
-			if a-n < s.low && !s.exhausted.Load() {
+			if a-n < low && !s.exhausted.Load() {
 				s.wake()
 			}
 			return Decision{OK: true}
@@ -148,8 +157,17 @@ func (s *quotaState) plan(now int64) (redisconn.Exec, bool, int64) {
 	}
 	a := s.avail.Load()
 	want := int64(0)
-	if n := s.need.Swap(0); !s.exhausted.Load() && (a < s.low || n > a) {
-		want = max(s.lease, n) - a
+	if n := s.need.Swap(0); !s.exhausted.Load() && (a < s.low.Load() || n > a) {
+		// Leases that come quicker than one per lease window double the size (up to 1%
+		// of the quota); slow ones halve it back.
+		switch since := now - s.lastLease; {
+		case s.lastLease > 0 && since < int64(s.lim.cfg.LeaseWindow):
+			s.dyn = min(2*s.dyn, s.maxLease)
+		case since > 10*int64(s.lim.cfg.LeaseWindow):
+			s.dyn = max(s.dyn/2, s.lease)
+		}
+		s.low.Store(ceilDiv(s.dyn, 2))
+		want = max(s.dyn, n) - a
 	}
 	if want <= 0 { // debt rides along with the next lease; an idle handle costs nothing
 		return redisconn.Exec{}, false, s.rollAt
@@ -157,7 +175,7 @@ func (s *quotaState) plan(now int64) (redisconn.Exec, bool, int64) {
 	if now < s.backoff {
 		return redisconn.Exec{}, false, s.backoff
 	}
-	s.sent, s.want = s.debt, want
+	s.sent, s.want, s.lastLease = s.debt, want, now
 	return redisconn.Exec{
 		Keys: []string{s.key},
 		Args: []string{"q", s.lim.offsetArg(), itoa(s.limit), itoa(want), itoa(s.debt)},
@@ -182,7 +200,7 @@ func (s *quotaState) apply(res []int64, now int64) int64 {
 		return s.rollAt
 	}
 	s.retryAt.Store(now)
-	if s.avail.Load() < s.low {
+	if s.avail.Load() < s.low.Load() {
 		return now
 	}
 	return s.rollAt

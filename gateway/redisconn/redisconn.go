@@ -24,6 +24,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -53,6 +54,9 @@ type Config struct {
 	DB int
 	// Name labels this Conn's metrics (client="NAME"); default "redis". Not a secret.
 	Name string
+	// TLS, when set, is used for every connection (ElastiCache with encryption in
+	// transit); ServerName defaults to Addr's host.
+	TLS *tls.Config
 
 	// CallTimeout is the deadline of every call; default 50ms.
 	CallTimeout time.Duration
@@ -139,6 +143,13 @@ func New(cfg Config, ms *metrics.Set) (*Conn, error) {
 		// Small buffers: values are bounded by their users (sharedcache caps them).
 		ReadBufferEachConn:  64 << 10,
 		WriteBufferEachConn: 64 << 10,
+	}
+	if cfg.TLS != nil {
+		cfg.TLS = cfg.TLS.Clone()
+		if cfg.TLS.ServerName == "" {
+			cfg.TLS.ServerName, _, _ = net.SplitHostPort(cfg.Addr)
+		}
+		opt.TLSConfig = cfg.TLS
 	}
 	if slices.Contains(ms.ListMetricNames(), `gateway_redis_up{client="`+cfg.Name+`"}`) {
 		return nil, fmt.Errorf("redisconn: a Conn named %q already reports to this metrics set", cfg.Name)
@@ -322,7 +333,14 @@ func (c *Conn) probeOnce() error {
 }
 
 func probe(cfg Config) error {
-	nc, err := net.DialTimeout("tcp", cfg.Addr, cfg.DialTimeout)
+	var nc net.Conn
+	var err error
+	d := &net.Dialer{Timeout: cfg.DialTimeout}
+	if cfg.TLS != nil {
+		nc, err = tls.DialWithDialer(d, "tcp", cfg.Addr, cfg.TLS)
+	} else {
+		nc, err = d.Dial("tcp", cfg.Addr)
+	}
 	if err != nil {
 		return err
 	}

@@ -13,8 +13,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
+	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
 )
 
 type replica struct {
