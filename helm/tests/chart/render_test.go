@@ -509,7 +509,9 @@ func checkMonitoring(t *testing.T, r rendered, name, runbookBase string) {
 			if rule.Labels["severity"] == "" || rule.Annotations["summary"] == "" || rule.Annotations["description"] == "" {
 				t.Errorf("alert %s needs severity, summary and description", rule.Alert)
 			}
-			// RUNBOOK-CHECK
+			if u := rule.Annotations["runbook_url"]; !strings.HasPrefix(u, runbookBase+"#") {
+				t.Errorf("alert %s: runbook_url %q, want a section of %s", rule.Alert, u, runbookBase)
+			}
 		}
 	}
 	if alerts < 8 {
