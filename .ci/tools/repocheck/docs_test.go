@@ -810,7 +810,7 @@ func (d *docs) kubectl(where string, args []string) {
 			b, _ := os.ReadFile(f)
 			tf += string(b)
 		}
-		if !strings.Contains(tf, fmt.Sprintf("%q = %q", key, value)) {
+		if !regexp.MustCompile(regexp.QuoteMeta(strconv.Quote(key)) + `\s*=\s*` + regexp.QuoteMeta(strconv.Quote(value))).MatchString(tf) {
 			d.errorf(where, "terraform/*.tf does not set the namespace label %s=%s", key, value)
 		}
 		if !strings.Contains(read(d.t, "helm/infura-gateway/templates/NOTES.txt"), args[3]) {
