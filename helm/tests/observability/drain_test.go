@@ -73,6 +73,12 @@ func TestLiveDrainSpreadsWebsocketCloses(t *testing.T) {
 		if status, _, err := get("http://" + public + "/readyz"); err == nil && status == 200 {
 			break
 		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("the gateway exited (%v):\n%s", err, logs.String())
+		default:
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the gateway is not ready on %s:\n%s", public, logs.String())
 		}
