@@ -29,38 +29,19 @@ data "aws_ecr_image" "gateway" {
   image_tag       = var.gateway_image_tag
 }
 
-locals {
-  # The chart's values beyond values-eks.yaml. Structured values go through yamlencode,
-  # which keeps strings strings; null attributes are dropped (the chart's schema
-  # rejects them).
-  gateway_values = {
-    metrics = {
-      serviceMonitor = { enabled = var.install_monitoring }
-      prometheusRule = { enabled = var.install_monitoring }
-    }
-    dashboards = { enabled = var.install_monitoring }
-    config = merge(
-      var.gateway_upstream_http_url == "" ? {} : { upstreamHttpUrl = var.gateway_upstream_http_url },
-      var.gateway_upstream_ws_url == "" ? {} : { upstreamWsUrl = var.gateway_upstream_ws_url },
-      length(var.gateway_upstreams) == 0 ? {} : {
-        upstreams      = [for u in var.gateway_upstreams : { for k, v in u : k => v if v != null }]
-        envFromSecrets = [kubernetes_secret_v1.gateway_upstreams[0].metadata[0].name]
-      },
-    )
-    redis = var.redis_enabled ? {
-      address        = local.redis_address
-      tls            = true
-      existingSecret = kubernetes_secret_v1.redis[0].metadata[0].name
-    } : {}
-    # Enforced by the VPC CNI's network policy agent (enableNetworkPolicy, main.tf).
-    networkPolicy = {
-      enabled          = true
-      redisEgressCIDRs = [var.vpc_cidr]
-      extraEgress = length(var.gateway_egress_ports) == 0 ? [] : [{
-        ports = [for p in var.gateway_egress_ports : { port = p, protocol = "TCP" }]
-      }]
-    }
-  }
+# The chart's values that Terraform decides (helm/tests renders the chart with them).
+module "gateway_values" {
+  source = "./modules/gateway-values"
+
+  install_monitoring   = var.install_monitoring
+  vpc_cidr             = var.vpc_cidr
+  egress_ports         = var.gateway_egress_ports
+  upstream_http_url    = var.gateway_upstream_http_url
+  upstream_ws_url      = var.gateway_upstream_ws_url
+  upstreams            = var.gateway_upstreams
+  upstream_secret_name = try(kubernetes_secret_v1.gateway_upstreams[0].metadata[0].name, "")
+  redis_address        = local.redis_address
+  redis_secret_name    = try(kubernetes_secret_v1.redis[0].metadata[0].name, "")
 }
 
 # The gateway itself, from the chart in this repository with the EKS profile.
@@ -71,10 +52,7 @@ resource "helm_release" "gateway" {
   wait      = true
   timeout   = 900
 
-  values = [
-    file("${path.module}/../helm/infura-gateway/values-eks.yaml"),
-    yamlencode(local.gateway_values),
-  ]
+  values = concat([file("${path.module}/../helm/infura-gateway/values-eks.yaml")], module.gateway_values.documents)
 
   # type = "string": an all-digit tag (20250101) must stay a string, or the chart's
   # schema rejects a number.
