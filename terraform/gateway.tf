@@ -29,24 +29,13 @@ data "aws_ecr_image" "gateway" {
   image_tag       = var.gateway_image_tag
 }
 
-locals {
-  # Upstreams on other ports than 443 (a node on 8545/8546) need a NetworkPolicy
-  # egress rule: their ports, read from the URLs, join gateway_egress_ports.
-  upstream_urls = concat(
-    [var.gateway_upstream_http_url, var.gateway_upstream_ws_url],
-    flatten([for u in var.gateway_upstreams : [u.http, u.ws == null ? "" : u.ws]]),
-  )
-  url_port     = "^[a-z]+://(?:[^/@]*@)?[^/:@]+:([0-9]+)"
-  egress_ports = distinct(concat(var.gateway_egress_ports, [for u in local.upstream_urls : tonumber(regex(local.url_port, u)[0]) if can(regex(local.url_port, u))]))
-}
-
 # The chart's values that Terraform decides (helm/tests renders the chart with them).
 module "gateway_values" {
   source = "./modules/gateway-values"
 
   install_monitoring   = var.install_monitoring
   vpc_cidr             = var.vpc_cidr
-  egress_ports         = local.egress_ports
+  egress_ports         = var.gateway_egress_ports
   upstream_http_url    = var.gateway_upstream_http_url
   upstream_ws_url      = var.gateway_upstream_ws_url
   upstreams            = var.gateway_upstreams

@@ -361,7 +361,7 @@ variable "gateway_upstream_secrets" {
 }
 
 variable "gateway_egress_ports" {
-  description = "Extra TCP ports the gateway's NetworkPolicy lets it reach; DNS, 443, Redis and the ports in the upstream URLs (a node on :8545) are always open."
+  description = "Extra TCP ports the gateway's NetworkPolicy lets it reach; DNS, 443, Redis and the ports of the upstream URLs (a node on :8545; the chart reads them) are always open."
   type        = list(number)
   default     = []
 }

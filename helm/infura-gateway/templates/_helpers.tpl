@@ -251,3 +251,24 @@ readiness gate label; empty when it does not, or when there is no cluster to ask
 {{- define "infura-gateway.nlbIPTargets" -}}
 {{- if and (eq .Values.service.type "LoadBalancer") (eq (index .Values.service.annotations "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type" | default "") "ip") }}true{{ end }}
 {{- end }}
+
+{{/*
+Ports of the upstream URLs other than the scheme's default (a node on :8545/:8546),
+comma-separated, for the NetworkPolicy's egress.
+*/}}
+{{- define "infura-gateway.upstreamPorts" -}}
+{{- $urls := list .Values.config.upstreamHttpUrl .Values.config.upstreamWsUrl }}
+{{- range .Values.config.upstreams }}
+{{- $urls = append $urls .http }}
+{{- $urls = append $urls (.ws | default "") }}
+{{- end }}
+{{- $ports := list }}
+{{- range $urls }}
+{{- $m := regexFind "^[a-z]+://([^/@]*@)?[^/:@]+:[0-9]+" . }}
+{{- if $m }}
+{{- $p := last (splitList ":" $m) }}
+{{- if not (has $p $ports) }}{{ $ports = append $ports $p }}{{ end }}
+{{- end }}
+{{- end }}
+{{- join "," $ports }}
+{{- end }}

@@ -121,6 +121,22 @@ func TestSingleUpstreamStaysEnv(t *testing.T) {
 	}
 }
 
+// With the NetworkPolicy on, the upstreams stay reachable on their own ports.
+func TestNetworkPolicyAdmitsUpstreamPorts(t *testing.T) {
+	np := toYAML(t, render(t, "gw", append(values(""), "--set", "networkPolicy.enabled=true",
+		"--set", "config.upstreamWsUrl=ws://geth.ethereum:8546")...).get(t, "NetworkPolicy", "gw-infura-gateway"))
+	for _, p := range []string{"port: 8545", "port: 8546"} {
+		if !strings.Contains(np, p) {
+			t.Errorf("NetworkPolicy has no egress to the upstream's %s:\n%s", p, np)
+		}
+	}
+	np = toYAML(t, render(t, "gw", append(values("values-full.yaml"), "--set-string", "config.upstreams[2].http=https://user:pw@rpc.example.com:8443/v2/${KEY}")...).
+		get(t, "NetworkPolicy", "gateway-full"))
+	if !strings.Contains(np, "port: 8443") {
+		t.Errorf("NetworkPolicy has no egress to an upstream list's port 8443:\n%s", np)
+	}
+}
+
 // Redis: nothing without it; the address as a value or from the Secret; the password
 // only ever from a Secret.
 func TestRedis(t *testing.T) {
