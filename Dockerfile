@@ -26,8 +26,12 @@ FROM gcr.io/distroless/static-debian12:nonroot AS runtime
 COPY --from=build /src/.bin/infura-gateway /usr/local/bin/infura-gateway
 # Numeric uid:gid so Kubernetes runAsNonRoot can verify it without /etc/passwd.
 USER 65532:65532
-EXPOSE 8000
-# No shell in distroless: the binary probes its own readiness route.
+# 8000: clients (-listen). 9090: the admin listener (-admin-listen): /metrics, probes,
+# pprof; never publish it where clients reach.
+EXPOSE 8000 9090
+# No shell in distroless: the binary probes itself. Liveness (/health on the admin
+# listener), not readiness: a gateway that is starting or draining is healthy, and a
+# failing health check gets a container restarted.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-    CMD ["/usr/local/bin/infura-gateway", "healthcheck"]
+    CMD ["/usr/local/bin/infura-gateway", "healthcheck", "-url", "http://127.0.0.1:9090/health"]
 ENTRYPOINT ["/usr/local/bin/infura-gateway"]

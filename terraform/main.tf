@@ -1,6 +1,7 @@
-# EKS environment for infura-gateway: VPC, EKS (AL2023 managed nodes), ECR,
-# AWS Load Balancer Controller (EKS Pod Identity), optional
-# kube-prometheus-stack, and the gateway chart from ../helm/infura-gateway.
+# EKS environment for infura-gateway: VPC, EKS (AL2023 managed nodes for the system,
+# Karpenter for the rest), ECR, AWS Load Balancer Controller (EKS Pod Identity),
+# ElastiCache (Valkey) for shared limits, optional kube-prometheus-stack, and the
+# gateway chart from ../helm/infura-gateway.
 
 data "aws_availability_zones" "available" {
   state = "available"
@@ -13,6 +14,13 @@ data "aws_availability_zones" "available" {
 
 locals {
   azs = slice(data.aws_availability_zones.available.names, 0, var.az_count)
+
+  # variables.tf checks that this plan neither overlaps nor leaves the VPC.
+  private_subnets = [for i in range(var.az_count) : cidrsubnet(var.vpc_cidr, var.subnet_plan.private_newbits, i)]
+  public_subnets  = [for i in range(var.az_count) : cidrsubnet(var.vpc_cidr, var.subnet_plan.public_newbits, var.subnet_plan.public_offset + i)]
+
+  # Karpenter finds the subnets and the node security group by this tag.
+  karpenter_discovery = { "karpenter.sh/discovery" = var.cluster_name }
 }
 
 module "vpc" {
@@ -24,8 +32,8 @@ module "vpc" {
   azs  = local.azs
 
   # /20 private subnets (pods get VPC IPs with the VPC CNI), /24 public ones.
-  private_subnets = [for i, _ in local.azs : cidrsubnet(var.vpc_cidr, 4, i)]
-  public_subnets  = [for i, _ in local.azs : cidrsubnet(var.vpc_cidr, 8, 48 + i)]
+  private_subnets = local.private_subnets
+  public_subnets  = local.public_subnets
 
   enable_nat_gateway = true
   single_nat_gateway = var.single_nat_gateway
@@ -36,10 +44,10 @@ module "vpc" {
     "kubernetes.io/role/elb"                    = "1"
     "kubernetes.io/cluster/${var.cluster_name}" = "shared"
   }
-  private_subnet_tags = {
+  private_subnet_tags = merge(local.karpenter_discovery, {
     "kubernetes.io/role/internal-elb"           = "1"
     "kubernetes.io/cluster/${var.cluster_name}" = "shared"
-  }
+  })
 }
 
 module "eks" {
@@ -52,24 +60,70 @@ module "eks" {
   endpoint_public_access       = true
   endpoint_public_access_cidrs = var.api_allowed_cidrs
 
-  # The identity running terraform administers the cluster (helm releases below).
+  # Access entries only (no aws-auth ConfigMap). The identity running terraform
+  # administers the cluster (helm releases below); cluster_admin_arns and
+  # cluster_viewer_arns get cluster-scoped access policies.
+  authentication_mode                      = "API"
   enable_cluster_creator_admin_permissions = true
+  access_entries = merge(
+    { for arn in var.cluster_admin_arns : "admin-${arn}" => {
+      principal_arn = arn
+      policy_associations = {
+        admin = {
+          policy_arn   = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+          access_scope = { type = "cluster" }
+        }
+      }
+    } },
+    { for arn in var.cluster_viewer_arns : "viewer-${arn}" => {
+      principal_arn = arn
+      policy_associations = {
+        view = {
+          policy_arn   = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"
+          access_scope = { type = "cluster" }
+        }
+      }
+    } },
+  )
 
+  # Pinned versions (eks_addon_versions): an add-on changes when the variable does,
+  # never by itself (the module's default is the most recent version).
   addons = {
-    coredns    = {}
-    kube-proxy = {}
-    vpc-cni = {
-      before_compute = true
+    coredns = {
+      addon_version               = var.eks_addon_versions["coredns"]
+      resolve_conflicts_on_update = "OVERWRITE"
     }
-    # Pod Identity for the load balancer controller's AWS credentials.
+    kube-proxy = {
+      addon_version               = var.eks_addon_versions["kube-proxy"]
+      resolve_conflicts_on_update = "OVERWRITE"
+    }
+    vpc-cni = {
+      addon_version               = var.eks_addon_versions["vpc-cni"]
+      before_compute              = true
+      resolve_conflicts_on_update = "OVERWRITE"
+      # The network policy agent: without it the chart's NetworkPolicy is accepted
+      # and enforces nothing.
+      configuration_values = jsonencode({
+        enableNetworkPolicy = "true"
+      })
+    }
+    # Pod Identity for the AWS credentials of the load balancer controller and Karpenter.
     eks-pod-identity-agent = {
-      before_compute = true
+      addon_version               = var.eks_addon_versions["eks-pod-identity-agent"]
+      before_compute              = true
+      resolve_conflicts_on_update = "OVERWRITE"
     }
   }
 
   vpc_id     = module.vpc.vpc_id
   subnet_ids = module.vpc.private_subnets
 
+  # Karpenter's nodes get this security group (it selects it by tag); ElastiCache
+  # admits it, and nothing else.
+  node_security_group_tags = local.karpenter_discovery
+
+  # The system nodes: controllers (Karpenter must not run on nodes it manages),
+  # CoreDNS, monitoring. The gateway's pods scale onto Karpenter's nodes.
   eks_managed_node_groups = {
     default = {
       ami_type       = "AL2023_x86_64_STANDARD"
@@ -79,6 +133,10 @@ module "eks" {
       min_size     = var.node_min_size
       max_size     = var.node_max_size
       desired_size = var.node_desired_size
+
+      labels = {
+        "karpenter.sh/controller" = "true"
+      }
     }
   }
 }

@@ -22,3 +22,23 @@ output "gateway_url" {
   description = "HTTP base URL of the gateway (websockets: ws://<hostname>/socket2socket)."
   value       = "http://${try(data.kubernetes_service_v1.gateway.status[0].load_balancer[0].ingress[0].hostname, "<pending>")}"
 }
+
+output "gateway_image_digest" {
+  description = "Digest of the deployed gateway image (gateway_image_tag in ECR)."
+  value       = data.aws_ecr_image.gateway.image_digest
+}
+
+output "redis_endpoint" {
+  description = "host:port of the ElastiCache (Valkey) primary the gateway uses for shared limits (TLS, AUTH token); empty without redis_enabled."
+  value       = local.redis_address
+}
+
+output "redis_auth_token_secret_arn" {
+  description = "Secrets Manager secret holding the ElastiCache AUTH token (and the address)."
+  value       = try(aws_secretsmanager_secret.redis_auth_token[0].arn, "")
+}
+
+output "karpenter_node_role_name" {
+  description = "IAM role of the nodes Karpenter launches (named by the EC2NodeClass)."
+  value       = module.karpenter.node_iam_role_name
+}

@@ -16,15 +16,72 @@ variable "cluster_name" {
 }
 
 variable "kubernetes_version" {
-  description = "EKS Kubernetes version (the chart needs 1.30+ for the native preStop sleep)."
+  description = "EKS Kubernetes version (the chart needs 1.30+ for the native preStop sleep). Bump eks_addon_versions with it."
   type        = string
   default     = "1.33"
+
+  validation {
+    condition     = can(regex("^1\\.(3[0-9])$", var.kubernetes_version))
+    error_message = "kubernetes_version: a minor version such as 1.33 (1.30 or later)."
+  }
+}
+
+variable "eks_addon_versions" {
+  description = <<-EOT
+    Pinned EKS add-on versions, for kubernetes_version (defaults: EKS 1.33). A new one:
+    aws eks describe-addon-versions --kubernetes-version 1.33 --addon-name vpc-cni --query 'addons[].addonVersions[].addonVersion'
+    kube-proxy must match the cluster's minor version.
+  EOT
+  type        = map(string)
+  default = {
+    "coredns"                = "v1.12.4-eksbuild.1"
+    "kube-proxy"             = "v1.33.5-eksbuild.2"
+    "vpc-cni"                = "v1.20.1-eksbuild.3"
+    "eks-pod-identity-agent" = "v1.3.10-eksbuild.2"
+  }
+
+  validation {
+    condition     = length(setsubtract(["coredns", "kube-proxy", "vpc-cni", "eks-pod-identity-agent"], keys(var.eks_addon_versions))) == 0
+    error_message = "eks_addon_versions must pin coredns, kube-proxy, vpc-cni and eks-pod-identity-agent."
+  }
+  validation {
+    condition     = alltrue([for v in values(var.eks_addon_versions) : can(regex("^v[0-9]+\\.[0-9]+\\.[0-9]+-eksbuild\\.[0-9]+$", v))])
+    error_message = "eks_addon_versions: each version is an EKS add-on version such as v1.20.1-eksbuild.3, never latest."
+  }
+  validation {
+    condition     = startswith(lookup(var.eks_addon_versions, "kube-proxy", ""), "v${var.kubernetes_version}.")
+    error_message = "eks_addon_versions[\"kube-proxy\"] must match kubernetes_version (v<minor>.<patch>-eksbuild.<n>): bump the add-ons with the cluster."
+  }
 }
 
 variable "vpc_cidr" {
-  description = "CIDR block of the VPC; split into public and private subnets across the availability zones."
+  description = "CIDR block of the VPC (IPv4, /16 to /20); split into public and private subnets across the availability zones."
   type        = string
   default     = "10.42.0.0/16"
+
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && can(regex("^[0-9.]+/(1[6-9]|20)$", var.vpc_cidr))
+    error_message = "vpc_cidr: an IPv4 CIDR from /16 to /20, e.g. 10.42.0.0/16."
+  }
+}
+
+variable "subnet_plan" {
+  description = "How vpc_cidr is split: private subnet i is cidrsubnet(vpc_cidr, private_newbits, i), public subnet i is cidrsubnet(vpc_cidr, public_newbits, public_offset + i). The defaults give /20 private and /24 public subnets in a /16."
+  type = object({
+    private_newbits = number
+    public_newbits  = number
+    public_offset   = number
+  })
+  default = {
+    private_newbits = 4
+    public_newbits  = 8
+    public_offset   = 48
+  }
+
+  validation {
+    condition     = var.subnet_plan.private_newbits >= 1 && var.subnet_plan.public_newbits >= var.subnet_plan.private_newbits && var.subnet_plan.public_offset >= 0
+    error_message = "subnet_plan: private_newbits >= 1, public_newbits >= private_newbits (public subnets are the smaller ones), public_offset >= 0."
+  }
 }
 
 variable "az_count" {
@@ -33,8 +90,23 @@ variable "az_count" {
   default     = 3
 
   validation {
-    condition     = var.az_count >= 2 && var.az_count <= 4
-    error_message = "az_count must be between 2 and 4."
+    condition     = var.az_count >= 2 && var.az_count <= 6
+    error_message = "az_count must be between 2 and 6."
+  }
+  # The subnets must not overlap and must fit in the VPC. Measured in addresses from
+  # the start of vpc_cidr: the private subnets cover [0, az_count * private size), the
+  # public ones start at public_offset * public size.
+  validation {
+    condition = try(
+      var.az_count * pow(2, 32 - tonumber(split("/", var.vpc_cidr)[1]) - var.subnet_plan.private_newbits)
+      <= var.subnet_plan.public_offset * pow(2, 32 - tonumber(split("/", var.vpc_cidr)[1]) - var.subnet_plan.public_newbits),
+      false
+    )
+    error_message = "az_count: the private subnets overlap the public ones (subnet_plan.public_offset is too low for this many zones). With the default plan, 4 zones need public_offset >= 64, 5 need 80, 6 need 96."
+  }
+  validation {
+    condition     = var.subnet_plan.public_offset + var.az_count <= pow(2, var.subnet_plan.public_newbits)
+    error_message = "az_count: the public subnets do not fit in vpc_cidr (public_offset + az_count > 2^public_newbits)."
   }
 }
 
@@ -50,8 +122,30 @@ variable "api_allowed_cidrs" {
   default     = ["0.0.0.0/0"]
 }
 
+variable "cluster_admin_arns" {
+  description = "IAM principals (roles or users) given cluster-admin through EKS access entries (AmazonEKSClusterAdminPolicy). The identity running Terraform gets it too (enable_cluster_creator_admin_permissions)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.cluster_admin_arns : can(regex("^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:", a))])
+    error_message = "cluster_admin_arns: IAM role or user ARNs."
+  }
+}
+
+variable "cluster_viewer_arns" {
+  description = "IAM principals given read-only access through EKS access entries (AmazonEKSViewPolicy)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.cluster_viewer_arns : can(regex("^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:", a))])
+    error_message = "cluster_viewer_arns: IAM role or user ARNs."
+  }
+}
+
 variable "node_instance_types" {
-  description = "Instance types of the AL2023 managed node group."
+  description = "Instance types of the AL2023 managed node group (system pods, the Karpenter controller; Karpenter adds nodes for the rest)."
   type        = list(string)
   default     = ["m7i.large", "m6i.large"]
 }
@@ -64,6 +158,50 @@ variable "node_capacity_type" {
   validation {
     condition     = contains(["ON_DEMAND", "SPOT"], var.node_capacity_type)
     error_message = "node_capacity_type must be ON_DEMAND or SPOT."
+  }
+}
+
+variable "karpenter_chart_version" {
+  description = "Version of the Karpenter Helm chart (oci://public.ecr.aws/karpenter/karpenter); Karpenter 1.5+ supports EKS 1.33."
+  type        = string
+  default     = "1.6.0"
+
+  validation {
+    condition     = can(regex("^1\\.[0-9]+\\.[0-9]+$", var.karpenter_chart_version))
+    error_message = "karpenter_chart_version: a Karpenter v1 release such as 1.6.0."
+  }
+}
+
+variable "karpenter_ami_alias" {
+  description = "AMI of Karpenter's nodes as an EC2NodeClass alias: al2023@<release of awslabs/amazon-eks-ami>. Pinned, so new AMIs roll out when you bump it (al2023@latest would replace nodes on every AMI release)."
+  type        = string
+  default     = "al2023@v20250807"
+
+  validation {
+    condition     = can(regex("^al2023@(v[0-9]{8}|latest)$", var.karpenter_ami_alias))
+    error_message = "karpenter_ami_alias: al2023@vYYYYMMDD (or al2023@latest)."
+  }
+}
+
+variable "karpenter_capacity_types" {
+  description = "Capacity types Karpenter may launch. Spot interruptions close every websocket of the node: keep on-demand for the gateway unless clients tolerate it."
+  type        = list(string)
+  default     = ["on-demand"]
+
+  validation {
+    condition     = length(var.karpenter_capacity_types) > 0 && alltrue([for c in var.karpenter_capacity_types : contains(["on-demand", "spot"], c)])
+    error_message = "karpenter_capacity_types: on-demand and/or spot."
+  }
+}
+
+variable "karpenter_cpu_limit" {
+  description = "Most vCPUs Karpenter may provision in total. It must cover autoscaling.maxReplicas pods twice during a 100% surge rollout (values-eks.yaml: 12 x 500m x 2 = 12 vCPUs) plus headroom."
+  type        = number
+  default     = 64
+
+  validation {
+    condition     = var.karpenter_cpu_limit >= 16
+    error_message = "karpenter_cpu_limit: at least 16 vCPUs (a 100% surge rollout of the EKS profile's 12 pods needs 12)."
   }
 }
 
@@ -122,8 +260,13 @@ variable "gateway_namespace" {
 }
 
 variable "gateway_image_tag" {
-  description = "Tag of the gateway image in ECR to deploy (tags are immutable: push a new tag per release)."
+  description = "Tag of the gateway image in ECR to deploy (tags are immutable: push a new tag per release). Deployed by the digest ECR reports for it; passed to Helm as a string, so an all-digit tag stays a tag."
   type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.gateway_image_tag))
+    error_message = "gateway_image_tag: a Docker tag (letters, digits, _ . -, at most 128 characters)."
+  }
 }
 
 variable "infura_project_id" {
@@ -141,15 +284,120 @@ variable "infura_project_secret" {
 }
 
 variable "gateway_upstream_http_url" {
-  description = "Upstream JSON-RPC HTTP URL for a self-hosted node; empty keeps the chart default."
+  description = "Upstream JSON-RPC HTTP URL of a single self-hosted node or provider. One of infura_project_id, this, or gateway_upstreams is required."
   type        = string
   default     = ""
+
+  validation {
+    condition     = var.gateway_upstream_http_url == "" || can(regex("^https?://", var.gateway_upstream_http_url))
+    error_message = "gateway_upstream_http_url: an http:// or https:// URL."
+  }
+  # Without an upstream the pods point at 127.0.0.1:8545, never serve, and the helm
+  # release waits until it times out: refuse it at plan time instead.
+  validation {
+    condition     = var.gateway_upstream_http_url != "" || var.infura_project_id != "" || length(var.gateway_upstreams) > 0
+    error_message = "No upstream: set infura_project_id (TF_VAR_infura_project_id), gateway_upstream_http_url, or gateway_upstreams."
+  }
+  validation {
+    condition     = !(length(var.gateway_upstreams) > 0 && (var.gateway_upstream_http_url != "" || var.gateway_upstream_ws_url != ""))
+    error_message = "Set either gateway_upstreams (the configuration file) or gateway_upstream_http_url/ws_url, not both."
+  }
 }
 
 variable "gateway_upstream_ws_url" {
-  description = "Upstream JSON-RPC websocket URL for a self-hosted node; empty keeps the chart default."
+  description = "Upstream JSON-RPC websocket URL of the single upstream; \"off\" disables the websocket paths; empty keeps the chart default (Infura's with infura_project_id)."
   type        = string
   default     = ""
+
+  validation {
+    condition     = contains(["", "off"], var.gateway_upstream_ws_url) || can(regex("^wss?://", var.gateway_upstream_ws_url))
+    error_message = "gateway_upstream_ws_url: a ws:// or wss:// URL, or off."
+  }
+}
+
+variable "gateway_upstreams" {
+  description = "Several upstreams, rendered by the chart into the gateway's configuration file (config.upstreams). Secrets as $${VAR} references only, with VAR in gateway_upstream_secrets."
+  type = list(object({
+    name          = string
+    http          = string
+    ws            = optional(string)
+    user          = optional(string)
+    password      = optional(string)
+    tier          = optional(string, "primary")
+    weight        = optional(number)
+    max_in_flight = optional(number)
+    archive       = optional(bool)
+    methods = optional(object({
+      allow = optional(list(string), [])
+      deny  = optional(list(string), [])
+    }))
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue([for u in var.gateway_upstreams : can(regex("^[a-z0-9_-]+$", u.name))]) && length(distinct([for u in var.gateway_upstreams : u.name])) == length(var.gateway_upstreams)
+    error_message = "gateway_upstreams: names are unique and match [a-z0-9_-]+ (they are metric labels)."
+  }
+  validation {
+    condition     = alltrue([for u in var.gateway_upstreams : contains(["primary", "fallback"], u.tier)]) && (length(var.gateway_upstreams) == 0 || anytrue([for u in var.gateway_upstreams : u.tier == "primary"]))
+    error_message = "gateway_upstreams: tier is primary or fallback, and at least one upstream is primary."
+  }
+  validation {
+    condition     = alltrue([for u in var.gateway_upstreams : alltrue([for s in [u.user, u.password] : s == null || can(regex("^$|^\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}$", s))])])
+    error_message = "gateway_upstreams: user and password are $${VAR} references (the value goes in gateway_upstream_secrets), never the secret itself."
+  }
+}
+
+variable "gateway_upstream_secrets" {
+  description = "Values of the $${VAR} references of gateway_upstreams (e.g. ALCHEMY_KEY), stored in a Kubernetes Secret the pods read as environment variables. They end up in the Terraform state: keep it encrypted."
+  type        = map(string)
+  default     = {}
+  sensitive   = true
+
+  validation {
+    condition     = alltrue([for k in keys(var.gateway_upstream_secrets) : can(regex("^[A-Za-z_][A-Za-z0-9_]*$", k))])
+    error_message = "gateway_upstream_secrets: keys are environment variable names."
+  }
+}
+
+variable "gateway_egress_ports" {
+  description = "Extra TCP ports the gateway's NetworkPolicy lets it reach; DNS, 443, Redis and the ports of the upstream URLs (a node on :8545; the chart reads them) are always open."
+  type        = list(number)
+  default     = []
+}
+
+variable "redis_enabled" {
+  description = "Create an ElastiCache (Valkey) replication group for limits and the cache tier shared by the gateway's pods. Without it each pod limits on its own."
+  type        = bool
+  default     = true
+}
+
+variable "redis_node_type" {
+  description = "ElastiCache node type."
+  type        = string
+  default     = "cache.t4g.small"
+}
+
+variable "redis_engine_version" {
+  description = "Valkey engine version of the replication group (parameter group default.valkey<major>)."
+  type        = string
+  default     = "8.0"
+
+  validation {
+    condition     = can(regex("^[78]\\.[0-9]+$", var.redis_engine_version))
+    error_message = "redis_engine_version: a Valkey version such as 8.0."
+  }
+}
+
+variable "redis_num_cache_clusters" {
+  description = "Nodes in the replication group: 1 primary plus replicas; 2 or more enables Multi-AZ automatic failover."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.redis_num_cache_clusters >= 1 && var.redis_num_cache_clusters <= 6
+    error_message = "redis_num_cache_clusters: 1 to 6."
+  }
 }
 
 variable "tags" {

@@ -15,5 +15,9 @@ terraform {
       source  = "hashicorp/kubernetes"
       version = "~> 2.36"
     }
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.6"
+    }
   }
 }

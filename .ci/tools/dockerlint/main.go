@@ -267,6 +267,10 @@ func Policy(dt []byte) []string {
 			health = len(t) >= 3 && t[0] == "CMD" && slices.Contains(t[2:], "healthcheck")
 			if !health {
 				p = append(p, fmt.Sprintf("HEALTHCHECK %v: want exec form CMD running the binary's healthcheck subcommand", t))
+			} else if i := slices.Index(t, "-url"); i < 0 || i+1 >= len(t) || !strings.HasSuffix(t[i+1], "/health") {
+				// Liveness, not readiness: a draining or starting gateway is alive, and
+				// an orchestrator restarts containers whose health check fails.
+				p = append(p, fmt.Sprintf("HEALTHCHECK %v: want -url ending in /health (liveness), never /readyz", t))
 			}
 		case *instructions.RunCommand:
 			p = append(p, "runtime stage must not RUN anything (distroless has no shell)")

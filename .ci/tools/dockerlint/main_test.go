@@ -105,6 +105,23 @@ func TestBrokenDockerfileIsAnError(t *testing.T) {
 	}
 }
 
+// The image's health check is liveness: a probe of /readyz would mark a draining or
+// starting gateway unhealthy and get it restarted.
+func TestReadinessHealthcheckIsRejected(t *testing.T) {
+	base := "FROM golang:1.26.8 AS build\nRUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build CGO_ENABLED=0 go build -trimpath -ldflags \"-s -w -X main.version=$VERSION\" -o /x .\n" +
+		"FROM gcr.io/distroless/static-debian12:nonroot\nUSER 65532:65532\nENTRYPOINT [\"/x\"]\n"
+	for hc, want := range map[string]bool{
+		`HEALTHCHECK CMD ["/x", "healthcheck"]`:                                         false,
+		`HEALTHCHECK CMD ["/x", "healthcheck", "-url", "http://127.0.0.1:8000/readyz"]`: false,
+		`HEALTHCHECK CMD ["/x", "healthcheck", "-url", "http://127.0.0.1:9090/health"]`: true,
+	} {
+		p := Policy([]byte(base + hc + "\n"))
+		if ok := !contains(p, "HEALTHCHECK"); ok != want {
+			t.Errorf("%s: accepted=%v, want %v (%v)", hc, ok, want, p)
+		}
+	}
+}
+
 func TestBadDockerignoreIsRejected(t *testing.T) {
 	p := CheckDockerignore(read(t, "testdata/bad.dockerignore"))
 	for _, want := range []string{".envrc", "terraform.tfstate", ".bin/infura-gateway"} {

@@ -795,8 +795,29 @@ func (d *docs) helm(where, cwd string, args []string) {
 	}
 }
 
-// kubectl create secret: the keys are the ones the chart reads by default.
+// kubectl create secret: the keys are the ones the chart reads by default. kubectl
+// label namespace: the label is the one Terraform sets and the chart's NOTES name (the
+// AWS Load Balancer Controller's readiness-gate label). kubectl create namespace: fine.
 func (d *docs) kubectl(where string, args []string) {
+	if len(args) == 3 && args[0] == "create" && args[1] == "namespace" {
+		return
+	}
+	if len(args) == 4 && args[0] == "label" && args[1] == "namespace" {
+		key, value, _ := strings.Cut(args[3], "=")
+		tf := ""
+		files, _ := filepath.Glob(filepath.Join(root, "terraform", "*.tf"))
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			tf += string(b)
+		}
+		if !regexp.MustCompile(regexp.QuoteMeta(strconv.Quote(key)) + `\s*=\s*` + regexp.QuoteMeta(strconv.Quote(value))).MatchString(tf) {
+			d.errorf(where, "terraform/*.tf does not set the namespace label %s=%s", key, value)
+		}
+		if !strings.Contains(read(d.t, "helm/infura-gateway/templates/NOTES.txt"), args[3]) {
+			d.errorf(where, "the chart's NOTES.txt does not name the namespace label %s", args[3])
+		}
+		return
+	}
 	if len(args) < 3 || args[0] != "create" || args[1] != "secret" {
 		d.errorf(where, "kubectl %s: no check knows this", strings.Join(args, " "))
 		return

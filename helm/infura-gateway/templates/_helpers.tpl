@@ -40,12 +40,82 @@ app.kubernetes.io/part-of: infura-gateway
 {{- end }}
 {{- end }}
 
+{{/* The gateway image: by digest when one is given (the tag stays as a readable hint). */}}
 {{- define "infura-gateway.image" -}}
+{{- $repo := required "image.repository is required: push the image built from the repository's Dockerfile to your registry (nothing publishes a default one)" .Values.image.repository }}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s:%s@%s" $repo $tag .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- printf "%s:%s" $repo $tag }}
 {{- end }}
+{{- end }}
+
+{{- define "infura-gateway.testImage" -}}
+{{- $i := .Values.tests.image }}
+{{- if $i.digest }}
+{{- printf "%s:%s@%s" $i.repository $i.tag $i.digest }}
+{{- else }}
+{{- printf "%s:%s" $i.repository $i.tag }}
+{{- end }}
+{{- end }}
+
+{{/*
+Bytes of a Kubernetes memory quantity (512Mi, 1Gi, 1.5G, 268435456), as a float.
+The schema admits only these forms.
+*/}}
+{{- define "infura-gateway.bytes" -}}
+{{- $q := toString . }}
+{{- $mult := 1.0 }}
+{{- $units := dict "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "k" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0 "m" 0.001 }}
+{{- range $suffix, $m := $units }}
+{{- if hasSuffix $suffix $q }}
+{{- $q = trimSuffix $suffix $q }}
+{{- $mult = $m }}
+{{- end }}
+{{- end }}
+{{- mulf (float64 $q) $mult }}
+{{- end }}
+
+{{/* GOMEMLIMIT in bytes: goMemLimitPercent of the container's memory limit. */}}
+{{- define "infura-gateway.goMemLimit" -}}
+{{- $limit := include "infura-gateway.bytes" .Values.resources.limits.memory | float64 }}
+{{- mulf $limit .Values.goMemLimitPercent 0.01 | floor | int64 }}
+{{- end }}
+
+{{/* Whether the gateway gets a Redis address (a value or a Secret key). */}}
+{{- define "infura-gateway.redis" -}}
+{{- if or .Values.redis.address (and .Values.redis.existingSecret .Values.redis.existingSecretAddressKey) }}true{{ end }}
+{{- end }}
+
+{{/* The Redis port, for the NetworkPolicy: from redis.address, else 6379. */}}
+{{- define "infura-gateway.redisPort" -}}
+{{- if .Values.redis.address }}{{ last (splitList ":" .Values.redis.address) }}{{ else }}6379{{ end }}
+{{- end }}
+
+{{/*
+The gateway's configuration file (CONFIG_FILE), from config.upstreams and the
+sections next to it; empty when no upstream list is given. Keys are the file's own
+(snake_case); the gateway decodes it strictly.
+*/}}
+{{- define "infura-gateway.configFile" -}}
+{{- with .Values.config }}
+{{- if .upstreams }}
+{{- $file := dict "upstreams" .upstreams }}
+{{- range $k := list "routing" "health" "keys" "plans" "costs" "anonymous" "clients" }}
+{{- with index $.Values.config $k }}
+{{- $_ := set $file $k . }}
+{{- end }}
+{{- end }}
+{{- toYaml $file }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The dashboard's uid: at most 40 characters, unique per namespace and release. */}}
+{{- define "infura-gateway.dashboardUID" -}}
+{{- $full := include "infura-gateway.fullname" . }}
+{{- printf "%s-%s" ($full | trunc 27 | trimSuffix "-") (printf "%s/%s" .Release.Namespace $full | sha256sum | trunc 12) }}
 {{- end }}
 
 {{/* Name of the Secret holding the Infura credentials, empty when none. */}}
@@ -102,4 +172,103 @@ seccompProfile:
 {{- if and .Values.infura.existingSecret .Values.infura.projectId }}
 {{- fail "set either infura.existingSecret or infura.projectId/projectSecret, not both" }}
 {{- end }}
+{{- /* An upstream is required: without one the pods point at 127.0.0.1:8545 and never serve. */}}
+{{- $c := .Values.config }}
+{{- $_ := required "no upstream configured: set config.upstreams, config.upstreamHttpUrl, or the Infura credentials (infura.existingSecret or infura.projectId)" (or $c.upstreams $c.upstreamHttpUrl (include "infura-gateway.secretName" .)) }}
+{{- if and $c.upstreams (or $c.upstreamHttpUrl $c.upstreamWsUrl) }}
+{{- fail "set either config.upstreams (the configuration file) or config.upstreamHttpUrl/upstreamWsUrl, not both: the file replaces the upstream flags" }}
+{{- end }}
+{{- $names := dict }}
+{{- $primaries := 0 }}
+{{- range $c.upstreams }}
+{{- if hasKey $names .name }}
+{{- fail (printf "config.upstreams: the name %q is used twice (names are metric labels)" .name) }}
+{{- end }}
+{{- $_ := set $names .name true }}
+{{- if ne (.tier | default "primary") "fallback" }}{{ $primaries = add1 $primaries }}{{ end }}
+{{- end }}
+{{- if and $c.upstreams (eq $primaries 0) }}
+{{- fail "config.upstreams: every upstream is a fallback; make at least one tier: primary" }}
+{{- end }}
+{{- range ($c.keys.entries | default list) }}
+{{- if not (hasKey ($c.plans | default dict) .plan) }}
+{{- fail (printf "config.keys.entries: key %q uses plan %q, which config.plans does not define" .name .plan) }}
+{{- end }}
+{{- end }}
+{{- with $c.anonymous.plan }}
+{{- if not (hasKey ($c.plans | default dict) .) }}
+{{- fail (printf "config.anonymous.plan %q is not defined in config.plans" .) }}
+{{- end }}
+{{- end }}
+{{- if and (not $c.upstreams) (or $c.routing $c.health $c.keys $c.plans $c.costs $c.anonymous $c.clients) }}
+{{- fail "config.routing/health/keys/plans/costs/anonymous/clients go into the configuration file, which needs config.upstreams" }}
+{{- end }}
+{{- /* Redis: the address from a value or from the Secret, the password only from a Secret. */}}
+{{- $r := .Values.redis }}
+{{- if and $r.address $r.existingSecretAddressKey }}
+{{- fail "set either redis.address or redis.existingSecretAddressKey, not both" }}
+{{- end }}
+{{- if and $r.existingSecretAddressKey (not $r.existingSecret) }}
+{{- fail "redis.existingSecretAddressKey needs redis.existingSecret" }}
+{{- end }}
+{{- if and $r.existingSecret (not (include "infura-gateway.redis" .)) }}
+{{- fail "redis.existingSecret is set without an address: set redis.address or redis.existingSecretAddressKey" }}
+{{- end }}
+{{- /* The NLB must not cut connections the gateway is still draining. */}}
+{{- $tga := index .Values.service.annotations "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes" | default "" }}
+{{- range splitList "," $tga }}
+{{- $kv := splitList "=" (trim .) }}
+{{- if and (eq (len $kv) 2) (eq (first $kv) "deregistration_delay.timeout_seconds") }}
+{{- if lt (int (last $kv)) (int $needed) }}
+{{- fail (printf "deregistration_delay.timeout_seconds=%s is shorter than preStopSleepSeconds + drainDelaySeconds + shutdownTimeoutSeconds (%d): the NLB would reset connections the gateway is still draining" (last $kv) (int $needed)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and .Values.service.requirePodReadinessGate (not (include "infura-gateway.readinessGateLabelled" .)) }}
+{{- $ns := lookup "v1" "Namespace" "" .Release.Namespace }}
+{{- if $ns }}
+{{- fail (printf "namespace %s lacks the label elbv2.k8s.aws/pod-readiness-gate-inject=enabled: without the AWS Load Balancer Controller's readiness gate a rollout removes old NLB targets before new ones are healthy (kubectl label namespace %s elbv2.k8s.aws/pod-readiness-gate-inject=enabled, then install again)" .Release.Namespace .Release.Namespace) }}
+{{- end }}
+{{- end }}
+{{- if not .Values.resources.limits.memory }}
+{{- fail "resources.limits.memory is required: GOMEMLIMIT is derived from it" }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when the release namespace carries the AWS Load Balancer Controller's pod
+readiness gate label; empty when it does not, or when there is no cluster to ask
+(helm template, --dry-run=client).
+*/}}
+{{- define "infura-gateway.readinessGateLabelled" -}}
+{{- $ns := lookup "v1" "Namespace" "" .Release.Namespace }}
+{{- if $ns }}
+{{- if eq (index ($ns.metadata.labels | default dict) "elbv2.k8s.aws/pod-readiness-gate-inject" | default "") "enabled" }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the Service is an NLB with ip targets (the readiness gate applies). */}}
+{{- define "infura-gateway.nlbIPTargets" -}}
+{{- if and (eq .Values.service.type "LoadBalancer") (eq (index .Values.service.annotations "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type" | default "") "ip") }}true{{ end }}
+{{- end }}
+
+{{/*
+Ports of the upstream URLs other than the scheme's default (a node on :8545/:8546),
+comma-separated, for the NetworkPolicy's egress.
+*/}}
+{{- define "infura-gateway.upstreamPorts" -}}
+{{- $urls := list .Values.config.upstreamHttpUrl .Values.config.upstreamWsUrl }}
+{{- range .Values.config.upstreams }}
+{{- $urls = append $urls .http }}
+{{- $urls = append $urls (.ws | default "") }}
+{{- end }}
+{{- $ports := list }}
+{{- range $urls }}
+{{- $m := regexFind "^[a-z]+://([^/@]*@)?[^/:@]+:[0-9]+" . }}
+{{- if $m }}
+{{- $p := last (splitList ":" $m) }}
+{{- if not (has $p $ports) }}{{ $ports = append $ports $p }}{{ end }}
+{{- end }}
+{{- end }}
+{{- join "," $ports }}
 {{- end }}

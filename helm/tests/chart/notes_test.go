@@ -31,10 +31,11 @@ func copyDir(t *testing.T, src, dst string) {
 	}
 }
 
-// NOTES.txt is not part of `helm template` output, and `helm install
-// --dry-run` cannot take --kube-version: render it by wrapping it in a
-// ConfigMap template inside a copy of the chart.
-func TestNotesRender(t *testing.T) {
+// renderNotes renders NOTES.txt, which is not part of `helm template` output (and
+// `helm install --dry-run` cannot take --kube-version), by wrapping it in a ConfigMap
+// template inside a copy of the chart.
+func renderNotes(t *testing.T, args ...string) string {
+	t.Helper()
 	chart := filepath.Join(t.TempDir(), "infura-gateway")
 	copyDir(t, chartDir, chart)
 	notes, err := os.ReadFile(filepath.Join(chart, "templates", "NOTES.txt"))
@@ -52,26 +53,34 @@ data:
 	if err := os.WriteFile(filepath.Join(chart, "templates", "zz-notes.yaml"), []byte(wrapper), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Profiles are given as paths into the real chart; the copy renders the same.
+	out, err := helm(append([]string{"template", "gw", chart, "--kube-version", kubeVersion, "--namespace", "gw",
+		"--show-only", "templates/zz-notes.yaml"}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := decodeAll(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.get(t, "ConfigMap", "notes-under-test").(*corev1.ConfigMap).Data["notes"]
+}
+
+func TestNotesRender(t *testing.T) {
 	cases := map[string]struct {
 		args []string
 		want []string
 	}{
-		"default": {nil, []string{"port-forward svc/gw-infura-gateway 8000:8000", "helm test gw", "no Infura credentials configured"}},
-		"eks existing secret": {[]string{"-f", filepath.Join(chart, "values-eks.yaml"), "--set", "infura.existingSecret=creds"},
-			[]string{"load balancer", "rollout restart deploy/gw-infura-gateway", "ServiceMonitor", "Grafana"}},
+		"default": {values(""), []string{"port-forward svc/gw-infura-gateway 8000:8000", "helm test gw", "port-forward svc/gw-infura-gateway-metrics 9090:9090"}},
+		"eks existing secret": {append(values("values-eks.yaml"), monitoringAPIs...),
+			[]string{"load balancer", "rollout restart deploy/gw-infura-gateway", "ServiceMonitor gw-infura-gateway", "Grafana"}},
+		// Monitoring asked for on a cluster without prometheus-operator's CRDs: skipped, and said so.
+		"eks without CRDs": {values("values-eks.yaml"), []string{"no ServiceMonitor was rendered", "the alert rules were not rendered"}},
+		"config file":      {values("values-full.yaml"), []string{"ConfigMap gateway-full-config", "rolls the pods"}},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			out, err := helm(append([]string{"template", "gw", chart, "--kube-version", kubeVersion, "--namespace", "gw",
-				"--show-only", "templates/zz-notes.yaml"}, c.args...)...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := decodeAll(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			text := r.get(t, "ConfigMap", "notes-under-test").(*corev1.ConfigMap).Data["notes"]
+			text := renderNotes(t, c.args...)
 			for _, w := range c.want {
 				if !strings.Contains(text, w) {
 					t.Errorf("NOTES lack %q:\n%s", w, text)

@@ -14,6 +14,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,9 +32,19 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// runbookBase is where files/alerts.yaml links by default (metrics.prometheusRule.runbookBaseUrl).
+const runbookBase = "https://github.com/infura-gateway/infura-gateway/blob/main/helm/infura-gateway/RUNBOOK.md"
+
 const (
 	chartDir    = "../../infura-gateway"
 	kubeVersion = "1.32.0"
+)
+
+// base are the values every install must give (the chart has no default image or
+// upstream); monitoringAPIs is what a cluster with prometheus-operator's CRDs reports.
+var (
+	base           = []string{"--set", "image.repository=registry.example.com/infura-gateway", "--set", "config.upstreamHttpUrl=http://geth.ethereum:8545"}
+	monitoringAPIs = []string{"--api-versions", "monitoring.coreos.com/v1/ServiceMonitor", "--api-versions", "monitoring.coreos.com/v1/PrometheusRule"}
 )
 
 // Every kind the chart may render. Anything else fails the test, so a new
@@ -183,9 +196,15 @@ func decodeAll(out []byte) (rendered, error) {
 	return r, nil
 }
 
+// values are the arguments of a profile: values-full.yaml is complete; the default
+// values and values-eks.yaml need an image and an upstream, as every install does.
 func values(name string) []string {
-	if name == "" {
-		return nil
+	switch name {
+	case "":
+		return append([]string{}, base...)
+	case "values-eks.yaml":
+		return []string{"-f", filepath.Join(chartDir, name), "--set", "image.repository=registry.example.com/infura-gateway",
+			"--set", "image.digest=sha256:" + strings.Repeat("ab", 32), "--set", "infura.existingSecret=infura-credentials"}
 	}
 	return []string{"-f", filepath.Join(chartDir, name)}
 }
@@ -199,13 +218,13 @@ func TestProfilesRenderValidObjects(t *testing.T) {
 	}{
 		"default": {"", "gw-infura-gateway", []string{"Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "Pod"}},
 		"eks": {"values-eks.yaml", "gw-infura-gateway", []string{"Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "Pod",
-			"HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule", "ConfigMap"}},
+			"HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule", "ConfigMap", "NetworkPolicy"}},
 		"full": {"values-full.yaml", "gateway-full", []string{"Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "Pod",
 			"HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule", "ConfigMap", "Secret", "NetworkPolicy"}},
 	}
 	for name, p := range profiles {
 		t.Run(name, func(t *testing.T) {
-			r := render(t, "gw", values(p.file)...)
+			r := render(t, "gw", append(values(p.file), monitoringAPIs...)...)
 			got := map[string]int{}
 			for k := range r.objs {
 				got[strings.SplitN(k, "/", 2)[0]]++
@@ -221,7 +240,7 @@ func TestProfilesRenderValidObjects(t *testing.T) {
 			checkDeployment(t, r, p.fullname)
 			checkTestPod(t, r, p.fullname)
 			if r.has("ServiceMonitor", p.fullname) {
-				checkMonitoring(t, r, p.fullname)
+				checkMonitoring(t, r, p.fullname, runbookBaseOf(t, p.file))
 			}
 			if r.has("HorizontalPodAutoscaler", p.fullname) {
 				checkHPA(t, r, p.fullname)
@@ -254,17 +273,31 @@ func checkDeployment(t *testing.T, r rendered, name string) {
 	}
 	c := pod.Containers[0]
 	checkContainerSecurity(t, c)
-	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/health" {
-		t.Errorf("liveness probe must GET /health: %+v", c.LivenessProbe)
+	// Liveness on the admin listener (an overloaded public port must not get the pod
+	// restarted), readiness on the public one (the port the traffic uses).
+	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/health" ||
+		c.LivenessProbe.HTTPGet.Port.String() != "admin" {
+		t.Errorf("liveness probe must GET /health on the admin port: %+v", c.LivenessProbe)
 	}
-	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
-		t.Errorf("readiness probe must GET /readyz: %+v", c.ReadinessProbe)
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" ||
+		c.ReadinessProbe.HTTPGet.Port.String() != "http" {
+		t.Errorf("readiness probe must GET /readyz on the public port: %+v", c.ReadinessProbe)
 	}
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Errorf("resources need cpu/memory requests and a memory limit: %+v", c.Resources)
 	}
-	if len(c.Ports) != 1 || c.Ports[0].ContainerPort != 8000 || c.Ports[0].Name != "http" {
-		t.Errorf("container port must be http/8000: %+v", c.Ports)
+	ports := map[string]int32{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	if len(c.Ports) != 2 || ports["http"] != 8000 || ports["admin"] == 0 || ports["admin"] == 8000 {
+		t.Errorf("container ports must be http/8000 and a separate admin port: %+v", c.Ports)
+	}
+	if args := strings.Join(c.Args, " "); !strings.Contains(args, "-listen :8000") || !strings.Contains(args, fmt.Sprintf("-admin-listen :%d", ports["admin"])) {
+		t.Errorf("args %q must set -listen :8000 and -admin-listen on the admin port", args)
+	}
+	if strings.HasSuffix(c.Image, ":latest") || !strings.Contains(c.Image, ":") {
+		t.Errorf("gateway image must be pinned: %s", c.Image)
 	}
 
 	// Grace period must cover preStop sleep + drain delay + shutdown timeout.
@@ -287,6 +320,19 @@ func checkDeployment(t *testing.T, r rendered, name string) {
 	}
 	if shutdown == 0 {
 		t.Error("SHUTDOWN_TIMEOUT must be set")
+	}
+	// Websocket closes are spread over DRAIN_DELAY: zero would close them all at once.
+	if drain == 0 {
+		t.Error("DRAIN_DELAY must be above zero: the gateway spreads websocket closes over it")
+	}
+	// GOMEMLIMIT: a soft limit below the container's (85-95 %), in bytes.
+	limit := c.Resources.Limits.Memory().Value()
+	gml, err := strconv.ParseInt(env["GOMEMLIMIT"].Value, 10, 64)
+	if err != nil || gml < limit*85/100 || gml > limit*95/100 {
+		t.Errorf("GOMEMLIMIT %q: want 85-95%% of the %d-byte memory limit", env["GOMEMLIMIT"].Value, limit)
+	}
+	if d.Spec.MinReadySeconds == 0 || d.Spec.Strategy.RollingUpdate == nil || d.Spec.Strategy.RollingUpdate.MaxUnavailable.String() != "0" {
+		t.Errorf("rollout needs minReadySeconds and maxUnavailable 0: %d %+v", d.Spec.MinReadySeconds, d.Spec.Strategy.RollingUpdate)
 	}
 
 	// Credentials come only from a Secret, and chart-managed ones roll pods.
@@ -315,8 +361,20 @@ func checkDeployment(t *testing.T, r rendered, name string) {
 			t.Errorf("Service selects %s=%s, pod has %q", k, v, d.Spec.Template.Labels[k])
 		}
 	}
+	// The public Service exposes the public port only: a LoadBalancer Service gets an
+	// NLB listener per port.
 	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != "http" {
-		t.Errorf("Service must target the http port: %+v", svc.Spec.Ports)
+		t.Errorf("Service must target the http port only: %+v", svc.Spec.Ports)
+	}
+	msvc := r.get(t, "Service", name+"-metrics").(*corev1.Service)
+	if msvc.Spec.Type != corev1.ServiceTypeClusterIP || msvc.Spec.ClusterIP != "None" || len(msvc.Spec.Ports) != 1 ||
+		msvc.Spec.Ports[0].TargetPort.String() != "admin" || msvc.Spec.Ports[0].Port != ports["admin"] {
+		t.Errorf("the metrics Service must be headless ClusterIP on the admin port: %+v", msvc.Spec)
+	}
+	for k, v := range msvc.Spec.Selector {
+		if d.Spec.Template.Labels[k] != v {
+			t.Errorf("metrics Service selects %s=%s, pod has %q", k, v, d.Spec.Template.Labels[k])
+		}
 	}
 	sa := pod.ServiceAccountName
 	if r.has("ServiceAccount", sa) {
@@ -369,7 +427,7 @@ func checkTestPod(t *testing.T, r rendered, name string) {
 	}
 	c := p.Spec.Containers[0]
 	checkContainerSecurity(t, c)
-	if strings.HasSuffix(c.Image, ":latest") || !strings.Contains(c.Image, ":") {
+	if strings.HasSuffix(c.Image, ":latest") || !regexp.MustCompile(`:[^/]+$`).MatchString(c.Image) {
 		t.Errorf("test image must be pinned: %s", c.Image)
 	}
 	script := strings.Join(c.Args, " ")
@@ -387,14 +445,48 @@ func checkTestPod(t *testing.T, r rendered, name string) {
 	}
 }
 
-func checkMonitoring(t *testing.T, r rendered, name string) {
+// runbookBaseOf is the runbookBaseUrl a values profile sets, else the chart's default.
+func runbookBaseOf(t *testing.T, file string) string {
+	t.Helper()
+	if file == "" {
+		return runbookBase
+	}
+	var v struct {
+		Metrics struct {
+			PrometheusRule struct {
+				RunbookBaseURL string `json:"runbookBaseUrl"`
+			} `json:"prometheusRule"`
+		} `json:"metrics"`
+	}
+	if err := yaml.Unmarshal(readFile(t, filepath.Join(chartDir, file)), &v); err != nil {
+		t.Fatal(err)
+	}
+	if u := v.Metrics.PrometheusRule.RunbookBaseURL; u != "" {
+		return u
+	}
+	return runbookBase
+}
+
+func checkMonitoring(t *testing.T, r rendered, name, runbookBase string) {
 	t.Helper()
 	sm := r.get(t, "ServiceMonitor", name).(*monitoringv1.ServiceMonitor)
 	if sm.Labels["release"] == "" {
 		t.Error("ServiceMonitor has no release label (kube-prometheus-stack selects on it)")
 	}
-	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "http" || sm.Spec.Endpoints[0].Path != "/metrics" {
-		t.Errorf("ServiceMonitor must scrape port http /metrics: %+v", sm.Spec.Endpoints)
+	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "admin" || sm.Spec.Endpoints[0].Path != "/metrics" {
+		t.Errorf("ServiceMonitor must scrape port admin /metrics: %+v", sm.Spec.Endpoints)
+	}
+	// It selects the metrics Service and never the public one.
+	selects := func(svc *corev1.Service) bool {
+		for k, v := range sm.Spec.Selector.MatchLabels {
+			if svc.Labels[k] != v {
+				return false
+			}
+		}
+		return true
+	}
+	if !selects(r.get(t, "Service", name+"-metrics").(*corev1.Service)) || selects(r.get(t, "Service", name).(*corev1.Service)) {
+		t.Errorf("ServiceMonitor selector %v must match the metrics Service only", sm.Spec.Selector.MatchLabels)
 	}
 	jobFixed := false
 	for _, rl := range sm.Spec.Endpoints[0].RelabelConfigs {
@@ -417,6 +509,9 @@ func checkMonitoring(t *testing.T, r rendered, name string) {
 			if rule.Labels["severity"] == "" || rule.Annotations["summary"] == "" || rule.Annotations["description"] == "" {
 				t.Errorf("alert %s needs severity, summary and description", rule.Alert)
 			}
+			if u := rule.Annotations["runbook_url"]; !strings.HasPrefix(u, runbookBase+"#") {
+				t.Errorf("alert %s: runbook_url %q, want a section of %s", rule.Alert, u, runbookBase)
+			}
 		}
 	}
 	if alerts < 8 {
@@ -426,20 +521,43 @@ func checkMonitoring(t *testing.T, r rendered, name string) {
 	if cm.Labels["grafana_dashboard"] != "1" {
 		t.Errorf("dashboard ConfigMap labels %v: want grafana_dashboard=1", cm.Labels)
 	}
-	var dash struct {
-		UID   string `json:"uid"`
-		Title string `json:"title"`
+	if len(cm.Data) != 1 {
+		t.Fatalf("dashboard ConfigMap keys %v: want one", cm.Data)
 	}
-	if err := json.Unmarshal([]byte(cm.Data["infura-gateway.json"]), &dash); err != nil || dash.UID != "infura-gateway" {
-		t.Errorf("dashboard ConfigMap does not hold the dashboard JSON (uid %q): %v", dash.UID, err)
+	for key, data := range cm.Data {
+		if key != "gw-"+name+".json" {
+			t.Errorf("dashboard key %q: want <namespace>-<fullname>.json (the sidecar writes every key into one folder)", key)
+		}
+		got, want := dashboardJSON(t, []byte(data)), dashboardJSON(t, readFile(t, filepath.Join(chartDir, "files/dashboard.json")))
+		if got["uid"] == want["uid"] || len(got["uid"].(string)) > 40 || !strings.Contains(got["title"].(string), "gw/"+name) {
+			t.Errorf("dashboard uid %q / title %q must come from the release (and a uid fits in 40 characters)", got["uid"], got["title"])
+		}
+		for _, k := range []string{"uid", "title"} {
+			delete(got, k)
+			delete(want, k)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Error("dashboard ConfigMap differs from files/dashboard.json beyond uid and title")
+		}
 	}
-	canonical, err := os.ReadFile(filepath.Join(chartDir, "files/dashboard.json"))
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.TrimSpace(cm.Data["infura-gateway.json"]) != strings.TrimSpace(string(canonical)) {
-		t.Error("dashboard ConfigMap differs from files/dashboard.json")
+	return b
+}
+
+func dashboardJSON(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("dashboard JSON: %v", err)
 	}
+	return m
 }
 
 func checkHPA(t *testing.T, r rendered, name string) {
@@ -465,9 +583,23 @@ func checkNetworkPolicy(t *testing.T, r rendered, name string) {
 	t.Helper()
 	np := r.get(t, "NetworkPolicy", name).(*networkingv1.NetworkPolicy)
 	ingress8000 := false
+	d := r.get(t, "Deployment", name).(*appsv1.Deployment)
+	var admin int
+	for _, p := range d.Spec.Template.Spec.Containers[0].Ports {
+		if p.Name == "admin" {
+			admin = int(p.ContainerPort)
+		}
+	}
 	for _, in := range np.Spec.Ingress {
 		for _, p := range in.Ports {
 			ingress8000 = ingress8000 || (p.Port != nil && p.Port.IntValue() == 8000)
+			// The admin port only from named peers: an empty from admits everyone.
+			if p.Port != nil && p.Port.IntValue() == admin && len(in.From) == 0 {
+				t.Errorf("NetworkPolicy admits every source to the admin port %d", admin)
+			}
+		}
+		if len(in.Ports) == 0 {
+			t.Error("NetworkPolicy ingress rule without ports admits the admin port too")
 		}
 	}
 	egress := map[int]bool{}
@@ -490,6 +622,16 @@ func checkNetworkPolicy(t *testing.T, r rendered, name string) {
 // Balancer Controller and a websocket-friendly idle timeout on its listener.
 func TestEKSProfileNLB(t *testing.T) {
 	r := render(t, "gw", values("values-eks.yaml")...)
+	d := r.get(t, "Deployment", "gw-infura-gateway").(*appsv1.Deployment)
+	pod := d.Spec.Template.Spec
+	// Websocket-heavy rollouts: the whole new set first, each new pod Ready (in the
+	// target group, through the readiness gate) for a while before it counts.
+	if ru := d.Spec.Strategy.RollingUpdate; ru == nil || ru.MaxSurge.String() != "100%" || d.Spec.MinReadySeconds < 10 {
+		t.Errorf("EKS rollout: want maxSurge 100%% and minReadySeconds >= 10, got %+v / %d", ru, d.Spec.MinReadySeconds)
+	}
+	if !strings.Contains(pod.Containers[0].Image, "@sha256:") {
+		t.Errorf("EKS image %q: pin it by digest", pod.Containers[0].Image)
+	}
 	svc := r.get(t, "Service", "gw-infura-gateway").(*corev1.Service)
 	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
 		t.Fatalf("EKS Service type %s, want LoadBalancer", svc.Spec.Type)
@@ -510,10 +652,44 @@ func TestEKSProfileNLB(t *testing.T) {
 	if _, err := fmt.Sscanf(a[listener], "tcp.idle_timeout.seconds=%d", &idle); err != nil || idle < 600 || idle > 6000 {
 		t.Errorf("%s=%q: want tcp.idle_timeout.seconds in [600, 6000] for websockets", listener, a[listener])
 	}
+	// The NLB keeps a deregistering target's connections for the deregistration delay,
+	// then resets them: the gateway must have closed its websockets and drained by then.
+	var dereg int
+	for _, kv := range strings.Split(a["service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"], ",") {
+		fmt.Sscanf(kv, "deregistration_delay.timeout_seconds=%d", &dereg)
+	}
+	env := map[string]string{}
+	for _, e := range pod.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	preStop := pod.Containers[0].Lifecycle.PreStop.Sleep.Seconds
+	drain, shutdown := seconds(t, env["DRAIN_DELAY"]), seconds(t, env["SHUTDOWN_TIMEOUT"])
+	if int64(dereg) < preStop+drain+shutdown {
+		t.Errorf("deregistration delay %d s < preStop %d + drain %d + shutdown %d", dereg, preStop, drain, shutdown)
+	}
+	// The NLB goes on sending new connections for a while after deregistration starts.
+	if preStop < 20 || drain < 30 {
+		t.Errorf("EKS preStop %d s / drain %d s: NLB deregistration takes tens of seconds to stop new connections", preStop, drain)
+	}
+}
+
+// The namespace label that makes the AWS Load Balancer Controller inject its
+// readiness gate: without it, the chart warns (helm template cannot see the
+// cluster; against one, requirePodReadinessGate fails the install).
+func TestReadinessGateNotes(t *testing.T) {
+	notes := renderNotes(t, values("values-eks.yaml")...)
+	for _, w := range []string{"kubectl label namespace gw elbv2.k8s.aws/pod-readiness-gate-inject=enabled", "admin port 9090"} {
+		if !strings.Contains(notes, w) {
+			t.Errorf("EKS NOTES lack %q:\n%s", w, notes)
+		}
+	}
+	if strings.Contains(renderNotes(t, values("")...), "readiness-gate") {
+		t.Error("NOTES talk about the NLB readiness gate for a ClusterIP Service")
+	}
 }
 
 func TestDefaultIsClusterIP(t *testing.T) {
-	r := render(t, "gw")
+	r := render(t, "gw", values("")...)
 	if s := r.get(t, "Service", "gw-infura-gateway").(*corev1.Service); s.Spec.Type != corev1.ServiceTypeClusterIP {
 		t.Errorf("default Service type %s, want ClusterIP", s.Spec.Type)
 	}
@@ -523,7 +699,7 @@ func TestDefaultIsClusterIP(t *testing.T) {
 // an existingSecret must be referenced without the chart creating one.
 func TestSecretHandling(t *testing.T) {
 	sum := func(secret string) string {
-		r := render(t, "gw", "--set", "infura.projectId=abc", "--set", "infura.projectSecret="+secret)
+		r := render(t, "gw", "--set", "image.repository=r/gw", "--set", "infura.projectId=abc", "--set", "infura.projectSecret="+secret)
 		d := r.get(t, "Deployment", "gw-infura-gateway").(*appsv1.Deployment)
 		return d.Spec.Template.Annotations["checksum/secret"]
 	}
@@ -532,7 +708,7 @@ func TestSecretHandling(t *testing.T) {
 		t.Errorf("checksum/secret does not follow the secret: %q vs %q", a, b)
 	}
 
-	r := render(t, "gw", "--set", "infura.existingSecret=infura-creds", "--set", "infura.existingSecretProjectIdKey=id")
+	r := render(t, "gw", "--set", "image.repository=r/gw", "--set", "infura.existingSecret=infura-creds", "--set", "infura.existingSecretProjectIdKey=id")
 	if r.has("Secret", "gw-infura-gateway") {
 		t.Error("chart created a Secret although existingSecret is set")
 	}
@@ -561,8 +737,10 @@ func TestLintStrict(t *testing.T) {
 	}
 	for _, f := range append([]string{""}, profiles...) {
 		args := []string{"lint", "--strict", "--kube-version", kubeVersion, chartDir}
-		if f != "" {
-			args = append(args, "-f", f)
+		if f == "" {
+			args = append(args, values("")...)
+		} else {
+			args = append(args, values(filepath.Base(f))...)
 		}
 		out, err := helm(args...)
 		if err != nil {
@@ -592,10 +770,20 @@ func TestBadValuesAreRejected(t *testing.T) {
 		"hpa without a target":     {[]string{"--set", "autoscaling.enabled=true", "--set", "autoscaling.targetCPUUtilizationPercentage=0"}, "targetCPUUtilizationPercentage", false},
 		"secret without id":        {[]string{"--set", "infura.projectSecret=s"}, "projectId", false},
 		"secret twice":             {[]string{"--set", "infura.projectId=a", "--set", "infura.existingSecret=b"}, "existingSecret", false},
+		"bad ws url":               {[]string{"--set", "config.upstreamWsUrl=offline"}, "upstreamWsUrl", true},
+		"admin on the public port": {[]string{"--set", "admin.port=8000"}, "admin", true},
+		"empty metricsFrom":        {[]string{"--set-json", "networkPolicy.metricsFrom=[]"}, "metricsFrom", true},
+		"no metricsFrom":           {[]string{"--set", "networkPolicy.metricsFrom=null"}, "metricsFrom", true},
+		"GOMEMLIMIT over limit":    {[]string{"--set", "goMemLimitPercent=120"}, "goMemLimitPercent", true},
+		"zero surge":               {[]string{"--set", "rollout.maxSurge=0%"}, "maxSurge", true},
+		"bad runbook url":          {[]string{"--set", "metrics.prometheusRule.runbookBaseUrl=runbook.md"}, "runbookBaseUrl", true},
+		"bad test image digest":    {[]string{"--set", "tests.image.digest=latest"}, "digest", true},
+		"dereg shorter than drain": {[]string{"--set-string", "service.annotations.service\\.beta\\.kubernetes\\.io/aws-load-balancer-target-group-attributes=deregistration_delay.timeout_seconds=30"}, "deregistration_delay", false},
+		"no memory limit":          {[]string{"--set", "resources.limits.memory=null"}, "limits.memory", false},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			out, err := helm(append([]string{"template", "gw", chartDir, "--kube-version", kubeVersion}, c.set...)...)
+			out, err := helm(append(append([]string{"template", "gw", chartDir, "--kube-version", kubeVersion}, base...), c.set...)...)
 			if err == nil {
 				t.Fatalf("helm template accepted bad values %v:\n%.400s", c.set, out)
 			}
@@ -605,7 +793,7 @@ func TestBadValuesAreRejected(t *testing.T) {
 			if !c.schema {
 				return
 			}
-			if out, err := helm(append([]string{"lint", "--strict", chartDir, "--kube-version", kubeVersion}, c.set...)...); err == nil {
+			if out, err := helm(append(append([]string{"lint", "--strict", chartDir, "--kube-version", kubeVersion}, base...), c.set...)...); err == nil {
 				t.Errorf("helm lint --strict accepted bad values %v:\n%s", c.set, out)
 			}
 		})

@@ -1,7 +1,8 @@
 // Package observability checks the Grafana dashboard and the Prometheus alert rules
-// against each other, against the metric list of helm/README.md and against the
-// metrics a real gateway exposes. Standard library only: PromQL is parsed by promtool (the
-// Debian prometheus package), not by linking the Prometheus Go module.
+// against each other, against the metric list of helm/README.md, against the runbook
+// and against the metrics a real gateway exposes on its admin port, configured with
+// the file the chart renders. PromQL is parsed by promtool (the Debian prometheus
+// package), not by linking the Prometheus Go module.
 package observability
 
 import (
@@ -20,12 +21,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sigs.k8s.io/yaml"
 )
 
 const (
 	root          = "../../.."
 	dashboardPath = root + "/helm/infura-gateway/files/dashboard.json"
 	alertsPath    = root + "/helm/infura-gateway/files/alerts.yaml"
+	runbookPath   = root + "/helm/infura-gateway/RUNBOOK.md"
+	chartDir      = root + "/helm/infura-gateway"
 	// The "## Metrics" section of the chart's README lists every metric family the
 	// dashboard and alerts may use.
 	contractPath = root + "/helm/README.md"
@@ -203,6 +208,90 @@ func TestDashboardStructure(t *testing.T) {
 	}
 }
 
+// The dashboard's details: cores are not a percentage, one axis has one unit, pods
+// are shown by name, memory next to its limit, 5xx ratios over user routes only.
+func TestDashboardDetails(t *testing.T) {
+	dt, err := os.ReadFile(dashboardPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			ID          int    `json:"id"`
+			Type        string `json:"type"`
+			Title       string `json:"title"`
+			FieldConfig struct {
+				Defaults struct {
+					Unit   string `json:"unit"`
+					Custom struct {
+						AxisLabel string `json:"axisLabel"`
+					} `json:"custom"`
+				} `json:"defaults"`
+			} `json:"fieldConfig"`
+			Targets []struct {
+				Expr         string `json:"expr"`
+				LegendFormat string `json:"legendFormat"`
+			} `json:"targets"`
+		} `json:"panels"`
+		Templating struct {
+			List []struct {
+				Name string `json:"name"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(dt, &d); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]bool{}
+	for _, v := range d.Templating.List {
+		vars[v.Name] = true
+	}
+	if !vars["pod"] || vars["instance"] {
+		t.Error("the dashboard selects pods by name ($pod), not by IP:port ($instance)")
+	}
+	memLimit := false
+	for _, p := range d.Panels {
+		where := fmt.Sprintf("panel %d %q", p.ID, p.Title)
+		unit := p.FieldConfig.Defaults.Unit
+		var quantile, rate, increase, other int
+		var exprs string
+		for _, tg := range p.Targets {
+			exprs += tg.Expr + "\n"
+			if strings.Contains(tg.LegendFormat, "{{instance}}") || regexp.MustCompile(`\bby \([^)]*\binstance\b`).MatchString(tg.Expr) {
+				t.Errorf("%s: shows instance (IP:port); use pod", where)
+			}
+			switch {
+			case strings.Contains(tg.Expr, "histogram_quantile("):
+				quantile++
+			case strings.Contains(tg.Expr, "increase("):
+				increase++
+			case strings.Contains(tg.Expr, "rate("):
+				rate++
+			default:
+				other++
+			}
+			if strings.Contains(tg.Expr, "gateway_requests_total") && strings.Contains(tg.Expr, `code=~"5.."`) &&
+				!strings.Contains(tg.Expr, `route!~"health|ws_health|readyz|metrics`) {
+				t.Errorf("%s: a 5xx ratio that counts probes and /metrics: %s", where, tg.Expr)
+			}
+		}
+		// Quantiles (seconds) never share an axis with counts or rates, nor do
+		// per-interval increases with per-second rates.
+		if quantile > 0 && quantile < len(p.Targets) || increase > 0 && rate > 0 {
+			t.Errorf("%s: mixes units on one axis (%d quantiles, %d rates, %d increases, %d others)", where, quantile, rate, increase, other)
+		}
+		if strings.Contains(exprs, "process_cpu_seconds_total") && (unit == "percentunit" || p.FieldConfig.Defaults.Custom.AxisLabel != "cores") {
+			t.Errorf("%s: CPU is in cores: unit %q, axis %q", where, unit, p.FieldConfig.Defaults.Custom.AxisLabel)
+		}
+		if strings.Contains(exprs, "process_resident_memory_bytes") && strings.Contains(exprs, "go_memlimit_bytes") {
+			memLimit = true
+		}
+	}
+	if !memLimit {
+		t.Error("no memory panel with the memory limit (go_memlimit_bytes) line")
+	}
+}
+
 func TestDashboardExprsParse(t *testing.T) {
 	exprs := dashboardExprs(t, loadDashboard(t))
 	out, err := checkExprs(exprs)
@@ -228,8 +317,10 @@ func referenced(t *testing.T, histograms map[string]bool) map[string][]string {
 	t.Helper()
 	refs := map[string][]string{}
 	add := func(where, q string) {
-		// Label matchers and legend strings are not metric names.
+		// Label matchers and legend strings are not metric names, nor are recording
+		// rules' names (level:metric:operations).
 		q = regexp.MustCompile(`"[^"]*"`).ReplaceAllString(q, `""`)
+		q = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*:[A-Za-z0-9_:]+`).ReplaceAllString(q, "")
 		q = regexp.MustCompile(`\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)`).ReplaceAllString(q, "")
 		q = regexp.MustCompile(`\{[^}]*\}`).ReplaceAllString(q, "{}")
 		for _, m := range metricToken.FindAllString(q, -1) {
@@ -258,7 +349,8 @@ func referenced(t *testing.T, histograms map[string]bool) map[string][]string {
 			inExpr = true
 			add(fmt.Sprintf("alerts.yaml:%d", i+1), strings.TrimPrefix(trimmed, "expr:"))
 			continue
-		case strings.HasPrefix(trimmed, "for:"), strings.HasPrefix(trimmed, "labels:"), strings.HasPrefix(trimmed, "- alert:"):
+		case strings.HasPrefix(trimmed, "for:"), strings.HasPrefix(trimmed, "labels:"), strings.HasPrefix(trimmed, "- alert:"),
+			strings.HasPrefix(trimmed, "- record:"):
 			inExpr = false
 		}
 		if inExpr {
@@ -322,8 +414,12 @@ func TestMetricsExistInContract(t *testing.T) {
 	}
 }
 
-// Build the gateway, start it against closed upstream ports, scrape /metrics
-// and check every family the dashboard and alerts use is exposed.
+// The gateway the chart deploys: the configuration file rendered from
+// values-full.yaml (every section: several upstreams, keys, plans, costs), its
+// upstreams and Redis on closed ports, the admin listener apart from the public one.
+// Checked: the binary accepts the chart's file, /metrics is on the admin port only,
+// /readyz answers 200 although no upstream answers, and every family the dashboard
+// and alerts use is exposed, with HELP (promtool check metrics).
 func TestLiveGatewayExposesReferencedMetrics(t *testing.T) {
 	bin := os.Getenv("GATEWAY_BIN")
 	if bin == "" {
@@ -334,30 +430,66 @@ func TestLiveGatewayExposesReferencedMetrics(t *testing.T) {
 			t.Fatalf("go build of the gateway: %v\n%s", err, out)
 		}
 	}
-	addr := freeAddr(t)
-	closed := freeAddr(t) // nothing listens there: upstream calls fail fast
-	cmd := exec.Command(bin, "-listen", addr, "-upstream-http", "http://"+closed, "-upstream-ws", "ws://"+closed, "-log-level", "error")
+	public, admin := freeAddr(t), freeAddr(t)
+	closed := freeAddr(t) // nothing listens there: upstream and Redis calls fail fast
+	config := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(config, []byte(chartConfigFile(t, closed)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-listen", public, "-admin-listen", admin, "-config", config, "-log-level", "error")
+	// What the chart's Secrets provide: the ${VAR}s of the file, Redis.
+	cmd.Env = append(os.Environ(), "INFURA_PROJECT_ID=test-project", "INFURA_PROJECT_SECRET=test-secret", "ALCHEMY_KEY=test-key",
+		"REDIS_ADDR="+closed, "REDIS_TLS=false", "REDIS_PASSWORD=test-password")
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
 
 	var body []byte
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err == nil {
-			body, err = readAll(resp)
-			if err == nil && resp.StatusCode == 200 {
-				break
-			}
+		status, b, err := get("http://" + admin + "/metrics")
+		if err == nil && status == 200 {
+			body = b
+			break
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("the gateway exited (%v) with the chart's configuration file:\n%s\nfile:\n%s", err, logs.String(), readFileString(t, config))
+		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no /metrics from the gateway at %s: %v\n%s", addr, err, logs.String())
+			t.Fatalf("no /metrics on the admin listener %s: %v\n%s", admin, err, logs.String())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The public listener serves neither metrics nor profiles; both listeners answer
+	// the probes, and readiness does not depend on the (dead) upstreams.
+	for _, c := range []struct {
+		url  string
+		want func(int) bool
+		what string
+	}{
+		{"http://" + public + "/metrics", func(s int) bool { return s != 200 }, "must not be served on the public port"},
+		{"http://" + public + "/debug/pprof/", func(s int) bool { return s != 200 }, "must not be served on the public port"},
+		{"http://" + public + "/health", func(s int) bool { return s == 200 }, "liveness on the public port"},
+		{"http://" + public + "/readyz", func(s int) bool { return s == 200 }, "readiness: started and not draining, whatever the upstreams"},
+		{"http://" + admin + "/health", func(s int) bool { return s == 200 }, "liveness on the admin port (the chart's livenessProbe)"},
+		{"http://" + admin + "/readyz", func(s int) bool { return s == 200 }, "readiness on the admin port"},
+	} {
+		status, _, err := get(c.url)
+		if err != nil || !c.want(status) {
+			t.Errorf("GET %s: %d %v: %s", c.url, status, err, c.what)
+		}
 	}
 
 	types := map[string]string{} // family -> type, from # TYPE lines
@@ -372,7 +504,7 @@ func TestLiveGatewayExposesReferencedMetrics(t *testing.T) {
 			samples[strings.FieldsFunc(line, func(r rune) bool { return r == '{' || r == ' ' })[0]] = true
 		}
 	}
-	_, histograms := contractFamilies(t)
+	families, histograms := contractFamilies(t)
 	for fam, where := range referenced(t, histograms) {
 		if scrapeSynthetic[fam] {
 			continue
@@ -381,10 +513,24 @@ func TestLiveGatewayExposesReferencedMetrics(t *testing.T) {
 			t.Errorf("metric family %s (used in %s) is not exposed by the gateway's /metrics", fam, where[0])
 		}
 	}
+	var missing []string
+	for fam := range families {
+		if _, ok := types[fam]; !ok {
+			missing = append(missing, fam)
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Errorf("families of the helm/README.md list not on the admin /metrics: %v", missing)
+	}
 	for h := range histograms {
 		if typ, ok := types[h]; ok && typ != "histogram" {
 			t.Errorf("%s is a %s, the contract (and histogram_quantile) needs a Prometheus histogram", h, typ)
 		}
+	}
+	// The latency SLO counts requests under one bucket boundary: it must exist.
+	if le := sloBucket(t); !regexp.MustCompile(`(?m)^gateway_request_duration_seconds_bucket\{[^}]*le="` + regexp.QuoteMeta(le) + `"`).Match(body) {
+		t.Errorf("gateway_request_duration_seconds has no le=%q bucket, which the latency SLO rules count", le)
 	}
 
 	// promtool's exposition-format lint: exit 1 is a format error, exit 3
@@ -395,6 +541,79 @@ func TestLiveGatewayExposesReferencedMetrics(t *testing.T) {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
+
+// sloBucket is the le the latency SLO rules of alerts.yaml use.
+func sloBucket(t *testing.T) string {
+	t.Helper()
+	m := regexp.MustCompile(`gateway_request_duration_seconds_bucket\{[^}]*le="([^"]+)"`).FindSubmatch(readFile(t, alertsPath))
+	if m == nil {
+		t.Fatal("alerts.yaml: no latency SLO bucket")
+	}
+	return string(m[1])
+}
+
+func get(url string) (int, []byte, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, nil, err
+	}
+	b, err := readAll(resp)
+	return resp.StatusCode, b, err
+}
+
+// chartConfigFile is the configuration file the chart renders from values-full.yaml,
+// with every upstream pointed at addr (nothing listens there).
+func chartConfigFile(t *testing.T, addr string) string {
+	t.Helper()
+	modfile, err := filepath.Abs(root + "/.ci/tools/go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tool := exec.Command("go", "tool", "-modfile="+modfile, "-n", "helm")
+	tool.Dir = filepath.Dir(modfile)
+	out, err := tool.Output()
+	if err != nil {
+		t.Fatalf("go tool -n helm: %v", err)
+	}
+	args := []string{"template", "gw", chartDir, "--kube-version", "1.32.0", "-f", chartDir + "/values-full.yaml",
+		"--show-only", "templates/configmap.yaml"}
+	for i, u := range []struct{ http, ws string }{
+		{"http://" + addr + "/v3/${INFURA_PROJECT_ID}", "ws://" + addr + "/ws/v3/${INFURA_PROJECT_ID}"},
+		{"http://" + addr, "ws://" + addr},
+		{"http://" + addr + "/v2/${ALCHEMY_KEY}", ""},
+	} {
+		args = append(args, "--set-string", fmt.Sprintf("config.upstreams[%d].http=%s", i, u.http))
+		if u.ws != "" {
+			args = append(args, "--set-string", fmt.Sprintf("config.upstreams[%d].ws=%s", i, u.ws))
+		}
+	}
+	render := exec.Command(strings.TrimSpace(string(out)), args...)
+	var stderr bytes.Buffer
+	render.Stderr = &stderr
+	manifest, err := render.Output()
+	if err != nil {
+		t.Fatalf("helm %v: %v\n%s", args, err, stderr.String())
+	}
+	var cm struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := yaml.Unmarshal(manifest, &cm); err != nil || cm.Data["config.yaml"] == "" {
+		t.Fatalf("no config.yaml in the rendered ConfigMap: %v\n%s", err, manifest)
+	}
+	return cm.Data["config.yaml"]
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func readFileString(t *testing.T, path string) string { return string(readFile(t, path)) }
 
 func readAll(resp *http.Response) ([]byte, error) {
 	defer resp.Body.Close()
@@ -411,4 +630,101 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+type rulesFile struct {
+	Groups []struct {
+		Name  string `json:"name"`
+		Rules []struct {
+			Alert       string            `json:"alert"`
+			Record      string            `json:"record"`
+			Expr        string            `json:"expr"`
+			For         string            `json:"for"`
+			Labels      map[string]string `json:"labels"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"rules"`
+	} `json:"groups"`
+}
+
+type ruleTests struct {
+	Tests []struct {
+		AlertRuleTest []struct {
+			EvalTime  string `json:"eval_time"`
+			Alertname string `json:"alertname"`
+			ExpAlerts []struct {
+				ExpLabels map[string]string `json:"exp_labels"`
+			} `json:"exp_alerts"`
+		} `json:"alert_rule_test"`
+	} `json:"tests"`
+}
+
+const runbookURL = "https://github.com/infura-gateway/infura-gateway/blob/main/helm/infura-gateway/RUNBOOK.md"
+
+// Every alert is deliberate: a severity, words for the person paged, a runbook
+// section that exists, and promtool tests where it fires and where it stays quiet,
+// for each of its severities. Every runbook section belongs to an alert.
+func TestAlertsHaveRunbooksAndTests(t *testing.T) {
+	var rules rulesFile
+	if err := yaml.UnmarshalStrict(readFile(t, alertsPath), &rules); err != nil {
+		t.Fatal(err)
+	}
+	runbook := string(readFile(t, runbookPath))
+	sections := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^## (\S+)\s*$`).FindAllStringSubmatch(runbook, -1) {
+		sections[m[1]] = true
+	}
+	fires, quiet := map[string]bool{}, map[string]bool{} // alertname/severity, alertname
+	files, _ := filepath.Glob("*_test.yaml")
+	for _, f := range files {
+		var rt ruleTests
+		if err := yaml.Unmarshal(readFile(t, f), &rt); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, tc := range rt.Tests {
+			for _, a := range tc.AlertRuleTest {
+				if len(a.ExpAlerts) == 0 {
+					quiet[a.Alertname] = true
+				}
+				for _, e := range a.ExpAlerts {
+					fires[a.Alertname+"/"+e.ExpLabels["severity"]] = true
+				}
+			}
+		}
+	}
+	alerts := map[string]bool{}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "" {
+				continue
+			}
+			alerts[r.Alert] = true
+			sev := r.Labels["severity"]
+			if sev != "critical" && sev != "warning" {
+				t.Errorf("%s: severity %q, want critical (pages) or warning (ticket)", r.Alert, sev)
+			}
+			if r.Annotations["summary"] == "" || r.Annotations["description"] == "" {
+				t.Errorf("%s: needs a summary and a description", r.Alert)
+			}
+			if want := runbookURL + "#" + strings.ToLower(r.Alert); r.Annotations["runbook_url"] != want {
+				t.Errorf("%s: runbook_url %q, want %q", r.Alert, r.Annotations["runbook_url"], want)
+			}
+			if !sections[r.Alert] {
+				t.Errorf("%s: RUNBOOK.md has no section \"## %s\"", r.Alert, r.Alert)
+			}
+			if !fires[r.Alert+"/"+sev] {
+				t.Errorf("%s (%s): no promtool test where it fires", r.Alert, sev)
+			}
+			if !quiet[r.Alert] {
+				t.Errorf("%s: no promtool test where it stays quiet", r.Alert)
+			}
+		}
+	}
+	for s := range sections {
+		if !alerts[s] {
+			t.Errorf("RUNBOOK.md section %q is for no alert of alerts.yaml", s)
+		}
+	}
+	if len(alerts) < 10 {
+		t.Errorf("read only %d alerts from %s", len(alerts), alertsPath)
+	}
 }

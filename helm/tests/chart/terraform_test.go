@@ -1,0 +1,135 @@
+package chart
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The values Terraform gives the chart (terraform/modules/gateway-values, a module
+// without providers, so it runs offline) render into valid objects with values-eks.yaml,
+// with the shapes the schema wants: booleans stay booleans, tags stay strings.
+func TestTerraformValuesRender(t *testing.T) {
+	tf, err := exec.LookPath("terraform")
+	if err != nil {
+		t.Fatal("terraform is needed (as for ./task lint:tf): ", err)
+	}
+	module, err := filepath.Abs("../../../terraform/modules/gateway-values")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]struct {
+		inputs string
+		check  func(t *testing.T, r rendered)
+	}{
+		"upstream list, Redis, egress ports": {`
+  install_monitoring   = true
+  vpc_cidr             = "10.42.0.0/16"
+  egress_ports         = [8545, 8546]
+  upstreams = [
+    { name = "infura", http = "https://mainnet.infura.io/v3/$${INFURA_PROJECT_ID}", ws = "wss://mainnet.infura.io/ws/v3/$${INFURA_PROJECT_ID}", password = "$${INFURA_PROJECT_SECRET}", weight = 2, methods = { deny = ["trace_"] } },
+    { name = "alchemy", http = "https://eth-mainnet.g.alchemy.com/v2/$${ALCHEMY_KEY}", tier = "fallback", archive = true },
+  ]
+  upstream_secret_name = "infura-gateway-upstreams"
+  redis_address        = "master.gw.abc123.euw1.cache.amazonaws.com:6379"
+  redis_secret_name    = "infura-gateway-redis"`,
+			func(t *testing.T, r rendered) {
+				_, c := gateway(t, r, "infura-gateway")
+				env := envOf(c)
+				if env["CONFIG_FILE"].Value == "" || env["REDIS_ADDR"].Value != "master.gw.abc123.euw1.cache.amazonaws.com:6379" ||
+					env["REDIS_TLS"].Value != "true" || env["REDIS_PASSWORD"].ValueFrom.SecretKeyRef.Name != "infura-gateway-redis" {
+					t.Errorf("configuration file and Redis env: %v", env)
+				}
+				if len(c.EnvFrom) != 1 || c.EnvFrom[0].SecretRef.Name != "infura-gateway-upstreams" {
+					t.Errorf("envFrom %+v", c.EnvFrom)
+				}
+				np := toYAML(t, r.get(t, "NetworkPolicy", "infura-gateway"))
+				for _, p := range []string{"port: 8545", "port: 8546", "port: 6379", "cidr: 10.42.0.0/16"} {
+					if !strings.Contains(np, p) {
+						t.Errorf("NetworkPolicy lacks %q:\n%s", p, np)
+					}
+				}
+				if !r.has("ServiceMonitor", "infura-gateway") || !r.has("ConfigMap", "infura-gateway-dashboard") {
+					t.Error("install_monitoring = true renders no ServiceMonitor or dashboard")
+				}
+			}},
+		"one node, websockets off, no Redis, no monitoring": {`
+  install_monitoring = false
+  vpc_cidr           = "10.42.0.0/16"
+  upstream_http_url  = "http://geth.ethereum.svc.cluster.local:8545"
+  upstream_ws_url    = "off"`,
+			func(t *testing.T, r rendered) {
+				_, c := gateway(t, r, "infura-gateway")
+				env := envOf(c)
+				if env["UPSTREAM_HTTP_URL"].Value != "http://geth.ethereum.svc.cluster.local:8545" || env["UPSTREAM_WS_URL"].Value != "off" {
+					t.Errorf("single upstream env: %v", env)
+				}
+				if _, ok := env["REDIS_ADDR"]; ok {
+					t.Error("REDIS_ADDR without Redis")
+				}
+				if r.has("ServiceMonitor", "infura-gateway") {
+					t.Error("install_monitoring = false renders a ServiceMonitor")
+				}
+			}},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			// Not t.TempDir: helm splits -f on commas, and the test names have some.
+			dir, err := os.MkdirTemp("", "tfvalues")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			main := fmt.Sprintf("module \"values\" {\n  source = %q\n%s\n}\n\noutput \"documents\" {\n  value = module.values.documents\n}\n", module, c.inputs)
+			if err := os.WriteFile(filepath.Join(dir, "main.tf"), []byte(main), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			run := func(args ...string) []byte {
+				cmd := exec.Command(tf, args...)
+				cmd.Dir = dir
+				cmd.Env = append(os.Environ(), "TF_IN_AUTOMATION=1", "TF_INPUT=0")
+				out, err := cmd.Output()
+				if err != nil {
+					stderr := ""
+					if ee, ok := err.(*exec.ExitError); ok {
+						stderr = string(ee.Stderr)
+					}
+					t.Fatalf("terraform %v: %v\n%s%s", args, err, out, stderr)
+				}
+				return out
+			}
+			run("init", "-backend=false", "-no-color")
+			run("apply", "-auto-approve", "-no-color")
+			var docs []string
+			if err := json.Unmarshal(run("output", "-json", "documents"), &docs); err != nil {
+				t.Fatal(err)
+			}
+			args := append(values("values-eks.yaml"), monitoringAPIs...)
+			args = append(args, "--set-string", "image.tag=20250101", "--set-string", "infura.projectId=p", "--set", "infura.existingSecret=")
+			for i, d := range docs {
+				f := filepath.Join(dir, fmt.Sprintf("values-%d.yaml", i))
+				if err := os.WriteFile(f, []byte(d), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "-f", f)
+			}
+			out, err := helm(append([]string{"template", "infura-gateway", chartDir, "--kube-version", kubeVersion, "--namespace", "infura-gateway"}, args...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := decodeAll(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, gw := gateway(t, r, "infura-gateway")
+			if !strings.Contains(gw.Image, ":20250101@sha256:") {
+				t.Errorf("an all-digit tag must stay a tag, next to the digest: %s", gw.Image)
+			}
+			c.check(t, r)
+		})
+	}
+}

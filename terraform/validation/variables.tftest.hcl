@@ -1,0 +1,195 @@
+# Tests of the input validation of ../variables.tf. `./task lint:tf` runs them offline:
+# it copies variables.tf and this file into an empty directory (no provider, no
+# module, nothing to download) and runs `terraform test` there. Every validation
+# refers to variables only, so the copy validates exactly as the configuration does.
+
+variables {
+  gateway_image_tag = "v0.1.0"
+  infura_project_id = "test-project"
+}
+
+run "defaults_are_valid" {
+  command = plan
+}
+
+# The old plan (public subnets from netnum 48) with 4 zones: private subnet 3 covers
+# 10.42.48.0/20, the first public subnet is 10.42.48.0/24.
+run "four_zones_overlap_with_the_default_plan" {
+  command = plan
+  variables {
+    az_count = 4
+  }
+  expect_failures = [var.az_count]
+}
+
+run "four_zones_with_public_subnets_moved_up" {
+  command = plan
+  variables {
+    az_count    = 4
+    subnet_plan = { private_newbits = 4, public_newbits = 8, public_offset = 64 }
+  }
+}
+
+run "six_zones_do_not_fit_a_small_vpc" {
+  command = plan
+  variables {
+    vpc_cidr = "10.0.0.0/20"
+    az_count = 6
+  }
+  expect_failures = [var.az_count]
+}
+
+run "public_subnets_past_the_vpc" {
+  command = plan
+  variables {
+    subnet_plan = { private_newbits = 4, public_newbits = 8, public_offset = 254 }
+  }
+  expect_failures = [var.az_count]
+}
+
+run "vpc_cidr_must_be_a_cidr" {
+  command = plan
+  variables {
+    vpc_cidr = "10.42.0.0"
+  }
+  expect_failures = [var.vpc_cidr]
+}
+
+run "no_upstream_is_refused" {
+  command = plan
+  variables {
+    infura_project_id = ""
+  }
+  expect_failures = [var.gateway_upstream_http_url]
+}
+
+run "a_node_url_is_an_upstream" {
+  command = plan
+  variables {
+    infura_project_id         = ""
+    gateway_upstream_http_url = "http://geth.ethereum.svc.cluster.local:8545"
+    gateway_upstream_ws_url   = "off"
+  }
+}
+
+run "an_upstream_list_is_an_upstream" {
+  command = plan
+  variables {
+    infura_project_id = ""
+    gateway_upstreams = [
+      { name = "alchemy", http = "https://eth-mainnet.g.alchemy.com/v2/$${ALCHEMY_KEY}" },
+      { name = "backup", http = "https://rpc.example.com", tier = "fallback", password = "$${BACKUP_PASSWORD}" },
+    ]
+    gateway_upstream_secrets = { ALCHEMY_KEY = "k", BACKUP_PASSWORD = "p" }
+  }
+}
+
+run "list_and_url_together_are_refused" {
+  command = plan
+  variables {
+    gateway_upstreams         = [{ name = "alchemy", http = "https://eth-mainnet.g.alchemy.com/v2/$${ALCHEMY_KEY}" }]
+    gateway_upstream_http_url = "http://geth:8545"
+  }
+  expect_failures = [var.gateway_upstream_http_url]
+}
+
+run "a_literal_password_is_refused" {
+  command = plan
+  variables {
+    gateway_upstreams = [{ name = "backup", http = "https://rpc.example.com", password = "hunter2" }]
+  }
+  expect_failures = [var.gateway_upstreams]
+}
+
+run "duplicate_upstream_names_are_refused" {
+  command = plan
+  variables {
+    gateway_upstreams = [{ name = "a", http = "https://a.example.com" }, { name = "a", http = "https://b.example.com" }]
+  }
+  expect_failures = [var.gateway_upstreams]
+}
+
+run "fallbacks_only_are_refused" {
+  command = plan
+  variables {
+    gateway_upstreams = [{ name = "a", http = "https://a.example.com", tier = "fallback" }]
+  }
+  expect_failures = [var.gateway_upstreams]
+}
+
+run "secret_names_are_variable_names" {
+  command = plan
+  variables {
+    gateway_upstream_secrets = { "alchemy-key" = "k" }
+  }
+  expect_failures = [var.gateway_upstream_secrets]
+}
+
+run "ws_url_is_a_websocket_url" {
+  command = plan
+  variables {
+    gateway_upstream_ws_url = "https://mainnet.infura.io"
+  }
+  expect_failures = [var.gateway_upstream_ws_url]
+}
+
+# An all-digit tag is a valid tag; the release passes it to Helm as a string.
+run "an_all_digit_tag_is_a_tag" {
+  command = plan
+  variables {
+    gateway_image_tag = "20250101"
+  }
+}
+
+run "a_tag_with_spaces_is_refused" {
+  command = plan
+  variables {
+    gateway_image_tag = "v1 final"
+  }
+  expect_failures = [var.gateway_image_tag]
+}
+
+run "kube_proxy_follows_the_cluster_version" {
+  command = plan
+  variables {
+    kubernetes_version = "1.34"
+  }
+  expect_failures = [var.eks_addon_versions]
+}
+
+run "addons_are_pinned" {
+  command = plan
+  variables {
+    eks_addon_versions = {
+      "coredns"                = "latest"
+      "kube-proxy"             = "v1.33.5-eksbuild.2"
+      "vpc-cni"                = "v1.20.1-eksbuild.3"
+      "eks-pod-identity-agent" = "v1.3.10-eksbuild.2"
+    }
+  }
+  expect_failures = [var.eks_addon_versions]
+}
+
+run "every_addon_is_pinned" {
+  command = plan
+  variables {
+    eks_addon_versions = { "kube-proxy" = "v1.33.5-eksbuild.2" }
+  }
+  expect_failures = [var.eks_addon_versions]
+}
+
+run "admins_are_iam_arns" {
+  command = plan
+  variables {
+    cluster_admin_arns = ["alice"]
+  }
+  expect_failures = [var.cluster_admin_arns]
+}
+
+run "redis_engine_is_valkey" {
+  command = plan
+  variables {
+    redis_engine_version = "latest"
+  }
+  expect_failures = [var.redis_engine_version]
+}
