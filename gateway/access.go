@@ -121,7 +121,7 @@ func newCallerMetrics(s *Server, name string) *tenantMetrics {
 // accessTable is one configuration of keys and plans; a reload swaps it whole.
 type accessTable struct {
 	keys     map[[32]byte]*tenant
-	required bool // keys configured: a call without a valid key gets 401
+	required bool // a call without a key gets 401 (a wrong key always does)
 	anon     *plan
 	costs    *costTable
 }
@@ -148,6 +148,8 @@ const anonIdle = 10 * time.Minute
 
 // KeySettings are the keys, plans and costs of the configuration file.
 type KeySettings struct {
+	// Required: every call needs a valid key. Otherwise a call without one is on the
+	// anonymous plan (a wrong key is still refused).
 	Required bool
 	Keys     []KeyEntry
 	Plans    map[string]PlanEntry
@@ -174,7 +176,7 @@ func (a *access) load(ks KeySettings) error {
 			p.UnitsBurst, p.DailyUnits, p.MaxConnections, p.MaxSubscriptions, name, p.Methods.Allow, p.Methods.Deny)
 		plans[name] = pl
 	}
-	t := &accessTable{keys: map[[32]byte]*tenant{}, required: ks.Required || len(ks.Keys) > 0, costs: newCostTable(ks.Costs)}
+	t := &accessTable{keys: map[[32]byte]*tenant{}, required: ks.Required, costs: newCostTable(ks.Costs)}
 	if ks.Anonymous != "" {
 		t.anon = plans[ks.Anonymous]
 		if t.anon == nil {
@@ -307,20 +309,23 @@ func (a *access) identify(ctx *fasthttp.RequestCtx) (*tenant, *proto.Error) {
 	if t == nil {
 		return nil, nil
 	}
-	key := pathKey(ctx)
-	if len(key) == 0 {
-		if v := ctx.Request.Header.PeekBytes(headerAuthorization); len(v) > len(bearerPrefix) &&
-			bytes.EqualFold(v[:len(bearerPrefix)], bearerPrefix) {
-			key = v[len(bearerPrefix):]
-		} else {
-			key = ctx.Request.Header.PeekBytes(headerAPIKey)
+	var key []byte
+	if len(t.keys) > 0 { // keys off: a key sent anyway is not looked at
+		key = pathKey(ctx)
+		if len(key) == 0 {
+			if v := ctx.Request.Header.PeekBytes(headerAuthorization); len(v) > len(bearerPrefix) &&
+				bytes.EqualFold(v[:len(bearerPrefix)], bearerPrefix) {
+				key = v[len(bearerPrefix):]
+			} else {
+				key = ctx.Request.Header.PeekBytes(headerAPIKey)
+			}
 		}
 	}
 	if len(key) == 0 {
-		if t.required {
+		switch {
+		case t.required:
 			return nil, errNoKey
-		}
-		if t.anon == nil {
+		case t.anon == nil:
 			return nil, nil
 		}
 		return a.anonymous(a.s.clientAddr(ctx)), nil
@@ -594,9 +599,7 @@ func (s *Server) describeAccessMetrics() {
 		"gateway_redis_errors_total":                  "Calls to Redis that failed or passed their deadline.",
 		"gateway_redis_breaker_opened_total":          "Times Redis was declared unusable after consecutive failures.",
 		"gateway_redis_breaker_closed_total":          "Times Redis was usable again after a successful probe.",
-		"gateway_sharedcache_hits_total":              "Shared cache (Redis) lookups that found the answer.",
-		"gateway_sharedcache_misses_total":            "Shared cache (Redis) lookups that did not.",
-		"gateway_sharedcache_skipped_total":           "Shared cache operations skipped at once because Redis was unusable.",
+		"gateway_sharedcache_requests_total":          "Shared cache (Redis) lookups by result: hit, miss, skipped (at once, Redis unusable).",
 		"gateway_sharedcache_sets_total":              "Answers written to the shared cache.",
 		"gateway_sharedcache_drops_total":             "Answers not written to the shared cache (queue full or write failed).",
 		"gateway_sharedcache_errors_total":            "Shared cache calls that failed.",

@@ -382,7 +382,7 @@ func TestAccessMetricsAtStart(t *testing.T) {
 	m := scrape(t, gw)
 	for _, family := range []string{"gateway_key_requests_total", "gateway_key_units_total", "gateway_key_refused_total",
 		"gateway_limit_refused_total", "gateway_limit_fallback_total", "gateway_redis_up", "gateway_redis_errors_total",
-		"gateway_redis_breaker_opened_total", "gateway_sharedcache_hits_total", "gateway_sharedcache_misses_total",
+		"gateway_redis_breaker_opened_total", "gateway_sharedcache_requests_total",
 		"gateway_cache_requests_total"} {
 		if !strings.Contains(m, "\n"+family+"{") && !strings.Contains(m, "\n"+family+" ") {
 			t.Errorf("no series of %s", family)

@@ -427,3 +427,30 @@ func tryPost(url, body string) (int, string, error) {
 	code, b, err := tryDo("POST", url, body)
 	return code, string(b), err
 }
+
+func TestKeysOptionalAndOff(t *testing.T) {
+	t.Run("keys off: a key in the path is not looked at", func(t *testing.T) {
+		_, gw, _ := startKeyed(t, "plans:\n  anon: {}\nanonymous: {plan: anon}\n")
+		for _, path := range []string{"/v3/anything", "/"} {
+			if code, _, b := post(t, gw.URL+path, blockNumberCall, map[string]string{"X-API-Key": "whatever"}); code != 200 {
+				t.Fatalf("%s with keys off: %d %s", path, code, b)
+			}
+		}
+	})
+	t.Run("keys optional: no key is anonymous, a wrong key is refused", func(t *testing.T) {
+		file := strings.Replace(accessConfig("{}"), "keys:\n", "keys:\n  required: false\n", 1) +
+			"  anon: {requests_per_second: 0.001, burst: 1}\nanonymous: {plan: anon}\n"
+		_, gw, _ := startKeyed(t, file)
+		for i, want := range []int{200, 429} {
+			if code, _, b := post(t, gw.URL, blockNumberCall, nil); code != want {
+				t.Fatalf("anonymous call %d: %d %s, want %d", i+1, code, b, want)
+			}
+		}
+		if code, _, b := post(t, gw.URL+"/v3/"+keyAlice, blockNumberCall, nil); code != 200 {
+			t.Fatalf("alice: %d %s", code, b)
+		}
+		if code, _, b := post(t, gw.URL+"/v3/wrong", blockNumberCall, nil); code != 401 {
+			t.Fatalf("a wrong key: %d %s, want 401", code, b)
+		}
+	})
+}

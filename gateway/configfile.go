@@ -32,10 +32,10 @@ type FileConfig struct {
 	Clients   *ClientsEntry        `yaml:"clients"`
 }
 
-// KeysEntry lists the API keys. With entries (or required: true), every call needs a
-// valid key.
+// KeysEntry lists the API keys. With entries every call needs a valid key, unless
+// required is false: then a call without a key is on the anonymous plan.
 type KeysEntry struct {
-	Required bool       `yaml:"required"`
+	Required *bool      `yaml:"required"`
 	Entries  []KeyEntry `yaml:"entries"`
 }
 
@@ -382,8 +382,9 @@ func (f *FileConfig) applyAccess(c *Config) {
 		ks.Plans[name] = p
 	}
 	if f.Keys != nil {
-		ks.Required = f.Keys.Required
 		ks.Keys = append(ks.Keys, f.Keys.Entries...)
+		ks.Required = len(ks.Keys) > 0
+		set(&ks.Required, f.Keys.Required)
 	}
 	if f.Anonymous != nil {
 		ks.Anonymous = f.Anonymous.Plan

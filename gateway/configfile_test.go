@@ -174,3 +174,33 @@ func TestConfigReload(t *testing.T) {
 		t.Fatal("SIGHUP's reload accepted the bad file")
 	}
 }
+
+// TestDocumentedConfigFilesLoad: the YAML examples of the READMEs and the file of
+// ./task dev:replicas are valid configuration files.
+func TestDocumentedConfigFilesLoad(t *testing.T) {
+	env := map[string]string{"INFURA_PROJECT_ID": "proj", "INFURA_PROJECT_SECRET": "sec", "ALCHEMY_KEY": "alk"}
+	var files []string
+	for _, readme := range []string{"../README.md", "README.md"} {
+		b, err := os.ReadFile(readme)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, block := range strings.Split(string(b), "```yaml\n")[1:] {
+			files = append(files, block[:strings.Index(block, "```")])
+		}
+	}
+	if len(files) < 2 {
+		t.Fatalf("found %d YAML examples in the READMEs, want at least 2", len(files))
+	}
+	b, err := os.ReadFile("testdata/replicas.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, string(b))
+	for i, f := range files {
+		path := writeFile(t, t.TempDir(), "gateway.yaml", f)
+		if _, err := Load([]string{"-config", path}, func(k string) string { return env[k] }, io.Discard); err != nil {
+			t.Errorf("example %d: %v\n%s", i+1, err, f)
+		}
+	}
+}

@@ -145,9 +145,9 @@ func New(cfg Config, conn *redisconn.Conn, ms *metrics.Set) (*Cache, error) {
 		queue: make(chan job, cfg.QueueSize),
 		stop:  make(chan struct{}),
 
-		hits:             ms.GetOrCreateCounter(`gateway_sharedcache_hits_total`),
-		misses:           ms.GetOrCreateCounter(`gateway_sharedcache_misses_total`),
-		skipped:          ms.GetOrCreateCounter(`gateway_sharedcache_skipped_total`),
+		hits:             ms.GetOrCreateCounter(`gateway_sharedcache_requests_total{result="hit"}`),
+		misses:           ms.GetOrCreateCounter(`gateway_sharedcache_requests_total{result="miss"}`),
+		skipped:          ms.GetOrCreateCounter(`gateway_sharedcache_requests_total{result="skipped"}`),
 		sets:             ms.GetOrCreateCounter(`gateway_sharedcache_sets_total`),
 		drops:            ms.GetOrCreateCounter(`gateway_sharedcache_drops_total`),
 		errs:             ms.GetOrCreateCounter(`gateway_sharedcache_errors_total`),

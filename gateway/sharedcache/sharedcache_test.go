@@ -80,7 +80,7 @@ func TestSetGetAndTTL(t *testing.T) {
 		_, ok := r.cache.Get(ctx, "block:0x10")
 		return !ok
 	})
-	if counter(r.ms, "gateway_sharedcache_sets_total") != 1 || counter(r.ms, "gateway_sharedcache_hits_total") == 0 {
+	if counter(r.ms, "gateway_sharedcache_sets_total") != 1 || counter(r.ms, `gateway_sharedcache_requests_total{result="hit"}`) == 0 {
 		t.Fatal("sets/hits not counted")
 	}
 }
