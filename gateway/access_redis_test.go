@@ -240,7 +240,7 @@ func TestRedisFailureUnderLoad(t *testing.T) {
 		return out
 	}
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(samples) }
-	waitFor(t, "load running", func() bool { return count() > 500 })
+	waitFor(t, "load running", func() bool { return count() > 2000 })
 	runtime.GC()
 	g0, heap0 := runtime.NumGoroutine(), heapInUse()
 	baseEnd := time.Since(start)

@@ -56,6 +56,10 @@ type options struct {
 	subscribers, repeat              int
 	conns                            []int
 	quick, progress, noBuild, pprof  bool
+	// gatewayArgs are appended to every gateway's command line; key, when set, goes in
+	// the path of the JSON-RPC routes (/v3/<key>, /ws/v3/<key>).
+	gatewayArgs []string
+	key         string
 	// only lists the steps to run (empty: all); see stepNames.
 	only map[string]bool
 }
@@ -90,9 +94,12 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "CI smoke run: every path for ~1 s, 1,000 connections, 1,000 idle clients; CPU ratios reported, not judged")
 	flag.BoolVar(&o.progress, "progress", false, "print the load driver's per-second progress lines")
 	flag.BoolVar(&o.pprof, "pprof", false, "save a CPU profile of the gateway for each CPU run under <results>/pprof/ (profiling costs a few % CPU: figures are marked)")
+	gwArgs := flag.String("gateway-args", "", "extra gateway arguments for every run, space-separated (e.g. \"-config keys.yaml -redis-addr 127.0.0.1:6379\")")
+	flag.StringVar(&o.key, "key", "", "an API key for POST /v3/<key> and /ws/v3/<key> in place of POST / and /socket2socket")
 	rerender := flag.String("render", "", "only re-render report.md and chart.png of an earlier run from DIR/results.json, then exit")
 	only := flag.String("only", "", "run only these steps (comma-separated; the floor always runs): "+strings.Join(stepNames, ", "))
 	flag.Parse()
+	o.gatewayArgs = strings.Fields(*gwArgs)
 	if *rerender != "" {
 		if err := render(*rerender); err != nil {
 			fatal(err)
@@ -316,6 +323,12 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 		{"blocknumber_cached", "HTTP /blocknumber (cache on)", "/blocknumber", load.HTTP, "", nil, 0},
 	}
 	targetFor := func(p pathSpec, addr string) load.Target {
+		if o.key != "" && p.route == "/" {
+			p.route = "/v3/" + o.key
+		}
+		if o.key != "" && p.route == "/socket2socket" {
+			p.route = "/ws/v3/" + o.key
+		}
 		if p.kind == load.WSRPC {
 			return load.Target{Kind: p.kind, URL: "ws://" + addr + p.route}
 		}
@@ -380,6 +393,7 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 	// points the measurer at it: on the admin listener, or the separate pprof listener
 	// of older gateways.
 	withPprof := func(args []string) []string {
+		args = append(slices.Clone(args), o.gatewayArgs...)
 		m.pprofAddr = ""
 		if !o.pprof {
 			return args
