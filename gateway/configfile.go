@@ -153,7 +153,7 @@ func readConfigFile(path string, getenv func(string) string) (*FileConfig, [32]b
 	}
 	sum = sha256.Sum256(data)
 	var f FileConfig
-	if err := yaml.UnmarshalWithOptions(data, &f, yaml.Strict()); err != nil {
+	if err := decodeYAML(data, &f); err != nil {
 		return nil, sum, fmt.Errorf("config file %s: %s", path, yamlError(err))
 	}
 	if err := f.expand(getenv); err != nil {
@@ -163,6 +163,17 @@ func readConfigFile(path string, getenv func(string) string) (*FileConfig, [32]b
 		return nil, sum, fmt.Errorf("config file %s: %w", path, err)
 	}
 	return &f, sum, nil
+}
+
+// decodeYAML decodes strictly. The decoder panics on some malformed input (found by
+// FuzzConfigFile); a reload must refuse such a file, not take the gateway down.
+func decodeYAML(data []byte, f *FileConfig) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = errors.New("not a valid configuration file (the YAML decoder failed on it)")
+		}
+	}()
+	return yaml.UnmarshalWithOptions(data, f, yaml.Strict())
 }
 
 func unwrapPathError(err error) error {
@@ -180,12 +191,28 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 func yamlError(err error) string {
 	var ye yaml.Error
 	if errors.As(err, &ye) {
+		msg := redactField(oneLine(ye.GetMessage()))
 		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
-			return fmt.Sprintf("line %d: %s", tk.Position.Line, oneLine(ye.GetMessage()))
+			return fmt.Sprintf("line %d: %s", tk.Position.Line, msg)
 		}
-		return oneLine(ye.GetMessage())
+		return msg
 	}
-	return oneLine(err.Error())
+	return redactField(oneLine(err.Error()))
+}
+
+// unknownField finds the name in the decoder's "unknown field" message. A name that
+// does not read as a setting (a value pasted where a key goes) is not repeated.
+var unknownField = regexp.MustCompile(`unknown field "([^"]*)"`)
+
+var settingName = regexp.MustCompile(`^[a-z][a-z_]{0,39}$`)
+
+func redactField(msg string) string {
+	return unknownField.ReplaceAllStringFunc(msg, func(m string) string {
+		if name := unknownField.FindStringSubmatch(m)[1]; settingName.MatchString(name) {
+			return m
+		}
+		return "unknown field (not a setting name)"
+	})
 }
 
 // expand replaces ${VAR} in the upstreams' strings with the environment. A variable

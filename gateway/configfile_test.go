@@ -204,3 +204,30 @@ func TestDocumentedConfigFilesLoad(t *testing.T) {
 		}
 	}
 }
+
+// FuzzConfigFile: any file content is read without a panic, and an error never quotes
+// a value from the file (it may hold keys): the marker below, placed as a value in the
+// seeds, must not appear in any error.
+func FuzzConfigFile(f *testing.F) {
+	const marker = "S3CRET-MARKER-VALUE"
+	f.Add([]byte(threeUpstreams))
+	f.Add([]byte("upstreams:\n  - name: a\n    http: http://x/" + marker + "\n    bogus: " + marker + "\n"))
+	f.Add([]byte("keys:\n  entries:\n    - {name: k, sha256: " + marker + ", plan: p}\nplans:\n  p: {}\n"))
+	f.Add([]byte("plans:\n  p: {requests_per_second: " + marker + "}\nanonymous: {plan: p}\n"))
+	f.Add([]byte("upstreams: [" + marker))
+	dir := f.TempDir()
+	env := func(string) string { return "v" }
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 1<<16 {
+			return
+		}
+		path := filepath.Join(dir, "fuzz.yaml")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := readConfigFile(path, env)
+		if err != nil && strings.Contains(string(data), marker) && strings.Contains(err.Error(), marker) {
+			t.Fatalf("the error quotes a value of the file: %v", err)
+		}
+	})
+}
