@@ -63,6 +63,12 @@ func (r *Router) pollHead(u *Upstream) {
 // upstream has a higher block; down only when the upstream that set it goes back
 // itself (a reorg or a new chain) and nobody else is higher. Traffic moving from one
 // upstream to a lagging one never moves it down.
+//
+// Only the heads of upstreams that may serve calls at the served head move it: not a
+// banned upstream's, and a fallback's only while no primary is healthy. Calls that must
+// be at the served head go to upstreams that have it; were a banned primary or a
+// fallback to report a block a moment before the healthy primaries, that moment's
+// calls would go to the fallback.
 func (r *Router) observeHead(u *Upstream, header []byte) {
 	n, ok := proto.ParseQuantity(proto.FirstMember(header, "number").Bytes(header))
 	if !ok {
@@ -74,6 +80,9 @@ func (r *Router) observeHead(u *Upstream, header []byte) {
 	r.headMu.Lock()
 	defer r.headMu.Unlock()
 	r.recent.add(hash, n)
+	if st := u.health.State(); st == StateBanned || u.spec.Tier == TierFallback && r.healthyPrimary() {
+		return
+	}
 	served := r.served.Load()
 	switch {
 	case !r.headKnown.Load() || n > served:
@@ -89,6 +98,16 @@ func (r *Router) observeHead(u *Upstream, header []byte) {
 	if r.cfg.OnHead != nil {
 		r.cfg.OnHead(header)
 	}
+}
+
+// healthyPrimary reports whether a primary upstream is healthy.
+func (r *Router) healthyPrimary() bool {
+	for _, u := range r.set.Load().primaries {
+		if u.health.State() == StateHealthy {
+			return true
+		}
+	}
+	return false
 }
 
 // anyAtLeast reports whether an upstream other than except, not banned, has head ≥ n.

@@ -1,0 +1,89 @@
+package upstream
+
+import (
+	"io"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// Router unit tests: routing decisions on upstreams whose health the test sets. The
+// gateway's router_test.go drives the router through the gateway with fake upstreams;
+// gateway/failover does it against real nodes behind fault-injecting proxies.
+
+func testHealthConfig() HealthConfig {
+	return HealthConfig{Window: 10 * time.Second, MinRequests: 10, MaxErrorRate: 0.5, MaxFailures: 3, MaxLag: 5,
+		SlowFactor: 5, SlowMin: 300 * time.Millisecond, BanMin: time.Second, BanMax: 4 * time.Second, Readmit: 2}
+}
+
+// testRouter builds a router over specs without starting it: no head following, no
+// reviews; the test moves heads and states itself.
+func testRouter(t *testing.T, specs ...Spec) *Router {
+	t.Helper()
+	r, err := NewRouter(RouterConfig{
+		Health: testHealthConfig(),
+		Pool: PoolConfig{MaxConns: 8, MaxConnWaitTimeout: 5 * time.Second, DialTimeout: time.Second,
+			MaxIdleConnDuration: time.Minute, MaxResponseBodySize: 1 << 20},
+		Retries: 2, ProbeInterval: time.Second, HeadPoll: time.Second, ReviewInterval: 100 * time.Millisecond,
+		Registry: NewRegistry(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, u := range r.Upstreams() {
+			u.pool.Close()
+		}
+	})
+	return r
+}
+
+func byName(r *Router, name string) *Upstream {
+	for _, u := range r.Upstreams() {
+		if u.Name() == name {
+			return u
+		}
+	}
+	return nil
+}
+
+func header(n uint64) []byte {
+	return []byte(`{"number":"0x` + strconv.FormatUint(n, 16) + `","hash":"0x` + strconv.FormatUint(n, 16) + `"}`)
+}
+
+// The served head moves with the heads of upstreams that may serve calls at it: a
+// fallback's head counts only while no primary is healthy, a banned upstream's never.
+// Otherwise a fallback (or a banned primary) whose notification of a block arrives a
+// moment before the healthy primaries' would set a head only it has, and calls that
+// must be at the served head would go to it.
+func TestServedHeadFollowsUsableUpstreams(t *testing.T) {
+	r := testRouter(t, Spec{Name: "a", HTTPURL: "http://127.0.0.1:1"}, Spec{Name: "b", HTTPURL: "http://127.0.0.1:1"},
+		Spec{Name: "f", HTTPURL: "http://127.0.0.1:1", Tier: TierFallback})
+	a, b, f := byName(r, "a"), byName(r, "b"), byName(r, "f")
+	r.observeHead(a, header(10))
+	r.observeHead(b, header(10))
+	r.observeHead(f, header(11))
+	if got := r.ServedHead(); got != 10 {
+		t.Fatalf("a fallback's head moved the served head to %d while primaries are healthy", got)
+	}
+	if f.health.Head() != 11 {
+		t.Fatalf("the fallback's own head is %d, want 11", f.health.Head())
+	}
+	getBalance := request("eth_getBalance", `["0x01","latest"]`)
+	for range 50 {
+		if u := r.pick(getBalance, r.needOf(getBalance), TransportHTTP, nil); u == f {
+			t.Fatal("a call at the served head went to the fallback while the primaries have it")
+		}
+	}
+	a.health.Ban("test", time.Now())
+	r.observeHead(a, header(12))
+	if got := r.ServedHead(); got != 10 {
+		t.Fatalf("a banned upstream's head moved the served head to %d", got)
+	}
+	b.health.Ban("test", time.Now())
+	r.observeHead(f, header(12))
+	if got := r.ServedHead(); got != 12 {
+		t.Fatalf("with every primary banned, the fallback's head should move the served head: %d", got)
+	}
+}
