@@ -493,24 +493,40 @@ outer:
 	case 1:
 		return list[0]
 	}
-	a, b := weighted(list, total), weighted(list, total)
-	if a == b {
-		return a
-	}
-	if score(b) < score(a) {
+	// Two different upstreams: were both drawn from all, an upstream every call waits
+	// on (a blackhole, its in-flight calls piling up) would still be "chosen" over
+	// itself for 1/n² of the calls (a quarter, with two), whatever its score. The
+	// better score wins only when it is clearly better: between near equals the first
+	// draw stands, so equals share the traffic by weight (a deterministic choice would
+	// send nearly everything to whichever mean latency is a little lower, and the other
+	// upstream's latency, measured only on answers, would never be refreshed).
+	a := weighted(list, total, nil)
+	b := weighted(list, total-a.spec.Weight, a)
+	if score(b)*clearlyBetter < score(a) {
 		return b
 	}
 	return a
 }
 
-func weighted(list []*Upstream, total int) *Upstream {
+// clearlyBetter is the factor by which a score must beat another to win over the draw:
+// a second call in flight (2×) is not enough, a third is.
+const clearlyBetter = 2.5
+
+// weighted draws an upstream of list other than except, by weight; total is the sum
+// of the weights of the others.
+func weighted(list []*Upstream, total int, except *Upstream) *Upstream {
 	x := rand.IntN(total)
+	var last *Upstream
 	for _, u := range list {
+		if u == except {
+			continue
+		}
 		if x -= u.spec.Weight; x < 0 {
 			return u
 		}
+		last = u
 	}
-	return list[len(list)-1]
+	return last
 }
 
 // score is the expected wait: latency times the calls already waiting, per weight.

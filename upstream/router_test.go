@@ -87,3 +87,29 @@ func TestServedHeadFollowsUsableUpstreams(t *testing.T) {
 		t.Fatalf("with every primary banned, the fallback's head should move the served head: %d", got)
 	}
 }
+
+// The two upstreams compared are different ones, and the better wins only when it is
+// clearly better: an upstream holding many calls that do not come back gets no more,
+// while upstreams alike share the calls.
+func TestPickAvoidsAnUpstreamThatHoldsItsCalls(t *testing.T) {
+	r := testRouter(t, Spec{Name: "a", HTTPURL: "http://127.0.0.1:1"}, Spec{Name: "b", HTTPURL: "http://127.0.0.1:1"})
+	a, b := byName(r, "a"), byName(r, "b")
+	for _, u := range []*Upstream{a, b} {
+		u.health.observe(true, 2*time.Millisecond, "", time.Now())
+	}
+	req := request("eth_chainId", "[]")
+	n := r.needOf(req)
+	counts := map[*Upstream]int{}
+	for range 2000 {
+		counts[r.pick(req, n, TransportHTTP, nil)]++
+	}
+	if counts[a] < 800 || counts[b] < 800 {
+		t.Fatalf("alike upstreams: a %d, b %d of 2000", counts[a], counts[b])
+	}
+	a.inFlight.Store(3) // three calls waiting on a blackhole
+	for range 2000 {
+		if u := r.pick(req, n, TransportHTTP, nil); u == a {
+			t.Fatal("picked the upstream holding three calls over an idle one")
+		}
+	}
+}
