@@ -241,13 +241,15 @@ func (r *Router) probe(u *Upstream, banned bool) {
 	var req proto.Request
 	req.Set(methodBlockNumber, nil)
 	before := u.health.State()
-	ans, err := u.pool.Call(nil, &req, gatewayID1, time.Now().Add(min(r.cfg.ProbeInterval, r.cfg.Pool.MaxConnWaitTimeout)))
+	start := time.Now()
+	ans, err := u.pool.Call(nil, &req, gatewayID1, start.Add(min(r.cfg.ProbeInterval, r.cfg.Pool.MaxConnWaitTimeout)))
 	if banned {
 		errText := ""
 		if err != nil {
 			errText = err.Error()
 		}
-		u.health.probed(err == nil, errText, time.Now())
+		now := time.Now()
+		u.health.probed(err == nil, now.Sub(start), errText, now)
 		if after := u.health.State(); after != before {
 			r.stateChanged(u, before, after)
 		}

@@ -113,3 +113,23 @@ func TestPickAvoidsAnUpstreamThatHoldsItsCalls(t *testing.T) {
 		}
 	}
 }
+
+// A readmitted upstream starts from the latency its probes showed, not from the one
+// that got it banned (seconds, for an upstream banned as slow): routing picks by it.
+func TestReadmissionResetsLatency(t *testing.T) {
+	h := newHealth(&HealthConfig{Window: 10 * time.Second, MinRequests: 10, MaxErrorRate: 0.5, MaxFailures: 3,
+		SlowFactor: 5, SlowMin: time.Second, BanMin: time.Millisecond, BanMax: time.Millisecond, Readmit: 2})
+	now := time.Now()
+	for range 20 {
+		h.observe(true, 2*time.Second, "", now)
+	}
+	h.Ban("slow", now)
+	h.probed(true, 3*time.Millisecond, "", now)
+	h.probed(true, 2*time.Millisecond, "", now)
+	if h.State() != StateHealthy {
+		t.Fatalf("state %v after two good probes", h.State())
+	}
+	if got := h.Latency(); got != 2*time.Millisecond {
+		t.Fatalf("latency after readmission %v, want the last probe's 2ms", got)
+	}
+}
