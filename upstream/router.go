@@ -164,8 +164,11 @@ type Router struct {
 	recent     hashRing // recent block hashes to numbers, for "by a hash seen at N"
 
 	reads, hedged atomic.Int64
-	m             routerMetrics
-	subs          *Subscriptions
+	// hedgeWait is how long a read waits before it is hedged (nanoseconds): the hedge
+	// quantile of the fastest upstream not banned, updated by every review.
+	hedgeWait atomic.Int64
+	m         routerMetrics
+	subs      *Subscriptions
 
 	reloadMu sync.Mutex
 	stop     chan struct{}
@@ -585,7 +588,7 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 			break
 		}
 		tried[i] = u
-		ans, err := r.once(u, spare, req, id, deadline, via)
+		ans, err := r.once(u, spare, req, id, r.attemptDeadline(deadline, retryable && i+1 < attempts), via)
 		spare = ans
 		if err == nil && !retryableAnswer(ans) {
 			return r.clamp(req, ans), nil
@@ -608,6 +611,20 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 		return spare, nil // the last answer stands: the node's own "header not found"
 	}
 	return spare[:0], lastErr
+}
+
+// attemptDeadline is the deadline of one attempt of a call: the call's own, less a
+// reserve for a retry on another upstream when the call may be retried (canRetry),
+// another upstream is configured and the call has time for both. The reserve is
+// Health.SlowMin, the time an upstream may take before it counts as slow. Without it
+// an upstream that takes calls and never answers (a blackhole) would hold them until
+// the client's deadline, and the reads among them would fail instead of being retried.
+func (r *Router) attemptDeadline(deadline time.Time, canRetry bool) time.Time {
+	reserve := r.cfg.Health.SlowMin
+	if !canRetry || reserve <= 0 || len(r.set.Load().all) < 2 || time.Until(deadline) < 2*reserve {
+		return deadline
+	}
+	return deadline.Add(-reserve)
 }
 
 // errLagging marks an answer that says the upstream lacks the block ("header not
@@ -680,7 +697,7 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 		return nil, errNoUpstream
 	}
 	results := make(chan result, 2)
-	launch := func(u *Upstream) {
+	launch := func(u *Upstream, deadline time.Time) {
 		go func() {
 			ans, err := r.once(u, nil, req, id, deadline, via)
 			if err == nil && retryableAnswer(ans) {
@@ -691,8 +708,14 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 	}
 	// req may point into the caller's buffers: copy it, the goroutines may outlive this call.
 	req = cloneRequest(req)
-	launch(first)
-	wait := first.health.Quantile(r.cfg.HedgeQuantile, time.Now())
+	launch(first, r.attemptDeadline(deadline, r.cfg.Retries > 0))
+	// The wait is the quantile of the fastest upstream, not of the one picked: an
+	// upstream that is slow all the time has a high quantile of its own, and its calls
+	// would never be hedged in time.
+	wait := time.Duration(r.hedgeWait.Load())
+	if wait <= 0 {
+		wait = first.health.Quantile(r.cfg.HedgeQuantile, time.Now())
+	}
 	if wait <= 0 {
 		wait = 50 * time.Millisecond
 	}
@@ -715,7 +738,7 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 				if u := r.pick(req, n, via, []*Upstream{first}); u != nil && retryableError(asProtoError(res.err)) {
 					hedged = true
 					r.m.retries.Inc()
-					launch(u)
+					launch(u, deadline)
 					outstanding++
 				}
 			}
@@ -729,7 +752,7 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 				hedged = true
 				r.hedged.Add(1)
 				r.m.hedges.Inc()
-				launch(u)
+				launch(u, deadline)
 				outstanding++
 			}
 		}
@@ -781,10 +804,11 @@ func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
 		tried[i] = u
 		u.inFlight.Add(1)
 		var err error
+		d := r.attemptDeadline(deadline, retryable && i+1 < attempts)
 		if via == TransportWS {
-			err = u.mux.CallBatch(b, deadline)
+			err = u.mux.CallBatch(b, d)
 		} else {
-			err = u.pool.CallBatch(b, deadline)
+			err = u.pool.CallBatch(b, d)
 		}
 		u.inFlight.Add(-1)
 		if err == nil {

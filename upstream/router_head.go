@@ -209,6 +209,7 @@ func (r *Router) review(now time.Time) {
 	var best uint64
 	var bestQ time.Duration
 	const q = 0.9
+	var hedgeWait time.Duration
 	for _, u := range set.all {
 		if u.health.State() == StateBanned {
 			continue
@@ -217,7 +218,13 @@ func (r *Router) review(now time.Time) {
 		if uq := u.health.Quantile(q, now); uq > 0 && (bestQ == 0 || uq < bestQ) {
 			bestQ = uq
 		}
+		if r.cfg.HedgeQuantile > 0 {
+			if hq := u.health.Quantile(r.cfg.HedgeQuantile, now); hq > 0 && (hedgeWait == 0 || hq < hedgeWait) {
+				hedgeWait = hq
+			}
+		}
 	}
+	r.hedgeWait.Store(int64(hedgeWait))
 	for _, u := range set.all {
 		before := u.health.State()
 		after := u.health.review(best, bestQ, q, now)

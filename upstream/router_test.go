@@ -3,7 +3,11 @@ package upstream
 import (
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -114,6 +118,50 @@ func TestPickAvoidsAnUpstreamThatHoldsItsCalls(t *testing.T) {
 	}
 }
 
+// A read's attempt on an upstream that never answers ends early enough for a retry on
+// another within the call's deadline; a write gets the whole deadline and is never
+// sent to a second upstream.
+func TestReadRetriedBeforeTheDeadline(t *testing.T) {
+	hole := blackhole(t)
+	var served atomic.Int64
+	good := jsonRPCServer(t, func() { served.Add(1) })
+	// The blackhole draws the first choice nearly always (weight), and its score is
+	// no worse: every call is tried there first.
+	r := testRouter(t, Spec{Name: "hole", HTTPURL: hole, Weight: 1000}, Spec{Name: "good", HTTPURL: good})
+	for i := range 3 {
+		start := time.Now()
+		deadline := start.Add(time.Second)
+		ans, err := r.call(nil, request("eth_getBalance", `["0x01","latest"]`), []byte("7"), deadline, TransportHTTP)
+		if err != nil || string(ans) != `{"jsonrpc":"2.0","id":7,"result":"0x1"}` {
+			t.Fatalf("read %d: %s %v after %v", i, ans, err, time.Since(start))
+		}
+		if took := time.Since(start); took >= time.Second {
+			t.Fatalf("read %d answered after its deadline: %v", i, took)
+		}
+	}
+	if served.Load() != 3 {
+		t.Fatalf("the good upstream served %d of 3 reads", served.Load())
+	}
+	if st := byName(r, "hole").health.State(); st != StateBanned {
+		t.Fatalf("three timeouts in a row: the blackhole is %v, want banned", st)
+	}
+	r = testRouter(t, Spec{Name: "hole", HTTPURL: hole, Weight: 1000}, Spec{Name: "good", HTTPURL: good})
+	start := time.Now()
+	_, err := r.call(nil, request("eth_sendRawTransaction", `["0x02"]`), []byte("8"), start.Add(time.Second), TransportHTTP)
+	if err == nil || served.Load() != 3 {
+		t.Fatalf("a write through the blackhole: %v, good upstream saw %d calls", err, served.Load())
+	}
+	if took := time.Since(start); took < 900*time.Millisecond {
+		t.Fatalf("the write was given up after %v, before its deadline", took)
+	}
+	// With one upstream there is nowhere to retry: the attempt keeps the whole deadline.
+	single := testRouter(t, Spec{Name: "only", HTTPURL: hole})
+	d := time.Now().Add(10 * time.Second)
+	if got := single.attemptDeadline(d, true); !got.Equal(d) {
+		t.Fatalf("single upstream: attempt deadline %v before the call's", d.Sub(got))
+	}
+}
+
 // A readmitted upstream starts from the latency its probes showed, not from the one
 // that got it banned (seconds, for an upstream banned as slow): routing picks by it.
 func TestReadmissionResetsLatency(t *testing.T) {
@@ -132,4 +180,73 @@ func TestReadmissionResetsLatency(t *testing.T) {
 	if got := h.Latency(); got != 2*time.Millisecond {
 		t.Fatalf("latency after readmission %v, want the last probe's 2ms", got)
 	}
+}
+
+// Hedges wait for the hedge quantile of the fastest upstream: an upstream slow all the
+// time has a high quantile of its own, and its calls would never be hedged in time.
+func TestHedgeWaitsForTheFastestQuantile(t *testing.T) {
+	r := testRouter(t, Spec{Name: "slow", HTTPURL: "http://127.0.0.1:1"}, Spec{Name: "fast", HTTPURL: "http://127.0.0.1:1"})
+	r.cfg.HedgeQuantile = 0.9
+	r.cfg.Health.SlowFactor = 1e6 // not banned as slow: hedging is what is tested
+	now := time.Now()
+	for range 50 {
+		byName(r, "slow").health.observe(true, 2*time.Second, "", now)
+		byName(r, "fast").health.observe(true, 3*time.Millisecond, "", now)
+	}
+	r.review(now)
+	if got := time.Duration(r.hedgeWait.Load()); got != 4*time.Millisecond {
+		t.Fatalf("hedge wait %v, want the fast upstream's p90 bucket, 4ms", got)
+	}
+}
+
+// blackhole accepts connections and never answers.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// jsonRPCServer answers every call with result "0x1" and calls seen for each.
+func jsonRPCServer(t *testing.T, seen func()) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		seen()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":"0x1"}`)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String()
 }
