@@ -457,9 +457,10 @@ func (r *Router) eligible(u *Upstream, req *proto.Request, n need, via Transport
 	return true
 }
 
-// pick chooses an upstream for req: among eligible primaries the better of two random
-// choices (weighted) by in-flight calls times latency; fallbacks only when no primary
-// is eligible; requirements on the head are relaxed before giving up, so a call for a
+// pick chooses an upstream for req: among eligible primaries one of two different
+// random choices (weighted), the one with fewer calls in flight when they differ by
+// two, else the better by in-flight calls times latency, most of the time (pickFrom);
+// fallbacks only when no primary is eligible; requirements on the head are relaxed before giving up, so a call for a
 // block nobody has yet still reaches a primary, which answers as the chain says.
 func (r *Router) pick(req *proto.Request, n need, via Transport, tried []*Upstream) *Upstream {
 	set := r.set.Load()
@@ -498,22 +499,30 @@ outer:
 	}
 	// Two different upstreams: were both drawn from all, an upstream every call waits
 	// on (a blackhole, its in-flight calls piling up) would still be "chosen" over
-	// itself for 1/n² of the calls (a quarter, with two), whatever its score. The
-	// better score wins only when it is clearly better: between near equals the first
-	// draw stands, so equals share the traffic by weight (a deterministic choice would
-	// send nearly everything to whichever mean latency is a little lower, and the other
-	// upstream's latency, measured only on answers, would never be refreshed).
+	// itself for 1/n² of the calls (a quarter, with two), whatever its score.
 	a := weighted(list, total, nil)
 	b := weighted(list, total-a.spec.Weight, a)
-	if score(b)*clearlyBetter < score(a) {
+	// One holding two calls more than the other, per weight, is not chosen: calls that
+	// do not come back pile up there, and it gets no more.
+	la := float64(a.inFlight.Load()) / float64(a.spec.Weight)
+	lb := float64(b.inFlight.Load()) / float64(b.spec.Weight)
+	switch {
+	case la >= lb+2:
+		return b
+	case lb >= la+2:
+		return a
+	}
+	// Otherwise each wins with a probability inversely proportional to its score: the
+	// faster mostly, the slower now and then. Always taking the lower score would send
+	// nearly every call to whichever mean latency is a little lower, and the other's,
+	// measured only on answers, would never be refreshed (an idle upstream's first,
+	// cold answer would keep it out for good).
+	sa, sb := score(a), score(b)
+	if rand.Float64()*(sa+sb) < sa {
 		return b
 	}
 	return a
 }
-
-// clearlyBetter is the factor by which a score must beat another to win over the draw:
-// a second call in flight (2×) is not enough, a third is.
-const clearlyBetter = 2.5
 
 // weighted draws an upstream of list other than except, by weight; total is the sum
 // of the weights of the others.

@@ -92,9 +92,9 @@ func TestServedHeadFollowsUsableUpstreams(t *testing.T) {
 	}
 }
 
-// The two upstreams compared are different ones, and the better wins only when it is
-// clearly better: an upstream holding many calls that do not come back gets no more,
-// while upstreams alike share the calls.
+// The two upstreams compared are different ones: one holding calls that do not come
+// back gets no more once it holds two more than the other; alike upstreams share the
+// calls; one that looks slower still gets a few, so its latency stays current.
 func TestPickAvoidsAnUpstreamThatHoldsItsCalls(t *testing.T) {
 	r := testRouter(t, Spec{Name: "a", HTTPURL: "http://127.0.0.1:1"}, Spec{Name: "b", HTTPURL: "http://127.0.0.1:1"})
 	a, b := byName(r, "a"), byName(r, "b")
@@ -103,18 +103,24 @@ func TestPickAvoidsAnUpstreamThatHoldsItsCalls(t *testing.T) {
 	}
 	req := request("eth_chainId", "[]")
 	n := r.needOf(req)
-	counts := map[*Upstream]int{}
-	for range 2000 {
-		counts[r.pick(req, n, TransportHTTP, nil)]++
-	}
-	if counts[a] < 800 || counts[b] < 800 {
-		t.Fatalf("alike upstreams: a %d, b %d of 2000", counts[a], counts[b])
-	}
-	a.inFlight.Store(3) // three calls waiting on a blackhole
-	for range 2000 {
-		if u := r.pick(req, n, TransportHTTP, nil); u == a {
-			t.Fatal("picked the upstream holding three calls over an idle one")
+	picks := func() map[*Upstream]int {
+		counts := map[*Upstream]int{}
+		for range 10000 {
+			counts[r.pick(req, n, TransportHTTP, nil)]++
 		}
+		return counts
+	}
+	if c := picks(); c[a] < 4000 || c[b] < 4000 {
+		t.Fatalf("alike upstreams: a %d, b %d of 10000", c[a], c[b])
+	}
+	a.inFlight.Store(2) // two calls waiting on a blackhole
+	if c := picks(); c[a] > 0 {
+		t.Fatalf("picked the upstream holding two calls over an idle one %d times", c[a])
+	}
+	a.inFlight.Store(0)
+	a.health.observe(true, time.Second, "", time.Now()) // a cold first answer: mean ~100ms
+	if c := picks(); c[a] == 0 || c[a] > 500 {
+		t.Fatalf("an upstream 50 times slower than the other got %d of 10000 calls: want a few", c[a])
 	}
 }
 
