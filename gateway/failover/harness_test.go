@@ -26,7 +26,7 @@ import (
 )
 
 // The health settings of every test (the configuration file's health: section, and
-// flags for what the file does not hold). The bounds the tests assert follow from
+// flags for what the file does not hold, or a test may change: -max-lag). The bounds the tests assert follow from
 // them:
 //   - three failed calls in a row ban an upstream (max_failures);
 //   - a ban lasts ban_min, doubled for each ban in a row up to ban_max; once it is over
@@ -47,7 +47,6 @@ const healthYAML = `health:
   min_requests: 10
   max_error_rate: 0.5
   max_failures: 3
-  max_lag: 5
   slow_factor: 5
   slow_min: 1s
   ban_min: 1s
@@ -101,7 +100,7 @@ func startGateway(t *testing.T, chains []*chain, extraYAML string, args ...strin
 	}
 	all := append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-config", path,
 		"-review-interval", reviewInterval.String(), "-upstream-timeout", upstreamTimeout.String(),
-		"-log-format", "json"}, args...)
+		"-max-lag", "5", "-log-format", "json"}, args...)
 	cfg, err := gateway.Load(all, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, b.String())
