@@ -25,14 +25,17 @@ import (
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
-// The health settings of every test (the configuration file's health: section, and
-// flags for what the file does not hold, or a test may change: -max-lag). The bounds the tests assert follow from
-// them:
-//   - three failed calls in a row ban an upstream (max_failures);
+// The health settings of every test: the configuration file's health: section, and
+// flags for what the file does not hold or a test may change (-max-lag, default 5).
+// The bounds the tests assert follow from them:
+//   - three failed calls in a row ban an upstream (max_failures); an upstream with no
+//     answer for probe_interval gets a probe, which fails after probe_interval at most;
 //   - a ban lasts ban_min, doubled for each ban in a row up to ban_max; once it is over
 //     the upstream is probed every review, and two good probes readmit it;
 //   - an upstream whose p90 latency over the window is above slow_min and five times
-//     the best one's is banned as slow at the next review.
+//     the best one's is banned as slow at the next review;
+//   - a read's attempt ends slow_min before the upstream timeout, so that a retry on
+//     another upstream fits.
 const (
 	reviewInterval  = 100 * time.Millisecond
 	probeInterval   = 500 * time.Millisecond
