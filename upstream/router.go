@@ -391,7 +391,7 @@ func (r *Router) needOf(req *proto.Request) need {
 	}
 	switch kind {
 	case proto.BlockNumber:
-		return need{block: n, archive: n+r.cfg.ArchiveDepth < served}
+		return need{block: n, archive: stateMethods[req.Method] && n+r.cfg.ArchiveDepth < served}
 	case proto.BlockHash:
 		if h := blockHashParam(req); h != nil {
 			if num, ok := r.recentBlock(h); ok {
@@ -401,6 +401,16 @@ func (r *Router) needOf(req *proto.Request) need {
 	}
 	return need{current: true}
 }
+
+// stateMethods read the state at a block: below ArchiveDepth only archive nodes have
+// it. Blocks, transactions, receipts and logs every full node keeps.
+var stateMethods = func() (t [proto.NumMethods]bool) {
+	for _, name := range []string{"eth_getBalance", "eth_getCode", "eth_getStorageAt", "eth_getTransactionCount",
+		"eth_getProof", "eth_call", "eth_estimateGas", "eth_createAccessList"} {
+		t[proto.MethodNamed(name)] = true
+	}
+	return t
+}()
 
 // blockHashParam returns the quoted hash of a by-hash call's block parameter.
 func blockHashParam(req *proto.Request) []byte {
@@ -419,8 +429,10 @@ func blockHashParam(req *proto.Request) []byte {
 }
 
 // strictness says how much pick insists on: the call's needs, then only the upstream's
-// own limits, then (every upstream banned) anything configured, rather than refusing:
-// an upstream banned a moment ago may answer again, and the client learns why not.
+// own limits, then (every upstream banned, or no archive upstream for old state)
+// anything configured, rather than refusing: an upstream banned a moment ago may
+// answer again, a full node asked for old state answers that it lacks it, and the
+// client learns why not.
 type strictness uint8
 
 const (
@@ -441,7 +453,7 @@ func (r *Router) eligible(u *Upstream, req *proto.Request, n need, via Transport
 		return false
 	case u.spec.MaxInFlight > 0 && u.inFlight.Load() >= int32(u.spec.MaxInFlight):
 		return false
-	case n.archive && !u.spec.Archive:
+	case n.archive && !u.spec.Archive && level != lastResort:
 		return false
 	}
 	if level != strictNeeds {

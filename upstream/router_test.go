@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/infura-gateway/infura-gateway/proto"
 )
 
 // Router unit tests: routing decisions on upstreams whose health the test sets. The
@@ -121,6 +123,42 @@ func TestPickAvoidsAnUpstreamThatHoldsItsCalls(t *testing.T) {
 	a.health.observe(true, time.Second, "", time.Now()) // a cold first answer: mean ~100ms
 	if c := picks(); c[a] == 0 || c[a] > 500 {
 		t.Fatalf("an upstream 50 times slower than the other got %d of 10000 calls: want a few", c[a])
+	}
+}
+
+// Only state below the archive depth needs an archive upstream: an old block is served
+// by any full node. Without an archive upstream, old state still goes to one (it answers
+// that it lacks it) rather than the gateway refusing with "no upstream available".
+func TestArchiveOnlyForOldState(t *testing.T) {
+	r := testRouter(t, Spec{Name: "full", HTTPURL: "http://127.0.0.1:1"})
+	r.cfg.ArchiveDepth = 128
+	r.observeHead(byName(r, "full"), header(1000))
+	oldBlock := request("eth_getBlockByNumber", `["0x1",false]`)
+	oldState := request("eth_getBalance", `["0x01","0x1"]`)
+	recentState := request("eth_getBalance", `["0x01","0x3e0"]`)
+	if n := r.needOf(oldBlock); n.archive {
+		t.Fatal("an old block needs an archive upstream")
+	}
+	if n := r.needOf(recentState); n.archive {
+		t.Fatal("state 8 blocks below the head needs an archive upstream")
+	}
+	if n := r.needOf(oldState); !n.archive {
+		t.Fatal("state 999 blocks below the head does not need an archive upstream")
+	}
+	for _, req := range []*proto.Request{oldBlock, oldState} {
+		if u := r.pick(req, r.needOf(req), TransportHTTP, nil); u == nil {
+			t.Fatalf("%s: no upstream picked", req.Name)
+		}
+	}
+	r = testRouter(t, Spec{Name: "full", HTTPURL: "http://127.0.0.1:1"}, Spec{Name: "archive", HTTPURL: "http://127.0.0.1:1", Archive: true})
+	r.cfg.ArchiveDepth = 128
+	for _, u := range r.Upstreams() {
+		r.observeHead(u, header(1000))
+	}
+	for range 50 {
+		if u := r.pick(oldState, r.needOf(oldState), TransportHTTP, nil); u.Name() != "archive" {
+			t.Fatalf("old state went to %s, not the archive upstream", u.Name())
+		}
 	}
 }
 
