@@ -46,7 +46,9 @@ func testFault(t *testing.T, f fault) {
 	a := newChain(t, tox, "a", "primary", node)
 	b := newChain(t, tox, "b", "primary", node)
 	c := newChain(t, tox, "c", "fallback", node)
-	g := startGateway(t, []*chain{a, b, c}, "", "-cache=false")
+	// archive_depth 4: most old-block reads are deeper than that below the head (none
+	// of the upstreams is an archive node: blocks are served by any node).
+	g := startGateway(t, []*chain{a, b, c}, "routing:\n  archive_depth: 4\n", "-cache=false")
 	start := time.Now()
 
 	// Clients over both transports: POST / (the router over HTTP) and /socket2socket

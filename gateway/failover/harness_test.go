@@ -178,7 +178,13 @@ func (g *gw) upstream(t testing.TB, name string) upstream.UpstreamStatus {
 // with labels as written there.
 func (g *gw) metrics(t testing.TB) map[string]float64 {
 	t.Helper()
-	body, err := get(g.AdminURL + "/metrics")
+	return metricsAt(t, g.AdminURL)
+}
+
+// metricsAt reads /metrics of the admin listener at adminURL.
+func metricsAt(t testing.TB, adminURL string) map[string]float64 {
+	t.Helper()
+	body, err := get(adminURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
