@@ -437,6 +437,9 @@ type strictness uint8
 
 const (
 	strictNeeds strictness = iota
+	// healthyLimits is strictLimits for healthy upstreams only: a healthy primary a
+	// notification behind the served head is preferred to a fallback.
+	healthyLimits
 	strictLimits
 	lastResort
 )
@@ -455,6 +458,8 @@ func (r *Router) eligible(u *Upstream, req *proto.Request, n need, via Transport
 		return false
 	case n.archive && !u.spec.Archive && level != lastResort:
 		return false
+	case level == healthyLimits && st != StateHealthy:
+		return false
 	}
 	if level != strictNeeds {
 		return true
@@ -471,17 +476,29 @@ func (r *Router) eligible(u *Upstream, req *proto.Request, n need, via Transport
 
 // pick chooses an upstream for req: among eligible primaries one of two different
 // random choices (weighted), the one with fewer calls in flight when they differ by
-// two, else the better by in-flight calls times latency, most of the time (pickFrom);
-// fallbacks only when no primary is eligible; requirements on the head are relaxed before giving up, so a call for a
-// block nobody has yet still reaches a primary, which answers as the chain says.
+// two, else the better by in-flight calls times latency, most of the time (pickFrom).
+// Fallbacks only when no primary can take the call: not even a healthy one a moment
+// behind the served head (its notification of the last block not in yet, when the
+// primary that reported it has failed the call). Requirements on the head are relaxed
+// before giving up, so a call for a block nobody has yet still reaches a primary,
+// which answers as the chain says.
 func (r *Router) pick(req *proto.Request, n need, via Transport, tried []*Upstream) *Upstream {
 	set := r.set.Load()
 	served := r.served.Load()
-	for _, level := range [3]strictness{strictNeeds, strictLimits, lastResort} {
-		for _, tier := range [2][]*Upstream{set.primaries, set.fallbacks} {
-			if u := r.pickFrom(tier, req, n, via, served, level, tried); u != nil {
-				return u
-			}
+	for _, step := range [...]struct {
+		level strictness
+		tier  Tier
+	}{
+		{strictNeeds, TierPrimary}, {healthyLimits, TierPrimary}, {strictNeeds, TierFallback},
+		{strictLimits, TierPrimary}, {strictLimits, TierFallback},
+		{lastResort, TierPrimary}, {lastResort, TierFallback},
+	} {
+		tier := set.primaries
+		if step.tier == TierFallback {
+			tier = set.fallbacks
+		}
+		if u := r.pickFrom(tier, req, n, via, served, step.level, tried); u != nil {
+			return u
 		}
 	}
 	return nil

@@ -94,6 +94,33 @@ func TestServedHeadFollowsUsableUpstreams(t *testing.T) {
 	}
 }
 
+// A fallback takes a call only when no primary can: not even a healthy one a block
+// behind the served head, as when the primary that reported the block fails the call
+// and the other's notification of it is not in yet. A lagging primary cannot.
+func TestFallbackOnlyWhenNoPrimaryCan(t *testing.T) {
+	r := testRouter(t, Spec{Name: "a", HTTPURL: "http://127.0.0.1:1"}, Spec{Name: "b", HTTPURL: "http://127.0.0.1:1"},
+		Spec{Name: "f", HTTPURL: "http://127.0.0.1:1", Tier: TierFallback})
+	a, b, f := byName(r, "a"), byName(r, "b"), byName(r, "f")
+	r.observeHead(b, header(9))
+	r.observeHead(f, header(10))
+	r.observeHead(a, header(10)) // a has block 10; b's notification of it is not in yet
+	getBalance := request("eth_getBalance", `["0x01","latest"]`)
+	block10 := request("eth_getBlockByNumber", `["0xa",false]`)
+	for _, req := range []*proto.Request{getBalance, block10} {
+		if u := r.pick(req, r.needOf(req), TransportHTTP, []*Upstream{a}); u != b {
+			t.Fatalf("%s, retried after a failed: went to %s, not to the healthy primary b", req.Name, u.Name())
+		}
+	}
+	r.cfg.Health.MaxLag = 0
+	r.review(time.Now()) // b, a block behind the best, is lagging now
+	if b.health.State() != StateLagging {
+		t.Fatalf("b is %v", b.health.State())
+	}
+	if u := r.pick(getBalance, r.needOf(getBalance), TransportHTTP, []*Upstream{a}); u != f {
+		t.Fatalf("with the only other primary lagging, the retry went to %s, not the fallback", u.Name())
+	}
+}
+
 // The two upstreams compared are different ones: one holding calls that do not come
 // back gets no more once it holds two more than the other; alike upstreams share the
 // calls; one that looks slower still gets a few, so its latency stays current.
