@@ -284,15 +284,21 @@ func clientCalls(calls []rpcspy.Call) (client, upkeep []rpcspy.Call) {
 // what the router's own upkeep explains: eth_blockNumber probes spaced at least a
 // probe interval (less one review interval of scheduling) apart, and no more
 // eth_getBlockByNumber and websocket eth_subscribe calls than the websocket connected
-// (connects: the count, at least 1; an upper bound is enough).
-func checkUpkeep(t testing.TB, name string, calls []rpcspy.Call, connects int) {
+// (connects: the count, at least 1; an upper bound is enough). An upstream that was
+// banned (bans > 0) is probed every review once its ban is over: its probes are
+// checked against half a review interval.
+func checkUpkeep(t testing.TB, name string, calls []rpcspy.Call, connects int, bans int64) {
 	t.Helper()
+	spacing := probeInterval - reviewInterval
+	if bans > 0 {
+		spacing = reviewInterval / 2
+	}
 	var last time.Time
 	heads, subs := 0, 0
 	for _, c := range calls {
 		switch c.Method {
 		case "eth_blockNumber":
-			if !last.IsZero() && c.At.Sub(last) < probeInterval-reviewInterval {
+			if !last.IsZero() && c.At.Sub(last) < spacing {
 				t.Errorf("%s: eth_blockNumber at %s only %v after the one before: not a probe (a client's call)",
 					name, c.At.Format("15:04:05.000"), c.At.Sub(last))
 			}
