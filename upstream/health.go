@@ -237,9 +237,9 @@ func (h *Health) probeDue(now time.Time) bool {
 	return h.state == StateBanned && !now.Before(h.bannedUntil)
 }
 
-// probed records a probe's result: Readmit successes in a row readmit the upstream; a
-// failure bans it again, for longer.
-func (h *Health) probed(ok bool, errText string, now time.Time) {
+// probed records a probe's result (ok, and how long it took): Readmit successes in a
+// row readmit the upstream; a failure bans it again, for longer.
+func (h *Health) probed(ok bool, took time.Duration, errText string, now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.state != StateBanned {
@@ -255,6 +255,11 @@ func (h *Health) probed(ok bool, errText string, now time.Time) {
 		h.stateFast.Store(uint32(StateHealthy))
 		// A fresh window: the failures that banned it do not ban it again at once.
 		h.slots = [healthSlots]healthSlot{}
+		// A fresh latency too, the probe's: routing picks by it, and a latency from
+		// before the ban (seconds, for an upstream banned as slow) would keep a
+		// recovered upstream from being picked until its mean came down again.
+		h.ewma = took.Seconds()
+		h.ewmaBits.Store(math.Float64bits(h.ewma))
 	}
 }
 

@@ -164,8 +164,11 @@ type Router struct {
 	recent     hashRing // recent block hashes to numbers, for "by a hash seen at N"
 
 	reads, hedged atomic.Int64
-	m             routerMetrics
-	subs          *Subscriptions
+	// hedgeWait is how long a read waits before it is hedged (nanoseconds): the hedge
+	// quantile of the fastest upstream not banned, updated by every review.
+	hedgeWait atomic.Int64
+	m         routerMetrics
+	subs      *Subscriptions
 
 	reloadMu sync.Mutex
 	stop     chan struct{}
@@ -388,7 +391,7 @@ func (r *Router) needOf(req *proto.Request) need {
 	}
 	switch kind {
 	case proto.BlockNumber:
-		return need{block: n, archive: n+r.cfg.ArchiveDepth < served}
+		return need{block: n, archive: stateMethods[req.Method] && n+r.cfg.ArchiveDepth < served}
 	case proto.BlockHash:
 		if h := blockHashParam(req); h != nil {
 			if num, ok := r.recentBlock(h); ok {
@@ -398,6 +401,16 @@ func (r *Router) needOf(req *proto.Request) need {
 	}
 	return need{current: true}
 }
+
+// stateMethods read the state at a block: below ArchiveDepth only archive nodes have
+// it. Blocks, transactions, receipts and logs every full node keeps.
+var stateMethods = func() (t [proto.NumMethods]bool) {
+	for _, name := range []string{"eth_getBalance", "eth_getCode", "eth_getStorageAt", "eth_getTransactionCount",
+		"eth_getProof", "eth_call", "eth_estimateGas", "eth_createAccessList"} {
+		t[proto.MethodNamed(name)] = true
+	}
+	return t
+}()
 
 // blockHashParam returns the quoted hash of a by-hash call's block parameter.
 func blockHashParam(req *proto.Request) []byte {
@@ -416,12 +429,17 @@ func blockHashParam(req *proto.Request) []byte {
 }
 
 // strictness says how much pick insists on: the call's needs, then only the upstream's
-// own limits, then (every upstream banned) anything configured, rather than refusing:
-// an upstream banned a moment ago may answer again, and the client learns why not.
+// own limits, then (every upstream banned, or no archive upstream for old state)
+// anything configured, rather than refusing: an upstream banned a moment ago may
+// answer again, a full node asked for old state answers that it lacks it, and the
+// client learns why not.
 type strictness uint8
 
 const (
 	strictNeeds strictness = iota
+	// healthyLimits is strictLimits for healthy upstreams only: a healthy primary a
+	// notification behind the served head is preferred to a fallback.
+	healthyLimits
 	strictLimits
 	lastResort
 )
@@ -438,7 +456,9 @@ func (r *Router) eligible(u *Upstream, req *proto.Request, n need, via Transport
 		return false
 	case u.spec.MaxInFlight > 0 && u.inFlight.Load() >= int32(u.spec.MaxInFlight):
 		return false
-	case n.archive && !u.spec.Archive:
+	case n.archive && !u.spec.Archive && level != lastResort:
+		return false
+	case level == healthyLimits && st != StateHealthy:
 		return false
 	}
 	if level != strictNeeds {
@@ -454,18 +474,31 @@ func (r *Router) eligible(u *Upstream, req *proto.Request, n need, via Transport
 	return true
 }
 
-// pick chooses an upstream for req: among eligible primaries the better of two random
-// choices (weighted) by in-flight calls times latency; fallbacks only when no primary
-// is eligible; requirements on the head are relaxed before giving up, so a call for a
-// block nobody has yet still reaches a primary, which answers as the chain says.
+// pick chooses an upstream for req: among eligible primaries one of two different
+// random choices (weighted), the one with fewer calls in flight when they differ by
+// two, else the better by in-flight calls times latency, most of the time (pickFrom).
+// Fallbacks only when no primary can take the call: not even a healthy one a moment
+// behind the served head (its notification of the last block not in yet, when the
+// primary that reported it has failed the call). Requirements on the head are relaxed
+// before giving up, so a call for a block nobody has yet still reaches a primary,
+// which answers as the chain says.
 func (r *Router) pick(req *proto.Request, n need, via Transport, tried []*Upstream) *Upstream {
 	set := r.set.Load()
 	served := r.served.Load()
-	for _, level := range [3]strictness{strictNeeds, strictLimits, lastResort} {
-		for _, tier := range [2][]*Upstream{set.primaries, set.fallbacks} {
-			if u := r.pickFrom(tier, req, n, via, served, level, tried); u != nil {
-				return u
-			}
+	for _, step := range [...]struct {
+		level strictness
+		tier  Tier
+	}{
+		{strictNeeds, TierPrimary}, {healthyLimits, TierPrimary}, {strictNeeds, TierFallback},
+		{strictLimits, TierPrimary}, {strictLimits, TierFallback},
+		{lastResort, TierPrimary}, {lastResort, TierFallback},
+	} {
+		tier := set.primaries
+		if step.tier == TierFallback {
+			tier = set.fallbacks
+		}
+		if u := r.pickFrom(tier, req, n, via, served, step.level, tried); u != nil {
+			return u
 		}
 	}
 	return nil
@@ -493,24 +526,48 @@ outer:
 	case 1:
 		return list[0]
 	}
-	a, b := weighted(list, total), weighted(list, total)
-	if a == b {
+	// Two different upstreams: were both drawn from all, an upstream every call waits
+	// on (a blackhole, its in-flight calls piling up) would still be "chosen" over
+	// itself for 1/n² of the calls (a quarter, with two), whatever its score.
+	a := weighted(list, total, nil)
+	b := weighted(list, total-a.spec.Weight, a)
+	// One holding two calls more than the other, per weight, is not chosen: calls that
+	// do not come back pile up there, and it gets no more.
+	la := float64(a.inFlight.Load()) / float64(a.spec.Weight)
+	lb := float64(b.inFlight.Load()) / float64(b.spec.Weight)
+	switch {
+	case la >= lb+2:
+		return b
+	case lb >= la+2:
 		return a
 	}
-	if score(b) < score(a) {
+	// Otherwise each wins with a probability inversely proportional to its score: the
+	// faster mostly, the slower now and then. Always taking the lower score would send
+	// nearly every call to whichever mean latency is a little lower, and the other's,
+	// measured only on answers, would never be refreshed (an idle upstream's first,
+	// cold answer would keep it out for good).
+	sa, sb := score(a), score(b)
+	if rand.Float64()*(sa+sb) < sa {
 		return b
 	}
 	return a
 }
 
-func weighted(list []*Upstream, total int) *Upstream {
+// weighted draws an upstream of list other than except, by weight; total is the sum
+// of the weights of the others.
+func weighted(list []*Upstream, total int, except *Upstream) *Upstream {
 	x := rand.IntN(total)
+	var last *Upstream
 	for _, u := range list {
+		if u == except {
+			continue
+		}
 		if x -= u.spec.Weight; x < 0 {
 			return u
 		}
+		last = u
 	}
-	return list[len(list)-1]
+	return last
 }
 
 // score is the expected wait: latency times the calls already waiting, per weight.
@@ -569,7 +626,7 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 			break
 		}
 		tried[i] = u
-		ans, err := r.once(u, spare, req, id, deadline, via)
+		ans, err := r.once(u, spare, req, id, r.attemptDeadline(deadline, retryable && i+1 < attempts), via)
 		spare = ans
 		if err == nil && !retryableAnswer(ans) {
 			return r.clamp(req, ans), nil
@@ -592,6 +649,20 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 		return spare, nil // the last answer stands: the node's own "header not found"
 	}
 	return spare[:0], lastErr
+}
+
+// attemptDeadline is the deadline of one attempt of a call: the call's own, less a
+// reserve for a retry on another upstream when the call may be retried (canRetry),
+// another upstream is configured and the call has time for both. The reserve is
+// Health.SlowMin, the time an upstream may take before it counts as slow. Without it
+// an upstream that takes calls and never answers (a blackhole) would hold them until
+// the client's deadline, and the reads among them would fail instead of being retried.
+func (r *Router) attemptDeadline(deadline time.Time, canRetry bool) time.Time {
+	reserve := r.cfg.Health.SlowMin
+	if !canRetry || reserve <= 0 || len(r.set.Load().all) < 2 || time.Until(deadline) < 2*reserve {
+		return deadline
+	}
+	return deadline.Add(-reserve)
 }
 
 // errLagging marks an answer that says the upstream lacks the block ("header not
@@ -664,7 +735,7 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 		return nil, errNoUpstream
 	}
 	results := make(chan result, 2)
-	launch := func(u *Upstream) {
+	launch := func(u *Upstream, deadline time.Time) {
 		go func() {
 			ans, err := r.once(u, nil, req, id, deadline, via)
 			if err == nil && retryableAnswer(ans) {
@@ -675,8 +746,14 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 	}
 	// req may point into the caller's buffers: copy it, the goroutines may outlive this call.
 	req = cloneRequest(req)
-	launch(first)
-	wait := first.health.Quantile(r.cfg.HedgeQuantile, time.Now())
+	launch(first, r.attemptDeadline(deadline, r.cfg.Retries > 0))
+	// The wait is the quantile of the fastest upstream, not of the one picked: an
+	// upstream that is slow all the time has a high quantile of its own, and its calls
+	// would never be hedged in time.
+	wait := time.Duration(r.hedgeWait.Load())
+	if wait <= 0 {
+		wait = first.health.Quantile(r.cfg.HedgeQuantile, time.Now())
+	}
 	if wait <= 0 {
 		wait = 50 * time.Millisecond
 	}
@@ -699,7 +776,7 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 				if u := r.pick(req, n, via, []*Upstream{first}); u != nil && retryableError(asProtoError(res.err)) {
 					hedged = true
 					r.m.retries.Inc()
-					launch(u)
+					launch(u, deadline)
 					outstanding++
 				}
 			}
@@ -713,7 +790,7 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 				hedged = true
 				r.hedged.Add(1)
 				r.m.hedges.Inc()
-				launch(u)
+				launch(u, deadline)
 				outstanding++
 			}
 		}
@@ -765,10 +842,11 @@ func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
 		tried[i] = u
 		u.inFlight.Add(1)
 		var err error
+		d := r.attemptDeadline(deadline, retryable && i+1 < attempts)
 		if via == TransportWS {
-			err = u.mux.CallBatch(b, deadline)
+			err = u.mux.CallBatch(b, d)
 		} else {
-			err = u.pool.CallBatch(b, deadline)
+			err = u.pool.CallBatch(b, d)
 		}
 		u.inFlight.Add(-1)
 		if err == nil {

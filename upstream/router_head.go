@@ -63,6 +63,12 @@ func (r *Router) pollHead(u *Upstream) {
 // upstream has a higher block; down only when the upstream that set it goes back
 // itself (a reorg or a new chain) and nobody else is higher. Traffic moving from one
 // upstream to a lagging one never moves it down.
+//
+// Only the heads of upstreams that may serve calls at the served head move it: not a
+// banned upstream's, and a fallback's only while no primary is healthy. Calls that must
+// be at the served head go to upstreams that have it; were a banned primary or a
+// fallback to report a block a moment before the healthy primaries, that moment's
+// calls would go to the fallback.
 func (r *Router) observeHead(u *Upstream, header []byte) {
 	n, ok := proto.ParseQuantity(proto.FirstMember(header, "number").Bytes(header))
 	if !ok {
@@ -74,6 +80,9 @@ func (r *Router) observeHead(u *Upstream, header []byte) {
 	r.headMu.Lock()
 	defer r.headMu.Unlock()
 	r.recent.add(hash, n)
+	if st := u.health.State(); st == StateBanned || u.spec.Tier == TierFallback && r.healthyPrimary() {
+		return
+	}
 	served := r.served.Load()
 	switch {
 	case !r.headKnown.Load() || n > served:
@@ -89,6 +98,16 @@ func (r *Router) observeHead(u *Upstream, header []byte) {
 	if r.cfg.OnHead != nil {
 		r.cfg.OnHead(header)
 	}
+}
+
+// healthyPrimary reports whether a primary upstream is healthy.
+func (r *Router) healthyPrimary() bool {
+	for _, u := range r.set.Load().primaries {
+		if u.health.State() == StateHealthy {
+			return true
+		}
+	}
+	return false
 }
 
 // anyAtLeast reports whether an upstream other than except, not banned, has head ≥ n.
@@ -190,6 +209,7 @@ func (r *Router) review(now time.Time) {
 	var best uint64
 	var bestQ time.Duration
 	const q = 0.9
+	var hedgeWait time.Duration
 	for _, u := range set.all {
 		if u.health.State() == StateBanned {
 			continue
@@ -198,7 +218,13 @@ func (r *Router) review(now time.Time) {
 		if uq := u.health.Quantile(q, now); uq > 0 && (bestQ == 0 || uq < bestQ) {
 			bestQ = uq
 		}
+		if r.cfg.HedgeQuantile > 0 {
+			if hq := u.health.Quantile(r.cfg.HedgeQuantile, now); hq > 0 && (hedgeWait == 0 || hq < hedgeWait) {
+				hedgeWait = hq
+			}
+		}
 	}
+	r.hedgeWait.Store(int64(hedgeWait))
 	for _, u := range set.all {
 		before := u.health.State()
 		after := u.health.review(best, bestQ, q, now)
@@ -222,13 +248,15 @@ func (r *Router) probe(u *Upstream, banned bool) {
 	var req proto.Request
 	req.Set(methodBlockNumber, nil)
 	before := u.health.State()
-	ans, err := u.pool.Call(nil, &req, gatewayID1, time.Now().Add(min(r.cfg.ProbeInterval, r.cfg.Pool.MaxConnWaitTimeout)))
+	start := time.Now()
+	ans, err := u.pool.Call(nil, &req, gatewayID1, start.Add(min(r.cfg.ProbeInterval, r.cfg.Pool.MaxConnWaitTimeout)))
 	if banned {
 		errText := ""
 		if err != nil {
 			errText = err.Error()
 		}
-		u.health.probed(err == nil, errText, time.Now())
+		now := time.Now()
+		u.health.probed(err == nil, now.Sub(start), errText, now)
 		if after := u.health.State(); after != before {
 			r.stateChanged(u, before, after)
 		}
