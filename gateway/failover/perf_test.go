@@ -1,3 +1,5 @@
+//go:build perf
+
 package failover_test
 
 import (
@@ -29,10 +31,10 @@ import (
 // on and one upstream slowed, client p99 under 4 times the healthy upstream's, extra
 // requests under 15 %.
 //
-// Not run by default (about two minutes, and the figures need an otherwise idle
-// machine, without -race):
+// A measurement, not a check, so it is built only with the perf tag (about two minutes,
+// and the figures need an otherwise idle machine, without -race; ./task perf:hedging):
 //
-//	FAILOVER_PERF=1 go test -run TestHedgingPerf -v -timeout 20m ./gateway/failover/
+//	go test -tags perf -run TestHedgingPerf -v -timeout 20m ./gateway/failover/
 //
 // FAILOVER_PERF_RATE sets the load's rate (default 400 requests per second),
 // FAILOVER_PERF_PROFILES a directory for a CPU profile of the gateway over each
@@ -40,9 +42,6 @@ import (
 // names a built gateway (./task build puts one in .bin/); without it the test builds
 // one.
 func TestHedgingPerf(t *testing.T) {
-	if os.Getenv("FAILOVER_PERF") == "" {
-		t.Skip("a measurement, not a test: FAILOVER_PERF=1 go test -run TestHedgingPerf -v ./gateway/failover/")
-	}
 	bin := gatewayBinary(t)
 	node := testnode.Start(t)
 	tox := toxiproxy.Start(t)
