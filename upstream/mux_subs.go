@@ -24,13 +24,13 @@ type subState struct {
 	seq         uint64
 	groups      map[string]*group // by params bytes
 	byGW        map[string]*group // by gateway id (0x…, no quotes)
-	bySink      map[Sink][]*group // what each sink joined or waits for
+	bySink      sinkIndex[*group] // what each sink joined or waits for
 }
 
 func (st *subState) init() {
 	st.groups = make(map[string]*group)
 	st.byGW = make(map[string]*group)
-	st.bySink = make(map[Sink][]*group)
+	st.bySink = make(sinkIndex[*group])
 }
 
 type group struct {
@@ -83,7 +83,7 @@ func (m *Mux) Join(params, id []byte, sink Sink, deadline time.Time) {
 		st.byGW[gw] = g
 	}
 	g.waiters = append(g.waiters, waiter{sink: sink, id: bytes.Clone(id)})
-	st.indexLocked(sink, g)
+	st.bySink.add(sink, g)
 }
 
 // Leave ends sink's subscription gwID (without quotes); it reports whether sink held it.
@@ -98,7 +98,7 @@ func (m *Mux) Leave(sink Sink, gwID []byte) bool {
 	st.memberships--
 	if g.members[sink]--; g.members[sink] == 0 {
 		delete(g.members, sink)
-		st.unindexLocked(sink, g)
+		st.bySink.remove(sink, g)
 	}
 	m.maybeDropLocked(g)
 	return true
@@ -138,31 +138,7 @@ func (m *Mux) Memberships() int64 {
 func (m *Mux) addMemberLocked(g *group, sink Sink) {
 	g.members[sink]++
 	m.subs.memberships++
-	m.subs.indexLocked(sink, g)
-}
-
-func (st *subState) indexLocked(sink Sink, g *group) {
-	for _, x := range st.bySink[sink] {
-		if x == g {
-			return
-		}
-	}
-	st.bySink[sink] = append(st.bySink[sink], g)
-}
-
-func (st *subState) unindexLocked(sink Sink, g *group) {
-	gs := st.bySink[sink]
-	for i, x := range gs {
-		if x == g {
-			gs = append(gs[:i], gs[i+1:]...)
-			break
-		}
-	}
-	if len(gs) == 0 {
-		delete(st.bySink, sink)
-	} else {
-		st.bySink[sink] = gs
-	}
+	m.subs.bySink.add(sink, g)
 }
 
 // maybeDropLocked forgets a group nobody holds or waits for, and unsubscribes upstream.
@@ -231,7 +207,7 @@ func (m *Mux) subscribed(c *call, e *proto.Error) {
 			} else {
 				w.sink.Reply(appendErrorReply(nil, w.id, c.resp, msg.Error))
 			}
-			st.unindexLocked(w.sink, g)
+			st.bySink.remove(w.sink, g)
 		}
 		g.waiters = nil
 		if len(g.members) > 0 {

@@ -36,7 +36,7 @@ type Subscriptions struct {
 	seq         uint64
 	groups      map[string]*subGroup // by params
 	byID        map[string]*subGroup // by gateway id (no quotes)
-	bySink      map[Sink][]*subGroup
+	bySink      sinkIndex[*subGroup]
 	memberships int64
 }
 
@@ -44,7 +44,7 @@ type Subscriptions struct {
 const MaxBackfill = 128
 
 func newSubscriptions(r *Router) *Subscriptions {
-	s := &Subscriptions{r: r, groups: map[string]*subGroup{}, byID: map[string]*subGroup{}, bySink: map[Sink][]*subGroup{}}
+	s := &Subscriptions{r: r, groups: map[string]*subGroup{}, byID: map[string]*subGroup{}, bySink: sinkIndex[*subGroup]{}}
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
 	s.prefix = binary.LittleEndian.Uint64(seed[:])
@@ -106,7 +106,7 @@ func (s *Subscriptions) Join(params, id []byte, sink Sink, deadline time.Time) {
 	if g != nil && g.live {
 		g.members[sink]++
 		s.memberships++
-		s.indexLocked(sink, g)
+		s.bySink.add(sink, g)
 		sink.Reply(appendSubResult(nil, id, g.gwQuoted))
 		return
 	}
@@ -121,7 +121,7 @@ func (s *Subscriptions) Join(params, id []byte, sink Sink, deadline time.Time) {
 		go g.run(deadline)
 	}
 	g.waiters = append(g.waiters, waiter{sink: sink, id: bytes.Clone(id)})
-	s.indexLocked(sink, g)
+	s.bySink.add(sink, g)
 }
 
 // kindOf reads the subscription kind from params[0], decoded.
@@ -153,7 +153,7 @@ func (s *Subscriptions) Leave(sink Sink, gwID []byte) bool {
 	s.memberships--
 	if g.members[sink]--; g.members[sink] == 0 {
 		delete(g.members, sink)
-		s.unindexLocked(sink, g)
+		s.bySink.remove(sink, g)
 	}
 	s.maybeEndLocked(g)
 	return true
@@ -199,30 +199,6 @@ func (s *Subscriptions) Memberships() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.memberships
-}
-
-func (s *Subscriptions) indexLocked(sink Sink, g *subGroup) {
-	for _, x := range s.bySink[sink] {
-		if x == g {
-			return
-		}
-	}
-	s.bySink[sink] = append(s.bySink[sink], g)
-}
-
-func (s *Subscriptions) unindexLocked(sink Sink, g *subGroup) {
-	gs := s.bySink[sink]
-	for i, x := range gs {
-		if x == g {
-			gs = append(gs[:i], gs[i+1:]...)
-			break
-		}
-	}
-	if len(gs) == 0 {
-		delete(s.bySink, sink)
-	} else {
-		s.bySink[sink] = gs
-	}
 }
 
 // maybeEndLocked ends a group nobody holds or waits for.
@@ -393,7 +369,7 @@ func (g *subGroup) answerWaiters(err error) {
 			} else {
 				w.sink.Reply(proto.AppendError(nil, w.id, asProtoError(err)))
 			}
-			s.unindexLocked(w.sink, g)
+			s.bySink.remove(w.sink, g)
 		}
 	}
 	g.waiters = nil
