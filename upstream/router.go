@@ -611,11 +611,11 @@ var errNoUpstream = proto.NewError(proto.CodeServer, 503,
 func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time.Time, via Transport) ([]byte, error) {
 	n := r.needOf(req)
 	retryable := req.Retryable()
-	if retryable {
+	// reads counts only what the hedging budget needs: a counter every request writes
+	// is a cache line the cores pass back and forth.
+	if retryable && r.cfg.HedgeQuantile > 0 {
 		r.reads.Add(1)
-		if r.cfg.HedgeQuantile > 0 {
-			return r.hedgedCall(req, id, deadline, via, n)
-		}
+		return r.hedgedCall(req, id, deadline, via, n)
 	}
 	var tried [maxAttempts]*Upstream
 	var lastErr error = errNoUpstream
