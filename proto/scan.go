@@ -8,6 +8,7 @@
 package proto
 
 import (
+	"bytes"
 	"errors"
 )
 
@@ -339,8 +340,8 @@ func KeyIs(key []byte, name string) bool {
 	if len(key) == len(name)+2 && string(key[1:len(key)-1]) == name {
 		return true
 	}
-	if len(key) <= len(name)+2 {
-		return false // an escape always makes a key longer than what it decodes to
+	if len(key) <= len(name)+2 || bytes.IndexByte(key, '\\') < 0 {
+		return false // only an escape makes a key longer than what it decodes to
 	}
 	var buf [64]byte
 	if len(name) > len(buf)-8 {

@@ -25,7 +25,7 @@ func testHealthConfig() HealthConfig {
 
 // testRouter builds a router over specs without starting it: no head following, no
 // reviews; the test moves heads and states itself.
-func testRouter(t *testing.T, specs ...Spec) *Router {
+func testRouter(t testing.TB, specs ...Spec) *Router {
 	t.Helper()
 	r, err := NewRouter(RouterConfig{
 		Health: testHealthConfig(),
