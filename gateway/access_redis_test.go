@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"runtime"
@@ -185,6 +186,101 @@ func TestSharedCacheAcrossReplicas(t *testing.T) {
 	if got := up.count("eth_getBlockByNumber") - before; got != 0 {
 		t.Errorf("a new replica called the upstream %d times for blocks in Redis", got)
 	}
+}
+
+// Batch elements use the shared tier too: what one replica fetched in a batch (or in a
+// single call) another replica answers from Redis, in a batch or a single call, with no
+// upstream call; elements Redis lacks, and those that are not immutable, still go
+// upstream in the one batch exchange, and answers stay in request order.
+func TestSharedCacheBatches(t *testing.T) {
+	rs := redistest.Start(t)
+	up := startFakeUpstream(t)
+	up.head.Store(5000)
+	gws := startReplicas(t, 2, up, rs.Addr, "anonymous: {plan: open}\nplans:\n  open: {}\n")
+	for _, gw := range gws {
+		waitFor(t, "the head", func() bool { return gw.srv.heads.number.Load() >= 5000 })
+	}
+	block := func(id, n int) string {
+		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_getBlockByNumber","params":["0x%x",false]}`, id, n)
+	}
+	batchOf := func(blocks ...int) string {
+		var els []string
+		for i, n := range blocks {
+			els = append(els, block(100+i, n))
+		}
+		return "[" + strings.Join(els, ",") + "]"
+	}
+	checkBatch := func(gw *testGateway, blocks ...int) {
+		t.Helper()
+		code, b, err := tryPost(gw.URL, batchOf(blocks...))
+		if err != nil || code != 200 {
+			t.Fatalf("batch: %d %s %v", code, b, err)
+		}
+		var answers []struct {
+			ID     int             `json:"id"`
+			Result json.RawMessage `json:"result"`
+		}
+		if err := json.Unmarshal([]byte(b), &answers); err != nil || len(answers) != len(blocks) {
+			t.Fatalf("batch answer %s: %v", b, err)
+		}
+		for i, a := range answers {
+			if a.ID != 100+i || !strings.Contains(string(a.Result), fmt.Sprintf(`"number":"0x%x"`, blocks[i])) {
+				t.Fatalf("element %d: id %d result %s, want id %d block %d", i, a.ID, a.Result, 100+i, blocks[i])
+			}
+		}
+	}
+	calls := func() float64 { return float64(up.count("eth_getBlockByNumber")) }
+	stored := func(gw *testGateway, n float64) {
+		t.Helper()
+		waitFor(t, "answers stored in Redis", func() bool { return gw.metric(t, "gateway_sharedcache_sets_total") >= n })
+	}
+
+	// Replica 0 fetches deep blocks 1..20 in a batch, with a shallow block (4990) that
+	// is never shared.
+	before := calls()
+	checkBatch(gws[0], append(seq(1, 20), 4990)...)
+	if got := calls() - before; got != 21 {
+		t.Fatalf("first batch: %v upstream calls, want 21", got)
+	}
+	stored(gws[0], 20)
+	// Replica 1: the same deep blocks from Redis, the shallow one and a new deep one
+	// from the upstream.
+	before = calls()
+	checkBatch(gws[1], append(seq(1, 20), 4990, 21)...)
+	if got := calls() - before; got != 2 {
+		t.Fatalf("second replica's batch: %v upstream calls, want 2 (block 4990 and block 21)", got)
+	}
+	if hits := gws[1].metric(t, `gateway_cache_requests_total{result="shared_hit"}`); hits != 20 {
+		t.Fatalf("shared hits %v, want 20", hits)
+	}
+	// A single call on replica 1 for a block replica 0 fetched in a batch, and a batch
+	// on replica 0 for blocks replica 1 fetched one by one: one key space.
+	before = calls()
+	if code, b, err := tryPost(gws[1].URL, block(7, 5)); err != nil || code != 200 || !strings.Contains(b, `"number":"0x5"`) {
+		t.Fatalf("single call: %d %s %v", code, b, err)
+	}
+	for n := 30; n < 35; n++ {
+		if code, b, err := tryPost(gws[1].URL, block(1, n)); err != nil || code != 200 {
+			t.Fatalf("single call: %d %s %v", code, b, err)
+		}
+	}
+	if got := calls() - before; got != 5 {
+		t.Fatalf("%v upstream calls, want 5 (blocks 30..34; block 5 is in Redis)", got)
+	}
+	stored(gws[1], 6) // block 21 and blocks 30..34
+	before = calls()
+	checkBatch(gws[0], seq(30, 34)...)
+	if got := calls() - before; got != 0 {
+		t.Fatalf("batch of blocks in Redis: %v upstream calls, want 0", got)
+	}
+}
+
+func seq(from, to int) []int {
+	var s []int
+	for n := from; n <= to; n++ {
+		s = append(s, n)
+	}
+	return s
 }
 
 // TestRedisFailureUnderLoad kills and freezes Redis under load: no request waits more

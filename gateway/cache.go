@@ -231,11 +231,43 @@ func (c *cache) hit(cl *call) bool {
 	return true
 }
 
-// storeElement keeps the answer (id 1) of a batch element that missed.
-func (c *cache) storeElement(cl *call, ans []byte) {
+// storeElement keeps the answer (id 1) of a batch element that missed, and offers it
+// to the shared tier when no reorg can replace it.
+func (c *cache) storeElement(s *Server, cl *call, ans []byte) {
 	c.misses.Inc()
 	if cl.pol != coalesceOnly {
 		c.store(cl.key, cl.req.Method, cl.pol, cl.block, cl.epoch, bytes.Clone(ans))
+	}
+	if s.shared != nil && c.sharable(cl) && c.immutable(cl, ans) {
+		s.shared.Set(sharedKey(cl.key), ans)
+	}
+}
+
+// lookupShared answers the batch elements in b.shared from the shared tier, in one
+// round trip; those it lacks join the upstream batch. Unlike single calls they are not
+// coalesced across replicas: a batch does not wait on another replica's fetch.
+func (c *cache) lookupShared(s *Server, b *batch) {
+	keys := make([]string, len(b.shared))
+	for k, i := range b.shared {
+		keys[k] = sharedKey(b.calls[i].key)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), b.calls[b.shared[0]].deadline)
+	vals := s.shared.GetMulti(ctx, keys)
+	cancel()
+	for k, i := range b.shared {
+		cl := b.calls[i]
+		// From Redis: served only if it is what the gateway would have stored itself.
+		if v := vals[k]; v != nil && c.immutable(cl, v) {
+			c.misses.Inc()
+			c.sharedHits.Inc()
+			body := bytes.Clone(v)
+			c.store(cl.key, cl.req.Method, cl.pol, cl.block, cl.epoch, body)
+			cl.cached = cacheHit
+			cl.setStored(body)
+			continue
+		}
+		b.fwd = append(b.fwd, i)
+		b.ub.Add(&cl.req, restID)
 	}
 }
 

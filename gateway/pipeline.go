@@ -153,10 +153,11 @@ var errPendingFull = proto.NewError(proto.CodeLimitExceeded, 503,
 
 // batch is the state of one batch through the pipeline, pooled.
 type batch struct {
-	calls []*call
-	fwd   []int // indexes of the calls that go upstream, in ub order
-	ub    upstream.Batch
-	spans []proto.Span // scratch: element spans of the body
+	calls  []*call
+	fwd    []int // indexes of the calls that go upstream, in ub order
+	shared []int // indexes of the calls to look up in the shared tier first
+	ub     upstream.Batch
+	spans  []proto.Span // scratch: element spans of the body
 }
 
 var batchPool = sync.Pool{New: func() any { return new(batch) }}
@@ -220,6 +221,9 @@ func (s *Server) serveBatch(dst, body []byte, up caller, deadline time.Time, who
 			s.routeElement(b, c, i)
 		}
 	}
+	if len(b.shared) > 0 {
+		s.cache.lookupShared(s, b)
+	}
 	if b.ub.Len() > 0 {
 		_ = up.CallBatch(&b.ub, deadline) // failures are filed per element
 		for k, i := range b.fwd {
@@ -230,7 +234,7 @@ func (s *Server) serveBatch(dst, body []byte, up caller, deadline time.Time, who
 			case e != nil:
 				c.setError(e)
 			case c.cacheable:
-				s.cache.storeElement(c, ans)
+				s.cache.storeElement(s, c, ans)
 				c.setStored(ans)
 			default:
 				c.own = append(c.own[:0], ans...)
@@ -302,6 +306,10 @@ func (s *Server) routeElement(b *batch, c *call, idx int) {
 			}
 			c.cacheable = true
 			upID = restID // stored answers carry id 1
+			if s.shared != nil && s.cache.sharable(c) {
+				b.shared = append(b.shared, idx) // upstream only if Redis lacks it
+				return
+			}
 		}
 	}
 	b.fwd = append(b.fwd, idx)
@@ -313,7 +321,7 @@ func (s *Server) putBatch(b *batch) {
 		putCall(c)
 		b.calls[i] = nil
 	}
-	b.calls, b.fwd, b.spans = b.calls[:0], b.fwd[:0], b.spans[:0]
+	b.calls, b.fwd, b.shared, b.spans = b.calls[:0], b.fwd[:0], b.shared[:0], b.spans[:0]
 	b.ub.Reset()
 	batchPool.Put(b)
 }

@@ -182,6 +182,38 @@ func (c *Cache) Get(ctx context.Context, key string) ([]byte, bool) {
 	return v, ok
 }
 
+// GetMulti looks keys up in one round trip: vals[i] is key i's value, nil on a miss. A
+// failure is a miss for every key, decided like Get's. Batches use it: their elements
+// are looked up together, not coalesced across replicas one by one.
+func (c *Cache) GetMulti(ctx context.Context, keys []string) (vals [][]byte) {
+	vals = make([][]byte, len(keys))
+	if len(keys) == 0 {
+		return vals
+	}
+	if !c.conn.Up() {
+		c.skipped.Add(len(keys))
+		return vals
+	}
+	cmds := make(rueidis.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = c.conn.B().Get().Key(c.valueKey(k)).Build()
+	}
+	for i, r := range c.conn.DoMulti(ctx, cmds...) {
+		v, err := r.AsBytes()
+		switch {
+		case err == nil:
+			c.hits.Inc()
+			vals[i] = v
+		case rueidis.IsRedisNil(err):
+			c.misses.Inc()
+		default:
+			c.errs.Inc()
+			c.misses.Inc()
+		}
+	}
+	return vals
+}
+
 // get also says whether Redis failed (not a plain miss).
 func (c *Cache) get(ctx context.Context, key string) ([]byte, bool, bool) {
 	if !c.conn.Up() {
@@ -276,7 +308,11 @@ var releaseScript = redisconn.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1
 // right now, or from fetch. A value fetched here is stored (Set). fetch's error is
 // returned as is. Without Redis it is fetch, at once.
 func (c *Cache) GetOrFetch(ctx context.Context, key string, fetch func(context.Context) ([]byte, error)) ([]byte, Source, error) {
-	v, ok, failed := c.get(ctx, key)
+	// The lookup and the claim share one CallTimeout: Redis going slow between the two
+	// must not make a request wait for it twice before it fetches.
+	rctx, cancel := context.WithTimeout(ctx, c.conn.CallTimeout())
+	defer cancel()
+	v, ok, failed := c.get(rctx, key)
 	if ok {
 		return v, SourceRedis, nil
 	}
@@ -284,7 +320,7 @@ func (c *Cache) GetOrFetch(ctx context.Context, key string, fetch func(context.C
 		return c.fetch(ctx, key, fetch, "") // Redis is down or slow: not one more wait for it
 	}
 	token := c.token + strconv.FormatUint(c.seq.Add(1), 10)
-	won, err := c.conn.Do(ctx, c.conn.B().Set().Key(c.lockKey(key)).Value(token).Nx().
+	won, err := c.conn.Do(rctx, c.conn.B().Set().Key(c.lockKey(key)).Value(token).Nx().
 		PxMilliseconds(c.cfg.LockTTL.Milliseconds()).Build()).ToString()
 	switch {
 	case err == nil && won == "OK":
