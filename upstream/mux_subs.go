@@ -18,19 +18,17 @@ import (
 
 // subState is guarded by mu. Lock order: subState.mu, then slot.mu.
 type subState struct {
-	mu          sync.Mutex
-	memberships int64 // subscriptions held by sinks
-	prefix      uint64
-	seq         uint64
-	groups      map[string]*group // by params bytes
-	byGW        map[string]*group // by gateway id (0x…, no quotes)
-	bySink      sinkIndex[*group] // what each sink joined or waits for
+	mu     sync.Mutex
+	prefix uint64
+	seq    uint64
+	groups map[string]*group // by params bytes
+	byGW   map[string]*group // by gateway id (0x…, no quotes)
+	roster roster[*group]    // who holds what
 }
 
 func (st *subState) init() {
 	st.groups = make(map[string]*group)
 	st.byGW = make(map[string]*group)
-	st.bySink = make(sinkIndex[*group])
 }
 
 type group struct {
@@ -41,13 +39,7 @@ type group struct {
 	upID      string    // upstream id as raw JSON (with quotes); "" while not live
 	pending   bool      // an eth_subscribe for it is in flight
 	downSince time.Time // when it lost its socket; zero while live
-	members   map[Sink]int
-	waiters   []waiter // joined before the upstream confirmed
-}
-
-type waiter struct {
-	sink Sink
-	id   []byte
+	holders
 }
 
 // Join subscribes sink to the upstream subscription eth_subscribe(params) and answers
@@ -61,7 +53,7 @@ func (m *Mux) Join(params, id []byte, sink Sink, deadline time.Time) {
 	defer st.mu.Unlock()
 	g := st.groups[string(params)]
 	if g != nil && !g.pending {
-		m.addMemberLocked(g, sink)
+		st.roster.join(g, sink)
 		sink.Reply(appendSubResult(nil, id, g.gwQuoted))
 		return
 	}
@@ -74,7 +66,7 @@ func (m *Mux) Join(params, id []byte, sink Sink, deadline time.Time) {
 		st.seq++
 		gw := fmt.Sprintf("0x%016x%016x", st.prefix, st.seq)
 		g = &group{params: bytes.Clone(params), gwID: gw, gwQuoted: []byte(`"` + gw + `"`),
-			members: make(map[Sink]int)}
+			holders: holders{members: make(map[Sink]int)}}
 		if perr := m.subscribeUpstream(g, s, m.timeout(deadline)); perr != nil {
 			sink.Reply(proto.AppendError(nil, id, perr))
 			return
@@ -82,8 +74,7 @@ func (m *Mux) Join(params, id []byte, sink Sink, deadline time.Time) {
 		st.groups[string(g.params)] = g
 		st.byGW[gw] = g
 	}
-	g.waiters = append(g.waiters, waiter{sink: sink, id: bytes.Clone(id)})
-	st.bySink.add(sink, g)
+	st.roster.wait(g, sink, id)
 }
 
 // Leave ends sink's subscription gwID (without quotes); it reports whether sink held it.
@@ -92,13 +83,8 @@ func (m *Mux) Leave(sink Sink, gwID []byte) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	g := st.byGW[string(gwID)]
-	if g == nil || g.members[sink] == 0 {
+	if g == nil || !st.roster.leave(g, sink) {
 		return false
-	}
-	st.memberships--
-	if g.members[sink]--; g.members[sink] == 0 {
-		delete(g.members, sink)
-		st.bySink.remove(sink, g)
 	}
 	m.maybeDropLocked(g)
 	return true
@@ -110,21 +96,7 @@ func (m *Mux) LeaveAll(sink Sink) int {
 	st := &m.subs
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	n := 0
-	for _, g := range st.bySink[sink] {
-		n += g.members[sink]
-		st.memberships -= int64(g.members[sink])
-		delete(g.members, sink)
-		for i := 0; i < len(g.waiters); i++ {
-			if g.waiters[i].sink == sink {
-				g.waiters = append(g.waiters[:i], g.waiters[i+1:]...)
-				i--
-			}
-		}
-		m.maybeDropLocked(g)
-	}
-	delete(st.bySink, sink)
-	return n
+	return st.roster.leaveAll(sink, m.maybeDropLocked)
 }
 
 // Memberships returns how many subscriptions sinks hold on this Mux; several share one
@@ -132,13 +104,7 @@ func (m *Mux) LeaveAll(sink Sink) int {
 func (m *Mux) Memberships() int64 {
 	m.subs.mu.Lock()
 	defer m.subs.mu.Unlock()
-	return m.subs.memberships
-}
-
-func (m *Mux) addMemberLocked(g *group, sink Sink) {
-	g.members[sink]++
-	m.subs.memberships++
-	m.subs.bySink.add(sink, g)
+	return m.subs.roster.n
 }
 
 // maybeDropLocked forgets a group nobody holds or waits for, and unsubscribes upstream.
@@ -201,15 +167,13 @@ func (m *Mux) subscribed(c *call, e *proto.Error) {
 		}
 	}
 	if result == nil {
-		for _, w := range g.waiters {
+		for _, w := range st.roster.refuse(g) {
 			if e != nil {
 				w.sink.Reply(proto.AppendError(nil, w.id, e))
 			} else {
 				w.sink.Reply(appendErrorReply(nil, w.id, c.resp, msg.Error))
 			}
-			st.bySink.remove(w.sink, g)
 		}
-		g.waiters = nil
 		if len(g.members) > 0 {
 			m.cfg.Logger.Warn("upstream websocket: resubscribe failed; retrying on the next reconnect",
 				"subscription", g.gwID, "err", errString(e))
@@ -225,12 +189,9 @@ func (m *Mux) subscribed(c *call, e *proto.Error) {
 		m.metrics.resubscribes.Inc()
 		g.downSince = time.Time{}
 	}
-	for _, w := range g.waiters {
-		g.members[w.sink]++
-		st.memberships++
+	for _, w := range st.roster.confirm(g) {
 		w.sink.Reply(appendSubResult(nil, w.id, g.gwQuoted))
 	}
-	g.waiters = nil
 	m.maybeDropLocked(g)
 }
 

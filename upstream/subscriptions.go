@@ -32,19 +32,18 @@ type Subscriptions struct {
 	r      *Router
 	prefix uint64
 
-	mu          sync.Mutex
-	seq         uint64
-	groups      map[string]*subGroup // by params
-	byID        map[string]*subGroup // by gateway id (no quotes)
-	bySink      sinkIndex[*subGroup]
-	memberships int64
+	mu     sync.Mutex
+	seq    uint64
+	groups map[string]*subGroup // by params
+	byID   map[string]*subGroup // by gateway id (no quotes)
+	roster roster[*subGroup]
 }
 
 // MaxBackfill bounds the heads fetched to close one gap.
 const MaxBackfill = 128
 
 func newSubscriptions(r *Router) *Subscriptions {
-	s := &Subscriptions{r: r, groups: map[string]*subGroup{}, byID: map[string]*subGroup{}, bySink: sinkIndex[*subGroup]{}}
+	s := &Subscriptions{r: r, groups: map[string]*subGroup{}, byID: map[string]*subGroup{}}
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
 	s.prefix = binary.LittleEndian.Uint64(seed[:])
@@ -73,10 +72,9 @@ type subGroup struct {
 	gwQuoted []byte
 
 	// Guarded by s.mu.
-	members map[Sink]int
-	waiters []waiter
-	live    bool // established upstream: joins are answered at once
-	ended   bool
+	holders
+	live  bool // established upstream: joins are answered at once
+	ended bool
 
 	in      chan delivery
 	moveReq chan struct{}
@@ -104,9 +102,7 @@ func (s *Subscriptions) Join(params, id []byte, sink Sink, deadline time.Time) {
 	defer s.mu.Unlock()
 	g := s.groups[string(params)]
 	if g != nil && g.live {
-		g.members[sink]++
-		s.memberships++
-		s.bySink.add(sink, g)
+		s.roster.join(g, sink)
 		sink.Reply(appendSubResult(nil, id, g.gwQuoted))
 		return
 	}
@@ -114,14 +110,13 @@ func (s *Subscriptions) Join(params, id []byte, sink Sink, deadline time.Time) {
 		s.seq++
 		gw := fmt.Sprintf("0x%016x%016x", s.prefix, s.seq)
 		g = &subGroup{s: s, params: bytes.Clone(params), kind: kindOf(params), gwID: gw, gwQuoted: []byte(`"` + gw + `"`),
-			members: map[Sink]int{}, in: make(chan delivery, 4096), moveReq: make(chan struct{}, 1),
+			holders: holders{members: map[Sink]int{}}, in: make(chan delivery, 4096), moveReq: make(chan struct{}, 1),
 			stop: make(chan struct{}), done: make(chan struct{})}
 		s.groups[string(g.params)] = g
 		s.byID[gw] = g
 		go g.run(deadline)
 	}
-	g.waiters = append(g.waiters, waiter{sink: sink, id: bytes.Clone(id)})
-	s.bySink.add(sink, g)
+	s.roster.wait(g, sink, id)
 }
 
 // kindOf reads the subscription kind from params[0], decoded.
@@ -147,13 +142,8 @@ func (s *Subscriptions) Leave(sink Sink, gwID []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g := s.byID[string(gwID)]
-	if g == nil || g.members[sink] == 0 {
+	if g == nil || !s.roster.leave(g, sink) {
 		return false
-	}
-	s.memberships--
-	if g.members[sink]--; g.members[sink] == 0 {
-		delete(g.members, sink)
-		s.bySink.remove(sink, g)
 	}
 	s.maybeEndLocked(g)
 	return true
@@ -164,21 +154,7 @@ func (s *Subscriptions) Leave(sink Sink, gwID []byte) bool {
 func (s *Subscriptions) LeaveAll(sink Sink) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
-	for _, g := range s.bySink[sink] {
-		n += g.members[sink]
-		s.memberships -= int64(g.members[sink])
-		delete(g.members, sink)
-		for i := 0; i < len(g.waiters); i++ {
-			if g.waiters[i].sink == sink {
-				g.waiters = append(g.waiters[:i], g.waiters[i+1:]...)
-				i--
-			}
-		}
-		s.maybeEndLocked(g)
-	}
-	delete(s.bySink, sink)
-	return n
+	return s.roster.leaveAll(sink, s.maybeEndLocked)
 }
 
 // carried counts the groups each upstream carries.
@@ -198,7 +174,7 @@ func (s *Subscriptions) carried() map[*Upstream]int {
 func (s *Subscriptions) Memberships() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.memberships
+	return s.roster.n
 }
 
 // maybeEndLocked ends a group nobody holds or waits for.
@@ -356,25 +332,19 @@ func (g *subGroup) answerWaiters(err error) {
 	s := g.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, w := range g.waiters {
-		switch {
-		case err == nil:
-			g.members[w.sink]++
-			s.memberships++
+	if err == nil {
+		for _, w := range s.roster.confirm(g) {
 			w.sink.Reply(appendSubResult(nil, w.id, g.gwQuoted))
-			continue
-		default:
+		}
+		g.live = true
+	} else {
+		for _, w := range s.roster.refuse(g) {
 			if r, ok := AsRefused(err); ok {
 				w.sink.Reply(appendErrorReply(nil, w.id, r.Error, proto.Span{Start: 0, End: len(r.Error)}))
 			} else {
 				w.sink.Reply(proto.AppendError(nil, w.id, asProtoError(err)))
 			}
-			s.bySink.remove(w.sink, g)
 		}
-	}
-	g.waiters = nil
-	if err == nil {
-		g.live = true
 	}
 	s.maybeEndLocked(g)
 }
