@@ -51,7 +51,10 @@ type run struct {
 	// gateway request, and its CPU per gateway request.
 	UpstreamPerReq  float64 `json:"upstream_requests_per_req,omitempty"`
 	NodeCPUusPerReq float64 `json:"node_cpu_us_per_req,omitempty"`
-	Note            string  `json:"note,omitempty"`
+	// SyscallsPerReq is the process's read and write syscalls per request
+	// (/proc/<pid>/io): a figure that another process loading the machine does not move.
+	SyscallsPerReq float64 `json:"syscalls_per_req,omitempty"`
+	Note           string  `json:"note,omitempty"`
 }
 
 // measurer holds what every measurement needs.
@@ -112,6 +115,7 @@ func (m *measurer) measure(ctx context.Context, key, label string, pid int, tgt 
 			return nil, fmt.Errorf("cannot read CPU time of pid %d: %w", pid, err)
 		}
 		n0, _ := proc.CPUTicks(m.nodePID)
+		sr0, sw0, _ := proc.Syscalls(pid)
 		r, err := drive(m.duration)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", label, err)
@@ -121,6 +125,7 @@ func (m *measurer) measure(ctx context.Context, key, label string, pid int, tgt 
 			return nil, fmt.Errorf("cannot read CPU time of pid %d (did it exit?): %w", pid, err)
 		}
 		n1, _ := proc.CPUTicks(m.nodePID)
+		sr1, sw1, serr := proc.Syscalls(pid)
 		c1, err := nodeCounts(m.nodeHTTP)
 		if err != nil {
 			return nil, err
@@ -129,6 +134,9 @@ func (m *measurer) measure(ctx context.Context, key, label string, pid int, tgt 
 		r.CPUTicks = t1 - t0
 		if r.Requests > 0 {
 			r.CPUusPerReq = round2(float64(r.CPUTicks) * 1e6 / float64(m.hz) / float64(r.Requests))
+			if serr == nil {
+				r.SyscallsPerReq = round2(float64(sr1-sr0+sw1-sw0) / float64(r.Requests))
+			}
 			if pid != m.nodePID {
 				r.UpstreamPerReq = round4(float64(c1.Requests-c0.Requests) / float64(r.Requests))
 				r.NodeCPUusPerReq = round2(float64(n1-n0) * 1e6 / float64(m.hz) / float64(r.Requests))

@@ -221,12 +221,13 @@ func (r *results) markdown() string {
 	w("## CPU per request\n\n")
 	w("Rows marked passthrough, Mux and socket2socket run against the gateway with `-cache=false`, so every request "+
 		"reaches fixednode; cache rows run against the default configuration (cache on, a head every %.0f s). "+
-		"upstream req/req is what fixednode answered per gateway request.\n\n", c.HeadIntervalS)
-	w("| path | driver | req/s | CPU µs/req | ratio to floor | target | result | p50 ms | p99 ms | upstream req/req | errors |\n")
-	w("|---|---|--:|--:|--:|--:|---|--:|--:|--:|--:|\n")
+		"upstream req/req is what fixednode answered per gateway request; syscalls/req counts the process's "+
+		"read and write syscalls (/proc/<pid>/io), which a loaded machine does not move as it moves CPU time.\n\n", c.HeadIntervalS)
+	w("| path | driver | req/s | CPU µs/req | ratio to floor | target | result | p50 ms | p99 ms | upstream req/req | syscalls/req | errors |\n")
+	w("|---|---|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|\n")
 	row := func(p *run) {
 		if p.Status == "n/a" {
-			w("| %s | | | | | | n/a | | | | %s |\n", p.Label, p.Note)
+			w("| %s | | | | | | n/a | | | | | %s |\n", p.Label, p.Note)
 			return
 		}
 		target, ratio := "–", "1.00×"
@@ -241,8 +242,12 @@ func (r *results) markdown() string {
 		if !isFloor {
 			up = fmt.Sprintf("%.3f", p.UpstreamPerReq)
 		}
-		w("| %s | %s | %.0f | %.2f | %s | %s | %s | %.3f | %.3f | %s | %s |\n", p.Label, p.Driver, p.RPS,
-			p.CPUusPerReq, ratio, target, p.Status, p.LatencyMS.P50, p.LatencyMS.P99, up, errText(p))
+		sys := "–"
+		if p.SyscallsPerReq > 0 {
+			sys = fmt.Sprintf("%.2f", p.SyscallsPerReq)
+		}
+		w("| %s | %s | %.0f | %.2f | %s | %s | %s | %.3f | %.3f | %s | %s | %s |\n", p.Label, p.Driver, p.RPS,
+			p.CPUusPerReq, ratio, target, p.Status, p.LatencyMS.P50, p.LatencyMS.P99, up, sys, errText(p))
 	}
 	if r.Floor != nil {
 		row(r.Floor)

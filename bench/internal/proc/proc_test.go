@@ -17,6 +17,17 @@ func TestParseStat(t *testing.T) {
 	}
 }
 
+func TestParseIO(t *testing.T) {
+	io := "rchar: 1\nwchar: 2\nsyscr: 3930\nsyscw: 2000\nread_bytes: 0\n"
+	r, w, err := parseIO([]byte(io))
+	if err != nil || r != 3930 || w != 2000 {
+		t.Fatalf("parseIO = %d, %d, %v; want 3930, 2000", r, w, err)
+	}
+	if _, _, err := parseIO([]byte("rchar: 1\n")); err == nil {
+		t.Fatal("no syscr/syscw parsed")
+	}
+}
+
 func TestSelf(t *testing.T) {
 	if _, err := CPUTicks(os.Getpid()); err != nil {
 		t.Fatal(err)
@@ -24,6 +35,16 @@ func TestSelf(t *testing.T) {
 	rss, err := RSSKiB(os.Getpid())
 	if err != nil || rss <= 0 {
 		t.Fatalf("rss %d %v", rss, err)
+	}
+	r0, _, err := Syscalls(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.ReadFile("/proc/self/stat"); err != nil {
+		t.Fatal(err)
+	}
+	if r1, _, err := Syscalls(os.Getpid()); err != nil || r1 <= r0 {
+		t.Fatalf("reads %d then %d (%v): a read syscall was not counted", r0, r1, err)
 	}
 	if ClockTicks() <= 0 {
 		t.Fatal("clock ticks")
