@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -566,8 +567,8 @@ func (s *Server) startAccess() error {
 		return err
 	}
 	if s.redis != nil && cfg.SharedCache && cfg.CacheEnabled {
-		s.shared, err = sharedcache.New(sharedcache.Config{TTL: cfg.SharedCacheTTL, MaxValueBytes: cfg.SharedCacheMaxValue},
-			s.redis, s.reg.Set)
+		s.shared, err = sharedcache.New(sharedcache.Config{TTL: cfg.SharedCacheTTL, MaxValueBytes: cfg.SharedCacheMaxValue,
+			AwaitNamespace: true}, s.redis, s.reg.Set)
 		if err != nil {
 			s.closeAccess()
 			return err
@@ -583,6 +584,33 @@ func (s *Server) startAccess() error {
 	return nil
 }
 
+// learnChain asks the upstream for its chain id and makes it the shared cache tier's
+// namespace, so gateways of different chains sharing one Redis never answer from each
+// other's entries. Until then the tier is skipped. The ask is retried with backoff until
+// it is answered or the server closes.
+func (s *Server) learnChain() {
+	defer s.wg.Done()
+	var req proto.Request
+	req.Set([]byte("eth_chainId"), nil)
+	wait := 250 * time.Millisecond
+	for {
+		ans, err := s.http.Call(nil, &req, restID, time.Now().Add(2*time.Second))
+		if err == nil {
+			if id, ok := proto.ParseQuantity(proto.FirstMember(ans, "result").Bytes(ans)); ok {
+				s.shared.SetNamespace("chain" + strconv.FormatUint(id, 10) + ":")
+				s.log.Info("shared cache tier ready", "chain_id", id)
+				return
+			}
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
 // describeAccessMetrics writes the HELP texts of the families gateway/limit,
 // gateway/redisconn and gateway/sharedcache create (they take a bare metrics.Set).
 func (s *Server) describeAccessMetrics() {
@@ -594,6 +622,7 @@ func (s *Server) describeAccessMetrics() {
 		"gateway_limit_wake_dropped_total":            "Early lease requests dropped because a shard's queue was full (the next periodic lease covers them).",
 		"gateway_limit_fallback_total":                "Checks decided per process because Redis was unusable, by kind of limit.",
 		"gateway_limit_refused_total":                 "Checks refused, by kind of limit and reason (exceeded, too_large, redis_down).",
+		"gateway_sharedcache_ready":                   "1 once the shared cache tier knows the chain it serves (from the upstream's eth_chainId; its keys carry it); until then the tier is skipped.",
 		"gateway_redis_up":                            "1 while the Redis connection is usable (its circuit breaker closed), 0 while it is not.",
 		"gateway_redis_calls_total":                   "Calls to Redis.",
 		"gateway_redis_errors_total":                  "Calls to Redis that failed or passed their deadline.",

@@ -285,6 +285,9 @@ func TestWebsocketLimits(t *testing.T) {
 	t.Run("connections", func(t *testing.T) {
 		a := dialWS(t, ws, nil)
 		b := dialWS(t, ws, nil)
+		// Slots go to clients as their handlers run, not in dial order: the third dial
+		// is the one refused only once the first two hold theirs.
+		waitFor(t, "two clients holding slots", func() bool { return gw.metric(t, "gateway_ws_client_connections") == 2 })
 		c := dialWS(t, ws, nil)
 		err := c.expectClose()
 		var ce *websocket.CloseError

@@ -158,6 +158,10 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	metrics.RegisterSet(s.reg.Set)
 	router.Start()
+	if s.shared != nil {
+		s.wg.Add(1)
+		go s.learnChain()
+	}
 	if cfg.ConfigFile != "" {
 		_, s.fileSum, _ = LoadFile(cfg, s.getenv) // the state the file is in now
 		s.wg.Add(1)

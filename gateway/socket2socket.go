@@ -181,14 +181,16 @@ func closeNow(conn *websocket.Conn, code int, reason string) {
 
 // serveClient is the hijack handler: it owns the connection for its whole life.
 func (h *socketServer) serveClient(conn *websocket.Conn, who *tenant) {
-	h.conns.Add(1)
-	defer h.conns.Add(-1)
 	if perr := who.acquire(who.connSlots(), refusedConnections); perr != nil {
 		h.refused.Inc()
 		closeNow(conn, websocket.ClosePolicyViolation, perr.Message)
 		return
 	}
-	defer release(who.connSlots()) // before the count above drops: a test waits on it
+	// Counted once its slot is held, and the slot given back before the count drops:
+	// a count of n means n clients hold slots (tests wait on it).
+	h.conns.Add(1)
+	defer h.conns.Add(-1)
+	defer release(who.connSlots())
 	h.connects.Inc()
 	h.mu.Lock()
 	if h.closed {

@@ -4,6 +4,8 @@
 //
 //   - Get is bounded by the Conn's deadline (50 ms) and is a miss on any error; while the
 //     Conn's circuit breaker is open it is a miss at once, without touching the network.
+//     What a request does (GetOrFetch's lookup and claim, GetMulti) shares one
+//     RequestBudget (40 ms), so a slow Redis costs a request less than 50 ms.
 //   - Set is asynchronous: the value is copied into a bounded queue (by count and by
 //     bytes) that a fixed number of writer goroutines drain in pipelined batches; when the
 //     queue is full the value is dropped and counted. Values over MaxValueBytes are never
@@ -41,6 +43,10 @@ import (
 type Config struct {
 	// Prefix starts every Redis key; default "igw:cache:".
 	Prefix string
+	// AwaitNamespace keeps the tier skipped until SetNamespace names what it caches
+	// (the gateway: the chain id, so gateways of different chains sharing one Redis
+	// never answer from each other's entries).
+	AwaitNamespace bool
 	// TTL of every stored value; default 24h.
 	TTL time.Duration
 	// MaxValueBytes: larger values are not stored; default 1 MiB.
@@ -58,6 +64,10 @@ type Config struct {
 	FollowerWait time.Duration
 	// PollInterval is the pause between a follower's looks; default 10ms.
 	PollInterval time.Duration
+	// RequestBudget is the longest a request waits for Redis in all (lookup and claim)
+	// before it goes to the upstream itself; default 40ms, so that with timer slack a
+	// slow or frozen Redis costs a request less than 50 ms.
+	RequestBudget time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -88,6 +98,9 @@ func (c *Config) setDefaults() {
 	if c.PollInterval <= 0 {
 		c.PollInterval = 10 * time.Millisecond
 	}
+	if c.RequestBudget <= 0 {
+		c.RequestBudget = 40 * time.Millisecond
+	}
 }
 
 // Source says where GetOrFetch's answer came from.
@@ -103,7 +116,8 @@ const (
 type Cache struct {
 	cfg   Config
 	conn  *redisconn.Conn
-	token string // this replica's lock token prefix
+	ns    atomic.Pointer[string] // after Prefix in every key; nil: not known yet, skip
+	token string                 // this replica's lock token prefix
 	seq   atomic.Uint64
 
 	queue       chan job
@@ -157,6 +171,15 @@ func New(cfg Config, conn *redisconn.Conn, ms *metrics.Set) (*Cache, error) {
 		followerTimeouts: ms.GetOrCreateCounter(`gateway_sharedcache_follower_timeouts_total`),
 	}
 	ms.GetOrCreateGauge(`gateway_sharedcache_queue_bytes`, func() float64 { return float64(c.queuedBytes.Load()) })
+	ms.GetOrCreateGauge(`gateway_sharedcache_ready`, func() float64 {
+		if c.ns.Load() != nil {
+			return 1
+		}
+		return 0
+	})
+	if !cfg.AwaitNamespace {
+		c.SetNamespace("")
+	}
 	for range cfg.Writers {
 		c.wg.Add(1)
 		go c.writer()
@@ -172,8 +195,16 @@ func (c *Cache) Close() {
 	})
 }
 
-func (c *Cache) valueKey(key string) string { return c.cfg.Prefix + "v:" + key }
-func (c *Cache) lockKey(key string) string  { return c.cfg.Prefix + "l:" + key }
+// SetNamespace sets what follows Prefix in every key, and makes the tier usable; the
+// first call wins.
+func (c *Cache) SetNamespace(ns string) { c.ns.CompareAndSwap(nil, &ns) }
+
+// usable reports whether the tier may be used now: its namespace is known and Redis is
+// up (decided at once, without a network call).
+func (c *Cache) usable() bool { return c.ns.Load() != nil && c.conn.Up() }
+
+func (c *Cache) valueKey(key string) string { return c.cfg.Prefix + *c.ns.Load() + "v:" + key }
+func (c *Cache) lockKey(key string) string  { return c.cfg.Prefix + *c.ns.Load() + "l:" + key }
 
 // Get returns the stored value of key. It is a miss, never an error, when the key is
 // absent, Redis is down (decided at once) or slow (after the 50 ms deadline).
@@ -190,7 +221,7 @@ func (c *Cache) GetMulti(ctx context.Context, keys []string) (vals [][]byte) {
 	if len(keys) == 0 {
 		return vals
 	}
-	if !c.conn.Up() {
+	if !c.usable() {
 		c.skipped.Add(len(keys))
 		return vals
 	}
@@ -198,6 +229,8 @@ func (c *Cache) GetMulti(ctx context.Context, keys []string) (vals [][]byte) {
 	for i, k := range keys {
 		cmds[i] = c.conn.B().Get().Key(c.valueKey(k)).Build()
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestBudget)
+	defer cancel()
 	for i, r := range c.conn.DoMulti(ctx, cmds...) {
 		v, err := r.AsBytes()
 		switch {
@@ -216,7 +249,7 @@ func (c *Cache) GetMulti(ctx context.Context, keys []string) (vals [][]byte) {
 
 // get also says whether Redis failed (not a plain miss).
 func (c *Cache) get(ctx context.Context, key string) ([]byte, bool, bool) {
-	if !c.conn.Up() {
+	if !c.usable() {
 		c.skipped.Inc()
 		return nil, false, true
 	}
@@ -240,7 +273,7 @@ func (c *Cache) Set(key string, value []byte) bool {
 		c.tooLarge.Inc()
 		return false
 	}
-	if !c.conn.Up() {
+	if !c.usable() {
 		c.skipped.Inc()
 		return false
 	}
@@ -308,15 +341,15 @@ var releaseScript = redisconn.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1
 // right now, or from fetch. A value fetched here is stored (Set). fetch's error is
 // returned as is. Without Redis it is fetch, at once.
 func (c *Cache) GetOrFetch(ctx context.Context, key string, fetch func(context.Context) ([]byte, error)) ([]byte, Source, error) {
-	// The lookup and the claim share one CallTimeout: Redis going slow between the two
-	// must not make a request wait for it twice before it fetches.
-	rctx, cancel := context.WithTimeout(ctx, c.conn.CallTimeout())
+	// The lookup and the claim share one budget: Redis going slow between the two must
+	// not make a request wait for it twice before it fetches.
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestBudget)
 	defer cancel()
 	v, ok, failed := c.get(rctx, key)
 	if ok {
 		return v, SourceRedis, nil
 	}
-	if failed || !c.conn.Up() {
+	if failed || !c.usable() {
 		return c.fetch(ctx, key, fetch, "") // Redis is down or slow: not one more wait for it
 	}
 	token := c.token + strconv.FormatUint(c.seq.Add(1), 10)
@@ -367,7 +400,7 @@ func (c *Cache) GetOrFetch(ctx context.Context, key string, fetch func(context.C
 func (c *Cache) fetch(ctx context.Context, key string, fetch func(context.Context) ([]byte, error), token string) ([]byte, Source, error) {
 	v, err := fetch(ctx)
 	stored := err == nil && c.Set(key, v)
-	if token != "" && !stored && c.conn.Up() {
+	if token != "" && !stored && c.usable() {
 		rs := c.conn.EvalMulti(context.WithoutCancel(ctx), releaseScript,
 			[]redisconn.Exec{{Keys: []string{c.lockKey(key)}, Args: []string{token}}})
 		if rs[0].Error() != nil {

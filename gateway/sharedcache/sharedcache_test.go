@@ -303,6 +303,60 @@ func TestFrozenRedisGetIsBounded(t *testing.T) {
 	}
 }
 
+// What a request asks of Redis is bounded by RequestBudget, not by the Conn's longer
+// per-call deadline: against a frozen Redis, GetOrFetch goes to fetch and GetMulti
+// comes back empty within the budget. And a tier awaiting its namespace is skipped
+// until it has one.
+func TestRequestBudget(t *testing.T) {
+	srv := redistest.Start(t)
+	ms := metrics.NewSet()
+	conn, err := redisconn.New(redisconn.Config{Addr: srv.Addr, CallTimeout: time.Second}, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{RequestBudget: 40 * time.Millisecond, AwaitNamespace: true}, conn, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); conn.Close() })
+	ctx := context.Background()
+
+	fetched := 0
+	fetch := func(context.Context) ([]byte, error) { fetched++; return []byte("v"), nil }
+	if v, src, err := c.GetOrFetch(ctx, "k", fetch); err != nil || string(v) != "v" || src != SourceFetched || fetched != 1 {
+		t.Fatalf("before its namespace: %q %v %v, fetched %d", v, src, err, fetched)
+	}
+	if c.Set("k", []byte("v")) || counter(ms, `gateway_sharedcache_requests_total{result="skipped"}`) == 0 {
+		t.Fatal("a tier without its namespace must skip Redis")
+	}
+	c.SetNamespace("chain1:")
+	c.SetNamespace("chain2:") // the first wins
+	if !c.Set("k", []byte("stored")) {
+		t.Fatal("Set refused with the namespace set")
+	}
+	waitFor(t, 5*time.Second, "the value stored", func() bool { v, ok := c.Get(ctx, "k"); return ok && string(v) == "stored" })
+	if vals := c.GetMulti(ctx, []string{"k", "absent"}); string(vals[0]) != "stored" || vals[1] != nil {
+		t.Fatalf("GetMulti: %q", vals)
+	}
+
+	srv.Pause()
+	defer srv.Resume()
+	t0 := time.Now()
+	if _, src, err := c.GetOrFetch(ctx, "k2", fetch); err != nil || src != SourceFetched {
+		t.Fatalf("frozen Redis: %v %v", src, err)
+	}
+	if el := time.Since(t0); el > 400*time.Millisecond {
+		t.Fatalf("GetOrFetch waited %v for a frozen Redis: the budget is 40ms (the call deadline 1s)", el)
+	}
+	t0 = time.Now()
+	if vals := c.GetMulti(ctx, []string{"k"}); vals[0] != nil {
+		t.Fatalf("GetMulti against a frozen Redis: %q", vals)
+	}
+	if el := time.Since(t0); el > 400*time.Millisecond {
+		t.Fatalf("GetMulti waited %v for a frozen Redis: the budget is 40ms (the call deadline 1s)", el)
+	}
+}
+
 func BenchmarkGetHit(b *testing.B) {
 	srv := redistest.Start(b)
 	r := newReplica(b, srv, Config{})
