@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -593,7 +594,7 @@ func (s *Server) learnChain() {
 	var req proto.Request
 	req.Set([]byte("eth_chainId"), nil)
 	wait := 250 * time.Millisecond
-	for {
+	for tries := 1; ; tries++ {
 		ans, err := s.http.Call(nil, &req, restID, time.Now().Add(2*time.Second))
 		if err == nil {
 			if id, ok := proto.ParseQuantity(proto.FirstMember(ans, "result").Bytes(ans)); ok {
@@ -601,6 +602,10 @@ func (s *Server) learnChain() {
 				s.log.Info("shared cache tier ready", "chain_id", id)
 				return
 			}
+			err = errors.New("no chain id in the answer")
+		}
+		if tries == 3 {
+			s.log.Warn("shared cache tier off until the upstream answers eth_chainId; retrying", "err", err)
 		}
 		select {
 		case <-s.stop:
