@@ -24,6 +24,10 @@ func TestLaggingUpstream(t *testing.T) {
 	// max_lag 2: the lagging node counts as lagging two blocks after the clone.
 	g := startGateway(t, []*chain{leader, lagger}, "", "-cache=false", "-max-lag", "2")
 	laggerHead := laggingNode.BlockNumber(t)
+	// Calls at latest may go to either node while both are at the same head, and to
+	// whichever reported its head first while the gateway starts: the load begins once
+	// the gateway serves a head the lagging node does not have.
+	waitFor(t, "a served head above the lagging node's", 60*time.Second, func() bool { return g.status(t).ServedHead > laggerHead })
 
 	load := loadgen.Start(t, loadgen.Config{URL: g.URL + "/", Workers: 6, Rate: 120, Timeout: 30 * time.Second, ChainID: "0x539",
 		// Old blocks often: drawn from all blocks below the highest head seen, many of
