@@ -206,8 +206,14 @@ func TestLoadThroughFaults(t *testing.T) {
 		if e := r.ErrorsBetween(r.Start, calm); len(e) > 0 {
 			t.Errorf("%s: errors before the upstream went down: %v", r.URL, e[0])
 		}
-		if e := r.ErrorsBetween(up, blackhole); len(e) > 0 {
-			t.Errorf("%s: errors after the upstream came back: %v", r.URL, e[0])
+		for _, e := range r.ErrorsBetween(up, blackhole) {
+			// A request sent a moment before the blackhole and still in flight when it
+			// began is caught by it: a timeout, through the blackhole's start.
+			if e.Kind == KindTimeout && e.At.Add(e.Took).After(blackhole) {
+				continue
+			}
+			t.Errorf("%s: errors after the upstream came back: %v", r.URL, e)
+			break
 		}
 		if e := r.ErrorsBetween(healed, r.End); len(e) > 0 {
 			t.Errorf("%s: errors after the blackhole was cleared: %v", r.URL, e[0])
