@@ -350,6 +350,55 @@ func TestSharedCacheKeepsChainsApart(t *testing.T) {
 	}
 }
 
+// The shared tier's lookups for a batch stop once what they found fills the batch's
+// answer budget: a batch of large entries never pulls them all out of Redis, and the
+// elements left get the same error the answer assembly gives.
+func TestSharedCacheBatchWithinAnswerBudget(t *testing.T) {
+	rs := redistest.Start(t)
+	up := startFakeUpstream(t)
+	up.head.Store(5000)
+	gws := startReplicas(t, 2, up, rs.Addr, "anonymous: {plan: open}\nplans:\n  open: {}\n", "-max-response-body", "4096")
+	for _, gw := range gws {
+		waitFor(t, "the head", func() bool { return gw.srv.heads.number.Load() >= 5000 })
+	}
+	var els []string
+	for n := 1; n <= 40; n++ {
+		call := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_getBlockByNumber","params":["0x%x",false]}`, n, n)
+		if code, b, err := tryPost(gws[0].URL, call); err != nil || code != 200 {
+			t.Fatalf("block %d: %d %s %v", n, code, b, err)
+		}
+		els = append(els, call)
+	}
+	waitFor(t, "the blocks stored", func() bool { return gws[0].metric(t, "gateway_sharedcache_sets_total") >= 40 })
+	before := up.count("eth_getBlockByNumber")
+	code, b, err := tryPost(gws[1].URL, "["+strings.Join(els, ",")+"]")
+	if err != nil || code != 200 {
+		t.Fatalf("batch: %d %s %v", code, b, err)
+	}
+	var answers []rpcAnswer
+	if err := json.Unmarshal([]byte(b), &answers); err != nil || len(answers) != 40 {
+		t.Fatalf("batch answer: %v", err)
+	}
+	served := 0
+	for i, a := range answers {
+		switch {
+		case a.Error == nil && served == i:
+			served++
+		case a.Error != nil && strings.Contains(a.Error.Message, "batch answer too large"):
+		default:
+			t.Fatalf("element %d: %+v", i, a)
+		}
+	}
+	hits := gws[1].metric(t, `gateway_sharedcache_requests_total{result="hit"}`)
+	t.Logf("%d of 40 served within 4096 bytes; %v values read from Redis", served, hits)
+	if served == 0 || served == 40 || hits >= 40 {
+		t.Fatalf("%d served, %v values read from Redis: the lookups did not stop at the budget", served, hits)
+	}
+	if got := up.count("eth_getBlockByNumber") - before; got != 0 {
+		t.Fatalf("%d upstream calls for blocks in Redis", got)
+	}
+}
+
 func seq(from, to int) []int {
 	var s []int
 	for n := from; n <= to; n++ {

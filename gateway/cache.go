@@ -246,28 +246,45 @@ func (c *cache) storeElement(s *Server, cl *call, ans []byte) {
 // lookupShared answers the batch elements in b.shared from the shared tier, in one
 // round trip; those it lacks join the upstream batch. Unlike single calls they are not
 // coalesced across replicas: a batch does not wait on another replica's fetch.
+//
+// Lookups go in chunks, and stop once the values found fill the batch's answer budget
+// (-max-response-body): the elements left are refused as the answer assembly would
+// refuse them, so a batch of large entries never holds more than a chunk over it.
 func (c *cache) lookupShared(s *Server, b *batch) {
-	keys := make([]string, len(b.shared))
-	for k, i := range b.shared {
-		keys[k] = sharedKey(b.calls[i].key)
-	}
+	const chunk = 16
 	ctx, cancel := context.WithDeadline(context.Background(), b.calls[b.shared[0]].deadline)
-	vals := s.shared.GetMulti(ctx, keys)
-	cancel()
-	for k, i := range b.shared {
-		cl := b.calls[i]
-		// From Redis: served only if it is what the gateway would have stored itself.
-		if v := vals[k]; v != nil && c.immutable(cl, v) {
-			c.misses.Inc()
-			c.sharedHits.Inc()
-			body := bytes.Clone(v)
-			c.store(cl.key, cl.req.Method, cl.pol, cl.block, cl.epoch, body)
-			cl.cached = cacheHit
-			cl.setStored(body)
+	defer cancel()
+	keys := make([]string, 0, chunk)
+	found := 0
+	for from := 0; from < len(b.shared); from += chunk {
+		idx := b.shared[from:min(from+chunk, len(b.shared))]
+		if found > s.cfg.MaxResponseBody {
+			for _, i := range idx {
+				b.calls[i].setError(proto.ErrBatchAnswerTooLarge)
+			}
 			continue
 		}
-		b.fwd = append(b.fwd, i)
-		b.ub.Add(&cl.req, restID)
+		keys = keys[:0]
+		for _, i := range idx {
+			keys = append(keys, sharedKey(b.calls[i].key))
+		}
+		vals := s.shared.GetMulti(ctx, keys)
+		for k, i := range idx {
+			cl := b.calls[i]
+			// From Redis: served only if it is what the gateway would have stored itself.
+			if v := vals[k]; v != nil && c.immutable(cl, v) {
+				found += len(v)
+				c.misses.Inc()
+				c.sharedHits.Inc()
+				body := bytes.Clone(v)
+				c.store(cl.key, cl.req.Method, cl.pol, cl.block, cl.epoch, body)
+				cl.cached = cacheHit
+				cl.setStored(body)
+				continue
+			}
+			b.fwd = append(b.fwd, i)
+			b.ub.Add(&cl.req, restID)
+		}
 	}
 }
 

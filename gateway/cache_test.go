@@ -344,3 +344,59 @@ func TestBatchElementsThroughTheCache(t *testing.T) {
 		t.Fatalf("eth_sendRawTransaction reached the upstream %d times, want 2", got)
 	}
 }
+
+// A batch's answer is bounded in bytes like an upstream's (-max-response-body), also
+// when every element is a cache hit and no upstream bound applies: past the limit each
+// element gets an error with its id, in request order, and the gateway keeps serving.
+func TestBatchAnswerBoundedInBytes(t *testing.T) {
+	fake := startFakeUpstream(t)
+	fake.head.Store(5000)
+	const limit = 4096
+	gw := startGateway(t, "-upstream-http", fake.HTTPURL, "-upstream-ws", "off", "-max-response-body", strconv.Itoa(limit))
+	waitFor(t, "the head", func() bool { return gw.srv.heads.number.Load() >= 5000 })
+	call := func(id, n int) string {
+		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_getBlockByNumber","params":["0x%x",false]}`, id, n)
+	}
+	var els []string
+	for n := 1; n <= 40; n++ {
+		if code, body := do(t, "POST", gw.URL+"/", call(n, n)); code != 200 || !strings.Contains(string(body), `"number"`) {
+			t.Fatalf("block %d: %d %s", n, code, body)
+		}
+		els = append(els, call(n, n))
+	}
+	before := fake.count("eth_getBlockByNumber")
+	code, body := do(t, "POST", gw.URL+"/", "["+strings.Join(els, ",")+"]")
+	if code != 200 {
+		t.Fatalf("batch of cached blocks: %d %s", code, body)
+	}
+	if fake.count("eth_getBlockByNumber") != before {
+		t.Fatal("the batch was not answered from the cache")
+	}
+	var answers []rpcAnswer
+	if err := json.Unmarshal(body, &answers); err != nil || len(answers) != 40 {
+		t.Fatalf("batch answer (%d bytes): %v", len(body), err)
+	}
+	served := 0
+	for i, a := range answers {
+		if string(a.ID) != strconv.Itoa(i+1) {
+			t.Fatalf("element %d has id %s", i, a.ID)
+		}
+		switch {
+		case a.Error == nil && served == i:
+			served++
+		case a.Error != nil && a.Error.Code == -32005 && strings.Contains(a.Error.Message, "batch answer too large"):
+		default:
+			t.Fatalf("element %d: %+v (after %d served)", i, a, served)
+		}
+	}
+	if served == 0 || served == 40 {
+		t.Fatalf("%d of 40 served within %d bytes", served, limit)
+	}
+	// The answers served, and nothing more than one error per refused element, fit.
+	if max := limit + (40-served)*200; len(body) > max {
+		t.Fatalf("batch answer of %d bytes, over %d", len(body), max)
+	}
+	if code, body := do(t, "POST", gw.URL+"/", call(1, 1)); code != 200 || !strings.Contains(string(body), `"number":"0x1"`) {
+		t.Fatalf("after the batch: %d %s", code, body)
+	}
+}

@@ -242,9 +242,12 @@ func (s *Server) serveBatch(dst, body []byte, up caller, deadline time.Time, who
 			}
 		}
 	}
-	// Answers in request order, as geth gives them; notifications get none.
+	// Answers in request order, as geth gives them; notifications get none. The answer
+	// is bounded in bytes like an upstream's: past -max-response-body (cache hits and
+	// the shared tier answer without an upstream's bound) each element gets an error.
 	start, n := len(dst), 0
 	dst = append(dst, '[')
+	over := false
 	for _, c := range b.calls {
 		if c.ans == nil {
 			continue
@@ -252,7 +255,11 @@ func (s *Server) serveBatch(dst, body []byte, up caller, deadline time.Time, who
 		if n > 0 {
 			dst = append(dst, ',')
 		}
-		dst = append(dst, c.ans...)
+		if over = over || len(dst)-start+len(c.ans) > s.cfg.MaxResponseBody; over {
+			dst = proto.AppendError(dst, c.id, proto.ErrBatchAnswerTooLarge)
+		} else {
+			dst = append(dst, c.ans...)
+		}
 		n++
 	}
 	if n == 0 {

@@ -53,10 +53,13 @@ var (
 	ErrTimeout          = newErr(CodeServer, http.StatusGatewayTimeout, "upstream timed out")
 	ErrOverloaded       = newErr(CodeServer, http.StatusServiceUnavailable, "gateway overloaded: upstream queue full, retry later")
 	ErrResponseTooLarge = newErr(CodeLimitExceeded, http.StatusBadGateway, "upstream response larger than the configured maximum")
-	ErrBadUpstream      = newErr(CodeInternal, http.StatusBadGateway, "upstream answered with an invalid response")
-	ErrRateLimited      = newErr(CodeLimitExceeded, http.StatusTooManyRequests, "upstream rate limit reached")
-	ErrShuttingDown     = newErr(CodeServer, http.StatusServiceUnavailable, "gateway shutting down")
-	ErrInternal         = newErr(CodeInternal, http.StatusInternalServerError, "internal error")
+	// ErrBatchAnswerTooLarge answers the elements of a batch past the answer budget
+	// (-max-response-body), in request order, as go-ethereum does past its own.
+	ErrBatchAnswerTooLarge = newErr(CodeLimitExceeded, http.StatusOK, "batch answer too large: answers past the response size limit are refused; split the batch")
+	ErrBadUpstream         = newErr(CodeInternal, http.StatusBadGateway, "upstream answered with an invalid response")
+	ErrRateLimited         = newErr(CodeLimitExceeded, http.StatusTooManyRequests, "upstream rate limit reached")
+	ErrShuttingDown        = newErr(CodeServer, http.StatusServiceUnavailable, "gateway shutting down")
+	ErrInternal            = newErr(CodeInternal, http.StatusInternalServerError, "internal error")
 )
 
 var nullID = []byte("null")
