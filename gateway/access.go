@@ -364,9 +364,22 @@ func originAllowed(allowed []string, origin []byte) bool {
 	return false
 }
 
+// anonKey is whom anonymous limits count: an IPv4 address, or an IPv6 address's /64.
+// A client usually holds a whole /64; per address it could take a fresh allowance from
+// each, and fill the table of tenants until every new client shares the overflow one.
+func anonKey(addr netip.Addr) netip.Addr {
+	addr = addr.Unmap()
+	if addr.Is6() {
+		p, _ := addr.Prefix(64)
+		return p.Addr()
+	}
+	return addr
+}
+
 // anonymous returns the tenant of addr on the anonymous plan, creating its handles on
 // its first call; addresses past maxAnonCallers share one.
 func (a *access) anonymous(addr netip.Addr) *tenant {
+	addr = anonKey(addr)
 	now := time.Now().Unix()
 	a.anonMu.Lock()
 	defer a.anonMu.Unlock()
@@ -388,7 +401,11 @@ func (a *access) anonymous(addr netip.Addr) *tenant {
 		}
 		return a.overflow
 	}
-	c, err := a.newCaller("ip:"+addr.String(), a.anonPlan)
+	name := "ip:" + addr.String()
+	if addr.Is6() {
+		name += "/64"
+	}
+	c, err := a.newCaller(name, a.anonPlan)
 	if err != nil {
 		return nil
 	}

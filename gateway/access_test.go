@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -370,6 +371,33 @@ func TestAnonymousLimitsByClientAddress(t *testing.T) {
 		}
 		// Keys are optional here: a key still works, on its own limits (none: no plan).
 	})
+	t.Run("IPv6 clients by /64", func(t *testing.T) {
+		_, gw, _ := startKeyed(t, file, "-trusted-proxies", "127.0.0.1")
+		// Three addresses of one /64 share its allowance; another /64 has its own.
+		for i, c := range []struct {
+			client string
+			want   int
+		}{{"2001:db8:1:2::1", 200}, {"2001:db8:1:2::ffff", 200}, {"2001:db8:1:2:abcd::9", 429}, {"2001:db8:1:3::1", 200}} {
+			code, _, b := post(t, gw.URL, blockNumberCall, map[string]string{"X-Forwarded-For": c.client})
+			if code != c.want {
+				t.Fatalf("request %d from %s: %d %s, want %d", i+1, c.client, code, b, c.want)
+			}
+		}
+	})
+}
+
+func TestAnonKey(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"203.0.113.7", "203.0.113.7"},
+		{"::ffff:203.0.113.7", "203.0.113.7"},
+		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::"},
+		{"2001:db8:1:2::", "2001:db8:1:2::"},
+		{"::1", "::"},
+	} {
+		if got := anonKey(netip.MustParseAddr(tc.in)); got != netip.MustParseAddr(tc.want) {
+			t.Errorf("anonKey(%s) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
 }
 
 func TestKeysReload(t *testing.T) {
