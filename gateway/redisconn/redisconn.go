@@ -188,6 +188,13 @@ func New(cfg Config, ms *metrics.Set) (*Conn, error) {
 // Up reports whether Redis may be called: one atomic load, never a wait.
 func (c *Conn) Up() bool { return c.up.Load() }
 
+// Clean reports whether Redis is up and nothing failed since the last answer. Calls a
+// request waits on go to Redis only then: after a failure (a frozen Redis, a broken
+// connection) the client redials, and a request would wait for that dial, whatever its
+// deadline, behind whoever started it. The probe, or any later answer, makes the Conn
+// clean again; more failures open the breaker.
+func (c *Conn) Clean() bool { return c.up.Load() && c.fails.Load() == 0 }
+
 // Watch returns a channel that is closed at the next up/down transition (or Close).
 // Call it again after it fires to keep watching.
 func (c *Conn) Watch() <-chan struct{} {
@@ -205,10 +212,19 @@ func (c *Conn) B() rueidis.Builder { return c.client.B() }
 // Do runs one command with the Conn's deadline (or ctx's, if sooner). While the breaker is
 // open it returns ErrDown at once.
 func (c *Conn) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	return c.DoWithin(ctx, c.cfg.CallTimeout, cmd)
+}
+
+// DoWithin is Do with a deadline of d (at most CallTimeout) from now: for a caller that
+// shares one budget among several calls. Missing it counts against Redis, as Do's does.
+func (c *Conn) DoWithin(ctx context.Context, d time.Duration, cmd rueidis.Completed) rueidis.RedisResult {
 	if !c.up.Load() {
 		return rueidis.NewErrorResult(ErrDown)
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	if d <= 0 {
+		return rueidis.NewErrorResult(context.DeadlineExceeded)
+	}
+	cctx, cancel := context.WithTimeout(ctx, min(d, c.cfg.CallTimeout))
 	defer cancel()
 	c.calls.Inc()
 	r := c.client.Do(cctx, cmd)
@@ -219,17 +235,26 @@ func (c *Conn) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResul
 // DoMulti pipelines cmds in one round trip with the Conn's deadline. While the breaker is
 // open every result is ErrDown and nothing is sent.
 func (c *Conn) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	return c.DoMultiWithin(ctx, c.cfg.CallTimeout, cmds...)
+}
+
+// DoMultiWithin is DoMulti with a deadline of d (at most CallTimeout) from now.
+func (c *Conn) DoMultiWithin(ctx context.Context, d time.Duration, cmds ...rueidis.Completed) []rueidis.RedisResult {
 	if len(cmds) == 0 {
 		return nil
 	}
-	if !c.up.Load() {
+	if !c.up.Load() || d <= 0 {
+		err := ErrDown
+		if d <= 0 {
+			err = context.DeadlineExceeded
+		}
 		out := make([]rueidis.RedisResult, len(cmds))
 		for i := range out {
-			out[i] = rueidis.NewErrorResult(ErrDown)
+			out[i] = rueidis.NewErrorResult(err)
 		}
 		return out
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, min(d, c.cfg.CallTimeout))
 	defer cancel()
 	c.calls.Inc()
 	rs := c.client.DoMulti(cctx, cmds...)
@@ -256,8 +281,11 @@ func (c *Conn) report(parent context.Context, err error) {
 	if errors.Is(err, ErrDown) || parent.Err() != nil {
 		return
 	}
-	if c.fails.Add(1) >= int32(c.cfg.FailureThreshold) {
+	n := c.fails.Add(1)
+	if n >= int32(c.cfg.FailureThreshold) {
 		c.setUp(false)
+	} else if n == 1 {
+		c.kick() // the probe makes the Conn clean again, or counts on towards the threshold
 	}
 }
 
@@ -301,7 +329,8 @@ func (c *Conn) probeLoop() {
 			return
 		case <-c.probe:
 		}
-		for !c.up.Load() {
+		// Down, or up after a failure (not clean): probe until Redis answers.
+		for !c.up.Load() || c.fails.Load() > 0 {
 			t.Reset(c.cfg.ProbeInterval)
 			select {
 			case <-c.stop:
@@ -312,8 +341,14 @@ func (c *Conn) probeLoop() {
 			// Redis answers on a fresh connection; then make the client's own connection
 			// answer too (a connection broken by the outage fails once, then is redialled),
 			// so the first calls after recovery do not fail and trip the breaker again.
-			if c.probeOnce() == nil && (c.Ping(context.Background()) == nil || c.Ping(context.Background()) == nil) {
+			ok := c.probeOnce() == nil && (c.Ping(context.Background()) == nil || c.Ping(context.Background()) == nil)
+			switch {
+			case ok && !c.up.Load():
 				c.setUp(true)
+			case ok:
+				c.fails.Store(0)
+			case c.up.Load() && c.fails.Add(1) >= int32(c.cfg.FailureThreshold):
+				c.setUp(false)
 			}
 		}
 	}

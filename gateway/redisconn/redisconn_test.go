@@ -192,3 +192,33 @@ func TestPasswordNeverInErrors(t *testing.T) {
 	}
 	t.Logf("errors: %q", errs[:len(errs)-1])
 }
+
+// One failure leaves the Conn up but not clean: calls a request waits on stay away from
+// Redis (the client is redialling, and a request would wait for the dial), until the
+// probe, or any answer, makes it clean again. A shorter DoWithin deadline counts against
+// Redis like CallTimeout does.
+func TestCleanAfterAFailure(t *testing.T) {
+	srv := redistest.Start(t)
+	c, err := New(Config{Addr: srv.Addr, FailureThreshold: 100}, metrics.NewSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.Ping(ctx); err != nil || !c.Clean() {
+		t.Fatalf("a fresh Conn: ping %v, clean %v", err, c.Clean())
+	}
+	srv.Pause()
+	start := time.Now()
+	if err := c.DoWithin(ctx, 20*time.Millisecond, c.B().Get().Key("k").Build()).Error(); err == nil {
+		t.Fatal("a frozen Redis answered")
+	}
+	if d := time.Since(start); d > 150*time.Millisecond {
+		t.Fatalf("DoWithin 20ms took %v", d)
+	}
+	if c.Clean() || !c.Up() {
+		t.Fatalf("after one failure: clean %v, up %v; want up and not clean", c.Clean(), c.Up())
+	}
+	srv.Resume()
+	waitFor(t, 5*time.Second, "the probe makes the Conn clean again", c.Clean)
+}

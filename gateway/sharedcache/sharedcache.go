@@ -200,8 +200,12 @@ func (c *Cache) Close() {
 func (c *Cache) SetNamespace(ns string) { c.ns.CompareAndSwap(nil, &ns) }
 
 // usable reports whether the tier may be used now: its namespace is known and Redis is
-// up (decided at once, without a network call).
+// up (decided at once, without a network call). What a request waits on (lookups and
+// claims) needs more: nothing failed since Redis last answered (redisconn.Conn.Clean),
+// so a request never waits behind the redial that follows a failure.
 func (c *Cache) usable() bool { return c.ns.Load() != nil && c.conn.Up() }
+
+func (c *Cache) usableNow() bool { return c.ns.Load() != nil && c.conn.Clean() }
 
 func (c *Cache) valueKey(key string) string { return c.cfg.Prefix + *c.ns.Load() + "v:" + key }
 func (c *Cache) lockKey(key string) string  { return c.cfg.Prefix + *c.ns.Load() + "l:" + key }
@@ -209,7 +213,7 @@ func (c *Cache) lockKey(key string) string  { return c.cfg.Prefix + *c.ns.Load()
 // Get returns the stored value of key. It is a miss, never an error, when the key is
 // absent, Redis is down (decided at once) or slow (after the 50 ms deadline).
 func (c *Cache) Get(ctx context.Context, key string) ([]byte, bool) {
-	v, ok, _ := c.get(ctx, key)
+	v, ok, _ := c.get(ctx, key, c.cfg.RequestBudget)
 	return v, ok
 }
 
@@ -221,7 +225,7 @@ func (c *Cache) GetMulti(ctx context.Context, keys []string) (vals [][]byte) {
 	if len(keys) == 0 {
 		return vals
 	}
-	if !c.usable() {
+	if !c.usableNow() {
 		c.skipped.Add(len(keys))
 		return vals
 	}
@@ -229,9 +233,7 @@ func (c *Cache) GetMulti(ctx context.Context, keys []string) (vals [][]byte) {
 	for i, k := range keys {
 		cmds[i] = c.conn.B().Get().Key(c.valueKey(k)).Build()
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestBudget)
-	defer cancel()
-	for i, r := range c.conn.DoMulti(ctx, cmds...) {
+	for i, r := range c.conn.DoMultiWithin(ctx, c.cfg.RequestBudget, cmds...) {
 		v, err := r.AsBytes()
 		switch {
 		case err == nil:
@@ -248,12 +250,12 @@ func (c *Cache) GetMulti(ctx context.Context, keys []string) (vals [][]byte) {
 }
 
 // get also says whether Redis failed (not a plain miss).
-func (c *Cache) get(ctx context.Context, key string) ([]byte, bool, bool) {
-	if !c.usable() {
+func (c *Cache) get(ctx context.Context, key string, within time.Duration) ([]byte, bool, bool) {
+	if !c.usableNow() {
 		c.skipped.Inc()
 		return nil, false, true
 	}
-	v, err := c.conn.Do(ctx, c.conn.B().Get().Key(c.valueKey(key)).Build()).AsBytes()
+	v, err := c.conn.DoWithin(ctx, within, c.conn.B().Get().Key(c.valueKey(key)).Build()).AsBytes()
 	if err != nil {
 		failed := !rueidis.IsRedisNil(err)
 		if failed {
@@ -343,17 +345,16 @@ var releaseScript = redisconn.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1
 func (c *Cache) GetOrFetch(ctx context.Context, key string, fetch func(context.Context) ([]byte, error)) ([]byte, Source, error) {
 	// The lookup and the claim share one budget: Redis going slow between the two must
 	// not make a request wait for it twice before it fetches.
-	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestBudget)
-	defer cancel()
-	v, ok, failed := c.get(rctx, key)
+	start := time.Now()
+	v, ok, failed := c.get(ctx, key, c.cfg.RequestBudget)
 	if ok {
 		return v, SourceRedis, nil
 	}
-	if failed || !c.usable() {
+	if failed || !c.usableNow() {
 		return c.fetch(ctx, key, fetch, "") // Redis is down or slow: not one more wait for it
 	}
 	token := c.token + strconv.FormatUint(c.seq.Add(1), 10)
-	won, err := c.conn.Do(rctx, c.conn.B().Set().Key(c.lockKey(key)).Value(token).Nx().
+	won, err := c.conn.DoWithin(ctx, c.cfg.RequestBudget-time.Since(start), c.conn.B().Set().Key(c.lockKey(key)).Value(token).Nx().
 		PxMilliseconds(c.cfg.LockTTL.Milliseconds()).Build()).ToString()
 	switch {
 	case err == nil && won == "OK":
@@ -372,6 +373,9 @@ func (c *Cache) GetOrFetch(ctx context.Context, key string, fetch func(context.C
 		case <-ctx.Done():
 			return nil, 0, ctx.Err()
 		case <-t.C:
+		}
+		if !c.usableNow() {
+			break // Redis failed meanwhile: fetch rather than wait behind its redial
 		}
 		rs := c.conn.DoMulti(ctx,
 			c.conn.B().Get().Key(c.valueKey(key)).Build(),
