@@ -276,10 +276,10 @@ func (c *cache) lookupShared(s *Server, b *batch) {
 				found += len(v)
 				c.misses.Inc()
 				c.sharedHits.Inc()
-				body := bytes.Clone(v)
-				c.store(cl.key, cl.req.Method, cl.pol, cl.block, cl.epoch, body)
+				// v is read-only and owned by nobody else, as stored answers are: kept as is.
+				c.store(cl.key, cl.req.Method, cl.pol, cl.block, cl.epoch, v)
 				cl.cached = cacheHit
-				cl.setStored(body)
+				cl.setStored(v)
 				continue
 			}
 			b.fwd = append(b.fwd, i)

@@ -217,7 +217,8 @@ func (c *Cache) Get(ctx context.Context, key string) ([]byte, bool) {
 	return v, ok
 }
 
-// GetMulti looks keys up in one round trip: vals[i] is key i's value, nil on a miss. A
+// GetMulti looks keys up in one round trip: vals[i] is key i's value, nil on a miss
+// (read-only: it may share memory with the client's reply, never reused). A
 // failure is a miss for every key, decided like Get's. Batches use it: their elements
 // are looked up together, not coalesced across replicas one by one.
 func (c *Cache) GetMulti(ctx context.Context, keys []string) (vals [][]byte) {
