@@ -371,10 +371,16 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, nil, proto.ErrBodyTooLarge)
+	case errors.As(err, new(*fasthttp.ErrSmallBuffer)):
+		writeError(ctx, nil, errHeaderTooLarge)
 	default:
 		writeError(ctx, nil, proto.NewError(proto.CodeInvalidRequest, fasthttp.StatusBadRequest, "malformed HTTP request"))
 	}
 }
+
+// errHeaderTooLarge answers a request whose header does not fit the read buffer.
+var errHeaderTooLarge = proto.NewError(proto.CodeInvalidRequest, fasthttp.StatusRequestHeaderFieldsTooLarge,
+	"request header too large")
 
 // wsDisabled answers the /ws routes when no websocket upstream is configured.
 type wsDisabled struct{}

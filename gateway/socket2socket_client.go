@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
@@ -94,7 +95,7 @@ func (c *wsClient) run() {
 	c.pinger = time.AfterFunc(cfg.WSPingInterval, c.ping)
 	defer c.cleanup()
 	for {
-		_, r, err := c.conn.NextReader()
+		mt, r, err := c.conn.NextReader()
 		if err != nil {
 			return
 		}
@@ -107,6 +108,12 @@ func (c *wsClient) run() {
 		c.h.msgsIn.Inc()
 		if c.isClosed() {
 			putMsgBuf(buf) // closing: waiting for the client's close frame, not serving
+			continue
+		}
+		if mt == websocket.TextMessage && !utf8.Valid(*buf) {
+			// RFC 6455 §8.1: a text message that is not UTF-8 fails the connection.
+			putMsgBuf(buf)
+			c.shutdown(websocket.CloseInvalidFramePayloadData, "invalid UTF-8 in a text message")
 			continue
 		}
 		_ = c.conn.SetReadDeadline(time.Now().Add(alive))

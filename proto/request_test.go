@@ -27,6 +27,12 @@ func TestParseRequestRefuses(t *testing.T) {
 	f("truncated", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId"`, ErrParse, "")
 	f("trailing garbage", `{"id":1,"method":"eth_chainId"}x`, ErrParse, "")
 	f("two objects", `{"id":1,"method":"a"}{"id":2,"method":"b"}`, ErrParse, "")
+	// JSON is UTF-8 (RFC 8259 §8.1); an answer echoing these bytes would be a text frame
+	// a websocket client must reject.
+	f("invalid UTF-8 in the id", "{\"id\":\"\xff\",\"method\":\"eth_chainId\"}", ErrParse, "")
+	f("invalid UTF-8 in params", "{\"id\":1,\"method\":\"eth_call\",\"params\":[\"\xc3\x28\"]}", ErrParse, "")
+	f("UTF-8 encoded surrogate", "{\"id\":1,\"method\":\"eth_call\",\"params\":[\"\xed\xa0\x80\"]}", ErrParse, "")
+	f("overlong UTF-8", "{\"id\":1,\"method\":\"eth_call\",\"params\":[\"\xc0\xaf\"]}", ErrParse, "")
 	f("array", `[1]`, ErrInvalidRequest, "")
 	f("string", `"eth_chainId"`, ErrInvalidRequest, "")
 	f("number", `1`, ErrInvalidRequest, "")

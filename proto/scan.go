@@ -10,6 +10,7 @@ package proto
 import (
 	"bytes"
 	"errors"
+	"unicode/utf8"
 )
 
 // MaxDepth is the deepest nesting the scanner accepts, the same as encoding/json's.
@@ -198,6 +199,15 @@ func scanString(b []byte, i int) (end int, escaped bool, err error) {
 			}
 		case c < 0x20:
 			return i, escaped, ErrSyntax
+		case c >= utf8.RuneSelf:
+			// JSON exchanged between systems is UTF-8 (RFC 8259 §8.1): a string with
+			// invalid bytes would reach a websocket client as a text frame it must
+			// reject, so it is not valid JSON here.
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				return i, escaped, ErrSyntax
+			}
+			i += size
 		default:
 			i++
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestValidMatchesEncodingJSON(t *testing.T) {
@@ -124,20 +125,22 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-// FuzzScanMessage checks the scanner against encoding/json: the same validity verdict,
-// and for objects the same values for id, method and params.subscription.
+// FuzzScanMessage checks the scanner against encoding/json: the same validity verdict
+// (the scanner also requires UTF-8, which encoding/json does not check), and for
+// objects the same values for id, method and params.subscription.
 func FuzzScanMessage(f *testing.F) {
 	for _, s := range []string{
 		`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`,
 		`{"id":"x","result":{"a":[1,2,3]}}`, `{"id":1.0,"error":{"code":1}}`,
 		`{"method":"eth_subscription","params":{"subscription":"0x1","result":{}}}`,
 		`{"\u0069d":null}`, `{"id":1,"id":2}`, `[{"id":1},{"id":2}]`, `{"a":"\ud83d\ude00"}`, `{`, `{"a":1,}`,
+		"{\"id\":\"\xff\"}", "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"é😀\"}",
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if Valid(b) != json.Valid(b) {
-			t.Fatalf("Valid(%q) = %v, encoding/json disagrees", b, Valid(b))
+		if Valid(b) != (json.Valid(b) && utf8.Valid(b)) {
+			t.Fatalf("Valid(%q) = %v, encoding/json and utf8.Valid disagree", b, Valid(b))
 		}
 		var m Message
 		end, err := ScanMessage(b, &m)
@@ -153,7 +156,7 @@ func FuzzScanMessage(f *testing.F) {
 			if raw, ok := obj["params"]; ok && json.Unmarshal(raw, &params) == nil {
 				checkMember(t, b, m.Subscription, params, "subscription")
 			}
-		} else if jerr == nil && FirstByte(b) == '{' {
+		} else if jerr == nil && FirstByte(b) == '{' && utf8.Valid(b) {
 			t.Fatalf("scanner rejected %q (%v), encoding/json accepted it", b, err)
 		}
 	})

@@ -75,7 +75,7 @@ func (s *slot) claimLocked(c *call) {
 // everything pending, back off, reconnect; until the Mux closes.
 func (s *slot) run() {
 	defer s.m.wg.Done()
-	log := s.m.cfg.Logger.With("upstream", s.m.host, "conn", s.idx)
+	log := s.m.cfg.Logger.With("url", s.m.host, "conn", s.idx)
 	backoff := s.m.cfg.BackoffMin
 	reconnect := false
 	for attempt := 1; ; attempt++ {

@@ -68,13 +68,18 @@ func (s *slot) lookup(gid uint64) *call {
 // routeOne handles one answer or notification object.
 func (s *slot) routeOne(frame []byte, msg *proto.Message) {
 	if _, err := proto.ScanMessage(frame, msg); err != nil {
+		// Not JSON, or not UTF-8: the call it answers, when its id comes before the
+		// damage, fails now instead of at its deadline; the socket carries on.
+		s.m.metrics.invalid.Inc()
 		s.m.cfg.Logger.Debug("upstream websocket: dropped invalid JSON", "err", err)
+		s.failByID(frame, proto.ErrBadUpstream)
 		return
 	}
 	if msg.ID.Present() {
 		gid, ok := proto.ParseDecimal(msg.ID.Bytes(frame))
 		if !ok {
 			// The gateway only sends bare decimal ids: anything else answers nothing it sent.
+			s.m.metrics.invalid.Inc()
 			s.m.cfg.Logger.Debug("upstream websocket: dropped an answer with a foreign id")
 			return
 		}
@@ -97,13 +102,21 @@ func (s *slot) routeOne(frame []byte, msg *proto.Message) {
 // message's first bytes. A notification that large is dropped (counted); the
 // subscription goes on with the next one.
 func (s *slot) routeTooLarge(prefix []byte) {
-	span := proto.FirstMember(prefix, "id")
-	gid, ok := proto.ParseDecimal(span.Bytes(prefix))
-	if !span.Present() || !ok {
+	if !s.failByID(prefix, proto.ErrResponseTooLarge) {
 		s.m.cfg.Logger.Warn("upstream websocket: skipped a message over the size limit that answers no call")
-		return
+	}
+}
+
+// failByID fails with e the pending call named by the id member found in msg's first
+// members, and reports whether msg named one.
+func (s *slot) failByID(msg []byte, e *proto.Error) bool {
+	span := proto.FirstMember(msg, "id")
+	gid, ok := proto.ParseDecimal(span.Bytes(msg))
+	if !span.Present() || !ok {
+		return false
 	}
 	if c := s.lookup(gid); c != nil {
-		s.m.complete(c, proto.ErrResponseTooLarge, c.timer.Stop())
+		s.m.complete(c, e, c.timer.Stop())
 	}
+	return true
 }

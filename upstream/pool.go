@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -121,7 +122,9 @@ func (p *Pool) Call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 		body := ures.Body()
 		span, ok := answerID(body)
 		switch {
-		case !ok || string(span.Bytes(body)) != "1":
+		case !ok || string(span.Bytes(body)) != "1" || !utf8.Valid(body):
+			// Invalid UTF-8 is refused as the Mux's scanner refuses it: relayed, it
+			// would be a text frame a websocket client must reject.
 			perr, outcome = proto.ErrBadUpstream, OutcomeError
 		case string(id) == "1":
 			// Exchange buffers: the answer leaves with no copy.

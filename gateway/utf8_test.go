@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+)
+
+// JSON is UTF-8 (RFC 8259 §8.1) and a websocket text message must be (RFC 6455 §8.1):
+// a client's invalid bytes never reach the node, and a text message with them fails
+// the connection (1007) while a binary one gets a parse error and the connection
+// goes on. Valid multi-byte UTF-8 passes untouched. Against a real geth.
+func TestInvalidUTF8FromClients(t *testing.T) {
+	_, gw := startNodeGateway(t, nil)
+	const bad = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_getBalance\",\"params\":[\"\xff\",\"latest\"]}"
+	const parseError = `{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: body is not valid JSON"}}`
+
+	for _, body := range []string{bad, "[" + bad + "]", "{\"jsonrpc\":\"2.0\",\"id\":\"\xc3\x28\",\"method\":\"eth_chainId\"}"} {
+		if code, got := do(t, "POST", gw.URL+"/", body); code != 200 || string(got) != parseError {
+			t.Fatalf("POST / %q: %d %s", body, code, got)
+		}
+	}
+	// Valid UTF-8 outside ASCII reaches the node: geth answers about the address, not
+	// about the encoding.
+	if code, got := do(t, "POST", gw.URL+"/", `{"jsonrpc":"2.0","id":"é😀","method":"eth_chainId"}`); code != 200 ||
+		!strings.HasPrefix(string(got), `{"jsonrpc":"2.0","id":"é😀","result":"0x`) {
+		t.Fatalf("POST / with UTF-8 id: %d %s", code, got)
+	}
+
+	ws := dialWS(t, gw.WSURL, nil)
+	ws.wmu.Lock()
+	err := ws.conn.WriteMessage(websocket.BinaryMessage, []byte(bad))
+	ws.wmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(ws.next()); got != parseError {
+		t.Fatalf("binary message with invalid UTF-8: %s", got)
+	}
+	if got := string(ws.call(`{"jsonrpc":"2.0","id":"ü","method":"eth_chainId"}`)); !strings.HasPrefix(got, `{"jsonrpc":"2.0","id":"ü","result":"0x`) {
+		t.Fatalf("after a binary parse error: %s", got)
+	}
+	ws.mustSend(bad)
+	var ce *websocket.CloseError
+	if err := ws.expectClose(); !errors.As(err, &ce) || ce.Code != websocket.CloseInvalidFramePayloadData {
+		t.Fatalf("text message with invalid UTF-8: closed with %v, want 1007", err)
+	}
+	// Everyone else is served.
+	if code, got := do(t, "GET", gw.URL+"/blocknumber", ""); code != 200 || !strings.Contains(string(got), `"result":"0x`) {
+		t.Fatalf("after invalid UTF-8: %d %s", code, got)
+	}
+}
+
+// An upstream answer that is not UTF-8 is an invalid answer on every path, refused at
+// once (not at the upstream timeout), and the shared socket goes on serving. No node
+// sends one: a fake upstream does.
+func TestInvalidUTF8FromUpstream(t *testing.T) {
+	fake := startFakeUpstream(t, fakeRespond(func(r fakeRequest) fakeAnswer {
+		if r.Method == "eth_gasPrice" {
+			return fakeAnswer{Body: fakeResult(r, "\"0x1\xff\"", 0)}
+		}
+		return fakeAnswer{}
+	}))
+	gw := startGateway(t, fake.args("-cache=false", "-upstream-timeout", "60s")...)
+	gw.waitUpstreams(t)
+	ws := dialWS(t, gw.WSURL, nil)
+	start := time.Now()
+	for _, path := range []string{"/gasprice", "/ws/gasprice"} {
+		if code, got := do(t, "GET", gw.URL+path, ""); code != 502 || !strings.Contains(string(got), "invalid response") {
+			t.Fatalf("%s: %d %s", path, code, got)
+		}
+	}
+	got := string(ws.call(`{"jsonrpc":"2.0","id":"g","method":"eth_gasPrice"}`))
+	if !strings.HasPrefix(got, `{"jsonrpc":"2.0","id":"g","error":`) || !strings.Contains(got, "invalid response") {
+		t.Fatalf("/socket2socket: %s", got)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("invalid answers took %v: they waited for the upstream timeout", d)
+	}
+	if got := string(ws.call(`{"jsonrpc":"2.0","id":"c","method":"eth_chainId"}`)); got != `{"jsonrpc":"2.0","id":"c","result":"0x1"}` {
+		t.Fatalf("the shared socket after an invalid answer: %s", got)
+	}
+	if n := gw.metric(t, `gateway_upstream_ws_invalid_messages_total{upstream="default"}`); n < 2 {
+		t.Fatalf("gateway_upstream_ws_invalid_messages_total = %v, want the two invalid answers", n)
+	}
+}
+
+// A request header larger than the read buffer gets 431 in JSON, not a generic 400.
+func TestHeaderTooLargeIs431(t *testing.T) {
+	fake := startFakeUpstream(t)
+	gw := startGateway(t, fake.args()...)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(gw.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(wsWait))
+	if _, err := conn.Write([]byte("GET /blocknumber HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("a", 64<<10) + "\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	n, _ := readAtLeastHeader(conn, buf)
+	got := string(buf[:n])
+	if !strings.HasPrefix(got, "HTTP/1.1 431 ") || !strings.Contains(got, `"message":"request header too large"`) {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// readAtLeastHeader reads until the answer's body has begun or the peer stops.
+func readAtLeastHeader(conn net.Conn, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := conn.Read(buf[n:])
+		n += m
+		if err != nil || strings.Contains(string(buf[:n]), "}}") {
+			return n, err
+		}
+	}
+	return n, nil
+}
