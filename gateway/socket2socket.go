@@ -47,6 +47,11 @@ func newSocketServer(s *Server) *socketServer {
 		WriteBufferSize: 4096,
 		WriteBufferPool: &writeBufferPool,
 		CheckOrigin:     h.checkOrigin,
+		// A refused handshake is answered in JSON like every other error.
+		Error: func(ctx *fasthttp.RequestCtx, status int, reason error) {
+			ctx.Response.Header.Set("Sec-WebSocket-Version", "13")
+			writeError(ctx, nil, proto.NewError(proto.CodeInvalidRequest, status, reason.Error()))
+		},
 	}
 	reg := s.reg
 	const msgsHelp = "Websocket messages exchanged with /socket2socket clients, by direction."

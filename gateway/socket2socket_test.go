@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"runtime"
 	"strings"
@@ -277,6 +278,35 @@ func TestSocket2SocketOriginPolicy(t *testing.T) {
 		t.Fatalf("foreign origin: %v %v", err, resp)
 	}
 	_ = resp.Body.Close()
+	// Refused handshakes answer in JSON like every other error.
+	httpURL := "http" + strings.TrimPrefix(gw.WSURL, "ws")
+	for _, h := range []struct {
+		name, origin string
+		status       int
+		msg          string
+	}{
+		{"plain GET", "", 400, "'upgrade' token not found"},
+		{"foreign origin", "https://evil.example", 403, "origin not allowed"},
+	} {
+		req, _ := http.NewRequest("GET", httpURL, nil)
+		if h.origin != "" {
+			req.Header.Set("Origin", h.origin)
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", "websocket")
+			req.Header.Set("Sec-WebSocket-Version", "13")
+			req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != h.status || !strings.HasPrefix(string(body), `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,`) ||
+			!strings.Contains(string(body), h.msg) || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("%s: %d %s %s", h.name, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+	}
 	c := dialWS(t, gw.WSURL, http.Header{"Origin": {"https://app.example"}})
 	if a := decodeAnswer(t, c.call(`{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`)); string(a.Result) != `"0x539"` {
 		t.Fatalf("%+v", a)
