@@ -16,8 +16,12 @@ func (s *Server) routeTable() *router.Router {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 
-	r.GET("/health", s.instrument("health", s.health))
-	r.GET("/readyz", s.instrument("readyz", s.readyz))
+	// Probes may use HEAD (some load balancers do): the same answer without a body.
+	health, readyz := s.instrument("health", s.health), s.instrument("readyz", s.readyz)
+	r.GET("/health", health)
+	r.HEAD("/health", health)
+	r.GET("/readyz", readyz)
+	r.HEAD("/readyz", readyz)
 	r.GET("/status", s.instrument("status", s.status))
 
 	// client ⇄HTTP⇄ gateway ⇄HTTP⇄ upstream

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -121,4 +123,26 @@ func readAtLeastHeader(conn net.Conn, buf []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// Probes may use HEAD: /health and /readyz answer it like GET, without a body; routes
+// that would cost an upstream call do not.
+func TestHeadProbes(t *testing.T) {
+	fake := startFakeUpstream(t)
+	gw := startGateway(t, fake.args()...)
+	waitReady(t, gw)
+	for _, c := range []struct {
+		path   string
+		status int
+	}{{"/health", 200}, {"/readyz", 200}, {"/blocknumber", 405}} {
+		resp, err := http.Head(gw.URL + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != c.status || len(body) != 0 {
+			t.Fatalf("HEAD %s: %d %q, want %d and no body", c.path, resp.StatusCode, body, c.status)
+		}
+	}
 }
