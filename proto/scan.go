@@ -488,6 +488,19 @@ func Splice(dst, msg []byte, s Span, repl []byte) []byte {
 // It reads members in order and stops at "result" or "error", so a large result is
 // never scanned.
 func IsErrorResponse(b []byte) bool {
+	if _, idEnd := afterAnswerID(b); idEnd >= 0 {
+		switch {
+		case plainKeyAt(b, idEnd, "result"):
+			return false
+		case plainKeyAt(b, idEnd, "error"):
+			return true
+		}
+	}
+	return isErrorScan(b)
+}
+
+// isErrorScan is IsErrorResponse's general path.
+func isErrorScan(b []byte) bool {
 	it, err := NewObjectIter(b, 0)
 	if err != nil {
 		return false
@@ -524,6 +537,53 @@ func TrimWS(b []byte) []byte {
 // b, reading no further than that member: an answer's id is found without scanning a
 // large result that follows it.
 func FirstMember(b []byte, name string) Span {
+	// Answers almost always begin {"jsonrpc":"2.0","id":<id>, and the member after
+	// the id is the one asked for: found without the general scan.
+	if idStart, idEnd := afterAnswerID(b); idStart >= 0 {
+		switch {
+		case name == "id":
+			return Span{Start: idStart, End: idEnd}
+		case name != "jsonrpc" && plainKeyAt(b, idEnd, name):
+			v := idEnd + len(name) + 4 // ,"name":
+			if end, err := skipValue(b, v, 0); err == nil && separatorAt(b, end) {
+				return Span{Start: v, End: end}
+			}
+		}
+	}
+	return firstMemberScan(b, name)
+}
+
+// answerPrefix is how nodes and the gateway begin a JSON-RPC answer.
+var answerPrefix = []byte(`{"jsonrpc":"2.0","id":`)
+
+// afterAnswerID returns the span of the id of an answer that begins with answerPrefix
+// and has no space around the id, or -1s (then the general scan decides).
+func afterAnswerID(b []byte) (int, int) {
+	if !bytes.HasPrefix(b, answerPrefix) {
+		return -1, -1
+	}
+	start := len(answerPrefix)
+	end, err := skipValue(b, start, 0)
+	if err != nil || !separatorAt(b, end) {
+		return -1, -1
+	}
+	return start, end
+}
+
+// separatorAt reports whether a member value ending at i is followed by what the
+// general scan requires, written without spaces: the object's end or another key.
+func separatorAt(b []byte, i int) bool {
+	return i < len(b) && (b[i] == '}' || (b[i] == ',' && i+1 < len(b) && b[i+1] == '"'))
+}
+
+// plainKeyAt reports whether b[i:] begins with ,"name": (the key spelled without escapes).
+func plainKeyAt(b []byte, i int, name string) bool {
+	n := i + len(name) + 4
+	return n <= len(b) && b[i] == ',' && b[i+1] == '"' && string(b[i+2:n-2]) == name && b[n-2] == '"' && b[n-1] == ':'
+}
+
+// firstMemberScan is FirstMember's general path.
+func firstMemberScan(b []byte, name string) Span {
 	it, err := NewObjectIter(b, 0)
 	if err != nil {
 		return Span{}

@@ -211,3 +211,26 @@ func FuzzSplice(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAnswerFastPaths checks FirstMember's and IsErrorResponse's fast path for the usual
+// answer layout against their general scans.
+func FuzzAnswerFastPaths(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"result":"0x10"}`, `{"jsonrpc":"2.0","id":"a","error":{"code":-32000,"message":"x"}}`,
+		`{"jsonrpc":"2.0","id":null,"result":{"a":[1,{"b":2}]},"error":1}`, `{"jsonrpc":"2.0","id":1}`,
+		`{"jsonrpc":"2.0","id":1 ,"result":1}`, `{"jsonrpc":"2.0","id":1,"resul\u0074":2}`, `{"jsonrpc":"2.0","id":[1,"result"],"x":1}`,
+		`{"jsonrpc":"2.0","id":1,"result":}`, `{"jsonrpc":"2.0","id":1,"result":1,"result":2}`, `{"jsonrpc":"2.0","id":{"id":2},"id":3}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, name := range []string{"id", "result", "error", "jsonrpc", "x", "resul"} {
+			if got, want := FirstMember(b, name), firstMemberScan(b, name); got != want {
+				t.Fatalf("FirstMember(%q, %q) = %v, the general scan says %v", b, name, got, want)
+			}
+		}
+		if got, want := IsErrorResponse(b), isErrorScan(b); got != want {
+			t.Fatalf("IsErrorResponse(%q) = %v, the general scan says %v", b, got, want)
+		}
+	})
+}

@@ -68,7 +68,7 @@ type options struct {
 // with conns, which paths the many-connection runs cover).
 var stepNames = []string{
 	"http_blocknumber", "ws_blocknumber", "rpc_post", "socket2socket", "gasprice_cache", "blocknumber_cached",
-	"socket2socket_per_client", "conns", "coalescing", "subscriptions", "memory",
+	"socket2socket_per_client", "relay", "conns", "coalescing", "subscriptions", "memory",
 }
 
 func (o *options) want(step string) bool { return len(o.only) == 0 || o.only[step] }
@@ -227,7 +227,7 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 		return nil, fmt.Errorf("-driver: want wrk, loadgen or auto, got %q", o.driver)
 	}
 
-	gwBin, nodeBin := o.gatewayBin, filepath.Join(binDir, "fixednode")
+	gwBin, nodeBin, relayBin := o.gatewayBin, filepath.Join(binDir, "fixednode"), filepath.Join(binDir, "minrelay")
 	if gwBin == "" {
 		gwBin = filepath.Join(binDir, "infura-gateway")
 	}
@@ -239,6 +239,9 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 			}
 		}
 		if err := build(filepath.Join(o.repo, "bench"), nodeBin, "./cmd/fixednode", os.Stderr); err != nil {
+			return nil, err
+		}
+		if err := build(filepath.Join(o.repo, "bench"), relayBin, "./cmd/minrelay", os.Stderr); err != nil {
 			return nil, err
 		}
 	}
@@ -317,6 +320,10 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 		{"ws_blocknumber", "/ws/blocknumber (websocket Mux)", "/ws/blocknumber", load.HTTP, "", nil, targetWSMux},
 		{"rpc_post", "POST / eth_blockNumber (passthrough)", "/", load.HTTP, "POST", []byte(rpcBlockNumber), 0},
 		{"socket2socket", "/socket2socket request loop (Mux)", "/socket2socket", load.WSRPC, "", nil, 0},
+	}
+	relayPaths := []pathSpec{
+		{"relay_http_blocknumber", "reference relay: HTTP /blocknumber (fasthttp server + HostClient)", "/blocknumber", load.HTTP, "", nil, 0},
+		{"relay_ws_blocknumber", "reference relay: /ws/blocknumber (minimal shared-socket mux)", "/ws/blocknumber", load.HTTP, "", nil, 0},
 	}
 	cachePaths := []pathSpec{
 		{"gasprice_cache", "/gasprice (cache hit)", "/gasprice", load.HTTP, "", nil, targetCacheHit},
@@ -475,6 +482,19 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 				return res, err
 			}
 			res.Subscriptions = sub
+		}
+		gw.stop()
+	}
+
+	// Reference: the thinnest relay of the gateway's shape on the same two paths, what
+	// any relay built this way costs here before a line of gateway logic.
+	if o.want("relay") && ctx.Err() == nil {
+		gw, gwAddr, err = startRelay(ctx, relayBin, dir, nodeHTTP, nodeWS)
+		if err != nil {
+			return res, err
+		}
+		if err := cpuRuns(gwAddr, relayPaths, "bench/cmd/minrelay: no parsing, checks, metrics or timeouts"); err != nil {
+			return res, err
 		}
 		gw.stop()
 	}

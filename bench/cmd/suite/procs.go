@@ -167,6 +167,34 @@ func startGateway(ctx context.Context, bin, dir, logName, nodeHTTP, nodeWS strin
 	}
 }
 
+// startRelay starts the reference relay (bench/cmd/minrelay) against the fixed node and
+// waits until it answers.
+func startRelay(ctx context.Context, bin, dir, nodeHTTP, nodeWS string) (*server, string, error) {
+	addr, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	logPath := filepath.Join(dir, "minrelay.log")
+	s, err := start("minrelay", logPath, bin, "-listen", addr, "-upstream-http", "http://"+nodeHTTP, "-upstream-ws", "ws://"+nodeWS)
+	if err != nil {
+		return nil, "", err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if !s.alive() {
+			return nil, "", fmt.Errorf("minrelay exited during start-up; see %s", logPath)
+		}
+		if code, _, _ := fasthttp.GetTimeout(nil, "http://"+addr+"/health", time.Second); code == fasthttp.StatusOK {
+			return s, addr, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			s.stop()
+			return nil, "", fmt.Errorf("minrelay not answering after 30s; see %s", logPath)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // adminAddrs maps a gateway's address to its admin listener's, where /metrics is.
 var adminAddrs sync.Map
 
