@@ -67,7 +67,7 @@ func newRelay(upHTTP, upWS string, wsConns int) (fasthttp.RequestHandler, error)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("-upstream-http: want an http:// URL, got %q", upHTTP)
 	}
-	hc := &fasthttp.HostClient{Addr: u.Host, MaxConns: 512, MaxIdleConnDuration: 30 * time.Second,
+	hc := &fasthttp.HostClient{Addr: u.Host, MaxConns: 512, MaxConnWaitTimeout: 10 * time.Second, MaxIdleConnDuration: 30 * time.Second,
 		ReadBufferSize: 16 << 10, WriteBufferSize: 16 << 10}
 	body := []byte(`{"jsonrpc":"2.0","id":1,` + blockNumber)
 	mux, err := dialMux(upWS, wsConns)
