@@ -321,3 +321,37 @@ func jsonRPCServer(t *testing.T, seen func()) string {
 	t.Cleanup(func() { _ = srv.Close() })
 	return "http://" + ln.Addr().String()
 }
+
+// A lagging upstream gets no call that needs the served head, and takes its share again
+// once it has caught up: readmission from lagging needs no probe and no restart.
+func TestLaggingUpstreamReadmittedWhenItCatchesUp(t *testing.T) {
+	r := testRouter(t, Spec{Name: "a", HTTPURL: "http://127.0.0.1:1"}, Spec{Name: "b", HTTPURL: "http://127.0.0.1:1"})
+	r.cfg.Health.MaxLag = 2
+	a, b := byName(r, "a"), byName(r, "b")
+	getBalance := request("eth_getBalance", `["0x01","latest"]`)
+	picks := func() map[*Upstream]int {
+		n := map[*Upstream]int{}
+		for range 200 {
+			n[r.pick(getBalance, r.needOf(getBalance), TransportHTTP, nil)]++
+		}
+		return n
+	}
+	r.observeHead(a, header(20))
+	r.observeHead(b, header(10))
+	r.review(time.Now())
+	if b.health.State() != StateLagging {
+		t.Fatalf("b, 10 blocks behind with max lag 2, is %v", b.health.State())
+	}
+	if n := picks(); n[b] != 0 || n[a] != 200 {
+		t.Fatalf("calls at the served head while b lags: a %d, b %d", n[a], n[b])
+	}
+	r.observeHead(b, header(19)) // within the lag bound
+	r.review(time.Now())
+	if b.health.State() != StateHealthy {
+		t.Fatalf("b, one block behind, is %v", b.health.State())
+	}
+	r.observeHead(b, header(20))
+	if n := picks(); n[b] == 0 || n[a] == 0 {
+		t.Fatalf("after b caught up the calls went a %d, b %d: want both", n[a], n[b])
+	}
+}
