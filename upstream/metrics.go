@@ -117,7 +117,7 @@ func NewMetrics(reg *Registry, name string) *Metrics {
 	m.oversized = reg.Counter(`gateway_upstream_ws_oversized_messages_total{`+m.label+`}`,
 		"Upstream websocket messages over the size limit, skipped without buffering them (the call they answer fails with -32005).")
 	m.invalid = reg.Counter(`gateway_upstream_ws_invalid_messages_total{`+m.label+`}`,
-		"Upstream websocket messages dropped as invalid (not JSON, not UTF-8, or an id the gateway never sent); the call such an answer names fails with an error at once.")
+		"Upstream websocket messages dropped as invalid (not JSON, not UTF-8, not an object, or an id the gateway never sent); the call such an answer names fails with an error at once.")
 	// 10 ms to ~80 s.
 	m.reconnectGap = reg.Histogram(`gateway_upstream_ws_reconnect_gap_seconds{`+m.label+`}`,
 		"Time between losing an upstream websocket and having its subscriptions back.",

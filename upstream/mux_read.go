@@ -44,6 +44,7 @@ func (s *slot) read(conn *wireConn) error {
 			s.routeOne(buf, &msg)
 		} else {
 			// The gateway sends single requests only: an array answers nothing it sent.
+			met.invalid.Inc()
 			s.m.cfg.Logger.Debug("upstream websocket: dropped a message that is not an object")
 		}
 		if cap(buf) > maxPooledBuf {
