@@ -51,24 +51,8 @@ type plan struct {
 	daily          int64
 	maxConns       int64
 	maxSubs        int64
-	allow, deny    methodSet
+	allow, deny    proto.MethodSet
 	fingerprintKey string
-}
-
-// methodSet matches decoded method names exactly or by prefix (entries ending in _).
-type methodSet []string
-
-func (l methodSet) has(name []byte) bool {
-	for _, e := range l {
-		if strings.HasSuffix(e, "_") {
-			if len(name) >= len(e) && string(name[:len(e)]) == e {
-				return true
-			}
-		} else if string(name) == e {
-			return true
-		}
-	}
-	return false
 }
 
 // tenant is who a call counts against: a key, or a client address on the anonymous
@@ -79,8 +63,8 @@ type tenant struct {
 	hash    [32]byte // the key's SHA-256 (keys only)
 	plan    *plan
 	origins []string
-	allow   methodSet
-	deny    methodSet
+	allow   proto.MethodSet
+	deny    proto.MethodSet
 
 	rps, ups *limit.Bucket
 	daily    *limit.Quota
@@ -173,7 +157,7 @@ func (a *access) load(ks KeySettings) error {
 	for name, p := range ks.Plans {
 		pl := &plan{name: name, rps: p.RequestsPerSecond, burst: p.Burst, ups: p.UnitsPerSecond, unitsBurst: p.UnitsBurst,
 			daily: p.DailyUnits, maxConns: p.MaxConnections, maxSubs: p.MaxSubscriptions,
-			allow: methodSet(p.Methods.Allow), deny: methodSet(p.Methods.Deny)}
+			allow: proto.NewMethodSet(p.Methods.Allow), deny: proto.NewMethodSet(p.Methods.Deny)}
 		pl.fingerprintKey = fmt.Sprintf("%v/%v/%v/%v/%v/%v/%v/%v/%q/%q", p.RequestsPerSecond, p.Burst, p.UnitsPerSecond,
 			p.UnitsBurst, p.DailyUnits, p.MaxConnections, p.MaxSubscriptions, name, p.Methods.Allow, p.Methods.Deny)
 		plans[name] = pl
@@ -213,7 +197,7 @@ func (a *access) load(ks KeySettings) error {
 			c.m = newCallerMetrics(a.s, k.Name)
 		}
 		c.name, c.origins, c.hash = k.Name, k.Origins, h
-		c.allow, c.deny = methodSet(k.Methods.Allow), methodSet(k.Methods.Deny)
+		c.allow, c.deny = proto.NewMethodSet(k.Methods.Allow), proto.NewMethodSet(k.Methods.Deny)
 		t.keys[h] = c
 	}
 	a.table.Store(t)
@@ -482,10 +466,10 @@ func (c *tenant) allows(name []byte) bool {
 	if c == nil {
 		return true
 	}
-	if len(c.plan.allow) > 0 && !c.plan.allow.has(name) || c.plan.deny.has(name) {
+	if !c.plan.allow.Empty() && !c.plan.allow.Has(name) || c.plan.deny.Has(name) {
 		return false
 	}
-	if len(c.allow) > 0 && !c.allow.has(name) || c.deny.has(name) {
+	if !c.allow.Empty() && !c.allow.Has(name) || c.deny.Has(name) {
 		return false
 	}
 	return true

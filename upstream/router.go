@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,8 +90,8 @@ type Upstream struct {
 	health   *Health
 	metrics  *Metrics
 	inFlight atomic.Int32
-	allow    methodList
-	deny     methodList
+	allow    proto.MethodSet
+	deny     proto.MethodSet
 	stop     chan struct{}
 	done     sync.WaitGroup
 }
@@ -110,34 +109,10 @@ func (u *Upstream) Mux() *Mux { return u.mux }
 func (u *Upstream) Health() *Health { return u.health }
 
 func (u *Upstream) allows(name []byte) bool {
-	if len(u.allow) > 0 && !u.allow.has(name) {
+	if !u.allow.Empty() && !u.allow.Has(name) {
 		return false
 	}
-	return !u.deny.has(name)
-}
-
-// methodList matches method names exactly or by prefix (entries ending in _ or *).
-type methodList []string
-
-func newMethodList(entries []string) methodList {
-	var l methodList
-	for _, e := range entries {
-		l = append(l, strings.TrimSuffix(e, "*"))
-	}
-	return l
-}
-
-func (l methodList) has(name []byte) bool {
-	for _, e := range l {
-		if strings.HasSuffix(e, "_") {
-			if len(name) >= len(e) && string(name[:len(e)]) == e {
-				return true
-			}
-		} else if string(name) == e {
-			return true
-		}
-	}
-	return false
+	return !u.deny.Has(name)
 }
 
 // upstreamSet is the router's current upstreams; a reload swaps it whole.
@@ -243,7 +218,7 @@ func (r *Router) build(specs []Spec, old *upstreamSet) (*upstreamSet, error) {
 func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 	met := NewMetrics(r.cfg.Registry, sp.Name)
 	u := &Upstream{spec: sp, key: key, metrics: met, health: newHealth(&r.cfg.Health),
-		allow: newMethodList(sp.Allow), deny: newMethodList(sp.Deny), stop: make(chan struct{})}
+		allow: proto.NewMethodSet(sp.Allow), deny: proto.NewMethodSet(sp.Deny), stop: make(chan struct{})}
 	met.health = u.health
 	pc := r.cfg.Pool
 	pc.URL, pc.User, pc.Password, pc.Metrics = sp.HTTPURL, sp.User, sp.Password, met
