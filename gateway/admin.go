@@ -27,8 +27,12 @@ func (s *Server) startAdmin() error {
 	r := router.New()
 	r.GET("/metrics", s.instrument("metrics", s.metricsHandler))
 	r.GET("/status", s.instrument("status", s.status))
-	r.GET("/health", s.instrument("admin_health", s.health))
-	r.GET("/readyz", s.instrument("admin_readyz", s.readyz))
+	// Probes may use HEAD, as on the public listener.
+	health, readyz := s.instrument("admin_health", s.health), s.instrument("admin_readyz", s.readyz)
+	r.GET("/health", health)
+	r.HEAD("/health", health)
+	r.GET("/readyz", readyz)
+	r.HEAD("/readyz", readyz)
 	if s.cfg.Pprof {
 		index := fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)
 		named := map[string]fasthttp.RequestHandler{

@@ -125,8 +125,8 @@ func readAtLeastHeader(conn net.Conn, buf []byte) (int, error) {
 	return n, nil
 }
 
-// Probes may use HEAD: /health and /readyz answer it like GET, without a body; routes
-// that would cost an upstream call do not.
+// Probes may use HEAD: /health and /readyz answer it like GET, without a body, on the
+// public and the admin listener; routes that would cost an upstream call do not.
 func TestHeadProbes(t *testing.T) {
 	fake := startFakeUpstream(t)
 	gw := startGateway(t, fake.args()...)
@@ -134,8 +134,11 @@ func TestHeadProbes(t *testing.T) {
 	for _, c := range []struct {
 		path   string
 		status int
-	}{{"/health", 200}, {"/readyz", 200}, {"/blocknumber", 405}} {
-		resp, err := http.Head(gw.URL + c.path)
+	}{
+		{gw.URL + "/health", 200}, {gw.URL + "/readyz", 200}, {gw.URL + "/blocknumber", 405},
+		{gw.AdminURL + "/health", 200}, {gw.AdminURL + "/readyz", 200},
+	} {
+		resp, err := http.Head(c.path)
 		if err != nil {
 			t.Fatal(err)
 		}
