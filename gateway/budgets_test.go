@@ -154,7 +154,9 @@ func TestNotificationsCountAsInFlight(t *testing.T) {
 // requests: a client pushing hundreds of megabytes at an upstream that does not answer
 // holds at most its budget in the gateway.
 func TestPendingBytesPerConnection(t *testing.T) {
-	_, gw := startSilentGateway(t, "-ws-max-pending-bytes", "8388608", "-max-request-body", "5000000")
+	// The held request must outlast the test however loaded the machine is: a timeout
+	// answer among the refusals is not what this test is about.
+	_, gw := startSilentGateway(t, "-ws-max-pending-bytes", "8388608", "-max-request-body", "5000000", "-upstream-timeout", "10m")
 	c := dialWS(t, gw.WSURL, nil)
 	big := `"0x` + strings.Repeat("ab", 2*mib-8) + `"` // ~4 MiB of params
 	const sent = 100                                   // 400 MiB offered

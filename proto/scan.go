@@ -9,6 +9,7 @@ package proto
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"unicode/utf8"
 )
@@ -177,6 +178,14 @@ func skipString(b []byte, i int) (int, error) {
 func scanString(b []byte, i int) (end int, escaped bool, err error) {
 	i++ // opening quote
 	for i < len(b) {
+		// Eight plain bytes at a time (long hex strings: raw transactions, call data,
+		// block fields), then one byte at a time from the first that needs a look.
+		for i+8 <= len(b) && !needsLook(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
 		c := b[i]
 		switch {
 		case c == '"':
@@ -213,6 +222,18 @@ func scanString(b []byte, i int) (end int, escaped bool, err error) {
 		}
 	}
 	return i, escaped, ErrSyntax
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// needsLook reports whether any of the eight bytes in w is one a string scan must stop
+// at: a quote, a backslash, a control byte (< 0x20) or a non-ASCII byte (>= 0x80).
+func needsLook(w uint64) bool {
+	hasZero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	return (w&highs)|((w-0x20*ones) & ^w & highs)|hasZero(w^('"'*ones))|hasZero(w^('\\'*ones)) != 0
 }
 
 func skipArray(b []byte, i, depth int) (int, error) {

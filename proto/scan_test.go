@@ -234,3 +234,74 @@ func FuzzAnswerFastPaths(f *testing.F) {
 		}
 	})
 }
+
+// scanStringRef is scanString one byte at a time, the reference for its eight-byte path.
+func scanStringRef(b []byte, i int) (int, bool, error) {
+	escaped := false
+	for i++; i < len(b); {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1, escaped, nil
+		case c == '\\':
+			escaped = true
+			if i+1 >= len(b) {
+				return i, escaped, ErrSyntax
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
+					return i, escaped, ErrSyntax
+				}
+				i += 6
+			default:
+				return i, escaped, ErrSyntax
+			}
+		case c < 0x20:
+			return i, escaped, ErrSyntax
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				return i, escaped, ErrSyntax
+			}
+			i += size
+		default:
+			i++
+		}
+	}
+	return i, escaped, ErrSyntax
+}
+
+func FuzzScanString(f *testing.F) {
+	for _, s := range []string{
+		`"0xabcdef0123456789abcdef0123456789"`, `"abcdefg\"hijklmnop"`, `"abcdefgh\\ijklmnop"`, "\"abcdefgh\x1fijk\"",
+		"\"abcdefgh\xc3\xa9ijklmnop\"", "\"abcdefgh\xffijk\"", `"abcdefghijklmnop`, `"abcdefghijklmn\u00e9op"`, `""`, `"a"`,
+		"\"abcdefg\x7f\x20!#~[]{}abcdefgh\"",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 {
+			return
+		}
+		end, esc, err := scanString(b, 0)
+		rend, resc, rerr := scanStringRef(b, 0)
+		if end != rend || esc != resc || err != rerr {
+			t.Fatalf("scanString(%q) = %d %v %v, byte by byte %d %v %v", b, end, esc, err, rend, resc, rerr)
+		}
+	})
+}
+
+func TestNeedsLook(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		want := c == '"' || c == '\\' || c < 0x20 || c >= 0x80
+		for pos := range 8 {
+			w := uint64(0x6161616161616161) // "aaaaaaaa"
+			w = w&^(0xff<<(8*pos)) | uint64(c)<<(8*pos)
+			if got := needsLook(w); got != want {
+				t.Fatalf("byte %#x at %d: needsLook %v, want %v", c, pos, got, want)
+			}
+		}
+	}
+}
