@@ -305,3 +305,63 @@ func TestNeedsLook(t *testing.T) {
 		}
 	}
 }
+
+// blockAnswer is an eth_getBlockByNumber answer with full transactions of about the
+// size of a mainnet block's (~130 KB): mostly hex strings.
+var blockAnswer = func() []byte {
+	var b strings.Builder
+	b.WriteString(`{"jsonrpc":"2.0","id":1,"result":{"number":"0x1406f40","hash":"0x` + strings.Repeat("ab", 32) + `","transactions":[`)
+	for i := range 150 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"blockNumber":"0x1406f40","from":"0x` + strings.Repeat("12", 20) + `","gas":"0x5208","hash":"0x` +
+			strings.Repeat("cd", 32) + `","input":"0x` + strings.Repeat("ef", 300) + `","nonce":"0x1","r":"0x` +
+			strings.Repeat("34", 32) + `","s":"0x` + strings.Repeat("56", 32) + `","to":"0x` + strings.Repeat("78", 20) +
+			`","transactionIndex":"0x1","type":"0x2","v":"0x1","value":"0x0"}`)
+	}
+	b.WriteString(`]}}`)
+	return []byte(b.String())
+}()
+
+// BenchmarkScanMessageBlock is the Mux reader's scan of a full block answer.
+func BenchmarkScanMessageBlock(b *testing.B) {
+	var m Message
+	b.SetBytes(int64(len(blockAnswer)))
+	for b.Loop() {
+		if _, err := ScanMessage(blockAnswer, &m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkScanLongString scans a 4 MiB hex string (a large raw transaction or call data).
+func BenchmarkScanLongString(b *testing.B) {
+	s := []byte(`"0x` + strings.Repeat("ab", 2<<20) + `"`)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		if _, err := SkipValue(s, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAnswerChecks is the router's two looks at every answer: is it an error, and
+// (for eth_blockNumber) its result.
+func BenchmarkAnswerChecks(b *testing.B) {
+	ans := []byte(`{"jsonrpc":"2.0","id":1,"result":"0x1406f41"}`)
+	b.Run("IsErrorResponse", func(b *testing.B) {
+		for b.Loop() {
+			if IsErrorResponse(ans) {
+				b.Fatal("not an error")
+			}
+		}
+	})
+	b.Run("FirstMember", func(b *testing.B) {
+		for b.Loop() {
+			if !FirstMember(ans, "result").Present() {
+				b.Fatal("no result")
+			}
+		}
+	})
+}

@@ -137,7 +137,7 @@ func New(cfg Config, ms *metrics.Set) (*Conn, error) {
 		ForceSingleClient: true, // returns a client even when the first dial fails
 		DisableCache:      true, // no client-side caching: no CLIENT TRACKING, no invalidations
 		DisableRetry:      true, // our deadline is the whole budget; the breaker decides
-		PipelineMultiplex: 1,    // 2 auto-pipelined connections
+		PipelineMultiplex: -1,   // one auto-pipelined connection (0 means rueidis's default, 2 here): what the probe pings is what calls use
 		ConnWriteTimeout:  cfg.ConnTimeout,
 		Dialer:            net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: cfg.ConnTimeout},
 		// Small buffers: values are bounded by their users (sharedcache caps them).
@@ -338,7 +338,7 @@ func (c *Conn) probeLoop() {
 				return
 			case <-t.C:
 			}
-			// Redis answers on a fresh connection; then make the client's own connection
+			// Redis answers on a fresh connection; then make the client's one connection
 			// answer too (a connection broken by the outage fails once, then is redialled),
 			// so the first calls after recovery do not fail and trip the breaker again.
 			ok := c.probeOnce() == nil && (c.Ping(context.Background()) == nil || c.Ping(context.Background()) == nil)
