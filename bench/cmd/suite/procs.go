@@ -150,20 +150,28 @@ func startGateway(ctx context.Context, bin, dir, logName, nodeHTTP, nodeWS strin
 	if err != nil {
 		return nil, "", err
 	}
+	if err := awaitOK(ctx, s, "gateway", "http://"+addr+"/readyz", logPath); err != nil {
+		return nil, "", err
+	}
+	return s, addr, nil
+}
+
+// awaitOK polls url until it answers 200, for at most 30 s; s is stopped when it never does.
+func awaitOK(ctx context.Context, s *server, name, url, logPath string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if !s.alive() {
-			return nil, "", fmt.Errorf("gateway exited during start-up; see %s", logPath)
+			return fmt.Errorf("%s exited during start-up; see %s", name, logPath)
 		}
-		code, _, _ := fasthttp.GetTimeout(nil, "http://"+addr+"/readyz", time.Second)
+		code, _, _ := fasthttp.GetTimeout(nil, url, time.Second)
 		if code == fasthttp.StatusOK {
-			return s, addr, nil
+			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			s.stop()
-			return nil, "", fmt.Errorf("gateway not ready after 30s (last /readyz status %d); see %s", code, logPath)
+			return fmt.Errorf("%s not ready after 30s (last status %d from %s); see %s", name, code, url, logPath)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // readiness poll of an external process
 	}
 }
 
@@ -179,20 +187,10 @@ func startRelay(ctx context.Context, bin, dir, nodeHTTP, nodeWS string) (*server
 	if err != nil {
 		return nil, "", err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if !s.alive() {
-			return nil, "", fmt.Errorf("minrelay exited during start-up; see %s", logPath)
-		}
-		if code, _, _ := fasthttp.GetTimeout(nil, "http://"+addr+"/health", time.Second); code == fasthttp.StatusOK {
-			return s, addr, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			s.stop()
-			return nil, "", fmt.Errorf("minrelay not answering after 30s; see %s", logPath)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := awaitOK(ctx, s, "minrelay", "http://"+addr+"/health", logPath); err != nil {
+		return nil, "", err
 	}
+	return s, addr, nil
 }
 
 // adminAddrs maps a gateway's address to its admin listener's, where /metrics is.
