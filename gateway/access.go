@@ -532,17 +532,17 @@ func release(s *limit.Slots) {
 
 // clientAddr is the address a call is limited by: the TCP peer (the PROXY protocol's
 // source when the listener reads it), or the X-Forwarded-For client when the peer is a
-// trusted proxy.
+// trusted proxy. Every X-Forwarded-For line counts, in order: a proxy that appends a
+// line of its own leaves the client's line first, and Peek would return only that one.
+// PeekAll reuses the header's own slice: no allocation.
 func (s *Server) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
 	peer = peer.Unmap()
-	if r := s.resolver.Load(); r != nil {
-		return r.ClientIP(peer, ctx.Request.Header.PeekBytes(headerXFF))
+	if r := s.resolver.Load(); r != nil && r.Trusted(peer) {
+		return r.ClientIP(peer, ctx.Request.Header.PeekAll(fasthttp.HeaderXForwardedFor)...)
 	}
 	return peer
 }
-
-var headerXFF = []byte("X-Forwarded-For")
 
 // startAccess connects Redis (when configured), creates the limiter (shared through
 // Redis, or per process) and the shared cache tier, and loads the keys.
