@@ -1,11 +1,18 @@
 package gateway
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/infura-gateway/infura-gateway/gateway/clientip"
 )
 
 // postHeaderLines sends a JSON-RPC call with each header value on a line of its own
@@ -69,5 +76,67 @@ func TestXFFSeveralLines(t *testing.T) {
 				t.Fatalf("%d of 8 answered, want at most 5: the client's own X-Forwarded-For line was believed", answered)
 			}
 		})
+	}
+}
+
+// proxiedPost sends one call on a new connection that starts with a PROXY v1 header
+// naming src, and returns the status code.
+func proxiedPost(t testing.TB, gwURL, src, body string) int {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", strings.TrimPrefix(gwURL, "http://"), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	h := clientip.AppendV1(nil, clientip.Header{Src: netip.MustParseAddrPort(src + ":4000"), Dst: netip.MustParseAddrPort("10.0.0.1:443")})
+	req := fmt.Sprintf("POST / HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	if _, err := c.Write(append(h, req...)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestProxyProtocolTrustReloads: the PROXY protocol listener reads the trusted list a
+// reload sets, as X-Forwarded-For does: one list for both. Before the reload 127.0.0.1
+// is not trusted (its header is plain data: 400); after, its header names the client
+// (each named client has its own allowance of one); after a reload back, 400 again.
+func TestProxyProtocolTrustReloads(t *testing.T) {
+	conf := func(trusted string) string {
+		return "plans:\n  anon: {requests_per_second: 0.001, burst: 1}\nanonymous: {plan: anon}\n" +
+			"clients: {proxy_protocol: true, trusted_proxies: [" + trusted + "]}\n"
+	}
+	_, gw, path := startKeyed(t, conf("10.0.0.0/8"))
+	reload := func(trusted string) {
+		t.Helper()
+		writeFile(t, filepath.Dir(path), "gateway.yaml", conf(trusted))
+		if err := gw.srv.ReloadConfig(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		name   string
+		reload string
+		src    string
+		want   int
+	}{
+		{"untrusted at start", "", "203.0.113.1", 400},
+		{"trusted after a reload", "127.0.0.1", "203.0.113.1", 200},
+		{"the same client again", "", "203.0.113.1", 429},
+		{"another client", "", "203.0.113.2", 200},
+		{"untrusted after a reload back", "10.0.0.0/8", "203.0.113.3", 400},
+	}
+	for _, s := range steps {
+		if s.reload != "" {
+			reload(s.reload)
+		}
+		if got := proxiedPost(t, gw.URL, s.src, blockNumberCall); got != s.want {
+			t.Fatalf("%s: %d, want %d", s.name, got, s.want)
+		}
 	}
 }

@@ -289,9 +289,9 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.handler }
 func (s *Server) Serve(ln net.Listener) error {
 	if s.proxyProtocol {
 		// Trusted load balancers may send a header (their clients' address) or not
-		// (kubelet probes from the same network); anyone else is served as is.
-		trusted, _ := clientip.ParsePrefixes(s.cfg.TrustedProxies) // validated
-		pl, err := clientip.NewListener(ln, clientip.ListenerConfig{Trusted: trusted})
+		// (kubelet probes from the same network); anyone else is served as is. The list
+		// is the resolver's, which a reload swaps: one list for both.
+		pl, err := clientip.NewListener(ln, clientip.ListenerConfig{Shared: &s.resolver})
 		if err != nil {
 			return err
 		}

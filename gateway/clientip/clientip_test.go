@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -325,5 +326,36 @@ func BenchmarkClientIP(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		r.ClientIP(peer, h)
+	}
+}
+
+// TestListenerSharedTrust: with Shared, each Accept reads the list of the Resolver it
+// points to at that moment; swapping the Resolver changes who may send a header.
+func TestListenerSharedTrust(t *testing.T) {
+	var shared atomic.Pointer[Resolver]
+	shared.Store(NewResolver(mustPrefixes(t, "10.0.0.0/8")))
+	l := listen(t, ListenerConfig{Shared: &shared})
+	hdr := AppendV1(nil, Header{Src: netip.MustParseAddrPort("203.0.113.7:4000"), Dst: netip.MustParseAddrPort("10.0.0.1:443")})
+	for _, tc := range []struct {
+		trusted    []string
+		wantRemote string // "": the TCP peer's own
+		wantData   string
+	}{
+		{[]string{"10.0.0.0/8"}, "", "PROXY"},
+		{[]string{"127.0.0.1"}, "203.0.113.7:4000", "hello"},
+		{nil, "", "PROXY"},
+	} {
+		shared.Store(NewResolver(mustPrefixes(t, tc.trusted...)))
+		got := acceptOne(t, l)
+		c := dialFrom(t, "127.0.0.1", l)
+		c.Write(append(append([]byte(nil), hdr...), "hello"...))
+		s := <-got
+		want := tc.wantRemote
+		if want == "" {
+			want = c.LocalAddr().String()
+		}
+		if s.err != nil || s.remote != want || string(s.data) != tc.wantData {
+			t.Fatalf("trusted %v: server saw %+v, want %s and %q", tc.trusted, s, want, tc.wantData)
+		}
 	}
 }

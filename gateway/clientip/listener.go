@@ -16,6 +16,11 @@ type ListenerConfig struct {
 	// Trusted lists the sources (load balancers) whose PROXY headers are believed. Empty:
 	// nobody's (the listener then only passes connections through).
 	Trusted []netip.Prefix
+	// Shared, when set, replaces Trusted: each Accept reads the trusted list of the
+	// Resolver it points to, so the X-Forwarded-For resolver and the listener use one
+	// list, and a reload that swaps the Resolver changes both (connections accepted
+	// before keep the decision taken at their Accept).
+	Shared *atomic.Pointer[Resolver]
 	// Required refuses (closes at once) every connection that does not come from a
 	// trusted source with a PROXY header, for a gateway reachable only through its load
 	// balancer. Off (the default): connections from untrusted sources are served as they
@@ -82,10 +87,19 @@ func NewListener(inner net.Listener, cfg ListenerConfig) (*Listener, error) {
 	if cfg.HeaderTimeout <= 0 {
 		cfg.HeaderTimeout = 3 * time.Second
 	}
-	if cfg.Required && len(cfg.Trusted) == 0 {
+	if cfg.Required && len(cfg.Trusted) == 0 && cfg.Shared == nil {
 		return nil, errors.New("clientip: a listener that requires PROXY headers needs trusted sources")
 	}
 	return &Listener{Listener: inner, cfg: cfg}, nil
+}
+
+// trusts reports whether peer may send a PROXY header.
+func (l *Listener) trusts(peer netip.Addr) bool {
+	if l.cfg.Shared != nil {
+		r := l.cfg.Shared.Load()
+		return r != nil && r.Trusted(peer)
+	}
+	return trusted(l.cfg.Trusted, peer)
 }
 
 // Accept returns the next connection: as it is from an untrusted source, wrapped (the
@@ -98,7 +112,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		peer := addrOf(c.RemoteAddr())
-		if trusted(l.cfg.Trusted, peer) {
+		if l.trusts(peer) {
 			return &conn{Conn: c, cfg: &l.cfg}, nil
 		}
 		if l.cfg.Required {
