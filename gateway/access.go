@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -71,8 +70,18 @@ type tenant struct {
 	conns    *limit.Slots
 	subs     *limit.Slots
 
-	lastUse atomic.Int64 // unix seconds; anonymous tenants are dropped when idle
-	m       *tenantMetrics
+	m *tenantMetrics
+
+	// Anonymous tenants only (anonymous.go).
+	lastUse    atomic.Int64 // the table's clock (ns) at its last call
+	holders    atomic.Int32 // websocket clients holding it
+	prepaid    atomic.Bool  // its first request was charged to its aggregates on admission
+	block      netip.Prefix // its key in the table
+	agg        [2]*tenant   // the /48 and /32 aggregates its calls count against too
+	rest       int64        // ns after its last call when its buckets are full again
+	bytes      int64        // its estimated size
+	refs       int          // aggregates: entries under it (under the table's lock)
+	prev, next *tenant      // the table's order of use (under its lock)
 }
 
 type tenantMetrics struct {
@@ -118,19 +127,9 @@ type access struct {
 	limiter *limit.Limiter
 	table   atomic.Pointer[accessTable]
 
-	anonMu     sync.Mutex
-	anonByAddr map[netip.Addr]*tenant
-	anonPlan   *plan
-	anonM      *tenantMetrics
-	overflow   *tenant // shared by addresses past maxAnonCallers
+	anon  anonTable // the tenants of anonymous clients (anonymous.go)
+	anonM *tenantMetrics
 }
-
-// maxAnonCallers bounds the addresses with limits of their own; past it, new addresses
-// share one set of limits (bounded memory under a flood of sources).
-const maxAnonCallers = 100000
-
-// anonIdle is how long an address keeps its limits without calls.
-const anonIdle = 10 * time.Minute
 
 // KeySettings are the keys, plans and costs of the configuration file.
 type KeySettings struct {
@@ -142,11 +141,16 @@ type KeySettings struct {
 	Costs    map[string]int64
 	// Anonymous names the plan of tenants without a key (empty: not limited).
 	Anonymous string
+	// The bounds of the anonymous table and the aggregate limits (AnonymousEntry).
+	AnonymousMaxClients            int
+	AnonymousMaxBytes              int64
+	AnonymousPer48, AnonymousPer32 *AggregateEntry
 }
 
 func newAccess(s *Server, lim *limit.Limiter) *access {
-	a := &access{s: s, limiter: lim, anonByAddr: map[netip.Addr]*tenant{}}
+	a := &access{s: s, limiter: lim}
 	a.anonM = newCallerMetrics(s, "anonymous")
+	a.anon.init(a)
 	return a
 }
 
@@ -208,19 +212,7 @@ func (a *access) load(ks KeySettings) error {
 			}
 		}
 	}
-	a.anonMu.Lock()
-	if t.anon == nil || a.anonPlan == nil || t.anon.fingerprintKey != a.anonPlan.fingerprintKey {
-		for addr, c := range a.anonByAddr { // the anonymous plan changed: its tenants start anew
-			c.close()
-			delete(a.anonByAddr, addr)
-		}
-		if a.overflow != nil {
-			a.overflow.close()
-			a.overflow = nil
-		}
-	}
-	a.anonPlan = t.anon
-	a.anonMu.Unlock()
+	a.anon.configure(t.anon, ks)
 	return nil
 }
 
@@ -314,7 +306,7 @@ func (a *access) identify(ctx *fasthttp.RequestCtx) (*tenant, *proto.Error) {
 		case t.anon == nil:
 			return nil, nil
 		}
-		return a.anonymous(a.s.clientAddr(ctx)), nil
+		return a.anon.get(a.s.clientAddr(ctx))
 	}
 	h := sha256.Sum256(key)
 	c := t.keys[h]
@@ -360,59 +352,6 @@ func anonKey(addr netip.Addr) netip.Addr {
 	return addr
 }
 
-// anonymous returns the tenant of addr on the anonymous plan, creating its handles on
-// its first call; addresses past maxAnonCallers share one.
-func (a *access) anonymous(addr netip.Addr) *tenant {
-	addr = anonKey(addr)
-	now := time.Now().Unix()
-	a.anonMu.Lock()
-	defer a.anonMu.Unlock()
-	if a.anonPlan == nil {
-		return nil
-	}
-	if c := a.anonByAddr[addr]; c != nil {
-		c.lastUse.Store(now)
-		return c
-	}
-	if len(a.anonByAddr) >= maxAnonCallers {
-		if a.overflow == nil {
-			c, err := a.newCaller("ip:overflow", a.anonPlan)
-			if err != nil {
-				return nil
-			}
-			c.name, c.m = "anonymous", a.anonM
-			a.overflow = c
-		}
-		return a.overflow
-	}
-	name := "ip:" + addr.String()
-	if addr.Is6() {
-		name += "/64"
-	}
-	c, err := a.newCaller(name, a.anonPlan)
-	if err != nil {
-		return nil
-	}
-	c.name, c.m = "anonymous", a.anonM
-	c.lastUse.Store(now)
-	a.anonByAddr[addr] = c
-	return c
-}
-
-// sweepAnonymous drops the limits of addresses idle for anonIdle and holding no
-// connection or subscription.
-func (a *access) sweepAnonymous() {
-	cutoff := time.Now().Add(-anonIdle).Unix()
-	a.anonMu.Lock()
-	defer a.anonMu.Unlock()
-	for addr, c := range a.anonByAddr {
-		if c.lastUse.Load() < cutoff && (c.conns == nil || c.conns.InUse() == 0) && (c.subs == nil || c.subs.InUse() == 0) {
-			c.close()
-			delete(a.anonByAddr, addr)
-		}
-	}
-}
-
 // limitDescriptions name each limit in a refusal.
 var limitDescriptions = [numRefusals]string{"requests per second", "units per second", "daily units quota",
 	"concurrent connections", "subscriptions", "methods"}
@@ -454,6 +393,11 @@ func (c *tenant) spend(n, cost int64) *proto.Error {
 		if d := c.daily.Take(cost); !d.OK {
 			c.m.refused[refusedQuota].Inc()
 			return limitError(c, d, refusedQuota)
+		}
+	}
+	if c.agg[0] != nil || c.agg[1] != nil {
+		if e := c.spendAggregates(n, cost); e != nil {
+			return e
 		}
 	}
 	c.m.requests.Add(int(n))
@@ -671,7 +615,7 @@ func (s *Server) sweepAnonymous() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			s.access.sweepAnonymous()
+			s.access.anon.sweep()
 		}
 	}
 }

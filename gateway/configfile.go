@@ -62,9 +62,26 @@ type PlanEntry struct {
 	Methods           MethodsEntry `yaml:"methods"`
 }
 
-// AnonymousEntry names the plan of calls without a key, limited per client address.
+// AnonymousEntry names the plan of calls without a key, limited per client address, and
+// bounds the table of those addresses (anonymous.go).
 type AnonymousEntry struct {
 	Plan string `yaml:"plan"`
+	// MaxClients and MaxBytes bound the table of client addresses (IPv4 addresses, IPv6
+	// /64s and their aggregates); 0: the defaults, 100000 and 64 MiB.
+	MaxClients int   `yaml:"max_clients"`
+	MaxBytes   int64 `yaml:"max_bytes"`
+	// Per48 and Per32 limit every IPv6 /64 of a /48 (of a /32) together. Absent: per /48
+	// 16 times the plan's requests and units, per /32 no limit; present with no rate: off.
+	Per48 *AggregateEntry `yaml:"per_48"`
+	Per32 *AggregateEntry `yaml:"per_32"`
+}
+
+// AggregateEntry is the limit of a block of anonymous IPv6 clients together.
+type AggregateEntry struct {
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	Burst             int64   `yaml:"burst"`
+	UnitsPerSecond    float64 `yaml:"units_per_second"`
+	UnitsBurst        int64   `yaml:"units_burst"`
 }
 
 // ClientsEntry says which load balancers may name the client address (overrides
@@ -337,9 +354,18 @@ func (f *FileConfig) validateAccess() error {
 			hashes[strings.ToLower(e.SHA256)] = true
 		}
 	}
-	if a := f.Anonymous; a != nil && a.Plan != "" {
-		if _, ok := f.Plans[a.Plan]; !ok {
+	if a := f.Anonymous; a != nil {
+		if _, ok := f.Plans[a.Plan]; !ok && a.Plan != "" {
 			return fmt.Errorf("anonymous: no plan %q under plans:", a.Plan)
+		}
+		if a.MaxClients < 0 || a.MaxClients > 1e7 || a.MaxBytes < 0 || a.MaxBytes > 1<<40 {
+			return errors.New("anonymous: max_clients must be in [0, 10000000] and max_bytes in [0, 2^40] (0: the default)")
+		}
+		for name, g := range map[string]*AggregateEntry{"per_48": a.Per48, "per_32": a.Per32} {
+			if g != nil && !(g.RequestsPerSecond >= 0 && g.RequestsPerSecond <= 1e9 && g.UnitsPerSecond >= 0 && g.UnitsPerSecond <= 1e9 &&
+				g.Burst >= 0 && g.Burst <= 1<<40 && g.UnitsBurst >= 0 && g.UnitsBurst <= 1<<40) {
+				return fmt.Errorf("anonymous: %s: rates must be in [0, 1e9] and bursts in [0, 2^40] (0: no limit of that kind)", name)
+			}
 		}
 	}
 	for m, c := range f.Costs {
@@ -413,8 +439,10 @@ func (f *FileConfig) applyAccess(c *Config) {
 		ks.Required = len(ks.Keys) > 0
 		set(&ks.Required, f.Keys.Required)
 	}
-	if f.Anonymous != nil {
-		ks.Anonymous = f.Anonymous.Plan
+	if a := f.Anonymous; a != nil {
+		ks.Anonymous = a.Plan
+		ks.AnonymousMaxClients, ks.AnonymousMaxBytes = a.MaxClients, a.MaxBytes
+		ks.AnonymousPer48, ks.AnonymousPer32 = a.Per48, a.Per32
 	}
 	c.Keys = ks
 	if cl := f.Clients; cl != nil {

@@ -196,6 +196,8 @@ func (h *socketServer) serveClient(conn *websocket.Conn, who *tenant) {
 	h.conns.Add(1)
 	defer h.conns.Add(-1)
 	defer release(who.connSlots())
+	who.hold() // an anonymous tenant stays in its table while a socket uses it
+	defer who.unhold()
 	h.connects.Inc()
 	h.mu.Lock()
 	if h.closed {
