@@ -258,3 +258,52 @@ func TestAnonymousRedisKeysExpire(t *testing.T) {
 		t.Fatalf("TTLs longer than a bucket's refill plus a minute, or two days: %v", maxTTL)
 	}
 }
+
+// TestAnonymousWebsocketHoldsItsEntry: a websocket client pins its anonymous entry for
+// as long as it is open (it keeps spending from it; a new entry would be a second
+// allowance).
+func TestAnonymousWebsocketHoldsItsEntry(t *testing.T) {
+	_, gw, _ := startKeyed(t, "plans:\n  anon: {requests_per_second: 100, burst: 100}\nanonymous: {plan: anon}\n")
+	c := dialWS(t, gw.WSURL, nil)
+	if a := decodeAnswer(t, c.call(blockNumberCall)); a.Error != nil {
+		t.Fatalf("a call on the socket: %+v", a.Error)
+	}
+	tab := &gw.srv.access.anon
+	entry, _ := tab.get(netip.MustParseAddr("127.0.0.1"))
+	waitFor(t, "the socket to hold its entry", func() bool { return entry.holders.Load() == 1 })
+	tab.mu.Lock()
+	rest := tab.atRest(entry, tab.now()+entry.rest+int64(anonIdle))
+	tab.mu.Unlock()
+	if rest {
+		t.Fatal("an entry held by an open socket is at rest")
+	}
+	c.conn.Close()
+	waitFor(t, "the closed socket to let go of its entry", func() bool { return entry.holders.Load() == 0 })
+}
+
+// TestAnonymousEntryBytes: the estimate of an entry's size (which max_bytes divides)
+// is at least what an entry takes on the heap, for a plan of one limit and of all five.
+func TestAnonymousEntryBytes(t *testing.T) {
+	for _, plan := range []string{
+		"{requests_per_second: 2, burst: 4}",
+		"{requests_per_second: 2, burst: 4, units_per_second: 50, daily_units: 100000, max_connections: 2, max_subscriptions: 5}",
+	} {
+		s, _ := anonServer(t, "{plan: anon, max_clients: 100000, max_bytes: 1099511627776}", plan)
+		tab := &s.access.anon
+		const n = 20000
+		before := heapAfterGC()
+		for i := range n {
+			if c, _ := tab.get(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})); c == nil {
+				t.Fatal("no entry")
+			}
+		}
+		per := (int64(heapAfterGC()) - int64(before)) / n
+		t.Logf("%s: %d bytes per entry, estimated %d", plan, per, entryBytes(tab.plan))
+		if per > entryBytes(tab.plan) {
+			t.Errorf("%s: %d bytes per entry, more than the estimate of %d", plan, per, entryBytes(tab.plan))
+		}
+		if tab.len() != n {
+			t.Fatalf("%d entries, want %d", tab.len(), n)
+		}
+	}
+}

@@ -139,4 +139,13 @@ func TestProxyProtocolTrustReloads(t *testing.T) {
 			t.Fatalf("%s: %d, want %d", s.name, got, s.want)
 		}
 	}
+	// An empty list with the PROXY protocol on is refused; the running list stays.
+	reload("127.0.0.1")
+	writeFile(t, filepath.Dir(path), "gateway.yaml", conf(""))
+	if err := gw.srv.ReloadConfig(); err == nil || !strings.Contains(err.Error(), "trusted-proxies") {
+		t.Fatalf("reload to an empty trusted list: %v, want refused", err)
+	}
+	if got := proxiedPost(t, gw.URL, "203.0.113.4", blockNumberCall); got != 200 {
+		t.Fatalf("after a refused reload: %d, want 200 (the running list stays)", got)
+	}
 }

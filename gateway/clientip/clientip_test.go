@@ -359,3 +359,29 @@ func TestListenerSharedTrust(t *testing.T) {
 		}
 	}
 }
+
+// FuzzClientIP: whatever X-Forwarded-For lines a client sends, the answer is the peer or
+// an address written in them, an untrusted peer is always its own answer, and splitting
+// the same entries over several lines gives the same answer as one joined line.
+func FuzzClientIP(f *testing.F) {
+	f.Add("6.6.6.6, 198.51.100.7", "10.1.1.1", true)
+	f.Add("[2001:db8::7]:80", "unknown, 10.2.2.2", true)
+	f.Add(" , ,", "::ffff:10.0.0.3", false)
+	r := NewResolver([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8:ffff::/48")})
+	f.Fuzz(func(t *testing.T, line1, line2 string, trustedPeer bool) {
+		peer := netip.MustParseAddr("203.0.113.1")
+		if trustedPeer {
+			peer = netip.MustParseAddr("10.0.0.1")
+		}
+		got := r.ClientIP(peer, []byte(line1), []byte(line2))
+		if !trustedPeer && got != peer {
+			t.Fatalf("untrusted peer: %s", got)
+		}
+		if joined := r.ClientIP(peer, []byte(line1+","+line2)); joined != got {
+			t.Fatalf("two lines %q %q: %s; joined: %s", line1, line2, got, joined)
+		}
+		if got != peer && !got.IsValid() {
+			t.Fatalf("invalid address from %q %q", line1, line2)
+		}
+	})
+}
