@@ -3,7 +3,6 @@ package gateway
 import (
 	"bufio"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -14,30 +13,6 @@ import (
 
 	"github.com/infura-gateway/infura-gateway/gateway/clientip"
 )
-
-// postHeaderLines sends a JSON-RPC call with each header value on a line of its own
-// (http.Header.Add), as a client and the proxy in front of the gateway each write one.
-func postHeaderLines(t testing.TB, url, body, name string, lines ...string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest("POST", url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for _, l := range lines {
-		req.Header.Add(name, l)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
-}
 
 // TestXFFSeveralLines: behind a trusted proxy that appends its own X-Forwarded-For line,
 // the client's own line (a new address each time) must not name the client: the lines
@@ -62,13 +37,16 @@ func TestXFFSeveralLines(t *testing.T) {
 			_, gw, _ := startKeyed(t, file, "-trusted-proxies", "127.0.0.1")
 			answered := 0
 			for i := range 8 {
-				code, b := postHeaderLines(t, gw.URL, blockNumberCall, "X-Forwarded-For", tc.lines(i)...)
-				switch code {
+				var lines []string
+				for _, l := range tc.lines(i) {
+					lines = append(lines, "X-Forwarded-For: "+l)
+				}
+				switch code := rawPost(t, gw.URL, nil, lines, blockNumberCall); code {
 				case 200:
 					answered++
 				case 429:
 				default:
-					t.Fatalf("request %d: %d %s", i+1, code, b)
+					t.Fatalf("request %d: %d", i+1, code)
 				}
 			}
 			// Burst 4, and at most one more refilled at 2/s while the eight are sent.
@@ -79,9 +57,10 @@ func TestXFFSeveralLines(t *testing.T) {
 	}
 }
 
-// proxiedPost sends one call on a new connection that starts with a PROXY v1 header
-// naming src, and returns the status code.
-func proxiedPost(t testing.TB, gwURL, src, body string) int {
+// rawPost sends one call on a new connection: first the bytes of prefix (a PROXY
+// header, or nothing), then the request with each of headers on a line of its own (as a
+// client and the proxy in front of the gateway each write one). It returns the status.
+func rawPost(t testing.TB, gwURL string, prefix []byte, headers []string, body string) int {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", strings.TrimPrefix(gwURL, "http://"), 10*time.Second)
 	if err != nil {
@@ -89,9 +68,13 @@ func proxiedPost(t testing.TB, gwURL, src, body string) int {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	h := clientip.AppendV1(nil, clientip.Header{Src: netip.MustParseAddrPort(src + ":4000"), Dst: netip.MustParseAddrPort("10.0.0.1:443")})
-	req := fmt.Sprintf("POST / HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-	if _, err := c.Write(append(h, req...)); err != nil {
+	req := append([]byte(nil), prefix...)
+	req = append(req, "POST / HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nConnection: close\r\n"...)
+	for _, h := range headers {
+		req = append(req, h+"\r\n"...)
+	}
+	req = fmt.Appendf(req, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	if _, err := c.Write(req); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -100,6 +83,12 @@ func proxiedPost(t testing.TB, gwURL, src, body string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// proxiedPost sends one call after a PROXY v1 header naming src.
+func proxiedPost(t testing.TB, gwURL, src, body string) int {
+	h := clientip.AppendV1(nil, clientip.Header{Src: netip.MustParseAddrPort(src + ":4000"), Dst: netip.MustParseAddrPort("10.0.0.1:443")})
+	return rawPost(t, gwURL, h, nil, body)
 }
 
 // TestProxyProtocolTrustReloads: the PROXY protocol listener reads the trusted list a
