@@ -48,7 +48,7 @@ func multiGateway(t *testing.T, ups []upstreamDef, extra ...string) *testGateway
 // state returns an upstream's state as /status shows it.
 func (gw *testGateway) state(t *testing.T, name string) upstream.UpstreamStatus {
 	t.Helper()
-	code, body := do(t, "GET", gw.URL+"/status", "")
+	code, body := do(t, "GET", gw.AdminURL+"/status", "")
 	var page statusPage
 	if err := json.Unmarshal(body, &page); code != 200 || err != nil {
 		t.Fatalf("/status: %d %v %s", code, err, body)
@@ -263,7 +263,7 @@ func TestStatusPage(t *testing.T) {
 	path := writeFile(t, t.TempDir(), "gateway.yaml", b.String())
 	gw := startGatewayEnv(t, map[string]string{"SECRET_KEY": "0123456789abcdefSECRET"}, "-config", path)
 	gw.waitUpstreams(t)
-	_, body := do(t, "GET", gw.URL+"/status", "")
+	_, body := do(t, "GET", gw.AdminURL+"/status", "")
 	if strings.Contains(string(body), "SECRET") || strings.Contains(string(body), "127.0.0.1") {
 		t.Fatalf("/status shows a URL or a key: %s", body)
 	}

@@ -22,7 +22,7 @@ func (s *Server) routeTable() *router.Router {
 	r.HEAD("/health", health)
 	r.GET("/readyz", readyz)
 	r.HEAD("/readyz", readyz)
-	r.GET("/status", s.instrument("status", s.status))
+	// /status (upstream names, health, errors) is on the admin listener only.
 
 	// client ⇄HTTP⇄ gateway ⇄HTTP⇄ upstream
 	r.GET("/blocknumber", s.instrument("blocknumber", s.rest(&restBlockNumber, s.http)))
