@@ -99,11 +99,8 @@ func (s *Server) panicked(ctx *fasthttp.RequestCtx, v any) {
 	writeError(ctx, nil, proto.ErrInternal)
 }
 
-// logPath is the request path fit for a log line: a key in it is replaced.
+// logPath is the request path fit for a log line: everything after /v3/ is replaced
+// (redact.go), not only a well-formed key.
 func logPath(ctx *fasthttp.RequestCtx) string {
-	p := ctx.Path()
-	if n := keyPrefix(p); n > 0 {
-		return string(p[:n]) + "redacted"
-	}
-	return string(p)
+	return redactPath(string(ctx.Path()))
 }
