@@ -259,9 +259,9 @@ func TestHedgingBeatsASlowUpstream(t *testing.T) {
 func TestStatusPage(t *testing.T) {
 	a := startFakeUpstream(t)
 	var b strings.Builder
-	fmt.Fprintf(&b, "upstreams:\n  - name: keyed\n    http: %s/v3/${SECRET_KEY}\n    ws: %s/ws/v3/${SECRET_KEY}\n    password: ${SECRET_KEY}\n", a.HTTPURL, a.WSURL)
+	fmt.Fprintf(&b, "upstreams:\n  - name: keyed\n    http: %s/v3/${GATEWAY_SECRET_KEY}\n    ws: %s/ws/v3/${GATEWAY_SECRET_KEY}\n    password: ${GATEWAY_SECRET_KEY}\n", a.HTTPURL, a.WSURL)
 	path := writeFile(t, t.TempDir(), "gateway.yaml", b.String())
-	gw := startGatewayEnv(t, map[string]string{"SECRET_KEY": "0123456789abcdefSECRET"}, "-config", path)
+	gw := startGatewayEnv(t, map[string]string{"GATEWAY_SECRET_KEY": "0123456789abcdefSECRET"}, "-config", path)
 	gw.waitUpstreams(t)
 	_, body := do(t, "GET", gw.AdminURL+"/status", "")
 	if strings.Contains(string(body), "SECRET") || strings.Contains(string(body), "127.0.0.1") {
