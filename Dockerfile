@@ -26,8 +26,9 @@ FROM gcr.io/distroless/static-debian12:nonroot AS runtime
 COPY --from=build /src/.bin/infura-gateway /usr/local/bin/infura-gateway
 # Numeric uid:gid so Kubernetes runAsNonRoot can verify it without /etc/passwd.
 USER 65532:65532
-# 8000: clients (-listen). 9090: the admin listener (-admin-listen): /metrics, probes,
-# pprof; never publish it where clients reach.
+# 8000: clients (-listen). 9090: the admin listener (-admin-listen): /metrics, /status,
+# probes, pprof; loopback by default (the health check below runs inside the container),
+# ADMIN_LISTEN=:9090 opens it to a scraper; never publish it where clients reach.
 EXPOSE 8000 9090
 # No shell in distroless: the binary probes itself. Liveness (/health on the admin
 # listener), not readiness: a gateway that is starting or draining is healthy, and a

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http/pprof"
+	runtimepprof "runtime/pprof"
 
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
@@ -35,15 +36,20 @@ func (s *Server) startAdmin() error {
 	r.HEAD("/readyz", readyz)
 	if s.cfg.Pprof {
 		index := fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)
+		// No cmdline: the command line holds the flags, and a flag may hold a secret.
 		named := map[string]fasthttp.RequestHandler{
-			"cmdline": fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Cmdline),
 			"profile": fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Profile),
 			"symbol":  fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Symbol),
 			"trace":   fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Trace),
 		}
 		r.GET("/debug/pprof/{name:*}", func(ctx *fasthttp.RequestCtx) {
-			if h := named[fmt.Sprint(ctx.UserValue("name"))]; h != nil {
+			name := fmt.Sprint(ctx.UserValue("name"))
+			if h := named[name]; h != nil {
 				h(ctx)
+				return
+			}
+			if name != "" && runtimepprof.Lookup(name) == nil {
+				writeError(ctx, nil, errNoProfile) // cmdline among them
 				return
 			}
 			index(ctx) // the list, and every named profile (heap, goroutine, ...)
@@ -65,6 +71,9 @@ func (s *Server) startAdmin() error {
 	s.log.Info("admin listening", "addr", s.adminAddr, "pprof", s.cfg.Pprof)
 	return nil
 }
+
+var errNoProfile = proto.NewError(proto.CodeMethodNotFound, fasthttp.StatusNotFound,
+	"no such profile (the list is at /debug/pprof/)")
 
 var errNotOnAdmin = proto.NewError(proto.CodeMethodNotFound, fasthttp.StatusNotFound,
 	"no such route on the admin listener (/metrics, /status, /health, /readyz, /debug/pprof/)")

@@ -106,8 +106,9 @@ type Config struct {
 	LogLevel    slog.Level
 	LogFormat   string
 	LogRequests bool
-	// AdminListen serves /metrics (and /debug/pprof/ with Pprof) apart from the public
-	// port; empty disables it.
+	// AdminListen serves /metrics, /status (and /debug/pprof/ with Pprof) apart from
+	// the public port; empty disables it. Loopback by default: a deployment that wants
+	// Prometheus or probes on it from outside the host says so (the Helm chart does).
 	AdminListen string
 	Pprof       bool
 	// WSDrainWindow spreads the closing of websocket clients on shutdown (0: over
@@ -129,6 +130,16 @@ type Config struct {
 	ProxyProtocol       bool
 }
 
+// sameListener reports whether two listen addresses (validated host:port) would take
+// the same port on a shared interface: the same port, and the same host or a host of
+// every interface on either side.
+func sameListener(a, b string) bool {
+	ah, ap, _ := net.SplitHostPort(a)
+	bh, bp, _ := net.SplitHostPort(b)
+	every := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ap == bp && ap != "0" && (ah == bh || every(ah) || every(bh))
+}
+
 // Upstream defaults for a local development node on the standard ports.
 const (
 	DefaultHTTPURL = "http://127.0.0.1:8545"
@@ -140,7 +151,7 @@ const (
 func Defaults() Config {
 	return Config{
 		ListenAddr:           ":8000",
-		AdminListen:          ":9090",
+		AdminListen:          "127.0.0.1:9090",
 		UpstreamHTTPURL:      DefaultHTTPURL,
 		UpstreamWSURL:        DefaultWSURL,
 		InfuraNetwork:        "mainnet",
@@ -434,7 +445,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	setting(l, &c.LogLevel, "log-level", "LOG_LEVEL", "debug, info, warn or error", parseLevel, false)
 	str(&c.LogFormat, "log-format", "LOG_FORMAT", "json or text")
 	boolean(&c.LogRequests, "log-requests", "LOG_REQUESTS", "log every request (costs throughput)")
-	str(&c.AdminListen, "admin-listen", "ADMIN_LISTEN", "address of the admin listener: /metrics, /status, /health, /readyz and, with -pprof, /debug/pprof/ (never on the public port); empty disables it")
+	str(&c.AdminListen, "admin-listen", "ADMIN_LISTEN", "address of the admin listener: /metrics, /status, /health, /readyz and, with -pprof, /debug/pprof/ (never on the public port); loopback by default, :9090 for every interface (a pod: Prometheus and kubelet probes); empty disables it")
 	boolean(&c.Pprof, "pprof", "PPROF_ENABLED", "serve Go's profiles under /debug/pprof/ on the admin listener")
 	dur(&c.WSDrainWindow, "ws-drain-window", "WS_DRAIN_WINDOW", "on SIGTERM, close websocket clients spread over this long, each told to reconnect (0: over -drain-delay; both 0: at once)")
 	str(&c.RedisAddr, "redis-addr", "REDIS_ADDR", "host:port of a Redis shared by the replicas: API key limits and the shared cache of immutable answers; empty: limits per process, no shared cache")
@@ -500,7 +511,7 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
 			return fmt.Errorf("-admin-listen %q: want host:port or :port", c.AdminListen)
 		}
-		if _, port, _ := net.SplitHostPort(c.AdminListen); c.AdminListen == c.ListenAddr && port != "0" {
+		if sameListener(c.AdminListen, c.ListenAddr) {
 			return errors.New("-admin-listen must differ from -listen: /metrics never goes on the public port")
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,10 +18,12 @@ import (
 
 // FileConfig is the configuration file (-config / CONFIG_FILE): the upstreams and the
 // settings of routing and health. It is decoded strictly (an unknown key is an error
-// naming its line) and every string may hold ${VAR}, read from the environment, so the
-// file can live in a ConfigMap and the keys in a Secret. Settings the file leaves out
-// keep their flag values.
+// naming its line) and every string of an upstream may hold ${VAR}, read from the
+// environment, so the file can live in a ConfigMap and the keys in a Secret: only
+// variables meant for it (expand). Settings the file leaves out keep their flag values.
 type FileConfig struct {
+	// EnvAllow names the variables ${VAR} may read besides GATEWAY_* and builtinEnv.
+	EnvAllow  []string        `yaml:"env_allow"`
 	Upstreams []UpstreamEntry `yaml:"upstreams"`
 	Routing   *RoutingEntry   `yaml:"routing"`
 	Health    *HealthEntry    `yaml:"health"`
@@ -232,23 +235,63 @@ func redactField(msg string) string {
 	})
 }
 
-// expand replaces ${VAR} in the upstreams' strings with the environment. A variable
-// that is not set is an error naming it (a key missing from the Secret should stop the
-// gateway, not send requests to a URL without it).
+// envPrefix: variables named for the gateway's configuration file expand without
+// being listed.
+const envPrefix = "GATEWAY_"
+
+// builtinEnv are the gateway's own upstream credentials (documented with the flags):
+// the gateway sends them to an upstream anyway, so a file may name them unlisted.
+// REDIS_PASSWORD and the like are not among them: they must never reach an upstream.
+var builtinEnv = []string{"INFURA_PROJECT_ID", "INFURA_PROJECT_SECRET"}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// expand replaces ${VAR} (and $VAR) in the upstreams' strings with the environment.
+// Only variables meant for the file expand: GATEWAY_*, builtinEnv and env_allow. Any
+// other is an error naming it, so a typo or a pasted example cannot carry a process
+// secret (a cloud credential, the Redis password) into an upstream URL and from there
+// into errors and metric labels. A variable that is not set is an error naming it too
+// (a key missing from the Secret should stop the gateway, not send requests to a URL
+// without it). Errors never hold a value.
 func (f *FileConfig) expand(getenv func(string) string) error {
+	for i, name := range f.EnvAllow {
+		if !envName.MatchString(name) {
+			return fmt.Errorf("env_allow entry %d: not a variable name (letters, digits and _)", i+1)
+		}
+	}
+	allowed := func(name string) bool {
+		return strings.HasPrefix(name, envPrefix) || slices.Contains(builtinEnv, name) || slices.Contains(f.EnvAllow, name)
+	}
 	for i := range f.Upstreams {
 		u := &f.Upstreams[i]
+		// Errors name the upstream by its name as written: expanded, it may be a value.
+		where := fmt.Sprintf("upstream %d (%q)", i+1, u.Name)
+		if strings.Contains(u.Name, "$") {
+			where = fmt.Sprintf("upstream %d", i+1)
+		}
 		for _, field := range []*string{&u.Name, &u.HTTP, &u.WS, &u.User, &u.Password} {
-			var missing []string
+			var refused, missing string
 			*field = os.Expand(*field, func(name string) string {
+				if !allowed(name) {
+					if refused == "" {
+						refused = name
+					}
+					return ""
+				}
 				v := getenv(name)
-				if v == "" {
-					missing = append(missing, name)
+				if v == "" && missing == "" {
+					missing = name
 				}
 				return v
 			})
-			if len(missing) > 0 {
-				return fmt.Errorf("upstream %d (%q): environment variable %s is not set", i+1, u.Name, missing[0])
+			switch {
+			case refused != "" && envName.MatchString(refused):
+				return fmt.Errorf("%s: ${%s} is not allowed: only %s* variables, %s and those listed in env_allow expand",
+					where, refused, envPrefix, strings.Join(builtinEnv, ", "))
+			case refused != "":
+				return fmt.Errorf("%s: a $ that is not a ${VAR} reference (write the value in a GATEWAY_* variable)", where)
+			case missing != "":
+				return fmt.Errorf("%s: environment variable %s is not set", where, missing)
 			}
 		}
 	}

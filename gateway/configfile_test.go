@@ -27,6 +27,7 @@ func writeFile(t testing.TB, dir, name, content string) string {
 
 // The README's three-upstream example: Infura primary, another provider, a fallback node.
 const threeUpstreams = `
+env_allow: [ALCHEMY_KEY]
 upstreams:
   - name: infura
     http: https://mainnet.infura.io/v3/${INFURA_PROJECT_ID}
@@ -88,19 +89,20 @@ func TestConfigFileThreeUpstreams(t *testing.T) {
 // A bad file is refused with one line that says where, and never a value from it.
 func TestConfigFileRefusals(t *testing.T) {
 	dir := t.TempDir()
-	env := map[string]string{"KEY": "s3cretKEY"}
+	env := map[string]string{"GATEWAY_KEY": "s3cretKEY"}
 	cases := []struct{ name, file, want string }{
 		{"unknown key", "upstreams:\n  - name: a\n    htpp: http://x\n", "line 3"},
 		{"unknown top-level key", "upstream:\n  - name: a\n", "line 1"},
 		{"duplicate key", "upstreams:\n  - name: a\n    http: http://x\n    http: http://y\n", "duplicate"},
-		{"missing variable", "upstreams:\n  - name: a\n    http: http://x/${NOT_SET}\n", "NOT_SET is not set"},
+		{"missing variable", "upstreams:\n  - name: a\n    http: http://x/${GATEWAY_NOT_SET}\n", "GATEWAY_NOT_SET is not set"},
+		{"variable not allowed", "upstreams:\n  - name: a\n    http: http://x/${KEY}\n", "${KEY} is not allowed"},
 		{"no upstreams", "upstreams: []\n", "no upstreams"},
 		{"bad name", "upstreams:\n  - name: A B\n    http: http://x\n", "name must be"},
 		{"twice", "upstreams:\n  - name: a\n    http: http://x\n  - name: a\n    http: http://y\n", "used twice"},
 		{"bad tier", "upstreams:\n  - name: a\n    http: http://x\n    tier: backup\n", "tier must be"},
 		{"only fallbacks", "upstreams:\n  - name: a\n    http: http://x\n    tier: fallback\n", "at least one primary"},
-		{"bad scheme", "upstreams:\n  - name: a\n    http: ftp://x/${KEY}\n", "scheme must be http or https"},
-		{"bad ws", "upstreams:\n  - name: a\n    http: http://x\n    ws: http://x/${KEY}\n", "scheme must be ws or wss"},
+		{"bad scheme", "upstreams:\n  - name: a\n    http: ftp://x/${GATEWAY_KEY}\n", "scheme must be http or https"},
+		{"bad ws", "upstreams:\n  - name: a\n    http: http://x\n    ws: http://x/${GATEWAY_KEY}\n", "scheme must be ws or wss"},
 		{"bad method", "upstreams:\n  - name: a\n    http: http://x\n    methods: {deny: [\"a-b\"]}\n", "method \"a-b\""},
 		{"bad duration", "upstreams:\n  - name: a\n    http: http://x\nhealth:\n  window: soon\n", "not a duration"},
 		{"bad setting", "upstreams:\n  - name: a\n    http: http://x\nrouting:\n  retries: 99\n", "-retries"},

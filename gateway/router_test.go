@@ -48,7 +48,7 @@ func multiGateway(t *testing.T, ups []upstreamDef, extra ...string) *testGateway
 // state returns an upstream's state as /status shows it.
 func (gw *testGateway) state(t *testing.T, name string) upstream.UpstreamStatus {
 	t.Helper()
-	code, body := do(t, "GET", gw.URL+"/status", "")
+	code, body := do(t, "GET", gw.AdminURL+"/status", "")
 	var page statusPage
 	if err := json.Unmarshal(body, &page); code != 200 || err != nil {
 		t.Fatalf("/status: %d %v %s", code, err, body)
@@ -259,11 +259,11 @@ func TestHedgingBeatsASlowUpstream(t *testing.T) {
 func TestStatusPage(t *testing.T) {
 	a := startFakeUpstream(t)
 	var b strings.Builder
-	fmt.Fprintf(&b, "upstreams:\n  - name: keyed\n    http: %s/v3/${SECRET_KEY}\n    ws: %s/ws/v3/${SECRET_KEY}\n    password: ${SECRET_KEY}\n", a.HTTPURL, a.WSURL)
+	fmt.Fprintf(&b, "upstreams:\n  - name: keyed\n    http: %s/v3/${GATEWAY_SECRET_KEY}\n    ws: %s/ws/v3/${GATEWAY_SECRET_KEY}\n    password: ${GATEWAY_SECRET_KEY}\n", a.HTTPURL, a.WSURL)
 	path := writeFile(t, t.TempDir(), "gateway.yaml", b.String())
-	gw := startGatewayEnv(t, map[string]string{"SECRET_KEY": "0123456789abcdefSECRET"}, "-config", path)
+	gw := startGatewayEnv(t, map[string]string{"GATEWAY_SECRET_KEY": "0123456789abcdefSECRET"}, "-config", path)
 	gw.waitUpstreams(t)
-	_, body := do(t, "GET", gw.URL+"/status", "")
+	_, body := do(t, "GET", gw.AdminURL+"/status", "")
 	if strings.Contains(string(body), "SECRET") || strings.Contains(string(body), "127.0.0.1") {
 		t.Fatalf("/status shows a URL or a key: %s", body)
 	}

@@ -22,7 +22,7 @@ func (s *Server) routeTable() *router.Router {
 	r.HEAD("/health", health)
 	r.GET("/readyz", readyz)
 	r.HEAD("/readyz", readyz)
-	r.GET("/status", s.instrument("status", s.status))
+	// /status (upstream names, health, errors) is on the admin listener only.
 
 	// client ⇄HTTP⇄ gateway ⇄HTTP⇄ upstream
 	r.GET("/blocknumber", s.instrument("blocknumber", s.rest(&restBlockNumber, s.http)))
@@ -99,11 +99,8 @@ func (s *Server) panicked(ctx *fasthttp.RequestCtx, v any) {
 	writeError(ctx, nil, proto.ErrInternal)
 }
 
-// logPath is the request path fit for a log line: a key in it is replaced.
+// logPath is the request path fit for a log line: everything after /v3/ is replaced
+// (redact.go), not only a well-formed key.
 func logPath(ctx *fasthttp.RequestCtx) string {
-	p := ctx.Path()
-	if n := keyPrefix(p); n > 0 {
-		return string(p[:n]) + "redacted"
-	}
-	return string(p)
+	return redactPath(string(ctx.Path()))
 }

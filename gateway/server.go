@@ -399,6 +399,7 @@ func (wsDisabled) CallBatch(b *upstream.Batch, _ time.Time) error {
 
 type fasthttpLogger struct{ l *slog.Logger }
 
+// Printf logs fasthttp's messages; what they quote of a client's request is redacted.
 func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Debug("fasthttp", "msg", fmt.Sprintf(format, args...))
+	f.l.Debug("fasthttp", "msg", redactClientBytes(fmt.Sprintf(format, args...)))
 }

@@ -42,6 +42,9 @@ module "gateway_values" {
   upstream_secret_name = try(kubernetes_secret_v1.gateway_upstreams[0].metadata[0].name, "")
   redis_address        = local.redis_address
   redis_secret_name    = try(kubernetes_secret_v1.redis[0].metadata[0].name, "")
+
+  # The Secret's keys are variable names, not secrets: the file may read exactly those.
+  upstream_env_allow = sort(nonsensitive(keys(var.gateway_upstream_secrets)))
 }
 
 # The gateway itself, from the chart in this repository with the EKS profile.

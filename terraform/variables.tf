@@ -349,7 +349,7 @@ variable "gateway_upstreams" {
 }
 
 variable "gateway_upstream_secrets" {
-  description = "Values of the $${VAR} references of gateway_upstreams (e.g. ALCHEMY_KEY), stored in a Kubernetes Secret the pods read as environment variables. They end up in the Terraform state: keep it encrypted."
+  description = "Values of the $${VAR} references of gateway_upstreams (e.g. ALCHEMY_KEY), stored in a Kubernetes Secret the pods read as environment variables; their names are the file's env_allow (the only variables besides GATEWAY_* and the Infura credentials it may read). They end up in the Terraform state: keep it encrypted."
   type        = map(string)
   default     = {}
   sensitive   = true

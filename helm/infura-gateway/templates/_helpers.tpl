@@ -107,6 +107,9 @@ sections next to it; empty when no upstream list is given. Keys are the file's o
 {{- $_ := set $file $k . }}
 {{- end }}
 {{- end }}
+{{- with .envAllow }}
+{{- $_ := set $file "env_allow" . }}
+{{- end }}
 {{- toYaml $file }}
 {{- end }}
 {{- end }}

@@ -42,6 +42,7 @@ func TestConfigFile(t *testing.T) {
 		Costs     map[string]int            `json:"costs"`
 		Anonymous map[string]string         `json:"anonymous"`
 		Clients   map[string]any            `json:"clients"`
+		EnvAllow  []string                  `json:"env_allow"`
 	}
 	if err := yaml.UnmarshalStrict([]byte(cm.Data["config.yaml"]), &file); err != nil {
 		t.Fatalf("config.yaml: %v\n%s", err, cm.Data["config.yaml"])
@@ -51,6 +52,10 @@ func TestConfigFile(t *testing.T) {
 	}
 	if file.Upstreams[0]["password"] != "${INFURA_PROJECT_SECRET}" || !strings.Contains(file.Upstreams[2]["http"].(string), "${ALCHEMY_KEY}") {
 		t.Errorf("secrets must stay ${VAR} references: %v", file.Upstreams)
+	}
+	// The gateway expands only GATEWAY_*, the Infura credentials and env_allow.
+	if len(file.EnvAllow) != 1 || file.EnvAllow[0] != "ALCHEMY_KEY" {
+		t.Errorf("env_allow %v, want [ALCHEMY_KEY] (config.envAllow)", file.EnvAllow)
 	}
 	if file.Routing["retries"] != float64(2) || file.Health["window"] != "30s" || !file.Keys.Required || len(file.Keys.Entries) != 2 ||
 		file.Plans["free"]["daily_units"] != float64(100000) || file.Costs["eth_call"] != 26 || file.Anonymous["plan"] != "anonymous" ||

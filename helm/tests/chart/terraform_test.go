@@ -35,6 +35,7 @@ func TestTerraformValuesRender(t *testing.T) {
     { name = "alchemy", http = "https://eth-mainnet.g.alchemy.com/v2/$${ALCHEMY_KEY}", tier = "fallback", archive = true },
   ]
   upstream_secret_name = "infura-gateway-upstreams"
+  upstream_env_allow   = ["ALCHEMY_KEY"]
   redis_address        = "master.gw.abc123.euw1.cache.amazonaws.com:6379"
   redis_secret_name    = "infura-gateway-redis"`,
 			func(t *testing.T, r rendered) {
@@ -46,6 +47,11 @@ func TestTerraformValuesRender(t *testing.T) {
 				}
 				if len(c.EnvFrom) != 1 || c.EnvFrom[0].SecretRef.Name != "infura-gateway-upstreams" {
 					t.Errorf("envFrom %+v", c.EnvFrom)
+				}
+				// The Secret's variables are the ones the file may read (env_allow).
+				if file := toYAML(t, r.get(t, "ConfigMap", "infura-gateway-config")); !strings.Contains(file, "env_allow:") ||
+					!strings.Contains(file, "- ALCHEMY_KEY") {
+					t.Errorf("the configuration file lacks env_allow [ALCHEMY_KEY]:\n%s", file)
 				}
 				np := toYAML(t, r.get(t, "NetworkPolicy", "infura-gateway"))
 				for _, p := range []string{"port: 8545", "port: 8546", "port: 6379", "cidr: 10.42.0.0/16"} {

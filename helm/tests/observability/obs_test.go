@@ -481,6 +481,8 @@ func TestLiveGatewayExposesReferencedMetrics(t *testing.T) {
 	}{
 		{"http://" + public + "/metrics", func(s int) bool { return s != 200 }, "must not be served on the public port"},
 		{"http://" + public + "/debug/pprof/", func(s int) bool { return s != 200 }, "must not be served on the public port"},
+		{"http://" + public + "/status", func(s int) bool { return s == 404 }, "must not be served on the public port"},
+		{"http://" + admin + "/status", func(s int) bool { return s == 200 }, "upstream state on the admin port"},
 		{"http://" + public + "/health", func(s int) bool { return s == 200 }, "liveness on the public port"},
 		{"http://" + public + "/readyz", func(s int) bool { return s == 200 }, "readiness: started and not draining, whatever the upstreams"},
 		{"http://" + admin + "/health", func(s int) bool { return s == 200 }, "liveness on the admin port (the chart's livenessProbe)"},

@@ -24,6 +24,7 @@ locals {
       config = {
         upstreams      = [for u in var.upstreams : { for k, v in u : k => v if v != null }]
         envFromSecrets = var.upstream_secret_name == "" ? [] : [var.upstream_secret_name]
+        envAllow       = var.upstream_env_allow
       }
     })],
     var.redis_address == "" ? [] : [yamlencode({

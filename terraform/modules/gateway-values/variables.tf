@@ -46,6 +46,12 @@ variable "upstreams" {
   default = []
 }
 
+variable "upstream_env_allow" {
+  description = "The variables the configuration file's $${VAR} references may read besides GATEWAY_* and the Infura credentials (config.envAllow): the keys of the upstreams' Secret."
+  type        = list(string)
+  default     = []
+}
+
 variable "upstream_secret_name" {
   description = "The Secret holding the upstreams' $${VAR} values (config.envFromSecrets); empty: none."
   type        = string

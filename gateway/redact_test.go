@@ -1,0 +1,200 @@
+package gateway
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRedactPath(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"/", "/"},
+		{"/v3", "/v3"},
+		{"/v3/", "/v3/"},
+		{"/v3/key", "/v3/redacted"},
+		{"/v3/key/", "/v3/redacted"},
+		{"/v3/key/extra/more", "/v3/redacted"},
+		{"/ws/v3/key", "/ws/v3/redacted"},
+		{"/ws/v3/key/", "/ws/v3/redacted"},
+		{"/V3/key", "/V3/redacted"},
+		{"/api/v3/key", "/api/v3/redacted"},
+		{"/%76%33/key", "/%76%33/redacted"},
+		{"/v3%2Fkey", "/v3%2Fredacted"},
+		{"/v3/key with space", "/v3/redacted"},
+		{"/blocknumber", "/blocknumber"},
+		{"/v2/key", "/v2/key"},
+	}
+	for _, c := range cases {
+		if got := redactPath(c.in); got != c.want {
+			t.Errorf("redactPath(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestRedactClientBytes(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{`error when serving connection "127.0.0.1:8000"<->"[::1]:5555": body size exceeds the given limit`,
+			`error when serving connection "127.0.0.1:8000"<->"[::1]:5555": body size exceeds the given limit`},
+		{`malformed mime header: missing colon: "X-API-Key secret": buffer size=75, contents: "POST /v3/k HTTP/1.1"`,
+			`malformed mime header: missing colon: "(redacted)": buffer size=75, contents: "(redacted)"`},
+		{`invalid header value "Bearer \"quoted\" key"`, `invalid header value "(redacted)"`},
+		{`unterminated "GET /v3/key`, `unterminated "(redacted)"`},
+		// ctx.Logger's prefix: the request line unquoted.
+		{`0.001 #0000000100000001 - 127.0.0.1:8000<->127.0.0.1:5555 - POST http://gw/v3/key/x - oops`,
+			`0.001 #0000000100000001 - 127.0.0.1:8000<->127.0.0.1:5555 - POST http://gw/v3/redacted - oops`},
+	}
+	for _, c := range cases {
+		if got := redactClientBytes(c.in); got != c.want {
+			t.Errorf("redactClientBytes(%q)\n = %q\nwant %q", c.in, got, c.want)
+		}
+	}
+}
+
+// FuzzRedactPath: whatever precedes /v3/ and whatever follows it, nothing after it
+// survives.
+func FuzzRedactPath(f *testing.F) {
+	for _, s := range [][2]string{{"", "key"}, {"/ws", "key/"}, {"/x/..", "a/b?c=d"}, {"/v%33", "k"}, {"%2F", "%2F"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, prefix, secret string) {
+		p := prefix + "/v3/" + secret
+		got := redactPath(p)
+		if len(got) > len(prefix)+len("/v3/")+len(redacted) || !strings.HasPrefix(p, strings.TrimSuffix(got, redacted)) {
+			t.Fatalf("redactPath(%q) = %q: more than the prefix kept", p, got)
+		}
+		if secret != "" && !strings.HasSuffix(got, redacted) {
+			t.Fatalf("redactPath(%q) = %q: not redacted", p, got)
+		}
+	})
+}
+
+// FuzzRedactClientBytes: a quoted part that is not an address never survives.
+func FuzzRedactClientBytes(f *testing.F) {
+	for _, s := range []string{"GET /v3/key HTTP/1.1\r\n", "X-API-Key: k", "127.0.0.1:80", `"`, "\x00\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, secret string) {
+		if _, err := netip.ParseAddrPort(secret); err == nil {
+			return
+		}
+		msg := fmt.Sprintf("error when reading request headers: invalid header %q: buffer size=1, contents: %q", secret, secret)
+		want := `error when reading request headers: invalid header "(redacted)": buffer size=1, contents: "(redacted)"`
+		if got := redactClientBytes(msg); got != want {
+			t.Fatalf("redactClientBytes(%q) = %q", msg, got)
+		}
+	})
+}
+
+// keyMark stands for key material a client put in a path; the pieces are spelt
+// apart below (a mixed-case spelling, a percent-encoded one) and joined in the logs
+// only if a path is logged unredacted.
+const keyMark = "NEARKEYmaterial0123456789"
+
+// rawRequest writes req on a fresh connection and returns the status line.
+func rawRequest(t *testing.T, addr, req string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line)
+}
+
+// Nothing after /v3/ (or /ws/v3/) of a path reaches a log line, a metric label or an
+// error, whatever its shape: a key, a near-miss, a trailing slash, extra segments,
+// percent-encoding, a query; on every status (401, 404, 405, 413, 400) and on
+// websocket handshakes.
+func TestKeyPathsNeverLogged(t *testing.T) {
+	_, gw, _ := startKeyed(t, accessConfig("{}"), "-log-requests", "-max-request-body", "1024")
+	addr := strings.TrimPrefix(gw.URL, "http://")
+	enc := strings.Replace(keyMark, "material", "m%61terial", 1) // decodes to keyMark
+	body := `{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`
+	rpc := func(method, path string) string {
+		return fmt.Sprintf("%s %s HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+			method, path, len(body), body)
+	}
+	upgrade := func(path string) string {
+		return "GET " + path + " HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	}
+	cases := []struct{ name, req, status string }{
+		{"wrong key", rpc("POST", "/v3/"+keyMark), "401"},
+		{"trailing slash", rpc("POST", "/v3/"+keyMark+"/"), "404"},
+		{"extra segment", rpc("POST", "/v3/"+keyMark+"/extra"), "404"},
+		{"two extra segments", rpc("POST", "/v3/x/"+keyMark+"/y"), "404"},
+		{"query", rpc("POST", "/v3/"+keyMark+"/?key="+keyMark), "404"},
+		{"percent-encoded", rpc("POST", "/v3/"+enc+"/"), "404"},
+		{"encoded slash", rpc("POST", "/v3/"+keyMark+"%2Fx"), ""},
+		{"dot segments", rpc("POST", "/x/../v3/"+keyMark+"/"), "404"},
+		{"double slash", rpc("POST", "/v3//"+keyMark+"/"), ""},
+		{"upper case", rpc("POST", "/V3/"+keyMark+"/"), "404"},
+		{"deeper prefix", rpc("POST", "/api/v3/"+keyMark), "404"},
+		{"GET on a key", rpc("GET", "/v3/"+keyMark), "405"},
+		{"PUT with extra", rpc("PUT", "/v3/"+keyMark+"/x"), ""},
+		{"ws wrong key", upgrade("/ws/v3/" + keyMark), "401"},
+		{"ws trailing slash", upgrade("/ws/v3/" + keyMark + "/"), "404"},
+		{"ws extra segment", upgrade("/ws/v3/" + keyMark + "/x?y=" + keyMark), "404"},
+		{"ws POST", rpc("POST", "/ws/v3/"+keyMark+"/"), ""},
+		{"oversized body", fmt.Sprintf("POST /v3/%s/ HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n%s",
+			keyMark, strings.Repeat(" ", 4096)), "413"},
+		{"malformed header", "POST /v3/" + keyMark + "/ HTTP/1.1\r\nHost: gw\r\nbad header line\r\n\r\n", "400"},
+		{"malformed request line", "POST /v3/" + keyMark + "/\x00 HTTP/1.1\r\nHost: gw\r\n\r\n", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			line := rawRequest(t, addr, c.req)
+			if c.status != "" && !strings.Contains(line, " "+c.status+" ") {
+				t.Errorf("status line %q, want %s", line, c.status)
+			}
+		})
+	}
+	// Every request above has had its log line (17 reached a route; fasthttp refused 3).
+	waitFor(t, "the log lines", func() bool {
+		l := gw.log.String()
+		return strings.Count(l, `"msg":"request"`) >= 17 && strings.Count(l, `"msg":"fasthttp"`) >= 3
+	})
+	_, metricsText := do(t, "GET", gw.AdminURL+"/metrics", "")
+	for where, text := range map[string]string{"log": gw.log.String(), "metrics": string(metricsText)} {
+		if strings.Contains(text, keyMark) || strings.Contains(text, enc) ||
+			strings.Contains(strings.ToLower(text), strings.ToLower(keyMark)) {
+			t.Errorf("the %s holds key material:\n%s", where, grepLines(strings.ToLower(text), strings.ToLower(keyMark)))
+		}
+	}
+	if !strings.Contains(gw.log.String(), `"path":"/v3/redacted"`) {
+		t.Errorf("no redacted path in the request log:\n%s", gw.log.String())
+	}
+}
+
+// The error a client gets for a path does not echo it either.
+func TestKeyPathNotInErrors(t *testing.T) {
+	_, gw, _ := startKeyed(t, accessConfig("{}"))
+	for _, p := range []string{"/v3/" + keyMark, "/v3/" + keyMark + "/", "/ws/v3/" + keyMark + "/x"} {
+		for _, m := range []string{"GET", "POST", "PUT"} {
+			req, err := http.NewRequest(m, gw.URL+p, strings.NewReader(`{}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := httpClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), keyMark) {
+				t.Errorf("%s %s: the answer echoes the path: %s", m, p, b)
+			}
+		}
+	}
+}
