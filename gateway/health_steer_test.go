@@ -47,29 +47,42 @@ func TestClientCannotBanUpstreams(t *testing.T) {
 		}
 		return out
 	}
+	getLogs := repeat(10, `{"jsonrpc":"2.0","id":%d,"method":"eth_getLogs","params":[{"fromBlock":"0x1","toBlock":"0x10"}]}`, overBudget)
 	cases := []struct {
 		name  string
 		calls []call
+		ws    bool // the calls over /socket2socket (the upstreams' Mux), else POST /
 	}{
-		{"eth_getLogs answers over the byte budget", repeat(10,
-			`{"jsonrpc":"2.0","id":%d,"method":"eth_getLogs","params":[{"fromBlock":"0x1","toBlock":"0x10"}]}`, overBudget)},
-		{"slow eth_estimateGas", repeat(4, `{"jsonrpc":"2.0","id":%d,"method":"eth_estimateGas","params":[{"to":"0x01"}]}`, answered)},
+		{"eth_getLogs answers over the byte budget", getLogs, false},
+		{"eth_getLogs answers over the byte budget, over websockets", getLogs, true},
+		{"slow eth_estimateGas", repeat(4, `{"jsonrpc":"2.0","id":%d,"method":"eth_estimateGas","params":[{"to":"0x01"}]}`, answered), false},
 		{"eth_estimateGas past the deadline", repeat(4,
-			`{"jsonrpc":"2.0","id":%d,"method":"eth_estimateGas","params":[{"to":"0xdead"}]}`, isError)},
+			`{"jsonrpc":"2.0","id":%d,"method":"eth_estimateGas","params":[{"to":"0xdead"}]}`, isError), false},
 		{"batches of eth_call answering over the budget", repeat(10, `[`+
 			`{"jsonrpc":"2.0","id":%d,"method":"eth_call","params":[{"to":"0x01"},"latest"]},`+
 			`{"jsonrpc":"2.0","id":2,"method":"eth_call","params":[{"to":"0x02"},"latest"]},`+
-			`{"jsonrpc":"2.0","id":3,"method":"eth_call","params":[{"to":"0x03"},"latest"]}]`, overBudget)},
+			`{"jsonrpc":"2.0","id":3,"method":"eth_call","params":[{"to":"0x03"},"latest"]}]`, overBudget), false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b, c := startFakeUpstream(t, fakeRespond(respond)), startFakeUpstream(t, fakeRespond(respond)),
 				startFakeUpstream(t, fakeRespond(respond))
-			gw := multiGateway(t, []upstreamDef{{"a", a, "primary", false}, {"b", b, "primary", false}, {"c", c, "fallback", false}},
+			gw := multiGateway(t, []upstreamDef{{"a", a, "primary", tc.ws}, {"b", b, "primary", tc.ws}, {"c", c, "fallback", tc.ws}},
 				"-max-response-body", fmt.Sprint(budget), "-slow-min", "400ms", "-upstream-timeout", "3s",
 				"-ban-min", "30s", "-ban-max", "60s")
+			if tc.ws {
+				ws := dialWS(t, gw.WSURL, nil)
+				for _, cl := range tc.calls {
+					if ans := ws.call(cl.body); !cl.check(200, ans) {
+						t.Errorf("%s: %.200s", cl.body, ans)
+					}
+				}
+			}
 			var wg sync.WaitGroup
 			for _, cl := range tc.calls {
+				if tc.ws {
+					break
+				}
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -81,9 +94,12 @@ func TestClientCannotBanUpstreams(t *testing.T) {
 			}
 			wg.Wait()
 			// Reviews (every 50 ms) judge latency: let several run. The idle fallback is
-			// probed from the review loop every probe interval, so its probes count reviews.
+			// probed from the review loop every probe interval, so its probes count
+			// reviews (unless it is banned itself: then the checks below say so).
 			probes := c.count("eth_blockNumber")
-			waitFor(t, "three more probes of the fallback", func() bool { return c.count("eth_blockNumber") >= probes+3 })
+			waitFor(t, "three more probes of the fallback", func() bool {
+				return c.count("eth_blockNumber") >= probes+3 || gw.state(t, "c").State == "banned"
+			})
 
 			for _, f := range []*fakeUpstream{a, b, c} {
 				f.reset()
