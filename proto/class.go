@@ -14,7 +14,7 @@ const (
 	ClassCall
 	// ClassLogs: eth_getLogs and log filters, whose cost grows with the range asked.
 	ClassLogs
-	// ClassSend: writes (eth_sendRawTransaction, bundles).
+	// ClassSend: the table's writes (eth_sendRawTransaction, eth_sendTransaction).
 	ClassSend
 	// NumClasses is the number of classes.
 	NumClasses
@@ -31,6 +31,7 @@ func (c Class) Judged() bool { return c == ClassCheap || c == ClassSend }
 
 // classOf and readOf hold, per known method, its class and whether it is a read.
 var classOf, readOf = func() (cls [NumMethods]Class, read [NumMethods]bool) {
+	cls[MethodOther], cls[MethodBatch] = ClassCall, ClassCall
 	set := func(c Class, isRead bool, names ...string) {
 		for _, n := range names {
 			m := MethodNamed(n)
@@ -71,17 +72,10 @@ var readsOutsideTable = [...]string{
 	"trace_replayTransaction", "trace_replayBlockTransactions", "trace_rawTransaction",
 }
 
-// Class returns the request's class; for a method outside the table it looks at the
-// name (debug_, trace_, sends), so it costs a few byte compares at most.
-func (r *Request) Class() Class {
-	if r.Method != MethodOther {
-		return classOf[r.Method]
-	}
-	if IsWrite(r.Name) || contains(r.Name, "_send") {
-		return ClassSend
-	}
-	return ClassCall // debug_, trace_ and anything unknown: the client chooses the cost
-}
+// Class returns the request's class: one table lookup. A method outside the table
+// (debug_, trace_, bundles, eth_sendRawTransactionSync, which waits for inclusion) is
+// ClassCall: how long it takes is the client's to choose, so it is never judged.
+func (r *Request) Class() Class { return classOf[r.Method] }
 
 // IsRead reports whether r is on the gateway's list of reads: methods that change
 // nothing and answer the same wherever they run, so sending one again (a retry on
@@ -94,15 +88,6 @@ func (r *Request) IsRead() bool {
 	}
 	for _, n := range readsOutsideTable {
 		if string(r.Name) == n {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(b []byte, s string) bool {
-	for i := 0; i+len(s) <= len(b); i++ {
-		if string(b[i:i+len(s)]) == s {
 			return true
 		}
 	}

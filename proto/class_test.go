@@ -23,11 +23,12 @@ func TestClassAndRead(t *testing.T) {
 		{"eth_newFilter", ClassLogs, false},
 		{"eth_subscribe", ClassCheap, false},
 		{"eth_sendRawTransaction", ClassSend, false},
-		{"eth_sendPrivateTransaction", ClassSend, false},
-		{"eth_sendBundle", ClassSend, false},
-		{"eth_sendRawTransactionConditional", ClassSend, false},
-		{"mev_sendBundle", ClassSend, false},
-		{"flashbots_sendPrivateTransaction", ClassSend, false},
+		{"eth_sendPrivateTransaction", ClassCall, false},
+		{"eth_sendBundle", ClassCall, false},
+		{"eth_sendRawTransactionConditional", ClassCall, false},
+		{"mev_sendBundle", ClassCall, false},
+		{"flashbots_sendPrivateTransaction", ClassCall, false},
+		{"eth_sendRawTransactionSync", ClassCall, false}, // waits for inclusion
 		{"acme_placeOrder", ClassCall, false},
 		{"debug_setHead", ClassCall, false},
 		{"ETH_CALL", ClassCall, false}, // not the table's spelling: unknown
