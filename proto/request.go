@@ -213,8 +213,9 @@ func (r *Request) Set(name, params []byte) {
 	r.Params = params
 }
 
-// Retryable reports whether sending r again is harmless: every method but a write.
-func (r *Request) Retryable() bool { return !IsWrite(r.Name) }
+// Retryable reports whether sending r again is harmless (a retry, a hedge): only a
+// method on the gateway's list of reads (IsRead). Unknown methods are treated as writes.
+func (r *Request) Retryable() bool { return r.IsRead() }
 
 // Size is what the request holds in memory while it waits for the upstream.
 func (r *Request) Size() int { return len(r.ID) + len(r.Name) + len(r.Params) + envelopeOverhead }

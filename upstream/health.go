@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/infura-gateway/infura-gateway/proto"
 )
 
 // State is what the router may do with an upstream.
@@ -32,15 +34,17 @@ type HealthConfig struct {
 	// MinRequests in the window before the error rate can ban.
 	MinRequests int
 	// MaxErrorRate bans an upstream whose share of failed calls in the window is above
-	// it (transport failures, 5xx, 429; not JSON-RPC errors the node answered).
+	// it (see verdictOf for what fails: transport failures, 5xx without a JSON-RPC
+	// body, 429, malformed answers; never what the client asked for).
 	MaxErrorRate float64
 	// MaxFailures bans an upstream after that many consecutive failed calls.
 	MaxFailures int
 	// MaxLag marks an upstream lagging when its head is more than that many blocks
 	// behind the best head.
 	MaxLag uint64
-	// SlowFactor and SlowMin ban an upstream whose latency quantile is both above
-	// SlowMin and SlowFactor times the best healthy upstream's.
+	// SlowFactor and SlowMin ban an upstream whose latency quantile in a judged class
+	// (proto.Class.Judged) is both above SlowMin and SlowFactor times the best healthy
+	// upstream's in the same class.
 	SlowFactor float64
 	SlowMin    time.Duration
 	// BanMin is the first ban; each ban in a row doubles it, up to BanMax.
@@ -67,7 +71,43 @@ const healthSlots = 10
 type healthSlot struct {
 	start    int64 // unix nanoseconds the slot's period began
 	ok, fail int64
-	buckets  [len(latencyBounds) + 1]int64
+	// buckets hold answered calls' latencies per method class: each class is judged
+	// against its own baseline, so slow eth_calls cannot make eth_blockNumber look slow.
+	buckets [proto.NumClasses][len(latencyBounds) + 1]int64
+}
+
+// verdict is what one call says about the upstream.
+type verdict uint8
+
+const (
+	// verdictAnswered: the upstream answered (a JSON-RPC error is an answer); its
+	// latency counts in the call's class.
+	verdictAnswered verdict = iota
+	// verdictNeutral: the call says nothing about the upstream. The client's ask ended
+	// it (an answer over the byte budget, an expensive call past its deadline) or the
+	// gateway's own limits did (a full queue or pool).
+	verdictNeutral
+	// verdictFailed: the upstream is broken: refused, reset, TLS, 5xx without a
+	// JSON-RPC body, 429, a malformed answer or one for another id, a cheap call timed out.
+	verdictFailed
+)
+
+// verdictOf judges a call by its outcome, its error and its class.
+func verdictOf(o Outcome, perr *proto.Error, cls proto.Class) verdict {
+	switch {
+	case o == OutcomeOK || o == OutcomeRPCError:
+		return verdictAnswered
+	case o == OutcomeOverloaded:
+		return verdictNeutral
+	case perr == proto.ErrResponseTooLarge || perr == proto.ErrBodyTooLarge:
+		// The answer (or the request) is over the gateway's byte budget: what the
+		// client asked for, not a fault of the node.
+		return verdictNeutral
+	case o == OutcomeTimeout && !cls.Judged():
+		// An eth_call or eth_getLogs takes as long as the client makes it.
+		return verdictNeutral
+	}
+	return verdictFailed
 }
 
 // Health tracks one upstream: what its calls show (failures, latency) and where its
@@ -77,7 +117,7 @@ type Health struct {
 
 	mu          sync.Mutex
 	slots       [healthSlots]healthSlot
-	ewma        float64 // seconds
+	ewma        [proto.NumClasses]float64 // seconds, per method class
 	consecutive int
 	state       State
 	reason      string
@@ -90,14 +130,12 @@ type Health struct {
 	headKnown atomic.Bool
 	headAt    atomic.Int64 // unix nanoseconds of the last head change
 	stateFast atomic.Uint32
-	ewmaBits  atomic.Uint64
+	ewmaBits  [proto.NumClasses]atomic.Uint64
 	banCount  atomic.Int64
 }
 
 func newHealth(cfg *HealthConfig) *Health {
-	h := &Health{cfg: cfg}
-	h.ewmaBits.Store(math.Float64bits(0))
-	return h
+	return &Health{cfg: cfg}
 }
 
 // State returns the upstream's state; lock-free.
@@ -106,9 +144,14 @@ func (h *Health) State() State { return State(h.stateFast.Load()) }
 // Head returns the upstream's latest known block (0 when unknown).
 func (h *Health) Head() uint64 { return h.head.Load() }
 
-// Latency returns the exponentially weighted mean latency of answered calls.
-func (h *Health) Latency() time.Duration {
-	return time.Duration(math.Float64frombits(h.ewmaBits.Load()) * float64(time.Second))
+// Latency returns the exponentially weighted mean latency of answered cheap calls
+// (proto.ClassCheap), the upstream's baseline.
+func (h *Health) Latency() time.Duration { return h.LatencyOf(proto.ClassCheap) }
+
+// LatencyOf returns the exponentially weighted mean latency of answered calls of cls
+// (0 when there was none).
+func (h *Health) LatencyOf(cls proto.Class) time.Duration {
+	return time.Duration(math.Float64frombits(h.ewmaBits[cls].Load()) * float64(time.Second))
 }
 
 func (h *Health) slot(now time.Time) *healthSlot {
@@ -122,13 +165,16 @@ func (h *Health) slot(now time.Time) *healthSlot {
 	return s
 }
 
-// observe records one call: ok says whether the upstream answered (a JSON-RPC error
-// from the node is an answer), d how long it took. It bans on the thresholds.
-func (h *Health) observe(ok bool, d time.Duration, errText string, now time.Time) {
+// observe records one call of class cls: v says what it shows (verdictOf), d how
+// long it took. It bans on the thresholds.
+func (h *Health) observe(cls proto.Class, v verdict, d time.Duration, errText string, now time.Time) {
+	if v == verdictNeutral {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s := h.slot(now)
-	if !ok {
+	if v == verdictFailed {
 		s.fail++
 		h.consecutive++
 		h.lastErr = errText
@@ -148,15 +194,15 @@ func (h *Health) observe(ok bool, d time.Duration, errText string, now time.Time
 	for i < len(latencyBounds) && d > latencyBounds[i] {
 		i++
 	}
-	s.buckets[i]++
+	s.buckets[cls][i]++
 	const alpha = 0.1
-	v := d.Seconds()
-	if h.ewma == 0 {
-		h.ewma = v
+	sec := d.Seconds()
+	if h.ewma[cls] == 0 {
+		h.ewma[cls] = sec
 	} else {
-		h.ewma = alpha*v + (1-alpha)*h.ewma
+		h.ewma[cls] = alpha*sec + (1-alpha)*h.ewma[cls]
 	}
-	h.ewmaBits.Store(math.Float64bits(h.ewma))
+	h.ewmaBits[cls].Store(math.Float64bits(h.ewma[cls]))
 }
 
 // countsLocked sums the slots still inside the window.
@@ -171,21 +217,21 @@ func (h *Health) countsLocked(now time.Time) (ok, fail int64) {
 	return ok, fail
 }
 
-// Quantile returns the q-quantile of answered calls' latency over the window (the
-// upper bound of its bucket), or 0 when there were none.
-func (h *Health) Quantile(q float64, now time.Time) time.Duration {
+// Quantile returns the q-quantile of the latency of answered calls of cls over the
+// window (the upper bound of its bucket), or 0 when there were none.
+func (h *Health) Quantile(cls proto.Class, q float64, now time.Time) time.Duration {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.quantileLocked(q, now)
+	return h.quantileLocked(cls, q, now)
 }
 
-func (h *Health) quantileLocked(q float64, now time.Time) time.Duration {
+func (h *Health) quantileLocked(cls proto.Class, q float64, now time.Time) time.Duration {
 	var buckets [len(latencyBounds) + 1]int64
 	var total int64
 	oldest := now.UnixNano() - int64(h.cfg.Window)
 	for i := range h.slots {
 		if s := &h.slots[i]; s.start > oldest {
-			for j, n := range s.buckets {
+			for j, n := range s.buckets[cls] {
 				buckets[j] += n
 				total += n
 			}
@@ -258,8 +304,10 @@ func (h *Health) probed(ok bool, took time.Duration, errText string, now time.Ti
 		// A fresh latency too, the probe's: routing picks by it, and a latency from
 		// before the ban (seconds, for an upstream banned as slow) would keep a
 		// recovered upstream from being picked until its mean came down again.
-		h.ewma = took.Seconds()
-		h.ewmaBits.Store(math.Float64bits(h.ewma))
+		h.ewma = [proto.NumClasses]float64{proto.ClassCheap: took.Seconds()}
+		for c := range h.ewmaBits {
+			h.ewmaBits[c].Store(math.Float64bits(h.ewma[c]))
+		}
 	}
 }
 
@@ -275,17 +323,23 @@ func (h *Health) setHead(n uint64, now time.Time) {
 }
 
 // review applies the head-relative and latency-relative rules against the best head
-// and the best healthy latency quantile; it returns the state.
-func (h *Health) review(best uint64, bestQ time.Duration, q float64, now time.Time) State {
+// and, per judged class, the best latency quantile of that class (bestQ); it returns
+// the state.
+func (h *Health) review(best uint64, bestQ *[proto.NumClasses]time.Duration, q float64, now time.Time) State {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.state == StateBanned {
 		return h.state
 	}
-	if mine := h.quantileLocked(q, now); mine > h.cfg.SlowMin && bestQ > 0 &&
-		float64(mine) > h.cfg.SlowFactor*float64(bestQ) {
-		h.banLocked(now, "slow")
-		return h.state
+	for c := range proto.NumClasses {
+		if !c.Judged() {
+			continue // a slow eth_call or eth_getLogs is the client's doing
+		}
+		if mine := h.quantileLocked(c, q, now); mine > h.cfg.SlowMin && bestQ[c] > 0 &&
+			float64(mine) > h.cfg.SlowFactor*float64(bestQ[c]) {
+			h.banLocked(now, "slow")
+			return h.state
+		}
 	}
 	head := h.head.Load()
 	st := StateHealthy
@@ -311,18 +365,21 @@ func (h *Health) review(best uint64, bestQ time.Duration, q float64, now time.Ti
 
 // HealthStatus is a snapshot for /status and metrics.
 type HealthStatus struct {
-	State       string  `json:"state"`
-	Reason      string  `json:"reason,omitempty"`
-	Head        uint64  `json:"head"`
-	Lag         uint64  `json:"lag"`
-	LatencyMS   float64 `json:"latency_ewma_ms"`
-	LatencyP90  float64 `json:"latency_p90_ms"`
-	ErrorRate   float64 `json:"error_rate"`
-	Requests    int64   `json:"requests_in_window"`
-	Consecutive int     `json:"consecutive_failures"`
-	Bans        int64   `json:"bans"`
-	BannedFor   float64 `json:"banned_for_s,omitempty"`
-	LastError   string  `json:"last_error,omitempty"`
+	State      string  `json:"state"`
+	Reason     string  `json:"reason,omitempty"`
+	Head       uint64  `json:"head"`
+	Lag        uint64  `json:"lag"`
+	LatencyMS  float64 `json:"latency_ewma_ms"`
+	LatencyP90 float64 `json:"latency_p90_ms"`
+	// ClassP90 is the p90 latency per method class with answers in the window
+	// (LatencyMS and LatencyP90 are the cheap class's).
+	ClassP90    map[string]float64 `json:"latency_p90_ms_by_class,omitempty"`
+	ErrorRate   float64            `json:"error_rate"`
+	Requests    int64              `json:"requests_in_window"`
+	Consecutive int                `json:"consecutive_failures"`
+	Bans        int64              `json:"bans"`
+	BannedFor   float64            `json:"banned_for_s,omitempty"`
+	LastError   string             `json:"last_error,omitempty"`
 }
 
 func (h *Health) status(best uint64, now time.Time) HealthStatus {
@@ -331,12 +388,20 @@ func (h *Health) status(best uint64, now time.Time) HealthStatus {
 	ok, fail := h.countsLocked(now)
 	st := HealthStatus{
 		State: h.state.String(), Reason: h.reason, Head: h.head.Load(),
-		LatencyMS:   h.ewma * 1000,
-		LatencyP90:  float64(h.quantileLocked(0.9, now)) / float64(time.Millisecond),
+		LatencyMS:   h.ewma[proto.ClassCheap] * 1000,
+		LatencyP90:  float64(h.quantileLocked(proto.ClassCheap, 0.9, now)) / float64(time.Millisecond),
 		Requests:    ok + fail,
 		Consecutive: h.consecutive,
 		Bans:        h.banCount.Load(),
 		LastError:   h.lastErr,
+	}
+	for c := range proto.NumClasses {
+		if p := h.quantileLocked(c, 0.9, now); p > 0 {
+			if st.ClassP90 == nil {
+				st.ClassP90 = make(map[string]float64, proto.NumClasses)
+			}
+			st.ClassP90[c.String()] = float64(p) / float64(time.Millisecond)
+		}
 	}
 	if best > st.Head {
 		st.Lag = best - st.Head

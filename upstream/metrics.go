@@ -164,8 +164,10 @@ func (m *Metrics) histogram(t Transport, meth proto.Method) *metrics.PrometheusH
 }
 
 // observe records one upstream call: its outcome and, for calls that reached the
-// upstream, its duration; the transport is up when the call reached the upstream.
-func (m *Metrics) observe(t Transport, meth proto.Method, o Outcome, start, end time.Time) {
+// upstream, its duration; the transport is up when the call reached the upstream. The
+// router's health hears of it as verdictOf judges it (perr: the call's error, cls: its
+// method class).
+func (m *Metrics) observe(t Transport, meth proto.Method, cls proto.Class, o Outcome, perr *proto.Error, start, end time.Time) {
 	m.counter(t, meth, o).Inc()
 	switch o {
 	case OutcomeOK, OutcomeRPCError:
@@ -180,7 +182,7 @@ func (m *Metrics) observe(t Transport, meth proto.Method, o Outcome, start, end 
 			m.up[t].Store(true)
 		}
 		if m.health != nil {
-			m.health.observe(true, d, "", end)
+			m.health.observe(cls, verdictAnswered, d, "", end)
 		}
 	case OutcomeOverloaded:
 		// The gateway's own queue or pool was full: nothing to hold against the upstream.
@@ -189,7 +191,9 @@ func (m *Metrics) observe(t Transport, meth proto.Method, o Outcome, start, end 
 			m.up[t].Store(false)
 		}
 		if m.health != nil {
-			m.health.observe(false, 0, t.String()+" "+o.String(), end)
+			if v := verdictOf(o, perr, cls); v == verdictFailed {
+				m.health.observe(cls, v, 0, t.String()+" "+o.String(), end)
+			}
 		}
 	}
 }

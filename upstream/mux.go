@@ -207,7 +207,7 @@ func (m *Mux) Call(spare []byte, r *proto.Request, id []byte, deadline time.Time
 	}
 	if perr != nil {
 		putCall(c)
-		m.metrics.observe(TransportWS, r.Method, outcomeOf(perr), start, start)
+		m.metrics.observe(TransportWS, r.Method, r.Class(), outcomeOf(perr), perr, start, start)
 		return spare[:0], perr
 	}
 	<-c.done
@@ -224,7 +224,7 @@ func (m *Mux) Call(spare []byte, r *proto.Request, id []byte, deadline time.Time
 	if c.keep {
 		putCall(c)
 	}
-	m.metrics.observe(TransportWS, r.Method, outcome, start, time.Now())
+	m.metrics.observe(TransportWS, r.Method, r.Class(), outcome, perr, start, time.Now())
 	if perr != nil {
 		return spare[:0], perr
 	}
@@ -245,7 +245,7 @@ func (m *Mux) CallBatch(b *Batch, deadline time.Time) error {
 	s := m.pick()
 	if s == nil {
 		b.failAll(proto.ErrUnreachable)
-		m.metrics.observe(TransportWS, proto.MethodBatch, OutcomeUnavailable, start, time.Now())
+		m.metrics.observe(TransportWS, proto.MethodBatch, b.class(), OutcomeUnavailable, proto.ErrUnreachable, start, time.Now())
 		return proto.ErrUnreachable
 	}
 	w := getBatchWait(n)
@@ -267,7 +267,7 @@ func (m *Mux) CallBatch(b *Batch, deadline time.Time) error {
 	}
 	<-w.ch
 	putBatchWait(w)
-	m.metrics.observe(TransportWS, proto.MethodBatch, OutcomeOK, start, time.Now())
+	m.metrics.observe(TransportWS, proto.MethodBatch, b.class(), OutcomeOK, nil, start, time.Now())
 	return nil
 }
 

@@ -117,6 +117,9 @@ func (p *Pool) Call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 	ures := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(ures)
 	perr, outcome := p.exchange(env, ures, r.Retryable(), deadline)
+	if perr != nil && rpcErrorBody(ures, gatewayID1) {
+		outcome = OutcomeRPCError
+	}
 	var ans []byte
 	if perr == nil {
 		body := ures.Body()
@@ -136,7 +139,7 @@ func (p *Pool) Call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 			outcome = OutcomeRPCError
 		}
 	}
-	p.metrics.observe(TransportHTTP, r.Method, outcome, start, time.Now())
+	p.metrics.observe(TransportHTTP, r.Method, r.Class(), outcome, perr, start, time.Now())
 	if perr != nil {
 		return env[:0], perr
 	}
@@ -164,12 +167,15 @@ func (p *Pool) CallBatch(b *Batch, deadline time.Time) error {
 	defer fasthttp.ReleaseResponse(ures)
 	perr, outcome := p.exchange(env, ures, retryable, deadline)
 	b.body = env[:0]
+	if perr != nil && rpcErrorBody(ures, nil) {
+		outcome = OutcomeRPCError
+	}
 	if perr == nil {
 		if perr = b.fileAnswers(ures.Body()); perr != nil {
 			outcome = OutcomeError
 		}
 	}
-	p.metrics.observe(TransportHTTP, proto.MethodBatch, outcome, start, time.Now())
+	p.metrics.observe(TransportHTTP, proto.MethodBatch, b.class(), outcome, perr, start, time.Now())
 	if perr != nil {
 		b.failAll(perr)
 		return perr
@@ -248,6 +254,20 @@ func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, dea
 		return classify(err)
 	}
 	return checkStatus(ures.StatusCode())
+}
+
+// rpcErrorBody reports whether a 5xx answer carries a JSON-RPC error object for the
+// call (id wantID; any id for a batch refused whole): the node answered the call
+// itself (some nodes and providers send "execution reverted" or "invalid params" with
+// a 5xx), which says nothing against the upstream. The client still gets the error,
+// and a read is still tried elsewhere.
+func rpcErrorBody(ures *fasthttp.Response, wantID []byte) bool {
+	if ures.StatusCode() < 500 {
+		return false
+	}
+	body := ures.Body()
+	span, ok := answerID(body)
+	return ok && (wantID == nil || string(span.Bytes(body)) == string(wantID)) && proto.IsErrorResponse(body)
 }
 
 // staleConn reports whether err is what a request meets on a kept-alive connection the

@@ -139,9 +139,10 @@ type Router struct {
 	recent     hashRing // recent block hashes to numbers, for "by a hash seen at N"
 
 	reads, hedged atomic.Int64
-	// hedgeWait is how long a read waits before it is hedged (nanoseconds): the hedge
-	// quantile of the fastest upstream not banned, updated by every review.
-	hedgeWait atomic.Int64
+	// hedgeWait is how long a read of each method class waits before it is hedged
+	// (nanoseconds): the hedge quantile of the class on the fastest upstream not banned,
+	// updated by every review.
+	hedgeWait [proto.NumClasses]atomic.Int64
 	m         routerMetrics
 	subs      *Subscriptions
 
@@ -483,6 +484,7 @@ func (r *Router) pickFrom(ups []*Upstream, req *proto.Request, n need, via Trans
 	var cand [16]*Upstream
 	list := cand[:0]
 	total := 0
+	cls := req.Class()
 outer:
 	for _, u := range ups {
 		for _, t := range tried {
@@ -521,7 +523,7 @@ outer:
 	// nearly every call to whichever mean latency is a little lower, and the other's,
 	// measured only on answers, would never be refreshed (an idle upstream's first,
 	// cold answer would keep it out for good).
-	sa, sb := score(a), score(b)
+	sa, sb := score(a, cls), score(b, cls)
 	if rand.Float64()*(sa+sb) < sa {
 		return b
 	}
@@ -545,9 +547,11 @@ func weighted(list []*Upstream, total int, except *Upstream) *Upstream {
 	return last
 }
 
-// score is the expected wait: latency times the calls already waiting, per weight.
-func score(u *Upstream) float64 {
-	lat := u.health.Latency().Seconds()
+// score is the expected wait: latency (of calls of the same class: a client's slow
+// eth_calls do not steer its eth_blockNumber away) times the calls already waiting,
+// per weight.
+func score(u *Upstream, cls proto.Class) float64 {
+	lat := u.health.LatencyOf(cls).Seconds()
 	if lat == 0 {
 		lat = 0.001 // unknown: optimistic, so a new upstream gets tried
 	}
@@ -725,9 +729,10 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 	// The wait is the quantile of the fastest upstream, not of the one picked: an
 	// upstream that is slow all the time has a high quantile of its own, and its calls
 	// would never be hedged in time.
-	wait := time.Duration(r.hedgeWait.Load())
+	cls := req.Class()
+	wait := time.Duration(r.hedgeWait[cls].Load())
 	if wait <= 0 {
-		wait = first.health.Quantile(r.cfg.HedgeQuantile, time.Now())
+		wait = first.health.Quantile(cls, r.cfg.HedgeQuantile, time.Now())
 	}
 	if wait <= 0 {
 		wait = 50 * time.Millisecond

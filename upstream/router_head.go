@@ -207,27 +207,31 @@ func (r *Router) reviewLoop() {
 func (r *Router) review(now time.Time) {
 	set := r.set.Load()
 	var best uint64
-	var bestQ time.Duration
+	// Per method class: each is judged against the same class on the best upstream.
+	var bestQ, hedgeWait [proto.NumClasses]time.Duration
 	const q = 0.9
-	var hedgeWait time.Duration
 	for _, u := range set.all {
 		if u.health.State() == StateBanned {
 			continue
 		}
 		best = max(best, u.health.Head())
-		if uq := u.health.Quantile(q, now); uq > 0 && (bestQ == 0 || uq < bestQ) {
-			bestQ = uq
-		}
-		if r.cfg.HedgeQuantile > 0 {
-			if hq := u.health.Quantile(r.cfg.HedgeQuantile, now); hq > 0 && (hedgeWait == 0 || hq < hedgeWait) {
-				hedgeWait = hq
+		for c := range proto.NumClasses {
+			if uq := u.health.Quantile(c, q, now); uq > 0 && (bestQ[c] == 0 || uq < bestQ[c]) {
+				bestQ[c] = uq
+			}
+			if r.cfg.HedgeQuantile > 0 {
+				if hq := u.health.Quantile(c, r.cfg.HedgeQuantile, now); hq > 0 && (hedgeWait[c] == 0 || hq < hedgeWait[c]) {
+					hedgeWait[c] = hq
+				}
 			}
 		}
 	}
-	r.hedgeWait.Store(int64(hedgeWait))
+	for c := range hedgeWait {
+		r.hedgeWait[c].Store(int64(hedgeWait[c]))
+	}
 	for _, u := range set.all {
 		before := u.health.State()
-		after := u.health.review(best, bestQ, q, now)
+		after := u.health.review(best, &bestQ, q, now)
 		if before != after {
 			r.stateChanged(u, before, after)
 		}

@@ -128,7 +128,7 @@ func TestPickAvoidsAnUpstreamThatHoldsItsCalls(t *testing.T) {
 	r := testRouter(t, Spec{Name: "a", HTTPURL: "http://127.0.0.1:1"}, Spec{Name: "b", HTTPURL: "http://127.0.0.1:1"})
 	a, b := byName(r, "a"), byName(r, "b")
 	for _, u := range []*Upstream{a, b} {
-		u.health.observe(true, 2*time.Millisecond, "", time.Now())
+		u.health.observe(proto.ClassCheap, verdictAnswered, 2*time.Millisecond, "", time.Now())
 	}
 	req := request("eth_chainId", "[]")
 	n := r.needOf(req)
@@ -147,7 +147,7 @@ func TestPickAvoidsAnUpstreamThatHoldsItsCalls(t *testing.T) {
 		t.Fatalf("picked the upstream holding two calls over an idle one %d times", c[a])
 	}
 	a.inFlight.Store(0)
-	a.health.observe(true, time.Second, "", time.Now()) // a cold first answer: mean ~100ms
+	a.health.observe(proto.ClassCheap, verdictAnswered, time.Second, "", time.Now()) // a cold first answer: mean ~100ms
 	if c := picks(); c[a] == 0 || c[a] > 500 {
 		t.Fatalf("an upstream 50 times slower than the other got %d of 10000 calls: want a few", c[a])
 	}
@@ -240,7 +240,7 @@ func TestReadmissionResetsLatency(t *testing.T) {
 		SlowFactor: 5, SlowMin: time.Second, BanMin: time.Millisecond, BanMax: time.Millisecond, Readmit: 2})
 	now := time.Now()
 	for range 20 {
-		h.observe(true, 2*time.Second, "", now)
+		h.observe(proto.ClassCheap, verdictAnswered, 2*time.Second, "", now)
 	}
 	h.Ban("slow", now)
 	h.probed(true, 3*time.Millisecond, "", now)
@@ -261,11 +261,11 @@ func TestHedgeWaitsForTheFastestQuantile(t *testing.T) {
 	r.cfg.Health.SlowFactor = 1e6 // not banned as slow: hedging is what is tested
 	now := time.Now()
 	for range 50 {
-		byName(r, "slow").health.observe(true, 2*time.Second, "", now)
-		byName(r, "fast").health.observe(true, 3*time.Millisecond, "", now)
+		byName(r, "slow").health.observe(proto.ClassCheap, verdictAnswered, 2*time.Second, "", now)
+		byName(r, "fast").health.observe(proto.ClassCheap, verdictAnswered, 3*time.Millisecond, "", now)
 	}
 	r.review(now)
-	if got := time.Duration(r.hedgeWait.Load()); got != 4*time.Millisecond {
+	if got := time.Duration(r.hedgeWait[proto.ClassCheap].Load()); got != 4*time.Millisecond {
 		t.Fatalf("hedge wait %v, want the fast upstream's p90 bucket, 4ms", got)
 	}
 }

@@ -234,7 +234,7 @@ func (s *Subscriptions) pickCarrier(exclude *Upstream) *Upstream {
 			if u == exclude || !canCarry(u) || u.health.Head() < s.r.served.Load() {
 				continue
 			}
-			if best == nil || score(u) < score(best) {
+			if best == nil || score(u, proto.ClassCheap) < score(best, proto.ClassCheap) {
 				best = u
 			}
 		}

@@ -38,6 +38,15 @@ func (b *Batch) Add(r *proto.Request, id []byte) {
 	b.IDs = append(b.IDs, id)
 }
 
+// class is the batch's method class for health: a single request's own; a longer
+// batch is judged as an expensive call, since its length is the client's choice.
+func (b *Batch) class() proto.Class {
+	if len(b.Reqs) == 1 {
+		return b.Reqs[0].Class()
+	}
+	return proto.ClassCall
+}
+
 // Len is the number of requests.
 func (b *Batch) Len() int { return len(b.Reqs) }
 

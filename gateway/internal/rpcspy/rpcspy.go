@@ -52,6 +52,14 @@ type Fault struct {
 	Result json.RawMessage
 	// Close, over websockets, closes the client's socket instead of answering.
 	Close bool
+	// Delay holds the call this long first: a node taking as long as the call makes it.
+	// With nothing else set, the call then goes to the node as usual.
+	Delay time.Duration
+}
+
+// delayOnly reports whether f only delays the call.
+func (f *Fault) delayOnly() bool {
+	return f.Status == 0 && f.Error == nil && f.Result == nil && !f.Close
 }
 
 // Spy is a running proxy.
@@ -233,7 +241,15 @@ func (s *Spy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	if f := s.record(HTTP, body); f != nil {
+	f := s.record(HTTP, body)
+	if f != nil && f.Delay > 0 {
+		select {
+		case <-time.After(f.Delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if f != nil && !f.delayOnly() {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(max(f.Status, http.StatusOK))
 		_, _ = w.Write(answer(body, f))
@@ -299,8 +315,9 @@ func (s *Spy) serveWS(w http.ResponseWriter, r *http.Request) {
 		_ = client.Close()
 		_ = up.Close()
 	}()
-	// The client's socket has two writers (answers from the node, faults from here).
-	var clientWrite sync.Mutex
+	// The client's socket has two writers (answers from the node, faults from here), and
+	// so has the node's once a delayed call is forwarded late.
+	var clientWrite, upWrite sync.Mutex
 	done := make(chan struct{})
 	go func() { // node → client
 		defer close(done)
@@ -324,15 +341,38 @@ func (s *Spy) serveWS(w http.ResponseWriter, r *http.Request) {
 			_ = up.Close()
 			break
 		}
-		if f := s.record(WS, msg); f != nil {
-			if f.Close {
-				break
-			}
+		f := s.record(WS, msg)
+		switch {
+		case f != nil && f.Close:
+		case f != nil && f.Delay > 0:
+			// Later, without holding up the calls behind it on the socket.
+			go func() {
+				select {
+				case <-time.After(f.Delay):
+				case <-done:
+					return
+				}
+				if f.delayOnly() {
+					upWrite.Lock()
+					_ = up.WriteMessage(typ, msg)
+					upWrite.Unlock()
+					return
+				}
+				clientWrite.Lock()
+				_ = client.WriteMessage(websocket.TextMessage, answer(msg, f))
+				clientWrite.Unlock()
+			}()
+		case f != nil:
 			clientWrite.Lock()
 			err = client.WriteMessage(websocket.TextMessage, answer(msg, f))
 			clientWrite.Unlock()
-		} else {
+		default:
+			upWrite.Lock()
 			err = up.WriteMessage(typ, msg)
+			upWrite.Unlock()
+		}
+		if f != nil && f.Close {
+			break
 		}
 		if err != nil {
 			break
