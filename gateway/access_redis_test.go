@@ -472,8 +472,10 @@ func TestRedisFailureUnderLoad(t *testing.T) {
 		} else {
 			rs.Pause()
 		}
+		// Every request uses the shared tier, whose connection notices at once; the
+		// limiter's own connection notices at its next lease.
 		for _, gw := range gws {
-			waitFor(t, "Redis marked down", func() bool { return gw.metric(t, `gateway_redis_up{client="redis"}`) == 0 })
+			waitFor(t, "Redis marked down", func() bool { return gw.metric(t, `gateway_redis_up{client="cache"}`) == 0 })
 		}
 		// Load goes on for a while with Redis gone. Goroutines are counted twice in the
 		// outage: the requests in flight (8) may each hold a few while a frozen Redis
@@ -504,7 +506,9 @@ func TestRedisFailureUnderLoad(t *testing.T) {
 		}
 		back := time.Now()
 		for _, gw := range gws {
-			waitFor(t, "Redis usable again", func() bool { return gw.metric(t, `gateway_redis_up{client="redis"}`) == 1 })
+			waitFor(t, "Redis usable again", func() bool {
+				return gw.metric(t, `gateway_redis_up{client="redis"}`) == 1 && gw.metric(t, `gateway_redis_up{client="cache"}`) == 1
+			})
 		}
 		// Leasing and the shared cache work again.
 		sets := gws[0].metric(t, "gateway_sharedcache_sets_total")
