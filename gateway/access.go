@@ -571,6 +571,9 @@ func (s *Server) startAccess() error {
 			// connection, and its timeouts must not open the limiter's breaker (which
 			// would put every limit in per-process fallback).
 			rc.Name = "cache"
+			if cfg.SharedCacheRedisAddr != "" {
+				rc.Addr = cfg.SharedCacheRedisAddr // a cache-only instance (allkeys-lru)
+			}
 			if s.sharedRedis, err = redisconn.New(rc, s.reg.Set); err != nil {
 				s.closeAccess()
 				return fmt.Errorf("redis (cache): %w", err)

@@ -82,6 +82,8 @@ func TestSharedAdmissionConfig(t *testing.T) {
 		{nil, "shared_cache: {ttl: 0s}", "shared_cache.ttl"},
 		{nil, "shared_cache: {ttl: soon}", "not a duration"},
 		{[]string{"-shared-cache-tenant-bytes", "-5"}, "", "-shared-cache-tenant-bytes"},
+		{[]string{"-shared-cache-redis-addr", "127.0.0.1:6380"}, "", "-shared-cache-redis-addr needs -redis-addr"},
+		{[]string{"-redis-addr", "127.0.0.1:6379", "-shared-cache-redis-addr", "cache"}, "", "want host:port"},
 	} {
 		args := tc.args
 		if tc.file != "" {

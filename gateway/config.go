@@ -132,6 +132,9 @@ type Config struct {
 	// and what one tenant's answers may write into it per minute (0: no budget).
 	SharedCacheMethods     []string
 	SharedCacheTenantBytes int
+	// SharedCacheRedisAddr puts the shared tier on a Redis of its own (same credentials
+	// and TLS as RedisAddr); empty: on RedisAddr, beside the limits.
+	SharedCacheRedisAddr string
 }
 
 // Upstream defaults for a local development node on the standard ports.
@@ -456,6 +459,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	dur(&c.SharedCacheTTL, "shared-cache-ttl", "SHARED_CACHE_TTL", "how long an answer stays in the shared cache")
 	num(&c.SharedCacheMaxValue, "shared-cache-max-value", "SHARED_CACHE_MAX_VALUE_BYTES", "larger answers are not put in the shared cache")
 	list(&c.SharedCacheMethods, "shared-cache-methods", "SHARED_CACHE_METHODS", "comma-separated methods the shared cache takes beyond blocks, receipts and transactions (eth_call, eth_getBalance, eth_getCode, eth_getStorageAt, eth_getTransactionCount, eth_getProof, eth_feeHistory); empty: none")
+	str(&c.SharedCacheRedisAddr, "shared-cache-redis-addr", "SHARED_CACHE_REDIS_ADDR", "host:port of a Redis for the shared cache only (an allkeys-lru instance; same credentials and TLS as -redis-addr); empty: the shared cache uses -redis-addr")
 	num(&c.SharedCacheTenantBytes, "shared-cache-tenant-bytes", "SHARED_CACHE_TENANT_BYTES_PER_MINUTE", "bytes one tenant's answers may write into the shared cache per minute, per replica (over it they are not written); 0: no limit")
 	list(&c.TrustedProxies, "trusted-proxies", "TRUSTED_PROXIES", "comma-separated addresses or CIDRs of load balancers whose X-Forwarded-For (and PROXY protocol header) names the client; empty trusts none")
 	boolean(&c.ProxyProtocol, "proxy-protocol", "PROXY_PROTOCOL", "read a PROXY protocol header (v1 or v2, as AWS NLB sends) on connections from -trusted-proxies: the client address for per-IP limits")
@@ -600,6 +604,14 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("-redis-addr %q: want host:port", c.RedisAddr)
 		}
 	}
+	if c.SharedCacheRedisAddr != "" {
+		if c.RedisAddr == "" {
+			return errors.New("-shared-cache-redis-addr needs -redis-addr (the limits' Redis)")
+		}
+		if _, _, err := net.SplitHostPort(c.SharedCacheRedisAddr); err != nil {
+			return fmt.Errorf("-shared-cache-redis-addr %q: want host:port", c.SharedCacheRedisAddr)
+		}
+	}
 	if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
 		return fmt.Errorf("-trusted-proxies: %v", err)
 	}
@@ -675,6 +687,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("limits_fail_closed", c.LimitsFailClosed),
 		slog.Bool("shared_cache", c.RedisAddr != "" && c.SharedCache),
 		slog.Any("shared_cache_methods", c.SharedCacheMethods),
+		slog.String("shared_cache_redis", c.SharedCacheRedisAddr),
 		slog.Any("trusted_proxies", c.TrustedProxies),
 		slog.Bool("proxy_protocol", c.ProxyProtocol),
 	)

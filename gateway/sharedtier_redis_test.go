@@ -305,3 +305,46 @@ func TestCacheTroubleLeavesLimitsExact(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedCacheOwnRedis: with -shared-cache-redis-addr the shared tier writes to its
+// own Redis (a cache-only instance, run with allkeys-lru) and the limits stay on
+// -redis-addr (an instance that never evicts them).
+func TestSharedCacheOwnRedis(t *testing.T) {
+	limits, cache := redistest.Start(t), redistest.Start(t)
+	up := startFakeUpstream(t)
+	up.head.Store(5000)
+	gw := startReplicas(t, 1, up, limits.Addr, accessConfig("{requests_per_second: 10, burst: 10}"),
+		"-shared-cache-redis-addr", cache.Addr)[0]
+	waitFor(t, "the cache's connection", func() bool { return gw.metric(t, `gateway_redis_up{client="cache"}`) == 1 })
+	waitFor(t, "the head", func() bool { return gw.srv.heads.number.Load() >= 5000 })
+	for n := 1; n <= 5; n++ {
+		call := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x%x",false]}`, n)
+		if code, b, err := tryPost(gw.URL+"/v3/"+keyAlice, call); err != nil || code != 200 {
+			t.Fatalf("block %d: %d %s %v", n, code, b, err)
+		}
+	}
+	waitFor(t, "the blocks stored", func() bool { return gw.metric(t, "gateway_sharedcache_sets_total") >= 5 })
+	waitFor(t, "alice's limits leased", func() bool {
+		_, keys := redisValueBytes(t, limits)
+		return len(keys) > 0
+	})
+	_, lk := redisValueBytes(t, limits)
+	_, ck := redisValueBytes(t, cache)
+	for _, k := range lk {
+		if strings.HasPrefix(k, "igw:cache:") {
+			t.Errorf("a cache key in the limits' Redis: %s", k)
+		}
+	}
+	values := 0
+	for _, k := range ck {
+		if !strings.HasPrefix(k, "igw:cache:") {
+			t.Errorf("a key other than the cache's in the cache's Redis: %s", k)
+		}
+		if strings.Contains(k, ":v:") {
+			values++
+		}
+	}
+	if values < 5 {
+		t.Fatalf("%d values in the cache's Redis, want 5 (keys %v)", values, ck)
+	}
+}
