@@ -176,7 +176,14 @@ func TestSharedCacheAcrossReplicas(t *testing.T) {
 	if calls < blocks {
 		t.Fatalf("%d upstream calls for %d distinct blocks: answers came from nowhere", calls, blocks)
 	}
-	// A replica started afterwards finds everything in Redis.
+	// A replica started afterwards finds everything in Redis: everything the replicas
+	// wrote, that is, once their writes are done; a write that missed its deadline on a
+	// loaded machine is dropped (counted), and that block is fetched again.
+	var dropped float64
+	for _, gw := range gws {
+		waitFor(t, "the writes done", func() bool { return gw.metric(t, "gateway_sharedcache_queue_bytes") == 0 })
+		dropped += gw.metric(t, "gateway_sharedcache_drops_total")
+	}
 	late := startReplicas(t, 1, up, rs.Addr, "anonymous: {plan: open}\nplans:\n  open: {}\n")[0]
 	waitFor(t, "the head", func() bool { return late.srv.heads.number.Load() >= 5000 })
 	before := up.count("eth_getBlockByNumber")
@@ -186,8 +193,8 @@ func TestSharedCacheAcrossReplicas(t *testing.T) {
 			t.Fatalf("late replica, block %d: %d %s %v", n, code, b, err)
 		}
 	}
-	if got := up.count("eth_getBlockByNumber") - before; got != 0 {
-		t.Errorf("a new replica called the upstream %d times for blocks in Redis", got)
+	if got := up.count("eth_getBlockByNumber") - before; float64(got) > dropped {
+		t.Errorf("a new replica called the upstream %d times for blocks in Redis (%v writes dropped)", got, dropped)
 	}
 }
 
