@@ -82,6 +82,8 @@ type tenant struct {
 	bytes      int64        // its estimated size
 	refs       int          // aggregates: entries under it (under the table's lock)
 	prev, next *tenant      // the table's order of use (under its lock)
+
+	sharedBudget sharedcache.Budget // bytes its answers may still write into Redis this minute
 }
 
 type tenantMetrics struct {
@@ -507,14 +509,32 @@ func (s *Server) startAccess() error {
 		if s.redis, err = redisconn.New(rc, s.reg.Set); err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}
+		if cfg.SharedCache && cfg.CacheEnabled {
+			// The shared tier gets a client and a breaker of its own: its large values
+			// must not queue the limiter's leases behind them on one pipelined
+			// connection, and its timeouts must not open the limiter's breaker (which
+			// would put every limit in per-process fallback).
+			rc.Name = "cache"
+			if cfg.SharedCacheRedisAddr != "" {
+				rc.Addr = cfg.SharedCacheRedisAddr // a cache-only instance (allkeys-lru)
+			}
+			if s.sharedRedis, err = redisconn.New(rc, s.reg.Set); err != nil {
+				s.closeAccess()
+				return fmt.Errorf("redis (cache): %w", err)
+			}
+		}
 	}
 	if s.limiter, err = limit.New(limit.Config{FailClosed: cfg.LimitsFailClosed}, s.redis, s.reg.Set); err != nil {
 		s.closeAccess()
 		return err
 	}
-	if s.redis != nil && cfg.SharedCache && cfg.CacheEnabled {
+	if s.sharedRedis != nil {
+		tenantBytes := int64(cfg.SharedCacheTenantBytes)
+		if tenantBytes == 0 {
+			tenantBytes = -1 // no budget
+		}
 		s.shared, err = sharedcache.New(sharedcache.Config{TTL: cfg.SharedCacheTTL, MaxValueBytes: cfg.SharedCacheMaxValue,
-			AwaitNamespace: true}, s.redis, s.reg.Set)
+			TenantBytesPerMinute: tenantBytes, AwaitNamespace: true}, s.sharedRedis, s.reg.Set)
 		if err != nil {
 			s.closeAccess()
 			return err
@@ -573,7 +593,7 @@ func (s *Server) describeAccessMetrics() {
 		"gateway_limit_fallback_total":                "Checks decided per process because Redis was unusable, by kind of limit.",
 		"gateway_limit_refused_total":                 "Checks refused, by kind of limit and reason (exceeded, too_large, redis_down).",
 		"gateway_sharedcache_ready":                   "1 once the shared cache tier knows the chain it serves (from the upstream's eth_chainId; its keys carry it); until then the tier is skipped.",
-		"gateway_redis_up":                            "1 while the Redis connection is usable (its circuit breaker closed), 0 while it is not.",
+		"gateway_redis_up":                            "1 while the Redis connection is usable (its circuit breaker closed), 0 while it is not; client=\"redis\" is the limiter's, client=\"cache\" the shared cache tier's (each has its own connection and breaker).",
 		"gateway_redis_calls_total":                   "Calls to Redis.",
 		"gateway_redis_errors_total":                  "Calls to Redis that failed or passed their deadline.",
 		"gateway_redis_breaker_opened_total":          "Times Redis was declared unusable after consecutive failures.",
@@ -583,6 +603,7 @@ func (s *Server) describeAccessMetrics() {
 		"gateway_sharedcache_drops_total":             "Answers not written to the shared cache (queue full or write failed).",
 		"gateway_sharedcache_errors_total":            "Shared cache calls that failed.",
 		"gateway_sharedcache_value_too_large_total":   "Answers larger than -shared-cache-max-value, never stored.",
+		"gateway_sharedcache_over_budget_total":       "Answers not written to the shared cache because their tenant had written its -shared-cache-tenant-bytes for the minute.",
 		"gateway_sharedcache_leader_fetches_total":    "Misses this replica fetched from the upstream for every replica (it won the fetch claim).",
 		"gateway_sharedcache_follower_hits_total":     "Misses answered by another replica's fetch while this one waited.",
 		"gateway_sharedcache_follower_timeouts_total": "Waits for another replica's fetch that ran out; this replica fetched itself.",
@@ -621,10 +642,13 @@ func (s *Server) sweepAnonymous() {
 }
 
 // closeAccess ends the shared cache's writers, the limiter's leasing and the Redis
-// connection, in that order (both use the connection).
+// connections, in that order (each uses its connection).
 func (s *Server) closeAccess() {
 	if s.shared != nil {
 		s.shared.Close()
+	}
+	if s.sharedRedis != nil {
+		s.sharedRedis.Close()
 	}
 	if s.limiter != nil {
 		s.limiter.Close()

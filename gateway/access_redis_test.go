@@ -176,7 +176,14 @@ func TestSharedCacheAcrossReplicas(t *testing.T) {
 	if calls < blocks {
 		t.Fatalf("%d upstream calls for %d distinct blocks: answers came from nowhere", calls, blocks)
 	}
-	// A replica started afterwards finds everything in Redis.
+	// A replica started afterwards finds everything in Redis: everything the replicas
+	// wrote, that is, once their writes are done; a write that missed its deadline on a
+	// loaded machine is dropped (counted), and that block is fetched again.
+	var dropped float64
+	for _, gw := range gws {
+		waitFor(t, "the writes done", func() bool { return gw.metric(t, "gateway_sharedcache_queue_bytes") == 0 })
+		dropped += gw.metric(t, "gateway_sharedcache_drops_total")
+	}
 	late := startReplicas(t, 1, up, rs.Addr, "anonymous: {plan: open}\nplans:\n  open: {}\n")[0]
 	waitFor(t, "the head", func() bool { return late.srv.heads.number.Load() >= 5000 })
 	before := up.count("eth_getBlockByNumber")
@@ -186,8 +193,8 @@ func TestSharedCacheAcrossReplicas(t *testing.T) {
 			t.Fatalf("late replica, block %d: %d %s %v", n, code, b, err)
 		}
 	}
-	if got := up.count("eth_getBlockByNumber") - before; got != 0 {
-		t.Errorf("a new replica called the upstream %d times for blocks in Redis", got)
+	if got := up.count("eth_getBlockByNumber") - before; float64(got) > dropped {
+		t.Errorf("a new replica called the upstream %d times for blocks in Redis (%v writes dropped)", got, dropped)
 	}
 }
 
@@ -472,8 +479,10 @@ func TestRedisFailureUnderLoad(t *testing.T) {
 		} else {
 			rs.Pause()
 		}
+		// Every request uses the shared tier, whose connection notices at once; the
+		// limiter's own connection notices at its next lease.
 		for _, gw := range gws {
-			waitFor(t, "Redis marked down", func() bool { return gw.metric(t, `gateway_redis_up{client="redis"}`) == 0 })
+			waitFor(t, "Redis marked down", func() bool { return gw.metric(t, `gateway_redis_up{client="cache"}`) == 0 })
 		}
 		// Load goes on for a while with Redis gone. Goroutines are counted twice in the
 		// outage: the requests in flight (8) may each hold a few while a frozen Redis
@@ -504,7 +513,9 @@ func TestRedisFailureUnderLoad(t *testing.T) {
 		}
 		back := time.Now()
 		for _, gw := range gws {
-			waitFor(t, "Redis usable again", func() bool { return gw.metric(t, `gateway_redis_up{client="redis"}`) == 1 })
+			waitFor(t, "Redis usable again", func() bool {
+				return gw.metric(t, `gateway_redis_up{client="redis"}`) == 1 && gw.metric(t, `gateway_redis_up{client="cache"}`) == 1
+			})
 		}
 		// Leasing and the shared cache work again.
 		sets := gws[0].metric(t, "gateway_sharedcache_sets_total")

@@ -39,6 +39,11 @@ type cache struct {
 	flights map[string]*flight
 
 	hits, misses, coalesced, sharedHits *metrics.Counter
+
+	// admit: the methods whose answers may go to the shared tier; unattributed: the
+	// write budget of calls without a tenant (no keys and no anonymous plan), together.
+	admit        sharedAdmission
+	unattributed sharedcache.Budget
 }
 
 type entry struct {
@@ -64,6 +69,7 @@ func newCache(cfg Config, h *heads, reg *upstream.Registry) *cache {
 		flights:    map[string]*flight{},
 	}
 	c.imm.init(cfg.CacheSize, cfg.CacheMaxBytes)
+	c.admit, _ = newSharedAdmission(cfg.SharedCacheMethods) // validated with the configuration
 	h.onReorg = c.reorg
 	const help = "Cacheable requests by result: hit, miss, or coalesced onto an in-flight call; shared_hit: a miss answered by the shared tier (Redis), counted in miss too."
 	c.hits = reg.Counter(`gateway_cache_requests_total{result="hit"}`, help)
@@ -239,7 +245,7 @@ func (c *cache) storeElement(s *Server, cl *call, ans []byte) {
 		c.store(cl.key, cl.req.Method, cl.pol, cl.block, cl.epoch, bytes.Clone(ans))
 	}
 	if s.shared != nil && c.sharable(cl) && c.immutable(cl, ans) {
-		s.shared.Set(sharedKey(cl.key), ans)
+		s.shared.SetFor(c.budget(cl), sharedKey(cl.key), ans)
 	}
 }
 
@@ -346,8 +352,12 @@ func (c *cache) serve(s *Server, cl *call) *proto.Error {
 // while Redis is down), and across replicas one fetches while the others wait for its
 // answer briefly; what the upstream answers is stored in Redis only when immutable.
 
-// sharable reports whether cl's answer may come from, or go to, the shared tier.
+// sharable reports whether cl's answer may come from, or go to, the shared tier: its
+// method is admitted (cachepolicy.go) and its answer immutable.
 func (c *cache) sharable(cl *call) bool {
+	if !c.admit[cl.req.Method] {
+		return false
+	}
 	switch cl.pol {
 	case byHash, txByHash:
 		return true
@@ -355,6 +365,15 @@ func (c *cache) sharable(cl *call) bool {
 		return c.deep(cl.block)
 	}
 	return false
+}
+
+// budget is the shared tier's write budget cl's answer is charged to: its tenant's (a
+// key, or an anonymous client address as its limits count it).
+func (c *cache) budget(cl *call) *sharedcache.Budget {
+	if cl.who != nil {
+		return &cl.who.sharedBudget
+	}
+	return &c.unattributed
 }
 
 // errNotShared marks an upstream answer that is good for this caller but not for the
@@ -367,7 +386,7 @@ func (c *cache) fetchShared(s *Server, cl *call, keyLen int) *proto.Error {
 	ctx, cancel := context.WithDeadline(context.Background(), cl.deadline)
 	defer cancel()
 	var perr *proto.Error
-	body, src, err := s.shared.GetOrFetch(ctx, key, func(context.Context) ([]byte, error) {
+	body, src, err := s.shared.GetOrFetchFor(ctx, c.budget(cl), key, func(context.Context) ([]byte, error) {
 		if perr = s.forward(cl, restID); perr != nil {
 			return nil, perr
 		}

@@ -128,6 +128,14 @@ type Config struct {
 	SharedCacheMaxValue int
 	TrustedProxies      []string
 	ProxyProtocol       bool
+
+	// What the shared tier admits beyond its default set of methods (cachepolicy.go),
+	// and what one tenant's answers may write into it per minute (0: no budget).
+	SharedCacheMethods     []string
+	SharedCacheTenantBytes int
+	// SharedCacheRedisAddr puts the shared tier on a Redis of its own (same credentials
+	// and TLS as RedisAddr); empty: on RedisAddr, beside the limits.
+	SharedCacheRedisAddr string
 }
 
 // sameListener reports whether two listen addresses (validated host:port) would take
@@ -211,8 +219,13 @@ func Defaults() Config {
 		LogLevel:             slog.LevelInfo,
 		SharedCache:          true,
 		SharedCacheTTL:       24 * time.Hour,
-		SharedCacheMaxValue:  1 << 20,
+		SharedCacheMaxValue:  256 << 10,
 		LogFormat:            "json",
+
+		// 4 MiB a minute: a tenant reading history block by block (a few hundred KiB
+		// each) is not held back; one flooding distinct answers adds at most ~6 GiB a
+		// day per replica, which the TTL then removes.
+		SharedCacheTenantBytes: 4 << 20,
 	}
 }
 
@@ -456,6 +469,9 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	boolean(&c.SharedCache, "shared-cache", "SHARED_CACHE", "with -redis-addr, keep immutable answers (by hash, deep blocks) in Redis for every replica")
 	dur(&c.SharedCacheTTL, "shared-cache-ttl", "SHARED_CACHE_TTL", "how long an answer stays in the shared cache")
 	num(&c.SharedCacheMaxValue, "shared-cache-max-value", "SHARED_CACHE_MAX_VALUE_BYTES", "larger answers are not put in the shared cache")
+	list(&c.SharedCacheMethods, "shared-cache-methods", "SHARED_CACHE_METHODS", "comma-separated methods the shared cache takes beyond blocks, receipts and transactions (eth_call, eth_getBalance, eth_getCode, eth_getStorageAt, eth_getTransactionCount, eth_getProof, eth_feeHistory); empty: none")
+	str(&c.SharedCacheRedisAddr, "shared-cache-redis-addr", "SHARED_CACHE_REDIS_ADDR", "host:port of a Redis for the shared cache only (an allkeys-lru instance; same credentials and TLS as -redis-addr); empty: the shared cache uses -redis-addr")
+	num(&c.SharedCacheTenantBytes, "shared-cache-tenant-bytes", "SHARED_CACHE_TENANT_BYTES_PER_MINUTE", "bytes one tenant's answers may write into the shared cache per minute, per replica (over it they are not written); 0: no limit")
 	list(&c.TrustedProxies, "trusted-proxies", "TRUSTED_PROXIES", "comma-separated addresses or CIDRs of load balancers whose X-Forwarded-For (and PROXY protocol header) names the client; empty trusts none")
 	boolean(&c.ProxyProtocol, "proxy-protocol", "PROXY_PROTOCOL", "read a PROXY protocol header (v1 or v2, as AWS NLB sends) on connections from -trusted-proxies: the client address for per-IP limits")
 
@@ -583,8 +599,9 @@ func (c *Config) Validate() error {
 		{c.DrainDelay >= 0, "-drain-delay must be >= 0"},
 		{c.WSDrainWindow >= 0, "-ws-drain-window must be >= 0"},
 		{c.LogFormat == "json" || c.LogFormat == "text", "-log-format must be json or text"},
-		{c.SharedCacheTTL >= time.Second, "-shared-cache-ttl must be at least 1s"},
-		{c.SharedCacheMaxValue >= 1024, "-shared-cache-max-value must be at least 1024 bytes"},
+		{c.SharedCacheTTL >= time.Second, "-shared-cache-ttl (shared_cache.ttl) must be at least 1s"},
+		{c.SharedCacheMaxValue >= 1024 && c.SharedCacheMaxValue <= 16<<20, "-shared-cache-max-value (shared_cache.max_value_bytes) must be between 1024 bytes and 16 MiB"},
+		{c.SharedCacheTenantBytes >= 0, "-shared-cache-tenant-bytes (shared_cache.tenant_bytes_per_minute) must be >= 0 (0: no limit)"},
 		{!c.ProxyProtocol || len(c.TrustedProxies) > 0, "-proxy-protocol needs -trusted-proxies: the header is read only from trusted load balancers"},
 		{c.RedisAddr != "" || c.RedisUsername == "" && c.RedisPassword == "" && !c.RedisTLS, "REDIS_USERNAME, REDIS_PASSWORD and -redis-tls need -redis-addr"},
 	}
@@ -598,8 +615,19 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("-redis-addr %q: want host:port", c.RedisAddr)
 		}
 	}
+	if c.SharedCacheRedisAddr != "" {
+		if c.RedisAddr == "" {
+			return errors.New("-shared-cache-redis-addr needs -redis-addr (the limits' Redis)")
+		}
+		if _, _, err := net.SplitHostPort(c.SharedCacheRedisAddr); err != nil {
+			return fmt.Errorf("-shared-cache-redis-addr %q: want host:port", c.SharedCacheRedisAddr)
+		}
+	}
 	if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
 		return fmt.Errorf("-trusted-proxies: %v", err)
+	}
+	if _, err := newSharedAdmission(c.SharedCacheMethods); err != nil {
+		return fmt.Errorf("-shared-cache-methods (shared_cache.methods): %w", err)
 	}
 	return nil
 }
@@ -669,6 +697,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("redis_tls", c.RedisTLS),
 		slog.Bool("limits_fail_closed", c.LimitsFailClosed),
 		slog.Bool("shared_cache", c.RedisAddr != "" && c.SharedCache),
+		slog.Any("shared_cache_methods", c.SharedCacheMethods),
+		slog.String("shared_cache_redis", c.SharedCacheRedisAddr),
 		slog.Any("trusted_proxies", c.TrustedProxies),
 		slog.Bool("proxy_protocol", c.ProxyProtocol),
 	)

@@ -33,6 +33,8 @@ type FileConfig struct {
 	Costs     map[string]int64     `yaml:"costs"`
 	Anonymous *AnonymousEntry      `yaml:"anonymous"`
 	Clients   *ClientsEntry        `yaml:"clients"`
+	// SharedCache bounds the Redis cache tier (configshared.go).
+	SharedCache *SharedCacheEntry `yaml:"shared_cache"`
 }
 
 // KeysEntry lists the API keys. With entries every call needs a valid key, unless
@@ -299,7 +301,7 @@ func (f *FileConfig) expand(getenv func(string) string) error {
 }
 
 func (f *FileConfig) validate() error {
-	if len(f.Upstreams) == 0 && f.Keys == nil && f.Anonymous == nil {
+	if len(f.Upstreams) == 0 && f.Keys == nil && f.Anonymous == nil && f.SharedCache == nil {
 		return errors.New("no upstreams: list at least one under upstreams: (or configure keys: or anonymous: and take the upstream from the flags)")
 	}
 	if err := f.validateAccess(); err != nil {
@@ -441,6 +443,7 @@ func checkMethods(where string, m MethodsEntry) error {
 func (f *FileConfig) apply(c *Config) {
 	c.Upstreams = c.Upstreams[:0]
 	f.applyAccess(c)
+	f.SharedCache.apply(c)
 	for _, u := range f.Upstreams {
 		tier := upstream.TierPrimary
 		if u.Tier == "fallback" {

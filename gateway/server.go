@@ -64,6 +64,7 @@ type Server struct {
 	limiter       *limit.Limiter
 	redis         *redisconn.Conn
 	shared        *sharedcache.Cache
+	sharedRedis   *redisconn.Conn // the shared tier's own connection and breaker, apart from the limiter's (redis)
 	resolver      atomic.Pointer[clientip.Resolver]
 	proxyProtocol bool // fixed at start: it wraps the listener
 
@@ -234,6 +235,9 @@ func (s *Server) ReloadConfig() error {
 	next, sum, err := LoadFile(s.cfg, s.getenv)
 	if err == nil && next.ProxyProtocol != s.proxyProtocol {
 		err = errors.New("clients.proxy_protocol changed: that takes a restart (it wraps the listener)")
+	}
+	if err == nil && sharedCacheChanged(&s.cfg, &next) {
+		err = errors.New("shared_cache changed: that takes a restart")
 	}
 	if err == nil {
 		err = s.reloadAccess(next) // first: it can still refuse; the router's reload is validated

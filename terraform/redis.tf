@@ -60,6 +60,28 @@ resource "aws_vpc_security_group_ingress_rule" "redis_from_nodes" {
   to_port                      = 6379
 }
 
+# The default parameter group's volatile-lru would do (every key the gateway writes has a
+# TTL), but the policy is stated here, where it cannot change under us: the instance must
+# evict (noeviction lets cached answers fill it and then refuses the limiter's writes too).
+# maxmemory itself follows the node type, less reserved-memory-percent (25%).
+resource "aws_elasticache_parameter_group" "redis" {
+  count = var.redis_enabled ? 1 : 0
+
+  # The family in the name: a major upgrade creates the new group before the old goes.
+  name        = "${var.cluster_name}-gateway-redis-valkey${split(".", var.redis_engine_version)[0]}"
+  family      = "valkey${split(".", var.redis_engine_version)[0]}"
+  description = "infura-gateway: limits and cache tier on one instance, evicting least recently used keys"
+
+  parameter {
+    name  = "maxmemory-policy"
+    value = var.redis_maxmemory_policy
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
 resource "aws_elasticache_replication_group" "redis" {
   count = var.redis_enabled ? 1 : 0
 
@@ -68,7 +90,7 @@ resource "aws_elasticache_replication_group" "redis" {
 
   engine               = "valkey"
   engine_version       = var.redis_engine_version
-  parameter_group_name = "default.valkey${split(".", var.redis_engine_version)[0]}"
+  parameter_group_name = aws_elasticache_parameter_group.redis[0].name
   node_type            = var.redis_node_type
   port                 = 6379
 

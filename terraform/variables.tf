@@ -379,13 +379,24 @@ variable "redis_node_type" {
 }
 
 variable "redis_engine_version" {
-  description = "Valkey engine version of the replication group (parameter group default.valkey<major>)."
+  description = "Valkey engine version of the replication group (its parameter group is of the family valkey<major>)."
   type        = string
   default     = "8.0"
 
   validation {
     condition     = can(regex("^[78]\\.[0-9]+$", var.redis_engine_version))
     error_message = "redis_engine_version: a Valkey version such as 8.0."
+  }
+}
+
+variable "redis_maxmemory_policy" {
+  description = "maxmemory-policy of the replication group, which holds the limits and the cache tier: allkeys-lru (the answers read least recently go first; noeviction would let a full cache refuse the limiter's writes too). See the root README, Redis memory."
+  type        = string
+  default     = "allkeys-lru"
+
+  validation {
+    condition     = contains(["allkeys-lru", "allkeys-lfu", "volatile-lru", "volatile-lfu"], var.redis_maxmemory_policy)
+    error_message = "redis_maxmemory_policy: allkeys-lru (recommended), allkeys-lfu, volatile-lru or volatile-lfu; noeviction lets the cache tier fill the instance and stop the limits, volatile-ttl evicts the limits of keys in use first."
   }
 }
 

@@ -16,8 +16,10 @@
 // appears in an error, a log line or a metric.
 //
 // Ownership: the Conn owns the client and the probe goroutine; Close ends both and waits.
-// Callers (gateway/limit, gateway/sharedcache) share one Conn or use one each; each of
-// them subscribes to up/down transitions through Watch.
+// Callers (gateway/limit, gateway/sharedcache) may share one Conn, but the gateway gives
+// each its own (Name "redis" and "cache"): one breaker per user, so the cache's large
+// values and timeouts never change limiting. Each subscribes to up/down transitions
+// through Watch.
 package redisconn
 
 import (

@@ -8,16 +8,21 @@
 //     RequestBudget (40 ms), so a slow Redis costs a request less than 50 ms.
 //   - Set is asynchronous: the value is copied into a bounded queue (by count and by
 //     bytes) that a fixed number of writer goroutines drain in pipelined batches; when the
-//     queue is full the value is dropped and counted. Values over MaxValueBytes are never
-//     stored. Every value gets the TTL.
+//     queue is full the value is dropped and counted. Values over MaxValueBytes (256 KiB)
+//     are never stored. Every key gets a TTL (values TTL, fetch claims LockTTL), so
+//     nothing written here stays in Redis for good.
+//   - SetFor and GetOrFetchFor charge a Budget, the caller's per tenant: one tenant's
+//     answers write at most TenantBytesPerMinute into Redis per minute from this
+//     replica; what is over it is not written (counted), and nobody waits for it.
 //   - GetOrFetch coalesces across replicas: on a miss, one replica wins a short lock
 //     (SET NX PX) and fetches; the others poll Redis for its answer for at most
 //     FollowerWait, then fetch themselves. Within a replica the in-process cache already
 //     coalesces concurrent callers.
 //
 // Ownership: the Cache owns its writer goroutines and its queue; Close drains nothing,
-// ends the writers and waits for them. The Conn is the caller's (shared with
-// gateway/limit or not) and is not closed. Keys are the caller's cache keys (never a
+// ends the writers and waits for them. The Conn is the caller's and is not closed; the
+// gateway gives the Cache a Conn of its own, so that the tier's large values and its
+// breaker never touch the limiter's connection. Keys are the caller's cache keys (never a
 // secret); values are stored as given.
 package sharedcache
 
@@ -49,8 +54,11 @@ type Config struct {
 	AwaitNamespace bool
 	// TTL of every stored value; default 24h.
 	TTL time.Duration
-	// MaxValueBytes: larger values are not stored; default 1 MiB.
+	// MaxValueBytes: larger values are not stored; default 256 KiB.
 	MaxValueBytes int
+	// TenantBytesPerMinute is what one Budget may write per minute (key and value
+	// bytes); default 4 MiB. Negative: budgets are not checked.
+	TenantBytesPerMinute int64
 	// QueueSize and QueueBytes bound the values waiting to be written; defaults 1024
 	// values and 32 MiB. Past either bound a Set is dropped.
 	QueueSize  int
@@ -78,7 +86,10 @@ func (c *Config) setDefaults() {
 		c.TTL = 24 * time.Hour
 	}
 	if c.MaxValueBytes <= 0 {
-		c.MaxValueBytes = 1 << 20
+		c.MaxValueBytes = 256 << 10
+	}
+	if c.TenantBytesPerMinute == 0 {
+		c.TenantBytesPerMinute = 4 << 20
 	}
 	if c.QueueSize <= 0 {
 		c.QueueSize = 1024
@@ -127,6 +138,7 @@ type Cache struct {
 	once        sync.Once
 
 	hits, misses, skipped, sets, drops, errs, tooLarge *metrics.Counter
+	overBudget                                         *metrics.Counter
 	leaders, followerHits, followerTimeouts            *metrics.Counter
 }
 
@@ -166,6 +178,7 @@ func New(cfg Config, conn *redisconn.Conn, ms *metrics.Set) (*Cache, error) {
 		drops:            ms.GetOrCreateCounter(`gateway_sharedcache_drops_total`),
 		errs:             ms.GetOrCreateCounter(`gateway_sharedcache_errors_total`),
 		tooLarge:         ms.GetOrCreateCounter(`gateway_sharedcache_value_too_large_total`),
+		overBudget:       ms.GetOrCreateCounter(`gateway_sharedcache_over_budget_total`),
 		leaders:          ms.GetOrCreateCounter(`gateway_sharedcache_leader_fetches_total`),
 		followerHits:     ms.GetOrCreateCounter(`gateway_sharedcache_follower_hits_total`),
 		followerTimeouts: ms.GetOrCreateCounter(`gateway_sharedcache_follower_timeouts_total`),
@@ -269,9 +282,39 @@ func (c *Cache) get(ctx context.Context, key string, within time.Duration) ([]by
 	return v, true, false
 }
 
+// Budget is one tenant's allowance of bytes written into Redis per minute, on this
+// replica. The zero value is ready to use; the caller keeps one per tenant (the gateway:
+// per API key, or per anonymous client address as its limits count them).
+type Budget struct {
+	minute atomic.Int64 // the unix minute used counts for
+	used   atomic.Int64
+}
+
+// spend takes n bytes from b's allowance of limit bytes for the minute of now, and
+// reports whether they were there. It never waits. At a minute's turn an Add racing the
+// reset may be forgotten: the budget errs by a value or two towards writing.
+func (b *Budget) spend(n, limit int64, now time.Time) bool {
+	m := now.Unix() / 60
+	if cur := b.minute.Load(); cur != m && b.minute.CompareAndSwap(cur, m) {
+		b.used.Store(0)
+	}
+	if b.used.Add(n) > limit {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (b *Budget) refund(n int64) { b.used.Add(-n) }
+
 // Set stores value under key asynchronously; it copies value. It reports whether the
-// value was queued (false: too large, queue full, or Redis down).
-func (c *Cache) Set(key string, value []byte) bool {
+// value was queued (false: too large, queue full, or Redis down). It charges no budget:
+// SetFor does.
+func (c *Cache) Set(key string, value []byte) bool { return c.SetFor(nil, key, value) }
+
+// SetFor is Set charged to b (nil: to nobody). A value over b's budget for the minute is
+// not stored and is counted (gateway_sharedcache_over_budget_total).
+func (c *Cache) SetFor(b *Budget, key string, value []byte) bool {
 	if len(value) > c.cfg.MaxValueBytes {
 		c.tooLarge.Inc()
 		return false
@@ -281,9 +324,13 @@ func (c *Cache) Set(key string, value []byte) bool {
 		return false
 	}
 	n := int64(len(value) + len(key))
+	if b != nil && c.cfg.TenantBytesPerMinute > 0 && !b.spend(n, c.cfg.TenantBytesPerMinute, time.Now()) {
+		c.overBudget.Inc()
+		return false
+	}
 	if c.queuedBytes.Add(n) > c.cfg.QueueBytes {
 		c.queuedBytes.Add(-n)
-		c.drops.Inc()
+		c.drop(b, n)
 		return false
 	}
 	select {
@@ -291,8 +338,17 @@ func (c *Cache) Set(key string, value []byte) bool {
 		return true
 	default:
 		c.queuedBytes.Add(-n)
-		c.drops.Inc()
+		c.drop(b, n)
 		return false
+	}
+}
+
+// drop counts a value that was not queued and gives its bytes back to its budget:
+// nothing was written.
+func (c *Cache) drop(b *Budget, n int64) {
+	c.drops.Inc()
+	if b != nil && c.cfg.TenantBytesPerMinute > 0 {
+		b.refund(n)
 	}
 }
 
@@ -300,7 +356,6 @@ func (c *Cache) Set(key string, value []byte) bool {
 func (c *Cache) writer() {
 	defer c.wg.Done()
 	batch := make([]job, 0, 64)
-	cmds := make(rueidis.Commands, 0, 64)
 	for {
 		select {
 		case <-c.stop:
@@ -317,7 +372,10 @@ func (c *Cache) writer() {
 				break more
 			}
 		}
-		cmds = cmds[:0]
+		// A fresh slice per batch: after a deadline the client may still be writing the
+		// last batch's commands from it (found by the race detector with a choked
+		// connection).
+		cmds := make(rueidis.Commands, 0, len(batch))
 		var n int64
 		for _, j := range batch {
 			n += int64(len(j.value) + len(j.key))
@@ -344,6 +402,11 @@ var releaseScript = redisconn.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1
 // right now, or from fetch. A value fetched here is stored (Set). fetch's error is
 // returned as is. Without Redis it is fetch, at once.
 func (c *Cache) GetOrFetch(ctx context.Context, key string, fetch func(context.Context) ([]byte, error)) ([]byte, Source, error) {
+	return c.GetOrFetchFor(ctx, nil, key, fetch)
+}
+
+// GetOrFetchFor is GetOrFetch with the store of a fetched value charged to b (SetFor).
+func (c *Cache) GetOrFetchFor(ctx context.Context, b *Budget, key string, fetch func(context.Context) ([]byte, error)) ([]byte, Source, error) {
 	// The lookup and the claim share one budget: Redis going slow between the two must
 	// not make a request wait for it twice before it fetches.
 	start := time.Now()
@@ -352,7 +415,7 @@ func (c *Cache) GetOrFetch(ctx context.Context, key string, fetch func(context.C
 		return v, SourceRedis, nil
 	}
 	if failed || !c.usableNow() {
-		return c.fetch(ctx, key, fetch, "") // Redis is down or slow: not one more wait for it
+		return c.fetch(ctx, b, key, fetch, "") // Redis is down or slow: not one more wait for it
 	}
 	token := c.token + strconv.FormatUint(c.seq.Add(1), 10)
 	won, err := c.conn.DoWithin(ctx, c.cfg.RequestBudget-time.Since(start), c.conn.B().Set().Key(c.lockKey(key)).Value(token).Nx().
@@ -360,10 +423,10 @@ func (c *Cache) GetOrFetch(ctx context.Context, key string, fetch func(context.C
 	switch {
 	case err == nil && won == "OK":
 		c.leaders.Inc()
-		return c.fetch(ctx, key, fetch, token)
+		return c.fetch(ctx, b, key, fetch, token)
 	case err != nil && !rueidis.IsRedisNil(err):
 		c.errs.Inc()
-		return c.fetch(ctx, key, fetch, "")
+		return c.fetch(ctx, b, key, fetch, "")
 	}
 	// Another replica is fetching: poll for its answer, briefly.
 	deadline := time.Now().Add(c.cfg.FollowerWait)
@@ -387,7 +450,7 @@ func (c *Cache) GetOrFetch(ctx context.Context, key string, fetch func(context.C
 			return v, SourceFollower, nil
 		} else if !rueidis.IsRedisNil(err) {
 			c.errs.Inc()
-			return c.fetch(ctx, key, fetch, "")
+			return c.fetch(ctx, b, key, fetch, "")
 		}
 		if n, err := rs[1].AsInt64(); err != nil || n == 0 {
 			break // the claim is gone without an answer: the winner failed
@@ -397,14 +460,14 @@ func (c *Cache) GetOrFetch(ctx context.Context, key string, fetch func(context.C
 	if time.Now().After(deadline) {
 		c.followerTimeouts.Inc()
 	}
-	return c.fetch(ctx, key, fetch, "")
+	return c.fetch(ctx, b, key, fetch, "")
 }
 
 // fetch calls the upstream, stores a good answer and releases our claim if the answer
 // will not be stored (error, too large, not queued), so waiting replicas stop waiting.
-func (c *Cache) fetch(ctx context.Context, key string, fetch func(context.Context) ([]byte, error), token string) ([]byte, Source, error) {
+func (c *Cache) fetch(ctx context.Context, b *Budget, key string, fetch func(context.Context) ([]byte, error), token string) ([]byte, Source, error) {
 	v, err := fetch(ctx)
-	stored := err == nil && c.Set(key, v)
+	stored := err == nil && c.SetFor(b, key, v)
 	if token != "" && !stored && c.usable() {
 		rs := c.conn.EvalMulti(context.WithoutCancel(ctx), releaseScript,
 			[]redisconn.Exec{{Keys: []string{c.lockKey(key)}, Args: []string{token}}})

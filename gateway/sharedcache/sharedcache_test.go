@@ -393,3 +393,18 @@ func BenchmarkGetRedisDown(b *testing.B) {
 		r.cache.Get(ctx, "k")
 	}
 }
+
+// TestDefaultValueCap: with the defaults, an answer over 256 KiB is never written (a
+// client must not be able to put megabytes into Redis with one call).
+func TestDefaultValueCap(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newReplica(t, srv, Config{})
+	for _, tc := range []struct {
+		size int
+		want bool
+	}{{256 << 10, true}, {256<<10 + 1, false}, {1 << 20, false}} {
+		if got := r.cache.Set(fmt.Sprint("v", tc.size), make([]byte, tc.size)); got != tc.want {
+			t.Errorf("Set of %d bytes queued: %v, want %v", tc.size, got, tc.want)
+		}
+	}
+}

@@ -193,3 +193,11 @@ run "redis_engine_is_valkey" {
   }
   expect_failures = [var.redis_engine_version]
 }
+
+run "redis_may_evict" {
+  command = plan
+  variables {
+    redis_maxmemory_policy = "noeviction"
+  }
+  expect_failures = [var.redis_maxmemory_policy]
+}

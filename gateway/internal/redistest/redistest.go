@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -194,6 +195,74 @@ func (s *Server) signal(sig syscall.Signal) {
 	if cmd != nil {
 		_ = syscall.Kill(-cmd.Process.Pid, sig)
 	}
+}
+
+// Do sends one command on a new connection and returns its reply as text: a status or
+// bulk string as is, an integer in decimal, an array as its elements one per line, nil
+// as "". A Redis error reply is an error. For tests that look inside Redis (INFO,
+// DBSIZE, KEYS, PTTL, MEMORY USAGE); not for load.
+func (s *Server) Do(args ...string) (string, error) {
+	c, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	var req bytes.Buffer
+	fmt.Fprintf(&req, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&req, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := c.Write(req.Bytes()); err != nil {
+		return "", err
+	}
+	var out strings.Builder
+	if err := readReply(bufio.NewReader(c), &out); err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(out.String(), "\n"), nil
+}
+
+func readReply(r *bufio.Reader, out *strings.Builder) error {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	line = strings.TrimSuffix(line, "\r\n")
+	if line == "" {
+		return errors.New("empty reply line")
+	}
+	switch line[0] {
+	case '+', ':':
+		out.WriteString(line[1:] + "\n")
+	case '-':
+		return fmt.Errorf("redis: %s", line[1:])
+	case '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			out.WriteString("\n")
+			return err
+		}
+		b := make([]byte, n+2)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return err
+		}
+		out.Write(b[:n])
+		out.WriteString("\n")
+	case '*':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil {
+			return err
+		}
+		for range n {
+			if err := readReply(r, out); err != nil {
+				return err
+			}
+		}
+	default:
+		return fmt.Errorf("unexpected reply %q", line)
+	}
+	return nil
 }
 
 // Log returns what redis-server printed so far.

@@ -176,6 +176,34 @@ func TestRedis(t *testing.T) {
 	}
 }
 
+// The shared cache tier's bounds reach the gateway as its environment; a cache-only
+// Redis on another port gets its NetworkPolicy egress too.
+func TestRedisSharedCache(t *testing.T) {
+	base := append(values(""), "--set", "redis.address=redis:6379", "--set", "networkPolicy.enabled=true")
+	_, c := gateway(t, render(t, "gw", base...), "gw-infura-gateway")
+	env := envOf(c)
+	for k, want := range map[string]string{"SHARED_CACHE_TTL": "24h", "SHARED_CACHE_MAX_VALUE_BYTES": "262144",
+		"SHARED_CACHE_TENANT_BYTES_PER_MINUTE": "4194304"} {
+		if env[k].Value != want {
+			t.Errorf("%s = %q, want %q", k, env[k].Value, want)
+		}
+	}
+	if _, ok := env["SHARED_CACHE_METHODS"]; ok {
+		t.Error("SHARED_CACHE_METHODS set by default: eth_call must be off by default")
+	}
+	r := render(t, "gw", append(base, "--set", "redis.sharedCache.address=cache:6380",
+		"--set", "redis.sharedCache.methods={eth_call,eth_getBalance}", "--set", "redis.sharedCache.tenantBytesPerMinute=0")...)
+	_, c = gateway(t, r, "gw-infura-gateway")
+	env = envOf(c)
+	if env["SHARED_CACHE_REDIS_ADDR"].Value != "cache:6380" || env["SHARED_CACHE_METHODS"].Value != "eth_call,eth_getBalance" ||
+		env["SHARED_CACHE_TENANT_BYTES_PER_MINUTE"].Value != "0" {
+		t.Errorf("shared cache env: %v", env)
+	}
+	if np := toYAML(t, r.get(t, "NetworkPolicy", "gw-infura-gateway")); !strings.Contains(np, "port: 6380") || !strings.Contains(np, "port: 6379") {
+		t.Errorf("NetworkPolicy lacks egress to both Redis ports:\n%s", np)
+	}
+}
+
 func toYAML(t *testing.T, o any) string {
 	t.Helper()
 	b, err := yaml.Marshal(o)

@@ -781,6 +781,7 @@ func TestBadValuesAreRejected(t *testing.T) {
 		"bad test image digest":    {[]string{"--set", "tests.image.digest=latest"}, "digest", true},
 		"dereg shorter than drain": {[]string{"--set-string", "service.annotations.service\\.beta\\.kubernetes\\.io/aws-load-balancer-target-group-attributes=deregistration_delay.timeout_seconds=30"}, "deregistration_delay", false},
 		"no memory limit":          {[]string{"--set", "resources.limits.memory=null"}, "limits.memory", false},
+		"shared cache of writes":   {[]string{"--set", "redis.sharedCache.methods={eth_sendRawTransaction}"}, "methods", true},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
