@@ -157,7 +157,7 @@ func (a *access) load(ks KeySettings) error {
 	for name, p := range ks.Plans {
 		pl := &plan{name: name, rps: p.RequestsPerSecond, burst: p.Burst, ups: p.UnitsPerSecond, unitsBurst: p.UnitsBurst,
 			daily: p.DailyUnits, maxConns: p.MaxConnections, maxSubs: p.MaxSubscriptions,
-			allow: proto.NewMethodSet(p.Methods.Allow), deny: proto.NewMethodSet(p.Methods.Deny)}
+			allow: proto.NewAllowSet(p.Methods.Allow), deny: proto.NewDenySet(p.Methods.Deny)}
 		pl.fingerprintKey = fmt.Sprintf("%v/%v/%v/%v/%v/%v/%v/%v/%q/%q", p.RequestsPerSecond, p.Burst, p.UnitsPerSecond,
 			p.UnitsBurst, p.DailyUnits, p.MaxConnections, p.MaxSubscriptions, name, p.Methods.Allow, p.Methods.Deny)
 		plans[name] = pl
@@ -197,7 +197,7 @@ func (a *access) load(ks KeySettings) error {
 			c.m = newCallerMetrics(a.s, k.Name)
 		}
 		c.name, c.origins, c.hash = k.Name, k.Origins, h
-		c.allow, c.deny = proto.NewMethodSet(k.Methods.Allow), proto.NewMethodSet(k.Methods.Deny)
+		c.allow, c.deny = proto.NewAllowSet(k.Methods.Allow), proto.NewDenySet(k.Methods.Deny)
 		t.keys[h] = c
 	}
 	a.table.Store(t)
@@ -461,18 +461,13 @@ func (c *tenant) spend(n, cost int64) *proto.Error {
 	return nil
 }
 
-// allows reports whether c's plan and key let it call the method.
-func (c *tenant) allows(name []byte) bool {
+// allows reports whether c's plan and key let it make the call r: its method and, for
+// eth_subscribe, its subscription kind, each with its family (proto.NewDenySet).
+func (c *tenant) allows(r *proto.Request) bool {
 	if c == nil {
 		return true
 	}
-	if !c.plan.allow.Empty() && !c.plan.allow.Has(name) || c.plan.deny.Has(name) {
-		return false
-	}
-	if !c.allow.Empty() && !c.allow.Has(name) || c.deny.Has(name) {
-		return false
-	}
-	return true
+	return c.plan.allow.Allows(r) && !c.plan.deny.Names(r) && c.allow.Allows(r) && !c.deny.Names(r)
 }
 
 // acquire takes one of c's slots (connections or subscriptions).
@@ -494,7 +489,7 @@ func (s *Server) charge(c *call) *proto.Error {
 	if t == nil {
 		return nil
 	}
-	if !t.allows(c.req.Name) {
+	if !t.allows(&c.req) {
 		t.m.refused[refusedMethod].Inc()
 		return errMethodPlan
 	}
