@@ -73,6 +73,25 @@ type tenant struct {
 
 	lastUse atomic.Int64 // unix seconds; anonymous tenants are dropped when idle
 	m       *tenantMetrics
+	ref     *tenantRef // keys only: the key across reloads
+}
+
+// tenantRef is where a long-lived session (a websocket) finds its tenant on every call,
+// rather than keeping the one it connected with: a reload swaps what it holds. A key's
+// ref follows the key across reloads (the key's tenant is replaced when its plan
+// changes) and is revoked when the key is removed. An unkeyed session holds one of its
+// own (socket2socket_access.go).
+type tenantRef struct {
+	cur     atomic.Pointer[tenant] // nil: not limited
+	revoked atomic.Bool
+}
+
+// load returns the current tenant; ok is false once the key was removed.
+func (r *tenantRef) load() (t *tenant, ok bool) {
+	if r.revoked.Load() {
+		return nil, false
+	}
+	return r.cur.Load(), true
 }
 
 type tenantMetrics struct {
@@ -185,9 +204,13 @@ func (a *access) load(ks KeySettings) error {
 			return fmt.Errorf("key %q: the same key is configured twice", k.Name)
 		}
 		var c *tenant
+		ref := &tenantRef{}
 		if old != nil {
-			if prev := old.keys[h]; prev != nil && prev.name == k.Name && prev.plan.fingerprintKey == pl.fingerprintKey {
-				c = prev
+			if prev := old.keys[h]; prev != nil {
+				ref = prev.ref
+				if prev.name == k.Name && prev.plan.fingerprintKey == pl.fingerprintKey {
+					c = prev
+				}
 			}
 		}
 		if c == nil {
@@ -195,16 +218,26 @@ func (a *access) load(ks KeySettings) error {
 				return err
 			}
 			c.m = newCallerMetrics(a.s, k.Name)
+			c.ref = ref
 		}
 		c.name, c.origins, c.hash = k.Name, k.Origins, h
 		c.allow, c.deny = proto.NewAllowSet(k.Methods.Allow), proto.NewDenySet(k.Methods.Deny)
 		t.keys[h] = c
 	}
 	a.table.Store(t)
+	// Sessions follow: a key's sessions see its new tenant at their next call, a removed
+	// key's are refused (and closed by the socket server's review).
+	for _, c := range t.keys {
+		c.ref.cur.Store(c)
+	}
 	if old != nil {
 		for h, c := range old.keys {
 			if t.keys[h] != c {
 				c.close()
+			}
+			if t.keys[h] == nil {
+				c.ref.cur.Store(nil)
+				c.ref.revoked.Store(true)
 			}
 		}
 	}
@@ -653,6 +686,9 @@ func (s *Server) reloadAccess(next Config) error {
 		return fmt.Errorf("keys: %w", err)
 	}
 	s.resolver.Store(clientip.NewResolver(trusted))
+	if s.s2s != nil {
+		s.s2s.review() // open websockets follow: closed if their key went, on the new plan if it changed
+	}
 	return nil
 }
 
