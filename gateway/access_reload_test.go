@@ -175,8 +175,8 @@ func TestReloadPlanLimitsFollowSockets(t *testing.T) {
 	decodeAnswer(t, b.call(blockNumberCall))
 	waitFor(t, "two clients", func() bool { return gw.metric(t, "gateway_ws_client_connections") == 2 })
 
-	reload(t, gw, path, accessConfig("{max_subscriptions: 1, max_connections: 1}"))
-	// One of a's two subscriptions ends (-32005 naming the limit); one of the two sockets closes.
+	// Fewer subscriptions: one of a's two ends (-32005 naming the limit); b is not touched.
+	reload(t, gw, path, accessConfig("{max_subscriptions: 1, max_connections: 3}"))
 	m := string(a.next())
 	if !strings.Contains(m, `"method":"eth_subscription"`) || !strings.Contains(m, `"error":{"code":-32005`) ||
 		!strings.Contains(m, "subscriptions limit of plan small") {
@@ -185,21 +185,38 @@ func TestReloadPlanLimitsFollowSockets(t *testing.T) {
 	if got := gw.metric(t, "gateway_ws_subscriptions"); got != 1 {
 		t.Errorf("subscriptions after the reload: %v, want 1", got)
 	}
+	if r := decodeAnswer(t, b.call(blockNumberCall)); r.Error != nil {
+		t.Fatalf("b after the reload: %+v", r.Error)
+	}
+	// Fewer connections: whichever socket the review reaches second is closed.
+	reload(t, gw, path, accessConfig("{max_subscriptions: 1, max_connections: 1}"))
+	var closed, open *wsTestClient
+	select {
+	case <-a.done:
+		closed, open = a, b
+	case <-b.done:
+		closed, open = b, a
+	case <-time.After(wsWait):
+		t.Fatal("no socket closed past the new connection limit")
+	}
 	var ce *websocket.CloseError
-	if err := b.expectClose(); !asCloseError(err, &ce) || ce.Code != websocket.ClosePolicyViolation ||
+	if err := closed.closeErr(); !asCloseError(err, &ce) || ce.Code != websocket.ClosePolicyViolation ||
 		!strings.Contains(ce.Text, "concurrent connections") {
-		t.Fatalf("second socket: %v, want 1008 naming the connection limit", err)
+		t.Fatalf("socket past the new limit: %v, want 1008 naming the connection limit", err)
 	}
-	// The slots given back are the new plan's: after a leaves, one socket fits again.
-	if r := decodeAnswer(t, a.call(blockNumberCall)); r.Error != nil {
-		t.Fatalf("a after the reload: %+v", r.Error)
+	if r := decodeAnswer(t, open.call(blockNumberCall)); r.Error != nil {
+		t.Fatalf("the socket within the new limit: %+v", r.Error)
 	}
-	_ = a.conn.Close()
-	<-a.done
+	// The slots given back are the new plan's: once it leaves, one socket fits again.
+	_ = open.conn.Close()
+	<-open.done
 	waitFor(t, "no clients", func() bool { return gw.metric(t, "gateway_ws_client_connections") == 0 })
 	c := dialWS(t, url, nil)
 	if r := decodeAnswer(t, c.call(blockNumberCall)); r.Error != nil {
 		t.Fatalf("a new socket within the new limit: %+v", r.Error)
+	}
+	if got := gw.metric(t, "gateway_ws_subscriptions"); got != 0 {
+		t.Errorf("subscriptions after both left: %v, want 0", got)
 	}
 }
 
