@@ -122,7 +122,11 @@ func TestReloadPlanChangeAppliesToWebsockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The error notification: the subscription the new plan denies has ended.
+	deadline := time.Now().Add(wsWait)
 	for ended := false; !ended; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no error notification for the denied subscription within %v", wsWait)
+		}
 		b := ws.next()
 		a := decodeAnswer(t, b)
 		if a.Method != "eth_subscription" || !strings.Contains(string(b), `"error"`) {
