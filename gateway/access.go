@@ -83,7 +83,27 @@ type tenant struct {
 	refs       int          // aggregates: entries under it (under the table's lock)
 	prev, next *tenant      // the table's order of use (under its lock)
 
+	ref *tenantRef // keys only: the key across reloads
+
 	sharedBudget sharedcache.Budget // bytes its answers may still write into Redis this minute
+}
+
+// tenantRef is where a long-lived session (a websocket) finds its tenant on every call,
+// rather than keeping the one it connected with: a reload swaps what it holds. A key's
+// ref follows the key across reloads (the key's tenant is replaced when its plan
+// changes) and is revoked when the key is removed. An unkeyed session holds one of its
+// own (socket2socket_access.go).
+type tenantRef struct {
+	cur     atomic.Pointer[tenant] // nil: not limited
+	revoked atomic.Bool
+}
+
+// load returns the current tenant; ok is false once the key was removed.
+func (r *tenantRef) load() (t *tenant, ok bool) {
+	if r.revoked.Load() {
+		return nil, false
+	}
+	return r.cur.Load(), true
 }
 
 type tenantMetrics struct {
@@ -163,7 +183,7 @@ func (a *access) load(ks KeySettings) error {
 	for name, p := range ks.Plans {
 		pl := &plan{name: name, rps: p.RequestsPerSecond, burst: p.Burst, ups: p.UnitsPerSecond, unitsBurst: p.UnitsBurst,
 			daily: p.DailyUnits, maxConns: p.MaxConnections, maxSubs: p.MaxSubscriptions,
-			allow: proto.NewMethodSet(p.Methods.Allow), deny: proto.NewMethodSet(p.Methods.Deny)}
+			allow: proto.NewAllowSet(p.Methods.Allow), deny: proto.NewDenySet(p.Methods.Deny)}
 		pl.fingerprintKey = fmt.Sprintf("%v/%v/%v/%v/%v/%v/%v/%v/%q/%q", p.RequestsPerSecond, p.Burst, p.UnitsPerSecond,
 			p.UnitsBurst, p.DailyUnits, p.MaxConnections, p.MaxSubscriptions, name, p.Methods.Allow, p.Methods.Deny)
 		plans[name] = pl
@@ -191,9 +211,13 @@ func (a *access) load(ks KeySettings) error {
 			return fmt.Errorf("key %q: the same key is configured twice", k.Name)
 		}
 		var c *tenant
+		ref := &tenantRef{}
 		if old != nil {
-			if prev := old.keys[h]; prev != nil && prev.name == k.Name && prev.plan.fingerprintKey == pl.fingerprintKey {
-				c = prev
+			if prev := old.keys[h]; prev != nil {
+				ref = prev.ref
+				if prev.name == k.Name && prev.plan.fingerprintKey == pl.fingerprintKey {
+					c = prev
+				}
 			}
 		}
 		if c == nil {
@@ -201,16 +225,26 @@ func (a *access) load(ks KeySettings) error {
 				return err
 			}
 			c.m = newCallerMetrics(a.s, k.Name)
+			c.ref = ref
 		}
 		c.name, c.origins, c.hash = k.Name, k.Origins, h
-		c.allow, c.deny = proto.NewMethodSet(k.Methods.Allow), proto.NewMethodSet(k.Methods.Deny)
+		c.allow, c.deny = proto.NewAllowSet(k.Methods.Allow), proto.NewDenySet(k.Methods.Deny)
 		t.keys[h] = c
 	}
 	a.table.Store(t)
+	// Sessions follow: a key's sessions see its new tenant at their next call, a removed
+	// key's are refused (and closed by the socket server's review).
+	for _, c := range t.keys {
+		c.ref.cur.Store(c)
+	}
 	if old != nil {
 		for h, c := range old.keys {
 			if t.keys[h] != c {
 				c.close()
+			}
+			if t.keys[h] == nil {
+				c.ref.cur.Store(nil)
+				c.ref.revoked.Store(true)
 			}
 		}
 	}
@@ -407,18 +441,13 @@ func (c *tenant) spend(n, cost int64) *proto.Error {
 	return nil
 }
 
-// allows reports whether c's plan and key let it call the method.
-func (c *tenant) allows(name []byte) bool {
+// allows reports whether c's plan and key let it make the call r: its method and, for
+// eth_subscribe, its subscription kind, each with its family (proto.NewDenySet).
+func (c *tenant) allows(r *proto.Request) bool {
 	if c == nil {
 		return true
 	}
-	if !c.plan.allow.Empty() && !c.plan.allow.Has(name) || c.plan.deny.Has(name) {
-		return false
-	}
-	if !c.allow.Empty() && !c.allow.Has(name) || c.deny.Has(name) {
-		return false
-	}
-	return true
+	return c.plan.allow.Allows(r) && !c.plan.deny.Names(r) && c.allow.Allows(r) && !c.deny.Names(r)
 }
 
 // acquire takes one of c's slots (connections or subscriptions).
@@ -440,7 +469,7 @@ func (s *Server) charge(c *call) *proto.Error {
 	if t == nil {
 		return nil
 	}
-	if !t.allows(c.req.Name) {
+	if !t.allows(&c.req) {
 		t.m.refused[refusedMethod].Inc()
 		return errMethodPlan
 	}
@@ -623,6 +652,9 @@ func (s *Server) reloadAccess(next Config) error {
 		return fmt.Errorf("keys: %w", err)
 	}
 	s.resolver.Store(clientip.NewResolver(trusted))
+	if s.s2s != nil {
+		s.s2s.review() // open websockets follow: closed if their key went, on the new plan if it changed
+	}
 	return nil
 }
 

@@ -287,7 +287,7 @@ func (s *Server) admitElement(c *call, el []byte) bool {
 	}
 	c.id = c.req.ID
 	perr := s.policy.admit(&c.req)
-	if perr == nil && c.who != nil && !c.who.allows(c.req.Name) {
+	if perr == nil && c.who != nil && !c.who.allows(&c.req) {
 		c.who.m.refused[refusedMethod].Inc()
 		perr = errMethodPlan
 	}

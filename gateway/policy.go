@@ -14,8 +14,9 @@ type policy struct {
 
 // admit returns the error that answers r instead of the upstream, or nil.
 func (p *policy) admit(r *proto.Request) *proto.Error {
-	// r.Name is decoded: "admin\u005fnodeInfo" is admin_nodeInfo.
-	if p.deny.Has(r.Name) {
+	// r.Name is decoded: "admin\u005fnodeInfo" is admin_nodeInfo; so is an
+	// eth_subscribe's kind, which a family may deny.
+	if p.deny.Names(r) {
 		return proto.ErrMethodNotFound
 	}
 	return nil

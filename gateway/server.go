@@ -108,7 +108,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		log:     opts.Logger,
 		version: opts.Version,
 		reg:     upstream.NewRegistry(),
-		policy:  policy{deny: proto.NewMethodSet(cfg.DenyMethods)},
+		policy:  policy{deny: proto.NewDenySet(cfg.DenyMethods)},
 		pending: newBudget(cfg.MaxPendingBytes),
 		getenv:  opts.Getenv,
 		stop:    make(chan struct{}),

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,8 +115,13 @@ func (h *socketServer) serve(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, nil, perr)
 		return
 	}
+	// An unkeyed client is limited by its address: a reload may give it another plan.
+	var addr netip.Addr
+	if who == nil || who.ref == nil {
+		addr = h.s.clientAddr(ctx)
+	}
 	// On failure Upgrade has answered with an HTTP error already.
-	_ = h.upgrader.Upgrade(ctx, func(conn *websocket.Conn) { h.serveClient(conn, who) })
+	_ = h.upgrader.Upgrade(ctx, func(conn *websocket.Conn) { h.serveClient(conn, who, addr) })
 }
 
 // drainReason tells clients closed by a drain to come back: another pod serves them.
@@ -185,7 +191,7 @@ func closeNow(conn *websocket.Conn, code int, reason string) {
 }
 
 // serveClient is the hijack handler: it owns the connection for its whole life.
-func (h *socketServer) serveClient(conn *websocket.Conn, who *tenant) {
+func (h *socketServer) serveClient(conn *websocket.Conn, who *tenant, addr netip.Addr) {
 	if perr := who.acquire(who.connSlots(), refusedConnections); perr != nil {
 		h.refused.Inc()
 		closeNow(conn, websocket.ClosePolicyViolation, perr.Message)
@@ -195,9 +201,9 @@ func (h *socketServer) serveClient(conn *websocket.Conn, who *tenant) {
 	// a count of n means n clients hold slots (tests wait on it).
 	h.conns.Add(1)
 	defer h.conns.Add(-1)
-	defer release(who.connSlots())
-	who.hold() // an anonymous tenant stays in its table while a socket uses it
-	defer who.unhold()
+	c := newWSClient(h, conn, h.s.ws, h.s.router.Subscriptions())
+	c.bind(who, addr)
+	defer c.releaseConn() // on the tenant it is bound to by then (and unholds it)
 	h.connects.Inc()
 	h.mu.Lock()
 	if h.closed {
@@ -206,8 +212,6 @@ func (h *socketServer) serveClient(conn *websocket.Conn, who *tenant) {
 		closeNow(conn, websocket.CloseGoingAway, "server shutting down")
 		return
 	}
-	c := newWSClient(h, conn, h.s.ws, h.s.router.Subscriptions())
-	c.who = who
 	// Registered under mu, before Close can start waiting: Close sees every client.
 	h.wg.Add(1)
 	h.clients[c] = struct{}{}
@@ -218,6 +222,8 @@ func (h *socketServer) serveClient(conn *websocket.Conn, who *tenant) {
 		h.mu.Unlock()
 		h.wg.Done()
 	}()
+	// A reload between the key check and the registration above was not reviewed for it.
+	c.rebind()
 	if h.s.cfg.WSPerClient {
 		m, err := h.s.perClientMux()
 		if err != nil {

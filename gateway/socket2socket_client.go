@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"errors"
 	"io"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +33,18 @@ type wsClient struct {
 	conn *websocket.Conn
 	up   caller     // where calls go
 	subs subscriber // where subscriptions go
-	who  *tenant    // whose limits its calls count against; nil: none
+
+	// Whose limits its calls count against (socket2socket_access.go): ref, read on
+	// every call, which a reload swaps; own is an unkeyed client's, found again by addr.
+	ref  *tenantRef
+	own  tenantRef
+	addr netip.Addr
+	// bound holds the client's connection slot and its subscriptions' slots; unbacked
+	// counts subscriptions left without one by a plan change (about to end).
+	whoMu    sync.Mutex
+	bound    *tenant
+	unbacked int32
+	gone     bool // the handler has ended
 
 	// refusals counts limit refusals in a row: a client that keeps pushing past its
 	// limits is closed (1008) rather than answered forever.
@@ -54,12 +67,14 @@ type wsClient struct {
 	queuedBytes int
 	writing     bool // a drain goroutine runs
 	closed      bool
+	closing     bool // a close is queued behind the messages before it
 }
 
 // outMsg is a queued message: a pooled buffer we own, or a shared notification frame.
 type outMsg struct {
-	b   []byte
-	buf *[]byte // non-nil when b is ours to return to the pool
+	b     []byte
+	buf   *[]byte // non-nil when b is ours to return to the pool
+	close int     // not 0: a close frame with this code, b its reason
 }
 
 var msgPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -79,6 +94,7 @@ type subscriber interface {
 	Join(params, id []byte, sink upstream.Sink, deadline time.Time)
 	Leave(sink upstream.Sink, gwID []byte) bool
 	LeaveAll(sink upstream.Sink) int
+	Holdings(sink upstream.Sink) []upstream.Holding
 }
 
 func newWSClient(h *socketServer, conn *websocket.Conn, up caller, subs subscriber) *wsClient {
@@ -142,7 +158,7 @@ func readMessage(r io.Reader, buf []byte) ([]byte, error) {
 func (c *wsClient) isClosed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.closed
+	return c.closed || c.closing
 }
 
 // acquire registers a use of conn by a goroutine other than the handler; false once
@@ -191,13 +207,7 @@ func (c *wsClient) cleanup() {
 	if c.subs != nil {
 		c.subs.LeaveAll(c)
 	}
-	held := int(c.nsubs.Swap(0))
-	c.h.subs.release(held)
-	if slots := c.who.subSlots(); slots != nil {
-		for range held {
-			slots.Release()
-		}
-	}
+	c.dropAll()
 	_ = c.conn.Close()
 }
 
@@ -236,9 +246,7 @@ func (c *wsClient) shutdown(code int, reason string) {
 // subscription gives its place in the budgets back.
 func (c *wsClient) Reply(msg []byte) {
 	if proto.IsErrorResponse(msg) {
-		c.nsubs.Add(-1)
-		c.h.subs.release(1)
-		release(c.who.subSlots())
+		c.dropSub()
 	}
 	c.send(msg)
 }
@@ -266,7 +274,9 @@ func (c *wsClient) enqueue(m outMsg) {
 		}
 		return
 	}
-	if len(c.queue) >= cfg.WSClientQueue || (len(c.queue) > 0 && c.queuedBytes+len(m.b) > cfg.WSClientQueueBytes) {
+	if m.close != 0 {
+		c.closing = true // served no more; the close goes out after what is queued
+	} else if len(c.queue) >= cfg.WSClientQueue || (len(c.queue) > 0 && c.queuedBytes+len(m.b) > cfg.WSClientQueueBytes) {
 		c.closed = true
 		c.releaseLocked()
 		c.mu.Unlock()
@@ -305,7 +315,15 @@ func (c *wsClient) drain() {
 		c.mu.Unlock()
 
 		var err error
+		closing := false
 		for i, m := range batch {
+			if m.close != 0 && err == nil {
+				// Everything queued before it is written: now the close frame.
+				_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(m.close, string(m.b)),
+					time.Now().Add(time.Second))
+				_ = c.conn.SetReadDeadline(time.Now().Add(closeGrace))
+				err, closing = errClosing, true
+			}
 			if err == nil {
 				_ = c.conn.SetWriteDeadline(time.Now().Add(timeout))
 				if err = c.conn.WriteMessage(websocket.TextMessage, m.b); err == nil {
@@ -326,10 +344,30 @@ func (c *wsClient) drain() {
 			c.writing = false
 			c.releaseLocked()
 			c.mu.Unlock()
-			_ = c.conn.SetReadDeadline(time.Now()) // ends the read loop
+			if !closing {
+				_ = c.conn.SetReadDeadline(time.Now()) // ends the read loop
+			}
 			return
 		}
 	}
+}
+
+var errClosing = errors.New("closing")
+
+// closeWithError tells the client why in a JSON-RPC error frame (id null), then closes
+// the connection with code: both go through the queue, so the frame is read first.
+func (c *wsClient) closeWithError(code int, e *proto.Error, reason string) {
+	c.mu.Lock()
+	done := c.closed || c.closing
+	c.mu.Unlock()
+	if done {
+		return
+	}
+	if len(reason) > 123 { // a close frame's reason has room for 123 bytes
+		reason = reason[:123]
+	}
+	c.sendError(nil, e)
+	c.enqueue(outMsg{b: []byte(reason), close: code})
 }
 
 func (c *wsClient) sendError(id []byte, e *proto.Error) {
@@ -378,7 +416,13 @@ func (c *wsClient) handle(buf *[]byte) bool {
 		return false
 	}
 	// The policy first: what it refuses is answered here and never counts as in flight.
-	cl.who = c.who
+	who, ok := c.tenant()
+	if !ok {
+		c.refuseRevoked(cl.id)
+		putCall(cl)
+		return false
+	}
+	cl.who = who
 	perr := c.h.s.policy.admit(&cl.req)
 	if perr == nil {
 		perr = c.charge(c.h.s.charge(cl))
@@ -451,6 +495,11 @@ func (c *wsClient) runCall(cl *call, buf *[]byte, size int) {
 
 // startBatch counts a batch's elements against the budgets and runs it on a goroutine.
 func (c *wsClient) startBatch(buf *[]byte) bool {
+	who, ok := c.tenant()
+	if !ok {
+		c.refuseRevoked(nil)
+		return false
+	}
 	n := 0
 	if it, err := proto.NewArrayIter(*buf); err == nil {
 		for n <= c.h.s.cfg.MaxBatch {
@@ -467,7 +516,7 @@ func (c *wsClient) startBatch(buf *[]byte) bool {
 	go func() {
 		defer c.done(max(n, 1), len(*buf))
 		out := getMsgBuf()
-		ans, perr := c.h.s.serveBatch((*out)[:0], *buf, c.up, time.Now().Add(c.h.s.cfg.UpstreamTimeout), c.who)
+		ans, perr := c.h.s.serveBatch((*out)[:0], *buf, c.up, time.Now().Add(c.h.s.cfg.UpstreamTimeout), who)
 		if perr == nil || perr.Status == fasthttp.StatusTooManyRequests {
 			perr = c.charge(perr)
 		}
@@ -497,27 +546,19 @@ func (c *wsClient) subscribe(cl *call) {
 		c.sendError(cl.id, perr)
 		return
 	}
-	if c.nsubs.Add(1) > int32(c.h.s.cfg.WSMaxSubscriptions) {
-		c.nsubs.Add(-1)
-		c.h.refused.Inc()
-		c.sendError(cl.id, errTooManySubscriptions)
+	who, ok := c.tenant()
+	if !ok {
+		c.refuseRevoked(cl.id)
 		return
 	}
-	if !c.h.subs.acquire(1) {
-		c.nsubs.Add(-1)
-		c.h.refused.Inc()
-		c.sendError(cl.id, errGatewaySubscriptions)
-		return
-	}
-	// The tenant's plan: the method, one request and its cost, and a subscription slot.
-	cl.who = c.who
+	// The tenant's plan: the method and its kind, one request and its cost; then the
+	// budgets and a subscription slot.
+	cl.who = who
 	perr := c.charge(c.h.s.charge(cl))
 	if perr == nil {
-		perr = c.who.acquire(c.who.subSlots(), refusedSubscriptions)
+		perr = c.takeSub()
 	}
 	if perr != nil {
-		c.nsubs.Add(-1)
-		c.h.subs.release(1)
 		c.sendError(cl.id, perr)
 		return
 	}
@@ -533,9 +574,7 @@ func (c *wsClient) unsubscribe(cl *call) {
 	res := "false"
 	if gw := firstStringParam(cl.req.Params); gw != nil && c.subs.Leave(c, gw) {
 		res = "true"
-		c.nsubs.Add(-1)
-		c.h.subs.release(1)
-		release(c.who.subSlots())
+		c.dropSub()
 	}
 	buf := getMsgBuf()
 	*buf = append(append(append(append((*buf)[:0], `{"jsonrpc":"2.0","id":`...), cl.id...), `,"result":`...), res...)

@@ -43,3 +43,88 @@ func (s MethodSet) Has(name []byte) bool {
 	_, ok := s.exact[string(name)]
 	return ok
 }
+
+// Method families: the ways to read the same data. A plan that denies one member but
+// not the others would deny nothing, so the access lists (NewDenySet, NewAllowSet) treat
+// a family as one entry: naming any member names them all. Subscription kinds are
+// members under their eth_subscribe names (Request.SubKind).
+//
+// eth_newBlockFilter and newHeads are a family (new blocks, pushed or polled); block
+// reads (eth_getBlockByNumber, ...) are not in it: a list that names them is about
+// reading blocks, not about being told of new ones.
+var families = [...][]string{
+	{"eth_getLogs", "eth_newFilter", "eth_getFilterLogs", "logs"},
+	{"eth_newPendingTransactionFilter", "newPendingTransactions"},
+	{"eth_newBlockFilter", "newHeads"},
+	{"eth_syncing", "syncing"},
+}
+
+// filterCreators make the filters eth_getFilterChanges and eth_uninstallFilter read by
+// id. The id does not say which kind of filter it is (the upstream chose it at random),
+// so the gateway decides at creation: a list that refuses every creator refuses the
+// readers too, and otherwise they pass (a filter exists only if its creation passed).
+var filterCreators = [...]string{"eth_newFilter", "eth_newBlockFilter", "eth_newPendingTransactionFilter"}
+
+var filterReaders = [...]string{"eth_getFilterChanges", "eth_uninstallFilter"}
+
+// NewDenySet is NewMethodSet for a deny-list, with families: denying a member denies the
+// family; denying every filter creator denies the filter readers.
+func NewDenySet(entries []string) MethodSet {
+	s := NewMethodSet(entries).withFamilies()
+	all := true
+	for _, m := range filterCreators {
+		all = all && s.Has([]byte(m))
+	}
+	if all {
+		s.add(filterReaders[:]...)
+	}
+	return s
+}
+
+// NewAllowSet is NewMethodSet for an allow-list, with families: allowing a member allows
+// the family; allowing a filter creator allows the filter readers. An empty list stays
+// empty (everything allowed).
+func NewAllowSet(entries []string) MethodSet {
+	s := NewMethodSet(entries).withFamilies()
+	for _, m := range filterCreators {
+		if s.Has([]byte(m)) {
+			s.add(filterReaders[:]...)
+			break
+		}
+	}
+	return s
+}
+
+// withFamilies adds every member of a family one of whose members the set has.
+func (s MethodSet) withFamilies() MethodSet {
+	for _, f := range families {
+		for _, m := range f {
+			if s.Has([]byte(m)) {
+				s.add(f...)
+				break
+			}
+		}
+	}
+	return s
+}
+
+func (s *MethodSet) add(names ...string) {
+	if s.exact == nil {
+		s.exact = map[string]struct{}{}
+	}
+	for _, n := range names {
+		s.exact[n] = struct{}{}
+	}
+}
+
+// Names reports whether the set names the call r: its method or, for eth_subscribe, its
+// subscription kind. It is how a deny-list decides.
+func (s MethodSet) Names(r *Request) bool {
+	return s.Has(r.Name) || r.SubKind != nil && s.Has(r.SubKind)
+}
+
+// Allows reports whether the allow-list s lets the call r through: an empty list allows
+// everything; otherwise its method and, for eth_subscribe, its kind must both be listed.
+func (s MethodSet) Allows(r *Request) bool {
+	return s.Empty() || s.Has(r.Name) && (r.SubKind == nil || s.Has(r.SubKind))
+}

@@ -25,3 +25,56 @@ func TestMethodSet(t *testing.T) {
 		t.Fatalf("Has allocates %v times", a)
 	}
 }
+
+// The access lists treat a method family as one entry.
+func TestMethodFamilies(t *testing.T) {
+	call := func(method, params string) *Request {
+		var r Request
+		if perr := r.Parse([]byte(`{"jsonrpc":"2.0","id":1,"method":"` + method + `","params":` + params + `}`)); perr != nil {
+			t.Fatalf("%s %s: %v", method, params, perr.Message)
+		}
+		return &r
+	}
+	getLogs, newFilter := call("eth_getLogs", `[{}]`), call("eth_newFilter", `[{}]`)
+	filterLogs, changes := call("eth_getFilterLogs", `["0x1"]`), call("eth_getFilterChanges", `["0x1"]`)
+	subLogs, subHeads := call("eth_subscribe", `["l\u006fgs",{}]`), call("eth_subscribe", `["newHeads"]`)
+	subPending, pendingFilter := call("eth_subscribe", `["newPendingTransactions"]`), call("eth_newPendingTransactionFilter", `[]`)
+	blockFilter, blockNumber := call("eth_newBlockFilter", `[]`), call("eth_blockNumber", `[]`)
+	all := []*Request{getLogs, newFilter, filterLogs, changes, subLogs, subHeads, subPending, pendingFilter, blockFilter, blockNumber}
+	for _, c := range []struct {
+		deny   []string
+		denied []*Request
+	}{
+		{[]string{"eth_getLogs"}, []*Request{getLogs, newFilter, filterLogs, subLogs}},
+		{[]string{"logs"}, []*Request{getLogs, newFilter, filterLogs, subLogs}},
+		{[]string{"eth_get*"}, []*Request{getLogs, newFilter, filterLogs, changes, subLogs}},
+		{[]string{"newPendingTransactions"}, []*Request{subPending, pendingFilter}},
+		{[]string{"eth_newBlockFilter"}, []*Request{subHeads, blockFilter}},
+		{[]string{"eth_getLogs", "eth_newBlockFilter", "eth_newPendingTransactionFilter"},
+			[]*Request{getLogs, newFilter, filterLogs, changes, subLogs, subHeads, subPending, pendingFilter, blockFilter}},
+	} {
+		s := NewDenySet(c.deny)
+		for _, r := range all {
+			want := false
+			for _, d := range c.denied {
+				want = want || d == r
+			}
+			if got := s.Names(r); got != want {
+				t.Errorf("deny %v: %s %s denied = %v, want %v", c.deny, r.Name, r.Params, got, want)
+			}
+		}
+	}
+	allow := NewAllowSet([]string{"eth_subscribe", "eth_getLogs", "eth_blockNumber"})
+	for r, want := range map[*Request]bool{subLogs: true, newFilter: true, changes: true, subHeads: false, subPending: false,
+		blockNumber: true, blockFilter: false} {
+		if got := allow.Allows(r); got != want {
+			t.Errorf("allow-list: %s %s allowed = %v, want %v", r.Name, r.Params, got, want)
+		}
+	}
+	if !NewAllowSet(nil).Allows(subPending) || NewDenySet(nil).Names(subPending) {
+		t.Error("empty lists: an allow-list allows everything, a deny-list denies nothing")
+	}
+	if a := testing.AllocsPerRun(100, func() { allow.Allows(subLogs) }); a != 0 {
+		t.Fatalf("Allows allocates %v times", a)
+	}
+}

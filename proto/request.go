@@ -27,9 +27,13 @@ type Request struct {
 	// Params is the canonical params: a JSON array or object without insignificant
 	// whitespace; "[]" when the client sent none or null.
 	Params []byte
+	// SubKind is the decoded subscription kind of an eth_subscribe (newHeads, logs, ...),
+	// nil for every other method. Its params are canonical (subscribe.go).
+	SubKind []byte
 
 	nameBuf   [MaxMethodLen + 2*utf8.UTFMax]byte
 	paramsBuf []byte
+	subBuf    []byte
 }
 
 // Errors for request objects the gateway refuses (-32600, HTTP 400 on REST routes; the
@@ -72,7 +76,7 @@ const maxFoldedKey = 3 * len("jsonrpc")
 // object; the errors above for an object the gateway will not forward. r.ID is set
 // whenever the id member was read, so a refusal can still carry the client's id.
 func (r *Request) Parse(b []byte) *Error {
-	r.ID, r.Method, r.Name, r.Params = nil, MethodOther, nil, nil
+	r.ID, r.Method, r.Name, r.Params, r.SubKind = nil, MethodOther, nil, nil, nil
 	i := SkipWS(b, 0)
 	if i >= len(b) {
 		return ErrParse
@@ -134,12 +138,13 @@ func (r *Request) Parse(b []byte) *Error {
 		return ErrBadMethod
 	}
 	r.Name, r.Method = name, MethodOf(name)
-	if !seen[memberParams] {
-		r.Params = emptyParams
-		return nil
+	var p []byte
+	if seen[memberParams] {
+		p = spans[memberParams].Bytes(b)
 	}
-	p := spans[memberParams].Bytes(b)
 	switch {
+	case p == nil:
+		r.Params = emptyParams
 	case p[0] == '[' || p[0] == '{':
 		if isCompact(p) {
 			r.Params = p
@@ -152,6 +157,21 @@ func (r *Request) Parse(b []byte) *Error {
 	default:
 		return ErrBadParams
 	}
+	if r.Method == methodSubscribe {
+		return r.canonicalSubscribe()
+	}
+	return nil
+}
+
+// canonicalSubscribe makes r.Params the canonical form of its eth_subscribe params: the
+// one spelling every decision and the upstream see.
+func (r *Request) canonicalSubscribe() *Error {
+	buf, kind, ok := canonicalSubscribe(r.subBuf[:0], r.Params)
+	r.subBuf = buf
+	if !ok {
+		return ErrBadSubscribeParams
+	}
+	r.Params, r.SubKind = buf, buf[kind.Start:kind.End]
 	return nil
 }
 
@@ -206,7 +226,7 @@ func validMethodName(name []byte) bool {
 // valid method name and params canonical JSON (nil for none). It is a notification
 // until the caller sets ID.
 func (r *Request) Set(name, params []byte) {
-	r.ID, r.Name, r.Method = nil, name, MethodOf(name)
+	r.ID, r.Name, r.Method, r.SubKind = nil, name, MethodOf(name), nil
 	if len(params) == 0 {
 		params = emptyParams
 	}

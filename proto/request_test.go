@@ -109,7 +109,7 @@ func TestParseRequestAccepts(t *testing.T) {
 	f(" \n{ \"id\" : 2 , \"method\" : \"eth_getBalance\" , \"params\" : [ \"0xAb\" ,\n \"latest\" ] } \t",
 		"2", "eth_getBalance", `["0xAb","latest"]`)
 	f(`{"id":1,"method":"eth_call","params":[{"data":"a b\t"} , "latest"]}`, "1", "eth_call", `[{"data":"a b\t"},"latest"]`)
-	f(`{"id":1,"method":"eth_subscribe","params":{"a":1}}`, "1", "eth_subscribe", `{"a":1}`)
+	f(`{"id":1,"method":"rpc_modules","params":{"a":1}}`, "1", "rpc_modules", `{"a":1}`) // eth_subscribe refuses object params (subscribe.go)
 	// Other members are ignored: they are never forwarded.
 	f(`{"id":1,"method":"eth_chainId","foo":{"id":9},"result":1}`, "1", "eth_chainId", "[]")
 }

@@ -382,3 +382,10 @@ func NotificationResult(frame []byte) []byte {
 		}
 	}
 }
+
+// Holdings lists the subscriptions sink holds on this Mux.
+func (m *Mux) Holdings(sink Sink) []Holding {
+	m.subs.mu.Lock()
+	defer m.subs.mu.Unlock()
+	return m.subs.roster.holdings(sink, func(g *group) (string, []byte) { return g.gwID, g.params })
+}

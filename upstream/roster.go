@@ -150,3 +150,24 @@ func removeWaiters(ws []waiter, sink Sink) []waiter {
 	clear(ws[len(out):])
 	return out
 }
+
+// Holding is one subscription a sink holds: the gateway id (no quotes), the canonical
+// params, and how many times the sink joined it.
+type Holding struct {
+	GWID   string
+	Params []byte
+	N      int
+}
+
+// holdings lists the groups sink is a member of (not those it waits for); ident gives
+// a group's gateway id and params.
+func (r *roster[G]) holdings(sink Sink, ident func(G) (string, []byte)) []Holding {
+	var out []Holding
+	for _, g := range r.bySink[sink] {
+		if n := g.hold().members[sink]; n > 0 {
+			gw, params := ident(g)
+			out = append(out, Holding{GWID: gw, Params: params, N: n})
+		}
+	}
+	return out
+}

@@ -631,3 +631,11 @@ func (s *logSet) add(k string) bool {
 	}
 	return true
 }
+
+// Holdings lists the subscriptions sink holds, for a caller that must check them
+// again (a tenant whose plan changed).
+func (s *Subscriptions) Holdings(sink Sink) []Holding {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.roster.holdings(sink, func(g *subGroup) (string, []byte) { return g.gwID, g.params })
+}

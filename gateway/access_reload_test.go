@@ -1,0 +1,244 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+
+	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
+)
+
+// startKeyedNode starts geth --dev and a gateway in front of it with the given keys file.
+func startKeyedNode(t *testing.T, file string) (*testGateway, string) {
+	t.Helper()
+	node := testnode.Start(t)
+	path := writeFile(t, t.TempDir(), "gateway.yaml", file)
+	gw := startGateway(t, "-upstream-http", node.HTTPURL, "-upstream-ws", node.WSURL, "-cache=false", "-config", path)
+	gw.waitUpstreams(t)
+	return gw, path
+}
+
+// reload writes the file and reloads it.
+func reload(t *testing.T, gw *testGateway, path, file string) {
+	t.Helper()
+	writeFile(t, filepath.Dir(path), filepath.Base(path), file)
+	if err := gw.srv.ReloadConfig(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A reload that removes a key closes its open websockets, on both key routes, with a
+// JSON-RPC error frame and then close 1008; other keys' sockets stay.
+func TestReloadRevokesKeyWebsockets(t *testing.T) {
+	gw, path := startKeyedNode(t, accessConfig("{}"))
+	wsBase := strings.Replace(gw.URL, "http://", "ws://", 1)
+	var alice []*wsTestClient
+	for i := range 10 {
+		var c *wsTestClient
+		if i%2 == 0 {
+			c = dialWS(t, wsBase+"/ws/v3/"+keyAlice, nil)
+		} else {
+			c = dialWS(t, wsBase+"/socket2socket", map[string][]string{"X-API-Key": {keyAlice}})
+		}
+		if a := decodeAnswer(t, c.call(blockNumberCall)); a.Error != nil {
+			t.Fatalf("socket %d before the reload: %+v", i, a.Error)
+		}
+		if i < 3 {
+			if a := decodeAnswer(t, c.call(`{"jsonrpc":"2.0","id":2,"method":"eth_subscribe","params":["newHeads"]}`)); a.Error != nil {
+				t.Fatalf("subscription %d: %+v", i, a.Error)
+			}
+		}
+		alice = append(alice, c)
+	}
+	bob := dialWS(t, wsBase+"/ws/v3/"+keyBob, nil)
+
+	// alice's entry goes; bob's stays.
+	withoutAlice := strings.Replace(accessConfig("{}"), fmt.Sprintf("    - name: alice\n      sha256: %s\n      plan: small\n", sha(keyAlice)), "", 1)
+	if withoutAlice == accessConfig("{}") {
+		t.Fatal("test bug: alice's entry not removed")
+	}
+	start := time.Now()
+	reload(t, gw, path, withoutAlice)
+	for i, c := range alice {
+		select {
+		case <-c.done:
+		case <-time.After(wsWait):
+			t.Fatalf("socket %d still open %v after its key was removed", i, time.Since(start))
+		}
+	}
+	elapsed := time.Since(start)
+	t.Logf("10 sockets of a removed key closed %v after the reload", elapsed)
+	if elapsed > 5*time.Second { // 1 s expected; loose for a loaded machine
+		t.Errorf("closing took %v", elapsed)
+	}
+	for i, c := range alice {
+		var ce *websocket.CloseError
+		if err := c.closeErr(); !asCloseError(err, &ce) || ce.Code != websocket.ClosePolicyViolation {
+			t.Errorf("socket %d: closed with %v, want 1008", i, err)
+		}
+		found := false
+		for len(c.msgs) > 0 {
+			m := string(<-c.msgs)
+			found = found || strings.Contains(m, `"id":null,"error":{"code":-32000,"message":"API key revoked`)
+		}
+		if !found {
+			t.Errorf("socket %d: no JSON-RPC error frame before the close", i)
+		}
+	}
+	if a := decodeAnswer(t, bob.call(blockNumberCall)); a.Error != nil {
+		t.Fatalf("bob's socket after alice's removal: %+v", a.Error)
+	}
+	if code, _, _ := post(t, gw.URL+"/v3/"+keyAlice, blockNumberCall, nil); code != 401 {
+		t.Fatalf("alice over HTTP after the reload: %d, want 401", code)
+	}
+	waitFor(t, "alice's subscriptions ended", func() bool { return gw.metric(t, "gateway_ws_subscriptions") == 0 })
+}
+
+// A reload that changes a key's plan applies to its open websockets: the next call past
+// the new limit is refused, and subscriptions the new plan denies end with an error
+// notification.
+func TestReloadPlanChangeAppliesToWebsockets(t *testing.T) {
+	gw, path := startKeyedNode(t, accessConfig("{}"))
+	ws := dialWS(t, strings.Replace(gw.URL, "http://", "ws://", 1)+"/ws/v3/"+keyAlice, nil)
+	heads := decodeAnswer(t, ws.call(`{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}`))
+	pending := decodeAnswer(t, ws.call(`{"jsonrpc":"2.0","id":2,"method":"eth_subscribe","params":["newPendingTransactions"]}`))
+	if heads.Error != nil || pending.Error != nil {
+		t.Fatalf("subscriptions: %+v %+v", heads.Error, pending.Error)
+	}
+	for i := range 20 { // no limit on the old plan
+		if a := decodeAnswer(t, ws.call(blockNumberCall)); a.Error != nil {
+			t.Fatalf("call %d on the old plan: %+v", i, a.Error)
+		}
+	}
+	// Downgraded: two requests at once, then one per 1000 s; newHeads denied.
+	reload(t, gw, path, accessConfig("{requests_per_second: 0.001, burst: 2, methods: {deny: [newHeads]}}"))
+	var headsID string
+	if err := json.Unmarshal(heads.Result, &headsID); err != nil {
+		t.Fatal(err)
+	}
+	// The error notification: the subscription the new plan denies has ended.
+	deadline := time.Now().Add(wsWait)
+	for ended := false; !ended; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no error notification for the denied subscription within %v", wsWait)
+		}
+		b := ws.next()
+		a := decodeAnswer(t, b)
+		if a.Method != "eth_subscription" || !strings.Contains(string(b), `"error"`) {
+			continue // a notification of either subscription before the reload took effect
+		}
+		if a.Params.Subscription != headsID || !strings.Contains(string(b), `"code":-32601`) {
+			t.Fatalf("error notification %s, want subscription %s ended with -32601", b, headsID)
+		}
+		ended = true
+	}
+	ws.mustSend(blockNumberCall) // id 7
+	ws.mustSend(`{"jsonrpc":"2.0","id":8,"method":"eth_blockNumber","params":[]}`)
+	ws.mustSend(`{"jsonrpc":"2.0","id":"over","method":"eth_blockNumber","params":[]}`)
+	// Answers by id: the refusal is answered at once, the others after the upstream.
+	answers := map[string][]byte{}
+	for len(answers) < 3 {
+		b := ws.next()
+		a := decodeAnswer(t, b)
+		if a.Method == "eth_subscription" {
+			if a.Params.Subscription == headsID {
+				t.Fatalf("a newHeads notification after the subscription ended: %s", b)
+			}
+			continue
+		}
+		answers[string(a.ID)] = b
+	}
+	if !strings.Contains(string(answers["7"]), `"result"`) || !strings.Contains(string(answers["8"]), `"result"`) {
+		t.Fatalf("calls within the new burst: %s %s", answers["7"], answers["8"])
+	}
+	if a := decodeAnswer(t, answers[`"over"`]); a.Error == nil || a.Error.Code != -32005 {
+		t.Fatalf("the call past the new plan's limit: %s, want -32005", answers[`"over"`])
+	}
+	if got := gw.metric(t, "gateway_ws_subscriptions"); got != 1 {
+		t.Errorf("subscriptions held after the reload: %v, want 1 (newPendingTransactions)", got)
+	}
+}
+
+// A plan change moves a socket's slots to the new plan: subscriptions past its limit end
+// with an error notification, and the sockets past its connection limit are closed.
+func TestReloadPlanLimitsFollowSockets(t *testing.T) {
+	_, gw, path := startKeyed(t, accessConfig("{max_subscriptions: 4, max_connections: 3}"))
+	url := strings.Replace(gw.URL, "http://", "ws://", 1) + "/ws/v3/" + keyAlice
+	a := dialWS(t, url, nil)
+	for i, kind := range []string{"newHeads", "newPendingTransactions"} {
+		if r := decodeAnswer(t, a.call(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_subscribe","params":[%q]}`, i, kind))); r.Error != nil {
+			t.Fatalf("subscribe %s: %+v", kind, r.Error)
+		}
+	}
+	b := dialWS(t, url, nil)
+	decodeAnswer(t, b.call(blockNumberCall))
+	waitFor(t, "two clients", func() bool { return gw.metric(t, "gateway_ws_client_connections") == 2 })
+
+	// Fewer subscriptions: one of a's two ends (-32005 naming the limit); b is not touched.
+	reload(t, gw, path, accessConfig("{max_subscriptions: 1, max_connections: 3}"))
+	m := string(a.next())
+	if !strings.Contains(m, `"method":"eth_subscription"`) || !strings.Contains(m, `"error":{"code":-32005`) ||
+		!strings.Contains(m, "subscriptions limit of plan small") {
+		t.Fatalf("after the reload a got %s, want a subscription ended by the subscription limit", m)
+	}
+	if got := gw.metric(t, "gateway_ws_subscriptions"); got != 1 {
+		t.Errorf("subscriptions after the reload: %v, want 1", got)
+	}
+	if r := decodeAnswer(t, b.call(blockNumberCall)); r.Error != nil {
+		t.Fatalf("b after the reload: %+v", r.Error)
+	}
+	// Fewer connections: whichever socket the review reaches second is closed.
+	reload(t, gw, path, accessConfig("{max_subscriptions: 1, max_connections: 1}"))
+	var closed, open *wsTestClient
+	select {
+	case <-a.done:
+		closed, open = a, b
+	case <-b.done:
+		closed, open = b, a
+	case <-time.After(wsWait):
+		t.Fatal("no socket closed past the new connection limit")
+	}
+	var ce *websocket.CloseError
+	if err := closed.closeErr(); !asCloseError(err, &ce) || ce.Code != websocket.ClosePolicyViolation ||
+		!strings.Contains(ce.Text, "concurrent connections") {
+		t.Fatalf("socket past the new limit: %v, want 1008 naming the connection limit", err)
+	}
+	if r := decodeAnswer(t, open.call(blockNumberCall)); r.Error != nil {
+		t.Fatalf("the socket within the new limit: %+v", r.Error)
+	}
+	// The slots given back are the new plan's: once it leaves, one socket fits again.
+	_ = open.conn.Close()
+	<-open.done
+	waitFor(t, "no clients", func() bool { return gw.metric(t, "gateway_ws_client_connections") == 0 })
+	c := dialWS(t, url, nil)
+	if r := decodeAnswer(t, c.call(blockNumberCall)); r.Error != nil {
+		t.Fatalf("a new socket within the new limit: %+v", r.Error)
+	}
+	if got := gw.metric(t, "gateway_ws_subscriptions"); got != 0 {
+		t.Errorf("subscriptions after both left: %v, want 0", got)
+	}
+}
+
+// A socket without a key is closed when a reload makes keys required.
+func TestReloadRequiringKeysClosesUnkeyedSockets(t *testing.T) {
+	optional := strings.Replace(accessConfig("{}"), "keys:\n", "keys:\n  required: false\n", 1) + "anonymous: {plan: small}\n"
+	_, gw, path := startKeyed(t, optional)
+	c := dialWS(t, strings.Replace(gw.URL, "http://", "ws://", 1)+"/socket2socket", nil)
+	if r := decodeAnswer(t, c.call(blockNumberCall)); r.Error != nil {
+		t.Fatalf("anonymous call: %+v", r.Error)
+	}
+	reload(t, gw, path, accessConfig("{}"))
+	m := string(c.next())
+	if !strings.Contains(m, `"id":null,"error"`) || !strings.Contains(m, "API key is now required") {
+		t.Fatalf("got %s, want an error frame saying a key is required", m)
+	}
+	var ce *websocket.CloseError
+	if err := c.expectClose(); !asCloseError(err, &ce) || ce.Code != websocket.ClosePolicyViolation {
+		t.Fatalf("unkeyed socket after keys became required: %v, want 1008", err)
+	}
+}

@@ -1,0 +1,241 @@
+package gateway
+
+import (
+	"net/netip"
+
+	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/upstream"
+)
+
+// A websocket outlives configurations: its key may be removed, its plan changed. Every
+// call finds the client's tenant through a tenantRef that a reload swaps (tenant), and
+// after each reload the socket server reviews its clients (review, rebind):
+//   - a client whose key was removed (or, keys now required, that has none) gets a
+//     JSON-RPC error frame, then close 1008;
+//   - a client whose tenant changed moves its connection and subscription slots to the
+//     new tenant's limits; a subscription the new plan denies, or one past its
+//     subscription limit, ends with a notification carrying the error.
+//
+// The slots a client holds are on bound, guarded by whoMu with the subscription count:
+// a slot is taken with each count taken, given back with each count given back.
+
+var (
+	errKeyRevoked = proto.NewError(proto.CodeServer, fasthttp.StatusUnauthorized,
+		"API key revoked: the configuration no longer lists it; this connection closes")
+	errKeyNowRequired = proto.NewError(proto.CodeServer, fasthttp.StatusUnauthorized,
+		"an API key is now required: this connection closes; reconnect with a key")
+)
+
+// bind sets who the client counts against when it connects: who holds the connection
+// slot it took. A key's client follows the key's ref; an unkeyed one holds a ref of its
+// own, resolved again by its address on each review.
+func (c *wsClient) bind(who *tenant, addr netip.Addr) {
+	c.bound, c.addr = who, addr
+	who.hold() // an anonymous tenant stays in its table while a socket is bound to it
+	if who != nil && who.ref != nil {
+		c.ref = who.ref
+		return
+	}
+	c.ref = &c.own
+	c.own.cur.Store(who)
+}
+
+// tenant is whom the client's calls count against now; ok is false once its key is gone.
+func (c *wsClient) tenant() (*tenant, bool) { return c.ref.load() }
+
+// refuseRevoked answers a call of a client whose key is gone and closes it.
+func (c *wsClient) refuseRevoked(id []byte) {
+	if id != nil {
+		c.sendError(id, errKeyRevoked)
+	}
+	c.closeWithError(websocket.ClosePolicyViolation, errKeyRevoked, "API key revoked")
+}
+
+// review applies a reload to every client (after access.load).
+func (h *socketServer) review() {
+	h.mu.Lock()
+	clients := make([]*wsClient, 0, len(h.clients))
+	for c := range h.clients {
+		clients = append(clients, c)
+	}
+	h.mu.Unlock()
+	for _, c := range clients {
+		c.rebind()
+	}
+}
+
+// rebind moves the client to the tenant its ref now holds, or closes it.
+func (c *wsClient) rebind() {
+	a := c.h.s.access
+	if c.ref == &c.own {
+		t := a.table.Load()
+		switch {
+		case t == nil:
+		case t.required:
+			c.own.revoked.Store(true)
+			c.closeWithError(websocket.ClosePolicyViolation, errKeyNowRequired, "API key required")
+			return
+		case t.anon == nil:
+			c.own.cur.Store(nil)
+		default:
+			t, perr := a.anon.get(c.addr)
+			if perr != nil { // the new plan's aggregates refuse its address block now
+				c.closeWithError(websocket.CloseTryAgainLater, perr, perr.Message)
+				return
+			}
+			c.own.cur.Store(t)
+		}
+	}
+	cur, ok := c.tenant()
+	if !ok {
+		c.refuseRevoked(nil)
+		return
+	}
+	c.whoMu.Lock()
+	old := c.bound
+	if cur == old || c.gone {
+		c.whoMu.Unlock()
+		return
+	}
+	if perr := cur.acquire(cur.connSlots(), refusedConnections); perr != nil {
+		c.whoMu.Unlock()
+		c.closeWithError(websocket.ClosePolicyViolation, perr, perr.Message)
+		return // bound stays: the handler gives its slot back when it ends
+	}
+	release(old.connSlots())
+	cur.hold()
+	old.unhold()
+	// The subscription slots follow: as many as the client counts, as far as the new
+	// plan has room; the rest are ended below.
+	n := c.nsubs.Load()
+	var short int32
+	var full *proto.Error
+	if s := cur.subSlots(); s != nil {
+		for range n {
+			if perr := cur.acquire(s, refusedSubscriptions); perr != nil {
+				short, full = short+1, perr
+			}
+		}
+	}
+	if s := old.subSlots(); s != nil {
+		for range n - c.unbacked {
+			s.Release()
+		}
+	}
+	c.bound, c.unbacked = cur, short
+	c.whoMu.Unlock()
+
+	// Subscriptions the new plan denies end; then, newest last, as many as found no slot.
+	var r proto.Request
+	var msg []byte
+	held := c.subs.Holdings(c)
+	for _, hd := range held {
+		msg = proto.AppendRequest(msg[:0], []byte("1"), "eth_subscribe", hd.Params)
+		if r.Parse(msg) == nil && cur.allows(&r) {
+			continue
+		}
+		c.endSubscription(hd, hd.N, errMethodPlan)
+	}
+	for i := len(held) - 1; i >= 0 && short > 0; i-- {
+		hd := held[i]
+		msg = proto.AppendRequest(msg[:0], []byte("1"), "eth_subscribe", hd.Params)
+		if r.Parse(msg) != nil || !cur.allows(&r) {
+			continue // ended above
+		}
+		k := min(int(short), hd.N)
+		short -= int32(c.endSubscription(hd, k, full))
+	}
+}
+
+// endSubscription ends k of the client's memberships of a subscription and tells it
+// with a notification carrying e; it returns how many it ended.
+func (c *wsClient) endSubscription(hd upstream.Holding, k int, e *proto.Error) int {
+	ended := 0
+	for range k {
+		if !c.subs.Leave(c, []byte(hd.GWID)) {
+			break
+		}
+		c.dropSub()
+		ended++
+	}
+	if ended > 0 {
+		buf := getMsgBuf()
+		*buf = appendSubscriptionError((*buf)[:0], hd.GWID, e)
+		c.enqueue(outMsg{b: *buf, buf: buf})
+	}
+	return ended
+}
+
+// appendSubscriptionError is a notification of subscription gwID that carries an error
+// instead of a result: the subscription has ended.
+func appendSubscriptionError(dst []byte, gwID string, e *proto.Error) []byte {
+	dst = append(dst, `{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscription":"`...)
+	dst = append(dst, gwID...)
+	dst = append(dst, `","error":`...)
+	// AppendError writes a whole response; its error object is what follows "error":.
+	resp := proto.AppendError(nil, nil, e)
+	dst = append(dst, proto.FirstMember(resp, "error").Bytes(resp)...)
+	return append(dst, "}}"...)
+}
+
+// takeSub counts one more subscription of the client: its connection's and the
+// gateway's budgets, then a slot on its tenant. The error says which refused.
+func (c *wsClient) takeSub() *proto.Error {
+	c.whoMu.Lock()
+	defer c.whoMu.Unlock()
+	if c.nsubs.Add(1) > int32(c.h.s.cfg.WSMaxSubscriptions) {
+		c.nsubs.Add(-1)
+		c.h.refused.Inc()
+		return errTooManySubscriptions
+	}
+	if !c.h.subs.acquire(1) {
+		c.nsubs.Add(-1)
+		c.h.refused.Inc()
+		return errGatewaySubscriptions
+	}
+	if perr := c.bound.acquire(c.bound.subSlots(), refusedSubscriptions); perr != nil {
+		c.nsubs.Add(-1)
+		c.h.subs.release(1)
+		return perr
+	}
+	return nil
+}
+
+// dropSub gives back what takeSub took.
+func (c *wsClient) dropSub() {
+	c.whoMu.Lock()
+	defer c.whoMu.Unlock()
+	c.nsubs.Add(-1)
+	c.h.subs.release(1)
+	if c.unbacked > 0 {
+		c.unbacked--
+		return
+	}
+	release(c.bound.subSlots())
+}
+
+// dropAll gives back every subscription (the client is gone).
+func (c *wsClient) dropAll() {
+	c.whoMu.Lock()
+	defer c.whoMu.Unlock()
+	held := c.nsubs.Swap(0)
+	c.h.subs.release(int(held))
+	if s := c.bound.subSlots(); s != nil {
+		for range held - c.unbacked {
+			s.Release()
+		}
+	}
+	c.unbacked = 0
+}
+
+// releaseConn gives back the connection slot (the handler ends).
+func (c *wsClient) releaseConn() {
+	c.whoMu.Lock()
+	defer c.whoMu.Unlock()
+	c.gone = true // a review running late takes nothing more
+	release(c.bound.connSlots())
+	c.bound.unhold()
+}
