@@ -169,9 +169,21 @@ func TestSharedCacheAcrossReplicas(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("3 replicas x %d deep blocks: %d upstream calls", blocks, calls)
-	if calls > 1100 {
-		t.Fatalf("%d upstream calls for %d blocks asked by 3 replicas, want at most 1,100", calls, blocks)
+	// One upstream call per block, plus one for each call the tier itself says it did not
+	// coordinate: Redis skipped (breaker open) or failing, a follower that gave up waiting,
+	// a write dropped (the next asker fetches again). Load may add those, never others; a
+	// fixed "at most N" would be crossed by a loaded machine, this identity is not.
+	var uncoordinated float64
+	for _, gw := range gws {
+		for _, m := range []string{`gateway_sharedcache_requests_total{result="skipped"}`, "gateway_sharedcache_follower_timeouts_total",
+			"gateway_sharedcache_errors_total", "gateway_sharedcache_drops_total"} {
+			uncoordinated += gw.metric(t, m)
+		}
+	}
+	t.Logf("3 replicas x %d deep blocks: %d upstream calls (%.0f calls the tier did not coordinate)", blocks, calls, uncoordinated)
+	if float64(calls) > blocks+uncoordinated {
+		t.Fatalf("%d upstream calls for %d blocks asked by 3 replicas, want at most one a block plus the %.0f the tier did not coordinate",
+			calls, blocks, uncoordinated)
 	}
 	if calls < blocks {
 		t.Fatalf("%d upstream calls for %d distinct blocks: answers came from nowhere", calls, blocks)
