@@ -42,6 +42,11 @@ func TestHostileRequestsOnEveryTransport(t *testing.T) {
 		{"string params", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":"x"}`, -32600, "", ""},
 		{"extra members are not forwarded", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","extra":{"id":9,"method":"admin_x"},"result":1}`, 0, "eth_chainId", `[]`},
 		{"escaped allowed method", `{"jsonrpc":"2.0","id":1,"method":"eth_\u0063hainId"}`, 0, "eth_chainId", `[]`},
+		// Every decision on decoded values (issue 19, F6): an escaped block tag is the tag
+		// for the cache and the router, and the upstream sees the gateway's spelling.
+		{"escaped block tag", `{"jsonrpc":"2.0","id":1,"method":"eth_getBlockTransactionCountByNumber","params":["l\u0061test"]}`, 0, "eth_getBlockTransactionCountByNumber", `["latest"]`},
+		{"escaped address and tag", `{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["\u00301",  "s\u0061fe"]}`, 0, "eth_getBalance", `["01","safe"]`},
+		{"needed escapes stay", `{"jsonrpc":"2.0","id":1,"method":"eth_call","params":[{"data":"a\"b\\c\n"},"latest"]}`, 0, "eth_call", `[{"data":"a\"b\\c\n"},"latest"]`},
 		{"whitespace in params", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_getBalance\",\"params\":[ \"0x01\" ,\n \"latest\" ]}", 0, "eth_getBalance", `["0x01","latest"]`},
 		{"long escaped key", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","` + strings.Repeat(`\u0061`, 20000) + `":1}`, 0, "eth_chainId", `[]`},
 		{"huge string id stays with the client", `{"jsonrpc":"2.0","id":"` + strings.Repeat("i", 5000) + `","method":"eth_chainId"}`, 0, "eth_chainId", `[]`},

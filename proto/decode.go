@@ -1,6 +1,7 @@
 package proto
 
 import (
+	"bytes"
 	"unicode/utf8"
 )
 
@@ -116,10 +117,10 @@ func DecodeString(buf []byte, q []byte) (s []byte, ok bool) {
 	return appendUnquoted(buf[:0], q, limit)
 }
 
-// AppendCompact appends the valid JSON value v without insignificant whitespace. Strings
-// are copied byte for byte: compaction changes no value, only the layout, so two
-// requests that differ only in whitespace share a cache entry and an upstream
-// subscription.
+// AppendCompact appends the valid JSON value v without insignificant whitespace and with
+// each string's unneeded escapes resolved (appendMinimalString): it changes no value,
+// only the spelling, so two requests that differ only in layout or escapes share a cache
+// entry and an upstream subscription, and every decision sees the decoded value.
 func AppendCompact(dst, v []byte) []byte {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
@@ -131,7 +132,7 @@ func AppendCompact(dst, v []byte) []byte {
 			if err != nil { // not reached for validated input; keep the bytes as they are
 				return append(dst, v[i:]...)
 			}
-			dst = append(dst, v[i:end]...)
+			dst = appendMinimalString(dst, v[i:end])
 			i = end - 1
 		default:
 			dst = append(dst, c)
@@ -140,11 +141,31 @@ func AppendCompact(dst, v []byte) []byte {
 	return dst
 }
 
-// isCompact reports whether v holds no whitespace outside strings; plain strings never
-// hold a tab or line break, so a value without spaces, tabs or line breaks is compact.
+// appendMinimalString appends the JSON string q with its escapes resolved and written
+// again only where JSON needs them: "l\u0061test" is "latest" for every decision (cache,
+// router, policy) and for the upstream. A string without a backslash is copied as it is.
+func appendMinimalString(dst, q []byte) []byte {
+	if bytes.IndexByte(q, '\\') < 0 {
+		return append(dst, q...)
+	}
+	var stack [256]byte
+	buf := stack[:]
+	if len(q)+utf8.UTFMax > len(stack) {
+		buf = make([]byte, len(q)+utf8.UTFMax) // decoding never lengthens a string
+	}
+	s, ok := DecodeString(buf, q)
+	if !ok { // not reached for validated input; keep the bytes as they are
+		return append(dst, q...)
+	}
+	return AppendString(dst, s)
+}
+
+// isCompact reports whether v holds no whitespace outside strings and no escape: plain
+// strings never hold a tab or line break, so a value without spaces, tabs, line breaks
+// or backslashes is already in the form AppendCompact writes.
 func isCompact(v []byte) bool {
 	for _, c := range v {
-		if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+		if c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\\' {
 			return false
 		}
 	}

@@ -97,7 +97,7 @@ const hexDigits = "0123456789abcdef"
 
 // AppendString appends s as a JSON string, escaping what JSON requires and the HTML
 // characters encoding/json escapes, so error messages that echo input stay inert.
-func AppendString(dst []byte, s string) []byte {
+func AppendString[T string | []byte](dst []byte, s T) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
