@@ -360,6 +360,93 @@ variable "gateway_upstream_secrets" {
   }
 }
 
+# Closed by default (issue 24): an internal NLB; internet-facing needs TLS and keys.
+variable "gateway_scheme" {
+  description = "Scheme of the gateway's NLB: internal (reachable from the VPC and its peerings) or internet-facing (needs gateway_certificate_arn, and gateway_keys unless gateway_allow_anonymous)."
+  type        = string
+  default     = "internal"
+
+  validation {
+    condition     = contains(["internal", "internet-facing"], var.gateway_scheme)
+    error_message = "gateway_scheme: internal or internet-facing."
+  }
+  validation {
+    condition     = var.gateway_scheme == "internal" || var.gateway_certificate_arn != ""
+    error_message = "gateway_scheme = internet-facing needs gateway_certificate_arn: TLS ends at the NLB, there is no plaintext public listener."
+  }
+  validation {
+    condition     = var.gateway_scheme == "internal" || length(var.gateway_keys) > 0 || var.gateway_allow_anonymous
+    error_message = "gateway_scheme = internet-facing without gateway_keys is an open relay of your upstream quota: add keys, or set gateway_allow_anonymous = true (with gateway_anonymous_plan)."
+  }
+}
+
+variable "gateway_certificate_arn" {
+  description = "ACM certificate (same region) of the NLB's TLS listener on 443. Empty: a plaintext listener on 80, for an internal NLB only."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.gateway_certificate_arn == "" || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+$", var.gateway_certificate_arn))
+    error_message = "gateway_certificate_arn: an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)."
+  }
+}
+
+variable "gateway_allow_anonymous" {
+  description = "Let an internet-facing gateway serve calls without a key, each client address limited by gateway_anonymous_plan."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.gateway_allow_anonymous || var.gateway_anonymous_plan != ""
+    error_message = "gateway_allow_anonymous needs gateway_anonymous_plan: calls without a key are limited per client address."
+  }
+}
+
+variable "gateway_keys" {
+  description = "API keys: name, sha256 (hex SHA-256 of the key; never the key), plan (a gateway_plans name), optional origins. With keys, every call needs one."
+  type = list(object({
+    name    = string
+    sha256  = string
+    plan    = string
+    origins = optional(list(string))
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue([for k in var.gateway_keys : can(regex("^[a-f0-9]{64}$", k.sha256))])
+    error_message = "gateway_keys: sha256 is the 64 lowercase hex digits of the key's SHA-256 (printf %s KEY | sha256sum), never the key."
+  }
+  validation {
+    condition     = alltrue([for k in var.gateway_keys : contains(keys(var.gateway_plans), k.plan)])
+    error_message = "gateway_keys: every plan must be defined in gateway_plans."
+  }
+}
+
+variable "gateway_plans" {
+  description = "Limits by plan name (the gateway's plans: requests_per_second, burst, units_per_second, units_burst, daily_units, max_connections, max_subscriptions)."
+  type = map(object({
+    requests_per_second = optional(number)
+    burst               = optional(number)
+    units_per_second    = optional(number)
+    units_burst         = optional(number)
+    daily_units         = optional(number)
+    max_connections     = optional(number)
+    max_subscriptions   = optional(number)
+  }))
+  default = {}
+}
+
+variable "gateway_anonymous_plan" {
+  description = "The plan (in gateway_plans) of calls without a key, per client address; empty: none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.gateway_anonymous_plan == "" || contains(keys(var.gateway_plans), var.gateway_anonymous_plan)
+    error_message = "gateway_anonymous_plan must be defined in gateway_plans."
+  }
+}
+
 variable "gateway_egress_ports" {
   description = "Extra TCP ports the gateway's NetworkPolicy lets it reach; DNS, 443, Redis and the ports of the upstream URLs (a node on :8545; the chart reads them) are always open."
   type        = list(number)

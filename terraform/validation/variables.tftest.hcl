@@ -193,3 +193,78 @@ run "redis_engine_is_valkey" {
   }
   expect_failures = [var.redis_engine_version]
 }
+
+# Closed by default (issue 24, N1): internal unless asked; internet-facing needs TLS
+# and keys, or an explicit allow_anonymous with a per-address plan.
+run "internet_facing_without_a_certificate_is_refused" {
+  command = plan
+  variables {
+    gateway_scheme = "internet-facing"
+    gateway_plans  = { free = { requests_per_second = 10 } }
+    gateway_keys   = [{ name = "alice", sha256 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", plan = "free" }]
+  }
+  expect_failures = [var.gateway_scheme]
+}
+
+run "internet_facing_without_keys_is_refused" {
+  command = plan
+  variables {
+    gateway_scheme          = "internet-facing"
+    gateway_certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+  }
+  expect_failures = [var.gateway_scheme]
+}
+
+run "internet_facing_with_tls_and_keys" {
+  command = plan
+  variables {
+    gateway_scheme          = "internet-facing"
+    gateway_certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+    gateway_plans           = { free = { requests_per_second = 10, burst = 20 } }
+    gateway_keys            = [{ name = "alice", sha256 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", plan = "free" }]
+  }
+}
+
+run "internet_facing_anonymous_with_a_plan" {
+  command = plan
+  variables {
+    gateway_scheme          = "internet-facing"
+    gateway_certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+    gateway_allow_anonymous = true
+    gateway_plans           = { anonymous = { requests_per_second = 2, burst = 5 } }
+    gateway_anonymous_plan  = "anonymous"
+  }
+}
+
+run "allow_anonymous_needs_a_plan" {
+  command = plan
+  variables {
+    gateway_allow_anonymous = true
+  }
+  expect_failures = [var.gateway_allow_anonymous]
+}
+
+run "certificate_must_be_an_acm_arn" {
+  command = plan
+  variables {
+    gateway_certificate_arn = "my-cert"
+  }
+  expect_failures = [var.gateway_certificate_arn]
+}
+
+run "key_hash_not_a_key" {
+  command = plan
+  variables {
+    gateway_plans = { free = {} }
+    gateway_keys  = [{ name = "alice", sha256 = "my-secret-key", plan = "free" }]
+  }
+  expect_failures = [var.gateway_keys]
+}
+
+run "key_plan_must_exist" {
+  command = plan
+  variables {
+    gateway_keys = [{ name = "alice", sha256 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", plan = "gold" }]
+  }
+  expect_failures = [var.gateway_keys]
+}
