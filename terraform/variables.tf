@@ -38,11 +38,12 @@ variable "eks_addon_versions" {
     "kube-proxy"             = "v1.33.5-eksbuild.2"
     "vpc-cni"                = "v1.20.1-eksbuild.3"
     "eks-pod-identity-agent" = "v1.3.10-eksbuild.2"
+    "aws-ebs-csi-driver"     = "v1.47.0-eksbuild.1"
   }
 
   validation {
-    condition     = length(setsubtract(["coredns", "kube-proxy", "vpc-cni", "eks-pod-identity-agent"], keys(var.eks_addon_versions))) == 0
-    error_message = "eks_addon_versions must pin coredns, kube-proxy, vpc-cni and eks-pod-identity-agent."
+    condition     = length(setsubtract(["coredns", "kube-proxy", "vpc-cni", "eks-pod-identity-agent", "aws-ebs-csi-driver"], keys(var.eks_addon_versions))) == 0
+    error_message = "eks_addon_versions must pin coredns, kube-proxy, vpc-cni, eks-pod-identity-agent and aws-ebs-csi-driver."
   }
   validation {
     condition     = alltrue([for v in values(var.eks_addon_versions) : can(regex("^v[0-9]+\\.[0-9]+\\.[0-9]+-eksbuild\\.[0-9]+$", v))])
@@ -245,6 +246,49 @@ variable "install_monitoring" {
   description = "Install kube-prometheus-stack and enable the gateway's ServiceMonitor, PrometheusRule and Grafana dashboard."
   type        = bool
   default     = true
+}
+
+# Alerts reach a person (issue 24, N3): Alertmanager's default route goes to these.
+variable "alert_receiver" {
+  description = "Where the gateway's alerts go: a Slack incoming webhook (slack_webhook_url, optional slack_channel) and/or a PagerDuty Events API v2 routing key (pagerduty_routing_key; with Slack too, critical alerts page). Required with install_monitoring. Kept in the state and in Alertmanager's Secret."
+  type = object({
+    slack_webhook_url     = optional(string, "")
+    slack_channel         = optional(string, "")
+    pagerduty_routing_key = optional(string, "")
+  })
+  default   = {}
+  sensitive = true
+
+  validation {
+    condition     = !var.install_monitoring || var.alert_receiver.slack_webhook_url != "" || var.alert_receiver.pagerduty_routing_key != ""
+    error_message = "install_monitoring needs alert_receiver (slack_webhook_url and/or pagerduty_routing_key): without one, alerts reach nobody."
+  }
+  validation {
+    condition     = var.alert_receiver.slack_webhook_url == "" || can(regex("^https://", var.alert_receiver.slack_webhook_url))
+    error_message = "alert_receiver.slack_webhook_url: an https:// incoming webhook URL."
+  }
+}
+
+variable "prometheus_storage_gib" {
+  description = "Prometheus's gp3 volume (EBS CSI add-on) in GiB. retentionSize is 85 % of it. The gateway's series take roughly 1-2 GiB a day per 10 pods at a 15 s scrape: 50 GiB holds prometheus_retention (15 d) with room."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.prometheus_storage_gib >= 10
+    error_message = "prometheus_storage_gib: at least 10."
+  }
+}
+
+variable "prometheus_retention" {
+  description = "How long Prometheus keeps samples (Prometheus duration, e.g. 15d); retentionSize (85 % of the volume) drops older blocks first if the volume fills."
+  type        = string
+  default     = "15d"
+
+  validation {
+    condition     = can(regex("^[0-9]+(h|d|w|y)$", var.prometheus_retention))
+    error_message = "prometheus_retention: a Prometheus duration such as 15d."
+  }
 }
 
 variable "kube_prometheus_stack_chart_version" {

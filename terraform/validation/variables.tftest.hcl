@@ -6,6 +6,7 @@
 variables {
   gateway_image_tag = "v0.1.0"
   infura_project_id = "test-project"
+  alert_receiver    = { slack_webhook_url = "https://hooks.slack.com/services/T000/B000/XXXX" }
 }
 
 run "defaults_are_valid" {
@@ -165,6 +166,7 @@ run "addons_are_pinned" {
       "kube-proxy"             = "v1.33.5-eksbuild.2"
       "vpc-cni"                = "v1.20.1-eksbuild.3"
       "eks-pod-identity-agent" = "v1.3.10-eksbuild.2"
+      "aws-ebs-csi-driver"     = "v1.47.0-eksbuild.1"
     }
   }
   expect_failures = [var.eks_addon_versions]
@@ -267,4 +269,44 @@ run "key_plan_must_exist" {
     gateway_keys = [{ name = "alice", sha256 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", plan = "gold" }]
   }
   expect_failures = [var.gateway_keys]
+}
+
+# Alerts reach a person (issue 24, N3).
+run "monitoring_without_a_receiver_is_refused" {
+  command = plan
+  variables {
+    alert_receiver = {}
+  }
+  expect_failures = [var.alert_receiver]
+}
+
+run "no_monitoring_needs_no_receiver" {
+  command = plan
+  variables {
+    install_monitoring = false
+    alert_receiver     = {}
+  }
+}
+
+run "pagerduty_alone_is_a_receiver" {
+  command = plan
+  variables {
+    alert_receiver = { pagerduty_routing_key = "0123456789abcdef0123456789abcdef" }
+  }
+}
+
+run "slack_webhook_must_be_https" {
+  command = plan
+  variables {
+    alert_receiver = { slack_webhook_url = "http://hooks.example.com/x" }
+  }
+  expect_failures = [var.alert_receiver]
+}
+
+run "retention_is_a_duration" {
+  command = plan
+  variables {
+    prometheus_retention = "15 days"
+  }
+  expect_failures = [var.prometheus_retention]
 }
