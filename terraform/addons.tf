@@ -66,6 +66,23 @@ module "monitoring_values" {
   prometheus_retention   = var.prometheus_retention
 }
 
+# The custom metrics API for the gateway's HPA (in-flight requests and open websockets
+# per pod), from kube-prometheus-stack's Prometheus.
+resource "helm_release" "prometheus_adapter" {
+  count = var.install_monitoring ? 1 : 0
+
+  name       = "prometheus-adapter"
+  repository = "https://prometheus-community.github.io/helm-charts"
+  chart      = "prometheus-adapter"
+  version    = var.prometheus_adapter_chart_version
+  namespace  = "monitoring"
+  wait       = true
+
+  values = module.monitoring_values[0].adapter_documents
+
+  depends_on = [helm_release.kube_prometheus_stack]
+}
+
 # Prometheus Operator, Prometheus, Alertmanager and Grafana. Its CRDs are what
 # the gateway chart's ServiceMonitor and PrometheusRule need; its Grafana
 # sidecar loads ConfigMaps labelled grafana_dashboard=1 from every namespace.

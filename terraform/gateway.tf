@@ -84,6 +84,7 @@ resource "helm_release" "gateway" {
     helm_release.aws_load_balancer_controller,
     helm_release.karpenter_nodes,
     helm_release.kube_prometheus_stack,
+    helm_release.prometheus_adapter,
   ]
 }
 

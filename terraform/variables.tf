@@ -291,6 +291,12 @@ variable "prometheus_retention" {
   }
 }
 
+variable "prometheus_adapter_chart_version" {
+  description = "Version of the prometheus-adapter Helm chart (prometheus-community): the custom metrics API the gateway's HPA reads in-flight requests and websockets from."
+  type        = string
+  default     = "4.14.1"
+}
+
 variable "kube_prometheus_stack_chart_version" {
   description = "Version of the kube-prometheus-stack Helm chart (prometheus-community)."
   type        = string

@@ -165,8 +165,12 @@ seccompProfile:
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
 {{- end }}
-{{- if and .Values.autoscaling.enabled (not (or .Values.autoscaling.targetCPUUtilizationPercentage .Values.autoscaling.targetMemoryUtilizationPercentage)) }}
-{{- fail "autoscaling.enabled needs targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage" }}
+{{- $as := .Values.autoscaling }}
+{{- if and $as.enabled (not (or $as.targetCPUUtilizationPercentage $as.targetMemoryUtilizationPercentage $as.targetInFlightPerPod $as.targetWebsocketsPerPod)) }}
+{{- fail "autoscaling.enabled needs targetCPUUtilizationPercentage, targetMemoryUtilizationPercentage, targetInFlightPerPod or targetWebsocketsPerPod" }}
+{{- end }}
+{{- if and $as.enabled $as.targetInFlightPerPod (ge (int $as.targetInFlightPerPod) (int .Values.config.upstreamMaxConns)) }}
+{{- fail (printf "autoscaling.targetInFlightPerPod (%d) must stay below config.upstreamMaxConns (%d): past it requests queue for a connection before the HPA sees a reason to scale" (int $as.targetInFlightPerPod) (int .Values.config.upstreamMaxConns)) }}
 {{- end }}
 {{- if and .Values.infura.projectSecret (not .Values.infura.projectId) }}
 {{- fail "infura.projectSecret is set without infura.projectId" }}

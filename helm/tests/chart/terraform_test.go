@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -94,6 +95,10 @@ func TestTerraformValuesRender(t *testing.T) {
 				}
 				if r.has("ServiceMonitor", "infura-gateway") {
 					t.Error("install_monitoring = false renders a ServiceMonitor")
+				}
+				// No Prometheus adapter without monitoring: the HPA falls back to CPU.
+				if m := podMetrics(r.get(t, "HorizontalPodAutoscaler", "infura-gateway").(*autoscalingv2.HorizontalPodAutoscaler)); len(m) != 0 {
+					t.Errorf("install_monitoring = false: the HPA reads custom metrics nobody serves: %v", m)
 				}
 			}},
 	}

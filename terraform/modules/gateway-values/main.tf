@@ -42,6 +42,9 @@ locals {
       config = { plans = { for n, p in var.plans : n => { for a, v in p : a => v if v != null } } }
     })],
     var.anonymous_plan == "" ? [] : [yamlencode({ config = { anonymous = { plan = var.anonymous_plan } } })],
+    # The HPA's per-pod gauges come through the Prometheus adapter, installed with
+    # monitoring only: without it, CPU alone.
+    var.install_monitoring ? [] : [yamlencode({ autoscaling = { targetInFlightPerPod = 0, targetWebsocketsPerPod = 0 } })],
     var.upstream_http_url == "" ? [] : [yamlencode({ config = { upstreamHttpUrl = var.upstream_http_url } })],
     var.upstream_ws_url == "" ? [] : [yamlencode({ config = { upstreamWsUrl = var.upstream_ws_url } })],
     length(var.upstreams) == 0 ? [] : [yamlencode({

@@ -65,3 +65,26 @@ locals {
     }
   } }
 }
+
+# The Prometheus adapter serves the gateway's per-pod gauges on the custom metrics API
+# (custom.metrics.k8s.io), where the HPA reads them: the pods' namespace and pod labels
+# (the ServiceMonitor's) map to Kubernetes objects. Chosen over KEDA: the chart keeps a
+# plain autoscaling/v2 HPA (no CRD, no second controller owning the HPA), and the
+# adapter answers from the Prometheus that already scrapes the pods.
+locals {
+  adapter = {
+    prometheus = { url = var.prometheus_url, port = 9090 }
+    rules = {
+      default = false
+      custom = [for m in var.hpa_metrics : {
+        seriesQuery = "${m}{namespace!=\"\",pod!=\"\",job=\"infura-gateway\"}"
+        resources = { overrides = {
+          namespace = { resource = "namespace" }
+          pod       = { resource = "pod" }
+        } }
+        name         = { matches = "^${m}$", as = m }
+        metricsQuery = "max by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})"
+      }]
+    }
+  }
+}

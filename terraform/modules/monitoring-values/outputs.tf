@@ -21,3 +21,8 @@ output "alertmanager_config" {
   sensitive   = true
   value       = yamlencode(local.alertmanager_config)
 }
+
+output "adapter_documents" {
+  description = "Values documents for the prometheus-adapter release: the custom metrics the gateway's HPA scales on."
+  value       = [yamlencode(local.adapter)]
+}

@@ -46,3 +46,15 @@ variable "alertmanager_storage_gib" {
   type        = number
   default     = 2
 }
+
+variable "prometheus_url" {
+  description = "Prometheus's in-cluster URL, for the Prometheus adapter (kube-prometheus-stack's Service)."
+  type        = string
+  default     = "http://kube-prometheus-stack-prometheus.monitoring.svc"
+}
+
+variable "hpa_metrics" {
+  description = "Per-pod gauges of the gateway served on the custom metrics API (the chart's autoscaling.targetInFlightPerPod and targetWebsocketsPerPod)."
+  type        = list(string)
+  default     = ["gateway_requests_in_flight", "gateway_ws_client_connections"]
+}
