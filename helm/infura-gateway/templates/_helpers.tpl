@@ -83,6 +83,33 @@ The schema admits only these forms.
 {{- mulf $limit .Values.goMemLimitPercent 0.01 | floor | int64 }}
 {{- end }}
 
+{{/*
+Bytes the gateway's budgets let it hold: the immutable cache (when on), request bytes
+waiting on upstreams, the anonymous clients' table (with an anonymous plan) and 64 MiB
+for the runtime, stacks and buffers.
+*/}}
+{{- define "infura-gateway.budgetBytes" -}}
+{{- $c := .Values.config }}
+{{- $b := add (int64 $c.maxPendingBytes) 67108864 }}
+{{- if $c.cacheEnabled }}{{ $b = add $b (int64 $c.cacheMaxBytes) }}{{ end }}
+{{- with $c.anonymous }}{{ if .plan }}{{ $b = add $b (int64 (.max_bytes | default 67108864)) }}{{ end }}{{ end }}
+{{- $b }}
+{{- end }}
+
+{{/* resources, with requests.memory raised to the byte budgets when they need more. */}}
+{{- define "infura-gateway.resources" -}}
+{{- $res := deepCopy .Values.resources }}
+{{- $req := $res.requests | default dict }}
+{{- $budgetMi := div (add (int64 (include "infura-gateway.budgetBytes" .)) 1048575) 1048576 }}
+{{- $have := 0.0 }}
+{{- if $req.memory }}{{ $have = include "infura-gateway.bytes" $req.memory | float64 }}{{ end }}
+{{- if lt $have (mulf $budgetMi 1048576.0) }}
+{{- $_ := set $req "memory" (printf "%dMi" $budgetMi) }}
+{{- end }}
+{{- $_ := set $res "requests" $req }}
+{{- toYaml $res }}
+{{- end }}
+
 {{/* Whether the gateway gets a Redis address (a value or a Secret key). */}}
 {{- define "infura-gateway.redis" -}}
 {{- if or .Values.redis.address (and .Values.redis.existingSecret .Values.redis.existingSecretAddressKey) }}true{{ end }}
@@ -238,6 +265,10 @@ seccompProfile:
 {{- end }}
 {{- if not .Values.resources.limits.memory }}
 {{- fail "resources.limits.memory is required: GOMEMLIMIT is derived from it" }}
+{{- end }}
+{{- $budget := include "infura-gateway.budgetBytes" . | int64 }}
+{{- if gt $budget (include "infura-gateway.goMemLimit" . | int64) }}
+{{- fail (printf "the byte budgets (config.cacheMaxBytes + maxPendingBytes + the anonymous table + 64 MiB runtime = %d bytes) exceed GOMEMLIMIT (%s bytes, goMemLimitPercent of resources.limits.memory): raise the limit or lower the budgets" $budget (include "infura-gateway.goMemLimit" .)) }}
 {{- end }}
 {{- include "infura-gateway.validateExposure" . }}
 {{- end }}

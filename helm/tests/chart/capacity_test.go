@@ -102,3 +102,43 @@ func TestInFlightTargetBelowUpstreamConns(t *testing.T) {
 		t.Errorf("targetInFlightPerPod=512 with 512 upstream connections: %v\n%.300s", err, out)
 	}
 }
+
+// N6 (issue 24): the memory request is what the byte budgets let the gateway hold
+// (cache, pending request bytes, the anonymous table, 64 MiB runtime) when that is
+// more than resources.requests.memory, and budgets that do not fit under GOMEMLIMIT
+// are refused.
+func TestMemoryRequestFromBudgets(t *testing.T) {
+	keys := keysFile(t)
+	cases := map[string]struct {
+		args []string
+		want string
+	}{
+		"default: 128 + 128 + 64 MiB":          {values(""), "320Mi"},
+		"eks: 256 + 256 + 64 MiB":              {eks(), "576Mi"},
+		"eks with an anonymous plan: + 64 MiB": {eks("-f", keys, "--set", "config.anonymous.plan=anonymous"), "640Mi"},
+		"anonymous table of 32 MiB":            {eks("-f", keys, "--set", "config.anonymous.plan=anonymous", "--set", "config.anonymous.max_bytes=33554432"), "608Mi"},
+		"cache off: not counted":               {append(values(""), "--set", "config.cacheEnabled=false"), "192Mi"},
+		"a larger request stays":               {append(values(""), "--set", "resources.requests.memory=400Mi"), "400Mi"},
+		"a larger request in Gi stays":         {append(values(""), "--set", "resources.limits.memory=2Gi", "--set", "resources.requests.memory=1Gi"), "1Gi"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, gw := gateway(t, render(t, "gw", c.args...), "gw-infura-gateway")
+			req, limit := gw.Resources.Requests.Memory(), gw.Resources.Limits.Memory()
+			if req.String() != c.want {
+				t.Errorf("requests.memory %s, want %s", req, c.want)
+			}
+			if req.Cmp(*limit) > 0 {
+				t.Errorf("requests.memory %s above limits.memory %s", req, limit)
+			}
+			env := envOf(gw)
+			if env["CACHE_MAX_BYTES"].Value == "" || env["MAX_PENDING_BYTES"].Value == "" {
+				t.Errorf("the budgets must reach the gateway: CACHE_MAX_BYTES=%q MAX_PENDING_BYTES=%q", env["CACHE_MAX_BYTES"].Value, env["MAX_PENDING_BYTES"].Value)
+			}
+		})
+	}
+	out, err := helm(append([]string{"template", "gw", chartDir, "--kube-version", kubeVersion}, append(values(""), "--set", "config.cacheMaxBytes=536870912")...)...)
+	if err == nil || !strings.Contains(err.Error(), "exceed GOMEMLIMIT") {
+		t.Errorf("a 512 MiB cache under a 512 Mi limit was accepted: %v\n%.300s", err, out)
+	}
+}
