@@ -36,6 +36,53 @@ resource "helm_release" "aws_load_balancer_controller" {
   depends_on = [module.lb_controller_pod_identity, module.eks]
 }
 
+# gp3 volumes through the EBS CSI add-on (main.tf), for Prometheus and Alertmanager.
+resource "kubernetes_storage_class_v1" "gp3" {
+  metadata {
+    name = "gp3"
+  }
+  storage_provisioner    = "ebs.csi.aws.com"
+  volume_binding_mode    = "WaitForFirstConsumer"
+  allow_volume_expansion = true
+  reclaim_policy         = "Delete"
+  parameters = {
+    type      = "gp3"
+    encrypted = "true"
+  }
+
+  depends_on = [module.eks]
+}
+
+# Prometheus's retention and volume, Alertmanager's volume and its configuration (the
+# default route to alert_receiver), in a module without providers (helm/tests checks
+# it with amtool check-config).
+module "monitoring_values" {
+  source = "./modules/monitoring-values"
+  count  = var.install_monitoring ? 1 : 0
+
+  alert_receiver         = var.alert_receiver
+  storage_class          = kubernetes_storage_class_v1.gp3.metadata[0].name
+  prometheus_storage_gib = var.prometheus_storage_gib
+  prometheus_retention   = var.prometheus_retention
+}
+
+# The custom metrics API for the gateway's HPA (in-flight requests and open websockets
+# per pod), from kube-prometheus-stack's Prometheus.
+resource "helm_release" "prometheus_adapter" {
+  count = var.install_monitoring ? 1 : 0
+
+  name       = "prometheus-adapter"
+  repository = "https://prometheus-community.github.io/helm-charts"
+  chart      = "prometheus-adapter"
+  version    = var.prometheus_adapter_chart_version
+  namespace  = "monitoring"
+  wait       = true
+
+  values = module.monitoring_values[0].adapter_documents
+
+  depends_on = [helm_release.kube_prometheus_stack]
+}
+
 # Prometheus Operator, Prometheus, Alertmanager and Grafana. Its CRDs are what
 # the gateway chart's ServiceMonitor and PrometheusRule need; its Grafana
 # sidecar loads ConfigMaps labelled grafana_dashboard=1 from every namespace.
@@ -51,6 +98,8 @@ resource "helm_release" "kube_prometheus_stack" {
   wait             = true
   timeout          = 900
 
+  values = module.monitoring_values[0].documents
+
   set = [
     { name = "grafana.sidecar.dashboards.enabled", value = "true" },
     { name = "grafana.sidecar.dashboards.searchNamespace", value = "ALL" },
@@ -59,5 +108,5 @@ resource "helm_release" "kube_prometheus_stack" {
     { name = "prometheus.prometheusSpec.ruleSelectorNilUsesHelmValues", value = "true" },
   ]
 
-  depends_on = [module.eks]
+  depends_on = [module.eks, kubernetes_storage_class_v1.gp3]
 }

@@ -1,12 +1,13 @@
-# The gateway's namespace. The label makes the AWS Load Balancer Controller inject its
-# pod readiness gate into every pod created here: a pod is Ready only once its NLB
-# target is healthy, so a rollout never removes old targets before new ones serve.
+# The gateway's namespace. The first label makes the AWS Load Balancer Controller inject
+# its pod readiness gate into every pod created here: a pod is Ready only once its NLB
+# target is healthy, so a rollout never removes old targets before new ones serve. The
+# module's labels enforce Pod Security "restricted" (helm/tests checks them).
 resource "kubernetes_namespace_v1" "gateway" {
   metadata {
     name = var.gateway_namespace
-    labels = {
+    labels = merge(module.gateway_values.namespace_labels, {
       "elbv2.k8s.aws/pod-readiness-gate-inject" = "enabled"
-    }
+    })
   }
 }
 
@@ -34,7 +35,14 @@ module "gateway_values" {
   source = "./modules/gateway-values"
 
   install_monitoring   = var.install_monitoring
+  kubernetes_version   = var.kubernetes_version
   vpc_cidr             = var.vpc_cidr
+  scheme               = var.gateway_scheme
+  certificate_arn      = var.gateway_certificate_arn
+  allow_anonymous      = var.gateway_allow_anonymous
+  keys                 = var.gateway_keys
+  plans                = var.gateway_plans
+  anonymous_plan       = var.gateway_anonymous_plan
   egress_ports         = var.gateway_egress_ports
   upstream_http_url    = var.gateway_upstream_http_url
   upstream_ws_url      = var.gateway_upstream_ws_url
@@ -79,6 +87,7 @@ resource "helm_release" "gateway" {
     helm_release.aws_load_balancer_controller,
     helm_release.karpenter_nodes,
     helm_release.kube_prometheus_stack,
+    helm_release.prometheus_adapter,
   ]
 }
 

@@ -107,6 +107,13 @@ module "eks" {
         enableNetworkPolicy = "true"
       })
     }
+    # Persistent volumes (gp3) for Prometheus and Alertmanager; its controller's AWS
+    # credentials come from an IRSA role (ebs_csi_irsa below).
+    aws-ebs-csi-driver = {
+      addon_version               = var.eks_addon_versions["aws-ebs-csi-driver"]
+      service_account_role_arn    = module.ebs_csi_irsa.iam_role_arn
+      resolve_conflicts_on_update = "OVERWRITE"
+    }
     # Pod Identity for the AWS credentials of the load balancer controller and Karpenter.
     eks-pod-identity-agent = {
       addon_version               = var.eks_addon_versions["eks-pod-identity-agent"]
@@ -137,6 +144,23 @@ module "eks" {
       labels = {
         "karpenter.sh/controller" = "true"
       }
+    }
+  }
+}
+
+# The EBS CSI controller's IAM role, assumed through the cluster's OIDC provider (IRSA)
+# by kube-system/ebs-csi-controller-sa only, with AWS's managed EBS CSI policy.
+module "ebs_csi_irsa" {
+  source  = "terraform-aws-modules/iam/aws//modules/iam-role-for-service-accounts-eks"
+  version = "~> 5.60"
+
+  role_name             = "${var.cluster_name}-ebs-csi"
+  attach_ebs_csi_policy = true
+
+  oidc_providers = {
+    main = {
+      provider_arn               = module.eks.oidc_provider_arn
+      namespace_service_accounts = ["kube-system:ebs-csi-controller-sa"]
     }
   }
 }

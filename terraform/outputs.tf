@@ -19,8 +19,8 @@ output "gateway_service_hostname" {
 }
 
 output "gateway_url" {
-  description = "HTTP base URL of the gateway (websockets: ws://<hostname>/socket2socket)."
-  value       = "http://${try(data.kubernetes_service_v1.gateway.status[0].load_balancer[0].ingress[0].hostname, "<pending>")}"
+  description = "Base URL of the gateway: https with gateway_certificate_arn (websockets: wss://<hostname>/socket2socket), else http (internal NLB)."
+  value       = "${var.gateway_certificate_arn == "" ? "http" : "https"}://${try(data.kubernetes_service_v1.gateway.status[0].load_balancer[0].ingress[0].hostname, "<pending>")}"
 }
 
 output "gateway_image_digest" {

@@ -38,11 +38,12 @@ variable "eks_addon_versions" {
     "kube-proxy"             = "v1.33.5-eksbuild.2"
     "vpc-cni"                = "v1.20.1-eksbuild.3"
     "eks-pod-identity-agent" = "v1.3.10-eksbuild.2"
+    "aws-ebs-csi-driver"     = "v1.47.0-eksbuild.1"
   }
 
   validation {
-    condition     = length(setsubtract(["coredns", "kube-proxy", "vpc-cni", "eks-pod-identity-agent"], keys(var.eks_addon_versions))) == 0
-    error_message = "eks_addon_versions must pin coredns, kube-proxy, vpc-cni and eks-pod-identity-agent."
+    condition     = length(setsubtract(["coredns", "kube-proxy", "vpc-cni", "eks-pod-identity-agent", "aws-ebs-csi-driver"], keys(var.eks_addon_versions))) == 0
+    error_message = "eks_addon_versions must pin coredns, kube-proxy, vpc-cni, eks-pod-identity-agent and aws-ebs-csi-driver."
   }
   validation {
     condition     = alltrue([for v in values(var.eks_addon_versions) : can(regex("^v[0-9]+\\.[0-9]+\\.[0-9]+-eksbuild\\.[0-9]+$", v))])
@@ -247,6 +248,55 @@ variable "install_monitoring" {
   default     = true
 }
 
+# Alerts reach a person (issue 24, N3): Alertmanager's default route goes to these.
+variable "alert_receiver" {
+  description = "Where the gateway's alerts go: a Slack incoming webhook (slack_webhook_url, optional slack_channel) and/or a PagerDuty Events API v2 routing key (pagerduty_routing_key; with Slack too, critical alerts page). Required with install_monitoring. Kept in the state and in Alertmanager's Secret."
+  type = object({
+    slack_webhook_url     = optional(string, "")
+    slack_channel         = optional(string, "")
+    pagerduty_routing_key = optional(string, "")
+  })
+  default   = {}
+  sensitive = true
+
+  validation {
+    condition     = !var.install_monitoring || var.alert_receiver.slack_webhook_url != "" || var.alert_receiver.pagerduty_routing_key != ""
+    error_message = "install_monitoring needs alert_receiver (slack_webhook_url and/or pagerduty_routing_key): without one, alerts reach nobody."
+  }
+  validation {
+    condition     = var.alert_receiver.slack_webhook_url == "" || can(regex("^https://", var.alert_receiver.slack_webhook_url))
+    error_message = "alert_receiver.slack_webhook_url: an https:// incoming webhook URL."
+  }
+}
+
+variable "prometheus_storage_gib" {
+  description = "Prometheus's gp3 volume (EBS CSI add-on) in GiB. retentionSize is 85 % of it. The gateway's series take roughly 1-2 GiB a day per 10 pods at a 15 s scrape: 50 GiB holds prometheus_retention (15 d) with room."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.prometheus_storage_gib >= 10
+    error_message = "prometheus_storage_gib: at least 10."
+  }
+}
+
+variable "prometheus_retention" {
+  description = "How long Prometheus keeps samples (Prometheus duration, e.g. 15d); retentionSize (85 % of the volume) drops older blocks first if the volume fills."
+  type        = string
+  default     = "15d"
+
+  validation {
+    condition     = can(regex("^[0-9]+(h|d|w|y)$", var.prometheus_retention))
+    error_message = "prometheus_retention: a Prometheus duration such as 15d."
+  }
+}
+
+variable "prometheus_adapter_chart_version" {
+  description = "Version of the prometheus-adapter Helm chart (prometheus-community): the custom metrics API the gateway's HPA reads in-flight requests and websockets from."
+  type        = string
+  default     = "4.14.1"
+}
+
 variable "kube_prometheus_stack_chart_version" {
   description = "Version of the kube-prometheus-stack Helm chart (prometheus-community)."
   type        = string
@@ -357,6 +407,93 @@ variable "gateway_upstream_secrets" {
   validation {
     condition     = alltrue([for k in keys(var.gateway_upstream_secrets) : can(regex("^[A-Za-z_][A-Za-z0-9_]*$", k))])
     error_message = "gateway_upstream_secrets: keys are environment variable names."
+  }
+}
+
+# Closed by default (issue 24): an internal NLB; internet-facing needs TLS and keys.
+variable "gateway_scheme" {
+  description = "Scheme of the gateway's NLB: internal (reachable from the VPC and its peerings) or internet-facing (needs gateway_certificate_arn, and gateway_keys unless gateway_allow_anonymous)."
+  type        = string
+  default     = "internal"
+
+  validation {
+    condition     = contains(["internal", "internet-facing"], var.gateway_scheme)
+    error_message = "gateway_scheme: internal or internet-facing."
+  }
+  validation {
+    condition     = var.gateway_scheme == "internal" || var.gateway_certificate_arn != ""
+    error_message = "gateway_scheme = internet-facing needs gateway_certificate_arn: TLS ends at the NLB, there is no plaintext public listener."
+  }
+  validation {
+    condition     = var.gateway_scheme == "internal" || length(var.gateway_keys) > 0 || var.gateway_allow_anonymous
+    error_message = "gateway_scheme = internet-facing without gateway_keys is an open relay of your upstream quota: add keys, or set gateway_allow_anonymous = true (with gateway_anonymous_plan)."
+  }
+}
+
+variable "gateway_certificate_arn" {
+  description = "ACM certificate (same region) of the NLB's TLS listener on 443. Empty: a plaintext listener on 80, for an internal NLB only."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.gateway_certificate_arn == "" || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+$", var.gateway_certificate_arn))
+    error_message = "gateway_certificate_arn: an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)."
+  }
+}
+
+variable "gateway_allow_anonymous" {
+  description = "Let an internet-facing gateway serve calls without a key, each client address limited by gateway_anonymous_plan."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.gateway_allow_anonymous || var.gateway_anonymous_plan != ""
+    error_message = "gateway_allow_anonymous needs gateway_anonymous_plan: calls without a key are limited per client address."
+  }
+}
+
+variable "gateway_keys" {
+  description = "API keys: name, sha256 (hex SHA-256 of the key; never the key), plan (a gateway_plans name), optional origins. With keys, every call needs one."
+  type = list(object({
+    name    = string
+    sha256  = string
+    plan    = string
+    origins = optional(list(string))
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue([for k in var.gateway_keys : can(regex("^[a-f0-9]{64}$", k.sha256))])
+    error_message = "gateway_keys: sha256 is the 64 lowercase hex digits of the key's SHA-256 (printf %s KEY | sha256sum), never the key."
+  }
+  validation {
+    condition     = alltrue([for k in var.gateway_keys : contains(keys(var.gateway_plans), k.plan)])
+    error_message = "gateway_keys: every plan must be defined in gateway_plans."
+  }
+}
+
+variable "gateway_plans" {
+  description = "Limits by plan name (the gateway's plans: requests_per_second, burst, units_per_second, units_burst, daily_units, max_connections, max_subscriptions)."
+  type = map(object({
+    requests_per_second = optional(number)
+    burst               = optional(number)
+    units_per_second    = optional(number)
+    units_burst         = optional(number)
+    daily_units         = optional(number)
+    max_connections     = optional(number)
+    max_subscriptions   = optional(number)
+  }))
+  default = {}
+}
+
+variable "gateway_anonymous_plan" {
+  description = "The plan (in gateway_plans) of calls without a key, per client address; empty: none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.gateway_anonymous_plan == "" || contains(keys(var.gateway_plans), var.gateway_anonymous_plan)
+    error_message = "gateway_anonymous_plan must be defined in gateway_plans."
   }
 }
 

@@ -6,6 +6,7 @@
 variables {
   gateway_image_tag = "v0.1.0"
   infura_project_id = "test-project"
+  alert_receiver    = { slack_webhook_url = "https://hooks.slack.com/services/T000/B000/XXXX" }
 }
 
 run "defaults_are_valid" {
@@ -165,6 +166,7 @@ run "addons_are_pinned" {
       "kube-proxy"             = "v1.33.5-eksbuild.2"
       "vpc-cni"                = "v1.20.1-eksbuild.3"
       "eks-pod-identity-agent" = "v1.3.10-eksbuild.2"
+      "aws-ebs-csi-driver"     = "v1.47.0-eksbuild.1"
     }
   }
   expect_failures = [var.eks_addon_versions]
@@ -200,4 +202,119 @@ run "redis_may_evict" {
     redis_maxmemory_policy = "noeviction"
   }
   expect_failures = [var.redis_maxmemory_policy]
+}
+
+# Closed by default (issue 24, N1): internal unless asked; internet-facing needs TLS
+# and keys, or an explicit allow_anonymous with a per-address plan.
+run "internet_facing_without_a_certificate_is_refused" {
+  command = plan
+  variables {
+    gateway_scheme = "internet-facing"
+    gateway_plans  = { free = { requests_per_second = 10 } }
+    gateway_keys   = [{ name = "alice", sha256 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", plan = "free" }]
+  }
+  expect_failures = [var.gateway_scheme]
+}
+
+run "internet_facing_without_keys_is_refused" {
+  command = plan
+  variables {
+    gateway_scheme          = "internet-facing"
+    gateway_certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+  }
+  expect_failures = [var.gateway_scheme]
+}
+
+run "internet_facing_with_tls_and_keys" {
+  command = plan
+  variables {
+    gateway_scheme          = "internet-facing"
+    gateway_certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+    gateway_plans           = { free = { requests_per_second = 10, burst = 20 } }
+    gateway_keys            = [{ name = "alice", sha256 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", plan = "free" }]
+  }
+}
+
+run "internet_facing_anonymous_with_a_plan" {
+  command = plan
+  variables {
+    gateway_scheme          = "internet-facing"
+    gateway_certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+    gateway_allow_anonymous = true
+    gateway_plans           = { anonymous = { requests_per_second = 2, burst = 5 } }
+    gateway_anonymous_plan  = "anonymous"
+  }
+}
+
+run "allow_anonymous_needs_a_plan" {
+  command = plan
+  variables {
+    gateway_allow_anonymous = true
+  }
+  expect_failures = [var.gateway_allow_anonymous]
+}
+
+run "certificate_must_be_an_acm_arn" {
+  command = plan
+  variables {
+    gateway_certificate_arn = "my-cert"
+  }
+  expect_failures = [var.gateway_certificate_arn]
+}
+
+run "key_hash_not_a_key" {
+  command = plan
+  variables {
+    gateway_plans = { free = {} }
+    gateway_keys  = [{ name = "alice", sha256 = "my-secret-key", plan = "free" }]
+  }
+  expect_failures = [var.gateway_keys]
+}
+
+run "key_plan_must_exist" {
+  command = plan
+  variables {
+    gateway_keys = [{ name = "alice", sha256 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", plan = "gold" }]
+  }
+  expect_failures = [var.gateway_keys]
+}
+
+# Alerts reach a person (issue 24, N3).
+run "monitoring_without_a_receiver_is_refused" {
+  command = plan
+  variables {
+    alert_receiver = {}
+  }
+  expect_failures = [var.alert_receiver]
+}
+
+run "no_monitoring_needs_no_receiver" {
+  command = plan
+  variables {
+    install_monitoring = false
+    alert_receiver     = {}
+  }
+}
+
+run "pagerduty_alone_is_a_receiver" {
+  command = plan
+  variables {
+    alert_receiver = { pagerduty_routing_key = "0123456789abcdef0123456789abcdef" }
+  }
+}
+
+run "slack_webhook_must_be_https" {
+  command = plan
+  variables {
+    alert_receiver = { slack_webhook_url = "http://hooks.example.com/x" }
+  }
+  expect_failures = [var.alert_receiver]
+}
+
+run "retention_is_a_duration" {
+  command = plan
+  variables {
+    prometheus_retention = "15 days"
+  }
+  expect_failures = [var.prometheus_retention]
 }

@@ -83,6 +83,33 @@ The schema admits only these forms.
 {{- mulf $limit .Values.goMemLimitPercent 0.01 | floor | int64 }}
 {{- end }}
 
+{{/*
+Bytes the gateway's budgets let it hold: the immutable cache (when on), request bytes
+waiting on upstreams, the anonymous clients' table (with an anonymous plan) and 64 MiB
+for the runtime, stacks and buffers.
+*/}}
+{{- define "infura-gateway.budgetBytes" -}}
+{{- $c := .Values.config }}
+{{- $b := add (int64 $c.maxPendingBytes) 67108864 }}
+{{- if $c.cacheEnabled }}{{ $b = add $b (int64 $c.cacheMaxBytes) }}{{ end }}
+{{- with $c.anonymous }}{{ if .plan }}{{ $b = add $b (int64 (.max_bytes | default 67108864)) }}{{ end }}{{ end }}
+{{- $b }}
+{{- end }}
+
+{{/* resources, with requests.memory raised to the byte budgets when they need more. */}}
+{{- define "infura-gateway.resources" -}}
+{{- $res := deepCopy .Values.resources }}
+{{- $req := $res.requests | default dict }}
+{{- $budgetMi := div (add (int64 (include "infura-gateway.budgetBytes" .)) 1048575) 1048576 }}
+{{- $have := 0.0 }}
+{{- if $req.memory }}{{ $have = include "infura-gateway.bytes" $req.memory | float64 }}{{ end }}
+{{- if lt $have (mulf $budgetMi 1048576.0) }}
+{{- $_ := set $req "memory" (printf "%dMi" $budgetMi) }}
+{{- end }}
+{{- $_ := set $res "requests" $req }}
+{{- toYaml $res }}
+{{- end }}
+
 {{/* Whether the gateway gets a Redis address (a value or a Secret key). */}}
 {{- define "infura-gateway.redis" -}}
 {{- if or .Values.redis.address (and .Values.redis.existingSecret .Values.redis.existingSecretAddressKey) }}true{{ end }}
@@ -95,13 +122,15 @@ The schema admits only these forms.
 
 {{/*
 The gateway's configuration file (CONFIG_FILE), from config.upstreams and the
-sections next to it; empty when no upstream list is given. Keys are the file's own
+sections next to it; empty without upstreams, keys or anonymous (with keys or
+anonymous only, the upstream comes from the flags). Keys are the file's own
 (snake_case); the gateway decodes it strictly.
 */}}
 {{- define "infura-gateway.configFile" -}}
 {{- with .Values.config }}
-{{- if .upstreams }}
-{{- $file := dict "upstreams" .upstreams }}
+{{- if or .upstreams .keys .anonymous }}
+{{- $file := dict }}
+{{- with .upstreams }}{{ $_ := set $file "upstreams" . }}{{ end }}
 {{- range $k := list "routing" "health" "keys" "plans" "costs" "anonymous" "clients" }}
 {{- with index $.Values.config $k }}
 {{- $_ := set $file $k . }}
@@ -166,8 +195,12 @@ seccompProfile:
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
 {{- end }}
-{{- if and .Values.autoscaling.enabled (not (or .Values.autoscaling.targetCPUUtilizationPercentage .Values.autoscaling.targetMemoryUtilizationPercentage)) }}
-{{- fail "autoscaling.enabled needs targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage" }}
+{{- $as := .Values.autoscaling }}
+{{- if and $as.enabled (not (or $as.targetCPUUtilizationPercentage $as.targetMemoryUtilizationPercentage $as.targetInFlightPerPod $as.targetWebsocketsPerPod)) }}
+{{- fail "autoscaling.enabled needs targetCPUUtilizationPercentage, targetMemoryUtilizationPercentage, targetInFlightPerPod or targetWebsocketsPerPod" }}
+{{- end }}
+{{- if and $as.enabled $as.targetInFlightPerPod (ge (int $as.targetInFlightPerPod) (int .Values.config.upstreamMaxConns)) }}
+{{- fail (printf "autoscaling.targetInFlightPerPod (%d) must stay below config.upstreamMaxConns (%d): past it requests queue for a connection before the HPA sees a reason to scale" (int $as.targetInFlightPerPod) (int .Values.config.upstreamMaxConns)) }}
 {{- end }}
 {{- if and .Values.infura.projectSecret (not .Values.infura.projectId) }}
 {{- fail "infura.projectSecret is set without infura.projectId" }}
@@ -203,8 +236,8 @@ seccompProfile:
 {{- fail (printf "config.anonymous.plan %q is not defined in config.plans" .) }}
 {{- end }}
 {{- end }}
-{{- if and (not $c.upstreams) (or $c.routing $c.health $c.keys $c.plans $c.costs $c.anonymous $c.clients) }}
-{{- fail "config.routing/health/keys/plans/costs/anonymous/clients go into the configuration file, which needs config.upstreams" }}
+{{- if and (not (or $c.upstreams $c.keys $c.anonymous)) (or $c.routing $c.health $c.plans $c.costs $c.clients) }}
+{{- fail "config.routing/health/plans/costs/clients go into the configuration file, which needs config.upstreams, config.keys or config.anonymous" }}
 {{- end }}
 {{- /* Redis: the address from a value or from the Secret, the password only from a Secret. */}}
 {{- $r := .Values.redis }}
@@ -236,6 +269,11 @@ seccompProfile:
 {{- if not .Values.resources.limits.memory }}
 {{- fail "resources.limits.memory is required: GOMEMLIMIT is derived from it" }}
 {{- end }}
+{{- $budget := include "infura-gateway.budgetBytes" . | int64 }}
+{{- if gt $budget (include "infura-gateway.goMemLimit" . | int64) }}
+{{- fail (printf "the byte budgets (config.cacheMaxBytes + maxPendingBytes + the anonymous table + 64 MiB runtime = %d bytes) exceed GOMEMLIMIT (%s bytes, goMemLimitPercent of resources.limits.memory): raise the limit or lower the budgets" $budget (include "infura-gateway.goMemLimit" .)) }}
+{{- end }}
+{{- include "infura-gateway.validateExposure" . }}
 {{- end }}
 
 {{/*
@@ -274,4 +312,95 @@ comma-separated, for the NetworkPolicy's egress.
 {{- end }}
 {{- end }}
 {{- join "," $ports }}
+{{- end }}
+
+{{/* The public Service's port: the NLB's TLS listener when a certificate is set. */}}
+{{- define "infura-gateway.servicePort" -}}
+{{- if and .Values.service.nlb.enabled .Values.service.nlb.certificateArn }}{{ .Values.service.nlb.tlsPort }}{{ else }}{{ .Values.service.port }}{{ end }}
+{{- end }}
+
+{{/*
+The annotations the chart writes for service.nlb: scheme, TLS (ACM certificate, its
+port, a TLS 1.3 policy) or a plaintext listener's idle timeout, PROXY protocol v2.
+*/}}
+{{- define "infura-gateway.nlbAnnotations" -}}
+{{- $n := .Values.service.nlb }}
+{{- $a := dict "service.beta.kubernetes.io/aws-load-balancer-scheme" $n.scheme }}
+{{- if $n.certificateArn }}
+{{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-ssl-cert" $n.certificateArn }}
+{{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-ssl-ports" (toString $n.tlsPort) }}
+{{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-ssl-negotiation-policy" $n.sslNegotiationPolicy }}
+{{- else }}
+{{- $_ := set $a (printf "service.beta.kubernetes.io/aws-load-balancer-listener-attributes.TCP-%v" .Values.service.port) (printf "tcp.idle_timeout.seconds=%v" $n.idleTimeoutSeconds) }}
+{{- end }}
+{{- if $n.proxyProtocol }}
+{{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol" "*" }}
+{{- end }}
+{{- toYaml $a }}
+{{- end }}
+
+{{/*
+"true" when the public Service is reachable from outside the cluster's network: a
+LoadBalancer not marked internal. The AWS Load Balancer Controller's NLBs are
+internal unless their scheme says otherwise; the in-tree AWS provider and most
+clouds default to a public one.
+*/}}
+{{- define "infura-gateway.publicLB" -}}
+{{- $s := .Values.service }}
+{{- if eq $s.type "LoadBalancer" }}
+{{- $a := $s.annotations | default dict }}
+{{- $scheme := index $a "service.beta.kubernetes.io/aws-load-balancer-scheme" | default "" }}
+{{- $lbc := or (eq ($s.loadBalancerClass | default "") "service.k8s.aws/nlb") (has (index $a "service.beta.kubernetes.io/aws-load-balancer-type" | default "") (list "external" "nlb-ip")) }}
+{{- $internal := or (eq $scheme "internal") (and $lbc (eq $scheme "")) (eq (index $a "service.beta.kubernetes.io/aws-load-balancer-internal" | default "") "true") (eq (index $a "networking.gke.io/load-balancer-type" | default "") "Internal") (eq (index $a "service.beta.kubernetes.io/azure-load-balancer-internal" | default "") "true") }}
+{{- if $s.nlb.enabled }}{{ $internal = eq $s.nlb.scheme "internal" }}{{ end }}
+{{- if not $internal }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when every call needs a key: config.keys has entries and required is not false. */}}
+{{- define "infura-gateway.keysRequired" -}}
+{{- $k := .Values.config.keys | default dict }}
+{{- if and $k.entries (or (not (hasKey $k "required")) $k.required) }}true{{ end }}
+{{- end }}
+
+{{/* Closed by default: the checks of a public endpoint and of service.nlb. */}}
+{{- define "infura-gateway.validateExposure" -}}
+{{- $s := .Values.service }}
+{{- $a := $s.annotations | default dict }}
+{{- if $s.nlb.enabled }}
+{{- if ne $s.type "LoadBalancer" }}
+{{- fail "service.nlb.enabled needs service.type=LoadBalancer" }}
+{{- end }}
+{{- range $k, $_ := $a }}
+{{- if or (has $k (list "service.beta.kubernetes.io/aws-load-balancer-scheme" "service.beta.kubernetes.io/aws-load-balancer-ssl-cert" "service.beta.kubernetes.io/aws-load-balancer-ssl-ports" "service.beta.kubernetes.io/aws-load-balancer-ssl-negotiation-policy" "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol")) (hasPrefix "service.beta.kubernetes.io/aws-load-balancer-listener-attributes." $k) }}
+{{- fail (printf "service.annotations sets %s, which service.nlb writes: set it through service.nlb" $k) }}
+{{- end }}
+{{- end }}
+{{- if and $s.nlb.proxyProtocol (not $.Values.config.trustedProxies) }}
+{{- fail "service.nlb.proxyProtocol sends a PROXY header the gateway reads only from config.trustedProxies: set it to the VPC CIDR (Terraform does), or turn proxyProtocol off" }}
+{{- end }}
+{{- with $.Values.config.clients }}
+{{- if and $s.nlb.proxyProtocol (hasKey . "proxy_protocol") (not .proxy_protocol) }}
+{{- fail "config.clients.proxy_protocol is false while service.nlb.proxyProtocol sends PROXY headers: every request would be refused" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if include "infura-gateway.publicLB" . }}
+{{- $aws := $s.nlb.enabled }}
+{{- range $k, $_ := $a }}{{ if hasPrefix "service.beta.kubernetes.io/aws-load-balancer-" $k }}{{ $aws = true }}{{ end }}{{ end }}
+{{- if and $aws (not (or $s.nlb.certificateArn (index $a "service.beta.kubernetes.io/aws-load-balancer-ssl-cert"))) }}
+{{- fail "an internet-facing load balancer would speak plaintext: set service.nlb.certificateArn (an ACM certificate; TLS ends at the NLB), or service.nlb.scheme=internal" }}
+{{- end }}
+{{- if not (include "infura-gateway.keysRequired" .) }}
+{{- if not $s.allowAnonymous }}
+{{- fail "an internet-facing endpoint without required keys is an open relay of your upstream quota: configure config.keys (entries, required), or set service.allowAnonymous=true with config.anonymous.plan, or service.nlb.scheme=internal" }}
+{{- end }}
+{{- if not ((.Values.config.anonymous | default dict).plan) }}
+{{- fail "service.allowAnonymous on an internet-facing endpoint needs config.anonymous.plan: per-address limits for calls without a key" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and .Values.image.requireDigest (not .Values.image.digest) }}
+{{- fail "image.digest is required (image.requireDigest): deploy by digest, e.g. --set image.digest=sha256:... (Terraform passes the one ECR reports)" }}
+{{- end }}
 {{- end }}

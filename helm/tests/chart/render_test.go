@@ -203,10 +203,15 @@ func values(name string) []string {
 	case "":
 		return append([]string{}, base...)
 	case "values-eks.yaml":
-		return []string{"-f", filepath.Join(chartDir, name), "--set", "image.repository=registry.example.com/infura-gateway",
-			"--set", "image.digest=sha256:" + strings.Repeat("ab", 32), "--set", "infura.existingSecret=infura-credentials"}
+		// The VPC CIDR Terraform passes: the NLB's PROXY headers are read from it only.
+		return append(eksValuesWithoutTrust(), "--set", "config.trustedProxies={10.42.0.0/16}")
 	}
 	return []string{"-f", filepath.Join(chartDir, name)}
+}
+
+func eksValuesWithoutTrust() []string {
+	return []string{"-f", filepath.Join(chartDir, "values-eks.yaml"), "--set", "image.repository=registry.example.com/infura-gateway",
+		"--set", "image.digest=sha256:" + strings.Repeat("ab", 32), "--set", "infura.existingSecret=infura-credentials"}
 }
 
 // Strict decoding of every profile, plus the chart's rules on each.

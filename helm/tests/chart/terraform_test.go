@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // The values Terraform gives the chart (terraform/modules/gateway-values, a module
@@ -26,9 +29,14 @@ func TestTerraformValuesRender(t *testing.T) {
 		inputs string
 		check  func(t *testing.T, r rendered)
 	}{
-		"upstream list, Redis, egress ports": {`
+		"upstream list, Redis, egress ports, internet-facing with TLS and keys": {`
   install_monitoring   = true
+  kubernetes_version   = "1.33"
   vpc_cidr             = "10.42.0.0/16"
+  scheme               = "internet-facing"
+  certificate_arn      = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+  plans                = { free = { requests_per_second = 10, burst = 20 } }
+  keys                 = [{ name = "alice", sha256 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", plan = "free" }]
   egress_ports         = [8545, 8546]
   upstreams = [
     { name = "infura", http = "https://mainnet.infura.io/v3/$${INFURA_PROJECT_ID}", ws = "wss://mainnet.infura.io/ws/v3/$${INFURA_PROJECT_ID}", password = "$${INFURA_PROJECT_SECRET}", weight = 2, methods = { deny = ["trace_"] } },
@@ -41,6 +49,16 @@ func TestTerraformValuesRender(t *testing.T) {
 			func(t *testing.T, r rendered) {
 				_, c := gateway(t, r, "infura-gateway")
 				env := envOf(c)
+				svc := r.get(t, "Service", "infura-gateway").(*corev1.Service)
+				a := svc.Annotations
+				if a[annPrefix+"scheme"] != "internet-facing" || a[annPrefix+"ssl-cert"] == "" || a[annPrefix+"ssl-ports"] != "443" ||
+					len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 443 {
+					t.Errorf("internet-facing NLB: want TLS on 443 only: %v %+v", a, svc.Spec.Ports)
+				}
+				file := r.get(t, "ConfigMap", "infura-gateway-config").(*corev1.ConfigMap).Data["config.yaml"]
+				if !strings.Contains(file, "required: true") || !strings.Contains(file, "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae") {
+					t.Errorf("keys not in the configuration file:\n%s", file)
+				}
 				if env["CONFIG_FILE"].Value == "" || env["REDIS_ADDR"].Value != "master.gw.abc123.euw1.cache.amazonaws.com:6379" ||
 					env["REDIS_TLS"].Value != "true" || env["REDIS_PASSWORD"].ValueFrom.SecretKeyRef.Name != "infura-gateway-redis" {
 					t.Errorf("configuration file and Redis env: %v", env)
@@ -63,14 +81,18 @@ func TestTerraformValuesRender(t *testing.T) {
 					t.Error("install_monitoring = true renders no ServiceMonitor or dashboard")
 				}
 			}},
-		"one node, websockets off, no Redis, no monitoring": {`
+		"one node, websockets off, no Redis, no monitoring, internal": {`
   install_monitoring = false
+  kubernetes_version = "1.33"
   vpc_cidr           = "10.42.0.0/16"
   upstream_http_url  = "http://geth.ethereum.svc.cluster.local:8545"
   upstream_ws_url    = "off"`,
 			func(t *testing.T, r rendered) {
 				_, c := gateway(t, r, "infura-gateway")
 				env := envOf(c)
+				if a := r.get(t, "Service", "infura-gateway").(*corev1.Service).Annotations; a[annPrefix+"scheme"] != "internal" || a[annPrefix+"ssl-cert"] != "" {
+					t.Errorf("default scheme: want internal, plaintext: %v", a)
+				}
 				if env["UPSTREAM_HTTP_URL"].Value != "http://geth.ethereum.svc.cluster.local:8545" || env["UPSTREAM_WS_URL"].Value != "off" {
 					t.Errorf("single upstream env: %v", env)
 				}
@@ -79,6 +101,10 @@ func TestTerraformValuesRender(t *testing.T) {
 				}
 				if r.has("ServiceMonitor", "infura-gateway") {
 					t.Error("install_monitoring = false renders a ServiceMonitor")
+				}
+				// No Prometheus adapter without monitoring: the HPA falls back to CPU.
+				if m := podMetrics(r.get(t, "HorizontalPodAutoscaler", "infura-gateway").(*autoscalingv2.HorizontalPodAutoscaler)); len(m) != 0 {
+					t.Errorf("install_monitoring = false: the HPA reads custom metrics nobody serves: %v", m)
 				}
 			}},
 	}
@@ -90,7 +116,7 @@ func TestTerraformValuesRender(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { os.RemoveAll(dir) })
-			main := fmt.Sprintf("module \"values\" {\n  source = %q\n%s\n}\n\noutput \"documents\" {\n  value = module.values.documents\n}\n", module, c.inputs)
+			main := fmt.Sprintf("module \"values\" {\n  source = %q\n%s\n}\n\noutput \"documents\" {\n  value = module.values.documents\n}\n\noutput \"namespace_labels\" {\n  value = module.values.namespace_labels\n}\n", module, c.inputs)
 			if err := os.WriteFile(filepath.Join(dir, "main.tf"), []byte(main), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -114,7 +140,26 @@ func TestTerraformValuesRender(t *testing.T) {
 			if err := json.Unmarshal(run("output", "-json", "documents"), &docs); err != nil {
 				t.Fatal(err)
 			}
-			args := append(values("values-eks.yaml"), monitoringAPIs...)
+			var nsLabels map[string]string
+			if err := json.Unmarshal(run("output", "-json", "namespace_labels"), &nsLabels); err != nil {
+				t.Fatal(err)
+			}
+			// N10: the namespace Terraform creates enforces Pod Security "restricted" at the
+			// cluster's version (gateway.tf adds the readiness-gate label, which the docs
+			// check finds there).
+			want := map[string]string{
+				"pod-security.kubernetes.io/enforce":         "restricted",
+				"pod-security.kubernetes.io/enforce-version": "v1.33",
+				"pod-security.kubernetes.io/warn":            "restricted",
+				"pod-security.kubernetes.io/audit":           "restricted",
+			}
+			for k, v := range want {
+				if nsLabels[k] != v {
+					t.Errorf("namespace label %s=%q, want %q", k, nsLabels[k], v)
+				}
+			}
+			// Terraform's values only: not the trusted proxies values() adds.
+			args := append(eksValuesWithoutTrust(), monitoringAPIs...)
 			args = append(args, "--set-string", "image.tag=20250101", "--set-string", "infura.projectId=p", "--set", "infura.existingSecret=")
 			for i, d := range docs {
 				f := filepath.Join(dir, fmt.Sprintf("values-%d.yaml", i))
@@ -134,6 +179,13 @@ func TestTerraformValuesRender(t *testing.T) {
 			_, gw := gateway(t, r, "infura-gateway")
 			if !strings.Contains(gw.Image, ":20250101@sha256:") {
 				t.Errorf("an all-digit tag must stay a tag, next to the digest: %s", gw.Image)
+			}
+			// N2: PROXY v2 on the target group, read by the gateway from the VPC's addresses.
+			env := envOf(gw)
+			if svc := r.get(t, "Service", "infura-gateway").(*corev1.Service); svc.Annotations[annPrefix+"proxy-protocol"] != "*" ||
+				env["PROXY_PROTOCOL"].Value != "true" || env["TRUSTED_PROXIES"].Value != "10.42.0.0/16" {
+				t.Errorf("proxy protocol: annotation %q, PROXY_PROTOCOL %q, TRUSTED_PROXIES %q: want *, true, the VPC CIDR",
+					svc.Annotations[annPrefix+"proxy-protocol"], env["PROXY_PROTOCOL"].Value, env["TRUSTED_PROXIES"].Value)
 			}
 			c.check(t, r)
 		})

@@ -17,7 +17,34 @@ locals {
         redisEgressCIDRs = [var.vpc_cidr]
         extraEgress      = [for p in var.egress_ports : { ports = [{ port = p, protocol = "TCP" }] }]
       }
+      # Closed by default (issue 24): internal unless asked, TLS at the NLB with a
+      # certificate, PROXY protocol v2 read from the VPC's addresses only (the NLB's),
+      # so per-IP limits and logs see the client.
+      service = {
+        nlb = {
+          enabled        = true
+          scheme         = var.scheme
+          certificateArn = var.certificate_arn
+          proxyProtocol  = true
+        }
+        allowAnonymous = var.allow_anonymous
+      }
+      config = {
+        trustedProxies = [var.vpc_cidr]
+      }
     })],
+    length(var.keys) == 0 ? [] : [yamlencode({
+      config = {
+        keys = { required = true, entries = [for k in var.keys : { for a, v in k : a => v if v != null }] }
+      }
+    })],
+    length(var.plans) == 0 ? [] : [yamlencode({
+      config = { plans = { for n, p in var.plans : n => { for a, v in p : a => v if v != null } } }
+    })],
+    var.anonymous_plan == "" ? [] : [yamlencode({ config = { anonymous = { plan = var.anonymous_plan } } })],
+    # The HPA's per-pod gauges come through the Prometheus adapter, installed with
+    # monitoring only: without it, CPU alone.
+    var.install_monitoring ? [] : [yamlencode({ autoscaling = { targetInFlightPerPod = 0, targetWebsocketsPerPod = 0 } })],
     var.upstream_http_url == "" ? [] : [yamlencode({ config = { upstreamHttpUrl = var.upstream_http_url } })],
     var.upstream_ws_url == "" ? [] : [yamlencode({ config = { upstreamWsUrl = var.upstream_ws_url } })],
     length(var.upstreams) == 0 ? [] : [yamlencode({
@@ -35,4 +62,15 @@ locals {
       }
     })],
   )
+}
+
+# The gateway's namespace enforces Pod Security "restricted" (the chart's pods meet it;
+# anything else is refused), at the cluster's version of the standard.
+locals {
+  namespace_labels = {
+    "pod-security.kubernetes.io/enforce"         = "restricted"
+    "pod-security.kubernetes.io/enforce-version" = "v${var.kubernetes_version}"
+    "pod-security.kubernetes.io/audit"           = "restricted"
+    "pod-security.kubernetes.io/warn"            = "restricted"
+  }
 }

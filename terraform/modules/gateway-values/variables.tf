@@ -69,3 +69,57 @@ variable "redis_secret_name" {
   type        = string
   default     = ""
 }
+
+variable "kubernetes_version" {
+  description = "The cluster's minor version (1.33): the Pod Security Standards version the namespace enforces."
+  type        = string
+}
+
+variable "scheme" {
+  description = "The NLB's scheme: internal or internet-facing (service.nlb.scheme)."
+  type        = string
+  default     = "internal"
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate of the NLB's TLS listener (service.nlb.certificateArn); empty: a plaintext listener (internal only)."
+  type        = string
+  default     = ""
+}
+
+variable "allow_anonymous" {
+  description = "Let an internet-facing NLB serve calls without a key, limited per address by anonymous_plan (service.allowAnonymous)."
+  type        = bool
+  default     = false
+}
+
+variable "keys" {
+  description = "API keys (config.keys.entries): name, SHA-256 of the key, plan, optional browser origins."
+  type = list(object({
+    name    = string
+    sha256  = string
+    plan    = string
+    origins = optional(list(string))
+  }))
+  default = []
+}
+
+variable "plans" {
+  description = "Limits by plan name (config.plans); null attributes are left out."
+  type = map(object({
+    requests_per_second = optional(number)
+    burst               = optional(number)
+    units_per_second    = optional(number)
+    units_burst         = optional(number)
+    daily_units         = optional(number)
+    max_connections     = optional(number)
+    max_subscriptions   = optional(number)
+  }))
+  default = {}
+}
+
+variable "anonymous_plan" {
+  description = "The plan of calls without a key, per client address (config.anonymous.plan); empty: none."
+  type        = string
+  default     = ""
+}

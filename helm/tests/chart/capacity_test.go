@@ -1,0 +1,144 @@
+package chart
+
+import (
+	"sort"
+	"strings"
+	"testing"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	"sigs.k8s.io/yaml"
+)
+
+// podMetrics are the per-pod custom metrics an HPA scales on, with their targets.
+func podMetrics(h *autoscalingv2.HorizontalPodAutoscaler) map[string]string {
+	m := map[string]string{}
+	for _, s := range h.Spec.Metrics {
+		if s.Type == autoscalingv2.PodsMetricSourceType && s.Pods != nil && s.Pods.Target.AverageValue != nil {
+			m[s.Pods.Metric.Name] = s.Pods.Target.AverageValue.String()
+		}
+	}
+	return m
+}
+
+// N6 (issue 24): the EKS profile scales on in-flight requests and open websockets per
+// pod (the gateway's own gauges, listed in helm/README.md), next to CPU; the custom
+// metrics API that serves them is the Prometheus adapter Terraform installs, whose
+// rules name exactly these metrics.
+func TestEKSScalesOnInFlightAndWebsockets(t *testing.T) {
+	h := render(t, "gw", eks()...).get(t, "HorizontalPodAutoscaler", "gw-infura-gateway").(*autoscalingv2.HorizontalPodAutoscaler)
+	got := podMetrics(h)
+	want := map[string]string{"gateway_requests_in_flight": "128", "gateway_ws_client_connections": "2k"}
+	if len(got) != len(want) {
+		t.Errorf("HPA pod metrics %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("HPA pod metric %s target %q, want %q", k, got[k], v)
+		}
+	}
+	cpu := false
+	for _, s := range h.Spec.Metrics {
+		cpu = cpu || (s.Type == autoscalingv2.ResourceMetricSourceType && s.Resource.Name == "cpu")
+	}
+	if !cpu {
+		t.Error("the EKS HPA dropped CPU")
+	}
+	readme := string(readFile(t, "../../README.md"))
+	names := make([]string, 0, len(got))
+	for name := range got {
+		names = append(names, name)
+		if !strings.Contains(readme, "- "+name+" gauge") {
+			t.Errorf("%s is not a gauge of helm/README.md's metric list", name)
+		}
+	}
+	sort.Strings(names)
+
+	// The adapter's rules (terraform/modules/monitoring-values) serve these names.
+	out, err := applyModule(t, "../../../terraform/modules/monitoring-values",
+		`  alert_receiver = { slack_webhook_url = "https://hooks.slack.com/services/T000/B000/XXXX" }`, "adapter_documents")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var adapter struct {
+		Rules struct {
+			Default bool `json:"default"`
+			Custom  []struct {
+				SeriesQuery string `json:"seriesQuery"`
+				Name        struct {
+					As string `json:"as"`
+				} `json:"name"`
+				MetricsQuery string `json:"metricsQuery"`
+				Resources    struct {
+					Overrides map[string]map[string]string `json:"overrides"`
+				} `json:"resources"`
+			} `json:"custom"`
+		} `json:"rules"`
+	}
+	if err := yaml.Unmarshal([]byte(out["adapter_documents"]), &adapter); err != nil {
+		t.Fatal(err)
+	}
+	var served []string
+	for _, r := range adapter.Rules.Custom {
+		served = append(served, r.Name.As)
+		if !strings.HasPrefix(r.SeriesQuery, r.Name.As+"{") || !strings.Contains(r.SeriesQuery, `job="infura-gateway"`) {
+			t.Errorf("rule %s: seriesQuery %q must select the gateway's own series", r.Name.As, r.SeriesQuery)
+		}
+		if r.Resources.Overrides["pod"]["resource"] != "pod" || r.Resources.Overrides["namespace"]["resource"] != "namespace" {
+			t.Errorf("rule %s: pod and namespace labels must map to their resources: %v", r.Name.As, r.Resources.Overrides)
+		}
+	}
+	sort.Strings(served)
+	if strings.Join(served, ",") != strings.Join(names, ",") {
+		t.Errorf("the adapter serves %v, the HPA reads %v", served, names)
+	}
+}
+
+// An in-flight target at or past the upstream connections would only scale once
+// requests already queue.
+func TestInFlightTargetBelowUpstreamConns(t *testing.T) {
+	out, err := helm(append([]string{"template", "gw", chartDir, "--kube-version", kubeVersion},
+		eks("--set", "autoscaling.targetInFlightPerPod=512")...)...)
+	if err == nil || !strings.Contains(err.Error(), "upstreamMaxConns") {
+		t.Errorf("targetInFlightPerPod=512 with 512 upstream connections: %v\n%.300s", err, out)
+	}
+}
+
+// N6 (issue 24): the memory request is what the byte budgets let the gateway hold
+// (cache, pending request bytes, the anonymous table, 64 MiB runtime) when that is
+// more than resources.requests.memory, and budgets that do not fit under GOMEMLIMIT
+// are refused.
+func TestMemoryRequestFromBudgets(t *testing.T) {
+	keys := keysFile(t)
+	cases := map[string]struct {
+		args []string
+		want string
+	}{
+		"default: 128 + 128 + 64 MiB":          {values(""), "320Mi"},
+		"eks: 256 + 256 + 64 MiB":              {eks(), "576Mi"},
+		"eks with an anonymous plan: + 64 MiB": {eks("-f", keys, "--set", "config.anonymous.plan=anonymous"), "640Mi"},
+		"anonymous table of 32 MiB":            {eks("-f", keys, "--set", "config.anonymous.plan=anonymous", "--set", "config.anonymous.max_bytes=33554432"), "608Mi"},
+		"cache off: not counted":               {append(values(""), "--set", "config.cacheEnabled=false"), "192Mi"},
+		"a larger request stays":               {append(values(""), "--set", "resources.requests.memory=400Mi"), "400Mi"},
+		"a larger request in Gi stays":         {append(values(""), "--set", "resources.limits.memory=2Gi", "--set", "resources.requests.memory=1Gi"), "1Gi"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, gw := gateway(t, render(t, "gw", c.args...), "gw-infura-gateway")
+			req, limit := gw.Resources.Requests.Memory(), gw.Resources.Limits.Memory()
+			if req.String() != c.want {
+				t.Errorf("requests.memory %s, want %s", req, c.want)
+			}
+			if req.Cmp(*limit) > 0 {
+				t.Errorf("requests.memory %s above limits.memory %s", req, limit)
+			}
+			env := envOf(gw)
+			if env["CACHE_MAX_BYTES"].Value == "" || env["MAX_PENDING_BYTES"].Value == "" {
+				t.Errorf("the budgets must reach the gateway: CACHE_MAX_BYTES=%q MAX_PENDING_BYTES=%q", env["CACHE_MAX_BYTES"].Value, env["MAX_PENDING_BYTES"].Value)
+			}
+		})
+	}
+	out, err := helm(append([]string{"template", "gw", chartDir, "--kube-version", kubeVersion}, append(values(""), "--set", "config.cacheMaxBytes=536870912")...)...)
+	if err == nil || !strings.Contains(err.Error(), "exceed GOMEMLIMIT") {
+		t.Errorf("a 512 MiB cache under a 512 Mi limit was accepted: %v\n%.300s", err, out)
+	}
+}
