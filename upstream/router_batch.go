@@ -1,0 +1,82 @@
+// Batches: a whole batch goes to one upstream that allows every method in it, and is
+// retried whole on another only when no request in it is a write.
+
+package upstream
+
+import (
+	"time"
+
+	"github.com/infura-gateway/infura-gateway/proto"
+)
+
+// callBatch sends a batch to one upstream that can take every request in it, retrying
+// it whole on another when the exchange failed and no request in it is a write.
+func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
+	var n need
+	retryable := true
+	for _, req := range b.Reqs {
+		rn := r.needOf(req)
+		n.block = max(n.block, rn.block)
+		n.archive = n.archive || rn.archive
+		n.current = n.current || rn.current
+		retryable = retryable && req.Retryable()
+	}
+	var probe *proto.Request
+	if len(b.Reqs) > 0 {
+		probe = b.Reqs[0]
+	}
+	var tried [maxAttempts]*Upstream
+	var lastErr error = errNoUpstream
+	attempts := min(r.cfg.Retries+1, maxAttempts)
+	for i := 0; i < attempts; i++ {
+		u := r.pickBatch(b, probe, n, via, tried[:i])
+		if u == nil {
+			break
+		}
+		tried[i] = u
+		u.inFlight.Add(1)
+		var err error
+		d := r.attemptDeadline(deadline, retryable && i+1 < attempts)
+		if via == TransportWS {
+			err = u.mux.CallBatch(b, d)
+		} else {
+			err = u.pool.CallBatch(b, d)
+		}
+		u.inFlight.Add(-1)
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		perr, _ := err.(*proto.Error)
+		sent := perr != proto.ErrUnreachable && perr != proto.ErrOverloaded
+		if (!retryable && sent) || !retryableError(perr) || !time.Now().Before(deadline) {
+			break
+		}
+		r.m.retries.Inc()
+	}
+	b.Fail(asProtoError(lastErr))
+	return lastErr
+}
+
+// pickBatch picks for a batch: every method in it must be allowed.
+func (r *Router) pickBatch(b *Batch, probe *proto.Request, n need, via Transport, tried []*Upstream) *Upstream {
+	tried = append([]*Upstream(nil), tried...) // ours to extend
+	for range 4 {
+		u := r.pick(probe, n, via, tried)
+		if u == nil {
+			return nil
+		}
+		ok := true
+		for _, req := range b.Reqs {
+			if !u.allows(req.Name) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return u
+		}
+		tried = append(tried, u)
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+// The call path: the Caller the pipeline forwards to, one call tried on up to
+// Retries+1 upstreams (call, once), the deadline of each attempt, which errors and
+// answers another upstream may do better on, and eth_blockNumber kept at the served head.
+
+package upstream
+
+import (
+	"bytes"
+	"strconv"
+	"time"
+
+	"github.com/infura-gateway/infura-gateway/proto"
+)
+
+// HTTP and WS are the router as the pipeline's callers: calls over each transport.
+func (r *Router) HTTP() Caller { return routed{r, TransportHTTP} }
+func (r *Router) WS() Caller   { return routed{r, TransportWS} }
+
+// Caller is an upstream the pipeline forwards to.
+type Caller interface {
+	Call(spare []byte, req *proto.Request, id []byte, deadline time.Time) ([]byte, error)
+	CallBatch(b *Batch, deadline time.Time) error
+}
+
+type routed struct {
+	r   *Router
+	via Transport
+}
+
+func (x routed) Call(spare []byte, req *proto.Request, id []byte, deadline time.Time) ([]byte, error) {
+	return x.r.call(spare, req, id, deadline, x.via)
+}
+
+func (x routed) CallBatch(b *Batch, deadline time.Time) error {
+	return x.r.callBatch(b, deadline, x.via)
+}
+
+// maxAttempts bounds the upstreams one call may be tried on.
+const maxAttempts = 8
+
+var errNoUpstream = proto.NewError(proto.CodeServer, 503,
+	"no upstream available: every upstream that can take this call is at its in-flight limit, or none is configured for it")
+
+func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time.Time, via Transport) ([]byte, error) {
+	n := r.needOf(req)
+	retryable := req.Retryable()
+	// reads counts only what the hedging budget needs: a counter every request writes
+	// is a cache line the cores pass back and forth.
+	if retryable && r.cfg.HedgeQuantile > 0 {
+		r.reads.Add(1)
+		return r.hedgedCall(req, id, deadline, via, n)
+	}
+	var tried [maxAttempts]*Upstream
+	var lastErr error = errNoUpstream
+	attempts := min(r.cfg.Retries+1, maxAttempts)
+	for i := 0; i < attempts; i++ {
+		u := r.pick(req, n, via, tried[:i])
+		if u == nil {
+			break
+		}
+		tried[i] = u
+		ans, err := r.once(u, spare, req, id, r.attemptDeadline(deadline, retryable && i+1 < attempts), via)
+		spare = ans
+		if err == nil && !retryableAnswer(ans) {
+			return r.clamp(req, ans), nil
+		}
+		if err == nil {
+			err = errLagging
+		}
+		lastErr = err
+		perr, _ := err.(*proto.Error)
+		// A write may go elsewhere only if it never left.
+		sent := perr != proto.ErrUnreachable && perr != proto.ErrOverloaded
+		if (!retryable && sent) || !retryableError(perr) || !time.Now().Before(deadline) {
+			break
+		}
+		if i+1 < attempts {
+			r.m.retries.Inc()
+		}
+	}
+	if lastErr == errLagging {
+		return spare, nil // the last answer stands: the node's own "header not found"
+	}
+	return spare[:0], lastErr
+}
+
+// attemptDeadline is the deadline of one attempt of a call: the call's own, less a
+// reserve for a retry on another upstream when the call may be retried (canRetry),
+// another upstream is configured and the call has time for both. The reserve is
+// Health.SlowMin, the time an upstream may take before it counts as slow. Without it
+// an upstream that takes calls and never answers (a blackhole) would hold them until
+// the client's deadline, and the reads among them would fail instead of being retried.
+func (r *Router) attemptDeadline(deadline time.Time, canRetry bool) time.Time {
+	reserve := r.cfg.Health.SlowMin
+	if !canRetry || reserve <= 0 || len(r.set.Load().all) < 2 || time.Until(deadline) < 2*reserve {
+		return deadline
+	}
+	return deadline.Add(-reserve)
+}
+
+// errLagging marks an answer that says the upstream lacks the block ("header not
+// found", "missing trie node"): another upstream may have it.
+var errLagging = proto.NewError(proto.CodeServer, 502, "upstream lacks the block")
+
+// once makes one call on u.
+func (r *Router) once(u *Upstream, spare []byte, req *proto.Request, id []byte, deadline time.Time, via Transport) ([]byte, error) {
+	u.inFlight.Add(1)
+	defer u.inFlight.Add(-1)
+	if via == TransportWS {
+		return u.mux.Call(spare, req, id, deadline)
+	}
+	return u.pool.Call(spare, req, id, deadline)
+}
+
+// retryableError reports whether another upstream may do better: the transport failed,
+// the upstream was overloaded, rate limited or broken. A JSON-RPC error that is the
+// answer (execution reverted, invalid params) is never retried.
+func retryableError(e *proto.Error) bool {
+	switch e {
+	case proto.ErrUnavailable, proto.ErrUnreachable, proto.ErrTimeout, proto.ErrOverloaded,
+		proto.ErrRateLimited, proto.ErrBadUpstream, errLagging, errUpstreamAuth:
+		return true
+	}
+	return false
+}
+
+// retryableAnswer reports whether an answer is an error saying this node lacks what
+// was asked, where another node may have it.
+func retryableAnswer(ans []byte) bool {
+	if !proto.IsErrorResponse(ans) {
+		return false
+	}
+	e := proto.FirstMember(ans, "error")
+	msg := proto.FirstMember(e.Bytes(ans), "message")
+	m := msg.Bytes(e.Bytes(ans))
+	return bytes.Contains(m, []byte("header not found")) || bytes.Contains(m, []byte("missing trie node")) ||
+		bytes.Contains(m, []byte("unknown block"))
+}
+
+// clamp keeps eth_blockNumber from going backwards when the answer came from an
+// upstream behind the served head.
+func (r *Router) clamp(req *proto.Request, ans []byte) []byte {
+	if string(req.Name) != "eth_blockNumber" {
+		return ans
+	}
+	served := r.served.Load()
+	res := proto.FirstMember(ans, "result")
+	n, ok := proto.ParseQuantity(res.Bytes(ans))
+	if !ok || n >= served {
+		return ans
+	}
+	var q [24]byte
+	v := append(strconv.AppendUint(append(q[:0], `"0x`...), served, 16), '"')
+	return proto.Splice(make([]byte, 0, len(ans)+8), ans, res, v)
+}
+
+func asProtoError(err error) *proto.Error {
+	if e, ok := err.(*proto.Error); ok {
+		return e
+	}
+	return proto.ErrInternal
+}
