@@ -1,0 +1,211 @@
+// Carrying a subscription group: each group's goroutine (run), the choice of the
+// upstream that carries it (canCarry, pickCarrier), subscribing it there and answering
+// the clients that waited (establish, attach), and moving it when that upstream can no
+// longer carry it.
+
+package upstream
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/infura-gateway/infura-gateway/proto"
+)
+
+// canCarry reports whether u may carry a subscription: not banned, not lagging, its
+// socket up.
+func canCarry(u *Upstream) bool {
+	return u != nil && u.mux != nil && u.mux.Up() && u.health.State() == StateHealthy
+}
+
+// pickCarrier chooses the upstream for a group: a healthy one with its socket up,
+// primaries first, the least loaded of two.
+func (s *Subscriptions) pickCarrier(exclude *Upstream) *Upstream {
+	set := s.r.set.Load()
+	for _, tier := range [2][]*Upstream{set.primaries, set.fallbacks} {
+		var best *Upstream
+		for _, u := range tier {
+			if u == exclude || !canCarry(u) || u.health.Head() < s.r.served.Load() {
+				continue
+			}
+			if best == nil || score(u, proto.ClassCheap) < score(best, proto.ClassCheap) {
+				best = u
+			}
+		}
+		if best != nil {
+			return best
+		}
+	}
+	// Nobody at the served head: the best carrier behind it (backfill closes the gap).
+	for _, tier := range [2][]*Upstream{set.primaries, set.fallbacks} {
+		for _, u := range tier {
+			if u != exclude && canCarry(u) {
+				return u
+			}
+		}
+	}
+	return nil
+}
+
+// run is the group's goroutine: it establishes the group on an upstream, delivers its
+// notifications and moves it when its upstream can no longer carry it.
+func (g *subGroup) run(deadline time.Time) {
+	defer close(g.done)
+	defer g.detach()
+	if !g.establish(deadline) {
+		return
+	}
+	for {
+		select {
+		case <-g.stop:
+			return
+		case d := <-g.in:
+			if d.gen == g.gen {
+				g.handle(d.result)
+			}
+		case <-g.moveReq:
+			if !canCarry(g.up) || g.s.r.removed(g.up) {
+				g.move()
+			}
+		}
+	}
+}
+
+// establish subscribes the group on a first upstream and answers the waiters.
+func (g *subGroup) establish(deadline time.Time) bool {
+	if deadline.IsZero() {
+		deadline = time.Now().Add(g.s.r.cfg.Mux.RequestTimeout)
+	}
+	var lastErr error = errNoUpstream
+	var tried []*Upstream
+	for time.Now().Before(deadline) {
+		u := g.s.pickCarrierNot(tried)
+		if u == nil {
+			// Nobody can carry it now (sockets still connecting, every upstream down):
+			// wait for the next review's news until the client's deadline.
+			tried = tried[:0]
+			select {
+			case <-g.stop:
+				return false
+			case <-time.After(g.s.r.cfg.ReviewInterval):
+			}
+			continue
+		}
+		tried = append(tried, u)
+		err := g.attach(u)
+		if err == nil {
+			g.answerWaiters(nil)
+			return true
+		}
+		lastErr = err
+		if _, refused := AsRefused(err); refused {
+			break // the params are the problem, not the upstream
+		}
+	}
+	g.answerWaiters(lastErr)
+	return false
+}
+
+func (s *Subscriptions) pickCarrierNot(tried []*Upstream) *Upstream {
+	set := s.r.set.Load()
+	for _, u := range append(append([]*Upstream(nil), set.primaries...), set.fallbacks...) {
+		skip := !canCarry(u)
+		for _, t := range tried {
+			skip = skip || t == u
+		}
+		if !skip {
+			return u
+		}
+	}
+	return nil
+}
+
+// answerWaiters answers the clients that asked before the group was live: the gateway
+// id, or the error (the upstream's own refusal, or the gateway's).
+func (g *subGroup) answerWaiters(err error) {
+	s := g.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		for _, w := range s.roster.confirm(g) {
+			w.sink.Reply(appendSubResult(nil, w.id, g.gwQuoted))
+		}
+		g.live = true
+	} else {
+		for _, w := range s.roster.refuse(g) {
+			if r, ok := AsRefused(err); ok {
+				w.sink.Reply(appendErrorReply(nil, w.id, r.Error, proto.Span{Start: 0, End: len(r.Error)}))
+			} else {
+				w.sink.Reply(proto.AppendError(nil, w.id, asProtoError(err)))
+			}
+		}
+	}
+	s.maybeEndLocked(g)
+}
+
+// attach subscribes the group on u; deliveries of this generation flow into g.in.
+func (g *subGroup) attach(u *Upstream) error {
+	g.gen++
+	gen := g.gen
+	in := g.in
+	unsub, err := u.mux.Subscribe(g.params, func(result []byte) {
+		select {
+		case in <- delivery{gen: gen, result: bytes.Clone(result)}:
+		default:
+			g.s.r.m.subDrops.Inc() // the group is far behind; backfill covers heads
+		}
+	})
+	if err != nil {
+		return err
+	}
+	g.up, g.unsub = u, unsub
+	g.carrier.Store(u)
+	return nil
+}
+
+func (g *subGroup) detach() {
+	if g.unsub != nil {
+		g.unsub()
+		g.unsub = nil
+	}
+}
+
+// move carries the group over to another upstream, then closes the gap for its kind.
+func (g *subGroup) move() {
+	old := g.up
+	for attempt := 0; ; attempt++ {
+		u := g.s.pickCarrier(old)
+		if u == nil {
+			if old != nil && canCarry(old) {
+				return // nowhere better to go
+			}
+			// Nowhere to go: wait for the next review.
+			return
+		}
+		oldHead := uint64(0)
+		if old != nil {
+			oldHead = old.health.Head()
+		}
+		g.detach()
+		if err := g.attach(u); err != nil {
+			g.s.r.log.Warn("cannot move a subscription", "subscription", g.gwID, "to", u.spec.Name, "err", err)
+			if attempt >= 2 {
+				return
+			}
+			continue
+		}
+		g.s.r.m.subMoves.Inc()
+		g.s.r.log.Info("subscription moved", "subscription", g.gwID, "from", nameOf(old), "to", u.spec.Name)
+		if g.kind == kindLogs {
+			g.backfillLogs(u, oldHead)
+		}
+		return // newHeads: the next head from the new upstream triggers the backfill
+	}
+}
+
+func nameOf(u *Upstream) string {
+	if u == nil {
+		return ""
+	}
+	return u.spec.Name
+}
