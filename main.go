@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/infura-gateway/infura-gateway/gateway"
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -36,7 +37,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			return 0
 		}
 	}
-	cfg, err := gateway.Load(args, getenv, stderr)
+	cfg, err := config.Load(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -91,7 +92,7 @@ wait:
 	return 0
 }
 
-func newLogger(cfg gateway.Config, w io.Writer) *slog.Logger {
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))

@@ -20,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/gateway/clientip"
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/limit"
 	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
 	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
@@ -153,22 +154,6 @@ type access struct {
 	anonM *tenantMetrics
 }
 
-// KeySettings are the keys, plans and costs of the configuration file.
-type KeySettings struct {
-	// Required: every call needs a valid key. Otherwise a call without one is on the
-	// anonymous plan (a wrong key is still refused).
-	Required bool
-	Keys     []KeyEntry
-	Plans    map[string]PlanEntry
-	Costs    map[string]int64
-	// Anonymous names the plan of tenants without a key (empty: not limited).
-	Anonymous string
-	// The bounds of the anonymous table and the aggregate limits (AnonymousEntry).
-	AnonymousMaxClients            int
-	AnonymousMaxBytes              int64
-	AnonymousPer48, AnonymousPer32 *AggregateEntry
-}
-
 func newAccess(s *Server, lim *limit.Limiter) *access {
 	a := &access{s: s, limiter: lim}
 	a.anonM = newCallerMetrics(s, "anonymous")
@@ -178,7 +163,7 @@ func newAccess(s *Server, lim *limit.Limiter) *access {
 
 // load builds the table of ks, reusing the limit handles of keys whose plan did not
 // change (their counts carry on); the handles of keys that went away are closed.
-func (a *access) load(ks KeySettings) error {
+func (a *access) load(ks config.KeySettings) error {
 	plans := map[string]*plan{}
 	for name, p := range ks.Plans {
 		pl := &plan{name: name, rps: p.RequestsPerSecond, burst: p.Burst, ups: p.UnitsPerSecond, unitsBurst: p.UnitsBurst,
@@ -643,7 +628,7 @@ func (s *Server) describeAccessMetrics() {
 }
 
 // reloadAccess applies the keys, plans and trusted proxies of a reloaded file.
-func (s *Server) reloadAccess(next Config) error {
+func (s *Server) reloadAccess(next config.Config) error {
 	trusted, err := clientip.ParsePrefixes(next.TrustedProxies)
 	if err != nil {
 		return err

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 )
 
 // What operators see stays on the admin listener: /status (upstream names, health,
@@ -40,7 +42,7 @@ func TestStatusOnlyOnAdmin(t *testing.T) {
 // The admin listener binds loopback unless told otherwise: /metrics, /status and the
 // profiler are for the pod's own network namespace until the operator opens them.
 func TestAdminListenDefaultsToLoopback(t *testing.T) {
-	c, err := Load(nil, func(string) string { return "" }, io.Discard)
+	c, err := config.Load(nil, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +57,7 @@ func TestAdminListenDefaultsToLoopback(t *testing.T) {
 		t.Fatal("pprof on by default")
 	}
 	// The variable and the flag still open it (the Helm chart sets the pod address).
-	c, err = Load(nil, func(k string) string { return map[string]string{"ADMIN_LISTEN": ":9191"}[k] }, io.Discard)
+	c, err = config.Load(nil, func(k string) string { return map[string]string{"ADMIN_LISTEN": ":9191"}[k] }, io.Discard)
 	if err != nil || c.AdminListen != ":9191" {
 		t.Fatalf("ADMIN_LISTEN: %q %v", c.AdminListen, err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -89,13 +90,13 @@ func (t *anonTable) now() int64 { return int64(time.Since(t.epoch)) }
 
 // configure applies a loaded configuration; when the plan, the aggregates or the bounds
 // changed, every entry starts anew.
-func (t *anonTable) configure(pl *plan, ks KeySettings) {
+func (t *anonTable) configure(pl *plan, ks config.KeySettings) {
 	var agg [2]*plan
 	fp := ""
 	if pl != nil {
-		for i, g := range [2]*AggregateEntry{ks.AnonymousPer48, ks.AnonymousPer32} {
+		for i, g := range [2]*config.AggregateEntry{ks.AnonymousPer48, ks.AnonymousPer32} {
 			if i == 0 && g == nil { // the default: sixteen /64s' worth per /48, within limit's bounds
-				g = &AggregateEntry{RequestsPerSecond: min(16*pl.rps, 1e9), Burst: min(16*max(pl.burst, int64(math.Ceil(pl.rps))), 1<<40),
+				g = &config.AggregateEntry{RequestsPerSecond: min(16*pl.rps, 1e9), Burst: min(16*max(pl.burst, int64(math.Ceil(pl.rps))), 1<<40),
 					UnitsPerSecond: min(16*pl.ups, 1e9), UnitsBurst: min(16*max(pl.unitsBurst, int64(math.Ceil(pl.ups))), 1<<40)}
 			}
 			if g != nil && (g.RequestsPerSecond > 0 || g.UnitsPerSecond > 0) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
 )
 
@@ -207,7 +208,7 @@ func TestAnonymousConfigErrors(t *testing.T) {
 		{"{plan: anon, per_64: {}}", "unknown field"},
 	} {
 		path := writeFile(t, t.TempDir(), "anon.yaml", "anonymous: "+tc.anon+"\nplans:\n  anon: {}\n")
-		_, err := Load([]string{"-upstream-http", "http://127.0.0.1:1", "-config", path}, func(string) string { return "" }, nil)
+		_, err := config.Load([]string{"-upstream-http", "http://127.0.0.1:1", "-config", path}, func(string) string { return "" }, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error naming %s", tc.anon, err, tc.want)
 		}

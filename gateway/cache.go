@@ -11,6 +11,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
@@ -59,7 +60,7 @@ type flight struct {
 	err  *proto.Error
 }
 
-func newCache(cfg Config, h *heads, reg *upstream.Registry) *cache {
+func newCache(cfg config.Config, h *heads, reg *upstream.Registry) *cache {
 	c := &cache{
 		maxAge:     cfg.CacheMaxAge,
 		depth:      cfg.CacheDepth,

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
@@ -266,7 +267,7 @@ func TestCoalescing(t *testing.T) {
 }
 
 func TestReorgDropsNumberedEntries(t *testing.T) {
-	cfg, err := Load(nil, func(string) string { return "" }, nil)
+	cfg, err := config.Load(nil, func(string) string { return "" }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

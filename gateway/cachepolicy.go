@@ -1,10 +1,7 @@
 package gateway
 
 import (
-	"fmt"
-	"slices"
-	"strings"
-
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -72,43 +69,21 @@ func classify(r *proto.Request) (cachePolicy, uint64) {
 	return noCache, 0 // pending, or a parameter the node will reject
 }
 
-// The shared tier (Redis) holds what every replica can use and no client can inflate:
-// blocks, receipts and transactions, looked up by hash or by deep block number. Each
-// is bounded by the chain (one answer per block or transaction), so the tier's size
-// follows the chain's, not what clients ask. Answers to eth_call and the state reads
-// are as many as there are (address, data, block) triples a client can make up: they
-// are kept in this replica's bounded in-process store only, unless named in
-// -shared-cache-methods (shared_cache.methods). Whatever is admitted is also capped in
-// size per answer and charged to its tenant's write budget (gateway/sharedcache).
-var sharedByDefault = []string{
-	"eth_getBlockByNumber", "eth_getBlockByHash", "eth_getBlockReceipts",
-	"eth_getTransactionByHash", "eth_getTransactionReceipt",
-	"eth_getTransactionByBlockNumberAndIndex", "eth_getTransactionByBlockHashAndIndex",
-	"eth_getBlockTransactionCountByNumber", "eth_getBlockTransactionCountByHash",
-	"eth_getUncleCountByBlockNumber", "eth_getUncleCountByBlockHash",
-}
-
-// sharedOnRequest are the immutable (at a deep block) answers an operator may admit.
-var sharedOnRequest = []string{
-	"eth_call", "eth_getBalance", "eth_getCode", "eth_getStorageAt", "eth_getTransactionCount",
-	"eth_getProof", "eth_feeHistory",
-}
-
 // sharedAdmission says, by method, whether answers may go to the shared tier. It is
 // fixed at start (a change takes a restart).
 type sharedAdmission [proto.NumMethods]bool
 
 // newSharedAdmission admits the default methods and extra, each of which must be one
-// the cache keeps as immutable.
+// the cache keeps as immutable (config.CheckSharedMethods).
 func newSharedAdmission(extra []string) (sharedAdmission, error) {
 	var a sharedAdmission
-	for _, n := range sharedByDefault {
+	if err := config.CheckSharedMethods(extra); err != nil {
+		return a, err
+	}
+	for _, n := range config.SharedByDefault {
 		a[proto.MethodNamed(n)] = true
 	}
 	for _, n := range extra {
-		if !slices.Contains(sharedOnRequest, n) && !slices.Contains(sharedByDefault, n) {
-			return a, fmt.Errorf("%q cannot be shared; want some of %s", n, strings.Join(sharedOnRequest, ", "))
-		}
 		a[proto.MethodNamed(n)] = true
 	}
 	return a, nil

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -63,7 +64,7 @@ func TestSharedAdmission(t *testing.T) {
 // TestSharedAdmissionConfig: shared_cache.methods takes only methods whose answers the
 // cache keeps as immutable; anything else stops the gateway at start with a message.
 func TestSharedAdmissionConfig(t *testing.T) {
-	for _, m := range append(append([]string(nil), sharedByDefault...), sharedOnRequest...) {
+	for _, m := range append(append([]string(nil), config.SharedByDefault...), config.SharedOnRequest...) {
 		if methodRules[proto.MethodNamed(m)] < byNumber {
 			t.Errorf("%s is admitted to the shared tier but not cached as immutable", m)
 		}
@@ -90,12 +91,12 @@ func TestSharedAdmissionConfig(t *testing.T) {
 		if tc.file != "" {
 			args = append(args, "-config", writeFile(t, t.TempDir(), "gateway.yaml", tc.file))
 		}
-		_, err := Load(args, func(string) string { return "" }, &strings.Builder{})
+		_, err := config.Load(args, func(string) string { return "" }, &strings.Builder{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v %q: error %v, want one with %q", tc.args, tc.file, err, tc.want)
 		}
 	}
-	c, err := Load([]string{"-config", writeFile(t, t.TempDir(), "gateway.yaml",
+	c, err := config.Load([]string{"-config", writeFile(t, t.TempDir(), "gateway.yaml",
 		"shared_cache: {ttl: 2h, max_value_bytes: 65536, tenant_bytes_per_minute: 0, methods: [eth_call]}")},
 		func(string) string { return "" }, &strings.Builder{})
 	if err != nil {
@@ -105,7 +106,7 @@ func TestSharedAdmissionConfig(t *testing.T) {
 		len(c.SharedCacheMethods) != 1 || c.SharedCacheMethods[0] != "eth_call" {
 		t.Fatalf("shared_cache not applied: %+v", c)
 	}
-	d, _ := Load(nil, func(string) string { return "" }, &strings.Builder{})
+	d, _ := config.Load(nil, func(string) string { return "" }, &strings.Builder{})
 	if d.SharedCacheMaxValue != 256<<10 || d.SharedCacheTenantBytes != 4<<20 || d.SharedCacheTTL.Hours() != 24 || len(d.SharedCacheMethods) != 0 {
 		t.Fatalf("defaults: max value %d, tenant bytes %d, ttl %v, methods %v", d.SharedCacheMaxValue, d.SharedCacheTenantBytes, d.SharedCacheTTL, d.SharedCacheMethods)
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 )
 
 // testGateway is a gateway serving on a loopback port for one test.
@@ -32,7 +34,7 @@ func startGateway(t testing.TB, args ...string) *testGateway {
 
 func startGatewayEnv(t testing.TB, env map[string]string, args ...string) *testGateway {
 	t.Helper()
-	cfg, err := Load(append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, args...),
+	cfg, err := config.Load(append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, args...),
 		func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatalf("config: %v", err)

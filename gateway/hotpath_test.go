@@ -8,6 +8,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
 )
 
@@ -20,7 +21,7 @@ const fixedBlockNumber = `{"jsonrpc":"2.0","id":1,"result":"0x10d4f"}`
 func newDirectServer(tb testing.TB, args ...string) *Server {
 	tb.Helper()
 	fake := startFakeUpstream(tb, fakeFixed(fixedBlockNumber))
-	cfg, err := Load(append([]string{"-upstream-http", fake.HTTPURL, "-upstream-ws", "off", "-admin-listen", ""}, args...),
+	cfg, err := config.Load(append([]string{"-upstream-http", fake.HTTPURL, "-upstream-ws", "off", "-admin-listen", ""}, args...),
 		func(string) string { return "" }, io.Discard)
 	if err != nil {
 		tb.Fatal(err)

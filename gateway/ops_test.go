@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 )
 
 // /metrics and the profiler are on the admin listener only, never on the public port.
@@ -44,11 +46,11 @@ func TestAdminListener(t *testing.T) {
 	if code, _ := do(t, "GET", prof.URL+"/debug/pprof/", ""); code != 404 {
 		t.Fatalf("public pprof with -pprof: %d", code)
 	}
-	if _, err := Load([]string{"-admin-listen", "", "-pprof"}, func(string) string { return "" }, io.Discard); err == nil {
+	if _, err := config.Load([]string{"-admin-listen", "", "-pprof"}, func(string) string { return "" }, io.Discard); err == nil {
 		t.Fatal("-pprof without an admin listener accepted")
 	}
 	for _, args := range [][]string{{"-admin-listen", ":8000"}, {"-listen", ":9090"}, {"-listen", "127.0.0.1:7000", "-admin-listen", "0.0.0.0:7000"}} {
-		if _, err := Load(args, func(string) string { return "" }, io.Discard); err == nil {
+		if _, err := config.Load(args, func(string) string { return "" }, io.Discard); err == nil {
 			t.Fatalf("%v: the admin listener on the public port accepted", args)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/gateway/clientip"
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/limit"
 	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
 	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
@@ -40,7 +41,7 @@ type Options struct {
 // Server is one gateway instance. It owns its metrics (a Registry registered with the
 // process-wide set while the Server lives), its upstream clients and its cache.
 type Server struct {
-	cfg     Config
+	cfg     config.Config
 	log     *slog.Logger
 	version string
 	reg     *upstream.Registry
@@ -90,7 +91,7 @@ type Server struct {
 
 // New builds a server from a validated Config. It starts background work (readiness
 // probe, websocket connections) but does not listen; call Serve or ListenAndServe.
-func New(cfg Config, opts Options) (*Server, error) {
+func New(cfg config.Config, opts Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -114,7 +115,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		stop:    make(chan struct{}),
 	}
 	s.ws = wsDisabled{}
-	router, err := upstream.NewRouter(s.routerConfig(), cfg.upstreamSpecs())
+	router, err := upstream.NewRouter(s.routerConfig(), cfg.UpstreamSpecs())
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +165,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		go s.learnChain()
 	}
 	if cfg.ConfigFile != "" {
-		_, s.fileSum, _ = LoadFile(cfg, s.getenv) // the state the file is in now
+		_, s.fileSum, _ = config.LoadFile(cfg, s.getenv) // the state the file is in now
 		s.wg.Add(1)
 		go s.watchConfigFile()
 	}
@@ -232,18 +233,18 @@ func (s *Server) ReloadConfig() error {
 		s.log.Warn("reload asked, but no configuration file is in use (-config)")
 		return errors.New("no configuration file to reload (-config)")
 	}
-	next, sum, err := LoadFile(s.cfg, s.getenv)
+	next, sum, err := config.LoadFile(s.cfg, s.getenv)
 	if err == nil && next.ProxyProtocol != s.proxyProtocol {
 		err = errors.New("clients.proxy_protocol changed: that takes a restart (it wraps the listener)")
 	}
-	if err == nil && sharedCacheChanged(&s.cfg, &next) {
+	if err == nil && config.SharedCacheChanged(&s.cfg, &next) {
 		err = errors.New("shared_cache changed: that takes a restart")
 	}
 	if err == nil {
 		err = s.reloadAccess(next) // first: it can still refuse; the router's reload is validated
 	}
 	if err == nil {
-		err = s.router.Reload(next.upstreamSpecs())
+		err = s.router.Reload(next.UpstreamSpecs())
 	}
 	if err != nil {
 		s.m.reloads[1].Inc()
@@ -252,7 +253,7 @@ func (s *Server) ReloadConfig() error {
 	}
 	s.fileSum = sum
 	s.m.reloads[0].Inc()
-	s.log.Info("configuration reloaded", "file", s.cfg.ConfigFile, "upstreams", len(next.upstreamSpecs()),
+	s.log.Info("configuration reloaded", "file", s.cfg.ConfigFile, "upstreams", len(next.UpstreamSpecs()),
 		"keys", len(next.Keys.Keys))
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/infura-gateway/infura-gateway/gateway"
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/rpcspy"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/toxiproxy"
@@ -104,7 +105,7 @@ func startGateway(t *testing.T, chains []*chain, extraYAML string, args ...strin
 	all := append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-config", path,
 		"-review-interval", reviewInterval.String(), "-upstream-timeout", upstreamTimeout.String(),
 		"-max-lag", "5", "-log-format", "json"}, args...)
-	cfg, err := gateway.Load(all, func(string) string { return "" }, io.Discard)
+	cfg, err := config.Load(all, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, b.String())
 	}

@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"io"
@@ -10,16 +10,15 @@ import (
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
+// writeFile writes content to dir/name through a temporary name and a rename, as a
+// ConfigMap update does: readers never see half a file.
 func writeFile(t testing.TB, dir, name, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
-	// Written to a temporary name and renamed, as a ConfigMap update is: readers never
-	// see half a file.
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+	if err := os.WriteFile(p+".tmp", []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(tmp, p); err != nil {
+	if err := os.Rename(p+".tmp", p); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -61,7 +60,7 @@ func TestConfigFileThreeUpstreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	specs := c.upstreamSpecs()
+	specs := c.UpstreamSpecs()
 	if len(specs) != 3 {
 		t.Fatalf("%d upstreams", len(specs))
 	}
@@ -123,66 +122,12 @@ func TestConfigFileRefusals(t *testing.T) {
 	}
 }
 
-// A reload changes the upstream list while clients stay connected; an invalid file is
-// refused and the running configuration stays.
-func TestConfigReload(t *testing.T) {
-	a := startFakeUpstream(t)
-	b := startFakeUpstream(t)
-	dir := t.TempDir()
-	one := func(f *fakeUpstream, name string) string {
-		return "upstreams:\n  - name: " + name + "\n    http: " + f.HTTPURL + "\n    ws: " + f.WSURL + "\n"
-	}
-	path := writeFile(t, dir, "gateway.yaml", one(a, "a"))
-	gw := startGateway(t, "-config", path, "-config-poll", "100ms", "-cache=false")
-	gw.waitUpstreams(t)
-	ws := dialWS(t, gw.WSURL, nil)
-	call := `{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`
-	if r := decodeAnswer(t, ws.call(call)); r.Error != nil {
-		t.Fatal(r.Error)
-	}
-	do(t, "POST", gw.URL+"/", call)
-	if a.count("eth_chainId") != 2 || b.count("eth_chainId") != 0 {
-		t.Fatalf("before the reload: a %d b %d", a.count("eth_chainId"), b.count("eth_chainId"))
-	}
-
-	writeFile(t, dir, "gateway.yaml", one(b, "b"))
-	waitFor(t, "the reload", func() bool { return gw.metric(t, `gateway_config_reloads_total{result="ok"}`) == 1 })
-	waitFor(t, "b's socket", func() bool {
-		for _, u := range gw.srv.router.Upstreams() {
-			if u.Name() == "b" && u.Mux().Up() {
-				return true
-			}
-		}
-		return false
-	})
-	if r := decodeAnswer(t, ws.call(call)); r.Error != nil { // the same client connection
-		t.Fatal(r.Error)
-	}
-	do(t, "POST", gw.URL+"/", call)
-	if a.count("eth_chainId") != 2 || b.count("eth_chainId") != 2 {
-		t.Fatalf("after the reload: a %d b %d", a.count("eth_chainId"), b.count("eth_chainId"))
-	}
-
-	writeFile(t, dir, "gateway.yaml", "upstreams:\n  - name: c\n    htpp: nowhere\n")
-	waitFor(t, "the refusal", func() bool { return gw.metric(t, `gateway_config_reloads_total{result="refused"}`) == 1 })
-	if !strings.Contains(gw.log.String(), "configuration not reloaded") || !strings.Contains(gw.log.String(), "line 3") {
-		t.Fatalf("log: %s", gw.log.String())
-	}
-	do(t, "POST", gw.URL+"/", call)
-	if b.count("eth_chainId") != 3 {
-		t.Fatalf("after a refused reload, b got %d", b.count("eth_chainId"))
-	}
-	if err := gw.srv.ReloadConfig(); err == nil {
-		t.Fatal("SIGHUP's reload accepted the bad file")
-	}
-}
-
 // TestDocumentedConfigFilesLoad: the YAML examples of the READMEs and the file of
 // ./task dev:replicas are valid configuration files.
 func TestDocumentedConfigFilesLoad(t *testing.T) {
 	env := map[string]string{"INFURA_PROJECT_ID": "proj", "INFURA_PROJECT_SECRET": "sec", "ALCHEMY_KEY": "alk"}
 	var files []string
-	for _, readme := range []string{"../README.md", "README.md"} {
+	for _, readme := range []string{"../../README.md", "../README.md"} {
 		b, err := os.ReadFile(readme)
 		if err != nil {
 			t.Fatal(err)
@@ -194,7 +139,7 @@ func TestDocumentedConfigFilesLoad(t *testing.T) {
 	if len(files) < 2 {
 		t.Fatalf("found %d YAML examples in the READMEs, want at least 2", len(files))
 	}
-	b, err := os.ReadFile("testdata/replicas.yaml")
+	b, err := os.ReadFile("../testdata/replicas.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,229 @@
+// Package config is the gateway's configuration: the flags with their environment
+// fallbacks (flags.go), the YAML configuration file (file.go, fileload.go,
+// filecheck.go, shared.go), the validation of both (validate.go), what a reload
+// compares, and the redaction of upstream URLs for logs and status pages (redact.go).
+// It reads settings and checks them; it starts nothing and holds no running state.
+//
+// It may import the standard library, the YAML decoder, upstream (for upstream.Spec)
+// and the leaf packages under gateway/ (clientip); never gateway or another package
+// above it: the root package and main import it.
+package config
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/infura-gateway/infura-gateway/upstream"
+)
+
+// Config is everything the gateway reads at start. Load fills it from flags with
+// environment fallbacks (flag > env > default) and validates it. Defaults returns the
+// built-in values: they are written there and nowhere else; the upstream package takes
+// every limit from here.
+type Config struct {
+	ListenAddr string
+
+	UpstreamHTTPURL string
+	UpstreamWSURL   string // empty disables the websocket paths
+	// UpstreamUser/UpstreamSecret are sent as HTTP basic auth (Infura: empty user,
+	// project secret). Never logged.
+	UpstreamUser   string
+	UpstreamSecret string
+	InfuraProject  string
+	InfuraNetwork  string
+	// Upstreams are the upstreams of the configuration file; empty: one upstream from
+	// the flags above.
+	Upstreams []upstream.Spec
+	// flags is the configuration before the file was applied: a reload applies the
+	// file anew on top of it.
+	flags *Config
+
+	UpstreamTimeout     time.Duration
+	UpstreamMaxConns    int
+	UpstreamDialTimeout time.Duration
+	UpstreamIdleTimeout time.Duration
+	MaxRequestBody      int
+	MaxResponseBody     int // also the largest upstream websocket message
+	MaxBatch            int
+	MaxPendingBytes     int // request bytes waiting on upstreams, all clients together
+	DenyMethods         []string
+	CORSOrigins         string
+
+	WSUpstreamConns      int
+	WSUpstreamQueue      int
+	WSPerClient          bool
+	WSMaxClients         int
+	WSClientQueue        int
+	WSClientQueueBytes   int
+	WSMaxInFlight        int
+	WSMaxPendingBytes    int
+	WSMaxSubscriptions   int // per client connection
+	MaxSubscriptions     int // all clients together
+	WSPingInterval       time.Duration
+	WSPongTimeout        time.Duration
+	WSDialTimeout        time.Duration
+	WSWriteTimeout       time.Duration
+	WSBackoffMin         time.Duration
+	WSBackoffMax         time.Duration
+	WSClientWriteTimeout time.Duration
+	WSAllowedOrigins     []string
+
+	// Routing and health of the upstreams.
+	ConfigFile     string
+	Retries        int
+	HedgeQuantile  float64
+	HedgeMaxExtra  float64
+	ArchiveDepth   uint64
+	HealthWindow   time.Duration
+	BanMinRequests int
+	BanErrorRate   float64
+	BanFailures    int
+	MaxLag         uint64
+	SlowFactor     float64
+	SlowMin        time.Duration
+	BanMin         time.Duration
+	BanMax         time.Duration
+	Readmit        int
+	ProbeInterval  time.Duration
+	ReviewInterval time.Duration
+	ConfigPoll     time.Duration
+
+	CacheEnabled  bool
+	CacheSize     int
+	CacheMaxBytes int
+	CacheMaxAge   time.Duration
+	CacheDepth    uint64
+	HeadPoll      time.Duration
+
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+
+	ShutdownTimeout time.Duration
+	DrainDelay      time.Duration
+
+	LogLevel    slog.Level
+	LogFormat   string
+	LogRequests bool
+	// AdminListen serves /metrics, /status (and /debug/pprof/ with Pprof) apart from
+	// the public port; empty disables it. Loopback by default: a deployment that wants
+	// Prometheus or probes on it from outside the host says so (the Helm chart does).
+	AdminListen string
+	Pprof       bool
+	// WSDrainWindow spreads the closing of websocket clients on shutdown (0: over
+	// DrainDelay).
+	WSDrainWindow time.Duration
+
+	// Keys and limits (the plans and keys are in the configuration file); Redis shares
+	// them, and the cache of immutable answers, across replicas.
+	Keys                KeySettings
+	RedisAddr           string
+	RedisUsername       string
+	RedisPassword       string // from the environment only; never logged
+	RedisTLS            bool
+	LimitsFailClosed    bool
+	SharedCache         bool
+	SharedCacheTTL      time.Duration
+	SharedCacheMaxValue int
+	TrustedProxies      []string
+	ProxyProtocol       bool
+
+	// What the shared tier admits beyond its default set of methods (SharedByDefault),
+	// and what one tenant's answers may write into it per minute (0: no budget).
+	SharedCacheMethods     []string
+	SharedCacheTenantBytes int
+	// SharedCacheRedisAddr puts the shared tier on a Redis of its own (same credentials
+	// and TLS as RedisAddr); empty: on RedisAddr, beside the limits.
+	SharedCacheRedisAddr string
+}
+
+// Upstream defaults for a local development node on the standard ports.
+const (
+	DefaultHTTPURL = "http://127.0.0.1:8545"
+	DefaultWSURL   = "ws://127.0.0.1:8546"
+)
+
+// Defaults returns the built-in configuration: a local development node, every limit
+// at its default.
+func Defaults() Config {
+	return Config{
+		ListenAddr:           ":8000",
+		AdminListen:          "127.0.0.1:9090",
+		UpstreamHTTPURL:      DefaultHTTPURL,
+		UpstreamWSURL:        DefaultWSURL,
+		InfuraNetwork:        "mainnet",
+		UpstreamTimeout:      10 * time.Second,
+		UpstreamMaxConns:     512,
+		UpstreamDialTimeout:  3 * time.Second,
+		UpstreamIdleTimeout:  30 * time.Second, // below geth's 120 s, so the gateway closes first
+		MaxRequestBody:       5 << 20,
+		MaxResponseBody:      32 << 20, // go-ethereum's websocket message limit
+		MaxBatch:             1000,     // go-ethereum's batch limit
+		MaxPendingBytes:      256 << 20,
+		DenyMethods:          []string{"admin_", "debug_", "personal_", "miner_", "engine_"},
+		CORSOrigins:          "*",
+		WSUpstreamConns:      2,
+		WSUpstreamQueue:      4096,
+		WSMaxClients:         20000,
+		WSClientQueue:        256,
+		WSClientQueueBytes:   16 << 20,
+		WSMaxInFlight:        256,
+		WSMaxPendingBytes:    16 << 20,
+		WSMaxSubscriptions:   128,
+		MaxSubscriptions:     100000,
+		WSPingInterval:       30 * time.Second, // go-ethereum pings after 30 s idle
+		WSPongTimeout:        30 * time.Second,
+		WSDialTimeout:        10 * time.Second,
+		WSWriteTimeout:       10 * time.Second,
+		WSBackoffMin:         100 * time.Millisecond,
+		WSBackoffMax:         10 * time.Second,
+		WSClientWriteTimeout: 10 * time.Second,
+		WSAllowedOrigins:     []string{"*"},
+		Retries:              2,
+		HedgeMaxExtra:        0.1,
+		ArchiveDepth:         128, // what full (non-archive) nodes keep state for
+		HealthWindow:         30 * time.Second,
+		BanMinRequests:       10,
+		BanErrorRate:         0.5,
+		BanFailures:          3,
+		MaxLag:               5,
+		SlowFactor:           5,
+		SlowMin:              time.Second,
+		BanMin:               5 * time.Second,
+		BanMax:               5 * time.Minute,
+		Readmit:              2,
+		ProbeInterval:        5 * time.Second,
+		ReviewInterval:       time.Second,
+		ConfigPoll:           2 * time.Second,
+		CacheEnabled:         true,
+		CacheSize:            10000,
+		CacheMaxBytes:        256 << 20,
+		CacheMaxAge:          15 * time.Second,
+		CacheDepth:           64,
+		HeadPoll:             2 * time.Second,
+		ReadTimeout:          30 * time.Second,
+		WriteTimeout:         60 * time.Second,
+		IdleTimeout:          120 * time.Second,
+		ShutdownTimeout:      20 * time.Second,
+		LogLevel:             slog.LevelInfo,
+		SharedCache:          true,
+		SharedCacheTTL:       24 * time.Hour,
+		SharedCacheMaxValue:  256 << 10,
+		LogFormat:            "json",
+
+		// 4 MiB a minute: a tenant reading history block by block (a few hundred KiB
+		// each) is not held back; one flooding distinct answers adds at most ~6 GiB a
+		// day per replica, which the TTL then removes.
+		SharedCacheTenantBytes: 4 << 20,
+	}
+}
+
+// UpstreamSpecs returns the upstreams: the one the flags configure, named "default"
+// (the configuration file, when given, lists its own).
+func (c *Config) UpstreamSpecs() []upstream.Spec {
+	if len(c.Upstreams) > 0 {
+		return c.Upstreams
+	}
+	return []upstream.Spec{{Name: "default", HTTPURL: c.UpstreamHTTPURL, WSURL: c.UpstreamWSURL,
+		User: c.UpstreamUser, Password: c.UpstreamSecret, Tier: upstream.TierPrimary, Weight: 1, Archive: true}}
+}

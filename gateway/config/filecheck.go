@@ -1,0 +1,224 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/infura-gateway/infura-gateway/gateway/clientip"
+	"github.com/infura-gateway/infura-gateway/upstream"
+)
+
+// validate checks the file on its own (the merged configuration is checked by
+// Config.Validate in LoadFile).
+func (f *FileConfig) validate() error {
+	if len(f.Upstreams) == 0 && f.Keys == nil && f.Anonymous == nil && f.SharedCache == nil {
+		return errors.New("no upstreams: list at least one under upstreams: (or configure keys: or anonymous: and take the upstream from the flags)")
+	}
+	if err := f.validateAccess(); err != nil {
+		return err
+	}
+	names := map[string]bool{}
+	primaries := 0
+	for i, u := range f.Upstreams {
+		where := fmt.Sprintf("upstream %d (%q)", i+1, u.Name)
+		switch {
+		case !upstreamName.MatchString(u.Name):
+			return fmt.Errorf("%s: name must be 1-63 of a-z, 0-9, _ and -, starting with a letter or digit", where)
+		case names[u.Name]:
+			return fmt.Errorf("%s: the name is used twice", where)
+		case u.Tier != "" && u.Tier != "primary" && u.Tier != "fallback":
+			return fmt.Errorf("%s: tier must be primary or fallback", where)
+		case u.Weight < 0 || u.MaxInFlight < 0:
+			return fmt.Errorf("%s: weight and max_in_flight must be >= 0", where)
+		}
+		names[u.Name] = true
+		if err := checkURL(where+" http", u.HTTP, "http", "https"); err != nil {
+			return err
+		}
+		if u.WS != "" {
+			if err := checkURL(where+" ws", u.WS, "ws", "wss"); err != nil {
+				return err
+			}
+		}
+		for _, m := range append(append([]string(nil), u.Methods.Allow...), u.Methods.Deny...) {
+			if !methodEntry.MatchString(m) {
+				return fmt.Errorf("%s: method %q: want a method name or a prefix ending in _", where, m)
+			}
+		}
+		if u.Tier != "fallback" {
+			primaries++
+		}
+	}
+	if primaries == 0 && len(f.Upstreams) > 0 {
+		return errors.New("every upstream is a fallback: mark at least one primary")
+	}
+	return nil
+}
+
+// validateAccess checks keys, plans, costs, anonymous and clients. Errors name the key
+// by its name and never echo a hash.
+func (f *FileConfig) validateAccess() error {
+	for name, p := range f.Plans {
+		where := fmt.Sprintf("plan %q", name)
+		switch {
+		case !upstreamName.MatchString(name):
+			return fmt.Errorf("%s: name must be 1-63 of a-z, 0-9, _ and -", where)
+		case p.RequestsPerSecond < 0 || p.UnitsPerSecond < 0 || p.Burst < 0 || p.UnitsBurst < 0 ||
+			p.DailyUnits < 0 || p.MaxConnections < 0 || p.MaxSubscriptions < 0:
+			return fmt.Errorf("%s: limits must be >= 0 (0: no limit)", where)
+		case p.RequestsPerSecond > 1e9 || p.UnitsPerSecond > 1e9 || p.Burst > 1<<40 || p.UnitsBurst > 1<<40:
+			return fmt.Errorf("%s: requests_per_second and units_per_second at most 1e9, burst and units_burst at most 2^40", where)
+		case p.DailyUnits > 1<<39:
+			return fmt.Errorf("%s: daily_units at most 2^39", where)
+		case p.MaxConnections > 1<<30 || p.MaxSubscriptions > 1<<30:
+			return fmt.Errorf("%s: max_connections and max_subscriptions at most 2^30", where)
+		}
+		if err := checkMethods(where, p.Methods); err != nil {
+			return err
+		}
+	}
+	if k := f.Keys; k != nil {
+		names := map[string]bool{}
+		hashes := map[string]bool{}
+		for i, e := range k.Entries {
+			where := fmt.Sprintf("key %d (%q)", i+1, e.Name)
+			switch {
+			case !upstreamName.MatchString(e.Name):
+				return fmt.Errorf("%s: name must be 1-63 of a-z, 0-9, _ and -: it labels metrics", where)
+			case names[e.Name]:
+				return fmt.Errorf("%s: the name is used twice", where)
+			case !sha256Hex.MatchString(e.SHA256):
+				return fmt.Errorf("%s: sha256 must be the key's SHA-256 in 64 hex digits (printf %%s KEY | sha256sum)", where)
+			case hashes[strings.ToLower(e.SHA256)]:
+				return fmt.Errorf("%s: the same key is listed twice", where)
+			case e.Plan == "":
+				return fmt.Errorf("%s: plan is required", where)
+			}
+			if _, ok := f.Plans[e.Plan]; !ok {
+				return fmt.Errorf("%s: no plan %q under plans:", where, e.Plan)
+			}
+			for _, o := range e.Origins {
+				if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+					return fmt.Errorf("%s: origin %q: want * or a scheme and host such as https://app.example.com", where, o)
+				}
+			}
+			if err := checkMethods(where, e.Methods); err != nil {
+				return err
+			}
+			names[e.Name] = true
+			hashes[strings.ToLower(e.SHA256)] = true
+		}
+	}
+	if a := f.Anonymous; a != nil {
+		if _, ok := f.Plans[a.Plan]; !ok && a.Plan != "" {
+			return fmt.Errorf("anonymous: no plan %q under plans:", a.Plan)
+		}
+		if a.MaxClients < 0 || a.MaxClients > 1e7 || a.MaxBytes < 0 || a.MaxBytes > 1<<40 {
+			return errors.New("anonymous: max_clients must be in [0, 10000000] and max_bytes in [0, 2^40] (0: the default)")
+		}
+		for name, g := range map[string]*AggregateEntry{"per_48": a.Per48, "per_32": a.Per32} {
+			if g != nil && !(g.RequestsPerSecond >= 0 && g.RequestsPerSecond <= 1e9 && g.UnitsPerSecond >= 0 && g.UnitsPerSecond <= 1e9 &&
+				g.Burst >= 0 && g.Burst <= 1<<40 && g.UnitsBurst >= 0 && g.UnitsBurst <= 1<<40) {
+				return fmt.Errorf("anonymous: %s: rates must be in [0, 1e9] and bursts in [0, 2^40] (0: no limit of that kind)", name)
+			}
+		}
+	}
+	for m, c := range f.Costs {
+		if m != "default" && !methodEntry.MatchString(m) {
+			return fmt.Errorf("costs: %q is not a method name", m)
+		}
+		if c < 0 || c > 1e6 {
+			return fmt.Errorf("costs: %s: units must be between 0 and 1000000", m)
+		}
+	}
+	if c := f.Clients; c != nil {
+		if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
+			return fmt.Errorf("clients: trusted_proxies: %v", err)
+		}
+	}
+	return nil
+}
+
+func checkMethods(where string, m MethodsEntry) error {
+	for _, x := range append(append([]string(nil), m.Allow...), m.Deny...) {
+		if !methodEntry.MatchString(x) {
+			return fmt.Errorf("%s: method %q: want a method name or a prefix ending in _", where, x)
+		}
+	}
+	return nil
+}
+
+// apply sets the file's settings on c: the upstreams always, routing and health where
+// the file has them.
+func (f *FileConfig) apply(c *Config) {
+	c.Upstreams = c.Upstreams[:0]
+	f.applyAccess(c)
+	f.SharedCache.apply(c)
+	for _, u := range f.Upstreams {
+		tier := upstream.TierPrimary
+		if u.Tier == "fallback" {
+			tier = upstream.TierFallback
+		}
+		c.Upstreams = append(c.Upstreams, upstream.Spec{Name: u.Name, HTTPURL: u.HTTP, WSURL: u.WS,
+			User: u.User, Password: u.Password, Tier: tier, Weight: u.Weight, MaxInFlight: u.MaxInFlight,
+			Allow: u.Methods.Allow, Deny: u.Methods.Deny, Archive: u.Archive})
+	}
+	if r := f.Routing; r != nil {
+		set(&c.Retries, r.Retries)
+		set(&c.HedgeQuantile, r.HedgeQuantile)
+		set(&c.HedgeMaxExtra, r.HedgeMaxExtra)
+		set(&c.ArchiveDepth, r.ArchiveDepth)
+	}
+	if h := f.Health; h != nil {
+		setDuration(&c.HealthWindow, h.Window)
+		set(&c.BanMinRequests, h.MinRequests)
+		set(&c.BanErrorRate, h.MaxErrorRate)
+		set(&c.BanFailures, h.MaxFailures)
+		set(&c.MaxLag, h.MaxLag)
+		set(&c.SlowFactor, h.SlowFactor)
+		setDuration(&c.SlowMin, h.SlowMin)
+		setDuration(&c.BanMin, h.BanMin)
+		setDuration(&c.BanMax, h.BanMax)
+		set(&c.Readmit, h.Readmit)
+		setDuration(&c.ProbeInterval, h.ProbeInterval)
+	}
+}
+
+// applyAccess sets the keys, plans, costs, anonymous plan and trusted proxies.
+func (f *FileConfig) applyAccess(c *Config) {
+	ks := KeySettings{Plans: map[string]PlanEntry{}, Costs: f.Costs}
+	for name, p := range f.Plans {
+		ks.Plans[name] = p
+	}
+	if f.Keys != nil {
+		ks.Keys = append(ks.Keys, f.Keys.Entries...)
+		ks.Required = len(ks.Keys) > 0
+		set(&ks.Required, f.Keys.Required)
+	}
+	if a := f.Anonymous; a != nil {
+		ks.Anonymous = a.Plan
+		ks.AnonymousMaxClients, ks.AnonymousMaxBytes = a.MaxClients, a.MaxBytes
+		ks.AnonymousPer48, ks.AnonymousPer32 = a.Per48, a.Per32
+	}
+	c.Keys = ks
+	if cl := f.Clients; cl != nil {
+		if cl.TrustedProxies != nil {
+			c.TrustedProxies = cl.TrustedProxies
+		}
+		set(&c.ProxyProtocol, cl.ProxyProtocol)
+	}
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func setDuration(dst *time.Duration, v *Duration) {
+	if v != nil {
+		*dst = time.Duration(*v)
+	}
+}

@@ -1,0 +1,111 @@
+package config
+
+import (
+	"log/slog"
+	"net/url"
+	"sort"
+	"strings"
+)
+
+// LogValue keeps secrets out of logs: every URL is redacted (RedactURL).
+func (c Config) LogValue() slog.Value {
+	var ups []string
+	for _, u := range c.UpstreamSpecs() {
+		d := u.Name + " " + u.Tier.String() + " " + RedactURL(u.HTTPURL)
+		if u.WSURL != "" {
+			d += " " + RedactURL(u.WSURL)
+		}
+		ups = append(ups, d)
+	}
+	return slog.GroupValue(
+		slog.String("listen", c.ListenAddr),
+		slog.String("config_file", c.ConfigFile),
+		slog.Any("upstreams", ups),
+		slog.Bool("upstream_auth", c.UpstreamSecret != ""),
+		slog.Duration("upstream_timeout", c.UpstreamTimeout),
+		slog.Int("ws_upstream_conns", c.WSUpstreamConns),
+		slog.Bool("ws_per_client", c.WSPerClient),
+		slog.Bool("cache", c.CacheEnabled),
+		slog.Int("max_batch", c.MaxBatch),
+		slog.Any("deny_methods", c.DenyMethods),
+		slog.Int("keys", len(c.Keys.Keys)),
+		slog.String("anonymous_plan", c.Keys.Anonymous),
+		slog.String("redis", c.RedisAddr), // host:port only; the password is never in it
+		slog.Bool("redis_tls", c.RedisTLS),
+		slog.Bool("limits_fail_closed", c.LimitsFailClosed),
+		slog.Bool("shared_cache", c.RedisAddr != "" && c.SharedCache),
+		slog.Any("shared_cache_methods", c.SharedCacheMethods),
+		slog.String("shared_cache_redis", c.SharedCacheRedisAddr),
+		slog.Any("trusted_proxies", c.TrustedProxies),
+		slog.Bool("proxy_protocol", c.ProxyProtocol),
+	)
+}
+
+// RedactURL returns raw fit for a log line or a status page: user info, query values
+// and every path segment that may be a key are replaced by "redacted". Providers carry
+// keys in the path (Infura /v3/<id>, Alchemy /v2/<key>, QuickNode /<token>/) or in the
+// query (?key=); a segment is kept only when it reads as a word (rpc, ws, mainnet) or a
+// version (v3), and never right after a version.
+func RedactURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(unparsable URL)"
+	}
+	out := u.Scheme + "://"
+	if u.User != nil {
+		out += "redacted@"
+	}
+	out += u.Host
+	if u.Path != "" {
+		segs := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
+		afterVersion := false
+		for i, s := range segs {
+			keep := s == "" || (!afterVersion && (isVersion(s) || isWord(s)))
+			afterVersion = isVersion(s)
+			if !keep {
+				segs[i] = "redacted"
+			}
+		}
+		out += "/" + strings.Join(segs, "/")
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		keys := make([]string, 0, len(q))
+		for k := range q {
+			keys = append(keys, url.QueryEscape(k)+"=redacted")
+		}
+		sort.Strings(keys)
+		if len(keys) == 0 {
+			keys = append(keys, "redacted")
+		}
+		out += "?" + strings.Join(keys, "&")
+	}
+	return out
+}
+
+func isVersion(s string) bool {
+	if len(s) < 2 || len(s) > 3 || (s[0] != 'v' && s[0] != 'V') {
+		return false
+	}
+	for _, c := range s[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isWord(s string) bool {
+	if len(s) > 12 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,154 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/infura-gateway/infura-gateway/gateway/clientip"
+)
+
+// Validate checks every field and returns the first problem as one line.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+		return fmt.Errorf("-listen %q: want host:port or :port", c.ListenAddr)
+	}
+	if c.AdminListen != "" {
+		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
+			return fmt.Errorf("-admin-listen %q: want host:port or :port", c.AdminListen)
+		}
+		if sameListener(c.AdminListen, c.ListenAddr) {
+			return errors.New("-admin-listen must differ from -listen: /metrics never goes on the public port")
+		}
+	}
+	if c.Pprof && c.AdminListen == "" {
+		return errors.New("-pprof needs -admin-listen: profiles are never served on the public port")
+	}
+	if err := checkURL("-upstream-http", c.UpstreamHTTPURL, "http", "https"); err != nil {
+		return err
+	}
+	if c.UpstreamWSURL != "" {
+		if err := checkURL("-upstream-ws", c.UpstreamWSURL, "ws", "wss"); err != nil {
+			return err
+		}
+	}
+	if c.InfuraProject != "" && strings.ContainsAny(c.InfuraProject, "/?#@: ") {
+		return errors.New("INFURA_PROJECT_ID has characters a project ID cannot have")
+	}
+	if c.InfuraNetwork == "" || strings.ContainsAny(c.InfuraNetwork, "/?#@: ") {
+		return fmt.Errorf("-infura-network %q: want a network name such as mainnet or sepolia", c.InfuraNetwork)
+	}
+	checks := []struct {
+		ok  bool
+		msg string
+	}{
+		{c.UpstreamTimeout > 0, "-upstream-timeout must be > 0"},
+		{c.UpstreamMaxConns > 0, "-upstream-max-conns must be > 0"},
+		{c.UpstreamDialTimeout > 0, "-upstream-dial-timeout must be > 0"},
+		{c.UpstreamIdleTimeout > 0, "-upstream-idle-timeout must be > 0"},
+		{c.MaxRequestBody >= 1024, "-max-request-body must be at least 1024 bytes"},
+		{c.MaxResponseBody >= 1024, "-max-response-body must be at least 1024 bytes"},
+		{c.MaxBatch > 0, "-max-batch must be > 0"},
+		{c.MaxPendingBytes >= c.MaxRequestBody, "-max-pending-bytes must be at least -max-request-body"},
+		{c.WSUpstreamConns > 0 && c.WSUpstreamConns <= 64, "-ws-upstream-conns must be between 1 and 64"},
+		{c.WSUpstreamQueue > 0, "-ws-upstream-queue must be > 0"},
+		{c.WSMaxClients > 0, "-ws-max-clients must be > 0"},
+		{c.WSClientQueue > 0, "-ws-client-queue must be > 0"},
+		{c.WSClientQueueBytes >= 1024, "-ws-client-queue-bytes must be at least 1024"},
+		{c.WSMaxInFlight > 0, "-ws-max-in-flight must be > 0"},
+		{c.WSMaxPendingBytes >= c.MaxRequestBody, "-ws-max-pending-bytes must be at least -max-request-body"},
+		{c.WSMaxSubscriptions > 0 && c.WSMaxSubscriptions <= 1000, "-ws-max-subscriptions must be between 1 and 1000"},
+		{c.MaxSubscriptions >= c.WSMaxSubscriptions, "-max-subscriptions must be at least -ws-max-subscriptions"},
+		{c.WSPingInterval >= time.Second, "-ws-ping-interval must be at least 1s"},
+		{c.WSPongTimeout >= time.Second, "-ws-pong-timeout must be at least 1s"},
+		{c.WSDialTimeout > 0, "-ws-dial-timeout must be > 0"},
+		{c.WSWriteTimeout > 0, "-ws-write-timeout must be > 0"},
+		{c.WSBackoffMin > 0 && c.WSBackoffMax >= c.WSBackoffMin, "-ws-backoff-min must be > 0 and at most -ws-backoff-max"},
+		{c.WSClientWriteTimeout > 0, "-ws-client-write-timeout must be > 0"},
+		{c.Retries >= 0 && c.Retries < 8, "-retries must be between 0 and 7"},
+		{c.HedgeQuantile >= 0 && c.HedgeQuantile < 1, "-hedge-quantile must be in [0, 1)"},
+		{c.HedgeMaxExtra >= 0 && c.HedgeMaxExtra <= 1, "-hedge-max-extra must be in [0, 1]"},
+		{c.HealthWindow >= time.Second, "-health-window must be at least 1s"},
+		{c.BanMinRequests > 0, "-ban-min-requests must be > 0"},
+		{c.BanErrorRate > 0 && c.BanErrorRate <= 1, "-ban-error-rate must be in (0, 1]"},
+		{c.BanFailures > 0, "-ban-failures must be > 0"},
+		{c.SlowFactor > 1, "-slow-factor must be > 1"},
+		{c.SlowMin > 0, "-slow-min must be > 0"},
+		{c.BanMin > 0 && c.BanMax >= c.BanMin, "-ban-min must be > 0 and at most -ban-max"},
+		{c.Readmit > 0, "-readmit must be > 0"},
+		{c.ProbeInterval >= 100*time.Millisecond, "-probe-interval must be at least 100ms"},
+		{c.ReviewInterval >= 10*time.Millisecond, "-review-interval must be at least 10ms"},
+		{c.ConfigPoll >= 100*time.Millisecond, "-config-poll must be at least 100ms"},
+		{c.CacheSize > 0, "-cache-size must be > 0"},
+		{c.CacheMaxBytes >= 1<<20, "-cache-max-bytes must be at least 1 MiB"},
+		{c.CacheMaxAge > 0, "-cache-max-age must be > 0"},
+		{c.HeadPoll >= 100*time.Millisecond, "-head-poll must be at least 100ms"},
+		{c.ReadTimeout >= 0 && c.WriteTimeout >= 0, "-read-timeout and -write-timeout must be >= 0"},
+		{c.IdleTimeout > 0, "-idle-timeout must be > 0"},
+		{c.ShutdownTimeout > 0, "-shutdown-timeout must be > 0"},
+		{c.DrainDelay >= 0, "-drain-delay must be >= 0"},
+		{c.WSDrainWindow >= 0, "-ws-drain-window must be >= 0"},
+		{c.LogFormat == "json" || c.LogFormat == "text", "-log-format must be json or text"},
+		{c.SharedCacheTTL >= time.Second, "-shared-cache-ttl (shared_cache.ttl) must be at least 1s"},
+		{c.SharedCacheMaxValue >= 1024 && c.SharedCacheMaxValue <= 16<<20, "-shared-cache-max-value (shared_cache.max_value_bytes) must be between 1024 bytes and 16 MiB"},
+		{c.SharedCacheTenantBytes >= 0, "-shared-cache-tenant-bytes (shared_cache.tenant_bytes_per_minute) must be >= 0 (0: no limit)"},
+		{!c.ProxyProtocol || len(c.TrustedProxies) > 0, "-proxy-protocol needs -trusted-proxies: the header is read only from trusted load balancers"},
+		{c.RedisAddr != "" || c.RedisUsername == "" && c.RedisPassword == "" && !c.RedisTLS, "REDIS_USERNAME, REDIS_PASSWORD and -redis-tls need -redis-addr"},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			return errors.New(ch.msg)
+		}
+	}
+	if c.RedisAddr != "" {
+		if _, _, err := net.SplitHostPort(c.RedisAddr); err != nil {
+			return fmt.Errorf("-redis-addr %q: want host:port", c.RedisAddr)
+		}
+	}
+	if c.SharedCacheRedisAddr != "" {
+		if c.RedisAddr == "" {
+			return errors.New("-shared-cache-redis-addr needs -redis-addr (the limits' Redis)")
+		}
+		if _, _, err := net.SplitHostPort(c.SharedCacheRedisAddr); err != nil {
+			return fmt.Errorf("-shared-cache-redis-addr %q: want host:port", c.SharedCacheRedisAddr)
+		}
+	}
+	if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
+		return fmt.Errorf("-trusted-proxies: %v", err)
+	}
+	if err := CheckSharedMethods(c.SharedCacheMethods); err != nil {
+		return fmt.Errorf("-shared-cache-methods (shared_cache.methods): %w", err)
+	}
+	return nil
+}
+
+// sameListener reports whether two listen addresses (validated host:port) would take
+// the same port on a shared interface: the same port, and the same host or a host of
+// every interface on either side.
+func sameListener(a, b string) bool {
+	ah, ap, _ := net.SplitHostPort(a)
+	bh, bp, _ := net.SplitHostPort(b)
+	every := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ap == bp && ap != "0" && (ah == bh || every(ah) || every(bh))
+}
+
+// checkURL validates an upstream URL. Its errors never quote the URL: it may carry a
+// key or a password.
+func checkURL(flagName, raw string, schemes ...string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%s: not a URL", flagName)
+	}
+	for _, s := range schemes {
+		if u.Scheme == s {
+			if u.Host == "" {
+				return fmt.Errorf("%s: URL has no host", flagName)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: scheme must be %s, got %q", flagName, strings.Join(schemes, " or "), u.Scheme)
+}
