@@ -142,7 +142,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 	if cfg.CacheEnabled {
 		s.cache = newCache(cfg, &s.heads, s.reg)
 	}
-	s.handler = s.withCORS(s.keyRoutes(s.routeTable().Handler))
+	s.handler = s.closeWhenDraining(s.withCORS(s.keyRoutes(s.routeTable().Handler)))
 	s.srv = &fasthttp.Server{
 		Handler:                       s.handler,
 		Name:                          "infura-gateway",
@@ -170,6 +170,23 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		go s.watchConfigFile()
 	}
 	return s, nil
+}
+
+// closeWhenDraining asks keep-alive clients to leave while the gateway drains: each
+// answer carries Connection: close and fasthttp closes the connection after it, so the
+// client reconnects (to a pod that stays) between requests rather than having its
+// connection cut under a request when the listener closes. Not draining, it costs one
+// atomic load.
+func (s *Server) closeWhenDraining(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		next(ctx)
+		// After next: a handler that resets the answer cannot drop it. Not on a
+		// websocket upgrade: fasthttp would close the connection instead of handing it
+		// over (the socket server closes those clients with 1001 itself).
+		if s.draining.Load() && !ctx.Hijacked() {
+			ctx.SetConnectionClose()
+		}
+	}
 }
 
 // registerMetrics declares the server's own gauges.
