@@ -82,6 +82,9 @@ type Server struct {
 	getenv   func(string) string
 	reloadMu sync.Mutex
 	fileSum  [32]byte
+	// configInfo is the gateway_config_info series exported now (under reloadMu): the
+	// fingerprint of the running configuration, replaced on a successful reload only.
+	configInfo string
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -166,6 +169,9 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 	}
 	if cfg.ConfigFile != "" {
 		_, s.fileSum, _ = config.LoadFile(cfg, s.getenv) // the state the file is in now
+	}
+	s.setConfigInfo(cfg.Fingerprint(s.fileSum))
+	if cfg.ConfigFile != "" {
 		s.wg.Add(1)
 		go s.watchConfigFile()
 	}
@@ -187,6 +193,22 @@ func (s *Server) closeWhenDraining(next fasthttp.RequestHandler) fasthttp.Reques
 			ctx.SetConnectionClose()
 		}
 	}
+}
+
+// setConfigInfo exports gateway_config_info with the fingerprint of the running
+// configuration, and only that one: the label's values stay bounded to one series,
+// and replicas that disagree show up as more than one hash across the fleet.
+func (s *Server) setConfigInfo(hash string) {
+	name := `gateway_config_info{hash="` + hash + `"}`
+	if name == s.configInfo {
+		return
+	}
+	if s.configInfo != "" {
+		s.reg.Set.UnregisterMetric(s.configInfo)
+	}
+	s.reg.Gauge(name, "Fingerprint of the running configuration (file and flags); always 1. Replicas that disagree run different configurations.",
+		func() float64 { return 1 })
+	s.configInfo = name
 }
 
 // registerMetrics declares the server's own gauges.
@@ -269,6 +291,7 @@ func (s *Server) ReloadConfig() error {
 		return err
 	}
 	s.fileSum = sum
+	s.setConfigInfo(s.cfg.Fingerprint(sum))
 	s.m.reloads[0].Inc()
 	s.log.Info("configuration reloaded", "file", s.cfg.ConfigFile, "upstreams", len(next.UpstreamSpecs()),
 		"keys", len(next.Keys.Keys))
