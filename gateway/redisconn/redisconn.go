@@ -5,11 +5,18 @@
 // connections and their writes are batched, so many small calls cost few syscalls) with:
 //   - a deadline on every call (CallTimeout, 50 ms by default), so nothing that a request
 //     could wait on can take longer;
-//   - a circuit breaker: after FailureThreshold consecutive failures (network errors or
-//     deadlines, not Redis error replies) the Conn is down, every call fails at once with
-//     ErrDown without touching the network, and one background goroutine probes Redis
-//     every ProbeInterval until it answers again; then the Conn is up by itself;
-//   - a Redis up/down gauge and call/error/breaker counters in the caller's metrics set.
+//   - a circuit breaker: after FailureThreshold consecutive failures (network errors,
+//     deadlines or READONLY; not other Redis error replies) the Conn is down, every call
+//     fails at once with ErrDown without touching the network, and one background
+//     goroutine probes Redis every ProbeInterval until it answers again; then the Conn is
+//     up by itself;
+//   - a Redis up/down gauge and call/error/breaker counters in the caller's metrics set;
+//   - failover: a READONLY error reply (the node the client is connected to became a
+//     replica, as after an ElastiCache failover, while the endpoint's DNS name now points
+//     at the new primary) counts as a failure, and the probe goroutine replaces the rueidis
+//     client with a fresh one dialled to Addr (at most once per ProbeInterval), counted in
+//     gateway_redis_readonly_reconnects_total. Without that the client's connection stays
+//     on the replica for as long as it lives, and every write fails.
 //
 // New never fails because Redis is unreachable: a gateway starts while Redis is down and
 // the Conn comes up when Redis does. The password is handed to the client and never
@@ -100,8 +107,12 @@ func (c *Config) setDefaults() {
 
 // Conn is a Redis client behind a circuit breaker. Safe for concurrent use.
 type Conn struct {
-	cfg    Config
-	client rueidis.Client
+	cfg Config
+	opt rueidis.ClientOption
+	// client is the current rueidis client; replaced (never nil) after a READONLY reply.
+	client atomic.Pointer[rueidis.Client]
+
+	readonly atomic.Bool // a READONLY reply since the last redial: the probe redials
 
 	up    atomic.Bool
 	fails atomic.Int32
@@ -114,7 +125,23 @@ type Conn struct {
 	closed sync.Once
 	wg     sync.WaitGroup
 
-	calls, errs, opens, closes *metrics.Counter
+	calls, errs, opens, closes, readonlyReconnects *metrics.Counter
+}
+
+// errReadOnly is what the breaker is told about a READONLY reply: a connection-level
+// failure (the client is on a replica), not an answer.
+var errReadOnly = errors.New("redis answered READONLY: connected to a replica")
+
+func (c *Conn) cl() rueidis.Client { return *c.client.Load() }
+
+// isReadOnly reports whether r is Redis's READONLY error reply. It allocates only for an
+// error reply.
+func isReadOnly(r rueidis.RedisResult) bool {
+	if r.NonRedisError() != nil {
+		return false
+	}
+	re, ok := rueidis.IsRedisErr(r.Error())
+	return ok && strings.HasPrefix(re.Error(), "READONLY")
 }
 
 // New creates the client and starts the probe goroutine. It returns an error only for a
@@ -162,16 +189,18 @@ func New(cfg Config, ms *metrics.Set) (*Conn, error) {
 		return nil, fmt.Errorf("redisconn: cannot create a client for %s: %w", cfg.Addr, err)
 	}
 	c := &Conn{
-		cfg:    cfg,
-		client: client,
-		watch:  make(chan struct{}),
-		probe:  make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		calls:  ms.GetOrCreateCounter(`gateway_redis_calls_total{client="` + cfg.Name + `"}`),
-		errs:   ms.GetOrCreateCounter(`gateway_redis_errors_total{client="` + cfg.Name + `"}`),
-		opens:  ms.GetOrCreateCounter(`gateway_redis_breaker_opened_total{client="` + cfg.Name + `"}`),
-		closes: ms.GetOrCreateCounter(`gateway_redis_breaker_closed_total{client="` + cfg.Name + `"}`),
+		cfg:                cfg,
+		opt:                opt,
+		watch:              make(chan struct{}),
+		probe:              make(chan struct{}, 1),
+		stop:               make(chan struct{}),
+		calls:              ms.GetOrCreateCounter(`gateway_redis_calls_total{client="` + cfg.Name + `"}`),
+		errs:               ms.GetOrCreateCounter(`gateway_redis_errors_total{client="` + cfg.Name + `"}`),
+		opens:              ms.GetOrCreateCounter(`gateway_redis_breaker_opened_total{client="` + cfg.Name + `"}`),
+		closes:             ms.GetOrCreateCounter(`gateway_redis_breaker_closed_total{client="` + cfg.Name + `"}`),
+		readonlyReconnects: ms.GetOrCreateCounter(`gateway_redis_readonly_reconnects_total{client="` + cfg.Name + `"}`),
 	}
+	c.client.Store(&client)
 	ms.GetOrCreateGauge(`gateway_redis_up{client="`+cfg.Name+`"}`, func() float64 {
 		if c.up.Load() {
 			return 1
@@ -209,7 +238,7 @@ func (c *Conn) Watch() <-chan struct{} {
 func (c *Conn) CallTimeout() time.Duration { return c.cfg.CallTimeout }
 
 // B returns a command builder. Commands built from it must be passed to Do or DoMulti.
-func (c *Conn) B() rueidis.Builder { return c.client.B() }
+func (c *Conn) B() rueidis.Builder { return c.cl().B() }
 
 // Do runs one command with the Conn's deadline (or ctx's, if sooner). While the breaker is
 // open it returns ErrDown at once.
@@ -229,8 +258,12 @@ func (c *Conn) DoWithin(ctx context.Context, d time.Duration, cmd rueidis.Comple
 	cctx, cancel := context.WithTimeout(ctx, min(d, c.cfg.CallTimeout))
 	defer cancel()
 	c.calls.Inc()
-	r := c.client.Do(cctx, cmd)
-	c.report(ctx, r.NonRedisError())
+	r := c.cl().Do(cctx, cmd)
+	err := r.NonRedisError()
+	if err == nil && isReadOnly(r) {
+		err = c.readOnly()
+	}
+	c.report(ctx, err)
 	return r
 }
 
@@ -259,11 +292,15 @@ func (c *Conn) DoMultiWithin(ctx context.Context, d time.Duration, cmds ...rueid
 	cctx, cancel := context.WithTimeout(ctx, min(d, c.cfg.CallTimeout))
 	defer cancel()
 	c.calls.Inc()
-	rs := c.client.DoMulti(cctx, cmds...)
+	rs := c.cl().DoMulti(cctx, cmds...)
 	var err error
 	for _, r := range rs {
 		if e := r.NonRedisError(); e != nil {
 			err = e
+			break
+		}
+		if isReadOnly(r) {
+			err = c.readOnly()
 			break
 		}
 	}
@@ -289,6 +326,32 @@ func (c *Conn) report(parent context.Context, err error) {
 	} else if n == 1 {
 		c.kick() // the probe makes the Conn clean again, or counts on towards the threshold
 	}
+}
+
+// readOnly asks the probe goroutine to redial (the endpoint now resolves to the new
+// primary) and returns the failure to report.
+func (c *Conn) readOnly() error {
+	c.readonly.Store(true)
+	c.kick()
+	return errReadOnly
+}
+
+// redial replaces the client with a new one dialled to Addr. The old one is closed once
+// the calls under way on it have had their deadline, so they end normally.
+func (c *Conn) redial() {
+	// A failed dial still yields a client (ForceSingleClient) that dials again on use; nil
+	// would mean a configuration error, impossible with the options New accepted.
+	nc, _ := rueidis.NewClient(c.opt)
+	if nc == nil {
+		return
+	}
+	old := c.client.Swap(&nc)
+	c.readonlyReconnects.Inc()
+	c.wg.Add(1)
+	time.AfterFunc(2*c.cfg.CallTimeout, func() {
+		defer c.wg.Done()
+		(*old).Close()
+	})
 }
 
 func (c *Conn) setUp(up bool) {
@@ -332,7 +395,10 @@ func (c *Conn) probeLoop() {
 		case <-c.probe:
 		}
 		// Down, or up after a failure (not clean): probe until Redis answers.
-		for !c.up.Load() || c.fails.Load() > 0 {
+		for !c.up.Load() || c.fails.Load() > 0 || c.readonly.Load() {
+			if c.readonly.Swap(false) {
+				c.redial() // at once; a READONLY again waits for the next round
+			}
 			t.Reset(c.cfg.ProbeInterval)
 			select {
 			case <-c.stop:
@@ -432,7 +498,8 @@ func (c *Conn) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
 	defer cancel()
 	c.calls.Inc()
-	err := c.client.Do(ctx, c.client.B().Ping().Build()).Error()
+	cl := c.cl()
+	err := cl.Do(ctx, cl.B().Ping().Build()).Error()
 	if err != nil {
 		c.errs.Inc()
 		return fmt.Errorf("redis %s: ping: %w", c.cfg.Addr, err)
@@ -445,7 +512,7 @@ func (c *Conn) Close() {
 	c.closed.Do(func() {
 		close(c.stop)
 		c.wg.Wait()
-		c.client.Close()
+		c.cl().Close()
 		c.mu.Lock()
 		close(c.watch)
 		c.watch = make(chan struct{})
@@ -477,7 +544,7 @@ type Exec struct {
 // Redis restart).
 func (c *Conn) EvalMulti(ctx context.Context, s *Script, execs []Exec) []rueidis.RedisResult {
 	build := func(e Exec) rueidis.Completed {
-		return c.client.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build()
+		return c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build()
 	}
 	cmds := make(rueidis.Commands, len(execs))
 	for i, e := range execs {
@@ -493,7 +560,7 @@ func (c *Conn) EvalMulti(ctx context.Context, s *Script, execs []Exec) []rueidis
 	if len(again) == 0 {
 		return rs
 	}
-	if err := c.Do(ctx, c.client.B().ScriptLoad().Script(s.src).Build()).Error(); err != nil {
+	if err := c.Do(ctx, c.B().ScriptLoad().Script(s.src).Build()).Error(); err != nil {
 		for _, i := range again {
 			rs[i] = rueidis.NewErrorResult(fmt.Errorf("cannot load script: %w", err))
 		}
