@@ -88,16 +88,7 @@ func TestLiveGatewayBehindTheNLB(t *testing.T) {
 `, hex.EncodeToString(sum[:]))), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	modfile, err := filepath.Abs(root + "/.ci/tools/go.mod")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tool := exec.Command("go", "tool", "-modfile="+modfile, "-n", "helm")
-	tool.Dir = filepath.Dir(modfile)
-	helmBin, err := tool.Output()
-	if err != nil {
-		t.Fatalf("go tool -n helm: %v", err)
-	}
+	helmBin := helmBinary(t)
 	// The test connects from 127.0.0.1: it stands in for the VPC CIDR Terraform passes.
 	args := []string{"template", "gw", chartDir, "--kube-version", "1.32.0", "-f", chartDir + "/values-eks.yaml",
 		"--set", "image.repository=r/gw", "--set", "image.digest=sha256:" + strings.Repeat("ab", 32),

@@ -564,9 +564,8 @@ func get(url string) (int, []byte, error) {
 	return resp.StatusCode, b, err
 }
 
-// chartConfigFile is the configuration file the chart renders from values-full.yaml,
-// with every upstream pointed at addr (nothing listens there).
-func chartConfigFile(t *testing.T, addr string) string {
+// helmBinary is the path of the helm pinned in .ci/tools (built by go tool on first use).
+func helmBinary(t *testing.T) []byte {
 	t.Helper()
 	modfile, err := filepath.Abs(root + "/.ci/tools/go.mod")
 	if err != nil {
@@ -578,6 +577,14 @@ func chartConfigFile(t *testing.T, addr string) string {
 	if err != nil {
 		t.Fatalf("go tool -n helm: %v", err)
 	}
+	return out
+}
+
+// chartConfigFile is the configuration file the chart renders from values-full.yaml,
+// with every upstream pointed at addr (nothing listens there).
+func chartConfigFile(t *testing.T, addr string) string {
+	t.Helper()
+	out := helmBinary(t)
 	args := []string{"template", "gw", chartDir, "--kube-version", "1.32.0", "-f", chartDir + "/values-full.yaml",
 		"--show-only", "templates/configmap.yaml"}
 	for i, u := range []struct{ http, ws string }{
