@@ -54,20 +54,7 @@ func TestLiveDrainSpreadsWebsocketCloses(t *testing.T) {
 	cmd := exec.Command(bin, "-listen", public, "-admin-listen", admin, "-log-level", "error",
 		"-upstream-http", httpUp.URL, "-upstream-ws", "ws"+strings.TrimPrefix(wsUp.URL, "http"))
 	cmd.Env = append(os.Environ(), "DRAIN_DELAY="+drain.String(), "SHUTDOWN_TIMEOUT="+shutdown.String())
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-		}
-	})
+	logs, exited := startProcess(t, cmd)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if status, _, err := get("http://" + public + "/readyz"); err == nil && status == 200 {

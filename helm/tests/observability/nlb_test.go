@@ -150,17 +150,7 @@ func TestLiveGatewayBehindTheNLB(t *testing.T) {
 	cmd := exec.Command(bin, "-listen", public, "-admin-listen", admin, "-config", config)
 	// Only the chart's settings: nothing from this process's environment.
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "LOG_LEVEL=error"}, env...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+	logs, exited := startProcess(t, cmd)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if status, _, err := get("http://" + admin + "/readyz"); err == nil && status == 200 {

@@ -440,17 +440,7 @@ func TestLiveGatewayExposesReferencedMetrics(t *testing.T) {
 	// What the chart's Secrets provide: the ${VAR}s of the file, Redis.
 	cmd.Env = append(os.Environ(), "INFURA_PROJECT_ID=test-project", "INFURA_PROJECT_SECRET=test-secret", "ALCHEMY_KEY=test-key",
 		"REDIS_ADDR="+closed, "REDIS_TLS=false", "REDIS_PASSWORD=test-password")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+	logs, exited := startProcess(t, cmd)
 
 	var body []byte
 	deadline := time.Now().Add(15 * time.Second)
@@ -562,6 +552,28 @@ func get(url string) (int, []byte, error) {
 	}
 	b, err := readAll(resp)
 	return resp.StatusCode, b, err
+}
+
+// startProcess starts cmd with its output in the returned buffer; exited receives its
+// end (put the value back after reading it, for the cleanup). The process is killed
+// when the test ends.
+func startProcess(t *testing.T, cmd *exec.Cmd) (*bytes.Buffer, chan error) {
+	t.Helper()
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+		}
+	})
+	return &logs, exited
 }
 
 // helmBinary is the path of the helm pinned in .ci/tools (built by go tool on first use).
