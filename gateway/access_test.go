@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -384,20 +383,6 @@ func TestAnonymousLimitsByClientAddress(t *testing.T) {
 			}
 		}
 	})
-}
-
-func TestAnonKey(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"203.0.113.7", "203.0.113.7"},
-		{"::ffff:203.0.113.7", "203.0.113.7"},
-		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::"},
-		{"2001:db8:1:2::", "2001:db8:1:2::"},
-		{"::1", "::"},
-	} {
-		if got := anonKey(netip.MustParseAddr(tc.in)); got != netip.MustParseAddr(tc.want) {
-			t.Errorf("anonKey(%s) = %s, want %s", tc.in, got, tc.want)
-		}
-	}
 }
 
 func TestKeysReload(t *testing.T) {

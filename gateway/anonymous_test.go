@@ -62,7 +62,7 @@ func TestIPv6Spread(t *testing.T) {
 			answered++
 		}
 		if i%1000 == 0 {
-			maxEntries = max(maxEntries, s.access.anon.len())
+			maxEntries = max(maxEntries, int(gw.metric(t, "gateway_anonymous_table_entries")))
 		}
 	}
 	el := time.Since(start)
@@ -98,14 +98,15 @@ func TestAnonymousTableBounded(t *testing.T) {
 			t.Fatalf("request %d: %d %s", i, code, c.ctx.Response.Body())
 		}
 		if i%500 == 0 {
-			maxEntries = max(maxEntries, s.access.anon.len())
+			maxEntries = max(maxEntries, int(gw.metric(t, "gateway_anonymous_table_entries")))
 		}
 	}
 	grown := int64(heapAfterGC()) - int64(before)
-	bound := int64(capacity)*entryBytes(s.access.anon.plan) + 8<<20
+	// The table's own estimate of its bytes, full: what max_bytes is compared with.
+	bound := int64(gw.metric(t, "gateway_anonymous_table_bytes")) + 8<<20
 	t.Logf("table at most %d entries; heap grew %d KiB (bound %d KiB); overflow %v, evicted %v", maxEntries, grown>>10, bound>>10,
 		gw.metric(t, "gateway_anonymous_overflow_total"), gw.metric(t, `gateway_anonymous_evictions_total{reason="room"}`))
-	if maxEntries > capacity || s.access.anon.len() > capacity {
+	if maxEntries > capacity || gw.metric(t, "gateway_anonymous_table_entries") > capacity {
 		t.Fatalf("table of %d entries, cap %d", maxEntries, capacity)
 	}
 	if grown > bound {
@@ -147,55 +148,14 @@ func TestAnonymousEvictionKeepsHeavyHitter(t *testing.T) {
 			c.from(net.IPv4(203, byte(round>>8), byte(round), byte(j)))
 		}
 		round++
-		if n := s.access.anon.len(); n > 50 {
-			t.Fatalf("table of %d entries, cap 50", n)
+		if n := gw.metric(t, "gateway_anonymous_table_entries"); n > 50 {
+			t.Fatalf("table of %v entries, cap 50", n)
 		}
 		return gw.metric(t, `gateway_anonymous_evictions_total{reason="room"}`) >= 100
 	})
 	// Burst 4, then 2/s while the rounds run.
 	if bound := 4 + 2*(time.Since(start).Seconds()+1); float64(admitted) > bound {
 		t.Fatalf("the heavy hitter got %d calls through, want at most %.0f: its allowance was reset", admitted, bound)
-	}
-}
-
-// TestAnonymousAtRest: what may be evicted and what not.
-func TestAnonymousAtRest(t *testing.T) {
-	s, c := anonServer(t, "{plan: anon, max_clients: 10}", "{requests_per_second: 1, burst: 2, max_connections: 2}")
-	tab := &s.access.anon
-	c.from(net.ParseIP("2001:db8:1:2::1"))
-	c64, _ := tab.get(netip.MustParseAddr("2001:db8:1:2::9"))
-	g48 := c64.agg[0]
-	if g48 == nil || c64.agg[1] != nil {
-		t.Fatalf("aggregates %v, want /48 only (the default)", c64.agg)
-	}
-	now := tab.now()
-	later := now + c64.rest
-	for _, tc := range []struct {
-		name string
-		c    *tenant
-		at   int64
-		want bool
-		prep func()
-		undo func()
-	}{
-		{"just used", c64, now, false, nil, nil},
-		{"bucket full again", c64, later, true, nil, nil},
-		{"held by a websocket", c64, later, false, c64.hold, c64.unhold},
-		{"a connection open", c64, later, false, func() { c64.conns.Acquire() }, func() { c64.conns.Release() }},
-		{"an aggregate with entries under it", g48, later + g48.rest, false, nil, nil},
-	} {
-		if tc.prep != nil {
-			tc.prep()
-		}
-		tab.mu.Lock()
-		got := tab.atRest(tc.c, tc.at)
-		tab.mu.Unlock()
-		if tc.undo != nil {
-			tc.undo()
-		}
-		if got != tc.want {
-			t.Errorf("%s: at rest %v, want %v", tc.name, got, tc.want)
-		}
 	}
 }
 
@@ -269,42 +229,9 @@ func TestAnonymousWebsocketHoldsItsEntry(t *testing.T) {
 	if a := decodeAnswer(t, c.call(blockNumberCall)); a.Error != nil {
 		t.Fatalf("a call on the socket: %+v", a.Error)
 	}
-	tab := &gw.srv.access.anon
-	entry, _ := tab.get(netip.MustParseAddr("127.0.0.1"))
-	waitFor(t, "the socket to hold its entry", func() bool { return entry.holders.Load() == 1 })
-	tab.mu.Lock()
-	rest := tab.atRest(entry, tab.now()+entry.rest+int64(anonIdle))
-	tab.mu.Unlock()
-	if rest {
-		t.Fatal("an entry held by an open socket is at rest")
-	}
+	addr := netip.MustParseAddr("127.0.0.1")
+	waitFor(t, "the socket to hold its entry", func() bool { return gw.srv.acc.AnonymousHolders(addr) == 1 })
 	c.conn.Close()
-	waitFor(t, "the closed socket to let go of its entry", func() bool { return entry.holders.Load() == 0 })
+	waitFor(t, "the closed socket to let go of its entry", func() bool { return gw.srv.acc.AnonymousHolders(addr) == 0 })
 }
 
-// TestAnonymousEntryBytes: the estimate of an entry's size (which max_bytes divides)
-// is at least what an entry takes on the heap, for a plan of one limit and of all five.
-func TestAnonymousEntryBytes(t *testing.T) {
-	for _, plan := range []string{
-		"{requests_per_second: 2, burst: 4}",
-		"{requests_per_second: 2, burst: 4, units_per_second: 50, daily_units: 100000, max_connections: 2, max_subscriptions: 5}",
-	} {
-		s, _ := anonServer(t, "{plan: anon, max_clients: 100000, max_bytes: 1099511627776}", plan)
-		tab := &s.access.anon
-		const n = 20000
-		before := heapAfterGC()
-		for i := range n {
-			if c, _ := tab.get(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})); c == nil {
-				t.Fatal("no entry")
-			}
-		}
-		per := (int64(heapAfterGC()) - int64(before)) / n
-		t.Logf("%s: %d bytes per entry, estimated %d", plan, per, entryBytes(tab.plan))
-		if per > entryBytes(tab.plan) {
-			t.Errorf("%s: %d bytes per entry, more than the estimate of %d", plan, per, entryBytes(tab.plan))
-		}
-		if tab.len() != n {
-			t.Fatalf("%d entries, want %d", tab.len(), n)
-		}
-	}
-}

@@ -372,7 +372,7 @@ func (c *cache) sharable(cl *call) bool {
 // key, or an anonymous client address as its limits count it).
 func (c *cache) budget(cl *call) *sharedcache.Budget {
 	if cl.who != nil {
-		return &cl.who.sharedBudget
+		return cl.who.SharedBudget()
 	}
 	return &c.unattributed
 }

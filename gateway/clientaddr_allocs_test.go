@@ -16,7 +16,7 @@ func TestClientAddrAllocatesNothing(t *testing.T) {
 	for range 100 {
 		c.run(t)
 	}
-	if got := s.clientAddr(&c.ctx).String(); got != "2001:db8:1:2::7" {
+	if got := s.acc.ClientAddr(&c.ctx).String(); got != "2001:db8:1:2::7" {
 		t.Fatalf("client %s, want 2001:db8:1:2::7 (the proxy's line)", got)
 	}
 	if n := testing.AllocsPerRun(1000, func() { c.run(t) }); n != 0 {

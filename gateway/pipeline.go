@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/infura-gateway/infura-gateway/gateway/access"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
@@ -40,8 +41,8 @@ type call struct {
 	id       []byte
 	up       caller
 	deadline time.Time
-	who      *tenant // whose limits the call counts against; nil: none
-	settled  bool    // a batch element answered (or refused) before routing
+	who      *access.Tenant // whose limits the call counts against; nil: none
+	settled  bool           // a batch element answered (or refused) before routing
 
 	ans    []byte // the answer: own, or a shared cache entry (never modified)
 	own    []byte // the call's own buffer
@@ -168,7 +169,7 @@ var batchPool = sync.Pool{New: func() any { return new(batch) }}
 // nothing is owed, dst comes back unchanged). An error refuses the batch as a whole: a
 // batch costs its tenant the sum of its elements, and is refused whole when that is over
 // a limit.
-func (s *Server) serveBatch(dst, body []byte, up caller, deadline time.Time, who *tenant) ([]byte, *proto.Error) {
+func (s *Server) serveBatch(dst, body []byte, up caller, deadline time.Time, who *access.Tenant) ([]byte, *proto.Error) {
 	b := batchPool.Get().(*batch)
 	defer s.putBatch(b)
 	it, err := proto.NewArrayIter(body)
@@ -207,12 +208,12 @@ func (s *Server) serveBatch(dst, body []byte, up caller, deadline time.Time, who
 		if s.admitElement(c, el.Bytes(body)) {
 			n++
 			if who != nil {
-				cost += s.access.cost(&c.req)
+				cost += s.acc.Cost(&c.req)
 			}
 		}
 	}
 	if who != nil && n > 0 {
-		if e := who.spend(n, cost); e != nil {
+		if e := who.Spend(n, cost); e != nil {
 			return dst, e
 		}
 	}
@@ -287,9 +288,8 @@ func (s *Server) admitElement(c *call, el []byte) bool {
 	}
 	c.id = c.req.ID
 	perr := s.policy.admit(&c.req)
-	if perr == nil && c.who != nil && !c.who.allows(&c.req) {
-		c.who.m.refused[refusedMethod].Inc()
-		perr = errMethodPlan
+	if perr == nil && c.who != nil && !c.who.Allows(&c.req) {
+		perr = c.who.RefuseMethod()
 	}
 	if perr != nil {
 		if c.id != nil {
@@ -337,4 +337,12 @@ func batchTooLarge(limit int) *proto.Error {
 	e := *proto.ErrBatchTooLarge
 	e.Message = "batch too large: more than " + strconv.Itoa(limit) + " requests"
 	return &e
+}
+
+// charge counts c against its tenant's limits (nil: not limited).
+func (s *Server) charge(c *call) *proto.Error {
+	if c.who == nil {
+		return nil
+	}
+	return c.who.Charge(&c.req, s.acc.Cost(&c.req))
 }

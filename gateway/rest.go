@@ -29,7 +29,7 @@ var (
 // route; a request allocates nothing in the gateway's code.
 func (s *Server) rest(r *restRoute, up caller) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		who, perr := s.access.identify(ctx)
+		who, perr := s.acc.Identify(ctx)
 		if perr != nil {
 			writeError(ctx, nil, perr)
 			return

@@ -1,11 +1,10 @@
 package gateway
 
 import (
-	"bytes"
-
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/access"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -58,14 +57,14 @@ func (s *Server) keyRoutes(next fasthttp.RequestHandler) fasthttp.RequestHandler
 	ws := s.instrument("socket2socket", s.socket2socket)
 	other := s.instrument("other", func(ctx *fasthttp.RequestCtx) { writeError(ctx, nil, proto.ErrMethodNotAllowed) })
 	return func(ctx *fasthttp.RequestCtx) {
-		switch keyPrefix(ctx.Path()) {
-		case len(prefixRPCKey):
+		switch access.KeyPrefix(ctx.Path()) {
+		case len(access.PrefixRPCKey):
 			if ctx.IsPost() {
 				rpc(ctx)
 			} else {
 				other(ctx)
 			}
-		case len(prefixWSKey):
+		case len(access.PrefixWSKey):
 			if ctx.IsGet() {
 				ws(ctx)
 			} else {
@@ -75,22 +74,6 @@ func (s *Server) keyRoutes(next fasthttp.RequestHandler) fasthttp.RequestHandler
 			next(ctx)
 		}
 	}
-}
-
-var (
-	prefixRPCKey = []byte("/v3/")
-	prefixWSKey  = []byte("/ws/v3/")
-)
-
-// keyPrefix returns the length of the key route prefix of path when what follows it is
-// one non-empty segment (the key), or 0.
-func keyPrefix(path []byte) int {
-	for _, p := range [...][]byte{prefixRPCKey, prefixWSKey} {
-		if len(path) > len(p) && bytes.HasPrefix(path, p) && bytes.IndexByte(path[len(p):], '/') < 0 {
-			return len(p)
-		}
-	}
-	return 0
 }
 
 // panicked keeps one bad request from taking the process down; it is a bug if it runs.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/access"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -14,7 +15,7 @@ import (
 // object; transport failures (upstream down, too slow, over a budget) use the HTTP
 // status of the proto error. A notification (no id) gets an empty 200.
 func (s *Server) rpc(ctx *fasthttp.RequestCtx) {
-	who, perr := s.access.identify(ctx)
+	who, perr := s.acc.Identify(ctx)
 	if perr != nil {
 		writeError(ctx, nil, perr)
 		return
@@ -47,7 +48,7 @@ func (s *Server) rpc(ctx *fasthttp.RequestCtx) {
 	s.writeAnswer(ctx, c)
 }
 
-func (s *Server) rpcBatch(ctx *fasthttp.RequestCtx, body []byte, deadline time.Time, who *tenant) {
+func (s *Server) rpcBatch(ctx *fasthttp.RequestCtx, body []byte, deadline time.Time, who *access.Tenant) {
 	buf := getBuf()
 	defer putBuf(buf)
 	out, perr := s.serveBatch((*buf)[:0], body, s.http, deadline, who)

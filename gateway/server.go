@@ -21,6 +21,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/access"
 	"github.com/infura-gateway/infura-gateway/gateway/clientip"
 	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/limit"
@@ -61,13 +62,12 @@ type Server struct {
 
 	// Keys and limits (access.go); Redis shares them and the immutable answers
 	// (sharedcache) across replicas. redis, shared are nil without -redis-addr.
-	access        *access
+	acc           *access.Access
 	limiter       *limit.Limiter
 	redis         *redisconn.Conn
 	shared        *sharedcache.Cache
 	sharedRedis   *redisconn.Conn // the shared tier's own connection and breaker, apart from the limiter's (redis)
-	resolver      atomic.Pointer[clientip.Resolver]
-	proxyProtocol bool // fixed at start: it wraps the listener
+	proxyProtocol bool            // fixed at start: it wraps the listener
 
 	m struct {
 		reloads [2]*metrics.Counter // ok, refused
@@ -336,7 +336,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		// Trusted load balancers may send a header (their clients' address) or not
 		// (kubelet probes from the same network); anyone else is served as is. The list
 		// is the resolver's, which a reload swaps: one list for both.
-		pl, err := clientip.NewListener(ln, clientip.ListenerConfig{Shared: &s.resolver})
+		pl, err := clientip.NewListener(ln, clientip.ListenerConfig{Shared: s.acc.Resolver()})
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/access"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -109,7 +110,7 @@ func (h *socketServer) serve(ctx *fasthttp.RequestCtx) {
 	// The key is checked before the upgrade: without a valid one the answer is a plain
 	// 401. The tenant's connection slot is taken once upgraded (serveClient): fasthttp
 	// may drop a connection between the two and never run the handler.
-	who, perr := h.s.access.identify(ctx)
+	who, perr := h.s.acc.Identify(ctx)
 	if perr != nil {
 		h.refused.Inc()
 		writeError(ctx, nil, perr)
@@ -117,8 +118,8 @@ func (h *socketServer) serve(ctx *fasthttp.RequestCtx) {
 	}
 	// An unkeyed client is limited by its address: a reload may give it another plan.
 	var addr netip.Addr
-	if who == nil || who.ref == nil {
-		addr = h.s.clientAddr(ctx)
+	if who == nil || who.Ref() == nil {
+		addr = h.s.acc.ClientAddr(ctx)
 	}
 	// On failure Upgrade has answered with an HTTP error already.
 	_ = h.upgrader.Upgrade(ctx, func(conn *websocket.Conn) { h.serveClient(conn, who, addr) })
@@ -191,8 +192,8 @@ func closeNow(conn *websocket.Conn, code int, reason string) {
 }
 
 // serveClient is the hijack handler: it owns the connection for its whole life.
-func (h *socketServer) serveClient(conn *websocket.Conn, who *tenant, addr netip.Addr) {
-	if perr := who.acquire(who.connSlots(), refusedConnections); perr != nil {
+func (h *socketServer) serveClient(conn *websocket.Conn, who *access.Tenant, addr netip.Addr) {
+	if perr := who.Acquire(who.ConnSlots(), access.RefusedConnections); perr != nil {
 		h.refused.Inc()
 		closeNow(conn, websocket.ClosePolicyViolation, perr.Message)
 		return

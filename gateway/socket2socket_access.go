@@ -6,12 +6,13 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/access"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
 // A websocket outlives configurations: its key may be removed, its plan changed. Every
-// call finds the client's tenant through a tenantRef that a reload swaps (tenant), and
+// call finds the client's tenant through a access.Ref that a reload swaps (tenant), and
 // after each reload the socket server reviews its clients (review, rebind):
 //   - a client whose key was removed (or, keys now required, that has none) gets a
 //     JSON-RPC error frame, then close 1008;
@@ -32,19 +33,19 @@ var (
 // bind sets who the client counts against when it connects: who holds the connection
 // slot it took. A key's client follows the key's ref; an unkeyed one holds a ref of its
 // own, resolved again by its address on each review.
-func (c *wsClient) bind(who *tenant, addr netip.Addr) {
+func (c *wsClient) bind(who *access.Tenant, addr netip.Addr) {
 	c.bound, c.addr = who, addr
-	who.hold() // an anonymous tenant stays in its table while a socket is bound to it
-	if who != nil && who.ref != nil {
-		c.ref = who.ref
+	who.Hold() // an anonymous tenant stays in its table while a socket is bound to it
+	if who != nil && who.Ref() != nil {
+		c.ref = who.Ref()
 		return
 	}
 	c.ref = &c.own
-	c.own.cur.Store(who)
+	c.own.Set(who)
 }
 
 // tenant is whom the client's calls count against now; ok is false once its key is gone.
-func (c *wsClient) tenant() (*tenant, bool) { return c.ref.load() }
+func (c *wsClient) tenant() (*access.Tenant, bool) { return c.ref.Load() }
 
 // refuseRevoked answers a call of a client whose key is gone and closes it.
 func (c *wsClient) refuseRevoked(id []byte) {
@@ -69,24 +70,15 @@ func (h *socketServer) review() {
 
 // rebind moves the client to the tenant its ref now holds, or closes it.
 func (c *wsClient) rebind() {
-	a := c.h.s.access
 	if c.ref == &c.own {
-		t := a.table.Load()
+		required, perr := c.h.s.acc.Rebind(&c.own, c.addr)
 		switch {
-		case t == nil:
-		case t.required:
-			c.own.revoked.Store(true)
+		case required:
 			c.closeWithError(websocket.ClosePolicyViolation, errKeyNowRequired, "API key required")
 			return
-		case t.anon == nil:
-			c.own.cur.Store(nil)
-		default:
-			t, perr := a.anon.get(c.addr)
-			if perr != nil { // the new plan's aggregates refuse its address block now
-				c.closeWithError(websocket.CloseTryAgainLater, perr, perr.Message)
-				return
-			}
-			c.own.cur.Store(t)
+		case perr != nil: // the new plan's aggregates refuse its address block now
+			c.closeWithError(websocket.CloseTryAgainLater, perr, perr.Message)
+			return
 		}
 	}
 	cur, ok := c.tenant()
@@ -100,27 +92,27 @@ func (c *wsClient) rebind() {
 		c.whoMu.Unlock()
 		return
 	}
-	if perr := cur.acquire(cur.connSlots(), refusedConnections); perr != nil {
+	if perr := cur.Acquire(cur.ConnSlots(), access.RefusedConnections); perr != nil {
 		c.whoMu.Unlock()
 		c.closeWithError(websocket.ClosePolicyViolation, perr, perr.Message)
 		return // bound stays: the handler gives its slot back when it ends
 	}
-	release(old.connSlots())
-	cur.hold()
-	old.unhold()
+	access.Release(old.ConnSlots())
+	cur.Hold()
+	old.Unhold()
 	// The subscription slots follow: as many as the client counts, as far as the new
 	// plan has room; the rest are ended below.
 	n := c.nsubs.Load()
 	var short int32
 	var full *proto.Error
-	if s := cur.subSlots(); s != nil {
+	if s := cur.SubSlots(); s != nil {
 		for range n {
-			if perr := cur.acquire(s, refusedSubscriptions); perr != nil {
+			if perr := cur.Acquire(s, access.RefusedSubscriptions); perr != nil {
 				short, full = short+1, perr
 			}
 		}
 	}
-	if s := old.subSlots(); s != nil {
+	if s := old.SubSlots(); s != nil {
 		for range n - c.unbacked {
 			s.Release()
 		}
@@ -134,15 +126,15 @@ func (c *wsClient) rebind() {
 	held := c.subs.Holdings(c)
 	for _, hd := range held {
 		msg = proto.AppendRequest(msg[:0], []byte("1"), "eth_subscribe", hd.Params)
-		if r.Parse(msg) == nil && cur.allows(&r) {
+		if r.Parse(msg) == nil && cur.Allows(&r) {
 			continue
 		}
-		c.endSubscription(hd, hd.N, errMethodPlan)
+		c.endSubscription(hd, hd.N, access.ErrMethodPlan)
 	}
 	for i := len(held) - 1; i >= 0 && short > 0; i-- {
 		hd := held[i]
 		msg = proto.AppendRequest(msg[:0], []byte("1"), "eth_subscribe", hd.Params)
-		if r.Parse(msg) != nil || !cur.allows(&r) {
+		if r.Parse(msg) != nil || !cur.Allows(&r) {
 			continue // ended above
 		}
 		k := min(int(short), hd.N)
@@ -196,7 +188,7 @@ func (c *wsClient) takeSub() *proto.Error {
 		c.h.refused.Inc()
 		return errGatewaySubscriptions
 	}
-	if perr := c.bound.acquire(c.bound.subSlots(), refusedSubscriptions); perr != nil {
+	if perr := c.bound.Acquire(c.bound.SubSlots(), access.RefusedSubscriptions); perr != nil {
 		c.nsubs.Add(-1)
 		c.h.subs.release(1)
 		return perr
@@ -214,7 +206,7 @@ func (c *wsClient) dropSub() {
 		c.unbacked--
 		return
 	}
-	release(c.bound.subSlots())
+	access.Release(c.bound.SubSlots())
 }
 
 // dropAll gives back every subscription (the client is gone).
@@ -223,7 +215,7 @@ func (c *wsClient) dropAll() {
 	defer c.whoMu.Unlock()
 	held := c.nsubs.Swap(0)
 	c.h.subs.release(int(held))
-	if s := c.bound.subSlots(); s != nil {
+	if s := c.bound.SubSlots(); s != nil {
 		for range held - c.unbacked {
 			s.Release()
 		}
@@ -236,6 +228,6 @@ func (c *wsClient) releaseConn() {
 	c.whoMu.Lock()
 	defer c.whoMu.Unlock()
 	c.gone = true // a review running late takes nothing more
-	release(c.bound.connSlots())
-	c.bound.unhold()
+	access.Release(c.bound.ConnSlots())
+	c.bound.Unhold()
 }

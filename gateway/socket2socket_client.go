@@ -12,6 +12,7 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/access"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
@@ -36,13 +37,13 @@ type wsClient struct {
 
 	// Whose limits its calls count against (socket2socket_access.go): ref, read on
 	// every call, which a reload swaps; own is an unkeyed client's, found again by addr.
-	ref  *tenantRef
-	own  tenantRef
+	ref  *access.Ref
+	own  access.Ref
 	addr netip.Addr
 	// bound holds the client's connection slot and its subscriptions' slots; unbacked
 	// counts subscriptions left without one by a plan change (about to end).
 	whoMu    sync.Mutex
-	bound    *tenant
+	bound    *access.Tenant
 	unbacked int32
 	gone     bool // the handler has ended
 

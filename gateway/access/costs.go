@@ -1,4 +1,4 @@
-package gateway
+package access
 
 import (
 	"github.com/infura-gateway/infura-gateway/proto"

@@ -1,33 +1,7 @@
-package gateway
-
-import (
-	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
-	"crypto/tls"
-	"encoding/hex"
-	"errors"
-	"fmt"
-	"math"
-	"net/netip"
-	"strconv"
-	"strings"
-	"sync/atomic"
-	"time"
-	"unsafe"
-
-	"github.com/VictoriaMetrics/metrics"
-	"github.com/valyala/fasthttp"
-
-	"github.com/infura-gateway/infura-gateway/gateway/clientip"
-	"github.com/infura-gateway/infura-gateway/gateway/config"
-	"github.com/infura-gateway/infura-gateway/gateway/limit"
-	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
-	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
-	"github.com/infura-gateway/infura-gateway/proto"
-)
-
-// Access: API keys, the plans they are on, and the limits of each tenant.
+// Package access decides who a call counts against and whether it may go on: API keys,
+// the plans they are on, the limits of each tenant and the anonymous clients' table.
+// It imports limit/, clientip/, sharedcache/ (a tenant's write budget), config/ and proto/;
+// nothing of the gateway above it.
 //
 // A tenant is a key (when keys are configured: in the path as Infura has it,
 // /v3/<key> and /ws/v3/<key>, or in Authorization: Bearer / X-API-Key on any route) or,
@@ -40,6 +14,30 @@ import (
 // allowances leased in the background. A call spends one request of requests_per_second
 // and its method's cost of units_per_second and daily_units; a batch spends the sum of
 // its elements.
+package access
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/gateway/clientip"
+	"github.com/infura-gateway/infura-gateway/gateway/config"
+	"github.com/infura-gateway/infura-gateway/gateway/limit"
+	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
+	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/upstream"
+)
 
 // plan is a named set of limits. Zero means no limit of that kind.
 type plan struct {
@@ -55,10 +53,10 @@ type plan struct {
 	fingerprintKey string
 }
 
-// tenant is who a call counts against: a key, or a client address on the anonymous
+// Tenant is who a call counts against: a key, or a client address on the anonymous
 // plan. Its limit handles live as long as the configuration (keys) or the address's
 // activity (anonymous).
-type tenant struct {
+type Tenant struct {
 	name    string   // the key's name, or "anonymous"
 	hash    [32]byte // the key's SHA-256 (keys only)
 	plan    *plan
@@ -78,29 +76,29 @@ type tenant struct {
 	holders    atomic.Int32 // websocket clients holding it
 	prepaid    atomic.Bool  // its first request was charged to its aggregates on admission
 	block      netip.Prefix // its key in the table
-	agg        [2]*tenant   // the /48 and /32 aggregates its calls count against too
+	agg        [2]*Tenant   // the /48 and /32 aggregates its calls count against too
 	rest       int64        // ns after its last call when its buckets are full again
 	bytes      int64        // its estimated size
 	refs       int          // aggregates: entries under it (under the table's lock)
-	prev, next *tenant      // the table's order of use (under its lock)
+	prev, next *Tenant      // the table's order of use (under its lock)
 
-	ref *tenantRef // keys only: the key across reloads
+	ref *Ref // keys only: the key across reloads
 
 	sharedBudget sharedcache.Budget // bytes its answers may still write into Redis this minute
 }
 
-// tenantRef is where a long-lived session (a websocket) finds its tenant on every call,
+// Ref is where a long-lived session (a websocket) finds its tenant on every call,
 // rather than keeping the one it connected with: a reload swaps what it holds. A key's
 // ref follows the key across reloads (the key's tenant is replaced when its plan
 // changes) and is revoked when the key is removed. An unkeyed session holds one of its
 // own (socket2socket_access.go).
-type tenantRef struct {
-	cur     atomic.Pointer[tenant] // nil: not limited
+type Ref struct {
+	cur     atomic.Pointer[Tenant] // nil: not limited
 	revoked atomic.Bool
 }
 
-// load returns the current tenant; ok is false once the key was removed.
-func (r *tenantRef) load() (t *tenant, ok bool) {
+// Load returns the current tenant; ok is false once the key was removed.
+func (r *Ref) Load() (t *Tenant, ok bool) {
 	if r.revoked.Load() {
 		return nil, false
 	}
@@ -117,20 +115,20 @@ const (
 	refusedRate = iota
 	refusedUnits
 	refusedQuota
-	refusedConnections
-	refusedSubscriptions
+	RefusedConnections
+	RefusedSubscriptions
 	refusedMethod
 	numRefusals
 )
 
 var refusalNames = [numRefusals]string{"rate", "units", "quota", "connections", "subscriptions", "method"}
 
-func newCallerMetrics(s *Server, name string) *tenantMetrics {
+func (a *Access) newCallerMetrics(name string) *tenantMetrics {
 	m := &tenantMetrics{}
-	m.requests = s.reg.Counter(`gateway_key_requests_total{key="`+name+`"}`, "Requests (batch elements count one each) by API key name; anonymous tenants together.")
-	m.units = s.reg.Counter(`gateway_key_units_total{key="`+name+`"}`, "Cost units spent by API key name.")
+	m.requests = a.reg.Counter(`gateway_key_requests_total{key="`+name+`"}`, "Requests (batch elements count one each) by API key name; anonymous tenants together.")
+	m.units = a.reg.Counter(`gateway_key_units_total{key="`+name+`"}`, "Cost units spent by API key name.")
 	for i, l := range refusalNames {
-		m.refused[i] = s.reg.Counter(`gateway_key_refused_total{key="`+name+`",limit="`+l+`"}`,
+		m.refused[i] = a.reg.Counter(`gateway_key_refused_total{key="`+name+`",limit="`+l+`"}`,
 			"Requests refused by API key name and by the limit that refused them.")
 	}
 	return m
@@ -138,32 +136,49 @@ func newCallerMetrics(s *Server, name string) *tenantMetrics {
 
 // accessTable is one configuration of keys and plans; a reload swaps it whole.
 type accessTable struct {
-	keys     map[[32]byte]*tenant
+	keys     map[[32]byte]*Tenant
 	required bool // a call without a key gets 401 (a wrong key always does)
 	anon     *plan
 	costs    *costTable
 }
 
-// access is the Server's access control.
-type access struct {
-	s       *Server
-	limiter *limit.Limiter
-	table   atomic.Pointer[accessTable]
+// Access is the gateway's access control: the key table, the anonymous clients' table
+// and who a client is (its address, through trusted proxies).
+type Access struct {
+	reg      *upstream.Registry
+	limiter  *limit.Limiter
+	table    atomic.Pointer[accessTable]
+	resolver atomic.Pointer[clientip.Resolver]
 
 	anon  anonTable // the tenants of anonymous clients (anonymous.go)
 	anonM *tenantMetrics
 }
 
-func newAccess(s *Server, lim *limit.Limiter) *access {
-	a := &access{s: s, limiter: lim}
-	a.anonM = newCallerMetrics(s, "anonymous")
+// New makes an Access whose limits are handles of lim and whose metrics are in reg.
+// Load gives it its keys, SetTrustedProxies its proxies.
+func New(reg *upstream.Registry, lim *limit.Limiter) *Access {
+	a := &Access{reg: reg, limiter: lim}
+	a.anonM = a.newCallerMetrics("anonymous")
 	a.anon.init(a)
+	a.resolver.Store(clientip.NewResolver(nil))
 	return a
 }
 
-// load builds the table of ks, reusing the limit handles of keys whose plan did not
+// SetTrustedProxies replaces the proxies whose X-Forwarded-For is believed.
+func (a *Access) SetTrustedProxies(trusted []netip.Prefix) {
+	a.resolver.Store(clientip.NewResolver(trusted))
+}
+
+// Resolver is where the PROXY protocol listener finds the trusted proxies: the same
+// list X-Forwarded-For is read by, swapped by SetTrustedProxies.
+func (a *Access) Resolver() *atomic.Pointer[clientip.Resolver] { return &a.resolver }
+
+// SweepAnonymous drops the anonymous clients' entries idle and at rest (once a minute).
+func (a *Access) SweepAnonymous() { a.anon.sweep() }
+
+// Load builds the table of ks, reusing the limit handles of keys whose plan did not
 // change (their counts carry on); the handles of keys that went away are closed.
-func (a *access) load(ks config.KeySettings) error {
+func (a *Access) Load(ks config.KeySettings) error {
 	plans := map[string]*plan{}
 	for name, p := range ks.Plans {
 		pl := &plan{name: name, rps: p.RequestsPerSecond, burst: p.Burst, ups: p.UnitsPerSecond, unitsBurst: p.UnitsBurst,
@@ -173,7 +188,7 @@ func (a *access) load(ks config.KeySettings) error {
 			p.UnitsBurst, p.DailyUnits, p.MaxConnections, p.MaxSubscriptions, name, p.Methods.Allow, p.Methods.Deny)
 		plans[name] = pl
 	}
-	t := &accessTable{keys: map[[32]byte]*tenant{}, required: ks.Required, costs: newCostTable(ks.Costs)}
+	t := &accessTable{keys: map[[32]byte]*Tenant{}, required: ks.Required, costs: newCostTable(ks.Costs)}
 	if ks.Anonymous != "" {
 		t.anon = plans[ks.Anonymous]
 		if t.anon == nil {
@@ -195,8 +210,8 @@ func (a *access) load(ks config.KeySettings) error {
 		if _, dup := t.keys[h]; dup {
 			return fmt.Errorf("key %q: the same key is configured twice", k.Name)
 		}
-		var c *tenant
-		ref := &tenantRef{}
+		var c *Tenant
+		ref := &Ref{}
 		if old != nil {
 			if prev := old.keys[h]; prev != nil {
 				ref = prev.ref
@@ -209,7 +224,7 @@ func (a *access) load(ks config.KeySettings) error {
 			if c, err = a.newCaller("key:"+k.Name, pl); err != nil {
 				return err
 			}
-			c.m = newCallerMetrics(a.s, k.Name)
+			c.m = a.newCallerMetrics(k.Name)
 			c.ref = ref
 		}
 		c.name, c.origins, c.hash = k.Name, k.Origins, h
@@ -238,8 +253,8 @@ func (a *access) load(ks config.KeySettings) error {
 }
 
 // newCaller creates the limit handles of a plan, named prefix:kind.
-func (a *access) newCaller(prefix string, pl *plan) (*tenant, error) {
-	c := &tenant{plan: pl}
+func (a *Access) newCaller(prefix string, pl *plan) (*Tenant, error) {
+	c := &Tenant{plan: pl}
 	var err error
 	if pl.rps > 0 {
 		if c.rps, err = a.limiter.NewBucket(prefix+":rps", pl.rps, max(pl.burst, int64(math.Ceil(pl.rps)))); err != nil {
@@ -269,7 +284,7 @@ func (a *access) newCaller(prefix string, pl *plan) (*tenant, error) {
 	return c, nil
 }
 
-func (c *tenant) close() {
+func (c *Tenant) close() {
 	if c.rps != nil {
 		c.rps.Close()
 	}
@@ -291,7 +306,7 @@ var (
 	errNoKey      = proto.NewError(proto.CodeServer, fasthttp.StatusUnauthorized, "missing API key: send it in the path (/v3/<key>), or as Authorization: Bearer <key> or X-API-Key")
 	errBadKey     = proto.NewError(proto.CodeServer, fasthttp.StatusUnauthorized, "invalid API key")
 	errBadOrigin  = proto.NewError(proto.CodeServer, fasthttp.StatusForbidden, "this API key does not allow requests from this origin")
-	errMethodPlan = proto.NewError(proto.CodeMethodNotFound, fasthttp.StatusOK, "the method is not available on this API key's plan")
+	ErrMethodPlan = proto.NewError(proto.CodeMethodNotFound, fasthttp.StatusOK, "the method is not available on this API key's plan")
 )
 
 var (
@@ -300,10 +315,10 @@ var (
 	bearerPrefix        = []byte("Bearer ")
 )
 
-// identify finds the tenant of a request: the key in the path, in
+// Identify finds the tenant of a request: the key in the path, in
 // Authorization: Bearer or in X-API-Key; without one, the client address on the
 // anonymous plan (nil when that plan is not set: not limited).
-func (a *access) identify(ctx *fasthttp.RequestCtx) (*tenant, *proto.Error) {
+func (a *Access) Identify(ctx *fasthttp.RequestCtx) (*Tenant, *proto.Error) {
 	t := a.table.Load()
 	if t == nil {
 		return nil, nil
@@ -327,7 +342,7 @@ func (a *access) identify(ctx *fasthttp.RequestCtx) (*tenant, *proto.Error) {
 		case t.anon == nil:
 			return nil, nil
 		}
-		return a.anon.get(a.s.clientAddr(ctx))
+		return a.anon.get(a.ClientAddr(ctx))
 	}
 	h := sha256.Sum256(key)
 	c := t.keys[h]
@@ -346,7 +361,7 @@ func (a *access) identify(ctx *fasthttp.RequestCtx) (*tenant, *proto.Error) {
 // pathKey is the key in the path (/v3/<key>, /ws/v3/<key>), or nil.
 func pathKey(ctx *fasthttp.RequestCtx) []byte {
 	p := ctx.Path()
-	if n := keyPrefix(p); n > 0 {
+	if n := KeyPrefix(p); n > 0 {
 		return p[n:]
 	}
 	return nil
@@ -379,7 +394,7 @@ var limitDescriptions = [numRefusals]string{"requests per second", "units per se
 
 // limitError is the answer to a refused check: 429, Retry-After, -32005 naming the
 // limit and the plan.
-func limitError(c *tenant, d limit.Decision, which int) *proto.Error {
+func limitError(c *Tenant, d limit.Decision, which int) *proto.Error {
 	msg := limitDescriptions[which] + " limit of plan " + c.plan.name + " exceeded"
 	switch d.Reason {
 	case limit.ReasonRedisDown:
@@ -394,7 +409,7 @@ func limitError(c *tenant, d limit.Decision, which int) *proto.Error {
 
 // spend takes n requests and units of cost from c's limits; the first that refuses
 // answers.
-func (c *tenant) spend(n, cost int64) *proto.Error {
+func (c *Tenant) Spend(n, cost int64) *proto.Error {
 	if c == nil {
 		return nil
 	}
@@ -428,7 +443,7 @@ func (c *tenant) spend(n, cost int64) *proto.Error {
 
 // allows reports whether c's plan and key let it make the call r: its method and, for
 // eth_subscribe, its subscription kind, each with its family (proto.NewDenySet).
-func (c *tenant) allows(r *proto.Request) bool {
+func (c *Tenant) Allows(r *proto.Request) bool {
 	if c == nil {
 		return true
 	}
@@ -436,7 +451,7 @@ func (c *tenant) allows(r *proto.Request) bool {
 }
 
 // acquire takes one of c's slots (connections or subscriptions).
-func (c *tenant) acquire(s *limit.Slots, which int) *proto.Error {
+func (c *Tenant) Acquire(s *limit.Slots, which int) *proto.Error {
 	if c == nil || s == nil {
 		return nil
 	}
@@ -447,22 +462,8 @@ func (c *tenant) acquire(s *limit.Slots, which int) *proto.Error {
 	return nil
 }
 
-// charge counts one call against its tenant's limits: the method must be on the plan,
-// then one request and the method's cost. No tenant: not limited.
-func (s *Server) charge(c *call) *proto.Error {
-	t := c.who
-	if t == nil {
-		return nil
-	}
-	if !t.allows(&c.req) {
-		t.m.refused[refusedMethod].Inc()
-		return errMethodPlan
-	}
-	return t.spend(1, s.access.cost(&c.req))
-}
-
-// cost is the units r spends.
-func (a *access) cost(r *proto.Request) int64 {
+// Cost is the units r spends.
+func (a *Access) Cost(r *proto.Request) int64 {
 	if t := a.table.Load(); t != nil {
 		return t.costs.of(r)
 	}
@@ -470,207 +471,112 @@ func (a *access) cost(r *proto.Request) int64 {
 }
 
 // connSlots and subSlots are c's slot handles (nil: no such limit, or no tenant).
-func (c *tenant) connSlots() *limit.Slots {
+func (c *Tenant) ConnSlots() *limit.Slots {
 	if c == nil {
 		return nil
 	}
 	return c.conns
 }
 
-func (c *tenant) subSlots() *limit.Slots {
+func (c *Tenant) SubSlots() *limit.Slots {
 	if c == nil {
 		return nil
 	}
 	return c.subs
 }
 
-func release(s *limit.Slots) {
+func Release(s *limit.Slots) {
 	if s != nil {
 		s.Release()
 	}
 }
 
-// clientAddr is the address a call is limited by: the TCP peer (the PROXY protocol's
+// Charge counts one call against t's limits: the method must be on the plan, then one
+// request and cost units. No tenant: not limited.
+func (t *Tenant) Charge(r *proto.Request, cost int64) *proto.Error {
+	if t == nil {
+		return nil
+	}
+	if !t.Allows(r) {
+		return t.RefuseMethod()
+	}
+	return t.Spend(1, cost)
+}
+
+// RefuseMethod counts a call refused because its method is not on t's plan, and
+// returns the answer to it.
+func (t *Tenant) RefuseMethod() *proto.Error {
+	t.m.refused[refusedMethod].Inc()
+	return ErrMethodPlan
+}
+
+// ClientAddr is the address a call is limited by: the TCP peer (the PROXY protocol's
 // source when the listener reads it), or the X-Forwarded-For client when the peer is a
 // trusted proxy. Every X-Forwarded-For line counts, in order: a proxy that appends a
 // line of its own leaves the client's line first, and Peek would return only that one.
 // PeekAll reuses the header's own slice: no allocation.
-func (s *Server) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+func (a *Access) ClientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
 	peer = peer.Unmap()
-	if r := s.resolver.Load(); r != nil && r.Trusted(peer) {
+	if r := a.resolver.Load(); r != nil && r.Trusted(peer) {
 		return r.ClientIP(peer, ctx.Request.Header.PeekAll(fasthttp.HeaderXForwardedFor)...)
 	}
 	return peer
 }
 
-// startAccess connects Redis (when configured), creates the limiter (shared through
-// Redis, or per process) and the shared cache tier, and loads the keys.
-func (s *Server) startAccess() error {
-	cfg := &s.cfg
-	s.describeAccessMetrics()
-	s.proxyProtocol = cfg.ProxyProtocol
-	trusted, err := clientip.ParsePrefixes(cfg.TrustedProxies)
-	if err != nil {
-		return err
+// Ref returns where a long-lived session finds this key's tenant across reloads; nil
+// for an anonymous tenant (the session holds a Ref of its own).
+func (c *Tenant) Ref() *Ref {
+	if c == nil {
+		return nil
 	}
-	s.resolver.Store(clientip.NewResolver(trusted))
-	if cfg.RedisAddr != "" {
-		rc := redisconn.Config{Addr: cfg.RedisAddr, Username: cfg.RedisUsername, Password: cfg.RedisPassword}
-		if cfg.RedisTLS {
-			rc.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
-		}
-		if s.redis, err = redisconn.New(rc, s.reg.Set); err != nil {
-			return fmt.Errorf("redis: %w", err)
-		}
-		if cfg.SharedCache && cfg.CacheEnabled {
-			// The shared tier gets a client and a breaker of its own: its large values
-			// must not queue the limiter's leases behind them on one pipelined
-			// connection, and its timeouts must not open the limiter's breaker (which
-			// would put every limit in per-process fallback).
-			rc.Name = "cache"
-			if cfg.SharedCacheRedisAddr != "" {
-				rc.Addr = cfg.SharedCacheRedisAddr // a cache-only instance (allkeys-lru)
-			}
-			if s.sharedRedis, err = redisconn.New(rc, s.reg.Set); err != nil {
-				s.closeAccess()
-				return fmt.Errorf("redis (cache): %w", err)
-			}
-		}
-	}
-	if s.limiter, err = limit.New(limit.Config{FailClosed: cfg.LimitsFailClosed}, s.redis, s.reg.Set); err != nil {
-		s.closeAccess()
-		return err
-	}
-	if s.sharedRedis != nil {
-		tenantBytes := int64(cfg.SharedCacheTenantBytes)
-		if tenantBytes == 0 {
-			tenantBytes = -1 // no budget
-		}
-		s.shared, err = sharedcache.New(sharedcache.Config{TTL: cfg.SharedCacheTTL, MaxValueBytes: cfg.SharedCacheMaxValue,
-			TenantBytesPerMinute: tenantBytes, AwaitNamespace: true}, s.sharedRedis, s.reg.Set)
-		if err != nil {
-			s.closeAccess()
-			return err
-		}
-	}
-	s.access = newAccess(s, s.limiter)
-	if err := s.access.load(cfg.Keys); err != nil {
-		s.closeAccess()
-		return fmt.Errorf("keys: %w", err)
-	}
-	s.wg.Add(1)
-	go s.sweepAnonymous()
-	return nil
+	return c.ref
 }
 
-// learnChain asks the upstream for its chain id and makes it the shared cache tier's
-// namespace, so gateways of different chains sharing one Redis never answer from each
-// other's entries. Until then the tier is skipped. The ask is retried with backoff until
-// it is answered or the server closes.
-func (s *Server) learnChain() {
-	defer s.wg.Done()
-	var req proto.Request
-	req.Set([]byte("eth_chainId"), nil)
-	wait := 250 * time.Millisecond
-	for tries := 1; ; tries++ {
-		ans, err := s.http.Call(nil, &req, restID, time.Now().Add(2*time.Second))
-		if err == nil {
-			if id, ok := proto.ParseQuantity(proto.FirstMember(ans, "result").Bytes(ans)); ok {
-				s.shared.SetNamespace("chain" + strconv.FormatUint(id, 10) + ":")
-				s.log.Info("shared cache tier ready", "chain_id", id)
-				return
-			}
-			err = errors.New("no chain id in the answer")
-		}
-		if tries == 3 {
-			s.log.Warn("shared cache tier off until the upstream answers eth_chainId; retrying", "err", err)
-		}
-		select {
-		case <-s.stop:
-			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 30*time.Second)
-	}
-}
+// SharedBudget is the tenant's budget of bytes written to the shared cache tier.
+func (c *Tenant) SharedBudget() *sharedcache.Budget { return &c.sharedBudget }
 
-// describeAccessMetrics writes the HELP texts of the families gateway/limit,
-// gateway/redisconn and gateway/sharedcache create (they take a bare metrics.Set).
-func (s *Server) describeAccessMetrics() {
-	for name, help := range map[string]string{
-		"gateway_limit_handles":                       "Limit handles alive (one per key and limit, and per active anonymous client address).",
-		"gateway_limit_lease_calls_total":             "Allowances leased from Redis (one per handle and lease).",
-		"gateway_limit_lease_errors_total":            "Leases that failed (Redis unreachable or slow); limits then fall back per process or fail closed.",
-		"gateway_limit_lease_batches_total":           "Pipelined lease round trips to Redis.",
-		"gateway_limit_wake_dropped_total":            "Early lease requests dropped because a shard's queue was full (the next periodic lease covers them).",
-		"gateway_limit_fallback_total":                "Checks decided per process because Redis was unusable, by kind of limit.",
-		"gateway_limit_refused_total":                 "Checks refused, by kind of limit and reason (exceeded, too_large, redis_down).",
-		"gateway_sharedcache_ready":                   "1 once the shared cache tier knows the chain it serves (from the upstream's eth_chainId; its keys carry it); until then the tier is skipped.",
-		"gateway_redis_up":                            "1 while the Redis connection is usable (its circuit breaker closed), 0 while it is not; client=\"redis\" is the limiter's, client=\"cache\" the shared cache tier's (each has its own connection and breaker).",
-		"gateway_redis_calls_total":                   "Calls to Redis.",
-		"gateway_redis_errors_total":                  "Calls to Redis that failed or passed their deadline.",
-		"gateway_redis_breaker_opened_total":          "Times Redis was declared unusable after consecutive failures.",
-		"gateway_redis_breaker_closed_total":          "Times Redis was usable again after a successful probe.",
-		"gateway_sharedcache_requests_total":          "Shared cache (Redis) lookups by result: hit, miss, skipped (at once, Redis unusable).",
-		"gateway_sharedcache_sets_total":              "Answers written to the shared cache.",
-		"gateway_sharedcache_drops_total":             "Answers not written to the shared cache (queue full or write failed).",
-		"gateway_sharedcache_errors_total":            "Shared cache calls that failed.",
-		"gateway_sharedcache_value_too_large_total":   "Answers larger than -shared-cache-max-value, never stored.",
-		"gateway_sharedcache_over_budget_total":       "Answers not written to the shared cache because their tenant had written its -shared-cache-tenant-bytes for the minute.",
-		"gateway_sharedcache_leader_fetches_total":    "Misses this replica fetched from the upstream for every replica (it won the fetch claim).",
-		"gateway_sharedcache_follower_hits_total":     "Misses answered by another replica's fetch while this one waited.",
-		"gateway_sharedcache_follower_timeouts_total": "Waits for another replica's fetch that ran out; this replica fetched itself.",
-		"gateway_sharedcache_queue_bytes":             "Bytes of answers waiting to be written to the shared cache.",
-	} {
-		s.reg.Describe(name, help)
-	}
-}
+// The key routes: POST /v3/<key> and GET /ws/v3/<key>, as Infura has them.
+var (
+	PrefixRPCKey = []byte("/v3/")
+	PrefixWSKey  = []byte("/ws/v3/")
+)
 
-// reloadAccess applies the keys, plans and trusted proxies of a reloaded file.
-func (s *Server) reloadAccess(next config.Config) error {
-	trusted, err := clientip.ParsePrefixes(next.TrustedProxies)
-	if err != nil {
-		return err
-	}
-	if err := s.access.load(next.Keys); err != nil {
-		return fmt.Errorf("keys: %w", err)
-	}
-	s.resolver.Store(clientip.NewResolver(trusted))
-	if s.s2s != nil {
-		s.s2s.review() // open websockets follow: closed if their key went, on the new plan if it changed
-	}
-	return nil
-}
-
-// sweepAnonymous drops idle per-address limits once a minute.
-func (s *Server) sweepAnonymous() {
-	defer s.wg.Done()
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			s.access.anon.sweep()
+// KeyPrefix returns the length of the key route prefix of path when what follows it is
+// one non-empty segment (the key), or 0.
+func KeyPrefix(path []byte) int {
+	for _, p := range [...][]byte{PrefixRPCKey, PrefixWSKey} {
+		if len(path) > len(p) && bytes.HasPrefix(path, p) && bytes.IndexByte(path[len(p):], '/') < 0 {
+			return len(p)
 		}
 	}
+	return 0
 }
 
-// closeAccess ends the shared cache's writers, the limiter's leasing and the Redis
-// connections, in that order (each uses its connection).
-func (s *Server) closeAccess() {
-	if s.shared != nil {
-		s.shared.Close()
+var headerOrigin = []byte("Origin")
+
+// Set makes t the tenant r holds (a session's own Ref: unkeyed clients).
+func (r *Ref) Set(t *Tenant) { r.cur.Store(t) }
+
+// Rebind resolves an unkeyed session's own Ref again after a reload: by its address on
+// the anonymous plan now in force, or nil when anonymous calls are not limited.
+// keyRequired (the Ref is revoked) means the configuration now requires a key; perr,
+// that the anonymous plan's aggregates refuse the address block.
+func (a *Access) Rebind(own *Ref, addr netip.Addr) (keyRequired bool, perr *proto.Error) {
+	t := a.table.Load()
+	switch {
+	case t == nil:
+	case t.required:
+		own.revoked.Store(true)
+		return true, nil
+	case t.anon == nil:
+		own.cur.Store(nil)
+	default:
+		c, perr := a.anon.get(addr)
+		if perr != nil {
+			return false, perr
+		}
+		own.cur.Store(c)
 	}
-	if s.sharedRedis != nil {
-		s.sharedRedis.Close()
-	}
-	if s.limiter != nil {
-		s.limiter.Close()
-	}
-	if s.redis != nil {
-		s.redis.Close()
-	}
+	return false, nil
 }

@@ -1,4 +1,4 @@
-package gateway
+package access
 
 import (
 	"fmt"
@@ -32,16 +32,16 @@ import (
 // its aggregates grant it a request (that request's share), so the refused calls of
 // fresh /64s create nothing, here or in Redis.
 type anonTable struct {
-	a *access
+	a *Access
 
 	mu       sync.Mutex
-	entries  map[netip.Prefix]*tenant
-	lru      tenant // sentinel: lru.next is the most recently used, lru.prev the least
+	entries  map[netip.Prefix]*Tenant
+	lru      Tenant // sentinel: lru.next is the most recently used, lru.prev the least
 	plan     *plan  // nil: anonymous calls are not limited
 	agg      [2]*plan
 	max      int    // entries
 	fp       string // the settings the entries were made for
-	overflow *tenant
+	overflow *Tenant
 	epoch    time.Time
 
 	size, bytes       atomic.Int64
@@ -69,12 +69,12 @@ const (
 
 var aggBits = [2]int{48, 32}
 
-func (t *anonTable) init(a *access) {
+func (t *anonTable) init(a *Access) {
 	t.a = a
-	t.entries = map[netip.Prefix]*tenant{}
+	t.entries = map[netip.Prefix]*Tenant{}
 	t.lru.prev, t.lru.next = &t.lru, &t.lru
 	t.epoch = time.Now()
-	r := a.s.reg
+	r := a.reg
 	r.Gauge(`gateway_anonymous_table_entries`, "Entries of the anonymous clients' table (IPv4 addresses, IPv6 /64s and their /48 and /32 aggregates).",
 		func() float64 { return float64(t.size.Load()) })
 	r.Gauge(`gateway_anonymous_table_bytes`, "Estimated heap bytes of the anonymous clients' table.",
@@ -158,7 +158,7 @@ func restNanos(pl *plan) int64 {
 
 // get returns the tenant of addr, creating it on its first call (nil: not limited). A
 // new IPv6 /64 is admitted only if its aggregates grant a request.
-func (t *anonTable) get(addr netip.Addr) (*tenant, *proto.Error) {
+func (t *anonTable) get(addr netip.Addr) (*Tenant, *proto.Error) {
 	key := anonKey(addr)
 	block := netip.PrefixFrom(key, 32)
 	if key.Is6() {
@@ -179,7 +179,7 @@ func (t *anonTable) get(addr netip.Addr) (*tenant, *proto.Error) {
 		}
 		return c, nil
 	}
-	var agg [2]*tenant
+	var agg [2]*Tenant
 	var blocks [2]netip.Prefix
 	need := 1
 	if key.Is6() {
@@ -249,7 +249,7 @@ func (t *anonTable) get(addr netip.Addr) (*tenant, *proto.Error) {
 }
 
 // admit takes the one request a new /64 under aggregate g costs it.
-func (g *tenant) admit() *proto.Error {
+func (g *Tenant) admit() *proto.Error {
 	if g.rps == nil {
 		return nil
 	}
@@ -263,7 +263,7 @@ func (g *tenant) admit() *proto.Error {
 // spendAggregates takes n requests and cost units from the aggregates of an IPv6
 // client, after its own limits granted them (so a client over its own limit never spends
 // its neighbours' share). The first request of a new /64 was taken on admission.
-func (c *tenant) spendAggregates(n, cost int64) *proto.Error {
+func (c *Tenant) spendAggregates(n, cost int64) *proto.Error {
 	if c.prepaid.Load() && c.prepaid.CompareAndSwap(true, false) {
 		n--
 	}
@@ -290,19 +290,19 @@ func (c *tenant) spendAggregates(n, cost int64) *proto.Error {
 // hold and unhold bracket a websocket client's use of its tenant: an anonymous tenant
 // held is never evicted (its holder would keep spending from it while a new entry gave
 // the same client a second allowance).
-func (c *tenant) hold() {
+func (c *Tenant) Hold() {
 	if c != nil {
 		c.holders.Add(1)
 	}
 }
 
-func (c *tenant) unhold() {
+func (c *Tenant) Unhold() {
 	if c != nil {
 		c.holders.Add(-1)
 	}
 }
 
-func (t *anonTable) overflowTenant() *tenant {
+func (t *anonTable) overflowTenant() *Tenant {
 	if t.overflow == nil {
 		c, err := t.a.newCaller("ip:overflow", t.plan)
 		if err != nil {
@@ -314,7 +314,7 @@ func (t *anonTable) overflowTenant() *tenant {
 	return t.overflow
 }
 
-func (t *anonTable) insert(c *tenant, block netip.Prefix, pl *plan, now int64) {
+func (t *anonTable) insert(c *Tenant, block netip.Prefix, pl *plan, now int64) {
 	c.block, c.rest, c.bytes = block, restNanos(pl), entryBytes(pl)
 	c.lastUse.Store(now)
 	t.entries[block] = c
@@ -324,12 +324,12 @@ func (t *anonTable) insert(c *tenant, block netip.Prefix, pl *plan, now int64) {
 	t.bytes.Add(c.bytes)
 }
 
-func (t *anonTable) touch(c *tenant, now int64) {
+func (t *anonTable) touch(c *Tenant, now int64) {
 	c.lastUse.Store(now)
 	t.toFront(c)
 }
 
-func (t *anonTable) toFront(c *tenant) {
+func (t *anonTable) toFront(c *Tenant) {
 	if t.lru.next == c {
 		return
 	}
@@ -338,7 +338,7 @@ func (t *anonTable) toFront(c *tenant) {
 	c.next.prev, t.lru.next = c, c
 }
 
-func (t *anonTable) remove(c *tenant) {
+func (t *anonTable) remove(c *Tenant) {
 	c.prev.next, c.next.prev = c.next, c.prev
 	c.prev, c.next = nil, nil
 	delete(t.entries, c.block)
@@ -371,7 +371,7 @@ func (t *anonTable) makeRoom(need int, now int64) bool {
 }
 
 // atRest reports whether dropping c can give no one anything: see anonTable.
-func (t *anonTable) atRest(c *tenant, now int64) bool {
+func (t *anonTable) atRest(c *Tenant, now int64) bool {
 	if c.refs > 0 || c.holders.Load() > 0 ||
 		c.conns != nil && c.conns.InUse() > 0 || c.subs != nil && c.subs.InUse() > 0 {
 		return false
@@ -410,4 +410,20 @@ func (t *anonTable) len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.entries)
+}
+
+// AnonymousHolders is how many websocket clients hold addr's entry in the anonymous
+// table (0 without one): diagnostics and tests.
+func (a *Access) AnonymousHolders(addr netip.Addr) int32 {
+	key := anonKey(addr)
+	block := netip.PrefixFrom(key, 32)
+	if key.Is6() {
+		block = netip.PrefixFrom(key, 64)
+	}
+	a.anon.mu.Lock()
+	defer a.anon.mu.Unlock()
+	if c := a.anon.entries[block]; c != nil {
+		return c.holders.Load()
+	}
+	return 0
 }
