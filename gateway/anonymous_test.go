@@ -234,4 +234,3 @@ func TestAnonymousWebsocketHoldsItsEntry(t *testing.T) {
 	c.conn.Close()
 	waitFor(t, "the closed socket to let go of its entry", func() bool { return gw.srv.acc.AnonymousHolders(addr) == 0 })
 }
-

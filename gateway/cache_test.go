@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
-	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
 // get returns status, X-Cache and body.
@@ -57,9 +55,9 @@ func readAll(t testing.TB, resp *http.Response) string {
 func waitHead(t testing.TB, gw *testGateway, n uint64) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
-	for !gw.srv.heads.seen.Load() || gw.srv.heads.number.Load() < n {
+	for !gw.srv.heads.Seen() || gw.srv.heads.Number() < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("gateway did not see head %d within 60s (at %d)", n, gw.srv.heads.number.Load())
+			t.Fatalf("gateway did not see head %d within 60s (at %d)", n, gw.srv.heads.Number())
 		}
 		time.Sleep(5 * time.Millisecond) // waiting on the node's block production
 	}
@@ -83,7 +81,7 @@ func TestCacheRulesAgainstNode(t *testing.T) {
 				t.Fatalf("%s: repeat: X-Cache %q %s", prefix, xc, again)
 			}
 		}
-		before := gw.srv.heads.number.Load()
+		before := gw.srv.heads.Number()
 		node.SendTx(t)
 		waitHead(t, gw, before+1)
 		_, xc, after := getCached(t, "GET", gw.URL+"/blocknumber", "")
@@ -128,7 +126,7 @@ func TestCacheRulesAgainstNode(t *testing.T) {
 		body := fmt.Sprintf(`{"block":%d,"txdetails":true}`, n)
 		want := string(node.Raw(t, rpcBody("eth_getBlockByNumber", `["`+b1+`",true]`)))
 		_, _, first := getCached(t, "POST", gw.URL+"/blockbynumber", body)
-		before := gw.srv.heads.number.Load()
+		before := gw.srv.heads.Number()
 		node.SendTx(t)
 		waitHead(t, gw, before+1)
 		_, xc, again := getCached(t, "POST", gw.URL+"/blockbynumber", body)
@@ -149,7 +147,7 @@ func TestLatestNeverOlderThanSeenHead(t *testing.T) {
 	node := testnode.Start(t, testnode.Period(1))
 	gw := startGateway(t, "-upstream-http", node.HTTPURL, "-upstream-ws", node.WSURL)
 	waitHead(t, gw, 1)
-	stopAt := gw.srv.heads.number.Load() + 3 // span at least three new heads
+	stopAt := gw.srv.heads.Number() + 3 // span at least three new heads
 	var wg sync.WaitGroup
 	var checked, hits atomic.Int64
 	errs := make(chan string, 100)
@@ -157,8 +155,8 @@ func TestLatestNeverOlderThanSeenHead(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; gw.srv.heads.number.Load() < stopAt && i < 100000; i++ {
-				seen := gw.srv.heads.number.Load()
+			for i := 0; gw.srv.heads.Number() < stopAt && i < 100000; i++ {
+				seen := gw.srv.heads.Number()
 				path, body := "/blocknumber", ""
 				if w%2 == 1 {
 					path, body = "/blockbynumber", `{"block":"latest"}`
@@ -266,43 +264,6 @@ func TestCoalescing(t *testing.T) {
 	}
 }
 
-func TestReorgDropsNumberedEntries(t *testing.T) {
-	cfg, err := config.Load(nil, func(string) string { return "" }, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.CacheDepth = 1
-	var h heads
-	c := newCache(cfg, &h, upstream.NewRegistry())
-	hdr := func(n int, hash, parent string) []byte { // hashes as long as real ones
-		full := func(h string) string { return h + strings.Repeat("0", 66-len(h)) }
-		return []byte(fmt.Sprintf(`{"number":"0x%x","hash":"%s","parentHash":"%s"}`, n, full(hash), full(parent)))
-	}
-	h.observe(hdr(10, "0xa", "0x9"))
-	blockKey, hashKey := []byte("block-5"), []byte("by-hash")
-	answer := []byte(`{"jsonrpc":"2.0","id":1,"result":{"number":"0x5"}}`)
-	c.store(blockKey, methodBlockByNumber, byNumber, 5, h.epoch.Load(), answer)
-	c.store(hashKey, methodBlockByNumber, byHash, 0, h.epoch.Load(), answer)
-	if c.lookup(blockKey, byNumber, h.epoch.Load(), time.Now()) == nil || c.lookup(hashKey, byHash, h.epoch.Load(), time.Now()) == nil {
-		t.Fatal("entries not stored")
-	}
-	if !h.observe(hdr(11, "0xb", "0xa")) || c.lookup(blockKey, byNumber, h.epoch.Load(), time.Now()) == nil {
-		t.Fatal("a head extending the chain dropped a deep block")
-	}
-	if !h.observe(hdr(12, "0xc", "0xOTHER")) { // does not extend 0xb: a reorg
-		t.Fatal("new head not observed")
-	}
-	if c.lookup(blockKey, byNumber, h.epoch.Load(), time.Now()) != nil {
-		t.Fatal("a block stored by number survived a reorg")
-	}
-	if c.lookup(hashKey, byHash, h.epoch.Load(), time.Now()) == nil {
-		t.Fatal("a block stored by hash was dropped by a reorg")
-	}
-	if h.observe(hdr(12, "0xc", "0xOTHER")) {
-		t.Fatal("the same head twice counted as new")
-	}
-}
-
 func TestCacheDisabled(t *testing.T) {
 	fake := startFakeUpstream(t)
 	gw := startGateway(t, "-upstream-http", fake.HTTPURL, "-upstream-ws", "off", "-cache=false")
@@ -354,7 +315,7 @@ func TestBatchAnswerBoundedInBytes(t *testing.T) {
 	fake.head.Store(5000)
 	const limit = 4096
 	gw := startGateway(t, "-upstream-http", fake.HTTPURL, "-upstream-ws", "off", "-max-response-body", strconv.Itoa(limit))
-	waitFor(t, "the head", func() bool { return gw.srv.heads.number.Load() >= 5000 })
+	waitFor(t, "the head", func() bool { return gw.srv.heads.Number() >= 5000 })
 	call := func(id, n int) string {
 		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_getBlockByNumber","params":["0x%x",false]}`, id, n)
 	}

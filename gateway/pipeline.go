@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
+	"github.com/infura-gateway/infura-gateway/gateway/cache"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
@@ -49,7 +50,7 @@ type call struct {
 	params []byte // params built by a REST route
 	key    []byte // the cache key
 
-	pol       cachePolicy
+	pol       cache.Policy
 	cacheable bool   // a batch element the cache will store the answer of
 	block     uint64 // the block a byNumber call asks for
 	epoch     uint64 // head epoch the cache lookup was made in
@@ -114,7 +115,7 @@ func (s *Server) dispatch(c *call) *proto.Error {
 		return nil
 	}
 	if s.cache != nil {
-		return s.cache.serve(s, c)
+		return s.cacheServe(c)
 	}
 	return s.forward(c, c.id)
 }
@@ -223,7 +224,7 @@ func (s *Server) serveBatch(dst, body []byte, up caller, deadline time.Time, who
 		}
 	}
 	if len(b.shared) > 0 {
-		s.cache.lookupShared(s, b)
+		s.cacheLookupShared(b)
 	}
 	if b.ub.Len() > 0 {
 		_ = up.CallBatch(&b.ub, deadline) // failures are filed per element
@@ -235,7 +236,7 @@ func (s *Server) serveBatch(dst, body []byte, up caller, deadline time.Time, who
 			case e != nil:
 				c.setError(e)
 			case c.cacheable:
-				s.cache.storeElement(s, c, ans)
+				s.cacheStoreElement(c, ans)
 				c.setStored(ans)
 			default:
 				c.own = append(c.own[:0], ans...)
@@ -307,13 +308,13 @@ func (s *Server) routeElement(b *batch, c *call, idx int) {
 	upID := notificationID
 	if c.id != nil {
 		upID = c.id
-		if s.cache != nil && s.cache.prepare(c) {
-			if s.cache.hit(c) {
+		if s.cache != nil && s.cachePrepare(c) {
+			if s.cacheHit(c) {
 				return
 			}
 			c.cacheable = true
 			upID = restID // stored answers carry id 1
-			if s.shared != nil && s.cache.sharable(c) {
+			if s.shared != nil && s.cache.Sharable(c.req.Method, c.pol, c.block) {
 				b.shared = append(b.shared, idx) // upstream only if Redis lacks it
 				return
 			}

@@ -22,8 +22,10 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
+	"github.com/infura-gateway/infura-gateway/gateway/cache"
 	"github.com/infura-gateway/infura-gateway/gateway/clientip"
 	"github.com/infura-gateway/infura-gateway/gateway/config"
+	"github.com/infura-gateway/infura-gateway/gateway/head"
 	"github.com/infura-gateway/infura-gateway/gateway/limit"
 	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
 	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
@@ -57,8 +59,8 @@ type Server struct {
 	policy  policy
 	pending *budget // request bytes waiting on the upstream, every transport together
 
-	heads heads
-	cache *cache // nil when disabled
+	heads *head.Tracker
+	cache *cache.Cache // nil when disabled
 
 	// Keys and limits (access.go); Redis shares them and the immutable answers
 	// (sharedcache) across replicas. redis, shared are nil without -redis-addr.
@@ -116,6 +118,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		pending: newBudget(cfg.MaxPendingBytes),
 		getenv:  opts.Getenv,
 		stop:    make(chan struct{}),
+		heads:   &head.Tracker{},
 	}
 	s.ws = wsDisabled{}
 	router, err := upstream.NewRouter(s.routerConfig(), cfg.UpstreamSpecs())
@@ -143,7 +146,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	if cfg.CacheEnabled {
-		s.cache = newCache(cfg, &s.heads, s.reg)
+		s.cache = cache.New(cfg, s.heads, s.reg)
 	}
 	s.handler = s.closeWhenDraining(s.withCORS(s.keyRoutes(s.routeTable().Handler)))
 	s.srv = &fasthttp.Server{
@@ -225,7 +228,7 @@ func (s *Server) registerMetrics() {
 		func() float64 { return float64(s.inFlight.Load()) })
 	s.reg.Gauge("gateway_pending_request_bytes", "Request bytes waiting on the upstream, every transport together.",
 		func() float64 { return float64(s.pending.inUse()) })
-	s.heads.register(s.reg)
+	s.heads.Register(s.reg)
 	const reloadHelp = "Configuration file reloads, by result."
 	s.m.reloads[0] = s.reg.Counter(`gateway_config_reloads_total{result="ok"}`, reloadHelp)
 	s.m.reloads[1] = s.reg.Counter(`gateway_config_reloads_total{result="refused"}`, reloadHelp)
@@ -257,7 +260,7 @@ func (s *Server) routerConfig() upstream.RouterConfig {
 		ReviewInterval: c.ReviewInterval,
 		Registry:       s.reg,
 		Logger:         s.log,
-		OnHead:         func(header []byte) { s.heads.observe(header) },
+		OnHead:         func(header []byte) { s.heads.Observe(header) },
 	}
 }
 

@@ -1,4 +1,7 @@
-package gateway
+// Package head follows one chain's head: the block number, the hash and an epoch that
+// changes with every new head, so that whatever was fetched before it is told apart. It
+// tells its owner about reorgs. It imports proto/ and upstream/ (the metrics registry).
+package head
 
 import (
 	"sync"
@@ -10,11 +13,11 @@ import (
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
-// heads tracks the chain head. Every new head (or a changed head hash) starts a new
+// Tracker tracks the chain head. Every new head (or a changed head hash) starts a new
 // epoch; head-scoped cache entries belong to the epoch they were fetched in. A reorg (a
 // head that does not extend the previous one) also tells the cache to drop what a
 // reorg could have replaced.
-type heads struct {
+type Tracker struct {
 	epoch  atomic.Uint64
 	number atomic.Uint64
 	seen   atomic.Bool
@@ -26,16 +29,16 @@ type heads struct {
 	updates *metrics.Counter
 }
 
-// register declares the head's metrics in reg.
-func (h *heads) register(reg *upstream.Registry) {
+// Register declares the head's metrics in reg.
+func (h *Tracker) Register(reg *upstream.Registry) {
 	reg.Gauge("gateway_chain_head_block", "Latest block number the gateway has seen.",
 		func() float64 { return float64(h.number.Load()) })
 	h.updates = reg.Counter("gateway_chain_head_updates_total", "New chain heads seen.")
 }
 
-// observe takes a block header (a newHeads result or a block object) and reports
+// Observe takes a block header (a newHeads result or a block object) and reports
 // whether it is a new head.
-func (h *heads) observe(header []byte) bool {
+func (h *Tracker) Observe(header []byte) bool {
 	num, ok := proto.ParseQuantity(proto.FirstMember(header, "number").Bytes(header))
 	if !ok {
 		return false
@@ -72,8 +75,21 @@ func (h *heads) observe(header []byte) bool {
 	return true
 }
 
-func (h *heads) reorged() {
+func (h *Tracker) reorged() {
 	if h.onReorg != nil {
 		h.onReorg()
 	}
 }
+
+// OnReorg sets what runs on a reorg (the cache drops what a reorg could replace). Set
+// it before the first Observe.
+func (h *Tracker) OnReorg(f func()) { h.onReorg = f }
+
+// Epoch is the current head epoch: it changes with every new head.
+func (h *Tracker) Epoch() uint64 { return h.epoch.Load() }
+
+// Number is the latest block number seen (0 before the first).
+func (h *Tracker) Number() uint64 { return h.number.Load() }
+
+// Seen reports whether a head was seen at all.
+func (h *Tracker) Seen() bool { return h.seen.Load() }

@@ -1,11 +1,13 @@
-package gateway
+package cache
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/infura-gateway/infura-gateway/gateway/config"
+	"github.com/infura-gateway/infura-gateway/gateway/head"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -46,15 +48,15 @@ func TestSharedAdmission(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := &heads{}
-		h.number.Store(5000)
-		h.seen.Store(true)
-		c := &cache{depth: 64, heads: h, admit: adm}
-		cl := &call{}
-		if perr := cl.req.Parse([]byte(`{"jsonrpc":"2.0","id":1,"method":"` + tc.method + `","params":` + tc.params + `}`)); perr != nil {
+		h := &head.Tracker{}
+		h.Observe([]byte(`{"number":"0x1388"}`))
+		c := &Cache{depth: 64, heads: h, admit: adm}
+		var req proto.Request
+		if perr := req.Parse([]byte(`{"jsonrpc":"2.0","id":1,"method":"` + tc.method + `","params":` + tc.params + `}`)); perr != nil {
 			t.Fatalf("%s %s: %v", tc.method, tc.params, perr)
 		}
-		got := c.prepare(cl) && c.sharable(cl)
+		pol, block := Classify(&req)
+		got := pol != NoCache && c.Sharable(req.Method, pol, block)
 		if got != tc.want {
 			t.Errorf("%s %s (extra %v): shared %v, want %v", tc.method, tc.params, tc.extra, got, tc.want)
 		}
@@ -65,7 +67,7 @@ func TestSharedAdmission(t *testing.T) {
 // cache keeps as immutable; anything else stops the gateway at start with a message.
 func TestSharedAdmissionConfig(t *testing.T) {
 	for _, m := range append(append([]string(nil), config.SharedByDefault...), config.SharedOnRequest...) {
-		if methodRules[proto.MethodNamed(m)] < byNumber {
+		if methodRules[proto.MethodNamed(m)] < ByNumber {
 			t.Errorf("%s is admitted to the shared tier but not cached as immutable", m)
 		}
 		if _, err := newSharedAdmission([]string{m}); err != nil {
@@ -89,14 +91,14 @@ func TestSharedAdmissionConfig(t *testing.T) {
 	} {
 		args := tc.args
 		if tc.file != "" {
-			args = append(args, "-config", writeFile(t, t.TempDir(), "gateway.yaml", tc.file))
+			args = append(args, "-config", writeFile(t, "gateway.yaml", tc.file))
 		}
 		_, err := config.Load(args, func(string) string { return "" }, &strings.Builder{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v %q: error %v, want one with %q", tc.args, tc.file, err, tc.want)
 		}
 	}
-	c, err := config.Load([]string{"-config", writeFile(t, t.TempDir(), "gateway.yaml",
+	c, err := config.Load([]string{"-config", writeFile(t, "gateway.yaml",
 		"shared_cache: {ttl: 2h, max_value_bytes: 65536, tenant_bytes_per_minute: 0, methods: [eth_call]}")},
 		func(string) string { return "" }, &strings.Builder{})
 	if err != nil {
@@ -112,16 +114,11 @@ func TestSharedAdmissionConfig(t *testing.T) {
 	}
 }
 
-// TestSharedCacheChangeNeedsRestart: the shared tier is built at start; a reload that
-// changes shared_cache is refused, and the running configuration stays.
-func TestSharedCacheChangeNeedsRestart(t *testing.T) {
-	_, gw, path := startKeyed(t, accessConfig("{}")+"shared_cache: {ttl: 1h}\n")
-	writeFile(t, filepath.Dir(path), filepath.Base(path), accessConfig("{}")+"shared_cache: {ttl: 2h}\n")
-	if err := gw.srv.ReloadConfig(); err == nil || !strings.Contains(err.Error(), "shared_cache changed") {
-		t.Fatalf("reload with another shared_cache.ttl: %v", err)
+func writeFile(t testing.TB, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	writeFile(t, filepath.Dir(path), filepath.Base(path), accessConfig("{requests_per_second: 5}")+"shared_cache: {ttl: 1h}\n")
-	if err := gw.srv.ReloadConfig(); err != nil {
-		t.Fatalf("reload with the same shared_cache: %v", err)
-	}
+	return path
 }

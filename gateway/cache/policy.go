@@ -1,37 +1,37 @@
-package gateway
+package cache
 
 import (
 	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
-// cachePolicy says how the cache treats one call.
-type cachePolicy uint8
+// Policy says how the cache treats one call.
+type Policy uint8
 
 const (
-	// noCache: writes, filters, subscriptions, pending state, unknown methods. Forwarded
+	// NoCache: writes, filters, subscriptions, pending state, unknown methods. Forwarded
 	// as they are: eth_sendRawTransaction is never cached, coalesced or retried.
-	noCache cachePolicy = iota
-	// coalesceOnly: read-only calls whose answer is not stored (eth_getLogs,
+	NoCache Policy = iota
+	// CoalesceOnly: read-only calls whose answer is not stored (eth_getLogs,
 	// eth_estimateGas), but identical calls in flight share one upstream request.
-	coalesceOnly
-	// headScoped: answers that change with the chain head (eth_blockNumber,
+	CoalesceOnly
+	// HeadScoped: answers that change with the chain head (eth_blockNumber,
 	// eth_gasPrice, "latest" blocks): served until the next head, at most CacheMaxAge.
-	headScoped
-	// byNumber: answers about block n: immutable once n is CacheDepth below the head,
+	HeadScoped
+	// ByNumber: answers about block n: immutable once n is CacheDepth below the head,
 	// head-scoped before that.
-	byNumber
-	// byHash: answers about a block named by its hash: immutable.
-	byHash
-	// txByHash: a transaction or receipt by hash: immutable once the block holding it
+	ByNumber
+	// ByHash: answers about a block named by its hash: immutable.
+	ByHash
+	// TxByHash: a transaction or receipt by hash: immutable once the block holding it
 	// is deep, head-scoped before (a reorg can move a transaction to another block).
-	txByHash
+	TxByHash
 )
 
-var methodRules [proto.NumMethods]cachePolicy
+var methodRules [proto.NumMethods]Policy
 
 func init() {
-	set := func(pol cachePolicy, names ...string) {
+	set := func(pol Policy, names ...string) {
 		for _, n := range names {
 			m := proto.MethodNamed(n)
 			if m == proto.MethodOther {
@@ -40,33 +40,33 @@ func init() {
 			methodRules[m] = pol
 		}
 	}
-	set(headScoped, "eth_blockNumber", "eth_gasPrice", "eth_maxPriorityFeePerGas", "eth_blobBaseFee",
+	set(HeadScoped, "eth_blockNumber", "eth_gasPrice", "eth_maxPriorityFeePerGas", "eth_blobBaseFee",
 		"eth_chainId", "net_version", "eth_syncing", "web3_clientVersion")
-	set(byNumber, "eth_getBlockByNumber", "eth_getTransactionByBlockNumberAndIndex",
+	set(ByNumber, "eth_getBlockByNumber", "eth_getTransactionByBlockNumberAndIndex",
 		"eth_getBlockTransactionCountByNumber", "eth_getUncleCountByBlockNumber", "eth_getBlockReceipts",
 		"eth_getBalance", "eth_getCode", "eth_getTransactionCount", "eth_call", "eth_feeHistory",
 		"eth_getStorageAt", "eth_getProof")
-	set(byHash, "eth_getBlockByHash", "eth_getBlockTransactionCountByHash",
+	set(ByHash, "eth_getBlockByHash", "eth_getBlockTransactionCountByHash",
 		"eth_getTransactionByBlockHashAndIndex", "eth_getUncleCountByBlockHash")
-	set(txByHash, "eth_getTransactionByHash", "eth_getTransactionReceipt")
-	set(coalesceOnly, "eth_estimateGas", "eth_getLogs", "eth_createAccessList", "net_peerCount", "net_listening")
+	set(TxByHash, "eth_getTransactionByHash", "eth_getTransactionReceipt")
+	set(CoalesceOnly, "eth_estimateGas", "eth_getLogs", "eth_createAccessList", "net_peerCount", "net_listening")
 }
 
-// classify returns the cache policy of r, and for byNumber the block.
-func classify(r *proto.Request) (cachePolicy, uint64) {
+// Classify returns the cache policy of r, and for ByNumber the block.
+func Classify(r *proto.Request) (Policy, uint64) {
 	pol := methodRules[r.Method]
-	if pol != byNumber {
+	if pol != ByNumber {
 		return pol, 0
 	}
 	switch kind, n, _ := r.Block(); kind {
 	case proto.BlockLatest, proto.BlockSafe, proto.BlockFinalized:
-		return headScoped, 0
+		return HeadScoped, 0
 	case proto.BlockNumber:
-		return byNumber, n
+		return ByNumber, n
 	case proto.BlockHash:
-		return byHash, 0
+		return ByHash, 0
 	}
-	return noCache, 0 // pending, or a parameter the node will reject
+	return NoCache, 0 // pending, or a parameter the node will reject
 }
 
 // sharedAdmission says, by method, whether answers may go to the shared tier. It is
