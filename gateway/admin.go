@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -49,13 +50,13 @@ func (s *Server) startAdmin() error {
 				return
 			}
 			if name != "" && runtimepprof.Lookup(name) == nil {
-				writeError(ctx, nil, errNoProfile) // cmdline among them
+				pipeline.WriteError(ctx, nil, errNoProfile) // cmdline among them
 				return
 			}
 			index(ctx) // the list, and every named profile (heap, goroutine, ...)
 		})
 	}
-	r.NotFound = func(ctx *fasthttp.RequestCtx) { writeError(ctx, nil, errNotOnAdmin) }
+	r.NotFound = func(ctx *fasthttp.RequestCtx) { pipeline.WriteError(ctx, nil, errNotOnAdmin) }
 	srv := &fasthttp.Server{Handler: r.Handler, Name: "infura-gateway-admin", NoDefaultServerHeader: true,
 		ReadTimeout: s.cfg.ReadTimeout, WriteTimeout: s.cfg.WriteTimeout, IdleTimeout: s.cfg.IdleTimeout,
 		Logger: fasthttpLogger{s.log}}

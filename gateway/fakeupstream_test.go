@@ -14,6 +14,8 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 )
 
 // fakeUpstream is the gateway tests' one in-process upstream, for what a real node
@@ -102,7 +104,7 @@ func startFakeUpstream(t testing.TB, opts ...fakeOption) *fakeUpstream {
 	up := websocket.FastHTTPUpgrader{CheckOrigin: func(*fasthttp.RequestCtx) bool { return true }}
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		if f.fixed != nil {
-			ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
+			ctx.Response.Header.SetContentTypeBytes(pipeline.ContentTypeJSON)
 			ctx.Response.SetBodyRaw(f.fixed)
 			return
 		}
@@ -266,7 +268,7 @@ func fakeResult(r fakeRequest, result string, head uint64) string {
 
 func (f *fakeUpstream) serveHTTP(ctx *fasthttp.RequestCtx) {
 	body := ctx.PostBody()
-	ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
+	ctx.Response.Header.SetContentTypeBytes(pipeline.ContentTypeJSON)
 	if len(body) > 0 && body[0] == '[' {
 		var elems []json.RawMessage
 		_ = json.Unmarshal(body, &elems)

@@ -6,6 +6,7 @@ import (
 	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
@@ -22,7 +23,7 @@ func (s *Server) Ready() bool {
 // health is liveness: the process serves requests. The body is the one the original
 // REST API defined, which clients already parse.
 func (s *Server) health(ctx *fasthttp.RequestCtx) {
-	ctx.SetContentTypeBytes(contentTypeJSON)
+	ctx.SetContentTypeBytes(pipeline.ContentTypeJSON)
 	b := append(ctx.Response.Body()[:0:0], `{"status":200,"message":"Healthcheck response","datetime":"`...)
 	b = time.Now().UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","version":"`...)
@@ -33,7 +34,7 @@ func (s *Server) health(ctx *fasthttp.RequestCtx) {
 
 // readyz is readiness: 200 when the upstream answered recently and we are not draining.
 func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
-	ctx.SetContentTypeBytes(contentTypeJSON)
+	ctx.SetContentTypeBytes(pipeline.ContentTypeJSON)
 	switch {
 	case s.draining.Load():
 		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
@@ -57,12 +58,12 @@ type statusPage struct {
 
 // status serves GET /status.
 func (s *Server) status(ctx *fasthttp.RequestCtx) {
-	page := statusPage{Version: s.version, Ready: s.Ready(), Draining: s.draining.Load(), Status: s.router.Status()}
+	page := statusPage{Version: s.version, Ready: s.Ready(), Draining: s.draining.Load(), Status: s.net.Router.Status()}
 	b, err := json.MarshalIndent(page, "", "  ")
 	if err != nil {
-		writeError(ctx, nil, proto.ErrInternal)
+		pipeline.WriteError(ctx, nil, proto.ErrInternal)
 		return
 	}
-	ctx.SetContentTypeBytes(contentTypeJSON)
+	ctx.SetContentTypeBytes(pipeline.ContentTypeJSON)
 	ctx.SetBody(append(b, '\n'))
 }

@@ -65,7 +65,7 @@ func startGatewayEnv(t testing.TB, env map[string]string, args ...string) *testG
 // is known.
 func (gw *testGateway) waitUpstreams(t testing.TB) {
 	t.Helper()
-	for _, u := range gw.srv.router.Upstreams() {
+	for _, u := range gw.srv.net.Router.Upstreams() {
 		if m := u.Mux(); m != nil {
 			if err := m.WaitReady(30 * time.Second); err != nil {
 				t.Fatal(err)

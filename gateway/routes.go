@@ -5,6 +5,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
+	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -24,25 +25,25 @@ func (s *Server) routeTable() *router.Router {
 	// /status (upstream names, health, errors) is on the admin listener only.
 
 	// client ⇄HTTP⇄ gateway ⇄HTTP⇄ upstream
-	r.GET("/blocknumber", s.instrument("blocknumber", s.rest(&restBlockNumber, s.http)))
-	r.GET("/gasprice", s.instrument("gasprice", s.rest(&restGasPrice, s.http)))
-	r.POST("/blockbynumber", s.instrument("blockbynumber", s.rest(&restBlockByNumber, s.http)))
-	r.POST("/txbyblockandindex", s.instrument("txbyblockandindex", s.rest(&restTxByBlockAndIndex, s.http)))
+	r.GET("/blocknumber", s.instrument("blocknumber", s.rest(&restBlockNumber, s.net.HTTP)))
+	r.GET("/gasprice", s.instrument("gasprice", s.rest(&restGasPrice, s.net.HTTP)))
+	r.POST("/blockbynumber", s.instrument("blockbynumber", s.rest(&restBlockByNumber, s.net.HTTP)))
+	r.POST("/txbyblockandindex", s.instrument("txbyblockandindex", s.rest(&restTxByBlockAndIndex, s.net.HTTP)))
 	r.POST("/", s.instrument("rpc", s.rpc))
 
 	// client ⇄HTTP⇄ gateway ⇄WebSocket⇄ upstream: the same routes through the Mux.
 	ws := r.Group("/ws")
 	ws.GET("/health", s.instrument("ws_health", s.health))
-	ws.GET("/blocknumber", s.instrument("ws_blocknumber", s.rest(&restBlockNumber, s.ws)))
-	ws.GET("/gasprice", s.instrument("ws_gasprice", s.rest(&restGasPrice, s.ws)))
-	ws.POST("/blockbynumber", s.instrument("ws_blockbynumber", s.rest(&restBlockByNumber, s.ws)))
-	ws.POST("/txbyblockandindex", s.instrument("ws_txbyblockandindex", s.rest(&restTxByBlockAndIndex, s.ws)))
+	ws.GET("/blocknumber", s.instrument("ws_blocknumber", s.rest(&restBlockNumber, s.net.WS)))
+	ws.GET("/gasprice", s.instrument("ws_gasprice", s.rest(&restGasPrice, s.net.WS)))
+	ws.POST("/blockbynumber", s.instrument("ws_blockbynumber", s.rest(&restBlockByNumber, s.net.WS)))
+	ws.POST("/txbyblockandindex", s.instrument("ws_txbyblockandindex", s.rest(&restTxByBlockAndIndex, s.net.WS)))
 
 	// client ⇄WebSocket⇄ gateway ⇄WebSocket⇄ upstream
 	r.GET("/socket2socket", s.instrument("socket2socket", s.socket2socket))
 
-	r.NotFound = s.instrument("other", func(ctx *fasthttp.RequestCtx) { writeError(ctx, nil, proto.ErrNotFound) })
-	r.MethodNotAllowed = s.instrument("other", func(ctx *fasthttp.RequestCtx) { writeError(ctx, nil, proto.ErrMethodNotAllowed) })
+	r.NotFound = s.instrument("other", func(ctx *fasthttp.RequestCtx) { pipeline.WriteError(ctx, nil, proto.ErrNotFound) })
+	r.MethodNotAllowed = s.instrument("other", func(ctx *fasthttp.RequestCtx) { pipeline.WriteError(ctx, nil, proto.ErrMethodNotAllowed) })
 	r.PanicHandler = s.panicked
 	return r
 }
@@ -55,7 +56,7 @@ func (s *Server) routeTable() *router.Router {
 func (s *Server) keyRoutes(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	rpc := s.instrument("rpc", s.rpc)
 	ws := s.instrument("socket2socket", s.socket2socket)
-	other := s.instrument("other", func(ctx *fasthttp.RequestCtx) { writeError(ctx, nil, proto.ErrMethodNotAllowed) })
+	other := s.instrument("other", func(ctx *fasthttp.RequestCtx) { pipeline.WriteError(ctx, nil, proto.ErrMethodNotAllowed) })
 	return func(ctx *fasthttp.RequestCtx) {
 		switch access.KeyPrefix(ctx.Path()) {
 		case len(access.PrefixRPCKey):
@@ -79,7 +80,7 @@ func (s *Server) keyRoutes(next fasthttp.RequestHandler) fasthttp.RequestHandler
 // panicked keeps one bad request from taking the process down; it is a bug if it runs.
 func (s *Server) panicked(ctx *fasthttp.RequestCtx, v any) {
 	s.log.Error("BUG: panic while handling a request", "path", logPath(ctx), "panic", v)
-	writeError(ctx, nil, proto.ErrInternal)
+	pipeline.WriteError(ctx, nil, proto.ErrInternal)
 }
 
 // logPath is the request path fit for a log line: everything after /v3/ is replaced

@@ -6,6 +6,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
+	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -17,7 +18,7 @@ import (
 func (s *Server) rpc(ctx *fasthttp.RequestCtx) {
 	who, perr := s.acc.Identify(ctx)
 	if perr != nil {
-		writeError(ctx, nil, perr)
+		pipeline.WriteError(ctx, nil, perr)
 		return
 	}
 	body := ctx.PostBody()
@@ -30,34 +31,34 @@ func (s *Server) rpc(ctx *fasthttp.RequestCtx) {
 		writeRPCError(ctx, nil, proto.ErrEmptyBody)
 		return
 	}
-	c := getCall(s.http, deadline)
-	defer putCall(c)
-	c.who = who
-	if perr := c.req.Parse(body); perr != nil {
+	c := pipeline.GetCall(s.net.HTTP, deadline)
+	defer pipeline.PutCall(c)
+	c.Who = who
+	if perr := c.Req.Parse(body); perr != nil {
 		// An invalid request is answered even without an id (id null), as geth does.
-		writeRPCError(ctx, c.req.ID, perr)
+		writeRPCError(ctx, c.Req.ID, perr)
 		return
 	}
-	c.id = c.req.ID
-	if perr := s.serve(c); perr != nil {
-		if c.id != nil {
-			writeError(ctx, c.id, rpcStatus(perr))
+	c.ID = c.Req.ID
+	if perr := s.pipe.Serve(s.net, c); perr != nil {
+		if c.ID != nil {
+			pipeline.WriteError(ctx, c.ID, rpcStatus(perr))
 		}
 		return
 	}
-	s.writeAnswer(ctx, c)
+	pipeline.WriteAnswer(ctx, c)
 }
 
 func (s *Server) rpcBatch(ctx *fasthttp.RequestCtx, body []byte, deadline time.Time, who *access.Tenant) {
-	buf := getBuf()
-	defer putBuf(buf)
-	out, perr := s.serveBatch((*buf)[:0], body, s.http, deadline, who)
+	buf := pipeline.GetBuf()
+	defer pipeline.PutBuf(buf)
+	out, perr := s.pipe.ServeBatch(s.net, (*buf)[:0], body, s.net.HTTP, deadline, who)
 	*buf = out
 	if perr != nil {
-		writeError(ctx, nil, rpcStatus(perr))
+		pipeline.WriteError(ctx, nil, rpcStatus(perr))
 		return
 	}
-	ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
+	ctx.Response.Header.SetContentTypeBytes(pipeline.ContentTypeJSON)
 	ctx.SetBody(out) // empty when the batch held only notifications
 }
 
@@ -79,5 +80,5 @@ func writeRPCError(ctx *fasthttp.RequestCtx, id []byte, e *proto.Error) {
 		c.Status = fasthttp.StatusOK
 		e = &c
 	}
-	writeError(ctx, id, e)
+	pipeline.WriteError(ctx, id, e)
 }

@@ -22,11 +22,11 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
-	"github.com/infura-gateway/infura-gateway/gateway/cache"
 	"github.com/infura-gateway/infura-gateway/gateway/clientip"
 	"github.com/infura-gateway/infura-gateway/gateway/config"
-	"github.com/infura-gateway/infura-gateway/gateway/head"
 	"github.com/infura-gateway/infura-gateway/gateway/limit"
+	"github.com/infura-gateway/infura-gateway/gateway/network"
+	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
 	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
 	"github.com/infura-gateway/infura-gateway/proto"
@@ -49,18 +49,10 @@ type Server struct {
 	version string
 	reg     *upstream.Registry
 
-	router *upstream.Router
-	// perClientMetrics are the series of the sockets -ws-per-client opens.
-	perClientMetrics *upstream.Metrics
-	http             caller        // the router over HTTP
-	ws               caller        // the router over websockets, or wsDisabled
-	s2s              *socketServer // nil when no upstream has a websocket
-
-	policy  policy
-	pending *budget // request bytes waiting on the upstream, every transport together
-
-	heads *head.Tracker
-	cache *cache.Cache // nil when disabled
+	// net is the one chain this gateway serves; pipe runs every transport's calls.
+	net  *network.Network
+	pipe *pipeline.Pipeline
+	s2s  *socketServer // nil when no upstream has a websocket
 
 	// Keys and limits (access.go); Redis shares them and the immutable answers
 	// (sharedcache) across replicas. redis, shared are nil without -redis-addr.
@@ -114,39 +106,28 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		log:     opts.Logger,
 		version: opts.Version,
 		reg:     upstream.NewRegistry(),
-		policy:  policy{deny: proto.NewDenySet(cfg.DenyMethods)},
-		pending: newBudget(cfg.MaxPendingBytes),
 		getenv:  opts.Getenv,
 		stop:    make(chan struct{}),
-		heads:   &head.Tracker{},
 	}
-	s.ws = wsDisabled{}
-	router, err := upstream.NewRouter(s.routerConfig(), cfg.UpstreamSpecs())
-	if err != nil {
-		return nil, err
-	}
-	s.router = router
-	s.http = router.HTTP()
-	if cfg.WSPerClient {
-		s.perClientMetrics = upstream.NewMetrics(s.reg, "per_client")
-	}
-	s.registerMetrics()
 	if err := s.startAccess(); err != nil {
-		router.Close()
 		return nil, err
 	}
-	if err := s.startWebsocket(); err != nil {
+	net, err := network.New(&s.cfg, s.reg, s.log, s.shared)
+	if err != nil {
 		s.closeAccess()
-		router.Close()
 		return nil, err
+	}
+	s.net = net
+	s.pipe = pipeline.New(&s.cfg, s.acc)
+	s.registerMetrics()
+	if net.HasWS {
+		s.s2s = newSocketServer(s)
+		s.closers = append(s.closers, s.s2s.Close)
 	}
 	if err := s.startAdmin(); err != nil {
 		s.closeAccess()
-		router.Close()
+		net.Close()
 		return nil, err
-	}
-	if cfg.CacheEnabled {
-		s.cache = cache.New(cfg, s.heads, s.reg)
 	}
 	s.handler = s.closeWhenDraining(s.withCORS(s.keyRoutes(s.routeTable().Handler)))
 	s.srv = &fasthttp.Server{
@@ -165,11 +146,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		Logger:                        fasthttpLogger{s.log},
 	}
 	metrics.RegisterSet(s.reg.Set)
-	router.Start()
-	if s.shared != nil {
-		s.wg.Add(1)
-		go s.learnChain()
-	}
+	net.Start()
 	if cfg.ConfigFile != "" {
 		_, s.fileSum, _ = config.LoadFile(cfg, s.getenv) // the state the file is in now
 	}
@@ -227,41 +204,10 @@ func (s *Server) registerMetrics() {
 	s.reg.Gauge("gateway_requests_in_flight", "Requests being handled now.",
 		func() float64 { return float64(s.inFlight.Load()) })
 	s.reg.Gauge("gateway_pending_request_bytes", "Request bytes waiting on the upstream, every transport together.",
-		func() float64 { return float64(s.pending.inUse()) })
-	s.heads.Register(s.reg)
+		func() float64 { return float64(s.pipe.Pending().InUse()) })
 	const reloadHelp = "Configuration file reloads, by result."
 	s.m.reloads[0] = s.reg.Counter(`gateway_config_reloads_total{result="ok"}`, reloadHelp)
 	s.m.reloads[1] = s.reg.Counter(`gateway_config_reloads_total{result="refused"}`, reloadHelp)
-}
-
-// routerConfig is the router's configuration, every value from Config.
-func (s *Server) routerConfig() upstream.RouterConfig {
-	c := &s.cfg
-	return upstream.RouterConfig{
-		Health: upstream.HealthConfig{
-			Window: c.HealthWindow, MinRequests: c.BanMinRequests, MaxErrorRate: c.BanErrorRate,
-			MaxFailures: c.BanFailures, MaxLag: c.MaxLag, SlowFactor: c.SlowFactor, SlowMin: c.SlowMin,
-			BanMin: c.BanMin, BanMax: c.BanMax, Readmit: c.Readmit,
-		},
-		Pool: upstream.PoolConfig{
-			MaxConns:            c.UpstreamMaxConns,
-			MaxConnWaitTimeout:  c.UpstreamTimeout,
-			MaxResponseBodySize: c.MaxResponseBody,
-			DialTimeout:         c.UpstreamDialTimeout,
-			MaxIdleConnDuration: c.UpstreamIdleTimeout,
-		},
-		Mux:            s.muxConfig(),
-		Retries:        c.Retries,
-		HedgeQuantile:  c.HedgeQuantile,
-		HedgeMaxExtra:  c.HedgeMaxExtra,
-		ArchiveDepth:   c.ArchiveDepth,
-		ProbeInterval:  c.ProbeInterval,
-		HeadPoll:       c.HeadPoll,
-		ReviewInterval: c.ReviewInterval,
-		Registry:       s.reg,
-		Logger:         s.log,
-		OnHead:         func(header []byte) { s.heads.Observe(header) },
-	}
 }
 
 // ReloadConfig reads the configuration file again and applies what can change while
@@ -286,7 +232,7 @@ func (s *Server) ReloadConfig() error {
 		err = s.reloadAccess(next) // first: it can still refuse; the router's reload is validated
 	}
 	if err == nil {
-		err = s.router.Reload(next.UpstreamSpecs())
+		err = s.net.Router.Reload(next.UpstreamSpecs())
 	}
 	if err != nil {
 		s.m.reloads[1].Inc()
@@ -408,7 +354,7 @@ func (s *Server) Close() {
 			s.closers[i]()
 		}
 		s.wg.Wait()
-		s.router.Close()
+		s.net.Close()
 		s.closeAccess()
 		metrics.UnregisterSet(s.reg.Set, true)
 	})
@@ -418,32 +364,17 @@ func (s *Server) Close() {
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		writeError(ctx, nil, proto.ErrBodyTooLarge)
+		pipeline.WriteError(ctx, nil, proto.ErrBodyTooLarge)
 	case errors.As(err, new(*fasthttp.ErrSmallBuffer)):
-		writeError(ctx, nil, errHeaderTooLarge)
+		pipeline.WriteError(ctx, nil, errHeaderTooLarge)
 	default:
-		writeError(ctx, nil, proto.NewError(proto.CodeInvalidRequest, fasthttp.StatusBadRequest, "malformed HTTP request"))
+		pipeline.WriteError(ctx, nil, proto.NewError(proto.CodeInvalidRequest, fasthttp.StatusBadRequest, "malformed HTTP request"))
 	}
 }
 
 // errHeaderTooLarge answers a request whose header does not fit the read buffer.
 var errHeaderTooLarge = proto.NewError(proto.CodeInvalidRequest, fasthttp.StatusRequestHeaderFieldsTooLarge,
 	"request header too large")
-
-// wsDisabled answers the /ws routes when no websocket upstream is configured.
-type wsDisabled struct{}
-
-var errWSDisabled = proto.NewError(proto.CodeServer, fasthttp.StatusServiceUnavailable,
-	"websocket upstream disabled (-upstream-ws off)")
-
-func (wsDisabled) Call(spare []byte, _ *proto.Request, _ []byte, _ time.Time) ([]byte, error) {
-	return spare[:0], errWSDisabled
-}
-
-func (wsDisabled) CallBatch(b *upstream.Batch, _ time.Time) error {
-	b.Fail(errWSDisabled)
-	return errWSDisabled
-}
 
 type fasthttpLogger struct{ l *slog.Logger }
 

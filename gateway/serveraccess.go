@@ -2,9 +2,7 @@ package gateway
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
@@ -13,7 +11,6 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/limit"
 	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
 	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
-	"github.com/infura-gateway/infura-gateway/proto"
 )
 
 // startAccess connects Redis (when configured), creates the limiter (shared through
@@ -74,37 +71,6 @@ func (s *Server) startAccess() error {
 	s.wg.Add(1)
 	go s.sweepAnonymous()
 	return nil
-}
-
-// learnChain asks the upstream for its chain id and makes it the shared cache tier's
-// namespace, so gateways of different chains sharing one Redis never answer from each
-// other's entries. Until then the tier is skipped. The ask is retried with backoff until
-// it is answered or the server closes.
-func (s *Server) learnChain() {
-	defer s.wg.Done()
-	var req proto.Request
-	req.Set([]byte("eth_chainId"), nil)
-	wait := 250 * time.Millisecond
-	for tries := 1; ; tries++ {
-		ans, err := s.http.Call(nil, &req, restID, time.Now().Add(2*time.Second))
-		if err == nil {
-			if id, ok := proto.ParseQuantity(proto.FirstMember(ans, "result").Bytes(ans)); ok {
-				s.shared.SetNamespace("chain" + strconv.FormatUint(id, 10) + ":")
-				s.log.Info("shared cache tier ready", "chain_id", id)
-				return
-			}
-			err = errors.New("no chain id in the answer")
-		}
-		if tries == 3 {
-			s.log.Warn("shared cache tier off until the upstream answers eth_chainId; retrying", "err", err)
-		}
-		select {
-		case <-s.stop:
-			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 30*time.Second)
-	}
 }
 
 // describeAccessMetrics writes the HELP texts of the families gateway/limit,

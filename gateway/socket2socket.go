@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
+	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -30,7 +31,7 @@ type socketServer struct {
 
 	// Budgets shared by every client: connections and subscriptions.
 	conns atomic.Int64
-	subs  *budget
+	subs  *pipeline.Budget
 
 	msgsIn, msgsOut, slowDrops, refused, connects *metrics.Counter
 }
@@ -40,7 +41,7 @@ type socketServer struct {
 var writeBufferPool sync.Pool
 
 func newSocketServer(s *Server) *socketServer {
-	h := &socketServer{s: s, clients: make(map[*wsClient]struct{}), subs: newBudget(s.cfg.MaxSubscriptions)}
+	h := &socketServer{s: s, clients: make(map[*wsClient]struct{}), subs: pipeline.NewBudget(s.cfg.MaxSubscriptions)}
 	h.upgrader = websocket.FastHTTPUpgrader{
 		HandshakeTimeout: 10 * time.Second,
 		// Small buffers: idle clients cost memory, busy ones read large messages
@@ -52,7 +53,7 @@ func newSocketServer(s *Server) *socketServer {
 		// A refused handshake is answered in JSON like every other error.
 		Error: func(ctx *fasthttp.RequestCtx, status int, reason error) {
 			ctx.Response.Header.Set("Sec-WebSocket-Version", "13")
-			writeError(ctx, nil, proto.NewError(proto.CodeInvalidRequest, status, reason.Error()))
+			pipeline.WriteError(ctx, nil, proto.NewError(proto.CodeInvalidRequest, status, reason.Error()))
 		},
 	}
 	reg := s.reg
@@ -68,7 +69,7 @@ func newSocketServer(s *Server) *socketServer {
 	reg.Gauge("gateway_ws_client_connections", "Open /socket2socket client connections.",
 		func() float64 { return float64(h.conns.Load()) })
 	reg.Gauge("gateway_ws_subscriptions", "Subscriptions held by /socket2socket clients.",
-		func() float64 { return float64(h.subs.inUse()) })
+		func() float64 { return float64(h.subs.InUse()) })
 	return h
 }
 
@@ -97,14 +98,14 @@ func (h *socketServer) serve(ctx *fasthttp.RequestCtx) {
 	closed := h.closed
 	h.mu.Unlock()
 	if closed {
-		writeError(ctx, nil, proto.ErrShuttingDown)
+		pipeline.WriteError(ctx, nil, proto.ErrShuttingDown)
 		return
 	}
 	// Checked before the upgrade, counted once the handler runs: a handful of
 	// concurrent upgrades may pass the limit together, never an unbounded number.
 	if h.conns.Load() >= int64(h.s.cfg.WSMaxClients) {
 		h.refused.Inc()
-		writeError(ctx, nil, errTooManyClients)
+		pipeline.WriteError(ctx, nil, errTooManyClients)
 		return
 	}
 	// The key is checked before the upgrade: without a valid one the answer is a plain
@@ -113,7 +114,7 @@ func (h *socketServer) serve(ctx *fasthttp.RequestCtx) {
 	who, perr := h.s.acc.Identify(ctx)
 	if perr != nil {
 		h.refused.Inc()
-		writeError(ctx, nil, perr)
+		pipeline.WriteError(ctx, nil, perr)
 		return
 	}
 	// An unkeyed client is limited by its address: a reload may give it another plan.
@@ -202,7 +203,7 @@ func (h *socketServer) serveClient(conn *websocket.Conn, who *access.Tenant, add
 	// a count of n means n clients hold slots (tests wait on it).
 	h.conns.Add(1)
 	defer h.conns.Add(-1)
-	c := newWSClient(h, conn, h.s.ws, h.s.router.Subscriptions())
+	c := newWSClient(h, conn, h.s.net.WS, h.s.net.Router.Subscriptions())
 	c.bind(who, addr)
 	defer c.releaseConn() // on the tenant it is bound to by then (and unholds it)
 	h.connects.Inc()
@@ -226,7 +227,7 @@ func (h *socketServer) serveClient(conn *websocket.Conn, who *access.Tenant, add
 	// A reload between the key check and the registration above was not reviewed for it.
 	c.rebind()
 	if h.s.cfg.WSPerClient {
-		m, err := h.s.perClientMux()
+		m, err := h.s.net.PerClientMux()
 		if err != nil {
 			c.shutdown(websocket.CloseInternalServerErr, "upstream misconfigured")
 			_ = conn.Close()

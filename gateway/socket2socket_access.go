@@ -183,14 +183,14 @@ func (c *wsClient) takeSub() *proto.Error {
 		c.h.refused.Inc()
 		return errTooManySubscriptions
 	}
-	if !c.h.subs.acquire(1) {
+	if !c.h.subs.Acquire(1) {
 		c.nsubs.Add(-1)
 		c.h.refused.Inc()
 		return errGatewaySubscriptions
 	}
 	if perr := c.bound.Acquire(c.bound.SubSlots(), access.RefusedSubscriptions); perr != nil {
 		c.nsubs.Add(-1)
-		c.h.subs.release(1)
+		c.h.subs.Release(1)
 		return perr
 	}
 	return nil
@@ -201,7 +201,7 @@ func (c *wsClient) dropSub() {
 	c.whoMu.Lock()
 	defer c.whoMu.Unlock()
 	c.nsubs.Add(-1)
-	c.h.subs.release(1)
+	c.h.subs.Release(1)
 	if c.unbacked > 0 {
 		c.unbacked--
 		return
@@ -214,7 +214,7 @@ func (c *wsClient) dropAll() {
 	c.whoMu.Lock()
 	defer c.whoMu.Unlock()
 	held := c.nsubs.Swap(0)
-	c.h.subs.release(int(held))
+	c.h.subs.Release(int(held))
 	if s := c.bound.SubSlots(); s != nil {
 		for range held - c.unbacked {
 			s.Release()

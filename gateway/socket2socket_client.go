@@ -13,6 +13,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
+	"github.com/infura-gateway/infura-gateway/gateway/network"
+	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
@@ -32,8 +34,8 @@ import (
 type wsClient struct {
 	h    *socketServer
 	conn *websocket.Conn
-	up   caller     // where calls go
-	subs subscriber // where subscriptions go
+	up   network.Caller // where calls go
+	subs subscriber     // where subscriptions go
 
 	// Whose limits its calls count against (socket2socket_access.go): ref, read on
 	// every call, which a reload swaps; own is an unkeyed client's, found again by addr.
@@ -54,7 +56,7 @@ type wsClient struct {
 	// Budgets of this connection: calls in flight (notifications and batch elements
 	// count), request bytes in flight, subscriptions held.
 	inFlight atomic.Int32
-	pending  *budget
+	pending  *pipeline.Budget
 	nsubs    atomic.Int32
 	pinger   *time.Timer
 
@@ -98,8 +100,8 @@ type subscriber interface {
 	Holdings(sink upstream.Sink) []upstream.Holding
 }
 
-func newWSClient(h *socketServer, conn *websocket.Conn, up caller, subs subscriber) *wsClient {
-	return &wsClient{h: h, conn: conn, up: up, subs: subs, pending: newBudget(h.s.cfg.WSMaxPendingBytes)}
+func newWSClient(h *socketServer, conn *websocket.Conn, up network.Caller, subs subscriber) *wsClient {
+	return &wsClient{h: h, conn: conn, up: up, subs: subs, pending: pipeline.NewBudget(h.s.cfg.WSMaxPendingBytes)}
 }
 
 // run reads client messages until the connection ends, then cleans up.
@@ -399,43 +401,43 @@ func (c *wsClient) handle(buf *[]byte) bool {
 		c.sendError(nil, proto.ErrParse)
 		return false
 	}
-	cl := getCall(c.up, time.Now().Add(c.h.s.cfg.UpstreamTimeout))
-	if perr := cl.req.Parse(msg); perr != nil {
-		c.sendError(cl.req.ID, perr) // invalid requests are answered even without an id
-		putCall(cl)
+	cl := pipeline.GetCall(c.up, time.Now().Add(c.h.s.cfg.UpstreamTimeout))
+	if perr := cl.Req.Parse(msg); perr != nil {
+		c.sendError(cl.Req.ID, perr) // invalid requests are answered even without an id
+		pipeline.PutCall(cl)
 		return false
 	}
-	cl.id = cl.req.ID
-	switch string(cl.req.Name) {
+	cl.ID = cl.Req.ID
+	switch string(cl.Req.Name) {
 	case "eth_subscribe":
 		c.subscribe(cl)
-		putCall(cl)
+		pipeline.PutCall(cl)
 		return false
 	case "eth_unsubscribe":
 		c.unsubscribe(cl)
-		putCall(cl)
+		pipeline.PutCall(cl)
 		return false
 	}
 	// The policy first: what it refuses is answered here and never counts as in flight.
 	who, ok := c.tenant()
 	if !ok {
-		c.refuseRevoked(cl.id)
-		putCall(cl)
+		c.refuseRevoked(cl.ID)
+		pipeline.PutCall(cl)
 		return false
 	}
-	cl.who = who
-	perr := c.h.s.policy.admit(&cl.req)
+	cl.Who = who
+	perr := c.h.s.net.Policy.Admit(&cl.Req)
 	if perr == nil {
-		perr = c.charge(c.h.s.charge(cl))
+		perr = c.charge(c.h.s.pipe.Charge(cl))
 	}
 	if perr == nil {
 		perr = c.admit(1, len(msg))
 	}
 	if perr != nil {
-		if cl.id != nil {
-			c.sendError(cl.id, perr)
+		if cl.ID != nil {
+			c.sendError(cl.ID, perr)
 		}
-		putCall(cl)
+		pipeline.PutCall(cl)
 		return false
 	}
 	go c.runCall(cl, buf, len(msg))
@@ -467,7 +469,7 @@ func (c *wsClient) admit(n, size int) *proto.Error {
 		c.h.refused.Inc()
 		return errTooManyInFlight
 	}
-	if !c.pending.acquire(size) {
+	if !c.pending.Acquire(size) {
 		c.inFlight.Add(-int32(n))
 		c.h.refused.Inc()
 		return errTooManyPendingBytes
@@ -476,21 +478,21 @@ func (c *wsClient) admit(n, size int) *proto.Error {
 }
 
 func (c *wsClient) done(n, size int) {
-	c.pending.release(size)
+	c.pending.Release(size)
 	c.inFlight.Add(-int32(n))
 }
 
 // runCall runs one admitted call through the rest of the pipeline and queues its answer.
-func (c *wsClient) runCall(cl *call, buf *[]byte, size int) {
+func (c *wsClient) runCall(cl *pipeline.Call, buf *[]byte, size int) {
 	defer c.done(1, size)
-	if perr := c.h.s.dispatch(cl); perr != nil {
-		if cl.id != nil {
-			c.sendError(cl.id, perr)
+	if perr := c.h.s.pipe.Dispatch(c.h.s.net, cl); perr != nil {
+		if cl.ID != nil {
+			c.sendError(cl.ID, perr)
 		}
-	} else if cl.ans != nil {
-		c.send(cl.ans)
+	} else if cl.Ans != nil {
+		c.send(cl.Ans)
 	}
-	putCall(cl)
+	pipeline.PutCall(cl)
 	putMsgBuf(buf)
 }
 
@@ -517,7 +519,7 @@ func (c *wsClient) startBatch(buf *[]byte) bool {
 	go func() {
 		defer c.done(max(n, 1), len(*buf))
 		out := getMsgBuf()
-		ans, perr := c.h.s.serveBatch((*out)[:0], *buf, c.up, time.Now().Add(c.h.s.cfg.UpstreamTimeout), who)
+		ans, perr := c.h.s.pipe.ServeBatch(c.h.s.net, (*out)[:0], *buf, c.up, time.Now().Add(c.h.s.cfg.UpstreamTimeout), who)
 		if perr == nil || perr.Status == fasthttp.StatusTooManyRequests {
 			perr = c.charge(perr)
 		}
@@ -539,46 +541,46 @@ func (c *wsClient) startBatch(buf *[]byte) bool {
 // subscribe joins an eth_subscribe on the Mux, within the subscription budgets. Params
 // are canonical, so subscriptions that differ only in whitespace share one upstream
 // subscription.
-func (c *wsClient) subscribe(cl *call) {
-	if cl.id == nil {
+func (c *wsClient) subscribe(cl *pipeline.Call) {
+	if cl.ID == nil {
 		return // a notification cannot receive its subscription id
 	}
-	if perr := c.h.s.policy.admit(&cl.req); perr != nil {
-		c.sendError(cl.id, perr)
+	if perr := c.h.s.net.Policy.Admit(&cl.Req); perr != nil {
+		c.sendError(cl.ID, perr)
 		return
 	}
 	who, ok := c.tenant()
 	if !ok {
-		c.refuseRevoked(cl.id)
+		c.refuseRevoked(cl.ID)
 		return
 	}
 	// The tenant's plan: the method and its kind, one request and its cost; then the
 	// budgets and a subscription slot.
-	cl.who = who
-	perr := c.charge(c.h.s.charge(cl))
+	cl.Who = who
+	perr := c.charge(c.h.s.pipe.Charge(cl))
 	if perr == nil {
 		perr = c.takeSub()
 	}
 	if perr != nil {
-		c.sendError(cl.id, perr)
+		c.sendError(cl.ID, perr)
 		return
 	}
-	c.subs.Join(cl.req.Params, cl.id, c, time.Now().Add(c.h.s.cfg.UpstreamTimeout))
+	c.subs.Join(cl.Req.Params, cl.ID, c, time.Now().Add(c.h.s.cfg.UpstreamTimeout))
 }
 
 // unsubscribe answers eth_unsubscribe locally: the upstream subscription may be shared,
 // and the Mux unsubscribes upstream when its last subscriber leaves.
-func (c *wsClient) unsubscribe(cl *call) {
-	if cl.id == nil {
+func (c *wsClient) unsubscribe(cl *pipeline.Call) {
+	if cl.ID == nil {
 		return
 	}
 	res := "false"
-	if gw := firstStringParam(cl.req.Params); gw != nil && c.subs.Leave(c, gw) {
+	if gw := firstStringParam(cl.Req.Params); gw != nil && c.subs.Leave(c, gw) {
 		res = "true"
 		c.dropSub()
 	}
 	buf := getMsgBuf()
-	*buf = append(append(append(append((*buf)[:0], `{"jsonrpc":"2.0","id":`...), cl.id...), `,"result":`...), res...)
+	*buf = append(append(append(append((*buf)[:0], `{"jsonrpc":"2.0","id":`...), cl.ID...), `,"result":`...), res...)
 	*buf = append(*buf, '}')
 	c.enqueue(outMsg{b: *buf, buf: buf})
 }

@@ -1,4 +1,4 @@
-package gateway
+package pipeline
 
 import (
 	"bytes"
@@ -7,47 +7,48 @@ import (
 	"time"
 
 	"github.com/infura-gateway/infura-gateway/gateway/cache"
+	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
 // prepare classifies c and builds its key; it reports whether c is cacheable at all.
-func (s *Server) cachePrepare(cl *call) bool {
-	cl.pol, cl.block = cache.Classify(&cl.req)
-	cl.cached = cacheMiss // for X-Cache: every call through an enabled cache is a hit or a miss
+func (p *Pipeline) cachePrepare(n *network.Network, cl *Call) bool {
+	cl.pol, cl.block = cache.Classify(&cl.Req)
+	cl.Cached = CacheMiss // for X-Cache: every call through an enabled cache is a hit or a miss
 	if cl.pol == cache.NoCache {
 		return false
 	}
 	// Params are canonical (compact): whitespace variants share one key.
-	cl.key = append(append(cl.key[:0], byte(cl.req.Method)), cl.req.Params...)
-	cl.epoch = s.heads.Epoch()
+	cl.key = append(append(cl.key[:0], byte(cl.Req.Method)), cl.Req.Params...)
+	cl.epoch = n.Heads.Epoch()
 	return true
 }
 
 // hit answers cl from the cache when it can.
-func (s *Server) cacheHit(cl *call) bool {
+func (p *Pipeline) cacheHit(n *network.Network, cl *Call) bool {
 	if cl.pol == cache.CoalesceOnly {
 		return false
 	}
-	body := s.cache.Lookup(cl.key, cl.pol, cl.epoch, time.Now())
+	body := n.Cache.Lookup(cl.key, cl.pol, cl.epoch, time.Now())
 	if body == nil {
 		return false
 	}
-	s.cache.Hits.Inc()
-	cl.cached = cacheHit
+	n.Cache.Hits.Inc()
+	cl.Cached = CacheHit
 	cl.setStored(body)
 	return true
 }
 
 // storeElement keeps the answer (id 1) of a batch element that missed, and offers it
 // to the shared tier when no reorg can replace it.
-func (s *Server) cacheStoreElement(cl *call, ans []byte) {
-	s.cache.Misses.Inc()
+func (p *Pipeline) cacheStoreElement(n *network.Network, cl *Call, ans []byte) {
+	n.Cache.Misses.Inc()
 	if cl.pol != cache.CoalesceOnly {
-		s.cache.Store(cl.key, cl.req.Method, cl.pol, cl.block, cl.epoch, bytes.Clone(ans))
+		n.Cache.Store(cl.key, cl.Req.Method, cl.pol, cl.block, cl.epoch, bytes.Clone(ans))
 	}
-	if s.shared != nil && s.cache.Sharable(cl.req.Method, cl.pol, cl.block) && s.cache.Immutable(cl.pol, ans) {
-		s.shared.SetFor(s.cacheBudget(cl), cache.SharedKey(cl.key), ans)
+	if n.Shared != nil && n.Cache.Sharable(cl.Req.Method, cl.pol, cl.block) && n.Cache.Immutable(cl.pol, ans) {
+		n.Shared.SetFor(p.cacheBudget(n, cl), cache.SharedKey(cl.key), ans)
 	}
 }
 
@@ -58,7 +59,7 @@ func (s *Server) cacheStoreElement(cl *call, ans []byte) {
 // Lookups go in chunks, and stop once the values found fill the batch's answer budget
 // (-max-response-body): the elements left are refused as the answer assembly would
 // refuse them, so a batch of large entries never holds more than a chunk over it.
-func (s *Server) cacheLookupShared(b *batch) {
+func (p *Pipeline) cacheLookupShared(n *network.Network, b *batch) {
 	const chunk = 16
 	ctx, cancel := context.WithDeadline(context.Background(), b.calls[b.shared[0]].deadline)
 	defer cancel()
@@ -66,7 +67,7 @@ func (s *Server) cacheLookupShared(b *batch) {
 	found := 0
 	for from := 0; from < len(b.shared); from += chunk {
 		idx := b.shared[from:min(from+chunk, len(b.shared))]
-		if found > s.cfg.MaxResponseBody {
+		if found > p.maxResponseBody {
 			for _, i := range idx {
 				b.calls[i].setError(proto.ErrBatchAnswerTooLarge)
 			}
@@ -76,33 +77,33 @@ func (s *Server) cacheLookupShared(b *batch) {
 		for _, i := range idx {
 			keys = append(keys, cache.SharedKey(b.calls[i].key))
 		}
-		vals := s.shared.GetMulti(ctx, keys)
+		vals := n.Shared.GetMulti(ctx, keys)
 		for k, i := range idx {
 			cl := b.calls[i]
 			// From Redis: served only if it is what the gateway would have stored itself.
-			if v := vals[k]; v != nil && s.cache.Immutable(cl.pol, v) {
+			if v := vals[k]; v != nil && n.Cache.Immutable(cl.pol, v) {
 				found += len(v)
-				s.cache.Misses.Inc()
-				s.cache.SharedHits.Inc()
+				n.Cache.Misses.Inc()
+				n.Cache.SharedHits.Inc()
 				// v is read-only and owned by nobody else, as stored answers are: kept as is.
-				s.cache.Store(cl.key, cl.req.Method, cl.pol, cl.block, cl.epoch, v)
-				cl.cached = cacheHit
+				n.Cache.Store(cl.key, cl.Req.Method, cl.pol, cl.block, cl.epoch, v)
+				cl.Cached = CacheHit
 				cl.setStored(v)
 				continue
 			}
 			b.fwd = append(b.fwd, i)
-			b.ub.Add(&cl.req, restID)
+			b.ub.Add(&cl.Req, RestID)
 		}
 	}
 }
 
 // serve answers cl through the cache: a stored answer, the answer of an identical call
 // already in flight, or its own upstream call whose answer it then stores.
-func (s *Server) cacheServe(cl *call) *proto.Error {
-	if !s.cachePrepare(cl) {
-		return s.forward(cl, cl.id)
+func (p *Pipeline) cacheServe(n *network.Network, cl *Call) *proto.Error {
+	if !p.cachePrepare(n, cl) {
+		return forward(cl, cl.ID)
 	}
-	if s.cacheHit(cl) {
+	if p.cacheHit(n, cl) {
 		return nil
 	}
 	keyLen := len(cl.key)
@@ -110,9 +111,9 @@ func (s *Server) cacheServe(cl *call) *proto.Error {
 	// head must not get an answer fetched before it.
 	e := cl.epoch
 	cl.key = append(cl.key, byte(e), byte(e>>8), byte(e>>16), byte(e>>24), byte(e>>32))
-	f, leader := s.cache.Join(cl.key)
+	f, leader := n.Cache.Join(cl.key)
 	if !leader {
-		s.cache.Coalesced.Inc()
+		n.Cache.Coalesced.Inc()
 		t := time.NewTimer(time.Until(cl.deadline))
 		defer t.Stop()
 		select {
@@ -126,21 +127,21 @@ func (s *Server) cacheServe(cl *call) *proto.Error {
 		cl.setStored(f.Body)
 		return nil
 	}
-	s.cache.Misses.Inc()
-	if s.shared != nil && s.cache.Sharable(cl.req.Method, cl.pol, cl.block) {
-		f.Err = s.cacheFetchShared(cl, keyLen)
+	n.Cache.Misses.Inc()
+	if n.Shared != nil && n.Cache.Sharable(cl.Req.Method, cl.pol, cl.block) {
+		f.Err = p.cacheFetchShared(n, cl, keyLen)
 	} else {
-		f.Err = s.forward(cl, restID)
+		f.Err = forward(cl, RestID)
 	}
 	if f.Err == nil {
-		f.Body = bytes.Clone(cl.ans)
-		// Store before ending the flight: a caller arriving in between would otherwise
+		f.Body = bytes.Clone(cl.Ans)
+		// Store before ending the flight: a network.Caller arriving in between would otherwise
 		// find neither the flight nor the answer, and call the upstream again.
 		if cl.pol != cache.CoalesceOnly {
-			s.cache.Store(cl.key[:keyLen], cl.req.Method, cl.pol, cl.block, cl.epoch, f.Body)
+			n.Cache.Store(cl.key[:keyLen], cl.Req.Method, cl.pol, cl.block, cl.epoch, f.Body)
 		}
 	}
-	s.cache.Finish(cl.key, f)
+	n.Cache.Finish(cl.key, f)
 	if f.Err != nil {
 		return f.Err
 	}
@@ -156,48 +157,48 @@ func (s *Server) cacheServe(cl *call) *proto.Error {
 
 // budget is the shared tier's write budget cl's answer is charged to: its tenant's (a
 // key, or an anonymous client address as its limits count it).
-func (s *Server) cacheBudget(cl *call) *sharedcache.Budget {
-	if cl.who != nil {
-		return cl.who.SharedBudget()
+func (p *Pipeline) cacheBudget(n *network.Network, cl *Call) *sharedcache.Budget {
+	if cl.Who != nil {
+		return cl.Who.SharedBudget()
 	}
-	return s.cache.Unattributed()
+	return n.Cache.Unattributed()
 }
 
-// errNotShared marks an upstream answer that is good for this caller but not for the
-// shared tier (null, an error, a transaction not yet deep); the answer is in cl.ans.
+// errNotShared marks an upstream answer that is good for this network.Caller but not for the
+// shared tier (null, an error, a transaction not yet deep); the answer is in cl.Ans.
 var errNotShared = errors.New("answer not immutable")
 
-// fetchShared sets cl.ans (id 1) from the shared tier or, through it, the upstream.
-func (s *Server) cacheFetchShared(cl *call, keyLen int) *proto.Error {
+// fetchShared sets cl.Ans (id 1) from the shared tier or, through it, the upstream.
+func (p *Pipeline) cacheFetchShared(n *network.Network, cl *Call, keyLen int) *proto.Error {
 	key := cache.SharedKey(cl.key[:keyLen])
 	ctx, cancel := context.WithDeadline(context.Background(), cl.deadline)
 	defer cancel()
 	var perr *proto.Error
-	body, src, err := s.shared.GetOrFetchFor(ctx, s.cacheBudget(cl), key, func(context.Context) ([]byte, error) {
-		if perr = s.forward(cl, restID); perr != nil {
+	body, src, err := n.Shared.GetOrFetchFor(ctx, p.cacheBudget(n, cl), key, func(context.Context) ([]byte, error) {
+		if perr = forward(cl, RestID); perr != nil {
 			return nil, perr
 		}
-		if !s.cache.Immutable(cl.pol, cl.ans) {
+		if !n.Cache.Immutable(cl.pol, cl.Ans) {
 			return nil, errNotShared
 		}
-		return cl.ans, nil
+		return cl.Ans, nil
 	})
 	switch {
 	case perr != nil:
 		return perr
 	case errors.Is(err, errNotShared):
-		return nil // cl.ans is the upstream's answer
+		return nil // cl.Ans is the upstream's answer
 	case err != nil: // the deadline passed while waiting on another replica
 		return proto.ErrTimeout
 	case src == sharedcache.SourceFetched:
-		return nil // cl.ans is body
+		return nil // cl.Ans is body
 	}
 	// From Redis: served only if it is what the gateway would have stored itself.
-	if !s.cache.Immutable(cl.pol, body) {
-		return s.forward(cl, restID)
+	if !n.Cache.Immutable(cl.pol, body) {
+		return forward(cl, RestID)
 	}
-	s.cache.SharedHits.Inc()
-	cl.own = append(cl.own[:0], body...)
-	cl.ans = cl.own
+	n.Cache.SharedHits.Inc()
+	cl.Own = append(cl.Own[:0], body...)
+	cl.Ans = cl.Own
 	return nil
 }

@@ -1,0 +1,98 @@
+package pipeline
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/proto"
+)
+
+var (
+	ContentTypeJSON  = []byte("application/json")
+	headerXCache     = []byte("X-Cache")
+	headerRetryAfter = []byte("Retry-After")
+	valueHit         = []byte("HIT")
+	valueMiss        = []byte("MISS")
+)
+
+// writeAnswer puts c's answer into the response without copying: the call's own buffer
+// is swapped with the response's, a cache entry is referenced as it is.
+func WriteAnswer(ctx *fasthttp.RequestCtx, c *Call) {
+	h := &ctx.Response.Header
+	h.SetContentTypeBytes(ContentTypeJSON)
+	switch c.Cached {
+	case CacheHit:
+		h.SetBytesKV(headerXCache, valueHit)
+	case CacheMiss:
+		h.SetBytesKV(headerXCache, valueMiss)
+	}
+	switch {
+	case c.Ans == nil: // a notification
+		ctx.Response.ResetBody()
+	case len(c.Own) > 0 && &c.Ans[0] == &c.Own[0]:
+		c.Own = ctx.Response.SwapBody(c.Own)
+	default:
+		ctx.Response.SetBodyRaw(c.Ans)
+	}
+}
+
+// writeError answers with a JSON-RPC error envelope and the error's HTTP status.
+// id is the client's raw id, nil for null.
+func WriteError(ctx *fasthttp.RequestCtx, id []byte, e *proto.Error) {
+	buf := GetBuf()
+	*buf = proto.AppendError((*buf)[:0], id, e)
+	ctx.SetStatusCode(e.Status)
+	if e.RetryAfter > 0 {
+		ctx.Response.Header.SetBytesKV(headerRetryAfter, strconv.AppendInt((*buf)[len(*buf):], int64(e.RetryAfter), 10))
+	}
+	ctx.SetContentTypeBytes(ContentTypeJSON)
+	ctx.SetBody(*buf)
+	PutBuf(buf)
+}
+
+func asError(err error) *proto.Error {
+	if e, ok := err.(*proto.Error); ok {
+		return e
+	}
+	return proto.ErrInternal
+}
+
+// Scratch buffers for error bodies and batch answers.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func GetBuf() *[]byte { return bufPool.Get().(*[]byte) }
+
+func PutBuf(b *[]byte) {
+	if cap(*b) > 64<<10 { // don't keep buffers a rare huge request grew
+		return
+	}
+	bufPool.Put(b)
+}
+
+// Budget counts a resource (bytes, subscriptions) against a limit. Acquire never
+// blocks: over the limit it refuses, and the caller answers with an error.
+type Budget struct {
+	used atomic.Int64
+	max  int64
+}
+
+// NewBudget is a budget of max.
+func NewBudget(max int) *Budget { return &Budget{max: int64(max)} }
+
+// Acquire takes n, or reports false (over the limit: nothing taken).
+func (b *Budget) Acquire(n int) bool {
+	if b.used.Add(int64(n)) > b.max {
+		b.used.Add(-int64(n))
+		return false
+	}
+	return true
+}
+
+// Release gives n back.
+func (b *Budget) Release(n int) { b.used.Add(-int64(n)) }
+
+// InUse is what is taken now.
+func (b *Budget) InUse() int64 { return b.used.Load() }

@@ -1,0 +1,350 @@
+package pipeline
+
+import (
+	"bytes"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/infura-gateway/infura-gateway/gateway/access"
+	"github.com/infura-gateway/infura-gateway/gateway/cache"
+	"github.com/infura-gateway/infura-gateway/gateway/config"
+	"github.com/infura-gateway/infura-gateway/gateway/network"
+	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/upstream"
+)
+
+// Pipeline is what every network's calls share: the access control that prices them,
+// the byte budget of requests waiting upstream, and the bounds of a batch.
+type Pipeline struct {
+	access          *access.Access
+	pending         *Budget
+	maxBatch        int
+	maxResponseBody int
+}
+
+// New makes the pipeline of a gateway: calls priced by acc, bounded by cfg.
+func New(cfg *config.Config, acc *access.Access) *Pipeline {
+	return &Pipeline{access: acc, pending: NewBudget(cfg.MaxPendingBytes), maxBatch: cfg.MaxBatch,
+		maxResponseBody: cfg.MaxResponseBody}
+}
+
+// Pending is the budget of request bytes waiting on the upstream, every transport
+// together.
+func (p *Pipeline) Pending() *Budget { return p.pending }
+
+// Call carries one JSON-RPC request through the pipeline. Calls are pooled; nothing in
+// a call is allocated per request once the pool is warm.
+type Call struct {
+	Req proto.Request
+	// ID is the id the answer carries (raw JSON): the client's, or "1" on the REST
+	// routes; nil for a notification, whose answer is dropped.
+	ID       []byte
+	up       network.Caller
+	deadline time.Time
+	Who      *access.Tenant // whose limits the call counts against; nil: none
+	settled  bool           // a batch element answered (or refused) before routing
+
+	Ans    []byte // the answer: own, or a shared cache entry (never modified)
+	Own    []byte // the call's own buffer
+	Params []byte // params built by a REST route
+	key    []byte // the cache key
+
+	pol       cache.Policy
+	cacheable bool   // a batch element the cache will store the answer of
+	block     uint64 // the block a byNumber call asks for
+	epoch     uint64 // head epoch the cache lookup was made in
+	Cached    CacheStatus
+}
+
+type CacheStatus uint8
+
+const (
+	CacheNone CacheStatus = iota // not through the cache (disabled)
+	CacheMiss
+	CacheHit
+)
+
+var callPool = sync.Pool{New: func() any { return new(Call) }}
+
+func GetCall(up network.Caller, deadline time.Time) *Call {
+	c := callPool.Get().(*Call)
+	c.up, c.deadline = up, deadline
+	return c
+}
+
+func PutCall(c *Call) {
+	if cap(c.Own) > maxPooledAnswer {
+		c.Own = nil
+	}
+	c.ID, c.up, c.Ans, c.Own, c.Cached, c.cacheable, c.Who, c.settled = nil, nil, nil, c.Own[:0], CacheNone, false, nil, false
+	c.Params, c.key = c.Params[:0], c.key[:0]
+	callPool.Put(c)
+}
+
+// maxPooledAnswer keeps one huge answer from pinning its buffer in the pool.
+const maxPooledAnswer = 256 << 10
+
+var (
+	RestID         = []byte("1") // REST answers carry id 1, as the node's own would
+	notificationID = []byte("1") // a notification goes upstream with an id, so it counts as in flight until answered
+)
+
+// Serve runs c through n's pipeline. On success c.Ans holds the answer with c.ID (nil
+// for a notification); an error is for the transport to frame.
+func (p *Pipeline) Serve(n *network.Network, c *Call) *proto.Error {
+	if e := n.Policy.Admit(&c.Req); e != nil {
+		return e
+	}
+	if e := p.Charge(c); e != nil {
+		return e
+	}
+	return p.Dispatch(n, c)
+}
+
+// Dispatch runs c, already admitted by n's policy and charged, through the rest of
+// the pipeline.
+func (p *Pipeline) Dispatch(n *network.Network, c *Call) *proto.Error {
+	size := c.Req.Size()
+	if !p.pending.Acquire(size) {
+		return errPendingFull
+	}
+	defer p.pending.Release(size)
+	if c.ID == nil {
+		_ = forward(c, notificationID) // nobody to tell about the answer, or an error
+		c.Ans = nil
+		return nil
+	}
+	if n.Cache != nil {
+		return p.cacheServe(n, c)
+	}
+	return forward(c, c.ID)
+}
+
+// forward sends c upstream; the answer, carrying id, goes to c.Ans.
+func forward(c *Call, id []byte) *proto.Error {
+	ans, err := c.up.Call(c.Own, &c.Req, id, c.deadline)
+	c.Own = ans
+	if err != nil {
+		c.Ans = nil
+		return asError(err)
+	}
+	c.Ans = ans
+	return nil
+}
+
+// setStored makes a stored answer (id 1) c's answer, with c's id. On the REST routes
+// (id 1) the stored bytes are used as they are, without a copy.
+func (c *Call) setStored(body []byte) {
+	if bytes.Equal(c.ID, RestID) {
+		c.Ans = body
+		return
+	}
+	span := proto.FirstMember(body, "id")
+	c.Own = proto.Splice(c.Own[:0], body, span, c.ID)
+	c.Ans = c.Own
+}
+
+// setError makes an error answer c's answer.
+func (c *Call) setError(e *proto.Error) {
+	c.Own = proto.AppendError(c.Own[:0], c.ID, e)
+	c.Ans = c.Own
+}
+
+var errPendingFull = proto.NewError(proto.CodeLimitExceeded, 503,
+	"gateway busy: too many request bytes waiting on the upstream, retry later")
+
+// batch is the state of one batch through the pipeline, pooled.
+type batch struct {
+	calls  []*Call
+	fwd    []int // indexes of the calls that go upstream, in ub order
+	shared []int // indexes of the calls to look up in the shared tier first
+	ub     upstream.Batch
+	spans  []proto.Span // scratch: element spans of the body
+}
+
+var batchPool = sync.Pool{New: func() any { return new(batch) }}
+
+// ServeBatch answers a JSON-RPC batch: every element goes through the same stages as a
+// single call, the elements that need the upstream go to it together in one exchange,
+// and the answers are appended to dst in request order (notifications get none; when
+// nothing is owed, dst comes back unchanged). An error refuses the batch as a whole: a
+// batch costs its tenant the sum of its elements, and is refused whole when that is over
+// a limit.
+func (p *Pipeline) ServeBatch(n *network.Network, dst, body []byte, up network.Caller, deadline time.Time, who *access.Tenant) ([]byte, *proto.Error) {
+	b := batchPool.Get().(*batch)
+	defer putBatch(b)
+	it, err := proto.NewArrayIter(body)
+	if err != nil {
+		return dst, proto.ErrParse
+	}
+	for {
+		el, ok, err := it.Next()
+		if err != nil {
+			return dst, proto.ErrParse
+		}
+		if !ok {
+			break
+		}
+		if len(b.spans) == p.maxBatch {
+			return dst, batchTooLarge(p.maxBatch)
+		}
+		b.spans = append(b.spans, el)
+	}
+	if proto.SkipWS(body, it.Pos()) != len(body) {
+		return dst, proto.ErrParse
+	}
+	if len(b.spans) == 0 {
+		return dst, proto.ErrEmptyBatch
+	}
+	if !p.pending.Acquire(len(body)) {
+		return dst, errPendingFull
+	}
+	defer p.pending.Release(len(body))
+
+	var count, cost int64
+	for _, el := range b.spans {
+		c := GetCall(up, deadline)
+		c.Who = who
+		b.calls = append(b.calls, c)
+		if p.admitElement(n, c, el.Bytes(body)) {
+			count++
+			if who != nil {
+				cost += p.access.Cost(&c.Req)
+			}
+		}
+	}
+	if who != nil && count > 0 {
+		if e := who.Spend(count, cost); e != nil {
+			return dst, e
+		}
+	}
+	for i, c := range b.calls {
+		if !c.settled {
+			p.routeElement(n, b, c, i)
+		}
+	}
+	if len(b.shared) > 0 {
+		p.cacheLookupShared(n, b)
+	}
+	if b.ub.Len() > 0 {
+		_ = up.CallBatch(&b.ub, deadline) // failures are filed per element
+		for k, i := range b.fwd {
+			c := b.calls[i]
+			ans, e := b.ub.Answer(k)
+			switch {
+			case c.ID == nil:
+			case e != nil:
+				c.setError(e)
+			case c.cacheable:
+				p.cacheStoreElement(n, c, ans)
+				c.setStored(ans)
+			default:
+				c.Own = append(c.Own[:0], ans...)
+				c.Ans = c.Own
+			}
+		}
+	}
+	// Answers in request order, as geth gives them; notifications get none. The answer
+	// is bounded in bytes like an upstream's: past -max-response-body (cache hits and
+	// the shared tier answer without an upstream's bound) each element gets an error.
+	start, k := len(dst), 0
+	dst = append(dst, '[')
+	over := false
+	for _, c := range b.calls {
+		if c.Ans == nil {
+			continue
+		}
+		if k > 0 {
+			dst = append(dst, ',')
+		}
+		if over = over || len(dst)-start+len(c.Ans) > p.maxResponseBody; over {
+			dst = proto.AppendError(dst, c.ID, proto.ErrBatchAnswerTooLarge)
+		} else {
+			dst = append(dst, c.Ans...)
+		}
+		k++
+	}
+	if k == 0 {
+		return dst[:start], nil
+	}
+	return append(dst, ']'), nil
+}
+
+// admitElement runs one batch element through parse, policy and its tenant's plan. It
+// reports whether the element goes on; if not, it is settled: c.Ans holds its error
+// (nil for a refused notification: nothing to say).
+func (p *Pipeline) admitElement(n *network.Network, c *Call, el []byte) bool {
+	c.settled = true
+	if proto.FirstByte(el) != '{' {
+		c.setError(proto.ErrInvalidRequest) // id null: there is no id to give back
+		return false
+	}
+	if perr := c.Req.Parse(el); perr != nil {
+		c.ID = c.Req.ID
+		if perr == proto.ErrParse { // not reached: the batch as a whole parsed
+			perr = proto.ErrInvalidRequest
+		}
+		c.setError(perr)
+		return false
+	}
+	c.ID = c.Req.ID
+	perr := n.Policy.Admit(&c.Req)
+	if perr == nil && c.Who != nil && !c.Who.Allows(&c.Req) {
+		perr = c.Who.RefuseMethod()
+	}
+	if perr != nil {
+		if c.ID != nil {
+			c.setError(perr)
+		}
+		return false
+	}
+	c.settled = false
+	return true
+}
+
+// routeElement answers an admitted element from the cache or queues it for the
+// upstream exchange.
+func (p *Pipeline) routeElement(n *network.Network, b *batch, c *Call, idx int) {
+	upID := notificationID
+	if c.ID != nil {
+		upID = c.ID
+		if n.Cache != nil && p.cachePrepare(n, c) {
+			if p.cacheHit(n, c) {
+				return
+			}
+			c.cacheable = true
+			upID = RestID // stored answers carry id 1
+			if n.Shared != nil && n.Cache.Sharable(c.Req.Method, c.pol, c.block) {
+				b.shared = append(b.shared, idx) // upstream only if Redis lacks it
+				return
+			}
+		}
+	}
+	b.fwd = append(b.fwd, idx)
+	b.ub.Add(&c.Req, upID)
+}
+
+func putBatch(b *batch) {
+	for i, c := range b.calls {
+		PutCall(c)
+		b.calls[i] = nil
+	}
+	b.calls, b.fwd, b.shared, b.spans = b.calls[:0], b.fwd[:0], b.shared[:0], b.spans[:0]
+	b.ub.Reset()
+	batchPool.Put(b)
+}
+
+func batchTooLarge(limit int) *proto.Error {
+	e := *proto.ErrBatchTooLarge
+	e.Message = "batch too large: more than " + strconv.Itoa(limit) + " requests"
+	return &e
+}
+
+// Charge counts c against its tenant's limits (nil: not limited).
+func (p *Pipeline) Charge(c *Call) *proto.Error {
+	if c.Who == nil {
+		return nil
+	}
+	return c.Who.Charge(&c.Req, p.access.Cost(&c.Req))
+}
