@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/infura-gateway/infura-gateway/gateway/socket"
 )
 
 // Keys used by the tests; the configuration holds only their SHA-256.
@@ -333,7 +335,7 @@ func TestWebsocketLimits(t *testing.T) {
 			t.Fatalf("over the rate: %+v, want -32005 with the request's id", a)
 		}
 		// A client that keeps pushing is closed with 1008.
-		for i := 0; i < 2*maxRefusals; i++ {
+		for i := 0; i < 2*socket.MaxRefusals; i++ {
 			if err := c.send(blockNumberCall); err != nil {
 				break
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/fasthttp/websocket"
 
 	"github.com/infura-gateway/infura-gateway/gateway/config"
+	"github.com/infura-gateway/infura-gateway/gateway/socket"
 )
 
 // /metrics and the profiler are on the admin listener only, never on the public port.
@@ -102,7 +103,7 @@ func TestDrainSpreadsWebsocketCloses(t *testing.T) {
 			for {
 				if _, _, err := c.ReadMessage(); err != nil {
 					var ce *websocket.CloseError
-					if ok := asCloseError(err, &ce); ok && ce.Code == websocket.CloseGoingAway && ce.Text == drainReason {
+					if ok := asCloseError(err, &ce); ok && ce.Code == websocket.CloseGoingAway && ce.Text == socket.DrainReason {
 						closes[i] = time.Now()
 					}
 					_ = c.Close()
@@ -126,7 +127,7 @@ func TestDrainSpreadsWebsocketCloses(t *testing.T) {
 	first, last := closes[0], closes[0]
 	for i, at := range closes {
 		if at.IsZero() {
-			t.Fatalf("client %d not closed with 1001 %q", i, drainReason)
+			t.Fatalf("client %d not closed with 1001 %q", i, socket.DrainReason)
 		}
 		if at.Before(first) {
 			first = at

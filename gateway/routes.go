@@ -6,6 +6,7 @@ import (
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
 	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
+	"github.com/infura-gateway/infura-gateway/gateway/rest"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -25,19 +26,19 @@ func (s *Server) routeTable() *router.Router {
 	// /status (upstream names, health, errors) is on the admin listener only.
 
 	// client ⇄HTTP⇄ gateway ⇄HTTP⇄ upstream
-	r.GET("/blocknumber", s.instrument("blocknumber", s.rest(&restBlockNumber, s.net.HTTP)))
-	r.GET("/gasprice", s.instrument("gasprice", s.rest(&restGasPrice, s.net.HTTP)))
-	r.POST("/blockbynumber", s.instrument("blockbynumber", s.rest(&restBlockByNumber, s.net.HTTP)))
-	r.POST("/txbyblockandindex", s.instrument("txbyblockandindex", s.rest(&restTxByBlockAndIndex, s.net.HTTP)))
-	r.POST("/", s.instrument("rpc", s.rpc))
+	r.GET("/blocknumber", s.instrument("blocknumber", s.restH.Handler(&rest.BlockNumber, s.net, s.net.HTTP)))
+	r.GET("/gasprice", s.instrument("gasprice", s.restH.Handler(&rest.GasPrice, s.net, s.net.HTTP)))
+	r.POST("/blockbynumber", s.instrument("blockbynumber", s.restH.Handler(&rest.BlockByNumber, s.net, s.net.HTTP)))
+	r.POST("/txbyblockandindex", s.instrument("txbyblockandindex", s.restH.Handler(&rest.TxByBlockAndIndex, s.net, s.net.HTTP)))
+	r.POST("/", s.instrument("rpc", s.rpcH.Serve))
 
 	// client ⇄HTTP⇄ gateway ⇄WebSocket⇄ upstream: the same routes through the Mux.
 	ws := r.Group("/ws")
 	ws.GET("/health", s.instrument("ws_health", s.health))
-	ws.GET("/blocknumber", s.instrument("ws_blocknumber", s.rest(&restBlockNumber, s.net.WS)))
-	ws.GET("/gasprice", s.instrument("ws_gasprice", s.rest(&restGasPrice, s.net.WS)))
-	ws.POST("/blockbynumber", s.instrument("ws_blockbynumber", s.rest(&restBlockByNumber, s.net.WS)))
-	ws.POST("/txbyblockandindex", s.instrument("ws_txbyblockandindex", s.rest(&restTxByBlockAndIndex, s.net.WS)))
+	ws.GET("/blocknumber", s.instrument("ws_blocknumber", s.restH.Handler(&rest.BlockNumber, s.net, s.net.WS)))
+	ws.GET("/gasprice", s.instrument("ws_gasprice", s.restH.Handler(&rest.GasPrice, s.net, s.net.WS)))
+	ws.POST("/blockbynumber", s.instrument("ws_blockbynumber", s.restH.Handler(&rest.BlockByNumber, s.net, s.net.WS)))
+	ws.POST("/txbyblockandindex", s.instrument("ws_txbyblockandindex", s.restH.Handler(&rest.TxByBlockAndIndex, s.net, s.net.WS)))
 
 	// client ⇄WebSocket⇄ gateway ⇄WebSocket⇄ upstream
 	r.GET("/socket2socket", s.instrument("socket2socket", s.socket2socket))
@@ -54,7 +55,7 @@ func (s *Server) routeTable() *router.Router {
 // or X-API-Key. They are matched here, ahead of the router, because the router's path
 // parameters allocate on every request.
 func (s *Server) keyRoutes(next fasthttp.RequestHandler) fasthttp.RequestHandler {
-	rpc := s.instrument("rpc", s.rpc)
+	rpc := s.instrument("rpc", s.rpcH.Serve)
 	ws := s.instrument("socket2socket", s.socket2socket)
 	other := s.instrument("other", func(ctx *fasthttp.RequestCtx) { pipeline.WriteError(ctx, nil, proto.ErrMethodNotAllowed) })
 	return func(ctx *fasthttp.RequestCtx) {

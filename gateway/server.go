@@ -28,7 +28,10 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
+	"github.com/infura-gateway/infura-gateway/gateway/rest"
+	"github.com/infura-gateway/infura-gateway/gateway/rpc"
 	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
+	"github.com/infura-gateway/infura-gateway/gateway/socket"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
@@ -50,9 +53,11 @@ type Server struct {
 	reg     *upstream.Registry
 
 	// net is the one chain this gateway serves; pipe runs every transport's calls.
-	net  *network.Network
-	pipe *pipeline.Pipeline
-	s2s  *socketServer // nil when no upstream has a websocket
+	net   *network.Network
+	pipe  *pipeline.Pipeline
+	s2s   *socket.Server // nil when no upstream has a websocket
+	restH *rest.Handlers
+	rpcH  *rpc.Handler
 
 	// Keys and limits (access.go); Redis shares them and the immutable answers
 	// (sharedcache) across replicas. redis, shared are nil without -redis-addr.
@@ -119,9 +124,11 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 	}
 	s.net = net
 	s.pipe = pipeline.New(&s.cfg, s.acc)
+	s.restH = rest.New(s.acc, s.pipe, cfg.UpstreamTimeout)
+	s.rpcH = rpc.New(s.acc, s.pipe, net, cfg.UpstreamTimeout)
 	s.registerMetrics()
 	if net.HasWS {
-		s.s2s = newSocketServer(s)
+		s.s2s = socket.New(&s.cfg, s.acc, s.pipe, s.net, s.reg)
 		s.closers = append(s.closers, s.s2s.Close)
 	}
 	if err := s.startAdmin(); err != nil {

@@ -116,7 +116,7 @@ func (s *Server) reloadAccess(next config.Config) error {
 	}
 	s.acc.SetTrustedProxies(trusted)
 	if s.s2s != nil {
-		s.s2s.review() // open websockets follow: closed if their key went, on the new plan if it changed
+		s.s2s.Review() // open websockets follow: closed if their key went, on the new plan if it changed
 	}
 	return nil
 }

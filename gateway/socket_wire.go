@@ -13,5 +13,5 @@ func (s *Server) socket2socket(ctx *fasthttp.RequestCtx) {
 		pipeline.WriteError(ctx, nil, network.ErrWSDisabled)
 		return
 	}
-	s.s2s.serve(ctx)
+	s.s2s.Serve(ctx)
 }

@@ -1,4 +1,7 @@
-package gateway
+// Package rpc serves POST / (and POST /v3/<key>): a JSON-RPC 2.0 endpoint any
+// Ethereum client can use as its RPC URL, single calls and batches, through the
+// pipeline of its network over HTTP. It imports access/, pipeline/, network/ and proto/.
+package rpc
 
 import (
 	"time"
@@ -6,6 +9,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
+	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
@@ -15,14 +19,29 @@ import (
 // errors (parse, invalid request, denied method) are answered with HTTP 200 and an error
 // object; transport failures (upstream down, too slow, over a budget) use the HTTP
 // status of the proto error. A notification (no id) gets an empty 200.
-func (s *Server) rpc(ctx *fasthttp.RequestCtx) {
+// Handler serves POST / for one network.
+type Handler struct {
+	acc     *access.Access
+	pipe    *pipeline.Pipeline
+	net     *network.Network
+	timeout time.Duration
+}
+
+// New makes the POST / handler of network n: callers identified by acc, calls run by
+// pipe with timeout.
+func New(acc *access.Access, pipe *pipeline.Pipeline, n *network.Network, timeout time.Duration) *Handler {
+	return &Handler{acc: acc, pipe: pipe, net: n, timeout: timeout}
+}
+
+// Serve answers one POST /.
+func (s *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	who, perr := s.acc.Identify(ctx)
 	if perr != nil {
 		pipeline.WriteError(ctx, nil, perr)
 		return
 	}
 	body := ctx.PostBody()
-	deadline := ctx.Time().Add(s.cfg.UpstreamTimeout)
+	deadline := ctx.Time().Add(s.timeout)
 	switch proto.FirstByte(body) {
 	case '[':
 		s.rpcBatch(ctx, body, deadline, who)
@@ -49,7 +68,7 @@ func (s *Server) rpc(ctx *fasthttp.RequestCtx) {
 	pipeline.WriteAnswer(ctx, c)
 }
 
-func (s *Server) rpcBatch(ctx *fasthttp.RequestCtx, body []byte, deadline time.Time, who *access.Tenant) {
+func (s *Handler) rpcBatch(ctx *fasthttp.RequestCtx, body []byte, deadline time.Time, who *access.Tenant) {
 	buf := pipeline.GetBuf()
 	defer pipeline.PutBuf(buf)
 	out, perr := s.pipe.ServeBatch(s.net, (*buf)[:0], body, s.net.HTTP, deadline, who)

@@ -1,4 +1,4 @@
-package gateway
+package socket
 
 import (
 	"net/netip"
@@ -56,7 +56,7 @@ func (c *wsClient) refuseRevoked(id []byte) {
 }
 
 // review applies a reload to every client (after access.load).
-func (h *socketServer) review() {
+func (h *Server) Review() {
 	h.mu.Lock()
 	clients := make([]*wsClient, 0, len(h.clients))
 	for c := range h.clients {
@@ -71,7 +71,7 @@ func (h *socketServer) review() {
 // rebind moves the client to the tenant its ref now holds, or closes it.
 func (c *wsClient) rebind() {
 	if c.ref == &c.own {
-		required, perr := c.h.s.acc.Rebind(&c.own, c.addr)
+		required, perr := c.h.acc.Rebind(&c.own, c.addr)
 		switch {
 		case required:
 			c.closeWithError(websocket.ClosePolicyViolation, errKeyNowRequired, "API key required")
@@ -178,7 +178,7 @@ func appendSubscriptionError(dst []byte, gwID string, e *proto.Error) []byte {
 func (c *wsClient) takeSub() *proto.Error {
 	c.whoMu.Lock()
 	defer c.whoMu.Unlock()
-	if c.nsubs.Add(1) > int32(c.h.s.cfg.WSMaxSubscriptions) {
+	if c.nsubs.Add(1) > int32(c.h.cfg.WSMaxSubscriptions) {
 		c.nsubs.Add(-1)
 		c.h.refused.Inc()
 		return errTooManySubscriptions

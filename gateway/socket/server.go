@@ -1,4 +1,10 @@
-package gateway
+// Package socket is the gateway's websocket front: /socket2socket (and /ws/v3/<key>),
+// through which a client makes any JSON-RPC call, batches and subscriptions included.
+// One session per client: a reader, one writer owning the socket's writes, bounded
+// queues; its calls go through the pipeline of its network, its subscriptions through
+// the network's subscription hub. It imports access/, pipeline/, network/, config/,
+// upstream/ and proto/; nothing of the gateway above it.
+package socket
 
 import (
 	"net/netip"
@@ -12,16 +18,23 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
+	"github.com/infura-gateway/infura-gateway/gateway/config"
+	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
-// socketServer is the /socket2socket endpoint: a websocket through which a client
+// Server is the /socket2socket endpoint: a websocket through which a client
 // makes any JSON-RPC call, batches and subscriptions included. Calls go through the
 // pipeline and the shared upstream Mux (or, in per-client mode, a Mux of the client's
 // own); subscriptions are joined on the Mux, which shares identical ones.
-type socketServer struct {
-	s        *Server
+type Server struct {
+	cfg  *config.Config
+	acc  *access.Access
+	pipe *pipeline.Pipeline
+	net  *network.Network
+
 	upgrader websocket.FastHTTPUpgrader
 
 	mu      sync.Mutex
@@ -40,8 +53,11 @@ type socketServer struct {
 // client holds none.
 var writeBufferPool sync.Pool
 
-func newSocketServer(s *Server) *socketServer {
-	h := &socketServer{s: s, clients: make(map[*wsClient]struct{}), subs: pipeline.NewBudget(s.cfg.MaxSubscriptions)}
+// New makes the /socket2socket endpoint of network net: clients identified and limited
+// by acc, their calls run by pipe, its metrics in reg.
+func New(cfg *config.Config, acc *access.Access, pipe *pipeline.Pipeline, net *network.Network, reg *upstream.Registry) *Server {
+	h := &Server{cfg: cfg, acc: acc, pipe: pipe, net: net, clients: make(map[*wsClient]struct{}),
+		subs: pipeline.NewBudget(cfg.MaxSubscriptions)}
 	h.upgrader = websocket.FastHTTPUpgrader{
 		HandshakeTimeout: 10 * time.Second,
 		// Small buffers: idle clients cost memory, busy ones read large messages
@@ -56,7 +72,6 @@ func newSocketServer(s *Server) *socketServer {
 			pipeline.WriteError(ctx, nil, proto.NewError(proto.CodeInvalidRequest, status, reason.Error()))
 		},
 	}
-	reg := s.reg
 	const msgsHelp = "Websocket messages exchanged with /socket2socket clients, by direction."
 	h.msgsIn = reg.Counter(`gateway_ws_client_messages_total{direction="in"}`, msgsHelp)
 	h.msgsOut = reg.Counter(`gateway_ws_client_messages_total{direction="out"}`, msgsHelp)
@@ -73,9 +88,9 @@ func newSocketServer(s *Server) *socketServer {
 	return h
 }
 
-func (h *socketServer) checkOrigin(ctx *fasthttp.RequestCtx) bool {
+func (h *Server) checkOrigin(ctx *fasthttp.RequestCtx) bool {
 	origin := string(ctx.Request.Header.Peek("Origin"))
-	allowed := h.s.cfg.WSAllowedOrigins
+	allowed := h.cfg.WSAllowedOrigins
 	if origin == "" || len(allowed) == 0 {
 		return true
 	}
@@ -93,7 +108,7 @@ var errTooManyClients = proto.NewError(proto.CodeLimitExceeded, fasthttp.StatusS
 // serve upgrades the request and serves the client until either side closes. Nothing
 // of ctx is used after the upgrade: fasthttp reuses it once serve returns, while the
 // connection lives on in the hijack handler.
-func (h *socketServer) serve(ctx *fasthttp.RequestCtx) {
+func (h *Server) Serve(ctx *fasthttp.RequestCtx) {
 	h.mu.Lock()
 	closed := h.closed
 	h.mu.Unlock()
@@ -103,7 +118,7 @@ func (h *socketServer) serve(ctx *fasthttp.RequestCtx) {
 	}
 	// Checked before the upgrade, counted once the handler runs: a handful of
 	// concurrent upgrades may pass the limit together, never an unbounded number.
-	if h.conns.Load() >= int64(h.s.cfg.WSMaxClients) {
+	if h.conns.Load() >= int64(h.cfg.WSMaxClients) {
 		h.refused.Inc()
 		pipeline.WriteError(ctx, nil, errTooManyClients)
 		return
@@ -111,7 +126,7 @@ func (h *socketServer) serve(ctx *fasthttp.RequestCtx) {
 	// The key is checked before the upgrade: without a valid one the answer is a plain
 	// 401. The tenant's connection slot is taken once upgraded (serveClient): fasthttp
 	// may drop a connection between the two and never run the handler.
-	who, perr := h.s.acc.Identify(ctx)
+	who, perr := h.acc.Identify(ctx)
 	if perr != nil {
 		h.refused.Inc()
 		pipeline.WriteError(ctx, nil, perr)
@@ -120,21 +135,21 @@ func (h *socketServer) serve(ctx *fasthttp.RequestCtx) {
 	// An unkeyed client is limited by its address: a reload may give it another plan.
 	var addr netip.Addr
 	if who == nil || who.Ref() == nil {
-		addr = h.s.acc.ClientAddr(ctx)
+		addr = h.acc.ClientAddr(ctx)
 	}
 	// On failure Upgrade has answered with an HTTP error already.
 	_ = h.upgrader.Upgrade(ctx, func(conn *websocket.Conn) { h.serveClient(conn, who, addr) })
 }
 
-// drainReason tells clients closed by a drain to come back: another pod serves them.
-const drainReason = "draining, reconnect"
+// DrainReason tells clients closed by a drain to come back: another pod serves them.
+const DrainReason = "draining, reconnect"
 
 // Drain refuses new clients and closes the current ones (1001, with a reconnect hint)
 // spread evenly over window, rather than all at once: clients of a pod that goes away
 // reconnect a few at a time onto the pods that stay, instead of in one burst that
 // resubscribes everything at the same moment. It returns when every client was asked
 // to leave or stop closes.
-func (h *socketServer) Drain(window time.Duration, stop <-chan struct{}) {
+func (h *Server) Drain(window time.Duration, stop <-chan struct{}) {
 	h.mu.Lock()
 	h.closed = true
 	clients := make([]*wsClient, 0, len(h.clients))
@@ -154,14 +169,14 @@ func (h *socketServer) Drain(window time.Duration, stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		go c.shutdown(websocket.CloseGoingAway, drainReason)
+		go c.shutdown(websocket.CloseGoingAway, DrainReason)
 		t.Reset(step)
 	}
 }
 
 // Close closes every client (1001 going away) and waits for their handlers to end.
 // New upgrades are refused from then on.
-func (h *socketServer) Close() {
+func (h *Server) Close() {
 	h.mu.Lock()
 	h.closed = true
 	clients := make([]*wsClient, 0, len(h.clients))
@@ -193,7 +208,7 @@ func closeNow(conn *websocket.Conn, code int, reason string) {
 }
 
 // serveClient is the hijack handler: it owns the connection for its whole life.
-func (h *socketServer) serveClient(conn *websocket.Conn, who *access.Tenant, addr netip.Addr) {
+func (h *Server) serveClient(conn *websocket.Conn, who *access.Tenant, addr netip.Addr) {
 	if perr := who.Acquire(who.ConnSlots(), access.RefusedConnections); perr != nil {
 		h.refused.Inc()
 		closeNow(conn, websocket.ClosePolicyViolation, perr.Message)
@@ -203,7 +218,7 @@ func (h *socketServer) serveClient(conn *websocket.Conn, who *access.Tenant, add
 	// a count of n means n clients hold slots (tests wait on it).
 	h.conns.Add(1)
 	defer h.conns.Add(-1)
-	c := newWSClient(h, conn, h.s.net.WS, h.s.net.Router.Subscriptions())
+	c := newWSClient(h, conn, h.net.WS, h.net.Router.Subscriptions())
 	c.bind(who, addr)
 	defer c.releaseConn() // on the tenant it is bound to by then (and unholds it)
 	h.connects.Inc()
@@ -226,8 +241,8 @@ func (h *socketServer) serveClient(conn *websocket.Conn, who *access.Tenant, add
 	}()
 	// A reload between the key check and the registration above was not reviewed for it.
 	c.rebind()
-	if h.s.cfg.WSPerClient {
-		m, err := h.s.net.PerClientMux()
+	if h.cfg.WSPerClient {
+		m, err := h.net.PerClientMux()
 		if err != nil {
 			c.shutdown(websocket.CloseInternalServerErr, "upstream misconfigured")
 			_ = conn.Close()

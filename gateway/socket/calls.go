@@ -1,0 +1,226 @@
+package socket
+
+import (
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
+	"github.com/infura-gateway/infura-gateway/proto"
+)
+
+// A client's calls: each message read is parsed, admitted (policy, plan, budgets)
+// and run through the pipeline; subscriptions join the network's hub.
+
+// handle answers one client message. It reports whether it kept buf (a call goroutine
+// owns it until the call ends).
+func (c *wsClient) handle(buf *[]byte) bool {
+	msg := *buf
+	switch proto.FirstByte(msg) {
+	case '[':
+		return c.startBatch(buf)
+	case 0:
+		c.sendError(nil, proto.ErrParse)
+		return false
+	}
+	cl := pipeline.GetCall(c.up, time.Now().Add(c.h.cfg.UpstreamTimeout))
+	if perr := cl.Req.Parse(msg); perr != nil {
+		c.sendError(cl.Req.ID, perr) // invalid requests are answered even without an id
+		pipeline.PutCall(cl)
+		return false
+	}
+	cl.ID = cl.Req.ID
+	switch string(cl.Req.Name) {
+	case "eth_subscribe":
+		c.subscribe(cl)
+		pipeline.PutCall(cl)
+		return false
+	case "eth_unsubscribe":
+		c.unsubscribe(cl)
+		pipeline.PutCall(cl)
+		return false
+	}
+	// The policy first: what it refuses is answered here and never counts as in flight.
+	who, ok := c.tenant()
+	if !ok {
+		c.refuseRevoked(cl.ID)
+		pipeline.PutCall(cl)
+		return false
+	}
+	cl.Who = who
+	perr := c.h.net.Policy.Admit(&cl.Req)
+	if perr == nil {
+		perr = c.charge(c.h.pipe.Charge(cl))
+	}
+	if perr == nil {
+		perr = c.admit(1, len(msg))
+	}
+	if perr != nil {
+		if cl.ID != nil {
+			c.sendError(cl.ID, perr)
+		}
+		pipeline.PutCall(cl)
+		return false
+	}
+	go c.runCall(cl, buf, len(msg))
+	return true
+}
+
+// MaxRefusals is how many limit refusals in a row a client gets answered before it is
+// closed with 1008: past its limit, a client that does not slow down is only load.
+const MaxRefusals = 100
+
+// charge tracks the outcome of a limit check: refusals in a row close the client.
+func (c *wsClient) charge(perr *proto.Error) *proto.Error {
+	if perr == nil {
+		if c.refusals.Load() != 0 {
+			c.refusals.Store(0)
+		}
+		return nil
+	}
+	if perr.Status == fasthttp.StatusTooManyRequests && c.refusals.Add(1) == MaxRefusals {
+		go c.shutdown(websocket.ClosePolicyViolation, "rate limit exceeded repeatedly: "+perr.Message)
+	}
+	return perr
+}
+
+// admit takes n calls and size request bytes from the connection's budgets.
+func (c *wsClient) admit(n, size int) *proto.Error {
+	if c.inFlight.Add(int32(n)) > int32(c.h.cfg.WSMaxInFlight) {
+		c.inFlight.Add(-int32(n))
+		c.h.refused.Inc()
+		return errTooManyInFlight
+	}
+	if !c.pending.Acquire(size) {
+		c.inFlight.Add(-int32(n))
+		c.h.refused.Inc()
+		return errTooManyPendingBytes
+	}
+	return nil
+}
+
+func (c *wsClient) done(n, size int) {
+	c.pending.Release(size)
+	c.inFlight.Add(-int32(n))
+}
+
+// runCall runs one admitted call through the rest of the pipeline and queues its answer.
+func (c *wsClient) runCall(cl *pipeline.Call, buf *[]byte, size int) {
+	defer c.done(1, size)
+	if perr := c.h.pipe.Dispatch(c.h.net, cl); perr != nil {
+		if cl.ID != nil {
+			c.sendError(cl.ID, perr)
+		}
+	} else if cl.Ans != nil {
+		c.send(cl.Ans)
+	}
+	pipeline.PutCall(cl)
+	putMsgBuf(buf)
+}
+
+// startBatch counts a batch's elements against the budgets and runs it on a goroutine.
+func (c *wsClient) startBatch(buf *[]byte) bool {
+	who, ok := c.tenant()
+	if !ok {
+		c.refuseRevoked(nil)
+		return false
+	}
+	n := 0
+	if it, err := proto.NewArrayIter(*buf); err == nil {
+		for n <= c.h.cfg.MaxBatch {
+			if _, ok, err := it.Next(); err != nil || !ok {
+				break
+			}
+			n++
+		}
+	}
+	if perr := c.admit(max(n, 1), len(*buf)); perr != nil {
+		c.sendError(nil, perr) // one error for the batch, as for a batch over the size cap
+		return false
+	}
+	go func() {
+		defer c.done(max(n, 1), len(*buf))
+		out := getMsgBuf()
+		ans, perr := c.h.pipe.ServeBatch(c.h.net, (*out)[:0], *buf, c.up, time.Now().Add(c.h.cfg.UpstreamTimeout), who)
+		if perr == nil || perr.Status == fasthttp.StatusTooManyRequests {
+			perr = c.charge(perr)
+		}
+		*out = ans
+		switch {
+		case perr != nil:
+			c.sendError(nil, perr)
+			putMsgBuf(out)
+		case len(ans) > 0:
+			c.enqueue(outMsg{b: ans, buf: out})
+		default:
+			putMsgBuf(out) // only notifications: nothing to answer
+		}
+		putMsgBuf(buf)
+	}()
+	return true
+}
+
+// subscribe joins an eth_subscribe on the Mux, within the subscription budgets. Params
+// are canonical, so subscriptions that differ only in whitespace share one upstream
+// subscription.
+func (c *wsClient) subscribe(cl *pipeline.Call) {
+	if cl.ID == nil {
+		return // a notification cannot receive its subscription id
+	}
+	if perr := c.h.net.Policy.Admit(&cl.Req); perr != nil {
+		c.sendError(cl.ID, perr)
+		return
+	}
+	who, ok := c.tenant()
+	if !ok {
+		c.refuseRevoked(cl.ID)
+		return
+	}
+	// The tenant's plan: the method and its kind, one request and its cost; then the
+	// budgets and a subscription slot.
+	cl.Who = who
+	perr := c.charge(c.h.pipe.Charge(cl))
+	if perr == nil {
+		perr = c.takeSub()
+	}
+	if perr != nil {
+		c.sendError(cl.ID, perr)
+		return
+	}
+	c.subs.Join(cl.Req.Params, cl.ID, c, time.Now().Add(c.h.cfg.UpstreamTimeout))
+}
+
+// unsubscribe answers eth_unsubscribe locally: the upstream subscription may be shared,
+// and the Mux unsubscribes upstream when its last subscriber leaves.
+func (c *wsClient) unsubscribe(cl *pipeline.Call) {
+	if cl.ID == nil {
+		return
+	}
+	res := "false"
+	if gw := firstStringParam(cl.Req.Params); gw != nil && c.subs.Leave(c, gw) {
+		res = "true"
+		c.dropSub()
+	}
+	buf := getMsgBuf()
+	*buf = append(append(append(append((*buf)[:0], `{"jsonrpc":"2.0","id":`...), cl.ID...), `,"result":`...), res...)
+	*buf = append(*buf, '}')
+	c.enqueue(outMsg{b: *buf, buf: buf})
+}
+
+// firstStringParam returns the decoded params[0] when it is a string.
+func firstStringParam(params []byte) []byte {
+	if proto.FirstByte(params) != '[' {
+		return nil
+	}
+	s := proto.Nth(params, 0)
+	if !s.Present() {
+		return nil
+	}
+	var buf [128]byte
+	v, ok := proto.DecodeString(buf[:], s.Bytes(params))
+	if !ok {
+		return nil
+	}
+	return append([]byte(nil), v...)
+}
