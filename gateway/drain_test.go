@@ -67,7 +67,7 @@ func TestDrainClosesKeepAliveConnections(t *testing.T) {
 		<-done
 		gw.srv.cfg.DrainDelay = 0
 	})
-	waitFor(t, "draining", func() bool { return gw.srv.draining.Load() })
+	waitFor(t, "draining", func() bool { return gw.srv.probe.Draining() })
 
 	resp := roundTrip("during the drain") // the same connection
 	// resp.Close is net/http's reading of Connection: close (it drops the header).

@@ -173,7 +173,7 @@ func TestShutdownDrains(t *testing.T) {
 	<-arrived
 	done := make(chan error, 1)
 	go func() { done <- gw.srv.Shutdown(context.Background()) }()
-	for !gw.srv.draining.Load() {
+	for !gw.srv.probe.Draining() {
 		runtime.Gosched()
 	}
 	if gw.srv.Ready() {

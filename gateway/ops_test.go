@@ -115,7 +115,7 @@ func TestDrainSpreadsWebsocketCloses(t *testing.T) {
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- gw.srv.Shutdown(context.Background()) }()
-	waitFor(t, "draining", func() bool { return gw.srv.draining.Load() })
+	waitFor(t, "draining", func() bool { return gw.srv.probe.Draining() })
 	_, resp, err := websocket.DefaultDialer.Dial(gw.WSURL, nil)
 	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("a new client during the drain: %v %v", err, resp)

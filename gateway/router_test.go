@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infura-gateway/infura-gateway/gateway/admin"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
@@ -49,7 +50,7 @@ func multiGateway(t *testing.T, ups []upstreamDef, extra ...string) *testGateway
 func (gw *testGateway) state(t *testing.T, name string) upstream.UpstreamStatus {
 	t.Helper()
 	code, body := do(t, "GET", gw.AdminURL+"/status", "")
-	var page statusPage
+	var page admin.StatusPage
 	if err := json.Unmarshal(body, &page); code != 200 || err != nil {
 		t.Fatalf("/status: %d %v %s", code, err, body)
 	}

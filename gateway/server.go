@@ -15,18 +15,19 @@ import (
 	"os"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
+	"github.com/infura-gateway/infura-gateway/gateway/admin"
 	"github.com/infura-gateway/infura-gateway/gateway/clientip"
 	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/limit"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
+	"github.com/infura-gateway/infura-gateway/gateway/redact"
 	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
 	"github.com/infura-gateway/infura-gateway/gateway/rest"
 	"github.com/infura-gateway/infura-gateway/gateway/rpc"
@@ -71,12 +72,11 @@ type Server struct {
 	m struct {
 		reloads [2]*metrics.Counter // ok, refused
 	}
-	inFlight  atomic.Int64
 	handler   fasthttp.RequestHandler
 	srv       *fasthttp.Server
 	adminAddr string
-	serving   atomic.Bool
-	draining  atomic.Bool
+	probe     *admin.Probe
+	inst      *admin.Instrumenter
 
 	getenv   func(string) string
 	reloadMu sync.Mutex
@@ -113,7 +113,9 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		reg:     upstream.NewRegistry(),
 		getenv:  opts.Getenv,
 		stop:    make(chan struct{}),
+		probe:   admin.NewProbe(opts.Version),
 	}
+	s.inst = admin.NewInstrumenter(s.reg, s.log, cfg.LogRequests)
 	if err := s.startAccess(); err != nil {
 		return nil, err
 	}
@@ -131,10 +133,16 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		s.s2s = socket.New(&s.cfg, s.acc, s.pipe, s.net, s.reg)
 		s.closers = append(s.closers, s.s2s.Close)
 	}
-	if err := s.startAdmin(); err != nil {
-		s.closeAccess()
-		net.Close()
-		return nil, err
+	if cfg.AdminListen != "" {
+		l, err := admin.Listen(admin.Config{Addr: cfg.AdminListen, Pprof: cfg.Pprof, ReadTimeout: cfg.ReadTimeout,
+			WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout, Log: s.log}, s.inst, s.reg, s.probe, net)
+		if err != nil {
+			s.closeAccess()
+			net.Close()
+			return nil, err
+		}
+		s.adminAddr = l.Addr
+		s.closers = append(s.closers, l.Close)
 	}
 	s.handler = s.closeWhenDraining(s.withCORS(s.keyRoutes(s.routeTable().Handler)))
 	s.srv = &fasthttp.Server{
@@ -150,7 +158,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		DisableHeaderNamesNormalizing: false,
 		CloseOnShutdown:               true,
 		ErrorHandler:                  s.transportError,
-		Logger:                        fasthttpLogger{s.log},
+		Logger:                        redact.Logger{L: s.log},
 	}
 	metrics.RegisterSet(s.reg.Set)
 	net.Start()
@@ -176,7 +184,7 @@ func (s *Server) closeWhenDraining(next fasthttp.RequestHandler) fasthttp.Reques
 		// After next: a handler that resets the answer cannot drop it. Not on a
 		// websocket upgrade: fasthttp would close the connection instead of handing it
 		// over (the socket server closes those clients with 1001 itself).
-		if s.draining.Load() && !ctx.Hijacked() {
+		if s.probe.Draining() && !ctx.Hijacked() {
 			ctx.SetConnectionClose()
 		}
 	}
@@ -203,13 +211,13 @@ func (s *Server) registerMetrics() {
 	s.reg.Gauge(`gateway_build_info{version="`+s.version+`",goversion="`+runtime.Version()+`"}`,
 		"Build version and Go version; always 1.", func() float64 { return 1 })
 	s.reg.Gauge("gateway_ready", "1 when /readyz answers 200: serving, not draining.", func() float64 {
-		if s.Ready() {
+		if s.probe.Ready() {
 			return 1
 		}
 		return 0
 	})
 	s.reg.Gauge("gateway_requests_in_flight", "Requests being handled now.",
-		func() float64 { return float64(s.inFlight.Load()) })
+		func() float64 { return float64(s.inst.InFlight()) })
 	s.reg.Gauge("gateway_pending_request_bytes", "Request bytes waiting on the upstream, every transport together.",
 		func() float64 { return float64(s.pipe.Pending().InUse()) })
 	const reloadHelp = "Configuration file reloads, by result."
@@ -299,7 +307,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln = pl
 	}
 	s.log.Info("serving", "addr", ln.Addr().String(), "version", s.version, "config", s.cfg)
-	s.serving.Store(true)
+	s.probe.SetServing()
 	return s.srv.Serve(ln)
 }
 
@@ -319,7 +327,7 @@ func (s *Server) ListenAndServe() error {
 // in-flight requests get until ctx ends (or ShutdownTimeout), then websocket clients
 // and upstream connections are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.draining.Store(true)
+	s.probe.SetDraining()
 	window := s.cfg.WSDrainWindow
 	if window == 0 {
 		window = s.cfg.DrainDelay
@@ -355,7 +363,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close stops background work and upstream connections without draining.
 func (s *Server) Close() {
 	s.stopOnce.Do(func() {
-		s.draining.Store(true)
+		s.probe.SetDraining()
 		close(s.stop)
 		for i := len(s.closers) - 1; i >= 0; i-- {
 			s.closers[i]()
@@ -383,9 +391,5 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 var errHeaderTooLarge = proto.NewError(proto.CodeInvalidRequest, fasthttp.StatusRequestHeaderFieldsTooLarge,
 	"request header too large")
 
-type fasthttpLogger struct{ l *slog.Logger }
-
-// Printf logs fasthttp's messages; what they quote of a client's request is redacted.
-func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Debug("fasthttp", "msg", redactClientBytes(fmt.Sprintf(format, args...)))
-}
+// Ready reports whether the gateway should receive traffic: serving, not draining.
+func (s *Server) Ready() bool { return s.probe.Ready() }

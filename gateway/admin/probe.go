@@ -1,28 +1,50 @@
-package gateway
+package admin
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
+
+// Probe is the gateway's life as probes see it: serving once it listens, draining once
+// shutdown began. /health answers while the process lives; /readyz only while serving
+// and not draining.
+type Probe struct {
+	version           string
+	serving, draining atomic.Bool
+}
+
+// NewProbe makes the probe of a gateway of version.
+func NewProbe(version string) *Probe { return &Probe{version: version} }
+
+// SetServing marks the listener open.
+func (s *Probe) SetServing() { s.serving.Store(true) }
+
+// SetDraining marks the start of shutdown: /readyz turns 503.
+func (s *Probe) SetDraining() { s.draining.Store(true) }
+
+// Draining reports whether shutdown began.
+func (s *Probe) Draining() bool { return s.draining.Load() }
 
 // Ready reports whether this pod should receive traffic: it serves, and it is not
 // draining. Upstream health is not part of it: every pod shares the upstreams, so an
 // upstream outage would take every pod out at once and leave clients nothing to talk
 // to; it shows in /status, the metrics and the alerts instead, and the router routes
 // around it.
-func (s *Server) Ready() bool {
+func (s *Probe) Ready() bool {
 	return s.serving.Load() && !s.draining.Load()
 }
 
-// health is liveness: the process serves requests. The body is the one the original
+// Health is liveness: the process serves requests. The body is the one the original
 // REST API defined, which clients already parse.
-func (s *Server) health(ctx *fasthttp.RequestCtx) {
+func (s *Probe) Health(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentTypeBytes(pipeline.ContentTypeJSON)
 	b := append(ctx.Response.Body()[:0:0], `{"status":200,"message":"Healthcheck response","datetime":"`...)
 	b = time.Now().UTC().AppendFormat(b, time.RFC3339Nano)
@@ -32,8 +54,8 @@ func (s *Server) health(ctx *fasthttp.RequestCtx) {
 	ctx.SetBody(b)
 }
 
-// readyz is readiness: 200 when the upstream answered recently and we are not draining.
-func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
+// Readyz is readiness: 200 when the upstream answered recently and we are not draining.
+func (s *Probe) Readyz(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentTypeBytes(pipeline.ContentTypeJSON)
 	switch {
 	case s.draining.Load():
@@ -47,18 +69,22 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// statusPage is GET /status: the gateway and every upstream, as the router sees them.
+// StatusPage is GET /status: the gateway and every upstream, as the router sees them.
 // It holds no URL or key: names, states and figures only.
-type statusPage struct {
+type StatusPage struct {
 	Version  string `json:"version"`
 	Ready    bool   `json:"ready"`
 	Draining bool   `json:"draining"`
 	upstream.Status
 }
 
-// status serves GET /status.
-func (s *Server) status(ctx *fasthttp.RequestCtx) {
-	page := statusPage{Version: s.version, Ready: s.Ready(), Draining: s.draining.Load(), Status: s.net.Router.Status()}
+// StatusHandler serves GET /status: the probe's state and n's upstreams.
+func StatusHandler(s *Probe, n *network.Network) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) { status(ctx, s, n) }
+}
+
+func status(ctx *fasthttp.RequestCtx, s *Probe, n *network.Network) {
+	page := StatusPage{Version: s.version, Ready: s.Ready(), Draining: s.draining.Load(), Status: n.Router.Status()}
 	b, err := json.MarshalIndent(page, "", "  ")
 	if err != nil {
 		pipeline.WriteError(ctx, nil, proto.ErrInternal)

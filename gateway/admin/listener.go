@@ -1,41 +1,45 @@
-package gateway
+package admin
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http/pprof"
 	runtimepprof "runtime/pprof"
+	"time"
 
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
+	"github.com/infura-gateway/infura-gateway/gateway/redact"
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
 // The admin listener serves what operators and Prometheus need and clients must never
 // reach: /metrics, /status, /health and /readyz again (for probes that cannot reach the
 // public port) and, with -pprof, Go's profiler. It stays up while the public listener
 // drains, so the last scrapes of a terminating pod still land.
-func (s *Server) startAdmin() error {
-	if s.cfg.AdminListen == "" {
-		return nil
-	}
-	ln, err := net.Listen("tcp", s.cfg.AdminListen)
+//
+// Listen starts it on cfg.Addr; Close ends it.
+func Listen(cfg Config, inst *Instrumenter, reg *upstream.Registry, probe *Probe, n *network.Network) (*Listener, error) {
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("cannot listen on the admin address %s: %w", s.cfg.AdminListen, err)
+		return nil, fmt.Errorf("cannot listen on the admin address %s: %w", cfg.Addr, err)
 	}
 	r := router.New()
-	r.GET("/metrics", s.instrument("metrics", s.metricsHandler))
-	r.GET("/status", s.instrument("status", s.status))
+	r.GET("/metrics", inst.Wrap("metrics", MetricsHandler(reg)))
+	r.GET("/status", inst.Wrap("status", StatusHandler(probe, n)))
 	// Probes may use HEAD, as on the public listener.
-	health, readyz := s.instrument("admin_health", s.health), s.instrument("admin_readyz", s.readyz)
+	health, readyz := inst.Wrap("admin_health", probe.Health), inst.Wrap("admin_readyz", probe.Readyz)
 	r.GET("/health", health)
 	r.HEAD("/health", health)
 	r.GET("/readyz", readyz)
 	r.HEAD("/readyz", readyz)
-	if s.cfg.Pprof {
+	if cfg.Pprof {
 		index := fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)
 		// No cmdline: the command line holds the flags, and a flag may hold a secret.
 		named := map[string]fasthttp.RequestHandler{
@@ -58,19 +62,38 @@ func (s *Server) startAdmin() error {
 	}
 	r.NotFound = func(ctx *fasthttp.RequestCtx) { pipeline.WriteError(ctx, nil, errNotOnAdmin) }
 	srv := &fasthttp.Server{Handler: r.Handler, Name: "infura-gateway-admin", NoDefaultServerHeader: true,
-		ReadTimeout: s.cfg.ReadTimeout, WriteTimeout: s.cfg.WriteTimeout, IdleTimeout: s.cfg.IdleTimeout,
-		Logger: fasthttpLogger{s.log}}
-	s.adminAddr = ln.Addr().String()
-	s.wg.Add(1)
+		ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout,
+		Logger: redact.Logger{L: cfg.Log}}
+	l := &Listener{Addr: ln.Addr().String(), srv: srv, done: make(chan struct{})}
 	go func() {
-		defer s.wg.Done()
+		defer close(l.done)
 		if err := srv.Serve(ln); err != nil {
-			s.log.Error("admin listener stopped", "err", err)
+			cfg.Log.Error("admin listener stopped", "err", err)
 		}
 	}()
-	s.closers = append(s.closers, func() { _ = srv.Shutdown() })
-	s.log.Info("admin listening", "addr", s.adminAddr, "pprof", s.cfg.Pprof)
-	return nil
+	cfg.Log.Info("admin listening", "addr", l.Addr, "pprof", cfg.Pprof)
+	return l, nil
+}
+
+// Config is the admin listener's: its address, pprof, timeouts, logger.
+type Config struct {
+	Addr                                   string
+	Pprof                                  bool
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	Log                                    *slog.Logger
+}
+
+// Listener is a running admin listener.
+type Listener struct {
+	Addr string // the address it listens on
+	srv  *fasthttp.Server
+	done chan struct{}
+}
+
+// Close stops the listener and waits for its server to end.
+func (l *Listener) Close() {
+	_ = l.srv.Shutdown()
+	<-l.done
 }
 
 var errNoProfile = proto.NewError(proto.CodeMethodNotFound, fasthttp.StatusNotFound,

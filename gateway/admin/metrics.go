@@ -1,13 +1,22 @@
-package gateway
+// Package admin is what operators and their tools talk to: the route metrics every
+// handler is wrapped in, /metrics, /status, the probes (/health, /readyz) and pprof on
+// the admin listener. It imports network/ (for /status), pipeline/ (answers in JSON),
+// redact/ and upstream/ (the metrics registry).
+package admin
 
 import (
 	"bytes"
+	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/gateway/redact"
+	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
 // Route metrics are created once per route at start and kept in the route's handler,
@@ -25,7 +34,7 @@ type routeMetrics struct {
 var requestBuckets = metrics.ExponentialBuckets(0.0001, 2, 18)
 
 // newRouteMetrics returns the metrics of a route label.
-func (s *Server) newRouteMetrics(route string) *routeMetrics {
+func (s *Instrumenter) newRouteMetrics(route string) *routeMetrics {
 	rm := &routeMetrics{
 		duration: s.reg.Histogram(`gateway_request_duration_seconds{route="`+route+`"}`,
 			"Time from request read to response written, by route.", requestBuckets),
@@ -50,11 +59,31 @@ func (rm *routeMetrics) observe(code int, start time.Time) {
 	rm.duration.Update(time.Since(start).Seconds())
 }
 
-// instrument wraps a route's handler with its metrics, and with a log line per request
+// Instrumenter wraps route handlers with their metrics, counts the requests in
+// flight and, with -log-requests, logs each.
+type Instrumenter struct {
+	reg         *upstream.Registry
+	log         *slog.Logger
+	logRequests bool
+	inFlight    atomic.Int64
+}
+
+// NewInstrumenter makes the route metrics of a gateway, in reg.
+func NewInstrumenter(reg *upstream.Registry, log *slog.Logger, logRequests bool) *Instrumenter {
+	return &Instrumenter{reg: reg, log: log, logRequests: logRequests}
+}
+
+// InFlight is the number of requests being handled now.
+func (s *Instrumenter) InFlight() int64 { return s.inFlight.Load() }
+
+// LogPath is the request path fit for a log line: everything after /v3/ is replaced.
+func LogPath(ctx *fasthttp.RequestCtx) string { return redact.Path(string(ctx.Path())) }
+
+// Wrap wraps a route's handler with its metrics, and with a log line per request
 // when -log-requests is on. It runs once per route at start.
-func (s *Server) instrument(route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
+func (s *Instrumenter) Wrap(route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	rm := s.newRouteMetrics(route)
-	if s.cfg.LogRequests {
+	if s.logRequests {
 		return func(ctx *fasthttp.RequestCtx) {
 			start := ctx.Time()
 			s.inFlight.Add(1)
@@ -62,7 +91,7 @@ func (s *Server) instrument(route string, h fasthttp.RequestHandler) fasthttp.Re
 			s.inFlight.Add(-1)
 			code := ctx.Response.StatusCode()
 			rm.observe(code, start)
-			s.log.Info("request", "route", route, "method", string(ctx.Method()), "path", logPath(ctx),
+			s.log.Info("request", "route", route, "method", string(ctx.Method()), "path", LogPath(ctx),
 				"status", code, "duration", time.Since(start), "remote", ctx.RemoteIP().String(),
 				"cache", string(ctx.Response.Header.Peek("X-Cache")))
 		}
@@ -80,9 +109,14 @@ func init() { metrics.ExposeMetadata(true) }
 
 // metricsHandler writes Prometheus text: this server's metrics plus Go and process
 // metrics, with HELP texts. Scrapes are rare; the copies do not matter.
-func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx) {
+// MetricsHandler serves reg (and the process's metrics) in Prometheus text format.
+func MetricsHandler(reg *upstream.Registry) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) { writeMetrics(ctx, reg) }
+}
+
+func writeMetrics(ctx *fasthttp.RequestCtx, reg *upstream.Registry) {
 	var raw bytes.Buffer
-	s.reg.WritePrometheus(&raw)
+	reg.WritePrometheus(&raw)
 	metrics.WriteProcessMetrics(&raw)
 	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
 	out := make([]byte, 0, raw.Len()+raw.Len()/4)
@@ -93,7 +127,7 @@ func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx) {
 				out = append(out, helpPrefix...)
 				out = append(out, renamed(name)...)
 				out = append(out, ' ')
-				out = append(out, s.helpFor(renamed(name))...)
+				out = append(out, helpFor(reg, renamed(name))...)
 				out = append(out, '\n')
 				continue
 			}
@@ -105,8 +139,8 @@ func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx) {
 
 // helpFor returns the HELP text of a family: the one written where the metric is
 // declared, or a generic one for the Go and process metrics of the metrics library.
-func (s *Server) helpFor(name string) string {
-	if h, ok := s.reg.Help(name); ok {
+func helpFor(reg *upstream.Registry, name string) string {
+	if h, ok := reg.Help(name); ok {
 		return h
 	}
 	switch {

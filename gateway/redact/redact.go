@@ -1,18 +1,21 @@
-package gateway
-
-import (
-	"net/netip"
-	"strconv"
-	"strings"
-)
-
-// Redaction of what a client puts in a path or in bytes fasthttp quotes back. Keys
+// Package redact removes what a client puts in a path or in bytes fasthttp quotes back. Keys
 // travel in paths (/v3/<key>, /ws/v3/<key>), and a client that gets the shape slightly
 // wrong (a trailing slash, an extra segment, another case, percent-encoding) still sends
 // its key. So the rule does not look for a well-formed key: everything after the first
 // "/v3/" of a path, whatever follows, is replaced. Every log line, error and metric
-// label that carries a request path goes through redactPath (logPath); fasthttp's own
-// messages through redactClientBytes.
+// label that carries a request path goes through Path; fasthttp's own
+// messages through ClientBytes.
+//
+// It imports only the standard library.
+package redact
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+)
 
 // redacted replaces what follows /v3/.
 const redacted = "redacted"
@@ -61,21 +64,21 @@ func lower(b byte) byte {
 	return b
 }
 
-// redactPath returns a request path fit for logs, errors and metric labels: from
+// Path returns a request path fit for logs, errors and metric labels: from
 // /v3/ on (so /ws/v3/ too), the rest of the path is replaced, whatever its shape.
-func redactPath(p string) string {
+func Path(p string) string {
 	if i := keyPathEnd(p); i >= 0 && i < len(p) {
 		return p[:i] + redacted
 	}
 	return p
 }
 
-// redactClientBytes makes a fasthttp message fit for the log. fasthttp quotes (%q)
+// ClientBytes makes a fasthttp message fit for the log. fasthttp quotes (%q)
 // what it repeats of a request it could not parse: the request line, a header, the
 // start of the buffer; any of them may hold a key (in the path, in Authorization or
 // X-API-Key). A quoted part is kept only when it is an address (the connection's
 // ends); in the rest, paths are redacted as redactPath does.
-func redactClientBytes(msg string) string {
+func ClientBytes(msg string) string {
 	var b strings.Builder
 	for {
 		i := strings.IndexByte(msg, '"')
@@ -125,4 +128,13 @@ func redactPathsIn(s string) string {
 	}
 	b.WriteString(s)
 	return b.String()
+}
+
+// Logger is a fasthttp logger (Printf) that logs through L at debug level, with what
+// fasthttp quotes of a client's request redacted.
+type Logger struct{ L *slog.Logger }
+
+// Printf logs one fasthttp message.
+func (f Logger) Printf(format string, args ...any) {
+	f.L.Debug("fasthttp", "msg", ClientBytes(fmt.Sprintf(format, args...)))
 }
