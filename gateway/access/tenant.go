@@ -1,0 +1,242 @@
+package access
+
+import (
+	"math"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/gateway/limit"
+	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
+	"github.com/infura-gateway/infura-gateway/proto"
+)
+
+// Tenant is who a call counts against: a key, or a client address on the anonymous
+// plan. Its limit handles live as long as the configuration (keys) or the address's
+// activity (anonymous).
+type Tenant struct {
+	name    string   // the key's name, or "anonymous"
+	hash    [32]byte // the key's SHA-256 (keys only)
+	plan    *plan
+	origins []string
+	allow   proto.MethodSet
+	deny    proto.MethodSet
+
+	rps, ups *limit.Bucket
+	daily    *limit.Quota
+	conns    *limit.Slots
+	subs     *limit.Slots
+
+	m *tenantMetrics
+
+	// Anonymous tenants only (anonymous.go).
+	lastUse    atomic.Int64 // the table's clock (ns) at its last call
+	holders    atomic.Int32 // websocket clients holding it
+	prepaid    atomic.Bool  // its first request was charged to its aggregates on admission
+	block      netip.Prefix // its key in the table
+	agg        [2]*Tenant   // the /48 and /32 aggregates its calls count against too
+	rest       int64        // ns after its last call when its buckets are full again
+	bytes      int64        // its estimated size
+	refs       int          // aggregates: entries under it (under the table's lock)
+	prev, next *Tenant      // the table's order of use (under its lock)
+
+	ref *Ref // keys only: the key across reloads
+
+	sharedBudget sharedcache.Budget // bytes its answers may still write into Redis this minute
+}
+
+// Ref is where a long-lived session (a websocket) finds its tenant on every call,
+// rather than keeping the one it connected with: a reload swaps what it holds. A key's
+// ref follows the key across reloads (the key's tenant is replaced when its plan
+// changes) and is revoked when the key is removed. An unkeyed session holds one of its
+// own (socket2socket_access.go).
+type Ref struct {
+	cur     atomic.Pointer[Tenant] // nil: not limited
+	revoked atomic.Bool
+}
+
+// Load returns the current tenant; ok is false once the key was removed.
+func (r *Ref) Load() (t *Tenant, ok bool) {
+	if r.revoked.Load() {
+		return nil, false
+	}
+	return r.cur.Load(), true
+}
+
+type tenantMetrics struct {
+	requests, units *metrics.Counter
+	refused         [numRefusals]*metrics.Counter // by refusal
+}
+
+// Refusals, the limit label of gateway_key_refused_total.
+const (
+	refusedRate = iota
+	refusedUnits
+	refusedQuota
+	RefusedConnections
+	RefusedSubscriptions
+	refusedMethod
+	numRefusals
+)
+
+var refusalNames = [numRefusals]string{"rate", "units", "quota", "connections", "subscriptions", "method"}
+
+func (a *Access) newCallerMetrics(name string) *tenantMetrics {
+	m := &tenantMetrics{}
+	m.requests = a.reg.Counter(`gateway_key_requests_total{key="`+name+`"}`, "Requests (batch elements count one each) by API key name; anonymous tenants together.")
+	m.units = a.reg.Counter(`gateway_key_units_total{key="`+name+`"}`, "Cost units spent by API key name.")
+	for i, l := range refusalNames {
+		m.refused[i] = a.reg.Counter(`gateway_key_refused_total{key="`+name+`",limit="`+l+`"}`,
+			"Requests refused by API key name and by the limit that refused them.")
+	}
+	return m
+}
+
+func (c *Tenant) close() {
+	if c.rps != nil {
+		c.rps.Close()
+	}
+	if c.ups != nil {
+		c.ups.Close()
+	}
+	if c.daily != nil {
+		c.daily.Close()
+	}
+	if c.conns != nil {
+		c.conns.Close()
+	}
+	if c.subs != nil {
+		c.subs.Close()
+	}
+}
+
+// limitDescriptions name each limit in a refusal.
+var limitDescriptions = [numRefusals]string{"requests per second", "units per second", "daily units quota",
+	"concurrent connections", "subscriptions", "methods"}
+
+// limitError is the answer to a refused check: 429, Retry-After, -32005 naming the
+// limit and the plan.
+func limitError(c *Tenant, d limit.Decision, which int) *proto.Error {
+	msg := limitDescriptions[which] + " limit of plan " + c.plan.name + " exceeded"
+	switch d.Reason {
+	case limit.ReasonRedisDown:
+		msg = limitDescriptions[which] + " limit unavailable (Redis unreachable, limits fail closed)"
+	case limit.ReasonTooLarge:
+		msg = "request costs more than the " + limitDescriptions[which] + " limit of plan " + c.plan.name + " allows at once"
+	}
+	e := proto.NewError(proto.CodeLimitExceeded, fasthttp.StatusTooManyRequests, msg)
+	e.RetryAfter = max(1, int(math.Ceil(d.RetryAfter.Seconds())))
+	return e
+}
+
+// spend takes n requests and units of cost from c's limits; the first that refuses
+// answers.
+func (c *Tenant) Spend(n, cost int64) *proto.Error {
+	if c == nil {
+		return nil
+	}
+	if c.rps != nil {
+		if d := c.rps.Take(n); !d.OK {
+			c.m.refused[refusedRate].Inc()
+			return limitError(c, d, refusedRate)
+		}
+	}
+	if c.ups != nil {
+		if d := c.ups.Take(cost); !d.OK {
+			c.m.refused[refusedUnits].Inc()
+			return limitError(c, d, refusedUnits)
+		}
+	}
+	if c.daily != nil {
+		if d := c.daily.Take(cost); !d.OK {
+			c.m.refused[refusedQuota].Inc()
+			return limitError(c, d, refusedQuota)
+		}
+	}
+	if c.agg[0] != nil || c.agg[1] != nil {
+		if e := c.spendAggregates(n, cost); e != nil {
+			return e
+		}
+	}
+	c.m.requests.Add(int(n))
+	c.m.units.Add(int(cost))
+	return nil
+}
+
+// allows reports whether c's plan and key let it make the call r: its method and, for
+// eth_subscribe, its subscription kind, each with its family (proto.NewDenySet).
+func (c *Tenant) Allows(r *proto.Request) bool {
+	if c == nil {
+		return true
+	}
+	return c.plan.allow.Allows(r) && !c.plan.deny.Names(r) && c.allow.Allows(r) && !c.deny.Names(r)
+}
+
+// acquire takes one of c's slots (connections or subscriptions).
+func (c *Tenant) Acquire(s *limit.Slots, which int) *proto.Error {
+	if c == nil || s == nil {
+		return nil
+	}
+	if d := s.Acquire(); !d.OK {
+		c.m.refused[which].Inc()
+		return limitError(c, d, which)
+	}
+	return nil
+}
+
+// connSlots and subSlots are c's slot handles (nil: no such limit, or no tenant).
+func (c *Tenant) ConnSlots() *limit.Slots {
+	if c == nil {
+		return nil
+	}
+	return c.conns
+}
+
+func (c *Tenant) SubSlots() *limit.Slots {
+	if c == nil {
+		return nil
+	}
+	return c.subs
+}
+
+func Release(s *limit.Slots) {
+	if s != nil {
+		s.Release()
+	}
+}
+
+// Charge counts one call against t's limits: the method must be on the plan, then one
+// request and cost units. No tenant: not limited.
+func (t *Tenant) Charge(r *proto.Request, cost int64) *proto.Error {
+	if t == nil {
+		return nil
+	}
+	if !t.Allows(r) {
+		return t.RefuseMethod()
+	}
+	return t.Spend(1, cost)
+}
+
+// RefuseMethod counts a call refused because its method is not on t's plan, and
+// returns the answer to it.
+func (t *Tenant) RefuseMethod() *proto.Error {
+	t.m.refused[refusedMethod].Inc()
+	return ErrMethodPlan
+}
+
+// Ref returns where a long-lived session finds this key's tenant across reloads; nil
+// for an anonymous tenant (the session holds a Ref of its own).
+func (c *Tenant) Ref() *Ref {
+	if c == nil {
+		return nil
+	}
+	return c.ref
+}
+
+// SharedBudget is the tenant's budget of bytes written to the shared cache tier.
+func (c *Tenant) SharedBudget() *sharedcache.Budget { return &c.sharedBudget }
+
+// Set makes t the tenant r holds (a session's own Ref: unkeyed clients).
+func (r *Ref) Set(t *Tenant) { r.cur.Store(t) }
