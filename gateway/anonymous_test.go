@@ -11,6 +11,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/infura-gateway/infura-gateway/gateway/config"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/heap"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
 )
 
@@ -48,7 +49,7 @@ func (c *directCall) from(ip net.IP) int {
 func TestIPv6Spread(t *testing.T) {
 	s, c := anonServer(t, "{plan: anon}", "{requests_per_second: 2, burst: 4}")
 	gw := &testGateway{srv: s}
-	before := heapAfterGC()
+	before := heap.AfterGC()
 	const n = 100000
 	start := time.Now()
 	answered, refused, maxEntries := 0, 0, 0
@@ -66,7 +67,7 @@ func TestIPv6Spread(t *testing.T) {
 		}
 	}
 	el := time.Since(start)
-	grown := int64(heapAfterGC()) - int64(before)
+	grown := int64(heap.AfterGC()) - int64(before)
 	t.Logf("%d answered, %d refused in %v; heap grew %d KiB; table at most %d entries", answered, refused, el, grown>>10, maxEntries)
 	// Sixteen /48s, each 32/s with a burst of 64 (and one request per new /64 it admits).
 	if bound := 16 * (64 + 32*(el.Seconds()+1)); float64(answered) > bound {
@@ -91,7 +92,7 @@ func TestAnonymousTableBounded(t *testing.T) {
 	const capacity = 5000
 	s, c := anonServer(t, "{plan: anon, max_clients: 5000, per_48: {}}", "{requests_per_second: 50, burst: 4}")
 	gw := &testGateway{srv: s}
-	before := heapAfterGC()
+	before := heap.AfterGC()
 	maxEntries := 0
 	for i := range 100000 {
 		if code := c.from(slash64(i)); code != 200 && code != 429 && code != 504 {
@@ -101,7 +102,7 @@ func TestAnonymousTableBounded(t *testing.T) {
 			maxEntries = max(maxEntries, int(gw.metric(t, "gateway_anonymous_table_entries")))
 		}
 	}
-	grown := int64(heapAfterGC()) - int64(before)
+	grown := int64(heap.AfterGC()) - int64(before)
 	// The table's own estimate of its bytes, full: what max_bytes is compared with.
 	bound := int64(gw.metric(t, "gateway_anonymous_table_bytes")) + 8<<20
 	t.Logf("table at most %d entries; heap grew %d KiB (bound %d KiB); overflow %v, evicted %v", maxEntries, grown>>10, bound>>10,

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"strings"
@@ -14,23 +13,16 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
-)
 
-// heapAfterGC returns the live heap: what the process really holds.
-func heapAfterGC() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
+	"github.com/infura-gateway/infura-gateway/gateway/internal/heap"
+)
 
 // peakHeap runs fn while sampling the heap every millisecond, with the collector made
 // eager (GOGC=10) so that garbage does not hide what is really held, and returns the
 // highest heap seen above the live heap before fn: what the gateway held at its worst.
 func peakHeap(fn func()) int64 {
 	defer debug.SetGCPercent(debug.SetGCPercent(10))
-	base := heapAfterGC()
+	base := heap.AfterGC()
 	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	var peak uint64
 	stop := make(chan struct{})

@@ -1,36 +1,17 @@
 package gateway
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // keyMark stands for key material a client put in a path; the pieces are spelt
 // apart below (a mixed-case spelling, a percent-encoded one) and joined in the logs
 // only if a path is logged unredacted.
 const keyMark = "NEARKEYmaterial0123456789"
-
-// rawRequest writes req on a fresh connection and returns the status line.
-func rawRequest(t *testing.T, addr, req string) string {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	line, _ := bufio.NewReader(c).ReadString('\n')
-	return strings.TrimSpace(line)
-}
 
 // Nothing after /v3/ (or /ws/v3/) of a path reaches a log line, a metric label or an
 // error, whatever its shape: a key, a near-miss, a trailing slash, extra segments,

@@ -6,8 +6,8 @@ import (
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
 	"github.com/infura-gateway/infura-gateway/gateway/admin"
+	"github.com/infura-gateway/infura-gateway/gateway/httpapi"
 	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
-	"github.com/infura-gateway/infura-gateway/gateway/rest"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -27,19 +27,19 @@ func (s *Server) routeTable() *router.Router {
 	// /status (upstream names, health, errors) is on the admin listener only.
 
 	// client ⇄HTTP⇄ gateway ⇄HTTP⇄ upstream
-	r.GET("/blocknumber", s.inst.Wrap("blocknumber", s.restH.Handler(&rest.BlockNumber, s.net, s.net.HTTP)))
-	r.GET("/gasprice", s.inst.Wrap("gasprice", s.restH.Handler(&rest.GasPrice, s.net, s.net.HTTP)))
-	r.POST("/blockbynumber", s.inst.Wrap("blockbynumber", s.restH.Handler(&rest.BlockByNumber, s.net, s.net.HTTP)))
-	r.POST("/txbyblockandindex", s.inst.Wrap("txbyblockandindex", s.restH.Handler(&rest.TxByBlockAndIndex, s.net, s.net.HTTP)))
-	r.POST("/", s.inst.Wrap("rpc", s.rpcH.Serve))
+	r.GET("/blocknumber", s.inst.Wrap("blocknumber", s.httpH.Handler(&httpapi.BlockNumber, s.net, s.net.HTTP)))
+	r.GET("/gasprice", s.inst.Wrap("gasprice", s.httpH.Handler(&httpapi.GasPrice, s.net, s.net.HTTP)))
+	r.POST("/blockbynumber", s.inst.Wrap("blockbynumber", s.httpH.Handler(&httpapi.BlockByNumber, s.net, s.net.HTTP)))
+	r.POST("/txbyblockandindex", s.inst.Wrap("txbyblockandindex", s.httpH.Handler(&httpapi.TxByBlockAndIndex, s.net, s.net.HTTP)))
+	r.POST("/", s.inst.Wrap("rpc", s.httpH.RPC(s.net)))
 
 	// client ⇄HTTP⇄ gateway ⇄WebSocket⇄ upstream: the same routes through the Mux.
 	ws := r.Group("/ws")
 	ws.GET("/health", s.inst.Wrap("ws_health", s.probe.Health))
-	ws.GET("/blocknumber", s.inst.Wrap("ws_blocknumber", s.restH.Handler(&rest.BlockNumber, s.net, s.net.WS)))
-	ws.GET("/gasprice", s.inst.Wrap("ws_gasprice", s.restH.Handler(&rest.GasPrice, s.net, s.net.WS)))
-	ws.POST("/blockbynumber", s.inst.Wrap("ws_blockbynumber", s.restH.Handler(&rest.BlockByNumber, s.net, s.net.WS)))
-	ws.POST("/txbyblockandindex", s.inst.Wrap("ws_txbyblockandindex", s.restH.Handler(&rest.TxByBlockAndIndex, s.net, s.net.WS)))
+	ws.GET("/blocknumber", s.inst.Wrap("ws_blocknumber", s.httpH.Handler(&httpapi.BlockNumber, s.net, s.net.WS)))
+	ws.GET("/gasprice", s.inst.Wrap("ws_gasprice", s.httpH.Handler(&httpapi.GasPrice, s.net, s.net.WS)))
+	ws.POST("/blockbynumber", s.inst.Wrap("ws_blockbynumber", s.httpH.Handler(&httpapi.BlockByNumber, s.net, s.net.WS)))
+	ws.POST("/txbyblockandindex", s.inst.Wrap("ws_txbyblockandindex", s.httpH.Handler(&httpapi.TxByBlockAndIndex, s.net, s.net.WS)))
 
 	// client ⇄WebSocket⇄ gateway ⇄WebSocket⇄ upstream
 	r.GET("/socket2socket", s.inst.Wrap("socket2socket", s.socket2socket))
@@ -56,7 +56,7 @@ func (s *Server) routeTable() *router.Router {
 // or X-API-Key. They are matched here, ahead of the router, because the router's path
 // parameters allocate on every request.
 func (s *Server) keyRoutes(next fasthttp.RequestHandler) fasthttp.RequestHandler {
-	rpc := s.inst.Wrap("rpc", s.rpcH.Serve)
+	rpc := s.inst.Wrap("rpc", s.httpH.RPC(s.net))
 	ws := s.inst.Wrap("socket2socket", s.socket2socket)
 	other := s.inst.Wrap("other", func(ctx *fasthttp.RequestCtx) { pipeline.WriteError(ctx, nil, proto.ErrMethodNotAllowed) })
 	return func(ctx *fasthttp.RequestCtx) {

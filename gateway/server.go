@@ -24,13 +24,12 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/admin"
 	"github.com/infura-gateway/infura-gateway/gateway/clientip"
 	"github.com/infura-gateway/infura-gateway/gateway/config"
+	"github.com/infura-gateway/infura-gateway/gateway/httpapi"
 	"github.com/infura-gateway/infura-gateway/gateway/limit"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/gateway/redact"
 	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
-	"github.com/infura-gateway/infura-gateway/gateway/rest"
-	"github.com/infura-gateway/infura-gateway/gateway/rpc"
 	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
 	"github.com/infura-gateway/infura-gateway/gateway/socket"
 	"github.com/infura-gateway/infura-gateway/proto"
@@ -57,8 +56,7 @@ type Server struct {
 	net   *network.Network
 	pipe  *pipeline.Pipeline
 	s2s   *socket.Server // nil when no upstream has a websocket
-	restH *rest.Handlers
-	rpcH  *rpc.Handler
+	httpH *httpapi.Handlers
 
 	// Keys and limits (access.go); Redis shares them and the immutable answers
 	// (sharedcache) across replicas. redis, shared are nil without -redis-addr.
@@ -126,8 +124,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 	}
 	s.net = net
 	s.pipe = pipeline.New(&s.cfg, s.acc)
-	s.restH = rest.New(s.acc, s.pipe, cfg.UpstreamTimeout)
-	s.rpcH = rpc.New(s.acc, s.pipe, net, cfg.UpstreamTimeout)
+	s.httpH = httpapi.New(s.acc, s.pipe, cfg.UpstreamTimeout)
 	s.registerMetrics()
 	if net.HasWS {
 		s.s2s = socket.New(&s.cfg, s.acc, s.pipe, s.net, s.reg)

@@ -4,12 +4,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/infura-gateway/infura-gateway/gateway/config"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/heap"
 	"github.com/infura-gateway/infura-gateway/gateway/limit"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
@@ -36,15 +36,6 @@ func newTestAccess(t testing.TB, anonymous, plan string) *Access {
 		t.Fatal(err)
 	}
 	return a
-}
-
-// heapAfterGC returns the live heap: what the process really holds.
-func heapAfterGC() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
 }
 
 // TestAnonymousAtRest: what may be evicted and what not.
@@ -100,13 +91,13 @@ func TestAnonymousEntryBytes(t *testing.T) {
 		a := newTestAccess(t, "{plan: anon, max_clients: 100000, max_bytes: 1099511627776}", plan)
 		tab := &a.anon
 		const n = 20000
-		before := heapAfterGC()
+		before := heap.AfterGC()
 		for i := range n {
 			if c, _ := tab.get(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})); c == nil {
 				t.Fatal("no entry")
 			}
 		}
-		per := (int64(heapAfterGC()) - int64(before)) / n
+		per := (int64(heap.AfterGC()) - int64(before)) / n
 		t.Logf("%s: %d bytes per entry, estimated %d", plan, per, entryBytes(tab.plan))
 		if per > entryBytes(tab.plan) {
 			t.Errorf("%s: %d bytes per entry, more than the estimate of %d", plan, per, entryBytes(tab.plan))

@@ -1,3 +1,20 @@
+// Package pipeline runs every call, whatever its transport, through the same stages,
+// for the network the call resolved to:
+//
+//	parse    proto.Request.Parse: the envelope checked, the method decoded, params canonical
+//	policy   network.Policy.Admit: the deny-list; then the caller's plan and limits
+//	         (access.Tenant.Charge); the byte budget for requests waiting upstream
+//	cache    the network's cache (cache.go here): head-aware lookup, coalescing of
+//	         identical calls in flight, the shared tier behind it
+//	forward  the network's upstream (upstream.Pool over HTTP, upstream.Mux over
+//	         websockets), which writes the envelope itself: nothing of the client's bytes
+//	         but params
+//	answer   the client's id restored, byte for byte (answer.go: HTTP answers and errors)
+//
+// Transport code (rest/, rpc/, socket/) only moves bytes and maps errors to its framing
+// (HTTP status, websocket close code). Batches run the same stages per element and are
+// answered in request order, as geth answers them. It imports access/, cache/, network/,
+// config/, sharedcache/, upstream/ and proto/.
 package pipeline
 
 import (

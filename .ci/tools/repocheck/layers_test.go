@@ -32,8 +32,7 @@ var layers = map[string]int{
 	"gateway/access":      4, // limit, clientip, sharedcache, config
 	"gateway/network":     5, // cache, head: one chain
 	"gateway/pipeline":    6, // network, access, cache
-	"gateway/rest":        7, // the transports
-	"gateway/rpc":         7,
+	"gateway/httpapi":     7, // the transports
 	"gateway/socket":      7,
 	"gateway/admin":       7,
 	"gateway":             8,

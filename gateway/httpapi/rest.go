@@ -1,16 +1,15 @@
-// Package rest serves the seed's REST routes (GET /blocknumber, /gasprice, POST
-// /blockbynumber, /txbyblockandindex, and the same under /ws/): each a fixed JSON-RPC
-// method whose params are built from the body's fields, run through the pipeline of
-// the route's network over HTTP or websockets. It imports access/, pipeline/,
-// network/ and proto/.
-package rest
+// Package httpapi is the gateway's HTTP transport: POST / (and POST /v3/<key>), a
+// JSON-RPC 2.0 endpoint any Ethereum client can use as its RPC URL (rpc.go), and the
+// seed's REST routes (rest.go: GET /blocknumber, /gasprice, POST /blockbynumber,
+// /txbyblockandindex, and the same under /ws/), each a fixed method whose params are
+// built from the body's fields. Both identify the caller, run the call through the
+// pipeline of the route's network and frame the answer in HTTP. It imports access/,
+// pipeline/, network/ and proto/.
+package httpapi
 
 import (
-	"time"
-
 	"github.com/valyala/fasthttp"
 
-	"github.com/infura-gateway/infura-gateway/gateway/access"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
@@ -18,7 +17,6 @@ import (
 
 // Route describes one of the REST routes: the JSON-RPC call it makes. Answers carry
 // id 1, so a REST answer is the node's own answer to the same call, byte for byte.
-// Route is one REST route: its method, and how its params come from the body.
 type Route struct {
 	name []byte
 	// params validates a POST body and appends the canonical params; nil for routes
@@ -26,6 +24,7 @@ type Route struct {
 	params func(dst, body []byte) ([]byte, *proto.Error)
 }
 
+// The seed's routes.
 var (
 	BlockNumber       = Route{name: []byte("eth_blockNumber")}
 	GasPrice          = Route{name: []byte("eth_gasPrice")}
@@ -33,22 +32,8 @@ var (
 	TxByBlockAndIndex = Route{name: []byte("eth_getTransactionByBlockNumberAndIndex"), params: proto.AppendTxByBlockAndIndexParams}
 )
 
-// rest returns the handler of a REST route forwarding to up. It is built once per
-// route; a request allocates nothing in the gateway's code.
-// Handlers make the REST routes' handlers: callers identified by acc, calls run by
-// pipe with timeout.
-type Handlers struct {
-	acc     *access.Access
-	pipe    *pipeline.Pipeline
-	timeout time.Duration
-}
-
-// New makes the REST handlers.
-func New(acc *access.Access, pipe *pipeline.Pipeline, timeout time.Duration) *Handlers {
-	return &Handlers{acc: acc, pipe: pipe, timeout: timeout}
-}
-
-// Handler serves route r on network n through up (n.HTTP or n.WS).
+// Handler serves route r on network n through up (n.HTTP or n.WS). It is built once
+// per route; a request allocates nothing in the gateway's code.
 func (s *Handlers) Handler(r *Route, n *network.Network, up network.Caller) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		who, perr := s.acc.Identify(ctx)

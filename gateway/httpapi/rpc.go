@@ -1,7 +1,4 @@
-// Package rpc serves POST / (and POST /v3/<key>): a JSON-RPC 2.0 endpoint any
-// Ethereum client can use as its RPC URL, single calls and batches, through the
-// pipeline of its network over HTTP. It imports access/, pipeline/, network/ and proto/.
-package rpc
+package httpapi
 
 import (
 	"time"
@@ -14,27 +11,31 @@ import (
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
-// POST / is a JSON-RPC 2.0 endpoint any Ethereum client can use as its RPC URL: single
-// requests and batches, through the pipeline (pipeline.go). Like geth, JSON-RPC-level
-// errors (parse, invalid request, denied method) are answered with HTTP 200 and an error
-// object; transport failures (upstream down, too slow, over a budget) use the HTTP
-// status of the proto error. A notification (no id) gets an empty 200.
-// Handler serves POST / for one network.
-type Handler struct {
+// Handlers make the HTTP routes' handlers: callers identified by acc, calls run by
+// pipe with timeout.
+type Handlers struct {
 	acc     *access.Access
 	pipe    *pipeline.Pipeline
-	net     *network.Network
 	timeout time.Duration
 }
 
-// New makes the POST / handler of network n: callers identified by acc, calls run by
-// pipe with timeout.
-func New(acc *access.Access, pipe *pipeline.Pipeline, n *network.Network, timeout time.Duration) *Handler {
-	return &Handler{acc: acc, pipe: pipe, net: n, timeout: timeout}
+// New makes the HTTP handlers.
+func New(acc *access.Access, pipe *pipeline.Pipeline, timeout time.Duration) *Handlers {
+	return &Handlers{acc: acc, pipe: pipe, timeout: timeout}
 }
 
-// Serve answers one POST /.
-func (s *Handler) Serve(ctx *fasthttp.RequestCtx) {
+// POST / is a JSON-RPC 2.0 endpoint any Ethereum client can use as its RPC URL: single
+// requests and batches, through the pipeline (gateway/pipeline). Like geth, JSON-RPC-level
+// errors (parse, invalid request, denied method) are answered with HTTP 200 and an error
+// object; transport failures (upstream down, too slow, over a budget) use the HTTP
+// status of the proto error. A notification (no id) gets an empty 200.
+//
+// RPC serves POST / on network n.
+func (s *Handlers) RPC(n *network.Network) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) { s.rpc(ctx, n) }
+}
+
+func (s *Handlers) rpc(ctx *fasthttp.RequestCtx, n *network.Network) {
 	who, perr := s.acc.Identify(ctx)
 	if perr != nil {
 		pipeline.WriteError(ctx, nil, perr)
@@ -44,13 +45,13 @@ func (s *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	deadline := ctx.Time().Add(s.timeout)
 	switch proto.FirstByte(body) {
 	case '[':
-		s.rpcBatch(ctx, body, deadline, who)
+		s.rpcBatch(ctx, n, body, deadline, who)
 		return
 	case 0:
 		writeRPCError(ctx, nil, proto.ErrEmptyBody)
 		return
 	}
-	c := pipeline.GetCall(s.net.HTTP, deadline)
+	c := pipeline.GetCall(n.HTTP, deadline)
 	defer pipeline.PutCall(c)
 	c.Who = who
 	if perr := c.Req.Parse(body); perr != nil {
@@ -59,7 +60,7 @@ func (s *Handler) Serve(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	c.ID = c.Req.ID
-	if perr := s.pipe.Serve(s.net, c); perr != nil {
+	if perr := s.pipe.Serve(n, c); perr != nil {
 		if c.ID != nil {
 			pipeline.WriteError(ctx, c.ID, rpcStatus(perr))
 		}
@@ -68,10 +69,10 @@ func (s *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	pipeline.WriteAnswer(ctx, c)
 }
 
-func (s *Handler) rpcBatch(ctx *fasthttp.RequestCtx, body []byte, deadline time.Time, who *access.Tenant) {
+func (s *Handlers) rpcBatch(ctx *fasthttp.RequestCtx, n *network.Network, body []byte, deadline time.Time, who *access.Tenant) {
 	buf := pipeline.GetBuf()
 	defer pipeline.PutBuf(buf)
-	out, perr := s.pipe.ServeBatch(s.net, (*buf)[:0], body, s.net.HTTP, deadline, who)
+	out, perr := s.pipe.ServeBatch(n, (*buf)[:0], body, n.HTTP, deadline, who)
 	*buf = out
 	if perr != nil {
 		pipeline.WriteError(ctx, nil, rpcStatus(perr))
