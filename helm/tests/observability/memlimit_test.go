@@ -140,8 +140,8 @@ func TestLiveGoMemLimitFromContainerLimit(t *testing.T) {
 					line = l
 				}
 			}
-			if !strings.Contains(line, c.source) || !strings.Contains(line, fmt.Sprintf(`"go_memory_limit_bytes":%d`, c.want)) {
-				t.Errorf("start-up log line %q: want %s and go_memory_limit_bytes %d\n%s", line, c.source, c.want, logs.String())
+			if !strings.Contains(line, c.source) || !strings.Contains(line, fmt.Sprintf(`"gomemlimit_bytes":%d`, c.want)) {
+				t.Errorf("start-up log line %q: want %s and gomemlimit_bytes %d\n%s", line, c.source, c.want, logs.String())
 			}
 		})
 	}
