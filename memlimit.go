@@ -112,14 +112,14 @@ func goMemLimit(container int64, fraction float64) int64 {
 func (m memLimit) apply(log *slog.Logger) {
 	switch {
 	case m.explicit != "":
-		log.Info("memory limit", "source", "GOMEMLIMIT", "go_memory_limit_bytes", debug.SetMemoryLimit(-1))
+		log.Info("memory limit", "source", "GOMEMLIMIT", "gomemlimit_bytes", debug.SetMemoryLimit(-1))
 	case m.container > 0:
 		l := goMemLimit(m.container, m.fraction)
 		debug.SetMemoryLimit(l)
-		log.Info("memory limit", "source", "container", "go_memory_limit_bytes", l,
-			"container_memory_limit_bytes", m.container, "fraction", m.fraction)
+		log.Info("memory limit", "source", "container", "gomemlimit_bytes", l,
+			"container_limit_bytes", m.container, "fraction", m.fraction)
 	default:
-		log.Info("memory limit", "source", "none", "go_memory_limit_bytes", debug.SetMemoryLimit(-1))
+		log.Info("memory limit", "source", "none", "gomemlimit_bytes", debug.SetMemoryLimit(-1))
 	}
 }
 

@@ -91,7 +91,7 @@ func TestMemLimitApply(t *testing.T) {
 		want     int64
 		wantLogs []string
 	}{
-		"from the container limit": {memLimit{container: 1 << 30, fraction: 0.5}, 1 << 29, []string{`msg="memory limit"`, "source=container", "go_memory_limit_bytes=536870912", "container_memory_limit_bytes=1073741824", "fraction=0.5"}},
+		"from the container limit": {memLimit{container: 1 << 30, fraction: 0.5}, 1 << 29, []string{`msg="memory limit"`, "source=container", "gomemlimit_bytes=536870912", "container_limit_bytes=1073741824", "fraction=0.5"}},
 		"GOMEMLIMIT wins":          {memLimit{container: 1 << 30, fraction: 0.5, explicit: "123456789"}, prev, []string{"source=GOMEMLIMIT"}},
 		"no container limit":       {memLimit{fraction: 0.9}, prev, []string{"source=none"}},
 	}
