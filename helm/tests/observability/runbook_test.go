@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -352,25 +353,35 @@ func TestRunbookAdminCommands(t *testing.T) {
 	checkRunbookMetrics(t, live)
 }
 
-// startDaemon starts cmd and waits until url answers 200.
-func startDaemon(t *testing.T, cmd *exec.Cmd, url string) {
+// startDaemon starts the command cmdFor gives for a free loopback address, waits
+// until path on it answers 200 and returns the address. A port taken between picking
+// and binding (another process's outgoing connection may get it) is picked again.
+func startDaemon(t *testing.T, cmdFor func(addr string) *exec.Cmd, path string) string {
 	t.Helper()
-	logs, exited := startProcess(t, cmd)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if status, _, err := get(url); err == nil && status == 200 {
-			return
+	for attempt := 1; ; attempt++ {
+		addr := freeAddr(t)
+		cmd := cmdFor(addr)
+		logs, exited := startProcess(t, cmd)
+		deadline := time.Now().Add(30 * time.Second)
+	wait:
+		for {
+			if status, _, err := get("http://" + addr + path); err == nil && status == 200 {
+				return addr
+			}
+			select {
+			case err := <-exited:
+				exited <- err
+				if attempt < 3 && strings.Contains(logs.String(), "address already in use") {
+					break wait // pick another port
+				}
+				t.Fatalf("%s exited (%v):\n%s", cmd.Path, err, logs.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never answered on %s%s:\n%s", cmd.Path, addr, path, logs.String())
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("%s exited (%v):\n%s", cmd.Path, err, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never answered on %s:\n%s", cmd.Path, url, logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -398,7 +409,6 @@ func promQuery(addr, q string) int {
 // labels the ServiceMonitor gives (job, namespace, pod), and a real Alertmanager.
 func TestRunbookMonitoringCommands(t *testing.T) {
 	s := startRunbookStack(t)
-	prom, am := freeAddr(t), freeAddr(t)
 	config := filepath.Join(s.dir, "prometheus.yml")
 	if err := os.WriteFile(config, []byte(fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
 scrape_configs:
@@ -409,14 +419,18 @@ scrape_configs:
 `, s.admin)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	startDaemon(t, exec.Command("prometheus", "--config.file="+config, "--storage.tsdb.path="+filepath.Join(s.dir, "tsdb"),
-		"--web.listen-address="+prom, "--log.level=warn"), "http://"+prom+"/-/ready")
+	prom := startDaemon(t, func(addr string) *exec.Cmd {
+		return exec.Command("prometheus", "--config.file="+config, "--storage.tsdb.path="+filepath.Join(s.dir, "tsdb"),
+			"--web.listen-address="+addr, "--log.level=warn")
+	}, "/-/ready")
 	amConfig := filepath.Join(s.dir, "alertmanager.yml")
 	if err := os.WriteFile(amConfig, []byte("route: {receiver: none}\nreceivers: [{name: none}]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	startDaemon(t, exec.Command("prometheus-alertmanager", "--config.file="+amConfig, "--storage.path="+filepath.Join(s.dir, "am"),
-		"--web.listen-address="+am, "--cluster.listen-address=", "--log.level=warn"), "http://"+am+"/-/ready")
+	am := startDaemon(t, func(addr string) *exec.Cmd {
+		return exec.Command("prometheus-alertmanager", "--config.file="+amConfig, "--storage.path="+filepath.Join(s.dir, "am"),
+			"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=warn")
+	}, "/-/ready")
 	// A first scrape, then a 5xx, then a scrape that counted it: rate() sees it.
 	waitFor := func(what, q string) {
 		deadline := time.Now().Add(30 * time.Second)
@@ -487,7 +501,8 @@ func TestRunbookClusterCommandsMatchTheChart(t *testing.T) {
 		o.Spec.Ports = []port{{p}}
 		objs["Service/"+name] = o
 	}
-	kinds := map[string]string{"deploy": "Deployment", "deployment": "Deployment", "svc": "Service", "service": "Service", "endpoints": "Service"}
+	kinds := map[string]string{"deploy": "Deployment", "deployment": "Deployment", "svc": "Service", "service": "Service",
+		"endpoints": "Service", "hpa": "HorizontalPodAutoscaler"}
 	var exprs []expr
 	checked := 0
 	for _, c := range runbookCommands(t) {
@@ -526,10 +541,14 @@ func TestRunbookClusterCommandsMatchTheChart(t *testing.T) {
 						}
 					}
 				}
-				if w == "endpoints" && i+1 < len(words) {
-					if _, found := objs["Service/"+words[i+1]]; !found {
-						t.Errorf("%s: the chart renders no Service %s", where, words[i+1])
+				// "KIND NAME" (get endpoints X, patch hpa X).
+				if kind := kinds[w]; kind != "" && i+1 < len(words) && !strings.HasPrefix(words[i+1], "-") {
+					if _, found := objs[kind+"/"+words[i+1]]; !found {
+						t.Errorf("%s: the chart renders no %s %s", where, kind, words[i+1])
 					}
+				}
+				if strings.HasPrefix(w, "--overrides=") {
+					checkRestrictedOverrides(t, where, cmd)
 				}
 				if w == "-l" && i+1 < len(words) {
 					k, v, _ := strings.Cut(words[i+1], "=")
@@ -573,11 +592,13 @@ func checkRunbookMetrics(t *testing.T, live []byte) {
 		exposed[string(m[1])] = true
 	}
 	text := readFileString(t, runbookPath)
+	// Terraform's variables (gateway_image_tag) look like metrics.
+	variables := readFileString(t, root+"/terraform/variables.tf")
 	var missing []string
 	seen := map[string]bool{}
 	for _, n := range regexp.MustCompile(`\b(gateway|go|process)_[a-z0-9_]*[a-z0-9]\b`).FindAllString(text, -1) {
 		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(n, "_bucket"), "_count"), "_sum")
-		if !seen[n] && !families[base] && !exposed[base] {
+		if !seen[n] && !families[base] && !exposed[base] && !strings.Contains(variables, `variable "`+n+`"`) {
 			missing = append(missing, n)
 		}
 		seen[n] = true
@@ -599,6 +620,41 @@ func checkRunbookMetrics(t *testing.T, live []byte) {
 		}
 		if !strings.Contains(line, m[2]) || !strings.Contains(line, m[3]) {
 			t.Errorf("RUNBOOK.md: %s: the gateway exposes no such series and helm/README.md's metric list gives %s no label %s with the value %q", m[0], m[1], m[2], m[3])
+		}
+	}
+}
+
+// checkRestrictedOverrides: a pod started with kubectl run --overrides in the
+// gateway's namespace must pass Pod Security "restricted", which Terraform enforces
+// there (else the API server refuses it).
+func checkRestrictedOverrides(t *testing.T, where, cmd string) {
+	t.Helper()
+	// The JSON as the shell passes it.
+	sh := exec.Command("bash", "-c", `for a in `+strings.TrimPrefix(cmd, "kubectl ")+`; do case "$a" in --overrides=*) printf %s "${a#--overrides=}";; esac; done`)
+	out, err := sh.Output()
+	if err != nil || len(out) == 0 {
+		t.Errorf("%s: no --overrides JSON: %v", where, err)
+		return
+	}
+	var pod corev1.Pod
+	dec := json.NewDecoder(bytes.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&pod); err != nil {
+		t.Errorf("%s: --overrides is not a Pod: %v", where, err)
+		return
+	}
+	psc := pod.Spec.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("%s: the pod needs runAsNonRoot and the RuntimeDefault seccomp profile (Pod Security restricted)", where)
+	}
+	if len(pod.Spec.Containers) == 0 {
+		t.Errorf("%s: --overrides replaces the containers: it must name one", where)
+	}
+	for _, c := range pod.Spec.Containers {
+		sc := c.SecurityContext
+		if c.Image == "" || sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || sc.Capabilities == nil ||
+			len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" {
+			t.Errorf("%s: container %q needs an image, allowPrivilegeEscalation false and capabilities drop ALL (Pod Security restricted)", where, c.Name)
 		}
 	}
 }
