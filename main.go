@@ -37,8 +37,14 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			return 0
 		}
 	}
+	args, memLimit, err := memLimitSettings(args, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "infura-gateway: invalid configuration:", err)
+		return 2
+	}
 	cfg, err := config.Load(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
+		printMemLimitUsage(stderr)
 		return 0
 	}
 	if err != nil {
@@ -46,6 +52,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 2
 	}
 	log := newLogger(cfg, stderr)
+	memLimit.apply(log)
 	srv, err := gateway.New(cfg, gateway.Options{Logger: log, Version: version, Getenv: getenv})
 	if err != nil {
 		fmt.Fprintln(stderr, "infura-gateway:", err)

@@ -77,7 +77,11 @@ The schema admits only these forms.
 {{- mulf (float64 $q) $mult }}
 {{- end }}
 
-{{/* GOMEMLIMIT in bytes: goMemLimitPercent of the container's memory limit. */}}
+{{/*
+GOMEMLIMIT in bytes the gateway will set from the values' memory limit
+(goMemLimitPercent of it): for checking the budgets at render time only; the pod gets
+the limit itself through the downward API.
+*/}}
 {{- define "infura-gateway.goMemLimit" -}}
 {{- $limit := include "infura-gateway.bytes" .Values.resources.limits.memory | float64 }}
 {{- mulf $limit .Values.goMemLimitPercent 0.01 | floor | int64 }}

@@ -2,10 +2,12 @@ package chart
 
 import (
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -140,5 +142,48 @@ func TestMemoryRequestFromBudgets(t *testing.T) {
 	out, err := helm(append([]string{"template", "gw", chartDir, "--kube-version", kubeVersion}, append(values(""), "--set", "config.cacheMaxBytes=536870912")...)...)
 	if err == nil || !strings.Contains(err.Error(), "exceed GOMEMLIMIT") {
 		t.Errorf("a 512 MiB cache under a 512 Mi limit was accepted: %v\n%.300s", err, out)
+	}
+}
+
+// checkMemoryLimitEnv: the gateway gets its container's memory limit through the
+// downward API and a fraction of it within [lo, hi]; the chart sets no GOMEMLIMIT
+// (the gateway would take it over the container's limit).
+func checkMemoryLimitEnv(t *testing.T, c corev1.Container, lo, hi float64) {
+	t.Helper()
+	env := envOf(c)
+	if e, ok := env["GOMEMLIMIT"]; ok {
+		t.Errorf("the chart sets GOMEMLIMIT=%q: a number fixed at render time that would override the container's limit", e.Value)
+	}
+	ref := env["CONTAINER_MEMORY_LIMIT"].ValueFrom
+	if ref == nil || ref.ResourceFieldRef == nil || ref.ResourceFieldRef.Resource != "limits.memory" ||
+		ref.ResourceFieldRef.ContainerName != c.Name || (!ref.ResourceFieldRef.Divisor.IsZero() && ref.ResourceFieldRef.Divisor.Value() != 1) {
+		t.Errorf("CONTAINER_MEMORY_LIMIT must come from the downward API's limits.memory of container %q, in bytes: %+v", c.Name, env["CONTAINER_MEMORY_LIMIT"])
+	}
+	f, err := strconv.ParseFloat(env["MEMORY_LIMIT_FRACTION"].Value, 64)
+	if err != nil || f < lo || f > hi {
+		t.Errorf("MEMORY_LIMIT_FRACTION %q: want %v-%v", env["MEMORY_LIMIT_FRACTION"].Value, lo, hi)
+	}
+}
+
+// N6 (issue 24): GOMEMLIMIT follows the container's limit as the pod has it. The chart
+// passes limits.memory through the downward API and goMemLimitPercent as a fraction;
+// the gateway computes the limit at start (TestLiveGoMemLimitFromContainerLimit runs it).
+func TestGoMemLimitFromDownwardAPI(t *testing.T) {
+	cases := map[string]struct {
+		args       []string
+		deployment string
+		want       float64
+	}{
+		"default":               {values(""), "gw-infura-gateway", 0.9},
+		"eks":                   {eks(), "gw-infura-gateway", 0.9},
+		"full (85 %)":           {values("values-full.yaml"), "gateway-full", 0.85},
+		"goMemLimitPercent=100": {append(values(""), "--set", "goMemLimitPercent=100"), "gw-infura-gateway", 1},
+		"goMemLimitPercent=75":  {append(values(""), "--set", "goMemLimitPercent=75"), "gw-infura-gateway", 0.75},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, gw := gateway(t, render(t, "gw", c.args...), c.deployment)
+			checkMemoryLimitEnv(t, gw, c.want, c.want)
+		})
 	}
 }

@@ -133,7 +133,7 @@ func TestLiveGatewayBehindTheNLB(t *testing.T) {
 			}
 		case "Deployment":
 			for _, e := range o.Spec.Template.Spec.Containers[0].Env {
-				if e.ValueFrom == nil && e.Name != "CONFIG_FILE" && e.Name != "GOMEMLIMIT" {
+				if e.ValueFrom == nil && e.Name != "CONFIG_FILE" {
 					env = append(env, e.Name+"="+e.Value)
 				}
 			}
