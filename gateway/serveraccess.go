@@ -115,8 +115,10 @@ func (s *Server) reloadAccess(next config.Config) error {
 		return fmt.Errorf("keys: %w", err)
 	}
 	s.acc.SetTrustedProxies(trusted)
-	if s.s2s != nil {
-		s.s2s.Review() // open websockets follow: closed if their key went, on the new plan if it changed
+	for _, f := range s.frontList() { // open websockets follow: closed if their key went, on the new plan if it changed
+		if f.sock != nil {
+			f.sock.Review()
+		}
 	}
 	return nil
 }

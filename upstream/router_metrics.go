@@ -60,7 +60,7 @@ func (m *routerMetrics) register(u *Upstream) {
 
 func (m *routerMetrics) unregister(u *Upstream) {
 	for _, s := range upstreamSeries(u) {
-		m.reg.Set.UnregisterMetric(s)
+		m.reg.Unregister(s)
 	}
 }
 

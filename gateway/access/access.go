@@ -48,6 +48,7 @@ type plan struct {
 	maxConns       int64
 	maxSubs        int64
 	allow, deny    proto.MethodSet
+	networks       map[string]bool // nil: every network
 	fingerprintKey string
 }
 
@@ -101,8 +102,14 @@ func (a *Access) Load(ks config.KeySettings) error {
 		pl := &plan{name: name, rps: p.RequestsPerSecond, burst: p.Burst, ups: p.UnitsPerSecond, unitsBurst: p.UnitsBurst,
 			daily: p.DailyUnits, maxConns: p.MaxConnections, maxSubs: p.MaxSubscriptions,
 			allow: proto.NewAllowSet(p.Methods.Allow), deny: proto.NewDenySet(p.Methods.Deny)}
-		pl.fingerprintKey = fmt.Sprintf("%v/%v/%v/%v/%v/%v/%v/%v/%q/%q", p.RequestsPerSecond, p.Burst, p.UnitsPerSecond,
-			p.UnitsBurst, p.DailyUnits, p.MaxConnections, p.MaxSubscriptions, name, p.Methods.Allow, p.Methods.Deny)
+		if len(p.Networks) > 0 {
+			pl.networks = map[string]bool{}
+			for _, n := range p.Networks {
+				pl.networks[n] = true
+			}
+		}
+		pl.fingerprintKey = fmt.Sprintf("%v/%v/%v/%v/%v/%v/%v/%v/%q/%q/%q", p.RequestsPerSecond, p.Burst, p.UnitsPerSecond,
+			p.UnitsBurst, p.DailyUnits, p.MaxConnections, p.MaxSubscriptions, name, p.Methods.Allow, p.Methods.Deny, p.Networks)
 		plans[name] = pl
 	}
 	t := &accessTable{keys: map[[32]byte]*Tenant{}, required: ks.Required, costs: newCostTable(ks.Costs)}

@@ -78,10 +78,11 @@ const (
 	RefusedConnections
 	RefusedSubscriptions
 	refusedMethod
+	refusedNetwork
 	numRefusals
 )
 
-var refusalNames = [numRefusals]string{"rate", "units", "quota", "connections", "subscriptions", "method"}
+var refusalNames = [numRefusals]string{"rate", "units", "quota", "connections", "subscriptions", "method", "network"}
 
 func (a *Access) newCallerMetrics(name string) *tenantMetrics {
 	m := &tenantMetrics{}
@@ -114,7 +115,7 @@ func (c *Tenant) close() {
 
 // limitDescriptions name each limit in a refusal.
 var limitDescriptions = [numRefusals]string{"requests per second", "units per second", "daily units quota",
-	"concurrent connections", "subscriptions", "methods"}
+	"concurrent connections", "subscriptions", "methods", "networks"}
 
 // limitError is the answer to a refused check: 429, Retry-After, -32005 naming the
 // limit and the plan.
@@ -240,3 +241,16 @@ func (c *Tenant) SharedBudget() *sharedcache.Budget { return &c.sharedBudget }
 
 // Set makes t the tenant r holds (a session's own Ref: unkeyed clients).
 func (r *Ref) Set(t *Tenant) { r.cur.Store(t) }
+
+// CheckNetwork refuses (403, counted) a call to a network t's plan does not include;
+// nil when it does, or without a tenant.
+func (t *Tenant) CheckNetwork(name string) *proto.Error {
+	if t == nil || t.plan.networks == nil || t.plan.networks[name] {
+		return nil
+	}
+	t.m.refused[refusedNetwork].Inc()
+	return errNetworkPlan
+}
+
+var errNetworkPlan = proto.NewError(proto.CodeServer, fasthttp.StatusForbidden,
+	"this network is not available on this API key's plan")

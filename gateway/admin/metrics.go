@@ -65,12 +65,20 @@ type Instrumenter struct {
 	reg         *upstream.Registry
 	log         *slog.Logger
 	logRequests bool
-	inFlight    atomic.Int64
+	inFlight    *atomic.Int64 // shared by every view (With)
 }
 
 // NewInstrumenter makes the route metrics of a gateway, in reg.
 func NewInstrumenter(reg *upstream.Registry, log *slog.Logger, logRequests bool) *Instrumenter {
-	return &Instrumenter{reg: reg, log: log, logRequests: logRequests}
+	return &Instrumenter{reg: reg, log: log, logRequests: logRequests, inFlight: new(atomic.Int64)}
+}
+
+// With is the instrumenter of routes whose metrics go to reg (a network's view), their
+// requests in flight counted with every other route's.
+func (s *Instrumenter) With(reg *upstream.Registry) *Instrumenter {
+	v := *s
+	v.reg = reg
+	return &v
 }
 
 // InFlight is the number of requests being handled now.

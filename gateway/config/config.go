@@ -31,6 +31,13 @@ type Config struct {
 	UpstreamSecret string
 	InfuraProject  string
 	InfuraNetwork  string
+	// InfuraNetworks lists Infura networks to serve at once (-infura-networks): each
+	// becomes a network of its own, by Infura's name.
+	InfuraNetworks string
+	// Networks are the networks served (the file's networks:, or the Infura shorthand's);
+	// empty: one network, DefaultNetwork, of Upstreams or the flags' upstream. Read them
+	// through NetworkList.
+	Networks []Network
 	// Upstreams are the upstreams of the configuration file; empty: one upstream from
 	// the flags above.
 	Upstreams []upstream.Spec

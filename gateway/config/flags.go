@@ -178,6 +178,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	secret(&c.UpstreamWSURL, "upstream-ws", "UPSTREAM_WS_URL", "upstream JSON-RPC websocket URL (default "+DefaultWSURL+", or Infura's; \"off\" disables the websocket paths)")
 	secret(&c.InfuraProject, "infura-project-id", "INFURA_PROJECT_ID", "Infura project ID: builds the Infura URLs")
 	str(&c.InfuraNetwork, "infura-network", "INFURA_NETWORK", "Infura network (mainnet, sepolia, holesky, ...)")
+	str(&c.InfuraNetworks, "infura-networks", "INFURA_NETWORKS", "comma-separated Infura networks to serve at once, each under /<name>/ (mainnet,sepolia,...); empty: -infura-network alone")
 	// The secret is read from the environment only: a flag would show in `ps`.
 	c.UpstreamSecret, _ = l.env("INFURA_PROJECT_SECRET")
 	dur(&c.UpstreamTimeout, "upstream-timeout", "UPSTREAM_TIMEOUT", "deadline for one upstream call; past it the client gets 504")
@@ -270,6 +271,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 		c.DenyMethods = nil
 	}
 	c.resolveUpstreams()
+	c.infuraNetworks()
 	if err := c.Validate(); err != nil {
 		return c, err
 	}

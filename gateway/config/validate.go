@@ -13,6 +13,12 @@ import (
 
 // Validate checks every field and returns the first problem as one line.
 func (c *Config) Validate() error {
+	if err := c.validateInfuraNetworks(); err != nil {
+		return err
+	}
+	if err := c.validatePlanNetworks(); err != nil {
+		return err
+	}
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		return fmt.Errorf("-listen %q: want host:port or :port", c.ListenAddr)
 	}

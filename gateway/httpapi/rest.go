@@ -37,6 +37,9 @@ var (
 func (s *Handlers) Handler(r *Route, n *network.Network, up network.Caller) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		who, perr := s.acc.Identify(ctx)
+		if perr == nil {
+			perr = who.CheckNetwork(n.Name)
+		}
 		if perr != nil {
 			pipeline.WriteError(ctx, nil, perr)
 			return

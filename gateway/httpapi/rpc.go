@@ -37,6 +37,9 @@ func (s *Handlers) RPC(n *network.Network) fasthttp.RequestHandler {
 
 func (s *Handlers) rpc(ctx *fasthttp.RequestCtx, n *network.Network) {
 	who, perr := s.acc.Identify(ctx)
+	if perr == nil {
+		perr = who.CheckNetwork(n.Name)
+	}
 	if perr != nil {
 		pipeline.WriteError(ctx, nil, perr)
 		return

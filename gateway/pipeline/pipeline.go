@@ -31,24 +31,20 @@ import (
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
-// Pipeline is what every network's calls share: the access control that prices them,
-// the byte budget of requests waiting upstream, and the bounds of a batch.
+// Pipeline is what every network's calls share: the access control that prices them
+// and the bounds of a batch. The byte budget of requests waiting upstream is each
+// network's own (network.Pending).
 type Pipeline struct {
 	access          *access.Access
-	pending         *Budget
 	maxBatch        int
 	maxResponseBody int
 }
 
 // New makes the pipeline of a gateway: calls priced by acc, bounded by cfg.
 func New(cfg *config.Config, acc *access.Access) *Pipeline {
-	return &Pipeline{access: acc, pending: NewBudget(cfg.MaxPendingBytes), maxBatch: cfg.MaxBatch,
+	return &Pipeline{access: acc, maxBatch: cfg.MaxBatch,
 		maxResponseBody: cfg.MaxResponseBody}
 }
-
-// Pending is the budget of request bytes waiting on the upstream, every transport
-// together.
-func (p *Pipeline) Pending() *Budget { return p.pending }
 
 // Call carries one JSON-RPC request through the pipeline. Calls are pooled; nothing in
 // a call is allocated per request once the pool is warm.
@@ -123,10 +119,10 @@ func (p *Pipeline) Serve(n *network.Network, c *Call) *proto.Error {
 // the pipeline.
 func (p *Pipeline) Dispatch(n *network.Network, c *Call) *proto.Error {
 	size := c.Req.Size()
-	if !p.pending.Acquire(size) {
+	if !n.Pending.Acquire(size) {
 		return errPendingFull
 	}
-	defer p.pending.Release(size)
+	defer n.Pending.Release(size)
 	if c.ID == nil {
 		_ = forward(c, notificationID) // nobody to tell about the answer, or an error
 		c.Ans = nil
@@ -214,10 +210,10 @@ func (p *Pipeline) ServeBatch(n *network.Network, dst, body []byte, up network.C
 	if len(b.spans) == 0 {
 		return dst, proto.ErrEmptyBatch
 	}
-	if !p.pending.Acquire(len(body)) {
+	if !n.Pending.Acquire(len(body)) {
 		return dst, errPendingFull
 	}
-	defer p.pending.Release(len(body))
+	defer n.Pending.Release(len(body))
 
 	var count, cost int64
 	for _, el := range b.spans {
@@ -332,7 +328,7 @@ func (p *Pipeline) routeElement(n *network.Network, b *batch, c *Call, idx int) 
 			}
 			c.cacheable = true
 			upID = RestID // stored answers carry id 1
-			if n.Shared != nil && n.Cache.Sharable(c.Req.Method, c.pol, c.block) {
+			if n.SharedOn() && n.Cache.Sharable(c.Req.Method, c.pol, c.block) {
 				b.shared = append(b.shared, idx) // upstream only if Redis lacks it
 				return
 			}

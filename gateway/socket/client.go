@@ -13,7 +13,6 @@ import (
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
-	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
@@ -55,7 +54,7 @@ type wsClient struct {
 	// Budgets of this connection: calls in flight (notifications and batch elements
 	// count), request bytes in flight, subscriptions held.
 	inFlight atomic.Int32
-	pending  *pipeline.Budget
+	pending  *network.Budget
 	nsubs    atomic.Int32
 	pinger   *time.Timer
 
@@ -100,7 +99,7 @@ type subscriber interface {
 }
 
 func newWSClient(h *Server, conn *websocket.Conn, up network.Caller, subs subscriber) *wsClient {
-	return &wsClient{h: h, conn: conn, up: up, subs: subs, pending: pipeline.NewBudget(h.cfg.WSMaxPendingBytes)}
+	return &wsClient{h: h, conn: conn, up: up, subs: subs, pending: network.NewBudget(h.cfg.WSMaxPendingBytes)}
 }
 
 // run reads client messages until the connection ends, then cleans up.

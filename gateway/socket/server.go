@@ -44,7 +44,7 @@ type Server struct {
 
 	// Budgets shared by every client: connections and subscriptions.
 	conns atomic.Int64
-	subs  *pipeline.Budget
+	subs  *network.Budget
 
 	msgsIn, msgsOut, slowDrops, refused, connects *metrics.Counter
 }
@@ -57,7 +57,7 @@ var writeBufferPool sync.Pool
 // by acc, their calls run by pipe, its metrics in reg.
 func New(cfg *config.Config, acc *access.Access, pipe *pipeline.Pipeline, net *network.Network, reg *upstream.Registry) *Server {
 	h := &Server{cfg: cfg, acc: acc, pipe: pipe, net: net, clients: make(map[*wsClient]struct{}),
-		subs: pipeline.NewBudget(cfg.MaxSubscriptions)}
+		subs: network.NewBudget(cfg.MaxSubscriptions)}
 	h.upgrader = websocket.FastHTTPUpgrader{
 		HandshakeTimeout: 10 * time.Second,
 		// Small buffers: idle clients cost memory, busy ones read large messages
@@ -127,6 +127,9 @@ func (h *Server) Serve(ctx *fasthttp.RequestCtx) {
 	// 401. The tenant's connection slot is taken once upgraded (serveClient): fasthttp
 	// may drop a connection between the two and never run the handler.
 	who, perr := h.acc.Identify(ctx)
+	if perr == nil {
+		perr = who.CheckNetwork(h.net.Name)
+	}
 	if perr != nil {
 		h.refused.Inc()
 		pipeline.WriteError(ctx, nil, perr)
@@ -186,6 +189,23 @@ func (h *Server) Close() {
 	h.mu.Unlock()
 	for _, c := range clients {
 		c.shutdown(websocket.CloseGoingAway, "server shutting down")
+	}
+	h.wg.Wait()
+}
+
+// Remove ends the endpoint of a network a reload took out: new upgrades are refused,
+// every client gets e as a JSON-RPC error frame, then a close 1001 with e's message, and
+// Remove waits for their handlers to end (bounded by the clients' write timeout).
+func (h *Server) Remove(e *proto.Error) {
+	h.mu.Lock()
+	h.closed = true
+	clients := make([]*wsClient, 0, len(h.clients))
+	for c := range h.clients {
+		clients = append(clients, c)
+	}
+	h.mu.Unlock()
+	for _, c := range clients {
+		c.closeWithError(websocket.CloseGoingAway, e, e.Message)
 	}
 	h.wg.Wait()
 }

@@ -1,0 +1,313 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/fasthttp/websocket"
+
+	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
+)
+
+// Two real geth --dev nodes, one per network. Their chains differ from block 0: the
+// dev genesis funds a developer account made anew on each start, so each node has a
+// genesis hash of its own, and an answer shows which node gave it.
+
+// twoNetworkFile configures networks a (node A, by path /a/ and Host a.test) and b
+// (node B, alias bee, Host *.b.test, the default).
+func twoNetworkFile(a, b *testnode.Node, extra string) string {
+	return fmt.Sprintf(`networks:
+  - name: a
+    chain_id: 1337
+    hosts: [a.test]
+    upstreams: [{name: node-a, http: %q, ws: %q}]
+  - name: b
+    chain_id: 1337
+    aliases: [bee]
+    hosts: ["*.b.test"]
+    default: true
+    upstreams: [{name: node-b, http: %q, ws: %q}]
+`, a.HTTPURL, a.WSURL, b.HTTPURL, b.WSURL) + extra
+}
+
+// genesisHash is the hash of block 0 as the node itself answers it.
+func genesisHash(t testing.TB, n *testnode.Node) string {
+	t.Helper()
+	var blk struct{ Hash string }
+	if err := json.Unmarshal(n.Call(t, "eth_getBlockByNumber", "0x0", false), &blk); err != nil || blk.Hash == "" {
+		t.Fatalf("genesis: %v", err)
+	}
+	return blk.Hash
+}
+
+// hostPost sends body to url with a Host header and returns status and body.
+func hostPost(t testing.TB, url, host, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+const genesisCall = `{"jsonrpc":"2.0","id":7,"method":"eth_getBlockByNumber","params":["0x0",false]}`
+
+// blockHash is the hash of a JSON-RPC answer's block (or a REST answer's).
+func blockHash(t testing.TB, body string) string {
+	t.Helper()
+	var a struct {
+		Result struct{ Hash string }
+		Error  any
+	}
+	if err := json.Unmarshal([]byte(body), &a); err != nil || a.Result.Hash == "" {
+		t.Fatalf("not a block: %s", body)
+	}
+	return a.Result.Hash
+}
+
+// TestNetworksServeTheirOwnNodes: each network's answers come from its own node, by
+// path prefix (name and alias) and by Host, on POST /, a REST route, the /ws/ routes
+// and /socket2socket with a subscription; the same block number asked of both networks
+// (the cache on) is each one's own block.
+func TestNetworksServeTheirOwnNodes(t *testing.T) {
+	a, b := testnode.Start(t, testnode.Period(1)), testnode.Start(t, testnode.Period(1))
+	ga, gb := genesisHash(t, a), genesisHash(t, b)
+	if ga == gb {
+		t.Fatalf("the two dev nodes share a genesis (%s): the test cannot tell them apart", ga)
+	}
+	path := writeFile(t, t.TempDir(), "networks.yaml", twoNetworkFile(a, b, ""))
+	gw := startGateway(t, "-config", path)
+	gw.waitUpstreams(t)
+	want := map[string]string{"a": ga, "b": gb}
+	for _, tc := range []struct {
+		name, method, path, host, body, network string
+	}{
+		{"POST / by name", "POST", "/a/", "", genesisCall, "a"},
+		{"POST / by name, no slash", "POST", "/a", "", genesisCall, "a"},
+		{"POST / by alias", "POST", "/bee/", "", genesisCall, "b"},
+		{"POST / by host", "POST", "/", "a.test", genesisCall, "a"},
+		{"POST / by wildcard host", "POST", "/", "rpc.b.test:8080", genesisCall, "b"},
+		{"POST / default", "POST", "/", "", genesisCall, "b"},
+		{"key route by name", "POST", "/a/v3/anykey", "", genesisCall, "a"},
+		{"key route by host", "POST", "/v3/anykey", "a.test", genesisCall, "a"},
+		{"REST", "POST", "/a/blockbynumber", "", `{"block":"0x0"}`, "a"},
+		{"REST by host", "POST", "/blockbynumber", "A.TEST", `{"block":0}`, "a"},
+		{"REST over ws", "POST", "/a/ws/blockbynumber", "", `{"block":"0x0"}`, "a"},
+		{"REST over ws, other", "POST", "/b/ws/blockbynumber", "", `{"block":"0x0"}`, "b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 2 { // the second from the cache
+				code, body := hostPost(t, gw.URL+tc.path, tc.host, tc.body)
+				if code != 200 {
+					t.Fatalf("%d %s", code, body)
+				}
+				if got := blockHash(t, body); got != want[tc.network] {
+					t.Fatalf("block 0 %s, want network %s's %s", got, tc.network, want[tc.network])
+				}
+			}
+		})
+	}
+	// /socket2socket per network: a call and a newHeads subscription, each from its node.
+	for name, node := range map[string]*testnode.Node{"a": a, "b": b} {
+		c := dialWS(t, strings.Replace(gw.WSURL, "/socket2socket", "/"+name+"/socket2socket", 1), nil)
+		if got := blockHash(t, string(c.call(genesisCall))); got != want[name] {
+			t.Fatalf("%s over /socket2socket: %s, want %s", name, got, want[name])
+		}
+		c.mustSend(`{"jsonrpc":"2.0","id":2,"method":"eth_subscribe","params":["newHeads"]}`)
+		if a := decodeAnswer(t, c.nextAnswer()); a.Error != nil {
+			t.Fatalf("%s subscribe: %+v", name, a.Error)
+		}
+		var head struct{ Number, Hash string }
+		for head.Hash == "" {
+			n := decodeAnswer(t, c.next())
+			_ = json.Unmarshal(n.Params.Result, &head)
+		}
+		var blk struct{ Hash string }
+		_ = json.Unmarshal(node.Call(t, "eth_getBlockByNumber", head.Number, false), &blk)
+		if blk.Hash != head.Hash {
+			t.Fatalf("%s: head %s %s is not node %s's block (%s)", name, head.Number, head.Hash, name, blk.Hash)
+		}
+	}
+	// The route metrics carry the network.
+	if gw.metric(t, `gateway_requests_total{network="a",route="rpc",code="200"}`) == 0 {
+		t.Fatal("no rpc requests counted for network a")
+	}
+}
+
+// TestNetworkUnknownAndExcluded: a path naming no network is 404 naming the configured
+// ones; a network the key's plan excludes is 403 on every transport; neither reaches a
+// node (the fake counts every call).
+func TestNetworkUnknownAndExcluded(t *testing.T) {
+	up := startFakeUpstream(t)
+	file := fmt.Sprintf(`networks:
+  - name: a
+    chain_id: 1
+    upstreams: [{name: up-a, http: %q, ws: %q}]
+  - name: b
+    chain_id: 2
+    upstreams: [{name: up-b, http: %q, ws: %q}]
+keys:
+  entries: [{name: alice, sha256: %s, plan: only-a}]
+plans:
+  only-a: {networks: [a]}
+`, up.HTTPURL, up.WSURL, up.HTTPURL, up.WSURL, sha(keyAlice))
+	path := writeFile(t, t.TempDir(), "gateway.yaml", file)
+	gw := startGateway(t, "-config", path, "-cache=false")
+	gw.waitUpstreams(t)
+	const balance = `{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x0000000000000000000000000000000000000001","latest"]}`
+	reached := func() int { return up.count("eth_getBalance") + up.count("eth_gasPrice") }
+	code, _, body := post(t, gw.URL+"/nowhere/v3/"+keyAlice, balance, nil)
+	if code != 404 || !strings.Contains(body, "networks: a, b") {
+		t.Fatalf("unknown network: %d %s", code, body)
+	}
+	if gw.metric(t, "gateway_network_unknown_total") != 1 {
+		t.Fatal("the unknown network was not counted")
+	}
+	for _, tc := range []struct{ name, method, path string }{
+		{"POST", "POST", "/b/v3/" + keyAlice},
+		{"REST", "GET", "/b/gasprice"},
+		{"REST over ws", "GET", "/b/ws/gasprice"},
+	} {
+		req, _ := http.NewRequest(tc.method, gw.URL+tc.path, strings.NewReader(balance))
+		req.Header.Set("X-API-Key", keyAlice)
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 403 || !strings.Contains(string(b), "network is not available") {
+			t.Fatalf("%s on an excluded network: %d %s", tc.name, resp.StatusCode, b)
+		}
+	}
+	_, resp, err := websocket.DefaultDialer.Dial(strings.Replace(gw.WSURL, "/socket2socket", "/b/ws/v3/"+keyAlice, 1), nil)
+	if err == nil || resp == nil || resp.StatusCode != 403 {
+		t.Fatalf("websocket on an excluded network: %v %v", err, resp)
+	}
+	if got := reached(); got != 0 {
+		t.Fatalf("%d calls reached the upstream", got)
+	}
+	if code, _, body := post(t, gw.URL+"/a/v3/"+keyAlice, balance, nil); code != 200 {
+		t.Fatalf("the plan's network: %d %s", code, body)
+	}
+	if gw.metric(t, `gateway_key_refused_total{key="alice",limit="network"}`) != 4 {
+		t.Fatal("the refusals were not counted by key")
+	}
+}
+
+// TestNetworkIsolationWhenANodeDies: network a's node killed, network b's clients see
+// no error over the same period; a answers 502/503/504 quickly, never b's chain.
+func TestNetworkIsolationWhenANodeDies(t *testing.T) {
+	a, b := testnode.Start(t, testnode.Period(1)), testnode.Start(t, testnode.Period(1))
+	gb := genesisHash(t, b)
+	path := writeFile(t, t.TempDir(), "networks.yaml", twoNetworkFile(a, b, ""))
+	gw := startGateway(t, "-config", path, "-cache=false")
+	gw.waitUpstreams(t)
+	var bErrors, aOK, calls atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				calls.Add(1)
+				code, body, err := tryPost(gw.URL+"/b/", genesisCall)
+				if err != nil || code != 200 || !strings.Contains(body, gb) {
+					bErrors.Add(1)
+				}
+				if code, body, err := tryPost(gw.URL+"/a/", genesisCall); err == nil && code == 200 && strings.Contains(body, gb) {
+					t.Errorf("network a answered with b's chain: %s", body)
+				} else if err == nil && code == 200 {
+					aOK.Add(1)
+				}
+			}
+		}()
+	}
+	waitFor(t, "calls before the kill", func() bool { return calls.Load() > 100 })
+	a.Kill()
+	killed := calls.Load()
+	waitFor(t, "calls after the kill", func() bool { return calls.Load() > killed+400 })
+	close(stop)
+	wg.Wait()
+	if n := bErrors.Load(); n != 0 {
+		t.Fatalf("%d errors on network b while a's node was down", n)
+	}
+	code, body := hostPost(t, gw.URL+"/a/", "", genesisCall)
+	if code < 500 {
+		t.Fatalf("network a with its node down: %d %s", code, body)
+	}
+}
+
+// TestNetworksReload: a reload adds a network, removes one (its websocket clients get a
+// JSON-RPC error, then close 1001) and changes another's upstreams; the clients of the
+// network that stays keep their connection and answers.
+func TestNetworksReload(t *testing.T) {
+	a, b := testnode.Start(t, testnode.Period(1)), testnode.Start(t, testnode.Period(1))
+	ga, gb := genesisHash(t, a), genesisHash(t, b)
+	dir := t.TempDir()
+	path := writeFile(t, dir, "networks.yaml", twoNetworkFile(a, b, ""))
+	gw := startGateway(t, "-config", path, "-cache=false")
+	gw.waitUpstreams(t)
+	onA := dialWS(t, strings.Replace(gw.WSURL, "/socket2socket", "/a/socket2socket", 1), nil)
+	onB := dialWS(t, strings.Replace(gw.WSURL, "/socket2socket", "/b/socket2socket", 1), nil)
+	if got := blockHash(t, string(onB.call(genesisCall))); got != gb {
+		t.Fatalf("b: %s", got)
+	}
+	// b goes; c (node B) comes; a now has node B as its upstream.
+	writeFile(t, dir, "networks.yaml", fmt.Sprintf(`networks:
+  - name: a
+    chain_id: 1337
+    upstreams: [{name: node-b-for-a, http: %q, ws: %q}]
+  - name: c
+    chain_id: 1337
+    upstreams: [{name: node-b, http: %q, ws: %q}]
+`, b.HTTPURL, b.WSURL, b.HTTPURL, b.WSURL))
+	if err := gw.srv.ReloadConfig(); err != nil {
+		t.Fatal(err)
+	}
+	a0 := decodeAnswer(t, onB.next())
+	if a0.Error == nil || !strings.Contains(a0.Error.Message, "network b was removed") {
+		t.Fatalf("removed network's client got %+v, want a JSON-RPC error first", a0)
+	}
+	var ce *websocket.CloseError
+	if err := onB.expectClose(); !asCloseError(err, &ce) || ce.Code != websocket.CloseGoingAway {
+		t.Fatalf("removed network's client closed with %v, want 1001", err)
+	}
+	// a's socket stayed open; its calls now reach node B.
+	waitFor(t, "network a on its new upstream", func() bool {
+		return blockHash(t, string(onA.call(genesisCall))) == gb
+	})
+	if code, body := hostPost(t, gw.URL+"/c/", "", genesisCall); code != 200 || blockHash(t, body) != gb {
+		t.Fatalf("the new network c: %d %s", code, body)
+	}
+	if code, body := hostPost(t, gw.URL+"/b/", "", genesisCall); code != 404 {
+		t.Fatalf("the removed network b: %d %s", code, body)
+	}
+	if ga == gb {
+		t.Fatal("one genesis")
+	}
+	// The removed network's series are gone from /metrics.
+	if strings.Contains(scrape(t, gw), `network="b"`) {
+		t.Fatal(`series of the removed network b are still on /metrics`)
+	}
+}
