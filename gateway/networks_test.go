@@ -15,9 +15,10 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
 
-// Two real geth --dev nodes, one per network. Their chains differ from block 0: the
-// dev genesis funds a developer account made anew on each start, so each node has a
-// genesis hash of its own, and an answer shows which node gave it.
+// Two real geth --dev nodes, one per network. The pinned geth's dev genesis is the same
+// on every start, so the nodes are told apart by what was sent to them: node A's dev
+// account sent one transaction, node B's two. eth_getTransactionCount of that account
+// answers 0x1 on A, 0x2 on B: an answer shows which node gave it.
 
 // twoNetworkFile configures networks a (node A, by path /a/ and Host a.test) and b
 // (node B, alias bee, Host *.b.test, the default).
@@ -36,12 +37,48 @@ func twoNetworkFile(a, b *testnode.Node, extra string) string {
 `, a.HTTPURL, a.WSURL, b.HTTPURL, b.WSURL) + extra
 }
 
-// genesisHash is the hash of block 0 as the node itself answers it.
-func genesisHash(t testing.TB, n *testnode.Node) string {
+// twoNodes starts nodes A and B and makes them differ: one transaction on A, two on B.
+// It returns the call that tells them apart and what each answers to it, and the block
+// of B's second transaction (where their chains' states differ).
+func twoNodes(t testing.TB) (a, b *testnode.Node, call string, want map[string]string, differAt string) {
+	t.Helper()
+	a, b = testnode.Start(t, testnode.Period(1)), testnode.Start(t, testnode.Period(1))
+	a.SendTx(t)
+	b.SendTx(t)
+	_, differAt = b.SendTx(t)
+	var accounts []string
+	if err := json.Unmarshal(a.Call(t, "eth_accounts"), &accounts); err != nil || len(accounts) == 0 {
+		t.Fatalf("no dev account: %v", err)
+	}
+	call = `{"jsonrpc":"2.0","id":7,"method":"eth_getTransactionCount","params":["` + accounts[0] + `","latest"]}`
+	want = map[string]string{"a": `"0x1"`, "b": `"0x2"`}
+	for name, n := range map[string]*testnode.Node{"a": a, "b": b} {
+		if got := string(n.Call(t, "eth_getTransactionCount", accounts[0], "latest")); got != want[name] {
+			t.Fatalf("node %s: transaction count %s, want %s", name, got, want[name])
+		}
+	}
+	return a, b, call, want, differAt
+}
+
+// result is the raw result of a JSON-RPC answer.
+func result(t testing.TB, body string) string {
+	t.Helper()
+	var a struct {
+		Result json.RawMessage
+		Error  any
+	}
+	if err := json.Unmarshal([]byte(body), &a); err != nil || a.Result == nil {
+		t.Fatalf("not an answer with a result: %s", body)
+	}
+	return string(a.Result)
+}
+
+// nodeBlockHash is the hash of block n as node answers it.
+func nodeBlockHash(t testing.TB, node *testnode.Node, n string) string {
 	t.Helper()
 	var blk struct{ Hash string }
-	if err := json.Unmarshal(n.Call(t, "eth_getBlockByNumber", "0x0", false), &blk); err != nil || blk.Hash == "" {
-		t.Fatalf("genesis: %v", err)
+	if err := json.Unmarshal(node.Call(t, "eth_getBlockByNumber", n, false), &blk); err != nil || blk.Hash == "" {
+		t.Fatalf("block %s: %v", n, err)
 	}
 	return blk.Hash
 }
@@ -64,8 +101,6 @@ func hostPost(t testing.TB, url, host, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-const genesisCall = `{"jsonrpc":"2.0","id":7,"method":"eth_getBlockByNumber","params":["0x0",false]}`
-
 // blockHash is the hash of a JSON-RPC answer's block (or a REST answer's).
 func blockHash(t testing.TB, body string) string {
 	t.Helper()
@@ -84,39 +119,44 @@ func blockHash(t testing.TB, body string) string {
 // and /socket2socket with a subscription; the same block number asked of both networks
 // (the cache on) is each one's own block.
 func TestNetworksServeTheirOwnNodes(t *testing.T) {
-	a, b := testnode.Start(t, testnode.Period(1)), testnode.Start(t, testnode.Period(1))
-	ga, gb := genesisHash(t, a), genesisHash(t, b)
-	if ga == gb {
-		t.Fatalf("the two dev nodes share a genesis (%s): the test cannot tell them apart", ga)
+	a, b, call, want, differAt := twoNodes(t)
+	blocks := map[string]string{"a": nodeBlockHash(t, a, differAt), "b": nodeBlockHash(t, b, differAt)}
+	if blocks["a"] == blocks["b"] {
+		t.Fatalf("nodes A and B have the same block %s: the test cannot tell them apart", differAt)
 	}
 	path := writeFile(t, t.TempDir(), "networks.yaml", twoNetworkFile(a, b, ""))
 	gw := startGateway(t, "-config", path)
 	gw.waitUpstreams(t)
-	want := map[string]string{"a": ga, "b": gb}
+	rest := `{"block":"` + differAt + `"}`
 	for _, tc := range []struct {
-		name, method, path, host, body, network string
+		name, path, host, body, network string
 	}{
-		{"POST / by name", "POST", "/a/", "", genesisCall, "a"},
-		{"POST / by name, no slash", "POST", "/a", "", genesisCall, "a"},
-		{"POST / by alias", "POST", "/bee/", "", genesisCall, "b"},
-		{"POST / by host", "POST", "/", "a.test", genesisCall, "a"},
-		{"POST / by wildcard host", "POST", "/", "rpc.b.test:8080", genesisCall, "b"},
-		{"POST / default", "POST", "/", "", genesisCall, "b"},
-		{"key route by name", "POST", "/a/v3/anykey", "", genesisCall, "a"},
-		{"key route by host", "POST", "/v3/anykey", "a.test", genesisCall, "a"},
-		{"REST", "POST", "/a/blockbynumber", "", `{"block":"0x0"}`, "a"},
-		{"REST by host", "POST", "/blockbynumber", "A.TEST", `{"block":0}`, "a"},
-		{"REST over ws", "POST", "/a/ws/blockbynumber", "", `{"block":"0x0"}`, "a"},
-		{"REST over ws, other", "POST", "/b/ws/blockbynumber", "", `{"block":"0x0"}`, "b"},
+		{"POST / by name", "/a/", "", call, "a"},
+		{"POST / by name, no slash", "/a", "", call, "a"},
+		{"POST / by alias", "/bee/", "", call, "b"},
+		{"POST / by host", "/", "a.test", call, "a"},
+		{"POST / by wildcard host", "/", "rpc.b.test:8080", call, "b"},
+		{"POST / default", "/", "", call, "b"},
+		{"key route by name", "/a/v3/anykey", "", call, "a"},
+		{"key route by host", "/v3/anykey", "a.test", call, "a"},
+		{"REST", "/a/blockbynumber", "", rest, "a"},
+		{"REST, other", "/b/blockbynumber", "", rest, "b"},
+		{"REST by host", "/blockbynumber", "A.TEST", rest, "a"},
+		{"REST over ws", "/a/ws/blockbynumber", "", rest, "a"},
+		{"REST over ws, other", "/b/ws/blockbynumber", "", rest, "b"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for range 2 { // the second from the cache
+			for range 2 { // the second from the cache: each network's own
 				code, body := hostPost(t, gw.URL+tc.path, tc.host, tc.body)
 				if code != 200 {
 					t.Fatalf("%d %s", code, body)
 				}
-				if got := blockHash(t, body); got != want[tc.network] {
-					t.Fatalf("block 0 %s, want network %s's %s", got, tc.network, want[tc.network])
+				if tc.body == call {
+					if got := result(t, body); got != want[tc.network] {
+						t.Fatalf("%s, want network %s's %s", got, tc.network, want[tc.network])
+					}
+				} else if got := blockHash(t, body); got != blocks[tc.network] {
+					t.Fatalf("block %s %s, want network %s's %s", differAt, got, tc.network, blocks[tc.network])
 				}
 			}
 		})
@@ -124,7 +164,7 @@ func TestNetworksServeTheirOwnNodes(t *testing.T) {
 	// /socket2socket per network: a call and a newHeads subscription, each from its node.
 	for name, node := range map[string]*testnode.Node{"a": a, "b": b} {
 		c := dialWS(t, strings.Replace(gw.WSURL, "/socket2socket", "/"+name+"/socket2socket", 1), nil)
-		if got := blockHash(t, string(c.call(genesisCall))); got != want[name] {
+		if got := result(t, string(c.call(call))); got != want[name] {
 			t.Fatalf("%s over /socket2socket: %s, want %s", name, got, want[name])
 		}
 		c.mustSend(`{"jsonrpc":"2.0","id":2,"method":"eth_subscribe","params":["newHeads"]}`)
@@ -136,10 +176,8 @@ func TestNetworksServeTheirOwnNodes(t *testing.T) {
 			n := decodeAnswer(t, c.next())
 			_ = json.Unmarshal(n.Params.Result, &head)
 		}
-		var blk struct{ Hash string }
-		_ = json.Unmarshal(node.Call(t, "eth_getBlockByNumber", head.Number, false), &blk)
-		if blk.Hash != head.Hash {
-			t.Fatalf("%s: head %s %s is not node %s's block (%s)", name, head.Number, head.Hash, name, blk.Hash)
+		if h := nodeBlockHash(t, node, head.Number); h != head.Hash {
+			t.Fatalf("%s: head %s %s is not node %s's block (%s)", name, head.Number, head.Hash, name, h)
 		}
 	}
 	// The route metrics carry the network.
@@ -212,8 +250,7 @@ plans:
 // TestNetworkIsolationWhenANodeDies: network a's node killed, network b's clients see
 // no error over the same period; a answers 502/503/504 quickly, never b's chain.
 func TestNetworkIsolationWhenANodeDies(t *testing.T) {
-	a, b := testnode.Start(t, testnode.Period(1)), testnode.Start(t, testnode.Period(1))
-	gb := genesisHash(t, b)
+	a, b, call, want, _ := twoNodes(t)
 	path := writeFile(t, t.TempDir(), "networks.yaml", twoNetworkFile(a, b, ""))
 	gw := startGateway(t, "-config", path, "-cache=false")
 	gw.waitUpstreams(t)
@@ -231,11 +268,11 @@ func TestNetworkIsolationWhenANodeDies(t *testing.T) {
 				default:
 				}
 				calls.Add(1)
-				code, body, err := tryPost(gw.URL+"/b/", genesisCall)
-				if err != nil || code != 200 || !strings.Contains(body, gb) {
+				code, body, err := tryPost(gw.URL+"/b/", call)
+				if err != nil || code != 200 || !strings.Contains(body, `"result":`+want["b"]) {
 					bErrors.Add(1)
 				}
-				if code, body, err := tryPost(gw.URL+"/a/", genesisCall); err == nil && code == 200 && strings.Contains(body, gb) {
+				if code, body, err := tryPost(gw.URL+"/a/", call); err == nil && code == 200 && strings.Contains(body, `"result":`+want["b"]) {
 					t.Errorf("network a answered with b's chain: %s", body)
 				} else if err == nil && code == 200 {
 					aOK.Add(1)
@@ -252,7 +289,7 @@ func TestNetworkIsolationWhenANodeDies(t *testing.T) {
 	if n := bErrors.Load(); n != 0 {
 		t.Fatalf("%d errors on network b while a's node was down", n)
 	}
-	code, body := hostPost(t, gw.URL+"/a/", "", genesisCall)
+	code, body := hostPost(t, gw.URL+"/a/", "", call)
 	if code < 500 {
 		t.Fatalf("network a with its node down: %d %s", code, body)
 	}
@@ -262,15 +299,14 @@ func TestNetworkIsolationWhenANodeDies(t *testing.T) {
 // JSON-RPC error, then close 1001) and changes another's upstreams; the clients of the
 // network that stays keep their connection and answers.
 func TestNetworksReload(t *testing.T) {
-	a, b := testnode.Start(t, testnode.Period(1)), testnode.Start(t, testnode.Period(1))
-	ga, gb := genesisHash(t, a), genesisHash(t, b)
+	a, b, call, want, _ := twoNodes(t)
 	dir := t.TempDir()
 	path := writeFile(t, dir, "networks.yaml", twoNetworkFile(a, b, ""))
 	gw := startGateway(t, "-config", path, "-cache=false")
 	gw.waitUpstreams(t)
 	onA := dialWS(t, strings.Replace(gw.WSURL, "/socket2socket", "/a/socket2socket", 1), nil)
 	onB := dialWS(t, strings.Replace(gw.WSURL, "/socket2socket", "/b/socket2socket", 1), nil)
-	if got := blockHash(t, string(onB.call(genesisCall))); got != gb {
+	if got := result(t, string(onB.call(call))); got != want["b"] {
 		t.Fatalf("b: %s", got)
 	}
 	// b goes; c (node B) comes; a now has node B as its upstream.
@@ -294,17 +330,16 @@ func TestNetworksReload(t *testing.T) {
 		t.Fatalf("removed network's client closed with %v, want 1001", err)
 	}
 	// a's socket stayed open; its calls now reach node B.
+	// A replaced upstream serves once its first probe admits it.
 	waitFor(t, "network a on its new upstream", func() bool {
-		return blockHash(t, string(onA.call(genesisCall))) == gb
+		return strings.Contains(string(onA.call(call)), `"result":`+want["b"])
 	})
-	if code, body := hostPost(t, gw.URL+"/c/", "", genesisCall); code != 200 || blockHash(t, body) != gb {
-		t.Fatalf("the new network c: %d %s", code, body)
-	}
-	if code, body := hostPost(t, gw.URL+"/b/", "", genesisCall); code != 404 {
+	waitFor(t, "the new network c", func() bool {
+		code, body := hostPost(t, gw.URL+"/c/", "", call)
+		return code == 200 && strings.Contains(body, `"result":`+want["b"])
+	})
+	if code, body := hostPost(t, gw.URL+"/b/", "", call); code != 404 {
 		t.Fatalf("the removed network b: %d %s", code, body)
-	}
-	if ga == gb {
-		t.Fatal("one genesis")
 	}
 	// The removed network's series are gone from /metrics.
 	if strings.Contains(scrape(t, gw), `network="b"`) {
