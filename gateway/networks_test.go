@@ -212,8 +212,20 @@ plans:
 	if code != 404 || !strings.Contains(body, "networks: a, b") {
 		t.Fatalf("unknown network: %d %s", code, body)
 	}
-	if gw.metric(t, "gateway_network_unknown_total") != 1 {
-		t.Fatal("the unknown network was not counted")
+	// Every transport: REST, REST over ws, the websocket endpoints.
+	for _, p := range []string{"/nowhere/gasprice", "/nowhere/ws/gasprice"} {
+		if code, body := do(t, "GET", gw.URL+p, ""); code != 404 || !strings.Contains(string(body), "networks: a, b") {
+			t.Fatalf("GET %s: %d %s", p, code, body)
+		}
+	}
+	for _, p := range []string{"/nowhere/socket2socket", "/nowhere/ws/v3/" + keyAlice} {
+		_, resp, err := websocket.DefaultDialer.Dial(strings.Replace(gw.WSURL, "/socket2socket", p, 1), nil)
+		if err == nil || resp == nil || resp.StatusCode != 404 {
+			t.Fatalf("websocket %s: %v %v, want 404", p, err, resp)
+		}
+	}
+	if got := gw.metric(t, "gateway_network_unknown_total"); got != 5 {
+		t.Fatalf("%v unknown-network requests counted, want 5", got)
 	}
 	for _, tc := range []struct{ name, method, path string }{
 		{"POST", "POST", "/b/v3/" + keyAlice},
@@ -241,6 +253,9 @@ plans:
 	}
 	if code, _, body := post(t, gw.URL+"/a/v3/"+keyAlice, balance, nil); code != 200 {
 		t.Fatalf("the plan's network: %d %s", code, body)
+	}
+	if gw.metric(t, `gateway_key_network_requests_total{key="alice",network="a"}`) != 1 {
+		t.Fatal("the key's call on network a was not counted by network")
 	}
 	if gw.metric(t, `gateway_key_refused_total{key="alice",limit="network"}`) != 4 {
 		t.Fatal("the refusals were not counted by key")

@@ -3,14 +3,17 @@ package access
 import (
 	"math"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/limit"
 	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
 // Tenant is who a call counts against: a key, or a client address on the anonymous
@@ -67,7 +70,12 @@ func (r *Ref) Load() (t *Tenant, ok bool) {
 
 type tenantMetrics struct {
 	requests, units *metrics.Counter
-	refused         [numRefusals]*metrics.Counter // by refusal
+	// byNetwork counts requests per network (by network index), created on first use.
+	byNetwork [config.MaxNetworks]atomic.Pointer[metrics.Counter]
+	name      string
+	reg       *upstream.Registry
+	mu        sync.Mutex
+	refused   [numRefusals]*metrics.Counter // by refusal
 }
 
 // Refusals, the limit label of gateway_key_refused_total.
@@ -85,7 +93,7 @@ const (
 var refusalNames = [numRefusals]string{"rate", "units", "quota", "connections", "subscriptions", "method", "network"}
 
 func (a *Access) newCallerMetrics(name string) *tenantMetrics {
-	m := &tenantMetrics{}
+	m := &tenantMetrics{name: name, reg: a.reg}
 	m.requests = a.reg.Counter(`gateway_key_requests_total{key="`+name+`"}`, "Requests (batch elements count one each) by API key name; anonymous tenants together.")
 	m.units = a.reg.Counter(`gateway_key_units_total{key="`+name+`"}`, "Cost units spent by API key name.")
 	for i, l := range refusalNames {
@@ -254,3 +262,24 @@ func (t *Tenant) CheckNetwork(name string) *proto.Error {
 
 var errNetworkPlan = proto.NewError(proto.CodeServer, fasthttp.StatusForbidden,
 	"this network is not available on this API key's plan")
+
+// CountNetwork counts n requests of t on the network numbered idx, called name
+// (gateway_key_network_requests_total): a key's usage by network. Its limits stay the
+// key's.
+func (t *Tenant) CountNetwork(idx int, name string, n int64) {
+	if t == nil || idx < 0 || idx >= config.MaxNetworks {
+		return
+	}
+	m := t.m
+	c := m.byNetwork[idx].Load()
+	if c == nil {
+		m.mu.Lock()
+		if c = m.byNetwork[idx].Load(); c == nil {
+			c = m.reg.Counter(`gateway_key_network_requests_total{key="`+m.name+`",network="`+name+`"}`,
+				"Requests (batch elements count one each) by API key name and network; anonymous tenants together.")
+			m.byNetwork[idx].Store(c)
+		}
+		m.mu.Unlock()
+	}
+	c.Add(int(n))
+}

@@ -44,6 +44,10 @@ type Network struct {
 	denyMethods []string // nil: the gateway's
 }
 
+// MaxNetworks bounds the networks numbered for per-network counters (a process sees at
+// most this many network names, reloads included).
+const MaxNetworks = 64
+
 // DefaultNetwork names the one network of a configuration without networks:.
 const DefaultNetwork = "default"
 

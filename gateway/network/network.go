@@ -38,6 +38,9 @@ type Network struct {
 	// ChainID is its chain (0: not configured, learned from the upstream).
 	Name    string
 	ChainID uint64
+	// Index numbers the network's name in this process (stable across reloads), for
+	// per-network counters kept in arrays: below config.MaxNetworks, or -1 past it.
+	Index int
 	Router  *upstream.Router
 	HTTP    Caller // the router over HTTP
 	WS      Caller // the router over websockets, or one answering errWSDisabled
@@ -72,6 +75,7 @@ func New(gw *config.Config, nc config.Network, reg *upstream.Registry, log *slog
 	n := &Network{
 		Name:    nc.Name,
 		ChainID: nc.ChainID,
+		Index:   indexOf(nc.Name),
 		Heads:   &head.Tracker{},
 		Shared:  shared,
 		Policy:  Policy{deny: proto.NewDenySet(cfg.DenyMethods)},
@@ -280,3 +284,26 @@ func (wsDisabled) CallBatch(b *upstream.Batch, _ time.Time) error {
 // registers carries network=<name>, and Close removes them. The gateway registers the
 // network's transport metrics (routes, websockets) in it.
 func (n *Network) Registry() *upstream.Registry { return n.reg }
+
+var names struct {
+	sync.Mutex
+	idx map[string]int
+}
+
+// indexOf numbers name once per process: the same name keeps its number across reloads.
+func indexOf(name string) int {
+	names.Lock()
+	defer names.Unlock()
+	if names.idx == nil {
+		names.idx = map[string]int{}
+	}
+	i, ok := names.idx[name]
+	if !ok {
+		i = len(names.idx)
+		if i >= config.MaxNetworks {
+			return -1
+		}
+		names.idx[name] = i
+	}
+	return i
+}

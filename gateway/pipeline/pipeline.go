@@ -109,7 +109,7 @@ func (p *Pipeline) Serve(n *network.Network, c *Call) *proto.Error {
 	if e := n.Policy.Admit(&c.Req); e != nil {
 		return e
 	}
-	if e := p.Charge(c); e != nil {
+	if e := p.Charge(n, c); e != nil {
 		return e
 	}
 	return p.Dispatch(n, c)
@@ -231,6 +231,7 @@ func (p *Pipeline) ServeBatch(n *network.Network, dst, body []byte, up network.C
 		if e := who.Spend(count, cost); e != nil {
 			return dst, e
 		}
+		who.CountNetwork(n.Index, n.Name, count)
 	}
 	for i, c := range b.calls {
 		if !c.settled {
@@ -354,10 +355,15 @@ func batchTooLarge(limit int) *proto.Error {
 	return &e
 }
 
-// Charge counts c against its tenant's limits (nil: not limited).
-func (p *Pipeline) Charge(c *Call) *proto.Error {
+// Charge counts c, a call on network n, against its tenant's limits (nil: not
+// limited), and in the tenant's usage of n.
+func (p *Pipeline) Charge(n *network.Network, c *Call) *proto.Error {
 	if c.Who == nil {
 		return nil
 	}
-	return c.Who.Charge(&c.Req, p.access.Cost(&c.Req))
+	if e := c.Who.Charge(&c.Req, p.access.Cost(&c.Req)); e != nil {
+		return e
+	}
+	c.Who.CountNetwork(n.Index, n.Name, 1)
+	return nil
 }

@@ -51,7 +51,7 @@ func (c *wsClient) handle(buf *[]byte) bool {
 	cl.Who = who
 	perr := c.h.net.Policy.Admit(&cl.Req)
 	if perr == nil {
-		perr = c.charge(c.h.pipe.Charge(cl))
+		perr = c.charge(c.h.pipe.Charge(c.h.net, cl))
 	}
 	if perr == nil {
 		perr = c.admit(1, len(msg))
@@ -180,7 +180,7 @@ func (c *wsClient) subscribe(cl *pipeline.Call) {
 	// The tenant's plan: the method and its kind, one request and its cost; then the
 	// budgets and a subscription slot.
 	cl.Who = who
-	perr := c.charge(c.h.pipe.Charge(cl))
+	perr := c.charge(c.h.pipe.Charge(c.h.net, cl))
 	if perr == nil {
 		perr = c.takeSub()
 	}
