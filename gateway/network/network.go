@@ -40,10 +40,10 @@ type Network struct {
 	ChainID uint64
 	// Index numbers the network's name in this process (stable across reloads), for
 	// per-network counters kept in arrays: below config.MaxNetworks, or -1 past it.
-	Index int
-	Router  *upstream.Router
-	HTTP    Caller // the router over HTTP
-	WS      Caller // the router over websockets, or one answering errWSDisabled
+	Index  int
+	Router *upstream.Router
+	HTTP   Caller // the router over HTTP
+	WS     Caller // the router over websockets, or one answering errWSDisabled
 	// HasWS reports whether any upstream has a websocket (subscriptions, /socket2socket).
 	HasWS  bool
 	Heads  *head.Tracker
