@@ -361,3 +361,40 @@ func TestNetworksReload(t *testing.T) {
 		t.Fatal(`series of the removed network b are still on /metrics`)
 	}
 }
+
+// TestNetworkLimitsPerKeyOrPerNetwork: a key's limits count across every network,
+// unless its plan says per_network: then each network has the plan's allowance.
+func TestNetworkLimitsPerKeyOrPerNetwork(t *testing.T) {
+	up := startFakeUpstream(t)
+	for _, tc := range []struct {
+		perNetwork bool
+		wantOnB    int // status of the first call on b after a's burst is spent
+	}{{false, 429}, {true, 200}} {
+		t.Run(fmt.Sprint("per_network=", tc.perNetwork), func(t *testing.T) {
+			file := fmt.Sprintf(`networks:
+  - name: a
+    chain_id: 1
+    upstreams: [{name: up-a, http: %q}]
+  - name: b
+    chain_id: 2
+    upstreams: [{name: up-b, http: %q}]
+keys:
+  entries: [{name: alice, sha256: %s, plan: slow}]
+plans:
+  slow: {requests_per_second: 0.01, burst: 2, per_network: %v}
+`, up.HTTPURL, up.HTTPURL, sha(keyAlice), tc.perNetwork)
+			gw := startGateway(t, "-config", writeFile(t, t.TempDir(), "gateway.yaml", file), "-cache=false", "-upstream-ws", "off")
+			for i := range 2 {
+				if code, _, body := post(t, gw.URL+"/a/v3/"+keyAlice, blockNumberCall, nil); code != 200 {
+					t.Fatalf("call %d on a: %d %s", i+1, code, body)
+				}
+			}
+			if code, _, body := post(t, gw.URL+"/a/v3/"+keyAlice, blockNumberCall, nil); code != 429 {
+				t.Fatalf("third call on a: %d %s, want 429", code, body)
+			}
+			if code, _, body := post(t, gw.URL+"/b/v3/"+keyAlice, blockNumberCall, nil); code != tc.wantOnB {
+				t.Fatalf("first call on b: %d %s, want %d", code, body, tc.wantOnB)
+			}
+		})
+	}
+}

@@ -49,6 +49,7 @@ type plan struct {
 	maxSubs        int64
 	allow, deny    proto.MethodSet
 	networks       map[string]bool // nil: every network
+	perNetwork     bool            // a key's limits count per network
 	fingerprintKey string
 }
 
@@ -102,6 +103,7 @@ func (a *Access) Load(ks config.KeySettings) error {
 		pl := &plan{name: name, rps: p.RequestsPerSecond, burst: p.Burst, ups: p.UnitsPerSecond, unitsBurst: p.UnitsBurst,
 			daily: p.DailyUnits, maxConns: p.MaxConnections, maxSubs: p.MaxSubscriptions,
 			allow: proto.NewAllowSet(p.Methods.Allow), deny: proto.NewDenySet(p.Methods.Deny)}
+		pl.perNetwork = p.PerNetwork
 		if len(p.Networks) > 0 {
 			pl.networks = map[string]bool{}
 			for _, n := range p.Networks {
@@ -109,7 +111,8 @@ func (a *Access) Load(ks config.KeySettings) error {
 			}
 		}
 		pl.fingerprintKey = fmt.Sprintf("%v/%v/%v/%v/%v/%v/%v/%v/%q/%q/%q", p.RequestsPerSecond, p.Burst, p.UnitsPerSecond,
-			p.UnitsBurst, p.DailyUnits, p.MaxConnections, p.MaxSubscriptions, name, p.Methods.Allow, p.Methods.Deny, p.Networks)
+			p.UnitsBurst, p.DailyUnits, p.MaxConnections, p.MaxSubscriptions, name, p.Methods.Allow, p.Methods.Deny, p.Networks) +
+			fmt.Sprint(p.PerNetwork)
 		plans[name] = pl
 	}
 	t := &accessTable{keys: map[[32]byte]*Tenant{}, required: ks.Required, costs: newCostTable(ks.Costs)}
@@ -153,6 +156,11 @@ func (a *Access) Load(ks config.KeySettings) error {
 		}
 		c.name, c.origins, c.hash = k.Name, k.Origins, h
 		c.allow, c.deny = proto.NewAllowSet(k.Methods.Allow), proto.NewDenySet(k.Methods.Deny)
+		for i := range c.nets { // its per-network tenants follow the key's entry
+			if s := c.nets[i].Load(); s != nil {
+				s.name, s.origins, s.hash, s.allow, s.deny = c.name, c.origins, c.hash, c.allow, c.deny
+			}
+		}
 		t.keys[h] = c
 	}
 	a.table.Store(t)
@@ -178,7 +186,7 @@ func (a *Access) Load(ks config.KeySettings) error {
 
 // newCaller creates the limit handles of a plan, named prefix:kind.
 func (a *Access) newCaller(prefix string, pl *plan) (*Tenant, error) {
-	c := &Tenant{plan: pl}
+	c := &Tenant{plan: pl, a: a, prefix: prefix}
 	var err error
 	if pl.rps > 0 {
 		if c.rps, err = a.limiter.NewBucket(prefix+":rps", pl.rps, max(pl.burst, int64(math.Ceil(pl.rps)))); err != nil {

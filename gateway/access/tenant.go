@@ -47,6 +47,12 @@ type Tenant struct {
 
 	ref *Ref // keys only: the key across reloads
 
+	// A key on a plan with per_network limits: its own tenant per network (On).
+	a      *Access
+	prefix string // its limit handles' names
+	netMu  sync.Mutex
+	nets   [config.MaxNetworks]atomic.Pointer[Tenant]
+
 	sharedBudget sharedcache.Budget // bytes its answers may still write into Redis this minute
 }
 
@@ -104,6 +110,11 @@ func (a *Access) newCallerMetrics(name string) *tenantMetrics {
 }
 
 func (c *Tenant) close() {
+	for i := range c.nets {
+		if s := c.nets[i].Load(); s != nil {
+			s.close()
+		}
+	}
 	if c.rps != nil {
 		c.rps.Close()
 	}
@@ -282,4 +293,29 @@ func (t *Tenant) CountNetwork(idx int, name string, n int64) {
 		m.mu.Unlock()
 	}
 	c.Add(int(n))
+}
+
+// On returns the tenant whose limits a call on the network numbered idx (called name)
+// spends: t itself, or, for a key whose plan counts limits per network (per_network),
+// the key's own tenant for that network, made on its first call there. It shares the
+// key's name, metrics, methods and Ref.
+func (t *Tenant) On(idx int, name string) *Tenant {
+	if t == nil || t.ref == nil || !t.plan.perNetwork || idx < 0 || idx >= config.MaxNetworks {
+		return t
+	}
+	if s := t.nets[idx].Load(); s != nil {
+		return s
+	}
+	t.netMu.Lock()
+	defer t.netMu.Unlock()
+	if s := t.nets[idx].Load(); s != nil {
+		return s
+	}
+	s, err := t.a.newCaller(t.prefix+"@"+name, t.plan)
+	if err != nil {
+		return t // the limiter refused a handle: the key's own limits rather than none
+	}
+	s.name, s.hash, s.origins, s.allow, s.deny, s.m, s.ref = t.name, t.hash, t.origins, t.allow, t.deny, t.m, t.ref
+	t.nets[idx].Store(s)
+	return s
 }

@@ -72,7 +72,8 @@ type PlanEntry struct {
 	MaxConnections    int64        `yaml:"max_connections"`
 	MaxSubscriptions  int64        `yaml:"max_subscriptions"`
 	Methods           MethodsEntry `yaml:"methods"`
-	Networks          []string     `yaml:"networks"` // the networks the plan may use; empty: every one
+	Networks          []string     `yaml:"networks"`    // the networks the plan may use; empty: every one
+	PerNetwork        bool         `yaml:"per_network"` // limits counted per network (each network its own), not per key
 }
 
 // AnonymousEntry names the plan of calls without a key, limited per client address, and

@@ -39,6 +39,7 @@ func (s *Handlers) Handler(r *Route, n *network.Network, up network.Caller) fast
 		who, perr := s.acc.Identify(ctx)
 		if perr == nil {
 			perr = who.CheckNetwork(n.Name)
+			who = who.On(n.Index, n.Name)
 		}
 		if perr != nil {
 			pipeline.WriteError(ctx, nil, perr)

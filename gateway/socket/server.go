@@ -229,6 +229,7 @@ func closeNow(conn *websocket.Conn, code int, reason string) {
 
 // serveClient is the hijack handler: it owns the connection for its whole life.
 func (h *Server) serveClient(conn *websocket.Conn, who *access.Tenant, addr netip.Addr) {
+	who = who.On(h.net.Index, h.net.Name) // its slots: per network when its plan says so
 	if perr := who.Acquire(who.ConnSlots(), access.RefusedConnections); perr != nil {
 		h.refused.Inc()
 		closeNow(conn, websocket.ClosePolicyViolation, perr.Message)
