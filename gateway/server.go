@@ -121,9 +121,6 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 	}
 	s.pipe = pipeline.New(&s.cfg, s.acc)
 	s.httpH = httpapi.New(s.acc, s.pipe, cfg.UpstreamTimeout)
-	if s.shared != nil {
-		s.shared.SetNamespace("") // each network names its own keys (network.SharedKey)
-	}
 	if err := s.startNetworks(); err != nil {
 		s.closeAccess()
 		return nil, err

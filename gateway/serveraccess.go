@@ -56,7 +56,7 @@ func (s *Server) startAccess() error {
 			tenantBytes = -1 // no budget
 		}
 		s.shared, err = sharedcache.New(sharedcache.Config{TTL: cfg.SharedCacheTTL, MaxValueBytes: cfg.SharedCacheMaxValue,
-			TenantBytesPerMinute: tenantBytes, AwaitNamespace: true}, s.sharedRedis, s.reg.Set)
+			TenantBytesPerMinute: tenantBytes}, s.sharedRedis, s.reg.Set)
 		if err != nil {
 			s.closeAccess()
 			return err

@@ -104,6 +104,15 @@ func New(gw *config.Config, nc config.Network, reg *upstream.Registry, log *slog
 		n.perClient = upstream.NewMetrics(reg, "per_client")
 	}
 	n.Heads.Register(reg)
+	if shared != nil {
+		reg.Gauge("gateway_sharedcache_ready", "1 once the shared cache tier knows the network's chain (configured, or the upstream's eth_chainId; its keys carry it); until then the tier is skipped.",
+			func() float64 {
+				if n.sharedNS.Load() != nil {
+					return 1
+				}
+				return 0
+			})
+	}
 	reg.Gauge("gateway_pending_request_bytes", "Request bytes waiting on the upstream, every transport together.",
 		func() float64 { return float64(n.Pending.InUse()) })
 	if cfg.CacheEnabled {
@@ -241,8 +250,18 @@ func (n *Network) setChain(id uint64) {
 }
 
 // SharedOn reports whether the shared tier may be used for this network: there is one,
-// and the network's chain is known.
-func (n *Network) SharedOn() bool { return n.Shared != nil && n.sharedNS.Load() != nil }
+// and the network's chain is known. When there is one but the chain is not known yet,
+// the passed-over use is counted (gateway_sharedcache_requests_total{result="skipped"}).
+func (n *Network) SharedOn() bool {
+	if n.Shared == nil {
+		return false
+	}
+	if n.sharedNS.Load() == nil {
+		n.Shared.Skip(1)
+		return false
+	}
+	return true
+}
 
 // SharedKey names key (a cache key) in the shared tier: the network's namespace, the
 // method and the SHA-256 of the canonical params. Only after SharedOn.

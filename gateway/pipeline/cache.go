@@ -47,7 +47,7 @@ func (p *Pipeline) cacheStoreElement(n *network.Network, cl *Call, ans []byte) {
 	if cl.pol != cache.CoalesceOnly {
 		n.Cache.Store(cl.key, cl.Req.Method, cl.pol, cl.block, cl.epoch, bytes.Clone(ans))
 	}
-	if n.SharedOn() && n.Cache.Sharable(cl.Req.Method, cl.pol, cl.block) && n.Cache.Immutable(cl.pol, ans) {
+	if n.Shared != nil && n.Cache.Sharable(cl.Req.Method, cl.pol, cl.block) && n.Cache.Immutable(cl.pol, ans) && n.SharedOn() {
 		n.Shared.SetFor(p.cacheBudget(n, cl), n.SharedKey(cl.key), ans)
 	}
 }
@@ -128,7 +128,7 @@ func (p *Pipeline) cacheServe(n *network.Network, cl *Call) *proto.Error {
 		return nil
 	}
 	n.Cache.Misses.Inc()
-	if n.SharedOn() && n.Cache.Sharable(cl.Req.Method, cl.pol, cl.block) {
+	if n.Shared != nil && n.Cache.Sharable(cl.Req.Method, cl.pol, cl.block) && n.SharedOn() {
 		f.Err = p.cacheFetchShared(n, cl, keyLen)
 	} else {
 		f.Err = forward(cl, RestID)

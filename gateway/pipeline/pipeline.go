@@ -329,7 +329,7 @@ func (p *Pipeline) routeElement(n *network.Network, b *batch, c *Call, idx int) 
 			}
 			c.cacheable = true
 			upID = RestID // stored answers carry id 1
-			if n.SharedOn() && n.Cache.Sharable(c.Req.Method, c.pol, c.block) {
+			if n.Shared != nil && n.Cache.Sharable(c.Req.Method, c.pol, c.block) && n.SharedOn() {
 				b.shared = append(b.shared, idx) // upstream only if Redis lacks it
 				return
 			}
