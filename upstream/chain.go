@@ -11,8 +11,11 @@
 package upstream
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,10 +132,21 @@ func (r *Router) askChain(u *Upstream) (uint64, error) {
 	return parseChainID(ans)
 }
 
-// parseChainID reads the chain id of an eth_chainId answer.
+// parseChainID reads the chain id of an eth_chainId answer: a JSON object whose result
+// is a hex quantity above 0. Not the hot path: encoding/json reads it, and an answer
+// the gateway's own scanner (first member) would read otherwise, such as a duplicated
+// result, is refused as ambiguous.
 func parseChainID(ans []byte) (uint64, error) {
-	if n, ok := proto.ParseQuantity(proto.FirstMember(ans, "result").Bytes(ans)); ok && n != 0 {
-		return n, nil
+	var v struct {
+		Result *string `json:"result"`
+	}
+	if err := json.Unmarshal(ans, &v); err == nil && v.Result != nil {
+		if n, ok := proto.ParseQuantity(proto.FirstMember(ans, "result").Bytes(ans)); ok && n != 0 &&
+			strings.HasPrefix(*v.Result, "0x") {
+			if m, err := strconv.ParseUint((*v.Result)[2:], 16, 64); err == nil && m == n {
+				return n, nil
+			}
+		}
 	}
 	if len(ans) > 200 {
 		ans = ans[:200]

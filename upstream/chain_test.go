@@ -1,10 +1,12 @@
 package upstream
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -321,4 +323,37 @@ func TestMuxSocketProvesTheChain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// parseChainID reads what encoding/json reads, a result that is a hex quantity string
+// above 0, and nothing else; what the gateway's scanner would read otherwise (a
+// duplicated result) is refused.
+func FuzzParseChainID(f *testing.F) {
+	for _, s := range []string{`{"jsonrpc":"2.0","id":1,"result":"0x539"}`, `{"id":1,"result":"0x0"}`,
+		`{"id":1,"error":{"code":-32601,"message":"no"}}`, `{"result":1337}`, `{"result":"0x"}`, `{"result":"0xffffffffffffffffff"}`,
+		`{"result" : "0x7a69" }`, `[]`, ``, `{"result":"0x1","result":"0x2"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, ans []byte) {
+		got, err := parseChainID(ans)
+		if err != nil {
+			if got != 0 {
+				t.Fatalf("error %v with chain id %d", err, got)
+			}
+			return
+		}
+		var v struct {
+			Result string `json:"result"`
+		}
+		if jerr := json.Unmarshal(ans, &v); jerr != nil {
+			t.Fatalf("%q: parsed %d, not JSON to encoding/json: %v", ans, got, jerr)
+		}
+		if first, ok := proto.ParseQuantity(proto.FirstMember(ans, "result").Bytes(ans)); !ok || first != got {
+			t.Fatalf("%q: parsed %d, the scanner reads %d", ans, got, first)
+		}
+		want, perr := strconv.ParseUint(strings.TrimPrefix(v.Result, "0x"), 16, 64)
+		if !strings.HasPrefix(v.Result, "0x") || perr != nil || want != got || got == 0 {
+			t.Fatalf("%q: parsed %d, encoding/json reads result %q", ans, got, v.Result)
+		}
+	})
 }
