@@ -31,6 +31,9 @@ func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
 	for i := 0; i < attempts; i++ {
 		u := r.pickBatch(b, probe, n, via, tried[:i])
 		if u == nil {
+			if i == 0 {
+				lastErr = r.noUpstream(via)
+			}
 			break
 		}
 		tried[i] = u

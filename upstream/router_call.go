@@ -56,6 +56,9 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 	for i := 0; i < attempts; i++ {
 		u := r.pick(req, n, via, tried[:i])
 		if u == nil {
+			if i == 0 {
+				lastErr = r.noUpstream(via)
+			}
 			break
 		}
 		tried[i] = u

@@ -20,7 +20,7 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 	}
 	first := r.pick(req, n, via, nil)
 	if first == nil {
-		return nil, errNoUpstream
+		return nil, r.noUpstream(via)
 	}
 	results := make(chan result, 2)
 	launch := func(u *Upstream, deadline time.Time) {
