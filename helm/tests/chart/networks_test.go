@@ -174,3 +174,33 @@ func TestNetworksRejected(t *testing.T) {
 		t.Errorf("a plan naming a network without config.networks: %v\n%.300s", err, out)
 	}
 }
+
+// The EKS profile with Infura-style hosts: one internet-facing NLB with one certificate
+// (TLS ends there, the Host header picks the network), keys required; the manifests
+// decode strictly, and NOTES list each network's prefix and hosts with the certificate
+// and DNS they need.
+func TestNetworksOnEKS(t *testing.T) {
+	args := publicTLS("-f", networksFile(t), "-f", keysFile(t))
+	r := render(t, "gw", append(args, monitoringAPIs...)...)
+	svc := r.get(t, "Service", "gw-infura-gateway").(*corev1.Service)
+	if svc.Annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-cert"] != certARN ||
+		svc.Annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] != "internet-facing" {
+		t.Errorf("one internet-facing NLB with the certificate: %v", svc.Annotations)
+	}
+	cm := r.get(t, "ConfigMap", "gw-infura-gateway-config").(*corev1.ConfigMap)
+	for _, w := range []string{"name: mainnet", "name: sepolia", "sepolia.gw.example.com", "name: alice"} {
+		if !strings.Contains(cm.Data["config.yaml"], w) {
+			t.Errorf("config.yaml lacks %q:\n%s", w, cm.Data["config.yaml"])
+		}
+	}
+	notes := renderNotes(t, args...)
+	for _, w := range []string{
+		"mainnet (chain 1, default): $GATEWAY/mainnet/  hosts: mainnet.gw.example.com, *.mainnet.gw.example.com",
+		"sepolia (chain 11155111): $GATEWAY/sepolia/  hosts: sepolia.gw.example.com",
+		"must cover every host (SAN list or wildcard)", "gateway_dns_names",
+	} {
+		if !strings.Contains(notes, w) {
+			t.Errorf("NOTES lack %q:\n%s", w, notes)
+		}
+	}
+}
