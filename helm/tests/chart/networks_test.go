@@ -51,7 +51,11 @@ func networksFile(t *testing.T) string {
 // CONFIG_FILE set and no upstream flags; the NetworkPolicy admits every network's
 // upstream ports.
 func TestNetworksConfigFile(t *testing.T) {
-	r := render(t, "gw", "-f", networksFile(t), "--set", "networkPolicy.enabled=true")
+	nets := networksFile(t)
+	if out, err := helm("lint", "--strict", chartDir, "--kube-version", kubeVersion, "-f", nets); err != nil {
+		t.Fatalf("helm lint --strict refuses valid networks: %v\n%s", err, out)
+	}
+	r := render(t, "gw", "-f", nets, "--set", "networkPolicy.enabled=true")
 	cm := r.get(t, "ConfigMap", "gw-infura-gateway-config").(*corev1.ConfigMap)
 	var file struct {
 		Networks []struct {
