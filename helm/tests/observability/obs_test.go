@@ -271,7 +271,7 @@ func TestDashboardDetails(t *testing.T) {
 				other++
 			}
 			if strings.Contains(tg.Expr, "gateway_requests_total") && strings.Contains(tg.Expr, `code=~"5.."`) &&
-				!strings.Contains(tg.Expr, `route!~"health|ws_health|readyz|metrics`) {
+				!strings.Contains(tg.Expr, `route!~"health|ws_health|readyz|admin_health|admin_readyz|metrics`) {
 				t.Errorf("%s: a 5xx ratio that counts probes and /metrics: %s", where, tg.Expr)
 			}
 		}
@@ -523,6 +523,12 @@ func TestLiveGatewayExposesReferencedMetrics(t *testing.T) {
 	// The latency SLO counts requests under one bucket boundary: it must exist.
 	if le := sloBucket(t); !regexp.MustCompile(`(?m)^gateway_request_duration_seconds_bucket\{[^}]*le="` + regexp.QuoteMeta(le) + `"`).Match(body) {
 		t.Errorf("gateway_request_duration_seconds has no le=%q bucket, which the latency SLO rules count", le)
+	}
+
+	// One network (top-level upstreams): its series say network="default", the value
+	// the per-network alerts and the dashboard's $network show.
+	if !regexp.MustCompile(`(?m)^gateway_requests_total\{network="default",route="rpc"`).Match(body) {
+		t.Error(`a gateway of one network does not label its requests network="default"`)
 	}
 
 	// promtool's exposition-format lint: exit 1 is a format error, exit 3
