@@ -79,12 +79,13 @@ func TestKeyedHotPathAllocatesNothing(t *testing.T) {
 // or a Host) adds no allocation to the hot path.
 func TestNetworkResolutionAllocatesNothing(t *testing.T) {
 	fake := startFakeUpstream(t, fakeFixed(fixedBlockNumber))
+	// The fixed fake answers every call, eth_chainId too, with 0x10d4f: chain 68943.
 	path := writeFile(t, t.TempDir(), "networks.yaml", `networks:
   - name: a
-    chain_id: 1
+    chain_id: 68943
     upstreams: [{name: up-a, http: "`+fake.HTTPURL+`"}]
   - name: b
-    chain_id: 2
+    chain_id: 68943
     hosts: [b.test, "*.b.example"]
     upstreams: [{name: up-b, http: "`+fake.HTTPURL+`"}]
 `)

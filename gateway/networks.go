@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/valyala/fasthttp"
 
@@ -145,10 +146,15 @@ func (s *Server) reloadNetworks(next *config.Config) error {
 			}
 		}
 	}
-	s.storeNetworks(list)
+	// New networks start (their upstreams prove their chain, bounded) before requests
+	// can reach them.
+	var wg sync.WaitGroup
 	for _, f := range started {
-		f.net.Start()
+		wg.Add(1)
+		go func() { defer wg.Done(); f.net.Start() }()
 	}
+	wg.Wait()
+	s.storeNetworks(list)
 	kept := map[*network.Network]bool{}
 	for _, f := range list {
 		kept[f.net] = true

@@ -190,13 +190,13 @@ func TestNetworksServeTheirOwnNodes(t *testing.T) {
 // ones; a network the key's plan excludes is 403 on every transport; neither reaches a
 // node (the fake counts every call).
 func TestNetworkUnknownAndExcluded(t *testing.T) {
-	up := startFakeUpstream(t)
+	up := startFakeUpstream(t) // it answers eth_chainId 0x1: both networks are on chain 1
 	file := fmt.Sprintf(`networks:
   - name: a
     chain_id: 1
     upstreams: [{name: up-a, http: %q, ws: %q}]
   - name: b
-    chain_id: 2
+    chain_id: 1
     upstreams: [{name: up-b, http: %q, ws: %q}]
 keys:
   entries: [{name: alice, sha256: %s, plan: only-a}]
@@ -376,7 +376,7 @@ func TestNetworkLimitsPerKeyOrPerNetwork(t *testing.T) {
     chain_id: 1
     upstreams: [{name: up-a, http: %q}]
   - name: b
-    chain_id: 2
+    chain_id: 1
     upstreams: [{name: up-b, http: %q}]
 keys:
   entries: [{name: alice, sha256: %s, plan: slow}]
@@ -396,5 +396,72 @@ plans:
 				t.Fatalf("first call on b: %d %s, want %d", code, body, tc.wantOnB)
 			}
 		})
+	}
+}
+
+// TestNetworkWrongChainUpstream: an upstream of another chain listed under a network
+// serves none of its calls and /status says why; a network with no upstream of its
+// chain answers 503 naming the chain, and never borrows another network's upstreams.
+func TestNetworkWrongChainUpstream(t *testing.T) {
+	right, wrong := testnode.Start(t, testnode.Period(1)), testnode.Start(t, testnode.Period(1), testnode.ChainID(31337))
+	file := fmt.Sprintf(`networks:
+  - name: a
+    chain_id: 1337
+    upstreams:
+      - {name: right, http: %q, ws: %q}
+      - {name: wrong, http: %q, ws: %q, weight: 5}
+  - name: c
+    chain_id: 5
+    upstreams: [{name: wrong-too, http: %q}]
+`, right.HTTPURL, right.WSURL, wrong.HTTPURL, wrong.WSURL, wrong.HTTPURL)
+	gw := startGateway(t, "-config", writeFile(t, t.TempDir(), "networks.yaml", file), "-cache=false")
+	const chainID = `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}`
+	ws := dialWS(t, strings.Replace(gw.WSURL, "/socket2socket", "/a/socket2socket", 1), nil)
+	for i := range 100 { // half over HTTP, half over the websocket upstreams
+		var ans string
+		if i%2 == 0 {
+			code, body := hostPost(t, gw.URL+"/a/", "", chainID)
+			if code != 200 {
+				t.Fatalf("call %d: %d %s", i, code, body)
+			}
+			ans = body
+		} else {
+			ans = string(ws.call(chainID))
+		}
+		if got := result(t, ans); got != `"0x539"` {
+			t.Fatalf("call %d: %s, want chain 1337's answer", i, ans)
+		}
+	}
+	_, b := do(t, "GET", gw.AdminURL+"/status", "")
+	var page struct {
+		Networks []struct {
+			Name      string
+			Upstreams []struct {
+				Name    string
+				State   string
+				ChainID uint64 `json:"chain_id"`
+			}
+		}
+	}
+	if err := json.Unmarshal(b, &page); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, n := range page.Networks {
+		for _, u := range n.Upstreams {
+			if n.Name == "a" && u.Name == "wrong" {
+				found = true
+				if u.State != "wrong_chain" || u.ChainID != 31337 {
+					t.Fatalf("/status says %+v, want wrong_chain 31337", u)
+				}
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("/status does not list the wrong upstream by network: %s", b)
+	}
+	code, ans := hostPost(t, gw.URL+"/c/", "", chainID)
+	if code != 503 || !strings.Contains(ans, "no upstream of chain 5") {
+		t.Fatalf("a network with no upstream of its chain: %d %s", code, ans)
 	}
 }

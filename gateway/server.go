@@ -154,9 +154,13 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		Logger:                        redact.Logger{L: s.log},
 	}
 	metrics.RegisterSet(s.reg.Set)
+	// Networks start together: each waits (bounded) for its upstreams to prove their chain.
+	var started sync.WaitGroup
 	for _, n := range s.nets.List() {
-		n.Start()
+		started.Add(1)
+		go func() { defer started.Done(); n.Start() }()
 	}
+	started.Wait()
 	if cfg.ConfigFile != "" {
 		_, s.fileSum, _ = config.LoadFile(cfg, s.getenv) // the state the file is in now
 	}

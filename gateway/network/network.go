@@ -167,6 +167,9 @@ func (n *Network) routerConfig(reg *upstream.Registry) upstream.RouterConfig {
 		Registry:       reg,
 		Logger:         n.log,
 		OnHead:         func(header []byte) { n.Heads.Observe(header) },
+		// A configured chain is checked on every upstream (0: the single network of the
+		// flags, whose chain is learned, not checked).
+		ChainID: n.ChainID,
 	}
 }
 
@@ -198,6 +201,7 @@ func (n *Network) PerClientMux() (*upstream.Mux, error) {
 		}
 		mc := n.muxConfig()
 		mc.URL, mc.Conns, mc.Metrics = sp.WSURL, 1, n.perClient
+		mc.ChainID = n.ChainID // a client's own socket proves the chain as the shared ones do
 		if sp.User != "" || sp.Password != "" {
 			mc.Header = http.Header{"Authorization": {"Basic " +
 				base64.StdEncoding.EncodeToString([]byte(sp.User+":"+sp.Password))}}
