@@ -15,10 +15,10 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
 
-// Two real geth --dev nodes, one per network. The pinned geth's dev genesis is the same
-// on every start, so the nodes are told apart by what was sent to them: node A's dev
-// account sent one transaction, node B's two. eth_getTransactionCount of that account
-// answers 0x1 on A, 0x2 on B: an answer shows which node gave it.
+// Two real geth --dev nodes, one per network, of distinct chains: A is 1337, B 31337
+// (testnode.ChainID). Beyond eth_chainId, they are told apart by what was sent to them:
+// node A's dev account sent one transaction, node B's two, so eth_getTransactionCount
+// of that account answers 0x1 on A, 0x2 on B: an answer shows which node gave it.
 
 // twoNetworkFile configures networks a (node A, by path /a/ and Host a.test) and b
 // (node B, alias bee, Host *.b.test, the default).
@@ -29,7 +29,7 @@ func twoNetworkFile(a, b *testnode.Node, extra string) string {
     hosts: [a.test]
     upstreams: [{name: node-a, http: %q, ws: %q}]
   - name: b
-    chain_id: 1337
+    chain_id: 31337
     aliases: [bee]
     hosts: ["*.b.test"]
     default: true
@@ -42,7 +42,7 @@ func twoNetworkFile(a, b *testnode.Node, extra string) string {
 // of B's second transaction (where their chains' states differ).
 func twoNodes(t testing.TB) (a, b *testnode.Node, call string, want map[string]string, differAt string) {
 	t.Helper()
-	a, b = testnode.Start(t, testnode.Period(1)), testnode.Start(t, testnode.Period(1))
+	a, b = testnode.Start(t, testnode.Period(1)), testnode.Start(t, testnode.Period(1), testnode.ChainID(31337))
 	a.SendTx(t)
 	b.SendTx(t)
 	_, differAt = b.SendTx(t)
@@ -324,15 +324,16 @@ func TestNetworksReload(t *testing.T) {
 	if got := result(t, string(onB.call(call))); got != want["b"] {
 		t.Fatalf("b: %s", got)
 	}
-	// b goes; c (node B) comes; a now has node B as its upstream.
+	// b goes; c (node B) comes; a gets a second upstream, a node of its chain.
+	a2 := testnode.Start(t, testnode.Period(1))
 	writeFile(t, dir, "networks.yaml", fmt.Sprintf(`networks:
   - name: a
     chain_id: 1337
-    upstreams: [{name: node-b-for-a, http: %q, ws: %q}]
+    upstreams: [{name: node-a, http: %q, ws: %q}, {name: node-a2, http: %q, ws: %q}]
   - name: c
-    chain_id: 1337
+    chain_id: 31337
     upstreams: [{name: node-b, http: %q, ws: %q}]
-`, b.HTTPURL, b.WSURL, b.HTTPURL, b.WSURL))
+`, a.HTTPURL, a.WSURL, a2.HTTPURL, a2.WSURL, b.HTTPURL, b.WSURL))
 	if err := gw.srv.ReloadConfig(); err != nil {
 		t.Fatal(err)
 	}
@@ -344,10 +345,18 @@ func TestNetworksReload(t *testing.T) {
 	if err := onB.expectClose(); !asCloseError(err, &ce) || ce.Code != websocket.CloseGoingAway {
 		t.Fatalf("removed network's client closed with %v, want 1001", err)
 	}
-	// a's socket stayed open; its calls now reach node B.
-	// A replaced upstream serves once its first probe admits it.
-	waitFor(t, "network a on its new upstream", func() bool {
-		return strings.Contains(string(onA.call(call)), `"result":`+want["b"])
+	// a's socket stayed open and is answered (by node A, or by A2, whose account sent
+	// nothing); its new upstream is there.
+	if got := result(t, string(onA.call(call))); got != want["a"] && got != `"0x0"` {
+		t.Fatalf("a after the reload: %s", got)
+	}
+	waitFor(t, "network a's second upstream", func() bool {
+		for _, n := range gw.srv.nets.List() {
+			if n.Name == "a" {
+				return len(n.Router.Upstreams()) == 2
+			}
+		}
+		return false
 	})
 	waitFor(t, "the new network c", func() bool {
 		code, body := hostPost(t, gw.URL+"/c/", "", call)
