@@ -119,7 +119,7 @@ func TestSharedTierTTLOnEveryKey(t *testing.T) {
 	rs := redistest.Start(t)
 	up := startFakeUpstream(t)
 	up.head.Store(5000)
-	gws := startReplicas(t, 2, up, rs.Addr, openAnonymous+"shared_cache: {ttl: 90m}\n")
+	gws := startReplicas(t, 2, up, rs.Addr, openAnonymous+"shared_cache: {ttl: 90m, request_budget: 2s}\n") // what is under test is the TTLs, not Redis latency under load
 	for _, gw := range gws {
 		waitFor(t, "the head", func() bool { return gw.srv.defaultNetwork().Heads.Number() >= 5000 })
 	}

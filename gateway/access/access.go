@@ -153,12 +153,17 @@ func (a *Access) Load(ks config.KeySettings) error {
 			}
 			c.m = a.newCallerMetrics(k.Name)
 			c.ref = ref
+			if pl.perNetwork {
+				c.perNet = &perNetwork{a: a, prefix: "key:" + k.Name}
+			}
 		}
 		c.name, c.origins, c.hash = k.Name, k.Origins, h
 		c.allow, c.deny = proto.NewAllowSet(k.Methods.Allow), proto.NewDenySet(k.Methods.Deny)
-		for i := range c.nets { // its per-network tenants follow the key's entry
-			if s := c.nets[i].Load(); s != nil {
-				s.name, s.origins, s.hash, s.allow, s.deny = c.name, c.origins, c.hash, c.allow, c.deny
+		if p := c.perNet; p != nil { // its per-network tenants follow the key's entry
+			for i := range p.nets {
+				if s := p.nets[i].Load(); s != nil {
+					s.name, s.origins, s.hash, s.allow, s.deny = c.name, c.origins, c.hash, c.allow, c.deny
+				}
 			}
 		}
 		t.keys[h] = c
@@ -186,7 +191,7 @@ func (a *Access) Load(ks config.KeySettings) error {
 
 // newCaller creates the limit handles of a plan, named prefix:kind.
 func (a *Access) newCaller(prefix string, pl *plan) (*Tenant, error) {
-	c := &Tenant{plan: pl, a: a, prefix: prefix}
+	c := &Tenant{plan: pl}
 	var err error
 	if pl.rps > 0 {
 		if c.rps, err = a.limiter.NewBucket(prefix+":rps", pl.rps, max(pl.burst, int64(math.Ceil(pl.rps)))); err != nil {

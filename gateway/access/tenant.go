@@ -47,11 +47,7 @@ type Tenant struct {
 
 	ref *Ref // keys only: the key across reloads
 
-	// A key on a plan with per_network limits: its own tenant per network (On).
-	a      *Access
-	prefix string // its limit handles' names
-	netMu  sync.Mutex
-	nets   [config.MaxNetworks]atomic.Pointer[Tenant]
+	perNet *perNetwork // a key on a plan with per_network limits: its tenants per network (On)
 
 	sharedBudget sharedcache.Budget // bytes its answers may still write into Redis this minute
 }
@@ -110,9 +106,11 @@ func (a *Access) newCallerMetrics(name string) *tenantMetrics {
 }
 
 func (c *Tenant) close() {
-	for i := range c.nets {
-		if s := c.nets[i].Load(); s != nil {
-			s.close()
+	if p := c.perNet; p != nil {
+		for i := range p.nets {
+			if s := p.nets[i].Load(); s != nil {
+				s.close()
+			}
 		}
 	}
 	if c.rps != nil {
@@ -295,27 +293,38 @@ func (t *Tenant) CountNetwork(idx int, name string, n int64) {
 	c.Add(int(n))
 }
 
+// perNetwork is a key's own tenants, one per network, when its plan counts limits per
+// network; made at load for those keys only (an entry of the anonymous table stays
+// small).
+type perNetwork struct {
+	a      *Access
+	prefix string // the key's limit handles' names
+	mu     sync.Mutex
+	nets   [config.MaxNetworks]atomic.Pointer[Tenant]
+}
+
 // On returns the tenant whose limits a call on the network numbered idx (called name)
 // spends: t itself, or, for a key whose plan counts limits per network (per_network),
 // the key's own tenant for that network, made on its first call there. It shares the
 // key's name, metrics, methods and Ref.
 func (t *Tenant) On(idx int, name string) *Tenant {
-	if t == nil || t.ref == nil || !t.plan.perNetwork || idx < 0 || idx >= config.MaxNetworks {
+	if t == nil || t.perNet == nil || idx < 0 || idx >= config.MaxNetworks {
 		return t
 	}
-	if s := t.nets[idx].Load(); s != nil {
+	p := t.perNet
+	if s := p.nets[idx].Load(); s != nil {
 		return s
 	}
-	t.netMu.Lock()
-	defer t.netMu.Unlock()
-	if s := t.nets[idx].Load(); s != nil {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s := p.nets[idx].Load(); s != nil {
 		return s
 	}
-	s, err := t.a.newCaller(t.prefix+"@"+name, t.plan)
+	s, err := p.a.newCaller(p.prefix+"@"+name, t.plan)
 	if err != nil {
 		return t // the limiter refused a handle: the key's own limits rather than none
 	}
 	s.name, s.hash, s.origins, s.allow, s.deny, s.m, s.ref = t.name, t.hash, t.origins, t.allow, t.deny, t.m, t.ref
-	t.nets[idx].Store(s)
+	p.nets[idx].Store(s)
 	return s
 }

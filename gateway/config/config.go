@@ -139,6 +139,9 @@ type Config struct {
 	// and what one tenant's answers may write into it per minute (0: no budget).
 	SharedCacheMethods     []string
 	SharedCacheTenantBytes int
+	// SharedCacheBudget is the longest a request waits on the shared tier (lookup and
+	// fetch claim) before it goes to the upstream itself.
+	SharedCacheBudget time.Duration
 	// SharedCacheRedisAddr puts the shared tier on a Redis of its own (same credentials
 	// and TLS as RedisAddr); empty: on RedisAddr, beside the limits.
 	SharedCacheRedisAddr string
@@ -222,6 +225,7 @@ func Defaults() Config {
 		// each) is not held back; one flooding distinct answers adds at most ~6 GiB a
 		// day per replica, which the TTL then removes.
 		SharedCacheTenantBytes: 4 << 20,
+		SharedCacheBudget:      40 * time.Millisecond,
 	}
 }
 

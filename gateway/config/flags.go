@@ -254,6 +254,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	num(&c.SharedCacheMaxValue, "shared-cache-max-value", "SHARED_CACHE_MAX_VALUE_BYTES", "larger answers are not put in the shared cache")
 	list(&c.SharedCacheMethods, "shared-cache-methods", "SHARED_CACHE_METHODS", "comma-separated methods the shared cache takes beyond blocks, receipts and transactions (eth_call, eth_getBalance, eth_getCode, eth_getStorageAt, eth_getTransactionCount, eth_getProof, eth_feeHistory); empty: none")
 	str(&c.SharedCacheRedisAddr, "shared-cache-redis-addr", "SHARED_CACHE_REDIS_ADDR", "host:port of a Redis for the shared cache only (an allkeys-lru instance; same credentials and TLS as -redis-addr); empty: the shared cache uses -redis-addr")
+	dur(&c.SharedCacheBudget, "shared-cache-budget", "SHARED_CACHE_BUDGET", "longest a request waits on the shared cache (lookup and fetch claim) before it asks the upstream itself")
 	num(&c.SharedCacheTenantBytes, "shared-cache-tenant-bytes", "SHARED_CACHE_TENANT_BYTES_PER_MINUTE", "bytes one tenant's answers may write into the shared cache per minute, per replica (over it they are not written); 0: no limit")
 	list(&c.TrustedProxies, "trusted-proxies", "TRUSTED_PROXIES", "comma-separated addresses or CIDRs of load balancers whose X-Forwarded-For (and PROXY protocol header) names the client; empty trusts none")
 	boolean(&c.ProxyProtocol, "proxy-protocol", "PROXY_PROTOCOL", "read a PROXY protocol header (v1 or v2, as AWS NLB sends) on connections from -trusted-proxies: the client address for per-IP limits")
