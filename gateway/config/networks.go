@@ -26,7 +26,30 @@ type NetworkEntry struct {
 	Upstreams   []UpstreamEntry `yaml:"upstreams"`
 	Routing     *RoutingEntry   `yaml:"routing"`
 	Health      *HealthEntry    `yaml:"health"`
+	Cache       *CacheEntry     `yaml:"cache"`
 	DenyMethods []string        `yaml:"deny_methods"`
+}
+
+// CacheEntry is a network's override of the response cache's settings (the flags
+// -cache, -cache-size, -cache-max-bytes, -cache-max-age, -cache-depth).
+type CacheEntry struct {
+	Enabled  *bool     `yaml:"enabled"`
+	Size     *int      `yaml:"size"`
+	MaxBytes *int      `yaml:"max_bytes"`
+	MaxAge   *Duration `yaml:"max_age"`
+	Depth    *uint64   `yaml:"depth"`
+}
+
+// apply sets the cache settings e has on c (nil: none).
+func (e *CacheEntry) apply(c *Config) {
+	if e == nil {
+		return
+	}
+	set(&c.CacheEnabled, e.Enabled)
+	set(&c.CacheSize, e.Size)
+	set(&c.CacheMaxBytes, e.MaxBytes)
+	setDuration(&c.CacheMaxAge, e.MaxAge)
+	set(&c.CacheDepth, e.Depth)
 }
 
 // Network is one network of the configuration: what a request addressed to it (by
@@ -41,6 +64,7 @@ type Network struct {
 	Upstreams   []upstream.Spec
 	routing     *RoutingEntry
 	health      *HealthEntry
+	cache       *CacheEntry
 	denyMethods []string // nil: the gateway's
 }
 
@@ -88,6 +112,7 @@ func (c *Config) ForNetwork(n Network) *Config {
 	nc.Upstreams = n.Upstreams
 	n.routing.apply(&nc)
 	n.health.apply(&nc)
+	n.cache.apply(&nc)
 	if n.denyMethods != nil {
 		nc.DenyMethods = n.denyMethods
 	}
@@ -106,7 +131,7 @@ func (f *FileConfig) applyNetworks(c *Config) {
 	c.Networks = nil
 	for _, e := range f.Networks {
 		n := Network{Name: e.Name, ChainID: e.ChainID, Aliases: e.Aliases, Hosts: lowerAll(e.Hosts), Default: e.Default,
-			Upstreams: appendSpecs(nil, e.Upstreams), routing: e.Routing, health: e.Health}
+			Upstreams: appendSpecs(nil, e.Upstreams), routing: e.Routing, health: e.Health, cache: e.Cache}
 		if e.DenyMethods != nil {
 			n.denyMethods = e.DenyMethods
 			if len(e.DenyMethods) == 1 && e.DenyMethods[0] == "none" {
@@ -190,6 +215,10 @@ func (f *FileConfig) validateNetworks() error {
 		}
 		if err := validateUpstreams(where+": ", n.Upstreams); err != nil {
 			return err
+		}
+		if c := n.Cache; c != nil && (c.Size != nil && *c.Size < 1 || c.MaxBytes != nil && *c.MaxBytes < 1 ||
+			c.MaxAge != nil && *c.MaxAge <= 0) {
+			return fmt.Errorf("%s: cache: size, max_bytes and max_age must be positive", where)
 		}
 		for _, m := range n.DenyMethods {
 			if m != "none" && !methodEntry.MatchString(m) {

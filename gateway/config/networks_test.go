@@ -24,6 +24,7 @@ networks:
     hosts: ["*.sepolia.gw.example.com"]
     default: true
     deny_methods: [debug_]
+    cache: {enabled: false, max_age: 3s}
     upstreams:
       - name: infura-sepolia
         http: https://sepolia.infura.io/v3/${INFURA_PROJECT_ID}
@@ -45,6 +46,9 @@ func TestNetworksFromFile(t *testing.T) {
 	m, s := c.ForNetwork(ns[0]), c.ForNetwork(ns[1])
 	if m.Retries != 3 || s.Retries != Defaults().Retries {
 		t.Errorf("routing override: mainnet %d, sepolia %d", m.Retries, s.Retries)
+	}
+	if s.CacheEnabled || s.CacheMaxAge.Seconds() != 3 || !m.CacheEnabled || m.CacheMaxAge != Defaults().CacheMaxAge {
+		t.Errorf("cache override: mainnet %v %v, sepolia %v %v", m.CacheEnabled, m.CacheMaxAge, s.CacheEnabled, s.CacheMaxAge)
 	}
 	if len(s.DenyMethods) != 1 || s.DenyMethods[0] != "debug_" || len(m.DenyMethods) != len(Defaults().DenyMethods) {
 		t.Errorf("deny_methods: mainnet %v, sepolia %v", m.DenyMethods, s.DenyMethods)
@@ -107,6 +111,7 @@ func TestNetworksRefused(t *testing.T) {
 		{"bad host", "networks:\n  - name: a\n    chain_id: 1\n    hosts: [\"https://x.io\"]\n" + up, "want a host name"},
 		{"two defaults", "networks:\n  - name: a\n    chain_id: 1\n    default: true\n" + up + "  - name: b\n    chain_id: 2\n    default: true\n" + up, "more than one network"},
 		{"no upstreams", "networks:\n  - name: a\n    chain_id: 1\n", "no upstreams"},
+		{"bad cache", "networks:\n  - name: a\n    chain_id: 1\n    cache: {size: 0}\n" + up, "cache: size"},
 		{"both lists", "upstreams: [{name: a, http: http://x}]\nnetworks:\n  - name: a\n    chain_id: 1\n" + up, "put the upstreams under their network"},
 		{"bad upstream", "networks:\n  - name: a\n    chain_id: 1\n    upstreams: [{name: a, http: ftp://x}]\n", `network 1 ("a"): upstream 1`},
 		{"plan of unknown network", "networks:\n  - name: a\n    chain_id: 1\n" + up + "plans:\n  p: {networks: [b]}\n", `"b" is not a configured network`},
