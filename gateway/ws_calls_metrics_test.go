@@ -2,8 +2,11 @@ package gateway
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
 
 // wsCallCodes are the code labels a test reads of gateway_ws_calls_total.
@@ -125,5 +128,26 @@ func TestSocket2SocketCallsCounted(t *testing.T) {
 				t.Error(`no gateway_ws_call_duration_seconds_bucket{le="0.8192"}`)
 			}
 		})
+	}
+}
+
+// With several networks, a network's websocket calls count in its own series (its
+// registry view's network label): a failing network burns its own budget only.
+func TestSocket2SocketCallsCountedPerNetwork(t *testing.T) {
+	a, b := testnode.Start(t), testnode.Start(t, testnode.ChainID(31337))
+	gw := startGateway(t, "-config", writeFile(t, t.TempDir(), "networks.yaml", twoNetworkFile(a, b, "")))
+	gw.waitUpstreams(t)
+	c := dialWS(t, strings.Replace(gw.WSURL, "/socket2socket", "/a/socket2socket", 1), nil)
+	for i := range 3 {
+		if got := decodeAnswer(t, c.call(`{"jsonrpc":"2.0","id":`+strconv.Itoa(i)+`,"method":"eth_chainId"}`)); string(got.Result) != `"0x539"` {
+			t.Fatalf("network a: %+v", got)
+		}
+	}
+	waitFor(t, "network a's calls counted", func() bool {
+		return gw.metric(t, `gateway_ws_calls_total{network="a",code="200"}`) == 3 &&
+			gw.metric(t, `gateway_ws_call_duration_seconds_count{network="a"}`) == 3
+	})
+	if n := gw.metric(t, `gateway_ws_calls_total{network="b",code="200"}`); n != 0 {
+		t.Errorf("network b counted %v calls made on network a", n)
 	}
 }
