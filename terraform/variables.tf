@@ -250,22 +250,27 @@ variable "install_monitoring" {
 
 # Alerts reach a person (issue 24, N3): Alertmanager's default route goes to these.
 variable "alert_receiver" {
-  description = "Where the gateway's alerts go: a Slack incoming webhook (slack_webhook_url, optional slack_channel) and/or a PagerDuty Events API v2 routing key (pagerduty_routing_key; with Slack too, critical alerts page). Required with install_monitoring. Kept in the state and in Alertmanager's Secret."
+  description = "Where the gateway's alerts go: a Slack incoming webhook (slack_webhook_url, optional slack_channel), a PagerDuty Events API v2 routing key (pagerduty_routing_key) and/or an SNS topic ARN (sns_topic_arn, in this account; Alertmanager publishes through an IRSA role). The first of Slack, SNS, PagerDuty takes every alert; SNS next to Slack gets every alert too, PagerDuty next to either the critical ones. Required with install_monitoring. Kept in the state and in Alertmanager's Secret."
   type = object({
     slack_webhook_url     = optional(string, "")
     slack_channel         = optional(string, "")
     pagerduty_routing_key = optional(string, "")
+    sns_topic_arn         = optional(string, "")
   })
   default   = {}
   sensitive = true
 
   validation {
-    condition     = !var.install_monitoring || var.alert_receiver.slack_webhook_url != "" || var.alert_receiver.pagerduty_routing_key != ""
-    error_message = "install_monitoring needs alert_receiver (slack_webhook_url and/or pagerduty_routing_key): without one, alerts reach nobody."
+    condition     = !var.install_monitoring || var.alert_receiver.slack_webhook_url != "" || var.alert_receiver.pagerduty_routing_key != "" || var.alert_receiver.sns_topic_arn != ""
+    error_message = "install_monitoring needs alert_receiver (slack_webhook_url, pagerduty_routing_key and/or sns_topic_arn): without one, alerts reach nobody."
   }
   validation {
     condition     = var.alert_receiver.slack_webhook_url == "" || can(regex("^https://", var.alert_receiver.slack_webhook_url))
     error_message = "alert_receiver.slack_webhook_url: an https:// incoming webhook URL."
+  }
+  validation {
+    condition     = var.alert_receiver.sns_topic_arn == "" || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\\.fifo)?$", var.alert_receiver.sns_topic_arn))
+    error_message = "alert_receiver.sns_topic_arn: an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)."
   }
 }
 

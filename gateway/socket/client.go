@@ -244,8 +244,10 @@ func (c *wsClient) shutdown(code int, reason string) {
 }
 
 // Reply implements upstream.Sink: the answer to an eth_subscribe. A refused
-// subscription gives its place in the budgets back.
+// subscription gives its place in the budgets back. The eth_subscribe call counts now.
 func (c *wsClient) Reply(msg []byte) {
+	status := subscribeStatus(msg)
+	c.h.calls.count(status)
 	if proto.IsErrorResponse(msg) {
 		c.dropSub()
 	}

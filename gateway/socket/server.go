@@ -47,6 +47,7 @@ type Server struct {
 	subs  *network.Budget
 
 	msgsIn, msgsOut, slowDrops, refused, connects *metrics.Counter
+	calls                                         *callMetrics // per call, for the SLIs (metrics.go)
 }
 
 // writeBufferPool lends write buffers to clients only while they write, so an idle
@@ -81,6 +82,7 @@ func New(cfg *config.Config, acc *access.Access, pipe *pipeline.Pipeline, net *n
 		"/socket2socket requests and connections refused by a budget (in flight, pending bytes, subscriptions, connections).")
 	h.connects = reg.Counter("gateway_ws_client_connects_total",
 		"/socket2socket clients accepted; its rate shows reconnect storms.")
+	h.calls = newCallMetrics(reg)
 	reg.Gauge("gateway_ws_client_connections", "Open /socket2socket client connections.",
 		func() float64 { return float64(h.conns.Load()) })
 	reg.Gauge("gateway_ws_subscriptions", "Subscriptions held by /socket2socket clients.",

@@ -303,6 +303,21 @@ run "pagerduty_alone_is_a_receiver" {
   }
 }
 
+run "sns_alone_is_a_receiver" {
+  command = plan
+  variables {
+    alert_receiver = { sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:gateway-alerts" }
+  }
+}
+
+run "sns_topic_must_be_an_arn" {
+  command = plan
+  variables {
+    alert_receiver = { sns_topic_arn = "gateway-alerts" }
+  }
+  expect_failures = [var.alert_receiver]
+}
+
 run "slack_webhook_must_be_https" {
   command = plan
   variables {
