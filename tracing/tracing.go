@@ -9,11 +9,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/url"
+	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -83,10 +86,14 @@ func New(ctx context.Context, cfg Config) (*Tracer, error) {
 	}
 	var exp sdktrace.SpanExporter
 	var err error
+	u, _ := url.Parse(cfg.Endpoint) // validated
 	if cfg.Exporter == ExporterOTLPGRPC {
 		exp, err = otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(cfg.Endpoint))
 	} else {
-		exp, err = otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(cfg.Endpoint))
+		if u.Path == "" || u.Path == "/" {
+			u.Path = "/v1/traces" // the OTLP/HTTP default, as a collector's address is usually given
+		}
+		exp, err = otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(u.String()))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("tracing: starting the %s exporter: %w", cfg.Exporter, err)
@@ -95,6 +102,13 @@ func New(ctx context.Context, cfg Config) (*Tracer, error) {
 	if service == "" {
 		service = "infura-gateway"
 	}
+	// Export errors quote the endpoint: logged with it reduced to scheme and host, so
+	// credentials in it never reach a log line.
+	bare := u.Scheme + "://" + u.Host
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		msg := strings.ReplaceAll(strings.ReplaceAll(err.Error(), u.String(), bare), cfg.Endpoint, bare)
+		slog.Warn("tracing: span export failed", "err", msg)
+	}))
 	res := resource.NewSchemaless(attribute.String("service.name", service), attribute.String("service.version", cfg.Version))
 	// The decision is ours (Begin): the SDK records every span it is asked for.
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Second)),
