@@ -250,6 +250,32 @@ func TestTracingRetriedCall(t *testing.T) {
 			}
 		})
 	}
+	// An unsampled caller's traceparent goes upstream as it came, and no span is made.
+	t.Run("unsampled parent passed on", func(t *testing.T) {
+		const parent = "00-7bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+		req, _ := http.NewRequest("POST", gw.URL+"/v3/"+keyAlice, strings.NewReader(getBalance(4)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("traceparent", parent)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		pa, _ := a.seen()
+		pb, _ := b.seen()
+		got := 0
+		for _, p := range append(pa, pb...) {
+			if p == parent {
+				got++
+			}
+		}
+		if res.StatusCode != 200 || got != 1 {
+			t.Fatalf("status %d; %d upstream requests carried %q, want 1", res.StatusCode, got, parent)
+		}
+		if n := len(recv.trace("7bf92f3577b34da6a3ce929d0e0e4736")); n != 0 {
+			t.Fatalf("%d spans of an unsampled trace", n)
+		}
+	})
 	// The request lines name the request id.
 	waitFor(t, "a request line with the request id", func() bool { return strings.Contains(gw.log.String(), `"request_id":"trace-test-1"`) })
 }
