@@ -1,8 +1,10 @@
 package tracing
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseParent(t *testing.T) {
@@ -164,5 +166,25 @@ func TestSampling(t *testing.T) {
 	c.SetIn(sampled)
 	if off.Begin(&c, "eth_blockNumber", "mainnet") || c.Sampled() {
 		t.Fatal("a nil tracer (tracing off) began a span")
+	}
+}
+
+// TestNew: both exporters start without a reachable collector (they connect lazily),
+// and off is a nil tracer.
+func TestNew(t *testing.T) {
+	for _, cfg := range []Config{
+		{},
+		{Exporter: ExporterOTLPGRPC, Endpoint: "http://127.0.0.1:9", Ratio: 0.5, ParentBased: true},
+		{Exporter: ExporterOTLPHTTP, Endpoint: "http://127.0.0.1:9", Ratio: 1},
+	} {
+		t.Run(cfg.Exporter, func(t *testing.T) {
+			tr, err := New(context.Background(), cfg)
+			if err != nil || (tr == nil) != (cfg.Exporter == ExporterOff) {
+				t.Fatalf("New(%+v) = %v, %v", cfg, tr, err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = tr.Shutdown(ctx) // nothing to flush
+		})
 	}
 }
