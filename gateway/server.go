@@ -33,6 +33,7 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
 	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/tracing"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
@@ -89,6 +90,7 @@ type Server struct {
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 	closers  []func()
+	tracer   *tracing.Tracer // nil: tracing off
 }
 
 // New builds a server from a validated Config. It starts background work (readiness
@@ -120,6 +122,13 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.pipe = pipeline.New(&s.cfg, s.acc)
+	tr, err := tracing.New(context.Background(), s.cfg.TracingConfig(s.version))
+	if err != nil {
+		s.closeAccess()
+		return nil, err
+	}
+	s.tracer = tr
+	s.pipe.SetTracer(tr)
 	s.httpH = httpapi.New(s.acc, s.pipe, cfg.UpstreamTimeout)
 	if err := s.startNetworks(); err != nil {
 		s.closeAccess()
@@ -377,6 +386,12 @@ func (s *Server) Close() {
 		s.wg.Wait()
 		s.closeNetworks()
 		s.closeAccess()
+		// The spans still buffered go out; a collector that is down costs them, not the exit.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.tracer.Shutdown(ctx); err != nil {
+			s.log.Warn("tracing: spans not flushed at exit", "err", err)
+		}
+		cancel()
 		metrics.UnregisterSet(s.reg.Set, true)
 	})
 }

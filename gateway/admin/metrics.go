@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/gateway/redact"
+	"github.com/infura-gateway/infura-gateway/tracing"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
@@ -95,23 +96,40 @@ func (s *Instrumenter) Wrap(route string, h fasthttp.RequestHandler) fasthttp.Re
 		return func(ctx *fasthttp.RequestCtx) {
 			start := ctx.Time()
 			s.inFlight.Add(1)
+			setRequestID(ctx)
 			h(ctx)
 			s.inFlight.Add(-1)
 			code := ctx.Response.StatusCode()
 			rm.observe(code, start)
 			s.log.Info("request", "route", route, "method", string(ctx.Method()), "path", LogPath(ctx),
 				"status", code, "duration", time.Since(start), "remote", ctx.RemoteIP().String(),
-				"cache", string(ctx.Response.Header.Peek("X-Cache")))
+				"cache", string(ctx.Response.Header.Peek("X-Cache")),
+				"request_id", string(ctx.Response.Header.PeekBytes(requestIDHeader)))
 		}
 	}
 	return func(ctx *fasthttp.RequestCtx) {
 		start := ctx.Time()
 		s.inFlight.Add(1)
+		setRequestID(ctx)
 		h(ctx)
 		s.inFlight.Add(-1)
 		rm.observe(ctx.Response.StatusCode(), start)
 	}
 }
+
+// setRequestID answers the request's X-Request-Id when it is valid (bounded, a safe
+// charset) and a new one otherwise. The handler passes it on upstream and into the
+// call's span. Neither path allocates: the id is built in a stack array.
+func setRequestID(ctx *fasthttp.RequestCtx) {
+	id := ctx.Request.Header.PeekBytes(requestIDHeader)
+	if !tracing.ValidRequestID(id) {
+		var buf [32]byte
+		id = tracing.AppendRequestID(buf[:0])
+	}
+	ctx.Response.Header.SetBytesKV(requestIDHeader, id)
+}
+
+var requestIDHeader = []byte("X-Request-Id")
 
 func init() { metrics.ExposeMetadata(true) }
 

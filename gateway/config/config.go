@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/infura-gateway/infura-gateway/tracing"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
@@ -117,6 +118,12 @@ type Config struct {
 	// Prometheus or probes on it from outside the host says so (the Helm chart does).
 	AdminListen string
 	Pprof       bool
+	// Tracing (OpenTelemetry, off while TraceExporter is empty): where spans go, and
+	// which calls are traced.
+	TraceExporter    string
+	TraceEndpoint    string
+	TraceSampleRatio float64
+	TraceParentBased bool
 	// WSDrainWindow spreads the closing of websocket clients on shutdown (0: over
 	// DrainDelay).
 	WSDrainWindow time.Duration
@@ -220,6 +227,8 @@ func Defaults() Config {
 		SharedCacheTTL:       24 * time.Hour,
 		SharedCacheMaxValue:  256 << 10,
 		LogFormat:            "json",
+		TraceSampleRatio:     0.01,
+		TraceParentBased:     true,
 
 		// 4 MiB a minute: a tenant reading history block by block (a few hundred KiB
 		// each) is not held back; one flooding distinct answers adds at most ~6 GiB a
@@ -237,4 +246,10 @@ func (c *Config) UpstreamSpecs() []upstream.Spec {
 	}
 	return []upstream.Spec{{Name: "default", HTTPURL: c.UpstreamHTTPURL, WSURL: c.UpstreamWSURL,
 		User: c.UpstreamUser, Password: c.UpstreamSecret, Tier: upstream.TierPrimary, Weight: 1, Archive: true}}
+}
+
+// TracingConfig is the tracer's configuration; version is the gateway's.
+func (c *Config) TracingConfig(version string) tracing.Config {
+	return tracing.Config{Exporter: c.TraceExporter, Endpoint: c.TraceEndpoint, Ratio: c.TraceSampleRatio,
+		ParentBased: c.TraceParentBased, Service: "infura-gateway", Version: version}
 }

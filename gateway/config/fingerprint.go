@@ -21,6 +21,7 @@ func (c Config) Fingerprint(fileSum [32]byte) string {
 	f.flags = nil
 	f.UpstreamHTTPURL, f.UpstreamWSURL = RedactURL(f.UpstreamHTTPURL), RedactURL(f.UpstreamWSURL)
 	f.UpstreamSecret, f.RedisPassword = "", ""
+	f.TraceEndpoint = RedactURL(f.TraceEndpoint)
 	f.InfuraProject = redactedIf(f.InfuraProject)
 	f.Upstreams, f.Keys = nil, KeySettings{} // the file's, hashed with it
 	// The flags' networks (the Infura shorthand's) carry the project id in their URLs:

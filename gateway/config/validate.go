@@ -123,6 +123,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("-shared-cache-redis-addr %q: want host:port", c.SharedCacheRedisAddr)
 		}
 	}
+	if err := c.TracingConfig("").Validate(); err != nil {
+		return err
+	}
 	if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
 		return fmt.Errorf("-trusted-proxies: %v", err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/tracing"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
@@ -38,6 +39,7 @@ type Pipeline struct {
 	access          *access.Access
 	maxBatch        int
 	maxResponseBody int
+	tracer          *tracing.Tracer // nil: tracing off
 }
 
 // New makes the pipeline of a gateway: calls priced by acc, bounded by cfg.
@@ -68,6 +70,9 @@ type Call struct {
 	block     uint64 // the block a byNumber call asks for
 	epoch     uint64 // head epoch the cache lookup was made in
 	Cached    CacheStatus
+
+	// Trace is the call's span (when sampled) and request id; Req.Trace points here.
+	Trace tracing.Call
 }
 
 type CacheStatus uint8
@@ -78,7 +83,11 @@ const (
 	CacheHit
 )
 
-var callPool = sync.Pool{New: func() any { return new(Call) }}
+var callPool = sync.Pool{New: func() any {
+	c := new(Call)
+	c.Req.Trace = &c.Trace
+	return c
+}}
 
 func GetCall(up network.Caller, deadline time.Time) *Call {
 	c := callPool.Get().(*Call)
@@ -92,6 +101,7 @@ func PutCall(c *Call) {
 	}
 	c.ID, c.up, c.Ans, c.Own, c.Cached, c.cacheable, c.Who, c.settled = nil, nil, nil, c.Own[:0], CacheNone, false, nil, false
 	c.Params, c.key = c.Params[:0], c.key[:0]
+	c.Trace.Reset()
 	callPool.Put(c)
 }
 
@@ -106,18 +116,36 @@ var (
 // Serve runs c through n's pipeline. On success c.Ans holds the answer with c.ID (nil
 // for a notification); an error is for the transport to frame.
 func (p *Pipeline) Serve(n *network.Network, c *Call) *proto.Error {
+	if !p.tracer.Begin(&c.Trace, c.Req.Method.String(), n.Name) {
+		return p.serve(n, c)
+	}
+	e := p.serve(n, c)
+	endCall(c, e)
+	return e
+}
+
+func (p *Pipeline) serve(n *network.Network, c *Call) *proto.Error {
 	if e := n.Policy.Admit(&c.Req); e != nil {
 		return e
 	}
 	if e := p.Charge(n, c); e != nil {
 		return e
 	}
-	return p.Dispatch(n, c)
+	return p.dispatch(n, c)
 }
 
 // Dispatch runs c, already admitted by n's policy and charged, through the rest of
-// the pipeline.
+// the pipeline (traced from here: the websocket transport admits calls itself).
 func (p *Pipeline) Dispatch(n *network.Network, c *Call) *proto.Error {
+	if !p.tracer.Begin(&c.Trace, c.Req.Method.String(), n.Name) {
+		return p.dispatch(n, c)
+	}
+	e := p.dispatch(n, c)
+	endCall(c, e)
+	return e
+}
+
+func (p *Pipeline) dispatch(n *network.Network, c *Call) *proto.Error {
 	size := c.Req.Size()
 	if !n.Pending.Acquire(size) {
 		return errPendingFull
@@ -174,6 +202,7 @@ type batch struct {
 	shared []int // indexes of the calls to look up in the shared tier first
 	ub     upstream.Batch
 	spans  []proto.Span // scratch: element spans of the body
+	trace  tracing.Call // the batch's span and request id
 }
 
 var batchPool = sync.Pool{New: func() any { return new(batch) }}
@@ -184,9 +213,23 @@ var batchPool = sync.Pool{New: func() any { return new(batch) }}
 // nothing is owed, dst comes back unchanged). An error refuses the batch as a whole: a
 // batch costs its tenant the sum of its elements, and is refused whole when that is over
 // a limit.
-func (p *Pipeline) ServeBatch(n *network.Network, dst, body []byte, up network.Caller, deadline time.Time, who *access.Tenant) ([]byte, *proto.Error) {
+//
+// in is the batch's traceparent and request id: the batch gets a span when sampled,
+// its elements spans of their own as its children.
+func (p *Pipeline) ServeBatch(n *network.Network, dst, body []byte, up network.Caller, deadline time.Time, who *access.Tenant, in tracing.In) ([]byte, *proto.Error) {
 	b := batchPool.Get().(*batch)
 	defer putBatch(b)
+	b.trace.SetIn(in)
+	b.ub.Trace = &b.trace
+	if !p.tracer.Begin(&b.trace, proto.MethodBatch.String(), n.Name) {
+		return p.serveBatch(n, b, dst, body, up, deadline, who)
+	}
+	dst, e := p.serveBatch(n, b, dst, body, up, deadline, who)
+	endBatch(b, e)
+	return dst, e
+}
+
+func (p *Pipeline) serveBatch(n *network.Network, b *batch, dst, body []byte, up network.Caller, deadline time.Time, who *access.Tenant) ([]byte, *proto.Error) {
 	it, err := proto.NewArrayIter(body)
 	if err != nil {
 		return dst, proto.ErrParse
@@ -220,6 +263,7 @@ func (p *Pipeline) ServeBatch(n *network.Network, dst, body []byte, up network.C
 		c := GetCall(up, deadline)
 		c.Who = who
 		b.calls = append(b.calls, c)
+		tracing.BeginChild(&c.Trace, &b.trace, "element")
 		if p.admitElement(n, c, el.Bytes(body)) {
 			count++
 			if who != nil {
@@ -346,6 +390,7 @@ func putBatch(b *batch) {
 	}
 	b.calls, b.fwd, b.shared, b.spans = b.calls[:0], b.fwd[:0], b.shared[:0], b.spans[:0]
 	b.ub.Reset()
+	b.trace.Reset()
 	batchPool.Put(b)
 }
 

@@ -27,6 +27,7 @@ func (c *wsClient) handle(buf *[]byte) bool {
 		return false
 	}
 	cl := pipeline.GetCall(c.up, start.Add(c.h.cfg.UpstreamTimeout))
+	cl.Trace.SetIn(c.traceIn)
 	if perr := cl.Req.Parse(msg); perr != nil {
 		c.sendError(cl.Req.ID, perr) // invalid requests are answered even without an id
 		c.h.calls.observe(perr.Status, start)
@@ -152,7 +153,7 @@ func (c *wsClient) startBatch(buf *[]byte, start time.Time) bool {
 	go func() {
 		defer c.done(max(n, 1), len(*buf))
 		out := getMsgBuf()
-		ans, perr := c.h.pipe.ServeBatch(c.h.net, (*out)[:0], *buf, c.up, start.Add(c.h.cfg.UpstreamTimeout), who)
+		ans, perr := c.h.pipe.ServeBatch(c.h.net, (*out)[:0], *buf, c.up, start.Add(c.h.cfg.UpstreamTimeout), who, c.traceIn)
 		if perr == nil || perr.Status == fasthttp.StatusTooManyRequests {
 			perr = c.charge(perr)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/access"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/tracing"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
@@ -34,6 +35,10 @@ type wsClient struct {
 	conn *websocket.Conn
 	up   network.Caller // where calls go
 	subs subscriber     // where subscriptions go
+
+	// traceIn is the upgrade request's traceparent and request id, copied: the parent
+	// and id of every call of the connection.
+	traceIn tracing.In
 
 	// Whose limits its calls count against (socket2socket_access.go): ref, read on
 	// every call, which a reload swaps; own is an unkeyed client's, found again by addr.

@@ -22,6 +22,7 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/tracing"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
@@ -142,8 +143,10 @@ func (h *Server) Serve(ctx *fasthttp.RequestCtx) {
 	if who == nil || who.Ref() == nil {
 		addr = h.acc.ClientAddr(ctx)
 	}
+	// The upgrade's trace context and request id, owned: ctx is reused after it.
+	in := tracing.In{Parent: ctx.Request.Header.Peek("traceparent"), RequestID: ctx.Response.Header.Peek("X-Request-Id")}.Clone()
 	// On failure Upgrade has answered with an HTTP error already.
-	_ = h.upgrader.Upgrade(ctx, func(conn *websocket.Conn) { h.serveClient(conn, who, addr) })
+	_ = h.upgrader.Upgrade(ctx, func(conn *websocket.Conn) { h.serveClient(conn, who, addr, in) })
 }
 
 // DrainReason tells clients closed by a drain to come back: another pod serves them.
@@ -230,7 +233,7 @@ func closeNow(conn *websocket.Conn, code int, reason string) {
 }
 
 // serveClient is the hijack handler: it owns the connection for its whole life.
-func (h *Server) serveClient(conn *websocket.Conn, who *access.Tenant, addr netip.Addr) {
+func (h *Server) serveClient(conn *websocket.Conn, who *access.Tenant, addr netip.Addr, in tracing.In) {
 	who = who.On(h.net.Index, h.net.Name) // its slots: per network when its plan says so
 	if perr := who.Acquire(who.ConnSlots(), access.RefusedConnections); perr != nil {
 		h.refused.Inc()
@@ -242,6 +245,7 @@ func (h *Server) serveClient(conn *websocket.Conn, who *access.Tenant, addr neti
 	h.conns.Add(1)
 	defer h.conns.Add(-1)
 	c := newWSClient(h, conn, h.net.WS, h.net.Router.Subscriptions())
+	c.traceIn = in
 	c.bind(who, addr)
 	defer c.releaseConn() // on the tenant it is bound to by then (and unholds it)
 	h.connects.Inc()
