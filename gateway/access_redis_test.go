@@ -139,7 +139,7 @@ func TestSharedCacheAcrossReplicas(t *testing.T) {
 	up.head.Store(5000) // blocks 1..1000 are deep (the cache depth is 64)
 	gws := startReplicas(t, 3, up, rs.Addr, "anonymous: {plan: open}\nplans:\n  open: {}\n")
 	for _, gw := range gws {
-		waitFor(t, "the head", func() bool { return gw.srv.net.Heads.Number() >= 5000 })
+		waitFor(t, "the head", func() bool { return gw.srv.defaultNetwork().Heads.Number() >= 5000 })
 	}
 	const blocks = 1000
 	var wg sync.WaitGroup
@@ -197,7 +197,7 @@ func TestSharedCacheAcrossReplicas(t *testing.T) {
 		dropped += gw.metric(t, "gateway_sharedcache_drops_total")
 	}
 	late := startReplicas(t, 1, up, rs.Addr, "anonymous: {plan: open}\nplans:\n  open: {}\n")[0]
-	waitFor(t, "the head", func() bool { return late.srv.net.Heads.Number() >= 5000 })
+	waitFor(t, "the head", func() bool { return late.srv.defaultNetwork().Heads.Number() >= 5000 })
 	before := up.count("eth_getBlockByNumber")
 	for n := 1; n <= 50; n++ {
 		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x%x",false]}`, n)
@@ -220,7 +220,7 @@ func TestSharedCacheBatches(t *testing.T) {
 	up.head.Store(5000)
 	gws := startReplicas(t, 2, up, rs.Addr, "anonymous: {plan: open}\nplans:\n  open: {}\n")
 	for _, gw := range gws {
-		waitFor(t, "the head", func() bool { return gw.srv.net.Heads.Number() >= 5000 })
+		waitFor(t, "the head", func() bool { return gw.srv.defaultNetwork().Heads.Number() >= 5000 })
 	}
 	block := func(id, n int) string {
 		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_getBlockByNumber","params":["0x%x",false]}`, id, n)
@@ -378,7 +378,7 @@ func TestSharedCacheBatchWithinAnswerBudget(t *testing.T) {
 	up.head.Store(5000)
 	gws := startReplicas(t, 2, up, rs.Addr, "anonymous: {plan: open}\nplans:\n  open: {}\n", "-max-response-body", "4096")
 	for _, gw := range gws {
-		waitFor(t, "the head", func() bool { return gw.srv.net.Heads.Number() >= 5000 })
+		waitFor(t, "the head", func() bool { return gw.srv.defaultNetwork().Heads.Number() >= 5000 })
 	}
 	var els []string
 	for n := 1; n <= 40; n++ {

@@ -172,7 +172,11 @@ func scrape(t testing.TB, gw *testGateway) string {
 	if code != 200 {
 		t.Fatalf("/metrics: %d", code)
 	}
-	return string(b)
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		lines[i] = defaultSeries(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 func grepLines(s, sub string) string {

@@ -55,9 +55,9 @@ func readAll(t testing.TB, resp *http.Response) string {
 func waitHead(t testing.TB, gw *testGateway, n uint64) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
-	for !gw.srv.net.Heads.Seen() || gw.srv.net.Heads.Number() < n {
+	for !gw.srv.defaultNetwork().Heads.Seen() || gw.srv.defaultNetwork().Heads.Number() < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("gateway did not see head %d within 60s (at %d)", n, gw.srv.net.Heads.Number())
+			t.Fatalf("gateway did not see head %d within 60s (at %d)", n, gw.srv.defaultNetwork().Heads.Number())
 		}
 		time.Sleep(5 * time.Millisecond) // waiting on the node's block production
 	}
@@ -81,7 +81,7 @@ func TestCacheRulesAgainstNode(t *testing.T) {
 				t.Fatalf("%s: repeat: X-Cache %q %s", prefix, xc, again)
 			}
 		}
-		before := gw.srv.net.Heads.Number()
+		before := gw.srv.defaultNetwork().Heads.Number()
 		node.SendTx(t)
 		waitHead(t, gw, before+1)
 		_, xc, after := getCached(t, "GET", gw.URL+"/blocknumber", "")
@@ -126,7 +126,7 @@ func TestCacheRulesAgainstNode(t *testing.T) {
 		body := fmt.Sprintf(`{"block":%d,"txdetails":true}`, n)
 		want := string(node.Raw(t, rpcBody("eth_getBlockByNumber", `["`+b1+`",true]`)))
 		_, _, first := getCached(t, "POST", gw.URL+"/blockbynumber", body)
-		before := gw.srv.net.Heads.Number()
+		before := gw.srv.defaultNetwork().Heads.Number()
 		node.SendTx(t)
 		waitHead(t, gw, before+1)
 		_, xc, again := getCached(t, "POST", gw.URL+"/blockbynumber", body)
@@ -147,7 +147,7 @@ func TestLatestNeverOlderThanSeenHead(t *testing.T) {
 	node := testnode.Start(t, testnode.Period(1))
 	gw := startGateway(t, "-upstream-http", node.HTTPURL, "-upstream-ws", node.WSURL)
 	waitHead(t, gw, 1)
-	stopAt := gw.srv.net.Heads.Number() + 3 // span at least three new heads
+	stopAt := gw.srv.defaultNetwork().Heads.Number() + 3 // span at least three new heads
 	var wg sync.WaitGroup
 	var checked, hits atomic.Int64
 	errs := make(chan string, 100)
@@ -155,8 +155,8 @@ func TestLatestNeverOlderThanSeenHead(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; gw.srv.net.Heads.Number() < stopAt && i < 100000; i++ {
-				seen := gw.srv.net.Heads.Number()
+			for i := 0; gw.srv.defaultNetwork().Heads.Number() < stopAt && i < 100000; i++ {
+				seen := gw.srv.defaultNetwork().Heads.Number()
 				path, body := "/blocknumber", ""
 				if w%2 == 1 {
 					path, body = "/blockbynumber", `{"block":"latest"}`
@@ -315,7 +315,7 @@ func TestBatchAnswerBoundedInBytes(t *testing.T) {
 	fake.head.Store(5000)
 	const limit = 4096
 	gw := startGateway(t, "-upstream-http", fake.HTTPURL, "-upstream-ws", "off", "-max-response-body", strconv.Itoa(limit))
-	waitFor(t, "the head", func() bool { return gw.srv.net.Heads.Number() >= 5000 })
+	waitFor(t, "the head", func() bool { return gw.srv.defaultNetwork().Heads.Number() >= 5000 })
 	call := func(id, n int) string {
 		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_getBlockByNumber","params":["0x%x",false]}`, id, n)
 	}

@@ -47,7 +47,7 @@ func TestConfigReload(t *testing.T) {
 	writeFile(t, dir, "gateway.yaml", one(b, "b"))
 	waitFor(t, "the reload", func() bool { return gw.metric(t, `gateway_config_reloads_total{result="ok"}`) == 1 })
 	waitFor(t, "b's socket", func() bool {
-		for _, u := range gw.srv.net.Router.Upstreams() {
+		for _, u := range gw.srv.defaultNetwork().Router.Upstreams() {
 			if u.Name() == "b" && u.Mux().Up() {
 				return true
 			}

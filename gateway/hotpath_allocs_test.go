@@ -74,3 +74,53 @@ func TestKeyedHotPathAllocatesNothing(t *testing.T) {
 		t.Errorf("anonymous per-address limits: %v allocations per request, want 0", n)
 	}
 }
+
+// TestNetworkResolutionAllocatesNothing: picking the network (a path prefix taken off,
+// or a Host) adds no allocation to the hot path.
+func TestNetworkResolutionAllocatesNothing(t *testing.T) {
+	fake := startFakeUpstream(t, fakeFixed(fixedBlockNumber))
+	// The fixed fake answers every call, eth_chainId too, with 0x10d4f: chain 68943.
+	path := writeFile(t, t.TempDir(), "networks.yaml", `networks:
+  - name: a
+    chain_id: 68943
+    upstreams: [{name: up-a, http: "`+fake.HTTPURL+`"}]
+  - name: b
+    chain_id: 68943
+    hosts: [b.test, "*.b.example"]
+    upstreams: [{name: up-b, http: "`+fake.HTTPURL+`"}]
+`)
+	s := newDirectServer(t, "-cache=false", "-config", path)
+	for _, p := range []struct{ name, method, uri, host, body string }{
+		{"POST /b/", "POST", "/b/", "", `{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`},
+		{"GET /b/blocknumber", "GET", "/b/blocknumber", "", ""},
+		{"GET /blocknumber, Host b.test", "GET", "/blocknumber", "b.test", ""},
+		{"GET /blocknumber, Host x.b.example", "GET", "/blocknumber", "X.b.example:443", ""},
+	} {
+		c := newDirectCall(s, p.method, p.uri, p.body)
+		uri := []byte(p.uri)
+		run := func() {
+			// Each request is parsed anew in a server: the rewritten path must not stay.
+			c.ctx.Request.SetRequestURIBytes(uri)
+			if p.host != "" {
+				c.ctx.Request.Header.SetHost(p.host)
+			}
+			c.run(t)
+		}
+		for range 100 {
+			run()
+		}
+		if n := testing.AllocsPerRun(1000, run); n != 0 {
+			t.Errorf("%s: %v allocations per request, want 0", p.name, n)
+		}
+		if got := s.m.unknownNetwork.Get(); got != 0 {
+			t.Fatalf("%s: counted as an unknown network", p.name)
+		}
+	}
+	// Every request went to b, none to a (the default).
+	gw := &testGateway{srv: s}
+	if gw.metric(t, `gateway_requests_total{network="b",route="blocknumber",code="200"}`) < 3000 ||
+		gw.metric(t, `gateway_requests_total{network="a",route="blocknumber",code="200"}`) != 0 ||
+		gw.metric(t, `gateway_requests_total{network="a",route="rpc",code="200"}`) != 0 {
+		t.Fatal("requests did not all reach network b")
+	}
+}

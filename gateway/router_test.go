@@ -194,7 +194,7 @@ func TestRoutingByHeadAndServedHead(t *testing.T) {
 	b.head.Store(0x20)
 	gw := multiGateway(t, []upstreamDef{{"a", a, "primary", true}, {"b", b, "primary", true}}, "-max-lag", "100")
 	b.pushHead(0x20)
-	waitFor(t, "the served head", func() bool { return gw.srv.net.Router.ServedHead() == 0x20 })
+	waitFor(t, "the served head", func() bool { return gw.srv.defaultNetwork().Router.ServedHead() == 0x20 })
 	for i := range 40 {
 		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_getBlockByNumber","params":["0x18",false]}`, i)
 		if _, ans := do(t, "POST", gw.URL+"/", body); !strings.Contains(string(ans), `"number":"0x18"`) {
@@ -218,7 +218,7 @@ func TestRoutingByHeadAndServedHead(t *testing.T) {
 	}
 	// It catches up and goes past: the served head follows.
 	a.pushHead(0x21)
-	waitFor(t, "the served head at 0x21", func() bool { return gw.srv.net.Router.ServedHead() == 0x21 })
+	waitFor(t, "the served head at 0x21", func() bool { return gw.srv.defaultNetwork().Router.ServedHead() == 0x21 })
 	if _, ans := do(t, "GET", gw.URL+"/blocknumber", ""); !strings.Contains(string(ans), `"result":"0x21"`) {
 		t.Fatalf("after catching up: %s", ans)
 	}

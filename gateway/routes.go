@@ -11,15 +11,17 @@ import (
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
-// routeTable is every path the gateway serves, in one place. Each route is wrapped
-// once, at start, with its metrics.
-func (s *Server) routeTable() *router.Router {
+// routeTable is every path the gateway serves for network f, in one place (with
+// several networks, each under /<network>/ too: serveNetwork takes the prefix off).
+// Each route is wrapped once, when the network starts, with its metrics.
+func (s *Server) routeTable(f *front) *router.Router {
+	n, inst := f.net, s.inst.With(f.net.Registry())
 	r := router.New()
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 
 	// Probes may use HEAD (some load balancers do): the same answer without a body.
-	health, readyz := s.inst.Wrap("health", s.probe.Health), s.inst.Wrap("readyz", s.probe.Readyz)
+	health, readyz := inst.Wrap("health", s.probe.Health), inst.Wrap("readyz", s.probe.Readyz)
 	r.GET("/health", health)
 	r.HEAD("/health", health)
 	r.GET("/readyz", readyz)
@@ -27,25 +29,25 @@ func (s *Server) routeTable() *router.Router {
 	// /status (upstream names, health, errors) is on the admin listener only.
 
 	// client ⇄HTTP⇄ gateway ⇄HTTP⇄ upstream
-	r.GET("/blocknumber", s.inst.Wrap("blocknumber", s.httpH.Handler(&httpapi.BlockNumber, s.net, s.net.HTTP)))
-	r.GET("/gasprice", s.inst.Wrap("gasprice", s.httpH.Handler(&httpapi.GasPrice, s.net, s.net.HTTP)))
-	r.POST("/blockbynumber", s.inst.Wrap("blockbynumber", s.httpH.Handler(&httpapi.BlockByNumber, s.net, s.net.HTTP)))
-	r.POST("/txbyblockandindex", s.inst.Wrap("txbyblockandindex", s.httpH.Handler(&httpapi.TxByBlockAndIndex, s.net, s.net.HTTP)))
-	r.POST("/", s.inst.Wrap("rpc", s.httpH.RPC(s.net)))
+	r.GET("/blocknumber", inst.Wrap("blocknumber", s.httpH.Handler(&httpapi.BlockNumber, n, n.HTTP)))
+	r.GET("/gasprice", inst.Wrap("gasprice", s.httpH.Handler(&httpapi.GasPrice, n, n.HTTP)))
+	r.POST("/blockbynumber", inst.Wrap("blockbynumber", s.httpH.Handler(&httpapi.BlockByNumber, n, n.HTTP)))
+	r.POST("/txbyblockandindex", inst.Wrap("txbyblockandindex", s.httpH.Handler(&httpapi.TxByBlockAndIndex, n, n.HTTP)))
+	r.POST("/", inst.Wrap("rpc", s.httpH.RPC(n)))
 
 	// client ⇄HTTP⇄ gateway ⇄WebSocket⇄ upstream: the same routes through the Mux.
 	ws := r.Group("/ws")
-	ws.GET("/health", s.inst.Wrap("ws_health", s.probe.Health))
-	ws.GET("/blocknumber", s.inst.Wrap("ws_blocknumber", s.httpH.Handler(&httpapi.BlockNumber, s.net, s.net.WS)))
-	ws.GET("/gasprice", s.inst.Wrap("ws_gasprice", s.httpH.Handler(&httpapi.GasPrice, s.net, s.net.WS)))
-	ws.POST("/blockbynumber", s.inst.Wrap("ws_blockbynumber", s.httpH.Handler(&httpapi.BlockByNumber, s.net, s.net.WS)))
-	ws.POST("/txbyblockandindex", s.inst.Wrap("ws_txbyblockandindex", s.httpH.Handler(&httpapi.TxByBlockAndIndex, s.net, s.net.WS)))
+	ws.GET("/health", inst.Wrap("ws_health", s.probe.Health))
+	ws.GET("/blocknumber", inst.Wrap("ws_blocknumber", s.httpH.Handler(&httpapi.BlockNumber, n, n.WS)))
+	ws.GET("/gasprice", inst.Wrap("ws_gasprice", s.httpH.Handler(&httpapi.GasPrice, n, n.WS)))
+	ws.POST("/blockbynumber", inst.Wrap("ws_blockbynumber", s.httpH.Handler(&httpapi.BlockByNumber, n, n.WS)))
+	ws.POST("/txbyblockandindex", inst.Wrap("ws_txbyblockandindex", s.httpH.Handler(&httpapi.TxByBlockAndIndex, n, n.WS)))
 
 	// client ⇄WebSocket⇄ gateway ⇄WebSocket⇄ upstream
-	r.GET("/socket2socket", s.inst.Wrap("socket2socket", s.socket2socket))
+	r.GET("/socket2socket", inst.Wrap("socket2socket", f.socket2socket))
 
-	r.NotFound = s.inst.Wrap("other", func(ctx *fasthttp.RequestCtx) { pipeline.WriteError(ctx, nil, proto.ErrNotFound) })
-	r.MethodNotAllowed = s.inst.Wrap("other", func(ctx *fasthttp.RequestCtx) { pipeline.WriteError(ctx, nil, proto.ErrMethodNotAllowed) })
+	r.NotFound = inst.Wrap("other", s.notFound)
+	r.MethodNotAllowed = inst.Wrap("other", func(ctx *fasthttp.RequestCtx) { pipeline.WriteError(ctx, nil, proto.ErrMethodNotAllowed) })
 	r.PanicHandler = s.panicked
 	return r
 }
@@ -55,10 +57,11 @@ func (s *Server) routeTable() *router.Router {
 // set headers on a websocket). Every other route takes the key in Authorization: Bearer
 // or X-API-Key. They are matched here, ahead of the router, because the router's path
 // parameters allocate on every request.
-func (s *Server) keyRoutes(next fasthttp.RequestHandler) fasthttp.RequestHandler {
-	rpc := s.inst.Wrap("rpc", s.httpH.RPC(s.net))
-	ws := s.inst.Wrap("socket2socket", s.socket2socket)
-	other := s.inst.Wrap("other", func(ctx *fasthttp.RequestCtx) { pipeline.WriteError(ctx, nil, proto.ErrMethodNotAllowed) })
+func (s *Server) keyRoutes(f *front, next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	inst := s.inst.With(f.net.Registry())
+	rpc := inst.Wrap("rpc", s.httpH.RPC(f.net))
+	ws := inst.Wrap("socket2socket", f.socket2socket)
+	other := inst.Wrap("other", func(ctx *fasthttp.RequestCtx) { pipeline.WriteError(ctx, nil, proto.ErrMethodNotAllowed) })
 	return func(ctx *fasthttp.RequestCtx) {
 		switch access.KeyPrefix(ctx.Path()) {
 		case len(access.PrefixRPCKey):

@@ -15,6 +15,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -31,8 +32,8 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/redact"
 	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
 	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
-	"github.com/infura-gateway/infura-gateway/gateway/socket"
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/tracing"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
@@ -52,11 +53,12 @@ type Server struct {
 	version string
 	reg     *upstream.Registry
 
-	// net is the one chain this gateway serves; pipe runs every transport's calls.
-	net   *network.Network
-	pipe  *pipeline.Pipeline
-	s2s   *socket.Server // nil when no upstream has a websocket
-	httpH *httpapi.Handlers
+	// nets are the networks (chains) served and how a request picks one; fronts, what
+	// serves each (networks.go). pipe runs every transport's calls.
+	nets   network.Set
+	fronts atomic.Pointer[fronts]
+	pipe   *pipeline.Pipeline
+	httpH  *httpapi.Handlers
 
 	// Keys and limits (access.go); Redis shares them and the immutable answers
 	// (sharedcache) across replicas. redis, shared are nil without -redis-addr.
@@ -68,7 +70,8 @@ type Server struct {
 	proxyProtocol bool            // fixed at start: it wraps the listener
 
 	m struct {
-		reloads [2]*metrics.Counter // ok, refused
+		reloads        [2]*metrics.Counter // ok, refused
+		unknownNetwork *metrics.Counter
 	}
 	handler   fasthttp.RequestHandler
 	srv       *fasthttp.Server
@@ -87,6 +90,7 @@ type Server struct {
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 	closers  []func()
+	tracer   *tracing.Tracer // nil: tracing off
 }
 
 // New builds a server from a validated Config. It starts background work (readiness
@@ -117,31 +121,32 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 	if err := s.startAccess(); err != nil {
 		return nil, err
 	}
-	net, err := network.New(&s.cfg, s.reg, s.log, s.shared)
+	s.pipe = pipeline.New(&s.cfg, s.acc)
+	tr, err := tracing.New(context.Background(), s.cfg.TracingConfig(s.version))
 	if err != nil {
 		s.closeAccess()
 		return nil, err
 	}
-	s.net = net
-	s.pipe = pipeline.New(&s.cfg, s.acc)
+	s.tracer = tr
+	s.pipe.SetTracer(tr)
 	s.httpH = httpapi.New(s.acc, s.pipe, cfg.UpstreamTimeout)
-	s.registerMetrics()
-	if net.HasWS {
-		s.s2s = socket.New(&s.cfg, s.acc, s.pipe, s.net, s.reg)
-		s.closers = append(s.closers, s.s2s.Close)
+	if err := s.startNetworks(); err != nil {
+		s.closeAccess()
+		return nil, err
 	}
+	s.registerMetrics()
 	if cfg.AdminListen != "" {
 		l, err := admin.Listen(admin.Config{Addr: cfg.AdminListen, Pprof: cfg.Pprof, ReadTimeout: cfg.ReadTimeout,
-			WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout, Log: s.log}, s.inst, s.reg, s.probe, net)
+			WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout, Log: s.log}, s.inst, s.reg, s.probe, &s.nets)
 		if err != nil {
+			s.closeNetworks()
 			s.closeAccess()
-			net.Close()
 			return nil, err
 		}
 		s.adminAddr = l.Addr
 		s.closers = append(s.closers, l.Close)
 	}
-	s.handler = s.closeWhenDraining(s.withCORS(s.keyRoutes(s.routeTable().Handler)))
+	s.handler = s.closeWhenDraining(s.withCORS(s.serveNetwork))
 	s.srv = &fasthttp.Server{
 		Handler:                       s.handler,
 		Name:                          "infura-gateway",
@@ -158,7 +163,13 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		Logger:                        redact.Logger{L: s.log},
 	}
 	metrics.RegisterSet(s.reg.Set)
-	net.Start()
+	// Networks start together: each waits (bounded) for its upstreams to prove their chain.
+	var started sync.WaitGroup
+	for _, n := range s.nets.List() {
+		started.Add(1)
+		go func() { defer started.Done(); n.Start() }()
+	}
+	started.Wait()
 	if cfg.ConfigFile != "" {
 		_, s.fileSum, _ = config.LoadFile(cfg, s.getenv) // the state the file is in now
 	}
@@ -215,11 +226,11 @@ func (s *Server) registerMetrics() {
 	})
 	s.reg.Gauge("gateway_requests_in_flight", "Requests being handled now.",
 		func() float64 { return float64(s.inst.InFlight()) })
-	s.reg.Gauge("gateway_pending_request_bytes", "Request bytes waiting on the upstream, every transport together.",
-		func() float64 { return float64(s.pipe.Pending().InUse()) })
 	const reloadHelp = "Configuration file reloads, by result."
 	s.m.reloads[0] = s.reg.Counter(`gateway_config_reloads_total{result="ok"}`, reloadHelp)
 	s.m.reloads[1] = s.reg.Counter(`gateway_config_reloads_total{result="refused"}`, reloadHelp)
+	s.m.unknownNetwork = s.reg.Counter("gateway_network_unknown_total",
+		"Requests to a path naming no configured network (several networks served); answered 404, never forwarded.")
 }
 
 // ReloadConfig reads the configuration file again and applies what can change while
@@ -244,7 +255,7 @@ func (s *Server) ReloadConfig() error {
 		err = s.reloadAccess(next) // first: it can still refuse; the router's reload is validated
 	}
 	if err == nil {
-		err = s.net.Router.Reload(next.UpstreamSpecs())
+		err = s.reloadNetworks(&next)
 	}
 	if err != nil {
 		s.m.reloads[1].Inc()
@@ -333,8 +344,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	drained := make(chan struct{})
 	go func() {
 		defer close(drained)
-		if s.s2s != nil && window > 0 {
-			s.s2s.Drain(window, ctx.Done())
+		if window > 0 {
+			var wg sync.WaitGroup
+			for _, f := range s.frontList() {
+				if f.sock != nil {
+					wg.Add(1)
+					go func() { defer wg.Done(); f.sock.Drain(window, ctx.Done()) }()
+				}
+			}
+			wg.Wait()
 		}
 	}()
 	wait := max(s.cfg.DrainDelay, window)
@@ -366,10 +384,23 @@ func (s *Server) Close() {
 			s.closers[i]()
 		}
 		s.wg.Wait()
-		s.net.Close()
+		s.closeNetworks()
 		s.closeAccess()
+		// The spans still buffered go out; a collector that is down costs them, not the exit.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.tracer.Shutdown(ctx); err != nil {
+			s.log.Warn("tracing: spans not flushed at exit", "err", err)
+		}
+		cancel()
 		metrics.UnregisterSet(s.reg.Set, true)
 	})
+}
+
+// closeNetworks closes every network's websocket clients and upstream connections.
+func (s *Server) closeNetworks() {
+	for _, f := range s.frontList() {
+		f.close(nil)
+	}
 }
 
 // transportError answers requests fasthttp could not parse (too large, malformed) with JSON.

@@ -37,6 +37,8 @@ func (s *Server) startAccess() error {
 			// connection, and its timeouts must not open the limiter's breaker (which
 			// would put every limit in per-process fallback).
 			rc.Name = "cache"
+			// Its calls (the writers' too) get at least the tier's request budget.
+			rc.CallTimeout = max(cfg.SharedCacheBudget, 50*time.Millisecond)
 			if cfg.SharedCacheRedisAddr != "" {
 				rc.Addr = cfg.SharedCacheRedisAddr // a cache-only instance (allkeys-lru)
 			}
@@ -56,7 +58,7 @@ func (s *Server) startAccess() error {
 			tenantBytes = -1 // no budget
 		}
 		s.shared, err = sharedcache.New(sharedcache.Config{TTL: cfg.SharedCacheTTL, MaxValueBytes: cfg.SharedCacheMaxValue,
-			TenantBytesPerMinute: tenantBytes, AwaitNamespace: true}, s.sharedRedis, s.reg.Set)
+			TenantBytesPerMinute: tenantBytes, RequestBudget: cfg.SharedCacheBudget}, s.sharedRedis, s.reg.Set)
 		if err != nil {
 			s.closeAccess()
 			return err
@@ -115,8 +117,10 @@ func (s *Server) reloadAccess(next config.Config) error {
 		return fmt.Errorf("keys: %w", err)
 	}
 	s.acc.SetTrustedProxies(trusted)
-	if s.s2s != nil {
-		s.s2s.Review() // open websockets follow: closed if their key went, on the new plan if it changed
+	for _, f := range s.frontList() { // open websockets follow: closed if their key went, on the new plan if it changed
+		if f.sock != nil {
+			f.sock.Review()
+		}
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"unicode/utf8"
+
+	"github.com/infura-gateway/infura-gateway/tracing"
 )
 
 // MaxMethodLen bounds a method name; the longest standard name is under 50 bytes.
@@ -30,6 +32,9 @@ type Request struct {
 	// SubKind is the decoded subscription kind of an eth_subscribe (newHeads, logs, ...),
 	// nil for every other method. Its params are canonical (subscribe.go).
 	SubKind []byte
+	// Trace is the call's tracing state and request id (set by the transport, nil
+	// for calls the gateway makes itself). Parse and Set leave it as it is.
+	Trace *tracing.Call
 
 	nameBuf   [MaxMethodLen + 2*utf8.UTFMax]byte
 	paramsBuf []byte

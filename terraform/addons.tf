@@ -53,6 +53,45 @@ resource "kubernetes_storage_class_v1" "gp3" {
   depends_on = [module.eks]
 }
 
+# An SNS receiver: Alertmanager publishes with the credentials of an IRSA role allowed
+# sns:Publish on that topic only (kube-prometheus-stack's Alertmanager service account).
+locals {
+  # Whether it is set is no secret (a count may not be sensitive); the ARN stays so.
+  alert_sns = var.install_monitoring && nonsensitive(var.alert_receiver.sns_topic_arn != "")
+}
+
+data "aws_iam_policy_document" "alertmanager_sns" {
+  count = local.alert_sns ? 1 : 0
+
+  statement {
+    actions   = ["sns:Publish"]
+    resources = [var.alert_receiver.sns_topic_arn]
+  }
+}
+
+resource "aws_iam_policy" "alertmanager_sns" {
+  count = local.alert_sns ? 1 : 0
+
+  name   = "${var.cluster_name}-alertmanager-sns"
+  policy = data.aws_iam_policy_document.alertmanager_sns[0].json
+}
+
+module "alertmanager_sns_irsa" {
+  source  = "terraform-aws-modules/iam/aws//modules/iam-role-for-service-accounts-eks"
+  version = "~> 5.60"
+  count   = local.alert_sns ? 1 : 0
+
+  role_name        = "${var.cluster_name}-alertmanager-sns"
+  role_policy_arns = { sns = aws_iam_policy.alertmanager_sns[0].arn }
+
+  oidc_providers = {
+    main = {
+      provider_arn               = module.eks.oidc_provider_arn
+      namespace_service_accounts = ["monitoring:kube-prometheus-stack-alertmanager"]
+    }
+  }
+}
+
 # Prometheus's retention and volume, Alertmanager's volume and its configuration (the
 # default route to alert_receiver), in a module without providers (helm/tests checks
 # it with amtool check-config).
@@ -61,6 +100,7 @@ module "monitoring_values" {
   count  = var.install_monitoring ? 1 : 0
 
   alert_receiver         = var.alert_receiver
+  sns_role_arn           = local.alert_sns ? module.alertmanager_sns_irsa[0].iam_role_arn : ""
   storage_class          = kubernetes_storage_class_v1.gp3.metadata[0].name
   prometheus_storage_gib = var.prometheus_storage_gib
   prometheus_retention   = var.prometheus_retention

@@ -11,9 +11,10 @@ resource "kubernetes_namespace_v1" "gateway" {
   }
 }
 
-# The values of the ${VAR} references in gateway_upstreams, as environment variables.
+# The values of the ${VAR} references in gateway_upstreams (or gateway_networks'
+# upstreams), as environment variables.
 resource "kubernetes_secret_v1" "gateway_upstreams" {
-  count = length(var.gateway_upstreams) > 0 ? 1 : 0
+  count = length(var.gateway_upstreams) > 0 || length(var.gateway_networks) > 0 ? 1 : 0
 
   metadata {
     name      = "infura-gateway-upstreams"
@@ -47,6 +48,7 @@ module "gateway_values" {
   upstream_http_url    = var.gateway_upstream_http_url
   upstream_ws_url      = var.gateway_upstream_ws_url
   upstreams            = var.gateway_upstreams
+  networks             = var.gateway_networks
   upstream_secret_name = try(kubernetes_secret_v1.gateway_upstreams[0].metadata[0].name, "")
   redis_address        = local.redis_address
   redis_secret_name    = try(kubernetes_secret_v1.redis[0].metadata[0].name, "")

@@ -42,3 +42,8 @@ output "karpenter_node_role_name" {
   description = "IAM role of the nodes Karpenter launches (named by the EC2NodeClass)."
   value       = module.karpenter.node_iam_role_name
 }
+
+output "gateway_dns_records" {
+  description = "Names of the Route 53 records pointing at the gateway's NLB (gateway_dns_names); empty without them."
+  value       = sort([for r in aws_route53_record.gateway : r.fqdn])
+}

@@ -250,22 +250,27 @@ variable "install_monitoring" {
 
 # Alerts reach a person (issue 24, N3): Alertmanager's default route goes to these.
 variable "alert_receiver" {
-  description = "Where the gateway's alerts go: a Slack incoming webhook (slack_webhook_url, optional slack_channel) and/or a PagerDuty Events API v2 routing key (pagerduty_routing_key; with Slack too, critical alerts page). Required with install_monitoring. Kept in the state and in Alertmanager's Secret."
+  description = "Where the gateway's alerts go: a Slack incoming webhook (slack_webhook_url, optional slack_channel), a PagerDuty Events API v2 routing key (pagerduty_routing_key) and/or an SNS topic ARN (sns_topic_arn, in this account; Alertmanager publishes through an IRSA role). The first of Slack, SNS, PagerDuty takes every alert; SNS next to Slack gets every alert too, PagerDuty next to either the critical ones. Required with install_monitoring. Kept in the state and in Alertmanager's Secret."
   type = object({
     slack_webhook_url     = optional(string, "")
     slack_channel         = optional(string, "")
     pagerduty_routing_key = optional(string, "")
+    sns_topic_arn         = optional(string, "")
   })
   default   = {}
   sensitive = true
 
   validation {
-    condition     = !var.install_monitoring || var.alert_receiver.slack_webhook_url != "" || var.alert_receiver.pagerduty_routing_key != ""
-    error_message = "install_monitoring needs alert_receiver (slack_webhook_url and/or pagerduty_routing_key): without one, alerts reach nobody."
+    condition     = !var.install_monitoring || var.alert_receiver.slack_webhook_url != "" || var.alert_receiver.pagerduty_routing_key != "" || var.alert_receiver.sns_topic_arn != ""
+    error_message = "install_monitoring needs alert_receiver (slack_webhook_url, pagerduty_routing_key and/or sns_topic_arn): without one, alerts reach nobody."
   }
   validation {
     condition     = var.alert_receiver.slack_webhook_url == "" || can(regex("^https://", var.alert_receiver.slack_webhook_url))
     error_message = "alert_receiver.slack_webhook_url: an https:// incoming webhook URL."
+  }
+  validation {
+    condition     = var.alert_receiver.sns_topic_arn == "" || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\\.fifo)?$", var.alert_receiver.sns_topic_arn))
+    error_message = "alert_receiver.sns_topic_arn: an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)."
   }
 }
 
@@ -334,7 +339,7 @@ variable "infura_project_secret" {
 }
 
 variable "gateway_upstream_http_url" {
-  description = "Upstream JSON-RPC HTTP URL of a single self-hosted node or provider. One of infura_project_id, this, or gateway_upstreams is required."
+  description = "Upstream JSON-RPC HTTP URL of a single self-hosted node or provider. One of infura_project_id, this, gateway_upstreams or gateway_networks is required."
   type        = string
   default     = ""
 
@@ -345,12 +350,18 @@ variable "gateway_upstream_http_url" {
   # Without an upstream the pods point at 127.0.0.1:8545, never serve, and the helm
   # release waits until it times out: refuse it at plan time instead.
   validation {
-    condition     = var.gateway_upstream_http_url != "" || var.infura_project_id != "" || length(var.gateway_upstreams) > 0
-    error_message = "No upstream: set infura_project_id (TF_VAR_infura_project_id), gateway_upstream_http_url, or gateway_upstreams."
+    condition     = var.gateway_upstream_http_url != "" || var.infura_project_id != "" || length(var.gateway_upstreams) > 0 || length(var.gateway_networks) > 0
+    error_message = "No upstream: set infura_project_id (TF_VAR_infura_project_id), gateway_upstream_http_url, gateway_upstreams or gateway_networks."
   }
   validation {
     condition     = !(length(var.gateway_upstreams) > 0 && (var.gateway_upstream_http_url != "" || var.gateway_upstream_ws_url != ""))
     error_message = "Set either gateway_upstreams (the configuration file) or gateway_upstream_http_url/ws_url, not both."
+  }
+  # The networks carry their own upstreams (checked here: a validation of
+  # gateway_networks referring back to this variable would be a cycle).
+  validation {
+    condition     = !(length(var.gateway_networks) > 0 && (var.gateway_upstream_http_url != "" || var.gateway_upstream_ws_url != ""))
+    error_message = "Set either gateway_networks or gateway_upstream_http_url/ws_url, not both: the networks carry their own upstreams."
   }
 }
 
@@ -395,6 +406,73 @@ variable "gateway_upstreams" {
   validation {
     condition     = alltrue([for u in var.gateway_upstreams : alltrue([for s in [u.user, u.password] : s == null || can(regex("^$|^\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}$", s))])])
     error_message = "gateway_upstreams: user and password are $${VAR} references (the value goes in gateway_upstream_secrets), never the secret itself."
+  }
+  validation {
+    condition     = length(var.gateway_upstreams) == 0 || length(var.gateway_networks) == 0
+    error_message = "Set either gateway_networks or gateway_upstreams, not both: put the upstreams under their network."
+  }
+}
+
+# Several networks (chains) in one gateway (the chart's config.networks): each served
+# under /<name>/ and on its hosts (gateway_dns_names points them at the NLB).
+variable "gateway_networks" {
+  description = "Networks served at once, instead of gateway_upstreams (the chart's config.networks): name ([a-z0-9-], the path prefix and metric label), chain_id, aliases, hosts (Host header values: the certificate must cover them), default, deny_methods and upstreams (as gateway_upstreams). Secrets as $${VAR} references only, with VAR in gateway_upstream_secrets."
+  type = list(object({
+    name         = string
+    chain_id     = number
+    aliases      = optional(list(string))
+    hosts        = optional(list(string))
+    default      = optional(bool)
+    deny_methods = optional(list(string))
+    upstreams = list(object({
+      name          = string
+      http          = string
+      ws            = optional(string)
+      user          = optional(string)
+      password      = optional(string)
+      tier          = optional(string, "primary")
+      weight        = optional(number)
+      max_in_flight = optional(number)
+      archive       = optional(bool)
+      methods = optional(object({
+        allow = optional(list(string), [])
+        deny  = optional(list(string), [])
+      }))
+    }))
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue(flatten([for n in var.gateway_networks : [for a in concat([n.name], coalesce(n.aliases, [])) : can(regex("^[a-z0-9][a-z0-9-]{0,62}$", a)) && !contains(["v3", "ws", "health", "readyz", "blocknumber", "gasprice", "blockbynumber", "txbyblockandindex", "socket2socket", "status", "metrics", "debug"], a)]]))
+    error_message = "gateway_networks: names and aliases are 1-63 of a-z, 0-9 and - (path prefixes and metric labels), and none of the gateway's own routes (v3, ws, health, ...)."
+  }
+  validation {
+    condition     = length(distinct(flatten([for n in var.gateway_networks : concat([n.name], coalesce(n.aliases, []))]))) == length(flatten([for n in var.gateway_networks : concat([n.name], coalesce(n.aliases, []))]))
+    error_message = "gateway_networks: a name or alias is used twice."
+  }
+  validation {
+    condition     = alltrue([for n in var.gateway_networks : n.chain_id >= 1 && floor(n.chain_id) == n.chain_id])
+    error_message = "gateway_networks: chain_id is the chain's id (a positive integer), which every upstream of the network must answer to eth_chainId."
+  }
+  validation {
+    condition     = alltrue(flatten([for n in var.gateway_networks : [for h in coalesce(n.hosts, []) : can(regex("^(\\*\\.)?[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$", h))]])) && length(distinct(flatten([for n in var.gateway_networks : [for h in coalesce(n.hosts, []) : lower(h)]]))) == length(flatten([for n in var.gateway_networks : coalesce(n.hosts, [])]))
+    error_message = "gateway_networks: hosts are host names (no scheme or port) or *.suffix, each of one network only."
+  }
+  validation {
+    condition     = length([for n in var.gateway_networks : n if coalesce(n.default, false)]) <= 1
+    error_message = "gateway_networks: at most one network says default = true."
+  }
+  validation {
+    condition     = alltrue([for n in var.gateway_networks : length(n.upstreams) > 0 && anytrue([for u in n.upstreams : u.tier == "primary"]) && alltrue([for u in n.upstreams : contains(["primary", "fallback"], u.tier) && can(regex("^[a-z0-9_-]+$", u.name))]) && length(distinct([for u in n.upstreams : u.name])) == length(n.upstreams)])
+    error_message = "gateway_networks: every network has upstreams, at least one primary, tiers primary or fallback, names unique in the network and matching [a-z0-9_-]+."
+  }
+  validation {
+    condition     = alltrue(flatten([for n in var.gateway_networks : [for u in n.upstreams : alltrue([for s in [u.user, u.password] : s == null || can(regex("^$|^\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}$", s))])]]))
+    error_message = "gateway_networks: user and password are $${VAR} references (the value goes in gateway_upstream_secrets), never the secret itself."
+  }
+  validation {
+    condition     = alltrue(flatten([for p in values(var.gateway_plans) : [for x in coalesce(p.networks, []) : contains(length(var.gateway_networks) > 0 ? [for n in var.gateway_networks : n.name] : ["default"], x)]]))
+    error_message = "gateway_plans: networks names a network that gateway_networks does not define (without gateway_networks the one network is \"default\")."
   }
 }
 
@@ -473,7 +551,7 @@ variable "gateway_keys" {
 }
 
 variable "gateway_plans" {
-  description = "Limits by plan name (the gateway's plans: requests_per_second, burst, units_per_second, units_burst, daily_units, max_connections, max_subscriptions)."
+  description = "Limits by plan name (the gateway's plans: requests_per_second, burst, units_per_second, units_burst, daily_units, max_connections, max_subscriptions), and the networks (gateway_networks names) a plan may use; empty: every one."
   type = map(object({
     requests_per_second = optional(number)
     burst               = optional(number)
@@ -482,6 +560,7 @@ variable "gateway_plans" {
     daily_units         = optional(number)
     max_connections     = optional(number)
     max_subscriptions   = optional(number)
+    networks            = optional(list(string))
   }))
   default = {}
 }
@@ -501,6 +580,40 @@ variable "gateway_egress_ports" {
   description = "Extra TCP ports the gateway's NetworkPolicy lets it reach; DNS, 443, Redis and the ports of the upstream URLs (a node on :8545; the chart reads them) are always open."
   type        = list(number)
   default     = []
+}
+
+# Infura-style hosts (mainnet.gw.example.com, sepolia.gw.example.com), one per network
+# of the chart's config.networks (its hosts), all on the one NLB: the TLS listener's
+# certificate (gateway_certificate_arn) must cover every name, as a SAN list or a
+# wildcard (*.gw.example.com covers one label only: not *.mainnet.gw.example.com).
+variable "gateway_dns_names" {
+  description = "Host names to point at the gateway's NLB with Route 53 alias records in gateway_dns_zone_id (e.g. the hosts of the chart's config.networks, or *.gw.example.com). Empty (the default): no records."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.gateway_dns_names) == 0 || var.gateway_dns_zone_id != ""
+    error_message = "gateway_dns_names needs gateway_dns_zone_id: the Route 53 hosted zone the records go in."
+  }
+  validation {
+    condition     = alltrue([for n in var.gateway_dns_names : length(n) <= 253 && can(regex("^(\\*\\.)?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\\.)+[a-zA-Z]{2,63}$", n))])
+    error_message = "gateway_dns_names: host names (no scheme, port or path), a wildcard only as the first label (*.gw.example.com)."
+  }
+  validation {
+    condition     = length(distinct([for n in var.gateway_dns_names : lower(n)])) == length(var.gateway_dns_names)
+    error_message = "gateway_dns_names: a name is listed twice."
+  }
+}
+
+variable "gateway_dns_zone_id" {
+  description = "Route 53 hosted zone id (Z...) of gateway_dns_names: a public zone for an internet-facing NLB, a private one associated with the VPC for an internal one."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.gateway_dns_zone_id == "" || can(regex("^Z[A-Z0-9]{1,31}$", var.gateway_dns_zone_id))
+    error_message = "gateway_dns_zone_id: a Route 53 hosted zone id (Z0123456789ABCDEFGHIJ), not a domain name."
+  }
 }
 
 variable "redis_enabled" {

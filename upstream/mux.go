@@ -52,6 +52,15 @@ type MuxConfig struct {
 	// Logger receives connection events (nil: slog.Default()).
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// ChainID, when not 0, is the chain the upstream must be on: each socket asks
+	// eth_chainId as it connects and carries nothing (calls, subscriptions) until it
+	// answered ChainID. A socket that answers another chain, or does not answer, is
+	// closed and dialed again after a backoff, as after a failed dial. A load balancer
+	// may send each socket to another node: each proves itself.
+	ChainID uint64
+	// OnChainID, when set, hears each socket's answer: the chain id, or err when there
+	// was none (not called when the connection was lost first).
+	OnChainID func(got uint64, err error)
 }
 
 func (c *MuxConfig) validate() error {

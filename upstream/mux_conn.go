@@ -97,11 +97,27 @@ func (s *slot) run() {
 			s.m.metrics.reconnects.Inc()
 		}
 		log.Info("upstream websocket connected", "attempt", attempt)
-		attempt, backoff = 0, s.m.cfg.BackoffMin
 		err = s.serve(conn)
 		if s.m.ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errWrongChain) || errors.Is(err, errChainUnproven) {
+			// The socket carried nothing: dial again after a backoff, as after a failed
+			// dial. Another chain is logged by the router, once per change.
+			d := backoff/2 + rand.N(backoff/2+1)
+			if errors.Is(err, errWrongChain) {
+				log.Debug("upstream websocket not used", "retry_in", d, "err", err)
+			} else {
+				log.Warn("upstream websocket not used", "retry_in", d, "err", err)
+			}
+			if !s.sleep(d) {
+				return
+			}
+			backoff = min(2*backoff, s.m.cfg.BackoffMax)
+			reconnect = true
+			continue
+		}
+		attempt, backoff = 0, s.m.cfg.BackoffMin
 		log.Warn("upstream websocket lost", "err", err)
 		reconnect = true
 		if !s.sleep(rand.N(s.m.cfg.BackoffMin + 1)) {
@@ -145,6 +161,13 @@ func (s *slot) serve(conn *wireConn) error {
 	s.mu.Lock()
 	s.up = true
 	s.mu.Unlock()
+	if err := s.proveChain(conn, readerDone); err != nil {
+		// Never up for callers: only what proveChain sent is answered.
+		_ = conn.close()
+		<-readerDone
+		s.sweep()
+		return err
+	}
 	s.isUp.Store(true)
 	s.m.connUp()
 	s.m.resubscribe(s)
@@ -365,4 +388,61 @@ func (c *meteredConn) flush(d time.Time) error {
 		c.buf = c.buf[:0]
 	}
 	return err
+}
+
+// proveChain asks the new connection's eth_chainId (MuxConfig.ChainID) before anything
+// else may use it: the frame is written here, the supervisor being the only writer, and
+// the reader routes the answer. It returns an error wrapping errWrongChain or
+// errChainUnproven when the socket must not be used, or the connection's failure.
+func (s *slot) proveChain(conn *wireConn, readerDone chan error) error {
+	cfg := &s.m.cfg
+	want := cfg.ChainID
+	if want == 0 {
+		return nil
+	}
+	var req proto.Request
+	req.Set(methodChainID, nil)
+	c := getCall(kindSync)
+	c.prepare(&req, gatewayID1, s.m.nextID())
+	s.mu.Lock()
+	s.pending[c.gid] = c
+	c.slot = s
+	s.m.metrics.pending.Add(1)
+	c.timer.Reset(cfg.RequestTimeout)
+	s.mu.Unlock()
+	conn.mc.hold()
+	conn.mc.appendFrame(c.req)
+	if err := conn.mc.flush(time.Now().Add(cfg.WriteTimeout)); err != nil {
+		return fmt.Errorf("cannot write upstream: %w", err) // c is pending: the sweep answers it
+	}
+	s.m.metrics.frames.Inc()
+	s.m.metrics.msgsOut.Inc()
+	select {
+	case <-c.done:
+	case err := <-readerDone:
+		readerDone <- err // serve reads it again
+		return err
+	case <-s.m.ctx.Done():
+		return errClosed
+	}
+	var got uint64
+	var err error
+	if c.err != nil {
+		err = fmt.Errorf("%w: %w", errChainUnproven, c.err)
+	} else if got, err = parseChainID(c.resp); err != nil {
+		err = fmt.Errorf("%w: %w", errChainUnproven, err)
+	}
+	if c.keep {
+		putCall(c)
+	}
+	if cfg.OnChainID != nil {
+		cfg.OnChainID(got, err)
+	}
+	switch {
+	case err != nil:
+		return err
+	case got != want:
+		return fmt.Errorf("%w: chain id %d, want %d", errWrongChain, got, want)
+	}
+	return nil
 }

@@ -49,6 +49,9 @@ type fakeUpstream struct {
 	pongs   atomic.Int64
 	dialed  atomic.Int64
 	refused atomic.Bool
+	// chainID, when set, is the eth_chainId result (a quoted quantity); unset, the
+	// method is unknown.
+	chainID atomic.Pointer[string]
 }
 
 func newFakeUpstream(t testing.TB, scripted bool) *fakeUpstream {
@@ -274,6 +277,10 @@ func (f *fakeUpstream) answer(c *websocket.Conn, msg []byte) (ans []byte, drop b
 		return nil, false
 	case `"drop"`:
 		return nil, true
+	case `"eth_chainId"`:
+		if chain := f.chainID.Load(); chain != nil {
+			return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":` + *chain + `}`), false
+		}
 	case `"eth_subscribe"`:
 		sub := "0xfeed" + strconv.FormatInt(f.subSeq.Add(1), 10)
 		f.mu.Lock()

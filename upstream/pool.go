@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/tracing"
 )
 
 // PoolConfig configures the HTTP upstream. Every field is required: the defaults live
@@ -112,11 +113,17 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 // kept-alive connection (the upstream restarted, or closed it while idle) is sent once
 // more on a fresh connection; a write never is.
 func (p *Pool) Call(spare []byte, r *proto.Request, id []byte, deadline time.Time) ([]byte, error) {
+	var tp [tracing.HeaderLen]byte
+	return p.call(spare, r, id, deadline, r.Trace.Header(&tp))
+}
+
+// call is Call with the traceparent the request carries (nil: none).
+func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Time, traceparent []byte) ([]byte, error) {
 	start := time.Now()
 	env := proto.AppendEnvelope(spare[:0], gatewayID1, r)
 	ures := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(ures)
-	perr, outcome := p.exchange(env, ures, r.Retryable(), deadline)
+	perr, outcome := p.exchange(env, ures, r.Retryable(), deadline, traceparent, requestID(r.Trace))
 	if perr != nil && rpcErrorBody(ures, gatewayID1) {
 		outcome = OutcomeRPCError
 	}
@@ -150,6 +157,12 @@ func (p *Pool) Call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 // files each answer under its request. A batch is retried like a single read only
 // when none of its requests is a write.
 func (p *Pool) CallBatch(b *Batch, deadline time.Time) error {
+	var tp [tracing.HeaderLen]byte
+	return p.callBatch(b, deadline, b.Trace.Header(&tp))
+}
+
+// callBatch is CallBatch with the traceparent the request carries (nil: none).
+func (p *Pool) callBatch(b *Batch, deadline time.Time, traceparent []byte) error {
 	start := time.Now()
 	b.start()
 	retryable := true
@@ -165,7 +178,7 @@ func (p *Pool) CallBatch(b *Batch, deadline time.Time) error {
 	env = append(env, ']')
 	ures := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(ures)
-	perr, outcome := p.exchange(env, ures, retryable, deadline)
+	perr, outcome := p.exchange(env, ures, retryable, deadline, traceparent, requestID(b.Trace))
 	b.body = env[:0]
 	if perr != nil && rpcErrorBody(ures, nil) {
 		outcome = OutcomeRPCError
@@ -225,7 +238,8 @@ func (b *Batch) fileAnswers(body []byte) *proto.Error {
 
 // exchange posts env and leaves the upstream's answer in ures. It retries a retryable
 // request after a reset on a kept-alive connection, at most twice and within deadline.
-func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, deadline time.Time) (*proto.Error, Outcome) {
+// traceparent and requestID (nil: none) go with the request as headers.
+func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, deadline time.Time, traceparent, requestID []byte) (*proto.Error, Outcome) {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	req.SetRequestURIBytes(p.uri)
@@ -233,6 +247,12 @@ func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, dea
 	req.Header.SetContentTypeBytes(contentTypeJSON)
 	if p.auth != nil {
 		req.Header.SetBytesKV(authorizationHeader, p.auth)
+	}
+	if len(traceparent) > 0 {
+		req.Header.SetBytesKV(traceparentHeader, traceparent)
+	}
+	if len(requestID) > 0 {
+		req.Header.SetBytesKV(requestIDHeader, requestID)
 	}
 	req.SetBodyRaw(env)
 	defer req.SetBodyRaw(nil) // env belongs to the caller
@@ -254,6 +274,18 @@ func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, dea
 		return classify(err)
 	}
 	return checkStatus(ures.StatusCode())
+}
+
+var (
+	traceparentHeader = []byte("traceparent")
+	requestIDHeader   = []byte("X-Request-Id")
+)
+
+func requestID(t *tracing.Call) []byte {
+	if t == nil {
+		return nil
+	}
+	return t.RequestID()
 }
 
 // rpcErrorBody reports whether a 5xx answer carries a JSON-RPC error object for the

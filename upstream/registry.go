@@ -15,14 +15,19 @@ import (
 type Registry struct {
 	Set *metrics.Set
 
-	mu   sync.Mutex
+	mu   *sync.Mutex
 	help map[string]string // by family name
+
+	// A view (With) adds labels to every name it registers, and remembers the names so
+	// that Close can take them all out (a network removed by a reload).
+	labels string
+	owned  *[]string
 }
 
 // NewRegistry returns an empty registry; register its Set with metrics.RegisterSet to
 // have it exported by the process-wide writer, or write it with WritePrometheus.
 func NewRegistry() *Registry {
-	return &Registry{Set: metrics.NewSet(), help: make(map[string]string)}
+	return &Registry{Set: metrics.NewSet(), mu: new(sync.Mutex), help: make(map[string]string)}
 }
 
 func family(name string) string {
@@ -49,22 +54,76 @@ func (r *Registry) Help(family string) (string, bool) {
 	return h, ok
 }
 
+// With returns a view of r that registers every metric with labels (`network="x"`)
+// before its own: the metrics of one network among several. The view shares r's set.
+func (r *Registry) With(labels string) *Registry {
+	v := *r
+	if r.labels != "" {
+		labels = r.labels + "," + labels
+	}
+	v.labels, v.owned = labels, new([]string)
+	return &v
+}
+
+// name is the series name of name in this view, remembered for Close.
+func (r *Registry) name(name string) string {
+	if r.labels == "" {
+		return name
+	}
+	if i := strings.IndexByte(name, '{'); i >= 0 {
+		name = name[:i+1] + r.labels + "," + name[i+1:]
+	} else {
+		name += "{" + r.labels + "}"
+	}
+	r.mu.Lock()
+	*r.owned = append(*r.owned, name)
+	r.mu.Unlock()
+	return name
+}
+
 // Counter returns the counter called name (labels included), creating it once.
 func (r *Registry) Counter(name, help string) *metrics.Counter {
 	r.Describe(name, help)
-	return r.Set.GetOrCreateCounter(name)
+	return r.Set.GetOrCreateCounter(r.name(name))
 }
 
 // Gauge registers a gauge whose value f reads when scraped.
 func (r *Registry) Gauge(name, help string, f func() float64) *metrics.Gauge {
 	r.Describe(name, help)
-	return r.Set.GetOrCreateGauge(name, f)
+	return r.Set.GetOrCreateGauge(r.name(name), f)
 }
 
 // Histogram returns the Prometheus histogram (le buckets) called name, creating it once.
 func (r *Registry) Histogram(name, help string, buckets []float64) *metrics.PrometheusHistogram {
 	r.Describe(name, help)
-	return r.Set.GetOrCreatePrometheusHistogramExt(name, buckets)
+	return r.Set.GetOrCreatePrometheusHistogramExt(r.name(name), buckets)
+}
+
+// Unregister removes the series name (as registered through this view).
+func (r *Registry) Unregister(name string) {
+	if r.labels != "" {
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name = name[:i+1] + r.labels + "," + name[i+1:]
+		} else {
+			name += "{" + r.labels + "}"
+		}
+	}
+	r.Set.UnregisterMetric(name)
+}
+
+// Close removes every series registered through this view (With); on r itself it does
+// nothing.
+func (r *Registry) Close() {
+	if r.owned == nil {
+		return
+	}
+	r.mu.Lock()
+	names := *r.owned
+	*r.owned = nil
+	r.mu.Unlock()
+	for _, n := range names {
+		r.Set.UnregisterMetric(n)
+	}
 }
 
 // WritePrometheus writes the registry's metrics in the Prometheus text format.

@@ -75,6 +75,13 @@ type RouterConfig struct {
 	// OnHead is called with the header of every new served head (a block number that
 	// never decreases unless the chain itself goes back). It must not block.
 	OnHead func(header []byte)
+	// ChainID, when not 0, is the chain every upstream must be on (chain.go): an
+	// upstream serves only once it answered eth_chainId with it, and one that answers
+	// another chain is wrong_chain and serves nothing. 0: no check.
+	ChainID uint64
+	// ChainWait bounds how long Start, and Reload for new upstreams, wait for the
+	// first eth_chainId answers (0: DefaultChainWait). Only with ChainID.
+	ChainWait time.Duration
 }
 
 // Upstream is one configured upstream: its HTTP pool, its websocket Mux (nil without
@@ -87,6 +94,7 @@ type Upstream struct {
 	health   *Health
 	metrics  *Metrics
 	inFlight atomic.Int32
+	chain    chainCheck
 	allow    proto.MethodSet
 	deny     proto.MethodSet
 	stop     chan struct{}
@@ -142,6 +150,8 @@ type Router struct {
 	hedgeWait [proto.NumClasses]atomic.Int64
 	m         routerMetrics
 	subs      *Subscriptions
+	// errNoChain answers a call when no upstream proved the chain (ChainID).
+	errNoChain *proto.Error
 
 	reloadMu sync.Mutex
 	stop     chan struct{}
@@ -161,6 +171,9 @@ func NewRouter(cfg RouterConfig, specs []Spec) (*Router, error) {
 		return nil, errors.New("router: no metrics registry")
 	}
 	r := &Router{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
+	if cfg.ChainID != 0 {
+		r.errNoChain = newErrNoChain(cfg.ChainID)
+	}
 	r.m.init(cfg.Registry)
 	r.subs = newSubscriptions(r)
 	set, err := r.build(specs, nil)
@@ -218,6 +231,7 @@ func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 	u := &Upstream{spec: sp, key: key, metrics: met, health: newHealth(&r.cfg.Health),
 		allow: proto.NewMethodSet(sp.Allow), deny: proto.NewMethodSet(sp.Deny), stop: make(chan struct{})}
 	met.health = u.health
+	r.initChain(u)
 	pc := r.cfg.Pool
 	pc.URL, pc.User, pc.Password, pc.Metrics = sp.HTTPURL, sp.User, sp.Password, met
 	pool, err := NewPool(pc)
@@ -228,6 +242,9 @@ func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 	if sp.WSURL != "" {
 		mc := r.cfg.Mux
 		mc.URL, mc.Metrics, mc.Logger = sp.WSURL, met, r.log.With("upstream", sp.Name)
+		// Each socket proves the chain itself before it carries anything.
+		mc.ChainID = r.cfg.ChainID
+		mc.OnChainID = func(got uint64, err error) { r.chainAnswer(u, TransportWS, got, err) }
 		if sp.User != "" || sp.Password != "" {
 			mc.Header = http.Header{"Authorization": {basicAuth(sp.User, sp.Password)}}
 		}
@@ -239,21 +256,29 @@ func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 	return u, nil
 }
 
-// Start connects every upstream and starts the health loops.
+// Start connects every upstream and starts the health loops. With ChainID it returns
+// once every upstream's first eth_chainId check ended, at most ChainWait.
 func (r *Router) Start() {
-	for _, u := range r.set.Load().all {
+	all := r.set.Load().all
+	for _, u := range all {
 		r.startUpstream(u)
 	}
 	r.wg.Add(1)
 	go r.reviewLoop()
+	r.waitChain(all)
 }
 
 func (r *Router) startUpstream(u *Upstream) {
 	if u.mux != nil {
 		u.mux.Start()
 	}
-	u.done.Add(1)
+	u.done.Add(2)
 	go r.followHead(u)
+	if r.cfg.ChainID != 0 {
+		go r.checkChain(u)
+	} else {
+		u.done.Done()
+	}
 }
 
 // Close stops every upstream and loop.
@@ -292,7 +317,9 @@ func (r *Router) stopUpstream(u *Upstream) {
 }
 
 // Reload replaces the upstream list: unchanged upstreams keep their connections and
-// health, new ones start, removed ones stop once the new set is in place.
+// health, new ones start, removed ones stop once the new set is in place. With
+// ChainID every kept upstream is asked its chain id again, and the new set is put in
+// place once the new upstreams' first checks ended (at most ChainWait).
 func (r *Router) Reload(specs []Spec) error {
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
@@ -309,11 +336,16 @@ func (r *Router) Reload(specs []Spec) error {
 	for _, u := range old.all {
 		inOld[u] = true
 	}
+	var started []*Upstream
 	for _, u := range set.all {
 		if !inOld[u] {
 			r.startUpstream(u)
+			started = append(started, u)
+		} else if r.cfg.ChainID != 0 {
+			u.recheckChain()
 		}
 	}
+	r.waitChain(started)
 	r.set.Store(set)
 	r.subs.review() // subscriptions on removed upstreams move now
 	for _, u := range old.all {
@@ -342,7 +374,7 @@ func (r *Router) HeadKnown() bool { return r.headKnown.Load() }
 // Usable reports whether any upstream can take calls now.
 func (r *Router) Usable() bool {
 	for _, u := range r.set.Load().all {
-		if u.health.State() != StateBanned {
+		if u.health.State() != StateBanned && u.onChain() {
 			return true
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/tracing"
 )
 
 // callBatch sends a batch to one upstream that can take every request in it, retrying
@@ -31,17 +32,27 @@ func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
 	for i := 0; i < attempts; i++ {
 		u := r.pickBatch(b, probe, n, via, tried[:i])
 		if u == nil {
+			if i == 0 {
+				lastErr = r.noUpstream(via)
+			}
 			break
 		}
 		tried[i] = u
 		u.inFlight.Add(1)
 		var err error
 		d := r.attemptDeadline(deadline, retryable && i+1 < attempts)
+		kind := "first"
+		if i > 0 {
+			kind = "retry"
+		}
+		at := tracing.StartAttempt(b.Trace, u.spec.Name, via.String(), kind)
 		if via == TransportWS {
 			err = u.mux.CallBatch(b, d)
 		} else {
-			err = u.pool.CallBatch(b, d)
+			var tp [tracing.HeaderLen]byte
+			err = u.pool.callBatch(b, d, at.Header(&tp, b.Trace))
 		}
+		at.End(proto.MethodBatch.String(), attemptOutcome(nil, err))
 		u.inFlight.Add(-1)
 		if err == nil {
 			return nil

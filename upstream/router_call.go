@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/tracing"
 )
 
 // HTTP and WS are the router as the pipeline's callers: calls over each transport.
@@ -56,10 +57,17 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 	for i := 0; i < attempts; i++ {
 		u := r.pick(req, n, via, tried[:i])
 		if u == nil {
+			if i == 0 {
+				lastErr = r.noUpstream(via)
+			}
 			break
 		}
 		tried[i] = u
-		ans, err := r.once(u, spare, req, id, r.attemptDeadline(deadline, retryable && i+1 < attempts), via)
+		kind := "first"
+		if i > 0 {
+			kind = "retry"
+		}
+		ans, err := r.once(u, spare, req, id, r.attemptDeadline(deadline, retryable && i+1 < attempts), via, kind)
 		spare = ans
 		if err == nil && !retryableAnswer(ans) {
 			return r.clamp(req, ans), nil
@@ -102,14 +110,47 @@ func (r *Router) attemptDeadline(deadline time.Time, canRetry bool) time.Time {
 // found", "missing trie node"): another upstream may have it.
 var errLagging = proto.NewError(proto.CodeServer, 502, "upstream lacks the block")
 
-// once makes one call on u.
-func (r *Router) once(u *Upstream, spare []byte, req *proto.Request, id []byte, deadline time.Time, via Transport) ([]byte, error) {
+// once makes one call on u, the attempt kind (first, retry, hedge) of its call: a span
+// of its own when the call is traced. Over HTTP the attempt carries the call's
+// traceparent and request id; a websocket frame has no headers to carry them.
+func (r *Router) once(u *Upstream, spare []byte, req *proto.Request, id []byte, deadline time.Time, via Transport, kind string) ([]byte, error) {
 	u.inFlight.Add(1)
 	defer u.inFlight.Add(-1)
+	at := tracing.StartAttempt(req.Trace, u.spec.Name, via.String(), kind)
+	var ans []byte
+	var err error
 	if via == TransportWS {
-		return u.mux.Call(spare, req, id, deadline)
+		ans, err = u.mux.Call(spare, req, id, deadline)
+	} else {
+		var tp [tracing.HeaderLen]byte
+		ans, err = u.pool.call(spare, req, id, deadline, at.Header(&tp, req.Trace))
 	}
-	return u.pool.Call(spare, req, id, deadline)
+	at.End(req.Method.String(), attemptOutcome(ans, err))
+	return ans, err
+}
+
+// attemptOutcome is the outcome class of an attempt, for its span.
+func attemptOutcome(ans []byte, err error) string {
+	if err == nil {
+		switch {
+		case retryableAnswer(ans):
+			return "lagging"
+		case proto.IsErrorResponse(ans):
+			return "rpc_error"
+		}
+		return "ok"
+	}
+	switch asProtoError(err) {
+	case proto.ErrTimeout:
+		return "timeout"
+	case proto.ErrUnreachable, proto.ErrUnavailable:
+		return "unavailable"
+	case proto.ErrOverloaded:
+		return "overloaded"
+	case proto.ErrRateLimited:
+		return "rate_limited"
+	}
+	return "error"
 }
 
 // retryableError reports whether another upstream may do better: the transport failed,

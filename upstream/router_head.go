@@ -77,6 +77,9 @@ func (r *Router) observeHead(u *Upstream, header []byte) {
 	hash := proto.FirstMember(header, "hash").Bytes(header)
 	now := time.Now()
 	u.health.setHead(n, now)
+	if !u.onChain() {
+		return // another chain's head (or one not proved yet) is not this chain's
+	}
 	r.headMu.Lock()
 	defer r.headMu.Unlock()
 	r.recent.add(hash, n)
@@ -103,7 +106,7 @@ func (r *Router) observeHead(u *Upstream, header []byte) {
 // healthyPrimary reports whether a primary upstream is healthy.
 func (r *Router) healthyPrimary() bool {
 	for _, u := range r.set.Load().primaries {
-		if u.health.State() == StateHealthy {
+		if u.health.State() == StateHealthy && u.onChain() {
 			return true
 		}
 	}
@@ -113,7 +116,7 @@ func (r *Router) healthyPrimary() bool {
 // anyAtLeast reports whether an upstream other than except, not banned, has head ≥ n.
 func (r *Router) anyAtLeast(n uint64, except *Upstream) bool {
 	for _, u := range r.set.Load().all {
-		if u != except && u.health.State() != StateBanned && u.health.Head() >= n {
+		if u != except && u.health.State() != StateBanned && u.onChain() && u.health.Head() >= n {
 			return true
 		}
 	}
@@ -211,8 +214,8 @@ func (r *Router) review(now time.Time) {
 	var bestQ, hedgeWait [proto.NumClasses]time.Duration
 	const q = 0.9
 	for _, u := range set.all {
-		if u.health.State() == StateBanned {
-			continue
+		if u.health.State() == StateBanned || !u.onChain() {
+			continue // another chain's head would make this chain's upstreams look behind
 		}
 		best = max(best, u.health.Head())
 		for c := range proto.NumClasses {
@@ -249,9 +252,24 @@ func (r *Router) stateChanged(u *Upstream, from, to State) {
 // probe makes one cheap call on u: a banned upstream is readmitted after enough
 // successes in a row; an idle one proves it still answers.
 func (r *Router) probe(u *Upstream, banned bool) {
+	before := u.health.State()
+	if banned && r.cfg.ChainID != 0 {
+		// Readmission asks the chain first: the node behind the URL may have changed
+		// while it was out. An answer of another chain makes it wrong_chain (chain.go),
+		// whatever its health says; no answer is a failed probe.
+		got, err := r.askChain(u)
+		r.chainAnswer(u, TransportHTTP, got, err)
+		if err != nil {
+			now := time.Now()
+			u.health.probed(false, 0, err.Error(), now)
+			if after := u.health.State(); after != before {
+				r.stateChanged(u, before, after)
+			}
+			return
+		}
+	}
 	var req proto.Request
 	req.Set(methodBlockNumber, nil)
-	before := u.health.State()
 	start := time.Now()
 	ans, err := u.pool.Call(nil, &req, gatewayID1, start.Add(min(r.cfg.ProbeInterval, r.cfg.Pool.MaxConnWaitTimeout)))
 	if banned {

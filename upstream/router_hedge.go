@@ -20,12 +20,12 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 	}
 	first := r.pick(req, n, via, nil)
 	if first == nil {
-		return nil, errNoUpstream
+		return nil, r.noUpstream(via)
 	}
 	results := make(chan result, 2)
-	launch := func(u *Upstream, deadline time.Time) {
+	launch := func(u *Upstream, deadline time.Time, kind string) {
 		go func() {
-			ans, err := r.once(u, nil, req, id, deadline, via)
+			ans, err := r.once(u, nil, req, id, deadline, via, kind)
 			if err == nil && retryableAnswer(ans) {
 				err = errLagging
 			}
@@ -34,7 +34,7 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 	}
 	// req may point into the caller's buffers: copy it, the goroutines may outlive this call.
 	req = cloneRequest(req)
-	launch(first, r.attemptDeadline(deadline, r.cfg.Retries > 0))
+	launch(first, r.attemptDeadline(deadline, r.cfg.Retries > 0), "first")
 	// The wait is the quantile of the fastest upstream, not of the one picked: an
 	// upstream that is slow all the time has a high quantile of its own, and its calls
 	// would never be hedged in time.
@@ -65,7 +65,7 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 				if u := r.pick(req, n, via, []*Upstream{first}); u != nil && retryableError(asProtoError(res.err)) {
 					hedged = true
 					r.m.retries.Inc()
-					launch(u, deadline)
+					launch(u, deadline, "retry")
 					outstanding++
 				}
 			}
@@ -79,7 +79,7 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 				hedged = true
 				r.hedged.Add(1)
 				r.m.hedges.Inc()
-				launch(u, deadline)
+				launch(u, deadline, "hedge")
 				outstanding++
 			}
 		}
@@ -94,5 +94,10 @@ func cloneRequest(r *proto.Request) *proto.Request {
 	c := new(proto.Request)
 	name := append([]byte(nil), r.Name...)
 	c.Set(name, append([]byte(nil), r.Params...))
+	if r.Trace != nil {
+		// The goroutines may outlive the call, whose trace state is reused after it.
+		t := *r.Trace
+		c.Trace = &t
+	}
 	return c
 }

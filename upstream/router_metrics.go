@@ -39,7 +39,8 @@ func upstreamSeries(u *Upstream) []string {
 	l := `{upstream="` + u.spec.Name + `"}`
 	return []string{"gateway_upstream_state" + l, "gateway_upstream_head" + l, "gateway_upstream_lag" + l,
 		"gateway_upstream_in_flight" + l, "gateway_upstream_bans" + l, "gateway_upstream_latency_seconds" + l,
-		`gateway_upstream_info{upstream="` + u.spec.Name + `",tier="` + u.spec.Tier.String() + `"}`}
+		`gateway_upstream_info{upstream="` + u.spec.Name + `",tier="` + u.spec.Tier.String() + `"}`,
+		"gateway_upstream_wrong_chain" + l, "gateway_upstream_chain_id" + l}
 }
 
 func (m *routerMetrics) register(u *Upstream) {
@@ -56,11 +57,20 @@ func (m *routerMetrics) register(u *Upstream) {
 	m.reg.Gauge(s[4], "Times the upstream was banned.", func() float64 { return float64(u.health.banCount.Load()) })
 	m.reg.Gauge(s[5], "Exponentially weighted mean latency of the upstream's answers.", func() float64 { return u.health.Latency().Seconds() })
 	m.reg.Gauge(s[6], "Configured upstreams and their tier; always 1.", func() float64 { return 1 })
+	m.reg.Gauge(s[7], "1 while the upstream answers eth_chainId with another chain than its network's: it serves nothing.",
+		func() float64 {
+			if u.wrongChain() {
+				return 1
+			}
+			return 0
+		})
+	m.reg.Gauge(s[8], "The chain id the upstream answered (0: not checked, or no answer yet).",
+		func() float64 { return float64(u.chain.seen.Load()) })
 }
 
 func (m *routerMetrics) unregister(u *Upstream) {
 	for _, s := range upstreamSeries(u) {
-		m.reg.Set.UnregisterMetric(s)
+		m.reg.Unregister(s)
 	}
 }
 
@@ -74,6 +84,9 @@ type UpstreamStatus struct {
 	InFlight int32  `json:"in_flight"`
 	// Subscriptions is how many client subscription groups it carries.
 	Subscriptions int `json:"subscriptions"`
+	// ChainID is the chain id the upstream last answered (0: not asked, or no answer
+	// yet); with RouterConfig.ChainID, State is "wrong_chain" when it differs.
+	ChainID uint64 `json:"chain_id,omitempty"`
 	HealthStatus
 }
 
@@ -93,6 +106,7 @@ func (r *Router) Status() Status {
 		us := UpstreamStatus{Name: u.spec.Name, Tier: u.spec.Tier.String(), Archive: u.spec.Archive,
 			HTTP: u.metrics.Up(TransportHTTP), InFlight: u.inFlight.Load(), Subscriptions: carried[u],
 			HealthStatus: u.health.status(served, now)}
+		r.chainStatus(u, &us)
 		if u.mux != nil {
 			up := u.mux.Up()
 			us.WS = &up

@@ -83,6 +83,8 @@ const (
 func (r *Router) eligible(u *Upstream, req *proto.Request, n need, via Transport, served uint64, level strictness) bool {
 	st := u.health.State()
 	switch {
+	case !u.servesChain(via): // never another chain, not even as a last resort
+		return false
 	case st == StateBanned && level != lastResort:
 		return false
 	case via == TransportWS && (u.mux == nil || !u.mux.Up()):

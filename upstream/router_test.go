@@ -27,13 +27,23 @@ func testHealthConfig() HealthConfig {
 // reviews; the test moves heads and states itself.
 func testRouter(t testing.TB, specs ...Spec) *Router {
 	t.Helper()
-	r, err := NewRouter(RouterConfig{
+	return testRouterWith(t, nil, specs...)
+}
+
+// testRouterWith is testRouter with its configuration changed by mod first.
+func testRouterWith(t testing.TB, mod func(*RouterConfig), specs ...Spec) *Router {
+	t.Helper()
+	cfg := RouterConfig{
 		Health: testHealthConfig(),
 		Pool: PoolConfig{MaxConns: 8, MaxConnWaitTimeout: 5 * time.Second, DialTimeout: time.Second,
 			MaxIdleConnDuration: time.Minute, MaxResponseBodySize: 1 << 20},
 		Retries: 2, ProbeInterval: time.Second, HeadPoll: time.Second, ReviewInterval: 100 * time.Millisecond,
 		Registry: NewRegistry(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, specs)
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	r, err := NewRouter(cfg, specs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,9 +13,9 @@ import (
 )
 
 // canCarry reports whether u may carry a subscription: not banned, not lagging, its
-// socket up.
+// socket up, on the router's chain.
 func canCarry(u *Upstream) bool {
-	return u != nil && u.mux != nil && u.mux.Up() && u.health.State() == StateHealthy
+	return u != nil && u.mux != nil && u.mux.Up() && u.health.State() == StateHealthy && u.servesChain(TransportWS)
 }
 
 // pickCarrier chooses the upstream for a group: a healthy one with its socket up,
@@ -101,6 +101,9 @@ func (g *subGroup) establish(deadline time.Time) bool {
 		if _, refused := AsRefused(err); refused {
 			break // the params are the problem, not the upstream
 		}
+	}
+	if lastErr == errNoUpstream {
+		lastErr = g.s.r.noUpstream(TransportWS)
 	}
 	g.answerWaiters(lastErr)
 	return false

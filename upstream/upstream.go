@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/tracing"
 )
 
 // Batch is a batch of requests sent to one upstream in one exchange, and its answers
@@ -17,6 +18,8 @@ import (
 type Batch struct {
 	Reqs []*proto.Request
 	IDs  [][]byte
+	// Trace is the batch's tracing state (its span, request id); nil: none.
+	Trace *tracing.Call
 
 	mu    sync.Mutex
 	body  []byte       // every answer, ids already replaced
@@ -28,7 +31,7 @@ type Batch struct {
 func (b *Batch) Reset() {
 	clear(b.Reqs)
 	clear(b.IDs)
-	b.Reqs, b.IDs, b.body = b.Reqs[:0], b.IDs[:0], b.body[:0]
+	b.Reqs, b.IDs, b.body, b.Trace = b.Reqs[:0], b.IDs[:0], b.body[:0], nil
 	b.spans, b.errs = b.spans[:0], b.errs[:0]
 }
 

@@ -48,6 +48,8 @@ type plan struct {
 	maxConns       int64
 	maxSubs        int64
 	allow, deny    proto.MethodSet
+	networks       map[string]bool // nil: every network
+	perNetwork     bool            // a key's limits count per network
 	fingerprintKey string
 }
 
@@ -101,8 +103,16 @@ func (a *Access) Load(ks config.KeySettings) error {
 		pl := &plan{name: name, rps: p.RequestsPerSecond, burst: p.Burst, ups: p.UnitsPerSecond, unitsBurst: p.UnitsBurst,
 			daily: p.DailyUnits, maxConns: p.MaxConnections, maxSubs: p.MaxSubscriptions,
 			allow: proto.NewAllowSet(p.Methods.Allow), deny: proto.NewDenySet(p.Methods.Deny)}
-		pl.fingerprintKey = fmt.Sprintf("%v/%v/%v/%v/%v/%v/%v/%v/%q/%q", p.RequestsPerSecond, p.Burst, p.UnitsPerSecond,
-			p.UnitsBurst, p.DailyUnits, p.MaxConnections, p.MaxSubscriptions, name, p.Methods.Allow, p.Methods.Deny)
+		pl.perNetwork = p.PerNetwork
+		if len(p.Networks) > 0 {
+			pl.networks = map[string]bool{}
+			for _, n := range p.Networks {
+				pl.networks[n] = true
+			}
+		}
+		pl.fingerprintKey = fmt.Sprintf("%v/%v/%v/%v/%v/%v/%v/%v/%q/%q/%q", p.RequestsPerSecond, p.Burst, p.UnitsPerSecond,
+			p.UnitsBurst, p.DailyUnits, p.MaxConnections, p.MaxSubscriptions, name, p.Methods.Allow, p.Methods.Deny, p.Networks) +
+			fmt.Sprint(p.PerNetwork)
 		plans[name] = pl
 	}
 	t := &accessTable{keys: map[[32]byte]*Tenant{}, required: ks.Required, costs: newCostTable(ks.Costs)}
@@ -143,9 +153,19 @@ func (a *Access) Load(ks config.KeySettings) error {
 			}
 			c.m = a.newCallerMetrics(k.Name)
 			c.ref = ref
+			if pl.perNetwork {
+				c.perNet = &perNetwork{a: a, prefix: "key:" + k.Name}
+			}
 		}
 		c.name, c.origins, c.hash = k.Name, k.Origins, h
 		c.allow, c.deny = proto.NewAllowSet(k.Methods.Allow), proto.NewDenySet(k.Methods.Deny)
+		if p := c.perNet; p != nil { // its per-network tenants follow the key's entry
+			for i := range p.nets {
+				if s := p.nets[i].Load(); s != nil {
+					s.name, s.origins, s.hash, s.allow, s.deny = c.name, c.origins, c.hash, c.allow, c.deny
+				}
+			}
+		}
 		t.keys[h] = c
 	}
 	a.table.Store(t)

@@ -3,14 +3,17 @@ package access
 import (
 	"math"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/limit"
 	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
 // Tenant is who a call counts against: a key, or a client address on the anonymous
@@ -44,6 +47,8 @@ type Tenant struct {
 
 	ref *Ref // keys only: the key across reloads
 
+	perNet *perNetwork // a key on a plan with per_network limits: its tenants per network (On)
+
 	sharedBudget sharedcache.Budget // bytes its answers may still write into Redis this minute
 }
 
@@ -67,7 +72,12 @@ func (r *Ref) Load() (t *Tenant, ok bool) {
 
 type tenantMetrics struct {
 	requests, units *metrics.Counter
-	refused         [numRefusals]*metrics.Counter // by refusal
+	// byNetwork counts requests per network (by network index), created on first use.
+	byNetwork [config.MaxNetworks]atomic.Pointer[metrics.Counter]
+	name      string
+	reg       *upstream.Registry
+	mu        sync.Mutex
+	refused   [numRefusals]*metrics.Counter // by refusal
 }
 
 // Refusals, the limit label of gateway_key_refused_total.
@@ -78,13 +88,14 @@ const (
 	RefusedConnections
 	RefusedSubscriptions
 	refusedMethod
+	refusedNetwork
 	numRefusals
 )
 
-var refusalNames = [numRefusals]string{"rate", "units", "quota", "connections", "subscriptions", "method"}
+var refusalNames = [numRefusals]string{"rate", "units", "quota", "connections", "subscriptions", "method", "network"}
 
 func (a *Access) newCallerMetrics(name string) *tenantMetrics {
-	m := &tenantMetrics{}
+	m := &tenantMetrics{name: name, reg: a.reg}
 	m.requests = a.reg.Counter(`gateway_key_requests_total{key="`+name+`"}`, "Requests (batch elements count one each) by API key name; anonymous tenants together.")
 	m.units = a.reg.Counter(`gateway_key_units_total{key="`+name+`"}`, "Cost units spent by API key name.")
 	for i, l := range refusalNames {
@@ -95,6 +106,13 @@ func (a *Access) newCallerMetrics(name string) *tenantMetrics {
 }
 
 func (c *Tenant) close() {
+	if p := c.perNet; p != nil {
+		for i := range p.nets {
+			if s := p.nets[i].Load(); s != nil {
+				s.close()
+			}
+		}
+	}
 	if c.rps != nil {
 		c.rps.Close()
 	}
@@ -114,7 +132,7 @@ func (c *Tenant) close() {
 
 // limitDescriptions name each limit in a refusal.
 var limitDescriptions = [numRefusals]string{"requests per second", "units per second", "daily units quota",
-	"concurrent connections", "subscriptions", "methods"}
+	"concurrent connections", "subscriptions", "methods", "networks"}
 
 // limitError is the answer to a refused check: 429, Retry-After, -32005 naming the
 // limit and the plan.
@@ -240,3 +258,73 @@ func (c *Tenant) SharedBudget() *sharedcache.Budget { return &c.sharedBudget }
 
 // Set makes t the tenant r holds (a session's own Ref: unkeyed clients).
 func (r *Ref) Set(t *Tenant) { r.cur.Store(t) }
+
+// CheckNetwork refuses (403, counted) a call to a network t's plan does not include;
+// nil when it does, or without a tenant.
+func (t *Tenant) CheckNetwork(name string) *proto.Error {
+	if t == nil || t.plan.networks == nil || t.plan.networks[name] {
+		return nil
+	}
+	t.m.refused[refusedNetwork].Inc()
+	return errNetworkPlan
+}
+
+var errNetworkPlan = proto.NewError(proto.CodeServer, fasthttp.StatusForbidden,
+	"this network is not available on this API key's plan")
+
+// CountNetwork counts n requests of t on the network numbered idx, called name
+// (gateway_key_network_requests_total): a key's usage by network. Its limits stay the
+// key's.
+func (t *Tenant) CountNetwork(idx int, name string, n int64) {
+	if t == nil || idx < 0 || idx >= config.MaxNetworks {
+		return
+	}
+	m := t.m
+	c := m.byNetwork[idx].Load()
+	if c == nil {
+		m.mu.Lock()
+		if c = m.byNetwork[idx].Load(); c == nil {
+			c = m.reg.Counter(`gateway_key_network_requests_total{key="`+m.name+`",network="`+name+`"}`,
+				"Requests (batch elements count one each) by API key name and network; anonymous tenants together.")
+			m.byNetwork[idx].Store(c)
+		}
+		m.mu.Unlock()
+	}
+	c.Add(int(n))
+}
+
+// perNetwork is a key's own tenants, one per network, when its plan counts limits per
+// network; made at load for those keys only (an entry of the anonymous table stays
+// small).
+type perNetwork struct {
+	a      *Access
+	prefix string // the key's limit handles' names
+	mu     sync.Mutex
+	nets   [config.MaxNetworks]atomic.Pointer[Tenant]
+}
+
+// On returns the tenant whose limits a call on the network numbered idx (called name)
+// spends: t itself, or, for a key whose plan counts limits per network (per_network),
+// the key's own tenant for that network, made on its first call there. It shares the
+// key's name, metrics, methods and Ref.
+func (t *Tenant) On(idx int, name string) *Tenant {
+	if t == nil || t.perNet == nil || idx < 0 || idx >= config.MaxNetworks {
+		return t
+	}
+	p := t.perNet
+	if s := p.nets[idx].Load(); s != nil {
+		return s
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s := p.nets[idx].Load(); s != nil {
+		return s
+	}
+	s, err := p.a.newCaller(p.prefix+"@"+name, t.plan)
+	if err != nil {
+		return t // the limiter refused a handle: the key's own limits rather than none
+	}
+	s.name, s.hash, s.origins, s.allow, s.deny, s.m, s.ref = t.name, t.hash, t.origins, t.allow, t.deny, t.m, t.ref
+	p.nets[idx].Store(s)
+	return s
+}

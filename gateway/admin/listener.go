@@ -25,14 +25,14 @@ import (
 // drains, so the last scrapes of a terminating pod still land.
 //
 // Listen starts it on cfg.Addr; Close ends it.
-func Listen(cfg Config, inst *Instrumenter, reg *upstream.Registry, probe *Probe, n *network.Network) (*Listener, error) {
+func Listen(cfg Config, inst *Instrumenter, reg *upstream.Registry, probe *Probe, nets *network.Set) (*Listener, error) {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("cannot listen on the admin address %s: %w", cfg.Addr, err)
 	}
 	r := router.New()
 	r.GET("/metrics", inst.Wrap("metrics", MetricsHandler(reg)))
-	r.GET("/status", inst.Wrap("status", StatusHandler(probe, n)))
+	r.GET("/status", inst.Wrap("status", StatusHandler(probe, nets)))
 	// Probes may use HEAD, as on the public listener.
 	health, readyz := inst.Wrap("admin_health", probe.Health), inst.Wrap("admin_readyz", probe.Readyz)
 	r.GET("/health", health)

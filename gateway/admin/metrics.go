@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/gateway/redact"
+	"github.com/infura-gateway/infura-gateway/tracing"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
@@ -65,12 +66,20 @@ type Instrumenter struct {
 	reg         *upstream.Registry
 	log         *slog.Logger
 	logRequests bool
-	inFlight    atomic.Int64
+	inFlight    *atomic.Int64 // shared by every view (With)
 }
 
 // NewInstrumenter makes the route metrics of a gateway, in reg.
 func NewInstrumenter(reg *upstream.Registry, log *slog.Logger, logRequests bool) *Instrumenter {
-	return &Instrumenter{reg: reg, log: log, logRequests: logRequests}
+	return &Instrumenter{reg: reg, log: log, logRequests: logRequests, inFlight: new(atomic.Int64)}
+}
+
+// With is the instrumenter of routes whose metrics go to reg (a network's view), their
+// requests in flight counted with every other route's.
+func (s *Instrumenter) With(reg *upstream.Registry) *Instrumenter {
+	v := *s
+	v.reg = reg
+	return &v
 }
 
 // InFlight is the number of requests being handled now.
@@ -87,23 +96,40 @@ func (s *Instrumenter) Wrap(route string, h fasthttp.RequestHandler) fasthttp.Re
 		return func(ctx *fasthttp.RequestCtx) {
 			start := ctx.Time()
 			s.inFlight.Add(1)
+			setRequestID(ctx)
 			h(ctx)
 			s.inFlight.Add(-1)
 			code := ctx.Response.StatusCode()
 			rm.observe(code, start)
 			s.log.Info("request", "route", route, "method", string(ctx.Method()), "path", LogPath(ctx),
 				"status", code, "duration", time.Since(start), "remote", ctx.RemoteIP().String(),
-				"cache", string(ctx.Response.Header.Peek("X-Cache")))
+				"cache", string(ctx.Response.Header.Peek("X-Cache")),
+				"request_id", string(ctx.Response.Header.PeekBytes(requestIDHeader)))
 		}
 	}
 	return func(ctx *fasthttp.RequestCtx) {
 		start := ctx.Time()
 		s.inFlight.Add(1)
+		setRequestID(ctx)
 		h(ctx)
 		s.inFlight.Add(-1)
 		rm.observe(ctx.Response.StatusCode(), start)
 	}
 }
+
+// setRequestID answers the request's X-Request-Id when it is valid (bounded, a safe
+// charset) and a new one otherwise. The handler passes it on upstream and into the
+// call's span. Neither path allocates: the id is built in a stack array.
+func setRequestID(ctx *fasthttp.RequestCtx) {
+	id := ctx.Request.Header.PeekBytes(requestIDHeader)
+	if !tracing.ValidRequestID(id) {
+		var buf [32]byte
+		id = tracing.AppendRequestID(buf[:0])
+	}
+	ctx.Response.Header.SetBytesKV(requestIDHeader, id)
+}
+
+var requestIDHeader = []byte("X-Request-Id")
 
 func init() { metrics.ExposeMetadata(true) }
 

@@ -69,22 +69,41 @@ func (s *Probe) Readyz(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// StatusPage is GET /status: the gateway and every upstream, as the router sees them.
-// It holds no URL or key: names, states and figures only.
+// StatusPage is GET /status: the gateway and every upstream, as the routers see them,
+// by network. The upstreams of the default network are also at the top level, as they
+// were when a gateway served one network. It holds no URL or key: names, states and
+// figures only.
 type StatusPage struct {
 	Version  string `json:"version"`
 	Ready    bool   `json:"ready"`
 	Draining bool   `json:"draining"`
 	upstream.Status
+	Networks []NetworkStatus `json:"networks"`
 }
 
-// StatusHandler serves GET /status: the probe's state and n's upstreams.
-func StatusHandler(s *Probe, n *network.Network) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) { status(ctx, s, n) }
+// NetworkStatus is one network on /status.
+type NetworkStatus struct {
+	Name    string `json:"name"`
+	ChainID uint64 `json:"chain_id,omitempty"`
+	upstream.Status
 }
 
-func status(ctx *fasthttp.RequestCtx, s *Probe, n *network.Network) {
-	page := StatusPage{Version: s.version, Ready: s.Ready(), Draining: s.draining.Load(), Status: n.Router.Status()}
+// StatusHandler serves GET /status: the probe's state and the upstreams of every
+// network of set.
+func StatusHandler(s *Probe, set *network.Set) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) { status(ctx, s, set) }
+}
+
+func status(ctx *fasthttp.RequestCtx, s *Probe, set *network.Set) {
+	page := StatusPage{Version: s.version, Ready: s.Ready(), Draining: s.draining.Load()}
+	def, _, _ := set.Resolve(nil, nil)
+	for _, n := range set.List() {
+		st := n.Router.Status()
+		if n == def {
+			page.Status = st
+		}
+		page.Networks = append(page.Networks, NetworkStatus{Name: n.Name, ChainID: n.ChainID, Status: st})
+	}
 	b, err := json.MarshalIndent(page, "", "  ")
 	if err != nil {
 		pipeline.WriteError(ctx, nil, proto.ErrInternal)

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/infura-gateway/infura-gateway/tracing"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
@@ -31,6 +32,13 @@ type Config struct {
 	UpstreamSecret string
 	InfuraProject  string
 	InfuraNetwork  string
+	// InfuraNetworks lists Infura networks to serve at once (-infura-networks): each
+	// becomes a network of its own, by Infura's name.
+	InfuraNetworks string
+	// Networks are the networks served (the file's networks:, or the Infura shorthand's);
+	// empty: one network, DefaultNetwork, of Upstreams or the flags' upstream. Read them
+	// through NetworkList.
+	Networks []Network
 	// Upstreams are the upstreams of the configuration file; empty: one upstream from
 	// the flags above.
 	Upstreams []upstream.Spec
@@ -110,6 +118,12 @@ type Config struct {
 	// Prometheus or probes on it from outside the host says so (the Helm chart does).
 	AdminListen string
 	Pprof       bool
+	// Tracing (OpenTelemetry, off while TraceExporter is empty): where spans go, and
+	// which calls are traced.
+	TraceExporter    string
+	TraceEndpoint    string
+	TraceSampleRatio float64
+	TraceParentBased bool
 	// WSDrainWindow spreads the closing of websocket clients on shutdown (0: over
 	// DrainDelay).
 	WSDrainWindow time.Duration
@@ -132,6 +146,9 @@ type Config struct {
 	// and what one tenant's answers may write into it per minute (0: no budget).
 	SharedCacheMethods     []string
 	SharedCacheTenantBytes int
+	// SharedCacheBudget is the longest a request waits on the shared tier (lookup and
+	// fetch claim) before it goes to the upstream itself.
+	SharedCacheBudget time.Duration
 	// SharedCacheRedisAddr puts the shared tier on a Redis of its own (same credentials
 	// and TLS as RedisAddr); empty: on RedisAddr, beside the limits.
 	SharedCacheRedisAddr string
@@ -210,11 +227,14 @@ func Defaults() Config {
 		SharedCacheTTL:       24 * time.Hour,
 		SharedCacheMaxValue:  256 << 10,
 		LogFormat:            "json",
+		TraceSampleRatio:     0.01,
+		TraceParentBased:     true,
 
 		// 4 MiB a minute: a tenant reading history block by block (a few hundred KiB
 		// each) is not held back; one flooding distinct answers adds at most ~6 GiB a
 		// day per replica, which the TTL then removes.
 		SharedCacheTenantBytes: 4 << 20,
+		SharedCacheBudget:      40 * time.Millisecond,
 	}
 }
 
@@ -226,4 +246,10 @@ func (c *Config) UpstreamSpecs() []upstream.Spec {
 	}
 	return []upstream.Spec{{Name: "default", HTTPURL: c.UpstreamHTTPURL, WSURL: c.UpstreamWSURL,
 		User: c.UpstreamUser, Password: c.UpstreamSecret, Tier: upstream.TierPrimary, Weight: 1, Archive: true}}
+}
+
+// TracingConfig is the tracer's configuration; version is the gateway's.
+func (c *Config) TracingConfig(version string) tracing.Config {
+	return tracing.Config{Exporter: c.TraceExporter, Endpoint: c.TraceEndpoint, Ratio: c.TraceSampleRatio,
+		ParentBased: c.TraceParentBased, Service: "infura-gateway", Version: version}
 }

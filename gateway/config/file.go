@@ -15,6 +15,7 @@ type FileConfig struct {
 	// EnvAllow names the variables ${VAR} may read besides GATEWAY_* and builtinEnv.
 	EnvAllow  []string        `yaml:"env_allow"`
 	Upstreams []UpstreamEntry `yaml:"upstreams"`
+	Networks  []NetworkEntry  `yaml:"networks"`
 	Routing   *RoutingEntry   `yaml:"routing"`
 	Health    *HealthEntry    `yaml:"health"`
 	// Keys, plans, costs and anonymous: who may call, and how much (gateway/access.go).
@@ -71,6 +72,8 @@ type PlanEntry struct {
 	MaxConnections    int64        `yaml:"max_connections"`
 	MaxSubscriptions  int64        `yaml:"max_subscriptions"`
 	Methods           MethodsEntry `yaml:"methods"`
+	Networks          []string     `yaml:"networks"`    // the networks the plan may use; empty: every one
+	PerNetwork        bool         `yaml:"per_network"` // limits counted per network (each network its own), not per key
 }
 
 // AnonymousEntry names the plan of calls without a key, limited per client address, and

@@ -13,16 +13,25 @@ import (
 // validate checks the file on its own (the merged configuration is checked by
 // Config.Validate in LoadFile).
 func (f *FileConfig) validate() error {
-	if len(f.Upstreams) == 0 && f.Keys == nil && f.Anonymous == nil && f.SharedCache == nil {
+	if len(f.Upstreams) == 0 && len(f.Networks) == 0 && f.Keys == nil && f.Anonymous == nil && f.SharedCache == nil {
 		return errors.New("no upstreams: list at least one under upstreams: (or configure keys: or anonymous: and take the upstream from the flags)")
 	}
 	if err := f.validateAccess(); err != nil {
 		return err
 	}
+	if err := validateUpstreams("", f.Upstreams); err != nil {
+		return err
+	}
+	return f.validateNetworks()
+}
+
+// validateUpstreams checks one list of upstreams (the top level's, or a network's: where
+// names it in errors).
+func validateUpstreams(where string, ups []UpstreamEntry) error {
 	names := map[string]bool{}
 	primaries := 0
-	for i, u := range f.Upstreams {
-		where := fmt.Sprintf("upstream %d (%q)", i+1, u.Name)
+	for i, u := range ups {
+		where := fmt.Sprintf("%supstream %d (%q)", where, i+1, u.Name)
 		switch {
 		case !upstreamName.MatchString(u.Name):
 			return fmt.Errorf("%s: name must be 1-63 of a-z, 0-9, _ and -, starting with a letter or digit", where)
@@ -51,8 +60,8 @@ func (f *FileConfig) validate() error {
 			primaries++
 		}
 	}
-	if primaries == 0 && len(f.Upstreams) > 0 {
-		return errors.New("every upstream is a fallback: mark at least one primary")
+	if primaries == 0 && len(ups) > 0 {
+		return errors.New(where + "every upstream is a fallback: mark at least one primary")
 	}
 	return nil
 }
@@ -156,22 +165,40 @@ func (f *FileConfig) apply(c *Config) {
 	c.Upstreams = c.Upstreams[:0]
 	f.applyAccess(c)
 	f.SharedCache.apply(c)
-	for _, u := range f.Upstreams {
+	c.Upstreams = appendSpecs(c.Upstreams, f.Upstreams)
+	f.Routing.apply(c)
+	f.Health.apply(c)
+	f.applyNetworks(c)
+}
+
+// appendSpecs appends the upstream specs of entries to dst.
+func appendSpecs(dst []upstream.Spec, entries []UpstreamEntry) []upstream.Spec {
+	for _, u := range entries {
 		tier := upstream.TierPrimary
 		if u.Tier == "fallback" {
 			tier = upstream.TierFallback
 		}
-		c.Upstreams = append(c.Upstreams, upstream.Spec{Name: u.Name, HTTPURL: u.HTTP, WSURL: u.WS,
+		dst = append(dst, upstream.Spec{Name: u.Name, HTTPURL: u.HTTP, WSURL: u.WS,
 			User: u.User, Password: u.Password, Tier: tier, Weight: u.Weight, MaxInFlight: u.MaxInFlight,
 			Allow: u.Methods.Allow, Deny: u.Methods.Deny, Archive: u.Archive})
 	}
-	if r := f.Routing; r != nil {
-		set(&c.Retries, r.Retries)
-		set(&c.HedgeQuantile, r.HedgeQuantile)
-		set(&c.HedgeMaxExtra, r.HedgeMaxExtra)
-		set(&c.ArchiveDepth, r.ArchiveDepth)
+	return dst
+}
+
+// apply sets the routing settings r has on c (nil: none).
+func (r *RoutingEntry) apply(c *Config) {
+	if r == nil {
+		return
 	}
-	if h := f.Health; h != nil {
+	set(&c.Retries, r.Retries)
+	set(&c.HedgeQuantile, r.HedgeQuantile)
+	set(&c.HedgeMaxExtra, r.HedgeMaxExtra)
+	set(&c.ArchiveDepth, r.ArchiveDepth)
+}
+
+// apply sets the health settings h has on c (nil: none).
+func (h *HealthEntry) apply(c *Config) {
+	if h != nil {
 		setDuration(&c.HealthWindow, h.Window)
 		set(&c.BanMinRequests, h.MinRequests)
 		set(&c.BanErrorRate, h.MaxErrorRate)

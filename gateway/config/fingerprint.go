@@ -21,11 +21,19 @@ func (c Config) Fingerprint(fileSum [32]byte) string {
 	f.flags = nil
 	f.UpstreamHTTPURL, f.UpstreamWSURL = RedactURL(f.UpstreamHTTPURL), RedactURL(f.UpstreamWSURL)
 	f.UpstreamSecret, f.RedisPassword = "", ""
+	f.TraceEndpoint = RedactURL(f.TraceEndpoint)
 	f.InfuraProject = redactedIf(f.InfuraProject)
 	f.Upstreams, f.Keys = nil, KeySettings{} // the file's, hashed with it
+	// The flags' networks (the Infura shorthand's) carry the project id in their URLs:
+	// named, not hashed as they are. The file's are hashed with the file.
+	nets := ""
+	for _, n := range f.Networks {
+		nets += n.Name + ","
+	}
+	f.Networks = nil
 	h := sha256.New()
 	h.Write(fileSum[:])
-	fmt.Fprintf(h, "%+v", f)
+	fmt.Fprintf(h, "%+v %s", f, nets)
 	var sum [sha256.Size]byte
 	return hex.EncodeToString(h.Sum(sum[:0])[:6])
 }

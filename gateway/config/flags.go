@@ -178,6 +178,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	secret(&c.UpstreamWSURL, "upstream-ws", "UPSTREAM_WS_URL", "upstream JSON-RPC websocket URL (default "+DefaultWSURL+", or Infura's; \"off\" disables the websocket paths)")
 	secret(&c.InfuraProject, "infura-project-id", "INFURA_PROJECT_ID", "Infura project ID: builds the Infura URLs")
 	str(&c.InfuraNetwork, "infura-network", "INFURA_NETWORK", "Infura network (mainnet, sepolia, holesky, ...)")
+	str(&c.InfuraNetworks, "infura-networks", "INFURA_NETWORKS", "comma-separated Infura networks to serve at once, each under /<name>/ (mainnet,sepolia,...); empty: -infura-network alone")
 	// The secret is read from the environment only: a flag would show in `ps`.
 	c.UpstreamSecret, _ = l.env("INFURA_PROJECT_SECRET")
 	dur(&c.UpstreamTimeout, "upstream-timeout", "UPSTREAM_TIMEOUT", "deadline for one upstream call; past it the client gets 504")
@@ -242,6 +243,10 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	boolean(&c.LogRequests, "log-requests", "LOG_REQUESTS", "log every request (costs throughput)")
 	str(&c.AdminListen, "admin-listen", "ADMIN_LISTEN", "address of the admin listener: /metrics, /status, /health, /readyz and, with -pprof, /debug/pprof/ (never on the public port); loopback by default, :9090 for every interface (a pod: Prometheus and kubelet probes); empty disables it")
 	boolean(&c.Pprof, "pprof", "PPROF_ENABLED", "serve Go's profiles under /debug/pprof/ on the admin listener")
+	str(&c.TraceExporter, "trace-exporter", "TRACE_EXPORTER", "OpenTelemetry trace exporter: otlp-grpc or otlp-http; empty: tracing off")
+	secret(&c.TraceEndpoint, "trace-endpoint", "TRACE_ENDPOINT", "OTLP collector URL (http://collector:4317 for otlp-grpc, http://collector:4318 for otlp-http; https:// for TLS)")
+	setting(l, &c.TraceSampleRatio, "trace-sample-ratio", "TRACE_SAMPLE_RATIO", "share of calls traced (0 to 1) among those without a caller's sampling decision", parseFloat, false)
+	boolean(&c.TraceParentBased, "trace-parent-based", "TRACE_PARENT_BASED", "follow the sampled flag of a caller's W3C traceparent")
 	dur(&c.WSDrainWindow, "ws-drain-window", "WS_DRAIN_WINDOW", "on SIGTERM, close websocket clients spread over this long, each told to reconnect (0: over -drain-delay; both 0: at once)")
 	str(&c.RedisAddr, "redis-addr", "REDIS_ADDR", "host:port of a Redis shared by the replicas: API key limits and the shared cache of immutable answers; empty: limits per process, no shared cache")
 	str(&c.RedisUsername, "redis-username", "REDIS_USERNAME", "Redis ACL user (the password is read from REDIS_PASSWORD only)")
@@ -253,6 +258,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	num(&c.SharedCacheMaxValue, "shared-cache-max-value", "SHARED_CACHE_MAX_VALUE_BYTES", "larger answers are not put in the shared cache")
 	list(&c.SharedCacheMethods, "shared-cache-methods", "SHARED_CACHE_METHODS", "comma-separated methods the shared cache takes beyond blocks, receipts and transactions (eth_call, eth_getBalance, eth_getCode, eth_getStorageAt, eth_getTransactionCount, eth_getProof, eth_feeHistory); empty: none")
 	str(&c.SharedCacheRedisAddr, "shared-cache-redis-addr", "SHARED_CACHE_REDIS_ADDR", "host:port of a Redis for the shared cache only (an allkeys-lru instance; same credentials and TLS as -redis-addr); empty: the shared cache uses -redis-addr")
+	dur(&c.SharedCacheBudget, "shared-cache-budget", "SHARED_CACHE_BUDGET", "longest a request waits on the shared cache (lookup and fetch claim) before it asks the upstream itself")
 	num(&c.SharedCacheTenantBytes, "shared-cache-tenant-bytes", "SHARED_CACHE_TENANT_BYTES_PER_MINUTE", "bytes one tenant's answers may write into the shared cache per minute, per replica (over it they are not written); 0: no limit")
 	list(&c.TrustedProxies, "trusted-proxies", "TRUSTED_PROXIES", "comma-separated addresses or CIDRs of load balancers whose X-Forwarded-For (and PROXY protocol header) names the client; empty trusts none")
 	boolean(&c.ProxyProtocol, "proxy-protocol", "PROXY_PROTOCOL", "read a PROXY protocol header (v1 or v2, as AWS NLB sends) on connections from -trusted-proxies: the client address for per-IP limits")
@@ -270,6 +276,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 		c.DenyMethods = nil
 	}
 	c.resolveUpstreams()
+	c.infuraNetworks()
 	if err := c.Validate(); err != nil {
 		return c, err
 	}

@@ -10,12 +10,17 @@ import (
 // LogValue keeps secrets out of logs: every URL is redacted (RedactURL).
 func (c Config) LogValue() slog.Value {
 	var ups []string
-	for _, u := range c.UpstreamSpecs() {
-		d := u.Name + " " + u.Tier.String() + " " + RedactURL(u.HTTPURL)
-		if u.WSURL != "" {
-			d += " " + RedactURL(u.WSURL)
+	for _, n := range c.NetworkList() {
+		for _, u := range n.Upstreams {
+			d := u.Name + " " + u.Tier.String() + " " + RedactURL(u.HTTPURL)
+			if u.WSURL != "" {
+				d += " " + RedactURL(u.WSURL)
+			}
+			if n.Name != DefaultNetwork {
+				d = n.Name + ": " + d
+			}
+			ups = append(ups, d)
 		}
-		ups = append(ups, d)
 	}
 	return slog.GroupValue(
 		slog.String("listen", c.ListenAddr),

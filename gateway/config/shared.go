@@ -14,6 +14,7 @@ type SharedCacheEntry struct {
 	MaxValueBytes        *int      `yaml:"max_value_bytes"`
 	TenantBytesPerMinute *int      `yaml:"tenant_bytes_per_minute"`
 	Methods              []string  `yaml:"methods"`
+	RequestBudget        *Duration `yaml:"request_budget"`
 }
 
 // apply sets the section's settings on c; Config.Validate checks them.
@@ -24,6 +25,7 @@ func (e *SharedCacheEntry) apply(c *Config) {
 	setDuration(&c.SharedCacheTTL, e.TTL)
 	set(&c.SharedCacheMaxValue, e.MaxValueBytes)
 	set(&c.SharedCacheTenantBytes, e.TenantBytesPerMinute)
+	setDuration(&c.SharedCacheBudget, e.RequestBudget)
 	if e.Methods != nil {
 		c.SharedCacheMethods = e.Methods
 	}
@@ -33,7 +35,7 @@ func (e *SharedCacheEntry) apply(c *Config) {
 // tier is built with them at start, so a reload that changes them is refused.
 func SharedCacheChanged(a, b *Config) bool {
 	return a.SharedCacheTTL != b.SharedCacheTTL || a.SharedCacheMaxValue != b.SharedCacheMaxValue ||
-		a.SharedCacheTenantBytes != b.SharedCacheTenantBytes || !slices.Equal(a.SharedCacheMethods, b.SharedCacheMethods)
+		a.SharedCacheTenantBytes != b.SharedCacheTenantBytes || a.SharedCacheBudget != b.SharedCacheBudget || !slices.Equal(a.SharedCacheMethods, b.SharedCacheMethods)
 }
 
 // The shared tier (Redis) holds what every replica can use and no client can inflate:

@@ -13,6 +13,12 @@ import (
 
 // Validate checks every field and returns the first problem as one line.
 func (c *Config) Validate() error {
+	if err := c.validateInfuraNetworks(); err != nil {
+		return err
+	}
+	if err := c.validatePlanNetworks(); err != nil {
+		return err
+	}
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		return fmt.Errorf("-listen %q: want host:port or :port", c.ListenAddr)
 	}
@@ -95,6 +101,7 @@ func (c *Config) Validate() error {
 		{c.SharedCacheTTL >= time.Second, "-shared-cache-ttl (shared_cache.ttl) must be at least 1s"},
 		{c.SharedCacheMaxValue >= 1024 && c.SharedCacheMaxValue <= 16<<20, "-shared-cache-max-value (shared_cache.max_value_bytes) must be between 1024 bytes and 16 MiB"},
 		{c.SharedCacheTenantBytes >= 0, "-shared-cache-tenant-bytes (shared_cache.tenant_bytes_per_minute) must be >= 0 (0: no limit)"},
+		{c.SharedCacheBudget >= time.Millisecond && c.SharedCacheBudget <= 5*time.Second, "-shared-cache-budget (shared_cache.request_budget) must be between 1ms and 5s"},
 		{!c.ProxyProtocol || len(c.TrustedProxies) > 0, "-proxy-protocol needs -trusted-proxies: the header is read only from trusted load balancers"},
 		{c.RedisAddr != "" || c.RedisUsername == "" && c.RedisPassword == "" && !c.RedisTLS, "REDIS_USERNAME, REDIS_PASSWORD and -redis-tls need -redis-addr"},
 	}
@@ -115,6 +122,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.SharedCacheRedisAddr); err != nil {
 			return fmt.Errorf("-shared-cache-redis-addr %q: want host:port", c.SharedCacheRedisAddr)
 		}
+	}
+	if err := c.TracingConfig("").Validate(); err != nil {
+		return err
 	}
 	if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
 		return fmt.Errorf("-trusted-proxies: %v", err)

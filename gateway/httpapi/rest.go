@@ -37,6 +37,10 @@ var (
 func (s *Handlers) Handler(r *Route, n *network.Network, up network.Caller) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		who, perr := s.acc.Identify(ctx)
+		if perr == nil {
+			perr = who.CheckNetwork(n.Name)
+			who = who.On(n.Index, n.Name)
+		}
 		if perr != nil {
 			pipeline.WriteError(ctx, nil, perr)
 			return
@@ -44,6 +48,7 @@ func (s *Handlers) Handler(r *Route, n *network.Network, up network.Caller) fast
 		c := pipeline.GetCall(up, ctx.Time().Add(s.timeout))
 		defer pipeline.PutCall(c)
 		c.Who = who
+		c.Trace.SetIn(TraceIn(ctx))
 		var params []byte
 		if r.params != nil {
 			c.Params, perr = r.params(c.Params[:0], ctx.PostBody())

@@ -9,6 +9,7 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/tracing"
 )
 
 // Handlers make the HTTP routes' handlers: callers identified by acc, calls run by
@@ -37,6 +38,10 @@ func (s *Handlers) RPC(n *network.Network) fasthttp.RequestHandler {
 
 func (s *Handlers) rpc(ctx *fasthttp.RequestCtx, n *network.Network) {
 	who, perr := s.acc.Identify(ctx)
+	if perr == nil {
+		perr = who.CheckNetwork(n.Name)
+		who = who.On(n.Index, n.Name)
+	}
 	if perr != nil {
 		pipeline.WriteError(ctx, nil, perr)
 		return
@@ -54,6 +59,7 @@ func (s *Handlers) rpc(ctx *fasthttp.RequestCtx, n *network.Network) {
 	c := pipeline.GetCall(n.HTTP, deadline)
 	defer pipeline.PutCall(c)
 	c.Who = who
+	c.Trace.SetIn(TraceIn(ctx))
 	if perr := c.Req.Parse(body); perr != nil {
 		// An invalid request is answered even without an id (id null), as geth does.
 		writeRPCError(ctx, c.Req.ID, perr)
@@ -72,7 +78,7 @@ func (s *Handlers) rpc(ctx *fasthttp.RequestCtx, n *network.Network) {
 func (s *Handlers) rpcBatch(ctx *fasthttp.RequestCtx, n *network.Network, body []byte, deadline time.Time, who *access.Tenant) {
 	buf := pipeline.GetBuf()
 	defer pipeline.PutBuf(buf)
-	out, perr := s.pipe.ServeBatch(n, (*buf)[:0], body, n.HTTP, deadline, who)
+	out, perr := s.pipe.ServeBatch(n, (*buf)[:0], body, n.HTTP, deadline, who, TraceIn(ctx))
 	*buf = out
 	if perr != nil {
 		pipeline.WriteError(ctx, nil, rpcStatus(perr))
@@ -81,6 +87,20 @@ func (s *Handlers) rpcBatch(ctx *fasthttp.RequestCtx, n *network.Network, body [
 	ctx.Response.Header.SetContentTypeBytes(pipeline.ContentTypeJSON)
 	ctx.SetBody(out) // empty when the batch held only notifications
 }
+
+// TraceIn is what a request says for tracing: its traceparent, and its X-Request-Id
+// as the route's instrumenter settled it (the client's when valid, else generated).
+// The bytes are ctx's: valid while the handler runs.
+func TraceIn(ctx *fasthttp.RequestCtx) tracing.In {
+	return tracing.In{Parent: ctx.Request.Header.PeekBytes(traceparentHeader),
+		RequestID: ctx.Response.Header.PeekBytes(RequestIDHeader)}
+}
+
+var (
+	traceparentHeader = []byte("traceparent")
+	// RequestIDHeader names a request to the client, the logs and the upstream.
+	RequestIDHeader = []byte("X-Request-Id")
+)
 
 // rpcStatus keeps JSON-RPC-level errors at HTTP 200, as geth answers them; transport
 // errors (5xx, 413, 429) keep their status so HTTP clients and load balancers see them.

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -33,8 +34,13 @@ type Caller interface {
 
 // Network is one chain.
 type Network struct {
-	// Name labels the network (metrics, logs, the status page).
-	Name   string
+	// Name labels the network (metrics, logs, the status page, the path prefix);
+	// ChainID is its chain (0: not configured, learned from the upstream).
+	Name    string
+	ChainID uint64
+	// Index numbers the network's name in this process (stable across reloads), for
+	// per-network counters kept in arrays: below config.MaxNetworks, or -1 past it.
+	Index  int
 	Router *upstream.Router
 	HTTP   Caller // the router over HTTP
 	WS     Caller // the router over websockets, or one answering errWSDisabled
@@ -42,31 +48,46 @@ type Network struct {
 	HasWS  bool
 	Heads  *head.Tracker
 	Cache  *cache.Cache       // nil when the cache is disabled
-	Shared *sharedcache.Cache // the shared tier, in this chain's namespace; nil without it
+	Shared *sharedcache.Cache // the shared tier; nil without it (see SharedKey)
 	Policy Policy
+	// Pending is the budget of request bytes waiting on this network's upstreams,
+	// every transport together.
+	Pending *Budget
 
 	cfg       *config.Config
 	log       *slog.Logger
-	perClient *upstream.Metrics // the series of the sockets -ws-per-client opens; nil when off
+	reg       *upstream.Registry // a view of the gateway's: every series labelled network=Name
+	perClient *upstream.Metrics  // the series of the sockets -ws-per-client opens; nil when off
+	sharedNS  atomic.Pointer[string]
 
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
 }
 
-// New builds the network cfg describes, its metrics in reg. shared is the shared cache
-// tier (nil without one): the network names its namespace once the upstream tells the
-// chain id. Start starts background work; Close ends it.
-func New(cfg *config.Config, reg *upstream.Registry, log *slog.Logger, shared *sharedcache.Cache) (*Network, error) {
+// New builds network nc of the gateway configuration gw, its metrics in a view of reg
+// labelled network=<name>. shared is the shared cache tier (nil without one): the
+// network's keys in it carry its chain id, configured or learned from the upstream, and
+// its name. Start starts background work; Close ends it and removes its metrics.
+func New(gw *config.Config, nc config.Network, reg *upstream.Registry, log *slog.Logger, shared *sharedcache.Cache) (*Network, error) {
+	cfg := gw.ForNetwork(nc)
+	reg = reg.With(`network="` + nc.Name + `"`)
 	n := &Network{
-		Name:   "default",
-		Heads:  &head.Tracker{},
-		Shared: shared,
-		Policy: Policy{deny: proto.NewDenySet(cfg.DenyMethods)},
-		WS:     wsDisabled{},
-		cfg:    cfg,
-		log:    log,
-		stop:   make(chan struct{}),
+		Name:    nc.Name,
+		ChainID: nc.ChainID,
+		Index:   indexOf(nc.Name),
+		Heads:   &head.Tracker{},
+		Shared:  shared,
+		Policy:  Policy{deny: proto.NewDenySet(cfg.DenyMethods)},
+		Pending: NewBudget(cfg.MaxPendingBytes),
+		WS:      wsDisabled{},
+		cfg:     cfg,
+		log:     log.With("network", nc.Name),
+		reg:     reg,
+		stop:    make(chan struct{}),
+	}
+	if nc.ChainID != 0 {
+		n.setChain(nc.ChainID)
 	}
 	router, err := upstream.NewRouter(n.routerConfig(reg), cfg.UpstreamSpecs())
 	if err != nil {
@@ -83,6 +104,17 @@ func New(cfg *config.Config, reg *upstream.Registry, log *slog.Logger, shared *s
 		n.perClient = upstream.NewMetrics(reg, "per_client")
 	}
 	n.Heads.Register(reg)
+	if shared != nil {
+		reg.Gauge("gateway_sharedcache_ready", "1 once the shared cache tier knows the network's chain (configured, or the upstream's eth_chainId; its keys carry it); until then the tier is skipped.",
+			func() float64 {
+				if n.sharedNS.Load() != nil {
+					return 1
+				}
+				return 0
+			})
+	}
+	reg.Gauge("gateway_pending_request_bytes", "Request bytes waiting on the upstream, every transport together.",
+		func() float64 { return float64(n.Pending.InUse()) })
 	if cfg.CacheEnabled {
 		n.Cache = cache.New(*cfg, n.Heads, reg)
 	}
@@ -92,7 +124,7 @@ func New(cfg *config.Config, reg *upstream.Registry, log *slog.Logger, shared *s
 // Start starts the router's probes and, with a shared tier, learning the chain id.
 func (n *Network) Start() {
 	n.Router.Start()
-	if n.Shared != nil {
+	if n.Shared != nil && n.sharedNS.Load() == nil {
 		n.wg.Add(1)
 		go n.learnChain()
 	}
@@ -104,6 +136,7 @@ func (n *Network) Close() {
 		close(n.stop)
 		n.wg.Wait()
 		n.Router.Close()
+		n.reg.Close()
 	})
 }
 
@@ -134,6 +167,9 @@ func (n *Network) routerConfig(reg *upstream.Registry) upstream.RouterConfig {
 		Registry:       reg,
 		Logger:         n.log,
 		OnHead:         func(header []byte) { n.Heads.Observe(header) },
+		// A configured chain is checked on every upstream (0: the single network of the
+		// flags, whose chain is learned, not checked).
+		ChainID: n.ChainID,
 	}
 }
 
@@ -165,6 +201,7 @@ func (n *Network) PerClientMux() (*upstream.Mux, error) {
 		}
 		mc := n.muxConfig()
 		mc.URL, mc.Conns, mc.Metrics = sp.WSURL, 1, n.perClient
+		mc.ChainID = n.ChainID // a client's own socket proves the chain as the shared ones do
 		if sp.User != "" || sp.Password != "" {
 			mc.Header = http.Header{"Authorization": {"Basic " +
 				base64.StdEncoding.EncodeToString([]byte(sp.User+":"+sp.Password))}}
@@ -190,7 +227,7 @@ func (n *Network) learnChain() {
 		ans, err := n.HTTP.Call(nil, &req, storedID, time.Now().Add(2*time.Second))
 		if err == nil {
 			if id, ok := proto.ParseQuantity(proto.FirstMember(ans, "result").Bytes(ans)); ok {
-				n.Shared.SetNamespace("chain" + strconv.FormatUint(id, 10) + ":")
+				n.setChain(id)
 				n.log.Info("shared cache tier ready", "chain_id", id)
 				return
 			}
@@ -207,6 +244,32 @@ func (n *Network) learnChain() {
 		wait = min(2*wait, 30*time.Second)
 	}
 }
+
+// setChain names the network's keys in the shared tier: its chain id and its name, so
+// that networks (and gateways of other chains sharing one Redis) never answer from each
+// other's entries.
+func (n *Network) setChain(id uint64) {
+	ns := "chain" + strconv.FormatUint(id, 10) + ":" + n.Name + ":"
+	n.sharedNS.CompareAndSwap(nil, &ns)
+}
+
+// SharedOn reports whether the shared tier may be used for this network: there is one,
+// and the network's chain is known. When there is one but the chain is not known yet,
+// the passed-over use is counted (gateway_sharedcache_requests_total{result="skipped"}).
+func (n *Network) SharedOn() bool {
+	if n.Shared == nil {
+		return false
+	}
+	if n.sharedNS.Load() == nil {
+		n.Shared.Skip(1)
+		return false
+	}
+	return true
+}
+
+// SharedKey names key (a cache key) in the shared tier: the network's namespace, the
+// method and the SHA-256 of the canonical params. Only after SharedOn.
+func (n *Network) SharedKey(key []byte) string { return *n.sharedNS.Load() + cache.SharedKey(key) }
 
 // Policy is the pipeline stage that decides, on the decoded request, whether the
 // network forwards it at all.
@@ -238,4 +301,32 @@ func (wsDisabled) Call(spare []byte, _ *proto.Request, _ []byte, _ time.Time) ([
 func (wsDisabled) CallBatch(b *upstream.Batch, _ time.Time) error {
 	b.Fail(ErrWSDisabled)
 	return ErrWSDisabled
+}
+
+// Registry is the network's view of the gateway's metrics registry: every series it
+// registers carries network=<name>, and Close removes them. The gateway registers the
+// network's transport metrics (routes, websockets) in it.
+func (n *Network) Registry() *upstream.Registry { return n.reg }
+
+var names struct {
+	sync.Mutex
+	idx map[string]int
+}
+
+// indexOf numbers name once per process: the same name keeps its number across reloads.
+func indexOf(name string) int {
+	names.Lock()
+	defer names.Unlock()
+	if names.idx == nil {
+		names.idx = map[string]int{}
+	}
+	i, ok := names.idx[name]
+	if !ok {
+		i = len(names.idx)
+		if i >= config.MaxNetworks {
+			return -1
+		}
+		names.idx[name] = i
+	}
+	return i
 }

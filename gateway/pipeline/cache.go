@@ -47,8 +47,8 @@ func (p *Pipeline) cacheStoreElement(n *network.Network, cl *Call, ans []byte) {
 	if cl.pol != cache.CoalesceOnly {
 		n.Cache.Store(cl.key, cl.Req.Method, cl.pol, cl.block, cl.epoch, bytes.Clone(ans))
 	}
-	if n.Shared != nil && n.Cache.Sharable(cl.Req.Method, cl.pol, cl.block) && n.Cache.Immutable(cl.pol, ans) {
-		n.Shared.SetFor(p.cacheBudget(n, cl), cache.SharedKey(cl.key), ans)
+	if n.Shared != nil && n.Cache.Sharable(cl.Req.Method, cl.pol, cl.block) && n.Cache.Immutable(cl.pol, ans) && n.SharedOn() {
+		n.Shared.SetFor(p.cacheBudget(n, cl), n.SharedKey(cl.key), ans)
 	}
 }
 
@@ -75,7 +75,7 @@ func (p *Pipeline) cacheLookupShared(n *network.Network, b *batch) {
 		}
 		keys = keys[:0]
 		for _, i := range idx {
-			keys = append(keys, cache.SharedKey(b.calls[i].key))
+			keys = append(keys, n.SharedKey(b.calls[i].key))
 		}
 		vals := n.Shared.GetMulti(ctx, keys)
 		for k, i := range idx {
@@ -128,7 +128,7 @@ func (p *Pipeline) cacheServe(n *network.Network, cl *Call) *proto.Error {
 		return nil
 	}
 	n.Cache.Misses.Inc()
-	if n.Shared != nil && n.Cache.Sharable(cl.Req.Method, cl.pol, cl.block) {
+	if n.Shared != nil && n.Cache.Sharable(cl.Req.Method, cl.pol, cl.block) && n.SharedOn() {
 		f.Err = p.cacheFetchShared(n, cl, keyLen)
 	} else {
 		f.Err = forward(cl, RestID)
@@ -170,7 +170,7 @@ var errNotShared = errors.New("answer not immutable")
 
 // fetchShared sets cl.Ans (id 1) from the shared tier or, through it, the upstream.
 func (p *Pipeline) cacheFetchShared(n *network.Network, cl *Call, keyLen int) *proto.Error {
-	key := cache.SharedKey(cl.key[:keyLen])
+	key := n.SharedKey(cl.key[:keyLen])
 	ctx, cancel := context.WithDeadline(context.Background(), cl.deadline)
 	defer cancel()
 	var perr *proto.Error

@@ -28,27 +28,25 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/tracing"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
-// Pipeline is what every network's calls share: the access control that prices them,
-// the byte budget of requests waiting upstream, and the bounds of a batch.
+// Pipeline is what every network's calls share: the access control that prices them
+// and the bounds of a batch. The byte budget of requests waiting upstream is each
+// network's own (network.Pending).
 type Pipeline struct {
 	access          *access.Access
-	pending         *Budget
 	maxBatch        int
 	maxResponseBody int
+	tracer          *tracing.Tracer // nil: tracing off
 }
 
 // New makes the pipeline of a gateway: calls priced by acc, bounded by cfg.
 func New(cfg *config.Config, acc *access.Access) *Pipeline {
-	return &Pipeline{access: acc, pending: NewBudget(cfg.MaxPendingBytes), maxBatch: cfg.MaxBatch,
+	return &Pipeline{access: acc, maxBatch: cfg.MaxBatch,
 		maxResponseBody: cfg.MaxResponseBody}
 }
-
-// Pending is the budget of request bytes waiting on the upstream, every transport
-// together.
-func (p *Pipeline) Pending() *Budget { return p.pending }
 
 // Call carries one JSON-RPC request through the pipeline. Calls are pooled; nothing in
 // a call is allocated per request once the pool is warm.
@@ -72,6 +70,9 @@ type Call struct {
 	block     uint64 // the block a byNumber call asks for
 	epoch     uint64 // head epoch the cache lookup was made in
 	Cached    CacheStatus
+
+	// Trace is the call's span (when sampled) and request id; Req.Trace points here.
+	Trace tracing.Call
 }
 
 type CacheStatus uint8
@@ -82,7 +83,11 @@ const (
 	CacheHit
 )
 
-var callPool = sync.Pool{New: func() any { return new(Call) }}
+var callPool = sync.Pool{New: func() any {
+	c := new(Call)
+	c.Req.Trace = &c.Trace
+	return c
+}}
 
 func GetCall(up network.Caller, deadline time.Time) *Call {
 	c := callPool.Get().(*Call)
@@ -96,6 +101,7 @@ func PutCall(c *Call) {
 	}
 	c.ID, c.up, c.Ans, c.Own, c.Cached, c.cacheable, c.Who, c.settled = nil, nil, nil, c.Own[:0], CacheNone, false, nil, false
 	c.Params, c.key = c.Params[:0], c.key[:0]
+	c.Trace.Reset()
 	callPool.Put(c)
 }
 
@@ -110,23 +116,41 @@ var (
 // Serve runs c through n's pipeline. On success c.Ans holds the answer with c.ID (nil
 // for a notification); an error is for the transport to frame.
 func (p *Pipeline) Serve(n *network.Network, c *Call) *proto.Error {
+	if !p.tracer.Begin(&c.Trace, c.Req.Method.String(), n.Name) {
+		return p.serve(n, c)
+	}
+	e := p.serve(n, c)
+	endCall(c, e)
+	return e
+}
+
+func (p *Pipeline) serve(n *network.Network, c *Call) *proto.Error {
 	if e := n.Policy.Admit(&c.Req); e != nil {
 		return e
 	}
-	if e := p.Charge(c); e != nil {
+	if e := p.Charge(n, c); e != nil {
 		return e
 	}
-	return p.Dispatch(n, c)
+	return p.dispatch(n, c)
 }
 
 // Dispatch runs c, already admitted by n's policy and charged, through the rest of
-// the pipeline.
+// the pipeline (traced from here: the websocket transport admits calls itself).
 func (p *Pipeline) Dispatch(n *network.Network, c *Call) *proto.Error {
+	if !p.tracer.Begin(&c.Trace, c.Req.Method.String(), n.Name) {
+		return p.dispatch(n, c)
+	}
+	e := p.dispatch(n, c)
+	endCall(c, e)
+	return e
+}
+
+func (p *Pipeline) dispatch(n *network.Network, c *Call) *proto.Error {
 	size := c.Req.Size()
-	if !p.pending.Acquire(size) {
+	if !n.Pending.Acquire(size) {
 		return errPendingFull
 	}
-	defer p.pending.Release(size)
+	defer n.Pending.Release(size)
 	if c.ID == nil {
 		_ = forward(c, notificationID) // nobody to tell about the answer, or an error
 		c.Ans = nil
@@ -178,6 +202,7 @@ type batch struct {
 	shared []int // indexes of the calls to look up in the shared tier first
 	ub     upstream.Batch
 	spans  []proto.Span // scratch: element spans of the body
+	trace  tracing.Call // the batch's span and request id
 }
 
 var batchPool = sync.Pool{New: func() any { return new(batch) }}
@@ -188,9 +213,23 @@ var batchPool = sync.Pool{New: func() any { return new(batch) }}
 // nothing is owed, dst comes back unchanged). An error refuses the batch as a whole: a
 // batch costs its tenant the sum of its elements, and is refused whole when that is over
 // a limit.
-func (p *Pipeline) ServeBatch(n *network.Network, dst, body []byte, up network.Caller, deadline time.Time, who *access.Tenant) ([]byte, *proto.Error) {
+//
+// in is the batch's traceparent and request id: the batch gets a span when sampled,
+// its elements spans of their own as its children.
+func (p *Pipeline) ServeBatch(n *network.Network, dst, body []byte, up network.Caller, deadline time.Time, who *access.Tenant, in tracing.In) ([]byte, *proto.Error) {
 	b := batchPool.Get().(*batch)
 	defer putBatch(b)
+	b.trace.SetIn(in)
+	b.ub.Trace = &b.trace
+	if !p.tracer.Begin(&b.trace, proto.MethodBatch.String(), n.Name) {
+		return p.serveBatch(n, b, dst, body, up, deadline, who)
+	}
+	dst, e := p.serveBatch(n, b, dst, body, up, deadline, who)
+	endBatch(b, e)
+	return dst, e
+}
+
+func (p *Pipeline) serveBatch(n *network.Network, b *batch, dst, body []byte, up network.Caller, deadline time.Time, who *access.Tenant) ([]byte, *proto.Error) {
 	it, err := proto.NewArrayIter(body)
 	if err != nil {
 		return dst, proto.ErrParse
@@ -214,16 +253,17 @@ func (p *Pipeline) ServeBatch(n *network.Network, dst, body []byte, up network.C
 	if len(b.spans) == 0 {
 		return dst, proto.ErrEmptyBatch
 	}
-	if !p.pending.Acquire(len(body)) {
+	if !n.Pending.Acquire(len(body)) {
 		return dst, errPendingFull
 	}
-	defer p.pending.Release(len(body))
+	defer n.Pending.Release(len(body))
 
 	var count, cost int64
 	for _, el := range b.spans {
 		c := GetCall(up, deadline)
 		c.Who = who
 		b.calls = append(b.calls, c)
+		tracing.BeginChild(&c.Trace, &b.trace, "element")
 		if p.admitElement(n, c, el.Bytes(body)) {
 			count++
 			if who != nil {
@@ -235,6 +275,7 @@ func (p *Pipeline) ServeBatch(n *network.Network, dst, body []byte, up network.C
 		if e := who.Spend(count, cost); e != nil {
 			return dst, e
 		}
+		who.CountNetwork(n.Index, n.Name, count)
 	}
 	for i, c := range b.calls {
 		if !c.settled {
@@ -332,7 +373,7 @@ func (p *Pipeline) routeElement(n *network.Network, b *batch, c *Call, idx int) 
 			}
 			c.cacheable = true
 			upID = RestID // stored answers carry id 1
-			if n.Shared != nil && n.Cache.Sharable(c.Req.Method, c.pol, c.block) {
+			if n.Shared != nil && n.Cache.Sharable(c.Req.Method, c.pol, c.block) && n.SharedOn() {
 				b.shared = append(b.shared, idx) // upstream only if Redis lacks it
 				return
 			}
@@ -349,6 +390,7 @@ func putBatch(b *batch) {
 	}
 	b.calls, b.fwd, b.shared, b.spans = b.calls[:0], b.fwd[:0], b.shared[:0], b.spans[:0]
 	b.ub.Reset()
+	b.trace.Reset()
 	batchPool.Put(b)
 }
 
@@ -358,10 +400,15 @@ func batchTooLarge(limit int) *proto.Error {
 	return &e
 }
 
-// Charge counts c against its tenant's limits (nil: not limited).
-func (p *Pipeline) Charge(c *Call) *proto.Error {
+// Charge counts c, a call on network n, against its tenant's limits (nil: not
+// limited), and in the tenant's usage of n.
+func (p *Pipeline) Charge(n *network.Network, c *Call) *proto.Error {
 	if c.Who == nil {
 		return nil
 	}
-	return c.Who.Charge(&c.Req, p.access.Cost(&c.Req))
+	if e := c.Who.Charge(&c.Req, p.access.Cost(&c.Req)); e != nil {
+		return e
+	}
+	c.Who.CountNetwork(n.Index, n.Name, 1)
+	return nil
 }

@@ -184,12 +184,14 @@ func New(cfg Config, conn *redisconn.Conn, ms *metrics.Set) (*Cache, error) {
 		followerTimeouts: ms.GetOrCreateCounter(`gateway_sharedcache_follower_timeouts_total`),
 	}
 	ms.GetOrCreateGauge(`gateway_sharedcache_queue_bytes`, func() float64 { return float64(c.queuedBytes.Load()) })
-	ms.GetOrCreateGauge(`gateway_sharedcache_ready`, func() float64 {
-		if c.ns.Load() != nil {
-			return 1
-		}
-		return 0
-	})
+	if cfg.AwaitNamespace {
+		ms.GetOrCreateGauge(`gateway_sharedcache_ready`, func() float64 {
+			if c.ns.Load() != nil {
+				return 1
+			}
+			return 0
+		})
+	}
 	if !cfg.AwaitNamespace {
 		c.SetNamespace("")
 	}
@@ -262,6 +264,10 @@ func (c *Cache) GetMulti(ctx context.Context, keys []string) (vals [][]byte) {
 	}
 	return vals
 }
+
+// Skip counts n lookups or writes its caller passed over (the gateway: a network whose
+// chain, and so its namespace, is not known yet).
+func (c *Cache) Skip(n int) { c.skipped.Add(n) }
 
 // get also says whether Redis failed (not a plain miss).
 func (c *Cache) get(ctx context.Context, key string, within time.Duration) ([]byte, bool, bool) {

@@ -45,7 +45,10 @@ func (c *wsClient) bind(who *access.Tenant, addr netip.Addr) {
 }
 
 // tenant is whom the client's calls count against now; ok is false once its key is gone.
-func (c *wsClient) tenant() (*access.Tenant, bool) { return c.ref.Load() }
+func (c *wsClient) tenant() (*access.Tenant, bool) {
+	t, ok := c.ref.Load()
+	return t.On(c.h.net.Index, c.h.net.Name), ok
+}
 
 // refuseRevoked answers a call of a client whose key is gone and closes it.
 func (c *wsClient) refuseRevoked(id []byte) {

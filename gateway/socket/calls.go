@@ -17,27 +17,32 @@ import (
 // owns it until the call ends).
 func (c *wsClient) handle(buf *[]byte) bool {
 	msg := *buf
+	start := time.Now()
 	switch proto.FirstByte(msg) {
 	case '[':
-		return c.startBatch(buf)
+		return c.startBatch(buf, start)
 	case 0:
 		c.sendError(nil, proto.ErrParse)
+		c.h.calls.observe(proto.ErrParse.Status, start)
 		return false
 	}
-	cl := pipeline.GetCall(c.up, time.Now().Add(c.h.cfg.UpstreamTimeout))
+	cl := pipeline.GetCall(c.up, start.Add(c.h.cfg.UpstreamTimeout))
+	cl.Trace.SetIn(c.traceIn)
 	if perr := cl.Req.Parse(msg); perr != nil {
 		c.sendError(cl.Req.ID, perr) // invalid requests are answered even without an id
+		c.h.calls.observe(perr.Status, start)
 		pipeline.PutCall(cl)
 		return false
 	}
 	cl.ID = cl.Req.ID
 	switch string(cl.Req.Name) {
 	case "eth_subscribe":
-		c.subscribe(cl)
+		c.subscribe(cl, start)
 		pipeline.PutCall(cl)
 		return false
 	case "eth_unsubscribe":
 		c.unsubscribe(cl)
+		c.h.calls.observe(200, start)
 		pipeline.PutCall(cl)
 		return false
 	}
@@ -45,13 +50,14 @@ func (c *wsClient) handle(buf *[]byte) bool {
 	who, ok := c.tenant()
 	if !ok {
 		c.refuseRevoked(cl.ID)
+		c.h.calls.observe(errKeyRevoked.Status, start)
 		pipeline.PutCall(cl)
 		return false
 	}
 	cl.Who = who
 	perr := c.h.net.Policy.Admit(&cl.Req)
 	if perr == nil {
-		perr = c.charge(c.h.pipe.Charge(cl))
+		perr = c.charge(c.h.pipe.Charge(c.h.net, cl))
 	}
 	if perr == nil {
 		perr = c.admit(1, len(msg))
@@ -60,10 +66,11 @@ func (c *wsClient) handle(buf *[]byte) bool {
 		if cl.ID != nil {
 			c.sendError(cl.ID, perr)
 		}
+		c.h.calls.observeErr(perr, start)
 		pipeline.PutCall(cl)
 		return false
 	}
-	go c.runCall(cl, buf, len(msg))
+	go c.runCall(cl, buf, len(msg), start)
 	return true
 }
 
@@ -106,24 +113,27 @@ func (c *wsClient) done(n, size int) {
 }
 
 // runCall runs one admitted call through the rest of the pipeline and queues its answer.
-func (c *wsClient) runCall(cl *pipeline.Call, buf *[]byte, size int) {
+func (c *wsClient) runCall(cl *pipeline.Call, buf *[]byte, size int, start time.Time) {
 	defer c.done(1, size)
-	if perr := c.h.pipe.Dispatch(c.h.net, cl); perr != nil {
+	perr := c.h.pipe.Dispatch(c.h.net, cl)
+	if perr != nil {
 		if cl.ID != nil {
 			c.sendError(cl.ID, perr)
 		}
 	} else if cl.Ans != nil {
 		c.send(cl.Ans)
 	}
+	c.h.calls.observeErr(perr, start)
 	pipeline.PutCall(cl)
 	putMsgBuf(buf)
 }
 
 // startBatch counts a batch's elements against the budgets and runs it on a goroutine.
-func (c *wsClient) startBatch(buf *[]byte) bool {
+func (c *wsClient) startBatch(buf *[]byte, start time.Time) bool {
 	who, ok := c.tenant()
 	if !ok {
 		c.refuseRevoked(nil)
+		c.h.calls.observe(errKeyRevoked.Status, start)
 		return false
 	}
 	n := 0
@@ -137,15 +147,17 @@ func (c *wsClient) startBatch(buf *[]byte) bool {
 	}
 	if perr := c.admit(max(n, 1), len(*buf)); perr != nil {
 		c.sendError(nil, perr) // one error for the batch, as for a batch over the size cap
+		c.h.calls.observe(perr.Status, start)
 		return false
 	}
 	go func() {
 		defer c.done(max(n, 1), len(*buf))
 		out := getMsgBuf()
-		ans, perr := c.h.pipe.ServeBatch(c.h.net, (*out)[:0], *buf, c.up, time.Now().Add(c.h.cfg.UpstreamTimeout), who)
+		ans, perr := c.h.pipe.ServeBatch(c.h.net, (*out)[:0], *buf, c.up, start.Add(c.h.cfg.UpstreamTimeout), who, c.traceIn)
 		if perr == nil || perr.Status == fasthttp.StatusTooManyRequests {
 			perr = c.charge(perr)
 		}
+		c.h.calls.observeErr(perr, start)
 		*out = ans
 		switch {
 		case perr != nil:
@@ -164,28 +176,36 @@ func (c *wsClient) startBatch(buf *[]byte) bool {
 // subscribe joins an eth_subscribe on the Mux, within the subscription budgets. Params
 // are canonical, so subscriptions that differ only in whitespace share one upstream
 // subscription.
-func (c *wsClient) subscribe(cl *pipeline.Call) {
+//
+// Refusals count as calls here; an answer of the hub counts when it arrives (Reply).
+func (c *wsClient) subscribe(cl *pipeline.Call, start time.Time) {
 	if cl.ID == nil {
-		return // a notification cannot receive its subscription id
+		// A notification cannot receive its subscription id: answered with nothing, as
+		// HTTP answers one.
+		c.h.calls.observe(200, start)
+		return
 	}
 	if perr := c.h.net.Policy.Admit(&cl.Req); perr != nil {
 		c.sendError(cl.ID, perr)
+		c.h.calls.observe(perr.Status, start)
 		return
 	}
 	who, ok := c.tenant()
 	if !ok {
 		c.refuseRevoked(cl.ID)
+		c.h.calls.observe(errKeyRevoked.Status, start)
 		return
 	}
 	// The tenant's plan: the method and its kind, one request and its cost; then the
 	// budgets and a subscription slot.
 	cl.Who = who
-	perr := c.charge(c.h.pipe.Charge(cl))
+	perr := c.charge(c.h.pipe.Charge(c.h.net, cl))
 	if perr == nil {
 		perr = c.takeSub()
 	}
 	if perr != nil {
 		c.sendError(cl.ID, perr)
+		c.h.calls.observe(perr.Status, start)
 		return
 	}
 	c.subs.Join(cl.Req.Params, cl.ID, c, time.Now().Add(c.h.cfg.UpstreamTimeout))

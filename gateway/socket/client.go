@@ -13,8 +13,8 @@ import (
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
-	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/tracing"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
@@ -36,6 +36,10 @@ type wsClient struct {
 	up   network.Caller // where calls go
 	subs subscriber     // where subscriptions go
 
+	// traceIn is the upgrade request's traceparent and request id, copied: the parent
+	// and id of every call of the connection.
+	traceIn tracing.In
+
 	// Whose limits its calls count against (socket2socket_access.go): ref, read on
 	// every call, which a reload swaps; own is an unkeyed client's, found again by addr.
 	ref  *access.Ref
@@ -55,7 +59,7 @@ type wsClient struct {
 	// Budgets of this connection: calls in flight (notifications and batch elements
 	// count), request bytes in flight, subscriptions held.
 	inFlight atomic.Int32
-	pending  *pipeline.Budget
+	pending  *network.Budget
 	nsubs    atomic.Int32
 	pinger   *time.Timer
 
@@ -100,7 +104,7 @@ type subscriber interface {
 }
 
 func newWSClient(h *Server, conn *websocket.Conn, up network.Caller, subs subscriber) *wsClient {
-	return &wsClient{h: h, conn: conn, up: up, subs: subs, pending: pipeline.NewBudget(h.cfg.WSMaxPendingBytes)}
+	return &wsClient{h: h, conn: conn, up: up, subs: subs, pending: network.NewBudget(h.cfg.WSMaxPendingBytes)}
 }
 
 // run reads client messages until the connection ends, then cleans up.
@@ -245,8 +249,10 @@ func (c *wsClient) shutdown(code int, reason string) {
 }
 
 // Reply implements upstream.Sink: the answer to an eth_subscribe. A refused
-// subscription gives its place in the budgets back.
+// subscription gives its place in the budgets back. The eth_subscribe call counts now.
 func (c *wsClient) Reply(msg []byte) {
+	status := subscribeStatus(msg)
+	c.h.calls.count(status)
 	if proto.IsErrorResponse(msg) {
 		c.dropSub()
 	}

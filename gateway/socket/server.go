@@ -22,6 +22,7 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/tracing"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
@@ -44,9 +45,10 @@ type Server struct {
 
 	// Budgets shared by every client: connections and subscriptions.
 	conns atomic.Int64
-	subs  *pipeline.Budget
+	subs  *network.Budget
 
 	msgsIn, msgsOut, slowDrops, refused, connects *metrics.Counter
+	calls                                         *callMetrics // per call, for the SLIs (metrics.go)
 }
 
 // writeBufferPool lends write buffers to clients only while they write, so an idle
@@ -57,7 +59,7 @@ var writeBufferPool sync.Pool
 // by acc, their calls run by pipe, its metrics in reg.
 func New(cfg *config.Config, acc *access.Access, pipe *pipeline.Pipeline, net *network.Network, reg *upstream.Registry) *Server {
 	h := &Server{cfg: cfg, acc: acc, pipe: pipe, net: net, clients: make(map[*wsClient]struct{}),
-		subs: pipeline.NewBudget(cfg.MaxSubscriptions)}
+		subs: network.NewBudget(cfg.MaxSubscriptions)}
 	h.upgrader = websocket.FastHTTPUpgrader{
 		HandshakeTimeout: 10 * time.Second,
 		// Small buffers: idle clients cost memory, busy ones read large messages
@@ -81,6 +83,7 @@ func New(cfg *config.Config, acc *access.Access, pipe *pipeline.Pipeline, net *n
 		"/socket2socket requests and connections refused by a budget (in flight, pending bytes, subscriptions, connections).")
 	h.connects = reg.Counter("gateway_ws_client_connects_total",
 		"/socket2socket clients accepted; its rate shows reconnect storms.")
+	h.calls = newCallMetrics(reg)
 	reg.Gauge("gateway_ws_client_connections", "Open /socket2socket client connections.",
 		func() float64 { return float64(h.conns.Load()) })
 	reg.Gauge("gateway_ws_subscriptions", "Subscriptions held by /socket2socket clients.",
@@ -127,6 +130,9 @@ func (h *Server) Serve(ctx *fasthttp.RequestCtx) {
 	// 401. The tenant's connection slot is taken once upgraded (serveClient): fasthttp
 	// may drop a connection between the two and never run the handler.
 	who, perr := h.acc.Identify(ctx)
+	if perr == nil {
+		perr = who.CheckNetwork(h.net.Name)
+	}
 	if perr != nil {
 		h.refused.Inc()
 		pipeline.WriteError(ctx, nil, perr)
@@ -137,8 +143,10 @@ func (h *Server) Serve(ctx *fasthttp.RequestCtx) {
 	if who == nil || who.Ref() == nil {
 		addr = h.acc.ClientAddr(ctx)
 	}
+	// The upgrade's trace context and request id, owned: ctx is reused after it.
+	in := tracing.In{Parent: ctx.Request.Header.Peek("traceparent"), RequestID: ctx.Response.Header.Peek("X-Request-Id")}.Clone()
 	// On failure Upgrade has answered with an HTTP error already.
-	_ = h.upgrader.Upgrade(ctx, func(conn *websocket.Conn) { h.serveClient(conn, who, addr) })
+	_ = h.upgrader.Upgrade(ctx, func(conn *websocket.Conn) { h.serveClient(conn, who, addr, in) })
 }
 
 // DrainReason tells clients closed by a drain to come back: another pod serves them.
@@ -190,6 +198,23 @@ func (h *Server) Close() {
 	h.wg.Wait()
 }
 
+// Remove ends the endpoint of a network a reload took out: new upgrades are refused,
+// every client gets e as a JSON-RPC error frame, then a close 1001 with e's message, and
+// Remove waits for their handlers to end (bounded by the clients' write timeout).
+func (h *Server) Remove(e *proto.Error) {
+	h.mu.Lock()
+	h.closed = true
+	clients := make([]*wsClient, 0, len(h.clients))
+	for c := range h.clients {
+		clients = append(clients, c)
+	}
+	h.mu.Unlock()
+	for _, c := range clients {
+		c.closeWithError(websocket.CloseGoingAway, e, e.Message)
+	}
+	h.wg.Wait()
+}
+
 // closeNow says goodbye to a client not yet served: a close frame, then its close frame
 // (or the grace period) before the connection closes, so it reads ours rather than a
 // reset.
@@ -208,7 +233,8 @@ func closeNow(conn *websocket.Conn, code int, reason string) {
 }
 
 // serveClient is the hijack handler: it owns the connection for its whole life.
-func (h *Server) serveClient(conn *websocket.Conn, who *access.Tenant, addr netip.Addr) {
+func (h *Server) serveClient(conn *websocket.Conn, who *access.Tenant, addr netip.Addr, in tracing.In) {
+	who = who.On(h.net.Index, h.net.Name) // its slots: per network when its plan says so
 	if perr := who.Acquire(who.ConnSlots(), access.RefusedConnections); perr != nil {
 		h.refused.Inc()
 		closeNow(conn, websocket.ClosePolicyViolation, perr.Message)
@@ -219,6 +245,7 @@ func (h *Server) serveClient(conn *websocket.Conn, who *access.Tenant, addr neti
 	h.conns.Add(1)
 	defer h.conns.Add(-1)
 	c := newWSClient(h, conn, h.net.WS, h.net.Router.Subscriptions())
+	c.traceIn = in
 	c.bind(who, addr)
 	defer c.releaseConn() // on the tenant it is bound to by then (and unholds it)
 	h.connects.Inc()

@@ -303,6 +303,21 @@ run "pagerduty_alone_is_a_receiver" {
   }
 }
 
+run "sns_alone_is_a_receiver" {
+  command = plan
+  variables {
+    alert_receiver = { sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:gateway-alerts" }
+  }
+}
+
+run "sns_topic_must_be_an_arn" {
+  command = plan
+  variables {
+    alert_receiver = { sns_topic_arn = "gateway-alerts" }
+  }
+  expect_failures = [var.alert_receiver]
+}
+
 run "slack_webhook_must_be_https" {
   command = plan
   variables {
@@ -317,4 +332,169 @@ run "retention_is_a_duration" {
     prometheus_retention = "15 days"
   }
   expect_failures = [var.prometheus_retention]
+}
+
+# DNS for Infura-style hosts (one name per network, or a wildcard): off by default;
+# names need the hosted zone, and are host names (a wildcard only as the first label).
+run "dns_records_for_network_hosts" {
+  command = plan
+  variables {
+    gateway_scheme          = "internet-facing"
+    gateway_certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+    gateway_allow_anonymous = true
+    gateway_anonymous_plan  = "anonymous"
+    gateway_plans           = { anonymous = { requests_per_second = 5 } }
+    gateway_dns_zone_id     = "Z0123456789ABCDEFGHIJ"
+    gateway_dns_names       = ["mainnet.gw.example.com", "sepolia.gw.example.com", "*.mainnet.gw.example.com"]
+  }
+}
+
+run "dns_names_without_a_zone_are_refused" {
+  command = plan
+  variables {
+    gateway_dns_names = ["mainnet.gw.example.com"]
+  }
+  expect_failures = [var.gateway_dns_names]
+}
+
+run "dns_name_with_a_scheme_is_refused" {
+  command = plan
+  variables {
+    gateway_dns_zone_id = "Z0123456789ABCDEFGHIJ"
+    gateway_dns_names   = ["https://mainnet.gw.example.com"]
+  }
+  expect_failures = [var.gateway_dns_names]
+}
+
+run "wildcard_inside_a_name_is_refused" {
+  command = plan
+  variables {
+    gateway_dns_zone_id = "Z0123456789ABCDEFGHIJ"
+    gateway_dns_names   = ["mainnet.*.example.com"]
+  }
+  expect_failures = [var.gateway_dns_names]
+}
+
+run "duplicate_dns_names_are_refused" {
+  command = plan
+  variables {
+    gateway_dns_zone_id = "Z0123456789ABCDEFGHIJ"
+    gateway_dns_names   = ["mainnet.gw.example.com", "MAINNET.gw.example.com"]
+  }
+  expect_failures = [var.gateway_dns_names]
+}
+
+run "bad_zone_id_is_refused" {
+  command = plan
+  variables {
+    gateway_dns_zone_id = "example.com"
+    gateway_dns_names   = ["mainnet.gw.example.com"]
+  }
+  expect_failures = [var.gateway_dns_zone_id]
+}
+
+# Several networks: the chart's config.networks, checked here as the chart and the
+# gateway check it.
+run "networks_are_an_upstream" {
+  command = plan
+  variables {
+    infura_project_id = ""
+    gateway_networks = [
+      { name = "mainnet", chain_id = 1, aliases = ["eth"], hosts = ["mainnet.gw.example.com"], default = true,
+      upstreams = [{ name = "infura", http = "https://mainnet.infura.io/v3/$${INFURA_KEY}" }] },
+      { name = "sepolia", chain_id = 11155111, hosts = ["sepolia.gw.example.com"],
+      upstreams = [{ name = "infura", http = "https://sepolia.infura.io/v3/$${INFURA_KEY}" }] },
+    ]
+    gateway_plans            = { free = { requests_per_second = 10, networks = ["sepolia"] } }
+    gateway_upstream_secrets = { INFURA_KEY = "k" }
+  }
+}
+
+run "network_name_not_url_safe_is_refused" {
+  command = plan
+  variables {
+    gateway_networks = [{ name = "Mainnet", chain_id = 1, upstreams = [{ name = "a", http = "https://a.example.com" }] }]
+  }
+  expect_failures = [var.gateway_networks]
+}
+
+run "network_named_like_a_route_is_refused" {
+  command = plan
+  variables {
+    gateway_networks = [{ name = "ws", chain_id = 1, upstreams = [{ name = "a", http = "https://a.example.com" }] }]
+  }
+  expect_failures = [var.gateway_networks]
+}
+
+run "network_alias_twice_is_refused" {
+  command = plan
+  variables {
+    gateway_networks = [
+      { name = "mainnet", chain_id = 1, upstreams = [{ name = "a", http = "https://a.example.com" }] },
+      { name = "sepolia", chain_id = 11155111, aliases = ["mainnet"], upstreams = [{ name = "a", http = "https://b.example.com" }] },
+    ]
+  }
+  expect_failures = [var.gateway_networks]
+}
+
+run "network_host_twice_is_refused" {
+  command = plan
+  variables {
+    gateway_networks = [
+      { name = "mainnet", chain_id = 1, hosts = ["gw.example.com"], upstreams = [{ name = "a", http = "https://a.example.com" }] },
+      { name = "sepolia", chain_id = 11155111, hosts = ["GW.example.com"], upstreams = [{ name = "a", http = "https://b.example.com" }] },
+    ]
+  }
+  expect_failures = [var.gateway_networks]
+}
+
+run "network_without_a_chain_id_is_refused" {
+  command = plan
+  variables {
+    gateway_networks = [{ name = "mainnet", chain_id = 0, upstreams = [{ name = "a", http = "https://a.example.com" }] }]
+  }
+  expect_failures = [var.gateway_networks]
+}
+
+run "network_of_fallbacks_only_is_refused" {
+  command = plan
+  variables {
+    gateway_networks = [{ name = "mainnet", chain_id = 1, upstreams = [{ name = "a", http = "https://a.example.com", tier = "fallback" }] }]
+  }
+  expect_failures = [var.gateway_networks]
+}
+
+run "network_literal_password_is_refused" {
+  command = plan
+  variables {
+    gateway_networks = [{ name = "mainnet", chain_id = 1, upstreams = [{ name = "a", http = "https://a.example.com", password = "hunter2" }] }]
+  }
+  expect_failures = [var.gateway_networks]
+}
+
+run "networks_and_upstreams_together_are_refused" {
+  command = plan
+  variables {
+    gateway_networks  = [{ name = "mainnet", chain_id = 1, upstreams = [{ name = "a", http = "https://a.example.com" }] }]
+    gateway_upstreams = [{ name = "b", http = "https://b.example.com" }]
+  }
+  expect_failures = [var.gateway_upstreams]
+}
+
+run "networks_and_url_together_are_refused" {
+  command = plan
+  variables {
+    gateway_networks          = [{ name = "mainnet", chain_id = 1, upstreams = [{ name = "a", http = "https://a.example.com" }] }]
+    gateway_upstream_http_url = "http://geth:8545"
+  }
+  expect_failures = [var.gateway_upstream_http_url]
+}
+
+run "plan_of_an_unknown_network_is_refused" {
+  command = plan
+  variables {
+    gateway_networks = [{ name = "mainnet", chain_id = 1, upstreams = [{ name = "a", http = "https://a.example.com" }] }]
+    gateway_plans    = { free = { requests_per_second = 10, networks = ["holesky"] } }
+  }
+  expect_failures = [var.gateway_networks]
 }

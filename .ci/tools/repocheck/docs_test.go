@@ -180,6 +180,8 @@ type docs struct {
 	quickstartAddr  string
 	quickstartError error
 	quickstartOnce  sync.Once
+	// The quick start's dev node, which the README's networks example is served from.
+	devHTTP, devWS string
 }
 
 type onceValue struct {
@@ -467,6 +469,7 @@ func (d *docs) startQuickstart() (string, error) {
 	}
 	httpPort, wsPort, authPort, gwPort := ports[0], ports[1], ports[2], ports[3]
 	addr := "127.0.0.1:" + strconv.Itoa(gwPort)
+	d.devHTTP, d.devWS = "http://127.0.0.1:"+strconv.Itoa(httpPort), "ws://127.0.0.1:"+strconv.Itoa(wsPort)
 	cmd := exec.Command(devnode, "-http-port", strconv.Itoa(httpPort), "-ws-port", strconv.Itoa(wsPort),
 		"-authrpc-port", strconv.Itoa(authPort), "-log", filepath.Join(d.tmp(), "geth.log"), "--",
 		gateway, "-listen", addr, "-log-level", "warn",
@@ -554,6 +557,12 @@ func (d *docs) curl(where string, args []string) {
 	addr, err := d.quickstart()
 	if err != nil {
 		d.t.Fatal(err)
+	}
+	// A path or Host of the README's networks example goes to a gateway serving it.
+	if d.forNetworks(u.Path, opts) {
+		if addr, err = d.networksGateway(); err != nil {
+			d.t.Fatal(err)
+		}
 	}
 	u.Scheme, u.Host = "http", addr
 	out, err := run("", time.Minute, "curl", append(opts, "-sS", "--fail-with-body", u.String())...)
@@ -962,4 +971,98 @@ func (d *docs) prose(readme, text string) {
 		}
 		d.env(readme, "", m[1])
 	}
+}
+
+// networksExample is the README's "Several networks" configuration file: the yaml block
+// that has networks:.
+func networksExample(t *testing.T) string {
+	text := read(t, "README.md")
+	for _, b := range strings.Split(text, "```yaml\n")[1:] {
+		if y, _, _ := strings.Cut(b, "```"); strings.Contains(y, "\nnetworks:") || strings.HasPrefix(y, "networks:") {
+			return y
+		}
+	}
+	t.Fatal("README.md has no yaml block with networks:")
+	return ""
+}
+
+var (
+	exampleName = regexp.MustCompile(`(?m)^  - name: ([a-z0-9-]+)$`)
+	exampleHost = regexp.MustCompile(`(?m)^    hosts: \[(.*)\]$`)
+)
+
+// forNetworks reports whether a curl of path with opts (its -H headers) is addressed to
+// a network of the README's example: by a path prefix or a Host it names.
+func (d *docs) forNetworks(path string, opts []string) bool {
+	y := networksExample(d.t)
+	seg, _, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	for _, m := range exampleName.FindAllStringSubmatch(y, -1) {
+		if seg == m[1] {
+			return true
+		}
+	}
+	for i := 0; i+1 < len(opts); i++ {
+		if opts[i] != "-H" || !strings.HasPrefix(strings.ToLower(opts[i+1]), "host:") {
+			continue
+		}
+		host := strings.TrimSpace(opts[i+1][len("host:"):])
+		for _, m := range exampleHost.FindAllStringSubmatch(y, -1) {
+			for _, h := range strings.Split(m[1], ",") {
+				h = strings.Trim(strings.TrimSpace(h), `"`)
+				if h == host || strings.HasPrefix(h, "*") && strings.HasSuffix(host, h[1:]) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// networksGateway serves the README's networks example, every upstream replaced by the
+// quick start's dev node and every chain id by the dev chain's (1337): the addressing
+// is the example's own.
+func (d *docs) networksGateway() (string, error) {
+	v, err := d.memo("networks gateway", func() (any, error) {
+		y := networksExample(d.t)
+		y = regexp.MustCompile(`(?m)^(\s+)http: .*$`).ReplaceAllString(y, "${1}http: "+d.devHTTP)
+		y = regexp.MustCompile(`(?m)^(\s+)ws: .*$`).ReplaceAllString(y, "${1}ws: "+d.devWS)
+		y = regexp.MustCompile(`(?m)chain_id: [0-9]+`).ReplaceAllString(y, "chain_id: 1337")
+		file := filepath.Join(d.tmp(), "networks.yaml")
+		if err := os.WriteFile(file, []byte(y), 0o600); err != nil {
+			return nil, err
+		}
+		gateway, err := d.gatewayBinErr()
+		if err != nil {
+			return nil, err
+		}
+		ports, err := freePorts(1)
+		if err != nil {
+			return nil, err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(ports[0])
+		cmd := exec.Command(gateway, "-listen", addr, "-admin-listen", "", "-log-level", "warn", "-config", file)
+		var logs bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		d.t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+		deadline := time.Now().Add(time.Minute)
+		for {
+			if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return addr, nil
+				}
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("the README's networks example did not serve within a minute:\n%s", logs.String())
+			}
+			time.Sleep(100 * time.Millisecond) // readiness poll of an external process
+		}
+	})
+	if err != nil {
+		return "", err
+	}
+	return v.(string), nil
 }

@@ -17,6 +17,7 @@ const module = "github.com/infura-gateway/infura-gateway"
 // upstream → proto). A package not listed fails the test, so a new package is placed
 // in the order when it is added. Internal test helpers are outside the order.
 var layers = map[string]int{
+	"tracing":  -1, // OpenTelemetry at the edges; proto.Request carries a call's state
 	"proto":    0,
 	"upstream": 1,
 	// Leaf parts of the front end: none imports another of the gateway but these.

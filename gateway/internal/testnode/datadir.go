@@ -78,7 +78,7 @@ func (n *Node) Clone(t testing.TB, opts ...Option) *Node {
 		t.Fatal(err)
 	}
 	n.Resume(t)
-	all := []Option{Period(n.period)}
+	all := []Option{Period(n.period), ChainID(n.chainID)}
 	if n.out != nil {
 		all = append(all, Output(n.out))
 	}

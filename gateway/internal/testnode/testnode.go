@@ -7,7 +7,9 @@
 // For failover tests: a node can keep its chain in a data directory (DataDir), stop
 // gracefully and resume (Stop, Resume), and be cloned onto a copy of it (Clone);
 // StartLagging gives a leader and a truly lagging node with the same chain, and
-// CatchUp levels them. DeployEmitter and StartEmitter make the chain emit logs
+// CatchUp levels them. ChainID runs a dev chain with another chain id (geth --dev on a
+// data directory initialised with a genesis of that chain), for tests with several
+// networks. DeployEmitter and StartEmitter make the chain emit logs
 // (Tick(counter), topic EmitterTopic) for logs subscriptions.
 package testnode
 
@@ -52,6 +54,8 @@ type Node struct {
 	bin     string
 	period  int
 	datadir string // "" for an in-memory chain
+	chainID uint64 // 0: geth's dev genesis (1337)
+	tmpdir  string // a DataDir Launch made for ChainID, removed by Kill
 	ports   Ports
 	out     io.Writer // where geth's output goes besides the in-memory log
 
@@ -203,6 +207,9 @@ func Start(t testing.TB, opts ...Option) *Node {
 		t.Fatal(err)
 	}
 	n := newNode(bin, Ports{HTTP: FreePort(t), WS: FreePort(t), AuthRPC: FreePort(t)}, opts)
+	if n.chainID != 0 && n.datadir == "" {
+		n.datadir = filepath.Join(t.TempDir(), "chain")
+	}
 	t.Cleanup(n.Kill)
 	if err := n.start(); err != nil {
 		t.Fatal(err)
@@ -214,6 +221,13 @@ func Start(t testing.TB, opts ...Option) *Node {
 // caller stops it with Kill.
 func Launch(bin string, ports Ports, opts ...Option) (*Node, error) {
 	n := newNode(bin, ports, opts)
+	if n.chainID != 0 && n.datadir == "" {
+		dir, err := os.MkdirTemp("", "testnode-chain-*")
+		if err != nil {
+			return nil, err
+		}
+		n.datadir, n.tmpdir = dir, dir
+	}
 	if err := n.start(); err != nil {
 		n.Kill()
 		return nil, err
@@ -232,9 +246,12 @@ func newNode(bin string, ports Ports, opts []Option) *Node {
 }
 
 func (n *Node) start() error {
+	if err := n.initChain(); err != nil {
+		return err
+	}
 	n.mu.Lock()
 	n.log = new(bytes.Buffer)
-	cmd := exec.Command(n.bin, Args(n.period, n.ports, n.datadir)...)
+	cmd := exec.Command(n.bin, append(Args(n.period, n.ports, n.datadir), n.chainArgs()...)...)
 	var w io.Writer = n.log
 	if n.out != nil {
 		w = io.MultiWriter(n.log, n.out)
@@ -278,16 +295,19 @@ func (n *Node) Exited() <-chan struct{} {
 }
 
 // Kill stops the node at once (SIGKILL), as a crash would, and waits for it to exit.
+// A data directory Launch made for ChainID is removed with it.
 func (n *Node) Kill() {
 	n.mu.Lock()
-	cmd, done := n.cmd, n.done
+	cmd, done, tmp := n.cmd, n.done, n.tmpdir
 	n.cmd = nil
 	n.mu.Unlock()
-	if cmd == nil {
-		return
+	if cmd != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	<-done
+	if tmp != "" {
+		_ = os.RemoveAll(tmp)
+	}
 }
 
 // Restart kills the node and starts it again on the same ports: a fresh in-memory

@@ -147,3 +147,53 @@ func TestEmitter(t *testing.T) {
 		t.Fatalf("no block holds two logs: %v", perBlock)
 	}
 }
+
+// Two nodes at once answer two chain ids: geth's dev chain and one started with
+// ChainID, each producing blocks, its dev account funded and unlocked (a transaction is
+// mined), net_version agreeing with the chain id, and the chain id kept across a
+// graceful stop.
+func TestSecondChain(t *testing.T) {
+	nodes := []struct {
+		name      string
+		opts      []Option
+		chainID   string // eth_chainId
+		networkID string // net_version
+	}{
+		{"dev", nil, `"0x539"`, `"1337"`},
+		{"dev 1337 explicitly", []Option{ChainID(DevChainID)}, `"0x539"`, `"1337"`},
+		{"sepolia-like", []Option{ChainID(11155111)}, `"0xaa36a7"`, `"11155111"`},
+	}
+	started := make([]*Node, len(nodes))
+	for i, tc := range nodes {
+		started[i] = Start(t, tc.opts...)
+	}
+	for i, tc := range nodes {
+		t.Run(tc.name, func(t *testing.T) {
+			n := started[i]
+			if got := string(n.Call(t, "eth_chainId")); got != tc.chainID {
+				t.Fatalf("eth_chainId = %s, want %s", got, tc.chainID)
+			}
+			if got := string(n.Call(t, "net_version")); got != tc.networkID {
+				t.Fatalf("net_version = %s, want %s", got, tc.networkID)
+			}
+			if got := Quantity(n.ChainID()); `"`+got+`"` != tc.chainID {
+				t.Fatalf("ChainID() = %s, want %s", got, tc.chainID)
+			}
+			if acc := n.DevAccount(t); !strings.EqualFold(acc, DevAddress) {
+				t.Fatalf("dev account %s, want %s", acc, DevAddress)
+			}
+			h := n.BlockNumber(t)
+			n.WaitBlock(t, h+2) // Period 1: a block a second
+			if _, block := n.SendTx(t); block == "" {
+				t.Fatal("no block for the transaction")
+			}
+		})
+	}
+	second := started[2]
+	second.Stop(t)
+	second.Resume(t)
+	if got := string(second.Call(t, "eth_chainId")); got != `"0xaa36a7"` {
+		t.Fatalf("after Stop/Resume eth_chainId = %s", got)
+	}
+	second.WaitBlock(t, second.BlockNumber(t)+1)
+}

@@ -125,16 +125,18 @@ for the runtime, stacks and buffers.
 {{- end }}
 
 {{/*
-The gateway's configuration file (CONFIG_FILE), from config.upstreams and the
-sections next to it; empty without upstreams, keys or anonymous (with keys or
+The gateway's configuration file (CONFIG_FILE), from config.upstreams (or
+config.networks) and the sections next to it; empty without upstreams, networks, keys
+or anonymous (with keys or
 anonymous only, the upstream comes from the flags). Keys are the file's own
 (snake_case); the gateway decodes it strictly.
 */}}
 {{- define "infura-gateway.configFile" -}}
 {{- with .Values.config }}
-{{- if or .upstreams .keys .anonymous }}
+{{- if or .upstreams .networks .keys .anonymous }}
 {{- $file := dict }}
 {{- with .upstreams }}{{ $_ := set $file "upstreams" . }}{{ end }}
+{{- with .networks }}{{ $_ := set $file "networks" . }}{{ end }}
 {{- range $k := list "routing" "health" "keys" "plans" "costs" "anonymous" "clients" }}
 {{- with index $.Values.config $k }}
 {{- $_ := set $file $k . }}
@@ -214,10 +216,11 @@ seccompProfile:
 {{- end }}
 {{- /* An upstream is required: without one the pods point at 127.0.0.1:8545 and never serve. */}}
 {{- $c := .Values.config }}
-{{- $_ := required "no upstream configured: set config.upstreams, config.upstreamHttpUrl, or the Infura credentials (infura.existingSecret or infura.projectId)" (or $c.upstreams $c.upstreamHttpUrl (include "infura-gateway.secretName" .)) }}
+{{- $_ := required "no upstream configured: set config.networks, config.upstreams, config.upstreamHttpUrl, or the Infura credentials (infura.existingSecret or infura.projectId)" (or $c.networks $c.upstreams $c.upstreamHttpUrl (include "infura-gateway.secretName" .)) }}
 {{- if and $c.upstreams (or $c.upstreamHttpUrl $c.upstreamWsUrl) }}
 {{- fail "set either config.upstreams (the configuration file) or config.upstreamHttpUrl/upstreamWsUrl, not both: the file replaces the upstream flags" }}
 {{- end }}
+{{- include "infura-gateway.validateNetworks" . }}
 {{- $names := dict }}
 {{- $primaries := 0 }}
 {{- range $c.upstreams }}
@@ -240,8 +243,8 @@ seccompProfile:
 {{- fail (printf "config.anonymous.plan %q is not defined in config.plans" .) }}
 {{- end }}
 {{- end }}
-{{- if and (not (or $c.upstreams $c.keys $c.anonymous)) (or $c.routing $c.health $c.plans $c.costs $c.clients) }}
-{{- fail "config.routing/health/plans/costs/clients go into the configuration file, which needs config.upstreams, config.keys or config.anonymous" }}
+{{- if and (not (or $c.upstreams $c.networks $c.keys $c.anonymous)) (or $c.routing $c.health $c.plans $c.costs $c.clients) }}
+{{- fail "config.routing/health/plans/costs/clients go into the configuration file, which needs config.upstreams, config.networks, config.keys or config.anonymous" }}
 {{- end }}
 {{- /* Redis: the address from a value or from the Secret, the password only from a Secret. */}}
 {{- $r := .Values.redis }}
@@ -303,7 +306,9 @@ comma-separated, for the NetworkPolicy's egress.
 */}}
 {{- define "infura-gateway.upstreamPorts" -}}
 {{- $urls := list .Values.config.upstreamHttpUrl .Values.config.upstreamWsUrl }}
-{{- range .Values.config.upstreams }}
+{{- $ups := .Values.config.upstreams | default list }}
+{{- range (.Values.config.networks | default list) }}{{ $ups = concat $ups (.upstreams | default list) }}{{ end }}
+{{- range $ups }}
 {{- $urls = append $urls .http }}
 {{- $urls = append $urls (.ws | default "") }}
 {{- end }}
@@ -406,5 +411,76 @@ clouds default to a public one.
 {{- end }}
 {{- if and .Values.image.requireDigest (not .Values.image.digest) }}
 {{- fail "image.digest is required (image.requireDigest): deploy by digest, e.g. --set image.digest=sha256:... (Terraform passes the one ECR reports)" }}
+{{- end }}
+{{- end }}
+
+{{/*
+config.networks: what the schema cannot check (one entry at a time) and the gateway
+would refuse at start: a name or alias used twice (both are path prefixes and the
+name is a metric label), a host of two networks, two defaults, an upstream name twice
+in one network, a network of fallbacks only, a plan naming an unknown network, and a
+top-level upstream list or upstream URL next to the list (the gateway serves either).
+*/}}
+{{- define "infura-gateway.validateNetworks" -}}
+{{- $c := .Values.config }}
+{{- with $c.networks }}
+{{- if $c.upstreams }}
+{{- fail "set either config.networks or config.upstreams, not both: put the upstreams under their network" }}
+{{- end }}
+{{- if or $c.upstreamHttpUrl $c.upstreamWsUrl }}
+{{- fail "set either config.networks or config.upstreamHttpUrl/upstreamWsUrl, not both: the file replaces the upstream flags" }}
+{{- end }}
+{{- $names := dict }}
+{{- $nets := dict }}
+{{- $hosts := dict }}
+{{- $defaults := 0 }}
+{{- range . }}
+{{- $net := .name }}
+{{- $_ := set $nets .name true }}
+{{- range (prepend (.aliases | default list) .name) }}
+{{- if hasKey $names . }}
+{{- fail (printf "config.networks: %q is already the name or an alias of network %q (names and aliases are path prefixes; names are metric labels)" . (index $names .)) }}
+{{- end }}
+{{- $_ := set $names . $net }}
+{{- end }}
+{{- range (.hosts | default list) }}
+{{- $h := lower . }}
+{{- if hasKey $hosts $h }}
+{{- fail (printf "config.networks: host %q is already a host of network %q" $h (index $hosts $h)) }}
+{{- end }}
+{{- $_ := set $hosts $h $net }}
+{{- end }}
+{{- if .default }}{{ $defaults = add1 $defaults }}{{ end }}
+{{- $ups := dict }}
+{{- $primaries := 0 }}
+{{- range .upstreams }}
+{{- if hasKey $ups .name }}
+{{- fail (printf "config.networks: network %q: the upstream name %q is used twice (names are metric labels)" $net .name) }}
+{{- end }}
+{{- $_ := set $ups .name true }}
+{{- if ne (.tier | default "primary") "fallback" }}{{ $primaries = add1 $primaries }}{{ end }}
+{{- end }}
+{{- if eq $primaries 0 }}
+{{- fail (printf "config.networks: network %q: every upstream is a fallback; make at least one tier: primary" $net) }}
+{{- end }}
+{{- end }}
+{{- if gt $defaults 1 }}
+{{- fail "config.networks: more than one network says default: true" }}
+{{- end }}
+{{- range $plan, $p := ($c.plans | default dict) }}
+{{- range ($p.networks | default list) }}
+{{- if not (hasKey $nets .) }}
+{{- fail (printf "config.plans.%s.networks: %q is not a configured network (config.networks)" $plan .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- else }}
+{{- range $plan, $p := ($c.plans | default dict) }}
+{{- range ($p.networks | default list) }}
+{{- if ne . "default" }}
+{{- fail (printf "config.plans.%s.networks: %q is not a configured network: without config.networks the one network is \"default\"" $plan .) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}

@@ -108,36 +108,85 @@ type amConfig struct {
 		Name             string           `json:"name"`
 		SlackConfigs     []map[string]any `json:"slack_configs"`
 		PagerdutyConfigs []map[string]any `json:"pagerduty_configs"`
+		SNSConfigs       []struct {
+			TopicARN string            `json:"topic_arn"`
+			SigV4    map[string]string `json:"sigv4"`
+			Subject  string            `json:"subject"`
+			Message  string            `json:"message"`
+		} `json:"sns_configs"`
 	} `json:"receivers"`
 }
 
+// amtoolRoutes returns the receivers, in order, an alert with labels is routed to
+// (`amtool config routes test`): what Alertmanager itself makes of the routing tree,
+// child routes' continue and fallbacks included.
+func amtoolRoutes(t *testing.T, config string, labels ...string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "alertmanager.yaml")
+	if err := os.WriteFile(f, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("amtool", append([]string{"config", "routes", "test", "--config.file=" + f}, labels...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("amtool config routes test %v: %v\n%s", labels, err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
+}
+
 // N3 (issue 24): the Alertmanager configuration Terraform gives kube-prometheus-stack
-// routes every alert to a person (Slack and/or PagerDuty; critical ones page), is
-// valid for Alertmanager (amtool check-config), and Prometheus and Alertmanager keep
-// their data on gp3 volumes with a retention sized to the volume.
+// routes every alert to a person (Slack, PagerDuty and/or an SNS topic; critical ones
+// page), is valid for Alertmanager (amtool check-config), routes as intended (amtool
+// config routes test), and Prometheus and Alertmanager keep their data on gp3 volumes
+// with a retention sized to the volume. SNS publishes with SigV4 credentials of an IRSA
+// role (the Alertmanager service account's annotation) in the topic's region.
 func TestMonitoringValues(t *testing.T) {
 	const module = "../../../terraform/modules/monitoring-values"
 	slack := `slack_webhook_url = "https://hooks.slack.com/services/T000/B000/XXXX", slack_channel = "#gateway"`
 	pd := `pagerduty_routing_key = "0123456789abcdef0123456789abcdef"`
+	const topic = "arn:aws:sns:eu-west-1:123456789012:gateway-alerts"
+	sns := `sns_topic_arn = "` + topic + `"`
+	const role = `  sns_role_arn = "arn:aws:iam::123456789012:role/alertmanager-sns"`
 	cases := map[string]struct {
-		receiver          string
+		receiver, extra   string
 		defaultTo         string
 		criticalToPager   bool
 		slacks, pagerduty int
+		sns               int
+		// The receivers, in order, of a critical and of a warning alert.
+		critical, warning string
 	}{
-		"slack":                 {slack, "slack", false, 1, 0},
-		"pagerduty":             {pd, "pagerduty", false, 0, 1},
-		"slack and pagerduty":   {slack + ", " + pd, "slack", true, 1, 1},
-		"slack without channel": {`slack_webhook_url = "https://hooks.slack.com/services/T000/B000/XXXX"`, "slack", false, 1, 0},
+		"slack":                 {receiver: slack, defaultTo: "slack", slacks: 1, critical: "slack", warning: "slack"},
+		"pagerduty":             {receiver: pd, defaultTo: "pagerduty", pagerduty: 1, critical: "pagerduty", warning: "pagerduty"},
+		"slack and pagerduty":   {receiver: slack + ", " + pd, defaultTo: "slack", criticalToPager: true, slacks: 1, pagerduty: 1, critical: "pagerduty,slack", warning: "slack"},
+		"slack without channel": {receiver: `slack_webhook_url = "https://hooks.slack.com/services/T000/B000/XXXX"`, defaultTo: "slack", slacks: 1, critical: "slack", warning: "slack"},
+		"sns":                   {receiver: sns, extra: role, defaultTo: "sns", sns: 1, critical: "sns", warning: "sns"},
+		"slack and sns":         {receiver: slack + ", " + sns, extra: role, defaultTo: "slack", slacks: 1, sns: 1, critical: "sns,slack", warning: "sns,slack"},
+		"pagerduty and sns":     {receiver: pd + ", " + sns, extra: role, defaultTo: "sns", criticalToPager: true, pagerduty: 1, sns: 1, critical: "pagerduty,sns", warning: "sns"},
+		"all three":             {receiver: slack + ", " + pd + ", " + sns, extra: role, defaultTo: "slack", criticalToPager: true, slacks: 1, pagerduty: 1, sns: 1, critical: "pagerduty,sns,slack", warning: "sns,slack"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			out, err := applyModule(t, module, "  alert_receiver = { "+c.receiver+" }\n  prometheus_storage_gib = 50", "alertmanager_config", "documents")
+			inputs := "  alert_receiver = { " + c.receiver + " }\n  prometheus_storage_gib = 50\n" + c.extra
+			out, err := applyModule(t, module, inputs, "alertmanager_config", "documents")
 			if err != nil {
 				t.Fatal(err)
 			}
 			if err := amtoolCheck(t, out["alertmanager_config"]); err != nil {
 				t.Fatal(err)
+			}
+			for _, r := range []struct{ labels, want string }{
+				{"severity=critical", c.critical},
+				{"severity=warning", c.warning},
+			} {
+				if got := amtoolRoutes(t, out["alertmanager_config"], "alertname=InfuraGatewayTargetDown", "namespace=gw", r.labels); got != r.want {
+					t.Errorf("an alert with %s goes to %q, want %q", r.labels, got, r.want)
+				}
+			}
+			if got := amtoolRoutes(t, out["alertmanager_config"], "alertname=Watchdog", "severity=none"); got != "null" {
+				t.Errorf("Watchdog goes to %q, want null", got)
 			}
 			var am amConfig
 			if err := yaml.Unmarshal([]byte(out["alertmanager_config"]), &am); err != nil {
@@ -146,16 +195,22 @@ func TestMonitoringValues(t *testing.T) {
 			if am.Route.Receiver != c.defaultTo {
 				t.Errorf("default route to %q, want %q", am.Route.Receiver, c.defaultTo)
 			}
-			slacks, pagers := 0, 0
+			slacks, pagers, snss := 0, 0, 0
 			for _, r := range am.Receivers {
 				slacks += len(r.SlackConfigs)
 				pagers += len(r.PagerdutyConfigs)
-				if r.Name == am.Route.Receiver && len(r.SlackConfigs)+len(r.PagerdutyConfigs) == 0 {
+				snss += len(r.SNSConfigs)
+				if r.Name == am.Route.Receiver && len(r.SlackConfigs)+len(r.PagerdutyConfigs)+len(r.SNSConfigs) == 0 {
 					t.Errorf("the default receiver %q notifies nobody", r.Name)
 				}
+				for _, s := range r.SNSConfigs {
+					if s.TopicARN != topic || s.SigV4["region"] != "eu-west-1" || s.Subject == "" || s.Message == "" {
+						t.Errorf("sns config %+v: want the topic, SigV4 in its region (eu-west-1), a subject and a message", s)
+					}
+				}
 			}
-			if slacks != c.slacks || pagers != c.pagerduty {
-				t.Errorf("%d Slack, %d PagerDuty configs: want %d, %d", slacks, pagers, c.slacks, c.pagerduty)
+			if slacks != c.slacks || pagers != c.pagerduty || snss != c.sns {
+				t.Errorf("%d Slack, %d PagerDuty, %d SNS configs: want %d, %d, %d", slacks, pagers, snss, c.slacks, c.pagerduty, c.sns)
 			}
 			watchdogMuted, critical := false, false
 			for _, r := range am.Route.Routes {
@@ -183,6 +238,9 @@ func TestMonitoringValues(t *testing.T) {
 					AlertmanagerSpec struct {
 						Storage map[string]any `json:"storage"`
 					} `json:"alertmanagerSpec"`
+					ServiceAccount struct {
+						Annotations map[string]string `json:"annotations"`
+					} `json:"serviceAccount"`
 				} `json:"alertmanager"`
 			}
 			if err := yaml.UnmarshalStrict([]byte(out["documents"]), &v); err != nil {
@@ -198,6 +256,10 @@ func TestMonitoringValues(t *testing.T) {
 					t.Errorf("%s storage %s: want a gp3 volumeClaimTemplate", what, b)
 				}
 			}
+			// SNS: Alertmanager's pods take the IRSA role that may publish to the topic.
+			if got, want := v.Alertmanager.ServiceAccount.Annotations["eks.amazonaws.com/role-arn"], map[bool]string{true: "arn:aws:iam::123456789012:role/alertmanager-sns"}[c.sns > 0]; got != want {
+				t.Errorf("alertmanager service account role %q, want %q", got, want)
+			}
 			if v.Alertmanager.Config["route"] == nil || len(v.Alertmanager.Config["receivers"].([]any)) < 2 {
 				t.Errorf("alertmanager.config not in the values: %v", v.Alertmanager.Config)
 			}
@@ -207,6 +269,18 @@ func TestMonitoringValues(t *testing.T) {
 	t.Run("no receiver is refused", func(t *testing.T) {
 		if _, err := applyModule(t, module, "  alert_receiver = {}"); err == nil || !strings.Contains(err.Error(), "reach nobody") {
 			t.Errorf("a configuration without a receiver was accepted: %v", err)
+		}
+	})
+	t.Run("sns needs its role", func(t *testing.T) {
+		_, err := applyModule(t, module, "  alert_receiver = { sns_topic_arn = \"arn:aws:sns:eu-west-1:123456789012:a\" }")
+		if err == nil || !strings.Contains(err.Error(), "sns_role_arn") {
+			t.Errorf("an SNS receiver without a role to publish with was accepted: %v", err)
+		}
+	})
+	t.Run("sns topic must be an ARN", func(t *testing.T) {
+		_, err := applyModule(t, module, "  alert_receiver = { sns_topic_arn = \"gateway-alerts\" }\n"+role)
+		if err == nil || !strings.Contains(err.Error(), "sns_topic_arn") {
+			t.Errorf("a topic that is no SNS ARN was accepted: %v", err)
 		}
 	})
 	// amtool itself refuses a broken configuration: the check above checks something.

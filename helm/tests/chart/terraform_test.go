@@ -11,6 +11,7 @@ import (
 
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 )
 
 // The values Terraform gives the chart (terraform/modules/gateway-values, a module
@@ -79,6 +80,66 @@ func TestTerraformValuesRender(t *testing.T) {
 				}
 				if !r.has("ServiceMonitor", "infura-gateway") || !r.has("ConfigMap", "infura-gateway-dashboard") {
 					t.Error("install_monitoring = true renders no ServiceMonitor or dashboard")
+				}
+			}},
+		// gateway_networks: Infura-style hosts on one internet-facing NLB, a plan of one network.
+		"networks with hosts, a plan of one network": {`
+  install_monitoring   = false
+  kubernetes_version   = "1.33"
+  vpc_cidr             = "10.42.0.0/16"
+  scheme               = "internet-facing"
+  certificate_arn      = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+  plans                = { free = { requests_per_second = 10, networks = ["sepolia"] } }
+  keys                 = [{ name = "alice", sha256 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", plan = "free" }]
+  networks = [
+    { name = "mainnet", chain_id = 1, aliases = ["eth"], hosts = ["mainnet.gw.example.com"], default = true,
+      upstreams = [{ name = "infura", http = "https://mainnet.infura.io/v3/$${INFURA_KEY}", ws = "wss://mainnet.infura.io/ws/v3/$${INFURA_KEY}" }] },
+    { name = "sepolia", chain_id = 11155111, hosts = ["sepolia.gw.example.com"], deny_methods = ["debug_"],
+      upstreams = [{ name = "infura", http = "https://sepolia.infura.io/v3/$${INFURA_KEY}" }, { name = "node", http = "http://geth-sepolia:8545", tier = "fallback" }] },
+  ]
+  upstream_secret_name = "infura-gateway-upstreams"
+  upstream_env_allow   = ["INFURA_KEY"]`,
+			func(t *testing.T, r rendered) {
+				_, c := gateway(t, r, "infura-gateway")
+				var file struct {
+					Networks []struct {
+						Name        string           `json:"name"`
+						ChainID     uint64           `json:"chain_id"`
+						Aliases     []string         `json:"aliases"`
+						Hosts       []string         `json:"hosts"`
+						Default     bool             `json:"default"`
+						DenyMethods []string         `json:"deny_methods"`
+						Upstreams   []map[string]any `json:"upstreams"`
+					} `json:"networks"`
+					Plans    map[string]map[string]any `json:"plans"`
+					Keys     map[string]any            `json:"keys"`
+					EnvAllow []string                  `json:"env_allow"`
+				}
+				raw := r.get(t, "ConfigMap", "infura-gateway-config").(*corev1.ConfigMap).Data["config.yaml"]
+				if err := yaml.UnmarshalStrict([]byte(raw), &file); err != nil {
+					t.Fatalf("config.yaml: %v\n%s", err, raw)
+				}
+				if len(file.Networks) != 2 || file.Networks[0].Name != "mainnet" || file.Networks[0].ChainID != 1 || !file.Networks[0].Default ||
+					file.Networks[1].ChainID != 11155111 || strings.Join(file.Networks[1].Hosts, ",") != "sepolia.gw.example.com" ||
+					strings.Join(file.Networks[1].DenyMethods, ",") != "debug_" || len(file.Networks[1].Upstreams) != 2 ||
+					file.Networks[1].Upstreams[1]["tier"] != "fallback" || file.Networks[0].Upstreams[0]["http"] != "https://mainnet.infura.io/v3/${INFURA_KEY}" {
+					t.Errorf("networks not rendered as given:\n%s", raw)
+				}
+				if _, ok := file.Networks[1].Upstreams[0]["ws"]; ok {
+					t.Errorf("a null attribute rendered: %v", file.Networks[1].Upstreams[0])
+				}
+				if fmt.Sprint(file.Plans["free"]["networks"]) != "[sepolia]" || strings.Join(file.EnvAllow, ",") != "INFURA_KEY" {
+					t.Errorf("plan networks or env_allow:\n%s", raw)
+				}
+				if len(c.EnvFrom) != 1 || c.EnvFrom[0].SecretRef.Name != "infura-gateway-upstreams" {
+					t.Errorf("envFrom %+v", c.EnvFrom)
+				}
+				if a := r.get(t, "Service", "infura-gateway").(*corev1.Service).Annotations; a[annPrefix+"ssl-cert"] == "" {
+					t.Errorf("hosts need the NLB's TLS listener: %v", a)
+				}
+				np := toYAML(t, r.get(t, "NetworkPolicy", "infura-gateway"))
+				if !strings.Contains(np, "port: 8545") {
+					t.Errorf("NetworkPolicy does not admit sepolia's node on 8545:\n%s", np)
 				}
 			}},
 		"one node, websockets off, no Redis, no monitoring, internal": {`

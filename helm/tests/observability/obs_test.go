@@ -525,6 +525,12 @@ func TestLiveGatewayExposesReferencedMetrics(t *testing.T) {
 		t.Errorf("gateway_request_duration_seconds has no le=%q bucket, which the latency SLO rules count", le)
 	}
 
+	// One network (top-level upstreams): its series say network="default", the value
+	// the per-network alerts and the dashboard's $network show.
+	if !regexp.MustCompile(`(?m)^gateway_requests_total\{network="default",route="rpc"`).Match(body) {
+		t.Error(`a gateway of one network does not label its requests network="default"`)
+	}
+
 	// promtool's exposition-format lint: exit 1 is a format error, exit 3
 	// lint findings (naming, missing HELP); both fail.
 	lint := exec.Command(promtool(), "check", "metrics")

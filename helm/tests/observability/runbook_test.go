@@ -44,7 +44,7 @@ var runbookCoverage = map[string]string{
 	`curl -s localhost:9090/metrics | grep -E '^gateway_config_(info|reloads_total)'`:                                                                                                    "TestRunbookAdminCommands",
 	`redis-cli -u "$REDIS_URL" --no-auth-warning ROLE | head -1`:                                                                                                                         "TestRunbookAdminCommands",
 	`redis-cli -u "$REDIS_URL" --no-auth-warning INFO memory | grep -E '^maxmemory_policy'`:                                                                                              "TestRunbookAdminCommands",
-	`promtool query instant http://localhost:9091 "sum by (route, code) (rate(gateway_requests_total{namespace=\"$NS\", code=~\"5..\"}[5m]))"`:                                           "TestRunbookMonitoringCommands",
+	`promtool query instant http://localhost:9091 "sum by (network, route, code) (rate(gateway_requests_total{namespace=\"$NS\", code=~\"5..\"}[5m]))"`:                                  "TestRunbookMonitoringCommands",
 	`amtool --alertmanager.url=http://localhost:9093 alert add InfuraGatewayRunbookTest severity=warning namespace=$NS --annotation=summary='a test alert: ignore it'`:                   "TestRunbookMonitoringCommands",
 	`amtool --alertmanager.url=http://localhost:9093 alert query alertname=InfuraGatewayRunbookTest`:                                                                                     "TestRunbookMonitoringCommands",
 	`helm template $GW helm/infura-gateway -f $VALUES --kube-version 1.32.0 --show-only templates/deployment.yaml | grep -A4 -E 'name: (CONTAINER_MEMORY_LIMIT|MEMORY_LIMIT_FRACTION)$'`: "TestRunbookAdminCommands",

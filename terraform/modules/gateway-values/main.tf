@@ -54,6 +54,17 @@ locals {
         envAllow       = var.upstream_env_allow
       }
     })],
+    # Several networks: each with its upstreams, the same Secret behind their $${VAR}s.
+    length(var.networks) == 0 ? [] : [yamlencode({
+      config = {
+        networks = [for n in var.networks : merge(
+          { for k, v in n : k => v if v != null && k != "upstreams" },
+          { upstreams = [for u in n.upstreams : { for k, v in u : k => v if v != null }] },
+        )]
+        envFromSecrets = var.upstream_secret_name == "" ? [] : [var.upstream_secret_name]
+        envAllow       = var.upstream_env_allow
+      }
+    })],
     var.redis_address == "" ? [] : [yamlencode({
       redis = {
         address        = var.redis_address

@@ -46,6 +46,34 @@ variable "upstreams" {
   default = []
 }
 
+variable "networks" {
+  description = "The networks of the configuration file (config.networks), each with its upstreams; null attributes are left out. The type of the root's gateway_networks."
+  type = list(object({
+    name         = string
+    chain_id     = number
+    aliases      = optional(list(string))
+    hosts        = optional(list(string))
+    default      = optional(bool)
+    deny_methods = optional(list(string))
+    upstreams = list(object({
+      name          = string
+      http          = string
+      ws            = optional(string)
+      user          = optional(string)
+      password      = optional(string)
+      tier          = optional(string, "primary")
+      weight        = optional(number)
+      max_in_flight = optional(number)
+      archive       = optional(bool)
+      methods = optional(object({
+        allow = optional(list(string), [])
+        deny  = optional(list(string), [])
+      }))
+    }))
+  }))
+  default = []
+}
+
 variable "upstream_env_allow" {
   description = "The variables the configuration file's $${VAR} references may read besides GATEWAY_* and the Infura credentials (config.envAllow): the keys of the upstreams' Secret."
   type        = list(string)
@@ -114,6 +142,7 @@ variable "plans" {
     daily_units         = optional(number)
     max_connections     = optional(number)
     max_subscriptions   = optional(number)
+    networks            = optional(list(string))
   }))
   default = {}
 }

@@ -1,11 +1,12 @@
 # kube-prometheus-stack's values that Terraform decides: Prometheus and Alertmanager on
 # gp3 volumes (EBS CSI add-on), retention sized to the volume, and an Alertmanager
-# configuration whose default route reaches a person (Slack and/or PagerDuty), not the
-# "null" receiver the chart ships. A module without providers, so helm/tests applies it
-# offline and checks the configuration with amtool check-config.
+# configuration whose default route reaches a person (Slack, PagerDuty and/or an SNS
+# topic), not the "null" receiver the chart ships. A module without providers, so
+# helm/tests applies it offline and checks the configuration with amtool.
 locals {
   slack     = var.alert_receiver.slack_webhook_url != ""
   pagerduty = var.alert_receiver.pagerduty_routing_key != ""
+  sns       = var.alert_receiver.sns_topic_arn != ""
 
   slack_configs = local.slack ? [merge(
     {
@@ -22,9 +23,22 @@ locals {
     description   = "{{ .CommonLabels.alertname }}: {{ .CommonAnnotations.summary }}"
   }] : []
 
-  # The first receiver that exists takes every alert; PagerDuty, next to Slack, gets the
-  # critical ones too.
-  default_receiver = local.slack ? "slack" : "pagerduty"
+  # SNS (email, SMS, chat or a ticketing hook subscribed to the topic) publishes with
+  # SigV4: credentials of the Alertmanager pods' IRSA role (sns_role_arn), in the
+  # topic's region (arn:aws:sns:REGION:ACCOUNT:NAME).
+  sns_configs = local.sns ? [{
+    topic_arn     = var.alert_receiver.sns_topic_arn
+    sigv4         = { region = split(":", var.alert_receiver.sns_topic_arn)[3] }
+    send_resolved = true
+    subject       = "[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }} ({{ .CommonLabels.namespace }})"
+    message       = "{{ range .Alerts }}{{ .Annotations.summary }}\n{{ .Annotations.description }}\nRunbook: {{ .Annotations.runbook_url }}\n{{ end }}"
+  }] : []
+
+  # The first receiver of Slack, SNS, PagerDuty that exists takes every alert; SNS next
+  # to Slack gets every alert too, PagerDuty next to either the critical ones. A child
+  # route that matches (continue or not) replaces the parent's receiver, so the default
+  # is also the last child route: every alert still reaches it after a continue.
+  default_receiver = local.slack ? "slack" : (local.sns ? "sns" : "pagerduty")
 
   alertmanager_config = {
     route = {
@@ -39,7 +53,9 @@ locals {
           { receiver = "null", matchers = ["alertname = \"Watchdog\""] },
           { receiver = "null", matchers = ["alertname = \"InfoInhibitor\""] },
         ],
-        local.slack && local.pagerduty ? [{ receiver = "pagerduty", matchers = ["severity = \"critical\""], continue = true }] : [],
+        local.pagerduty && local.default_receiver != "pagerduty" ? [{ receiver = "pagerduty", matchers = ["severity = \"critical\""], continue = true }] : [],
+        local.sns && local.default_receiver != "sns" ? [{ receiver = "sns", continue = true }] : [],
+        [{ receiver = local.default_receiver }],
       )
     }
     inhibit_rules = [{
@@ -51,6 +67,7 @@ locals {
       [{ name = "null" }],
       local.slack ? [{ name = "slack", slack_configs = local.slack_configs }] : [],
       local.pagerduty ? [{ name = "pagerduty", pagerduty_configs = local.pagerduty_configs }] : [],
+      local.sns ? [{ name = "sns", sns_configs = local.sns_configs }] : [],
     )
     templates = ["/etc/alertmanager/config/*.tmpl"]
   }

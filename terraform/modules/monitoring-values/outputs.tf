@@ -9,10 +9,14 @@ output "documents" {
         storageSpec   = local.volume.prometheus
       }
     }
-    alertmanager = {
-      config           = local.alertmanager_config
-      alertmanagerSpec = { storage = local.volume.alertmanager }
-    }
+    alertmanager = merge(
+      {
+        config           = local.alertmanager_config
+        alertmanagerSpec = { storage = local.volume.alertmanager }
+      },
+      # SNS: the pods take the IRSA role allowed to publish to the topic.
+      local.sns ? { serviceAccount = { annotations = { "eks.amazonaws.com/role-arn" = var.sns_role_arn } } } : {},
+    )
   })]
 }
 

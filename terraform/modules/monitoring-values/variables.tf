@@ -1,15 +1,35 @@
 variable "alert_receiver" {
-  description = "Where alerts go: a Slack incoming webhook (and channel) and/or a PagerDuty Events API v2 routing key. With both, critical alerts page and every alert goes to Slack."
+  description = "Where alerts go: a Slack incoming webhook (and channel), a PagerDuty Events API v2 routing key and/or an SNS topic ARN. The first of Slack, SNS, PagerDuty takes every alert; SNS next to Slack gets every alert too, PagerDuty next to either the critical ones."
   type = object({
     slack_webhook_url     = optional(string, "")
     slack_channel         = optional(string, "")
     pagerduty_routing_key = optional(string, "")
+    sns_topic_arn         = optional(string, "")
   })
   sensitive = true
 
   validation {
-    condition     = var.alert_receiver.slack_webhook_url != "" || var.alert_receiver.pagerduty_routing_key != ""
-    error_message = "alert_receiver: set slack_webhook_url or pagerduty_routing_key, or alerts reach nobody."
+    condition     = var.alert_receiver.slack_webhook_url != "" || var.alert_receiver.pagerduty_routing_key != "" || var.alert_receiver.sns_topic_arn != ""
+    error_message = "alert_receiver: set slack_webhook_url, pagerduty_routing_key or sns_topic_arn, or alerts reach nobody."
+  }
+  validation {
+    condition     = var.alert_receiver.sns_topic_arn == "" || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\\.fifo)?$", var.alert_receiver.sns_topic_arn))
+    error_message = "alert_receiver.sns_topic_arn: an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)."
+  }
+}
+
+variable "sns_role_arn" {
+  description = "IAM role (IRSA) of Alertmanager's service account, allowed sns:Publish on alert_receiver.sns_topic_arn. Required with an SNS receiver."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.sns_role_arn == "" || can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/", var.sns_role_arn))
+    error_message = "sns_role_arn: an IAM role ARN."
+  }
+  validation {
+    condition     = var.alert_receiver.sns_topic_arn == "" || var.sns_role_arn != ""
+    error_message = "sns_role_arn: an SNS receiver needs the role Alertmanager publishes with."
   }
 }
 

@@ -6,6 +6,9 @@
 //	devnode version                 print the pinned geth version
 //	devnode [flags] [-- cmd args]   start geth --dev; run cmd until it exits (or until
 //	                                Ctrl-C when there is none), then stop geth
+//	devnode networks [flags] [-- cmd args]
+//	                                the same with two chains (1337 and another chain id)
+//	                                and the gateway configuration file of both networks
 package main
 
 import (
@@ -34,6 +37,8 @@ func run(args []string, stderr io.Writer) int {
 		case "version":
 			fmt.Println(testnode.GethVersion)
 			return 0
+		case "networks":
+			return runNetworks(args[1:], stderr)
 		case "install":
 			fs := flag.NewFlagSet("devnode install", flag.ContinueOnError)
 			bin := fs.String("bin", ".bin", "directory to install geth into")
@@ -90,11 +95,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	defer logf.Close()
 
-	// Signals are handled from here on: geth and the command run in their own process
-	// groups, so each gets exactly one signal, from this process.
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-
+	sig := notifySignals()
 	node, err := testnode.Launch(*bin, ports, testnode.Period(*period), testnode.Output(logf))
 	if err != nil {
 		fmt.Fprintln(stderr, "devnode:", err)
@@ -103,13 +104,31 @@ func run(args []string, stderr io.Writer) int {
 	defer node.Kill()
 	fmt.Fprintf(stderr, "devnode: geth %s --dev on %s and %s (chain id 1337; log: %s)\n",
 		testnode.GethVersion, node.HTTPURL, node.WSURL, *logPath)
+	return supervise(cmdArgs, sig, []<-chan struct{}{node.Exited()}, *logPath, stderr)
+}
 
+// notifySignals handles SIGINT and SIGTERM from here on: geth and the command run in
+// their own process groups, so each gets exactly one signal, from this process.
+func notifySignals() chan os.Signal {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	return sig
+}
+
+// supervise runs cmdArgs until it exits, passing signals on, or, without a command,
+// waits for a signal; a geth exiting ends it with an error. It returns
+// the exit code; the caller stops geth. nodes are the geth processes' Exited channels.
+func supervise(cmdArgs []string, sig chan os.Signal, nodes []<-chan struct{}, logPath string, stderr io.Writer) int {
+	gethExited := make(chan struct{}, len(nodes))
+	for _, ch := range nodes {
+		go func() { <-ch; gethExited <- struct{}{} }()
+	}
 	if len(cmdArgs) == 0 {
 		select {
 		case <-sig:
 			return 0
-		case <-node.Exited():
-			fmt.Fprintf(stderr, "devnode: geth exited; see %s\n", *logPath)
+		case <-gethExited:
+			fmt.Fprintf(stderr, "devnode: geth exited; see %s\n", logPath)
 			return 1
 		}
 	}
@@ -127,8 +146,8 @@ func run(args []string, stderr io.Writer) int {
 		case s := <-sig:
 			// The whole group: `go run` passes nothing on, its child must hear it.
 			_ = syscall.Kill(-cmd.Process.Pid, s.(syscall.Signal))
-		case <-node.Exited():
-			fmt.Fprintf(stderr, "devnode: geth exited; see %s\n", *logPath)
+		case <-gethExited:
+			fmt.Fprintf(stderr, "devnode: geth exited; see %s\n", logPath)
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 			<-exited
 			return 1

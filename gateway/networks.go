@@ -1,0 +1,194 @@
+package gateway
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/gateway/config"
+	"github.com/infura-gateway/infura-gateway/gateway/network"
+	"github.com/infura-gateway/infura-gateway/gateway/socket"
+	"github.com/infura-gateway/infura-gateway/proto"
+)
+
+// The networks a Server serves. A request resolves its network once, at the top
+// (serveNetwork): by its path prefix, its Host, or the default; the rest of its way is
+// the network's own route table (front), whose handlers hold the *Network.
+
+// front is what the gateway serves one network with: its route table and its
+// websocket endpoint.
+type front struct {
+	net     *network.Network
+	conf    config.Network
+	handler fasthttp.RequestHandler
+	sock    *socket.Server // nil when no upstream of the network has a websocket
+}
+
+// fronts is the fronts by network, swapped whole by a reload.
+type fronts map[*network.Network]*front
+
+// serveNetwork resolves the request's network and hands it to the network's routes,
+// the path prefix (/<network>) taken off.
+func (s *Server) serveNetwork(ctx *fasthttp.RequestCtx) {
+	n, rest, prefixed := s.nets.Resolve(ctx.Path(), ctx.Host())
+	if prefixed {
+		ctx.URI().SetPathBytes(rest)
+	}
+	f := (*s.fronts.Load())[n]
+	f.handler(ctx)
+}
+
+// newFront builds network nc and what serves it; Start is left to the caller.
+func (s *Server) newFront(cfg *config.Config, nc config.Network) (*front, error) {
+	n, err := network.New(cfg, nc, s.reg, s.log, s.shared)
+	if err != nil {
+		return nil, fmt.Errorf("network %s: %w", nc.Name, err)
+	}
+	f := &front{net: n, conf: nc}
+	if n.HasWS {
+		f.sock = socket.New(cfg, s.acc, s.pipe, n, n.Registry())
+	}
+	f.handler = s.keyRoutes(f, s.routeTable(f).Handler)
+	return f, nil
+}
+
+// close ends a network's clients and connections: its websocket clients get e (nil:
+// the gateway is shutting down) before a close 1001.
+func (f *front) close(e *proto.Error) {
+	if f.sock != nil {
+		if e != nil {
+			f.sock.Remove(e)
+		} else {
+			f.sock.Close()
+		}
+	}
+	f.net.Close()
+}
+
+// storeNetworks makes list the networks served, in configuration order.
+func (s *Server) storeNetworks(list []*front) {
+	m := make(fronts, len(list))
+	entries := make([]network.Entry, 0, len(list))
+	for _, f := range list {
+		m[f.net] = f
+		entries = append(entries, network.Entry{Net: f.net, Aliases: f.conf.Aliases, Hosts: f.conf.Hosts, Default: f.conf.Default})
+	}
+	s.fronts.Store(&m)
+	s.nets.Store(entries)
+}
+
+// frontList returns the fronts in configuration order.
+func (s *Server) frontList() []*front {
+	p := s.fronts.Load()
+	if p == nil {
+		return nil
+	}
+	m := *p
+	var out []*front
+	for _, n := range s.nets.List() {
+		out = append(out, m[n])
+	}
+	return out
+}
+
+// startNetworks builds every configured network; on an error none is left running.
+func (s *Server) startNetworks() error {
+	var list []*front
+	for _, nc := range s.cfg.NetworkList() {
+		f, err := s.newFront(&s.cfg, nc)
+		if err != nil {
+			for _, f := range list {
+				f.close(nil)
+			}
+			return err
+		}
+		list = append(list, f)
+	}
+	s.storeNetworks(list)
+	return nil
+}
+
+// reloadNetworks applies the networks of a reloaded file: a network of the same name
+// and chain keeps running and takes its new upstream list (its clients stay), a new
+// one starts, a removed one's websocket clients get a JSON-RPC error and a close 1001.
+func (s *Server) reloadNetworks(next *config.Config) error {
+	old := map[string]*front{}
+	for _, f := range s.frontList() {
+		old[f.conf.Name] = f
+	}
+	var list, started []*front
+	undo := func() {
+		for _, f := range started {
+			f.close(nil)
+		}
+	}
+	for _, nc := range next.NetworkList() {
+		if o := old[nc.Name]; o != nil && o.conf.ChainID == nc.ChainID {
+			list = append(list, &front{net: o.net, conf: nc, handler: o.handler, sock: o.sock})
+			continue
+		}
+		f, err := s.newFront(next, nc)
+		if err != nil {
+			undo()
+			return err
+		}
+		list, started = append(list, f), append(started, f)
+	}
+	// The upstream lists of the networks that stay; each is validated before it changes
+	// anything, and the file was validated as a whole.
+	for _, f := range list {
+		if !slices.Contains(started, f) {
+			if err := f.net.Router.Reload(f.conf.Upstreams); err != nil {
+				undo()
+				return fmt.Errorf("network %s: %w", f.conf.Name, err)
+			}
+		}
+	}
+	// New networks start (their upstreams prove their chain, bounded) before requests
+	// can reach them.
+	var wg sync.WaitGroup
+	for _, f := range started {
+		wg.Add(1)
+		go func() { defer wg.Done(); f.net.Start() }()
+	}
+	wg.Wait()
+	s.storeNetworks(list)
+	kept := map[*network.Network]bool{}
+	for _, f := range list {
+		kept[f.net] = true
+	}
+	for _, o := range old {
+		if !kept[o.net] {
+			go o.close(errNetworkRemoved(o.conf.Name))
+		}
+	}
+	return nil
+}
+
+// errNetworkRemoved tells a removed network's websocket clients why they are closed.
+func errNetworkRemoved(name string) *proto.Error {
+	return proto.NewError(proto.CodeServer, fasthttp.StatusServiceUnavailable,
+		"network "+name+" was removed from this gateway's configuration")
+}
+
+// notFound answers a path no route serves. With several networks, a first segment
+// that could be a network's name is counted as an unknown network, and the answer
+// names the configured ones.
+func (s *Server) notFound(ctx *fasthttp.RequestCtx) {
+	if !s.nets.Multi() {
+		writeNotFound(ctx, proto.ErrNotFound)
+		return
+	}
+	s.m.unknownNetwork.Inc()
+	e := *proto.ErrNotFound
+	e.Message = "no such route or network; networks: " + s.nets.Names()
+	writeNotFound(ctx, &e)
+}
+
+// defaultNetwork is the network of requests with no prefix and no host match.
+func (s *Server) defaultNetwork() *network.Network {
+	n, _, _ := s.nets.Resolve(nil, nil)
+	return n
+}

@@ -1,0 +1,190 @@
+package tracing
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseParent(t *testing.T) {
+	const valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	cases := []struct {
+		name, in    string
+		ok, sampled bool
+	}{
+		{"sampled", valid, true, true},
+		{"not sampled", strings.TrimSuffix(valid, "01") + "00", true, false},
+		{"other flags, sampled bit set", strings.TrimSuffix(valid, "01") + "03", true, true},
+		{"later version with more fields", "01" + valid[2:] + "-extra", true, true},
+		{"version 00 with more fields", valid + "-extra", false, false},
+		{"version ff", "ff" + valid[2:], false, false},
+		{"upper-case hex", strings.ToUpper(valid), false, false},
+		{"zero trace id", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", false, false},
+		{"zero span id", "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", false, false},
+		{"short", valid[:54], false, false},
+		{"empty", "", false, false},
+		{"bad separator", strings.Replace(valid, "-", "_", 1), false, false},
+		{"not hex", "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01", false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := parseParent([]byte(tc.in))
+			if p.ok != tc.ok || p.sampled != tc.sampled {
+				t.Fatalf("parseParent(%q) = ok %v sampled %v, want %v %v", tc.in, p.ok, p.sampled, tc.ok, tc.sampled)
+			}
+		})
+	}
+}
+
+func FuzzParseParent(f *testing.F) {
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	f.Add("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-x")
+	f.Fuzz(func(t *testing.T, s string) {
+		var c Call
+		c.SetIn(In{Parent: []byte(s)})
+		var buf [HeaderLen]byte
+		h := c.Header(&buf)
+		if !c.parent.ok {
+			if h != nil {
+				t.Fatalf("%q: invalid, yet passed on as %q", s, h)
+			}
+			return
+		}
+		// What is passed on parses again, to the same ids and flag.
+		if p := parseParent(h); !p.ok || p.tid != c.parent.tid || p.sid != c.parent.sid || p.sampled != c.parent.sampled {
+			t.Fatalf("%q passed on as %q", s, h)
+		}
+	})
+}
+
+func TestRequestID(t *testing.T) {
+	cases := []struct {
+		name, in string
+		kept     bool
+	}{
+		{"uuid", "3f2504e0-4f89-11d3-9a0c-0305e82c3301", true},
+		{"safe punctuation", "req_1.a:b", true},
+		{"longest", strings.Repeat("a", MaxRequestIDLen), true},
+		{"too long", strings.Repeat("a", MaxRequestIDLen+1), false},
+		{"empty", "", false},
+		{"space", "a b", false},
+		{"newline (log injection)", "a\nb", false},
+		{"quote", `a"b`, false},
+		{"non-ASCII", "é", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Call
+			c.SetIn(In{RequestID: []byte(tc.in)})
+			got := string(c.RequestID())
+			if tc.kept && got != tc.in {
+				t.Fatalf("%q replaced by %q", tc.in, got)
+			}
+			if !tc.kept && (got == tc.in || len(got) != 32 || !ValidRequestID([]byte(got))) {
+				t.Fatalf("%q: generated %q, want 32 new hex digits", tc.in, got)
+			}
+		})
+	}
+}
+
+func FuzzRequestID(f *testing.F) {
+	f.Add("abc")
+	f.Add("a\r\nX-Evil: 1")
+	f.Fuzz(func(t *testing.T, s string) {
+		var c Call
+		c.SetIn(In{RequestID: []byte(s)})
+		id := c.RequestID()
+		if !ValidRequestID(id) {
+			t.Fatalf("%q: request id %q is not safe", s, id)
+		}
+	})
+}
+
+func TestConfigValidate(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		err  string // "" valid
+	}{
+		{"off", Config{}, ""},
+		{"off ignores the rest", Config{Ratio: 7}, ""},
+		{"grpc", Config{Exporter: ExporterOTLPGRPC, Endpoint: "http://collector:4317", Ratio: 0.1}, ""},
+		{"http with TLS", Config{Exporter: ExporterOTLPHTTP, Endpoint: "https://collector:4318/v1/traces", Ratio: 1}, ""},
+		{"unknown exporter", Config{Exporter: "zipkin", Endpoint: "http://c:1"}, "-trace-exporter must be"},
+		{"no endpoint", Config{Exporter: ExporterOTLPHTTP}, "needs -trace-endpoint"},
+		{"endpoint without scheme", Config{Exporter: ExporterOTLPGRPC, Endpoint: "collector:4317"}, "-trace-endpoint must be"},
+		{"ratio over 1", Config{Exporter: ExporterOTLPGRPC, Endpoint: "http://c:1", Ratio: 1.5}, "-trace-sample-ratio"},
+		{"negative ratio", Config{Exporter: ExporterOTLPGRPC, Endpoint: "http://c:1", Ratio: -0.1}, "-trace-sample-ratio"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+				t.Fatalf("Validate() = %v, want %q", err, tc.err)
+			}
+			if err != nil && tc.cfg.Endpoint != "" && strings.Contains(err.Error(), tc.cfg.Endpoint) {
+				t.Fatalf("the error quotes the endpoint: %v", err)
+			}
+		})
+	}
+}
+
+// TestSampling: the edge's decision, parent-based or by ratio.
+func TestSampling(t *testing.T) {
+	sampled := In{Parent: []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")}
+	unsampled := In{Parent: []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")}
+	cases := []struct {
+		name        string
+		ratio       float64
+		parentBased bool
+		in          In
+		want        bool
+	}{
+		{"ratio 0, no parent", 0, true, In{}, false},
+		{"ratio 1, no parent", 1, true, In{}, true},
+		{"parent-based follows a sampled parent", 0, true, sampled, true},
+		{"parent-based follows an unsampled parent", 1, true, unsampled, false},
+		{"ratio alone ignores the parent's flag", 0, false, sampled, false},
+		{"ratio alone, 1", 1, false, unsampled, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &Tracer{parentBased: tc.parentBased}
+			if tc.ratio >= 1 {
+				tr.always = true
+			}
+			var c Call
+			c.SetIn(tc.in)
+			if got := tr.sample(&c.parent); got != tc.want {
+				t.Fatalf("sampled %v, want %v", got, tc.want)
+			}
+		})
+	}
+	var off *Tracer
+	var c Call
+	c.SetIn(sampled)
+	if off.Begin(&c, "eth_blockNumber", "mainnet") || c.Sampled() {
+		t.Fatal("a nil tracer (tracing off) began a span")
+	}
+}
+
+// TestNew: both exporters start without a reachable collector (they connect lazily),
+// and off is a nil tracer.
+func TestNew(t *testing.T) {
+	for _, cfg := range []Config{
+		{},
+		{Exporter: ExporterOTLPGRPC, Endpoint: "http://127.0.0.1:9", Ratio: 0.5, ParentBased: true},
+		{Exporter: ExporterOTLPHTTP, Endpoint: "http://127.0.0.1:9", Ratio: 1},
+	} {
+		t.Run(cfg.Exporter, func(t *testing.T) {
+			tr, err := New(context.Background(), cfg)
+			if err != nil || (tr == nil) != (cfg.Exporter == ExporterOff) {
+				t.Fatalf("New(%+v) = %v, %v", cfg, tr, err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = tr.Shutdown(ctx) // nothing to flush
+		})
+	}
+}
