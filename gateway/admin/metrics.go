@@ -15,6 +15,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/gateway/redact"
 	"github.com/infura-gateway/infura-gateway/tracing"
 	"github.com/infura-gateway/infura-gateway/upstream"
@@ -23,11 +24,8 @@ import (
 // Route metrics are created once per route at start and kept in the route's handler,
 // so a request costs atomic increments and one histogram update, nothing looked up.
 
-// statusCodes are the codes the gateway answers with; any other lands in "other".
-var statusCodes = [...]int{200, 204, 400, 401, 404, 405, 413, 415, 429, 500, 502, 503, 504}
-
 type routeMetrics struct {
-	codes    [len(statusCodes) + 1]*metrics.Counter
+	codes    [len(pipeline.StatusCodes) + 1]*metrics.Counter
 	duration *metrics.PrometheusHistogram
 }
 
@@ -41,22 +39,15 @@ func (s *Instrumenter) newRouteMetrics(route string) *routeMetrics {
 			"Time from request read to response written, by route.", requestBuckets),
 	}
 	const help = "Requests answered, by route and HTTP status code."
-	for i, code := range statusCodes {
+	for i, code := range pipeline.StatusCodes {
 		rm.codes[i] = s.reg.Counter(`gateway_requests_total{route="`+route+`",code="`+strconv.Itoa(code)+`"}`, help)
 	}
-	rm.codes[len(statusCodes)] = s.reg.Counter(`gateway_requests_total{route="`+route+`",code="other"}`, help)
+	rm.codes[len(pipeline.StatusCodes)] = s.reg.Counter(`gateway_requests_total{route="`+route+`",code="other"}`, help)
 	return rm
 }
 
 func (rm *routeMetrics) observe(code int, start time.Time) {
-	i := len(statusCodes)
-	for j, c := range statusCodes {
-		if c == code {
-			i = j
-			break
-		}
-	}
-	rm.codes[i].Inc()
+	rm.codes[pipeline.StatusIndex(code)].Inc()
 	rm.duration.Update(time.Since(start).Seconds())
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
@@ -15,11 +16,6 @@ import (
 // websocket calls here, one per JSON-RPC request or batch the client sends (as HTTP
 // counts a batch as one request). Notifications to subscribers are not calls.
 
-// callCodes are the HTTP statuses the gateway answers with (as in admin's route
-// metrics): a call's code is the status the same answer gets over HTTP; any other
-// lands in "other".
-var callCodes = [...]int{200, 204, 400, 401, 404, 405, 413, 415, 429, 500, 502, 503, 504}
-
 // callBuckets are gateway_request_duration_seconds's, so the latency SLO's 0.8192 s
 // boundary exists in both histograms.
 var callBuckets = metrics.ExponentialBuckets(0.0001, 2, 18)
@@ -27,7 +23,7 @@ var callBuckets = metrics.ExponentialBuckets(0.0001, 2, 18)
 // callMetrics are made once per endpoint: a call costs an atomic increment and one
 // histogram update, nothing looked up.
 type callMetrics struct {
-	codes    [len(callCodes) + 1]*metrics.Counter
+	codes    [len(pipeline.StatusCodes) + 1]*metrics.Counter
 	duration *metrics.PrometheusHistogram
 }
 
@@ -35,23 +31,16 @@ func newCallMetrics(reg *upstream.Registry) *callMetrics {
 	m := &callMetrics{duration: reg.Histogram("gateway_ws_call_duration_seconds",
 		"Time from a /socket2socket call read to its answer queued (eth_subscribe excluded: the subscription hub answers it).", callBuckets)}
 	const help = "/socket2socket calls (JSON-RPC requests and batches, not subscription notifications) answered, by the HTTP status the same answer gets over HTTP."
-	for i, code := range callCodes {
+	for i, code := range pipeline.StatusCodes {
 		m.codes[i] = reg.Counter(`gateway_ws_calls_total{code="`+strconv.Itoa(code)+`"}`, help)
 	}
-	m.codes[len(callCodes)] = reg.Counter(`gateway_ws_calls_total{code="other"}`, help)
+	m.codes[len(pipeline.StatusCodes)] = reg.Counter(`gateway_ws_calls_total{code="other"}`, help)
 	return m
 }
 
 // count records a call's outcome without its duration.
 func (m *callMetrics) count(status int) {
-	i := len(callCodes)
-	for j, c := range callCodes {
-		if c == status {
-			i = j
-			break
-		}
-	}
-	m.codes[i].Inc()
+	m.codes[pipeline.StatusIndex(status)].Inc()
 }
 
 // observe records a call answered with status, read at start.

@@ -149,6 +149,18 @@ func (h *Server) Serve(ctx *fasthttp.RequestCtx) {
 	_ = h.upgrader.Upgrade(ctx, func(conn *websocket.Conn) { h.serveClient(conn, who, addr, in) })
 }
 
+// stop refuses new clients from now on and returns the current ones.
+func (h *Server) stop() []*wsClient {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	clients := make([]*wsClient, 0, len(h.clients))
+	for c := range h.clients {
+		clients = append(clients, c)
+	}
+	return clients
+}
+
 // DrainReason tells clients closed by a drain to come back: another pod serves them.
 const DrainReason = "draining, reconnect"
 
@@ -158,13 +170,7 @@ const DrainReason = "draining, reconnect"
 // resubscribes everything at the same moment. It returns when every client was asked
 // to leave or stop closes.
 func (h *Server) Drain(window time.Duration, stop <-chan struct{}) {
-	h.mu.Lock()
-	h.closed = true
-	clients := make([]*wsClient, 0, len(h.clients))
-	for c := range h.clients {
-		clients = append(clients, c)
-	}
-	h.mu.Unlock()
+	clients := h.stop()
 	if len(clients) == 0 {
 		return
 	}
@@ -185,13 +191,7 @@ func (h *Server) Drain(window time.Duration, stop <-chan struct{}) {
 // Close closes every client (1001 going away) and waits for their handlers to end.
 // New upgrades are refused from then on.
 func (h *Server) Close() {
-	h.mu.Lock()
-	h.closed = true
-	clients := make([]*wsClient, 0, len(h.clients))
-	for c := range h.clients {
-		clients = append(clients, c)
-	}
-	h.mu.Unlock()
+	clients := h.stop()
 	for _, c := range clients {
 		c.shutdown(websocket.CloseGoingAway, "server shutting down")
 	}
@@ -202,13 +202,7 @@ func (h *Server) Close() {
 // every client gets e as a JSON-RPC error frame, then a close 1001 with e's message, and
 // Remove waits for their handlers to end (bounded by the clients' write timeout).
 func (h *Server) Remove(e *proto.Error) {
-	h.mu.Lock()
-	h.closed = true
-	clients := make([]*wsClient, 0, len(h.clients))
-	for c := range h.clients {
-		clients = append(clients, c)
-	}
-	h.mu.Unlock()
+	clients := h.stop()
 	for _, c := range clients {
 		c.closeWithError(websocket.CloseGoingAway, e, e.Message)
 	}
