@@ -65,16 +65,23 @@ func (r *Registry) With(labels string) *Registry {
 	return &v
 }
 
+// labelled is name with this view's labels first.
+func (r *Registry) labelled(name string) string {
+	if r.labels == "" {
+		return name
+	}
+	if i := strings.IndexByte(name, '{'); i >= 0 {
+		return name[:i+1] + r.labels + "," + name[i+1:]
+	}
+	return name + "{" + r.labels + "}"
+}
+
 // name is the series name of name in this view, remembered for Close.
 func (r *Registry) name(name string) string {
 	if r.labels == "" {
 		return name
 	}
-	if i := strings.IndexByte(name, '{'); i >= 0 {
-		name = name[:i+1] + r.labels + "," + name[i+1:]
-	} else {
-		name += "{" + r.labels + "}"
-	}
+	name = r.labelled(name)
 	r.mu.Lock()
 	*r.owned = append(*r.owned, name)
 	r.mu.Unlock()
@@ -101,14 +108,7 @@ func (r *Registry) Histogram(name, help string, buckets []float64) *metrics.Prom
 
 // Unregister removes the series name (as registered through this view).
 func (r *Registry) Unregister(name string) {
-	if r.labels != "" {
-		if i := strings.IndexByte(name, '{'); i >= 0 {
-			name = name[:i+1] + r.labels + "," + name[i+1:]
-		} else {
-			name += "{" + r.labels + "}"
-		}
-	}
-	r.Set.UnregisterMetric(name)
+	r.Set.UnregisterMetric(r.labelled(name))
 }
 
 // Close removes every series registered through this view (With); on r itself it does
