@@ -45,6 +45,8 @@ type Spec struct {
 	Allow, Deny []string
 	// Archive says it serves state of old blocks (deeper than ArchiveDepth).
 	Archive bool
+	// Methods is the upstream's per-method policy, over its network's (policy.go).
+	Methods []MethodPolicy
 }
 
 // RouterConfig configures a Router. Every value is required (the defaults live in the
@@ -82,6 +84,9 @@ type RouterConfig struct {
 	// ChainWait bounds how long Start, and Reload for new upstreams, wait for the
 	// first eth_chainId answers (0: DefaultChainWait). Only with ChainID.
 	ChainWait time.Duration
+	// Methods is the network's per-method policy (policy.go); SetMethodPolicies
+	// replaces it.
+	Methods []MethodPolicy
 }
 
 // Upstream is one configured upstream: its HTTP pool, its websocket Mux (nil without
@@ -97,6 +102,7 @@ type Upstream struct {
 	chain    chainCheck
 	allow    proto.MethodSet
 	deny     proto.MethodSet
+	pol      atomic.Pointer[policyTable] // its per-method policy, over the network's
 	stop     chan struct{}
 	done     sync.WaitGroup
 }
@@ -152,6 +158,10 @@ type Router struct {
 	subs      *Subscriptions
 	// errNoChain answers a call when no upstream proved the chain (ChainID).
 	errNoChain *proto.Error
+	// pol is the network level's per-method policy; methods its entries, from which
+	// new upstreams resolve theirs (under reloadMu).
+	pol     atomic.Pointer[policyTable]
+	methods []MethodPolicy
 
 	reloadMu sync.Mutex
 	stop     chan struct{}
@@ -176,6 +186,12 @@ func NewRouter(cfg RouterConfig, specs []Spec) (*Router, error) {
 	}
 	r.m.init(cfg.Registry)
 	r.subs = newSubscriptions(r)
+	base, err := resolvePolicies(cfg.Methods)
+	if err != nil {
+		return nil, fmt.Errorf("methods: %w", err)
+	}
+	r.pol.Store(base)
+	r.methods = cfg.Methods
 	set, err := r.build(specs, nil)
 	if err != nil {
 		return nil, err
@@ -187,7 +203,7 @@ func NewRouter(cfg RouterConfig, specs []Spec) (*Router, error) {
 // specKey identifies a spec for reloads. It holds secrets: never printed.
 func specKey(s Spec) string {
 	return fmt.Sprintf("%q|%q|%q|%q|%q|%d|%d|%d|%q|%q|%v", s.Name, s.HTTPURL, s.WSURL, s.User, s.Password,
-		s.Tier, s.Weight, s.MaxInFlight, s.Allow, s.Deny, s.Archive)
+		s.Tier, s.Weight, s.MaxInFlight, s.Allow, s.Deny, s.Archive) + "|" + methodsKey(s.Methods)
 }
 
 // build makes the upstreams of specs, reusing those of old whose spec did not change.
@@ -227,10 +243,15 @@ func (r *Router) build(specs []Spec, old *upstreamSet) (*upstreamSet, error) {
 }
 
 func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
+	pol, err := r.upstreamPolicies(r.pol.Load(), r.methods, sp)
+	if err != nil {
+		return nil, err
+	}
 	met := NewMetrics(r.cfg.Registry, sp.Name)
 	u := &Upstream{spec: sp, key: key, metrics: met, health: newHealth(&r.cfg.Health),
 		allow: proto.NewMethodSet(sp.Allow), deny: proto.NewMethodSet(sp.Deny), stop: make(chan struct{})}
 	met.health = u.health
+	u.pol.Store(pol)
 	r.initChain(u)
 	pc := r.cfg.Pool
 	pc.URL, pc.User, pc.Password, pc.Metrics = sp.HTTPURL, sp.User, sp.Password, met

@@ -28,8 +28,7 @@ func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
 	}
 	var tried [maxAttempts]*Upstream
 	var lastErr error = errNoUpstream
-	attempts := min(r.cfg.Retries+1, maxAttempts)
-	for i := 0; i < attempts; i++ {
+	for i := 0; i < maxAttempts; i++ {
 		u := r.pickBatch(b, probe, n, via, tried[:i])
 		if u == nil {
 			if i == 0 {
@@ -38,9 +37,11 @@ func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
 			break
 		}
 		tried[i] = u
+		pol := r.batchPolicy(b, u, retryable)
+		more := i < int(pol.retries)
 		u.inFlight.Add(1)
 		var err error
-		d := r.attemptDeadline(deadline, retryable && i+1 < attempts)
+		d := pol.bound(r.attemptDeadline(deadline, retryable && more))
 		kind := "first"
 		if i > 0 {
 			kind = "retry"
@@ -60,7 +61,7 @@ func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
 		lastErr = err
 		perr, _ := err.(*proto.Error)
 		sent := perr != proto.ErrUnreachable && perr != proto.ErrOverloaded
-		if (!retryable && sent) || !retryableError(perr) || !time.Now().Before(deadline) {
+		if (!retryable && sent) || !retryableError(perr) || !time.Now().Before(deadline) || !more {
 			break
 		}
 		r.m.retries.Inc()

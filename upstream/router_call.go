@@ -45,17 +45,26 @@ var errNoUpstream = proto.NewError(proto.CodeServer, 503,
 func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time.Time, via Transport) ([]byte, error) {
 	n := r.needOf(req)
 	retryable := req.Retryable()
+	var first *Upstream
 	// reads counts only what the hedging budget needs: a counter every request writes
 	// is a cache line the cores pass back and forth.
 	if retryable && r.cfg.HedgeQuantile > 0 {
 		r.reads.Add(1)
-		return r.hedgedCall(req, id, deadline, via, n)
+		// Whether the read may be hedged is the policy of the upstream it goes to first.
+		if first = r.pick(req, n, via, nil); first == nil {
+			return spare[:0], r.noUpstream(via)
+		}
+		if first.policyOf(req).hedge {
+			return r.hedgedCall(req, id, deadline, via, n, first)
+		}
 	}
 	var tried [maxAttempts]*Upstream
 	var lastErr error = errNoUpstream
-	attempts := min(r.cfg.Retries+1, maxAttempts)
-	for i := 0; i < attempts; i++ {
-		u := r.pick(req, n, via, tried[:i])
+	for i := 0; i < maxAttempts; i++ {
+		u := first
+		if i > 0 || u == nil {
+			u = r.pick(req, n, via, tried[:i])
+		}
 		if u == nil {
 			if i == 0 {
 				lastErr = r.noUpstream(via)
@@ -67,7 +76,14 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 		if i > 0 {
 			kind = "retry"
 		}
-		ans, err := r.once(u, spare, req, id, r.attemptDeadline(deadline, retryable && i+1 < attempts), via, kind)
+		// A failed read goes on to another upstream as the policy of the one it failed
+		// on says; a write only if it never left, as -retries says.
+		pol := u.policyOf(req)
+		more := i < min(pol.retriesOr(r.cfg.Retries), maxAttempts-1)
+		if !retryable {
+			more = i < min(r.cfg.Retries, maxAttempts-1)
+		}
+		ans, err := r.once(u, spare, req, id, pol.bound(r.attemptDeadline(deadline, retryable && more)), via, kind)
 		spare = ans
 		if err == nil && !retryableAnswer(ans) {
 			return r.clamp(req, ans), nil
@@ -79,12 +95,10 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 		perr, _ := err.(*proto.Error)
 		// A write may go elsewhere only if it never left.
 		sent := perr != proto.ErrUnreachable && perr != proto.ErrOverloaded
-		if (!retryable && sent) || !retryableError(perr) || !time.Now().Before(deadline) {
+		if (!retryable && sent) || !retryableError(perr) || !time.Now().Before(deadline) || !more {
 			break
 		}
-		if i+1 < attempts {
-			r.m.retries.Inc()
-		}
+		r.m.retries.Inc()
 	}
 	if lastErr == errLagging {
 		return spare, nil // the last answer stands: the node's own "header not found"

@@ -11,19 +11,18 @@ import (
 
 // hedgedCall sends a read to the best upstream and, when it has not answered by its own
 // latency quantile, to a second one too; the first answer wins. Hedges are capped at
-// HedgeMaxExtra of all reads.
-func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, via Transport, n need) ([]byte, error) {
+// HedgeMaxExtra of all reads. first is the upstream picked for it, whose policy allows
+// hedging; each upstream's policy bounds its attempt, and the first's says whether a
+// failure is retried.
+func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, via Transport, n need, first *Upstream) ([]byte, error) {
 	type result struct {
 		ans []byte
 		err error
 		u   *Upstream
 	}
-	first := r.pick(req, n, via, nil)
-	if first == nil {
-		return nil, r.noUpstream(via)
-	}
 	results := make(chan result, 2)
 	launch := func(u *Upstream, deadline time.Time, kind string) {
+		deadline = u.policyOf(req).bound(deadline)
 		go func() {
 			ans, err := r.once(u, nil, req, id, deadline, via, kind)
 			if err == nil && retryableAnswer(ans) {
@@ -34,7 +33,8 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 	}
 	// req may point into the caller's buffers: copy it, the goroutines may outlive this call.
 	req = cloneRequest(req)
-	launch(first, r.attemptDeadline(deadline, r.cfg.Retries > 0), "first")
+	retry := first.policyOf(req).retriesOr(r.cfg.Retries) > 0
+	launch(first, r.attemptDeadline(deadline, retry), "first")
 	// The wait is the quantile of the fastest upstream, not of the one picked: an
 	// upstream that is slow all the time has a high quantile of its own, and its calls
 	// would never be hedged in time.
@@ -61,7 +61,7 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 				return r.clamp(req, res.ans), nil
 			}
 			last = res
-			if !hedged { // the first failed: try another now, as a retry
+			if !hedged && retry { // the first failed: try another now, as a retry
 				if u := r.pick(req, n, via, []*Upstream{first}); u != nil && retryableError(asProtoError(res.err)) {
 					hedged = true
 					r.m.retries.Inc()
