@@ -144,6 +144,11 @@ func (s *Server) reloadNetworks(next *config.Config) error {
 				undo()
 				return fmt.Errorf("network %s: %w", f.conf.Name, err)
 			}
+			// The per-method policy follows the file too (validated with it).
+			if err := f.net.Router.SetMethodPolicies(next.ForNetwork(f.conf).Methods); err != nil {
+				undo()
+				return fmt.Errorf("network %s: %w", f.conf.Name, err)
+			}
 		}
 	}
 	// New networks start (their upstreams prove their chain, bounded) before requests

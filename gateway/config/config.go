@@ -42,6 +42,8 @@ type Config struct {
 	// Upstreams are the upstreams of the configuration file; empty: one upstream from
 	// the flags above.
 	Upstreams []upstream.Spec
+	// Methods is the top level's per-method policy, the base of every network's.
+	Methods []upstream.MethodPolicy
 	// flags is the configuration before the file was applied: a reload applies the
 	// file anew on top of it.
 	flags *Config

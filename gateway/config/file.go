@@ -18,6 +18,8 @@ type FileConfig struct {
 	Networks  []NetworkEntry  `yaml:"networks"`
 	Routing   *RoutingEntry   `yaml:"routing"`
 	Health    *HealthEntry    `yaml:"health"`
+	// Methods is the per-method policy every network starts from (methods.go).
+	Methods MethodPolicies `yaml:"methods"`
 	// Keys, plans, costs and anonymous: who may call, and how much (gateway/access.go).
 	Keys      *KeysEntry           `yaml:"keys"`
 	Plans     map[string]PlanEntry `yaml:"plans"`
@@ -115,7 +117,7 @@ type UpstreamEntry struct {
 	Tier        string       `yaml:"tier"`
 	Weight      int          `yaml:"weight"`
 	MaxInFlight int          `yaml:"max_in_flight"`
-	Methods     MethodsEntry `yaml:"methods"`
+	Methods     MethodsTable `yaml:"methods"`
 	Archive     bool         `yaml:"archive"`
 }
 

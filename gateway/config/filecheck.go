@@ -22,6 +22,9 @@ func (f *FileConfig) validate() error {
 	if err := validateUpstreams("", f.Upstreams); err != nil {
 		return err
 	}
+	if err := f.Methods.check(""); err != nil {
+		return err
+	}
 	return f.validateNetworks()
 }
 
@@ -55,6 +58,9 @@ func validateUpstreams(where string, ups []UpstreamEntry) error {
 			if !methodEntry.MatchString(m) {
 				return fmt.Errorf("%s: method %q: want a method name or a prefix ending in _", where, m)
 			}
+		}
+		if err := u.Methods.Policies.check(where + ": "); err != nil {
+			return err
 		}
 		if u.Tier != "fallback" {
 			primaries++
@@ -166,6 +172,7 @@ func (f *FileConfig) apply(c *Config) {
 	f.applyAccess(c)
 	f.SharedCache.apply(c)
 	c.Upstreams = appendSpecs(c.Upstreams, f.Upstreams)
+	c.Methods = f.Methods.specs()
 	f.Routing.apply(c)
 	f.Health.apply(c)
 	f.applyNetworks(c)
@@ -180,7 +187,7 @@ func appendSpecs(dst []upstream.Spec, entries []UpstreamEntry) []upstream.Spec {
 		}
 		dst = append(dst, upstream.Spec{Name: u.Name, HTTPURL: u.HTTP, WSURL: u.WS,
 			User: u.User, Password: u.Password, Tier: tier, Weight: u.Weight, MaxInFlight: u.MaxInFlight,
-			Allow: u.Methods.Allow, Deny: u.Methods.Deny, Archive: u.Archive})
+			Allow: u.Methods.Allow, Deny: u.Methods.Deny, Archive: u.Archive, Methods: u.Methods.Policies.specs()})
 	}
 	return dst
 }

@@ -19,6 +19,9 @@ func (c *Config) Validate() error {
 	if err := c.validatePlanNetworks(); err != nil {
 		return err
 	}
+	if err := c.validatePolicies(); err != nil {
+		return err
+	}
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		return fmt.Errorf("-listen %q: want host:port or :port", c.ListenAddr)
 	}

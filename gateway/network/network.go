@@ -161,6 +161,7 @@ func (n *Network) routerConfig(reg *upstream.Registry) upstream.RouterConfig {
 		HedgeQuantile:  c.HedgeQuantile,
 		HedgeMaxExtra:  c.HedgeMaxExtra,
 		ArchiveDepth:   c.ArchiveDepth,
+		Methods:        c.Methods,
 		ProbeInterval:  c.ProbeInterval,
 		HeadPoll:       c.HeadPoll,
 		ReviewInterval: c.ReviewInterval,
