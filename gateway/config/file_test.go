@@ -162,6 +162,9 @@ func FuzzConfigFile(f *testing.F) {
 	f.Add([]byte("keys:\n  entries:\n    - {name: k, sha256: " + marker + ", plan: p}\nplans:\n  p: {}\n"))
 	f.Add([]byte("plans:\n  p: {requests_per_second: " + marker + "}\nanonymous: {plan: p}\n"))
 	f.Add([]byte("upstreams: [" + marker))
+	f.Add([]byte("methods:\n  eth_getLogs: {timeout: 5s, retries: 0, hedge: false}\n  " + marker + ": {retries: 1}\n" +
+		"upstreams:\n  - name: a\n    http: http://x\n    methods:\n      deny: [trace_]\n      eth_call: {timeout: " + marker + "}\n"))
+	f.Add([]byte("networks:\n  - name: n\n    chain_id: 1\n    methods: {class:logs: {hedge: " + marker + "}}\n    upstreams: [{name: a, http: http://x}]\n"))
 	dir := f.TempDir()
 	env := func(string) string { return "v" }
 	f.Fuzz(func(t *testing.T, data []byte) {
