@@ -287,3 +287,41 @@ func mustString(t *testing.T, raw json.RawMessage) string {
 	}
 	return s
 }
+
+// TestPendingTransactionFilter: served from the shared newPendingTransactions
+// subscription of a websocket upstream (geth's own, here): a sent transaction's hash
+// shows up in a poll. Without a websocket upstream the filter is refused clearly.
+func TestPendingTransactionFilter(t *testing.T) {
+	node := testnode.Start(t, testnode.Period(0))
+	t.Run("websocket upstream", func(t *testing.T) {
+		gw := startGateway(t, "-upstream-http", node.HTTPURL, "-upstream-ws", node.WSURL)
+		gw.waitUpstreams(t)
+		id := resultString(t, rpcAt(t, gw.URL, "eth_newPendingTransactionFilter"))
+		hash, _ := node.SendTx(t)
+		var seen []string
+		waitFor(t, "the transaction's hash in a poll", func() bool {
+			var got []string
+			if err := json.Unmarshal(rpcAt(t, gw.URL, "eth_getFilterChanges", id).Result, &got); err != nil {
+				t.Fatal(err)
+			}
+			seen = append(seen, got...)
+			for _, h := range seen {
+				if h == hash {
+					return true
+				}
+			}
+			return false
+		})
+		if got := string(rpcAt(t, gw.URL, "eth_uninstallFilter", id).Result); got != "true" {
+			t.Fatalf("uninstall: %s", got)
+		}
+	})
+	t.Run("no websocket upstream", func(t *testing.T) {
+		gw := startGateway(t, "-upstream-http", node.HTTPURL, "-upstream-ws", "off")
+		gw.waitUpstreams(t)
+		a := rpcAt(t, gw.URL, "eth_newPendingTransactionFilter")
+		if a.Error == nil || a.Error.Code != -32601 || !strings.Contains(a.Error.Message, "websocket upstream") {
+			t.Fatalf("%s %+v", a.Result, a.Error)
+		}
+	})
+}
