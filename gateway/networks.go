@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/valyala/fasthttp"
@@ -48,7 +49,7 @@ func (s *Server) newFront(cfg *config.Config, nc config.Network) (*front, error)
 	if err != nil {
 		return nil, fmt.Errorf("network %s: %w", nc.Name, err)
 	}
-	n.Filters = filters.New(filters.Config{Network: nc.Name, Timeout: cfg.FilterTimeout,
+	n.Filters = filters.New(filters.Config{Network: filterNamespace(nc), Timeout: cfg.FilterTimeout,
 		MaxPerTenant: cfg.FilterMaxPerTenant, MaxTotal: cfg.FilterMaxTotal, MaxBytes: int64(cfg.FilterMaxBytes),
 		MaxResponse: cfg.MaxResponseBody, Redis: s.redis, Subs: filterSubs(n), Log: s.log.With("network", nc.Name)})
 	f := &front{net: n, conf: nc}
@@ -57,6 +58,15 @@ func (s *Server) newFront(cfg *config.Config, nc config.Network) (*front, error)
 	}
 	f.handler = s.keyRoutes(f, s.routeTable(f).Handler)
 	return f, nil
+}
+
+// filterNamespace names a network's filters in Redis: its name, and its chain when
+// configured, so gateways of other chains sharing one Redis keep apart.
+func filterNamespace(nc config.Network) string {
+	if nc.ChainID == 0 {
+		return nc.Name
+	}
+	return nc.Name + "@" + strconv.FormatUint(nc.ChainID, 10)
 }
 
 // filterSubs is what serves pending-transaction filters: the router's shared

@@ -261,6 +261,16 @@ func TestBlockFilterReorg(t *testing.T) {
 	if got := string(call(t, s, chain, "", "eth_getFilterChanges", id).Result); got != `[]` {
 		t.Fatalf("third poll: %s", got)
 	}
+	// A poll after many blocks: every hash, in order (fetched several at a time).
+	var want []string
+	for range 50 {
+		want = append(want, chain.add().hash)
+	}
+	var got []string
+	_ = json.Unmarshal(call(t, s, chain, "", "eth_getFilterChanges", id).Result, &got)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("after 50 blocks: %d hashes %v", len(got), got)
+	}
 }
 
 // TestFilterExpiry: a filter polled within the timeout lives on; one left unpolled for

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/infura-gateway/infura-gateway/proto"
@@ -332,26 +333,66 @@ func (q *query) pollBlocks(st *state) ([]byte, error) {
 	if int(h-st.Next+1)*hashLen > q.s.cfg.MaxResponse {
 		return nil, q.s.tooLarge()
 	}
-	for n := st.Next; n <= h; n++ {
-		hash := hh
-		if n != h {
-			var ok bool
-			if _, hash, ok, err = q.header(int64(n)); err != nil {
-				return nil, err
-			}
-			if !ok {
-				return nil, proto.ErrBadUpstream
-			}
-		}
-		if len(out) > 1 {
+	hashes, err := q.hashes(st.Next, h, hh)
+	if err != nil {
+		return nil, err
+	}
+	for i, hash := range hashes {
+		if i > 0 {
 			out = append(out, ',')
 		}
 		out = append(out, '"')
 		out = append(out, hash...)
 		out = append(out, '"')
-		st.addMark(mark{N: n, H: hash})
+		st.addMark(mark{N: st.Next + uint64(i), H: hash})
 	}
 	st.Next = h + 1
 	st.trim(h)
 	return append(out, ']'), nil
+}
+
+// headerFetchers bounds the header calls one block-filter poll makes at once: a poll
+// after a long absence on a fast chain needs hundreds, which one at a time would not
+// finish within the call's deadline (and the cursor would never move).
+const headerFetchers = 8
+
+// hashes returns the hashes of blocks from..to (to's is hh, already read).
+func (q *query) hashes(from, to uint64, hh string) ([]string, error) {
+	out := make([]string, to-from+1)
+	out[len(out)-1] = hh
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		fail error
+		next = from
+	)
+	for range min(headerFetchers, len(out)-1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				n := next
+				next++
+				stop := fail != nil
+				mu.Unlock()
+				if stop || n >= to {
+					return
+				}
+				_, hash, ok, err := q.header(int64(n))
+				if err == nil && !ok {
+					err = proto.ErrBadUpstream // the head's node has it: one behind does not yet
+				}
+				if err != nil {
+					mu.Lock()
+					fail = err
+					mu.Unlock()
+					return
+				}
+				out[n-from] = hash
+			}
+		}()
+	}
+	wg.Wait()
+	return out, fail
 }

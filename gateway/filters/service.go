@@ -59,9 +59,11 @@ func idParam(params []byte) (string, bool, error) {
 // find loads the filter id of scope: from the shared store, then (pending filters)
 // the process's. A filter of another scope is not found, as an unknown id.
 func (s *Service) find(q *query, id, scope string) (store, []byte, *state, error) {
-	stores := []store{s.store}
+	// The process's first: it answers without a round trip (pending filters, or every
+	// filter without Redis).
+	stores := []store{s.local}
 	if s.store != store(s.local) {
-		stores = append(stores, s.local)
+		stores = append(stores, s.store)
 	}
 	for _, st := range stores {
 		blob, err := st.load(q.ctx, id)
