@@ -325,3 +325,25 @@ func TestPendingTransactionFilter(t *testing.T) {
 		}
 	})
 }
+
+// TestFiltersBelongToTheirKey: with keys on, a filter made with one key is unknown to
+// another (polled, read or uninstalled), as an id that never existed; its own key
+// still polls it.
+func TestFiltersBelongToTheirKey(t *testing.T) {
+	_, gw, _ := startKeyed(t, accessConfig("{}"))
+	alice, bob := gw.URL+"/v3/"+keyAlice, gw.URL+"/v3/"+keyBob
+	id := resultString(t, rpcAt(t, alice, "eth_newBlockFilter"))
+	// (bob's plan denies the logs family: eth_getFilterLogs is refused before that.)
+	if a := rpcAt(t, bob, "eth_getFilterChanges", id); a.Error == nil || a.Error.Code != -32000 || a.Error.Message != "filter not found" {
+		t.Fatalf("poll with another key: %s %+v", a.Result, a.Error)
+	}
+	if got := string(rpcAt(t, bob, "eth_uninstallFilter", id).Result); got != "false" {
+		t.Fatalf("uninstall with another key: %s", got)
+	}
+	if a := rpcAt(t, alice, "eth_getFilterChanges", id); a.Error != nil || !strings.HasPrefix(string(a.Result), "[") {
+		t.Fatalf("the owner's poll: %s %+v", a.Result, a.Error)
+	}
+	if got := string(rpcAt(t, alice, "eth_uninstallFilter", id).Result); got != "true" {
+		t.Fatalf("the owner's uninstall: %s", got)
+	}
+}
