@@ -3,14 +3,17 @@ package gateway
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/gateway/config"
+	"github.com/infura-gateway/infura-gateway/gateway/filters"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/gateway/socket"
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
 // The networks a Server serves. A request resolves its network once, at the top
@@ -46,12 +49,33 @@ func (s *Server) newFront(cfg *config.Config, nc config.Network) (*front, error)
 	if err != nil {
 		return nil, fmt.Errorf("network %s: %w", nc.Name, err)
 	}
+	n.Filters = filters.New(filters.Config{Network: filterNamespace(nc), Timeout: cfg.FilterTimeout,
+		MaxPerTenant: cfg.FilterMaxPerTenant, MaxTotal: cfg.FilterMaxTotal, MaxBytes: int64(cfg.FilterMaxBytes),
+		MaxResponse: cfg.MaxResponseBody, Redis: s.redis, Subs: filterSubs(n), Log: s.log.With("network", nc.Name)})
 	f := &front{net: n, conf: nc}
 	if n.HasWS {
 		f.sock = socket.New(cfg, s.acc, s.pipe, n, n.Registry())
 	}
 	f.handler = s.keyRoutes(f, s.routeTable(f).Handler)
 	return f, nil
+}
+
+// filterNamespace names a network's filters in Redis: its name, and its chain when
+// configured, so gateways of other chains sharing one Redis keep apart.
+func filterNamespace(nc config.Network) string {
+	if nc.ChainID == 0 {
+		return nc.Name
+	}
+	return nc.Name + "@" + strconv.FormatUint(nc.ChainID, 10)
+}
+
+// filterSubs is what serves pending-transaction filters: the router's shared
+// subscriptions when an upstream has a websocket, else nil (they are refused).
+func filterSubs(n *network.Network) *upstream.Subscriptions {
+	if !n.HasWS {
+		return nil
+	}
+	return n.Router.Subscriptions()
 }
 
 // close ends a network's clients and connections: its websocket clients get e (nil:

@@ -154,6 +154,14 @@ type Config struct {
 	// SharedCacheRedisAddr puts the shared tier on a Redis of its own (same credentials
 	// and TLS as RedisAddr); empty: on RedisAddr, beside the limits.
 	SharedCacheRedisAddr string
+
+	// Filters (eth_newFilter, ...) the gateway keeps itself (gateway/filters): removed
+	// after FilterTimeout without a poll; at most FilterMaxPerTenant per key or client
+	// and FilterMaxTotal per network, their state at most FilterMaxBytes.
+	FilterTimeout      time.Duration
+	FilterMaxPerTenant int
+	FilterMaxTotal     int
+	FilterMaxBytes     int
 }
 
 // Upstream defaults for a local development node on the standard ports.
@@ -237,6 +245,13 @@ func Defaults() Config {
 		// day per replica, which the TTL then removes.
 		SharedCacheTenantBytes: 4 << 20,
 		SharedCacheBudget:      40 * time.Millisecond,
+
+		// geth's own filter timeout; a filter's state is under 25 KB (criteria at most
+		// 16 KiB, 256 block marks), so 10,000 fit in 64 MiB with room.
+		FilterTimeout:      5 * time.Minute,
+		FilterMaxPerTenant: 100,
+		FilterMaxTotal:     10000,
+		FilterMaxBytes:     64 << 20,
 	}
 }
 

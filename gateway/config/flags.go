@@ -262,6 +262,10 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	num(&c.SharedCacheTenantBytes, "shared-cache-tenant-bytes", "SHARED_CACHE_TENANT_BYTES_PER_MINUTE", "bytes one tenant's answers may write into the shared cache per minute, per replica (over it they are not written); 0: no limit")
 	list(&c.TrustedProxies, "trusted-proxies", "TRUSTED_PROXIES", "comma-separated addresses or CIDRs of load balancers whose X-Forwarded-For (and PROXY protocol header) names the client; empty trusts none")
 	boolean(&c.ProxyProtocol, "proxy-protocol", "PROXY_PROTOCOL", "read a PROXY protocol header (v1 or v2, as AWS NLB sends) on connections from -trusted-proxies: the client address for per-IP limits")
+	dur(&c.FilterTimeout, "filter-timeout", "FILTER_TIMEOUT", "a filter (eth_newFilter, eth_newBlockFilter, eth_newPendingTransactionFilter) not polled for this long is removed, as geth does")
+	num(&c.FilterMaxPerTenant, "filter-max-per-tenant", "FILTER_MAX_PER_TENANT", "most filters one API key (or anonymous client) holds on a network at once")
+	num(&c.FilterMaxTotal, "filter-max-total", "FILTER_MAX_TOTAL", "most filters alive on a network at once (with -redis-addr: across the replicas)")
+	num(&c.FilterMaxBytes, "filter-max-bytes", "FILTER_MAX_BYTES", "most bytes of filter state kept for a network (with -redis-addr: in Redis)")
 
 	if err := fs.Parse(args); err != nil {
 		return c, err

@@ -105,6 +105,9 @@ func (c *Config) Validate() error {
 		{c.SharedCacheMaxValue >= 1024 && c.SharedCacheMaxValue <= 16<<20, "-shared-cache-max-value (shared_cache.max_value_bytes) must be between 1024 bytes and 16 MiB"},
 		{c.SharedCacheTenantBytes >= 0, "-shared-cache-tenant-bytes (shared_cache.tenant_bytes_per_minute) must be >= 0 (0: no limit)"},
 		{c.SharedCacheBudget >= time.Millisecond && c.SharedCacheBudget <= 5*time.Second, "-shared-cache-budget (shared_cache.request_budget) must be between 1ms and 5s"},
+		{c.FilterTimeout >= time.Second, "-filter-timeout must be at least 1s"},
+		{c.FilterMaxPerTenant > 0 && c.FilterMaxTotal >= c.FilterMaxPerTenant, "-filter-max-per-tenant must be > 0 and at most -filter-max-total"},
+		{c.FilterMaxBytes >= 1<<20, "-filter-max-bytes must be at least 1 MiB"},
 		{!c.ProxyProtocol || len(c.TrustedProxies) > 0, "-proxy-protocol needs -trusted-proxies: the header is read only from trusted load balancers"},
 		{c.RedisAddr != "" || c.RedisUsername == "" && c.RedisPassword == "" && !c.RedisTLS, "REDIS_USERNAME, REDIS_PASSWORD and -redis-tls need -redis-addr"},
 	}

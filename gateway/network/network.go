@@ -20,6 +20,7 @@ import (
 
 	"github.com/infura-gateway/infura-gateway/gateway/cache"
 	"github.com/infura-gateway/infura-gateway/gateway/config"
+	"github.com/infura-gateway/infura-gateway/gateway/filters"
 	"github.com/infura-gateway/infura-gateway/gateway/head"
 	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
 	"github.com/infura-gateway/infura-gateway/proto"
@@ -53,6 +54,9 @@ type Network struct {
 	// Pending is the budget of request bytes waiting on this network's upstreams,
 	// every transport together.
 	Pending *Budget
+	// Filters answers the filter methods from the gateway's own state (the gateway
+	// sets it after New); nil: they go upstream as any call.
+	Filters *filters.Service
 
 	cfg       *config.Config
 	log       *slog.Logger
@@ -135,6 +139,9 @@ func (n *Network) Close() {
 	n.once.Do(func() {
 		close(n.stop)
 		n.wg.Wait()
+		if n.Filters != nil {
+			n.Filters.Close()
+		}
 		n.Router.Close()
 		n.reg.Close()
 	})

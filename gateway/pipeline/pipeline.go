@@ -26,6 +26,7 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/access"
 	"github.com/infura-gateway/infura-gateway/gateway/cache"
 	"github.com/infura-gateway/infura-gateway/gateway/config"
+	"github.com/infura-gateway/infura-gateway/gateway/filters"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/tracing"
@@ -151,6 +152,9 @@ func (p *Pipeline) dispatch(n *network.Network, c *Call) *proto.Error {
 		return errPendingFull
 	}
 	defer n.Pending.Release(size)
+	if n.Filters != nil && filters.Owns(c.Req.Method) {
+		return serveFilter(n, c)
+	}
 	if c.ID == nil {
 		_ = forward(c, notificationID) // nobody to tell about the answer, or an error
 		c.Ans = nil
@@ -171,6 +175,26 @@ func forward(c *Call, id []byte) *proto.Error {
 		return asError(err)
 	}
 	c.Ans = ans
+	return nil
+}
+
+// serveFilter answers a filter method from the network's own filters (filters/): any
+// upstream serves a poll, so the call is not cached nor sent as it is.
+func serveFilter(n *network.Network, c *Call) *proto.Error {
+	id := c.ID
+	if id == nil {
+		id = notificationID
+	}
+	ans, err := n.Filters.Serve(c.Own[:0], c.up, &c.Req, id, c.Who.Scope(), c.deadline)
+	c.Own = ans
+	if err != nil {
+		c.Ans = nil
+		return asError(err)
+	}
+	c.Ans = ans
+	if c.ID == nil {
+		c.Ans = nil // a notification: done, nobody to tell
+	}
 	return nil
 }
 
@@ -364,6 +388,12 @@ func (p *Pipeline) admitElement(n *network.Network, c *Call, el []byte) bool {
 // routeElement answers an admitted element from the cache or queues it for the
 // upstream exchange.
 func (p *Pipeline) routeElement(n *network.Network, b *batch, c *Call, idx int) {
+	if n.Filters != nil && filters.Owns(c.Req.Method) {
+		if e := serveFilter(n, c); e != nil && c.ID != nil {
+			c.setError(e)
+		}
+		return
+	}
 	upID := notificationID
 	if c.ID != nil {
 		upID = c.ID

@@ -29,6 +29,7 @@ var layers = map[string]int{
 	"gateway/limit":       3, // redisconn
 	"gateway/sharedcache": 3, // redisconn
 	"gateway/head":        3,
+	"gateway/filters":     3, // redisconn, upstream: filters the gateway keeps itself
 	"gateway/cache":       4, // head, sharedcache, config
 	"gateway/access":      4, // limit, clientip, sharedcache, config
 	"gateway/network":     5, // cache, head: one chain

@@ -1,0 +1,188 @@
+package filters
+
+import (
+	"encoding/json"
+	"errors"
+
+	"github.com/infura-gateway/infura-gateway/proto"
+)
+
+// newLogFilter answers eth_newFilter: the criteria checked as geth checks them, the
+// cursor at the head, so the first poll returns the logs of the blocks after it.
+func (s *Service) newLogFilter(q *query, params []byte, scope string) ([]byte, error) {
+	c, err := parseCriteria(params)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return s.install(q, &state{Scope: scope, Kind: kindLogs, Crit: c})
+}
+
+// newBlockFilter answers eth_newBlockFilter.
+func (s *Service) newBlockFilter(q *query, scope string) ([]byte, error) {
+	return s.install(q, &state{Scope: scope, Kind: kindBlocks})
+}
+
+func (s *Service) install(q *query, st *state) ([]byte, error) {
+	h, hh, ok, err := q.header(-1)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, proto.ErrBadUpstream
+	}
+	st.Next, st.Recent = h+1, []mark{{N: h, H: hh}}
+	blob, _ := json.Marshal(st)
+	id := newID()
+	if err := s.store.create(q.ctx, id, st.Scope, blob); err != nil {
+		return nil, err
+	}
+	return []byte(`"` + id + `"`), nil
+}
+
+// idParam reads the filter id of eth_getFilterChanges, eth_getFilterLogs and
+// eth_uninstallFilter; ok is false when it cannot name a filter of ours.
+func idParam(params []byte) (string, bool, error) {
+	var args []json.RawMessage
+	if json.Unmarshal(params, &args) != nil || len(args) != 1 {
+		return "", false, invalidParams("want one filter id")
+	}
+	var id string
+	if json.Unmarshal(args[0], &id) != nil {
+		return "", false, argError(errors.New("filter id must be a string"))
+	}
+	return id, validID(id), nil
+}
+
+// find loads the filter id of scope: from the shared store, then (pending filters)
+// the process's. A filter of another scope is not found, as an unknown id.
+func (s *Service) find(q *query, id, scope string) (store, []byte, *state, error) {
+	// The process's first: it answers without a round trip (pending filters, or every
+	// filter without Redis).
+	stores := []store{s.local}
+	if s.store != store(s.local) {
+		stores = append(stores, s.store)
+	}
+	for _, st := range stores {
+		blob, err := st.load(q.ctx, id)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if blob == nil {
+			continue
+		}
+		var f state
+		if json.Unmarshal(blob, &f) != nil || f.Scope != scope {
+			return nil, nil, nil, errNotFound
+		}
+		return st, blob, &f, nil
+	}
+	return nil, nil, nil, errNotFound
+}
+
+// maxRetries bounds the polls run again when another poll of the same filter (on
+// another replica) moved it first: each answer covers its blocks once.
+const maxRetries = 4
+
+var errContended = proto.NewError(proto.CodeServer, 503, "filter polled concurrently by other calls, retry")
+
+// changes answers eth_getFilterChanges.
+func (s *Service) changes(q *query, params []byte, scope string) ([]byte, error) {
+	id, ok, err := idParam(params)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, errNotFound
+	}
+	for range maxRetries {
+		st, old, f, err := s.find(q, id, scope)
+		if err != nil {
+			return nil, err
+		}
+		var out []byte
+		switch f.Kind {
+		case kindLogs:
+			out, err = q.pollLogs(f)
+		case kindBlocks:
+			out, err = q.pollBlocks(f)
+		case kindPending:
+			out = s.pending.drain(id)
+		default:
+			err = errNotFound
+		}
+		if err != nil {
+			return nil, err
+		}
+		blob, _ := json.Marshal(f)
+		switch r, err := st.save(q.ctx, id, scope, old, blob); {
+		case err != nil:
+			return nil, err
+		case r == saved:
+			return out, nil
+		case r == gone:
+			return nil, errNotFound
+		}
+		if f.Kind == kindPending {
+			return out, nil // its buffer is drained once, whatever the store says
+		}
+	}
+	return nil, errContended
+}
+
+// filterLogs answers eth_getFilterLogs: eth_getLogs with the filter's criteria, its
+// range as given (tags resolved by the node now), as geth runs it. The cursor stays.
+func (s *Service) filterLogs(q *query, params []byte, scope string) ([]byte, error) {
+	id, ok, err := idParam(params)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, errNotFound
+	}
+	_, _, f, err := s.find(q, id, scope)
+	if err != nil {
+		return nil, err
+	}
+	if f.Kind != kindLogs {
+		return nil, errNotFound
+	}
+	return q.call("eth_getLogs", f.Crit.filterLogsQuery())
+}
+
+// uninstall answers eth_uninstallFilter: true when the filter was there (and the
+// caller's), false otherwise, as geth does.
+func (s *Service) uninstall(q *query, params []byte, scope string) ([]byte, error) {
+	id, ok, err := idParam(params)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return []byte("false"), nil
+	}
+	for range maxRetries {
+		st, old, _, err := s.find(q, id, scope)
+		if errors.Is(err, errNotFound) {
+			return []byte("false"), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		r, err := st.remove(q.ctx, id, scope, old)
+		if err != nil {
+			return nil, err
+		}
+		switch r {
+		case saved:
+			if st == store(s.local) {
+				s.pending.drop(id)
+			}
+			return []byte("true"), nil
+		case gone:
+			return []byte("false"), nil
+		}
+	}
+	return nil, errContended
+}

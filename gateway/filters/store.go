@@ -1,0 +1,164 @@
+package filters
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/infura-gateway/infura-gateway/proto"
+)
+
+// store keeps filter states (JSON blobs) with their expiry and bounds: in the process
+// (memStore) or in Redis (redisStore), the same rules either way.
+type store interface {
+	// create adds filter id of scope, or refuses past a bound (an *rpcError).
+	create(ctx context.Context, id, scope string, blob []byte) error
+	// load returns the filter's blob; nil when there is none (unknown, expired).
+	load(ctx context.Context, id string) ([]byte, error)
+	// save replaces old with blob and restarts the filter's expiry, unless another
+	// call changed it since old was loaded (changed) or it is gone.
+	save(ctx context.Context, id, scope string, old, blob []byte) (result, error)
+	// remove deletes the filter if it still holds old.
+	remove(ctx context.Context, id, scope string, old []byte) (result, error)
+}
+
+type result uint8
+
+const (
+	saved result = iota
+	changed
+	gone
+)
+
+// Refusals past the bounds: clear, and not the upstream's fault.
+func (s *Service) errPerTenant() *rpcError {
+	return &rpcError{code: proto.CodeLimitExceeded, msg: "too many filters: at most " + strconv.Itoa(s.cfg.MaxPerTenant) +
+		" per API key or client on this network; uninstall one (eth_uninstallFilter) or let one expire"}
+}
+
+func (s *Service) errTotal() *rpcError {
+	return &rpcError{code: proto.CodeLimitExceeded, msg: "too many filters on this network (at most " +
+		strconv.Itoa(s.cfg.MaxTotal) + "), retry later"}
+}
+
+func (s *Service) errBytes() *rpcError {
+	return &rpcError{code: proto.CodeLimitExceeded, msg: "filter state over its budget on this network (" +
+		strconv.FormatInt(s.cfg.MaxBytes, 10) + " bytes), retry later"}
+}
+
+// memStore keeps filters in the process.
+type memStore struct {
+	cfg      Config
+	svc      *Service
+	mu       sync.Mutex
+	m        map[string]*memEntry
+	perScope map[string]int
+	bytes    int64
+	onExpire func(id string) // called without the lock held
+}
+
+type memEntry struct {
+	scope string
+	blob  []byte
+	exp   time.Time
+}
+
+func newMemStore(cfg Config) *memStore {
+	return &memStore{cfg: cfg, m: map[string]*memEntry{}, perScope: map[string]int{}}
+}
+
+func (m *memStore) deleteLocked(id string, e *memEntry) {
+	delete(m.m, id)
+	m.bytes -= int64(len(e.blob))
+	if m.perScope[e.scope]--; m.perScope[e.scope] <= 0 {
+		delete(m.perScope, e.scope)
+	}
+}
+
+// purge removes the expired filters.
+func (m *memStore) purge() {
+	now := m.cfg.Now()
+	var ids []string
+	m.mu.Lock()
+	for id, e := range m.m {
+		if !now.Before(e.exp) {
+			m.deleteLocked(id, e)
+			ids = append(ids, id)
+		}
+	}
+	m.mu.Unlock()
+	if m.onExpire != nil {
+		for _, id := range ids {
+			m.onExpire(id)
+		}
+	}
+}
+
+func (m *memStore) create(_ context.Context, id, scope string, blob []byte) error {
+	m.purge()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case len(m.m) >= m.cfg.MaxTotal:
+		return m.svc.errTotal()
+	case m.perScope[scope] >= m.cfg.MaxPerTenant:
+		return m.svc.errPerTenant()
+	case m.bytes+int64(len(blob)) > m.cfg.MaxBytes:
+		return m.svc.errBytes()
+	}
+	m.m[id] = &memEntry{scope: scope, blob: blob, exp: m.cfg.Now().Add(m.cfg.Timeout)}
+	m.perScope[scope]++
+	m.bytes += int64(len(blob))
+	return nil
+}
+
+func (m *memStore) load(_ context.Context, id string) ([]byte, error) {
+	m.mu.Lock()
+	e := m.m[id]
+	if e != nil && !m.cfg.Now().Before(e.exp) {
+		m.deleteLocked(id, e)
+		m.mu.Unlock()
+		if m.onExpire != nil {
+			m.onExpire(id)
+		}
+		return nil, nil
+	}
+	m.mu.Unlock()
+	if e == nil {
+		return nil, nil
+	}
+	return e.blob, nil
+}
+
+func (m *memStore) save(_ context.Context, id, _ string, old, blob []byte) (result, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.m[id]
+	switch {
+	case e == nil || !m.cfg.Now().Before(e.exp):
+		return gone, nil
+	case !bytes.Equal(e.blob, old):
+		return changed, nil
+	case len(blob) > len(old) && m.bytes+int64(len(blob)-len(old)) > m.cfg.MaxBytes:
+		return gone, m.svc.errBytes()
+	}
+	m.bytes += int64(len(blob) - len(e.blob))
+	e.blob, e.exp = blob, m.cfg.Now().Add(m.cfg.Timeout)
+	return saved, nil
+}
+
+func (m *memStore) remove(_ context.Context, id, _ string, old []byte) (result, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.m[id]
+	switch {
+	case e == nil:
+		return gone, nil
+	case !bytes.Equal(e.blob, old):
+		return changed, nil
+	}
+	m.deleteLocked(id, e)
+	return saved, nil
+}
