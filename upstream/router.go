@@ -95,6 +95,7 @@ type Upstream struct {
 	metrics  *Metrics
 	inFlight atomic.Int32
 	chain    chainCheck
+	cordon   atomic.Pointer[Cordon] // nil: not cordoned (cordon.go)
 	allow    proto.MethodSet
 	deny     proto.MethodSet
 	stop     chan struct{}
@@ -150,6 +151,9 @@ type Router struct {
 	hedgeWait [proto.NumClasses]atomic.Int64
 	m         routerMetrics
 	subs      *Subscriptions
+	// cordons are the operator's cordons by upstream name (cordon.go).
+	cordonMu sync.Mutex
+	cordons  map[string]Cordon
 	// errNoChain answers a call when no upstream proved the chain (ChainID).
 	errNoChain *proto.Error
 
@@ -231,6 +235,7 @@ func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 	u := &Upstream{spec: sp, key: key, metrics: met, health: newHealth(&r.cfg.Health),
 		allow: proto.NewMethodSet(sp.Allow), deny: proto.NewMethodSet(sp.Deny), stop: make(chan struct{})}
 	met.health = u.health
+	u.cordon.Store(r.cordonOf(sp.Name))
 	r.initChain(u)
 	pc := r.cfg.Pool
 	pc.URL, pc.User, pc.Password, pc.Metrics = sp.HTTPURL, sp.User, sp.Password, met
@@ -347,7 +352,8 @@ func (r *Router) Reload(specs []Spec) error {
 	}
 	r.waitChain(started)
 	r.set.Store(set)
-	r.subs.review() // subscriptions on removed upstreams move now
+	r.SetCordons(r.Cordons()) // a cordon set while the new upstreams were built
+	r.subs.review()           // subscriptions on removed upstreams move now
 	for _, u := range old.all {
 		if !inNew[u] {
 			r.m.unregister(u)
@@ -357,6 +363,11 @@ func (r *Router) Reload(specs []Spec) error {
 				r.stopUpstream(u)
 			}()
 		}
+	}
+	// An upstream rebuilt under its old name (its spec changed) registered its gauges
+	// while its old self's were still there, and the removal above took them away.
+	for _, u := range started {
+		r.m.register(u)
 	}
 	return nil
 }
