@@ -304,3 +304,41 @@ func TestDrainWaitsForCallsInFlight(t *testing.T) {
 		t.Fatal("after the drain: want draining 0, cordoned 1")
 	}
 }
+
+// A subscription on an upstream that gets cordoned moves to the other one, as from a
+// banned upstream: same id, notifications go on.
+func TestCordonMovesSubscriptions(t *testing.T) {
+	node := testnode.Start(t, testnode.Period(1))
+	spyA, spyB := rpcspy.Start(t, node.HTTPURL, node.WSURL), rpcspy.Start(t, node.HTTPURL, node.WSURL)
+	file := writeFile(t, t.TempDir(), "gateway.yaml", fmt.Sprintf("upstreams:\n  - {name: a, http: %q, ws: %q}\n  - {name: b, http: %q, ws: %q}\n",
+		spyA.URL, spyA.WSURL, spyB.URL, spyB.WSURL))
+	gw := startGatewayEnv(t, map[string]string{"ADMIN_TOKEN": testAdminToken}, "-config", file)
+	gw.waitUpstreams(t)
+	c := dialWS(t, gw.WSURL, nil)
+	ans := decodeAnswer(t, c.call(`{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}`))
+	if ans.Error != nil {
+		t.Fatalf("subscribe: %+v", ans.Error)
+	}
+	carrier := func() string {
+		for _, u := range gw.srv.defaultNetwork().Router.Status().Upstreams {
+			if u.Subscriptions > 0 {
+				return u.Name
+			}
+		}
+		return ""
+	}
+	waitFor(t, "a carrier", func() bool { return carrier() != "" })
+	from := carrier()
+	other := map[string]string{"a": "b", "b": "a"}[from]
+	if code, ans := adminPost(t, gw, "/admin/cordon", testAdminToken, `{"upstream":"`+from+`","reason":"test"}`); code != 200 {
+		t.Fatalf("cordon: %d %v", code, ans)
+	}
+	waitFor(t, "the subscription on "+other, func() bool { return carrier() == other })
+	// Notifications keep coming on the same subscription.
+	for range 2 {
+		b := c.next()
+		if !strings.Contains(string(b), `"eth_subscription"`) || !strings.Contains(string(b), string(ans.Result)) {
+			t.Fatalf("after the move: %s", b)
+		}
+	}
+}
