@@ -172,11 +172,13 @@ func (c *Cordons) sync() error {
 
 type redisCmd = rueidis.Completed
 
-// routes adds the endpoints to r.
-func (c *Cordons) routes(r *router.Router, inst *Instrumenter) {
-	r.POST("/admin/cordon", inst.Wrap("admin_cordon", func(ctx *fasthttp.RequestCtx) { c.serve(ctx, actCordon) }))
-	r.POST("/admin/uncordon", inst.Wrap("admin_uncordon", func(ctx *fasthttp.RequestCtx) { c.serve(ctx, actUncordon) }))
-	r.POST("/admin/drain", inst.Wrap("admin_drain", func(ctx *fasthttp.RequestCtx) { c.serve(ctx, actDrain) }))
+// routes adds the endpoints to r. Not wrapped in route metrics: those feed the SLOs
+// and the per-network contract (helm/README.md), and an operator's action is neither
+// user traffic nor a network's; each action is logged instead.
+func (c *Cordons) routes(r *router.Router) {
+	r.POST("/admin/cordon", func(ctx *fasthttp.RequestCtx) { c.serve(ctx, actCordon) })
+	r.POST("/admin/uncordon", func(ctx *fasthttp.RequestCtx) { c.serve(ctx, actUncordon) })
+	r.POST("/admin/drain", func(ctx *fasthttp.RequestCtx) { c.serve(ctx, actDrain) })
 }
 
 type action uint8

@@ -34,7 +34,7 @@ func Listen(cfg Config, inst *Instrumenter, reg *upstream.Registry, probe *Probe
 	r.GET("/metrics", inst.Wrap("metrics", MetricsHandler(reg)))
 	r.GET("/status", inst.Wrap("status", StatusHandler(probe, nets)))
 	if cfg.Cordons != nil {
-		cfg.Cordons.routes(r, inst)
+		cfg.Cordons.routes(r)
 	}
 	// Probes may use HEAD, as on the public listener.
 	health, readyz := inst.Wrap("admin_health", probe.Health), inst.Wrap("admin_readyz", probe.Readyz)
