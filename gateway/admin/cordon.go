@@ -70,6 +70,8 @@ const (
 	// CordonPoll is how often replicas read the cordons: every replica applies a
 	// change within this plus a Redis round trip (well within the promised second).
 	CordonPoll = 250 * time.Millisecond
+	// CordonStartWait bounds how long a starting replica retries its first read.
+	CordonStartWait = 3 * time.Second
 	// Drains wait DefaultDrainTimeout for calls in flight to end, at most MaxDrainTimeout.
 	DefaultDrainTimeout = 30 * time.Second
 	MaxDrainTimeout     = 5 * time.Minute
@@ -100,8 +102,16 @@ func (c *Cordons) Start() {
 		close(c.done)
 		return
 	}
-	if err := c.sync(); err != nil {
-		c.cfg.Log.Warn("cordons not read from Redis at start; retried every poll", "err", err)
+	// A replica must not serve a cordoned upstream for want of one quick answer: the
+	// first read is retried (each call has the Conn's short deadline, which a loaded
+	// machine can miss) for up to CordonStartWait before the gateway starts without it.
+	deadline := time.Now().Add(CordonStartWait)
+	for err := c.sync(); err != nil; err = c.sync() {
+		if !time.Now().Before(deadline) {
+			c.cfg.Log.Warn("cordons not read from Redis at start; retried every poll", "err", err)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	go func() {
 		defer close(c.done)
@@ -289,8 +299,18 @@ func (c *Cordons) apply(n *network.Network, name string, cd *upstream.Cordon) er
 			v, _ := json.Marshal(cd)
 			cmd = r.B().Hset().Key(key).FieldValue().FieldValue(name, string(v)).Build()
 		}
-		if err := r.Do(context.Background(), cmd).Error(); err != nil {
-			return fmt.Errorf("redis: %w", err)
+		// HSET and HDEL are idempotent: retried for a second, since each call has the
+		// Conn's short deadline (made for requests, not for an operator's action).
+		deadline := time.Now().Add(time.Second)
+		for {
+			err := r.Do(context.Background(), cmd.Pin()).Error()
+			if err == nil {
+				break
+			}
+			if !time.Now().Before(deadline) {
+				return fmt.Errorf("redis: %w", err)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	if cd == nil {
