@@ -77,6 +77,7 @@ type Server struct {
 	srv       *fasthttp.Server
 	adminAddr string
 	probe     *admin.Probe
+	cordons   *admin.Cordons // nil without the admin listener
 	inst      *admin.Instrumenter
 
 	getenv   func(string) string
@@ -136,8 +137,9 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 	}
 	s.registerMetrics()
 	if cfg.AdminListen != "" {
+		s.cordons = s.newCordons()
 		l, err := admin.Listen(admin.Config{Addr: cfg.AdminListen, Pprof: cfg.Pprof, ReadTimeout: cfg.ReadTimeout,
-			WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout, Log: s.log}, s.inst, s.reg, s.probe, &s.nets)
+			WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout, Log: s.log, Cordons: s.cordons}, s.inst, s.reg, s.probe, &s.nets)
 		if err != nil {
 			s.closeNetworks()
 			s.closeAccess()
@@ -170,6 +172,11 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		go func() { defer started.Done(); n.Start() }()
 	}
 	started.Wait()
+	if s.cordons != nil {
+		// The fleet's cordons before the first request: a restarted replica starts cordoned.
+		s.cordons.Start()
+		s.closers = append(s.closers, s.cordons.Close)
+	}
 	if cfg.ConfigFile != "" {
 		_, s.fileSum, _ = config.LoadFile(cfg, s.getenv) // the state the file is in now
 	}
@@ -421,3 +428,10 @@ var errHeaderTooLarge = proto.NewError(proto.CodeInvalidRequest, fasthttp.Status
 
 // Ready reports whether the gateway should receive traffic: serving, not draining.
 func (s *Server) Ready() bool { return s.probe.Ready() }
+
+// newCordons makes the admin cordon endpoints' state: fleet-wide in the limiter's
+// Redis when there is one, named after this replica (its host name: the pod's).
+func (s *Server) newCordons() *admin.Cordons {
+	host, _ := os.Hostname()
+	return admin.NewCordons(admin.CordonConfig{Token: s.cfg.AdminToken, Redis: s.redis, Replica: host, Log: s.log}, &s.nets)
+}

@@ -100,6 +100,7 @@ type Upstream struct {
 	metrics  *Metrics
 	inFlight atomic.Int32
 	chain    chainCheck
+	cordon   atomic.Pointer[Cordon] // nil: not cordoned (cordon.go)
 	allow    proto.MethodSet
 	deny     proto.MethodSet
 	pol      atomic.Pointer[policyTable] // its per-method policy, over the network's
@@ -156,6 +157,9 @@ type Router struct {
 	hedgeWait [proto.NumClasses]atomic.Int64
 	m         routerMetrics
 	subs      *Subscriptions
+	// cordons are the operator's cordons by upstream name (cordon.go).
+	cordonMu sync.Mutex
+	cordons  map[string]Cordon
 	// errNoChain answers a call when no upstream proved the chain (ChainID).
 	errNoChain *proto.Error
 	// pol is the network level's per-method policy; methods its entries, from which
@@ -252,6 +256,7 @@ func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 		allow: proto.NewMethodSet(sp.Allow), deny: proto.NewMethodSet(sp.Deny), stop: make(chan struct{})}
 	met.health = u.health
 	u.pol.Store(pol)
+	u.cordon.Store(r.cordonOf(sp.Name))
 	r.initChain(u)
 	pc := r.cfg.Pool
 	pc.URL, pc.User, pc.Password, pc.Metrics = sp.HTTPURL, sp.User, sp.Password, met
@@ -368,7 +373,8 @@ func (r *Router) Reload(specs []Spec) error {
 	}
 	r.waitChain(started)
 	r.set.Store(set)
-	r.subs.review() // subscriptions on removed upstreams move now
+	r.SetCordons(r.Cordons()) // a cordon set while the new upstreams were built
+	r.subs.review()           // subscriptions on removed upstreams move now
 	for _, u := range old.all {
 		if !inNew[u] {
 			r.m.unregister(u)
@@ -378,6 +384,11 @@ func (r *Router) Reload(specs []Spec) error {
 				r.stopUpstream(u)
 			}()
 		}
+	}
+	// An upstream rebuilt under its old name (its spec changed) registered its gauges
+	// while its old self's were still there, and the removal above took them away.
+	for _, u := range started {
+		r.m.register(u)
 	}
 	return nil
 }

@@ -65,7 +65,7 @@ func (r *Router) pollHead(u *Upstream) {
 // upstream to a lagging one never moves it down.
 //
 // Only the heads of upstreams that may serve calls at the served head move it: not a
-// banned upstream's, and a fallback's only while no primary is healthy. Calls that must
+// banned or cordoned upstream's, and a fallback's only while no primary is healthy. Calls that must
 // be at the served head go to upstreams that have it; were a banned primary or a
 // fallback to report a block a moment before the healthy primaries, that moment's
 // calls would go to the fallback.
@@ -83,7 +83,7 @@ func (r *Router) observeHead(u *Upstream, header []byte) {
 	r.headMu.Lock()
 	defer r.headMu.Unlock()
 	r.recent.add(hash, n)
-	if st := u.health.State(); st == StateBanned || u.spec.Tier == TierFallback && r.healthyPrimary() {
+	if st := u.health.State(); st == StateBanned || u.cordoned() || u.spec.Tier == TierFallback && r.healthyPrimary() {
 		return
 	}
 	served := r.served.Load()

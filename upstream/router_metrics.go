@@ -66,12 +66,14 @@ func (m *routerMetrics) register(u *Upstream) {
 		})
 	m.reg.Gauge(s[8], "The chain id the upstream answered (0: not checked, or no answer yet).",
 		func() float64 { return float64(u.chain.seen.Load()) })
+	m.registerCordon(u)
 }
 
 func (m *routerMetrics) unregister(u *Upstream) {
 	for _, s := range upstreamSeries(u) {
 		m.reg.Unregister(s)
 	}
+	m.unregisterCordon(u)
 }
 
 // UpstreamStatus is one upstream on /status. It holds no URL: they may carry keys.
@@ -87,6 +89,8 @@ type UpstreamStatus struct {
 	// ChainID is the chain id the upstream last answered (0: not asked, or no answer
 	// yet); with RouterConfig.ChainID, State is "wrong_chain" when it differs.
 	ChainID uint64 `json:"chain_id,omitempty"`
+	// Cordoned is the operator's cordon, when there is one (cordon.go).
+	Cordoned *Cordon `json:"cordoned,omitempty"`
 	HealthStatus
 }
 
@@ -107,6 +111,7 @@ func (r *Router) Status() Status {
 			HTTP: u.metrics.Up(TransportHTTP), InFlight: u.inFlight.Load(), Subscriptions: carried[u],
 			HealthStatus: u.health.status(served, now)}
 		r.chainStatus(u, &us)
+		us.Cordoned = u.cordon.Load()
 		if u.mux != nil {
 			up := u.mux.Up()
 			us.WS = &up

@@ -89,6 +89,8 @@ func (r *Router) eligible(u *Upstream, req *proto.Request, n need, via Transport
 		return false
 	case via == TransportWS && (u.mux == nil || !u.mux.Up()):
 		return false
+	case u.cordoned(): // an operator's hold: not even as a last resort
+		return false
 	case !u.allows(req.Name):
 		return false
 	case u.spec.MaxInFlight > 0 && u.inFlight.Load() >= int32(u.spec.MaxInFlight):

@@ -33,6 +33,9 @@ func Listen(cfg Config, inst *Instrumenter, reg *upstream.Registry, probe *Probe
 	r := router.New()
 	r.GET("/metrics", inst.Wrap("metrics", MetricsHandler(reg)))
 	r.GET("/status", inst.Wrap("status", StatusHandler(probe, nets)))
+	if cfg.Cordons != nil {
+		cfg.Cordons.routes(r)
+	}
 	// Probes may use HEAD, as on the public listener.
 	health, readyz := inst.Wrap("admin_health", probe.Health), inst.Wrap("admin_readyz", probe.Readyz)
 	r.GET("/health", health)
@@ -77,8 +80,10 @@ func Listen(cfg Config, inst *Instrumenter, reg *upstream.Registry, probe *Probe
 
 // Config is the admin listener's: its address, pprof, timeouts, logger.
 type Config struct {
-	Addr                                   string
-	Pprof                                  bool
+	Addr  string
+	Pprof bool
+	// Cordons serves POST /admin/cordon, /admin/uncordon, /admin/drain (cordon.go).
+	Cordons                                *Cordons
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	Log                                    *slog.Logger
 }
@@ -100,4 +105,4 @@ var errNoProfile = proto.NewError(proto.CodeMethodNotFound, fasthttp.StatusNotFo
 	"no such profile (the list is at /debug/pprof/)")
 
 var errNotOnAdmin = proto.NewError(proto.CodeMethodNotFound, fasthttp.StatusNotFound,
-	"no such route on the admin listener (/metrics, /status, /health, /readyz, /debug/pprof/)")
+	"no such route on the admin listener (/metrics, /status, /health, /readyz, /debug/pprof/, POST /admin/cordon, /admin/uncordon, /admin/drain)")

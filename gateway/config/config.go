@@ -120,6 +120,10 @@ type Config struct {
 	// Prometheus or probes on it from outside the host says so (the Helm chart does).
 	AdminListen string
 	Pprof       bool
+	// AdminToken enables the admin listener's mutating endpoints (cordon, uncordon,
+	// drain) for callers that send it as a bearer token; empty: they answer 403. A
+	// secret: never logged, shown or fingerprinted.
+	AdminToken string
 	// Tracing (OpenTelemetry, off while TraceExporter is empty): where spans go, and
 	// which calls are traced.
 	TraceExporter    string

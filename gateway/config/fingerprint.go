@@ -23,6 +23,7 @@ func (c Config) Fingerprint(fileSum [32]byte) string {
 	f.UpstreamSecret, f.RedisPassword = "", ""
 	f.TraceEndpoint = RedactURL(f.TraceEndpoint)
 	f.InfuraProject = redactedIf(f.InfuraProject)
+	f.AdminToken = redactedIf(f.AdminToken)
 	f.Upstreams, f.Keys = nil, KeySettings{} // the file's, hashed with it
 	// The flags' networks (the Infura shorthand's) carry the project id in their URLs:
 	// named, not hashed as they are. The file's are hashed with the file.

@@ -31,6 +31,8 @@ func TestFingerprint(t *testing.T) {
 			load(map[string]string{"INFURA_PROJECT_SECRET": "s2"}).Fingerprint(file1), true},
 		{"another redis password", load(map[string]string{"REDIS_PASSWORD": "p1"}, redis...).Fingerprint(file1),
 			load(map[string]string{"REDIS_PASSWORD": "p2"}, redis...).Fingerprint(file1), true},
+		{"another admin token", load(map[string]string{"ADMIN_TOKEN": "token-one-0123456789"}).Fingerprint(file1),
+			load(map[string]string{"ADMIN_TOKEN": "token-two-0123456789"}).Fingerprint(file1), true},
 	}
 	for _, tc := range tests {
 		for _, fp := range []string{tc.a, tc.b} {

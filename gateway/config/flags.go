@@ -243,6 +243,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	boolean(&c.LogRequests, "log-requests", "LOG_REQUESTS", "log every request (costs throughput)")
 	str(&c.AdminListen, "admin-listen", "ADMIN_LISTEN", "address of the admin listener: /metrics, /status, /health, /readyz and, with -pprof, /debug/pprof/ (never on the public port); loopback by default, :9090 for every interface (a pod: Prometheus and kubelet probes); empty disables it")
 	boolean(&c.Pprof, "pprof", "PPROF_ENABLED", "serve Go's profiles under /debug/pprof/ on the admin listener")
+	secret(&c.AdminToken, "admin-token", "ADMIN_TOKEN", "bearer token for the admin listener's POST /admin/cordon, /admin/uncordon and /admin/drain (at least 16 characters; prefer the environment: a flag shows in ps); empty: those answer 403")
 	str(&c.TraceExporter, "trace-exporter", "TRACE_EXPORTER", "OpenTelemetry trace exporter: otlp-grpc or otlp-http; empty: tracing off")
 	secret(&c.TraceEndpoint, "trace-endpoint", "TRACE_ENDPOINT", "OTLP collector URL (http://collector:4317 for otlp-grpc, http://collector:4318 for otlp-http; https:// for TLS)")
 	setting(l, &c.TraceSampleRatio, "trace-sample-ratio", "TRACE_SAMPLE_RATIO", "share of calls traced (0 to 1) among those without a caller's sampling decision", parseFloat, false)

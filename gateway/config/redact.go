@@ -27,6 +27,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("config_file", c.ConfigFile),
 		slog.Any("upstreams", ups),
 		slog.Bool("upstream_auth", c.UpstreamSecret != ""),
+		slog.Bool("admin_token", c.AdminToken != ""),
 		slog.Duration("upstream_timeout", c.UpstreamTimeout),
 		slog.Int("ws_upstream_conns", c.WSUpstreamConns),
 		slog.Bool("ws_per_client", c.WSPerClient),

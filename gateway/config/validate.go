@@ -110,6 +110,9 @@ func (c *Config) Validate() error {
 		{c.FilterMaxBytes >= 1<<20, "-filter-max-bytes must be at least 1 MiB"},
 		{!c.ProxyProtocol || len(c.TrustedProxies) > 0, "-proxy-protocol needs -trusted-proxies: the header is read only from trusted load balancers"},
 		{c.RedisAddr != "" || c.RedisUsername == "" && c.RedisPassword == "" && !c.RedisTLS, "REDIS_USERNAME, REDIS_PASSWORD and -redis-tls need -redis-addr"},
+		// Never the token itself in the message: it is a secret.
+		{c.AdminToken == "" || len(c.AdminToken) >= 16, "ADMIN_TOKEN (-admin-token) must be at least 16 characters (e.g. openssl rand -hex 32)"},
+		{c.AdminToken == "" || c.AdminListen != "", "ADMIN_TOKEN (-admin-token) needs the admin listener (-admin-listen)"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {
