@@ -13,9 +13,9 @@ import (
 )
 
 // canCarry reports whether u may carry a subscription: not banned, not lagging, its
-// socket up, on the router's chain.
+// socket up, on the router's chain, not send-only.
 func canCarry(u *Upstream) bool {
-	return u != nil && u.mux != nil && u.mux.Up() && u.health.State() == StateHealthy && u.servesChain(TransportWS)
+	return u != nil && !u.spec.SendOnly && u.mux != nil && u.mux.Up() && u.health.State() == StateHealthy && u.servesChain(TransportWS)
 }
 
 // pickCarrier chooses the upstream for a group: a healthy one with its socket up,
