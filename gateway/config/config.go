@@ -42,6 +42,9 @@ type Config struct {
 	// Upstreams are the upstreams of the configuration file; empty: one upstream from
 	// the flags above.
 	Upstreams []upstream.Spec
+	// Broadcast is the file's top-level broadcast: the network of Upstreams sends with
+	// it (nil: off); networks: carry their own (Network.Broadcast).
+	Broadcast *Broadcast
 	// flags is the configuration before the file was applied: a reload applies the
 	// file anew on top of it.
 	flags *Config

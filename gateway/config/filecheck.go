@@ -22,6 +22,9 @@ func (f *FileConfig) validate() error {
 	if err := validateUpstreams("", f.Upstreams); err != nil {
 		return err
 	}
+	if err := f.validateBroadcast(); err != nil {
+		return err
+	}
 	return f.validateNetworks()
 }
 
@@ -56,12 +59,12 @@ func validateUpstreams(where string, ups []UpstreamEntry) error {
 				return fmt.Errorf("%s: method %q: want a method name or a prefix ending in _", where, m)
 			}
 		}
-		if u.Tier != "fallback" {
+		if u.Tier != "fallback" && !u.SendOnly {
 			primaries++
 		}
 	}
 	if primaries == 0 && len(ups) > 0 {
-		return errors.New(where + "every upstream is a fallback: mark at least one primary")
+		return errors.New(where + "every upstream is a fallback or send_only: mark at least one primary that serves reads")
 	}
 	return nil
 }
@@ -168,6 +171,7 @@ func (f *FileConfig) apply(c *Config) {
 	c.Upstreams = appendSpecs(c.Upstreams, f.Upstreams)
 	f.Routing.apply(c)
 	f.Health.apply(c)
+	c.Broadcast = f.Broadcast.resolve()
 	f.applyNetworks(c)
 }
 
@@ -180,7 +184,7 @@ func appendSpecs(dst []upstream.Spec, entries []UpstreamEntry) []upstream.Spec {
 		}
 		dst = append(dst, upstream.Spec{Name: u.Name, HTTPURL: u.HTTP, WSURL: u.WS,
 			User: u.User, Password: u.Password, Tier: tier, Weight: u.Weight, MaxInFlight: u.MaxInFlight,
-			Allow: u.Methods.Allow, Deny: u.Methods.Deny, Archive: u.Archive})
+			Allow: u.Methods.Allow, Deny: u.Methods.Deny, Archive: u.Archive, SendOnly: u.SendOnly})
 	}
 	return dst
 }

@@ -28,6 +28,7 @@ type NetworkEntry struct {
 	Health      *HealthEntry    `yaml:"health"`
 	Cache       *CacheEntry     `yaml:"cache"`
 	DenyMethods []string        `yaml:"deny_methods"`
+	Broadcast   *BroadcastEntry `yaml:"broadcast"`
 }
 
 // CacheEntry is a network's override of the response cache's settings (the flags
@@ -66,6 +67,8 @@ type Network struct {
 	health      *HealthEntry
 	cache       *CacheEntry
 	denyMethods []string // nil: the gateway's
+	// Broadcast is the network's transaction broadcast; nil: off.
+	Broadcast *Broadcast
 }
 
 // MaxNetworks bounds the networks numbered for per-network counters (a process sees at
@@ -102,7 +105,7 @@ func (c *Config) NetworkList() []Network {
 	if len(c.Networks) > 0 {
 		return c.Networks
 	}
-	return []Network{{Name: DefaultNetwork, Default: true, Upstreams: c.UpstreamSpecs()}}
+	return []Network{{Name: DefaultNetwork, Default: true, Upstreams: c.UpstreamSpecs(), Broadcast: c.Broadcast}}
 }
 
 // ForNetwork returns the configuration network n is served with: c with n's upstreams
@@ -131,7 +134,11 @@ func (f *FileConfig) applyNetworks(c *Config) {
 	c.Networks = nil
 	for _, e := range f.Networks {
 		n := Network{Name: e.Name, ChainID: e.ChainID, Aliases: e.Aliases, Hosts: lowerAll(e.Hosts), Default: e.Default,
-			Upstreams: appendSpecs(nil, e.Upstreams), routing: e.Routing, health: e.Health, cache: e.Cache}
+			Upstreams: appendSpecs(nil, e.Upstreams), routing: e.Routing, health: e.Health, cache: e.Cache,
+			Broadcast: f.Broadcast.resolve()}
+		if e.Broadcast != nil {
+			n.Broadcast = e.Broadcast.resolve()
+		}
 		if e.DenyMethods != nil {
 			n.denyMethods = e.DenyMethods
 			if len(e.DenyMethods) == 1 && e.DenyMethods[0] == "none" {
