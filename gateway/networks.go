@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/broadcast"
 	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/gateway/socket"
@@ -46,6 +47,8 @@ func (s *Server) newFront(cfg *config.Config, nc config.Network) (*front, error)
 	if err != nil {
 		return nil, fmt.Errorf("network %s: %w", nc.Name, err)
 	}
+	n.Broadcast = broadcast.New(nc.Name, n.Router, s.redis, n.Registry(), s.log.With("network", nc.Name))
+	n.Broadcast.Configure(nc.Broadcast)
 	f := &front{net: n, conf: nc}
 	if n.HasWS {
 		f.sock = socket.New(cfg, s.acc, s.pipe, n, n.Registry())
@@ -144,6 +147,7 @@ func (s *Server) reloadNetworks(next *config.Config) error {
 				undo()
 				return fmt.Errorf("network %s: %w", f.conf.Name, err)
 			}
+			f.net.Broadcast.Configure(f.conf.Broadcast)
 		}
 	}
 	// New networks start (their upstreams prove their chain, bounded) before requests

@@ -18,6 +18,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/broadcast"
 	"github.com/infura-gateway/infura-gateway/gateway/cache"
 	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/head"
@@ -53,6 +54,9 @@ type Network struct {
 	// Pending is the budget of request bytes waiting on this network's upstreams,
 	// every transport together.
 	Pending *Budget
+	// Broadcast sends transactions to several upstreams at once when configured; the
+	// gateway sets it (it holds the Redis connection) before Start. nil: never.
+	Broadcast *broadcast.Broadcaster
 
 	cfg       *config.Config
 	log       *slog.Logger

@@ -151,6 +151,9 @@ func (p *Pipeline) dispatch(n *network.Network, c *Call) *proto.Error {
 		return errPendingFull
 	}
 	defer n.Pending.Release(size)
+	if n.Broadcast.Handles(&c.Req) {
+		return broadcast(n, c)
+	}
 	if c.ID == nil {
 		_ = forward(c, notificationID) // nobody to tell about the answer, or an error
 		c.Ans = nil
@@ -168,6 +171,25 @@ func forward(c *Call, id []byte) *proto.Error {
 	c.Own = ans
 	if err != nil {
 		c.Ans = nil
+		return asError(err)
+	}
+	c.Ans = ans
+	return nil
+}
+
+// broadcast sends c, a send the network broadcasts, to its targets (gateway/broadcast);
+// a notification's answer is dropped.
+func broadcast(n *network.Network, c *Call) *proto.Error {
+	id := c.ID
+	if id == nil {
+		id = notificationID
+	}
+	ans, err := n.Broadcast.Send(c.Own, &c.Req, id, c.deadline)
+	c.Own, c.Ans = ans, nil
+	switch {
+	case c.ID == nil:
+		return nil
+	case err != nil:
 		return asError(err)
 	}
 	c.Ans = ans
@@ -364,6 +386,13 @@ func (p *Pipeline) admitElement(n *network.Network, c *Call, el []byte) bool {
 // routeElement answers an admitted element from the cache or queues it for the
 // upstream exchange.
 func (p *Pipeline) routeElement(n *network.Network, b *batch, c *Call, idx int) {
+	if n.Broadcast.Handles(&c.Req) {
+		// Not in the batch's exchange with one upstream: it goes to every target.
+		if e := broadcast(n, c); e != nil && c.ID != nil {
+			c.setError(e)
+		}
+		return
+	}
 	upID := notificationID
 	if c.ID != nil {
 		upID = c.ID

@@ -31,6 +31,7 @@ var layers = map[string]int{
 	"gateway/head":        3,
 	"gateway/cache":       4, // head, sharedcache, config
 	"gateway/access":      4, // limit, clientip, sharedcache, config
+	"gateway/broadcast":   4, // config, redisconn: a network's sends to several upstreams
 	"gateway/network":     5, // cache, head: one chain
 	"gateway/pipeline":    6, // network, access, cache
 	"gateway/httpapi":     7, // the transports
