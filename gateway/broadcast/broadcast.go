@@ -228,11 +228,18 @@ func (j *job) judgeError(target string, ans []byte) string {
 	return Rejected
 }
 
-// hasTx asks target whether it has the transaction.
+// hasTx asks target whether it has the transaction; a send-only target, which answers
+// no reads, is asked through the router's reads (the chain has it when it was mined).
 func (j *job) hasTx(target string) bool {
 	var req proto.Request
 	req.Set([]byte("eth_getTransactionByHash"), append(append([]byte("["), proto.AppendHash(nil, &j.hash)...), ']'))
-	ans, err := j.b.router.CallOn(target, nil, &req, []byte("1"), j.deadline)
+	var ans []byte
+	var err error
+	if j.b.sendOnly(target) {
+		ans, err = j.b.router.HTTP().Call(nil, &req, []byte("1"), j.deadline)
+	} else {
+		ans, err = j.b.router.CallOn(target, nil, &req, []byte("1"), j.deadline)
+	}
 	if err != nil || proto.IsErrorResponse(ans) {
 		return false
 	}
@@ -243,6 +250,16 @@ func (j *job) hasTx(target string) bool {
 	tx := res.Bytes(ans)
 	got, ok := stringHash(proto.FirstMember(tx, "hash").Bytes(tx))
 	return ok && got == j.hash
+}
+
+// sendOnly reports whether target is a send-only upstream.
+func (b *Broadcaster) sendOnly(target string) bool {
+	for _, u := range b.router.Upstreams() {
+		if u.Name() == target {
+			return u.Spec().SendOnly
+		}
+	}
+	return false
 }
 
 // count counts o in its target's series.
