@@ -285,3 +285,25 @@ func TestBroadcastDedupeAcrossReplicas(t *testing.T) {
 	}
 	onceEach(raw)
 }
+
+// Redis gone: sends still go out (each target once), deduplicated in the process.
+func TestBroadcastWithoutRedis(t *testing.T) {
+	rs := redistest.Start(t)
+	a, b, relay := startFakeUpstream(t, sendAnswer(honest)), startFakeUpstream(t, sendAnswer(honest)), startFakeUpstream(t, sendAnswer(honest))
+	gw := startGateway(t, append([]string{"-config", broadcastConfig(t, a, b, relay), "-redis-addr", rs.Addr}, fastHealth...)...)
+	gw.waitUpstreams(t)
+	rs.Kill()
+	raw, hash := rawTx()
+	want := `{"jsonrpc":"2.0","id":1,"result":"` + hash + `"}`
+	for i := range 2 {
+		if _, body := do(t, "POST", gw.URL+"/", `{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["`+raw+`"]}`); string(body) != want {
+			t.Fatalf("send %d with Redis down: %s, want %s", i, body, want)
+		}
+	}
+	for name, f := range map[string]*fakeUpstream{"a": a, "b": b, "relay": relay} {
+		waitFor(t, name+" receiving the transaction", func() bool { return sendsOf(f, raw) >= 1 })
+		if n := sendsOf(f, raw); n != 1 {
+			t.Errorf("%s received the transaction %d times, want once", name, n)
+		}
+	}
+}

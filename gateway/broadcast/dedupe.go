@@ -101,13 +101,12 @@ func (d *dedupe) claim(h [32]byte, window time.Duration, deadline time.Time) (cl
 	if d.redis == nil {
 		return claimNew, r, nil
 	}
-	st, err := d.claimRemote(h, window, deadline)
+	st, shared, err := d.claimRemote(h, window, deadline)
+	r.remote = shared
 	switch {
 	case err != nil:
 		d.settleRecord(h, r, false, 0)
 		return 0, nil, err
-	case st == claimNew:
-		r.remote = true
 	case st == claimDone:
 		d.settleRecord(h, r, true, window) // known here too from now on
 	}
@@ -131,7 +130,8 @@ func (d *dedupe) wait(r *record, deadline time.Time) (claimState, error) {
 
 // claimRemote claims h's key in Redis, or learns it is done, or polls while another
 // replica's broadcast holds it. Any Redis failure is claimNew: the send goes ahead.
-func (d *dedupe) claimRemote(h [32]byte, window time.Duration, deadline time.Time) (claimState, error) {
+// shared reports that this call holds the key (claimNew with Redis answering).
+func (d *dedupe) claimRemote(h [32]byte, window time.Duration, deadline time.Time) (st claimState, shared bool, err error) {
 	key := d.key(h)
 	ctx := context.Background()
 	// A claim outlives its broadcast by a little: a replica that dies mid-broadcast
@@ -141,22 +141,22 @@ func (d *dedupe) claimRemote(h [32]byte, window time.Duration, deadline time.Tim
 		ok, err := d.redis.Do(ctx, d.redis.B().Set().Key(key).Value("p").Nx().PxMilliseconds(hold.Milliseconds()).Build()).ToString()
 		switch {
 		case err == nil && ok == "OK":
-			return claimNew, nil
+			return claimNew, true, nil
 		case err != nil && !rueidis.IsRedisNil(err):
 			d.log.Debug("broadcast: dedupe record not shared, Redis failed", "err", err)
-			return claimNew, nil
+			return claimNew, false, nil
 		}
 		v, err := d.redis.Do(ctx, d.redis.B().Get().Key(key).Build()).ToString()
 		switch {
 		case err == nil && v == "a":
-			return claimDone, nil
+			return claimDone, false, nil
 		case err != nil && rueidis.IsRedisNil(err):
 			continue // gone between the two: claim it
 		case err != nil:
-			return claimNew, nil
+			return claimNew, false, nil
 		}
 		if !time.Now().Add(pollEvery).Before(deadline) {
-			return 0, errStillSending
+			return 0, false, errStillSending
 		}
 		time.Sleep(pollEvery) // polling another replica's claim: Redis has no wait for a key
 	}
