@@ -307,3 +307,41 @@ func TestBroadcastWithoutRedis(t *testing.T) {
 		}
 	}
 }
+
+// A reload turns broadcast on and off for a network that stays (its clients with it).
+func TestBroadcastFollowsReload(t *testing.T) {
+	a, b := startFakeUpstream(t, sendAnswer(honest)), startFakeUpstream(t, sendAnswer(honest))
+	dir := t.TempDir()
+	file := fmt.Sprintf("upstreams:\n  - name: a\n    http: %s\n  - name: b\n    http: %s\n", a.HTTPURL, b.HTTPURL)
+	path := writeFile(t, dir, "gateway.yaml", file)
+	gw := startGateway(t, append([]string{"-config", path, "-config-poll", "100ms"}, fastHealth...)...)
+	gw.waitUpstreams(t)
+	targets := func() float64 {
+		return seriesValue(gw, `gateway_broadcast_targets_total{upstream="a",result="accepted"}`) +
+			seriesValue(gw, `gateway_broadcast_targets_total{upstream="b",result="accepted"}`)
+	}
+	reached := func() int {
+		raw, _ := rawTx()
+		before := targets()
+		do(t, "POST", gw.URL+"/", `{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["`+raw+`"]}`)
+		// A broadcast counts its first accept before it answers; a send to one upstream
+		// has reached it when the client is answered.
+		if targets() == before {
+			return sendsOf(a, raw) + sendsOf(b, raw)
+		}
+		waitFor(t, "both targets' answers", func() bool { return targets() == before+2 })
+		return sendsOf(a, raw) + sendsOf(b, raw)
+	}
+	for i, c := range []struct {
+		broadcast string
+		want      int
+	}{{"", 1}, {"broadcast: {targets: all}\n", 2}, {"", 1}} {
+		if i > 0 {
+			writeFile(t, dir, "gateway.yaml", file+c.broadcast)
+			waitFor(t, "the reload", func() bool { return gw.metric(t, `gateway_config_reloads_total{result="ok"}`) == float64(i) })
+		}
+		if got := reached(); got != c.want {
+			t.Errorf("step %d: the send reached %d upstreams, want %d", i, got, c.want)
+		}
+	}
+}
