@@ -31,8 +31,8 @@ func (k *Keccak) Write(p []byte) {
 	}
 }
 
-// WriteByte absorbs one byte.
-func (k *Keccak) WriteByte(b byte) {
+// AbsorbByte absorbs one byte.
+func (k *Keccak) AbsorbByte(b byte) {
 	k.buf[k.n] = b
 	if k.n++; k.n == keccakRate {
 		k.absorb()

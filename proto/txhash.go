@@ -35,7 +35,7 @@ func TxHash(params []byte) (h [32]byte, ok bool) {
 		if hi > 15 || lo > 15 {
 			return h, false
 		}
-		k.WriteByte(hi<<4 | lo)
+		k.AbsorbByte(hi<<4 | lo)
 	}
 	return k.Sum256(), true
 }

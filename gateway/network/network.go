@@ -200,7 +200,7 @@ func (n *Network) muxConfig() upstream.MuxConfig {
 func (n *Network) PerClientMux() (*upstream.Mux, error) {
 	for _, u := range n.Router.Upstreams() {
 		sp := u.Spec()
-		if sp.WSURL == "" {
+		if sp.WSURL == "" || sp.SendOnly {
 			continue
 		}
 		mc := n.muxConfig()
