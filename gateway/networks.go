@@ -8,6 +8,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/broadcast"
 	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/filters"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
@@ -52,6 +53,8 @@ func (s *Server) newFront(cfg *config.Config, nc config.Network) (*front, error)
 	n.Filters = filters.New(filters.Config{Network: filterNamespace(nc), Timeout: cfg.FilterTimeout,
 		MaxPerTenant: cfg.FilterMaxPerTenant, MaxTotal: cfg.FilterMaxTotal, MaxBytes: int64(cfg.FilterMaxBytes),
 		MaxResponse: cfg.MaxResponseBody, Redis: s.redis, Subs: filterSubs(n), Log: s.log.With("network", nc.Name)})
+	n.Broadcast = broadcast.New(nc.Name, n.Router, s.redis, n.Registry(), s.log.With("network", nc.Name))
+	n.Broadcast.Configure(nc.Broadcast)
 	f := &front{net: n, conf: nc}
 	if n.HasWS {
 		f.sock = socket.New(cfg, s.acc, s.pipe, n, n.Registry())
@@ -173,6 +176,7 @@ func (s *Server) reloadNetworks(next *config.Config) error {
 				undo()
 				return fmt.Errorf("network %s: %w", f.conf.Name, err)
 			}
+			f.net.Broadcast.Configure(f.conf.Broadcast)
 		}
 	}
 	// New networks start (their upstreams prove their chain, bounded) before requests

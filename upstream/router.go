@@ -47,6 +47,10 @@ type Spec struct {
 	Archive bool
 	// Methods is the upstream's per-method policy, over its network's (policy.go).
 	Methods []MethodPolicy
+	// SendOnly: the upstream takes writes only (proto.IsWrite: eth_sendRawTransaction,
+	// and broadcasts through CallOn); never reads, subscriptions or head following.
+	// Transaction relays and private mempools are such upstreams.
+	SendOnly bool
 }
 
 // RouterConfig configures a Router. Every value is required (the defaults live in the
@@ -121,6 +125,9 @@ func (u *Upstream) Mux() *Mux { return u.mux }
 func (u *Upstream) Health() *Health { return u.health }
 
 func (u *Upstream) allows(name []byte) bool {
+	if u.spec.SendOnly && !proto.IsWrite(name) {
+		return false // a relay for sends answers nothing else, or answers it wrong
+	}
 	if !u.allow.Empty() && !u.allow.Has(name) {
 		return false
 	}
@@ -206,8 +213,8 @@ func NewRouter(cfg RouterConfig, specs []Spec) (*Router, error) {
 
 // specKey identifies a spec for reloads. It holds secrets: never printed.
 func specKey(s Spec) string {
-	return fmt.Sprintf("%q|%q|%q|%q|%q|%d|%d|%d|%q|%q|%v", s.Name, s.HTTPURL, s.WSURL, s.User, s.Password,
-		s.Tier, s.Weight, s.MaxInFlight, s.Allow, s.Deny, s.Archive) + "|" + methodsKey(s.Methods)
+	return fmt.Sprintf("%q|%q|%q|%q|%q|%d|%d|%d|%q|%q|%v|%v", s.Name, s.HTTPURL, s.WSURL, s.User, s.Password,
+		s.Tier, s.Weight, s.MaxInFlight, s.Allow, s.Deny, s.Archive, s.SendOnly) + "|" + methodsKey(s.Methods)
 }
 
 // build makes the upstreams of specs, reusing those of old whose spec did not change.
@@ -299,7 +306,11 @@ func (r *Router) startUpstream(u *Upstream) {
 		u.mux.Start()
 	}
 	u.done.Add(2)
-	go r.followHead(u)
+	if u.spec.SendOnly {
+		u.done.Done() // its head is not the chain's to follow: it serves no reads
+	} else {
+		go r.followHead(u)
+	}
 	if r.cfg.ChainID != 0 {
 		go r.checkChain(u)
 	} else {
@@ -406,7 +417,7 @@ func (r *Router) HeadKnown() bool { return r.headKnown.Load() }
 // Usable reports whether any upstream can take calls now.
 func (r *Router) Usable() bool {
 	for _, u := range r.set.Load().all {
-		if u.health.State() != StateBanned && u.onChain() {
+		if u.health.State() != StateBanned && u.onChain() && !u.spec.SendOnly {
 			return true
 		}
 	}

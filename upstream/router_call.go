@@ -215,3 +215,32 @@ func asProtoError(err error) *proto.Error {
 	}
 	return proto.ErrInternal
 }
+
+var errNotConfigured = proto.NewError(proto.CodeServer, 503, "upstream not configured")
+
+// CallOn makes req once on the upstream named name, over HTTP, as one attempt of the
+// router's own (health, metrics and the attempt's span as any call's), never retried
+// nor hedged: a broadcast (gateway/broadcast) sends a transaction to each of its
+// targets so. The upstream must serve the router's chain, allow the method and have
+// room under its max_in_flight; a banned one is still tried (a broadcast wants every
+// target, and a send is one cheap call).
+func (r *Router) CallOn(name string, spare []byte, req *proto.Request, id []byte, deadline time.Time) ([]byte, error) {
+	var u *Upstream
+	for _, x := range r.set.Load().all {
+		if x.spec.Name == name {
+			u = x
+			break
+		}
+	}
+	switch {
+	case u == nil:
+		return spare[:0], errNotConfigured
+	case !u.servesChain(TransportHTTP):
+		return spare[:0], r.noUpstream(TransportHTTP)
+	case !u.allows(req.Name):
+		return spare[:0], proto.ErrMethodNotFound
+	case u.spec.MaxInFlight > 0 && u.inFlight.Load() >= int32(u.spec.MaxInFlight):
+		return spare[:0], proto.ErrOverloaded
+	}
+	return r.once(u, spare, req, id, deadline, TransportHTTP, "broadcast")
+}

@@ -106,7 +106,7 @@ func (r *Router) observeHead(u *Upstream, header []byte) {
 // healthyPrimary reports whether a primary upstream is healthy.
 func (r *Router) healthyPrimary() bool {
 	for _, u := range r.set.Load().primaries {
-		if u.health.State() == StateHealthy && u.onChain() {
+		if u.health.State() == StateHealthy && u.onChain() && !u.spec.SendOnly {
 			return true
 		}
 	}
@@ -192,7 +192,7 @@ func (r *Router) reviewLoop() {
 				continue
 			}
 			banned := u.health.probeDue(now)
-			idle := u.health.State() != StateBanned &&
+			idle := u.health.State() != StateBanned && !u.spec.SendOnly && // a relay is asked nothing but sends
 				now.Sub(u.metrics.LastOK(TransportHTTP)) >= r.cfg.ProbeInterval &&
 				now.Sub(u.metrics.LastOK(TransportWS)) >= r.cfg.ProbeInterval
 			if banned || idle {
@@ -214,7 +214,7 @@ func (r *Router) review(now time.Time) {
 	var bestQ, hedgeWait [proto.NumClasses]time.Duration
 	const q = 0.9
 	for _, u := range set.all {
-		if u.health.State() == StateBanned || !u.onChain() {
+		if u.health.State() == StateBanned || !u.onChain() || u.spec.SendOnly {
 			continue // another chain's head would make this chain's upstreams look behind
 		}
 		best = max(best, u.health.Head())
@@ -284,7 +284,7 @@ func (r *Router) probe(u *Upstream, banned bool) {
 		}
 	}
 	if err == nil {
-		if n, ok := proto.ParseQuantity(proto.FirstMember(ans, "result").Bytes(ans)); ok && n > u.health.Head() && u.mux == nil {
+		if n, ok := proto.ParseQuantity(proto.FirstMember(ans, "result").Bytes(ans)); ok && n > u.health.Head() && u.mux == nil && !u.spec.SendOnly {
 			u.health.setHead(n, time.Now())
 		}
 	}

@@ -13,9 +13,10 @@ import (
 )
 
 // canCarry reports whether u may carry a subscription: not banned, not lagging, its
-// socket up, on the router's chain, not cordoned.
+// socket up, on the router's chain, not cordoned, not send-only.
 func canCarry(u *Upstream) bool {
-	return u != nil && u.mux != nil && u.mux.Up() && u.health.State() == StateHealthy && u.servesChain(TransportWS) && !u.cordoned()
+	return u != nil && !u.spec.SendOnly && u.mux != nil && u.mux.Up() && u.health.State() == StateHealthy &&
+		u.servesChain(TransportWS) && !u.cordoned()
 }
 
 // pickCarrier chooses the upstream for a group: a healthy one with its socket up,

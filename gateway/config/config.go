@@ -44,6 +44,9 @@ type Config struct {
 	Upstreams []upstream.Spec
 	// Methods is the top level's per-method policy, the base of every network's.
 	Methods []upstream.MethodPolicy
+	// Broadcast is the file's top-level broadcast: the network of Upstreams sends with
+	// it (nil: off); networks: carry their own (Network.Broadcast).
+	Broadcast *Broadcast
 	// flags is the configuration before the file was applied: a reload applies the
 	// file anew on top of it.
 	flags *Config

@@ -28,6 +28,9 @@ type FileConfig struct {
 	Clients   *ClientsEntry        `yaml:"clients"`
 	// SharedCache bounds the Redis cache tier (shared.go).
 	SharedCache *SharedCacheEntry `yaml:"shared_cache"`
+	// Broadcast: the top-level upstreams' network, and the default of every network
+	// without its own (broadcast.go).
+	Broadcast *BroadcastEntry `yaml:"broadcast"`
 }
 
 // KeySettings are the keys, plans and costs of the configuration file.
@@ -119,6 +122,7 @@ type UpstreamEntry struct {
 	MaxInFlight int          `yaml:"max_in_flight"`
 	Methods     MethodsTable `yaml:"methods"`
 	Archive     bool         `yaml:"archive"`
+	SendOnly    bool         `yaml:"send_only"` // takes sends only (a relay): no reads, no heads
 }
 
 // MethodsEntry lists methods by name or by prefix (ending in _).

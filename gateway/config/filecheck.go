@@ -25,6 +25,9 @@ func (f *FileConfig) validate() error {
 	if err := f.Methods.check(""); err != nil {
 		return err
 	}
+	if err := f.validateBroadcast(); err != nil {
+		return err
+	}
 	return f.validateNetworks()
 }
 
@@ -62,12 +65,12 @@ func validateUpstreams(where string, ups []UpstreamEntry) error {
 		if err := u.Methods.Policies.check(where + ": "); err != nil {
 			return err
 		}
-		if u.Tier != "fallback" {
+		if u.Tier != "fallback" && !u.SendOnly {
 			primaries++
 		}
 	}
 	if primaries == 0 && len(ups) > 0 {
-		return errors.New(where + "every upstream is a fallback: mark at least one primary")
+		return errors.New(where + "every upstream is a fallback or send_only: mark at least one primary that serves reads")
 	}
 	return nil
 }
@@ -175,6 +178,7 @@ func (f *FileConfig) apply(c *Config) {
 	c.Methods = f.Methods.specs()
 	f.Routing.apply(c)
 	f.Health.apply(c)
+	c.Broadcast = f.Broadcast.resolve()
 	f.applyNetworks(c)
 }
 
@@ -187,7 +191,8 @@ func appendSpecs(dst []upstream.Spec, entries []UpstreamEntry) []upstream.Spec {
 		}
 		dst = append(dst, upstream.Spec{Name: u.Name, HTTPURL: u.HTTP, WSURL: u.WS,
 			User: u.User, Password: u.Password, Tier: tier, Weight: u.Weight, MaxInFlight: u.MaxInFlight,
-			Allow: u.Methods.Allow, Deny: u.Methods.Deny, Archive: u.Archive, Methods: u.Methods.Policies.specs()})
+			Allow: u.Methods.Allow, Deny: u.Methods.Deny, Archive: u.Archive, Methods: u.Methods.Policies.specs(),
+			SendOnly: u.SendOnly})
 	}
 	return dst
 }

@@ -29,6 +29,7 @@ type NetworkEntry struct {
 	Cache       *CacheEntry     `yaml:"cache"`
 	DenyMethods []string        `yaml:"deny_methods"`
 	Methods     MethodPolicies  `yaml:"methods"`
+	Broadcast   *BroadcastEntry `yaml:"broadcast"`
 }
 
 // CacheEntry is a network's override of the response cache's settings (the flags
@@ -68,6 +69,8 @@ type Network struct {
 	cache       *CacheEntry
 	denyMethods []string // nil: the gateway's
 	methods     []upstream.MethodPolicy
+	// Broadcast is the network's transaction broadcast; nil: off.
+	Broadcast *Broadcast
 }
 
 // MaxNetworks bounds the networks numbered for per-network counters (a process sees at
@@ -104,7 +107,7 @@ func (c *Config) NetworkList() []Network {
 	if len(c.Networks) > 0 {
 		return c.Networks
 	}
-	return []Network{{Name: DefaultNetwork, Default: true, Upstreams: c.UpstreamSpecs()}}
+	return []Network{{Name: DefaultNetwork, Default: true, Upstreams: c.UpstreamSpecs(), Broadcast: c.Broadcast}}
 }
 
 // ForNetwork returns the configuration network n is served with: c with n's upstreams
@@ -135,7 +138,10 @@ func (f *FileConfig) applyNetworks(c *Config) {
 	for _, e := range f.Networks {
 		n := Network{Name: e.Name, ChainID: e.ChainID, Aliases: e.Aliases, Hosts: lowerAll(e.Hosts), Default: e.Default,
 			Upstreams: appendSpecs(nil, e.Upstreams), routing: e.Routing, health: e.Health, cache: e.Cache,
-			methods: e.Methods.specs()}
+			methods: e.Methods.specs(), Broadcast: f.Broadcast.resolve()}
+		if e.Broadcast != nil {
+			n.Broadcast = e.Broadcast.resolve()
+		}
 		if e.DenyMethods != nil {
 			n.denyMethods = e.DenyMethods
 			if len(e.DenyMethods) == 1 && e.DenyMethods[0] == "none" {

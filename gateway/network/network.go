@@ -18,6 +18,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/broadcast"
 	"github.com/infura-gateway/infura-gateway/gateway/cache"
 	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/filters"
@@ -57,6 +58,9 @@ type Network struct {
 	// Filters answers the filter methods from the gateway's own state (the gateway
 	// sets it after New); nil: they go upstream as any call.
 	Filters *filters.Service
+	// Broadcast sends transactions to several upstreams at once when configured; the
+	// gateway sets it (it holds the Redis connection) before Start. nil: never.
+	Broadcast *broadcast.Broadcaster
 
 	cfg       *config.Config
 	log       *slog.Logger
@@ -204,7 +208,7 @@ func (n *Network) muxConfig() upstream.MuxConfig {
 func (n *Network) PerClientMux() (*upstream.Mux, error) {
 	for _, u := range n.Router.Upstreams() {
 		sp := u.Spec()
-		if sp.WSURL == "" {
+		if sp.WSURL == "" || sp.SendOnly {
 			continue
 		}
 		mc := n.muxConfig()

@@ -155,6 +155,9 @@ func (p *Pipeline) dispatch(n *network.Network, c *Call) *proto.Error {
 	if n.Filters != nil && filters.Owns(c.Req.Method) {
 		return serveFilter(n, c)
 	}
+	if n.Broadcast.Handles(&c.Req) {
+		return broadcast(n, c)
+	}
 	if c.ID == nil {
 		_ = forward(c, notificationID) // nobody to tell about the answer, or an error
 		c.Ans = nil
@@ -195,6 +198,25 @@ func serveFilter(n *network.Network, c *Call) *proto.Error {
 	if c.ID == nil {
 		c.Ans = nil // a notification: done, nobody to tell
 	}
+	return nil
+}
+
+// broadcast sends c, a send the network broadcasts, to its targets (gateway/broadcast);
+// a notification's answer is dropped.
+func broadcast(n *network.Network, c *Call) *proto.Error {
+	id := c.ID
+	if id == nil {
+		id = notificationID
+	}
+	ans, err := n.Broadcast.Send(c.Own, &c.Req, id, c.deadline)
+	c.Own, c.Ans = ans, nil
+	switch {
+	case c.ID == nil:
+		return nil
+	case err != nil:
+		return asError(err)
+	}
+	c.Ans = ans
 	return nil
 }
 
@@ -390,6 +412,13 @@ func (p *Pipeline) admitElement(n *network.Network, c *Call, el []byte) bool {
 func (p *Pipeline) routeElement(n *network.Network, b *batch, c *Call, idx int) {
 	if n.Filters != nil && filters.Owns(c.Req.Method) {
 		if e := serveFilter(n, c); e != nil && c.ID != nil {
+			c.setError(e)
+		}
+		return
+	}
+	if n.Broadcast.Handles(&c.Req) {
+		// Not in the batch's exchange with one upstream: it goes to every target.
+		if e := broadcast(n, c); e != nil && c.ID != nil {
 			c.setError(e)
 		}
 		return

@@ -32,6 +32,7 @@ var layers = map[string]int{
 	"gateway/filters":     3, // redisconn, upstream: filters the gateway keeps itself
 	"gateway/cache":       4, // head, sharedcache, config
 	"gateway/access":      4, // limit, clientip, sharedcache, config
+	"gateway/broadcast":   4, // config, redisconn: a network's sends to several upstreams
 	"gateway/network":     5, // cache, head: one chain
 	"gateway/pipeline":    6, // network, access, cache
 	"gateway/httpapi":     7, // the transports
