@@ -18,7 +18,13 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 		err error
 		u   *Upstream
 	}
-	first := r.pick(req, n, via, nil)
+	first, spent := r.pickBudgeted(req, n, via, nil)
+	for end := r.budgetEnd(); first == nil && spent; {
+		if !r.waitBudget(int64(len(req.Name)+len(req.Params)), end, deadline) {
+			return nil, r.errBudget(req)
+		}
+		first, spent = r.pickBudgeted(req, n, via, nil)
+	}
 	if first == nil {
 		return nil, r.noUpstream(via)
 	}
@@ -62,7 +68,10 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 			}
 			last = res
 			if !hedged { // the first failed: try another now, as a retry
-				if u := r.pick(req, n, via, []*Upstream{first}); u != nil && retryableError(asProtoError(res.err)) {
+				if !retryableError(asProtoError(res.err)) {
+					continue
+				}
+				if u, _ := r.pickBudgeted(req, n, via, []*Upstream{first}); u != nil {
 					hedged = true
 					r.m.retries.Inc()
 					launch(u, deadline, "retry")
@@ -75,7 +84,7 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 			if hedged || float64(r.hedged.Load()) >= r.cfg.HedgeMaxExtra*float64(r.reads.Load())+hedgeBurst {
 				continue
 			}
-			if u := r.pick(req, n, via, []*Upstream{first}); u != nil {
+			if u, _ := r.pickBudgeted(req, n, via, []*Upstream{first}); u != nil {
 				hedged = true
 				r.hedged.Add(1)
 				r.m.hedges.Inc()

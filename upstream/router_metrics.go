@@ -87,6 +87,8 @@ type UpstreamStatus struct {
 	// ChainID is the chain id the upstream last answered (0: not asked, or no answer
 	// yet); with RouterConfig.ChainID, State is "wrong_chain" when it differs.
 	ChainID uint64 `json:"chain_id,omitempty"`
+	// Budget is its budget and what this replica spent of it (budget.go).
+	Budget *BudgetStatus `json:"budget,omitempty"`
 	HealthStatus
 }
 
@@ -107,6 +109,7 @@ func (r *Router) Status() Status {
 			HTTP: u.metrics.Up(TransportHTTP), InFlight: u.inFlight.Load(), Subscriptions: carried[u],
 			HealthStatus: u.health.status(served, now)}
 		r.chainStatus(u, &us)
+		us.Budget = r.budgetStatus(u)
 		if u.mux != nil {
 			up := u.mux.Up()
 			us.WS = &up
