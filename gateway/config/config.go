@@ -152,6 +152,13 @@ type Config struct {
 	// SharedCacheRedisAddr puts the shared tier on a Redis of its own (same credentials
 	// and TLS as RedisAddr); empty: on RedisAddr, beside the limits.
 	SharedCacheRedisAddr string
+
+	// Upstream budgets (upstream/budget.go): the replicas sharing them (each takes
+	// budget ÷ replicas while Redis is down or not configured), how long a call no
+	// upstream has budget for waits for one, and how many request bytes may wait so.
+	BudgetReplicas   int
+	BudgetWait       time.Duration
+	BudgetQueueBytes int
 }
 
 // Upstream defaults for a local development node on the standard ports.
@@ -225,6 +232,9 @@ func Defaults() Config {
 		LogLevel:             slog.LevelInfo,
 		SharedCache:          true,
 		SharedCacheTTL:       24 * time.Hour,
+		BudgetReplicas:       1,
+		BudgetWait:           250 * time.Millisecond,
+		BudgetQueueBytes:     1 << 20,
 		SharedCacheMaxValue:  256 << 10,
 		LogFormat:            "json",
 		TraceSampleRatio:     0.01,

@@ -43,6 +43,9 @@ func validateUpstreams(where string, ups []UpstreamEntry) error {
 			return fmt.Errorf("%s: weight and max_in_flight must be >= 0", where)
 		}
 		names[u.Name] = true
+		if err := u.Budget.check(where); err != nil {
+			return err
+		}
 		if err := checkURL(where+" http", u.HTTP, "http", "https"); err != nil {
 			return err
 		}
@@ -168,6 +171,7 @@ func (f *FileConfig) apply(c *Config) {
 	c.Upstreams = appendSpecs(c.Upstreams, f.Upstreams)
 	f.Routing.apply(c)
 	f.Health.apply(c)
+	set(&c.BudgetReplicas, f.SharedBudgetReplicas)
 	f.applyNetworks(c)
 }
 
@@ -180,7 +184,7 @@ func appendSpecs(dst []upstream.Spec, entries []UpstreamEntry) []upstream.Spec {
 		}
 		dst = append(dst, upstream.Spec{Name: u.Name, HTTPURL: u.HTTP, WSURL: u.WS,
 			User: u.User, Password: u.Password, Tier: tier, Weight: u.Weight, MaxInFlight: u.MaxInFlight,
-			Allow: u.Methods.Allow, Deny: u.Methods.Deny, Archive: u.Archive})
+			Allow: u.Methods.Allow, Deny: u.Methods.Deny, Archive: u.Archive, Budget: u.Budget.spec()})
 	}
 	return dst
 }

@@ -103,6 +103,9 @@ func (c *Config) Validate() error {
 		{c.SharedCacheTenantBytes >= 0, "-shared-cache-tenant-bytes (shared_cache.tenant_bytes_per_minute) must be >= 0 (0: no limit)"},
 		{c.SharedCacheBudget >= time.Millisecond && c.SharedCacheBudget <= 5*time.Second, "-shared-cache-budget (shared_cache.request_budget) must be between 1ms and 5s"},
 		{!c.ProxyProtocol || len(c.TrustedProxies) > 0, "-proxy-protocol needs -trusted-proxies: the header is read only from trusted load balancers"},
+		{c.BudgetReplicas >= 1 && c.BudgetReplicas <= 1000, "-budget-replicas (shared_budget_replicas) must be between 1 and 1000"},
+		{c.BudgetWait >= 0 && c.BudgetWait <= 10*time.Second, "-budget-wait must be between 0 and 10s"},
+		{c.BudgetQueueBytes >= 0, "-budget-queue-bytes must be >= 0"},
 		{c.RedisAddr != "" || c.RedisUsername == "" && c.RedisPassword == "" && !c.RedisTLS, "REDIS_USERNAME, REDIS_PASSWORD and -redis-tls need -redis-addr"},
 	}
 	for _, ch := range checks {
