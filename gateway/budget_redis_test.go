@@ -100,11 +100,20 @@ func TestBudgetAcrossReplicas(t *testing.T) {
 	if int(ok.Load()) != len(seen) {
 		t.Errorf("%d calls answered, the provider saw %d", ok.Load(), len(seen))
 	}
-	if max := burst + rate*elapsed.Seconds() + 3*lease; float64(len(seen)) > max {
-		t.Errorf("the provider saw %d calls in %v, want at most %.0f (budget %d/s and the lease slack)", len(seen), elapsed, max, rate)
+	// A replica that finds Redis unusable (its breaker open on a loaded machine) takes
+	// from its own share meanwhile: those takes are counted, and the bound allows them;
+	// the per-second bound holds when there were none.
+	var fallback float64
+	for _, gw := range gws {
+		fallback += gw.metric(t, "gateway_budget_fallback_total")
+	}
+	t.Logf("takes on a replica's share (leases failed): %.0f", fallback)
+	if max := burst + rate*elapsed.Seconds() + 3*lease + fallback; float64(len(seen)) > max {
+		t.Errorf("the provider saw %d calls in %v, want at most %.0f (budget %d/s, the lease slack and %.0f takes on a share)",
+			len(seen), elapsed, max, rate, fallback)
 	}
 	for s, n := range perSecond {
-		if n > rate+slack {
+		if n > rate+slack && fallback == 0 {
 			t.Errorf("second %d: the provider saw %d calls, want at most %d + %d", s, n, rate, slack)
 		}
 	}
@@ -144,7 +153,7 @@ func TestBudgetMeterFallsBackToShare(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	bm := m.(*budgetMeter)
+	_ = m.(*budgetMeter)
 	burst := func() (n int) {
 		for range 1000 {
 			if ok, _ := m.Take(1); !ok {
@@ -154,14 +163,14 @@ func TestBudgetMeterFallsBackToShare(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, "leases from Redis", bm.shared.leased)
+	waitFor(t, "Redis usable", conn.Up)
 	// The fleet's budget: its lease of 0.1 s of 100/s at once (more comes with the
 	// next lease, never waited for).
 	if n := burst(); n < 10 {
 		t.Fatalf("Redis up: %d takes passed at once, want a lease of the fleet's budget (10)", n)
 	}
 	rs.Kill()
-	waitFor(t, "Redis seen down", func() bool { return !bm.shared.leased() })
+	waitFor(t, "Redis seen down", func() bool { return !conn.Up() })
 	// This replica's share: 100/3 per second, a burst of 0.2 s of it (7); a slow loop
 	// may see a token or two more come in.
 	if n := burst(); n < 7 || n > 9 {

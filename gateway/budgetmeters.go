@@ -26,7 +26,11 @@ func (s *Server) budgetMeters(network string, replicas int) upstream.MeterFactor
 	return func(up string, kind upstream.MeterKind, lim float64) (upstream.Meter, error) {
 		name := "budget:" + network + ":" + up + ":" + kind.String()
 		share := lim / float64(max(replicas, 1))
-		m := &budgetMeter{}
+		m := &budgetMeter{redis: s.redis}
+		if s.reg != nil {
+			m.fallback = s.reg.Counter("gateway_budget_fallback_total",
+				"Upstream budget takes decided on this replica's share (budget ÷ -budget-replicas) because the budget's Redis leases failed or Redis is not configured.")
+		}
 		var err error
 		if s.redis != nil {
 			if m.shared, err = newLimitMeter(s.limiter, name, kind, lim); err != nil {
@@ -82,20 +86,14 @@ func newLimitMeter(l *limit.Limiter, name string, kind upstream.MeterKind, lim f
 	return &limitMeter{bucket: b}, nil
 }
 
-// leased reports whether takes spend Redis's leases now (not a per-process fallback).
-func (m *limitMeter) leased() bool {
-	if m.quota != nil {
-		return m.quota.Leased()
-	}
-	return m.bucket.Leased()
-}
-
+// take spends n units: of the allowance leased from Redis only (never the limiter's
+// per-process fallback at the full budget), or per process in local mode.
 func (m *limitMeter) take(n int64) (bool, time.Duration) {
 	var d limit.Decision
 	if m.quota != nil {
-		d = m.quota.Take(n)
+		d = m.quota.TakeLeased(n)
 	} else {
-		d = m.bucket.Take(n)
+		d = m.bucket.TakeLeased(n)
 	}
 	return d.OK, d.RetryAfter
 }
@@ -111,17 +109,23 @@ func (m *limitMeter) close() {
 	}
 }
 
-// budgetMeter takes from the fleet's budget while its Redis leases work, from this
-// replica's share otherwise (the limiter's own fallback would take the full budget on
-// every replica).
+// budgetMeter takes from the fleet's budget (Redis's leases only) while Redis is
+// usable, from this replica's share while it is not (the limiter's own fallback would
+// take the full budget on every replica). A lease that is late while Redis is usable
+// refuses takes (the call goes elsewhere or waits) rather than guess.
 type budgetMeter struct {
-	shared *limitMeter // nil without Redis
-	local  *limitMeter
+	redis    interface{ Up() bool }
+	shared   *limitMeter // nil without Redis
+	local    *limitMeter
+	fallback *metrics.Counter // nil in tests
 }
 
 func (m *budgetMeter) Take(n int64) (bool, time.Duration) {
-	if m.shared != nil && m.shared.leased() {
+	if m.shared != nil && m.redis.Up() {
 		return m.shared.take(n)
+	}
+	if m.fallback != nil {
+		m.fallback.Inc()
 	}
 	return m.local.take(n)
 }
