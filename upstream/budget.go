@@ -416,8 +416,10 @@ func (a *aimd) cut(now int64) {
 	if r == 0 {
 		r = float64(max(a.prev.Load(), a.cur.Load(), 1))
 	}
-	a.base.Store(math.Float64bits(max(r*aimdDecrease, 1)))
+	// baseAt first: a reader between the two stores sees the old rate without its
+	// growth, never the old rate grown from a later time.
 	a.baseAt.Store(now)
+	a.base.Store(math.Float64bits(max(r*aimdDecrease, 1)))
 }
 
 // localMeters is the meter factory without a gateway: token buckets and a daily count
