@@ -62,12 +62,16 @@ type Server struct {
 
 	// Keys and limits (access.go); Redis shares them and the immutable answers
 	// (sharedcache) across replicas. redis, shared are nil without -redis-addr.
-	acc           *access.Access
-	limiter       *limit.Limiter
-	redis         *redisconn.Conn
-	shared        *sharedcache.Cache
-	sharedRedis   *redisconn.Conn // the shared tier's own connection and breaker, apart from the limiter's (redis)
-	proxyProtocol bool            // fixed at start: it wraps the listener
+	acc     *access.Access
+	limiter *limit.Limiter
+	// budgetLocal meters each upstream budget's per-replica share while Redis is down.
+	budgetLocal     *limit.Limiter
+	budgetLocalErr  error
+	budgetLocalOnce sync.Once
+	redis           *redisconn.Conn
+	shared          *sharedcache.Cache
+	sharedRedis     *redisconn.Conn // the shared tier's own connection and breaker, apart from the limiter's (redis)
+	proxyProtocol   bool            // fixed at start: it wraps the listener
 
 	m struct {
 		reloads        [2]*metrics.Counter // ok, refused

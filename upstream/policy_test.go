@@ -112,7 +112,7 @@ func TestMethodPolicyCheck(t *testing.T) {
 
 // countingServer answers every call after delay (0: at once) with status (200: a
 // result), counting the calls it saw.
-func countingServer(t *testing.T, status int, delay time.Duration, seen *atomic.Int64) string {
+func policyServer(t *testing.T, status int, delay time.Duration, seen *atomic.Int64) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -145,7 +145,7 @@ func countingServer(t *testing.T, status int, delay time.Duration, seen *atomic.
 func TestMethodPolicyRetries(t *testing.T) {
 	for _, hedging := range []float64{0, 0.9} {
 		var seen atomic.Int64
-		broken := func() string { return countingServer(t, http.StatusServiceUnavailable, 0, &seen) }
+		broken := func() string { return policyServer(t, http.StatusServiceUnavailable, 0, &seen) }
 		r := testRouterWith(t, func(c *RouterConfig) {
 			c.HedgeQuantile = hedging
 			c.Methods = []MethodPolicy{{Method: "eth_getLogs", Retries: intp(0)}}
@@ -194,7 +194,7 @@ func TestMethodPolicyRetries(t *testing.T) {
 // the retry reserve).
 func TestMethodPolicyTimeoutFailsOver(t *testing.T) {
 	var served atomic.Int64
-	hole, good := blackhole(t), countingServer(t, http.StatusOK, 0, &served)
+	hole, good := blackhole(t), policyServer(t, http.StatusOK, 0, &served)
 	r := testRouterWith(t, func(c *RouterConfig) {
 		c.Methods = []MethodPolicy{{Method: "eth_call", Timeout: 200 * time.Millisecond}}
 	}, Spec{Name: "hole", HTTPURL: hole, Weight: 1000}, Spec{Name: "good", HTTPURL: good})
@@ -233,7 +233,7 @@ func TestMethodPolicyHedge(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var seen atomic.Int64
 			// Slower than the hedge wait of an upstream with no latency yet (50ms).
-			slow := func() string { return countingServer(t, http.StatusOK, 400*time.Millisecond, &seen) }
+			slow := func() string { return policyServer(t, http.StatusOK, 400*time.Millisecond, &seen) }
 			r := testRouterWith(t, func(c *RouterConfig) {
 				c.HedgeQuantile, c.HedgeMaxExtra, c.Methods = 0.9, 1, tc.methods
 			}, Spec{Name: "a", HTTPURL: slow()}, Spec{Name: "b", HTTPURL: slow()})
@@ -253,7 +253,7 @@ func TestMethodPolicyHedge(t *testing.T) {
 // a reload of the network's entries keeps them on top.
 func TestMethodPolicyPerUpstream(t *testing.T) {
 	var served atomic.Int64
-	hole, good := blackhole(t), countingServer(t, http.StatusOK, 0, &served)
+	hole, good := blackhole(t), policyServer(t, http.StatusOK, 0, &served)
 	r := testRouter(t,
 		Spec{Name: "hole", HTTPURL: hole, Weight: 1000, Methods: []MethodPolicy{{Method: "eth_call", Timeout: 200 * time.Millisecond}}},
 		Spec{Name: "good", HTTPURL: good})

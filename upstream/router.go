@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -51,6 +53,9 @@ type Spec struct {
 	// and broadcasts through CallOn); never reads, subscriptions or head following.
 	// Transaction relays and private mempools are such upstreams.
 	SendOnly bool
+	// Budget is what the upstream may be sent (budget.go). A reload that changes only
+	// the budget keeps the upstream and its connections.
+	Budget BudgetSpec
 }
 
 // RouterConfig configures a Router. Every value is required (the defaults live in the
@@ -91,6 +96,15 @@ type RouterConfig struct {
 	// Methods is the network's per-method policy (policy.go); SetMethodPolicies
 	// replaces it.
 	Methods []MethodPolicy
+	// Meters builds the upstreams' budget meters (nil: per process). BudgetWait is how
+	// long a call no upstream has budget for waits for one (bounded by its deadline;
+	// 0: refused at once), BudgetQueueBytes how many request bytes may wait so at once
+	// per router (past it: refused at once).
+	Meters           MeterFactory
+	BudgetWait       time.Duration
+	BudgetQueueBytes int64
+	// Clock, when set, is the budgets' monotonic clock (tests); default: real time.
+	Clock func() time.Duration
 }
 
 // Upstream is one configured upstream: its HTTP pool, its websocket Mux (nil without
@@ -108,6 +122,7 @@ type Upstream struct {
 	allow    proto.MethodSet
 	deny     proto.MethodSet
 	pol      atomic.Pointer[policyTable] // its per-method policy, over the network's
+	budget   budgetState
 	stop     chan struct{}
 	done     sync.WaitGroup
 }
@@ -174,6 +189,13 @@ type Router struct {
 	pol     atomic.Pointer[policyTable]
 	methods []MethodPolicy
 
+	// Budgets (budget.go): the clock's origin, request bytes waiting for a budget, the
+	// refusals by method, and how many were refused.
+	epoch          time.Time
+	budgetQueued   atomic.Int64
+	budgetErrs     [proto.NumMethods]*proto.Error
+	budgetRefusedN *metrics.Counter
+
 	reloadMu sync.Mutex
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -191,11 +213,12 @@ func NewRouter(cfg RouterConfig, specs []Spec) (*Router, error) {
 	if cfg.Registry == nil {
 		return nil, errors.New("router: no metrics registry")
 	}
-	r := &Router{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
+	r := &Router{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), epoch: time.Now()}
 	if cfg.ChainID != 0 {
 		r.errNoChain = newErrNoChain(cfg.ChainID)
 	}
 	r.m.init(cfg.Registry)
+	r.initBudgets()
 	r.subs = newSubscriptions(r)
 	base, err := resolvePolicies(cfg.Methods)
 	if err != nil {
@@ -211,7 +234,8 @@ func NewRouter(cfg RouterConfig, specs []Spec) (*Router, error) {
 	return r, nil
 }
 
-// specKey identifies a spec for reloads. It holds secrets: never printed.
+// specKey identifies a spec for reloads. It holds secrets: never printed. The budget
+// is not in it: a changed budget is swapped in place (setBudget), connections kept.
 func specKey(s Spec) string {
 	return fmt.Sprintf("%q|%q|%q|%q|%q|%d|%d|%d|%q|%q|%v|%v", s.Name, s.HTTPURL, s.WSURL, s.User, s.Password,
 		s.Tier, s.Weight, s.MaxInFlight, s.Allow, s.Deny, s.Archive, s.SendOnly) + "|" + methodsKey(s.Methods)
@@ -242,6 +266,8 @@ func (r *Router) build(specs []Spec, old *upstreamSet) (*upstreamSet, error) {
 			if u, err = r.newUpstream(sp, key); err != nil {
 				return nil, fmt.Errorf("upstream %q: %w", sp.Name, err)
 			}
+		} else if err := r.setBudget(u, sp.Budget); err != nil {
+			return nil, err
 		}
 		set.all = append(set.all, u)
 		if sp.Tier == TierFallback {
@@ -264,6 +290,9 @@ func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 	met.health = u.health
 	u.pol.Store(pol)
 	u.cordon.Store(r.cordonOf(sp.Name))
+	if err := r.setBudget(u, sp.Budget); err != nil {
+		return nil, err
+	}
 	r.initChain(u)
 	pc := r.cfg.Pool
 	pc.URL, pc.User, pc.Password, pc.Metrics = sp.HTTPURL, sp.User, sp.Password, met
@@ -286,6 +315,7 @@ func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 		}
 	}
 	r.m.register(u)
+	r.registerBudget(u)
 	return u, nil
 }
 
@@ -351,6 +381,9 @@ func (r *Router) stopUpstream(u *Upstream) {
 		u.mux.Close()
 	}
 	u.pool.Close()
+	if b := u.budget.cur.Load(); b != nil {
+		b.close()
+	}
 }
 
 // Reload replaces the upstream list: unchanged upstreams keep their connections and
@@ -389,6 +422,7 @@ func (r *Router) Reload(specs []Spec) error {
 	for _, u := range old.all {
 		if !inNew[u] {
 			r.m.unregister(u)
+			r.unregisterBudget(u)
 			go func() {
 				// Calls under way finish or fail on their own; subscriptions move first.
 				time.Sleep(r.cfg.ReviewInterval)

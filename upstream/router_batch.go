@@ -29,9 +29,11 @@ func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
 	var tried [maxAttempts]*Upstream
 	var lastErr error = errNoUpstream
 	for i := 0; i < maxAttempts; i++ {
-		u := r.pickBatch(b, probe, n, via, tried[:i])
+		u, spent := r.pickBatch(b, probe, n, via, tried[:i])
 		if u == nil {
-			if i == 0 {
+			if i == 0 && spent {
+				lastErr = r.errBudget(nil)
+			} else if i == 0 {
 				lastErr = r.noUpstream(via)
 			}
 			break
@@ -55,6 +57,9 @@ func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
 		}
 		at.End(proto.MethodBatch.String(), attemptOutcome(nil, err))
 		u.inFlight.Add(-1)
+		if err == proto.ErrRateLimited {
+			r.throttled(u)
+		}
 		if err == nil {
 			return nil
 		}
@@ -70,25 +75,30 @@ func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
 	return lastErr
 }
 
-// pickBatch picks for a batch: every method in it must be allowed.
-func (r *Router) pickBatch(b *Batch, probe *proto.Request, n need, via Transport, tried []*Upstream) *Upstream {
+// pickBatch picks for a batch: every method in it must be allowed, and the upstream's
+// budget must have the batch's calls and units (spent: one was passed over for it).
+func (r *Router) pickBatch(b *Batch, probe *proto.Request, n need, via Transport, tried []*Upstream) (*Upstream, bool) {
 	tried = append([]*Upstream(nil), tried...) // ours to extend
+	spent := false
 	for range 4 {
 		u := r.pick(probe, n, via, tried)
 		if u == nil {
-			return nil
+			return nil, spent || r.budgetBlocked() != 0
 		}
 		ok := true
+		var units int64
 		for _, req := range b.Reqs {
 			if !u.allows(req.Name) {
 				ok = false
 				break
 			}
+			units += u.costOf(req)
 		}
-		if ok {
-			return u
+		if ok && r.budgetTake(u, int64(len(b.Reqs)), units) {
+			return u, false
 		}
+		spent = spent || ok
 		tried = append(tried, u)
 	}
-	return nil
+	return nil, spent
 }

@@ -50,8 +50,20 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 	// is a cache line the cores pass back and forth.
 	if retryable && r.cfg.HedgeQuantile > 0 {
 		r.reads.Add(1)
-		// Whether the read may be hedged is the policy of the upstream it goes to first.
-		if first = r.pick(req, n, via, nil); first == nil {
+		// Whether the read may be hedged is the policy of the upstream it goes to first
+		// (its budget already taken: it is the first attempt either way).
+		var spent bool
+		first, spent = r.pickBudgeted(req, n, via, nil)
+		for end := int64(0); first == nil && spent; {
+			if end == 0 {
+				end = r.budgetEnd()
+			}
+			if !r.waitBudget(int64(len(req.Name)+len(req.Params)), end, deadline) {
+				return spare[:0], r.errBudget(req)
+			}
+			first, spent = r.pickBudgeted(req, n, via, nil)
+		}
+		if first == nil {
 			return spare[:0], r.noUpstream(via)
 		}
 		if first.policyOf(req).hedge {
@@ -60,13 +72,26 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 	}
 	var tried [maxAttempts]*Upstream
 	var lastErr error = errNoUpstream
+	var waitEnd int64
 	for i := 0; i < maxAttempts; i++ {
-		u := first
+		u, spent := first, false
 		if i > 0 || u == nil {
-			u = r.pick(req, n, via, tried[:i])
+			u, spent = r.pickBudgeted(req, n, via, tried[:i])
+		}
+		for u == nil && spent {
+			// Every upstream that could take it is at its budget: wait briefly for one.
+			if waitEnd == 0 {
+				waitEnd = r.budgetEnd()
+			}
+			if !r.waitBudget(int64(len(req.Name)+len(req.Params)), waitEnd, deadline) {
+				break
+			}
+			u, spent = r.pickBudgeted(req, n, via, tried[:i])
 		}
 		if u == nil {
-			if i == 0 {
+			if i == 0 && spent {
+				lastErr = r.errBudget(req)
+			} else if i == 0 {
 				lastErr = r.noUpstream(via)
 			}
 			break
@@ -140,7 +165,26 @@ func (r *Router) once(u *Upstream, spare []byte, req *proto.Request, id []byte, 
 		ans, err = u.pool.call(spare, req, id, deadline, at.Header(&tp, req.Trace))
 	}
 	at.End(req.Method.String(), attemptOutcome(ans, err))
+	if err == proto.ErrRateLimited {
+		r.throttled(u) // after the merge: Router.noteAnswer's throttled class
+	}
 	return ans, err
+}
+
+// pickBudgeted is pick, and a take from the budget of the upstream picked: one whose
+// take fails is passed over for this call and another picked. spent reports that one
+// was passed over for its budget (or is skipped for it now).
+func (r *Router) pickBudgeted(req *proto.Request, n need, via Transport, tried []*Upstream) (u *Upstream, spent bool) {
+	for {
+		if u = r.pick(req, n, via, tried); u == nil {
+			return nil, spent || r.budgetBlocked() != 0
+		}
+		if r.budgetTake(u, 1, u.costOf(req)) {
+			return u, spent
+		}
+		spent = true
+		tried = append(tried, u) // within the caller's array: no allocation up to maxAttempts
+	}
 }
 
 // attemptOutcome is the outcome class of an attempt, for its span.

@@ -62,7 +62,10 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 			}
 			last = res
 			if !hedged && retry { // the first failed: try another now, as a retry
-				if u := r.pick(req, n, via, []*Upstream{first}); u != nil && retryableError(asProtoError(res.err)) {
+				if !retryableError(asProtoError(res.err)) {
+					continue
+				}
+				if u, _ := r.pickBudgeted(req, n, via, []*Upstream{first}); u != nil {
 					hedged = true
 					r.m.retries.Inc()
 					launch(u, deadline, "retry")
@@ -75,7 +78,7 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 			if hedged || float64(r.hedged.Load()) >= r.cfg.HedgeMaxExtra*float64(r.reads.Load())+hedgeBurst {
 				continue
 			}
-			if u := r.pick(req, n, via, []*Upstream{first}); u != nil {
+			if u, _ := r.pickBudgeted(req, n, via, []*Upstream{first}); u != nil {
 				hedged = true
 				r.hedged.Add(1)
 				r.m.hedges.Inc()

@@ -91,6 +91,8 @@ type UpstreamStatus struct {
 	ChainID uint64 `json:"chain_id,omitempty"`
 	// Cordoned is the operator's cordon, when there is one (cordon.go).
 	Cordoned *Cordon `json:"cordoned,omitempty"`
+	// Budget is its budget and what this replica spent of it (budget.go).
+	Budget *BudgetStatus `json:"budget,omitempty"`
 	HealthStatus
 }
 
@@ -112,6 +114,7 @@ func (r *Router) Status() Status {
 			HealthStatus: u.health.status(served, now)}
 		r.chainStatus(u, &us)
 		us.Cordoned = u.cordon.Load()
+		us.Budget = r.budgetStatus(u)
 		if u.mux != nil {
 			up := u.mux.Up()
 			us.WS = &up

@@ -169,6 +169,12 @@ type Config struct {
 	FilterMaxPerTenant int
 	FilterMaxTotal     int
 	FilterMaxBytes     int
+	// Upstream budgets (upstream/budget.go): the replicas sharing them (each takes
+	// budget ÷ replicas while Redis is down or not configured), how long a call no
+	// upstream has budget for waits for one, and how many request bytes may wait so.
+	BudgetReplicas   int
+	BudgetWait       time.Duration
+	BudgetQueueBytes int
 }
 
 // Upstream defaults for a local development node on the standard ports.
@@ -242,6 +248,9 @@ func Defaults() Config {
 		LogLevel:             slog.LevelInfo,
 		SharedCache:          true,
 		SharedCacheTTL:       24 * time.Hour,
+		BudgetReplicas:       1,
+		BudgetWait:           250 * time.Millisecond,
+		BudgetQueueBytes:     1 << 20,
 		SharedCacheMaxValue:  256 << 10,
 		LogFormat:            "json",
 		TraceSampleRatio:     0.01,

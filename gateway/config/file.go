@@ -2,8 +2,12 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
 // FileConfig is the configuration file (-config / CONFIG_FILE): the upstreams and the
@@ -31,6 +35,9 @@ type FileConfig struct {
 	// Broadcast: the top-level upstreams' network, and the default of every network
 	// without its own (broadcast.go).
 	Broadcast *BroadcastEntry `yaml:"broadcast"`
+	// SharedBudgetReplicas overrides -budget-replicas: each replica's share of the
+	// upstreams' budgets while Redis is down.
+	SharedBudgetReplicas *int `yaml:"shared_budget_replicas"`
 }
 
 // KeySettings are the keys, plans and costs of the configuration file.
@@ -123,6 +130,51 @@ type UpstreamEntry struct {
 	Methods     MethodsTable `yaml:"methods"`
 	Archive     bool         `yaml:"archive"`
 	SendOnly    bool         `yaml:"send_only"` // takes sends only (a relay): no reads, no heads
+	Budget      *BudgetEntry `yaml:"budget"`
+}
+
+// BudgetEntry is an upstream's budget (0 or absent: not limited): requests and cost
+// units per second, cost units per UTC day, with costs from a preset (generic: 1 per
+// call; alchemy: compute units; infura: credits) and per-method overrides.
+type BudgetEntry struct {
+	RequestsPerSecond float64          `yaml:"requests_per_second"`
+	UnitsPerSecond    float64          `yaml:"units_per_second"`
+	DailyUnits        int64            `yaml:"daily_units"`
+	MethodCosts       map[string]int64 `yaml:"method_costs"`
+	Costs             string           `yaml:"costs"`
+}
+
+// spec is the budget as the router takes it.
+func (b *BudgetEntry) spec() upstream.BudgetSpec {
+	if b == nil {
+		return upstream.BudgetSpec{}
+	}
+	return upstream.BudgetSpec{RequestsPerSecond: b.RequestsPerSecond, UnitsPerSecond: b.UnitsPerSecond,
+		DailyUnits: b.DailyUnits, MethodCosts: b.MethodCosts, Costs: b.Costs}
+}
+
+// check validates the budget; where names the upstream.
+func (b *BudgetEntry) check(where string) error {
+	if b == nil {
+		return nil
+	}
+	switch {
+	case b.RequestsPerSecond < 0 || b.UnitsPerSecond < 0 || b.DailyUnits < 0:
+		return fmt.Errorf("%s: budget: limits must be >= 0 (0: not limited)", where)
+	case b.RequestsPerSecond > 1e9 || b.UnitsPerSecond > 1e9 || b.DailyUnits > 1<<39:
+		return fmt.Errorf("%s: budget: requests_per_second and units_per_second must be at most 1e9, daily_units at most 2^39", where)
+	case b.Costs != "" && !slices.Contains(upstream.CostPresets(), b.Costs):
+		return fmt.Errorf("%s: budget: costs %q: want one of %s", where, b.Costs, strings.Join(upstream.CostPresets(), ", "))
+	}
+	for m, c := range b.MethodCosts {
+		if !methodEntry.MatchString(m) || strings.HasSuffix(m, "*") {
+			return fmt.Errorf("%s: budget: method_costs: %q is not a method name", where, m)
+		}
+		if c < 0 || c > 1<<30 {
+			return fmt.Errorf("%s: budget: method_costs: %s must be between 0 and 2^30", where, m)
+		}
+	}
+	return nil
 }
 
 // MethodsEntry lists methods by name or by prefix (ending in _).

@@ -49,6 +49,9 @@ func validateUpstreams(where string, ups []UpstreamEntry) error {
 			return fmt.Errorf("%s: weight and max_in_flight must be >= 0", where)
 		}
 		names[u.Name] = true
+		if err := u.Budget.check(where); err != nil {
+			return err
+		}
 		if err := checkURL(where+" http", u.HTTP, "http", "https"); err != nil {
 			return err
 		}
@@ -179,6 +182,7 @@ func (f *FileConfig) apply(c *Config) {
 	f.Routing.apply(c)
 	f.Health.apply(c)
 	c.Broadcast = f.Broadcast.resolve()
+	set(&c.BudgetReplicas, f.SharedBudgetReplicas)
 	f.applyNetworks(c)
 }
 
@@ -192,7 +196,7 @@ func appendSpecs(dst []upstream.Spec, entries []UpstreamEntry) []upstream.Spec {
 		dst = append(dst, upstream.Spec{Name: u.Name, HTTPURL: u.HTTP, WSURL: u.WS,
 			User: u.User, Password: u.Password, Tier: tier, Weight: u.Weight, MaxInFlight: u.MaxInFlight,
 			Allow: u.Methods.Allow, Deny: u.Methods.Deny, Archive: u.Archive, Methods: u.Methods.Policies.specs(),
-			SendOnly: u.SendOnly})
+			SendOnly: u.SendOnly, Budget: u.Budget.spec()})
 	}
 	return dst
 }

@@ -109,6 +109,9 @@ func (c *Config) Validate() error {
 		{c.FilterMaxPerTenant > 0 && c.FilterMaxTotal >= c.FilterMaxPerTenant, "-filter-max-per-tenant must be > 0 and at most -filter-max-total"},
 		{c.FilterMaxBytes >= 1<<20, "-filter-max-bytes must be at least 1 MiB"},
 		{!c.ProxyProtocol || len(c.TrustedProxies) > 0, "-proxy-protocol needs -trusted-proxies: the header is read only from trusted load balancers"},
+		{c.BudgetReplicas >= 1 && c.BudgetReplicas <= 1000, "-budget-replicas (shared_budget_replicas) must be between 1 and 1000"},
+		{c.BudgetWait >= 0 && c.BudgetWait <= 10*time.Second, "-budget-wait must be between 0 and 10s"},
+		{c.BudgetQueueBytes >= 0, "-budget-queue-bytes must be >= 0"},
 		{c.RedisAddr != "" || c.RedisUsername == "" && c.RedisPassword == "" && !c.RedisTLS, "REDIS_USERNAME, REDIS_PASSWORD and -redis-tls need -redis-addr"},
 		// Never the token itself in the message: it is a secret.
 		{c.AdminToken == "" || len(c.AdminToken) >= 16, "ADMIN_TOKEN (-admin-token) must be at least 16 characters (e.g. openssl rand -hex 32)"},

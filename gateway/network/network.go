@@ -76,8 +76,9 @@ type Network struct {
 // New builds network nc of the gateway configuration gw, its metrics in a view of reg
 // labelled network=<name>. shared is the shared cache tier (nil without one): the
 // network's keys in it carry its chain id, configured or learned from the upstream, and
-// its name. Start starts background work; Close ends it and removes its metrics.
-func New(gw *config.Config, nc config.Network, reg *upstream.Registry, log *slog.Logger, shared *sharedcache.Cache) (*Network, error) {
+// its name. meters builds the upstreams' budget meters (nil: per process). Start
+// starts background work; Close ends it and removes its metrics.
+func New(gw *config.Config, nc config.Network, reg *upstream.Registry, log *slog.Logger, shared *sharedcache.Cache, meters upstream.MeterFactory) (*Network, error) {
 	cfg := gw.ForNetwork(nc)
 	reg = reg.With(`network="` + nc.Name + `"`)
 	n := &Network{
@@ -97,7 +98,9 @@ func New(gw *config.Config, nc config.Network, reg *upstream.Registry, log *slog
 	if nc.ChainID != 0 {
 		n.setChain(nc.ChainID)
 	}
-	router, err := upstream.NewRouter(n.routerConfig(reg), cfg.UpstreamSpecs())
+	rc := n.routerConfig(reg)
+	rc.Meters = meters
+	router, err := upstream.NewRouter(rc, cfg.UpstreamSpecs())
 	if err != nil {
 		return nil, err
 	}
@@ -176,9 +179,13 @@ func (n *Network) routerConfig(reg *upstream.Registry) upstream.RouterConfig {
 		ProbeInterval:  c.ProbeInterval,
 		HeadPoll:       c.HeadPoll,
 		ReviewInterval: c.ReviewInterval,
-		Registry:       reg,
-		Logger:         n.log,
-		OnHead:         func(header []byte) { n.Heads.Observe(header) },
+		// A call no upstream has budget for waits this long at most, this many bytes
+		// of them at once.
+		BudgetWait:       c.BudgetWait,
+		BudgetQueueBytes: int64(c.BudgetQueueBytes),
+		Registry:         reg,
+		Logger:           n.log,
+		OnHead:           func(header []byte) { n.Heads.Observe(header) },
 		// A configured chain is checked on every upstream (0: the single network of the
 		// flags, whose chain is learned, not checked).
 		ChainID: n.ChainID,

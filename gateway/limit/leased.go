@@ -1,0 +1,24 @@
+package limit
+
+// TakeLeased is Take without the per-process fallback: in Redis mode it spends only
+// the allowance leased from Redis, also while the handle's last lease failed (the
+// allowance left is still the cluster's), and is refused when that runs out. Callers
+// that must not exceed a cluster-wide total (upstream budgets) use it while Redis is
+// usable and meter on their own otherwise. In local mode it is Take. Never waits,
+// never allocates.
+func (b *Bucket) TakeLeased(n int64) Decision {
+	s := b.s
+	if s.lim.conn == nil || n <= 0 || n > s.burst {
+		return b.Take(n)
+	}
+	return s.takeLeased(n)
+}
+
+// TakeLeased is Take without the per-process fallback (see Bucket.TakeLeased).
+func (q *Quota) TakeLeased(n int64) Decision {
+	s := q.s
+	if s.lim.conn == nil || n <= 0 || n > s.limit {
+		return q.Take(n)
+	}
+	return s.takeLeased(n)
+}
