@@ -99,6 +99,10 @@ func verdictOf(o Outcome, perr *proto.Error, cls proto.Class) verdict {
 		return verdictAnswered
 	case o == OutcomeOverloaded:
 		return verdictNeutral
+	case perr == errThrottled || perr == errExhausted:
+		// The provider refused for its rate or quota: the gate keeps the upstream out
+		// for the back-off, and it is not broken.
+		return verdictNeutral
 	case perr == proto.ErrResponseTooLarge || perr == proto.ErrBodyTooLarge:
 		// The answer (or the request) is over the gateway's byte budget: what the
 		// client asked for, not a fault of the node.

@@ -5,7 +5,6 @@
 package upstream
 
 import (
-	"bytes"
 	"strconv"
 	"time"
 
@@ -67,9 +66,9 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 		if i > 0 {
 			kind = "retry"
 		}
-		ans, err := r.once(u, spare, req, id, r.attemptDeadline(deadline, retryable && i+1 < attempts), via, kind)
+		ans, cls, err := r.once(u, spare, req, id, r.attemptDeadline(deadline, retryable && i+1 < attempts), via, kind)
 		spare = ans
-		if err == nil && !retryableAnswer(ans) {
+		if err == nil && cls != AnswerMissingData {
 			return r.clamp(req, ans), nil
 		}
 		if err == nil {
@@ -77,8 +76,9 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 		}
 		lastErr = err
 		perr, _ := err.(*proto.Error)
-		// A write may go elsewhere only if it never left.
-		sent := perr != proto.ErrUnreachable && perr != proto.ErrOverloaded
+		// A write may go elsewhere only if it never left, or a provider refused it
+		// before running it (refusedByProvider).
+		sent := perr != proto.ErrUnreachable && perr != proto.ErrOverloaded && !u.gate.refusedUnrun(perr)
 		if (!retryable && sent) || !retryableError(perr) || !time.Now().Before(deadline) {
 			break
 		}
@@ -89,7 +89,7 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 	if lastErr == errLagging {
 		return spare, nil // the last answer stands: the node's own "header not found"
 	}
-	return spare[:0], lastErr
+	return spare[:0], r.finalError(lastErr, via)
 }
 
 // attemptDeadline is the deadline of one attempt of a call: the call's own, less a
@@ -113,27 +113,29 @@ var errLagging = proto.NewError(proto.CodeServer, 502, "upstream lacks the block
 // once makes one call on u, the attempt kind (first, retry, hedge) of its call: a span
 // of its own when the call is traced. Over HTTP the attempt carries the call's
 // traceparent and request id; a websocket frame has no headers to carry them.
-func (r *Router) once(u *Upstream, spare []byte, req *proto.Request, id []byte, deadline time.Time, via Transport, kind string) ([]byte, error) {
+func (r *Router) once(u *Upstream, spare []byte, req *proto.Request, id []byte, deadline time.Time, via Transport, kind string) ([]byte, AnswerClass, error) {
 	u.inFlight.Add(1)
 	defer u.inFlight.Add(-1)
 	at := tracing.StartAttempt(req.Trace, u.spec.Name, via.String(), kind)
 	var ans []byte
+	var n note
 	var err error
 	if via == TransportWS {
-		ans, err = u.mux.Call(spare, req, id, deadline)
+		ans, n, err = u.mux.call(spare, req, id, deadline)
 	} else {
 		var tp [tracing.HeaderLen]byte
-		ans, err = u.pool.call(spare, req, id, deadline, at.Header(&tp, req.Trace))
+		ans, n, err = u.pool.call(spare, req, id, deadline, at.Header(&tp, req.Trace))
 	}
-	at.End(req.Method.String(), attemptOutcome(ans, err))
-	return ans, err
+	r.noteAnswer(u, n.class, n.backoff)
+	at.End(req.Method.String(), attemptOutcome(ans, n.class, err))
+	return ans, n.class, err
 }
 
 // attemptOutcome is the outcome class of an attempt, for its span.
-func attemptOutcome(ans []byte, err error) string {
+func attemptOutcome(ans []byte, cls AnswerClass, err error) string {
 	if err == nil {
 		switch {
-		case retryableAnswer(ans):
+		case cls == AnswerMissingData:
 			return "lagging"
 		case proto.IsErrorResponse(ans):
 			return "rpc_error"
@@ -147,7 +149,7 @@ func attemptOutcome(ans []byte, err error) string {
 		return "unavailable"
 	case proto.ErrOverloaded:
 		return "overloaded"
-	case proto.ErrRateLimited:
+	case proto.ErrRateLimited, errThrottled, errExhausted:
 		return "rate_limited"
 	}
 	return "error"
@@ -159,23 +161,16 @@ func attemptOutcome(ans []byte, err error) string {
 func retryableError(e *proto.Error) bool {
 	switch e {
 	case proto.ErrUnavailable, proto.ErrUnreachable, proto.ErrTimeout, proto.ErrOverloaded,
-		proto.ErrRateLimited, proto.ErrBadUpstream, errLagging, errUpstreamAuth:
+		proto.ErrRateLimited, proto.ErrBadUpstream, errLagging, errUpstreamAuth, errThrottled, errExhausted:
 		return true
 	}
 	return false
 }
 
 // retryableAnswer reports whether an answer is an error saying this node lacks what
-// was asked, where another node may have it.
+// was asked, where another node may have it (the generic rules' missing_data).
 func retryableAnswer(ans []byte) bool {
-	if !proto.IsErrorResponse(ans) {
-		return false
-	}
-	e := proto.FirstMember(ans, "error")
-	msg := proto.FirstMember(e.Bytes(ans), "message")
-	m := msg.Bytes(e.Bytes(ans))
-	return bytes.Contains(m, []byte("header not found")) || bytes.Contains(m, []byte("missing trie node")) ||
-		bytes.Contains(m, []byte("unknown block"))
+	return proto.IsErrorResponse(ans) && genericClassifier.classifyBody(0, ans, nil).class == AnswerMissingData
 }
 
 // clamp keeps eth_blockNumber from going backwards when the answer came from an

@@ -20,13 +20,13 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 	}
 	first := r.pick(req, n, via, nil)
 	if first == nil {
-		return nil, r.noUpstream(via)
+		return nil, r.finalError(r.noUpstream(via), via)
 	}
 	results := make(chan result, 2)
 	launch := func(u *Upstream, deadline time.Time, kind string) {
 		go func() {
-			ans, err := r.once(u, nil, req, id, deadline, via, kind)
-			if err == nil && retryableAnswer(ans) {
+			ans, cls, err := r.once(u, nil, req, id, deadline, via, kind)
+			if err == nil && cls == AnswerMissingData {
 				err = errLagging
 			}
 			results <- result{ans, err, u}
@@ -84,7 +84,7 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 			}
 		}
 	}
-	return nil, last.err
+	return nil, r.finalError(last.err, via)
 }
 
 // hedgeBurst is how many hedges the budget allows beyond its share of reads.

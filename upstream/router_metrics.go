@@ -72,6 +72,7 @@ func (m *routerMetrics) unregister(u *Upstream) {
 	for _, s := range upstreamSeries(u) {
 		m.reg.Unregister(s)
 	}
+	unregisterGate(m.reg, u)
 }
 
 // UpstreamStatus is one upstream on /status. It holds no URL: they may carry keys.
@@ -88,6 +89,7 @@ type UpstreamStatus struct {
 	// yet); with RouterConfig.ChainID, State is "wrong_chain" when it differs.
 	ChainID uint64 `json:"chain_id,omitempty"`
 	HealthStatus
+	GateStatus
 }
 
 // Status is the router on /status.
@@ -105,7 +107,7 @@ func (r *Router) Status() Status {
 	for _, u := range r.set.Load().all {
 		us := UpstreamStatus{Name: u.spec.Name, Tier: u.spec.Tier.String(), Archive: u.spec.Archive,
 			HTTP: u.metrics.Up(TransportHTTP), InFlight: u.inFlight.Load(), Subscriptions: carried[u],
-			HealthStatus: u.health.status(served, now)}
+			HealthStatus: u.health.status(served, now), GateStatus: u.gate.status(now)}
 		r.chainStatus(u, &us)
 		if u.mux != nil {
 			up := u.mux.Up()
