@@ -117,6 +117,26 @@ type UpstreamEntry struct {
 	MaxInFlight int          `yaml:"max_in_flight"`
 	Methods     MethodsEntry `yaml:"methods"`
 	Archive     bool         `yaml:"archive"`
+	// Kind picks the preset that classifies the provider's answers: infura, alchemy,
+	// quicknode or generic ("": from the URL's host).
+	Kind string `yaml:"kind"`
+	// Errors are classification rules that come before the preset.
+	Errors []ErrorEntry `yaml:"errors"`
+	// QuotaReset is when an exhausted quota comes back: "HH:MM" UTC daily (default
+	// "00:00") or "monthly:D".
+	QuotaReset string `yaml:"quota_reset"`
+}
+
+// ErrorEntry classifies the answers that match every condition it sets (code: a
+// JSON-RPC error code or websocket close code; http_status; message_contains, any
+// case) as class (throttled, exhausted, unauthorized, missing_data, client_error,
+// broken or answer); backoff sets a throttle's back-off or an exhaustion's length.
+type ErrorEntry struct {
+	Code            *int64   `yaml:"code"`
+	HTTPStatus      int      `yaml:"http_status"`
+	MessageContains string   `yaml:"message_contains"`
+	Class           string   `yaml:"class"`
+	Backoff         Duration `yaml:"backoff"`
 }
 
 // MethodsEntry lists methods by name or by prefix (ending in _).
