@@ -139,8 +139,9 @@ func (r ErrorRule) Validate() error {
 // Classifier classifies one upstream's answers: the configured rules, then the
 // kind's preset, then the generic rules.
 type Classifier struct {
-	kind  string
-	rules []ErrorRule // MessageContains lower-cased
+	kind       string
+	rules      []ErrorRule // MessageContains lower-cased
+	configured int         // rules[:configured] are the configured ones
 }
 
 // NewClassifier builds the classifier of an upstream of kind ("": generic) with the
@@ -160,6 +161,7 @@ func NewClassifier(kind string, rules []ErrorRule) (*Classifier, error) {
 		r.MessageContains = strings.ToLower(r.MessageContains)
 		c.rules = append(c.rules, r)
 	}
+	c.configured = len(c.rules)
 	// A revert is the contract's answer whatever its reason says ("rate limit", "unauthorized").
 	c.rules = append(c.rules, code(3, AnswerClientError), text("execution reverted", AnswerClientError))
 	c.rules = append(c.rules, presets[kind]...)
@@ -195,6 +197,11 @@ type note struct {
 func (c *Classifier) decide(f *facts) note {
 	for i := range c.rules {
 		r := &c.rules[i]
+		if f.status >= 500 && i >= c.configured && r.HTTPStatus == 0 {
+			// A 5xx says the server failed, whatever its body's text: only a
+			// configured rule reads more into it.
+			continue
+		}
 		if r.HasCode && !(f.hasCode && f.code == r.Code) && !(f.closeCode != 0 && int64(f.closeCode) == r.Code) {
 			continue
 		}
