@@ -35,7 +35,8 @@ type HealthConfig struct {
 	MinRequests int
 	// MaxErrorRate bans an upstream whose share of failed calls in the window is above
 	// it (see verdictOf for what fails: transport failures, 5xx without a JSON-RPC
-	// body, 429, malformed answers; never what the client asked for).
+	// body, refused credentials, malformed answers; never what the client asked for,
+	// nor a provider's throttle or spent quota).
 	MaxErrorRate float64
 	// MaxFailures bans an upstream after that many consecutive failed calls.
 	MaxFailures int

@@ -175,3 +175,39 @@ func TestWebsocketClosedForTheQuotaTakesTheUpstreamOut(t *testing.T) {
 		})
 	}
 }
+
+// Two upstreams, one throttling (in-body 429, no stated back-off) and picked first,
+// under concurrent reads: no client error, and the throttling one, backing off, sees a
+// small share of the calls instead of every one.
+func TestOneThrottlingUpstreamNoClientErrors(t *testing.T) {
+	bad := newFakeProvider(t, &alchemyThrottle)
+	good := newFakeProvider(t, nil)
+	r := testRouter(t, Spec{Name: "bad", HTTPURL: bad.url, Weight: 1000}, Spec{Name: "good", HTTPURL: good.url})
+	const workers, each = 8, 100
+	errs := make(chan error, workers*each)
+	done := make(chan struct{})
+	for range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range each {
+				ans, err := r.call(nil, request("eth_getBalance", `["0x01","latest"]`), []byte("7"), time.Now().Add(10*time.Second), TransportHTTP)
+				if err == nil && string(ans) != `{"jsonrpc":"2.0","id":7,"result":"0x1"}` {
+					err = errors.New(string(ans))
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for range workers {
+		<-done
+	}
+	close(errs)
+	for err := range errs {
+		t.Errorf("client error: %v", err)
+	}
+	if n := bad.calls.Load(); n == 0 || n >= workers*each/4 {
+		t.Errorf("the throttling upstream got %d of %d calls: want some, and far fewer than its weight would give it", n, workers*each)
+	}
+}
