@@ -306,7 +306,7 @@ func refusalAfter(secs int) *proto.Error {
 		return e
 	}
 	e := proto.NewError(proto.CodeLimitExceeded, 429, fmt.Sprintf(
-		"every upstream that can take this call is throttled or out of quota: retry after %d s", secs))
+		"upstream rate limit reached: every upstream that can take this call is throttled or out of quota; retry after %d s", secs))
 	e.RetryAfter = secs
 	p.Store(e)
 	return e
