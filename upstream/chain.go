@@ -125,7 +125,7 @@ func (r *Router) chainAnswer(u *Upstream, via Transport, got uint64, err error) 
 func (r *Router) askChain(u *Upstream) (uint64, error) {
 	var req proto.Request
 	req.Set(methodChainID, nil)
-	ans, err := u.pool.Call(nil, &req, gatewayID1, time.Now().Add(r.cfg.Pool.MaxConnWaitTimeout))
+	ans, err := r.poolCall(u, &req, time.Now().Add(r.cfg.Pool.MaxConnWaitTimeout))
 	if err != nil {
 		return 0, fmt.Errorf("eth_chainId: %w", err)
 	}

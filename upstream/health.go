@@ -35,7 +35,8 @@ type HealthConfig struct {
 	MinRequests int
 	// MaxErrorRate bans an upstream whose share of failed calls in the window is above
 	// it (see verdictOf for what fails: transport failures, 5xx without a JSON-RPC
-	// body, 429, malformed answers; never what the client asked for).
+	// body, refused credentials, malformed answers; never what the client asked for,
+	// nor a provider's throttle or spent quota).
 	MaxErrorRate float64
 	// MaxFailures bans an upstream after that many consecutive failed calls.
 	MaxFailures int
@@ -98,6 +99,10 @@ func verdictOf(o Outcome, perr *proto.Error, cls proto.Class) verdict {
 	case o == OutcomeOK || o == OutcomeRPCError:
 		return verdictAnswered
 	case o == OutcomeOverloaded:
+		return verdictNeutral
+	case perr == errThrottled || perr == errExhausted:
+		// The provider refused for its rate or quota: the gate keeps the upstream out
+		// for the back-off, and it is not broken.
 		return verdictNeutral
 	case perr == proto.ErrResponseTooLarge || perr == proto.ErrBodyTooLarge:
 		// The answer (or the request) is over the gateway's byte budget: what the

@@ -61,6 +61,12 @@ type MuxConfig struct {
 	// OnChainID, when set, hears each socket's answer: the chain id, or err when there
 	// was none (not called when the connection was lost first).
 	OnChainID func(got uint64, err error)
+	// Classifier classifies error frames and close frames (nil: the generic rules).
+	Classifier *Classifier
+	// OnClosed, when set, hears of a socket the upstream closed for its rate, its
+	// quota or the gateway's credentials (a close code and reason the Classifier
+	// reads as throttled, exhausted or unauthorized).
+	OnClosed func(c AnswerClass, backoff time.Duration)
 }
 
 func (c *MuxConfig) validate() error {
@@ -105,6 +111,7 @@ type Mux struct {
 	rr      atomic.Uint32
 	ids     atomic.Uint64
 	metrics *Metrics
+	cls     *Classifier
 
 	subs subState
 
@@ -121,7 +128,10 @@ func NewMux(cfg MuxConfig) (*Mux, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	m := &Mux{cfg: cfg, ready: make(chan struct{}), metrics: cfg.Metrics}
+	m := &Mux{cfg: cfg, ready: make(chan struct{}), metrics: cfg.Metrics, cls: cfg.Classifier}
+	if m.cls == nil {
+		m.cls = genericClassifier
+	}
 	m.metrics.registerTransport(TransportWS) // idempotent: per-client Muxes share one Metrics
 	if u, err := url.Parse(cfg.URL); err == nil {
 		m.host = u.Scheme + "://" + u.Host
@@ -200,9 +210,15 @@ func (m *Mux) timeout(d time.Time) time.Duration {
 // up; the returned one is the caller's. Errors are *proto.Error values: ErrTimeout,
 // ErrUnavailable, ErrOverloaded, ErrResponseTooLarge, ErrBadUpstream.
 func (m *Mux) Call(spare []byte, r *proto.Request, id []byte, deadline time.Time) ([]byte, error) {
+	ans, _, err := m.call(spare, r, id, deadline)
+	return ans, err
+}
+
+// call is Call that also returns the attempt's class (classify.go) for the router.
+func (m *Mux) call(spare []byte, r *proto.Request, id []byte, deadline time.Time) ([]byte, note, error) {
 	start := time.Now()
 	if isSubscriptionCall(r) {
-		return spare[:0], ErrSubscriptionCall
+		return spare[:0], note{class: AnswerClientError}, ErrSubscriptionCall
 	}
 	c := getCall(kindSync)
 	c.prepare(r, id, m.nextID())
@@ -217,27 +233,35 @@ func (m *Mux) Call(spare []byte, r *proto.Request, id []byte, deadline time.Time
 	if perr != nil {
 		putCall(c)
 		m.metrics.observe(TransportWS, r.Method, r.Class(), outcomeOf(perr), perr, start, start)
-		return spare[:0], perr
+		return spare[:0], note{class: AnswerBroken}, perr
 	}
 	<-c.done
 	perr = c.err
 	outcome := outcomeOf(perr)
 	var ans []byte
+	var n note
 	if perr == nil {
-		if c.rpcError {
-			outcome = OutcomeRPCError
-		}
 		// Hand the answer over without copying; the caller's spare becomes the call's.
 		ans, c.resp = c.resp, spare[:0]
+		if c.rpcError {
+			outcome = OutcomeRPCError
+			n = m.cls.classifyBody(0, ans, nil)
+			if e := providerRefusal(n.class); e != nil {
+				// An error frame refusing the call for the rate, the quota or the key.
+				perr, outcome, spare = e, OutcomeError, ans
+			}
+		}
+	} else {
+		n.class = AnswerBroken
 	}
 	if c.keep {
 		putCall(c)
 	}
 	m.metrics.observe(TransportWS, r.Method, r.Class(), outcome, perr, start, time.Now())
 	if perr != nil {
-		return spare[:0], perr
+		return spare[:0], n, perr
 	}
-	return ans, nil
+	return ans, n, nil
 }
 
 // CallBatch sends b's requests as separate frames on one socket (the writer puts them

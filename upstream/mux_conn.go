@@ -176,9 +176,13 @@ func (s *slot) serve(conn *wireConn) error {
 
 	s.isUp.Store(false)
 	_ = conn.close()
-	if rerr := <-readerDone; err == nil {
+	rerr := <-readerDone
+	if err == nil {
 		err = rerr
 	}
+	// Before the pending calls fail: their retries already avoid an upstream that
+	// closed the socket for its rate or quota.
+	s.m.closedBy(rerr)
 	s.m.connDown()
 	s.sweep()
 	s.m.subsDown(s)
@@ -445,4 +449,16 @@ func (s *slot) proveChain(conn *wireConn, readerDone chan error) error {
 		return fmt.Errorf("%w: chain id %d, want %d", errWrongChain, got, want)
 	}
 	return nil
+}
+
+// closedBy classifies a socket the upstream closed (its close code and reason) and
+// tells OnClosed when the provider closed it for its rate, its quota or the key.
+func (m *Mux) closedBy(err error) {
+	var ce *CloseError
+	if m.cfg.OnClosed == nil || !errors.As(err, &ce) {
+		return
+	}
+	if n := m.cls.classifyClose(ce.Code, []byte(ce.Reason)); providerRefusal(n.class) != nil {
+		m.cfg.OnClosed(n.class, n.backoff)
+	}
 }

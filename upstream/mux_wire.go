@@ -55,7 +55,12 @@ var (
 const keepPrefix = 4 << 10
 
 // CloseError is returned by a read when the upstream closed the websocket.
-type CloseError struct{ Code int }
+type CloseError struct {
+	Code int
+	// Reason is the close frame's text (at most 123 bytes): providers say why there,
+	// e.g. a rate or a refused key. Never logged: it may name the project.
+	Reason string
+}
 
 func (e *CloseError) Error() string { return fmt.Sprintf("upstream closed the websocket (%d)", e.Code) }
 
@@ -295,7 +300,11 @@ func (w *wireConn) control(op byte, p []byte) error {
 			code = int(binary.BigEndian.Uint16(p))
 		}
 		_ = w.writeClose(closeGoingAway)
-		return &CloseError{Code: code}
+		ce := &CloseError{Code: code}
+		if len(p) > 2 {
+			ce.Reason = string(p[2:])
+		}
+		return ce
 	}
 	return w.fail(closeProtocolError, errProtocol)
 }

@@ -34,6 +34,8 @@ type PoolConfig struct {
 	MaxIdleConnDuration time.Duration // close idle connections after this (below the node's own idle timeout)
 	MaxResponseBodySize int           // larger answers fail with proto.ErrResponseTooLarge
 	Metrics             *Metrics
+	// Classifier classifies error answers and non-200 statuses (nil: the generic rules).
+	Classifier *Classifier
 }
 
 // Pool sends JSON-RPC over HTTP through one fasthttp.HostClient.
@@ -42,6 +44,7 @@ type Pool struct {
 	uri     []byte // request URI without credentials
 	auth    []byte // "Basic ..." or nil
 	metrics *Metrics
+	cls     *Classifier
 }
 
 // NewPool validates cfg and returns a pool; it does not connect yet. Errors never
@@ -72,7 +75,10 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 			addr = net.JoinHostPort(u.Hostname(), "80")
 		}
 	}
-	p := &Pool{metrics: cfg.Metrics}
+	p := &Pool{metrics: cfg.Metrics, cls: cfg.Classifier}
+	if p.cls == nil {
+		p.cls = genericClassifier
+	}
 	// Credentials in the URL become the Authorization header, never part of the URI.
 	if u.User != nil {
 		if cfg.User == "" && cfg.Password == "" {
@@ -114,16 +120,34 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 // more on a fresh connection; a write never is.
 func (p *Pool) Call(spare []byte, r *proto.Request, id []byte, deadline time.Time) ([]byte, error) {
 	var tp [tracing.HeaderLen]byte
-	return p.call(spare, r, id, deadline, r.Trace.Header(&tp))
+	ans, _, err := p.call(spare, r, id, deadline, r.Trace.Header(&tp))
+	return ans, err
 }
 
-// call is Call with the traceparent the request carries (nil: none).
-func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Time, traceparent []byte) ([]byte, error) {
+// call is Call with the traceparent the request carries (nil: none); it also returns
+// the attempt's class (classify.go) for the router.
+func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Time, traceparent []byte) ([]byte, note, error) {
 	start := time.Now()
 	env := proto.AppendEnvelope(spare[:0], gatewayID1, r)
 	ures := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(ures)
-	perr, outcome := p.exchange(env, ures, r.Retryable(), deadline, traceparent, requestID(r.Trace))
+	perr, outcome, status := p.exchange(env, ures, r.Retryable(), deadline, traceparent, requestID(r.Trace))
+	var n note
+	if status != 0 && status != fasthttp.StatusOK {
+		n = p.cls.classifyBody(status, ures.Body(), ures.Header.Peek(fasthttp.HeaderRetryAfter))
+		switch {
+		case providerRefusal(n.class) != nil:
+			perr, outcome = providerRefusal(n.class), OutcomeError
+		case (n.class == AnswerClientError || n.class == AnswerMissingData) && status < 500 && rpcErrorFor(ures, gatewayID1):
+			// A provider that answers the call's own error with a 4xx: the answer
+			// stands, as over a 200.
+			perr = nil
+		case perr == nil:
+			n.class = AnswerBroken
+		}
+	} else if perr != nil {
+		n.class = AnswerBroken
+	}
 	if perr != nil && rpcErrorBody(ures, gatewayID1) {
 		outcome = OutcomeRPCError
 	}
@@ -144,13 +168,44 @@ func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 		}
 		if perr == nil && proto.IsErrorResponse(ans) {
 			outcome = OutcomeRPCError
+			if status == fasthttp.StatusOK {
+				n = p.cls.classifyBody(0, ans, ures.Header.Peek(fasthttp.HeaderRetryAfter))
+			}
+			if e := providerRefusal(n.class); e != nil {
+				// Alchemy's in-body 429 and the like: the provider refused the call.
+				perr, outcome, env = e, OutcomeError, ans
+			}
+		}
+		if perr != nil && n.class == AnswerOK {
+			n.class = AnswerBroken
 		}
 	}
 	p.metrics.observe(TransportHTTP, r.Method, r.Class(), outcome, perr, start, time.Now())
 	if perr != nil {
-		return env[:0], perr
+		return env[:0], n, perr
 	}
-	return ans, nil
+	return ans, n, nil
+}
+
+// providerRefusal is the error standing for a provider's refusal of class c, nil for the
+// classes that are answers or failures of another kind.
+func providerRefusal(c AnswerClass) *proto.Error {
+	switch c {
+	case AnswerThrottled:
+		return errThrottled
+	case AnswerExhausted:
+		return errExhausted
+	case AnswerUnauthorized:
+		return errUpstreamAuth
+	}
+	return nil
+}
+
+// rpcErrorFor reports whether the answer in ures is a JSON-RPC error for id.
+func rpcErrorFor(ures *fasthttp.Response, id []byte) bool {
+	body := ures.Body()
+	span, ok := answerID(body)
+	return ok && string(span.Bytes(body)) == string(id) && proto.IsErrorResponse(body)
 }
 
 // CallBatch sends b's requests as one JSON-RPC batch (ids 0..n-1, written here) and
@@ -178,8 +233,14 @@ func (p *Pool) callBatch(b *Batch, deadline time.Time, traceparent []byte) error
 	env = append(env, ']')
 	ures := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(ures)
-	perr, outcome := p.exchange(env, ures, retryable, deadline, traceparent, requestID(b.Trace))
+	perr, outcome, status := p.exchange(env, ures, retryable, deadline, traceparent, requestID(b.Trace))
 	b.body = env[:0]
+	if status != 0 && status != fasthttp.StatusOK {
+		// A batch refused whole for the provider's rate, quota or the key.
+		if e := providerRefusal(p.cls.classifyBody(status, ures.Body(), nil).class); e != nil {
+			perr, outcome = e, OutcomeError
+		}
+	}
 	if perr != nil && rpcErrorBody(ures, nil) {
 		outcome = OutcomeRPCError
 	}
@@ -239,7 +300,8 @@ func (b *Batch) fileAnswers(body []byte) *proto.Error {
 // exchange posts env and leaves the upstream's answer in ures. It retries a retryable
 // request after a reset on a kept-alive connection, at most twice and within deadline.
 // traceparent and requestID (nil: none) go with the request as headers.
-func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, deadline time.Time, traceparent, requestID []byte) (*proto.Error, Outcome) {
+// status is the answer's HTTP status, 0 when there was none.
+func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, deadline time.Time, traceparent, requestID []byte) (*proto.Error, Outcome, int) {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	req.SetRequestURIBytes(p.uri)
@@ -271,9 +333,11 @@ func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, dea
 		ures.Reset()
 	}
 	if err != nil {
-		return classify(err)
+		perr, o := classify(err)
+		return perr, o, 0
 	}
-	return checkStatus(ures.StatusCode())
+	perr, o := checkStatus(ures.StatusCode())
+	return perr, o, ures.StatusCode()
 }
 
 var (

@@ -56,6 +56,13 @@ type Spec struct {
 	// Budget is what the upstream may be sent (budget.go). A reload that changes only
 	// the budget keeps the upstream and its connections.
 	Budget BudgetSpec
+	// Kind is the provider kind whose preset classifies its answers (classify.go):
+	// infura, alchemy, quicknode or generic; "": detected from the URL's host.
+	Kind string
+	// Errors are classification rules that come before the kind's preset.
+	Errors []ErrorRule
+	// QuotaReset is when an exhausted quota comes back (default: daily, 00:00 UTC).
+	QuotaReset QuotaReset
 }
 
 // RouterConfig configures a Router. Every value is required (the defaults live in the
@@ -123,6 +130,7 @@ type Upstream struct {
 	deny     proto.MethodSet
 	pol      atomic.Pointer[policyTable] // its per-method policy, over the network's
 	budget   budgetState
+	gate     gate // throttled, exhausted (gate.go)
 	stop     chan struct{}
 	done     sync.WaitGroup
 }
@@ -237,8 +245,8 @@ func NewRouter(cfg RouterConfig, specs []Spec) (*Router, error) {
 // specKey identifies a spec for reloads. It holds secrets: never printed. The budget
 // is not in it: a changed budget is swapped in place (setBudget), connections kept.
 func specKey(s Spec) string {
-	return fmt.Sprintf("%q|%q|%q|%q|%q|%d|%d|%d|%q|%q|%v|%v", s.Name, s.HTTPURL, s.WSURL, s.User, s.Password,
-		s.Tier, s.Weight, s.MaxInFlight, s.Allow, s.Deny, s.Archive, s.SendOnly) + "|" + methodsKey(s.Methods)
+	return fmt.Sprintf("%q|%q|%q|%q|%q|%d|%d|%d|%q|%q|%v|%v|%q|%+v|%v", s.Name, s.HTTPURL, s.WSURL, s.User, s.Password,
+		s.Tier, s.Weight, s.MaxInFlight, s.Allow, s.Deny, s.Archive, s.SendOnly, s.Kind, s.Errors, s.QuotaReset) + "|" + methodsKey(s.Methods)
 }
 
 // build makes the upstreams of specs, reusing those of old whose spec did not change.
@@ -294,8 +302,17 @@ func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 		return nil, err
 	}
 	r.initChain(u)
+	kind := sp.Kind
+	if kind == "" {
+		kind = DetectKind(sp.HTTPURL)
+	}
+	cls, err := NewClassifier(kind, sp.Errors)
+	if err != nil {
+		return nil, err
+	}
+	u.gate.reset, u.gate.edge = sp.QuotaReset, cls.Kind() != KindGeneric
 	pc := r.cfg.Pool
-	pc.URL, pc.User, pc.Password, pc.Metrics = sp.HTTPURL, sp.User, sp.Password, met
+	pc.URL, pc.User, pc.Password, pc.Metrics, pc.Classifier = sp.HTTPURL, sp.User, sp.Password, met, cls
 	pool, err := NewPool(pc)
 	if err != nil {
 		return nil, err
@@ -304,6 +321,8 @@ func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 	if sp.WSURL != "" {
 		mc := r.cfg.Mux
 		mc.URL, mc.Metrics, mc.Logger = sp.WSURL, met, r.log.With("upstream", sp.Name)
+		mc.Classifier = cls
+		mc.OnClosed = func(c AnswerClass, backoff time.Duration) { r.noteAnswer(u, c, backoff) }
 		// Each socket proves the chain itself before it carries anything.
 		mc.ChainID = r.cfg.ChainID
 		mc.OnChainID = func(got uint64, err error) { r.chainAnswer(u, TransportWS, got, err) }
@@ -316,6 +335,7 @@ func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 	}
 	r.m.register(u)
 	r.registerBudget(u)
+	registerGate(r.cfg.Registry, u)
 	return u, nil
 }
 

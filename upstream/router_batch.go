@@ -55,22 +55,21 @@ func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
 			var tp [tracing.HeaderLen]byte
 			err = u.pool.callBatch(b, d, at.Header(&tp, b.Trace))
 		}
-		at.End(proto.MethodBatch.String(), attemptOutcome(nil, err))
+		at.End(proto.MethodBatch.String(), attemptOutcome(nil, AnswerOK, err))
 		u.inFlight.Add(-1)
-		if err == proto.ErrRateLimited {
-			r.throttled(u)
-		}
+		perr, _ := err.(*proto.Error)
+		r.noteAnswer(u, refusalClass(perr), 0)
 		if err == nil {
 			return nil
 		}
 		lastErr = err
-		perr, _ := err.(*proto.Error)
-		sent := perr != proto.ErrUnreachable && perr != proto.ErrOverloaded
+		sent := perr != proto.ErrUnreachable && perr != proto.ErrOverloaded && !u.gate.refusedUnrun(perr)
 		if (!retryable && sent) || !retryableError(perr) || !time.Now().Before(deadline) || !more {
 			break
 		}
 		r.m.retries.Inc()
 	}
+	lastErr = r.finalError(lastErr, via)
 	b.Fail(asProtoError(lastErr))
 	return lastErr
 }

@@ -5,7 +5,6 @@
 package upstream
 
 import (
-	"bytes"
 	"strconv"
 	"time"
 
@@ -102,15 +101,15 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 			kind = "retry"
 		}
 		// A failed read goes on to another upstream as the policy of the one it failed
-		// on says; a write only if it never left, as -retries says.
+		// on says; a write only if it never left (or was refused unrun), as -retries says.
 		pol := u.policyOf(req)
 		more := i < min(pol.retriesOr(r.cfg.Retries), maxAttempts-1)
 		if !retryable {
 			more = i < min(r.cfg.Retries, maxAttempts-1)
 		}
-		ans, err := r.once(u, spare, req, id, pol.bound(r.attemptDeadline(deadline, retryable && more)), via, kind)
+		ans, cls, err := r.once(u, spare, req, id, pol.bound(r.attemptDeadline(deadline, retryable && more)), via, kind)
 		spare = ans
-		if err == nil && !retryableAnswer(ans) {
+		if err == nil && cls != AnswerMissingData {
 			return r.clamp(req, ans), nil
 		}
 		if err == nil {
@@ -118,8 +117,9 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 		}
 		lastErr = err
 		perr, _ := err.(*proto.Error)
-		// A write may go elsewhere only if it never left.
-		sent := perr != proto.ErrUnreachable && perr != proto.ErrOverloaded
+		// A write may go elsewhere only if it never left, or a provider refused it
+		// before running it (refusedByProvider).
+		sent := perr != proto.ErrUnreachable && perr != proto.ErrOverloaded && !u.gate.refusedUnrun(perr)
 		if (!retryable && sent) || !retryableError(perr) || !time.Now().Before(deadline) || !more {
 			break
 		}
@@ -128,7 +128,7 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 	if lastErr == errLagging {
 		return spare, nil // the last answer stands: the node's own "header not found"
 	}
-	return spare[:0], lastErr
+	return spare[:0], r.finalError(lastErr, via)
 }
 
 // attemptDeadline is the deadline of one attempt of a call: the call's own, less a
@@ -152,23 +152,22 @@ var errLagging = proto.NewError(proto.CodeServer, 502, "upstream lacks the block
 // once makes one call on u, the attempt kind (first, retry, hedge) of its call: a span
 // of its own when the call is traced. Over HTTP the attempt carries the call's
 // traceparent and request id; a websocket frame has no headers to carry them.
-func (r *Router) once(u *Upstream, spare []byte, req *proto.Request, id []byte, deadline time.Time, via Transport, kind string) ([]byte, error) {
+func (r *Router) once(u *Upstream, spare []byte, req *proto.Request, id []byte, deadline time.Time, via Transport, kind string) ([]byte, AnswerClass, error) {
 	u.inFlight.Add(1)
 	defer u.inFlight.Add(-1)
 	at := tracing.StartAttempt(req.Trace, u.spec.Name, via.String(), kind)
 	var ans []byte
+	var n note
 	var err error
 	if via == TransportWS {
-		ans, err = u.mux.Call(spare, req, id, deadline)
+		ans, n, err = u.mux.call(spare, req, id, deadline)
 	} else {
 		var tp [tracing.HeaderLen]byte
-		ans, err = u.pool.call(spare, req, id, deadline, at.Header(&tp, req.Trace))
+		ans, n, err = u.pool.call(spare, req, id, deadline, at.Header(&tp, req.Trace))
 	}
-	at.End(req.Method.String(), attemptOutcome(ans, err))
-	if err == proto.ErrRateLimited {
-		r.throttled(u) // after the merge: Router.noteAnswer's throttled class
-	}
-	return ans, err
+	r.noteAnswer(u, n.class, n.backoff)
+	at.End(req.Method.String(), attemptOutcome(ans, n.class, err))
+	return ans, n.class, err
 }
 
 // pickBudgeted is pick, and a take from the budget of the upstream picked: one whose
@@ -188,10 +187,10 @@ func (r *Router) pickBudgeted(req *proto.Request, n need, via Transport, tried [
 }
 
 // attemptOutcome is the outcome class of an attempt, for its span.
-func attemptOutcome(ans []byte, err error) string {
+func attemptOutcome(ans []byte, cls AnswerClass, err error) string {
 	if err == nil {
 		switch {
-		case retryableAnswer(ans):
+		case cls == AnswerMissingData:
 			return "lagging"
 		case proto.IsErrorResponse(ans):
 			return "rpc_error"
@@ -205,7 +204,7 @@ func attemptOutcome(ans []byte, err error) string {
 		return "unavailable"
 	case proto.ErrOverloaded:
 		return "overloaded"
-	case proto.ErrRateLimited:
+	case proto.ErrRateLimited, errThrottled, errExhausted:
 		return "rate_limited"
 	}
 	return "error"
@@ -217,23 +216,16 @@ func attemptOutcome(ans []byte, err error) string {
 func retryableError(e *proto.Error) bool {
 	switch e {
 	case proto.ErrUnavailable, proto.ErrUnreachable, proto.ErrTimeout, proto.ErrOverloaded,
-		proto.ErrRateLimited, proto.ErrBadUpstream, errLagging, errUpstreamAuth:
+		proto.ErrRateLimited, proto.ErrBadUpstream, errLagging, errUpstreamAuth, errThrottled, errExhausted:
 		return true
 	}
 	return false
 }
 
 // retryableAnswer reports whether an answer is an error saying this node lacks what
-// was asked, where another node may have it.
+// was asked, where another node may have it (the generic rules' missing_data).
 func retryableAnswer(ans []byte) bool {
-	if !proto.IsErrorResponse(ans) {
-		return false
-	}
-	e := proto.FirstMember(ans, "error")
-	msg := proto.FirstMember(e.Bytes(ans), "message")
-	m := msg.Bytes(e.Bytes(ans))
-	return bytes.Contains(m, []byte("header not found")) || bytes.Contains(m, []byte("missing trie node")) ||
-		bytes.Contains(m, []byte("unknown block"))
+	return proto.IsErrorResponse(ans) && genericClassifier.classifyBody(0, ans, nil).class == AnswerMissingData
 }
 
 // clamp keeps eth_blockNumber from going backwards when the answer came from an
@@ -285,6 +277,11 @@ func (r *Router) CallOn(name string, spare []byte, req *proto.Request, id []byte
 		return spare[:0], proto.ErrMethodNotFound
 	case u.spec.MaxInFlight > 0 && u.inFlight.Load() >= int32(u.spec.MaxInFlight):
 		return spare[:0], proto.ErrOverloaded
+	case !u.gate.open(): // throttled or out of quota: the provider would refuse it unrun
+		return spare[:0], r.finalError(errThrottled, TransportHTTP)
+	case !r.budgetTake(u, 1, u.costOf(req)): // a target's budget is spent like any call's
+		return spare[:0], r.errBudget(req)
 	}
-	return r.once(u, spare, req, id, deadline, TransportHTTP, "broadcast")
+	ans, _, err := r.once(u, spare, req, id, deadline, TransportHTTP, "broadcast")
+	return ans, err
 }

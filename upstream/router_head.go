@@ -53,7 +53,7 @@ var (
 func (r *Router) pollHead(u *Upstream) {
 	var req proto.Request
 	req.Set(methodGetBlockByNumber, latestHeaderParams)
-	ans, err := u.pool.Call(nil, &req, gatewayID1, time.Now().Add(min(r.cfg.Pool.MaxConnWaitTimeout, 2*r.cfg.HeadPoll)))
+	ans, err := r.poolCall(u, &req, time.Now().Add(min(r.cfg.Pool.MaxConnWaitTimeout, 2*r.cfg.HeadPoll)))
 	if err == nil {
 		r.observeHead(u, proto.FirstMember(ans, "result").Bytes(ans))
 	}
@@ -271,7 +271,7 @@ func (r *Router) probe(u *Upstream, banned bool) {
 	var req proto.Request
 	req.Set(methodBlockNumber, nil)
 	start := time.Now()
-	ans, err := u.pool.Call(nil, &req, gatewayID1, start.Add(min(r.cfg.ProbeInterval, r.cfg.Pool.MaxConnWaitTimeout)))
+	ans, err := r.poolCall(u, &req, start.Add(min(r.cfg.ProbeInterval, r.cfg.Pool.MaxConnWaitTimeout)))
 	if banned {
 		errText := ""
 		if err != nil {

@@ -24,8 +24,8 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 	launch := func(u *Upstream, deadline time.Time, kind string) {
 		deadline = u.policyOf(req).bound(deadline)
 		go func() {
-			ans, err := r.once(u, nil, req, id, deadline, via, kind)
-			if err == nil && retryableAnswer(ans) {
+			ans, cls, err := r.once(u, nil, req, id, deadline, via, kind)
+			if err == nil && cls == AnswerMissingData {
 				err = errLagging
 			}
 			results <- result{ans, err, u}
@@ -87,7 +87,7 @@ func (r *Router) hedgedCall(req *proto.Request, id []byte, deadline time.Time, v
 			}
 		}
 	}
-	return nil, last.err
+	return nil, r.finalError(last.err, via)
 }
 
 // hedgeBurst is how many hedges the budget allows beyond its share of reads.

@@ -74,6 +74,7 @@ func (m *routerMetrics) unregister(u *Upstream) {
 		m.reg.Unregister(s)
 	}
 	m.unregisterCordon(u)
+	unregisterGate(m.reg, u)
 }
 
 // UpstreamStatus is one upstream on /status. It holds no URL: they may carry keys.
@@ -94,6 +95,7 @@ type UpstreamStatus struct {
 	// Budget is its budget and what this replica spent of it (budget.go).
 	Budget *BudgetStatus `json:"budget,omitempty"`
 	HealthStatus
+	GateStatus
 }
 
 // Status is the router on /status.
@@ -111,7 +113,7 @@ func (r *Router) Status() Status {
 	for _, u := range r.set.Load().all {
 		us := UpstreamStatus{Name: u.spec.Name, Tier: u.spec.Tier.String(), Archive: u.spec.Archive,
 			HTTP: u.metrics.Up(TransportHTTP), InFlight: u.inFlight.Load(), Subscriptions: carried[u],
-			HealthStatus: u.health.status(served, now)}
+			HealthStatus: u.health.status(served, now), GateStatus: u.gate.status(now)}
 		r.chainStatus(u, &us)
 		us.Cordoned = u.cordon.Load()
 		us.Budget = r.budgetStatus(u)

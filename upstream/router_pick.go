@@ -94,6 +94,7 @@ func (r *Router) eligible(u *Upstream, req *proto.Request, n need, via Transport
 	case !u.allows(req.Name):
 		return false
 	case !r.budgetRoom(u):
+	case !u.gate.open(): // throttled or exhausted, even as a last resort (gate.go)
 		return false
 	case u.spec.MaxInFlight > 0 && u.inFlight.Load() >= int32(u.spec.MaxInFlight):
 		return false

@@ -131,6 +131,14 @@ type UpstreamEntry struct {
 	Archive     bool         `yaml:"archive"`
 	SendOnly    bool         `yaml:"send_only"` // takes sends only (a relay): no reads, no heads
 	Budget      *BudgetEntry `yaml:"budget"`
+	// Kind picks the preset that classifies the provider's answers: infura, alchemy,
+	// quicknode or generic ("": from the URL's host).
+	Kind string `yaml:"kind"`
+	// Errors are classification rules that come before the preset.
+	Errors []ErrorEntry `yaml:"errors"`
+	// QuotaReset is when an exhausted quota comes back: "HH:MM" UTC daily (default
+	// "00:00") or "monthly:D".
+	QuotaReset string `yaml:"quota_reset"`
 }
 
 // BudgetEntry is an upstream's budget (0 or absent: not limited): requests and cost
@@ -175,6 +183,18 @@ func (b *BudgetEntry) check(where string) error {
 		}
 	}
 	return nil
+}
+
+// ErrorEntry classifies the answers that match every condition it sets (code: a
+// JSON-RPC error code or websocket close code; http_status; message_contains, any
+// case) as class (throttled, exhausted, unauthorized, missing_data, client_error,
+// broken or answer); backoff sets a throttle's back-off or an exhaustion's length.
+type ErrorEntry struct {
+	Code            *int64   `yaml:"code"`
+	HTTPStatus      int      `yaml:"http_status"`
+	MessageContains string   `yaml:"message_contains"`
+	Class           string   `yaml:"class"`
+	Backoff         Duration `yaml:"backoff"`
 }
 
 // MethodsEntry lists methods by name or by prefix (ending in _).

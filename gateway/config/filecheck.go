@@ -68,6 +68,9 @@ func validateUpstreams(where string, ups []UpstreamEntry) error {
 		if err := u.Methods.Policies.check(where + ": "); err != nil {
 			return err
 		}
+		if err := checkClassify(where, u); err != nil {
+			return err
+		}
 		if u.Tier != "fallback" && !u.SendOnly {
 			primaries++
 		}
@@ -76,6 +79,35 @@ func validateUpstreams(where string, ups []UpstreamEntry) error {
 		return errors.New(where + "every upstream is a fallback or send_only: mark at least one primary that serves reads")
 	}
 	return nil
+}
+
+// checkClassify checks an upstream's kind, errors: rules and quota_reset.
+func checkClassify(where string, u UpstreamEntry) error {
+	if !upstream.ValidKind(u.Kind) {
+		return fmt.Errorf("%s: kind %q: want infura, alchemy, quicknode or generic (or leave it out: detected from the URL)", where, u.Kind)
+	}
+	for i, e := range u.Errors {
+		if _, err := e.rule(); err != nil {
+			return fmt.Errorf("%s: errors rule %d: %v", where, i+1, err)
+		}
+	}
+	if _, err := upstream.ParseQuotaReset(u.QuotaReset); err != nil {
+		return fmt.Errorf("%s: %v", where, err)
+	}
+	return nil
+}
+
+// rule is the upstream rule of e, or why there is none.
+func (e ErrorEntry) rule() (upstream.ErrorRule, error) {
+	c, err := upstream.ParseAnswerClass(e.Class)
+	if err != nil {
+		return upstream.ErrorRule{}, err
+	}
+	r := upstream.ErrorRule{HTTPStatus: e.HTTPStatus, MessageContains: e.MessageContains, Class: c, Backoff: time.Duration(e.Backoff)}
+	if e.Code != nil {
+		r.Code, r.HasCode = *e.Code, true
+	}
+	return r, r.Validate()
 }
 
 // validateAccess checks keys, plans, costs, anonymous and clients. Errors name the key
@@ -193,10 +225,17 @@ func appendSpecs(dst []upstream.Spec, entries []UpstreamEntry) []upstream.Spec {
 		if u.Tier == "fallback" {
 			tier = upstream.TierFallback
 		}
+		// Validated with the file (checkClassify): the errors here cannot happen.
+		var rules []upstream.ErrorRule
+		for _, e := range u.Errors {
+			r, _ := e.rule()
+			rules = append(rules, r)
+		}
+		reset, _ := upstream.ParseQuotaReset(u.QuotaReset)
 		dst = append(dst, upstream.Spec{Name: u.Name, HTTPURL: u.HTTP, WSURL: u.WS,
 			User: u.User, Password: u.Password, Tier: tier, Weight: u.Weight, MaxInFlight: u.MaxInFlight,
 			Allow: u.Methods.Allow, Deny: u.Methods.Deny, Archive: u.Archive, Methods: u.Methods.Policies.specs(),
-			SendOnly: u.SendOnly, Budget: u.Budget.spec()})
+			SendOnly: u.SendOnly, Budget: u.Budget.spec(), Kind: u.Kind, Errors: rules, QuotaReset: reset})
 	}
 	return dst
 }

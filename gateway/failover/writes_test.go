@@ -47,12 +47,16 @@ func TestWritesNeverSentTwice(t *testing.T) {
 		heal   func(c *chain)
 		status int  // the HTTP status the client gets (POST /)
 		taken  bool // the node itself received the write
+		// backsOff: the fault is a throttle, and a throttled upstream is asked nothing
+		// during its back-off (issue 22): once both are, the gateway refuses the write
+		// itself, and it reaches no upstream.
+		backsOff bool
 	}{
 		{"answer lost after the node took it", false, func(c *chain) {
 			// Requests go through; the first bytes of every answer are swallowed and
 			// the connection closed.
 			c.Tox.HTTP.SetToxic(toxiproxy.Toxic{Type: "reset_peer", Stream: toxiproxy.StreamDownstream, Attributes: map[string]int64{"timeout": 0}})
-		}, func(c *chain) { c.Tox.HTTP.Clear() }, http.StatusBadGateway, true},
+		}, func(c *chain) { c.Tox.HTTP.Clear() }, http.StatusBadGateway, true, false},
 		{"socket closed by the upstream instead of an answer", true, func(c *chain) {
 			c.Spy.SetFault(func(m string) *rpcspy.Fault {
 				if m == "eth_sendRawTransaction" {
@@ -60,7 +64,7 @@ func TestWritesNeverSentTwice(t *testing.T) {
 				}
 				return nil
 			})
-		}, func(c *chain) { c.Spy.SetFault(nil) }, 0, false},
+		}, func(c *chain) { c.Spy.SetFault(nil) }, 0, false, false},
 		{"HTTP 500", false, func(c *chain) {
 			c.Spy.SetFault(func(m string) *rpcspy.Fault {
 				if m == "eth_sendRawTransaction" {
@@ -68,7 +72,7 @@ func TestWritesNeverSentTwice(t *testing.T) {
 				}
 				return nil
 			})
-		}, func(c *chain) { c.Spy.SetFault(nil) }, http.StatusBadGateway, false},
+		}, func(c *chain) { c.Spy.SetFault(nil) }, http.StatusBadGateway, false, false},
 		{"HTTP 429", false, func(c *chain) {
 			c.Spy.SetFault(func(m string) *rpcspy.Fault {
 				if m == "eth_sendRawTransaction" {
@@ -76,7 +80,7 @@ func TestWritesNeverSentTwice(t *testing.T) {
 				}
 				return nil
 			})
-		}, func(c *chain) { c.Spy.SetFault(nil) }, http.StatusTooManyRequests, false},
+		}, func(c *chain) { c.Spy.SetFault(nil) }, http.StatusTooManyRequests, false, true},
 	}
 	for _, c := range cases {
 		bothHealthy()
@@ -98,7 +102,7 @@ func TestWritesNeverSentTwice(t *testing.T) {
 			if err == nil || (!c.ws && status != c.status) {
 				t.Errorf("%s, write %d: HTTP %d, %v; want %d and an error", c.name, i, status, err, c.status)
 			}
-			if got := writes() - before; got != 1 {
+			if got := writes() - before; got != 1 && !(c.backsOff && got == 0) {
 				t.Errorf("%s, write %d (%s) reached the upstreams %d times", c.name, i, hash, got)
 			}
 			if c.taken {

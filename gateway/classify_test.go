@@ -1,0 +1,65 @@
+package gateway
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// A provider's throttle reaches the client as the gateway's own refusal: 429 with
+// Retry-After the back-off the provider stated (Infura's data.backoff_seconds), a
+// -32005 of the gateway's words, never the provider's; the upstream is then asked
+// nothing until its back-off ends, and /status and the metrics show it throttled.
+func TestProviderThrottleAnsweredWithTheGatewaysRefusal(t *testing.T) {
+	var balances atomic.Int64
+	fake := startFakeUpstream(t, fakeRespond(func(r fakeRequest) fakeAnswer {
+		if r.Method != "eth_getBalance" {
+			return fakeAnswer{}
+		}
+		balances.Add(1)
+		return fakeAnswer{Status: 429, Body: `{"jsonrpc":"2.0","id":` + string(r.ID) +
+			`,"error":{"code":-32005,"message":"project ID request rate exceeded","data":{"see":"https://infura.io/docs/ethereum/jsonrpc/ratelimits","current_rps":13.333,"allowed_rps":10.0,"backoff_seconds":30.0}}}`}
+	}))
+	gw := startGateway(t, "-upstream-http", fake.HTTPURL, "-upstream-ws", "off")
+	for i := range 3 {
+		resp, err := http.Post(gw.URL+"/", "application/json",
+			strings.NewReader(`{"jsonrpc":"2.0","id":5,"method":"eth_getBalance","params":["0x0000000000000000000000000000000000000001","latest"]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ra := resp.Header.Get("Retry-After")
+		if resp.StatusCode != 429 || (ra != "30" && ra != "29") || !strings.Contains(string(body), `"code":-32005`) ||
+			!strings.Contains(string(body), "throttled or out of quota") || strings.Contains(string(body), "project ID") ||
+			!strings.Contains(string(body), `"id":5`) {
+			t.Fatalf("call %d: %d Retry-After %q %s", i, resp.StatusCode, ra, body)
+		}
+	}
+	if n := balances.Load(); n != 1 {
+		t.Fatalf("the throttling provider was asked %d times during its back-off, want 1", n)
+	}
+	code, body := do(t, "GET", gw.AdminURL+"/status", "")
+	var st struct {
+		Upstreams []struct {
+			State     string            `json:"state"`
+			Throttled float64           `json:"throttled_for_s"`
+			Answers   map[string]uint64 `json:"answers"`
+		} `json:"upstreams"`
+	}
+	if err := json.Unmarshal(body, &st); code != 200 || err != nil || len(st.Upstreams) != 1 {
+		t.Fatalf("/status: %d %v %s", code, err, body)
+	}
+	if u := st.Upstreams[0]; u.State != "healthy" || u.Throttled < 25 || u.Answers["throttled"] != 1 {
+		t.Fatalf("/status: %+v; want healthy, throttled for about 30 s, one throttled answer", u)
+	}
+	if v := gw.metric(t, `gateway_upstream_throttled{upstream="default"}`); v != 1 {
+		t.Fatalf("gateway_upstream_throttled %v", v)
+	}
+	if v := gw.metric(t, `gateway_upstream_answers_total{upstream="default",class="throttled"}`); v != 1 {
+		t.Fatalf("gateway_upstream_answers_total{class=throttled} %v", v)
+	}
+}
