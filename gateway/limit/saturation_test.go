@@ -1,7 +1,6 @@
 package limit
 
 import (
-	"os/exec"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -11,11 +10,12 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
 )
 
-// cpuHog saturates the machine the way a gateway pod at load average 14 on 2 cores is:
-// 4×GOMAXPROCS goroutines spinning without yielding in this process (the shards, the
-// Redis client and the checks compete with them for the Ps) and 2×NumCPU processes
-// spinning beside it (redis-server and this process compete with them for the cores).
-// It runs until the test ends.
+// cpuHog saturates this process's cores the way a gateway pod at load average 14 on 2
+// cores is: 4×GOMAXPROCS goroutines spinning without a call or a yield (preempted only by
+// the runtime), so the shards, the Redis client's goroutines and the checks wait behind
+// them for a P. It stays in this process (no spinning child processes), so the packages
+// `go test ./...` runs beside this one get their share of the machine. It runs until the
+// test ends.
 func cpuHog(t *testing.T) {
 	t.Helper()
 	var stop atomic.Bool
@@ -26,28 +26,16 @@ func cpuHog(t *testing.T) {
 			defer wg.Done()
 			x := uint64(1)
 			for !stop.Load() {
-				for i := 0; i < 1<<16; i++ { // no call, no yield: preempted only by the runtime
+				for i := 0; i < 1<<16; i++ {
 					x = x*6364136223846793005 + 1442695040888963407
 				}
 			}
 			_ = x
 		}()
 	}
-	var procs []*exec.Cmd
-	for range 2 * runtime.NumCPU() {
-		cmd := exec.Command("sh", "-c", "while :; do :; done")
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("cpu hog: %v", err)
-		}
-		procs = append(procs, cmd)
-	}
 	t.Cleanup(func() {
 		stop.Store(true)
 		wg.Wait()
-		for _, p := range procs {
-			_ = p.Process.Kill() // only the processes this test started, by pid
-			_ = p.Wait()
-		}
 	})
 }
 
