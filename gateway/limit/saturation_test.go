@@ -1,43 +1,14 @@
 package limit
 
 import (
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/infura-gateway/infura-gateway/gateway/internal/cpuhog"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
 )
-
-// cpuHog saturates this process's cores the way a gateway pod at load average 14 on 2
-// cores is: 4×GOMAXPROCS goroutines spinning without a call or a yield (preempted only by
-// the runtime), so the shards, the Redis client's goroutines and the checks wait behind
-// them for a P. It stays in this process (no spinning child processes), so the packages
-// `go test ./...` runs beside this one get their share of the machine. It runs until the
-// test ends.
-func cpuHog(t *testing.T) {
-	t.Helper()
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	for range 4 * runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			x := uint64(1)
-			for !stop.Load() {
-				for i := 0; i < 1<<16; i++ {
-					x = x*6364136223846793005 + 1442695040888963407
-				}
-			}
-			_ = x
-		}()
-	}
-	t.Cleanup(func() {
-		stop.Store(true)
-		wg.Wait()
-	})
-}
 
 // TestRedisAccuracyUnderCPUSaturation: three replicas share a plan of 100 requests/s
 // (burst 100) through a real redis-server while the CPU is saturated beside them. Before
@@ -49,7 +20,8 @@ func cpuHog(t *testing.T) {
 // 10 s window (after a warm-up that empties the burst), and never more than the package
 // doc's bound.
 //
-// The drivers offer on a fixed schedule (each catches up to its rate × elapsed whenever it
+// The CPU hog is cpuhog.Start: 4×GOMAXPROCS goroutines spinning in this process. The
+// drivers offer on a fixed schedule (each catches up to its rate × elapsed whenever it
 // runs), so a starved driver still offers its whole load, only in lumps, and admitted
 // counts are taken over the whole window, not per second.
 func TestRedisAccuracyUnderCPUSaturation(t *testing.T) {
@@ -85,7 +57,7 @@ func TestRedisAccuracyUnderCPUSaturation(t *testing.T) {
 				}
 				reps, buckets = append(reps, r), append(buckets, b)
 			}
-			cpuHog(t)
+			cpuhog.Start(t)
 			start := time.Now()
 			end := warm + window
 			var admitted, sent atomic.Int64
