@@ -178,7 +178,7 @@ type Config struct {
 	// LeaseWindow is the share of a rate one lease covers: L = rate × LeaseWindow;
 	// default 100ms. Smaller is more accurate and costs more Redis calls.
 	LeaseWindow time.Duration
-	// LeaseTimeout is the deadline of a lease call; default 500ms. Leases are off the
+	// LeaseTimeout is the deadline of a lease call; default DefaultLeaseTimeout (500ms). Leases are off the
 	// request path, so they need not keep the Conn's 50 ms: on a saturated CPU an answer
 	// lands late, and a late grant is still a grant, not a failure that would put checks
 	// on the fallback.
@@ -213,7 +213,7 @@ func (c *Config) setDefaults() {
 		c.LeaseWindow = 100 * time.Millisecond
 	}
 	if c.LeaseTimeout <= 0 {
-		c.LeaseTimeout = 500 * time.Millisecond
+		c.LeaseTimeout = DefaultLeaseTimeout
 	}
 	if c.Shards <= 0 {
 		c.Shards = 2
@@ -231,6 +231,11 @@ func (c *Config) setDefaults() {
 		c.Now = time.Now
 	}
 }
+
+// DefaultLeaseTimeout is Config.LeaseTimeout's default: what a lease call may take before
+// it counts as a failure. A Conn only the limiter uses can take it as its CallTimeout, so
+// its breaker's probes are as patient as the leases.
+const DefaultLeaseTimeout = 500 * time.Millisecond
 
 // Limiter creates limit handles and, in Redis mode, leases their allowances.
 type Limiter struct {
