@@ -25,7 +25,7 @@ type bucketState struct {
 	maxLease int64 // the largest lease (maxLeaseSize)
 
 	avail  atomic.Int64 // leased allowance (Redis mode); below 0 while borrowing
-	low    atomic.Int64 // prefetch when the allowance falls under this; also the borrow bound
+	low    atomic.Int64 // prefetch when the allowance falls under this; twice it: the borrow bound
 	missed atomic.Int64 // units refused since the shard last looked: demand not served
 	tat    atomic.Int64 // GCRA theoretical arrival time (local mode, fallback)
 	need   atomic.Int64 // largest n a refused Take wanted
@@ -124,15 +124,15 @@ func (s *bucketState) takeLeased(n int64) Decision {
 		}
 	}
 	// The allowance is spent and its renewal is due or under way. Unless Redis said its
-	// bucket is empty until retryAt, borrow up to low units against the next lease, which
-	// pays them back first: a renewal that a starved shard or a slow answer made late
-	// refuses nobody while the global bucket has tokens.
+	// bucket is empty until retryAt, borrow up to one lease (twice the prefetch point)
+	// against the next lease, which pays it back first: a renewal that a starved shard or
+	// a slow answer made late refuses nobody while the global bucket has tokens.
 	now := s.lim.nanotime()
 	if now >= s.retryAt.Load() {
 		low := s.low.Load()
 		for {
 			a := s.avail.Load()
-			if a-n < -low {
+			if a-n < -2*low {
 				break
 			}
 			if s.avail.CompareAndSwap(a, a-n) {
@@ -254,8 +254,7 @@ func (s *bucketState) add(n int64) {
 
 // observe counts the units taken (and refused) since the shard last looked, and sizes
 // the lease on them: enough for the observed rate over max(LeaseWindow, 3 renewal
-// latencies), between L and maxLease, with the prefetch point (and the borrow bound) at
-// half of it. So a busy key renews well before its allowance runs out however late
+// latencies), between L and maxLease, with the prefetch point at half of it. So a busy key renews well before its allowance runs out however late
 // renewals land, and a quiet one keeps small leases (little stranded on a replica).
 func (s *bucketState) observe(a, now int64) {
 	s.used += s.mark - a + s.missed.Swap(0)

@@ -32,7 +32,7 @@
 //     waits that long, but never longer than half the time the bucket takes to fill, so
 //     no token is lost to the burst cap while replicas are hungry.
 //   - Borrow: a check that finds the allowance spent, while its renewal is due or under
-//     way and Redis has not said the global bucket is empty, borrows up to half the lease
+//     way and Redis has not said the global bucket is empty, borrows up to one lease
 //     against the next lease, which pays it back first. A late renewal refuses nobody.
 //   - Lease calls have a deadline of their own (LeaseTimeout, 500 ms), not the Conn's 50 ms
 //     of a call a request waits on: nobody waits on a lease, and on a saturated CPU a
@@ -44,10 +44,10 @@
 //     take the global bucket below zero) with the handle's first lease; a handle nobody
 //     uses is never charged and causes no Redis traffic at all.
 //   - Accuracy: over any window T the cluster admits at most burst + rate×T (what Redis
-//     granted) + replicas × 1.5 × 4L (per replica, an allowance or credit of at most the
-//     largest lease outstanding at the start and a borrow of at most half of it not yet
+//     granted) + replicas × 2 × 4L (per replica, an allowance or credit of at most the
+//     largest lease outstanding at the start and a borrow of at most one lease not yet
 //     paid back at the end). For 3 replicas, 100/s, burst 100, L = 10 and 1,000/s offered
-//     for 30 s: at most 3,280 admitted (109/s); the lower side loses at most the
+//     for 30 s: at most 3,340 admitted (111/s); the lower side loses at most the
 //     allowances left unused at the end (≤ 3×4L) and the grant of a lease call that
 //     missed LeaseTimeout after Redis ran it. Three replicas beside a CPU hog (load far
 //     above the cores) admit a 100/s plan within 10 % (TestRedisAccuracyUnderCPUSaturation).
@@ -367,8 +367,9 @@ func maxLeaseSize(rate float64, burst int64, window time.Duration) int64 {
 
 // bucketSlack is what one replica may admit beyond what Redis granted: its allowance
 // (at most the largest lease; the cold-start credit is one L of it) and a borrow of at
-// most half of it. The package doc's accuracy bound is burst + rate×T + replicas × this.
+// most one lease (twice the prefetch point, half a lease rounded up). The package doc's
+// accuracy bound is burst + rate×T + replicas × this.
 func bucketSlack(rate float64, burst int64, window time.Duration) int64 {
 	m := maxLeaseSize(rate, burst, window)
-	return m + ceilDiv(m, 2)
+	return m + 2*ceilDiv(m, 2)
 }

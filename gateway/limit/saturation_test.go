@@ -89,7 +89,10 @@ func TestRedisAccuracyUnderCPUSaturation(t *testing.T) {
 			wg.Wait()
 			var fallback, leases, leaseErrs uint64
 			for _, r := range reps {
-				fallback += counterValue(r.ms, `gateway_limit_fallback_total{kind="rate"}`)
+				// Fail open a check off the shared limit is counted as a fallback, fail
+				// closed as a refusal naming Redis.
+				fallback += counterValue(r.ms, `gateway_limit_fallback_total{kind="rate"}`) +
+					counterValue(r.ms, `gateway_limit_refused_total{kind="rate",reason="redis_down"}`)
 				leases += counterValue(r.ms, "gateway_limit_lease_calls_total")
 				leaseErrs += counterValue(r.ms, "gateway_limit_lease_errors_total")
 			}
@@ -97,18 +100,20 @@ func TestRedisAccuracyUnderCPUSaturation(t *testing.T) {
 			for _, o := range c.offered {
 				offered += o
 			}
-			want := min(offered, rate) * window.Seconds()
+			// What the drivers really offered (a starved driver may fall a little short of
+			// its schedule), up to the plan.
+			want := min(float64(sent.Load()), rate*window.Seconds())
 			got := float64(admitted.Load())
-			t.Logf("offered %d, admitted %.0f in %v (want %.0f: %.1f%%); checks on the per-process fallback %d; lease calls %d, failed %d",
+			t.Logf("offered %d, admitted %.0f in %v (want %.0f: %.1f%%); checks off the shared limit (fallback or refused as Redis down) %d; lease calls %d, failed %d",
 				sent.Load(), got, window, want, 100*got/want, fallback, leases, leaseErrs)
 			if float64(sent.Load()) < 0.9*offered*window.Seconds() {
 				t.Fatalf("only %d offered in %v: the drivers did not offer the load, the figure means nothing", sent.Load(), window)
 			}
 			// Redis was up all along: the limit must have stayed shared. (The old code sent
-			// most checks of a busy replica to the per-process fallback; a rare lease call
-			// missing even LeaseTimeout on this machine may send a few.)
+			// most checks of a busy replica to the per-process fallback, or refused them as
+			// Redis down; a rare lease call missing even LeaseTimeout may send a few.)
 			if float64(fallback) > 0.05*float64(sent.Load()) {
-				t.Errorf("%d of %d checks on the per-process fallback while Redis was up", fallback, sent.Load())
+				t.Errorf("%d of %d checks off the shared limit while Redis was up", fallback, sent.Load())
 			}
 			if got < 0.9*want || got > 1.1*want {
 				t.Errorf("admitted %.0f in %v under CPU saturation, want %.0f ± 10%%", got, window, want)
