@@ -28,7 +28,13 @@ func (s *Server) startAccess() error {
 		if cfg.RedisTLS {
 			rc.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
-		if s.redis, err = redisconn.New(rc, s.reg.Set); err != nil {
+		// The limiter's connection has no caller a request waits on (leases are
+		// background), so its calls and its breaker's probes get the limiter's lease
+		// deadline, not 50 ms: on a saturated CPU a late answer is not Redis down, and a
+		// breaker opened by one would put every limit on the fallback.
+		lc := rc
+		lc.CallTimeout = limit.DefaultLeaseTimeout
+		if s.redis, err = redisconn.New(lc, s.reg.Set); err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}
 		if cfg.SharedCache && cfg.CacheEnabled {

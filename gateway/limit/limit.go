@@ -20,19 +20,37 @@
 // Redis's own clock (TIME), so replica clocks do not matter. The admitted total of the
 // cluster is therefore bounded by what Redis granted, plus the small credit below:
 //
-//   - Lease size L = rate × LeaseWindow (100 ms by default; at least 1, at most burst).
-//     A shard tops a handle up to L when its allowance falls under L/2 (prefetch before it
-//     runs out). When the global bucket is empty the script says when tokens will be there
-//     and the shard waits that long, but never longer than half the time the bucket takes
-//     to fill, so no token is lost to the burst cap while replicas are hungry.
+//   - Lease size: L = rate × LeaseWindow (100 ms by default; at least 1, at most burst) is
+//     the smallest lease. The shard sizes each bucket's lease on the key's take rate on
+//     this replica (units taken and refused over the last 10 lease windows) and on how
+//     late its renewals land (from the check that saw the need to the answer; the peak,
+//     decaying): enough for that rate over max(LeaseWindow, 3 renewals), between L and
+//     4L (at most burst). It tops a handle up when its allowance falls under half the
+//     lease, so a renewal goes out well ahead of need however slow renewals are (a shard
+//     starved by a saturated CPU, a slow Redis), and a quiet key keeps small leases. When
+//     the global bucket is empty the script says when tokens will be there and the shard
+//     waits that long, but never longer than half the time the bucket takes to fill, so
+//     no token is lost to the burst cap while replicas are hungry.
+//   - Borrow: a check that finds the allowance spent, while its renewal is due or under
+//     way and Redis has not said the global bucket is empty, borrows up to one lease
+//     against the next lease, which pays it back first. A late renewal refuses nobody.
+//   - Lease calls have a deadline of their own (LeaseTimeout, 500 ms), not the Conn's 50 ms
+//     of a call a request waits on: nobody waits on a lease, and on a saturated CPU a
+//     grant that lands late is still a grant. A handle's checks leave for the fallback
+//     only after 2 of its lease calls in a row went unanswered (or when the Conn's
+//     breaker says Redis is down).
 //   - Cold start: a new handle holds a credit of L units, not yet charged to Redis, so
 //     the first request of a key never waits. The credit is charged (as debt, which may
 //     take the global bucket below zero) with the handle's first lease; a handle nobody
 //     uses is never charged and causes no Redis traffic at all.
 //   - Accuracy: over any window T the cluster admits at most burst + rate×T (what Redis
-//     granted) + replicas×L (credit and allowances outstanding). For 3 replicas, 100/s,
-//     burst 100, L = 10 and 1,000/s offered for 30 s: at most 3,130 admitted (104/s); the
-//     lower side loses at most the allowances left unused at the end (≤ 3×L).
+//     granted) + replicas × 2 × 4L (per replica, an allowance or credit of at most the
+//     largest lease outstanding at the start and a borrow of at most one lease not yet
+//     paid back at the end). For 3 replicas, 100/s, burst 100, L = 10 and 1,000/s offered
+//     for 30 s: at most 3,340 admitted (111/s); the lower side loses at most the
+//     allowances left unused at the end (≤ 3×4L) and the grant of a lease call that
+//     missed LeaseTimeout after Redis ran it. Three replicas beside a CPU hog (load far
+//     above the cores) admit a 100/s plan within 10 % (TestRedisAccuracyUnderCPUSaturation).
 //   - Daily quotas lease in chunks of limit/1000 units (at least 1, at most 2^20) per UTC
 //     day of Redis's clock, doubled while leases come faster than one per LeaseWindow (up
 //     to 1% of the quota) and halved back when they slow down; until Redis says the day's
@@ -47,7 +65,7 @@
 //
 // # Redis down or slow
 //
-// Every Redis call has the Conn's deadline (50 ms) and the Conn's circuit breaker stops
+// Every lease call has a deadline (LeaseTimeout) and the Conn's circuit breaker stops
 // calls after failures; no request waits for any of it. While Redis is unusable, handles
 // fall back to FailOpen (the default): each process limits at the plan's own rates, so the
 // cluster admits up to replicas × limit; or FailClosed: every check is refused with
@@ -160,6 +178,11 @@ type Config struct {
 	// LeaseWindow is the share of a rate one lease covers: L = rate × LeaseWindow;
 	// default 100ms. Smaller is more accurate and costs more Redis calls.
 	LeaseWindow time.Duration
+	// LeaseTimeout is the deadline of a lease call; default DefaultLeaseTimeout (500ms). Leases are off the
+	// request path, so they need not keep the Conn's 50 ms: on a saturated CPU an answer
+	// lands late, and a late grant is still a grant, not a failure that would put checks
+	// on the fallback.
+	LeaseTimeout time.Duration
 	// Shards is the number of goroutines that lease from Redis; default 2. Each owns a
 	// share of the handles and sends its due leases in one pipelined call.
 	Shards int
@@ -189,6 +212,9 @@ func (c *Config) setDefaults() {
 	if c.LeaseWindow <= 0 {
 		c.LeaseWindow = 100 * time.Millisecond
 	}
+	if c.LeaseTimeout <= 0 {
+		c.LeaseTimeout = DefaultLeaseTimeout
+	}
 	if c.Shards <= 0 {
 		c.Shards = 2
 	}
@@ -205,6 +231,11 @@ func (c *Config) setDefaults() {
 		c.Now = time.Now
 	}
 }
+
+// DefaultLeaseTimeout is Config.LeaseTimeout's default: what a lease call may take before
+// it counts as a failure. A Conn only the limiter uses can take it as its CallTimeout, so
+// its breaker's probes are as patient as the leases.
+const DefaultLeaseTimeout = 500 * time.Millisecond
 
 // Limiter creates limit handles and, in Redis mode, leases their allowances.
 type Limiter struct {
@@ -323,4 +354,22 @@ func clamp(v, lo, hi int64) int64 { return max(lo, min(v, hi)) }
 func leaseSize(rate float64, burst int64, window time.Duration) int64 {
 	l := int64(math.Ceil(rate * window.Seconds()))
 	return clamp(l, 1, burst)
+}
+
+// leaseGrowth bounds how far a bucket's lease grows with the observed take rate and
+// renewal latency: at most leaseGrowth × L (and at most burst).
+const leaseGrowth = 4
+
+// maxLeaseSize is the largest lease of a bucket.
+func maxLeaseSize(rate float64, burst int64, window time.Duration) int64 {
+	return min(leaseGrowth*leaseSize(rate, burst, window), burst)
+}
+
+// bucketSlack is what one replica may admit beyond what Redis granted: its allowance
+// (at most the largest lease; the cold-start credit is one L of it) and a borrow of at
+// most one lease (twice the prefetch point, half a lease rounded up). The package doc's
+// accuracy bound is burst + rate×T + replicas × this.
+func bucketSlack(rate float64, burst int64, window time.Duration) int64 {
+	m := maxLeaseSize(rate, burst, window)
+	return m + 2*ceilDiv(m, 2)
 }

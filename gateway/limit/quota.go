@@ -188,7 +188,7 @@ func (s *quotaState) apply(res []int64, now int64) int64 {
 	}
 	grant, leftMs := res[0], res[1]
 	s.debt -= s.sent
-	s.degraded.Store(false)
+	s.answered()
 	s.backoff = 0
 	s.rollAt = now + max(leftMs, 1)*int64(time.Millisecond)
 	if grant > 0 {
@@ -207,13 +207,13 @@ func (s *quotaState) apply(res []int64, now int64) int64 {
 }
 
 func (s *quotaState) fail(now int64) int64 {
-	s.degraded.Store(true)
+	s.failed()
 	s.backoff = now + int64(failBackoff)
 	return s.backoff
 }
 
 func (s *quotaState) recover(now int64) int64 {
-	s.degraded.Store(false)
+	s.answered()
 	s.backoff = 0
 	if a := s.avail.Load(); a < s.lease && !s.exhausted.Load() {
 		s.avail.Add(s.lease - a)

@@ -23,12 +23,14 @@ type handle struct {
 
 	queued   atomic.Bool  // a wake is in the shard's channel
 	closed   atomic.Bool  // closed by the caller or collected; the shard drops it
-	degraded atomic.Bool  // the last lease call failed: checks use the fallback
+	degraded atomic.Bool  // leases failed failLimit times in a row: checks use the fallback
 	retryAt  atomic.Int64 // lim.nanotime() before which the allowance is not expected to grow
+	wokeAt   atomic.Int64 // lim.nanotime() of the first wake since the last lease went out (0: none)
 
 	// shard-owned
-	idx int   // position in the shard's heap, -1 when not scheduled
-	due int64 // when the shard looks at the handle next
+	idx   int   // position in the shard's heap, -1 when not scheduled
+	due   int64 // when the shard looks at the handle next
+	fails int   // lease calls without an answer in a row
 }
 
 // leased is what a shard does with a handle of each kind. All methods run on the shard's
@@ -57,6 +59,11 @@ func (h *handle) wake() {
 	if h.queued.Load() || !h.queued.CompareAndSwap(false, true) {
 		return
 	}
+	// When the need was seen, for the shard's measure of how late renewals land. Once per
+	// wake, not per check.
+	if h.wokeAt.Load() == 0 {
+		h.wokeAt.CompareAndSwap(0, h.lim.nanotime())
+	}
 	select {
 	case h.sh.wakeCh <- h.self:
 	default:
@@ -82,6 +89,27 @@ func (h *handle) usable() bool { return h.sh.leasing.Load() && !h.degraded.Load(
 
 // failBackoff is the pause before a handle whose lease call failed is tried again.
 const failBackoff = 100 * time.Millisecond
+
+// failLimit is how many lease calls of a handle in a row may go unanswered before its
+// checks leave the leased allowance for the fallback.
+const failLimit = 2
+
+// failed counts a lease call that got no answer. One missed deadline is not Redis failing
+// (on a saturated CPU an answer can land late): the handle keeps spending its allowance
+// and tries again after failBackoff. Only failLimit misses in a row put its checks on the
+// fallback; when Redis itself is down the Conn's breaker takes every handle there.
+func (h *handle) failed() {
+	h.fails++
+	if h.fails >= failLimit {
+		h.degraded.Store(true)
+	}
+}
+
+// answered notes a lease call that got its answer.
+func (h *handle) answered() {
+	h.fails = 0
+	h.degraded.Store(false)
+}
 
 // shard owns a share of a Redis-mode limiter's handles and is the only goroutine that
 // leases for them.
@@ -251,7 +279,7 @@ func (sh *shard) runDue() {
 		full := len(sh.execs) >= sh.l.cfg.MaxBatch
 		sh.l.leaseBatches.Inc()
 		sh.l.leaseCalls.Add(len(sh.execs))
-		rs := sh.l.conn.EvalMulti(context.Background(), leaseScript, sh.execs)
+		rs := sh.l.conn.EvalMultiWithin(context.Background(), sh.l.cfg.LeaseTimeout, leaseScript, sh.execs)
 		now = sh.l.nanotime()
 		for i, r := range rs {
 			x := sh.pending[i]

@@ -176,7 +176,7 @@ func (s *slotsState) apply(res []int64, now int64) int64 {
 		return s.fail(now)
 	}
 	grant := res[0]
-	s.degraded.Store(false)
+	s.answered()
 	s.needSync = false
 	s.held = grant
 	s.refreshAt = now + int64(time.Hour) // keep the key's 24h expiry away
@@ -203,13 +203,13 @@ func (s *slotsState) apply(res []int64, now int64) int64 {
 func (s *slotsState) InUse() int64 { return int64(s.state.Load() & 0xffffffff) }
 
 func (s *slotsState) fail(now int64) int64 {
-	s.degraded.Store(true)
+	s.failed()
 	s.backoff = now + int64(failBackoff)
 	return s.backoff
 }
 
 func (s *slotsState) recover(now int64) int64 {
-	s.degraded.Store(false)
+	s.answered()
 	s.backoff = 0
 	if s.held > 0 || s.InUse() > 0 {
 		s.needSync = true

@@ -4,7 +4,8 @@
 // A Conn wraps one rueidis client (auto-pipelined: concurrent calls share a few TCP
 // connections and their writes are batched, so many small calls cost few syscalls) with:
 //   - a deadline on every call (CallTimeout, 50 ms by default), so nothing that a request
-//     could wait on can take longer;
+//     could wait on can take longer (EvalMultiWithin lets a background caller nobody
+//     waits on, the limiter's leases, give its calls a longer one);
 //   - a circuit breaker: after FailureThreshold consecutive failures (network errors,
 //     deadlines or READONLY; not other Redis error replies) the Conn is down, every call
 //     fails at once with ErrDown without touching the network, and one background
@@ -273,6 +274,11 @@ func (c *Conn) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis
 
 // DoMultiWithin is DoMulti with a deadline of d (at most CallTimeout) from now.
 func (c *Conn) DoMultiWithin(ctx context.Context, d time.Duration, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	return c.doMulti(ctx, min(d, c.cfg.CallTimeout), cmds...)
+}
+
+// doMulti is DoMulti with a deadline of d from now, whatever CallTimeout says.
+func (c *Conn) doMulti(ctx context.Context, d time.Duration, cmds ...rueidis.Completed) []rueidis.RedisResult {
 	if len(cmds) == 0 {
 		return nil
 	}
@@ -287,7 +293,7 @@ func (c *Conn) DoMultiWithin(ctx context.Context, d time.Duration, cmds ...rueid
 		}
 		return out
 	}
-	cctx, cancel := context.WithTimeout(ctx, min(d, c.cfg.CallTimeout))
+	cctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	c.calls.Inc()
 	rs := c.cl().DoMulti(cctx, cmds...)
@@ -356,6 +362,14 @@ type Exec struct {
 // loads the script and runs the affected execs again (one more round trip, only after a
 // Redis restart).
 func (c *Conn) EvalMulti(ctx context.Context, s *Script, execs []Exec) []rueidis.RedisResult {
+	return c.EvalMultiWithin(ctx, c.cfg.CallTimeout, s, execs)
+}
+
+// EvalMultiWithin is EvalMulti with a deadline of d from now for each round trip, which
+// may be longer than CallTimeout: for background callers no request waits on (the
+// limiter's leases), to whom an answer made late by a saturated CPU is still an answer,
+// not a failure that opens the breaker. Missing d counts against Redis, as usual.
+func (c *Conn) EvalMultiWithin(ctx context.Context, d time.Duration, s *Script, execs []Exec) []rueidis.RedisResult {
 	build := func(e Exec) rueidis.Completed {
 		return c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build()
 	}
@@ -363,7 +377,7 @@ func (c *Conn) EvalMulti(ctx context.Context, s *Script, execs []Exec) []rueidis
 	for i, e := range execs {
 		cmds[i] = build(e)
 	}
-	rs := c.DoMulti(ctx, cmds...)
+	rs := c.doMulti(ctx, d, cmds...)
 	var again []int
 	for i, r := range rs {
 		if re, ok := rueidis.IsRedisErr(r.Error()); ok && re.IsNoScript() {
@@ -383,7 +397,7 @@ func (c *Conn) EvalMulti(ctx context.Context, s *Script, execs []Exec) []rueidis
 	for _, i := range again {
 		cmds = append(cmds, build(execs[i]))
 	}
-	rs2 := c.DoMulti(ctx, cmds...)
+	rs2 := c.doMulti(ctx, d, cmds...)
 	for j, i := range again {
 		rs[i] = rs2[j]
 	}

@@ -222,3 +222,50 @@ func TestCleanAfterAFailure(t *testing.T) {
 	srv.Resume()
 	waitFor(t, 5*time.Second, "the probe makes the Conn clean again", c.Clean)
 }
+
+// TestEvalMultiWithinOutlastsCallTimeout: a background caller's deadline may be longer
+// than CallTimeout. With Redis frozen, EvalMulti fails after CallTimeout (50 ms);
+// EvalMultiWithin with 5 s gets its answer when Redis resumes 200 ms later.
+func TestEvalMultiWithinOutlastsCallTimeout(t *testing.T) {
+	srv := redistest.Start(t)
+	t.Cleanup(srv.Resume)
+	c, err := New(Config{Addr: srv.Addr, FailureThreshold: 100}, metrics.NewSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := NewScript(`return tonumber(ARGV[1]) + 1`)
+	ctx := context.Background()
+	one := []Exec{{Args: []string{"1"}}}
+	if _, err := c.EvalMulti(ctx, s, one)[0].AsInt64(); err != nil {
+		t.Fatalf("with Redis up: %v", err)
+	}
+
+	srv.Pause()
+	if _, err := c.EvalMulti(ctx, s, one)[0].AsInt64(); err == nil {
+		t.Fatal("EvalMulti answered by a frozen Redis")
+	}
+	srv.Resume()
+	waitFor(t, 5*time.Second, "Redis answers after resume", func() bool {
+		return c.Do(ctx, c.B().Ping().Build()).Error() == nil
+	})
+
+	srv.Pause()
+	started := make(chan struct{})
+	type answer struct {
+		v   int64
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		close(started)
+		v, err := c.EvalMultiWithin(ctx, 5*time.Second, s, one)[0].AsInt64()
+		got <- answer{v, err}
+	}()
+	<-started
+	time.Sleep(200 * time.Millisecond) // the freeze's length, not synchronisation
+	srv.Resume()
+	if a := <-got; a.err != nil || a.v != 2 {
+		t.Fatalf("EvalMultiWithin 5s across a 200 ms freeze: %d, %v; want 2", a.v, a.err)
+	}
+}
