@@ -220,7 +220,6 @@ func unregisterGate(reg *Registry, u *Upstream) {
 	}
 }
 
-
 // GateStatus is an upstream's answers and gate on /status.
 type GateStatus struct {
 	// Answers counts its answers by class since it was configured.
