@@ -26,6 +26,7 @@ type FileConfig struct {
 	Clients   *ClientsEntry        `yaml:"clients"`
 	// SharedCache bounds the Redis cache tier (shared.go).
 	SharedCache *SharedCacheEntry `yaml:"shared_cache"`
+	Logs        *LogsEntry        `yaml:"logs"`
 }
 
 // KeySettings are the keys, plans and costs of the configuration file.
@@ -74,6 +75,9 @@ type PlanEntry struct {
 	Methods           MethodsEntry `yaml:"methods"`
 	Networks          []string     `yaml:"networks"`    // the networks the plan may use; empty: every one
 	PerNetwork        bool         `yaml:"per_network"` // limits counted per network (each network its own), not per key
+
+	// LogsMaxRange is the largest eth_getLogs block range a call may ask (0: no limit).
+	LogsMaxRange uint64 `yaml:"logs_max_range"`
 }
 
 // AnonymousEntry names the plan of calls without a key, limited per client address, and
@@ -117,6 +121,9 @@ type UpstreamEntry struct {
 	MaxInFlight int          `yaml:"max_in_flight"`
 	Methods     MethodsEntry `yaml:"methods"`
 	Archive     bool         `yaml:"archive"`
+	// Kind is the provider (infura, alchemy, quicknode, generic): its eth_getLogs cap preset.
+	Kind string             `yaml:"kind"`
+	Logs *UpstreamLogsEntry `yaml:"logs"`
 }
 
 // MethodsEntry lists methods by name or by prefix (ending in _).

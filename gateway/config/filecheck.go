@@ -22,6 +22,9 @@ func (f *FileConfig) validate() error {
 	if err := validateUpstreams("", f.Upstreams); err != nil {
 		return err
 	}
+	if err := f.Logs.validate("", true); err != nil {
+		return err
+	}
 	return f.validateNetworks()
 }
 
@@ -56,6 +59,9 @@ func validateUpstreams(where string, ups []UpstreamEntry) error {
 				return fmt.Errorf("%s: method %q: want a method name or a prefix ending in _", where, m)
 			}
 		}
+		if err := validateUpstreamLogs(where, u); err != nil {
+			return err
+		}
 		if u.Tier != "fallback" {
 			primaries++
 		}
@@ -85,6 +91,9 @@ func (f *FileConfig) validateAccess() error {
 			return fmt.Errorf("%s: max_connections and max_subscriptions at most 2^30", where)
 		}
 		if err := checkMethods(where, p.Methods); err != nil {
+			return err
+		}
+		if err := validatePlanLogs(where, p); err != nil {
 			return err
 		}
 	}
@@ -166,6 +175,8 @@ func (f *FileConfig) apply(c *Config) {
 	f.applyAccess(c)
 	f.SharedCache.apply(c)
 	c.Upstreams = appendSpecs(c.Upstreams, f.Upstreams)
+	c.Logs.UpstreamCap = upstreamLogsCap(f.Upstreams)
+	f.Logs.apply(&c.Logs)
 	f.Routing.apply(c)
 	f.Health.apply(c)
 	f.applyNetworks(c)

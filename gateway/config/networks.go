@@ -28,6 +28,7 @@ type NetworkEntry struct {
 	Health      *HealthEntry    `yaml:"health"`
 	Cache       *CacheEntry     `yaml:"cache"`
 	DenyMethods []string        `yaml:"deny_methods"`
+	Logs        *LogsEntry      `yaml:"logs"`
 }
 
 // CacheEntry is a network's override of the response cache's settings (the flags
@@ -66,6 +67,8 @@ type Network struct {
 	health      *HealthEntry
 	cache       *CacheEntry
 	denyMethods []string // nil: the gateway's
+	logs        *LogsEntry
+	logsCap     uint64 // the smallest eth_getLogs cap of its upstreams (config/logs.go)
 }
 
 // MaxNetworks bounds the networks numbered for per-network counters (a process sees at
@@ -116,6 +119,11 @@ func (c *Config) ForNetwork(n Network) *Config {
 	if n.denyMethods != nil {
 		nc.DenyMethods = n.denyMethods
 	}
+	if len(c.Networks) > 0 {
+		// A network's upstreams are its own: the top level's caps are not its.
+		nc.Logs.UpstreamCap = n.logsCap
+		n.logs.apply(&nc.Logs)
+	}
 	return &nc
 }
 
@@ -131,7 +139,8 @@ func (f *FileConfig) applyNetworks(c *Config) {
 	c.Networks = nil
 	for _, e := range f.Networks {
 		n := Network{Name: e.Name, ChainID: e.ChainID, Aliases: e.Aliases, Hosts: lowerAll(e.Hosts), Default: e.Default,
-			Upstreams: appendSpecs(nil, e.Upstreams), routing: e.Routing, health: e.Health, cache: e.Cache}
+			Upstreams: appendSpecs(nil, e.Upstreams), routing: e.Routing, health: e.Health, cache: e.Cache,
+			logs: e.Logs, logsCap: upstreamLogsCap(e.Upstreams)}
 		if e.DenyMethods != nil {
 			n.denyMethods = e.DenyMethods
 			if len(e.DenyMethods) == 1 && e.DenyMethods[0] == "none" {
@@ -214,6 +223,9 @@ func (f *FileConfig) validateNetworks() error {
 			return fmt.Errorf("%s: no upstreams: list at least one", where)
 		}
 		if err := validateUpstreams(where+": ", n.Upstreams); err != nil {
+			return err
+		}
+		if err := n.Logs.validate(where+": ", false); err != nil {
 			return err
 		}
 		if c := n.Cache; c != nil && (c.Size != nil && *c.Size < 1 || c.MaxBytes != nil && *c.MaxBytes < 1 ||
