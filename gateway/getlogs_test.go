@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
 
 // cappedLogs makes a fake whose chain's head is head answer eth_getLogs as a provider
@@ -147,6 +149,67 @@ anonymous: {plan: small}
 			}
 			if n := fake.count("eth_getLogs"); n != tc.wantCalls {
 				t.Fatalf("%d upstream eth_getLogs calls, want %d (chunks of the kind's 2,000 blocks, none refused)", n, tc.wantCalls)
+			}
+		})
+	}
+}
+
+// Against a real node: geth's logs of a dozen blocks, asked through the gateway split in
+// chunks of two blocks (and bisected on nothing), are geth's own answer to the whole
+// range byte for byte, over POST / and /socket2socket; a blockHash query goes whole.
+func TestGetLogsSplitEqualsGeth(t *testing.T) {
+	node := testnode.Start(t, testnode.Period(0))
+	emitter := node.DeployEmitter(t)
+	var last uint64
+	for range 12 {
+		_, last = node.Emit(t, emitter)
+	}
+	file := fmt.Sprintf("upstreams:\n  - {name: geth, http: %q, ws: %q}\nlogs: {split_range: 2, parallel: 3}\n", node.HTTPURL, node.WSURL)
+	gw := startGateway(t, "-config", writeFile(t, t.TempDir(), "gateway.yaml", file))
+	gw.waitUpstreams(t)
+	waitFor(t, "the served head", func() bool { return gw.srv.nets.List()[0].Router.ServedHead() >= last })
+	var blk struct{ Hash string }
+	if err := json.Unmarshal(node.Call(t, "eth_getBlockByNumber", fmt.Sprintf("0x%x", last), false), &blk); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, params string
+		split        bool
+	}{
+		{"earliest to latest", fmt.Sprintf(`[{"fromBlock":"earliest","toBlock":"latest","address":%q}]`, emitter), true},
+		{"every log", fmt.Sprintf(`[{"fromBlock":"0x1","toBlock":"0x%x"}]`, last), true},
+		{"topics", fmt.Sprintf(`[{"fromBlock":"0x0","toBlock":"latest","topics":[%q]}]`, testnode.EmitterTopic), true},
+		{"blockHash", fmt.Sprintf(`[{"blockHash":%q}]`, blk.Hash), false},
+	}
+	ws, _, err := websocket.DefaultDialer.Dial(gw.WSURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req := `{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":` + tc.params + `}`
+			want := string(node.Raw(t, req))
+			if !strings.Contains(want, `"result":[{`) {
+				t.Fatalf("geth found no logs: %s", want)
+			}
+			before := gw.metric(t, "gateway_logs_upstream_calls_total")
+			_, body := do(t, "POST", gw.URL+"/", req)
+			if strings.TrimSpace(string(body)) != strings.TrimSpace(want) {
+				t.Fatalf("POST /: %.300s\nwant %.300s", body, want)
+			}
+			if calls := gw.metric(t, "gateway_logs_upstream_calls_total") - before; tc.split != (calls > 1) {
+				t.Fatalf("%v chunk calls; split %v", calls, tc.split)
+			}
+			if err := ws.WriteMessage(websocket.TextMessage, []byte(req)); err != nil {
+				t.Fatal(err)
+			}
+			_, msg, err := ws.ReadMessage()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.TrimSpace(string(msg)) != strings.TrimSpace(want) {
+				t.Fatalf("/socket2socket: %.300s\nwant %.300s", msg, want)
 			}
 		})
 	}
