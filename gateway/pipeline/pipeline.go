@@ -13,8 +13,9 @@
 //
 // Transport code (rest/, rpc/, socket/) only moves bytes and maps errors to its framing
 // (HTTP status, websocket close code). Batches run the same stages per element and are
-// answered in request order, as geth answers them. It imports access/, cache/, network/,
-// config/, sharedcache/, upstream/ and proto/.
+// answered in request order, as geth answers them. An eth_getLogs over a range goes to
+// the network's logs splitter (gateway/logs) before the cache stage. It imports access/,
+// cache/, network/, logs/, config/, sharedcache/, upstream/ and proto/.
 package pipeline
 
 import (
