@@ -530,3 +530,66 @@ func TestGetLogsPeakMemory100kBlocks(t *testing.T) {
 	t.Logf("100,000 blocks, 200,000 logs, answer %d MB: %d upstream calls (alchemy preset, 2,000 blocks), peak heap %d MB (%.1fx the answer), peak RSS of the test process %s, %v",
 		len(got)>>20, f.calls.Load(), p>>20, float64(p)/float64(len(got)), rss, took.Round(time.Millisecond))
 }
+
+// concurrencyNode wraps a fakeNode and records the most eth_getLogs calls in flight at
+// once, in all and per filter address (one address per query).
+type concurrencyNode struct {
+	*fakeNode
+	mu             sync.Mutex
+	now, peak      int
+	perNow, perMax map[string]int
+}
+
+func (c *concurrencyNode) Call(spare []byte, r *proto.Request, id []byte, deadline time.Time) ([]byte, error) {
+	var p []struct{ Address string }
+	_ = json.Unmarshal(r.Params, &p)
+	addr := ""
+	if len(p) == 1 {
+		addr = p[0].Address
+	}
+	c.mu.Lock()
+	c.now++
+	c.perNow[addr]++
+	c.peak, c.perMax[addr] = max(c.peak, c.now), max(c.perMax[addr], c.perNow[addr])
+	c.mu.Unlock()
+	runtime.Gosched() // let other chunks start while this one is in flight
+	ans, err := c.fakeNode.Call(spare, r, id, deadline)
+	c.mu.Lock()
+	c.now--
+	c.perNow[addr]--
+	c.mu.Unlock()
+	return ans, err
+}
+
+// Chunks in flight are bounded per query (parallel) and in the process (process_parallel),
+// whatever the number of queries.
+func TestGetLogsParallelismBounded(t *testing.T) {
+	f := &fakeNode{perBlock: 1}
+	f.head.Store(20000)
+	node := &concurrencyNode{fakeNode: f, perNow: map[string]int{}, perMax: map[string]int{}}
+	set := settings(100, 3)
+	set.ProcessParallel = 5
+	s := New(set, func() (uint64, bool) { return f.head.Load(), true }, nil, upstream.NewRegistry())
+	defer SetProcessParallel(0)
+	var wg sync.WaitGroup
+	for q := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			params := fmt.Sprintf(`[{"address":"0x%02x","fromBlock":"0x0","toBlock":"0x1387"}]`, q) // 5,000 blocks: 50 chunks
+			if _, _, perr := s.Serve(nil, node, getLogs(params), []byte("1"), time.Now().Add(time.Minute), Limits{}); perr != nil {
+				t.Error(perr)
+			}
+		}()
+	}
+	wg.Wait()
+	if node.peak > 5 {
+		t.Errorf("%d chunks in flight at once in the process, over process_parallel 5", node.peak)
+	}
+	for addr, n := range node.perMax {
+		if n > 3 {
+			t.Errorf("query %s: %d chunks in flight at once, over parallel 3", addr, n)
+		}
+	}
+	t.Logf("peak in flight: %d in all, per query %v", node.peak, node.perMax)
+}
