@@ -214,3 +214,33 @@ func TestGetLogsSplitEqualsGeth(t *testing.T) {
 		})
 	}
 }
+
+// A reload's logs: settings apply to the networks that stay: the same query is split by
+// the new split_range.
+func TestGetLogsSettingsFollowReload(t *testing.T) {
+	const head = 20223
+	fake := startFakeUpstream(t)
+	fake.head.Store(head)
+	dir := t.TempDir()
+	file := func(split int) string {
+		return fmt.Sprintf("upstreams:\n  - {name: a, http: %q, ws: %q}\nlogs: {split_range: %d}\n", fake.HTTPURL, fake.WSURL, split)
+	}
+	path := writeFile(t, dir, "gateway.yaml", file(1000))
+	gw := startGateway(t, "-config", path, "-cache=false", "-upstream-timeout", "60s")
+	gw.waitUpstreams(t)
+	cases := []struct{ split, wantCalls int }{{1000, 5}, {2500, 2}, {1000, 5}}
+	for _, tc := range cases {
+		writeFile(t, dir, "gateway.yaml", file(tc.split))
+		if err := gw.srv.ReloadConfig(); err != nil {
+			t.Fatal(err)
+		}
+		fake.reset()
+		_, body := do(t, "POST", gw.URL+"/", `{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{"fromBlock":"0x0","toBlock":"0x1387"}]}`)
+		if string(body) != referenceLogs("1", 0, 4999) {
+			t.Fatalf("split_range %d: answer differs: %.300s", tc.split, body)
+		}
+		if n := fake.count("eth_getLogs"); n != tc.wantCalls {
+			t.Fatalf("split_range %d: %d upstream calls, want %d", tc.split, n, tc.wantCalls)
+		}
+	}
+}

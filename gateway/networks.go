@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 
@@ -144,6 +145,7 @@ func (s *Server) reloadNetworks(next *config.Config) error {
 				undo()
 				return fmt.Errorf("network %s: %w", f.conf.Name, err)
 			}
+			f.net.Logs.Reload(next.ForNetwork(f.conf).Logs, !reflect.DeepEqual(old[f.conf.Name].conf.Upstreams, f.conf.Upstreams))
 		}
 	}
 	// New networks start (their upstreams prove their chain, bounded) before requests

@@ -47,7 +47,7 @@ type Limits struct {
 
 // Splitter answers eth_getLogs for one network.
 type Splitter struct {
-	set     config.LogsSettings
+	set     atomic.Pointer[config.LogsSettings] // a reload swaps it
 	head    Head
 	store   Store // nil: no cache
 	learned atomic.Uint64
@@ -59,7 +59,8 @@ type Splitter struct {
 // network's view). store may be nil.
 func New(set config.LogsSettings, head Head, store Store, reg *upstream.Registry) *Splitter {
 	SetProcessParallel(set.ProcessParallel)
-	s := &Splitter{set: set, head: head, store: store}
+	s := &Splitter{head: head, store: store}
+	s.set.Store(&set)
 	s.calls = reg.Counter("gateway_logs_upstream_calls_total", "Upstream calls made for eth_getLogs queries the gateway split (chunks, bisections, tag resolution).")
 	s.queries = reg.Counter("gateway_logs_split_queries_total", "eth_getLogs queries the gateway answered by chunks.")
 	s.bisections = reg.Counter("gateway_logs_bisections_total", "Chunks split again after a provider's cap error.")
@@ -67,6 +68,16 @@ func New(set config.LogsSettings, head Head, store Store, reg *upstream.Registry
 	reg.Gauge("gateway_logs_learned_max_range", "The block range learned from providers' cap errors (0: none learned).",
 		func() float64 { return float64(s.learned.Load()) })
 	return s
+}
+
+// Reload takes a reloaded configuration's settings. When the network's upstreams
+// changed, what was learned of the old ones is forgotten.
+func (s *Splitter) Reload(set config.LogsSettings, upstreamsChanged bool) {
+	SetProcessParallel(set.ProcessParallel)
+	s.set.Store(&set)
+	if upstreamsChanged {
+		s.learned.Store(0)
+	}
 }
 
 // Learned is the block cap learned from providers' errors (0: none).
@@ -130,7 +141,8 @@ func (s *Splitter) Serve(dst []byte, up upstream.Caller, r *proto.Request, id []
 	if !ok || f.blockHash || f.headOnly() {
 		return dst, false, nil
 	}
-	q := &query{s: s, up: up, f: &f, deadline: deadline, maxBytes: lim.MaxBytes, id: id}
+	set := s.set.Load()
+	q := &query{s: s, set: set, up: up, f: &f, deadline: deadline, maxBytes: lim.MaxBytes, id: id}
 	if perr := q.resolve(); perr != nil {
 		return dst, true, perr
 	}
@@ -141,9 +153,9 @@ func (s *Splitter) Serve(dst []byte, up upstream.Caller, r *proto.Request, id []
 	if lim.MaxRange > 0 && span > lim.MaxRange {
 		return dst, true, planRangeError(span, lim.MaxRange)
 	}
-	step := s.step()
+	step := s.step(set)
 	chunks := int((f.to/step - f.from/step) + 1)
-	if max := s.set.MaxCalls; max > 0 && chunks > max {
+	if max := set.MaxCalls; max > 0 && chunks > max {
 		return dst, true, callsError(chunks, max)
 	}
 	s.queries.Inc()
@@ -151,9 +163,9 @@ func (s *Splitter) Serve(dst []byte, up upstream.Caller, r *proto.Request, id []
 }
 
 // step is the chunk size: split_range, never above the configured or learned cap.
-func (s *Splitter) step() uint64 {
-	step := s.set.SplitRange
-	if m := s.set.Cap(); m > 0 && m < step {
+func (s *Splitter) step(set *config.LogsSettings) uint64 {
+	step := set.SplitRange
+	if m := set.Cap(); m > 0 && m < step {
 		step = m
 	}
 	if l := s.learned.Load(); l > 0 && l < step {
@@ -178,6 +190,7 @@ func (s *Splitter) learn(n uint64) {
 // query is one eth_getLogs being answered by chunks.
 type query struct {
 	s        *Splitter
+	set      *config.LogsSettings
 	up       upstream.Caller
 	f        *filter
 	deadline time.Time
@@ -337,7 +350,7 @@ func (q *query) run(dst []byte, step uint64, chunks int) ([]byte, bool, *proto.E
 	m := &merge{parts: make([][]byte, chunks), stop: cancel, maxSize: q.maxBytes}
 	base := q.f.from / step
 	var next atomic.Int64
-	workers := min(max(q.s.set.Parallel, 1), chunks)
+	workers := min(max(q.set.Parallel, 1), chunks)
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -395,7 +408,7 @@ func (q *query) fetch(ctx context.Context, params *[]byte, lo, hi uint64) (logs 
 			return resultInside(body), nil, nil
 		}
 	}
-	if max := q.s.set.MaxCalls; max > 0 && q.calls.Load() >= int64(max) {
+	if max := q.set.MaxCalls; max > 0 && q.calls.Load() >= int64(max) {
 		return nil, callsError(int(q.calls.Load())+1, max), nil
 	}
 	if ctx.Err() != nil {
