@@ -146,8 +146,13 @@ func (s *Splitter) Serve(dst []byte, up upstream.Caller, r *proto.Request, id []
 	if perr := q.resolve(); perr != nil {
 		return dst, true, perr
 	}
+	if h, ok := s.head(); ok && f.to > h {
+		// Blocks past the head have no logs yet (a node stops at its head too): no chunks
+		// are spent on them, and the answer is of one head.
+		f.to = h
+	}
 	if f.from > f.to {
-		return dst, false, nil // the node's own answer to a reversed range
+		return dst, false, nil // the node's own answer to a reversed range, or one past the head
 	}
 	span := f.to - f.from + 1
 	if lim.MaxRange > 0 && span > lim.MaxRange {

@@ -344,6 +344,20 @@ func TestGetLogsLatestResolvedOnce(t *testing.T) {
 	}
 }
 
+// A bound past the head is the head: no chunk is spent on blocks that do not exist yet.
+func TestGetLogsClampedToHead(t *testing.T) {
+	f := &fakeNode{perBlock: 1}
+	f.head.Store(5000)
+	s := newSplitter(t, settings(1000, 2), f, nil)
+	got, _, perr := serve(t, s, f, `[{"fromBlock":"0x0","toBlock":"0xffffffffff"}]`, Limits{})
+	if want := f.answer(nil, []byte(`"c1"`), 0, 5000); perr != nil || !bytes.Equal(got, want) {
+		t.Fatalf("error %v, equal %v", perr, bytes.Equal(got, want))
+	}
+	if n := f.calls.Load(); n != 6 {
+		t.Fatalf("%d upstream calls, want 6 (0..5000 in chunks of 1,000)", n)
+	}
+}
+
 // What goes to the node as it is: a blockHash query (never split), both bounds at the
 // head, a filter the gateway does not read the way the node does.
 func TestGetLogsNotSplit(t *testing.T) {
