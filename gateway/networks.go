@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -177,6 +178,7 @@ func (s *Server) reloadNetworks(next *config.Config) error {
 				return fmt.Errorf("network %s: %w", f.conf.Name, err)
 			}
 			f.net.Broadcast.Configure(f.conf.Broadcast)
+			f.net.Logs.Reload(next.ForNetwork(f.conf).Logs, !reflect.DeepEqual(old[f.conf.Name].conf.Upstreams, f.conf.Upstreams))
 		}
 	}
 	// New networks start (their upstreams prove their chain, bounded) before requests

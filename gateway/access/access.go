@@ -50,6 +50,7 @@ type plan struct {
 	allow, deny    proto.MethodSet
 	networks       map[string]bool // nil: every network
 	perNetwork     bool            // a key's limits count per network
+	logsMaxRange   uint64          // the largest eth_getLogs block range a call may ask (0: no limit)
 	fingerprintKey string
 }
 
@@ -104,6 +105,7 @@ func (a *Access) Load(ks config.KeySettings) error {
 			daily: p.DailyUnits, maxConns: p.MaxConnections, maxSubs: p.MaxSubscriptions,
 			allow: proto.NewAllowSet(p.Methods.Allow), deny: proto.NewDenySet(p.Methods.Deny)}
 		pl.perNetwork = p.PerNetwork
+		pl.logsMaxRange = p.LogsMaxRange
 		if len(p.Networks) > 0 {
 			pl.networks = map[string]bool{}
 			for _, n := range p.Networks {
@@ -112,7 +114,7 @@ func (a *Access) Load(ks config.KeySettings) error {
 		}
 		pl.fingerprintKey = fmt.Sprintf("%v/%v/%v/%v/%v/%v/%v/%v/%q/%q/%q", p.RequestsPerSecond, p.Burst, p.UnitsPerSecond,
 			p.UnitsBurst, p.DailyUnits, p.MaxConnections, p.MaxSubscriptions, name, p.Methods.Allow, p.Methods.Deny, p.Networks) +
-			fmt.Sprint(p.PerNetwork)
+			fmt.Sprint(p.PerNetwork) + "/" + fmt.Sprint(p.LogsMaxRange)
 		plans[name] = pl
 	}
 	t := &accessTable{keys: map[[32]byte]*Tenant{}, required: ks.Required, costs: newCostTable(ks.Costs)}

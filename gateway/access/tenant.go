@@ -259,6 +259,15 @@ func (c *Tenant) SharedBudget() *sharedcache.Budget { return &c.sharedBudget }
 // Set makes t the tenant r holds (a session's own Ref: unkeyed clients).
 func (r *Ref) Set(t *Tenant) { r.cur.Store(t) }
 
+// LogsMaxRange is the largest eth_getLogs block range t's plan lets a call ask (0: no
+// limit, or no tenant).
+func (t *Tenant) LogsMaxRange() uint64 {
+	if t == nil || t.plan == nil {
+		return 0
+	}
+	return t.plan.logsMaxRange
+}
+
 // CheckNetwork refuses (403, counted) a call to a network t's plan does not include;
 // nil when it does, or without a tenant.
 func (t *Tenant) CheckNetwork(name string) *proto.Error {

@@ -108,6 +108,10 @@ type Config struct {
 	CacheDepth    uint64
 	HeadPoll      time.Duration
 
+	// Logs are the eth_getLogs splitting settings (config/logs.go): the file's logs:,
+	// per network, and its upstreams' caps.
+	Logs LogsSettings
+
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration
@@ -240,6 +244,7 @@ func Defaults() Config {
 		CacheMaxBytes:        256 << 20,
 		CacheMaxAge:          15 * time.Second,
 		CacheDepth:           64,
+		Logs:                 DefaultLogs(),
 		HeadPoll:             2 * time.Second,
 		ReadTimeout:          30 * time.Second,
 		WriteTimeout:         60 * time.Second,

@@ -37,7 +37,8 @@ type FileConfig struct {
 	Broadcast *BroadcastEntry `yaml:"broadcast"`
 	// SharedBudgetReplicas overrides -budget-replicas: each replica's share of the
 	// upstreams' budgets while Redis is down.
-	SharedBudgetReplicas *int `yaml:"shared_budget_replicas"`
+	SharedBudgetReplicas *int       `yaml:"shared_budget_replicas"`
+	Logs                 *LogsEntry `yaml:"logs"`
 }
 
 // KeySettings are the keys, plans and costs of the configuration file.
@@ -86,6 +87,9 @@ type PlanEntry struct {
 	Methods           MethodsEntry `yaml:"methods"`
 	Networks          []string     `yaml:"networks"`    // the networks the plan may use; empty: every one
 	PerNetwork        bool         `yaml:"per_network"` // limits counted per network (each network its own), not per key
+
+	// LogsMaxRange is the largest eth_getLogs block range a call may ask (0: no limit).
+	LogsMaxRange uint64 `yaml:"logs_max_range"`
 }
 
 // AnonymousEntry names the plan of calls without a key, limited per client address, and
@@ -139,6 +143,8 @@ type UpstreamEntry struct {
 	// QuotaReset is when an exhausted quota comes back: "HH:MM" UTC daily (default
 	// "00:00") or "monthly:D".
 	QuotaReset string `yaml:"quota_reset"`
+	// Logs caps the upstream's eth_getLogs range (gateway/logs).
+	Logs *UpstreamLogsEntry `yaml:"logs"`
 }
 
 // BudgetEntry is an upstream's budget (0 or absent: not limited): requests and cost

@@ -28,6 +28,9 @@ func (f *FileConfig) validate() error {
 	if err := f.validateBroadcast(); err != nil {
 		return err
 	}
+	if err := f.Logs.validate("", true); err != nil {
+		return err
+	}
 	return f.validateNetworks()
 }
 
@@ -69,6 +72,9 @@ func validateUpstreams(where string, ups []UpstreamEntry) error {
 			return err
 		}
 		if err := checkClassify(where, u); err != nil {
+			return err
+		}
+		if err := validateUpstreamLogs(where, u); err != nil {
 			return err
 		}
 		if u.Tier != "fallback" && !u.SendOnly {
@@ -129,6 +135,9 @@ func (f *FileConfig) validateAccess() error {
 			return fmt.Errorf("%s: max_connections and max_subscriptions at most 2^30", where)
 		}
 		if err := checkMethods(where, p.Methods); err != nil {
+			return err
+		}
+		if err := validatePlanLogs(where, p); err != nil {
 			return err
 		}
 	}
@@ -211,6 +220,8 @@ func (f *FileConfig) apply(c *Config) {
 	f.SharedCache.apply(c)
 	c.Upstreams = appendSpecs(c.Upstreams, f.Upstreams)
 	c.Methods = f.Methods.specs()
+	c.Logs.UpstreamCap = upstreamLogsCap(f.Upstreams)
+	f.Logs.apply(&c.Logs)
 	f.Routing.apply(c)
 	f.Health.apply(c)
 	c.Broadcast = f.Broadcast.resolve()

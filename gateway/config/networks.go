@@ -30,6 +30,7 @@ type NetworkEntry struct {
 	DenyMethods []string        `yaml:"deny_methods"`
 	Methods     MethodPolicies  `yaml:"methods"`
 	Broadcast   *BroadcastEntry `yaml:"broadcast"`
+	Logs        *LogsEntry      `yaml:"logs"`
 }
 
 // CacheEntry is a network's override of the response cache's settings (the flags
@@ -71,6 +72,8 @@ type Network struct {
 	methods     []upstream.MethodPolicy
 	// Broadcast is the network's transaction broadcast; nil: off.
 	Broadcast *Broadcast
+	logs      *LogsEntry
+	logsCap   uint64 // the smallest eth_getLogs cap of its upstreams (config/logs.go)
 }
 
 // MaxNetworks bounds the networks numbered for per-network counters (a process sees at
@@ -122,6 +125,11 @@ func (c *Config) ForNetwork(n Network) *Config {
 		nc.DenyMethods = n.denyMethods
 	}
 	nc.Methods = mergePolicies(c.Methods, n.methods)
+	if len(c.Networks) > 0 {
+		// A network's upstreams are its own: the top level's caps are not its.
+		nc.Logs.UpstreamCap = n.logsCap
+		n.logs.apply(&nc.Logs)
+	}
 	return &nc
 }
 
@@ -138,7 +146,7 @@ func (f *FileConfig) applyNetworks(c *Config) {
 	for _, e := range f.Networks {
 		n := Network{Name: e.Name, ChainID: e.ChainID, Aliases: e.Aliases, Hosts: lowerAll(e.Hosts), Default: e.Default,
 			Upstreams: appendSpecs(nil, e.Upstreams), routing: e.Routing, health: e.Health, cache: e.Cache,
-			methods: e.Methods.specs(), Broadcast: f.Broadcast.resolve()}
+			methods: e.Methods.specs(), Broadcast: f.Broadcast.resolve(), logs: e.Logs, logsCap: upstreamLogsCap(e.Upstreams)}
 		if e.Broadcast != nil {
 			n.Broadcast = e.Broadcast.resolve()
 		}
@@ -227,6 +235,9 @@ func (f *FileConfig) validateNetworks() error {
 			return err
 		}
 		if err := n.Methods.check(where + ": "); err != nil {
+			return err
+		}
+		if err := n.Logs.validate(where+": ", false); err != nil {
 			return err
 		}
 		if c := n.Cache; c != nil && (c.Size != nil && *c.Size < 1 || c.MaxBytes != nil && *c.MaxBytes < 1 ||

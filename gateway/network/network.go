@@ -23,6 +23,7 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/filters"
 	"github.com/infura-gateway/infura-gateway/gateway/head"
+	"github.com/infura-gateway/infura-gateway/gateway/logs"
 	"github.com/infura-gateway/infura-gateway/gateway/sharedcache"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
@@ -52,6 +53,8 @@ type Network struct {
 	Cache  *cache.Cache       // nil when the cache is disabled
 	Shared *sharedcache.Cache // the shared tier; nil without it (see SharedKey)
 	Policy Policy
+	// Logs answers eth_getLogs over ranges larger than the upstreams' cap.
+	Logs *logs.Splitter
 	// Pending is the budget of request bytes waiting on this network's upstreams,
 	// every transport together.
 	Pending *Budget
@@ -129,6 +132,11 @@ func New(gw *config.Config, nc config.Network, reg *upstream.Registry, log *slog
 	if cfg.CacheEnabled {
 		n.Cache = cache.New(*cfg, n.Heads, reg)
 	}
+	var store logs.Store
+	if n.Cache != nil {
+		store = logsStore{n.Cache}
+	}
+	n.Logs = logs.New(cfg.Logs, n.servedHead, store, reg)
 	return n, nil
 }
 
@@ -153,6 +161,30 @@ func (n *Network) Close() {
 		n.reg.Close()
 	})
 }
+
+// servedHead is the head eth_getLogs tags resolve to.
+func (n *Network) servedHead() (uint64, bool) {
+	return n.Router.ServedHead(), n.Router.HeadKnown()
+}
+
+// logsStore keeps finalized eth_getLogs chunks in the network's cache, as answers by
+// number: immutable once deep, dropped by a reorg.
+type logsStore struct{ c *cache.Cache }
+
+var methodGetLogs = proto.MethodNamed("eth_getLogs")
+
+func (s logsStore) Lookup(key []byte) []byte {
+	// ^0: no head epoch matches, so only the immutable store is read.
+	return s.c.Lookup(key, cache.ByNumber, ^uint64(0), time.Now())
+}
+
+func (s logsStore) Store(key []byte, last uint64, body []byte) {
+	if s.c.Deep(last) {
+		s.c.Store(key, methodGetLogs, cache.ByNumber, last, 0, body)
+	}
+}
+
+func (s logsStore) Deep(n uint64) bool { return s.c.Deep(n) }
 
 // routerConfig is the router's configuration, every value from Config.
 func (n *Network) routerConfig(reg *upstream.Registry) upstream.RouterConfig {

@@ -13,8 +13,9 @@
 //
 // Transport code (rest/, rpc/, socket/) only moves bytes and maps errors to its framing
 // (HTTP status, websocket close code). Batches run the same stages per element and are
-// answered in request order, as geth answers them. It imports access/, cache/, network/,
-// config/, sharedcache/, upstream/ and proto/.
+// answered in request order, as geth answers them. An eth_getLogs over a range goes to
+// the network's logs splitter (gateway/logs) before the cache stage. It imports access/,
+// cache/, network/, logs/, config/, sharedcache/, upstream/ and proto/.
 package pipeline
 
 import (
@@ -27,6 +28,7 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/cache"
 	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/filters"
+	"github.com/infura-gateway/infura-gateway/gateway/logs"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/tracing"
@@ -163,10 +165,40 @@ func (p *Pipeline) dispatch(n *network.Network, c *Call) *proto.Error {
 		c.Ans = nil
 		return nil
 	}
+	if c.Req.Method == methodGetLogs {
+		if done, e := p.serveLogs(n, c); done {
+			return e
+		}
+	}
 	if n.Cache != nil {
 		return p.cacheServe(n, c)
 	}
 	return forward(c, c.ID)
+}
+
+var methodGetLogs = proto.MethodNamed("eth_getLogs")
+
+// serveLogs answers an eth_getLogs the network splits into chunks (gateway/logs); done
+// is false for one that goes on as any call (a blockHash, both bounds at the head).
+func (p *Pipeline) serveLogs(n *network.Network, c *Call) (done bool, e *proto.Error) {
+	if n.Logs == nil {
+		return false, nil
+	}
+	ans, done, e := n.Logs.Serve(c.Own[:0], c.up, &c.Req, c.ID, c.deadline,
+		logs.Limits{MaxRange: c.Who.LogsMaxRange(), MaxBytes: p.maxResponseBody})
+	if !done {
+		return false, nil
+	}
+	c.Own = ans
+	if e != nil {
+		c.Ans = nil
+		return true, e
+	}
+	c.Ans = ans
+	if n.Cache != nil {
+		c.Cached = CacheMiss // for X-Cache: the answer as a whole came from no one entry
+	}
+	return true, nil
 }
 
 // forward sends c upstream; the answer, carrying id, goes to c.Ans.
@@ -424,6 +456,14 @@ func (p *Pipeline) routeElement(n *network.Network, b *batch, c *Call, idx int) 
 		return
 	}
 	upID := notificationID
+	if c.ID != nil && c.Req.Method == methodGetLogs {
+		if done, e := p.serveLogs(n, c); done {
+			if e != nil {
+				c.setError(e)
+			}
+			return
+		}
+	}
 	if c.ID != nil {
 		upID = c.ID
 		if n.Cache != nil && p.cachePrepare(n, c) {

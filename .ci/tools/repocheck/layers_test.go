@@ -33,7 +33,8 @@ var layers = map[string]int{
 	"gateway/cache":       4, // head, sharedcache, config
 	"gateway/access":      4, // limit, clientip, sharedcache, config
 	"gateway/broadcast":   4, // config, redisconn: a network's sends to several upstreams
-	"gateway/network":     5, // cache, head: one chain
+	"gateway/logs":        4, // config, upstream: eth_getLogs split into chunks
+	"gateway/network":     5, // cache, head, logs: one chain
 	"gateway/pipeline":    6, // network, access, cache
 	"gateway/httpapi":     7, // the transports
 	"gateway/socket":      7,
