@@ -1,6 +1,10 @@
 package config
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/infura-gateway/infura-gateway/upstream"
+)
 
 // eth_getLogs over any range (gateway/logs): the file's logs: entry (top level and per
 // network), an upstream's logs: entry and its kind's preset, and a plan's logs_max_range.
@@ -71,7 +75,11 @@ var ProviderKinds = map[string]uint64{"": 0, "generic": 0, "infura": 0, "alchemy
 func upstreamLogsCap(ups []UpstreamEntry) uint64 {
 	var c uint64
 	for _, u := range ups {
-		n := ProviderKinds[u.Kind]
+		kind := u.Kind
+		if kind == "" {
+			kind = upstream.DetectKind(u.HTTP) // as the classifier detects it
+		}
+		n := ProviderKinds[kind]
 		if u.Logs != nil && u.Logs.MaxRange > 0 {
 			n = u.Logs.MaxRange
 		}
