@@ -93,7 +93,8 @@ func (r *Router) eligible(u *Upstream, req *proto.Request, n need, via Transport
 		return false
 	case !u.allows(req.Name):
 		return false
-	case !r.budgetRoom(u):
+	case !r.budgetRoom(u): // its budget is spent (budget.go)
+		return false
 	case !u.gate.open(): // throttled or exhausted, even as a last resort (gate.go)
 		return false
 	case u.spec.MaxInFlight > 0 && u.inFlight.Load() >= int32(u.spec.MaxInFlight):

@@ -123,11 +123,8 @@ func (e *LogsEntry) validate(where string, top bool) error {
 	return nil
 }
 
-// validateUpstreamLogs checks an upstream's kind and logs: entry.
+// validateUpstreamLogs checks an upstream's logs: entry (its kind: checkClassify).
 func validateUpstreamLogs(where string, u UpstreamEntry) error {
-	if _, ok := ProviderKinds[u.Kind]; !ok {
-		return fmt.Errorf("%s: kind must be one of infura, alchemy, quicknode, generic", where)
-	}
 	if u.Logs != nil && u.Logs.MaxRange > 1<<40 {
 		return fmt.Errorf("%s: logs: max_range must be in [0, 2^40] (0: the kind's preset)", where)
 	}

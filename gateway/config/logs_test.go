@@ -32,7 +32,7 @@ func TestLogsConfig(t *testing.T) {
 			want: []LogsSettings{
 				{UpstreamCap: 10000, SplitRange: 3000, Parallel: 2, MaxCalls: def.MaxCalls, ProcessParallel: def.ProcessParallel},
 				{MaxRange: 100, SplitRange: 3000, Parallel: def.Parallel, MaxCalls: def.MaxCalls, ProcessParallel: def.ProcessParallel}}},
-		{name: "unknown kind", file: "upstreams:\n  - {name: a, http: http://x, kind: ankr}\n", err: "kind must be one of"},
+		{name: "unknown kind", file: "upstreams:\n  - {name: a, http: http://x, kind: ankr}\n", err: `kind "ankr": want infura, alchemy, quicknode or generic`},
 		{name: "zero split", file: "upstreams:\n  - {name: a, http: http://x}\nlogs: {split_range: 0}\n", err: "split_range in [1, 2^40]"},
 		{name: "parallel", file: "upstreams:\n  - {name: a, http: http://x}\nlogs: {parallel: 0}\n", err: "parallel must be in [1, 64]"},
 		{name: "max_calls", file: "upstreams:\n  - {name: a, http: http://x}\nlogs: {max_calls: -1}\n", err: "max_calls must be in"},

@@ -97,7 +97,7 @@ func (b *Bucket) Take(n int64) Decision {
 	}
 	if l.conn != nil {
 		if s.usable() {
-			return s.takeLeased(n)
+			return s.takeLeased(n, true)
 		}
 		if s.sh.leasing.Load() {
 			s.wake() // degraded: let the shard try again
@@ -110,7 +110,9 @@ func (b *Bucket) Take(n int64) Decision {
 	return s.takeLocal(n)
 }
 
-func (s *bucketState) takeLeased(n int64) Decision {
+// takeLeased spends n of the leased allowance; with borrow, a renewal running late
+// may be borrowed against (below).
+func (s *bucketState) takeLeased(n int64, borrow bool) Decision {
 	for {
 		a := s.avail.Load()
 		if a < n {
@@ -128,7 +130,7 @@ func (s *bucketState) takeLeased(n int64) Decision {
 	// against the next lease, which pays it back first: a renewal that a starved shard or
 	// a slow answer made late refuses nobody while the global bucket has tokens.
 	now := s.lim.nanotime()
-	if now >= s.retryAt.Load() {
+	if borrow && now >= s.retryAt.Load() {
 		low := s.low.Load()
 		for {
 			a := s.avail.Load()

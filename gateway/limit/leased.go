@@ -2,7 +2,9 @@ package limit
 
 // TakeLeased is Take without the per-process fallback: in Redis mode it spends only
 // the allowance leased from Redis, also while the handle's last lease failed (the
-// allowance left is still the cluster's), and is refused when that runs out. Callers
+// allowance left is still the cluster's), and is refused when that runs out; it never
+// borrows against a late renewal as Take does (an upstream's budget is a provider's
+// limit: a borrow would be sent and refused there). Callers
 // that must not exceed a cluster-wide total (upstream budgets) use it while Redis is
 // usable and meter on their own otherwise. In local mode it is Take. Never waits,
 // never allocates.
@@ -11,7 +13,7 @@ func (b *Bucket) TakeLeased(n int64) Decision {
 	if s.lim.conn == nil || n <= 0 || n > s.burst {
 		return b.Take(n)
 	}
-	return s.takeLeased(n)
+	return s.takeLeased(n, false)
 }
 
 // TakeLeased is Take without the per-process fallback (see Bucket.TakeLeased).
