@@ -445,8 +445,11 @@ func TestLiveGatewayExposesReferencedMetrics(t *testing.T) {
 	var body []byte
 	deadline := time.Now().Add(15 * time.Second)
 	for {
+		// Scraped once the gateway is ready: the admin listener is up (and serves
+		// /metrics) before the start is over, when some series are not exported yet.
+		ready, _, _ := get("http://" + admin + "/readyz")
 		status, b, err := get("http://" + admin + "/metrics")
-		if err == nil && status == 200 {
+		if err == nil && status == 200 && ready == 200 {
 			body = b
 			break
 		}
