@@ -131,6 +131,7 @@ type Upstream struct {
 	pol      atomic.Pointer[policyTable] // its per-method policy, over the network's
 	budget   budgetState
 	gate     gate // throttled, exhausted (gate.go)
+	integ    integrityState
 	stop     chan struct{}
 	done     sync.WaitGroup
 }
