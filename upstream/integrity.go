@@ -283,6 +283,7 @@ func (r *Router) lagsFor(u *Upstream, req *proto.Request) bool {
 // integrityState is an upstream's wrong answers, by check.
 type integrityState struct {
 	wrong [numChecks]*metrics.Counter
+	consensusVotes
 }
 
 // wrongAnswer records that u's answer failed c: counted, and a failure in its health.
@@ -335,6 +336,13 @@ func (u *Upstream) wrongStatus() map[string]uint64 {
 // as any call: its new answer or error replaces the one u gave.
 func (r *Router) verifyBatch(b *Batch, u *Upstream, deadline time.Time, via Transport) {
 	for i, req := range b.Reqs {
+		if r.underConsensus(req) != nil {
+			// A batch goes to one upstream: an element under consensus is asked of
+			// k upstreams on its own, and their agreed answer replaces this one.
+			again, err := r.call(nil, req, b.IDs[i], deadline, via)
+			b.replace(i, again, asProtoError(err), err == nil)
+			continue
+		}
 		ans, e := b.Answer(i)
 		if e != nil {
 			continue

@@ -15,8 +15,9 @@ import (
 // resultFake is an HTTP node answering every call, single or in a batch, with the
 // result of its method in results ("0x1" for another method).
 type resultFake struct {
-	url   string
-	calls atomic.Int64
+	url     string
+	calls   atomic.Int64
+	results atomic.Pointer[map[string]string]
 }
 
 func newResultFake(t *testing.T, results map[string]string) *resultFake {
@@ -26,13 +27,14 @@ func newResultFake(t *testing.T, results map[string]string) *resultFake {
 		t.Fatal(err)
 	}
 	f := &resultFake{url: "http://" + ln.Addr().String()}
+	f.results.Store(&results)
 	answer := func(m json.RawMessage) string {
 		var req struct {
 			ID     json.RawMessage `json:"id"`
 			Method string          `json:"method"`
 		}
 		_ = json.Unmarshal(m, &req)
-		res, ok := results[req.Method]
+		res, ok := (*f.results.Load())[req.Method]
 		if !ok {
 			res = `"0x1"`
 		}

@@ -176,6 +176,7 @@ type Router struct {
 	headMu     sync.Mutex
 	served     atomic.Uint64
 	headKnown  atomic.Bool
+	consensus  atomic.Pointer[consensus] // nil: off (consensus.go)
 	servedFrom *Upstream
 	servedHash []byte
 	servedAt   time.Time

@@ -48,6 +48,11 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 // callAvoiding is call on any upstream but avoid (nil: any), never hedged when it
 // avoids one: a batch element asked again after avoid answered it wrongly.
 func (r *Router) callAvoiding(spare []byte, req *proto.Request, id []byte, deadline time.Time, via Transport, avoid *Upstream) ([]byte, error) {
+	if avoid == nil {
+		if cs := r.underConsensus(req); cs != nil {
+			return r.consensusCall(cs, spare, req, id, deadline, via)
+		}
+	}
 	n := r.needOf(req)
 	retryable := req.Retryable()
 	var first *Upstream

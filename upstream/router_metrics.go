@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -99,6 +100,10 @@ type UpstreamStatus struct {
 	// WrongAnswers counts its answers that failed an integrity check, by check
 	// (integrity.go); absent while there are none.
 	WrongAnswers map[string]uint64 `json:"wrong_answers,omitempty"`
+	// ConsensusDissent is the weighted mean of its dissent in consensus calls (0 to
+	// 1); WeightLowered says its routing weight is lowered for it (consensus.go).
+	ConsensusDissent float64 `json:"consensus_dissent,omitempty"`
+	WeightLowered    bool    `json:"weight_lowered,omitempty"`
 	HealthStatus
 	GateStatus
 }
@@ -123,6 +128,8 @@ func (r *Router) Status() Status {
 		us.Cordoned = u.cordon.Load()
 		us.Budget = r.budgetStatus(u)
 		us.WrongAnswers = u.wrongStatus()
+		us.ConsensusDissent = math.Float64frombits(u.integ.dissent.Load())
+		us.WeightLowered = u.integ.lowered.Load()
 		if u.mux != nil {
 			up := u.mux.Up()
 			us.WS = &up
