@@ -157,3 +157,79 @@ func TestIntegrityPassesRealNodeAnswers(t *testing.T) {
 		}
 	}
 }
+
+// Consensus 2 of 3 with one liar, configured in the file: POST /, a batch and
+// /socket2socket get the majority's answer; the liar is counted and its weight
+// lowered on /status. A network asking 2 of 2 that disagree answers -32000.
+func TestConsensusThroughTheGateway(t *testing.T) {
+	balance := func(v string) func(fakeRequest) fakeAnswer {
+		return func(r fakeRequest) fakeAnswer {
+			if r.Method == "eth_getBalance" {
+				return fakeAnswer{Result: v}
+			}
+			return fakeAnswer{}
+		}
+	}
+	a, b := startFakeUpstream(t, fakeRespond(balance(`"0x1"`))), startFakeUpstream(t, fakeRespond(balance(`"0x1"`)))
+	liar := startFakeUpstream(t, fakeRespond(balance(`"0x2"`)))
+	file := fmt.Sprintf(`networks:
+  - name: three
+    chain_id: 1
+    default: true
+    upstreams:
+      - {name: a, http: %q, ws: %q}
+      - {name: b, http: %q, ws: %q}
+      - {name: liar, http: %q, ws: %q}
+    consensus: {methods: [eth_getBalance], upstreams: 3, agree: 2, timeout: 5s}
+  - name: two
+    chain_id: 1
+    upstreams:
+      - {name: a, http: %q}
+      - {name: liar, http: %q}
+    consensus: {methods: [eth_getBalance], upstreams: 2, agree: 2}
+`, a.HTTPURL, a.WSURL, b.HTTPURL, b.WSURL, liar.HTTPURL, liar.WSURL, a.HTTPURL, liar.HTTPURL)
+	gw := startGateway(t, "-config", writeFile(t, t.TempDir(), "consensus.yaml", file), "-cache=false")
+	gw.waitUpstreams(t)
+	call := rpcBody("eth_getBalance", `["0x0000000000000000000000000000000000000001","latest"]`)
+	want := `{"jsonrpc":"2.0","id":1,"result":"0x1"}`
+	ws := dialWS(t, gw.WSURL, nil)
+	for i := range 5 {
+		if code, _, body := post(t, gw.URL+"/", call, nil); code != 200 || body != want {
+			t.Fatalf("POST / %d: %d %s; want the majority's answer", i, code, body)
+		}
+		if got := string(ws.call(call)); got != want {
+			t.Fatalf("/socket2socket %d: %s; want the majority's answer", i, got)
+		}
+		if _, _, body := post(t, gw.URL+"/", `[`+call+`]`, nil); body != `[`+want+`]` {
+			t.Fatalf("batch %d: %s; want the majority's answer", i, body)
+		}
+	}
+	waitFor(t, "the liar's weight lowered on /status", func() bool {
+		_, page := do(t, "GET", gw.AdminURL+"/status", "")
+		var st struct {
+			Networks []struct {
+				Name      string
+				Upstreams []struct {
+					Name          string
+					WrongAnswers  map[string]uint64 `json:"wrong_answers"`
+					WeightLowered bool              `json:"weight_lowered"`
+				}
+			}
+		}
+		if err := json.Unmarshal(page, &st); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range st.Networks {
+			for _, u := range n.Upstreams {
+				if n.Name == "three" && u.Name == "liar" {
+					return u.WeightLowered && u.WrongAnswers["consensus"] >= 10
+				}
+			}
+		}
+		return false
+	})
+	code, _, body := post(t, gw.URL+"/two/", call, nil)
+	if !strings.Contains(body, `"code":-32000`) || !strings.Contains(body, "upstreams disagree") {
+		t.Fatalf("2 of 2 disagreeing: %d %s; want -32000 upstreams disagree", code, body)
+	}
+}
