@@ -142,7 +142,9 @@ func (r *Router) consensusCall(cs *consensus, spare []byte, req *proto.Request, 
 	if len(picked) < cs.m {
 		return spare[:0], r.finalError(errNoConsensusUpstreams, via)
 	}
-	req = cloneRequest(req) // the attempts may outlive this call
+	// The attempts may outlive this call (it answers once m agree): req and id may
+	// point into the caller's buffers.
+	req, id = cloneRequest(req), append([]byte(nil), id...)
 	votes := make(chan vote, len(picked))
 	for _, u := range picked {
 		go func() {

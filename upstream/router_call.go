@@ -186,16 +186,13 @@ func (r *Router) once(u *Upstream, spare []byte, req *proto.Request, id []byte, 
 		// behind the served head is missing data; neither is returned as an answer.
 		if c, lagging := r.verify(u, req, ans); c != checkNone {
 			r.wrongAnswer(u, req, c)
-			n.class, err = AnswerBroken, errWrongAnswer
+			n.class, err, ans = AnswerBroken, errWrongAnswer, ans[:0]
 		} else if lagging {
-			n.class, err = AnswerMissingData, errNullLagging
+			n.class, err, ans = AnswerMissingData, errNullLagging, ans[:0]
 		}
 	}
 	r.noteAnswer(u, n.class, n.backoff)
 	at.End(req.Method.String(), attemptOutcome(ans, n.class, err))
-	if err != nil {
-		ans = ans[:0]
-	}
 	return ans, n.class, err
 }
 
