@@ -20,7 +20,13 @@ const fixedBlockNumber = `{"jsonrpc":"2.0","id":1,"result":"0x10d4f"}`
 
 func newDirectServer(tb testing.TB, args ...string) *Server {
 	tb.Helper()
-	fake := startFakeUpstream(tb, fakeFixed(fixedBlockNumber))
+	return newDirectServerAnswering(tb, fixedBlockNumber, args...)
+}
+
+// newDirectServerAnswering is newDirectServer over an upstream answering answer.
+func newDirectServerAnswering(tb testing.TB, answer string, args ...string) *Server {
+	tb.Helper()
+	fake := startFakeUpstream(tb, fakeFixed(answer))
 	cfg, err := config.Load(append([]string{"-upstream-http", fake.HTTPURL, "-upstream-ws", "off", "-admin-listen", ""}, args...),
 		func(string) string { return "" }, io.Discard)
 	if err != nil {

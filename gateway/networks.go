@@ -56,6 +56,9 @@ func (s *Server) newFront(cfg *config.Config, nc config.Network) (*front, error)
 		MaxResponse: cfg.MaxResponseBody, Redis: s.redis, Subs: filterSubs(n), Log: s.log.With("network", nc.Name)})
 	n.Broadcast = broadcast.New(nc.Name, n.Router, s.redis, n.Registry(), s.log.With("network", nc.Name))
 	n.Broadcast.Configure(nc.Broadcast)
+	if err := n.Router.SetConsensus(nc.Consensus); err != nil { // validated with the file
+		return nil, fmt.Errorf("network %s: %w", nc.Name, err)
+	}
 	f := &front{net: n, conf: nc}
 	if n.HasWS {
 		f.sock = socket.New(cfg, s.acc, s.pipe, n, n.Registry())
@@ -178,6 +181,10 @@ func (s *Server) reloadNetworks(next *config.Config) error {
 				return fmt.Errorf("network %s: %w", f.conf.Name, err)
 			}
 			f.net.Broadcast.Configure(f.conf.Broadcast)
+			if err := f.net.Router.SetConsensus(f.conf.Consensus); err != nil {
+				undo()
+				return fmt.Errorf("network %s: %w", f.conf.Name, err)
+			}
 			f.net.Logs.Reload(next.ForNetwork(f.conf).Logs, !reflect.DeepEqual(old[f.conf.Name].conf.Upstreams, f.conf.Upstreams))
 		}
 	}

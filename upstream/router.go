@@ -131,6 +131,7 @@ type Upstream struct {
 	pol      atomic.Pointer[policyTable] // its per-method policy, over the network's
 	budget   budgetState
 	gate     gate // throttled, exhausted (gate.go)
+	integ    integrityState
 	stop     chan struct{}
 	done     sync.WaitGroup
 }
@@ -175,6 +176,7 @@ type Router struct {
 	headMu     sync.Mutex
 	served     atomic.Uint64
 	headKnown  atomic.Bool
+	consensus  atomic.Pointer[consensus] // nil: off (consensus.go)
 	servedFrom *Upstream
 	servedHash []byte
 	servedAt   time.Time

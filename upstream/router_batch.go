@@ -60,6 +60,7 @@ func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
 		perr, _ := err.(*proto.Error)
 		r.noteAnswer(u, refusalClass(perr), 0)
 		if err == nil {
+			r.verifyBatch(b, u, deadline, via)
 			return nil
 		}
 		lastErr = err

@@ -42,12 +42,23 @@ var errNoUpstream = proto.NewError(proto.CodeServer, 503,
 	"no upstream available: every upstream that can take this call is at its in-flight limit, or none is configured for it")
 
 func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time.Time, via Transport) ([]byte, error) {
+	return r.callAvoiding(spare, req, id, deadline, via, nil)
+}
+
+// callAvoiding is call on any upstream but avoid (nil: any), never hedged when it
+// avoids one: a batch element asked again after avoid answered it wrongly.
+func (r *Router) callAvoiding(spare []byte, req *proto.Request, id []byte, deadline time.Time, via Transport, avoid *Upstream) ([]byte, error) {
+	if avoid == nil {
+		if cs := r.underConsensus(req); cs != nil {
+			return r.consensusCall(cs, spare, req, id, deadline, via)
+		}
+	}
 	n := r.needOf(req)
 	retryable := req.Retryable()
 	var first *Upstream
 	// reads counts only what the hedging budget needs: a counter every request writes
 	// is a cache line the cores pass back and forth.
-	if retryable && r.cfg.HedgeQuantile > 0 {
+	if retryable && r.cfg.HedgeQuantile > 0 && avoid == nil {
 		r.reads.Add(1)
 		// Whether the read may be hedged is the policy of the upstream it goes to first
 		// (its budget already taken: it is the first attempt either way).
@@ -69,13 +80,18 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 			return r.hedgedCall(req, id, deadline, via, n, first)
 		}
 	}
-	var tried [maxAttempts]*Upstream
+	// tried[:off+i] are the upstreams attempt i may not go to: avoid, and those tried.
+	var tried [maxAttempts + 1]*Upstream
+	off := 0
+	if avoid != nil {
+		tried[0], off = avoid, 1
+	}
 	var lastErr error = errNoUpstream
 	var waitEnd int64
 	for i := 0; i < maxAttempts; i++ {
 		u, spent := first, false
 		if i > 0 || u == nil {
-			u, spent = r.pickBudgeted(req, n, via, tried[:i])
+			u, spent = r.pickBudgeted(req, n, via, tried[:off+i])
 		}
 		for u == nil && spent {
 			// Every upstream that could take it is at its budget: wait briefly for one.
@@ -85,7 +101,7 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 			if !r.waitBudget(int64(len(req.Name)+len(req.Params)), waitEnd, deadline) {
 				break
 			}
-			u, spent = r.pickBudgeted(req, n, via, tried[:i])
+			u, spent = r.pickBudgeted(req, n, via, tried[:off+i])
 		}
 		if u == nil {
 			if i == 0 && spent {
@@ -95,7 +111,7 @@ func (r *Router) call(spare []byte, req *proto.Request, id []byte, deadline time
 			}
 			break
 		}
-		tried[i] = u
+		tried[off+i] = u
 		kind := "first"
 		if i > 0 {
 			kind = "retry"
@@ -165,6 +181,16 @@ func (r *Router) once(u *Upstream, spare []byte, req *proto.Request, id []byte, 
 		var tp [tracing.HeaderLen]byte
 		ans, n, err = u.pool.call(spare, req, id, deadline, at.Header(&tp, req.Trace))
 	}
+	if err == nil && n.class == AnswerOK {
+		// Integrity (integrity.go): a wrong answer is the upstream broken, a null from
+		// behind the served head is missing data; neither is returned as an answer.
+		if c, lagging := r.verify(u, req, ans); c != checkNone {
+			r.wrongAnswer(u, req, c)
+			n.class, err, ans = AnswerBroken, errWrongAnswer, ans[:0]
+		} else if lagging {
+			n.class, err, ans = AnswerMissingData, errNullLagging, ans[:0]
+		}
+	}
 	r.noteAnswer(u, n.class, n.backoff)
 	at.End(req.Method.String(), attemptOutcome(ans, n.class, err))
 	return ans, n.class, err
@@ -206,6 +232,10 @@ func attemptOutcome(ans []byte, cls AnswerClass, err error) string {
 		return "overloaded"
 	case proto.ErrRateLimited, errThrottled, errExhausted:
 		return "rate_limited"
+	case errWrongAnswer:
+		return "wrong_answer"
+	case errNullLagging:
+		return "lagging"
 	}
 	return "error"
 }
@@ -216,7 +246,8 @@ func attemptOutcome(ans []byte, cls AnswerClass, err error) string {
 func retryableError(e *proto.Error) bool {
 	switch e {
 	case proto.ErrUnavailable, proto.ErrUnreachable, proto.ErrTimeout, proto.ErrOverloaded,
-		proto.ErrRateLimited, proto.ErrBadUpstream, errLagging, errUpstreamAuth, errThrottled, errExhausted:
+		proto.ErrRateLimited, proto.ErrBadUpstream, errLagging, errUpstreamAuth, errThrottled, errExhausted,
+		errWrongAnswer, errNullLagging:
 		return true
 	}
 	return false

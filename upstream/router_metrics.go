@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -67,6 +68,7 @@ func (m *routerMetrics) register(u *Upstream) {
 	m.reg.Gauge(s[8], "The chain id the upstream answered (0: not checked, or no answer yet).",
 		func() float64 { return float64(u.chain.seen.Load()) })
 	m.registerCordon(u)
+	registerIntegrity(m.reg, u)
 }
 
 func (m *routerMetrics) unregister(u *Upstream) {
@@ -75,6 +77,7 @@ func (m *routerMetrics) unregister(u *Upstream) {
 	}
 	m.unregisterCordon(u)
 	unregisterGate(m.reg, u)
+	unregisterIntegrity(m.reg, u)
 }
 
 // UpstreamStatus is one upstream on /status. It holds no URL: they may carry keys.
@@ -94,6 +97,13 @@ type UpstreamStatus struct {
 	Cordoned *Cordon `json:"cordoned,omitempty"`
 	// Budget is its budget and what this replica spent of it (budget.go).
 	Budget *BudgetStatus `json:"budget,omitempty"`
+	// WrongAnswers counts its answers that failed an integrity check, by check
+	// (integrity.go); absent while there are none.
+	WrongAnswers map[string]uint64 `json:"wrong_answers,omitempty"`
+	// ConsensusDissent is the weighted mean of its dissent in consensus calls (0 to
+	// 1); WeightLowered says its routing weight is lowered for it (consensus.go).
+	ConsensusDissent float64 `json:"consensus_dissent,omitempty"`
+	WeightLowered    bool    `json:"weight_lowered,omitempty"`
 	HealthStatus
 	GateStatus
 }
@@ -117,6 +127,9 @@ func (r *Router) Status() Status {
 		r.chainStatus(u, &us)
 		us.Cordoned = u.cordon.Load()
 		us.Budget = r.budgetStatus(u)
+		us.WrongAnswers = u.wrongStatus()
+		us.ConsensusDissent = math.Float64frombits(u.integ.dissent.Load())
+		us.WeightLowered = u.integ.lowered.Load()
 		if u.mux != nil {
 			up := u.mux.Up()
 			us.WS = &up

@@ -161,7 +161,7 @@ outer:
 		}
 		if r.eligible(u, req, n, via, served, level) {
 			list = append(list, u)
-			total += u.spec.Weight
+			total += u.weight()
 		}
 	}
 	switch len(list) {
@@ -174,7 +174,7 @@ outer:
 	// on (a blackhole, its in-flight calls piling up) would still be "chosen" over
 	// itself for 1/n² of the calls (a quarter, with two), whatever its score.
 	a := weighted(list, total, nil)
-	b := weighted(list, total-a.spec.Weight, a)
+	b := weighted(list, total-a.weight(), a)
 	// One holding two calls more than the other, per weight, is not chosen: calls that
 	// do not come back pile up there, and it gets no more.
 	la := float64(a.inFlight.Load()) / float64(a.spec.Weight)
@@ -197,8 +197,9 @@ outer:
 	return a
 }
 
-// weighted draws an upstream of list other than except, by weight; total is the sum
-// of the weights of the others.
+// weighted draws an upstream of list other than except, by weight (Upstream.weight:
+// lowered while it dissents in consensus calls); total is the sum of the weights of
+// the others.
 func weighted(list []*Upstream, total int, except *Upstream) *Upstream {
 	x := rand.IntN(total)
 	var last *Upstream
@@ -206,7 +207,7 @@ func weighted(list []*Upstream, total int, except *Upstream) *Upstream {
 		if u == except {
 			continue
 		}
-		if x -= u.spec.Weight; x < 0 {
+		if x -= u.weight(); x < 0 {
 			return u
 		}
 		last = u

@@ -47,6 +47,9 @@ type Config struct {
 	// Broadcast is the file's top-level broadcast: the network of Upstreams sends with
 	// it (nil: off); networks: carry their own (Network.Broadcast).
 	Broadcast *Broadcast
+	// Consensus is the file's top-level consensus (nil: off); networks: carry their
+	// own (Network.Consensus).
+	Consensus *upstream.ConsensusConfig
 	// flags is the configuration before the file was applied: a reload applies the
 	// file anew on top of it.
 	flags *Config

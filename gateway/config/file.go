@@ -35,6 +35,9 @@ type FileConfig struct {
 	// Broadcast: the top-level upstreams' network, and the default of every network
 	// without its own (broadcast.go).
 	Broadcast *BroadcastEntry `yaml:"broadcast"`
+	// Consensus: the top-level upstreams' network, and the default of every network
+	// without its own (consensus.go).
+	Consensus *ConsensusEntry `yaml:"consensus"`
 	// SharedBudgetReplicas overrides -budget-replicas: each replica's share of the
 	// upstreams' budgets while Redis is down.
 	SharedBudgetReplicas *int       `yaml:"shared_budget_replicas"`

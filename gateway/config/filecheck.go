@@ -28,6 +28,9 @@ func (f *FileConfig) validate() error {
 	if err := f.validateBroadcast(); err != nil {
 		return err
 	}
+	if err := f.validateConsensus(); err != nil {
+		return err
+	}
 	if err := f.Logs.validate("", true); err != nil {
 		return err
 	}
@@ -225,6 +228,7 @@ func (f *FileConfig) apply(c *Config) {
 	f.Routing.apply(c)
 	f.Health.apply(c)
 	c.Broadcast = f.Broadcast.resolve()
+	c.Consensus = f.Consensus.resolve()
 	set(&c.BudgetReplicas, f.SharedBudgetReplicas)
 	f.applyNetworks(c)
 }

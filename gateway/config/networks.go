@@ -30,6 +30,7 @@ type NetworkEntry struct {
 	DenyMethods []string        `yaml:"deny_methods"`
 	Methods     MethodPolicies  `yaml:"methods"`
 	Broadcast   *BroadcastEntry `yaml:"broadcast"`
+	Consensus   *ConsensusEntry `yaml:"consensus"`
 	Logs        *LogsEntry      `yaml:"logs"`
 }
 
@@ -72,6 +73,8 @@ type Network struct {
 	methods     []upstream.MethodPolicy
 	// Broadcast is the network's transaction broadcast; nil: off.
 	Broadcast *Broadcast
+	// Consensus is the network's consensus; nil: off.
+	Consensus *upstream.ConsensusConfig
 	logs      *LogsEntry
 	logsCap   uint64 // the smallest eth_getLogs cap of its upstreams (config/logs.go)
 }
@@ -110,7 +113,8 @@ func (c *Config) NetworkList() []Network {
 	if len(c.Networks) > 0 {
 		return c.Networks
 	}
-	return []Network{{Name: DefaultNetwork, Default: true, Upstreams: c.UpstreamSpecs(), Broadcast: c.Broadcast}}
+	return []Network{{Name: DefaultNetwork, Default: true, Upstreams: c.UpstreamSpecs(), Broadcast: c.Broadcast,
+		Consensus: c.Consensus}}
 }
 
 // ForNetwork returns the configuration network n is served with: c with n's upstreams
@@ -149,6 +153,10 @@ func (f *FileConfig) applyNetworks(c *Config) {
 			methods: e.Methods.specs(), Broadcast: f.Broadcast.resolve(), logs: e.Logs, logsCap: upstreamLogsCap(e.Upstreams)}
 		if e.Broadcast != nil {
 			n.Broadcast = e.Broadcast.resolve()
+		}
+		n.Consensus = f.Consensus.resolve()
+		if e.Consensus != nil {
+			n.Consensus = e.Consensus.resolve()
 		}
 		if e.DenyMethods != nil {
 			n.denyMethods = e.DenyMethods
