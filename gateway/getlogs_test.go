@@ -244,3 +244,53 @@ func TestGetLogsSettingsFollowReload(t *testing.T) {
 		}
 	}
 }
+
+// A query within one chunk goes on as any call (the cache stage, one upstream call);
+// when the node refuses it for a cap the gateway did not know, the splitter learns the
+// cap from the text and answers in chunks after all: the client sees the uncapped
+// answer, never the cap error.
+func TestGetLogsSmallQueryFallsBackOnACap(t *testing.T) {
+	const head = 20223
+	fake := startFakeUpstream(t, fakeRespond(cappedLogs(1000, head)))
+	fake.head.Store(head)
+	gw := startGateway(t, fake.args("-cache=false")...)
+	gw.waitUpstreams(t)
+	waitFor(t, "the served head", func() bool { return gw.srv.nets.List()[0].Router.ServedHead() == head })
+	calls := func() int {
+		n := 0
+		for _, r := range fake.requests() {
+			if r.Method == "eth_getLogs" {
+				n++
+			}
+		}
+		return n
+	}
+	ask := func(from, to uint64) string {
+		_, body := do(t, "POST", gw.URL+"/", fmt.Sprintf(
+			`{"jsonrpc":"2.0","id":7,"method":"eth_getLogs","params":[{"fromBlock":"0x%x","toBlock":"0x%x"}]}`, from, to))
+		return string(body)
+	}
+	// 500 blocks: within every cap, one call, as before the splitter.
+	if got, want := ask(100, 599), referenceLogs("7", 100, 599); got != want {
+		t.Fatalf("500 blocks: %.200s, want the node's answer", got)
+	}
+	if n := calls(); n != 1 {
+		t.Fatalf("500 blocks took %d upstream calls, want 1", n)
+	}
+	// 5,000 blocks: one chunk of the default split range, but over the node's cap of
+	// 1,000: refused once, then split at the cap the text names.
+	if got, want := ask(10000, 14999), referenceLogs("7", 10000, 14999); got != want {
+		t.Fatalf("5,000 blocks over a 1,000-block cap: %.200s, want the uncapped answer", got)
+	}
+	if n := calls() - 1; n != 1+5 {
+		t.Fatalf("5,000 blocks took %d upstream calls, want 6 (the refused one, then 5 chunks)", n)
+	}
+	// The cap is learned: the next wide query is split at once.
+	before := calls()
+	if got, want := ask(1000, 2999), referenceLogs("7", 1000, 2999); got != want {
+		t.Fatalf("2,000 blocks after learning: %.200s", got)
+	}
+	if n := calls() - before; n != 2 {
+		t.Fatalf("2,000 blocks after learning the cap took %d calls, want 2", n)
+	}
+}

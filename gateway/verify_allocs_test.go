@@ -9,9 +9,8 @@ import (
 
 // TestCheckedAnswerAllocatesNothing: the integrity checks (upstream/integrity.go) read
 // a block's number, a receipt's hash and every log's block with the byte scanners:
-// a checked answer costs no allocation either. (eth_getLogs goes through the splitter,
-// gateway/logs, which allocates on its own; its check is counted in upstream's
-// TestVerifyAllocatesNothing.)
+// a checked answer costs no allocation either. (eth_getLogs: TestSmallGetLogsAllocatesNothing
+// below; a split one allocates its chunks.)
 func TestCheckedAnswerAllocatesNothing(t *testing.T) {
 	// One upstream, one fixed answer every check passes on: a block (number, hash)
 	// that also carries the transactionHash of the receipt asked for. One server:
@@ -42,5 +41,21 @@ func TestCheckedAnswerAllocatesNothing(t *testing.T) {
 		if n := testing.AllocsPerRun(1000, func() { d.run(t) }); n != 0 {
 			t.Errorf("%s: %v allocations per checked request, want 0", c.name, n)
 		}
+	}
+}
+
+// TestSmallGetLogsAllocatesNothing: an eth_getLogs within one chunk goes on as any call
+// (gateway/logs Splitter.Small): parsed in place, checked in place, no allocation.
+func TestSmallGetLogsAllocatesNothing(t *testing.T) {
+	s := newDirectServerAnswering(t, `{"jsonrpc":"2.0","id":1,"result":[]}`, "-cache=false")
+	d := newDirectCall(s, "POST", "/", `{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{"fromBlock":"0x10","toBlock":"0x20"}]}`)
+	for range 100 {
+		d.run(t)
+	}
+	if got := string(d.ctx.Response.Body()); got != `{"jsonrpc":"2.0","id":1,"result":[]}` {
+		t.Fatalf("eth_getLogs: %s; want the upstream's answer", got)
+	}
+	if n := testing.AllocsPerRun(1000, func() { d.run(t) }); n != 0 {
+		t.Errorf("a small eth_getLogs: %v allocations per request, want 0", n)
 	}
 }

@@ -489,3 +489,58 @@ func resultInside(ans []byte) []byte {
 	}
 	return proto.TrimWS(res[1 : len(res)-1])
 }
+
+// Small reports whether r, an eth_getLogs, is one chunk the pipeline may send on as any
+// call (through its cache stage, allocation-free): its bounds numbers, `earliest` or
+// the head (read locally), its span within one chunk of the smallest cap known and
+// within the plan's maxRange (0: none). Tags the splitter would ask an upstream for
+// (safe, finalized), blockHash queries and filters it does not read are not small: they
+// go to Serve, which forwards what it does not split. A small query the node refuses
+// for a cap the gateway did not know is handed to Serve after all (CapError).
+func (s *Splitter) Small(r *proto.Request, maxRange uint64) bool {
+	f, ok := parseFilter(r.Params)
+	if !ok || f.blockHash {
+		return false
+	}
+	head, haveHead := s.head()
+	for _, b := range [...]struct {
+		kind proto.BlockKind
+		n    *uint64
+	}{{f.fromKind, &f.from}, {f.toKind, &f.to}} {
+		switch b.kind {
+		case proto.BlockNumber: // earliest too: number 0
+		case proto.BlockLatest, proto.BlockPending:
+			if !haveHead {
+				return false
+			}
+			*b.n = head
+		default:
+			return false
+		}
+	}
+	if haveHead && f.to > head {
+		f.to = head
+	}
+	if f.from > f.to {
+		return false
+	}
+	if maxRange > 0 && f.to-f.from+1 > maxRange {
+		return false
+	}
+	step := s.step(s.set.Load())
+	return f.from/step == f.to/step
+}
+
+// CapError reports whether ans, an upstream's answer to an eth_getLogs, is a
+// provider's range or results cap error (one Serve splits around), and learns the
+// block cap it names, so Serve splits at it at once. It reads only error answers.
+func (s *Splitter) CapError(ans []byte) bool {
+	if !proto.IsErrorResponse(ans) {
+		return false
+	}
+	c := parseCapError(ans)
+	if c.IsCap && c.MaxRange > 0 && !c.Results {
+		s.learn(c.MaxRange)
+	}
+	return c.IsCap
+}

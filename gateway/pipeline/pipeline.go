@@ -165,11 +165,29 @@ func (p *Pipeline) dispatch(n *network.Network, c *Call) *proto.Error {
 		c.Ans = nil
 		return nil
 	}
-	if c.Req.Method == methodGetLogs {
-		if done, e := p.serveLogs(n, c); done {
-			return e
+	if c.Req.Method == methodGetLogs && n.Logs != nil {
+		if !n.Logs.Small(&c.Req, c.Who.LogsMaxRange()) {
+			if done, e := p.serveLogs(n, c); done {
+				return e
+			}
+		} else {
+			e := p.cacheOrForward(n, c)
+			if e != nil || c.Ans == nil || !n.Logs.CapError(c.Ans) {
+				return e
+			}
+			// The node caps below what the gateway knew: the splitter learns the cap from
+			// its text and answers in chunks (else the node's answer stands).
+			if done, e := p.serveLogs(n, c); done {
+				return e
+			}
+			return nil
 		}
 	}
+	return p.cacheOrForward(n, c)
+}
+
+// cacheOrForward answers c from the cache or the upstream.
+func (p *Pipeline) cacheOrForward(n *network.Network, c *Call) *proto.Error {
 	if n.Cache != nil {
 		return p.cacheServe(n, c)
 	}
