@@ -226,7 +226,10 @@ func TestReadRetriedBeforeTheDeadline(t *testing.T) {
 	if st := byName(r, "hole").health.State(); st != StateBanned {
 		t.Fatalf("three timeouts in a row: the blackhole is %v, want banned", st)
 	}
-	r = testRouter(t, Spec{Name: "hole", HTTPURL: hole, Weight: 1000}, Spec{Name: "good", HTTPURL: good})
+	// The good upstream a fallback: the write goes to the blackhole first whatever the
+	// heads say (a primary whose head is not known yet still beats a fallback), and must
+	// not reach the good one after it timed out there.
+	r = testRouter(t, Spec{Name: "hole", HTTPURL: hole, Weight: 1000}, Spec{Name: "good", HTTPURL: good, Tier: TierFallback})
 	start := time.Now()
 	_, err := r.call(nil, request("eth_sendRawTransaction", `["0x02"]`), []byte("8"), start.Add(time.Second), TransportHTTP)
 	if err == nil || served.Load() != 3 {
