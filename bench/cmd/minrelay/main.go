@@ -5,6 +5,8 @@
 //
 //   - GET /blocknumber: a fasthttp server and a fasthttp.HostClient, the server settings
 //     and pool size the gateway uses; the upstream's answer is copied back as it is.
+//   - POST /: the same server and HostClient; the client's body is forwarded as it is and
+//     the answer copied back (no parsing, no id handling).
 //   - GET /ws/blocknumber: the same server, and a minimal shared-websocket multiplexer of
 //     the gateway's design: N upstream sockets, each with one writer goroutine that puts
 //     every queued frame in one buffered write, and one reader goroutine that hands each
@@ -60,7 +62,7 @@ func main() {
 	log.Fatal(srv.ListenAndServe(*listen))
 }
 
-// newRelay returns the relay's handler: /blocknumber through the HTTP pool,
+// newRelay returns the relay's handler: /blocknumber and POST / through the HTTP pool,
 // /ws/blocknumber through the shared sockets, /health.
 func newRelay(upHTTP, upWS string, wsConns int) (fasthttp.RequestHandler, error) {
 	u, err := url.Parse(upHTTP)
@@ -85,6 +87,19 @@ func newRelay(upHTTP, upWS string, wsConns int) (fasthttp.RequestHandler, error)
 			ctx.Error(err.Error(), fasthttp.StatusBadGateway)
 		}
 	}
+	// viaPost forwards the client's body as it is: what a relay without a line of
+	// JSON-RPC handling costs for POST /.
+	viaPost := func(ctx *fasthttp.RequestCtx) {
+		req := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(req)
+		req.SetRequestURI(upHTTP)
+		req.Header.SetMethod(fasthttp.MethodPost)
+		req.Header.SetContentType("application/json")
+		req.SetBodyRaw(ctx.PostBody())
+		if err := hc.Do(req, &ctx.Response); err != nil {
+			ctx.Error(err.Error(), fasthttp.StatusBadGateway)
+		}
+	}
 	viaWS := func(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")
 		p := mux.call()
@@ -93,6 +108,12 @@ func newRelay(upHTTP, upWS string, wsConns int) (fasthttp.RequestHandler, error)
 	}
 	return func(ctx *fasthttp.RequestCtx) {
 		switch string(ctx.Path()) {
+		case "/":
+			if !ctx.IsPost() {
+				ctx.Error("POST only", fasthttp.StatusMethodNotAllowed)
+				return
+			}
+			viaPost(ctx)
 		case "/blocknumber":
 			viaHTTP(ctx)
 		case "/ws/blocknumber":

@@ -324,6 +324,7 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 	relayPaths := []pathSpec{
 		{"relay_http_blocknumber", "reference relay: HTTP /blocknumber (fasthttp server + HostClient)", "/blocknumber", load.HTTP, "", nil, 0},
 		{"relay_ws_blocknumber", "reference relay: /ws/blocknumber (minimal shared-socket mux)", "/ws/blocknumber", load.HTTP, "", nil, 0},
+		{"relay_rpc_post", "reference relay: POST / eth_blockNumber (the body forwarded as it is)", "/", load.HTTP, "POST", []byte(rpcBlockNumber), 0},
 	}
 	cachePaths := []pathSpec{
 		{"gasprice_cache", "/gasprice (cache hit)", "/gasprice", load.HTTP, "", nil, targetCacheHit},
