@@ -139,6 +139,16 @@ type answer struct {
 
 func call(t *testing.T, s *Service, up Caller, scope, method string, params ...any) answer {
 	t.Helper()
+	a, err := tryCall(s, up, scope, method, params...)
+	if err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	return a
+}
+
+// tryCall is call for goroutines other than the test's: the error is returned, not
+// reported (Fatalf must not be called from them).
+func tryCall(s *Service, up Caller, scope, method string, params ...any) (answer, error) {
 	if params == nil {
 		params = []any{}
 	}
@@ -147,13 +157,13 @@ func call(t *testing.T, s *Service, up Caller, scope, method string, params ...a
 	r.Set([]byte(method), p)
 	out, err := s.Serve(nil, up, &r, []byte("9"), scope, time.Now().Add(10*time.Second))
 	if err != nil {
-		t.Fatalf("%s: %v", method, err)
+		return answer{}, err
 	}
 	var a answer
 	if err := json.Unmarshal(out, &a); err != nil {
-		t.Fatalf("%s: %s: %v", method, out, err)
+		return answer{}, fmt.Errorf("%s: %v", out, err)
 	}
-	return a
+	return a, nil
 }
 
 func newFilter(t *testing.T, s *Service, up Caller, scope string) string {
