@@ -346,6 +346,13 @@ func (s *Server) ListenAndServe() error {
 // in-flight requests get until ctx ends (or ShutdownTimeout), then websocket clients
 // and upstream connections are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
+	// New websocket clients are refused before readiness says draining: one that saw
+	// the drain begin must not be upgraded while the drain goroutine starts.
+	for _, f := range s.frontList() {
+		if f.sock != nil {
+			f.sock.Refuse()
+		}
+	}
 	s.probe.SetDraining()
 	window := s.cfg.WSDrainWindow
 	if window == 0 {

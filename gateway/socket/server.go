@@ -161,6 +161,15 @@ func (h *Server) stop() []*wsClient {
 	return clients
 }
 
+// Refuse refuses new clients from now on (503, as when draining); the current ones stay
+// until Drain or Close. The gateway calls it before it reports draining, so no client
+// that saw the drain begin can still be upgraded.
+func (h *Server) Refuse() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+}
+
 // DrainReason tells clients closed by a drain to come back: another pod serves them.
 const DrainReason = "draining, reconnect"
 
