@@ -85,8 +85,9 @@ func (d *dedupe) claim(h [32]byte, window time.Duration, deadline time.Time) (cl
 		r = nil
 	}
 	if r != nil {
+		accepted := r.accepted // settleRecord writes it under d.mu
 		d.mu.Unlock()
-		if r.accepted {
+		if accepted {
 			return claimDone, nil, nil
 		}
 		st, err := d.wait(r, deadline)
