@@ -513,7 +513,7 @@ func peakRSS() string {
 
 // The measurement the issue asks for: a 100,000-block query returning 200,000 logs, its
 // upstream calls and the peak heap of the process while it runs (the in-process fake's
-// answers included). A log line, not an assertion on time or memory.
+// answers included), bounded loosely (no time bound). Run by ./task test:allocs, without -race.
 func TestGetLogsPeakMemory100kBlocks(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("a measurement: run without -race and -short")
@@ -543,6 +543,12 @@ func TestGetLogsPeakMemory100kBlocks(t *testing.T) {
 	}
 	t.Logf("100,000 blocks, 200,000 logs, answer %d MB: %d upstream calls (alchemy preset, 2,000 blocks), peak heap %d MB (%.1fx the answer), peak RSS of the test process %s, %v",
 		len(got)>>20, f.calls.Load(), p>>20, float64(p)/float64(len(got)), rss, took.Round(time.Millisecond))
+	// The splitter holds chunks, then the assembled answer: 2.2-2.8x the answer measured
+	// (the fake node's answers included). 5x leaves room for the collector's timing and
+	// still fails if chunks were kept twice or copied per merge.
+	if p > 5*uint64(len(got)) {
+		t.Errorf("peak heap %d MB is over 5x the %d MB answer", p>>20, len(got)>>20)
+	}
 }
 
 // concurrencyNode wraps a fakeNode and records the most eth_getLogs calls in flight at
