@@ -70,38 +70,22 @@ func TestLimitAccuracyAcrossReplicas(t *testing.T) {
 	var accepted []time.Duration // since start
 	var sent, refused, failed atomic.Int64
 	start := time.Now()
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			url := gws[w%len(gws)].URL + "/v3/" + keyAlice
-			// Worker w sends its i-th request at start + (i*workers + w)/offered.
-			for i := 0; ; i++ {
-				at := time.Duration(i*workers+w) * time.Second / offered
-				if at >= dur {
-					return
-				}
-				if d := time.Until(start.Add(at)); d > 0 {
-					time.Sleep(d) // pacing an open-loop load, not synchronisation
-				}
-				sent.Add(1)
-				code, body, err := tryPost(url, blockNumberCall)
-				switch {
-				case err == nil && code == 200:
-					mu.Lock()
-					accepted = append(accepted, time.Since(start))
-					mu.Unlock()
-				case err == nil && code == 429:
-					refused.Add(1)
-				default:
-					failed.Add(1)
-					t.Errorf("request: %d %s %v", code, body, err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	pacedLoad(start, workers, offered, dur, func(w int) {
+		url := gws[w%len(gws)].URL + "/v3/" + keyAlice
+		sent.Add(1)
+		code, body, err := tryPost(url, blockNumberCall)
+		switch {
+		case err == nil && code == 200:
+			mu.Lock()
+			accepted = append(accepted, time.Since(start))
+			mu.Unlock()
+		case err == nil && code == 429:
+			refused.Add(1)
+		default:
+			failed.Add(1)
+			t.Errorf("request: %d %s %v", code, body, err)
+		}
+	})
 	elapsed := time.Since(start)
 	steady := 0
 	for _, at := range accepted {

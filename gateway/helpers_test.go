@@ -187,3 +187,28 @@ func defaultSeries(line string) string {
 	line = strings.Replace(line, `{network="default"}`, "", 1)
 	return strings.Replace(line, `{network="default",`, "{", 1)
 }
+
+// pacedLoad drives an open-loop load from start: workers goroutines share offered
+// requests per second until length; worker w's i-th request is due at
+// start + (i*workers + w)/offered, whatever the answers before it took. It returns
+// when every worker has sent its last request.
+func pacedLoad(start time.Time, workers, offered int, length time.Duration, send func(w int)) {
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				at := time.Duration(i*workers+w) * time.Second / time.Duration(offered)
+				if at >= length {
+					return
+				}
+				if d := time.Until(start.Add(at)); d > 0 {
+					time.Sleep(d) // pacing an open-loop load, not synchronisation
+				}
+				send(w)
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -46,40 +46,24 @@ func TestLimitAccuracyUnderCPUSaturation(t *testing.T) {
 	var sent, accepted, refused, failed atomic.Int64
 	var errOnce sync.Once
 	start := time.Now()
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			url := gws[w%len(gws)].URL + "/v3/" + keyAlice
-			// Worker w's i-th request has the slot start + (i*workers + w)/offered.
-			for i := 0; ; i++ {
-				at := time.Duration(i*workers+w) * time.Second / offered
-				if at >= warm+window {
-					return
-				}
-				if d := time.Until(start.Add(at)); d > 0 {
-					time.Sleep(d) // pacing an open-loop load, not synchronisation
-				}
-				sentAt := time.Since(start)
-				code, body, err := tryPost(url, blockNumberCall)
-				if sentAt < warm || sentAt >= warm+window {
-					continue
-				}
-				sent.Add(1)
-				switch {
-				case err == nil && code == 200:
-					accepted.Add(1)
-				case err == nil && code == 429:
-					refused.Add(1)
-				default:
-					failed.Add(1)
-					errOnce.Do(func() { t.Errorf("request: %d %s %v", code, body, err) })
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	pacedLoad(start, workers, offered, warm+window, func(w int) {
+		url := gws[w%len(gws)].URL + "/v3/" + keyAlice
+		sentAt := time.Since(start)
+		code, body, err := tryPost(url, blockNumberCall)
+		if sentAt < warm || sentAt >= warm+window {
+			return
+		}
+		sent.Add(1)
+		switch {
+		case err == nil && code == 200:
+			accepted.Add(1)
+		case err == nil && code == 429:
+			refused.Add(1)
+		default:
+			failed.Add(1)
+			errOnce.Do(func() { t.Errorf("request: %d %s %v", code, body, err) })
+		}
+	})
 	var leaseErrs, opened, redisErrs, downs float64
 	for _, gw := range gws {
 		leaseErrs += gw.metric(t, "gateway_limit_lease_errors_total")
