@@ -54,8 +54,11 @@ type options struct {
 	coalesceDuration, headInterval   time.Duration
 	vus, idle, coalesceClients       int
 	subscribers, repeat              int
-	conns                            []int
-	quick, progress, noBuild, pprof  bool
+	// rounds and versusVUs shape the versus step (gateway ÷ reference relay).
+	rounds                          int
+	versusVUs                       []int
+	conns                           []int
+	quick, progress, noBuild, pprof bool
 	// gatewayArgs are appended to every gateway's command line; key, when set, goes in
 	// the path of the JSON-RPC routes (/v3/<key>, /ws/v3/<key>).
 	gatewayArgs []string
@@ -68,10 +71,26 @@ type options struct {
 // with conns, which paths the many-connection runs cover).
 var stepNames = []string{
 	"http_blocknumber", "ws_blocknumber", "rpc_post", "socket2socket", "gasprice_cache", "blocknumber_cached",
-	"socket2socket_per_client", "relay", "conns", "coalescing", "subscriptions", "memory",
+	"socket2socket_per_client", "relay", "versus", "conns", "coalescing", "subscriptions", "memory",
 }
 
 func (o *options) want(step string) bool { return len(o.only) == 0 || o.only[step] }
+
+// countList parses a comma-separated list of positive counts, or exits naming the flag.
+func countList(flagName, list string) []int {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			fatal(fmt.Errorf("%s: bad count %q", flagName, f))
+		}
+		out = append(out, n)
+	}
+	return out
+}
 
 func main() {
 	o := options{}
@@ -86,6 +105,8 @@ func main() {
 	flag.IntVar(&o.repeat, "repeat", 1, "measured runs per CPU path; the run with the median CPU per request is reported")
 	flag.IntVar(&o.vus, "vus", 64, "connections for the CPU runs (the bar: wrk 1 thread 64 connections)")
 	conns := flag.String("conns", "1000,10000", "connection counts for the zero-error runs")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the versus step (gateway and reference relay alternated on each path)")
+	versusVUs := flag.String("versus-vus", "64,1000", "connection counts of the versus step")
 	flag.IntVar(&o.idle, "idle", 10000, "idle /socket2socket clients for the memory test")
 	flag.IntVar(&o.coalesceClients, "coalesce-clients", 500, "concurrent /gasprice clients for the coalescing test")
 	flag.IntVar(&o.subscribers, "subscribers", 1000, "/socket2socket newHeads subscribers for the fan-out test")
@@ -129,6 +150,8 @@ func main() {
 			"coalesce-duration": func() { o.coalesceDuration = 3 * time.Second },
 			"subscribers":       func() { o.subscribers = 200 },
 			"conns":             func() { *conns = "1000" },
+			"rounds":            func() { o.rounds = 1 },
+			"versus-vus":        func() { *versusVUs = "64" },
 		}
 		for name, apply := range quick {
 			if !set[name] {
@@ -136,15 +159,10 @@ func main() {
 			}
 		}
 	}
-	for _, f := range strings.Split(*conns, ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
-		n, err := strconv.Atoi(f)
-		if err != nil || n <= 0 {
-			fatal(fmt.Errorf("-conns: bad count %q", f))
-		}
-		o.conns = append(o.conns, n)
+	o.conns = countList("-conns", *conns)
+	o.versusVUs = countList("-versus-vus", *versusVUs)
+	if o.rounds < 1 {
+		fatal(fmt.Errorf("-rounds: %d, want at least 1", o.rounds))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -254,6 +272,7 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 			Conns: o.conns, ConnDurationS: o.connDuration.Seconds(), Idle: o.idle,
 			CoalesceClients: o.coalesceClients, CoalesceDurationS: o.coalesceDuration.Seconds(),
 			HeadIntervalS: o.headInterval.Seconds(), Only: slices.Sorted(maps.Keys(o.only)),
+			Rounds: o.rounds, VersusVUs: o.versusVUs,
 		},
 	}
 	defer func() {
@@ -498,6 +517,16 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 			return res, err
 		}
 		gw.stop()
+	}
+
+	// Gateway ÷ relay, round by round (issue 25's targets). A quick run leaves it out
+	// unless -only names it: its rounds are what make the ratios worth reading.
+	if o.want("versus") && (!o.quick || o.only["versus"]) && ctx.Err() == nil {
+		rows, err := versus(ctx, m, gwBin, relayBin, dir, nodeHTTP, nodeWS, append(slices.Clone(passArgs), o.gatewayArgs...), o)
+		res.Versus = rows
+		if err != nil {
+			return res, err
+		}
 	}
 
 	// 4. /socket2socket with an upstream socket per client, for contrast.

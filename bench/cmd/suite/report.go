@@ -15,16 +15,17 @@ type results struct {
 	// FloorRepeat is the floor measured again after the gateway runs (full
 	// runs only); FloorCPUusPerReq is what the ratios divide by: the mean
 	// of both floor runs, or the first alone.
-	FloorRepeat      *run      `json:"floor_repeat,omitempty"`
-	FloorCPUusPerReq float64   `json:"floor_cpu_us_per_req"`
-	Paths            []*run    `json:"paths"`
-	Frames           *frames   `json:"ws_frames,omitempty"`
-	Coalescing       *coalesce `json:"coalescing,omitempty"`
-	Subscriptions    *subs     `json:"subscriptions,omitempty"`
-	Conns            []*run    `json:"connection_runs"`
-	Memory           *memory   `json:"idle_memory,omitempty"`
-	Checks           []check   `json:"checks"`
-	Pass             bool      `json:"pass"`
+	FloorRepeat      *run         `json:"floor_repeat,omitempty"`
+	FloorCPUusPerReq float64      `json:"floor_cpu_us_per_req"`
+	Paths            []*run       `json:"paths"`
+	Frames           *frames      `json:"ws_frames,omitempty"`
+	Coalescing       *coalesce    `json:"coalescing,omitempty"`
+	Subscriptions    *subs        `json:"subscriptions,omitempty"`
+	Conns            []*run       `json:"connection_runs"`
+	Memory           *memory      `json:"idle_memory,omitempty"`
+	Versus           []*versusRow `json:"versus,omitempty"`
+	Checks           []check      `json:"checks"`
+	Pass             bool         `json:"pass"`
 
 	finished bool
 }
@@ -55,6 +56,8 @@ type config struct {
 	CoalesceDurationS float64  `json:"coalesce_duration_s"`
 	HeadIntervalS     float64  `json:"head_interval_s"`
 	Only              []string `json:"only,omitempty"`
+	Rounds            int      `json:"rounds"`
+	VersusVUs         []int    `json:"versus_vus"`
 }
 
 type frames struct {
@@ -146,6 +149,7 @@ func (r *results) finish() {
 	if len(r.Paths) == 0 {
 		add("paths", "fail", "not measured")
 	}
+	r.versusChecks(add)
 	for _, c := range r.Conns {
 		add(fmt.Sprintf("%d connections %s", c.VUs, c.Label), c.Status, "errors "+errText(c))
 	}
@@ -274,6 +278,7 @@ func (r *results) markdown() string {
 		}
 		w("\n")
 	}
+	r.versusMarkdown(w)
 	if len(r.Conns) > 0 {
 		w("\n## Many connections (loadgen, every reply validated)\n\n")
 		w("| path | connections | requests | req/s | p50 ms | p99 ms | max ms | errors | result |\n")
