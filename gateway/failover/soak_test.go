@@ -99,7 +99,7 @@ func TestSoakTenThousandSubscribers(t *testing.T) {
 	heapTop := p.heapTop(t, bin, o.profileDir)
 	t.Logf("RSS %d KiB -> %d KiB with %d subscribers: %.2f KiB each; goroutines %d -> %d\nheap (inuse_space) top:\n%s",
 		rssBefore, rssAfter, o.clients, perSub, gorBefore, gorAfter, heapTop)
-	steadyFrom := time.Since(epoch)
+	steadyFrom, steadyCPU := time.Since(epoch), p.cpu(t)
 	waitHead(t, clients, ref, 10)
 
 	// 2. Failover: the carrier of the subscriptions is cut for 10 s.
@@ -109,7 +109,7 @@ func TestSoakTenThousandSubscribers(t *testing.T) {
 		other = ups[1]
 	}
 	movedBefore := g.metrics(t)["gateway_subscriptions_moved_total"]
-	cutAt := time.Since(epoch)
+	cutAt, cutCPU := time.Since(epoch), p.cpu(t)
 	carrier.tox.Down()
 	moveTook := waitFor(t, "the subscriptions moved to the other primary", time.Minute, func() bool {
 		return g.upstream(t, carrier.name).Subscriptions == 0 && g.upstream(t, other.name).Subscriptions > 0
@@ -124,8 +124,9 @@ func TestSoakTenThousandSubscribers(t *testing.T) {
 	afterFailover := time.Since(epoch)
 
 	// 3. Non-readers, dropped by the byte budget while the others are fed.
-	droppedBefore := g.metrics(t)["gateway_ws_slow_clients_dropped_total"]
-	dropFrom := time.Since(epoch)
+	m0 := g.metrics(t)
+	droppedBefore, upBefore := m0["gateway_ws_slow_clients_dropped_total"], sum(m0, "gateway_upstream_requests_total{")
+	dropFrom, dropCPU := time.Since(epoch), p.cpu(t)
 	// They start a tenth at a time, a second apart, so that drops go on over about ten
 	// heads: the fan-out of those heads is what the others see while clients are dropped.
 	slow := make([]*nonReader, o.slow)
@@ -156,7 +157,8 @@ func TestSoakTenThousandSubscribers(t *testing.T) {
 		go func() { defer closing.Done(); n.drainUntilClosed(time.Minute) }()
 	}
 	closing.Wait()
-	dropTo := time.Since(epoch)
+	dropTo, dropEndCPU := time.Since(epoch), p.cpu(t)
+	upDuring := sum(g.metrics(t), "gateway_upstream_requests_total{") - upBefore
 	waitHead(t, clients, ref, 3)
 
 	// 4. The last head every client must have, and the checks.
@@ -217,7 +219,12 @@ func TestSoakTenThousandSubscribers(t *testing.T) {
 	}
 	fmt.Fprintf(&tbl, "| non-readers (a tenth a second; %d calls of ~%d KB answers unread; -ws-client-queue-bytes %d) | %v dropped (gateway_ws_slow_clients_dropped_total), the last %v after the last started; ends seen: %v |\n",
 		sent, bigAnswerBytes/1000, soakQueueBytes, dropped, dropTook.Round(100*time.Millisecond), codes)
-	fmt.Fprintf(&tbl, "| duration | %v |\n", time.Since(start).Round(time.Second))
+	share := func(ticks time.Duration, from, to time.Duration) float64 {
+		return 100 * float64(ticks) / float64(to-from)
+	}
+	fmt.Fprintf(&tbl, "| gateway CPU, steady / while dropping (upstream calls then) | %.0f %% / %.0f %% of a core (%v) |\n",
+		share(cutCPU-steadyCPU, steadyFrom, cutAt), share(dropEndCPU-dropCPU, dropFrom, dropTo), upDuring)
+	fmt.Fprintf(&tbl, "| duration; machine load average (1 min) at the end | %v; %s |\n", time.Since(start).Round(time.Second), loadAvg())
 	t.Logf("soak result:\n%s\nheap (inuse_space) top:\n%s", tbl.String(), heapTop)
 	if o.report != "" {
 		if err := os.WriteFile(o.report, []byte(tbl.String()+"\nheap (inuse_space) top, 10,000 subscribers:\n\n"+heapTop), 0o644); err != nil {
@@ -528,4 +535,39 @@ func (p *soakProcess) heapTop(t *testing.T, bin, dir string) string {
 		out = out[i:]
 	}
 	return string(out)
+}
+
+// cpu is the gateway process's CPU time so far (utime+stime of /proc/<pid>/stat).
+func (p *soakProcess) cpu(t *testing.T) time.Duration {
+	t.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / time.Duration(soakClockTicks)
+}
+
+// soakClockTicks is the unit of /proc/<pid>/stat's times (getconf CLK_TCK).
+var soakClockTicks = func() int64 {
+	out, err := exec.Command("getconf", "CLK_TCK").Output()
+	if v, perr := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64); err == nil && perr == nil && v > 0 {
+		return v
+	}
+	return 100
+}()
+
+// loadAvg is the machine's 1-minute load average: other processes share the cores.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
