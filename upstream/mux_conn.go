@@ -273,10 +273,8 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 			mc.hold()
 			frames := 0
 			for {
-				met.queueDepth.Add(-1)
-				mc.appendFrame(c.req)
 				frames++
-				if mc.held() >= maxBurstBytes {
+				if mc.appendFrame(c.req) >= maxBurstBytes {
 					break
 				}
 				select {
@@ -286,6 +284,8 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 				}
 				break
 			}
+			// Once per burst, not per frame: the gauge is shared by every caller.
+			met.queueDepth.Add(-int64(frames))
 			err := mc.flush(time.Now().Add(cfg.WriteTimeout))
 			met.frames.Add(frames)
 			met.msgsOut.Add(frames)
@@ -397,10 +397,10 @@ func (c *meteredConn) writeNow(frame []byte, d time.Time) error {
 func randUint32() uint32 { return rand.Uint32() }
 
 // appendFrame appends payload as one masked client text frame (RFC 6455 5.2) to the
-// held burst. Frames are built here rather than through the websocket library's
+// held burst and returns the burst's length. Frames are built here rather than through the websocket library's
 // a burst costs no allocation; control frames other goroutines write (pongs, close) go
 // through writeNow under the same lock, so frames never interleave.
-func (c *meteredConn) appendFrame(payload []byte) {
+func (c *meteredConn) appendFrame(payload []byte) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := append(c.buf, 0x81) // FIN, text
@@ -419,12 +419,7 @@ func (c *meteredConn) appendFrame(payload []byte) {
 	b = append(b, payload...)
 	maskBytes(b[start:], key)
 	c.buf = b
-}
-
-func (c *meteredConn) held() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.buf)
+	return len(b)
 }
 
 // maskBytes XORs b with the 4-byte key (little-endian order of key), a word at a time.
