@@ -224,11 +224,10 @@ func (m *Mux) call(spare []byte, r *proto.Request, id []byte, deadline time.Time
 	c.prepare(r, id, m.nextID())
 	perr := proto.ErrUnreachable
 	if s := m.pick(); s != nil {
-		timeout := m.cfg.RequestTimeout
-		if !deadline.IsZero() {
-			timeout = deadline.Sub(start)
+		if deadline.IsZero() {
+			deadline = start.Add(m.cfg.RequestTimeout)
 		}
-		perr = s.register(c, timeout)
+		perr = s.registerAt(c, deadline)
 	}
 	if perr != nil {
 		putCall(c)
@@ -237,6 +236,11 @@ func (m *Mux) call(spare []byte, r *proto.Request, id []byte, deadline time.Time
 	}
 	<-c.done
 	perr = c.err
+	// An answer carries when it was read: no second clock read here.
+	end := c.at
+	if perr != nil || end.Before(start) {
+		end = time.Now()
+	}
 	outcome := outcomeOf(perr)
 	var ans []byte
 	var n note
@@ -257,7 +261,7 @@ func (m *Mux) call(spare []byte, r *proto.Request, id []byte, deadline time.Time
 	if c.keep {
 		putCall(c)
 	}
-	m.metrics.observe(TransportWS, r.Method, r.Class(), outcome, perr, start, time.Now())
+	m.metrics.observe(TransportWS, r.Method, r.Class(), outcome, perr, start, end)
 	if perr != nil {
 		return spare[:0], n, perr
 	}
@@ -282,7 +286,10 @@ func (m *Mux) CallBatch(b *Batch, deadline time.Time) error {
 		return proto.ErrUnreachable
 	}
 	w := getBatchWait(n)
-	d := m.timeout(deadline)
+	dl := deadline
+	if dl.IsZero() {
+		dl = start.Add(m.cfg.RequestTimeout)
+	}
 	for i, r := range b.Reqs {
 		if isSubscriptionCall(r) {
 			b.setError(i, ErrSubscriptionCall)
@@ -292,7 +299,7 @@ func (m *Mux) CallBatch(b *Batch, deadline time.Time) error {
 		c := getCall(kindBatch)
 		c.batch, c.wait, c.idx = b, w, i
 		c.prepare(r, b.IDs[i], m.nextID())
-		if perr := s.register(c, d); perr != nil {
+		if perr := s.registerAt(c, dl); perr != nil {
 			putCall(c)
 			b.setError(i, perr)
 			w.done()

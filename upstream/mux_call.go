@@ -21,10 +21,11 @@ const (
 // call is one request in flight on one upstream socket.
 //
 // Ownership: the caller fills it and registers it under slot.mu; from then on exactly
-// one of the reader (answer), the timer (deadline) or the writer's sweep (connection
-// lost) claims it under slot.mu and completes it. A call may return to the pool only
-// when nobody else can still hold it: a timed-out call may still sit in the writer's
-// queue, so it is left to the garbage collector instead (rare, never the hot path).
+// one of the reader (answer), the slot's deadline timer (expire) or the writer's sweep
+// (connection lost) claims it under slot.mu and completes it. A call may return to the
+// pool only when nobody else can still hold it: a timed-out call may still sit in the
+// writer's queue, so it is left to the garbage collector instead (rare, never the hot
+// path).
 type call struct {
 	kind callKind
 	gid  uint64 // the gateway id the envelope carries
@@ -32,10 +33,13 @@ type call struct {
 	resp []byte // the answer, id replaced by id
 	id   []byte // the id the answer must carry (raw JSON)
 
-	claimed bool // under slot.mu
-	slot    *slot
-	timer   *time.Timer
-	done    chan struct{} // kindSync: signalled once when complete, reused across requests
+	claimed  bool  // under slot.mu
+	deadline int64 // monoNs; under slot.mu while pending
+	slot     *slot
+	done     chan struct{} // kindSync: signalled once when complete, reused across requests
+	// at is when the answer was read (the read syscall that brought it): the end of
+	// the call's latency, so the caller need not read the clock again.
+	at time.Time
 
 	err      *proto.Error // set when completed without an upstream answer
 	rpcError bool         // the answer carries an error member
@@ -47,17 +51,7 @@ type call struct {
 	group *group     // kindSub
 }
 
-// callPool is filled in init: a call's timer refers back to the call through onTimer.
-var callPool sync.Pool
-
-func init() {
-	callPool.New = func() any {
-		c := &call{done: make(chan struct{}, 1)}
-		c.timer = time.AfterFunc(time.Hour, c.onTimer)
-		c.timer.Stop()
-		return c
-	}
-}
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
 
 func getCall(kind callKind) *call {
 	c := callPool.Get().(*call)
@@ -76,7 +70,7 @@ func putCall(c *call) {
 		c.resp = nil
 	}
 	c.req, c.resp, c.id = c.req[:0], c.resp[:0], c.id[:0]
-	c.gid, c.claimed, c.slot = 0, false, nil
+	c.gid, c.claimed, c.slot, c.deadline, c.at = 0, false, nil, 0, time.Time{}
 	c.err, c.rpcError, c.keep = nil, false, false
 	c.batch, c.wait, c.idx, c.group = nil, nil, 0, nil
 	callPool.Put(c)
@@ -89,21 +83,4 @@ func (c *call) prepare(r *proto.Request, id []byte, gid uint64) {
 	c.gid = gid
 	c.req = proto.AppendEnvelope(c.req[:0], strconv.AppendUint(idBuf[:0], gid, 10), r)
 	c.id = append(c.id[:0], id...)
-}
-
-// onTimer fires at the call's deadline (on its own goroutine).
-func (c *call) onTimer() {
-	s := c.slot
-	if s == nil {
-		return
-	}
-	s.mu.Lock()
-	if c.claimed || c.slot != s {
-		s.mu.Unlock()
-		return
-	}
-	s.claimLocked(c)
-	s.mu.Unlock()
-	// The writer may still hold the call in its queue: never recycle it.
-	s.m.complete(c, proto.ErrTimeout, false)
 }

@@ -28,19 +28,41 @@ type slot struct {
 	pending map[uint64]*call
 	isUp    atomic.Bool // mirror of up for lock-free picking
 
+	// One deadline timer per socket, not per call: resetting and stopping a runtime
+	// timer on every call cost more than the rest of the Mux's bookkeeping. It is armed
+	// for the earliest deadline among the pending calls (armed, monoNs; 0: not armed)
+	// and moved only when a call due earlier is registered; when it fires, expire
+	// fails what is due and arms it for the next. Under mu.
+	timer *time.Timer
+	armed int64
+
 	// subs maps the upstream subscription id (raw JSON string) to its group;
 	// guarded by m.subs.mu, written only by this socket's reader and by Leave.
 	subs map[string]*group
 }
 
 func newSlot(m *Mux, idx int) *slot {
-	return &slot{m: m, idx: idx, out: make(chan *call, m.cfg.QueueSize),
+	s := &slot{m: m, idx: idx, out: make(chan *call, m.cfg.QueueSize),
 		pending: make(map[uint64]*call), subs: make(map[string]*group)}
+	s.timer = time.AfterFunc(time.Hour, s.expire)
+	s.timer.Stop()
+	return s
 }
 
-// register adds c to the pending map, arms its deadline and queues it, all under mu so
-// a connection loss sweeps either everything of c or nothing.
+// monoEpoch anchors monoNs: call deadlines are kept as nanoseconds on the monotonic
+// clock, cheap to compare under the slot's lock.
+var monoEpoch = time.Now()
+
+func monoNs(t time.Time) int64 { return int64(t.Sub(monoEpoch)) }
+
+// register is registerAt with a deadline d from now.
 func (s *slot) register(c *call, d time.Duration) *proto.Error {
+	return s.registerAt(c, time.Now().Add(d))
+}
+
+// registerAt adds c to the pending map, arms its deadline dl and queues it, all under
+// mu so a connection loss sweeps either everything of c or nothing.
+func (s *slot) registerAt(c *call, dl time.Time) *proto.Error {
 	met := s.m.metrics
 	s.mu.Lock()
 	if !s.up {
@@ -59,9 +81,49 @@ func (s *slot) register(c *call, d time.Duration) *proto.Error {
 	// Still under mu: neither the reader nor a sweep can complete c before this.
 	c.slot = s
 	met.pending.Add(1)
-	c.timer.Reset(d)
+	s.armLocked(c, dl)
 	s.mu.Unlock()
 	return nil
+}
+
+// armLocked records c's deadline and moves the slot's timer when c is due first. The
+// caller holds mu and has put c in pending.
+func (s *slot) armLocked(c *call, dl time.Time) {
+	c.deadline = monoNs(dl)
+	if s.armed == 0 || c.deadline < s.armed {
+		s.armed = c.deadline
+		s.timer.Reset(time.Until(dl))
+	}
+}
+
+// expire runs when the slot's timer fires (on its own goroutine): it fails every
+// pending call whose deadline has come with ErrTimeout and arms the timer for the
+// earliest deadline left. The timer is armed for a call's deadline but not moved when
+// that call is answered, so most firings find nothing due: one pass over pending per
+// request timeout or so, never per call.
+func (s *slot) expire() {
+	now := monoNs(time.Now())
+	var failed []*call
+	s.mu.Lock()
+	next := int64(0)
+	for _, c := range s.pending {
+		switch {
+		case c.deadline <= now:
+			s.claimLocked(c)
+			failed = append(failed, c)
+		case next == 0 || c.deadline < next:
+			next = c.deadline
+		}
+	}
+	s.armed = next
+	if next != 0 {
+		s.timer.Reset(time.Duration(next - now))
+	}
+	s.mu.Unlock()
+	for _, c := range failed {
+		// The writer may still hold the call in its queue: never recycle it.
+		s.m.complete(c, proto.ErrTimeout, false)
+	}
 }
 
 // claimLocked takes c out of the pending map; the caller holds mu and then owns c.
@@ -211,10 +273,8 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 			mc.hold()
 			frames := 0
 			for {
-				met.queueDepth.Add(-1)
-				mc.appendFrame(c.req)
 				frames++
-				if mc.held() >= maxBurstBytes {
+				if mc.appendFrame(c.req) >= maxBurstBytes {
 					break
 				}
 				select {
@@ -224,6 +284,8 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 				}
 				break
 			}
+			// Once per burst, not per frame: the gauge is shared by every caller.
+			met.queueDepth.Add(-int64(frames))
 			err := mc.flush(time.Now().Add(cfg.WriteTimeout))
 			met.frames.Add(frames)
 			met.msgsOut.Add(frames)
@@ -267,21 +329,28 @@ func (s *slot) sweep() {
 			failed = append(failed, c)
 		}
 	}
+	s.armed = 0
+	s.timer.Stop()
 	s.mu.Unlock()
 	for _, c := range failed {
-		// The writer (us) no longer holds c: recyclable unless its timer is firing.
-		s.m.complete(c, proto.ErrUnavailable, c.timer.Stop())
+		// The writer (us) no longer holds c, nor can expire (it takes only what is
+		// pending): recyclable.
+		s.m.complete(c, proto.ErrUnavailable, true)
 	}
 }
 
-// countingConn counts read and write syscalls on the TCP connection.
+// countingConn counts read and write syscalls on the TCP connection. n counts the
+// reads of this connection alone, for its reader (no atomic: the dialer, then the
+// reader, are its only readers, one after the other).
 type countingConn struct {
 	net.Conn
 	m *Metrics
+	n *uint64
 }
 
 func (c countingConn) Read(p []byte) (int, error) {
 	c.m.reads.Inc()
+	*c.n++
 	return c.Conn.Read(p)
 }
 
@@ -328,10 +397,10 @@ func (c *meteredConn) writeNow(frame []byte, d time.Time) error {
 func randUint32() uint32 { return rand.Uint32() }
 
 // appendFrame appends payload as one masked client text frame (RFC 6455 5.2) to the
-// held burst. Frames are built here rather than through the websocket library's
+// held burst and returns the burst's length. Frames are built here rather than through the websocket library's
 // a burst costs no allocation; control frames other goroutines write (pongs, close) go
 // through writeNow under the same lock, so frames never interleave.
-func (c *meteredConn) appendFrame(payload []byte) {
+func (c *meteredConn) appendFrame(payload []byte) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := append(c.buf, 0x81) // FIN, text
@@ -350,6 +419,7 @@ func (c *meteredConn) appendFrame(payload []byte) {
 	b = append(b, payload...)
 	maskBytes(b[start:], key)
 	c.buf = b
+	return len(b)
 }
 
 // maskBytes XORs b with the 4-byte key (little-endian order of key), a word at a time.
@@ -368,12 +438,6 @@ func (c *meteredConn) hold() {
 	c.mu.Lock()
 	c.holding = true
 	c.mu.Unlock()
-}
-
-func (c *meteredConn) held() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.buf)
 }
 
 // flush writes what was held in one write with deadline d, and stops holding.
@@ -412,7 +476,7 @@ func (s *slot) proveChain(conn *wireConn, readerDone chan error) error {
 	s.pending[c.gid] = c
 	c.slot = s
 	s.m.metrics.pending.Add(1)
-	c.timer.Reset(cfg.RequestTimeout)
+	s.armLocked(c, time.Now().Add(cfg.RequestTimeout))
 	s.mu.Unlock()
 	conn.mc.hold()
 	conn.mc.appendFrame(c.req)

@@ -73,6 +73,9 @@ type wireConn struct {
 	hdr    [8]byte
 	ctl    [maxControlPayloadLen]byte
 	onPong func()
+	// reads counts the read syscalls so far: the reader reads the clock only when a
+	// message took one (the messages of one read arrived together).
+	reads *uint64
 }
 
 // dialWire opens a websocket to rawURL: TCP (counted), TLS for wss, the HTTP upgrade.
@@ -103,7 +106,8 @@ func dialWire(ctx context.Context, rawURL string, header http.Header, tlsConfig 
 	if err != nil {
 		return nil, err
 	}
-	var c net.Conn = countingConn{tcp, met}
+	reads := new(uint64)
+	var c net.Conn = countingConn{tcp, met, reads}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	}
@@ -122,7 +126,7 @@ func dialWire(ctx context.Context, rawURL string, header http.Header, tlsConfig 
 		}
 		c = tc
 	}
-	w := &wireConn{mc: &meteredConn{Conn: c}, br: bufio.NewReaderSize(c, 64<<10), limit: limit}
+	w := &wireConn{mc: &meteredConn{Conn: c}, br: bufio.NewReaderSize(c, 64<<10), limit: limit, reads: reads}
 	if err := w.upgrade(u, header); err != nil {
 		_ = c.Close()
 		return nil, err
