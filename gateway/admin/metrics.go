@@ -117,7 +117,7 @@ func setRequestID(ctx *fasthttp.RequestCtx) {
 		var buf [32]byte
 		id = tracing.AppendRequestID(buf[:0])
 	}
-	ctx.Response.Header.SetBytesKV(requestIDHeader, id)
+	ctx.Response.Header.SetCanonical(requestIDHeader, id) // the name is canonical: not normalized per request
 }
 
 var requestIDHeader = []byte("X-Request-Id")
