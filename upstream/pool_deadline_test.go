@@ -12,7 +12,10 @@ type deadlineRecorder struct {
 	reads []time.Time
 }
 
-func (d *deadlineRecorder) SetReadDeadline(t time.Time) error { d.reads = append(d.reads, t); return nil }
+func (d *deadlineRecorder) SetReadDeadline(t time.Time) error {
+	d.reads = append(d.reads, t)
+	return nil
+}
 
 // TestCoarseConnDeadlines: a deadline is never set earlier than asked, at most 1/64 of
 // the time left (and ~34 ms) later, and one already covered by the grain is not set again.
