@@ -230,8 +230,12 @@ func validMethodName(name []byte) bool {
 // Set makes r a request the gateway itself builds (REST routes, probes): name is a
 // valid method name and params canonical JSON (nil for none). It is a notification
 // until the caller sets ID.
-func (r *Request) Set(name, params []byte) {
-	r.ID, r.Name, r.Method, r.SubKind = nil, name, MethodOf(name), nil
+func (r *Request) Set(name, params []byte) { r.SetKnown(name, MethodOf(name), params) }
+
+// SetKnown is Set for a name whose Method the caller resolved once (a REST route's
+// fixed method): no table lookup per request.
+func (r *Request) SetKnown(name []byte, m Method, params []byte) {
+	r.ID, r.Name, r.Method, r.SubKind = nil, name, m, nil
 	if len(params) == 0 {
 		params = emptyParams
 	}

@@ -249,12 +249,21 @@ func ValidRequestID(b []byte) bool {
 		return false
 	}
 	for _, c := range b {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+		if !requestIDChars[c] {
 			return false
 		}
 	}
 	return true
 }
+
+// requestIDChars are the bytes a request id may hold: a table, as every request's id
+// is checked (the instrumenter's, then the call's).
+var requestIDChars = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':'
+	}
+	return t
+}()
 
 // AppendRequestID appends a new request id: 32 random hex digits.
 func AppendRequestID(dst []byte) []byte {

@@ -56,6 +56,30 @@ func outcomeOf(e *proto.Error) Outcome {
 	return OutcomeError
 }
 
+// callClock is the anchor of callNow, re-anchored each second.
+var callClock atomic.Pointer[time.Time]
+
+func init() {
+	t := time.Now()
+	callClock.Store(&t)
+}
+
+// callNow is time.Now for timing calls at about a third of its price here: one read of
+// the monotonic clock (time.Since of a time carrying one) where time.Now reads the wall
+// clock too, which costs ~100 ns a call on a VM's kvm-clock. Its wall time is the
+// anchor's advanced by the monotonic clock: it can trail a step of the system clock
+// (NTP) by at most the second until the next re-anchoring.
+func callNow() time.Time {
+	base := callClock.Load()
+	d := time.Since(*base)
+	if d >= time.Second {
+		t := time.Now()
+		callClock.CompareAndSwap(base, &t)
+		return t
+	}
+	return base.Add(d)
+}
+
 // Latency buckets from 0.5 ms to ~33 s: loopback nodes answer in well under a
 // millisecond, remote providers in tens of milliseconds, eth_getLogs can take seconds.
 var latencyBuckets = metrics.ExponentialBuckets(0.0005, 2, 17)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -45,6 +46,31 @@ type Pool struct {
 	auth    []byte // "Basic ..." or nil
 	metrics *Metrics
 	cls     *Classifier
+	// reqs holds upstream requests between calls with what every call sends the same
+	// set once (URI, parsed by fasthttp on first use, method, content type,
+	// credentials): a call sets only its body and tracing headers.
+	reqs sync.Pool
+}
+
+// upRequest is a pooled upstream request; traced and identified say whether the last
+// call left a traceparent or X-Request-Id header on it.
+type upRequest struct {
+	fasthttp.Request
+	traced, identified bool
+}
+
+func (p *Pool) getRequest() *upRequest {
+	if r, ok := p.reqs.Get().(*upRequest); ok {
+		return r
+	}
+	r := new(upRequest)
+	r.SetRequestURIBytes(p.uri)
+	r.Header.SetMethod(fasthttp.MethodPost)
+	r.Header.SetContentTypeBytes(contentTypeJSON)
+	if p.auth != nil {
+		r.Header.SetCanonical(authorizationHeader, p.auth)
+	}
+	return r
 }
 
 // NewPool validates cfg and returns a pool; it does not connect yet. Errors never
@@ -104,7 +130,11 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		WriteBufferSize:     16 << 10,
 		DialDualStack:       true,
 		Dial: func(addr string) (net.Conn, error) {
-			return fasthttp.DialDualStackTimeout(addr, dialTimeout)
+			c, err := fasthttp.DialDualStackTimeout(addr, dialTimeout)
+			if err != nil {
+				return nil, err
+			}
+			return &coarseConn{Conn: c}, nil
 		},
 		// Retries are decided in Call, on the decoded method: fasthttp only sees bytes.
 		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
@@ -127,7 +157,7 @@ func (p *Pool) Call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 // call is Call with the traceparent the request carries (nil: none); it also returns
 // the attempt's class (classify.go) for the router.
 func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Time, traceparent []byte) ([]byte, note, error) {
-	start := time.Now()
+	start := callNow()
 	env := proto.AppendEnvelope(spare[:0], gatewayID1, r)
 	ures := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(ures)
@@ -180,7 +210,7 @@ func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 			n.class = AnswerBroken
 		}
 	}
-	p.metrics.observe(TransportHTTP, r.Method, r.Class(), outcome, perr, start, time.Now())
+	p.metrics.observe(TransportHTTP, r.Method, r.Class(), outcome, perr, start, callNow())
 	if perr != nil {
 		return env[:0], n, perr
 	}
@@ -218,7 +248,7 @@ func (p *Pool) CallBatch(b *Batch, deadline time.Time) error {
 
 // callBatch is CallBatch with the traceparent the request carries (nil: none).
 func (p *Pool) callBatch(b *Batch, deadline time.Time, traceparent []byte) error {
-	start := time.Now()
+	start := callNow()
 	b.start()
 	retryable := true
 	env := append(b.body[:0], '[')
@@ -249,7 +279,7 @@ func (p *Pool) callBatch(b *Batch, deadline time.Time, traceparent []byte) error
 			outcome = OutcomeError
 		}
 	}
-	p.metrics.observe(TransportHTTP, proto.MethodBatch, b.class(), outcome, perr, start, time.Now())
+	p.metrics.observe(TransportHTTP, proto.MethodBatch, b.class(), outcome, perr, start, callNow())
 	if perr != nil {
 		b.failAll(perr)
 		return perr
@@ -302,20 +332,22 @@ func (b *Batch) fileAnswers(body []byte) *proto.Error {
 // traceparent and requestID (nil: none) go with the request as headers.
 // status is the answer's HTTP status, 0 when there was none.
 func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, deadline time.Time, traceparent, requestID []byte) (*proto.Error, Outcome, int) {
-	req := fasthttp.AcquireRequest()
-	defer fasthttp.ReleaseRequest(req)
-	req.SetRequestURIBytes(p.uri)
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.Header.SetContentTypeBytes(contentTypeJSON)
-	if p.auth != nil {
-		req.Header.SetBytesKV(authorizationHeader, p.auth)
-	}
+	ur := p.getRequest()
+	defer p.reqs.Put(ur)
+	req := &ur.Request
+	// The header names are canonical already: set as they are, not normalized per call.
 	if len(traceparent) > 0 {
-		req.Header.SetBytesKV(traceparentHeader, traceparent)
+		req.Header.SetCanonical(traceparentHeader, traceparent)
+	} else if ur.traced {
+		req.Header.DelBytes(traceparentHeader)
 	}
+	ur.traced = len(traceparent) > 0
 	if len(requestID) > 0 {
-		req.Header.SetBytesKV(requestIDHeader, requestID)
+		req.Header.SetCanonical(requestIDHeader, requestID)
+	} else if ur.identified {
+		req.Header.DelBytes(requestIDHeader)
 	}
+	ur.identified = len(requestID) > 0
 	req.SetBodyRaw(env)
 	defer req.SetBodyRaw(nil) // env belongs to the caller
 	var err error
@@ -341,7 +373,7 @@ func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, dea
 }
 
 var (
-	traceparentHeader = []byte("traceparent")
+	traceparentHeader = []byte("Traceparent") // canonical, as fasthttp writes it
 	requestIDHeader   = []byte("X-Request-Id")
 )
 

@@ -18,7 +18,8 @@ import (
 // Route describes one of the REST routes: the JSON-RPC call it makes. Answers carry
 // id 1, so a REST answer is the node's own answer to the same call, byte for byte.
 type Route struct {
-	name []byte
+	name   []byte
+	method proto.Method // name's, resolved once
 	// params validates a POST body and appends the canonical params; nil for routes
 	// without a body.
 	params func(dst, body []byte) ([]byte, *proto.Error)
@@ -26,11 +27,15 @@ type Route struct {
 
 // The seed's routes.
 var (
-	BlockNumber       = Route{name: []byte("eth_blockNumber")}
-	GasPrice          = Route{name: []byte("eth_gasPrice")}
-	BlockByNumber     = Route{name: []byte("eth_getBlockByNumber"), params: proto.AppendBlockByNumberParams}
-	TxByBlockAndIndex = Route{name: []byte("eth_getTransactionByBlockNumberAndIndex"), params: proto.AppendTxByBlockAndIndexParams}
+	BlockNumber       = route("eth_blockNumber", nil)
+	GasPrice          = route("eth_gasPrice", nil)
+	BlockByNumber     = route("eth_getBlockByNumber", proto.AppendBlockByNumberParams)
+	TxByBlockAndIndex = route("eth_getTransactionByBlockNumberAndIndex", proto.AppendTxByBlockAndIndexParams)
 )
+
+func route(name string, params func(dst, body []byte) ([]byte, *proto.Error)) Route {
+	return Route{name: []byte(name), method: proto.MethodNamed(name), params: params}
+}
 
 // Handler serves route r on network n through up (n.HTTP or n.WS). It is built once
 // per route; a request allocates nothing in the gateway's code.
@@ -58,7 +63,7 @@ func (s *Handlers) Handler(r *Route, n *network.Network, up network.Caller) fast
 			}
 			params = c.Params
 		}
-		c.Req.Set(r.name, params)
+		c.Req.SetKnown(r.name, r.method, params)
 		c.ID = pipeline.RestID
 		if perr := s.pipe.Serve(n, c); perr != nil {
 			pipeline.WriteError(ctx, pipeline.RestID, perr)

@@ -24,9 +24,9 @@ func WriteAnswer(ctx *fasthttp.RequestCtx, c *Call) {
 	h.SetContentTypeBytes(ContentTypeJSON)
 	switch c.Cached {
 	case CacheHit:
-		h.SetBytesKV(headerXCache, valueHit)
+		h.SetCanonical(headerXCache, valueHit)
 	case CacheMiss:
-		h.SetBytesKV(headerXCache, valueMiss)
+		h.SetCanonical(headerXCache, valueMiss)
 	}
 	switch {
 	case c.Ans == nil: // a notification

@@ -509,7 +509,15 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 	// Reference: the thinnest relay of the gateway's shape on the same two paths, what
 	// any relay built this way costs here before a line of gateway logic.
 	if o.want("relay") && ctx.Err() == nil {
-		gw, gwAddr, err = startRelay(ctx, relayBin, dir, nodeHTTP, nodeWS)
+		m.pprofAddr = ""
+		if o.pprof {
+			// The relay's profiles sit beside the gateway's (pprof/relay_<path>.pb.gz):
+			// where the two differ is the gateway's own work.
+			if addr, err := freePort(); err == nil {
+				m.pprofAddr = addr
+			}
+		}
+		gw, gwAddr, err = startRelay(ctx, relayBin, dir, nodeHTTP, nodeWS, m.pprofAddr)
 		if err != nil {
 			return res, err
 		}

@@ -177,13 +177,19 @@ func awaitOK(ctx context.Context, s *server, name, url, logPath string) error {
 
 // startRelay starts the reference relay (bench/cmd/minrelay) against the fixed node and
 // waits until it answers.
-func startRelay(ctx context.Context, bin, dir, nodeHTTP, nodeWS string) (*server, string, error) {
+// pprofAddr, when not empty, turns on the relay's profiler there (-pprof), so gateway and
+// relay profiles of one run can be compared.
+func startRelay(ctx context.Context, bin, dir, nodeHTTP, nodeWS, pprofAddr string) (*server, string, error) {
 	addr, err := freePort()
 	if err != nil {
 		return nil, "", err
 	}
 	logPath := filepath.Join(dir, "minrelay.log")
-	s, err := start("minrelay", logPath, bin, "-listen", addr, "-upstream-http", "http://"+nodeHTTP, "-upstream-ws", "ws://"+nodeWS)
+	args := []string{"-listen", addr, "-upstream-http", "http://" + nodeHTTP, "-upstream-ws", "ws://" + nodeWS}
+	if pprofAddr != "" {
+		args = append(args, "-pprof", pprofAddr)
+	}
+	s, err := start("minrelay", logPath, bin, args...)
 	if err != nil {
 		return nil, "", err
 	}
