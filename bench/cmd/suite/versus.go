@@ -61,7 +61,7 @@ func versus(ctx context.Context, m *measurer, gwBin, relayBin, dir, nodeHTTP, no
 		return nil, err
 	}
 	defer gw.stop()
-	relay, relayAddr, err := startRelay(ctx, relayBin, dir, nodeHTTP, nodeWS)
+	relay, relayAddr, err := startRelay(ctx, relayBin, dir, nodeHTTP, nodeWS, "")
 	if err != nil {
 		return nil, err
 	}
