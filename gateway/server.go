@@ -167,6 +167,9 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		CloseOnShutdown:               true,
 		ErrorHandler:                  s.transportError,
 		Logger:                        redact.Logger{L: s.log},
+		// The websocket server takes hijacked connections over and closes them itself,
+		// so fasthttp can free what it held for the upgrade request (socket/upgrade.go).
+		KeepHijackedConns: true,
 	}
 	metrics.RegisterSet(s.reg.Set)
 	// Networks start together: each waits (bounded) for its upstreams to prove their chain.

@@ -5,6 +5,7 @@
 package upstream
 
 import (
+	"runtime"
 	"strconv"
 	"time"
 
@@ -174,6 +175,9 @@ func appendRangeFilter(dst, filter []byte, from, to uint64) []byte {
 	return append(dst, '}')
 }
 
+// fanOutPace is how many members are notified between two yields of a fan-out.
+const fanOutPace = 64
+
 // fanOut sends one notification to every member: one frame, shared.
 func (g *subGroup) fanOut(result []byte) {
 	frame := make([]byte, 0, len(result)+len(g.gwQuoted)+64)
@@ -184,8 +188,16 @@ func (g *subGroup) fanOut(result []byte) {
 	frame = append(frame, "}}"...)
 	s := g.s
 	s.mu.Lock()
+	i := 0
 	for sink := range g.members {
 		sink.Notify(frame)
+		// A Notify may start the member's writer goroutine. Yielding now and then lets
+		// those run (and end) before more start: a head for 10,000 subscribers would
+		// otherwise create 10,000 writers, and their stacks, at once, and the process
+		// keeps that peak as RSS.
+		if i++; i%fanOutPace == 0 {
+			runtime.Gosched()
+		}
 	}
 	s.mu.Unlock()
 	if g.kind == kindLogs {

@@ -20,21 +20,23 @@ import (
 
 // wsClient is one /socket2socket connection.
 //
-// Goroutines: the hijack handler reads (run) and handles subscriptions itself; each
-// call runs through the pipeline on a goroutine of its own (bounded by the in-flight and
-// pending-bytes budgets), as go-ethereum's server does; a writer goroutine exists only
-// while messages are queued (drain). Everything that answers the client only appends to
-// the bounded queue under mu and never blocks; overflow closes the client with 1008.
+// Goroutines: one reads (serve, run) and handles subscriptions itself; it is the only
+// one an idle client has. Each call runs through the pipeline on a goroutine of its own
+// (bounded by the in-flight and pending-bytes budgets), as go-ethereum's server does; a
+// writer goroutine exists only while messages are queued (drain). Everything that
+// answers the client only appends to the bounded queue under mu and never blocks;
+// overflow closes the client with 1008.
 //
-// fasthttp recycles the hijacked connection as soon as the handler returns, so every
-// goroutine other than the handler that touches conn (writer, pinger, shutdown) holds a
-// use (acquire/release), and the handler waits for all uses before it returns. Call
-// goroutines never touch conn; the handler waits for them too (calls).
+// The read goroutine closes the connection when it ends, so every other goroutine that
+// touches conn (writer, pinger, shutdown) holds a use (acquire/release), and the reader
+// waits for all uses before it closes. Call goroutines never touch conn; the reader
+// waits for them too (calls).
 type wsClient struct {
 	h    *Server
 	conn *websocket.Conn
 	up   network.Caller // where calls go
 	subs subscriber     // where subscriptions go
+	mux  *upstream.Mux  // the client's own Mux (-ws-per-client), closed when it ends
 
 	// traceIn is the upgrade request's traceparent and request id, copied: the parent
 	// and id of every call of the connection.
@@ -107,42 +109,58 @@ func newWSClient(h *Server, conn *websocket.Conn, up network.Caller, subs subscr
 	return &wsClient{h: h, conn: conn, up: up, subs: subs, pending: network.NewBudget(h.cfg.WSMaxPendingBytes)}
 }
 
-// run reads client messages until the connection ends, then cleans up.
+// run reads client messages until the connection ends, then cleans up. Its frame is
+// small and the work is done in receive: the goroutine waits in NextReader for as long
+// as the client is idle, and a shallow stack there lets the garbage collector shrink the
+// stack a busy moment grew.
 func (c *wsClient) run() {
+	c.start()
+	defer c.cleanup()
+	for {
+		mt, r, err := c.conn.NextReader()
+		if err != nil || !c.receive(mt, r) {
+			return
+		}
+	}
+}
+
+// start sets the read deadline and limits, and starts the pings.
+func (c *wsClient) start() {
 	cfg := c.h.cfg
 	alive := 2 * cfg.WSPingInterval
 	c.conn.SetReadLimit(int64(cfg.MaxRequestBody))
 	_ = c.conn.SetReadDeadline(time.Now().Add(alive))
 	c.conn.SetPongHandler(func(string) error { return c.conn.SetReadDeadline(time.Now().Add(alive)) })
 	c.pinger = time.AfterFunc(cfg.WSPingInterval, c.ping)
-	defer c.cleanup()
-	for {
-		mt, r, err := c.conn.NextReader()
-		if err != nil {
-			return
-		}
-		buf := getMsgBuf()
-		*buf, err = readMessage(r, (*buf)[:0])
-		if err != nil {
-			putMsgBuf(buf)
-			return
-		}
-		c.h.msgsIn.Inc()
-		if c.isClosed() {
-			putMsgBuf(buf) // closing: waiting for the client's close frame, not serving
-			continue
-		}
-		if mt == websocket.TextMessage && !utf8.Valid(*buf) {
-			// RFC 6455 §8.1: a text message that is not UTF-8 fails the connection.
-			putMsgBuf(buf)
-			c.shutdown(websocket.CloseInvalidFramePayloadData, "invalid UTF-8 in a text message")
-			continue
-		}
-		_ = c.conn.SetReadDeadline(time.Now().Add(alive))
-		if !c.handle(buf) {
-			putMsgBuf(buf)
-		}
+}
+
+// receive reads and handles one message; false ends the connection.
+//
+//go:noinline
+func (c *wsClient) receive(mt int, r io.Reader) bool {
+	buf := getMsgBuf()
+	var err error
+	*buf, err = readMessage(r, (*buf)[:0])
+	if err != nil {
+		putMsgBuf(buf)
+		return false
 	}
+	c.h.msgsIn.Inc()
+	if c.isClosed() {
+		putMsgBuf(buf) // closing: waiting for the client's close frame, not serving
+		return true
+	}
+	if mt == websocket.TextMessage && !utf8.Valid(*buf) {
+		// RFC 6455 §8.1: a text message that is not UTF-8 fails the connection.
+		putMsgBuf(buf)
+		c.shutdown(websocket.CloseInvalidFramePayloadData, "invalid UTF-8 in a text message")
+		return true
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(2 * c.h.cfg.WSPingInterval))
+	if !c.handle(buf) {
+		putMsgBuf(buf)
+	}
+	return true
 }
 
 func readMessage(r io.Reader, buf []byte) ([]byte, error) {

@@ -7,6 +7,7 @@
 package socket
 
 import (
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -61,13 +62,10 @@ func New(cfg *config.Config, acc *access.Access, pipe *pipeline.Pipeline, net *n
 	h := &Server{cfg: cfg, acc: acc, pipe: pipe, net: net, clients: make(map[*wsClient]struct{}),
 		subs: network.NewBudget(cfg.MaxSubscriptions)}
 	h.upgrader = websocket.FastHTTPUpgrader{
+		// It checks and answers the handshake only: the websocket is made by
+		// rawUpgrader (upgrade.go), with the buffer sizes.
 		HandshakeTimeout: 10 * time.Second,
-		// Small buffers: idle clients cost memory, busy ones read large messages
-		// straight into pooled buffers anyway.
-		ReadBufferSize:  512,
-		WriteBufferSize: 4096,
-		WriteBufferPool: &writeBufferPool,
-		CheckOrigin:     h.checkOrigin,
+		CheckOrigin:      h.checkOrigin,
 		// A refused handshake is answered in JSON like every other error.
 		Error: func(ctx *fasthttp.RequestCtx, status int, reason error) {
 			ctx.Response.Header.Set("Sec-WebSocket-Version", "13")
@@ -110,7 +108,7 @@ var errTooManyClients = proto.NewError(proto.CodeLimitExceeded, fasthttp.StatusS
 
 // serve upgrades the request and serves the client until either side closes. Nothing
 // of ctx is used after the upgrade: fasthttp reuses it once serve returns, while the
-// connection lives on in the hijack handler.
+// connection lives on in the client's own goroutines.
 func (h *Server) Serve(ctx *fasthttp.RequestCtx) {
 	h.mu.Lock()
 	closed := h.closed
@@ -145,8 +143,21 @@ func (h *Server) Serve(ctx *fasthttp.RequestCtx) {
 	}
 	// The upgrade's trace context and request id, owned: ctx is reused after it.
 	in := tracing.In{Parent: ctx.Request.Header.Peek("traceparent"), RequestID: ctx.Response.Header.Peek("X-Request-Id")}.Clone()
-	// On failure Upgrade has answered with an HTTP error already.
-	_ = h.upgrader.Upgrade(ctx, func(conn *websocket.Conn) { h.serveClient(conn, who, addr, in) })
+	// The upgrader checks the handshake and answers it (on failure with an HTTP error);
+	// the connection is then taken over raw (upgrade.go): what fasthttp kept for the
+	// request is freed, and the client is served on a goroutine of its own, so the
+	// hijack handler returns. The server keeps hijacked connections open for it.
+	if h.upgrader.Upgrade(ctx, func(*websocket.Conn) {}) != nil {
+		return
+	}
+	ctx.Hijack(func(nc net.Conn) {
+		conn, err := takeOver(nc)
+		if err != nil {
+			_ = nc.Close()
+			return
+		}
+		go h.serveClient(conn, who, addr, in)
+	})
 }
 
 // stop refuses new clients from now on and returns the current ones.
@@ -235,7 +246,10 @@ func closeNow(conn *websocket.Conn, code int, reason string) {
 	}
 }
 
-// serveClient is the hijack handler: it owns the connection for its whole life.
+// serveClient sets a client up on the hijack goroutine and starts its read loop on a
+// goroutine of its own (serve). The loop's goroutine waits in its read for as long as
+// the client is idle: it starts with a shallow stack, where the set-up's deep frames
+// (limits, tenant, a per-client Mux) would leave it a larger one for good.
 func (h *Server) serveClient(conn *websocket.Conn, who *access.Tenant, addr netip.Addr, in tracing.In) {
 	who = who.On(h.net.Index, h.net.Name) // its slots: per network when its plan says so
 	if perr := who.Acquire(who.ConnSlots(), access.RefusedConnections); perr != nil {
@@ -246,29 +260,23 @@ func (h *Server) serveClient(conn *websocket.Conn, who *access.Tenant, addr neti
 	// Counted once its slot is held, and the slot given back before the count drops:
 	// a count of n means n clients hold slots (tests wait on it).
 	h.conns.Add(1)
-	defer h.conns.Add(-1)
 	c := newWSClient(h, conn, h.net.WS, h.net.Router.Subscriptions())
 	c.traceIn = in
 	c.bind(who, addr)
-	defer c.releaseConn() // on the tenant it is bound to by then (and unholds it)
 	h.connects.Inc()
 	h.mu.Lock()
 	if h.closed {
 		// Upgraded just as Close ran: say goodbye properly rather than vanish.
 		h.mu.Unlock()
 		closeNow(conn, websocket.CloseGoingAway, "server shutting down")
+		c.releaseConn()
+		h.conns.Add(-1)
 		return
 	}
 	// Registered under mu, before Close can start waiting: Close sees every client.
 	h.wg.Add(1)
 	h.clients[c] = struct{}{}
 	h.mu.Unlock()
-	defer func() {
-		h.mu.Lock()
-		delete(h.clients, c)
-		h.mu.Unlock()
-		h.wg.Done()
-	}()
 	// A reload between the key check and the registration above was not reviewed for it.
 	c.rebind()
 	if h.cfg.WSPerClient {
@@ -276,16 +284,39 @@ func (h *Server) serveClient(conn *websocket.Conn, who *access.Tenant, addr neti
 		if err != nil {
 			c.shutdown(websocket.CloseInternalServerErr, "upstream misconfigured")
 			_ = conn.Close()
+			c.finish()
 			return
 		}
 		m.Start()
-		defer m.Close()
+		c.mux = m
 		if err := m.WaitReady(15 * time.Second); err != nil {
 			c.shutdown(websocket.CloseTryAgainLater, "upstream unavailable")
 			_ = conn.Close()
+			c.finish()
 			return
 		}
 		c.up, c.subs = m, m
 	}
+	go c.serve()
+}
+
+// serve runs the client's read loop, then gives back what serveClient took.
+func (c *wsClient) serve() {
 	c.run()
+	c.finish()
+}
+
+// finish ends a registered client: its own Mux (per-client mode), its registration,
+// its connection slot (on the tenant it is bound to by then), its count.
+func (c *wsClient) finish() {
+	h := c.h
+	if c.mux != nil {
+		c.mux.Close()
+	}
+	h.mu.Lock()
+	delete(h.clients, c)
+	h.mu.Unlock()
+	h.wg.Done()
+	c.releaseConn()
+	h.conns.Add(-1)
 }

@@ -107,7 +107,7 @@ func main() {
 	conns := flag.String("conns", "1000,10000", "connection counts for the zero-error runs")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the versus step (gateway and reference relay alternated on each path)")
 	versusVUs := flag.String("versus-vus", "64,1000", "connection counts of the versus step")
-	flag.IntVar(&o.idle, "idle", 10000, "idle /socket2socket clients for the memory test")
+	flag.IntVar(&o.idle, "idle", 10000, "idle /socket2socket clients for the memory test (and as many subscribed to newHeads)")
 	flag.IntVar(&o.coalesceClients, "coalesce-clients", 500, "concurrent /gasprice clients for the coalescing test")
 	flag.IntVar(&o.subscribers, "subscribers", 1000, "/socket2socket newHeads subscribers for the fan-out test")
 	flag.DurationVar(&o.coalesceDuration, "coalesce-duration", 10*time.Second, "coalescing test length")
@@ -596,6 +596,28 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 			mem = &memory{Clients: o.idle, TargetKiB: targetIdleKiB, Status: "fail", Note: err.Error()}
 		}
 		res.Memory = mem
+		gw.stop()
+
+		// The same with every client subscribed to newHeads, on another fresh gateway
+		// with its profiler on: RSS, goroutines and the heap's top entries.
+		var args []string
+		pprofAddr := ""
+		if gwFlags["pprof"] && gwFlags["admin-listen"] {
+			if pprofAddr, err = freePort(); err != nil {
+				return res, err
+			}
+			args = []string{"-admin-listen", pprofAddr, "-pprof"}
+		}
+		gw, gwAddr, err = startGateway(ctx, gwBin, dir, "gateway-subscribed.log", nodeHTTP, nodeWS, args...)
+		if err != nil {
+			return res, err
+		}
+		sm, err := subscribedMemory(ctx, gw.pid(), gwAddr, pprofAddr, gwBin, dir, o)
+		if err != nil {
+			logf("subscribed memory: %v", err)
+			sm = &subMemory{Clients: o.idle, TargetKiB: targetSubscribedKiB, Status: "fail", Note: err.Error()}
+		}
+		res.SubMemory = sm
 		gw.stop()
 	}
 	if ctx.Err() != nil {

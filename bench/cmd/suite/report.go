@@ -23,6 +23,7 @@ type results struct {
 	Subscriptions    *subs        `json:"subscriptions,omitempty"`
 	Conns            []*run       `json:"connection_runs"`
 	Memory           *memory      `json:"idle_memory,omitempty"`
+	SubMemory        *subMemory   `json:"subscribed_memory,omitempty"`
 	Versus           []*versusRow `json:"versus,omitempty"`
 	Checks           []check      `json:"checks"`
 	Pass             bool         `json:"pass"`
@@ -178,6 +179,16 @@ func (r *results) finish() {
 	} else {
 		add("idle memory", "fail", "not run")
 	}
+	if m := r.SubMemory; m != nil {
+		d := fmt.Sprintf("%.2f KiB per newHeads subscriber (target ≤ %.0f), %.2f goroutines each, %d/%d subscribed, %d errors",
+			m.KiBPerClient, m.TargetKiB, m.GoroutinesPerClient, m.Subscribed, m.Clients, m.Errors)
+		if m.Status == "fail" && m.Note != "" && m.Subscribed == 0 {
+			d = m.Note
+		}
+		add("subscribed memory", m.Status, d)
+	} else {
+		add("subscribed memory", "fail", "not run")
+	}
 	if len(r.Config.Only) > 0 {
 		// A partial run (-only): sections that were not selected are
 		// skipped, not failed.
@@ -308,6 +319,21 @@ func (r *results) markdown() string {
 		w("\n## Idle websocket clients\n\n%d of %d idle /socket2socket clients connected (gateway gauge %.0f); "+
 			"gateway VmRSS %d KiB → %d KiB: **%.2f KiB per client** (target ≤ %.0f KiB): **%s**.\n",
 			mem.Connected, mem.Clients, mem.GatewayGauge, mem.RSSBeforeKiB, mem.RSSAfterKiB, mem.KiBPerClient, mem.TargetKiB, mem.Status)
+	}
+	if sm := r.SubMemory; sm != nil && sm.Subscribed == 0 {
+		w("\n## Subscribed websocket clients\n\nNot measured: %s.\n", sm.Note)
+	} else if sm != nil {
+		w("\n## Subscribed websocket clients\n\n%d of %d /socket2socket clients subscribed to newHeads (gateway gauge %.0f), "+
+			"%d notifications received meanwhile; gateway VmRSS %d KiB → %d KiB: **%.2f KiB per subscriber** (target ≤ %.0f KiB); "+
+			"goroutines %.0f → %.0f: **%.2f per subscriber**: **%s**.\n",
+			sm.Subscribed, sm.Clients, sm.GatewayGauge, sm.Notifications, sm.RSSBeforeKiB, sm.RSSAfterKiB, sm.KiBPerClient,
+			sm.TargetKiB, sm.GoroutinesBef, sm.GoroutinesAft, sm.GoroutinesPerClient, sm.Status)
+		if len(sm.HeapTop) > 0 {
+			w("\nHeap profile (`%s`, in-use bytes, `go tool pprof -top`):\n\n```\n%s\n```\n", sm.HeapProfile, strings.Join(sm.HeapTop, "\n"))
+		}
+		if sm.Note != "" {
+			w("\n%s\n", sm.Note)
+		}
 	}
 	w("\n## Checks\n\n")
 	for _, ch := range r.Checks {

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/bench/internal/load"
+	"github.com/infura-gateway/infura-gateway/bench/internal/proc"
+)
+
+// targetSubscribedKiB is the most a /socket2socket client subscribed to newHeads may
+// add to the gateway's RSS (issue 25: 12 KiB, aim 8).
+const targetSubscribedKiB = 12.0
+
+// subMemory is the memory step's second half: clients subscribed to newHeads.
+type subMemory struct {
+	Clients       int     `json:"clients"`
+	Subscribed    uint64  `json:"subscribed"`
+	GatewayGauge  float64 `json:"gateway_ws_subscriptions"`
+	RSSBeforeKiB  int64   `json:"rss_before_kib"`
+	RSSAfterKiB   int64   `json:"rss_after_kib"`
+	KiBPerClient  float64 `json:"kib_per_client"`
+	TargetKiB     float64 `json:"target_kib"`
+	GoroutinesBef float64 `json:"goroutines_before"`
+	GoroutinesAft float64 `json:"goroutines_after"`
+	// GoroutinesPerClient is (after - before) ÷ subscribed.
+	GoroutinesPerClient float64 `json:"goroutines_per_client"`
+	// Notifications is how many heads the subscribers received while connected (each
+	// must keep receiving them: memory is not bought with lost heads).
+	Notifications uint64            `json:"notifications"`
+	HeapTop       []string          `json:"heap_top,omitempty"` // go tool pprof -top, inuse_space
+	HeapProfile   string            `json:"heap_profile,omitempty"`
+	Errors        uint64            `json:"errors"`
+	ErrorKinds    map[string]uint64 `json:"error_kinds,omitempty"`
+	Status        string            `json:"status"`
+	Note          string            `json:"note,omitempty"`
+}
+
+// subscribedMemory opens o.idle /socket2socket clients, each subscribed to newHeads,
+// on a fresh gateway (pid, serving on gwAddr, its profiles on pprofAddr when not empty)
+// and reports its RSS growth and goroutines per client and its heap profile's top
+// entries (saved under dir/pprof).
+func subscribedMemory(ctx context.Context, pid int, gwAddr, pprofAddr, gwBin, dir string, o *options) (*subMemory, error) {
+	url := "ws://" + gwAddr + "/socket2socket"
+	sm := &subMemory{Clients: o.idle, TargetKiB: targetSubscribedKiB}
+	// One subscriber first, so one-time costs (the first upgrade, pools, the shared
+	// upstream subscription's set-up) are in the baseline, not in the delta.
+	warm, err := load.New(load.Config{VUs: 1, Duration: 1500 * time.Millisecond, Timeout: 10 * time.Second},
+		load.Target{Kind: load.WSSub, URL: url})
+	if err != nil {
+		return nil, err
+	}
+	if wr := warm.Run(ctx); wr.Failed() {
+		return nil, fmt.Errorf("subscribed-memory warm-up on /socket2socket failed: %s", wr.ErrorSummary())
+	}
+	time.Sleep(time.Second)
+	if sm.RSSBeforeKiB, err = proc.RSSKiB(pid); err != nil {
+		return nil, err
+	}
+	if pm, err := scrape(gwAddr); err == nil {
+		sm.GoroutinesBef, _ = pm.sum("go_goroutines")
+	}
+	ramp := max(500*time.Millisecond, time.Duration(o.idle)*time.Second/2000)
+	logf("subscribed memory: opening %d /socket2socket clients subscribed to newHeads over %s", o.idle, ramp)
+	lr, err := load.New(load.Config{VUs: o.idle, Duration: ramp + 60*time.Second, Ramp: ramp, Timeout: 10 * time.Second},
+		load.Target{Kind: load.WSSub, URL: url})
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan *load.Result, 1)
+	go func() { done <- lr.Run(rctx) }()
+	deadline := time.Now().Add(ramp + 30*time.Second)
+	for lr.Live().OK < uint64(o.idle) && time.Now().Before(deadline) && ctx.Err() == nil && lr.Live().Errors == 0 {
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Let the gateway finish per-connection set-up and deliver a few heads (their
+	// frames are written and the write buffers back in the pool).
+	time.Sleep(2*o.headInterval + time.Second)
+	live := lr.Live()
+	sm.Subscribed = live.OK
+	if sm.RSSAfterKiB, err = proc.RSSKiB(pid); err != nil {
+		return nil, err
+	}
+	if pm, err := scrape(gwAddr); err == nil {
+		sm.GatewayGauge, _ = pm.sum("gateway_ws_subscriptions")
+		sm.GoroutinesAft, _ = pm.sum("go_goroutines")
+	}
+	if pprofAddr != "" {
+		sm.HeapProfile, sm.HeapTop, err = heapTop(pprofAddr, gwBin, dir)
+		if err != nil {
+			sm.Note = "heap profile: " + err.Error()
+		}
+	}
+	after := lr.Live().Notifications
+	cancel()
+	lres := <-done
+	sm.Errors, sm.ErrorKinds = lres.ErrorCount, lres.Errors
+	sm.Notifications = after
+	if sm.Subscribed > 0 {
+		sm.KiBPerClient = round2(float64(sm.RSSAfterKiB-sm.RSSBeforeKiB) / float64(sm.Subscribed))
+		sm.GoroutinesPerClient = round2((sm.GoroutinesAft - sm.GoroutinesBef) / float64(sm.Subscribed))
+	}
+	sm.Status = statusOf(sm.Subscribed == uint64(o.idle) && sm.Errors == 0 && sm.Notifications > 0 &&
+		sm.KiBPerClient <= targetSubscribedKiB, true)
+	logf("subscribed memory: %d subscribed, RSS %d -> %d KiB, %.2f KiB per subscriber, %.2f goroutines per subscriber [%s]",
+		sm.Subscribed, sm.RSSBeforeKiB, sm.RSSAfterKiB, sm.KiBPerClient, sm.GoroutinesPerClient, sm.Status)
+	for _, l := range sm.HeapTop {
+		logf("  heap: %s", l)
+	}
+	return sm, nil
+}
+
+// heapTop saves the gateway's heap profile under dir/pprof and returns its path
+// (relative to dir) and the top entries of go tool pprof -top (in-use bytes).
+func heapTop(pprofAddr, gwBin, dir string) (string, []string, error) {
+	code, body, err := fasthttp.GetTimeout(nil, "http://"+pprofAddr+"/debug/pprof/heap", 30*time.Second)
+	if err != nil || code != 200 {
+		return "", nil, fmt.Errorf("GET /debug/pprof/heap: status %d, %v", code, err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "pprof"), 0o755); err != nil {
+		return "", nil, err
+	}
+	rel := filepath.Join("pprof", "heap-subscribed.pb.gz")
+	path := filepath.Join(dir, rel)
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		return "", nil, err
+	}
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=10", "-sample_index=inuse_space", gwBin, path).Output()
+	if err != nil {
+		return rel, nil, fmt.Errorf("go tool pprof: %w", err)
+	}
+	var top []string
+	header := true
+	for _, l := range strings.Split(string(bytes.TrimSpace(out)), "\n") {
+		if header {
+			header = !strings.Contains(l, "flat%")
+			if strings.HasPrefix(l, "Showing nodes") {
+				top = append(top, strings.TrimSpace(l))
+			}
+			continue
+		}
+		top = append(top, strings.Join(strings.Fields(l), " "))
+	}
+	return rel, top, nil
+}
