@@ -4,29 +4,24 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// withCORS lets browser dapps use the gateway as their RPC URL: it adds
-// Access-Control-Allow-Origin when the request has an Origin, and answers preflights.
-func (s *Server) withCORS(next fasthttp.RequestHandler) fasthttp.RequestHandler {
-	if s.cfg.CORSOrigins == "" {
-		return next
+// cors lets browser dapps use the gateway as their RPC URL: it adds
+// Access-Control-Allow-Origin when the request has an Origin, and answers preflights
+// (answered true: nothing else is to serve them). Called only when -cors-origins is
+// set (s.corsAllow).
+func (s *Server) cors(ctx *fasthttp.RequestCtx) (answered bool) {
+	if len(ctx.Request.Header.PeekBytes(headerOrigin)) == 0 {
+		return false
 	}
-	allow := []byte(s.cfg.CORSOrigins)
-	return func(ctx *fasthttp.RequestCtx) {
-		if len(ctx.Request.Header.PeekBytes(headerOrigin)) == 0 {
-			next(ctx)
-			return
-		}
-		h := &ctx.Response.Header
-		h.SetBytesKV(headerAllowOrigin, allow)
-		if ctx.IsOptions() && len(ctx.Request.Header.PeekBytes(headerRequestMethod)) > 0 {
-			h.SetBytesKV(headerAllowMethods, allowMethods)
-			h.SetBytesKV(headerAllowHeaders, allowHeaders)
-			h.SetBytesKV(headerMaxAge, maxAge)
-			ctx.SetStatusCode(fasthttp.StatusNoContent)
-			return
-		}
-		next(ctx)
+	h := &ctx.Response.Header
+	h.SetBytesKV(headerAllowOrigin, s.corsAllow)
+	if ctx.IsOptions() && len(ctx.Request.Header.PeekBytes(headerRequestMethod)) > 0 {
+		h.SetBytesKV(headerAllowMethods, allowMethods)
+		h.SetBytesKV(headerAllowHeaders, allowHeaders)
+		h.SetBytesKV(headerMaxAge, maxAge)
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		return true
 	}
+	return false
 }
 
 var (

@@ -31,8 +31,12 @@ type front struct {
 	sock    *socket.Server // nil when no upstream of the network has a websocket
 }
 
-// fronts is the fronts by network, swapped whole by a reload.
-type fronts map[*network.Network]*front
+// fronts is the fronts by network, swapped whole by a reload. one is the front when
+// there is only one: a request takes it without the map lookup.
+type fronts struct {
+	m   map[*network.Network]*front
+	one *front
+}
 
 // serveNetwork resolves the request's network and hands it to the network's routes,
 // the path prefix (/<network>) taken off.
@@ -41,7 +45,11 @@ func (s *Server) serveNetwork(ctx *fasthttp.RequestCtx) {
 	if prefixed {
 		ctx.URI().SetPathBytes(rest)
 	}
-	f := (*s.fronts.Load())[n]
+	fs := s.fronts.Load()
+	f := fs.one
+	if f == nil || f.net != n {
+		f = fs.m[n]
+	}
 	f.handler(ctx)
 }
 
@@ -63,7 +71,7 @@ func (s *Server) newFront(cfg *config.Config, nc config.Network) (*front, error)
 	if n.HasWS {
 		f.sock = socket.New(cfg, s.acc, s.pipe, n, n.Registry())
 	}
-	f.handler = s.keyRoutes(f, s.routeTable(f).Handler)
+	f.handler = s.routes(f)
 	return f, nil
 }
 
@@ -100,10 +108,13 @@ func (f *front) close(e *proto.Error) {
 
 // storeNetworks makes list the networks served, in configuration order.
 func (s *Server) storeNetworks(list []*front) {
-	m := make(fronts, len(list))
+	m := fronts{m: make(map[*network.Network]*front, len(list))}
+	if len(list) == 1 {
+		m.one = list[0]
+	}
 	entries := make([]network.Entry, 0, len(list))
 	for _, f := range list {
-		m[f.net] = f
+		m.m[f.net] = f
 		entries = append(entries, network.Entry{Net: f.net, Aliases: f.conf.Aliases, Hosts: f.conf.Hosts, Default: f.conf.Default})
 	}
 	s.fronts.Store(&m)
@@ -116,7 +127,7 @@ func (s *Server) frontList() []*front {
 	if p == nil {
 		return nil
 	}
-	m := *p
+	m := p.m
 	var out []*front
 	for _, n := range s.nets.List() {
 		out = append(out, m[n])

@@ -13,55 +13,95 @@ import (
 
 // routeTable is every path the gateway serves for network f, in one place (with
 // several networks, each under /<network>/ too: serveNetwork takes the prefix off).
-// Each route is wrapped once, when the network starts, with its metrics.
-func (s *Server) routeTable(f *front) *router.Router {
+// Each route is wrapped once, when the network starts, with its metrics. Every route
+// here has a fixed path: besides the router, each is in the returned table, which
+// serves a request for exactly that method and path without the router's lookup
+// (fixedRoutes.find); everything else (404, 405, OPTIONS) is the router's.
+func (s *Server) routeTable(f *front) (*router.Router, fixedRoutes) {
 	n, inst := f.net, s.inst.With(f.net.Registry())
 	r := router.New()
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
+	var fixed fixedRoutes
+	add := func(method, path string, h fasthttp.RequestHandler) {
+		r.Handle(method, path, h)
+		fixed = append(fixed, fixedRoute{method: method, path: path, h: h})
+	}
 
 	// Probes may use HEAD (some load balancers do): the same answer without a body.
 	health, readyz := inst.Wrap("health", s.probe.Health), inst.Wrap("readyz", s.probe.Readyz)
-	r.GET("/health", health)
-	r.HEAD("/health", health)
-	r.GET("/readyz", readyz)
-	r.HEAD("/readyz", readyz)
-	// /status (upstream names, health, errors) is on the admin listener only.
-
-	// client ⇄HTTP⇄ gateway ⇄HTTP⇄ upstream
-	r.GET("/blocknumber", inst.Wrap("blocknumber", s.httpH.Handler(&httpapi.BlockNumber, n, n.HTTP)))
-	r.GET("/gasprice", inst.Wrap("gasprice", s.httpH.Handler(&httpapi.GasPrice, n, n.HTTP)))
-	r.POST("/blockbynumber", inst.Wrap("blockbynumber", s.httpH.Handler(&httpapi.BlockByNumber, n, n.HTTP)))
-	r.POST("/txbyblockandindex", inst.Wrap("txbyblockandindex", s.httpH.Handler(&httpapi.TxByBlockAndIndex, n, n.HTTP)))
-	r.POST("/", inst.Wrap("rpc", s.httpH.RPC(n)))
+	// client ⇄HTTP⇄ gateway ⇄HTTP⇄ upstream, the busiest first (the table is scanned)
+	add(fasthttp.MethodPost, "/", inst.Wrap("rpc", s.httpH.RPC(n)))
+	add(fasthttp.MethodGet, "/blocknumber", inst.Wrap("blocknumber", s.httpH.Handler(&httpapi.BlockNumber, n, n.HTTP)))
+	add(fasthttp.MethodGet, "/gasprice", inst.Wrap("gasprice", s.httpH.Handler(&httpapi.GasPrice, n, n.HTTP)))
+	add(fasthttp.MethodPost, "/blockbynumber", inst.Wrap("blockbynumber", s.httpH.Handler(&httpapi.BlockByNumber, n, n.HTTP)))
+	add(fasthttp.MethodPost, "/txbyblockandindex", inst.Wrap("txbyblockandindex", s.httpH.Handler(&httpapi.TxByBlockAndIndex, n, n.HTTP)))
 
 	// client ⇄HTTP⇄ gateway ⇄WebSocket⇄ upstream: the same routes through the Mux.
-	ws := r.Group("/ws")
-	ws.GET("/health", inst.Wrap("ws_health", s.probe.Health))
-	ws.GET("/blocknumber", inst.Wrap("ws_blocknumber", s.httpH.Handler(&httpapi.BlockNumber, n, n.WS)))
-	ws.GET("/gasprice", inst.Wrap("ws_gasprice", s.httpH.Handler(&httpapi.GasPrice, n, n.WS)))
-	ws.POST("/blockbynumber", inst.Wrap("ws_blockbynumber", s.httpH.Handler(&httpapi.BlockByNumber, n, n.WS)))
-	ws.POST("/txbyblockandindex", inst.Wrap("ws_txbyblockandindex", s.httpH.Handler(&httpapi.TxByBlockAndIndex, n, n.WS)))
+	add(fasthttp.MethodGet, "/ws/blocknumber", inst.Wrap("ws_blocknumber", s.httpH.Handler(&httpapi.BlockNumber, n, n.WS)))
+	add(fasthttp.MethodGet, "/ws/gasprice", inst.Wrap("ws_gasprice", s.httpH.Handler(&httpapi.GasPrice, n, n.WS)))
+	add(fasthttp.MethodPost, "/ws/blockbynumber", inst.Wrap("ws_blockbynumber", s.httpH.Handler(&httpapi.BlockByNumber, n, n.WS)))
+	add(fasthttp.MethodPost, "/ws/txbyblockandindex", inst.Wrap("ws_txbyblockandindex", s.httpH.Handler(&httpapi.TxByBlockAndIndex, n, n.WS)))
 
 	// client ⇄WebSocket⇄ gateway ⇄WebSocket⇄ upstream
-	r.GET("/socket2socket", inst.Wrap("socket2socket", f.socket2socket))
+	add(fasthttp.MethodGet, "/socket2socket", inst.Wrap("socket2socket", f.socket2socket))
+
+	add(fasthttp.MethodGet, "/health", health)
+	add(fasthttp.MethodHead, "/health", health)
+	add(fasthttp.MethodGet, "/readyz", readyz)
+	add(fasthttp.MethodHead, "/readyz", readyz)
+	add(fasthttp.MethodGet, "/ws/health", inst.Wrap("ws_health", s.probe.Health))
+	// /status (upstream names, health, errors) is on the admin listener only.
 
 	r.NotFound = inst.Wrap("other", s.notFound)
 	r.MethodNotAllowed = inst.Wrap("other", func(ctx *fasthttp.RequestCtx) { pipeline.WriteError(ctx, nil, proto.ErrMethodNotAllowed) })
 	r.PanicHandler = s.panicked
-	return r
+	return r, fixed
+}
+
+// fixedRoute is one route of a fixed method and path.
+type fixedRoute struct {
+	method, path string
+	h            fasthttp.RequestHandler
+}
+
+// fixedRoutes are a network's fixed routes, looked up by a scan: a dozen string
+// compares, most ended by the length, cost less than the router's tree walk.
+type fixedRoutes []fixedRoute
+
+// find returns the handler of the route the router would run for the request's method
+// and path, nil when it is not one of them. The path compared is the router's: the
+// one the request sent (URI.PathOriginal), not normalized.
+func (t fixedRoutes) find(ctx *fasthttp.RequestCtx) fasthttp.RequestHandler {
+	path := ctx.Request.URI().PathOriginal()
+	method := ctx.Request.Header.Method()
+	for i := range t {
+		if len(t[i].path) == len(path) && t[i].path == string(path) && t[i].method == string(method) {
+			return t[i].h
+		}
+	}
+	return nil
+}
+
+// routes is what serves network f, built once when the network starts: the routes
+// with an API key in the path, then the fixed routes, then the router.
+func (s *Server) routes(f *front) fasthttp.RequestHandler {
+	r, fixed := s.routeTable(f)
+	return s.keyRoutes(f, fixed, r)
 }
 
 // keyRoutes serves the JSON-RPC endpoints with an API key in the path, as Infura has
 // them: POST /v3/<key> is POST /, GET /ws/v3/<key> is /socket2socket (browsers cannot
 // set headers on a websocket). Every other route takes the key in Authorization: Bearer
 // or X-API-Key. They are matched here, ahead of the router, because the router's path
-// parameters allocate on every request.
-func (s *Server) keyRoutes(f *front, next fasthttp.RequestHandler) fasthttp.RequestHandler {
+// parameters allocate on every request. A request for a fixed route goes to its handler
+// directly (recovered from a panic as the router does), anything else to the router.
+func (s *Server) keyRoutes(f *front, fixed fixedRoutes, r *router.Router) fasthttp.RequestHandler {
 	inst := s.inst.With(f.net.Registry())
 	rpc := inst.Wrap("rpc", s.httpH.RPC(f.net))
 	ws := inst.Wrap("socket2socket", f.socket2socket)
 	other := inst.Wrap("other", func(ctx *fasthttp.RequestCtx) { pipeline.WriteError(ctx, nil, proto.ErrMethodNotAllowed) })
+	next := r.Handler
 	return func(ctx *fasthttp.RequestCtx) {
 		switch access.KeyPrefix(ctx.Path()) {
 		case len(access.PrefixRPCKey):
@@ -77,8 +117,20 @@ func (s *Server) keyRoutes(f *front, next fasthttp.RequestHandler) fasthttp.Requ
 				other(ctx)
 			}
 		default:
+			if h := fixed.find(ctx); h != nil {
+				defer s.recovered(ctx)
+				h(ctx)
+				return
+			}
 			next(ctx)
 		}
+	}
+}
+
+// recovered is the router's panic recovery, for the routes served without it.
+func (s *Server) recovered(ctx *fasthttp.RequestCtx) {
+	if v := recover(); v != nil {
+		s.panicked(ctx, v)
 	}
 }
 

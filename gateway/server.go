@@ -78,6 +78,7 @@ type Server struct {
 		unknownNetwork *metrics.Counter
 	}
 	handler   fasthttp.RequestHandler
+	corsAllow []byte // -cors-origins, fixed at start; nil: CORS off
 	srv       *fasthttp.Server
 	adminAddr string
 	probe     *admin.Probe
@@ -152,7 +153,10 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		s.adminAddr = l.Addr
 		s.closers = append(s.closers, l.Close)
 	}
-	s.handler = s.closeWhenDraining(s.withCORS(s.serveNetwork))
+	if cfg.CORSOrigins != "" {
+		s.corsAllow = []byte(cfg.CORSOrigins)
+	}
+	s.handler = s.serve
 	s.srv = &fasthttp.Server{
 		Handler:                       s.handler,
 		Name:                          "infura-gateway",
@@ -195,20 +199,27 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 	return s, nil
 }
 
+// serve is every request's way in, the server's wrappers folded into one function
+// (not a closure per layer, each an indirect call on every request): CORS, then the
+// request's network and its routes (serveNetwork), then Connection: close while
+// draining.
+func (s *Server) serve(ctx *fasthttp.RequestCtx) {
+	if s.corsAllow == nil || !s.cors(ctx) {
+		s.serveNetwork(ctx)
+	}
+	s.closeWhenDraining(ctx)
+}
+
 // closeWhenDraining asks keep-alive clients to leave while the gateway drains: each
 // answer carries Connection: close and fasthttp closes the connection after it, so the
 // client reconnects (to a pod that stays) between requests rather than having its
 // connection cut under a request when the listener closes. Not draining, it costs one
-// atomic load.
-func (s *Server) closeWhenDraining(next fasthttp.RequestHandler) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		next(ctx)
-		// After next: a handler that resets the answer cannot drop it. Not on a
-		// websocket upgrade: fasthttp would close the connection instead of handing it
-		// over (the socket server closes those clients with 1001 itself).
-		if s.probe.Draining() && !ctx.Hijacked() {
-			ctx.SetConnectionClose()
-		}
+// atomic load. It runs after the request's handler: a handler that resets the answer
+// cannot drop it. Not on a websocket upgrade: fasthttp would close the connection
+// instead of handing it over (the socket server closes those clients with 1001 itself).
+func (s *Server) closeWhenDraining(ctx *fasthttp.RequestCtx) {
+	if s.probe.Draining() && !ctx.Hijacked() {
+		ctx.SetConnectionClose()
 	}
 }
 

@@ -17,10 +17,15 @@ type Set struct {
 type table struct {
 	list   []*Network
 	byName map[string]*Network // names and aliases
-	hosts  map[string]*Network // exact host names
-	wild   []wildHost          // *.suffix, longest suffix first
-	def    *Network
-	names  string // "mainnet, sepolia": for errors
+	// nameLens has bit l set when a name or alias is l bytes long (l < 64; longer
+	// ones set bit 63, which sends every segment of 63 bytes or more to the map): a
+	// first segment of another length ("/blocknumber", "/ws/...") is no network,
+	// known without hashing it.
+	nameLens uint64
+	hosts    map[string]*Network // exact host names
+	wild     []wildHost          // *.suffix, longest suffix first
+	def      *Network
+	names    string // "mainnet, sepolia": for errors
 }
 
 type wildHost struct {
@@ -45,8 +50,10 @@ func (s *Set) Store(entries []Entry) {
 		t.list = append(t.list, e.Net)
 		names = append(names, e.Net.Name)
 		t.byName[e.Net.Name] = e.Net
+		t.nameLens |= lenBit(len(e.Net.Name))
 		for _, a := range e.Aliases {
 			t.byName[a] = e.Net
+			t.nameLens |= lenBit(len(a))
 		}
 		for _, h := range e.Hosts {
 			if suffix, ok := strings.CutPrefix(h, "*"); ok {
@@ -104,13 +111,16 @@ func (s *Set) Resolve(path, host []byte) (n *Network, rest []byte, prefixed bool
 		if end < 0 {
 			end = len(seg)
 		}
-		// The map lookup of a string made of bytes does not allocate.
-		if n := t.byName[string(seg[:end])]; n != nil {
-			rest = seg[end:]
-			if len(rest) == 0 {
-				rest = slash
+		// A length no name or alias has is no network, known without hashing the
+		// segment; the map lookup of a string made of bytes does not allocate.
+		if t.nameLens&lenBit(end) != 0 {
+			if n := t.byName[string(seg[:end])]; n != nil {
+				rest = seg[end:]
+				if len(rest) == 0 {
+					rest = slash
+				}
+				return n, rest, true
 			}
-			return n, rest, true
 		}
 	}
 	if len(host) > 0 && (len(t.hosts) > 0 || len(t.wild) > 0) {
@@ -122,6 +132,9 @@ func (s *Set) Resolve(path, host []byte) (n *Network, rest []byte, prefixed bool
 }
 
 var slash = []byte("/")
+
+// lenBit is the bit of table.nameLens for a name of l bytes.
+func lenBit(l int) uint64 { return 1 << min(l, 63) }
 
 // byHost matches host (port removed, any case) against the exact names, then the
 // *.suffix ones.

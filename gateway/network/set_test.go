@@ -1,6 +1,7 @@
 package network
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -8,9 +9,10 @@ import (
 // Host (exact, any case, port ignored; then the longest *.suffix), then the default.
 func TestSetResolve(t *testing.T) {
 	mainnet, sepolia, base := &Network{Name: "mainnet"}, &Network{Name: "sepolia"}, &Network{Name: "base-mainnet"}
+	long := strings.Repeat("l", 70) // past the length mask's bits: looked up by the map
 	var s Set
 	s.Store([]Entry{
-		{Net: mainnet, Aliases: []string{"eth"}, Hosts: []string{"mainnet.gw.example", "*.example"}},
+		{Net: mainnet, Aliases: []string{"eth", long}, Hosts: []string{"mainnet.gw.example", "*.example"}},
 		{Net: sepolia, Hosts: []string{"sepolia.gw.example"}, Default: true},
 		{Net: base, Hosts: []string{"*.base.example"}},
 	})
@@ -33,6 +35,11 @@ func TestSetResolve(t *testing.T) {
 		{"/mainnetx/", "", sepolia, "/mainnetx/", false}, // not a network: the default's routes answer 404
 		{"/", "", sepolia, "/", false},
 		{"", "", sepolia, "", false},
+		{"/ws/blocknumber", "", sepolia, "/ws/blocknumber", false}, // no name of that length
+		{"/sepoliaa/x", "", sepolia, "/sepoliaa/x", false},
+		{"/" + long + "/x", "", mainnet, "/x", true},
+		{"/" + long + "l/x", "", sepolia, "/" + long + "l/x", false},
+		{"/" + long[:63], "", sepolia, "/" + long[:63], false},
 	} {
 		n, rest, prefixed := s.Resolve([]byte(tc.path), []byte(tc.host))
 		if n != tc.want || string(rest) != tc.rest || prefixed != tc.prefixed {
@@ -77,4 +84,18 @@ func name(n *Network) string {
 		return "<nil>"
 	}
 	return n.Name
+}
+
+// BenchmarkSetResolve: the network of the common paths of a one-network gateway.
+func BenchmarkSetResolve(b *testing.B) {
+	var s Set
+	s.Store([]Entry{{Net: &Network{Name: "mainnet"}, Aliases: []string{"eth"}}})
+	for _, p := range []string{"/blocknumber", "/ws/blocknumber", "/mainnet/blocknumber"} {
+		b.Run(p, func(b *testing.B) {
+			path := []byte(p)
+			for b.Loop() {
+				s.Resolve(path, nil)
+			}
+		})
+	}
 }

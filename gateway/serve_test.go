@@ -1,0 +1,95 @@
+package gateway
+
+import (
+	"testing"
+)
+
+// TestServeChain: the folded entry (CORS, network, key routes, the fixed-route table,
+// then the router) answers each request as the router alone did: fixed routes by exact
+// method and path, everything else (405, 404, OPTIONS, paths the client did not send
+// normalized) the router's; CORS headers on requests with an Origin, preflights answered
+// without reaching a route.
+func TestServeChain(t *testing.T) {
+	s := newDirectServer(t, "-cache=false", "-cors-origins", "https://dapp.example")
+	for _, tc := range []struct {
+		name, method, uri, origin, reqMethod string
+		status                               int
+		allowOrigin, allow                   string
+		body                                 string // a substring of the answer
+	}{
+		{name: "fixed GET", method: "GET", uri: "/blocknumber", status: 200, body: `"result"`},
+		{name: "fixed POST /", method: "POST", uri: "/", status: 200, body: `"result"`},
+		{name: "fixed HEAD probe", method: "HEAD", uri: "/health", status: 200},
+		{name: "fixed /ws/health", method: "GET", uri: "/ws/health", status: 200},
+		{name: "with a query", method: "GET", uri: "/blocknumber?x=1", status: 200, body: `"result"`},
+		{name: "origin on a route", method: "GET", uri: "/blocknumber", origin: "https://a.example", status: 200, allowOrigin: "https://dapp.example"},
+		{name: "wrong method: router's 405", method: "GET", uri: "/", status: 405, allow: "OPTIONS, POST"},
+		{name: "HEAD of a GET route: 405", method: "HEAD", uri: "/blocknumber", status: 405, allow: "GET, OPTIONS"},
+		{name: "unknown path: 404", method: "GET", uri: "/nope", status: 404},
+		{name: "trailing slash not redirected", method: "GET", uri: "/blocknumber/", status: 404},
+		{name: "not normalized: the router's answer", method: "GET", uri: "//blocknumber", status: 405},
+		{name: "OPTIONS without Origin: router's Allow", method: "OPTIONS", uri: "/", status: 200, allow: "OPTIONS, POST"},
+		{name: "preflight", method: "OPTIONS", uri: "/", origin: "https://a.example", reqMethod: "POST", status: 204, allowOrigin: "https://dapp.example"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newDirectCall(s, tc.method, tc.uri, "")
+			if tc.method == "POST" {
+				c.ctx.Request.SetBodyString(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`)
+			}
+			if tc.origin != "" {
+				c.ctx.Request.Header.Set("Origin", tc.origin)
+			}
+			if tc.reqMethod != "" {
+				c.ctx.Request.Header.Set("Access-Control-Request-Method", tc.reqMethod)
+			}
+			c.h(&c.ctx)
+			r := &c.ctx.Response
+			if r.StatusCode() != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.StatusCode(), tc.status, r.Body())
+			}
+			if got := string(r.Header.Peek("Access-Control-Allow-Origin")); got != tc.allowOrigin {
+				t.Errorf("Access-Control-Allow-Origin %q, want %q", got, tc.allowOrigin)
+			}
+			if got := string(r.Header.Peek("Allow")); tc.allow != "" && got != tc.allow {
+				t.Errorf("Allow %q, want %q", got, tc.allow)
+			}
+			if tc.status == 204 && len(r.Header.Peek("Access-Control-Allow-Methods")) == 0 {
+				t.Error("preflight without Access-Control-Allow-Methods")
+			}
+			if tc.body != "" && !contains(r.Body(), tc.body) {
+				t.Errorf("body %q, want it to hold %q", r.Body(), tc.body)
+			}
+			// Every route's instrumenter sets it (404 and 405 are the "other" route's);
+			// the router's own OPTIONS answer and a preflight reach none.
+			if want := tc.method != "OPTIONS"; want != (len(r.Header.Peek("X-Request-Id")) > 0) {
+				t.Errorf("X-Request-Id %q on %s %s", r.Header.Peek("X-Request-Id"), tc.method, tc.uri)
+			}
+		})
+	}
+}
+
+func contains(b []byte, s string) bool {
+	for i := 0; i+len(s) <= len(b); i++ {
+		if string(b[i:i+len(s)]) == s {
+			return true
+		}
+	}
+	return false
+}
+
+// BenchmarkServeChain is the way in without an upstream: the wrappers, the network,
+// the key routes and the route lookup, to a probe's handler (and the router's 404).
+func BenchmarkServeChain(b *testing.B) {
+	s := newDirectServer(b, "-cache=false")
+	for _, p := range []struct{ name, method, uri string }{
+		{"GET /health", "GET", "/health"}, {"GET /ws/health", "GET", "/ws/health"}, {"GET /nope", "GET", "/nope"},
+	} {
+		b.Run(p.name, func(b *testing.B) {
+			c := newDirectCall(s, p.method, p.uri, "")
+			b.ReportAllocs()
+			for b.Loop() {
+				c.h(&c.ctx)
+			}
+		})
+	}
+}
