@@ -121,22 +121,63 @@ func addLabel(name, label string) string {
 	return name + "," + label + "}"
 }
 
-// histograms are a Set's lock-free histograms, written after the Set's own metrics
-// (a metrics writer of the Set: metrics has no way to register a metric type of ours).
+// ShardedCounter is a counter every request increments, in histShards words on cache
+// lines of their own picked by a hint (as Histogram's shards): one word every request
+// writes passes between the cores. It is written as a metrics.Counter.
+type ShardedCounter struct {
+	name   string
+	shards [histShards]struct {
+		n atomic.Uint64
+		_ [56]byte
+	}
+}
+
+// Inc adds one in the shard of hint.
+func (c *ShardedCounter) Inc(hint uint64) { c.shards[hint%histShards].n.Add(1) }
+
+// Get returns the sum of the shards.
+func (c *ShardedCounter) Get() (n uint64) {
+	for i := range c.shards {
+		n += c.shards[i].n.Load()
+	}
+	return n
+}
+
+func (c *ShardedCounter) marshalTo(w io.Writer) { fmt.Fprintf(w, "%s %d\n", c.name, c.Get()) }
+
+// shardedMetric is a Histogram or a ShardedCounter.
+type shardedMetric interface {
+	marshalTo(w io.Writer)
+}
+
+// histograms are a Set's sharded metrics (Histogram, ShardedCounter), written after
+// the Set's own metrics by a metrics writer of the Set: metrics has no way to register
+// a metric type of ours.
 type histograms struct {
 	mu sync.Mutex
-	m  map[string]*Histogram
+	m  map[string]shardedMetric
 }
 
 func (hs *histograms) getOrCreate(name string, bounds []float64) *Histogram {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	if h, ok := hs.m[name]; ok {
+	if h, ok := hs.m[name].(*Histogram); ok {
 		return h
 	}
 	h := newHistogram(name, bounds)
 	hs.m[name] = h
 	return h
+}
+
+func (hs *histograms) counter(name string) *ShardedCounter {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if c, ok := hs.m[name].(*ShardedCounter); ok {
+		return c
+	}
+	c := &ShardedCounter{name: name}
+	hs.m[name] = c
+	return c
 }
 
 // remove drops name; it reports whether it was there.
@@ -148,13 +189,17 @@ func (hs *histograms) remove(name string) bool {
 	return ok
 }
 
-// write writes every histogram, sorted by name as metrics.Set sorts its own, with a
-// HELP and TYPE line per family when the metrics library writes them.
+// write writes every metric, sorted by family then name as metrics.Set sorts its own,
+// with a HELP and TYPE line per family when the metrics library writes them.
 func (hs *histograms) write(w io.Writer) {
+	type named struct {
+		name string
+		m    shardedMetric
+	}
 	hs.mu.Lock()
-	all := make([]*Histogram, 0, len(hs.m))
-	for _, h := range hs.m {
-		all = append(all, h)
+	all := make([]named, 0, len(hs.m))
+	for n, m := range hs.m {
+		all = append(all, named{n, m})
 	}
 	hs.mu.Unlock()
 	if len(all) == 0 {
@@ -169,12 +214,16 @@ func (hs *histograms) write(w io.Writer) {
 	meta := metadataExposed()
 	var b bytes.Buffer
 	prev := ""
-	for _, h := range all {
-		if f := family(h.name); meta && f != prev {
-			fmt.Fprintf(&b, "# HELP %s\n# TYPE %s histogram\n", f, f)
+	for _, nm := range all {
+		if f := family(nm.name); meta && f != prev {
+			typ := "histogram"
+			if _, ok := nm.m.(*ShardedCounter); ok {
+				typ = "counter"
+			}
+			fmt.Fprintf(&b, "# HELP %s\n# TYPE %s %s\n", f, f, typ)
 			prev = f
 		}
-		h.marshalTo(&b)
+		nm.m.marshalTo(&b)
 	}
 	w.Write(b.Bytes())
 }

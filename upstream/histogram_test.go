@@ -108,3 +108,30 @@ func BenchmarkHistogramUpdate(b *testing.B) {
 		})
 	})
 }
+
+// The sharded counter is written as a metrics.Counter, and sums its shards.
+func TestShardedCounterExpositionMatchesCounter(t *testing.T) {
+	for _, n := range []int{0, 1, 17} {
+		ref := metrics.NewSet()
+		rc := ref.NewCounter(`x_total{route="a",code="200"}`)
+		reg := NewRegistry()
+		c := reg.ShardedCounter(`x_total{route="a",code="200"}`, "help")
+		for i := range n {
+			rc.Inc()
+			c.Inc(uint64(i))
+		}
+		var want, got bytes.Buffer
+		ref.WritePrometheus(&want)
+		reg.WritePrometheus(&got)
+		if got.String() != want.String() || c.Get() != uint64(n) {
+			t.Fatalf("%d increments: got %q (Get %d), want %q", n, got.String(), c.Get(), want.String())
+		}
+	}
+}
+
+func TestShardedCounterIncAllocatesNothing(t *testing.T) {
+	c := NewRegistry().ShardedCounter("a_total", "help")
+	if n := testing.AllocsPerRun(100, func() { c.Inc(5) }); n != 0 {
+		t.Fatalf("Inc allocates %.1f", n)
+	}
+}

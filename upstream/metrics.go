@@ -91,7 +91,7 @@ type Metrics struct {
 	reg   *Registry
 	label string // `upstream="name"`
 
-	calls     [numTransports][proto.NumMethods][numOutcomes]atomic.Pointer[metrics.Counter]
+	calls     [numTransports][proto.NumMethods][numOutcomes]atomic.Pointer[ShardedCounter]
 	durations [numTransports][proto.NumMethods]atomic.Pointer[Histogram]
 	up        [numTransports]atomic.Bool
 	lastOK    [numTransports]atomic.Int64 // unix nanoseconds of the last answer
@@ -164,12 +164,12 @@ func (m *Metrics) registerTransport(t Transport) {
 	m.histogram(t, proto.MethodNamed("eth_blockNumber"))
 }
 
-func (m *Metrics) counter(t Transport, meth proto.Method, o Outcome) *metrics.Counter {
+func (m *Metrics) counter(t Transport, meth proto.Method, o Outcome) *ShardedCounter {
 	p := &m.calls[t][meth][o]
 	if c := p.Load(); c != nil {
 		return c
 	}
-	c := m.reg.Counter(`gateway_upstream_requests_total{`+m.label+`,transport="`+t.String()+
+	c := m.reg.ShardedCounter(`gateway_upstream_requests_total{`+m.label+`,transport="`+t.String()+
 		`",method="`+meth.String()+`",outcome="`+o.String()+`"}`,
 		"Calls to the upstream by transport, JSON-RPC method and outcome.")
 	p.Store(c)
@@ -188,12 +188,12 @@ func (m *Metrics) histogram(t Transport, meth proto.Method) *Histogram {
 }
 
 // observe records one upstream call (hint: ptrHint of its pooled request, which
-// picks the duration histogram's shard): its outcome and, for calls that reached the
+// picks the shards of its counter and duration histogram): its outcome and, for calls that reached the
 // upstream, its duration; the transport is up when the call reached the upstream. The
 // router's health hears of it as verdictOf judges it (perr: the call's error, cls: its
 // method class).
 func (m *Metrics) observe(hint uint64, t Transport, meth proto.Method, cls proto.Class, o Outcome, perr *proto.Error, start, end time.Time) {
-	m.counter(t, meth, o).Inc()
+	m.counter(t, meth, o).Inc(hint)
 	switch o {
 	case OutcomeOK, OutcomeRPCError:
 		d := end.Sub(start)

@@ -17,7 +17,7 @@ type Registry struct {
 
 	mu    *sync.Mutex
 	help  map[string]string // by family name
-	hists *histograms       // the Set's lock-free histograms (Histogram)
+	hists *histograms       // the Set's sharded metrics (Histogram, ShardedCounter)
 
 	// A view (With) adds labels to every name it registers, and remembers the names so
 	// that Close can take them all out (a network removed by a reload).
@@ -29,7 +29,7 @@ type Registry struct {
 // have it exported by the process-wide writer, or write it with WritePrometheus.
 func NewRegistry() *Registry {
 	r := &Registry{Set: metrics.NewSet(), mu: new(sync.Mutex), help: make(map[string]string),
-		hists: &histograms{m: make(map[string]*Histogram)}}
+		hists: &histograms{m: make(map[string]shardedMetric)}}
 	r.Set.RegisterMetricsWriter(r.hists.write)
 	return r
 }
@@ -116,6 +116,13 @@ func (r *Registry) Histogram(name, help string, buckets []float64) *metrics.Prom
 func (r *Registry) ShardedHistogram(name, help string, buckets []float64) *Histogram {
 	r.Describe(name, help)
 	return r.hists.getOrCreate(r.name(name), buckets)
+}
+
+// ShardedCounter returns the sharded counter called name, creating it once: for the
+// counters every request increments (ShardedCounter).
+func (r *Registry) ShardedCounter(name, help string) *ShardedCounter {
+	r.Describe(name, help)
+	return r.hists.counter(r.name(name))
 }
 
 // Unregister removes the series name (as registered through this view).
