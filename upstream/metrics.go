@@ -91,8 +91,8 @@ type Metrics struct {
 	reg   *Registry
 	label string // `upstream="name"`
 
-	calls     [numTransports][proto.NumMethods][numOutcomes]atomic.Pointer[metrics.Counter]
-	durations [numTransports][proto.NumMethods]atomic.Pointer[metrics.PrometheusHistogram]
+	calls     [numTransports][proto.NumMethods][numOutcomes]atomic.Pointer[ShardedCounter]
+	durations [numTransports][proto.NumMethods]atomic.Pointer[Histogram]
 	up        [numTransports]atomic.Bool
 	lastOK    [numTransports]atomic.Int64 // unix nanoseconds of the last answer
 
@@ -164,39 +164,40 @@ func (m *Metrics) registerTransport(t Transport) {
 	m.histogram(t, proto.MethodNamed("eth_blockNumber"))
 }
 
-func (m *Metrics) counter(t Transport, meth proto.Method, o Outcome) *metrics.Counter {
+func (m *Metrics) counter(t Transport, meth proto.Method, o Outcome) *ShardedCounter {
 	p := &m.calls[t][meth][o]
 	if c := p.Load(); c != nil {
 		return c
 	}
-	c := m.reg.Counter(`gateway_upstream_requests_total{`+m.label+`,transport="`+t.String()+
+	c := m.reg.ShardedCounter(`gateway_upstream_requests_total{`+m.label+`,transport="`+t.String()+
 		`",method="`+meth.String()+`",outcome="`+o.String()+`"}`,
 		"Calls to the upstream by transport, JSON-RPC method and outcome.")
 	p.Store(c)
 	return c
 }
 
-func (m *Metrics) histogram(t Transport, meth proto.Method) *metrics.PrometheusHistogram {
+func (m *Metrics) histogram(t Transport, meth proto.Method) *Histogram {
 	p := &m.durations[t][meth]
 	if h := p.Load(); h != nil {
 		return h
 	}
-	h := m.reg.Histogram(`gateway_upstream_request_duration_seconds{`+m.label+`,transport="`+
+	h := m.reg.ShardedHistogram(`gateway_upstream_request_duration_seconds{`+m.label+`,transport="`+
 		t.String()+`",method="`+meth.String()+`"}`, "Upstream call latency by transport and method.", latencyBuckets)
 	p.Store(h)
 	return h
 }
 
-// observe records one upstream call: its outcome and, for calls that reached the
+// observe records one upstream call (hint: ptrHint of its pooled request, which
+// picks the shards of its counter and duration histogram): its outcome and, for calls that reached the
 // upstream, its duration; the transport is up when the call reached the upstream. The
 // router's health hears of it as verdictOf judges it (perr: the call's error, cls: its
 // method class).
-func (m *Metrics) observe(t Transport, meth proto.Method, cls proto.Class, o Outcome, perr *proto.Error, start, end time.Time) {
-	m.counter(t, meth, o).Inc()
+func (m *Metrics) observe(hint uint64, t Transport, meth proto.Method, cls proto.Class, o Outcome, perr *proto.Error, start, end time.Time) {
+	m.counter(t, meth, o).Inc(hint)
 	switch o {
 	case OutcomeOK, OutcomeRPCError:
 		d := end.Sub(start)
-		m.histogram(t, meth).Update(d.Seconds())
+		m.histogram(t, meth).Update(hint, d)
 		// Written only when they change (lastOK: by 10 ms or more): every request
 		// writing the same cache lines costs more than the calls it counts, across cores.
 		if now := end.UnixNano(); now-m.lastOK[t].Load() >= int64(10*time.Millisecond) {

@@ -231,7 +231,7 @@ func (m *Mux) call(spare []byte, r *proto.Request, id []byte, deadline time.Time
 	}
 	if perr != nil {
 		putCall(c)
-		m.metrics.observe(TransportWS, r.Method, r.Class(), outcomeOf(perr), perr, start, start)
+		m.metrics.observe(ptrHint(r), TransportWS, r.Method, r.Class(), outcomeOf(perr), perr, start, start)
 		return spare[:0], note{class: AnswerBroken}, perr
 	}
 	<-c.done
@@ -261,7 +261,7 @@ func (m *Mux) call(spare []byte, r *proto.Request, id []byte, deadline time.Time
 	if c.keep {
 		putCall(c)
 	}
-	m.metrics.observe(TransportWS, r.Method, r.Class(), outcome, perr, start, end)
+	m.metrics.observe(ptrHint(r), TransportWS, r.Method, r.Class(), outcome, perr, start, end)
 	if perr != nil {
 		return spare[:0], n, perr
 	}
@@ -282,7 +282,7 @@ func (m *Mux) CallBatch(b *Batch, deadline time.Time) error {
 	s := m.pick()
 	if s == nil {
 		b.failAll(proto.ErrUnreachable)
-		m.metrics.observe(TransportWS, proto.MethodBatch, b.class(), OutcomeUnavailable, proto.ErrUnreachable, start, time.Now())
+		m.metrics.observe(ptrHint(b), TransportWS, proto.MethodBatch, b.class(), OutcomeUnavailable, proto.ErrUnreachable, start, time.Now())
 		return proto.ErrUnreachable
 	}
 	w := getBatchWait(n)
@@ -307,7 +307,7 @@ func (m *Mux) CallBatch(b *Batch, deadline time.Time) error {
 	}
 	<-w.ch
 	putBatchWait(w)
-	m.metrics.observe(TransportWS, proto.MethodBatch, b.class(), OutcomeOK, nil, start, time.Now())
+	m.metrics.observe(ptrHint(b), TransportWS, proto.MethodBatch, b.class(), OutcomeOK, nil, start, time.Now())
 	return nil
 }
 

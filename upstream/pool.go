@@ -210,7 +210,7 @@ func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 			n.class = AnswerBroken
 		}
 	}
-	p.metrics.observe(TransportHTTP, r.Method, r.Class(), outcome, perr, start, callNow())
+	p.metrics.observe(ptrHint(r), TransportHTTP, r.Method, r.Class(), outcome, perr, start, callNow())
 	if perr != nil {
 		return env[:0], n, perr
 	}
@@ -279,7 +279,7 @@ func (p *Pool) callBatch(b *Batch, deadline time.Time, traceparent []byte) error
 			outcome = OutcomeError
 		}
 	}
-	p.metrics.observe(TransportHTTP, proto.MethodBatch, b.class(), outcome, perr, start, callNow())
+	p.metrics.observe(ptrHint(b), TransportHTTP, proto.MethodBatch, b.class(), outcome, perr, start, callNow())
 	if perr != nil {
 		b.failAll(perr)
 		return perr

@@ -15,8 +15,9 @@ import (
 type Registry struct {
 	Set *metrics.Set
 
-	mu   *sync.Mutex
-	help map[string]string // by family name
+	mu    *sync.Mutex
+	help  map[string]string // by family name
+	hists *histograms       // the Set's sharded metrics (Histogram, ShardedCounter)
 
 	// A view (With) adds labels to every name it registers, and remembers the names so
 	// that Close can take them all out (a network removed by a reload).
@@ -27,7 +28,10 @@ type Registry struct {
 // NewRegistry returns an empty registry; register its Set with metrics.RegisterSet to
 // have it exported by the process-wide writer, or write it with WritePrometheus.
 func NewRegistry() *Registry {
-	return &Registry{Set: metrics.NewSet(), mu: new(sync.Mutex), help: make(map[string]string)}
+	r := &Registry{Set: metrics.NewSet(), mu: new(sync.Mutex), help: make(map[string]string),
+		hists: &histograms{m: make(map[string]shardedMetric)}}
+	r.Set.RegisterMetricsWriter(r.hists.write)
+	return r
 }
 
 func family(name string) string {
@@ -106,9 +110,26 @@ func (r *Registry) Histogram(name, help string, buckets []float64) *metrics.Prom
 	return r.Set.GetOrCreatePrometheusHistogramExt(r.name(name), buckets)
 }
 
+// ShardedHistogram returns the lock-free Prometheus histogram called name, creating it
+// once: for the histograms every request updates (Histogram). It is written as
+// Histogram writes the others.
+func (r *Registry) ShardedHistogram(name, help string, buckets []float64) *Histogram {
+	r.Describe(name, help)
+	return r.hists.getOrCreate(r.name(name), buckets)
+}
+
+// ShardedCounter returns the sharded counter called name, creating it once: for the
+// counters every request increments (ShardedCounter).
+func (r *Registry) ShardedCounter(name, help string) *ShardedCounter {
+	r.Describe(name, help)
+	return r.hists.counter(r.name(name))
+}
+
 // Unregister removes the series name (as registered through this view).
 func (r *Registry) Unregister(name string) {
-	r.Set.UnregisterMetric(r.labelled(name))
+	if !r.hists.remove(r.labelled(name)) {
+		r.Set.UnregisterMetric(r.labelled(name))
+	}
 }
 
 // Close removes every series registered through this view (With); on r itself it does
@@ -122,7 +143,9 @@ func (r *Registry) Close() {
 	*r.owned = nil
 	r.mu.Unlock()
 	for _, n := range names {
-		r.Set.UnregisterMetric(n)
+		if !r.hists.remove(n) {
+			r.Set.UnregisterMetric(n)
+		}
 	}
 }
 
