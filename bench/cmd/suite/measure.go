@@ -39,6 +39,9 @@ type run struct {
 	// the floor) over the run.
 	CPUTicks    int64   `json:"cpu_ticks"`
 	CPUusPerReq float64 `json:"cpu_us_per_req"`
+	// UserCPUusPerReq is the user-space part (utime): the process's own code, without
+	// the kernel's time in its syscalls.
+	UserCPUusPerReq float64 `json:"user_cpu_us_per_req,omitempty"`
 	// CPUSamples are the CPU per request of every run with -repeat; the
 	// row reports the median run.
 	CPUSamples []float64 `json:"cpu_us_per_req_runs,omitempty"`
@@ -115,6 +118,7 @@ func (m *measurer) measure(ctx context.Context, key, label string, pid int, tgt 
 			return nil, fmt.Errorf("cannot read CPU time of pid %d: %w", pid, err)
 		}
 		n0, _ := proc.CPUTicks(m.nodePID)
+		u0, _ := proc.UserTicks(pid)
 		sr0, sw0, _ := proc.Syscalls(pid)
 		r, err := drive(m.duration)
 		if err != nil {
@@ -125,6 +129,7 @@ func (m *measurer) measure(ctx context.Context, key, label string, pid int, tgt 
 			return nil, fmt.Errorf("cannot read CPU time of pid %d (did it exit?): %w", pid, err)
 		}
 		n1, _ := proc.CPUTicks(m.nodePID)
+		u1, _ := proc.UserTicks(pid)
 		sr1, sw1, serr := proc.Syscalls(pid)
 		c1, err := nodeCounts(m.nodeHTTP)
 		if err != nil {
@@ -134,6 +139,7 @@ func (m *measurer) measure(ctx context.Context, key, label string, pid int, tgt 
 		r.CPUTicks = t1 - t0
 		if r.Requests > 0 {
 			r.CPUusPerReq = round2(float64(r.CPUTicks) * 1e6 / float64(m.hz) / float64(r.Requests))
+			r.UserCPUusPerReq = round2(float64(u1-u0) * 1e6 / float64(m.hz) / float64(r.Requests))
 			if serr == nil {
 				r.SyscallsPerReq = round2(float64(sr1-sr0+sw1-sw0) / float64(r.Requests))
 			}

@@ -31,9 +31,15 @@ type versusRow struct {
 	RelayCPU   []float64 `json:"relay_cpu_us_per_req"`
 	Ratios     []float64 `json:"ratios"`
 	Ratio      float64   `json:"ratio"` // median of Ratios
-	GatewayP99 []float64 `json:"gateway_p99_ms"`
-	RelayP99   []float64 `json:"relay_p99_ms"`
-	P99Ratio   float64   `json:"p99_ratio"` // median of the per-round p99 ratios
+	// GatewayUser and RelayUser are the user-space parts (utime) of the CPU figures, and
+	// UserRatio the median of their per-round ratios: the two do the same syscalls per
+	// request, so the kernel's share, which swings most with the machine, is left out.
+	GatewayUser []float64 `json:"gateway_user_cpu_us_per_req"`
+	RelayUser   []float64 `json:"relay_user_cpu_us_per_req"`
+	UserRatio   float64   `json:"user_ratio"`
+	GatewayP99  []float64 `json:"gateway_p99_ms"`
+	RelayP99    []float64 `json:"relay_p99_ms"`
+	P99Ratio    float64   `json:"p99_ratio"` // median of the per-round p99 ratios
 	// P99Judged: the p99 target applies (the lowest connection count only: at 1,000
 	// connections on 2 cores, latency is queueing).
 	P99Judged bool   `json:"p99_judged"`
@@ -82,10 +88,11 @@ func versus(ctx context.Context, m *measurer, gwBin, relayBin, dir, nodeHTTP, no
 					pid  int
 					addr string
 					cpu  *[]float64
+					user *[]float64
 					p99  *[]float64
 				}
-				sides := []side{{"gateway", gw.pid(), gwAddr, &row.GatewayCPU, &row.GatewayP99},
-					{"relay", relay.pid(), relayAddr, &row.RelayCPU, &row.RelayP99}}
+				sides := []side{{"gateway", gw.pid(), gwAddr, &row.GatewayCPU, &row.GatewayUser, &row.GatewayP99},
+					{"relay", relay.pid(), relayAddr, &row.RelayCPU, &row.RelayUser, &row.RelayP99}}
 				if round%2 == 1 {
 					slices.Reverse(sides)
 				}
@@ -102,6 +109,7 @@ func versus(ctx context.Context, m *measurer, gwBin, relayBin, dir, nodeHTTP, no
 					}
 					row.Errors += r.Errors
 					*s.cpu = append(*s.cpu, r.CPUusPerReq)
+					*s.user = append(*s.user, r.UserCPUusPerReq)
 					*s.p99 = append(*s.p99, r.LatencyMS.P99)
 					logf("%s: %.2f µs CPU/request, p99 %.3f ms, errors %d", label, r.CPUusPerReq, r.LatencyMS.P99, r.Errors)
 				}
@@ -110,6 +118,13 @@ func versus(ctx context.Context, m *measurer, gwBin, relayBin, dir, nodeHTTP, no
 				}
 			}
 			row.Ratio = median(row.Ratios)
+			var users []float64
+			for i := range row.GatewayUser {
+				if row.RelayUser[i] > 0 {
+					users = append(users, round2(row.GatewayUser[i]/row.RelayUser[i]))
+				}
+			}
+			row.UserRatio = median(users)
 			var p99s []float64
 			for i := range row.GatewayP99 {
 				if row.RelayP99[i] > 0 {
@@ -161,9 +176,11 @@ func (r *results) versusMarkdown(w func(format string, args ...any)) {
 	w("\n## Gateway ÷ reference relay\n\n")
 	w("The passthrough gateway (`-cache=false`) and bench/cmd/minrelay run side by side against the same fixed node; "+
 		"each round measures both on the path, alternating which goes first. CPU µs/request per round; "+
-		"the ratio is the median of the per-round ratios; p99 from the same runs. The floor is %.2f µs.\n\n", r.FloorCPUusPerReq)
-	w("| path | connections | gateway µs/req | relay µs/req | gateway ÷ relay | median | target | gateway p99 ms | relay p99 ms | p99 ratio | result |\n")
-	w("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+		"the ratio is the median of the per-round ratios; p99 from the same runs. The user-space columns are the utime part "+
+		"of the same runs (both do the same syscalls per request; the kernel's share is what swings most with the machine), "+
+		"reported, not judged. The floor is %.2f µs.\n\n", r.FloorCPUusPerReq)
+	w("| path | connections | gateway µs/req | relay µs/req | gateway ÷ relay | median | target | user-space µs/req, gateway / relay | user-space ratio | gateway p99 ms | relay p99 ms | p99 ratio | result |\n")
+	w("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	list := func(xs []float64, f string) string {
 		parts := make([]string, len(xs))
 		for i, x := range xs {
@@ -176,8 +193,9 @@ func (r *results) versusMarkdown(w func(format string, args ...any)) {
 		if v.P99Judged {
 			p99 += fmt.Sprintf(" (≤ %.2f)", targetVersusP99)
 		}
-		w("| %s | %d | %s | %s | %s | **%.2f** | ≤ %.2f | %s | %s | %s | %s |\n", v.Label, v.VUs,
+		w("| %s | %d | %s | %s | %s | **%.2f** | ≤ %.2f | %s / %s | %.2f | %s | %s | %s | %s |\n", v.Label, v.VUs,
 			list(v.GatewayCPU, "%.2f"), list(v.RelayCPU, "%.2f"), list(v.Ratios, "%.2f"), v.Ratio, targetVersus,
+			list(v.GatewayUser, "%.2f"), list(v.RelayUser, "%.2f"), v.UserRatio,
 			list(v.GatewayP99, "%.3f"), list(v.RelayP99, "%.3f"), p99, v.Status)
 	}
 }

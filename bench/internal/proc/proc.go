@@ -34,28 +34,43 @@ func CPUTicks(pid int) (int64, error) {
 	return parseStat(b)
 }
 
+// UserTicks returns the user-space CPU time (utime alone) of pid in clock ticks: the
+// process's own code, without the kernel's time in its syscalls.
+func UserTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	u, _, err := parseStatSplit(b)
+	return u, err
+}
+
 // parseStat extracts fields 14 (utime) and 15 (stime). The command name
 // (field 2) is in parentheses and may contain spaces, so fields are
 // counted from the last ')'.
 func parseStat(b []byte) (int64, error) {
+	u, s, err := parseStatSplit(b)
+	return u + s, err
+}
+
+// parseStatSplit is parseStat's utime and stime apart.
+func parseStatSplit(b []byte) (utime, stime int64, err error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("cannot parse /proc stat: no ')'")
+		return 0, 0, fmt.Errorf("cannot parse /proc stat: no ')'")
 	}
 	f := strings.Fields(string(b[i+1:]))
 	// f[0] is field 3 (state): utime is field 14 -> f[11], stime f[12].
 	if len(f) < 13 {
-		return 0, fmt.Errorf("cannot parse /proc stat: %d fields", len(f))
+		return 0, 0, fmt.Errorf("cannot parse /proc stat: %d fields", len(f))
 	}
-	u, err := strconv.ParseInt(f[11], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("cannot parse utime: %w", err)
+	if utime, err = strconv.ParseInt(f[11], 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("cannot parse utime: %w", err)
 	}
-	s, err := strconv.ParseInt(f[12], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("cannot parse stime: %w", err)
+	if stime, err = strconv.ParseInt(f[12], 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("cannot parse stime: %w", err)
 	}
-	return u + s, nil
+	return utime, stime, nil
 }
 
 // Syscalls returns the read and write syscalls pid has made, from syscr and syscw in

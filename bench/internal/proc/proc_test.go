@@ -50,3 +50,14 @@ func TestSelf(t *testing.T) {
 		t.Fatal("clock ticks")
 	}
 }
+
+func TestParseStatSplit(t *testing.T) {
+	line := []byte("4242 (infura gateway) S 1 4242 4242 0 -1 4194560 1000 0 0 0 731 129 0 0 20 0 9 0 100 0 0")
+	u, s, err := parseStatSplit(line)
+	if err != nil || u != 731 || s != 129 {
+		t.Fatalf("utime %d stime %d err %v, want 731 129", u, s, err)
+	}
+	if _, _, err := parseStatSplit([]byte("4242 (x) S 1 2")); err == nil {
+		t.Fatal("a short line parsed")
+	}
+}
