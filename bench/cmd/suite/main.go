@@ -777,64 +777,28 @@ func coalescing(ctx context.Context, m *measurer, base string, o *options) (*coa
 // idleMemory opens o.idle idle /socket2socket clients and reports the
 // gateway's RSS growth per client.
 func idleMemory(ctx context.Context, pid int, gwAddr string, o *options) (*memory, error) {
-	url := "ws://" + gwAddr + "/socket2socket"
-	// One client first, so one-time costs (the first upgrade, pools, the
-	// Mux's lazily started parts) are in the baseline, not in the delta.
-	warm, err := load.New(load.Config{VUs: 1, Duration: 500 * time.Millisecond}, load.Target{Kind: load.WSRPC, URL: url})
-	if err != nil {
-		return nil, err
-	}
-	if wr := warm.Run(ctx); wr.Failed() {
-		return nil, fmt.Errorf("idle-memory warm-up on /socket2socket failed: %s", wr.ErrorSummary())
-	}
-	time.Sleep(time.Second)
-	rss0, err := proc.RSSKiB(pid)
-	if err != nil {
-		return nil, err
-	}
-	ramp := max(500*time.Millisecond, time.Duration(o.idle)*time.Second/2000)
-	logf("idle memory: opening %d idle /socket2socket clients over %s", o.idle, ramp)
-	// The run lasts long enough to connect everyone and settle; it is
-	// cancelled as soon as RSS has been read.
-	lr, err := load.New(load.Config{VUs: o.idle, Duration: ramp + 60*time.Second, Ramp: ramp, Timeout: 10 * time.Second},
-		load.Target{Kind: load.WSIdle, URL: url})
-	if err != nil {
-		return nil, err
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan *load.Result, 1)
-	go func() { done <- lr.Run(rctx) }()
-	deadline := time.Now().Add(ramp + 30*time.Second)
-	for lr.Live().Connections < int64(o.idle) && time.Now().Before(deadline) && ctx.Err() == nil {
-		if lr.Live().Errors > 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	// Let the gateway finish per-connection set-up (goroutines, buffers).
-	time.Sleep(2 * time.Second)
-	connected := lr.Live().Connections
-	rss1, err := proc.RSSKiB(pid)
-	if err != nil {
-		return nil, err
-	}
 	var gauge float64
-	if pm, err := scrape(gwAddr); err == nil {
-		gauge, _ = pm.sum("gateway_ws_client_connections")
+	cr, err := openClients(ctx, "idle memory", pid, "ws://"+gwAddr+"/socket2socket", load.WSRPC, 500*time.Millisecond,
+		load.WSIdle, o.idle, func(l load.Live) bool { return l.Connections >= int64(o.idle) }, 2*time.Second, nil,
+		func(load.Live) {
+			if pm, err := scrape(gwAddr); err == nil {
+				gauge, _ = pm.sum("gateway_ws_client_connections")
+			}
+		})
+	if err != nil {
+		return nil, err
 	}
-	cancel()
-	lres := <-done
+	connected := cr.live.Connections
 	mem := &memory{
-		Clients: o.idle, Connected: connected, GatewayGauge: gauge, RSSBeforeKiB: rss0, RSSAfterKiB: rss1,
-		TargetKiB: targetIdleKiB, Errors: lres.ErrorCount, ErrorKinds: lres.Errors,
+		Clients: o.idle, Connected: connected, GatewayGauge: gauge, RSSBeforeKiB: cr.rssBefore, RSSAfterKiB: cr.rssAfter,
+		TargetKiB: targetIdleKiB, Errors: cr.result.ErrorCount, ErrorKinds: cr.result.Errors,
 	}
 	if connected > 0 {
-		mem.KiBPerClient = round2(float64(rss1-rss0) / float64(connected))
+		mem.KiBPerClient = round2(float64(cr.rssAfter-cr.rssBefore) / float64(connected))
 	}
 	mem.Status = statusOf(connected == int64(o.idle) && mem.Errors == 0 && mem.KiBPerClient <= targetIdleKiB, true)
 	logf("idle memory: %d connected, RSS %d -> %d KiB, %.2f KiB per client [%s]",
-		connected, rss0, rss1, mem.KiBPerClient, mem.Status)
+		connected, cr.rssBefore, cr.rssAfter, mem.KiBPerClient, mem.Status)
 	return mem, nil
 }
 

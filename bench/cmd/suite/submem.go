@@ -13,7 +13,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/bench/internal/load"
-	"github.com/infura-gateway/infura-gateway/bench/internal/proc"
 )
 
 // targetSubscribedKiB is the most a /socket2socket client subscribed to newHeads may
@@ -49,63 +48,35 @@ type subMemory struct {
 // and reports its RSS growth and goroutines per client and its heap profile's top
 // entries (saved under dir/pprof).
 func subscribedMemory(ctx context.Context, pid int, gwAddr, pprofAddr, gwBin, dir string, o *options) (*subMemory, error) {
-	url := "ws://" + gwAddr + "/socket2socket"
 	sm := &subMemory{Clients: o.idle, TargetKiB: targetSubscribedKiB}
-	// One subscriber first, so one-time costs (the first upgrade, pools, the shared
-	// upstream subscription's set-up) are in the baseline, not in the delta.
-	warm, err := load.New(load.Config{VUs: 1, Duration: 1500 * time.Millisecond, Timeout: 10 * time.Second},
-		load.Target{Kind: load.WSSub, URL: url})
+	// The shared upstream subscription is set up by the warm-up subscriber; after the
+	// clients subscribed, two more heads go out, so their frames are written and the
+	// write buffers back in the pool when RSS is read.
+	cr, err := openClients(ctx, "subscribed memory", pid, "ws://"+gwAddr+"/socket2socket", load.WSSub, 1500*time.Millisecond,
+		load.WSSub, o.idle, func(l load.Live) bool { return l.OK >= uint64(o.idle) }, 2*o.headInterval+time.Second,
+		func() {
+			if pm, err := scrape(gwAddr); err == nil {
+				sm.GoroutinesBef, _ = pm.sum("go_goroutines")
+			}
+		},
+		func(load.Live) {
+			if pm, err := scrape(gwAddr); err == nil {
+				sm.GatewayGauge, _ = pm.sum("gateway_ws_subscriptions")
+				sm.GoroutinesAft, _ = pm.sum("go_goroutines")
+			}
+			if pprofAddr != "" {
+				var err error
+				if sm.HeapProfile, sm.HeapTop, err = heapTop(pprofAddr, gwBin, dir); err != nil {
+					sm.Note = "heap profile: " + err.Error()
+				}
+			}
+		})
 	if err != nil {
 		return nil, err
 	}
-	if wr := warm.Run(ctx); wr.Failed() {
-		return nil, fmt.Errorf("subscribed-memory warm-up on /socket2socket failed: %s", wr.ErrorSummary())
-	}
-	time.Sleep(time.Second)
-	if sm.RSSBeforeKiB, err = proc.RSSKiB(pid); err != nil {
-		return nil, err
-	}
-	if pm, err := scrape(gwAddr); err == nil {
-		sm.GoroutinesBef, _ = pm.sum("go_goroutines")
-	}
-	ramp := max(500*time.Millisecond, time.Duration(o.idle)*time.Second/2000)
-	logf("subscribed memory: opening %d /socket2socket clients subscribed to newHeads over %s", o.idle, ramp)
-	lr, err := load.New(load.Config{VUs: o.idle, Duration: ramp + 60*time.Second, Ramp: ramp, Timeout: 10 * time.Second},
-		load.Target{Kind: load.WSSub, URL: url})
-	if err != nil {
-		return nil, err
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan *load.Result, 1)
-	go func() { done <- lr.Run(rctx) }()
-	deadline := time.Now().Add(ramp + 30*time.Second)
-	for lr.Live().OK < uint64(o.idle) && time.Now().Before(deadline) && ctx.Err() == nil && lr.Live().Errors == 0 {
-		time.Sleep(100 * time.Millisecond)
-	}
-	// Let the gateway finish per-connection set-up and deliver a few heads (their
-	// frames are written and the write buffers back in the pool).
-	time.Sleep(2*o.headInterval + time.Second)
-	live := lr.Live()
-	sm.Subscribed = live.OK
-	if sm.RSSAfterKiB, err = proc.RSSKiB(pid); err != nil {
-		return nil, err
-	}
-	if pm, err := scrape(gwAddr); err == nil {
-		sm.GatewayGauge, _ = pm.sum("gateway_ws_subscriptions")
-		sm.GoroutinesAft, _ = pm.sum("go_goroutines")
-	}
-	if pprofAddr != "" {
-		sm.HeapProfile, sm.HeapTop, err = heapTop(pprofAddr, gwBin, dir)
-		if err != nil {
-			sm.Note = "heap profile: " + err.Error()
-		}
-	}
-	after := lr.Live().Notifications
-	cancel()
-	lres := <-done
-	sm.Errors, sm.ErrorKinds = lres.ErrorCount, lres.Errors
-	sm.Notifications = after
+	sm.RSSBeforeKiB, sm.RSSAfterKiB = cr.rssBefore, cr.rssAfter
+	sm.Subscribed, sm.Notifications = cr.live.OK, cr.live.Notifications
+	sm.Errors, sm.ErrorKinds = cr.result.ErrorCount, cr.result.Errors
 	if sm.Subscribed > 0 {
 		sm.KiBPerClient = round2(float64(sm.RSSAfterKiB-sm.RSSBeforeKiB) / float64(sm.Subscribed))
 		sm.GoroutinesPerClient = round2((sm.GoroutinesAft - sm.GoroutinesBef) / float64(sm.Subscribed))
