@@ -113,30 +113,28 @@ func (m *measurer) measure(ctx context.Context, key, label string, pid int, tgt 
 		if err != nil {
 			return nil, err
 		}
-		t0, err := proc.CPUTicks(pid)
+		u0, s0, err := proc.CPUTimes(pid)
 		if err != nil {
 			return nil, fmt.Errorf("cannot read CPU time of pid %d: %w", pid, err)
 		}
 		n0, _ := proc.CPUTicks(m.nodePID)
-		u0, _ := proc.UserTicks(pid)
 		sr0, sw0, _ := proc.Syscalls(pid)
 		r, err := drive(m.duration)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", label, err)
 		}
-		t1, err := proc.CPUTicks(pid)
+		u1, s1, err := proc.CPUTimes(pid)
 		if err != nil {
 			return nil, fmt.Errorf("cannot read CPU time of pid %d (did it exit?): %w", pid, err)
 		}
 		n1, _ := proc.CPUTicks(m.nodePID)
-		u1, _ := proc.UserTicks(pid)
 		sr1, sw1, serr := proc.Syscalls(pid)
 		c1, err := nodeCounts(m.nodeHTTP)
 		if err != nil {
 			return nil, err
 		}
 		r.Key, r.Label, r.Driver, r.VUs = key, label, driver, vus
-		r.CPUTicks = t1 - t0
+		r.CPUTicks = u1 + s1 - u0 - s0
 		if r.Requests > 0 {
 			r.CPUusPerReq = round2(float64(r.CPUTicks) * 1e6 / float64(m.hz) / float64(r.Requests))
 			r.UserCPUusPerReq = round2(float64(u1-u0) * 1e6 / float64(m.hz) / float64(r.Requests))

@@ -27,33 +27,23 @@ func ClockTicks() int64 {
 
 // CPUTicks returns utime+stime of pid in clock ticks.
 func CPUTicks(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseStat(b)
-}
-
-// UserTicks returns the user-space CPU time (utime alone) of pid in clock ticks: the
-// process's own code, without the kernel's time in its syscalls.
-func UserTicks(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	u, _, err := parseStatSplit(b)
-	return u, err
-}
-
-// parseStat extracts fields 14 (utime) and 15 (stime). The command name
-// (field 2) is in parentheses and may contain spaces, so fields are
-// counted from the last ')'.
-func parseStat(b []byte) (int64, error) {
-	u, s, err := parseStatSplit(b)
+	u, s, err := CPUTimes(pid)
 	return u + s, err
 }
 
-// parseStatSplit is parseStat's utime and stime apart.
+// CPUTimes returns pid's user-space (utime) and kernel (stime) CPU time in clock ticks,
+// from one read: the process's own code apart from the kernel's time in its syscalls.
+func CPUTimes(pid int) (utime, stime int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	return parseStatSplit(b)
+}
+
+// parseStatSplit extracts fields 14 (utime) and 15 (stime). The command name
+// (field 2) is in parentheses and may contain spaces, so fields are
+// counted from the last ')'.
 func parseStatSplit(b []byte) (utime, stime int64, err error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {

@@ -8,11 +8,11 @@ import (
 func TestParseStat(t *testing.T) {
 	// A command name with spaces and parentheses must not shift fields.
 	line := "1234 (my (odd) cmd) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 4 0 99 1000 200\n"
-	got, err := parseStat([]byte(line))
-	if err != nil || got != 325 {
-		t.Fatalf("parseStat = %d, %v; want 325", got, err)
+	u, st, err := parseStatSplit([]byte(line))
+	if got := u + st; err != nil || got != 325 {
+		t.Fatalf("parseStatSplit = %d+%d, %v; want 325", u, st, err)
 	}
-	if _, err := parseStat([]byte("garbage")); err == nil {
+	if _, _, err := parseStatSplit([]byte("garbage")); err == nil {
 		t.Fatal("garbage parsed")
 	}
 }
