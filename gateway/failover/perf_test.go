@@ -3,10 +3,8 @@
 package failover_test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -100,7 +98,7 @@ func TestHedgingPerf(t *testing.T) {
 		if sc.ups > 0 {
 			configured = ups[:sc.ups]
 		}
-		p := startProcess(t, bin, configured, sc.yaml, profiles != "")
+		p := startPerfGateway(t, bin, configured, sc.yaml, profiles != "")
 		warm := loadgen.Start(t, load(p.url+"/"))
 		time.Sleep(perfWarmup) // a warm-up of fixed length
 		warm.Stop()
@@ -128,7 +126,7 @@ func TestHedgingPerf(t *testing.T) {
 		p.stop(t)
 
 		reqs := float64(r.Requests)
-		cpu := time.Duration(float64(after.cpu-before.cpu) / float64(p.ticks) * float64(time.Second) / reqs)
+		cpu := time.Duration(float64(after.cpu-before.cpu) / reqs)
 		extra := (after.upstream - before.upstream - reqs) / reqs
 		hedges, won, retries := after.hedges-before.hedges, after.won-before.won, after.retries-before.retries
 		ratio := float64(r.All.P99) / float64(ref.All.P99)
@@ -162,35 +160,9 @@ var perfRate = func() float64 {
 	return 400
 }()
 
-// gatewayBinary returns $GATEWAY_BIN, or a gateway built from this repository.
-func gatewayBinary(t *testing.T) string {
-	t.Helper()
-	if bin := os.Getenv("GATEWAY_BIN"); bin != "" {
-		return bin
-	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "infura-gateway")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// process is a gateway running as its own process.
-type process struct {
-	url, admin string
-	cmd        *exec.Cmd
-	ticks      int64 // clock ticks per second of /proc/<pid>/stat
-	log        bytes.Buffer
-	done       chan struct{}
-}
-
-func startProcess(t *testing.T, bin string, ups []*toxiproxy.Upstream, extraYAML string, pprof bool) *process {
+// startPerfGateway starts the gateway as its own process with ups as its upstreams
+// (named a, b, c...) and extraYAML, without its cache, and waits for every upstream.
+func startPerfGateway(t *testing.T, bin string, ups []*toxiproxy.Upstream, extraYAML string, pprof bool) *process {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("upstreams:\n")
@@ -198,71 +170,26 @@ func startProcess(t *testing.T, bin string, ups []*toxiproxy.Upstream, extraYAML
 		fmt.Fprintf(&b, "  - name: %c\n    http: %s\n    ws: %s\n", 'a'+i, u.HTTPURL, u.WSURL)
 	}
 	b.WriteString(extraYAML)
-	path := filepath.Join(t.TempDir(), "gateway.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	listen := "127.0.0.1:" + strconv.Itoa(testnode.FreePort(t))
-	admin := "127.0.0.1:" + strconv.Itoa(testnode.FreePort(t))
-	p := &process{url: "http://" + listen, admin: "http://" + admin, ticks: clockTicks(), done: make(chan struct{})}
-	args := []string{"-listen", listen, "-admin-listen", admin, "-config", path, "-cache=false", "-log-level", "warn"}
+	args := []string{"-cache=false", "-log-level", "warn"}
 	if pprof {
 		args = append(args, "-pprof")
 	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.log, &p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.stop(t) })
-	waitFor(t, "the gateway process answering", 60*time.Second, func() bool {
-		select {
-		case <-p.done:
-			t.Fatalf("the gateway exited:\n%s", p.log.String())
-		default:
-		}
-		_, err := get(p.admin + "/status")
-		return err == nil
-	})
+	p := startProcess(t, bin, b.String(), args...)
 	g := &gw{AdminURL: p.admin, ups: make([]*chain, len(ups))}
 	g.waitUpstreams(t)
 	return p
 }
 
-func (p *process) stop(t *testing.T) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		t.Errorf("the gateway did not stop within 30 s of SIGINT:\n%s", p.log.String())
-	}
-}
-
 // sample is what a snapshot reads: the process's CPU and the gateway's counters.
 type sample struct {
-	cpu                                int64 // clock ticks
+	cpu                                time.Duration
 	upstream, hedges, won, retries, in float64
 }
 
 func (p *process) snapshot(t *testing.T) sample {
 	t.Helper()
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	m := metricsAt(t, p.admin)
-	return sample{cpu: utime + stime, upstream: sum(m, "gateway_upstream_requests_total{"),
+	return sample{cpu: p.cpu(t), upstream: sum(m, "gateway_upstream_requests_total{"),
 		hedges: m["gateway_router_hedges_total"], won: m["gateway_router_hedges_won_total"],
 		retries: m["gateway_router_retries_total"], in: sum(m, "gateway_upstream_in_flight{")}
 }
@@ -271,12 +198,4 @@ func (p *process) snapshot(t *testing.T) sample {
 func (p *process) idle(t *testing.T) {
 	t.Helper()
 	waitFor(t, "no upstream call in flight", 30*time.Second, func() bool { return p.snapshot(t).in == 0 })
-}
-
-func clockTicks() int64 {
-	out, err := exec.Command("getconf", "CLK_TCK").Output()
-	if v, perr := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64); err == nil && perr == nil && v > 0 {
-		return v
-	}
-	return 100
 }

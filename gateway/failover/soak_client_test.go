@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -70,11 +69,13 @@ func dialSoak(ctx context.Context, url string, epoch time.Time) (*soakClient, er
 
 func (c *soakClient) read() {
 	defer close(c.done)
-	buf := make([]byte, 0, 1536)
+	var buf bytes.Buffer
+	buf.Grow(1536) // a notification is about 1 KB
 	for {
 		_, r, err := c.conn.NextReader()
 		if err == nil {
-			buf, err = readInto(r, buf[:0])
+			buf.Reset()
+			_, err = buf.ReadFrom(r)
 		}
 		if err != nil {
 			c.mu.Lock()
@@ -82,7 +83,7 @@ func (c *soakClient) read() {
 			c.mu.Unlock()
 			return
 		}
-		c.handle(buf, time.Since(c.epoch))
+		c.handle(buf.Bytes(), time.Since(c.epoch))
 	}
 }
 
@@ -126,23 +127,6 @@ func (c *soakClient) snapshot() (id string, heads []soakHead, foreign, stray int
 func (c *soakClient) close() {
 	_ = c.conn.Close()
 	<-c.done
-}
-
-// readInto appends one message from r to buf.
-func readInto(r io.Reader, buf []byte) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
 }
 
 // jsonString returns the string value that follows key (which ends with its opening

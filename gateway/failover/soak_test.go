@@ -59,7 +59,7 @@ import (
 func TestSoakTenThousandSubscribers(t *testing.T) {
 	o := soakOptionsFromEnv(t)
 	raiseNoFile(t, uint64(o.clients+o.slow+4096)) // each side of the sockets is in another process
-	bin := soakGatewayBinary(t)
+	bin := gatewayBinary(t)
 	start := time.Now()
 
 	leader, lagging := testnode.StartLagging(t)
@@ -399,30 +399,10 @@ func soakCarrier(t *testing.T, g *gw, primaries []soakUpstream) soakUpstream {
 	return found[0]
 }
 
-// soakGatewayBinary returns $GATEWAY_BIN, or a gateway built from this repository.
-func soakGatewayBinary(t *testing.T) string {
-	t.Helper()
-	if bin := os.Getenv("GATEWAY_BIN"); bin != "" {
-		return bin
-	}
-	bin := filepath.Join(t.TempDir(), "infura-gateway")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = "../.."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// soakProcess is the gateway running as its own process.
-type soakProcess struct {
-	wsURL, admin string
-	cmd          *exec.Cmd
-	log          lockedBuffer
-	done         chan struct{}
-}
-
-func startSoakGateway(t *testing.T, bin string, ups []soakUpstream, args ...string) *soakProcess {
+// startSoakGateway starts the gateway as its own process, with the profiler on, in front
+// of ups, and waits until the primaries are connected with their heads and the
+// fallback's head is known.
+func startSoakGateway(t *testing.T, bin string, ups []soakUpstream, args ...string) *process {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("upstreams:\n")
@@ -430,44 +410,11 @@ func startSoakGateway(t *testing.T, bin string, ups []soakUpstream, args ...stri
 		fmt.Fprintf(&b, "  - name: %s\n    http: %s\n    ws: %s\n    tier: %s\n", u.name, u.tox.HTTPURL, u.tox.WSURL, u.tier)
 	}
 	b.WriteString(healthYAML)
-	path := filepath.Join(t.TempDir(), "gateway.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	listen := "127.0.0.1:" + strconv.Itoa(testnode.FreePort(t))
-	admin := "127.0.0.1:" + strconv.Itoa(testnode.FreePort(t))
-	p := &soakProcess{wsURL: "ws://" + listen + "/socket2socket", admin: "http://" + admin, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, append([]string{"-listen", listen, "-admin-listen", admin, "-config", path, "-pprof",
-		"-review-interval", reviewInterval.String(), "-upstream-timeout", upstreamTimeout.String(), "-max-lag", "5",
-		"-log-level", "warn"}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.log, &p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-p.done:
-		case <-time.After(time.Minute):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-			t.Errorf("the gateway did not stop within a minute of SIGINT")
-		}
-		if t.Failed() {
-			t.Logf("gateway log (warnings):\n%s", p.log.Filter(`"level":"WARN"`, `"level":"ERROR"`))
-		}
-	})
+	p := startProcess(t, bin, b.String(), append([]string{"-pprof", "-review-interval", reviewInterval.String(),
+		"-upstream-timeout", upstreamTimeout.String(), "-max-lag", "5", "-log-level", "warn"}, args...)...)
 	g := &gw{AdminURL: p.admin}
 	waitFor(t, "the primaries connected with their heads, the fallback's head known", 2*time.Minute, func() bool {
-		select {
-		case <-p.done:
-			t.Fatalf("the gateway exited:\n%s", p.log.Filter(""))
-		default:
-		}
-		if _, err := get(p.admin + "/status"); err != nil {
-			return false
-		}
+		p.exited(t)
 		st := g.status(t)
 		ok := 0
 		for _, u := range st.Upstreams {
@@ -480,27 +427,8 @@ func startSoakGateway(t *testing.T, bin string, ups []soakUpstream, args ...stri
 	return p
 }
 
-func (p *soakProcess) rssKiB(t *testing.T) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			if f := strings.Fields(rest); len(f) == 2 {
-				if v, err := strconv.ParseInt(f[0], 10, 64); err == nil {
-					return v
-				}
-			}
-		}
-	}
-	t.Fatalf("no VmRSS in /proc/%d/status", p.cmd.Process.Pid)
-	return 0
-}
-
 // goroutines reads the count from the goroutine profile's first line.
-func (p *soakProcess) goroutines(t *testing.T) int {
+func (p *process) goroutines(t *testing.T) int {
 	t.Helper()
 	body, err := get(p.admin + "/debug/pprof/goroutine?debug=1")
 	if err != nil {
@@ -516,7 +444,7 @@ func (p *soakProcess) goroutines(t *testing.T) int {
 
 // heapTop fetches the heap profile into dir and returns go tool pprof's top entries by
 // space in use.
-func (p *soakProcess) heapTop(t *testing.T, bin, dir string) string {
+func (p *process) heapTop(t *testing.T, bin, dir string) string {
 	t.Helper()
 	body, err := get(p.admin + "/debug/pprof/heap?gc=1")
 	if err != nil {
@@ -536,28 +464,6 @@ func (p *soakProcess) heapTop(t *testing.T, bin, dir string) string {
 	}
 	return string(out)
 }
-
-// cpu is the gateway process's CPU time so far (utime+stime of /proc/<pid>/stat).
-func (p *soakProcess) cpu(t *testing.T) time.Duration {
-	t.Helper()
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / time.Duration(soakClockTicks)
-}
-
-// soakClockTicks is the unit of /proc/<pid>/stat's times (getconf CLK_TCK).
-var soakClockTicks = func() int64 {
-	out, err := exec.Command("getconf", "CLK_TCK").Output()
-	if v, perr := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64); err == nil && perr == nil && v > 0 {
-		return v
-	}
-	return 100
-}()
 
 // loadAvg is the machine's 1-minute load average: other processes share the cores.
 func loadAvg() string {
