@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/proto"
 )
@@ -385,6 +386,15 @@ func (r *Router) Close() {
 
 // Subscriptions returns the router's client subscriptions.
 func (r *Router) Subscriptions() *Subscriptions { return r.subs }
+
+// SetHTTPTransport replaces the transport of every upstream's HTTP pool: benchmarks
+// put an in-memory upstream there, so what they time is the gateway's own work, with
+// no syscall. Upstreams a later reload adds keep fasthttp's transport.
+func (r *Router) SetHTTPTransport(rt fasthttp.RoundTripper) {
+	for _, u := range r.set.Load().all {
+		u.pool.hc.Transport = rt
+	}
+}
 
 // removed reports whether u is no longer configured.
 func (r *Router) removed(u *Upstream) bool {

@@ -57,6 +57,7 @@ type options struct {
 	// rounds and versusVUs shape the versus step (gateway ÷ reference relay).
 	rounds                          int
 	versusVUs                       []int
+	versusTogether                  bool
 	conns                           []int
 	quick, progress, noBuild, pprof bool
 	// gatewayArgs are appended to every gateway's command line; key, when set, goes in
@@ -107,6 +108,8 @@ func main() {
 	conns := flag.String("conns", "1000,10000", "connection counts for the zero-error runs")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the versus step (gateway and reference relay alternated on each path)")
 	versusVUs := flag.String("versus-vus", "64,1000", "connection counts of the versus step")
+	flag.BoolVar(&o.versusTogether, "versus-together", false,
+		"versus step: load the gateway and the relay at the same moment in each round (one load driver each), rather than one after the other")
 	flag.IntVar(&o.idle, "idle", 10000, "idle /socket2socket clients for the memory test (and as many subscribed to newHeads)")
 	flag.IntVar(&o.coalesceClients, "coalesce-clients", 500, "concurrent /gasprice clients for the coalescing test")
 	flag.IntVar(&o.subscribers, "subscribers", 1000, "/socket2socket newHeads subscribers for the fan-out test")

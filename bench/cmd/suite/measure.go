@@ -272,8 +272,18 @@ func (m *measurer) wrk(ctx context.Context, tgt load.Target, vus int, d time.Dur
 	if len(tgt.Body) > 0 {
 		body = luaString(string(tgt.Body))
 	}
-	script := filepath.Join(m.dir, "wrk.lua")
-	if err := os.WriteFile(script, []byte(fmt.Sprintf(wrkScript, method, body)), 0o644); err != nil {
+	// A script per run: the versus step's together mode runs two wrk at once.
+	f, err := os.CreateTemp(m.dir, "wrk-*.lua")
+	if err != nil {
+		return nil, err
+	}
+	script := f.Name()
+	defer os.Remove(script)
+	_, err = f.WriteString(fmt.Sprintf(wrkScript, method, body))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return nil, err
 	}
 	secs := max(1, int(math.Round(d.Seconds())))

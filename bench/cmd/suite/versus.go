@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/infura-gateway/infura-gateway/bench/internal/load"
 )
@@ -42,9 +44,12 @@ type versusRow struct {
 	P99Ratio    float64   `json:"p99_ratio"` // median of the per-round p99 ratios
 	// P99Judged: the p99 target applies (the lowest connection count only: at 1,000
 	// connections on 2 cores, latency is queueing).
-	P99Judged bool   `json:"p99_judged"`
-	Errors    uint64 `json:"errors"`
-	Status    string `json:"status"`
+	P99Judged bool `json:"p99_judged"`
+	// Together: both were loaded at the same moment in each round (-versus-together),
+	// each with its own load driver, sharing the machine as they share a round.
+	Together bool   `json:"together,omitempty"`
+	Errors   uint64 `json:"errors"`
+	Status   string `json:"status"`
 }
 
 type versusPath struct {
@@ -80,7 +85,7 @@ func versus(ctx context.Context, m *measurer, gwBin, relayBin, dir, nodeHTTP, no
 	var rows []*versusRow
 	for vi, vus := range o.versusVUs {
 		for _, p := range versusPaths {
-			row := &versusRow{Key: p.key, Label: p.label, VUs: vus, P99Judged: vi == 0}
+			row := &versusRow{Key: p.key, Label: p.label, VUs: vus, P99Judged: vi == 0, Together: o.versusTogether}
 			rows = append(rows, row)
 			for round := range o.rounds {
 				type side struct {
@@ -96,22 +101,41 @@ func versus(ctx context.Context, m *measurer, gwBin, relayBin, dir, nodeHTTP, no
 				if round%2 == 1 {
 					slices.Reverse(sides)
 				}
-				for _, s := range sides {
-					if ctx.Err() != nil {
-						return rows, ctx.Err()
-					}
+				runs := make([]*run, len(sides))
+				errs := make([]error, len(sides))
+				measureSide := func(i int) {
+					s := sides[i]
 					key := fmt.Sprintf("versus_%s_%s_%d", s.name, p.key, vus)
 					label := fmt.Sprintf("%s %s, %d connections, round %d", s.name, p.label, vus, round+1)
 					tgt := load.Target{Kind: load.HTTP, URL: "http://" + s.addr + p.route, Method: p.method, Body: p.body}
-					r, err := m.measure(ctx, key, label, s.pid, tgt, vus)
-					if err != nil {
-						return rows, err
+					runs[i], errs[i] = m.measure(ctx, key, label, s.pid, tgt, vus)
+				}
+				if o.versusTogether {
+					var wg sync.WaitGroup
+					for i := range sides {
+						wg.Go(func() { measureSide(i) })
 					}
+					wg.Wait()
+				} else {
+					for i := range sides {
+						if ctx.Err() != nil {
+							return rows, ctx.Err()
+						}
+						if measureSide(i); errs[i] != nil {
+							break
+						}
+					}
+				}
+				if err := errors.Join(errs...); err != nil {
+					return rows, err
+				}
+				for i, s := range sides {
+					r := runs[i]
 					row.Errors += r.Errors
 					*s.cpu = append(*s.cpu, r.CPUusPerReq)
 					*s.user = append(*s.user, r.UserCPUusPerReq)
 					*s.p99 = append(*s.p99, r.LatencyMS.P99)
-					logf("%s: %.2f µs CPU/request, p99 %.3f ms, errors %d", label, r.CPUusPerReq, r.LatencyMS.P99, r.Errors)
+					logf("%s: %.2f µs CPU/request, p99 %.3f ms, errors %d", r.Label, r.CPUusPerReq, r.LatencyMS.P99, r.Errors)
 				}
 				if g, rl := row.GatewayCPU[round], row.RelayCPU[round]; rl > 0 {
 					row.Ratios = append(row.Ratios, round2(g/rl))
@@ -174,8 +198,12 @@ func (r *results) versusMarkdown(w func(format string, args ...any)) {
 		return
 	}
 	w("\n## Gateway ÷ reference relay\n\n")
+	how := "each round measures both on the path, alternating which goes first"
+	if r.Versus[0].Together {
+		how = "each round loads both on the path at the same moment, one load driver each (-versus-together)"
+	}
 	w("The passthrough gateway (`-cache=false`) and bench/cmd/minrelay run side by side against the same fixed node; "+
-		"each round measures both on the path, alternating which goes first. CPU µs/request per round; "+
+		how+". CPU µs/request per round; "+
 		"the ratio is the median of the per-round ratios; p99 from the same runs. The user-space columns are the utime part "+
 		"of the same runs (both do the same syscalls per request; the kernel's share is what swings most with the machine), "+
 		"reported, not judged. The floor is %.2f µs.\n\n", r.FloorCPUusPerReq)
