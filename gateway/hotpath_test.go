@@ -46,7 +46,12 @@ type directCall struct {
 }
 
 func newDirectCall(s *Server, method, uri, body string) *directCall {
-	c := &directCall{h: s.Handler()}
+	return newHandlerCall(s.Handler(), method, uri, body)
+}
+
+// newHandlerCall is a request for h on a context of its own.
+func newHandlerCall(h fasthttp.RequestHandler, method, uri, body string) *directCall {
+	c := &directCall{h: h}
 	var req fasthttp.Request
 	req.Header.SetMethod(method)
 	req.SetRequestURI(uri)

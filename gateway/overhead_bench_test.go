@@ -60,7 +60,7 @@ func BenchmarkOverhead(b *testing.B) {
 			}
 		}
 		gw := newDirectCall(s, p.method, p.uri, p.body)
-		relay := newRelayCall(p.relay, p.method, p.uri, p.body, up)
+		relay := newHandlerCall(relayHandler(p.relay, up), p.method, p.uri, p.body)
 		for _, cold := range []bool{false, true} {
 			name := p.name + "/warm"
 			if cold {
@@ -95,14 +95,9 @@ func BenchmarkOverhead(b *testing.B) {
 	}
 }
 
-// relayCall is the reference relay's handler for one path, on a request context of its
-// own, its HostClient on the in-memory upstream.
-type relayCall struct {
-	ctx fasthttp.RequestCtx
-	h   fasthttp.RequestHandler
-}
-
-func newRelayCall(shape, method, uri, body string, up fasthttp.RoundTripper) *relayCall {
+// relayHandler is the reference relay's handler for one path (bench/cmd/minrelay), its
+// HostClient on the in-memory upstream.
+func relayHandler(shape string, up fasthttp.RoundTripper) fasthttp.RequestHandler {
 	hc := &fasthttp.HostClient{Addr: "127.0.0.1:1", Transport: up, MaxConns: 512}
 	blockNumber := []byte(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`)
 	answer := []byte(fixedBlockNumber)
@@ -117,31 +112,15 @@ func newRelayCall(shape, method, uri, body string, up fasthttp.RoundTripper) *re
 			ctx.Error(err.Error(), fasthttp.StatusBadGateway)
 		}
 	}
-	c := &relayCall{}
 	switch shape {
 	case "forward":
-		c.h = func(ctx *fasthttp.RequestCtx) { forward(ctx, blockNumber) }
+		return func(ctx *fasthttp.RequestCtx) { forward(ctx, blockNumber) }
 	case "body":
-		c.h = func(ctx *fasthttp.RequestCtx) { forward(ctx, ctx.PostBody()) }
-	default:
-		c.h = func(ctx *fasthttp.RequestCtx) {
-			ctx.SetContentType("application/json")
-			ctx.SetBody(answer)
-		}
+		return func(ctx *fasthttp.RequestCtx) { forward(ctx, ctx.PostBody()) }
 	}
-	var req fasthttp.Request
-	req.Header.SetMethod(method)
-	req.SetRequestURI(uri)
-	req.SetBodyString(body)
-	c.ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, nil)
-	return c
-}
-
-func (c *relayCall) run(tb testing.TB) {
-	c.ctx.Response.Reset()
-	c.h(&c.ctx)
-	if c.ctx.Response.StatusCode() != fasthttp.StatusOK {
-		tb.Fatalf("relay: status %d: %s", c.ctx.Response.StatusCode(), c.ctx.Response.Body())
+	return func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.SetBody(answer)
 	}
 }
 
