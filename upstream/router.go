@@ -389,7 +389,8 @@ func (r *Router) Subscriptions() *Subscriptions { return r.subs }
 
 // SetHTTPTransport replaces the transport of every upstream's HTTP pool: benchmarks
 // put an in-memory upstream there, so what they time is the gateway's own work, with
-// no syscall. Upstreams a later reload adds keep fasthttp's transport.
+// no syscall. Call it before the first request (it is not synchronised with calls in
+// flight); upstreams a later reload adds keep fasthttp's transport.
 func (r *Router) SetHTTPTransport(rt fasthttp.RoundTripper) {
 	for _, u := range r.set.Load().all {
 		u.pool.hc.Transport = rt

@@ -25,7 +25,7 @@ func TestRealClients(t *testing.T) {
 		t.Fatalf("npm packages missing: run `npm ci` in gateway/e2e/ first (./task test:e2e does) (%v)", err)
 	}
 	node := testnode.Start(t)
-	bin := gatewayBin(t)
+	bin := testnode.GatewayBinary(t)
 	for _, mode := range []struct {
 		name string
 		args []string
@@ -51,20 +51,6 @@ func run(t *testing.T, name string, args ...string) {
 	if err != nil {
 		t.Fatalf("%s %v: %v", name, args, err)
 	}
-}
-
-// gatewayBin is $GATEWAY_BIN (./task test:e2e passes the one ./task build made), or a
-// build of the module's main package.
-func gatewayBin(t *testing.T) string {
-	t.Helper()
-	if bin := os.Getenv("GATEWAY_BIN"); bin != "" {
-		return bin
-	}
-	bin := filepath.Join(t.TempDir(), "infura-gateway")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/infura-gateway/infura-gateway").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // startGateway runs the gateway binary on a free loopback port and waits

@@ -86,17 +86,35 @@ type gw struct {
 	ups      []*chain
 }
 
+// upstreamEntry is one upstream of a gateway's configuration file: its name, tier and
+// the proxies in front of its node.
+type upstreamEntry struct {
+	name, tier string
+	tox        *toxiproxy.Upstream
+}
+
+// upstreamsYAML is the upstreams: section for ups, then the health settings above.
+func upstreamsYAML(ups []upstreamEntry) string {
+	var b strings.Builder
+	b.WriteString("upstreams:\n")
+	for _, u := range ups {
+		fmt.Fprintf(&b, "  - name: %s\n    http: %s\n    ws: %s\n    tier: %s\n", u.name, u.tox.HTTPURL, u.tox.WSURL, u.tier)
+	}
+	b.WriteString(healthYAML)
+	return b.String()
+}
+
 // startGateway writes a configuration file with chains as its upstreams, the health
 // settings above and extraYAML (e.g. a routing: section), and starts a gateway on it
 // with flags args. It waits until every upstream's socket is up and its head known.
 func startGateway(t *testing.T, chains []*chain, extraYAML string, args ...string) *gw {
 	t.Helper()
-	var b strings.Builder
-	b.WriteString("upstreams:\n")
-	for _, c := range chains {
-		fmt.Fprintf(&b, "  - name: %s\n    http: %s\n    ws: %s\n    tier: %s\n", c.Name, c.Tox.HTTPURL, c.Tox.WSURL, c.Tier)
+	ups := make([]upstreamEntry, len(chains))
+	for i, c := range chains {
+		ups[i] = upstreamEntry{name: c.Name, tier: c.Tier, tox: c.Tox}
 	}
-	b.WriteString(healthYAML)
+	var b strings.Builder
+	b.WriteString(upstreamsYAML(ups))
 	b.WriteString(extraYAML)
 	path := filepath.Join(t.TempDir(), "gateway.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {

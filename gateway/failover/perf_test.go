@@ -40,7 +40,7 @@ import (
 // names a built gateway (./task build puts one in .bin/); without it the test builds
 // one.
 func TestHedgingPerf(t *testing.T) {
-	bin := gatewayBinary(t)
+	bin := testnode.GatewayBinary(t)
 	node := testnode.Start(t)
 	tox := toxiproxy.Start(t)
 	ups := []*toxiproxy.Upstream{tox.NewUpstream(t, "a", node.HTTPURL, node.WSURL),

@@ -19,25 +19,6 @@ import (
 // The measurements (perf, soak) run the gateway as its own process, so that its CPU
 // and memory are its own and not the test's.
 
-// gatewayBinary returns $GATEWAY_BIN, or a gateway built from this repository.
-func gatewayBinary(t *testing.T) string {
-	t.Helper()
-	if bin := os.Getenv("GATEWAY_BIN"); bin != "" {
-		return bin
-	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "infura-gateway")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // process is a gateway running as its own process.
 type process struct {
 	url, wsURL, admin string // http://listen, ws://listen/socket2socket, http://admin-listen

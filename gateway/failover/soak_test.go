@@ -59,12 +59,12 @@ import (
 func TestSoakTenThousandSubscribers(t *testing.T) {
 	o := soakOptionsFromEnv(t)
 	raiseNoFile(t, uint64(o.clients+o.slow+4096)) // each side of the sockets is in another process
-	bin := gatewayBinary(t)
+	bin := testnode.GatewayBinary(t)
 	start := time.Now()
 
 	leader, lagging := testnode.StartLagging(t)
 	tox := toxiproxy.Start(t)
-	ups := []soakUpstream{
+	ups := []upstreamEntry{
 		{"a", "primary", tox.NewUpstream(t, "a", leader.HTTPURL, leader.WSURL)},
 		{"b", "primary", tox.NewUpstream(t, "b", leader.HTTPURL, leader.WSURL)},
 		{"c", "fallback", tox.NewUpstream(t, "c", lagging.HTTPURL, lagging.WSURL)},
@@ -378,15 +378,10 @@ func waitHead(t *testing.T, clients []*soakClient, ref *soakClient, k uint32) ui
 	return target
 }
 
-type soakUpstream struct {
-	name, tier string
-	tox        *toxiproxy.Upstream
-}
-
 // soakCarrier returns the primary whose /status shows the clients' subscription.
-func soakCarrier(t *testing.T, g *gw, primaries []soakUpstream) soakUpstream {
+func soakCarrier(t *testing.T, g *gw, primaries []upstreamEntry) upstreamEntry {
 	t.Helper()
-	var found []soakUpstream
+	var found []upstreamEntry
 	waitFor(t, "one primary carrying the subscription", time.Minute, func() bool {
 		found = found[:0]
 		for _, u := range primaries {
@@ -402,15 +397,9 @@ func soakCarrier(t *testing.T, g *gw, primaries []soakUpstream) soakUpstream {
 // startSoakGateway starts the gateway as its own process, with the profiler on, in front
 // of ups, and waits until the primaries are connected with their heads and the
 // fallback's head is known.
-func startSoakGateway(t *testing.T, bin string, ups []soakUpstream, args ...string) *process {
+func startSoakGateway(t *testing.T, bin string, ups []upstreamEntry, args ...string) *process {
 	t.Helper()
-	var b strings.Builder
-	b.WriteString("upstreams:\n")
-	for _, u := range ups {
-		fmt.Fprintf(&b, "  - name: %s\n    http: %s\n    ws: %s\n    tier: %s\n", u.name, u.tox.HTTPURL, u.tox.WSURL, u.tier)
-	}
-	b.WriteString(healthYAML)
-	p := startProcess(t, bin, b.String(), append([]string{"-pprof", "-review-interval", reviewInterval.String(),
+	p := startProcess(t, bin, upstreamsYAML(ups), append([]string{"-pprof", "-review-interval", reviewInterval.String(),
 		"-upstream-timeout", upstreamTimeout.String(), "-max-lag", "5", "-log-level", "warn"}, args...)...)
 	g := &gw{AdminURL: p.admin}
 	waitFor(t, "the primaries connected with their heads, the fallback's head known", 2*time.Minute, func() bool {

@@ -32,6 +32,21 @@ import (
 	"time"
 )
 
+// GatewayBinary returns $GATEWAY_BIN (the tasks pass the one ./task build made), or the
+// gateway built from this module into the test's temporary directory: for tests that
+// run it as its own process.
+func GatewayBinary(t testing.TB) string {
+	t.Helper()
+	if bin := os.Getenv("GATEWAY_BIN"); bin != "" {
+		return bin
+	}
+	bin := filepath.Join(t.TempDir(), "infura-gateway")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/infura-gateway/infura-gateway").CombinedOutput(); err != nil {
+		t.Fatalf("go build of the gateway: %v\n%s", err, out)
+	}
+	return bin
+}
+
 // GethVersion is the go-ethereum release the tests are written against; InstallGeth
 // builds it and `./task geth` runs InstallGeth.
 const GethVersion = "v1.17.10"
