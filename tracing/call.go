@@ -182,6 +182,10 @@ func (a Attempt) Header(buf *[HeaderLen]byte, c *Call) []byte {
 	return appendHeader(buf, sc.TraceID(), sc.SpanID(), true)
 }
 
+// Sampled reports whether the attempt has a span: when not, the caller skips working
+// out what End would record.
+func (a Attempt) Sampled() bool { return a.span != nil }
+
 // End ends the attempt's span with its outcome class.
 func (a Attempt) End(method, outcome string) {
 	if a.span == nil {

@@ -55,7 +55,9 @@ func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
 			var tp [tracing.HeaderLen]byte
 			err = u.pool.callBatch(b, d, at.Header(&tp, b.Trace))
 		}
-		at.End(proto.MethodBatch.String(), attemptOutcome(nil, AnswerOK, err))
+		if at.Sampled() {
+			at.End(proto.MethodBatch.String(), attemptOutcome(nil, AnswerOK, err))
+		}
 		u.inFlight.Add(-1)
 		perr, _ := err.(*proto.Error)
 		r.noteAnswer(u, refusalClass(perr), 0)

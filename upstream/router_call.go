@@ -192,7 +192,9 @@ func (r *Router) once(u *Upstream, spare []byte, req *proto.Request, id []byte, 
 		}
 	}
 	r.noteAnswer(u, n.class, n.backoff)
-	at.End(req.Method.String(), attemptOutcome(ans, n.class, err))
+	if at.Sampled() { // the outcome (a scan of the answer) is worked out only for a span
+		at.End(req.Method.String(), attemptOutcome(ans, n.class, err))
+	}
 	return ans, n.class, err
 }
 
