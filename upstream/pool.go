@@ -55,8 +55,12 @@ type Pool struct {
 // upRequest is a pooled upstream request; traced and identified say whether the last
 // call left a traceparent or X-Request-Id header on it.
 type upRequest struct {
-	fasthttp.Request
+	fasthttp.Request   // first: callTransport finds the upRequest from it
 	traced, identified bool
+	// The call's deadline, and the time it had left when it started, for
+	// callTransport.
+	deadline time.Time
+	left     time.Duration
 }
 
 func (p *Pool) getRequest() *upRequest {
@@ -138,6 +142,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		},
 		// Retries are decided in Call, on the decoded method: fasthttp only sees bytes.
 		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+		Transport:  callTransport{},
 	}
 	return p, nil
 }
@@ -161,7 +166,7 @@ func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 	env := proto.AppendEnvelope(spare[:0], gatewayID1, r)
 	ures := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(ures)
-	perr, outcome, status := p.exchange(env, ures, r.Retryable(), deadline, traceparent, requestID(r.Trace))
+	perr, outcome, status := p.exchange(env, ures, r.Retryable(), deadline, deadline.Sub(start), traceparent, requestID(r.Trace))
 	var n note
 	if status != 0 && status != fasthttp.StatusOK {
 		n = p.cls.classifyBody(status, ures.Body(), ures.Header.Peek(fasthttp.HeaderRetryAfter))
@@ -263,7 +268,7 @@ func (p *Pool) callBatch(b *Batch, deadline time.Time, traceparent []byte) error
 	env = append(env, ']')
 	ures := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(ures)
-	perr, outcome, status := p.exchange(env, ures, retryable, deadline, traceparent, requestID(b.Trace))
+	perr, outcome, status := p.exchange(env, ures, retryable, deadline, deadline.Sub(start), traceparent, requestID(b.Trace))
 	b.body = env[:0]
 	if status != 0 && status != fasthttp.StatusOK {
 		// A batch refused whole for the provider's rate, quota or the key.
@@ -331,7 +336,7 @@ func (b *Batch) fileAnswers(body []byte) *proto.Error {
 // request after a reset on a kept-alive connection, at most twice and within deadline.
 // traceparent and requestID (nil: none) go with the request as headers.
 // status is the answer's HTTP status, 0 when there was none.
-func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, deadline time.Time, traceparent, requestID []byte) (*proto.Error, Outcome, int) {
+func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, deadline time.Time, left time.Duration, traceparent, requestID []byte) (*proto.Error, Outcome, int) {
 	ur := p.getRequest()
 	defer p.reqs.Put(ur)
 	req := &ur.Request
@@ -350,9 +355,16 @@ func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, dea
 	ur.identified = len(requestID) > 0
 	req.SetBodyRaw(env)
 	defer req.SetBodyRaw(nil) // env belongs to the caller
+	// The deadline goes with the request (callTransport), not to fasthttp: with no
+	// timeout, Do reads no clock.
+	ur.deadline, ur.left = deadline, left
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = p.hc.DoDeadline(req, ures, deadline)
+		if ur.left <= 0 {
+			err = fasthttp.ErrTimeout // as DoDeadline: past due, nothing is sent
+		} else {
+			err = p.hc.Do(req, ures)
+		}
 		if err == nil || !retryable || attempt > 2 || !staleConn(err) || !time.Now().Before(deadline) {
 			break
 		}
@@ -363,6 +375,7 @@ func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, dea
 		}
 		p.metrics.retries.Inc()
 		ures.Reset()
+		ur.left = time.Until(deadline)
 	}
 	if err != nil {
 		perr, o := classify(err)

@@ -1,14 +1,18 @@
 package upstream
 
 import (
+	"crypto/tls"
 	"math/bits"
 	"net"
 	"time"
+	"unsafe"
+
+	"github.com/valyala/fasthttp"
 )
 
-// coarseConn is an upstream HTTP connection whose deadlines are set on a grid: fasthttp
-// sets a read and a write deadline on every call (DoDeadline), and each set is a timer
-// moved in the runtime's heap (runtime_pollSetDeadline, timer modify: a few % of the
+// coarseConn is an upstream HTTP connection whose deadlines are set on a grid: every
+// call sets its deadline (callTransport; fasthttp's own transport sets a read and a
+// write deadline), and each set is a timer moved in the runtime's heap (runtime_pollSetDeadline, timer modify: a few % of the
 // gateway's CPU at full load). A deadline is rounded up to the grain below 1/64 of the
 // time left (a power of two, at most ~34 ms), so the calls a connection carries in one
 // grain find their deadline already set: a call may outlive its deadline by at most
@@ -37,6 +41,29 @@ func (c *coarseConn) SetDeadline(t time.Time) error {
 	return c.Conn.SetDeadline(t)
 }
 
+// setCall sets both deadlines to t, rounded up on the grid of left (the time the call
+// had when it started, so no clock is read here): the one runtime call a deadline
+// change costs, made only when the rounded deadline moves.
+func (c *coarseConn) setCall(t time.Time, left time.Duration) error {
+	g := left / 64
+	if g <= 0 {
+		c.read, c.write = 0, 0
+		return c.Conn.SetDeadline(t) // due now: exactly as asked
+	}
+	grain := int64(1) << min(bits.Len64(uint64(g))-1, maxGrainShift)
+	ns := t.UnixNano()
+	r := (ns + grain - 1) &^ (grain - 1)
+	if r == c.read && r == c.write {
+		return nil
+	}
+	if err := c.Conn.SetDeadline(t.Add(time.Duration(r - ns))); err != nil {
+		c.read, c.write = 0, 0
+		return err
+	}
+	c.read, c.write = r, r
+	return nil
+}
+
 func (c *coarseConn) set(cur *int64, t time.Time, set func(time.Time) error) error {
 	if t.IsZero() {
 		if *cur == 0 {
@@ -63,4 +90,75 @@ func (c *coarseConn) set(cur *int64, t time.Time, set func(time.Time) error) err
 	}
 	*cur = r
 	return nil
+}
+
+// callTransport is the pool's fasthttp transport: fasthttp's own exchange (a kept-alive
+// connection, the request written, the answer read, the connection kept or closed as
+// fasthttp decides it) with the call's deadline set from what the call already knows.
+// Through DoDeadline, fasthttp reads the clock five times a call to derive its deadlines
+// (time.Until, then time.Now in Do and again in its transport, and twice more in
+// coarseConn to round them), ~50 ns each on a VM's kvm-clock; the pool's calls carry
+// their deadline and the time they had when they started (upRequest), and fasthttp's
+// Do, given no timeout, reads none of them.
+//
+// Only the pool's own requests reach it (Pool.exchange is the HostClient's one caller):
+// req is the first field of an upRequest.
+type callTransport struct{}
+
+// upRequest must start with its fasthttp.Request for callTransport to find it.
+var _ [0]struct{} = [unsafe.Offsetof(upRequest{}.Request)]struct{}{}
+
+func (callTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
+	ur := (*upRequest)(unsafe.Pointer(req))
+	cc, err := hc.AcquireConn(ur.left, false)
+	if err != nil {
+		return false, err
+	}
+	conn := cc.Conn()
+	if err := setCallDeadline(conn, ur.deadline, ur.left); err != nil {
+		hc.CloseConn(cc)
+		return true, err
+	}
+	bw := hc.AcquireWriter(conn)
+	err = req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	hc.ReleaseWriter(bw)
+	if x, ok := err.(interface{ Timeout() bool }); ok && x.Timeout() {
+		err = fasthttp.ErrTimeout // as fasthttp's transport says it
+	}
+	if err != nil {
+		hc.CloseConn(cc)
+		return true, err
+	}
+	br := hc.AcquireReader(conn)
+	err = resp.ReadLimitBody(br, hc.MaxResponseBodySize)
+	hc.ReleaseReader(br)
+	if err != nil {
+		hc.CloseConn(cc)
+		return err != fasthttp.ErrBodyTooLarge, err
+	}
+	if req.ConnectionClose() || resp.ConnectionClose() {
+		hc.CloseConn(cc)
+	} else {
+		hc.ReleaseConn(cc)
+	}
+	return false, nil
+}
+
+// setCallDeadline sets conn's deadline for a call due at deadline that had left when
+// it started: on the grid when conn is the pool's (also under TLS, whose deadlines are
+// its connection's), exactly otherwise.
+func setCallDeadline(conn net.Conn, deadline time.Time, left time.Duration) error {
+	c, ok := conn.(*coarseConn)
+	if !ok {
+		if t, isTLS := conn.(*tls.Conn); isTLS {
+			c, ok = t.NetConn().(*coarseConn)
+		}
+	}
+	if !ok {
+		return conn.SetDeadline(deadline)
+	}
+	return c.setCall(deadline, left)
 }

@@ -1,15 +1,25 @@
 package upstream
 
 import (
+	"crypto/tls"
+	"errors"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/infura-gateway/infura-gateway/proto"
 )
 
 // deadlineRecorder is a net.Conn that records the deadlines set on it.
 type deadlineRecorder struct {
 	net.Conn
 	reads []time.Time
+	both  []time.Time // SetDeadline
+}
+
+func (d *deadlineRecorder) SetDeadline(t time.Time) error {
+	d.both = append(d.both, t)
+	return nil
 }
 
 func (d *deadlineRecorder) SetReadDeadline(t time.Time) error {
@@ -71,4 +81,110 @@ func TestCoarseConnDeadlines(t *testing.T) {
 			t.Fatalf("a deadline due now must be set as asked, each time: %v", rec.reads)
 		}
 	})
+}
+
+// setCall (callTransport's deadline, both directions in one set, no clock read): never
+// earlier than asked, at most 1/64 of the call's time (and ~34 ms) later, not set again
+// inside the grain, and past due set exactly; also under TLS, whose deadlines are its
+// connection's.
+func TestCoarseConnSetCall(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		left time.Duration
+		tls  bool
+	}{
+		{"10s timeout", 10 * time.Second, false},
+		{"1s timeout", time.Second, false},
+		{"1ms timeout", time.Millisecond, false},
+		{"1s timeout under TLS", time.Second, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &deadlineRecorder{}
+			var conn net.Conn = &coarseConn{Conn: rec}
+			if tc.tls {
+				conn = tls.Client(conn, &tls.Config{ServerName: "upstream.test"}) // no handshake: only its deadlines are used
+			}
+			want := time.Now().Add(tc.left)
+			if err := setCallDeadline(conn, want, tc.left); err != nil {
+				t.Fatal(err)
+			}
+			if len(rec.both) != 1 || len(rec.reads) != 0 {
+				t.Fatalf("want one SetDeadline: set %v, read deadlines %v", rec.both, rec.reads)
+			}
+			got := rec.both[0]
+			if got.Before(want) {
+				t.Fatalf("deadline %v set earlier than asked %v", got, want)
+			}
+			if late := got.Sub(want); late > tc.left/64 || late > 34*time.Millisecond {
+				t.Fatalf("deadline %v later than asked: more than 1/64 of %v", late, tc.left)
+			}
+			// The same deadline, and the next call's inside the grain: nothing to set.
+			_ = setCallDeadline(conn, want, tc.left)
+			_ = setCallDeadline(conn, got, tc.left)
+			if len(rec.both) != 1 {
+				t.Fatalf("a covered deadline set again: %v", rec.both)
+			}
+			_ = setCallDeadline(conn, got.Add(time.Nanosecond), tc.left)
+			if len(rec.both) != 2 || rec.both[1].Before(got.Add(time.Nanosecond)) {
+				t.Fatalf("a deadline past the grain: set %v", rec.both)
+			}
+		})
+	}
+	t.Run("past due", func(t *testing.T) {
+		rec := &deadlineRecorder{}
+		c := &coarseConn{Conn: rec}
+		past := time.Now().Add(-time.Second)
+		_ = setCallDeadline(c, past, 0)
+		_ = setCallDeadline(c, past, 0)
+		if len(rec.both) != 2 || !rec.both[0].Equal(past) {
+			t.Fatalf("a deadline due now must be set as asked, each time: %v", rec.both)
+		}
+	})
+}
+
+// A call to an upstream that takes the request and never answers ends with a timeout,
+// not before its deadline; one already past due is not sent.
+func TestPoolCallEndsAtItsDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // read nothing, answer nothing
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		close(accepted)
+		for c := range accepted {
+			c.Close()
+		}
+	})
+	p := testPool(t, "http://"+ln.Addr().String())
+	deadline := time.Now().Add(300 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Call(nil, request("eth_blockNumber", ""), []byte("1"), deadline)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, proto.ErrTimeout) {
+			t.Fatalf("call to a silent upstream: %v, want ErrTimeout", err)
+		}
+		if now := time.Now(); now.Before(deadline) {
+			t.Fatalf("timed out %v before its deadline", deadline.Sub(now))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a call to a silent upstream outlived its deadline by 30s: no deadline on the connection")
+	}
+	if _, err := p.Call(nil, request("eth_blockNumber", ""), []byte("1"), time.Now().Add(-time.Millisecond)); !errors.Is(err, proto.ErrTimeout) {
+		t.Fatalf("a call past due: %v, want ErrTimeout", err)
+	}
 }
