@@ -216,7 +216,7 @@ func (m *Mux) Call(spare []byte, r *proto.Request, id []byte, deadline time.Time
 
 // call is Call that also returns the attempt's class (classify.go) for the router.
 func (m *Mux) call(spare []byte, r *proto.Request, id []byte, deadline time.Time) ([]byte, note, error) {
-	start := time.Now()
+	start := callNow()
 	if isSubscriptionCall(r) {
 		return spare[:0], note{class: AnswerClientError}, ErrSubscriptionCall
 	}

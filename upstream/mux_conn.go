@@ -286,7 +286,7 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 			}
 			// Once per burst, not per frame: the gauge is shared by every caller.
 			met.queueDepth.Add(-int64(frames))
-			err := mc.flush(time.Now().Add(cfg.WriteTimeout))
+			err := mc.flush(callNow().Add(cfg.WriteTimeout))
 			met.frames.Add(frames)
 			met.msgsOut.Add(frames)
 			if err != nil {
@@ -368,7 +368,14 @@ type meteredConn struct {
 	mu      sync.Mutex
 	holding bool
 	buf     []byte
+	wdl     int64 // the write deadline a burst set (unix ns on the grid), 0: another or none
 }
+
+// burstGrain is the grid bursts' write deadlines are rounded up to (~17 ms): a socket
+// writing bursts back to back sets its deadline (a clock read and a timer moved in the
+// runtime) once per grain rather than once per burst, and a write may outlast its
+// WriteTimeout by at most the grain.
+const burstGrain = int64(1) << 24
 
 func (c *meteredConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
@@ -389,6 +396,7 @@ func (c *meteredConn) writeNow(frame []byte, d time.Time) error {
 		c.buf = append(c.buf, frame...)
 		return nil
 	}
+	c.wdl = 0 // a control frame's own deadline: the next burst sets its own again
 	_ = c.Conn.SetWriteDeadline(d)
 	_, err := c.Conn.Write(frame)
 	return err
@@ -440,7 +448,8 @@ func (c *meteredConn) hold() {
 	c.mu.Unlock()
 }
 
-// flush writes what was held in one write with deadline d, and stops holding.
+// flush writes what was held in one write with deadline d (on the burst grid: never
+// earlier, at most burstGrain later), and stops holding.
 func (c *meteredConn) flush(d time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -448,7 +457,11 @@ func (c *meteredConn) flush(d time.Time) error {
 	if len(c.buf) == 0 {
 		return nil
 	}
-	_ = c.Conn.SetWriteDeadline(d)
+	if ns := d.UnixNano(); ns > c.wdl || c.wdl-ns > burstGrain {
+		r := (ns + burstGrain - 1) &^ (burstGrain - 1)
+		_ = c.Conn.SetWriteDeadline(d.Add(time.Duration(r - ns)))
+		c.wdl = r
+	}
 	_, err := c.Conn.Write(c.buf)
 	if cap(c.buf) > maxPooledBuf {
 		c.buf = nil

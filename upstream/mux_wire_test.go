@@ -123,3 +123,60 @@ func FuzzWireRead(f *testing.F) {
 		}
 	})
 }
+
+// writeDeadlines is a connection that takes every write and records its write deadlines.
+type writeDeadlines struct {
+	discardConn
+	set []time.Time
+}
+
+func (w *writeDeadlines) SetWriteDeadline(t time.Time) error {
+	w.set = append(w.set, t)
+	return nil
+}
+
+// Bursts set their write deadline on the grid: never earlier than asked, at most
+// burstGrain later, not again while the one set covers the next burst's; a control
+// frame's own deadline makes the next burst set its own again.
+func TestBurstWriteDeadlineGrid(t *testing.T) {
+	w := &writeDeadlines{}
+	c := &meteredConn{Conn: w}
+	burst := func(d time.Time) {
+		t.Helper()
+		c.hold()
+		c.appendFrame([]byte(`{"id":1}`))
+		if err := c.flush(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := time.Now().Add(10 * time.Second)
+	burst(d)
+	if len(w.set) != 1 {
+		t.Fatalf("first burst: deadlines set %v, want one", w.set)
+	}
+	got := w.set[0]
+	if got.Before(d) || got.Sub(d) > time.Duration(burstGrain) {
+		t.Fatalf("deadline %v for %v: want at most %v later, never earlier", got, d, time.Duration(burstGrain))
+	}
+	burst(d)
+	burst(got) // the deadline set covers it exactly
+	if len(w.set) != 1 {
+		t.Fatalf("covered bursts set deadlines again: %v", w.set)
+	}
+	burst(got.Add(time.Nanosecond)) // past it: set, on the next grid step
+	if len(w.set) != 2 || w.set[1].Before(got.Add(time.Nanosecond)) {
+		t.Fatalf("a burst past the deadline set: %v", w.set)
+	}
+	if err := c.writeNow([]byte{0x8a, 0x80, 0, 0, 0, 0}, d.Add(-5*time.Second)); err != nil { // a pong, its own deadline
+		t.Fatal(err)
+	}
+	burst(got.Add(time.Nanosecond))
+	if len(w.set) != 4 || !w.set[2].Equal(d.Add(-5*time.Second)) {
+		t.Fatalf("after a control frame's deadline, the next burst must set its own: %v", w.set)
+	}
+	// A deadline well before the one set (the clock stepped back): set again.
+	burst(d.Add(-time.Second))
+	if len(w.set) != 5 || w.set[4].Before(d.Add(-time.Second)) || w.set[4].Sub(d.Add(-time.Second)) > time.Duration(burstGrain) {
+		t.Fatalf("an earlier deadline: %v", w.set)
+	}
+}
