@@ -58,6 +58,7 @@ type options struct {
 	rounds                          int
 	versusVUs                       []int
 	versusTogether                  bool
+	versusBaseline                  string
 	conns                           []int
 	quick, progress, noBuild, pprof bool
 	// gatewayArgs are appended to every gateway's command line; key, when set, goes in
@@ -110,6 +111,8 @@ func main() {
 	versusVUs := flag.String("versus-vus", "64,1000", "connection counts of the versus step")
 	flag.BoolVar(&o.versusTogether, "versus-together", false,
 		"versus step: load the gateway and the relay at the same moment in each round (one load driver each), rather than one after the other")
+	flag.StringVar(&o.versusBaseline, "versus-baseline", "",
+		"versus step: compare the gateway with this gateway binary (an earlier build, same arguments) in place of the reference relay; rows report gateway ÷ baseline, not judged")
 	flag.IntVar(&o.idle, "idle", 10000, "idle /socket2socket clients for the memory test (and as many subscribed to newHeads)")
 	flag.IntVar(&o.coalesceClients, "coalesce-clients", 500, "concurrent /gasprice clients for the coalescing test")
 	flag.IntVar(&o.subscribers, "subscribers", 1000, "/socket2socket newHeads subscribers for the fan-out test")

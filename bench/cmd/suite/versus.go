@@ -47,7 +47,10 @@ type versusRow struct {
 	P99Judged bool `json:"p99_judged"`
 	// Together: both were loaded at the same moment in each round (-versus-together),
 	// each with its own load driver, sharing the machine as they share a round.
-	Together bool   `json:"together,omitempty"`
+	Together bool `json:"together,omitempty"`
+	// Baseline: the other side is an earlier gateway build (-versus-baseline), not the
+	// reference relay; the Relay fields are its figures, and no target applies.
+	Baseline string `json:"baseline,omitempty"`
 	Errors   uint64 `json:"errors"`
 	Status   string `json:"status"`
 }
@@ -72,7 +75,17 @@ func versus(ctx context.Context, m *measurer, gwBin, relayBin, dir, nodeHTTP, no
 		return nil, err
 	}
 	defer gw.stop()
-	relay, relayAddr, err := startRelay(ctx, relayBin, dir, nodeHTTP, nodeWS, "")
+	other := "relay"
+	var relay *server
+	var relayAddr string
+	if o.versusBaseline != "" {
+		// A change measured against the build before it: both gateways, the same
+		// arguments, each round's order alternated as against the relay.
+		other = "baseline"
+		relay, relayAddr, err = startGateway(ctx, o.versusBaseline, dir, "baseline-versus.log", nodeHTTP, nodeWS, gwArgs...)
+	} else {
+		relay, relayAddr, err = startRelay(ctx, relayBin, dir, nodeHTTP, nodeWS, "")
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +98,8 @@ func versus(ctx context.Context, m *measurer, gwBin, relayBin, dir, nodeHTTP, no
 	var rows []*versusRow
 	for vi, vus := range o.versusVUs {
 		for _, p := range versusPaths {
-			row := &versusRow{Key: p.key, Label: p.label, VUs: vus, P99Judged: vi == 0, Together: o.versusTogether}
+			row := &versusRow{Key: p.key, Label: p.label, VUs: vus, P99Judged: vi == 0, Together: o.versusTogether,
+				Baseline: o.versusBaseline}
 			rows = append(rows, row)
 			for round := range o.rounds {
 				type side struct {
@@ -97,7 +111,7 @@ func versus(ctx context.Context, m *measurer, gwBin, relayBin, dir, nodeHTTP, no
 					p99  *[]float64
 				}
 				sides := []side{{"gateway", gw.pid(), gwAddr, &row.GatewayCPU, &row.GatewayUser, &row.GatewayP99},
-					{"relay", relay.pid(), relayAddr, &row.RelayCPU, &row.RelayUser, &row.RelayP99}}
+					{other, relay.pid(), relayAddr, &row.RelayCPU, &row.RelayUser, &row.RelayP99}}
 				if round%2 == 1 {
 					slices.Reverse(sides)
 				}
@@ -160,9 +174,9 @@ func versus(ctx context.Context, m *measurer, gwBin, relayBin, dir, nodeHTTP, no
 			if row.P99Judged {
 				ok = ok && row.P99Ratio > 0 && row.P99Ratio <= targetVersusP99
 			}
-			row.Status = statusOf(ok, !o.quick)
-			logf("gateway ÷ relay, %s at %d connections: CPU %v = median %.2f, p99 median ratio %.2f [%s]",
-				p.label, vus, row.Ratios, row.Ratio, row.P99Ratio, row.Status)
+			row.Status = statusOf(ok, !o.quick && row.Baseline == "")
+			logf("gateway ÷ %s, %s at %d connections: CPU %v = median %.2f, p99 median ratio %.2f [%s]",
+				other, p.label, vus, row.Ratios, row.Ratio, row.P99Ratio, row.Status)
 		}
 	}
 	return rows, nil
@@ -184,6 +198,11 @@ func median(xs []float64) float64 {
 // versusChecks adds a check per row.
 func (r *results) versusChecks(add func(name, status, detail string)) {
 	for _, v := range r.Versus {
+		if v.Baseline != "" {
+			add(fmt.Sprintf("gateway ÷ baseline %s at %d connections", v.Label, v.VUs), v.Status,
+				fmt.Sprintf("CPU median %.2f× the baseline build (rounds %v), p99 median %.2f×, errors %d", v.Ratio, v.Ratios, v.P99Ratio, v.Errors))
+			continue
+		}
 		d := fmt.Sprintf("CPU median %.2f× the relay (rounds %v, target ≤ %.2f)", v.Ratio, v.Ratios, targetVersus)
 		if v.P99Judged {
 			d += fmt.Sprintf(", p99 median %.2f× (target ≤ %.2f)", v.P99Ratio, targetVersusP99)
@@ -197,17 +216,25 @@ func (r *results) versusMarkdown(w func(format string, args ...any)) {
 	if len(r.Versus) == 0 {
 		return
 	}
-	w("\n## Gateway ÷ reference relay\n\n")
 	how := "each round measures both on the path, alternating which goes first"
 	if r.Versus[0].Together {
 		how = "each round loads both on the path at the same moment, one load driver each (-versus-together)"
 	}
-	w("The passthrough gateway (`-cache=false`) and bench/cmd/minrelay run side by side against the same fixed node; "+
+	other, target := "relay", fmt.Sprintf("≤ %.2f", targetVersus)
+	who := "The passthrough gateway (`-cache=false`) and bench/cmd/minrelay run"
+	if b := r.Versus[0].Baseline; b != "" {
+		other, target = "baseline", "–"
+		who = "The passthrough gateway (`-cache=false`) and an earlier build of it (`" + b + "`, the same arguments) run"
+		w("\n## Gateway ÷ baseline build\n\n")
+	} else {
+		w("\n## Gateway ÷ reference relay\n\n")
+	}
+	w(who+" side by side against the same fixed node; "+
 		how+". CPU µs/request per round; "+
 		"the ratio is the median of the per-round ratios; p99 from the same runs. The user-space columns are the utime part "+
 		"of the same runs (both do the same syscalls per request; the kernel's share is what swings most with the machine), "+
 		"reported, not judged. The floor is %.2f µs.\n\n", r.FloorCPUusPerReq)
-	w("| path | connections | gateway µs/req | relay µs/req | gateway ÷ relay | median | target | user-space µs/req, gateway / relay | user-space ratio | gateway p99 ms | relay p99 ms | p99 ratio | result |\n")
+	w("| path | connections | gateway µs/req | %[1]s µs/req | gateway ÷ %[1]s | median | target | user-space µs/req, gateway / %[1]s | user-space ratio | gateway p99 ms | %[1]s p99 ms | p99 ratio | result |\n", other)
 	w("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	list := func(xs []float64, f string) string {
 		parts := make([]string, len(xs))
@@ -221,8 +248,8 @@ func (r *results) versusMarkdown(w func(format string, args ...any)) {
 		if v.P99Judged {
 			p99 += fmt.Sprintf(" (≤ %.2f)", targetVersusP99)
 		}
-		w("| %s | %d | %s | %s | %s | **%.2f** | ≤ %.2f | %s / %s | %.2f | %s | %s | %s | %s |\n", v.Label, v.VUs,
-			list(v.GatewayCPU, "%.2f"), list(v.RelayCPU, "%.2f"), list(v.Ratios, "%.2f"), v.Ratio, targetVersus,
+		w("| %s | %d | %s | %s | %s | **%.2f** | %s | %s / %s | %.2f | %s | %s | %s | %s |\n", v.Label, v.VUs,
+			list(v.GatewayCPU, "%.2f"), list(v.RelayCPU, "%.2f"), list(v.Ratios, "%.2f"), v.Ratio, target,
 			list(v.GatewayUser, "%.2f"), list(v.RelayUser, "%.2f"), v.UserRatio,
 			list(v.GatewayP99, "%.3f"), list(v.RelayP99, "%.3f"), p99, v.Status)
 	}
