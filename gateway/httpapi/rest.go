@@ -50,7 +50,7 @@ func (s *Handlers) Handler(r *Route, n *network.Network, up network.Caller) fast
 			pipeline.WriteError(ctx, nil, perr)
 			return
 		}
-		c := pipeline.GetCall(up, ctx.Time().Add(s.timeout))
+		c := pipeline.GetCall(up, ctx.Time(), ctx.Time().Add(s.timeout))
 		defer pipeline.PutCall(c)
 		c.Who = who
 		c.Trace.SetIn(TraceIn(ctx))

@@ -56,7 +56,7 @@ func (s *Handlers) rpc(ctx *fasthttp.RequestCtx, n *network.Network) {
 		writeRPCError(ctx, nil, proto.ErrEmptyBody)
 		return
 	}
-	c := pipeline.GetCall(n.HTTP, deadline)
+	c := pipeline.GetCall(n.HTTP, ctx.Time(), deadline)
 	defer pipeline.PutCall(c)
 	c.Who = who
 	c.Trace.SetIn(TraceIn(ctx))

@@ -30,7 +30,11 @@ func (p *Pipeline) cacheHit(n *network.Network, cl *Call) bool {
 	if cl.pol == cache.CoalesceOnly {
 		return false
 	}
-	body := n.Cache.Lookup(cl.key, cl.pol, cl.epoch, time.Now())
+	now := cl.start // the request's time, read when it came
+	if now.IsZero() {
+		now = time.Now()
+	}
+	body := n.Cache.Lookup(cl.key, cl.pol, cl.epoch, now)
 	if body == nil {
 		return false
 	}

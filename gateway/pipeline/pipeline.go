@@ -59,6 +59,7 @@ type Call struct {
 	// routes; nil for a notification, whose answer is dropped.
 	ID       []byte
 	up       network.Caller
+	start    time.Time // when the request came (zero: a batch element), the cache's now
 	deadline time.Time
 	Who      *access.Tenant // whose limits the call counts against; nil: none
 	settled  bool           // a batch element answered (or refused) before routing
@@ -92,9 +93,11 @@ var callPool = sync.Pool{New: func() any {
 	return c
 }}
 
-func GetCall(up network.Caller, deadline time.Time) *Call {
+// GetCall is a call to up that came at start (the request's time: no clock is read
+// for it again; zero when unknown) and ends at deadline.
+func GetCall(up network.Caller, start, deadline time.Time) *Call {
 	c := callPool.Get().(*Call)
-	c.up, c.deadline = up, deadline
+	c.up, c.start, c.deadline = up, start, deadline
 	return c
 }
 
@@ -356,7 +359,7 @@ func (p *Pipeline) serveBatch(n *network.Network, b *batch, dst, body []byte, up
 
 	var count, cost int64
 	for _, el := range b.spans {
-		c := GetCall(up, deadline)
+		c := GetCall(up, time.Time{}, deadline)
 		c.Who = who
 		b.calls = append(b.calls, c)
 		tracing.BeginChild(&c.Trace, &b.trace, "element")

@@ -26,7 +26,7 @@ func (c *wsClient) handle(buf *[]byte) bool {
 		c.h.calls.observe(proto.ErrParse.Status, start)
 		return false
 	}
-	cl := pipeline.GetCall(c.up, start.Add(c.h.cfg.UpstreamTimeout))
+	cl := pipeline.GetCall(c.up, start, start.Add(c.h.cfg.UpstreamTimeout))
 	cl.Trace.SetIn(c.traceIn)
 	if perr := cl.Req.Parse(msg); perr != nil {
 		c.sendError(cl.Req.ID, perr) // invalid requests are answered even without an id
