@@ -245,7 +245,7 @@ func (r *results) versusMarkdown(w func(format string, args ...any)) {
 	}
 	for _, v := range r.Versus {
 		p99 := fmt.Sprintf("%.2f", v.P99Ratio)
-		if v.P99Judged {
+		if v.P99Judged && v.Baseline == "" {
 			p99 += fmt.Sprintf(" (≤ %.2f)", targetVersusP99)
 		}
 		w("| %s | %d | %s | %s | %s | **%.2f** | %s | %s / %s | %.2f | %s | %s | %s | %s |\n", v.Label, v.VUs,
