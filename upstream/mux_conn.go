@@ -458,7 +458,7 @@ func (c *meteredConn) flush(d time.Time) error {
 		return nil
 	}
 	if ns := d.UnixNano(); ns > c.wdl || c.wdl-ns > burstGrain {
-		r := (ns + burstGrain - 1) &^ (burstGrain - 1)
+		r := roundUp(ns, burstGrain)
 		_ = c.Conn.SetWriteDeadline(d.Add(time.Duration(r - ns)))
 		c.wdl = r
 	}

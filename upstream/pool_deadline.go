@@ -12,11 +12,12 @@ import (
 
 // coarseConn is an upstream HTTP connection whose deadlines are set on a grid: every
 // call sets its deadline (callTransport; fasthttp's own transport sets a read and a
-// write deadline), and each set is a timer moved in the runtime's heap (runtime_pollSetDeadline, timer modify: a few % of the
-// gateway's CPU at full load). A deadline is rounded up to the grain below 1/64 of the
-// time left (a power of two, at most ~34 ms), so the calls a connection carries in one
-// grain find their deadline already set: a call may outlive its deadline by at most
-// 1/64 of its timeout and 34 ms, never end before it.
+// write deadline), and each set is a timer moved in the runtime's heap
+// (runtime_pollSetDeadline, timer modify: a few % of the gateway's CPU at full load). A
+// deadline is rounded up to the grain below 1/64 of the time left (a power of two, at
+// most ~34 ms), so the calls a connection carries in one grain find their deadline
+// already set: a call may outlive its deadline by at most 1/64 of its timeout and
+// 34 ms, never end before it.
 //
 // fasthttp uses a client connection from one goroutine at a time: the fields need no
 // lock.
@@ -27,6 +28,22 @@ type coarseConn struct {
 
 // maxGrainShift bounds the grain: 2^25 ns ≈ 34 ms.
 const maxGrainShift = 25
+
+// onGrid is t rounded up to the grain of a call with left to go (the largest power of
+// two below left/64, at most 2^maxGrainShift ns), and its unix ns; false when left/64
+// is nothing: the deadline is due now and is set exactly.
+func onGrid(t time.Time, left time.Duration) (time.Time, int64, bool) {
+	g := left / 64
+	if g <= 0 {
+		return t, 0, false
+	}
+	ns := t.UnixNano()
+	r := roundUp(ns, int64(1)<<min(bits.Len64(uint64(g))-1, maxGrainShift))
+	return t.Add(time.Duration(r - ns)), r, true
+}
+
+// roundUp is ns rounded up to a multiple of grain, a power of two.
+func roundUp(ns, grain int64) int64 { return (ns + grain - 1) &^ (grain - 1) }
 
 func (c *coarseConn) SetReadDeadline(t time.Time) error {
 	return c.set(&c.read, t, c.Conn.SetReadDeadline)
@@ -41,22 +58,19 @@ func (c *coarseConn) SetDeadline(t time.Time) error {
 	return c.Conn.SetDeadline(t)
 }
 
-// setCall sets both deadlines to t, rounded up on the grid of left (the time the call
-// had when it started, so no clock is read here): the one runtime call a deadline
-// change costs, made only when the rounded deadline moves.
+// setCall sets both deadlines to t on the grid of left, the time the call had when it
+// started (so no clock is read here): one runtime call, made only when the rounded
+// deadline moves.
 func (c *coarseConn) setCall(t time.Time, left time.Duration) error {
-	g := left / 64
-	if g <= 0 {
+	at, r, ok := onGrid(t, left)
+	if !ok {
 		c.read, c.write = 0, 0
-		return c.Conn.SetDeadline(t) // due now: exactly as asked
+		return c.Conn.SetDeadline(t)
 	}
-	grain := int64(1) << min(bits.Len64(uint64(g))-1, maxGrainShift)
-	ns := t.UnixNano()
-	r := (ns + grain - 1) &^ (grain - 1)
 	if r == c.read && r == c.write {
 		return nil
 	}
-	if err := c.Conn.SetDeadline(t.Add(time.Duration(r - ns))); err != nil {
+	if err := c.Conn.SetDeadline(at); err != nil {
 		c.read, c.write = 0, 0
 		return err
 	}
@@ -64,6 +78,7 @@ func (c *coarseConn) setCall(t time.Time, left time.Duration) error {
 	return nil
 }
 
+// set sets one deadline (cur: the one set now) on the grid of the time left until t.
 func (c *coarseConn) set(cur *int64, t time.Time, set func(time.Time) error) error {
 	if t.IsZero() {
 		if *cur == 0 {
@@ -72,19 +87,15 @@ func (c *coarseConn) set(cur *int64, t time.Time, set func(time.Time) error) err
 		*cur = 0
 		return set(t)
 	}
-	left := time.Until(t) / 64
-	if left <= 0 {
+	at, r, ok := onGrid(t, time.Until(t))
+	if !ok {
 		*cur = 0
-		return set(t) // due now: exactly as asked
+		return set(t)
 	}
-	shift := min(bits.Len64(uint64(left))-1, maxGrainShift)
-	grain := int64(1) << shift
-	ns := t.UnixNano()
-	r := (ns + grain - 1) &^ (grain - 1)
 	if r == *cur {
 		return nil
 	}
-	if err := set(t.Add(time.Duration(r - ns))); err != nil {
+	if err := set(at); err != nil {
 		*cur = 0
 		return err
 	}

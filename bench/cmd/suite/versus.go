@@ -67,7 +67,8 @@ var versusPaths = []versusPath{
 }
 
 // versus runs the step: for each connection count, o.rounds rounds of every path on
-// the passthrough gateway (gwArgs) and on the relay.
+// the passthrough gateway (gwArgs) and on the reference: the relay, or the baseline
+// build (-versus-baseline).
 func versus(ctx context.Context, m *measurer, gwBin, relayBin, dir, nodeHTTP, nodeWS string, gwArgs []string,
 	o *options) ([]*versusRow, error) {
 	gw, gwAddr, err := startGateway(ctx, gwBin, dir, "gateway-versus.log", nodeHTTP, nodeWS, gwArgs...)
@@ -76,20 +77,20 @@ func versus(ctx context.Context, m *measurer, gwBin, relayBin, dir, nodeHTTP, no
 	}
 	defer gw.stop()
 	other := "relay"
-	var relay *server
-	var relayAddr string
+	var ref *server
+	var refAddr string
 	if o.versusBaseline != "" {
 		// A change measured against the build before it: both gateways, the same
 		// arguments, each round's order alternated as against the relay.
 		other = "baseline"
-		relay, relayAddr, err = startGateway(ctx, o.versusBaseline, dir, "baseline-versus.log", nodeHTTP, nodeWS, gwArgs...)
+		ref, refAddr, err = startGateway(ctx, o.versusBaseline, dir, "baseline-versus.log", nodeHTTP, nodeWS, gwArgs...)
 	} else {
-		relay, relayAddr, err = startRelay(ctx, relayBin, dir, nodeHTTP, nodeWS, "")
+		ref, refAddr, err = startRelay(ctx, relayBin, dir, nodeHTTP, nodeWS, "")
 	}
 	if err != nil {
 		return nil, err
 	}
-	defer relay.stop()
+	defer ref.stop()
 	// Each round measures once, unprofiled: the rounds are the repetition.
 	repeat, pprofAddr := m.repeat, m.pprofAddr
 	m.repeat, m.pprofAddr = 1, ""
@@ -111,7 +112,7 @@ func versus(ctx context.Context, m *measurer, gwBin, relayBin, dir, nodeHTTP, no
 					p99  *[]float64
 				}
 				sides := []side{{"gateway", gw.pid(), gwAddr, &row.GatewayCPU, &row.GatewayUser, &row.GatewayP99},
-					{other, relay.pid(), relayAddr, &row.RelayCPU, &row.RelayUser, &row.RelayP99}}
+					{other, ref.pid(), refAddr, &row.RelayCPU, &row.RelayUser, &row.RelayP99}}
 				if round%2 == 1 {
 					slices.Reverse(sides)
 				}
