@@ -9,12 +9,12 @@ import (
 // (answered true: nothing else is to serve them). Called only when -cors-origins is
 // set (s.corsAllow).
 func (s *Server) cors(ctx *fasthttp.RequestCtx) (answered bool) {
-	if len(ctx.Request.Header.PeekBytes(headerOrigin)) == 0 {
+	if len(ctx.Request.Header.PeekCanonical(headerOrigin)) == 0 {
 		return false
 	}
 	h := &ctx.Response.Header
 	h.SetBytesKV(headerAllowOrigin, s.corsAllow)
-	if ctx.IsOptions() && len(ctx.Request.Header.PeekBytes(headerRequestMethod)) > 0 {
+	if ctx.IsOptions() && len(ctx.Request.Header.PeekCanonical(headerRequestMethod)) > 0 {
 		h.SetBytesKV(headerAllowMethods, allowMethods)
 		h.SetBytesKV(headerAllowHeaders, allowHeaders)
 		h.SetBytesKV(headerMaxAge, maxAge)
@@ -24,6 +24,8 @@ func (s *Server) cors(ctx *fasthttp.RequestCtx) (answered bool) {
 	return false
 }
 
+// The request's header names are canonical (fasthttp's server normalizes them as it
+// parses): looked up with PeekCanonical, nothing copied or normalized per request.
 var (
 	headerOrigin        = []byte("Origin")
 	headerRequestMethod = []byte("Access-Control-Request-Method")

@@ -39,11 +39,28 @@ type fakeUpstream struct {
 	mu      sync.Mutex
 	reqs    []fakeRequest
 	auth    string
+	traced  []fakeTraced // the trace headers of the HTTP requests that carried an X-Request-Id
 	subSeq  int
 	subs    map[string]*fakeConn
 	subIDs  map[string]string // the latest upstream subscription id by params
 	conns   map[*fakeConn]struct{}
 	wsConns atomic.Int64
+}
+
+// fakeTraced is what an HTTP request to the fake said for tracing.
+type fakeTraced struct{ RequestID, Parent string }
+
+// tracedAs returns the trace headers of the requests that carried X-Request-Id id.
+func (f *fakeUpstream) tracedAs(id string) []fakeTraced {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []fakeTraced
+	for _, t := range f.traced {
+		if t.RequestID == id {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // fakeRequest is one request as the fake decoded it.
@@ -114,6 +131,9 @@ func startFakeUpstream(t testing.TB, opts ...fakeOption) *fakeUpstream {
 		}
 		f.mu.Lock()
 		f.auth = string(ctx.Request.Header.Peek("Authorization"))
+		if id := ctx.Request.Header.Peek("X-Request-Id"); len(id) > 0 {
+			f.traced = append(f.traced, fakeTraced{RequestID: string(id), Parent: string(ctx.Request.Header.Peek("Traceparent"))})
+		}
 		f.mu.Unlock()
 		if websocket.FastHTTPIsWebSocketUpgrade(ctx) {
 			_ = up.Upgrade(ctx, f.serveWS)

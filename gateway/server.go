@@ -158,15 +158,17 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 	}
 	s.handler = s.serve
 	s.srv = &fasthttp.Server{
-		Handler:                       s.handler,
-		Name:                          "infura-gateway",
-		MaxRequestBodySize:            cfg.MaxRequestBody,
-		ReadTimeout:                   cfg.ReadTimeout,
-		WriteTimeout:                  cfg.WriteTimeout,
-		IdleTimeout:                   cfg.IdleTimeout,
-		ReadBufferSize:                8 << 10,
-		NoDefaultServerHeader:         true,
-		NoDefaultDate:                 true,
+		Handler:               s.handler,
+		Name:                  "infura-gateway",
+		MaxRequestBodySize:    cfg.MaxRequestBody,
+		ReadTimeout:           cfg.ReadTimeout,
+		WriteTimeout:          cfg.WriteTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		ReadBufferSize:        8 << 10,
+		NoDefaultServerHeader: true,
+		NoDefaultDate:         true,
+		// Header names are stored canonical ("x-api-key" as X-Api-Key): the handlers look
+		// them up with PeekCanonical, which relies on it (TestHeaderNamesInAnyCase).
 		DisableHeaderNamesNormalizing: false,
 		CloseOnShutdown:               true,
 		ErrorHandler:                  s.transportError,

@@ -283,3 +283,12 @@ func AppendRequestID(dst []byte) []byte {
 	hex.Encode(dst[n:], b[:])
 	return dst
 }
+
+// The trace headers' names in fasthttp's canonical form, the form its server stores a
+// request's header names in (it normalizes them as it parses: "traceparent" arrives as
+// "Traceparent"): looked up with PeekCanonical, nothing is copied or normalized per
+// request, and set with SetCanonical the same way.
+var (
+	TraceparentHeader = []byte("Traceparent")
+	RequestIDHeader   = []byte("X-Request-Id")
+)

@@ -342,15 +342,15 @@ func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, dea
 	req := &ur.Request
 	// The header names are canonical already: set as they are, not normalized per call.
 	if len(traceparent) > 0 {
-		req.Header.SetCanonical(traceparentHeader, traceparent)
+		req.Header.SetCanonical(tracing.TraceparentHeader, traceparent)
 	} else if ur.traced {
-		req.Header.DelBytes(traceparentHeader)
+		req.Header.DelBytes(tracing.TraceparentHeader)
 	}
 	ur.traced = len(traceparent) > 0
 	if len(requestID) > 0 {
-		req.Header.SetCanonical(requestIDHeader, requestID)
+		req.Header.SetCanonical(tracing.RequestIDHeader, requestID)
 	} else if ur.identified {
-		req.Header.DelBytes(requestIDHeader)
+		req.Header.DelBytes(tracing.RequestIDHeader)
 	}
 	ur.identified = len(requestID) > 0
 	req.SetBodyRaw(env)
@@ -384,11 +384,6 @@ func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, dea
 	perr, o := checkStatus(ures.StatusCode())
 	return perr, o, ures.StatusCode()
 }
-
-var (
-	traceparentHeader = []byte("Traceparent") // canonical, as fasthttp writes it
-	requestIDHeader   = []byte("X-Request-Id")
-)
 
 func requestID(t *tracing.Call) []byte {
 	if t == nil {

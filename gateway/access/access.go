@@ -230,9 +230,13 @@ var (
 	ErrMethodPlan = proto.NewError(proto.CodeMethodNotFound, fasthttp.StatusOK, "the method is not available on this API key's plan")
 )
 
+// Header names in fasthttp's canonical form, as its server stores a request's (it
+// normalizes them as it parses), looked up with PeekCanonical: nothing copied or
+// normalized per request. X-API-Key is stored as X-Api-Key.
 var (
 	headerAuthorization = []byte("Authorization")
-	headerAPIKey        = []byte("X-API-Key")
+	headerAPIKey        = []byte("X-Api-Key")
+	headerOrigin        = []byte("Origin")
 	bearerPrefix        = []byte("Bearer ")
 )
 
@@ -248,11 +252,11 @@ func (a *Access) Identify(ctx *fasthttp.RequestCtx) (*Tenant, *proto.Error) {
 	if len(t.keys) > 0 { // keys off: a key sent anyway is not looked at
 		key = pathKey(ctx)
 		if len(key) == 0 {
-			if v := ctx.Request.Header.PeekBytes(headerAuthorization); len(v) > len(bearerPrefix) &&
+			if v := ctx.Request.Header.PeekCanonical(headerAuthorization); len(v) > len(bearerPrefix) &&
 				bytes.EqualFold(v[:len(bearerPrefix)], bearerPrefix) {
 				key = v[len(bearerPrefix):]
 			} else {
-				key = ctx.Request.Header.PeekBytes(headerAPIKey)
+				key = ctx.Request.Header.PeekCanonical(headerAPIKey)
 			}
 		}
 	}
@@ -272,7 +276,7 @@ func (a *Access) Identify(ctx *fasthttp.RequestCtx) (*Tenant, *proto.Error) {
 		return nil, errBadKey
 	}
 	if len(c.origins) > 0 {
-		if o := ctx.Request.Header.PeekBytes(headerOrigin); len(o) > 0 && !originAllowed(c.origins, o) {
+		if o := ctx.Request.Header.PeekCanonical(headerOrigin); len(o) > 0 && !originAllowed(c.origins, o) {
 			return nil, errBadOrigin
 		}
 	}
@@ -347,8 +351,6 @@ func KeyPrefix(path []byte) int {
 	}
 	return 0
 }
-
-var headerOrigin = []byte("Origin")
 
 // Rebind resolves an unkeyed session's own Ref again after a reload: by its address on
 // the anonymous plan now in force, or nil when anonymous calls are not limited.

@@ -117,7 +117,7 @@ func (s *Instrumenter) Wrap(route string, h fasthttp.RequestHandler) fasthttp.Re
 			s.log.Info("request", "route", route, "method", string(ctx.Method()), "path", LogPath(ctx),
 				"status", code, "duration", time.Since(start), "remote", ctx.RemoteIP().String(),
 				"cache", string(ctx.Response.Header.Peek("X-Cache")),
-				"request_id", string(ctx.Response.Header.PeekBytes(requestIDHeader)))
+				"request_id", string(ctx.Response.Header.PeekCanonical(tracing.RequestIDHeader)))
 		}
 	}
 	return func(ctx *fasthttp.RequestCtx) {
@@ -134,15 +134,13 @@ func (s *Instrumenter) Wrap(route string, h fasthttp.RequestHandler) fasthttp.Re
 // charset) and a new one otherwise. The handler passes it on upstream and into the
 // call's span. Neither path allocates: the id is built in a stack array.
 func setRequestID(ctx *fasthttp.RequestCtx) {
-	id := ctx.Request.Header.PeekBytes(requestIDHeader)
+	id := ctx.Request.Header.PeekCanonical(tracing.RequestIDHeader)
 	if !tracing.ValidRequestID(id) {
 		var buf [32]byte
 		id = tracing.AppendRequestID(buf[:0])
 	}
-	ctx.Response.Header.SetCanonical(requestIDHeader, id) // the name is canonical: not normalized per request
+	ctx.Response.Header.SetCanonical(tracing.RequestIDHeader, id)
 }
-
-var requestIDHeader = []byte("X-Request-Id")
 
 func init() { metrics.ExposeMetadata(true) }
 

@@ -92,15 +92,9 @@ func (s *Handlers) rpcBatch(ctx *fasthttp.RequestCtx, n *network.Network, body [
 // as the route's instrumenter settled it (the client's when valid, else generated).
 // The bytes are ctx's: valid while the handler runs.
 func TraceIn(ctx *fasthttp.RequestCtx) tracing.In {
-	return tracing.In{Parent: ctx.Request.Header.PeekBytes(traceparentHeader),
-		RequestID: ctx.Response.Header.PeekBytes(RequestIDHeader)}
+	return tracing.In{Parent: ctx.Request.Header.PeekCanonical(tracing.TraceparentHeader),
+		RequestID: ctx.Response.Header.PeekCanonical(tracing.RequestIDHeader)}
 }
-
-var (
-	traceparentHeader = []byte("traceparent")
-	// RequestIDHeader names a request to the client, the logs and the upstream.
-	RequestIDHeader = []byte("X-Request-Id")
-)
 
 // rpcStatus keeps JSON-RPC-level errors at HTTP 200, as geth answers them; transport
 // errors (5xx, 413, 429) keep their status so HTTP clients and load balancers see them.

@@ -89,8 +89,11 @@ func New(cfg *config.Config, acc *access.Access, pipe *pipeline.Pipeline, net *n
 	return h
 }
 
+// headerOrigin is canonical, as fasthttp's server stores a request's header names.
+var headerOrigin = []byte("Origin")
+
 func (h *Server) checkOrigin(ctx *fasthttp.RequestCtx) bool {
-	origin := string(ctx.Request.Header.Peek("Origin"))
+	origin := string(ctx.Request.Header.PeekCanonical(headerOrigin))
 	allowed := h.cfg.WSAllowedOrigins
 	if origin == "" || len(allowed) == 0 {
 		return true
@@ -142,7 +145,8 @@ func (h *Server) Serve(ctx *fasthttp.RequestCtx) {
 		addr = h.acc.ClientAddr(ctx)
 	}
 	// The upgrade's trace context and request id, owned: ctx is reused after it.
-	in := tracing.In{Parent: ctx.Request.Header.Peek("traceparent"), RequestID: ctx.Response.Header.Peek("X-Request-Id")}.Clone()
+	in := tracing.In{Parent: ctx.Request.Header.PeekCanonical(tracing.TraceparentHeader),
+		RequestID: ctx.Response.Header.PeekCanonical(tracing.RequestIDHeader)}.Clone()
 	// The upgrader checks the handshake and answers it (on failure with an HTTP error);
 	// the connection is then taken over raw (upgrade.go): what fasthttp kept for the
 	// request is freed, and the client is served on a goroutine of its own, so the
