@@ -78,3 +78,38 @@ func TestMethodFamilies(t *testing.T) {
 		t.Fatalf("Allows allocates %v times", a)
 	}
 }
+
+// A request's resolved method is decided by its bit (hasMethod); the answer must be
+// Has's for every known method and any set: exact names, prefixes, families and the
+// filter readers added after construction. Unknown and batch names go through Has.
+func TestMethodSetBitsAgreeWithHas(t *testing.T) {
+	sets := map[string]MethodSet{
+		"zero":          {},
+		"exact":         NewMethodSet([]string{"eth_call", "net_version", "debug"}),
+		"prefixes":      NewMethodSet([]string{"eth_get*", "admin_", "web3_"}),
+		"everything":    NewMethodSet([]string{"*"}),
+		"deny families": NewDenySet([]string{"logs", "eth_newBlockFilter", "eth_newPendingTransactionFilter"}),
+		"allow family":  NewAllowSet([]string{"eth_newFilter", "eth_blockNumber"}),
+		"allow none":    NewAllowSet(nil),
+	}
+	names := append([]string{"other", "batch", "eth_unknownMethod", "", "admin_nodeInfo", "eth_getFoo"}, methodNames[:]...)
+	for label, s := range sets {
+		for _, name := range names {
+			m := MethodOf([]byte(name))
+			if got, want := s.hasMethod(m, []byte(name)), s.Has([]byte(name)); got != want {
+				t.Errorf("%s: hasMethod(%v, %q) = %v, Has = %v", label, m, name, got, want)
+			}
+			var r Request
+			r.Set([]byte(name), nil)
+			if got, want := s.Names(&r), s.Has([]byte(name)); got != want {
+				t.Errorf("%s: Names(%q) = %v, want %v", label, name, got, want)
+			}
+		}
+	}
+	// The sets under test do hold known methods by bit, by prefix and by family.
+	if !sets["prefixes"].hasMethod(MethodNamed("eth_getLogs"), []byte("eth_getLogs")) ||
+		!sets["deny families"].hasMethod(MethodNamed("eth_getFilterChanges"), []byte("eth_getFilterChanges")) ||
+		!sets["allow family"].hasMethod(MethodNamed("eth_getFilterLogs"), []byte("eth_getFilterLogs")) {
+		t.Fatal("a set misses a method it holds")
+	}
+}

@@ -149,14 +149,14 @@ func (u *Upstream) Mux() *Mux { return u.mux }
 // Health returns the upstream's health.
 func (u *Upstream) Health() *Health { return u.health }
 
-func (u *Upstream) allows(name []byte) bool {
-	if u.spec.SendOnly && !proto.IsWrite(name) {
+func (u *Upstream) allows(req *proto.Request) bool {
+	if u.spec.SendOnly && !proto.IsWrite(req.Name) {
 		return false // a relay for sends answers nothing else, or answers it wrong
 	}
-	if !u.allow.Empty() && !u.allow.Has(name) {
+	if !u.allow.Empty() && !u.allow.HasRequest(req) {
 		return false
 	}
-	return !u.deny.Has(name)
+	return !u.deny.HasRequest(req)
 }
 
 // upstreamSet is the router's current upstreams; a reload swaps it whole.

@@ -90,7 +90,7 @@ func (r *Router) pickBatch(b *Batch, probe *proto.Request, n need, via Transport
 		ok := true
 		var units int64
 		for _, req := range b.Reqs {
-			if !u.allows(req.Name) {
+			if !u.allows(req) {
 				ok = false
 				break
 			}

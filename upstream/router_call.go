@@ -306,7 +306,7 @@ func (r *Router) CallOn(name string, spare []byte, req *proto.Request, id []byte
 		return spare[:0], errNotConfigured
 	case !u.servesChain(TransportHTTP):
 		return spare[:0], r.noUpstream(TransportHTTP)
-	case !u.allows(req.Name):
+	case !u.allows(req):
 		return spare[:0], proto.ErrMethodNotFound
 	case u.spec.MaxInFlight > 0 && u.inFlight.Load() >= int32(u.spec.MaxInFlight):
 		return spare[:0], proto.ErrOverloaded

@@ -91,7 +91,7 @@ func (r *Router) eligible(u *Upstream, req *proto.Request, n need, via Transport
 		return false
 	case u.cordoned(): // an operator's hold: not even as a last resort
 		return false
-	case !u.allows(req.Name):
+	case !u.allows(req):
 		return false
 	case !r.budgetRoom(u): // its budget is spent (budget.go)
 		return false

@@ -81,7 +81,7 @@ func (b *Broadcaster) Handles(req *proto.Request) bool {
 		return false
 	}
 	s := b.set.Load()
-	return s != nil && s.methods.Has(req.Name)
+	return s != nil && s.methods.HasRequest(req)
 }
 
 // Send broadcasts req (a send Handles took) and returns the answer for the client,
