@@ -88,6 +88,25 @@ func TestRequestID(t *testing.T) {
 	}
 }
 
+// A generated id is 32 lower-case hex digits appended to dst, and ids do not repeat.
+func TestAppendRequestID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		b := AppendRequestID([]byte("x-"))
+		id := string(b[2:])
+		if string(b[:2]) != "x-" || len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+			t.Fatalf("AppendRequestID gave %q", b)
+		}
+		if seen[id] {
+			t.Fatalf("id %s generated twice", id)
+		}
+		seen[id] = true
+	}
+	if a := testing.AllocsPerRun(100, func() { var buf [32]byte; AppendRequestID(buf[:0]) }); a != 0 {
+		t.Fatalf("AppendRequestID allocates %v times", a)
+	}
+}
+
 func FuzzRequestID(f *testing.F) {
 	f.Add("abc")
 	f.Add("a\r\nX-Evil: 1")
