@@ -284,13 +284,19 @@ func TestSocket2SocketOriginPolicy(t *testing.T) {
 		name, origin string
 		status       int
 		msg          string
+		lower        bool // the header's name sent as "origin", as written: the check must still find it
 	}{
-		{"plain GET", "", 400, "'upgrade' token not found"},
-		{"foreign origin", "https://evil.example", 403, "origin not allowed"},
+		{"plain GET", "", 400, "'upgrade' token not found", false},
+		{"foreign origin", "https://evil.example", 403, "origin not allowed", false},
+		{"foreign origin, lower-case name", "https://evil.example", 403, "origin not allowed", true},
 	} {
 		req, _ := http.NewRequest("GET", httpURL, nil)
 		if h.origin != "" {
 			req.Header.Set("Origin", h.origin)
+			if h.lower {
+				delete(req.Header, "Origin")
+				req.Header["origin"] = []string{h.origin} // not canonicalized: written as it is
+			}
 			req.Header.Set("Connection", "Upgrade")
 			req.Header.Set("Upgrade", "websocket")
 			req.Header.Set("Sec-WebSocket-Version", "13")
