@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/gateway/access"
 )
 
 // cors lets browser dapps use the gateway as their RPC URL: it adds
@@ -9,7 +11,7 @@ import (
 // (answered true: nothing else is to serve them). Called only when -cors-origins is
 // set (s.corsAllow).
 func (s *Server) cors(ctx *fasthttp.RequestCtx) (answered bool) {
-	if len(ctx.Request.Header.PeekCanonical(headerOrigin)) == 0 {
+	if len(ctx.Request.Header.PeekCanonical(access.HeaderOrigin)) == 0 {
 		return false
 	}
 	h := &ctx.Response.Header
@@ -27,7 +29,6 @@ func (s *Server) cors(ctx *fasthttp.RequestCtx) (answered bool) {
 // The request's header names are canonical (fasthttp's server normalizes them as it
 // parses): looked up with PeekCanonical, nothing copied or normalized per request.
 var (
-	headerOrigin        = []byte("Origin")
 	headerRequestMethod = []byte("Access-Control-Request-Method")
 	headerAllowOrigin   = []byte("Access-Control-Allow-Origin")
 	headerAllowMethods  = []byte("Access-Control-Allow-Methods")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/infura-gateway/infura-gateway/gateway/access"
 	"github.com/infura-gateway/infura-gateway/tracing"
 )
 
@@ -72,10 +73,10 @@ func TestHeaderNamesInAnyCase(t *testing.T) {
 	}
 }
 
-// TestTraceHeaderNamesCanonical: the names the gateway looks headers up by are in the
-// form fasthttp stores them in.
+// TestTraceHeaderNamesCanonical: the shared names the gateway looks headers up by are
+// in the form fasthttp stores them in.
 func TestTraceHeaderNamesCanonical(t *testing.T) {
-	for _, name := range [][]byte{tracing.TraceparentHeader, tracing.RequestIDHeader} {
+	for _, name := range [][]byte{tracing.TraceparentHeader, tracing.RequestIDHeader, access.HeaderOrigin} {
 		if got := fasthttp.AppendNormalizedHeaderKeyBytes(nil, name); string(got) != string(name) {
 			t.Errorf("%s is stored by fasthttp as %s", name, got)
 		}

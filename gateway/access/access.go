@@ -236,8 +236,9 @@ var (
 var (
 	headerAuthorization = []byte("Authorization")
 	headerAPIKey        = []byte("X-Api-Key")
-	headerOrigin        = []byte("Origin")
 	bearerPrefix        = []byte("Bearer ")
+	// HeaderOrigin is read by a key's origin list, CORS and the websocket upgrade.
+	HeaderOrigin = []byte("Origin")
 )
 
 // Identify finds the tenant of a request: the key in the path, in
@@ -276,7 +277,7 @@ func (a *Access) Identify(ctx *fasthttp.RequestCtx) (*Tenant, *proto.Error) {
 		return nil, errBadKey
 	}
 	if len(c.origins) > 0 {
-		if o := ctx.Request.Header.PeekCanonical(headerOrigin); len(o) > 0 && !originAllowed(c.origins, o) {
+		if o := ctx.Request.Header.PeekCanonical(HeaderOrigin); len(o) > 0 && !originAllowed(c.origins, o) {
 			return nil, errBadOrigin
 		}
 	}

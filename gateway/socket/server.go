@@ -89,11 +89,8 @@ func New(cfg *config.Config, acc *access.Access, pipe *pipeline.Pipeline, net *n
 	return h
 }
 
-// headerOrigin is canonical, as fasthttp's server stores a request's header names.
-var headerOrigin = []byte("Origin")
-
 func (h *Server) checkOrigin(ctx *fasthttp.RequestCtx) bool {
-	origin := string(ctx.Request.Header.PeekCanonical(headerOrigin))
+	origin := string(ctx.Request.Header.PeekCanonical(access.HeaderOrigin))
 	allowed := h.cfg.WSAllowedOrigins
 	if origin == "" || len(allowed) == 0 {
 		return true
