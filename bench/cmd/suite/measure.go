@@ -47,9 +47,12 @@ type run struct {
 	CPUSamples []float64 `json:"cpu_us_per_req_runs,omitempty"`
 	// Ratio is CPUusPerReq over the floor's; Target the bar it must meet
 	// (0: no target, reported for information).
-	Ratio  float64 `json:"ratio_to_floor,omitempty"`
-	Target float64 `json:"target_ratio,omitempty"`
-	Status string  `json:"status"` // pass, fail, info, n/a
+	Ratio float64 `json:"ratio_to_floor,omitempty"`
+	// FloorRoundRatios are the per-round ratios against the floor measured beside the
+	// path (floorRounds); when there are any, Ratio is their median.
+	FloorRoundRatios []float64 `json:"floor_round_ratios,omitempty"`
+	Target           float64   `json:"target_ratio,omitempty"`
+	Status           string    `json:"status"` // pass, fail, info, n/a
 	// Upstream cost seen at the fixed node: requests it answered per
 	// gateway request, and its CPU per gateway request.
 	UpstreamPerReq  float64 `json:"upstream_requests_per_req,omitempty"`

@@ -139,6 +139,9 @@ func (r *results) finish() {
 	}
 	for _, p := range r.Paths {
 		d := fmt.Sprintf("%.2f µs CPU/request, %.2f× floor", p.CPUusPerReq, p.Ratio)
+		if n := len(p.FloorRoundRatios); n > 0 {
+			d = fmt.Sprintf("%.2f µs CPU/request; %.2f× floor, the median of %d rounds beside it %v", p.CPUusPerReq, p.Ratio, n, p.FloorRoundRatios)
+		}
 		if p.Target > 0 {
 			d += fmt.Sprintf(" (target ≤ %.2f×)", p.Target)
 		}
@@ -273,8 +276,14 @@ func (r *results) markdown() string {
 	for _, p := range r.Paths {
 		row(p)
 	}
+	for _, p := range r.Paths {
+		if n := len(p.FloorRoundRatios); n > 0 {
+			w("\n%s: its ratio is the median of %d rounds, each the floor and this path one after the other "+
+				"(order alternated): %v.\n", p.Label, n, p.FloorRoundRatios)
+		}
+	}
 	if r.FloorRepeat != nil {
-		w("\nRatios divide by %.2f µs, the mean of the two floor runs.", r.FloorCPUusPerReq)
+		w("\nRatios divide by %.2f µs, the mean of the two floor runs (rows judged round by round aside).", r.FloorCPUusPerReq)
 		if a, b := r.Floor.CPUusPerReq, r.FloorRepeat.CPUusPerReq; a > 0 && b > 0 && math.Abs(a-b)/math.Min(a, b) > 0.15 {
 			w(" The two differ by more than 15 %%: the machine's load changed during the run; rerun before trusting the ratios.")
 		}
