@@ -303,7 +303,7 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 	// 1. The floor: the fixed node itself answering eth_blockNumber.
 	logf("floor: %s POST / eth_blockNumber, %d connections, %s", o.driver, o.vus, o.duration)
 	floor, err := m.measure(ctx, "floor", "floor: fixed node POST / eth_blockNumber", node.pid(),
-		load.Target{Kind: load.HTTP, URL: "http://" + nodeHTTP + "/", Method: "POST", Body: []byte(rpcBlockNumber)}, o.vus)
+		floorTarget(nodeHTTP), o.vus)
 	if err != nil {
 		return res, err
 	}
@@ -581,7 +581,7 @@ func runSuite(ctx context.Context, o *options) (*results, error) {
 	if !o.quick && len(res.Paths) > 0 && ctx.Err() == nil {
 		logf("floor (repeat): %s POST / eth_blockNumber, %d connections, %s", o.driver, o.vus, o.duration)
 		again, err := m.measure(ctx, "floor_repeat", "floor (repeat, after the gateway runs)", node.pid(),
-			load.Target{Kind: load.HTTP, URL: "http://" + nodeHTTP + "/", Method: "POST", Body: []byte(rpcBlockNumber)}, o.vus)
+			floorTarget(nodeHTTP), o.vus)
 		if err != nil {
 			return res, err
 		}

@@ -84,6 +84,15 @@ type measurer struct {
 	repeat int
 }
 
+// oneRunEach makes each measure one unprofiled run, for steps whose rounds are the
+// repetition (versus, floorRounds), until the returned func puts -repeat and the
+// profiler back.
+func (m *measurer) oneRunEach() (restore func()) {
+	repeat, pprofAddr := m.repeat, m.pprofAddr
+	m.repeat, m.pprofAddr = 1, ""
+	return func() { m.repeat, m.pprofAddr = repeat, pprofAddr }
+}
+
 // measure warms up, then runs tgt for m.duration with vus connections,
 // sampling the CPU ticks of pid (and of the fixed node) around the run.
 func (m *measurer) measure(ctx context.Context, key, label string, pid int, tgt load.Target, vus int) (*run, error) {

@@ -91,10 +91,7 @@ func versus(ctx context.Context, m *measurer, gwBin, relayBin, dir, nodeHTTP, no
 		return nil, err
 	}
 	defer ref.stop()
-	// Each round measures once, unprofiled: the rounds are the repetition.
-	repeat, pprofAddr := m.repeat, m.pprofAddr
-	m.repeat, m.pprofAddr = 1, ""
-	defer func() { m.repeat, m.pprofAddr = repeat, pprofAddr }()
+	defer m.oneRunEach()()
 
 	var rows []*versusRow
 	for vi, vus := range o.versusVUs {
