@@ -114,9 +114,5 @@ func headerRequest(t *testing.T, base, method, path string, headers []string) (*
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	ans, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res, string(ans)
+	return res, readAll(t, res)
 }
