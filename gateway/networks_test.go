@@ -437,6 +437,17 @@ func TestNetworkWrongChainUpstream(t *testing.T) {
     upstreams: [{name: wrong-too, http: %q}]
 `, right.HTTPURL, right.WSURL, wrong.HTTPURL, wrong.WSURL, wrong.HTTPURL)
 	gw := startGateway(t, "-config", writeFile(t, t.TempDir(), "networks.yaml", file), "-cache=false")
+	// The gateway is up once HTTP proved the chain; each socket proves it as it connects,
+	// and is ready only after: the calls over the websocket wait for right's.
+	for _, n := range gw.srv.nets.List() {
+		for _, u := range n.Router.Upstreams() {
+			if u.Name() == "right" {
+				if err := u.Mux().WaitReady(30 * time.Second); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
 	const chainID = `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}`
 	ws := dialWS(t, strings.Replace(gw.WSURL, "/socket2socket", "/a/socket2socket", 1), nil)
 	for i := range 100 { // half over HTTP, half over the websocket upstreams
