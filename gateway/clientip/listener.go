@@ -228,6 +228,15 @@ func (c *conn) Read(p []byte) (int, error) {
 }
 
 // RemoteAddr is the client's address from the header (or the TCP peer's).
+// CloseWrite half-closes the connection when the one it wraps can (a TCP connection):
+// the websocket server closes its write side first when it says goodbye.
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 func (c *conn) RemoteAddr() net.Addr {
 	c.init()
 	return c.remote

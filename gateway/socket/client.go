@@ -3,6 +3,7 @@ package socket
 import (
 	"errors"
 	"io"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -217,6 +218,7 @@ func (c *wsClient) ping() {
 // them).
 func (c *wsClient) cleanup() {
 	c.mu.Lock()
+	saidBye := c.closed || c.closing // the gateway closed it: a close frame went or was queued
 	c.closed = true
 	c.releaseLocked()
 	c.mu.Unlock()
@@ -232,6 +234,10 @@ func (c *wsClient) cleanup() {
 		c.subs.LeaveAll(c)
 	}
 	c.dropAll()
+	if saidBye {
+		lingerClose(c.conn.NetConn())
+		return
+	}
 	_ = c.conn.Close()
 }
 
@@ -249,6 +255,34 @@ func (c *wsClient) releaseLocked() {
 // read loop gives up. Waiting for the answer lets the client read the close frame:
 // closing a socket with unread input resets it, and the client would see a reset.
 const closeGrace = 2 * time.Second
+
+// closeLinger bounds how long, and closeLingerBytes how much, a connection the gateway
+// closed is still read after its grace (lingerClose).
+const (
+	closeLinger      = 3 * time.Second
+	closeLingerBytes = 1 << 20
+)
+
+// lingerClose closes a connection the gateway said goodbye to, whose client may not have
+// read the close frame yet (a slow client still reading its backlog): the write side
+// first, so the backlog and the close frame still go out, then whatever the client still
+// sends (pongs, requests) is read and dropped until it closes, or for closeLinger and
+// closeLingerBytes at most. Closed with input arriving, the socket would be reset, and a
+// reset discards what the client had not read, the close frame with it.
+func lingerClose(nc net.Conn) {
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil &&
+		nc.SetReadDeadline(time.Now().Add(closeLinger)) == nil {
+		var buf [512]byte
+		for read := 0; read < closeLingerBytes; {
+			n, err := nc.Read(buf[:])
+			if err != nil {
+				break
+			}
+			read += n
+		}
+	}
+	_ = nc.Close()
+}
 
 // shutdown closes the client from another goroutine: a close frame, then a short read
 // deadline ends its read loop once the client answers (or does not).

@@ -241,7 +241,7 @@ func closeNow(conn *websocket.Conn, code int, reason string) {
 	_ = conn.SetReadDeadline(time.Now().Add(closeGrace))
 	for {
 		if _, _, err := conn.NextReader(); err != nil {
-			_ = conn.Close()
+			lingerClose(conn.NetConn())
 			return // the client's close frame, or the grace period is over
 		}
 	}
