@@ -385,3 +385,35 @@ func FuzzClientIP(f *testing.F) {
 		}
 	})
 }
+
+// A trusted connection half-closes as the TCP connection it wraps does (the websocket
+// server says goodbye write side first): the peer reads the end of the stream, and the
+// connection still reads what the peer sends after it.
+func TestListenerConnCloseWrite(t *testing.T) {
+	l := listen(t, ListenerConfig{Trusted: mustPrefixes(t, "127.0.0.1")})
+	c := dialFrom(t, "127.0.0.1", l)
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cw, ok := s.(interface{ CloseWrite() error })
+	if !ok {
+		t.Fatalf("%T has no CloseWrite", s)
+	}
+	if err := cw.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("peer read %d bytes, %v: want the end of the stream", n, err)
+	}
+	_ = s.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(s, got); err != nil || string(got) != "hello" {
+		t.Fatalf("after CloseWrite the connection read %q, %v", got, err)
+	}
+}
