@@ -72,3 +72,38 @@ func TestLingerCloseDeliversTheBacklog(t *testing.T) {
 		t.Fatalf("after lingerClose the connection is not closed: write %v", err)
 	}
 }
+
+// The websocket a client gets (takeOver) half-closes as its TCP connection does: without
+// it, lingerClose would close outright.
+func TestTakenOverSocketClosesWriteSide(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := takeOver(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	cw, ok := ws.NetConn().(interface{ CloseWrite() error })
+	if !ok {
+		t.Fatalf("%T has no CloseWrite: lingerClose would reset a slow client", ws.NetConn())
+	}
+	if err := cw.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := client.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("client read %d bytes, %v: want the end of the stream", n, err)
+	}
+}

@@ -115,6 +115,15 @@ func (c *rawConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// CloseWrite half-closes the connection when the one it wraps can (lingerClose): the
+// client still reads what was written, close frame included.
+func (c *rawConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 func (c *rawConn) Read(p []byte) (int, error) {
 	if c.early != nil {
 		return c.readEarly(p)
