@@ -404,7 +404,10 @@ func (c *wsClient) drain() {
 			c.writing = false
 			c.releaseLocked()
 			c.mu.Unlock()
-			if !closing {
+			// A write failed: the read loop ends now, unless the close frame is out
+			// (queued here, or by shutdown, after which writes fail with ErrCloseSent):
+			// then it waits for the client's answer within the grace shutdown set.
+			if !closing && !errors.Is(err, websocket.ErrCloseSent) {
 				_ = c.conn.SetReadDeadline(time.Now()) // ends the read loop
 			}
 			return
