@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"encoding/base64"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -124,35 +126,59 @@ func TestUpstreamStatusMapping(t *testing.T) {
 }
 
 // The project secret and every key carried in an upstream URL stay out of answers,
-// metrics and logs; the secret reaches the upstream as basic auth only.
+// metrics and logs. The secret is Infura's: with the flags it goes only to Infura over
+// TLS, so an upstream elsewhere (here a plain-HTTP host) never sees it and the log says
+// why; an upstream the configuration file gives it to gets it as basic auth.
 func TestSecretNeverLeaks(t *testing.T) {
 	const secret = "s3cr3t-PROJECT-secret"
 	const project = "0123456789abcdef0123456789abcdef"
-	fake := startFakeUpstream(t, fakeRespond(func(fakeRequest) fakeAnswer { return fakeAnswer{Status: 401} }))
-	gw := startGatewayEnv(t, map[string]string{
-		"INFURA_PROJECT_ID":     project,
-		"INFURA_PROJECT_SECRET": secret,
-		"UPSTREAM_HTTP_URL":     fake.HTTPURL + "/v3/" + project,
-		"UPSTREAM_WS_URL":       "off",
-	})
-	code, body := do(t, "GET", gw.URL+"/blocknumber", "")
-	if code != 502 {
-		t.Fatalf("rejected credentials: %d %s", code, body)
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(":"+secret))
+	cases := []struct {
+		name     string
+		file     bool   // the upstream comes from a configuration file whose password is the secret
+		wantAuth string // the Authorization the upstream sees
+		wantLog  string
+	}{
+		{"flags, not Infura", false, "", "INFURA_PROJECT_SECRET is set but not sent"},
+		{"file, password given", true, basic, "/v3/redacted"},
 	}
-	if want := "Basic " + base64.StdEncoding.EncodeToString([]byte(":"+secret)); fake.lastAuth() != want {
-		t.Fatalf("Authorization = %q, want %q", fake.lastAuth(), want)
-	}
-	_, metricsText := do(t, "GET", gw.AdminURL+"/metrics", "")
-	for name, text := range map[string]string{"response": string(body), "metrics": string(metricsText), "logs": gw.log.String()} {
-		if strings.Contains(text, secret) {
-			t.Errorf("the project secret appears in %s", name)
-		}
-		if strings.Contains(text, project) {
-			t.Errorf("the project ID appears in %s", name)
-		}
-	}
-	if !strings.Contains(gw.log.String(), "/v3/redacted") {
-		t.Errorf("logs do not show the redacted upstream URL: %s", gw.log.String())
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fake := startFakeUpstream(t, fakeRespond(func(fakeRequest) fakeAnswer { return fakeAnswer{Status: 401} }))
+			env := map[string]string{"INFURA_PROJECT_ID": project, "INFURA_PROJECT_SECRET": secret}
+			var args []string
+			if c.file {
+				path := filepath.Join(t.TempDir(), "gateway.yaml")
+				yaml := "upstreams:\n  - name: a\n    http: " + fake.HTTPURL + "/v3/${INFURA_PROJECT_ID}\n    password: ${INFURA_PROJECT_SECRET}\n"
+				if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = []string{"-config", path}
+			} else {
+				env["UPSTREAM_HTTP_URL"] = fake.HTTPURL + "/v3/" + project
+				env["UPSTREAM_WS_URL"] = "off"
+			}
+			gw := startGatewayEnv(t, env, args...)
+			code, body := do(t, "GET", gw.URL+"/blocknumber", "")
+			if code != 502 {
+				t.Fatalf("rejected call: %d %s", code, body)
+			}
+			if fake.lastAuth() != c.wantAuth {
+				t.Fatalf("Authorization = %q, want %q", fake.lastAuth(), c.wantAuth)
+			}
+			_, metricsText := do(t, "GET", gw.AdminURL+"/metrics", "")
+			for name, text := range map[string]string{"response": string(body), "metrics": string(metricsText), "logs": gw.log.String()} {
+				if strings.Contains(text, secret) {
+					t.Errorf("the project secret appears in %s", name)
+				}
+				if strings.Contains(text, project) {
+					t.Errorf("the project ID appears in %s", name)
+				}
+			}
+			if !strings.Contains(gw.log.String(), c.wantLog) {
+				t.Errorf("logs do not say %q: %s", c.wantLog, gw.log.String())
+			}
+		})
 	}
 }
 

@@ -342,6 +342,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln = pl
 	}
 	s.log.Info("serving", "addr", ln.Addr().String(), "version", s.version, "config", s.cfg)
+	if s.cfg.SecretWithheld() && len(s.cfg.Networks) == 0 && len(s.cfg.Upstreams) == 0 {
+		s.log.Warn("INFURA_PROJECT_SECRET is set but not sent: the upstream is not Infura over TLS (https or wss on infura.io); put another provider's credentials in its URL")
+	}
 	s.probe.SetServing()
 	return s.srv.Serve(ln)
 }

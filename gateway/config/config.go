@@ -11,6 +11,8 @@ package config
 
 import (
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/infura-gateway/infura-gateway/tracing"
@@ -285,8 +287,34 @@ func (c *Config) UpstreamSpecs() []upstream.Spec {
 	if len(c.Upstreams) > 0 {
 		return c.Upstreams
 	}
-	return []upstream.Spec{{Name: "default", HTTPURL: c.UpstreamHTTPURL, WSURL: c.UpstreamWSURL,
-		User: c.UpstreamUser, Password: c.UpstreamSecret, Tier: upstream.TierPrimary, Weight: 1, Archive: true}}
+	sp := upstream.Spec{Name: "default", HTTPURL: c.UpstreamHTTPURL, WSURL: c.UpstreamWSURL,
+		Tier: upstream.TierPrimary, Weight: 1, Archive: true}
+	if !c.SecretWithheld() {
+		sp.User, sp.Password = c.UpstreamUser, c.UpstreamSecret
+	}
+	return []upstream.Spec{sp}
+}
+
+// SecretWithheld reports whether INFURA_PROJECT_SECRET is set but kept from the flags'
+// upstream because that upstream is not Infura over TLS: the secret is Infura's, and
+// sent anywhere else (a local node, another provider, a plain-HTTP host) it would be
+// handed to a third party. Another provider's credentials go in its own URL.
+func (c *Config) SecretWithheld() bool {
+	if c.UpstreamSecret == "" {
+		return false
+	}
+	return !InfuraTLS(c.UpstreamHTTPURL) || c.UpstreamWSURL != "" && !InfuraTLS(c.UpstreamWSURL)
+}
+
+// InfuraTLS reports whether raw is an Infura endpoint reached over TLS: https or wss,
+// on infura.io or one of its subdomains.
+func InfuraTLS(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" && u.Scheme != "wss" {
+		return false
+	}
+	h := strings.ToLower(u.Hostname())
+	return h == "infura.io" || strings.HasSuffix(h, ".infura.io")
 }
 
 // TracingConfig is the tracer's configuration; version is the gateway's.

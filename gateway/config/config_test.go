@@ -153,3 +153,41 @@ func TestStartupLogRedactsURLs(t *testing.T) {
 		t.Errorf("log: %s", logs.String())
 	}
 }
+
+// The Infura project secret goes to the flags' upstream only when every URL of it is
+// Infura over TLS; anywhere else it would reach a third party.
+func TestSecretOnlyToInfura(t *testing.T) {
+	cases := []struct {
+		http, ws string
+		sent     bool
+	}{
+		{"https://mainnet.infura.io/v3/p", "wss://mainnet.infura.io/ws/v3/p", true},
+		{"https://mainnet.INFURA.io:443/v3/p", "off", true},
+		{"https://mainnet.infura.io/v3/p", "", false}, // the websocket defaults to a local node
+		{"https://infura.io/v3/p", "off", true},
+		{"http://mainnet.infura.io/v3/p", "wss://mainnet.infura.io/ws/v3/p", false},
+		{"https://mainnet.infura.io/v3/p", "ws://mainnet.infura.io/ws/v3/p", false},
+		{"https://mainnet.infura.io/v3/p", "ws://127.0.0.1:8546", false},
+		{"http://127.0.0.1:8545", "ws://127.0.0.1:8546", false},
+		{"https://infura.io.evil.example/v3/p", "off", false},
+		{"https://evil.example/mainnet.infura.io", "off", false},
+		{"https://notinfura.io/v3/p", "off", false},
+		{"https://user@evil.example#@mainnet.infura.io/", "off", false},
+	}
+	for _, c := range cases {
+		env := map[string]string{"INFURA_PROJECT_SECRET": "sec", "UPSTREAM_HTTP_URL": c.http, "UPSTREAM_WS_URL": c.ws}
+		cfg, err := Load(nil, func(k string) string { return env[k] }, io.Discard)
+		if err != nil {
+			t.Fatalf("%s %s: %v", c.http, c.ws, err)
+		}
+		sp := cfg.UpstreamSpecs()[0]
+		if got := sp.Password == "sec"; got != c.sent || cfg.SecretWithheld() == c.sent {
+			t.Errorf("%s %s: secret sent %v (withheld %v), want sent %v", c.http, c.ws, got, cfg.SecretWithheld(), c.sent)
+		}
+	}
+	// No secret: nothing withheld, nothing sent.
+	cfg, err := Load(nil, func(string) string { return "" }, io.Discard)
+	if err != nil || cfg.SecretWithheld() || cfg.UpstreamSpecs()[0].Password != "" {
+		t.Fatalf("no secret: %v %v", err, cfg.SecretWithheld())
+	}
+}

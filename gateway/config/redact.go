@@ -26,7 +26,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("listen", c.ListenAddr),
 		slog.String("config_file", c.ConfigFile),
 		slog.Any("upstreams", ups),
-		slog.Bool("upstream_auth", c.UpstreamSecret != ""),
+		slog.Bool("upstream_auth", c.UpstreamSecret != "" && !c.SecretWithheld()),
 		slog.Bool("admin_token", c.AdminToken != ""),
 		slog.Duration("upstream_timeout", c.UpstreamTimeout),
 		slog.Int("ws_upstream_conns", c.WSUpstreamConns),
