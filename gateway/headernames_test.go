@@ -23,7 +23,7 @@ import (
 // no client library canonicalizes them first: keys, origins, CORS, the request id and
 // the traceparent are each found in every case.
 func TestHeaderNamesInAnyCase(t *testing.T) {
-	up, gw, _ := startKeyed(t, accessConfig("{}"), "-cors-origins", "https://dapp.example")
+	up, gw, _ := startKeyed(t, accessConfig("{}"), "-cors-origins", "https://dapp.example,https://app.example.com")
 	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00" // not sampled: passed on as it is
 	cases := []struct {
 		name    string
@@ -40,7 +40,7 @@ func TestHeaderNamesInAnyCase(t *testing.T) {
 		{name: "authorization", method: "GET", path: "/blocknumber", headers: []string{"authorization: Bearer " + keyAlice}, status: 200, want: `"result"`},
 		{name: "AUTHORIZATION on POST /", method: "POST", path: "/", headers: []string{"AUTHORIZATION: Bearer " + keyAlice}, status: 200, want: `"result"`},
 		{name: "origin allowed", method: "POST", path: "/v3/" + keyBob, headers: []string{"origin: https://app.example.com"}, status: 200, want: `"result"`,
-			answer: map[string]string{"Access-Control-Allow-Origin": "https://dapp.example"}},
+			answer: map[string]string{"Access-Control-Allow-Origin": "https://app.example.com"}},
 		{name: "ORIGIN refused", method: "POST", path: "/v3/" + keyBob, headers: []string{"ORIGIN: https://evil.example"}, status: 403, want: "origin"},
 		{name: "preflight", method: "OPTIONS", path: "/", headers: []string{"origin: https://dapp.example", "access-control-request-method: POST"}, status: 204,
 			answer: map[string]string{"Access-Control-Allow-Origin": "https://dapp.example", "Access-Control-Allow-Methods": "GET, POST, OPTIONS"}},

@@ -10,7 +10,7 @@ import (
 // normalized) the router's; CORS headers on requests with an Origin, preflights answered
 // without reaching a route.
 func TestServeChain(t *testing.T) {
-	s := newDirectServer(t, "-cache=false", "-cors-origins", "https://dapp.example")
+	s := newDirectServer(t, "-cache=false", "-cors-origins", "https://dapp.example, https://b.example")
 	for _, tc := range []struct {
 		name, method, uri, origin, reqMethod string
 		status                               int
@@ -22,14 +22,18 @@ func TestServeChain(t *testing.T) {
 		{name: "fixed HEAD probe", method: "HEAD", uri: "/health", status: 200},
 		{name: "fixed /ws/health", method: "GET", uri: "/ws/health", status: 200},
 		{name: "with a query", method: "GET", uri: "/blocknumber?x=1", status: 200, body: `"result"`},
-		{name: "origin on a route", method: "GET", uri: "/blocknumber", origin: "https://a.example", status: 200, allowOrigin: "https://dapp.example"},
+		{name: "listed origin on a route", method: "GET", uri: "/blocknumber", origin: "https://b.example", status: 200, allowOrigin: "https://b.example"},
+		{name: "listed origin in another case", method: "GET", uri: "/blocknumber", origin: "https://DApp.example", status: 200, allowOrigin: "https://DApp.example"},
+		{name: "origin not listed: no CORS header", method: "GET", uri: "/blocknumber", origin: "https://a.example", status: 200, body: `"result"`},
+		{name: "a listed origin's prefix is not listed", method: "GET", uri: "/blocknumber", origin: "https://dapp.exampl", status: 200},
 		{name: "wrong method: router's 405", method: "GET", uri: "/", status: 405, allow: "OPTIONS, POST"},
 		{name: "HEAD of a GET route: 405", method: "HEAD", uri: "/blocknumber", status: 405, allow: "GET, OPTIONS"},
 		{name: "unknown path: 404", method: "GET", uri: "/nope", status: 404},
 		{name: "trailing slash not redirected", method: "GET", uri: "/blocknumber/", status: 404},
 		{name: "not normalized: the router's answer", method: "GET", uri: "//blocknumber", status: 405},
 		{name: "OPTIONS without Origin: router's Allow", method: "OPTIONS", uri: "/", status: 200, allow: "OPTIONS, POST"},
-		{name: "preflight", method: "OPTIONS", uri: "/", origin: "https://a.example", reqMethod: "POST", status: 204, allowOrigin: "https://dapp.example"},
+		{name: "preflight", method: "OPTIONS", uri: "/", origin: "https://dapp.example", reqMethod: "POST", status: 204, allowOrigin: "https://dapp.example"},
+		{name: "preflight of an origin not listed: router's Allow", method: "OPTIONS", uri: "/", origin: "https://a.example", reqMethod: "POST", status: 200, allow: "OPTIONS, POST"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newDirectCall(s, tc.method, tc.uri, "")
@@ -53,8 +57,14 @@ func TestServeChain(t *testing.T) {
 			if got := string(r.Header.Peek("Allow")); tc.allow != "" && got != tc.allow {
 				t.Errorf("Allow %q, want %q", got, tc.allow)
 			}
-			if tc.status == 204 && len(r.Header.Peek("Access-Control-Allow-Methods")) == 0 {
-				t.Error("preflight without Access-Control-Allow-Methods")
+			if tc.status == 204 && (len(r.Header.Peek("Access-Control-Allow-Methods")) == 0 ||
+				string(r.Header.Peek("Access-Control-Allow-Headers")) != "Content-Type, Authorization, X-API-Key, X-Request-Id, traceparent") {
+				t.Errorf("preflight: Access-Control-Allow-Methods %q, -Headers %q", r.Header.Peek("Access-Control-Allow-Methods"),
+					r.Header.Peek("Access-Control-Allow-Headers"))
+			}
+			// The answer depends on the origin whenever there is one: caches must keep them apart.
+			if want := tc.origin != ""; want != (string(r.Header.Peek("Vary")) == "Origin") {
+				t.Errorf("Vary %q with origin %q", r.Header.Peek("Vary"), tc.origin)
 			}
 			if tc.body != "" && !contains(r.Body(), tc.body) {
 				t.Errorf("body %q, want it to hold %q", r.Body(), tc.body)
@@ -63,6 +73,38 @@ func TestServeChain(t *testing.T) {
 			// the router's own OPTIONS answer and a preflight reach none.
 			if want := tc.method != "OPTIONS"; want != (len(r.Header.Peek("X-Request-Id")) > 0) {
 				t.Errorf("X-Request-Id %q on %s %s", r.Header.Peek("X-Request-Id"), tc.method, tc.uri)
+			}
+		})
+	}
+}
+
+// TestCORSAnyOrigin: with -cors-origins * (the default) any origin is allowed with "*",
+// and the answer does not vary by origin.
+func TestCORSAnyOrigin(t *testing.T) {
+	s := newDirectServer(t, "-cache=false")
+	for _, tc := range []struct {
+		name, method, origin, reqMethod string
+		status                          int
+		allowOrigin                     string
+	}{
+		{"no origin", "GET", "", "", 200, ""},
+		{"any origin", "GET", "https://a.example", "", 200, "*"},
+		{"preflight", "OPTIONS", "https://a.example", "GET", 204, "*"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newDirectCall(s, tc.method, "/blocknumber", "")
+			if tc.origin != "" {
+				c.ctx.Request.Header.Set("Origin", tc.origin)
+			}
+			if tc.reqMethod != "" {
+				c.ctx.Request.Header.Set("Access-Control-Request-Method", tc.reqMethod)
+			}
+			c.h(&c.ctx)
+			r := &c.ctx.Response
+			if r.StatusCode() != tc.status || string(r.Header.Peek("Access-Control-Allow-Origin")) != tc.allowOrigin ||
+				len(r.Header.Peek("Vary")) != 0 {
+				t.Errorf("status %d, Access-Control-Allow-Origin %q, Vary %q; want %d, %q, none", r.StatusCode(),
+					r.Header.Peek("Access-Control-Allow-Origin"), r.Header.Peek("Vary"), tc.status, tc.allowOrigin)
 			}
 		})
 	}

@@ -77,13 +77,14 @@ type Server struct {
 		reloads        [2]*metrics.Counter // ok, refused
 		unknownNetwork *metrics.Counter
 	}
-	handler   fasthttp.RequestHandler
-	corsAllow []byte // -cors-origins, fixed at start; nil: CORS off
-	srv       *fasthttp.Server
-	adminAddr string
-	probe     *admin.Probe
-	cordons   *admin.Cordons // nil without the admin listener
-	inst      *admin.Instrumenter
+	handler     fasthttp.RequestHandler
+	corsAllow   []byte   // -cors-origins "*", fixed at start; nil: see corsOrigins
+	corsOrigins [][]byte // -cors-origins as a list of origins; both nil: CORS off
+	srv         *fasthttp.Server
+	adminAddr   string
+	probe       *admin.Probe
+	cordons     *admin.Cordons // nil without the admin listener
+	inst        *admin.Instrumenter
 
 	getenv   func(string) string
 	reloadMu sync.Mutex
@@ -153,8 +154,12 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		s.adminAddr = l.Addr
 		s.closers = append(s.closers, l.Close)
 	}
-	if cfg.CORSOrigins != "" {
-		s.corsAllow = []byte(cfg.CORSOrigins)
+	for _, o := range cfg.CORSList() {
+		if o == "*" {
+			s.corsAllow = []byte(o)
+		} else {
+			s.corsOrigins = append(s.corsOrigins, []byte(o))
+		}
 	}
 	s.handler = s.serve
 	s.srv = &fasthttp.Server{
@@ -206,7 +211,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 // request's network and its routes (serveNetwork), then Connection: close while
 // draining.
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
-	if s.corsAllow == nil || !s.cors(ctx) {
+	if s.corsAllow == nil && s.corsOrigins == nil || !s.cors(ctx) {
 		s.serveNetwork(ctx)
 	}
 	s.closeWhenDraining(ctx)

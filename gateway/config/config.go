@@ -295,6 +295,9 @@ func (c *Config) UpstreamSpecs() []upstream.Spec {
 	return []upstream.Spec{sp}
 }
 
+// CORSList is -cors-origins as a list: "*", or the origins allowed; empty: CORS off.
+func (c *Config) CORSList() []string { return splitList(c.CORSOrigins) }
+
 // SecretWithheld reports whether INFURA_PROJECT_SECRET is set but kept from the flags'
 // upstream because that upstream is not Infura over TLS: the secret is Infura's, and
 // sent anywhere else (a local node, another provider, a plain-HTTP host) it would be

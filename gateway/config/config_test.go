@@ -34,6 +34,12 @@ func TestLoadConfig(t *testing.T) {
 		}
 		return ""
 	})
+	f([]string{"-cors-origins", "https://a.example, http://localhost:3000,chrome-extension://abcdef"}, nil, func(c Config) string {
+		if l := c.CORSList(); len(l) != 3 || l[1] != "http://localhost:3000" {
+			return "cors origins list"
+		}
+		return ""
+	})
 	// The original web server's .envrc names keep working.
 	f(nil, map[string]string{"PROJECT_ID": "p1", "PROJECT_SECRET": "sec", "MAINNET_HTTP_ENDPOINT": "https://mainnet.infura.io/v3/p1",
 		"MAINNET_WEBSOCKET_ENDPOINT": "wss://mainnet.infura.io/ws/v3/p1"}, func(c Config) string {
@@ -77,6 +83,11 @@ func TestLoadConfigRejects(t *testing.T) {
 		{[]string{"extra"}, nil, "unexpected argument"},
 		{nil, map[string]string{"INFURA_PROJECT_ID": "a/b"}, "INFURA_PROJECT_ID"},
 		{[]string{"-ws-upstream-conns", "1000"}, nil, "-ws-upstream-conns"},
+		{[]string{"-cors-origins", "*,https://a.example"}, nil, "* alone"},
+		{[]string{"-cors-origins", "https://a.example/app"}, nil, `"https://a.example/app" is not an origin`},
+		{nil, map[string]string{"CORS_ORIGINS": "a.example"}, `"a.example" is not an origin`},
+		{[]string{"-cors-origins", "https://a.example?x"}, nil, "is not an origin"},
+		{[]string{"-cors-origins", "https://u@a.example"}, nil, "is not an origin"},
 	}
 	for _, c := range cases {
 		_, err := Load(c.args, func(k string) string { return c.env[k] }, io.Discard)

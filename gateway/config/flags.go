@@ -190,7 +190,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	num(&c.MaxBatch, "max-batch", "MAX_BATCH_SIZE", "most requests in one JSON-RPC batch")
 	num(&c.MaxPendingBytes, "max-pending-bytes", "MAX_PENDING_BYTES", "request bytes waiting on the upstream, all clients together; past it new requests get 503 / -32005")
 	list(&c.DenyMethods, "deny-methods", "DENY_METHODS", "comma-separated method names or prefixes (ending in _) answered -32601 without reaching the upstream; \"none\" allows all")
-	str(&c.CORSOrigins, "cors-origins", "CORS_ORIGINS", "Access-Control-Allow-Origin for browser clients; empty disables CORS headers")
+	str(&c.CORSOrigins, "cors-origins", "CORS_ORIGINS", "origins browser clients may call from, comma-separated (the one a request comes from is echoed), or * for any; empty disables CORS headers")
 	num(&c.WSUpstreamConns, "ws-upstream-conns", "WS_UPSTREAM_CONNS", "shared upstream websocket connections")
 	num(&c.WSUpstreamQueue, "ws-upstream-queue", "WS_UPSTREAM_QUEUE", "frames waiting for one upstream socket's writer; past it calls get 503")
 	boolean(&c.WSPerClient, "ws-per-client", "WS_PER_CLIENT", "give every /socket2socket client its own upstream socket (for comparison with shared sockets)")

@@ -144,6 +144,26 @@ func (c *Config) Validate() error {
 	if err := CheckSharedMethods(c.SharedCacheMethods); err != nil {
 		return fmt.Errorf("-shared-cache-methods (shared_cache.methods): %w", err)
 	}
+	return checkCORSOrigins(c.CORSList())
+}
+
+// checkCORSOrigins checks -cors-origins: * alone, or origins as a browser sends them
+// (scheme://host[:port], nothing after). A browser compares Access-Control-Allow-Origin
+// with its origin exactly, so anything else would fail every browser call.
+func checkCORSOrigins(list []string) error {
+	for _, o := range list {
+		if o == "*" {
+			if len(list) > 1 {
+				return errors.New("-cors-origins: * allows any origin; give * alone or a list of origins")
+			}
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || u.Scheme == "" || u.Host == "" || u.User != nil || u.Path != "" || u.RawQuery != "" ||
+			u.Fragment != "" || strings.HasSuffix(o, "?") || strings.HasSuffix(o, "#") {
+			return fmt.Errorf("-cors-origins: %q is not an origin (scheme://host[:port], e.g. https://app.example)", o)
+		}
+	}
 	return nil
 }
 
