@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/base64"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -100,6 +101,27 @@ func TestResponseLargerThanMaximum(t *testing.T) {
 	code, body := do(t, "POST", gw.URL+"/blockbynumber", `{"block":"latest"}`)
 	if code != 502 || !strings.Contains(string(body), "larger than the configured maximum") {
 		t.Fatalf("%d %s", code, body)
+	}
+}
+
+// With the upstream's websocket down (nothing listens there), the /ws/ routes answer
+// as HTTP does when its upstream is unreachable: 502 "upstream unavailable", not 503 "no
+// upstream available", which reads as a limit or a missing configuration.
+func TestWSUpstreamDownIsUnreachable(t *testing.T) {
+	fake := startFakeUpstream(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // a port just freed: dials are refused
+	gw := startGateway(t, "-upstream-http", fake.HTTPURL, "-upstream-ws", "ws://"+dead)
+	code, body := do(t, "GET", gw.URL+"/ws/blocknumber", "")
+	if code != 502 || !strings.Contains(string(body), "upstream unavailable") || !strings.Contains(string(body), "-32000") {
+		t.Fatalf("/ws/blocknumber with the websocket down: %d %s", code, body)
+	}
+	if code, body := do(t, "GET", gw.URL+"/blocknumber", ""); code != 200 {
+		t.Fatalf("/blocknumber over HTTP: %d %s", code, body)
 	}
 }
 

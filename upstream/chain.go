@@ -217,13 +217,26 @@ func (r *Router) waitChain(ups []*Upstream) {
 	}
 }
 
-// noUpstream is the error of a call no upstream was picked for: errNoChain when no
-// upstream has proved the chain over via (every one wrong or unchecked).
+// noUpstream is the error of a call no upstream was picked for: ErrUnreachable over the
+// websocket when no upstream socket is up; errNoChain when no upstream has proved the
+// chain over via (every one wrong or unchecked); errNoUpstream otherwise.
 func (r *Router) noUpstream(via Transport) error {
+	all := r.set.Load().all
+	if via == TransportWS {
+		// No shared socket up (the node is down or restarting): the upstream is
+		// unreachable, as a refused dial is on HTTP, not busy or missing.
+		up := false
+		for _, u := range all {
+			up = up || u.mux != nil && u.mux.Up()
+		}
+		if !up {
+			return proto.ErrUnreachable
+		}
+	}
 	if r.cfg.ChainID == 0 {
 		return errNoUpstream
 	}
-	for _, u := range r.set.Load().all {
+	for _, u := range all {
 		if u.servesChain(via) {
 			return errNoUpstream
 		}
