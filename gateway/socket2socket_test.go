@@ -262,6 +262,37 @@ func TestSocket2SocketInFlightLimit(t *testing.T) {
 	}
 }
 
+// A batch that could never be admitted (more elements than -max-batch, or than the
+// connection may have in flight) is refused as too large, on an idle connection, with a
+// message naming the limit: not as an in-flight limit a client would retry.
+func TestSocket2SocketBatchTooLarge(t *testing.T) {
+	_, gw := startSilentGateway(t, "-ws-max-in-flight", "4", "-max-batch", "6")
+	c := dialWS(t, gw.WSURL, nil)
+	batch := func(n int) string {
+		var b strings.Builder
+		b.WriteByte('[')
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"jsonrpc":"2.0","id":%d,"method":"eth_chainId"}`, i)
+		}
+		return b.String() + "]"
+	}
+	for _, tc := range []struct {
+		n    int
+		want string
+	}{
+		{5, `{"jsonrpc":"2.0","id":null,"error":{"code":-32005,"message":"batch too large: more than 4 requests, the most one websocket connection may have in flight; split it or send it over HTTP"}}`},
+		{7, `{"jsonrpc":"2.0","id":null,"error":{"code":-32005,"message":"batch too large: more than 6 requests"}}`},
+		{40, `{"jsonrpc":"2.0","id":null,"error":{"code":-32005,"message":"batch too large: more than 6 requests"}}`},
+	} {
+		if got := string(c.call(batch(tc.n))); got != tc.want {
+			t.Errorf("batch of %d: %s", tc.n, got)
+		}
+	}
+}
+
 func TestSocket2SocketMessageTooLarge(t *testing.T) {
 	_, gw := startSilentGateway(t, "-max-request-body", "1024", "-ws-max-pending-bytes", "1024", "-max-pending-bytes", "1024")
 	c := dialWS(t, gw.WSURL, nil)

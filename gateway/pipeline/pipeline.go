@@ -342,7 +342,7 @@ func (p *Pipeline) serveBatch(n *network.Network, b *batch, dst, body []byte, up
 			break
 		}
 		if len(b.spans) == p.maxBatch {
-			return dst, batchTooLarge(p.maxBatch)
+			return dst, BatchTooLarge(p.maxBatch)
 		}
 		b.spans = append(b.spans, el)
 	}
@@ -514,7 +514,8 @@ func putBatch(b *batch) {
 	batchPool.Put(b)
 }
 
-func batchTooLarge(limit int) *proto.Error {
+// BatchTooLarge is the error of a batch of more than limit requests.
+func BatchTooLarge(limit int) *proto.Error {
 	e := *proto.ErrBatchTooLarge
 	e.Message = "batch too large: more than " + strconv.Itoa(limit) + " requests"
 	return &e

@@ -1,6 +1,7 @@
 package socket
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -145,7 +146,18 @@ func (c *wsClient) startBatch(buf *[]byte, start time.Time) bool {
 			n++
 		}
 	}
-	if perr := c.admit(max(n, 1), len(*buf)); perr != nil {
+	// A batch larger than -max-batch, or than the connection may have in flight,
+	// could never be admitted: refused as too large, not as a limit to retry later.
+	var perr *proto.Error
+	switch {
+	case n > c.h.cfg.MaxBatch:
+		perr = pipeline.BatchTooLarge(c.h.cfg.MaxBatch)
+	case n > c.h.cfg.WSMaxInFlight:
+		perr = batchOverInFlight(c.h.cfg.WSMaxInFlight)
+	default:
+		perr = c.admit(max(n, 1), len(*buf))
+	}
+	if perr != nil {
 		c.sendError(nil, perr) // one error for the batch, as for a batch over the size cap
 		c.h.calls.observe(perr.Status, start)
 		return false
@@ -243,4 +255,12 @@ func firstStringParam(params []byte) []byte {
 		return nil
 	}
 	return append([]byte(nil), v...)
+}
+
+// batchOverInFlight is the error of a batch of more requests than one connection may
+// have in flight (-ws-max-in-flight): it could never be admitted there.
+func batchOverInFlight(limit int) *proto.Error {
+	e := *proto.ErrBatchTooLarge
+	e.Message = "batch too large: more than " + strconv.Itoa(limit) + " requests, the most one websocket connection may have in flight; split it or send it over HTTP"
+	return &e
 }
