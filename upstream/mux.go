@@ -61,6 +61,9 @@ type MuxConfig struct {
 	// OnChainID, when set, hears each socket's answer: the chain id, or err when there
 	// was none (not called when the connection was lost first).
 	OnChainID func(got uint64, err error)
+	// OnUp, when set, hears each socket that comes up: its chain proved and its
+	// subscriptions sent again. It must not block.
+	OnUp func()
 	// Classifier classifies error frames and close frames (nil: the generic rules).
 	Classifier *Classifier
 	// OnClosed, when set, hears of a socket the upstream closed for its rate, its

@@ -233,6 +233,9 @@ func (s *slot) serve(conn *wireConn) error {
 	s.isUp.Store(true)
 	s.m.connUp()
 	s.m.resubscribe(s)
+	if cfg.OnUp != nil {
+		cfg.OnUp()
+	}
 
 	err := s.write(conn, readerDone)
 

@@ -135,6 +135,9 @@ type Upstream struct {
 	integ    integrityState
 	stop     chan struct{}
 	done     sync.WaitGroup
+	// headCheck asks followHead to read the head again: a socket came back up, and the
+	// node behind it may be on another chain or further back, with no new block to say so.
+	headCheck chan struct{}
 }
 
 // Name returns the upstream's configured name.
@@ -297,7 +300,8 @@ func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 	}
 	met := NewMetrics(r.cfg.Registry, sp.Name)
 	u := &Upstream{spec: sp, key: key, metrics: met, health: newHealth(&r.cfg.Health),
-		allow: proto.NewMethodSet(sp.Allow), deny: proto.NewMethodSet(sp.Deny), stop: make(chan struct{})}
+		allow: proto.NewMethodSet(sp.Allow), deny: proto.NewMethodSet(sp.Deny), stop: make(chan struct{}),
+		headCheck: make(chan struct{}, 1)}
 	met.health = u.health
 	u.pol.Store(pol)
 	u.cordon.Store(r.cordonOf(sp.Name))
@@ -329,6 +333,12 @@ func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 		// Each socket proves the chain itself before it carries anything.
 		mc.ChainID = r.cfg.ChainID
 		mc.OnChainID = func(got uint64, err error) { r.chainAnswer(u, TransportWS, got, err) }
+		mc.OnUp = func() {
+			select {
+			case u.headCheck <- struct{}{}:
+			default: // one is pending already
+			}
+		}
 		if sp.User != "" || sp.Password != "" {
 			mc.Header = http.Header{"Authorization": {basicAuth(sp.User, sp.Password)}}
 		}

@@ -10,7 +10,9 @@ import (
 func base64Encode(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 // followHead keeps u's head: from a newHeads subscription on its socket when it has
-// one (free: the node pushes it), by polling the latest block otherwise.
+// one (free: the node pushes it), by polling the latest block otherwise. With a socket
+// it reads the head once more each time a socket comes back up: newHeads reports only
+// new blocks, and a node restarted on a new chain, or further back, may make none.
 func (r *Router) followHead(u *Upstream) {
 	defer u.done.Done()
 	if u.mux != nil {
@@ -18,10 +20,20 @@ func (r *Router) followHead(u *Upstream) {
 		for {
 			unsub, err := u.mux.Subscribe([]byte(`["newHeads"]`), func(header []byte) { r.observeHead(u, header) })
 			if err == nil {
+				select {
+				case <-u.headCheck: // a socket came up before: the read below covers it
+				default:
+				}
 				r.pollHead(u) // newHeads reports only later heads: read the current one once
-				<-u.stop
-				unsub()
-				return
+				for {
+					select {
+					case <-u.stop:
+						unsub()
+						return
+					case <-u.headCheck:
+						r.pollHead(u)
+					}
+				}
 			}
 			select {
 			case <-u.stop:
@@ -49,14 +61,22 @@ var (
 	methodBlockNumber      = []byte("eth_blockNumber")
 )
 
-// pollHead reads u's latest block header over HTTP.
+// pollHead reads u's latest block header over HTTP. An answer older than a head u
+// pushed while it was asked is dropped: it would look like the chain going back.
 func (r *Router) pollHead(u *Upstream) {
 	var req proto.Request
 	req.Set(methodGetBlockByNumber, latestHeaderParams)
+	at := u.health.headAt.Load()
 	ans, err := r.poolCall(u, &req, time.Now().Add(min(r.cfg.Pool.MaxConnWaitTimeout, 2*r.cfg.HeadPoll)))
-	if err == nil {
-		r.observeHead(u, proto.FirstMember(ans, "result").Bytes(ans))
+	if err != nil {
+		return
 	}
+	header := proto.FirstMember(ans, "result").Bytes(ans)
+	if n, ok := proto.ParseQuantity(proto.FirstMember(header, "number").Bytes(header)); ok &&
+		n < u.health.Head() && u.health.headAt.Load() != at {
+		return
+	}
+	r.observeHead(u, header)
 }
 
 // observeHead records a header u reported and moves the served head: up whenever any
@@ -65,10 +85,12 @@ func (r *Router) pollHead(u *Upstream) {
 // upstream to a lagging one never moves it down.
 //
 // Only the heads of upstreams that may serve calls at the served head move it: not a
-// banned or cordoned upstream's, and a fallback's only while no primary is healthy. Calls that must
-// be at the served head go to upstreams that have it; were a banned primary or a
-// fallback to report a block a moment before the healthy primaries, that moment's
-// calls would go to the fallback.
+// banned upstream's while another may serve, not a cordoned one's, and a fallback's
+// only while no primary is healthy. Calls that must be at the served head go to
+// upstreams that have it; were a banned primary or a fallback to report a block a
+// moment before the healthy primaries, that moment's calls would go to the fallback.
+// A banned upstream with no other beside it (the only node, back from a restart and
+// not yet readmitted) is the only word on the chain: its heads count.
 func (r *Router) observeHead(u *Upstream, header []byte) {
 	n, ok := proto.ParseQuantity(proto.FirstMember(header, "number").Bytes(header))
 	if !ok {
@@ -83,7 +105,7 @@ func (r *Router) observeHead(u *Upstream, header []byte) {
 	r.headMu.Lock()
 	defer r.headMu.Unlock()
 	r.recent.add(hash, n)
-	if st := u.health.State(); st == StateBanned || u.cordoned() || u.spec.Tier == TierFallback && r.healthyPrimary() {
+	if st := u.health.State(); st == StateBanned && r.othersServe(u) || u.cordoned() || u.spec.Tier == TierFallback && r.healthyPrimary() {
 		return
 	}
 	served := r.served.Load()
@@ -107,6 +129,17 @@ func (r *Router) observeHead(u *Upstream, header []byte) {
 func (r *Router) healthyPrimary() bool {
 	for _, u := range r.set.Load().primaries {
 		if u.health.State() == StateHealthy && u.onChain() && !u.spec.SendOnly {
+			return true
+		}
+	}
+	return false
+}
+
+// othersServe reports whether an upstream other than u may serve calls: on the chain,
+// not banned, not cordoned, not a relay for sends.
+func (r *Router) othersServe(u *Upstream) bool {
+	for _, o := range r.set.Load().all {
+		if o != u && o.health.State() != StateBanned && !o.cordoned() && o.onChain() && !o.spec.SendOnly {
 			return true
 		}
 	}

@@ -104,6 +104,25 @@ func TestServedHeadFollowsUsableUpstreams(t *testing.T) {
 	}
 }
 
+// A banned upstream with no other beside it is the only word on the chain: its heads
+// move the served head, up and (the node restarted further back) down. Ignored, they
+// left the served head, and the cache keyed on it, behind the heads its subscribers
+// were already getting until the upstream was readmitted.
+func TestServedHeadFollowsTheOnlyUpstreamWhileBanned(t *testing.T) {
+	r := testRouter(t, Spec{Name: "a", HTTPURL: "http://127.0.0.1:1"})
+	a := byName(r, "a")
+	r.observeHead(a, header(10))
+	a.health.Ban("test", time.Now())
+	r.observeHead(a, header(11))
+	if got := r.ServedHead(); got != 11 {
+		t.Fatalf("the only upstream, banned, reported 11: served head %d", got)
+	}
+	r.observeHead(a, header(3))
+	if got := r.ServedHead(); got != 3 {
+		t.Fatalf("the only upstream, banned, went back to 3: served head %d", got)
+	}
+}
+
 // A fallback takes a call only when no primary can: not even a healthy one a block
 // behind the served head, as when the primary that reported the block fails the call
 // and the other's notification of it is not in yet. A lagging primary cannot.
