@@ -56,6 +56,14 @@ func TestSocket2SocketNodeKilledAndRestarted(t *testing.T) {
 	if a.Error == nil || string(a.ID) != `"down"` || time.Since(start) > 5*time.Second {
 		t.Fatalf("call while down: %+v after %v", a, time.Since(start))
 	}
+	// So does a subscription no client holds yet: "upstream unavailable" after a review,
+	// not the no-upstream error after the whole upstream timeout (10 s).
+	start = time.Now()
+	a = decodeAnswer(t, cs[1].call(`{"jsonrpc":"2.0","id":"sub-down","method":"eth_subscribe","params":["newPendingTransactions"]}`))
+	if a.Error == nil || a.Error.Code != -32000 || a.Error.Message != "upstream unavailable" || string(a.ID) != `"sub-down"` ||
+		time.Since(start) > 5*time.Second {
+		t.Fatalf("subscribe while down: %+v after %v", a, time.Since(start))
+	}
 
 	const resubscribes = `gateway_upstream_ws_resubscribes_total{upstream="default"}`
 	resubs := gw.metric(t, resubscribes)

@@ -217,6 +217,22 @@ func (r *Router) waitChain(ups []*Upstream) {
 	}
 }
 
+// socketsDown reports an outage of the websocket tier: no upstream socket is up, and
+// every upstream with sockets has had one up before (the nodes are down, not starting).
+func (r *Router) socketsDown() bool {
+	any := false
+	for _, u := range r.set.Load().all {
+		if u.mux == nil {
+			continue
+		}
+		if u.mux.Up() || !u.mux.beenUp() {
+			return false
+		}
+		any = true
+	}
+	return any
+}
+
 // noUpstream is the error of a call no upstream was picked for: ErrUnreachable over the
 // websocket when no upstream socket is up; errNoChain when no upstream has proved the
 // chain over via (every one wrong or unchecked); errNoUpstream otherwise.

@@ -180,6 +180,16 @@ func (m *Mux) WaitReady(timeout time.Duration) error {
 // Up reports whether at least one socket is connected.
 func (m *Mux) Up() bool { return m.metrics.wsConns.Load() > 0 }
 
+// beenUp reports whether a socket of m has ever come up.
+func (m *Mux) beenUp() bool {
+	select {
+	case <-m.ready:
+		return true
+	default:
+		return false
+	}
+}
+
 // Close stops every goroutine of the Mux, answers every pending call with
 // proto.ErrUnavailable and returns when all of them have ended.
 func (m *Mux) Close() {

@@ -83,12 +83,18 @@ func (g *subGroup) establish(deadline time.Time) bool {
 		u := g.s.pickCarrierNot(tried)
 		if u == nil {
 			// Nobody can carry it now (sockets still connecting, every upstream down):
-			// wait for the next review's news until the client's deadline.
+			// wait for the next review's news until the client's deadline; but with no
+			// socket up anywhere that has been up before (the nodes are down, not
+			// starting), only one review, then fail fast as calls do.
 			tried = tried[:0]
+			outage := g.s.r.socketsDown()
 			select {
 			case <-g.stop:
 				return false
 			case <-time.After(g.s.r.cfg.ReviewInterval):
+			}
+			if outage && g.s.r.socketsDown() {
+				break
 			}
 			continue
 		}
