@@ -112,6 +112,33 @@ func TestHeaderTooLargeIs431(t *testing.T) {
 	}
 }
 
+// A request not read whole within -read-timeout (a header or a body sent too slowly)
+// gets 408 in JSON, not 400 "malformed".
+func TestSlowRequestIs408(t *testing.T) {
+	fake := startFakeUpstream(t)
+	gw := startGateway(t, fake.args("-read-timeout", "300ms")...)
+	for _, partial := range []string{
+		"GET /blocknumber HTTP/1.1\r\nHost: x\r\n",                              // the header never ends
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"jsonrpc\"", // nor the body
+	} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(gw.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(wsWait))
+		if _, err := conn.Write([]byte(partial)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4096)
+		n, _ := readAtLeastHeader(conn, buf)
+		conn.Close()
+		got := string(buf[:n])
+		if !strings.HasPrefix(got, "HTTP/1.1 408 ") || !strings.Contains(got, `"message":"request timeout`) {
+			t.Errorf("%q: got %q", partial, got)
+		}
+	}
+}
+
 // readAtLeastHeader reads until the answer's body has begun or the peer stops.
 func readAtLeastHeader(conn net.Conn, buf []byte) (int, error) {
 	n := 0

@@ -66,6 +66,11 @@ func TestKeyPathsNeverLogged(t *testing.T) {
 		l := gw.log.String()
 		return strings.Count(l, `"msg":"request"`) >= 17 && strings.Count(l, `"msg":"fasthttp"`) >= 3
 	})
+	for _, line := range strings.Split(gw.log.String(), "\n") {
+		if strings.Count(line, `"msg":`) > 1 {
+			t.Errorf("a log line with two msg keys: %s", line)
+		}
+	}
 	_, metricsText := do(t, "GET", gw.AdminURL+"/metrics", "")
 	for where, text := range map[string]string{"log": gw.log.String(), "metrics": string(metricsText)} {
 		if strings.Contains(text, keyMark) || strings.Contains(text, enc) ||

@@ -452,10 +452,23 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 		pipeline.WriteError(ctx, nil, proto.ErrBodyTooLarge)
 	case errors.As(err, new(*fasthttp.ErrSmallBuffer)):
 		pipeline.WriteError(ctx, nil, errHeaderTooLarge)
+	case isTimeout(err):
+		pipeline.WriteError(ctx, nil, errRequestTimeout)
 	default:
 		pipeline.WriteError(ctx, nil, proto.NewError(proto.CodeInvalidRequest, fasthttp.StatusBadRequest, "malformed HTTP request"))
 	}
 }
+
+// isTimeout reports whether err is a read that ran out of time (-read-timeout).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// errRequestTimeout answers a request not read whole within -read-timeout (a client
+// sending its header or body too slowly).
+var errRequestTimeout = proto.NewError(proto.CodeInvalidRequest, fasthttp.StatusRequestTimeout,
+	"request timeout: the request was not read whole within the read timeout")
 
 // errHeaderTooLarge answers a request whose header does not fit the read buffer.
 var errHeaderTooLarge = proto.NewError(proto.CodeInvalidRequest, fasthttp.StatusRequestHeaderFieldsTooLarge,

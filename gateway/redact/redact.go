@@ -136,5 +136,7 @@ type Logger struct{ L *slog.Logger }
 
 // Printf logs one fasthttp message.
 func (f Logger) Printf(format string, args ...any) {
-	f.L.Debug("fasthttp", "msg", ClientBytes(fmt.Sprintf(format, args...)))
+	// Not under "msg": the line's message is "fasthttp", and a second msg key is a
+	// duplicate that strict JSON log pipelines drop the whole line for.
+	f.L.Debug("fasthttp", "detail", ClientBytes(fmt.Sprintf(format, args...)))
 }
