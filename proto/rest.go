@@ -1,6 +1,7 @@
 package proto
 
 import (
+	"bytes"
 	"math"
 	"net/http"
 	"strconv"
@@ -73,7 +74,8 @@ func AppendTxByBlockAndIndexParams(dst, body []byte) ([]byte, *Error) {
 	if err != nil {
 		return dst, err
 	}
-	n, ok := parseQuantity(index.Bytes(body))
+	var buf [64]byte
+	n, ok := parseQuantity(unescaped(index.Bytes(body), &buf))
 	if !ok {
 		return dst, invalidParams(`"index": want a hex quantity ("0x0") or a decimal number, got ` + shown(index.Bytes(body)))
 	}
@@ -125,6 +127,8 @@ func scanRESTBody(body []byte, k1 string, v1 *Span, k2 string, v2 *Span) *Error 
 
 // appendBlock appends the canonical JSON form of a block parameter.
 func appendBlock(dst, v []byte) ([]byte, *Error) {
+	var buf [64]byte
+	v = unescaped(v, &buf)
 	if len(v) > 2 && v[0] == '"' {
 		s := v[1 : len(v)-1]
 		for _, tag := range blockTags {
@@ -142,6 +146,21 @@ func appendBlock(dst, v []byte) ([]byte, *Error) {
 	dst = append(dst, `"0x`...)
 	dst = strconv.AppendUint(dst, n, 16)
 	return append(dst, '"'), nil
+}
+
+// unescaped returns v, a JSON string written with escapes ("\u006catest"), decoded and
+// quoted again in buf, so a value is judged as the JSON it is, as the node would read
+// it; v itself when it has no escape, or when it decodes to more than any valid value
+// (32 bytes), which then fails as written.
+func unescaped(v []byte, buf *[64]byte) []byte {
+	if len(v) < 2 || v[0] != '"' || bytes.IndexByte(v, '\\') < 0 {
+		return v
+	}
+	d, ok := appendUnquoted(append(buf[:0], '"'), v, 32)
+	if !ok {
+		return v
+	}
+	return append(d, '"')
 }
 
 // parseQuantity accepts "0x<hex>", "<decimal>" or a bare non-negative JSON integer.

@@ -27,6 +27,12 @@ func TestBlockByNumberParams(t *testing.T) {
 		{` { "txdetails" : "true" , "block" : 0 } `, `["0x0",true]`, 0, ""},
 		{`{"block":"latest","txdetails":null}`, `["latest",false]`, 0, ""},
 		{`{"block":"latest","extra":[1,{"x":2}]}`, `["latest",false]`, 0, ""},
+		// Escapes decode as the node decodes them: the value is what the JSON says.
+		{`{"block":"\u006catest"}`, `["latest",false]`, 0, ""},
+		{`{"block":"\u0030x1b4"}`, `["0x1b4",false]`, 0, ""},
+		{`{"block":"4\u00336"}`, `["0x1b4",false]`, 0, ""},
+		{`{"block":"l\u0061test\u0000"}`, ``, CodeInvalidParams, `"block"`},
+		{`{"block":"\u006c` + strings.Repeat("a", 40) + `"}`, ``, CodeInvalidParams, `"block"`},
 		{``, ``, CodeParseError, "empty body"},
 		{`{"block":"latest"`, ``, CodeParseError, "parse error"},
 		{`{"block":"latest"} x`, ``, CodeParseError, "parse error"},
@@ -67,6 +73,7 @@ func TestTxByBlockAndIndexParams(t *testing.T) {
 		{`{"block":"latest","index":"x"}`, ``, CodeInvalidParams, `"index"`},
 		{`{"block":"latest","index":-1}`, ``, CodeInvalidParams, `"index"`},
 		{`{"block":"latest","index":"0x10000000000000000"}`, ``, CodeInvalidParams, `"index"`},
+		{`{"block":"\u006catest","index":"\u0030x11"}`, `["latest","0x11"]`, 0, ""},
 	}
 	for _, c := range cases {
 		got, err := AppendTxByBlockAndIndexParams(nil, []byte(c.body))
@@ -98,9 +105,11 @@ func checkREST(t *testing.T, body, got string, err *Error, want string, code int
 
 func TestRESTParsingAllocatesNothing(t *testing.T) {
 	body := []byte(`{"block":"0xc6af55","txdetails":"true"}`)
+	escaped := []byte(`{"block":"\u006catest","txdetails":"true"}`)
 	dst := make([]byte, 0, 256)
 	if n := testing.AllocsPerRun(100, func() {
 		_, _ = AppendBlockByNumberParams(dst[:0], body)
+		_, _ = AppendBlockByNumberParams(dst[:0], escaped)
 	}); n != 0 {
 		t.Fatalf("AppendBlockByNumberParams allocates %v per call", n)
 	}
