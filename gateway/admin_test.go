@@ -18,14 +18,15 @@ func TestStatusOnlyOnAdmin(t *testing.T) {
 	gw := startGateway(t, fake.args()...)
 	gw.waitUpstreams(t)
 	for _, c := range []struct {
-		name, url string
-		want      int
+		name, method, url string
+		want              int
 	}{
-		{"public", gw.URL + "/status", 404},
-		{"admin", gw.AdminURL + "/status", 200},
+		{"public", "GET", gw.URL + "/status", 404},
+		{"admin", "GET", gw.AdminURL + "/status", 200},
+		{"admin, wrong method", "POST", gw.AdminURL + "/metrics", 405},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			code, body := do(t, "GET", c.url, "")
+			code, body := do(t, c.method, c.url, "")
 			if code != c.want {
 				t.Fatalf("GET %s: %d, want %d: %s", c.url, code, c.want, body)
 			}

@@ -50,7 +50,9 @@ func (s *Server) routeTable(f *front) (*router.Router, fixedRoutes) {
 	add(fasthttp.MethodHead, "/health", health)
 	add(fasthttp.MethodGet, "/readyz", readyz)
 	add(fasthttp.MethodHead, "/readyz", readyz)
-	add(fasthttp.MethodGet, "/ws/health", inst.Wrap("ws_health", s.probe.Health))
+	wsHealth := inst.Wrap("ws_health", s.probe.Health)
+	add(fasthttp.MethodGet, "/ws/health", wsHealth)
+	add(fasthttp.MethodHead, "/ws/health", wsHealth)
 	// /status (upstream names, health, errors) is on the admin listener only.
 
 	r.NotFound = inst.Wrap("other", s.notFound)

@@ -21,6 +21,7 @@ func TestServeChain(t *testing.T) {
 		{name: "fixed POST /", method: "POST", uri: "/", status: 200, body: `"result"`},
 		{name: "fixed HEAD probe", method: "HEAD", uri: "/health", status: 200},
 		{name: "fixed /ws/health", method: "GET", uri: "/ws/health", status: 200},
+		{name: "fixed HEAD /ws/health", method: "HEAD", uri: "/ws/health", status: 200},
 		{name: "with a query", method: "GET", uri: "/blocknumber?x=1", status: 200, body: `"result"`},
 		{name: "listed origin on a route", method: "GET", uri: "/blocknumber", origin: "https://b.example", status: 200, allowOrigin: "https://b.example"},
 		{name: "listed origin in another case", method: "GET", uri: "/blocknumber", origin: "https://DApp.example", status: 200, allowOrigin: "https://DApp.example"},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -290,6 +291,28 @@ func TestSocket2SocketBatchTooLarge(t *testing.T) {
 		if got := string(c.call(batch(tc.n))); got != tc.want {
 			t.Errorf("batch of %d: %s", tc.n, got)
 		}
+	}
+}
+
+// A websocket handshake over HTTP/1.0 is refused with 400 in JSON: the upgrade needs
+// HTTP/1.1 (RFC 6455 4.1), and fasthttp would close a 1.0 connection after a 101.
+func TestSocket2SocketHandshakeNeedsHTTP11(t *testing.T) {
+	_, gw := startSilentGateway(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(gw.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(wsWait))
+	_, err = conn.Write([]byte("GET /socket2socket HTTP/1.0\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	n, _ := readAtLeastHeader(conn, buf)
+	if got := string(buf[:n]); !strings.Contains(got, " 400 ") || !strings.Contains(got, "needs HTTP/1.1") {
+		t.Fatalf("HTTP/1.0 upgrade: %q", got)
 	}
 }
 

@@ -64,6 +64,8 @@ func Listen(cfg Config, inst *Instrumenter, reg *upstream.Registry, probe *Probe
 		})
 	}
 	r.NotFound = func(ctx *fasthttp.RequestCtx) { pipeline.WriteError(ctx, nil, errNotOnAdmin) }
+	// In JSON like every other answer (the router's own is plain text); Allow is set.
+	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) { pipeline.WriteError(ctx, nil, proto.ErrMethodNotAllowed) }
 	srv := &fasthttp.Server{Handler: r.Handler, Name: "infura-gateway-admin", NoDefaultServerHeader: true,
 		ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout,
 		Logger: redact.Logger{L: cfg.Log}}

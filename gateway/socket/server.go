@@ -103,6 +103,9 @@ func (h *Server) checkOrigin(ctx *fasthttp.RequestCtx) bool {
 	return false
 }
 
+var errNotHTTP11 = proto.NewError(proto.CodeInvalidRequest, fasthttp.StatusBadRequest,
+	"websocket handshake refused: it needs HTTP/1.1")
+
 var errTooManyClients = proto.NewError(proto.CodeLimitExceeded, fasthttp.StatusServiceUnavailable,
 	"too many websocket clients on this gateway, retry later")
 
@@ -115,6 +118,13 @@ func (h *Server) Serve(ctx *fasthttp.RequestCtx) {
 	h.mu.Unlock()
 	if closed {
 		pipeline.WriteError(ctx, nil, proto.ErrShuttingDown)
+		return
+	}
+	// RFC 6455 4.1: the handshake is HTTP/1.1 or later. fasthttp would close an
+	// HTTP/1.0 connection after the 101, so the upgrade could never be used.
+	if !ctx.Request.Header.IsHTTP11() {
+		h.refused.Inc()
+		pipeline.WriteError(ctx, nil, errNotHTTP11)
 		return
 	}
 	// Checked before the upgrade, counted once the handler runs: a handful of
