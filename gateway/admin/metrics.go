@@ -106,6 +106,10 @@ func LogPath(ctx *fasthttp.RequestCtx) string { return redact.Path(string(ctx.Pa
 func (s *Instrumenter) Wrap(route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	rm := s.newRouteMetrics(route)
 	if s.logRequests {
+		logPath := LogPath
+		if route == "other" { // no route matched: the path may hold any provider's key
+			logPath = func(ctx *fasthttp.RequestCtx) string { return redact.UnknownPath(string(ctx.Path())) }
+		}
 		return func(ctx *fasthttp.RequestCtx) {
 			start := ctx.Time()
 			s.inFlight.add(ctx, 1)
@@ -114,7 +118,7 @@ func (s *Instrumenter) Wrap(route string, h fasthttp.RequestHandler) fasthttp.Re
 			s.inFlight.add(ctx, -1)
 			code := ctx.Response.StatusCode()
 			rm.observe(ctx, code, start)
-			s.log.Info("request", "route", route, "method", string(ctx.Method()), "path", LogPath(ctx),
+			s.log.Info("request", "route", route, "method", string(ctx.Method()), "path", logPath(ctx),
 				"status", code, "duration", time.Since(start), "remote", ctx.RemoteIP().String(),
 				"cache", string(ctx.Response.Header.Peek("X-Cache")),
 				"request_id", string(ctx.Response.Header.PeekCanonical(tracing.RequestIDHeader)))

@@ -73,6 +73,53 @@ func Path(p string) string {
 	return p
 }
 
+// UnknownPath returns the path of a request no route matched fit for the log. Such a
+// path may carry a key the client meant for another provider (/v2/<key>, /<token>/) or
+// wrote wrong (/v3<key>): after Path's rule, a segment is kept only when it reads as a
+// word (letters, '-', '_', at most 12) or a version (v2), and never right after a version.
+func UnknownPath(p string) string {
+	p = Path(p)
+	var b strings.Builder
+	afterVersion := false
+	for i, seg := range strings.Split(p, "/") {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		keep := seg == "" || seg == redacted || (!afterVersion && (isVersion(seg) || isWord(seg)))
+		afterVersion = isVersion(seg)
+		if keep {
+			b.WriteString(seg)
+		} else {
+			b.WriteString(redacted)
+		}
+	}
+	return b.String()
+}
+
+func isVersion(s string) bool {
+	if len(s) < 2 || len(s) > 3 || (s[0] != 'v' && s[0] != 'V') {
+		return false
+	}
+	for _, c := range s[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isWord(s string) bool {
+	if len(s) > 12 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // ClientBytes makes a fasthttp message fit for the log. fasthttp quotes (%q)
 // what it repeats of a request it could not parse: the request line, a header, the
 // start of the buffer; any of them may hold a key (in the path, in Authorization or

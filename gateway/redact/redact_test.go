@@ -85,3 +85,23 @@ func FuzzRedactClientBytes(f *testing.F) {
 		}
 	})
 }
+
+func TestUnknownPath(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"/nope", "/nope"},
+		{"/", "/"},
+		{"//blocknumber", "//blocknumber"},
+		{"/v2/abc123def", "/v2/redacted"},
+		{"/v2/rpc", "/v2/redacted"},
+		{"/v3abcdef0123456789", "/redacted"},
+		{"/NEARKEYmaterial0123456789/x", "/redacted/x"},
+		{"/rpc/v1/token-value-xyz/", "/rpc/v1/redacted/"},
+		{"/v3/key/extra", "/v3/redacted"},
+		{"/blocknumber/", "/blocknumber/"},
+		{"/txbyblockandindex/x", "/redacted/x"},
+	} {
+		if got := UnknownPath(c.in); got != c.want {
+			t.Errorf("UnknownPath(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
