@@ -234,6 +234,13 @@ func TestFiltersMatchGeth(t *testing.T) {
 			t.Fatalf("%s: poll after uninstall: gateway %+v, geth %+v", f.name, g.Error, n.Error)
 		}
 	}
+	// A null filter id is invalid params, as geth answers, not "false".
+	for _, m := range []string{"eth_uninstallFilter", "eth_getFilterChanges"} {
+		g, n := rpcAt(t, gw.URL, m, nil), rpcAt(t, node.HTTPURL, m, nil)
+		if g.Error == nil || n.Error == nil || g.Error.Code != n.Error.Code {
+			t.Fatalf("%s(null): gateway %+v %s, geth %+v %s", m, g.Error, g.Result, n.Error, n.Result)
+		}
+	}
 	// Bad criteria are refused as geth refuses them.
 	for _, c := range []map[string]any{
 		{"fromBlock": "pending"},

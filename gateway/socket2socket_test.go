@@ -177,6 +177,16 @@ func TestSocket2SocketSubscribeNewHeads(t *testing.T) {
 	if got := string(a.call(`{"jsonrpc":"2.0","id":3,"method":"eth_unsubscribe","params":["` + id + `"]}`)); got != `{"jsonrpc":"2.0","id":3,"result":false}` {
 		t.Fatalf("second unsubscribe: %s", got)
 	}
+	// A subscription id is a string: anything else is invalid params, as geth answers.
+	for i, params := range []string{`[123]`, `[]`, `[null]`, `{}`, `[{"id":"x"}]`} {
+		got := string(a.call(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_unsubscribe","params":%s}`, 10+i, params)))
+		if want := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"error":{"code":-32602,`, 10+i); !strings.HasPrefix(got, want) {
+			t.Fatalf("unsubscribe %s: %s", params, got)
+		}
+	}
+	if got := string(a.call(`{"jsonrpc":"2.0","id":4,"method":"eth_unsubscribe","params":["0x` + strings.Repeat("ab", 100) + `"]}`)); got != `{"jsonrpc":"2.0","id":4,"result":false}` {
+		t.Fatalf("unsubscribe of a long id: %s", got)
+	}
 	// b still receives heads; after a's unsubscribe answer a gets none.
 	decodeAnswer(t, b.next())
 	decodeAnswer(t, b.next())

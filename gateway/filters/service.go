@@ -50,7 +50,8 @@ func idParam(params []byte) (string, bool, error) {
 		return "", false, invalidParams("want one filter id")
 	}
 	var id string
-	if json.Unmarshal(args[0], &id) != nil {
+	// null decodes into a string without an error; geth refuses it as a missing id.
+	if string(args[0]) == "null" || json.Unmarshal(args[0], &id) != nil {
 		return "", false, argError(errors.New("filter id must be a string"))
 	}
 	return id, validID(id), nil

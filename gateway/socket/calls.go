@@ -229,8 +229,15 @@ func (c *wsClient) unsubscribe(cl *pipeline.Call) {
 	if cl.ID == nil {
 		return
 	}
+	gw, isString := firstStringParam(cl.Req.Params)
+	if !isString {
+		// As geth: a subscription id is a string; anything else is the caller's mistake,
+		// not a subscription that is gone.
+		c.sendError(cl.ID, errUnsubscribeParams)
+		return
+	}
 	res := "false"
-	if gw := firstStringParam(cl.Req.Params); gw != nil && c.subs.Leave(c, gw) {
+	if gw != nil && c.subs.Leave(c, gw) {
 		res = "true"
 		c.dropSub()
 	}
@@ -240,22 +247,26 @@ func (c *wsClient) unsubscribe(cl *pipeline.Call) {
 	c.enqueue(outMsg{b: *buf, buf: buf})
 }
 
-// firstStringParam returns the decoded params[0] when it is a string.
-func firstStringParam(params []byte) []byte {
+// firstStringParam returns the decoded params[0], and whether it is a string at all; v
+// is nil for a string too long to be a subscription id of ours.
+func firstStringParam(params []byte) (v []byte, isString bool) {
 	if proto.FirstByte(params) != '[' {
-		return nil
+		return nil, false
 	}
 	s := proto.Nth(params, 0)
-	if !s.Present() {
-		return nil
+	if !s.Present() || proto.FirstByte(s.Bytes(params)) != '"' {
+		return nil, false
 	}
 	var buf [128]byte
-	v, ok := proto.DecodeString(buf[:], s.Bytes(params))
+	d, ok := proto.DecodeString(buf[:], s.Bytes(params))
 	if !ok {
-		return nil
+		return nil, true
 	}
-	return append([]byte(nil), v...)
+	return append([]byte(nil), d...), true
 }
+
+var errUnsubscribeParams = proto.NewError(proto.CodeInvalidParams, fasthttp.StatusBadRequest,
+	`invalid params: eth_unsubscribe takes ["<subscription id>"]`)
 
 // batchOverInFlight is the error of a batch of more requests than one connection may
 // have in flight (-ws-max-in-flight): it could never be admitted there.
