@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"testing"
+
+	"github.com/valyala/fasthttp"
 )
 
 // TestServeChain: the folded entry (CORS, network, key routes, the fixed-route table,
@@ -37,18 +39,7 @@ func TestServeChain(t *testing.T) {
 		{name: "preflight of an origin not listed: router's Allow", method: "OPTIONS", uri: "/", origin: "https://a.example", reqMethod: "POST", status: 200, allow: "OPTIONS, POST"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newDirectCall(s, tc.method, tc.uri, "")
-			if tc.method == "POST" {
-				c.ctx.Request.SetBodyString(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`)
-			}
-			if tc.origin != "" {
-				c.ctx.Request.Header.Set("Origin", tc.origin)
-			}
-			if tc.reqMethod != "" {
-				c.ctx.Request.Header.Set("Access-Control-Request-Method", tc.reqMethod)
-			}
-			c.h(&c.ctx)
-			r := &c.ctx.Response
+			r := serveWithOrigin(s, tc.method, tc.uri, tc.origin, tc.reqMethod)
 			if r.StatusCode() != tc.status {
 				t.Fatalf("status %d, want %d: %s", r.StatusCode(), tc.status, r.Body())
 			}
@@ -93,15 +84,7 @@ func TestCORSAnyOrigin(t *testing.T) {
 		{"preflight", "OPTIONS", "https://a.example", "GET", 204, "*"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newDirectCall(s, tc.method, "/blocknumber", "")
-			if tc.origin != "" {
-				c.ctx.Request.Header.Set("Origin", tc.origin)
-			}
-			if tc.reqMethod != "" {
-				c.ctx.Request.Header.Set("Access-Control-Request-Method", tc.reqMethod)
-			}
-			c.h(&c.ctx)
-			r := &c.ctx.Response
+			r := serveWithOrigin(s, tc.method, "/blocknumber", tc.origin, tc.reqMethod)
 			if r.StatusCode() != tc.status || string(r.Header.Peek("Access-Control-Allow-Origin")) != tc.allowOrigin ||
 				len(r.Header.Peek("Vary")) != 0 {
 				t.Errorf("status %d, Access-Control-Allow-Origin %q, Vary %q; want %d, %q, none", r.StatusCode(),
@@ -109,6 +92,23 @@ func TestCORSAnyOrigin(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serveWithOrigin serves one request through s's entry, with an Origin and a
+// preflight's Access-Control-Request-Method when given; a POST carries eth_blockNumber.
+func serveWithOrigin(s *Server, method, uri, origin, reqMethod string) *fasthttp.Response {
+	c := newDirectCall(s, method, uri, "")
+	if method == "POST" {
+		c.ctx.Request.SetBodyString(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`)
+	}
+	if origin != "" {
+		c.ctx.Request.Header.Set("Origin", origin)
+	}
+	if reqMethod != "" {
+		c.ctx.Request.Header.Set("Access-Control-Request-Method", reqMethod)
+	}
+	c.h(&c.ctx)
+	return &c.ctx.Response
 }
 
 func contains(b []byte, s string) bool {

@@ -5,7 +5,7 @@
 // It reads settings and checks them; it starts nothing and holds no running state.
 //
 // It may import the standard library, the YAML decoder, upstream (for upstream.Spec)
-// and the leaf packages under gateway/ (clientip); never gateway or another package
+// and the leaf packages under gateway/ (clientip, redact); never gateway or another package
 // above it: the root package and main import it.
 package config
 

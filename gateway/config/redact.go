@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+
+	"github.com/infura-gateway/infura-gateway/gateway/redact"
 )
 
 // LogValue keeps secrets out of logs: every URL is redacted (RedactURL).
@@ -69,8 +71,8 @@ func RedactURL(raw string) string {
 		segs := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
 		afterVersion := false
 		for i, s := range segs {
-			keep := s == "" || (!afterVersion && (isVersion(s) || isWord(s)))
-			afterVersion = isVersion(s)
+			keep := s == "" || (!afterVersion && (redact.IsVersion(s) || redact.IsWord(s)))
+			afterVersion = redact.IsVersion(s)
 			if !keep {
 				segs[i] = "redacted"
 			}
@@ -90,28 +92,4 @@ func RedactURL(raw string) string {
 		out += "?" + strings.Join(keys, "&")
 	}
 	return out
-}
-
-func isVersion(s string) bool {
-	if len(s) < 2 || len(s) > 3 || (s[0] != 'v' && s[0] != 'V') {
-		return false
-	}
-	for _, c := range s[1:] {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-func isWord(s string) bool {
-	if len(s) > 12 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }

@@ -85,8 +85,8 @@ func UnknownPath(p string) string {
 		if i > 0 {
 			b.WriteByte('/')
 		}
-		keep := seg == "" || seg == redacted || (!afterVersion && (isVersion(seg) || isWord(seg)))
-		afterVersion = isVersion(seg)
+		keep := seg == "" || seg == redacted || (!afterVersion && (IsVersion(seg) || IsWord(seg)))
+		afterVersion = IsVersion(seg)
 		if keep {
 			b.WriteString(seg)
 		} else {
@@ -96,7 +96,8 @@ func UnknownPath(p string) string {
 	return b.String()
 }
 
-func isVersion(s string) bool {
+// IsVersion reports whether a path segment reads as an API version (v2, v3, V10).
+func IsVersion(s string) bool {
 	if len(s) < 2 || len(s) > 3 || (s[0] != 'v' && s[0] != 'V') {
 		return false
 	}
@@ -108,7 +109,9 @@ func isVersion(s string) bool {
 	return true
 }
 
-func isWord(s string) bool {
+// IsWord reports whether a path segment reads as a word (letters, '-', '_', at most 12),
+// not as a key or a token.
+func IsWord(s string) bool {
 	if len(s) > 12 {
 		return false
 	}
