@@ -802,3 +802,38 @@ func TestBadValuesAreRejected(t *testing.T) {
 		})
 	}
 }
+
+// With keys required, the smoke test cannot make its call without a key: given one
+// (tests.apiKey, from a Secret) it sends it as X-API-Key; without, it checks that a call
+// with no key is refused (401) instead of failing every `helm test`.
+func TestSmokeTestWithKeysRequired(t *testing.T) {
+	script := func(p *corev1.Pod) string { return strings.Join(p.Spec.Containers[0].Args, " ") }
+	keyEnv := func(p *corev1.Pod) *corev1.EnvVar {
+		for i, e := range p.Spec.Containers[0].Env {
+			if e.Name == "API_KEY" {
+				return &p.Spec.Containers[0].Env[i]
+			}
+		}
+		return nil
+	}
+	pod := func(args ...string) *corev1.Pod {
+		return render(t, "gw", args...).get(t, "Pod", "gateway-full-test").(*corev1.Pod)
+	}
+
+	p := pod(values("values-full.yaml")...)
+	if s := script(p); !strings.Contains(s, "*401*") || strings.Contains(s, "X-API-Key") || keyEnv(p) != nil {
+		t.Errorf("keys required, no test key: the test must expect 401 and send no key: %s", s)
+	}
+	p = pod(append(values("values-full.yaml"), "--set", "tests.apiKey.secretName=smoke")...)
+	e := keyEnv(p)
+	if s := script(p); !strings.Contains(s, `--header "X-API-Key: $API_KEY"`) || !strings.Contains(s, `*'"result"'*`) ||
+		e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != "smoke" ||
+		e.ValueFrom.SecretKeyRef.Key != "api-key" {
+		t.Errorf("keys required, a test key: the test must send it from the Secret and want a result: %s %+v", s, e)
+	}
+	// Without keys required the key is neither needed nor sent.
+	p = render(t, "gw", append(values(""), "--set", "tests.apiKey.secretName=smoke")...).get(t, "Pod", "gw-infura-gateway-test").(*corev1.Pod)
+	if s := script(p); strings.Contains(s, "X-API-Key") || strings.Contains(s, "*401*") || keyEnv(p) != nil {
+		t.Errorf("keys off: the test sends no key and wants a result: %s", s)
+	}
+}
