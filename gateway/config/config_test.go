@@ -84,6 +84,15 @@ func TestLoadConfigRejects(t *testing.T) {
 		{nil, map[string]string{"INFURA_PROJECT_ID": "a/b"}, "INFURA_PROJECT_ID"},
 		{[]string{"-ws-upstream-conns", "1000"}, nil, "-ws-upstream-conns"},
 		{[]string{"-cors-origins", "*,https://a.example"}, nil, "* alone"},
+		{[]string{"-redis-addr", "127.0.0.1:abc"}, nil, "port from 1 to 65535"},
+		{[]string{"-redis-addr", "localhost:-1"}, nil, "port from 1 to 65535"},
+		{[]string{"-redis-addr", "127.0.0.1:0"}, nil, "port from 1 to 65535"},
+		{[]string{"-redis-addr", "127.0.0.1:97800"}, nil, "port from 1 to 65535"},
+		{[]string{"-redis-addr", "a b:9780"}, nil, "want host:port"},
+		{[]string{"-redis-addr", ":6379"}, nil, "want host:port"},
+		{nil, map[string]string{"REDIS_ADDR": "redis://:UrlPW-Secret1@127.0.0.1:9780"}, "not a URL"},
+		{[]string{"-redis-addr", "user:UrlPW-Secret1@127.0.0.1:9780"}, nil, "not a URL"},
+		{[]string{"-redis-addr", "127.0.0.1:6379", "-shared-cache-redis-addr", "x:99999"}, nil, "-shared-cache-redis-addr"},
 		{[]string{"-cors-origins", "https://a.example/app"}, nil, `"https://a.example/app" is not an origin`},
 		{nil, map[string]string{"CORS_ORIGINS": "a.example"}, `"a.example" is not an origin`},
 		{[]string{"-cors-origins", "https://a.example?x"}, nil, "is not an origin"},
@@ -91,7 +100,8 @@ func TestLoadConfigRejects(t *testing.T) {
 	}
 	for _, c := range cases {
 		_, err := Load(c.args, func(k string) string { return c.env[k] }, io.Discard)
-		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") ||
+			strings.Contains(err.Error(), "UrlPW-Secret1") {
 			t.Errorf("Load(%v, %v) = %v, want a one-line error mentioning %q", c.args, c.env, err, c.want)
 		}
 	}

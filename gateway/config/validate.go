@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -123,16 +124,16 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.RedisAddr != "" {
-		if _, _, err := net.SplitHostPort(c.RedisAddr); err != nil {
-			return fmt.Errorf("-redis-addr %q: want host:port", c.RedisAddr)
+		if err := checkRedisAddr(c.RedisAddr); err != nil {
+			return fmt.Errorf("-redis-addr (REDIS_ADDR): %w", err)
 		}
 	}
 	if c.SharedCacheRedisAddr != "" {
 		if c.RedisAddr == "" {
 			return errors.New("-shared-cache-redis-addr needs -redis-addr (the limits' Redis)")
 		}
-		if _, _, err := net.SplitHostPort(c.SharedCacheRedisAddr); err != nil {
-			return fmt.Errorf("-shared-cache-redis-addr %q: want host:port", c.SharedCacheRedisAddr)
+		if err := checkRedisAddr(c.SharedCacheRedisAddr); err != nil {
+			return fmt.Errorf("-shared-cache-redis-addr: %w", err)
 		}
 	}
 	if err := c.TracingConfig("").Validate(); err != nil {
@@ -163,6 +164,23 @@ func checkCORSOrigins(list []string) error {
 			u.Fragment != "" || strings.HasSuffix(o, "?") || strings.HasSuffix(o, "#") {
 			return fmt.Errorf("-cors-origins: %q is not an origin (scheme://host[:port], e.g. https://app.example)", o)
 		}
+	}
+	return nil
+}
+
+// checkRedisAddr checks a Redis address: host:port, a host without spaces, a port from
+// 1 to 65535. The value is never quoted back: a URL given by mistake may carry the
+// password (redis://:secret@host:6379).
+func checkRedisAddr(a string) error {
+	if strings.Contains(a, "@") || strings.Contains(a, "://") {
+		return errors.New("want host:port, not a URL (the password goes in REDIS_PASSWORD)")
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" || strings.ContainsAny(host, " \t/") {
+		return errors.New("want host:port")
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return errors.New("want host:port with a port from 1 to 65535")
 	}
 	return nil
 }

@@ -136,11 +136,15 @@ var slash = []byte("/")
 // lenBit is the bit of table.nameLens for a name of l bytes.
 func lenBit(l int) uint64 { return 1 << min(l, 63) }
 
-// byHost matches host (port removed, any case) against the exact names, then the
-// *.suffix ones.
+// byHost matches host (port removed, any case, the root's trailing dot removed: a
+// fully qualified name is the same host) against the exact names, then the *.suffix
+// ones.
 func (t *table) byHost(host []byte) *Network {
 	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host[i:], ']') < 0 {
 		host = host[:i]
+	}
+	if n := len(host); n > 0 && host[n-1] == '.' {
+		host = host[:n-1]
 	}
 	var buf [253]byte
 	if len(host) > len(buf) {

@@ -28,11 +28,15 @@ func TestSetResolve(t *testing.T) {
 		{"/sepolia/ws/blocknumber", "mainnet.gw.example", sepolia, "/ws/blocknumber", true}, // the path wins
 		{"/v3/abc", "MAINNET.gw.example:443", mainnet, "/v3/abc", false},
 		{"/v3/abc", "sepolia.gw.example", sepolia, "/v3/abc", false},
-		{"/", "rpc.base.example", base, "/", false},      // longest suffix
-		{"/", "other.example", mainnet, "/", false},      // *.example
-		{"/", "example", sepolia, "/", false},            // not a subdomain of example
-		{"/", "[::1]:8080", sepolia, "/", false},         // no match: the default
-		{"/mainnetx/", "", sepolia, "/mainnetx/", false}, // not a network: the default's routes answer 404
+		{"/v3/abc", "mainnet.gw.example.", mainnet, "/v3/abc", false},     // fully qualified: the same host
+		{"/v3/abc", "MAINNET.gw.example.:443", mainnet, "/v3/abc", false}, // and with a port
+		{"/", "rpc.base.example.", base, "/", false},                      // a wildcard's too
+		{"/", "mainnet.gw.example..", sepolia, "/", false},                // one dot only: no such host
+		{"/", "rpc.base.example", base, "/", false},                       // longest suffix
+		{"/", "other.example", mainnet, "/", false},                       // *.example
+		{"/", "example", sepolia, "/", false},                             // not a subdomain of example
+		{"/", "[::1]:8080", sepolia, "/", false},                          // no match: the default
+		{"/mainnetx/", "", sepolia, "/mainnetx/", false},                  // not a network: the default's routes answer 404
 		{"/", "", sepolia, "/", false},
 		{"", "", sepolia, "", false},
 		{"/ws/blocknumber", "", sepolia, "/ws/blocknumber", false}, // no name of that length
