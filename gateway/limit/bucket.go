@@ -126,15 +126,18 @@ func (s *bucketState) takeLeased(n int64, borrow bool) Decision {
 		}
 	}
 	// The allowance is spent and its renewal is due or under way. Unless Redis said its
-	// bucket is empty until retryAt, borrow up to one lease (twice the prefetch point)
-	// against the next lease, which pays it back first: a renewal that a starved shard or
-	// a slow answer made late refuses nobody while the global bucket has tokens.
+	// bucket is empty until retryAt, borrow up to one lease (twice the prefetch point),
+	// or the call's own cost when that is more, against the next lease, which pays it
+	// back first: a renewal that a starved shard or a slow answer made late refuses
+	// nobody while the global bucket has tokens, nor does a call costing more than a
+	// lease (a batch, an expensive method on a slow plan).
 	now := s.lim.nanotime()
 	if borrow && now >= s.retryAt.Load() {
 		low := s.low.Load()
+		bound := max(2*low, n)
 		for {
 			a := s.avail.Load()
-			if a-n < -2*low {
+			if a-n < -bound {
 				break
 			}
 			if s.avail.CompareAndSwap(a, a-n) {

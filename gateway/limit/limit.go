@@ -32,8 +32,10 @@
 //     waits that long, but never longer than half the time the bucket takes to fill, so
 //     no token is lost to the burst cap while replicas are hungry.
 //   - Borrow: a check that finds the allowance spent, while its renewal is due or under
-//     way and Redis has not said the global bucket is empty, borrows up to one lease
-//     against the next lease, which pays it back first. A late renewal refuses nobody.
+//     way and Redis has not said the global bucket is empty, borrows up to one lease, or
+//     the check's own cost when that is more (a batch or an expensive call on a plan
+//     whose lease is a few units), against the next lease, which pays it back first. A
+//     late renewal refuses nobody, and neither does a call larger than a lease.
 //   - Lease calls have a deadline of their own (LeaseTimeout, 500 ms), not the Conn's 50 ms
 //     of a call a request waits on: nobody waits on a lease, and on a saturated CPU a
 //     grant that lands late is still a grant. A handle's checks leave for the fallback
@@ -45,8 +47,8 @@
 //     uses is never charged and causes no Redis traffic at all.
 //   - Accuracy: over any window T the cluster admits at most burst + rate×T (what Redis
 //     granted) + replicas × 2 × 4L (per replica, an allowance or credit of at most the
-//     largest lease outstanding at the start and a borrow of at most one lease not yet
-//     paid back at the end). For 3 replicas, 100/s, burst 100, L = 10 and 1,000/s offered
+//     largest lease outstanding at the start and a borrow of at most one lease, or one
+//     call's cost, not yet paid back at the end). For 3 replicas, 100/s, burst 100, L = 10 and 1,000/s offered
 //     for 30 s: at most 3,340 admitted (111/s); the lower side loses at most the
 //     allowances left unused at the end (≤ 3×4L) and the grant of a lease call that
 //     missed LeaseTimeout after Redis ran it. Three replicas beside a CPU hog (load far
@@ -54,8 +56,8 @@
 //   - Daily quotas lease in chunks of limit/1000 units (at least 1, at most 2^20) per UTC
 //     day of Redis's clock, doubled while leases come faster than one per LeaseWindow (up
 //     to 1% of the quota) and halved back when they slow down; until Redis says the day's
-//     quota is used up, a take may borrow half a chunk ahead of its allowance, so a busy
-//     key is never refused while under its quota. A replica drops yesterday's allowance
+//     quota is used up, a take may borrow half a chunk (or its own cost, when more) ahead of
+//     its allowance, so a busy key is never refused while under its quota. A replica drops yesterday's allowance
 //     when Redis's day ends.
 //   - Slots (concurrent websocket connections, subscriptions) are reserved per replica in
 //     Redis: a replica keeps its in-use count plus a small spare reserved, so Acquire is

@@ -94,13 +94,16 @@ func (q *Quota) Take(n int64) Decision {
 }
 
 // takeLeased spends the leased allowance. Until Redis says the day's quota is used up,
-// a take may borrow up to low units ahead of the allowance (the next lease pays them
-// back): a key busier than the leases are quick is never refused while under its quota.
+// a take may borrow up to low units, or its own cost when that is more, ahead of the
+// allowance (the next lease pays them back): a key busier than the leases are quick, or
+// a call costing more than a chunk, is never refused while under its quota.
 func (s *quotaState) takeLeased(n int64) Decision {
 	for {
 		a := s.avail.Load()
 		low := s.low.Load()
-		if a-n < -low || (a < n && s.exhausted.Load()) {
+		// A call costing more than the borrow (low) may borrow its own cost: it would
+		// otherwise be refused while the day's quota has room.
+		if a-n < -max(low, n) || (a < n && s.exhausted.Load()) {
 			break
 		}
 		if s.avail.CompareAndSwap(a, a-n) {

@@ -528,3 +528,47 @@ func TestRedisChecksAfterClose(t *testing.T) {
 		t.Fatal("checks after Close did not use the per-process fallback")
 	}
 }
+
+// TestRedisCallsLargerThanALease: a call costing more than a lease (a batch, an
+// expensive method on a plan of a few units a second, a quota whose chunk is a few
+// units) is admitted while the shared bucket or quota has room: by the cold credit and
+// the borrow of its own cost, on a key's first call and on every later one once the
+// lease before it has paid back what was borrowed. Before, it was refused until enough
+// small leases had piled up, and on a quota chunk of 5 units every call of 10 was
+// refused half the time while far under the quota.
+func TestRedisCallsLargerThanALease(t *testing.T) {
+	srv := redistest.Start(t)
+	var replicas []*replica
+	for range 2 {
+		replicas = append(replicas, newReplica(t, srv, Config{Prefix: "large:"}))
+	}
+	var buckets []*Bucket
+	var quotas []*Quota
+	for _, r := range replicas {
+		b, err := r.lim.NewBucket("key:units", 10, 100) // a lease of 1 unit
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := r.lim.NewQuota("key:daily", 5000) // chunks of 5 units
+		if err != nil {
+			t.Fatal(err)
+		}
+		buckets, quotas = append(buckets, b), append(quotas, q)
+	}
+	if d := buckets[0].Take(50); !d.OK {
+		t.Fatalf("a fresh key's call of 50 units (burst 100, lease 1): %+v", d)
+	}
+	if d := quotas[0].Take(10); !d.OK {
+		t.Fatalf("a fresh key's call of 10 units (daily 5000, chunk 5): %+v", d)
+	}
+	for i := range 6 {
+		b, q := buckets[i%2], quotas[i%2]
+		waitFor(t, 5*time.Second, "the borrow paid back", func() bool { return b.s.avail.Load() >= 0 && q.s.avail.Load() >= 0 })
+		if d := b.Take(10); !d.OK {
+			t.Fatalf("call %d of 10 units on replica %d, bucket far from empty: %+v", i, i%2, d)
+		}
+		if d := q.Take(10); !d.OK {
+			t.Fatalf("call %d of 10 units on replica %d, quota far from used up: %+v", i, i%2, d)
+		}
+	}
+}
