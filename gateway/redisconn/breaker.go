@@ -141,6 +141,14 @@ func (c *Conn) probeOnce() error {
 	if err != nil {
 		c.errs.Inc()
 	}
+	switch {
+	case errors.Is(err, ErrAuth) || errors.Is(err, ErrNoAuth):
+		if w := c.why.Load(); w == nil || w.cause != err {
+			c.why.Store(&downError{cause: err})
+		}
+	case err == nil:
+		c.why.Store(nil)
+	}
 	return err
 }
 
@@ -181,7 +189,18 @@ func probe(cfg Config) error {
 			return err
 		}
 		if !strings.HasPrefix(line, "+") {
-			// An error reply (e.g. wrong password): never echo anything we sent.
+			// An error reply: never echo anything we sent, but say what it means when
+			// Redis says so.
+			switch {
+			case strings.HasPrefix(line, "-WRONGPASS"), strings.HasPrefix(line, "-ERR invalid password"),
+				strings.HasPrefix(line, "-ERR invalid username-password"):
+				return ErrAuth
+			case strings.HasPrefix(line, "-NOAUTH"):
+				return ErrNoAuth
+			case strings.HasPrefix(line, "-ERR AUTH <password> called without any password configured"),
+				strings.Contains(line, "without any password configured"):
+				return errors.New("redis has no password set, but REDIS_PASSWORD is given: unset it or set one in Redis")
+			}
 			return errors.New("redis answered the probe with an error")
 		}
 	}

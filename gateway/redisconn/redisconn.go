@@ -48,8 +48,31 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// ErrDown is returned, without any network call, while the circuit breaker is open.
+// ErrDown is returned, without any network call, while the circuit breaker is open;
+// when the last probe knew why (the credentials refused, a password missing), the error
+// says so and still matches ErrDown (errors.Is).
 var ErrDown = errors.New("redis is down (circuit breaker open)")
+
+// Why the probes fail, when Redis itself says: the operator's fix is in the message. Never
+// anything the gateway sent (the password) is quoted.
+var (
+	ErrAuth   = errors.New("redis refused the credentials: check REDIS_USERNAME and REDIS_PASSWORD")
+	ErrNoAuth = errors.New("redis requires a password: set REDIS_PASSWORD (and REDIS_USERNAME for an ACL user)")
+)
+
+// downError is ErrDown with the reason the last probe gave.
+type downError struct{ cause error }
+
+func (e *downError) Error() string        { return ErrDown.Error() + ": " + e.cause.Error() }
+func (e *downError) Is(target error) bool { return target == ErrDown || errors.Is(e.cause, target) }
+
+// downErr is the error of a call while the breaker is open.
+func (c *Conn) downErr() error {
+	if e := c.why.Load(); e != nil {
+		return e
+	}
+	return ErrDown
+}
 
 // Config configures a Conn. The zero value of every field but Addr is a working default.
 type Config struct {
@@ -115,6 +138,7 @@ type Conn struct {
 
 	up    atomic.Bool
 	fails atomic.Int32
+	why   atomic.Pointer[downError] // the last probe's known reason (ErrAuth, ErrNoAuth); nil: none
 
 	mu    sync.Mutex
 	watch chan struct{} // closed and replaced on every up/down transition
@@ -249,7 +273,7 @@ func (c *Conn) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResul
 // shares one budget among several calls. Missing it counts against Redis, as Do's does.
 func (c *Conn) DoWithin(ctx context.Context, d time.Duration, cmd rueidis.Completed) rueidis.RedisResult {
 	if !c.up.Load() {
-		return rueidis.NewErrorResult(ErrDown)
+		return rueidis.NewErrorResult(c.downErr())
 	}
 	if d <= 0 {
 		return rueidis.NewErrorResult(context.DeadlineExceeded)
@@ -283,7 +307,7 @@ func (c *Conn) doMulti(ctx context.Context, d time.Duration, cmds ...rueidis.Com
 		return nil
 	}
 	if !c.up.Load() || d <= 0 {
-		err := ErrDown
+		err := c.downErr()
 		if d <= 0 {
 			err = context.DeadlineExceeded
 		}

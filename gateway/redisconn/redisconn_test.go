@@ -193,6 +193,43 @@ func TestPasswordNeverInErrors(t *testing.T) {
 	t.Logf("errors: %q", errs[:len(errs)-1])
 }
 
+// With the credentials wrong or missing, the breaker's error says so (and still is
+// ErrDown), so the operator is told what to fix rather than only that Redis is down.
+func TestDownSaysWhyCredentials(t *testing.T) {
+	srv := redistest.Start(t, "--requirepass", "s3cr3t-Pa55word")
+	for _, c := range []struct {
+		name, password string
+		want           error
+	}{
+		{"wrong", "wr0ng-Pa55word", ErrAuth},
+		{"missing", "", ErrNoAuth},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := New(Config{Addr: srv.Addr, Password: c.password}, metrics.NewSet())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if err := probe(conn.cfg); !errors.Is(err, c.want) {
+				t.Fatalf("probe: %v, want %v", err, c.want)
+			}
+			var last error
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				last = conn.Do(context.Background(), conn.B().Get().Key("k").Build()).Error()
+				if errors.Is(last, ErrDown) && errors.Is(last, c.want) || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond) // the probe loop runs on its own goroutine
+			}
+			if !errors.Is(last, ErrDown) || !errors.Is(last, c.want) || strings.Contains(last.Error(), "Pa55word") {
+				t.Fatalf("a call with the credentials %s: %v, want ErrDown saying %q", c.name, last, c.want)
+			}
+			t.Logf("%v", last)
+		})
+	}
+}
+
 // One failure leaves the Conn up but not clean: calls a request waits on stay away from
 // Redis (the client is redialling, and a request would wait for the dial), until the
 // probe, or any answer, makes it clean again. A shorter DoWithin deadline counts against
