@@ -294,11 +294,17 @@ func TestWebsocketLimits(t *testing.T) {
 		// Slots go to clients as their handlers run, not in dial order: the third dial
 		// is the one refused only once the first two hold theirs.
 		waitFor(t, "two clients holding slots", func() bool { return gw.metric(t, "gateway_ws_client_connections") == 2 })
-		c := dialWS(t, ws, nil)
-		err := c.expectClose()
-		var ce *websocket.CloseError
-		if !asCloseError(err, &ce) || ce.Code != websocket.ClosePolicyViolation || !strings.Contains(ce.Text, "concurrent connections") {
-			t.Fatalf("third connection: %v, want close 1008 naming the connection limit", err)
+		// The third is refused before the upgrade, as any limit: 429, Retry-After, JSON.
+		_, resp, err := websocket.DefaultDialer.Dial(ws, nil)
+		if err == nil || resp == nil {
+			t.Fatalf("third connection: %v, want the handshake refused", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "concurrent connections") ||
+			!strings.Contains(string(body), "-32005") {
+			t.Fatalf("third connection: %d, Retry-After %q, %s; want 429 naming the connection limit", resp.StatusCode,
+				resp.Header.Get("Retry-After"), body)
 		}
 		_ = a.conn.Close()
 		<-a.done

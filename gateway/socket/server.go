@@ -146,6 +146,18 @@ func (h *Server) Serve(ctx *fasthttp.RequestCtx) {
 		pipeline.WriteError(ctx, nil, perr)
 		return
 	}
+	// A key at its connection limit is refused before the upgrade, with 429 and
+	// Retry-After as any limit is, not upgraded and then closed. The slot is taken for
+	// good once upgraded (serveClient); this check takes one and gives it back, so a
+	// connection fasthttp drops before the handover holds none.
+	if on := who.On(h.net.Index, h.net.Name); on.ConnSlots() != nil {
+		if perr := on.Acquire(on.ConnSlots(), access.RefusedConnections); perr != nil {
+			h.refused.Inc()
+			pipeline.WriteError(ctx, nil, perr)
+			return
+		}
+		on.ConnSlots().Release()
+	}
 	// An unkeyed client is limited by its address: a reload may give it another plan.
 	var addr netip.Addr
 	if who == nil || who.Ref() == nil {
@@ -264,7 +276,11 @@ func closeNow(conn *websocket.Conn, code int, reason string) {
 func (h *Server) serveClient(conn *websocket.Conn, who *access.Tenant, addr netip.Addr, in tracing.In) {
 	who = who.On(h.net.Index, h.net.Name) // its slots: per network when its plan says so
 	if perr := who.Acquire(who.ConnSlots(), access.RefusedConnections); perr != nil {
+		// Another connection took the last slot since the check before the upgrade:
+		// the error in JSON-RPC first, as every refusal on a socket, then the close.
 		h.refused.Inc()
+		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = conn.WriteMessage(websocket.TextMessage, proto.AppendError(nil, nil, perr))
 		closeNow(conn, websocket.ClosePolicyViolation, perr.Message)
 		return
 	}
