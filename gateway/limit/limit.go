@@ -195,7 +195,8 @@ type Config struct {
 	// every SlotTTL/3.
 	SlotTTL time.Duration
 	// SlotIdleRelease returns a slot reservation to Redis after the handle had nothing in
-	// use for this long; default 30s.
+	// use for this long; default 2s: a client that leaves one replica and reconnects to
+	// another (a load balancer's choice) finds its slots there within it.
 	SlotIdleRelease time.Duration
 	// ReplicaID names this process in slot reservations; default random. Not a secret.
 	ReplicaID string
@@ -227,7 +228,7 @@ func (c *Config) setDefaults() {
 		c.SlotTTL = 15 * time.Second
 	}
 	if c.SlotIdleRelease <= 0 {
-		c.SlotIdleRelease = 30 * time.Second
+		c.SlotIdleRelease = 2 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now

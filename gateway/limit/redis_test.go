@@ -572,3 +572,29 @@ func TestRedisCallsLargerThanALease(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisSlotsFollowAClientToAnotherReplica: a key with 2 connection slots, both used
+// on one replica, then both closed: a client reconnecting through another replica gets
+// both there once the first gives its idle reservation back (SlotIdleRelease, 2 s),
+// not 30 s later.
+func TestRedisSlotsFollowAClientToAnotherReplica(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := newReplica(t, srv, Config{Prefix: "move:"}), newReplica(t, srv, Config{Prefix: "move:"})
+	sa, _ := a.lim.NewSlots("key:conns", 2)
+	sb, _ := b.lim.NewSlots("key:conns", 2)
+	if !sa.Acquire().OK {
+		t.Fatal("a's first slot (the cold credit) refused")
+	}
+	waitFor(t, 5*time.Second, "a's second slot", func() bool { return sa.Acquire().OK })
+	sa.Release()
+	sa.Release()
+	start := time.Now()
+	var got int
+	waitFor(t, 10*time.Second, "both slots on replica b", func() bool {
+		for got < 2 && sb.Acquire().OK {
+			got++
+		}
+		return got == 2
+	})
+	t.Logf("both slots on b %v after a's clients left", time.Since(start).Round(10*time.Millisecond))
+}
