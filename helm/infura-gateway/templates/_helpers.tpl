@@ -318,6 +318,9 @@ comma-separated, for the NetworkPolicy's egress.
 {{- if $m }}
 {{- $p := last (splitList ":" $m) }}
 {{- if not (has $p $ports) }}{{ $ports = append $ports $p }}{{ end }}
+{{- else if regexMatch "^(http|ws)://[^/:]+(/|$)" . }}
+{{- /* plain http/ws without a port: 80 (https/wss without one go to 443, above) */}}
+{{- if not (has "80" $ports) }}{{ $ports = append $ports "80" }}{{ end }}
 {{- end }}
 {{- end }}
 {{- join "," $ports }}

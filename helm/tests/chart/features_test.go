@@ -140,6 +140,12 @@ func TestNetworkPolicyAdmitsUpstreamPorts(t *testing.T) {
 	if !strings.Contains(np, "port: 8443") {
 		t.Errorf("NetworkPolicy has no egress to an upstream list's port 8443:\n%s", np)
 	}
+	// Plain http and ws without a port are on 80, which the 443 rule does not cover.
+	np = toYAML(t, render(t, "gw", append(values(""), "--set", "networkPolicy.enabled=true",
+		"--set", "config.upstreamHttpUrl=http://geth.ethereum", "--set", "config.upstreamWsUrl=ws://geth.ethereum/ws")...).get(t, "NetworkPolicy", "gw-infura-gateway"))
+	if !strings.Contains(np, "port: 80\n") {
+		t.Errorf("NetworkPolicy has no egress to port 80 for http:// and ws:// upstreams without a port:\n%s", np)
+	}
 }
 
 // Redis: nothing without it; the address as a value or from the Secret; the password
