@@ -115,6 +115,9 @@ func healthcheck(args []string, stderr io.Writer) int {
 	url := fs.String("url", "http://127.0.0.1:8000/health", "URL that must answer 200 (liveness: a draining or starting gateway is still alive)")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // asked for: usage printed, as the gateway's own -h
+		}
 		return 2
 	}
 	c := http.Client{Timeout: *timeout}
