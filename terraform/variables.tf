@@ -347,6 +347,12 @@ variable "gateway_upstream_http_url" {
     condition     = var.gateway_upstream_http_url == "" || can(regex("^https?://", var.gateway_upstream_http_url))
     error_message = "gateway_upstream_http_url: an http:// or https:// URL."
   }
+  # It is rendered into the Deployment in clear: a URL with credentials goes in
+  # gateway_upstreams, as $${VAR} references.
+  validation {
+    condition     = !can(regex("^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*[^}/@]@|/v3/[0-9a-fA-F]{32}|/v2/[A-Za-z0-9_-]{20,}", var.gateway_upstream_http_url))
+    error_message = "gateway_upstream_http_url: no credentials in it (a user:password@ part, a provider key in the path): use gateway_upstreams with $${VAR} references, the values in gateway_upstream_secrets."
+  }
   # Without an upstream the pods point at 127.0.0.1:8545, never serve, and the helm
   # release waits until it times out: refuse it at plan time instead.
   validation {
@@ -373,6 +379,10 @@ variable "gateway_upstream_ws_url" {
   validation {
     condition     = contains(["", "off"], var.gateway_upstream_ws_url) || can(regex("^wss?://", var.gateway_upstream_ws_url))
     error_message = "gateway_upstream_ws_url: a ws:// or wss:// URL, or off."
+  }
+  validation {
+    condition     = !can(regex("^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*[^}/@]@|/v3/[0-9a-fA-F]{32}|/v2/[A-Za-z0-9_-]{20,}", var.gateway_upstream_ws_url))
+    error_message = "gateway_upstream_ws_url: no credentials in it (a user:password@ part, a provider key in the path): use gateway_upstreams with $${VAR} references, the values in gateway_upstream_secrets."
   }
 }
 
@@ -406,6 +416,10 @@ variable "gateway_upstreams" {
   validation {
     condition     = alltrue([for u in var.gateway_upstreams : alltrue([for s in [u.user, u.password] : s == null || can(regex("^$|^\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}$", s))])])
     error_message = "gateway_upstreams: user and password are $${VAR} references (the value goes in gateway_upstream_secrets), never the secret itself."
+  }
+  validation {
+    condition     = alltrue([for u in var.gateway_upstreams : alltrue([for s in [u.http, u.ws] : s == null || !can(regex("^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*[^}/@]@|/v3/[0-9a-fA-F]{32}|/v2/[A-Za-z0-9_-]{20,}", s))])])
+    error_message = "gateway_upstreams: http and ws carry no literal credentials (a user:password@ part, a provider key in the path): $${VAR} references, the values in gateway_upstream_secrets."
   }
   validation {
     condition     = length(var.gateway_upstreams) == 0 || length(var.gateway_networks) == 0
@@ -469,6 +483,10 @@ variable "gateway_networks" {
   validation {
     condition     = alltrue(flatten([for n in var.gateway_networks : [for u in n.upstreams : alltrue([for s in [u.user, u.password] : s == null || can(regex("^$|^\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}$", s))])]]))
     error_message = "gateway_networks: user and password are $${VAR} references (the value goes in gateway_upstream_secrets), never the secret itself."
+  }
+  validation {
+    condition     = alltrue(flatten([for n in var.gateway_networks : [for u in n.upstreams : alltrue([for s in [u.http, u.ws] : s == null || !can(regex("^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*[^}/@]@|/v3/[0-9a-fA-F]{32}|/v2/[A-Za-z0-9_-]{20,}", s))])]]))
+    error_message = "gateway_networks: upstream http and ws URLs carry no literal credentials (a user:password@ part, a provider key in the path): $${VAR} references, the values in gateway_upstream_secrets."
   }
   validation {
     condition     = alltrue(flatten([for p in values(var.gateway_plans) : [for x in coalesce(p.networks, []) : contains(length(var.gateway_networks) > 0 ? [for n in var.gateway_networks : n.name] : ["default"], x)]]))

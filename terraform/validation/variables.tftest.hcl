@@ -498,3 +498,35 @@ run "plan_of_an_unknown_network_is_refused" {
   }
   expect_failures = [var.gateway_networks]
 }
+
+run "a_password_in_an_upstream_url_is_refused" {
+  command = plan
+  variables {
+    gateway_upstreams = [{ name = "backup", http = "https://user:hunter2@rpc.example.com" }]
+  }
+  expect_failures = [var.gateway_upstreams]
+}
+
+run "a_provider_key_in_an_upstream_url_is_refused" {
+  command = plan
+  variables {
+    gateway_upstreams = [{ name = "alchemy", http = "https://eth-mainnet.g.alchemy.com/v2/abcdefghijklmnopqrstuvwxyz", ws = "wss://eth-mainnet.g.alchemy.com/v2/$${ALCHEMY_KEY}" }]
+  }
+  expect_failures = [var.gateway_upstreams]
+}
+
+run "a_key_in_the_single_upstream_url_is_refused" {
+  command = plan
+  variables {
+    gateway_upstream_http_url = "https://mainnet.infura.io/v3/0123456789abcdef0123456789abcdef"
+  }
+  expect_failures = [var.gateway_upstream_http_url]
+}
+
+run "a_password_in_a_network_upstream_url_is_refused" {
+  command = plan
+  variables {
+    gateway_networks = [{ name = "mainnet", chain_id = 1, upstreams = [{ name = "a", http = "https://a.example.com", ws = "wss://:hunter2@a.example.com" }] }]
+  }
+  expect_failures = [var.gateway_networks]
+}

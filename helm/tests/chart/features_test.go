@@ -135,7 +135,7 @@ func TestNetworkPolicyAdmitsUpstreamPorts(t *testing.T) {
 			t.Errorf("NetworkPolicy has no egress to the upstream's %s:\n%s", p, np)
 		}
 	}
-	np = toYAML(t, render(t, "gw", append(values("values-full.yaml"), "--set-string", "config.upstreams[2].http=https://user:pw@rpc.example.com:8443/v2/${KEY}")...).
+	np = toYAML(t, render(t, "gw", append(values("values-full.yaml"), "--set-string", "config.upstreams[2].http=https://${RPC_USER}:${RPC_PASS}@rpc.example.com:8443/v2/${KEY}")...).
 		get(t, "NetworkPolicy", "gateway-full"))
 	if !strings.Contains(np, "port: 8443") {
 		t.Errorf("NetworkPolicy has no egress to an upstream list's port 8443:\n%s", np)

@@ -783,6 +783,11 @@ func TestBadValuesAreRejected(t *testing.T) {
 		"dereg shorter than drain": {[]string{"--set-string", "service.annotations.service\\.beta\\.kubernetes\\.io/aws-load-balancer-target-group-attributes=deregistration_delay.timeout_seconds=30"}, "deregistration_delay", false},
 		"no memory limit":          {[]string{"--set", "resources.limits.memory=null"}, "limits.memory", false},
 		"shared cache of writes":   {[]string{"--set", "redis.sharedCache.methods={eth_sendRawTransaction}"}, "methods", true},
+		// Credentials written into URLs land in the ConfigMap or the Deployment in clear.
+		"password in a URL":      {[]string{"--set-string", "config.upstreamHttpUrl=https://user:literalpw@x.example/"}, "upstreamHttpUrl", true},
+		"Infura key in a URL":    {[]string{"--set-string", "config.upstreamWsUrl=wss://mainnet.infura.io/ws/v3/0123456789abcdef0123456789abcdef"}, "upstreamWsUrl", true},
+		"Alchemy key in a URL":   {[]string{"--set-string", "config.upstreamHttpUrl=https://eth-mainnet.g.alchemy.com/v2/abcdefghijklmnopqrstuvwxyz"}, "upstreamHttpUrl", true},
+		"password in a list URL": {[]string{"--set", "config.upstreams[0].name=a", "--set-string", "config.upstreams[0].http=https://:pw@x.example/"}, "upstreams", true},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
