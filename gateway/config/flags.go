@@ -83,6 +83,9 @@ func setting[T any](l *loader, p *T, name, envName, usage string, parse func(str
 	if list, ok := any(*p).([]string); ok {
 		v.shown = strings.Join(list, ",")
 	}
+	if lv, ok := any(*p).(slog.Level); ok {
+		v.shown = strings.ToLower(lv.String()) // as written: -log-level info
+	}
 	var zero T
 	_, v.isBool = any(zero).(bool)
 	if secret {
