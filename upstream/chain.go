@@ -217,42 +217,44 @@ func (r *Router) waitChain(ups []*Upstream) {
 	}
 }
 
-// socketsDown reports an outage of the websocket tier: no upstream socket is up, and
-// every upstream with sockets has had one up before (the nodes are down, not starting).
-func (r *Router) socketsDown() bool {
-	any := false
+// sockets reports whether an upstream socket is up, and whether the websocket tier has
+// started: some upstream has sockets, and each such one has had one up.
+func (r *Router) sockets() (up, started bool) {
+	started = true
+	muxes := 0
 	for _, u := range r.set.Load().all {
 		if u.mux == nil {
 			continue
 		}
-		if u.mux.Up() || !u.mux.beenUp() {
-			return false
-		}
-		any = true
+		muxes++
+		up = up || u.mux.Up()
+		started = started && u.mux.beenUp()
 	}
-	return any
+	return up, started && muxes > 0
+}
+
+// socketsDown reports an outage of the websocket tier: no upstream socket is up, and
+// every upstream with sockets has had one up before (the nodes are down, not starting).
+func (r *Router) socketsDown() bool {
+	up, started := r.sockets()
+	return !up && started
 }
 
 // noUpstream is the error of a call no upstream was picked for: ErrUnreachable over the
 // websocket when no upstream socket is up; errNoChain when no upstream has proved the
 // chain over via (every one wrong or unchecked); errNoUpstream otherwise.
 func (r *Router) noUpstream(via Transport) error {
-	all := r.set.Load().all
 	if via == TransportWS {
 		// No shared socket up (the node is down or restarting): the upstream is
 		// unreachable, as a refused dial is on HTTP, not busy or missing.
-		up := false
-		for _, u := range all {
-			up = up || u.mux != nil && u.mux.Up()
-		}
-		if !up {
+		if up, _ := r.sockets(); !up {
 			return proto.ErrUnreachable
 		}
 	}
 	if r.cfg.ChainID == 0 {
 		return errNoUpstream
 	}
-	for _, u := range all {
+	for _, u := range r.set.Load().all {
 		if u.servesChain(via) {
 			return errNoUpstream
 		}

@@ -68,16 +68,7 @@ func RedactURL(raw string) string {
 	}
 	out += u.Host
 	if u.Path != "" {
-		segs := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
-		afterVersion := false
-		for i, s := range segs {
-			keep := s == "" || (!afterVersion && (redact.IsVersion(s) || redact.IsWord(s)))
-			afterVersion = redact.IsVersion(s)
-			if !keep {
-				segs[i] = "redacted"
-			}
-		}
-		out += "/" + strings.Join(segs, "/")
+		out += "/" + redact.Segments(strings.TrimPrefix(u.Path, "/"))
 	}
 	if u.RawQuery != "" {
 		q := u.Query()

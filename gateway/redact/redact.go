@@ -77,27 +77,27 @@ func Path(p string) string {
 // path may carry a key the client meant for another provider (/v2/<key>, /<token>/) or
 // wrote wrong (/v3<key>): after Path's rule, a segment is kept only when it reads as a
 // word (letters, '-', '_', at most 12) or a version (v2), and never right after a version.
-func UnknownPath(p string) string {
-	p = Path(p)
-	var b strings.Builder
+func UnknownPath(p string) string { return Segments(Path(p)) }
+
+// Segments returns path with every segment that may be a key replaced by "redacted": a
+// segment is kept only when it reads as a word or a version, and never right after a
+// version. Providers carry keys there (Infura /v3/<id>, Alchemy /v2/<key>, QuickNode
+// /<token>/).
+func Segments(path string) string {
+	segs := strings.Split(path, "/")
 	afterVersion := false
-	for i, seg := range strings.Split(p, "/") {
-		if i > 0 {
-			b.WriteByte('/')
-		}
-		keep := seg == "" || seg == redacted || (!afterVersion && (IsVersion(seg) || IsWord(seg)))
-		afterVersion = IsVersion(seg)
-		if keep {
-			b.WriteString(seg)
-		} else {
-			b.WriteString(redacted)
+	for i, s := range segs {
+		keep := s == "" || s == redacted || (!afterVersion && (isVersion(s) || isWord(s)))
+		afterVersion = isVersion(s)
+		if !keep {
+			segs[i] = redacted
 		}
 	}
-	return b.String()
+	return strings.Join(segs, "/")
 }
 
-// IsVersion reports whether a path segment reads as an API version (v2, v3, V10).
-func IsVersion(s string) bool {
+// isVersion reports whether a path segment reads as an API version (v2, v3, V10).
+func isVersion(s string) bool {
 	if len(s) < 2 || len(s) > 3 || (s[0] != 'v' && s[0] != 'V') {
 		return false
 	}
@@ -109,9 +109,9 @@ func IsVersion(s string) bool {
 	return true
 }
 
-// IsWord reports whether a path segment reads as a word (letters, '-', '_', at most 12),
+// isWord reports whether a path segment reads as a word (letters, '-', '_', at most 12),
 // not as a key or a token.
-func IsWord(s string) bool {
+func isWord(s string) bool {
 	if len(s) > 12 {
 		return false
 	}

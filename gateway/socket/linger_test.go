@@ -14,25 +14,9 @@ import (
 // stream, not a reset. Closed outright, data arriving after the close resets the socket
 // and what the client's window had not taken yet (the close frame last) is lost.
 func TestLingerCloseDeliversTheBacklog(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
 	// A small window on the client's side: most of the backlog waits in the server's
 	// send buffer when it closes.
-	if err := client.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
-		t.Fatal(err)
-	}
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, server := tcpPair(t, 64<<10)
 	if err := server.(*net.TCPConn).SetWriteBuffer(2 << 20); err != nil {
 		t.Fatal(err)
 	}
@@ -76,20 +60,7 @@ func TestLingerCloseDeliversTheBacklog(t *testing.T) {
 // The websocket a client gets (takeOver) half-closes as its TCP connection does: without
 // it, lingerClose would close outright.
 func TestTakenOverSocketClosesWriteSide(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, server := tcpPair(t, 0)
 	ws, err := takeOver(server)
 	if err != nil {
 		t.Fatal(err)
@@ -106,4 +77,29 @@ func TestTakenOverSocketClosesWriteSide(t *testing.T) {
 	if n, err := client.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		t.Fatalf("client read %d bytes, %v: want the end of the stream", n, err)
 	}
+}
+
+// tcpPair returns both ends of a loopback TCP connection, the client's read buffer set to
+// readBuffer when not 0; the client end is closed with the test.
+func tcpPair(t *testing.T, readBuffer int) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	if readBuffer > 0 {
+		if err := client.(*net.TCPConn).SetReadBuffer(readBuffer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if server, err = ln.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	return client, server
 }
