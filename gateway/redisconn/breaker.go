@@ -141,12 +141,12 @@ func (c *Conn) probeOnce() error {
 	if err != nil {
 		c.errs.Inc()
 	}
-	switch {
-	case errors.Is(err, ErrAuth) || errors.Is(err, ErrNoAuth):
+	switch err {
+	case ErrAuth, ErrNoAuth: // probe returns them as they are
 		if w := c.why.Load(); w == nil || w.cause != err {
 			c.why.Store(&downError{cause: err})
 		}
-	case err == nil:
+	case nil:
 		c.why.Store(nil)
 	}
 	return err
@@ -197,9 +197,10 @@ func probe(cfg Config) error {
 				return ErrAuth
 			case strings.HasPrefix(line, "-NOAUTH"):
 				return ErrNoAuth
-			case strings.HasPrefix(line, "-ERR AUTH <password> called without any password configured"),
-				strings.Contains(line, "without any password configured"):
-				return errors.New("redis has no password set, but REDIS_PASSWORD is given: unset it or set one in Redis")
+			case i == 0 && strings.Contains(line, "without any password configured"):
+				// A password Redis does not ask for: the client is served all the same,
+				// so the probe must not keep the breaker open over it.
+				continue
 			}
 			return errors.New("redis answered the probe with an error")
 		}

@@ -138,7 +138,7 @@ type Conn struct {
 
 	up    atomic.Bool
 	fails atomic.Int32
-	why   atomic.Pointer[downError] // the last probe's known reason (ErrAuth, ErrNoAuth); nil: none
+	why   atomic.Pointer[downError] // the last probe's known reason (ErrAuth, ...); nil: none
 
 	mu    sync.Mutex
 	watch chan struct{} // closed and replaced on every up/down transition

@@ -193,23 +193,36 @@ func TestPasswordNeverInErrors(t *testing.T) {
 	t.Logf("errors: %q", errs[:len(errs)-1])
 }
 
-// With the credentials wrong or missing, the breaker's error says so (and still is
+// With the credentials wrong, missing or not wanted, the breaker's error says so (and still is
 // ErrDown), so the operator is told what to fix rather than only that Redis is down.
 func TestDownSaysWhyCredentials(t *testing.T) {
-	srv := redistest.Start(t, "--requirepass", "s3cr3t-Pa55word")
+	withPassword, without := redistest.Start(t, "--requirepass", "s3cr3t-Pa55word"), redistest.Start(t)
 	for _, c := range []struct {
 		name, password string
+		srv            *redistest.Server
 		want           error
 	}{
-		{"wrong", "wr0ng-Pa55word", ErrAuth},
-		{"missing", "", ErrNoAuth},
+		{"wrong", "wr0ng-Pa55word", withPassword, ErrAuth},
+		{"missing", "", withPassword, ErrNoAuth},
+		// Redis serves a client whose password it does not ask for: so must the probe
+		// that closes the breaker, or one outage would keep it open for good.
+		{"given, none set", "unused-Pa55word", without, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			conn, err := New(Config{Addr: srv.Addr, Password: c.password}, metrics.NewSet())
+			conn, err := New(Config{Addr: c.srv.Addr, Password: c.password}, metrics.NewSet())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer conn.Close()
+			if c.want == nil {
+				if err := probe(conn.cfg); err != nil {
+					t.Fatalf("probe: %v, want Redis's answer taken", err)
+				}
+				if err := conn.Do(context.Background(), conn.B().Get().Key("k").Build()).NonRedisError(); err != nil {
+					t.Fatalf("a call: %v", err)
+				}
+				return
+			}
 			if err := probe(conn.cfg); !errors.Is(err, c.want) {
 				t.Fatalf("probe: %v, want %v", err, c.want)
 			}
