@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"slices"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fasthttp/websocket"
 
 	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
 )
@@ -610,6 +613,53 @@ func TestLimitsFailClosed(t *testing.T) {
 	waitFor(t, "calls pass again", func() bool {
 		code, _, _ := tryPost(url, blockNumberCall)
 		return code == 200
+	})
+}
+
+// TestConnectionLimitExactAcrossReplicas: a key with max_connections 2, both held by
+// websocket clients on one replica: a client connecting through another replica is
+// refused before the upgrade (429), its first connection of the key included, and is
+// served there once the first replica's clients have left.
+func TestConnectionLimitExactAcrossReplicas(t *testing.T) {
+	rs := redistest.Start(t)
+	up := startFakeUpstream(t)
+	gws := startReplicas(t, 2, up, rs.Addr, accessConfig("{requests_per_second: 1000, burst: 1000, max_connections: 2}"), "-cache=false")
+	wsURL := func(gw *testGateway) string {
+		return strings.Replace(gw.URL, "http://", "ws://", 1) + "/ws/v3/" + keyAlice
+	}
+	a, b := dialWS(t, wsURL(gws[0]), nil), dialWS(t, wsURL(gws[0]), nil)
+	for _, c := range []*wsTestClient{a, b} {
+		if ans := decodeAnswer(t, c.call(blockNumberCall)); ans.Error != nil {
+			t.Fatalf("a client within max_connections: %+v", ans.Error)
+		}
+	}
+	waitFor(t, "two clients holding slots on replica 0", func() bool {
+		return gws[0].metric(t, "gateway_ws_client_connections") == 2
+	})
+	_, resp, err := websocket.DefaultDialer.Dial(wsURL(gws[1]), nil)
+	if err == nil || resp == nil {
+		t.Fatalf("a third connection, on replica 1: %v, want the handshake refused", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != 429 || !strings.Contains(string(body), "concurrent connections") {
+		t.Fatalf("a third connection, on replica 1: %d %s; want 429 naming the connection limit", resp.StatusCode, body)
+	}
+	_ = a.conn.Close()
+	_ = b.conn.Close()
+	<-a.done
+	<-b.done
+	// Replica 0 gives its reservation back once idle (about 2 s); then replica 1 serves.
+	waitFor(t, "a connection on replica 1 once replica 0's clients left", func() bool {
+		c, resp, err := websocket.DefaultDialer.Dial(wsURL(gws[1]), nil)
+		if resp != nil && resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+		if err != nil {
+			return false
+		}
+		_ = c.Close()
+		return true
 	})
 }
 

@@ -63,7 +63,12 @@
 //     Redis: a replica keeps its in-use count plus a small spare reserved, so Acquire is
 //     local too. Each replica renews a liveness deadline (SlotTTL); the reservations of a
 //     replica past its deadline are dropped by the next script run, so a crashed replica's
-//     slots expire on their own. A cold handle has `spare` uncharged slots of credit.
+//     slots expire on their own. While Redis answers, slots are exact across replicas:
+//     a replica fills only what Redis reserved for it. A cold handle (a key's first
+//     Acquire on a replica, or the first after its idle reservation went back) holds no
+//     credit, and an Acquire finding the reservation full while the key may have room
+//     waits for the grant: one Redis round trip, on a connection's or subscription's
+//     start only.
 //
 // # Redis down or slow
 //

@@ -598,3 +598,84 @@ func TestRedisSlotsFollowAClientToAnotherReplica(t *testing.T) {
 	})
 	t.Logf("both slots on b %v after a's clients left", time.Since(start).Round(10*time.Millisecond))
 }
+
+// TestRedisSlotsExactAcrossReplicas: a key's slots are never more than its max across
+// replicas, a replica's first Acquire included (it holds no credit: it waits for Redis's
+// grant), and a replica fills every free slot in a row, each Acquire waiting for the
+// reservation to grow rather than refusing while Redis has room.
+func TestRedisSlotsExactAcrossReplicas(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Config{Prefix: "exact:", SlotIdleRelease: 300 * time.Millisecond}
+	const max = 3
+	var rs [3]*Slots
+	for i := range rs {
+		rs[i], _ = newReplica(t, srv, cfg).lim.NewSlots("key:conns", max)
+	}
+	for i := range max {
+		if d := rs[0].Acquire(); !d.OK {
+			t.Fatalf("replica 0, slot %d of %d refused: %+v", i+1, max, d)
+		}
+	}
+	for _, i := range []int{1, 2} {
+		if d := rs[i].Acquire(); d.OK {
+			t.Fatalf("replica %d admitted a slot with %d of %d in use on replica 0", i, max, max)
+		} else if d.Kind != KindSlots || d.Reason != ReasonExceeded {
+			t.Fatalf("replica %d: refused as %+v, want slots exceeded", i, d)
+		}
+	}
+	for range max {
+		rs[0].Release()
+	}
+	// Replica 0 gives its reservation back once idle; then replica 1 fills the key, and
+	// replica 2 (cold, first Acquire) still gets nothing.
+	waitFor(t, 10*time.Second, "replica 1's first slot", func() bool {
+		if rs[1].Acquire().OK {
+			return true
+		}
+		return false
+	})
+	for i := 1; i < max; i++ {
+		if d := rs[1].Acquire(); !d.OK {
+			t.Fatalf("replica 1, slot %d of %d refused with the key free: %+v", i+1, max, d)
+		}
+	}
+	if rs[2].Acquire().OK || rs[0].Acquire().OK {
+		t.Fatalf("a slot past %d admitted on another replica", max)
+	}
+
+	// Under churn on all three at once, cold reservations and idle releases included,
+	// the slots in use never add up to more than max.
+	for range max {
+		rs[1].Release()
+	}
+	var inUse, peak atomic.Int64
+	var wg sync.WaitGroup
+	stop := time.Now().Add(3 * time.Second)
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := rs[w%3]
+			for time.Now().Before(stop) {
+				if !s.Acquire().OK {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				n := inUse.Add(1)
+				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+				}
+				time.Sleep(time.Duration(w+1) * time.Millisecond)
+				inUse.Add(-1)
+				s.Release()
+				if w%2 == 0 {
+					time.Sleep(400 * time.Millisecond) // idle past SlotIdleRelease now and then
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("peak slots in use across replicas under churn: %d (max %d)", peak.Load(), max)
+	if peak.Load() > max {
+		t.Fatalf("%d slots in use across replicas, max %d", peak.Load(), max)
+	}
+}

@@ -3,6 +3,7 @@ package limit
 import (
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -11,8 +12,10 @@ import (
 
 // Slots counts concurrent things (websocket connections, subscriptions) of one key,
 // across replicas in Redis mode. Create it once per configuration load with
-// Limiter.NewSlots and keep it; Acquire and Release are safe for concurrent use, allocate
-// nothing and never wait. Every successful Acquire must be followed by one Release.
+// Limiter.NewSlots and keep it; Acquire and Release are safe for concurrent use.
+// Release never waits; Acquire waits only for Redis to answer when this replica's
+// reservation is full and the key may have room elsewhere (see Acquire). Every
+// successful Acquire must be followed by one Release.
 type Slots struct{ s *slotsState }
 
 // slotsRetry is the Retry-After of a refused Acquire: a slot frees when a client leaves,
@@ -27,6 +30,12 @@ type slotsState struct {
 	// cap<<32 | used: cap is the reservation this replica may fill (Redis mode), used the
 	// slots in use here. One word so Acquire is one compare-and-swap.
 	state atomic.Uint64
+
+	// An Acquire waiting for the reservation to grow waits on answerCh, closed (and
+	// dropped) by the shard after each outcome of this handle's script run. Nil while
+	// nobody waits.
+	waitMu   sync.Mutex
+	answerCh chan struct{}
 
 	// shard-owned
 	held      int64 // the reservation Redis holds for this replica
@@ -50,7 +59,7 @@ func (l *Limiter) NewSlots(name string, max int64) (*Slots, error) {
 	s.handle = handle{lim: l, sh: l.pickShard(), name: name, key: l.cfg.Prefix + "s:" + name, kind: KindSlots, idx: -1}
 	s.self = s
 	if l.conn != nil {
-		s.state.Store(uint64(s.spare) << 32) // cold-start credit, asserted with the first lease
+		s.state.Store(0) // nothing reserved: the first Acquire waits for Redis's grant
 	} else {
 		s.state.Store(uint64(max) << 32)
 	}
@@ -70,9 +79,46 @@ func (h *Slots) Close() { h.s.close() }
 // InUse is the number of slots this process holds.
 func (h *Slots) InUse() int64 { return int64(h.s.state.Load() & 0xffffffff) }
 
-// Acquire takes a slot if one is free. Never waits, never allocates.
+// Acquire takes a slot if one is free. It never allocates while this replica's
+// reservation has room. In Redis mode, when the reservation is full (always so for the
+// first Acquire of a key on this replica, which holds no credit: a credit would admit
+// connections past the key's limit across replicas) and Redis has not said lately that
+// the key is full, it asks for more and waits for the answer: a Redis round trip, on a
+// connection's or a subscription's start, never on a call. Redis silent, it waits
+// until the handle goes on the fallback (two lease deadlines) and takes its decision.
 func (h *Slots) Acquire() Decision {
 	s := h.s
+	var timer *time.Timer
+	for {
+		d, wait := s.tryAcquire()
+		if !wait {
+			if timer != nil {
+				timer.Stop()
+			}
+			return d
+		}
+		l := s.lim
+		if timer == nil {
+			// Long enough for the lease calls that put the handle on the fallback when
+			// Redis does not answer: the wait ends with Redis's decision or the fallback's.
+			timer = time.NewTimer(failLimit * (l.cfg.LeaseTimeout + failBackoff))
+		}
+		ch, v := s.waitAnswer(), s.state.Load()
+		if capacity, used := int64(v>>32), int64(v&0xffffffff); used < capacity {
+			continue // the reservation grew (or a slot was released) meanwhile
+		}
+		s.wake()
+		select {
+		case <-ch:
+		case <-timer.C:
+			return l.refuse(KindSlots, ReasonExceeded, slotsRetry, s.name)
+		}
+	}
+}
+
+// tryAcquire is one attempt of Acquire: its decision, or wait=true when the reservation
+// is full but Redis may grant more.
+func (s *slotsState) tryAcquire() (d Decision, wait bool) {
 	l := s.lim
 	leased := l.conn != nil
 	if leased && !s.usable() {
@@ -80,7 +126,7 @@ func (h *Slots) Acquire() Decision {
 			s.wake()
 		}
 		if l.cfg.FailClosed {
-			return l.refuse(KindSlots, ReasonRedisDown, slotsRetry, s.name)
+			return l.refuse(KindSlots, ReasonRedisDown, slotsRetry, s.name), false
 		}
 		l.fallback[KindSlots].Inc()
 		leased = false
@@ -92,18 +138,41 @@ func (h *Slots) Acquire() Decision {
 			capacity = s.max
 		}
 		if used >= capacity {
+			if leased && capacity < s.max && l.nanotime() >= s.retryAt.Load() {
+				return Decision{}, true
+			}
 			if leased {
 				s.wake()
 			}
-			return l.refuse(KindSlots, ReasonExceeded, slotsRetry, s.name)
+			return l.refuse(KindSlots, ReasonExceeded, slotsRetry, s.name), false
 		}
 		if s.state.CompareAndSwap(v, v+1) {
 			if leased && capacity-used-1 < s.spare {
 				s.wake()
 			}
-			return Decision{OK: true}
+			return Decision{OK: true}, false
 		}
 	}
+}
+
+// waitAnswer returns the channel the shard closes at its next answer for this handle.
+func (s *slotsState) waitAnswer() <-chan struct{} {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	if s.answerCh == nil {
+		s.answerCh = make(chan struct{})
+	}
+	return s.answerCh
+}
+
+// notify wakes every Acquire waiting for an answer (shard side, after each one).
+func (s *slotsState) notify() {
+	s.waitMu.Lock()
+	if s.answerCh != nil {
+		close(s.answerCh)
+		s.answerCh = nil
+	}
+	s.waitMu.Unlock()
 }
 
 // Release gives back a slot taken by Acquire. Never waits, never allocates.
@@ -153,7 +222,14 @@ func (s *slotsState) plan(now int64) (redisconn.Exec, bool, int64) {
 		if release := s.idleSince + int64(s.lim.cfg.SlotIdleRelease); now < release {
 			return redisconn.Exec{}, false, release
 		}
-		return s.exec(0, 0), true, 0 // idle long enough: give the reservation back
+		// Idle long enough: give the reservation back, closed here first, so an
+		// Acquire meanwhile waits for a new grant instead of filling a slot Redis
+		// is handing to another replica. One that came first keeps the reservation.
+		if s.state.CompareAndSwap(v, 0) {
+			return s.exec(0, 0), true, 0
+		}
+		v = s.state.Load()
+		capacity, used = int64(v>>32), int64(v&0xffffffff)
 	}
 	if used > 0 {
 		s.idleSince = 0
@@ -168,7 +244,19 @@ func (s *slotsState) plan(now int64) (redisconn.Exec, bool, int64) {
 	if grow && !(s.needSync || used > s.held || shrink) && now < s.backoff {
 		return redisconn.Exec{}, false, s.backoff
 	}
-	return s.exec(used, min(used+s.spare, max(s.max, used))), true, 0
+	// The reservation asked for may be smaller than the one held (a shrink, a refresh):
+	// this replica's cap comes down to it before the call, so no Acquire while the call
+	// is under way fills a slot the call gives up. Growing, the cap rises only with the
+	// grant.
+	for {
+		want := min(used+s.spare, max(s.max, used))
+		c := min(capacity, want)
+		if c == capacity || s.state.CompareAndSwap(v, uint64(c)<<32|uint64(used)) {
+			return s.exec(used, want), true, 0
+		}
+		v = s.state.Load()
+		capacity, used = int64(v>>32), int64(v&0xffffffff)
+	}
 }
 
 func (s *slotsState) apply(res []int64, now int64) int64 {
@@ -176,21 +264,28 @@ func (s *slotsState) apply(res []int64, now int64) int64 {
 		return s.fail(now)
 	}
 	grant := res[0]
+	defer s.notify()
 	s.answered()
 	s.needSync = false
 	s.held = grant
 	s.refreshAt = now + int64(time.Hour) // keep the key's 24h expiry away
+	s.retryAt.Store(0)
 	if s.want == 0 {
-		s.setCap(s.spare) // released: back to an uncharged credit
+		s.setCap(0) // released: the next Acquire waits for a new grant
 		s.idleSince = 0
 		if s.InUse() > 0 {
-			return now // acquired while the release was under way: reserve again
+			return now // acquired (on the fallback) while the release was under way: reserve again
 		}
 		return 0
 	}
 	s.setCap(grant)
 	if grant < s.want {
+		// The key is full across replicas: Acquires here refuse at once rather than
+		// wait until this pause ends.
 		s.backoff = now + int64(250*time.Millisecond)
+		if grant <= s.InUse() {
+			s.retryAt.Store(s.backoff)
+		}
 	}
 	if s.InUse() > grant {
 		s.needSync = true // acquired past the new reservation while the call was under way
@@ -203,12 +298,14 @@ func (s *slotsState) apply(res []int64, now int64) int64 {
 func (s *slotsState) InUse() int64 { return int64(s.state.Load() & 0xffffffff) }
 
 func (s *slotsState) fail(now int64) int64 {
+	defer s.notify() // a waiting Acquire looks again: the handle may be on the fallback now
 	s.failed()
 	s.backoff = now + int64(failBackoff)
 	return s.backoff
 }
 
 func (s *slotsState) recover(now int64) int64 {
+	defer s.notify()
 	s.answered()
 	s.backoff = 0
 	if s.held > 0 || s.InUse() > 0 {
