@@ -58,7 +58,11 @@
 //     to 1% of the quota) and halved back when they slow down; until Redis says the day's
 //     quota is used up, a take may borrow half a chunk (or its own cost, when more) ahead of
 //     its allowance, so a busy key is never refused while under its quota. A replica drops yesterday's allowance
-//     when Redis's day ends.
+//     when Redis's day ends. No allowance is stranded on a replica: one that had no take
+//     for QuotaIdleReturn (2 s) gives what it holds back to Redis, a closed handle (a
+//     reload, a shutdown) at once, and a replica told the day's quota is used up asks
+//     again, at most once a second while its clients keep calling, so it spends what
+//     came back (TestRedisQuotaUnspentAllowanceMoves).
 //   - Slots (concurrent websocket connections, subscriptions) are reserved per replica in
 //     Redis: a replica keeps its in-use count plus a small spare reserved, so Acquire is
 //     local too. Each replica renews a liveness deadline (SlotTTL); the reservations of a
@@ -203,6 +207,10 @@ type Config struct {
 	// use for this long; default 2s: a client that leaves one replica and reconnects to
 	// another (a load balancer's choice) finds its slots there within it.
 	SlotIdleRelease time.Duration
+	// QuotaIdleReturn gives a daily quota's unspent allowance back to Redis after the
+	// handle had no take for this long; default 2s: another replica whose clients go on
+	// can spend it once Redis says the day's quota is used up.
+	QuotaIdleReturn time.Duration
 	// ReplicaID names this process in slot reservations; default random. Not a secret.
 	ReplicaID string
 	// Now is the wall clock of local daily quotas (local mode and fail-open fallback);
@@ -234,6 +242,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SlotIdleRelease <= 0 {
 		c.SlotIdleRelease = 2 * time.Second
+	}
+	if c.QuotaIdleReturn <= 0 {
+		c.QuotaIdleReturn = 2 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now

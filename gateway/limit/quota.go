@@ -28,6 +28,7 @@ type quotaState struct {
 
 	avail     atomic.Int64  // leased allowance of Redis's current day (Redis mode)
 	exhausted atomic.Bool   // Redis said today's quota is used up
+	recheckAt atomic.Int64  // exhausted: lim.nanotime() from which a take asks Redis again
 	local     atomic.Uint64 // day<<40 | used: local mode and fallback
 	need      atomic.Int64
 
@@ -37,7 +38,16 @@ type quotaState struct {
 	lastLease        int64 // lim.nanotime() of the last lease sent
 	rollAt           int64 // lim.nanotime() when Redis's day ends (0: unknown)
 	backoff          int64
+	day              int64 // Redis's day of the allowance held (-1: unknown)
+	ret              int64 // allowance given back by the call under way
+	seenAvail        int64 // the allowance at the last look for idleness
+	idleAt           int64 // when to look again; unchanged then: give it back (0: no look due)
 }
+
+// quotaRecheck is how often a replica told that the day's quota is used up asks Redis
+// again while its clients keep calling: another replica may have given unspent
+// allowance back.
+const quotaRecheck = time.Second
 
 // NewQuota returns a daily quota of limit units per UTC day, named name (see NewBucket).
 func (l *Limiter) NewQuota(name string, limit int64) (*Quota, error) {
@@ -56,6 +66,7 @@ func (l *Limiter) NewQuota(name string, limit int64) (*Quota, error) {
 	s.low.Store(ceilDiv(s.lease, 2))
 	s.avail.Store(s.lease) // cold-start credit, charged with the first lease
 	s.debt = s.lease
+	s.day = -1
 	s.sh.register(s)
 	q := &Quota{s: s}
 	runtime.AddCleanup(q, func(s *quotaState) { s.close() }, s)
@@ -114,9 +125,13 @@ func (s *quotaState) takeLeased(n int64) Decision {
 		}
 	}
 	retry := 100 * time.Millisecond // a lease is on its way
+	ask := true
 	if s.exhausted.Load() {
-		retry = time.Duration(s.retryAt.Load() - s.lim.nanotime())
-	} else {
+		now := s.lim.nanotime()
+		retry = time.Duration(s.retryAt.Load() - now)
+		ask = now >= s.recheckAt.Load() // another replica may have given allowance back
+	}
+	if ask {
 		for {
 			w := s.need.Load()
 			if w >= n || s.need.CompareAndSwap(w, n) {
@@ -155,12 +170,15 @@ func (s *quotaState) plan(now int64) (redisconn.Exec, bool, int64) {
 		s.avail.Store(s.lease)
 		s.debt = s.lease
 		s.exhausted.Store(false)
-		s.rollAt = 0
+		s.rollAt, s.day, s.idleAt = 0, -1, 0
+		s.recheckAt.Store(0)
 		s.retryAt.Store(now)
 	}
 	a := s.avail.Load()
 	want := int64(0)
-	if n := s.need.Swap(0); !s.exhausted.Load() && (a < s.low.Load() || n > a) {
+	n := s.need.Swap(0)
+	switch {
+	case !s.exhausted.Load() && (a < s.low.Load() || n > a):
 		// Leases that come quicker than one per lease window double the size (up to 1%
 		// of the quota); slow ones halve it back.
 		switch since := now - s.lastLease; {
@@ -171,18 +189,48 @@ func (s *quotaState) plan(now int64) (redisconn.Exec, bool, int64) {
 		}
 		s.low.Store(ceilDiv(s.dyn, 2))
 		want = max(s.dyn, n) - a
+	case s.exhausted.Load() && n > 0 && now >= s.recheckAt.Load():
+		want = n - a // what the refused take needs, its borrow paid back
 	}
-	if want <= 0 { // debt rides along with the next lease; an idle handle costs nothing
-		return redisconn.Exec{}, false, s.rollAt
+	if want <= 0 && now < s.idleAt {
+		return redisconn.Exec{}, false, nextDue(s.rollAt, s.idleAt)
+	}
+	ret := int64(0)
+	if want <= 0 && s.idleAt > 0 {
+		// A look for idleness: an allowance no take touched since the last look goes
+		// back to Redis, for replicas whose clients go on; none to give back, or
+		// touched, the handle is looked at again later or left alone.
+		switch {
+		case a != s.seenAvail:
+			s.seenAvail, s.idleAt = a, now+int64(s.lim.cfg.QuotaIdleReturn)
+		case a > 0 && s.day >= 0 && now >= s.backoff && s.avail.CompareAndSwap(a, 0):
+			ret, s.idleAt = a, 0
+		default:
+			s.idleAt = 0
+		}
+	}
+	if want <= 0 && ret == 0 { // debt rides along with the next lease; an idle handle costs nothing
+		return redisconn.Exec{}, false, nextDue(s.rollAt, s.idleAt)
 	}
 	if now < s.backoff {
 		return redisconn.Exec{}, false, s.backoff
 	}
-	s.sent, s.want, s.lastLease = s.debt, want, now
+	s.sent, s.want, s.ret = s.debt, max(want, 0), ret
+	if want > 0 {
+		s.lastLease = now
+	}
 	return redisconn.Exec{
 		Keys: []string{s.key},
-		Args: []string{"q", s.lim.offsetArg(), itoa(s.limit), itoa(want), itoa(s.debt)},
+		Args: []string{"q", s.lim.offsetArg(), itoa(s.limit), itoa(s.want), itoa(s.debt), itoa(ret), itoa(s.day)},
 	}, true, 0
+}
+
+// nextDue is the earliest of two times a handle wants to be looked at (0: none).
+func nextDue(a, b int64) int64 {
+	if a == 0 || b > 0 && b < a {
+		return b
+	}
+	return a
 }
 
 func (s *quotaState) apply(res []int64, now int64) int64 {
@@ -190,23 +238,34 @@ func (s *quotaState) apply(res []int64, now int64) int64 {
 		return s.fail(now)
 	}
 	grant, leftMs := res[0], res[1]
+	if len(res) >= 4 {
+		s.day = res[3]
+	}
 	s.debt -= s.sent
+	s.ret = 0
 	s.answered()
 	s.backoff = 0
 	s.rollAt = now + max(leftMs, 1)*int64(time.Millisecond)
 	if grant > 0 {
 		s.avail.Add(grant)
 	}
+	// Unspent allowance goes back to Redis after QuotaIdleReturn without a take.
+	s.seenAvail, s.idleAt = s.avail.Load(), now+int64(s.lim.cfg.QuotaIdleReturn)
+	if s.want == 0 { // an idle handle gave its allowance back
+		return nextDue(s.rollAt, s.idleAt)
+	}
 	if grant < s.want {
 		s.exhausted.Store(true)
 		s.retryAt.Store(s.rollAt)
-		return s.rollAt
+		s.recheckAt.Store(now + int64(quotaRecheck))
+		return nextDue(s.rollAt, s.idleAt)
 	}
+	s.exhausted.Store(false) // an exhausted handle's ask granted: allowance came back
 	s.retryAt.Store(now)
 	if s.avail.Load() < s.low.Load() {
 		return now
 	}
-	return s.rollAt
+	return nextDue(s.rollAt, s.idleAt)
 }
 
 func (s *quotaState) fail(now int64) int64 {
@@ -225,4 +284,21 @@ func (s *quotaState) recover(now int64) int64 {
 	return s.rollAt
 }
 
-func (s *quotaState) release() (redisconn.Exec, bool) { return redisconn.Exec{}, false }
+// release settles a closed handle (a reload replaced it, or the process stops): Redis is
+// told what it spent, no more: unpaid credit it spent is charged, allowance it leased
+// and did not spend goes back.
+func (s *quotaState) release() (redisconn.Exec, bool) {
+	net := s.debt - s.avail.Swap(0)
+	s.debt = 0
+	debt, ret := max(net, 0), max(-net, 0)
+	if s.day < 0 {
+		ret = 0 // never leased: nothing of Redis's to give back
+	}
+	if debt == 0 && ret == 0 {
+		return redisconn.Exec{}, false
+	}
+	return redisconn.Exec{
+		Keys: []string{s.key},
+		Args: []string{"q", s.lim.offsetArg(), itoa(s.limit), "0", itoa(debt), itoa(ret), itoa(s.day)},
+	}, true
+}

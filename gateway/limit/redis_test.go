@@ -679,3 +679,87 @@ func TestRedisSlotsExactAcrossReplicas(t *testing.T) {
 		t.Fatalf("%d slots in use across replicas, max %d", peak.Load(), max)
 	}
 }
+
+// TestRedisQuotaUnspentAllowanceMoves: allowance a replica leased and left unspent is
+// not lost to the day. An idle replica gives it back to Redis after QuotaIdleReturn; a
+// closed handle (a reload replaced it, the process stops) at once; and a replica told
+// the day's quota is used up asks again while its clients go on, so it spends what came
+// back: the day's total reaches the limit (past it by at most the last borrow, the
+// package's bound).
+func TestRedisQuotaUnspentAllowanceMoves(t *testing.T) {
+	srv := redistest.Start(t)
+	// holding leases a quota's allowance through q and spends units of it, until q holds
+	// more than least unspent; it returns the units spent.
+	holding := func(q *Quota, key string, least int64) int64 {
+		var spent int64
+		waitFor(t, 5*time.Second, "a leased allowance held", func() bool {
+			for range 50 { // fast enough for the lease size to grow
+				if q.Take(1).OK {
+					spent++
+				}
+				if q.s.avail.Load() > least && quotaUsed(t, q, key) > spent {
+					return true
+				}
+			}
+			return false
+		})
+		return spent
+	}
+
+	t.Run("idle", func(t *testing.T) {
+		a, _ := newReplica(t, srv, Config{Prefix: "idle:", QuotaIdleReturn: 200 * time.Millisecond}).lim.NewQuota("key:day", 5000)
+		spent := holding(a, "idle:q:key:day", 0)
+		waitFor(t, 5*time.Second, "the idle replica's allowance back in Redis", func() bool {
+			return quotaUsed(t, a, "idle:q:key:day") == spent
+		})
+	})
+
+	t.Run("exhausted replica", func(t *testing.T) {
+		const limit = 100_000 // leases of 100 to 1,000 units
+		cfg := Config{Prefix: "moves:", QuotaIdleReturn: time.Hour}
+		a, _ := newReplica(t, srv, cfg).lim.NewQuota("key:day", limit)
+		b, _ := newReplica(t, srv, cfg).lim.NewQuota("key:day", limit)
+		// a holds more than b may borrow (half its largest lease), so b's last borrow
+		// cannot stand in for a's allowance.
+		spent := holding(a, "moves:q:key:day", b.s.maxLease/2)
+		exhausted := func() bool {
+			d := b.Take(1)
+			if d.OK {
+				spent++
+				return false
+			}
+			return d.RetryAfter > time.Minute // refused until Redis's day ends, not a lease on its way
+		}
+		waitFor(t, 10*time.Second, "b told the day's quota is used up", func() bool {
+			for range 1000 {
+				if exhausted() {
+					return true
+				}
+			}
+			return false
+		})
+		held := a.s.avail.Load()
+		t.Logf("b told the quota is used up after %d of %d units; a holds %d unspent", spent, limit, held)
+		if held <= 0 || spent >= limit {
+			t.Fatalf("a holds %d, %d of %d spent: the case is not set up", held, spent, limit)
+		}
+		a.Close() // a reload replaced a's plan
+		waitFor(t, 10*time.Second, "b spends what a left", func() bool {
+			exhausted()
+			return spent >= limit
+		})
+		for range 10 {
+			if b.Take(1).OK {
+				spent++
+			}
+		}
+		if spent > limit+b.s.maxLease {
+			t.Fatalf("%d units admitted of a daily quota of %d, past the borrow bound", spent, limit)
+		}
+	})
+}
+
+// quotaUsed is the day's used units Redis holds for a quota's key (0 before its first lease).
+func quotaUsed(t *testing.T, q *Quota, key string) int64 {
+	return redisInt(t, q.s.lim.conn, "EVAL", "return tonumber(redis.call('HGET', KEYS[1], 'u') or '0')", "1", key)
+}

@@ -14,9 +14,11 @@ import "github.com/infura-gateway/infura-gateway/gateway/redisconn"
 //	when less than wanted, how long until the rest should be there, capped at half the
 //	time until the bucket is full so a waiting replica comes back before tokens are lost.
 //
-// q (daily quota)   KEYS: quota hash. ARGV: limit, want, debt.
+// q (daily quota)   KEYS: quota hash. ARGV: limit, want, debt, ret, ret_day.
 //
-//	Per UTC day of Redis's clock. Returns {grant, ms_until_day_end, used}.
+//	Per UTC day of Redis's clock. ret units leased on day ret_day and never spent are
+//	given back (ignored once that day is over). Returns {grant, ms_until_day_end,
+//	used, day}.
 //
 // s (slots)         KEYS: slots hash, replicas zset. ARGV: replica, min, want, max, ttl_ms.
 //
@@ -58,17 +60,22 @@ if op == 'b' then
   return {grant, wait}
 elseif op == 'q' then
   local limit, want, debt = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+  local ret, retday = tonumber(ARGV[6]) or 0, tonumber(ARGV[7]) or -1
   local day = math.floor(now / 86400000)
   local v = redis.call('HMGET', KEYS[1], 'd', 'u')
   local used = 0
   if tonumber(v[1]) == day then used = tonumber(v[2]) or 0 end
   used = used + debt
+  if ret > 0 and retday == day then
+    used = used - ret
+    if used < 0 then used = 0 end
+  end
   local grant = 0
   if want > 0 and used < limit then grant = math.min(want, limit - used) end
   used = used + grant
   redis.call('HSET', KEYS[1], 'd', day, 'u', used)
   redis.call('PEXPIRE', KEYS[1], 2 * 86400000)
-  return {grant, (day + 1) * 86400000 - now, used}
+  return {grant, (day + 1) * 86400000 - now, used, day}
 elseif op == 's' then
   local id, mn, want, max, ttl = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
   redis.call('ZADD', KEYS[2], now + ttl, id)
