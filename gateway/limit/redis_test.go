@@ -763,3 +763,58 @@ func TestRedisQuotaUnspentAllowanceMoves(t *testing.T) {
 func quotaUsed(t *testing.T, q *Quota, key string) int64 {
 	return redisInt(t, q.s.lim.conn, "EVAL", "return tonumber(redis.call('HGET', KEYS[1], 'u') or '0')", "1", key)
 }
+
+// TestRedisSlotsReplacedByReload: a reload replaces a key's slots handle while its
+// clients hold slots; they move to the new handle one by one (as the socket server's
+// review moves them) and the old handle is closed. Throughout, and after the old
+// handle's close is settled, the replica's reservation in Redis covers every slot held
+// on either handle, so another replica never gets more than the rest of max.
+func TestRedisSlotsReplacedByReload(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Config{Prefix: "reload:"}
+	const max = 4
+	ra, rb := newReplica(t, srv, cfg), newReplica(t, srv, cfg)
+	old, _ := ra.lim.NewSlots("key:conns", max)
+	b, _ := rb.lim.NewSlots("key:conns", max)
+	for range 3 {
+		if !old.Acquire().OK {
+			t.Fatal("a slot under max refused")
+		}
+	}
+	// covered checks that replica a's reservation in Redis covers the 3 slots it holds,
+	// and that b gets nothing past the rest of max.
+	var onB int64
+	covered := func(when string) {
+		t.Helper()
+		reserved := redisInt(t, ra.conn, "EVAL", "return tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')", "1",
+			"reload:s:key:conns", ra.lim.cfg.ReplicaID)
+		if reserved < 3 {
+			t.Fatalf("%s: replica a's reservation in Redis is %d with 3 slots held", when, reserved)
+		}
+		for b.Acquire().OK {
+			onB++
+		}
+		if 3+onB > max {
+			t.Fatalf("%s: 3 slots on a and %d on b, max %d", when, onB, max)
+		}
+	}
+	covered("before the reload")
+	next, _ := ra.lim.NewSlots("key:conns", max) // the reload
+	// Moves as the review does them: a slot on the new handle, then the old one's back.
+	for i := int64(1); i <= 3; i++ {
+		if !next.Acquire().OK {
+			t.Fatalf("move %d: refused on the new handle", i)
+		}
+		old.Release()
+		if i == 1 {
+			old.Close() // the reload closes the old handle while clients still hold it
+		}
+		covered(fmt.Sprintf("after move %d", i))
+	}
+	// The old handle's close is settled within this second.
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		covered("after the moves")
+		time.Sleep(5 * time.Millisecond)
+	}
+}
