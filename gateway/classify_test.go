@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
 
 // A provider's throttle reaches the client as the gateway's own refusal: 429 with
@@ -61,5 +63,47 @@ func TestProviderThrottleAnsweredWithTheGatewaysRefusal(t *testing.T) {
 	}
 	if v := gw.metric(t, `gateway_upstream_answers_total{upstream="default",class="throttled"}`); v != 1 {
 		t.Fatalf("gateway_upstream_answers_total{class=throttled} %v", v)
+	}
+}
+
+// A client cannot make a real node's answer read as the provider refusing the gateway:
+// geth echoes the method name and the params in its errors ("the method
+// eth_unauthorized does not exist", "invalid argument 0: ... daily limit ..."), and a
+// client naming such a method or param over and over must get geth's own answer while
+// the upstream stays healthy, never banned, throttled or out of quota.
+func TestClientTextCannotShutOutANode(t *testing.T) {
+	node := testnode.Start(t, testnode.Period(0))
+	gw := startGateway(t, "-upstream-http", node.HTTPURL, "-upstream-ws", node.WSURL, "-cache=false")
+	gw.waitUpstreams(t)
+	ws := dialWS(t, gw.WSURL, nil)
+	calls := []struct{ req, wantMsg string }{
+		{`{"jsonrpc":"2.0","id":7,"method":"eth_unauthorized","params":[]}`, "eth_unauthorized does not exist"},
+		{`{"jsonrpc":"2.0","id":7,"method":"eth_ratelimit","params":[]}`, "eth_ratelimit does not exist"},
+		{`{"jsonrpc":"2.0","id":7,"method":"eth_getBalance","params":["daily limit exceeded, rate limit, unauthorized","latest"]}`, "invalid argument 0"},
+	}
+	for round := range 8 {
+		for _, c := range calls {
+			code, body := do(t, "POST", gw.URL+"/", c.req)
+			if code != 200 || !strings.Contains(string(body), c.wantMsg) || !strings.Contains(string(body), `"id":7`) {
+				t.Fatalf("round %d, POST / %s: %d %s; want the node's own error", round, c.req, code, body)
+			}
+			if ans := ws.call(c.req); !strings.Contains(string(ans), c.wantMsg) {
+				t.Fatalf("round %d, /socket2socket %s: %s; want the node's own error", round, c.req, ans)
+			}
+		}
+	}
+	for _, m := range []string{
+		`gateway_upstream_state{upstream="default"}`, `gateway_upstream_bans{upstream="default"}`,
+		`gateway_upstream_throttled{upstream="default"}`, `gateway_upstream_exhausted{upstream="default"}`,
+		`gateway_upstream_answers_total{upstream="default",class="unauthorized"}`,
+		`gateway_upstream_answers_total{upstream="default",class="throttled"}`,
+		`gateway_upstream_answers_total{upstream="default",class="exhausted"}`,
+	} {
+		if v := gw.metric(t, m); v != 0 {
+			t.Errorf("%s = %v after clients' calls answered by the node itself; want 0", m, v)
+		}
+	}
+	if v := gw.metric(t, `gateway_upstream_answers_total{upstream="default",class="client_error"}`); v < 8*3*2 {
+		t.Errorf("client_error answers %v; want the %d node errors counted as the calls'", v, 8*3*2)
 	}
 }

@@ -193,9 +193,30 @@ type note struct {
 	backoff time.Duration
 }
 
+// echoCode reports whether a JSON-RPC error code is the node's verdict on the request
+// itself (EIP-1474 / JSON-RPC 2.0: parse error, invalid request, method not found,
+// invalid params). Such messages echo what the client sent (geth: "the method
+// eth_unauthorized does not exist", "invalid argument 0: ... "daily limit""), so no
+// text rule may read them as the provider refusing the gateway: a client could ban
+// or shut out an upstream by naming a method or a param.
+func echoCode(code int64) bool { return code <= -32600 && code >= -32602 || code == -32700 }
+
+// refusalStatus reports whether an HTTP status says on its own that the provider
+// refused the gateway (its rate, quota or key), whatever the body says; 5xx too.
+func refusalStatus(status int) bool {
+	switch status {
+	case fasthttp.StatusUnauthorized, fasthttp.StatusPaymentRequired, fasthttp.StatusForbidden, fasthttp.StatusTooManyRequests:
+		return true
+	}
+	return status >= 500
+}
+
 // decide applies the rules to f.
 func (c *Classifier) decide(f *facts) note {
 	for i := range c.rules {
+		if i == c.configured && f.hasCode && echoCode(f.code) && !refusalStatus(f.status) {
+			return note{class: AnswerClientError}
+		}
 		r := &c.rules[i]
 		if f.status >= 500 && i >= c.configured && r.HTTPStatus == 0 {
 			// A 5xx says the server failed, whatever its body's text: only a
@@ -218,6 +239,10 @@ func (c *Classifier) decide(f *facts) note {
 		return n
 	}
 	switch {
+	case f.rpcError && f.backoff > 0 && f.status < 500:
+		// A JSON-RPC error stating a back-off (data.backoff_seconds, Retry-After), e.g.
+		// Infura's -32005 "limit exceeded" over a 200 or a websocket: the provider's rate.
+		return note{class: AnswerThrottled, backoff: f.backoff}
 	case f.rpcError && (f.status == 0 || f.status == fasthttp.StatusOK || f.status < 500):
 		// A JSON-RPC error nobody recognises is the node's answer to the call.
 		return note{class: AnswerClientError}

@@ -40,6 +40,15 @@ func TestClassifyProviderAnswersOnBothTransports(t *testing.T) {
 		{"geth execution reverted", KindGeneric, nil, providerAnswer{200, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":3,"message":"execution reverted","data":"0x08c379a0"}}`}, AnswerClientError, 0},
 		{"revert reason reading like a throttle", KindAlchemy, nil, reverted, AnswerClientError, 0},
 		{"invalid params", KindGeneric, nil, providerAnswer{200, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32602,"message":"invalid argument 0: hex string has length 2, want 40 for common.Address"}}`}, AnswerClientError, 0},
+		// Messages that echo the client's method or params are the call's, whatever they say.
+		{"geth method not found naming an 'unauthorized' method", KindGeneric, nil, providerAnswer{200, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32601,"message":"the method eth_unauthorized does not exist/is not available"}}`}, AnswerClientError, 0},
+		{"invalid params echoing 'daily limit'", KindGeneric, nil, providerAnswer{200, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32602,"message":"invalid argument 0: json: cannot unmarshal string \"daily limit\" into Go value"}}`}, AnswerClientError, 0},
+		{"invalid params echoing a provider's throttle text", KindInfura, nil, providerAnswer{200, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32602,"message":"invalid argument 0: project id request rate exceeded"}}`}, AnswerClientError, 0},
+		{"invalid request echoing 'rate limit' over a 400", KindGeneric, nil, providerAnswer{400, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32600,"message":"invalid request: rate limit"}}`}, AnswerClientError, 0},
+		{"a 429 status stays a throttle whatever the code", KindGeneric, nil, providerAnswer{429, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32600,"message":"slow down"}}`}, AnswerThrottled, 0},
+		// A stated back-off is a throttle, with no text to go by.
+		{"-32005 with backoff_seconds in a 200", KindGeneric, nil, providerAnswer{200, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32005,"message":"limit exceeded","data":{"rate":{"backoff_seconds":5}}}}`}, AnswerThrottled, 5 * time.Second},
+		{"-32005 with backoff_seconds on infura", KindInfura, nil, providerAnswer{200, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32005,"message":"limit exceeded","data":{"backoff_seconds":2}}}`}, AnswerThrottled, 2 * time.Second},
 		{"nonce too low", KindGeneric, nil, providerAnswer{200, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32000,"message":"nonce too low: next nonce 5, tx nonce 1"}}`}, AnswerClientError, 0},
 		{"500 without a body", KindGeneric, nil, providerAnswer{500, nil, `oops`}, AnswerBroken, 0},
 		{"a result", KindGeneric, nil, providerAnswer{200, nil, `{"jsonrpc":"2.0","id":@ID@,"result":"0x1"}`}, AnswerOK, 0},

@@ -460,4 +460,4 @@ func checkStatus(code int) (*proto.Error, Outcome) {
 }
 
 var errUpstreamAuth = proto.NewError(proto.CodeServer, fasthttp.StatusBadGateway,
-	"upstream rejected the gateway's credentials (check INFURA_PROJECT_ID / INFURA_PROJECT_SECRET)")
+	"upstream rejected the gateway's credentials (check the upstream's key or URL; for Infura, INFURA_PROJECT_ID and INFURA_PROJECT_SECRET)")
