@@ -22,7 +22,7 @@ type Registry struct {
 	// A view (With) adds labels to every name it registers, and remembers the names so
 	// that Close can take them all out (a network removed by a reload).
 	labels string
-	owned  *[]string
+	owned  *map[string]struct{} // a set: a series looked up again (Counter on a hot path) is not added twice
 }
 
 // NewRegistry returns an empty registry; register its Set with metrics.RegisterSet to
@@ -65,7 +65,8 @@ func (r *Registry) With(labels string) *Registry {
 	if r.labels != "" {
 		labels = r.labels + "," + labels
 	}
-	v.labels, v.owned = labels, new([]string)
+	owned := make(map[string]struct{})
+	v.labels, v.owned = labels, &owned
 	return &v
 }
 
@@ -87,7 +88,7 @@ func (r *Registry) name(name string) string {
 	}
 	name = r.labelled(name)
 	r.mu.Lock()
-	*r.owned = append(*r.owned, name)
+	(*r.owned)[name] = struct{}{}
 	r.mu.Unlock()
 	return name
 }
@@ -140,9 +141,9 @@ func (r *Registry) Close() {
 	}
 	r.mu.Lock()
 	names := *r.owned
-	*r.owned = nil
+	*r.owned = make(map[string]struct{})
 	r.mu.Unlock()
-	for _, n := range names {
+	for n := range names {
 		if !r.hists.remove(n) {
 			r.Set.UnregisterMetric(n)
 		}
