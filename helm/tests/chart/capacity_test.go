@@ -85,6 +85,10 @@ func TestEKSScalesOnInFlightAndWebsockets(t *testing.T) {
 		if !strings.HasPrefix(r.SeriesQuery, r.Name.As+"{") || !strings.Contains(r.SeriesQuery, `job="infura-gateway"`) {
 			t.Errorf("rule %s: seriesQuery %q must select the gateway's own series", r.Name.As, r.SeriesQuery)
 		}
+		// A pod's gauge has one series per network: the HPA reads the pod's total.
+		if r.MetricsQuery != "sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})" {
+			t.Errorf("rule %s: metricsQuery %q must add a pod's series (one per network)", r.Name.As, r.MetricsQuery)
+		}
 		if r.Resources.Overrides["pod"]["resource"] != "pod" || r.Resources.Overrides["namespace"]["resource"] != "namespace" {
 			t.Errorf("rule %s: pod and namespace labels must map to their resources: %v", r.Name.As, r.Resources.Overrides)
 		}

@@ -100,7 +100,9 @@ locals {
           pod       = { resource = "pod" }
         } }
         name         = { matches = "^${m}$", as = m }
-        metricsQuery = "max by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})"
+        # sum, not max: a pod's gauge has one series per network (websocket clients of
+        # alpha and of beta), and the HPA must see the pod's total.
+        metricsQuery = "sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})"
       }]
     }
   }
