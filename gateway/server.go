@@ -129,7 +129,9 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.pipe = pipeline.New(&s.cfg, s.acc)
-	tr, err := tracing.New(context.Background(), s.cfg.TracingConfig(s.version))
+	tcfg := s.cfg.TracingConfig(s.version)
+	tcfg.Log = s.log
+	tr, err := tracing.New(context.Background(), tcfg)
 	if err != nil {
 		s.closeAccess()
 		return nil, err

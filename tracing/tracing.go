@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -41,7 +42,13 @@ type Config struct {
 	ParentBased bool
 	Service     string // service.name of the spans
 	Version     string // service.version
+	// Log gets the exporter's errors (nil: slog.Default()): the gateway's logger, so
+	// they keep its format and level.
+	Log *slog.Logger
 }
+
+// exportLogEvery spaces the log lines of failing exports.
+const exportLogEvery = 30 * time.Second
 
 // Validate reports a configuration the tracer cannot start with. Its messages name
 // the flags; they never quote the endpoint (it may carry credentials).
@@ -105,9 +112,22 @@ func New(ctx context.Context, cfg Config) (*Tracer, error) {
 	// Export errors quote the endpoint: logged with it reduced to scheme and host, so
 	// credentials in it never reach a log line.
 	bare := u.Scheme + "://" + u.Host
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	// A collector that is down fails every export (about one a second): one line per
+	// exportLogEvery, with how many failed since the last one.
+	var last, failed atomic.Int64
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		n := failed.Add(1)
+		now, prev := time.Now().UnixNano(), last.Load()
+		if prev != 0 && now-prev < int64(exportLogEvery) || !last.CompareAndSwap(prev, now) {
+			return
+		}
+		failed.Add(-n)
 		msg := strings.ReplaceAll(strings.ReplaceAll(err.Error(), u.String(), bare), cfg.Endpoint, bare)
-		slog.Warn("tracing: span export failed", "err", msg)
+		log.Warn("tracing: span export failed", "err", msg, "failures", n)
 	}))
 	res := resource.NewSchemaless(attribute.String("service.name", service), attribute.String("service.version", cfg.Version))
 	// The decision is ours (Begin): the SDK records every span it is asked for.

@@ -2,7 +2,10 @@ package tracing
 
 import (
 	"context"
+	"log/slog"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -205,5 +208,69 @@ func TestNew(t *testing.T) {
 			defer cancel()
 			_ = tr.Shutdown(ctx) // nothing to flush
 		})
+	}
+}
+
+// syncBuffer is a log sink the exporter's goroutine writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Export errors go to the gateway's logger, in its format and at its level.
+func TestExportErrorsUseTheGatewaysLogger(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := "http://" + ln.Addr().String()
+	_ = ln.Close() // nothing listens: every export is refused
+	for _, level := range []slog.Level{slog.LevelWarn, slog.LevelError} {
+		var out syncBuffer
+		log := slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: level}))
+		tr, err := New(context.Background(), Config{Exporter: ExporterOTLPHTTP, Endpoint: endpoint, Ratio: 1, Log: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			var c Call
+			c.SetIn(In{})
+			if !tr.Begin(&c, "eth_chainId", "default") {
+				t.Fatal("not sampled at ratio 1")
+			}
+			c.End("eth_chainId", "ok", "")
+		}
+		// The batcher exports within a second and reports the failure in the
+		// background: look until it is, or for as long at level error.
+		deadline := time.Now().Add(10 * time.Second)
+		if level == slog.LevelError {
+			deadline = time.Now().Add(3 * time.Second)
+		}
+		for !strings.Contains(out.String(), "span export failed") && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = tr.Shutdown(ctx)
+		cancel()
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		switch {
+		case level == slog.LevelError && out.String() != "":
+			t.Fatalf("at level error, the exporter's warnings were written:\n%s", out.String())
+		case level == slog.LevelWarn && (len(lines) != 1 || !strings.HasPrefix(lines[0], `{"time":`) ||
+			!strings.Contains(lines[0], `"level":"WARN"`) || !strings.Contains(lines[0], "span export failed")):
+			t.Fatalf("want one JSON warning for the failing exports, got:\n%s", out.String())
+		}
 	}
 }
