@@ -28,6 +28,9 @@ type front struct {
 	net     *network.Network
 	conf    config.Network
 	handler fasthttp.RequestHandler
+	// counted counts, as route "other", a request answered before any route ran: a
+	// CORS preflight, or one fasthttp refused (too large, malformed, too slow).
+	counted fasthttp.RequestHandler
 	sock    *socket.Server // nil when no upstream of the network has a websocket
 }
 
@@ -45,12 +48,26 @@ func (s *Server) serveNetwork(ctx *fasthttp.RequestCtx) {
 	if prefixed {
 		ctx.URI().SetPathBytes(rest)
 	}
+	s.frontOf(n).handler(ctx)
+}
+
+// frontOf is the front serving network n.
+func (s *Server) frontOf(n *network.Network) *front {
 	fs := s.fronts.Load()
 	f := fs.one
 	if f == nil || f.net != n {
 		f = fs.m[n]
 	}
-	f.handler(ctx)
+	return f
+}
+
+// countAnswered counts a request answered before its route ran, on the network it
+// names (the default one when it names none, or could not be read).
+func (s *Server) countAnswered(ctx *fasthttp.RequestCtx) {
+	n, _, _ := s.nets.Resolve(ctx.Path(), ctx.Host())
+	if f := s.frontOf(n); f != nil {
+		f.counted(ctx)
+	}
 }
 
 // newFront builds network nc and what serves it; Start is left to the caller.
@@ -72,6 +89,7 @@ func (s *Server) newFront(cfg *config.Config, nc config.Network) (*front, error)
 		f.sock = socket.New(cfg, s.acc, s.pipe, n, n.Registry())
 	}
 	f.handler = s.routes(f)
+	f.counted = s.inst.With(n.Registry()).Wrap("other", func(*fasthttp.RequestCtx) {})
 	return f, nil
 }
 
@@ -168,7 +186,7 @@ func (s *Server) reloadNetworks(next *config.Config) error {
 	}
 	for _, nc := range next.NetworkList() {
 		if o := old[nc.Name]; o != nil && o.conf.ChainID == nc.ChainID {
-			list = append(list, &front{net: o.net, conf: nc, handler: o.handler, sock: o.sock})
+			list = append(list, &front{net: o.net, conf: nc, handler: o.handler, counted: o.counted, sock: o.sock})
 			continue
 		}
 		f, err := s.newFront(next, nc)

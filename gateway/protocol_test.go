@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -174,5 +175,45 @@ func TestHeadProbes(t *testing.T) {
 		if resp.StatusCode != c.status || len(body) != 0 {
 			t.Fatalf("HEAD %s: %d %q, want %d and no body", c.path, resp.StatusCode, body, c.status)
 		}
+	}
+}
+
+// Requests answered before any route runs (fasthttp's refusals and CORS preflights)
+// count in gateway_requests_total as route "other", as 404s do: floods of them show on
+// the dashboard.
+func TestAnswersBeforeARouteAreCounted(t *testing.T) {
+	fake := startFakeUpstream(t)
+	gw := startGateway(t, fake.args("-read-timeout", "300ms", "-max-request-body", "1024", "-cors-origins", "*")...)
+	cases := []struct {
+		name, raw string
+		code      int
+		label     string // the code label: codes outside the fixed list count as "other"
+	}{
+		{"body too large", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + strings.Repeat("a", 5000), 413, "413"},
+		{"header too large", "GET /blocknumber HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("a", 64<<10) + "\r\n\r\n", 431, "other"},
+		{"too slow", "GET /blocknumber HTTP/1.1\r\nHost: x\r\n", 408, "other"},
+		{"malformed", "GET /blocknumber HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", 400, "400"},
+		{"preflight", "OPTIONS /v3/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\nOrigin: https://a.example\r\nAccess-Control-Request-Method: POST\r\n\r\n", 204, "204"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			series := `gateway_requests_total{route="other",code="` + c.label + `"}`
+			before := gw.metric(t, series)
+			conn, err := net.Dial("tcp", strings.TrimPrefix(gw.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(wsWait))
+			if _, err := conn.Write([]byte(c.raw)); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 4096)
+			n, _ := readAtLeastHeader(conn, buf)
+			if got := string(buf[:n]); !strings.HasPrefix(got, "HTTP/1.1 "+strconv.Itoa(c.code)+" ") {
+				t.Fatalf("got %q, want %d", got, c.code)
+			}
+			waitFor(t, series+" counted", func() bool { return gw.metric(t, series) == before+1 })
+		})
 	}
 }

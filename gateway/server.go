@@ -215,6 +215,8 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	if s.corsAllow == nil && s.corsOrigins == nil || !s.cors(ctx) {
 		s.serveNetwork(ctx)
+	} else {
+		s.countAnswered(ctx) // a preflight, answered by cors
 	}
 	s.closeWhenDraining(ctx)
 }
@@ -459,6 +461,7 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		pipeline.WriteError(ctx, nil, proto.NewError(proto.CodeInvalidRequest, fasthttp.StatusBadRequest, "malformed HTTP request"))
 	}
+	s.countAnswered(ctx)
 }
 
 // isTimeout reports whether err is a read that ran out of time (-read-timeout).
