@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -112,23 +114,46 @@ func TestSocket2SocketFanOutManySubscribers(t *testing.T) {
 	if got := gw.metric(t, upstreamSubs); got != 1 {
 		t.Fatalf("%v upstream subscriptions for %d identical subscribers", got, n)
 	}
-	// Every client sees the same next two heads.
-	var first []string
-	for i, c := range cs {
-		var heads []string
-		for len(heads) < 2 {
-			m := decodeAnswer(t, c.next())
-			if m.Params.Subscription != ids[i] {
-				t.Fatalf("client %d: notification for %s", i, m.Params.Subscription)
-			}
-			var h struct{ Hash string }
-			_ = json.Unmarshal(m.Params.Result, &h)
-			heads = append(heads, h.Hash)
+	// Every client gets every head from the one it was subscribed at, in order, on its
+	// id, and the same head as every other client. Clients subscribed over seconds on a
+	// loaded machine, so their first heads differ: each is followed up to one head all
+	// of them get (the latest first head, plus one).
+	type head struct {
+		Number uint64
+		Hash   string
+	}
+	next := func(i int) head {
+		m := decodeAnswer(t, cs[i].next())
+		if m.Params.Subscription != ids[i] {
+			t.Fatalf("client %d: notification for %s", i, m.Params.Subscription)
 		}
-		if i == 0 {
-			first = heads
-		} else if heads[0] != first[0] && heads[1] != first[1] && heads[0] != first[1] && heads[1] != first[0] {
-			t.Fatalf("client %d saw heads %v, client 0 saw %v", i, heads, first)
+		var h struct{ Number, Hash string }
+		err := json.Unmarshal(m.Params.Result, &h)
+		num, perr := strconv.ParseUint(strings.TrimPrefix(h.Number, "0x"), 16, 64)
+		if err != nil || perr != nil || h.Hash == "" {
+			t.Fatalf("client %d: head %s: %v %v", i, m.Params.Result, err, perr)
+		}
+		return head{num, h.Hash}
+	}
+	last := make([]head, n)
+	var target uint64
+	for i := range cs {
+		last[i] = next(i)
+		target = max(target, last[i].Number+1)
+	}
+	var common string
+	for i := range cs {
+		for last[i].Number < target {
+			h := next(i)
+			if h.Number != last[i].Number+1 {
+				t.Fatalf("client %d: head %d after %d", i, h.Number, last[i].Number)
+			}
+			last[i] = h
+		}
+		if common == "" {
+			common = last[i].Hash
+		} else if last[i].Hash != common {
+			t.Fatalf("client %d saw head %d as %s, client 0 as %s", i, target, last[i].Hash, common)
 		}
 	}
 	for _, c := range cs {
