@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 	"slices"
@@ -252,7 +253,9 @@ func (s *Server) notFound(ctx *fasthttp.RequestCtx) {
 		writeNotFound(ctx, proto.ErrNotFound)
 		return
 	}
-	s.m.unknownNetwork.Inc()
+	if seg, _, _ := bytes.Cut(bytes.TrimPrefix(ctx.Path(), []byte("/")), []byte("/")); config.CouldBeNetworkName(seg) {
+		s.m.unknownNetwork.Inc() // not /favicon.ico, /.env and the like: scanners' noise
+	}
 	e := *proto.ErrNotFound
 	e.Message = "no such route or network; networks: " + s.nets.Names()
 	writeNotFound(ctx, &e)

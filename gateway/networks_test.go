@@ -225,6 +225,12 @@ plans:
 			t.Fatalf("websocket %s: %v %v, want 404", p, err, resp)
 		}
 	}
+	// Paths that cannot name a network (scanners' noise) are 404s, not unknown networks.
+	for _, p := range []string{"/favicon.ico", "/.env", "/wp-admin.php", "/Nowhere/gasprice"} {
+		if code, _ := do(t, "GET", gw.URL+p, ""); code != 404 {
+			t.Fatalf("GET %s: %d, want 404", p, code)
+		}
+	}
 	if got := gw.metric(t, "gateway_network_unknown_total"); got != 5 {
 		t.Fatalf("%v unknown-network requests counted, want 5", got)
 	}

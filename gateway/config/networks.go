@@ -89,6 +89,20 @@ const DefaultNetwork = "default"
 // networkName is a network's name or alias: a path segment and a metric label value.
 var networkName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
+// CouldBeNetworkName reports whether a path segment has the shape of a network's name
+// (networkName, checked without the regexp: it runs on unknown paths).
+func CouldBeNetworkName(b []byte) bool {
+	if len(b) == 0 || len(b) > 63 || b[0] == '-' {
+		return false
+	}
+	for _, c := range b {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // reservedNames are the first path segments of the gateway's own routes: a network
 // named so would shadow them.
 var reservedNames = []string{"v3", "ws", "health", "readyz", "blocknumber", "gasprice", "blockbynumber",
