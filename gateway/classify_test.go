@@ -107,3 +107,33 @@ func TestClientTextCannotShutOutANode(t *testing.T) {
 		t.Errorf("client_error answers %v; want the %d node errors counted as the calls'", v, 8*3*2)
 	}
 }
+
+// A provider refusing elements of a batch (Alchemy's in-body 429, quoting its dashboard
+// URL with the app's key) is a throttle of that upstream, as the same answer to a single
+// call is: the batch goes to the other upstream, the client never sees the provider's
+// text, and the refusing upstream is backed off from. Over HTTP and websocket.
+func TestBatchElementsRefusedByAProviderFailOver(t *testing.T) {
+	throttle := func(r fakeRequest) fakeAnswer {
+		if r.Method != "eth_getBalance" {
+			return fakeAnswer{}
+		}
+		return fakeAnswer{Body: `{"jsonrpc":"2.0","id":` + string(r.ID) + `,"error":{"code":429,"message":"Your app has exceeded its compute units per second capacity. Upgrade at https://dashboard.alchemy.com/SECRETAPPKEY"}}`}
+	}
+	a, b := startFakeUpstream(t, fakeRespond(throttle)), startFakeUpstream(t)
+	gw := multiGateway(t, []upstreamDef{{name: "a", f: a, tier: "primary", ws: true}, {name: "b", f: b, tier: "primary", ws: true}})
+	const batch = `[{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x0000000000000000000000000000000000000001","latest"]},` +
+		`{"jsonrpc":"2.0","id":2,"method":"eth_chainId","params":[]}]`
+	ws := dialWS(t, gw.WSURL, nil)
+	for i := range 10 {
+		code, body := do(t, "POST", gw.URL+"/", batch)
+		wsBody := ws.call(batch)
+		for _, got := range []string{string(body), string(wsBody)} {
+			if code != 200 || strings.Contains(got, "SECRETAPPKEY") || strings.Contains(got, "error") {
+				t.Fatalf("batch %d: %d %s; want both answers from the upstream that serves", i, code, got)
+			}
+		}
+	}
+	if v := gw.metric(t, `gateway_upstream_answers_total{upstream="a",class="throttled"}`); v < 1 {
+		t.Fatalf("upstream a refused batch elements and was never counted throttled")
+	}
+}

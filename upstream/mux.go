@@ -320,6 +320,10 @@ func (m *Mux) CallBatch(b *Batch, deadline time.Time) error {
 	}
 	<-w.ch
 	putBatchWait(w)
+	if perr := b.refusals(m.cls); perr != nil {
+		m.metrics.observe(ptrHint(b), TransportWS, proto.MethodBatch, b.class(), OutcomeError, perr, start, time.Now())
+		return perr
+	}
 	m.metrics.observe(ptrHint(b), TransportWS, proto.MethodBatch, b.class(), OutcomeOK, nil, start, time.Now())
 	return nil
 }

@@ -280,7 +280,10 @@ func (p *Pool) callBatch(b *Batch, deadline time.Time, traceparent []byte) error
 		outcome = OutcomeRPCError
 	}
 	if perr == nil {
-		if perr = b.fileAnswers(ures.Body()); perr != nil {
+		if perr = b.fileAnswers(ures.Body()); perr == nil {
+			perr = b.refusals(p.cls)
+		}
+		if perr != nil {
 			outcome = OutcomeError
 		}
 	}

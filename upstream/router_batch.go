@@ -60,7 +60,11 @@ func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
 		}
 		u.inFlight.Add(-1)
 		perr, _ := err.(*proto.Error)
-		r.noteAnswer(u, refusalClass(perr), 0)
+		if n := b.refused; n.class != AnswerOK {
+			r.noteAnswer(u, n.class, n.backoff) // refused element by element, back-off stated
+		} else {
+			r.noteAnswer(u, refusalClass(perr), 0)
+		}
 		if err == nil {
 			r.verifyBatch(b, u, deadline, via)
 			return nil

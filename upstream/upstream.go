@@ -25,6 +25,41 @@ type Batch struct {
 	body  []byte       // every answer, ids already replaced
 	spans []proto.Span // answer i is body[spans[i]]; zero when there is none
 	errs  []*proto.Error
+	// refused is the provider's refusal found among the answers (refusals), for the
+	// router's gate: class and stated back-off.
+	refused note
+}
+
+// refusals looks for the provider refusing elements of an answered batch (Alchemy's
+// in-body 429, a quota or key error per element): those elements lose the provider's
+// answer, which may quote its dashboard URL and key, for the gateway's refusal, and the
+// batch's error is that refusal, so the router backs off from the upstream and tries
+// the batch on another. Only error answers are classified: a batch of results costs
+// one check per element.
+func (b *Batch) refusals(cls *Classifier) *proto.Error {
+	b.refused = note{}
+	var perr *proto.Error
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, sp := range b.spans {
+		if !sp.Present() {
+			continue
+		}
+		ans := sp.Bytes(b.body)
+		if !proto.IsErrorResponse(ans) {
+			continue
+		}
+		n := cls.classifyBody(0, ans, nil)
+		e := providerRefusal(n.class)
+		if e == nil {
+			continue
+		}
+		b.spans[i], b.errs[i] = proto.Span{}, e
+		if perr == nil || n.backoff > b.refused.backoff {
+			perr, b.refused = e, n
+		}
+	}
+	return perr
 }
 
 // Reset empties b for reuse, keeping its buffers.
@@ -68,7 +103,7 @@ func (b *Batch) Answer(i int) ([]byte, *proto.Error) {
 // start sizes the answer slots before a call.
 func (b *Batch) start() {
 	n := len(b.Reqs)
-	b.body = b.body[:0]
+	b.body, b.refused = b.body[:0], note{}
 	b.spans = append(b.spans[:0], make([]proto.Span, n)...)
 	b.errs = append(b.errs[:0], make([]*proto.Error, n)...)
 }
