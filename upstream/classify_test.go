@@ -254,11 +254,19 @@ func TestThrottleBackoff(t *testing.T) {
 	if g.open() {
 		t.Fatal("a throttled gate is open")
 	}
+	// A stated rate back-off is honoured up to a minute: Retry-After: 999999999 (parsed
+	// up to maxStatedBackoff) does not take the upstream out for an hour.
+	r.noteAnswer(u, AnswerThrottled, maxStatedBackoff)
+	if d := g.closedFor(time.Now().UnixNano()); d > throttleStatedMax || d < throttleStatedMax-time.Second {
+		t.Fatalf("stated %v: closed for %v, want %v", maxStatedBackoff, d, throttleStatedMax)
+	}
+	g.throttledUntil.Store(0)
+	r.noteAnswer(u, AnswerThrottled, 10*time.Second)
 	if u.health.State() != StateHealthy {
 		t.Fatal("a throttle changed health")
 	}
 	st := r.Status().Upstreams[0]
-	if st.ThrottledFor < 9 || st.Answers["throttled"] != 11 || st.Answers["answer"] != 1 {
+	if st.ThrottledFor < 9 || st.Answers["throttled"] != 13 || st.Answers["answer"] != 1 {
 		t.Fatalf("/status: throttled_for_s %v, answers %v", st.ThrottledFor, st.Answers)
 	}
 	g.throttledUntil.Store(time.Now().Add(-time.Millisecond).UnixNano())

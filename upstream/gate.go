@@ -26,6 +26,11 @@ import (
 const (
 	throttleMin = 250 * time.Millisecond
 	throttleMax = 30 * time.Second
+	// throttleStatedMax bounds a back-off the provider states for its rate: rate
+	// windows are seconds, and a wrong or hostile Retry-After (999999999) must not take
+	// an upstream, and with one upstream the gateway, out for the hour a stated quota
+	// may last.
+	throttleStatedMax = time.Minute
 )
 
 // QuotaReset is when an upstream's quota period begins again, in UTC: every day at
@@ -138,7 +143,7 @@ func extend(a *atomic.Int64, until int64) bool {
 
 // throttle closes the gate for the stated back-off, or the next exponential one.
 func (g *gate) throttle(stated time.Duration, now time.Time) {
-	d := stated
+	d := min(stated, throttleStatedMax)
 	if d <= 0 {
 		n := min(g.streak.Add(1)-1, 16)
 		d = min(throttleMin<<n, throttleMax)
