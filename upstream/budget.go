@@ -94,6 +94,9 @@ type budgetState struct {
 	// spentUntil: a take was refused; until this (router clock, ns) selection skips the
 	// upstream. 0: no refusal outstanding.
 	spentUntil atomic.Int64
+	// paced: that refusal was the auto-tuned rate's (learned from the provider's
+	// throttles), not a configured budget's; for the refusal's message.
+	paced atomic.Bool
 	// daily units spent by this replica today (UTC day of the router clock), for the gauge.
 	day, daySpent                atomic.Int64
 	spent, requests, skipped     *metrics.Counter
@@ -187,7 +190,7 @@ func (r *Router) budgetTake(u *Upstream, n, units int64) bool {
 		paced = units
 	}
 	if wait, ok := b.tune.take(now, paced); !ok {
-		return r.budgetRefused(u, now, wait)
+		return r.budgetRefused(u, now, wait, true)
 	}
 	for k, m := range b.meters {
 		if m == nil {
@@ -198,7 +201,7 @@ func (r *Router) budgetTake(u *Upstream, n, units int64) bool {
 			amount = n
 		}
 		if ok, wait := m.Take(amount); !ok {
-			return r.budgetRefused(u, now, wait)
+			return r.budgetRefused(u, now, wait, false)
 		}
 	}
 	u.budget.spent.Add(int(units))
@@ -229,8 +232,11 @@ func (s *budgetState) addDaily(day, units int64) {
 // minBudgetWait is how long a refused upstream is skipped when its meter does not say.
 const minBudgetWait = int64(10 * time.Millisecond)
 
-func (r *Router) budgetRefused(u *Upstream, now int64, wait time.Duration) bool {
+func (r *Router) budgetRefused(u *Upstream, now int64, wait time.Duration, paced bool) bool {
 	u.budget.skipped.Inc()
+	if u.budget.paced.Load() != paced {
+		u.budget.paced.Store(paced)
+	}
 	u.budget.spentUntil.Store(now + max(int64(wait), minBudgetWait))
 	return false
 }
@@ -295,25 +301,52 @@ func (r *Router) waitBudget(size int64, end int64, deadline time.Time) bool {
 func (r *Router) budgetEnd() int64 { return r.clock() + int64(r.cfg.BudgetWait) }
 
 // errBudget is the gateway's own refusal when every upstream that can serve a method
-// is at its budget: -32005, 429 with Retry-After on HTTP routes.
+// is at its budget: -32005, 429 with Retry-After on HTTP routes. The message says
+// which budgets: configured ones, or rates learned from the providers' throttles.
 func (r *Router) errBudget(req *proto.Request) *proto.Error {
 	r.budgetRefusedN.Inc()
-	if req == nil {
-		return r.budgetErrs[proto.MethodOther]
+	m := proto.MethodOther
+	if req != nil {
+		m = req.Method
 	}
-	return r.budgetErrs[req.Method]
+	var configured, learned bool
+	for _, u := range r.set.Load().all {
+		if u.budget.spentUntil.Load() != 0 {
+			p := u.budget.paced.Load()
+			learned, configured = learned || p, configured || !p
+		}
+	}
+	kind := budgetConfigured
+	if learned {
+		kind = budgetLearned
+		if configured {
+			kind = budgetBoth
+		}
+	}
+	return r.budgetErrs[kind][m]
 }
 
-func newBudgetErrors() (t [proto.NumMethods]*proto.Error) {
-	for m := range t {
-		what := proto.Method(m).String()
-		if proto.Method(m) == proto.MethodOther || proto.Method(m) == proto.MethodBatch {
-			what = "this call"
+// The budgets a refusal names: configured, learned from throttles, or both.
+const (
+	budgetConfigured = iota
+	budgetLearned
+	budgetBoth
+)
+
+func newBudgetErrors() (t [3][proto.NumMethods]*proto.Error) {
+	at := [3]string{"is at its configured budget", "is at the rate learned from its provider's throttles",
+		"is at its configured budget or at the rate learned from its provider's throttles"}
+	for k := range t {
+		for m := range t[k] {
+			what := proto.Method(m).String()
+			if proto.Method(m) == proto.MethodOther || proto.Method(m) == proto.MethodBatch {
+				what = "this call"
+			}
+			e := proto.NewError(proto.CodeLimitExceeded, 429,
+				"upstream budgets spent: every upstream that can serve "+what+" "+at[k])
+			e.RetryAfter = 1
+			t[k][m] = e
 		}
-		e := proto.NewError(proto.CodeLimitExceeded, 429,
-			"upstream budgets spent: every upstream that can serve "+what+" is at its configured budget")
-		e.RetryAfter = 1
-		t[m] = e
 	}
 	return t
 }

@@ -56,19 +56,27 @@ func TestAIMD(t *testing.T) {
 		name       string
 		configured float64
 		sent       int64   // requests counted in the first second (learning)
+		calls      []int64 // single requests at these times (ms)
 		cuts       []int64 // throttles at these times (ms)
 		at         int64   // rate read at (ms)
 		want       float64
 	}{
-		{"configured, untouched", 100, 0, nil, 5000, 100},
-		{"one cut", 100, 0, []int64{1000}, 1000, 75},
-		{"cuts within 200ms count once", 100, 0, []int64{1000, 1100, 1199}, 1000 + 199, 75 + 5*0.199},
-		{"two cuts", 100, 0, []int64{1000, 1200}, 1200, (75 + 5*0.2) * 0.75},
-		{"additive recovery: 5% of configured per second", 100, 0, []int64{1000}, 3000, 85},
-		{"recovery stops at configured", 100, 0, []int64{1000}, 60000, 100},
-		{"learned: unlimited before a throttle", 0, 100, nil, 1500, 0},
-		{"learned: cut from the rate sent", 0, 100, []int64{1500}, 1500, 75},
-		{"learned: +1/s at least", 0, 20, []int64{1500}, 3500, 17},
+		{"configured, untouched", 100, 0, nil, nil, 5000, 100},
+		{"one cut", 100, 0, nil, []int64{1000}, 1000, 75},
+		{"cuts within 200ms count once", 100, 0, nil, []int64{1000, 1100, 1199}, 1000 + 199, 75 + 5*0.199},
+		{"two cuts", 100, 0, nil, []int64{1000, 1200}, 1200, (75 + 5*0.2) * 0.75},
+		{"additive recovery: 5% of configured per second", 100, 0, nil, []int64{1000}, 3000, 85},
+		{"recovery stops at configured", 100, 0, nil, []int64{1000}, 60000, 100},
+		{"learned: unlimited before a throttle", 0, 100, nil, nil, 1500, 0},
+		{"learned: cut from the rate sent", 0, 100, nil, []int64{1500}, 1500, 75},
+		{"learned: +1/s at least", 0, 20, nil, []int64{1500}, 3500, 17},
+		// Before, one throttle while quiet cut an unconfigured upstream to 1 req/s, and it
+		// grew back by 1 req/s per second, never to unlimited.
+		{"learned: a throttle while quiet leaves it unlimited", 0, 1, nil, []int64{1500}, 1600, 0},
+		{"learned: cut from the recent peak, not a quiet last second", 0, 100, []int64{2500}, []int64{2600}, 2600, 0.75 * 100 * 0.9},
+		{"learned: recovers 5% of the peak per second", 0, 100, nil, []int64{1500}, 3500, 85},
+		{"learned: unlimited once back above the peak", 0, 100, nil, []int64{1500}, 6600, 0},
+		{"learned: throttles repeated hold it under the peak", 0, 100, nil, []int64{1500, 1700, 1900}, 1900, ((75+5*0.2)*0.75 + 5*0.2) * 0.75},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var a aimd
@@ -76,11 +84,51 @@ func TestAIMD(t *testing.T) {
 			for i := range tc.sent {
 				a.take(i*int64(time.Second)/tc.sent, 1)
 			}
+			for _, c := range tc.calls {
+				a.take(c*ms, 1)
+			}
 			for _, c := range tc.cuts {
 				a.cut(c * ms)
 			}
 			if got := a.rate(tc.at * ms); got < tc.want-0.01 || got > tc.want+0.01 {
 				t.Fatalf("rate %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// The gateway's refusal names the budgets that refused: configured ones, or rates
+// learned from a provider's throttles (before, always "its configured budget", also of
+// an upstream with none).
+func TestBudgetRefusalSaysWhichBudget(t *testing.T) {
+	url, _ := countingServer(t, nil)
+	const prefix = "upstream budgets spent: every upstream that can serve eth_chainId "
+	configured := Spec{Name: "c", HTTPURL: url, Budget: BudgetSpec{RequestsPerSecond: 1}}
+	learned := Spec{Name: "l", HTTPURL: url}
+	for _, tc := range []struct {
+		name  string
+		specs []Spec
+		want  string
+	}{
+		{"configured", []Spec{configured}, "is at its configured budget"},
+		{"learned", []Spec{learned}, "is at the rate learned from its provider's throttles"},
+		{"both", []Spec{configured, learned}, "is at its configured budget or at the rate learned from its provider's throttles"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var clk fakeClock // stands still: no budget refills during the test
+			r := budgetRouter(t, &clk, nil, tc.specs...)
+			req := request("eth_chainId", `[]`)
+			if u := byName(r, "l"); u != nil {
+				r.throttled(u) // cut to its floor, 1/s, with no call sent before
+			}
+			var err error
+			for range 10 {
+				if _, err = r.HTTP().Call(nil, req, []byte("1"), time.Now().Add(5*time.Second)); err != nil {
+					break
+				}
+			}
+			if e, ok := err.(*proto.Error); !ok || e.Code != proto.CodeLimitExceeded || e.Message != prefix+tc.want {
+				t.Fatalf("refusal %v, want %q", err, prefix+tc.want)
 			}
 		})
 	}

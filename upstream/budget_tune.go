@@ -11,28 +11,41 @@ import (
 
 // aimd is the effective rate of one upstream: the configured rate (or, with none,
 // unlimited) until the provider throttles, then multiplicative decrease (at most once
-// per cutEvery) and additive increase back up to the configured rate. Calls are paced
-// at the effective rate only while it is below the configured one (the meters keep
-// the configured rate themselves). All state is atomic: take is a few loads and one
-// compare-and-swap.
+// per cutEvery) and additive increase back up (TCP's congestion avoidance, as proxyd's
+// and eRPC's adaptive limiters). Calls are paced at the effective rate only while it is
+// below the configured one (the meters keep the configured rate themselves). All state
+// is atomic: take is a few loads and one compare-and-swap.
+//
+// With no configured rate the reference is learned: the first throttle cuts from the
+// peak rate sent over the last several seconds (peakDecay; never from one quiet second,
+// which once cut an idle upstream to 1 req/s for hours), the rate then grows by 5 % of
+// that peak per second, and once it is back above the peak the upstream is unlimited
+// again. So a throttle the provider does not repeat costs at most 20 s of reduced rate,
+// while one it keeps repeating holds the rate under the peak.
 type aimd struct {
 	configured float64       // 0: learn from zero configuration
 	base       atomic.Uint64 // float64 bits: the rate at baseAt; 0: unlimited
 	baseAt     atomic.Int64
+	from       atomic.Uint64 // float64 bits: no configured rate: the peak the first cut was from
 	lastCut    atomic.Int64
 	tat        atomic.Int64 // GCRA theoretical arrival time of the pacing
-	// Requests in the current and the previous second, to know where to cut from when
-	// the first throttle comes with no configured rate.
-	sec, cur, prev atomic.Int64
+	// Requests in the current second and the decaying peak per second (float64 bits) of
+	// the seconds before, to know where to cut from with no configured rate.
+	sec, cur atomic.Int64
+	peak     atomic.Uint64
 }
 
 const (
 	aimdDecrease = 0.75 // the multiplicative decrease
 	// aimdIncrease is the additive increase per second: a share of the configured rate
-	// (or of the learned one), at least one unit per second.
+	// (or of the peak the learned one was cut from), at least one unit per second: the
+	// reference is regained within 1/aimdIncrease = 20 s once the throttles stop.
 	aimdIncrease = 0.05
-	cutEvery     = int64(200 * time.Millisecond) // about a round trip: the 429s of calls already sent say nothing new
-	paceBurst    = 0.1                           // seconds of the effective rate that may go at once
+	// peakDecay is what a second's count still weighs each second later: the peak
+	// remembers about the last 10 s (0.9^10 ≈ 1/3).
+	peakDecay = 0.9
+	cutEvery  = int64(200 * time.Millisecond) // about a round trip: the 429s of calls already sent say nothing new
+	paceBurst = 0.1                           // seconds of the effective rate that may go at once
 )
 
 func (a *aimd) init(configured float64) {
@@ -48,14 +61,13 @@ func (a *aimd) rate(now int64) float64 {
 	}
 	ref := a.configured
 	if ref == 0 {
-		ref = base
+		ref = math.Float64frombits(a.from.Load())
 	}
-	step := max(1, aimdIncrease*ref)
-	r := base + step*float64(max(now-a.baseAt.Load(), 0))/1e9
-	if a.configured > 0 {
-		r = min(r, a.configured)
+	r := base + max(1, aimdIncrease*ref)*float64(max(now-a.baseAt.Load(), 0))/1e9
+	if a.configured == 0 && r > ref {
+		return 0 // back above the rate it was cut from: unlimited again
 	}
-	return r
+	return min(r, ref)
 }
 
 // take paces n units at the effective rate while it is below the configured one.
@@ -82,21 +94,23 @@ func (a *aimd) take(now, n int64) (time.Duration, bool) {
 	}
 }
 
+// count adds n to the current second; the first count of a new second folds the one
+// before into the decaying peak (seconds with no calls count 0).
 func (a *aimd) count(now, n int64) {
 	s := now / 1e9
 	if old := a.sec.Load(); old != s && a.sec.CompareAndSwap(old, s) {
-		c := a.cur.Swap(0)
-		if old != s-1 {
-			c = 0
+		c := float64(a.cur.Swap(0))
+		p := max(math.Float64frombits(a.peak.Load())*peakDecay, c)
+		if gap := s - old - 1; gap > 0 {
+			p *= math.Pow(peakDecay, float64(min(gap, 1000)))
 		}
-		a.prev.Store(c)
+		a.peak.Store(math.Float64bits(p))
 	}
 	a.cur.Add(n)
 }
 
 // cut is a throttle at now: the effective rate goes down by aimdDecrease, at most once
-// per cutEvery. With no rate yet (unlimited), the cut is from the rate sent in the
-// last second.
+// per cutEvery. With no rate yet (unlimited), the cut is from the recent peak.
 func (a *aimd) cut(now int64) {
 	last := a.lastCut.Load()
 	if last != 0 && now-last < cutEvery || !a.lastCut.CompareAndSwap(last, now) {
@@ -104,7 +118,9 @@ func (a *aimd) cut(now int64) {
 	}
 	r := a.rate(now)
 	if r == 0 {
-		r = float64(max(a.prev.Load(), a.cur.Load(), 1))
+		a.count(now, 0)
+		r = max(math.Float64frombits(a.peak.Load()), float64(a.cur.Load()), 1)
+		a.from.Store(math.Float64bits(r))
 	}
 	// baseAt first: a reader between the two stores sees the old rate without its
 	// growth, never the old rate grown from a later time.

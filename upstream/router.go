@@ -207,7 +207,7 @@ type Router struct {
 	// refusals by method, and how many were refused.
 	epoch          time.Time
 	budgetQueued   atomic.Int64
-	budgetErrs     [proto.NumMethods]*proto.Error
+	budgetErrs     [3][proto.NumMethods]*proto.Error
 	budgetRefusedN *metrics.Counter
 
 	reloadMu sync.Mutex
