@@ -177,3 +177,53 @@ func TestBudgetMeterFallsBackToShare(t *testing.T) {
 		t.Fatalf("Redis down: %d takes passed at once, want the replica's share's burst (7)", n)
 	}
 }
+
+// A take larger than a budget's burst (a batch of 10 on 5 requests/s, burst 1; 38
+// eth_call, 988 units, on 330 units/s, burst 330) is admitted once the budget is full
+// and charged in full: the take after it is refused (in debt for about 2 s, far more
+// than a loaded machine takes between the two), the rate holds. Before, it was
+// refused for good (too large for the burst), on Redis's leases and on the share alike.
+func TestBudgetMeterTakesLargerThanBurst(t *testing.T) {
+	rs := redistest.Start(t)
+	conn, err := redisconn.New(redisconn.Config{Addr: rs.Addr}, metrics.NewSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	shared, err := limit.New(limit.Config{}, conn, metrics.NewSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(shared.Close)
+	waitFor(t, "Redis usable", conn.Up)
+	for _, mode := range []struct {
+		name string
+		srv  *Server
+	}{
+		{"redis", &Server{redis: conn, limiter: shared}},
+		{"local", &Server{}},
+	} {
+		for _, tc := range []struct {
+			kind upstream.MeterKind
+			rate float64
+			take int64
+		}{
+			{upstream.MeterRequests, 5, 10},
+			{upstream.MeterUnits, 330, 38 * 26},
+		} {
+			t.Run(mode.name+"/"+tc.kind.String(), func(t *testing.T) {
+				m, err := mode.srv.budgetMeters("net", 1)("p", tc.kind, tc.rate)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer m.Close()
+				// With Redis the take waits for a lease of the full burst (polled: the
+				// shard's lease comes on its own goroutine).
+				waitFor(t, "the large take admitted", func() bool { ok, _ := m.Take(tc.take); return ok })
+				if ok, _ := m.Take(1); ok {
+					t.Fatal("a take right after the large one admitted: it was not charged in full")
+				}
+			})
+		}
+	}
+}

@@ -422,3 +422,53 @@ func TestBudgetAutoTuneFindsHiddenLimit(t *testing.T) {
 		t.Fatalf("the provider served %d calls in 30 s: the gateway held back far below its limit", s)
 	}
 }
+
+// A batch of more calls (or units) than a budget's burst is served when the budget is
+// full, charged in full: the calls after it wait for the debt (before, such a batch was
+// refused however long the upstream was idle). Per meter and for the auto-tuned pacing.
+func TestBudgetBatchLargerThanBurst(t *testing.T) {
+	call := request("eth_call", `[{"to":"0x0000000000000000000000000000000000000000"},"latest"]`)
+	for _, tc := range []struct {
+		name     string
+		budget   BudgetSpec
+		cut      bool // a throttle first: the pacing (burst 0.1 s of 75/s) is what limits
+		calls    int
+		payBack  time.Duration // at least the batch's cost at the rate: the debt is paid
+		requests int64         // what the budget counts after the second batch
+	}{
+		{"requests_per_second 5, batch of 10", BudgetSpec{RequestsPerSecond: 5}, false, 10, 2 * time.Second, 20},
+		{"units_per_second 330, 13 eth_call (338 units)", BudgetSpec{UnitsPerSecond: 330, Costs: "alchemy"}, false, 13, 2 * time.Second, 26},
+		{"paced at 75/s after a throttle, batch of 20", BudgetSpec{RequestsPerSecond: 100}, true, 20, time.Second, 40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url, _ := countingServer(t, nil)
+			var clk fakeClock
+			r := budgetRouter(t, &clk, nil, Spec{Name: "a", HTTPURL: url, Budget: tc.budget})
+			u := byName(r, "a")
+			if tc.cut {
+				u.budget.cur.Load().tune.cut(r.clock())
+			}
+			batch := func() error {
+				var b Batch
+				for i := range tc.calls {
+					b.Add(call, []byte{byte('0' + i%10)})
+				}
+				return r.HTTP().CallBatch(&b, time.Now().Add(5*time.Second))
+			}
+			if err := batch(); err != nil {
+				t.Fatalf("a batch on an idle upstream: %v", err)
+			}
+			// In debt: a single call at once is refused, the rate holds.
+			if _, err := r.HTTP().Call(nil, call, []byte("1"), time.Now().Add(5*time.Second)); err == nil {
+				t.Fatal("a call right after the batch admitted: the batch was not charged in full")
+			}
+			clk.advance(tc.payBack)
+			if err := batch(); err != nil {
+				t.Fatalf("a batch once the debt is paid back: %v", err)
+			}
+			if got := u.budget.requests.Get(); got != uint64(tc.requests) {
+				t.Fatalf("budget counted %d requests, want %d", got, tc.requests)
+			}
+		})
+	}
+}

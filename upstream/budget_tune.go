@@ -85,8 +85,8 @@ func (a *aimd) take(now, n int64) (time.Duration, bool) {
 	for {
 		tat := a.tat.Load()
 		next := max(tat, now) + inc
-		if over := next - now - tau; over > 0 {
-			return time.Duration(over), false
+		if over := next - now - tau; over > 0 && tat > now { // full (tat <= now): see localBucket
+			return time.Duration(min(over, tat-now)), false
 		}
 		if a.tat.CompareAndSwap(tat, next) {
 			return 0, true
@@ -141,7 +141,9 @@ func localMeters(clock func() int64, day func(int64) int64) MeterFactory {
 }
 
 // localBucket is GCRA: one compare-and-swap on the theoretical arrival time; a burst
-// of one second of the rate.
+// of one second of the rate. A take larger than the burst (a batch) is admitted when
+// the bucket is full and charged in full: the bucket goes into debt that later takes
+// wait for, so the long-run rate holds (else such a batch would never be served).
 type localBucket struct {
 	clock         func() int64
 	interval, tau int64
@@ -153,8 +155,8 @@ func (b *localBucket) Take(n int64) (bool, time.Duration) {
 	for {
 		tat := b.tat.Load()
 		next := max(tat, now) + n*b.interval
-		if over := next - now - b.tau; over > 0 {
-			return false, time.Duration(over)
+		if over := next - now - b.tau; over > 0 && tat > now {
+			return false, time.Duration(min(over, tat-now))
 		}
 		if b.tat.CompareAndSwap(tat, next) {
 			return true, 0

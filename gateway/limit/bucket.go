@@ -115,7 +115,10 @@ func (b *Bucket) Take(n int64) Decision {
 func (s *bucketState) takeLeased(n int64, borrow bool) Decision {
 	for {
 		a := s.avail.Load()
-		if a < n {
+		// A take larger than the burst (TakeLeased's) goes once a full burst is leased
+		// (the bucket in Redis was full), charged in full: the allowance goes below 0 and
+		// the next leases pay that back before this replica takes again.
+		if a < n && (n <= s.burst || a < s.burst) {
 			break
 		}
 		if s.avail.CompareAndSwap(a, a-n) {
@@ -156,22 +159,24 @@ func (s *bucketState) takeLeased(n int64, borrow bool) Decision {
 		}
 	}
 	s.wake()
-	retry := time.Duration(n * s.interval)
+	retry := time.Duration(min(n, s.burst) * s.interval)
 	if wait := time.Duration(s.retryAt.Load() - now); wait > retry {
 		retry = wait
 	}
 	return s.lim.refuse(KindRate, ReasonExceeded, retry, s.name)
 }
 
-// takeLocal is GCRA: one compare-and-swap on the theoretical arrival time.
+// takeLocal is GCRA: one compare-and-swap on the theoretical arrival time. A take
+// larger than the burst (only TakeLeased's; Take refuses it) is admitted when the
+// bucket is full (tat <= now) and charged in full: the bucket goes into debt.
 func (s *bucketState) takeLocal(n int64) Decision {
 	now := s.lim.nanotime()
 	inc := n * s.interval
 	for {
 		tat := s.tat.Load()
 		next := max(tat, now) + inc
-		if over := next - now - s.tau; over > 0 {
-			return s.lim.refuse(KindRate, ReasonExceeded, time.Duration(over), s.name)
+		if over := next - now - s.tau; over > 0 && tat > now {
+			return s.lim.refuse(KindRate, ReasonExceeded, time.Duration(min(over, tat-now)), s.name)
 		}
 		if s.tat.CompareAndSwap(tat, next) {
 			return Decision{OK: true}
