@@ -207,18 +207,20 @@ func (r *Router) budgetTake(u *Upstream, n, units int64) bool {
 	u.budget.spent.Add(int(units))
 	u.budget.requests.Add(int(n))
 	if b.meters[MeterDaily] != nil {
-		u.budget.addDaily(r.day(now), units)
+		day, _ := r.day(now)
+		u.budget.addDaily(day, units)
 	}
 	return true
 }
 
 // day is the UTC day of the wall clock (daily budgets reset at UTC midnight), or of
-// the router clock in tests.
-func (r *Router) day(now int64) int64 {
-	if r.cfg.Clock != nil {
-		return now / int64(24*time.Hour)
+// the router clock in tests, and how long until it ends.
+func (r *Router) day(now int64) (int64, time.Duration) {
+	const length = int64(24 * time.Hour)
+	if r.cfg.Clock == nil {
+		now = time.Now().UnixNano()
 	}
-	return time.Now().Unix() / 86400
+	return now / length, time.Duration(length - now%length)
 }
 
 func (s *budgetState) addDaily(day, units int64) {
@@ -278,7 +280,9 @@ func (r *Router) budgetBlocked() int64 {
 func (r *Router) waitBudget(size int64, end int64, deadline time.Time) bool {
 	next := r.budgetBlocked()
 	now := r.clock()
-	if next == 0 || now >= end {
+	// No room before the wait ends (a daily budget spent until midnight): refuse at
+	// once, Retry-After saying when (errBudget), rather than hold the call for nothing.
+	if next == 0 || now >= end || next > end || time.Until(deadline) < time.Duration(next-now) {
 		return false
 	}
 	if r.budgetQueued.Add(size) > r.cfg.BudgetQueueBytes {
@@ -301,8 +305,9 @@ func (r *Router) waitBudget(size int64, end int64, deadline time.Time) bool {
 func (r *Router) budgetEnd() int64 { return r.clock() + int64(r.cfg.BudgetWait) }
 
 // errBudget is the gateway's own refusal when every upstream that can serve a method
-// is at its budget: -32005, 429 with Retry-After on HTTP routes. The message says
-// which budgets: configured ones, or rates learned from the providers' throttles.
+// is at its budget: -32005, 429 with Retry-After on HTTP routes, the seconds until the
+// first of them has room (a spent daily budget: until the day's reset). The message
+// says which budgets: configured ones, or rates learned from the providers' throttles.
 func (r *Router) errBudget(req *proto.Request) *proto.Error {
 	r.budgetRefusedN.Inc()
 	m := proto.MethodOther
@@ -310,10 +315,14 @@ func (r *Router) errBudget(req *proto.Request) *proto.Error {
 		m = req.Method
 	}
 	var configured, learned bool
+	var first int64
 	for _, u := range r.set.Load().all {
-		if u.budget.spentUntil.Load() != 0 {
+		if t := u.budget.spentUntil.Load(); t != 0 {
 			p := u.budget.paced.Load()
 			learned, configured = learned || p, configured || !p
+			if first == 0 || t < first {
+				first = t
+			}
 		}
 	}
 	kind := budgetConfigured
@@ -323,7 +332,13 @@ func (r *Router) errBudget(req *proto.Request) *proto.Error {
 			kind = budgetBoth
 		}
 	}
-	return r.budgetErrs[kind][m]
+	e := r.budgetErrs[kind][m]
+	if secs := (first - r.clock() + 1e9 - 1) / 1e9; secs > 1 {
+		long := *e // rare (a day's budget spent): the cached errors say 1 s
+		long.RetryAfter = int(secs)
+		return &long
+	}
+	return e
 }
 
 // The budgets a refusal names: configured, learned from throttles, or both.

@@ -153,7 +153,9 @@ func TestAIMDPaces(t *testing.T) {
 
 func TestLocalMeters(t *testing.T) {
 	var clk fakeClock
-	day := func(now int64) int64 { return now / int64(24*time.Hour) }
+	day := func(now int64) (int64, time.Duration) {
+		return now / int64(24*time.Hour), time.Duration(int64(24*time.Hour) - now%int64(24*time.Hour))
+	}
 	f := localMeters(func() int64 { return int64(clk.now()) }, day)
 	for _, tc := range []struct {
 		kind    MeterKind
@@ -468,6 +470,43 @@ func TestBudgetBatchLargerThanBurst(t *testing.T) {
 			}
 			if got := u.budget.requests.Get(); got != uint64(tc.requests) {
 				t.Fatalf("budget counted %d requests, want %d", got, tc.requests)
+			}
+		})
+	}
+}
+
+// A spent daily budget refuses at once, with Retry-After the time until the day's
+// reset (before: each call waited out -budget-wait and was told 1 s).
+func TestBudgetDailySpentRefusesUntilReset(t *testing.T) {
+	url, _ := countingServer(t, nil)
+	var clk fakeClock
+	clk.advance(time.Hour) // 01:00: 23 h until the day resets
+	r := budgetRouter(t, &clk, func(c *RouterConfig) { c.BudgetWait, c.BudgetQueueBytes = time.Hour, 1<<20 },
+		Spec{Name: "a", HTTPURL: url, Budget: BudgetSpec{DailyUnits: 1}})
+	req := request("eth_chainId", `[]`)
+	if _, err := r.HTTP().Call(nil, req, []byte("1"), time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		call func(deadline time.Time) error
+	}{
+		{"call", func(d time.Time) error { _, err := r.HTTP().Call(nil, req, []byte("1"), d); return err }},
+		{"batch", func(d time.Time) error {
+			var b Batch
+			b.Add(req, []byte("1"))
+			b.Add(req, []byte("2"))
+			return r.HTTP().CallBatch(&b, d)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			deadline := time.Now().Add(10 * time.Second)
+			err := tc.call(deadline)
+			if !time.Now().Before(deadline) {
+				t.Fatal("the refusal waited for room that comes only tomorrow")
+			}
+			if e, ok := err.(*proto.Error); !ok || e.Code != proto.CodeLimitExceeded || e.RetryAfter != 23*3600 {
+				t.Fatalf("refusal %#v, want -32005 with Retry-After %d", err, 23*3600)
 			}
 		})
 	}

@@ -129,8 +129,9 @@ func (a *aimd) cut(now int64) {
 }
 
 // localMeters is the meter factory without a gateway: token buckets and a daily count
-// per process, on the router clock.
-func localMeters(clock func() int64, day func(int64) int64) MeterFactory {
+// per process, on the router clock (day: the UTC day of a time of it, and how long
+// until that day ends).
+func localMeters(clock func() int64, day func(int64) (int64, time.Duration)) MeterFactory {
 	return func(_ string, kind MeterKind, limit float64) (Meter, error) {
 		if kind == MeterDaily {
 			return &localQuota{clock: clock, day: day, limit: int64(limit)}, nil
@@ -169,13 +170,13 @@ func (b *localBucket) Close() {}
 // localQuota counts units per day of the clock.
 type localQuota struct {
 	clock func() int64
-	day   func(int64) int64
+	day   func(int64) (int64, time.Duration)
 	limit int64
 	state atomic.Int64 // day<<40 | used
 }
 
 func (q *localQuota) Take(n int64) (bool, time.Duration) {
-	day := q.day(q.clock())
+	day, left := q.day(q.clock())
 	for {
 		v := q.state.Load()
 		used := v & (1<<40 - 1)
@@ -183,7 +184,7 @@ func (q *localQuota) Take(n int64) (bool, time.Duration) {
 			used = 0
 		}
 		if used+n > q.limit {
-			return false, time.Minute // the day's end is far: look again now and then
+			return false, left // spent until the day ends
 		}
 		if q.state.CompareAndSwap(v, day<<40|(used+n)) {
 			return true, 0
