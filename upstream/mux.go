@@ -34,7 +34,9 @@ type MuxConfig struct {
 	QueueSize int
 	// ReadLimit is the largest upstream message accepted. A larger one is skipped
 	// without being buffered: the call it answers fails with proto.ErrResponseTooLarge
-	// and the socket carries on.
+	// as soon as its id is read, and the socket carries on once the rest is dropped
+	// (within RequestTimeout). One whose first bytes name no call, or that declares an
+	// absurd length, closes the socket at once (its calls fail over).
 	ReadLimit int
 	// PingInterval is how often each socket is pinged; PongTimeout how long past that
 	// a silent socket is declared dead.

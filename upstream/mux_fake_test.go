@@ -52,6 +52,9 @@ type fakeUpstream struct {
 	// chainID, when set, is the eth_chainId result (a quoted quantity); unset, the
 	// method is unknown.
 	chainID atomic.Pointer[string]
+	// raw, when set, answers method "raw": the bytes it returns for the request's id go
+	// to the socket as they are (frame headers included), as a broken node would write.
+	raw atomic.Pointer[func(id string) []byte]
 }
 
 func newFakeUpstream(t testing.TB, scripted bool) *fakeUpstream {
@@ -277,6 +280,16 @@ func (f *fakeUpstream) answer(c *websocket.Conn, msg []byte) (ans []byte, drop b
 		return nil, false
 	case `"drop"`:
 		return nil, true
+	case `"raw"`:
+		if raw := f.raw.Load(); raw != nil {
+			f.mu.Lock()
+			wmu := f.conns[c]
+			f.mu.Unlock()
+			wmu.Lock()
+			_, _ = c.NetConn().Write((*raw)(string(id)))
+			wmu.Unlock()
+			return nil, false
+		}
 	case `"eth_chainId"`:
 		if chain := f.chainID.Load(); chain != nil {
 			return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":` + *chain + `}`), false

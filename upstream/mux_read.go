@@ -37,8 +37,16 @@ func (s *slot) read(conn *wireConn) error {
 		if errors.Is(err, errTooLarge) {
 			met.msgsIn.Inc()
 			met.oversized.Inc()
+			// Its call fails as soon as its id is read, before the rest is dropped.
+			if buf, err = s.routeTooLarge(conn, buf); err != nil {
+				return err
+			}
+			if err = conn.skipRest(); err != nil {
+				return err
+			}
+			// The drop had its own read deadline: the keepalive's is set again.
+			seen, now, extended = *conn.reads, time.Now(), time.Time{}
 			alivePast()
-			s.routeTooLarge(buf)
 			continue
 		}
 		if err != nil {
@@ -107,13 +115,36 @@ func (s *slot) routeOne(frame []byte, msg *proto.Message, at time.Time) {
 }
 
 // routeTooLarge fails the call an oversized answer was for, found by the id in the
-// message's first bytes. A notification that large is dropped (counted); the
-// subscription goes on with the next one.
-func (s *slot) routeTooLarge(prefix []byte) {
-	if !s.failByID(prefix, proto.ErrResponseTooLarge) {
-		s.m.cfg.Logger.Warn("upstream websocket: skipped a message over the size limit that answers no call")
+// message's first bytes, read only as far as needed. A notification that large is
+// dropped (counted); the subscription goes on with the next one. A message whose first
+// keepPrefix bytes name neither (an id written after a large result) returns
+// errTooLargeUnowned: its call would wait for its deadline behind the drop, so the
+// socket is given up and every call on it fails over at once.
+func (s *slot) routeTooLarge(conn *wireConn, prefix []byte) ([]byte, error) {
+	for {
+		if proto.FirstMember(prefix, "id").Present() {
+			if !s.failByID(prefix, proto.ErrResponseTooLarge) {
+				s.m.cfg.Logger.Debug("upstream websocket: skipped a message over the size limit with a foreign id")
+			}
+			return prefix, nil
+		}
+		if proto.FirstMember(prefix, "method").Present() {
+			s.m.cfg.Logger.Warn("upstream websocket: skipped a notification over the size limit")
+			return prefix, nil
+		}
+		var more bool
+		var err error
+		if prefix, more, err = conn.growPrefix(prefix); err != nil {
+			return prefix, err
+		}
+		if !more {
+			return prefix, conn.fail(closeMessageTooBig, errTooLargeUnowned)
+		}
 	}
 }
+
+// errTooLargeUnowned ends a socket that brought an oversized message naming no call.
+var errTooLargeUnowned = errors.New("upstream websocket message over the size limit whose id comes past its first bytes")
 
 // failByID fails with e the pending call named by the id member found in msg's first
 // members, and reports whether msg named one.

@@ -40,14 +40,19 @@ const (
 	closeGoingAway       = 1001
 	closeProtocolError   = 1002
 	closeNoStatusRecvd   = 1005
+	closeMessageTooBig   = 1009
 	maxControlPayloadLen = 125
 )
 
 var (
 	// errTooLarge is returned by readMessage for a message over the read limit. It is
-	// not a connection error: the message was read to its end and dropped.
+	// not a connection error: the rest of the message is dropped (skipRest) and the
+	// connection carries on.
 	errTooLarge = errors.New("upstream message larger than the read limit")
-	errProtocol = errors.New("websocket protocol violation by the upstream")
+	// errAbsurdLength ends a connection whose upstream declared a message far over
+	// the read limit (absurdLen).
+	errAbsurdLength = errors.New("upstream websocket message declares an absurd length")
+	errProtocol     = errors.New("websocket protocol violation by the upstream")
 )
 
 // keepPrefix is how much of an oversized message readMessage keeps: enough to find the
@@ -76,6 +81,19 @@ type wireConn struct {
 	// reads counts the read syscalls so far: the reader reads the clock only when a
 	// message took one (the messages of one read arrived together).
 	reads *uint64
+	// skip is the oversized message being dropped; skipTimeout (0: none) bounds the
+	// time dropping one may take. Reader only.
+	skip        skipState
+	skipTimeout time.Duration
+}
+
+// skipState is where the drop of an oversized message stands.
+type skipState struct {
+	active bool
+	left   uint64    // bytes of the current frame still unread
+	fin    bool      // the current frame is the message's last
+	total  uint64    // bytes the message declared so far
+	by     time.Time // the drop's read deadline (skipTimeout)
 }
 
 // dialWire opens a websocket to rawURL: TCP (counted), TLS for wss, the HTTP upgrade.
@@ -191,51 +209,28 @@ func headerHasToken(v, token string) bool {
 }
 
 // readMessage appends the next data message to dst[:0], answering pings and handling
-// pongs and close frames on the way. It never allocates once dst is large enough. A
-// message over the read limit is not buffered: its first keepPrefix bytes are kept in
-// dst, the rest is read and discarded, and errTooLarge says so; the connection stays
-// usable.
+// pongs and close frames on the way. It never allocates once dst is large enough.
+//
+// A message over the read limit is never buffered, nor read to its end here: as soon as
+// a frame's header says the message passes the limit, readMessage returns errTooLarge
+// with what dst holds of it so far (the reader grows that prefix with growPrefix until
+// it knows whose answer it is, so that call fails at once) and the connection is left
+// dropping the rest, which skipRest (or the next readMessage) finishes within
+// skipTimeout. A message declaring an absurd length (absurdLen) is not skipped: the
+// connection fails at once.
 func (w *wireConn) readMessage(dst []byte) ([]byte, error) {
 	dst = dst[:0]
-	inMessage, skipping := false, false
-	total := 0 // bytes of the message so far, skipped ones included
-	for {
-		if _, err := io.ReadFull(w.br, w.hdr[:2]); err != nil {
+	if w.skip.active {
+		if err := w.skipRest(); err != nil {
 			return dst, err
 		}
-		b0, b1 := w.hdr[0], w.hdr[1]
-		fin, op := b0&0x80 != 0, b0&0x0f
-		if b0&0x70 != 0 || b1&0x80 != 0 { // reserved bits, or a masked server frame
-			return dst, w.fail(closeProtocolError, errProtocol)
-		}
-		n := uint64(b1 & 0x7f)
-		switch n {
-		case 126:
-			if _, err := io.ReadFull(w.br, w.hdr[:2]); err != nil {
-				return dst, err
-			}
-			n = uint64(binary.BigEndian.Uint16(w.hdr[:2]))
-		case 127:
-			if _, err := io.ReadFull(w.br, w.hdr[:8]); err != nil {
-				return dst, err
-			}
-			n = binary.BigEndian.Uint64(w.hdr[:8])
-			if n > 1<<62 { // RFC 6455: the most significant bit must be 0
-				return dst, w.fail(closeProtocolError, errProtocol)
-			}
-		}
-		if op >= opClose {
-			if !fin || n > maxControlPayloadLen {
-				return dst, w.fail(closeProtocolError, errProtocol)
-			}
-			p := w.ctl[:n]
-			if _, err := io.ReadFull(w.br, p); err != nil {
-				return dst, err
-			}
-			if err := w.control(op, p); err != nil {
-				return dst, err
-			}
-			continue
+	}
+	inMessage := false
+	total := 0 // bytes of the message so far
+	for {
+		fin, op, n, err := w.nextFrame()
+		if err != nil {
+			return dst, err
 		}
 		switch {
 		case op == opContinuation && inMessage, (op == opText || op == opBinary) && !inMessage:
@@ -243,25 +238,8 @@ func (w *wireConn) readMessage(dst []byte) ([]byte, error) {
 		default:
 			return dst, w.fail(closeProtocolError, errProtocol)
 		}
-		if !skipping && n > uint64(w.limit-total) {
-			skipping = true
-		}
-		if skipping {
-			// Keep what still fits in the prefix, drop the rest of the frame unread
-			// into memory.
-			keep := min(n, uint64(max(keepPrefix-len(dst), 0)))
-			start := len(dst)
-			dst = slices.Grow(dst, int(keep))[:start+int(keep)]
-			if _, err := io.ReadFull(w.br, dst[start:]); err != nil {
-				return dst, err
-			}
-			if err := w.discard(n - keep); err != nil {
-				return dst, err
-			}
-			if fin {
-				return dst, errTooLarge
-			}
-			continue
+		if n > uint64(w.limit-total) {
+			return dst, w.startSkip(uint64(total), n, fin)
 		}
 		total += int(n)
 		start := len(dst)
@@ -273,6 +251,142 @@ func (w *wireConn) readMessage(dst []byte) ([]byte, error) {
 			return dst, nil
 		}
 	}
+}
+
+// nextFrame reads frame headers until a data frame's, handling the control frames on
+// the way, and returns its FIN bit, opcode and payload length.
+func (w *wireConn) nextFrame() (fin bool, op byte, n uint64, err error) {
+	for {
+		if _, err := io.ReadFull(w.br, w.hdr[:2]); err != nil {
+			return false, 0, 0, err
+		}
+		b0, b1 := w.hdr[0], w.hdr[1]
+		fin, op = b0&0x80 != 0, b0&0x0f
+		if b0&0x70 != 0 || b1&0x80 != 0 { // reserved bits, or a masked server frame
+			return false, 0, 0, w.fail(closeProtocolError, errProtocol)
+		}
+		n = uint64(b1 & 0x7f)
+		switch n {
+		case 126:
+			if _, err := io.ReadFull(w.br, w.hdr[:2]); err != nil {
+				return false, 0, 0, err
+			}
+			n = uint64(binary.BigEndian.Uint16(w.hdr[:2]))
+		case 127:
+			if _, err := io.ReadFull(w.br, w.hdr[:8]); err != nil {
+				return false, 0, 0, err
+			}
+			n = binary.BigEndian.Uint64(w.hdr[:8])
+			if n>>63 != 0 { // RFC 6455: the most significant bit must be 0
+				return false, 0, 0, w.fail(closeProtocolError, errProtocol)
+			}
+		}
+		if op < opClose {
+			return fin, op, n, nil
+		}
+		if !fin || n > maxControlPayloadLen {
+			return false, 0, 0, w.fail(closeProtocolError, errProtocol)
+		}
+		p := w.ctl[:n]
+		if _, err := io.ReadFull(w.br, p); err != nil {
+			return false, 0, 0, err
+		}
+		if err := w.control(op, p); err != nil {
+			return false, 0, 0, err
+		}
+		if w.skip.active && w.skipTimeout > 0 {
+			// A pong moved the read deadline: a drop keeps its own.
+			_ = w.setReadDeadline(w.skip.by)
+		}
+	}
+}
+
+// absurdLen is the declared message length past which a message is not skipped but
+// ends the connection: no JSON-RPC answer is that large, so the upstream is broken or
+// hostile, and dropping it (2^62 bytes, say) would hold every call on the socket.
+func (w *wireConn) absurdLen() uint64 { return max(absurdFactor*uint64(w.limit), absurdFloor) }
+
+const (
+	absurdFactor = 16
+	absurdFloor  = 1 << 30
+)
+
+// startSkip begins dropping a message found over the limit at a frame of n bytes, after
+// total bytes of it, and returns errTooLarge; or fails the connection when the length
+// declared so far is absurd.
+func (w *wireConn) startSkip(total, n uint64, fin bool) error {
+	if total+n > w.absurdLen() {
+		return w.fail(closeMessageTooBig, errAbsurdLength)
+	}
+	w.skip = skipState{active: true, left: n, fin: fin, total: total + n}
+	if w.skipTimeout > 0 {
+		w.skip.by = time.Now().Add(w.skipTimeout)
+		_ = w.setReadDeadline(w.skip.by)
+	}
+	return errTooLarge
+}
+
+// nextSkipFrame reads the header of the next frame of the message being dropped.
+func (w *wireConn) nextSkipFrame() error {
+	fin, op, n, err := w.nextFrame()
+	if err != nil {
+		return err
+	}
+	if op != opContinuation {
+		return w.fail(closeProtocolError, errProtocol)
+	}
+	if w.skip.total+n > w.absurdLen() {
+		return w.fail(closeMessageTooBig, errAbsurdLength)
+	}
+	w.skip.left, w.skip.fin, w.skip.total = n, fin, w.skip.total+n
+	return nil
+}
+
+// growPrefix appends more of the message being dropped to prefix, with at most one read
+// syscall, up to keepPrefix bytes in all. more is false when nothing more will come:
+// the prefix is full or the message ended.
+func (w *wireConn) growPrefix(prefix []byte) (_ []byte, more bool, err error) {
+	for w.skip.active && len(prefix) < keepPrefix {
+		if w.skip.left == 0 {
+			if w.skip.fin {
+				break
+			}
+			if err := w.nextSkipFrame(); err != nil {
+				return prefix, false, err
+			}
+			continue
+		}
+		k := int(min(w.skip.left, uint64(keepPrefix-len(prefix))))
+		start := len(prefix)
+		prefix = slices.Grow(prefix, k)[:start+k]
+		got, err := w.br.Read(prefix[start:])
+		prefix = prefix[:start+got]
+		w.skip.left -= uint64(got)
+		if err != nil {
+			return prefix, false, err
+		}
+		return prefix, true, nil
+	}
+	return prefix, false, nil
+}
+
+// skipRest reads and drops what is left of the message being dropped, by its deadline
+// (a stalled upstream ends the connection then, not at the keepalive's).
+func (w *wireConn) skipRest() error {
+	for w.skip.active {
+		if err := w.discard(w.skip.left); err != nil {
+			return err
+		}
+		w.skip.left = 0
+		if w.skip.fin {
+			w.skip = skipState{}
+			return nil
+		}
+		if err := w.nextSkipFrame(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // discard reads and drops n bytes.

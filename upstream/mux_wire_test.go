@@ -81,19 +81,32 @@ func TestWireSkipsOversizedMessage(t *testing.T) {
 	s = append(s, frame(true, opText, `{"next":1}`)...)
 	s = append(s, frame(true, opText, big)...)
 	w := wireFrom(s, 1000)
-	got, err := w.readMessage(nil)
+	got, err := readPrefix(w, nil)
 	if err != errTooLarge || len(got) != keepPrefix || string(got) != big[:keepPrefix] {
 		t.Fatalf("oversized fragmented message: %d bytes, %v", len(got), err)
 	}
 	if got, err := w.readMessage(got); err != nil || string(got) != `{"next":1}` {
 		t.Fatalf("after it: %q %v", got, err)
 	}
-	if got, err := w.readMessage(got); err != errTooLarge || len(got) != keepPrefix {
+	if got, err = readPrefix(w, got); err != errTooLarge || len(got) != keepPrefix {
 		t.Fatalf("oversized single frame: %d bytes, %v", len(got), err)
 	}
 	if cap(got) > 2*keepPrefix {
 		t.Fatalf("buffered %d bytes for an oversized message", cap(got))
 	}
+}
+
+// readPrefix reads the next message as the Mux's reader does with an oversized one:
+// its prefix grown to keepPrefix bytes, with errTooLarge.
+func readPrefix(w *wireConn, dst []byte) ([]byte, error) {
+	msg, err := w.readMessage(dst)
+	for more := err == errTooLarge; more; {
+		var gerr error
+		if msg, more, gerr = w.growPrefix(msg); gerr != nil {
+			return msg, gerr
+		}
+	}
+	return msg, err
 }
 
 // FuzzWireRead feeds arbitrary bytes to the frame reader: no panic, no message over
@@ -103,11 +116,12 @@ func FuzzWireRead(f *testing.F) {
 	f.Add(append(frame(false, opText, "ab"), frame(true, opContinuation, "cd")...))
 	f.Add(append(frame(true, opPing, "x"), frame(true, opText, "y")...))
 	f.Add([]byte{0x81, 127, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0x81, 127, 0x40, 0, 0, 0, 0, 0, 0, 0, '{', '"', 'i', 'd', '"', ':', '1'})
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		const limit = 4096
 		w := wireFrom(stream, limit)
 		for i := 0; i < 64; i++ {
-			msg, err := w.readMessage(nil)
+			msg, err := readPrefix(w, nil)
 			if err == errTooLarge {
 				if len(msg) > keepPrefix {
 					t.Fatalf("kept %d bytes of an oversized message", len(msg))
