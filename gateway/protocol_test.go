@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -89,6 +90,43 @@ func TestInvalidUTF8FromUpstream(t *testing.T) {
 	}
 	if n := gw.metric(t, `gateway_upstream_ws_invalid_messages_total{upstream="default"}`); n < 2 {
 		t.Fatalf("gateway_upstream_ws_invalid_messages_total = %v, want the two invalid answers", n)
+	}
+}
+
+// An upstream HTTP answer that is not exactly one JSON value (cut short, trailing bytes,
+// a second answer) is refused on a single call as it is in a batch and over the
+// websocket: 502 with -32603, counted as an upstream error and never cached (the next
+// call, once the upstream answers well, gets its answer).
+func TestInvalidJSONFromUpstreamHTTP(t *testing.T) {
+	for i, bad := range []string{
+		`{"jsonrpc":"2.0","id":1,"result":"0x`,
+		`{"jsonrpc":"2.0","id":1,"result":"0x2"}GARBAGE{"x":1}`,
+		`{"jsonrpc":"2.0","id":1,"result":"0x2"}{"jsonrpc":"2.0","id":1,"result":"0x3"}`,
+	} {
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			var broken atomic.Bool
+			broken.Store(true)
+			fake := startFakeUpstream(t, fakeRespond(func(r fakeRequest) fakeAnswer {
+				if r.Method == "eth_gasPrice" && r.Transport == "http" && broken.Load() {
+					return fakeAnswer{Body: bad}
+				}
+				return fakeAnswer{}
+			}))
+			gw := startGateway(t, fake.args()...) // the cache on: a bad answer must not be kept
+			gw.waitUpstreams(t)
+			const call = `{"jsonrpc":"2.0","id":7,"method":"eth_gasPrice","params":[]}`
+			code, got := do(t, "POST", gw.URL+"/", call)
+			if code != 502 || !strings.Contains(string(got), `"id":7,"error":{"code":-32603`) || !strings.Contains(string(got), "invalid response") {
+				t.Fatalf("%s: %d %s", bad, code, got)
+			}
+			if n := gw.metric(t, `gateway_upstream_requests_total{upstream="default",transport="http",method="eth_gasPrice",outcome="error"}`); n != 1 {
+				t.Fatalf("upstream errors counted: %v, want 1", n)
+			}
+			broken.Store(false)
+			if code, got := do(t, "POST", gw.URL+"/", call); code != 200 || string(got) != `{"jsonrpc":"2.0","id":7,"result":"0x1"}` {
+				t.Fatalf("after the upstream mended: %d %s", code, got)
+			}
+		})
 	}
 }
 

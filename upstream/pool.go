@@ -13,7 +13,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -191,9 +190,12 @@ func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 		body := ures.Body()
 		span, ok := answerID(body)
 		switch {
-		case !ok || string(span.Bytes(body)) != "1" || !utf8.Valid(body):
-			// Invalid UTF-8 is refused as the Mux's scanner refuses it: relayed, it
-			// would be a text frame a websocket client must reject.
+		case !ok || string(span.Bytes(body)) != "1" || !proto.Valid(body):
+			// One JSON value, UTF-8 in its strings, nothing after it: checked in one
+			// pass, as the Mux's scanner and a batch's checks refuse the same answer.
+			// A truncated body, trailing bytes or a second answer would otherwise
+			// reach the client (and the cache) as a 200; invalid UTF-8 relayed would
+			// be a text frame a websocket client must reject.
 			perr, outcome = proto.ErrBadUpstream, OutcomeError
 		case string(id) == "1":
 			// Exchange buffers: the answer leaves with no copy.

@@ -178,3 +178,74 @@ func TestPoolBatchFiling(t *testing.T) {
 	f(`{"jsonrpc":"2.0","id":null,"error":{"code":-32005,"message":"batch limit"}}`,
 		[]string{`{"jsonrpc":"2.0","id":"c0","error":{"code":-32005,"message":"batch limit"}}`, `{"jsonrpc":"2.0","id":"c1","error":{"code":-32005,"message":"batch limit"}}`})
 }
+
+// rawHTTPUpstream answers every request with the bytes resp (status line, header and
+// body as they are, e.g. a Content-Length shorter than the body) and closes the
+// connection, so no leftover byte is read as another answer.
+func rawHTTPUpstream(t *testing.T, resp string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					_, _ = io.WriteString(c, resp)
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// An answer that is not exactly one JSON value (cut short, trailing bytes, a second
+// answer, a broken value) is refused on a single call as in a batch and over the
+// websocket: ErrBadUpstream, counted as an error, never passed on. Whitespace around a
+// valid answer is fine.
+func TestPoolRefusesInvalidJSON(t *testing.T) {
+	const good = `{"jsonrpc":"2.0","id":1,"result":"0x1"}`
+	cases := []struct {
+		name   string
+		body   string
+		length int // Content-Length; 0: the body's
+		want   error
+	}{
+		{"Content-Length too short", good, len(good) - 3, proto.ErrBadUpstream},
+		{"cut short", `{"jsonrpc":"2.0","id":1,"result":"0x`, 0, proto.ErrBadUpstream},
+		{"trailing garbage", good + `GARBAGE{"x":1}`, 0, proto.ErrBadUpstream},
+		{"a second answer", good + `{"jsonrpc":"2.0","id":1,"result":"0x2"}`, 0, proto.ErrBadUpstream},
+		{"a broken value", `{"jsonrpc":"2.0","id":1,"result":[1,]}`, 0, proto.ErrBadUpstream},
+		{"invalid UTF-8", "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"0x1\xff\"}", 0, proto.ErrBadUpstream},
+		{"valid, whitespace around", "\n " + good + " \r\n", 0, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := tc.length
+			if n == 0 {
+				n = len(tc.body)
+			}
+			p := testPool(t, rawHTTPUpstream(t, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "+
+				strconv.Itoa(n)+"\r\n\r\n"+tc.body))
+			got, err := p.Call(nil, request("eth_chainId", ""), []byte(`"x"`), time.Now().Add(10*time.Second))
+			if err != tc.want {
+				t.Fatalf("got %q %v, want %v", got, err, tc.want)
+			}
+			if errs := p.metrics.counter(TransportHTTP, proto.MethodOf([]byte("eth_chainId")), OutcomeError).Get(); tc.want != nil && errs != 1 {
+				t.Fatalf("%d calls counted as errors, want 1", errs)
+			}
+		})
+	}
+}
