@@ -51,6 +51,11 @@ type Splitter struct {
 	head    Head
 	store   Store // nil: no cache
 	learned atomic.Uint64
+	// learnedAt is when learned was last set or confirmed (unix nanoseconds): a cap
+	// learned from one answer is forgotten after learnedTTL, so one odd or hostile
+	// error text ("maximum 1") does not shrink every query's chunks for good.
+	learnedAt atomic.Int64
+	now       func() time.Time
 
 	calls, queries, bisections, cached *metrics.Counter
 }
@@ -59,14 +64,14 @@ type Splitter struct {
 // network's view). store may be nil.
 func New(set config.LogsSettings, head Head, store Store, reg *upstream.Registry) *Splitter {
 	SetProcessParallel(set.ProcessParallel)
-	s := &Splitter{head: head, store: store}
+	s := &Splitter{head: head, store: store, now: time.Now}
 	s.set.Store(&set)
 	s.calls = reg.Counter("gateway_logs_upstream_calls_total", "Upstream calls made for eth_getLogs queries the gateway split (chunks, bisections, tag resolution).")
 	s.queries = reg.Counter("gateway_logs_split_queries_total", "eth_getLogs queries the gateway answered by chunks.")
 	s.bisections = reg.Counter("gateway_logs_bisections_total", "Chunks split again after a provider's cap error.")
 	s.cached = reg.Counter("gateway_logs_chunk_cache_hits_total", "Finalized eth_getLogs chunks answered from the cache.")
 	reg.Gauge("gateway_logs_learned_max_range", "The block range learned from providers' cap errors (0: none learned).",
-		func() float64 { return float64(s.learned.Load()) })
+		func() float64 { return float64(s.Learned()) })
 	return s
 }
 
@@ -80,8 +85,18 @@ func (s *Splitter) Reload(set config.LogsSettings, upstreamsChanged bool) {
 	}
 }
 
-// Learned is the block cap learned from providers' errors (0: none).
-func (s *Splitter) Learned() uint64 { return s.learned.Load() }
+// learnedTTL is how long a learned cap holds without a provider naming it again.
+const learnedTTL = 10 * time.Minute
+
+// Learned is the block cap learned from providers' errors (0: none, or forgotten).
+func (s *Splitter) Learned() uint64 {
+	l := s.learned.Load()
+	if l > 0 && s.now().UnixNano()-s.learnedAt.Load() > int64(learnedTTL) {
+		s.learned.CompareAndSwap(l, 0)
+		return 0
+	}
+	return l
+}
 
 // process bounds the chunks in flight in the whole process, every network and query
 // together.
@@ -173,7 +188,7 @@ func (s *Splitter) step(set *config.LogsSettings) uint64 {
 	if m := set.Cap(); m > 0 && m < step {
 		step = m
 	}
-	if l := s.learned.Load(); l > 0 && l < step {
+	if l := s.Learned(); l > 0 && l < step {
 		step = l
 	}
 	return max(step, 1)
@@ -182,11 +197,12 @@ func (s *Splitter) step(set *config.LogsSettings) uint64 {
 // learn remembers a block cap a provider named (the smallest seen).
 func (s *Splitter) learn(n uint64) {
 	for {
-		cur := s.learned.Load()
-		if cur != 0 && cur <= n {
+		cur := s.Learned()
+		if cur != 0 && cur < n {
 			return
 		}
 		if s.learned.CompareAndSwap(cur, n) {
+			s.learnedAt.Store(s.now().UnixNano()) // set, or named again: it holds on
 			return
 		}
 	}

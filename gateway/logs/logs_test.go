@@ -280,6 +280,35 @@ func TestGetLogsLearnsCapFromErrorText(t *testing.T) {
 	}
 }
 
+// A learned cap is forgotten after learnedTTL unless a provider names it again: one
+// answer saying "maximum 1" (odd or hostile) does not shrink every query for good.
+func TestGetLogsLearnedCapExpires(t *testing.T) {
+	f := &fakeNode{perBlock: 1, maxRange: 2000, errCode: -32000, errText: "range exceeds %d"}
+	f.head.Store(30000)
+	s := newSplitter(t, settings(100000, 2), f, nil)
+	clock := time.Now()
+	s.now = func() time.Time { return clock }
+	s.learn(1)
+	if s.Learned() != 1 {
+		t.Fatalf("learned %d, want 1", s.Learned())
+	}
+	clock = clock.Add(learnedTTL - time.Second)
+	s.learn(1) // named again: it holds on
+	clock = clock.Add(learnedTTL - time.Second)
+	if s.Learned() != 1 {
+		t.Fatal("a cap named again within its TTL was forgotten")
+	}
+	clock = clock.Add(2 * time.Second)
+	if s.Learned() != 0 {
+		t.Fatalf("a cap not named for %v still holds: %d", learnedTTL+time.Second, s.Learned())
+	}
+	// Forgotten, the provider's real cap is learned again from its next refusal.
+	params := `[{"fromBlock":"0x0","toBlock":"0x270f"}]`
+	if _, _, perr := serve(t, s, f, params, Limits{}); perr != nil || s.Learned() != 2000 {
+		t.Fatalf("after expiry: error %v, learned %d, want 2000", perr, s.Learned())
+	}
+}
+
 // A results cap names no block range: the failing chunk is bisected until its halves
 // fit, down to one block; a single block over the cap is the node's own error.
 func TestGetLogsBisectsResultsCap(t *testing.T) {
