@@ -85,19 +85,6 @@ func (s *Splitter) Reload(set config.LogsSettings, upstreamsChanged bool) {
 	}
 }
 
-// learnedTTL is how long a learned cap holds without a provider naming it again.
-const learnedTTL = 10 * time.Minute
-
-// Learned is the block cap learned from providers' errors (0: none, or forgotten).
-func (s *Splitter) Learned() uint64 {
-	l := s.learned.Load()
-	if l > 0 && s.now().UnixNano()-s.learnedAt.Load() > int64(learnedTTL) {
-		s.learned.CompareAndSwap(l, 0)
-		return 0
-	}
-	return l
-}
-
 // process bounds the chunks in flight in the whole process, every network and query
 // together.
 var process atomic.Pointer[chan struct{}]
@@ -192,20 +179,6 @@ func (s *Splitter) step(set *config.LogsSettings) uint64 {
 		step = l
 	}
 	return max(step, 1)
-}
-
-// learn remembers a block cap a provider named (the smallest seen).
-func (s *Splitter) learn(n uint64) {
-	for {
-		cur := s.Learned()
-		if cur != 0 && cur < n {
-			return
-		}
-		if s.learned.CompareAndSwap(cur, n) {
-			s.learnedAt.Store(s.now().UnixNano()) // set, or named again: it holds on
-			return
-		}
-	}
 }
 
 // query is one eth_getLogs being answered by chunks.
