@@ -93,6 +93,8 @@ locals {
     prometheus = { url = var.prometheus_url, port = 9090 }
     rules = {
       default = false
+      # metricsQuery sums, not max: a pod's gauge has one series per network
+      # (websocket clients of alpha and of beta), and the HPA must see the pod's total.
       custom = [for m in var.hpa_metrics : {
         seriesQuery = "${m}{namespace!=\"\",pod!=\"\",job=\"infura-gateway\"}"
         resources = { overrides = {
@@ -100,8 +102,6 @@ locals {
           pod       = { resource = "pod" }
         } }
         name         = { matches = "^${m}$", as = m }
-        # sum, not max: a pod's gauge has one series per network (websocket clients of
-        # alpha and of beta), and the HPA must see the pod's total.
         metricsQuery = "sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})"
       }]
     }
