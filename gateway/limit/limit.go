@@ -271,11 +271,6 @@ type Limiter struct {
 
 	handles atomic.Int64
 
-	// slotsNewest is the newest slots handle of each name (Redis mode): it owns the
-	// replica's reservation of that name in Redis.
-	slotsMu     sync.Mutex
-	slotsNewest map[string]*slotsState
-
 	leaseCalls, leaseErrors, leaseBatches, wakeDropped *metrics.Counter
 	fallback                                           [4]*metrics.Counter
 	refused                                            [4][4]*metrics.Counter
@@ -298,7 +293,7 @@ func New(cfg Config, conn *redisconn.Conn, ms *metrics.Set) (*Limiter, error) {
 	if slices.Contains(ms.ListMetricNames(), `gateway_limit_handles`) {
 		return nil, errors.New("limit: another Limiter already reports to this metrics set")
 	}
-	l := &Limiter{cfg: cfg, conn: conn, epoch: time.Now(), stop: make(chan struct{}), slotsNewest: map[string]*slotsState{}}
+	l := &Limiter{cfg: cfg, conn: conn, epoch: time.Now(), stop: make(chan struct{})}
 	l.leaseCalls = ms.GetOrCreateCounter(`gateway_limit_lease_calls_total`)
 	l.leaseErrors = ms.GetOrCreateCounter(`gateway_limit_lease_errors_total`)
 	l.leaseBatches = ms.GetOrCreateCounter(`gateway_limit_lease_batches_total`)

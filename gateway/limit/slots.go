@@ -37,16 +37,9 @@ type slotsState struct {
 	waitMu   sync.Mutex
 	answerCh chan struct{}
 
-	// A reload replaces a key's handle while its clients still hold the old one's
-	// slots, and both fill one reservation in Redis (one field per replica): the new
-	// handle counts the slots of the ones it replaced (pred, a chain) in what it
-	// reserves, and a replaced handle, closed, leaves the field to it (succ).
-	pred, succ atomic.Pointer[slotsState]
-
 	// shard-owned
 	held      int64 // the reservation Redis holds for this replica
 	want, min int64 // the call under way
-	predSent  int64 // of min, the replaced handles' slots
 	needSync  bool  // assert the reservation again (Redis came back, or we were expired)
 	idleSince int64
 	backoff   int64
@@ -67,13 +60,6 @@ func (l *Limiter) NewSlots(name string, max int64) (*Slots, error) {
 	s.self = s
 	if l.conn != nil {
 		s.state.Store(0) // nothing reserved: the first Acquire waits for Redis's grant
-		l.slotsMu.Lock()
-		if p := l.slotsNewest[name]; p != nil {
-			s.pred.Store(p)
-			p.succ.Store(s)
-		}
-		l.slotsNewest[name] = s
-		l.slotsMu.Unlock()
 	} else {
 		s.state.Store(uint64(max) << 32)
 	}
@@ -86,9 +72,7 @@ func (l *Limiter) NewSlots(name string, max int64) (*Slots, error) {
 // Name is the name the handle was created with.
 func (h *Slots) Name() string { return h.s.name }
 
-// Close drops the handle: its shard gives this replica's reservation back to Redis, or,
-// when a newer handle of the same name replaced it (a reload), leaves it to that one,
-// which counts the slots still held here until they are released.
+// Close drops the handle: its shard gives this replica's reservation back to Redis.
 // Slots still in use on it are no longer counted across replicas.
 func (h *Slots) Close() { h.s.close() }
 
@@ -204,9 +188,6 @@ func (h *Slots) Release() {
 			if s.lim.conn != nil && (capacity-used+1 > 2*s.spare || used == 1) {
 				s.wake()
 			}
-			if sc := s.succ.Load(); sc != nil && s.closed.Load() {
-				sc.wake() // its reservation counts this slot no more
-			}
 			return
 		}
 	}
@@ -232,18 +213,9 @@ func (s *slotsState) exec(min, want int64) redisconn.Exec {
 }
 
 func (s *slotsState) plan(now int64) (redisconn.Exec, bool, int64) {
-	others := s.predInUse()
 	v := s.state.Load()
 	capacity, used := int64(v>>32), int64(v&0xffffffff)
-	if c := s.held - others; others < s.predSent && c > capacity && !s.needSync {
-		// Replaced handles' clients left: their part of the reservation is this one's.
-		if !s.state.CompareAndSwap(v, uint64(c)<<32|uint64(used)) {
-			return redisconn.Exec{}, false, now // raced an Acquire or Release: look again
-		}
-		s.predSent, capacity = others, c
-		s.notify() // an Acquire waiting for room has it
-	}
-	if used == 0 && others == 0 && s.held > 0 {
+	if used == 0 && s.held > 0 {
 		if s.idleSince == 0 {
 			s.idleSince = now
 		}
@@ -259,17 +231,17 @@ func (s *slotsState) plan(now int64) (redisconn.Exec, bool, int64) {
 		v = s.state.Load()
 		capacity, used = int64(v>>32), int64(v&0xffffffff)
 	}
-	if used > 0 || others > 0 {
+	if used > 0 {
 		s.idleSince = 0
 	}
 	free := capacity - used
-	grow := free < s.spare && capacity+others < s.max
+	grow := free < s.spare && capacity < s.max
 	shrink := free > 2*s.spare
 	refresh := s.held > 0 && now >= s.refreshAt
-	if !(s.needSync || used+others > s.held || grow || shrink || refresh) {
+	if !(s.needSync || used > s.held || grow || shrink || refresh) {
 		return redisconn.Exec{}, false, 0
 	}
-	if grow && !(s.needSync || used+others > s.held || shrink) && now < s.backoff {
+	if grow && !(s.needSync || used > s.held || shrink) && now < s.backoff {
 		return redisconn.Exec{}, false, s.backoff
 	}
 	// The reservation asked for may be smaller than the one held (a shrink, a refresh):
@@ -277,29 +249,14 @@ func (s *slotsState) plan(now int64) (redisconn.Exec, bool, int64) {
 	// is under way fills a slot the call gives up. Growing, the cap rises only with the
 	// grant.
 	for {
-		in := used + others
-		want := min(in+s.spare, max(s.max, in))
-		c := min(capacity, want-others)
+		want := min(used+s.spare, max(s.max, used))
+		c := min(capacity, want)
 		if c == capacity || s.state.CompareAndSwap(v, uint64(c)<<32|uint64(used)) {
-			s.predSent = others
-			return s.exec(in, want), true, 0
+			return s.exec(used, want), true, 0
 		}
 		v = s.state.Load()
 		capacity, used = int64(v>>32), int64(v&0xffffffff)
 	}
-}
-
-// predInUse is the slots still held on the handles this one replaced; a replaced
-// handle closed with none left drops out of the chain.
-func (s *slotsState) predInUse() int64 {
-	var n int64
-	for p := s.pred.Load(); p != nil; p = p.pred.Load() {
-		n += p.InUse()
-	}
-	if p := s.pred.Load(); p != nil && p.closed.Load() && p.InUse() == 0 && p.pred.Load() == nil {
-		s.pred.CompareAndSwap(p, nil)
-	}
-	return n
 }
 
 func (s *slotsState) apply(res []int64, now int64) int64 {
@@ -321,16 +278,16 @@ func (s *slotsState) apply(res []int64, now int64) int64 {
 		}
 		return 0
 	}
-	s.setCap(max(grant-s.predSent, 0)) // the replaced handles' slots are in the grant
+	s.setCap(grant)
 	if grant < s.want {
 		// The key is full across replicas: Acquires here refuse at once rather than
 		// wait until this pause ends.
 		s.backoff = now + int64(250*time.Millisecond)
-		if grant <= s.InUse()+s.predSent {
+		if grant <= s.InUse() {
 			s.retryAt.Store(s.backoff)
 		}
 	}
-	if s.InUse()+s.predSent > grant {
+	if s.InUse() > grant {
 		s.needSync = true // acquired past the new reservation while the call was under way
 		return now
 	}
@@ -359,29 +316,9 @@ func (s *slotsState) recover(now int64) int64 {
 }
 
 func (s *slotsState) release() (redisconn.Exec, bool) {
-	if s.lim.superseded(s) {
-		s.held = 0 // the handle that replaced it owns the reservation now
-		return redisconn.Exec{}, false
-	}
 	if s.held == 0 {
 		return redisconn.Exec{}, false
 	}
 	s.held = 0
 	return s.exec(0, 0), true
-}
-
-// superseded reports whether a newer handle of s's name holds the reservation s shared
-// (a reload replaced s); if s is the newest, it is forgotten (s is being released).
-func (l *Limiter) superseded(s *slotsState) bool {
-	l.slotsMu.Lock()
-	defer l.slotsMu.Unlock()
-	switch cur := l.slotsNewest[s.name]; cur {
-	case s:
-		delete(l.slotsNewest, s.name)
-		return false
-	case nil:
-		return false
-	default:
-		return true
-	}
 }
