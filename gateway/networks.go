@@ -90,7 +90,7 @@ func (s *Server) newFront(cfg *config.Config, nc config.Network) (*front, error)
 		f.sock = socket.New(cfg, s.acc, s.pipe, n, n.Registry())
 	}
 	f.handler = s.routes(f)
-	f.counted = s.inst.With(n.Registry()).Wrap("other", func(*fasthttp.RequestCtx) {})
+	f.counted = s.inst.With(n.Registry()).Count("other")
 	return f, nil
 }
 

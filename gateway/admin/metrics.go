@@ -134,6 +134,21 @@ func (s *Instrumenter) Wrap(route string, h fasthttp.RequestHandler) fasthttp.Re
 	}
 }
 
+// Count returns a handler that counts, under route, a request answered before any
+// route ran (a CORS preflight, a request fasthttp refused), with its log line under
+// -log-requests. It sets no X-Request-Id: no handler ran that could use one.
+func (s *Instrumenter) Count(route string) fasthttp.RequestHandler {
+	rm := s.newRouteMetrics(route)
+	return func(ctx *fasthttp.RequestCtx) {
+		code := ctx.Response.StatusCode()
+		rm.observe(ctx, code, ctx.Time())
+		if s.logRequests {
+			s.log.Info("request", "route", route, "method", string(ctx.Method()), "path", redact.UnknownPath(string(ctx.Path())),
+				"status", code, "duration", time.Since(ctx.Time()), "remote", ctx.RemoteIP().String())
+		}
+	}
+}
+
 // setRequestID answers the request's X-Request-Id when it is valid (bounded, a safe
 // charset) and a new one otherwise. The handler passes it on upstream and into the
 // call's span. Neither path allocates: the id is built in a stack array.
