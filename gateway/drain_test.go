@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 )
 
 // During the drain delay a keep-alive client is asked to leave between two answers:
@@ -95,5 +98,36 @@ func TestDrainClosesKeepAliveConnections(t *testing.T) {
 	// it stopped waiting. Anything else is a failure.
 	if shutdownErr != nil && !errors.Is(shutdownErr, context.Canceled) {
 		t.Fatal(shutdownErr)
+	}
+}
+
+// A Serve that starts as Shutdown runs, or after it, returns: it does not accept for
+// ever on a listener fasthttp never registered (a test's cleanup once hung on it).
+func TestServeAfterShutdownReturns(t *testing.T) {
+	fake := startFakeUpstream(t)
+	cfg, err := config.Load(append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-drain-delay", "0s"}, fake.args()...),
+		func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(cfg, Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = srv.Serve(ln); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Serve after Shutdown is still accepting")
 	}
 }

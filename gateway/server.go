@@ -53,6 +53,13 @@ type Server struct {
 	version string
 	reg     *upstream.Registry
 
+	// The listeners Serve was given, closed by Shutdown itself: a Serve that starts as
+	// Shutdown runs (fasthttp has not registered its listener yet) would otherwise
+	// accept for ever. shut: Shutdown began; a later Serve returns at once.
+	lnMu sync.Mutex
+	lns  []net.Listener
+	shut bool
+
 	// nets are the networks (chains) served and how a request picks one; fronts, what
 	// serves each (networks.go). pipe runs every transport's calls.
 	nets   network.Set
@@ -354,6 +361,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.cfg.SecretWithheld() && len(s.cfg.Networks) == 0 && len(s.cfg.Upstreams) == 0 {
 		s.log.Warn("INFURA_PROJECT_SECRET is set but not sent: the upstream is not Infura over TLS (https or wss on infura.io); put another provider's credentials in its URL")
 	}
+	s.lnMu.Lock()
+	if s.shut {
+		s.lnMu.Unlock()
+		return ln.Close()
+	}
+	s.lns = append(s.lns, ln)
+	s.lnMu.Unlock()
 	s.probe.SetServing()
 	return s.srv.Serve(ln)
 }
@@ -374,6 +388,9 @@ func (s *Server) ListenAndServe() error {
 // in-flight requests get until ctx ends (or ShutdownTimeout), then websocket clients
 // and upstream connections are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.lnMu.Lock()
+	s.shut = true
+	s.lnMu.Unlock()
 	// New websocket clients are refused before readiness says draining: one that saw
 	// the drain begin must not be upgraded while the drain goroutine starts.
 	for _, f := range s.frontList() {
@@ -414,6 +431,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
 	defer cancel()
 	err := s.srv.ShutdownWithContext(ctx)
+	s.lnMu.Lock()
+	for _, ln := range s.lns {
+		_ = ln.Close() // fasthttp closed those it had registered; this ends one it had not
+	}
+	s.lnMu.Unlock()
 	s.Close()
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("cannot shut down cleanly: %w", err)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http/pprof"
 	runtimepprof "runtime/pprof"
+	"sync/atomic"
 	"time"
 
 	"github.com/fasthttp/router"
@@ -69,10 +70,10 @@ func Listen(cfg Config, inst *Instrumenter, reg *upstream.Registry, probe *Probe
 	srv := &fasthttp.Server{Handler: r.Handler, Name: "infura-gateway-admin", NoDefaultServerHeader: true,
 		ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout,
 		Logger: redact.Logger{L: cfg.Log}}
-	l := &Listener{Addr: ln.Addr().String(), srv: srv, done: make(chan struct{})}
+	l := &Listener{Addr: ln.Addr().String(), srv: srv, ln: ln, done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
-		if err := srv.Serve(ln); err != nil {
+		if err := srv.Serve(ln); err != nil && !l.closing.Load() {
 			cfg.Log.Error("admin listener stopped", "err", err)
 		}
 	}()
@@ -92,14 +93,20 @@ type Config struct {
 
 // Listener is a running admin listener.
 type Listener struct {
-	Addr string // the address it listens on
-	srv  *fasthttp.Server
-	done chan struct{}
+	Addr    string // the address it listens on
+	srv     *fasthttp.Server
+	ln      net.Listener
+	closing atomic.Bool
+	done    chan struct{}
 }
 
 // Close stops the listener and waits for its server to end.
 func (l *Listener) Close() {
+	l.closing.Store(true)
 	_ = l.srv.Shutdown()
+	// fasthttp closes the listeners Serve has registered; one closed before its
+	// goroutine got that far would accept for ever.
+	_ = l.ln.Close()
 	<-l.done
 }
 
