@@ -7,26 +7,14 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
 	"github.com/infura-gateway/infura-gateway/gateway/limit"
-	"github.com/infura-gateway/infura-gateway/gateway/redisconn"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
 // An upstream budget's take allocates nothing: with Redis (the leased allowance) and
 // without (the replica's share).
 func TestBudgetMeterAllocatesNothing(t *testing.T) {
-	rs := redistest.Start(t)
-	conn, err := redisconn.New(redisconn.Config{Addr: rs.Addr}, metrics.NewSet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
-	shared, err := limit.New(limit.Config{}, conn, metrics.NewSet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(shared.Close)
+	_, conn, shared := redisLimiter(t)
 	local, err := limit.New(limit.Config{}, nil, metrics.NewSet())
 	if err != nil {
 		t.Fatal(err)

@@ -137,17 +137,7 @@ func TestBudgetAcrossReplicas(t *testing.T) {
 // While Redis is down, each replica keeps budget ÷ replicas (not the limiter's own
 // fallback, the full budget on every replica).
 func TestBudgetMeterFallsBackToShare(t *testing.T) {
-	rs := redistest.Start(t)
-	conn, err := redisconn.New(redisconn.Config{Addr: rs.Addr}, metrics.NewSet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
-	lim, err := limit.New(limit.Config{}, conn, metrics.NewSet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(lim.Close)
+	rs, conn, lim := redisLimiter(t)
 	s := &Server{redis: conn, limiter: lim}
 	m, err := s.budgetMeters("net", 3)("p", upstream.MeterRequests, 100)
 	if err != nil {
@@ -191,17 +181,7 @@ func TestBudgetMeterFallsBackToShare(t *testing.T) {
 // than a loaded machine takes between the two), the rate holds. Before, it was
 // refused for good (too large for the burst), on Redis's leases and on the share alike.
 func TestBudgetMeterTakesLargerThanBurst(t *testing.T) {
-	rs := redistest.Start(t)
-	conn, err := redisconn.New(redisconn.Config{Addr: rs.Addr}, metrics.NewSet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
-	shared, err := limit.New(limit.Config{}, conn, metrics.NewSet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(shared.Close)
+	_, conn, shared := redisLimiter(t)
 	waitFor(t, "Redis usable", conn.Up)
 	for _, mode := range []struct {
 		name string
@@ -233,4 +213,22 @@ func TestBudgetMeterTakesLargerThanBurst(t *testing.T) {
 			})
 		}
 	}
+}
+
+// redisLimiter starts a real Redis and a limiter leasing from it, as a replica has:
+// closed when the test ends.
+func redisLimiter(t *testing.T) (*redistest.Server, *redisconn.Conn, *limit.Limiter) {
+	t.Helper()
+	rs := redistest.Start(t)
+	conn, err := redisconn.New(redisconn.Config{Addr: rs.Addr}, metrics.NewSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	lim, err := limit.New(limit.Config{}, conn, metrics.NewSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lim.Close)
+	return rs, conn, lim
 }
