@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -152,6 +153,14 @@ func (p *fakeProvider) counts() (calls, refused, capped int64) {
 	return p.calls, p.refused, p.capped
 }
 
+// methodCounts is a copy of the calls seen per method: the provider still serves
+// (the gateways' health probes) while the test reads it.
+func (p *fakeProvider) methodCounts() map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.methods)
+}
+
 // maxPerSecond is the most calls the provider saw in one second of its clock, counting
 // seconds from..to-1 only (whole seconds of the load).
 func (p *fakeProvider) maxPerSecond(from, to time.Time) int64 {
@@ -241,7 +250,7 @@ upstreams:
 	var calls, refused int64
 	for _, p := range []*fakeProvider{alchemy, infura, capped} {
 		c, r, cp := p.counts()
-		t.Logf("%s: %d calls, %d refused (%d by the daily cap), methods %v", p.kind, c, r, cp, p.methods)
+		t.Logf("%s: %d calls, %d refused (%d by the daily cap), methods %v", p.kind, c, r, cp, p.methodCounts())
 		calls += c
 		refused += r
 	}

@@ -545,7 +545,9 @@ func TestRedisCallsLargerThanALease(t *testing.T) {
 	var buckets []*Bucket
 	var quotas []*Quota
 	for _, r := range replicas {
-		b, err := r.lim.NewBucket("key:units", 10, 100) // a lease of 1 unit
+		// A lease of 1 unit; a burst far above the 110 units the test spends in well
+		// under a second (with a burst of 100 the last call was refused on a slow run).
+		b, err := r.lim.NewBucket("key:units", 10, 1000)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -556,7 +558,7 @@ func TestRedisCallsLargerThanALease(t *testing.T) {
 		buckets, quotas = append(buckets, b), append(quotas, q)
 	}
 	if d := buckets[0].Take(50); !d.OK {
-		t.Fatalf("a fresh key's call of 50 units (burst 100, lease 1): %+v", d)
+		t.Fatalf("a fresh key's call of 50 units (burst 1000, lease 1): %+v", d)
 	}
 	if d := quotas[0].Take(10); !d.OK {
 		t.Fatalf("a fresh key's call of 10 units (daily 5000, chunk 5): %+v", d)

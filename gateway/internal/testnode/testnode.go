@@ -221,16 +221,27 @@ func Start(t testing.TB, opts ...Option) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := newNode(bin, Ports{HTTP: FreePort(t), WS: FreePort(t), AuthRPC: FreePort(t)}, opts)
-	if n.chainID != 0 && n.datadir == "" {
-		n.datadir = filepath.Join(t.TempDir(), "chain")
+	// A port found free can be taken by another process before geth binds it (seen in
+	// CI with many tests starting servers at once): then again on other ports.
+	for attempt := 1; ; attempt++ {
+		n := newNode(bin, Ports{HTTP: FreePort(t), WS: FreePort(t), AuthRPC: FreePort(t)}, opts)
+		if n.chainID != 0 && n.datadir == "" {
+			n.datadir = filepath.Join(t.TempDir(), "chain")
+		}
+		t.Cleanup(n.Kill)
+		err := n.start()
+		if err == nil {
+			return n
+		}
+		if attempt == startAttempts || !strings.Contains(n.Log(), "address already in use") {
+			t.Fatal(err)
+		}
+		n.Kill()
 	}
-	t.Cleanup(n.Kill)
-	if err := n.start(); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
+
+// startAttempts is how many times Start tries fresh ports when one was taken.
+const startAttempts = 3
 
 // Launch runs geth --dev from bin on the given ports and waits until it answers. The
 // caller stops it with Kill.
