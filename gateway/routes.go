@@ -97,7 +97,7 @@ func (s *Server) routes(f *front) fasthttp.RequestHandler {
 // set headers on a websocket). Every other route takes the key in Authorization: Bearer
 // or X-API-Key. They are matched here, ahead of the router, because the router's path
 // parameters allocate on every request. A request for a fixed route goes to its handler
-// directly (recovered from a panic as the router does), anything else to the router.
+// directly, anything else to the router.
 func (s *Server) keyRoutes(f *front, fixed fixedRoutes, r *router.Router) fasthttp.RequestHandler {
 	inst := s.inst.With(f.net.Registry())
 	rpc := inst.Wrap("rpc", s.httpH.RPC(f.net))
@@ -120,19 +120,11 @@ func (s *Server) keyRoutes(f *front, fixed fixedRoutes, r *router.Router) fastht
 			}
 		default:
 			if h := fixed.find(ctx); h != nil {
-				defer s.recovered(ctx)
-				h(ctx)
+				h(ctx) // wrapped: recovered from a panic by its wrapper (admin.Wrap)
 				return
 			}
 			next(ctx)
 		}
-	}
-}
-
-// recovered is the router's panic recovery, for the routes served without it.
-func (s *Server) recovered(ctx *fasthttp.RequestCtx) {
-	if v := recover(); v != nil {
-		s.panicked(ctx, v)
 	}
 }
 

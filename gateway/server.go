@@ -131,7 +131,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		stop:    make(chan struct{}),
 		probe:   admin.NewProbe(opts.Version),
 	}
-	s.inst = admin.NewInstrumenter(s.reg, s.log, cfg.LogRequests)
+	s.inst = admin.NewInstrumenter(s.reg, s.log, cfg.LogRequests, s.panicked)
 	if err := s.startAccess(); err != nil {
 		return nil, err
 	}
@@ -267,7 +267,7 @@ func (s *Server) registerMetrics() {
 		}
 		return 0
 	})
-	s.reg.Gauge("gateway_requests_in_flight", "Requests being handled now.",
+	s.reg.Gauge("gateway_requests_in_flight", "Client requests being handled now (the admin listener's scrapes and probes not counted).",
 		func() float64 { return float64(s.inst.InFlight()) })
 	const reloadHelp = "Configuration file reloads, by result."
 	s.m.reloads[0] = s.reg.Counter(`gateway_config_reloads_total{result="ok"}`, reloadHelp)

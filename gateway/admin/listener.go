@@ -32,6 +32,7 @@ func Listen(cfg Config, inst *Instrumenter, reg *upstream.Registry, probe *Probe
 		return nil, fmt.Errorf("cannot listen on the admin address %s: %w", cfg.Addr, err)
 	}
 	r := router.New()
+	inst = inst.Operator()
 	r.GET("/metrics", inst.Wrap("metrics", MetricsHandler(reg)))
 	r.GET("/status", inst.Wrap("status", StatusHandler(probe, nets)))
 	if cfg.Cordons != nil {

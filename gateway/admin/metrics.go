@@ -59,6 +59,12 @@ type Instrumenter struct {
 	log         *slog.Logger
 	logRequests bool
 	inFlight    *inFlight // shared by every view (With)
+	// uncounted: the admin listener's routes (scrapes, probes) are not client
+	// requests; a scrape counted itself (the gauge read 1 on an idle gateway).
+	uncounted bool
+	// panicked answers a request whose handler panicked (a bug), inside the wrapper so
+	// the request still leaves the in-flight count and is counted with its 500.
+	panicked func(ctx *fasthttp.RequestCtx, v any)
 }
 
 // inFlight counts the requests being handled in shards, each on a cache line of its
@@ -82,9 +88,19 @@ func (f *inFlight) load() (n int64) {
 	return n
 }
 
-// NewInstrumenter makes the route metrics of a gateway, in reg.
-func NewInstrumenter(reg *upstream.Registry, log *slog.Logger, logRequests bool) *Instrumenter {
-	return &Instrumenter{reg: reg, log: log, logRequests: logRequests, inFlight: new(inFlight)}
+// NewInstrumenter makes the route metrics of a gateway, in reg. panicked answers a
+// request whose handler panicked.
+func NewInstrumenter(reg *upstream.Registry, log *slog.Logger, logRequests bool,
+	panicked func(ctx *fasthttp.RequestCtx, v any)) *Instrumenter {
+	return &Instrumenter{reg: reg, log: log, logRequests: logRequests, inFlight: new(inFlight), panicked: panicked}
+}
+
+// Operator is the instrumenter of the admin listener's routes: counted by route like
+// any other, never in the requests in flight.
+func (s *Instrumenter) Operator() *Instrumenter {
+	v := *s
+	v.uncounted = true
+	return &v
 }
 
 // With is the instrumenter of routes whose metrics go to reg (a network's view), their
@@ -105,32 +121,54 @@ func LogPath(ctx *fasthttp.RequestCtx) string { return redact.Path(string(ctx.Pa
 // when -log-requests is on. It runs once per route at start.
 func (s *Instrumenter) Wrap(route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	rm := s.newRouteMetrics(route)
-	if s.logRequests {
-		logPath := LogPath
-		if route == "other" { // no route matched: the path may hold any provider's key
-			logPath = func(ctx *fasthttp.RequestCtx) string { return redact.UnknownPath(string(ctx.Path())) }
-		}
-		return func(ctx *fasthttp.RequestCtx) {
-			start := ctx.Time()
-			s.inFlight.add(ctx, 1)
-			setRequestID(ctx)
-			h(ctx)
-			s.inFlight.add(ctx, -1)
-			code := ctx.Response.StatusCode()
-			rm.observe(ctx, code, start)
-			s.log.Info("request", "route", route, "method", string(ctx.Method()), "path", logPath(ctx),
-				"status", code, "duration", time.Since(start), "remote", ctx.RemoteIP().String(),
-				"cache", string(ctx.Response.Header.Peek("X-Cache")),
-				"request_id", string(ctx.Response.Header.PeekCanonical(tracing.RequestIDHeader)))
-		}
+	w := &wrapped{s: s, rm: rm, route: route, h: h, logPath: LogPath}
+	if route == "other" { // no route matched: the path may hold any provider's key
+		w.logPath = func(ctx *fasthttp.RequestCtx) string { return redact.UnknownPath(string(ctx.Path())) }
 	}
-	return func(ctx *fasthttp.RequestCtx) {
-		start := ctx.Time()
-		s.inFlight.add(ctx, 1)
-		setRequestID(ctx)
-		h(ctx)
-		s.inFlight.add(ctx, -1)
-		rm.observe(ctx, ctx.Response.StatusCode(), start)
+	if s.uncounted {
+		return w.serveUncounted
+	}
+	return w.serve
+}
+
+// wrapped is one route's handler with its metrics.
+type wrapped struct {
+	s       *Instrumenter
+	rm      *routeMetrics
+	route   string
+	h       fasthttp.RequestHandler
+	logPath func(*fasthttp.RequestCtx) string
+}
+
+func (w *wrapped) serve(ctx *fasthttp.RequestCtx) {
+	w.s.inFlight.add(ctx, 1)
+	defer w.done(ctx, ctx.Time(), true)
+	setRequestID(ctx)
+	w.h(ctx)
+}
+
+func (w *wrapped) serveUncounted(ctx *fasthttp.RequestCtx) {
+	defer w.done(ctx, ctx.Time(), false)
+	setRequestID(ctx)
+	w.h(ctx)
+}
+
+// done ends a request, also one whose handler panicked: answered with the panic
+// handler's 500, out of the requests in flight, counted and logged.
+func (w *wrapped) done(ctx *fasthttp.RequestCtx, start time.Time, counted bool) {
+	if v := recover(); v != nil {
+		w.s.panicked(ctx, v)
+	}
+	if counted {
+		w.s.inFlight.add(ctx, -1)
+	}
+	code := ctx.Response.StatusCode()
+	w.rm.observe(ctx, code, start)
+	if w.s.logRequests {
+		w.s.log.Info("request", "route", w.route, "method", string(ctx.Method()), "path", w.logPath(ctx),
+			"status", code, "duration", time.Since(start), "remote", ctx.RemoteIP().String(),
+			"cache", string(ctx.Response.Header.Peek("X-Cache")),
+			"request_id", string(ctx.Response.Header.PeekCanonical(tracing.RequestIDHeader)))
 	}
 }
 
