@@ -40,8 +40,12 @@ type Config struct {
 	Ratio    float64 // share of calls without a sampled parent that are traced, 0..1
 	// ParentBased follows the caller's sampled flag when a valid traceparent came in.
 	ParentBased bool
-	Service     string // service.name of the spans
-	Version     string // service.version
+	// ParentRate bounds the calls a second sampled because the caller's flag asked
+	// (0: no bound): the flag is the client's to set, and a span costs microseconds
+	// and allocations an unsampled call does not.
+	ParentRate int
+	Service    string // service.name of the spans
+	Version    string // service.version
 	// Log gets the exporter's errors (nil: slog.Default()): the gateway's logger, so
 	// they keep its format and level.
 	Log *slog.Logger
@@ -70,6 +74,9 @@ func (c Config) Validate() error {
 	if math.IsNaN(c.Ratio) || c.Ratio < 0 || c.Ratio > 1 {
 		return errors.New("-trace-sample-ratio must be between 0 and 1")
 	}
+	if c.ParentRate < 0 {
+		return errors.New("-trace-parent-rate must be 0 (no bound) or more")
+	}
 	return nil
 }
 
@@ -80,6 +87,27 @@ type Tracer struct {
 	threshold   uint64 // a call is sampled when a random uint64 is below it
 	always      bool   // ratio 1
 	parentBased bool
+	parents     window // the calls sampled by their caller's flag this second
+}
+
+// window counts events in the current second, up to max (0: no bound). Two calls
+// at the turn of a second may both restart it: the bound is a rate, not an exact count.
+type window struct {
+	max int64
+	sec atomic.Int64
+	n   atomic.Int64
+}
+
+// allow counts one event at now (Unix nanoseconds) and reports whether it is within max.
+func (w *window) allow(now int64) bool {
+	if w.max == 0 {
+		return true
+	}
+	sec := now / int64(time.Second)
+	if cur := w.sec.Load(); cur != sec && w.sec.CompareAndSwap(cur, sec) {
+		w.n.Store(0)
+	}
+	return w.n.Add(1) <= w.max
 }
 
 // New starts the exporter of cfg; nil when tracing is off. The exporter connects
@@ -133,7 +161,9 @@ func New(ctx context.Context, cfg Config) (*Tracer, error) {
 	// The decision is ours (Begin): the SDK records every span it is asked for.
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Second)),
 		sdktrace.WithResource(res), sdktrace.WithSampler(sdktrace.AlwaysSample()))
-	return NewWithProvider(tp, cfg.Ratio, cfg.ParentBased), nil
+	t := NewWithProvider(tp, cfg.Ratio, cfg.ParentBased)
+	t.parents.max = int64(cfg.ParentRate)
+	return t, nil
 }
 
 // NewWithProvider makes a tracer over tp (tests give one with their own exporter).
@@ -159,7 +189,13 @@ func (t *Tracer) Shutdown(ctx context.Context) error {
 // sample is the edge's decision for a call whose caller sent parent (valid or not).
 func (t *Tracer) sample(parent *parsedParent) bool {
 	if parent.ok && t.parentBased {
-		return parent.sampled
+		if !parent.sampled {
+			return false
+		}
+		if t.parents.allow(time.Now().UnixNano()) {
+			return true
+		}
+		// Past the bound: the caller's flag no longer decides; the ratio does.
 	}
 	return t.always || (t.threshold > 0 && rand.Uint64() < t.threshold)
 }

@@ -138,6 +138,7 @@ func TestConfigValidate(t *testing.T) {
 		{"endpoint without scheme", Config{Exporter: ExporterOTLPGRPC, Endpoint: "collector:4317"}, "-trace-endpoint must be"},
 		{"ratio over 1", Config{Exporter: ExporterOTLPGRPC, Endpoint: "http://c:1", Ratio: 1.5}, "-trace-sample-ratio"},
 		{"negative ratio", Config{Exporter: ExporterOTLPGRPC, Endpoint: "http://c:1", Ratio: -0.1}, "-trace-sample-ratio"},
+		{"negative parent rate", Config{Exporter: ExporterOTLPGRPC, Endpoint: "http://c:1", ParentRate: -1}, "-trace-parent-rate"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -183,11 +184,49 @@ func TestSampling(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a caller's flag samples at most the parent rate a second", func(t *testing.T) {
+		for _, ratio := range []float64{0, 1} {
+			tr := &Tracer{parentBased: true, always: ratio == 1}
+			tr.parents.max = 3
+			var c Call
+			c.SetIn(sampled)
+			n := 0
+			from := time.Now().Unix()
+			for range 1000 {
+				if tr.sample(&c.parent) {
+					n++
+				}
+			}
+			// At most 3 in each second the loop touched (however slow the machine),
+			// or all of them by ratio 1.
+			seconds := int(time.Now().Unix() - from + 1)
+			if ratio == 0 && (n < 3 || n > 3*seconds) || ratio == 1 && n != 1000 {
+				t.Fatalf("ratio %v: %d of 1000 calls with a sampled parent traced in %d s, parent rate 3/s", ratio, n, seconds)
+			}
+		}
+	})
 	var off *Tracer
 	var c Call
 	c.SetIn(sampled)
 	if off.Begin(&c, "eth_blockNumber", "mainnet") || c.Sampled() {
 		t.Fatal("a nil tracer (tracing off) began a span")
+	}
+}
+
+// TestWindow: the parent-rate window counts per second and starts again on the next.
+func TestWindow(t *testing.T) {
+	w := window{max: 2}
+	sec := int64(time.Second)
+	for i, tc := range []struct {
+		now  int64
+		want bool
+	}{{10 * sec, true}, {10*sec + 1, true}, {10*sec + 2, false}, {11 * sec, true}, {11*sec + 5, true}, {11*sec + 9, false}} {
+		if got := w.allow(tc.now); got != tc.want {
+			t.Fatalf("event %d at %d: allowed %v, want %v", i, tc.now, got, tc.want)
+		}
+	}
+	if !(&window{}).allow(0) {
+		t.Fatal("no bound refused")
 	}
 }
 

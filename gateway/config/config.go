@@ -142,6 +142,7 @@ type Config struct {
 	TraceEndpoint    string
 	TraceSampleRatio float64
 	TraceParentBased bool
+	TraceParentRate  int
 	// WSDrainWindow spreads the closing of websocket clients on shutdown (0: over
 	// DrainDelay).
 	WSDrainWindow time.Duration
@@ -265,6 +266,7 @@ func Defaults() Config {
 		LogFormat:            "json",
 		TraceSampleRatio:     0.01,
 		TraceParentBased:     true,
+		TraceParentRate:      100,
 
 		// 4 MiB a minute: a tenant reading history block by block (a few hundred KiB
 		// each) is not held back; one flooding distinct answers adds at most ~6 GiB a
@@ -323,5 +325,5 @@ func InfuraTLS(raw string) bool {
 // TracingConfig is the tracer's configuration; version is the gateway's.
 func (c *Config) TracingConfig(version string) tracing.Config {
 	return tracing.Config{Exporter: c.TraceExporter, Endpoint: c.TraceEndpoint, Ratio: c.TraceSampleRatio,
-		ParentBased: c.TraceParentBased, Service: "infura-gateway", Version: version}
+		ParentBased: c.TraceParentBased, ParentRate: c.TraceParentRate, Service: "infura-gateway", Version: version}
 }
