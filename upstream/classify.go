@@ -8,6 +8,7 @@
 package upstream
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -39,11 +40,15 @@ const (
 	AnswerClientError
 	// AnswerBroken: the upstream is broken (5xx without a JSON-RPC body, a bad answer).
 	AnswerBroken
+	// AnswerMethodRefused: the provider refuses this method for the gateway's
+	// credentials (its plan, its allowlist), not the key: another upstream may serve
+	// it, and this one serves every other method (methodrefusal.go).
+	AnswerMethodRefused
 	numAnswerClasses
 )
 
 var answerClassNames = [numAnswerClasses]string{"answer", "throttled", "exhausted", "unauthorized",
-	"missing_data", "client_error", "broken"}
+	"missing_data", "client_error", "broken", "method_refused"}
 
 func (c AnswerClass) String() string {
 	if c < numAnswerClasses {
@@ -184,6 +189,7 @@ type facts struct {
 	hasCode   bool
 	msg       []byte        // the error message or close reason, at most maxMessage bytes, raw
 	backoff   time.Duration // stated by the provider: Retry-After, backoff_seconds
+	method    []byte        // the call's method name; nil for a batch or the router's own checks
 }
 
 // note is the classified outcome of one attempt: its class and the back-off the
@@ -236,6 +242,12 @@ func (c *Classifier) decide(f *facts) note {
 		if r.Backoff > 0 {
 			n.backoff = r.Backoff
 		}
+		if n.class == AnswerUnauthorized && i >= c.configured && namesMethod(f.msg, f.method) {
+			// A refusal that names the call's method ("debug_traceBlock is not
+			// available on your plan", "method eth_sign not allowed") is about that
+			// method, not the key: the upstream stays in for every other one.
+			n.class = AnswerMethodRefused
+		}
 		return n
 	}
 	switch {
@@ -253,9 +265,10 @@ func (c *Classifier) decide(f *facts) note {
 }
 
 // classifyBody classifies an answer that carries a JSON-RPC error (status: its HTTP
-// status, 0 on a websocket; retryAfter: the HTTP Retry-After header, nil if none).
-func (c *Classifier) classifyBody(status int, body, retryAfter []byte) note {
-	f := facts{status: status}
+// status, 0 on a websocket; retryAfter: the HTTP Retry-After header, nil if none;
+// method: the call's method name, nil when the answer is not one call's).
+func (c *Classifier) classifyBody(status int, body, retryAfter, method []byte) note {
+	f := facts{status: status, method: method}
 	bodyFacts(&f, body)
 	if d, ok := parseRetryAfter(retryAfter); ok {
 		f.backoff = d
@@ -370,6 +383,33 @@ func parseRetryAfter(v []byte) (time.Duration, bool) {
 	return 0, false
 }
 
+// namesMethod reports whether msg names method as a word of its own: a method name
+// (namespace_name, as every Ethereum method is) not inside a longer identifier. A
+// name without '_' or shorter than 5 bytes never counts: a client names its method,
+// and "invalid" or "key" would match the provider's refusal of the key itself.
+func namesMethod(msg, method []byte) bool {
+	if len(method) < 5 || len(method) > maxMessage || bytes.IndexByte(method, '_') < 0 {
+		return false
+	}
+	for from := 0; from+len(method) <= len(msg); {
+		i := bytes.Index(msg[from:], method)
+		if i < 0 {
+			return false
+		}
+		i += from
+		end := i + len(method)
+		if (i == 0 || !identByte(msg[i-1])) && (end == len(msg) || !identByte(msg[end])) {
+			return true
+		}
+		from = i + 1
+	}
+	return false
+}
+
+func identByte(c byte) bool {
+	return c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
+
 // containsFold reports whether s contains lower (lower-case ASCII), ignoring the case
 // of ASCII letters in s. No allocation.
 func containsFold(s []byte, lower string) bool {
@@ -449,6 +489,18 @@ var genericRules = []ErrorRule{
 	text("request limit reached", AnswerThrottled),
 	code(429, AnswerThrottled),
 	status(fasthttp.StatusTooManyRequests, AnswerThrottled),
+
+	// A refusal of the method, not of the key, whatever the status (before 401/403):
+	// Alchemy's "X is not available on the Free tier", "Unsupported method: X".
+	// Geth's own "the method X does not exist/is not available" is a -32601 over a
+	// 200: the node's answer (echoCode), never read here.
+	text("unsupported method", AnswerMethodRefused),
+	text("method not supported", AnswerMethodRefused),
+	text("method is not supported", AnswerMethodRefused),
+	text("method not allowed", AnswerMethodRefused),
+	text("method is not allowed", AnswerMethodRefused),
+	text("method not whitelisted", AnswerMethodRefused),
+	text("is not available on the", AnswerMethodRefused),
 
 	status(fasthttp.StatusUnauthorized, AnswerUnauthorized),
 	status(fasthttp.StatusForbidden, AnswerUnauthorized),

@@ -50,6 +50,11 @@ func TestClassifyProviderAnswersOnBothTransports(t *testing.T) {
 		{"-32005 with backoff_seconds in a 200", KindGeneric, nil, providerAnswer{200, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32005,"message":"limit exceeded","data":{"rate":{"backoff_seconds":5}}}}`}, AnswerThrottled, 5 * time.Second},
 		{"-32005 with backoff_seconds on infura", KindInfura, nil, providerAnswer{200, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32005,"message":"limit exceeded","data":{"backoff_seconds":2}}}`}, AnswerThrottled, 2 * time.Second},
 		{"nonce too low", KindGeneric, nil, providerAnswer{200, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32000,"message":"nonce too low: next nonce 5, tx nonce 1"}}`}, AnswerClientError, 0},
+		// A refusal of the call's method (the calls here are eth_getBalance) is not one of the key.
+		{"403 naming the call's method", KindInfura, nil, providerAnswer{403, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32002,"message":"rejected due to project ID settings: eth_getBalance is not in the allowlist"}}`}, AnswerMethodRefused, 0},
+		{"403 naming a longer method is the key's", KindGeneric, nil, providerAnswer{403, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32000,"message":"key may not call eth_getBalanceOf"}}`}, AnswerUnauthorized, 0},
+		{"unsupported method in a 200", KindAlchemy, nil, providerAnswer{200, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32000,"message":"Unsupported method: eth_getBalance. See available methods at https://docs.alchemy.com"}}`}, AnswerMethodRefused, 0},
+		{"not available on the plan, 403", KindAlchemy, nil, providerAnswer{403, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32000,"message":"this method is not available on the Free tier - upgrade"}}`}, AnswerMethodRefused, 0},
 		{"500 without a body", KindGeneric, nil, providerAnswer{500, nil, `oops`}, AnswerBroken, 0},
 		{"a result", KindGeneric, nil, providerAnswer{200, nil, `{"jsonrpc":"2.0","id":@ID@,"result":"0x1"}`}, AnswerOK, 0},
 		{"a configured rule comes first", KindGeneric,

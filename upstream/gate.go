@@ -215,7 +215,7 @@ func registerGate(reg *Registry, u *Upstream) {
 		})
 	for c := range numAnswerClasses {
 		g.answers[c] = reg.Counter(s[3+int(c)],
-			"Upstream answers by class: answer, throttled, exhausted, unauthorized, missing_data, client_error, broken.")
+			"Upstream answers by class: answer, throttled, exhausted, unauthorized, missing_data, client_error, broken, method_refused.")
 	}
 }
 
@@ -266,7 +266,7 @@ var (
 // twice. A generic node gives no such promise (a 429 may come from anything in
 // front of it): there a write is still sent once.
 func (g *gate) refusedUnrun(e *proto.Error) bool {
-	return g.edge && (e == errThrottled || e == errExhausted || e == errUpstreamAuth)
+	return g.edge && (e == errThrottled || e == errExhausted || e == errUpstreamAuth || e == errMethodRefused)
 }
 
 // refusal is the gateway's own answer when the upstreams that could take a call are
@@ -334,6 +334,8 @@ func refusalClass(e *proto.Error) AnswerClass {
 		return AnswerExhausted
 	case errUpstreamAuth:
 		return AnswerUnauthorized
+	case errMethodRefused:
+		return AnswerMethodRefused
 	}
 	return AnswerBroken
 }

@@ -100,9 +100,10 @@ func verdictOf(o Outcome, perr *proto.Error, cls proto.Class) verdict {
 		return verdictAnswered
 	case o == OutcomeOverloaded:
 		return verdictNeutral
-	case perr == errThrottled || perr == errExhausted:
+	case perr == errThrottled || perr == errExhausted || perr == errMethodRefused:
 		// The provider refused for its rate or quota: the gate keeps the upstream out
-		// for the back-off, and it is not broken.
+		// for the back-off, and it is not broken. Or it refused the method (its plan):
+		// the upstream is kept from that method only (methodrefusal.go).
 		return verdictNeutral
 	case perr == proto.ErrResponseTooLarge || perr == proto.ErrBodyTooLarge:
 		// The answer (or the request) is over the gateway's byte budget: what the

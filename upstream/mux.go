@@ -264,7 +264,7 @@ func (m *Mux) call(spare []byte, r *proto.Request, id []byte, deadline time.Time
 		ans, c.resp = c.resp, spare[:0]
 		if c.rpcError {
 			outcome = OutcomeRPCError
-			n = m.cls.classifyBody(0, ans, nil)
+			n = m.cls.classifyBody(0, ans, nil, r.Name)
 			if e := providerRefusal(n.class); e != nil {
 				// An error frame refusing the call for the rate, the quota or the key.
 				perr, outcome, spare = e, OutcomeError, ans

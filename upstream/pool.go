@@ -168,7 +168,7 @@ func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 	perr, outcome, status := p.exchange(env, ures, r.Retryable(), deadline, deadline.Sub(start), traceparent, requestID(r.Trace))
 	var n note
 	if status != 0 && status != fasthttp.StatusOK {
-		n = p.cls.classifyBody(status, ures.Body(), ures.Header.Peek(fasthttp.HeaderRetryAfter))
+		n = p.cls.classifyBody(status, ures.Body(), ures.Header.Peek(fasthttp.HeaderRetryAfter), r.Name)
 		switch {
 		case providerRefusal(n.class) != nil:
 			perr, outcome = providerRefusal(n.class), OutcomeError
@@ -206,7 +206,7 @@ func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 		if perr == nil && proto.IsErrorResponse(ans) {
 			outcome = OutcomeRPCError
 			if status == fasthttp.StatusOK {
-				n = p.cls.classifyBody(0, ans, ures.Header.Peek(fasthttp.HeaderRetryAfter))
+				n = p.cls.classifyBody(0, ans, ures.Header.Peek(fasthttp.HeaderRetryAfter), r.Name)
 			}
 			if e := providerRefusal(n.class); e != nil {
 				// Alchemy's in-body 429 and the like: the provider refused the call.
@@ -234,6 +234,8 @@ func providerRefusal(c AnswerClass) *proto.Error {
 		return errExhausted
 	case AnswerUnauthorized:
 		return errUpstreamAuth
+	case AnswerMethodRefused:
+		return errMethodRefused
 	}
 	return nil
 }
@@ -274,7 +276,7 @@ func (p *Pool) callBatch(b *Batch, deadline time.Time, traceparent []byte) error
 	b.body = env[:0]
 	if status != 0 && status != fasthttp.StatusOK {
 		// A batch refused whole for the provider's rate, quota or the key.
-		if e := providerRefusal(p.cls.classifyBody(status, ures.Body(), nil).class); e != nil {
+		if e := providerRefusal(p.cls.classifyBody(status, ures.Body(), nil, nil).class); e != nil {
 			perr, outcome = e, OutcomeError
 		}
 	}

@@ -132,9 +132,11 @@ type Upstream struct {
 	pol      atomic.Pointer[policyTable] // its per-method policy, over the network's
 	budget   budgetState
 	gate     gate // throttled, exhausted (gate.go)
-	integ    integrityState
-	stop     chan struct{}
-	done     sync.WaitGroup
+	// refusedMethods are the methods the provider refused lately (methodrefusal.go).
+	refusedMethods methodRefusals
+	integ          integrityState
+	stop           chan struct{}
+	done           sync.WaitGroup
 	// headCheck asks followHead to read the head again: a socket came back up, and the
 	// node behind it may be on another chain or further back, with no new block to say so.
 	headCheck chan struct{}

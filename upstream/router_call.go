@@ -192,6 +192,9 @@ func (r *Router) once(u *Upstream, spare []byte, req *proto.Request, id []byte, 
 		}
 	}
 	r.noteAnswer(u, n.class, n.backoff)
+	if n.class == AnswerMethodRefused && err != nil {
+		r.methodRefused(u, req)
+	}
 	if at.Sampled() { // the outcome (a scan of the answer) is worked out only for a span
 		at.End(req.Method.String(), attemptOutcome(ans, n.class, err))
 	}
@@ -248,7 +251,7 @@ func attemptOutcome(ans []byte, cls AnswerClass, err error) string {
 func retryableError(e *proto.Error) bool {
 	switch e {
 	case proto.ErrUnavailable, proto.ErrUnreachable, proto.ErrTimeout, proto.ErrOverloaded,
-		proto.ErrRateLimited, proto.ErrBadUpstream, errLagging, errUpstreamAuth, errThrottled, errExhausted,
+		proto.ErrRateLimited, proto.ErrBadUpstream, errLagging, errUpstreamAuth, errThrottled, errExhausted, errMethodRefused,
 		errWrongAnswer, errNullLagging:
 		return true
 	}
@@ -258,7 +261,7 @@ func retryableError(e *proto.Error) bool {
 // retryableAnswer reports whether an answer is an error saying this node lacks what
 // was asked, where another node may have it (the generic rules' missing_data).
 func retryableAnswer(ans []byte) bool {
-	return proto.IsErrorResponse(ans) && genericClassifier.classifyBody(0, ans, nil).class == AnswerMissingData
+	return proto.IsErrorResponse(ans) && genericClassifier.classifyBody(0, ans, nil, nil).class == AnswerMissingData
 }
 
 // clamp keeps eth_blockNumber from going backwards when the answer came from an

@@ -104,6 +104,9 @@ type UpstreamStatus struct {
 	// 1); WeightLowered says its routing weight is lowered for it (consensus.go).
 	ConsensusDissent float64 `json:"consensus_dissent,omitempty"`
 	WeightLowered    bool    `json:"weight_lowered,omitempty"`
+	// RefusedMethods are the methods the provider refused lately, for the gateway's
+	// credentials: other upstreams take them (methodrefusal.go).
+	RefusedMethods []string `json:"refused_methods,omitempty"`
 	HealthStatus
 	GateStatus
 }
@@ -130,6 +133,7 @@ func (r *Router) Status() Status {
 		us.WrongAnswers = u.wrongStatus()
 		us.ConsensusDissent = math.Float64frombits(u.integ.dissent.Load())
 		us.WeightLowered = u.integ.lowered.Load()
+		us.RefusedMethods = u.refusedMethods.list(now)
 		if u.mux != nil {
 			up := u.mux.Up()
 			us.WS = &up

@@ -93,6 +93,8 @@ func (r *Router) eligible(u *Upstream, req *proto.Request, n need, via Transport
 		return false
 	case !u.allows(req):
 		return false
+	case level != lastResort && u.refusedMethods.refuses(req.Name): // methodrefusal.go
+		return false
 	case !r.budgetRoom(u): // its budget is spent (budget.go)
 		return false
 	case !u.gate.open(): // throttled or exhausted, even as a last resort (gate.go)

@@ -49,12 +49,17 @@ func (b *Batch) refusals(cls *Classifier) *proto.Error {
 		if !proto.IsErrorResponse(ans) {
 			continue
 		}
-		n := cls.classifyBody(0, ans, nil)
+		n := cls.classifyBody(0, ans, nil, b.Reqs[i].Name)
 		e := providerRefusal(n.class)
 		if e == nil {
 			continue
 		}
 		b.spans[i], b.errs[i] = proto.Span{}, e
+		if n.class == AnswerMethodRefused {
+			// The element's method only: the batch's other answers stand, and the
+			// upstream is not backed off for it.
+			continue
+		}
 		if perr == nil || n.backoff > b.refused.backoff {
 			perr, b.refused = e, n
 		}

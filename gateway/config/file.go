@@ -196,8 +196,8 @@ func (b *BudgetEntry) check(where string) error {
 
 // ErrorEntry classifies the answers that match every condition it sets (code: a
 // JSON-RPC error code or websocket close code; http_status; message_contains, any
-// case) as class (throttled, exhausted, unauthorized, missing_data, client_error,
-// broken or answer); backoff sets a throttle's back-off or an exhaustion's length.
+// case) as class (throttled, exhausted, unauthorized, method_refused, missing_data,
+// client_error, broken or answer); backoff sets a throttle's back-off or an exhaustion's length.
 type ErrorEntry struct {
 	Code            *int64   `yaml:"code"`
 	HTTPStatus      int      `yaml:"http_status"`
