@@ -271,6 +271,11 @@ type Limiter struct {
 
 	handles atomic.Int64
 
+	// slotsNewest is the newest slots handle of each name (Redis mode): the one that
+	// writes this replica's field of the name in Redis (see slotsState.pred).
+	slotsMu     sync.Mutex
+	slotsNewest map[string]*slotsState
+
 	leaseCalls, leaseErrors, leaseBatches, wakeDropped *metrics.Counter
 	fallback                                           [4]*metrics.Counter
 	refused                                            [4][4]*metrics.Counter
@@ -293,7 +298,7 @@ func New(cfg Config, conn *redisconn.Conn, ms *metrics.Set) (*Limiter, error) {
 	if slices.Contains(ms.ListMetricNames(), `gateway_limit_handles`) {
 		return nil, errors.New("limit: another Limiter already reports to this metrics set")
 	}
-	l := &Limiter{cfg: cfg, conn: conn, epoch: time.Now(), stop: make(chan struct{})}
+	l := &Limiter{cfg: cfg, conn: conn, epoch: time.Now(), stop: make(chan struct{}), slotsNewest: map[string]*slotsState{}}
 	l.leaseCalls = ms.GetOrCreateCounter(`gateway_limit_lease_calls_total`)
 	l.leaseErrors = ms.GetOrCreateCounter(`gateway_limit_lease_errors_total`)
 	l.leaseBatches = ms.GetOrCreateCounter(`gateway_limit_lease_batches_total`)

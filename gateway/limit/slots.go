@@ -37,6 +37,10 @@ type slotsState struct {
 	waitMu   sync.Mutex
 	answerCh chan struct{}
 
+	// A reload replaces a key's handle while clients hold the old one's slots; both
+	// share this replica's one field in Redis (see slotsmove.go).
+	pred, succ atomic.Pointer[slotsState]
+
 	// shard-owned
 	held      int64 // the reservation Redis holds for this replica
 	want, min int64 // the call under way
@@ -60,6 +64,7 @@ func (l *Limiter) NewSlots(name string, max int64) (*Slots, error) {
 	s.self = s
 	if l.conn != nil {
 		s.state.Store(0) // nothing reserved: the first Acquire waits for Redis's grant
+		l.replace(s)
 	} else {
 		s.state.Store(uint64(max) << 32)
 	}
@@ -72,12 +77,21 @@ func (l *Limiter) NewSlots(name string, max int64) (*Slots, error) {
 // Name is the name the handle was created with.
 func (h *Slots) Name() string { return h.s.name }
 
-// Close drops the handle: its shard gives this replica's reservation back to Redis.
-// Slots still in use on it are no longer counted across replicas.
+// Close drops the handle: its shard gives this replica's reservation back to Redis, or,
+// when a newer handle of the name replaced it (a reload), leaves it to that one, which
+// keeps counting the slots still held here. Otherwise slots still in use on it are no
+// longer counted across replicas.
 func (h *Slots) Close() { h.s.close() }
 
 // InUse is the number of slots this process holds.
-func (h *Slots) InUse() int64 { return int64(h.s.state.Load() & 0xffffffff) }
+func (h *Slots) InUse() int64 { return h.s.InUse() }
+
+// slotsUsed is the used count in a state word; retiredBit marks a replaced handle gone
+// for good (see retire).
+const (
+	slotsUsed  = 0xffffffff
+	retiredBit = 1 << 63
+)
 
 // Acquire takes a slot if one is free. It never allocates while this replica's
 // reservation has room. In Redis mode, when the reservation is full (always so for the
@@ -121,6 +135,11 @@ func (h *Slots) Acquire() Decision {
 func (s *slotsState) tryAcquire() (d Decision, wait bool) {
 	l := s.lim
 	leased := l.conn != nil
+	if leased {
+		if sc := s.succ.Load(); sc != nil {
+			return s.acquireVia(sc), false
+		}
+	}
 	if leased && !s.usable() {
 		if s.sh.leasing.Load() {
 			s.wake()
@@ -138,7 +157,8 @@ func (s *slotsState) tryAcquire() (d Decision, wait bool) {
 			capacity = s.max
 		}
 		if used >= capacity {
-			if leased && capacity < s.max && l.nanotime() >= s.retryAt.Load() {
+			if leased && capacity < s.max && l.nanotime() >= s.retryAt.Load() &&
+				capacity+s.predHeld() < s.max { // the replaced handles' slots count
 				return Decision{}, true
 			}
 			if leased {
@@ -175,17 +195,24 @@ func (s *slotsState) notify() {
 	s.waitMu.Unlock()
 }
 
-// Release gives back a slot taken by Acquire. Never waits, never allocates.
-func (h *Slots) Release() {
-	s := h.s
+// Release gives back a slot taken by Acquire (or moved here). Never waits, never
+// allocates.
+func (h *Slots) Release() { h.s.giveBack() }
+
+func (s *slotsState) giveBack() {
 	for {
 		v := s.state.Load()
-		capacity, used := int64(v>>32), int64(v&0xffffffff)
+		capacity, used := int64(v>>32), int64(v&slotsUsed)
 		if used == 0 {
+			if v&retiredBit != 0 {
+				s.succ.Load().giveBack() // its slots were taken there (acquireVia)
+			}
 			return
 		}
 		if s.state.CompareAndSwap(v, v-1) {
-			if s.lim.conn != nil && (capacity-used+1 > 2*s.spare || used == 1) {
+			if s.succ.Load() != nil {
+				s.newest().wake() // replaced: the newest handle's reservation counted it
+			} else if s.lim.conn != nil && (capacity-used+1 > 2*s.spare || used == 1) {
 				s.wake()
 			}
 			return
@@ -213,9 +240,26 @@ func (s *slotsState) exec(min, want int64) redisconn.Exec {
 }
 
 func (s *slotsState) plan(now int64) (redisconn.Exec, bool, int64) {
+	if s.succ.Load() != nil {
+		s.newest().wake() // replaced: the newest handle of the name writes the field
+		return redisconn.Exec{}, false, 0
+	}
+	// The replaced handles' slots are read after the state word, and any CAS on it
+	// below fails if a move or an Acquire on them changed it meanwhile: a slot moving
+	// between handles is counted twice, never missed.
 	v := s.state.Load()
-	capacity, used := int64(v>>32), int64(v&0xffffffff)
-	if used == 0 && s.held > 0 {
+	others := s.predInUse()
+	capacity, used := int64(v>>32), int64(v&slotsUsed)
+	if c := min(s.held, s.max) - others; c > capacity && !s.needSync {
+		// Slots left the replaced handles: their share of the reservation is this one's.
+		n := uint64(c)<<32 | uint64(used)
+		if !s.state.CompareAndSwap(v, n) {
+			return redisconn.Exec{}, false, now // raced an Acquire, Release or move: look again
+		}
+		v, capacity = n, c
+		s.notify() // an Acquire waiting for room has it
+	}
+	if used == 0 && others == 0 && s.held > 0 {
 		if s.idleSince == 0 {
 			s.idleSince = now
 		}
@@ -229,19 +273,21 @@ func (s *slotsState) plan(now int64) (redisconn.Exec, bool, int64) {
 			return s.exec(0, 0), true, 0
 		}
 		v = s.state.Load()
-		capacity, used = int64(v>>32), int64(v&0xffffffff)
+		others = s.predInUse()
+		capacity, used = int64(v>>32), int64(v&slotsUsed)
 	}
-	if used > 0 {
+	if used > 0 || others > 0 {
 		s.idleSince = 0
 	}
+	in := used + others // what the field must cover
 	free := capacity - used
-	grow := free < s.spare && capacity < s.max
+	grow := free < s.spare && capacity+others < s.max
 	shrink := free > 2*s.spare
 	refresh := s.held > 0 && now >= s.refreshAt
-	if !(s.needSync || used > s.held || grow || shrink || refresh) {
+	if !(s.needSync || in > s.held || grow || shrink || refresh) {
 		return redisconn.Exec{}, false, 0
 	}
-	if grow && !(s.needSync || used > s.held || shrink) && now < s.backoff {
+	if grow && !(s.needSync || in > s.held || shrink) && now < s.backoff {
 		return redisconn.Exec{}, false, s.backoff
 	}
 	// The reservation asked for may be smaller than the one held (a shrink, a refresh):
@@ -249,13 +295,15 @@ func (s *slotsState) plan(now int64) (redisconn.Exec, bool, int64) {
 	// is under way fills a slot the call gives up. Growing, the cap rises only with the
 	// grant.
 	for {
-		want := min(used+s.spare, max(s.max, used))
-		c := min(capacity, want)
+		want := min(in+s.spare, max(s.max, in))
+		c := min(capacity, want-others)
 		if c == capacity || s.state.CompareAndSwap(v, uint64(c)<<32|uint64(used)) {
-			return s.exec(used, want), true, 0
+			return s.exec(in, want), true, 0
 		}
 		v = s.state.Load()
-		capacity, used = int64(v>>32), int64(v&0xffffffff)
+		others = s.predInUse()
+		capacity, used = int64(v>>32), int64(v&slotsUsed)
+		in = used + others
 	}
 }
 
@@ -273,21 +321,21 @@ func (s *slotsState) apply(res []int64, now int64) int64 {
 	if s.want == 0 {
 		s.setCap(0) // released: the next Acquire waits for a new grant
 		s.idleSince = 0
-		if s.InUse() > 0 {
+		if s.InUse() > 0 || s.predInUse() > 0 {
 			return now // acquired (on the fallback) while the release was under way: reserve again
 		}
 		return 0
 	}
-	s.setCap(grant)
+	others := s.capAfter(grant)
 	if grant < s.want {
 		// The key is full across replicas: Acquires here refuse at once rather than
 		// wait until this pause ends.
 		s.backoff = now + int64(250*time.Millisecond)
-		if grant <= s.InUse() {
+		if grant <= s.InUse()+others {
 			s.retryAt.Store(s.backoff)
 		}
 	}
-	if s.InUse() > grant {
+	if s.InUse()+others > grant {
 		s.needSync = true // acquired past the new reservation while the call was under way
 		return now
 	}
@@ -295,7 +343,7 @@ func (s *slotsState) apply(res []int64, now int64) int64 {
 }
 
 // InUse for the shard's side.
-func (s *slotsState) InUse() int64 { return int64(s.state.Load() & 0xffffffff) }
+func (s *slotsState) InUse() int64 { return int64(s.state.Load() & slotsUsed) }
 
 func (s *slotsState) fail(now int64) int64 {
 	defer s.notify() // a waiting Acquire looks again: the handle may be on the fallback now
@@ -308,7 +356,7 @@ func (s *slotsState) recover(now int64) int64 {
 	defer s.notify()
 	s.answered()
 	s.backoff = 0
-	if s.held > 0 || s.InUse() > 0 {
+	if s.held > 0 || s.InUse() > 0 || s.pred.Load() != nil {
 		s.needSync = true
 		return now
 	}
@@ -316,6 +364,11 @@ func (s *slotsState) recover(now int64) int64 {
 }
 
 func (s *slotsState) release() (redisconn.Exec, bool) {
+	if s.lim.superseded(s) {
+		s.held = 0
+		s.newest().wake() // it writes the field now, for the slots left here too
+		return redisconn.Exec{}, false
+	}
 	if s.held == 0 {
 		return redisconn.Exec{}, false
 	}
