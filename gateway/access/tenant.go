@@ -204,6 +204,25 @@ func (c *Tenant) Acquire(s *limit.Slots, which int) *proto.Error {
 	return nil
 }
 
+// Move hands a slot held on from to to (c's): a client moving to c after a reload.
+// Between a key's handles before and after a plan change it needs no free slot beside
+// the moved one (limit.Slots.MoveFrom). Refused, the slot stays on from. No limit on
+// c's side: from's slot is given back; none on from's: a slot is taken on to.
+func (c *Tenant) Move(from, to *limit.Slots, which int) *proto.Error {
+	switch {
+	case to == nil:
+		Release(from)
+		return nil
+	case from == nil:
+		return c.Acquire(to, which)
+	}
+	if d := to.MoveFrom(from); !d.OK {
+		c.m.refused[which].Inc()
+		return limitError(c, d, which)
+	}
+	return nil
+}
+
 // connSlots and subSlots are c's slot handles (nil: no such limit, or no tenant).
 func (c *Tenant) ConnSlots() *limit.Slots {
 	if c == nil {

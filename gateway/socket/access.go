@@ -95,12 +95,13 @@ func (c *wsClient) rebind() {
 		c.whoMu.Unlock()
 		return
 	}
-	if perr := cur.Acquire(cur.ConnSlots(), access.RefusedConnections); perr != nil {
+	// Slots move in one step: at a key's max, a slot taken before the old one is given
+	// back would be refused (a reload of the key's plan).
+	if perr := cur.Move(old.ConnSlots(), cur.ConnSlots(), access.RefusedConnections); perr != nil {
 		c.whoMu.Unlock()
 		c.closeWithError(websocket.ClosePolicyViolation, perr, perr.Message)
 		return // bound stays: the handler gives its slot back when it ends
 	}
-	access.Release(old.ConnSlots())
 	cur.Hold()
 	old.Unhold()
 	// The subscription slots follow: as many as the client counts, as far as the new
@@ -108,16 +109,18 @@ func (c *wsClient) rebind() {
 	n := c.nsubs.Load()
 	var short int32
 	var full *proto.Error
-	if s := cur.SubSlots(); s != nil {
-		for range n {
-			if perr := cur.Acquire(s, access.RefusedSubscriptions); perr != nil {
-				short, full = short+1, perr
+	from, to := old.SubSlots(), cur.SubSlots()
+	for i := range n {
+		var perr *proto.Error
+		if i < n-c.unbacked { // held on the old tenant's slots
+			if perr = cur.Move(from, to, access.RefusedSubscriptions); perr != nil {
+				access.Release(from) // its subscription ends below
 			}
+		} else {
+			perr = cur.Acquire(to, access.RefusedSubscriptions)
 		}
-	}
-	if s := old.SubSlots(); s != nil {
-		for range n - c.unbacked {
-			s.Release()
+		if perr != nil {
+			short, full = short+1, perr
 		}
 	}
 	c.bound, c.unbacked = cur, short
