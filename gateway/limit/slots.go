@@ -44,6 +44,7 @@ type slotsState struct {
 	// shard-owned
 	held      int64 // the reservation Redis holds for this replica
 	want, min int64 // the call under way
+	predSent  int64 // the replaced handles' slots when the cap was last set
 	needSync  bool  // assert the reservation again (Redis came back, or we were expired)
 	idleSince int64
 	backoff   int64
@@ -250,13 +251,13 @@ func (s *slotsState) plan(now int64) (redisconn.Exec, bool, int64) {
 	v := s.state.Load()
 	others := s.predInUse()
 	capacity, used := int64(v>>32), int64(v&slotsUsed)
-	if c := min(s.held, s.max) - others; c > capacity && !s.needSync {
+	if c := min(s.held, s.max) - others; others < s.predSent && c > capacity && !s.needSync {
 		// Slots left the replaced handles: their share of the reservation is this one's.
 		n := uint64(c)<<32 | uint64(used)
 		if !s.state.CompareAndSwap(v, n) {
 			return redisconn.Exec{}, false, now // raced an Acquire, Release or move: look again
 		}
-		v, capacity = n, c
+		v, capacity, s.predSent = n, c, others
 		s.notify() // an Acquire waiting for room has it
 	}
 	if used == 0 && others == 0 && s.held > 0 {

@@ -109,6 +109,7 @@ func (s *slotsState) capAfter(grant int64) (others int64) {
 		v := s.state.Load()
 		others = s.predInUse()
 		if s.state.CompareAndSwap(v, uint64(max(grant-others, 0))<<32|v&slotsUsed) {
+			s.predSent = others
 			return others
 		}
 	}
