@@ -79,6 +79,14 @@ func redisInt(t *testing.T, c *redisconn.Conn, args ...string) int64 {
 	return v
 }
 
+// redisIntIs reports whether a command of the test's own answers want; an error is a
+// no (for a poll: the connection may be coming back, and a starved machine can pass
+// even redisInt's deadline then, a CI flake).
+func redisIntIs(c *redisconn.Conn, want int64, args ...string) bool {
+	v, err := c.DoWithin(context.Background(), 5*time.Second, c.B().Arbitrary(args...).Build()).AsInt64()
+	return err == nil && v == want
+}
+
 // counterValue reads a counter of a limiter's metrics set.
 func counterValue(ms *metrics.Set, name string) uint64 {
 	return ms.GetOrCreateCounter(name).Get()
