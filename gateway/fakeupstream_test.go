@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -81,6 +82,9 @@ type fakeAnswer struct {
 	Body   string // the raw answer; default {"jsonrpc":"2.0","id":<id>,"result":<Result>}
 	Result string // default "0x1"
 	Stall  bool   // never answer (until the test ends)
+	// Stream, when set, is the HTTP answer's body, sent chunked as it is read (a
+	// reader that blocks holds the answer half sent).
+	Stream io.Reader
 }
 
 type fakeConn struct {
@@ -321,6 +325,10 @@ func (f *fakeUpstream) serveHTTP(ctx *fasthttp.RequestCtx) {
 	}
 	if a.Status != 0 {
 		ctx.SetStatusCode(a.Status)
+	}
+	if a.Stream != nil {
+		ctx.SetBodyStream(a.Stream, -1)
+		return
 	}
 	ctx.SetBodyString(a.Body)
 }

@@ -73,7 +73,7 @@ func (s *Server) countAnswered(ctx *fasthttp.RequestCtx) {
 
 // newFront builds network nc and what serves it; Start is left to the caller.
 func (s *Server) newFront(cfg *config.Config, nc config.Network) (*front, error) {
-	n, err := network.New(cfg, nc, s.reg, s.log, s.shared, s.budgetMeters(nc.Name, cfg.BudgetReplicas))
+	n, err := network.New(cfg, nc, s.reg, s.log, s.shared, s.budgetMeters(nc.Name, cfg.BudgetReplicas), s.answers)
 	if err != nil {
 		return nil, fmt.Errorf("network %s: %w", nc.Name, err)
 	}

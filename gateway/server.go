@@ -52,6 +52,8 @@ type Server struct {
 	log     *slog.Logger
 	version string
 	reg     *upstream.Registry
+	// answers bounds the upstream answer bytes held at once, every network together.
+	answers *upstream.AnswerBudget
 
 	// The listeners Serve was given, closed by Shutdown itself: a Serve that starts as
 	// Shutdown runs (fasthttp has not registered its listener yet) would otherwise
@@ -131,6 +133,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		stop:    make(chan struct{}),
 		probe:   admin.NewProbe(opts.Version),
 	}
+	s.answers = upstream.NewAnswerBudget(int64(cfg.MaxAnswerBytes), s.reg)
 	s.inst = admin.NewInstrumenter(s.reg, s.log, cfg.LogRequests, s.panicked)
 	if err := s.startAccess(); err != nil {
 		return nil, err

@@ -53,6 +53,11 @@ var (
 	ErrTimeout          = newErr(CodeServer, http.StatusGatewayTimeout, "upstream timed out")
 	ErrOverloaded       = newErr(CodeServer, http.StatusServiceUnavailable, "gateway overloaded: upstream queue full, retry later")
 	ErrResponseTooLarge = newErr(CodeLimitExceeded, http.StatusBadGateway, "upstream response larger than the configured maximum")
+	// ErrAnswerBudget refuses an answer that does not fit in the bytes of upstream
+	// answers the gateway holds at once (-max-answer-bytes): the gateway's own limit,
+	// never held against the upstream, retried a moment later.
+	ErrAnswerBudget = &Error{Code: CodeLimitExceeded, Status: http.StatusServiceUnavailable, RetryAfter: 1,
+		Message: "gateway busy: it holds too many large upstream answers right now, retry later"}
 	// ErrBatchAnswerTooLarge answers the elements of a batch past the answer budget
 	// (-max-response-body), in request order, as go-ethereum does past its own.
 	ErrBatchAnswerTooLarge = newErr(CodeLimitExceeded, http.StatusOK, "batch answer too large: answers past the response size limit are refused; split the batch")

@@ -345,6 +345,8 @@ func refusalClass(e *proto.Error) AnswerClass {
 func (r *Router) poolCall(u *Upstream, req *proto.Request, deadline time.Time) ([]byte, error) {
 	var tp [tracing.HeaderLen]byte
 	ans, n, err := u.pool.call(nil, req, gatewayID1, deadline, req.Trace.Header(&tp))
-	r.noteAnswer(u, n.class, n.backoff)
+	if err != proto.ErrAnswerBudget {
+		r.noteAnswer(u, n.class, n.backoff)
+	}
 	return ans, err
 }

@@ -50,7 +50,7 @@ func outcomeOf(e *proto.Error) Outcome {
 		return OutcomeTimeout
 	case proto.ErrUnavailable, proto.ErrUnreachable, proto.ErrShuttingDown:
 		return OutcomeUnavailable
-	case proto.ErrOverloaded:
+	case proto.ErrOverloaded, proto.ErrAnswerBudget:
 		return OutcomeOverloaded
 	}
 	return OutcomeError

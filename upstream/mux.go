@@ -38,6 +38,10 @@ type MuxConfig struct {
 	// (within RequestTimeout). One whose first bytes name no call, or that declares an
 	// absurd length, closes the socket at once (its calls fail over).
 	ReadLimit int
+	// Answers is the process's budget of answer bytes held at once (nil: none): a
+	// message it has no room for is dropped as one over ReadLimit, its call refused
+	// with proto.ErrAnswerBudget.
+	Answers *AnswerBudget
 	// PingInterval is how often each socket is pinged; PongTimeout how long past that
 	// a silent socket is declared dead.
 	PingInterval, PongTimeout time.Duration

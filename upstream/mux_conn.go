@@ -210,6 +210,7 @@ func (s *slot) dial() (*wireConn, error) {
 	// Dropping an oversized message holds every call on the socket: past one call's
 	// time, the socket is given up instead (its calls fail over).
 	w.skipTimeout = cfg.RequestTimeout
+	w.answers = cfg.Answers
 	return w, nil
 }
 

@@ -26,6 +26,9 @@ func (s *slot) read(conn *wireConn) error {
 			extended = now
 		}
 	}
+	// What a message reserved from the answer budget is given back once it is routed
+	// or dropped, and when the socket ends.
+	defer conn.settle()
 	for {
 		var err error
 		buf, err = conn.readMessage(buf)
@@ -34,13 +37,18 @@ func (s *slot) read(conn *wireConn) error {
 		if n := *conn.reads; n != seen {
 			seen, now = n, time.Now()
 		}
-		if errors.Is(err, errTooLarge) {
+		if tooLarge := errors.Is(err, errTooLarge); tooLarge || errors.Is(err, errNoRoom) {
 			met.msgsIn.Inc()
-			met.oversized.Inc()
+			refusal := proto.ErrAnswerBudget
+			if tooLarge {
+				met.oversized.Inc()
+				refusal = proto.ErrResponseTooLarge
+			}
 			// Its call fails as soon as its id is read, before the rest is dropped.
-			if buf, err = s.routeTooLarge(conn, buf); err != nil {
+			if buf, err = s.routeTooLarge(conn, buf, refusal); err != nil {
 				return err
 			}
+			conn.settle()
 			if err = conn.skipRest(); err != nil {
 				return err
 			}
@@ -61,6 +69,7 @@ func (s *slot) read(conn *wireConn) error {
 			met.invalid.Inc()
 			s.m.cfg.Logger.Debug("upstream websocket: dropped a message that is not an object")
 		}
+		conn.settle()
 		if cap(buf) > maxPooledBuf {
 			buf = nil
 		}
@@ -120,10 +129,10 @@ func (s *slot) routeOne(frame []byte, msg *proto.Message, at time.Time) {
 // keepPrefix bytes name neither (an id written after a large result) returns
 // errTooLargeUnowned: its call would wait for its deadline behind the drop, so the
 // socket is given up and every call on it fails over at once.
-func (s *slot) routeTooLarge(conn *wireConn, prefix []byte) ([]byte, error) {
+func (s *slot) routeTooLarge(conn *wireConn, prefix []byte, refusal *proto.Error) ([]byte, error) {
 	for {
 		if proto.FirstMember(prefix, "id").Present() {
-			if !s.failByID(prefix, proto.ErrResponseTooLarge) {
+			if !s.failByID(prefix, refusal) {
 				s.m.cfg.Logger.Debug("upstream websocket: skipped a message over the size limit with a foreign id")
 			}
 			return prefix, nil

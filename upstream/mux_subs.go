@@ -340,7 +340,7 @@ func gatewayError(ans []byte) *proto.Error {
 		return nil
 	}
 	for _, ge := range []*proto.Error{proto.ErrUnavailable, proto.ErrUnreachable, proto.ErrTimeout,
-		proto.ErrOverloaded, proto.ErrShuttingDown, proto.ErrBadUpstream, proto.ErrResponseTooLarge} {
+		proto.ErrOverloaded, proto.ErrShuttingDown, proto.ErrBadUpstream, proto.ErrResponseTooLarge, proto.ErrAnswerBudget} {
 		if string(msg) == ge.Message {
 			return ge
 		}

@@ -53,6 +53,10 @@ var (
 	// the read limit (absurdLen).
 	errAbsurdLength = errors.New("upstream websocket message declares an absurd length")
 	errProtocol     = errors.New("websocket protocol violation by the upstream")
+	// errNoRoom is returned by readMessage for a message the answer budget has no room
+	// for: dropped as one over the read limit (errTooLarge), its call refused with
+	// proto.ErrAnswerBudget.
+	errNoRoom = errors.New("upstream message refused: the gateway holds its answer byte budget")
 )
 
 // keepPrefix is how much of an oversized message readMessage keeps: enough to find the
@@ -85,6 +89,10 @@ type wireConn struct {
 	// time dropping one may take. Reader only.
 	skip        skipState
 	skipTimeout time.Duration
+	// answers is the process's answer budget (nil: none); held what the message read
+	// last reserved from it, given back by settle. Reader only.
+	answers *AnswerBudget
+	held    int64
 }
 
 // skipState is where the drop of an oversized message stands.
@@ -241,6 +249,14 @@ func (w *wireConn) readMessage(dst []byte) ([]byte, error) {
 		if n > uint64(w.limit-total) {
 			return dst, w.startSkip(uint64(total), n, fin)
 		}
+		// Reserved from the frame's header, before its bytes are buffered.
+		if !w.answers.grow(int64(total), int64(n), TransportWS) {
+			if err := w.startSkip(uint64(total), n, fin); err != errTooLarge {
+				return dst, err
+			}
+			return dst, errNoRoom
+		}
+		w.held += int64(n)
 		total += int(n)
 		start := len(dst)
 		dst = slices.Grow(dst, int(n))[:start+int(n)]
@@ -251,6 +267,13 @@ func (w *wireConn) readMessage(dst []byte) ([]byte, error) {
 			return dst, nil
 		}
 	}
+}
+
+// settle gives back what the last message reserved from the answer budget: the reader
+// has routed it (its call holds a copy) or dropped it.
+func (w *wireConn) settle() {
+	w.answers.release(w.held)
+	w.held = 0
 }
 
 // nextFrame reads frame headers until a data frame's, handling the control frames on

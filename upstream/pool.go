@@ -33,7 +33,9 @@ type PoolConfig struct {
 	DialTimeout         time.Duration
 	MaxIdleConnDuration time.Duration // close idle connections after this (below the node's own idle timeout)
 	MaxResponseBodySize int           // larger answers fail with proto.ErrResponseTooLarge
-	Metrics             *Metrics
+	// Answers is the process's budget of answer bytes held at once (nil: none).
+	Answers *AnswerBudget
+	Metrics *Metrics
 	// Classifier classifies error answers and non-200 statuses (nil: the generic rules).
 	Classifier *Classifier
 }
@@ -45,6 +47,7 @@ type Pool struct {
 	auth    []byte // "Basic ..." or nil
 	metrics *Metrics
 	cls     *Classifier
+	answers *AnswerBudget
 	// reqs holds upstream requests between calls with what every call sends the same
 	// set once (URI, parsed by fasthttp on first use, method, content type,
 	// credentials): a call sets only its body and tracing headers.
@@ -60,13 +63,17 @@ type upRequest struct {
 	// callTransport.
 	deadline time.Time
 	left     time.Duration
+	// answers is the pool's answer budget; held the bytes reserved from it for the
+	// call's answer so far (callTransport), given back by the call.
+	answers *AnswerBudget
+	held    int64
 }
 
 func (p *Pool) getRequest() *upRequest {
 	if r, ok := p.reqs.Get().(*upRequest); ok {
 		return r
 	}
-	r := new(upRequest)
+	r := &upRequest{answers: p.answers}
 	r.SetRequestURIBytes(p.uri)
 	r.Header.SetMethod(fasthttp.MethodPost)
 	r.Header.SetContentTypeBytes(contentTypeJSON)
@@ -104,7 +111,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 			addr = net.JoinHostPort(u.Hostname(), "80")
 		}
 	}
-	p := &Pool{metrics: cfg.Metrics, cls: cfg.Classifier}
+	p := &Pool{metrics: cfg.Metrics, cls: cfg.Classifier, answers: cfg.Answers}
 	if p.cls == nil {
 		p.cls = genericClassifier
 	}
@@ -165,7 +172,9 @@ func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 	env := proto.AppendEnvelope(spare[:0], gatewayID1, r)
 	ures := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(ures)
-	perr, outcome, status := p.exchange(env, ures, r.Retryable(), deadline, deadline.Sub(start), traceparent, requestID(r.Trace))
+	perr, outcome, status, held := p.exchange(env, ures, r.Retryable(), deadline, deadline.Sub(start), traceparent, requestID(r.Trace))
+	// The answer's bytes are given back once it is handed over (or dropped), below.
+	defer p.answers.release(held)
 	var n note
 	if status != 0 && status != fasthttp.StatusOK {
 		n = p.cls.classifyBody(status, ures.Body(), ures.Header.Peek(fasthttp.HeaderRetryAfter), r.Name)
@@ -272,7 +281,8 @@ func (p *Pool) callBatch(b *Batch, deadline time.Time, traceparent []byte) error
 	env = append(env, ']')
 	ures := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(ures)
-	perr, outcome, status := p.exchange(env, ures, retryable, deadline, deadline.Sub(start), traceparent, requestID(b.Trace))
+	perr, outcome, status, held := p.exchange(env, ures, retryable, deadline, deadline.Sub(start), traceparent, requestID(b.Trace))
+	defer p.answers.release(held) // once the answers are filed (copied) or dropped
 	b.body = env[:0]
 	if status != 0 && status != fasthttp.StatusOK {
 		// A batch refused whole for the provider's rate, quota or the key.
@@ -342,10 +352,12 @@ func (b *Batch) fileAnswers(body []byte) *proto.Error {
 // exchange posts env and leaves the upstream's answer in ures. It retries a retryable
 // request after a reset on a kept-alive connection, at most twice and within deadline.
 // traceparent and requestID (nil: none) go with the request as headers.
-// status is the answer's HTTP status, 0 when there was none.
-func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, deadline time.Time, left time.Duration, traceparent, requestID []byte) (*proto.Error, Outcome, int) {
+// status is the answer's HTTP status, 0 when there was none; held the bytes reserved
+// from the answer budget for it (every attempt's), for the caller to release.
+func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, deadline time.Time, left time.Duration, traceparent, requestID []byte) (*proto.Error, Outcome, int, int64) {
 	ur := p.getRequest()
 	defer p.reqs.Put(ur)
+	ur.held = 0
 	req := &ur.Request
 	// The header names are canonical already: set as they are, not normalized per call.
 	if len(traceparent) > 0 {
@@ -384,12 +396,14 @@ func (p *Pool) exchange(env []byte, ures *fasthttp.Response, retryable bool, dea
 		ures.Reset()
 		ur.left = time.Until(deadline)
 	}
+	held := ur.held
+	ur.held = 0
 	if err != nil {
 		perr, o := classify(err)
-		return perr, o, 0
+		return perr, o, 0, held
 	}
 	perr, o := checkStatus(ures.StatusCode())
-	return perr, o, ures.StatusCode()
+	return perr, o, ures.StatusCode(), held
 }
 
 func requestID(t *tracing.Call) []byte {
@@ -441,6 +455,8 @@ func classify(err error) (*proto.Error, Outcome) {
 		return proto.ErrOverloaded, OutcomeOverloaded
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return proto.ErrResponseTooLarge, OutcomeError
+	case errors.Is(err, errAnswerBudget):
+		return proto.ErrAnswerBudget, OutcomeOverloaded
 	}
 	return proto.ErrUnavailable, OutcomeUnavailable
 }

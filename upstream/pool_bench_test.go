@@ -23,10 +23,15 @@ func BenchmarkPoolCallInmemory(b *testing.B) {
 	}}
 	go func() { _ = srv.Serve(ln) }()
 	b.Cleanup(func() { _ = srv.Shutdown() })
-	dial := func(string) (net.Conn, error) { return ln.Dial() }
+	// The pool's own connection type, as its dialer makes them: its reads are metered
+	// against the answer budget.
+	dial := func(string) (net.Conn, error) {
+		c, err := ln.Dial()
+		return &coarseConn{Conn: c}, err
+	}
 	p, err := NewPool(PoolConfig{URL: "http://127.0.0.1:1", MaxConns: 8, MaxConnWaitTimeout: time.Second,
 		DialTimeout: time.Second, MaxIdleConnDuration: time.Minute, MaxResponseBodySize: 1 << 20,
-		Metrics: NewMetrics(NewRegistry(), "bench")})
+		Answers: NewAnswerBudget(256<<20, nil), Metrics: NewMetrics(NewRegistry(), "bench")})
 	if err != nil {
 		b.Fatal(err)
 	}

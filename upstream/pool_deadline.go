@@ -24,6 +24,43 @@ import (
 type coarseConn struct {
 	net.Conn
 	read, write int64 // the deadline set now (unix ns on the grid), 0: none
+	// While an answer is read (meter), every read reserves its bytes from answers:
+	// held is what this answer reserved so far, refused says the budget refused it.
+	answers *AnswerBudget
+	held    int64
+	refused bool
+}
+
+// Read reserves what it reads from the answer budget while an answer is metered: the
+// bytes are counted as they arrive, whatever the answer's framing (Content-Length,
+// chunked, until close) and under TLS too (its records are read from here). A refused
+// read returns errAnswerBudget, and the connection is closed by callTransport.
+func (c *coarseConn) Read(p []byte) (int, error) {
+	if c.refused {
+		return 0, errAnswerBudget
+	}
+	n, err := c.Conn.Read(p)
+	if c.answers != nil && n > 0 {
+		if !c.answers.grow(c.held, int64(n), TransportHTTP) {
+			c.refused = true
+			return 0, errAnswerBudget
+		}
+		c.held += int64(n)
+	}
+	return n, err
+}
+
+// meter starts counting an answer's reads against answers (nil: none).
+func (c *coarseConn) meter(answers *AnswerBudget) {
+	c.answers, c.held, c.refused = answers, 0, false
+}
+
+// unmeter ends the count: the bytes reserved, which the caller now owns, and whether
+// the budget refused the answer.
+func (c *coarseConn) unmeter() (held int64, refused bool) {
+	held, refused = c.held, c.refused
+	c.answers, c.held, c.refused = nil, 0, false
+	return held, refused
 }
 
 // maxGrainShift bounds the grain: 2^25 ns ≈ 34 ms.
@@ -143,9 +180,22 @@ func (callTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, r
 		hc.CloseConn(cc)
 		return true, err
 	}
+	pc := coarseOf(conn)
+	if pc != nil {
+		pc.meter(ur.answers)
+	}
 	br := hc.AcquireReader(conn)
 	err = resp.ReadLimitBody(br, hc.MaxResponseBodySize)
 	hc.ReleaseReader(br)
+	if pc != nil {
+		held, refused := pc.unmeter()
+		ur.held += held
+		if refused {
+			// The rest of the answer is unread: the connection cannot carry another.
+			hc.CloseConn(cc)
+			return false, errAnswerBudget
+		}
+	}
 	if err != nil {
 		hc.CloseConn(cc)
 		return err != fasthttp.ErrBodyTooLarge, err
@@ -162,14 +212,20 @@ func (callTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, r
 // it started: on the grid when conn is the pool's (also under TLS, whose deadlines are
 // its connection's), exactly otherwise.
 func setCallDeadline(conn net.Conn, deadline time.Time, left time.Duration) error {
-	c, ok := conn.(*coarseConn)
-	if !ok {
-		if t, isTLS := conn.(*tls.Conn); isTLS {
-			c, ok = t.NetConn().(*coarseConn)
-		}
-	}
-	if !ok {
+	c := coarseOf(conn)
+	if c == nil {
 		return conn.SetDeadline(deadline)
 	}
 	return c.setCall(deadline, left)
+}
+
+// coarseOf is the pool's own connection under conn (also under TLS), nil for another.
+func coarseOf(conn net.Conn) *coarseConn {
+	c, ok := conn.(*coarseConn)
+	if !ok {
+		if t, isTLS := conn.(*tls.Conn); isTLS {
+			c, _ = t.NetConn().(*coarseConn)
+		}
+	}
+	return c
 }

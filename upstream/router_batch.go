@@ -62,7 +62,7 @@ func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
 		perr, _ := err.(*proto.Error)
 		if n := b.refused; n.class != AnswerOK {
 			r.noteAnswer(u, n.class, n.backoff) // refused element by element, back-off stated
-		} else {
+		} else if perr != proto.ErrAnswerBudget { // the gateway's own limit says nothing of u
 			r.noteAnswer(u, refusalClass(perr), 0)
 		}
 		if err == nil {

@@ -191,7 +191,9 @@ func (r *Router) once(u *Upstream, spare []byte, req *proto.Request, id []byte, 
 			n.class, err, ans = AnswerMissingData, errNullLagging, ans[:0]
 		}
 	}
-	r.noteAnswer(u, n.class, n.backoff)
+	if err != proto.ErrAnswerBudget { // the gateway's own limit says nothing of u
+		r.noteAnswer(u, n.class, n.backoff)
+	}
 	if n.class == AnswerMethodRefused && err != nil {
 		r.methodRefused(u, req)
 	}
@@ -233,7 +235,7 @@ func attemptOutcome(ans []byte, cls AnswerClass, err error) string {
 		return "timeout"
 	case proto.ErrUnreachable, proto.ErrUnavailable:
 		return "unavailable"
-	case proto.ErrOverloaded:
+	case proto.ErrOverloaded, proto.ErrAnswerBudget:
 		return "overloaded"
 	case proto.ErrRateLimited, errThrottled, errExhausted:
 		return "rate_limited"

@@ -64,6 +64,7 @@ type Config struct {
 	MaxResponseBody     int // also the largest upstream websocket message
 	MaxBatch            int
 	MaxPendingBytes     int // request bytes waiting on upstreams, all clients together
+	MaxAnswerBytes      int // upstream answer bytes held at once, every upstream together
 	DenyMethods         []string
 	CORSOrigins         string
 
@@ -210,6 +211,7 @@ func Defaults() Config {
 		MaxResponseBody:      32 << 20, // go-ethereum's websocket message limit
 		MaxBatch:             1000,     // go-ethereum's batch limit
 		MaxPendingBytes:      256 << 20,
+		MaxAnswerBytes:       256 << 20, // eight answers at -max-response-body
 		DenyMethods:          []string{"admin_", "debug_", "personal_", "miner_", "engine_"},
 		CORSOrigins:          "*",
 		WSUpstreamConns:      2,

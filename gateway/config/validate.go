@@ -63,6 +63,7 @@ func (c *Config) Validate() error {
 		{c.MaxResponseBody >= 1024, "-max-response-body must be at least 1024 bytes"},
 		{c.MaxBatch > 0, "-max-batch must be > 0"},
 		{c.MaxPendingBytes >= c.MaxRequestBody, "-max-pending-bytes must be at least -max-request-body"},
+		{c.MaxAnswerBytes >= c.MaxResponseBody, "-max-answer-bytes must be at least -max-response-body (one answer of the largest size must fit)"},
 		{c.WSUpstreamConns > 0 && c.WSUpstreamConns <= 64, "-ws-upstream-conns must be between 1 and 64"},
 		{c.WSUpstreamQueue > 0, "-ws-upstream-queue must be > 0"},
 		{c.WSMaxClients > 0, "-ws-max-clients must be > 0"},

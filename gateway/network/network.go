@@ -69,6 +69,7 @@ type Network struct {
 	log       *slog.Logger
 	reg       *upstream.Registry // a view of the gateway's: every series labelled network=Name
 	perClient *upstream.Metrics  // the series of the sockets -ws-per-client opens; nil when off
+	answers   *upstream.AnswerBudget
 	sharedNS  atomic.Pointer[string]
 
 	stop chan struct{}
@@ -79,9 +80,10 @@ type Network struct {
 // New builds network nc of the gateway configuration gw, its metrics in a view of reg
 // labelled network=<name>. shared is the shared cache tier (nil without one): the
 // network's keys in it carry its chain id, configured or learned from the upstream, and
-// its name. meters builds the upstreams' budget meters (nil: per process). Start
-// starts background work; Close ends it and removes its metrics.
-func New(gw *config.Config, nc config.Network, reg *upstream.Registry, log *slog.Logger, shared *sharedcache.Cache, meters upstream.MeterFactory) (*Network, error) {
+// its name. meters builds the upstreams' budget meters (nil: per process); answers is
+// the gateway's budget of answer bytes, every network's upstreams share it (nil:
+// none). Start starts background work; Close ends it and removes its metrics.
+func New(gw *config.Config, nc config.Network, reg *upstream.Registry, log *slog.Logger, shared *sharedcache.Cache, meters upstream.MeterFactory, answers *upstream.AnswerBudget) (*Network, error) {
 	cfg := gw.ForNetwork(nc)
 	reg = reg.With(`network="` + nc.Name + `"`)
 	n := &Network{
@@ -96,6 +98,7 @@ func New(gw *config.Config, nc config.Network, reg *upstream.Registry, log *slog
 		cfg:     cfg,
 		log:     log.With("network", nc.Name),
 		reg:     reg,
+		answers: answers,
 		stop:    make(chan struct{}),
 	}
 	if nc.ChainID != 0 {
@@ -199,6 +202,7 @@ func (n *Network) routerConfig(reg *upstream.Registry) upstream.RouterConfig {
 			MaxConns:            c.UpstreamMaxConns,
 			MaxConnWaitTimeout:  c.UpstreamTimeout,
 			MaxResponseBodySize: c.MaxResponseBody,
+			Answers:             n.answers,
 			DialTimeout:         c.UpstreamDialTimeout,
 			MaxIdleConnDuration: c.UpstreamIdleTimeout,
 		},
@@ -231,6 +235,7 @@ func (n *Network) muxConfig() upstream.MuxConfig {
 		Conns:          c.WSUpstreamConns,
 		QueueSize:      c.WSUpstreamQueue,
 		ReadLimit:      c.MaxResponseBody,
+		Answers:        n.answers,
 		PingInterval:   c.WSPingInterval,
 		PongTimeout:    c.WSPongTimeout,
 		DialTimeout:    c.WSDialTimeout,

@@ -1,0 +1,120 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// heldReader is an answer body sent in two parts: the first at once, the rest once
+// release is closed.
+type heldReader struct {
+	first, rest string
+	release     chan struct{}
+	sent        bool
+}
+
+func (r *heldReader) Read(p []byte) (int, error) {
+	if !r.sent {
+		if len(r.first) > 0 {
+			n := copy(p, r.first)
+			r.first = r.first[n:]
+			return n, nil
+		}
+		<-r.release
+		r.sent = true
+	}
+	if len(r.rest) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.rest)
+	r.rest = r.rest[n:]
+	return n, nil
+}
+
+// While the gateway holds -max-answer-bytes of upstream answers (one large answer
+// half read), another large answer is refused with 503, Retry-After and a JSON-RPC
+// error saying why (no upstream address), a small one is still served, the upstream is
+// not held responsible, and once the first answer is done the budget is back to 0.
+func TestAnswerBudgetRefusesWith503(t *testing.T) {
+	const size = 900 << 10
+	result := `"0x` + strings.Repeat("ab", size/2) + `"`
+	held := &heldReader{release: make(chan struct{})}
+	body := `{"jsonrpc":"2.0","id":1,"result":` + result + `}`
+	held.first, held.rest = body[:700<<10], body[700<<10:]
+	fake := startFakeUpstream(t, fakeRespond(func(r fakeRequest) fakeAnswer {
+		switch {
+		case r.Method == "eth_call" && strings.Contains(string(r.Params), "hold"):
+			return fakeAnswer{Stream: held}
+		case r.Method == "eth_call" && strings.Contains(string(r.Params), "big"):
+			return fakeAnswer{Result: result}
+		}
+		return fakeAnswer{}
+	}))
+	gw := startGateway(t, "-upstream-http", fake.HTTPURL, "-upstream-ws", "off", "-cache=false",
+		"-max-response-body", strconv.Itoa(1<<20), "-max-answer-bytes", strconv.Itoa(1<<20))
+	// Given back first on any failure too: the gateway's and the fake's shutdowns wait
+	// for the held answer.
+	release := sync.OnceFunc(func() { close(held.release) })
+	t.Cleanup(release)
+	call := func(param string) string {
+		return `{"jsonrpc":"2.0","id":7,"method":"eth_call","params":[{"to":"0x0000000000000000000000000000000000000001","data":"0x"},"` + param + `"]}`
+	}
+	first := make(chan error, 1)
+	go func() {
+		code, b, err := tryDo("POST", gw.URL, call("hold"))
+		if err == nil && (code != 200 || len(b) < size) {
+			err = fmt.Errorf("%d, %d bytes", code, len(b))
+		}
+		first <- err
+	}()
+	waitFor(t, "the first answer half read", func() bool {
+		return gw.metric(t, "gateway_upstream_answer_bytes_held") >= 600<<10
+	})
+
+	code, h, b := post(t, gw.URL, call("big"), nil)
+	var e struct {
+		Error struct {
+			Code    int
+			Message string
+		}
+	}
+	if err := json.Unmarshal([]byte(b), &e); err != nil || code != 503 || e.Error.Code != -32005 ||
+		!strings.Contains(e.Error.Message, "too many large upstream answers") {
+		t.Fatalf("a large answer while the budget is held: %d %s; want 503 -32005 saying why", code, b)
+	}
+	if ra, err := strconv.Atoi(h.Get("Retry-After")); err != nil || ra < 1 || ra > 2 {
+		t.Errorf("Retry-After %q, want 1 or 2 seconds", h.Get("Retry-After"))
+	}
+	if strings.Contains(b, "127.0.0.1") || strings.Contains(b, fake.HTTPURL) {
+		t.Errorf("the refusal names the upstream: %s", b)
+	}
+	if code, _, b := post(t, gw.URL, call("small"), nil); code != 200 {
+		t.Fatalf("a small call while the budget is held: %d %s", code, b)
+	}
+	if got := gw.metric(t, `gateway_upstream_answer_budget_refusals_total{transport="http"}`); got != 1 {
+		t.Errorf("refusals counted: %v, want 1", got)
+	}
+	for _, n := range gw.srv.nets.List() {
+		for _, u := range n.Router.Upstreams() {
+			if s := u.Health().State(); s.String() != "healthy" {
+				t.Errorf("upstream %s is %s after the gateway's own refusal", u.Name(), s)
+			}
+		}
+	}
+
+	release()
+	if err := <-first; err != nil {
+		t.Fatalf("the held answer: %v", err)
+	}
+	if code, _, b := post(t, gw.URL, call("big"), nil); code != 200 || len(b) < size {
+		t.Fatalf("a large answer once there is room: %d, %d bytes", code, len(b))
+	}
+	if got := gw.metric(t, "gateway_upstream_answer_bytes_held"); got != 0 {
+		t.Fatalf("held %v bytes after every answer was handed over, want 0", got)
+	}
+}

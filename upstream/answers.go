@@ -1,0 +1,86 @@
+package upstream
+
+import (
+	"errors"
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// AnswerBudget bounds the bytes of upstream answers the gateway holds at once, every
+// pool and Mux of a process together (-max-answer-bytes). Each answer is bounded by
+// -max-response-body alone; without a bound on their sum, forty clients asking for
+// 30 MB answers at once drove the gateway to 1.9 GB. An answer's bytes are reserved as
+// they are read from the upstream (HTTP: every read of its connection, from the
+// header on; websocket: every frame, from its header's length) and given back when
+// the upstream layer hands the answer over (Pool.call, Pool.callBatch) or has routed
+// it to its call (Mux reader). An answer that does not fit fails with
+// proto.ErrAnswerBudget (503): the gateway's limit, not the upstream's fault.
+//
+// The first answerFloor bytes of every answer always fit, so small answers still get
+// through while a few huge ones hold the budget; the sum may pass the limit by that
+// much per answer being read. Accounting is one atomic add per read (two on a
+// refusal): no lock, no allocation, no clock. A nil budget bounds nothing.
+type AnswerBudget struct {
+	limit int64
+	held  atomic.Int64
+	// refused counts the answers refused, by transport.
+	refused [numTransports]*metrics.Counter
+}
+
+// answerFloor is what every answer may hold whatever the budget: more than almost
+// every cheap call's answer (a block header, a receipt, a balance).
+const answerFloor = 64 << 10
+
+// errAnswerBudget is how a read refused by the budget ends: the connection it was
+// read from is closed, never reused with the rest of the answer unread.
+var errAnswerBudget = errors.New("upstream answer refused: the gateway holds its answer byte budget (-max-answer-bytes)")
+
+// NewAnswerBudget returns a budget of limit bytes, its metrics in reg (nil: none).
+func NewAnswerBudget(limit int64, reg *Registry) *AnswerBudget {
+	b := &AnswerBudget{limit: limit}
+	for t := range b.refused {
+		b.refused[t] = new(metrics.Counter)
+	}
+	if reg == nil {
+		return b
+	}
+	reg.Gauge("gateway_upstream_answer_bytes_held", "Bytes of upstream answers being read or not yet handed over, every upstream together (bounded by -max-answer-bytes).",
+		func() float64 { return float64(b.held.Load()) })
+	reg.Gauge("gateway_upstream_answer_bytes_limit", "The bound of gateway_upstream_answer_bytes_held (-max-answer-bytes).",
+		func() float64 { return float64(b.limit) })
+	for t := range b.refused {
+		b.refused[t] = reg.Counter(`gateway_upstream_answer_budget_refusals_total{transport="`+Transport(t).String()+`"}`,
+			"Upstream answers refused (503) because the gateway held -max-answer-bytes of answers, by transport.")
+	}
+	return b
+}
+
+// Held is the bytes reserved now.
+func (b *AnswerBudget) Held() int64 { return b.held.Load() }
+
+// Limit is the budget's bound.
+func (b *AnswerBudget) Limit() int64 { return b.limit }
+
+// grow reserves n more bytes for an answer that holds had already, read over t. On
+// false nothing was reserved and the refusal is counted: the caller stops reading the
+// answer.
+func (b *AnswerBudget) grow(had, n int64, t Transport) bool {
+	if b == nil {
+		return true
+	}
+	sum := b.held.Add(n)
+	if sum <= b.limit || had+n <= answerFloor {
+		return true
+	}
+	b.held.Add(-n)
+	b.refused[t].Inc()
+	return false
+}
+
+// release gives back n bytes reserved with grow.
+func (b *AnswerBudget) release(n int64) {
+	if b != nil && n != 0 {
+		b.held.Add(-n)
+	}
+}
