@@ -17,9 +17,11 @@ import (
 // it to its call (Mux reader). An answer that does not fit fails with
 // proto.ErrAnswerBudget (503): the gateway's limit, not the upstream's fault.
 //
-// The first answerFloor bytes of every answer always fit, so small answers still get
-// through while a few huge ones hold the budget; the sum may pass the limit by that
-// much per answer being read. Accounting is one atomic add per read (two on a
+// The first answerFloor bytes of every answer always fit and are not counted, so small
+// answers still get through while a few huge ones hold the budget, and touch no shared
+// counter (one every request wrote would pass its cache line between the cores on
+// every request); the memory held may pass the limit by that much per answer being
+// read. A larger answer costs one atomic add per read past its floor (two on a
 // refusal): no lock, no allocation, no clock. A nil budget bounds nothing.
 type AnswerBudget struct {
 	limit int64
@@ -45,7 +47,7 @@ func NewAnswerBudget(limit int64, reg *Registry) *AnswerBudget {
 	if reg == nil {
 		return b
 	}
-	reg.Gauge("gateway_upstream_answer_bytes_held", "Bytes of upstream answers being read or not yet handed over, every upstream together (bounded by -max-answer-bytes).",
+	reg.Gauge("gateway_upstream_answer_bytes_held", "Bytes of upstream answers being read or not yet handed over, every upstream together, past each answer's first 64 KiB (bounded by -max-answer-bytes).",
 		func() float64 { return float64(b.held.Load()) })
 	reg.Gauge("gateway_upstream_answer_bytes_limit", "The bound of gateway_upstream_answer_bytes_held (-max-answer-bytes).",
 		func() float64 { return float64(b.limit) })
@@ -62,23 +64,27 @@ func (b *AnswerBudget) Held() int64 { return b.held.Load() }
 // Limit is the budget's bound.
 func (b *AnswerBudget) Limit() int64 { return b.limit }
 
-// grow reserves n more bytes for an answer that holds had already, read over t. On
-// false nothing was reserved and the refusal is counted: the caller stops reading the
-// answer.
+// grow reserves n more bytes for an answer that holds had already, read over t: the
+// part past the answer's floor. On false nothing was reserved and the refusal is
+// counted: the caller stops reading the answer.
 func (b *AnswerBudget) grow(had, n int64, t Transport) bool {
-	if b == nil {
+	over := had + n - answerFloor
+	if b == nil || over <= 0 {
 		return true
 	}
-	sum := b.held.Add(n)
-	if sum <= b.limit || had+n <= answerFloor {
+	add := min(n, over)
+	if b.held.Add(add) <= b.limit {
 		return true
 	}
-	b.held.Add(-n)
+	b.held.Add(-add)
 	b.refused[t].Inc()
 	return false
 }
 
-// release gives back n bytes reserved with grow.
+// reserved is what grow reserved in all for an answer of total bytes.
+func reserved(total int64) int64 { return max(0, total-answerFloor) }
+
+// release gives back n bytes reserved with grow (reserved of the answers' totals).
 func (b *AnswerBudget) release(n int64) {
 	if b != nil && n != 0 {
 		b.held.Add(-n)

@@ -136,7 +136,7 @@ func TestAnswerBudgetRefusesHTTP(t *testing.T) {
 			if _, err := p.Call(nil, request("small", `[]`), []byte("7"), deadline()); err != nil {
 				t.Fatal(err)
 			}
-			if !b.grow(0, b.Limit(), TransportHTTP) { // the budget held by other answers
+			if !fill(b) { // the budget held by other answers
 				t.Fatal("the filler did not fit")
 			}
 			if _, err := p.Call(nil, request("small", `[]`), []byte("7"), deadline()); err != nil {
@@ -209,7 +209,7 @@ func TestAnswerBudgetBackToZeroHTTP(t *testing.T) {
 		wg.Wait()
 		return n.Load()
 	}
-	b.grow(0, b.Limit(), TransportHTTP) // held: every large answer is refused
+	fill(b) // held: every large answer is refused
 	if refused := run(); refused == 0 {
 		t.Fatal("no answer was refused while the budget was held")
 	}
@@ -231,7 +231,7 @@ func TestAnswerBudgetRefusesWS(t *testing.T) {
 	b := NewAnswerBudget(1<<20, nil)
 	m := startMux(t, f, func(c *MuxConfig) { c.Conns, c.Answers = 1, b })
 	bigCall := `{"jsonrpc":"2.0","id":1,"method":"big","params":[` + strconv.Itoa(bigAnswer) + `]}`
-	if !b.grow(0, b.Limit(), TransportWS) {
+	if !fill(b) {
 		t.Fatal("the filler did not fit")
 	}
 	if _, err := callBody(m, bigCall, time.Now().Add(20*time.Second)); err != proto.ErrAnswerBudget {
@@ -252,4 +252,34 @@ func TestAnswerBudgetRefusesWS(t *testing.T) {
 		t.Fatalf("the socket was dialed %d times: a refusal must not cost it", f.dialed.Load())
 	}
 	waitFor(t, "the budget back to 0", func() bool { return b.Held() == 0 })
+}
+
+// fill holds the whole budget, as other answers' bytes past their floors would.
+func fill(b *AnswerBudget) bool {
+	b.held.Add(b.Limit())
+	return true
+}
+
+// TestAnswerBudgetFloorUncounted: an answer's first answerFloor bytes always fit and
+// touch no shared counter (the path of nearly every call); past them each byte is
+// reserved once and given back by release(reserved(total)).
+func TestAnswerBudgetFloorUncounted(t *testing.T) {
+	b := NewAnswerBudget(answerFloor, nil)
+	for _, step := range []struct {
+		had, n, held int64
+		ok           bool
+	}{
+		{0, 1000, 0, true},                         // small: nothing counted
+		{1000, answerFloor - 1000, 0, true},        // up to the floor exactly
+		{answerFloor, 10, 10, true},                // past it, counted
+		{answerFloor + 10, answerFloor, 10, false}, // over the limit: refused, nothing kept
+	} {
+		if ok := b.grow(step.had, step.n, TransportHTTP); ok != step.ok || b.Held() != step.held {
+			t.Fatalf("grow(%d, %d): %v, held %d; want %v, %d", step.had, step.n, ok, b.Held(), step.ok, step.held)
+		}
+	}
+	b.release(reserved(answerFloor + 10))
+	if b.Held() != 0 || reserved(100) != 0 {
+		t.Fatalf("held %d after the release, reserved(100) = %d", b.Held(), reserved(100))
+	}
 }

@@ -272,7 +272,7 @@ func (w *wireConn) readMessage(dst []byte) ([]byte, error) {
 // settle gives back what the last message reserved from the answer budget: the reader
 // has routed it (its call holds a copy) or dropped it.
 func (w *wireConn) settle() {
-	w.answers.release(w.held)
+	w.answers.release(reserved(w.held))
 	w.held = 0
 }
 

@@ -58,7 +58,7 @@ func (c *coarseConn) meter(answers *AnswerBudget) {
 // unmeter ends the count: the bytes reserved, which the caller now owns, and whether
 // the budget refused the answer.
 func (c *coarseConn) unmeter() (held int64, refused bool) {
-	held, refused = c.held, c.refused
+	held, refused = reserved(c.held), c.refused
 	c.answers, c.held, c.refused = nil, 0, false
 	return held, refused
 }
