@@ -226,9 +226,14 @@ func TestReadRetriedBeforeTheDeadline(t *testing.T) {
 	var served atomic.Int64
 	good := jsonRPCServer(t, func() { served.Add(1) })
 	// The blackhole draws the first choice nearly always (weight), and its score is
-	// no worse: every call is tried there first.
+	// no worse: nearly every call is tried there first. Nearly: the choice is by chance
+	// (router_pick.go), and a read that went to the good upstream first (about 1 in 100
+	// when its measured latency is low) left the blackhole one timeout short of its ban
+	// after three reads (a CI flake). So reads go on until it is banned, 10 at most.
 	r := testRouter(t, Spec{Name: "hole", HTTPURL: hole, Weight: 1000}, Spec{Name: "good", HTTPURL: good})
-	for i := range 3 {
+	reads := 0
+	for i := 0; i < 10 && byName(r, "hole").health.State() != StateBanned; i++ {
+		reads++
 		start := time.Now()
 		deadline := start.Add(time.Second)
 		ans, err := r.call(nil, request("eth_getBalance", `["0x01","latest"]`), []byte("7"), deadline, TransportHTTP)
@@ -239,11 +244,11 @@ func TestReadRetriedBeforeTheDeadline(t *testing.T) {
 			t.Fatalf("read %d answered after its deadline: %v", i, took)
 		}
 	}
-	if served.Load() != 3 {
-		t.Fatalf("the good upstream served %d of 3 reads", served.Load())
+	if served.Load() != int64(reads) {
+		t.Fatalf("the good upstream served %d of %d reads", served.Load(), reads)
 	}
 	if st := byName(r, "hole").health.State(); st != StateBanned {
-		t.Fatalf("three timeouts in a row: the blackhole is %v, want banned", st)
+		t.Fatalf("%d reads tried there first (weight 1000 of 1001): the blackhole is %v, want banned", reads, st)
 	}
 	// The good upstream a fallback: the write goes to the blackhole first whatever the
 	// heads say (a primary whose head is not known yet still beats a fallback), and must
@@ -251,7 +256,7 @@ func TestReadRetriedBeforeTheDeadline(t *testing.T) {
 	r = testRouter(t, Spec{Name: "hole", HTTPURL: hole, Weight: 1000}, Spec{Name: "good", HTTPURL: good, Tier: TierFallback})
 	start := time.Now()
 	_, err := r.call(nil, request("eth_sendRawTransaction", `["0x02"]`), []byte("8"), start.Add(time.Second), TransportHTTP)
-	if err == nil || served.Load() != 3 {
+	if err == nil || served.Load() != int64(reads) {
 		t.Fatalf("a write through the blackhole: %v, good upstream saw %d calls", err, served.Load())
 	}
 	if took := time.Since(start); took < 900*time.Millisecond {
