@@ -3,8 +3,8 @@
 // methods: it stays healthy and in for them, while this method goes to the upstreams
 // that serve it, for methodRefusedFor. An upstream refusing it is still tried as the
 // last resort (every upstream refuses it: the client learns so, and a plan that
-// changed is seen at once). The names are the clients' to choose: the table is a
-// fixed array, its entries bounded in length, the oldest overwritten when it is full.
+// changed is seen at once). The names are the clients' to choose: the set is
+// bounded in number and in each name's length, the one due first dropped when it is full.
 
 package upstream
 
@@ -30,24 +30,32 @@ const (
 	maxRefusedName    = 64 // longer names are not remembered (refused call by call)
 )
 
-// methodRefusals are the methods one upstream refused lately.
+// methodRefusals are the methods one upstream refused lately. Every pick reads them
+// for every candidate upstream: the read is a pointer load and, while names are kept,
+// a scan of at most maxRefusedMethods strings with no lock and no clock read (the
+// clock only on a match). Writers (a refusal, rare) copy the set under mu and swap it.
 type methodRefusals struct {
-	live    atomic.Int32 // entries in use: 0 on the path of every call
-	lastLog atomic.Int64 // Unix nanoseconds of the last log line: one a minute at most
-	mu      sync.Mutex
-	e       [maxRefusedMethods]refusedMethod
+	set     atomic.Pointer[[]refusedMethod] // nil: none
+	lastLog atomic.Int64                    // Unix nanoseconds of the last log line: one a minute at most
+	mu      sync.Mutex                      // writers
 }
 
 type refusedMethod struct {
-	until int64 // Unix nanoseconds; 0: free
-	n     uint8
-	name  [maxRefusedName]byte
+	name  string
+	until int64 // Unix nanoseconds
 }
 
-func (e *refusedMethod) is(name []byte) bool { return string(e.name[:e.n]) == string(name) }
+// live is how many names are kept (expired ones until pruned).
+func (m *methodRefusals) live() int {
+	if p := m.set.Load(); p != nil {
+		return len(*p)
+	}
+	return 0
+}
 
 // add remembers that the upstream refused name at now; it reports whether the name
-// was new (not already remembered).
+// was new (not already remembered). Expired names are dropped; when the set is full,
+// the one due first makes room.
 func (m *methodRefusals) add(name []byte, now time.Time) bool {
 	if len(name) == 0 || len(name) > maxRefusedName {
 		return false
@@ -55,59 +63,86 @@ func (m *methodRefusals) add(name []byte, now time.Time) bool {
 	until := now.Add(methodRefusedFor).UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	slot := -1
-	for i := range m.e {
-		e := &m.e[i]
-		switch {
-		case e.until != 0 && e.is(name):
-			e.until = until
-			return false
-		case slot < 0 || e.until < m.e[slot].until:
-			slot = i // a free entry, else the one due first
+	next := make([]refusedMethod, 0, maxRefusedMethods)
+	isNew := true
+	if p := m.set.Load(); p != nil {
+		for _, e := range *p {
+			switch {
+			case e.name == string(name):
+				e.until, isNew = until, false
+			case e.until <= now.UnixNano():
+				continue
+			}
+			next = append(next, e)
 		}
 	}
-	e := &m.e[slot]
-	if e.until == 0 {
-		m.live.Add(1)
+	if isNew {
+		if len(next) == maxRefusedMethods {
+			first := 0
+			for i := range next {
+				if next[i].until < next[first].until {
+					first = i
+				}
+			}
+			next = append(next[:first], next[first+1:]...)
+		}
+		next = append(next, refusedMethod{name: string(name), until: until})
 	}
-	e.until, e.n = until, uint8(copy(e.name[:], name))
-	return true
+	m.set.Store(&next)
+	return isNew
 }
 
-// refuses reports whether the upstream refused name within methodRefusedFor of now.
+// refuses reports whether the upstream refused name within methodRefusedFor. A
+// name found expired is pruned, so the set empties and picks skip the scan.
 func (m *methodRefusals) refuses(name []byte) bool {
-	if m.live.Load() == 0 {
+	p := m.set.Load()
+	if p == nil {
 		return false
 	}
+	for _, e := range *p {
+		if e.name == string(name) {
+			if e.until > time.Now().UnixNano() {
+				return true
+			}
+			m.prune()
+			return false
+		}
+	}
+	return false
+}
+
+// prune drops the expired names.
+func (m *methodRefusals) prune() {
 	now := time.Now().UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	found := false
-	for i := range m.e {
-		e := &m.e[i]
-		switch {
-		case e.until == 0:
-		case e.until <= now: // expired: freed, so the table empties and calls skip it
-			e.until = 0
-			m.live.Add(-1)
-		case e.is(name):
-			found = true
+	p := m.set.Load()
+	if p == nil {
+		return
+	}
+	var next []refusedMethod
+	for _, e := range *p {
+		if e.until > now {
+			next = append(next, e)
 		}
 	}
-	return found
+	if len(next) == 0 {
+		m.set.Store(nil)
+		return
+	}
+	m.set.Store(&next)
 }
 
-// list is the names remembered at now, for /status.
+// list is the names kept at now, for /status.
 func (m *methodRefusals) list(now time.Time) []string {
-	if m.live.Load() == 0 {
+	p := m.set.Load()
+	if p == nil {
 		return nil
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	var out []string
-	for i := range m.e {
-		if e := &m.e[i]; e.until > now.UnixNano() {
-			out = append(out, string(e.name[:e.n]))
+	for _, e := range *p {
+		if e.until > now.UnixNano() {
+			out = append(out, e.name)
 		}
 	}
 	return out

@@ -52,12 +52,12 @@ func TestMethodRefusals(t *testing.T) {
 	for i := range 3 * maxRefusedMethods {
 		m.add([]byte("junk_"+strings.Repeat("y", i%50)+string(rune('a'+i%26))), now.Add(time.Duration(i)*time.Millisecond))
 	}
-	if n := m.live.Load(); n != maxRefusedMethods {
+	if n := m.live(); n != maxRefusedMethods {
 		t.Fatalf("%d entries live, want the table's %d", n, maxRefusedMethods)
 	}
 	var old methodRefusals
 	old.add([]byte("eth_sign"), now.Add(-methodRefusedFor-time.Second))
-	if old.refuses([]byte("eth_sign")) || old.live.Load() != 0 {
+	if old.refuses([]byte("eth_sign")) || old.live() != 0 {
 		t.Fatal("an expired refusal still counts")
 	}
 }
