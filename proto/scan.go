@@ -53,6 +53,36 @@ func FirstByte(b []byte) byte {
 
 // Valid reports whether b is exactly one JSON value, surrounded only by whitespace.
 func Valid(b []byte) bool {
+	if end := plainAnswerEnd(b); end > 0 {
+		return SkipWS(b, end) == len(b)
+	}
+	return validScan(b)
+}
+
+// plainAnswerEnd returns the end of an answer written the way nodes write nearly every
+// one, {"jsonrpc":"2.0","id":<id>,"result":<value>} (or "error"), with no space
+// between its members; 0 when b is not one (then validScan decides). Every HTTP answer
+// is checked: this way it costs the id and the value's scan, not the object
+// iterator's steps for each member (about a tenth of the time on a small answer).
+func plainAnswerEnd(b []byte) int {
+	_, idEnd := afterAnswerID(b)
+	if idEnd < 0 {
+		return 0
+	}
+	for _, name := range [...]string{"result", "error"} {
+		if plainKeyAt(b, idEnd, name) {
+			end, err := skipValue(b, idEnd+len(name)+4, 1)
+			if err == nil && end < len(b) && b[end] == '}' {
+				return end + 1
+			}
+			return 0
+		}
+	}
+	return 0
+}
+
+// validScan is Valid's general path.
+func validScan(b []byte) bool {
 	i := SkipWS(b, 0)
 	end, err := SkipValue(b, i)
 	if err != nil {

@@ -212,7 +212,7 @@ func FuzzSplice(f *testing.F) {
 	})
 }
 
-// FuzzAnswerFastPaths checks FirstMember's and IsErrorResponse's fast path for the usual
+// FuzzAnswerFastPaths checks the fast paths of FirstMember, IsErrorResponse and Valid for the usual
 // answer layout against their general scans.
 func FuzzAnswerFastPaths(f *testing.F) {
 	for _, s := range []string{
@@ -220,6 +220,8 @@ func FuzzAnswerFastPaths(f *testing.F) {
 		`{"jsonrpc":"2.0","id":null,"result":{"a":[1,{"b":2}]},"error":1}`, `{"jsonrpc":"2.0","id":1}`,
 		`{"jsonrpc":"2.0","id":1 ,"result":1}`, `{"jsonrpc":"2.0","id":1,"resul\u0074":2}`, `{"jsonrpc":"2.0","id":[1,"result"],"x":1}`,
 		`{"jsonrpc":"2.0","id":1,"result":}`, `{"jsonrpc":"2.0","id":1,"result":1,"result":2}`, `{"jsonrpc":"2.0","id":{"id":2},"id":3}`,
+		`{"jsonrpc":"2.0","id":1,"result":"0x1"} `, `{"jsonrpc":"2.0","id":1,"result":"0x1"}x`, `{"jsonrpc":"2.0","id":1,"result":1}{}`,
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"\xff\"}", `{"jsonrpc":"2.0","id":1,"error":{"code":1},"x":[}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -231,6 +233,9 @@ func FuzzAnswerFastPaths(f *testing.F) {
 		}
 		if got, want := IsErrorResponse(b), isErrorScan(b); got != want {
 			t.Fatalf("IsErrorResponse(%q) = %v, the general scan says %v", b, got, want)
+		}
+		if got, want := Valid(b), validScan(b); got != want {
+			t.Fatalf("Valid(%q) = %v, the general scan says %v", b, got, want)
 		}
 	})
 }
@@ -346,14 +351,21 @@ func BenchmarkScanLongString(b *testing.B) {
 	}
 }
 
-// BenchmarkAnswerChecks is the router's two looks at every answer: is it an error, and
-// (for eth_blockNumber) its result.
+// BenchmarkAnswerChecks is the looks at every answer: is it valid JSON (the pool's
+// check), is it an error, and (for eth_blockNumber) its result.
 func BenchmarkAnswerChecks(b *testing.B) {
 	ans := []byte(`{"jsonrpc":"2.0","id":1,"result":"0x1406f41"}`)
 	b.Run("IsErrorResponse", func(b *testing.B) {
 		for b.Loop() {
 			if IsErrorResponse(ans) {
 				b.Fatal("not an error")
+			}
+		}
+	})
+	b.Run("Valid", func(b *testing.B) {
+		for b.Loop() {
+			if !Valid(ans) {
+				b.Fatal("valid")
 			}
 		}
 	})
