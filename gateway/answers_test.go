@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // heldReader is an answer body sent in two parts: the first at once, the rest once
@@ -117,4 +120,85 @@ func TestAnswerBudgetRefusesWith503(t *testing.T) {
 	if got := gw.metric(t, "gateway_upstream_answer_bytes_held"); got != 0 {
 		t.Fatalf("held %v bytes after every answer was handed over, want 0", got)
 	}
+}
+
+// An answer being written to a client stays counted in the answer budget until its
+// last byte is written: a client that stops reading holds its large answer's bytes, so
+// another large answer is refused meanwhile (a small one is served), and the bytes
+// come back when that client goes. Before, the count ended when the upstream layer
+// handed the answer over, and any number of slow clients each held an answer of up to
+// -max-response-body outside the bound for up to -write-timeout. A single call's
+// answer and a batch's are written on different paths; each is checked. The answer is
+// larger than the kernel's socket buffers can take (4 MiB at most here).
+func TestAnswerBudgetHoldsAnswersBeingWritten(t *testing.T) {
+	const size = 12 << 20
+	result := `"0x` + strings.Repeat("ab", size/2) + `"`
+	fake := startFakeUpstream(t, fakeRespond(func(r fakeRequest) fakeAnswer {
+		if r.Method == "eth_call" && strings.Contains(string(r.Params), "big") {
+			return fakeAnswer{Result: result}
+		}
+		return fakeAnswer{}
+	}))
+	gw := startGateway(t, "-upstream-http", fake.HTTPURL, "-upstream-ws", "off", "-cache=false",
+		"-max-response-body", strconv.Itoa(20<<20), "-max-answer-bytes", strconv.Itoa(20<<20))
+	call := func(id int, param string) string {
+		return `{"jsonrpc":"2.0","id":` + strconv.Itoa(id) +
+			`,"method":"eth_call","params":[{"to":"0x0000000000000000000000000000000000000001","data":"0x"},"` + param + `"]}`
+	}
+	held := func() float64 { return gw.metric(t, "gateway_upstream_answer_bytes_held") }
+	served := func() float64 { return gw.metric(t, `gateway_requests_total{route="rpc",code="200"}`) }
+	for _, tc := range []struct{ name, body string }{
+		{"call", call(1, "big")},
+		{"batch", "[" + call(1, "big") + "," + call(2, "small") + "]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := served()
+			slow := dialSlowReader(t, gw.URL)
+			defer slow.Close()
+			if _, err := fmt.Fprintf(slow, "POST / HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+				len(tc.body), tc.body); err != nil {
+				t.Fatal(err)
+			}
+			// Counted once its handler has returned: the answer is the response's then.
+			waitFor(t, "the slow client's call answered", func() bool { return served() == before+1 })
+			if got := held(); got < size-(64<<10) {
+				t.Fatalf("held %v bytes while a client has not read a %d-byte answer", got, size)
+			}
+
+			if code, _, b := post(t, gw.URL, call(3, "big"), nil); code != 503 || !strings.Contains(b, "-32005") {
+				t.Fatalf("a large answer while a slow client holds one: %d %.200s; want 503 -32005", code, b)
+			}
+			if code, _, b := post(t, gw.URL, call(4, "small"), nil); code != 200 {
+				t.Fatalf("a small call meanwhile: %d %s", code, b)
+			}
+			slow.Close()
+			waitFor(t, "the bytes given back once the client is gone", func() bool { return held() == 0 })
+			if code, _, b := post(t, gw.URL, call(5, "big"), nil); code != 200 || len(b) < size {
+				t.Fatalf("a large answer once there is room: %d, %d bytes", code, len(b))
+			}
+			// Given back when the write returns, which may be just after the client has
+			// the last byte.
+			waitFor(t, "the bytes given back once the answer is written", func() bool { return held() == 0 })
+		})
+	}
+}
+
+// dialSlowReader connects to the gateway with a small receive buffer, for a client
+// that sends a request and never reads the answer.
+func dialSlowReader(t *testing.T, gwURL string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("tcp", strings.TrimPrefix(gwURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

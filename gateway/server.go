@@ -138,7 +138,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 	if err := s.startAccess(); err != nil {
 		return nil, err
 	}
-	s.pipe = pipeline.New(&s.cfg, s.acc)
+	s.pipe = pipeline.New(&s.cfg, s.acc, s.answers)
 	tcfg := s.cfg.TracingConfig(s.version)
 	tcfg.Log = s.log
 	tr, err := tracing.New(context.Background(), tcfg)

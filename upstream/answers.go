@@ -14,7 +14,8 @@ import (
 // they are read from the upstream (HTTP: every read of its connection, from the
 // header on; websocket: every frame, from its header's length) and given back when
 // the upstream layer hands the answer over (Pool.call, Pool.callBatch) or has routed
-// it to its call (Mux reader). An answer that does not fit fails with
+// it to its call (Mux reader); the gateway counts it again with Hold while it writes
+// it to a client, until the last byte is written. An answer that does not fit fails with
 // proto.ErrAnswerBudget (503): the gateway's limit, not the upstream's fault.
 //
 // The first answerFloor bytes of every answer always fit and are not counted, so small
@@ -47,7 +48,7 @@ func NewAnswerBudget(limit int64, reg *Registry) *AnswerBudget {
 	if reg == nil {
 		return b
 	}
-	reg.Gauge("gateway_upstream_answer_bytes_held", "Bytes of upstream answers being read or not yet handed over, every upstream together, past each answer's first 64 KiB (bounded by -max-answer-bytes).",
+	reg.Gauge("gateway_upstream_answer_bytes_held", "Bytes of upstream answers being read, not yet handed over or being written to a client, every upstream together, past each answer's first 64 KiB (bounded by -max-answer-bytes).",
 		func() float64 { return float64(b.held.Load()) })
 	reg.Gauge("gateway_upstream_answer_bytes_limit", "The bound of gateway_upstream_answer_bytes_held (-max-answer-bytes).",
 		func() float64 { return float64(b.limit) })
@@ -80,6 +81,23 @@ func (b *AnswerBudget) grow(had, n int64, t Transport) bool {
 	b.refused[t].Inc()
 	return false
 }
+
+// Hold counts an answer of size bytes (past its floor) that the gateway is writing to
+// a client, until Release with what it returned. An answer handed over is still in
+// memory until its last byte is written, which a slow client may stretch to
+// -write-timeout; counted, it makes the reads of other large answers refuse meanwhile.
+// Unlike grow it never refuses: the bytes are held already.
+func (b *AnswerBudget) Hold(size int) int64 {
+	n := reserved(int64(size))
+	if b == nil || n == 0 {
+		return 0
+	}
+	b.held.Add(n)
+	return n
+}
+
+// Release gives back what Hold returned.
+func (b *AnswerBudget) Release(n int64) { b.release(n) }
 
 // reserved is what grow reserved in all for an answer of total bytes.
 func reserved(total int64) int64 { return max(0, total-answerFloor) }

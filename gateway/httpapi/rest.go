@@ -69,6 +69,6 @@ func (s *Handlers) Handler(r *Route, n *network.Network, up network.Caller) fast
 			pipeline.WriteError(ctx, pipeline.RestID, perr)
 			return
 		}
-		pipeline.WriteAnswer(ctx, c)
+		s.pipe.WriteAnswer(ctx, c)
 	}
 }

@@ -72,7 +72,7 @@ func (s *Handlers) rpc(ctx *fasthttp.RequestCtx, n *network.Network) {
 		}
 		return
 	}
-	pipeline.WriteAnswer(ctx, c)
+	s.pipe.WriteAnswer(ctx, c)
 }
 
 func (s *Handlers) rpcBatch(ctx *fasthttp.RequestCtx, n *network.Network, body []byte, deadline time.Time, who *access.Tenant) {
@@ -84,8 +84,9 @@ func (s *Handlers) rpcBatch(ctx *fasthttp.RequestCtx, n *network.Network, body [
 		pipeline.WriteError(ctx, nil, rpcStatus(perr))
 		return
 	}
-	ctx.Response.Header.SetContentTypeBytes(pipeline.ContentTypeJSON)
-	ctx.SetBody(out) // empty when the batch held only notifications
+	if s.pipe.WriteBody(ctx, out) { // empty when the batch held only notifications
+		*buf = nil // the response's now
+	}
 }
 
 // TraceIn is what a request says for tracing: its traceparent, and its X-Request-Id

@@ -17,9 +17,11 @@ var (
 	valueMiss        = []byte("MISS")
 )
 
-// writeAnswer puts c's answer into the response without copying: the call's own buffer
-// is swapped with the response's, a cache entry is referenced as it is.
-func WriteAnswer(ctx *fasthttp.RequestCtx, c *Call) {
+// WriteAnswer puts c's answer into the response without copying: the call's own buffer
+// is swapped with the response's, a cache entry is referenced as it is (the cache's
+// bound counts it). A large answer of the call's own is counted in the answer budget
+// until it is written (held.go); the call gives up its buffer.
+func (p *Pipeline) WriteAnswer(ctx *fasthttp.RequestCtx, c *Call) {
 	h := &ctx.Response.Header
 	h.SetContentTypeBytes(ContentTypeJSON)
 	switch c.Cached {
@@ -32,13 +34,30 @@ func WriteAnswer(ctx *fasthttp.RequestCtx, c *Call) {
 	case c.Ans == nil: // a notification
 		ctx.Response.ResetBody()
 	case len(c.Own) > 0 && &c.Ans[0] == &c.Own[0]:
+		if len(c.Ans) >= heldAnswerMin {
+			p.setBody(&ctx.Response, c.Ans)
+			c.Own = nil
+			return
+		}
 		c.Own = ctx.Response.SwapBody(c.Own)
 	default:
 		ctx.Response.SetBodyRaw(c.Ans)
 	}
 }
 
-// writeError answers with a JSON-RPC error envelope and the error's HTTP status.
+// WriteBody puts a batch's answer into the response: copied, or, when large, held as
+// WriteAnswer holds one (the caller gives the buffer up; it reports whether it did).
+func (p *Pipeline) WriteBody(ctx *fasthttp.RequestCtx, body []byte) (kept bool) {
+	ctx.Response.Header.SetContentTypeBytes(ContentTypeJSON)
+	if len(body) >= heldAnswerMin {
+		p.setBody(&ctx.Response, body)
+		return true
+	}
+	ctx.SetBody(body)
+	return false
+}
+
+// WriteError answers with a JSON-RPC error envelope and the error's HTTP status.
 // id is the client's raw id, nil for null.
 func WriteError(ctx *fasthttp.RequestCtx, id []byte, e *proto.Error) {
 	buf := GetBuf()

@@ -43,12 +43,15 @@ type Pipeline struct {
 	maxBatch        int
 	maxResponseBody int
 	tracer          *tracing.Tracer // nil: tracing off
+	// answers counts the large answers being written to clients (held.go); nil: none.
+	answers *upstream.AnswerBudget
 }
 
-// New makes the pipeline of a gateway: calls priced by acc, bounded by cfg.
-func New(cfg *config.Config, acc *access.Access) *Pipeline {
+// New makes the pipeline of a gateway: calls priced by acc, bounded by cfg, the
+// answers it writes counted in answers.
+func New(cfg *config.Config, acc *access.Access, answers *upstream.AnswerBudget) *Pipeline {
 	return &Pipeline{access: acc, maxBatch: cfg.MaxBatch,
-		maxResponseBody: cfg.MaxResponseBody}
+		maxResponseBody: cfg.MaxResponseBody, answers: answers}
 }
 
 // Call carries one JSON-RPC request through the pipeline. Calls are pooled; nothing in
