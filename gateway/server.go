@@ -54,6 +54,8 @@ type Server struct {
 	reg     *upstream.Registry
 	// answers bounds the upstream answer bytes held at once, every network together.
 	answers *upstream.AnswerBudget
+	// bodies bounds the request bodies being read from clients (bodybudget.go).
+	bodies *bodyBudget
 
 	// The listeners Serve was given, closed by Shutdown itself: a Serve that starts as
 	// Shutdown runs (fasthttp has not registered its listener yet) would otherwise
@@ -134,6 +136,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		probe:   admin.NewProbe(opts.Version),
 	}
 	s.answers = upstream.NewAnswerBudget(int64(cfg.MaxAnswerBytes), s.reg)
+	s.bodies = newBodyBudget(cfg.MaxBodyReadBytes, cfg.MaxRequestBody, s.reg)
 	s.inst = admin.NewInstrumenter(s.reg, s.log, cfg.LogRequests, s.panicked)
 	if err := s.startAccess(); err != nil {
 		return nil, err
@@ -178,6 +181,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		Handler:               s.handler,
 		Name:                  "infura-gateway",
 		MaxRequestBodySize:    cfg.MaxRequestBody,
+		HeaderReceived:        s.bodies.headerReceived,
 		ReadTimeout:           cfg.ReadTimeout,
 		WriteTimeout:          cfg.WriteTimeout,
 		IdleTimeout:           cfg.IdleTimeout,
@@ -223,6 +227,9 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 // request's network and its routes (serveNetwork), then Connection: close while
 // draining.
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
+	if s.bodies.pending.Load() != 0 {
+		s.bodies.done(&ctx.Request.Header) // its body is read
+	}
 	if s.corsAllow == nil && s.corsOrigins == nil || !s.cors(ctx) {
 		s.serveNetwork(ctx)
 	} else {
@@ -476,7 +483,10 @@ func (s *Server) closeNetworks() {
 
 // transportError answers requests fasthttp could not parse (too large, malformed) with JSON.
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	refused := s.bodies.pending.Load() != 0 && s.bodies.done(&ctx.Request.Header)
 	switch {
+	case refused && errors.Is(err, fasthttp.ErrBodyTooLarge):
+		pipeline.WriteError(ctx, nil, errBodyBudget)
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		pipeline.WriteError(ctx, nil, proto.ErrBodyTooLarge)
 	case errors.As(err, new(*fasthttp.ErrSmallBuffer)):

@@ -65,6 +65,7 @@ type Config struct {
 	MaxBatch            int
 	MaxPendingBytes     int // request bytes waiting on upstreams, all clients together
 	MaxAnswerBytes      int // upstream answer bytes held at once, every upstream together
+	MaxBodyReadBytes    int // request body bytes being read at once, all clients together
 	DenyMethods         []string
 	CORSOrigins         string
 
@@ -212,6 +213,7 @@ func Defaults() Config {
 		MaxBatch:             1000,     // go-ethereum's batch limit
 		MaxPendingBytes:      256 << 20,
 		MaxAnswerBytes:       256 << 20, // eight answers at -max-response-body
+		MaxBodyReadBytes:     256 << 20,
 		DenyMethods:          []string{"admin_", "debug_", "personal_", "miner_", "engine_"},
 		CORSOrigins:          "*",
 		WSUpstreamConns:      2,

@@ -193,6 +193,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	num(&c.MaxBatch, "max-batch", "MAX_BATCH_SIZE", "most requests in one JSON-RPC batch")
 	num(&c.MaxPendingBytes, "max-pending-bytes", "MAX_PENDING_BYTES", "request bytes waiting on the upstream, all clients together; past it new requests get 503 / -32005")
 	num(&c.MaxAnswerBytes, "max-answer-bytes", "MAX_ANSWER_BYTES", "upstream answer bytes being read or written to clients at once, every upstream together; an answer that does not fit gets 503 / -32005 (the first 64 KiB of any answer always fit, not counted)")
+	num(&c.MaxBodyReadBytes, "max-body-read-bytes", "MAX_BODY_READ_BYTES", "request body bytes being read at once, all clients together, by the length each declares (chunked: -max-request-body); a body that does not fit gets 503 / -32005 before it is read (bodies up to 64 KiB always fit, not counted)")
 	list(&c.DenyMethods, "deny-methods", "DENY_METHODS", "comma-separated method names or prefixes (ending in _) answered -32601 without reaching the upstream; \"none\" allows all")
 	str(&c.CORSOrigins, "cors-origins", "CORS_ORIGINS", "origins browser clients may call from, comma-separated (the one a request comes from is echoed), or * for any; empty disables CORS headers")
 	num(&c.WSUpstreamConns, "ws-upstream-conns", "WS_UPSTREAM_CONNS", "shared upstream websocket connections")

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"net"
 	"net/url"
 	"strconv"
@@ -64,6 +65,7 @@ func (c *Config) Validate() error {
 		{c.MaxBatch > 0, "-max-batch must be > 0"},
 		{c.MaxPendingBytes >= c.MaxRequestBody, "-max-pending-bytes must be at least -max-request-body"},
 		{c.MaxAnswerBytes >= c.MaxResponseBody, "-max-answer-bytes must be at least -max-response-body (one answer of the largest size must fit)"},
+		{c.MaxBodyReadBytes >= BodyBuffer(c.MaxRequestBody+2), "-max-body-read-bytes must be at least -max-request-body rounded up to a power of two (what the server allocates for one body of the largest size, chunked)"},
 		{c.WSUpstreamConns > 0 && c.WSUpstreamConns <= 64, "-ws-upstream-conns must be between 1 and 64"},
 		{c.WSUpstreamQueue > 0, "-ws-upstream-queue must be > 0"},
 		{c.WSMaxClients > 0, "-ws-max-clients must be > 0"},
@@ -212,4 +214,14 @@ func checkURL(flagName, raw string, schemes ...string) error {
 		}
 	}
 	return fmt.Errorf("%s: scheme must be %s, got %q", flagName, strings.Join(schemes, " or "), u.Scheme)
+}
+
+// BodyBuffer is the buffer the HTTP server allocates for a request body of n bytes
+// before reading it: n rounded up to a power of two, up to 100 MiB (fasthttp's
+// roundUpForSliceCap). -max-body-read-bytes counts it.
+func BodyBuffer(n int) int {
+	if n <= 0 || n > 100<<20 {
+		return max(n, 0)
+	}
+	return 1 << bits.Len(uint(n-1))
 }
