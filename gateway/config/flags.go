@@ -201,7 +201,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	boolean(&c.WSPerClient, "ws-per-client", "WS_PER_CLIENT", "give every /socket2socket client its own upstream socket (for comparison with shared sockets)")
 	num(&c.WSMaxClients, "ws-max-clients", "WS_MAX_CLIENTS", "most /socket2socket clients at once; more are refused with 503")
 	num(&c.WSClientQueue, "ws-client-queue", "WS_CLIENT_QUEUE", "messages queued to one slow /socket2socket client before it is dropped (close 1008)")
-	num(&c.WSClientQueueBytes, "ws-client-queue-bytes", "WS_CLIENT_QUEUE_BYTES", "bytes queued to one slow /socket2socket client before it is dropped (close 1008); one message of any size always fits")
+	num(&c.WSClientQueueBytes, "ws-client-queue-bytes", "WS_CLIENT_QUEUE_BYTES", "bytes queued, or being written, to one slow /socket2socket client before it is dropped (close 1008); one message of any size always fits when nothing else is")
 	num(&c.WSMaxInFlight, "ws-max-in-flight", "WS_MAX_IN_FLIGHT", "requests one /socket2socket client may have in flight, notifications and batch elements included")
 	num(&c.WSMaxPendingBytes, "ws-max-pending-bytes", "WS_MAX_PENDING_BYTES", "request bytes one /socket2socket client may have in flight")
 	num(&c.WSMaxSubscriptions, "ws-max-subscriptions", "WS_MAX_SUBSCRIPTIONS", "subscriptions one /socket2socket client may hold")

@@ -70,9 +70,11 @@ type wsClient struct {
 	finished bool
 	users    sync.WaitGroup
 
-	mu          sync.Mutex
-	queue       []outMsg
-	spare       []outMsg
+	mu    sync.Mutex
+	queue []outMsg
+	spare []outMsg
+	// queuedBytes counts the messages queued and those of the batch drain is writing,
+	// until the batch is written: the byte budget covers both.
 	queuedBytes int
 	writing     bool // a drain goroutine runs
 	closed      bool
@@ -323,7 +325,8 @@ func (c *wsClient) send(msg []byte) {
 
 // enqueue never blocks: it appends to the client's queue and starts a writer if none
 // runs. A queue over its count or byte budget means the client reads slower than it is
-// sent to: it is dropped. One message of any size always fits an empty queue.
+// sent to: it is dropped. The bytes count what is queued and what drain is writing;
+// one message of any size always fits when neither holds anything.
 func (c *wsClient) enqueue(m outMsg) {
 	cfg := c.h.cfg
 	c.mu.Lock()
@@ -336,7 +339,7 @@ func (c *wsClient) enqueue(m outMsg) {
 	}
 	if m.close != 0 {
 		c.closing = true // served no more; the close goes out after what is queued
-	} else if len(c.queue) >= cfg.WSClientQueue || (len(c.queue) > 0 && c.queuedBytes+len(m.b) > cfg.WSClientQueueBytes) {
+	} else if len(c.queue) >= cfg.WSClientQueue || (c.queuedBytes > 0 && c.queuedBytes+len(m.b) > cfg.WSClientQueueBytes) {
 		c.closed = true
 		c.releaseLocked()
 		c.mu.Unlock()
@@ -371,12 +374,14 @@ func (c *wsClient) drain() {
 			return
 		}
 		batch := c.queue
-		c.queue, c.spare, c.queuedBytes = c.spare[:0], nil, 0
+		c.queue, c.spare = c.spare[:0], nil
 		c.mu.Unlock()
 
 		var err error
 		closing := false
+		written := 0 // the batch's bytes, counted in queuedBytes until it is written
 		for i, m := range batch {
+			written += len(m.b)
 			if m.close != 0 && err == nil {
 				// Everything queued before it is written: now the close frame.
 				_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(m.close, string(m.b)),
@@ -397,6 +402,9 @@ func (c *wsClient) drain() {
 		}
 		c.mu.Lock()
 		c.spare = batch[:0]
+		if !c.closed { // closed: releaseLocked set it to 0
+			c.queuedBytes -= written
+		}
 		c.mu.Unlock()
 		if err != nil {
 			c.mu.Lock()
