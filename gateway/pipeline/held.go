@@ -47,6 +47,10 @@ func (h *heldBody) Close() error {
 	return nil
 }
 
+// Answers is the budget the answers written to clients are counted in: the websocket
+// transport holds its large queued answers there too (socket/client.go).
+func (p *Pipeline) Answers() *upstream.AnswerBudget { return p.answers }
+
 // setBody makes body the response's. A large one is written as a held body and is
 // the response's from then on: the caller must not reuse it.
 func (p *Pipeline) setBody(resp *fasthttp.Response, body []byte) {

@@ -86,6 +86,25 @@ type outMsg struct {
 	b     []byte
 	buf   *[]byte // non-nil when b is ours to return to the pool
 	close int     // not 0: a close frame with this code, b its reason
+	held  int64   // what the answer budget holds for b (heldMin and over, ours), until written or dropped
+}
+
+// heldMin is the smallest message of ours counted in the process's answer budget
+// (-max-answer-bytes) while it is queued or written: the budget's floor. Without it a
+// slow reader held its answers outside the bound, -ws-client-queue-bytes each, and
+// enough of them took the gateway past its memory; counted, they make the reads of
+// other large answers refuse (-32005) until they are written. Shared notification
+// frames are not counted: one copy serves every subscriber.
+const heldMin = 64 << 10
+
+// free gives back what m holds: its buffer to the pool, its bytes to the budget.
+func (c *wsClient) free(m *outMsg) {
+	if m.buf != nil {
+		putMsgBuf(m.buf)
+	}
+	if m.held != 0 {
+		c.h.pipe.Answers().Release(m.held)
+	}
 }
 
 var msgPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -244,10 +263,8 @@ func (c *wsClient) cleanup() {
 }
 
 func (c *wsClient) releaseLocked() {
-	for i, m := range c.queue {
-		if m.buf != nil {
-			putMsgBuf(m.buf)
-		}
+	for i := range c.queue {
+		c.free(&c.queue[i])
 		c.queue[i] = outMsg{}
 	}
 	c.queue, c.queuedBytes = c.queue[:0], 0
@@ -352,6 +369,9 @@ func (c *wsClient) enqueue(m outMsg) {
 		go c.shutdown(websocket.ClosePolicyViolation, "client too slow: outbound queue full")
 		return
 	}
+	if m.buf != nil && len(m.b) >= heldMin {
+		m.held = c.h.pipe.Answers().Hold(len(m.b))
+	}
 	c.queue = append(c.queue, m)
 	c.queuedBytes += len(m.b)
 	if !c.writing && c.acquire() {
@@ -395,9 +415,7 @@ func (c *wsClient) drain() {
 					c.h.msgsOut.Inc()
 				}
 			}
-			if m.buf != nil {
-				putMsgBuf(m.buf)
-			}
+			c.free(&batch[i])
 			batch[i] = outMsg{}
 		}
 		c.mu.Lock()
