@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/gateway/config"
+	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
@@ -31,8 +32,10 @@ import (
 // its header is used by another request, which gives it back first.
 type bodyBudget struct {
 	limit, max int64 // the budget; -max-request-body
-	held       atomic.Int64
-	pending    atomic.Int32 // len(by), read without the lock
+	// reading counts the bytes reserved; the websocket clients' messages being read
+	// count in it too (socket/client.go readMessage).
+	reading *network.Budget
+	pending atomic.Int32 // len(by), read without the lock
 
 	mu sync.Mutex
 	by map[*fasthttp.RequestHeader]int64 // reserved bytes; refusedBody when refused
@@ -52,9 +55,10 @@ var errBodyBudget = &proto.Error{Code: proto.CodeLimitExceeded, Status: fasthttp
 	Message: "gateway busy: it is reading too many large request bodies right now, retry later"}
 
 func newBodyBudget(limit, max int, reg *upstream.Registry) *bodyBudget {
-	b := &bodyBudget{limit: int64(limit), max: int64(max), by: make(map[*fasthttp.RequestHeader]int64)}
-	reg.Gauge("gateway_request_body_bytes_reading", "Bytes of client request bodies being read, by their declared length, past those up to 64 KiB (bounded by -max-body-read-bytes).",
-		func() float64 { return float64(b.held.Load()) })
+	b := &bodyBudget{limit: int64(limit), max: int64(max), by: make(map[*fasthttp.RequestHeader]int64),
+		reading: network.NewBudget(limit)}
+	reg.Gauge("gateway_request_body_bytes_reading", "Bytes of client requests being read: HTTP bodies declared past 64 KiB, by their declared length, and websocket messages past 64 KiB, by their buffer (bounded by -max-body-read-bytes).",
+		func() float64 { return float64(b.reading.InUse()) })
 	reg.Gauge("gateway_request_body_bytes_limit", "The bound of gateway_request_body_bytes_reading (-max-body-read-bytes).",
 		func() float64 { return float64(b.limit) })
 	b.refused = reg.Counter("gateway_request_body_budget_refusals_total",
@@ -77,8 +81,7 @@ func (b *bodyBudget) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestC
 	}
 	n = int64(config.BodyBuffer(int(n)))
 	mark := n
-	if b.held.Add(n) > b.limit {
-		b.held.Add(-n)
+	if !b.reading.Acquire(int(n)) {
 		b.refused.Inc()
 		mark = refusedBody
 	}
@@ -103,7 +106,7 @@ func (b *bodyBudget) done(h *fasthttp.RequestHeader) (refused bool) {
 	}
 	b.mu.Unlock()
 	if n > 0 {
-		b.held.Add(-n)
+		b.reading.Release(int(n))
 	}
 	return n == refusedBody
 }

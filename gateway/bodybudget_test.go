@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bufio"
+	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fasthttp/websocket"
 )
 
 // A request header declaring a large body made fasthttp allocate that body's buffer
@@ -99,4 +103,65 @@ func TestBodyBudgetBoundsDeclaredBodies(t *testing.T) {
 	// The second client goes away before sending its body: given back too.
 	_ = second.Close()
 	waitFor(t, "the reservations given back", func() bool { return gw.metric(t, "gateway_request_body_bytes_reading") == 0 })
+}
+
+// Websocket messages being read count in the same budget: a message grew its buffer
+// as its bytes came, up to -max-request-body, for as long as its client kept sending
+// (pongs renew the read deadline between fragments), on every connection, with no bound
+// on their sum: 100 clients each holding 4 MiB of an unfinished fragmented message took
+// the gateway to 718 MiB. Here two clients' unfinished 1 MiB messages fill the budget: a
+// third client's 200 KiB message is refused (close 1013, try again later), a small one
+// is served, and the bytes come back once the messages are read whole.
+func TestBodyBudgetBoundsWebsocketMessages(t *testing.T) {
+	const max = 1 << 20
+	fake := startFakeUpstream(t)
+	gw := startGateway(t, fake.args("-cache=false", "-max-request-body", strconv.Itoa(max),
+		"-max-body-read-bytes", strconv.Itoa(2*max))...)
+	gw.waitUpstreams(t)
+	reading := func() float64 { return gw.metric(t, "gateway_request_body_bytes_reading") }
+	const call = `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}`
+
+	// Two messages of 1 MiB by their frame header, 600 KiB of each sent.
+	var holders []net.Conn
+	var answers []*bufio.Reader
+	for range 2 {
+		c, r := dialSlowSocket(t, gw)
+		frame := []byte{0x81, 0x80 | 127}
+		frame = binary.BigEndian.AppendUint64(frame, max)
+		frame = append(frame, 0, 0, 0, 0) // a mask of zeros: the payload goes as it is
+		frame = append(append(frame, call...), strings.Repeat(" ", 600<<10-len(call))...)
+		if _, err := c.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		holders, answers = append(holders, c), append(answers, r)
+	}
+	waitFor(t, "the two messages' buffers counted", func() bool { return reading() == 2*max })
+
+	third := dialWS(t, gw.WSURL, nil)
+	// Refused once its first 128 KiB are read: the close may come while it is still
+	// being written, which then fails.
+	_ = third.send(call + strings.Repeat(" ", 200<<10))
+	var ce *websocket.CloseError
+	if err := third.expectClose(); !errors.As(err, &ce) || ce.Code != websocket.CloseTryAgainLater {
+		t.Fatalf("a large message with the budget full: %v; want close 1013", err)
+	}
+	if a := decodeAnswer(t, dialWS(t, gw.WSURL, nil).call(call)); a.Error != nil {
+		t.Fatalf("a small message meanwhile: %+v", a.Error)
+	}
+
+	// The messages sent whole: read, answered, given back.
+	for i, c := range holders {
+		if _, err := c.Write([]byte(strings.Repeat(" ", max-600<<10))); err != nil {
+			t.Fatal(err)
+		}
+		var h [2]byte
+		if _, err := io.ReadFull(answers[i], h[:]); err != nil || h[0] != 0x81 || h[1] > 125 {
+			t.Fatalf("message %d's answer: % x %v", i, h, err)
+		}
+		if b := make([]byte, h[1]); func() error { _, err := io.ReadFull(answers[i], b); return err }() != nil ||
+			!strings.Contains(string(b), `"result"`) {
+			t.Fatalf("message %d's answer: %s", i, b)
+		}
+	}
+	waitFor(t, "the messages' bytes given back", func() bool { return reading() == 0 })
 }

@@ -87,7 +87,7 @@ func (s *Server) newFront(cfg *config.Config, nc config.Network) (*front, error)
 	}
 	f := &front{net: n, conf: nc}
 	if n.HasWS {
-		f.sock = socket.New(cfg, s.acc, s.pipe, n, n.Registry())
+		f.sock = socket.New(cfg, s.acc, s.pipe, n, s.bodies.reading, n.Registry())
 	}
 	f.handler = s.routes(f)
 	f.counted = s.inst.With(n.Registry()).Count("other")

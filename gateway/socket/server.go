@@ -44,9 +44,11 @@ type Server struct {
 	clients map[*wsClient]struct{}
 	wg      sync.WaitGroup // one per client handler
 
-	// Budgets shared by every client: connections and subscriptions.
-	conns atomic.Int64
-	subs  *network.Budget
+	// Budgets shared by every client: connections and subscriptions; reading, the
+	// process's bytes of client messages being read (HTTP bodies count in it too).
+	conns   atomic.Int64
+	subs    *network.Budget
+	reading *network.Budget
 
 	msgsIn, msgsOut, slowDrops, refused, connects *metrics.Counter
 	calls                                         *callMetrics // per call, for the SLIs (metrics.go)
@@ -57,10 +59,12 @@ type Server struct {
 var writeBufferPool sync.Pool
 
 // New makes the /socket2socket endpoint of network net: clients identified and limited
-// by acc, their calls run by pipe, its metrics in reg.
-func New(cfg *config.Config, acc *access.Access, pipe *pipeline.Pipeline, net *network.Network, reg *upstream.Registry) *Server {
+// by acc, their calls run by pipe, their large messages read within reading (nil: no
+// bound but -max-request-body each), its metrics in reg.
+func New(cfg *config.Config, acc *access.Access, pipe *pipeline.Pipeline, net *network.Network, reading *network.Budget,
+	reg *upstream.Registry) *Server {
 	h := &Server{cfg: cfg, acc: acc, pipe: pipe, net: net, clients: make(map[*wsClient]struct{}),
-		subs: network.NewBudget(cfg.MaxSubscriptions)}
+		subs: network.NewBudget(cfg.MaxSubscriptions), reading: reading}
 	h.upgrader = websocket.FastHTTPUpgrader{
 		// It checks and answers the handshake only: the websocket is made by
 		// rawUpgrader (upgrade.go), with the buffer sizes.
@@ -78,7 +82,7 @@ func New(cfg *config.Config, acc *access.Access, pipe *pipeline.Pipeline, net *n
 	h.slowDrops = reg.Counter("gateway_ws_slow_clients_dropped_total",
 		"/socket2socket clients closed (1008) because their outbound queue overflowed.")
 	h.refused = reg.Counter("gateway_ws_refused_total",
-		"/socket2socket requests and connections refused by a budget (in flight, pending bytes, subscriptions, connections).")
+		"/socket2socket requests and connections refused by a budget (in flight, pending bytes, subscriptions, connections, messages being read: -max-body-read-bytes).")
 	h.connects = reg.Counter("gateway_ws_client_connects_total",
 		"/socket2socket clients accepted; its rate shows reconnect storms.")
 	h.calls = newCallMetrics(reg)
