@@ -99,7 +99,7 @@ func testFault(t *testing.T, f fault) {
 	if len(client) > 0 {
 		t.Errorf("the fallback got %d client calls while b was healthy (%s)", len(client), rpcspyMethods(client))
 	}
-	checkUpkeep(t, "c", upkeep, 1, g.upstream(t, "c").Bans)
+	checkUpkeep(t, "c", upkeep, upstreamSockets, g.upstream(t, "c").Bans)
 	t.Logf("fallback c: no client call; %d upkeep calls (%s) in %v", len(upkeep), rpcspyMethods(upkeep),
 		time.Since(start).Round(time.Millisecond))
 }

@@ -302,14 +302,21 @@ func clientCalls(calls []rpcspy.Call) (client, upkeep []rpcspy.Call) {
 	return client, upkeep
 }
 
+// upstreamSockets is how many sockets the gateway keeps to each upstream: its default
+// -ws-upstream-conns, which the harness leaves as it is.
+var upstreamSockets = config.Defaults().WSUpstreamConns
+
 // checkUpkeep fails the test unless calls, the upkeep calls of an idle upstream, are
 // what the router's own upkeep explains: eth_blockNumber probes spaced at least a
 // probe interval (less one review interval of scheduling) apart, and no more
-// eth_getBlockByNumber and websocket eth_subscribe calls than the websocket connected
-// (connects: the count, at least 1; an upper bound is enough). An upstream that was
+// eth_getBlockByNumber and websocket eth_subscribe calls than its sockets coming up
+// explain (sockets: how many came up, an upper bound is enough). Each socket that comes
+// up has the head read once (the Mux's OnUp): with the default two sockets an upstream,
+// the second one up after the newHeads subscription reads it a second time, as it did
+// on a loaded CI machine. An upstream that was
 // banned (bans > 0) is probed every review once its ban is over: its probes are
 // checked against half a review interval.
-func checkUpkeep(t testing.TB, name string, calls []rpcspy.Call, connects int, bans int64) {
+func checkUpkeep(t testing.TB, name string, calls []rpcspy.Call, sockets int, bans int64) {
 	t.Helper()
 	spacing := probeInterval - reviewInterval
 	if bans > 0 {
@@ -331,9 +338,9 @@ func checkUpkeep(t testing.TB, name string, calls []rpcspy.Call, connects int, b
 			subs++
 		}
 	}
-	if heads > connects || subs > 2*connects {
-		t.Errorf("%s: %d eth_getBlockByNumber and %d eth_subscribe for %d socket connections: more than head following explains",
-			name, heads, subs, connects)
+	if heads > sockets || subs > sockets {
+		t.Errorf("%s: %d eth_getBlockByNumber and %d eth_subscribe for %d sockets: more than head following explains",
+			name, heads, subs, sockets)
 	}
 }
 

@@ -75,7 +75,7 @@ func TestEveryPrimaryImpairedUnderLoad(t *testing.T) {
 	if len(client) > 0 {
 		t.Errorf("the fallback got %d client calls (%s)", len(client), rpcspyMethods(client))
 	}
-	checkUpkeep(t, "fallback", upkeep, 1, g.upstream(t, "fallback").Bans)
+	checkUpkeep(t, "fallback", upkeep, upstreamSockets, g.upstream(t, "fallback").Bans)
 	for _, c := range []*chain{slow, thin, flaky} {
 		calls, _ := clientCalls(c.Spy.Calls())
 		t.Logf("%s served %d client calls", c.Name, len(calls))
