@@ -138,8 +138,10 @@ func TestMemoryRequestFromBudgets(t *testing.T) {
 				t.Errorf("requests.memory %s above limits.memory %s", req, limit)
 			}
 			env := envOf(gw)
-			if env["CACHE_MAX_BYTES"].Value == "" || env["MAX_PENDING_BYTES"].Value == "" {
-				t.Errorf("the budgets must reach the gateway: CACHE_MAX_BYTES=%q MAX_PENDING_BYTES=%q", env["CACHE_MAX_BYTES"].Value, env["MAX_PENDING_BYTES"].Value)
+			for _, name := range []string{"CACHE_MAX_BYTES", "MAX_PENDING_BYTES", "MAX_ANSWER_BYTES", "MAX_BODY_READ_BYTES"} {
+				if env[name].Value == "" {
+					t.Errorf("the byte budgets must reach the gateway: %s is not set", name)
+				}
 			}
 		})
 	}
