@@ -19,7 +19,7 @@ import (
 // arrives: a client sending only headers declaring -max-request-body held that much
 // (rounded up to a power of two: 8 MiB for 5 MiB) per connection until -read-timeout,
 // 200 connections 1.6 GB, with nothing counting it. Each body declared past
-// bodyFloor reserves what fasthttp will allocate for it (its length rounded up to a
+// config.ReadFloor reserves what fasthttp will allocate for it (its length rounded up to a
 // power of two; a chunked one: the most it may grow to) when its header is read, before
 // fasthttp allocates; one that does not fit is refused with 503 and Retry-After before
 // its body is read. The reservation is given
@@ -42,10 +42,6 @@ type bodyBudget struct {
 
 	refused *metrics.Counter
 }
-
-// bodyFloor is the declared body length read without a reservation: more than almost
-// every JSON-RPC request, batches of a few hundred calls included.
-const bodyFloor = 64 << 10
 
 // refusedBody marks a request refused by the budget, for transportError to answer.
 const refusedBody = -1
@@ -76,7 +72,7 @@ func (b *bodyBudget) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestC
 	n := int64(h.ContentLength())
 	if n == -1 { // chunked: it may grow to the limit, each chunk with its CRLF
 		n = b.max + 2
-	} else if n <= bodyFloor || n > b.max {
+	} else if n <= config.ReadFloor || n > b.max {
 		return fasthttp.RequestConfig{} // small, or refused by fasthttp as too large
 	}
 	n = int64(config.BodyBuffer(int(n)))

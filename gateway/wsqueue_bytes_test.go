@@ -21,16 +21,8 @@ import (
 // client is dropped.
 func TestSlowClientQueueCountsTheMessageBeingWritten(t *testing.T) {
 	const answerBytes = 10 << 20 // more than the socket buffers take: its write blocks
-	answer := `"` + strings.Repeat("q", answerBytes) + `"`
-	fake := startFakeUpstream(t, fakeRespond(func(r fakeRequest) fakeAnswer {
-		if r.Method == "eth_getLogs" {
-			return fakeAnswer{Result: answer}
-		}
-		return fakeAnswer{}
-	}))
-	gw := startGateway(t, fake.args("-cache=false", "-ws-client-queue-bytes", strconv.Itoa(25<<20),
-		"-ws-client-write-timeout", "5m")...)
-	gw.waitUpstreams(t)
+	gw := startLogsGateway(t, answerBytes, "-cache=false", "-ws-client-queue-bytes", strconv.Itoa(25<<20),
+		"-ws-client-write-timeout", "5m")
 
 	// A raw client with a small receive buffer, so the first answer's write blocks.
 	c, r := dialSlowSocket(t, gw)
@@ -87,16 +79,8 @@ func dialSlowSocket(t *testing.T, gw *testGateway) (net.Conn, *bufio.Reader) {
 // number of clients could hold -ws-client-queue-bytes each.
 func TestAnswerBudgetHoldsWebsocketAnswers(t *testing.T) {
 	const size = 10 << 20 // more than the socket buffers take: its write blocks
-	answer := `"` + strings.Repeat("w", size) + `"`
-	fake := startFakeUpstream(t, fakeRespond(func(r fakeRequest) fakeAnswer {
-		if r.Method == "eth_getLogs" {
-			return fakeAnswer{Result: answer}
-		}
-		return fakeAnswer{}
-	}))
-	gw := startGateway(t, fake.args("-cache=false", "-max-response-body", strconv.Itoa(12<<20),
-		"-max-answer-bytes", strconv.Itoa(12<<20), "-ws-client-write-timeout", "5m")...)
-	gw.waitUpstreams(t)
+	gw := startLogsGateway(t, size, "-cache=false", "-max-response-body", strconv.Itoa(12<<20),
+		"-max-answer-bytes", strconv.Itoa(12<<20), "-ws-client-write-timeout", "5m")
 	const getLogs = `{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{}]}`
 	held := func() float64 { return gw.metric(t, "gateway_upstream_answer_bytes_held") }
 
@@ -129,4 +113,20 @@ func TestAnswerBudgetHoldsWebsocketAnswers(t *testing.T) {
 		t.Fatalf("a large answer once there is room: %+v", a.Error)
 	}
 	waitFor(t, "the bytes given back once the second answer is written", func() bool { return held() == 0 })
+}
+
+// startLogsGateway starts a gateway with args over a fake upstream whose eth_getLogs
+// answer is a string of size bytes, and waits for its upstreams.
+func startLogsGateway(t *testing.T, size int, args ...string) *testGateway {
+	t.Helper()
+	answer := `"` + strings.Repeat("q", size) + `"`
+	fake := startFakeUpstream(t, fakeRespond(func(r fakeRequest) fakeAnswer {
+		if r.Method == "eth_getLogs" {
+			return fakeAnswer{Result: answer}
+		}
+		return fakeAnswer{}
+	}))
+	gw := startGateway(t, fake.args(args...)...)
+	gw.waitUpstreams(t)
+	return gw
 }

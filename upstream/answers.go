@@ -18,7 +18,7 @@ import (
 // it to a client, until the last byte is written. An answer that does not fit fails with
 // proto.ErrAnswerBudget (503): the gateway's limit, not the upstream's fault.
 //
-// The first answerFloor bytes of every answer always fit and are not counted, so small
+// The first AnswerFloor bytes of every answer always fit and are not counted, so small
 // answers still get through while a few huge ones hold the budget, and touch no shared
 // counter (one every request wrote would pass its cache line between the cores on
 // every request); the memory held may pass the limit by that much per answer being
@@ -31,9 +31,10 @@ type AnswerBudget struct {
 	refused [numTransports]*metrics.Counter
 }
 
-// answerFloor is what every answer may hold whatever the budget: more than almost
-// every cheap call's answer (a block header, a receipt, a balance).
-const answerFloor = 64 << 10
+// AnswerFloor is what every answer may hold whatever the budget: more than almost
+// every cheap call's answer (a block header, a receipt, a balance). Answers up to it
+// are never counted, read or written (the gateway's held bodies start past it).
+const AnswerFloor = 64 << 10
 
 // errAnswerBudget is how a read refused by the budget ends: the connection it was
 // read from is closed, never reused with the rest of the answer unread.
@@ -69,7 +70,7 @@ func (b *AnswerBudget) Limit() int64 { return b.limit }
 // part past the answer's floor. On false nothing was reserved and the refusal is
 // counted: the caller stops reading the answer.
 func (b *AnswerBudget) grow(had, n int64, t Transport) bool {
-	over := had + n - answerFloor
+	over := had + n - AnswerFloor
 	if b == nil || over <= 0 {
 		return true
 	}
@@ -100,7 +101,7 @@ func (b *AnswerBudget) Hold(size int) int64 {
 func (b *AnswerBudget) Release(n int64) { b.release(n) }
 
 // reserved is what grow reserved in all for an answer of total bytes.
-func reserved(total int64) int64 { return max(0, total-answerFloor) }
+func reserved(total int64) int64 { return max(0, total-AnswerFloor) }
 
 // release gives back n bytes reserved with grow (reserved of the answers' totals).
 func (b *AnswerBudget) release(n int64) {

@@ -16,7 +16,7 @@ import (
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
-const bigAnswer = 512 << 10 // over answerFloor, under the budgets below
+const bigAnswer = 512 << 10 // over AnswerFloor, under the budgets below
 
 // countingListener counts the connections it accepts.
 type countingListener struct {
@@ -260,25 +260,25 @@ func fill(b *AnswerBudget) bool {
 	return true
 }
 
-// TestAnswerBudgetFloorUncounted: an answer's first answerFloor bytes always fit and
+// TestAnswerBudgetFloorUncounted: an answer's first AnswerFloor bytes always fit and
 // touch no shared counter (the path of nearly every call); past them each byte is
 // reserved once and given back by release(reserved(total)).
 func TestAnswerBudgetFloorUncounted(t *testing.T) {
-	b := NewAnswerBudget(answerFloor, nil)
+	b := NewAnswerBudget(AnswerFloor, nil)
 	for _, step := range []struct {
 		had, n, held int64
 		ok           bool
 	}{
 		{0, 1000, 0, true},                         // small: nothing counted
-		{1000, answerFloor - 1000, 0, true},        // up to the floor exactly
-		{answerFloor, 10, 10, true},                // past it, counted
-		{answerFloor + 10, answerFloor, 10, false}, // over the limit: refused, nothing kept
+		{1000, AnswerFloor - 1000, 0, true},        // up to the floor exactly
+		{AnswerFloor, 10, 10, true},                // past it, counted
+		{AnswerFloor + 10, AnswerFloor, 10, false}, // over the limit: refused, nothing kept
 	} {
 		if ok := b.grow(step.had, step.n, TransportHTTP); ok != step.ok || b.Held() != step.held {
 			t.Fatalf("grow(%d, %d): %v, held %d; want %v, %d", step.had, step.n, ok, b.Held(), step.ok, step.held)
 		}
 	}
-	b.release(reserved(answerFloor + 10))
+	b.release(reserved(AnswerFloor + 10))
 	if b.Held() != 0 || reserved(100) != 0 {
 		t.Fatalf("held %d after the release, reserved(100) = %d", b.Held(), reserved(100))
 	}

@@ -216,6 +216,11 @@ func checkURL(flagName, raw string, schemes ...string) error {
 	return fmt.Errorf("%s: scheme must be %s, got %q", flagName, strings.Join(schemes, " or "), u.Scheme)
 }
 
+// ReadFloor is the size of a client request (an HTTP body, a websocket message) read
+// without counting in -max-body-read-bytes: more than nearly every call, batches of a
+// few hundred calls included.
+const ReadFloor = 64 << 10
+
 // BodyBuffer is the buffer the HTTP server allocates for a request body of n bytes
 // before reading it: n rounded up to a power of two, up to 100 MiB (fasthttp's
 // roundUpForSliceCap). -max-body-read-bytes counts it.

@@ -7,6 +7,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/infura-gateway/infura-gateway/proto"
+	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
 var (
@@ -34,7 +35,7 @@ func (p *Pipeline) WriteAnswer(ctx *fasthttp.RequestCtx, c *Call) {
 	case c.Ans == nil: // a notification
 		ctx.Response.ResetBody()
 	case len(c.Own) > 0 && &c.Ans[0] == &c.Own[0]:
-		if len(c.Ans) >= heldAnswerMin {
+		if len(c.Ans) > upstream.AnswerFloor {
 			p.setBody(&ctx.Response, c.Ans)
 			c.Own = nil
 			return
@@ -49,7 +50,7 @@ func (p *Pipeline) WriteAnswer(ctx *fasthttp.RequestCtx, c *Call) {
 // WriteAnswer holds one (the caller gives the buffer up; it reports whether it did).
 func (p *Pipeline) WriteBody(ctx *fasthttp.RequestCtx, body []byte) (kept bool) {
 	ctx.Response.Header.SetContentTypeBytes(ContentTypeJSON)
-	if len(body) >= heldAnswerMin {
+	if len(body) > upstream.AnswerFloor {
 		p.setBody(&ctx.Response, body)
 		return true
 	}

@@ -8,10 +8,6 @@ import (
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
-// heldAnswerMin is the smallest answer written as a held body: below it the answer
-// budget counts nothing (its floor), and the response takes the buffer as it is.
-const heldAnswerMin = 64 << 10
-
 // heldBody is a large answer written to a client as a body stream, so that its bytes
 // stay counted in the process's answer budget (-max-answer-bytes) until fasthttp has
 // written its last byte or dropped it: Close, which fasthttp calls exactly once either

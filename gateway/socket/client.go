@@ -13,6 +13,7 @@ import (
 	"github.com/fasthttp/websocket"
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/tracing"
@@ -86,16 +87,8 @@ type outMsg struct {
 	b     []byte
 	buf   *[]byte // non-nil when b is ours to return to the pool
 	close int     // not 0: a close frame with this code, b its reason
-	held  int64   // what the answer budget holds for b (heldMin and over, ours), until written or dropped
+	held  int64   // what the answer budget holds for b (ours, past its floor), until written or dropped
 }
-
-// heldMin is the smallest message of ours counted in the process's answer budget
-// (-max-answer-bytes) while it is queued or written: the budget's floor. Without it a
-// slow reader held its answers outside the bound, -ws-client-queue-bytes each, and
-// enough of them took the gateway past its memory; counted, they make the reads of
-// other large answers refuse (-32005) until they are written. Shared notification
-// frames are not counted: one copy serves every subscriber.
-const heldMin = 64 << 10
 
 // free gives back what m holds: its buffer to the pool, its bytes to the budget.
 func (c *wsClient) free(m *outMsg) {
@@ -197,7 +190,7 @@ func (c *wsClient) receive(mt int, r io.Reader) bool {
 }
 
 // readMessage reads a message of at most limit bytes into buf. A message past
-// readFloor counts its buffer in reading (the process's bytes of client requests being
+// config.ReadFloor counts its buffer in reading (the process's bytes of client requests being
 // read, -max-body-read-bytes) before the buffer grows, and stops with errReadingBudget
 // when it does not fit; held is what it took, for the caller to give back. A full
 // buffer grows only once a byte more has come (a message that fills it exactly takes
@@ -217,7 +210,7 @@ func readMessage(r io.Reader, buf []byte, limit int, reading *network.Budget) (_
 				continue
 			}
 			grown := max(min(2*cap(buf), limit), len(buf)+1, 1024)
-			if grown > readFloor && reading != nil {
+			if grown > config.ReadFloor && reading != nil {
 				if !reading.Acquire(grown - held) {
 					return buf, held, errReadingBudget
 				}
@@ -231,7 +224,7 @@ func readMessage(r io.Reader, buf []byte, limit int, reading *network.Budget) (_
 				return buf, held, err
 			}
 			continue
-		} else if held == 0 && len(buf) > readFloor && reading != nil {
+		} else if held == 0 && len(buf) > config.ReadFloor && reading != nil {
 			// Past the floor in a pooled buffer it did not grow: the buffer counts.
 			if !reading.Acquire(cap(buf)) {
 				return buf, held, errReadingBudget
@@ -248,10 +241,6 @@ func readMessage(r io.Reader, buf []byte, limit int, reading *network.Budget) (_
 		}
 	}
 }
-
-// readFloor is the message size read without counting in the process's budget of
-// requests being read: more than nearly every call, as for HTTP bodies.
-const readFloor = 64 << 10
 
 // errReadingBudget ends a message that does not fit in the bytes of client requests
 // the gateway reads at once: the client is closed with 1013 (try again later).
@@ -425,7 +414,12 @@ func (c *wsClient) enqueue(m outMsg) {
 		go c.shutdown(websocket.ClosePolicyViolation, "client too slow: outbound queue full")
 		return
 	}
-	if m.buf != nil && len(m.b) >= heldMin {
+	if m.buf != nil {
+		// A message of ours past the answer budget's floor (Hold counts nothing under
+		// it) stays counted in -max-answer-bytes while it is queued or written: without
+		// it a slow reader held its answers outside the bound, -ws-client-queue-bytes
+		// each. Shared notification frames are not counted: one copy serves every
+		// subscriber.
 		m.held = c.h.pipe.Answers().Hold(len(m.b))
 	}
 	c.queue = append(c.queue, m)
