@@ -15,8 +15,12 @@ import (
 // header on; websocket: every frame, from its header's length) and given back when
 // the upstream layer hands the answer over (Pool.call, Pool.callBatch) or has routed
 // it to its call (Mux reader); the gateway counts it again with Hold while it writes
-// it to a client, until the last byte is written. An answer that does not fit fails with
-// proto.ErrAnswerBudget (503): the gateway's limit, not the upstream's fault.
+// it to a client, until the last byte is written. Answers that wait on others are
+// counted while they wait: a batch's until its Reset (Batch.count), an eth_getLogs
+// chunk's until its query's answer is assembled (gateway/logs). What is left out is
+// the hand-over from one count to the next, which waits on neither the network nor a
+// client. An answer that does not fit fails with proto.ErrAnswerBudget
+// (503): the gateway's limit, not the upstream's fault.
 //
 // The first AnswerFloor bytes of every answer always fit and are not counted, so small
 // answers still get through while a few huge ones hold the budget, and touch no shared
@@ -95,6 +99,16 @@ func (b *AnswerBudget) Hold(size int) int64 {
 	}
 	b.held.Add(n)
 	return n
+}
+
+// Recount makes what an answer being gathered from parts holds (*held, counted here)
+// the reservation of its total bytes so far. Like Hold it never refuses: each part was
+// counted as it was read, and is counted here before that count ends.
+func (b *AnswerBudget) Recount(held *int64, total int) {
+	if n := reserved(int64(total)); b != nil && n > *held {
+		b.held.Add(n - *held)
+		*held = n
+	}
 }
 
 // Release gives back what Hold returned.

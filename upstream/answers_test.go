@@ -197,6 +197,7 @@ func TestAnswerBudgetBackToZeroHTTP(t *testing.T) {
 						bt.Add(request("big", `[]`), []byte("1"))
 						bt.Add(request("small", `[]`), []byte("2"))
 						err = p.CallBatch(&bt, d)
+						bt.Reset() // its answers are counted until then
 					} else {
 						_, err = p.Call(nil, request(m, `[]`), []byte("7"), d)
 					}

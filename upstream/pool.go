@@ -267,6 +267,7 @@ func (p *Pool) CallBatch(b *Batch, deadline time.Time) error {
 // callBatch is CallBatch with the traceparent the request carries (nil: none).
 func (p *Pool) callBatch(b *Batch, deadline time.Time, traceparent []byte) error {
 	start := callNow()
+	b.countIn(p.answers)
 	b.start()
 	retryable := true
 	env := append(b.body[:0], '[')
@@ -294,7 +295,7 @@ func (p *Pool) callBatch(b *Batch, deadline time.Time, traceparent []byte) error
 		outcome = OutcomeRPCError
 	}
 	if perr == nil {
-		if perr = b.fileAnswers(ures.Body()); perr == nil {
+		if perr = b.fileAnswers(ures.Body(), p.hc.MaxResponseBodySize); perr == nil {
 			perr = b.refusals(p.cls)
 		}
 		if perr != nil {
@@ -312,11 +313,13 @@ func (p *Pool) callBatch(b *Batch, deadline time.Time, traceparent []byte) error
 // fileAnswers matches a batch answer's elements to the requests by their ids (the
 // request's index). An answer with an unknown or repeated id is dropped; a request
 // left unanswered gets ErrBadUpstream from Answer. An upstream that refuses the whole
-// batch with one error object gets that error repeated for every request.
-func (b *Batch) fileAnswers(body []byte) *proto.Error {
+// batch with one error object gets that error repeated for every request, as long as
+// the copies stay within limit (the largest answer the pool reads): a hostile
+// upstream's 32 MB error repeated for a 1,000-request batch would be 32 GB.
+func (b *Batch) fileAnswers(body []byte, limit int) *proto.Error {
 	if proto.FirstByte(body) == '{' {
 		span, ok := answerID(body)
-		if !ok || !proto.IsErrorResponse(body) {
+		if !ok || !proto.IsErrorResponse(body) || len(body) > limit/max(len(b.Reqs), 1) {
 			return proto.ErrBadUpstream
 		}
 		for i := range b.Reqs {

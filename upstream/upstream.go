@@ -14,17 +14,25 @@ import (
 
 // Batch is a batch of requests sent to one upstream in one exchange, and its answers
 // in request order. The caller fills Reqs and IDs (the id each answer must carry, raw
-// JSON); CallBatch fills the answers. A Batch is reused with Reset.
+// JSON); CallBatch fills the answers. A Batch is reused with Reset, which must come
+// once its answers are used: until then they are counted in the answer budget.
 type Batch struct {
 	Reqs []*proto.Request
 	IDs  [][]byte
 	// Trace is the batch's tracing state (its span, request id); nil: none.
 	Trace *tracing.Call
 
-	mu    sync.Mutex
-	body  []byte       // every answer, ids already replaced
-	spans []proto.Span // answer i is body[spans[i]]; zero when there is none
-	errs  []*proto.Error
+	mu   sync.Mutex
+	body []byte // every answer, ids already replaced
+	// answers is the budget body is counted in while it holds answers (nil: none), held
+	// what is counted: the answers filed here stay counted until Reset, as they wait for
+	// the batch's other answers and are copied into the client's answer. Without it a
+	// batch's answers left the budget as each was filed, and concurrent batches held
+	// many times -max-answer-bytes.
+	answers *AnswerBudget
+	held    int64
+	spans   []proto.Span // answer i is body[spans[i]]; zero when there is none
+	errs    []*proto.Error
 	// refused is the provider's refusal found among the answers (refusals), for the
 	// router's gate: class and stated back-off.
 	refused note
@@ -67,12 +75,38 @@ func (b *Batch) refusals(cls *Classifier) *proto.Error {
 	return perr
 }
 
-// Reset empties b for reuse, keeping its buffers.
+// Reset empties b for reuse, keeping its buffers (the answers' only when small) and
+// giving back the bytes its answers held in the budget.
 func (b *Batch) Reset() {
 	clear(b.Reqs)
 	clear(b.IDs)
+	b.uncount()
+	if cap(b.body) > maxPooledBuf {
+		b.body = nil // one huge batch answer must not pin its buffer in a pool
+	}
 	b.Reqs, b.IDs, b.body, b.Trace = b.Reqs[:0], b.IDs[:0], b.body[:0], nil
 	b.spans, b.errs = b.spans[:0], b.errs[:0]
+}
+
+// countIn makes answers the budget b's answers are counted in from now on.
+func (b *Batch) countIn(answers *AnswerBudget) {
+	b.mu.Lock()
+	if b.answers != answers {
+		b.uncount()
+		b.answers = answers
+	}
+	b.mu.Unlock()
+}
+
+// count counts what body holds past the floor. It never refuses: the answers were
+// counted as they were read, and are counted here before the read's count ends (the
+// Mux reader settles after routing, the pool releases after filing). Under b.mu.
+func (b *Batch) count() { b.answers.Recount(&b.held, len(b.body)) }
+
+// uncount gives back what body's answers held. Under b.mu, or with b owned.
+func (b *Batch) uncount() {
+	b.answers.release(b.held)
+	b.held = 0
 }
 
 // Add appends a request and the id its answer must carry.
@@ -108,7 +142,10 @@ func (b *Batch) Answer(i int) ([]byte, *proto.Error) {
 // start sizes the answer slots before a call.
 func (b *Batch) start() {
 	n := len(b.Reqs)
+	b.mu.Lock()
+	b.uncount()
 	b.body, b.refused = b.body[:0], note{}
+	b.mu.Unlock()
 	b.spans = append(b.spans[:0], make([]proto.Span, n)...)
 	b.errs = append(b.errs[:0], make([]*proto.Error, n)...)
 }
@@ -119,6 +156,7 @@ func (b *Batch) setAnswer(i int, ans []byte, idSpan proto.Span) {
 	start := len(b.body)
 	b.body = proto.Splice(b.body, ans, idSpan, b.IDs[i])
 	b.spans[i] = proto.Span{Start: start, End: len(b.body)}
+	b.count()
 	b.mu.Unlock()
 }
 
@@ -167,5 +205,6 @@ func (b *Batch) setAnswerRaw(i int, ans []byte) {
 	start := len(b.body)
 	b.body = append(b.body, ans...)
 	b.spans[i] = proto.Span{Start: start, End: len(b.body)}
+	b.count()
 	b.mu.Unlock()
 }

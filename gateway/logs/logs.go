@@ -43,6 +43,9 @@ type Head func() (uint64, bool)
 type Limits struct {
 	MaxRange uint64
 	MaxBytes int
+	// Answers is the process's answer budget (-max-answer-bytes; nil: none): the chunks
+	// received are counted in it while they wait for the others.
+	Answers *upstream.AnswerBudget
 }
 
 // Splitter answers eth_getLogs for one network.
@@ -144,7 +147,7 @@ func (s *Splitter) Serve(dst []byte, up upstream.Caller, r *proto.Request, id []
 		return dst, false, nil
 	}
 	set := s.set.Load()
-	q := &query{s: s, set: set, up: up, f: &f, deadline: deadline, maxBytes: lim.MaxBytes, id: id}
+	q := &query{s: s, set: set, up: up, f: &f, deadline: deadline, maxBytes: lim.MaxBytes, answers: lim.Answers, id: id}
 	if perr := q.resolve(); perr != nil {
 		return dst, true, perr
 	}
@@ -189,6 +192,7 @@ type query struct {
 	f        *filter
 	deadline time.Time
 	maxBytes int
+	answers  *upstream.AnswerBudget
 	id       []byte
 	calls    atomic.Int64
 }
@@ -286,6 +290,11 @@ type merge struct {
 	errAns  []byte // a node's error answer (id 1) that is the query's answer
 	stop    context.CancelFunc
 	maxSize int
+	// answers counts the chunks received (held) until the query's answer is assembled:
+	// they wait for the slowest chunk, and concurrent queries would otherwise hold
+	// -max-response-body each outside -max-answer-bytes.
+	answers *upstream.AnswerBudget
+	held    int64
 }
 
 func (m *merge) fail(perr *proto.Error, errAns []byte) {
@@ -313,6 +322,7 @@ func (m *merge) add(i int, logs []byte) {
 		return
 	}
 	m.parts[i] = logs
+	m.answers.Recount(&m.held, m.total)
 }
 
 // assemble appends the answer with id to dst.
@@ -341,7 +351,8 @@ func (m *merge) assemble(dst, id []byte) []byte {
 func (q *query) run(dst []byte, step uint64, chunks int) ([]byte, bool, *proto.Error) {
 	ctx, cancel := context.WithDeadline(context.Background(), q.deadline)
 	defer cancel()
-	m := &merge{parts: make([][]byte, chunks), stop: cancel, maxSize: q.maxBytes}
+	m := &merge{parts: make([][]byte, chunks), stop: cancel, maxSize: q.maxBytes, answers: q.answers}
+	defer func() { m.answers.Release(m.held) }() // after the workers and the assembly
 	base := q.f.from / step
 	var next atomic.Int64
 	workers := min(max(q.set.Parallel, 1), chunks)

@@ -209,7 +209,7 @@ func (p *Pipeline) serveLogs(n *network.Network, c *Call) (done bool, e *proto.E
 		return false, nil
 	}
 	ans, done, e := n.Logs.Serve(c.Own[:0], c.up, &c.Req, c.ID, c.deadline,
-		logs.Limits{MaxRange: c.Who.LogsMaxRange(), MaxBytes: p.maxResponseBody})
+		logs.Limits{MaxRange: c.Who.LogsMaxRange(), MaxBytes: p.maxResponseBody, Answers: p.answers})
 	if !done {
 		return false, nil
 	}
@@ -400,8 +400,9 @@ func (p *Pipeline) serveBatch(n *network.Network, b *batch, dst, body []byte, up
 				p.cacheStoreElement(n, c, ans)
 				c.setStored(ans)
 			default:
-				c.Own = append(c.Own[:0], ans...)
-				c.Ans = c.Own
+				// Read in place: the batch's answers stay valid, and counted in the
+				// answer budget, until putBatch, after the answer below is written.
+				c.Ans = ans
 			}
 		}
 	}
