@@ -458,6 +458,10 @@ func (q *query) fetch(ctx context.Context, params *[]byte, lo, hi uint64) (logs 
 		return nil, perr, errAns
 	}
 	left = append([]byte(nil), left...) // the halves' answers are separate buffers; keep this one
+	// Counted while the right half is fetched, as the merge counts a chunk (merge.add).
+	var held int64
+	q.answers.Recount(&held, len(left))
+	defer func() { q.answers.Release(held) }()
 	right, perr, errAns := q.fetch(ctx, params, mid+1, hi)
 	if perr != nil || errAns != nil {
 		return nil, perr, errAns
