@@ -24,11 +24,13 @@ import (
 type coarseConn struct {
 	net.Conn
 	read, write int64 // the deadline set now (unix ns on the grid), 0: none
-	// While an answer is read (meter), every read reserves its bytes from answers:
-	// held is what this answer reserved so far, refused says the budget refused it.
-	answers *AnswerBudget
-	held    int64
-	refused bool
+	// While an answer is read (meter), every read reserves its bytes from answers, and
+	// the body its header declares is reserved before it is read (expect): got is the
+	// bytes read so far, held what this answer reserved (at least got), refused says
+	// the budget refused it.
+	answers   *AnswerBudget
+	got, held int64
+	refused   bool
 }
 
 // Read reserves what it reads from the answer budget while an answer is metered: the
@@ -41,25 +43,45 @@ func (c *coarseConn) Read(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(p)
 	if c.answers != nil && n > 0 {
-		if !c.answers.grow(c.held, int64(n), TransportHTTP) {
-			c.refused = true
+		c.got += int64(n)
+		if !c.reserve(c.got) {
 			return 0, errAnswerBudget
 		}
-		c.held += int64(n)
 	}
 	return n, err
 }
 
+// expect reserves the body of length bytes an answer's header declares, on top of what
+// was read: fasthttp allocates a declared body's buffer whole before reading it, so a
+// hostile upstream declaring -max-response-body and sending nothing would otherwise
+// hold that much per call outside the budget. False: refused, nothing more reserved.
+func (c *coarseConn) expect(length int) bool {
+	return c.answers == nil || c.reserve(c.got+int64(length))
+}
+
+// reserve makes what the answer holds at least total bytes.
+func (c *coarseConn) reserve(total int64) bool {
+	if total <= c.held {
+		return true
+	}
+	if !c.answers.grow(c.held, total-c.held, TransportHTTP) {
+		c.refused = true
+		return false
+	}
+	c.held = total
+	return true
+}
+
 // meter starts counting an answer's reads against answers (nil: none).
 func (c *coarseConn) meter(answers *AnswerBudget) {
-	c.answers, c.held, c.refused = answers, 0, false
+	c.answers, c.got, c.held, c.refused = answers, 0, 0, false
 }
 
 // unmeter ends the count: the bytes reserved, which the caller now owns, and whether
 // the budget refused the answer.
 func (c *coarseConn) unmeter() (held int64, refused bool) {
 	held, refused = reserved(c.held), c.refused
-	c.answers, c.held, c.refused = nil, 0, false
+	c.answers, c.got, c.held, c.refused = nil, 0, 0, false
 	return held, refused
 }
 
@@ -185,7 +207,7 @@ func (callTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, r
 		pc.meter(ur.answers)
 	}
 	br := hc.AcquireReader(conn)
-	err = resp.ReadLimitBody(br, hc.MaxResponseBodySize)
+	err = readAnswer(resp, br, hc.MaxResponseBodySize, pc)
 	hc.ReleaseReader(br)
 	if pc != nil {
 		held, refused := pc.unmeter()
