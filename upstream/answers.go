@@ -12,7 +12,8 @@ import (
 // -max-response-body alone; without a bound on their sum, forty clients asking for
 // 30 MB answers at once drove the gateway to 1.9 GB. An answer's bytes are reserved as
 // they are read from the upstream (HTTP: every read of its connection, from the
-// header on; websocket: every frame, from its header's length) and given back when
+// header on, and the body the header declares before it is read; websocket: every
+// frame, from its header's length) and given back when
 // the upstream layer hands the answer over (Pool.call, Pool.callBatch) or has routed
 // it to its call (Mux reader); the gateway counts it again with Hold while it writes
 // it to a client, until the last byte is written. Answers that wait on others are
