@@ -152,13 +152,41 @@ func dialWire(ctx context.Context, rawURL string, header http.Header, tlsConfig 
 		}
 		c = tc
 	}
-	w := &wireConn{mc: &meteredConn{Conn: c}, br: bufio.NewReaderSize(c, 64<<10), limit: limit, reads: reads}
+	hs := &handshakeCap{r: c, left: maxHandshake}
+	w := &wireConn{mc: &meteredConn{Conn: c}, br: bufio.NewReaderSize(hs, 64<<10), limit: limit, reads: reads}
 	if err := w.upgrade(u, header); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
+	hs.left = -1 // frames: bounded by the read limit and the answer budget
 	_ = c.SetDeadline(time.Time{})
 	return w, nil
+}
+
+// maxHandshake bounds what the upstream's handshake answer may take: net/http's
+// ReadResponse reads a header line of any length, so an upstream that never ends one
+// would grow it until the dial's deadline.
+const maxHandshake = 64 << 10
+
+var errHandshakeTooLarge = errors.New("upstream websocket handshake answer over 64 KiB")
+
+// handshakeCap ends reads past left bytes (left < 0: no bound, once the handshake is
+// done).
+type handshakeCap struct {
+	r    io.Reader
+	left int
+}
+
+func (h *handshakeCap) Read(p []byte) (int, error) {
+	if h.left < 0 {
+		return h.r.Read(p)
+	}
+	if h.left == 0 {
+		return 0, errHandshakeTooLarge
+	}
+	n, err := h.r.Read(p[:min(len(p), h.left)])
+	h.left -= n
+	return n, err
 }
 
 // upgrade performs the opening handshake (RFC 6455 4.1).
