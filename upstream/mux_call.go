@@ -59,7 +59,11 @@ func getCall(kind callKind) *call {
 	return c
 }
 
-// maxPooledBuf keeps one huge answer from pinning its buffer in the pool forever.
+// maxPooledBuf is the largest buffer the upstream layer pools (the Mux's calls and
+// reads, the HTTP pool's responses). It is over nearly every answer (a full block with
+// its transactions is a few hundred KiB), so the hot paths keep reusing theirs; a larger
+// buffer is allocated for its answer, a cost small beside reading that many bytes, and
+// dropped after, instead of pinning up to -max-response-body in a pool, uncounted.
 const maxPooledBuf = 1 << 20
 
 func putCall(c *call) {

@@ -48,6 +48,9 @@ type Pool struct {
 	metrics *Metrics
 	cls     *Classifier
 	answers *AnswerBudget
+	// putResponse gives an exchange's response back to fasthttp's pool
+	// (fasthttp.ReleaseResponse; tests watch what goes back).
+	putResponse func(*fasthttp.Response)
 	// reqs holds upstream requests between calls with what every call sends the same
 	// set once (URI, parsed by fasthttp on first use, method, content type,
 	// credentials): a call sets only its body and tracing headers.
@@ -111,7 +114,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 			addr = net.JoinHostPort(u.Hostname(), "80")
 		}
 	}
-	p := &Pool{metrics: cfg.Metrics, cls: cfg.Classifier, answers: cfg.Answers}
+	p := &Pool{metrics: cfg.Metrics, cls: cfg.Classifier, answers: cfg.Answers, putResponse: fasthttp.ReleaseResponse}
 	if p.cls == nil {
 		p.cls = genericClassifier
 	}
@@ -171,7 +174,7 @@ func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 	start := callNow()
 	env := proto.AppendEnvelope(spare[:0], gatewayID1, r)
 	ures := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseResponse(ures)
+	defer p.releaseResponse(ures)
 	perr, outcome, status, held := p.exchange(env, ures, r.Retryable(), deadline, deadline.Sub(start), traceparent, requestID(r.Trace))
 	// The answer's bytes are given back once it is handed over (or dropped), below.
 	defer p.answers.release(held)
@@ -233,6 +236,17 @@ func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 	return ans, n, nil
 }
 
+// releaseResponse gives ures back to fasthttp's pool without a body buffer over
+// maxPooledBuf. fasthttp sizes a body buffer to the next power of two of its
+// Content-Length and pools it with that capacity: after an 8 MiB answer, a 16 MiB buffer
+// stayed in the pool, outside the answer budget, one for each large answer read at
+// once (40 slow clients of 8 MiB answers left 304 MB of them after the attack). The
+// buffer may also be the call's envelope (SwapBody), as large as a client's request.
+func (p *Pool) releaseResponse(ures *fasthttp.Response) {
+	ures.ReleaseBody(maxPooledBuf)
+	p.putResponse(ures)
+}
+
 // providerRefusal is the error standing for a provider's refusal of class c, nil for the
 // classes that are answers or failures of another kind.
 func providerRefusal(c AnswerClass) *proto.Error {
@@ -281,7 +295,7 @@ func (p *Pool) callBatch(b *Batch, deadline time.Time, traceparent []byte) error
 	}
 	env = append(env, ']')
 	ures := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseResponse(ures)
+	defer p.releaseResponse(ures)
 	perr, outcome, status, held := p.exchange(env, ures, retryable, deadline, deadline.Sub(start), traceparent, requestID(b.Trace))
 	defer p.answers.release(held) // once the answers are filed (copied) or dropped
 	b.body = env[:0]
