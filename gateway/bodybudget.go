@@ -43,6 +43,21 @@ type bodyBudget struct {
 	refused *metrics.Counter
 }
 
+// maxPooledBody is the largest body buffer fasthttp keeps once a request is answered.
+// A connection's request keeps its body buffer for the next request, and the server
+// pools it with the request when the connection ends: a body past config.ReadFloor was
+// counted only while read, its buffer (rounded up to a power of two: 8 MiB for 5 MiB)
+// then stayed uncounted, and 100 idle connections that had each sent one 4 MiB request
+// held 800 MB. 1 MiB, as the upstream layer's pooled buffers: over nearly every
+// request, which keeps reusing its buffer; a larger one is allocated per request, a cost
+// small beside reading it.
+const maxPooledBody = 1 << 20
+
+// dropLargeBodies makes fasthttp drop the body buffers over maxPooledBody of the
+// requests and responses it resets, the server's and the HTTP pool's, instead of
+// keeping or pooling them. The setting is fasthttp's, the whole process's.
+func dropLargeBodies() { fasthttp.SetBodySizePoolLimit(maxPooledBody, maxPooledBody) }
+
 // refusedBody marks a request refused by the budget, for transportError to answer.
 const refusedBody = -1
 

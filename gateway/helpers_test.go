@@ -35,6 +35,13 @@ func startGateway(t testing.TB, args ...string) *testGateway {
 
 func startGatewayEnv(t testing.TB, env map[string]string, args ...string) *testGateway {
 	t.Helper()
+	return startGatewayBefore(t, env, nil, args...)
+}
+
+// startGatewayBefore is startGatewayEnv with before (nil: none) called on the server
+// before it serves.
+func startGatewayBefore(t testing.TB, env map[string]string, before func(*Server), args ...string) *testGateway {
+	t.Helper()
 	cfg, err := config.Load(append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, args...),
 		func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
@@ -44,6 +51,9 @@ func startGatewayEnv(t testing.TB, env map[string]string, args ...string) *testG
 	srv, err := New(cfg, Options{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Version: "test"})
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	if before != nil {
+		before(srv)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -137,6 +137,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 	}
 	s.answers = upstream.NewAnswerBudget(int64(cfg.MaxAnswerBytes), s.reg)
 	s.bodies = newBodyBudget(cfg.MaxBodyReadBytes, cfg.MaxRequestBody, s.reg)
+	dropLargeBodies()
 	s.inst = admin.NewInstrumenter(s.reg, s.log, cfg.LogRequests, s.panicked)
 	if err := s.startAccess(); err != nil {
 		return nil, err
