@@ -68,6 +68,19 @@ func TestAnswerBudgetReservesDeclaredBody(t *testing.T) {
 			t.Fatalf("held %d after the refusal, want 0", got)
 		}
 	})
+	t.Run("read into a buffer of its size", func(t *testing.T) {
+		release := make(chan struct{})
+		close(release)
+		p := budgetPool(t, declaringServer(t, declared+1, 10, release), 1, NewAnswerBudget(64<<20, nil))
+		// Id 1: the answer leaves in the buffer it was read into.
+		ans, err := p.Call(nil, request("eth_call", `[]`), []byte("1"), time.Now().Add(20*time.Second))
+		if err != nil || len(ans) != declared+1 {
+			t.Fatalf("answer of %d bytes, %v", len(ans), err)
+		}
+		if cap(ans) != declared+1 {
+			t.Fatalf("an answer of %d bytes was read into a buffer of %d", len(ans), cap(ans))
+		}
+	})
 	t.Run("counted while it arrives", func(t *testing.T) {
 		release := make(chan struct{})
 		b := NewAnswerBudget(64<<20, nil)

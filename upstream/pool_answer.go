@@ -40,6 +40,12 @@ func readAnswer(resp *fasthttp.Response, br *bufio.Reader, maxBody int, pc *coar
 	if pc != nil && cl > 0 && (maxBody <= 0 || cl <= maxBody) && !pc.expect(cl) {
 		return errAnswerBudget
 	}
+	if cl > maxPooledBuf && (maxBody <= 0 || cl <= maxBody) {
+		// A buffer of the body's size: fasthttp would round it up to a power of two
+		// (16 MiB for 8 MiB and a byte), memory the budget, which counts the answer's
+		// bytes, does not see. A body this large gets a new buffer either way.
+		resp.SwapBody(make([]byte, 0, cl))
+	}
 	if err := resp.ReadBody(br, maxBody); err != nil {
 		return err
 	}
