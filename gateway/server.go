@@ -161,7 +161,8 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 	if cfg.AdminListen != "" {
 		s.cordons = s.newCordons()
 		l, err := admin.Listen(admin.Config{Addr: cfg.AdminListen, Pprof: cfg.Pprof, ReadTimeout: cfg.ReadTimeout,
-			WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout, Log: s.log, Cordons: s.cordons}, s.inst, s.reg, s.probe, &s.nets)
+			WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout, Log: s.log, Cordons: s.cordons,
+			AcceptFailed: s.acceptFailed("admin")}, s.inst, s.reg, s.probe, &s.nets)
 		if err != nil {
 			s.closeNetworks()
 			s.closeAccess()
@@ -287,6 +288,20 @@ func (s *Server) registerMetrics() {
 		"Requests to a path naming no configured network (several networks served); answered 404, never forwarded.")
 }
 
+// acceptFailed counts, and logs at most every 10 s, the Accepts of a listener that
+// found no descriptor or kernel memory free (clientip.Persistent waits and retries).
+func (s *Server) acceptFailed(listener string) func(error) {
+	c := s.reg.Counter(`gateway_accept_errors_total{listener="`+listener+`"}`,
+		"Accepts that failed for want of file descriptors or kernel memory, retried; by listener (public, admin).")
+	var last atomic.Int64
+	return func(err error) {
+		c.Inc()
+		if now, l := time.Now().UnixNano(), last.Load(); now-l >= int64(10*time.Second) && last.CompareAndSwap(l, now) {
+			s.log.Warn("accepting a connection failed, retrying", "listener", listener, "err", err)
+		}
+	}
+}
+
 // ReloadConfig reads the configuration file again and applies what can change while
 // the gateway runs: the upstream list (connections of unchanged upstreams are kept,
 // client connections are never dropped). An invalid file is refused with one log line
@@ -358,6 +373,7 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.handler }
 
 // Serve answers requests on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	ln = clientip.Persistent(ln, s.acceptFailed("public"))
 	if s.proxyProtocol {
 		// Trusted load balancers may send a header (their clients' address) or not
 		// (kubelet probes from the same network); anyone else is served as is. The list

@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/infura-gateway/infura-gateway/gateway/clientip"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/gateway/redact"
@@ -74,7 +75,8 @@ func Listen(cfg Config, inst *Instrumenter, reg *upstream.Registry, probe *Probe
 	l := &Listener{Addr: ln.Addr().String(), srv: srv, ln: ln, done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
-		if err := srv.Serve(ln); err != nil && !l.closing.Load() {
+		// Out of descriptors, the probes and scrapes wait rather than end for good.
+		if err := srv.Serve(clientip.Persistent(ln, cfg.AcceptFailed)); err != nil && !l.closing.Load() {
 			cfg.Log.Error("admin listener stopped", "err", err)
 		}
 	}()
@@ -90,6 +92,8 @@ type Config struct {
 	Cordons                                *Cordons
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	Log                                    *slog.Logger
+	// AcceptFailed is told of each Accept that found no descriptor free (retried).
+	AcceptFailed func(error)
 }
 
 // Listener is a running admin listener.
