@@ -47,6 +47,13 @@ func (c *fakeChain) add(data ...string) *fakeBlock {
 	return b
 }
 
+// count is how many calls of method the chain was asked.
+func (c *fakeChain) count(method string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[method]
+}
+
 // reorg drops the last n blocks (a node keeps them by hash).
 func (c *fakeChain) reorg(n int) {
 	c.mu.Lock()
@@ -328,9 +335,15 @@ func TestFilterLimits(t *testing.T) {
 			newFilter(t, s, chain, "key:a")
 			refused := func(scope, want string) {
 				t.Helper()
+				heads := chain.count("eth_getBlockByNumber")
 				a := call(t, s, chain, scope, "eth_newFilter", map[string]any{"address": fakeAddress})
 				if a.Error == nil || a.Error.Code != -32005 || !strings.Contains(a.Error.Message, want) {
 					t.Fatalf("%s: %s %+v, want -32005 %q", scope, a.Result, a.Error, want)
+				}
+				// Refused before the head is read: a batch of refused filters costs the
+				// upstream nothing.
+				if n := chain.count("eth_getBlockByNumber") - heads; n != 0 {
+					t.Errorf("%s: a refused eth_newFilter made %d upstream calls", scope, n)
 				}
 			}
 			refused("key:a", "at most 2 per API key")

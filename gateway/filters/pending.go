@@ -43,6 +43,10 @@ func (h *pendingHub) create(q *query, scope string) ([]byte, error) {
 	if subs == nil {
 		return nil, errNoPending
 	}
+	// Refused before it joins (or subscribes) upstream, as install is.
+	if err := h.s.local.room(q.ctx, scope); err != nil {
+		return nil, err
+	}
 	id, err := h.reserve(q, subs)
 	if err != nil {
 		return nil, err

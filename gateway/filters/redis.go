@@ -63,6 +63,12 @@ redis.call('INCRBY', KEYS[4], size)
 touch(ARGV[7])
 return 0`)
 
+// roomScript: ARGV now, maxTotal, maxTenant. 0 room; 1 over the total; 2 over the scope's.
+var roomScript = redisconn.NewScript(purgeLua + `
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 1 end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 2 end
+return 0`)
+
 // saveScript: ARGV now, old, new, exp, ttl, id, maxBytes. 0 saved; 1 changed; 2 gone;
 // 3 over the bytes.
 var saveScript = redisconn.NewScript(purgeLua + `
@@ -109,6 +115,20 @@ func (r *redisStore) times() (now, exp, ttl string) {
 	t := r.cfg.Now()
 	return strconv.FormatInt(t.UnixMilli(), 10), strconv.FormatInt(t.Add(r.cfg.Timeout).UnixMilli(), 10),
 		strconv.FormatInt(r.cfg.Timeout.Milliseconds(), 10)
+}
+
+func (r *redisStore) room(ctx context.Context, scope string) error {
+	now, _, _ := r.times()
+	n, err := r.run(ctx, roomScript, r.keys("", scope), now, strconv.Itoa(r.cfg.MaxTotal), strconv.Itoa(r.cfg.MaxPerTenant))
+	switch {
+	case err != nil:
+		return err
+	case n == 1:
+		return r.svc.errTotal()
+	case n == 2:
+		return r.svc.errPerTenant()
+	}
+	return nil
 }
 
 func (r *redisStore) create(ctx context.Context, id, scope string, blob []byte) error {

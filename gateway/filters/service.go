@@ -26,6 +26,11 @@ func (s *Service) newBlockFilter(q *query, scope string) ([]byte, error) {
 }
 
 func (s *Service) install(q *query, st *state) ([]byte, error) {
+	// The bounds first: a refused filter must cost no upstream call (a batch of 1,000
+	// eth_newBlockFilter past the bound cost 1,000 head reads).
+	if err := s.store.room(q.ctx, st.Scope); err != nil {
+		return nil, err
+	}
 	h, hh, ok, err := q.header(-1)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,9 @@ import (
 // store keeps filter states (JSON blobs) with their expiry and bounds: in the process
 // (memStore) or in Redis (redisStore), the same rules either way.
 type store interface {
+	// room refuses (an *rpcError) a filter of scope the count bounds refuse already,
+	// before its head is read upstream; create checks again, with the bytes.
+	room(ctx context.Context, scope string) error
 	// create adds filter id of scope, or refuses past a bound (an *rpcError).
 	create(ctx context.Context, id, scope string, blob []byte) error
 	// load returns the filter's blob; nil when there is none (unknown, expired).
@@ -94,6 +97,19 @@ func (m *memStore) purge() {
 			m.onExpire(id)
 		}
 	}
+}
+
+func (m *memStore) room(_ context.Context, scope string) error {
+	m.purge()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case len(m.m) >= m.cfg.MaxTotal:
+		return m.svc.errTotal()
+	case m.perScope[scope] >= m.cfg.MaxPerTenant:
+		return m.svc.errPerTenant()
+	}
+	return nil
 }
 
 func (m *memStore) create(_ context.Context, id, scope string, blob []byte) error {
