@@ -63,6 +63,45 @@ type delivery struct {
 	result []byte
 }
 
+// deliveries is a group's queue of notifications, filled by its upstream socket's
+// reader (never blocked: past maxQueued they are dropped and counted) and emptied by
+// the group's goroutine. It holds memory for what it holds only: a channel of that
+// capacity took 128 KiB per group up front, and a client's 128 distinct subscriptions
+// 16 MiB (-max-subscriptions' 100,000: 12.8 GB).
+type deliveries struct {
+	mu    sync.Mutex
+	q     []delivery
+	ready chan struct{} // holds a token while q is not empty
+}
+
+// maxQueued bounds the notifications a group may have waiting (a block's logs).
+const maxQueued = 4096
+
+func (d *deliveries) push(x delivery) bool {
+	d.mu.Lock()
+	if len(d.q) >= maxQueued {
+		d.mu.Unlock()
+		return false
+	}
+	d.q = append(d.q, x)
+	d.mu.Unlock()
+	select {
+	case d.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take swaps the waiting deliveries for spare (emptied) and returns them.
+func (d *deliveries) take(spare []delivery) []delivery {
+	clear(spare)
+	d.mu.Lock()
+	q := d.q
+	d.q = spare[:0]
+	d.mu.Unlock()
+	return q
+}
+
 type subGroup struct {
 	s        *Subscriptions
 	params   []byte
@@ -75,7 +114,7 @@ type subGroup struct {
 	live  bool // established upstream: joins are answered at once
 	ended bool
 
-	in      chan delivery
+	in      deliveries
 	moveReq chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
@@ -86,9 +125,9 @@ type subGroup struct {
 	up       *Upstream
 	unsub    func()
 	gen      uint64
-	last     uint64   // newHeads: the last number delivered
-	hashes   hashRing // newHeads: hashes delivered, to tell a duplicate from a reorg
-	coverTo  uint64   // logs: blocks up to this were covered by the previous upstream
+	last     uint64    // newHeads: the last number delivered
+	hashes   *hashRing // newHeads: hashes delivered, to tell a duplicate from a reorg (19 KiB: newHeads groups only)
+	coverTo  uint64    // logs: blocks up to this were covered by the previous upstream
 	seenLogs logSet
 	frame    []byte
 }
@@ -109,8 +148,11 @@ func (s *Subscriptions) Join(params, id []byte, sink Sink, deadline time.Time) {
 		s.seq++
 		gw := fmt.Sprintf("0x%016x%016x", s.prefix, s.seq)
 		g = &subGroup{s: s, params: bytes.Clone(params), kind: kindOf(params), gwID: gw, gwQuoted: []byte(`"` + gw + `"`),
-			holders: holders{members: map[Sink]int{}}, in: make(chan delivery, 4096), moveReq: make(chan struct{}, 1),
+			holders: holders{members: map[Sink]int{}}, in: deliveries{ready: make(chan struct{}, 1)}, moveReq: make(chan struct{}, 1),
 			stop: make(chan struct{}), done: make(chan struct{})}
+		if g.kind == kindNewHeads {
+			g.hashes = new(hashRing)
+		}
 		s.groups[string(g.params)] = g
 		s.byID[gw] = g
 		go g.run(deadline)

@@ -56,13 +56,20 @@ func (g *subGroup) run(deadline time.Time) {
 	if !g.establish(deadline) {
 		return
 	}
+	var batch []delivery
 	for {
 		select {
 		case <-g.stop:
 			return
-		case d := <-g.in:
-			if d.gen == g.gen {
-				g.handle(d.result)
+		case <-g.in.ready:
+			batch = g.in.take(batch)
+			for _, d := range batch {
+				if d.gen == g.gen {
+					g.handle(d.result)
+				}
+			}
+			if cap(batch) > 64 {
+				batch = nil // a burst's array is not kept by an idle group
 			}
 		case <-g.moveReq:
 			if !canCarry(g.up) || g.s.r.removed(g.up) {
@@ -157,11 +164,8 @@ func (g *subGroup) answerWaiters(err error) {
 func (g *subGroup) attach(u *Upstream) error {
 	g.gen++
 	gen := g.gen
-	in := g.in
 	unsub, err := u.mux.Subscribe(g.params, func(result []byte) {
-		select {
-		case in <- delivery{gen: gen, result: bytes.Clone(result)}:
-		default:
+		if !g.in.push(delivery{gen: gen, result: bytes.Clone(result)}) {
 			g.s.r.m.subDrops.Inc() // the group is far behind; backfill covers heads
 		}
 	})
