@@ -58,7 +58,7 @@ func (s *Handlers) rpc(ctx *fasthttp.RequestCtx, n *network.Network) {
 	}
 	c := pipeline.GetCall(n.HTTP, ctx.Time(), deadline)
 	defer pipeline.PutCall(c)
-	c.Who = who
+	c.Who, c.From.Ctx = who, ctx
 	c.Trace.SetIn(TraceIn(ctx))
 	if perr := c.Req.Parse(body); perr != nil {
 		// An invalid request is answered even without an id (id null), as geth does.
@@ -78,7 +78,7 @@ func (s *Handlers) rpc(ctx *fasthttp.RequestCtx, n *network.Network) {
 func (s *Handlers) rpcBatch(ctx *fasthttp.RequestCtx, n *network.Network, body []byte, deadline time.Time, who *access.Tenant) {
 	buf := pipeline.GetBuf()
 	defer pipeline.PutBuf(buf)
-	out, perr := s.pipe.ServeBatch(n, (*buf)[:0], body, n.HTTP, deadline, who, TraceIn(ctx))
+	out, perr := s.pipe.ServeBatch(n, (*buf)[:0], body, n.HTTP, deadline, who, pipeline.Origin{Ctx: ctx}, TraceIn(ctx))
 	*buf = out
 	if perr != nil {
 		pipeline.WriteError(ctx, nil, rpcStatus(perr))

@@ -65,6 +65,7 @@ type Call struct {
 	start    time.Time // when the request came (zero: a batch element), the cache's now
 	deadline time.Time
 	Who      *access.Tenant // whose limits the call counts against; nil: none
+	From     Origin         // where it came from: scopes its filters when Who is nil
 	settled  bool           // a batch element answered (or refused) before routing
 
 	Ans    []byte // the answer: own, or a shared cache entry (never modified)
@@ -109,6 +110,7 @@ func PutCall(c *Call) {
 		c.Own = nil
 	}
 	c.ID, c.up, c.Ans, c.Own, c.Cached, c.cacheable, c.Who, c.settled = nil, nil, nil, c.Own[:0], CacheNone, false, nil, false
+	c.From = Origin{}
 	c.Params, c.key = c.Params[:0], c.key[:0]
 	c.Trace.Reset()
 	callPool.Put(c)
@@ -161,7 +163,7 @@ func (p *Pipeline) dispatch(n *network.Network, c *Call) *proto.Error {
 	}
 	defer n.Pending.Release(size)
 	if n.Filters != nil && filters.Owns(c.Req.Method) {
-		return serveFilter(n, c)
+		return p.serveFilter(n, c)
 	}
 	if n.Broadcast.Handles(&c.Req) {
 		return broadcast(n, c)
@@ -237,26 +239,6 @@ func forward(c *Call, id []byte) *proto.Error {
 	return nil
 }
 
-// serveFilter answers a filter method from the network's own filters (filters/): any
-// upstream serves a poll, so the call is not cached nor sent as it is.
-func serveFilter(n *network.Network, c *Call) *proto.Error {
-	id := c.ID
-	if id == nil {
-		id = notificationID
-	}
-	ans, err := n.Filters.Serve(c.Own[:0], c.up, &c.Req, id, c.Who.Scope(), c.deadline)
-	c.Own = ans
-	if err != nil {
-		c.Ans = nil
-		return asError(err)
-	}
-	c.Ans = ans
-	if c.ID == nil {
-		c.Ans = nil // a notification: done, nobody to tell
-	}
-	return nil
-}
-
 // broadcast sends c, a send the network broadcasts, to its targets (gateway/broadcast);
 // a notification's answer is dropped.
 func broadcast(n *network.Network, c *Call) *proto.Error {
@@ -305,6 +287,7 @@ type batch struct {
 	ub     upstream.Batch
 	spans  []proto.Span // scratch: element spans of the body
 	trace  tracing.Call // the batch's span and request id
+	from   Origin
 }
 
 var batchPool = sync.Pool{New: func() any { return new(batch) }}
@@ -318,9 +301,10 @@ var batchPool = sync.Pool{New: func() any { return new(batch) }}
 //
 // in is the batch's traceparent and request id: the batch gets a span when sampled,
 // its elements spans of their own as its children.
-func (p *Pipeline) ServeBatch(n *network.Network, dst, body []byte, up network.Caller, deadline time.Time, who *access.Tenant, in tracing.In) ([]byte, *proto.Error) {
+func (p *Pipeline) ServeBatch(n *network.Network, dst, body []byte, up network.Caller, deadline time.Time, who *access.Tenant, from Origin, in tracing.In) ([]byte, *proto.Error) {
 	b := batchPool.Get().(*batch)
 	defer putBatch(b)
+	b.from = from
 	b.trace.SetIn(in)
 	b.ub.Trace = &b.trace
 	if !p.tracer.Begin(&b.trace, proto.MethodBatch.String(), n.Name) {
@@ -363,7 +347,7 @@ func (p *Pipeline) serveBatch(n *network.Network, b *batch, dst, body []byte, up
 	var count, cost int64
 	for _, el := range b.spans {
 		c := GetCall(up, time.Time{}, deadline)
-		c.Who = who
+		c.Who, c.From = who, b.from
 		b.calls = append(b.calls, c)
 		tracing.BeginChild(&c.Trace, &b.trace, "element")
 		if p.admitElement(n, c, el.Bytes(body)) {
@@ -468,7 +452,7 @@ func (p *Pipeline) admitElement(n *network.Network, c *Call, el []byte) bool {
 // upstream exchange.
 func (p *Pipeline) routeElement(n *network.Network, b *batch, c *Call, idx int) {
 	if n.Filters != nil && filters.Owns(c.Req.Method) {
-		if e := serveFilter(n, c); e != nil && c.ID != nil {
+		if e := p.serveFilter(n, c); e != nil && c.ID != nil {
 			c.setError(e)
 		}
 		return
@@ -515,6 +499,7 @@ func putBatch(b *batch) {
 	b.calls, b.fwd, b.shared, b.spans = b.calls[:0], b.fwd[:0], b.shared[:0], b.spans[:0]
 	b.ub.Reset()
 	b.trace.Reset()
+	b.from = Origin{}
 	batchPool.Put(b)
 }
 

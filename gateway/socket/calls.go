@@ -55,7 +55,7 @@ func (c *wsClient) handle(buf *[]byte) bool {
 		pipeline.PutCall(cl)
 		return false
 	}
-	cl.Who = who
+	cl.Who, cl.From.Addr = who, c.addr
 	perr := c.h.net.Policy.Admit(&cl.Req)
 	if perr == nil {
 		perr = c.charge(c.h.pipe.Charge(c.h.net, cl))
@@ -165,7 +165,7 @@ func (c *wsClient) startBatch(buf *[]byte, start time.Time) bool {
 	go func() {
 		defer c.done(max(n, 1), len(*buf))
 		out := getMsgBuf()
-		ans, perr := c.h.pipe.ServeBatch(c.h.net, (*out)[:0], *buf, c.up, start.Add(c.h.cfg.UpstreamTimeout), who, c.traceIn)
+		ans, perr := c.h.pipe.ServeBatch(c.h.net, (*out)[:0], *buf, c.up, start.Add(c.h.cfg.UpstreamTimeout), who, pipeline.Origin{Addr: c.addr}, c.traceIn)
 		if perr == nil || perr.Status == fasthttp.StatusTooManyRequests {
 			perr = c.charge(perr)
 		}
