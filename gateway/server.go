@@ -56,6 +56,7 @@ type Server struct {
 	answers *upstream.AnswerBudget
 	// bodies bounds the request bodies being read from clients (bodybudget.go).
 	bodies *bodyBudget
+	conns  *clientip.Limiter // the public listener's client connections (connlimit.go)
 
 	// The listeners Serve was given, closed by Shutdown itself: a Serve that starts as
 	// Shutdown runs (fasthttp has not registered its listener yet) would otherwise
@@ -137,6 +138,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 	}
 	s.answers = upstream.NewAnswerBudget(int64(cfg.MaxAnswerBytes), s.reg)
 	s.bodies = newBodyBudget(cfg.MaxBodyReadBytes, cfg.MaxRequestBody, s.reg)
+	s.conns = newConnLimiter(cfg.MaxConns, cfg.MaxConnsPerIP, s.reg, s.log)
 	dropLargeBodies()
 	s.inst = admin.NewInstrumenter(s.reg, s.log, cfg.LogRequests, s.panicked)
 	if err := s.startAccess(); err != nil {
@@ -188,6 +190,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		WriteTimeout:          cfg.WriteTimeout,
 		IdleTimeout:           cfg.IdleTimeout,
 		ReadBufferSize:        8 << 10,
+		Concurrency:           concurrency(cfg.MaxConns),
 		NoDefaultServerHeader: true,
 		NoDefaultDate:         true,
 		// Header names are stored canonical ("x-api-key" as X-Api-Key): the handlers look
@@ -384,6 +387,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		ln = pl
 	}
+	ln = s.conns.Listen(ln) // outermost: it counts by the address the PROXY header gives
 	s.log.Info("serving", "addr", ln.Addr().String(), "version", s.version, "config", s.cfg)
 	if s.cfg.SecretWithheld() && len(s.cfg.Networks) == 0 && len(s.cfg.Upstreams) == 0 {
 		s.log.Warn("INFURA_PROJECT_SECRET is set but not sent: the upstream is not Infura over TLS (https or wss on infura.io); put another provider's credentials in its URL")

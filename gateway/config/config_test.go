@@ -23,7 +23,7 @@ func TestLoadConfig(t *testing.T) {
 		if c.ListenAddr != ":8000" || c.UpstreamHTTPURL != DefaultHTTPURL || c.UpstreamWSURL != DefaultWSURL {
 			return "defaults: " + c.ListenAddr + " " + c.UpstreamHTTPURL + " " + c.UpstreamWSURL
 		}
-		if c.MaxBatch != 1000 || len(c.DenyMethods) != 5 || !c.CacheEnabled {
+		if c.MaxBatch != 1000 || len(c.DenyMethods) != 5 || !c.CacheEnabled || c.MaxConns != DefaultMaxConns || c.MaxConnsPerIP != 0 {
 			return "default limits"
 		}
 		return ""
@@ -55,6 +55,13 @@ func TestLoadConfig(t *testing.T) {
 		}
 		return ""
 	})
+	// The connection bounds from the environment; 0 set explicitly turns one off.
+	f(nil, map[string]string{"MAX_CONNS": "0", "MAX_CONNS_PER_IP": "32"}, func(c Config) string {
+		if c.MaxConns != 0 || c.MaxConnsPerIP != 32 {
+			return "MAX_CONNS, MAX_CONNS_PER_IP"
+		}
+		return ""
+	})
 	f([]string{"-upstream-ws", "off", "-deny-methods", "none"}, nil, func(c Config) string {
 		if c.UpstreamWSURL != "" || len(c.DenyMethods) != 0 {
 			return "off/none"
@@ -83,6 +90,10 @@ func TestLoadConfigRejects(t *testing.T) {
 		{[]string{"extra"}, nil, "unexpected argument"},
 		{nil, map[string]string{"INFURA_PROJECT_ID": "a/b"}, "INFURA_PROJECT_ID"},
 		{[]string{"-ws-upstream-conns", "1000"}, nil, "-ws-upstream-conns"},
+		{[]string{"-max-conns", "-1"}, nil, "-max-conns must be >= 0"},
+		{nil, map[string]string{"MAX_CONNS_PER_IP": "-5"}, "-max-conns-per-ip must be >= 0"},
+		{[]string{"-max-conns", "10", "-max-conns-per-ip", "11"}, nil, "must not exceed -max-conns"},
+		{nil, map[string]string{"MAX_CONNS": "lots"}, "MAX_CONNS"},
 		{[]string{"-cors-origins", "*,https://a.example"}, nil, "* alone"},
 		{[]string{"-redis-addr", "127.0.0.1:abc"}, nil, "port from 1 to 65535"},
 		{[]string{"-redis-addr", "localhost:-1"}, nil, "port from 1 to 65535"},
