@@ -110,7 +110,8 @@ func TestInFlightTargetBelowUpstreamConns(t *testing.T) {
 }
 
 // N6 (issue 24): the memory request is what the byte budgets let the gateway hold
-// (cache, pending request bytes, the anonymous table, 64 MiB runtime) when that is
+// (cache, pending request bytes, the anonymous table, 16 KiB per connection of
+// MAX_CONNS, 64 MiB runtime) when that is
 // more than resources.requests.memory, and budgets that do not fit under GOMEMLIMIT
 // are refused.
 func TestMemoryRequestFromBudgets(t *testing.T) {
@@ -119,13 +120,15 @@ func TestMemoryRequestFromBudgets(t *testing.T) {
 		args []string
 		want string
 	}{
-		"default: 128 + 128 + 64 MiB":          {values(""), "320Mi"},
-		"eks: 256 + 256 + 64 MiB":              {eks(), "576Mi"},
-		"eks with an anonymous plan: + 64 MiB": {eks("-f", keys, "--set", "config.anonymous.plan=anonymous"), "640Mi"},
-		"anonymous table of 32 MiB":            {eks("-f", keys, "--set", "config.anonymous.plan=anonymous", "--set", "config.anonymous.max_bytes=33554432"), "608Mi"},
-		"cache off: not counted":               {append(values(""), "--set", "config.cacheEnabled=false"), "192Mi"},
-		"a larger request stays":               {append(values(""), "--set", "resources.requests.memory=400Mi"), "400Mi"},
-		"a larger request in Gi stays":         {append(values(""), "--set", "resources.limits.memory=2Gi", "--set", "resources.requests.memory=1Gi"), "1Gi"},
+		"default: 128 + 128 + 64 MiB + 4096 connections of 16 KiB": {values(""), "384Mi"},
+		"eks: 256 + 256 + 64 MiB + 10000 connections":              {eks(), "733Mi"},
+		"eks with an anonymous plan: + 64 MiB":                     {eks("-f", keys, "--set", "config.anonymous.plan=anonymous"), "797Mi"},
+		"anonymous table of 32 MiB":                                {eks("-f", keys, "--set", "config.anonymous.plan=anonymous", "--set", "config.anonymous.max_bytes=33554432"), "765Mi"},
+		"cache off: not counted":                                   {append(values(""), "--set", "config.cacheEnabled=false"), "256Mi"},
+		"20000 connections: 313 MiB":                               {append(values(""), "--set", "config.maxConns=20000", "--set", "resources.limits.memory=1Gi"), "633Mi"},
+		"no connection bound: none counted":                        {append(values(""), "--set", "config.maxConns=0"), "320Mi"},
+		"a larger request stays":                                   {append(values(""), "--set", "resources.requests.memory=400Mi"), "400Mi"},
+		"a larger request in Gi stays":                             {append(values(""), "--set", "resources.limits.memory=2Gi", "--set", "resources.requests.memory=1Gi"), "1Gi"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -138,7 +141,7 @@ func TestMemoryRequestFromBudgets(t *testing.T) {
 				t.Errorf("requests.memory %s above limits.memory %s", req, limit)
 			}
 			env := envOf(gw)
-			for _, name := range []string{"CACHE_MAX_BYTES", "MAX_PENDING_BYTES", "MAX_ANSWER_BYTES", "MAX_BODY_READ_BYTES"} {
+			for _, name := range []string{"CACHE_MAX_BYTES", "MAX_PENDING_BYTES", "MAX_ANSWER_BYTES", "MAX_BODY_READ_BYTES", "MAX_CONNS"} {
 				if env[name].Value == "" {
 					t.Errorf("the byte budgets must reach the gateway: %s is not set", name)
 				}
@@ -148,6 +151,33 @@ func TestMemoryRequestFromBudgets(t *testing.T) {
 	out, err := helm(append([]string{"template", "gw", chartDir, "--kube-version", kubeVersion}, append(values(""), "--set", "config.cacheMaxBytes=536870912")...)...)
 	if err == nil || !strings.Contains(err.Error(), "exceed GOMEMLIMIT") {
 		t.Errorf("a 512 MiB cache under a 512 Mi limit was accepted: %v\n%.300s", err, out)
+	}
+}
+
+// The connection bounds reach the gateway: the total the memory request counts, and a
+// per-address bound only where the PROXY protocol names each client (values-eks.yaml);
+// behind a plain-HTTP balancer every client would share its address.
+func TestConnectionBounds(t *testing.T) {
+	cases := map[string]struct {
+		args         []string
+		total, perIP string
+	}{
+		"default":  {values(""), "4096", "0"},
+		"eks":      {eks(), "10000", "256"},
+		"no bound": {append(values(""), "--set", "config.maxConns=0"), "0", "0"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, gw := gateway(t, render(t, "gw", c.args...), "gw-infura-gateway")
+			env := envOf(gw)
+			if env["MAX_CONNS"].Value != c.total || env["MAX_CONNS_PER_IP"].Value != c.perIP {
+				t.Errorf("MAX_CONNS %q, MAX_CONNS_PER_IP %q; want %q, %q", env["MAX_CONNS"].Value, env["MAX_CONNS_PER_IP"].Value, c.total, c.perIP)
+			}
+		})
+	}
+	out, err := helm(append([]string{"template", "gw", chartDir, "--kube-version", kubeVersion}, append(values(""), "--set", "config.maxConns=-1")...)...)
+	if err == nil {
+		t.Errorf("config.maxConns=-1 was accepted:\n%.300s", out)
 	}
 }
 
