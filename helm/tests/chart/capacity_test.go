@@ -121,9 +121,9 @@ func TestMemoryRequestFromBudgets(t *testing.T) {
 		want string
 	}{
 		"default: 128 + 128 + 64 MiB + 4096 connections of 16 KiB": {values(""), "384Mi"},
-		"eks: 256 + 256 + 64 MiB + 10000 connections":              {eks(), "733Mi"},
-		"eks with an anonymous plan: + 64 MiB":                     {eks("-f", keys, "--set", "config.anonymous.plan=anonymous"), "797Mi"},
-		"anonymous table of 32 MiB":                                {eks("-f", keys, "--set", "config.anonymous.plan=anonymous", "--set", "config.anonymous.max_bytes=33554432"), "765Mi"},
+		"eks: 256 + 256 + 64 MiB + 16384 connections":              {eks(), "832Mi"},
+		"eks with an anonymous plan: + 64 MiB":                     {eks("-f", keys, "--set", "config.anonymous.plan=anonymous"), "896Mi"},
+		"anonymous table of 32 MiB":                                {eks("-f", keys, "--set", "config.anonymous.plan=anonymous", "--set", "config.anonymous.max_bytes=33554432"), "864Mi"},
 		"cache off: not counted":                                   {append(values(""), "--set", "config.cacheEnabled=false"), "256Mi"},
 		"20000 connections: 313 MiB":                               {append(values(""), "--set", "config.maxConns=20000", "--set", "resources.limits.memory=1Gi"), "633Mi"},
 		"no connection bound: none counted":                        {append(values(""), "--set", "config.maxConns=0"), "320Mi"},
@@ -163,7 +163,7 @@ func TestConnectionBounds(t *testing.T) {
 		total, perIP string
 	}{
 		"default":  {values(""), "4096", "0"},
-		"eks":      {eks(), "10000", "256"},
+		"eks":      {eks(), "16384", "256"},
 		"no bound": {append(values(""), "--set", "config.maxConns=0"), "0", "0"},
 	}
 	for name, c := range cases {
