@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -11,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/infura-gateway/infura-gateway/gateway/config"
 )
 
 // exhaustedListener fails its first Accepts as a process out of file descriptors does
@@ -35,15 +32,7 @@ func (l *exhaustedListener) Accept() (net.Conn, error) {
 // once descriptors are free, and counts the failures.
 func TestServeOutlivesDescriptorExhaustion(t *testing.T) {
 	fake := startFakeUpstream(t)
-	cfg, err := config.Load(append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, fake.args()...),
-		func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(cfg, Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := newUnservedServer(t, fake.args()...)
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -14,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/infura-gateway/infura-gateway/gateway/config"
 )
 
 // During the drain delay a keep-alive client is asked to leave between two answers:
@@ -105,15 +102,7 @@ func TestDrainClosesKeepAliveConnections(t *testing.T) {
 // ever on a listener fasthttp never registered (a test's cleanup once hung on it).
 func TestServeAfterShutdownReturns(t *testing.T) {
 	fake := startFakeUpstream(t)
-	cfg, err := config.Load(append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-drain-delay", "0s"}, fake.args()...),
-		func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(cfg, Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := newUnservedServer(t, append([]string{"-drain-delay", "0s"}, fake.args()...)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {

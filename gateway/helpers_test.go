@@ -38,6 +38,22 @@ func startGatewayEnv(t testing.TB, env map[string]string, args ...string) *testG
 	return startGatewayBefore(t, env, nil, args...)
 }
 
+// newUnservedServer builds a Server from args as the binary would (no environment),
+// logging nowhere, for a test that serves it itself.
+func newUnservedServer(t testing.TB, args ...string) *Server {
+	t.Helper()
+	cfg, err := config.Load(append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, args...),
+		func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(cfg, Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
 // startGatewayBefore is startGatewayEnv with before (nil: none) called on the server
 // before it serves.
 func startGatewayBefore(t testing.TB, env map[string]string, before func(*Server), args ...string) *testGateway {

@@ -120,21 +120,12 @@ func (r *redisStore) times() (now, exp, ttl string) {
 func (r *redisStore) room(ctx context.Context, scope string) error {
 	now, _, _ := r.times()
 	n, err := r.run(ctx, roomScript, r.keys("", scope), now, strconv.Itoa(r.cfg.MaxTotal), strconv.Itoa(r.cfg.MaxPerTenant))
-	switch {
-	case err != nil:
-		return err
-	case n == 1:
-		return r.svc.errTotal()
-	case n == 2:
-		return r.svc.errPerTenant()
-	}
-	return nil
+	return r.refusal(n, err)
 }
 
-func (r *redisStore) create(ctx context.Context, id, scope string, blob []byte) error {
-	now, exp, ttl := r.times()
-	n, err := r.run(ctx, createScript, r.keys(id, scope), now, exp, strconv.Itoa(r.cfg.MaxTotal),
-		strconv.Itoa(r.cfg.MaxPerTenant), strconv.FormatInt(r.cfg.MaxBytes, 10), string(blob), ttl, id)
+// refusal is the error for what the room and create scripts return: 1 over the total,
+// 2 over the scope's count, 3 over the bytes.
+func (r *redisStore) refusal(n int64, err error) error {
 	switch {
 	case err != nil:
 		return err
@@ -146,6 +137,13 @@ func (r *redisStore) create(ctx context.Context, id, scope string, blob []byte) 
 		return r.svc.errBytes()
 	}
 	return nil
+}
+
+func (r *redisStore) create(ctx context.Context, id, scope string, blob []byte) error {
+	now, exp, ttl := r.times()
+	n, err := r.run(ctx, createScript, r.keys(id, scope), now, exp, strconv.Itoa(r.cfg.MaxTotal),
+		strconv.Itoa(r.cfg.MaxPerTenant), strconv.FormatInt(r.cfg.MaxBytes, 10), string(blob), ttl, id)
+	return r.refusal(n, err)
 }
 
 func (r *redisStore) load(ctx context.Context, id string) ([]byte, error) {

@@ -103,6 +103,11 @@ func (m *memStore) room(_ context.Context, scope string) error {
 	m.purge()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.full(scope)
+}
+
+// full is the count bound one more filter of scope would pass, nil if none. Under m.mu.
+func (m *memStore) full(scope string) error {
 	switch {
 	case len(m.m) >= m.cfg.MaxTotal:
 		return m.svc.errTotal()
@@ -116,12 +121,10 @@ func (m *memStore) create(_ context.Context, id, scope string, blob []byte) erro
 	m.purge()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	switch {
-	case len(m.m) >= m.cfg.MaxTotal:
-		return m.svc.errTotal()
-	case m.perScope[scope] >= m.cfg.MaxPerTenant:
-		return m.svc.errPerTenant()
-	case m.bytes+int64(len(blob)) > m.cfg.MaxBytes:
+	if err := m.full(scope); err != nil {
+		return err
+	}
+	if m.bytes+int64(len(blob)) > m.cfg.MaxBytes {
 		return m.svc.errBytes()
 	}
 	m.m[id] = &memEntry{scope: scope, blob: blob, exp: m.cfg.Now().Add(m.cfg.Timeout)}
