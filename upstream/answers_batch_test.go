@@ -82,7 +82,7 @@ func TestBatchWholeErrorRepeatedWithinLimit(t *testing.T) {
 			for i := range tc.reqs {
 				bt.Add(request("eth_call", `[]`), []byte(strconv.Itoa(i)))
 			}
-			bt.start()
+			bt.start(nil)
 			if got := bt.fileAnswers([]byte(tc.body), tc.limit); got != tc.want {
 				t.Fatalf("fileAnswers: %v, want %v", got, tc.want)
 			}

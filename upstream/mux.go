@@ -293,8 +293,7 @@ func (m *Mux) call(spare []byte, r *proto.Request, id []byte, deadline time.Time
 // slow element holds back nobody else's frame.
 func (m *Mux) CallBatch(b *Batch, deadline time.Time) error {
 	start := time.Now()
-	b.countIn(m.cfg.Answers)
-	b.start()
+	b.start(m.cfg.Answers)
 	n := len(b.Reqs)
 	if n == 0 {
 		return nil

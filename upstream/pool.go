@@ -281,8 +281,7 @@ func (p *Pool) CallBatch(b *Batch, deadline time.Time) error {
 // callBatch is CallBatch with the traceparent the request carries (nil: none).
 func (p *Pool) callBatch(b *Batch, deadline time.Time, traceparent []byte) error {
 	start := callNow()
-	b.countIn(p.answers)
-	b.start()
+	b.start(p.answers)
 	retryable := true
 	env := append(b.body[:0], '[')
 	var idBuf [20]byte

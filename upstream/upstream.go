@@ -88,16 +88,6 @@ func (b *Batch) Reset() {
 	b.spans, b.errs = b.spans[:0], b.errs[:0]
 }
 
-// countIn makes answers the budget b's answers are counted in from now on.
-func (b *Batch) countIn(answers *AnswerBudget) {
-	b.mu.Lock()
-	if b.answers != answers {
-		b.uncount()
-		b.answers = answers
-	}
-	b.mu.Unlock()
-}
-
 // count counts what body holds past the floor. It never refuses: the answers were
 // counted as they were read, and are counted here before the read's count ends (the
 // Mux reader settles after routing, the pool releases after filing). Under b.mu.
@@ -139,12 +129,12 @@ func (b *Batch) Answer(i int) ([]byte, *proto.Error) {
 	return nil, proto.ErrBadUpstream
 }
 
-// start sizes the answer slots before a call.
-func (b *Batch) start() {
+// start sizes the answer slots before a call whose answers are counted in answers.
+func (b *Batch) start(answers *AnswerBudget) {
 	n := len(b.Reqs)
 	b.mu.Lock()
 	b.uncount()
-	b.body, b.refused = b.body[:0], note{}
+	b.answers, b.body, b.refused = answers, b.body[:0], note{}
 	b.mu.Unlock()
 	b.spans = append(b.spans[:0], make([]proto.Span, n)...)
 	b.errs = append(b.errs[:0], make([]*proto.Error, n)...)
@@ -173,7 +163,7 @@ func (b *Batch) setError(i int, e *proto.Error) {
 // cannot take the batch at all.
 func (b *Batch) Fail(e *proto.Error) {
 	if len(b.spans) != len(b.Reqs) {
-		b.start()
+		b.start(b.answers)
 	}
 	b.failAll(e)
 }

@@ -305,13 +305,16 @@ func originAllowed(allowed []string, origin []byte) bool {
 // anonKey is whom anonymous limits count: an IPv4 address, or an IPv6 address's /64.
 // A client usually holds a whole /64; per address it could take a fresh allowance from
 // each, and fill the table of tenants until every new client shares the overflow one.
-func anonKey(addr netip.Addr) netip.Addr {
+func anonKey(addr netip.Addr) netip.Addr { return anonBlock(addr).Addr() }
+
+// anonBlock is anonKey as a prefix: an IPv4 address's /32, an IPv6 address's /64.
+func anonBlock(addr netip.Addr) netip.Prefix {
 	addr = addr.Unmap()
 	if addr.Is6() {
 		p, _ := addr.Prefix(64)
-		return p.Addr()
+		return p
 	}
-	return addr
+	return netip.PrefixFrom(addr, 32)
 }
 
 // Cost is the units r spends.

@@ -159,11 +159,8 @@ func restNanos(pl *plan) int64 {
 // get returns the tenant of addr, creating it on its first call (nil: not limited). A
 // new IPv6 /64 is admitted only if its aggregates grant a request.
 func (t *anonTable) get(addr netip.Addr) (*Tenant, *proto.Error) {
-	key := anonKey(addr)
-	block := netip.PrefixFrom(key, 32)
-	if key.Is6() {
-		block = netip.PrefixFrom(key, 64)
-	}
+	block := anonBlock(addr)
+	key := block.Addr()
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -415,11 +412,7 @@ func (t *anonTable) len() int {
 // AnonymousHolders is how many websocket clients hold addr's entry in the anonymous
 // table (0 without one): diagnostics and tests.
 func (a *Access) AnonymousHolders(addr netip.Addr) int32 {
-	key := anonKey(addr)
-	block := netip.PrefixFrom(key, 32)
-	if key.Is6() {
-		block = netip.PrefixFrom(key, 64)
-	}
+	block := anonBlock(addr)
 	a.anon.mu.Lock()
 	defer a.anon.mu.Unlock()
 	if c := a.anon.entries[block]; c != nil {

@@ -26,10 +26,5 @@ func AddrScope(addr netip.Addr) string {
 	if !addr.IsValid() {
 		return ""
 	}
-	key := anonKey(addr)
-	bits := 32
-	if key.Is6() {
-		bits = 64
-	}
-	return "anon:" + netip.PrefixFrom(key, bits).String()
+	return "anon:" + anonBlock(addr).String()
 }
