@@ -19,7 +19,7 @@ func TestClientAddrAllocatesNothing(t *testing.T) {
 	if got := s.acc.ClientAddr(&c.ctx).String(); got != "2001:db8:1:2::7" {
 		t.Fatalf("client %s, want 2001:db8:1:2::7 (the proxy's line)", got)
 	}
-	if n := testing.AllocsPerRun(1000, func() { c.run(t) }); n != 0 {
+	if n := allocsPerRequest(func() { c.run(t) }); n != 0 {
 		t.Errorf("%v allocations per request, want 0", n)
 	}
 }

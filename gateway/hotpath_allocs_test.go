@@ -20,7 +20,7 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 		for range 100 { // warm pools and connections
 			c.run(t)
 		}
-		if n := testing.AllocsPerRun(1000, func() { c.run(t) }); n != 0 {
+		if n := allocsPerRequest(func() { c.run(t) }); n != 0 {
 			t.Errorf("%s: %v allocations per request, want 0", p.name, n)
 		}
 	}
@@ -38,7 +38,7 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 		if got := string(c.ctx.Response.Header.Peek("X-Cache")); got != "HIT" {
 			t.Fatalf("%s: X-Cache %q after warm-up, want HIT", p.name, got)
 		}
-		if n := testing.AllocsPerRun(1000, func() { c.run(t) }); n != 0 {
+		if n := allocsPerRequest(func() { c.run(t) }); n != 0 {
 			t.Errorf("%s: %v allocations per cache hit, want 0", p.name, n)
 		}
 	}
@@ -59,7 +59,7 @@ func TestKeyedHotPathAllocatesNothing(t *testing.T) {
 			for range 5000 {
 				c.run(t)
 			}
-			if n := testing.AllocsPerRun(1000, func() { c.run(t) }); n != 0 {
+			if n := allocsPerRequest(func() { c.run(t) }); n != 0 {
 				t.Errorf("%s, %s: %v allocations per request, want 0", mode.name, p.name, n)
 			}
 		}
@@ -70,7 +70,7 @@ func TestKeyedHotPathAllocatesNothing(t *testing.T) {
 	for range 100 {
 		c.run(t)
 	}
-	if n := testing.AllocsPerRun(1000, func() { c.run(t) }); n != 0 {
+	if n := allocsPerRequest(func() { c.run(t) }); n != 0 {
 		t.Errorf("anonymous per-address limits: %v allocations per request, want 0", n)
 	}
 }
@@ -109,7 +109,7 @@ func TestNetworkResolutionAllocatesNothing(t *testing.T) {
 		for range 100 {
 			run()
 		}
-		if n := testing.AllocsPerRun(1000, run); n != 0 {
+		if n := allocsPerRequest(run); n != 0 {
 			t.Errorf("%s: %v allocations per request, want 0", p.name, n)
 		}
 		if got := s.m.unknownNetwork.Get(); got != 0 {

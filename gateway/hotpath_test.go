@@ -10,6 +10,7 @@ import (
 
 	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
+	"github.com/infura-gateway/infura-gateway/internal/pooltest"
 )
 
 // The hot path: a REST route forwarding to the HTTP upstream. These tests call the
@@ -57,7 +58,20 @@ func newHandlerCall(h fasthttp.RequestHandler, method, uri, body string) *direct
 	req.SetRequestURI(uri)
 	req.SetBodyString(body)
 	c.ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, nil)
+	// A server's context keeps its bodies' buffers from one request to the next
+	// (fasthttp's keepBodyBuffer, set for every context it serves with).
+	c.ctx.Request.KeepBodyBuffer = true
+	c.ctx.Response.KeepBodyBuffer = true
 	return c
+}
+
+// allocsPerRequest is testing.AllocsPerRun(1000, run) with fasthttp's body pools in the
+// state a busy gateway's reach (pooltest.CalibrateBodyPools), whatever earlier tests
+// sent: a guard passing only on uncalibrated pools passed here and allocated in
+// production (TestPoolKeepsBodyBuffersOnceCalibrated).
+func allocsPerRequest(run func()) float64 {
+	pooltest.CalibrateBodyPools()
+	return testing.AllocsPerRun(1000, run)
 }
 
 func (c *directCall) run(tb testing.TB) {

@@ -8,9 +8,8 @@ import "testing"
 // (ratio 0; or a caller's traceparent saying "not sampled", passed on upstream) costs
 // no allocation more than with tracing off, which is none on these paths (the guard
 // above); nor does a client's X-Request-Id, echoed and passed on. Each path is measured
-// against a tracing-off server in the same process state: a batch allocates with
-// tracing off too (picking its upstream copies a slice), and fasthttp's buffer pools
-// size themselves from what earlier tests sent.
+// against a tracing-off server: a batch allocates with tracing off too (picking its
+// upstream copies a slice).
 func TestTracingUnsampledAllocatesNothing(t *testing.T) {
 	const batch = `[{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]},{"jsonrpc":"2.0","id":2,"method":"eth_blockNumber","params":[]}]`
 	paths := append(hotPaths[:len(hotPaths):len(hotPaths)], struct{ name, method, uri, body string }{"POST / batch", "POST", "/", batch})
@@ -21,7 +20,7 @@ func TestTracingUnsampledAllocatesNothing(t *testing.T) {
 		for range 100 { // warm pools and connections
 			c.run(t)
 		}
-		return testing.AllocsPerRun(1000, func() { c.run(t) })
+		return allocsPerRequest(func() { c.run(t) })
 	}
 	for _, h := range []struct{ name, traceparent, requestID string }{
 		{"no headers", "", ""},

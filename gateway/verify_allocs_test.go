@@ -18,27 +18,20 @@ func TestCheckedAnswerAllocatesNothing(t *testing.T) {
 	answer := `{"jsonrpc":"2.0","id":1,"result":{"number":"0xc6af55","hash":"` + fakeHash(1) + `","transactionHash":"` +
 		fakeHash(1) + `","parentHash":"` + fakeHash(0) + `","transactions":[],"size":"0x220"}}`
 	s := newDirectServerAnswering(t, answer, "-cache=false")
-	for i, c := range []struct{ name, method, uri, body string }{
+	for _, c := range []struct{ name, method, uri, body string }{
 		{"POST /blockbynumber", "POST", "/blockbynumber", `{"block":"0xc6af55","txdetails":"true"}`},
 		{"POST / eth_getBlockByNumber", "POST", "/", `{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0xc6af55",false]}`},
 		{"POST / eth_getBlockByHash", "POST", "/", `{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByHash","params":["` + fakeHash(1) + `",false]}`},
 		{"POST / eth_getTransactionReceipt", "POST", "/", `{"jsonrpc":"2.0","id":1,"method":"eth_getTransactionReceipt","params":["` + fakeHash(1) + `"]}`},
 	} {
 		d := newDirectCall(s, c.method, c.uri, c.body)
-		// fasthttp's byte buffer pools size their buffers by the last 42,000 calls
-		// (bytebufferpool's calibration): after tests with smaller answers, a block
-		// needs larger buffers than the pools hand out until they recalibrate.
-		warm := 100
-		if i == 0 {
-			warm = 50000
-		}
-		for range warm {
+		for range 100 {
 			d.run(t)
 		}
 		if got := string(d.ctx.Response.Body()); !strings.Contains(got, `"result":{`) {
 			t.Fatalf("%s: %s; want the upstream's answer", c.name, got)
 		}
-		if n := testing.AllocsPerRun(1000, func() { d.run(t) }); n != 0 {
+		if n := allocsPerRequest(func() { d.run(t) }); n != 0 {
 			t.Errorf("%s: %v allocations per checked request, want 0", c.name, n)
 		}
 	}
@@ -55,7 +48,7 @@ func TestSmallGetLogsAllocatesNothing(t *testing.T) {
 	if got := string(d.ctx.Response.Body()); got != `{"jsonrpc":"2.0","id":1,"result":[]}` {
 		t.Fatalf("eth_getLogs: %s; want the upstream's answer", got)
 	}
-	if n := testing.AllocsPerRun(1000, func() { d.run(t) }); n != 0 {
+	if n := allocsPerRequest(func() { d.run(t) }); n != 0 {
 		t.Errorf("a small eth_getLogs: %v allocations per request, want 0", n)
 	}
 }

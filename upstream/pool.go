@@ -48,9 +48,17 @@ type Pool struct {
 	metrics *Metrics
 	cls     *Classifier
 	answers *AnswerBudget
-	// putResponse gives an exchange's response back to fasthttp's pool
-	// (fasthttp.ReleaseResponse; tests watch what goes back).
+	// putResponse gives an exchange's response back to responses (keepResponse; tests
+	// watch what goes back).
 	putResponse func(*fasthttp.Response)
+	// responses holds upstream responses between calls, each with its body buffer
+	// (KeepBodyBuffer), up to maxPooledBuf. fasthttp's own pool gives body buffers to
+	// bytebufferpool, which calibrates on the lengths it is given: an answer leaves by
+	// SwapBody, so every length it saw was 0, and once calibrated (42,000 calls) it
+	// dropped every buffer over 64 bytes. Each call then allocated its body buffer
+	// again and grew it: 3 allocations a call on POST /blockbynumber after 60,000 calls
+	// (TestPoolKeepsBodyBuffersOnceCalibrated).
+	responses sync.Pool
 	// reqs holds upstream requests between calls with what every call sends the same
 	// set once (URI, parsed by fasthttp on first use, method, content type,
 	// credentials): a call sets only its body and tracing headers.
@@ -114,7 +122,8 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 			addr = net.JoinHostPort(u.Hostname(), "80")
 		}
 	}
-	p := &Pool{metrics: cfg.Metrics, cls: cfg.Classifier, answers: cfg.Answers, putResponse: fasthttp.ReleaseResponse}
+	p := &Pool{metrics: cfg.Metrics, cls: cfg.Classifier, answers: cfg.Answers}
+	p.putResponse = p.keepResponse
 	if p.cls == nil {
 		p.cls = genericClassifier
 	}
@@ -173,7 +182,7 @@ func (p *Pool) Call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Time, traceparent []byte) ([]byte, note, error) {
 	start := callNow()
 	env := proto.AppendEnvelope(spare[:0], gatewayID1, r)
-	ures := fasthttp.AcquireResponse()
+	ures := p.getResponse()
 	defer p.releaseResponse(ures)
 	perr, outcome, status, held := p.exchange(env, ures, r.Retryable(), deadline, deadline.Sub(start), traceparent, requestID(r.Trace))
 	// The answer's bytes are given back once it is handed over (or dropped), below.
@@ -236,7 +245,21 @@ func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 	return ans, n, nil
 }
 
-// releaseResponse gives ures back to fasthttp's pool without a body buffer over
+// getResponse is a response from responses, or a new one keeping its body buffer.
+func (p *Pool) getResponse() *fasthttp.Response {
+	if r, ok := p.responses.Get().(*fasthttp.Response); ok {
+		return r
+	}
+	return &fasthttp.Response{KeepBodyBuffer: true}
+}
+
+// keepResponse resets r, keeping its body buffer and KeepBodyBuffer, into responses.
+func (p *Pool) keepResponse(r *fasthttp.Response) {
+	r.Reset()
+	p.responses.Put(r)
+}
+
+// releaseResponse gives ures back to responses without a body buffer over
 // maxPooledBuf. fasthttp sizes a body buffer to the next power of two of its
 // Content-Length and pools it with that capacity: after an 8 MiB answer, a 16 MiB buffer
 // stayed in the pool, outside the answer budget, one for each large answer read at
@@ -293,7 +316,7 @@ func (p *Pool) callBatch(b *Batch, deadline time.Time, traceparent []byte) error
 		retryable = retryable && r.Retryable()
 	}
 	env = append(env, ']')
-	ures := fasthttp.AcquireResponse()
+	ures := p.getResponse()
 	defer p.releaseResponse(ures)
 	perr, outcome, status, held := p.exchange(env, ures, retryable, deadline, deadline.Sub(start), traceparent, requestID(b.Trace))
 	defer p.answers.release(held) // once the answers are filed (copied) or dropped

@@ -44,13 +44,9 @@ func bufferServer(t *testing.T) string {
 	return "http://" + ln.Addr().String()
 }
 
-// A response goes back to fasthttp's pool without a body buffer over maxPooledBuf,
-// whichever buffer it holds then: the large answer's own (spliced to another id, or a
-// batch's), or the call's envelope swapped in for an answer that leaves as it came (id
-// 1) after a large request. Before, each went back with its capacity, 4 MiB for a
-// 2 MiB answer, and stayed there uncounted. A small answer's buffer is still pooled,
-// for the next call to reuse.
-func TestPoolDropsLargeBodyBuffers(t *testing.T) {
+// newBufferPool is a pool of one connection to bufferServer.
+func newBufferPool(t *testing.T) *Pool {
+	t.Helper()
 	p, err := NewPool(PoolConfig{URL: bufferServer(t), MaxConns: 1, MaxConnWaitTimeout: 5 * time.Second,
 		DialTimeout: 3 * time.Second, MaxIdleConnDuration: time.Minute, MaxResponseBodySize: 8 << 20,
 		Metrics: NewMetrics(NewRegistry(), "test")})
@@ -58,10 +54,22 @@ func TestPoolDropsLargeBodyBuffers(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
-	var put []int // the capacity of each body buffer given back to fasthttp's pool
+	return p
+}
+
+// A response goes back to the pool without a body buffer over maxPooledBuf,
+// whichever buffer it holds then: the large answer's own (spliced to another id, or a
+// batch's), or the call's envelope swapped in for an answer that leaves as it came (id
+// 1) after a large request. Before, each went back with its capacity, 4 MiB for a
+// 2 MiB answer, and stayed there uncounted. A small answer's buffer is still pooled,
+// for the next call to reuse.
+func TestPoolDropsLargeBodyBuffers(t *testing.T) {
+	p := newBufferPool(t)
+	var put []int // the capacity of each body buffer given back to the pool
+	keep := p.putResponse
 	p.putResponse = func(r *fasthttp.Response) {
 		put = append(put, cap(r.Body()))
-		fasthttp.ReleaseResponse(r)
+		keep(r)
 	}
 	largeParams := `["` + strings.Repeat("p", largeAnswer) + `"]`
 	for _, tc := range []struct {
