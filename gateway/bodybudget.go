@@ -43,20 +43,21 @@ type bodyBudget struct {
 	refused *metrics.Counter
 }
 
-// maxPooledBody is the largest body buffer fasthttp keeps once a request is answered.
-// A connection's request keeps its body buffer for the next request, and the server
-// pools it with the request when the connection ends: a body past config.ReadFloor was
-// counted only while read, its buffer (rounded up to a power of two: 8 MiB for 5 MiB)
-// then stayed uncounted, and 100 idle connections that had each sent one 4 MiB request
-// held 800 MB. 1 MiB, as the upstream layer's pooled buffers: over nearly every
-// request, which keeps reusing its buffer; a larger one is allocated per request, a cost
-// small beside reading it.
-const maxPooledBody = 1 << 20
+// maxKeptBody is the largest body buffer, request or response, fasthttp keeps with a
+// client connection between its requests (and pools with the connection's context when
+// it ends). A connection keeps both buffers while idle, uncounted: with 1 MiB, 500 idle
+// connections that had each sent one 600 KB request held 600 MB, and 1,000 that had
+// each been answered 60 KB held 64 MB more than 1,000 answered 45 bytes; at -max-conns
+// (16384) that is 16 GiB. 4 KiB is over nearly every call and answer a connection sends
+// and gets again and again, which reuse their buffers; a larger one gets a buffer for
+// its request, a cost small beside reading, checking and writing it. The upstream
+// layer's buffers are its own (upstream.Pool keeps its responses' up to 1 MiB).
+const maxKeptBody = 4 << 10
 
-// dropLargeBodies makes fasthttp drop the body buffers over maxPooledBody of the
-// requests and responses it resets, the server's and the HTTP pool's, instead of
-// keeping or pooling them. The setting is fasthttp's, the whole process's.
-func dropLargeBodies() { fasthttp.SetBodySizePoolLimit(maxPooledBody, maxPooledBody) }
+// dropLargeBodies makes fasthttp drop the body buffers over maxKeptBody of the requests
+// and responses it resets instead of keeping or pooling them. The setting is
+// fasthttp's, the whole process's.
+func dropLargeBodies() { fasthttp.SetBodySizePoolLimit(maxKeptBody, maxKeptBody) }
 
 // refusedBody marks a request refused by the budget, for transportError to answer.
 const refusedBody = -1

@@ -198,11 +198,13 @@ const (
 )
 
 // DefaultMaxConns bounds the public listener's client connections unless -max-conns says
-// otherwise. An idle connection holds about 16 KiB of Go memory, kernel buffers aside
-// (fasthttp's 8 KiB read buffer and its worker goroutine's stack; measured with 4000
-// idle connections: 15.6 KiB of heap and stack, 9.4 KiB resident, each): 16384 of them
-// are about 256 MiB, which a pod's memory must hold next to the byte budgets (the chart
-// counts 16 KiB per connection in its memory request). It leaves room past the ten
+// otherwise. An idle connection holds up to about 32 KiB of Go memory, kernel buffers
+// aside (fasthttp's 8 KiB read buffer, its worker goroutine's stack, its request context,
+// and up to 4 KiB of body each way kept for its next request, gateway/bodybudget.go;
+// measured with 2000 idle connections, heap and stack each: 23.9 KiB after a small call,
+// 31.6 KiB after a 4 KB call and answer): 16384 of them are about 512 MiB, which a pod's
+// memory must hold next to the byte budgets (the chart counts 32 KiB per connection in
+// its memory request). It leaves room past the ten
 // thousand websocket subscribers a pod is built to hold (bench's soak: 10,100 clients);
 // 10000 refused the soak's last hundred.
 // Descriptors bind later in a container (the Go runtime raises the soft limit to the hard

@@ -89,13 +89,14 @@ the limit itself through the downward API.
 
 {{/*
 Bytes the gateway's budgets let it hold: the immutable cache (when on), request bytes
-waiting on upstreams, the anonymous clients' table (with an anonymous plan), 16 KiB
-per client connection of maxConns (an idle one's read buffer and goroutine) and 64 MiB
-for the runtime, stacks and buffers.
+waiting on upstreams, the anonymous clients' table (with an anonymous plan), 32 KiB
+per client connection of maxConns (what an idle one holds at most: its read buffer,
+goroutine stack, request context and the body buffers kept for its next request) and
+64 MiB for the runtime, stacks and buffers.
 */}}
 {{- define "infura-gateway.budgetBytes" -}}
 {{- $c := .Values.config }}
-{{- $b := add (int64 $c.maxPendingBytes) (mul (int64 ($c.maxConns | default 0)) 16384) 67108864 }}
+{{- $b := add (int64 $c.maxPendingBytes) (mul (int64 ($c.maxConns | default 0)) 32768) 67108864 }}
 {{- if $c.cacheEnabled }}{{ $b = add $b (int64 $c.cacheMaxBytes) }}{{ end }}
 {{- with $c.anonymous }}{{ if .plan }}{{ $b = add $b (int64 (.max_bytes | default 67108864)) }}{{ end }}{{ end }}
 {{- $b }}
@@ -279,7 +280,7 @@ seccompProfile:
 {{- end }}
 {{- $budget := include "infura-gateway.budgetBytes" . | int64 }}
 {{- if gt $budget (include "infura-gateway.goMemLimit" . | int64) }}
-{{- fail (printf "the byte budgets (config.cacheMaxBytes + maxPendingBytes + the anonymous table + 16 KiB per maxConns + 64 MiB runtime = %d bytes) exceed GOMEMLIMIT (%s bytes, goMemLimitPercent of resources.limits.memory): raise the limit or lower the budgets" $budget (include "infura-gateway.goMemLimit" .)) }}
+{{- fail (printf "the byte budgets (config.cacheMaxBytes + maxPendingBytes + the anonymous table + 32 KiB per maxConns + 64 MiB runtime = %d bytes) exceed GOMEMLIMIT (%s bytes, goMemLimitPercent of resources.limits.memory): raise the limit or lower the budgets" $budget (include "infura-gateway.goMemLimit" .)) }}
 {{- end }}
 {{- include "infura-gateway.validateExposure" . }}
 {{- end }}

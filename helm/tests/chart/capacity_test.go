@@ -110,7 +110,7 @@ func TestInFlightTargetBelowUpstreamConns(t *testing.T) {
 }
 
 // N6 (issue 24): the memory request is what the byte budgets let the gateway hold
-// (cache, pending request bytes, the anonymous table, 16 KiB per connection of
+// (cache, pending request bytes, the anonymous table, 32 KiB per connection of
 // MAX_CONNS, 64 MiB runtime) when that is
 // more than resources.requests.memory, and budgets that do not fit under GOMEMLIMIT
 // are refused.
@@ -120,12 +120,12 @@ func TestMemoryRequestFromBudgets(t *testing.T) {
 		args []string
 		want string
 	}{
-		"default: 128 + 128 + 64 MiB + 4096 connections of 16 KiB": {values(""), "384Mi"},
-		"eks: 256 + 256 + 64 MiB + 16384 connections":              {eks(), "832Mi"},
-		"eks with an anonymous plan: + 64 MiB":                     {eks("-f", keys, "--set", "config.anonymous.plan=anonymous"), "896Mi"},
-		"anonymous table of 32 MiB":                                {eks("-f", keys, "--set", "config.anonymous.plan=anonymous", "--set", "config.anonymous.max_bytes=33554432"), "864Mi"},
+		"default: 128 + 128 + 64 MiB + 2048 connections of 32 KiB": {values(""), "384Mi"},
+		"eks: 256 + 256 + 64 MiB + 16384 connections":              {eks(), "1088Mi"},
+		"eks with an anonymous plan: + 64 MiB":                     {eks("-f", keys, "--set", "config.anonymous.plan=anonymous"), "1152Mi"},
+		"anonymous table of 32 MiB":                                {eks("-f", keys, "--set", "config.anonymous.plan=anonymous", "--set", "config.anonymous.max_bytes=33554432"), "1120Mi"},
 		"cache off: not counted":                                   {append(values(""), "--set", "config.cacheEnabled=false"), "256Mi"},
-		"20000 connections: 313 MiB":                               {append(values(""), "--set", "config.maxConns=20000", "--set", "resources.limits.memory=1Gi"), "633Mi"},
+		"20000 connections: 625 MiB":                               {append(values(""), "--set", "config.maxConns=20000", "--set", "resources.limits.memory=2Gi"), "945Mi"},
 		"no connection bound: none counted":                        {append(values(""), "--set", "config.maxConns=0"), "320Mi"},
 		"a larger request stays":                                   {append(values(""), "--set", "resources.requests.memory=400Mi"), "400Mi"},
 		"a larger request in Gi stays":                             {append(values(""), "--set", "resources.limits.memory=2Gi", "--set", "resources.requests.memory=1Gi"), "1Gi"},
@@ -162,7 +162,7 @@ func TestConnectionBounds(t *testing.T) {
 		args         []string
 		total, perIP string
 	}{
-		"default":  {values(""), "4096", "0"},
+		"default":  {values(""), "2048", "0"},
 		"eks":      {eks(), "16384", "256"},
 		"no bound": {append(values(""), "--set", "config.maxConns=0"), "0", "0"},
 	}
