@@ -9,6 +9,7 @@ import (
 
 	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
+	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
@@ -50,9 +51,10 @@ type bodyBudget struct {
 // each been answered 60 KB held 64 MB more than 1,000 answered 45 bytes; at -max-conns
 // (16384) that is 16 GiB. 4 KiB is over nearly every call and answer a connection sends
 // and gets again and again, which reuse their buffers; a larger one gets a buffer for
-// its request, a cost small beside reading, checking and writing it. The upstream
+// its request, a cost small beside reading, checking and writing it; an answer in a
+// larger buffer is lent to the response instead (pipeline.WriteAnswer). The upstream
 // layer's buffers are its own (upstream.Pool keeps its responses' up to 1 MiB).
-const maxKeptBody = 4 << 10
+const maxKeptBody = pipeline.KeptBody
 
 // dropLargeBodies makes fasthttp drop the body buffers over maxKeptBody of the requests
 // and responses it resets instead of keeping or pooling them. The setting is

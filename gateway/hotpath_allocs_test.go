@@ -6,6 +6,7 @@
 package gateway
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
@@ -122,5 +123,30 @@ func TestNetworkResolutionAllocatesNothing(t *testing.T) {
 		gw.metric(t, `gateway_requests_total{network="a",route="blocknumber",code="200"}`) != 0 ||
 		gw.metric(t, `gateway_requests_total{network="a",route="rpc",code="200"}`) != 0 {
 		t.Fatal("requests did not all reach network b")
+	}
+}
+
+// TestMidSizeAnswerAllocatesNothing: an answer over the response buffer a connection
+// keeps (maxKeptBody) and under upstream.AnswerFloor is lent to the response and comes
+// back once written: no allocation, where a swapped-in buffer was dropped after each
+// response and the next answer allocated another.
+func TestMidSizeAnswerAllocatesNothing(t *testing.T) {
+	result := `"0x` + strings.Repeat("ab", 10<<10) + `"`
+	s := newDirectServerAnswering(t, `{"jsonrpc":"2.0","id":1,"result":`+result+`}`, "-cache=false")
+	for _, p := range []struct{ name, method, uri, body string }{
+		{"POST / eth_call", "POST", "/", `{"jsonrpc":"2.0","id":1,"method":"eth_call","params":[{"to":"0x0000000000000000000000000000000000000001"},"latest"]}`},
+		{"POST / eth_call, id 7", "POST", "/", `{"jsonrpc":"2.0","id":7,"method":"eth_call","params":[{"to":"0x0000000000000000000000000000000000000001"},"latest"]}`},
+		{"GET /gasprice", "GET", "/gasprice", ""},
+	} {
+		c := newDirectCall(s, p.method, p.uri, p.body)
+		for range 100 {
+			c.run(t)
+		}
+		if got := string(c.ctx.Response.Body()); !strings.HasSuffix(got, `"result":`+result+`}`) {
+			t.Fatalf("%s: %.80s...; want the upstream's answer", p.name, got)
+		}
+		if n := allocsPerRequest(func() { c.run(t) }); n != 0 {
+			t.Errorf("%s: %v allocations per request, want 0", p.name, n)
+		}
 	}
 }

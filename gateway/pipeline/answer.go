@@ -19,9 +19,10 @@ var (
 )
 
 // WriteAnswer puts c's answer into the response without copying: the call's own buffer
-// is swapped with the response's, a cache entry is referenced as it is (the cache's
-// bound counts it). A large answer of the call's own is counted in the answer budget
-// until it is written (held.go); the call gives up its buffer.
+// is swapped with the response's (lent, when over KeptBody, which the response would
+// drop), a cache entry is referenced as it is (the cache's bound counts it). A large
+// answer of the call's own is counted in the answer budget until it is written
+// (held.go); the call gives up its buffer.
 func (p *Pipeline) WriteAnswer(ctx *fasthttp.RequestCtx, c *Call) {
 	h := &ctx.Response.Header
 	h.SetContentTypeBytes(ContentTypeJSON)
@@ -38,6 +39,10 @@ func (p *Pipeline) WriteAnswer(ctx *fasthttp.RequestCtx, c *Call) {
 		if len(c.Ans) > upstream.AnswerFloor {
 			p.setBody(&ctx.Response, c.Ans)
 			c.Own = nil
+			return
+		}
+		if cap(c.Own) > KeptBody {
+			c.Own = lendBody(&ctx.Response, c.Ans)
 			return
 		}
 		c.Own = ctx.Response.SwapBody(c.Own)

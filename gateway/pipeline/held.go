@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"io"
+	"sync"
 
 	"github.com/valyala/fasthttp"
 
@@ -52,4 +53,57 @@ func (p *Pipeline) Answers() *upstream.AnswerBudget { return p.answers }
 func (p *Pipeline) setBody(resp *fasthttp.Response, body []byte) {
 	n := p.answers.Hold(len(body))
 	resp.SetBodyStream(&heldBody{b: body, answers: p.answers, n: n}, len(body))
+}
+
+// KeptBody is the largest body buffer fasthttp keeps with a client connection between
+// its requests, request or response (the gateway sets it, fasthttp.SetBodySizePoolLimit):
+// a connection keeps both while idle, uncounted, so a larger one is dropped once the
+// response is written.
+const KeptBody = 4 << 10
+
+// lentBody is an answer in a buffer over KeptBody written to a client as a body stream:
+// swapped into the response's own buffer, it would be dropped once written and the
+// next answer of that size allocate another; lent, it comes back to lentBodies when
+// fasthttp has written it (Close, called exactly once), for a later call to take in
+// exchange, as SwapBody exchanges buffers.
+type lentBody struct {
+	b   []byte
+	off int
+}
+
+var lentBodies = sync.Pool{New: func() any { return new(lentBody) }}
+
+func (l *lentBody) Read(p []byte) (int, error) {
+	if l.off >= len(l.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, l.b[l.off:])
+	l.off += n
+	return n, nil
+}
+
+// WriteTo writes the answer in one call, as heldBody does.
+func (l *lentBody) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(l.b[l.off:])
+	l.off += n
+	return int64(n), err
+}
+
+func (l *lentBody) Close() error {
+	if cap(l.b) > maxPooledAnswer {
+		l.b = nil
+	}
+	l.b, l.off = l.b[:0], 0
+	lentBodies.Put(l)
+	return nil
+}
+
+// lendBody makes ans the response's body, its buffer with it, and returns a buffer the
+// caller gets in exchange.
+func lendBody(resp *fasthttp.Response, ans []byte) []byte {
+	l := lentBodies.Get().(*lentBody)
+	back := l.b[:0]
+	l.b = ans
+	resp.SetBodyStream(l, len(ans))
+	return back
 }
