@@ -174,7 +174,8 @@ func TestSocket2SocketSubscribeNewHeads(t *testing.T) {
 	if got := string(a.call(`{"jsonrpc":"2.0","id":2,"method":"eth_unsubscribe","params":["` + id + `"]}`)); got != `{"jsonrpc":"2.0","id":2,"result":true}` {
 		t.Fatalf("unsubscribe: %s", got)
 	}
-	if got := string(a.call(`{"jsonrpc":"2.0","id":3,"method":"eth_unsubscribe","params":["` + id + `"]}`)); got != `{"jsonrpc":"2.0","id":3,"result":false}` {
+	// As geth: an id that is no longer the client's is "subscription not found".
+	if got := string(a.call(`{"jsonrpc":"2.0","id":3,"method":"eth_unsubscribe","params":["` + id + `"]}`)); got != `{"jsonrpc":"2.0","id":3,"error":{"code":-32000,"message":"subscription not found"}}` {
 		t.Fatalf("second unsubscribe: %s", got)
 	}
 	// A subscription id is a string: anything else is invalid params, as geth answers.
@@ -184,7 +185,7 @@ func TestSocket2SocketSubscribeNewHeads(t *testing.T) {
 			t.Fatalf("unsubscribe %s: %s", params, got)
 		}
 	}
-	if got := string(a.call(`{"jsonrpc":"2.0","id":4,"method":"eth_unsubscribe","params":["0x` + strings.Repeat("ab", 100) + `"]}`)); got != `{"jsonrpc":"2.0","id":4,"result":false}` {
+	if got := string(a.call(`{"jsonrpc":"2.0","id":4,"method":"eth_unsubscribe","params":["0x` + strings.Repeat("ab", 100) + `"]}`)); got != `{"jsonrpc":"2.0","id":4,"error":{"code":-32000,"message":"subscription not found"}}` {
 		t.Fatalf("unsubscribe of a long id: %s", got)
 	}
 	// b still receives heads; after a's unsubscribe answer a gets none.

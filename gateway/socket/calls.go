@@ -224,49 +224,59 @@ func (c *wsClient) subscribe(cl *pipeline.Call, start time.Time) {
 }
 
 // unsubscribe answers eth_unsubscribe locally: the upstream subscription may be shared,
-// and the Mux unsubscribes upstream when its last subscriber leaves.
+// and the Mux unsubscribes upstream when its last subscriber leaves. As geth: sent as a
+// notification it still ends the subscription (nothing is answered), and an id that is
+// not one of this client's subscriptions is an error, not result false.
 func (c *wsClient) unsubscribe(cl *pipeline.Call) {
-	if cl.ID == nil {
-		return
-	}
-	gw, isString := firstStringParam(cl.Req.Params)
-	if !isString {
-		// As geth: a subscription id is a string; anything else is the caller's mistake,
-		// not a subscription that is gone.
-		c.sendError(cl.ID, errUnsubscribeParams)
-		return
-	}
-	res := "false"
-	if gw != nil && c.subs.Leave(c, gw) {
-		res = "true"
+	gw, perr := unsubscribeParam(cl.Req.Params)
+	left := perr == nil && gw != nil && c.subs.Leave(c, gw)
+	if left {
 		c.dropSub()
 	}
+	switch {
+	case cl.ID == nil:
+		return
+	case perr != nil:
+		c.sendError(cl.ID, perr)
+		return
+	case !left:
+		c.sendError(cl.ID, errSubscriptionNotFound)
+		return
+	}
 	buf := getMsgBuf()
-	*buf = append(append(append(append((*buf)[:0], `{"jsonrpc":"2.0","id":`...), cl.ID...), `,"result":`...), res...)
-	*buf = append(*buf, '}')
+	*buf = append(append(append((*buf)[:0], `{"jsonrpc":"2.0","id":`...), cl.ID...), `,"result":true}`...)
 	c.enqueue(outMsg{b: *buf, buf: buf})
 }
 
-// firstStringParam returns the decoded params[0], and whether it is a string at all; v
-// is nil for a string too long to be a subscription id of ours.
-func firstStringParam(params []byte) (v []byte, isString bool) {
+// unsubscribeParam returns the decoded params[0]: nil for a string too long to be a
+// subscription id of ours. As geth, a second argument, or a first that is not a string,
+// is the caller's mistake (-32602), not a subscription that is gone.
+func unsubscribeParam(params []byte) ([]byte, *proto.Error) {
 	if proto.FirstByte(params) != '[' {
-		return nil, false
+		return nil, errUnsubscribeParams
+	}
+	if proto.Nth(params, 1).Present() {
+		return nil, errUnsubscribeArgs
 	}
 	s := proto.Nth(params, 0)
 	if !s.Present() || proto.FirstByte(s.Bytes(params)) != '"' {
-		return nil, false
+		return nil, errUnsubscribeParams
 	}
 	var buf [128]byte
 	d, ok := proto.DecodeString(buf[:], s.Bytes(params))
 	if !ok {
-		return nil, true
+		return nil, nil
 	}
-	return append([]byte(nil), d...), true
+	return append([]byte(nil), d...), nil
 }
 
-var errUnsubscribeParams = proto.NewError(proto.CodeInvalidParams, fasthttp.StatusBadRequest,
-	`invalid params: eth_unsubscribe takes ["<subscription id>"]`)
+var (
+	errUnsubscribeParams = proto.NewError(proto.CodeInvalidParams, fasthttp.StatusBadRequest,
+		`invalid params: eth_unsubscribe takes ["<subscription id>"]`)
+	// geth's own words for these two, byte for byte.
+	errUnsubscribeArgs      = proto.NewError(proto.CodeInvalidParams, fasthttp.StatusBadRequest, "too many arguments, want at most 1")
+	errSubscriptionNotFound = proto.NewError(proto.CodeServer, fasthttp.StatusOK, "subscription not found")
+)
 
 // batchOverInFlight is the error of a batch of more requests than one connection may
 // have in flight (-ws-max-in-flight): it could never be admitted there.
