@@ -39,7 +39,7 @@ func TestHostileRequestsOnEveryTransport(t *testing.T) {
 		{"NUL in method", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId\u0000admin_nodeInfo"}`, -32600, "", ""},
 		{"punctuation in method", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId\",\"x\":\"y"}`, -32600, "", ""},
 		{"object id", `{"jsonrpc":"2.0","id":{"id":1},"method":"eth_chainId"}`, -32600, "", ""},
-		{"string params", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":"x"}`, -32600, "", ""},
+		{"string params", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":"x"}`, -32602, "", ""}, // as geth: "non-array args"
 		{"extra members are not forwarded", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","extra":{"id":9,"method":"admin_x"},"result":1}`, 0, "eth_chainId", `[]`},
 		{"escaped allowed method", `{"jsonrpc":"2.0","id":1,"method":"eth_\u0063hainId"}`, 0, "eth_chainId", `[]`},
 		// Every decision on decoded values (issue 19, F6): an escaped block tag is the tag

@@ -50,7 +50,9 @@ var (
 	ErrBadID      = newErr(CodeInvalidRequest, http.StatusBadRequest, `invalid request: "id" must be a string, a number or null`)
 	ErrBadMethod  = newErr(CodeInvalidRequest, http.StatusBadRequest,
 		`invalid request: "method" must be a string of 1 to 128 letters, digits and underscores`)
-	ErrBadParams = newErr(CodeInvalidRequest, http.StatusBadRequest, `invalid request: "params" must be an array or an object`)
+	// ErrBadParams is -32602, as geth answers params that are not structured ("non-array
+	// args"): the request is well formed, its arguments are not.
+	ErrBadParams = newErr(CodeInvalidParams, http.StatusBadRequest, `invalid params: "params" must be an array or an object`)
 )
 
 var (

@@ -1,0 +1,72 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+)
+
+// Requests the gateway answers itself, without the node, get the error code and id geth
+// gives the same bytes, on POST / and on /socket2socket (the messages may say more). A
+// client library that maps codes to exceptions sees the same exception either way.
+func TestRefusalsMatchNodeCodes(t *testing.T) {
+	node, gw := startNodeGateway(t, nil)
+	direct, ws := dialWS(t, node.WSURL, nil), dialWS(t, gw.WSURL, nil)
+	for _, body := range []string{
+		// params that are neither an array nor an object: geth -32602 "non-array args"
+		`{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":"latest"}`,
+		`{"jsonrpc":"2.0","id":2,"method":"eth_getBlockByNumber","params":1}`,
+		`{"jsonrpc":"2.0","id":"t","method":"eth_chainId","params":true}`,
+		`[{"jsonrpc":"2.0","id":3,"method":"eth_chainId","params":"x"},{"jsonrpc":"2.0","id":4,"method":"eth_chainId"}]`,
+		// invalid requests: -32600
+		`{"jsonrpc":"2.0","id":{"a":1},"method":"eth_chainId"}`,
+		`{"jsonrpc":"1.0","id":5,"method":"eth_chainId"}`,
+		`{"jsonrpc":"2.0","id":6,"method":5}`,
+		`{"jsonrpc":"2.0","id":7,"method":""}`,
+		`{"jsonrpc":"2.0","id":8}`,
+		`null`,
+		`[]`,
+		`[1,[]]`,
+	} {
+		want := answerShape(t, node.Raw(t, body))
+		if got := answerShape(t, postBody(t, gw.URL, body)); got != want {
+			t.Errorf("POST %s:\n got %s\nwant %s", body, got, want)
+		}
+		want = answerShape(t, direct.call(body))
+		if got := answerShape(t, ws.call(body)); got != want {
+			t.Errorf("websocket %s:\n got %s\nwant %s", body, got, want)
+		}
+	}
+}
+
+// answerShape is an answer (or a batch's) without its error messages: ids, results and
+// error codes.
+func answerShape(t *testing.T, b []byte) string {
+	t.Helper()
+	type shape struct {
+		ID     json.RawMessage `json:"id"`
+		Result json.RawMessage `json:"result,omitempty"`
+		Error  *struct {
+			Code int `json:"code"`
+		} `json:"error,omitempty"`
+	}
+	var many []shape
+	if err := json.Unmarshal(b, &many); err != nil {
+		var one shape
+		if err := json.Unmarshal(b, &one); err != nil {
+			t.Fatalf("answer %s: %v", b, err)
+		}
+		many = []shape{one}
+	}
+	out, _ := json.Marshal(many)
+	return string(out)
+}
+
+func postBody(t *testing.T, url, body string) []byte {
+	t.Helper()
+	status, _, got := post(t, url, body, nil)
+	if status != http.StatusOK {
+		t.Fatalf("POST %s: HTTP %d %s", body, status, got)
+	}
+	return []byte(got)
+}
