@@ -128,9 +128,13 @@ func (s *Service) Serve(dst []byte, up Caller, r *proto.Request, id []byte, scop
 	case mNewFilter:
 		result, err = s.newLogFilter(q, r.Params, scope)
 	case mNewBlockFilter:
-		result, err = s.newBlockFilter(q, scope)
+		if err = creationArgs(r.Params, 0); err == nil {
+			result, err = s.newBlockFilter(q, scope)
+		}
 	case mNewPending:
-		result, err = s.pending.create(q, scope)
+		if err = creationArgs(r.Params, 1); err == nil {
+			result, err = s.pending.create(q, scope)
+		}
 	case mChanges:
 		result, err = s.changes(q, r.Params, scope)
 	case mLogs:

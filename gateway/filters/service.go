@@ -3,6 +3,7 @@ package filters
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 
 	"github.com/infura-gateway/infura-gateway/proto"
 )
@@ -24,6 +25,38 @@ func (s *Service) newLogFilter(q *query, params []byte, scope string) ([]byte, e
 func (s *Service) newBlockFilter(q *query, scope string) ([]byte, error) {
 	return s.install(q, &state{Scope: scope, Kind: kindBlocks})
 }
+
+// creationArgs checks the params of eth_newBlockFilter (most 0: none) and
+// eth_newPendingTransactionFilter (most 1: an optional fullTx) as geth does, before a
+// filter is made: one made of arguments geth refuses only spent the client's filter
+// quota. fullTx true is refused: the gateway keeps the hashes only, and its polls would
+// answer hashes where geth's answer transactions.
+func creationArgs(params []byte, most int) error {
+	if proto.FirstByte(params) != '[' {
+		return errNonArray
+	}
+	if proto.Nth(params, most).Present() {
+		return &rpcError{code: proto.CodeInvalidParams, msg: "too many arguments, want at most " + strconv.Itoa(most)}
+	}
+	if most == 0 {
+		return nil
+	}
+	switch a := proto.Nth(params, 0); {
+	case !a.Present():
+		return nil
+	case string(a.Bytes(params)) == "true":
+		return errFullPending
+	case string(a.Bytes(params)) != "false" && string(a.Bytes(params)) != "null":
+		return argError(errors.New("fullTx must be true or false"))
+	}
+	return nil
+}
+
+var (
+	errNonArray    = &rpcError{code: proto.CodeInvalidParams, msg: "non-array args"}
+	errFullPending = argError(errors.New("full transactions are not served by this gateway's pending filters: " +
+		"use eth_newPendingTransactionFilter without arguments (hashes), or subscribe to newPendingTransactions with true over a websocket"))
+)
 
 func (s *Service) install(q *query, st *state) ([]byte, error) {
 	// The bounds first: a refused filter must cost no upstream call (a batch of 1,000
