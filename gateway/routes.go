@@ -110,13 +110,13 @@ func (s *Server) keyRoutes(f *front, fixed fixedRoutes, r *router.Router) fastht
 			if ctx.IsPost() {
 				rpc(ctx)
 			} else {
-				other(ctx)
+				wrongMethod(ctx, other, "OPTIONS, POST")
 			}
 		case len(access.PrefixWSKey):
 			if ctx.IsGet() {
 				ws(ctx)
 			} else {
-				other(ctx)
+				wrongMethod(ctx, other, "GET, OPTIONS")
 			}
 		default:
 			if h := fixed.find(ctx); h != nil {
@@ -125,6 +125,16 @@ func (s *Server) keyRoutes(f *front, fixed fixedRoutes, r *router.Router) fastht
 			}
 			next(ctx)
 		}
+	}
+}
+
+// wrongMethod answers a key route asked with a method it does not serve as the router
+// answers its own routes: OPTIONS with 200 and Allow, anything else 405 with Allow (RFC
+// 9110 §15.5.6: a 405 names the methods the resource allows).
+func wrongMethod(ctx *fasthttp.RequestCtx, notAllowed fasthttp.RequestHandler, allow string) {
+	ctx.Response.Header.Set(fasthttp.HeaderAllow, allow)
+	if !ctx.IsOptions() {
+		notAllowed(ctx)
 	}
 }
 

@@ -33,8 +33,14 @@ func TestServeChain(t *testing.T) {
 		{name: "HEAD of a GET route: 405", method: "HEAD", uri: "/blocknumber", status: 405, allow: "GET, OPTIONS"},
 		{name: "unknown path: 404", method: "GET", uri: "/nope", status: 404},
 		{name: "trailing slash not redirected", method: "GET", uri: "/blocknumber/", status: 404},
-		{name: "not normalized: the router's answer", method: "GET", uri: "//blocknumber", status: 405},
+		{name: "not normalized: the router's answer", method: "GET", uri: "//blocknumber", status: 405, allow: "OPTIONS, POST"},
 		{name: "OPTIONS without Origin: router's Allow", method: "OPTIONS", uri: "/", status: 200, allow: "OPTIONS, POST"},
+		// The key routes answer as the router answers its own (RFC 9110 §15.5.6: a 405 names what is allowed).
+		{name: "key route, wrong method: 405 with Allow", method: "GET", uri: "/v3/abc", status: 405, allow: "OPTIONS, POST"},
+		{name: "key route, HEAD: 405 with Allow", method: "HEAD", uri: "/v3/abc", status: 405, allow: "OPTIONS, POST"},
+		{name: "websocket key route, wrong method: 405 with Allow", method: "POST", uri: "/ws/v3/abc", status: 405, allow: "GET, OPTIONS"},
+		{name: "key route, OPTIONS without Origin: Allow", method: "OPTIONS", uri: "/v3/abc", status: 200, allow: "OPTIONS, POST"},
+		{name: "websocket key route, OPTIONS without Origin: Allow", method: "OPTIONS", uri: "/ws/v3/abc", status: 200, allow: "GET, OPTIONS"},
 		{name: "preflight", method: "OPTIONS", uri: "/", origin: "https://dapp.example", reqMethod: "POST", status: 204, allowOrigin: "https://dapp.example"},
 		{name: "preflight of an origin not listed: router's Allow", method: "OPTIONS", uri: "/", origin: "https://a.example", reqMethod: "POST", status: 200, allow: "OPTIONS, POST"},
 	} {
@@ -46,7 +52,7 @@ func TestServeChain(t *testing.T) {
 			if got := string(r.Header.Peek("Access-Control-Allow-Origin")); got != tc.allowOrigin {
 				t.Errorf("Access-Control-Allow-Origin %q, want %q", got, tc.allowOrigin)
 			}
-			if got := string(r.Header.Peek("Allow")); tc.allow != "" && got != tc.allow {
+			if got := string(r.Header.Peek("Allow")); (tc.allow != "" || tc.status == 405) && got != tc.allow {
 				t.Errorf("Allow %q, want %q", got, tc.allow)
 			}
 			if tc.status == 204 && (len(r.Header.Peek("Access-Control-Allow-Methods")) == 0 ||
