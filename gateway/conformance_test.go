@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -27,22 +28,54 @@ func TestRefusalsMatchNodeCodes(t *testing.T) {
 		`null`,
 		`[]`,
 		`[1,[]]`,
+		// notifications: an invalid one is answered (id null), one with wrong params is not
+		`{"jsonrpc":"1.0","method":"eth_chainId"}`,
+		`{"jsonrpc":"2.0","method":"eth_chainId","params":"x"}`,
+		`[{"jsonrpc":"2.0","method":"eth_chainId","params":1},{"jsonrpc":"2.0","id":9,"method":"eth_chainId"}]`,
+		`[{"jsonrpc":"2.0","method":"eth_chainId","params":1},{"jsonrpc":"2.0","method":5}]`,
 	} {
-		want := answerShape(t, node.Raw(t, body))
+		raw := node.Raw(t, body)
+		want := answerShape(t, raw)
 		if got := answerShape(t, postBody(t, gw.URL, body)); got != want {
 			t.Errorf("POST %s:\n got %s\nwant %s", body, got, want)
 		}
-		want = answerShape(t, direct.call(body))
-		if got := answerShape(t, ws.call(body)); got != want {
+		want = wsShape(t, direct, body, len(raw) > 0)
+		if got := wsShape(t, ws, body, len(raw) > 0); got != want {
 			t.Errorf("websocket %s:\n got %s\nwant %s", body, got, want)
 		}
 	}
+}
+
+// wsShape sends body, then a probe call, and returns the shape of body's answer, or
+// "nothing" when the probe's answer comes and none was expected (answered says whether
+// the node answers body over HTTP). An answer not expected shows, at the latest, as the
+// next body's.
+func wsShape(t *testing.T, c *wsTestClient, body string, answered bool) string {
+	t.Helper()
+	c.mustSend(body)
+	c.mustSend(`{"jsonrpc":"2.0","id":"probe","method":"eth_chainId"}`)
+	got, probed := "", false
+	for !probed || (answered && got == "") {
+		b := c.nextAnswer()
+		if strings.Contains(string(b), `"probe"`) {
+			probed = true
+			continue
+		}
+		got = answerShape(t, b)
+	}
+	if got == "" {
+		return "nothing"
+	}
+	return got
 }
 
 // answerShape is an answer (or a batch's) without its error messages: ids, results and
 // error codes.
 func answerShape(t *testing.T, b []byte) string {
 	t.Helper()
+	if len(b) == 0 {
+		return "nothing"
+	}
 	type shape struct {
 		ID     json.RawMessage `json:"id"`
 		Result json.RawMessage `json:"result,omitempty"`

@@ -62,7 +62,9 @@ func (s *Handlers) rpc(ctx *fasthttp.RequestCtx, n *network.Network) {
 	c.Trace.SetIn(TraceIn(ctx))
 	if perr := c.Req.Parse(body); perr != nil {
 		// An invalid request is answered even without an id (id null), as geth does.
-		writeRPCError(ctx, c.Req.ID, perr)
+		if proto.RefusalAnswered(perr, c.Req.ID) {
+			writeRPCError(ctx, c.Req.ID, perr)
+		}
 		return
 	}
 	c.ID = c.Req.ID

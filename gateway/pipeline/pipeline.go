@@ -430,7 +430,9 @@ func (p *Pipeline) admitElement(n *network.Network, c *Call, el []byte) bool {
 		if perr == proto.ErrParse { // not reached: the batch as a whole parsed
 			perr = proto.ErrInvalidRequest
 		}
-		c.setError(perr)
+		if proto.RefusalAnswered(perr, c.ID) {
+			c.setError(perr)
+		}
 		return false
 	}
 	c.ID = c.Req.ID

@@ -30,7 +30,9 @@ func (c *wsClient) handle(buf *[]byte) bool {
 	cl := pipeline.GetCall(c.up, start, start.Add(c.h.cfg.UpstreamTimeout))
 	cl.Trace.SetIn(c.traceIn)
 	if perr := cl.Req.Parse(msg); perr != nil {
-		c.sendError(cl.Req.ID, perr) // invalid requests are answered even without an id
+		if proto.RefusalAnswered(perr, cl.Req.ID) { // invalid requests are answered even without an id
+			c.sendError(cl.Req.ID, perr)
+		}
 		c.h.calls.observe(perr.Status, start)
 		pipeline.PutCall(cl)
 		return false
