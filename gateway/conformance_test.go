@@ -33,6 +33,8 @@ func TestRefusalsMatchNodeCodes(t *testing.T) {
 		`{"jsonrpc":"2.0","method":"eth_chainId","params":"x"}`,
 		`[{"jsonrpc":"2.0","method":"eth_chainId","params":1},{"jsonrpc":"2.0","id":9,"method":"eth_chainId"}]`,
 		`[{"jsonrpc":"2.0","method":"eth_chainId","params":1},{"jsonrpc":"2.0","method":5}]`,
+		`{"jsonrpc":"2.0","method":"eth_subscribe","params":{"a":1}}`,
+		`{"jsonrpc":"2.0","method":"eth_subscribe","params":[1]}`,
 	} {
 		raw := node.Raw(t, body)
 		want := answerShape(t, raw)

@@ -172,9 +172,9 @@ func (r *Request) Parse(b []byte) *Error {
 
 // RefusalAnswered reports whether a request Parse refused with e is answered when it
 // carries id: always with an id; without one (id null) only when it is not a valid
-// request, as geth does. Params of the wrong type (ErrBadParams) make a valid
-// notification with wrong arguments, and no notification is answered.
-func RefusalAnswered(e *Error, id []byte) bool { return id != nil || e != ErrBadParams }
+// request, as geth does. Params refused (-32602: ErrBadParams, ErrBadSubscribeParams)
+// make a valid notification with wrong arguments, and no notification is answered.
+func RefusalAnswered(e *Error, id []byte) bool { return id != nil || e.Code != CodeInvalidParams }
 
 // canonicalSubscribe makes r.Params the canonical form of its eth_subscribe params: the
 // one spelling every decision and the upstream see.
