@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -101,14 +102,15 @@ func TestReloadRevokesKeyWebsockets(t *testing.T) {
 
 // A reload that changes a key's plan applies to its open websockets: the next call past
 // the new limit is refused, and subscriptions the new plan denies end with an error
-// notification.
+// notification, under each id the client holds them by (newHeads twice here).
 func TestReloadPlanChangeAppliesToWebsockets(t *testing.T) {
 	gw, path := startKeyedNode(t, accessConfig("{}"))
 	ws := dialWS(t, strings.Replace(gw.URL, "http://", "ws://", 1)+"/ws/v3/"+keyAlice, nil)
 	heads := decodeAnswer(t, ws.call(`{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}`))
+	heads2 := decodeAnswer(t, ws.call(`{"jsonrpc":"2.0","id":3,"method":"eth_subscribe","params":["newHeads"]}`))
 	pending := decodeAnswer(t, ws.call(`{"jsonrpc":"2.0","id":2,"method":"eth_subscribe","params":["newPendingTransactions"]}`))
-	if heads.Error != nil || pending.Error != nil {
-		t.Fatalf("subscriptions: %+v %+v", heads.Error, pending.Error)
+	if heads.Error != nil || heads2.Error != nil || pending.Error != nil {
+		t.Fatalf("subscriptions: %+v %+v %+v", heads.Error, heads2.Error, pending.Error)
 	}
 	for i := range 20 { // no limit on the old plan
 		if a := decodeAnswer(t, ws.call(blockNumberCall)); a.Error != nil {
@@ -117,25 +119,26 @@ func TestReloadPlanChangeAppliesToWebsockets(t *testing.T) {
 	}
 	// Downgraded: two requests at once, then one per 1000 s; newHeads denied.
 	reload(t, gw, path, accessConfig("{requests_per_second: 0.001, burst: 2, methods: {deny: [newHeads]}}"))
-	var headsID string
-	if err := json.Unmarshal(heads.Result, &headsID); err != nil {
-		t.Fatal(err)
+	var headsID, heads2ID string
+	if err := errors.Join(json.Unmarshal(heads.Result, &headsID), json.Unmarshal(heads2.Result, &heads2ID)); err != nil || headsID == heads2ID {
+		t.Fatalf("newHeads ids %q and %q: %v", headsID, heads2ID, err)
 	}
-	// The error notification: the subscription the new plan denies has ended.
+	// The error notifications: the subscriptions the new plan denies have ended, one
+	// under each id.
 	deadline := time.Now().Add(wsWait)
-	for ended := false; !ended; {
+	for ended := map[string]bool{}; len(ended) < 2; {
 		if time.Now().After(deadline) {
-			t.Fatalf("no error notification for the denied subscription within %v", wsWait)
+			t.Fatalf("error notifications for %v of the denied subscriptions within %v", ended, wsWait)
 		}
 		b := ws.next()
 		a := decodeAnswer(t, b)
 		if a.Method != "eth_subscription" || !strings.Contains(string(b), `"error"`) {
-			continue // a notification of either subscription before the reload took effect
+			continue // a notification of a subscription before the reload took effect
 		}
-		if a.Params.Subscription != headsID || !strings.Contains(string(b), `"code":-32601`) {
-			t.Fatalf("error notification %s, want subscription %s ended with -32601", b, headsID)
+		if id := a.Params.Subscription; id != headsID && id != heads2ID || ended[id] || !strings.Contains(string(b), `"code":-32601`) {
+			t.Fatalf("error notification %s, want subscriptions %s and %s ended once each with -32601", b, headsID, heads2ID)
 		}
-		ended = true
+		ended[a.Params.Subscription] = true
 	}
 	ws.mustSend(blockNumberCall) // id 7
 	ws.mustSend(`{"jsonrpc":"2.0","id":8,"method":"eth_blockNumber","params":[]}`)
@@ -146,7 +149,7 @@ func TestReloadPlanChangeAppliesToWebsockets(t *testing.T) {
 		b := ws.next()
 		a := decodeAnswer(t, b)
 		if a.Method == "eth_subscription" {
-			if a.Params.Subscription == headsID {
+			if a.Params.Subscription == headsID || a.Params.Subscription == heads2ID {
 				t.Fatalf("a newHeads notification after the subscription ended: %s", b)
 			}
 			continue

@@ -148,20 +148,21 @@ func (c *wsClient) rebind() {
 	}
 }
 
-// endSubscription ends k of the client's memberships of a subscription and tells it
-// with a notification carrying e; it returns how many it ended.
+// endSubscription ends k of the client's memberships of a subscription, newest first,
+// and tells it with a notification carrying e under each id it ended; it returns how
+// many it ended.
 func (c *wsClient) endSubscription(hd upstream.Holding, k int, e *proto.Error) int {
 	ended := 0
+	gw := []byte(hd.GWID)
 	for range k {
-		if !c.subs.Leave(c, []byte(hd.GWID)) {
+		if !c.subs.Leave(c, gw) {
 			break
 		}
+		id := c.releaseNewest(gw)
 		c.dropSub()
 		ended++
-	}
-	if ended > 0 {
 		buf := getMsgBuf()
-		*buf = appendSubscriptionError((*buf)[:0], hd.GWID, e)
+		*buf = appendSubscriptionError((*buf)[:0], string(id), e)
 		c.enqueue(outMsg{b: *buf, buf: buf})
 	}
 	return ended

@@ -230,9 +230,14 @@ func (c *wsClient) subscribe(cl *pipeline.Call, start time.Time) {
 // notification it still ends the subscription (nothing is answered), and an id that is
 // not one of this client's subscriptions is an error, not result false.
 func (c *wsClient) unsubscribe(cl *pipeline.Call) {
-	gw, perr := unsubscribeParam(cl.Req.Params)
-	left := perr == nil && gw != nil && c.subs.Leave(c, gw)
+	id, perr := unsubscribeParam(cl.Req.Params)
+	var gw []byte
+	if perr == nil && id != nil {
+		gw = c.groupOf(id) // an extra id (aliases.go) ends one holding of its group
+	}
+	left := gw != nil && c.subs.Leave(c, gw)
 	if left {
+		c.released(id, gw)
 		c.dropSub()
 	}
 	switch {

@@ -80,6 +80,12 @@ type wsClient struct {
 	writing     bool // a drain goroutine runs
 	closed      bool
 	closing     bool // a close is queued behind the messages before it
+
+	// The subscriptions held (aliases.go): held and its writers under aliasMu; aliases,
+	// nil unless one is held more than once, for Notify.
+	aliasMu sync.Mutex
+	held    []heldSub
+	aliases atomic.Pointer[aliasTable]
 }
 
 // outMsg is a queued message: a pooled buffer we own, or a shared notification frame.
@@ -365,18 +371,29 @@ func (c *wsClient) shutdown(code int, reason string) {
 }
 
 // Reply implements upstream.Sink: the answer to an eth_subscribe. A refused
-// subscription gives its place in the budgets back. The eth_subscribe call counts now.
+// subscription gives its place in the budgets back; a subscription the client holds
+// already is answered with an id of its own (aliases.go). The eth_subscribe call counts
+// now.
 func (c *wsClient) Reply(msg []byte) {
 	status := subscribeStatus(msg)
 	c.h.calls.count(status)
 	if proto.IsErrorResponse(msg) {
 		c.dropSub()
+		c.send(msg)
+		return
 	}
-	c.send(msg)
+	c.send(c.holdReply(msg))
 }
 
-// Notify implements upstream.Sink: a subscription notification, shared and immutable.
-func (c *wsClient) Notify(frame []byte) { c.enqueue(outMsg{b: frame}) }
+// Notify implements upstream.Sink: a subscription notification, shared and immutable;
+// once more under each extra id the client holds it by (aliases.go).
+func (c *wsClient) Notify(frame []byte) {
+	if t := c.aliases.Load(); t != nil {
+		c.notifyAliased(t, frame)
+		return
+	}
+	c.enqueue(outMsg{b: frame})
+}
 
 // send queues a copy of msg.
 func (c *wsClient) send(msg []byte) {
