@@ -103,13 +103,18 @@ func (c *wsTestClient) next() []byte {
 	return b
 }
 
-// nextAnswer skips subscription notifications.
+// nextAnswer skips subscription notifications, for wsWait at most: a live subscription
+// must not keep a test waiting for an answer that never comes.
 func (c *wsTestClient) nextAnswer() []byte {
 	c.t.Helper()
+	deadline := time.Now().Add(wsWait)
 	for {
 		b := c.next()
 		if !strings.Contains(string(b), `"eth_subscription"`) {
 			return b
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("no answer within %s, only subscription notifications", wsWait)
 		}
 	}
 }

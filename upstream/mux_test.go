@@ -30,7 +30,7 @@ func TestMuxRestoresIDsByteForByte(t *testing.T) {
 func TestMuxWritesTheEnvelope(t *testing.T) {
 	f := newFakeUpstream(t, true)
 	m := startMux(t, f, func(c *MuxConfig) { c.Conns = 1 })
-	conn := <-f.accepted
+	conn := within(t, f.accepted, "the Mux's connection")
 	sink := newChanSink(1)
 	sendBody(m, sink, `{ "params" : [ {"to":"0x1"} , "latest" ], "id":"client", "method":"eth_call", "ID":7, "extra":{"id":9} }`, time.Now().Add(20*time.Second))
 	// The request is refused before the Mux (a letter-case variant of id): nothing is sent.
@@ -38,7 +38,7 @@ func TestMuxWritesTheEnvelope(t *testing.T) {
 		t.Fatalf("case variant: %s", got)
 	}
 	sendBody(m, sink, `{ "params" : [ {"to":"0x1"} , "latest" ], "id":"client", "method":"eth_\u0063all", "extra":{"id":9} }`, time.Now().Add(20*time.Second))
-	got := <-f.recv
+	got := within(t, f.recv, "the envelope upstream")
 	if want := `{"jsonrpc":"2.0","id":1,"method":"eth_call","params":[{"to":"0x1"},"latest"]}`; string(got) != want {
 		t.Fatalf("upstream got\n %s\nwant %s", got, want)
 	}
@@ -418,6 +418,20 @@ func (s *chanSink) Reply(msg []byte) {
 }
 
 func (s *chanSink) Notify(frame []byte) { s.ch <- frame }
+
+// within receives from ch, failing the test when nothing comes within 20s: a test that
+// waits must never hang until the package's timeout.
+func within[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(20 * time.Second):
+		t.Fatalf("waited 20s for %s: nothing came", what)
+		var zero T
+		return zero
+	}
+}
 
 func (s *chanSink) next(t testing.TB) []byte {
 	t.Helper()

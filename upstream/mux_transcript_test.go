@@ -37,7 +37,7 @@ func TestMuxTranscripts(t *testing.T) {
 func runTranscript(t *testing.T, file string) {
 	f := newFakeUpstream(t, true)
 	m := startMux(t, f, func(c *MuxConfig) { c.Conns = 1 })
-	conn := <-f.accepted
+	conn := within(t, f.accepted, "the Mux's connection")
 	clients := make(map[string]*chanSink)
 	client := func(name string) *chanSink {
 		if clients[name] == nil {
