@@ -25,6 +25,14 @@ func TestRefusalsMatchNodeCodes(t *testing.T) {
 		`{"jsonrpc":"2.0","id":6,"method":5}`,
 		`{"jsonrpc":"2.0","id":7,"method":""}`,
 		`{"jsonrpc":"2.0","id":8}`,
+		// no "jsonrpc" member: -32600 with the id, decided before the params; in a batch
+		// only that element is refused
+		`{"id":10,"method":"eth_chainId","params":[]}`,
+		`{"id":"s","method":"eth_chainId"}`,
+		`{"id":null,"method":"eth_chainId"}`,
+		`{"id":11,"method":"eth_chainId","params":"x"}`,
+		`{"id":12,"method":"eth_subscribe","params":["newHeads"]}`,
+		`[{"id":13,"method":"eth_chainId"},{"jsonrpc":"2.0","id":14,"method":"eth_chainId"}]`,
 		`null`,
 		`[]`,
 		`[1,[]]`,
@@ -35,6 +43,11 @@ func TestRefusalsMatchNodeCodes(t *testing.T) {
 		`[{"jsonrpc":"2.0","method":"eth_chainId","params":1},{"jsonrpc":"2.0","method":5}]`,
 		`{"jsonrpc":"2.0","method":"eth_subscribe","params":{"a":1}}`,
 		`{"jsonrpc":"2.0","method":"eth_subscribe","params":[1]}`,
+		// a notification without "jsonrpc" is an invalid request: answered, id null
+		`{"method":"eth_chainId","params":[]}`,
+		`{"method":"eth_chainId","params":"x"}`,
+		`[{"method":"eth_chainId"}]`,
+		`[{"method":"eth_chainId"},{"jsonrpc":"2.0","id":15,"method":"eth_chainId"}]`,
 	} {
 		raw := node.Raw(t, body)
 		want := answerShape(t, raw)

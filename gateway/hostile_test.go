@@ -36,6 +36,11 @@ func TestHostileRequestsOnEveryTransport(t *testing.T) {
 		{"unicode fold of params", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","param\u017f":[1]}`, refusedDup, "", ""},
 		{"JSONRPC variant", `{"JSONRPC":"2.0","id":1,"method":"eth_chainId"}`, refusedDup, "", ""},
 		{"wrong version", `{"jsonrpc":"1.0","id":1,"method":"eth_chainId"}`, -32600, "", ""},
+		// No "jsonrpc" member: geth refuses it (-32600) and so does the gateway, before
+		// any other decision; nothing reaches the upstream.
+		{"no version", `{"id":1,"method":"eth_chainId","params":[]}`, -32600, "", ""},
+		{"no version, deny-listed method", `{"id":1,"method":"admin_nodeInfo"}`, -32600, "", ""},
+		{"version only inside params", `{"id":1,"method":"eth_getBalance","params":[{"jsonrpc":"2.0"},"latest"]}`, -32600, "", ""},
 		{"NUL in method", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId\u0000admin_nodeInfo"}`, -32600, "", ""},
 		{"punctuation in method", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId\",\"x\":\"y"}`, -32600, "", ""},
 		{"object id", `{"jsonrpc":"2.0","id":{"id":1},"method":"eth_chainId"}`, -32600, "", ""},

@@ -47,6 +47,7 @@ var (
 	ErrDuplicateMember = newErr(CodeInvalidRequest, http.StatusBadRequest,
 		`invalid request: "jsonrpc", "id", "method" and "params" must each appear at most once, spelled in lower case`)
 	ErrBadVersion = newErr(CodeInvalidRequest, http.StatusBadRequest, `invalid request: "jsonrpc" must be "2.0"`)
+	ErrNoVersion  = newErr(CodeInvalidRequest, http.StatusBadRequest, `invalid request: "jsonrpc" is missing; it must be "2.0"`)
 	ErrBadID      = newErr(CodeInvalidRequest, http.StatusBadRequest, `invalid request: "id" must be a string, a number or null`)
 	ErrBadMethod  = newErr(CodeInvalidRequest, http.StatusBadRequest,
 		`invalid request: "method" must be a string of 1 to 128 letters, digits and underscores`)
@@ -132,10 +133,11 @@ func (r *Request) Parse(b []byte) *Error {
 	if refuse != nil {
 		return refuse
 	}
-	if seen[memberJSONRPC] {
-		if v, ok := DecodeString(r.nameBuf[:], spans[memberJSONRPC].Bytes(b)); !ok || string(v) != "2.0" {
-			return ErrBadVersion
-		}
+	if !seen[memberJSONRPC] {
+		return ErrNoVersion // geth refuses it too (-32600); JSON-RPC 2.0 requires the member
+	}
+	if v, ok := DecodeString(r.nameBuf[:], spans[memberJSONRPC].Bytes(b)); !ok || string(v) != "2.0" {
+		return ErrBadVersion
 	}
 	if !seen[memberMethod] {
 		return ErrBadMethod

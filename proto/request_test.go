@@ -25,53 +25,96 @@ func TestParseRequestRefuses(t *testing.T) {
 	// Not JSON, or not a request object.
 	f("empty", ``, ErrParse, "")
 	f("truncated", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId"`, ErrParse, "")
-	f("trailing garbage", `{"id":1,"method":"eth_chainId"}x`, ErrParse, "")
-	f("two objects", `{"id":1,"method":"a"}{"id":2,"method":"b"}`, ErrParse, "")
+	f("trailing garbage", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}x`, ErrParse, "")
+	f("two objects", `{"jsonrpc":"2.0","id":1,"method":"a"}{"id":2,"method":"b"}`, ErrParse, "")
 	// JSON is UTF-8 (RFC 8259 §8.1); an answer echoing these bytes would be a text frame
 	// a websocket client must reject.
-	f("invalid UTF-8 in the id", "{\"id\":\"\xff\",\"method\":\"eth_chainId\"}", ErrParse, "")
-	f("invalid UTF-8 in params", "{\"id\":1,\"method\":\"eth_call\",\"params\":[\"\xc3\x28\"]}", ErrParse, "")
-	f("UTF-8 encoded surrogate", "{\"id\":1,\"method\":\"eth_call\",\"params\":[\"\xed\xa0\x80\"]}", ErrParse, "")
-	f("overlong UTF-8", "{\"id\":1,\"method\":\"eth_call\",\"params\":[\"\xc0\xaf\"]}", ErrParse, "")
+	f("invalid UTF-8 in the id", "{\"jsonrpc\":\"2.0\",\"id\":\"\xff\",\"method\":\"eth_chainId\"}", ErrParse, "")
+	f("invalid UTF-8 in params", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_call\",\"params\":[\"\xc3\x28\"]}", ErrParse, "")
+	f("UTF-8 encoded surrogate", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_call\",\"params\":[\"\xed\xa0\x80\"]}", ErrParse, "")
+	f("overlong UTF-8", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_call\",\"params\":[\"\xc0\xaf\"]}", ErrParse, "")
 	f("array", `[1]`, ErrInvalidRequest, "")
 	f("string", `"eth_chainId"`, ErrInvalidRequest, "")
 	f("number", `1`, ErrInvalidRequest, "")
 	// Duplicate members and letter-case variants: encoding/json matches keys without
 	// case and takes the last; other decoders take the first.
-	f("duplicate id", `{"id":1,"id":2,"method":"eth_chainId"}`, ErrDuplicateMember, "1")
-	f("ID beside id", `{"id":1,"ID":2,"method":"eth_chainId"}`, ErrDuplicateMember, "1")
-	f("Id alone", `{"Id":1,"method":"eth_chainId"}`, ErrDuplicateMember, "")
-	f("duplicate method", `{"id":1,"method":"eth_chainId","method":"admin_nodeInfo"}`, ErrDuplicateMember, "1")
-	f("Method beside method", `{"id":1,"method":"eth_chainId","Method":"admin_nodeInfo"}`, ErrDuplicateMember, "1")
-	f("METHOD alone", `{"id":1,"METHOD":"admin_nodeInfo"}`, ErrDuplicateMember, "1")
-	f("PARAMS beside params", `{"id":1,"method":"eth_getBalance","params":["0x0","latest"],"PARAMS":["0x1","latest"]}`, ErrDuplicateMember, "1")
-	f("duplicate params", `{"id":1,"method":"eth_getBalance","params":[],"params":[1]}`, ErrDuplicateMember, "1")
+	f("duplicate id", `{"jsonrpc":"2.0","id":1,"id":2,"method":"eth_chainId"}`, ErrDuplicateMember, "1")
+	f("ID beside id", `{"jsonrpc":"2.0","id":1,"ID":2,"method":"eth_chainId"}`, ErrDuplicateMember, "1")
+	f("Id alone", `{"jsonrpc":"2.0","Id":1,"method":"eth_chainId"}`, ErrDuplicateMember, "")
+	f("duplicate method", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","method":"admin_nodeInfo"}`, ErrDuplicateMember, "1")
+	f("Method beside method", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","Method":"admin_nodeInfo"}`, ErrDuplicateMember, "1")
+	f("METHOD alone", `{"jsonrpc":"2.0","id":1,"METHOD":"admin_nodeInfo"}`, ErrDuplicateMember, "1")
+	f("PARAMS beside params", `{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x0","latest"],"PARAMS":["0x1","latest"]}`, ErrDuplicateMember, "1")
+	f("duplicate params", `{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":[],"params":[1]}`, ErrDuplicateMember, "1")
 	f("JSONRPC variant", `{"JSONRPC":"2.0","id":1,"method":"eth_chainId"}`, ErrDuplicateMember, "1")
 	f("duplicate jsonrpc", `{"jsonrpc":"2.0","jsonrpc":"1.0","id":1,"method":"eth_chainId"}`, ErrDuplicateMember, "1")
-	f("escaped duplicate id", `{"id":1,"\u0069d":2,"method":"eth_chainId"}`, ErrDuplicateMember, "1")
-	f("escaped ID variant", `{"id":1,"\u0049\u0044":2,"method":"eth_chainId"}`, ErrDuplicateMember, "1")
-	f("unicode fold: long s", `{"id":1,"method":"eth_chainId","param\u017f":[1]}`, ErrDuplicateMember, "1")
+	f("escaped duplicate id", `{"jsonrpc":"2.0","id":1,"\u0069d":2,"method":"eth_chainId"}`, ErrDuplicateMember, "1")
+	f("escaped ID variant", `{"jsonrpc":"2.0","id":1,"\u0049\u0044":2,"method":"eth_chainId"}`, ErrDuplicateMember, "1")
+	f("unicode fold: long s", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","param\u017f":[1]}`, ErrDuplicateMember, "1")
 	f("unicode fold raw", "{\"id\":1,\"method\":\"eth_chainId\",\"jſonrpc\":\"2.0\"}", ErrDuplicateMember, "1")
 	// The version.
 	f("version 1.0", `{"jsonrpc":"1.0","id":1,"method":"eth_chainId"}`, ErrBadVersion, "1")
 	f("version number", `{"jsonrpc":2.0,"id":1,"method":"eth_chainId"}`, ErrBadVersion, "1")
+	f("version null", `{"jsonrpc":null,"id":1,"method":"eth_chainId"}`, ErrBadVersion, "1")
+	f("version empty", `{"jsonrpc":"","id":1,"method":"eth_chainId"}`, ErrBadVersion, "1")
+	// No version at all: JSON-RPC 2.0 requires the member and geth answers -32600
+	// "invalid request", with the id when there is one and null without. It is decided
+	// before the method and the params, as geth does (its params error is -32602).
+	f("no version", `{"id":1,"method":"eth_chainId","params":[]}`, ErrNoVersion, "1")
+	f("no version, null id", `{"id":null,"method":"eth_chainId"}`, ErrNoVersion, "null")
+	f("no version, notification", `{"method":"eth_chainId","params":[]}`, ErrNoVersion, "")
+	f("no version, string id", `{"id":"a","method":"eth_chainId"}`, ErrNoVersion, `"a"`)
+	f("no version, string params", `{"id":1,"method":"eth_chainId","params":"x"}`, ErrNoVersion, "1")
+	f("no version, bad method", `{"id":1,"method":"eth-chainId"}`, ErrNoVersion, "1")
+	f("no version nor method", `{"id":1}`, ErrNoVersion, "1")
+	f("version only nested", `{"id":1,"method":"eth_chainId","params":[{"jsonrpc":"2.0"}],"x":{"jsonrpc":"2.0"}}`, ErrNoVersion, "1")
+	f("empty object", `{}`, ErrNoVersion, "")
 	// The id.
-	f("object id", `{"id":{"a":1},"method":"eth_chainId"}`, ErrBadID, "")
-	f("array id", `{"id":[1],"method":"eth_chainId"}`, ErrBadID, "")
+	f("object id", `{"jsonrpc":"2.0","id":{"a":1},"method":"eth_chainId"}`, ErrBadID, "")
+	f("array id", `{"jsonrpc":"2.0","id":[1],"method":"eth_chainId"}`, ErrBadID, "")
 	// The method.
 	f("no method", `{"jsonrpc":"2.0","id":1}`, ErrBadMethod, "1")
-	f("number method", `{"id":1,"method":1}`, ErrBadMethod, "1")
-	f("null method", `{"id":1,"method":null}`, ErrBadMethod, "1")
-	f("empty method", `{"id":1,"method":""}`, ErrBadMethod, "1")
-	f("dash in method", `{"id":1,"method":"eth-chainId"}`, ErrBadMethod, "1")
-	f("space in method", `{"id":1,"method":"eth_chainId "}`, ErrBadMethod, "1")
-	f("NUL in method", `{"id":1,"method":"admin_nodeInfo\u0000"}`, ErrBadMethod, "1")
-	f("non-ASCII method", `{"id":1,"method":"eth_chaınId"}`, ErrBadMethod, "1")
-	f("long method", `{"id":1,"method":"`+strings.Repeat("a", MaxMethodLen+1)+`"}`, ErrBadMethod, "1")
+	f("number method", `{"jsonrpc":"2.0","id":1,"method":1}`, ErrBadMethod, "1")
+	f("null method", `{"jsonrpc":"2.0","id":1,"method":null}`, ErrBadMethod, "1")
+	f("empty method", `{"jsonrpc":"2.0","id":1,"method":""}`, ErrBadMethod, "1")
+	f("dash in method", `{"jsonrpc":"2.0","id":1,"method":"eth-chainId"}`, ErrBadMethod, "1")
+	f("space in method", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId "}`, ErrBadMethod, "1")
+	f("NUL in method", `{"jsonrpc":"2.0","id":1,"method":"admin_nodeInfo\u0000"}`, ErrBadMethod, "1")
+	f("non-ASCII method", `{"jsonrpc":"2.0","id":1,"method":"eth_chaınId"}`, ErrBadMethod, "1")
+	f("long method", `{"jsonrpc":"2.0","id":1,"method":"`+strings.Repeat("a", MaxMethodLen+1)+`"}`, ErrBadMethod, "1")
 	// The params.
-	f("string params", `{"id":1,"method":"eth_chainId","params":"x"}`, ErrBadParams, "1")
-	f("number params", `{"id":1,"method":"eth_chainId","params":1}`, ErrBadParams, "1")
-	f("true params", `{"id":1,"method":"eth_chainId","params":true}`, ErrBadParams, "1")
+	f("string params", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":"x"}`, ErrBadParams, "1")
+	f("number params", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":1}`, ErrBadParams, "1")
+	f("true params", `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":true}`, ErrBadParams, "1")
+}
+
+// TestRefusalAnswered: which refused requests get an answer, as geth decides it. An
+// invalid request (-32600: no or a wrong version, a bad method or id) is answered even
+// without an id (with id null); a valid notification with wrong params (-32602) is not.
+func TestRefusalAnswered(t *testing.T) {
+	for _, c := range []struct {
+		body   string
+		code   int
+		answer bool
+	}{
+		{`{"method":"eth_chainId","params":[]}`, CodeInvalidRequest, true},
+		{`{"id":1,"method":"eth_chainId","params":[]}`, CodeInvalidRequest, true},
+		{`{"method":"eth_chainId","params":"x"}`, CodeInvalidRequest, true}, // no version decides first
+		{`{"jsonrpc":"1.0","method":"eth_chainId"}`, CodeInvalidRequest, true},
+		{`{"jsonrpc":"2.0","method":"eth-chainId"}`, CodeInvalidRequest, true},
+		{`{"jsonrpc":"2.0","method":"eth_chainId","params":"x"}`, CodeInvalidParams, false},
+		{`{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":"x"}`, CodeInvalidParams, true},
+	} {
+		var r Request
+		err := r.Parse([]byte(c.body))
+		if err == nil || err.Code != c.code {
+			t.Errorf("%s: got %v, want code %d", c.body, errText(err), c.code)
+			continue
+		}
+		if got := RefusalAnswered(err, r.ID); got != c.answer {
+			t.Errorf("%s: answered %v, want %v", c.body, got, c.answer)
+		}
+	}
 }
 
 func errText(e *Error) string {
@@ -96,30 +139,32 @@ func TestParseRequestAccepts(t *testing.T) {
 		}
 	}
 	f(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`, "1", "eth_blockNumber", "[]")
-	f(`{"jsonrpc":"2.0","method":"eth_blockNumber"}`, "", "eth_blockNumber", "[]") // notification
-	f(`{"id":null,"method":"eth_chainId","params":null}`, "null", "eth_chainId", "[]")
-	f(`{"id":"a\"b","method":"eth_chainId"}`, `"a\"b"`, "eth_chainId", "[]")
-	f(`{"id":18446744073709551617,"method":"eth_chainId"}`, "18446744073709551617", "eth_chainId", "[]")
-	f(`{"id":1.0,"method":"eth_chainId"}`, "1.0", "eth_chainId", "[]")
-	f(`{"id":true,"method":"eth_chainId"}`, "true", "eth_chainId", "[]") // geth accepts any non-structured id
+	f(`{"jsonrpc":"2.0","method":"eth_blockNumber"}`, "", "eth_blockNumber", "[]")      // notification
+	f(`{"id":1,"method":"eth_chainId","jsonrpc":"2.0"}`, "1", "eth_chainId", "[]")      // the version last
+	f(`{"jsonrpc":"2\u002e0","id":1,"method":"eth_chainId"}`, "1", "eth_chainId", "[]") // decoded, as geth reads it
+	f(`{"jsonrpc":"2.0","id":null,"method":"eth_chainId","params":null}`, "null", "eth_chainId", "[]")
+	f(`{"jsonrpc":"2.0","id":"a\"b","method":"eth_chainId"}`, `"a\"b"`, "eth_chainId", "[]")
+	f(`{"jsonrpc":"2.0","id":18446744073709551617,"method":"eth_chainId"}`, "18446744073709551617", "eth_chainId", "[]")
+	f(`{"jsonrpc":"2.0","id":1.0,"method":"eth_chainId"}`, "1.0", "eth_chainId", "[]")
+	f(`{"jsonrpc":"2.0","id":true,"method":"eth_chainId"}`, "true", "eth_chainId", "[]") // geth accepts any non-structured id
 	// Escapes are decoded before any decision: this is admin_nodeInfo.
-	f(`{"id":1,"method":"admin\u005fnodeInfo"}`, "1", "admin_nodeInfo", "[]")
-	f(`{"\u0069d":7,"\u006dethod":"eth_chainId"}`, "7", "eth_chainId", "[]")
+	f(`{"jsonrpc":"2.0","id":1,"method":"admin\u005fnodeInfo"}`, "1", "admin_nodeInfo", "[]")
+	f(`{"\u006asonrpc":"2.0","\u0069d":7,"\u006dethod":"eth_chainId"}`, "7", "eth_chainId", "[]")
 	// Whitespace around and inside: params are compacted, strings kept byte for byte.
-	f(" \n{ \"id\" : 2 , \"method\" : \"eth_getBalance\" , \"params\" : [ \"0xAb\" ,\n \"latest\" ] } \t",
+	f(" \n{ \"jsonrpc\" : \"2.0\" , \"id\" : 2 , \"method\" : \"eth_getBalance\" , \"params\" : [ \"0xAb\" ,\n \"latest\" ] } \t",
 		"2", "eth_getBalance", `["0xAb","latest"]`)
-	f(`{"id":1,"method":"eth_call","params":[{"data":"a b\t"} , "latest"]}`, "1", "eth_call", `[{"data":"a b\t"},"latest"]`)
-	f(`{"id":1,"method":"rpc_modules","params":{"a":1}}`, "1", "rpc_modules", `{"a":1}`) // eth_subscribe refuses object params (subscribe.go)
+	f(`{"jsonrpc":"2.0","id":1,"method":"eth_call","params":[{"data":"a b\t"} , "latest"]}`, "1", "eth_call", `[{"data":"a b\t"},"latest"]`)
+	f(`{"jsonrpc":"2.0","id":1,"method":"rpc_modules","params":{"a":1}}`, "1", "rpc_modules", `{"a":1}`) // eth_subscribe refuses object params (subscribe.go)
 	// Other members are ignored: they are never forwarded.
-	f(`{"id":1,"method":"eth_chainId","foo":{"id":9},"result":1}`, "1", "eth_chainId", "[]")
+	f(`{"jsonrpc":"2.0","id":1,"method":"eth_chainId","foo":{"id":9},"result":1}`, "1", "eth_chainId", "[]")
 }
 
 func TestAppendEnvelope(t *testing.T) {
 	var r Request
-	if err := r.Parse([]byte(`{"ID":5,"id":1,"method":"x"}`)); err == nil {
+	if err := r.Parse([]byte(`{"jsonrpc":"2.0","ID":5,"id":1,"method":"x"}`)); err == nil {
 		t.Fatal("accepted a case variant")
 	}
-	if err := r.Parse([]byte(` {"params" : [ 1, {"a" : "b c"} ], "method":"eth_\u0063all","id":"z","extra":1} `)); err != nil {
+	if err := r.Parse([]byte(` {"params" : [ 1, {"a" : "b c"} ], "method":"eth_\u0063all","id":"z","extra":1, "jsonrpc" : "2.0"} `)); err != nil {
 		t.Fatal(err)
 	}
 	got := AppendEnvelope(nil, []byte("42"), &r)
@@ -168,10 +213,11 @@ func TestParseRequestAllocatesNothing(t *testing.T) {
 func FuzzParseRequest(f *testing.F) {
 	for _, s := range []string{
 		`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`,
-		`{"id":1,"ID":2,"method":"m"}`, `{"id":1,"method":"m","Method":"admin_x"}`,
-		`{"id":"x","method":"eth_call","params":[{"to":"0x1"}, "latest"]}`,
-		`{"\u0069d":null,"method":"a\u005fb"}`, `{"method":"m","params":null}`, `{"method":"m","paramſ":[1]}`,
-		`{"jsonrpc":"2.0","method":"m","params":{"a":[1, 2]}}`, `[{"id":1,"method":"m"}]`,
+		`{"jsonrpc":"2.0","id":1,"ID":2,"method":"m"}`, `{"jsonrpc":"2.0","id":1,"method":"m","Method":"admin_x"}`,
+		`{"jsonrpc":"2.0","id":"x","method":"eth_call","params":[{"to":"0x1"}, "latest"]}`,
+		`{"jsonrpc":"2.0","\u0069d":null,"method":"a\u005fb"}`, `{"jsonrpc":"2\u002e0","method":"m","params":null}`,
+		`{"jsonrpc":"2.0","method":"m","paramſ":[1]}`, `{"jsonrpc":"2.0","method":"m","params":{"a":[1, 2]}}`,
+		`[{"jsonrpc":"2.0","id":1,"method":"m"}]`, `{"id":1,"method":"m"}`, `{"JSONRPC":"2.0","id":1,"method":"m"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -202,8 +248,8 @@ func FuzzParseRequest(f *testing.F) {
 		if !bytes.Equal(jp, r.Params) {
 			t.Fatalf("%q: params %q, encoding/json %q", b, r.Params, jp)
 		}
-		if j.JSONRPC != nil && *j.JSONRPC != "2.0" {
-			t.Fatalf("%q: accepted version %q", b, *j.JSONRPC)
+		if j.JSONRPC == nil || *j.JSONRPC != "2.0" {
+			t.Fatalf("%q: accepted a request whose version encoding/json reads as %v", b, j.JSONRPC)
 		}
 		env := AppendEnvelope(nil, []byte("7"), &r)
 		if !json.Valid(env) {

@@ -11,15 +11,16 @@ import (
 
 var fuzzSeeds = []string{
 	`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`,
-	`{"id":"a\"b\\c\u00e9","method":"x"}`,
-	`{ "id" : 123456789012345678901234567890 , "method":"m" }`,
-	`{"id":1.0,"method":"m","params":{"id":5}}`,
-	`{"id":null,"method":"m"}`,
-	`{"method":"notify"}`,
-	`{"id":1,"id":2,"method":"dup"}`,
-	`{"\u0069d":7,"method":"escaped key"}`,
-	`{"id":-0.5e3,"method":"a","params":[ 1 , {"b" : " c "} ]}`,
-	`{"id":1,"ID":2,"method":"a"}`,
+	`{"jsonrpc":"2.0","id":"a\"b\\c\u00e9","method":"x"}`,
+	`{ "id" : 123456789012345678901234567890 , "method":"m" , "jsonrpc" : "2.0" }`,
+	`{"id":1.0,"method":"m","params":{"id":5},"jsonrpc":"2\u002e0"}`,
+	`{"jsonrpc":"2.0","id":null,"method":"m"}`,
+	`{"jsonrpc":"2.0","method":"notify"}`,
+	`{"jsonrpc":"2.0","id":1,"id":2,"method":"dup"}`,
+	`{"jsonrpc":"2.0","\u0069d":7,"method":"escaped key"}`,
+	`{"jsonrpc":"2.0","id":-0.5e3,"method":"a","params":[ 1 , {"b" : " c "} ]}`,
+	`{"jsonrpc":"2.0","id":1,"ID":2,"method":"a"}`,
+	`{"id":1,"method":"no_version"}`,
 	`{"params":{"subscription":"0xabc","result":{"id":1}},"method":"eth_subscription","jsonrpc":"2.0"}`,
 }
 

@@ -32,12 +32,12 @@ func TestMuxWritesTheEnvelope(t *testing.T) {
 	m := startMux(t, f, func(c *MuxConfig) { c.Conns = 1 })
 	conn := within(t, f.accepted, "the Mux's connection")
 	sink := newChanSink(1)
-	sendBody(m, sink, `{ "params" : [ {"to":"0x1"} , "latest" ], "id":"client", "method":"eth_call", "ID":7, "extra":{"id":9} }`, time.Now().Add(20*time.Second))
+	sendBody(m, sink, `{ "params" : [ {"to":"0x1"} , "latest" ], "jsonrpc" : "2.0", "id":"client", "method":"eth_call", "ID":7, "extra":{"id":9} }`, time.Now().Add(20*time.Second))
 	// The request is refused before the Mux (a letter-case variant of id): nothing is sent.
 	if got := string(sink.next(t)); !strings.Contains(got, `"code":-32600`) {
 		t.Fatalf("case variant: %s", got)
 	}
-	sendBody(m, sink, `{ "params" : [ {"to":"0x1"} , "latest" ], "id":"client", "method":"eth_\u0063all", "extra":{"id":9} }`, time.Now().Add(20*time.Second))
+	sendBody(m, sink, `{ "params" : [ {"to":"0x1"} , "latest" ], "jsonrpc" : "2.0", "id":"client", "method":"eth_\u0063all", "extra":{"id":9} }`, time.Now().Add(20*time.Second))
 	got := within(t, f.recv, "the envelope upstream")
 	if want := `{"jsonrpc":"2.0","id":1,"method":"eth_call","params":[{"to":"0x1"},"latest"]}`; string(got) != want {
 		t.Fatalf("upstream got\n %s\nwant %s", got, want)

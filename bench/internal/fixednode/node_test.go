@@ -25,32 +25,32 @@ func TestIDEcho(t *testing.T) {
 		`{"jsonrpc":"2.0","id":1,"result":"0x10"}`)
 	// Ids are echoed byte for byte: big numbers, fractions, strings with
 	// escapes, null.
-	f(`{"id":123456789012345678901234567890,"method":"eth_blockNumber"}`,
+	f(`{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"eth_blockNumber"}`,
 		`{"jsonrpc":"2.0","id":123456789012345678901234567890,"result":"0x10"}`)
-	f(`{"id":1.0,"method":"eth_chainId"}`, `{"jsonrpc":"2.0","id":1.0,"result":"0x1"}`)
-	f(`{"method":"eth_gasPrice","id":"a\"b}]"}`, `{"jsonrpc":"2.0","id":"a\"b}]","result":"0x3b9aca00"}`)
+	f(`{"jsonrpc":"2.0","id":1.0,"method":"eth_chainId"}`, `{"jsonrpc":"2.0","id":1.0,"result":"0x1"}`)
+	f(`{"jsonrpc":"2.0","method":"eth_gasPrice","id":"a\"b}]"}`, `{"jsonrpc":"2.0","id":"a\"b}]","result":"0x3b9aca00"}`)
 	f(` { "id" : null , "method" : "eth_blockNumber" } `, `{"jsonrpc":"2.0","id":null,"result":"0x10"}`)
 	// A request without id is a notification: no reply.
-	f(`{"method":"eth_blockNumber"}`, ``)
-	f(`{"id":7,"method":"eth_nope"}`,
+	f(`{"jsonrpc":"2.0","method":"eth_blockNumber"}`, ``)
+	f(`{"jsonrpc":"2.0","id":7,"method":"eth_nope"}`,
 		`{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"the method does not exist/is not available"}}`)
-	f(`{"id":7,"method":"eth_subscribe","params":["newHeads"]}`,
+	f(`{"jsonrpc":"2.0","id":7,"method":"eth_subscribe","params":["newHeads"]}`,
 		`{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"notifications not supported"}}`)
 	f(`{"id":`, `{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}`)
 	f(`[]`, `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"empty batch"}}`)
-	f(`[{"id":"x","method":"eth_blockNumber"},{"method":"eth_chainId"},{"id":18446744073709551616,"method":"eth_chainId"},5]`,
+	f(`[{"jsonrpc":"2.0","id":"x","method":"eth_blockNumber"},{"jsonrpc":"2.0","method":"eth_chainId"},{"jsonrpc":"2.0","id":18446744073709551616,"method":"eth_chainId"},5]`,
 		`[{"jsonrpc":"2.0","id":"x","result":"0x10"},{"jsonrpc":"2.0","id":18446744073709551616,"result":"0x1"},`+
 			`{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request"}}]`)
-	f(`[{"method":"eth_chainId"}]`, ``)
-	f(`{"id":2,"method":"eth_getBlockByNumber","params":["0x11",false]}`, `{"jsonrpc":"2.0","id":2,"result":null}`)
+	f(`[{"jsonrpc":"2.0","method":"eth_chainId"}]`, ``)
+	f(`{"jsonrpc":"2.0","id":2,"method":"eth_getBlockByNumber","params":["0x11",false]}`, `{"jsonrpc":"2.0","id":2,"result":null}`)
 }
 
 func TestBlockIsValidJSON(t *testing.T) {
 	n := New(100)
 	for _, req := range []string{
-		`{"id":1,"method":"eth_getBlockByNumber","params":["latest",false]}`,
-		`{"id":1,"method":"eth_getBlockByNumber","params":["0x64",true]}`,
-		`{"id":1,"method":"eth_getTransactionByBlockNumberAndIndex","params":["latest","0x0"]}`,
+		`{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["latest",false]}`,
+		`{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x64",true]}`,
+		`{"jsonrpc":"2.0","id":1,"method":"eth_getTransactionByBlockNumberAndIndex","params":["latest","0x0"]}`,
 	} {
 		var v struct {
 			Result map[string]any `json:"result"`
@@ -64,14 +64,14 @@ func TestBlockIsValidJSON(t *testing.T) {
 		}
 	}
 	n.Advance()
-	if got := string(n.Process(nil, []byte(`{"id":1,"method":"eth_blockNumber"}`), nil)); !strings.Contains(got, `"0x65"`) {
+	if got := string(n.Process(nil, []byte(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"}`), nil)); !strings.Contains(got, `"0x65"`) {
 		t.Fatalf("head did not advance: %s", got)
 	}
 	if c := n.Counts(); c.Heads != 1 || c.Methods["eth_getBlockByNumber"] != 2 || c.Methods["eth_blockNumber"] != 1 {
 		t.Fatalf("counts: %+v", c)
 	}
 	for range 3 {
-		n.Process(nil, []byte(`{"id":1,"method":"eth_gasPrice"}`), nil)
+		n.Process(nil, []byte(`{"jsonrpc":"2.0","id":1,"method":"eth_gasPrice"}`), nil)
 	}
 	n.Advance()
 	n.Advance()
@@ -146,10 +146,10 @@ func TestWebsocketSubscribe(t *testing.T) {
 		}
 		return string(msg)
 	}
-	if got := roundTrip(`{"id":"q","method":"eth_blockNumber"}`); got != `{"jsonrpc":"2.0","id":"q","result":"0x1"}` {
+	if got := roundTrip(`{"jsonrpc":"2.0","id":"q","method":"eth_blockNumber"}`); got != `{"jsonrpc":"2.0","id":"q","result":"0x1"}` {
 		t.Fatalf("blockNumber over ws: %s", got)
 	}
-	sub := roundTrip(`{"id":9,"method":"eth_subscribe","params":["newHeads"]}`)
+	sub := roundTrip(`{"jsonrpc":"2.0","id":9,"method":"eth_subscribe","params":["newHeads"]}`)
 	if sub != `{"jsonrpc":"2.0","id":9,"result":"0x0000000000000001"}` {
 		t.Fatalf("subscribe: %s", sub)
 	}
@@ -169,13 +169,13 @@ func TestWebsocketSubscribe(t *testing.T) {
 		v.Params.Subscription != "0x0000000000000001" || v.Params.Result.Number != "0x2" {
 		t.Fatalf("notification %s (%v)", note, err)
 	}
-	if got := roundTrip(`{"id":10,"method":"eth_unsubscribe","params":["0x0000000000000001"]}`); got != `{"jsonrpc":"2.0","id":10,"result":true}` {
+	if got := roundTrip(`{"jsonrpc":"2.0","id":10,"method":"eth_unsubscribe","params":["0x0000000000000001"]}`); got != `{"jsonrpc":"2.0","id":10,"result":true}` {
 		t.Fatalf("unsubscribe: %s", got)
 	}
 	n.Advance()
 	// No notification may follow an unsubscribe: the next message is the
 	// reply to this request.
-	if got := roundTrip(`{"id":11,"method":"eth_blockNumber"}`); got != `{"jsonrpc":"2.0","id":11,"result":"0x3"}` {
+	if got := roundTrip(`{"jsonrpc":"2.0","id":11,"method":"eth_blockNumber"}`); got != `{"jsonrpc":"2.0","id":11,"result":"0x3"}` {
 		t.Fatalf("after unsubscribe: %s", got)
 	}
 }

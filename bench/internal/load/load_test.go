@@ -46,7 +46,7 @@ func TestHTTPClosedLoop(t *testing.T) {
 func TestErrorsFailTheRun(t *testing.T) {
 	_, addr := startNode(t)
 	res := run(t, Config{VUs: 1, Duration: 200 * time.Millisecond},
-		Target{Kind: HTTP, URL: "http://" + addr + "/", Body: []byte(`{"id":1,"method":"eth_nope"}`), Method: "POST"})
+		Target{Kind: HTTP, URL: "http://" + addr + "/", Body: []byte(`{"jsonrpc":"2.0","id":1,"method":"eth_nope"}`), Method: "POST"})
 	if !res.Failed() || res.Errors["rpc_error_-32601"] == 0 || res.OK != 0 {
 		t.Fatalf("rpc errors not reported: %+v", res)
 	}
@@ -70,7 +70,7 @@ func TestErrorsFailTheRun(t *testing.T) {
 func TestOpenLoop(t *testing.T) {
 	_, addr := startNode(t)
 	res := run(t, Config{VUs: 4, Duration: 500 * time.Millisecond, Rate: 200},
-		Target{Kind: HTTP, URL: "http://" + addr + "/", Body: []byte(`{"id":1,"method":"eth_chainId"}`), Method: "POST"})
+		Target{Kind: HTTP, URL: "http://" + addr + "/", Body: []byte(`{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`), Method: "POST"})
 	// 200/s for 0.5 s is 100 requests, give or take the last tick.
 	if res.Failed() || res.OK < 90 || res.OK > 101 || res.Mode != "open" {
 		t.Fatalf("open loop: %+v", res)
@@ -84,7 +84,7 @@ func TestProfileRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := run(t, Config{Profile: p, StartVUs: 1},
-		Target{Kind: HTTP, URL: "http://" + addr + "/", Body: []byte(`{"id":1,"method":"eth_chainId"}`), Method: "POST"})
+		Target{Kind: HTTP, URL: "http://" + addr + "/", Body: []byte(`{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`), Method: "POST"})
 	if res.Failed() || res.VUs != 4 || res.Mode != "profile" || res.DurationS < 0.39 {
 		t.Fatalf("profile: %+v", res)
 	}
