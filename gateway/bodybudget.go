@@ -44,22 +44,18 @@ type bodyBudget struct {
 	refused *metrics.Counter
 }
 
-// maxKeptBody is the largest body buffer, request or response, fasthttp keeps with a
-// client connection between its requests (and pools with the connection's context when
-// it ends). A connection keeps both buffers while idle, uncounted: with 1 MiB, 500 idle
-// connections that had each sent one 600 KB request held 600 MB, and 1,000 that had
-// each been answered 60 KB held 64 MB more than 1,000 answered 45 bytes; at -max-conns
-// (16384) that is 16 GiB. 4 KiB is over nearly every call and answer a connection sends
-// and gets again and again, which reuse their buffers; a larger one gets a buffer for
-// its request, a cost small beside reading, checking and writing it; an answer in a
-// larger buffer is lent to the response instead (pipeline.WriteAnswer). The upstream
-// layer's buffers are its own (upstream.Pool keeps its responses' up to 1 MiB).
-const maxKeptBody = pipeline.KeptBody
-
-// dropLargeBodies makes fasthttp drop the body buffers over maxKeptBody of the requests
-// and responses it resets instead of keeping or pooling them. The setting is
-// fasthttp's, the whole process's.
-func dropLargeBodies() { fasthttp.SetBodySizePoolLimit(maxKeptBody, maxKeptBody) }
+// dropLargeBodies makes fasthttp drop the body buffers over pipeline.KeptBody of the
+// requests and responses it resets instead of keeping or pooling them (the setting is
+// fasthttp's, the whole process's). A client connection keeps both its buffers while
+// idle, uncounted: with 1 MiB, 500 idle connections that had each sent one 600 KB
+// request held 600 MB, and 1,000 that had each been answered 60 KB held 64 MB more than
+// 1,000 answered 45 bytes; at -max-conns (16384) that is 16 GiB. 4 KiB is over nearly
+// every call and answer a connection sends and gets again and again, which reuse their
+// buffers; a larger request body gets a buffer for its request, a cost small beside
+// reading it, and a larger answer is lent to the response instead
+// (pipeline.WriteAnswer). The upstream layer's buffers are its own (upstream.Pool keeps
+// its responses' up to 1 MiB).
+func dropLargeBodies() { fasthttp.SetBodySizePoolLimit(pipeline.KeptBody, pipeline.KeptBody) }
 
 // refusedBody marks a request refused by the budget, for transportError to answer.
 const refusedBody = -1

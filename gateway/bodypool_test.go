@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 )
 
-// A connection keeps no body buffer over maxKeptBody between its requests, request or
+// A connection keeps no body buffer over pipeline.KeptBody between its requests, request or
 // response: the next request on it finds buffers of at most that size. fasthttp keeps a
 // connection's buffers for its next request, idle or not, and pools them with its
 // context when it ends; the budgets count a body only while it is read or written, so
@@ -45,7 +47,7 @@ func TestIdleConnectionsKeepNoLargeBodyBuffers(t *testing.T) {
 		name  string
 		first string // the first request; the second is a small one
 		// keptReq, keptResp: the second request finds the first's buffer, at least this
-		// large; else one of at most maxKeptBody.
+		// large; else one of at most pipeline.KeptBody.
 		keptReq, keptResp int
 	}{
 		{name: "large request body", first: call(1, 2<<20)},
@@ -88,7 +90,7 @@ func TestIdleConnectionsKeepNoLargeBodyBuffers(t *testing.T) {
 				switch {
 				case b.kept > 0 && b.got < b.kept:
 					t.Errorf("the second request found a %d-byte %s buffer: the first's was dropped", b.got, b.what)
-				case b.kept == 0 && b.got > maxKeptBody:
+				case b.kept == 0 && b.got > pipeline.KeptBody:
 					t.Errorf("the second request found a %d-byte %s buffer: the first's stayed with the idle connection", b.got, b.what)
 				}
 			}

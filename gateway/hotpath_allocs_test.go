@@ -127,7 +127,7 @@ func TestNetworkResolutionAllocatesNothing(t *testing.T) {
 }
 
 // TestMidSizeAnswerAllocatesNothing: an answer over the response buffer a connection
-// keeps (maxKeptBody) and under upstream.AnswerFloor is lent to the response and comes
+// keeps (pipeline.KeptBody) and under upstream.AnswerFloor is lent to the response and comes
 // back once written: no allocation, where a swapped-in buffer was dropped after each
 // response and the next answer allocated another.
 func TestMidSizeAnswerAllocatesNothing(t *testing.T) {

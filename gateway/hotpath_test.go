@@ -10,6 +10,7 @@ import (
 
 	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
+	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/internal/pooltest"
 )
 
@@ -76,8 +77,8 @@ func allocsPerRequest(run func()) float64 {
 
 func (c *directCall) run(tb testing.TB) {
 	// As a server resets a context it keeps: the response's buffer is dropped past
-	// maxKeptBody (KeepBodyBuffer, set above, skips that step).
-	c.ctx.Response.ReleaseBody(maxKeptBody)
+	// pipeline.KeptBody (KeepBodyBuffer, set above, skips that step).
+	c.ctx.Response.ReleaseBody(pipeline.KeptBody)
 	c.ctx.Response.Reset()
 	c.h(&c.ctx)
 	if c.ctx.Response.StatusCode() != 200 {

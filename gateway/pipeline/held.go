@@ -16,25 +16,32 @@ import (
 // slowly held an answer of up to -max-response-body for up to -write-timeout outside
 // the bound, and enough of them took the gateway past its memory.
 type heldBody struct {
-	b       []byte
+	bodyReader
 	answers *upstream.AnswerBudget
 	n       int64 // what Hold returned
 }
 
-func (h *heldBody) Read(p []byte) (int, error) {
-	if len(h.b) == 0 {
+// bodyReader reads an answer's bytes out of the buffer it keeps (b, from off), for
+// fasthttp to write as a body stream.
+type bodyReader struct {
+	b   []byte
+	off int
+}
+
+func (r *bodyReader) Read(p []byte) (int, error) {
+	if r.off >= len(r.b) {
 		return 0, io.EOF
 	}
-	n := copy(p, h.b)
-	h.b = h.b[n:]
+	n := copy(p, r.b[r.off:])
+	r.off += n
 	return n, nil
 }
 
 // WriteTo writes the answer in one call: fasthttp's buffered writer passes a large
 // write to the connection without copying it.
-func (h *heldBody) WriteTo(w io.Writer) (int64, error) {
-	n, err := w.Write(h.b)
-	h.b = h.b[n:]
+func (r *bodyReader) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(r.b[r.off:])
+	r.off += n
 	return int64(n), err
 }
 
@@ -52,7 +59,7 @@ func (p *Pipeline) Answers() *upstream.AnswerBudget { return p.answers }
 // the response's from then on: the caller must not reuse it.
 func (p *Pipeline) setBody(resp *fasthttp.Response, body []byte) {
 	n := p.answers.Hold(len(body))
-	resp.SetBodyStream(&heldBody{b: body, answers: p.answers, n: n}, len(body))
+	resp.SetBodyStream(&heldBody{bodyReader: bodyReader{b: body}, answers: p.answers, n: n}, len(body))
 }
 
 // KeptBody is the largest body buffer fasthttp keeps with a client connection between
@@ -66,28 +73,9 @@ const KeptBody = 4 << 10
 // next answer of that size allocate another; lent, it comes back to lentBodies when
 // fasthttp has written it (Close, called exactly once), for a later call to take in
 // exchange, as SwapBody exchanges buffers.
-type lentBody struct {
-	b   []byte
-	off int
-}
+type lentBody struct{ bodyReader }
 
 var lentBodies = sync.Pool{New: func() any { return new(lentBody) }}
-
-func (l *lentBody) Read(p []byte) (int, error) {
-	if l.off >= len(l.b) {
-		return 0, io.EOF
-	}
-	n := copy(p, l.b[l.off:])
-	l.off += n
-	return n, nil
-}
-
-// WriteTo writes the answer in one call, as heldBody does.
-func (l *lentBody) WriteTo(w io.Writer) (int64, error) {
-	n, err := w.Write(l.b[l.off:])
-	l.off += n
-	return int64(n), err
-}
 
 func (l *lentBody) Close() error {
 	if cap(l.b) > maxPooledAnswer {

@@ -21,7 +21,6 @@ import (
 type heldSub struct {
 	gw    string   // the group's id, the first holding's
 	extra []string // the ids of the holdings past the first, oldest first
-	n     int32    // holdings: extra, and the first unless gone
 	gone  bool     // the first holding (gw) was unsubscribed while extras remain
 }
 
@@ -29,19 +28,10 @@ type heldSub struct {
 // Notify to read without a lock.
 type aliasTable struct{ subs []heldSub }
 
-func (t *aliasTable) find(gw []byte) *heldSub {
-	for i := range t.subs {
-		if t.subs[i].gw == string(gw) {
-			return &t.subs[i]
-		}
-	}
-	return nil
-}
-
-// held is the index in c.held of group gw, -1 when the client holds it not.
-func (c *wsClient) heldIndex(gw []byte) int {
-	for i := range c.held {
-		if c.held[i].gw == string(gw) {
+// heldIndex is the index of group gw in subs, -1 when it is not there.
+func heldIndex(subs []heldSub, gw []byte) int {
+	for i := range subs {
+		if subs[i].gw == string(gw) {
 			return i
 		}
 	}
@@ -73,13 +63,12 @@ func (c *wsClient) holdReply(msg []byte) []byte {
 	}
 	c.aliasMu.Lock()
 	defer c.aliasMu.Unlock()
-	i := c.heldIndex(gw)
+	i := heldIndex(c.held, gw)
 	if i < 0 {
-		c.held = append(c.held, heldSub{gw: string(gw), n: 1})
+		c.held = append(c.held, heldSub{gw: string(gw)})
 		return msg
 	}
 	h := &c.held[i]
-	h.n++
 	if h.gone { // held under extra ids only: the group's own id is free again
 		h.gone = false
 		c.publishLocked()
@@ -116,20 +105,23 @@ func (c *wsClient) groupOf(id []byte) []byte {
 func (c *wsClient) released(id, gw []byte) {
 	c.aliasMu.Lock()
 	defer c.aliasMu.Unlock()
-	i := c.heldIndex(gw)
+	c.releasedLocked(id, gw)
+}
+
+func (c *wsClient) releasedLocked(id, gw []byte) {
+	i := heldIndex(c.held, gw)
 	if i < 0 {
 		return
 	}
 	h := &c.held[i]
-	h.n--
 	aliased := len(h.extra) > 0 || h.gone
-	switch {
-	case h.n <= 0:
-		c.held = slices.Delete(c.held, i, i+1)
-	case bytes.Equal(id, gw):
+	if bytes.Equal(id, gw) {
 		h.gone = true
-	default:
+	} else {
 		h.extra = slices.DeleteFunc(h.extra, func(x string) bool { return x == string(id) })
+	}
+	if h.gone && len(h.extra) == 0 { // no holding left
+		c.held = slices.Delete(c.held, i, i+1)
 	}
 	if aliased {
 		c.publishLocked()
@@ -140,18 +132,13 @@ func (c *wsClient) released(id, gw []byte) {
 // returns the id it was under.
 func (c *wsClient) releaseNewest(gw []byte) []byte {
 	c.aliasMu.Lock()
-	i := c.heldIndex(gw)
-	var id []byte
-	if i >= 0 {
-		if x := c.held[i].extra; len(x) > 0 {
-			id = []byte(x[len(x)-1])
-		}
+	defer c.aliasMu.Unlock()
+	id := gw
+	if i := heldIndex(c.held, gw); i >= 0 && len(c.held[i].extra) > 0 {
+		x := c.held[i].extra
+		id = []byte(x[len(x)-1])
 	}
-	c.aliasMu.Unlock()
-	if id == nil {
-		id = gw
-	}
-	c.released(id, gw)
+	c.releasedLocked(id, gw)
 	return id
 }
 
@@ -159,11 +146,12 @@ func (c *wsClient) releaseNewest(gw []byte) []byte {
 // extra ids, once under each id the client holds it by.
 func (c *wsClient) notifyAliased(t *aliasTable, frame []byte) {
 	gw, at := notificationID(frame)
-	h := t.find(gw)
-	if h == nil {
+	i := heldIndex(t.subs, gw)
+	if i < 0 {
 		c.enqueue(outMsg{b: frame})
 		return
 	}
+	h := &t.subs[i]
 	if !h.gone {
 		c.enqueue(outMsg{b: frame})
 	}
