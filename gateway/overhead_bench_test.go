@@ -36,31 +36,21 @@ func (u overheadUpstream) RoundTrip(_ *fasthttp.HostClient, _ *fasthttp.Request,
 }
 
 var overheadPaths = []struct {
-	name, method, uri, body string
-	args                    []string
+	name, short, method, uri, body string
+	args                           []string
 	// relay is the reference shape of the path: "forward" sends a fixed eth_blockNumber,
 	// "body" the client's body as it is, "fixed" answers from memory (the floor).
 	relay string
 }{
-	{"GET /blocknumber", "GET", "/blocknumber", "", []string{"-cache=false"}, "forward"},
-	{"POST / eth_blockNumber", "POST", "/", `{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`, []string{"-cache=false"}, "body"},
-	{"GET /blocknumber cache hit", "GET", "/blocknumber", "", []string{"-cache=true", "-cache-max-age", "1h"}, "fixed"},
+	{"GET /blocknumber", "blocknumber", "GET", "/blocknumber", "", []string{"-cache=false"}, "forward"},
+	{"POST / eth_blockNumber", "post", "POST", "/", `{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`, []string{"-cache=false"}, "body"},
+	{"GET /blocknumber cache hit", "cachehit", "GET", "/blocknumber", "", []string{"-cache=true", "-cache-max-age", "1h"}, "fixed"},
 }
 
 func BenchmarkOverhead(b *testing.B) {
 	evict := newEvictor(b)
-	up := overheadUpstream{answer: []byte(fixedBlockNumber)}
 	for _, p := range overheadPaths {
-		s := newDirectServer(b, p.args...)
-		if p.relay != "fixed" {
-			// A cache hit never reaches the upstream; the head follower keeps polling the
-			// fixed-answer upstream on loopback, which knows eth_getBlockByNumber.
-			for _, n := range s.nets.List() {
-				n.Router.SetHTTPTransport(up)
-			}
-		}
-		gw := newDirectCall(s, p.method, p.uri, p.body)
-		relay := newHandlerCall(relayHandler(p.relay, up), p.method, p.uri, p.body)
+		gw, relay := overheadCalls(b, p.short)
 		for _, cold := range []bool{false, true} {
 			name := p.name + "/warm"
 			if cold {
@@ -94,6 +84,64 @@ func BenchmarkOverhead(b *testing.B) {
 		}
 	}
 }
+
+// overheadCalls is the gateway's request and the relay's for the path named short, on
+// the in-memory upstream.
+func overheadCalls(tb testing.TB, short string) (gw, relay *directCall) {
+	for _, p := range overheadPaths {
+		if p.short != short {
+			continue
+		}
+		up := overheadUpstream{answer: []byte(fixedBlockNumber)}
+		s := newDirectServer(tb, p.args...)
+		if p.relay != "fixed" {
+			// A cache hit never reaches the upstream; the head follower keeps polling the
+			// fixed-answer upstream on loopback, which knows eth_getBlockByNumber.
+			for _, n := range s.nets.List() {
+				n.Router.SetHTTPTransport(up)
+			}
+		}
+		return newDirectCall(s, p.method, p.uri, p.body), newHandlerCall(relayHandler(p.relay, up), p.method, p.uri, p.body)
+	}
+	tb.Fatalf("no overhead path %q", short)
+	return nil, nil
+}
+
+// BenchmarkFootprint runs one handler of one path alone, every request through
+// footprintOne. bench/cmd/footprint (./task bench:footprint) runs it under callgrind,
+// counting inside footprintOne only: the instructions a request executes and the code
+// lines they sit on, figures that do not move with the machine's load as times do.
+// Run plainly, it is the warm figure of each handler on its own.
+//
+//	go test -run '^$' -bench 'BenchmarkFootprint/gateway/blocknumber' ./gateway/
+func BenchmarkFootprint(b *testing.B) {
+	for _, p := range overheadPaths {
+		gw, relay := overheadCalls(b, p.short)
+		for _, who := range []struct {
+			name string
+			c    *directCall
+		}{{"gateway", gw}, {"relay", relay}} {
+			b.Run(who.name+"/"+p.short, func(b *testing.B) {
+				// Pools, caches and the branch history settle outside the counted function.
+				for range 200 {
+					who.c.ctx.Init2(benchConn, benchLogger{}, false)
+					who.c.run(b)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					who.c.ctx.Init2(benchConn, benchLogger{}, false)
+					footprintOne(b, who.c)
+				}
+			})
+		}
+	}
+}
+
+// footprintOne is one request, in a function of its own for callgrind's
+// --toggle-collect.
+//
+//go:noinline
+func footprintOne(tb testing.TB, c *directCall) { c.run(tb) }
 
 // relayHandler is the reference relay's handler for one path (bench/cmd/minrelay), its
 // HostClient on the in-memory upstream.

@@ -1,11 +1,12 @@
-// String scanning: a JSON string is validated eight plain bytes at a time (needsLook
-// tests a 64-bit word for a quote, a backslash, a control or a non-ASCII byte), then
-// byte by byte from the first that needs a look: escapes and UTF-8 checked.
+// String scanning: a JSON string is validated eight bytes at a time (lookMask marks, in
+// a 64-bit word, the bytes that are a quote, a backslash, a control or a non-ASCII byte),
+// jumping straight to the first that needs a look, where escapes and UTF-8 are checked.
 
 package proto
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -23,13 +24,16 @@ func skipString(b []byte, i int) (int, error) {
 func scanString(b []byte, i int) (end int, escaped bool, err error) {
 	i++ // opening quote
 	for i < len(b) {
-		// Eight plain bytes at a time (long hex strings: raw transactions, call data,
-		// block fields), then one byte at a time from the first that needs a look.
-		for i+8 <= len(b) && !needsLook(binary.LittleEndian.Uint64(b[i:])) {
-			i += 8
-		}
-		if i >= len(b) {
-			break
+		// Eight bytes at a time (long hex strings: raw transactions, call data, block
+		// fields), to the first byte that needs a look: a short string's closing quote
+		// is found in one step, not byte by byte.
+		if i+8 <= len(b) {
+			m := lookMask(binary.LittleEndian.Uint64(b[i:]))
+			if m == 0 {
+				i += 8
+				continue
+			}
+			i += bits.TrailingZeros64(m) >> 3
 		}
 		c := b[i]
 		switch {
@@ -74,9 +78,11 @@ const (
 	highs = 0x8080808080808080
 )
 
-// needsLook reports whether any of the eight bytes in w is one a string scan must stop
-// at: a quote, a backslash, a control byte (< 0x20) or a non-ASCII byte (>= 0x80).
-func needsLook(w uint64) bool {
+// lookMask marks the bytes of w (little-endian: the first in memory lowest) a string
+// scan must stop at: a quote, a backslash, a control byte (< 0x20) or a non-ASCII byte
+// (>= 0x80), with the byte's high bit. A borrow can also mark bytes after a marked one,
+// never before it: the lowest mark is always the first such byte, the only one used.
+func lookMask(w uint64) uint64 {
 	hasZero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
-	return (w&highs)|((w-0x20*ones) & ^w & highs)|hasZero(w^('"'*ones))|hasZero(w^('\\'*ones)) != 0
+	return (w & highs) | ((w - 0x20*ones) & ^w & highs) | hasZero(w^('"'*ones)) | hasZero(w^('\\'*ones))
 }

@@ -2,7 +2,9 @@ package proto
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -298,14 +300,39 @@ func FuzzScanString(f *testing.F) {
 	})
 }
 
-func TestNeedsLook(t *testing.T) {
+// TestLookMask: the lowest marked byte is the first that needs a look, whatever
+// follows it (a borrow may mark later bytes; the scan uses only the lowest).
+func TestLookMask(t *testing.T) {
+	needs := func(c byte) bool { return c == '"' || c == '\\' || c < 0x20 || c >= 0x80 }
 	for c := 0; c < 256; c++ {
-		want := c == '"' || c == '\\' || c < 0x20 || c >= 0x80
 		for pos := range 8 {
-			w := uint64(0x6161616161616161) // "aaaaaaaa"
-			w = w&^(0xff<<(8*pos)) | uint64(c)<<(8*pos)
-			if got := needsLook(w); got != want {
-				t.Fatalf("byte %#x at %d: needsLook %v, want %v", c, pos, got, want)
+			for _, after := range []byte{'a', 0x00, 0x1f, 0x20, '"', '\\', 0x7f, 0x80, 0xff} {
+				var w [8]byte
+				for i := range w {
+					switch {
+					case i < pos:
+						w[i] = 'a'
+					case i == pos:
+						w[i] = byte(c)
+					default:
+						w[i] = after
+					}
+				}
+				want := 8 // none
+				for i, b := range w {
+					if needs(b) {
+						want = i
+						break
+					}
+				}
+				m := lookMask(binary.LittleEndian.Uint64(w[:]))
+				got := 8
+				if m != 0 {
+					got = bits.TrailingZeros64(m) >> 3
+				}
+				if got != want {
+					t.Fatalf("% x: first byte to look at %d, want %d (mask %#x)", w, got, want, m)
+				}
 			}
 		}
 	}
