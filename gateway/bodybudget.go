@@ -105,6 +105,39 @@ func (b *bodyBudget) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestC
 	return fasthttp.RequestConfig{}
 }
 
+// refusing reports whether h's request was refused by the budget in headerReceived
+// (its reservation kept until done).
+func (b *bodyBudget) refusing(h *fasthttp.RequestHeader) bool {
+	if b.pending.Load() == 0 {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.by[h] == refusedBody
+}
+
+// expect is fasthttp's ExpectHandler: a request sent with "Expect: 100-continue" whose
+// body would be refused (over -max-request-body, or past the budget) gets its refusal
+// instead of a 100 Continue, before the client sends the body (RFC 9110 §10.1.1), as
+// JSON like every refusal. fasthttp writes the response as it stands with the status
+// returned, without calling the handler, and closes the connection.
+func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
+	h := &ctx.Request.Header
+	var e *proto.Error
+	switch {
+	case int64(h.ContentLength()) > s.bodies.max:
+		e = proto.ErrBodyTooLarge
+	case s.bodies.refusing(h):
+		e = errBodyBudget
+	default:
+		return fasthttp.StatusContinue
+	}
+	s.bodies.done(h)
+	pipeline.WriteError(ctx, nil, e)
+	s.countAnswered(ctx)
+	return ctx.Response.StatusCode()
+}
+
 // done gives back the reservation of h's request, if it has one, and reports whether
 // the request was refused by the budget.
 func (b *bodyBudget) done(h *fasthttp.RequestHeader) (refused bool) {

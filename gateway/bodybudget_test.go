@@ -51,14 +51,18 @@ func TestBodyBudgetBoundsDeclaredBodies(t *testing.T) {
 	waitFor(t, "two bodies reserved", func() bool { return gw.metric(t, "gateway_request_body_bytes_reading") == 2*max })
 
 	// Past the budget: answered at once, before any of the body is sent, for a
-	// declared length and for a chunked body alike.
+	// declared length (with or without Expect: 100-continue) and a chunked body alike.
 	_, heap0 := settledMemory()
 	const refused = 24
 	for i := range refused {
 		c := dial()
-		if i%2 == 0 {
+		switch i % 3 {
+		case 0:
 			header(c, "Content-Length: "+strconv.Itoa(max))
-		} else {
+		case 1:
+			// Refused instead of a 100 Continue: the client never sends the body.
+			header(c, "Content-Length: "+strconv.Itoa(max)+"\r\nExpect: 100-continue")
+		default:
 			header(c, "Transfer-Encoding: chunked")
 			_, _ = io.WriteString(c, strconv.FormatInt(max, 16)+"\r\n")
 		}

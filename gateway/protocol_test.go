@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -252,6 +253,71 @@ func TestAnswersBeforeARouteAreCounted(t *testing.T) {
 				t.Fatalf("got %q, want %d", got, c.code)
 			}
 			waitFor(t, series+" counted", func() bool { return gw.metric(t, series) == before+1 })
+		})
+	}
+}
+
+// A request sent with "Expect: 100-continue" whose body the gateway would refuse gets
+// the refusal, as JSON, instead of a 100 Continue: the client does not send a body only
+// to have it refused (RFC 9110 §10.1.1). One the gateway takes gets its 100 and its
+// answer, on the same connection. (The budget's refusal: TestBodyBudgetBoundsDeclaredBodies.)
+func TestExpectContinue(t *testing.T) {
+	fake := startFakeUpstream(t)
+	gw := startGateway(t, fake.args("-max-request-body", "1024")...)
+	const body = `{"jsonrpc":"2.0","id":7,"method":"eth_chainId","params":[]}`
+	for _, c := range []struct {
+		name, path string
+		length     int
+		status     int    // the first response
+		want       string // in its body
+	}{
+		{"over the limit", "/", 5000, 413, "-32005"},
+		{"REST route over the limit", "/blockbynumber", 1025, 413, "too large"},
+		{"within the limit", "/", len(body), 100, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			series := `gateway_requests_total{route="other",code="413"}`
+			before := gw.metric(t, series)
+			conn, err := net.Dial("tcp", strings.TrimPrefix(gw.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(wsWait))
+			if _, err := io.WriteString(conn, "POST "+c.path+" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+				"Content-Length: "+strconv.Itoa(c.length)+"\r\nExpect: 100-continue\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != c.status || !strings.Contains(string(got), c.want) {
+				t.Fatalf("first response %d %s, want %d with %q", resp.StatusCode, got, c.status, c.want)
+			}
+			if c.status != 100 {
+				if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+					t.Errorf("Content-Type %q, want JSON", ct)
+				}
+				if _, err := br.ReadByte(); err != io.EOF {
+					t.Errorf("after the refusal the connection gave %v, want it closed (the client may be sending its body)", err)
+				}
+				waitFor(t, series+" counted", func() bool { return gw.metric(t, series) == before+1 })
+				return
+			}
+			if _, err := io.WriteString(conn, body); err != nil {
+				t.Fatal(err)
+			}
+			resp, err = http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ = io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || !strings.Contains(string(got), `"id":7`) || !strings.Contains(string(got), `"result"`) {
+				t.Fatalf("after the body: %d %s, want 200 with the answer", resp.StatusCode, got)
+			}
 		})
 	}
 }

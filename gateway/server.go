@@ -186,6 +186,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		Name:                  "infura-gateway",
 		MaxRequestBodySize:    cfg.MaxRequestBody,
 		HeaderReceived:        s.bodies.headerReceived,
+		ExpectHandler:         s.expect,
 		ReadTimeout:           cfg.ReadTimeout,
 		WriteTimeout:          cfg.WriteTimeout,
 		IdleTimeout:           cfg.IdleTimeout,
