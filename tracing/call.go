@@ -3,6 +3,7 @@ package tracing
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"math/rand/v2"
 
@@ -22,11 +23,14 @@ const MaxRequestIDLen = 64
 type In struct {
 	Parent    []byte
 	RequestID []byte
+	// Settled: RequestID is one the gateway settled itself for this request (the
+	// client's once checked, or generated), so SetIn does not check it again.
+	Settled bool
 }
 
 // Clone is in with bytes of its own (a websocket keeps its upgrade's for its life).
 func (in In) Clone() In {
-	return In{Parent: bytes.Clone(in.Parent), RequestID: bytes.Clone(in.RequestID)}
+	return In{Parent: bytes.Clone(in.Parent), RequestID: bytes.Clone(in.RequestID), Settled: in.Settled}
 }
 
 // Call is the trace state of one client call or batch, kept in the transport's pooled
@@ -59,7 +63,7 @@ func (c *Call) SetIn(in In) {
 		copy(c.raw[:], in.Parent[:HeaderLen])
 		c.raw[0], c.raw[1] = '0', '0' // a later version is passed on as the one we speak
 	}
-	if ValidRequestID(in.RequestID) {
+	if n := len(in.RequestID); in.Settled && n != 0 && n <= MaxRequestIDLen || ValidRequestID(in.RequestID) {
 		c.ridLen = uint8(copy(c.rid[:], in.RequestID))
 	} else {
 		c.ridLen = uint8(len(AppendRequestID(c.rid[:0])))
@@ -270,16 +274,29 @@ var requestIDChars = func() (t [256]bool) {
 }()
 
 // AppendRequestID appends a new request id: 32 random hex digits, written straight
-// from two random words (one is made for every request that comes without an id).
+// from two random words, eight digits at a time (one is made for every request that
+// comes without an id).
 func AppendRequestID(dst []byte) []byte {
-	const digits = "0123456789abcdef"
 	var id [32]byte
 	a, b := rand.Uint64(), rand.Uint64()
-	for i := range 16 {
-		id[i], id[16+i] = digits[a&15], digits[b&15]
-		a, b = a>>4, b>>4
-	}
+	binary.LittleEndian.PutUint64(id[0:], hex8(uint32(a)))
+	binary.LittleEndian.PutUint64(id[8:], hex8(uint32(a>>32)))
+	binary.LittleEndian.PutUint64(id[16:], hex8(uint32(b)))
+	binary.LittleEndian.PutUint64(id[24:], hex8(uint32(b>>32)))
 	return append(dst, id[:]...)
+}
+
+// hex8 spreads the eight nibbles of v over the eight bytes of a word, each as a
+// lower-case hex digit: a nibble per byte, then '0' added, and 'a'-'0'-10 more where
+// the nibble is over 9 (no byte carries into the next). The nibbles land in an order of
+// their own, which a random id does not mind.
+func hex8(v uint32) uint64 {
+	x := uint64(v)
+	x = (x | x<<16) & 0x0000ffff0000ffff
+	x = (x | x<<8) & 0x00ff00ff00ff00ff
+	x = (x | x<<4) & 0x0f0f0f0f0f0f0f0f
+	over9 := (x + 0x0606060606060606) >> 4 & 0x0101010101010101
+	return x + 0x3030303030303030 + over9*('a'-'0'-10)
 }
 
 // The trace headers' names in fasthttp's canonical form, the form its server stores a

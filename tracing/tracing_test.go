@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"encoding/binary"
 	"log/slog"
 	"net"
 	"strings"
@@ -107,6 +108,66 @@ func TestAppendRequestID(t *testing.T) {
 	}
 	if a := testing.AllocsPerRun(100, func() { var buf [32]byte; AppendRequestID(buf[:0]) }); a != 0 {
 		t.Fatalf("AppendRequestID allocates %v times", a)
+	}
+}
+
+// hex8 writes each nibble of its word as one hex digit, every nibble in a byte of its
+// own: a word of one nibble value gives eight of its digit, and a nibble alone gives
+// its digit in one byte and '0' in the seven others, a different byte for each nibble.
+func TestHex8(t *testing.T) {
+	const digits = "0123456789abcdef"
+	for n := range uint32(16) {
+		if got, want := hex8(n*0x11111111), strings.Repeat(digits[n:n+1], 8); le(got) != want {
+			t.Fatalf("hex8(%#x) = %q, want %q", n*0x11111111, le(got), want)
+		}
+	}
+	seen := map[int]bool{}
+	for k := range 8 {
+		at := -1
+		for n := uint32(1); n < 16; n++ {
+			got := le(hex8(n << (4 * k)))
+			i := strings.IndexFunc(got, func(r rune) bool { return r != '0' })
+			if i < 0 || got[i] != digits[n] || strings.Count(got, "0") != 7 || (at >= 0 && i != at) {
+				t.Fatalf("hex8(%#x) = %q: want %q once, in one byte for nibble %d", n<<(4*k), got, digits[n], k)
+			}
+			at = i
+		}
+		if seen[at] {
+			t.Fatalf("nibble %d shares byte %d with another", k, at)
+		}
+		seen[at] = true
+	}
+}
+
+func le(w uint64) string {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], w)
+	return string(b[:])
+}
+
+// An id the gateway settled (TraceIn's: the instrumenter checked or made it) is taken
+// as it is; one not settled is checked, and a settled one that is empty or too long is
+// not trusted either.
+func TestSettledRequestID(t *testing.T) {
+	for _, c := range []struct {
+		name, id string
+		settled  bool
+		kept     bool
+	}{
+		{"settled", "0123456789abcdef0123456789abcdef", true, true},
+		{"not settled, valid", "abc", false, true},
+		{"not settled, unsafe", "a\nb", false, false},
+		{"settled but empty", "", true, false},
+		{"settled but too long", strings.Repeat("a", MaxRequestIDLen+1), true, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var call Call
+			call.SetIn(In{RequestID: []byte(c.id), Settled: c.settled})
+			got := string(call.RequestID())
+			if (got == c.id) != c.kept || !ValidRequestID([]byte(got)) {
+				t.Fatalf("SetIn(%q, settled %v): id %q, want it kept: %v", c.id, c.settled, got, c.kept)
+			}
+		})
 	}
 }
 

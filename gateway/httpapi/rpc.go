@@ -96,7 +96,7 @@ func (s *Handlers) rpcBatch(ctx *fasthttp.RequestCtx, n *network.Network, body [
 // The bytes are ctx's: valid while the handler runs.
 func TraceIn(ctx *fasthttp.RequestCtx) tracing.In {
 	return tracing.In{Parent: ctx.Request.Header.PeekCanonical(tracing.TraceparentHeader),
-		RequestID: ctx.Response.Header.PeekCanonical(tracing.RequestIDHeader)}
+		RequestID: ctx.Response.Header.PeekCanonical(tracing.RequestIDHeader), Settled: true}
 }
 
 // rpcStatus keeps JSON-RPC-level errors at HTTP 200, as geth answers them; transport
