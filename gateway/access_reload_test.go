@@ -245,3 +245,72 @@ func TestReloadRequiringKeysClosesUnkeyedSockets(t *testing.T) {
 		t.Fatalf("unkeyed socket after keys became required: %v, want 1008", err)
 	}
 }
+
+// A reload that gives a key a plan leaving a network out closes the key's websockets on
+// that network, however they named it (path, alias, Host; key in the path or a header),
+// with a JSON-RPC error frame and then close 1008, counted as a network refusal; its
+// socket on the network the plan keeps stays and is answered.
+func TestReloadPlanLeavingNetworkOutClosesItsWebsockets(t *testing.T) {
+	node := testnode.Start(t)
+	file := func(networks string) string {
+		return fmt.Sprintf(`networks:
+  - name: a
+    chain_id: 1337
+    upstreams: [{name: node-a, http: %q, ws: %q}]
+  - name: b
+    chain_id: 1337
+    aliases: [bee]
+    hosts: [b.test]
+    upstreams: [{name: node-b, http: %q, ws: %q}]
+keys:
+  entries: [{name: alice, sha256: %s, plan: p}]
+plans:
+  p: {networks: %s}
+`, node.HTTPURL, node.WSURL, node.HTTPURL, node.WSURL, sha(keyAlice), networks)
+	}
+	path := writeFile(t, t.TempDir(), "gateway.yaml", file("[a, b]"))
+	gw := startGateway(t, "-config", path, "-cache=false")
+	gw.waitUpstreams(t)
+	wsBase := strings.Replace(gw.URL, "http://", "ws://", 1)
+	onA := dialWS(t, wsBase+"/a/ws/v3/"+keyAlice, nil)
+	var onB []*wsTestClient
+	for _, tc := range []struct {
+		path   string
+		header map[string][]string
+	}{
+		{"/b/ws/v3/" + keyAlice, nil},
+		{"/bee/socket2socket", map[string][]string{"X-API-Key": {keyAlice}}},
+		{"/ws/v3/" + keyAlice, map[string][]string{"Host": {"b.test"}}},
+	} {
+		c := dialWS(t, wsBase+tc.path, tc.header)
+		if a := decodeAnswer(t, c.call(`{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}`)); a.Error != nil {
+			t.Fatalf("%s: subscribe before the reload: %+v", tc.path, a.Error)
+		}
+		onB = append(onB, c)
+	}
+	reload(t, gw, path, file("[a]"))
+	for i, c := range onB {
+		select {
+		case <-c.done:
+		case <-time.After(wsWait):
+			t.Fatalf("socket %d on b still open %v after the reload left b out of its plan", i, wsWait)
+		}
+		var ce *websocket.CloseError
+		if err := c.closeErr(); !asCloseError(err, &ce) || ce.Code != websocket.ClosePolicyViolation {
+			t.Fatalf("socket %d on b: closed with %v, want 1008", i, err)
+		}
+		found := false
+		for len(c.msgs) > 0 {
+			found = found || strings.Contains(string(<-c.msgs), `"id":null,"error":{"code":-32000,"message":"this network is not available`)
+		}
+		if !found {
+			t.Fatalf("socket %d on b: no JSON-RPC error frame before the close", i)
+		}
+	}
+	if a := decodeAnswer(t, onA.call(blockNumberCall)); a.Error != nil {
+		t.Fatalf("the socket on a after the reload: %+v", a.Error)
+	}
+	if got := gw.metric(t, `gateway_key_refused_total{key="alice",limit="network"}`); got != float64(len(onB)) {
+		t.Fatalf("%v network refusals counted, want %d", got, len(onB))
+	}
+}

@@ -16,6 +16,8 @@ import (
 // after each reload the socket server reviews its clients (review, rebind):
 //   - a client whose key was removed (or, keys now required, that has none) gets a
 //     JSON-RPC error frame, then close 1008;
+//   - a client whose new plan leaves its network out gets a JSON-RPC error frame, then
+//     close 1008;
 //   - a client whose tenant changed moves its connection and subscription slots to the
 //     new tenant's limits; a subscription the new plan denies, or one past its
 //     subscription limit, ends with a notification carrying the error.
@@ -94,6 +96,13 @@ func (c *wsClient) rebind() {
 	if cur == old || c.gone {
 		c.whoMu.Unlock()
 		return
+	}
+	// A new plan that leaves the client's network out ends it, as the upgrade would
+	// have been refused (403) on it.
+	if perr := cur.CheckNetwork(c.h.net.Name); perr != nil {
+		c.whoMu.Unlock()
+		c.closeWithError(websocket.ClosePolicyViolation, perr, perr.Message)
+		return // bound stays: the handler gives its slot back when it ends
 	}
 	// Slots move in one step: at a key's max, a slot taken before the old one is given
 	// back would be refused (a reload of the key's plan).
