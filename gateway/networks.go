@@ -253,12 +253,25 @@ func (s *Server) notFound(ctx *fasthttp.RequestCtx) {
 		writeNotFound(ctx, proto.ErrNotFound)
 		return
 	}
-	if seg, _, _ := bytes.Cut(bytes.TrimPrefix(ctx.Path(), []byte("/")), []byte("/")); config.CouldBeNetworkName(seg) {
+	if seg, _, _ := bytes.Cut(bytes.TrimPrefix(ctx.Path(), []byte("/")), []byte("/")); config.CouldBeNetworkName(seg) && !s.namedNetwork(ctx) {
 		s.m.unknownNetwork.Inc() // not /favicon.ico, /.env and the like: scanners' noise
 	}
 	e := *proto.ErrNotFound
 	e.Message = "no such route or network; networks: " + s.nets.Names()
 	writeNotFound(ctx, &e)
+}
+
+// namedNetwork reports whether the request's path began with a network's name or alias
+// (serveNetwork took it off): a route that network does not have (/sepolia/ws/v3/<key>/)
+// names no unknown network. Read again from the request line: only 404s get here.
+func (s *Server) namedNetwork(ctx *fasthttp.RequestCtx) bool {
+	u := fasthttp.AcquireURI()
+	defer fasthttp.ReleaseURI(u)
+	if u.Parse(nil, ctx.Request.Header.RequestURI()) != nil {
+		return false
+	}
+	_, _, prefixed := s.nets.Resolve(u.Path(), nil)
+	return prefixed
 }
 
 // defaultNetwork is the network of requests with no prefix and no host match.

@@ -188,7 +188,7 @@ func TestNetworksServeTheirOwnNodes(t *testing.T) {
 }
 
 // TestNetworkUnknownAndExcluded: a path naming no network is 404 naming the configured
-// ones; a network the key's plan excludes is 403 on every transport; neither reaches a
+// ones (a route a named network lacks is 404 too, not an unknown network); a network the key's plan excludes is 403 on every transport; neither reaches a
 // node (the fake counts every call).
 func TestNetworkUnknownAndExcluded(t *testing.T) {
 	up := startFakeUpstream(t) // it answers eth_chainId 0x1: both networks are on chain 1
@@ -233,6 +233,15 @@ plans:
 	}
 	if got := gw.metric(t, "gateway_network_unknown_total"); got != 5 {
 		t.Fatalf("%v unknown-network requests counted, want 5", got)
+	}
+	// A route a named network does not have is a 404, not an unknown network.
+	for _, p := range []string{"/a/ws/v3/" + keyAlice + "/", "/a/socket2socket/", "/a/ws/v3/", "/b/gasprice/"} {
+		if code, _ := do(t, "GET", gw.URL+p, ""); code != 404 {
+			t.Fatalf("GET %s: %d, want 404", p, code)
+		}
+	}
+	if got := gw.metric(t, "gateway_network_unknown_total"); got != 5 {
+		t.Fatalf("%v unknown-network requests counted after routes of known networks, want 5", got)
 	}
 	for _, tc := range []struct{ name, method, path string }{
 		{"POST", "POST", "/b/v3/" + keyAlice},
