@@ -134,7 +134,7 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 	}
 	s.bodies.done(h)
 	pipeline.WriteError(ctx, nil, e)
-	s.countAnswered(ctx)
+	s.countAnswered(ctx, false)
 	return ctx.Response.StatusCode()
 }
 

@@ -31,7 +31,7 @@ type front struct {
 	handler fasthttp.RequestHandler
 	// counted counts, as route "other", a request answered before any route ran: a
 	// CORS preflight, or one fasthttp refused (too large, malformed, too slow).
-	counted fasthttp.RequestHandler
+	counted func(ctx *fasthttp.RequestCtx, timed bool)
 	sock    *socket.Server // nil when no upstream of the network has a websocket
 }
 
@@ -63,11 +63,13 @@ func (s *Server) frontOf(n *network.Network) *front {
 }
 
 // countAnswered counts a request answered before its route ran, on the network it
-// names (the default one when it names none, or could not be read).
-func (s *Server) countAnswered(ctx *fasthttp.RequestCtx) {
+// names (the default one when it names none, or could not be read). timed: fasthttp
+// took the request's time (a preflight); one it refused while reading it, or before
+// its body (Expect), has none of its own (ctx.Time is an earlier request's, or zero).
+func (s *Server) countAnswered(ctx *fasthttp.RequestCtx, timed bool) {
 	n, _, _ := s.nets.Resolve(ctx.Path(), ctx.Host())
 	if f := s.frontOf(n); f != nil {
-		f.counted(ctx)
+		f.counted(ctx, timed)
 	}
 }
 

@@ -239,7 +239,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	if s.corsAllow == nil && s.corsOrigins == nil || !s.cors(ctx) {
 		s.serveNetwork(ctx)
 	} else {
-		s.countAnswered(ctx) // a preflight, answered by cors
+		s.countAnswered(ctx, true) // a preflight, answered by cors
 	}
 	s.closeWhenDraining(ctx)
 }
@@ -518,7 +518,7 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		pipeline.WriteError(ctx, nil, proto.NewError(proto.CodeInvalidRequest, fasthttp.StatusBadRequest, "malformed HTTP request"))
 	}
-	s.countAnswered(ctx)
+	s.countAnswered(ctx, false)
 }
 
 // isTimeout reports whether err is a read that ran out of time (-read-timeout).

@@ -47,9 +47,9 @@ func (s *Instrumenter) newRouteMetrics(route string) *routeMetrics {
 	return rm
 }
 
-func (rm *routeMetrics) observe(ctx *fasthttp.RequestCtx, code int, start time.Time) {
+func (rm *routeMetrics) observe(ctx *fasthttp.RequestCtx, code int, took time.Duration) {
 	rm.codes[pipeline.StatusIndex(code)].Inc(ctx.ConnID())
-	rm.duration.Update(ctx.ConnID(), time.Since(start))
+	rm.duration.Update(ctx.ConnID(), took)
 }
 
 // Instrumenter wraps route handlers with their metrics, counts the requests in
@@ -162,27 +162,38 @@ func (w *wrapped) done(ctx *fasthttp.RequestCtx, start time.Time, counted bool) 
 	if counted {
 		w.s.inFlight.add(ctx, -1)
 	}
-	code := ctx.Response.StatusCode()
-	w.rm.observe(ctx, code, start)
+	code, took := ctx.Response.StatusCode(), time.Since(start)
+	w.rm.observe(ctx, code, took)
 	if w.s.logRequests {
 		w.s.log.Info("request", "route", w.route, "method", string(ctx.Method()), "path", w.logPath(ctx),
-			"status", code, "duration", time.Since(start), "remote", ctx.RemoteIP().String(),
+			"status", code, "duration", took, "remote", ctx.RemoteIP().String(),
 			"cache", string(ctx.Response.Header.Peek("X-Cache")),
 			"request_id", string(ctx.Response.Header.PeekCanonical(tracing.RequestIDHeader)))
 	}
 }
 
-// Count returns a handler that counts, under route, a request answered before any
+// Count returns a function that counts, under route, a request answered before any
 // route ran (a CORS preflight, a request fasthttp refused), with its log line under
-// -log-requests. It sets no X-Request-Id: no handler ran that could use one.
-func (s *Instrumenter) Count(route string) fasthttp.RequestHandler {
+// -log-requests. It sets no X-Request-Id: no handler ran that could use one. A request
+// not timed (fasthttp refused it before taking its time) is counted without a
+// duration: it has none to observe.
+func (s *Instrumenter) Count(route string) func(ctx *fasthttp.RequestCtx, timed bool) {
 	rm := s.newRouteMetrics(route)
-	return func(ctx *fasthttp.RequestCtx) {
+	return func(ctx *fasthttp.RequestCtx, timed bool) {
 		code := ctx.Response.StatusCode()
-		rm.observe(ctx, code, ctx.Time())
+		rm.codes[pipeline.StatusIndex(code)].Inc(ctx.ConnID())
+		var took time.Duration
+		if timed {
+			took = time.Since(ctx.Time())
+			rm.duration.Update(ctx.ConnID(), took)
+		}
 		if s.logRequests {
-			s.log.Info("request", "route", route, "method", string(ctx.Method()), "path", redact.UnknownPath(string(ctx.Path())),
-				"status", code, "duration", time.Since(ctx.Time()), "remote", ctx.RemoteIP().String())
+			attrs := []any{"route", route, "method", string(ctx.Method()), "path", redact.UnknownPath(string(ctx.Path())),
+				"status", code, "remote", ctx.RemoteIP().String()}
+			if timed {
+				attrs = append(attrs, "duration", took)
+			}
+			s.log.Info("request", attrs...)
 		}
 	}
 }
