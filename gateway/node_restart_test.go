@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
@@ -20,8 +22,13 @@ func TestNodeRestartedOnFreshChainWithoutBlocks(t *testing.T) {
 	}
 	gw := startGateway(t, "-upstream-http", node.HTTPURL, "-upstream-ws", node.WSURL)
 	gw.waitUpstreams(t)
+	var mu sync.Mutex
+	last := map[string]string{} // each path's last answer, for a failure's report
 	result := func(path string) string {
 		code, body, err := tryDo("GET", gw.URL+path, "")
+		mu.Lock()
+		last[path] = fmt.Sprintf("%d %s %v", code, body, err)
+		mu.Unlock()
 		if err != nil || code != 200 {
 			return ""
 		}
@@ -29,6 +36,15 @@ func TestNodeRestartedOnFreshChainWithoutBlocks(t *testing.T) {
 		_ = json.Unmarshal(body, &ans)
 		return ans.Result
 	}
+	t.Cleanup(func() {
+		if t.Failed() { // what the gateway and the node said last (the node still runs)
+			mu.Lock()
+			defer mu.Unlock()
+			code, status, err := tryDo("GET", gw.AdminURL+"/status", "")
+			t.Logf("last answers: %v; node's eth_blockNumber %s; gateway /status: %d %v\n%s", last,
+				node.Call(t, "eth_blockNumber"), code, err, status)
+		}
+	})
 	for _, path := range []string{"/blocknumber", "/ws/blocknumber"} {
 		waitFor(t, path+" at the old chain's head", func() bool { return result(path) == "0x3" })
 	}
