@@ -238,12 +238,7 @@ func TestAnswersBeforeARouteAreCounted(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			series := `gateway_requests_total{route="other",code="` + c.label + `"}`
 			before := gw.metric(t, series)
-			conn, err := net.Dial("tcp", strings.TrimPrefix(gw.URL, "http://"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			_ = conn.SetDeadline(time.Now().Add(wsWait))
+			conn := gw.dialRaw(t)
 			if _, err := conn.Write([]byte(c.raw)); err != nil {
 				t.Fatal(err)
 			}
@@ -289,12 +284,7 @@ func TestExpectContinue(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			series := `gateway_requests_total{route="other",code="413"}`
 			before := gw.metric(t, series)
-			conn, err := net.Dial("tcp", strings.TrimPrefix(gw.URL, "http://"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			_ = conn.SetDeadline(time.Now().Add(wsWait))
+			conn := gw.dialRaw(t)
 			if _, err := io.WriteString(conn, "POST "+c.path+" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
 				"Content-Length: "+strconv.Itoa(c.length)+"\r\nExpect: 100-continue\r\n\r\n"); err != nil {
 				t.Fatal(err)
@@ -331,4 +321,17 @@ func TestExpectContinue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dialRaw is a TCP connection to gw's public listener for requests written by hand,
+// closed with the test, every read and write bounded by wsWait.
+func (gw *testGateway) dialRaw(t testing.TB) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(gw.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(wsWait))
+	return conn
 }
