@@ -264,6 +264,12 @@ plans:
 	if err == nil || resp == nil || resp.StatusCode != 403 {
 		t.Fatalf("websocket on an excluded network: %v %v", err, resp)
 	}
+	// Each refusal counted under its own status, not as "other" (with the 101s).
+	for _, route := range []string{"gasprice", "socket2socket"} {
+		if got := gw.metric(t, `gateway_requests_total{network="b",route="`+route+`",code="403"}`); got != 1 {
+			t.Errorf("route %s on network b: %v requests counted as 403, want 1", route, got)
+		}
+	}
 	if got := reached(); got != 0 {
 		t.Fatalf("%d calls reached the upstream", got)
 	}

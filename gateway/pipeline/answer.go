@@ -98,7 +98,7 @@ func PutBuf(b *[]byte) {
 
 // StatusCodes are the HTTP statuses the gateway answers with, the code label values of
 // its request metrics (HTTP routes and websocket calls); any other is "other".
-var StatusCodes = [...]int{200, 204, 400, 401, 404, 405, 413, 415, 429, 500, 502, 503, 504}
+var StatusCodes = [...]int{200, 204, 400, 401, 403, 404, 405, 413, 415, 429, 500, 502, 503, 504}
 
 // StatusIndex is code's index in StatusCodes, or len(StatusCodes) for "other".
 func StatusIndex(code int) int {
