@@ -135,8 +135,11 @@ type Upstream struct {
 	// refusedMethods are the methods the provider refused lately (methodrefusal.go).
 	refusedMethods methodRefusals
 	integ          integrityState
-	stop           chan struct{}
-	done           sync.WaitGroup
+	// seen is the state the router last reported (stateChanged): a ban by failed
+	// calls happens on the call's path, and the next review reports it.
+	seen atomic.Uint32
+	stop chan struct{}
+	done sync.WaitGroup
 	// headCheck asks followHead to read the head again: a socket came back up, and the
 	// node behind it may be on another chain or further back, with no new block to say so.
 	headCheck chan struct{}

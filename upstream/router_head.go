@@ -266,7 +266,7 @@ func (r *Router) review(now time.Time) {
 		r.hedgeWait[c].Store(int64(hedgeWait[c]))
 	}
 	for _, u := range set.all {
-		before := u.health.State()
+		before := State(u.seen.Load())
 		after := u.health.review(best, &bestQ, q, now)
 		if before != after {
 			r.stateChanged(u, before, after)
@@ -275,6 +275,7 @@ func (r *Router) review(now time.Time) {
 }
 
 func (r *Router) stateChanged(u *Upstream, from, to State) {
+	u.seen.Store(uint32(to))
 	r.log.Warn("upstream state changed", "upstream", u.spec.Name, "from", from.String(), "to", to.String(),
 		"reason", u.health.status(r.served.Load(), time.Now()).Reason)
 	if to == StateBanned {

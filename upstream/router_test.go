@@ -1,11 +1,13 @@
 package upstream
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -391,4 +393,52 @@ func TestLaggingUpstreamReadmittedWhenItCatchesUp(t *testing.T) {
 	if n := picks(); n[b] == 0 || n[a] == 0 {
 		t.Fatalf("after b caught up the calls went a %d, b %d: want both", n[a], n[b])
 	}
+}
+
+// A ban by failed calls happens on the call's path, away from the review that reports
+// state changes: the next review logs it and counts it in gateway_router_bans_total,
+// once. Before, only the review's own transitions were reported: an upstream banned
+// for refusing connections (a node killed) showed banned in /status and
+// gateway_upstream_bans, while the log said nothing and the router's counter stayed 0.
+func TestBanByFailedCallsReported(t *testing.T) {
+	var logs syncBuffer
+	r := testRouterWith(t, func(c *RouterConfig) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	}, Spec{Name: "down", HTTPURL: "http://127.0.0.1:1"})
+	down := byName(r, "down")
+	for i := 0; i < 10 && down.health.State() != StateBanned; i++ {
+		if _, err := r.call(nil, request("eth_blockNumber", `[]`), []byte("1"), time.Now().Add(time.Second), TransportHTTP); err == nil {
+			t.Fatal("a call to a closed port answered")
+		}
+	}
+	if st := down.health.State(); st != StateBanned {
+		t.Fatalf("state %v after failed calls, want banned", st)
+	}
+	for range 2 {
+		r.review(time.Now())
+	}
+	if n := r.m.failovers.Get(); n != 1 {
+		t.Fatalf("gateway_router_bans_total %d after one ban, want 1", n)
+	}
+	if got := strings.Count(logs.String(), "msg=\"upstream state changed\" upstream=down from=healthy to=banned"); got != 1 {
+		t.Fatalf("the ban logged %d times, want once; log:\n%s", got, logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer a logger may write from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
