@@ -3,10 +3,12 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
+	"github.com/infura-gateway/infura-gateway/gateway/internal/toxiproxy"
 )
 
 // A node restarted on a fresh chain that makes no block of its own (geth --dev with
@@ -56,5 +58,52 @@ func TestNodeRestartedOnFreshChainWithoutBlocks(t *testing.T) {
 	code, body := do(t, "POST", gw.URL+"/", `{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x2",false]}`)
 	if code != 200 || string(body) != `{"jsonrpc":"2.0","id":1,"result":null}` {
 		t.Fatalf("the old chain's block 2 after the restart: %d %s", code, body)
+	}
+}
+
+// A node back on a fresh chain over HTTP while its websocket is still down (the
+// reconnect backoff is up to -ws-backoff-max behind) is followed at once: the HTTP
+// transport coming back up reads the head again, as a socket coming back does. Before,
+// the served head stayed at the old chain's until a socket reconnected, and
+// eth_blockNumber from the node (behind it) was answered with the old head: the chaos
+// audit saw 3 s of the old chain's head 132 with the node at block 2. Here the socket
+// never comes back, so without the HTTP read /blocknumber stays at 0x3.
+func TestNodeBackOverHTTPBeforeItsSocketIsFollowed(t *testing.T) {
+	node := testnode.Start(t, testnode.Period(0))
+	for range 3 {
+		node.SendTx(t) // one block each: head 3
+	}
+	ws := toxiproxy.Start(t).NewProxy(t, "ws", strings.TrimPrefix(node.WSURL, "ws://"))
+	gw := startGateway(t, "-upstream-http", node.HTTPURL, "-upstream-ws", ws.URL("ws"), "-cache=false")
+	gw.waitUpstreams(t)
+	blockNumber := func() (int, string) {
+		code, body, err := tryDo("POST", gw.URL+"/", `{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`)
+		if err != nil {
+			return 0, err.Error()
+		}
+		var ans struct{ Result string }
+		_ = json.Unmarshal(body, &ans)
+		return code, ans.Result
+	}
+	waitFor(t, "the old chain's head 0x3", func() bool { _, n := blockNumber(); return n == "0x3" })
+
+	ws.Down()
+	node.Kill()
+	// A call finds the node gone over HTTP (with the cache off each call reaches it).
+	waitFor(t, "a 502 while the node is down", func() bool { code, _ := blockNumber(); return code == 502 })
+	node.Resume(t) // a fresh in-memory chain at block 0; its socket stays unreachable
+	var last string
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last answer: %s; node's eth_blockNumber %s", last, node.Call(t, "eth_blockNumber"))
+		}
+	})
+	waitFor(t, "the new chain's head 0x0 over HTTP, the socket down", func() bool {
+		code, n := blockNumber()
+		last = fmt.Sprintf("%d %s", code, n)
+		return n == "0x0"
+	})
+	if ws.Enabled() {
+		t.Fatal("the websocket proxy came back up during the test")
 	}
 }

@@ -100,6 +100,9 @@ type Metrics struct {
 
 	// health, when set, hears of every call: the router's view of this upstream.
 	health *Health
+	// onUp, when set, is called when a transport reaches the upstream again after a
+	// call found it unreachable: the node behind it may have restarted.
+	onUp func()
 
 	// The websocket side (Mux).
 	wsConns, pending, queueDepth, upstreamSubs atomic.Int64
@@ -203,8 +206,8 @@ func (m *Metrics) observe(hint uint64, t Transport, meth proto.Method, cls proto
 		if now := end.UnixNano(); now-m.lastOK[t].Load() >= int64(10*time.Millisecond) {
 			m.lastOK[t].Store(now)
 		}
-		if !m.up[t].Load() {
-			m.up[t].Store(true)
+		if !m.up[t].Load() && m.up[t].CompareAndSwap(false, true) && m.onUp != nil {
+			m.onUp()
 		}
 		if m.health != nil {
 			m.health.observe(cls, verdictAnswered, d, "", end)

@@ -140,9 +140,20 @@ type Upstream struct {
 	seen atomic.Uint32
 	stop chan struct{}
 	done sync.WaitGroup
-	// headCheck asks followHead to read the head again: a socket came back up, and the
-	// node behind it may be on another chain or further back, with no new block to say so.
+	// headCheck asks followHead to read the head again (checkHead): a socket or the HTTP
+	// transport came back up, and the node behind it may be on another chain or further
+	// back, with no new block to say so.
 	headCheck chan struct{}
+}
+
+// checkHead asks followHead to read u's head again: a socket or the HTTP transport
+// came back up, and a node restarted on a new chain, or further back, may make no new
+// block to say so.
+func (u *Upstream) checkHead() {
+	select {
+	case u.headCheck <- struct{}{}:
+	default: // one is pending already
+	}
 }
 
 // Name returns the upstream's configured name.
@@ -308,6 +319,7 @@ func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 		allow: proto.NewMethodSet(sp.Allow), deny: proto.NewMethodSet(sp.Deny), stop: make(chan struct{}),
 		headCheck: make(chan struct{}, 1)}
 	met.health = u.health
+	met.onUp = u.checkHead
 	u.pol.Store(pol)
 	u.cordon.Store(r.cordonOf(sp.Name))
 	if err := r.setBudget(u, sp.Budget); err != nil {
@@ -338,12 +350,7 @@ func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 		// Each socket proves the chain itself before it carries anything.
 		mc.ChainID = r.cfg.ChainID
 		mc.OnChainID = func(got uint64, err error) { r.chainAnswer(u, TransportWS, got, err) }
-		mc.OnUp = func() {
-			select {
-			case u.headCheck <- struct{}{}:
-			default: // one is pending already
-			}
-		}
+		mc.OnUp = u.checkHead
 		if sp.User != "" || sp.Password != "" {
 			mc.Header = http.Header{"Authorization": {basicAuth(sp.User, sp.Password)}}
 		}

@@ -11,8 +11,9 @@ func base64Encode(s string) string { return base64.StdEncoding.EncodeToString([]
 
 // followHead keeps u's head: from a newHeads subscription on its socket when it has
 // one (free: the node pushes it), by polling the latest block otherwise. With a socket
-// it reads the head once more each time a socket comes back up: newHeads reports only
-// new blocks, and a node restarted on a new chain, or further back, may make none.
+// it reads the head once more each time a socket, or the HTTP transport, comes back up
+// (checkHead): newHeads reports only new blocks, and a node restarted on a new chain, or
+// further back, may make none.
 func (r *Router) followHead(u *Upstream) {
 	defer u.done.Done()
 	if u.mux != nil {
