@@ -107,3 +107,35 @@ func TestNodeBackOverHTTPBeforeItsSocketIsFollowed(t *testing.T) {
 		t.Fatal("the websocket proxy came back up during the test")
 	}
 }
+
+// With every upstream socket down (HTTP still answering) the head is polled, as
+// without a websocket: the served head and the answers cached on it move with the
+// node's blocks. Before, the head stood still until a socket came back, and
+// eth_blockNumber was answered from the cache for up to -cache-max-age, then stood
+// still again (the chaos audit: /blocknumber at 197 for 14 s, the node at 211).
+func TestHeadPolledWhileEverySocketIsDown(t *testing.T) {
+	node := testnode.Start(t, testnode.Period(0)) // a block per transaction only
+	ws := toxiproxy.Start(t).NewProxy(t, "ws", strings.TrimPrefix(node.WSURL, "ws://"))
+	gw := startGateway(t, "-upstream-http", node.HTTPURL, "-upstream-ws", ws.URL("ws"), "-head-poll", "100ms")
+	gw.waitUpstreams(t)
+	const conns = `gateway_upstream_ws_connections{upstream="default"}`
+	ws.Down()
+	waitFor(t, "every upstream socket down", func() bool { return gw.metric(t, conns) == 0 })
+	for range 2 {
+		_, n := node.SendTx(t)
+		want, err := testnode.ParseQuantity(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the served head at the node's block "+n, func() bool {
+			return gw.metric(t, `gateway_chain_head_block`) == float64(want)
+		})
+		code, body := do(t, "GET", gw.URL+"/blocknumber", "")
+		if code != 200 || !strings.Contains(string(body), `"result":"`+n+`"`) {
+			t.Fatalf("/blocknumber with the head at %s: %d %s", n, code, body)
+		}
+	}
+	if gw.metric(t, conns) != 0 {
+		t.Fatal("a socket came back up during the test")
+	}
+}

@@ -13,7 +13,7 @@ func base64Encode(s string) string { return base64.StdEncoding.EncodeToString([]
 // one (free: the node pushes it), by polling the latest block otherwise. With a socket
 // it reads the head once more each time a socket, or the HTTP transport, comes back up
 // (checkHead): newHeads reports only new blocks, and a node restarted on a new chain, or
-// further back, may make none.
+// further back, may make none. While none of its sockets is up it polls, as without one.
 func (r *Router) followHead(u *Upstream) {
 	defer u.done.Done()
 	if u.mux != nil {
@@ -26,13 +26,19 @@ func (r *Router) followHead(u *Upstream) {
 				default:
 				}
 				r.pollHead(u) // newHeads reports only later heads: read the current one once
+				poll := time.NewTicker(r.cfg.HeadPoll)
 				for {
 					select {
 					case <-u.stop:
+						poll.Stop()
 						unsub()
 						return
 					case <-u.headCheck:
 						r.pollHead(u)
+					case <-poll.C:
+						if !u.mux.Up() { // no socket, no newHeads: poll, as without a websocket
+							r.pollHead(u)
+						}
 					}
 				}
 			}

@@ -239,7 +239,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	num(&c.CacheMaxBytes, "cache-max-bytes", "CACHE_MAX_BYTES", "most bytes of answers in the immutable-result cache")
 	dur(&c.CacheMaxAge, "cache-max-age", "CACHE_MAX_AGE", "longest a head-dependent answer is served without a new head")
 	setting(l, &c.CacheDepth, "cache-depth", "CACHE_DEPTH", "blocks below the head after which a block is treated as immutable", parseDepth, false)
-	dur(&c.HeadPoll, "head-poll", "HEAD_POLL_INTERVAL", "head polling interval when no websocket upstream is configured")
+	dur(&c.HeadPoll, "head-poll", "HEAD_POLL_INTERVAL", "head polling interval when no websocket upstream is configured, or while none of its sockets is up")
 	dur(&c.ReadTimeout, "read-timeout", "READ_TIMEOUT", "longest a client may take to send one request (0: no limit)")
 	dur(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", "longest writing one response to a client may take (0: no limit)")
 	dur(&c.IdleTimeout, "idle-timeout", "IDLE_TIMEOUT", "close keep-alive connections idle this long")
