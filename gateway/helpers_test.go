@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/infura-gateway/infura-gateway/gateway/config"
+	"github.com/infura-gateway/infura-gateway/internal/syncbuf"
 )
 
 // testGateway is a gateway serving on a loopback port for one test.
@@ -23,7 +24,7 @@ type testGateway struct {
 	WSURL    string // the /socket2socket endpoint
 	AdminURL string // the admin listener: /metrics, /status, /debug/pprof/
 	srv      *Server
-	log      *lockedBuffer
+	log      *syncbuf.Buffer
 }
 
 // startGateway loads a Config from args (as the binary would, with no environment),
@@ -63,7 +64,7 @@ func startGatewayBefore(t testing.TB, env map[string]string, before func(*Server
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	srv, err := New(cfg, Options{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Version: "test"})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -163,23 +164,6 @@ func tryDo(method, url, body string) (int, []byte, error) {
 		return 0, nil, fmt.Errorf("%s %s: reading body: %w", method, url, err)
 	}
 	return resp.StatusCode, out, nil
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // waitReady waits until /readyz answers 200: the first upstream probe has landed.

@@ -6,9 +6,10 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/infura-gateway/infura-gateway/internal/syncbuf"
 )
 
 func TestParseParent(t *testing.T) {
@@ -311,24 +312,6 @@ func TestNew(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink the exporter's goroutine writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Export errors go to the gateway's logger, in its format and at its level.
 func TestExportErrorsUseTheGatewaysLogger(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -338,7 +321,7 @@ func TestExportErrorsUseTheGatewaysLogger(t *testing.T) {
 	endpoint := "http://" + ln.Addr().String()
 	_ = ln.Close() // nothing listens: every export is refused
 	for _, level := range []slog.Level{slog.LevelWarn, slog.LevelError} {
-		var out syncBuffer
+		var out syncbuf.Buffer
 		log := slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: level}))
 		tr, err := New(context.Background(), Config{Exporter: ExporterOTLPHTTP, Endpoint: endpoint, Ratio: 1, Log: log})
 		if err != nil {

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infura-gateway/infura-gateway/internal/syncbuf"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -401,7 +401,7 @@ func TestLaggingUpstreamReadmittedWhenItCatchesUp(t *testing.T) {
 // for refusing connections (a node killed) showed banned in /status and
 // gateway_upstream_bans, while the log said nothing and the router's counter stayed 0.
 func TestBanByFailedCallsReported(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	r := testRouterWith(t, func(c *RouterConfig) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	}, Spec{Name: "down", HTTPURL: "http://127.0.0.1:1"})
@@ -423,22 +423,4 @@ func TestBanByFailedCallsReported(t *testing.T) {
 	if got := strings.Count(logs.String(), "msg=\"upstream state changed\" upstream=down from=healthy to=banned"); got != 1 {
 		t.Fatalf("the ban logged %d times, want once; log:\n%s", got, logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer a logger may write from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
