@@ -226,17 +226,17 @@ func (a *Access) newCaller(prefix string, pl *plan) (*Tenant, error) {
 var (
 	errNoKey      = proto.NewError(proto.CodeServer, fasthttp.StatusUnauthorized, "missing API key: send it in the path (/v3/<key>), or as Authorization: Bearer <key> or X-API-Key")
 	errBadKey     = proto.NewError(proto.CodeServer, fasthttp.StatusUnauthorized, "invalid API key")
+	errTwoKeys    = proto.NewError(proto.CodeInvalidRequest, fasthttp.StatusBadRequest, "two different API keys in Authorization and X-API-Key: send one")
 	errBadOrigin  = proto.NewError(proto.CodeServer, fasthttp.StatusForbidden, "this API key does not allow requests from this origin")
 	ErrMethodPlan = proto.NewError(proto.CodeMethodNotFound, fasthttp.StatusOK, "the method is not available on this API key's plan")
 )
 
 // Header names in fasthttp's canonical form, as its server stores a request's (it
-// normalizes them as it parses), looked up with PeekCanonical: nothing copied or
-// normalized per request. X-API-Key is stored as X-Api-Key.
+// normalizes them as it parses). X-API-Key is stored as X-Api-Key; it is read with
+// PeekAll, which sees every line of it.
 var (
-	headerAuthorization = []byte("Authorization")
-	headerAPIKey        = []byte("X-Api-Key")
-	bearerPrefix        = []byte("Bearer ")
+	headerAPIKeyName = "X-Api-Key"
+	bearerPrefix     = []byte("Bearer ")
 	// HeaderOrigin is read by a key's origin list, CORS and the websocket upgrade.
 	HeaderOrigin = []byte("Origin")
 )
@@ -253,11 +253,9 @@ func (a *Access) Identify(ctx *fasthttp.RequestCtx) (*Tenant, *proto.Error) {
 	if len(t.keys) > 0 { // keys off: a key sent anyway is not looked at
 		key = pathKey(ctx)
 		if len(key) == 0 {
-			if v := ctx.Request.Header.PeekCanonical(headerAuthorization); len(v) > len(bearerPrefix) &&
-				bytes.EqualFold(v[:len(bearerPrefix)], bearerPrefix) {
-				key = v[len(bearerPrefix):]
-			} else {
-				key = ctx.Request.Header.PeekCanonical(headerAPIKey)
+			var perr *proto.Error
+			if key, perr = headerKey(&ctx.Request.Header); perr != nil {
+				return nil, perr
 			}
 		}
 	}
@@ -282,6 +280,31 @@ func (a *Access) Identify(ctx *fasthttp.RequestCtx) (*Tenant, *proto.Error) {
 		}
 	}
 	return c, nil
+}
+
+// headerKey is the key in Authorization: Bearer or in X-API-Key. Two different keys
+// there (two lines of either, or one of each) are refused rather than one picked: a
+// proxy in front may have checked the other one, and which key is billed is not for
+// the client to choose. The same key twice is one key.
+func headerKey(h *fasthttp.RequestHeader) ([]byte, *proto.Error) {
+	var key []byte
+	for _, v := range h.PeekAll(fasthttp.HeaderAuthorization) {
+		if len(v) > len(bearerPrefix) && bytes.EqualFold(v[:len(bearerPrefix)], bearerPrefix) {
+			if key != nil && !bytes.Equal(key, v[len(bearerPrefix):]) {
+				return nil, errTwoKeys
+			}
+			key = v[len(bearerPrefix):]
+		}
+	}
+	for _, v := range h.PeekAll(headerAPIKeyName) {
+		if len(v) > 0 {
+			if key != nil && !bytes.Equal(key, v) {
+				return nil, errTwoKeys
+			}
+			key = v
+		}
+	}
+	return key, nil
 }
 
 // pathKey is the key in the path (/v3/<key>, /ws/v3/<key>), or nil.
