@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -360,11 +359,17 @@ func parseSeconds(b []byte) (time.Duration, bool) {
 		return 0, false
 	}
 	v, err := strconv.ParseFloat(string(b), 64)
-	if err != nil || v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0, false
+	if err != nil && !errors.Is(err, strconv.ErrRange) || !(v > 0) {
+		return 0, false // not a number, NaN, zero, negative
+	}
+	if v >= maxStatedBackoff.Seconds() {
+		// Past the bound, however large (99999999999, 1e400): the bound. Converted
+		// first, a value past 292 years overflowed time.Duration to a negative one and
+		// was taken as no back-off stated at all.
+		return maxStatedBackoff, true
 	}
 	d := time.Duration(v * float64(time.Second))
-	return min(d, maxStatedBackoff), d > 0
+	return d, d > 0
 }
 
 // parseRetryAfter reads a Retry-After header: seconds, or an HTTP date.

@@ -304,3 +304,42 @@ func TestExhaustedUntilReset(t *testing.T) {
 		t.Error("reset seconds 0 while exhausted")
 	}
 }
+
+// A back-off a provider states (Retry-After, backoff_seconds) is read as seconds or an
+// HTTP date and bounded by maxStatedBackoff however large; what is not a positive time
+// (zero, negative, garbage, a date past) states none.
+func TestStatedBackoffBounded(t *testing.T) {
+	const httpDate = "Mon, 02 Jan 2006 15:04:05 GMT"
+	now := time.Now()
+	cases := []struct {
+		value string
+		want  time.Duration // 0: none stated
+	}{
+		{"30", 30 * time.Second},
+		{"2.5", 2500 * time.Millisecond},
+		{`"30"`, 30 * time.Second},
+		{"3600", maxStatedBackoff},
+		{"999999999", maxStatedBackoff},
+		{"99999999999", maxStatedBackoff}, // past 292 years: overflowed time.Duration
+		{"1e30", maxStatedBackoff},
+		{"1e400", maxStatedBackoff},
+		{"0", 0},
+		{"-5", 0},
+		{"-1e30", 0},
+		{"1e-400", 0},
+		{"NaN", 0},
+		{"garbage", 0},
+		{now.Add(-90 * time.Second).UTC().Format(httpDate), 0},
+		{now.Add(48 * time.Hour).UTC().Format(httpDate), maxStatedBackoff},
+	}
+	for _, c := range cases {
+		d, ok := parseRetryAfter([]byte(c.value))
+		if ok != (c.want > 0) || d != c.want {
+			t.Errorf("Retry-After %q: %v, %v; want %v", c.value, d, ok, c.want)
+		}
+	}
+	// An HTTP date within the bound: the time until it, to the second.
+	if d, ok := parseRetryAfter([]byte(now.Add(90 * time.Second).UTC().Format(httpDate))); !ok || d < 88*time.Second || d > 90*time.Second {
+		t.Errorf("Retry-After 90 s from now as a date: %v, %v", d, ok)
+	}
+}
