@@ -280,6 +280,36 @@ func TestThrottleBackoff(t *testing.T) {
 	}
 }
 
+// The answers of calls that were in flight when an unstated throttle closed the gate
+// say nothing new: the back-off doubles once each time the gate opens, not once per
+// such answer. Before, 50 clients' calls throttled in one burst took the streak to its
+// cap at once, and a provider's 429s for 0.3 s shut a lone upstream out for 10 s and
+// more instead of 250 ms.
+func TestThrottleBackoffDoublesOncePerOpening(t *testing.T) {
+	r := testRouter(t, Spec{Name: "a", HTTPURL: "http://127.0.0.1:1"})
+	u := byName(r, "a")
+	g := &u.gate
+	for round := range 4 {
+		g.throttledUntil.Store(0) // the gate opened: the next throttle is news
+		start := time.Now()
+		for range 50 { // one burst: a call that opened it and 49 sent before it closed
+			r.noteAnswer(u, AnswerThrottled, 0)
+		}
+		d := time.Duration(g.throttledUntil.Load() - start.UnixNano())
+		if ceiling := throttleMin << round; d > ceiling+time.Second/10 || d < ceiling/2-time.Millisecond {
+			t.Fatalf("round %d: back-off %v after a burst of 50 throttles, want within [%v, %v]", round, d, ceiling/2, ceiling)
+		}
+	}
+	if n := g.streak.Load(); n != 4 {
+		t.Fatalf("streak %d after 4 openings, want 4", n)
+	}
+	// A stated back-off still extends a closed gate.
+	r.noteAnswer(u, AnswerThrottled, 10*time.Second)
+	if d := g.closedFor(time.Now().UnixNano()); d < 9*time.Second {
+		t.Fatalf("stated 10 s on a closed gate: closed for %v", d)
+	}
+}
+
 // Exhausted lasts until the period resets, shown in /status and the metrics.
 func TestExhaustedUntilReset(t *testing.T) {
 	r := testRouter(t, Spec{Name: "a", HTTPURL: "http://127.0.0.1:1", QuotaReset: QuotaReset{Minute: 9*60 + 30}})

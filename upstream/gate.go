@@ -141,10 +141,16 @@ func extend(a *atomic.Int64, until int64) bool {
 	}
 }
 
-// throttle closes the gate for the stated back-off, or the next exponential one.
+// throttle closes the gate for the stated back-off, or the next exponential one. An
+// unstated throttle met while the gate is closed answers a call sent before it closed
+// (nothing is sent through a closed gate): it says nothing new, and the back-off
+// doubles once per time the gate opens, not once per call that was in flight.
 func (g *gate) throttle(stated time.Duration, now time.Time) {
 	d := min(stated, throttleStatedMax)
 	if d <= 0 {
+		if g.throttledUntil.Load() > now.UnixNano() {
+			return
+		}
 		n := min(g.streak.Add(1)-1, 16)
 		d = min(throttleMin<<n, throttleMax)
 		d = d/2 + rand.N(d/2+1)
