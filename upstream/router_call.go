@@ -321,5 +321,10 @@ func (r *Router) CallOn(name string, spare []byte, req *proto.Request, id []byte
 		return spare[:0], r.errBudget(req)
 	}
 	ans, _, err := r.once(u, spare, req, id, deadline, TransportHTTP, "broadcast")
+	if err != nil {
+		// The provider's throttle or quota met here answers as the closed gate above
+		// does: the gateway's refusal with its Retry-After, not the bare attempt error.
+		err = r.finalError(err, TransportHTTP)
+	}
 	return ans, err
 }

@@ -211,3 +211,37 @@ func TestOneThrottlingUpstreamNoClientErrors(t *testing.T) {
 		t.Errorf("the throttling upstream got %d of %d calls: want some, and far fewer than its weight would give it", n, workers*each)
 	}
 }
+
+// A call on one named upstream (a broadcast's target) that meets the provider's
+// throttle or quota answers the gateway's refusal, with its Retry-After, as a call the
+// router picks for: before, the attempt that met it returned the bare "upstream
+// throttled the call" with no Retry-After, and only the next call, finding the gate
+// closed, got the refusal.
+func TestCallOnRefusedGetsTheGatewaysRefusal(t *testing.T) {
+	cases := []struct {
+		name     string
+		answer   providerAnswer
+		minAfter int // the least Retry-After expected, seconds
+	}{
+		{"throttled, Retry-After 30", infuraThrottle, 29},
+		{"throttled in the body", alchemyThrottle, 1},
+		{"daily quota", infuraDaily, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := newFakeProvider(t, &c.answer)
+			r := testRouter(t, Spec{Name: "a", HTTPURL: p.url})
+			for i := range 2 { // the attempt that meets the refusal, then the closed gate
+				_, err := r.CallOn("a", nil, request("eth_sendRawTransaction", `["0x02f8"]`), []byte("7"), time.Now().Add(5*time.Second))
+				var perr *proto.Error
+				if !errors.As(err, &perr) || perr.Code != -32005 || perr.Status != 429 || perr.RetryAfter < c.minAfter ||
+					!strings.HasPrefix(perr.Message, "upstream rate limit reached") {
+					t.Fatalf("call %d: %#v; want the gateway's -32005, 429, Retry-After at least %d s", i, err, c.minAfter)
+				}
+			}
+			if n := p.calls.Load(); n != 1 {
+				t.Fatalf("the refusing upstream was asked %d times, want once", n)
+			}
+		})
+	}
+}
