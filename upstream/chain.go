@@ -110,6 +110,11 @@ func (r *Router) chainAnswer(u *Upstream, via Transport, got uint64, err error) 
 	c.bits.Store(bits)
 	c.seen.Store(seen)
 	c.mu.Unlock()
+	if bits&chainWrong == 0 && bits&(chainOnHTTP|chainOnWS) != 0 && u.headDropped.Swap(false) {
+		// A head read before the proof moved nothing, and a node making no block
+		// would not report it again: read it once more.
+		u.checkHead()
+	}
 	switch wasWrong, wrong := before&chainWrong != 0, bits&chainWrong != 0; {
 	case wrong && !wasWrong:
 		r.log.Warn("upstream answers another chain: it serves nothing", "upstream", u.spec.Name,

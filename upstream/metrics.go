@@ -101,8 +101,10 @@ type Metrics struct {
 	// health, when set, hears of every call: the router's view of this upstream.
 	health *Health
 	// onUp, when set, is called when a transport reaches the upstream again after a
-	// call found it unreachable: the node behind it may have restarted.
+	// call found it unreachable (down): the node behind it may have restarted. Not on
+	// the first answer: the start reads what it needs itself.
 	onUp func()
+	down [numTransports]atomic.Bool
 
 	// The websocket side (Mux).
 	wsConns, pending, queueDepth, upstreamSubs atomic.Int64
@@ -206,7 +208,7 @@ func (m *Metrics) observe(hint uint64, t Transport, meth proto.Method, cls proto
 		if now := end.UnixNano(); now-m.lastOK[t].Load() >= int64(10*time.Millisecond) {
 			m.lastOK[t].Store(now)
 		}
-		if !m.up[t].Load() && m.up[t].CompareAndSwap(false, true) && m.onUp != nil {
+		if !m.up[t].Load() && m.up[t].CompareAndSwap(false, true) && m.down[t].Swap(false) && m.onUp != nil {
 			m.onUp()
 		}
 		if m.health != nil {
@@ -217,6 +219,7 @@ func (m *Metrics) observe(hint uint64, t Transport, meth proto.Method, cls proto
 	default:
 		if o == OutcomeUnavailable {
 			m.up[t].Store(false)
+			m.down[t].Store(true)
 		}
 		if m.health != nil {
 			if v := verdictOf(o, perr, cls); v == verdictFailed {

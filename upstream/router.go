@@ -144,6 +144,9 @@ type Upstream struct {
 	// transport came back up, and the node behind it may be on another chain or further
 	// back, with no new block to say so.
 	headCheck chan struct{}
+	// headDropped says a head was read while u had not proved the chain, and so moved
+	// nothing: once u proves it (chainAnswer), the head is read again.
+	headDropped atomic.Bool
 }
 
 // checkHead asks followHead to read u's head again: a socket or the HTTP transport

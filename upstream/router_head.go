@@ -10,10 +10,11 @@ import (
 func base64Encode(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 // followHead keeps u's head: from a newHeads subscription on its socket when it has
-// one (free: the node pushes it), by polling the latest block otherwise. With a socket
-// it reads the head once more each time a socket, or the HTTP transport, comes back up
-// (checkHead): newHeads reports only new blocks, and a node restarted on a new chain, or
-// further back, may make none. While none of its sockets is up it polls, as without one.
+// one (free: the node pushes it), by polling the latest block otherwise. It reads the
+// head once more each time a socket, or the HTTP transport, comes back up, and when u
+// proves its chain after a head it read was dropped (checkHead): newHeads reports only
+// new blocks, and a node restarted on a new chain, or further back, may make none.
+// While none of its sockets is up it polls, as without one.
 func (r *Router) followHead(u *Upstream) {
 	defer u.done.Done()
 	if u.mux != nil {
@@ -58,6 +59,7 @@ func (r *Router) followHead(u *Upstream) {
 		case <-u.stop:
 			return
 		case <-t.C:
+		case <-u.headCheck: // at once rather than a poll later
 		}
 	}
 }
@@ -107,7 +109,13 @@ func (r *Router) observeHead(u *Upstream, header []byte) {
 	now := time.Now()
 	u.health.setHead(n, now)
 	if !u.onChain() {
-		return // another chain's head (or one not proved yet) is not this chain's
+		// Another chain's head (or one not proved yet) is not this chain's. Marked
+		// before the second look, so that a proof landing between the two either is
+		// seen here or sees the mark (chainAnswer) and has the head read again.
+		u.headDropped.Store(true)
+		if !u.onChain() {
+			return
+		}
 	}
 	r.headMu.Lock()
 	defer r.headMu.Unlock()
