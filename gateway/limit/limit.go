@@ -219,6 +219,9 @@ type Config struct {
 
 	// clockOffset is added to Redis's clock in the scripts (tests of the day rollover).
 	clockOffset time.Duration
+	// slotRefresh is how often a slot reservation in use is written again, well within
+	// the key's expiry of a day; default an hour (tests: shorter).
+	slotRefresh time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -248,6 +251,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.slotRefresh <= 0 {
+		c.slotRefresh = time.Hour
 	}
 }
 

@@ -389,8 +389,13 @@ func (sh *shard) resyncSlots(now int64) {
 	}
 	sh.mu.Unlock()
 	for _, s := range all {
-		s.needSync = true
-		sh.schedule(s, now)
+		// Only a handle with something to assert: one that holds nothing and has
+		// nothing in use would reserve a spare no client asked for (and, a reservation
+		// no Acquire or Release touches, keep it from the other replicas).
+		if s.held > 0 || s.InUse() > 0 || s.pred.Load() != nil {
+			s.needSync = true
+			sh.schedule(s, now)
+		}
 	}
 }
 

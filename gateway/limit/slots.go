@@ -286,7 +286,7 @@ func (s *slotsState) plan(now int64) (redisconn.Exec, bool, int64) {
 	shrink := free > 2*s.spare
 	refresh := s.held > 0 && now >= s.refreshAt
 	if !(s.needSync || in > s.held || grow || shrink || refresh) {
-		return redisconn.Exec{}, false, 0
+		return redisconn.Exec{}, false, s.nextRefresh()
 	}
 	if grow && !(s.needSync || in > s.held || shrink) && now < s.backoff {
 		return redisconn.Exec{}, false, s.backoff
@@ -317,7 +317,7 @@ func (s *slotsState) apply(res []int64, now int64) int64 {
 	s.answered()
 	s.needSync = false
 	s.held = grant
-	s.refreshAt = now + int64(time.Hour) // keep the key's 24h expiry away
+	s.refreshAt = now + int64(s.lim.cfg.slotRefresh) // keep the key's 24h expiry away
 	s.retryAt.Store(0)
 	if s.want == 0 {
 		s.setCap(0) // released: the next Acquire waits for a new grant
@@ -339,6 +339,23 @@ func (s *slotsState) apply(res []int64, now int64) int64 {
 	if s.InUse()+others > grant {
 		s.needSync = true // acquired past the new reservation while the call was under way
 		return now
+	}
+	if grant > 0 && s.InUse()+others == 0 {
+		// Reserved with nothing in use (a spare nobody took): it goes back once idle,
+		// as after a Release, not only when a later Acquire or Release wakes the handle.
+		if s.idleSince == 0 {
+			s.idleSince = now
+		}
+		return s.idleSince + int64(s.lim.cfg.SlotIdleRelease)
+	}
+	return s.nextRefresh()
+}
+
+// nextRefresh is when a handle holding a reservation writes it again, so the key's
+// expiry in Redis (a day) never passes while its slots are in use (0: nothing held).
+func (s *slotsState) nextRefresh() int64 {
+	if s.held > 0 {
+		return s.refreshAt
 	}
 	return 0
 }
