@@ -64,15 +64,21 @@
 //     again, at most once a second while its clients keep calling, so it spends what
 //     came back (TestRedisQuotaUnspentAllowanceMoves).
 //   - Slots (concurrent websocket connections, subscriptions) are reserved per replica in
-//     Redis: a replica keeps its in-use count plus a small spare reserved, so Acquire is
-//     local too. Each replica renews a liveness deadline (SlotTTL); the reservations of a
-//     replica past its deadline are dropped by the next script run, so a crashed replica's
-//     slots expire on their own. While Redis answers, slots are exact across replicas:
-//     a replica fills only what Redis reserved for it. A cold handle (a key's first
-//     Acquire on a replica, or the first after its idle reservation went back) holds no
-//     credit, and an Acquire finding the reservation full while the key may have room
-//     waits for the grant: one Redis round trip, on a connection's or subscription's
-//     start only.
+//     Redis: a replica keeps its in-use count reserved, plus a small spare (max/10, 1 to
+//     16) for SlotIdleRelease after a grant, so a burst of Acquires is local too; a spare
+//     not taken goes back, so another replica of the key gets its share (an Acquire there
+//     that needs it meanwhile is refused). Each replica
+//     renews a liveness deadline (SlotTTL); the reservations of a replica past its
+//     deadline are dropped by the next script run, so a crashed replica's slots expire on
+//     their own. While Redis answers, slots are exact across replicas: a replica fills
+//     only what Redis reserved for it. A cold handle (a key's first Acquire on a replica,
+//     or the first after its idle reservation went back) holds no credit, and an Acquire
+//     finding the reservation full while the key may have room waits for the grant: one
+//     Redis round trip, on a connection's or subscription's start only. After Redis lost
+//     its state (a restart without persistence, FLUSHALL) each replica asserts its in-use
+//     count again, without a spare, once its breaker closes or at its next heartbeat
+//     (SlotTTL/3); until every replica has, a grant may count only some of the slots in
+//     use, so a key can pass its max by what the others hold.
 //
 // # Redis down or slow
 //
@@ -204,8 +210,10 @@ type Config struct {
 	// every SlotTTL/3.
 	SlotTTL time.Duration
 	// SlotIdleRelease returns a slot reservation to Redis after the handle had nothing in
-	// use for this long; default 2s: a client that leaves one replica and reconnects to
-	// another (a load balancer's choice) finds its slots there within it.
+	// use for this long, and a spare reserved beside slots in use this long after its
+	// grant; default 2s: a client that leaves one replica and reconnects to another (a
+	// load balancer's choice) finds its slots there within it, and a key's clients on
+	// several replicas get the key's max between them.
 	SlotIdleRelease time.Duration
 	// QuotaIdleReturn gives a daily quota's unspent allowance back to Redis after the
 	// handle had no take for this long; default 2s: another replica whose clients go on

@@ -49,6 +49,7 @@ type slotsState struct {
 	idleSince int64
 	backoff   int64
 	refreshAt int64
+	spareAt   int64 // when a spare reserved beside the slots in use goes back (0: none held)
 }
 
 // NewSlots returns concurrency slots: at most max in use at once, named name (see
@@ -282,11 +283,19 @@ func (s *slotsState) plan(now int64) (redisconn.Exec, bool, int64) {
 	}
 	in := used + others // what the field must cover
 	free := capacity - used
-	grow := free < s.spare && capacity+others < s.max
-	shrink := free > 2*s.spare
+	// A spare not taken within SlotIdleRelease of its grant goes back: held for as long
+	// as the slots beside it are in use, it would keep another replica of the key from
+	// its share (max 6 over three replicas, two clients each: the third got none).
+	spareDue := free > 0 && s.spareAt > 0 && now >= s.spareAt
+	grow := !spareDue && free < s.spare && capacity+others < s.max
+	shrink := free > 2*s.spare || spareDue
 	refresh := s.held > 0 && now >= s.refreshAt
 	if !(s.needSync || in > s.held || grow || shrink || refresh) {
-		return redisconn.Exec{}, false, s.nextRefresh()
+		next := s.nextRefresh()
+		if free > 0 && s.spareAt > 0 {
+			next = nextDue(next, s.spareAt)
+		}
+		return redisconn.Exec{}, false, next
 	}
 	if grow && !(s.needSync || in > s.held || shrink) && now < s.backoff {
 		return redisconn.Exec{}, false, s.backoff
@@ -297,6 +306,14 @@ func (s *slotsState) plan(now int64) (redisconn.Exec, bool, int64) {
 	// grant.
 	for {
 		want := min(in+s.spare, max(s.max, in))
+		if s.needSync || spareDue {
+			// Asserting again what Redis may have lost (its state after a restart or
+			// FLUSHALL, or this replica's expiry) asks for the slots in use only:
+			// replicas asserting a spare each before the others' slots are counted
+			// again would add up to more than max, and fill it. A spare comes with the
+			// next Acquire's grant.
+			want = in
+		}
 		c := min(capacity, want-others)
 		if c == capacity || s.state.CompareAndSwap(v, uint64(c)<<32|uint64(used)) {
 			return s.exec(in, want), true, 0
@@ -321,13 +338,17 @@ func (s *slotsState) apply(res []int64, now int64) int64 {
 	s.retryAt.Store(0)
 	if s.want == 0 {
 		s.setCap(0) // released: the next Acquire waits for a new grant
-		s.idleSince = 0
+		s.idleSince, s.spareAt = 0, 0
 		if s.InUse() > 0 || s.predInUse() > 0 {
 			return now // acquired (on the fallback) while the release was under way: reserve again
 		}
 		return 0
 	}
 	others := s.capAfter(grant)
+	s.spareAt = 0
+	if in := s.InUse() + others; grant > in && in > 0 {
+		s.spareAt = now + int64(s.lim.cfg.SlotIdleRelease)
+	}
 	if grant < s.want {
 		// The key is full across replicas: Acquires here refuse at once rather than
 		// wait until this pause ends.
@@ -348,7 +369,7 @@ func (s *slotsState) apply(res []int64, now int64) int64 {
 		}
 		return s.idleSince + int64(s.lim.cfg.SlotIdleRelease)
 	}
-	return s.nextRefresh()
+	return nextDue(s.nextRefresh(), s.spareAt)
 }
 
 // nextRefresh is when a handle holding a reservation writes it again, so the key's

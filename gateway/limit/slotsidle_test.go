@@ -2,6 +2,7 @@ package limit
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -95,4 +96,86 @@ func fieldRead(t *testing.T, r *replica, name string) int64 {
 func fieldIs(r *replica, name string, want int64) bool {
 	return redisIntIs(r.conn, want, "EVAL", "return tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')", "1",
 		r.lim.cfg.Prefix+"s:"+name, r.lim.cfg.ReplicaID)
+}
+
+// TestRedisSlotsExactAfterRedisLosesItsState: Redis restarted empty, or flushed, while
+// three replicas hold 2 slots each of a key's 7 (one of them a spare beside its 2).
+// Each replica asserts what it has in use again (once its breaker closes, or at its
+// next heartbeat), and then the replicas admit one more slot between them, no more.
+// Before, each asserted its in-use count plus a spare: the first ones to reach Redis
+// got their spare while the others' slots were not yet counted, and the last got its
+// in-use count regardless (the script must grant it), so the reservations added up to
+// more than max and the spares were filled (the Redis audit: max_connections 6, 2
+// websockets on each of three replicas, redis-server killed and restarted: 8 admitted).
+func TestRedisSlotsExactAfterRedisLosesItsState(t *testing.T) {
+	for _, how := range []string{"restarted", "flushed"} {
+		t.Run(how, func(t *testing.T) {
+			srv := redistest.Start(t)
+			cfg := Config{Prefix: "lost:", SlotTTL: 1500 * time.Millisecond}
+			const max, each = 7, 2
+			var rs [3]*replica
+			var hs [3]*Slots
+			for i := range rs {
+				rs[i] = newReplica(t, srv, cfg)
+				hs[i], _ = rs[i].lim.NewSlots("key:conns", max)
+			}
+			fill(t, hs[:], each)
+			// The last replica's request for a spare (the one slot left) is answered.
+			waitFor(t, 10*time.Second, "the last replica's spare", func() bool { return fieldIs(rs[2], "key:conns", each+1) })
+			if how == "restarted" {
+				srv.Restart(t)
+			} else if _, err := srv.Do("FLUSHALL"); err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range rs {
+				waitFor(t, 15*time.Second, fmt.Sprintf("replica %d asserts its slots again", i), func() bool {
+					return fieldIs(r, "key:conns", each) || fieldIs(r, "key:conns", each+1)
+				})
+			}
+			admitted := 0
+			for range 2 {
+				for i := range rs {
+					if hs[i].Acquire().OK {
+						admitted++
+					}
+				}
+			}
+			if in := 3*each + admitted; in > max {
+				t.Fatalf("%d slots in use across replicas after Redis lost its state, max %d", in, max)
+			}
+		})
+	}
+}
+
+// fill takes each slots on every handle in turn, waiting for a refused one to be
+// granted (another replica's spare goes back within SlotIdleRelease).
+func fill(t *testing.T, hs []*Slots, each int) {
+	t.Helper()
+	for i, h := range hs {
+		for range each {
+			waitFor(t, 15*time.Second, fmt.Sprintf("a slot on replica %d, below max", i), func() bool { return h.Acquire().OK })
+		}
+	}
+}
+
+// TestRedisSlotsSpreadOverReplicas: a key's clients arrive one replica after another
+// (a load balancer spreads them); every replica gets its share and the key its max.
+// Before, a replica kept the spare Redis reserved beside its in-use slots for as long
+// as they stayed in use (only more than twice a spare free went back), so with max 6
+// and two clients on each of three replicas, the third replica got none: 4 of 6.
+// Now a spare not taken goes back SlotIdleRelease after its grant.
+func TestRedisSlotsSpreadOverReplicas(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Config{Prefix: "spread:", SlotIdleRelease: 300 * time.Millisecond}
+	const max, each = 6, 2
+	var hs [3]*Slots
+	for i := range hs {
+		hs[i], _ = newReplica(t, srv, cfg).lim.NewSlots("key:conns", max)
+	}
+	fill(t, hs[:], each)
+	for i, h := range hs {
+		if d := h.Acquire(); d.OK {
+			t.Fatalf("replica %d admitted a slot past max", i)
+		}
+	}
 }
