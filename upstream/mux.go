@@ -50,7 +50,8 @@ type MuxConfig struct {
 	// WriteTimeout bounds one flush of queued frames.
 	WriteTimeout time.Duration
 	// BackoffMin and BackoffMax bound the reconnect delay, doubled per failed attempt
-	// with jitter.
+	// with jitter. A socket lost before it served for BackoffMax counts as a failed
+	// attempt; one that served longer is dialled again at once.
 	BackoffMin, BackoffMax time.Duration
 	// RequestTimeout applies to calls the Mux makes itself (resubscribes, unsubscribes)
 	// and to calls made with a zero deadline.
@@ -72,9 +73,11 @@ type MuxConfig struct {
 	OnUp func()
 	// Classifier classifies error frames and close frames (nil: the generic rules).
 	Classifier *Classifier
-	// OnClosed, when set, hears of a socket the upstream closed for its rate, its
-	// quota or the gateway's credentials (a close code and reason the Classifier
-	// reads as throttled, exhausted or unauthorized).
+	// OnClosed, when set, hears of a socket the upstream closed, or an upgrade it
+	// refused, for its rate, its quota or the gateway's credentials (a close code and
+	// reason, or a status and Retry-After, the Classifier reads as throttled,
+	// exhausted or unauthorized). The socket is dialled again no sooner than the
+	// back-off stated (at most a minute).
 	OnClosed func(c AnswerClass, backoff time.Duration)
 }
 

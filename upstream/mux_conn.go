@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -133,90 +132,10 @@ func (s *slot) claimLocked(c *call) {
 	s.m.metrics.pending.Add(-1)
 }
 
-// run is the socket's supervisor: connect, serve until the connection fails, answer
-// everything pending, back off, reconnect; until the Mux closes.
-func (s *slot) run() {
-	defer s.m.wg.Done()
-	log := s.m.cfg.Logger.With("url", s.m.host, "conn", s.idx)
-	backoff := s.m.cfg.BackoffMin
-	reconnect := false
-	for attempt := 1; ; attempt++ {
-		conn, err := s.dial()
-		if err != nil {
-			if s.m.ctx.Err() != nil {
-				return
-			}
-			// Jitter over the upper half keeps many gateways from reconnecting in step.
-			d := backoff/2 + rand.N(backoff/2+1)
-			log.Warn("upstream websocket connect failed", "attempt", attempt, "retry_in", d, "err", err)
-			if !s.sleep(d) {
-				return
-			}
-			backoff = min(2*backoff, s.m.cfg.BackoffMax)
-			continue
-		}
-		if reconnect {
-			s.m.metrics.reconnects.Inc()
-		}
-		log.Info("upstream websocket connected", "attempt", attempt)
-		err = s.serve(conn)
-		if s.m.ctx.Err() != nil {
-			return
-		}
-		if errors.Is(err, errWrongChain) || errors.Is(err, errChainUnproven) {
-			// The socket carried nothing: dial again after a backoff, as after a failed
-			// dial. Another chain is logged by the router, once per change.
-			d := backoff/2 + rand.N(backoff/2+1)
-			if errors.Is(err, errWrongChain) {
-				log.Debug("upstream websocket not used", "retry_in", d, "err", err)
-			} else {
-				log.Warn("upstream websocket not used", "retry_in", d, "err", err)
-			}
-			if !s.sleep(d) {
-				return
-			}
-			backoff = min(2*backoff, s.m.cfg.BackoffMax)
-			reconnect = true
-			continue
-		}
-		attempt, backoff = 0, s.m.cfg.BackoffMin
-		log.Warn("upstream websocket lost", "err", err)
-		reconnect = true
-		if !s.sleep(rand.N(s.m.cfg.BackoffMin + 1)) {
-			return
-		}
-	}
-}
-
-func (s *slot) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-s.m.ctx.Done():
-		return false
-	}
-}
-
-func (s *slot) dial() (*wireConn, error) {
-	cfg := &s.m.cfg
-	ctx, cancel := context.WithTimeout(s.m.ctx, cfg.DialTimeout)
-	defer cancel()
-	w, err := dialWire(ctx, cfg.URL, cfg.Header, cfg.TLSConfig, cfg.DialTimeout, cfg.ReadLimit, s.m.metrics)
-	if err != nil {
-		return nil, fmt.Errorf("cannot open upstream websocket: %w", err)
-	}
-	// Dropping an oversized message holds every call on the socket: past one call's
-	// time, the socket is given up instead (its calls fail over).
-	w.skipTimeout = cfg.RequestTimeout
-	w.answers = cfg.Answers
-	return w, nil
-}
-
 // serve runs one connection: starts its reader, writes queued frames and pings until
-// either side fails, then tears it down and answers whatever was pending.
-func (s *slot) serve(conn *wireConn) error {
+// either side fails, then tears it down and answers whatever was pending. wait is
+// closedBy's: how long the provider asked the gateway to stay away, 0 if it did not.
+func (s *slot) serve(conn *wireConn) (wait time.Duration, _ error) {
 	cfg := &s.m.cfg
 	readerDone := make(chan error, 1)
 	alive := cfg.PingInterval + cfg.PongTimeout
@@ -231,8 +150,9 @@ func (s *slot) serve(conn *wireConn) error {
 		// Never up for callers: only what proveChain sent is answered.
 		_ = conn.close()
 		<-readerDone
+		wait = s.m.closedBy(err) // a provider closing the socket before it proved its chain
 		s.sweep()
-		return err
+		return wait, err
 	}
 	s.isUp.Store(true)
 	s.m.connUp()
@@ -251,11 +171,11 @@ func (s *slot) serve(conn *wireConn) error {
 	}
 	// Before the pending calls fail: their retries already avoid an upstream that
 	// closed the socket for its rate or quota.
-	s.m.closedBy(rerr)
+	wait = s.m.closedBy(rerr)
 	s.m.connDown()
 	s.sweep()
 	s.m.subsDown(s)
-	return err
+	return wait, err
 }
 
 // errClosed ends serve when the Mux closes.
@@ -533,16 +453,4 @@ func (s *slot) proveChain(conn *wireConn, readerDone chan error) error {
 		return fmt.Errorf("%w: chain id %d, want %d", errWrongChain, got, want)
 	}
 	return nil
-}
-
-// closedBy classifies a socket the upstream closed (its close code and reason) and
-// tells OnClosed when the provider closed it for its rate, its quota or the key.
-func (m *Mux) closedBy(err error) {
-	var ce *CloseError
-	if m.cfg.OnClosed == nil || !errors.As(err, &ce) {
-		return
-	}
-	if n := m.cls.classifyClose(ce.Code, []byte(ce.Reason)); providerRefusal(n.class) != nil {
-		m.cfg.OnClosed(n.class, n.backoff)
-	}
 }

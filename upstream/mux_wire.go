@@ -73,6 +73,18 @@ type CloseError struct {
 
 func (e *CloseError) Error() string { return fmt.Sprintf("upstream closed the websocket (%d)", e.Code) }
 
+// HandshakeError is a dial the upstream refused with an HTTP status instead of the
+// upgrade: a provider refuses it for its rate (429, with or without Retry-After), its
+// quota or the key (401, 403). Its body is not kept: it may name the project.
+type HandshakeError struct {
+	Status     int
+	RetryAfter string // the Retry-After header, "" if none
+}
+
+func (e *HandshakeError) Error() string {
+	return fmt.Sprintf("websocket handshake: HTTP status %d", e.Status)
+}
+
 // wireConn is one upstream websocket. The reader goroutine owns br and the read
 // scratch; writes go through mc, whose lock keeps frames whole.
 type wireConn struct {
@@ -221,7 +233,7 @@ func (w *wireConn) upgrade(u *url.URL, header http.Header) error {
 	}
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		return fmt.Errorf("websocket handshake: HTTP status %d", resp.StatusCode)
+		return &HandshakeError{Status: resp.StatusCode, RetryAfter: resp.Header.Get("Retry-After")}
 	}
 	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
 	switch {
