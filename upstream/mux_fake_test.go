@@ -49,6 +49,9 @@ type fakeUpstream struct {
 	pongs   atomic.Int64
 	dialed  atomic.Int64
 	refused atomic.Bool
+	// subRefusals is how many eth_subscribe to refuse next, as a provider at its
+	// subscription cap does.
+	subRefusals atomic.Int64
 	// chainID, when set, is the eth_chainId result (a quoted quantity); unset, the
 	// method is unknown.
 	chainID atomic.Pointer[string]
@@ -295,6 +298,10 @@ func (f *fakeUpstream) answer(c *websocket.Conn, msg []byte) (ans []byte, drop b
 			return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":` + *chain + `}`), false
 		}
 	case `"eth_subscribe"`:
+		if f.subRefusals.Add(-1) >= 0 {
+			return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"error":{"code":-32005,"message":"max subscriptions per connection reached"}}`), false
+		}
+		f.subRefusals.Store(0)
 		sub := "0xfeed" + strconv.FormatInt(f.subSeq.Add(1), 10)
 		f.mu.Lock()
 		f.subs[sub] = c

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -39,6 +40,9 @@ type group struct {
 	upID      string    // upstream id as raw JSON (with quotes); "" while not live
 	pending   bool      // an eth_subscribe for it is in flight
 	downSince time.Time // when it lost its socket; zero while live
+	// retryIn is the wait before the next resubscribe after the upstream refused one
+	// (BackoffMin, doubled per refusal up to BackoffMax); 0 while none was refused.
+	retryIn time.Duration
 	holders
 }
 
@@ -175,12 +179,17 @@ func (m *Mux) subscribed(c *call, e *proto.Error) {
 			}
 		}
 		if len(g.members) > 0 {
-			m.cfg.Logger.Warn("upstream websocket: resubscribe failed; retrying on the next reconnect",
-				"subscription", g.gwID, "err", errString(e))
+			// Its subscribers hold it: subscribe it again after a backoff rather than
+			// on the next reconnect (the socket may live for days, the subscription
+			// silent meanwhile).
+			d := m.retryLater(g)
+			m.cfg.Logger.Warn("upstream websocket: resubscribe failed; retrying",
+				"subscription", g.gwID, "retry_in", d, "err", errString(e))
 		}
 		m.maybeDropLocked(g)
 		return
 	}
+	g.retryIn = 0
 	g.upID = string(result)
 	g.slot.subs[g.upID] = g
 	m.metrics.upstreamSubs.Add(1)
@@ -256,6 +265,29 @@ func (m *Mux) resubscribeLocked(s *slot) {
 			m.cfg.Logger.Warn("upstream websocket: cannot resubscribe", "subscription", g.gwID, "err", perr.Message)
 		}
 	}
+}
+
+// retryLater subscribes g again after its backoff, on whichever socket is up then,
+// and returns the wait. Called with subState.mu held.
+func (m *Mux) retryLater(g *group) time.Duration {
+	g.retryIn = min(max(2*g.retryIn, m.cfg.BackoffMin), m.cfg.BackoffMax)
+	d := g.retryIn/2 + rand.N(g.retryIn/2+1)
+	time.AfterFunc(d, func() {
+		st := &m.subs
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if m.ctx.Err() != nil || st.byGW[g.gwID] != g || g.pending || g.upID != "" || len(g.members) == 0 {
+			return // closed, ended, or already subscribed again (a reconnect)
+		}
+		s := m.pick()
+		if s == nil {
+			return // no socket up: the next one that comes up subscribes it
+		}
+		if perr := m.subscribeUpstream(g, s, m.cfg.RequestTimeout); perr != nil {
+			m.retryLater(g)
+		}
+	})
+	return d
 }
 
 func appendSubResult(dst, id, gwQuoted []byte) []byte {

@@ -38,6 +38,30 @@ func TestMuxSubscribeSurvivesReconnect(t *testing.T) {
 	}
 }
 
+// A resubscribe the upstream refuses (a provider at its subscription cap after a
+// reconnect) is tried again after a backoff on the socket that is up, not only on the
+// next reconnect: before, the subscription stayed silent, without an error, for as
+// long as the new socket lived (the provider audit: 22 subscribers got no head for
+// the 35 s the run lasted, the gateway's own head with them).
+func TestMuxResubscribesAfterARefusal(t *testing.T) {
+	f := newFakeUpstream(t, false)
+	m := startMux(t, f, func(c *MuxConfig) { c.Conns = 1 })
+	got := make(chan string, 16)
+	if _, err := m.Subscribe([]byte(`["newHeads"]`), func(r []byte) { got <- string(r) }); err != nil {
+		t.Fatal(err)
+	}
+	f.subRefusals.Store(2)
+	resubs := m.metrics.resubscribes.Get()
+	f.dropAll()
+	waitFor(t, "resubscribed upstream", func() bool { return m.metrics.resubscribes.Get() > resubs })
+	if !f.notify("0xfeed2", `{"number":"0x2"}`) {
+		t.Fatal("not resubscribed as 0xfeed2")
+	}
+	if r := recvString(t, got); r != `{"number":"0x2"}` {
+		t.Fatalf("after the refusals delivered %s", r)
+	}
+}
+
 func TestMuxSubscribeRefused(t *testing.T) {
 	f := newFakeUpstream(t, false)
 	f.refused.Store(true)
