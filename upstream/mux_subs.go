@@ -318,6 +318,12 @@ var ErrSubscribe = errors.New("upstream refused the subscription")
 // on the params, to pass on to the client as it is.
 type RefusedError struct {
 	Error []byte // the upstream's error object
+	// Class is how the upstream's classifier reads the refusal: a provider refusing
+	// the gateway for its rate, quota or key (throttled, exhausted, unauthorized,
+	// method_refused; Backoff what it stated), or the node's verdict on the params
+	// (client_error).
+	Class   AnswerClass
+	Backoff time.Duration
 }
 
 func (e *RefusedError) Unwrap() error { return ErrSubscribe }
@@ -340,7 +346,8 @@ func (m *Mux) Subscribe(params []byte, deliver func(result []byte)) (unsubscribe
 		if ge := gatewayError(ans); ge != nil {
 			return nil, ge // the gateway's own: no socket, timeout, overloaded
 		}
-		return nil, refusal{&RefusedError{Error: bytes.Clone(msg.Error.Bytes(ans))}}
+		n := m.cls.classifyBody(0, ans, nil, methodSubscribe)
+		return nil, refusal{&RefusedError{Error: bytes.Clone(msg.Error.Bytes(ans)), Class: n.class, Backoff: n.backoff}}
 	}
 	gw := bytes.Trim(msg.Result.Bytes(ans), `"`)
 	return func() { m.Leave(fs, gw) }, nil

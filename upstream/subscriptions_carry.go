@@ -86,8 +86,12 @@ func (g *subGroup) establish(deadline time.Time) bool {
 	}
 	var lastErr error = errNoUpstream
 	var tried []*Upstream
+	provider := false // an upstream refused it for its rate, quota or key
 	for time.Now().Before(deadline) {
 		u := g.s.pickCarrierNot(tried)
+		if u == nil && provider {
+			break // every carrier tried: the gateway's refusal (finalError), not a wait
+		}
 		if u == nil {
 			// Nobody can carry it now (sockets still connecting, every upstream down):
 			// wait for the next review's news until the client's deadline; but with no
@@ -112,29 +116,43 @@ func (g *subGroup) establish(deadline time.Time) bool {
 			return true
 		}
 		lastErr = err
-		if _, refused := AsRefused(err); refused {
+		if ref, refused := AsRefused(err); refused {
+			if pe := providerRefusal(ref.Class); pe != nil {
+				// The provider's rate, quota or key, not the params: noted as a call's
+				// refusal would be, and the next upstream is asked.
+				g.s.r.noteAnswer(u, ref.Class, ref.Backoff)
+				lastErr, provider = pe, true
+				continue
+			}
 			break // the params are the problem, not the upstream
 		}
 	}
 	if lastErr == errNoUpstream {
 		lastErr = g.s.r.noUpstream(TransportWS)
 	}
-	g.answerWaiters(lastErr)
+	g.answerWaiters(g.s.r.finalError(lastErr, TransportWS))
 	return false
 }
 
+// pickCarrierNot chooses an upstream for a new group among those not tried yet: one
+// whose gate is open (not throttled, not out of quota) first, primaries first.
 func (s *Subscriptions) pickCarrierNot(tried []*Upstream) *Upstream {
 	set := s.r.set.Load()
+	var gated *Upstream
 	for _, u := range append(append([]*Upstream(nil), set.primaries...), set.fallbacks...) {
 		skip := !canCarry(u)
 		for _, t := range tried {
 			skip = skip || t == u
 		}
-		if !skip {
+		switch {
+		case skip:
+		case u.gate.open():
 			return u
+		case gated == nil:
+			gated = u
 		}
 	}
-	return nil
+	return gated
 }
 
 // answerWaiters answers the clients that asked before the group was live: the gateway
@@ -202,6 +220,9 @@ func (g *subGroup) move() {
 		}
 		g.detach()
 		if err := g.attach(u); err != nil {
+			if ref, ok := AsRefused(err); ok && providerRefusal(ref.Class) != nil {
+				g.s.r.noteAnswer(u, ref.Class, ref.Backoff) // its rate, quota or key
+			}
 			g.s.r.log.Warn("cannot move a subscription", "subscription", g.gwID, "to", u.spec.Name, "err", err)
 			if attempt >= 2 {
 				return
