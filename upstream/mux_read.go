@@ -109,7 +109,12 @@ func (s *slot) routeOne(frame []byte, msg *proto.Message, at time.Time) {
 		}
 		c := s.lookup(gid)
 		if c == nil {
-			return // timed out or swept already
+			if gid == 0 || gid > s.m.ids.Load() {
+				// An id the gateway has not issued: nothing it sent is answered.
+				s.m.metrics.invalid.Inc()
+				s.m.cfg.Logger.Debug("upstream websocket: dropped an answer with an id the gateway never sent")
+			}
+			return // timed out, swept or answered already
 		}
 		c.rpcError = msg.Error.Present()
 		c.resp = proto.Splice(c.resp[:0], frame, msg.ID, c.id)
