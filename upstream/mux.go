@@ -73,11 +73,11 @@ type MuxConfig struct {
 	OnUp func()
 	// Classifier classifies error frames and close frames (nil: the generic rules).
 	Classifier *Classifier
-	// OnClosed, when set, hears of a socket the upstream closed, or an upgrade it
-	// refused, for its rate, its quota or the gateway's credentials (a close code and
-	// reason, or a status and Retry-After, the Classifier reads as throttled,
-	// exhausted or unauthorized). The socket is dialled again no sooner than the
-	// back-off stated (at most a minute).
+	// OnClosed, when set, hears of a socket the upstream closed for its rate, its quota
+	// or the gateway's credentials (a close code and reason the Classifier reads as
+	// throttled, exhausted or unauthorized). Such a socket, and one whose upgrade the
+	// upstream refused so (a status and Retry-After), is dialled again no sooner than
+	// the back-off stated (at most a minute); a refused upgrade is not told here.
 	OnClosed func(c AnswerClass, backoff time.Duration)
 }
 

@@ -111,16 +111,19 @@ func (s *slot) dial() (*wireConn, error) {
 // closedBy classifies how a socket ended or a dial failed: the close code and reason
 // of a socket the upstream closed, or the status and Retry-After of an upgrade it
 // refused. When the provider refused the gateway for its rate, its quota or the key, it
-// tells OnClosed and returns how long to wait before dialling again: the back-off it
-// stated (at most a minute, as the gate bounds a throttle), at least BackoffMin.
-// Otherwise 0.
+// returns how long to wait before dialling again: the back-off it stated (at most a
+// minute, as the gate bounds a throttle), at least BackoffMin; otherwise 0. A socket
+// closed so tells OnClosed (the upstream's gate, HTTP included); a refused upgrade
+// does not: a provider may limit websocket connections alone, and its HTTP side
+// answers for itself (a throttle there closes the gate on the first call).
 func (m *Mux) closedBy(err error) time.Duration {
 	var n note
 	var ce *CloseError
 	var he *HandshakeError
+	closed := false
 	switch {
 	case errors.As(err, &ce):
-		n = m.cls.classifyClose(ce.Code, []byte(ce.Reason))
+		n, closed = m.cls.classifyClose(ce.Code, []byte(ce.Reason)), true
 	case errors.As(err, &he):
 		n = m.cls.classifyBody(he.Status, nil, []byte(he.RetryAfter), nil)
 	default:
@@ -129,7 +132,7 @@ func (m *Mux) closedBy(err error) time.Duration {
 	if providerRefusal(n.class) == nil {
 		return 0
 	}
-	if m.cfg.OnClosed != nil {
+	if closed && m.cfg.OnClosed != nil {
 		m.cfg.OnClosed(n.class, n.backoff)
 	}
 	return max(min(n.backoff, throttleStatedMax), m.cfg.BackoffMin)

@@ -3,7 +3,7 @@ package upstream
 import (
 	"net"
 	"net/http"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,21 +87,16 @@ func TestMuxBacksOffFromASocketClosedAtOnce(t *testing.T) {
 }
 
 // An upgrade refused with 429 and Retry-After is dialled again no sooner than the
-// provider asked (also past BackoffMax), and the router hears the throttle; a 401 is
-// the key refused. Before, the status was a bare error: Retry-After was ignored and
-// nothing was classified.
+// provider asked (also past BackoffMax). The router does not hear it: a provider may
+// limit websocket connections alone, and closing the upstream's gate would refuse its
+// HTTP calls too. Before, Retry-After was ignored: dialled again 3 ms after.
 func TestMuxHonoursARefusedUpgrade(t *testing.T) {
 	url, dials := refusingProvider(t, http.StatusTooManyRequests, "1", 0, "")
 	cfg := testMuxConfig(url)
 	cfg.Conns = 1
 	cfg.BackoffMin, cfg.BackoffMax = time.Millisecond, 20*time.Millisecond
-	var mu sync.Mutex
-	var heard []note
-	cfg.OnClosed = func(c AnswerClass, backoff time.Duration) {
-		mu.Lock()
-		heard = append(heard, note{class: c, backoff: backoff})
-		mu.Unlock()
-	}
+	var heard atomic.Int64
+	cfg.OnClosed = func(AnswerClass, time.Duration) { heard.Add(1) }
 	m, err := NewMux(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -111,37 +106,7 @@ func TestMuxHonoursARefusedUpgrade(t *testing.T) {
 	if gap := gapAfter(t, dials, 3); gap < time.Second {
 		t.Fatalf("dialled again %v after a 429 with Retry-After: 1, want >= 1s", gap)
 	}
-	mu.Lock()
-	first := heard[0]
-	mu.Unlock()
-	if first.class != AnswerThrottled || first.backoff != time.Second {
-		t.Fatalf("OnClosed heard %v %v, want throttled 1s", first.class, first.backoff)
+	if n := heard.Load(); n != 0 {
+		t.Fatalf("OnClosed heard %d refused upgrades, want none", n)
 	}
-
-	m2 := refusedBy(t, http.StatusUnauthorized)
-	if m2.class != AnswerUnauthorized {
-		t.Fatalf("a 401 upgrade: OnClosed heard %v, want unauthorized", m2.class)
-	}
-}
-
-// refusedBy dials a provider refusing every upgrade with status and returns what
-// OnClosed heard first.
-func refusedBy(t *testing.T, status int) note {
-	url, _ := refusingProvider(t, status, "", 0, "")
-	cfg := testMuxConfig(url)
-	cfg.Conns = 1
-	got := make(chan note, 64)
-	cfg.OnClosed = func(c AnswerClass, backoff time.Duration) {
-		select {
-		case got <- note{class: c, backoff: backoff}:
-		default:
-		}
-	}
-	m, err := NewMux(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Start()
-	t.Cleanup(m.Close)
-	return within(t, got, "OnClosed")
 }
