@@ -24,7 +24,7 @@ func (s *Server) startAccess() error {
 		return err
 	}
 	if cfg.RedisAddr != "" {
-		rc := redisconn.Config{Addr: cfg.RedisAddr, Username: cfg.RedisUsername, Password: cfg.RedisPassword}
+		rc := redisconn.Config{Addr: cfg.RedisAddr, Username: cfg.RedisUsername, Password: cfg.RedisPassword, Log: s.log}
 		if cfg.RedisTLS {
 			rc.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 		}

@@ -79,6 +79,13 @@ func (c *Conn) setUp(up bool) {
 	close(c.watch)
 	c.watch = make(chan struct{})
 	c.mu.Unlock()
+	if l := c.cfg.Log; l != nil {
+		if up {
+			l.Info("redis reachable again: circuit breaker closed", "client", c.cfg.Name)
+		} else {
+			l.Warn("redis unreachable: circuit breaker open", "client", c.cfg.Name, "error", c.downErr().Error())
+		}
+	}
 	if !up {
 		c.kick()
 	}

@@ -37,6 +37,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -104,6 +105,10 @@ type Config struct {
 	// ProbeInterval is the pause between probes while the breaker is open; default 250ms,
 	// so a returning Redis is used again well within a second.
 	ProbeInterval time.Duration
+	// Log, when set, hears each time the breaker opens or closes, and Redis unreachable
+	// at start: an operator reading the logs learns that limits went on their fallback
+	// (or the shared cache tier off) without a metric to look at. Nil: not logged.
+	Log *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -234,6 +239,9 @@ func New(cfg Config, ms *metrics.Set) (*Conn, error) {
 	c.wg.Add(1)
 	go c.probeLoop()
 	if err != nil {
+		if cfg.Log != nil {
+			cfg.Log.Warn("redis unreachable at start: circuit breaker open", "client", cfg.Name, "error", err.Error())
+		}
 		c.kick()
 	}
 	return c, nil

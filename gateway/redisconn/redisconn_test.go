@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/infura-gateway/infura-gateway/gateway/internal/redistest"
+	"github.com/infura-gateway/infura-gateway/internal/syncbuf"
 )
 
 // waitFor polls cond until it holds or timeout passes (an external condition: Redis).
@@ -26,9 +28,13 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	return time.Since(start)
 }
 
+// The breaker opens when Redis goes and closes when it is back, each transition said
+// in the log (before, only the metrics said it: an operator reading the logs saw
+// nothing of an outage that put every limit on its fallback).
 func TestUpDownAndBack(t *testing.T) {
 	srv := redistest.Start(t)
-	c, err := New(Config{Addr: srv.Addr, Password: ""}, metrics.NewSet())
+	var logs syncbuf.Buffer
+	c, err := New(Config{Addr: srv.Addr, Password: "", Log: slog.New(slog.NewJSONHandler(&logs, nil))}, metrics.NewSet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,12 +75,19 @@ func TestUpDownAndBack(t *testing.T) {
 	if err := c.Do(ctx, c.B().Set().Key("k").Value("v").Build()).Error(); err != nil {
 		t.Fatalf("call after recovery: %v", err)
 	}
+	// In order (a loaded machine may flap the breaker once more: not counted).
+	out := logs.String()
+	down := strings.Index(out, `"msg":"redis unreachable: circuit breaker open","client":"redis"`)
+	if back := strings.Index(out, `"msg":"redis reachable again: circuit breaker closed","client":"redis"`); down < 0 || back < down {
+		t.Fatalf("want a line for each transition, the outage first, got:\n%s", out)
+	}
 }
 
 func TestStartsWhileRedisIsDown(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.Kill()
-	c, err := New(Config{Addr: srv.Addr}, metrics.NewSet())
+	var logs syncbuf.Buffer
+	c, err := New(Config{Addr: srv.Addr, Log: slog.New(slog.NewJSONHandler(&logs, nil))}, metrics.NewSet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,8 +95,14 @@ func TestStartsWhileRedisIsDown(t *testing.T) {
 	if c.Up() {
 		t.Fatal("conn is up with Redis down")
 	}
+	if !strings.Contains(logs.String(), `"msg":"redis unreachable at start: circuit breaker open"`) {
+		t.Fatalf("no line says Redis is unreachable at start:\n%s", logs.String())
+	}
 	srv.Restart(t)
 	waitFor(t, 5*time.Second, "conn comes up", c.Up)
+	waitFor(t, 5*time.Second, "the line saying Redis is back", func() bool {
+		return strings.Contains(logs.String(), `"msg":"redis reachable again: circuit breaker closed"`)
+	})
 	if err := c.Do(context.Background(), c.B().Ping().Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +184,8 @@ func TestPasswordNeverInErrors(t *testing.T) {
 	if _, err := New(Config{Addr: srv.Addr, Password: secret}, ms); err == nil {
 		t.Fatal("two Conns of one name in one metrics set")
 	}
-	bad, err := New(Config{Addr: srv.Addr, Password: wrong, Name: "bad"}, ms)
+	var logs syncbuf.Buffer
+	bad, err := New(Config{Addr: srv.Addr, Password: wrong, Name: "bad", Log: slog.New(slog.NewJSONHandler(&logs, nil))}, ms)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,13 +204,13 @@ func TestPasswordNeverInErrors(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	ms.WritePrometheus(&buf)
-	errs = append(errs, buf.String())
+	errs = append(errs, buf.String(), logs.String())
 	for _, e := range errs {
 		if strings.Contains(e, secret) || strings.Contains(e, wrong) {
 			t.Fatalf("a password leaked: %s", e)
 		}
 	}
-	t.Logf("errors: %q", errs[:len(errs)-1])
+	t.Logf("errors: %q; log: %s", errs[:len(errs)-2], logs.String())
 }
 
 // With the credentials wrong, missing or not wanted, the breaker's error says so (and still is
