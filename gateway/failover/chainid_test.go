@@ -10,6 +10,7 @@ import (
 
 	"github.com/infura-gateway/infura-gateway/gateway/internal/rpcspy"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
+	"github.com/infura-gateway/infura-gateway/internal/syncbuf"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
@@ -70,7 +71,7 @@ func (nopSink) Notify([]byte)      {}
 // a subscription is carried by the right one, and Status, the metrics and one log
 // line say why.
 func TestWrongChainUpstreamServesNothing(t *testing.T) {
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	r, right, wrong, reg := chainRouter(t, &logs)
 	waitFor(t, "the dev upstream's websocket", 60*time.Second, func() bool {
 		return r.Upstreams()[0].Mux().Up()

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/internal/rpcspy"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/toxiproxy"
+	"github.com/infura-gateway/infura-gateway/internal/syncbuf"
 	"github.com/infura-gateway/infura-gateway/upstream"
 )
 
@@ -82,7 +82,7 @@ type gw struct {
 	WSURL    string // ws://host:port/socket2socket
 	AdminURL string
 	srv      *gateway.Server
-	log      *lockedBuffer
+	log      *syncbuf.Buffer
 	ups      []*chain
 }
 
@@ -127,7 +127,7 @@ func startGateway(t *testing.T, chains []*chain, extraYAML string, args ...strin
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, b.String())
 	}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	srv, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Version: "failover-test"})
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
@@ -345,31 +345,3 @@ func checkUpkeep(t testing.TB, name string, calls []rpcspy.Call, sockets int, ba
 }
 
 func rpcspyMethods(calls []rpcspy.Call) string { return rpcspy.MethodsOf(calls) }
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// Filter returns the lines that contain any of subs.
-func (l *lockedBuffer) Filter(subs ...string) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out strings.Builder
-	for _, line := range strings.Split(l.b.String(), "\n") {
-		for _, s := range subs {
-			if strings.Contains(line, s) {
-				out.WriteString(line)
-				out.WriteByte('\n')
-				break
-			}
-		}
-	}
-	return out.String()
-}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
+	"github.com/infura-gateway/infura-gateway/internal/syncbuf"
 )
 
 // The measurements (perf, soak) run the gateway as its own process, so that its CPU
@@ -23,7 +24,7 @@ import (
 type process struct {
 	url, wsURL, admin string // http://listen, ws://listen/socket2socket, http://admin-listen
 	cmd               *exec.Cmd
-	log               lockedBuffer
+	log               syncbuf.Buffer
 	done              chan struct{}
 }
 

@@ -4,6 +4,7 @@ package syncbuf
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 )
 
@@ -23,4 +24,19 @@ func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Filter returns the lines that contain any of subs ("" matches every line).
+func (s *Buffer) Filter(subs ...string) string {
+	var out strings.Builder
+	for _, line := range strings.Split(s.String(), "\n") {
+		for _, sub := range subs {
+			if strings.Contains(line, sub) {
+				out.WriteString(line)
+				out.WriteByte('\n')
+				break
+			}
+		}
+	}
+	return out.String()
 }
