@@ -35,11 +35,7 @@ func newChainHTTP(t *testing.T, chain string) *chainHTTP {
 	t.Helper()
 	c := &chainHTTP{}
 	c.set(chain)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c.URL = serveHTTP(t, func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		res := `"0x1"`
@@ -53,11 +49,21 @@ func newChainHTTP(t *testing.T, chain string) *chainHTTP {
 			res = *p
 		}
 		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":`+res+`}`)
-	})}
+	})
+	return c
+}
+
+// serveHTTP serves h on a loopback port until the test ends and returns its URL.
+func serveHTTP(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	c.URL = "http://" + ln.Addr().String()
-	return c
+	return "http://" + ln.Addr().String()
 }
 
 // set makes the upstream answer chain ("" for an unknown method).

@@ -22,15 +22,7 @@ func TestMuxSubscribeSurvivesReconnect(t *testing.T) {
 	if r := recvString(t, got); r != `{"number":"0x1"}` {
 		t.Fatalf("delivered %s", r)
 	}
-	resubs := m.metrics.resubscribes.Get()
-	f.dropAll()
-	waitFor(t, "resubscribed upstream", func() bool { return m.metrics.resubscribes.Get() > resubs })
-	if !f.notify("0xfeed2", `{"number":"0x2"}`) {
-		t.Fatal("not resubscribed as 0xfeed2")
-	}
-	if r := recvString(t, got); r != `{"number":"0x2"}` {
-		t.Fatalf("after reconnect delivered %s", r)
-	}
+	dropAndResubscribed(t, m, f, got)
 	unsub()
 	waitFor(t, "upstream unsubscribe", func() bool { return strings.Join(f.unsubscribed(), ",") == "0xfeed2" })
 	if n := m.metrics.upstreamSubs.Load(); n != 0 {
@@ -51,6 +43,13 @@ func TestMuxResubscribesAfterARefusal(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.subRefusals.Store(2)
+	dropAndResubscribed(t, m, f, got)
+}
+
+// dropAndResubscribed drops f's sockets, waits for m to subscribe again (as 0xfeed2,
+// the fake's second id) and checks the next head reaches got.
+func dropAndResubscribed(t *testing.T, m *Mux, f *fakeUpstream, got chan string) {
+	t.Helper()
 	resubs := m.metrics.resubscribes.Get()
 	f.dropAll()
 	waitFor(t, "resubscribed upstream", func() bool { return m.metrics.resubscribes.Get() > resubs })
@@ -58,7 +57,7 @@ func TestMuxResubscribesAfterARefusal(t *testing.T) {
 		t.Fatal("not resubscribed as 0xfeed2")
 	}
 	if r := recvString(t, got); r != `{"number":"0x2"}` {
-		t.Fatalf("after the refusals delivered %s", r)
+		t.Fatalf("after the socket came back delivered %s", r)
 	}
 }
 

@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -26,11 +25,7 @@ func newHeadHTTP(t *testing.T, chain string, held bool) *headHTTP {
 	if !held {
 		close(h.hold)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h.URL = serveHTTP(t, func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		res := `"0x5"`
@@ -43,10 +38,7 @@ func newHeadHTTP(t *testing.T, chain string, held bool) *headHTTP {
 			res = string(header(5))
 		}
 		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":`+res+`}`)
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	h.URL = "http://" + ln.Addr().String()
+	})
 	return h
 }
 
