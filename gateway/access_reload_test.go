@@ -11,6 +11,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 
+	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
 
@@ -312,5 +313,70 @@ plans:
 	}
 	if got := gw.metric(t, `gateway_key_refused_total{key="alice",limit="network"}`); got != float64(len(onB)) {
 		t.Fatalf("%v network refusals counted, want %d", got, len(onB))
+	}
+}
+
+// A reload swaps the key table before its review reaches the open sockets. A call in
+// between (the table swapped, the review not yet run: here never run) meets the new plan
+// itself: a call, a batch and an eth_subscribe on a network the plan now leaves out are
+// refused, and the socket closes with 1008, as the review would have closed it.
+func TestCallBeforeTheReviewMeetsTheNewPlan(t *testing.T) {
+	node := testnode.Start(t)
+	file := func(networks string) string {
+		return fmt.Sprintf(`networks:
+  - name: a
+    chain_id: 1337
+    upstreams: [{name: node-a, http: %q, ws: %q}]
+  - name: b
+    chain_id: 1337
+    upstreams: [{name: node-b, http: %q, ws: %q}]
+keys:
+  entries: [{name: alice, sha256: %s, plan: p}]
+plans:
+  p: {networks: %s}
+`, node.HTTPURL, node.WSURL, node.HTTPURL, node.WSURL, sha(keyAlice), networks)
+	}
+	path := writeFile(t, t.TempDir(), "gateway.yaml", file("[a, b]"))
+	gw := startGateway(t, "-config", path, "-cache=false")
+	gw.waitUpstreams(t)
+	wsBase := strings.Replace(gw.URL, "http://", "ws://", 1)
+	calls := []struct{ name, msg, id string }{
+		{"call", `{"jsonrpc":"2.0","id":7,"method":"eth_blockNumber"}`, "7"},
+		{"batch", `[{"jsonrpc":"2.0","id":8,"method":"eth_blockNumber"}]`, "null"},
+		{"subscribe", `{"jsonrpc":"2.0","id":9,"method":"eth_subscribe","params":["newHeads"]}`, "9"},
+	}
+	var onB []*wsTestClient
+	for _, tc := range calls {
+		c := dialWS(t, wsBase+"/b/ws/v3/"+keyAlice, nil)
+		if a := decodeAnswer(t, c.call(blockNumberCall)); a.Error != nil { // served before the swap
+			t.Fatalf("%s: before the swap: %+v", tc.name, a.Error)
+		}
+		onB = append(onB, c)
+	}
+	onA := dialWS(t, wsBase+"/a/ws/v3/"+keyAlice, nil)
+
+	// The swap alone, as ReloadConfig's first step does it; no review follows.
+	writeFile(t, filepath.Dir(path), filepath.Base(path), file("[a]"))
+	next, _, err := config.LoadFile(gw.srv.cfg, gw.srv.getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.srv.acc.Load(next.Keys); err != nil {
+		t.Fatal(err)
+	}
+
+	for i, tc := range calls {
+		c := onB[i]
+		a := decodeAnswer(t, c.call(tc.msg))
+		if a.Error == nil || !strings.Contains(a.Error.Message, "this network is not available") || string(a.ID) != tc.id {
+			t.Fatalf("%s on b after the swap: %s %s, want id %s and the network refusal", tc.name, a.ID, a.Result, tc.id)
+		}
+		var ce *websocket.CloseError
+		if err := c.expectClose(); !asCloseError(err, &ce) || ce.Code != websocket.ClosePolicyViolation {
+			t.Fatalf("%s on b: closed with %v, want 1008", tc.name, err)
+		}
+	}
+	if a := decodeAnswer(t, onA.call(blockNumberCall)); a.Error != nil {
+		t.Fatalf("the socket on a after the swap: %+v", a.Error)
 	}
 }

@@ -12,7 +12,8 @@ import (
 )
 
 // A websocket outlives configurations: its key may be removed, its plan changed. Every
-// call finds the client's tenant through a access.Ref that a reload swaps (tenant), and
+// call finds the client's tenant through a access.Ref that a reload swaps (caller: a call
+// made between the swap and the review meets the new plan itself), and
 // after each reload the socket server reviews its clients (review, rebind):
 //   - a client whose key was removed (or, keys now required, that has none) gets a
 //     JSON-RPC error frame, then close 1008;
@@ -50,6 +51,31 @@ func (c *wsClient) bind(who *access.Tenant, addr netip.Addr) {
 func (c *wsClient) tenant() (*access.Tenant, bool) {
 	t, ok := c.ref.Load()
 	return t.On(c.h.net.Index, c.h.net.Name), ok
+}
+
+// caller is whom the client's next call counts against, or 0 and the status of the
+// refusal that ends the client: its key gone, or a plan that leaves its network out. A
+// reload swaps the tenant behind ref before its review reaches this client (rebind); a
+// call in between meets the new plan here, so it is never served on a network that plan
+// leaves out. The reader goroutine alone calls it: a pointer compare a call, the plan
+// read once per tenant. id is the call's (nil for a batch).
+func (c *wsClient) caller(id []byte) (*access.Tenant, int) {
+	who, ok := c.tenant()
+	if !ok {
+		c.refuseRevoked(id)
+		return nil, errKeyRevoked.Status
+	}
+	if who != c.checked {
+		if perr := who.CheckNetwork(c.h.net.Name); perr != nil {
+			if id != nil {
+				c.sendError(id, perr)
+			}
+			c.closeWithError(websocket.ClosePolicyViolation, perr, perr.Message)
+			return nil, perr.Status
+		}
+		c.checked = who
+	}
+	return who, 0
 }
 
 // refuseRevoked answers a call of a client whose key is gone and closes it.

@@ -50,10 +50,9 @@ func (c *wsClient) handle(buf *[]byte) bool {
 		return false
 	}
 	// The policy first: what it refuses is answered here and never counts as in flight.
-	who, ok := c.tenant()
-	if !ok {
-		c.refuseRevoked(cl.ID)
-		c.h.calls.observe(errKeyRevoked.Status, start)
+	who, refused := c.caller(cl.ID)
+	if refused != 0 {
+		c.h.calls.observe(refused, start)
 		pipeline.PutCall(cl)
 		return false
 	}
@@ -133,10 +132,9 @@ func (c *wsClient) runCall(cl *pipeline.Call, buf *[]byte, size int, start time.
 
 // startBatch counts a batch's elements against the budgets and runs it on a goroutine.
 func (c *wsClient) startBatch(buf *[]byte, start time.Time) bool {
-	who, ok := c.tenant()
-	if !ok {
-		c.refuseRevoked(nil)
-		c.h.calls.observe(errKeyRevoked.Status, start)
+	who, refused := c.caller(nil)
+	if refused != 0 {
+		c.h.calls.observe(refused, start)
 		return false
 	}
 	n := 0
@@ -204,10 +202,9 @@ func (c *wsClient) subscribe(cl *pipeline.Call, start time.Time) {
 		c.h.calls.observe(perr.Status, start)
 		return
 	}
-	who, ok := c.tenant()
-	if !ok {
-		c.refuseRevoked(cl.ID)
-		c.h.calls.observe(errKeyRevoked.Status, start)
+	who, refused := c.caller(cl.ID)
+	if refused != 0 {
+		c.h.calls.observe(refused, start)
 		return
 	}
 	// The tenant's plan: the method and its kind, one request and its cost; then the

@@ -49,6 +49,9 @@ type wsClient struct {
 	ref  *access.Ref
 	own  access.Ref
 	addr netip.Addr
+	// checked is the last tenant whose plan the reader goroutine found this network on
+	// (caller); the reader's alone.
+	checked *access.Tenant
 	// bound holds the client's connection slot and its subscriptions' slots; unbacked
 	// counts subscriptions left without one by a plan change (about to end).
 	whoMu    sync.Mutex
