@@ -252,26 +252,7 @@ func TestReloadRequiringKeysClosesUnkeyedSockets(t *testing.T) {
 // with a JSON-RPC error frame and then close 1008, counted as a network refusal; its
 // socket on the network the plan keeps stays and is answered.
 func TestReloadPlanLeavingNetworkOutClosesItsWebsockets(t *testing.T) {
-	node := testnode.Start(t)
-	file := func(networks string) string {
-		return fmt.Sprintf(`networks:
-  - name: a
-    chain_id: 1337
-    upstreams: [{name: node-a, http: %q, ws: %q}]
-  - name: b
-    chain_id: 1337
-    aliases: [bee]
-    hosts: [b.test]
-    upstreams: [{name: node-b, http: %q, ws: %q}]
-keys:
-  entries: [{name: alice, sha256: %s, plan: p}]
-plans:
-  p: {networks: %s}
-`, node.HTTPURL, node.WSURL, node.HTTPURL, node.WSURL, sha(keyAlice), networks)
-	}
-	path := writeFile(t, t.TempDir(), "gateway.yaml", file("[a, b]"))
-	gw := startGateway(t, "-config", path, "-cache=false")
-	gw.waitUpstreams(t)
+	gw, path, file := startTwoNetworks(t)
 	wsBase := strings.Replace(gw.URL, "http://", "ws://", 1)
 	onA := dialWS(t, wsBase+"/a/ws/v3/"+keyAlice, nil)
 	var onB []*wsTestClient
@@ -321,24 +302,7 @@ plans:
 // itself: a call, a batch and an eth_subscribe on a network the plan now leaves out are
 // refused, and the socket closes with 1008, as the review would have closed it.
 func TestCallBeforeTheReviewMeetsTheNewPlan(t *testing.T) {
-	node := testnode.Start(t)
-	file := func(networks string) string {
-		return fmt.Sprintf(`networks:
-  - name: a
-    chain_id: 1337
-    upstreams: [{name: node-a, http: %q, ws: %q}]
-  - name: b
-    chain_id: 1337
-    upstreams: [{name: node-b, http: %q, ws: %q}]
-keys:
-  entries: [{name: alice, sha256: %s, plan: p}]
-plans:
-  p: {networks: %s}
-`, node.HTTPURL, node.WSURL, node.HTTPURL, node.WSURL, sha(keyAlice), networks)
-	}
-	path := writeFile(t, t.TempDir(), "gateway.yaml", file("[a, b]"))
-	gw := startGateway(t, "-config", path, "-cache=false")
-	gw.waitUpstreams(t)
+	gw, path, file := startTwoNetworks(t)
 	wsBase := strings.Replace(gw.URL, "http://", "ws://", 1)
 	calls := []struct{ name, msg, id string }{
 		{"call", `{"jsonrpc":"2.0","id":7,"method":"eth_blockNumber"}`, "7"},
@@ -379,4 +343,34 @@ plans:
 	if a := decodeAnswer(t, onA.call(blockNumberCall)); a.Error != nil {
 		t.Fatalf("the socket on a after the swap: %+v", a.Error)
 	}
+}
+
+// startTwoNetworks starts a gateway on twoNetworksFile with alice's plan on a and b; file
+// gives the configuration for other plans.
+func startTwoNetworks(t *testing.T) (gw *testGateway, path string, file func(networks string) string) {
+	node := testnode.Start(t)
+	file = func(networks string) string { return twoNetworksFile(node, networks) }
+	path = writeFile(t, t.TempDir(), "gateway.yaml", file("[a, b]"))
+	gw = startGateway(t, "-config", path, "-cache=false")
+	gw.waitUpstreams(t)
+	return gw, path, file
+}
+
+// twoNetworksFile is a configuration of networks a and b (b also as bee and b.test) on
+// one node, and alice's key on a plan with the given networks.
+func twoNetworksFile(node *testnode.Node, networks string) string {
+	return fmt.Sprintf(`networks:
+  - name: a
+    chain_id: 1337
+    upstreams: [{name: node-a, http: %q, ws: %q}]
+  - name: b
+    chain_id: 1337
+    aliases: [bee]
+    hosts: [b.test]
+    upstreams: [{name: node-b, http: %q, ws: %q}]
+keys:
+  entries: [{name: alice, sha256: %s, plan: p}]
+plans:
+  p: {networks: %s}
+`, node.HTTPURL, node.WSURL, node.HTTPURL, node.WSURL, sha(keyAlice), networks)
 }
