@@ -228,22 +228,51 @@ func TestReloadPlanLimitsFollowSockets(t *testing.T) {
 	}
 }
 
-// A socket without a key is closed when a reload makes keys required.
+// A socket without a key is closed when a reload makes keys required: by the review
+// (an error frame with id null), or, when it calls after the keys were swapped and
+// before the review reached it, by its own call's review (the frame carries the call's id).
 func TestReloadRequiringKeysClosesUnkeyedSockets(t *testing.T) {
-	optional := strings.Replace(accessConfig("{}"), "keys:\n", "keys:\n  required: false\n", 1) + "anonymous: {plan: small}\n"
-	_, gw, path := startKeyed(t, optional)
-	c := dialWS(t, strings.Replace(gw.URL, "http://", "ws://", 1)+"/socket2socket", nil)
-	if r := decodeAnswer(t, c.call(blockNumberCall)); r.Error != nil {
-		t.Fatalf("anonymous call: %+v", r.Error)
+	for _, tc := range []struct {
+		name   string
+		review bool
+	}{{"review", true}, {"call before the review", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			optional := strings.Replace(accessConfig("{}"), "keys:\n", "keys:\n  required: false\n", 1) + "anonymous: {plan: small}\n"
+			_, gw, path := startKeyed(t, optional)
+			c := dialWS(t, strings.Replace(gw.URL, "http://", "ws://", 1)+"/socket2socket", nil)
+			if r := decodeAnswer(t, c.call(blockNumberCall)); r.Error != nil {
+				t.Fatalf("anonymous call: %+v", r.Error)
+			}
+			var m, wantID string
+			if tc.review {
+				reload(t, gw, path, accessConfig("{}"))
+				m, wantID = string(c.next()), "null"
+			} else {
+				swapKeysOnly(t, gw, path, accessConfig("{}"))
+				m, wantID = string(c.call(`{"jsonrpc":"2.0","id":5,"method":"eth_blockNumber"}`)), "5"
+			}
+			if !strings.Contains(m, `"id":`+wantID+`,"error"`) || !strings.Contains(m, "API key is now required") {
+				t.Fatalf("got %s, want an error frame with id %s saying a key is required", m, wantID)
+			}
+			var ce *websocket.CloseError
+			if err := c.expectClose(); !asCloseError(err, &ce) || ce.Code != websocket.ClosePolicyViolation {
+				t.Fatalf("unkeyed socket after keys became required: %v, want 1008", err)
+			}
+		})
 	}
-	reload(t, gw, path, accessConfig("{}"))
-	m := string(c.next())
-	if !strings.Contains(m, `"id":null,"error"`) || !strings.Contains(m, "API key is now required") {
-		t.Fatalf("got %s, want an error frame saying a key is required", m)
+}
+
+// swapKeysOnly writes file and loads its keys as ReloadConfig's first step does, without
+// the review of open sockets that follows it there.
+func swapKeysOnly(t *testing.T, gw *testGateway, path, file string) {
+	t.Helper()
+	writeFile(t, filepath.Dir(path), filepath.Base(path), file)
+	next, _, err := config.LoadFile(gw.srv.cfg, gw.srv.getenv)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var ce *websocket.CloseError
-	if err := c.expectClose(); !asCloseError(err, &ce) || ce.Code != websocket.ClosePolicyViolation {
-		t.Fatalf("unkeyed socket after keys became required: %v, want 1008", err)
+	if err := gw.srv.acc.Load(next.Keys); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -319,15 +348,7 @@ func TestCallBeforeTheReviewMeetsTheNewPlan(t *testing.T) {
 	}
 	onA := dialWS(t, wsBase+"/a/ws/v3/"+keyAlice, nil)
 
-	// The swap alone, as ReloadConfig's first step does it; no review follows.
-	writeFile(t, filepath.Dir(path), filepath.Base(path), file("[a]"))
-	next, _, err := config.LoadFile(gw.srv.cfg, gw.srv.getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.srv.acc.Load(next.Keys); err != nil {
-		t.Fatal(err)
-	}
+	swapKeysOnly(t, gw, path, file("[a]"))
 
 	for i, tc := range calls {
 		c := onB[i]

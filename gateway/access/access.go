@@ -69,6 +69,8 @@ type Access struct {
 	limiter  *limit.Limiter
 	table    atomic.Pointer[accessTable]
 	resolver atomic.Pointer[clientip.Resolver]
+	// version counts the loads done (Version), moved once a load is complete.
+	version atomic.Uint64
 
 	anon  anonTable // the tenants of anonymous clients (anonymous.go)
 	anonM *tenantMetrics
@@ -188,8 +190,14 @@ func (a *Access) Load(ks config.KeySettings) error {
 		}
 	}
 	a.anon.configure(t.anon, ks)
+	a.version.Add(1)
 	return nil
 }
+
+// Version counts the key tables loaded, moved once a load is complete: a session that
+// saw an older one may not have been reviewed for the newest yet (a socket reviews
+// itself at its next call rather than wait for the server's review).
+func (a *Access) Version() uint64 { return a.version.Load() }
 
 // newCaller creates the limit handles of a plan, named prefix:kind.
 func (a *Access) newCaller(prefix string, pl *plan) (*Tenant, error) {

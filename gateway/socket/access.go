@@ -12,9 +12,9 @@ import (
 )
 
 // A websocket outlives configurations: its key may be removed, its plan changed. Every
-// call finds the client's tenant through a access.Ref that a reload swaps (caller: a call
-// made between the swap and the review meets the new plan itself), and
-// after each reload the socket server reviews its clients (review, rebind):
+// call finds the client's tenant through a access.Ref that a reload swaps, and after each
+// reload the socket server reviews its clients (review, rebind; a client that calls
+// before its review reviews itself first: caller):
 //   - a client whose key was removed (or, keys now required, that has none) gets a
 //     JSON-RPC error frame, then close 1008;
 //   - a client whose new plan leaves its network out gets a JSON-RPC error frame, then
@@ -53,24 +53,29 @@ func (c *wsClient) tenant() (*access.Tenant, bool) {
 	return t.On(c.h.net.Index, c.h.net.Name), ok
 }
 
-// caller is whom the client's next call counts against, or 0 and the status of the
-// refusal that ends the client: its key gone, or a plan that leaves its network out. A
-// reload swaps the tenant behind ref before its review reaches this client (rebind); a
-// call in between meets the new plan here, so it is never served on a network that plan
-// leaves out. The reader goroutine alone calls it: a pointer compare a call, the plan
-// read once per tenant. id is the call's (nil for a batch).
+// caller is whom the client's next call counts against, or nil and the status of the
+// refusal that ends the client: its key gone, keys now required, or a plan that leaves
+// its network out. A reload swaps the key table before its review reaches this client
+// (rebind): a call in between reviews the client itself first (a key's tenant may be
+// swapped before the table's version moves: its network is checked on its own), so no
+// call is served on terms the reload ended. The reader goroutine alone calls it: an
+// atomic load and a pointer compare a call. id is the call's (nil for a batch): the
+// refusal carries it.
 func (c *wsClient) caller(id []byte) (*access.Tenant, int) {
+	if v := c.h.acc.Version(); v != c.version {
+		c.version = v
+		// The server's review may run it too: the second finds nothing to move.
+		if perr := c.rebind(id); perr != nil {
+			return nil, perr.Status
+		}
+	}
 	who, ok := c.tenant()
 	if !ok {
-		c.refuseRevoked(id)
-		return nil, errKeyRevoked.Status
+		return nil, c.refuseRevoked(id).Status
 	}
 	if who != c.checked {
 		if perr := who.CheckNetwork(c.h.net.Name); perr != nil {
-			if id != nil {
-				c.sendError(id, perr)
-			}
-			c.closeWithError(websocket.ClosePolicyViolation, perr, perr.Message)
+			c.closeFor(id, websocket.ClosePolicyViolation, perr, perr.Message)
 			return nil, perr.Status
 		}
 		c.checked = who
@@ -78,12 +83,15 @@ func (c *wsClient) caller(id []byte) (*access.Tenant, int) {
 	return who, 0
 }
 
-// refuseRevoked answers a call of a client whose key is gone and closes it.
-func (c *wsClient) refuseRevoked(id []byte) {
-	if id != nil {
-		c.sendError(id, errKeyRevoked)
+// refuseRevoked answers a call of a client whose key is gone, or that has none now keys
+// are required, and closes it; it returns the refusal.
+func (c *wsClient) refuseRevoked(id []byte) *proto.Error {
+	e, reason := errKeyRevoked, "API key revoked"
+	if c.ref == &c.own {
+		e, reason = errKeyNowRequired, "API key required"
 	}
-	c.closeWithError(websocket.ClosePolicyViolation, errKeyRevoked, "API key revoked")
+	c.closeFor(id, websocket.ClosePolicyViolation, e, reason)
+	return e
 }
 
 // review applies a reload to every client (after access.load).
@@ -95,47 +103,48 @@ func (h *Server) Review() {
 	}
 	h.mu.Unlock()
 	for _, c := range clients {
-		c.rebind()
+		c.rebind(nil)
 	}
 }
 
-// rebind moves the client to the tenant its ref now holds, or closes it.
-func (c *wsClient) rebind() {
+// rebind moves the client to the tenant its ref now holds, or closes it and returns the
+// refusal, answered to id (the call that made the client review itself; nil from the
+// server's review).
+func (c *wsClient) rebind(id []byte) *proto.Error {
 	if c.ref == &c.own {
 		required, perr := c.h.acc.Rebind(&c.own, c.addr)
 		switch {
 		case required:
-			c.closeWithError(websocket.ClosePolicyViolation, errKeyNowRequired, "API key required")
-			return
+			c.closeFor(id, websocket.ClosePolicyViolation, errKeyNowRequired, "API key required")
+			return errKeyNowRequired
 		case perr != nil: // the new plan's aggregates refuse its address block now
-			c.closeWithError(websocket.CloseTryAgainLater, perr, perr.Message)
-			return
+			c.closeFor(id, websocket.CloseTryAgainLater, perr, perr.Message)
+			return perr
 		}
 	}
 	cur, ok := c.tenant()
 	if !ok {
-		c.refuseRevoked(nil)
-		return
+		return c.refuseRevoked(id)
 	}
 	c.whoMu.Lock()
 	old := c.bound
 	if cur == old || c.gone {
 		c.whoMu.Unlock()
-		return
+		return nil
 	}
 	// A new plan that leaves the client's network out ends it, as the upgrade would
 	// have been refused (403) on it.
 	if perr := cur.CheckNetwork(c.h.net.Name); perr != nil {
 		c.whoMu.Unlock()
-		c.closeWithError(websocket.ClosePolicyViolation, perr, perr.Message)
-		return // bound stays: the handler gives its slot back when it ends
+		c.closeFor(id, websocket.ClosePolicyViolation, perr, perr.Message)
+		return perr // bound stays: the handler gives its slot back when it ends
 	}
 	// Slots move in one step: at a key's max, a slot taken before the old one is given
 	// back would be refused (a reload of the key's plan).
 	if perr := cur.Move(old.ConnSlots(), cur.ConnSlots(), access.RefusedConnections); perr != nil {
 		c.whoMu.Unlock()
-		c.closeWithError(websocket.ClosePolicyViolation, perr, perr.Message)
-		return // bound stays: the handler gives its slot back when it ends
+		c.closeFor(id, websocket.ClosePolicyViolation, perr, perr.Message)
+		return perr // bound stays: the handler gives its slot back when it ends
 	}
 	cur.Hold()
 	old.Unhold()
@@ -181,6 +190,7 @@ func (c *wsClient) rebind() {
 		k := min(int(short), hd.N)
 		short -= int32(c.endSubscription(hd, k, full))
 	}
+	return nil
 }
 
 // endSubscription ends k of the client's memberships of a subscription, newest first,

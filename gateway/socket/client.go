@@ -49,9 +49,11 @@ type wsClient struct {
 	ref  *access.Ref
 	own  access.Ref
 	addr netip.Addr
-	// checked is the last tenant whose plan the reader goroutine found this network on
-	// (caller); the reader's alone.
+	// checked is the last tenant whose plan the reader goroutine found this network on,
+	// version the key table the client was last reviewed for (caller); the reader's
+	// alone once it runs.
 	checked *access.Tenant
+	version uint64
 	// bound holds the client's connection slot and its subscriptions' slots; unbacked
 	// counts subscriptions left without one by a plan change (about to end).
 	whoMu    sync.Mutex
@@ -516,6 +518,11 @@ var errClosing = errors.New("closing")
 // closeWithError tells the client why in a JSON-RPC error frame (id null), then closes
 // the connection with code: both go through the queue, so the frame is read first.
 func (c *wsClient) closeWithError(code int, e *proto.Error, reason string) {
+	c.closeFor(nil, code, e, reason)
+}
+
+// closeFor is closeWithError whose error frame answers the call id (null when nil).
+func (c *wsClient) closeFor(id []byte, code int, e *proto.Error, reason string) {
 	c.mu.Lock()
 	done := c.closed || c.closing
 	c.mu.Unlock()
@@ -525,7 +532,7 @@ func (c *wsClient) closeWithError(code int, e *proto.Error, reason string) {
 	if len(reason) > 123 { // a close frame's reason has room for 123 bytes
 		reason = reason[:123]
 	}
-	c.sendError(nil, e)
+	c.sendError(id, e)
 	c.enqueue(outMsg{b: []byte(reason), close: code})
 }
 

@@ -309,7 +309,8 @@ func (h *Server) serveClient(conn *websocket.Conn, who *access.Tenant, addr neti
 	h.clients[c] = struct{}{}
 	h.mu.Unlock()
 	// A reload between the key check and the registration above was not reviewed for it.
-	c.rebind()
+	c.version = h.acc.Version()
+	c.rebind(nil)
 	if h.cfg.WSPerClient {
 		m, err := h.net.PerClientMux()
 		if err != nil {
