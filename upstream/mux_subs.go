@@ -43,6 +43,8 @@ type group struct {
 	// retryIn is the wait before the next resubscribe after the upstream refused one
 	// (BackoffMin, doubled per refusal up to BackoffMax); 0 while none was refused.
 	retryIn time.Duration
+	// renewing is the renewal (mux_renew.go) waiting for this group's eth_subscribe.
+	renewing *renewal
 	holders
 }
 
@@ -124,15 +126,20 @@ func (m *Mux) maybeDropLocked(g *group) {
 	}
 	delete(g.slot.subs, g.upID)
 	m.metrics.upstreamSubs.Add(-1)
+	m.unsubscribeUpstream(g.slot, g.upID)
+	g.upID = ""
+}
+
+// unsubscribeUpstream sends eth_unsubscribe(upID) on s, its answer dropped.
+func (m *Mux) unsubscribeUpstream(s *slot, upID string) {
 	c := getCall(kindFire)
-	params := append(append(append(c.resp[:0], '['), g.upID...), ']')
+	params := append(append(append(c.resp[:0], '['), upID...), ']')
 	var r proto.Request
 	r.Set(methodUnsubscribe, params)
 	c.prepare(&r, gatewayID1, m.nextID())
-	if g.slot.register(c, m.cfg.RequestTimeout) != nil {
+	if s.register(c, m.cfg.RequestTimeout) != nil {
 		putCall(c) // the socket is gone, and the subscription with it
 	}
-	g.upID = ""
 }
 
 var (
@@ -163,6 +170,7 @@ func (m *Mux) subscribed(c *call, e *proto.Error) {
 	defer st.mu.Unlock()
 	g := c.group
 	g.pending = false
+	defer g.renewed() // once the group is live (or refused) and counted
 	var msg proto.Message
 	var result []byte
 	if e == nil {
