@@ -108,7 +108,7 @@ type Metrics struct {
 
 	// The websocket side (Mux).
 	wsConns, pending, queueDepth, upstreamSubs atomic.Int64
-	reconnects, resubscribes                   *metrics.Counter
+	reconnects, resubscribes, silentSubs       *metrics.Counter
 	msgsIn, msgsOut, writes, frames, reads     *metrics.Counter
 	oversized, invalid                         *metrics.Counter
 	reconnectGap                               *metrics.PrometheusHistogram
@@ -133,6 +133,8 @@ func NewMetrics(reg *Registry, name string) *Metrics {
 		"Upstream websocket reconnections after a loss.")
 	m.resubscribes = reg.Counter(`gateway_upstream_ws_resubscribes_total{`+m.label+`}`,
 		"Upstream subscriptions re-established after a reconnect.")
+	m.silentSubs = reg.Counter(`gateway_upstream_ws_silent_subscriptions_total{`+m.label+`}`,
+		"Times an upstream socket's subscriptions were found silent with the socket open (its HTTP head moved on, no head was pushed) and subscribed again.")
 	m.msgsIn = reg.Counter(`gateway_upstream_ws_messages_total{`+m.label+`,direction="in"}`,
 		"Websocket messages exchanged with the upstream, by direction.")
 	m.msgsOut = reg.Counter(`gateway_upstream_ws_messages_total{`+m.label+`,direction="out"}`,

@@ -43,6 +43,7 @@ type fakeUpstream struct {
 	mu      sync.Mutex
 	conns   map[*websocket.Conn]*sync.Mutex // write locks
 	subs    map[string]*websocket.Conn
+	kinds   map[string]string // subscription id: the params it was asked with
 	unsubs  []string
 	auth    string
 	subSeq  atomic.Int64
@@ -68,7 +69,8 @@ func newFakeUpstream(t testing.TB, scripted bool) *fakeUpstream {
 	}
 	f := &fakeUpstream{t: t, ln: ln, scripted: scripted, url: "ws://" + ln.Addr().String(),
 		recv: make(chan []byte, 1024), accepted: make(chan *websocket.Conn, 64),
-		conns: make(map[*websocket.Conn]*sync.Mutex), subs: make(map[string]*websocket.Conn)}
+		conns: make(map[*websocket.Conn]*sync.Mutex), subs: make(map[string]*websocket.Conn),
+		kinds: make(map[string]string)}
 	up := websocket.FastHTTPUpgrader{CheckOrigin: func(*fasthttp.RequestCtx) bool { return true }}
 	f.srv = &fasthttp.Server{KeepHijackedConns: true, Handler: func(ctx *fasthttp.RequestCtx) {
 		if f.refused.Load() {
@@ -305,6 +307,7 @@ func (f *fakeUpstream) answer(c *websocket.Conn, msg []byte) (ans []byte, drop b
 		sub := "0xfeed" + strconv.FormatInt(f.subSeq.Add(1), 10)
 		f.mu.Lock()
 		f.subs[sub] = c
+		f.kinds[sub] = string(m.Params.Bytes(msg))
 		f.mu.Unlock()
 		return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":"` + sub + `"}`), false
 	case `"eth_unsubscribe"`:

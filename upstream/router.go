@@ -147,6 +147,9 @@ type Upstream struct {
 	// headDropped says a head was read while u had not proved the chain, and so moved
 	// nothing: once u proves it (chainAnswer), the head is read again.
 	headDropped atomic.Bool
+	// watch is what followHead knows of the heads u's newHeads subscription pushed
+	// (router_stall.go).
+	watch headWatch
 }
 
 // checkHead asks followHead to read u's head again: a socket or the HTTP transport

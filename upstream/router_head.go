@@ -20,13 +20,16 @@ func (r *Router) followHead(u *Upstream) {
 	if u.mux != nil {
 		backoff := 100 * time.Millisecond
 		for {
-			unsub, err := u.mux.Subscribe([]byte(`["newHeads"]`), func(header []byte) { r.observeHead(u, header) })
+			unsub, err := u.mux.Subscribe(newHeadsParams, func(header []byte) {
+				u.watch.pushed(header, time.Now())
+				r.observeHead(u, header)
+			})
 			if err == nil {
 				select {
 				case <-u.headCheck: // a socket came up before: the read below covers it
 				default:
 				}
-				r.pollHead(u) // newHeads reports only later heads: read the current one once
+				r.rebaseHead(u) // newHeads reports only later heads: read the current one once
 				poll := time.NewTicker(r.cfg.HeadPoll)
 				for {
 					select {
@@ -35,10 +38,14 @@ func (r *Router) followHead(u *Upstream) {
 						unsub()
 						return
 					case <-u.headCheck:
-						r.pollHead(u)
+						r.rebaseHead(u)
 					case <-poll.C:
-						if !u.mux.Up() { // no socket, no newHeads: poll, as without a websocket
-							r.pollHead(u)
+						if !u.mux.Up() || !u.mux.live(newHeadsParams) {
+							// No socket, or newHeads being subscribed again: poll, as
+							// without a websocket.
+							r.rebaseHead(u)
+						} else {
+							r.checkSilence(u) // router_stall.go: an HTTP read only while no head is pushed
 						}
 					}
 				}
@@ -70,22 +77,24 @@ var (
 	methodBlockNumber      = []byte("eth_blockNumber")
 )
 
-// pollHead reads u's latest block header over HTTP. An answer older than a head u
-// pushed while it was asked is dropped: it would look like the chain going back.
-func (r *Router) pollHead(u *Upstream) {
+// pollHead reads u's latest block header over HTTP and returns its number. An answer
+// older than a head u pushed while it was asked is dropped: it would look like the
+// chain going back.
+func (r *Router) pollHead(u *Upstream) (uint64, bool) {
 	var req proto.Request
 	req.Set(methodGetBlockByNumber, latestHeaderParams)
 	at := u.health.headAt.Load()
 	ans, err := r.poolCall(u, &req, time.Now().Add(min(r.cfg.Pool.MaxConnWaitTimeout, 2*r.cfg.HeadPoll)))
 	if err != nil {
-		return
+		return 0, false
 	}
 	header := proto.FirstMember(ans, "result").Bytes(ans)
-	if n, ok := proto.ParseQuantity(proto.FirstMember(header, "number").Bytes(header)); ok &&
-		n < u.health.Head() && u.health.headAt.Load() != at {
-		return
+	n, ok := proto.ParseQuantity(proto.FirstMember(header, "number").Bytes(header))
+	if ok && n < u.health.Head() && u.health.headAt.Load() != at {
+		return n, true
 	}
 	r.observeHead(u, header)
+	return n, ok
 }
 
 // observeHead records a header u reported and moves the served head: up whenever any

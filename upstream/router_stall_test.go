@@ -1,0 +1,254 @@
+package upstream
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/infura-gateway/infura-gateway/proto"
+)
+
+// silentChain is a provider whose websocket can drop its subscriptions without a word,
+// as Infura's does when the node behind a socket changes: the socket stays open and
+// answers calls, the subscriptions it had get no more notifications, new ones do. Its
+// HTTP side answers the chain's head and its blocks by number.
+type silentChain struct {
+	ws      *fakeUpstream
+	httpURL string
+	head    atomic.Uint64
+	latest  atomic.Int64 // eth_getBlockByNumber("latest") reads
+
+	mu   sync.Mutex
+	dead map[string]bool // upstream subscription ids the provider forgot
+}
+
+func newSilentChain(t *testing.T, head uint64) *silentChain {
+	t.Helper()
+	c := &silentChain{ws: newFakeUpstream(t, false), dead: map[string]bool{}}
+	c.head.Store(head)
+	c.httpURL = serveHTTP(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var m proto.Message
+		if _, err := proto.ScanMessage(body, &m); err != nil {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		res := `"0x` + strconv.FormatUint(c.head.Load(), 16) + `"` // eth_blockNumber (probes)
+		if string(m.Method.Bytes(body)) == `"eth_getLogs"` {
+			res = c.logs(m.Params.Bytes(body))
+		}
+		if string(m.Method.Bytes(body)) == `"eth_getBlockByNumber"` {
+			p := m.Params.Bytes(body)
+			tag := strings.Trim(string(p[proto.Nth(p, 0).Start:proto.Nth(p, 0).End]), `"`)
+			n := c.head.Load()
+			if tag == "latest" {
+				c.latest.Add(1)
+			} else if v, err := strconv.ParseUint(strings.TrimPrefix(tag, "0x"), 16, 64); err == nil && v <= n {
+				n = v
+			} else {
+				res = "null"
+			}
+			if res != "null" {
+				res = string(header(n))
+			}
+		}
+		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(m.ID.Bytes(body))+`,"result":`+res+`}`)
+	})
+	return c
+}
+
+// mine makes k blocks, each with one log; the provider pushes them to every live
+// subscription of their kind.
+func (c *silentChain) mine(k uint64, push bool) {
+	for range k {
+		n := c.head.Add(1)
+		if push {
+			for _, sub := range c.live(newHeadsParams) {
+				c.ws.notify(sub, string(header(n)))
+			}
+			for _, sub := range c.live(logsParams) {
+				c.ws.notify(sub, blockLog(n))
+			}
+		}
+	}
+}
+
+var logsParams = []byte(`["logs",{}]`)
+
+// blockLog is the one log of block n.
+func blockLog(n uint64) string {
+	h := strconv.FormatUint(n, 16)
+	return `{"blockNumber":"0x` + h + `","blockHash":"0x` + h + `","logIndex":"0x0"}`
+}
+
+// logs answers eth_getLogs(params): the log of each block of its range.
+func (c *silentChain) logs(params []byte) string {
+	f := proto.Nth(params, 0).Bytes(params)
+	from, ok1 := proto.ParseQuantity(proto.FirstMember(f, "fromBlock").Bytes(f))
+	to, ok2 := proto.ParseQuantity(proto.FirstMember(f, "toBlock").Bytes(f))
+	if !ok1 || !ok2 {
+		return "[]"
+	}
+	var out []string
+	for n := from; n <= min(to, c.head.Load()); n++ {
+		out = append(out, blockLog(n))
+	}
+	return "[" + strings.Join(out, ",") + "]"
+}
+
+// jump makes k blocks at once, pushed to nobody: no silence check can see half of them.
+func (c *silentChain) jump(k uint64) { c.head.Add(k) }
+
+// live returns the subscriptions of params (nil: any) the provider still delivers to.
+func (c *silentChain) live(params []byte) []string {
+	c.ws.mu.Lock()
+	defer c.ws.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for sub := range c.ws.subs {
+		if !c.dead[sub] && (params == nil || c.ws.kinds[sub] == string(params)) {
+			out = append(out, sub)
+		}
+	}
+	return out
+}
+
+// silence forgets every subscription the provider has now, keeping the socket open.
+func (c *silentChain) silence() {
+	for _, sub := range c.live(nil) {
+		c.mu.Lock()
+		c.dead[sub] = true
+		c.mu.Unlock()
+	}
+}
+
+// stallRouter is a router over c alone, started, with head polls of 50 ms.
+func stallRouter(t *testing.T, c *silentChain) (*Router, *Upstream) {
+	t.Helper()
+	r := testRouterWith(t, func(cfg *RouterConfig) {
+		cfg.HeadPoll = 50 * time.Millisecond
+		cfg.Mux = testMuxConfig(c.ws.url)
+	}, Spec{Name: "solo", HTTPURL: c.httpURL, WSURL: c.ws.url})
+	r.Start()
+	t.Cleanup(r.Close)
+	u := byName(r, "solo")
+	waitFor(t, "the head subscription live", func() bool { return u.mux.live(newHeadsParams) && len(c.live(newHeadsParams)) == 1 })
+	return r, u
+}
+
+// headNumbers reads n newHeads notifications from sink and returns their numbers.
+func headNumbers(t *testing.T, sink *chanSink, n int) []uint64 {
+	t.Helper()
+	var got []uint64
+	for range n {
+		res := NotificationResult(sink.next(t))
+		v, ok := proto.ParseQuantity(proto.FirstMember(res, "number").Bytes(res))
+		if !ok {
+			t.Fatalf("a notification without a block number: %s", res)
+		}
+		got = append(got, v)
+	}
+	return got
+}
+
+// A provider drops its subscriptions with the socket open while its chain moves on:
+// the router reads the head over HTTP once no head was pushed for a stall period,
+// finds the chain ahead, and subscribes again on the same socket. The served head
+// moves again, the renewal is counted once, and a client's newHeads subscription gets
+// every head once and in order, the ones missed while silent fetched. Before, with one
+// upstream, the head stayed at 13 and the client got nothing more, without an error.
+func TestSilentSubscriptionsRenewed(t *testing.T) {
+	c := newSilentChain(t, 10)
+	r, u := stallRouter(t, c)
+	sink := newChanSink(64)
+	r.subs.Join(newHeadsParams, []byte("1"), sink, time.Now().Add(10*time.Second))
+	if got := string(sink.next(t)); !strings.Contains(got, `"result":"0x`) {
+		t.Fatalf("eth_subscribe answered %s", got)
+	}
+	if n := len(c.live(nil)); n != 1 {
+		t.Fatalf("%d upstream subscriptions, want the router's and the client's to share one", n)
+	}
+	c.mine(3, true) // 11, 12, 13
+	waitFor(t, "the served head at 13", func() bool { return r.ServedHead() == 13 })
+
+	c.silence()
+	c.jump(5) // 14..18: over HTTP only
+	waitFor(t, "the served head at 18 again", func() bool { return r.ServedHead() == 18 })
+	waitFor(t, "a new upstream subscription", func() bool { return u.mux.live(newHeadsParams) && len(c.live(newHeadsParams)) == 1 })
+	c.mine(1, true) // 19: pushed on the new subscription
+	want := []uint64{11, 12, 13, 14, 15, 16, 17, 18, 19}
+	if got := headNumbers(t, sink, len(want)); !slicesEqual(got, want) {
+		t.Fatalf("the client got heads %v, want %v", got, want)
+	}
+	waitFor(t, "the served head at 19", func() bool { return r.ServedHead() == 19 })
+	if n := u.metrics.silentSubs.Get(); n != 1 {
+		t.Fatalf("gateway_upstream_ws_silent_subscriptions_total = %d, want 1", n)
+	}
+	if n := u.metrics.reconnects.Get(); n != 0 {
+		t.Fatalf("%d reconnects: the socket was kept, its calls untouched", n)
+	}
+	select {
+	case extra := <-sink.ch:
+		t.Fatalf("a notification after the last head: %s", extra)
+	default:
+	}
+}
+
+func slicesEqual(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// A chain that makes no block is not a silent subscription: the head is read over
+// HTTP at most once per stall period (never per head poll), and the subscription is
+// kept. Nor is an HTTP head one block past the last push, when the push arrives
+// before the next check: a push in flight.
+func TestNoRenewalWhileTheChainStands(t *testing.T) {
+	c := newSilentChain(t, 10)
+	r, u := stallRouter(t, c)
+	c.mine(3, true)
+	waitFor(t, "the served head at 13", func() bool { return r.ServedHead() == 13 })
+	subs := c.ws.subSeq.Load()
+
+	start, reads := time.Now(), c.latest.Load()
+	waitFor(t, "four silence checks", func() bool { return c.latest.Load() >= reads+4 })
+	elapsed := time.Since(start)
+	// Checks come a stall period apart, at least two head polls (100 ms): four of them
+	// take at least three periods. Each head poll reading it would take 150 ms.
+	if got := c.latest.Load() - reads; time.Duration(got-1)*100*time.Millisecond > elapsed {
+		t.Fatalf("%d head reads in %v: more than one per stall period", got, elapsed)
+	}
+
+	c.jump(1) // 14 over HTTP, its push late
+	reads = c.latest.Load()
+	waitFor(t, "a check seeing block 14 unpushed", func() bool { return c.latest.Load() > reads })
+	for _, sub := range c.live(newHeadsParams) {
+		c.ws.notify(sub, string(header(14)))
+	}
+	reads = c.latest.Load()
+	waitFor(t, "three more silence checks", func() bool { return c.latest.Load() >= reads+3 })
+
+	if n := u.metrics.silentSubs.Get(); n != 0 {
+		t.Fatalf("gateway_upstream_ws_silent_subscriptions_total = %d on a chain that stood", n)
+	}
+	if n := c.ws.subSeq.Load(); n != subs {
+		t.Fatalf("eth_subscribe sent again (%d, was %d) while nothing was silent", n, subs)
+	}
+	if r.ServedHead() != 14 {
+		t.Fatalf("served head %d, want 14", r.ServedHead())
+	}
+}
