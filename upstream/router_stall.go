@@ -146,8 +146,10 @@ func maxTime(a, b time.Time) time.Time {
 }
 
 // renewSilent renews u's subscriptions, which the provider stopped delivering (pushed
-// head known, HTTP head n). Head groups need nothing more: their next head is past a
-// gap, which they backfill in order.
+// head known, HTTP head n), and once they are answered has the router's logs groups
+// among them query what they missed (subscribed again first, so that no block falls
+// between the query and the new subscription). Head groups need nothing more: their
+// next head is past a gap, which they backfill in order.
 func (r *Router) renewSilent(u *Upstream, known, n uint64) {
 	renewed, done := u.mux.renew(newHeadsParams)
 	if done == nil {
@@ -161,4 +163,16 @@ func (r *Router) renewSilent(u *Upstream, known, n uint64) {
 	w.known, w.knownAt, w.ahead = n, time.Now(), false
 	w.renewals++
 	w.mu.Unlock()
+	t := time.NewTimer(r.cfg.Mux.RequestTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C: // not answered in time: the socket's deadline sweep fails them; the query is harmless
+	case <-u.stop:
+		return
+	}
+	// The blocks made while they were being subscribed again were pushed to nobody:
+	// the query reaches the head as it is now, read once more.
+	r.pollHead(u)
+	r.subs.renewed(u, renewed, known)
 }

@@ -252,3 +252,41 @@ func TestNoRenewalWhileTheChainStands(t *testing.T) {
 		t.Fatalf("served head %d, want 14", r.ServedHead())
 	}
 }
+
+// A logs subscription on the upstream goes silent with the rest: it is subscribed
+// again with them, and the logs of the blocks it missed are queried (eth_getLogs) and
+// delivered once each before the next one pushed. Before, with one upstream, the
+// client got no log after the silence, and no error.
+func TestSilentLogsBackfilled(t *testing.T) {
+	c := newSilentChain(t, 10)
+	r, u := stallRouter(t, c)
+	sink := newChanSink(64)
+	r.subs.Join(logsParams, []byte("1"), sink, time.Now().Add(10*time.Second))
+	if got := string(sink.next(t)); !strings.Contains(got, `"result":"0x`) {
+		t.Fatalf("eth_subscribe answered %s", got)
+	}
+	c.mine(3, true) // 11, 12, 13
+	c.silence()
+	c.jump(5) // 14..18: their logs pushed to nobody
+	waitFor(t, "both subscriptions renewed", func() bool {
+		return u.metrics.silentSubs.Get() == 1 && len(c.live(newHeadsParams)) == 1 && len(c.live(logsParams)) == 1
+	})
+	want := []uint64{11, 12, 13, 14, 15, 16, 17, 18, 19}
+	var got []uint64
+	for len(got) < len(want) {
+		res := NotificationResult(sink.next(t))
+		n, _ := proto.ParseQuantity(proto.FirstMember(res, "blockNumber").Bytes(res))
+		got = append(got, n)
+		if n == 18 {
+			c.mine(1, true) // 19, pushed once the missed logs are out
+		}
+	}
+	if !slicesEqual(got, want) {
+		t.Fatalf("the client got the logs of blocks %v, want %v", got, want)
+	}
+	select {
+	case extra := <-sink.ch:
+		t.Fatalf("a notification after the last log: %s", extra)
+	default:
+	}
+}

@@ -116,8 +116,12 @@ type subGroup struct {
 
 	in      deliveries
 	moveReq chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
+	// renewReq asks a logs group to query what it missed while its upstream
+	// subscription was silent, from block renewFrom (router_stall.go).
+	renewReq  chan struct{}
+	renewFrom atomic.Uint64
+	stop      chan struct{}
+	done      chan struct{}
 
 	carrier atomic.Pointer[Upstream] // up, for others to read
 
@@ -149,7 +153,7 @@ func (s *Subscriptions) Join(params, id []byte, sink Sink, deadline time.Time) {
 		gw := fmt.Sprintf("0x%016x%016x", s.prefix, s.seq)
 		g = &subGroup{s: s, params: bytes.Clone(params), kind: kindOf(params), gwID: gw, gwQuoted: []byte(`"` + gw + `"`),
 			holders: holders{members: map[Sink]int{}}, in: deliveries{ready: make(chan struct{}, 1)}, moveReq: make(chan struct{}, 1),
-			stop: make(chan struct{}), done: make(chan struct{})}
+			renewReq: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 		if g.kind == kindNewHeads {
 			g.hashes = new(hashRing)
 		}

@@ -75,6 +75,8 @@ func (g *subGroup) run(deadline time.Time) {
 			if !canCarry(g.up) || g.s.r.removed(g.up) {
 				g.move()
 			}
+		case <-g.renewReq:
+			g.backfillLogs(g.up, g.renewFrom.Load())
 		}
 	}
 }
@@ -243,4 +245,26 @@ func nameOf(u *Upstream) string {
 		return ""
 	}
 	return u.spec.Name
+}
+
+// renewed hears that u's subscriptions of params were subscribed again after they went
+// silent from block from on (router_stall.go): each logs group they carry queries the
+// blocks since with eth_getLogs, as after a move, and delivers the logs it has not
+// delivered yet (those may then come after logs of later blocks the new subscription
+// delivered first). Head groups need nothing: their next head is past a gap, which
+// they backfill in order.
+func (s *Subscriptions) renewed(u *Upstream, params []string, from uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range params {
+		g := s.groups[p]
+		if g == nil || g.kind != kindLogs || g.carrier.Load() != u {
+			continue
+		}
+		g.renewFrom.Store(from)
+		select {
+		case g.renewReq <- struct{}{}:
+		default: // one is pending: it reads the newest renewFrom
+		}
+	}
 }
