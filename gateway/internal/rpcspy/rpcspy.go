@@ -77,6 +77,11 @@ type Spy struct {
 	calls []Call
 	fault func(method string) *Fault
 	conns map[*websocket.Conn]bool
+	// subs are the subscription ids the node gave through the spy, silenced those
+	// whose notifications are dropped (silence.go), dropped how many were.
+	subs     []string
+	silenced map[string]bool
+	dropped  int
 }
 
 // Start runs a spy on a free loopback port that forwards HTTP POSTs to httpUpstream and
@@ -318,6 +323,7 @@ func (s *Spy) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The client's socket has two writers (answers from the node, faults from here), and
 	// so has the node's once a delayed call is forwarded late.
 	var clientWrite, upWrite sync.Mutex
+	var subs subTracker
 	done := make(chan struct{})
 	go func() { // node → client
 		defer close(done)
@@ -326,6 +332,9 @@ func (s *Spy) serveWS(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				_ = client.Close()
 				return
+			}
+			if !s.received(&subs, msg) {
+				continue
 			}
 			clientWrite.Lock()
 			err = client.WriteMessage(typ, msg)
@@ -342,6 +351,7 @@ func (s *Spy) serveWS(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		f := s.record(WS, msg)
+		subs.sent(msg)
 		switch {
 		case f != nil && f.Close:
 		case f != nil && f.Delay > 0:
