@@ -515,13 +515,9 @@ func (c *wsClient) drain() {
 
 var errClosing = errors.New("closing")
 
-// closeWithError tells the client why in a JSON-RPC error frame (id null), then closes
-// the connection with code: both go through the queue, so the frame is read first.
-func (c *wsClient) closeWithError(code int, e *proto.Error, reason string) {
-	c.closeFor(nil, code, e, reason)
-}
-
-// closeFor is closeWithError whose error frame answers the call id (null when nil).
+// closeFor tells the client why in a JSON-RPC error frame (answering the call id, or
+// null), then closes the connection with code: both go through the queue, so the frame
+// is read first.
 func (c *wsClient) closeFor(id []byte, code int, e *proto.Error, reason string) {
 	c.mu.Lock()
 	done := c.closed || c.closing

@@ -251,7 +251,7 @@ func (h *Server) Close() {
 func (h *Server) Remove(e *proto.Error) {
 	clients := h.stop()
 	for _, c := range clients {
-		c.closeWithError(websocket.CloseGoingAway, e, e.Message)
+		c.closeFor(nil, websocket.CloseGoingAway, e, e.Message)
 	}
 	h.wg.Wait()
 }
