@@ -81,7 +81,7 @@ func (s *Server) newFront(cfg *config.Config, nc config.Network) (*front, error)
 	}
 	n.Filters = filters.New(filters.Config{Network: filterNamespace(nc), Timeout: cfg.FilterTimeout,
 		MaxPerTenant: cfg.FilterMaxPerTenant, MaxTotal: cfg.FilterMaxTotal, MaxBytes: int64(cfg.FilterMaxBytes),
-		MaxResponse: cfg.MaxResponseBody, Redis: s.redis, Subs: filterSubs(n), Log: s.log.With("network", nc.Name)})
+		MaxResponse: cfg.MaxResponseBody, MaxLag: cfg.ForNetwork(nc).MaxLag, Redis: s.redis, Subs: filterSubs(n), Log: s.log.With("network", nc.Name)})
 	n.Broadcast = broadcast.New(nc.Name, n.Router, s.redis, n.Registry(), s.log.With("network", nc.Name))
 	n.Broadcast.Configure(nc.Broadcast)
 	if err := n.Router.SetConsensus(nc.Consensus); err != nil { // validated with the file

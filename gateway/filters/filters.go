@@ -45,6 +45,10 @@ type Config struct {
 	MaxBytes               int64
 	// MaxResponse is the byte budget of one answer (-max-response-body).
 	MaxResponse int
+	// MaxLag is how many blocks below what a filter delivered the chain's head may be
+	// and still be an upstream behind (the network's max_lag); further down, the
+	// chain went back and the filter is removed. 0: 5, the default max_lag.
+	MaxLag uint64
 	// Redis holds the filters for every replica; nil: in this process.
 	Redis *redisconn.Conn
 	// Subs is the router's shared subscriptions, for pending-transaction filters; nil
@@ -70,6 +74,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.MaxLag == 0 {
+		cfg.MaxLag = 5
 	}
 	s := &Service{cfg: cfg}
 	s.local = newMemStore(cfg)

@@ -92,7 +92,11 @@ func (c *fakeChain) Call(spare []byte, r *proto.Request, id []byte, _ time.Time)
 		_ = json.Unmarshal(params[0], &q)
 		var blocks []*fakeBlock
 		if q.BlockHash != "" {
-			blocks = append(blocks, c.byHash[q.BlockHash])
+			b := c.byHash[q.BlockHash]
+			if b == nil { // as geth answers a hash it does not have
+				return append(spare, `{"jsonrpc":"2.0","id":`+string(id)+`,"error":{"code":-32000,"message":"unknown block"}}`...), nil
+			}
+			blocks = append(blocks, b)
 		} else {
 			from, _ := proto.ParseQuantity([]byte(`"` + q.FromBlock + `"`))
 			to, _ := proto.ParseQuantity([]byte(`"` + q.ToBlock + `"`))

@@ -120,16 +120,26 @@ func (s *Service) tooLarge() *rpcError {
 // reconcile checks the delivered blocks in st.Recent against the chain at head (number
 // h, hash hh): the blocks that left it are returned (oldest first), Recent is cut to
 // the common ancestor, and Next goes back to the block after it. behind: the upstream
-// asked has not reached what was delivered; nothing is new yet.
+// asked has not reached what was delivered, on the same chain; nothing is new yet.
+// errChainGone: no block the filter delivered is on the chain any more (a node
+// restarted on a rewound or new chain, or a reorg deeper than the marks): what it
+// delivered can be neither retracted nor continued.
 func (q *query) reconcile(st *state, h uint64, hh string) (dropped []mark, behind bool, err error) {
 	if len(st.Recent) == 0 {
 		return nil, false, nil
 	}
-	if st.Recent[len(st.Recent)-1].N > h {
-		return nil, true, nil
+	top := len(st.Recent) - 1 // the newest mark a chain ending at h can hold
+	for top >= 0 && st.Recent[top].N > h {
+		top--
+	}
+	last := st.Recent[len(st.Recent)-1].N
+	if top < 0 && last-h > q.s.cfg.MaxLag {
+		// Further below every delivered block than an upstream may lag: the chain
+		// went back (a lagging upstream is not asked, as the router's max_lag has it).
+		return nil, false, errChainGone
 	}
 	keep := -1
-	for i := len(st.Recent) - 1; i >= 0; i-- {
+	for i := top; i >= 0; i-- {
 		m := st.Recent[i]
 		cur := hh
 		if m.N != h {
@@ -147,18 +157,25 @@ func (q *query) reconcile(st *state, h uint64, hh string) (dropped []mark, behin
 			break
 		}
 	}
+	switch {
+	case keep == top && top < len(st.Recent)-1:
+		return nil, true, nil // behind what was delivered, on the same chain
+	case top < 0:
+		return nil, true, nil // behind every delivered block by at most MaxLag: nothing to compare yet
+	case keep < 0:
+		return nil, false, errChainGone
+	}
 	dropped = append(dropped, st.Recent[keep+1:]...)
 	if len(dropped) == 0 {
 		return nil, false, nil
 	}
-	if keep >= 0 {
-		st.Next = st.Recent[keep].N + 1
-	} else {
-		st.Next = dropped[0].N // no common block known: deliver again from the oldest kept
-	}
+	st.Next = st.Recent[keep].N + 1
 	st.Recent = st.Recent[:keep+1]
 	return dropped, false, nil
 }
+
+// errChainGone: reconcile found none of the filter's delivered blocks on the chain.
+var errChainGone = errors.New("the chain holds no block the filter delivered")
 
 // trim drops marks deeper than keepDepth below h, and the oldest past maxMarks.
 func (st *state) trim(h uint64) {

@@ -152,6 +152,9 @@ func (s *Service) changes(q *query, params []byte, scope string) ([]byte, error)
 		default:
 			err = errNotFound
 		}
+		if errors.Is(err, errChainGone) {
+			return nil, s.dropGone(q, st, id, scope, old)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -169,6 +172,19 @@ func (s *Service) changes(q *query, params []byte, scope string) ([]byte, error)
 		}
 	}
 	return nil, errContended
+}
+
+// dropGone removes a filter whose delivered blocks all left the chain and answers as
+// for an unknown id, as geth's own filters are gone after its restart: the client
+// makes a new filter (and reads what it missed with eth_getLogs) rather than being
+// given logs it cannot tell apart from those it holds, or none at all while the
+// chain climbs back.
+func (s *Service) dropGone(q *query, st store, id, scope string, old []byte) error {
+	if _, err := st.remove(q.ctx, id, scope, old); err != nil {
+		return err
+	}
+	s.cfg.Log.Info("filter removed: no block it delivered is on the chain any more (a node restarted on a rewound or new chain?)", "filter", id)
+	return errNotFound
 }
 
 // filterLogs answers eth_getFilterLogs: eth_getLogs with the filter's criteria, its
