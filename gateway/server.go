@@ -416,9 +416,9 @@ func (s *Server) ListenAndServe() error {
 	return s.Serve(ln)
 }
 
-// Shutdown drains: /readyz turns 503 at once, the listener closes after DrainDelay,
-// in-flight requests get until ctx ends (or ShutdownTimeout), then websocket clients
-// and upstream connections are closed.
+// Shutdown drains: /readyz turns 503 at once, websocket clients close as their calls
+// in flight are answered, the listener closes after DrainDelay; websocket and HTTP calls
+// in flight share ShutdownTimeout (or ctx), then the rest and the upstreams are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.lnMu.Lock()
 	s.shut = true
@@ -459,10 +459,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			t.Stop()
 		}
 	}
-	<-drained
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
+	tctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
 	defer cancel()
-	err := s.srv.ShutdownWithContext(ctx)
+	select {
+	case <-drained:
+	case <-tctx.Done():
+	}
+	err := s.srv.ShutdownWithContext(tctx)
 	s.lnMu.Lock()
 	for _, ln := range s.lns {
 		_ = ln.Close() // fasthttp closed those it had registered; this ends one it had not

@@ -97,12 +97,16 @@ func (c *wsClient) charge(perr *proto.Error) *proto.Error {
 // admit takes n calls and size request bytes from the connection's budgets.
 func (c *wsClient) admit(n, size int) *proto.Error {
 	if c.inFlight.Add(int32(n)) > int32(c.h.cfg.WSMaxInFlight) {
-		c.inFlight.Add(-int32(n))
+		c.leave(int32(n))
 		c.h.refused.Inc()
 		return errTooManyInFlight
 	}
+	if c.draining.Load() { // after the count: a drain that saw none in flight sees this refused
+		c.leave(int32(n))
+		return errDraining
+	}
 	if !c.pending.Acquire(size) {
-		c.inFlight.Add(-int32(n))
+		c.leave(int32(n))
 		c.h.refused.Inc()
 		return errTooManyPendingBytes
 	}
@@ -111,7 +115,7 @@ func (c *wsClient) admit(n, size int) *proto.Error {
 
 func (c *wsClient) done(n, size int) {
 	c.pending.Release(size)
-	c.inFlight.Add(-int32(n))
+	c.leave(int32(n))
 }
 
 // runCall runs one admitted call through the rest of the pipeline and queues its answer.

@@ -67,10 +67,11 @@ type wsClient struct {
 
 	// Budgets of this connection: calls in flight (notifications and batch elements
 	// count), request bytes in flight, subscriptions held.
-	inFlight atomic.Int32
-	pending  *network.Budget
-	nsubs    atomic.Int32
-	pinger   *time.Timer
+	inFlight   atomic.Int32
+	drainState // drain.go
+	pending    *network.Budget
+	nsubs      atomic.Int32
+	pinger     *time.Timer
 
 	lifeMu   sync.Mutex
 	finished bool

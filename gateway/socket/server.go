@@ -50,6 +50,8 @@ type Server struct {
 	subs    *network.Budget
 	reading *network.Budget
 
+	drainQuit // drain.go
+
 	msgsIn, msgsOut, slowDrops, refused, connects *metrics.Counter
 	calls                                         *callMetrics // per call, for the SLIs (metrics.go)
 }
@@ -211,33 +213,10 @@ func (h *Server) Refuse() {
 // DrainReason tells clients closed by a drain to come back: another pod serves them.
 const DrainReason = "draining, reconnect"
 
-// Drain refuses new clients and closes the current ones (1001, with a reconnect hint)
-// spread evenly over window, rather than all at once: clients of a pod that goes away
-// reconnect a few at a time onto the pods that stay, instead of in one burst that
-// resubscribes everything at the same moment. It returns when every client was asked
-// to leave or stop closes.
-func (h *Server) Drain(window time.Duration, stop <-chan struct{}) {
-	clients := h.stop()
-	if len(clients) == 0 {
-		return
-	}
-	step := window / time.Duration(len(clients))
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for _, c := range clients {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		go c.shutdown(websocket.CloseGoingAway, DrainReason)
-		t.Reset(step)
-	}
-}
-
 // Close closes every client (1001 going away) and waits for their handlers to end.
 // New upgrades are refused from then on.
 func (h *Server) Close() {
+	h.endDrains() // drains waiting on calls close their clients now
 	clients := h.stop()
 	for _, c := range clients {
 		c.shutdown(websocket.CloseGoingAway, "server shutting down")
