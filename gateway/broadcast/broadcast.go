@@ -11,6 +11,7 @@ package broadcast
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -148,7 +149,7 @@ func (b *Broadcaster) broadcast(spare []byte, s *settings, req *proto.Request, i
 		if o.result == Accepted || o.result == Known {
 			return appendResult(spare[:0], id, h), true, nil
 		}
-		if best == nil || rank(o.result) > rank(best.result) {
+		if best == nil || rank(&o) > rank(best) {
 			best = &o
 		}
 	}
@@ -165,11 +166,16 @@ func (b *Broadcaster) broadcast(spare []byte, s *settings, req *proto.Request, i
 
 // rank orders refusals by how much they tell the client: the node's own error (e.g.
 // insufficient funds) over a transport failure over an answer that cannot be trusted.
-func rank(result string) int {
-	switch result {
+// Among failures a timeout comes first: that target may have the transaction, which
+// "upstream unavailable" (another target refusing connections) would deny.
+func rank(o *outcome) int {
+	switch o.result {
 	case Rejected:
-		return 3
+		return 4
 	case Failed:
+		if errors.Is(o.err, proto.ErrTimeout) {
+			return 3
+		}
 		return 2
 	}
 	return 1
