@@ -49,9 +49,8 @@ type wsClient struct {
 	ref  *access.Ref
 	own  access.Ref
 	addr netip.Addr
-	// checked is the last tenant whose plan the reader goroutine found this network on,
-	// version the key table the client was last reviewed for (caller); the reader's
-	// alone once it runs.
+	// checked: the last tenant whose plan had this network; version: the key table last
+	// reviewed for (caller). The reader's alone once it runs.
 	checked *access.Tenant
 	version uint64
 	// bound holds the client's connection slot and its subscriptions' slots; unbacked
