@@ -165,13 +165,7 @@ func headNumbers(t *testing.T, sink *chanSink, n int) []uint64 {
 // every head once and in order, the ones missed while silent fetched. Before, with one
 // upstream, the head stayed at 13 and the client got nothing more, without an error.
 func TestSilentSubscriptionsRenewed(t *testing.T) {
-	c := newSilentChain(t, 10)
-	r, u := stallRouter(t, c)
-	sink := newChanSink(64)
-	r.subs.Join(newHeadsParams, []byte("1"), sink, time.Now().Add(10*time.Second))
-	if got := string(sink.next(t)); !strings.Contains(got, `"result":"0x`) {
-		t.Fatalf("eth_subscribe answered %s", got)
-	}
+	c, r, u, sink := subscribedOnSilentChain(t, newHeadsParams)
 	if n := len(c.live(nil)); n != 1 {
 		t.Fatalf("%d upstream subscriptions, want the router's and the client's to share one", n)
 	}
@@ -258,13 +252,7 @@ func TestNoRenewalWhileTheChainStands(t *testing.T) {
 // delivered once each before the next one pushed. Before, with one upstream, the
 // client got no log after the silence, and no error.
 func TestSilentLogsBackfilled(t *testing.T) {
-	c := newSilentChain(t, 10)
-	r, u := stallRouter(t, c)
-	sink := newChanSink(64)
-	r.subs.Join(logsParams, []byte("1"), sink, time.Now().Add(10*time.Second))
-	if got := string(sink.next(t)); !strings.Contains(got, `"result":"0x`) {
-		t.Fatalf("eth_subscribe answered %s", got)
-	}
+	c, _, u, sink := subscribedOnSilentChain(t, logsParams)
 	c.mine(3, true) // 11, 12, 13
 	c.silence()
 	c.jump(5) // 14..18: their logs pushed to nobody
@@ -289,4 +277,18 @@ func TestSilentLogsBackfilled(t *testing.T) {
 		t.Fatalf("a notification after the last log: %s", extra)
 	default:
 	}
+}
+
+// subscribedOnSilentChain is a router on a silent-capable chain at block 10 and a
+// client subscribed with params through it.
+func subscribedOnSilentChain(t *testing.T, params []byte) (*silentChain, *Router, *Upstream, *chanSink) {
+	t.Helper()
+	c := newSilentChain(t, 10)
+	r, u := stallRouter(t, c)
+	sink := newChanSink(64)
+	r.subs.Join(params, []byte("1"), sink, time.Now().Add(10*time.Second))
+	if got := string(sink.next(t)); !strings.Contains(got, `"result":"0x`) {
+		t.Fatalf("eth_subscribe answered %s", got)
+	}
+	return c, r, u, sink
 }
