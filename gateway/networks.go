@@ -14,6 +14,7 @@ import (
 	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/filters"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
+	"github.com/infura-gateway/infura-gateway/gateway/pipeline"
 	"github.com/infura-gateway/infura-gateway/gateway/socket"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/upstream"
@@ -45,11 +46,40 @@ type fronts struct {
 // serveNetwork resolves the request's network and hands it to the network's routes,
 // the path prefix (/<network>) taken off.
 func (s *Server) serveNetwork(ctx *fasthttp.RequestCtx) {
+	if encodedSeparator(ctx.Request.URI().PathOriginal()) {
+		s.frontOf(s.defaultNetwork()).counted(ctx, true)
+		pipeline.WriteError(ctx, nil, errEncodedSeparator)
+		return
+	}
 	n, rest, prefixed := s.nets.Resolve(ctx.Path(), ctx.Host())
 	if prefixed {
 		ctx.URI().SetPathBytes(rest)
 	}
 	s.frontOf(n).handler(ctx)
+}
+
+// errEncodedSeparator answers a path with a percent-encoded '/', '\\' or '.'.
+var errEncodedSeparator = proto.NewError(proto.CodeInvalidRequest, fasthttp.StatusBadRequest,
+	"invalid request: percent-encoded '/', '\\' or '.' in the path")
+
+// encodedSeparator reports whether the path as sent has a percent-encoded '/', '\\' or
+// '.' (%2F, %5C, %2E, any case). The path is decoded before it is resolved, so
+// /a%2F..%2Fb/ would be /b/: served by network b while a proxy in front, reading the
+// path as sent (RFC 3986: an encoded '/' separates nothing), saw network a's prefix.
+// None of the gateway's routes or keys has one; they are refused, never resolved.
+func encodedSeparator(p []byte) bool {
+	for i := bytes.IndexByte(p, '%'); i >= 0 && i+2 < len(p); {
+		switch c1, c2 := p[i+1], p[i+2]|0x20; {
+		case c1 == '2' && (c2 == 'f' || c2 == 'e'), c1 == '5' && c2 == 'c':
+			return true
+		}
+		j := bytes.IndexByte(p[i+1:], '%')
+		if j < 0 {
+			return false
+		}
+		i += 1 + j
+	}
+	return false
 }
 
 // frontOf is the front serving network n.
