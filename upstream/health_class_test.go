@@ -141,3 +141,42 @@ func TestFiveHundredWithJSONRPCBodyIsAnAnswer(t *testing.T) {
 		})
 	}
 }
+
+// The up gauge goes to 0 when a call cannot reach the upstream, and when a judged read
+// (a cheap one, a probe) times out: a blackholed upstream takes every call and answers
+// none, and before, the gauge stayed 1 while the router banned it (the UpstreamDown
+// alert reads it). A timeout of an eth_call is the client's and leaves it up. An answer
+// after a timeout sets it back without a "back up" (onUp is for a transport that was
+// unreachable).
+func TestUpGaugeFollowsTimeouts(t *testing.T) {
+	call, cheap := proto.MethodNamed("eth_call"), proto.MethodNamed("eth_blockNumber")
+	for _, tc := range []struct {
+		name   string
+		meth   proto.Method
+		cls    proto.Class
+		o      Outcome
+		wantUp bool
+		onUp   int // calls of onUp once an answer follows
+	}{
+		{"cheap read timed out", cheap, proto.ClassCheap, OutcomeTimeout, false, 0},
+		{"eth_call timed out", call, proto.ClassCall, OutcomeTimeout, true, 0},
+		{"unreachable", cheap, proto.ClassCheap, OutcomeUnavailable, false, 1},
+		{"answered", cheap, proto.ClassCheap, OutcomeOK, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMetrics(NewRegistry(), "x")
+			ups := 0
+			m.onUp = func() { ups++ }
+			now := time.Now()
+			m.observe(0, TransportHTTP, cheap, proto.ClassCheap, OutcomeOK, nil, now, now)
+			m.observe(0, TransportHTTP, tc.meth, tc.cls, tc.o, proto.ErrTimeout, now, now)
+			if got := m.Up(TransportHTTP); got != tc.wantUp {
+				t.Fatalf("up after %s: %v, want %v", tc.name, got, tc.wantUp)
+			}
+			m.observe(0, TransportHTTP, cheap, proto.ClassCheap, OutcomeOK, nil, now, now)
+			if !m.Up(TransportHTTP) || ups != tc.onUp {
+				t.Fatalf("after an answer: up %v, onUp called %d times, want true and %d", m.Up(TransportHTTP), ups, tc.onUp)
+			}
+		})
+	}
+}

@@ -160,7 +160,7 @@ func NewMetrics(reg *Registry, name string) *Metrics {
 // family so dashboards and alerts find them from the start.
 func (m *Metrics) registerTransport(t Transport) {
 	m.reg.Gauge(`gateway_upstream_up{`+m.label+`,transport="`+t.String()+`"}`,
-		"1 when the last call or probe over the transport reached the upstream.",
+		"1 when the last call or probe over the transport was answered by the upstream; 0 after one that could not reach it or (a cheap read, a probe) timed out.",
 		func() float64 {
 			if m.up[t].Load() {
 				return 1
@@ -219,14 +219,20 @@ func (m *Metrics) observe(hint uint64, t Transport, meth proto.Method, cls proto
 	case OutcomeOverloaded:
 		// The gateway's own queue or pool was full: nothing to hold against the upstream.
 	default:
-		if o == OutcomeUnavailable {
+		v := verdictOf(o, perr, cls)
+		switch {
+		case o == OutcomeUnavailable:
 			m.up[t].Store(false)
 			m.down[t].Store(true)
+		case o == OutcomeTimeout && v == verdictFailed:
+			// A blackholed upstream takes every call and answers none: not up (the
+			// gauge, and the UpstreamDown alert on it), though still reachable, so its
+			// next answer is no "back up" (down stays: onUp is for a transport back).
+			// A timeout of an eth_call or eth_getLogs is the client's and counts as nothing.
+			m.up[t].Store(false)
 		}
-		if m.health != nil {
-			if v := verdictOf(o, perr, cls); v == verdictFailed {
-				m.health.observe(cls, v, 0, t.String()+" "+o.String(), end)
-			}
+		if m.health != nil && v == verdictFailed {
+			m.health.observe(cls, v, 0, t.String()+" "+o.String(), end)
 		}
 	}
 }
