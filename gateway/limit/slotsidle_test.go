@@ -111,7 +111,10 @@ func TestRedisSlotsExactAfterRedisLosesItsState(t *testing.T) {
 	for _, how := range []string{"restarted", "flushed"} {
 		t.Run(how, func(t *testing.T) {
 			srv := redistest.Start(t)
-			cfg := Config{Prefix: "lost:", SlotTTL: 1500 * time.Millisecond}
+			// A spare not taken goes back SlotIdleRelease after its grant: 8 s rather
+			// than 2 keeps the last replica's spare in Redis long enough to be seen on
+			// a loaded machine (CI once missed a 2 s window); fill waits up to 15 s.
+			cfg := Config{Prefix: "lost:", SlotTTL: 1500 * time.Millisecond, SlotIdleRelease: 8 * time.Second}
 			const max, each = 7, 2
 			var rs [3]*replica
 			var hs [3]*Slots
