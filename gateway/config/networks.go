@@ -242,6 +242,8 @@ func (f *FileConfig) validateNetworks() error {
 			switch {
 			case !hostName.MatchString(h):
 				return fmt.Errorf("%s: host %q: want a host name (no port, no scheme) or *.suffix", where, h)
+			case len(strings.TrimPrefix(h, "*")) > 253:
+				return fmt.Errorf("%s: host %q: longer than a DNS name (253 bytes)", where, h)
 			case hosts[h] != "":
 				return fmt.Errorf("%s: host %q is already a host of network %q", where, h, hosts[h])
 			}

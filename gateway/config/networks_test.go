@@ -109,6 +109,7 @@ func TestNetworksRefused(t *testing.T) {
 		{"alias twice", "networks:\n  - name: a\n    chain_id: 1\n" + up + "  - name: b\n    chain_id: 2\n    aliases: [a]\n" + up, "already the name or an alias"},
 		{"host twice", "networks:\n  - name: a\n    chain_id: 1\n    hosts: [x.io]\n" + up + "  - name: b\n    chain_id: 2\n    hosts: [X.io]\n" + up, "already a host"},
 		{"bad host", "networks:\n  - name: a\n    chain_id: 1\n    hosts: [\"https://x.io\"]\n" + up, "want a host name"},
+		{"host too long", "networks:\n  - name: a\n    chain_id: 1\n    hosts: [\"" + strings.Repeat("a.", 126) + "io\"]\n" + up, "longer than a DNS name"},
 		{"two defaults", "networks:\n  - name: a\n    chain_id: 1\n    default: true\n" + up + "  - name: b\n    chain_id: 2\n    default: true\n" + up, "more than one network"},
 		{"no upstreams", "networks:\n  - name: a\n    chain_id: 1\n", "no upstreams"},
 		{"bad cache", "networks:\n  - name: a\n    chain_id: 1\n    cache: {size: 0}\n" + up, "cache: size"},

@@ -148,7 +148,9 @@ func (t *table) byHost(host []byte) *Network {
 	}
 	var buf [253]byte
 	if len(host) > len(buf) {
-		return nil
+		// Longer than a DNS name: no exact host (configured ones are names), but
+		// still under a wildcard, as a proxy in front matching suffixes would see it.
+		return t.byLongHost(host)
 	}
 	h := buf[:len(host)]
 	for i, c := range host {
@@ -167,4 +169,30 @@ func (t *table) byHost(host []byte) *Network {
 		}
 	}
 	return nil
+}
+
+// byLongHost matches a host longer than a DNS name against the *.suffix names only,
+// any case, without copying it.
+func (t *table) byLongHost(host []byte) *Network {
+	for _, w := range t.wild {
+		if len(host) > len(w.suffix) && hasSuffixFold(host, w.suffix) {
+			return w.n
+		}
+	}
+	return nil
+}
+
+// hasSuffixFold reports whether b ends in the lower-case ASCII suffix, any case.
+func hasSuffixFold(b []byte, suffix string) bool {
+	b = b[len(b)-len(suffix):]
+	for i := range len(suffix) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != suffix[i] {
+			return false
+		}
+	}
+	return true
 }

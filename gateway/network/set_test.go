@@ -44,6 +44,11 @@ func TestSetResolve(t *testing.T) {
 		{"/" + long + "/x", "", mainnet, "/x", true},
 		{"/" + long + "l/x", "", sepolia, "/" + long + "l/x", false},
 		{"/" + long[:63], "", sepolia, "/" + long[:63], false},
+		// Longer than a DNS name (253): still under a wildcard, any case; else the default.
+		{"/", strings.Repeat("a.", 130) + "RPC.Base.Example", base, "/", false},
+		{"/", strings.Repeat("a.", 130) + "base.example.:443", base, "/", false},
+		{"/", strings.Repeat("a.", 130) + "mainnet.gw.example", mainnet, "/", false}, // *.example
+		{"/", strings.Repeat("a.", 130) + "nowhere", sepolia, "/", false},
 	} {
 		n, rest, prefixed := s.Resolve([]byte(tc.path), []byte(tc.host))
 		if n != tc.want || string(rest) != tc.rest || prefixed != tc.prefixed {
