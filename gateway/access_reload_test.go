@@ -380,18 +380,21 @@ func startTwoNetworks(t *testing.T) (gw *testGateway, path string, file func(net
 // twoNetworksFile is a configuration of networks a and b (b also as bee and b.test) on
 // one node, and alice's key on a plan with the given networks.
 func twoNetworksFile(node *testnode.Node, networks string) string {
+	return networksAB(1337, node.HTTPURL, node.WSURL, node.HTTPURL, node.WSURL,
+		fmt.Sprintf("keys:\n  entries: [{name: alice, sha256: %s, plan: p}]\nplans:\n  p: {networks: %s}\n", sha(keyAlice), networks))
+}
+
+// networksAB is a configuration of networks a and b on one chain (b also as bee and
+// b.test), each on its own upstream's URLs, then tail (keys, plans).
+func networksAB(chain int, httpA, wsA, httpB, wsB, tail string) string {
 	return fmt.Sprintf(`networks:
   - name: a
-    chain_id: 1337
-    upstreams: [{name: node-a, http: %q, ws: %q}]
+    chain_id: %d
+    upstreams: [{name: up-a, http: %q, ws: %q}]
   - name: b
-    chain_id: 1337
+    chain_id: %d
     aliases: [bee]
     hosts: [b.test]
-    upstreams: [{name: node-b, http: %q, ws: %q}]
-keys:
-  entries: [{name: alice, sha256: %s, plan: p}]
-plans:
-  p: {networks: %s}
-`, node.HTTPURL, node.WSURL, node.HTTPURL, node.WSURL, sha(keyAlice), networks)
+    upstreams: [{name: up-b, http: %q, ws: %q}]
+`, chain, httpA, wsA, chain, httpB, wsB) + tail
 }

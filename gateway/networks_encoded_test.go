@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 )
@@ -11,15 +10,7 @@ import (
 // the gateway must not serve it from b's node (nor a's: the path is ambiguous).
 func TestNetworkEncodedSeparatorRefused(t *testing.T) {
 	upA, upB := startFakeUpstream(t), startFakeUpstream(t) // both answer chain id 0x1
-	file := fmt.Sprintf(`networks:
-  - name: a
-    chain_id: 1
-    upstreams: [{name: up-a, http: %q, ws: %q}]
-  - name: b
-    chain_id: 1
-    aliases: [bee]
-    upstreams: [{name: up-b, http: %q, ws: %q}]
-`, upA.HTTPURL, upA.WSURL, upB.HTTPURL, upB.WSURL)
+	file := networksAB(1, upA.HTTPURL, upA.WSURL, upB.HTTPURL, upB.WSURL, "")
 	gw := startGateway(t, "-config", writeFile(t, t.TempDir(), "gateway.yaml", file), "-cache=false")
 	gw.waitUpstreams(t)
 	const balance = `{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x0000000000000000000000000000000000000001","latest"]}`

@@ -192,18 +192,11 @@ func TestNetworksServeTheirOwnNodes(t *testing.T) {
 // node (the fake counts every call).
 func TestNetworkUnknownAndExcluded(t *testing.T) {
 	up := startFakeUpstream(t) // it answers eth_chainId 0x1: both networks are on chain 1
-	file := fmt.Sprintf(`networks:
-  - name: a
-    chain_id: 1
-    upstreams: [{name: up-a, http: %q, ws: %q}]
-  - name: b
-    chain_id: 1
-    upstreams: [{name: up-b, http: %q, ws: %q}]
-keys:
+	file := networksAB(1, up.HTTPURL, up.WSURL, up.HTTPURL, up.WSURL, fmt.Sprintf(`keys:
   entries: [{name: alice, sha256: %s, plan: only-a}]
 plans:
   only-a: {networks: [a]}
-`, up.HTTPURL, up.WSURL, up.HTTPURL, up.WSURL, sha(keyAlice))
+`, sha(keyAlice)))
 	path := writeFile(t, t.TempDir(), "gateway.yaml", file)
 	gw := startGateway(t, "-config", path, "-cache=false")
 	gw.waitUpstreams(t)
