@@ -109,6 +109,7 @@ type Metrics struct {
 	// The websocket side (Mux).
 	wsConns, pending, queueDepth, upstreamSubs atomic.Int64
 	reconnects, resubscribes, silentSubs       *metrics.Counter
+	stalled                                    *metrics.Counter
 	msgsIn, msgsOut, writes, frames, reads     *metrics.Counter
 	oversized, invalid                         *metrics.Counter
 	reconnectGap                               *metrics.PrometheusHistogram
@@ -135,6 +136,8 @@ func NewMetrics(reg *Registry, name string) *Metrics {
 		"Upstream subscriptions re-established after a reconnect.")
 	m.silentSubs = reg.Counter(`gateway_upstream_ws_silent_subscriptions_total{`+m.label+`}`,
 		"Times an upstream socket's subscriptions were found silent with the socket open (its HTTP head moved on, no head was pushed) and subscribed again.")
+	m.stalled = reg.Counter(`gateway_upstream_ws_stalled_total{`+m.label+`}`,
+		"Upstream sockets declared dead because a call timed out and a ping then got no byte back within -ws-probe-timeout; dialled again, their subscriptions moved.")
 	m.msgsIn = reg.Counter(`gateway_upstream_ws_messages_total{`+m.label+`,direction="in"}`,
 		"Websocket messages exchanged with the upstream, by direction.")
 	m.msgsOut = reg.Counter(`gateway_upstream_ws_messages_total{`+m.label+`,direction="out"}`,

@@ -45,6 +45,11 @@ type MuxConfig struct {
 	// PingInterval is how often each socket is pinged; PongTimeout how long past that
 	// a silent socket is declared dead.
 	PingInterval, PongTimeout time.Duration
+	// ProbeTimeout: when a call on a socket timed out, the socket is pinged at once and
+	// declared dead if not one byte comes back within ProbeTimeout (0: PongTimeout). A
+	// half-open socket (a load balancer that dropped it, a blackholed route) would
+	// otherwise hold its subscriptions for up to PingInterval+PongTimeout.
+	ProbeTimeout time.Duration
 	// DialTimeout bounds one connection attempt incl. the handshake.
 	DialTimeout time.Duration
 	// WriteTimeout bounds one flush of queued frames.
@@ -97,6 +102,9 @@ func (c *MuxConfig) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = c.PongTimeout
+	}
 	return nil
 }
 
@@ -133,6 +141,8 @@ type Mux struct {
 	started atomic.Bool
 	ready   chan struct{} // closed when a socket first comes up
 	once    sync.Once
+
+	probed func(stalled bool) // tests: hears each probe's outcome
 }
 
 // NewMux returns a Mux; Start connects it.

@@ -38,10 +38,13 @@ type slot struct {
 	// subs maps the upstream subscription id (raw JSON string) to its group;
 	// guarded by m.subs.mu, written only by this socket's reader and by Leave.
 	subs map[string]*group
+
+	// probe asks the writer to ping the socket now: a call on it timed out (expire).
+	probe chan struct{}
 }
 
 func newSlot(m *Mux, idx int) *slot {
-	s := &slot{m: m, idx: idx, out: make(chan *call, m.cfg.QueueSize),
+	s := &slot{m: m, idx: idx, out: make(chan *call, m.cfg.QueueSize), probe: make(chan struct{}, 1),
 		pending: make(map[uint64]*call), subs: make(map[string]*group)}
 	s.timer = time.AfterFunc(time.Hour, s.expire)
 	s.timer.Stop()
@@ -123,6 +126,12 @@ func (s *slot) expire() {
 		// The writer may still hold the call in its queue: never recycle it.
 		s.m.complete(c, proto.ErrTimeout, false)
 	}
+	if len(failed) > 0 {
+		select { // a slow node answers the ping; a dead socket does not (write)
+		case s.probe <- struct{}{}:
+		default: // a probe is asked for already
+		}
+	}
 }
 
 // claimLocked takes c out of the pending map; the caller holds mu and then owns c.
@@ -181,6 +190,10 @@ func (s *slot) serve(conn *wireConn) (wait time.Duration, _ error) {
 // errClosed ends serve when the Mux closes.
 var errClosed = errors.New("mux closed")
 
+// errStalled ends serve when a call timed out and a ping then brought no byte back
+// within ProbeTimeout: the socket is half-open, or the upstream hangs.
+var errStalled = errors.New("upstream socket stalled: a call timed out and a ping got nothing back")
+
 // write is the socket's writer loop. Each wake-up drains every queued frame into one
 // buffered write and one flush.
 func (s *slot) write(conn *wireConn, readerDone chan error) error {
@@ -189,6 +202,12 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 	mc := conn.mc
 	ping := time.NewTicker(cfg.PingInterval)
 	defer ping.Stop()
+	// A probe in progress: its timer's channel (nil: none) and the read count it began at.
+	probe := time.NewTimer(time.Hour)
+	probe.Stop()
+	defer probe.Stop()
+	var probing <-chan time.Time
+	var probeReads uint64
 	for {
 		select {
 		case c := <-s.out:
@@ -222,6 +241,27 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 		case <-ping.C:
 			if err := conn.writeControl(opPing, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
 				return fmt.Errorf("cannot ping upstream: %w", err)
+			}
+		case <-s.probe:
+			if probing != nil {
+				continue
+			}
+			// Counted before the ping: a read that returns after this proves bytes came.
+			probeReads = atomic.LoadUint64(conn.reads)
+			if err := conn.writeControl(opPing, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
+				return fmt.Errorf("cannot ping upstream: %w", err)
+			}
+			probe.Reset(cfg.ProbeTimeout)
+			probing = probe.C
+		case <-probing:
+			probing = nil
+			stalled := atomic.LoadUint64(conn.reads) == probeReads
+			if s.m.probed != nil {
+				s.m.probed(stalled)
+			}
+			if stalled {
+				met.stalled.Inc()
+				return errStalled
 			}
 		case err := <-readerDone:
 			readerDone <- err // serve reads it again
@@ -267,8 +307,8 @@ func (s *slot) sweep() {
 }
 
 // countingConn counts read and write syscalls on the TCP connection. n counts the
-// reads of this connection alone, for its reader (no atomic: the dialer, then the
-// reader, are its only readers, one after the other).
+// reads of this connection alone (the dialer, then the reader, are its only readers,
+// one after the other); atomic for the writer, which reads it to probe the socket.
 type countingConn struct {
 	net.Conn
 	m *Metrics
@@ -277,7 +317,7 @@ type countingConn struct {
 
 func (c countingConn) Read(p []byte) (int, error) {
 	c.m.reads.Inc()
-	*c.n++
+	atomic.AddUint64(c.n, 1)
 	return c.Conn.Read(p)
 }
 

@@ -83,6 +83,7 @@ type Config struct {
 	MaxSubscriptions     int // all clients together
 	WSPingInterval       time.Duration
 	WSPongTimeout        time.Duration
+	WSProbeTimeout       time.Duration
 	WSDialTimeout        time.Duration
 	WSWriteTimeout       time.Duration
 	WSBackoffMin         time.Duration
@@ -245,6 +246,7 @@ func Defaults() Config {
 		MaxSubscriptions:     100000,
 		WSPingInterval:       30 * time.Second, // go-ethereum pings after 30 s idle
 		WSPongTimeout:        30 * time.Second,
+		WSProbeTimeout:       5 * time.Second,
 		WSDialTimeout:        10 * time.Second,
 		WSWriteTimeout:       10 * time.Second,
 		WSBackoffMin:         100 * time.Millisecond,

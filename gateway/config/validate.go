@@ -80,6 +80,7 @@ func (c *Config) Validate() error {
 		{c.MaxSubscriptions >= c.WSMaxSubscriptions, "-max-subscriptions must be at least -ws-max-subscriptions"},
 		{c.WSPingInterval >= time.Second, "-ws-ping-interval must be at least 1s"},
 		{c.WSPongTimeout >= time.Second, "-ws-pong-timeout must be at least 1s"},
+		{c.WSProbeTimeout >= 100*time.Millisecond, "-ws-probe-timeout must be at least 100ms"},
 		{c.WSDialTimeout > 0, "-ws-dial-timeout must be > 0"},
 		{c.WSWriteTimeout > 0, "-ws-write-timeout must be > 0"},
 		{c.WSBackoffMin > 0 && c.WSBackoffMax >= c.WSBackoffMin, "-ws-backoff-min must be > 0 and at most -ws-backoff-max"},

@@ -238,6 +238,7 @@ func (n *Network) muxConfig() upstream.MuxConfig {
 		Answers:        n.answers,
 		PingInterval:   c.WSPingInterval,
 		PongTimeout:    c.WSPongTimeout,
+		ProbeTimeout:   c.WSProbeTimeout,
 		DialTimeout:    c.WSDialTimeout,
 		WriteTimeout:   c.WSWriteTimeout,
 		BackoffMin:     c.WSBackoffMin,
