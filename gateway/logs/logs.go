@@ -152,9 +152,11 @@ func (s *Splitter) Serve(dst []byte, up upstream.Caller, r *proto.Request, id []
 		return dst, true, perr
 	}
 	if h, ok := s.head(); ok && f.to > h {
-		// Blocks past the head have no logs yet (a node stops at its head too): no chunks
-		// are spent on them, and the answer is of one head.
-		f.to = h
+		// Chunks go up to the served head; the blocks past it are the node's to answer,
+		// in one last call of the client's bounds (pastChunk). Cut off, they would be
+		// answered empty while an upstream, ahead of the served head, had a block of
+		// them: a client that read the range as done would never get that block's logs.
+		q.past, f.to = f.to, h
 	}
 	if f.from > f.to {
 		return dst, false, nil // the node's own answer to a reversed range, or one past the head
@@ -165,6 +167,9 @@ func (s *Splitter) Serve(dst []byte, up upstream.Caller, r *proto.Request, id []
 	}
 	step := s.step(set)
 	chunks := int((f.to/step - f.from/step) + 1)
+	if q.past > 0 {
+		chunks++
+	}
 	if max := set.MaxCalls; max > 0 && chunks > max {
 		return dst, true, callsError(chunks, max)
 	}
@@ -195,6 +200,9 @@ type query struct {
 	answers  *upstream.AnswerBudget
 	id       []byte
 	calls    atomic.Int64
+	// past is the client's last block when it is past the served head (f.to, then),
+	// else 0: the query's last chunk is (f.to, past], sent as it is.
+	past uint64
 }
 
 // resolve turns the filter's tags into numbers, once: latest and pending are the served
@@ -278,75 +286,6 @@ func (q *query) call(spare []byte, r *proto.Request) ([]byte, *proto.Error) {
 	return ans, nil
 }
 
-// merge collects the chunks' logs; the answer is assembled once every chunk is in, in
-// one allocation of its exact size (appending as chunks arrive would grow a buffer by
-// doubling, holding up to three times the answer at the last growth).
-type merge struct {
-	mu      sync.Mutex
-	parts   [][]byte // each chunk's logs, in chunk order
-	total   int      // bytes of logs received so far, every chunk, with their commas
-	failed  bool     // set once; the first failure is the answer
-	perr    *proto.Error
-	errAns  []byte // a node's error answer (id 1) that is the query's answer
-	stop    context.CancelFunc
-	maxSize int
-	// answers counts the chunks received (held) until the query's answer is assembled:
-	// they wait for the slowest chunk, and concurrent queries would otherwise hold
-	// -max-response-body each outside -max-answer-bytes.
-	answers *upstream.AnswerBudget
-	held    int64
-}
-
-func (m *merge) fail(perr *proto.Error, errAns []byte) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.failed {
-		return
-	}
-	m.failed, m.perr, m.errAns = true, perr, errAns
-	m.stop()
-}
-
-// add files chunk i's logs (the inside of its result array). Past the byte budget the
-// query fails at once: the chunks not yet asked for are never asked.
-func (m *merge) add(i int, logs []byte) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.failed {
-		return
-	}
-	m.total += len(logs) + 1
-	if m.maxSize > 0 && m.total > m.maxSize {
-		m.failed, m.perr = true, errAnswerTooLarge
-		m.stop()
-		return
-	}
-	m.parts[i] = logs
-	m.answers.Recount(&m.held, m.total)
-}
-
-// assemble appends the answer with id to dst.
-func (m *merge) assemble(dst, id []byte) []byte {
-	const head, tail = `{"jsonrpc":"2.0","id":`, `,"result":[`
-	if need := len(dst) + len(head) + len(id) + len(tail) + m.total + 2; cap(dst) < need {
-		dst = append(make([]byte, 0, need), dst...)
-	}
-	dst = append(append(append(dst, head...), id...), tail...)
-	first := true
-	for i, p := range m.parts {
-		if len(p) == 0 {
-			continue
-		}
-		if !first {
-			dst = append(dst, ',')
-		}
-		first = false
-		dst = append(dst, p...)
-		m.parts[i] = nil
-	}
-	return append(dst, "]}"...)
-}
-
 // run fetches chunks [from, to] split at multiples of step and merges them into dst.
 func (q *query) run(dst []byte, step uint64, chunks int) ([]byte, bool, *proto.Error) {
 	ctx, cancel := context.WithDeadline(context.Background(), q.deadline)
@@ -369,6 +308,9 @@ func (q *query) run(dst []byte, step uint64, chunks int) ([]byte, bool, *proto.E
 				}
 				lo := max(q.f.from, (base+uint64(i))*step)
 				hi := min(q.f.to, (base+uint64(i)+1)*step-1)
+				if q.past > 0 && i == chunks-1 {
+					lo, hi = q.f.to+1, q.past
+				}
 				sem := *process.Load()
 				select {
 				case sem <- struct{}{}:
@@ -437,7 +379,9 @@ func (q *query) fetch(ctx context.Context, params *[]byte, lo, hi uint64) (logs 
 		return logs, nil, nil
 	}
 	c := parseCapError(ans)
-	if !c.IsCap || lo == hi {
+	if !c.IsCap || lo == hi || lo > q.f.to {
+		// The chunk past the served head is not bisected: the node's answer to it, a
+		// cap too, is the query's.
 		return nil, nil, ans
 	}
 	q.s.bisections.Inc()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,8 @@ type fakeNode struct {
 	calls      atomic.Int64  // eth_getLogs calls
 	other      atomic.Int64  // other calls (tags)
 	safe       uint64
+	// refusePast answers a range past the head as geth does, not up to the head.
+	refusePast bool
 
 	mu     sync.Mutex
 	ranges [][2]uint64
@@ -67,6 +70,9 @@ func (f *fakeNode) Call(spare []byte, r *proto.Request, id []byte, _ time.Time) 
 	f.mu.Unlock()
 	if f.onCall != nil {
 		f.onCall(n)
+	}
+	if f.refusePast && to > head {
+		return fmt.Appendf(spare[:0], `{"jsonrpc":"2.0","id":%s,"error":{"code":-32602,"message":"block range extends beyond current head block"}}`, id), nil
 	}
 	to = min(to, head)
 	if f.maxRange > 0 && to >= from && to-from+1 > f.maxRange {
@@ -373,17 +379,47 @@ func TestGetLogsLatestResolvedOnce(t *testing.T) {
 	}
 }
 
-// A bound past the head is the head: no chunk is spent on blocks that do not exist yet.
-func TestGetLogsClampedToHead(t *testing.T) {
-	f := &fakeNode{perBlock: 1}
-	f.head.Store(5000)
-	s := newSplitter(t, settings(1000, 2), f, nil)
-	got, _, perr := serve(t, s, f, `[{"fromBlock":"0x0","toBlock":"0xffffffffff"}]`, Limits{})
-	if want := f.answer(nil, []byte(`"c1"`), 0, 5000); perr != nil || !bytes.Equal(got, want) {
-		t.Fatalf("error %v, equal %v", perr, bytes.Equal(got, want))
-	}
-	if n := f.calls.Load(); n != 6 {
-		t.Fatalf("%d upstream calls, want 6 (0..5000 in chunks of 1,000)", n)
+// A bound past the served head: chunks up to it, then the rest in one call of the
+// client's bounds, answered as the node answers it: up to its head when it is ahead of
+// the served head (before: cut at the served head, the node's newer blocks answered
+// empty), the node's own refusal when it refuses such a range (geth).
+func TestGetLogsPastTheServedHead(t *testing.T) {
+	const served = 5000
+	for _, tc := range []struct {
+		name       string
+		nodeHead   uint64
+		refusePast bool
+		to         uint64
+		wantTo     uint64 // the reference answer's last block; 0: the node's refusal
+	}{
+		{"node at the served head", served, false, 0xffffffffff, served},
+		{"node ahead of the served head", served + 2, false, served + 2, served + 2},
+		{"node ahead, bound further", served + 2, false, 0xffffffffff, served + 2},
+		{"node refusing a range past its head", served, true, served + 100, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeNode{perBlock: 1, refusePast: tc.refusePast}
+			f.head.Store(tc.nodeHead)
+			s := New(settings(1000, 2), func() (uint64, bool) { return served, true }, nil, upstream.NewRegistry())
+			got, handled, perr := serve(t, s, f, fmt.Sprintf(`[{"fromBlock":"0x0","toBlock":"0x%x"}]`, tc.to), Limits{})
+			if !handled || perr != nil {
+				t.Fatalf("handled %v, error %v", handled, perr)
+			}
+			want := f.answer(nil, []byte(`"c1"`), 0, tc.wantTo)
+			if tc.wantTo == 0 {
+				want = []byte(`{"jsonrpc":"2.0","id":"c1","error":{"code":-32602,"message":"block range extends beyond current head block"}}`)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("answer %.200s\nwant %.200s", got, want)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			past := slices.Contains(f.ranges, [2]uint64{served + 1, tc.to})
+			// A refusal ends the query: chunks not yet asked for are not asked.
+			if n := len(f.ranges); !past || n > 7 || tc.wantTo > 0 && n != 7 {
+				t.Fatalf("%d calls %v; want 7 (0..5000 in chunks of 1,000, then %d..%d)", n, f.ranges, served+1, tc.to)
+			}
+		})
 	}
 }
 
