@@ -323,7 +323,7 @@ func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 	met := NewMetrics(r.cfg.Registry, sp.Name)
 	u := &Upstream{spec: sp, key: key, metrics: met, health: newHealth(&r.cfg.Health),
 		allow: proto.NewMethodSet(sp.Allow), deny: proto.NewMethodSet(sp.Deny), stop: make(chan struct{}),
-		headCheck: make(chan struct{}, 1)}
+		headCheck: make(chan struct{}, 1), watch: headWatch{silentGroups: make(chan silentGroup, 1)}}
 	met.health = u.health
 	met.onUp = u.checkHead
 	u.pol.Store(pol)

@@ -39,6 +39,8 @@ func (r *Router) followHead(u *Upstream) {
 						return
 					case <-u.headCheck:
 						r.rebaseHead(u)
+					case q := <-u.watch.silentGroups: // subscriptions_silent.go
+						r.renewGroup(u, q)
 					case <-poll.C:
 						if !u.mux.Up() || !u.mux.live(newHeadsParams) {
 							// No socket, or newHeads being subscribed again: poll, as

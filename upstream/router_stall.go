@@ -42,6 +42,14 @@ type headWatch struct {
 	// renewals counts renewals with no push since: each doubles the stall period (up to
 	// maxStall), so a provider that never delivers costs little.
 	renewals uint
+	// renewedAt is when u's subscriptions were last subscribed again (renewSilent), with
+	// renewedHead its head then: a newHeads group of its own params pushed nothing since
+	// counts its pushes from there (subscriptions_silent.go).
+	renewedAt   time.Time
+	renewedHead uint64
+	// silentGroups carries the newHeads groups of their own params found silent on u
+	// to followHead, which owns u's renewals (one at a time: a renewal renews them all).
+	silentGroups chan silentGroup
 }
 
 // pushed records a head the newHeads subscription delivered.
@@ -80,12 +88,18 @@ func (w *headWatch) rebase(n uint64, start, now time.Time) {
 // intervals (a missed slot or two is no silence), at least two head polls, at most
 // maxStall, doubled per renewal that brought no push back.
 func (w *headWatch) stallLocked(poll time.Duration) time.Duration {
+	return stallPeriod(w.interval, poll, w.renewals)
+}
+
+// stallPeriod is the stall period for a block interval (0: unknown), head polls of poll
+// and renewals that brought no push back.
+func stallPeriod(interval, poll time.Duration, renewals uint) time.Duration {
 	d := maxStall
-	if w.interval > 0 {
-		d = min(3*w.interval, maxStall)
+	if interval > 0 {
+		d = min(3*interval, maxStall)
 	}
 	ceiling := max(maxStall, 2*poll)
-	return min(max(d, 2*poll)<<min(w.renewals, 6), ceiling)
+	return min(max(d, 2*poll)<<min(renewals, 6), ceiling)
 }
 
 // rebaseHead reads u's head over HTTP as the base its pushes continue from.
@@ -134,7 +148,7 @@ func (r *Router) checkSilence(u *Upstream) {
 	w.ahead = n > known && !renew
 	w.mu.Unlock()
 	if renew {
-		r.renewSilent(u, known, n)
+		r.renewSilent(u, newHeadsParams, known, n)
 	}
 }
 
@@ -145,23 +159,30 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
-// renewSilent renews u's subscriptions, which the provider stopped delivering (pushed
-// head known, HTTP head n), and once they are answered has the router's logs groups
-// among them query what they missed (subscribed again first, so that no block falls
-// between the query and the new subscription). Head groups need nothing more: their
-// next head is past a gap, which they backfill in order.
-func (r *Router) renewSilent(u *Upstream, known, n uint64) {
-	renewed, done := u.mux.renew(newHeadsParams)
+// renewSilent renews u's subscriptions, which the provider stopped delivering: params
+// is the one found silent (the router's newHeads, or a client group's with params of
+// its own), known its last pushed head, n u's head. Once they are answered the logs
+// groups among them query what they missed (subscribed again first, so that no block
+// falls between the query and the new subscription). Head groups need nothing more:
+// their next head is past a gap, which they backfill in order.
+func (r *Router) renewSilent(u *Upstream, params []byte, known, n uint64) {
+	renewed, done := u.mux.renew(params)
 	if done == nil {
 		return // not live any more: a reconnect or a resubscribe is under way
 	}
 	u.metrics.silentSubs.Inc()
 	r.log.Warn("upstream websocket subscriptions went silent with the socket open: subscribing again",
-		"upstream", u.spec.Name, "pushed_head", known, "http_head", n, "subscriptions", len(renewed))
+		"upstream", u.spec.Name, "silent", string(params), "pushed_head", known, "http_head", n, "subscriptions", len(renewed))
 	w := &u.watch
 	w.mu.Lock()
-	w.known, w.knownAt, w.ahead = n, time.Now(), false
-	w.renewals++
+	if string(params) == string(newHeadsParams) {
+		w.known, w.knownAt, w.ahead = n, time.Now(), false
+		w.renewals++
+	}
+	// After the renewal, under w.mu: a group's check that read the watch before it is
+	// older than renewedAt, and its request is dropped (renewGroup); one after it counts
+	// its pushes from here.
+	w.renewedAt, w.renewedHead = time.Now(), n
 	w.mu.Unlock()
 	t := time.NewTimer(r.cfg.Mux.RequestTimeout)
 	defer t.Stop()
@@ -175,4 +196,25 @@ func (r *Router) renewSilent(u *Upstream, known, n uint64) {
 	// the query reaches the head as it is now, read once more.
 	r.pollHead(u)
 	r.subs.renewed(u, renewed, known)
+}
+
+// silentGroup is a client newHeads group with params of its own that pushed nothing
+// from head heard on while u's head moved on, as its check found at at.
+type silentGroup struct {
+	params []byte
+	heard  uint64
+	at     time.Time
+}
+
+// renewGroup renews u's subscriptions for a silent group, unless they were renewed
+// since its check (that renewal covered it) or its subscription is not live (a
+// resubscribe is under way).
+func (r *Router) renewGroup(u *Upstream, q silentGroup) {
+	w := &u.watch
+	w.mu.Lock()
+	stale := !q.at.After(w.renewedAt)
+	w.mu.Unlock()
+	if !stale {
+		r.renewSilent(u, q.params, q.heard, u.health.Head())
+	}
 }

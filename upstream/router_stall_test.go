@@ -64,13 +64,15 @@ func newSilentChain(t *testing.T, head uint64) *silentChain {
 }
 
 // mine makes k blocks, each with one log; the provider pushes them to every live
-// subscription of their kind.
+// subscription of their kind (newHeads with options too).
 func (c *silentChain) mine(k uint64, push bool) {
 	for range k {
 		n := c.head.Add(1)
 		if push {
-			for _, sub := range c.live(newHeadsParams) {
-				c.ws.notify(sub, string(header(n)))
+			for _, sub := range c.live(nil) {
+				if strings.HasPrefix(c.kind(sub), `["newHeads"`) {
+					c.ws.notify(sub, string(header(n)))
+				}
 			}
 			for _, sub := range c.live(logsParams) {
 				c.ws.notify(sub, blockLog(n))
@@ -120,9 +122,19 @@ func (c *silentChain) live(params []byte) []string {
 	return out
 }
 
-// silence forgets every subscription the provider has now, keeping the socket open.
-func (c *silentChain) silence() {
-	for _, sub := range c.live(nil) {
+// kind returns the params subscription sub was asked with.
+func (c *silentChain) kind(sub string) string {
+	c.ws.mu.Lock()
+	defer c.ws.mu.Unlock()
+	return c.ws.kinds[sub]
+}
+
+// silence forgets every subscription of params (nil: all) the provider has now,
+// keeping the socket open.
+func (c *silentChain) silence() { c.silenceOf(nil) }
+
+func (c *silentChain) silenceOf(params []byte) {
+	for _, sub := range c.live(params) {
 		c.mu.Lock()
 		c.dead[sub] = true
 		c.mu.Unlock()

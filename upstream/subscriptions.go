@@ -129,9 +129,10 @@ type subGroup struct {
 	up       *Upstream
 	unsub    func()
 	gen      uint64
-	last     uint64    // newHeads: the last number delivered
-	hashes   *hashRing // newHeads: hashes delivered, to tell a duplicate from a reorg (19 KiB: newHeads groups only)
-	coverTo  uint64    // logs: blocks up to this were covered by the previous upstream
+	last     uint64       // newHeads: the last number delivered
+	hashes   *hashRing    // newHeads: hashes delivered, to tell a duplicate from a reorg (19 KiB: newHeads groups only)
+	silence  *headSilence // newHeads of params of its own: is its upstream subscription silent (subscriptions_silent.go)
+	coverTo  uint64       // logs: blocks up to this were covered by the previous upstream
 	seenLogs logSet
 	frame    []byte
 }

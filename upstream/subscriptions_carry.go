@@ -74,6 +74,8 @@ func (g *subGroup) run(deadline time.Time) {
 		case <-g.moveReq:
 			if !canCarry(g.up) || g.s.r.removed(g.up) {
 				g.move()
+			} else {
+				g.checkSilence() // subscriptions_silent.go
 			}
 		case <-g.renewReq:
 			g.backfillLogs(g.up, g.renewFrom.Load())
@@ -194,6 +196,7 @@ func (g *subGroup) attach(u *Upstream) error {
 	}
 	g.up, g.unsub = u, unsub
 	g.carrier.Store(u)
+	g.rebaseHeads(u)
 	return nil
 }
 

@@ -35,6 +35,7 @@ func (g *subGroup) handleHead(header []byte) {
 		return
 	}
 	hash := proto.FirstMember(header, "hash").Bytes(header)
+	g.heardHead(n)
 	switch {
 	case g.last == 0 || n == g.last+1:
 	case n > g.last+1:
