@@ -27,7 +27,7 @@ func (m *routerMetrics) init(reg *Registry) {
 	m.failovers = reg.Counter("gateway_router_bans_total", "Upstreams banned (taken out of rotation) by the router.")
 	m.subMoves = reg.Counter("gateway_subscriptions_moved_total", "Subscriptions moved to another upstream, keeping their ids.")
 	m.subDrops = reg.Counter("gateway_subscriptions_dropped_notifications_total",
-		"Notifications dropped because a subscription's delivery queue was full (newHeads gaps are backfilled).")
+		"Notifications dropped because a subscription's delivery queue was full, or past the bytes a logs subscription holds while renewed (newHeads gaps are backfilled).")
 	m.reorgs = reg.Counter("gateway_subscriptions_reorgs_total", "newHeads delivered at or below the last height with a new hash: reorgs passed on.")
 	m.gapBlocks = reg.Counter("gateway_subscriptions_gap_blocks_total", "Blocks a subscription could not backfill (past the bound, or the fetch failed).")
 	m.backfilled = reg.Counter("gateway_subscriptions_backfilled_total", "Heads and logs delivered from a backfill after a gap or a move.")

@@ -163,11 +163,16 @@ func maxTime(a, b time.Time) time.Time {
 // is the one found silent (the router's newHeads, or a client group's with params of
 // its own), known its last pushed head, n u's head. Once they are answered the logs
 // groups among them query what they missed (subscribed again first, so that no block
-// falls between the query and the new subscription). Head groups need nothing more:
-// their next head is past a gap, which they backfill in order.
+// falls between the query and the new subscription), holding their live pushes from
+// before the renewal until then, so that the older logs go first. Head groups need
+// nothing more: their next head is past a gap, which they backfill in order.
 func (r *Router) renewSilent(u *Upstream, params []byte, known, n uint64) {
+	// Held from before the renewal: a renewed logs subscription may push a later log
+	// before the backfill is answered (subscriptions_hold.go).
+	held := r.subs.hold(u)
 	renewed, done := u.mux.renew(params)
 	if done == nil {
+		r.subs.unhold(held)
 		return // not live any more: a reconnect or a resubscribe is under way
 	}
 	u.metrics.silentSubs.Inc()
@@ -190,12 +195,13 @@ func (r *Router) renewSilent(u *Upstream, params []byte, known, n uint64) {
 	case <-done:
 	case <-t.C: // not answered in time: the socket's deadline sweep fails them; the query is harmless
 	case <-u.stop:
+		r.subs.unhold(held)
 		return
 	}
 	// The blocks made while they were being subscribed again were pushed to nobody:
 	// the query reaches the head as it is now, read once more.
 	r.pollHead(u)
-	r.subs.renewed(u, renewed, known)
+	r.subs.renewed(held, known)
 }
 
 // silentGroup is a client newHeads group with params of its own that pushed nothing

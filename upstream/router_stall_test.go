@@ -22,6 +22,9 @@ type silentChain struct {
 	httpURL string
 	head    atomic.Uint64
 	latest  atomic.Int64 // eth_getBlockByNumber("latest") reads
+	// onLatest, when set, runs on each eth_getBlockByNumber("latest") before the head
+	// is read for the answer.
+	onLatest atomic.Pointer[func()]
 
 	mu   sync.Mutex
 	dead map[string]bool // upstream subscription ids the provider forgot
@@ -49,6 +52,10 @@ func newSilentChain(t *testing.T, head uint64) *silentChain {
 			n := c.head.Load()
 			if tag == "latest" {
 				c.latest.Add(1)
+				if f := c.onLatest.Load(); f != nil {
+					(*f)()
+				}
+				n = c.head.Load()
 			} else if v, err := strconv.ParseUint(strings.TrimPrefix(tag, "0x"), 16, 64); err == nil && v <= n {
 				n = v
 			} else {

@@ -116,10 +116,14 @@ type subGroup struct {
 
 	in      deliveries
 	moveReq chan struct{}
-	// renewReq asks a logs group to query what it missed while its upstream
-	// subscription was silent, from block renewFrom (router_stall.go).
+	// holds counts the renewals of its upstream subscription under way
+	// (subscriptions_hold.go): a logs group holds its live pushes meanwhile. renewReq
+	// tells it that one ended: once none is left it delivers what it held, after the
+	// logs it missed, queried from block renewFrom when backfill says so.
+	holds     atomic.Int32
 	renewReq  chan struct{}
 	renewFrom atomic.Uint64
+	backfill  atomic.Bool
 	stop      chan struct{}
 	done      chan struct{}
 
@@ -133,6 +137,8 @@ type subGroup struct {
 	hashes   *hashRing    // newHeads: hashes delivered, to tell a duplicate from a reorg (19 KiB: newHeads groups only)
 	silence  *headSilence // newHeads of params of its own: is its upstream subscription silent (subscriptions_silent.go)
 	coverTo  uint64       // logs: blocks up to this were covered by the previous upstream
+	held     []delivery   // logs: live pushes held while a renewal is under way
+	heldSize int          // their bytes, at most maxHeldBytes
 	seenLogs logSet
 	frame    []byte
 }

@@ -64,7 +64,11 @@ func (g *subGroup) run(deadline time.Time) {
 		case <-g.in.ready:
 			batch = g.in.take(batch)
 			for _, d := range batch {
-				if d.gen == g.gen {
+				switch {
+				case d.gen != g.gen:
+				case g.holds.Load() > 0 || len(g.held) > 0: // a renewal's backfill goes first (subscriptions_hold.go)
+					g.keep(d)
+				default:
 					g.handle(d.result)
 				}
 			}
@@ -78,7 +82,7 @@ func (g *subGroup) run(deadline time.Time) {
 				g.checkSilence() // subscriptions_silent.go
 			}
 		case <-g.renewReq:
-			g.backfillLogs(g.up, g.renewFrom.Load())
+			g.renewalEnded()
 		}
 	}
 }
@@ -248,26 +252,4 @@ func nameOf(u *Upstream) string {
 		return ""
 	}
 	return u.spec.Name
-}
-
-// renewed hears that u's subscriptions of params were subscribed again after they went
-// silent from block from on (router_stall.go): each logs group they carry queries the
-// blocks since with eth_getLogs, as after a move, and delivers the logs it has not
-// delivered yet (those may then come after logs of later blocks the new subscription
-// delivered first). Head groups need nothing: their next head is past a gap, which
-// they backfill in order.
-func (s *Subscriptions) renewed(u *Upstream, params []string, from uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, p := range params {
-		g := s.groups[p]
-		if g == nil || g.kind != kindLogs || g.carrier.Load() != u {
-			continue
-		}
-		g.renewFrom.Store(from)
-		select {
-		case g.renewReq <- struct{}{}:
-		default: // one is pending: it reads the newest renewFrom
-		}
-	}
 }
