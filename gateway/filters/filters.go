@@ -47,7 +47,8 @@ type Config struct {
 	MaxResponse int
 	// MaxLag is how many blocks below what a filter delivered the chain's head may be
 	// and still be an upstream behind (the network's max_lag); further down, the
-	// chain went back and the filter is removed. 0: 5, the default max_lag.
+	// network is asked for the last delivered block, and the filter is removed when
+	// no upstream has it (the chain went back). 0: 5, the default max_lag.
 	MaxLag uint64
 	// Redis holds the filters for every replica; nil: in this process.
 	Redis *redisconn.Conn

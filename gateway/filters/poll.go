@@ -132,11 +132,23 @@ func (q *query) reconcile(st *state, h uint64, hh string) (dropped []mark, behin
 	for top >= 0 && st.Recent[top].N > h {
 		top--
 	}
-	last := st.Recent[len(st.Recent)-1].N
-	if top < 0 && last-h > q.s.cfg.MaxLag {
-		// Further below every delivered block than an upstream may lag: the chain
-		// went back (a lagging upstream is not asked, as the router's max_lag has it).
-		return nil, false, errChainGone
+	last := st.Recent[len(st.Recent)-1]
+	if top < 0 && last.N-h > q.s.cfg.MaxLag {
+		// Further below every delivered block than an upstream may lag. The network
+		// is asked for the last delivered height (the router takes a null from an
+		// upstream behind its served head to the others): a block there means this
+		// upstream is behind (a fresh filter's only mark is its creation head), and a
+		// poll that reaches it judges the marks; none anywhere, the chain went back.
+		// Within max_lag no call is made: a load-balanced provider's backends differ
+		// by a few blocks, so a null there would not tell a rewind from lag either.
+		_, _, ok, err := q.header(int64(last.N))
+		switch {
+		case err != nil:
+			return nil, false, err
+		case !ok:
+			return nil, false, errChainGone
+		}
+		return nil, true, nil
 	}
 	keep := -1
 	for i := top; i >= 0; i-- {

@@ -1,9 +1,12 @@
 package filters
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/infura-gateway/infura-gateway/proto"
 )
 
 // restart is a node restarted on a chain that went back: it keeps the first keep
@@ -45,8 +48,10 @@ func TestFilterAfterTheChainWentBack(t *testing.T) {
 		block bool // a block filter, else a log filter
 		climb int  // new blocks after the restart, before the poll
 	}{
+		{"logs, poll right after the restart, far below the delivered blocks", false, 0},
 		{"logs, poll while the chain is below the delivered blocks", false, 2},
 		{"logs, poll once the chain is past them again", false, 12},
+		{"blocks, poll right after the restart, far below the delivered blocks", true, 0},
 		{"blocks, poll while the chain is below the delivered blocks", true, 2},
 		{"blocks, poll once the chain is past them again", true, 12},
 	} {
@@ -122,6 +127,72 @@ func TestFilterBehindUpstreamKeepsIt(t *testing.T) {
 			a := pollBlockFilter(t, s, chain.lagging(tc.lag), id)
 			if a.Error != nil || string(a.Result) != "[]" {
 				t.Fatalf("poll through an upstream %d behind: %s %+v, want []", tc.lag, a.Result, a.Error)
+			}
+			chain.add("0x3")
+			a = pollBlockFilter(t, s, chain, id)
+			var got []json.RawMessage
+			if a.Error != nil || json.Unmarshal(a.Result, &got) != nil || len(got) != 1 {
+				t.Fatalf("poll at the head: %s %+v, want the one new block's", a.Result, a.Error)
+			}
+		})
+	}
+}
+
+// behindRouter is the router with one upstream behind: the head is read from it, and
+// so is a block by number, but a block it does not have yet comes from the upstream
+// that does (the router asks a null from an upstream behind its served head of the
+// others).
+type behindRouter struct{ behind, head *fakeChain }
+
+func (r behindRouter) Call(spare []byte, req *proto.Request, id []byte, deadline time.Time) ([]byte, error) {
+	ans, err := r.behind.Call(spare, req, id, deadline)
+	if err == nil && string(req.Name) == "eth_getBlockByNumber" && !bytes.Contains(req.Params, []byte("latest")) &&
+		string(proto.FirstMember(ans, "result").Bytes(ans)) == "null" {
+		return r.head.Call(spare[:0], req, id, deadline)
+	}
+	return ans, err
+}
+
+// TestFilterFarBehindUpstreamKeepsIt: a poll through an upstream more than max_lag
+// below every block a filter delivered (a fresh filter's only one is the head it was
+// made at) is [] while the network still has those blocks, and the filter goes on at
+// the head. It was removed as if the chain had gone back.
+func TestFilterFarBehindUpstreamKeepsIt(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		block     bool
+		delivered bool // polled once at the head before, else fresh
+	}{
+		{"logs, fresh", false, false},
+		{"blocks, fresh", true, false},
+		{"logs, after a delivery", false, true},
+		{"blocks, after a delivery", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			chain := newFakeChain()
+			for range 20 {
+				chain.add("0x1")
+			}
+			cfg := testConfig(&fakeClock{now: time.Unix(1e9, 0)})
+			cfg.MaxLag = 5
+			s := New(cfg)
+			var id string
+			if tc.block {
+				_ = json.Unmarshal(call(t, s, chain, "", "eth_newBlockFilter").Result, &id)
+			} else {
+				id = newFilter(t, s, chain, "")
+			}
+			lag := 8 // below the creation head by more than max_lag
+			if tc.delivered {
+				chain.add("0x2")
+				if a := pollBlockFilter(t, s, chain, id); a.Error != nil {
+					t.Fatalf("poll at the head: %+v", a.Error)
+				}
+				lag++
+			}
+			a := pollBlockFilter(t, s, behindRouter{behind: chain.lagging(lag), head: chain}, id)
+			if a.Error != nil || string(a.Result) != "[]" {
+				t.Fatalf("poll through an upstream %d behind: %s %+v, want []", lag, a.Result, a.Error)
 			}
 			chain.add("0x3")
 			a = pollBlockFilter(t, s, chain, id)
