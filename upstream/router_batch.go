@@ -77,6 +77,9 @@ func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
 		r.m.retries.Inc()
 	}
 	lastErr = r.finalError(lastErr, via)
+	if e, ok := lastErr.(*proto.Error); ok && e.RetryAfter > 0 {
+		b.replaceRefusals(e)
+	}
 	b.Fail(asProtoError(lastErr))
 	return lastErr
 }

@@ -168,6 +168,19 @@ func (b *Batch) Fail(e *proto.Error) {
 	b.failAll(e)
 }
 
+// replaceRefusals puts e, the gateway's refusal with its wait, in place of the bare
+// throttle and quota refusals elements were answered with (refusals), as a single
+// call's attempt that met them is answered: the client learns when to come back.
+func (b *Batch) replaceRefusals(e *proto.Error) {
+	b.mu.Lock()
+	for i, x := range b.errs {
+		if x == errThrottled || x == errExhausted {
+			b.errs[i] = e
+		}
+	}
+	b.mu.Unlock()
+}
+
 // failAll records e for every request that has no answer yet.
 func (b *Batch) failAll(e *proto.Error) {
 	b.mu.Lock()

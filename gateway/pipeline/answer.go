@@ -109,3 +109,38 @@ func StatusIndex(code int) int {
 	}
 	return len(StatusCodes)
 }
+
+// batchWaits gathers the refusals with a known wait among a batch's answers, for its
+// HTTP answer's Retry-After, as a single call's refusal carries one.
+type batchWaits struct {
+	n     int
+	first *proto.Error
+	secs  int
+}
+
+func (w *batchWaits) add(e *proto.Error) {
+	if e == nil {
+		return
+	}
+	if w.n++; w.first == nil {
+		w.first = e
+	}
+	w.secs = max(w.secs, e.RetryAfter)
+}
+
+// write sets Retry-After on the HTTP answer (ctx nil: a websocket, no headers) of a
+// batch of answered elements: the longest wait, so a resend of the batch is not refused
+// again. A batch whose every answer is such a refusal (refused whole: its upstream
+// exchange met closed gates or spent budgets) takes the refusal's status, as a single
+// call does, so HTTP clients and load balancers see the 429 (503) too; one partly
+// answered stays 200.
+func (w *batchWaits) write(ctx *fasthttp.RequestCtx, answered int) {
+	if ctx == nil || w.n == 0 {
+		return
+	}
+	var buf [20]byte
+	ctx.Response.Header.SetBytesKV(headerRetryAfter, strconv.AppendInt(buf[:0], int64(w.secs), 10))
+	if w.n == answered {
+		ctx.SetStatusCode(w.first.Status)
+	}
+}

@@ -67,6 +67,7 @@ type Call struct {
 	Who      *access.Tenant // whose limits the call counts against; nil: none
 	From     Origin         // where it came from: scopes its filters when Who is nil
 	settled  bool           // a batch element answered (or refused) before routing
+	waited   *proto.Error   // the refusal with a known wait (RetryAfter) it was answered
 
 	Ans    []byte // the answer: own, or a shared cache entry (never modified)
 	Own    []byte // the call's own buffer
@@ -110,6 +111,7 @@ func PutCall(c *Call) {
 		c.Own = nil
 	}
 	c.ID, c.up, c.Ans, c.Own, c.Cached, c.cacheable, c.Who, c.settled = nil, nil, nil, c.Own[:0], CacheNone, false, nil, false
+	c.waited = nil
 	c.From = Origin{}
 	c.Params, c.key = c.Params[:0], c.key[:0]
 	c.Trace.Reset()
@@ -274,6 +276,9 @@ func (c *Call) setStored(body []byte) {
 func (c *Call) setError(e *proto.Error) {
 	c.Own = proto.AppendError(c.Own[:0], c.ID, e)
 	c.Ans = c.Own
+	if e.RetryAfter > 0 {
+		c.waited = e
+	}
 }
 
 var errPendingFull = proto.NewError(proto.CodeLimitExceeded, 503,
@@ -396,6 +401,7 @@ func (p *Pipeline) serveBatch(n *network.Network, b *batch, dst, body []byte, up
 	start, k := len(dst), 0
 	dst = append(dst, '[')
 	over := false
+	var waits batchWaits
 	for _, c := range b.calls {
 		if c.Ans == nil {
 			continue
@@ -405,14 +411,17 @@ func (p *Pipeline) serveBatch(n *network.Network, b *batch, dst, body []byte, up
 		}
 		if over = over || len(dst)-start+len(c.Ans) > p.maxResponseBody; over {
 			dst = proto.AppendError(dst, c.ID, proto.ErrBatchAnswerTooLarge)
+			c.waited = nil
 		} else {
 			dst = append(dst, c.Ans...)
 		}
+		waits.add(c.waited)
 		k++
 	}
 	if k == 0 {
 		return dst[:start], nil
 	}
+	waits.write(b.from.Ctx, k)
 	return append(dst, ']'), nil
 }
 
