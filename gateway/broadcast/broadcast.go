@@ -97,8 +97,12 @@ func (b *Broadcaster) Send(spare []byte, req *proto.Request, id []byte, deadline
 	if !ok {
 		return spare[:0], proto.ErrRawTx
 	}
+	key, err := dedupeKey(req, &h)
+	if err != nil {
+		return spare[:0], err
+	}
 	for {
-		st, rec, err := b.dedupe.claim(h, s.cfg.DedupeWindow, deadline)
+		st, rec, err := b.dedupe.claim(key, s.cfg.DedupeWindow, deadline)
 		switch {
 		case err != nil:
 			return spare[:0], err
@@ -107,7 +111,7 @@ func (b *Broadcaster) Send(spare []byte, req *proto.Request, id []byte, deadline
 			return appendResult(spare[:0], id, &h), nil
 		case st == claimNew:
 			ans, accepted, err := b.broadcast(spare, s, req, id, &h, deadline)
-			b.dedupe.settle(h, rec, accepted, s.cfg.DedupeWindow)
+			b.dedupe.settle(key, rec, accepted, s.cfg.DedupeWindow)
 			return ans, err
 		}
 		// claimRetry: the broadcast another call made failed; this one tries itself.
