@@ -99,6 +99,7 @@
 package limit
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -343,14 +344,33 @@ func (l *Limiter) Redis() bool { return l.conn != nil }
 // Handles is the number of live handles.
 func (l *Limiter) Handles() int { return int(l.handles.Load()) }
 
-// Close ends the leasing goroutines, waits for them and releases this replica's slot
-// reservations in Redis (best effort, within the Conn's deadline). Handles keep working
-// afterwards as in fail-open mode, without Redis. It does not close the Conn.
+// Close ends the leasing goroutines, waits for them, releases this replica's slot
+// reservations in Redis and takes it out of the replicas zset (best effort: each within
+// the Conn's deadline, LeaseTimeout for the last, none while Redis is down). Handles
+// keep working afterwards as in fail-open mode, without Redis. It does not close the
+// Conn.
 func (l *Limiter) Close() {
 	l.once.Do(func() {
 		close(l.stop)
 		l.wg.Wait()
+		l.leave()
 	})
+}
+
+// leave removes this replica's liveness entry, after the shards released what they
+// held (their releases renew it). Without it the entry stayed until its deadline, and
+// the zset kept the id for an hour past it.
+func (l *Limiter) leave() {
+	if l.conn == nil || l.crash.Load() || !l.conn.Up() {
+		return
+	}
+	rs := l.conn.EvalMultiWithin(context.Background(), l.cfg.LeaseTimeout, leaseScript, []redisconn.Exec{{
+		Keys: []string{l.cfg.Prefix + "replicas"},
+		Args: []string{"x", l.offsetArg(), l.cfg.ReplicaID},
+	}})
+	if len(rs) == 0 || rs[0].Error() != nil {
+		l.leaseErrors.Inc()
+	}
 }
 
 // nanotime is the limiter's monotonic clock, in nanoseconds since New.

@@ -30,6 +30,12 @@ import "github.com/infura-gateway/infura-gateway/gateway/redisconn"
 // h (heartbeat)     KEYS: replicas zset. ARGV: replica, ttl_ms. Returns {1} when the
 //
 //	replica was still alive, {0} when its reservations may have been dropped.
+//
+// x (exit)          KEYS: replicas zset. ARGV: replica. Returns {removed}.
+//
+//	A replica shutting down cleanly leaves the zset: any reservation field of it still
+//	in a slots hash is dead to the next s of every other replica, as a crashed one's
+//	is after its deadline.
 var leaseScript = redisconn.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
@@ -111,6 +117,8 @@ elseif op == 'h' then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600000)
   redis.call('PEXPIRE', KEYS[1], 86400000)
   return {alive}
+elseif op == 'x' then
+  return {redis.call('ZREM', KEYS[1], ARGV[3])}
 end
 return redis.error_reply('unknown limit operation')
 `)
