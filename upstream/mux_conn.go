@@ -256,11 +256,13 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 		case <-probing:
 			probing = nil
 			stalled := atomic.LoadUint64(conn.reads) == probeReads
-			if s.m.probed != nil {
-				s.m.probed(stalled)
-			}
 			if stalled {
 				met.stalled.Inc()
+			}
+			if s.m.probed != nil {
+				s.m.probed(stalled) // counted first: the tests read the counter then
+			}
+			if stalled {
 				return errStalled
 			}
 		case err := <-readerDone:
