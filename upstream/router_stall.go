@@ -34,6 +34,9 @@ type headWatch struct {
 	known   uint64
 	knownAt time.Time
 	based   bool
+	// pushedHead is the last head actually pushed (0: none): unlike known, never set
+	// from an HTTP read, so a silent or stalled socket leaves it where its pushes ended.
+	pushedHead uint64
 	// interval is the time per block between pushes (a moving average; 0: unknown).
 	interval time.Duration
 	// checkedAt is the last silence check; ahead says it found HTTP ahead of known.
@@ -70,6 +73,14 @@ func (w *headWatch) pushed(header []byte, now time.Time) {
 	}
 	w.known, w.knownAt, w.based = n, now, true
 	w.ahead, w.renewals = false, 0
+	w.pushedHead = n
+}
+
+// lastPushed is the last head u's newHeads subscription pushed (0: none yet).
+func (w *headWatch) lastPushed() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pushedHead
 }
 
 // rebase records n, read over HTTP at the start of a subscription (or while there is

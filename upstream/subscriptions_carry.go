@@ -225,7 +225,9 @@ func (g *subGroup) move() {
 		}
 		oldHead := uint64(0)
 		if old != nil {
-			oldHead = old.health.Head()
+			// What its subscriptions pushed, not its head: read over HTTP, that moves on
+			// while a silent or stalled socket pushes nothing (those blocks' logs are due).
+			oldHead = min(old.health.Head(), old.watch.lastPushed())
 		}
 		g.detach()
 		if err := g.attach(u); err != nil {
