@@ -76,6 +76,10 @@ type MuxConfig struct {
 	// OnUp, when set, hears each socket that comes up: its chain proved and its
 	// subscriptions sent again. It must not block.
 	OnUp func()
+	// OnDown, when set, hears each socket lost with subscriptions on it, before they are
+	// sent again (Mux.downs counts those losses). Called under the subscriptions' lock:
+	// it must not block nor call the Mux.
+	OnDown func()
 	// Classifier classifies error frames and close frames (nil: the generic rules).
 	Classifier *Classifier
 	// OnClosed, when set, hears of a socket the upstream closed for its rate, its quota
@@ -143,6 +147,9 @@ type Mux struct {
 	once    sync.Once
 
 	probed func(stalled bool) // tests: hears each probe's outcome
+	// downs counts the sockets lost with subscriptions on them: a logs subscription
+	// carried through a loss asks for the logs of the blocks it was away (router).
+	downs atomic.Uint64
 }
 
 // NewMux returns a Mux; Start connects it.

@@ -242,6 +242,13 @@ func (m *Mux) subsDown(s *slot) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	now := time.Now()
+	if len(s.subs) > 0 {
+		// Before they are sent again, on another socket or this one back.
+		if m.cfg.OnDown != nil {
+			m.cfg.OnDown()
+		}
+		m.downs.Add(1)
+	}
 	for id, g := range s.subs {
 		delete(s.subs, id)
 		g.upID = ""

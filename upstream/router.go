@@ -150,6 +150,10 @@ type Upstream struct {
 	// watch is what followHead knows of the heads u's newHeads subscription pushed
 	// (router_stall.go).
 	watch headWatch
+	// downHead is the last head pushed when a socket of u was lost with subscriptions on
+	// it (its health head if none was pushed): where a logs subscription carried through
+	// the loss asks for the logs it missed from (subscriptions_reconnect.go).
+	downHead atomic.Uint64
 }
 
 // checkHead asks followHead to read u's head again: a socket or the HTTP transport
@@ -357,6 +361,7 @@ func (r *Router) newUpstream(sp Spec, key string) (*Upstream, error) {
 		mc.ChainID = r.cfg.ChainID
 		mc.OnChainID = func(got uint64, err error) { r.chainAnswer(u, TransportWS, got, err) }
 		mc.OnUp = u.checkHead
+		mc.OnDown = u.socketLost
 		if sp.User != "" || sp.Password != "" {
 			mc.Header = http.Header{"Authorization": {basicAuth(sp.User, sp.Password)}}
 		}

@@ -137,6 +137,7 @@ type subGroup struct {
 	hashes   *hashRing    // newHeads: hashes delivered, to tell a duplicate from a reorg (19 KiB: newHeads groups only)
 	silence  *headSilence // newHeads of params of its own: is its upstream subscription silent (subscriptions_silent.go)
 	coverTo  uint64       // logs: blocks up to this were covered by the previous upstream
+	downs    uint64       // logs: u's socket losses known (Mux.downs; subscriptions_reconnect.go)
 	held     []delivery   // logs: live pushes held while a renewal is under way
 	heldSize int          // their bytes, at most maxHeldBytes
 	seenLogs logSet

@@ -69,6 +69,7 @@ func (g *subGroup) run(deadline time.Time) {
 				case g.holds.Load() > 0 || len(g.held) > 0: // a renewal's backfill goes first (subscriptions_hold.go)
 					g.keep(d)
 				default:
+					g.afterReconnect() // subscriptions_reconnect.go
 					g.handle(d.result)
 				}
 			}
@@ -80,6 +81,7 @@ func (g *subGroup) run(deadline time.Time) {
 				g.move()
 			} else {
 				g.checkSilence() // subscriptions_silent.go
+				g.afterReconnect()
 			}
 		case <-g.renewReq:
 			g.renewalEnded()
@@ -190,6 +192,7 @@ func (g *subGroup) answerWaiters(err error) {
 func (g *subGroup) attach(u *Upstream) error {
 	g.gen++
 	gen := g.gen
+	g.downs = u.mux.downs.Load() // before: a loss while subscribing is one to close
 	unsub, err := u.mux.Subscribe(g.params, func(result []byte) {
 		if !g.in.push(delivery{gen: gen, result: bytes.Clone(result)}) {
 			g.s.r.m.subDrops.Inc() // the group is far behind; backfill covers heads

@@ -55,7 +55,7 @@ func TestLogsMoveOffAStalledSocketWithoutGap(t *testing.T) {
 	}
 	logs.WaitLogBlock(t, res.LastBlock, time.Minute)
 	carrier.Tox.WS.Clear()
-	if err := logs.CheckLogs(node.HTTPURL, from, res.LastBlock); err != nil {
+	if err := logs.WaitLogs(node.HTTPURL, from, res.LastBlock, time.Minute); err != nil {
 		t.Error(err)
 	}
 	m := g.metrics(t)

@@ -103,7 +103,7 @@ func TestSubscriptionsMoveWithoutGap(t *testing.T) {
 	if err := heads.CheckHeadsOnChain(node.HTTPURL); err != nil {
 		t.Error(err)
 	}
-	if err := logs.CheckLogs(node.HTTPURL, from, res.LastBlock); err != nil {
+	if err := logs.WaitLogs(node.HTTPURL, from, res.LastBlock, time.Minute); err != nil {
 		t.Error(err)
 	}
 	if len(logs.Logs()) < res.Sent {

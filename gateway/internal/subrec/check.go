@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/infura-gateway/infura-gateway/gateway/internal/testnode"
 )
@@ -270,6 +271,29 @@ func compareLogs(p *problems, got, want []Log) {
 	for _, g := range got {
 		if !node[key(g)] {
 			p.add("extra (not in the node's logs): %s", g)
+		}
+	}
+}
+
+// WaitLogs is CheckLogs run again each time a notification arrives, until it holds or
+// within has passed (its last error then). The logs of a block arrive one notification
+// at a time: a check made as the first of the last block's arrives finds the others
+// missing; a log that is lost never comes, and the error names it.
+func (s *Sub) WaitLogs(nodeURL string, from, to uint64, within time.Duration) error {
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		changed := s.changed // before the check: an arrival during it wakes the next
+		s.mu.Unlock()
+		err := s.CheckLogs(nodeURL, from, to)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return err
 		}
 	}
 }
