@@ -21,7 +21,6 @@ func TestBroadcastRealNode(t *testing.T) {
 		node.HTTPURL, node.WSURL, node.HTTPURL))
 	gw := startGateway(t, "-config", path, "-cache=false")
 	gw.waitUpstreams(t)
-	from := node.DevAccount(t)
 
 	cases := []struct {
 		name string
@@ -33,27 +32,9 @@ func TestBroadcastRealNode(t *testing.T) {
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var nonce string
-			if err := json.Unmarshal(node.Call(t, "eth_getTransactionCount", from, "pending"), &nonce); err != nil {
-				t.Fatal(err)
-			}
-			tx := map[string]any{"from": from, "to": "0x000000000000000000000000000000000000dEaD", "value": "0x1",
-				"gas": "0x5208", "nonce": nonce, "chainId": "0x539"}
-			for k, v := range c.fee {
-				tx[k] = v
-			}
-			var signed struct {
-				Raw string `json:"raw"`
-				Tx  struct {
-					Hash string `json:"hash"`
-					Type string `json:"type"`
-				} `json:"tx"`
-			}
-			if err := json.Unmarshal(node.Call(t, "eth_signTransaction", tx), &signed); err != nil || signed.Raw == "" {
-				t.Fatalf("eth_signTransaction: %v", err)
-			}
-			if want := fmt.Sprintf("0x%x", i); signed.Tx.Type != want {
-				t.Fatalf("signed a transaction of type %s, want %s", signed.Tx.Type, want)
+			signed := node.SignTransfer(t, c.fee)
+			if want := fmt.Sprintf("0x%x", i); signed.Type != want {
+				t.Fatalf("signed a transaction of type %s, want %s", signed.Type, want)
 			}
 			_, body := do(t, "POST", gw.URL+"/", `{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["`+signed.Raw+`"]}`)
 			var ans struct {
@@ -63,8 +44,8 @@ func TestBroadcastRealNode(t *testing.T) {
 			if err := json.Unmarshal(body, &ans); err != nil || ans.Result == "" {
 				t.Fatalf("send: %s", body)
 			}
-			if !strings.EqualFold(ans.Result, signed.Tx.Hash) {
-				t.Fatalf("the gateway answered %s, geth names the transaction %s", ans.Result, signed.Tx.Hash)
+			if !strings.EqualFold(ans.Result, signed.Hash) {
+				t.Fatalf("the gateway answered %s, geth names the transaction %s", ans.Result, signed.Hash)
 			}
 			var got struct {
 				Hash string `json:"hash"`

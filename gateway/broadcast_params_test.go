@@ -19,22 +19,7 @@ func TestBroadcastRawTxTakesOneParam(t *testing.T) {
 		"upstreams:\n  - name: a\n    http: %s\n    ws: %s\nbroadcast: {targets: all}\n", node.HTTPURL, node.WSURL))
 	gw := startGateway(t, "-config", path, "-cache=false")
 	gw.waitUpstreams(t)
-	from := node.DevAccount(t)
-	var nonce string
-	if err := json.Unmarshal(node.Call(t, "eth_getTransactionCount", from, "pending"), &nonce); err != nil {
-		t.Fatal(err)
-	}
-	var signed struct {
-		Raw string `json:"raw"`
-		Tx  struct {
-			Hash string `json:"hash"`
-		} `json:"tx"`
-	}
-	tx := map[string]any{"from": from, "to": "0x000000000000000000000000000000000000dEaD", "value": "0x1",
-		"gas": "0x5208", "nonce": nonce, "chainId": "0x539", "gasPrice": "0x2540be400"}
-	if err := json.Unmarshal(node.Call(t, "eth_signTransaction", tx), &signed); err != nil || signed.Raw == "" {
-		t.Fatalf("eth_signTransaction: %v", err)
-	}
+	signed := node.SignTransfer(t, map[string]any{"gasPrice": "0x2540be400"})
 	type answer struct {
 		Result string `json:"result"`
 		Error  *struct {
@@ -75,8 +60,8 @@ func TestBroadcastRawTxTakesOneParam(t *testing.T) {
 		}
 	}
 	t.Run("before the send", refused)
-	if _, got := send(t, `["`+signed.Raw+`"]`); !strings.EqualFold(got.Result, signed.Tx.Hash) {
-		t.Fatalf("send: %+v, want %s", got, signed.Tx.Hash)
+	if _, got := send(t, `["`+signed.Raw+`"]`); !strings.EqualFold(got.Result, signed.Hash) {
+		t.Fatalf("send: %+v, want %s", got, signed.Hash)
 	}
 	t.Run("after the send", refused)
 	for _, r := range []string{"rejected", "known", "failed"} {

@@ -26,7 +26,6 @@ func TestWritesNeverSentTwice(t *testing.T) {
 	b := newChain(t, tox, "b", "primary", node)
 	g := startGateway(t, []*chain{a, b}, "routing:\n  retries: 3\n", "-cache=false")
 	ws := subrec.Dial(t, g.WSURL)
-	from := node.DevAccount(t)
 
 	writes := func() int { return a.Spy.Count("eth_sendRawTransaction") + b.Spy.Count("eth_sendRawTransaction") }
 	bothHealthy := func() {
@@ -90,7 +89,8 @@ func TestWritesNeverSentTwice(t *testing.T) {
 			c.inject(u)
 		}
 		for i := range 3 {
-			raw, hash := signTx(t, node, from)
+			tx := node.SignTransfer(t, nil)
+			raw, hash := tx.Raw, tx.Hash
 			before := writes()
 			var err error
 			var status int
@@ -130,7 +130,8 @@ func TestWritesNeverSentTwice(t *testing.T) {
 		if i == 3 {
 			waitFor(t, "a banned", 10*time.Second, func() bool { return g.upstream(t, "a").State == "banned" })
 		}
-		raw, hash := signTx(t, node, from)
+		tx := node.SignTransfer(t, nil)
+		raw, hash := tx.Raw, tx.Hash
 		beforeB := b.Spy.Count("eth_sendRawTransaction")
 		status, err := post(g.URL+"/", "eth_sendRawTransaction", raw)
 		db := b.Spy.Count("eth_sendRawTransaction") - beforeB
@@ -151,28 +152,6 @@ func TestWritesNeverSentTwice(t *testing.T) {
 	}
 	t.Logf("a down: 6 writes: %v", outcomes)
 	a.Tox.Up()
-}
-
-// signTx signs a value transfer from the node's dev account with its next nonce
-// (eth_signTransaction on the node) and returns the raw transaction and its hash.
-func signTx(t *testing.T, node *testnode.Node, from string) (raw, hash string) {
-	t.Helper()
-	var nonce string
-	if err := json.Unmarshal(node.Call(t, "eth_getTransactionCount", from, "pending"), &nonce); err != nil {
-		t.Fatal(err)
-	}
-	var signed struct {
-		Raw string `json:"raw"`
-		Tx  struct {
-			Hash string `json:"hash"`
-		} `json:"tx"`
-	}
-	res := node.Call(t, "eth_signTransaction", map[string]string{"from": from, "to": "0x000000000000000000000000000000000000dEaD",
-		"value": "0x1", "gas": "0x5208", "maxFeePerGas": "0x2540be400", "maxPriorityFeePerGas": "0x1", "nonce": nonce, "chainId": "0x539"})
-	if err := json.Unmarshal(res, &signed); err != nil || signed.Raw == "" {
-		t.Fatalf("eth_signTransaction: %s %v", res, err)
-	}
-	return signed.Raw, signed.Tx.Hash
 }
 
 // post makes one JSON-RPC call over HTTP and returns the status and, for an answer

@@ -105,15 +105,7 @@ func TestFilterBehindUpstreamKeepsIt(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			chain := newFakeChain()
-			cfg := testConfig(&fakeClock{now: time.Unix(1e9, 0)})
-			cfg.MaxLag = 5
-			s := New(cfg)
-			var id string
-			if tc.block {
-				_ = json.Unmarshal(call(t, s, chain, "", "eth_newBlockFilter").Result, &id)
-			} else {
-				id = newFilter(t, s, chain, "")
-			}
+			s, id := newLaggedFilter(t, chain, tc.block)
 			for range 10 {
 				chain.add("0x1")
 			}
@@ -173,15 +165,7 @@ func TestFilterFarBehindUpstreamKeepsIt(t *testing.T) {
 			for range 20 {
 				chain.add("0x1")
 			}
-			cfg := testConfig(&fakeClock{now: time.Unix(1e9, 0)})
-			cfg.MaxLag = 5
-			s := New(cfg)
-			var id string
-			if tc.block {
-				_ = json.Unmarshal(call(t, s, chain, "", "eth_newBlockFilter").Result, &id)
-			} else {
-				id = newFilter(t, s, chain, "")
-			}
+			s, id := newLaggedFilter(t, chain, tc.block)
 			lag := 8 // below the creation head by more than max_lag
 			if tc.delivered {
 				chain.add("0x2")
@@ -202,4 +186,20 @@ func TestFilterFarBehindUpstreamKeepsIt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newLaggedFilter makes a service whose network allows a lag of 5 blocks, and a block
+// filter (block) or a logs filter on chain in it.
+func newLaggedFilter(t *testing.T, chain *fakeChain, block bool) (*Service, string) {
+	t.Helper()
+	cfg := testConfig(&fakeClock{now: time.Unix(1e9, 0)})
+	cfg.MaxLag = 5
+	s := New(cfg)
+	var id string
+	if block {
+		_ = json.Unmarshal(call(t, s, chain, "", "eth_newBlockFilter").Result, &id)
+	} else {
+		id = newFilter(t, s, chain, "")
+	}
+	return s, id
 }
