@@ -137,7 +137,7 @@ func NewMetrics(reg *Registry, name string) *Metrics {
 	m.silentSubs = reg.Counter(`gateway_upstream_ws_silent_subscriptions_total{`+m.label+`}`,
 		"Times an upstream socket's subscriptions were found silent with the socket open (its HTTP head moved on, no head was pushed) and subscribed again.")
 	m.stalled = reg.Counter(`gateway_upstream_ws_stalled_total{`+m.label+`}`,
-		"Upstream sockets declared dead because a call timed out and a ping then got no byte back within -ws-probe-timeout; dialled again, their subscriptions moved.")
+		"Upstream sockets declared dead because a call timed out and a ping then got neither its pong nor an answer back within -ws-probe-timeout; dialled again, their subscriptions moved.")
 	m.msgsIn = reg.Counter(`gateway_upstream_ws_messages_total{`+m.label+`,direction="in"}`,
 		"Websocket messages exchanged with the upstream, by direction.")
 	m.msgsOut = reg.Counter(`gateway_upstream_ws_messages_total{`+m.label+`,direction="out"}`,

@@ -46,9 +46,11 @@ type MuxConfig struct {
 	// a silent socket is declared dead.
 	PingInterval, PongTimeout time.Duration
 	// ProbeTimeout: when a call on a socket timed out, the socket is pinged at once and
-	// declared dead if not one byte comes back within ProbeTimeout (0: PongTimeout). A
-	// half-open socket (a load balancer that dropped it, a blackholed route) would
-	// otherwise hold its subscriptions for up to PingInterval+PongTimeout.
+	// declared dead if neither the pong nor any answer comes back within ProbeTimeout
+	// while no message is being read (0: PongTimeout). Notifications do not count: a
+	// route dead the gateway's way still brings them. A half-open socket (a load
+	// balancer that dropped it, a blackholed route) would otherwise hold its calls and
+	// subscriptions for up to PingInterval+PongTimeout, or for good one way.
 	ProbeTimeout time.Duration
 	// DialTimeout bounds one connection attempt incl. the handshake.
 	DialTimeout time.Duration

@@ -40,7 +40,10 @@ type slot struct {
 	subs map[string]*group
 
 	// probe asks the writer to ping the socket now: a call on it timed out (expire).
-	probe chan struct{}
+	// answered counts the pongs and answers read (not notifications): what proves the
+	// upstream still reads what the gateway writes.
+	probe    chan struct{}
+	answered atomic.Uint64
 }
 
 func newSlot(m *Mux, idx int) *slot {
@@ -149,7 +152,10 @@ func (s *slot) serve(conn *wireConn) (wait time.Duration, _ error) {
 	readerDone := make(chan error, 1)
 	alive := cfg.PingInterval + cfg.PongTimeout
 	_ = conn.setReadDeadline(time.Now().Add(alive))
-	conn.onPong = func() { _ = conn.setReadDeadline(time.Now().Add(alive)) }
+	conn.onPong = func() {
+		s.answered.Add(1)
+		_ = conn.setReadDeadline(time.Now().Add(alive))
+	}
 	go func() { readerDone <- s.read(conn) }()
 
 	s.mu.Lock()
@@ -190,9 +196,10 @@ func (s *slot) serve(conn *wireConn) (wait time.Duration, _ error) {
 // errClosed ends serve when the Mux closes.
 var errClosed = errors.New("mux closed")
 
-// errStalled ends serve when a call timed out and a ping then brought no byte back
-// within ProbeTimeout: the socket is half-open, or the upstream hangs.
-var errStalled = errors.New("upstream socket stalled: a call timed out and a ping got nothing back")
+// errStalled ends serve when a call timed out and a ping then brought neither its pong
+// nor an answer within ProbeTimeout, with no message being read: the socket is
+// half-open (both ways, or the gateway's way only), or the upstream hangs.
+var errStalled = errors.New("upstream socket stalled: a call timed out and a ping got no pong or answer back")
 
 // write is the socket's writer loop. Each wake-up drains every queued frame into one
 // buffered write and one flush.
@@ -202,12 +209,12 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 	mc := conn.mc
 	ping := time.NewTicker(cfg.PingInterval)
 	defer ping.Stop()
-	// A probe in progress: its timer's channel (nil: none) and the read count it began at.
+	// A probe in progress: its timer's channel (nil: none) and the answers read before it.
 	probe := time.NewTimer(time.Hour)
 	probe.Stop()
 	defer probe.Stop()
 	var probing <-chan time.Time
-	var probeReads uint64
+	var probeAnswered uint64
 	for {
 		select {
 		case c := <-s.out:
@@ -246,16 +253,24 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 			if probing != nil {
 				continue
 			}
-			// Counted before the ping: a read that returns after this proves bytes came.
-			probeReads = atomic.LoadUint64(conn.reads)
+			// Counted before the ping: its pong, or any answer after it, proves the
+			// upstream reads the socket. Notifications do not: a route dead one way
+			// still brings them.
+			probeAnswered = s.answered.Load()
 			if err := conn.writeControl(opPing, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
 				return fmt.Errorf("cannot ping upstream: %w", err)
 			}
 			probe.Reset(cfg.ProbeTimeout)
 			probing = probe.C
 		case <-probing:
+			if s.answered.Load() == probeAnswered && conn.busy.Load() {
+				// A message is on its way (a large answer on a slow link, the pong behind
+				// it): its end decides, or the keepalive.
+				probe.Reset(cfg.ProbeTimeout)
+				continue
+			}
 			probing = nil
-			stalled := atomic.LoadUint64(conn.reads) == probeReads
+			stalled := s.answered.Load() == probeAnswered
 			if stalled {
 				met.stalled.Inc()
 			}
@@ -309,8 +324,8 @@ func (s *slot) sweep() {
 }
 
 // countingConn counts read and write syscalls on the TCP connection. n counts the
-// reads of this connection alone (the dialer, then the reader, are its only readers,
-// one after the other); atomic for the writer, which reads it to probe the socket.
+// reads of this connection alone, for its reader (no atomic: the dialer, then the
+// reader, are its only readers, one after the other).
 type countingConn struct {
 	net.Conn
 	m *Metrics
@@ -319,7 +334,7 @@ type countingConn struct {
 
 func (c countingConn) Read(p []byte) (int, error) {
 	c.m.reads.Inc()
-	atomic.AddUint64(c.n, 1)
+	*c.n++
 	return c.Conn.Read(p)
 }
 

@@ -3,6 +3,7 @@ package upstream
 import (
 	"errors"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,11 +20,17 @@ import (
 func TestMuxProbesAfterATimeout(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		freeze  bool // the connection goes silent both ways before the call
+		fault   func(fr *freezer)
+		pushes  bool // the upstream pushes notifications meanwhile
+		big     int  // an answer of this many bytes in flight meanwhile (0: none)
 		stalled bool
 	}{
-		{"a slow node keeps its socket", false, false},
-		{"a silent connection is dropped", true, true},
+		{"a slow node keeps its socket", nil, false, 0, false},
+		{"a silent connection is dropped", (*freezer).freeze, false, 0, true},
+		// Pushes still arrive, nothing the gateway writes gets there: no pong, no answer.
+		{"a connection dead the gateway's way is dropped", (*freezer).freezeUp, true, 0, true},
+		// The pong waits behind a large answer on a slow link: a message on its way.
+		{"a large answer on a slow link keeps its socket", (*freezer).slowDown, false, 300_000, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeUpstream(t, false)
@@ -39,8 +46,41 @@ func TestMuxProbesAfterATimeout(t *testing.T) {
 			m.Start()
 			t.Cleanup(m.Close)
 			waitFor(t, "the socket up", func() bool { return m.slots[0].isUp.Load() })
-			if tc.freeze {
-				fr.freeze()
+			if tc.pushes {
+				unsub, err := m.Subscribe([]byte(`["newHeads"]`), func([]byte) {})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer unsub()
+				stop := make(chan struct{})
+				defer close(stop)
+				go func() {
+					tick := time.NewTicker(20 * time.Millisecond)
+					defer tick.Stop()
+					for {
+						select {
+						case <-stop:
+							return
+						case <-tick.C:
+							f.notify("0xfeed1", `{"number":"0x1"}`)
+						}
+					}
+				}()
+			}
+			if tc.fault != nil {
+				tc.fault(fr)
+			}
+			bigDone := make(chan error, 1)
+			if tc.big > 0 {
+				go func() {
+					ans, err := callBody(m, `{"jsonrpc":"2.0","id":3,"method":"big","params":[`+strconv.Itoa(tc.big)+`]}`, time.Now().Add(time.Minute))
+					if err == nil && len(ans) < tc.big {
+						err = errors.New("answer cut short")
+					}
+					bigDone <- err
+				}()
+				before := fr.downBytes.Load()
+				waitFor(t, "the large answer on its way", func() bool { return fr.downBytes.Load() > before+4096 })
 			}
 			// "silent" is never answered: the call times out either way.
 			_, err = callBody(m, `{"jsonrpc":"2.0","id":1,"method":"silent","params":[]}`, time.Now().Add(100*time.Millisecond))
@@ -52,11 +92,16 @@ func TestMuxProbesAfterATimeout(t *testing.T) {
 				if got != tc.stalled {
 					t.Fatalf("probe found the socket stalled: %v, want %v", got, tc.stalled)
 				}
-			case <-time.After(20 * time.Second):
-				t.Fatal("no probe after the call timed out")
+			case <-time.After(30 * time.Second):
+				t.Fatal("no probe outcome after the call timed out")
 			}
 			if got := m.metrics.stalled.Get(); got != map[bool]uint64{false: 0, true: 1}[tc.stalled] {
 				t.Fatalf("stalled counter %d", got)
+			}
+			if tc.big > 0 {
+				if err := <-bigDone; err != nil {
+					t.Fatalf("the large answer: %v", err)
+				}
 			}
 			if tc.stalled {
 				waitFor(t, "a new socket", func() bool { return f.dialed.Load() == 2 && m.slots[0].isUp.Load() })
@@ -71,14 +116,18 @@ func TestMuxProbesAfterATimeout(t *testing.T) {
 	}
 }
 
-// freezer is a TCP proxy whose open connections can be made silent both ways, held
-// open (what a NAT or load balancer that forgot a connection does); connections made
-// after freeze carry bytes again.
+// freezer is a TCP proxy whose open connections can be made silent both ways or the
+// client's way only, held open (what a NAT or load balancer that forgot a connection
+// does), or slow the server's way; connections made later are plain.
 type freezer struct {
 	addr  string
 	mu    sync.Mutex
-	conns []*atomic.Bool
+	conns []*frozenConn
+	// downBytes counts the bytes passed the server's way (to the client).
+	downBytes atomic.Int64
 }
+
+type frozenConn struct{ up, down, slow atomic.Bool }
 
 func startFreezer(t *testing.T, target string) *freezer {
 	t.Helper()
@@ -112,14 +161,14 @@ func startFreezer(t *testing.T, target string) *freezer {
 				_ = c.Close()
 				continue
 			}
-			frozen := new(atomic.Bool)
+			fc := new(frozenConn)
 			fr.mu.Lock()
-			fr.conns = append(fr.conns, frozen)
+			fr.conns = append(fr.conns, fc)
 			fr.mu.Unlock()
 			allMu.Lock()
 			all = append(all, c, up)
 			allMu.Unlock()
-			pipe := func(dst, src net.Conn) {
+			pipe := func(dst, src net.Conn, frozen, slow *atomic.Bool) {
 				defer open.Done()
 				buf := make([]byte, 32<<10)
 				for {
@@ -131,25 +180,47 @@ func startFreezer(t *testing.T, target string) *freezer {
 					if frozen.Load() {
 						continue // dropped, the connection held open
 					}
-					if _, err := dst.Write(buf[:n]); err != nil {
-						_ = src.Close()
-						return
+					for p := buf[:n]; len(p) > 0; {
+						k := len(p)
+						if slow.Load() { // about 100 KB/s
+							k = min(k, 1024)
+							time.Sleep(10 * time.Millisecond)
+						}
+						if _, err := dst.Write(p[:k]); err != nil {
+							_ = src.Close()
+							return
+						}
+						if dst == c {
+							fr.downBytes.Add(int64(k))
+						}
+						p = p[k:]
 					}
 				}
 			}
+			var never atomic.Bool
 			open.Add(2)
-			go pipe(up, c)
-			go pipe(c, up)
+			go pipe(up, c, &fc.up, &never)
+			go pipe(c, up, &fc.down, &fc.slow)
 		}
 	}()
 	return fr
 }
 
-// freeze silences every connection open now.
-func (fr *freezer) freeze() {
+// each applies f to every connection open now.
+func (fr *freezer) each(f func(*frozenConn)) {
 	fr.mu.Lock()
 	defer fr.mu.Unlock()
-	for _, f := range fr.conns {
-		f.Store(true)
+	for _, c := range fr.conns {
+		f(c)
 	}
 }
+
+// freeze silences every connection open now, both ways.
+func (fr *freezer) freeze() { fr.each(func(c *frozenConn) { c.up.Store(true); c.down.Store(true) }) }
+
+// freezeUp silences every connection open now the client's way only: what the server
+// sends still arrives.
+func (fr *freezer) freezeUp() { fr.each(func(c *frozenConn) { c.up.Store(true) }) }
+
+// slowDown slows every connection open now the server's way to about 100 KB/s.
+func (fr *freezer) slowDown() { fr.each(func(c *frozenConn) { c.slow.Store(true) }) }

@@ -100,6 +100,7 @@ func (s *slot) routeOne(frame []byte, msg *proto.Message, at time.Time) {
 		return
 	}
 	if msg.ID.Present() {
+		s.answered.Add(1) // the upstream read something the gateway wrote (write's probe)
 		gid, ok := proto.ParseDecimal(msg.ID.Bytes(frame))
 		if !ok {
 			// The gateway only sends bare decimal ids: anything else answers nothing it sent.

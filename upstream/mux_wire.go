@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -97,6 +98,9 @@ type wireConn struct {
 	// reads counts the read syscalls so far: the reader reads the clock only when a
 	// message took one (the messages of one read arrived together).
 	reads *uint64
+	// busy says a message is being read (or dropped): begun, not ended. The writer's
+	// probe waits while it is (slot.write).
+	busy atomic.Bool
 	// skip is the oversized message being dropped; skipTimeout (0: none) bounds the
 	// time dropping one may take. Reader only.
 	skip        skipState
@@ -282,6 +286,9 @@ func (w *wireConn) readMessage(dst []byte) ([]byte, error) {
 		}
 		switch {
 		case op == opContinuation && inMessage, (op == opText || op == opBinary) && !inMessage:
+			if !inMessage {
+				w.busy.Store(true)
+			}
 			inMessage = true
 		default:
 			return dst, w.fail(closeProtocolError, errProtocol)
@@ -304,6 +311,7 @@ func (w *wireConn) readMessage(dst []byte) ([]byte, error) {
 			return dst, err
 		}
 		if fin {
+			w.busy.Store(false)
 			return dst, nil
 		}
 	}
@@ -382,6 +390,7 @@ func (w *wireConn) startSkip(total, n uint64, fin bool) error {
 		return w.fail(closeMessageTooBig, errAbsurdLength)
 	}
 	w.skip = skipState{active: true, left: n, fin: fin, total: total + n}
+	w.busy.Store(true)
 	if w.skipTimeout > 0 {
 		w.skip.by = time.Now().Add(w.skipTimeout)
 		_ = w.setReadDeadline(w.skip.by)
@@ -443,6 +452,7 @@ func (w *wireConn) skipRest() error {
 		w.skip.left = 0
 		if w.skip.fin {
 			w.skip = skipState{}
+			w.busy.Store(false)
 			return nil
 		}
 		if err := w.nextSkipFrame(); err != nil {
