@@ -228,13 +228,7 @@ func (g *subGroup) move() {
 		}
 		oldHead := uint64(0)
 		if old != nil {
-			// What its subscriptions pushed, not its head: read over HTTP, that moves on
-			// while a silent or stalled socket pushes nothing (those blocks' logs are due).
-			// None pushed yet (its head came over HTTP alone): its head, as before.
-			oldHead = old.health.Head()
-			if p := old.watch.lastPushed(); p > 0 {
-				oldHead = min(oldHead, p)
-			}
+			oldHead = old.pushedHead()
 		}
 		g.detach()
 		if err := g.attach(u); err != nil {

@@ -9,12 +9,18 @@ package upstream
 
 // socketLost records where u's pushes ended when a socket of u was lost with
 // subscriptions on it (Mux OnDown: under the Mux's lock, so no call to it here).
-func (u *Upstream) socketLost() {
-	n := u.watch.lastPushed()
-	if n == 0 {
-		n = u.health.Head()
+func (u *Upstream) socketLost() { u.downHead.Store(u.pushedHead()) }
+
+// pushedHead is where u's subscriptions' logs are known delivered up to: the last head
+// its newHeads subscription pushed, not its head, which moves on over HTTP while a
+// silent or lost socket pushes nothing (those blocks' logs are due); its head when none
+// was pushed (it came over HTTP alone), or when that is lower.
+func (u *Upstream) pushedHead() uint64 {
+	n := u.health.Head()
+	if p := u.watch.lastPushed(); p > 0 {
+		n = min(n, p)
 	}
-	u.downHead.Store(n)
+	return n
 }
 
 // afterReconnect runs on the group's goroutine before each live log it delivers and on

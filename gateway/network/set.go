@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"strings"
 	"sync/atomic"
-	"unsafe"
 )
 
 // Set is the networks a gateway serves, and how a request picks one: a path prefix
@@ -150,7 +149,7 @@ func (t *table) byHost(host []byte) *Network {
 	if len(host) > len(buf) {
 		// Longer than a DNS name: no exact host (configured ones are names), but
 		// still under a wildcard, as a proxy in front matching suffixes would see it.
-		return t.byLongHost(host)
+		return t.byWild(host)
 	}
 	h := buf[:len(host)]
 	for i, c := range host {
@@ -162,18 +161,12 @@ func (t *table) byHost(host []byte) *Network {
 	if n := t.hosts[string(h)]; n != nil {
 		return n
 	}
-	hs := unsafe.String(unsafe.SliceData(h), len(h))
-	for _, w := range t.wild {
-		if len(hs) > len(w.suffix) && strings.HasSuffix(hs, w.suffix) {
-			return w.n
-		}
-	}
-	return nil
+	return t.byWild(h)
 }
 
-// byLongHost matches a host longer than a DNS name against the *.suffix names only,
-// any case, without copying it.
-func (t *table) byLongHost(host []byte) *Network {
+// byWild matches host against the *.suffix names, longest first, in any case (a host
+// longer than a DNS name is not copied to lower case).
+func (t *table) byWild(host []byte) *Network {
 	for _, w := range t.wild {
 		if len(host) > len(w.suffix) && hasSuffixFold(host, w.suffix) {
 			return w.n
