@@ -278,6 +278,7 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 				s.m.probed(stalled) // counted first: the tests read the counter then
 			}
 			if stalled {
+				s.m.probeSiblings(s)
 				return errStalled
 			}
 		case err := <-readerDone:
@@ -286,6 +287,22 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 		case <-s.m.ctx.Done():
 			_ = conn.writeClose(closeGoingAway)
 			return errClosed
+		}
+	}
+}
+
+// probeSiblings asks every other live socket of the Mux to probe itself: one found
+// stalled says the route may be dead for all of them (a load balancer that forgot
+// its connections), and the subscriptions about to move to a sibling would otherwise
+// sit there silent until a call of its own timed out. A live sibling answers the ping.
+func (m *Mux) probeSiblings(stalled *slot) {
+	for _, o := range m.slots {
+		if o == stalled || !o.isUp.Load() {
+			continue
+		}
+		select {
+		case o.probe <- struct{}{}:
+		default: // a probe is asked for already
 		}
 	}
 }

@@ -116,6 +116,79 @@ func TestMuxProbesAfterATimeout(t *testing.T) {
 	}
 }
 
+// A socket found stalled gets its siblings probed at once (Mux.probeSiblings): the
+// subscriptions it held move to one of them, which may be dead the same way (a load
+// balancer that forgot every connection). Before, a dead sibling was found only when a
+// call of its own timed out, and the subscriptions moved to it heard nothing meanwhile.
+// A live sibling answers the ping and keeps its socket.
+func TestMuxProbesTheSiblingsOfAStalledSocket(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		fault   func(fr *freezer)
+		sibling bool // the sibling's probe finds it stalled
+	}{
+		{"a dead sibling is dropped too", (*freezer).freeze, true},
+		{"a live sibling keeps its socket", (*freezer).freezeFirst, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeUpstream(t, false)
+			fr := startFreezer(t, f.url[len("ws://"):])
+			cfg := testMuxConfig("ws://" + fr.addr) // the keepalive: a minute
+			cfg.Conns, cfg.ProbeTimeout = 2, 200*time.Millisecond
+			m, err := NewMux(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			probed := make(chan bool, 16)
+			m.probed = func(stalled bool) { probed <- stalled }
+			m.Start()
+			t.Cleanup(m.Close)
+			waitFor(t, "both sockets up", func() bool { return m.slots[0].isUp.Load() && m.slots[1].isUp.Load() })
+			tc.fault(fr)
+			outcome := func() bool {
+				t.Helper()
+				select {
+				case got := <-probed:
+					return got
+				case <-time.After(30 * time.Second):
+					t.Fatal("no probe outcome within 30 s")
+					return false
+				}
+			}
+			// Calls ("silent" is never answered) until one times out on a silenced socket:
+			// those on a live one are probed and kept.
+			for i := 0; ; i++ {
+				if i == 8 {
+					t.Fatal("no call reached a silenced socket")
+				}
+				_, err := callBody(m, `{"jsonrpc":"2.0","id":1,"method":"silent","params":[]}`, time.Now().Add(100*time.Millisecond))
+				if !errors.Is(err, proto.ErrTimeout) {
+					t.Fatalf("call: %v, want a timeout", err)
+				}
+				if outcome() {
+					break
+				}
+			}
+			if got := outcome(); got != tc.sibling {
+				t.Fatalf("the sibling's probe found it stalled: %v, want %v", got, tc.sibling)
+			}
+			want := map[bool]uint64{false: 1, true: 2}[tc.sibling]
+			if got := m.metrics.stalled.Get(); got != want {
+				t.Fatalf("stalled counter %d, want %d", got, want)
+			}
+			waitFor(t, "every socket dialled again and up", func() bool {
+				return f.dialed.Load() == 2+int64(want) && m.slots[0].isUp.Load() && m.slots[1].isUp.Load()
+			})
+			for id := range 2 { // both slots, round robin
+				body := `{"jsonrpc":"2.0","id":` + strconv.Itoa(id+2) + `,"method":"echo","params":[7]}`
+				if ans, err := callBody(m, body, time.Time{}); err != nil || ans != `{"jsonrpc":"2.0","id":`+strconv.Itoa(id+2)+`,"result":[7]}` {
+					t.Fatalf("echo after the probes: %s, %v", ans, err)
+				}
+			}
+		})
+	}
+}
+
 // freezer is a TCP proxy whose open connections can be made silent both ways or the
 // client's way only, held open (what a NAT or load balancer that forgot a connection
 // does), or slow the server's way; connections made later are plain.
@@ -217,6 +290,15 @@ func (fr *freezer) each(f func(*frozenConn)) {
 
 // freeze silences every connection open now, both ways.
 func (fr *freezer) freeze() { fr.each(func(c *frozenConn) { c.up.Store(true); c.down.Store(true) }) }
+
+// freezeFirst silences the first connection made, both ways.
+func (fr *freezer) freezeFirst() {
+	fr.mu.Lock()
+	c := fr.conns[0]
+	fr.mu.Unlock()
+	c.up.Store(true)
+	c.down.Store(true)
+}
 
 // freezeUp silences every connection open now the client's way only: what the server
 // sends still arrives.

@@ -208,7 +208,9 @@ func TestRedisQuotaSharedAndRollover(t *testing.T) {
 // slots of a replica that dies without cleaning up expire after SlotTTL.
 func TestRedisSlotsAcrossReplicasAndCrashExpiry(t *testing.T) {
 	srv := redistest.Start(t)
-	cfg := Config{Prefix: "slots:", SlotTTL: 1500 * time.Millisecond}
+	// 3 s: a heartbeat late past the TTL on a loaded machine would free b's slots
+	// to a while b holds them (what the TTL is for, not what this test checks).
+	cfg := Config{Prefix: "slots:", SlotTTL: 3 * time.Second}
 	a, b := newReplica(t, srv, cfg), newReplica(t, srv, cfg)
 	const max = 6
 	sa, _ := a.lim.NewSlots("key:3:ws", max)

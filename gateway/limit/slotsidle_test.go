@@ -114,7 +114,10 @@ func TestRedisSlotsExactAfterRedisLosesItsState(t *testing.T) {
 			// A spare not taken goes back SlotIdleRelease after its grant: 8 s rather
 			// than 2 keeps the last replica's spare in Redis long enough to be seen on
 			// a loaded machine (CI once missed a 2 s window); fill waits up to 15 s.
-			cfg := Config{Prefix: "lost:", SlotTTL: 1500 * time.Millisecond, SlotIdleRelease: 8 * time.Second}
+			// SlotTTL 6 s (heartbeats every 2 s): with 1.5 s, a heartbeat a second late
+			// on a loaded CI machine had the replica's field dropped by another's call,
+			// and its re-assertion, rightly without a spare, left the spare never seen.
+			cfg := Config{Prefix: "lost:", SlotTTL: 6 * time.Second, SlotIdleRelease: 8 * time.Second}
 			const max, each = 7, 2
 			var rs [3]*replica
 			var hs [3]*Slots
