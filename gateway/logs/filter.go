@@ -113,6 +113,12 @@ func (f *filter) appendParams(dst []byte, from, to uint64) []byte {
 	return append(dst, `}]`...)
 }
 
+// pendingBlock stands for a toBlock of "pending" in a chunk's bounds (query.past).
+const pendingBlock = ^uint64(0)
+
 func appendQuantity(dst []byte, n uint64) []byte {
+	if n == pendingBlock {
+		return append(dst, `"pending"`...)
+	}
 	return append(strconv.AppendUint(append(dst, `"0x`...), n, 16), '"')
 }

@@ -143,9 +143,11 @@ var (
 // Otherwise dst holds the answer, or perr the error to answer with.
 func (s *Splitter) Serve(dst []byte, up upstream.Caller, r *proto.Request, id []byte, deadline time.Time, lim Limits) (ans []byte, handled bool, perr *proto.Error) {
 	f, ok := parseFilter(r.Params)
-	if !ok || f.blockHash || f.headOnly() {
+	// A range from "pending" is the node's to answer (geth refuses pending logs).
+	if !ok || f.blockHash || f.headOnly() || f.fromKind == proto.BlockPending {
 		return dst, false, nil
 	}
+	toPending := f.toKind == proto.BlockPending
 	set := s.set.Load()
 	q := &query{s: s, set: set, up: up, f: &f, deadline: deadline, maxBytes: lim.MaxBytes, answers: lim.Answers, id: id}
 	if perr := q.resolve(); perr != nil {
@@ -157,6 +159,12 @@ func (s *Splitter) Serve(dst []byte, up upstream.Caller, r *proto.Request, id []
 		// answered empty while an upstream, ahead of the served head, had a block of
 		// them: a client that read the range as done would never get that block's logs.
 		q.past, f.to = f.to, h
+	}
+	if toPending {
+		// The chunks go up to the head; the last one asks the node for (head, pending]
+		// as the client wrote it: a node that refuses pending logs (geth) refuses the
+		// query, one that reads pending as its head answers up to it.
+		q.past = pendingBlock
 	}
 	if f.from > f.to {
 		return dst, false, nil // the node's own answer to a reversed range, or one past the head
@@ -201,7 +209,8 @@ type query struct {
 	id       []byte
 	calls    atomic.Int64
 	// past is the client's last block when it is past the served head (f.to, then),
-	// else 0: the query's last chunk is (f.to, past], sent as it is.
+	// or pendingBlock for a toBlock of "pending", else 0: the query's last chunk is
+	// (f.to, past], sent as the client wrote it.
 	past uint64
 }
 

@@ -423,6 +423,30 @@ func TestGetLogsPastTheServedHead(t *testing.T) {
 	}
 }
 
+// A toBlock of "pending": chunks up to the served head, then (head, pending] asked as
+// the client wrote it, so the node's reading of pending decides: a node that reads it
+// as its head (ahead of the served head here) answers up to it. Before, pending was the
+// served head: a node ahead had its newer logs cut, and geth's refusal of pending logs
+// was never heard (TestGetLogsSplitEqualsGeth).
+func TestGetLogsToPending(t *testing.T) {
+	const served = 5000
+	f := &fakeNode{perBlock: 1}
+	f.head.Store(served + 2)
+	s := New(settings(1000, 2), func() (uint64, bool) { return served, true }, nil, upstream.NewRegistry())
+	got, handled, perr := serve(t, s, f, `[{"fromBlock":"0x0","toBlock":"pending"}]`, Limits{})
+	if !handled || perr != nil {
+		t.Fatalf("handled %v, error %v", handled, perr)
+	}
+	if want := f.answer(nil, []byte(`"c1"`), 0, served+2); !bytes.Equal(got, want) {
+		t.Fatalf("answer %.200s\nwant %.200s", got, want)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.ranges); n != 7 || !slices.Contains(f.ranges, [2]uint64{served + 1, served + 2}) {
+		t.Fatalf("%d calls %v; want 7 (0..5000 in chunks of 1,000, then %d..pending)", n, f.ranges, served+1)
+	}
+}
+
 // What goes to the node as it is: a blockHash query (never split), both bounds at the
 // head, a filter the gateway does not read the way the node does.
 func TestGetLogsNotSplit(t *testing.T) {
@@ -434,6 +458,7 @@ func TestGetLogsNotSplit(t *testing.T) {
 		`[{"fromBlock":"0x0","blockHash":"0x` + strings.Repeat("ab", 32) + `"}]`,
 		`[{}]`,
 		`[{"fromBlock":"latest","toBlock":"pending"}]`,
+		`[{"fromBlock":"pending","toBlock":"0x100000"}]`, // the node's: geth refuses pending logs
 		`[{"FromBlock":"0x0","toBlock":"0x100000"}]`,
 		`[{"fromBlock":"0x0","fromBlock":"0x1","toBlock":"0x100000"}]`,
 		`[{"fromBlock":"0x10","toBlock":"0x1"}]`,
