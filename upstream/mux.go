@@ -47,7 +47,8 @@ type MuxConfig struct {
 	PingInterval, PongTimeout time.Duration
 	// ProbeTimeout: when a call on a socket timed out, the socket is pinged at once and
 	// declared dead if neither the pong nor any answer comes back within ProbeTimeout
-	// while no message is being read (0: PongTimeout). Notifications do not count: a
+	// (or three of the socket's round trips, when longer) while no message is being
+	// read (0: PongTimeout). Notifications do not count: a
 	// route dead the gateway's way still brings them. A half-open socket (a load
 	// balancer that dropped it, a blackholed route) would otherwise hold its calls and
 	// subscriptions for up to PingInterval+PongTimeout, or for good one way.

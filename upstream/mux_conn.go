@@ -44,6 +44,11 @@ type slot struct {
 	// upstream still reads what the gateway writes.
 	probe    chan struct{}
 	answered atomic.Uint64
+	// pingAt is when the oldest ping still unanswered went out (monoNs; 0: none); rtt
+	// the round trip its pong measured (ns; at first the upgrade's): a probe
+	// waits at least three of them, so a live socket on a long route is not declared
+	// stalled for a pong still on its way.
+	pingAt, rtt atomic.Int64
 }
 
 func newSlot(m *Mux, idx int) *slot {
@@ -154,7 +159,11 @@ func (s *slot) serve(conn *wireConn) (wait time.Duration, _ error) {
 	_ = conn.setReadDeadline(time.Now().Add(alive))
 	conn.onPong = func() {
 		s.answered.Add(1)
-		_ = conn.setReadDeadline(time.Now().Add(alive))
+		now := time.Now()
+		if at := s.pingAt.Swap(0); at != 0 {
+			s.rtt.Store(monoNs(now) - at)
+		}
+		_ = conn.setReadDeadline(now.Add(alive))
 	}
 	go func() { readerDone <- s.read(conn) }()
 
@@ -246,8 +255,8 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 				return fmt.Errorf("cannot write upstream: %w", err)
 			}
 		case <-ping.C:
-			if err := conn.writeControl(opPing, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
-				return fmt.Errorf("cannot ping upstream: %w", err)
+			if err := s.ping(conn); err != nil {
+				return err
 			}
 		case <-s.probe:
 			if probing != nil {
@@ -257,16 +266,16 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 			// upstream reads the socket. Notifications do not: a route dead one way
 			// still brings them.
 			probeAnswered = s.answered.Load()
-			if err := conn.writeControl(opPing, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
-				return fmt.Errorf("cannot ping upstream: %w", err)
+			if err := s.ping(conn); err != nil {
+				return err
 			}
-			probe.Reset(cfg.ProbeTimeout)
+			probe.Reset(s.probeWindow())
 			probing = probe.C
 		case <-probing:
 			if s.answered.Load() == probeAnswered && conn.busy.Load() {
 				// A message is on its way (a large answer on a slow link, the pong behind
 				// it): its end decides, or the keepalive.
-				probe.Reset(cfg.ProbeTimeout)
+				probe.Reset(s.probeWindow())
 				continue
 			}
 			probing = nil
@@ -287,22 +296,6 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 		case <-s.m.ctx.Done():
 			_ = conn.writeClose(closeGoingAway)
 			return errClosed
-		}
-	}
-}
-
-// probeSiblings asks every other live socket of the Mux to probe itself: one found
-// stalled says the route may be dead for all of them (a load balancer that forgot
-// its connections), and the subscriptions about to move to a sibling would otherwise
-// sit there silent until a call of its own timed out. A live sibling answers the ping.
-func (m *Mux) probeSiblings(stalled *slot) {
-	for _, o := range m.slots {
-		if o == stalled || !o.isUp.Load() {
-			continue
-		}
-		select {
-		case o.probe <- struct{}{}:
-		default: // a probe is asked for already
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,12 +32,18 @@ func TestMuxProbesAfterATimeout(t *testing.T) {
 		{"a connection dead the gateway's way is dropped", (*freezer).freezeUp, true, 0, true},
 		// The pong waits behind a large answer on a slow link: a message on its way.
 		{"a large answer on a slow link keeps its socket", (*freezer).slowDown, false, 300_000, false},
+		// 200 ms each way from the dial on, the probe's pong 400 ms after its ping,
+		// past ProbeTimeout: the probe waits three round trips (the upgrade's at first).
+		{"a long round trip keeps its socket", nil, false, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeUpstream(t, false)
 			fr := startFreezer(t, f.url[len("ws://"):])
 			cfg := testMuxConfig("ws://" + fr.addr)
 			cfg.Conns, cfg.ProbeTimeout = 1, 200*time.Millisecond
+			if strings.Contains(tc.name, "round trip") {
+				fr.lag.Store(int64(200 * time.Millisecond))
+			}
 			m, err := NewMux(cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -198,6 +205,8 @@ type freezer struct {
 	conns []*frozenConn
 	// downBytes counts the bytes passed the server's way (to the client).
 	downBytes atomic.Int64
+	// lag delays every read passed on, both ways, on every connection (ns).
+	lag atomic.Int64
 }
 
 type frozenConn struct{ up, down, slow atomic.Bool }
@@ -252,6 +261,9 @@ func startFreezer(t *testing.T, target string) *freezer {
 					}
 					if frozen.Load() {
 						continue // dropped, the connection held open
+					}
+					if d := fr.lag.Load(); d > 0 {
+						time.Sleep(time.Duration(d)) // a long route: what this proxy is for
 					}
 					for p := buf[:n]; len(p) > 0; {
 						k := len(p)

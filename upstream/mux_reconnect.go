@@ -101,6 +101,8 @@ func (s *slot) dial() (*wireConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot open upstream websocket: %w", err)
 	}
+	s.rtt.Store(int64(w.upgradeTook))
+	s.pingAt.Store(0)
 	// Dropping an oversized message holds every call on the socket: past one call's
 	// time, the socket is given up instead (its calls fail over).
 	w.skipTimeout = cfg.RequestTimeout

@@ -101,6 +101,9 @@ type wireConn struct {
 	// busy says a message is being read (or dropped): begun, not ended. The writer's
 	// probe waits while it is (slot.write).
 	busy atomic.Bool
+	// upgradeTook is the upgrade's request and answer: a round trip and the server's
+	// time, the socket's round trip until a pong measures it (slot.probeWindow).
+	upgradeTook time.Duration
 	// skip is the oversized message being dropped; skipTimeout (0: none) bounds the
 	// time dropping one may take. Reader only.
 	skip        skipState
@@ -170,10 +173,12 @@ func dialWire(ctx context.Context, rawURL string, header http.Header, tlsConfig 
 	}
 	hs := &handshakeCap{r: c, left: maxHandshake}
 	w := &wireConn{mc: &meteredConn{Conn: c}, br: bufio.NewReaderSize(hs, 64<<10), limit: limit, reads: reads}
+	start := time.Now()
 	if err := w.upgrade(u, header); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
+	w.upgradeTook = time.Since(start)
 	hs.left = -1 // frames: bounded by the read limit and the answer budget
 	_ = c.SetDeadline(time.Time{})
 	return w, nil

@@ -210,7 +210,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	num(&c.MaxSubscriptions, "max-subscriptions", "MAX_SUBSCRIPTIONS", "subscriptions all /socket2socket clients together may hold")
 	dur(&c.WSPingInterval, "ws-ping-interval", "WS_PING_INTERVAL", "websocket keepalive ping after this much idle time")
 	dur(&c.WSPongTimeout, "ws-pong-timeout", "WS_PONG_TIMEOUT", "an upstream socket silent this long past a ping is declared dead")
-	dur(&c.WSProbeTimeout, "ws-probe-timeout", "WS_PROBE_TIMEOUT", "after a call on an upstream socket timed out, the socket is pinged; with neither its pong nor an answer back within this it is declared dead (its calls and subscriptions move)")
+	dur(&c.WSProbeTimeout, "ws-probe-timeout", "WS_PROBE_TIMEOUT", "after a call on an upstream socket timed out, the socket is pinged; with neither its pong nor an answer back within this (or three of the socket's round trips, when longer) it is declared dead (its calls and subscriptions move)")
 	dur(&c.WSDialTimeout, "ws-dial-timeout", "WS_DIAL_TIMEOUT", "longest opening an upstream websocket (TCP, TLS, handshake) may take")
 	dur(&c.WSWriteTimeout, "ws-write-timeout", "WS_WRITE_TIMEOUT", "longest one write to an upstream socket may take")
 	dur(&c.WSBackoffMin, "ws-backoff-min", "WS_BACKOFF_MIN", "first delay before reconnecting a lost upstream socket (doubled per failure, with jitter)")

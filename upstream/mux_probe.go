@@ -1,0 +1,45 @@
+// Probing a socket: a call that timed out on it has the writer ping it (slot.write);
+// neither the pong nor an answer back within probeWindow declares it stalled, and its
+// sibling sockets are probed in turn.
+
+package upstream
+
+import (
+	"fmt"
+	"time"
+)
+
+// ping writes a ping, noting when unless one is unanswered already (its pong then
+// measures the round trip from the older one).
+func (s *slot) ping(conn *wireConn) error {
+	now := time.Now()
+	s.pingAt.CompareAndSwap(0, monoNs(now))
+	if err := conn.writeControl(opPing, nil, now.Add(s.m.cfg.WriteTimeout)); err != nil {
+		return fmt.Errorf("cannot ping upstream: %w", err)
+	}
+	return nil
+}
+
+// probeWindow is how long a probe waits for a pong or an answer: ProbeTimeout, or three
+// round trips of the socket when longer (a distant provider, a slow link), never past
+// the keepalive's own limit.
+func (s *slot) probeWindow() time.Duration {
+	cfg := &s.m.cfg
+	return min(max(cfg.ProbeTimeout, 3*time.Duration(s.rtt.Load())), cfg.PingInterval+cfg.PongTimeout)
+}
+
+// probeSiblings asks every other live socket of the Mux to probe itself: one found
+// stalled says the route may be dead for all of them (a load balancer that forgot
+// its connections), and the subscriptions about to move to a sibling would otherwise
+// sit there silent until a call of its own timed out. A live sibling answers the ping.
+func (m *Mux) probeSiblings(stalled *slot) {
+	for _, o := range m.slots {
+		if o == stalled || !o.isUp.Load() {
+			continue
+		}
+		select {
+		case o.probe <- struct{}{}:
+		default: // a probe is asked for already
+		}
+	}
+}
