@@ -13,7 +13,6 @@ import (
 	"github.com/fasthttp/websocket"
 
 	"github.com/infura-gateway/infura-gateway/gateway/access"
-	"github.com/infura-gateway/infura-gateway/gateway/config"
 	"github.com/infura-gateway/infura-gateway/gateway/network"
 	"github.com/infura-gateway/infura-gateway/proto"
 	"github.com/infura-gateway/infura-gateway/tracing"
@@ -67,7 +66,8 @@ type wsClient struct {
 	// Budgets of this connection: calls in flight (notifications and batch elements
 	// count), request bytes in flight, subscriptions held.
 	inFlight   atomic.Int32
-	drainState // drain.go
+	room       chan struct{} // a token when the queue or inFlight shrank (backpressure.go)
+	drainState               // drain.go
 	pending    *network.Budget
 	nsubs      atomic.Int32
 	pinger     *time.Timer
@@ -132,7 +132,8 @@ type subscriber interface {
 }
 
 func newWSClient(h *Server, conn *websocket.Conn, up network.Caller, subs subscriber) *wsClient {
-	return &wsClient{h: h, conn: conn, up: up, subs: subs, pending: network.NewBudget(h.cfg.WSMaxPendingBytes)}
+	return &wsClient{h: h, conn: conn, up: up, subs: subs, pending: network.NewBudget(h.cfg.WSMaxPendingBytes),
+		room: make(chan struct{}, 1)}
 }
 
 // run reads client messages until the connection ends, then cleans up. Its frame is
@@ -143,6 +144,7 @@ func (c *wsClient) run() {
 	c.start()
 	defer c.cleanup()
 	for {
+		c.waitRoom() // backpressure.go
 		mt, r, err := c.conn.NextReader()
 		if err != nil || !c.receive(mt, r) {
 			return
@@ -199,63 +201,6 @@ func (c *wsClient) receive(mt int, r io.Reader) bool {
 	}
 	return true
 }
-
-// readMessage reads a message of at most limit bytes into buf. A message past
-// config.ReadFloor counts its buffer in reading (the process's bytes of client requests being
-// read, -max-body-read-bytes) before the buffer grows, and stops with errReadingBudget
-// when it does not fit; held is what it took, for the caller to give back. A full
-// buffer grows only once a byte more has come (a message that fills it exactly takes
-// no more), and never past limit (the reader fails a longer message).
-func readMessage(r io.Reader, buf []byte, limit int, reading *network.Budget) (_ []byte, held int, err error) {
-	for {
-		if len(buf) == cap(buf) {
-			var one [1]byte
-			n, err := r.Read(one[:])
-			if n == 0 {
-				if err == io.EOF {
-					return buf, held, nil
-				}
-				if err != nil {
-					return buf, held, err
-				}
-				continue
-			}
-			grown := max(min(2*cap(buf), limit), len(buf)+1, 1024)
-			if grown > config.ReadFloor && reading != nil {
-				if !reading.Acquire(grown - held) {
-					return buf, held, errReadingBudget
-				}
-				held = grown
-			}
-			buf = append(append(make([]byte, 0, grown), buf...), one[0])
-			if err == io.EOF {
-				return buf, held, nil
-			}
-			if err != nil {
-				return buf, held, err
-			}
-			continue
-		} else if held == 0 && len(buf) > config.ReadFloor && reading != nil {
-			// Past the floor in a pooled buffer it did not grow: the buffer counts.
-			if !reading.Acquire(cap(buf)) {
-				return buf, held, errReadingBudget
-			}
-			held = cap(buf)
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, held, nil
-		}
-		if err != nil {
-			return buf, held, err
-		}
-	}
-}
-
-// errReadingBudget ends a message that does not fit in the bytes of client requests
-// the gateway reads at once: the client is closed with 1013 (try again later).
-var errReadingBudget = errors.New("gateway busy: too many large messages being read, retry later")
 
 func (c *wsClient) isClosed() bool {
 	c.mu.Lock()
@@ -324,6 +269,7 @@ func (c *wsClient) releaseLocked() {
 		c.queue[i] = outMsg{}
 	}
 	c.queue, c.queuedBytes = c.queue[:0], 0
+	c.roomy()
 }
 
 // closeGrace is how long a closed client has to answer our close frame before its
@@ -496,12 +442,16 @@ func (c *wsClient) drain() {
 			c.queuedBytes -= written
 		}
 		c.mu.Unlock()
+		c.roomy()
 		if err != nil {
 			c.mu.Lock()
 			c.closed = true
 			c.writing = false
-			c.releaseLocked()
+			c.releaseLocked() // wakes the reader, if it waits for room (backpressure.go)
 			c.mu.Unlock()
+			if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+				c.h.slowDrops.Inc() // read nothing for -ws-client-write-timeout: too slow
+			}
 			// A write failed: the read loop ends now, unless the close frame is out
 			// (queued here, or by shutdown, after which writes fail with ErrCloseSent):
 			// then it waits for the client's answer within the grace shutdown set.

@@ -46,7 +46,9 @@ var errDraining = proto.NewError(proto.CodeServer, http.StatusServiceUnavailable
 
 // leave gives back n calls of inFlight and wakes a drain waiting for the last.
 func (c *wsClient) leave(n int32) {
-	if c.inFlight.Add(-n) == 0 && c.draining.Load() {
+	left := c.inFlight.Add(-n)
+	c.roomy()
+	if left == 0 && c.draining.Load() {
 		select {
 		case c.idle <- struct{}{}:
 		default:

@@ -25,6 +25,8 @@ var callBuckets = metrics.ExponentialBuckets(0.0001, 2, 18)
 type callMetrics struct {
 	codes    [len(pipeline.StatusCodes) + 1]*metrics.Counter
 	duration *metrics.PrometheusHistogram
+	// paused counts the times a client's reads waited for room (backpressure.go).
+	paused *metrics.Counter
 }
 
 func newCallMetrics(reg *upstream.Registry) *callMetrics {
@@ -35,6 +37,8 @@ func newCallMetrics(reg *upstream.Registry) *callMetrics {
 		m.codes[i] = reg.Counter(`gateway_ws_calls_total{code="`+strconv.Itoa(code)+`"}`, help)
 	}
 	m.codes[len(pipeline.StatusCodes)] = reg.Counter(`gateway_ws_calls_total{code="other"}`, help)
+	m.paused = reg.Counter("gateway_ws_client_reads_paused_total",
+		"Times a /socket2socket client was read no further until the answers it is owed fit its queue (-ws-client-queue): it sends faster than it reads.")
 	return m
 }
 

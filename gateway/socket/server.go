@@ -82,7 +82,7 @@ func New(cfg *config.Config, acc *access.Access, pipe *pipeline.Pipeline, net *n
 	h.msgsIn = reg.Counter(`gateway_ws_client_messages_total{direction="in"}`, msgsHelp)
 	h.msgsOut = reg.Counter(`gateway_ws_client_messages_total{direction="out"}`, msgsHelp)
 	h.slowDrops = reg.Counter("gateway_ws_slow_clients_dropped_total",
-		"/socket2socket clients closed (1008) because their outbound queue overflowed.")
+		"/socket2socket clients closed because their outbound queue overflowed (1008), or a write to them passed -ws-client-write-timeout.")
 	h.refused = reg.Counter("gateway_ws_refused_total",
 		"/socket2socket requests and connections refused by a budget (in flight, pending bytes, subscriptions, connections, messages being read: -max-body-read-bytes).")
 	h.connects = reg.Counter("gateway_ws_client_connects_total",

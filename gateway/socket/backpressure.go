@@ -1,0 +1,36 @@
+// Backpressure: a client that sends requests faster than it reads their answers is
+// read no further until its queue has room, the way a node's own socket stops reading.
+// Before, its reader ran on, each request refused for the in-flight limit was one more
+// queued answer, and a client reading as fast as it could on loopback (ethers'
+// Promise.all over many calls) was closed with 1008 "outbound queue full" with its
+// subscriptions. What still overflows the queue (notifications to a client that does
+// not read them) drops the client as before.
+
+package socket
+
+// waitRoom returns once the answers the client can be sent next fit its queue: the
+// messages queued and the calls in flight (each queues its answer) below -ws-client-queue,
+// and under half of -ws-client-queue-bytes queued; at once when the client is closing.
+// A client that stops reading is ended by the writer's timeout (drain), which wakes it.
+func (c *wsClient) waitRoom() {
+	cfg := c.h.cfg
+	for {
+		c.mu.Lock()
+		full := len(c.queue)+int(c.inFlight.Load()) >= cfg.WSClientQueue || 2*c.queuedBytes >= cfg.WSClientQueueBytes
+		done := c.closed || c.closing
+		c.mu.Unlock()
+		if !full || done {
+			return
+		}
+		c.h.calls.paused.Inc()
+		<-c.room
+	}
+}
+
+// roomy tells a reader waiting in waitRoom to look again.
+func (c *wsClient) roomy() {
+	select {
+	case c.room <- struct{}{}:
+	default:
+	}
+}
