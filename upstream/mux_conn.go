@@ -39,10 +39,11 @@ type slot struct {
 	// guarded by m.subs.mu, written only by this socket's reader and by Leave.
 	subs map[string]*group
 
-	// probe asks the writer to ping the socket now: a call on it timed out (expire).
+	// probe asks the writer to ping the socket now: a call on it timed out (expire:
+	// true), or on a sibling (false).
 	// answered counts the pongs and answers read (not notifications): what proves the
 	// upstream still reads what the gateway writes.
-	probe    chan struct{}
+	probe    chan bool
 	answered atomic.Uint64
 	// pingAt is when the oldest ping still unanswered went out (monoNs; 0: none); rtt
 	// the round trip its pong measured (ns; at first the upgrade's): a probe
@@ -52,7 +53,7 @@ type slot struct {
 }
 
 func newSlot(m *Mux, idx int) *slot {
-	s := &slot{m: m, idx: idx, out: make(chan *call, m.cfg.QueueSize), probe: make(chan struct{}, 1),
+	s := &slot{m: m, idx: idx, out: make(chan *call, m.cfg.QueueSize), probe: make(chan bool, 1),
 		pending: make(map[uint64]*call), subs: make(map[string]*group)}
 	s.timer = time.AfterFunc(time.Hour, s.expire)
 	s.timer.Stop()
@@ -136,7 +137,7 @@ func (s *slot) expire() {
 	}
 	if len(failed) > 0 {
 		select { // a slow node answers the ping; a dead socket does not (write)
-		case s.probe <- struct{}{}:
+		case s.probe <- true: // a timeout of its own: the siblings are probed with it
 		default: // a probe is asked for already
 		}
 	}
@@ -258,9 +259,16 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 			if err := s.ping(conn); err != nil {
 				return err
 			}
-		case <-s.probe:
+		case own := <-s.probe:
 			if probing != nil {
 				continue
+			}
+			if own {
+				// The route may be dead for every socket of the upstream (a load balancer
+				// that forgot its connections): all are probed now and conclude together,
+				// so the subscriptions of one found stalled do not move to a sibling that
+				// is found so only a probe later.
+				s.m.probeSiblings(s)
 			}
 			// Counted before the ping: its pong, or any answer after it, proves the
 			// upstream reads the socket. Notifications do not: a route dead one way
@@ -287,7 +295,6 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 				s.m.probed(stalled) // counted first: the tests read the counter then
 			}
 			if stalled {
-				s.m.probeSiblings(s)
 				return errStalled
 			}
 		case err := <-readerDone:

@@ -1,6 +1,6 @@
-// Probing a socket: a call that timed out on it has the writer ping it (slot.write);
-// neither the pong nor an answer back within probeWindow declares it stalled, and its
-// sibling sockets are probed in turn.
+// Probing a socket: a call that timed out on it has the writer ping it and its sibling
+// sockets (slot.write); neither the pong nor an answer back within probeWindow declares
+// a socket stalled.
 
 package upstream
 
@@ -28,17 +28,18 @@ func (s *slot) probeWindow() time.Duration {
 	return min(max(cfg.ProbeTimeout, 3*time.Duration(s.rtt.Load())), cfg.PingInterval+cfg.PongTimeout)
 }
 
-// probeSiblings asks every other live socket of the Mux to probe itself: one found
-// stalled says the route may be dead for all of them (a load balancer that forgot
-// its connections), and the subscriptions about to move to a sibling would otherwise
-// sit there silent until a call of its own timed out. A live sibling answers the ping.
-func (m *Mux) probeSiblings(stalled *slot) {
+// probeSiblings asks every other live socket of the Mux to probe itself, when a call
+// timed out on one: the route may be dead for all of them (a load balancer that forgot
+// its connections), and the subscriptions of one found stalled would otherwise move to
+// a sibling dead the same way and sit there silent until a call of its own timed out.
+// A live sibling answers the ping.
+func (m *Mux) probeSiblings(from *slot) {
 	for _, o := range m.slots {
-		if o == stalled || !o.isUp.Load() {
+		if o == from || !o.isUp.Load() {
 			continue
 		}
 		select {
-		case o.probe <- struct{}{}:
+		case o.probe <- false:
 		default: // a probe is asked for already
 		}
 	}
