@@ -153,6 +153,8 @@ type Mux struct {
 	// downs counts the sockets lost with subscriptions on them: a logs subscription
 	// carried through a loss asks for the logs of the blocks it was away (router).
 	downs atomic.Uint64
+	// suspects counts the sockets under a probe with nothing back yet (mux_probe.go).
+	suspects atomic.Int32
 }
 
 // NewMux returns a Mux; Start connects it.

@@ -50,6 +50,8 @@ type slot struct {
 	// waits at least three of them, so a live socket on a long route is not declared
 	// stalled for a pong still on its way.
 	pingAt, rtt atomic.Int64
+	// suspect: a probe is on and nothing came back since it began (Mux.suspects).
+	suspect atomic.Bool
 }
 
 func newSlot(m *Mux, idx int) *slot {
@@ -160,6 +162,7 @@ func (s *slot) serve(conn *wireConn) (wait time.Duration, _ error) {
 	_ = conn.setReadDeadline(time.Now().Add(alive))
 	conn.onPong = func() {
 		s.answered.Add(1)
+		s.cleared()
 		now := time.Now()
 		if at := s.pingAt.Swap(0); at != 0 {
 			s.rtt.Store(monoNs(now) - at)
@@ -225,6 +228,7 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 	defer probe.Stop()
 	var probing <-chan time.Time
 	var probeAnswered uint64
+	defer s.cleared()
 	for {
 		select {
 		case c := <-s.out:
@@ -274,6 +278,7 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 			// upstream reads the socket. Notifications do not: a route dead one way
 			// still brings them.
 			probeAnswered = s.answered.Load()
+			s.suspected()
 			if err := s.ping(conn); err != nil {
 				return err
 			}
@@ -287,6 +292,7 @@ func (s *slot) write(conn *wireConn, readerDone chan error) error {
 				continue
 			}
 			probing = nil
+			s.cleared()
 			stalled := s.answered.Load() == probeAnswered
 			if stalled {
 				met.stalled.Inc()

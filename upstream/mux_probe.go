@@ -44,3 +44,23 @@ func (m *Mux) probeSiblings(from *slot) {
 		}
 	}
 }
+
+// suspected marks s under a probe: the router sends no call or subscription over its
+// upstream's websocket while any socket is (Mux.Suspect), when another upstream can
+// take it. A blackholed route would otherwise take a second call for a whole timeout.
+func (s *slot) suspected() {
+	if s.suspect.CompareAndSwap(false, true) {
+		s.m.suspects.Add(1)
+	}
+}
+
+// cleared ends s's suspicion: a pong or an answer came back, or the probe ended.
+func (s *slot) cleared() {
+	if s.suspect.CompareAndSwap(true, false) {
+		s.m.suspects.Add(-1)
+	}
+}
+
+// Suspect reports whether a socket of m is under a probe with nothing back yet: a call
+// on it timed out, on it or on a sibling.
+func (m *Mux) Suspect() bool { return m.suspects.Load() > 0 }

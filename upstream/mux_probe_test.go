@@ -311,3 +311,47 @@ func (fr *freezer) freezeUp() { fr.each(func(c *frozenConn) { c.up.Store(true) }
 
 // slowDown slows every connection open now the server's way to about 100 KB/s.
 func (fr *freezer) slowDown() { fr.each(func(c *frozenConn) { c.slow.Store(true) }) }
+
+// While a socket of an upstream is under a probe with nothing back yet (a call on it
+// timed out: its route may be dead), the router sends its websocket calls elsewhere
+// when another upstream can take them, and uses it again once the probe has an answer.
+// Before, the next call went to it as to any other and waited out a whole timeout on a
+// blackholed route (the audit: /ws/blocknumber 9 s, twice in a row).
+func TestSuspectUpstreamAvoidedForWebsocketCalls(t *testing.T) {
+	sa, sb := newWSProvider(t, nil, 0, ""), newWSProvider(t, nil, 0, "")
+	http := newFakeProvider(t, nil)
+	r := testRouterWith(t, withMux, Spec{Name: "a", HTTPURL: http.url, WSURL: sa.url, Weight: 1000},
+		Spec{Name: "b", HTTPURL: http.url, WSURL: sb.url})
+	startMuxes(t, r)
+	a, b := byName(r, "a"), byName(r, "b")
+	r.observeHead(a, header(10))
+	r.observeHead(b, header(10))
+	req := request("eth_getBalance", `["0x01","latest"]`)
+	picks := func(via Transport) (n int) {
+		for range 200 {
+			if r.pick(req, r.needOf(req), via, nil) == a {
+				n++
+			}
+		}
+		return n
+	}
+	if n := picks(TransportWS); n == 0 {
+		t.Fatal("a, weighted 1000 to 1, never picked")
+	}
+	a.mux.slots[0].suspected()
+	if n := picks(TransportWS); n != 0 {
+		t.Fatalf("a picked for %d of 200 websocket calls while its socket is under a probe", n)
+	}
+	if n := picks(TransportHTTP); n == 0 {
+		t.Fatal("a's HTTP side avoided for its socket's probe")
+	}
+	b.mux.slots[0].suspected() // both suspect: a call still goes somewhere
+	if u := r.pick(req, r.needOf(req), TransportWS, nil); u == nil {
+		t.Fatal("no upstream picked with both under a probe")
+	}
+	b.mux.slots[0].cleared()
+	a.mux.slots[0].cleared() // an answer or a pong came back
+	if n := picks(TransportWS); n == 0 {
+		t.Fatal("a not picked again after its probe's answer")
+	}
+}

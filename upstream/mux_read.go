@@ -101,6 +101,9 @@ func (s *slot) routeOne(frame []byte, msg *proto.Message, at time.Time) {
 	}
 	if msg.ID.Present() {
 		s.answered.Add(1) // the upstream read something the gateway wrote (write's probe)
+		if s.suspect.Load() {
+			s.cleared()
+		}
 		gid, ok := proto.ParseDecimal(msg.ID.Bytes(frame))
 		if !ok {
 			// The gateway only sends bare decimal ids: anything else answers nothing it sent.

@@ -353,8 +353,13 @@ func (e *RefusedError) String() string {
 // socket's reader goroutine: it must not block, and result is valid only during the
 // call. unsubscribe ends it.
 func (m *Mux) Subscribe(params []byte, deliver func(result []byte)) (unsubscribe func(), err error) {
+	return m.SubscribeBy(params, time.Time{}, deliver)
+}
+
+// SubscribeBy is Subscribe answered by deadline (zero: RequestTimeout from now).
+func (m *Mux) SubscribeBy(params []byte, deadline time.Time, deliver func(result []byte)) (unsubscribe func(), err error) {
 	fs := &funcSink{deliver: deliver, reply: make(chan []byte, 1)}
-	m.Join(params, []byte("1"), fs, time.Time{})
+	m.Join(params, []byte("1"), fs, deadline)
 	ans := <-fs.reply // Join always answers: result, error, timeout or connection loss
 	var msg proto.Message
 	if _, err := proto.ScanMessage(ans, &msg); err != nil || !msg.Result.Present() {

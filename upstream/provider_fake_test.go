@@ -95,6 +95,7 @@ type wsProvider struct {
 	answer    atomic.Pointer[providerAnswer]
 	closeCode int
 	reason    string
+	silent    atomic.Bool // takes calls, answers none (a blackholed route)
 }
 
 func newWSProvider(t *testing.T, a *providerAnswer, closeCode int, reason string) *wsProvider {
@@ -118,6 +119,9 @@ func newWSProvider(t *testing.T, a *providerAnswer, closeCode int, reason string
 				return
 			}
 			p.calls.Add(1)
+			if p.silent.Load() {
+				continue
+			}
 			if p.closeCode != 0 {
 				_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(p.closeCode, p.reason))
 				return

@@ -89,6 +89,8 @@ func (r *Router) eligible(u *Upstream, req *proto.Request, n need, via Transport
 		return false
 	case via == TransportWS && (u.mux == nil || !u.mux.Up()):
 		return false
+	case via == TransportWS && level < strictLimits && u.mux.Suspect(): // mux_probe.go
+		return false
 	case u.cordoned(): // an operator's hold: not even as a last resort
 		return false
 	case !u.allows(req):

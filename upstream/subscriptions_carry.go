@@ -20,13 +20,14 @@ func canCarry(u *Upstream) bool {
 }
 
 // pickCarrier chooses the upstream for a group: a healthy one with its socket up,
-// primaries first, the least loaded of two.
+// primaries first, the least loaded of two; one whose sockets are under a probe (a
+// call on it timed out: its route may be dead) only when nobody else can.
 func (s *Subscriptions) pickCarrier(exclude *Upstream) *Upstream {
 	set := s.r.set.Load()
 	for _, tier := range [2][]*Upstream{set.primaries, set.fallbacks} {
 		var best *Upstream
 		for _, u := range tier {
-			if u == exclude || !canCarry(u) || u.health.Head() < s.r.served.Load() {
+			if u == exclude || !canCarry(u) || u.health.Head() < s.r.served.Load() || u.mux.Suspect() {
 				continue
 			}
 			if best == nil || score(u, proto.ClassCheap) < score(best, proto.ClassCheap) {
@@ -37,11 +38,14 @@ func (s *Subscriptions) pickCarrier(exclude *Upstream) *Upstream {
 			return best
 		}
 	}
-	// Nobody at the served head: the best carrier behind it (backfill closes the gap).
-	for _, tier := range [2][]*Upstream{set.primaries, set.fallbacks} {
-		for _, u := range tier {
-			if u != exclude && canCarry(u) {
-				return u
+	// Nobody at the served head: the best carrier behind it (backfill closes the gap),
+	// then a suspect one.
+	for _, suspect := range [2]bool{false, true} {
+		for _, tier := range [2][]*Upstream{set.primaries, set.fallbacks} {
+			for _, u := range tier {
+				if u != exclude && canCarry(u) && (suspect || !u.mux.Suspect()) {
+					return u
+				}
 			}
 		}
 	}
@@ -120,7 +124,10 @@ func (g *subGroup) establish(deadline time.Time) bool {
 			continue
 		}
 		tried = append(tried, u)
-		err := g.attach(u)
+		// One attempt ends a reserve before the client's deadline, as a read's does: a
+		// blackholed upstream would otherwise take the whole of it, with a healthy one
+		// beside it never asked.
+		err := g.attach(u, g.s.r.attemptDeadline(deadline, true))
 		if err == nil {
 			g.answerWaiters(nil)
 			return true
@@ -145,7 +152,8 @@ func (g *subGroup) establish(deadline time.Time) bool {
 }
 
 // pickCarrierNot chooses an upstream for a new group among those not tried yet: one
-// whose gate is open (not throttled, not out of quota) first, primaries first.
+// whose gate is open (not throttled, not out of quota) and whose sockets are not under
+// a probe first, primaries first.
 func (s *Subscriptions) pickCarrierNot(tried []*Upstream) *Upstream {
 	set := s.r.set.Load()
 	var gated *Upstream
@@ -156,7 +164,7 @@ func (s *Subscriptions) pickCarrierNot(tried []*Upstream) *Upstream {
 		}
 		switch {
 		case skip:
-		case u.gate.open():
+		case u.gate.open() && !u.mux.Suspect(): // under a probe: its route may be dead
 			return u
 		case gated == nil:
 			gated = u
@@ -188,12 +196,13 @@ func (g *subGroup) answerWaiters(err error) {
 	s.maybeEndLocked(g)
 }
 
-// attach subscribes the group on u; deliveries of this generation flow into g.in.
-func (g *subGroup) attach(u *Upstream) error {
+// attach subscribes the group on u by deadline (zero: the Mux's request timeout);
+// deliveries of this generation flow into g.in.
+func (g *subGroup) attach(u *Upstream, deadline time.Time) error {
 	g.gen++
 	gen := g.gen
 	g.downs = u.mux.downs.Load() // before: a loss while subscribing is one to close
-	unsub, err := u.mux.Subscribe(g.params, func(result []byte) {
+	unsub, err := u.mux.SubscribeBy(g.params, deadline, func(result []byte) {
 		if !g.in.push(delivery{gen: gen, result: bytes.Clone(result)}) {
 			g.s.r.m.subDrops.Inc() // the group is far behind; backfill covers heads
 		}
@@ -231,7 +240,7 @@ func (g *subGroup) move() {
 			oldHead = old.pushedHead()
 		}
 		g.detach()
-		if err := g.attach(u); err != nil {
+		if err := g.attach(u, time.Time{}); err != nil {
 			if ref, ok := AsRefused(err); ok && providerRefusal(ref.Class) != nil {
 				g.s.r.noteAnswer(u, ref.Class, ref.Backoff) // its rate, quota or key
 			}

@@ -48,3 +48,28 @@ func TestSubscribeRefusedEverywhereGetsTheGatewaysRefusal(t *testing.T) {
 		t.Fatalf("eth_subscribe answered %s, want the gateway's -32005 refusal", got)
 	}
 }
+
+// An eth_subscribe sent to an upstream that takes it and never answers (a blackholed
+// route, not yet found so) is given up a reserve (Health.SlowMin) before the client's
+// deadline, and the next upstream carries it. Before, the attempt had the Mux's whole
+// request timeout: the client got "upstream timed out" after 10 s while a healthy
+// upstream was never asked (the audit: 10 subscribes in a row, each 10.00 s).
+func TestSubscribeNotAnsweredGoesElsewhereInTime(t *testing.T) {
+	silent := newWSProvider(t, nil, 0, "")
+	accepting := newWSProvider(t, nil, 0, "")
+	r := testRouterWith(t, withMux,
+		Spec{Name: "silent", HTTPURL: newFakeProvider(t, nil).url, WSURL: silent.url},
+		Spec{Name: "accepting", HTTPURL: newFakeProvider(t, nil).url, WSURL: accepting.url})
+	startMuxes(t, r)
+	silent.silent.Store(true)
+	sink := newChanSink(4)
+	deadline := time.Now().Add(3 * time.Second)
+	r.subs.Join([]byte(`["logs",{}]`), []byte("7"), sink, deadline)
+	got := string(sink.next(t))
+	if !strings.Contains(got, `"id":7,"result":"0x`) || time.Now().After(deadline) {
+		t.Fatalf("eth_subscribe answered %s at %v past the deadline, want a subscription by the deadline", got, time.Since(deadline))
+	}
+	if silent.calls.Load() == 0 || accepting.calls.Load() == 0 {
+		t.Fatalf("asked: silent %d, accepting %d; want both (the silent one first)", silent.calls.Load(), accepting.calls.Load())
+	}
+}
