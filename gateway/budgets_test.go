@@ -49,6 +49,47 @@ func peakHeap(fn func()) int64 {
 
 const mib = 1 << 20
 
+// Subscriptions are capped per client address too (-ws-max-subscriptions-per-ip):
+// one address opening many connections cannot take the gateway's whole
+// -max-subscriptions. Before, the per-connection cap was all: the audit filled a
+// gateway's 1,000 from one address over 10 connections, and another client was refused.
+func TestSubscriptionsBoundedPerClientAddress(t *testing.T) {
+	fake := startFakeUpstream(t)
+	gw := startGateway(t, fake.args("-ws-max-subscriptions", "3", "-ws-max-subscriptions-per-ip", "5", "-max-subscriptions", "100")...)
+	gw.waitUpstreams(t)
+	logs := func(i int) string {
+		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_subscribe","params":["logs",{"address":"0x%02x"}]}`, i, i)
+	}
+	subscribe := func(c *wsTestClient, i int) *struct {
+		Code    int
+		Message string
+	} { t.Helper(); r := decodeAnswer(t, c.call(logs(i))); if r.Error == nil {
+		return nil
+	}; return &struct {
+		Code    int
+		Message string
+	}{r.Error.Code, r.Error.Message} }
+	a, b := dialWS(t, gw.WSURL, nil), dialWS(t, gw.WSURL, nil)
+	for i := range 3 {
+		if e := subscribe(a, i); e != nil {
+			t.Fatalf("a's subscription %d: %+v", i, e)
+		}
+	}
+	for i := range 2 {
+		if e := subscribe(b, 10+i); e != nil {
+			t.Fatalf("b's subscription %d: %+v", i, e)
+		}
+	}
+	if e := subscribe(b, 12); e == nil || e.Code != -32005 || !strings.Contains(e.Message, "from this client address") {
+		t.Fatalf("the address's sixth subscription: %+v", e)
+	}
+	a.conn.Close() // its three go back
+	waitFor(t, "a's subscriptions given back", func() bool { return gw.metric(t, "gateway_ws_subscriptions") == 2 })
+	if e := subscribe(b, 12); e != nil {
+		t.Fatalf("after a closed, the address has room: %+v", e)
+	}
+}
+
 // Subscriptions are capped per connection and in total; params that differ only in
 // whitespace share one upstream subscription.
 func TestSubscriptionBudgets(t *testing.T) {

@@ -71,25 +71,26 @@ type Config struct {
 	DenyMethods         []string
 	CORSOrigins         string
 
-	WSUpstreamConns      int
-	WSUpstreamQueue      int
-	WSPerClient          bool
-	WSMaxClients         int
-	WSClientQueue        int
-	WSClientQueueBytes   int
-	WSMaxInFlight        int
-	WSMaxPendingBytes    int
-	WSMaxSubscriptions   int // per client connection
-	MaxSubscriptions     int // all clients together
-	WSPingInterval       time.Duration
-	WSPongTimeout        time.Duration
-	WSProbeTimeout       time.Duration
-	WSDialTimeout        time.Duration
-	WSWriteTimeout       time.Duration
-	WSBackoffMin         time.Duration
-	WSBackoffMax         time.Duration
-	WSClientWriteTimeout time.Duration
-	WSAllowedOrigins     []string
+	WSUpstreamConns         int
+	WSUpstreamQueue         int
+	WSPerClient             bool
+	WSMaxClients            int
+	WSClientQueue           int
+	WSClientQueueBytes      int
+	WSMaxInFlight           int
+	WSMaxPendingBytes       int
+	WSMaxSubscriptions      int // per client connection
+	MaxSubscriptions        int // all clients together
+	WSMaxSubscriptionsPerIP int // from one client address (IPv6: its /64); 0: no bound
+	WSPingInterval          time.Duration
+	WSPongTimeout           time.Duration
+	WSProbeTimeout          time.Duration
+	WSDialTimeout           time.Duration
+	WSWriteTimeout          time.Duration
+	WSBackoffMin            time.Duration
+	WSBackoffMax            time.Duration
+	WSClientWriteTimeout    time.Duration
+	WSAllowedOrigins        []string
 
 	// Routing and health of the upstreams.
 	ConfigFile     string
@@ -217,80 +218,81 @@ const DefaultMaxConns = 16384
 // at its default.
 func Defaults() Config {
 	return Config{
-		ListenAddr:           ":8000",
-		AdminListen:          "127.0.0.1:9090",
-		UpstreamHTTPURL:      DefaultHTTPURL,
-		UpstreamWSURL:        DefaultWSURL,
-		InfuraNetwork:        "mainnet",
-		UpstreamTimeout:      10 * time.Second,
-		UpstreamMaxConns:     512,
-		UpstreamDialTimeout:  3 * time.Second,
-		UpstreamIdleTimeout:  30 * time.Second, // below geth's 120 s, so the gateway closes first
-		MaxRequestBody:       5 << 20,
-		MaxResponseBody:      32 << 20, // go-ethereum's websocket message limit
-		MaxBatch:             1000,     // go-ethereum's batch limit
-		MaxPendingBytes:      256 << 20,
-		MaxAnswerBytes:       256 << 20, // eight answers at -max-response-body
-		MaxBodyReadBytes:     256 << 20,
-		MaxConns:             DefaultMaxConns,
-		DenyMethods:          []string{"admin_", "debug_", "personal_", "miner_", "engine_"},
-		CORSOrigins:          "*",
-		WSUpstreamConns:      2,
-		WSUpstreamQueue:      4096,
-		WSMaxClients:         20000,
-		WSClientQueue:        256,
-		WSClientQueueBytes:   16 << 20,
-		WSMaxInFlight:        256,
-		WSMaxPendingBytes:    16 << 20,
-		WSMaxSubscriptions:   128,
-		MaxSubscriptions:     100000,
-		WSPingInterval:       30 * time.Second, // go-ethereum pings after 30 s idle
-		WSPongTimeout:        30 * time.Second,
-		WSProbeTimeout:       5 * time.Second,
-		WSDialTimeout:        10 * time.Second,
-		WSWriteTimeout:       10 * time.Second,
-		WSBackoffMin:         100 * time.Millisecond,
-		WSBackoffMax:         10 * time.Second,
-		WSClientWriteTimeout: 10 * time.Second,
-		WSAllowedOrigins:     []string{"*"},
-		Retries:              2,
-		HedgeMaxExtra:        0.1,
-		ArchiveDepth:         128, // what full (non-archive) nodes keep state for
-		HealthWindow:         30 * time.Second,
-		BanMinRequests:       10,
-		BanErrorRate:         0.5,
-		BanFailures:          3,
-		MaxLag:               5,
-		SlowFactor:           5,
-		SlowMin:              time.Second,
-		BanMin:               5 * time.Second,
-		BanMax:               5 * time.Minute,
-		Readmit:              2,
-		ProbeInterval:        5 * time.Second,
-		ReviewInterval:       time.Second,
-		ConfigPoll:           2 * time.Second,
-		CacheEnabled:         true,
-		CacheSize:            10000,
-		CacheMaxBytes:        256 << 20,
-		CacheMaxAge:          15 * time.Second,
-		CacheDepth:           64,
-		Logs:                 DefaultLogs(),
-		HeadPoll:             2 * time.Second,
-		ReadTimeout:          30 * time.Second,
-		WriteTimeout:         60 * time.Second,
-		IdleTimeout:          120 * time.Second,
-		ShutdownTimeout:      20 * time.Second,
-		LogLevel:             slog.LevelInfo,
-		SharedCache:          true,
-		SharedCacheTTL:       24 * time.Hour,
-		BudgetReplicas:       1,
-		BudgetWait:           250 * time.Millisecond,
-		BudgetQueueBytes:     1 << 20,
-		SharedCacheMaxValue:  256 << 10,
-		LogFormat:            "json",
-		TraceSampleRatio:     0.01,
-		TraceParentBased:     true,
-		TraceParentRate:      100,
+		ListenAddr:              ":8000",
+		AdminListen:             "127.0.0.1:9090",
+		UpstreamHTTPURL:         DefaultHTTPURL,
+		UpstreamWSURL:           DefaultWSURL,
+		InfuraNetwork:           "mainnet",
+		UpstreamTimeout:         10 * time.Second,
+		UpstreamMaxConns:        512,
+		UpstreamDialTimeout:     3 * time.Second,
+		UpstreamIdleTimeout:     30 * time.Second, // below geth's 120 s, so the gateway closes first
+		MaxRequestBody:          5 << 20,
+		MaxResponseBody:         32 << 20, // go-ethereum's websocket message limit
+		MaxBatch:                1000,     // go-ethereum's batch limit
+		MaxPendingBytes:         256 << 20,
+		MaxAnswerBytes:          256 << 20, // eight answers at -max-response-body
+		MaxBodyReadBytes:        256 << 20,
+		MaxConns:                DefaultMaxConns,
+		DenyMethods:             []string{"admin_", "debug_", "personal_", "miner_", "engine_"},
+		CORSOrigins:             "*",
+		WSUpstreamConns:         2,
+		WSUpstreamQueue:         4096,
+		WSMaxClients:            20000,
+		WSClientQueue:           256,
+		WSClientQueueBytes:      16 << 20,
+		WSMaxInFlight:           256,
+		WSMaxPendingBytes:       16 << 20,
+		WSMaxSubscriptions:      128,
+		MaxSubscriptions:        100000,
+		WSMaxSubscriptionsPerIP: 10000,
+		WSPingInterval:          30 * time.Second, // go-ethereum pings after 30 s idle
+		WSPongTimeout:           30 * time.Second,
+		WSProbeTimeout:          5 * time.Second,
+		WSDialTimeout:           10 * time.Second,
+		WSWriteTimeout:          10 * time.Second,
+		WSBackoffMin:            100 * time.Millisecond,
+		WSBackoffMax:            10 * time.Second,
+		WSClientWriteTimeout:    10 * time.Second,
+		WSAllowedOrigins:        []string{"*"},
+		Retries:                 2,
+		HedgeMaxExtra:           0.1,
+		ArchiveDepth:            128, // what full (non-archive) nodes keep state for
+		HealthWindow:            30 * time.Second,
+		BanMinRequests:          10,
+		BanErrorRate:            0.5,
+		BanFailures:             3,
+		MaxLag:                  5,
+		SlowFactor:              5,
+		SlowMin:                 time.Second,
+		BanMin:                  5 * time.Second,
+		BanMax:                  5 * time.Minute,
+		Readmit:                 2,
+		ProbeInterval:           5 * time.Second,
+		ReviewInterval:          time.Second,
+		ConfigPoll:              2 * time.Second,
+		CacheEnabled:            true,
+		CacheSize:               10000,
+		CacheMaxBytes:           256 << 20,
+		CacheMaxAge:             15 * time.Second,
+		CacheDepth:              64,
+		Logs:                    DefaultLogs(),
+		HeadPoll:                2 * time.Second,
+		ReadTimeout:             30 * time.Second,
+		WriteTimeout:            60 * time.Second,
+		IdleTimeout:             120 * time.Second,
+		ShutdownTimeout:         20 * time.Second,
+		LogLevel:                slog.LevelInfo,
+		SharedCache:             true,
+		SharedCacheTTL:          24 * time.Hour,
+		BudgetReplicas:          1,
+		BudgetWait:              250 * time.Millisecond,
+		BudgetQueueBytes:        1 << 20,
+		SharedCacheMaxValue:     256 << 10,
+		LogFormat:               "json",
+		TraceSampleRatio:        0.01,
+		TraceParentBased:        true,
+		TraceParentRate:         100,
 
 		// 4 MiB a minute: a tenant reading history block by block (a few hundred KiB
 		// each) is not held back; one flooding distinct answers adds at most ~6 GiB a

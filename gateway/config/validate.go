@@ -78,6 +78,7 @@ func (c *Config) Validate() error {
 		{c.WSMaxPendingBytes >= c.MaxRequestBody, "-ws-max-pending-bytes must be at least -max-request-body"},
 		{c.WSMaxSubscriptions > 0 && c.WSMaxSubscriptions <= 1000, "-ws-max-subscriptions must be between 1 and 1000"},
 		{c.MaxSubscriptions >= c.WSMaxSubscriptions, "-max-subscriptions must be at least -ws-max-subscriptions"},
+		{c.WSMaxSubscriptionsPerIP >= 0, "-ws-max-subscriptions-per-ip must be >= 0 (0: no bound)"},
 		{c.WSPingInterval >= time.Second, "-ws-ping-interval must be at least 1s"},
 		{c.WSPongTimeout >= time.Second, "-ws-pong-timeout must be at least 1s"},
 		{c.WSProbeTimeout >= 100*time.Millisecond, "-ws-probe-timeout must be at least 100ms"},

@@ -235,13 +235,20 @@ func (c *wsClient) takeSub() *proto.Error {
 		c.h.refused.Inc()
 		return errTooManySubscriptions
 	}
+	if !c.h.addrSubs.acquire(c.addr) {
+		c.nsubs.Add(-1)
+		c.h.refused.Inc()
+		return errAddrSubscriptions
+	}
 	if !c.h.subs.Acquire(1) {
 		c.nsubs.Add(-1)
+		c.h.addrSubs.release(c.addr, 1)
 		c.h.refused.Inc()
 		return errGatewaySubscriptions
 	}
 	if perr := c.bound.Acquire(c.bound.SubSlots(), access.RefusedSubscriptions); perr != nil {
 		c.nsubs.Add(-1)
+		c.h.addrSubs.release(c.addr, 1)
 		c.h.subs.Release(1)
 		return perr
 	}
@@ -254,6 +261,7 @@ func (c *wsClient) dropSub() {
 	defer c.whoMu.Unlock()
 	c.nsubs.Add(-1)
 	c.h.subs.Release(1)
+	c.h.addrSubs.release(c.addr, 1)
 	if c.unbacked > 0 {
 		c.unbacked--
 		return
@@ -267,6 +275,7 @@ func (c *wsClient) dropAll() {
 	defer c.whoMu.Unlock()
 	held := c.nsubs.Swap(0)
 	c.h.subs.Release(int(held))
+	c.h.addrSubs.release(c.addr, held)
 	if s := c.bound.SubSlots(); s != nil {
 		for range held - c.unbacked {
 			s.Release()

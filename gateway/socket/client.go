@@ -497,4 +497,6 @@ var (
 		"too many subscriptions on this connection")
 	errGatewaySubscriptions = proto.NewError(proto.CodeLimitExceeded, 503,
 		"too many subscriptions on this gateway, retry later")
+	errAddrSubscriptions = proto.NewError(proto.CodeLimitExceeded, 429,
+		"too many subscriptions from this client address")
 )

@@ -46,9 +46,10 @@ type Server struct {
 
 	// Budgets shared by every client: connections and subscriptions; reading, the
 	// process's bytes of client messages being read (HTTP bodies count in it too).
-	conns   atomic.Int64
-	subs    *network.Budget
-	reading *network.Budget
+	conns    atomic.Int64
+	subs     *network.Budget
+	addrSubs addrSubs // per client address (addrsubs.go)
+	reading  *network.Budget
 
 	drainQuit // drain.go
 
@@ -66,7 +67,8 @@ var writeBufferPool sync.Pool
 func New(cfg *config.Config, acc *access.Access, pipe *pipeline.Pipeline, net *network.Network, reading *network.Budget,
 	reg *upstream.Registry) *Server {
 	h := &Server{cfg: cfg, acc: acc, pipe: pipe, net: net, clients: make(map[*wsClient]struct{}),
-		subs: network.NewBudget(cfg.MaxSubscriptions), reading: reading}
+		subs: network.NewBudget(cfg.MaxSubscriptions), reading: reading,
+		addrSubs: addrSubs{max: int32(cfg.WSMaxSubscriptionsPerIP)}}
 	h.upgrader = websocket.FastHTTPUpgrader{
 		// It checks and answers the handshake only: the websocket is made by
 		// rawUpgrader (upgrade.go), with the buffer sizes.
