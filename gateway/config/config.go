@@ -245,7 +245,7 @@ func Defaults() Config {
 		WSMaxPendingBytes:       16 << 20,
 		WSMaxSubscriptions:      128,
 		MaxSubscriptions:        100000,
-		WSMaxSubscriptionsPerIP: 10000,
+		WSMaxSubscriptionsPerIP: 0,
 		WSPingInterval:          30 * time.Second, // go-ethereum pings after 30 s idle
 		WSPongTimeout:           30 * time.Second,
 		WSProbeTimeout:          5 * time.Second,

@@ -208,7 +208,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	num(&c.WSMaxPendingBytes, "ws-max-pending-bytes", "WS_MAX_PENDING_BYTES", "request bytes one /socket2socket client may have in flight")
 	num(&c.WSMaxSubscriptions, "ws-max-subscriptions", "WS_MAX_SUBSCRIPTIONS", "subscriptions one /socket2socket client may hold")
 	num(&c.MaxSubscriptions, "max-subscriptions", "MAX_SUBSCRIPTIONS", "subscriptions all /socket2socket clients together may hold")
-	num(&c.WSMaxSubscriptionsPerIP, "ws-max-subscriptions-per-ip", "WS_MAX_SUBSCRIPTIONS_PER_IP", "subscriptions the /socket2socket clients of one client address (an IPv6 address's /64) may hold together, so no one address takes -max-subscriptions; 0: no bound")
+	num(&c.WSMaxSubscriptionsPerIP, "ws-max-subscriptions-per-ip", "WS_MAX_SUBSCRIPTIONS_PER_IP", "subscriptions the /socket2socket clients of one client address (an IPv6 address's /64) may hold together, so no one address takes -max-subscriptions (behind a load balancer speaking plain HTTP every client shares its address: set it where clients are told apart, as -max-conns-per-ip); 0: no bound")
 	dur(&c.WSPingInterval, "ws-ping-interval", "WS_PING_INTERVAL", "websocket keepalive ping after this much idle time")
 	dur(&c.WSPongTimeout, "ws-pong-timeout", "WS_PONG_TIMEOUT", "an upstream socket silent this long past a ping is declared dead")
 	dur(&c.WSProbeTimeout, "ws-probe-timeout", "WS_PROBE_TIMEOUT", "after a call on an upstream socket timed out, the socket is pinged; with neither its pong nor an answer back within this (or three of the socket's round trips, when longer) it is declared dead (its calls and subscriptions move)")
