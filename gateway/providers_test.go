@@ -211,9 +211,13 @@ func offerDistinctReads(t *testing.T, urls []string, rate float64, dur time.Dura
 // TestProvidersBehindThreeReplicas is the measurement: three replicas sharing a
 // real Redis in front of three providers, one throttling past 20 calls/s in the body
 // (Alchemy), one past 90 calls/s with HTTP 429 (Infura), one with a 400-call daily cap;
-// budgets of 18 and 85 calls/s and the cap; 100 distinct reads per second for 15 s. No
+// budgets of 18 and 85 calls/s and the cap; 90 distinct reads per second for 15 s. No
 // client sees a provider's throttle, and at most 2 % of what reaches the providers is
-// refused by them.
+// refused by them. 90, not 100: the cap is spent two thirds in (the router spends it
+// alongside the others), and from then on 100/s left the two rate budgets 3 % of
+// headroom (103/s), which the bunched calls of a loaded machine (a late open-loop
+// schedule, leases renewed late) crossed: 4 of 1,500 calls refused by the budgets at the
+// end of a CI run. 90/s leaves 13 %, still needs both providers, and still spends the cap.
 func TestProvidersBehindThreeReplicas(t *testing.T) {
 	rs := redistest.Start(t)
 	alchemy := startProvider(t, "alchemy", 20, 0)
@@ -246,7 +250,7 @@ upstreams:
 		urls = append(urls, gw.URL)
 	}
 	dur := 15 * time.Second
-	sent, errs := offerDistinctReads(t, urls, 100, dur, 1)
+	sent, errs := offerDistinctReads(t, urls, 90, dur, 1)
 	var calls, refused int64
 	for _, p := range []*fakeProvider{alchemy, infura, capped} {
 		c, r, cp := p.counts()
