@@ -56,7 +56,10 @@ func counter(ms *metrics.Set, name string) uint64 { return ms.GetOrCreateCounter
 
 func TestSetGetAndTTL(t *testing.T) {
 	srv := redistest.Start(t)
-	r := newReplica(t, srv, Config{TTL: 400 * time.Millisecond, Prefix: "ttl:"})
+	// 3 s, not 400 ms: the value must still be there when the poll below, the Get and
+	// the PTTL after it run, and on a loaded machine a second between them is seen.
+	const ttl = 3 * time.Second
+	r := newReplica(t, srv, Config{TTL: ttl, Prefix: "ttl:"})
 	ctx := context.Background()
 	if _, ok := r.cache.Get(ctx, "block:0x10"); ok {
 		t.Fatal("hit on an empty Redis")
@@ -75,10 +78,10 @@ func TestSetGetAndTTL(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 	pttl, err := r.conn.Do(ctx, r.conn.B().Pttl().Key("ttl:v:block:0x10").Build()).AsInt64()
-	if err != nil || pttl <= 0 || pttl > 400 {
-		t.Fatalf("PTTL %d (%v), want (0, 400]", pttl, err)
+	if err != nil || pttl <= 0 || pttl > ttl.Milliseconds() {
+		t.Fatalf("PTTL %d (%v), want (0, %d]", pttl, err, ttl.Milliseconds())
 	}
-	waitFor(t, 5*time.Second, "the value expires with its TTL", func() bool {
+	waitFor(t, ttl+10*time.Second, "the value expires with its TTL", func() bool {
 		_, ok := r.cache.Get(ctx, "block:0x10")
 		return !ok
 	})
