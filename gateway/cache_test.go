@@ -71,22 +71,44 @@ func TestCacheRulesAgainstNode(t *testing.T) {
 	waitHead(t, gw, 1)
 
 	t.Run("a repeat between heads is a hit, a new head invalidates", func(t *testing.T) {
+		// Each check counts only when the gateway and the node were at one head that did
+		// not move while it ran: geth --dev at period 0 now and then seals an empty block
+		// after a transaction's (node_restart_test.go), and a head moving under a check
+		// rightly makes a miss or another number. Such a check is made again, 5 at most.
+		heads := gw.srv.defaultNetwork().Heads
+		moved := func(h uint64) bool { return heads.Number() != h || node.BlockNumber(t) != h }
 		for _, prefix := range []string{"", "/ws"} {
-			_, xc, first := getCached(t, "GET", gw.URL+prefix+"/blocknumber", "")
-			if want := string(node.Raw(t, rpcBody("eth_blockNumber", "[]"))); first != want {
-				t.Fatalf("%s: %s, node says %s (X-Cache %s)", prefix, first, want, xc)
-			}
-			_, xc, again := getCached(t, "GET", gw.URL+prefix+"/blocknumber", "")
-			if xc != "HIT" || again != first {
-				t.Fatalf("%s: repeat: X-Cache %q %s", prefix, xc, again)
+			for try := 1; ; try++ {
+				h := heads.Number()
+				_, xc, first := getCached(t, "GET", gw.URL+prefix+"/blocknumber", "")
+				want := string(node.Raw(t, rpcBody("eth_blockNumber", "[]")))
+				_, xcAgain, again := getCached(t, "GET", gw.URL+prefix+"/blocknumber", "")
+				if moved(h) && try < 5 {
+					continue
+				}
+				if first != want {
+					t.Fatalf("%s: %s, node says %s (X-Cache %s)", prefix, first, want, xc)
+				}
+				if xcAgain != "HIT" || again != first {
+					t.Fatalf("%s: repeat: X-Cache %q %s", prefix, xcAgain, again)
+				}
+				break
 			}
 		}
-		before := gw.srv.defaultNetwork().Heads.Number()
-		node.SendTx(t)
-		waitHead(t, gw, before+1)
-		_, xc, after := getCached(t, "GET", gw.URL+"/blocknumber", "")
-		if want := string(node.Raw(t, rpcBody("eth_blockNumber", "[]"))); xc != "MISS" || after != want {
-			t.Fatalf("after a new head: X-Cache %q %s, node says %s", xc, after, want)
+		for try := 1; ; try++ { // each try on a new head of its own transaction
+			before := heads.Number()
+			node.SendTx(t)
+			waitHead(t, gw, before+1)
+			h := heads.Number()
+			_, xc, after := getCached(t, "GET", gw.URL+"/blocknumber", "")
+			want := string(node.Raw(t, rpcBody("eth_blockNumber", "[]")))
+			if moved(h) && try < 5 {
+				continue
+			}
+			if xc != "MISS" || after != want {
+				t.Fatalf("after a new head: X-Cache %q %s, node says %s", xc, after, want)
+			}
+			break
 		}
 	})
 
