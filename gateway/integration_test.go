@@ -49,10 +49,21 @@ func TestRoutesMatchNode(t *testing.T) {
 				continue
 			}
 			t.Run(prefix+" "+c.name, func(t *testing.T) {
-				code, got := do(t, c.method, gw.URL+prefix+c.path, c.body)
-				want := node.Raw(t, c.nodeReq)
-				if code != 200 || string(got) != string(want) {
-					t.Fatalf("gateway %d %s\nnode        %s", code, got, want)
+				// A difference counts only when the gateway and the node were at one head
+				// that did not move across the check: geth --dev at period 0 now and then
+				// seals an empty block after a transaction's (node_restart_test.go), which
+				// rightly changes the head's answers. Such a check is made again, 5 at most.
+				heads := gw.srv.defaultNetwork().Heads
+				for try := 1; ; try++ {
+					h := heads.Number()
+					code, got := do(t, c.method, gw.URL+prefix+c.path, c.body)
+					want := node.Raw(t, c.nodeReq)
+					if code == 200 && string(got) == string(want) {
+						break
+					}
+					if try == 5 || heads.Number() == h && node.BlockNumber(t) == h {
+						t.Fatalf("gateway %d %s\nnode        %s", code, got, want)
+					}
 				}
 			})
 		}
