@@ -205,7 +205,7 @@ func TestSharedCacheBatches(t *testing.T) {
 	rs := redistest.Start(t)
 	up := startFakeUpstream(t)
 	up.head.Store(5000)
-	gws := startReplicas(t, 2, up, rs.Addr, "anonymous: {plan: open}\nplans:\n  open: {}\n")
+	gws := startReplicas(t, 2, up, rs.Addr, sharedOpen)
 	for _, gw := range gws {
 		waitFor(t, "the head", func() bool { return gw.srv.defaultNetwork().Heads.Number() >= 5000 })
 	}
@@ -309,7 +309,7 @@ func TestSharedCacheKeepsChainsApart(t *testing.T) {
 		}
 		return fakeAnswer{}
 	}))
-	const file = "anonymous: {plan: open}\nplans:\n  open: {}\n"
+	const file = sharedOpen
 	for _, up := range []*fakeUpstream{mainnet, other, unknown} {
 		up.head.Store(5000)
 	}
@@ -363,7 +363,7 @@ func TestSharedCacheBatchWithinAnswerBudget(t *testing.T) {
 	rs := redistest.Start(t)
 	up := startFakeUpstream(t)
 	up.head.Store(5000)
-	gws := startReplicas(t, 2, up, rs.Addr, "anonymous: {plan: open}\nplans:\n  open: {}\n", "-max-response-body", "4096")
+	gws := startReplicas(t, 2, up, rs.Addr, sharedOpen, "-max-response-body", "4096")
 	for _, gw := range gws {
 		waitFor(t, "the head", func() bool { return gw.srv.defaultNetwork().Heads.Number() >= 5000 })
 	}

@@ -17,7 +17,7 @@ func TestWrongAnswerNeverShared(t *testing.T) {
 	liar.head.Store(5000)
 	honest.head.Store(5000)
 	start := func(ups string) *testGateway {
-		file := openAnonymous + "upstreams:\n" + ups
+		file := sharedOpen + "upstreams:\n" + ups
 		gw := startGateway(t, "-config", writeFile(t, t.TempDir(), "gw.yaml", file), "-redis-addr", rs.Addr)
 		gw.waitUpstreams(t)
 		waitFor(t, "Redis usable", func() bool { return gw.metric(t, `gateway_redis_up{client="redis"}`) == 1 })

@@ -21,6 +21,14 @@ import (
 
 const openAnonymous = "anonymous: {plan: open}\nplans:\n  open: {}\n"
 
+// sharedOpen is openAnonymous with the shared tier's request budget (and so its Redis
+// call deadline, the writers' too) at 2 s, for tests of what the tier stores and serves,
+// not of Redis's latency: with the default 40 ms (a 50 ms deadline) a loaded machine's
+// write misses it now and then and is dropped, and a test waiting for every write to
+// land waits in vain (TestSharedCacheBatchWithinAnswerBudget: "timed out waiting for the
+// blocks stored").
+const sharedOpen = openAnonymous + "shared_cache: {request_budget: 2s}\n"
+
 // redisValueBytes is what Redis holds for its keys: the sum of MEMORY USAGE over every
 // key (deterministic, unlike used_memory, which counts client buffers too).
 func redisValueBytes(t *testing.T, rs *redistest.Server) (total int64, keys []string) {
