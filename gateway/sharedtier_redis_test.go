@@ -22,7 +22,8 @@ import (
 const openAnonymous = "anonymous: {plan: open}\nplans:\n  open: {}\n"
 
 // sharedOpen is openAnonymous with the shared tier's request budget (and so its Redis
-// call deadline, the writers' too) at 2 s, for tests of what the tier stores and serves,
+// call deadline, the writers' too) at 2 s, for tests of what the tier stores and serves
+// (the other tests here that wait for writes set the same budget their own way),
 // not of Redis's latency: with the default 40 ms (a 50 ms deadline) a loaded machine's
 // write misses it now and then and is dropped, and a test waiting for every write to
 // land waits in vain (TestSharedCacheBatchWithinAnswerBudget: "timed out waiting for the
@@ -82,8 +83,8 @@ func paddedBlock(r fakeRequest, size int) fakeAnswer {
 func TestSharedTierEthCallDoesNotFillRedis(t *testing.T) {
 	const mb = 1 << 20
 	for _, tc := range []struct{ name, file string }{
-		{"default", openAnonymous},
-		{"eth_call allowed", openAnonymous + "shared_cache: {methods: [eth_call]}\n"},
+		{"default", sharedOpen},
+		{"eth_call allowed", openAnonymous + "shared_cache: {methods: [eth_call], request_budget: 2s}\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rs := redistest.Start(t)
@@ -184,7 +185,7 @@ func TestSharedTierTenantBudget(t *testing.T) {
 	up := startFakeUpstream(t, fakeRespond(func(r fakeRequest) fakeAnswer { return paddedBlock(r, 1000) }))
 	up.head.Store(5000)
 	const budget = 8192
-	gw := startReplicas(t, 1, up, rs.Addr, accessConfig("{}")+fmt.Sprintf("shared_cache: {tenant_bytes_per_minute: %d}\n", budget))[0]
+	gw := startReplicas(t, 1, up, rs.Addr, accessConfig("{}")+fmt.Sprintf("shared_cache: {tenant_bytes_per_minute: %d, request_budget: 2s}\n", budget))[0]
 	waitFor(t, "the head", func() bool { return gw.srv.defaultNetwork().Heads.Number() >= 5000 })
 	block := func(key string, n int) {
 		t.Helper()
@@ -322,7 +323,7 @@ func TestSharedCacheOwnRedis(t *testing.T) {
 	up := startFakeUpstream(t)
 	up.head.Store(5000)
 	gw := startReplicas(t, 1, up, limits.Addr, accessConfig("{requests_per_second: 10, burst: 10}"),
-		"-shared-cache-redis-addr", cache.Addr)[0]
+		"-shared-cache-redis-addr", cache.Addr, "-shared-cache-budget", "2s")[0] // sharedOpen says why
 	waitFor(t, "the cache's connection", func() bool { return gw.metric(t, `gateway_redis_up{client="cache"}`) == 1 })
 	waitFor(t, "the head", func() bool { return gw.srv.defaultNetwork().Heads.Number() >= 5000 })
 	for n := 1; n <= 5; n++ {
