@@ -74,14 +74,18 @@ func TestRedisAccuracyThreeReplicas(t *testing.T) {
 		per = append(per, perSecond[i].Load())
 	}
 	t.Logf("admitted per second: %v; steady %.1f/s; total %d in %v", per, got, total.Load(), run)
-	// The upper side is the limit's promise and holds on any machine. The lower one
-	// (not starved) depends on Redis's round trips: on a machine loaded far past its
-	// cores they pass the lease timeout and the 3 s window fell to 76/s in CI. It is
-	// held to ± 10 % over 10 s, beside a CPU hog, by TestRedisAccuracyUnderCPUSaturation.
-	if got < rate*0.5 || got > rate*1.1 {
-		t.Errorf("steady rate %.1f/s, want %d (at most +10 %%, at least half)", got, rate)
-	}
+	// The upper side is the limit's promise over the steady window too: burst + rate×T
+	// + replicas×slack. Not rate + 10 %: a bucket nobody took from while the replicas
+	// were starved (a loaded machine) refills up to its burst, which the next second
+	// rightly admits ([181 105 93 178] per second, 125/s steady, seen under a CPU hog
+	// with -race). The lower side (not starved) depends on Redis's round trips: on a
+	// machine loaded far past its cores they pass the lease timeout and the 3 s window
+	// fell to 76/s in CI. Both are held to ± 10 % over 10 s, beside a CPU hog, by
+	// TestRedisAccuracyUnderCPUSaturation.
 	slack := bucketSlack(rate, burst, 100*time.Millisecond)
+	if most := float64(burst) + rate*secs + replicas*float64(slack); got < rate*0.5 || got*secs > most {
+		t.Errorf("steady rate %.1f/s, want %d (at most %.0f in %.0f s, at least half the rate)", got, rate, most, secs)
+	}
 	if max := burst + rate*int64(run/time.Second) + replicas*slack; total.Load() > max {
 		t.Errorf("admitted %d over %v, more than burst + rate×T + replicas×slack = %d", total.Load(), run, max)
 	}
