@@ -126,8 +126,12 @@ func TestRedisSlotsExactAfterRedisLosesItsState(t *testing.T) {
 				hs[i], _ = rs[i].lim.NewSlots("key:conns", max)
 			}
 			fill(t, hs[:], each)
-			// The last replica's request for a spare (the one slot left) is answered.
-			waitFor(t, 10*time.Second, "the last replica's spare", func() bool { return fieldIs(rs[2], "key:conns", each+1) })
+			// The one slot left is reserved as a spare, by whichever replica asked first:
+			// not necessarily the last one (a loaded machine's timing gave it to another,
+			// and "the last replica's spare" was not seen within 10 s: in CI, and twice here).
+			waitFor(t, 10*time.Second, "a replica's spare (the one slot left)", func() bool {
+				return fieldIs(rs[0], "key:conns", each+1) || fieldIs(rs[1], "key:conns", each+1) || fieldIs(rs[2], "key:conns", each+1)
+			})
 			if how == "restarted" {
 				srv.Restart(t)
 			} else if _, err := srv.Do("FLUSHALL"); err != nil {
