@@ -231,7 +231,29 @@ func (h *Health) Quantile(cls proto.Class, q float64, now time.Time) time.Durati
 	return h.quantileLocked(cls, q, now)
 }
 
+// judgedQuantile is Quantile when the window holds at least MinRequests answers of
+// the class, else 0: a few samples (a fallback that serves only probes, one slow call)
+// neither set the latency others are judged against nor get an upstream banned as slow.
+func (h *Health) judgedQuantile(cls proto.Class, q float64, now time.Time) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.judgedQuantileLocked(cls, q, now)
+}
+
+func (h *Health) judgedQuantileLocked(cls proto.Class, q float64, now time.Time) time.Duration {
+	if d, n := h.quantileNLocked(cls, q, now); n >= int64(max(h.cfg.MinRequests, 1)) {
+		return d
+	}
+	return 0
+}
+
 func (h *Health) quantileLocked(cls proto.Class, q float64, now time.Time) time.Duration {
+	d, _ := h.quantileNLocked(cls, q, now)
+	return d
+}
+
+// quantileNLocked is quantileLocked and the number of answers it is of.
+func (h *Health) quantileNLocked(cls proto.Class, q float64, now time.Time) (time.Duration, int64) {
 	var buckets [len(latencyBounds) + 1]int64
 	var total int64
 	oldest := now.UnixNano() - int64(h.cfg.Window)
@@ -244,19 +266,19 @@ func (h *Health) quantileLocked(cls proto.Class, q float64, now time.Time) time.
 		}
 	}
 	if total == 0 {
-		return 0
+		return 0, 0
 	}
 	rank := int64(math.Ceil(q * float64(total)))
 	var seen int64
 	for j, n := range buckets {
 		if seen += n; seen >= rank {
 			if j == len(latencyBounds) {
-				return 2 * latencyBounds[len(latencyBounds)-1]
+				return 2 * latencyBounds[len(latencyBounds)-1], total
 			}
-			return latencyBounds[j]
+			return latencyBounds[j], total
 		}
 	}
-	return 0
+	return 0, total
 }
 
 // banLocked takes the upstream out of rotation for a backoff that doubles with each
@@ -341,7 +363,7 @@ func (h *Health) review(best uint64, bestQ *[proto.NumClasses]time.Duration, q f
 		if !c.Judged() {
 			continue // a slow eth_call or eth_getLogs is the client's doing
 		}
-		if mine := h.quantileLocked(c, q, now); mine > h.cfg.SlowMin && bestQ[c] > 0 &&
+		if mine := h.judgedQuantileLocked(c, q, now); mine > h.cfg.SlowMin && bestQ[c] > 0 &&
 			float64(mine) > h.cfg.SlowFactor*float64(bestQ[c]) {
 			h.banLocked(now, "slow")
 			return h.state

@@ -180,3 +180,40 @@ func TestUpGaugeFollowsTimeouts(t *testing.T) {
 		})
 	}
 }
+
+// Slowness is judged on enough answers (MinRequests in the window), on both sides: a
+// fallback that served a few probes does not set the latency the primaries are judged
+// against, nor does one slow answer ban an upstream. Before, a moment's stall of the
+// machine made both primaries look five times slower than the fallback's few probes
+// and both were banned at once, their traffic sent to the fallback (a failover test
+// under load: 82 client calls to the fallback while the primaries were healthy).
+func TestSlowJudgedOnEnoughAnswers(t *testing.T) {
+	r := testRouter(t, Spec{Name: "a", HTTPURL: "http://127.0.0.1:1"}, Spec{Name: "b", HTTPURL: "http://127.0.0.1:1"},
+		Spec{Name: "f", HTTPURL: "http://127.0.0.1:1", Tier: TierFallback})
+	a, b, f := byName(r, "a"), byName(r, "b"), byName(r, "f")
+	now := time.Now()
+	for range 20 { // MinRequests is 10
+		a.health.observe(proto.ClassCheap, verdictAnswered, 500*time.Millisecond, "", now)
+		b.health.observe(proto.ClassCheap, verdictAnswered, 500*time.Millisecond, "", now)
+	}
+	for range 3 {
+		f.health.observe(proto.ClassCheap, verdictAnswered, 2*time.Millisecond, "", now)
+	}
+	r.review(now)
+	if a.health.State() != StateHealthy || b.health.State() != StateHealthy {
+		t.Fatalf("3 probes of the fallback judged the primaries: a %v, b %v", a.health.State(), b.health.State())
+	}
+	// One slow answer of its own does not ban it either.
+	f.health.observe(proto.ClassCheap, verdictAnswered, 20*time.Second, "", now)
+	r.review(now)
+	if f.health.State() != StateHealthy {
+		t.Fatalf("the fallback banned on 4 answers: %v", f.health.State())
+	}
+	for range 20 { // enough answers: the rule holds
+		f.health.observe(proto.ClassCheap, verdictAnswered, 2*time.Millisecond, "", now)
+	}
+	r.review(now)
+	if a.health.State() != StateBanned || b.health.State() != StateBanned {
+		t.Fatalf("primaries at p90 500ms against 2ms on 24 answers: a %v, b %v", a.health.State(), b.health.State())
+	}
+}

@@ -278,7 +278,9 @@ func (r *Router) review(now time.Time) {
 		}
 		best = max(best, u.health.Head())
 		for c := range proto.NumClasses {
-			if uq := u.health.Quantile(c, q, now); uq > 0 && (bestQ[c] == 0 || uq < bestQ[c]) {
+			// Of enough answers only: a fallback serving a few probes on a machine stalled
+			// for a moment would make every primary look slow (both banned at once).
+			if uq := u.health.judgedQuantile(c, q, now); uq > 0 && (bestQ[c] == 0 || uq < bestQ[c]) {
 				bestQ[c] = uq
 			}
 			if r.cfg.HedgeQuantile > 0 {
