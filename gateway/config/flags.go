@@ -224,7 +224,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	setting(l, &c.HedgeMaxExtra, "hedge-max-extra", "HEDGE_MAX_EXTRA", "most hedged reads, as a share of all reads", parseFloat, false)
 	setting(l, &c.ArchiveDepth, "archive-depth", "ARCHIVE_DEPTH", "blocks below the head past which state calls go only to archive upstreams", parseDepth, false)
 	dur(&c.HealthWindow, "health-window", "HEALTH_WINDOW", "how far back an upstream's error rate and latency quantile look")
-	num(&c.BanMinRequests, "ban-min-requests", "BAN_MIN_REQUESTS", "calls in the window before an error rate can ban an upstream")
+	num(&c.BanMinRequests, "ban-min-requests", "BAN_MIN_REQUESTS", "answers in the window before an error rate, or a method class's latency, can ban an upstream (or set the latency others are judged against)")
 	setting(l, &c.BanErrorRate, "ban-error-rate", "BAN_ERROR_RATE", "ban an upstream whose share of failed calls in the window is above this", parseFloat, false)
 	num(&c.BanFailures, "ban-failures", "BAN_FAILURES", "ban an upstream after this many failed calls in a row")
 	setting(l, &c.MaxLag, "max-lag", "MAX_LAG", "blocks an upstream may be behind the best head before it counts as lagging", parseDepth, false)
