@@ -95,6 +95,7 @@ func (q QuotaReset) Next(now time.Time) time.Time {
 type gate struct {
 	throttledUntil atomic.Int64
 	exhaustedUntil atomic.Int64
+	polledAt       atomic.Int64 // the last head poll or probe let through while exhausted
 	streak         atomic.Int32 // unstated throttles in a row
 	reset          QuotaReset
 	edge           bool // a provider kind: refusals happen before the call runs
@@ -117,6 +118,22 @@ func (g *gate) open() bool {
 		e = 0
 	}
 	return t == 0 && e == 0
+}
+
+// exhaustedPoll is how often an upstream out of its quota is still asked for its head
+// or probed: one answer a minute says when it takes calls again (a provider that resets
+// early, a reset misconfigured), where a poll a second was tens of thousands of refused
+// calls a day and replica.
+const exhaustedPoll = time.Minute
+
+// mayPoll reports whether a head poll or probe may go to the upstream at now (unix
+// nanoseconds): always unless it is out of its quota, then once per exhaustedPoll.
+func (g *gate) mayPoll(now int64) bool {
+	if e := g.exhaustedUntil.Load(); e == 0 || now >= e {
+		return true
+	}
+	last := g.polledAt.Load()
+	return now-last >= int64(exhaustedPoll) && g.polledAt.CompareAndSwap(last, now)
 }
 
 // closedFor is how long the gate stays closed from now (0: open).

@@ -83,6 +83,9 @@ var (
 // older than a head u pushed while it was asked is dropped: it would look like the
 // chain going back.
 func (r *Router) pollHead(u *Upstream) (uint64, bool) {
+	if !u.gate.mayPoll(time.Now().UnixNano()) {
+		return 0, false // out of its quota (gate.go)
+	}
 	var req proto.Request
 	req.Set(methodGetBlockByNumber, latestHeaderParams)
 	at := u.health.headAt.Load()
@@ -314,6 +317,9 @@ func (r *Router) stateChanged(u *Upstream, from, to State) {
 // probe makes one cheap call on u: a banned upstream is readmitted after enough
 // successes in a row; an idle one proves it still answers.
 func (r *Router) probe(u *Upstream, banned bool) {
+	if !u.gate.mayPoll(time.Now().UnixNano()) {
+		return // out of its quota (gate.go)
+	}
 	before := u.health.State()
 	if banned && r.cfg.ChainID != 0 {
 		// Readmission asks the chain first: the node behind the URL may have changed

@@ -245,3 +245,33 @@ func TestCallOnRefusedGetsTheGatewaysRefusal(t *testing.T) {
 		})
 	}
 }
+
+// An upstream out of its quota is asked for its head, or probed, once a minute, not on
+// every head poll and review: its answer says when it takes calls again, and more is
+// refused calls (the flake hunt: a capped provider polled every second by each replica
+// after its cap was spent, 2.5 % of all the providers' calls refused in 30 s).
+func TestExhaustedUpstreamPolledOnceAMinute(t *testing.T) {
+	p := newFakeProvider(t, nil)
+	r := testRouter(t, Spec{Name: "capped", HTTPURL: p.url})
+	u := byName(r, "capped")
+	u.gate.exhaust(time.Hour, time.Now())
+	for range 5 {
+		r.pollHead(u)
+		r.probe(u, false)
+	}
+	if n := p.calls.Load(); n != 1 {
+		t.Fatalf("%d calls to an exhausted upstream in 10 polls and probes, want 1", n)
+	}
+	u.gate.polledAt.Add(-int64(exhaustedPoll)) // a minute later
+	r.pollHead(u)
+	if n := p.calls.Load(); n != 2 {
+		t.Fatalf("%d calls after a minute, want 2", n)
+	}
+	u.gate.exhaustedUntil.Store(0) // its period reset
+	for range 3 {
+		r.pollHead(u)
+	}
+	if n := p.calls.Load(); n != 5 {
+		t.Fatalf("%d calls once open again, want 5", n)
+	}
+}
