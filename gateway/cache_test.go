@@ -231,7 +231,6 @@ func TestLatestNeverOlderThanSeenHead(t *testing.T) {
 func TestCoalescing(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
-	t.Cleanup(func() { once.Do(func() { close(release) }) }) // never leave the fake blocked
 	arrived := make(chan struct{}, 100)
 	fake := startFakeUpstream(t, fakeRespond(func(r fakeRequest) fakeAnswer {
 		switch r.Method {
@@ -244,7 +243,13 @@ func TestCoalescing(t *testing.T) {
 		}
 		return fakeAnswer{}
 	}))
-	gw := startGateway(t, "-upstream-http", fake.HTTPURL, "-upstream-ws", "off")
+	// After the fake's: cleanups run last first, and the fake's shutdown waits for the
+	// calls it holds (a failure here hung CI for 17 minutes).
+	t.Cleanup(func() { once.Do(func() { close(release) }) }) // never leave the fake blocked
+	// The flight lasts as long as the leader's call: with the default 10 s upstream
+	// timeout a loaded CI machine spawning the followers saw it end first, and the late
+	// ones start a second flight.
+	gw := startGateway(t, "-upstream-http", fake.HTTPURL, "-upstream-ws", "off", "-upstream-timeout", "2m")
 	gw.waitUpstreams(t) // a first head arriving mid-test would start a new epoch: a second flight
 	const n = 50
 	var wg sync.WaitGroup
