@@ -14,7 +14,7 @@ package socket
 // A client that stops reading is ended by the writer's timeout (drain), which wakes it.
 func (c *wsClient) waitRoom() {
 	cfg := c.h.cfg
-	for {
+	for waited := false; ; waited = true {
 		c.mu.Lock()
 		full := len(c.queue)+int(c.inFlight.Load()) >= cfg.WSClientQueue || 2*c.queuedBytes >= cfg.WSClientQueueBytes
 		done := c.closed || c.closing
@@ -22,7 +22,9 @@ func (c *wsClient) waitRoom() {
 		if !full || done {
 			return
 		}
-		c.h.calls.paused.Inc()
+		if !waited { // once a pause, not once a wake-up
+			c.h.calls.paused.Inc()
+		}
 		<-c.room
 	}
 }
