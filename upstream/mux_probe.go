@@ -45,6 +45,14 @@ func (m *Mux) probeSiblings(from *slot) {
 	}
 }
 
+// probeAll asks every live socket of m to probe itself: the router found the
+// subscriptions on them silent while the chain moved on (router_stall.go). A provider
+// that dropped its subscriptions answers the pings and they are renewed; a route dead
+// the node's way (the gateway's writes arrive, nothing comes back) does not, and its
+// sockets are found stalled within a probe window, their subscriptions moved, instead
+// of once the renewal's calls time out (the audit: 11-12 s without heads).
+func (m *Mux) probeAll() { m.probeSiblings(nil) }
+
 // suspected marks s under a probe: the router sends no call or subscription over its
 // upstream's websocket while any socket is (Mux.Suspect), when another upstream can
 // take it. A blackholed route would otherwise take a second call for a whole timeout.

@@ -355,3 +355,7 @@ func TestSuspectUpstreamAvoidedForWebsocketCalls(t *testing.T) {
 		t.Fatal("a not picked again after its probe's answer")
 	}
 }
+
+// freezeDown silences every connection open now the server's way only: what the client
+// sends still arrives, nothing comes back (a route dead the node's way).
+func (fr *freezer) freezeDown() { fr.each(func(c *frozenConn) { c.down.Store(true) }) }

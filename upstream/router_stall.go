@@ -181,6 +181,7 @@ func (r *Router) renewSilent(u *Upstream, params []byte, known, n uint64) {
 	// Held from before the renewal: a renewed logs subscription may push a later log
 	// before the backfill is answered (subscriptions_hold.go).
 	held := r.subs.hold(u)
+	u.mux.probeAll() // nothing back on the socket at all: its route is dead, not the subscriptions
 	renewed, done := u.mux.renew(params)
 	if done == nil {
 		r.subs.unhold(held)

@@ -54,3 +54,46 @@ func TestStalledSocketDroppedAfterATimeout(t *testing.T) {
 		t.Fatalf("no warning naming the upstream whose socket stalled:\n%s", logs)
 	}
 }
+
+// A websocket route dead the node's way only (the gateway's writes arrive, nothing comes
+// back; the upstream's HTTP route answers) looks like subscriptions gone silent: the
+// chain moves on over HTTP without a push. The renewal probes the sockets too, finds
+// them stalled within -ws-probe-timeout, and the subscription moves to the other
+// primary: every head once, in order, the same id. Before, the renewal's calls had to
+// time out first (-upstream-timeout, 5 minutes here with the keepalive longer still), or
+// the upstream's head fall -max-lag behind; the outside audit measured 11-12 s without
+// heads at the defaults.
+func TestRouteDeadTheNodesWayMovesSubscriptions(t *testing.T) {
+	node := testnode.Start(t)
+	tox := toxiproxy.Start(t)
+	chains := []*chain{newChain(t, tox, "a", "primary", node), newChain(t, tox, "b", "primary", node)}
+	g := startGateway(t, chains, "", "-ws-probe-timeout", "1s", "-ws-ping-interval", "10m", "-ws-pong-timeout", "10m",
+		"-upstream-timeout", "5m", "-cache=false", "-max-lag", "1000") // nor may its head fall behind
+	rec := subrec.Dial(t, g.WSURL)
+	heads := rec.NewHeads(t)
+	heads.WaitHead(t, node.BlockNumber(t)+1, time.Minute)
+	var carrier *chain
+	for _, c := range chains {
+		if g.upstream(t, c.Name).Subscriptions > 0 {
+			carrier = c
+		}
+	}
+	if carrier == nil {
+		t.Fatal("no upstream carries the subscription")
+	}
+	carrier.Tox.WS.SetToxic(toxiproxy.Toxic{Type: "timeout", Stream: toxiproxy.StreamDownstream,
+		Attributes: map[string]int64{"timeout": 0}}) // the node's way only: its connections held open
+	t.Cleanup(carrier.Tox.WS.Clear)
+	cut, past := time.Now(), node.BlockNumber(t)
+	heads.WaitHead(t, past+3, 90*time.Second)
+	t.Logf("head %d delivered %v after the route died at head %d", past+3, time.Since(cut).Round(time.Millisecond), past)
+	if err := heads.CheckHeadsOnChain(node.HTTPURL); err != nil {
+		t.Fatal(err)
+	}
+	if n := g.metrics(t)[`gateway_upstream_ws_stalled_total{upstream="`+carrier.Name+`"}`]; n < 1 {
+		t.Fatal("the dead route's sockets were not found stalled")
+	}
+	if n := g.metrics(t)[`gateway_upstream_ws_silent_subscriptions_total{upstream="`+carrier.Name+`"}`]; n < 1 {
+		t.Fatal("the silence check did not find the route: no silent subscriptions counted")
+	}
+}
