@@ -191,7 +191,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	num(&c.MaxRequestBody, "max-request-body", "MAX_REQUEST_BODY_BYTES", "largest request body or client websocket message; larger gets 413 (websocket: close 1009)")
 	num(&c.MaxResponseBody, "max-response-body", "MAX_RESPONSE_BODY_BYTES", "largest upstream answer or websocket message accepted; a larger one fails that call only (-32005)")
 	num(&c.MaxBatch, "max-batch", "MAX_BATCH_SIZE", "most requests in one JSON-RPC batch")
-	num(&c.MaxPendingBytes, "max-pending-bytes", "MAX_PENDING_BYTES", "request bytes waiting on the upstream, all clients together; past it new requests get 503 / -32005")
+	num(&c.MaxPendingBytes, "max-pending-bytes", "MAX_PENDING_BYTES", "request bytes waiting on the upstream, all clients together; past it new requests get 503 / -32005 with Retry-After: 1")
 	num(&c.MaxAnswerBytes, "max-answer-bytes", "MAX_ANSWER_BYTES", "upstream answer bytes being read or written to clients at once, every upstream together; an answer that does not fit gets 503 / -32005 (the first 64 KiB of any answer always fit, not counted)")
 	num(&c.MaxBodyReadBytes, "max-body-read-bytes", "MAX_BODY_READ_BYTES", "client request bytes being read at once, all clients together: HTTP bodies by the length each declares (chunked: -max-request-body), websocket messages by their buffer as they arrive; a body that does not fit gets 503 / -32005 before it is read, a websocket message closes its client with 1013 (up to 64 KiB always fit, not counted)")
 	num(&c.MaxConns, "max-conns", "MAX_CONNS", "client connections the public listener keeps open at once, HTTP and websocket (the admin listener's apart); past it a new connection gets 503 / -32005 and is closed; 0: no bound")

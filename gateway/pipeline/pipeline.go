@@ -281,8 +281,10 @@ func (c *Call) setError(e *proto.Error) {
 	}
 }
 
-var errPendingFull = proto.NewError(proto.CodeLimitExceeded, 503,
-	"gateway busy: too many request bytes waiting on the upstream, retry later")
+// errPendingFull refuses a call or a batch that would pass -max-pending-bytes: the
+// calls in flight end within the upstream timeout, so a second is worth waiting.
+var errPendingFull = &proto.Error{Code: proto.CodeLimitExceeded, Status: 503, RetryAfter: 1,
+	Message: "gateway busy: too many request bytes waiting on the upstream, retry later"}
 
 // batch is the state of one batch through the pipeline, pooled.
 type batch struct {
