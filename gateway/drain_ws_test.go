@@ -16,8 +16,22 @@ import (
 // once the calls it has in flight are answered: the answer, then 1001 "draining,
 // reconnect". Calls it sends meanwhile are refused (-32000 naming the drain). Before,
 // the close went out at the client's turn in the drain window and the answer of a call
-// under way was lost: the client never learned whether its send went out.
+// under way was lost: the client never learned whether its send went out. The same
+// with no drain delay nor window (clients closed at once): before, that skipped the
+// drain and cut the call.
 func TestDrainAnswersWebsocketCallsInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		drain []string
+	}{
+		{"a drain delay", []string{"-drain-delay", "100ms"}},
+		{"no drain delay nor window", []string{"-drain-delay", "0s", "-ws-drain-window", "0s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { drainAnswersCallsInFlight(t, tc.drain) })
+	}
+}
+
+func drainAnswersCallsInFlight(t *testing.T, drain []string) {
 	arrived, gate := make(chan struct{}, 1), make(chan struct{})
 	fake := startFakeUpstream(t, fakeRespond(func(r fakeRequest) fakeAnswer {
 		if r.Method == "eth_getBalance" {
@@ -27,7 +41,7 @@ func TestDrainAnswersWebsocketCallsInFlight(t *testing.T) {
 		}
 		return fakeAnswer{}
 	}))
-	gw := startGateway(t, fake.args("-drain-delay", "100ms", "-shutdown-timeout", "60s")...)
+	gw := startGateway(t, fake.args(append(drain, "-shutdown-timeout", "60s")...)...)
 	gw.waitUpstreams(t)
 	c, _, err := websocket.DefaultDialer.Dial(gw.WSURL, nil)
 	if err != nil {

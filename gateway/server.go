@@ -437,18 +437,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.log.Info("draining", "drain_delay", s.cfg.DrainDelay, "ws_drain_window", window, "timeout", s.cfg.ShutdownTimeout)
 	drained := make(chan struct{})
-	go func() {
+	go func() { // window 0 too: every client at once, each after its calls in flight
 		defer close(drained)
-		if window > 0 {
-			var wg sync.WaitGroup
-			for _, f := range s.frontList() {
-				if f.sock != nil {
-					wg.Add(1)
-					go func() { defer wg.Done(); f.sock.Drain(window, ctx.Done()) }()
-				}
+		var wg sync.WaitGroup
+		for _, f := range s.frontList() {
+			if f.sock != nil {
+				wg.Add(1)
+				go func() { defer wg.Done(); f.sock.Drain(window, ctx.Done()) }()
 			}
-			wg.Wait()
 		}
+		wg.Wait()
 	}()
 	wait := max(s.cfg.DrainDelay, window)
 	if wait > 0 {

@@ -258,7 +258,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	setting(l, &c.TraceSampleRatio, "trace-sample-ratio", "TRACE_SAMPLE_RATIO", "share of calls traced (0 to 1) among those without a caller's sampling decision", parseFloat, false)
 	boolean(&c.TraceParentBased, "trace-parent-based", "TRACE_PARENT_BASED", "follow the sampled flag of a caller's W3C traceparent")
 	num(&c.TraceParentRate, "trace-parent-rate", "TRACE_PARENT_RATE", "most calls a second traced because a caller's traceparent asked (beyond: -trace-sample-ratio decides); a client cannot make every call of its own a span; 0: no bound")
-	dur(&c.WSDrainWindow, "ws-drain-window", "WS_DRAIN_WINDOW", "on SIGTERM, close websocket clients spread over this long, each told to reconnect (0: over -drain-delay; both 0: at once)")
+	dur(&c.WSDrainWindow, "ws-drain-window", "WS_DRAIN_WINDOW", "on SIGTERM, close websocket clients spread over this long, each told to reconnect (0: over -drain-delay; both 0: all at once, each after its calls in flight)")
 	str(&c.RedisAddr, "redis-addr", "REDIS_ADDR", "host:port of a Redis shared by the replicas: API key limits and the shared cache of immutable answers; empty: limits per process, no shared cache")
 	str(&c.RedisUsername, "redis-username", "REDIS_USERNAME", "Redis ACL user (the password is read from REDIS_PASSWORD only)")
 	c.RedisPassword, _ = l.env("REDIS_PASSWORD")
