@@ -12,7 +12,9 @@ package socket
 // messages queued and the calls in flight (each queues its answer) below -ws-client-queue,
 // and under half of -ws-client-queue-bytes queued; at once when the client is closing.
 // A client that stops reading is ended by the writer's timeout (drain), which wakes it.
-func (c *wsClient) waitRoom() {
+// It reports whether it waited for a client still served: its pongs were not read
+// meanwhile, and the read deadline its last message set is no measure of its silence.
+func (c *wsClient) waitRoom() (paused bool) {
 	cfg := c.h.cfg
 	for waited := false; ; waited = true {
 		c.mu.Lock()
@@ -20,7 +22,7 @@ func (c *wsClient) waitRoom() {
 		done := c.closed || c.closing
 		c.mu.Unlock()
 		if !full || done {
-			return
+			return waited && !done
 		}
 		if !waited { // once a pause, not once a wake-up
 			c.h.calls.paused.Inc()

@@ -144,7 +144,10 @@ func (c *wsClient) run() {
 	c.start()
 	defer c.cleanup()
 	for {
-		c.waitRoom() // backpressure.go
+		if c.waitRoom() { // backpressure.go
+			// Not read while paused, its pongs did not move the deadline: it counts from now.
+			_ = c.conn.SetReadDeadline(time.Now().Add(2 * c.h.cfg.WSPingInterval))
+		}
 		mt, r, err := c.conn.NextReader()
 		if err != nil || !c.receive(mt, r) {
 			return
