@@ -448,11 +448,14 @@ func (c *wsClient) drain() {
 		c.roomy()
 		if err != nil {
 			c.mu.Lock()
+			// Closed already: the deadline that failed the write was cleanup's (the reader
+			// ended) or the client was counted when its queue overflowed.
+			wasClosed := c.closed
 			c.closed = true
 			c.writing = false
 			c.releaseLocked() // wakes the reader, if it waits for room (backpressure.go)
 			c.mu.Unlock()
-			if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() && !wasClosed {
 				c.h.slowDrops.Inc() // read nothing for -ws-client-write-timeout: too slow
 			}
 			// A write failed: the read loop ends now, unless the close frame is out
