@@ -136,6 +136,16 @@ func (g *gate) mayPoll(now int64) bool {
 	return now-last >= int64(exhaustedPoll) && g.polledAt.CompareAndSwap(last, now)
 }
 
+// polled ends the exhaustion a head poll or probe went out in (exhausted: exhaustedUntil
+// then) once it is answered cleanly: the provider takes calls again (it reset early, or
+// quota_reset is wrong). A call sent before the gate closed says nothing of the kind,
+// and a later exhaustion stands.
+func (g *gate) polled(exhausted int64) {
+	if exhausted != 0 {
+		g.exhaustedUntil.CompareAndSwap(exhausted, 0)
+	}
+}
+
 // closedFor is how long the gate stays closed from now (0: open).
 func (g *gate) closedFor(now int64) time.Duration {
 	until := max(g.throttledUntil.Load(), g.exhaustedUntil.Load())

@@ -251,8 +251,9 @@ func TestCallOnRefusedGetsTheGatewaysRefusal(t *testing.T) {
 // refused calls (the flake hunt: a capped provider polled every second by each replica
 // after its cap was spent, 2.5 % of all the providers' calls refused in 30 s).
 func TestExhaustedUpstreamPolledOnceAMinute(t *testing.T) {
-	p := newFakeProvider(t, nil)
-	r := testRouter(t, Spec{Name: "capped", HTTPURL: p.url})
+	// Its quota spent: it refuses every call (a clean answer would open the gate again).
+	p := newFakeProvider(t, &providerAnswer{200, nil, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32005,"message":"daily request count exceeded, request rate limited"}}`})
+	r := testRouter(t, Spec{Name: "capped", HTTPURL: p.url, Kind: KindInfura})
 	u := byName(r, "capped")
 	u.gate.exhaust(time.Hour, time.Now())
 	for range 5 {
@@ -267,11 +268,31 @@ func TestExhaustedUpstreamPolledOnceAMinute(t *testing.T) {
 	if n := p.calls.Load(); n != 2 {
 		t.Fatalf("%d calls after a minute, want 2", n)
 	}
-	u.gate.exhaustedUntil.Store(0) // its period reset
+	p.answer.Store(nil)            // its period reset
+	u.gate.exhaustedUntil.Store(0) // and the gate knows
 	for range 3 {
 		r.pollHead(u)
 	}
 	if n := p.calls.Load(); n != 5 {
 		t.Fatalf("%d calls once open again, want 5", n)
+	}
+}
+
+// README (the exhausted class): "its head polls and probes go once a minute meanwhile
+// (one answer says when it takes calls again)"; gate.go's exhaustedPoll: "one answer a
+// minute says when it takes calls again (a provider that resets early, a reset
+// misconfigured)". A clean answer to the probe of an upstream out of its quota opens
+// its gate again, rather than leaving it closed until the configured reset.
+func TestExhaustedUpstreamOpenAgainOnACleanAnswer(t *testing.T) {
+	p := newFakeProvider(t, nil) // answers every call cleanly: its quota is back
+	r := testRouter(t, Spec{Name: "capped", HTTPURL: p.url})
+	u := byName(r, "capped")
+	u.gate.exhaust(time.Hour, time.Now())
+	r.probe(u, false)
+	if n := p.calls.Load(); n != 1 {
+		t.Fatalf("%d calls, want the probe", n)
+	}
+	if !u.gate.open() {
+		t.Fatal("the gate of an upstream that answered its probe cleanly is still closed for the rest of its quota period")
 	}
 }
