@@ -259,6 +259,11 @@ func (c *wsClient) takeSub() *proto.Error {
 func (c *wsClient) dropSub() {
 	c.whoMu.Lock()
 	defer c.whoMu.Unlock()
+	if c.nsubs.Load() <= 0 {
+		// dropAll gave everything back (the client is gone): a subscribe's refusal
+		// already on its way when LeaveAll ran has nothing left to give.
+		return
+	}
 	c.nsubs.Add(-1)
 	c.h.subs.Release(1)
 	c.h.addrSubs.release(c.addr, 1)

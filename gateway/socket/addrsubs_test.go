@@ -3,6 +3,11 @@ package socket
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/infura-gateway/infura-gateway/gateway/config"
+	"github.com/infura-gateway/infura-gateway/gateway/network"
 )
 
 // Addresses count under their IPv4 form, IPv6 ones under their /64; an address whose
@@ -32,5 +37,34 @@ func TestAddrSubs(t *testing.T) {
 	}
 	if !(&addrSubs{}).acquire(a) {
 		t.Fatal("no bound (max 0) refused")
+	}
+}
+
+// An eth_subscribe refused after its client was gone (the refusal already on its way
+// when cleanup's LeaveAll ran, then dropAll gave every subscription back) gives nothing
+// back a second time. Before, it did: the gateway's count went one below what was held
+// and the address's one below what its other connections held, so they could take one
+// subscription past the bound each time.
+func TestLateRefusalAfterTheClientIsGoneGivesNothingBack(t *testing.T) {
+	h := &Server{cfg: &config.Config{WSMaxSubscriptions: 10}, subs: network.NewBudget(100),
+		addrSubs: addrSubs{max: 5}, refused: metrics.NewSet().NewCounter("refused")}
+	a := netip.MustParseAddr("192.0.2.7")
+	gone, other := &wsClient{h: h, addr: a}, &wsClient{h: h, addr: a}
+	for _, c := range []*wsClient{other, other, gone, gone} {
+		if e := c.takeSub(); e != nil {
+			t.Fatal(e)
+		}
+	}
+	gone.dropAll() // cleanup
+	gone.dropSub() // a subscribe's refusal arriving after it (Reply)
+	if n := h.subs.InUse(); n != 2 {
+		t.Fatalf("the gateway counts %d subscriptions, want the other connection's 2", n)
+	}
+	took := 0
+	for other.takeSub() == nil {
+		took++
+	}
+	if took != 3 {
+		t.Fatalf("the address's other connection took %d more subscriptions, want 3 (bound 5, 2 held)", took)
 	}
 }
