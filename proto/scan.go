@@ -59,6 +59,23 @@ func Valid(b []byte) bool {
 	return validScan(b)
 }
 
+// ValidAnswer reports whether b is one JSON-RPC answer: Valid, an object, with exactly
+// one of "result" and "error" (JSON-RPC 2.0 forbids both and neither). An upstream's
+// answer without one outcome is no answer a client can use.
+func ValidAnswer(b []byte) bool {
+	if end := plainAnswerEnd(b); end > 0 {
+		return SkipWS(b, end) == len(b)
+	}
+	if FirstByte(b) != '{' || !validScan(b) {
+		return false
+	}
+	var m Message
+	if _, err := ScanMessage(b, &m); err != nil {
+		return false
+	}
+	return m.Result.Present() != m.Error.Present()
+}
+
 // plainAnswerEnd returns the end of an answer written the way nodes write nearly every
 // one, {"jsonrpc":"2.0","id":<id>,"result":<value>} (or "error"), with no space
 // between its members; 0 when b is not one (then validScan decides). Every HTTP answer

@@ -91,9 +91,16 @@ func (s *slot) lookup(gid uint64) *call {
 
 // routeOne handles one answer or notification object read at time at.
 func (s *slot) routeOne(frame []byte, msg *proto.Message, at time.Time) {
-	if _, err := proto.ScanMessage(frame, msg); err != nil {
-		// Not JSON, or not UTF-8: the call it answers, when its id comes before the
-		// damage, fails now instead of at its deadline; the socket carries on.
+	end, err := proto.ScanMessage(frame, msg)
+	if err == nil && proto.SkipWS(frame, end) != len(frame) {
+		err = proto.ErrSyntax // bytes after the object: not one answer, as over HTTP
+	}
+	if err == nil && msg.ID.Present() && msg.Result.Present() == msg.Error.Present() {
+		err = proto.ErrSyntax // an answer with both or neither of result and error
+	}
+	if err != nil {
+		// Not one JSON object, or not UTF-8: the call it answers, when its id comes
+		// before the damage, fails now instead of at its deadline; the socket carries on.
 		s.m.metrics.invalid.Inc()
 		s.m.cfg.Logger.Debug("upstream websocket: dropped invalid JSON", "err", err)
 		s.failByID(frame, proto.ErrBadUpstream)

@@ -211,9 +211,10 @@ func (p *Pool) call(spare []byte, r *proto.Request, id []byte, deadline time.Tim
 		body := ures.Body()
 		span, ok := answerID(body)
 		switch {
-		case !ok || string(span.Bytes(body)) != "1" || !proto.Valid(body):
-			// One JSON value, UTF-8 in its strings, nothing after it: checked in one
-			// pass, as the Mux's scanner and a batch's checks refuse the same answer.
+		case !ok || string(span.Bytes(body)) != "1" || !proto.ValidAnswer(body):
+			// One JSON value, UTF-8 in its strings, nothing after it, one of result and
+			// error: checked in one pass, as the Mux's scanner and a batch's checks
+			// refuse the same answer.
 			// A truncated body, trailing bytes or a second answer would otherwise
 			// reach the client (and the cache) as a 200; invalid UTF-8 relayed would
 			// be a text frame a websocket client must reject.
@@ -377,7 +378,7 @@ func (b *Batch) fileAnswers(body []byte, limit int) *proto.Error {
 		}
 		e := el.Bytes(body)
 		span, ok := answerID(e)
-		if !ok {
+		if !ok || !proto.ValidAnswer(e) {
 			continue
 		}
 		i, ok := proto.ParseDecimal(span.Bytes(e))
