@@ -212,8 +212,15 @@ func checkURL(flagName, raw string, schemes ...string) error {
 	}
 	for _, s := range schemes {
 		if u.Scheme == s {
-			if u.Host == "" {
+			if u.Hostname() == "" {
 				return fmt.Errorf("%s: URL has no host", flagName)
+			}
+			// url.Parse takes any digits as a port: 99999 or 0 would pass the start
+			// and fail every call at run time.
+			if p := u.Port(); p != "" {
+				if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+					return fmt.Errorf("%s: want a port from 1 to 65535", flagName)
+				}
 			}
 			return nil
 		}
