@@ -196,6 +196,12 @@ func (h *Health) observe(cls proto.Class, v verdict, d time.Duration, errText st
 	}
 	s.ok++
 	h.consecutive = 0
+	if h.state == StateBanned && h.reason != "slow" && now.Before(h.bannedUntil) {
+		// A banned upstream answered (the last resort: nothing else could take the
+		// call): it is back. Probed now, not when a ban that doubled through an
+		// outage ends (up to BanMax after the node came back).
+		h.bannedUntil = now
+	}
 	i := 0
 	for i < len(latencyBounds) && d > latencyBounds[i] {
 		i++
