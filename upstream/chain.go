@@ -251,8 +251,10 @@ func (r *Router) socketsDown() bool {
 func (r *Router) noUpstream(via Transport) error {
 	if via == TransportWS {
 		// No shared socket up (the node is down or restarting): the upstream is
-		// unreachable, as a refused dial is on HTTP, not busy or missing.
-		if up, _ := r.sockets(); !up {
+		// unreachable, as a refused dial is on HTTP, not busy or missing. Unless the
+		// sockets are down because the nodes answered another chain: then the
+		// answer is errNoChain, as on HTTP.
+		if up, _ := r.sockets(); !up && !r.offChain(via) {
 			return proto.ErrUnreachable
 		}
 	}
@@ -265,6 +267,22 @@ func (r *Router) noUpstream(via Transport) error {
 		}
 	}
 	return r.errNoChain
+}
+
+// offChain reports whether the router checks a chain, some upstream answered another
+// one, and none has proved it over via.
+func (r *Router) offChain(via Transport) bool {
+	if r.cfg.ChainID == 0 {
+		return false
+	}
+	wrong := false
+	for _, u := range r.set.Load().all {
+		if u.servesChain(via) {
+			return false
+		}
+		wrong = wrong || u.wrongChain()
+	}
+	return wrong
 }
 
 // newErrNoChain is the answer of a router with no upstream of its chain.
