@@ -404,3 +404,49 @@ func BenchmarkAnswerChecks(b *testing.B) {
 		}
 	})
 }
+
+// ValidAnswer is encoding/json's validity (UTF-8 checked), an object, and exactly one of
+// "result" and "error" as a key of that object; the table pins the cases the audit
+// found relayed.
+func TestValidAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{`{"jsonrpc":"2.0","id":1,"result":"0x1"}`, true},
+		{`{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"x"}}`, true},
+		{` { "id" : 1 , "result" : null } `, true},
+		{`{"jsonrpc":"2.0","id":1,"result":"0x1"} garbage`, false},
+		{`{"jsonrpc":"2.0","id":1,"result":"0x1"}{"id":2,"result":1}`, false},
+		{`{"jsonrpc":"2.0","id":1}`, false},
+		{`{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":"x"}}`, false},
+		{`{"id":1,"data":{"result":1}}`, false},
+		{`[{"jsonrpc":"2.0","id":1,"result":"0x1"}]`, false},
+		{`"0x1"`, false},
+		{`{"jsonrpc":"2.0","id":1,"result":"0x1"`, false},
+	} {
+		if got := ValidAnswer([]byte(tc.in)); got != tc.want {
+			t.Errorf("ValidAnswer(%s) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func FuzzValidAnswer(f *testing.F) {
+	f.Add([]byte(`{"jsonrpc":"2.0","id":1,"result":"0x1"}`))
+	f.Add([]byte(`{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}} `))
+	f.Add([]byte(`{"id":1,"result":1,"result":2}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got := ValidAnswer(b)
+		var top map[string]json.RawMessage
+		// Stricter than encoding/json on one point: invalid UTF-8 is refused, not replaced.
+		want := utf8.Valid(b) && json.Valid(b) && json.Unmarshal(b, &top) == nil && top != nil
+		if want {
+			_, r := top["result"]
+			_, e := top["error"]
+			want = r != e
+		}
+		if got != want {
+			t.Fatalf("ValidAnswer(%q) = %v, encoding/json says %v", b, got, want)
+		}
+	})
+}
