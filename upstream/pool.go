@@ -63,6 +63,8 @@ type Pool struct {
 	// set once (URI, parsed by fasthttp on first use, method, content type,
 	// credentials): a call sets only its body and tracing headers.
 	reqs sync.Pool
+	// dialer dials the upstream, holding dials after a failed one (pool_dial.go).
+	dialer *dialer
 }
 
 // upRequest is a pooled upstream request; traced and identified say whether the last
@@ -139,7 +141,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 	if cfg.User != "" || cfg.Password != "" {
 		p.auth = []byte("Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.User+":"+cfg.Password)))
 	}
-	dialTimeout := cfg.DialTimeout
+	p.dialer = newDialer(cfg.DialTimeout)
 	p.hc = &fasthttp.HostClient{
 		Addr:                addr,
 		Name:                "infura-gateway",
@@ -151,13 +153,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		ReadBufferSize:      16 << 10,
 		WriteBufferSize:     16 << 10,
 		DialDualStack:       true,
-		Dial: func(addr string) (net.Conn, error) {
-			c, err := fasthttp.DialDualStackTimeout(addr, dialTimeout)
-			if err != nil {
-				return nil, err
-			}
-			return &coarseConn{Conn: c}, nil
-		},
+		Dial:                p.dialer.dial, // held after a failure (pool_dial.go)
 		// Retries are decided in Call, on the decoded method: fasthttp only sees bytes.
 		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 		Transport:  callTransport{},
