@@ -67,8 +67,16 @@ func TestSocket2SocketSubscriberMemory(t *testing.T) {
 			if heap > tc.maxHeapKiB {
 				t.Errorf("%.2f KiB of live heap per subscriber, want ≤ %.0f KiB", heap, tc.maxHeapKiB)
 			}
-			if stack > tc.maxStackKiB {
-				t.Errorf("%.2f KiB of stacks per subscriber, want ≤ %.0f KiB", stack, tc.maxStackKiB)
+			// Under -race frames are larger and the runtime starts goroutines at the
+			// average stack it scanned (8 or 16 KiB then): CI failed at 8.96 KiB with the
+			// same code that measured 6.9-8.5 and 5.8 without the detector. The bound is
+			// the product's without it (test:allocs runs this test so); with it, twice.
+			maxStack := tc.maxStackKiB
+			if raceDetector {
+				maxStack *= 2
+			}
+			if stack > maxStack {
+				t.Errorf("%.2f KiB of stacks per subscriber, want ≤ %.0f KiB", stack, maxStack)
 			}
 			// One goroutine per idle client, the one that waits for its messages.
 			if g1-g0 > tc.clients+5 {
