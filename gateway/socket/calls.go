@@ -223,6 +223,7 @@ func (c *wsClient) subscribe(cl *pipeline.Call, start time.Time) {
 		c.h.calls.observe(perr.Status, start)
 		return
 	}
+	c.owed.Add(1) // before Join: a live group answers within it
 	c.subs.Join(cl.Req.Params, cl.ID, c, time.Now().Add(c.h.cfg.UpstreamTimeout))
 }
 

@@ -65,7 +65,10 @@ type wsClient struct {
 
 	// Budgets of this connection: calls in flight (notifications and batch elements
 	// count), request bytes in flight, subscriptions held.
-	inFlight   atomic.Int32
+	inFlight atomic.Int32
+	// owed counts the eth_subscribe answers not yet given (Join to Reply): they queue a
+	// message each, as calls in flight do (backpressure.go).
+	owed       atomic.Int32
 	room       chan struct{} // a token when the queue or inFlight shrank (backpressure.go)
 	drainState               // drain.go
 	pending    *network.Budget
@@ -329,6 +332,9 @@ func (c *wsClient) shutdown(code int, reason string) {
 // already is answered with an id of its own (aliases.go). The eth_subscribe call counts
 // now.
 func (c *wsClient) Reply(msg []byte) {
+	if c.owed.Add(-1) < 0 {
+		c.owed.Add(1) // a Reply with no Join counted: never below 0
+	}
 	status := subscribeStatus(msg)
 	c.h.calls.count(status)
 	if proto.IsErrorResponse(msg) {
