@@ -73,7 +73,7 @@ func ValidAnswer(b []byte) bool {
 	if _, err := ScanMessage(b, &m); err != nil {
 		return false
 	}
-	return m.Result.Present() != m.Error.Present()
+	return m.OneOutcome()
 }
 
 // plainAnswerEnd returns the end of an answer written the way nodes write nearly every

@@ -16,6 +16,10 @@ type Message struct {
 	Subscription Span
 }
 
+// OneOutcome reports whether m has exactly one of "result" and "error", as a JSON-RPC
+// 2.0 answer must (both or neither is no answer a client can use).
+func (m *Message) OneOutcome() bool { return m.Result.Present() != m.Error.Present() }
+
 // Reset clears m for reuse.
 func (m *Message) Reset() { *m = Message{} }
 

@@ -374,12 +374,17 @@ func refusalClass(e *proto.Error) AnswerClass {
 }
 
 // poolCall is a call the router makes itself over u's HTTP pool (head polls, probes,
-// chain checks): classified and noted like a client's.
+// chain checks): classified and noted like a client's. Answered cleanly while u is out
+// of its quota (the gate lets these through once a minute), it opens the gate (polled).
 func (r *Router) poolCall(u *Upstream, req *proto.Request, deadline time.Time) ([]byte, error) {
 	var tp [tracing.HeaderLen]byte
+	exhausted := u.gate.exhaustedUntil.Load()
 	ans, n, err := u.pool.call(nil, req, gatewayID1, deadline, req.Trace.Header(&tp))
 	if err != proto.ErrAnswerBudget {
 		r.noteAnswer(u, n.class, n.backoff)
+	}
+	if err == nil {
+		u.gate.polled(exhausted)
 	}
 	return ans, err
 }

@@ -69,6 +69,9 @@ var latencyBounds = func() [18]time.Duration {
 // healthSlots divide the window: counts older than the window fall out a slot at a time.
 const healthSlots = 10
 
+// banSlow is the reason of a ban for latency: an answer does not end it early (observe).
+const banSlow = "slow"
+
 type healthSlot struct {
 	start    int64 // unix nanoseconds the slot's period began
 	ok, fail int64
@@ -196,7 +199,7 @@ func (h *Health) observe(cls proto.Class, v verdict, d time.Duration, errText st
 	}
 	s.ok++
 	h.consecutive = 0
-	if h.state == StateBanned && h.reason != "slow" && now.Before(h.bannedUntil) {
+	if h.state == StateBanned && h.reason != banSlow && now.Before(h.bannedUntil) {
 		// A banned upstream answered (the last resort: nothing else could take the
 		// call): it is back. Probed now, not when a ban that doubled through an
 		// outage ends (up to BanMax after the node came back).
@@ -371,7 +374,7 @@ func (h *Health) review(best uint64, bestQ *[proto.NumClasses]time.Duration, q f
 		}
 		if mine := h.judgedQuantileLocked(c, q, now); mine > h.cfg.SlowMin && bestQ[c] > 0 &&
 			float64(mine) > h.cfg.SlowFactor*float64(bestQ[c]) {
-			h.banLocked(now, "slow")
+			h.banLocked(now, banSlow)
 			return h.state
 		}
 	}

@@ -95,7 +95,7 @@ func (s *slot) routeOne(frame []byte, msg *proto.Message, at time.Time) {
 	if err == nil && proto.SkipWS(frame, end) != len(frame) {
 		err = proto.ErrSyntax // bytes after the object: not one answer, as over HTTP
 	}
-	if err == nil && msg.ID.Present() && msg.Result.Present() == msg.Error.Present() {
+	if err == nil && msg.ID.Present() && !msg.OneOutcome() {
 		err = proto.ErrSyntax // an answer with both or neither of result and error
 	}
 	if err != nil {

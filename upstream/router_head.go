@@ -89,12 +89,10 @@ func (r *Router) pollHead(u *Upstream) (uint64, bool) {
 	var req proto.Request
 	req.Set(methodGetBlockByNumber, latestHeaderParams)
 	at := u.health.headAt.Load()
-	exhausted := u.gate.exhaustedUntil.Load()
 	ans, err := r.poolCall(u, &req, time.Now().Add(min(r.cfg.Pool.MaxConnWaitTimeout, 2*r.cfg.HeadPoll)))
 	if err != nil {
 		return 0, false
 	}
-	u.gate.polled(exhausted)
 	header := proto.FirstMember(ans, "result").Bytes(ans)
 	n, ok := proto.ParseQuantity(proto.FirstMember(header, "number").Bytes(header))
 	if ok && n < u.health.Head() && u.health.headAt.Load() != at {
@@ -341,11 +339,7 @@ func (r *Router) probe(u *Upstream, banned bool) {
 	var req proto.Request
 	req.Set(methodBlockNumber, nil)
 	start := time.Now()
-	exhausted := u.gate.exhaustedUntil.Load()
 	ans, err := r.poolCall(u, &req, start.Add(min(r.cfg.ProbeInterval, r.cfg.Pool.MaxConnWaitTimeout)))
-	if err == nil {
-		u.gate.polled(exhausted)
-	}
 	if banned {
 		errText := ""
 		if err != nil {
