@@ -3,6 +3,8 @@ package testnode
 import (
 	"encoding/hex"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +28,35 @@ func TestNodeLifecycle(t *testing.T) {
 	}
 	if got := string(n.Call(t, "eth_chainId")); got != `"0x539"` {
 		t.Fatalf("after restart eth_chainId = %s", got)
+	}
+}
+
+// geth --dev without a data directory makes its keystore in $TMPDIR and removes it only
+// on a graceful exit; the harness kills it, so each node gets a TMPDIR of its own that
+// goes with the process: nothing is left behind by a crash (Kill, Restart) or a stop.
+func TestNodeLeavesNoTempFiles(t *testing.T) {
+	for _, end := range []struct {
+		name string
+		do   func(*Node)
+	}{
+		{"killed", func(n *Node) { n.Kill() }},
+		{"restarted", func(n *Node) { n.Restart(t) }},
+		{"stopped", func(n *Node) { n.Stop(t) }},
+	} {
+		t.Run(end.name, func(t *testing.T) {
+			n := Start(t, Period(0))
+			n.mu.Lock()
+			scratch := n.scratch
+			n.mu.Unlock()
+			keystores, err := filepath.Glob(filepath.Join(scratch, "go-ethereum-keystore*"))
+			if err != nil || len(keystores) != 1 {
+				t.Fatalf("geth's keystore in its TMPDIR %s: %v %v, want one", scratch, keystores, err)
+			}
+			end.do(n)
+			if _, err := os.Stat(scratch); !os.IsNotExist(err) {
+				t.Fatalf("geth's TMPDIR %s after it exited: %v, want it removed", scratch, err)
+			}
+		})
 	}
 }
 
