@@ -29,6 +29,7 @@ func (r *Router) followHead(u *Upstream) {
 				case <-u.headCheck: // a socket came up before: the read below covers it
 				default:
 				}
+				downs := u.mux.downs.Load()
 				r.rebaseHead(u) // newHeads reports only later heads: read the current one once
 				poll := time.NewTicker(r.cfg.HeadPoll)
 				for {
@@ -38,7 +39,7 @@ func (r *Router) followHead(u *Upstream) {
 						unsub()
 						return
 					case <-u.headCheck:
-						r.rebaseHead(u)
+						r.socketUp(u, &downs)
 					case q := <-u.watch.silentGroups: // subscriptions_silent.go
 						r.renewGroup(u, q)
 					case <-poll.C:
@@ -78,6 +79,22 @@ var (
 	latestHeaderParams     = []byte(`["latest",false]`)
 	methodBlockNumber      = []byte("eth_blockNumber")
 )
+
+// socketUp reads u's head once more: a socket of u came up (checkHead). It is the base
+// the pushes continue from (rebaseHead) only when the newHeads subscription may have
+// been subscribed again since the last base: it is not live, or a socket was lost with
+// subscriptions on it (downs, as of that base). A sibling socket coming up while
+// newHeads stayed live says nothing of its pushes; rebased there, the blocks the HTTP
+// head is past the last push (a silence the next check would find) were forgotten, and
+// with a chain that then stands the silence was never found.
+func (r *Router) socketUp(u *Upstream, downs *uint64) {
+	if d := u.mux.downs.Load(); d != *downs || !u.mux.live(newHeadsParams) {
+		*downs = d
+		r.rebaseHead(u)
+		return
+	}
+	r.pollHead(u)
+}
 
 // pollHead reads u's latest block header over HTTP and returns its number. An answer
 // older than a head u pushed while it was asked is dropped: it would look like the

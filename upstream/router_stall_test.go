@@ -311,3 +311,40 @@ func subscribedOnSilentChain(t *testing.T, params []byte) (*silentChain, *Router
 	}
 	return c, r, u, sink
 }
+
+// A socket that comes up while the newHeads subscription stays live on its own socket
+// (a sibling connecting late, or dialled again with no subscription on it) has the head
+// read, but not made the base the pushes continue from: the blocks the HTTP head is
+// past the last push are still a silence to find. Before, the read became the base:
+// the silence was forgotten, never found on a chain that then stood, and on one that
+// moved on the renewal's logs backfill started from it, skipping the blocks between.
+func TestSocketUpKeepsTheSilenceBase(t *testing.T) {
+	c := newSilentChain(t, 10)
+	r := testRouterWith(t, func(cfg *RouterConfig) {
+		cfg.HeadPoll = 10 * time.Second // a stall period of 20 s: no silence check meanwhile
+		cfg.Mux = testMuxConfig(c.ws.url)
+	}, Spec{Name: "solo", HTTPURL: c.httpURL, WSURL: c.ws.url})
+	r.Start()
+	t.Cleanup(r.Close)
+	u := byName(r, "solo")
+	waitFor(t, "the head subscription live", func() bool { return u.mux.live(newHeadsParams) && len(c.live(newHeadsParams)) == 1 })
+	known := func() (uint64, bool) {
+		u.watch.mu.Lock()
+		defer u.watch.mu.Unlock()
+		return u.watch.known, u.watch.based
+	}
+	waitFor(t, "the first head read", func() bool { _, based := known(); return based })
+	c.mine(3, true) // 11, 12, 13
+	waitFor(t, "block 13 pushed", func() bool { n, _ := known(); return n == 13 })
+	c.silence()
+	c.jump(5)     // 14..18: over HTTP only
+	for range 2 { // the second read starts once the first is done
+		reads := c.latest.Load()
+		u.checkHead() // a socket came up
+		waitFor(t, "the head read", func() bool { return c.latest.Load() > reads })
+	}
+	waitFor(t, "the head at 18", func() bool { return u.health.Head() == 18 })
+	if n, _ := known(); n != 13 {
+		t.Fatalf("the silence base is %d after a socket came up, want 13 (the last push)", n)
+	}
+}

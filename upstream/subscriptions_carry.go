@@ -68,13 +68,8 @@ func (g *subGroup) run(deadline time.Time) {
 		case <-g.in.ready:
 			batch = g.in.take(batch)
 			for _, d := range batch {
-				switch {
-				case d.gen != g.gen:
-				case g.holds.Load() > 0 || len(g.held) > 0: // a renewal's backfill goes first (subscriptions_hold.go)
-					g.keep(d)
-				default:
-					g.afterReconnect() // subscriptions_reconnect.go
-					g.handle(d.result)
+				if d.gen == g.gen {
+					g.pushed(d) // subscriptions_hold.go
 				}
 			}
 			if cap(batch) > 64 {

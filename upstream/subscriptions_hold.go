@@ -55,6 +55,29 @@ func (g *subGroup) endHold() {
 	}
 }
 
+// pushed takes a live push of the group's upstream subscription: held while a
+// renewal's backfill is due, else delivered (after the logs a lost socket missed,
+// subscriptions_reconnect.go).
+func (g *subGroup) pushed(d delivery) {
+	if g.holding() {
+		g.keep(d)
+		return
+	}
+	g.afterReconnect()
+	g.handle(d.result)
+}
+
+// holding reports whether a live push must wait for a renewal's backfill: a renewal
+// holds the group, or one ended and its backfill has not run yet, or pushes are held
+// already (they go out in order). The hold ends (renewed, on followHead's goroutine)
+// before the group's goroutine runs the backfill (renewalEnded): a push taken in
+// between, delivered at once, went out before the missed logs and moved coverTo past
+// them, so the backfill skipped them. renewed sets backfill before it ends the hold,
+// and only renewalEnded clears it.
+func (g *subGroup) holding() bool {
+	return g.holds.Load() > 0 || g.backfill.Load() || len(g.held) > 0
+}
+
 // keep holds a live push until the renewal's backfill is delivered.
 func (g *subGroup) keep(d delivery) {
 	if g.heldSize+len(d.result) > maxHeldBytes {

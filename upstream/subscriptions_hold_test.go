@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"testing"
+	"time"
 
 	"github.com/infura-gateway/infura-gateway/proto"
 )
@@ -58,5 +59,39 @@ func TestHeldLogsBounded(t *testing.T) {
 				t.Fatalf("%d pushes (%d bytes) still held", len(g.held), g.heldSize)
 			}
 		})
+	}
+}
+
+// A renewal's hold ends (renewed, on followHead's goroutine) before the group's
+// goroutine runs its backfill (renewalEnded): a push the group takes in between waits
+// for the backfill. Before, it was delivered at once: the log of block 19 went out
+// before those of 14-18, and moved the group's coverage past them, so the backfill
+// queried from block 19 and they were never delivered.
+func TestPushBetweenHoldEndAndBackfillWaits(t *testing.T) {
+	c := newSilentChain(t, 19)
+	r := testRouterWith(t, func(cfg *RouterConfig) { cfg.Mux.RequestTimeout = 10 * time.Second }, Spec{Name: "a", HTTPURL: c.httpURL})
+	r.Start()
+	t.Cleanup(r.Close)
+	u := byName(r, "a")
+	waitFor(t, "the head at 19", func() bool { return u.health.Head() == 19 })
+	sink := newChanSink(16)
+	g := &subGroup{s: r.subs, kind: kindLogs, params: logsParams, gwQuoted: []byte(`"0x1"`),
+		holders: holders{members: map[Sink]int{sink: 1}}, renewReq: make(chan struct{}, 1), up: u}
+	for n := uint64(11); n <= 13; n++ {
+		g.handle([]byte(blockLog(n)))
+	}
+	g.holds.Store(1) // hold: a renewal under way
+	r.subs.renewed([]*subGroup{g}, 13)
+	g.pushed(delivery{result: []byte(blockLog(19))}) // taken before the renewReq
+	<-g.renewReq
+	g.renewalEnded()
+	var got []uint64
+	for len(sink.ch) > 0 {
+		res := NotificationResult(<-sink.ch)
+		n, _ := proto.ParseQuantity(proto.FirstMember(res, "blockNumber").Bytes(res))
+		got = append(got, n)
+	}
+	if want := []uint64{11, 12, 13, 14, 15, 16, 17, 18, 19}; !slicesEqual(got, want) {
+		t.Fatalf("delivered the logs of blocks %v, want %v", got, want)
 	}
 }
