@@ -34,6 +34,9 @@ type slot struct {
 	// fails what is due and arms it for the next. Under mu.
 	timer *time.Timer
 	armed int64
+	// late holds the gateway ids of eth_subscribe calls that timed out (mux_subs_late.go;
+	// nil: none). Under mu.
+	late map[uint64]struct{}
 
 	// subs maps the upstream subscription id (raw JSON string) to its group;
 	// guarded by m.subs.mu, written only by this socket's reader and by Leave.
@@ -123,6 +126,9 @@ func (s *slot) expire() {
 		switch {
 		case c.deadline <= now:
 			s.claimLocked(c)
+			if c.kind == kindSub {
+				s.lateLocked(c.gid) // the node may still answer it
+			}
 			failed = append(failed, c)
 		case next == 0 || c.deadline < next:
 			next = c.deadline
@@ -338,6 +344,7 @@ func (s *slot) sweep() {
 	}
 	s.armed = 0
 	s.timer.Stop()
+	s.late = nil // the node's subscriptions end with the socket
 	s.mu.Unlock()
 	for _, c := range failed {
 		// The writer (us) no longer holds c, nor can expire (it takes only what is

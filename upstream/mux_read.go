@@ -124,6 +124,8 @@ func (s *slot) routeOne(frame []byte, msg *proto.Message, at time.Time) {
 				// An id the gateway has not issued: nothing it sent is answered.
 				s.m.metrics.invalid.Inc()
 				s.m.cfg.Logger.Debug("upstream websocket: dropped an answer with an id the gateway never sent")
+			} else {
+				s.answeredLate(gid, frame, msg) // mux_subs_late.go
 			}
 			return // timed out, swept or answered already
 		}
