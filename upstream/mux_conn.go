@@ -51,8 +51,11 @@ type slot struct {
 	// pingAt is when the oldest ping still unanswered went out (monoNs; 0: none); rtt
 	// the round trip its pong measured (ns; at first the upgrade's): a probe
 	// waits at least three of them, so a live socket on a long route is not declared
-	// stalled for a pong still on its way.
-	pingAt, rtt atomic.Int64
+	// stalled for a pong still on its way. large counts the large messages read
+	// (mux_probe.go), largeAtPing their count when pingAt was set: a pong read after
+	// one measures its transfer, not the round trip, and is not taken.
+	pingAt, rtt        atomic.Int64
+	large, largeAtPing atomic.Uint64
 	// suspect: a probe is on and nothing came back since it began (Mux.suspects).
 	suspect atomic.Bool
 }
@@ -170,7 +173,7 @@ func (s *slot) serve(conn *wireConn) (wait time.Duration, _ error) {
 		s.answered.Add(1)
 		s.cleared()
 		now := time.Now()
-		if at := s.pingAt.Swap(0); at != 0 {
+		if at := s.pingAt.Swap(0); at != 0 && s.large.Load() == s.largeAtPing.Load() {
 			s.rtt.Store(monoNs(now) - at)
 		}
 		_ = conn.setReadDeadline(now.Add(alive))

@@ -59,6 +59,9 @@ type fakeUpstream struct {
 	// raw, when set, answers method "raw": the bytes it returns for the request's id go
 	// to the socket as they are (frame headers included), as a broken node would write.
 	raw atomic.Pointer[func(id string) []byte]
+	// pingHold, when set, holds the pong to each ping until it is closed (the reading
+	// of the socket waits with it), as a node writing a large answer first would.
+	pingHold atomic.Pointer[chan struct{}]
 }
 
 func newFakeUpstream(t testing.TB, scripted bool) *fakeUpstream {
@@ -193,6 +196,13 @@ func (f *fakeUpstream) serve(c *websocket.Conn) {
 		_ = c.Close()
 	}()
 	c.SetPongHandler(func(string) error { f.pongs.Add(1); return nil })
+	c.SetPingHandler(func(data string) error {
+		if h := f.pingHold.Load(); h != nil {
+			<-*h
+		}
+		_ = c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		return nil // as the library's own handler: a pong that cannot be written ends nothing
+	})
 	f.accepted <- c
 	// A read deadline would break a websocket for good, so a goroutine reads and this
 	// loop holds answers back until the socket is idle for a moment, then sends them in

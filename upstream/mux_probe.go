@@ -13,11 +13,30 @@ import (
 // measures the round trip from the older one).
 func (s *slot) ping(conn *wireConn) error {
 	now := time.Now()
-	s.pingAt.CompareAndSwap(0, monoNs(now))
+	if s.pingAt.CompareAndSwap(0, monoNs(now)) {
+		s.largeAtPing.Store(s.large.Load())
+	}
 	if err := conn.writeControl(opPing, nil, now.Add(s.m.cfg.WriteTimeout)); err != nil {
 		return fmt.Errorf("cannot ping upstream: %w", err)
 	}
 	return nil
+}
+
+// largeMessage is the size past which a message read between a ping and its pong
+// makes the pong no measure of the round trip: the node wrote the pong after it, so
+// the pong took its transfer (a 20 MB answer on a slow link: seconds, and a probe
+// window of three times that, up to the keepalive's limit, until the next pong). Its
+// reading holds a probe's verdict by itself (slot.write). Below it the transfer is a
+// few milliseconds on any link; many small messages ahead of a pong (a burst of
+// notifications on a congested link) are the route's queueing, which a probe's pong
+// meets as well, and stay measured.
+const largeMessage = 64 << 10
+
+// readLarge notes a message of n bytes read (the reader, once per message).
+func (s *slot) readLarge(n int) {
+	if n > largeMessage {
+		s.large.Add(1)
+	}
 }
 
 // probeWindow is how long a probe waits for a pong or an answer: ProbeTimeout, or three

@@ -359,3 +359,28 @@ func TestSuspectUpstreamAvoidedForWebsocketCalls(t *testing.T) {
 // freezeDown silences every connection open now the server's way only: what the client
 // sends still arrives, nothing comes back (a route dead the node's way).
 func (fr *freezer) freezeDown() { fr.each(func(c *frozenConn) { c.down.Store(true) }) }
+
+// A pong read after a large message measures that message's transfer, not the
+// socket's round trip: it is not taken as one. Before, it was: a pong behind a 20 MB
+// answer on a slow link gave a round trip of seconds, and a probe window of three of
+// them (up to the keepalive's minute) until the next pong, so a socket that died
+// meanwhile was found stalled that much later. A message being read holds a probe's
+// verdict by itself (slot.write), without the round trip.
+func TestPongBehindALargeMessageIsNoRoundTrip(t *testing.T) {
+	f := newFakeUpstream(t, false)
+	hold := make(chan struct{})
+	f.pingHold.Store(&hold)
+	m := startMux(t, f, func(c *MuxConfig) { c.Conns = 1; c.ProbeTimeout = 20 * time.Second })
+	conn := within(t, f.accepted, "the Mux's connection")
+	s := m.slots[0]
+	rtt, answered := s.rtt.Load(), s.answered.Load()
+	s.probe <- false // one ping; the keepalive's comes in 30 s
+	waitFor(t, "the probe's ping out", func() bool { return s.pingAt.Load() != 0 })
+	// Written before the pong is released: read before it.
+	f.write(conn, []byte(`{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscription":"0xnone","result":"`+strings.Repeat("a", 1<<20)+`"}}`))
+	close(hold)
+	waitFor(t, "the pong", func() bool { return s.answered.Load() > answered })
+	if got := s.rtt.Load(); got != rtt {
+		t.Fatalf("round trip %v after a pong behind a 1 MiB message, want %v (the upgrade's) kept", time.Duration(got), time.Duration(rtt))
+	}
+}

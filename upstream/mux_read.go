@@ -39,6 +39,7 @@ func (s *slot) read(conn *wireConn) error {
 		}
 		if tooLarge := errors.Is(err, errTooLarge); tooLarge || errors.Is(err, errNoRoom) {
 			met.msgsIn.Inc()
+			s.large.Add(1) // past the read limit or the budget's free 64 KiB
 			refusal := proto.ErrAnswerBudget
 			if tooLarge {
 				met.oversized.Inc()
@@ -61,6 +62,7 @@ func (s *slot) read(conn *wireConn) error {
 			return err
 		}
 		met.msgsIn.Inc()
+		s.readLarge(len(buf))
 		alivePast()
 		if proto.FirstByte(buf) == '{' {
 			s.routeOne(buf, &msg, now)
