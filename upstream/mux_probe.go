@@ -39,12 +39,15 @@ func (s *slot) readLarge(n int) {
 	}
 }
 
-// probeWindow is how long a probe waits for a pong or an answer: ProbeTimeout, or three
-// round trips of the socket when longer (a distant provider, a slow link), never past
-// the keepalive's own limit.
+// probeWindow is how long a probe waits for a pong or an answer: ProbeTimeout as
+// configured, or three round trips of the socket when longer (a distant provider, a
+// slow link). The round trips, a measure, count up to the keepalive's own limit (an
+// upgrade that took a minute says little of the route); the configured timeout is the
+// operator's word and is kept whole, also past that limit (the keepalive does not end a
+// socket its notifications keep alive, whose pongs a probe waits for).
 func (s *slot) probeWindow() time.Duration {
 	cfg := &s.m.cfg
-	return min(max(cfg.ProbeTimeout, 3*time.Duration(s.rtt.Load())), cfg.PingInterval+cfg.PongTimeout)
+	return max(cfg.ProbeTimeout, min(3*time.Duration(s.rtt.Load()), cfg.PingInterval+cfg.PongTimeout))
 }
 
 // probeSiblings asks every other live socket of the Mux to probe itself, when a call

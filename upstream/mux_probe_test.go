@@ -384,3 +384,32 @@ func TestPongBehindALargeMessageIsNoRoundTrip(t *testing.T) {
 		t.Fatalf("round trip %v after a pong behind a 1 MiB message, want %v (the upgrade's) kept", time.Duration(got), time.Duration(rtt))
 	}
 }
+
+// A probe waits -ws-probe-timeout as configured, also past the keepalive's limit
+// (-ws-ping-interval + -ws-pong-timeout); three measured round trips when longer, those
+// never past that limit. Before, the limit capped the configured timeout too: a probe
+// timeout of 90 s waited 60 s, and a socket answering its ping in 70 s (its
+// notifications keeping it past the keepalive) was declared stalled against the flag.
+func TestProbeWindowKeepsTheConfiguredTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		probe, rtt, want time.Duration
+	}{
+		{probe: 90 * time.Second, rtt: time.Millisecond, want: 90 * time.Second},
+		{probe: 90 * time.Second, rtt: 40 * time.Second, want: 90 * time.Second},
+		{probe: 5 * time.Second, rtt: time.Millisecond, want: 5 * time.Second},
+		{probe: 5 * time.Second, rtt: 4 * time.Second, want: 12 * time.Second},
+		{probe: 5 * time.Second, rtt: time.Minute, want: time.Minute}, // measured: the keepalive's 60 s at most
+	} {
+		cfg := testMuxConfig("ws://127.0.0.1:1") // keepalive: 30 s + 30 s
+		cfg.ProbeTimeout = tc.probe
+		m, err := NewMux(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := m.slots[0]
+		s.rtt.Store(int64(tc.rtt))
+		if got := s.probeWindow(); got != tc.want {
+			t.Errorf("probe timeout %v, round trip %v: window %v, want %v", tc.probe, tc.rtt, got, tc.want)
+		}
+	}
+}
