@@ -1,6 +1,7 @@
 package logs
 
 import (
+	"math"
 	"strconv"
 
 	"github.com/infura-gateway/infura-gateway/proto"
@@ -83,10 +84,23 @@ func parseFilter(params []byte) (f filter, ok bool) {
 	f.fromKind, f.from = proto.ParseBlockRef(from)
 	f.toKind, f.to = proto.ParseBlockRef(to)
 	if f.fromKind == proto.BlockInvalid || f.fromKind == proto.BlockHash ||
-		f.toKind == proto.BlockInvalid || f.toKind == proto.BlockHash || (from != nil && from[0] == '{') || (to != nil && to[0] == '{') {
+		f.toKind == proto.BlockInvalid || f.toKind == proto.BlockHash || (from != nil && from[0] == '{') || (to != nil && to[0] == '{') ||
+		!gethNumber(f.fromKind, from, f.from) || !gethNumber(f.toKind, to, f.to) {
 		return f, false
 	}
 	return f, true
+}
+
+// gethNumber reports whether a bound read as kind and n is one geth reads too: a number
+// past int64 ("block number larger than int64"; 2^64-1 would be pendingBlock in a
+// chunk's bounds) or spelled with leading zeros ("0x01") is refused by geth, so the
+// query goes to the node whole for its refusal rather than be split and answered.
+func gethNumber(kind proto.BlockKind, raw []byte, n uint64) bool {
+	if kind != proto.BlockNumber {
+		return true
+	}
+	raw = proto.TrimWS(raw)
+	return n <= math.MaxInt64 && !(len(raw) > 5 && raw[0] == '"' && raw[1] == '0' && raw[2] == 'x' && raw[3] == '0')
 }
 
 // headOnly reports whether both bounds mean the head (latest, pending, or absent): one
