@@ -170,16 +170,26 @@ func (b *BudgetEntry) spec() upstream.BudgetSpec {
 		DailyUnits: b.DailyUnits, MethodCosts: b.MethodCosts, Costs: b.Costs}
 }
 
+// minBudgetRate is the least budget rate: a budget's burst is at least one call, which
+// at a lower rate takes longer than the limiter's bound (100 years) to refill.
+const minBudgetRate = 1e-9
+
 // check validates the budget; where names the upstream.
 func (b *BudgetEntry) check(where string) error {
 	if b == nil {
 		return nil
 	}
 	switch {
-	case b.RequestsPerSecond < 0 || b.UnitsPerSecond < 0 || b.DailyUnits < 0:
+	case !(b.RequestsPerSecond >= 0) || !(b.UnitsPerSecond >= 0) || b.DailyUnits < 0:
 		return fmt.Errorf("%s: budget: limits must be >= 0 (0: not limited)", where)
 	case b.RequestsPerSecond > 1e9 || b.UnitsPerSecond > 1e9 || b.DailyUnits > 1<<39:
 		return fmt.Errorf("%s: budget: requests_per_second and units_per_second must be at most 1e9, daily_units at most 2^39", where)
+	case b.RequestsPerSecond > 0 && b.RequestsPerSecond < minBudgetRate || b.UnitsPerSecond > 0 && b.UnitsPerSecond < minBudgetRate:
+		what, v := "requests_per_second", b.RequestsPerSecond
+		if !(v > 0 && v < minBudgetRate) {
+			what, v = "units_per_second", b.UnitsPerSecond
+		}
+		return fmt.Errorf("%s: budget: %s %v is below 1e-9, the least rate the limiter holds (0: not limited)", where, what, v)
 	case b.Costs != "" && !slices.Contains(upstream.CostPresets(), b.Costs):
 		return fmt.Errorf("%s: budget: costs %q: want one of %s", where, b.Costs, strings.Join(upstream.CostPresets(), ", "))
 	}

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -127,7 +128,7 @@ func (f *FileConfig) validateAccess() error {
 		switch {
 		case !upstreamName.MatchString(name):
 			return fmt.Errorf("%s: name must be 1-63 of a-z, 0-9, _ and -", where)
-		case p.RequestsPerSecond < 0 || p.UnitsPerSecond < 0 || p.Burst < 0 || p.UnitsBurst < 0 ||
+		case !(p.RequestsPerSecond >= 0) || !(p.UnitsPerSecond >= 0) || p.Burst < 0 || p.UnitsBurst < 0 ||
 			p.DailyUnits < 0 || p.MaxConnections < 0 || p.MaxSubscriptions < 0:
 			return fmt.Errorf("%s: limits must be >= 0 (0: no limit)", where)
 		case p.RequestsPerSecond > 1e9 || p.UnitsPerSecond > 1e9 || p.Burst > 1<<40 || p.UnitsBurst > 1<<40:
@@ -136,6 +137,12 @@ func (f *FileConfig) validateAccess() error {
 			return fmt.Errorf("%s: daily_units at most 2^39", where)
 		case p.MaxConnections > 1<<30 || p.MaxSubscriptions > 1<<30:
 			return fmt.Errorf("%s: max_connections and max_subscriptions at most 2^30", where)
+		}
+		if err := checkRefill(where+": burst", p.RequestsPerSecond, p.Burst); err != nil {
+			return err
+		}
+		if err := checkRefill(where+": units_burst", p.UnitsPerSecond, p.UnitsBurst); err != nil {
+			return err
 		}
 		if err := checkMethods(where, p.Methods); err != nil {
 			return err
@@ -187,6 +194,15 @@ func (f *FileConfig) validateAccess() error {
 			if g != nil && !(g.RequestsPerSecond >= 0 && g.RequestsPerSecond <= 1e9 && g.UnitsPerSecond >= 0 && g.UnitsPerSecond <= 1e9 &&
 				g.Burst >= 0 && g.Burst <= 1<<40 && g.UnitsBurst >= 0 && g.UnitsBurst <= 1<<40) {
 				return fmt.Errorf("anonymous: %s: rates must be in [0, 1e9] and bursts in [0, 2^40] (0: no limit of that kind)", name)
+			}
+			if g == nil {
+				continue
+			}
+			if err := checkRefill("anonymous: "+name+": burst", g.RequestsPerSecond, g.Burst); err != nil {
+				return err
+			}
+			if err := checkRefill("anonymous: "+name+": units_burst", g.UnitsPerSecond, g.UnitsBurst); err != nil {
+				return err
 			}
 		}
 	}
@@ -318,4 +334,19 @@ func setDuration(dst *time.Duration, v *Duration) {
 	if v != nil {
 		*dst = time.Duration(*v)
 	}
+}
+
+// maxRefillSeconds is limit.MaxRefill (100 years): the longest a bucket's burst may take
+// to refill, its arithmetic being int64 nanoseconds.
+const maxRefillSeconds = 100 * 365 * 24 * 3600
+
+// checkRefill refuses a rate whose bucket the limiter cannot hold: its burst (at least a
+// second of the rate, as the limits make it) refilling in more than maxRefillSeconds.
+// what names the burst ("plan \"free\": burst").
+func checkRefill(what string, rate float64, burst int64) error {
+	b := max(burst, int64(math.Ceil(rate)))
+	if rate > 0 && float64(b)/rate > maxRefillSeconds {
+		return fmt.Errorf("%s %d at %v per second takes more than 100 years to refill: the limiter cannot hold it (raise the rate or lower the burst)", what, b, rate)
+	}
+	return nil
 }

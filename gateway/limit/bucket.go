@@ -45,6 +45,10 @@ type bucketState struct {
 	sentAt   int64   // when the need the call under way answers was seen
 }
 
+// MaxRefill bounds the time a bucket's burst takes to refill (burst ÷ rate): its
+// arithmetic is in int64 nanoseconds, which hold 292 years.
+const MaxRefill = 100 * 365 * 24 * time.Hour
+
 // NewBucket returns a token bucket of rate units per second and burst units, named name
 // (the caller's label, e.g. "key:42:rps"; keys in Redis are derived from it, so two
 // handles with one name share one bucket). A Take of more than burst units is always
@@ -58,6 +62,11 @@ func (l *Limiter) NewBucket(name string, rate float64, burst int64) (*Bucket, er
 	}
 	if burst < 1 || burst > 1<<40 {
 		return nil, fmt.Errorf("limit: bucket %s: burst must be in [1, 2^40], got %d", name, burst)
+	}
+	if float64(burst)/rate > MaxRefill.Seconds() {
+		// burst × interval, in nanoseconds, would pass int64: the GCRA below overflowed
+		// (burst 2^40 at 1/s admitted one take, a rate under 1e-9/s every take).
+		return nil, fmt.Errorf("limit: bucket %s: a burst of %d at %v per second takes more than %v to refill", name, burst, rate, MaxRefill)
 	}
 	s := &bucketState{rate: rate, burst: burst}
 	s.handle = handle{lim: l, sh: l.pickShard(), name: name, key: l.cfg.Prefix + "b:" + name, kind: KindRate, idx: -1}
