@@ -20,7 +20,8 @@ type LogsEntry struct {
 	Parallel *int `yaml:"parallel"`
 	// MaxCalls bounds the upstream calls one query may take.
 	MaxCalls *int `yaml:"max_calls"`
-	// ProcessParallel bounds the chunks in flight in the process (top level only).
+	// ProcessParallel bounds the chunks in flight of each network, every query
+	// together (top level only: each network has this bound of its own).
 	ProcessParallel *int `yaml:"process_parallel"`
 }
 
@@ -118,7 +119,7 @@ func (e *LogsEntry) validate(where string, top bool) error {
 	case bad(e.ProcessParallel, 1, 4096):
 		return fmt.Errorf("%slogs: process_parallel must be in [1, 4096]", where)
 	case !top && e.ProcessParallel != nil:
-		return fmt.Errorf("%slogs: process_parallel is process-wide: set it in the top-level logs:", where)
+		return fmt.Errorf("%slogs: process_parallel is set once, in the top-level logs: (each network has that bound of its own)", where)
 	}
 	return nil
 }

@@ -38,7 +38,7 @@ func TestLogsConfig(t *testing.T) {
 		{name: "max_calls", file: "upstreams:\n  - {name: a, http: http://x}\nlogs: {max_calls: -1}\n", err: "max_calls must be in"},
 		{name: "process_parallel in a network",
 			file: "networks:\n  - {name: one, chain_id: 1, upstreams: [{name: a, http: http://x}], logs: {process_parallel: 2}}\n",
-			err:  "process_parallel is process-wide"},
+			err:  "process_parallel is set once"},
 		{name: "plan", file: "upstreams:\n  - {name: a, http: http://x}\nplans:\n  p: {logs_max_range: 1099511627777}\n", err: "logs_max_range must be in"},
 		{name: "unknown logs key", file: "upstreams:\n  - {name: a, http: http://x}\nlogs: {max_blocks: 5}\n", err: "line 3"},
 	}

@@ -1,7 +1,7 @@
 // Package logs answers eth_getLogs over any block range: a range larger than the
 // upstreams' cap is split into chunks aligned to fixed boundaries, the chunks go through
 // the network's router like any call (so they spend budgets and are classified as any
-// call), at most Parallel of a query and process_parallel of the process at once, and
+// call), at most Parallel of a query and process_parallel of the network at once, and
 // their logs are concatenated in block order, byte for byte what a node without a cap
 // answers. A cap is configured, preset by provider kind, or learned from a provider's
 // error text, on which the failing chunk is bisected. Block tags are resolved once at the
@@ -51,6 +51,7 @@ type Limits struct {
 // Splitter answers eth_getLogs for one network.
 type Splitter struct {
 	set     atomic.Pointer[config.LogsSettings] // a reload swaps it
+	sem     atomic.Pointer[chan struct{}]       // the network's chunks in flight (process_parallel)
 	head    Head
 	store   Store // nil: no cache
 	learned atomic.Uint64
@@ -66,8 +67,8 @@ type Splitter struct {
 // New makes the splitter of a network with settings set, its metrics in reg (the
 // network's view). store may be nil.
 func New(set config.LogsSettings, head Head, store Store, reg *upstream.Registry) *Splitter {
-	SetProcessParallel(set.ProcessParallel)
 	s := &Splitter{head: head, store: store, now: time.Now}
+	s.setParallel(set.ProcessParallel)
 	s.set.Store(&set)
 	s.calls = reg.Counter("gateway_logs_upstream_calls_total", "Upstream calls made for eth_getLogs queries the gateway split (chunks, bisections, tag resolution).")
 	s.queries = reg.Counter("gateway_logs_split_queries_total", "eth_getLogs queries the gateway answered by chunks.")
@@ -81,28 +82,27 @@ func New(set config.LogsSettings, head Head, store Store, reg *upstream.Registry
 // Reload takes a reloaded configuration's settings. When the network's upstreams
 // changed, what was learned of the old ones is forgotten.
 func (s *Splitter) Reload(set config.LogsSettings, upstreamsChanged bool) {
-	SetProcessParallel(set.ProcessParallel)
+	s.setParallel(set.ProcessParallel)
 	s.set.Store(&set)
 	if upstreamsChanged {
 		s.learned.Store(0)
 	}
 }
 
-// process bounds the chunks in flight in the whole process, every network and query
-// together.
-var process atomic.Pointer[chan struct{}]
-
-// SetProcessParallel sets the process-wide bound (n <= 0: the default). Chunks in
-// flight keep the bound they were admitted under.
-func SetProcessParallel(n int) {
+// setParallel sets the bound of the network's chunks in flight, every query together
+// (process_parallel; n <= 0: the default). Chunks in flight keep the bound they were
+// admitted under. Each network has its own: one process-wide pool let a network whose
+// upstreams held their chunks (slow, stalled) take every slot, and the other networks'
+// queries waited for them until their deadlines.
+func (s *Splitter) setParallel(n int) {
 	if n <= 0 {
 		n = config.DefaultLogsProcessParallel
 	}
-	if cur := process.Load(); cur != nil && cap(*cur) == n {
+	if cur := s.sem.Load(); cur != nil && cap(*cur) == n {
 		return
 	}
 	ch := make(chan struct{}, n)
-	process.Store(&ch)
+	s.sem.Store(&ch)
 }
 
 // errors answering a query.
@@ -320,7 +320,7 @@ func (q *query) run(dst []byte, step uint64, chunks int) ([]byte, bool, *proto.E
 				if q.past > 0 && i == chunks-1 {
 					lo, hi = q.f.to+1, q.past
 				}
-				sem := *process.Load()
+				sem := *q.s.sem.Load()
 				select {
 				case sem <- struct{}{}:
 				case <-ctx.Done():

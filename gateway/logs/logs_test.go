@@ -671,7 +671,7 @@ func (c *concurrencyNode) Call(spare []byte, r *proto.Request, id []byte, deadli
 	return ans, err
 }
 
-// Chunks in flight are bounded per query (parallel) and in the process (process_parallel),
+// Chunks in flight are bounded per query (parallel) and in the network (process_parallel),
 // whatever the number of queries.
 func TestGetLogsParallelismBounded(t *testing.T) {
 	f := &fakeNode{perBlock: 1}
@@ -680,7 +680,6 @@ func TestGetLogsParallelismBounded(t *testing.T) {
 	set := settings(100, 3)
 	set.ProcessParallel = 5
 	s := New(set, func() (uint64, bool) { return f.head.Load(), true }, nil, upstream.NewRegistry())
-	defer SetProcessParallel(0)
 	var wg sync.WaitGroup
 	for q := range 6 {
 		wg.Add(1)
@@ -694,7 +693,7 @@ func TestGetLogsParallelismBounded(t *testing.T) {
 	}
 	wg.Wait()
 	if node.peak > 5 {
-		t.Errorf("%d chunks in flight at once in the process, over process_parallel 5", node.peak)
+		t.Errorf("%d chunks in flight at once in the network, over process_parallel 5", node.peak)
 	}
 	for addr, n := range node.perMax {
 		if n > 3 {
