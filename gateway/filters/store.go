@@ -3,7 +3,9 @@ package filters
 import (
 	"bytes"
 	"context"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +43,32 @@ func (s *Service) errPerTenant() *rpcError {
 		" per API key or client on this network; uninstall one (eth_uninstallFilter) or let one expire"}
 }
 
+func (s *Service) errPer48() *rpcError {
+	return &rpcError{code: proto.CodeLimitExceeded, msg: "too many filters: at most " + strconv.Itoa(block48Factor*s.cfg.MaxPerTenant) +
+		" per IPv6 /48 on this network (its clients together); uninstall one (eth_uninstallFilter) or let one expire"}
+}
+
+// block48Factor: the anonymous clients of one IPv6 /48 hold at most this many times the
+// per-client bound together, as the anonymous limits count a /48 (16 /64s' worth by
+// default): a client holds a /48 as easily as a /64, and its /64s would otherwise fill
+// the network's table (MaxTotal), shutting every other client out.
+const block48Factor = 16
+
+// aggScope is the scope an anonymous IPv6 client's filters also count in, its /48
+// ("anon48:2001:db8:1::/48"); "" for any other scope (keys, IPv4).
+func aggScope(scope string) string {
+	rest, ok := strings.CutPrefix(scope, "anon:")
+	if !ok {
+		return ""
+	}
+	p, err := netip.ParsePrefix(rest)
+	if err != nil || !p.Addr().Is6() || p.Bits() < 48 {
+		return ""
+	}
+	p48, _ := p.Addr().Prefix(48)
+	return "anon48:" + p48.String()
+}
+
 func (s *Service) errTotal() *rpcError {
 	return &rpcError{code: proto.CodeLimitExceeded, msg: "too many filters on this network (at most " +
 		strconv.Itoa(s.cfg.MaxTotal) + "), retry later"}
@@ -75,8 +103,13 @@ func newMemStore(cfg Config) *memStore {
 func (m *memStore) deleteLocked(id string, e *memEntry) {
 	delete(m.m, id)
 	m.bytes -= int64(len(e.blob))
-	if m.perScope[e.scope]--; m.perScope[e.scope] <= 0 {
-		delete(m.perScope, e.scope)
+	for _, sc := range [2]string{e.scope, aggScope(e.scope)} {
+		if sc == "" {
+			continue
+		}
+		if m.perScope[sc]--; m.perScope[sc] <= 0 {
+			delete(m.perScope, sc)
+		}
 	}
 }
 
@@ -114,6 +147,9 @@ func (m *memStore) full(scope string) error {
 	case m.perScope[scope] >= m.cfg.MaxPerTenant:
 		return m.svc.errPerTenant()
 	}
+	if agg := aggScope(scope); agg != "" && m.perScope[agg] >= block48Factor*m.cfg.MaxPerTenant {
+		return m.svc.errPer48()
+	}
 	return nil
 }
 
@@ -129,6 +165,9 @@ func (m *memStore) create(_ context.Context, id, scope string, blob []byte) erro
 	}
 	m.m[id] = &memEntry{scope: scope, blob: blob, exp: m.cfg.Now().Add(m.cfg.Timeout)}
 	m.perScope[scope]++
+	if agg := aggScope(scope); agg != "" {
+		m.perScope[agg]++
+	}
 	m.bytes += int64(len(blob))
 	return nil
 }
