@@ -229,6 +229,16 @@ func (p *Pipeline) serveLogs(n *network.Network, c *Call) (done bool, e *proto.E
 	return true, nil
 }
 
+// logsAfterCap answers in chunks a batch's one-chunk eth_getLogs the node refused for a
+// cap (CapError learned it), as a single call is; false: the node's answer stands.
+func (p *Pipeline) logsAfterCap(n *network.Network, c *Call) bool {
+	done, e := p.serveLogs(n, c)
+	if done && e != nil {
+		c.setError(e)
+	}
+	return done
+}
+
 // forward sends c upstream; the answer, carrying id, goes to c.Ans.
 func forward(c *Call, id []byte) *proto.Error {
 	ans, err := c.up.Call(c.Own, &c.Req, id, c.deadline)
@@ -387,6 +397,7 @@ func (p *Pipeline) serveBatch(n *network.Network, b *batch, dst, body []byte, up
 			case c.ID == nil:
 			case e != nil:
 				c.setError(e)
+			case c.Req.Method == methodGetLogs && n.Logs != nil && n.Logs.CapError(ans) && p.logsAfterCap(n, c):
 			case c.cacheable:
 				p.cacheStoreElement(n, c, ans)
 				c.setStored(ans)
@@ -478,7 +489,9 @@ func (p *Pipeline) routeElement(n *network.Network, b *batch, c *Call, idx int) 
 		return
 	}
 	upID := notificationID
-	if c.ID != nil && c.Req.Method == methodGetLogs {
+	// A one-chunk query goes in the batch's exchange (through the splitter each was a
+	// round trip after the last), as a single one goes on as any call.
+	if c.ID != nil && c.Req.Method == methodGetLogs && n.Logs != nil && !n.Logs.Small(&c.Req, c.Who.LogsMaxRange()) {
 		if done, e := p.serveLogs(n, c); done {
 			if e != nil {
 				c.setError(e)
