@@ -178,6 +178,21 @@ func (u *Upstream) Mux() *Mux { return u.mux }
 // Health returns the upstream's health.
 func (u *Upstream) Health() *Health { return u.health }
 
+// Serves reports whether some upstream's configuration takes req (its methods lists,
+// send_only), whatever its state now: false, no upstream ever will until a reload.
+func (r *Router) Serves(req *proto.Request) bool {
+	set := r.set.Load()
+	if !set.listed {
+		return true
+	}
+	for _, u := range set.all {
+		if u.allows(req) {
+			return true
+		}
+	}
+	return false
+}
+
 func (u *Upstream) allows(req *proto.Request) bool {
 	if u.spec.SendOnly && !proto.IsWrite(req.Name) {
 		return false // a relay for sends answers nothing else, or answers it wrong
@@ -193,6 +208,9 @@ type upstreamSet struct {
 	all       []*Upstream
 	primaries []*Upstream
 	fallbacks []*Upstream
+	// listed: some upstream has a methods allow or deny list, or is send_only (else
+	// every upstream takes every method, and Serves looks no further).
+	listed bool
 }
 
 // Router spreads calls over several upstreams by health, tier, head and load, retries
@@ -310,6 +328,7 @@ func (r *Router) build(specs []Spec, old *upstreamSet) (*upstreamSet, error) {
 			return nil, err
 		}
 		set.all = append(set.all, u)
+		set.listed = set.listed || !u.allow.Empty() || !u.deny.Empty() || u.spec.SendOnly
 		if sp.Tier == TierFallback {
 			set.fallbacks = append(set.fallbacks, u)
 		} else {

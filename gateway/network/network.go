@@ -111,6 +111,7 @@ func New(gw *config.Config, nc config.Network, reg *upstream.Registry, log *slog
 		return nil, err
 	}
 	n.Router, n.HTTP = router, router.HTTP()
+	n.Policy.router = router
 	for _, u := range router.Upstreams() {
 		if u.Mux() != nil {
 			n.WS, n.HasWS = router.WS(), true
@@ -331,8 +332,15 @@ func (n *Network) SharedKey(key []byte) string { return *n.sharedNS.Load() + cac
 // Policy is the pipeline stage that decides, on the decoded request, whether the
 // network forwards it at all.
 type Policy struct {
-	deny proto.MethodSet
+	deny   proto.MethodSet
+	router *upstream.Router // nil: not asked
 }
+
+// errNotServed answers a method no upstream of the network is configured for: the
+// method is not available (as a provider answers one off its plan), not a transient
+// 503 that sinks a whole batch.
+var errNotServed = proto.NewError(proto.CodeMethodNotFound, fasthttp.StatusOK,
+	"the method is not available on this network: no upstream is configured to serve it")
 
 // Admit returns the error that answers r instead of the upstream, or nil.
 func (p *Policy) Admit(r *proto.Request) *proto.Error {
@@ -340,6 +348,9 @@ func (p *Policy) Admit(r *proto.Request) *proto.Error {
 	// eth_subscribe's kind, which a family may deny.
 	if p.deny.Names(r) {
 		return proto.ErrMethodNotFound
+	}
+	if p.router != nil && !p.router.Serves(r) {
+		return errNotServed
 	}
 	return nil
 }
