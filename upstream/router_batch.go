@@ -1,5 +1,6 @@
 // Batches: a whole batch goes to one upstream that allows every method in it, and is
-// retried whole on another only when no request in it is a write.
+// retried whole on another only when no request in it is a write; when no upstream
+// allows them all, its requests go one by one as calls.
 
 package upstream
 
@@ -13,6 +14,9 @@ import (
 // callBatch sends a batch to one upstream that can take every request in it, retrying
 // it whole on another when the exchange failed and no request in it is a write.
 func (r *Router) callBatch(b *Batch, deadline time.Time, via Transport) error {
+	if !r.oneServesAll(b) {
+		return r.callApart(b, deadline, via)
+	}
 	var n need
 	retryable := true
 	for _, req := range b.Reqs {
@@ -110,4 +114,36 @@ func (r *Router) pickBatch(b *Batch, probe *proto.Request, n need, via Transport
 		tried = append(tried, u)
 	}
 	return nil, spent
+}
+
+// oneServesAll reports whether some upstream's configuration (its methods lists,
+// send_only) takes every request of b; one flag when no upstream has lists.
+func (r *Router) oneServesAll(b *Batch) bool {
+	set := r.set.Load()
+	if !set.listed {
+		return true
+	}
+	for _, u := range set.all {
+		all := true
+		for _, req := range b.Reqs {
+			all = all && u.allows(req)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// callApart answers each request of b on its own, as a call, one after another: no
+// upstream's configuration takes them all (the network's policy refused those no
+// upstream takes, so each has one), and sent whole the batch failed, every element
+// answered "no upstream available".
+func (r *Router) callApart(b *Batch, deadline time.Time, via Transport) error {
+	b.start(r.cfg.Pool.Answers)
+	for i, req := range b.Reqs {
+		ans, err := r.call(nil, req, b.IDs[i], deadline, via)
+		b.replace(i, ans, asProtoError(err), err == nil)
+	}
+	return nil
 }
