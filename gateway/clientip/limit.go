@@ -77,11 +77,12 @@ func (l *Limiter) Addresses() int {
 	return len(l.byIP)
 }
 
-// OpenFrom is the number of connections counted under a now (PerIP set).
+// OpenFrom is the number of connections counted under a now (PerIP set): its /64's
+// for IPv6.
 func (l *Limiter) OpenFrom(a netip.Addr) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.byIP[a.Unmap()]
+	return l.byIP[countedAs(a)]
 }
 
 // Listen wraps inner: its Accept refuses a connection past a bound (answering it from a
@@ -127,8 +128,20 @@ func (ll *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
+// countedAs is the key connections from a count under: its /64 for IPv6, as the
+// anonymous limits, filters and subscriptions count a client (a host holds a /64:
+// counted per address, a new source address per connection passed every bound).
+func countedAs(a netip.Addr) netip.Addr {
+	if a = a.Unmap(); a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
+
 // take counts a connection from a unless PerIP of them are open.
 func (l *Limiter) take(a netip.Addr) bool {
+	a = countedAs(a)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := l.byIP[a]
@@ -140,6 +153,7 @@ func (l *Limiter) take(a netip.Addr) bool {
 }
 
 func (l *Limiter) untake(a netip.Addr) {
+	a = countedAs(a)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if n := l.byIP[a] - 1; n > 0 {
