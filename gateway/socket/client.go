@@ -270,6 +270,7 @@ func (c *wsClient) cleanup() {
 }
 
 func (c *wsClient) releaseLocked() {
+	c.byeLocked() // a close still queued never goes out: a drain waiting on it ends
 	for i := range c.queue {
 		c.free(&c.queue[i])
 		c.queue[i] = outMsg{}
@@ -435,6 +436,9 @@ func (c *wsClient) drain() {
 					time.Now().Add(time.Second))
 				_ = c.conn.SetReadDeadline(time.Now().Add(closeGrace))
 				err, closing = errClosing, true
+				c.mu.Lock()
+				c.byeLocked()
+				c.mu.Unlock()
 			}
 			if err == nil {
 				_ = c.conn.SetWriteDeadline(time.Now().Add(timeout))

@@ -21,6 +21,17 @@ import (
 type drainState struct {
 	draining atomic.Bool
 	idle     chan struct{} // made before draining is set; a token when inFlight reaches 0
+	// bye is closed once the drain's close frame is written, or will never be (the
+	// queue dropped: closed otherwise). Under mu; nil when no drain close is queued.
+	bye chan struct{}
+}
+
+// byeLocked closes bye, if a drain waits on it. Called with c.mu held.
+func (c *wsClient) byeLocked() {
+	if c.bye != nil {
+		close(c.bye)
+		c.bye = nil
+	}
 }
 
 // drainQuit is the server's part: quit, closed by Close, ends every wait.
@@ -73,11 +84,23 @@ func (c *wsClient) drainClose(stop, quit <-chan struct{}) {
 		}
 	}
 	c.mu.Lock()
-	done := c.closed || c.closing
+	if c.closed || c.closing {
+		c.mu.Unlock()
+		return
+	}
+	bye := make(chan struct{})
+	c.bye = bye
 	c.mu.Unlock()
-	if !done {
-		// Through the queue: the answers queued before it are written first.
-		c.enqueue(outMsg{b: []byte(DrainReason), close: websocket.CloseGoingAway})
+	// Through the queue: the answers queued before it are written first. The drain
+	// ends once it is written: the server's Close, which follows, would otherwise cut
+	// the queue and say "server shutting down" instead.
+	c.enqueue(outMsg{b: []byte(DrainReason), close: websocket.CloseGoingAway})
+	select {
+	case <-bye:
+	case <-stop:
+		c.shutdown(websocket.CloseGoingAway, DrainReason)
+	case <-quit:
+		c.shutdown(websocket.CloseGoingAway, DrainReason)
 	}
 }
 
