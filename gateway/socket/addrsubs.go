@@ -2,7 +2,9 @@
 // -ws-max-subscriptions and the gateway by -max-subscriptions; without a bound per
 // address, one address opening many connections took the whole gateway's (the audit:
 // 782 connections at the defaults, a goroutine and an upstream subscription each when
-// their filters differ). IPv6 addresses count by their /64: one host has many.
+// their filters differ). IPv6 addresses count by their /64: one host has many; and the
+// /64s of one /48 (one site: a client can take many /64s of its own) hold at most
+// block48Share times the bound together, as the filters of anonymous clients do.
 
 package socket
 
@@ -16,6 +18,20 @@ type addrSubs struct {
 	max int32
 	mu  sync.Mutex
 	n   map[netip.Addr]int32
+	b48 map[netip.Addr]int32 // IPv6 only: the subscriptions of each /48
+}
+
+// block48Share bounds an IPv6 /48's subscriptions together: this many times max.
+const block48Share = 16
+
+// block48 is the /48 an IPv6 address counts under too; false for IPv4.
+func block48(a netip.Addr) (netip.Addr, bool) {
+	if a.Is6() && !a.Is4In6() {
+		if p, err := a.Prefix(48); err == nil {
+			return p.Addr(), true
+		}
+	}
+	return netip.Addr{}, false
 }
 
 // addrKey is the address a client counts under: its /64 for IPv6.
@@ -34,15 +50,22 @@ func (s *addrSubs) acquire(addr netip.Addr) bool {
 		return true
 	}
 	k := addrKey(addr)
+	b, six := block48(addr)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.n[k] >= s.max {
+	if s.n[k] >= s.max || six && s.b48[b] >= block48Share*s.max {
 		return false
 	}
 	if s.n == nil {
 		s.n = make(map[netip.Addr]int32)
 	}
 	s.n[k]++
+	if six {
+		if s.b48 == nil {
+			s.b48 = make(map[netip.Addr]int32)
+		}
+		s.b48[b]++
+	}
 	return true
 }
 
@@ -56,5 +79,10 @@ func (s *addrSubs) release(addr netip.Addr, k int32) {
 	defer s.mu.Unlock()
 	if s.n[key] -= k; s.n[key] <= 0 {
 		delete(s.n, key) // the map holds the addresses with subscriptions only
+	}
+	if b, six := block48(addr); six {
+		if s.b48[b] -= k; s.b48[b] <= 0 {
+			delete(s.b48, b)
+		}
 	}
 }

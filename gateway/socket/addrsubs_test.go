@@ -40,6 +40,48 @@ func TestAddrSubs(t *testing.T) {
 	}
 }
 
+// The /64s of one IPv6 /48 hold at most block48Share times the bound together: a client
+// with a /48 of its own took a new /64 per connection and passed the bound per address
+// as often as it liked. Another /48 and IPv4 clients are not held by it.
+func TestAddrSubsPerIPv6Block48(t *testing.T) {
+	s := addrSubs{max: 2}
+	site := func(i int) netip.Addr {
+		return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, byte(i), 15: 1})
+	}
+	for i := range block48Share {
+		for range 2 {
+			if !s.acquire(site(i)) {
+				t.Fatalf("/64 number %d refused under the /48's total (%v)", i, s.b48)
+			}
+		}
+	}
+	if s.acquire(site(block48Share)) {
+		t.Fatalf("a /64 past the /48's total of %d admitted", block48Share*2)
+	}
+	if other := netip.MustParseAddr("2001:db8:2::1"); !s.acquire(other) {
+		t.Fatal("another /48 refused")
+	}
+	if !s.acquire(netip.MustParseAddr("192.0.2.7")) {
+		t.Fatal("an IPv4 client refused")
+	}
+	s.release(site(0), 2)
+	if !s.acquire(site(block48Share)) {
+		t.Fatal("the /48 still full after two subscriptions went back")
+	}
+	for i := 1; i <= block48Share; i++ {
+		n := int32(2)
+		if i == block48Share {
+			n = 1
+		}
+		s.release(site(i), n)
+	}
+	s.release(netip.MustParseAddr("2001:db8:2::1"), 1)
+	s.release(netip.MustParseAddr("192.0.2.7"), 1)
+	if len(s.n) != 0 || len(s.b48) != 0 {
+		t.Fatalf("counts left after every release: %v %v", s.n, s.b48)
+	}
+}
+
 // An eth_subscribe refused after its client was gone (the refusal already on its way
 // when cleanup's LeaveAll ran, then dropAll gave every subscription back) gives nothing
 // back a second time. Before, it did: the gateway's count went one below what was held
