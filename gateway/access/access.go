@@ -336,16 +336,14 @@ func originAllowed(allowed []string, origin []byte) bool {
 // anonKey is whom anonymous limits count: an IPv4 address, or an IPv6 address's /64.
 // A client usually holds a whole /64; per address it could take a fresh allowance from
 // each, and fill the table of tenants until every new client shares the overflow one.
-func anonKey(addr netip.Addr) netip.Addr { return anonBlock(addr).Addr() }
+func anonKey(addr netip.Addr) netip.Addr { return clientip.Key(addr) }
 
 // anonBlock is anonKey as a prefix: an IPv4 address's /32, an IPv6 address's /64.
 func anonBlock(addr netip.Addr) netip.Prefix {
-	addr = addr.Unmap()
-	if addr.Is6() {
-		p, _ := addr.Prefix(64)
-		return p
+	if k := clientip.Key(addr); k.Is6() {
+		return netip.PrefixFrom(k, 64)
 	}
-	return netip.PrefixFrom(addr, 32)
+	return netip.PrefixFrom(addr.Unmap(), 32)
 }
 
 // Cost is the units r spends.

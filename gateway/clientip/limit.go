@@ -82,7 +82,7 @@ func (l *Limiter) Addresses() int {
 func (l *Limiter) OpenFrom(a netip.Addr) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.byIP[countedAs(a)]
+	return l.byIP[Key(a)]
 }
 
 // Listen wraps inner: its Accept refuses a connection past a bound (answering it from a
@@ -128,20 +128,9 @@ func (ll *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-// countedAs is the key connections from a count under: its /64 for IPv6, as the
-// anonymous limits, filters and subscriptions count a client (a host holds a /64:
-// counted per address, a new source address per connection passed every bound).
-func countedAs(a netip.Addr) netip.Addr {
-	if a = a.Unmap(); a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.Addr()
-	}
-	return a
-}
-
 // take counts a connection from a unless PerIP of them are open.
 func (l *Limiter) take(a netip.Addr) bool {
-	a = countedAs(a)
+	a = Key(a)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := l.byIP[a]
@@ -153,7 +142,7 @@ func (l *Limiter) take(a netip.Addr) bool {
 }
 
 func (l *Limiter) untake(a netip.Addr) {
-	a = countedAs(a)
+	a = Key(a)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if n := l.byIP[a] - 1; n > 0 {

@@ -11,6 +11,8 @@ package socket
 import (
 	"net/netip"
 	"sync"
+
+	"github.com/infura-gateway/infura-gateway/gateway/clientip"
 )
 
 // addrSubs counts the subscriptions held per client address, up to max (0: no bound).
@@ -24,33 +26,13 @@ type addrSubs struct {
 // block48Share bounds an IPv6 /48's subscriptions together: this many times max.
 const block48Share = 16
 
-// block48 is the /48 an IPv6 address counts under too; false for IPv4.
-func block48(a netip.Addr) (netip.Addr, bool) {
-	if a.Is6() && !a.Is4In6() {
-		if p, err := a.Prefix(48); err == nil {
-			return p.Addr(), true
-		}
-	}
-	return netip.Addr{}, false
-}
-
-// addrKey is the address a client counts under: its /64 for IPv6.
-func addrKey(a netip.Addr) netip.Addr {
-	if a.Is6() && !a.Is4In6() {
-		if p, err := a.Prefix(64); err == nil {
-			return p.Addr()
-		}
-	}
-	return a.Unmap()
-}
-
 // acquire counts one more subscription of addr; false when it holds max already.
 func (s *addrSubs) acquire(addr netip.Addr) bool {
 	if s.max <= 0 {
 		return true
 	}
-	k := addrKey(addr)
-	b, six := block48(addr)
+	k := clientip.Key(addr)
+	b, six := clientip.Site(addr)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.n[k] >= s.max || six && s.b48[b] >= block48Share*s.max {
@@ -74,13 +56,13 @@ func (s *addrSubs) release(addr netip.Addr, k int32) {
 	if s.max <= 0 || k <= 0 {
 		return
 	}
-	key := addrKey(addr)
+	key := clientip.Key(addr)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.n[key] -= k; s.n[key] <= 0 {
 		delete(s.n, key) // the map holds the addresses with subscriptions only
 	}
-	if b, six := block48(addr); six {
+	if b, six := clientip.Site(addr); six {
 		if s.b48[b] -= k; s.b48[b] <= 0 {
 			delete(s.b48, b)
 		}
