@@ -20,7 +20,7 @@ var (
 
 // WriteAnswer puts c's answer into the response without copying: the call's own buffer
 // is swapped with the response's (lent, when over KeptBody, which the response would
-// drop), a cache entry is referenced as it is (the cache's bound counts it). A large
+// drop; a small answer in such a buffer is copied), a cache entry is referenced as it is (the cache's bound counts it). A large
 // answer of the call's own is counted in the answer budget until it is written
 // (held.go); the call gives up its buffer.
 func (p *Pipeline) WriteAnswer(ctx *fasthttp.RequestCtx, c *Call) {
@@ -42,6 +42,13 @@ func (p *Pipeline) WriteAnswer(ctx *fasthttp.RequestCtx, c *Call) {
 			return
 		}
 		if cap(c.Own) > KeptBody {
+			if len(c.Ans) <= KeptBody {
+				// A small answer in a large buffer (one that held a large answer
+				// before) is copied into the response's own buffer, which the
+				// connection keeps for its next answer: cheaper than a body stream.
+				ctx.Response.SetBody(c.Ans)
+				return
+			}
 			c.Own = lendBody(&ctx.Response, c.Ans)
 			return
 		}
