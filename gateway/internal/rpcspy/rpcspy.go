@@ -38,6 +38,9 @@ type Call struct {
 	Method    string
 	// Faulted is true when the spy answered in the node's place (SetFault).
 	Faulted bool
+	// Failed is true when the node gave no answer to it over HTTP: the spy closed the
+	// client's connection, as a failed node's would be. A client may send it again.
+	Failed bool
 }
 
 // Fault is an answer the spy gives in the node's place.
@@ -75,6 +78,7 @@ type Spy struct {
 
 	mu    sync.Mutex
 	calls []Call
+	reset int // calls Reset dropped: s.calls[i] is the call numbered reset+i
 	fault func(method string) *Fault
 	conns map[*websocket.Conn]bool
 	// subs are the subscription ids the node gave through the spy, silenced those
@@ -157,6 +161,7 @@ func (s *Spy) Count(method string) int {
 // Reset forgets the calls recorded so far.
 func (s *Spy) Reset() {
 	s.mu.Lock()
+	s.reset += len(s.calls)
 	s.calls = nil
 	s.mu.Unlock()
 }
@@ -181,8 +186,9 @@ func methods(body []byte) []string {
 	return []string{one.Method}
 }
 
-// record notes the calls of body and returns the fault to answer with, if any.
-func (s *Spy) record(transport string, body []byte) *Fault {
+// record notes the calls of body and returns the fault to answer with, if any, and
+// the numbers of its calls [from, to) (for failed).
+func (s *Spy) record(transport string, body []byte) (*Fault, int, int) {
 	ms := methods(body)
 	now := time.Now()
 	s.mu.Lock()
@@ -196,10 +202,20 @@ func (s *Spy) record(transport string, body []byte) *Fault {
 			}
 		}
 	}
+	from := s.reset + len(s.calls)
 	for _, m := range ms {
 		s.calls = append(s.calls, Call{At: now, Transport: transport, Method: m, Faulted: fault != nil})
 	}
-	return fault
+	return fault, from, s.reset + len(s.calls)
+}
+
+// failed marks the calls numbered [from, to) as failed, those Reset has not dropped.
+func (s *Spy) failed(from, to int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := max(from-s.reset, 0); i < to-s.reset; i++ {
+		s.calls[i].Failed = true
+	}
 }
 
 // answer builds the JSON-RPC answer of a fault to body (one object, or one per batch
@@ -246,7 +262,7 @@ func (s *Spy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	f := s.record(HTTP, body)
+	f, from, to := s.record(HTTP, body)
 	if f != nil && f.Delay > 0 {
 		select {
 		case <-time.After(f.Delay):
@@ -270,6 +286,7 @@ func (s *Spy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// The node's failure, passed on as a failed connection would be: the client
 		// sees its request fail, not a made-up answer.
+		s.failed(from, to)
 		hj, ok := w.(http.Hijacker)
 		if ok {
 			if c, _, err := hj.Hijack(); err == nil {
@@ -350,7 +367,7 @@ func (s *Spy) serveWS(w http.ResponseWriter, r *http.Request) {
 			_ = up.Close()
 			break
 		}
-		f := s.record(WS, msg)
+		f, _, _ := s.record(WS, msg)
 		subs.sent(msg)
 		switch {
 		case f != nil && f.Close:

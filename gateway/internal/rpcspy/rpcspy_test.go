@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -153,4 +154,48 @@ func TestSpyFaults(t *testing.T) {
 	if status, got := post(t, spy.URL, `{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`); status != 200 || got != want {
 		t.Fatalf("after SetFault(nil): %d %q", status, got)
 	}
+}
+
+// A call the node does not answer is recorded as failed, and its client's connection
+// closed; calls the node answered, and calls a Reset dropped, are not marked.
+func TestSpyMarksCallsTheNodeFailed(t *testing.T) {
+	node := testnode.Start(t, testnode.Period(0))
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close() // nothing listens at its address any more
+	for _, tc := range []struct {
+		name     string
+		upstream string
+		failed   bool
+	}{{"node answers", node.HTTPURL, false}, {"node gone", gone.URL, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			spy := Start(t, tc.upstream, "")
+			_, _ = http.Post(spy.URL, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`))
+			resp, err := http.Post(spy.URL, "application/json", strings.NewReader(`[{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"},{"jsonrpc":"2.0","id":2,"method":"eth_chainId"}]`))
+			if err == nil {
+				resp.Body.Close()
+			}
+			if (err != nil) != tc.failed {
+				t.Fatalf("the client's error: %v, want one: %v", err, tc.failed)
+			}
+			calls := spy.Calls()
+			if len(calls) != 3 {
+				t.Fatalf("calls %+v", calls)
+			}
+			for _, c := range calls {
+				if c.Failed != tc.failed {
+					t.Fatalf("call %+v: failed %v, want %v", c, c.Failed, tc.failed)
+				}
+			}
+		})
+	}
+	t.Run("reset between a call and its failure", func(t *testing.T) {
+		spy := Start(t, gone.URL, "")
+		_, from, to := spy.record(HTTP, []byte(`{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}`))
+		spy.Reset()
+		_, _, _ = spy.record(HTTP, []byte(`{"jsonrpc":"2.0","id":2,"method":"eth_blockNumber"}`))
+		spy.failed(from, to)
+		if calls := spy.Calls(); len(calls) != 1 || calls[0].Failed {
+			t.Fatalf("a call after the Reset marked by the failure of one before it: %+v", calls)
+		}
+	})
 }
