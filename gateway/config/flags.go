@@ -202,7 +202,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	num(&c.WSUpstreamQueue, "ws-upstream-queue", "WS_UPSTREAM_QUEUE", "frames waiting for one upstream socket's writer; past it calls get 503")
 	boolean(&c.WSPerClient, "ws-per-client", "WS_PER_CLIENT", "give every /socket2socket client its own upstream socket (for comparison with shared sockets)")
 	num(&c.WSMaxClients, "ws-max-clients", "WS_MAX_CLIENTS", "most /socket2socket clients at once; more are refused with 503")
-	num(&c.WSClientQueue, "ws-client-queue", "WS_CLIENT_QUEUE", "messages queued to one slow /socket2socket client before it is dropped (close 1008)")
+	num(&c.WSClientQueue, "ws-client-queue", "WS_CLIENT_QUEUE", "answers queued to one slow /socket2socket client before it is dropped (close 1008); notifications count in -ws-client-queue-bytes only")
 	num(&c.WSClientQueueBytes, "ws-client-queue-bytes", "WS_CLIENT_QUEUE_BYTES", "bytes queued, or being written, to one slow /socket2socket client before it is dropped (close 1008); one message of any size always fits when nothing else is")
 	num(&c.WSMaxInFlight, "ws-max-in-flight", "WS_MAX_IN_FLIGHT", "requests one /socket2socket client may have in flight, notifications and batch elements included")
 	num(&c.WSMaxPendingBytes, "ws-max-pending-bytes", "WS_MAX_PENDING_BYTES", "request bytes one /socket2socket client may have in flight")

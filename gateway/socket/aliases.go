@@ -148,17 +148,17 @@ func (c *wsClient) notifyAliased(t *aliasTable, frame []byte) {
 	gw, at := notificationID(frame)
 	i := heldIndex(t.subs, gw)
 	if i < 0 {
-		c.enqueue(outMsg{b: frame})
+		c.enqueue(outMsg{b: frame, note: true})
 		return
 	}
 	h := &t.subs[i]
 	if !h.gone {
-		c.enqueue(outMsg{b: frame})
+		c.enqueue(outMsg{b: frame, note: true})
 	}
 	for _, id := range h.extra {
 		buf := getMsgBuf()
 		*buf = append(append(append((*buf)[:0], frame[:at]...), id...), frame[at+len(gw):]...)
-		c.enqueue(outMsg{b: *buf, buf: buf})
+		c.enqueue(outMsg{b: *buf, buf: buf, note: true})
 	}
 }
 

@@ -9,8 +9,8 @@
 package socket
 
 // waitRoom returns once the answers the client can be sent next fit its queue: the
-// messages queued, the calls in flight and the eth_subscribe answers owed (each queues
-// its answer) below -ws-client-queue,
+// messages queued (notifications aside: they count in the bytes), the calls in flight
+// and the eth_subscribe answers owed (each queues its answer) below -ws-client-queue,
 // and under half of -ws-client-queue-bytes queued; at once when the client is closing.
 // A client that stops reading is ended by the writer's timeout (drain), which wakes it.
 // It reports whether it waited for a client still served: its pongs were not read
@@ -22,7 +22,7 @@ func (c *wsClient) waitRoom() (paused bool) {
 		// Every Join is answered once (upstream.Sink) while the client lives: the
 		// subscribe answers owed come as surely as a call's.
 		owed := int(c.owed.Load())
-		full := len(c.queue)+int(c.inFlight.Load())+owed >= cfg.WSClientQueue || 2*c.queuedBytes >= cfg.WSClientQueueBytes
+		full := len(c.queue)-c.notes+int(c.inFlight.Load())+owed >= cfg.WSClientQueue || 2*c.queuedBytes >= cfg.WSClientQueueBytes
 		done := c.closed || c.closing
 		c.mu.Unlock()
 		if !full || done {

@@ -85,9 +85,11 @@ type wsClient struct {
 	// queuedBytes counts the messages queued and those of the batch drain is writing,
 	// until the batch is written: the byte budget covers both.
 	queuedBytes int
-	writing     bool // a drain goroutine runs
-	closed      bool
-	closing     bool // a close is queued behind the messages before it
+	// notes counts the notifications in queue: -ws-client-queue bounds the others.
+	notes   int
+	writing bool // a drain goroutine runs
+	closed  bool
+	closing bool // a close is queued behind the messages before it
 
 	// The subscriptions held (aliases.go): held and its writers under aliasMu; aliases,
 	// nil unless one is held more than once, for Notify.
@@ -102,6 +104,7 @@ type outMsg struct {
 	buf   *[]byte // non-nil when b is ours to return to the pool
 	close int     // not 0: a close frame with this code, b its reason
 	held  int64   // what the answer budget holds for b (ours, past its floor), until written or dropped
+	note  bool    // a subscription notification: bounded by the queue's bytes, not its count
 }
 
 // free gives back what m holds: its buffer to the pool, its bytes to the budget.
@@ -275,7 +278,7 @@ func (c *wsClient) releaseLocked() {
 		c.free(&c.queue[i])
 		c.queue[i] = outMsg{}
 	}
-	c.queue, c.queuedBytes = c.queue[:0], 0
+	c.queue, c.queuedBytes, c.notes = c.queue[:0], 0, 0
 	c.roomy()
 }
 
@@ -353,7 +356,7 @@ func (c *wsClient) Notify(frame []byte) {
 		c.notifyAliased(t, frame)
 		return
 	}
-	c.enqueue(outMsg{b: frame})
+	c.enqueue(outMsg{b: frame, note: true})
 }
 
 // send queues a copy of msg.
@@ -366,7 +369,9 @@ func (c *wsClient) send(msg []byte) {
 // enqueue never blocks: it appends to the client's queue and starts a writer if none
 // runs. A queue over its count or byte budget means the client reads slower than it is
 // sent to: it is dropped. The bytes count what is queued and what drain is writing;
-// one message of any size always fits when neither holds anything.
+// one message of any size always fits when neither holds anything. Notifications count
+// in the bytes only: the logs of one block come at once, hundreds of them, and a client
+// reading as fast as it can fell behind such a burst for a moment and was dropped.
 func (c *wsClient) enqueue(m outMsg) {
 	cfg := c.h.cfg
 	c.mu.Lock()
@@ -379,7 +384,8 @@ func (c *wsClient) enqueue(m outMsg) {
 	}
 	if m.close != 0 {
 		c.closing = true // served no more; the close goes out after what is queued
-	} else if len(c.queue) >= cfg.WSClientQueue || (c.queuedBytes > 0 && c.queuedBytes+len(m.b) > cfg.WSClientQueueBytes) {
+	} else if !m.note && len(c.queue)-c.notes >= cfg.WSClientQueue ||
+		c.queuedBytes > 0 && c.queuedBytes+len(m.b) > cfg.WSClientQueueBytes {
 		c.closed = true
 		c.releaseLocked()
 		c.mu.Unlock()
@@ -402,6 +408,9 @@ func (c *wsClient) enqueue(m outMsg) {
 	}
 	c.queue = append(c.queue, m)
 	c.queuedBytes += len(m.b)
+	if m.note {
+		c.notes++
+	}
 	if !c.writing && c.acquire() {
 		c.writing = true
 		go c.drain()
@@ -422,7 +431,7 @@ func (c *wsClient) drain() {
 			return
 		}
 		batch := c.queue
-		c.queue, c.spare = c.spare[:0], nil
+		c.queue, c.spare, c.notes = c.spare[:0], nil, 0
 		c.mu.Unlock()
 
 		var err error
