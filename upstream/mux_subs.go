@@ -277,6 +277,15 @@ func (m *Mux) resubscribeLocked(s *slot) {
 			g.downSince = time.Now()
 		}
 		if perr := m.subscribeUpstream(g, s, m.cfg.RequestTimeout); perr != nil {
+			// The socket's queue full (many groups at once after a reconnect), or the
+			// socket gone again: sent again after the backoff, on whichever socket is
+			// up then, rather than left silent until the next reconnect.
+			if len(g.members) > 0 {
+				d := m.retryLater(g)
+				m.cfg.Logger.Warn("upstream websocket: cannot resubscribe; retrying", "subscription", g.gwID,
+					"retry_in", d, "err", perr.Message)
+				continue
+			}
 			m.cfg.Logger.Warn("upstream websocket: cannot resubscribe", "subscription", g.gwID, "err", perr.Message)
 		}
 	}
