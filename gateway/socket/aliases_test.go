@@ -56,3 +56,19 @@ func FuzzSubscriptionIDs(f *testing.F) {
 		}
 	})
 }
+
+// A drained batch's slice is kept for the next queue unless a burst grew it past the
+// queue's count bound: notifications are bounded by bytes only, and an idle client
+// would otherwise keep its largest burst's bookkeeping.
+func TestKeptQueue(t *testing.T) {
+	for _, tc := range []struct {
+		capacity, bound int
+		kept            bool
+	}{{0, 256, true}, {8, 256, true}, {256, 256, true}, {257, 256, false}, {4096, 256, false}} {
+		batch := make([]outMsg, tc.capacity/2, tc.capacity)
+		got := keptQueue(batch, tc.bound)
+		if (got != nil) != tc.kept || len(got) != 0 || (tc.kept && cap(got) != tc.capacity) {
+			t.Errorf("capacity %d, bound %d: kept %d/%d (nil %v), want kept %v", tc.capacity, tc.bound, len(got), cap(got), got == nil, tc.kept)
+		}
+	}
+}

@@ -459,7 +459,7 @@ func (c *wsClient) drain() {
 			batch[i] = outMsg{}
 		}
 		c.mu.Lock()
-		c.spare = batch[:0]
+		c.spare = keptQueue(batch, c.h.cfg.WSClientQueue)
 		if !c.closed { // closed: releaseLocked set it to 0
 			c.queuedBytes -= written
 		}
@@ -525,3 +525,14 @@ var (
 	errAddrSubscriptions = proto.NewError(proto.CodeLimitExceeded, 429,
 		"too many subscriptions from this client address")
 )
+
+// keptQueue is the slice a drained batch leaves for the client's next queue: itself,
+// emptied, unless a burst of notifications (bounded by bytes, not count) grew it past
+// the queue's count bound. Kept, thousands of such slices would hold their burst's
+// bookkeeping, about 50 bytes a message, for as long as each client stays connected.
+func keptQueue(batch []outMsg, bound int) []outMsg {
+	if cap(batch) > bound {
+		return nil
+	}
+	return batch[:0]
+}
