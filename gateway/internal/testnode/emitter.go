@@ -62,7 +62,7 @@ func (n *Node) DeployEmitter(t testing.TB) string {
 // mined; it returns the transaction hash and its block number.
 func (n *Node) Emit(t testing.TB, address string) (txHash string, block uint64) {
 	t.Helper()
-	hash, err := n.sendEmit(n.DevAccount(t), address)
+	hash, err := n.sendEmit(n.DevAccount(t), address, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,11 +77,17 @@ func (n *Node) Emit(t testing.TB, address string) (txHash string, block uint64) 
 	return hash, b
 }
 
-func (n *Node) sendEmit(from, address string) (string, error) {
+// sendEmit sends one emit transaction from from; nonce, when not empty, is its nonce
+// (a quantity), otherwise geth picks the account's next pending one.
+func (n *Node) sendEmit(from, address, nonce string) (string, error) {
 	// No gas limit: geth estimates it on the latest state. The first call, which fills
 	// a new storage slot, costs about 133,000 gas under the pinned geth's fork rules, later ones
 	// less; the slot never returns to zero, so an estimate is never too low.
-	res, err := n.call("eth_sendTransaction", map[string]string{"from": from, "to": address})
+	tx := map[string]string{"from": from, "to": address}
+	if nonce != "" {
+		tx["nonce"] = nonce
+	}
+	res, err := n.call("eth_sendTransaction", tx)
 	if err != nil {
 		return "", fmt.Errorf("emit: %w", err)
 	}
@@ -137,6 +143,11 @@ type Emitter struct {
 	from, to string
 	stop     chan struct{}
 	done     chan struct{}
+	// nonce is the next transaction's: the emitter numbers its transactions itself.
+	// geth's own choice (the pool's pending nonce) is updated only once the pool has
+	// promoted the previous transaction, asynchronously: a send right after another
+	// could get the same nonce and be refused as "already known" (geth issue 28502).
+	nonce uint64
 
 	mu     sync.Mutex
 	sent   []string
@@ -162,6 +173,17 @@ type EmitterResult struct {
 func (n *Node) StartEmitter(t testing.TB, address string, interval time.Duration, perTick int) *Emitter {
 	t.Helper()
 	e := &Emitter{n: n, from: n.DevAccount(t), to: address, stop: make(chan struct{}), done: make(chan struct{})}
+	// The account's next nonce. Every transaction the test sent before is mined or at
+	// least in the pool by now (Emit and DeployEmitter wait for the receipt), and none
+	// is sent from the account while the emitter runs but the emitter's.
+	var nonce string
+	if err := json.Unmarshal(n.Call(t, "eth_getTransactionCount", e.from, "pending"), &nonce); err != nil {
+		t.Fatalf("emitter nonce: %v", err)
+	}
+	var err error
+	if e.nonce, err = ParseQuantity(nonce); err != nil {
+		t.Fatalf("emitter nonce %q: %v", nonce, err)
+	}
 	go e.run(interval, perTick)
 	t.Cleanup(func() { e.halt() })
 	return e
@@ -173,12 +195,13 @@ func (e *Emitter) run(interval time.Duration, perTick int) {
 	defer tick.Stop()
 	for {
 		for i := 0; i < perTick; i++ {
-			hash, err := e.n.sendEmit(e.from, e.to)
+			hash, err := e.n.sendEmit(e.from, e.to, Quantity(e.nonce))
 			e.mu.Lock()
 			if err != nil {
 				e.errors = append(e.errors, fmt.Errorf("%s: %w", time.Now().Format("15:04:05.000"), err))
 			} else {
 				e.sent = append(e.sent, hash)
+				e.nonce++
 			}
 			e.mu.Unlock()
 		}
