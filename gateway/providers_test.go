@@ -175,22 +175,39 @@ func (p *fakeProvider) maxPerSecond(from, to time.Time) int64 {
 
 // offerDistinctReads sends n reads, each for another block, at rate per second spread
 // over the replicas (an open loop paced by a schedule, not synchronisation), and
-// returns the answers that were not a result.
+// returns the answers that were not a result. A call is sent 1/rate after the one
+// before it, or at once if that time has passed: a stall of the machine (the test
+// process, its gateways and its clients alike) delays the schedule rather than leaves
+// calls overdue, to be sent back to back once it ends. The rate holds over any second
+// but the one a stall ends in, where at most the workers' calls go together.
 func offerDistinctReads(t *testing.T, urls []string, rate float64, dur time.Duration, first uint64) (sent int64, errs []string) {
 	t.Helper()
 	const workers = 32
 	total := int(rate * dur.Seconds())
+	interval := time.Duration(float64(time.Second) / rate)
 	var mu sync.Mutex
 	var n atomic.Int64
-	start := time.Now()
+	var pace sync.Mutex
+	next, taken := time.Now(), 0
+	// slot is the next call's number (total: none left) and when to send it.
+	slot := func() (int, time.Time) {
+		pace.Lock()
+		defer pace.Unlock()
+		at := next
+		if now := time.Now(); now.After(at) {
+			at = now
+		}
+		next = at.Add(interval)
+		taken++
+		return taken - 1, at
+	}
 	var wg sync.WaitGroup
-	for w := range workers {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < total; i += workers {
-				at := time.Duration(float64(i) / rate * float64(time.Second))
-				if d := time.Until(start.Add(at)); d > 0 {
+			for i, at := slot(); i < total; i, at = slot() {
+				if d := time.Until(at); d > 0 {
 					time.Sleep(d) // pacing an open-loop load
 				}
 				n.Add(1)
