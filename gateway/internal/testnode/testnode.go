@@ -122,7 +122,7 @@ func Args(period int, ports Ports, datadir string) []string {
 		// No NAT probing, IPC socket or p2p listener: a dev node needs only RPC.
 		"--nat", "none", "--ipcdisable", "--port", "0", "--maxpeers", "0",
 		"--authrpc.addr", "127.0.0.1", "--authrpc.port", strconv.Itoa(ports.AuthRPC),
-		"--http", "--http.addr", "127.0.0.1", "--http.port", strconv.Itoa(ports.HTTP), "--http.api", "eth,net,web3",
+		"--http", "--http.addr", "127.0.0.1", "--http.port", strconv.Itoa(ports.HTTP), "--http.api", "eth,net,web3,dev",
 		"--ws", "--ws.addr", "127.0.0.1", "--ws.port", strconv.Itoa(ports.WS), "--ws.api", "eth,net,web3",
 		"--verbosity", "2")
 }
@@ -442,6 +442,7 @@ func (n *Node) SendTx(t testing.TB) (txHash, blockNumber string) {
 		t.Fatalf("eth_sendTransaction: %v", err)
 	}
 	deadline := time.Now().Add(StartTimeout)
+	var nudges nudger
 	for {
 		var receipt *struct {
 			BlockNumber string `json:"blockNumber"`
@@ -462,6 +463,7 @@ func (n *Node) SendTx(t testing.TB) (txHash, blockNumber string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("transaction %s not mined within %v", txHash, StartTimeout)
 		}
+		n.nudge(&nudges)
 		time.Sleep(100 * time.Millisecond) // waiting on the node's block production
 	}
 }
