@@ -340,10 +340,11 @@ func anonKey(addr netip.Addr) netip.Addr { return clientip.Key(addr) }
 
 // anonBlock is anonKey as a prefix: an IPv4 address's /32, an IPv6 address's /64.
 func anonBlock(addr netip.Addr) netip.Prefix {
-	if k := clientip.Key(addr); k.Is6() {
+	k := clientip.Key(addr)
+	if k.Is6() {
 		return netip.PrefixFrom(k, 64)
 	}
-	return netip.PrefixFrom(addr.Unmap(), 32)
+	return netip.PrefixFrom(k, 32)
 }
 
 // Cost is the units r spends.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/infura-gateway/infura-gateway/gateway/clientip"
 	"github.com/infura-gateway/infura-gateway/proto"
 )
 
@@ -62,11 +63,14 @@ func aggScope(scope string) string {
 		return ""
 	}
 	p, err := netip.ParsePrefix(rest)
-	if err != nil || !p.Addr().Is6() || p.Bits() < 48 {
+	if err != nil || p.Bits() < 48 {
 		return ""
 	}
-	p48, _ := p.Addr().Prefix(48)
-	return "anon48:" + p48.String()
+	site, six := clientip.Site(p.Addr())
+	if !six {
+		return ""
+	}
+	return "anon48:" + netip.PrefixFrom(site, 48).String()
 }
 
 func (s *Service) errTotal() *rpcError {

@@ -441,31 +441,11 @@ func (n *Node) SendTx(t testing.TB) (txHash, blockNumber string) {
 	if err := json.Unmarshal(n.Call(t, "eth_sendTransaction", tx), &txHash); err != nil {
 		t.Fatalf("eth_sendTransaction: %v", err)
 	}
-	deadline := time.Now().Add(StartTimeout)
-	var nudges nudger
-	for {
-		var receipt *struct {
-			BlockNumber string `json:"blockNumber"`
-		}
-		res, err := n.call("eth_getTransactionReceipt", txHash)
-		// A fresh dev node answers "transaction indexing is in progress" for a moment.
-		if err != nil && !strings.Contains(err.Error(), "indexing is in progress") {
-			t.Fatalf("receipt of %s: %v", txHash, err)
-		}
-		if err == nil {
-			if err := json.Unmarshal(res, &receipt); err != nil {
-				t.Fatalf("receipt: %v", err)
-			}
-		}
-		if receipt != nil {
-			return txHash, receipt.BlockNumber
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("transaction %s not mined within %v", txHash, StartTimeout)
-		}
-		n.nudge(&nudges)
-		time.Sleep(100 * time.Millisecond) // waiting on the node's block production
+	r, err := n.waitReceipt(txHash, StartTimeout)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return txHash, r.BlockNumber
 }
 
 type syncWriter struct {
